@@ -1,0 +1,142 @@
+//! The canister's entry points. Each reads the caller and the time from the
+//! IC and calls one function of [`crate::operations`]; nothing else happens here.
+
+use candid::Nat;
+use ic_cdk::api::{msg_caller, time};
+use ic_cdk::{init, post_upgrade, query, update};
+use ic_stable_structures::DefaultMemoryImpl;
+use icrc_ledger_types::icrc::generic_metadata_value::MetadataValue;
+use icrc_ledger_types::icrc1::account::Account;
+use icrc_ledger_types::icrc1::transfer::{TransferArg, TransferError};
+use icrc_ledger_types::icrc2::allowance::{Allowance, AllowanceArgs};
+use icrc_ledger_types::icrc2::approve::{ApproveArgs, ApproveError};
+use icrc_ledger_types::icrc2::transfer_from::{TransferFromArgs, TransferFromError};
+
+use crate::amount::nat;
+use crate::block::{ListBlocksArgs, ListBlocksResult};
+use crate::config::LedgerArg;
+use crate::operations::{self, StandardRecord};
+use crate::state::{State, mutate_state, read_state, replace_state};
+
+#[init]
+fn init(arg: LedgerArg) {
+    let LedgerArg::Init(args) = arg else {
+        ic_cdk::trap("install needs LedgerArg::Init");
+    };
+    let mut state = State::open(DefaultMemoryImpl::default());
+    if let Err(e) = operations::install(&mut state, &args, time()) {
+        ic_cdk::trap(e.to_string());
+    }
+    replace_state(state);
+}
+
+#[post_upgrade]
+fn post_upgrade(arg: Option<LedgerArg>) {
+    let mut state = State::open(DefaultMemoryImpl::default());
+    let upgrade = match &arg {
+        None | Some(LedgerArg::Upgrade(None)) => None,
+        Some(LedgerArg::Upgrade(Some(args))) => Some(args),
+        Some(LedgerArg::Init(_)) => ic_cdk::trap("upgrade needs LedgerArg::Upgrade"),
+    };
+    if let Err(e) = operations::upgrade(&mut state, upgrade) {
+        ic_cdk::trap(e.to_string());
+    }
+    replace_state(state);
+}
+
+#[query]
+fn icrc1_name() -> String {
+    read_state(|s| s.config().token_name.clone())
+}
+
+#[query]
+fn icrc1_symbol() -> String {
+    read_state(|s| s.config().token_symbol.clone())
+}
+
+#[query]
+fn icrc1_decimals() -> u8 {
+    read_state(|s| s.config().decimals)
+}
+
+#[query]
+fn icrc1_fee() -> Nat {
+    read_state(|s| nat(s.config().fee))
+}
+
+#[query]
+fn icrc1_metadata() -> Vec<(String, MetadataValue)> {
+    read_state(operations::metadata)
+}
+
+#[query]
+fn icrc1_total_supply() -> Nat {
+    read_state(|s| nat(s.total_supply()))
+}
+
+#[query]
+fn icrc1_minting_account() -> Option<Account> {
+    read_state(|s| Some(s.config().minting_account))
+}
+
+#[query]
+fn icrc1_balance_of(account: Account) -> Nat {
+    read_state(|s| nat(s.balance(&account)))
+}
+
+#[query]
+fn icrc1_supported_standards() -> Vec<StandardRecord> {
+    operations::supported_standards()
+}
+
+#[query]
+fn icrc10_supported_standards() -> Vec<StandardRecord> {
+    operations::supported_standards()
+}
+
+#[update]
+fn icrc1_transfer(arg: TransferArg) -> Result<Nat, TransferError> {
+    let caller = msg_caller();
+    mutate_state(|s| operations::transfer(s, caller, &arg, time())).map(Nat::from)
+}
+
+#[update]
+fn icrc2_approve(args: ApproveArgs) -> Result<Nat, ApproveError> {
+    let caller = msg_caller();
+    mutate_state(|s| operations::approve(s, caller, &args, time())).map(Nat::from)
+}
+
+#[update]
+fn icrc2_transfer_from(args: TransferFromArgs) -> Result<Nat, TransferFromError> {
+    let caller = msg_caller();
+    mutate_state(|s| operations::transfer_from(s, caller, &args, time())).map(Nat::from)
+}
+
+#[query]
+fn icrc2_allowance(args: AllowanceArgs) -> Allowance {
+    read_state(|s| operations::allowance(s, &args, time()))
+}
+
+/// A page of the transaction log (at most `MAX_BLOCKS_PER_PAGE` blocks).
+#[query]
+fn list_blocks(args: ListBlocksArgs) -> ListBlocksResult {
+    read_state(|s| s.blocks_page(args.start, args.length))
+}
+
+ic_cdk::export_candid!();
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use candid_parser::utils::{CandidSource, service_equal};
+
+    #[test]
+    fn candid_interface_matches_ledger_did() {
+        let generated = super::__export_service();
+        let did = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/ledger.did"));
+        if let Err(e) = service_equal(CandidSource::Text(&generated), CandidSource::File(did)) {
+            panic!("ledger.did differs from the code: {e}\n--- generated ---\n{generated}");
+        }
+    }
+}

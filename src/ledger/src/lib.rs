@@ -1,0 +1,25 @@
+//! An ICRC-1 + ICRC-2 ledger canister for the marketplace's tests and local
+//! demo. It follows the ICP ledger's rules: a fixed fee that is burnt, a
+//! minting account (transfers from it mint, transfers to it burn, with a
+//! minimum burn of one fee), 32-byte memos, dedup of transactions that set
+//! `created_at_time` (24 h window, 60 s drift), and approvals with
+//! `expected_allowance` and expiry. Every transaction is appended to a block
+//! log that `list_blocks` pages through.
+//!
+//! All state is in stable structures ([`state`]); the rules ([`operations`])
+//! take the caller and the time as arguments and run natively in tests.
+//! The anonymous principal is an ordinary account holder here, as on the
+//! ICRC ledgers: it can receive tokens and, as a caller, spend them.
+
+pub mod amount;
+pub mod block;
+mod canister;
+pub mod config;
+pub mod keys;
+pub mod memory;
+pub mod operations;
+pub mod state;
+
+pub use block::{Block, ListBlocksArgs, ListBlocksResult, Operation};
+pub use config::{InitArgs, LedgerArg, UpgradeArgs};
+pub use state::State;

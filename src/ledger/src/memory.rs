@@ -1,0 +1,34 @@
+//! The one `MemoryManager` of the ledger and the `MemoryId` of every stable
+//! structure. Ids are never reused: a retired structure keeps its id forever.
+
+use ic_stable_structures::DefaultMemoryImpl;
+use ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemory};
+
+/// A region of stable memory handed out by the memory manager.
+pub type Memory = VirtualMemory<DefaultMemoryImpl>;
+
+/// `StableCell<ConfigCell>`: token name, symbol, decimals, fee, minting account.
+pub const CONFIG: MemoryId = MemoryId::new(0);
+/// `StableCell<u64>`: the total supply (sum of all balances).
+pub const TOTAL_SUPPLY: MemoryId = MemoryId::new(1);
+/// `StableBTreeMap<AccountKey, u64>`: balances; zero balances are not stored.
+pub const BALANCES: MemoryId = MemoryId::new(2);
+/// `StableBTreeMap<ApprovalKey, StoredAllowance>`: allowances by (owner, spender).
+pub const ALLOWANCES: MemoryId = MemoryId::new(3);
+/// `StableBTreeMap<AllowanceExpiryKey, ()>`: allowances by expiry time, for pruning.
+pub const ALLOWANCE_EXPIRIES: MemoryId = MemoryId::new(4);
+/// `StableBTreeMap<TxHash, u64>`: block index of each deduplicated transaction.
+pub const DEDUP: MemoryId = MemoryId::new(5);
+/// `StableBTreeMap<DedupExpiryKey, ()>`: dedup entries by `created_at_time`, for pruning.
+pub const DEDUP_EXPIRIES: MemoryId = MemoryId::new(6);
+/// `StableLog<Block>` index memory.
+pub const BLOCKS_INDEX: MemoryId = MemoryId::new(7);
+/// `StableLog<Block>` data memory.
+pub const BLOCKS_DATA: MemoryId = MemoryId::new(8);
+
+/// Creates the memory manager over `memory` (stable memory on the IC, a
+/// vector in native tests); existing contents are kept, which is what makes
+/// upgrades free of serialisation.
+pub fn manager(memory: DefaultMemoryImpl) -> MemoryManager<DefaultMemoryImpl> {
+    MemoryManager::init(memory)
+}
