@@ -1,0 +1,120 @@
+//! Typed helpers for calling the marketplace from another canister.
+//!
+//! Every helper makes a bounded-wait call (the IC's default for calls whose
+//! outcome the caller can reconcile), decodes the Candid reply and returns
+//! the method's own result inside a [`CallError`]-typed outer result. A
+//! [`CallError::OutcomeUnknown`] means the call may or may not have taken
+//! effect: query the canister (e.g. `get_job`) before retrying.
+
+use crate::escrow::{Balance, DepositArgs, EscrowError, NotifyDepositArgs, WithdrawArgs};
+use crate::matcher::{Job, JobSpec, MatcherError};
+use crate::{Account, JobId, Principal, Tokens};
+use candid::CandidType;
+use candid::utils::ArgumentEncoder;
+use ic_cdk::call::{Call, CallFailed, RejectCode};
+use serde::de::DeserializeOwned;
+
+/// Why a call to one of our canisters did not produce a decoded reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallError {
+    /// The call was rejected, or could not be made; it had no effect.
+    Rejected { code: u32, message: String },
+    /// A bounded-wait call timed out: it may or may not have taken effect.
+    OutcomeUnknown,
+    /// The reply did not decode as the expected type.
+    BadReply { message: String },
+}
+
+async fn call<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
+    canister: Principal,
+    method: &str,
+    args: &A,
+) -> Result<R, CallError> {
+    let reply = Call::bounded_wait(canister, method)
+        .with_args(args)
+        .await
+        .map_err(|e| match e {
+            CallFailed::CallRejected(r) if r.reject_code() == Ok(RejectCode::SysUnknown) => {
+                CallError::OutcomeUnknown
+            }
+            CallFailed::CallRejected(r) => CallError::Rejected {
+                code: r.raw_reject_code(),
+                message: r.reject_message().to_string(),
+            },
+            other => CallError::Rejected {
+                code: 0,
+                message: other.to_string(),
+            },
+        })?;
+    reply.candid::<R>().map_err(|e| CallError::BadReply {
+        message: e.to_string(),
+    })
+}
+
+/// The escrow canister, seen from a client canister.
+#[derive(Clone, Copy, Debug)]
+pub struct EscrowClient(pub Principal);
+
+impl EscrowClient {
+    /// Pulls `args.amount` from the caller's ledger account (approved beforehand).
+    pub async fn deposit(
+        &self,
+        args: &DepositArgs,
+    ) -> Result<Result<Tokens, EscrowError>, CallError> {
+        call(self.0, "deposit", &(args,)).await
+    }
+
+    /// Credits tokens pushed to `args.beneficiary`'s deposit account.
+    pub async fn notify_deposit(
+        &self,
+        args: &NotifyDepositArgs,
+    ) -> Result<Result<Tokens, EscrowError>, CallError> {
+        call(self.0, "notify_deposit", &(args,)).await
+    }
+
+    /// Moves the caller's free balance out to `args.to`.
+    pub async fn withdraw(
+        &self,
+        args: &WithdrawArgs,
+    ) -> Result<Result<u128, EscrowError>, CallError> {
+        call(self.0, "withdraw", &(args,)).await
+    }
+
+    /// The account to transfer to so that `owner` is credited on `notify_deposit`.
+    pub async fn deposit_account(&self, owner: Principal) -> Result<Account, CallError> {
+        call(self.0, "deposit_account", &(owner,)).await
+    }
+
+    /// `owner`'s balance on `ledger`.
+    pub async fn balance_of(
+        &self,
+        owner: Principal,
+        ledger: Principal,
+    ) -> Result<Balance, CallError> {
+        call(self.0, "balance_of", &(owner, ledger)).await
+    }
+}
+
+/// The matcher canister, seen from a client canister.
+#[derive(Clone, Copy, Debug)]
+pub struct MatcherClient(pub Principal);
+
+impl MatcherClient {
+    /// Submits a job paid from the caller's escrow balance; returns its id.
+    pub async fn submit_job(
+        &self,
+        spec: &JobSpec,
+    ) -> Result<Result<JobId, MatcherError>, CallError> {
+        call(self.0, "submit_job", &(spec,)).await
+    }
+
+    /// Reads a job.
+    pub async fn get_job(&self, job_id: JobId) -> Result<Option<Job>, CallError> {
+        call(self.0, "get_job", &(job_id,)).await
+    }
+
+    /// Cancels one of the caller's jobs.
+    pub async fn cancel_job(&self, job_id: JobId) -> Result<Result<(), MatcherError>, CallError> {
+        call(self.0, "cancel_job", &(job_id,)).await
+    }
+}

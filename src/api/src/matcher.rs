@@ -1,0 +1,343 @@
+//! Types of the matcher canister: modules, offers, bids (jobs), assignments,
+//! heartbeats and results.
+
+use crate::{JobId, OfferId, Principal, Tokens};
+use candid::{CandidType, Deserialize};
+use serde::Serialize;
+
+/// Largest job input, in bytes.
+pub const MAX_INPUT_BYTES: usize = 1024 * 1024;
+/// Largest job output kept by the matcher, in bytes.
+pub const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
+/// Largest chunk of a module upload or download, in bytes (under the 2 MiB message limit).
+pub const MAX_CHUNK_BYTES: usize = 1024 * 1024;
+/// Largest job module, in bytes.
+pub const MAX_MODULE_BYTES: usize = 16 * 1024 * 1024;
+/// Most args or env entries of a job.
+pub const MAX_ARGS: usize = 64;
+/// Longest arg, env name or env value, in bytes.
+pub const MAX_ARG_LEN: usize = 1024;
+
+/// A sha256 digest.
+pub type Sha256 = [u8; 32];
+
+/// Init and upgrade argument of the matcher canister.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct MatcherInit {
+    /// The registry canister.
+    pub registry: Principal,
+    /// The escrow canister.
+    pub escrow: Principal,
+    /// Extra time after an interval before a missing heartbeat counts as missed.
+    pub grace_secs: u64,
+    /// Stake bonded per job, as a multiple of one interval's price.
+    pub bond_multiple: u32,
+    /// Amount slashed for one missed deadline, as a multiple of one interval's price.
+    pub slash_multiple: u32,
+}
+
+/// Where a job's module comes from.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub enum ModuleSource {
+    /// Stored in the matcher's module store under its sha256.
+    Stored { sha256: Sha256 },
+    /// Fetched by the provider from a URL and checked against the sha256.
+    Url { url: String, sha256: Sha256 },
+}
+
+/// Resource limits of a job.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct JobLimits {
+    /// Linear memory limit in MiB.
+    pub memory_mib: u32,
+    /// Fuel (deterministic instruction budget) per interval.
+    pub fuel_per_interval: u64,
+}
+
+/// A buyer's bid: everything needed to run and pay for a job.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct JobSpec {
+    /// The WASI command module to run.
+    pub module: ModuleSource,
+    /// Bytes given to the job on stdin.
+    #[serde(with = "serde_bytes")]
+    pub input: Vec<u8>,
+    /// Command-line arguments (argv[1..]).
+    pub args: Vec<String>,
+    /// Environment variables.
+    pub env: Vec<(String, String)>,
+    /// Resource limits.
+    pub limits: JobLimits,
+    /// Length of one paid interval; a heartbeat is due each interval.
+    pub interval_secs: u64,
+    /// Most intervals the job may run (and be paid for).
+    pub max_intervals: u32,
+    /// Highest price per interval the buyer accepts.
+    pub max_price_per_interval: Tokens,
+    /// Ledger to pay with.
+    pub ledger: Principal,
+    /// Smallest provider stake the buyer accepts.
+    pub min_provider_stake: Tokens,
+    /// How many times the job is re-queued after a provider fails it.
+    pub max_retries: u32,
+    /// A method on the calling canister to receive the result, if any.
+    pub callback: Option<String>,
+}
+
+/// A provider's standing offer.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct OfferSpec {
+    /// How many jobs this offer runs at once.
+    pub slots: u32,
+    /// Memory per slot in MiB.
+    pub memory_per_slot_mib: u32,
+    /// Largest fuel per interval a job may ask for.
+    pub max_fuel_per_interval: u64,
+    /// Price per interval.
+    pub price_per_interval: Tokens,
+    /// Ledger the price is in.
+    pub ledger: Principal,
+    /// Shortest interval accepted, in seconds.
+    pub min_interval_secs: u64,
+    /// Longest interval accepted, in seconds.
+    pub max_interval_secs: u64,
+    /// Capability tags.
+    pub tags: Vec<String>,
+}
+
+/// An offer as the matcher holds it.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct Offer {
+    /// The offer's id.
+    pub id: OfferId,
+    /// The provider behind it.
+    pub provider: Principal,
+    /// Its terms.
+    pub spec: OfferSpec,
+    /// Slots taken by running jobs.
+    pub slots_used: u32,
+    /// When it was posted (ties in price go to the oldest).
+    pub created_at_ns: u64,
+}
+
+/// Where a job is in its lifecycle.
+#[derive(CandidType, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobStatus {
+    /// Waiting in the book for capacity.
+    Open,
+    /// Matched to a provider, funds locked; waiting for the provider to start it.
+    Assigned,
+    /// The provider acknowledged it and heartbeats.
+    Running,
+    /// Finished with a result.
+    Succeeded,
+    /// Failed (retries used up, or the job itself failed).
+    Failed,
+    /// Cancelled by the buyer.
+    Cancelled,
+    /// Ran out of paid intervals without a result.
+    Expired,
+}
+
+impl JobStatus {
+    /// Whether the job is finished for good.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Succeeded | JobStatus::Failed | JobStatus::Cancelled | JobStatus::Expired
+        )
+    }
+}
+
+/// How a job's run ended, as reported by the provider.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// `_start` returned or the job called `proc_exit` with this code.
+    Exited { code: i32 },
+    /// The fuel budget ran out.
+    OutOfFuel,
+    /// The memory limit was hit.
+    OutOfMemory,
+    /// The wall-clock deadline passed.
+    Deadline,
+    /// stdout or stderr exceeded the cap.
+    OutputTooLarge,
+    /// The module trapped.
+    Trap { message: String },
+    /// The module could not be compiled or instantiated.
+    InvalidModule { message: String },
+}
+
+/// A job's result.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct JobResult {
+    /// How the run ended.
+    pub outcome: RunOutcome,
+    /// The job's stdout (up to [`MAX_OUTPUT_BYTES`]).
+    #[serde(with = "serde_bytes")]
+    pub output: Vec<u8>,
+    /// sha256 of the full stdout.
+    pub output_sha256: Sha256,
+    /// Fuel the run consumed.
+    pub fuel_used: u64,
+    /// Sandbox engine and version, part of what makes the run reproducible.
+    pub engine: String,
+}
+
+/// A job as the matcher holds it.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct Job {
+    /// The job's id.
+    pub id: JobId,
+    /// Who submitted (and pays for) it.
+    pub owner: Principal,
+    /// What it runs.
+    pub spec: JobSpec,
+    /// Lifecycle state.
+    pub status: JobStatus,
+    /// The provider it is assigned to, if any.
+    pub provider: Option<Principal>,
+    /// Price per interval of the current assignment.
+    pub price_per_interval: Option<Tokens>,
+    /// Intervals paid so far over all assignments.
+    pub intervals_paid: u32,
+    /// Retries used so far.
+    pub retries_used: u32,
+    /// The result, once there is one.
+    pub result: Option<JobResult>,
+    /// When it was submitted.
+    pub submitted_at_ns: u64,
+}
+
+/// A job handed to a provider, with everything needed to run it.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct Assignment {
+    /// The job.
+    pub job_id: JobId,
+    /// Increases each time the job is assigned anew; heartbeats name it.
+    pub attempt: u32,
+    /// What to run.
+    pub spec: JobSpec,
+    /// Price per interval the provider is paid.
+    pub price_per_interval: Tokens,
+    /// Deadline of the next heartbeat.
+    pub next_deadline_ns: u64,
+    /// Whether the provider already acknowledged it.
+    pub acknowledged: bool,
+}
+
+/// One job's entry in a heartbeat batch.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct HeartbeatItem {
+    /// The job.
+    pub job_id: JobId,
+    /// The assignment attempt the provider holds.
+    pub attempt: u32,
+    /// Fuel consumed so far.
+    pub fuel_used: u64,
+}
+
+/// What happened to one heartbeat item.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub enum HeartbeatAck {
+    /// Accepted; one interval was paid; the next heartbeat is due by this time.
+    Accepted { next_deadline_ns: u64 },
+    /// Refused; the provider should stop the job.
+    Refused { reason: String },
+}
+
+/// Arguments of `submit_result`.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct SubmitResultArgs {
+    /// The job.
+    pub job_id: JobId,
+    /// The assignment attempt the provider holds.
+    pub attempt: u32,
+    /// The result.
+    pub result: JobResult,
+}
+
+/// Book depth at one price.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct PriceLevel {
+    /// Price per interval.
+    pub price: Tokens,
+    /// Slots (offers) or jobs (bids) at this price.
+    pub count: u64,
+}
+
+/// Errors of the matcher's methods.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub enum MatcherError {
+    /// The anonymous principal may not call this method.
+    AnonymousCaller,
+    /// The caller is not allowed to call this method.
+    Unauthorized { reason: String },
+    /// A field of the argument is out of bounds.
+    InvalidArgument { field: String, reason: String },
+    /// No such job.
+    UnknownJob { job_id: JobId },
+    /// No such offer.
+    UnknownOffer { offer_id: OfferId },
+    /// No such module.
+    UnknownModule { sha256: Sha256 },
+    /// The job is not in a state that allows this.
+    InvalidState { status: JobStatus },
+    /// A per-principal limit was reached.
+    LimitReached { what: String, limit: u64 },
+    /// Another operation for this principal or job is in flight; try again.
+    Busy,
+    /// A call to the escrow or registry failed; nothing changed.
+    Downstream { canister: String, message: String },
+}
+
+/// The matcher's public event log.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub enum MatcherEvent {
+    /// A module was stored.
+    ModuleStored {
+        sha256: Sha256,
+        size: u64,
+        uploader: Principal,
+    },
+    /// An offer was posted, changed or withdrawn.
+    OfferChanged {
+        offer_id: OfferId,
+        provider: Principal,
+        withdrawn: bool,
+    },
+    /// A job was submitted and its funds locked.
+    JobSubmitted {
+        job_id: JobId,
+        owner: Principal,
+        max_cost: Tokens,
+        ledger: Principal,
+    },
+    /// A job was matched to a provider.
+    JobAssigned {
+        job_id: JobId,
+        provider: Principal,
+        attempt: u32,
+        price_per_interval: Tokens,
+    },
+    /// A heartbeat paid one interval.
+    IntervalPaid {
+        job_id: JobId,
+        provider: Principal,
+        seq: u64,
+        amount: Tokens,
+    },
+    /// A provider missed a deadline and was slashed.
+    DeadlineMissed {
+        job_id: JobId,
+        provider: Principal,
+        attempt: u32,
+        slashed: Tokens,
+    },
+    /// A job reached a final state.
+    JobFinished {
+        job_id: JobId,
+        status: JobStatus,
+        refunded: Tokens,
+    },
+}

@@ -1,0 +1,70 @@
+//! Storing serde values in stable structures.
+
+use ic_stable_structures::Storable;
+use ic_stable_structures::storable::Bound;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::borrow::Cow;
+
+/// A value stored in stable memory as CBOR.
+///
+/// CBOR keeps field names, so records may gain optional fields without a
+/// migration. Decoding a value this canister wrote itself cannot fail unless
+/// stable memory is corrupt, in which case trapping is the only safe answer.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cbor<T>(pub T);
+
+impl<T: Serialize + DeserializeOwned> Storable for Cbor<T> {
+    const BOUND: Bound = Bound::Unbounded;
+
+    fn to_bytes(&self) -> Cow<'_, [u8]> {
+        Cow::Owned(self.clone_bytes())
+    }
+
+    fn into_bytes(self) -> Vec<u8> {
+        self.clone_bytes()
+    }
+
+    fn from_bytes(bytes: Cow<'_, [u8]>) -> Self {
+        match serde_cbor::from_slice(&bytes) {
+            Ok(value) => Cbor(value),
+            Err(e) => panic!("BUG: stable memory holds an undecodable value: {e}"),
+        }
+    }
+}
+
+impl<T: Serialize> Cbor<T> {
+    fn clone_bytes(&self) -> Vec<u8> {
+        match serde_cbor::to_vec(&self.0) {
+            Ok(bytes) => bytes,
+            Err(e) => panic!("BUG: value cannot be encoded as CBOR: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+    struct Old {
+        a: u64,
+    }
+
+    #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+    struct New {
+        a: u64,
+        #[serde(default)]
+        b: Option<String>,
+    }
+
+    #[test]
+    fn round_trips_and_evolves() {
+        let bytes = Cbor(Old { a: 7 }).into_bytes();
+        let new: Cbor<New> = Cbor::from_bytes(Cow::Owned(bytes));
+        assert_eq!(new.0, New { a: 7, b: None });
+        let again: Cbor<New> = Cbor::from_bytes(new.to_bytes());
+        assert_eq!(again.0, new.0);
+    }
+}

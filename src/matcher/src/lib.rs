@@ -1,0 +1,12 @@
+//! The matcher canister: matches bids to offers and runs each job from
+//! submission to settlement.
+//!
+//! [`canister`] holds the thin ic-cdk entry points; everything else is logic
+//! that native tests drive without the IC system API.
+
+pub mod memory;
+pub mod state;
+
+mod canister;
+
+pub use canister::candid_interface;

@@ -1,0 +1,26 @@
+//! The registry's stable memory layout. Every stable structure has its own
+//! `MemoryId`, declared here and never reused for anything else.
+
+use ic_stable_structures::DefaultMemoryImpl;
+use ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemory};
+use std::cell::RefCell;
+
+/// A virtual memory handed out by the memory manager.
+pub type Memory = VirtualMemory<DefaultMemoryImpl>;
+
+/// The configuration cell.
+pub const CONFIG: MemoryId = MemoryId::new(0);
+/// Index memory of the event log.
+pub const EVENT_LOG_INDEX: MemoryId = MemoryId::new(1);
+/// Data memory of the event log.
+pub const EVENT_LOG_DATA: MemoryId = MemoryId::new(2);
+
+thread_local! {
+    static MEMORY_MANAGER: RefCell<MemoryManager<DefaultMemoryImpl>> =
+        RefCell::new(MemoryManager::init(DefaultMemoryImpl::default()));
+}
+
+/// The virtual memory with the given id.
+pub fn get(id: MemoryId) -> Memory {
+    MEMORY_MANAGER.with(|m| m.borrow().get(id))
+}
