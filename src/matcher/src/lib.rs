@@ -4,6 +4,7 @@
 //! [`canister`] holds the thin ic-cdk entry points; everything else is logic
 //! that native tests drive without the IC system API.
 
+pub mod book;
 pub mod memory;
 pub mod state;
 

@@ -14,6 +14,14 @@ pub const CONFIG: MemoryId = MemoryId::new(0);
 pub const EVENT_LOG_INDEX: MemoryId = MemoryId::new(1);
 /// Data memory of the event log.
 pub const EVENT_LOG_DATA: MemoryId = MemoryId::new(2);
+/// Offers by id.
+pub const OFFERS: MemoryId = MemoryId::new(3);
+/// Offers with a free slot, by ledger, price and age.
+pub const OFFERS_BY_PRICE: MemoryId = MemoryId::new(4);
+/// Resting bids by job id.
+pub const BIDS: MemoryId = MemoryId::new(5);
+/// Resting bids by ledger, price (descending) and age.
+pub const BIDS_BY_PRICE: MemoryId = MemoryId::new(6);
 
 thread_local! {
     static MEMORY_MANAGER: RefCell<MemoryManager<DefaultMemoryImpl>> =

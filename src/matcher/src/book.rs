@@ -1,0 +1,504 @@
+//! The order book: providers' standing offers and the bids resting until
+//! capacity appears.
+//!
+//! Matching rule (DESIGN.md): a new bid takes the cheapest eligible offer,
+//! ties going to the oldest, at the offer's price; a bid that can't match
+//! rests, and when capacity appears the resting bids are served highest price
+//! first, ties going to the oldest.
+//!
+//! Both sides are kept in stable memory with an index ordered the way the
+//! rule reads them, so finding a match is a range scan from the best entry:
+//! logarithmic in the size of the book, plus the ineligible entries skipped
+//! (at most [`MAX_SCAN`] per search).
+
+use candid::Principal;
+use canister_common::codec::Cbor;
+use ic_stable_structures::{Memory, StableBTreeMap};
+use market_api::matcher::Offer;
+use market_api::{JobId, OfferId, Tokens};
+use serde::{Deserialize, Serialize};
+use std::cmp::Reverse;
+
+/// Most ineligible entries one search skips before giving up; bounds the
+/// instructions a single message can spend in the book.
+pub const MAX_SCAN: usize = 256;
+
+/// What a bid needs from an offer.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Bid {
+    /// The job.
+    pub job_id: JobId,
+    /// Ledger the buyer pays with.
+    pub ledger: Principal,
+    /// Highest price per interval the buyer accepts.
+    pub max_price: Tokens,
+    /// Memory the job needs, in MiB.
+    pub memory_mib: u32,
+    /// Fuel the job needs per interval.
+    pub fuel_per_interval: u64,
+    /// The job's interval.
+    pub interval_secs: u64,
+    /// Smallest provider stake the buyer accepts.
+    pub min_provider_stake: Tokens,
+    /// Providers that failed this job before and must not get it again.
+    pub excluded_providers: Vec<Principal>,
+    /// When the bid entered the book (ties in price go to the oldest).
+    pub submitted_at_ns: u64,
+}
+
+/// An offer as the book keeps it: the public record plus what matching needs
+/// to know of the provider.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct BookOffer {
+    /// The public offer.
+    pub offer: Offer,
+    /// The provider's stake (free plus bonded) when last read from the registry.
+    pub provider_stake: Tokens,
+}
+
+impl BookOffer {
+    fn free_slots(&self) -> u32 {
+        self.offer.spec.slots.saturating_sub(self.offer.slots_used)
+    }
+
+    /// Whether this offer can run `bid` (price aside).
+    pub fn can_run(&self, bid: &Bid) -> bool {
+        let spec = &self.offer.spec;
+        spec.ledger == bid.ledger
+            && self.free_slots() > 0
+            && spec.memory_per_slot_mib >= bid.memory_mib
+            && spec.max_fuel_per_interval >= bid.fuel_per_interval
+            && (spec.min_interval_secs..=spec.max_interval_secs).contains(&bid.interval_secs)
+            && self.provider_stake >= bid.min_provider_stake
+            && !bid.excluded_providers.contains(&self.offer.provider)
+    }
+}
+
+type OfferKey = (Principal, Tokens, (u64, OfferId));
+type BidKey = (Principal, Reverse<Tokens>, (u64, JobId));
+
+/// The order book over four stable maps.
+pub struct Book<M: Memory> {
+    offers: StableBTreeMap<OfferId, Cbor<BookOffer>, M>,
+    /// Offers with a free slot, by ledger, then price ascending, then age.
+    offers_by_price: StableBTreeMap<OfferKey, (), M>,
+    bids: StableBTreeMap<JobId, Cbor<Bid>, M>,
+    /// Resting bids by ledger, then price descending, then age.
+    bids_by_price: StableBTreeMap<BidKey, (), M>,
+}
+
+fn offer_key(o: &BookOffer) -> OfferKey {
+    (
+        o.offer.spec.ledger,
+        o.offer.spec.price_per_interval,
+        (o.offer.created_at_ns, o.offer.id),
+    )
+}
+
+fn bid_key(b: &Bid) -> BidKey {
+    (
+        b.ledger,
+        Reverse(b.max_price),
+        (b.submitted_at_ns, b.job_id),
+    )
+}
+
+impl<M: Memory> Book<M> {
+    /// Opens the book kept in these four memories.
+    pub fn init(offers: M, offers_by_price: M, bids: M, bids_by_price: M) -> Self {
+        Self {
+            offers: StableBTreeMap::init(offers),
+            offers_by_price: StableBTreeMap::init(offers_by_price),
+            bids: StableBTreeMap::init(bids),
+            bids_by_price: StableBTreeMap::init(bids_by_price),
+        }
+    }
+
+    /// An offer by id.
+    pub fn offer(&self, id: OfferId) -> Option<BookOffer> {
+        self.offers.get(&id).map(|c| c.0)
+    }
+
+    /// A resting bid by job id.
+    pub fn bid(&self, job_id: JobId) -> Option<Bid> {
+        self.bids.get(&job_id).map(|c| c.0)
+    }
+
+    /// Number of offers (with or without free slots).
+    pub fn offer_count(&self) -> u64 {
+        self.offers.len()
+    }
+
+    /// Number of resting bids.
+    pub fn bid_count(&self) -> u64 {
+        self.bids.len()
+    }
+
+    /// Adds or replaces an offer, keeping its index entry right.
+    pub fn put_offer(&mut self, offer: BookOffer) {
+        if let Some(old) = self.offers.get(&offer.offer.id) {
+            self.offers_by_price.remove(&offer_key(&old.0));
+        }
+        if offer.free_slots() > 0 {
+            self.offers_by_price.insert(offer_key(&offer), ());
+        }
+        self.offers.insert(offer.offer.id, Cbor(offer));
+    }
+
+    /// Removes an offer; returns it.
+    pub fn remove_offer(&mut self, id: OfferId) -> Option<BookOffer> {
+        let old = self.offers.remove(&id)?.0;
+        self.offers_by_price.remove(&offer_key(&old));
+        Some(old)
+    }
+
+    /// Takes one slot of an offer for a job. Returns false (changing nothing)
+    /// if the offer is gone or full.
+    pub fn take_slot(&mut self, id: OfferId) -> bool {
+        let Some(mut o) = self.offer(id) else {
+            return false;
+        };
+        if o.free_slots() == 0 {
+            return false;
+        }
+        o.offer.slots_used += 1;
+        self.put_offer(o);
+        true
+    }
+
+    /// Gives back one slot of an offer (a job on it ended). A slot of a
+    /// withdrawn offer simply disappears.
+    pub fn free_slot(&mut self, id: OfferId) {
+        if let Some(mut o) = self.offer(id) {
+            o.offer.slots_used = o.offer.slots_used.saturating_sub(1);
+            self.put_offer(o);
+        }
+    }
+
+    /// Puts a bid in the book to wait for capacity.
+    pub fn rest_bid(&mut self, bid: Bid) {
+        if let Some(old) = self.bids.get(&bid.job_id) {
+            self.bids_by_price.remove(&bid_key(&old.0));
+        }
+        self.bids_by_price.insert(bid_key(&bid), ());
+        self.bids.insert(bid.job_id, Cbor(bid));
+    }
+
+    /// Takes a bid out of the book; returns it.
+    pub fn remove_bid(&mut self, job_id: JobId) -> Option<Bid> {
+        let old = self.bids.remove(&job_id)?.0;
+        self.bids_by_price.remove(&bid_key(&old));
+        Some(old)
+    }
+
+    /// The cheapest eligible offer for `bid` (ties: oldest), if any within
+    /// [`MAX_SCAN`] candidates.
+    pub fn best_offer_for(&self, bid: &Bid) -> Option<BookOffer> {
+        let start: OfferKey = (bid.ledger, 0, (0, 0));
+        let end: OfferKey = (bid.ledger, bid.max_price, (u64::MAX, u64::MAX));
+        self.offers_by_price
+            .keys_range(start..=end)
+            .take(MAX_SCAN)
+            .filter_map(|(_, _, (_, id))| self.offer(id))
+            .find(|o| o.can_run(bid))
+    }
+
+    /// The resting bids `offer` should serve now, best first: highest price
+    /// first (ties: oldest), only bids paying at least the offer's price, as
+    /// many as it has free slots, looking at most at [`MAX_SCAN`] bids.
+    pub fn bids_for(&self, offer: &BookOffer) -> Vec<Bid> {
+        let ledger = offer.offer.spec.ledger;
+        let price = offer.offer.spec.price_per_interval;
+        let start: BidKey = (ledger, Reverse(Tokens::MAX), (0, 0));
+        let end: BidKey = (ledger, Reverse(price), (u64::MAX, u64::MAX));
+        let mut slots = offer.free_slots() as usize;
+        let mut chosen = Vec::new();
+        for (_, _, (_, job_id)) in self.bids_by_price.keys_range(start..=end).take(MAX_SCAN) {
+            if slots == 0 {
+                break;
+            }
+            if let Some(bid) = self.bid(job_id)
+                && offer.can_run(&bid)
+            {
+                chosen.push(bid);
+                slots -= 1;
+            }
+        }
+        chosen
+    }
+
+    /// Number of resting bids and free offer slots per price for a ledger,
+    /// best prices first, at most `levels` of each.
+    pub fn depth(
+        &self,
+        ledger: Principal,
+        levels: usize,
+    ) -> (Vec<(Tokens, u64)>, Vec<(Tokens, u64)>) {
+        fn collect(it: impl Iterator<Item = (Tokens, u64)>, levels: usize) -> Vec<(Tokens, u64)> {
+            let mut out: Vec<(Tokens, u64)> = Vec::new();
+            for (price, n) in it {
+                if let Some((p, count)) = out.last_mut()
+                    && *p == price
+                {
+                    *count += n;
+                } else if out.len() == levels {
+                    break;
+                } else {
+                    out.push((price, n));
+                }
+            }
+            out
+        }
+        let bids = collect(
+            self.bids_by_price
+                .keys_range(
+                    (ledger, Reverse(Tokens::MAX), (0, 0))
+                        ..=(ledger, Reverse(0), (u64::MAX, u64::MAX)),
+                )
+                .map(|(_, Reverse(price), _)| (price, 1)),
+            levels,
+        );
+        let asks = collect(
+            self.offers_by_price
+                .keys_range((ledger, 0, (0, 0))..=(ledger, Tokens::MAX, (u64::MAX, u64::MAX)))
+                .filter_map(|(_, price, (_, id))| {
+                    self.offer(id).map(|o| (price, o.free_slots() as u64))
+                }),
+            levels,
+        );
+        (bids, asks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ic_stable_structures::VectorMemory;
+    use market_api::matcher::OfferSpec;
+    use proptest::prelude::*;
+
+    fn book() -> Book<VectorMemory> {
+        Book::init(
+            VectorMemory::default(),
+            VectorMemory::default(),
+            VectorMemory::default(),
+            VectorMemory::default(),
+        )
+    }
+
+    fn ledger(n: u8) -> Principal {
+        Principal::from_slice(&[0xAA, n])
+    }
+
+    fn offer(
+        id: OfferId,
+        ledger_n: u8,
+        price: Tokens,
+        slots: u32,
+        memory: u32,
+        age: u64,
+    ) -> BookOffer {
+        BookOffer {
+            offer: Offer {
+                id,
+                provider: Principal::from_slice(&[0xBB, (id % 7) as u8]),
+                spec: OfferSpec {
+                    slots,
+                    memory_per_slot_mib: memory,
+                    max_fuel_per_interval: 1_000_000,
+                    price_per_interval: price,
+                    ledger: ledger(ledger_n),
+                    min_interval_secs: 10,
+                    max_interval_secs: 600,
+                    tags: vec![],
+                },
+                slots_used: 0,
+                created_at_ns: age,
+            },
+            provider_stake: 1_000,
+        }
+    }
+
+    fn bid(job_id: JobId, ledger_n: u8, max_price: Tokens, memory: u32, age: u64) -> Bid {
+        Bid {
+            job_id,
+            ledger: ledger(ledger_n),
+            max_price,
+            memory_mib: memory,
+            fuel_per_interval: 1_000,
+            interval_secs: 60,
+            min_provider_stake: 0,
+            excluded_providers: vec![],
+            submitted_at_ns: age,
+        }
+    }
+
+    #[test]
+    fn cheapest_then_oldest_offer_wins() {
+        let mut b = book();
+        b.put_offer(offer(1, 0, 50, 1, 512, 3));
+        b.put_offer(offer(2, 0, 40, 1, 512, 5));
+        b.put_offer(offer(3, 0, 40, 1, 512, 4));
+        b.put_offer(offer(4, 1, 10, 1, 512, 1)); // other ledger
+        b.put_offer(offer(5, 0, 30, 1, 64, 1)); // too little memory
+        let best = b.best_offer_for(&bid(9, 0, 45, 256, 0)).unwrap();
+        assert_eq!(best.offer.id, 3);
+        assert!(b.take_slot(3));
+        assert!(!b.take_slot(3), "a full offer gives no more slots");
+        assert_eq!(
+            b.best_offer_for(&bid(9, 0, 45, 256, 0)).unwrap().offer.id,
+            2
+        );
+        assert!(b.best_offer_for(&bid(9, 0, 39, 256, 0)).is_none());
+        b.free_slot(3);
+        assert_eq!(
+            b.best_offer_for(&bid(9, 0, 45, 256, 0)).unwrap().offer.id,
+            3
+        );
+    }
+
+    #[test]
+    fn excluded_provider_is_skipped() {
+        let mut b = book();
+        let o = offer(1, 0, 10, 1, 512, 0);
+        let provider = o.offer.provider;
+        b.put_offer(o);
+        let mut want = bid(1, 0, 100, 1, 0);
+        want.excluded_providers.push(provider);
+        assert!(b.best_offer_for(&want).is_none());
+    }
+
+    #[test]
+    fn resting_bids_are_served_highest_price_first() {
+        let mut b = book();
+        b.rest_bid(bid(1, 0, 20, 1, 1));
+        b.rest_bid(bid(2, 0, 30, 1, 2));
+        b.rest_bid(bid(3, 0, 30, 1, 1));
+        b.rest_bid(bid(4, 0, 5, 1, 0)); // below the offer's price
+        b.rest_bid(bid(5, 1, 99, 1, 0)); // other ledger
+        let o = offer(1, 0, 10, 2, 512, 0);
+        let served: Vec<_> = b.bids_for(&o).into_iter().map(|b| b.job_id).collect();
+        assert_eq!(served, vec![3, 2]);
+        let (bids, asks) = b.depth(ledger(0), 10);
+        assert_eq!(bids, vec![(30, 2), (20, 1), (5, 1)]);
+        assert!(asks.is_empty());
+        assert_eq!(b.remove_bid(3).map(|b| b.job_id), Some(3));
+        assert_eq!(b.bid_count(), 4);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        PutOffer {
+            id: u64,
+            ledger: u8,
+            price: u8,
+            slots: u8,
+            memory: u8,
+            age: u8,
+        },
+        RemoveOffer(u64),
+        Take(u64),
+        Free(u64),
+        RestBid {
+            id: u64,
+            ledger: u8,
+            price: u8,
+            memory: u8,
+            age: u8,
+        },
+        RemoveBid(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u64..12, 0u8..2, 1u8..20, 0u8..3, 1u8..8, 0u8..50).prop_map(
+                |(id, ledger, price, slots, memory, age)| {
+                    Op::PutOffer {
+                        id,
+                        ledger,
+                        price,
+                        slots,
+                        memory,
+                        age,
+                    }
+                }
+            ),
+            (0u64..12).prop_map(Op::RemoveOffer),
+            (0u64..12).prop_map(Op::Take),
+            (0u64..12).prop_map(Op::Free),
+            (0u64..12, 0u8..2, 1u8..20, 1u8..8, 0u8..50).prop_map(
+                |(id, ledger, price, memory, age)| Op::RestBid {
+                    id,
+                    ledger,
+                    price,
+                    memory,
+                    age
+                }
+            ),
+            (0u64..12).prop_map(Op::RemoveBid),
+        ]
+    }
+
+    proptest! {
+        /// After any sequence of changes, the book's searches agree with a
+        /// brute-force reading of the matching rule.
+        #[test]
+        fn searches_agree_with_brute_force(ops in proptest::collection::vec(op(), 1..60)) {
+            let mut b = book();
+            let mut offers: std::collections::BTreeMap<u64, BookOffer> = Default::default();
+            let mut bids: std::collections::BTreeMap<u64, Bid> = Default::default();
+            for op in ops {
+                match op {
+                    Op::PutOffer { id, ledger, price, slots, memory, age } => {
+                        let o = offer(id, ledger, price as Tokens, slots as u32, memory as u32, age as u64);
+                        b.put_offer(o.clone());
+                        offers.insert(id, o);
+                    }
+                    Op::RemoveOffer(id) => {
+                        prop_assert_eq!(b.remove_offer(id), offers.remove(&id));
+                    }
+                    Op::Take(id) => {
+                        let expect = offers.get(&id).is_some_and(|o| o.free_slots() > 0);
+                        prop_assert_eq!(b.take_slot(id), expect);
+                        if expect { offers.get_mut(&id).unwrap().offer.slots_used += 1; }
+                    }
+                    Op::Free(id) => {
+                        b.free_slot(id);
+                        if let Some(o) = offers.get_mut(&id) {
+                            o.offer.slots_used = o.offer.slots_used.saturating_sub(1);
+                        }
+                    }
+                    Op::RestBid { id, ledger, price, memory, age } => {
+                        let x = bid(id, ledger, price as Tokens, memory as u32, age as u64);
+                        b.rest_bid(x.clone());
+                        bids.insert(id, x);
+                    }
+                    Op::RemoveBid(id) => {
+                        prop_assert_eq!(b.remove_bid(id), bids.remove(&id));
+                    }
+                }
+                prop_assert_eq!(b.offer_count(), offers.len() as u64);
+                prop_assert_eq!(b.bid_count(), bids.len() as u64);
+                for x in bids.values() {
+                    let want = offers
+                        .values()
+                        .filter(|o| o.can_run(x) && o.offer.spec.price_per_interval <= x.max_price)
+                        .min_by_key(|o| (o.offer.spec.price_per_interval, o.offer.created_at_ns, o.offer.id))
+                        .map(|o| o.offer.id);
+                    prop_assert_eq!(b.best_offer_for(x).map(|o| o.offer.id), want);
+                }
+                for o in offers.values() {
+                    let mut want: Vec<&Bid> = bids
+                        .values()
+                        .filter(|x| o.can_run(x) && x.max_price >= o.offer.spec.price_per_interval)
+                        .collect();
+                    want.sort_by_key(|x| (Reverse(x.max_price), x.submitted_at_ns, x.job_id));
+                    want.truncate(o.free_slots() as usize);
+                    let want: Vec<u64> = want.into_iter().map(|x| x.job_id).collect();
+                    let got: Vec<u64> = b.bids_for(o).into_iter().map(|x| x.job_id).collect();
+                    prop_assert_eq!(got, want);
+                }
+            }
+        }
+    }
+}
