@@ -120,8 +120,14 @@ mod tests {
     #[test]
     fn default_subaccount_is_the_same_account() {
         let owner = Principal::from_slice(&[1, 2, 3]);
-        let none = Account { owner, subaccount: None };
-        let zero = Account { owner, subaccount: Some([0; 32]) };
+        let none = Account {
+            owner,
+            subaccount: None,
+        };
+        let zero = Account {
+            owner,
+            subaccount: Some([0; 32]),
+        };
         assert_eq!(account_key(&none), account_key(&zero));
     }
 }

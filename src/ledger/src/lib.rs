@@ -20,6 +20,13 @@ pub mod memory;
 pub mod operations;
 pub mod state;
 
+#[cfg(test)]
+mod model_tests;
+#[cfg(test)]
+mod operations_tests;
+#[cfg(test)]
+mod test_support;
+
 pub use block::{Block, ListBlocksArgs, ListBlocksResult, Operation};
 pub use config::{InitArgs, LedgerArg, UpgradeArgs};
 pub use state::State;

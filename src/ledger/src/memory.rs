@@ -26,9 +26,14 @@ pub const BLOCKS_INDEX: MemoryId = MemoryId::new(7);
 /// `StableLog<Block>` data memory.
 pub const BLOCKS_DATA: MemoryId = MemoryId::new(8);
 
+/// Pages per bucket of the canister's memory manager (the crate's default:
+/// each structure grows in 8 MiB steps).
+pub const BUCKET_PAGES: u16 = 128;
+
 /// Creates the memory manager over `memory` (stable memory on the IC, a
 /// vector in native tests); existing contents are kept, which is what makes
-/// upgrades free of serialisation.
-pub fn manager(memory: DefaultMemoryImpl) -> MemoryManager<DefaultMemoryImpl> {
-    MemoryManager::init(memory)
+/// upgrades free of serialisation. `bucket_pages` only matters for a fresh
+/// memory: an existing one keeps the bucket size it was created with.
+pub fn manager(memory: DefaultMemoryImpl, bucket_pages: u16) -> MemoryManager<DefaultMemoryImpl> {
+    MemoryManager::init_with_bucket_size(memory, bucket_pages)
 }

@@ -64,7 +64,10 @@ fn generic(code: u64, message: impl Into<String>) -> Rejection {
 }
 
 fn unexpected(r: Rejection) -> (Nat, String) {
-    (nat(ERR_INTERNAL), format!("bug: unexpected rejection {r:?}"))
+    (
+        nat(ERR_INTERNAL),
+        format!("bug: unexpected rejection {r:?}"),
+    )
 }
 
 fn transfer_error(r: Rejection) -> TransferError {
@@ -149,9 +152,7 @@ fn approve_error(r: Rejection) -> ApproveError {
         },
         Rejection::Expired { ledger_time } => ApproveError::Expired { ledger_time },
         Rejection::TooOld => ApproveError::TooOld,
-        Rejection::CreatedInFuture { ledger_time } => {
-            ApproveError::CreatedInFuture { ledger_time }
-        }
+        Rejection::CreatedInFuture { ledger_time } => ApproveError::CreatedInFuture { ledger_time },
         Rejection::Duplicate { duplicate_of } => ApproveError::Duplicate {
             duplicate_of: nat(duplicate_of),
         },
@@ -433,7 +434,9 @@ pub fn install(state: &mut State, args: &InitArgs, now: u64) -> Result<(), Inval
 /// Applies an upgrade argument; the state itself is kept as it is.
 pub fn upgrade(state: &mut State, args: Option<&UpgradeArgs>) -> Result<(), InvalidArg> {
     if !state.is_installed() {
-        return Err(InvalidArg("upgrade of a ledger that was never installed".into()));
+        return Err(InvalidArg(
+            "upgrade of a ledger that was never installed".into(),
+        ));
     }
     if let Some(args) = args {
         let mut config = state.config().clone();
@@ -613,7 +616,10 @@ pub fn allowance(state: &State, args: &AllowanceArgs, now: u64) -> Allowance {
 pub fn metadata(state: &State) -> Vec<(String, MetadataValue)> {
     let c = state.config();
     vec![
-        ("icrc1:name".into(), MetadataValue::Text(c.token_name.clone())),
+        (
+            "icrc1:name".into(),
+            MetadataValue::Text(c.token_name.clone()),
+        ),
         (
             "icrc1:symbol".into(),
             MetadataValue::Text(c.token_symbol.clone()),
@@ -633,9 +639,18 @@ pub fn metadata(state: &State) -> Vec<(String, MetadataValue)> {
 /// The standards this ledger implements.
 pub fn supported_standards() -> Vec<StandardRecord> {
     [
-        ("ICRC-1", "https://github.com/dfinity/ICRC-1/tree/main/standards/ICRC-1"),
-        ("ICRC-2", "https://github.com/dfinity/ICRC-1/tree/main/standards/ICRC-2"),
-        ("ICRC-10", "https://github.com/dfinity/ICRC/blob/main/ICRCs/ICRC-10/ICRC-10.md"),
+        (
+            "ICRC-1",
+            "https://github.com/dfinity/ICRC-1/tree/main/standards/ICRC-1",
+        ),
+        (
+            "ICRC-2",
+            "https://github.com/dfinity/ICRC-1/tree/main/standards/ICRC-2",
+        ),
+        (
+            "ICRC-10",
+            "https://github.com/dfinity/ICRC/blob/main/ICRCs/ICRC-10/ICRC-10.md",
+        ),
     ]
     .into_iter()
     .map(|(name, url)| StandardRecord {

@@ -6,9 +6,7 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 
 use ic_stable_structures::storable::Bound;
-use ic_stable_structures::{
-    DefaultMemoryImpl, StableBTreeMap, StableCell, StableLog, Storable,
-};
+use ic_stable_structures::{DefaultMemoryImpl, StableBTreeMap, StableCell, StableLog, Storable};
 use icrc_ledger_types::icrc1::account::Account;
 
 use crate::block::{Block, ListBlocksResult};
@@ -17,8 +15,8 @@ use crate::config::{
 };
 use crate::keys::{
     AccountKey, AllowanceExpiryKey, ApprovalKey, DedupExpiryKey, TxHash, account_from_key,
-    account_key, allowance_expiry_key, approval_key, dedup_expiry_key,
-    split_allowance_expiry_key, split_dedup_expiry_key,
+    account_key, allowance_expiry_key, approval_key, dedup_expiry_key, split_allowance_expiry_key,
+    split_dedup_expiry_key,
 };
 use crate::memory::{self, Memory};
 
@@ -82,7 +80,14 @@ impl State {
     /// Opens the state in `memory`, keeping whatever it already holds (the
     /// upgrade path) or creating empty structures (a fresh install).
     pub fn open(memory: DefaultMemoryImpl) -> Self {
-        let mm = memory::manager(memory);
+        Self::open_with_bucket_size(memory, memory::BUCKET_PAGES)
+    }
+
+    /// Like [`State::open`], with `bucket_pages` pages per bucket when the
+    /// memory is fresh. Native tests use one page: growing a vector memory by
+    /// nine 8 MiB buckets per test ledger is what would make them slow.
+    pub fn open_with_bucket_size(memory: DefaultMemoryImpl, bucket_pages: u16) -> Self {
+        let mm = memory::manager(memory, bucket_pages);
         Self {
             config: StableCell::init(mm.get(memory::CONFIG), ConfigCell::default()),
             total_supply: StableCell::init(mm.get(memory::TOTAL_SUPPLY), 0),
@@ -173,7 +178,8 @@ impl State {
         if let Some(old) = self.allowances.remove(&key)
             && let Some(t) = old.expires_at
         {
-            self.allowance_expiries.remove(&allowance_expiry_key(t, &key));
+            self.allowance_expiries
+                .remove(&allowance_expiry_key(t, &key));
         }
         if allowance.amount > 0 {
             if let Some(t) = allowance.expires_at {
@@ -258,7 +264,11 @@ impl State {
             .saturating_add(length.min(MAX_BLOCKS_PER_PAGE))
             .min(log_length);
         let blocks = (first_index..end)
-            .map(|i| self.blocks.get(i).expect("bug: block index within log length"))
+            .map(|i| {
+                self.blocks
+                    .get(i)
+                    .expect("bug: block index within log length")
+            })
             .collect();
         ListBlocksResult {
             log_length,
