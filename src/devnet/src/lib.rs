@@ -1,0 +1,331 @@
+//! An embedded local Internet Computer for tests, benchmarks and demos.
+//!
+//! [`Devnet`] runs real canister `.wasm` files under wasmtime with the IC's
+//! system API (`ic0`) and message semantics: atomic messages with rollback on
+//! trap, inter-canister calls with reply/reject/cleanup callbacks, bounded-wait
+//! calls and their deadlines, the global timer, stable memory, upgrades, time
+//! under the caller's control, instruction counting with limits, a management
+//! canister, and fault injection. It is synchronous and deterministic: nothing
+//! runs unless a method of [`Devnet`] is called. See the crate's README for
+//! what it emulates faithfully and what it does not.
+
+mod candid_api;
+mod error;
+mod faults;
+mod instance;
+mod management;
+mod rng;
+mod scheduler;
+mod stable;
+mod system_api;
+mod wasm_prep;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use candid::Principal;
+pub use error::{CallError, InstallError, Reject, RejectCode};
+pub use faults::{Fault, FaultKind};
+pub use management::{CanisterSettings, CanisterStatus, InstallMode};
+pub use system_api::MAX_PAYLOAD;
+
+use instance::{CanisterCode, LiveInstance};
+use scheduler::{CallContext, Callback, Message};
+use stable::StableMemory;
+use wasmtime::{Engine, Linker};
+
+/// Limits and knobs of a [`Devnet`]. `Default` gives the IC's values.
+#[derive(Clone, Debug)]
+pub struct DevnetConfig {
+    /// Instruction limit of one update message or callback (IC: 40 billion).
+    pub update_instruction_limit: u64,
+    /// Instruction limit of one query (IC: 5 billion).
+    pub query_instruction_limit: u64,
+    /// Instruction limit of `canister_inspect_message` (IC: 200 million).
+    pub inspect_instruction_limit: u64,
+    /// Instruction limit of install and upgrade hooks (IC: 300 billion).
+    pub install_instruction_limit: u64,
+    /// Largest stable memory in wasm pages (held in RAM, so smaller than the IC's).
+    pub max_stable_pages: u64,
+    /// Cycles given to each new canister (not charged, only reported).
+    pub initial_cycles: u128,
+    /// Seed of the `raw_rand` generator.
+    pub seed: u64,
+    /// Messages one [`Devnet::tick`] executes at most (guards against call loops).
+    pub max_messages_per_tick: usize,
+    /// Print canisters' `debug_print` output to stderr as it happens.
+    pub print_debug: bool,
+}
+
+impl Default for DevnetConfig {
+    fn default() -> Self {
+        DevnetConfig {
+            update_instruction_limit: 40_000_000_000,
+            query_instruction_limit: 5_000_000_000,
+            inspect_instruction_limit: 200_000_000,
+            install_instruction_limit: 300_000_000_000,
+            max_stable_pages: 4 * 16384, // 4 GiB
+            initial_cycles: 100_000_000_000_000,
+            seed: 0,
+            max_messages_per_tick: 1_000_000,
+            print_debug: false,
+        }
+    }
+}
+
+/// Identifies an ingress message submitted with [`Devnet::submit_call`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageId(pub u64);
+
+/// State of an ingress message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IngressStatus {
+    /// Not answered yet.
+    Pending,
+    /// Answered with a reply or a reject.
+    Done(Result<Vec<u8>, Reject>),
+    /// Unknown message id.
+    Unknown,
+}
+
+/// One executed message, for tests and benchmarks that count instructions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Execution {
+    /// The canister that ran it.
+    pub canister: Principal,
+    /// What ran: an exported function name or `callback`, `cleanup`.
+    pub entry: String,
+    /// Instructions it used.
+    pub instructions: u64,
+    /// The trap message, if it trapped.
+    pub trap: Option<String>,
+}
+
+/// What one [`Devnet::tick`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TickStats {
+    /// Requests and responses delivered.
+    pub messages: usize,
+    /// Global timers fired.
+    pub timers: usize,
+    /// Deadlines of bounded-wait calls that expired.
+    pub expired: usize,
+    /// True if the tick stopped at `max_messages_per_tick` with work left.
+    pub exhausted: bool,
+}
+
+/// One canister's state.
+pub(crate) struct Canister {
+    pub controllers: Vec<Principal>,
+    pub live: Option<LiveInstance>,
+    pub stable: StableMemory,
+    pub global_timer: u64,
+    pub version: u64,
+    pub balance: u128,
+    pub certified_data: Vec<u8>,
+    pub logs: Vec<String>,
+}
+
+impl Canister {
+    pub fn code(&self) -> Option<&Arc<CanisterCode>> {
+        self.live.as_ref().map(|l| l.code())
+    }
+}
+
+/// An embedded local IC. See the crate documentation.
+pub struct Devnet {
+    engine: Engine,
+    linker: Linker<system_api::Host>,
+    config: DevnetConfig,
+    canisters: BTreeMap<Principal, Canister>,
+    next_canister: u64,
+    time: u64,
+    queue: VecDeque<Message>,
+    call_contexts: HashMap<u64, CallContext>,
+    callbacks: BTreeMap<u64, Callback>,
+    next_id: u64,
+    ingress: HashMap<MessageId, IngressStatus>,
+    faults: Vec<Fault>,
+    rng: rng::SplitMix64,
+    executions: VecDeque<Execution>,
+}
+
+/// One engine per process: every devnet uses the same configuration, and
+/// sharing it lets compiled modules be shared too (see `instance`).
+fn shared_engine() -> Engine {
+    static ENGINE: std::sync::OnceLock<Engine> = std::sync::OnceLock::new();
+    ENGINE
+        .get_or_init(|| {
+            let mut config = wasmtime::Config::new();
+            config
+                .consume_fuel(true)
+                .cranelift_nan_canonicalization(true)
+                .wasm_relaxed_simd(false)
+                .wasm_multi_memory(false)
+                .wasm_memory64(false);
+            Engine::new(&config).expect("wasmtime engine configuration")
+        })
+        .clone()
+}
+
+/// How many [`Execution`] records are kept.
+const EXECUTION_LOG_LEN: usize = 10_000;
+
+impl Default for Devnet {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Devnet {
+    /// A devnet with the IC's default limits, time at 2025-01-01T00:00:00Z.
+    pub fn new() -> Self {
+        Self::with_config(DevnetConfig::default())
+    }
+
+    /// A devnet with the given limits and seed.
+    pub fn with_config(config: DevnetConfig) -> Self {
+        let engine = shared_engine();
+        let mut linker = Linker::new(&engine);
+        system_api::add_to_linker(&mut linker).expect("defining the ic0 functions");
+        Devnet {
+            engine,
+            linker,
+            rng: rng::SplitMix64::new(config.seed),
+            config,
+            canisters: BTreeMap::new(),
+            next_canister: 0,
+            time: 1_735_689_600_000_000_000,
+            queue: VecDeque::new(),
+            call_contexts: HashMap::new(),
+            callbacks: BTreeMap::new(),
+            next_id: 0,
+            ingress: HashMap::new(),
+            faults: Vec::new(),
+            executions: VecDeque::new(),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &DevnetConfig {
+        &self.config
+    }
+
+    /// The IC time in nanoseconds since the Unix epoch.
+    pub fn time_nanos(&self) -> u64 {
+        self.time
+    }
+
+    /// The IC time.
+    pub fn time(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_nanos(self.time)
+    }
+
+    /// Sets the IC time; it never goes backwards (an earlier time is ignored).
+    pub fn set_time(&mut self, time: SystemTime) {
+        let nanos = time
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        self.time = self.time.max(nanos);
+    }
+
+    /// Moves the IC time forward. Timers and deadlines act on the next [`tick`](Self::tick).
+    pub fn advance_time(&mut self, by: Duration) {
+        self.time = self.time.saturating_add(by.as_nanos() as u64);
+    }
+
+    /// Makes the next matching inter-canister calls fail; see [`Fault`].
+    pub fn inject_fault(&mut self, fault: Fault) {
+        self.faults.push(fault);
+    }
+
+    /// Removes all injected faults that have not been used up.
+    pub fn clear_faults(&mut self) {
+        self.faults.clear();
+    }
+
+    /// Whether a canister with this id exists.
+    pub fn canister_exists(&self, canister: Principal) -> bool {
+        self.canisters.contains_key(&canister)
+    }
+
+    /// The canister's controllers, if it exists.
+    pub fn controllers(&self, canister: Principal) -> Option<Vec<Principal>> {
+        self.canisters.get(&canister).map(|c| c.controllers.clone())
+    }
+
+    /// The canister's cycle balance, if it exists.
+    pub fn cycle_balance(&self, canister: Principal) -> Option<u128> {
+        self.canisters.get(&canister).map(|c| c.balance)
+    }
+
+    /// Adds cycles to a canister's balance.
+    pub fn add_cycles(&mut self, canister: Principal, amount: u128) {
+        if let Some(c) = self.canisters.get_mut(&canister) {
+            c.balance = c.balance.saturating_add(amount);
+        }
+    }
+
+    /// The SHA-256 of the canister's installed module.
+    pub fn module_hash(&self, canister: Principal) -> Option<[u8; 32]> {
+        self.canisters
+            .get(&canister)
+            .and_then(|c| c.code().map(|code| code.hash))
+    }
+
+    /// Size of the canister's stable memory in bytes.
+    pub fn stable_memory_size(&self, canister: Principal) -> Option<usize> {
+        self.canisters.get(&canister).map(|c| c.stable.len())
+    }
+
+    /// The canister's `debug_print` lines (including those of trapped messages).
+    pub fn canister_logs(&self, canister: Principal) -> Vec<String> {
+        self.canisters
+            .get(&canister)
+            .map(|c| c.logs.clone())
+            .unwrap_or_default()
+    }
+
+    /// Instructions used by the most recent message, if any ran.
+    pub fn last_instructions(&self) -> Option<u64> {
+        self.executions.back().map(|e| e.instructions)
+    }
+
+    /// Takes the record of executed messages (the last 10 000 at most).
+    pub fn take_executions(&mut self) -> Vec<Execution> {
+        self.executions.drain(..).collect()
+    }
+
+    /// Number of requests and responses waiting to be delivered.
+    pub fn queued_messages(&self) -> usize {
+        self.queue.len()
+    }
+
+    fn fresh_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn record(&mut self, canister: Principal, entry: &str, instructions: u64, trap: Option<String>) {
+        if self.executions.len() == EXECUTION_LOG_LEN {
+            self.executions.pop_front();
+        }
+        self.executions.push_back(Execution {
+            canister,
+            entry: entry.to_string(),
+            instructions,
+            trap,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn devnet_is_send() {
+        fn assert_send<T: Send>() {}
+        assert_send::<super::Devnet>();
+    }
+}

@@ -1,0 +1,652 @@
+//! Message delivery: ingress, requests, responses, call contexts, callbacks,
+//! bounded-wait deadlines and the global timer, in a deterministic order.
+//!
+//! Requests and responses go through one FIFO queue. A [`Devnet::tick`]
+//! expires deadlines, fires due timers (canisters in id order) and then
+//! delivers queued messages, repeating until nothing is left.
+
+use candid::Principal;
+
+use crate::error::{Reject, RejectCode};
+use crate::faults::{self, FaultKind};
+use crate::instance::{Entry, Keep, Outcome};
+use crate::system_api::{EntryKind, ExecContext, MAX_PAYLOAD, Response};
+use crate::{Devnet, IngressStatus, MessageId, TickStats};
+
+/// Where a call context's response goes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Origin {
+    Ingress(MessageId),
+    Canister(u64),
+    /// Timers: nobody waits for a response.
+    System,
+}
+
+/// A call context: an incoming call being handled by a canister.
+pub(crate) struct CallContext {
+    origin: Origin,
+    responded: bool,
+    outstanding: usize,
+    instructions: u64,
+    cycles: u128,
+    deadline: u64,
+    caller: Principal,
+}
+
+/// An outstanding outgoing call of a canister.
+pub(crate) struct Callback {
+    canister: Principal,
+    call_context: u64,
+    version: u64,
+    reply: (u32, u32),
+    reject: (u32, u32),
+    cleanup: Option<(u32, u32)>,
+    deadline: Option<u64>,
+    expired: bool,
+}
+
+/// A message in flight.
+pub(crate) enum Message {
+    Request {
+        caller: Principal,
+        callee: Principal,
+        method: String,
+        arg: Vec<u8>,
+        origin: Origin,
+        cycles: u128,
+        deadline: u64,
+    },
+    Response {
+        callback: u64,
+        result: Result<Vec<u8>, Reject>,
+        refund: u128,
+    },
+}
+
+impl Devnet {
+    /// Delivers queued messages and due timers until nothing is left.
+    pub fn tick(&mut self) -> TickStats {
+        let mut stats = TickStats::default();
+        loop {
+            stats.expired += self.expire_deadlines();
+            let fired = self.fire_timers();
+            stats.timers += fired;
+            if self.queue.is_empty() && fired == 0 {
+                break;
+            }
+            while let Some(msg) = self.queue.pop_front() {
+                if stats.messages >= self.config.max_messages_per_tick {
+                    self.queue.push_front(msg);
+                    stats.exhausted = true;
+                    return stats;
+                }
+                stats.messages += 1;
+                self.deliver(msg);
+            }
+        }
+        stats
+    }
+
+    /// Submits an ingress update call after `canister_inspect_message` accepts it.
+    pub fn submit_call(
+        &mut self,
+        canister: Principal,
+        sender: Principal,
+        method: &str,
+        arg: Vec<u8>,
+    ) -> Result<MessageId, Reject> {
+        if arg.len() > MAX_PAYLOAD {
+            return Err(Reject::new(
+                RejectCode::SysFatal,
+                format!("ingress payload of {} bytes exceeds 2 MiB", arg.len()),
+            ));
+        }
+        if canister == Principal::management_canister() {
+            let id = MessageId(self.fresh_id());
+            let result = self.management_call(sender, method, &arg);
+            self.ingress.insert(id, IngressStatus::Done(result));
+            return Ok(id);
+        }
+        if let Err(e) = self.check_method(canister, method, "update") {
+            // Query methods may be called as updates (their state is not kept).
+            self.check_method(canister, method, "query").map_err(|_| e)?;
+        }
+        self.inspect(canister, sender, method, &arg)?;
+        let id = MessageId(self.fresh_id());
+        self.ingress.insert(id, IngressStatus::Pending);
+        self.queue.push_back(Message::Request {
+            caller: sender,
+            callee: canister,
+            method: method.to_string(),
+            arg,
+            origin: Origin::Ingress(id),
+            cycles: 0,
+            deadline: 0,
+        });
+        Ok(id)
+    }
+
+    /// The status of an ingress message.
+    pub fn ingress_status(&self, id: MessageId) -> IngressStatus {
+        self.ingress.get(&id).cloned().unwrap_or(IngressStatus::Unknown)
+    }
+
+    /// Runs [`tick`](Self::tick) until the ingress message is answered.
+    ///
+    /// If nothing is left to run while the message is still pending (it waits
+    /// for a deadline or timer in the future), returns a `SYS_TRANSIENT` reject
+    /// saying so; advance the time and await again.
+    pub fn await_call(&mut self, id: MessageId) -> Result<Vec<u8>, Reject> {
+        loop {
+            match self.ingress.get(&id) {
+                Some(IngressStatus::Done(_)) => {
+                    let Some(IngressStatus::Done(r)) = self.ingress.remove(&id) else {
+                        unreachable!()
+                    };
+                    return r;
+                }
+                Some(IngressStatus::Pending) => {}
+                _ => {
+                    return Err(Reject::new(
+                        RejectCode::SysFatal,
+                        format!("unknown message id {}", id.0),
+                    ));
+                }
+            }
+            let stats = self.tick();
+            if stats.messages == 0 && stats.timers == 0 && stats.expired == 0 {
+                return Err(Reject::new(
+                    RejectCode::SysTransient,
+                    "the call is still pending and nothing is left to run; advance the time",
+                ));
+            }
+        }
+    }
+
+    /// Submits an ingress update call and runs the devnet until it is answered.
+    pub fn update_call(
+        &mut self,
+        canister: Principal,
+        sender: Principal,
+        method: &str,
+        arg: Vec<u8>,
+    ) -> Result<Vec<u8>, Reject> {
+        let id = self.submit_call(canister, sender, method, arg)?;
+        self.await_call(id)
+    }
+
+    /// Runs a query; its state changes are always discarded.
+    pub fn query_call(
+        &mut self,
+        canister: Principal,
+        sender: Principal,
+        method: &str,
+        arg: Vec<u8>,
+    ) -> Result<Vec<u8>, Reject> {
+        if arg.len() > MAX_PAYLOAD {
+            return Err(Reject::new(
+                RejectCode::SysFatal,
+                format!("query payload of {} bytes exceeds 2 MiB", arg.len()),
+            ));
+        }
+        self.check_method(canister, method, "query")?;
+        let mut ctx = self.context(canister, EntryKind::Query);
+        ctx.caller = sender;
+        ctx.method = method.to_string();
+        ctx.arg = arg;
+        ctx.may_respond = true;
+        let limit = self.config.query_instruction_limit;
+        let out = self.execute(canister, &format!("canister_query {method}"), ctx, limit, Keep::Nothing);
+        match (out.trap, out.ctx.response) {
+            (Some(t), _) => Err(Reject::new(RejectCode::CanisterError, t)),
+            (None, Some(Response::Reply(r))) => Ok(r),
+            (None, Some(Response::Reject(m))) => Err(Reject::new(RejectCode::CanisterReject, m)),
+            (None, None) => Err(Reject::new(
+                RejectCode::CanisterError,
+                "Canister did not reply to the call",
+            )),
+        }
+    }
+
+    fn check_method(&self, canister: Principal, method: &str, kind: &str) -> Result<(), Reject> {
+        let c = self.canisters.get(&canister).ok_or_else(|| {
+            Reject::new(RejectCode::DestinationInvalid, format!("Canister {canister} not found"))
+        })?;
+        let code = c.code().ok_or_else(|| {
+            Reject::new(
+                RejectCode::DestinationInvalid,
+                format!("Canister {canister} contains no Wasm module"),
+            )
+        })?;
+        if code.exports(&format!("canister_{kind} {method}")) {
+            Ok(())
+        } else {
+            Err(Reject::new(
+                RejectCode::DestinationInvalid,
+                format!("Canister {canister} has no {kind} method '{method}'"),
+            ))
+        }
+    }
+
+    fn inspect(
+        &mut self,
+        canister: Principal,
+        sender: Principal,
+        method: &str,
+        arg: &[u8],
+    ) -> Result<(), Reject> {
+        let exported = self.canisters[&canister]
+            .code()
+            .is_some_and(|c| c.exports("canister_inspect_message"));
+        if !exported {
+            return Ok(());
+        }
+        let mut ctx = self.context(canister, EntryKind::InspectMessage);
+        ctx.caller = sender;
+        ctx.method = method.to_string();
+        ctx.arg = arg.to_vec();
+        let limit = self.config.inspect_instruction_limit;
+        let out = self.execute(canister, "canister_inspect_message", ctx, limit, Keep::Nothing);
+        match out.trap {
+            Some(t) => Err(Reject::new(
+                RejectCode::CanisterReject,
+                format!("Canister {canister} rejected the message in inspect_message: {t}"),
+            )),
+            None if !out.ctx.accepted_message => Err(Reject::new(
+                RejectCode::CanisterReject,
+                format!("Canister {canister} did not accept the message '{method}'"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// A context for `kind` filled with the canister's current system state.
+    pub(crate) fn context(&self, canister: Principal, kind: EntryKind) -> ExecContext {
+        let c = &self.canisters[&canister];
+        let mut ctx = ExecContext::new(kind, canister);
+        ctx.time = self.time;
+        ctx.global_timer = c.global_timer;
+        ctx.controllers = c.controllers.clone();
+        ctx.version = c.version;
+        ctx.balance = c.balance;
+        ctx
+    }
+
+    /// Runs one message on an installed canister and records it.
+    pub(crate) fn execute(
+        &mut self,
+        canister: Principal,
+        entry_name: &str,
+        ctx: ExecContext,
+        limit: u64,
+        keep: Keep,
+    ) -> Outcome {
+        let entry = Entry::Export(entry_name.to_string());
+        self.execute_entry(canister, &entry, entry_name, ctx, limit, keep)
+    }
+
+    fn execute_entry(
+        &mut self,
+        canister: Principal,
+        entry: &Entry,
+        label: &str,
+        ctx: ExecContext,
+        limit: u64,
+        keep: Keep,
+    ) -> Outcome {
+        let engine = self.engine.clone();
+        let c = self.canisters.get_mut(&canister).expect("canister exists");
+        let live = c.live.as_mut().expect("canister has code");
+        let mut out = live.run(&engine, &mut c.stable, entry, ctx, limit, keep);
+        if self.config.print_debug {
+            for line in &out.ctx.logs {
+                eprintln!("[{canister}] {line}");
+            }
+        }
+        c.logs.append(&mut out.ctx.logs);
+        self.record(canister, label, out.instructions, out.trap.clone());
+        out
+    }
+
+    fn expire_deadlines(&mut self) -> usize {
+        let now = self.time;
+        let expired: Vec<u64> = self
+            .callbacks
+            .iter()
+            .filter(|(_, cb)| !cb.expired && cb.deadline.is_some_and(|d| d <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &expired {
+            self.expire_callback(*id);
+        }
+        expired.len()
+    }
+
+    fn expire_callback(&mut self, id: u64) {
+        if let Some(cb) = self.callbacks.get_mut(&id) {
+            cb.expired = true;
+            self.queue.push_back(Message::Response {
+                callback: id,
+                result: Err(Reject::new(
+                    RejectCode::SysUnknown,
+                    "Timeout expired: the outcome of the call is unknown",
+                )),
+                refund: 0,
+            });
+        }
+    }
+
+    fn fire_timers(&mut self) -> usize {
+        let now = self.time;
+        let due: Vec<Principal> = self
+            .canisters
+            .iter()
+            .filter(|(_, c)| {
+                c.global_timer != 0
+                    && c.global_timer <= now
+                    && c.code().is_some_and(|code| code.exports("canister_global_timer"))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for canister in &due {
+            // The timer is deactivated when it fires, whatever the message does.
+            self.canisters.get_mut(canister).expect("exists").global_timer = 0;
+            let cc = self.fresh_id();
+            self.call_contexts.insert(
+                cc,
+                CallContext {
+                    origin: Origin::System,
+                    responded: true,
+                    outstanding: 0,
+                    instructions: 0,
+                    cycles: 0,
+                    deadline: 0,
+                    caller: Principal::management_canister(),
+                },
+            );
+            let mut ctx = self.context(*canister, EntryKind::GlobalTimer);
+            ctx.global_timer = 0;
+            let limit = self.config.update_instruction_limit;
+            let out = self.execute(*canister, "canister_global_timer", ctx, limit, Keep::All);
+            self.finish(*canister, cc, out);
+        }
+        due.len()
+    }
+
+    fn deliver(&mut self, msg: Message) {
+        match msg {
+            Message::Request {
+                caller,
+                callee,
+                method,
+                arg,
+                origin,
+                cycles,
+                deadline,
+            } => self.deliver_request(caller, callee, method, arg, origin, cycles, deadline),
+            Message::Response {
+                callback,
+                result,
+                refund,
+            } => self.deliver_response(callback, result, refund),
+        }
+    }
+
+    /// Sends a response to whoever waits on `origin`.
+    fn respond_to(&mut self, origin: Origin, result: Result<Vec<u8>, Reject>, refund: u128) {
+        match origin {
+            Origin::Ingress(id) => {
+                self.ingress.insert(id, IngressStatus::Done(result));
+            }
+            Origin::Canister(callback) => {
+                self.queue.push_back(Message::Response {
+                    callback,
+                    result,
+                    refund,
+                });
+            }
+            Origin::System => {}
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn deliver_request(
+        &mut self,
+        caller: Principal,
+        callee: Principal,
+        method: String,
+        arg: Vec<u8>,
+        origin: Origin,
+        cycles: u128,
+        deadline: u64,
+    ) {
+        if let Origin::Canister(cb) = origin {
+            match faults::take(&mut self.faults, caller, callee, &method) {
+                Some(FaultKind::Reject { code, message }) => {
+                    return self.respond_to(origin, Err(Reject::new(code, message)), cycles);
+                }
+                Some(FaultKind::Trap) => {
+                    let msg = format!("Canister {callee} trapped: injected fault in '{method}'");
+                    return self.respond_to(
+                        origin,
+                        Err(Reject::new(RejectCode::CanisterError, msg)),
+                        cycles,
+                    );
+                }
+                Some(FaultKind::Timeout) => self.expire_callback(cb),
+                None => {}
+            }
+        }
+        if callee == Principal::management_canister() {
+            let result = self.management_call(caller, &method, &arg);
+            return self.respond_to(origin, result, cycles);
+        }
+        if let Err(reject) = self.check_method(callee, &method, "update") {
+            let is_query = self.check_method(callee, &method, "query").is_ok();
+            if !is_query {
+                return self.respond_to(origin, Err(reject), cycles);
+            }
+            // A query method called as an update runs, but keeps no state.
+            let mut ctx = self.context(callee, EntryKind::Query);
+            ctx.caller = caller;
+            ctx.method = method.clone();
+            ctx.arg = arg;
+            ctx.may_respond = true;
+            let limit = self.config.query_instruction_limit;
+            let out = self.execute(callee, &format!("canister_query {method}"), ctx, limit, Keep::Nothing);
+            let result = match (out.trap, out.ctx.response) {
+                (Some(t), _) => Err(Reject::new(RejectCode::CanisterError, t)),
+                (None, Some(Response::Reply(r))) => Ok(r),
+                (None, Some(Response::Reject(m))) => Err(Reject::new(RejectCode::CanisterReject, m)),
+                (None, None) => Err(Reject::new(RejectCode::CanisterError, "Canister did not reply")),
+            };
+            return self.respond_to(origin, result, cycles);
+        }
+        let cc = self.fresh_id();
+        self.call_contexts.insert(
+            cc,
+            CallContext {
+                origin,
+                responded: false,
+                outstanding: 0,
+                instructions: 0,
+                cycles,
+                deadline,
+                caller,
+            },
+        );
+        let mut ctx = self.context(callee, EntryKind::Update);
+        ctx.caller = caller;
+        ctx.method = method.clone();
+        ctx.arg = arg;
+        ctx.may_respond = true;
+        ctx.cycles_available = cycles;
+        ctx.deadline = deadline;
+        let limit = self.config.update_instruction_limit;
+        let out = self.execute(callee, &format!("canister_update {method}"), ctx, limit, Keep::All);
+        self.finish(callee, cc, out);
+    }
+
+    fn deliver_response(&mut self, id: u64, result: Result<Vec<u8>, Reject>, refund: u128) {
+        // The first response delivered wins: a late reply to a call whose
+        // deadline expired finds the callback gone and is dropped.
+        let Some(cb) = self.callbacks.remove(&id) else {
+            return;
+        };
+        let Some(canister) = self.canisters.get_mut(&cb.canister) else {
+            return;
+        };
+        canister.balance = canister.balance.saturating_add(refund);
+        let Some(cc) = self.call_contexts.get_mut(&cb.call_context) else {
+            return;
+        };
+        cc.outstanding -= 1;
+        let (responded, cc_instr, deadline, caller) =
+            (cc.responded, cc.instructions, cc.deadline, cc.caller);
+        if canister.version != cb.version || canister.live.is_none() {
+            // The module changed since the call was made: its callbacks are gone.
+            self.finish_without_execution(cb.canister, cb.call_context);
+            return;
+        }
+        let (kind, closure) = match &result {
+            Ok(_) => (EntryKind::ReplyCallback, cb.reply),
+            Err(_) => (EntryKind::RejectCallback, cb.reject),
+        };
+        let mut ctx = self.context(cb.canister, kind);
+        ctx.caller = caller;
+        ctx.may_respond = !responded;
+        ctx.call_context_instructions = cc_instr;
+        ctx.cycles_refunded = refund;
+        ctx.deadline = deadline;
+        match result {
+            Ok(bytes) => ctx.arg = bytes,
+            Err(r) => ctx.reject = Some((r.code.as_u32(), r.message)),
+        }
+        let limit = self.config.update_instruction_limit;
+        let entry = Entry::Callback(closure.0, closure.1);
+        let out = self.execute_entry(cb.canister, &entry, "callback", ctx, limit, Keep::All);
+        if out.trap.is_some()
+            && let Some((fun, env)) = cb.cleanup
+        {
+            let ctx = self.context(cb.canister, EntryKind::Cleanup);
+            let entry = Entry::Callback(fun, env);
+            let cleanup = self.execute_entry(cb.canister, &entry, "cleanup", ctx, limit, Keep::All);
+            if cleanup.trap.is_none() {
+                self.apply_system_effects(cb.canister, &cleanup.ctx);
+            }
+        }
+        self.finish(cb.canister, cb.call_context, out);
+    }
+
+    fn apply_system_effects(&mut self, canister: Principal, ctx: &ExecContext) {
+        let c = self.canisters.get_mut(&canister).expect("exists");
+        c.global_timer = ctx.global_timer;
+        c.balance = ctx.balance;
+        if let Some(d) = &ctx.certified_data {
+            c.certified_data = d.clone();
+        }
+    }
+
+    /// Applies a finished message's effects to its call context.
+    fn finish(&mut self, canister: Principal, cc_id: u64, out: Outcome) {
+        let instructions = out.instructions;
+        if let Some(cc) = self.call_contexts.get_mut(&cc_id) {
+            cc.instructions += instructions;
+        }
+        if let Some(t) = out.trap {
+            // A trap discards the message's calls and response; the call
+            // context is rejected if nothing else can answer it.
+            if let Some(cc) = self.call_contexts.get(&cc_id)
+                && !cc.responded
+                && cc.outstanding == 0
+            {
+                self.respond(cc_id, Err(Reject::new(RejectCode::CanisterError, t)));
+            }
+        } else {
+            let ctx = out.ctx;
+            self.apply_system_effects(canister, &ctx);
+            let version = self.canisters[&canister].version;
+            let cycles_left = ctx.cycles_available;
+            for call in ctx.calls {
+                let id = self.fresh_id();
+                let deadline = call
+                    .timeout_secs
+                    .map(|s| self.time + u64::from(s) * 1_000_000_000);
+                self.callbacks.insert(
+                    id,
+                    Callback {
+                        canister,
+                        call_context: cc_id,
+                        version,
+                        reply: call.reply,
+                        reject: call.reject,
+                        cleanup: call.cleanup,
+                        deadline,
+                        expired: false,
+                    },
+                );
+                if let Some(cc) = self.call_contexts.get_mut(&cc_id) {
+                    cc.outstanding += 1;
+                }
+                self.queue.push_back(Message::Request {
+                    caller: canister,
+                    callee: call.callee,
+                    method: call.method,
+                    arg: call.arg,
+                    origin: Origin::Canister(id),
+                    cycles: call.cycles,
+                    deadline: deadline.unwrap_or(0),
+                });
+            }
+            if let Some(cc) = self.call_contexts.get_mut(&cc_id) {
+                cc.cycles = cycles_left;
+            }
+            match ctx.response {
+                Some(Response::Reply(r)) => self.respond(cc_id, Ok(r)),
+                Some(Response::Reject(m)) => {
+                    self.respond(cc_id, Err(Reject::new(RejectCode::CanisterReject, m)))
+                }
+                None => {}
+            }
+        }
+        self.finish_without_execution(canister, cc_id);
+    }
+
+    /// Closes the call context if nothing can answer it any more.
+    fn finish_without_execution(&mut self, _canister: Principal, cc_id: u64) {
+        let Some(cc) = self.call_contexts.get(&cc_id) else {
+            return;
+        };
+        if cc.outstanding > 0 {
+            return;
+        }
+        if !cc.responded {
+            let origin = cc.origin;
+            let refund = cc.cycles;
+            self.call_contexts.remove(&cc_id);
+            self.respond_to(
+                origin,
+                Err(Reject::new(
+                    RejectCode::CanisterError,
+                    "Canister did not reply to the call",
+                )),
+                refund,
+            );
+        } else {
+            self.call_contexts.remove(&cc_id);
+        }
+    }
+
+    fn respond(&mut self, cc_id: u64, result: Result<Vec<u8>, Reject>) {
+        let Some(cc) = self.call_contexts.get_mut(&cc_id) else {
+            return;
+        };
+        if cc.responded {
+            return;
+        }
+        cc.responded = true;
+        let origin = cc.origin;
+        let refund = std::mem::take(&mut cc.cycles);
+        self.respond_to(origin, result, refund);
+    }
+}
