@@ -14,7 +14,7 @@
 use candid::Principal;
 use canister_common::codec::Cbor;
 use ic_stable_structures::{Memory, StableBTreeMap};
-use market_api::matcher::Offer;
+use market_api::matcher::{Offer, PriceLevel};
 use market_api::{JobId, OfferId, Tokens};
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
@@ -72,6 +72,15 @@ impl BookOffer {
             && self.provider_stake >= bid.min_provider_stake
             && !bid.excluded_providers.contains(&self.offer.provider)
     }
+}
+
+/// Book depth of one ledger, best prices first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Depth {
+    /// Resting bids per price, highest first.
+    pub bids: Vec<PriceLevel>,
+    /// Free offer slots per price, lowest first.
+    pub asks: Vec<PriceLevel>,
 }
 
 type OfferKey = (Principal, Tokens, (u64, OfferId));
@@ -229,22 +238,18 @@ impl<M: Memory> Book<M> {
 
     /// Number of resting bids and free offer slots per price for a ledger,
     /// best prices first, at most `levels` of each.
-    pub fn depth(
-        &self,
-        ledger: Principal,
-        levels: usize,
-    ) -> (Vec<(Tokens, u64)>, Vec<(Tokens, u64)>) {
-        fn collect(it: impl Iterator<Item = (Tokens, u64)>, levels: usize) -> Vec<(Tokens, u64)> {
-            let mut out: Vec<(Tokens, u64)> = Vec::new();
+    pub fn depth(&self, ledger: Principal, levels: usize) -> Depth {
+        fn collect(it: impl Iterator<Item = (Tokens, u64)>, levels: usize) -> Vec<PriceLevel> {
+            let mut out: Vec<PriceLevel> = Vec::new();
             for (price, n) in it {
-                if let Some((p, count)) = out.last_mut()
-                    && *p == price
+                if let Some(level) = out.last_mut()
+                    && level.price == price
                 {
-                    *count += n;
+                    level.count += n;
                 } else if out.len() == levels {
                     break;
                 } else {
-                    out.push((price, n));
+                    out.push(PriceLevel { price, count: n });
                 }
             }
             out
@@ -266,7 +271,7 @@ impl<M: Memory> Book<M> {
                 }),
             levels,
         );
-        (bids, asks)
+        Depth { bids, asks }
     }
 }
 
@@ -379,9 +384,10 @@ mod tests {
         let o = offer(1, 0, 10, 2, 512, 0);
         let served: Vec<_> = b.bids_for(&o).into_iter().map(|b| b.job_id).collect();
         assert_eq!(served, vec![3, 2]);
-        let (bids, asks) = b.depth(ledger(0), 10);
-        assert_eq!(bids, vec![(30, 2), (20, 1), (5, 1)]);
-        assert!(asks.is_empty());
+        let depth = b.depth(ledger(0), 10);
+        let levels: Vec<_> = depth.bids.iter().map(|l| (l.price, l.count)).collect();
+        assert_eq!(levels, vec![(30, 2), (20, 1), (5, 1)]);
+        assert!(depth.asks.is_empty());
         assert_eq!(b.remove_bid(3).map(|b| b.job_id), Some(3));
         assert_eq!(b.bid_count(), 4);
     }
