@@ -5,6 +5,7 @@
 //! that native tests drive without the IC system API.
 
 pub mod book;
+pub mod lifecycle;
 pub mod memory;
 pub mod state;
 
