@@ -11,6 +11,8 @@
 //! The anonymous principal is an ordinary account holder here, as on the
 //! ICRC ledgers: it can receive tokens and, as a caller, spend them.
 
+#![deny(missing_docs)]
+
 pub mod amount;
 pub mod block;
 mod canister;
