@@ -7,6 +7,7 @@
 pub mod book;
 pub mod lifecycle;
 pub mod memory;
+pub mod modules;
 pub mod state;
 
 mod canister;

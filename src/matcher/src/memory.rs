@@ -22,6 +22,10 @@ pub const OFFERS_BY_PRICE: MemoryId = MemoryId::new(4);
 pub const BIDS: MemoryId = MemoryId::new(5);
 /// Resting bids by ledger, price (descending) and age.
 pub const BIDS_BY_PRICE: MemoryId = MemoryId::new(6);
+/// Job module metadata by sha256.
+pub const MODULE_META: MemoryId = MemoryId::new(7);
+/// Job module chunks by (sha256, index).
+pub const MODULE_CHUNKS: MemoryId = MemoryId::new(8);
 
 thread_local! {
     static MEMORY_MANAGER: RefCell<MemoryManager<DefaultMemoryImpl>> =

@@ -1,0 +1,602 @@
+//! The job lifecycle as a pure state machine.
+//!
+//! Each transition checks who may make it and when, changes the job, and
+//! returns the cross-canister [`Effect`]s it implies (lock, bond, release,
+//! slash, settle...). The canister records the effects in its outbox before
+//! making any call, so a trap or an unknown outcome never loses one, and each
+//! effect carries the idempotency key the escrow or registry deduplicates on.
+//!
+//! Timing: a job assigned at `t` must be acknowledged by the provider's first
+//! heartbeat before `t + interval + grace`. From the acknowledgement on, a
+//! heartbeat is due every interval; each accepted heartbeat pays the interval
+//! just completed. A heartbeat more than half an interval early is refused
+//! (so a provider can't drain the lock by heartbeating fast); one missing at
+//! `due + grace` is a missed deadline.
+
+use candid::Principal;
+use market_api::matcher::{JobResult, JobStatus, RunOutcome};
+use market_api::{JobId, OfferId, Tokens};
+use serde::{Deserialize, Serialize};
+
+const NANOS_PER_SEC: u64 = 1_000_000_000;
+
+/// Lifecycle parameters from the matcher's configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Params {
+    /// Extra time after a due heartbeat before it counts as missed.
+    pub grace_secs: u64,
+    /// Stake bonded per job, in intervals' prices.
+    pub bond_multiple: u32,
+    /// Stake slashed per missed deadline, in intervals' prices.
+    pub slash_multiple: u32,
+}
+
+/// The current assignment of a job to a provider.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Assignment {
+    /// The provider running the job.
+    pub provider: Principal,
+    /// The offer whose slot it takes.
+    pub offer_id: OfferId,
+    /// Price per interval the provider is paid.
+    pub price: Tokens,
+    /// Counts assignments of this job, from 1.
+    pub attempt: u32,
+    /// When the provider acknowledged the job, if it did.
+    pub started_at_ns: Option<u64>,
+    /// When the next heartbeat is due (the acknowledgement, before it is made).
+    pub due_ns: u64,
+    /// Stake bonded in the registry for this assignment.
+    pub bonded: Tokens,
+}
+
+/// A job as the lifecycle sees it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct JobState {
+    /// The job.
+    pub id: JobId,
+    /// Who pays.
+    pub owner: Principal,
+    /// Lifecycle state.
+    pub status: JobStatus,
+    /// Length of one interval.
+    pub interval_secs: u64,
+    /// Most intervals paid over the job's whole life.
+    pub max_intervals: u32,
+    /// Highest price per interval.
+    pub max_price: Tokens,
+    /// Re-queues allowed after provider failures.
+    pub max_retries: u32,
+    /// Re-queues used.
+    pub retries_used: u32,
+    /// Intervals paid so far, over all assignments.
+    pub intervals_paid: u32,
+    /// Amount released to providers so far.
+    pub released: Tokens,
+    /// Number of releases made so far (the next release's sequence number).
+    pub release_seq: u64,
+    /// The current assignment.
+    pub assignment: Option<Assignment>,
+    /// Providers that failed this job.
+    pub failed_providers: Vec<Principal>,
+    /// Number of assignments made so far.
+    pub attempts: u32,
+    /// The result, once reported.
+    pub result: Option<JobResult>,
+}
+
+/// A cross-canister step a transition requires, with its idempotency key.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Bond `amount` of the provider's stake (registry `bond`).
+    Bond {
+        key: String,
+        provider: Principal,
+        amount: Tokens,
+    },
+    /// Free a bond (registry `unbond`).
+    Unbond { key: String },
+    /// Pay a provider from the job's lock (escrow `release`).
+    Release {
+        seq: u64,
+        provider: Principal,
+        amount: Tokens,
+    },
+    /// Slash a provider in favour of the owner (registry `slash`).
+    Slash {
+        key: String,
+        provider: Principal,
+        amount: Tokens,
+        owner: Principal,
+    },
+    /// Return the rest of the lock to the owner (escrow `settle`).
+    Settle,
+    /// Give the offer's slot back.
+    FreeSlot { offer_id: OfferId },
+    /// Put the job back in the book.
+    Requeue,
+}
+
+/// Why a provider's call was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The caller does not hold the job (or holds an older attempt).
+    NotAssigned,
+    /// The job is not running or assigned.
+    NotActive(JobStatus),
+    /// Too early for the next heartbeat.
+    TooEarly { not_before_ns: u64 },
+    /// The caller is not the owner.
+    NotOwner,
+}
+
+/// The bond key of an assignment.
+pub fn bond_key(job: JobId, attempt: u32) -> String {
+    format!("job/{job}/bond/{attempt}")
+}
+
+/// The slash key of an assignment's missed deadline.
+pub fn slash_key(job: JobId, attempt: u32) -> String {
+    format!("job/{job}/slash/{attempt}")
+}
+
+/// The escrow lock key of a job.
+pub fn lock_key(job: JobId) -> String {
+    format!("job/{job}")
+}
+
+fn secs(s: u64) -> u64 {
+    s.saturating_mul(NANOS_PER_SEC)
+}
+
+impl JobState {
+    /// The maximum cost the buyer's lock must cover.
+    pub fn max_cost(&self) -> Option<Tokens> {
+        self.max_price.checked_mul(Tokens::from(self.max_intervals))
+    }
+
+    fn check_holder(&self, provider: Principal, attempt: u32) -> Result<&Assignment, Refusal> {
+        if !matches!(self.status, JobStatus::Assigned | JobStatus::Running) {
+            return Err(Refusal::NotActive(self.status));
+        }
+        match &self.assignment {
+            Some(a) if a.provider == provider && a.attempt == attempt => Ok(a),
+            _ => Err(Refusal::NotAssigned),
+        }
+    }
+
+    /// Matches the open job to an offer at `price`.
+    pub fn assign(
+        &mut self,
+        p: &Params,
+        now_ns: u64,
+        provider: Principal,
+        offer_id: OfferId,
+        price: Tokens,
+    ) -> Vec<Effect> {
+        debug_assert_eq!(self.status, JobStatus::Open);
+        self.attempts += 1;
+        let bonded = price.saturating_mul(Tokens::from(p.bond_multiple));
+        self.assignment = Some(Assignment {
+            provider,
+            offer_id,
+            price,
+            attempt: self.attempts,
+            started_at_ns: None,
+            due_ns: now_ns.saturating_add(secs(self.interval_secs)),
+            bonded,
+        });
+        self.status = JobStatus::Assigned;
+        vec![Effect::Bond {
+            key: bond_key(self.id, self.attempts),
+            provider,
+            amount: bonded,
+        }]
+    }
+
+    /// The deadline by which the current assignment must heartbeat.
+    pub fn deadline_ns(&self, p: &Params) -> Option<u64> {
+        let a = self.assignment.as_ref()?;
+        matches!(self.status, JobStatus::Assigned | JobStatus::Running)
+            .then(|| a.due_ns.saturating_add(secs(p.grace_secs)))
+    }
+
+    /// A heartbeat from `provider` for `attempt`: acknowledges an assigned job
+    /// or pays the interval just completed.
+    pub fn heartbeat(
+        &mut self,
+        now_ns: u64,
+        provider: Principal,
+        attempt: u32,
+    ) -> Result<Vec<Effect>, Refusal> {
+        let interval = secs(self.interval_secs);
+        let a = self.check_holder(provider, attempt)?.clone();
+        if self.status == JobStatus::Assigned {
+            let a = self.assignment.as_mut().expect("checked");
+            a.started_at_ns = Some(now_ns);
+            a.due_ns = now_ns.saturating_add(interval);
+            self.status = JobStatus::Running;
+            return Ok(vec![]);
+        }
+        let not_before = a.due_ns.saturating_sub(interval / 2);
+        if now_ns < not_before {
+            return Err(Refusal::TooEarly {
+                not_before_ns: not_before,
+            });
+        }
+        let mut effects = vec![];
+        if self.intervals_paid < self.max_intervals {
+            effects.push(self.pay(a.provider, a.price));
+        }
+        let a = self.assignment.as_mut().expect("checked");
+        a.due_ns = a.due_ns.saturating_add(interval);
+        Ok(effects)
+    }
+
+    fn pay(&mut self, provider: Principal, price: Tokens) -> Effect {
+        let seq = self.release_seq;
+        self.release_seq += 1;
+        self.intervals_paid += 1;
+        self.released = self.released.saturating_add(price);
+        Effect::Release {
+            seq,
+            provider,
+            amount: price,
+        }
+    }
+
+    fn finish(&mut self, status: JobStatus) -> Vec<Effect> {
+        let mut effects = vec![];
+        if let Some(a) = self.assignment.take() {
+            effects.push(Effect::Unbond {
+                key: bond_key(self.id, a.attempt),
+            });
+            effects.push(Effect::FreeSlot {
+                offer_id: a.offer_id,
+            });
+        }
+        self.status = status;
+        effects.push(Effect::Settle);
+        effects
+    }
+
+    /// The provider's result: pays the interval in progress (at least one
+    /// interval of work is paid once acknowledged), then settles.
+    pub fn submit_result(
+        &mut self,
+        now_ns: u64,
+        provider: Principal,
+        attempt: u32,
+        result: JobResult,
+    ) -> Result<Vec<Effect>, Refusal> {
+        let a = self.check_holder(provider, attempt)?.clone();
+        let mut effects = vec![];
+        let started = a.started_at_ns.unwrap_or(now_ns);
+        let interval = secs(self.interval_secs).max(1);
+        // Intervals of this assignment begun by now (at least one).
+        let begun = (now_ns.saturating_sub(started) / interval).saturating_add(1);
+        let paid_this = (a.due_ns.saturating_sub(started) / interval).saturating_sub(1);
+        if begun > paid_this && self.intervals_paid < self.max_intervals {
+            effects.push(self.pay(a.provider, a.price));
+        }
+        let ok = matches!(result.outcome, RunOutcome::Exited { code: 0 });
+        self.result = Some(result);
+        effects.extend(self.finish(if ok {
+            JobStatus::Succeeded
+        } else {
+            JobStatus::Failed
+        }));
+        Ok(effects)
+    }
+
+    /// The owner cancels: intervals already heartbeated stay paid, the rest is refunded.
+    pub fn cancel(&mut self, caller: Principal) -> Result<Vec<Effect>, Refusal> {
+        if caller != self.owner {
+            return Err(Refusal::NotOwner);
+        }
+        if self.status.is_terminal() {
+            return Err(Refusal::NotActive(self.status));
+        }
+        Ok(self.finish(JobStatus::Cancelled))
+    }
+
+    /// The deadline of the current assignment passed without a heartbeat.
+    /// Returns no effects if `attempt` is stale (the deadline was already
+    /// handled, or the job moved on), so each deadline is handled once.
+    pub fn deadline_passed(&mut self, p: &Params, now_ns: u64, attempt: u32) -> Vec<Effect> {
+        let Some(deadline) = self.deadline_ns(p) else {
+            return vec![];
+        };
+        let Some(a) = self.assignment.clone() else {
+            return vec![];
+        };
+        if a.attempt != attempt || now_ns < deadline {
+            return vec![];
+        }
+        if self.intervals_paid >= self.max_intervals && self.status == JobStatus::Running {
+            // The paid time is used up: the job expires; the provider did
+            // its paid work and is not slashed.
+            return self.finish(JobStatus::Expired);
+        }
+        let slash = Effect::Slash {
+            key: slash_key(self.id, a.attempt),
+            provider: a.provider,
+            amount: a.price.saturating_mul(Tokens::from(p.slash_multiple)),
+            owner: self.owner,
+        };
+        self.failed_providers.push(a.provider);
+        if self.retries_used < self.max_retries && self.intervals_paid < self.max_intervals {
+            self.retries_used += 1;
+            self.assignment = None;
+            self.status = JobStatus::Open;
+            vec![
+                slash,
+                Effect::Unbond {
+                    key: bond_key(self.id, a.attempt),
+                },
+                Effect::FreeSlot {
+                    offer_id: a.offer_id,
+                },
+                Effect::Requeue,
+            ]
+        } else {
+            let mut effects = vec![slash];
+            effects.extend(self.finish(JobStatus::Failed));
+            effects
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    const P: Params = Params {
+        grace_secs: 10,
+        bond_multiple: 3,
+        slash_multiple: 2,
+    };
+    const S: u64 = NANOS_PER_SEC;
+
+    fn owner() -> Principal {
+        Principal::from_slice(&[1])
+    }
+
+    fn provider(n: u8) -> Principal {
+        Principal::from_slice(&[2, n])
+    }
+
+    fn job(max_intervals: u32, max_retries: u32) -> JobState {
+        JobState {
+            id: 7,
+            owner: owner(),
+            status: JobStatus::Open,
+            interval_secs: 60,
+            max_intervals,
+            max_price: 100,
+            max_retries,
+            retries_used: 0,
+            intervals_paid: 0,
+            released: 0,
+            release_seq: 0,
+            assignment: None,
+            failed_providers: vec![],
+            attempts: 0,
+            result: None,
+        }
+    }
+
+    fn result(code: i32) -> JobResult {
+        JobResult {
+            outcome: RunOutcome::Exited { code },
+            output: b"ok".to_vec(),
+            output_sha256: [0; 32],
+            fuel_used: 1,
+            engine: "wasmtime-48.0.8".into(),
+        }
+    }
+
+    #[test]
+    fn heartbeats_pay_once_per_interval_and_result_settles() {
+        let mut j = job(5, 0);
+        let fx = j.assign(&P, 0, provider(1), 3, 80);
+        assert_eq!(
+            fx,
+            vec![Effect::Bond {
+                key: "job/7/bond/1".into(),
+                provider: provider(1),
+                amount: 240
+            }]
+        );
+        assert_eq!(
+            j.heartbeat(S, provider(1), 1),
+            Ok(vec![]),
+            "the first heartbeat acknowledges"
+        );
+        assert_eq!(j.status, JobStatus::Running);
+        assert!(matches!(
+            j.heartbeat(2 * S, provider(1), 1),
+            Err(Refusal::TooEarly { .. })
+        ));
+        let fx = j.heartbeat(61 * S, provider(1), 1).unwrap();
+        assert_eq!(
+            fx,
+            vec![Effect::Release {
+                seq: 0,
+                provider: provider(1),
+                amount: 80
+            }]
+        );
+        assert_eq!(
+            j.heartbeat(62 * S, provider(2), 1),
+            Err(Refusal::NotAssigned)
+        );
+        assert_eq!(
+            j.heartbeat(62 * S, provider(1), 2),
+            Err(Refusal::NotAssigned)
+        );
+        let fx = j.submit_result(100 * S, provider(1), 1, result(0)).unwrap();
+        assert_eq!(
+            fx,
+            vec![
+                Effect::Release {
+                    seq: 1,
+                    provider: provider(1),
+                    amount: 80
+                },
+                Effect::Unbond {
+                    key: "job/7/bond/1".into()
+                },
+                Effect::FreeSlot { offer_id: 3 },
+                Effect::Settle,
+            ]
+        );
+        assert_eq!(j.status, JobStatus::Succeeded);
+        assert_eq!(j.released, 160);
+        assert!(
+            j.submit_result(101 * S, provider(1), 1, result(0)).is_err(),
+            "a result is taken once"
+        );
+    }
+
+    #[test]
+    fn missed_deadline_slashes_and_requeues_then_fails_when_retries_are_used() {
+        let mut j = job(5, 1);
+        j.assign(&P, 0, provider(1), 3, 80);
+        let deadline = j.deadline_ns(&P).unwrap();
+        assert_eq!(deadline, 70 * S);
+        assert!(j.deadline_passed(&P, deadline - 1, 1).is_empty(), "not yet");
+        let fx = j.deadline_passed(&P, deadline, 1);
+        assert_eq!(
+            fx[0],
+            Effect::Slash {
+                key: "job/7/slash/1".into(),
+                provider: provider(1),
+                amount: 160,
+                owner: owner()
+            }
+        );
+        assert_eq!(fx.last(), Some(&Effect::Requeue));
+        assert_eq!(j.status, JobStatus::Open);
+        assert!(
+            j.deadline_passed(&P, deadline + 1, 1).is_empty(),
+            "a deadline is handled once"
+        );
+        j.assign(&P, 100 * S, provider(2), 4, 90);
+        let fx = j.deadline_passed(&P, 200 * S, 2);
+        assert_eq!(
+            fx.first(),
+            Some(&Effect::Slash {
+                key: "job/7/slash/2".into(),
+                provider: provider(2),
+                amount: 180,
+                owner: owner()
+            })
+        );
+        assert_eq!(fx.last(), Some(&Effect::Settle));
+        assert_eq!(j.status, JobStatus::Failed);
+        assert_eq!(j.failed_providers, vec![provider(1), provider(2)]);
+    }
+
+    #[test]
+    fn paid_time_used_up_expires_without_slash() {
+        let mut j = job(1, 3);
+        j.assign(&P, 0, provider(1), 3, 50);
+        j.heartbeat(0, provider(1), 1).unwrap();
+        assert_eq!(j.heartbeat(60 * S, provider(1), 1).unwrap().len(), 1);
+        assert!(
+            j.heartbeat(120 * S, provider(1), 1).unwrap().is_empty(),
+            "nothing left to pay"
+        );
+        let fx = j.deadline_passed(&P, 200 * S, 1);
+        assert!(!fx.iter().any(|e| matches!(e, Effect::Slash { .. })));
+        assert_eq!(j.status, JobStatus::Expired);
+    }
+
+    #[test]
+    fn only_the_owner_cancels() {
+        let mut j = job(3, 0);
+        j.assign(&P, 0, provider(1), 3, 50);
+        assert_eq!(j.cancel(provider(1)), Err(Refusal::NotOwner));
+        let fx = j.cancel(owner()).unwrap();
+        assert_eq!(fx.last(), Some(&Effect::Settle));
+        assert_eq!(j.status, JobStatus::Cancelled);
+        assert!(j.cancel(owner()).is_err());
+    }
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Advance(u64),
+        Heartbeat(u8),
+        Result(u8, i32),
+        Deadline,
+        Cancel,
+        Assign(u8, u8),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            (1u64..200).prop_map(Step::Advance),
+            (0u8..3).prop_map(Step::Heartbeat),
+            (0u8..3, -1i32..2).prop_map(|(p, c)| Step::Result(p, c)),
+            Just(Step::Deadline),
+            Just(Step::Cancel),
+            (0u8..3, 1u8..=100).prop_map(|(p, price)| Step::Assign(p, price)),
+        ]
+    }
+
+    proptest! {
+        /// Whatever providers, owners and the clock do: pay never exceeds the
+        /// lock, releases are numbered once each, a deadline is slashed at
+        /// most once, an open job holds no assignment, and a finished job was
+        /// settled exactly once.
+        #[test]
+        fn lifecycle_invariants(max_intervals in 1u32..6, retries in 0u32..3, steps in proptest::collection::vec(step(), 1..80)) {
+            let mut j = job(max_intervals, retries);
+            let mut now = 0u64;
+            let mut seqs = Vec::new();
+            let mut slashes = BTreeSet::new();
+            let mut settles = 0;
+            let mut released: Tokens = 0;
+            for s in steps {
+                let effects = match s {
+                    Step::Advance(secs) => { now += secs * S; vec![] }
+                    Step::Heartbeat(p) => {
+                        let attempt = j.assignment.as_ref().map_or(0, |a| a.attempt);
+                        j.heartbeat(now, provider(p), attempt).unwrap_or_default()
+                    }
+                    Step::Result(p, code) => {
+                        let attempt = j.assignment.as_ref().map_or(0, |a| a.attempt);
+                        j.submit_result(now, provider(p), attempt, result(code)).unwrap_or_default()
+                    }
+                    Step::Deadline => {
+                        let attempt = j.assignment.as_ref().map_or(0, |a| a.attempt);
+                        j.deadline_passed(&P, now, attempt)
+                    }
+                    Step::Cancel => j.cancel(owner()).unwrap_or_default(),
+                    Step::Assign(p, price) => {
+                        if j.status == JobStatus::Open && !j.failed_providers.contains(&provider(p)) {
+                            j.assign(&P, now, provider(p), p as u64, price as Tokens)
+                        } else { vec![] }
+                    }
+                };
+                for e in effects {
+                    match e {
+                        Effect::Release { seq, amount, .. } => { seqs.push(seq); released += amount; }
+                        Effect::Slash { key, .. } => prop_assert!(slashes.insert(key), "slashed twice"),
+                        Effect::Settle => settles += 1,
+                        _ => {}
+                    }
+                }
+                prop_assert!(released <= j.max_cost().unwrap());
+                prop_assert_eq!(released, j.released);
+                prop_assert!(j.intervals_paid <= j.max_intervals);
+                prop_assert_eq!(seqs.clone(), (0..seqs.len() as u64).collect::<Vec<_>>());
+                prop_assert_eq!(j.status == JobStatus::Open, j.assignment.is_none() && !j.status.is_terminal());
+                prop_assert_eq!(settles, u32::from(j.status.is_terminal()));
+            }
+        }
+    }
+}
