@@ -8,6 +8,7 @@ pub mod book;
 pub mod lifecycle;
 pub mod memory;
 pub mod modules;
+pub mod outbox;
 pub mod state;
 
 mod canister;

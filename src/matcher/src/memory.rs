@@ -26,6 +26,10 @@ pub const BIDS_BY_PRICE: MemoryId = MemoryId::new(6);
 pub const MODULE_META: MemoryId = MemoryId::new(7);
 /// Job module chunks by (sha256, index).
 pub const MODULE_CHUNKS: MemoryId = MemoryId::new(8);
+/// Outbox steps by sequence number.
+pub const OUTBOX_STEPS: MemoryId = MemoryId::new(9);
+/// Outbox step numbers by (job, sequence number).
+pub const OUTBOX_BY_JOB: MemoryId = MemoryId::new(10);
 
 thread_local! {
     static MEMORY_MANAGER: RefCell<MemoryManager<DefaultMemoryImpl>> =
