@@ -133,6 +133,16 @@ impl<M: Memory> Book<M> {
         self.bids.get(&job_id).map(|c| c.0)
     }
 
+    /// The id the next new offer gets.
+    pub fn next_offer_id(&self) -> OfferId {
+        self.offers.last_key_value().map_or(1, |(k, _)| k + 1)
+    }
+
+    /// Every offer, by id.
+    pub fn offers(&self) -> impl Iterator<Item = BookOffer> + '_ {
+        self.offers.values().map(|c| c.0)
+    }
+
     /// Number of offers (with or without free slots).
     pub fn offer_count(&self) -> u64 {
         self.offers.len()

@@ -6,6 +6,7 @@
 
 pub mod book;
 pub mod lifecycle;
+pub mod market;
 pub mod memory;
 pub mod modules;
 pub mod outbox;
@@ -14,3 +15,6 @@ pub mod state;
 mod canister;
 
 pub use canister::candid_interface;
+
+#[cfg(test)]
+mod market_tests;

@@ -1,0 +1,677 @@
+//! The matcher's rules over its whole state: jobs, the book, deadlines, the
+//! module store and the outbox. Every method takes the time and the caller
+//! as arguments and makes no call, so native tests drive all of it; the
+//! canister layer performs the outbox's steps and reports back.
+
+use crate::book::{Bid, Book, BookOffer};
+use crate::lifecycle::{Effect, JobState, Params, Refusal};
+use crate::modules::ModuleStore;
+use crate::outbox::Outbox;
+use candid::Principal;
+use canister_common::codec::Cbor;
+use ic_stable_structures::{Memory, StableBTreeMap};
+use market_api::matcher::{
+    HeartbeatAck, HeartbeatItem, Job, JobSpec, JobStatus, MAX_ARG_LEN, MAX_ARGS, MAX_INPUT_BYTES,
+    MatcherError, ModuleSource, Offer, OfferSpec, SubmitResultArgs,
+};
+use market_api::{JobId, OfferId, Tokens};
+use serde::{Deserialize, Serialize};
+
+/// Most jobs one principal may have that are not finished.
+pub const MAX_ACTIVE_JOBS_PER_OWNER: u64 = 100;
+/// Most offers one provider may post.
+pub const MAX_OFFERS_PER_PROVIDER: usize = 16;
+/// Most items in one heartbeat batch.
+pub const MAX_HEARTBEAT_ITEMS: usize = 1_000;
+/// Longest URL of a module named by URL.
+pub const MAX_URL_LEN: usize = 2_048;
+/// Longest callback method name.
+pub const MAX_METHOD_LEN: usize = 64;
+/// Longest interval a job may ask for (one day).
+pub const MAX_INTERVAL_SECS: u64 = 86_400;
+/// Most intervals one job may buy.
+pub const MAX_INTERVALS: u32 = 100_000;
+
+/// A job with everything the matcher keeps about it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct JobRecord {
+    /// The lifecycle state.
+    pub state: JobState,
+    /// What the buyer asked for.
+    pub spec: JobSpec,
+    /// When it was submitted.
+    pub submitted_at_ns: u64,
+    /// Whether the escrow confirmed the lock; until then the job is not in the book.
+    pub funded: bool,
+}
+
+impl JobRecord {
+    /// The public view of the job.
+    pub fn to_job(&self) -> Job {
+        let a = self.state.assignment.as_ref();
+        Job {
+            id: self.state.id,
+            owner: self.state.owner,
+            spec: self.spec.clone(),
+            status: self.state.status,
+            provider: a.map(|a| a.provider),
+            price_per_interval: a.map(|a| a.price),
+            intervals_paid: self.state.intervals_paid,
+            retries_used: self.state.retries_used,
+            result: self.state.result.clone(),
+            submitted_at_ns: self.submitted_at_ns,
+        }
+    }
+
+    fn bid(&self) -> Bid {
+        Bid {
+            job_id: self.state.id,
+            ledger: self.spec.ledger,
+            max_price: self.spec.max_price_per_interval,
+            memory_mib: self.spec.limits.memory_mib,
+            fuel_per_interval: self.spec.limits.fuel_per_interval,
+            interval_secs: self.spec.interval_secs,
+            min_provider_stake: self.spec.min_provider_stake,
+            excluded_providers: self.state.failed_providers.clone(),
+            submitted_at_ns: self.submitted_at_ns,
+        }
+    }
+}
+
+fn invalid(field: &str, reason: impl Into<String>) -> MatcherError {
+    MatcherError::InvalidArgument {
+        field: field.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Checks every bound of a job spec.
+pub fn validate_spec(spec: &JobSpec) -> Result<(), MatcherError> {
+    if spec.input.len() > MAX_INPUT_BYTES {
+        return Err(invalid("input", format!("at most {MAX_INPUT_BYTES} bytes")));
+    }
+    if spec.args.len() > MAX_ARGS || spec.env.len() > MAX_ARGS {
+        return Err(invalid(
+            "args",
+            format!("at most {MAX_ARGS} args and {MAX_ARGS} env entries"),
+        ));
+    }
+    let too_long = spec.args.iter().any(|a| a.len() > MAX_ARG_LEN)
+        || spec
+            .env
+            .iter()
+            .any(|(k, v)| k.len() > MAX_ARG_LEN || v.len() > MAX_ARG_LEN);
+    if too_long {
+        return Err(invalid(
+            "args",
+            format!("each arg, env name and value at most {MAX_ARG_LEN} bytes"),
+        ));
+    }
+    if let ModuleSource::Url { url, .. } = &spec.module
+        && (url.len() > MAX_URL_LEN || !url.starts_with("https://"))
+    {
+        return Err(invalid(
+            "module",
+            format!("an https:// URL of at most {MAX_URL_LEN} bytes"),
+        ));
+    }
+    if spec.limits.memory_mib == 0 || spec.limits.fuel_per_interval == 0 {
+        return Err(invalid("limits", "memory and fuel must be positive"));
+    }
+    if spec.interval_secs == 0 || spec.interval_secs > MAX_INTERVAL_SECS {
+        return Err(invalid(
+            "interval_secs",
+            format!("1 to {MAX_INTERVAL_SECS}"),
+        ));
+    }
+    if spec.max_intervals == 0 || spec.max_intervals > MAX_INTERVALS {
+        return Err(invalid("max_intervals", format!("1 to {MAX_INTERVALS}")));
+    }
+    if spec.max_price_per_interval == 0 {
+        return Err(invalid("max_price_per_interval", "must be positive"));
+    }
+    if spec
+        .max_price_per_interval
+        .checked_mul(Tokens::from(spec.max_intervals))
+        .is_none()
+    {
+        return Err(invalid("max_price_per_interval", "maximum cost overflows"));
+    }
+    if spec.max_retries > 10 {
+        return Err(invalid("max_retries", "at most 10"));
+    }
+    if let Some(m) = &spec.callback
+        && (m.is_empty() || m.len() > MAX_METHOD_LEN)
+    {
+        return Err(invalid("callback", format!("1 to {MAX_METHOD_LEN} bytes")));
+    }
+    Ok(())
+}
+
+/// Checks every bound of an offer.
+pub fn validate_offer(spec: &OfferSpec) -> Result<(), MatcherError> {
+    if spec.slots == 0 || spec.slots > 10_000 {
+        return Err(invalid("slots", "1 to 10000"));
+    }
+    if spec.memory_per_slot_mib == 0
+        || spec.max_fuel_per_interval == 0
+        || spec.price_per_interval == 0
+    {
+        return Err(invalid("spec", "memory, fuel and price must be positive"));
+    }
+    if spec.min_interval_secs == 0 || spec.min_interval_secs > spec.max_interval_secs {
+        return Err(invalid(
+            "min_interval_secs",
+            "positive and not above max_interval_secs",
+        ));
+    }
+    if spec.tags.len() > 16 || spec.tags.iter().any(|t| t.len() > 64) {
+        return Err(invalid("tags", "at most 16 tags of at most 64 bytes"));
+    }
+    Ok(())
+}
+
+/// The memories the market keeps its maps in.
+pub struct Memories<M> {
+    /// Jobs by id.
+    pub jobs: M,
+    /// (owner, job) pairs.
+    pub jobs_by_owner: M,
+    /// (deadline, job, attempt) triples.
+    pub deadlines: M,
+    /// node principal -> provider.
+    pub nodes: M,
+    /// The book's four maps.
+    pub book: [M; 4],
+    /// The module store's two maps.
+    pub modules: [M; 2],
+    /// The outbox's two maps.
+    pub outbox: [M; 2],
+}
+
+/// All of the matcher's durable state but its configuration and event log.
+pub struct Market<M: Memory> {
+    jobs: StableBTreeMap<JobId, Cbor<JobRecord>, M>,
+    jobs_by_owner: StableBTreeMap<(Principal, JobId), (), M>,
+    deadlines: StableBTreeMap<(u64, JobId, u32), (), M>,
+    nodes: StableBTreeMap<Principal, Principal, M>,
+    /// The order book.
+    pub book: Book<M>,
+    /// The module store.
+    pub modules: ModuleStore<M>,
+    /// Cross-canister steps waiting to be confirmed.
+    pub outbox: Outbox<M>,
+}
+
+impl<M: Memory> Market<M> {
+    /// Opens the market kept in these memories.
+    pub fn init(m: Memories<M>) -> Self {
+        let [b0, b1, b2, b3] = m.book;
+        let [m0, m1] = m.modules;
+        let [o0, o1] = m.outbox;
+        Self {
+            jobs: StableBTreeMap::init(m.jobs),
+            jobs_by_owner: StableBTreeMap::init(m.jobs_by_owner),
+            deadlines: StableBTreeMap::init(m.deadlines),
+            nodes: StableBTreeMap::init(m.nodes),
+            book: Book::init(b0, b1, b2, b3),
+            modules: ModuleStore::init(m0, m1),
+            outbox: Outbox::init(o0, o1),
+        }
+    }
+
+    /// A job by id.
+    pub fn job(&self, id: JobId) -> Option<JobRecord> {
+        self.jobs.get(&id).map(|c| c.0)
+    }
+
+    fn put_job(&mut self, rec: JobRecord) {
+        self.jobs.insert(rec.state.id, Cbor(rec));
+    }
+
+    /// Jobs of an owner, from `start` on, at most `limit`.
+    pub fn jobs_of(&self, owner: Principal, start: JobId, limit: usize) -> Vec<Job> {
+        self.jobs_by_owner
+            .keys_range((owner, start)..=(owner, JobId::MAX))
+            .take(limit)
+            .filter_map(|(_, id)| self.job(id).map(|r| r.to_job()))
+            .collect()
+    }
+
+    fn active_jobs_of(&self, owner: Principal) -> u64 {
+        self.jobs_by_owner
+            .keys_range((owner, 0)..=(owner, JobId::MAX))
+            .filter(|(_, id)| self.job(*id).is_some_and(|r| !r.state.status.is_terminal()))
+            .count() as u64
+    }
+
+    /// Records a new job, not yet funded. The caller locks its maximum cost
+    /// in the escrow next and then calls [`Market::job_funded`] (or
+    /// [`Market::drop_unfunded`] if the lock was refused).
+    pub fn create_job(
+        &mut self,
+        now_ns: u64,
+        owner: Principal,
+        spec: JobSpec,
+    ) -> Result<JobRecord, MatcherError> {
+        validate_spec(&spec)?;
+        if let ModuleSource::Stored { sha256 } = &spec.module {
+            match self.modules.meta(sha256) {
+                Some(m) if m.committed => {}
+                _ => return Err(MatcherError::UnknownModule { sha256: *sha256 }),
+            }
+        }
+        if self.active_jobs_of(owner) >= MAX_ACTIVE_JOBS_PER_OWNER {
+            return Err(MatcherError::LimitReached {
+                what: "active jobs".into(),
+                limit: MAX_ACTIVE_JOBS_PER_OWNER,
+            });
+        }
+        let id = self.jobs.last_key_value().map_or(1, |(k, _)| k + 1);
+        let state = JobState {
+            id,
+            owner,
+            status: JobStatus::Open,
+            interval_secs: spec.interval_secs,
+            max_intervals: spec.max_intervals,
+            max_price: spec.max_price_per_interval,
+            max_retries: spec.max_retries,
+            retries_used: 0,
+            intervals_paid: 0,
+            released: 0,
+            release_seq: 0,
+            assignment: None,
+            failed_providers: vec![],
+            attempts: 0,
+            result: None,
+        };
+        if let ModuleSource::Stored { sha256 } = &spec.module {
+            self.modules
+                .acquire(sha256)
+                .map_err(|_| MatcherError::UnknownModule { sha256: *sha256 })?;
+        }
+        let rec = JobRecord {
+            state,
+            spec,
+            submitted_at_ns: now_ns,
+            funded: false,
+        };
+        self.put_job(rec.clone());
+        self.jobs_by_owner.insert((owner, id), ());
+        Ok(rec)
+    }
+
+    /// The escrow refused the lock: forget the job.
+    pub fn drop_unfunded(&mut self, now_ns: u64, id: JobId) {
+        if let Some(rec) = self.job(id)
+            && !rec.funded
+        {
+            if let ModuleSource::Stored { sha256 } = &rec.spec.module {
+                self.modules.release(now_ns, sha256);
+            }
+            self.jobs.remove(&id);
+            self.jobs_by_owner.remove(&(rec.state.owner, id));
+        }
+    }
+
+    /// The escrow confirmed the lock: the job enters the book and is matched
+    /// at once if it can be. Returns the assignment's provider, if matched.
+    pub fn job_funded(&mut self, p: &Params, now_ns: u64, id: JobId) -> Option<Principal> {
+        let mut rec = self.job(id)?;
+        if rec.funded {
+            return rec.state.assignment.map(|a| a.provider);
+        }
+        rec.funded = true;
+        self.put_job(rec);
+        self.try_match(p, now_ns, id)
+    }
+
+    fn try_match(&mut self, p: &Params, now_ns: u64, id: JobId) -> Option<Principal> {
+        let rec = self.job(id)?;
+        let bid = rec.bid();
+        match self.book.best_offer_for(&bid) {
+            Some(offer) => {
+                self.assign(p, now_ns, id, &offer);
+                Some(offer.offer.provider)
+            }
+            None => {
+                self.book.rest_bid(bid);
+                None
+            }
+        }
+    }
+
+    fn assign(&mut self, p: &Params, now_ns: u64, id: JobId, offer: &BookOffer) {
+        let Some(mut rec) = self.job(id) else { return };
+        if !self.book.take_slot(offer.offer.id) {
+            return;
+        }
+        self.book.remove_bid(id);
+        let effects = rec.state.assign(
+            p,
+            now_ns,
+            offer.offer.provider,
+            offer.offer.id,
+            offer.offer.spec.price_per_interval,
+        );
+        self.track_deadline(p, &rec.state, None);
+        self.put_job(rec);
+        self.apply(p, now_ns, id, effects);
+    }
+
+    fn track_deadline(&mut self, p: &Params, state: &JobState, old: Option<(u64, u32)>) {
+        if let Some((deadline, attempt)) = old {
+            self.deadlines.remove(&(deadline, state.id, attempt));
+        }
+        if let (Some(deadline), Some(a)) = (state.deadline_ns(p), &state.assignment) {
+            self.deadlines.insert((deadline, state.id, a.attempt), ());
+        }
+    }
+
+    fn deadline_key(p: &Params, state: &JobState) -> Option<(u64, u32)> {
+        Some((state.deadline_ns(p)?, state.assignment.as_ref()?.attempt))
+    }
+
+    /// Applies a transition's effects: local ones now, cross-canister ones
+    /// into the outbox (in order).
+    fn apply(&mut self, p: &Params, now_ns: u64, id: JobId, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::FreeSlot { offer_id } => {
+                    self.book.free_slot(offer_id);
+                    self.serve_offer(p, now_ns, offer_id);
+                }
+                Effect::Requeue => {
+                    self.try_match(p, now_ns, id);
+                }
+                Effect::Settle => {
+                    if let Some(rec) = self.job(id)
+                        && let ModuleSource::Stored { sha256 } = &rec.spec.module
+                    {
+                        self.modules.release(now_ns, sha256);
+                    }
+                    self.book.remove_bid(id);
+                    self.outbox.push(id, Effect::Settle);
+                }
+                other => {
+                    self.outbox.push(id, other);
+                }
+            }
+        }
+    }
+
+    /// Matches resting bids to an offer's free slots.
+    fn serve_offer(&mut self, p: &Params, now_ns: u64, offer_id: OfferId) {
+        let Some(offer) = self.book.offer(offer_id) else {
+            return;
+        };
+        for bid in self.book.bids_for(&offer) {
+            let Some(current) = self.book.offer(offer_id) else {
+                return;
+            };
+            self.assign(p, now_ns, bid.job_id, &current);
+        }
+    }
+
+    /// Posts or replaces an offer of `provider` (whose registry record the
+    /// caller checked: registered, not jailed, with `stake` and `node`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn put_offer(
+        &mut self,
+        p: &Params,
+        now_ns: u64,
+        provider: Principal,
+        node: Principal,
+        stake: Tokens,
+        offer_id: Option<OfferId>,
+        spec: OfferSpec,
+    ) -> Result<OfferId, MatcherError> {
+        validate_offer(&spec)?;
+        let (id, slots_used, created_at_ns) = match offer_id {
+            Some(id) => {
+                let old = self
+                    .book
+                    .offer(id)
+                    .ok_or(MatcherError::UnknownOffer { offer_id: id })?;
+                if old.offer.provider != provider {
+                    return Err(MatcherError::Unauthorized {
+                        reason: "not your offer".into(),
+                    });
+                }
+                (id, old.offer.slots_used, old.offer.created_at_ns)
+            }
+            None => {
+                let mine = self.offers_of(provider).len();
+                if mine >= MAX_OFFERS_PER_PROVIDER {
+                    return Err(MatcherError::LimitReached {
+                        what: "offers".into(),
+                        limit: MAX_OFFERS_PER_PROVIDER as u64,
+                    });
+                }
+                (self.book.next_offer_id(), 0, now_ns)
+            }
+        };
+        self.nodes.insert(node, provider);
+        let offer = Offer {
+            id,
+            provider,
+            spec,
+            slots_used,
+            created_at_ns,
+        };
+        self.book.put_offer(BookOffer {
+            offer,
+            provider_stake: stake,
+        });
+        self.serve_offer(p, now_ns, id);
+        Ok(id)
+    }
+
+    /// Withdraws an offer; running jobs on it go on until they end.
+    pub fn withdraw_offer(
+        &mut self,
+        provider: Principal,
+        offer_id: OfferId,
+    ) -> Result<(), MatcherError> {
+        let offer = self
+            .book
+            .offer(offer_id)
+            .ok_or(MatcherError::UnknownOffer { offer_id })?;
+        if offer.offer.provider != provider {
+            return Err(MatcherError::Unauthorized {
+                reason: "not your offer".into(),
+            });
+        }
+        self.book.remove_offer(offer_id);
+        Ok(())
+    }
+
+    /// A provider's offers.
+    pub fn offers_of(&self, provider: Principal) -> Vec<Offer> {
+        self.book
+            .offers()
+            .filter(|o| o.offer.provider == provider)
+            .map(|o| o.offer)
+            .collect()
+    }
+
+    /// The provider a caller heartbeats for: the node principal named in its
+    /// offers, or the provider itself.
+    pub fn provider_of(&self, caller: Principal) -> Principal {
+        self.nodes.get(&caller).unwrap_or(caller)
+    }
+
+    /// Jobs assigned to a provider (by attempt) that are not finished.
+    pub fn assignments_of(&self, provider: Principal) -> Vec<JobRecord> {
+        // Assignments are found through the deadline index: every assigned or
+        // running job has exactly one entry there.
+        self.deadlines
+            .keys()
+            .filter_map(|(_, id, _)| self.job(id))
+            .filter(|r| {
+                r.state
+                    .assignment
+                    .as_ref()
+                    .is_some_and(|a| a.provider == provider)
+            })
+            .collect()
+    }
+
+    /// One heartbeat batch from `caller` (a provider or its node).
+    pub fn heartbeat(
+        &mut self,
+        p: &Params,
+        now_ns: u64,
+        caller: Principal,
+        items: &[HeartbeatItem],
+    ) -> Result<Vec<HeartbeatAck>, MatcherError> {
+        if items.len() > MAX_HEARTBEAT_ITEMS {
+            return Err(invalid("items", format!("at most {MAX_HEARTBEAT_ITEMS}")));
+        }
+        let provider = self.provider_of(caller);
+        let mut acks = Vec::with_capacity(items.len());
+        for item in items {
+            let Some(mut rec) = self.job(item.job_id) else {
+                acks.push(HeartbeatAck::Refused {
+                    reason: "unknown job".into(),
+                });
+                continue;
+            };
+            let old = Self::deadline_key(p, &rec.state);
+            match rec.state.heartbeat(now_ns, provider, item.attempt) {
+                Ok(effects) => {
+                    self.track_deadline(p, &rec.state, old);
+                    let next = rec.state.deadline_ns(p).unwrap_or(0);
+                    self.put_job(rec);
+                    self.apply(p, now_ns, item.job_id, effects);
+                    acks.push(HeartbeatAck::Accepted {
+                        next_deadline_ns: next,
+                    });
+                }
+                Err(r) => acks.push(HeartbeatAck::Refused {
+                    reason: refusal_text(&r),
+                }),
+            }
+        }
+        Ok(acks)
+    }
+
+    /// A provider's result.
+    pub fn submit_result(
+        &mut self,
+        p: &Params,
+        now_ns: u64,
+        caller: Principal,
+        args: SubmitResultArgs,
+    ) -> Result<(), MatcherError> {
+        let provider = self.provider_of(caller);
+        let mut rec = self.job(args.job_id).ok_or(MatcherError::UnknownJob {
+            job_id: args.job_id,
+        })?;
+        let old = Self::deadline_key(p, &rec.state);
+        let effects = rec
+            .state
+            .submit_result(now_ns, provider, args.attempt, args.result)
+            .map_err(|r| refusal_error(&rec.state, r))?;
+        self.track_deadline(p, &rec.state, old);
+        self.put_job(rec);
+        self.apply(p, now_ns, args.job_id, effects);
+        Ok(())
+    }
+
+    /// The owner cancels a job.
+    pub fn cancel(
+        &mut self,
+        p: &Params,
+        now_ns: u64,
+        caller: Principal,
+        id: JobId,
+    ) -> Result<(), MatcherError> {
+        let mut rec = self
+            .job(id)
+            .ok_or(MatcherError::UnknownJob { job_id: id })?;
+        if !rec.funded {
+            return Err(MatcherError::Busy);
+        }
+        let old = Self::deadline_key(p, &rec.state);
+        let effects = rec
+            .state
+            .cancel(caller)
+            .map_err(|r| refusal_error(&rec.state, r))?;
+        self.track_deadline(p, &rec.state, old);
+        self.put_job(rec);
+        self.apply(p, now_ns, id, effects);
+        Ok(())
+    }
+
+    /// Handles up to `budget` deadlines that passed by `now_ns`; returns how
+    /// many it handled. Each (job, attempt) deadline is handled once.
+    pub fn process_deadlines(&mut self, p: &Params, now_ns: u64, budget: usize) -> usize {
+        let due: Vec<(u64, JobId, u32)> = self
+            .deadlines
+            .keys_range((0, 0, 0)..=(now_ns, JobId::MAX, u32::MAX))
+            .take(budget)
+            .collect();
+        for key in &due {
+            self.deadlines.remove(key);
+            let (_, id, attempt) = *key;
+            let Some(mut rec) = self.job(id) else {
+                continue;
+            };
+            let effects = rec.state.deadline_passed(p, now_ns, attempt);
+            self.track_deadline(p, &rec.state, None);
+            self.put_job(rec);
+            self.apply(p, now_ns, id, effects);
+        }
+        due.len()
+    }
+
+    /// The earliest pending deadline, for arming the timer.
+    pub fn next_deadline_ns(&self) -> Option<u64> {
+        self.deadlines.keys().next().map(|(d, _, _)| d)
+    }
+
+    /// A bond step failed for good (the provider's stake no longer covers
+    /// it): undo the assignment without blaming the buyer or slashing, and
+    /// look for another offer.
+    pub fn bond_refused(&mut self, p: &Params, now_ns: u64, id: JobId, attempt: u32) {
+        let Some(mut rec) = self.job(id) else { return };
+        let Some(a) = rec.state.assignment.clone() else {
+            return;
+        };
+        if a.attempt != attempt || rec.state.status.is_terminal() {
+            return;
+        }
+        let old = Self::deadline_key(p, &rec.state);
+        rec.state.assignment = None;
+        rec.state.status = JobStatus::Open;
+        rec.state.failed_providers.push(a.provider);
+        self.track_deadline(p, &rec.state, old);
+        self.put_job(rec);
+        self.book.free_slot(a.offer_id);
+        self.try_match(p, now_ns, id);
+    }
+}
+
+fn refusal_text(r: &Refusal) -> String {
+    match r {
+        Refusal::NotAssigned => "the job is not assigned to this provider and attempt".into(),
+        Refusal::NotActive(s) => format!("the job is {s:?}"),
+        Refusal::TooEarly { not_before_ns } => {
+            format!("too early: the next heartbeat is accepted from {not_before_ns}")
+        }
+        Refusal::NotOwner => "only the job's owner may do this".into(),
+    }
+}
+
+fn refusal_error(state: &JobState, r: Refusal) -> MatcherError {
+    match r {
+        Refusal::NotActive(status) => MatcherError::InvalidState { status },
+        Refusal::NotOwner | Refusal::NotAssigned => MatcherError::Unauthorized {
+            reason: refusal_text(&r),
+        },
+        Refusal::TooEarly { .. } => MatcherError::InvalidState {
+            status: state.status,
+        },
+    }
+}
