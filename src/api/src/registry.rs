@@ -1,6 +1,6 @@
 //! Types of the registry canister: providers, their profiles and stakes.
 
-use crate::{Account, OpKey, Principal, Tokens};
+use crate::{Account, OpKey, Principal, Subaccount, Tokens};
 use candid::{CandidType, Deserialize};
 use serde::Serialize;
 
@@ -10,28 +10,41 @@ pub const MAX_PROFILE_TEXT_LEN: usize = 128;
 pub const MAX_PROFILE_TAGS: usize = 16;
 /// Longest slash reason, in bytes.
 pub const MAX_SLASH_REASON_LEN: usize = 256;
+/// Most slots a profile may declare.
+pub const MAX_TOTAL_SLOTS: u32 = 100_000;
+/// Most memory per slot a profile may declare, in MiB (1 TiB).
+pub const MAX_MEMORY_PER_SLOT_MIB: u32 = 1 << 20;
+/// Most unbonding entries a provider may have at once; further `unstake`
+/// calls wait until some are withdrawn.
+pub const MAX_UNBONDING_ENTRIES: usize = 32;
+/// Longest unbonding period the configuration accepts (one year).
+pub const MAX_UNBONDING_PERIOD_SECS: u64 = 365 * 86_400;
+/// Unbonding period used when the init argument does not set one (7 days).
+pub const DEFAULT_UNBONDING_PERIOD_SECS: u64 = 7 * 86_400;
 
-/// Init and upgrade argument of the registry canister.
+/// Init argument of the registry canister.
 #[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct RegistryInit {
-    /// The ledger stakes are held on (ICP).
+    /// The ledger stakes are held on (ICP). It cannot be changed later.
     pub ledger: Principal,
     /// The matcher canister, the only caller allowed to bond and slash.
     pub matcher: Option<Principal>,
     /// Smallest stake, in e8s, that keeps a provider eligible for work.
     pub min_stake: Tokens,
-    /// How long unstaked tokens stay slashable before they can be withdrawn.
-    pub unbonding_period_secs: u64,
+    /// How long unstaked tokens stay slashable before they can be withdrawn;
+    /// 7 days when absent.
+    pub unbonding_period_secs: Option<u64>,
 }
 
-/// Changes to the registry's configuration; controllers only. `None` keeps a value.
+/// Changes to the registry's configuration: the upgrade argument, or the
+/// argument of `update_config` (controllers only). `None` keeps a value.
 #[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default)]
 pub struct RegistryConfigUpdate {
     /// New matcher principal.
     pub matcher: Option<Principal>,
     /// New minimum stake.
     pub min_stake: Option<Tokens>,
-    /// New unbonding period.
+    /// New unbonding period; applies to stake unstaked from then on.
     pub unbonding_period_secs: Option<u64>,
 }
 
@@ -51,19 +64,22 @@ pub struct RegistryConfig {
 /// What a provider tells the market about itself.
 #[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct ProviderProfile {
-    /// Human-readable name.
+    /// Human-readable name, 1 to 128 bytes.
     pub display_name: String,
-    /// Where the machines are, e.g. `eu-west`.
+    /// Where the machines are, e.g. `eu-west`; 1 to 128 bytes.
     pub region: String,
-    /// The principal the provider's daemon signs heartbeats with (may equal the provider).
+    /// The principal the provider's daemon signs heartbeats with (may equal
+    /// the provider); never anonymous.
     pub node: Principal,
-    /// How many jobs the provider runs at once.
+    /// How many jobs the provider runs at once, 1 to 100 000.
     pub total_slots: u32,
-    /// Memory available to each slot, in MiB.
+    /// Memory available to each slot, in MiB, 1 to 1 048 576.
     pub memory_per_slot_mib: u32,
-    /// Free-form capability tags, e.g. `avx2`, `gpu`.
+    /// Free-form capability tags, e.g. `avx2`, `gpu`: at most 16, each 1 to
+    /// 128 bytes.
     pub tags: Vec<String>,
-    /// An optional public URL of the provider (status page, service endpoint).
+    /// An optional public URL of the provider (status page, service
+    /// endpoint), `https://` or `http://`, at most 128 bytes.
     pub endpoint: Option<String>,
 }
 
@@ -76,7 +92,8 @@ pub struct Unbonding {
     pub release_at_ns: u64,
 }
 
-/// A provider's stake, split by what it may be used for.
+/// A provider's stake, split by what it may be used for. All of it sits on
+/// the registry's ledger account at the provider's stake subaccount.
 #[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default)]
 pub struct Stake {
     /// Staked and not backing any work.
@@ -102,6 +119,23 @@ pub struct Provider {
     pub slashed_total: Tokens,
     /// Jailed providers get no new work until they top up and call `unjail`.
     pub jailed: bool,
+    /// The provider deregistered; the record stays until its remaining
+    /// (unbonding) stake is withdrawn. Registering again reactivates it.
+    pub deregistered: bool,
+    /// A ledger transfer of this provider whose outcome is not known yet;
+    /// the next stake operation of the provider (or a retried slash) settles it.
+    pub pending_operation: Option<PendingOperation>,
+}
+
+/// A ledger transfer recorded before it was made and not yet settled.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub enum PendingOperation {
+    /// A `stake` pull of this amount; credited once the ledger confirms.
+    Stake { amount: Tokens },
+    /// A withdrawal of this much unbonded stake (already debited).
+    Withdraw { amount: Tokens },
+    /// A slash payout of this much stake (already debited) under this key.
+    Slash { amount: Tokens, key: OpKey },
 }
 
 /// Arguments of `bond`: the matcher sets aside part of a provider's free stake for a job.
@@ -109,7 +143,7 @@ pub struct Provider {
 pub struct BondArgs {
     /// The provider whose stake is bonded.
     pub provider: Principal,
-    /// How much to bond.
+    /// How much to bond (more than zero).
     pub amount: Tokens,
     /// Idempotency key; `unbond` names the same key.
     pub key: OpKey,
@@ -120,13 +154,14 @@ pub struct BondArgs {
 pub struct SlashArgs {
     /// The provider to slash.
     pub provider: Principal,
-    /// How much to take (less is taken if less is staked).
+    /// How much to take (less is taken if less is staked); taken from bonded,
+    /// then free, then unbonding stake.
     pub amount: Tokens,
     /// Who receives the slashed tokens (e.g. the buyer's escrow deposit account).
     pub beneficiary: Account,
-    /// Why, for the public record.
+    /// Why, for the public record; at most 256 bytes.
     pub reason: String,
-    /// Idempotency key, e.g. `job/17/deadline/3`.
+    /// Idempotency key, e.g. `job/17/deadline/3`; a repeat returns the first outcome.
     pub key: OpKey,
 }
 
@@ -146,12 +181,67 @@ pub struct SlashOutcome {
 /// Filters of `list_providers`.
 #[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default)]
 pub struct ProviderFilter {
-    /// Only providers that are not jailed and hold at least the minimum stake.
+    /// Only providers eligible for work: registered, not jailed, holding at
+    /// least the minimum stake (free plus bonded).
     pub active_only: bool,
     /// Only providers in this region.
     pub region: Option<String>,
     /// Only providers with at least this much free plus bonded stake.
     pub min_stake: Option<Tokens>,
+}
+
+/// Arguments of `list_providers`: providers in principal order after `start_after`.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct ListProvidersArgs {
+    /// Which providers to return.
+    pub filter: ProviderFilter,
+    /// Continue after this provider (the `next` of the previous page).
+    pub start_after: Option<Principal>,
+    /// Page size; capped at `MAX_PAGE_LIMIT`; `None` or 0 means the cap.
+    pub limit: Option<u32>,
+}
+
+/// One page of providers.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct ProviderPage {
+    /// Matching providers in principal order.
+    pub providers: Vec<Provider>,
+    /// Pass as `start_after` for the next page; `None` when the list is done.
+    /// A page may hold fewer than `limit` providers and still have a next
+    /// page (the scan per page is bounded).
+    pub next: Option<Principal>,
+}
+
+/// Why a provider may not take on new work.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub enum Ineligibility {
+    /// Not a registered provider.
+    NotRegistered,
+    /// The provider deregistered.
+    Deregistered,
+    /// The provider is jailed.
+    Jailed,
+    /// Free plus bonded stake is below the minimum.
+    BelowMinimumStake { stake: Tokens, min_stake: Tokens },
+}
+
+/// Whether a provider may take on new work, and how much stake it can bond.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct Eligibility {
+    /// `None` when eligible.
+    pub ineligible: Option<Ineligibility>,
+    /// Free stake that `bond` can still set aside.
+    pub free_stake: Tokens,
+}
+
+/// Where a provider's stake is held on the ledger.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct StakeAccount {
+    /// The registry's account at the provider's subaccount, derived as
+    /// sha256("market-registry-stake" ‖ len(principal) ‖ principal).
+    pub account: Account,
+    /// The same subaccount, for convenience.
+    pub subaccount: Subaccount,
 }
 
 /// Errors of the registry's methods.
@@ -173,12 +263,19 @@ pub enum RegistryError {
     InsufficientStake { available: Tokens },
     /// Another operation for this provider is in flight; try again.
     Busy,
-    /// The ledger call failed; the stake is as it was before the call.
+    /// The ledger call failed; the stake is as it was before the call. With
+    /// `OutcomeUnknown` the operation stays pending and is settled by a retry.
     Ledger(crate::LedgerCallError),
     /// The provider is jailed.
     Jailed,
     /// Nothing is ready to withdraw.
     NothingToWithdraw,
+    /// The amount does not cover the ledger fee of the transfer.
+    BelowFee { fee: Tokens },
+    /// The idempotency key was used before with different arguments.
+    KeyConflict { key: OpKey },
+    /// The provider has too many unbonding entries; withdraw some first.
+    TooManyUnbonding { max: u32 },
 }
 
 /// The registry's public event log.
@@ -189,7 +286,7 @@ pub enum RegistryEvent {
         provider: Principal,
         profile: ProviderProfile,
     },
-    /// A provider left.
+    /// A provider left; its free stake started unbonding.
     Deregistered { provider: Principal },
     /// Stake arrived on the ledger.
     Staked {
@@ -203,7 +300,8 @@ pub enum RegistryEvent {
         amount: Tokens,
         release_at_ns: u64,
     },
-    /// Unbonded stake went back to the provider.
+    /// Unbonded stake went back to the provider (`amount` left the stake,
+    /// the ledger fee included).
     Withdrawn {
         provider: Principal,
         amount: Tokens,
@@ -221,13 +319,22 @@ pub enum RegistryEvent {
         amount: Tokens,
         key: OpKey,
     },
-    /// Stake was slashed and paid to a beneficiary.
+    /// Stake was slashed and paid to a beneficiary (`amount` left the
+    /// stake; `paid_out` reached the beneficiary, the fee being the rest).
     Slashed {
         provider: Principal,
         amount: Tokens,
+        paid_out: Tokens,
+        block_index: Option<u128>,
         beneficiary: Account,
         reason: String,
         key: OpKey,
+    },
+    /// A debited transfer failed definitely and the stake was restored.
+    Restored {
+        provider: Principal,
+        amount: Tokens,
+        reason: String,
     },
     /// A provider was jailed or released.
     JailChanged { provider: Principal, jailed: bool },

@@ -1,22 +1,162 @@
 //! ic-cdk entry points: each reads the caller and the time, calls the logic
 //! and maps its result. No rules live here.
 
+use crate::providers;
+use crate::runtime::IcRuntime;
+use crate::staking;
 use crate::state::{mutate_state, read_state};
-use market_api::registry::{RegistryConfig, RegistryConfigUpdate, RegistryEvent, RegistryInit};
-use market_api::{EventPage, PageRequest, StandardRecord};
+use market_api::registry::{
+    BondArgs, Eligibility, ListProvidersArgs, Provider, ProviderPage, ProviderProfile,
+    RegistryConfig, RegistryConfigUpdate, RegistryError, RegistryEvent, RegistryInit, SlashArgs,
+    SlashOutcome, StakeAccount, Unbonding,
+};
+use market_api::{
+    EventPage, HttpRequest, HttpResponse, PageRequest, Principal, StandardRecord, Tokens,
+};
+
+fn caller() -> Principal {
+    ic_cdk::api::msg_caller()
+}
+
+fn now() -> u64 {
+    ic_cdk::api::time()
+}
 
 #[ic_cdk::init]
 fn init(arg: RegistryInit) {
-    let now = ic_cdk::api::time();
-    mutate_state(|s| s.init(now, arg));
+    if let Err(e) = mutate_state(|s| s.init(now(), arg)) {
+        ic_cdk::trap(format!("invalid init argument: {e:?}"));
+    }
 }
 
 #[ic_cdk::post_upgrade]
 fn post_upgrade(arg: Option<RegistryConfigUpdate>) {
-    if let Some(update) = arg {
-        let now = ic_cdk::api::time();
-        mutate_state(|s| s.update_config(now, update));
+    if let Some(update) = arg
+        && let Err(e) = mutate_state(|s| s.update_config(now(), update))
+    {
+        ic_cdk::trap(format!("invalid upgrade argument: {e:?}"));
     }
+    if let Err(e) = read_state(|s| s.check_invariants()) {
+        ic_cdk::trap(format!("BUG: state invariant broken after upgrade: {e}"));
+    }
+}
+
+/// Registers the caller as a provider with this profile (staking is a
+/// separate step). A deregistered provider registers again this way.
+#[ic_cdk::update]
+fn register_provider(profile: ProviderProfile) -> Result<(), RegistryError> {
+    mutate_state(|s| providers::register(s, caller(), now(), profile))
+}
+
+/// Replaces the caller's profile.
+#[ic_cdk::update]
+fn update_profile(profile: ProviderProfile) -> Result<(), RegistryError> {
+    mutate_state(|s| providers::update_profile(s, caller(), now(), profile))
+}
+
+/// Deregisters the caller; refused while stake is bonded to work. Free
+/// stake starts unbonding and is withdrawn with `withdraw_unbonded`.
+#[ic_cdk::update]
+fn deregister() -> Result<(), RegistryError> {
+    let caller = caller();
+    let _guard = staking::guard(caller)?;
+    mutate_state(|s| providers::deregister(s, caller, now()))
+}
+
+/// Pulls `amount` e8s from the caller's ledger account into its stake (the
+/// caller approves the registry for `amount` plus the ledger fee first).
+/// Returns the ledger block.
+#[ic_cdk::update]
+async fn stake(amount: Tokens) -> Result<u128, RegistryError> {
+    staking::stake(&IcRuntime, caller(), amount).await
+}
+
+/// Starts unbonding `amount` of the caller's free stake; returns the entry.
+#[ic_cdk::update]
+fn unstake(amount: Tokens) -> Result<Unbonding, RegistryError> {
+    mutate_state(|s| providers::unstake(s, caller(), now(), amount))
+}
+
+/// Sends the caller's unbonded stake (period passed) back to its default
+/// ledger account, minus the ledger fee. Returns the ledger block.
+#[ic_cdk::update]
+async fn withdraw_unbonded() -> Result<u128, RegistryError> {
+    staking::withdraw_unbonded(&IcRuntime, caller()).await
+}
+
+/// Matcher only: bonds part of a provider's free stake to work; idempotent on the key.
+#[ic_cdk::update]
+fn bond(args: BondArgs) -> Result<(), RegistryError> {
+    mutate_state(|s| providers::bond(s, caller(), now(), args))
+}
+
+/// Matcher only: frees the stake bonded under the key; returns the amount
+/// freed (0 on a repeat).
+#[ic_cdk::update]
+fn unbond(key: String) -> Result<Tokens, RegistryError> {
+    mutate_state(|s| providers::unbond(s, caller(), now(), key))
+}
+
+/// Matcher only: slashes a provider and pays the beneficiary; idempotent on the key.
+#[ic_cdk::update]
+async fn slash(args: SlashArgs) -> Result<SlashOutcome, RegistryError> {
+    staking::slash(&IcRuntime, caller(), args).await
+}
+
+/// Releases the caller from jail once its stake is back at the minimum.
+#[ic_cdk::update]
+fn unjail() -> Result<(), RegistryError> {
+    mutate_state(|s| providers::unjail(s, caller(), now()))
+}
+
+/// Settles the caller's (or, for the matcher, any provider's) ledger
+/// transfer whose outcome was unknown, by resending it unchanged.
+#[ic_cdk::update]
+async fn settle_pending(provider: Principal) -> Result<(), RegistryError> {
+    let caller = caller();
+    providers::require_authenticated(&caller)?;
+    if caller != provider {
+        read_state(|s| providers::require_matcher(s, &caller))?;
+    }
+    let _guard = staking::guard(provider)?;
+    staking::settle_pending(&IcRuntime, provider).await
+}
+
+/// Controllers only: changes the configuration.
+#[ic_cdk::update]
+fn update_config(update: RegistryConfigUpdate) -> Result<RegistryConfig, RegistryError> {
+    let caller = caller();
+    providers::require_authenticated(&caller)?;
+    if !ic_cdk::api::is_controller(&caller) {
+        return Err(RegistryError::Unauthorized {
+            reason: "only controllers may change the configuration".to_string(),
+        });
+    }
+    mutate_state(|s| s.update_config(now(), update))
+}
+
+/// A provider's record, with its pending ledger transfer if any.
+#[ic_cdk::query]
+fn get_provider(provider: Principal) -> Option<Provider> {
+    read_state(|s| providers::get_provider(s, &provider))
+}
+
+/// One page of providers in principal order, filtered.
+#[ic_cdk::query]
+fn list_providers(args: ListProvidersArgs) -> ProviderPage {
+    read_state(|s| providers::list_providers(s, &args))
+}
+
+/// Whether a provider may take on new work, and its free stake.
+#[ic_cdk::query]
+fn eligibility(provider: Principal) -> Eligibility {
+    read_state(|s| providers::eligibility(s, &provider))
+}
+
+/// The ledger account holding a provider's stake.
+#[ic_cdk::query]
+fn stake_account(provider: Principal) -> StakeAccount {
+    providers::stake_account(ic_cdk::api::canister_self(), &provider)
 }
 
 /// The registry's configuration.
@@ -29,6 +169,12 @@ fn get_config() -> RegistryConfig {
 #[ic_cdk::query]
 fn get_events(page: PageRequest) -> EventPage<RegistryEvent> {
     read_state(|s| s.events.page(&page))
+}
+
+/// `/metrics` in the Prometheus text format.
+#[ic_cdk::query]
+fn http_request(req: HttpRequest) -> HttpResponse {
+    read_state(|s| crate::metrics::http_request(s, &req))
 }
 
 /// ICRC-10: the standards this canister supports.

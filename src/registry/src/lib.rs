@@ -1,11 +1,22 @@
 //! The registry canister: who the providers are and how much each has at stake.
 //!
-//! [`canister`] holds the thin ic-cdk entry points; everything else is logic
-//! that native tests drive without the IC system API.
+//! [`canister`] holds the thin ic-cdk entry points. The rules live in
+//! [`providers`] (registration, unstaking, bonding, jailing, queries) and
+//! [`staking`] (stake, withdraw and slash, which call the ledger through
+//! [`runtime::Runtime`]); [`state`] keeps everything in stable structures.
+//! Native tests drive all of it with a fake ledger.
 
 pub mod memory;
+pub mod metrics;
+pub mod providers;
+pub mod runtime;
+pub mod staking;
 pub mod state;
+pub mod subaccount;
 
 mod canister;
+
+#[cfg(test)]
+mod tests;
 
 pub use canister::candid_interface;

@@ -1,18 +1,227 @@
 //! The registry's durable state, reached only through [`read_state`] and
 //! [`mutate_state`] so that no borrow is held across an `.await`.
+//!
+//! Everything lives in stable structures (no `pre_upgrade`); the only heap
+//! state is the set of providers with an operation in flight (the guard),
+//! which is empty between messages and so needs no upgrade handling.
 
 use crate::memory::{self, Memory};
 use canister_common::codec::Cbor;
 use canister_common::event_log::EventLog;
-use ic_stable_structures::Cell;
-use market_api::registry::{RegistryConfig, RegistryConfigUpdate, RegistryEvent, RegistryInit};
+use ic_stable_structures::{Cell, StableBTreeMap};
+use market_api::registry::{
+    DEFAULT_UNBONDING_PERIOD_SECS, MAX_UNBONDING_PERIOD_SECS, PendingOperation, Provider,
+    ProviderProfile, RegistryConfig, RegistryConfigUpdate, RegistryError, RegistryEvent,
+    RegistryInit, SlashOutcome, Stake, Unbonding,
+};
+use market_api::{Account, OpKey, Principal, Tokens};
+use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
+
+/// A provider as stored; the API's [`Provider`] adds the pending operation.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ProviderRecord {
+    /// The provider's principal.
+    pub id: Principal,
+    /// Its profile.
+    pub profile: ProviderProfile,
+    /// When it (last) registered.
+    pub registered_at_ns: u64,
+    /// Its stake.
+    pub stake: Stake,
+    /// Total slashed from it so far.
+    pub slashed_total: Tokens,
+    /// Whether it is jailed.
+    pub jailed: bool,
+    /// Whether it deregistered.
+    pub deregistered: bool,
+}
+
+impl ProviderRecord {
+    /// Free plus bonded: the stake that counts for eligibility.
+    pub fn active_stake(&self) -> Tokens {
+        self.stake.free.saturating_add(self.stake.bonded)
+    }
+
+    /// Sum of the unbonding entries.
+    pub fn unbonding_total(&self) -> Tokens {
+        self.stake
+            .unbonding
+            .iter()
+            .fold(0u128, |acc, u| acc.saturating_add(u.amount))
+    }
+
+    /// Everything the registry holds for this provider: free, bonded and unbonding.
+    pub fn total_stake(&self) -> Tokens {
+        self.active_stake().saturating_add(self.unbonding_total())
+    }
+
+    /// The API view.
+    pub fn to_api(&self, pending: Option<&PendingTransfer>) -> Provider {
+        Provider {
+            id: self.id,
+            profile: self.profile.clone(),
+            registered_at_ns: self.registered_at_ns,
+            stake: self.stake.clone(),
+            slashed_total: self.slashed_total,
+            jailed: self.jailed,
+            deregistered: self.deregistered,
+            pending_operation: pending.map(|p| p.kind.to_api()),
+        }
+    }
+}
+
+/// A bond of part of a provider's stake to one piece of work.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct BondRecord {
+    /// The provider.
+    pub provider: Principal,
+    /// The amount bonded.
+    pub amount: Tokens,
+    /// Whether `unbond` freed it already.
+    pub released: bool,
+}
+
+/// A slash under one idempotency key.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SlashRecord {
+    /// The provider slashed.
+    pub provider: Principal,
+    /// The amount asked for.
+    pub amount: Tokens,
+    /// Who is paid.
+    pub beneficiary: Account,
+    /// The outcome once settled; `None` while the payout is pending.
+    pub outcome: Option<SlashOutcome>,
+}
+
+/// A ledger transfer exactly as it is (re)sent: a retry after an unknown
+/// outcome sends the same fields, so the ledger's deduplication answers.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct LedgerTransfer {
+    /// For `icrc2_transfer_from`: the account pulled from; `None` for
+    /// `icrc1_transfer` from the registry's own subaccount.
+    pub from: Option<Account>,
+    /// The registry subaccount sent from (`icrc1_transfer`).
+    pub from_subaccount: Option<[u8; 32]>,
+    /// Destination.
+    pub to: Account,
+    /// Amount the destination receives.
+    pub amount: Tokens,
+    /// The fee named in the call, if any.
+    pub fee: Option<Tokens>,
+    /// Memo: a tag and the operation id.
+    pub memo: Vec<u8>,
+    /// Deduplication time.
+    pub created_at_time: u64,
+}
+
+/// Stake taken by a slash, by where it came from, so a failed payout puts
+/// every token back where it was.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct Taken {
+    /// From bonded stake.
+    pub bonded: Tokens,
+    /// From free stake.
+    pub free: Tokens,
+    /// From unbonding entries.
+    pub unbonding: Vec<Unbonding>,
+}
+
+impl Taken {
+    /// The total taken.
+    pub fn total(&self) -> Tokens {
+        self.unbonding
+            .iter()
+            .fold(self.bonded.saturating_add(self.free), |acc, u| {
+                acc.saturating_add(u.amount)
+            })
+    }
+}
+
+/// What a pending transfer is for.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum PendingKind {
+    /// Pulling new stake; credited on success.
+    Stake { amount: Tokens },
+    /// Paying out unbonded stake, already debited (`entries`).
+    Withdraw { entries: Vec<Unbonding> },
+    /// Paying a slash, already debited (`taken`).
+    Slash {
+        key: OpKey,
+        taken: Taken,
+        reason: String,
+    },
+}
+
+impl PendingKind {
+    fn to_api(&self) -> PendingOperation {
+        match self {
+            PendingKind::Stake { amount } => PendingOperation::Stake { amount: *amount },
+            PendingKind::Withdraw { entries } => PendingOperation::Withdraw {
+                amount: entries
+                    .iter()
+                    .fold(0u128, |a, u| a.saturating_add(u.amount)),
+            },
+            PendingKind::Slash { key, taken, .. } => PendingOperation::Slash {
+                amount: taken.total(),
+                key: key.clone(),
+            },
+        }
+    }
+}
+
+/// A ledger transfer recorded in stable memory before the call is made.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PendingTransfer {
+    /// The provider it concerns.
+    pub provider: Principal,
+    /// Unique id of the operation (also in the memo).
+    pub op_id: u64,
+    /// What it is for.
+    pub kind: PendingKind,
+    /// The transfer as sent.
+    pub transfer: LedgerTransfer,
+}
+
+/// Counters kept across upgrades.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct Counters {
+    /// Next operation id.
+    pub next_op_id: u64,
+    /// Total slashed from all providers, ever.
+    pub slashed_total: Tokens,
+    /// Number of slashes that took something.
+    pub slash_count: u64,
+}
 
 /// Everything the registry keeps across upgrades.
 pub struct State {
     config: Cell<Cbor<Option<RegistryConfig>>, Memory>,
     /// The public event log.
     pub events: EventLog<RegistryEvent, Memory>,
+    providers: StableBTreeMap<Vec<u8>, Cbor<ProviderRecord>, Memory>,
+    bonds: StableBTreeMap<String, Cbor<BondRecord>, Memory>,
+    slashes: StableBTreeMap<String, Cbor<SlashRecord>, Memory>,
+    pending: StableBTreeMap<Vec<u8>, Cbor<PendingTransfer>, Memory>,
+    counters: Cell<Cbor<Counters>, Memory>,
+}
+
+/// Checks a configuration's values.
+pub fn validate_config(config: &RegistryConfig) -> Result<(), RegistryError> {
+    if config.unbonding_period_secs > MAX_UNBONDING_PERIOD_SECS {
+        return Err(RegistryError::InvalidArgument {
+            field: "unbonding_period_secs".to_string(),
+            reason: format!("at most {MAX_UNBONDING_PERIOD_SECS} seconds"),
+        });
+    }
+    if config.matcher == Some(Principal::anonymous()) {
+        return Err(RegistryError::InvalidArgument {
+            field: "matcher".to_string(),
+            reason: "the anonymous principal cannot be the matcher".to_string(),
+        });
+    }
+    Ok(())
 }
 
 impl State {
@@ -23,6 +232,11 @@ impl State {
                 memory::get(memory::EVENT_LOG_INDEX),
                 memory::get(memory::EVENT_LOG_DATA),
             ),
+            providers: StableBTreeMap::init(memory::get(memory::PROVIDERS)),
+            bonds: StableBTreeMap::init(memory::get(memory::BONDS)),
+            slashes: StableBTreeMap::init(memory::get(memory::SLASHES)),
+            pending: StableBTreeMap::init(memory::get(memory::PENDING)),
+            counters: Cell::init(memory::get(memory::COUNTERS), Cbor(Counters::default())),
         }
     }
 
@@ -34,21 +248,34 @@ impl State {
         }
     }
 
+    /// Whether `init` ran.
+    pub fn is_initialized(&self) -> bool {
+        self.config.get().0.is_some()
+    }
+
     /// Sets the configuration from the init argument.
-    pub fn init(&mut self, now_ns: u64, init: RegistryInit) {
+    pub fn init(&mut self, now_ns: u64, init: RegistryInit) -> Result<(), RegistryError> {
         let config = RegistryConfig {
             ledger: init.ledger,
             matcher: init.matcher,
             min_stake: init.min_stake,
-            unbonding_period_secs: init.unbonding_period_secs,
+            unbonding_period_secs: init
+                .unbonding_period_secs
+                .unwrap_or(DEFAULT_UNBONDING_PERIOD_SECS),
         };
+        validate_config(&config)?;
         self.config.set(Cbor(Some(config.clone())));
         self.events
             .append(now_ns, RegistryEvent::ConfigChanged { config });
+        Ok(())
     }
 
     /// Applies a configuration change (upgrade argument or controller call).
-    pub fn update_config(&mut self, now_ns: u64, update: RegistryConfigUpdate) {
+    pub fn update_config(
+        &mut self,
+        now_ns: u64,
+        update: RegistryConfigUpdate,
+    ) -> Result<RegistryConfig, RegistryError> {
         let mut config = self.config();
         if let Some(m) = update.matcher {
             config.matcher = Some(m);
@@ -59,9 +286,147 @@ impl State {
         if let Some(p) = update.unbonding_period_secs {
             config.unbonding_period_secs = p;
         }
+        validate_config(&config)?;
         self.config.set(Cbor(Some(config.clone())));
-        self.events
-            .append(now_ns, RegistryEvent::ConfigChanged { config });
+        self.events.append(
+            now_ns,
+            RegistryEvent::ConfigChanged {
+                config: config.clone(),
+            },
+        );
+        Ok(config)
+    }
+
+    /// Appends an event to the public log.
+    pub fn record(&mut self, now_ns: u64, event: RegistryEvent) {
+        self.events.append(now_ns, event);
+    }
+
+    /// A provider's record.
+    pub fn provider(&self, id: &Principal) -> Option<ProviderRecord> {
+        self.providers.get(&id.as_slice().to_vec()).map(|c| c.0)
+    }
+
+    /// Stores a provider's record.
+    pub fn put_provider(&mut self, record: ProviderRecord) {
+        self.providers
+            .insert(record.id.as_slice().to_vec(), Cbor(record));
+    }
+
+    /// Removes a provider's record.
+    pub fn remove_provider(&mut self, id: &Principal) {
+        self.providers.remove(&id.as_slice().to_vec());
+    }
+
+    /// Providers in key order, starting strictly after `after`.
+    pub fn providers_after(
+        &self,
+        after: Option<&Principal>,
+    ) -> impl Iterator<Item = ProviderRecord> + '_ {
+        use std::ops::Bound;
+        let lower = match after {
+            Some(p) => Bound::Excluded(p.as_slice().to_vec()),
+            None => Bound::Unbounded,
+        };
+        self.providers
+            .range((lower, Bound::Unbounded))
+            .map(|entry| entry.into_pair().1.0)
+    }
+
+    /// Number of provider records.
+    pub fn provider_count(&self) -> u64 {
+        self.providers.len()
+    }
+
+    /// A bond record.
+    pub fn bond(&self, key: &str) -> Option<BondRecord> {
+        self.bonds.get(&key.to_string()).map(|c| c.0)
+    }
+
+    /// Stores a bond record.
+    pub fn put_bond(&mut self, key: &str, record: BondRecord) {
+        self.bonds.insert(key.to_string(), Cbor(record));
+    }
+
+    /// A slash record.
+    pub fn slash_record(&self, key: &str) -> Option<SlashRecord> {
+        self.slashes.get(&key.to_string()).map(|c| c.0)
+    }
+
+    /// Stores a slash record.
+    pub fn put_slash_record(&mut self, key: &str, record: SlashRecord) {
+        self.slashes.insert(key.to_string(), Cbor(record));
+    }
+
+    /// Forgets a slash whose payout failed definitely, so it can be retried.
+    pub fn remove_slash_record(&mut self, key: &str) {
+        self.slashes.remove(&key.to_string());
+    }
+
+    /// The provider's pending transfer.
+    pub fn pending(&self, provider: &Principal) -> Option<PendingTransfer> {
+        self.pending.get(&provider.as_slice().to_vec()).map(|c| c.0)
+    }
+
+    /// Records a pending transfer.
+    pub fn put_pending(&mut self, pending: PendingTransfer) {
+        self.pending
+            .insert(pending.provider.as_slice().to_vec(), Cbor(pending));
+    }
+
+    /// Clears the provider's pending transfer.
+    pub fn remove_pending(&mut self, provider: &Principal) {
+        self.pending.remove(&provider.as_slice().to_vec());
+    }
+
+    /// Number of pending transfers.
+    pub fn pending_count(&self) -> u64 {
+        self.pending.len()
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> Counters {
+        self.counters.get().0.clone()
+    }
+
+    /// Takes a fresh operation id.
+    pub fn next_op_id(&mut self) -> u64 {
+        let mut c = self.counters();
+        let id = c.next_op_id;
+        c.next_op_id = id.checked_add(1).expect("BUG: operation ids exhausted");
+        self.counters.set(Cbor(c));
+        id
+    }
+
+    /// Adds a slash to the cumulative counters.
+    pub fn count_slash(&mut self, amount: Tokens) {
+        let mut c = self.counters();
+        c.slashed_total = c.slashed_total.saturating_add(amount);
+        c.slash_count = c.slash_count.saturating_add(1);
+        self.counters.set(Cbor(c));
+    }
+
+    /// Checks the invariants that must hold between messages; used after
+    /// upgrades and in tests.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        for p in self.providers_after(None) {
+            if p.stake.unbonding.iter().any(|u| u.amount == 0) {
+                return Err(format!("provider {} has an empty unbonding entry", p.id));
+            }
+            if p.deregistered && p.stake.bonded != 0 {
+                return Err(format!("deregistered provider {} has bonded stake", p.id));
+            }
+        }
+        for entry in self.pending.iter() {
+            let pending = entry.into_pair().1.0;
+            if self.provider(&pending.provider).is_none() {
+                return Err(format!(
+                    "pending transfer {} of unknown provider {}",
+                    pending.op_id, pending.provider
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -79,37 +444,9 @@ pub fn mutate_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
     STATE.with(|s| f(&mut s.borrow_mut()))
 }
 
+/// Starts over with empty memory (native tests only).
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use candid::Principal;
-
-    #[test]
-    fn config_is_set_at_init_and_updated() {
-        let ledger = Principal::from_slice(&[1]);
-        mutate_state(|s| {
-            s.init(
-                5,
-                RegistryInit {
-                    ledger,
-                    matcher: None,
-                    min_stake: 100,
-                    unbonding_period_secs: 7 * 86_400,
-                },
-            )
-        });
-        mutate_state(|s| {
-            s.update_config(
-                6,
-                RegistryConfigUpdate {
-                    min_stake: Some(200),
-                    ..Default::default()
-                },
-            )
-        });
-        let config = read_state(|s| s.config());
-        assert_eq!(config.min_stake, 200);
-        assert_eq!(config.ledger, ledger);
-        assert_eq!(read_state(|s| s.events.len()), 2);
-    }
+pub fn reset_state() {
+    memory::reset();
+    STATE.with(|s| *s.borrow_mut() = State::open());
 }
