@@ -87,6 +87,19 @@ impl Devnet {
         stats
     }
 
+    /// Delivers a single queued message (after expiring due deadlines), or
+    /// fires due timers if the queue is empty. Returns false if nothing ran.
+    pub fn step(&mut self) -> bool {
+        self.expire_deadlines();
+        match self.queue.pop_front() {
+            Some(msg) => {
+                self.deliver(msg);
+                true
+            }
+            None => self.fire_timers() > 0,
+        }
+    }
+
     /// Submits an ingress update call after `canister_inspect_message` accepts it.
     pub fn submit_call(
         &mut self,
