@@ -12,7 +12,9 @@ use devnet::Devnet;
 fn probe_wasm() -> Vec<u8> {
     let dir = std::env::var("CANISTER_WASM_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/canisters"));
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/canisters")
+        });
     let path = dir.join("probe-canister.wasm");
     std::fs::read(&path).unwrap_or_else(|e| {
         panic!(
@@ -94,14 +96,34 @@ fn main() {
 
     println!("| measurement | value |");
     println!("|---|---|");
-    println!("| install, first (compile {} KiB module) | {:.1} ms |", wasm.len() / 1024, first_install.as_secs_f64() * 1e3);
-    println!("| install, module cached | {:.2} ms |", cached_install.as_secs_f64() * 1e3);
-    println!("| trivial update (`noop`), ingress to reply | {:.1} µs ({:.0}/s) |", per_op(update, n), f64::from(n) / update.as_secs_f64());
+    println!(
+        "| install, first (compile {} KiB module) | {:.1} ms |",
+        wasm.len() / 1024,
+        first_install.as_secs_f64() * 1e3
+    );
+    println!(
+        "| install, module cached | {:.2} ms |",
+        cached_install.as_secs_f64() * 1e3
+    );
+    println!(
+        "| trivial update (`noop`), ingress to reply | {:.1} µs ({:.0}/s) |",
+        per_op(update, n),
+        f64::from(n) / update.as_secs_f64()
+    );
     println!("| counter update (`inc`) | {:.1} µs |", per_op(inc, n));
     println!("| query (`get`) | {:.1} µs |", per_op(query, n));
-    println!("| trivial update, {n} submitted then one tick | {:.1} µs each |", per_op(batched, n));
-    println!("| update making one inter-canister call (3 messages) | {:.1} µs |", per_op(inter, m));
-    println!("| update that traps (rollback) | {:.1} µs |", per_op(trap, m));
+    println!(
+        "| trivial update, {n} submitted then one tick | {:.1} µs each |",
+        per_op(batched, n)
+    );
+    println!(
+        "| update making one inter-canister call (3 messages) | {:.1} µs |",
+        per_op(inter, m)
+    );
+    println!(
+        "| update that traps (rollback) | {:.1} µs |",
+        per_op(trap, m)
+    );
     println!("| instructions of `noop` (wasmtime fuel) | {noop_instructions} |");
     println!("| canister memory (heap + stable) | {heap} bytes |");
 }

@@ -1,6 +1,7 @@
 //! Typed Candid helpers over the raw byte calls.
 
-use candid::{CandidType, Principal, decode_one, encode_one};
+use candid::utils::{ArgumentDecoder, ArgumentEncoder};
+use candid::{CandidType, Principal, decode_args, decode_one, encode_args, encode_one};
 use serde::de::DeserializeOwned;
 
 use crate::error::CallError;
@@ -29,6 +30,30 @@ impl Devnet {
     ) -> Result<R, CallError> {
         let bytes = self.query_call(canister, sender, method, encode_one(arg)?)?;
         Ok(decode_one(&bytes)?)
+    }
+
+    /// An update call with a tuple of Candid arguments and of results.
+    pub fn update_args<A: ArgumentEncoder, R: for<'a> ArgumentDecoder<'a>>(
+        &mut self,
+        canister: Principal,
+        sender: Principal,
+        method: &str,
+        args: A,
+    ) -> Result<R, CallError> {
+        let bytes = self.update_call(canister, sender, method, encode_args(args)?)?;
+        Ok(decode_args(&bytes)?)
+    }
+
+    /// A query with a tuple of Candid arguments and of results.
+    pub fn query_args<A: ArgumentEncoder, R: for<'a> ArgumentDecoder<'a>>(
+        &mut self,
+        canister: Principal,
+        sender: Principal,
+        method: &str,
+        args: A,
+    ) -> Result<R, CallError> {
+        let bytes = self.query_call(canister, sender, method, encode_args(args)?)?;
+        Ok(decode_args(&bytes)?)
     }
 
     /// Creates a canister controlled by `controller` and installs `wasm`

@@ -68,7 +68,13 @@ impl Reject {
 
 impl fmt::Display for Reject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "reject {:?} ({}): {}", self.code, self.code.as_u32(), self.message)
+        write!(
+            f,
+            "reject {:?} ({}): {}",
+            self.code,
+            self.code.as_u32(),
+            self.message
+        )
     }
 }
 
@@ -95,7 +101,10 @@ impl fmt::Display for InstallError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             InstallError::UnsupportedImport(i) => {
-                write!(f, "module imports `{i}`, which the devnet does not implement")
+                write!(
+                    f,
+                    "module imports `{i}`, which the devnet does not implement"
+                )
             }
             InstallError::InvalidModule(e) => write!(f, "invalid wasm module: {e}"),
             InstallError::CanisterNotFound(c) => write!(f, "canister {c} not found"),

@@ -78,7 +78,9 @@ pub(crate) fn take(
     callee: Principal,
     method: &str,
 ) -> Option<FaultKind> {
-    let i = faults.iter().position(|f| f.matches(caller, callee, method))?;
+    let i = faults
+        .iter()
+        .position(|f| f.matches(caller, callee, method))?;
     faults[i].count -= 1;
     let kind = faults[i].kind.clone();
     if faults[i].count == 0 {

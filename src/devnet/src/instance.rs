@@ -232,7 +232,7 @@ impl LiveInstance {
             .data_mut(&mut self.store)
             .copy_from_slice(&self.snap_memory);
         for (g, v) in self.globals.iter().zip(self.snap_globals.iter()) {
-            g.set(&mut self.store, v.clone())
+            g.set(&mut self.store, *v)
                 .expect("restoring a mutable global");
         }
     }
@@ -293,11 +293,9 @@ impl LiveInstance {
                 f.call(&mut self.store, ())
             }
             Entry::Callback(fun, env) => {
-                let table = self
-                    .store
-                    .data()
-                    .table
-                    .ok_or_else(|| wasmtime::Error::new(CanisterTrap("module has no table".into())))?;
+                let table = self.store.data().table.ok_or_else(|| {
+                    wasmtime::Error::new(CanisterTrap("module has no table".into()))
+                })?;
                 let func = match table.get(&mut self.store, u64::from(*fun)) {
                     Some(Ref::Func(Some(f))) => f,
                     _ => {

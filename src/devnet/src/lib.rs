@@ -308,7 +308,13 @@ impl Devnet {
         self.next_id
     }
 
-    fn record(&mut self, canister: Principal, entry: &str, instructions: u64, trap: Option<String>) {
+    fn record(
+        &mut self,
+        canister: Principal,
+        entry: &str,
+        instructions: u64,
+        trap: Option<String>,
+    ) {
         if self.executions.len() == EXECUTION_LOG_LEN {
             self.executions.pop_front();
         }

@@ -235,9 +235,15 @@ impl Devnet {
                     let c = self.canisters.get_mut(&canister).expect("exists");
                     let live = c.live.as_mut().expect("has code");
                     let entry = crate::instance::Entry::Export("canister_pre_upgrade".into());
-                    let mut out = live.run(&engine, &mut stable, &entry, ctx, limit, Keep::StableOnly);
+                    let mut out =
+                        live.run(&engine, &mut stable, &entry, ctx, limit, Keep::StableOnly);
                     c.logs.append(&mut out.ctx.logs);
-                    self.record(canister, "canister_pre_upgrade", out.instructions, out.trap.clone());
+                    self.record(
+                        canister,
+                        "canister_pre_upgrade",
+                        out.instructions,
+                        out.trap.clone(),
+                    );
                     if let Some(t) = out.trap {
                         return Err(InstallError::Trapped(t));
                     }
@@ -330,21 +336,30 @@ impl Devnet {
         match method {
             "create_canister" | "provisional_create_canister_with_cycles" => {
                 let args = Decode!(arg, CreateCanisterArgs).map_err(bad_arg)?;
-                let id = self.create_canister_with_settings(caller, args.settings.unwrap_or_default());
+                let id =
+                    self.create_canister_with_settings(caller, args.settings.unwrap_or_default());
                 Ok(Encode!(&CanisterIdRecord { canister_id: id }).expect("encode"))
             }
             "install_code" => {
                 let args = Decode!(arg, InstallCodeArgs).map_err(bad_arg)?;
-                self.install_code(caller, args.canister_id, args.mode, &args.wasm_module, args.arg)
-                    .map_err(install_reject)?;
+                self.install_code(
+                    caller,
+                    args.canister_id,
+                    args.mode,
+                    &args.wasm_module,
+                    args.arg,
+                )
+                .map_err(install_reject)?;
                 Ok(Encode!().expect("encode"))
             }
             "update_settings" => {
                 let args = Decode!(arg, UpdateSettingsArgs).map_err(bad_arg)?;
                 self.require_controller(caller, args.canister_id)?;
                 if let Some(controllers) = args.settings.controllers {
-                    self.canisters.get_mut(&args.canister_id).expect("exists").controllers =
-                        controllers;
+                    self.canisters
+                        .get_mut(&args.canister_id)
+                        .expect("exists")
+                        .controllers = controllers;
                 }
                 Ok(Encode!().expect("encode"))
             }

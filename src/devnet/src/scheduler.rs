@@ -122,7 +122,8 @@ impl Devnet {
         }
         if let Err(e) = self.check_method(canister, method, "update") {
             // Query methods may be called as updates (their state is not kept).
-            self.check_method(canister, method, "query").map_err(|_| e)?;
+            self.check_method(canister, method, "query")
+                .map_err(|_| e)?;
         }
         self.inspect(canister, sender, method, &arg)?;
         let id = MessageId(self.fresh_id());
@@ -141,7 +142,10 @@ impl Devnet {
 
     /// The status of an ingress message.
     pub fn ingress_status(&self, id: MessageId) -> IngressStatus {
-        self.ingress.get(&id).cloned().unwrap_or(IngressStatus::Unknown)
+        self.ingress
+            .get(&id)
+            .cloned()
+            .unwrap_or(IngressStatus::Unknown)
     }
 
     /// Runs [`tick`](Self::tick) until the ingress message is answered.
@@ -209,7 +213,13 @@ impl Devnet {
         ctx.arg = arg;
         ctx.may_respond = true;
         let limit = self.config.query_instruction_limit;
-        let out = self.execute(canister, &format!("canister_query {method}"), ctx, limit, Keep::Nothing);
+        let out = self.execute(
+            canister,
+            &format!("canister_query {method}"),
+            ctx,
+            limit,
+            Keep::Nothing,
+        );
         match (out.trap, out.ctx.response) {
             (Some(t), _) => Err(Reject::new(RejectCode::CanisterError, t)),
             (None, Some(Response::Reply(r))) => Ok(r),
@@ -223,7 +233,10 @@ impl Devnet {
 
     fn check_method(&self, canister: Principal, method: &str, kind: &str) -> Result<(), Reject> {
         let c = self.canisters.get(&canister).ok_or_else(|| {
-            Reject::new(RejectCode::DestinationInvalid, format!("Canister {canister} not found"))
+            Reject::new(
+                RejectCode::DestinationInvalid,
+                format!("Canister {canister} not found"),
+            )
         })?;
         let code = c.code().ok_or_else(|| {
             Reject::new(
@@ -259,7 +272,13 @@ impl Devnet {
         ctx.method = method.to_string();
         ctx.arg = arg.to_vec();
         let limit = self.config.inspect_instruction_limit;
-        let out = self.execute(canister, "canister_inspect_message", ctx, limit, Keep::Nothing);
+        let out = self.execute(
+            canister,
+            "canister_inspect_message",
+            ctx,
+            limit,
+            Keep::Nothing,
+        );
         match out.trap {
             Some(t) => Err(Reject::new(
                 RejectCode::CanisterReject,
@@ -357,13 +376,17 @@ impl Devnet {
             .filter(|(_, c)| {
                 c.global_timer != 0
                     && c.global_timer <= now
-                    && c.code().is_some_and(|code| code.exports("canister_global_timer"))
+                    && c.code()
+                        .is_some_and(|code| code.exports("canister_global_timer"))
             })
             .map(|(id, _)| *id)
             .collect();
         for canister in &due {
             // The timer is deactivated when it fires, whatever the message does.
-            self.canisters.get_mut(canister).expect("exists").global_timer = 0;
+            self.canisters
+                .get_mut(canister)
+                .expect("exists")
+                .global_timer = 0;
             let cc = self.fresh_id();
             self.call_contexts.insert(
                 cc,
@@ -466,12 +489,23 @@ impl Devnet {
             ctx.arg = arg;
             ctx.may_respond = true;
             let limit = self.config.query_instruction_limit;
-            let out = self.execute(callee, &format!("canister_query {method}"), ctx, limit, Keep::Nothing);
+            let out = self.execute(
+                callee,
+                &format!("canister_query {method}"),
+                ctx,
+                limit,
+                Keep::Nothing,
+            );
             let result = match (out.trap, out.ctx.response) {
                 (Some(t), _) => Err(Reject::new(RejectCode::CanisterError, t)),
                 (None, Some(Response::Reply(r))) => Ok(r),
-                (None, Some(Response::Reject(m))) => Err(Reject::new(RejectCode::CanisterReject, m)),
-                (None, None) => Err(Reject::new(RejectCode::CanisterError, "Canister did not reply")),
+                (None, Some(Response::Reject(m))) => {
+                    Err(Reject::new(RejectCode::CanisterReject, m))
+                }
+                (None, None) => Err(Reject::new(
+                    RejectCode::CanisterError,
+                    "Canister did not reply",
+                )),
             };
             return self.respond_to(origin, result, cycles);
         }
@@ -496,7 +530,13 @@ impl Devnet {
         ctx.cycles_available = cycles;
         ctx.deadline = deadline;
         let limit = self.config.update_instruction_limit;
-        let out = self.execute(callee, &format!("canister_update {method}"), ctx, limit, Keep::All);
+        let out = self.execute(
+            callee,
+            &format!("canister_update {method}"),
+            ctx,
+            limit,
+            Keep::All,
+        );
         self.finish(callee, cc, out);
     }
 

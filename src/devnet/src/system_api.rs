@@ -274,7 +274,9 @@ fn respond(caller: &mut Caller<'_, Host>, response: Response, what: &str) -> was
         ctx.kind,
         EntryKind::Update | EntryKind::Query | EntryKind::ReplyCallback | EntryKind::RejectCallback
     ) {
-        return trap(format!("{what} called outside of a message that can respond"));
+        return trap(format!(
+            "{what} called outside of a message that can respond"
+        ));
     }
     if !ctx.may_respond || ctx.response.is_some() {
         return trap(format!("{what}: the call context was already responded to"));
@@ -285,12 +287,16 @@ fn respond(caller: &mut Caller<'_, Host>, response: Response, what: &str) -> was
 
 /// Adds every implemented `ic0` function to `linker`.
 pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
-    linker.func_wrap("ic0", "msg_arg_data_size", |c: Caller<'_, Host>| -> wasmtime::Result<u32> {
-        if !c.data().ctx.kind.has_arg() {
-            return trap("msg_arg_data_size called in a context without argument");
-        }
-        Ok(c.data().ctx.arg.len() as u32)
-    })?;
+    linker.func_wrap(
+        "ic0",
+        "msg_arg_data_size",
+        |c: Caller<'_, Host>| -> wasmtime::Result<u32> {
+            if !c.data().ctx.kind.has_arg() {
+                return trap("msg_arg_data_size called in a context without argument");
+            }
+            Ok(c.data().ctx.arg.len() as u32)
+        },
+    )?;
     linker.func_wrap(
         "ic0",
         "msg_arg_data_copy",
@@ -622,7 +628,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             let (data, host) = mem.data_and_store_mut(&mut c);
             match dst.checked_add(size).filter(|e| *e <= data.len() as u64) {
                 Some(end) => {
-                    data[dst as usize..end as usize].copy_from_slice(host.stable.read(offset, size));
+                    data[dst as usize..end as usize]
+                        .copy_from_slice(host.stable.read(offset, size));
                     Ok(())
                 }
                 None => trap("heap memory out of bounds in stable64_read"),
@@ -645,7 +652,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
         },
     )?;
     // Query responses are not certified on the devnet.
-    linker.func_wrap("ic0", "data_certificate_present", |_c: Caller<'_, Host>| 0u32)?;
+    linker.func_wrap("ic0", "data_certificate_present", |_c: Caller<'_, Host>| {
+        0u32
+    })?;
     linker.func_wrap("ic0", "time", |c: Caller<'_, Host>| c.data().ctx.time)?;
     linker.func_wrap(
         "ic0",

@@ -33,39 +33,17 @@ fn query_changes_do_not_persist() {
     assert_eq!(seen, 2);
     assert_eq!(get(&mut dn, c), 1);
     // A query method called as an update does not keep state either.
-    let seen: u64 = dn.update(c, user(), "inc_in_query", &()).unwrap_err_or_ok();
+    let seen: u64 = dn.update(c, user(), "inc_in_query", &()).unwrap();
     assert_eq!(seen, 2);
     assert_eq!(get(&mut dn, c), 1);
-}
-
-trait UnwrapEither<T> {
-    fn unwrap_err_or_ok(self) -> T;
-}
-
-impl<T> UnwrapEither<T> for Result<T, devnet::CallError> {
-    fn unwrap_err_or_ok(self) -> T {
-        match self {
-            Ok(v) => v,
-            Err(devnet::CallError::Reject(r)) => {
-                assert_eq!(r.code, RejectCode::DestinationInvalid, "{r}");
-                panic!("query method not callable as update: {r}")
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
 }
 
 #[test]
 fn trap_rolls_back_heap_and_stable_memory() {
     let mut dn = Devnet::new();
     let c = install_probe(&mut dn, "");
-    let _: () = dn
-        .update(c, user(), "stable_write", &(0u64, vec![1u8, 2, 3]))
-        .map(|()| ())
-        .or_else(|_| {
-            dn.update_call(c, user(), "stable_write", Encode!(&0u64, &vec![1u8, 2, 3]).unwrap())
-                .map(|_| ())
-        })
+    let () = dn
+        .update_args(c, user(), "stable_write", (0u64, vec![1u8, 2, 3]))
         .unwrap();
     inc(&mut dn, c);
     // Writes past the current end grow the memory, which must be undone too.
@@ -83,7 +61,10 @@ fn trap_rolls_back_heap_and_stable_memory() {
     let bytes = dn
         .query_call(c, user(), "stable_read", Encode!(&0u64, &4u64).unwrap())
         .unwrap();
-    assert_eq!(candid::decode_one::<Vec<u8>>(&bytes).unwrap(), vec![1, 2, 3, 0]);
+    assert_eq!(
+        candid::decode_one::<Vec<u8>>(&bytes).unwrap(),
+        vec![1, 2, 3, 0]
+    );
     // The canister still works after the rollback.
     assert_eq!(inc(&mut dn, c), 2);
 }
@@ -116,25 +97,13 @@ fn inspect_message_refuses_ingress() {
     assert_eq!(get(&mut dn, c), 0);
     // The same method called by another canister is not filtered.
     let caller = install_probe(&mut dn, "");
-    let out: CallOutcome = dn
-        .update(
+    let (out,): (CallOutcome,) = dn
+        .update_args(
             caller,
             user(),
             "call",
-            &(c, "refused_by_inspect".to_string(), no_args(), None::<u32>),
+            (c, "refused_by_inspect", no_args(), None::<u32>),
         )
-        .map_err(|e| e.to_string())
-        .or_else(|_| {
-            let bytes = dn
-                .update_call(
-                    caller,
-                    user(),
-                    "call",
-                    Encode!(&c, &"refused_by_inspect", &no_args(), &None::<u32>).unwrap(),
-                )
-                .unwrap();
-            Ok::<_, String>(candid::decode_one(&bytes).unwrap())
-        })
         .unwrap();
     assert!(matches!(out, CallOutcome::Reply(_)), "{out:?}");
     assert_eq!(get(&mut dn, c), 1);
@@ -148,7 +117,10 @@ fn payloads_over_2_mib_are_refused() {
     assert!(dn.update_call(c, user(), "echo", big).is_err());
     let ok = Encode!(&vec![7u8; 1024 * 1024]).unwrap();
     let reply = dn.update_call(c, user(), "echo", ok).unwrap();
-    assert_eq!(candid::decode_one::<Vec<u8>>(&reply).unwrap().len(), 1024 * 1024);
+    assert_eq!(
+        candid::decode_one::<Vec<u8>>(&reply).unwrap().len(),
+        1024 * 1024
+    );
 }
 
 #[test]
@@ -168,7 +140,10 @@ fn unknown_import_fails_install_naming_it() {
     wasm.extend(section(1, &[0x01, 0x60, 0x00, 0x01, 0x7f]));
     wasm.extend(section(2, &import));
     wasm.extend(section(5, &[0x01, 0x00, 0x01]));
-    wasm.extend(section(7, &[0x01, 0x06, b'm', b'e', b'm', b'o', b'r', b'y', 0x02, 0x00]));
+    wasm.extend(section(
+        7,
+        &[0x01, 0x06, b'm', b'e', b'm', b'o', b'r', b'y', 0x02, 0x00],
+    ));
     let mut dn = Devnet::new();
     let c = dn.create_canister(vec![admin()]);
     let err = dn.install_canister(c, &wasm, vec![], admin()).unwrap_err();
@@ -183,6 +158,8 @@ fn unknown_import_fails_install_naming_it() {
 fn only_controllers_install() {
     let mut dn = Devnet::new();
     let c = dn.create_canister(vec![admin()]);
-    let err = dn.install_canister(c, &probe_wasm(), vec![], user()).unwrap_err();
+    let err = dn
+        .install_canister(c, &probe_wasm(), vec![], user())
+        .unwrap_err();
     assert_eq!(err, InstallError::NotController(user()));
 }

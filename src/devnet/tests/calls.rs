@@ -9,16 +9,22 @@ use candid::{Encode, Principal};
 use common::*;
 use devnet::{Devnet, Fault, FaultKind, RejectCode};
 
-fn call(dn: &mut Devnet, from: Principal, to: Principal, method: &str, timeout: Option<u32>) -> CallOutcome {
-    dn.update(from, user(), "call", &(to, method.to_string(), no_args(), timeout))
-        .map_err(|e| e.to_string())
-        .or_else(|_| {
-            let bytes = dn
-                .update_call(from, user(), "call", Encode!(&to, &method, &no_args(), &timeout).unwrap())
-                .map_err(|e| e.to_string())?;
-            candid::decode_one(&bytes).map_err(|e| e.to_string())
-        })
-        .expect("call")
+fn call(
+    dn: &mut Devnet,
+    from: Principal,
+    to: Principal,
+    method: &str,
+    timeout: Option<u32>,
+) -> CallOutcome {
+    let (out,): (CallOutcome,) = dn
+        .update_args(
+            from,
+            user(),
+            "call",
+            (to, method.to_string(), no_args(), timeout),
+        )
+        .expect("call");
+    out
 }
 
 #[test]
@@ -34,7 +40,9 @@ fn reply_runs_callback_in_order() {
     assert_eq!(out.len(), 3);
     assert_eq!(
         events(&mut dn, a),
-        ["send 0", "reply 0", "send 1", "reply 1", "send 2", "reply 2"]
+        [
+            "send 0", "reply 0", "send 1", "reply 1", "send 2", "reply 2"
+        ]
     );
     assert_eq!(get(&mut dn, b), 2);
     assert_eq!(get(&mut dn, c), 1);
@@ -85,10 +93,22 @@ fn reject_codes_of_ordinary_failures() {
     let a = install_probe(&mut dn, "a");
     let b = install_probe(&mut dn, "b");
     let missing = Principal::from_slice(&[7; 10]);
-    assert!(matches!(call(&mut dn, a, missing, "inc", None), CallOutcome::Reject(3, _)));
-    assert!(matches!(call(&mut dn, a, b, "nope", None), CallOutcome::Reject(3, _)));
-    assert!(matches!(call(&mut dn, a, b, "trap_now", None), CallOutcome::Reject(5, _)));
-    assert!(matches!(call(&mut dn, a, b, "inc", None), CallOutcome::Reply(_)));
+    assert!(matches!(
+        call(&mut dn, a, missing, "inc", None),
+        CallOutcome::Reject(3, _)
+    ));
+    assert!(matches!(
+        call(&mut dn, a, b, "nope", None),
+        CallOutcome::Reject(3, _)
+    ));
+    assert!(matches!(
+        call(&mut dn, a, b, "trap_now", None),
+        CallOutcome::Reject(5, _)
+    ));
+    assert!(matches!(
+        call(&mut dn, a, b, "inc", None),
+        CallOutcome::Reply(_)
+    ));
 }
 
 #[test]
@@ -111,11 +131,17 @@ fn injected_faults_arrive_as_the_right_reject() {
             CallOutcome::Reject(2, "overloaded".into())
         );
     }
-    assert!(matches!(call(&mut dn, a, b, "inc", None), CallOutcome::Reply(_)));
+    assert!(matches!(
+        call(&mut dn, a, b, "inc", None),
+        CallOutcome::Reply(_)
+    ));
     assert_eq!(get(&mut dn, b), 1);
 
     dn.inject_fault(Fault::new(b, FaultKind::Trap, 1).method("inc").caller(a));
-    assert!(matches!(call(&mut dn, a, b, "inc", None), CallOutcome::Reject(5, _)));
+    assert!(matches!(
+        call(&mut dn, a, b, "inc", None),
+        CallOutcome::Reject(5, _)
+    ));
     assert_eq!(get(&mut dn, b), 1);
 
     dn.inject_fault(Fault::new(
@@ -126,14 +152,23 @@ fn injected_faults_arrive_as_the_right_reject() {
         },
         1,
     ));
-    assert!(matches!(call(&mut dn, a, b, "inc", None), CallOutcome::Reject(3, _)));
+    assert!(matches!(
+        call(&mut dn, a, b, "inc", None),
+        CallOutcome::Reject(3, _)
+    ));
 
     // Timeout: the caller learns nothing (SYS_UNKNOWN), the callee did run.
     dn.inject_fault(Fault::new(b, FaultKind::Timeout, 1));
-    assert!(matches!(call(&mut dn, a, b, "inc", Some(10)), CallOutcome::Reject(6, _)));
+    assert!(matches!(
+        call(&mut dn, a, b, "inc", Some(10)),
+        CallOutcome::Reject(6, _)
+    ));
     dn.tick();
     assert_eq!(get(&mut dn, b), 2);
-    assert!(matches!(call(&mut dn, a, b, "inc", Some(10)), CallOutcome::Reply(_)));
+    assert!(matches!(
+        call(&mut dn, a, b, "inc", Some(10)),
+        CallOutcome::Reply(_)
+    ));
 }
 
 #[test]
@@ -142,7 +177,12 @@ fn bounded_wait_call_times_out_when_deadline_passes() {
     let a = install_probe(&mut dn, "a");
     let b = install_probe(&mut dn, "b");
     let id = dn
-        .submit_call(a, user(), "call", Encode!(&b, &"inc", &no_args(), &Some(5u32)).unwrap())
+        .submit_call(
+            a,
+            user(),
+            "call",
+            Encode!(&b, &"inc", &no_args(), &Some(5u32)).unwrap(),
+        )
         .unwrap();
     // a runs and sends its call; before b answers, the deadline passes.
     assert!(dn.step());
@@ -153,5 +193,8 @@ fn bounded_wait_call_times_out_when_deadline_passes() {
     // b still executed the request: the outcome was unknown, not a failure.
     assert_eq!(get(&mut dn, b), 1);
     // Within the deadline the same call succeeds.
-    assert!(matches!(call(&mut dn, a, b, "inc", Some(5)), CallOutcome::Reply(_)));
+    assert!(matches!(
+        call(&mut dn, a, b, "inc", Some(5)),
+        CallOutcome::Reply(_)
+    ));
 }

@@ -47,8 +47,13 @@ fn upgrade_keeps_stable_memory_drops_heap_and_timers() {
     let mut dn = Devnet::new();
     let c = install_probe(&mut dn, "v1");
     inc(&mut dn, c);
-    dn.update_call(c, user(), "stable_write", Encode!(&70_000u64, &vec![5u8, 6]).unwrap())
-        .unwrap();
+    dn.update_call(
+        c,
+        user(),
+        "stable_write",
+        Encode!(&70_000u64, &vec![5u8, 6]).unwrap(),
+    )
+    .unwrap();
     let _: () = dn.update(c, user(), "set_timer", &10u64).unwrap();
     let version: u64 = dn.query(c, user(), "canister_version", &()).unwrap();
 
@@ -61,7 +66,12 @@ fn upgrade_keeps_stable_memory_drops_heap_and_timers() {
     let upgrades: u64 = dn.query(c, user(), "upgrades", &()).unwrap();
     assert_eq!(upgrades, 1);
     let bytes = dn
-        .query_call(c, user(), "stable_read", Encode!(&70_000u64, &2u64).unwrap())
+        .query_call(
+            c,
+            user(),
+            "stable_read",
+            Encode!(&70_000u64, &2u64).unwrap(),
+        )
         .unwrap();
     assert_eq!(candid::decode_one::<Vec<u8>>(&bytes).unwrap(), vec![5, 6]);
     let v2: u64 = dn.query(c, user(), "canister_version", &()).unwrap();
@@ -69,25 +79,43 @@ fn upgrade_keeps_stable_memory_drops_heap_and_timers() {
 
     dn.advance_time(Duration::from_secs(60));
     dn.tick();
-    assert_eq!(timer_fires(&mut dn, c), 0, "timers are gone after an upgrade");
-    assert!(dn.canister_logs(c).is_empty() || !dn.canister_logs(c).iter().any(|l| l.contains("panicked")));
+    assert_eq!(
+        timer_fires(&mut dn, c),
+        0,
+        "timers are gone after an upgrade"
+    );
+    assert!(
+        dn.canister_logs(c).is_empty()
+            || !dn.canister_logs(c).iter().any(|l| l.contains("panicked"))
+    );
 }
 
 #[test]
 fn reinstall_drops_stable_memory() {
     let mut dn = Devnet::new();
     let c = install_probe(&mut dn, "");
-    dn.update_call(c, user(), "stable_write", Encode!(&0u64, &vec![1u8]).unwrap())
-        .unwrap();
-    dn.reinstall_canister(c, &probe_wasm(), Encode!(&None::<ProbeArg>).unwrap(), admin())
-        .unwrap();
+    dn.update_call(
+        c,
+        user(),
+        "stable_write",
+        Encode!(&0u64, &vec![1u8]).unwrap(),
+    )
+    .unwrap();
+    dn.reinstall_canister(
+        c,
+        &probe_wasm(),
+        Encode!(&None::<ProbeArg>).unwrap(),
+        admin(),
+    )
+    .unwrap();
     let bytes = dn
         .query_call(c, user(), "stable_read", Encode!(&0u64, &1u64).unwrap())
         .unwrap();
     assert_eq!(candid::decode_one::<Vec<u8>>(&bytes).unwrap(), vec![0]);
-    assert!(dn
-        .install_code(admin(), c, InstallMode::Install, &probe_wasm(), vec![])
-        .is_err());
+    assert!(
+        dn.install_code(admin(), c, InstallMode::Install, &probe_wasm(), vec![])
+            .is_err()
+    );
 }
 
 #[test]
@@ -100,7 +128,10 @@ fn instruction_limit_traps_and_counter_is_reported() {
     let c = install_probe(&mut dn, "");
     let counted: u64 = dn.update(c, user(), "burn", &1_000u64).unwrap();
     let reported = dn.last_instructions().unwrap();
-    assert!(counted > 1_000 && counted <= reported, "{counted} {reported}");
+    assert!(
+        counted > 1_000 && counted <= reported,
+        "{counted} {reported}"
+    );
     let more: u64 = dn.update(c, user(), "burn", &100_000u64).unwrap();
     assert!(more > counted * 10, "{more} vs {counted}");
 
@@ -148,13 +179,24 @@ fn management_canister_from_a_canister_and_raw_rand() {
         settings: Option<devnet::CanisterSettings>,
     }
     let bytes = dn
-        .update_call(mgmt, admin(), "create_canister", Encode!(&CreateArgs { settings: None }).unwrap())
+        .update_call(
+            mgmt,
+            admin(),
+            "create_canister",
+            Encode!(&CreateArgs { settings: None }).unwrap(),
+        )
         .unwrap();
     let id: Id = candid::decode_one(&bytes).unwrap();
     assert_eq!(dn.controllers(id.canister_id), Some(vec![admin()]));
     let status = dn.canister_status(id.canister_id).unwrap();
     assert_eq!(status.module_hash, None);
-    dn.install_canister(id.canister_id, &probe_wasm(), vec![], admin()).unwrap();
+    dn.install_canister(id.canister_id, &probe_wasm(), vec![], admin())
+        .unwrap();
     assert_eq!(inc(&mut dn, id.canister_id), 1);
-    assert!(dn.canister_status(id.canister_id).unwrap().module_hash.is_some());
+    assert!(
+        dn.canister_status(id.canister_id)
+            .unwrap()
+            .module_hash
+            .is_some()
+    );
 }

@@ -62,7 +62,8 @@ pub fn install_probe(dn: &mut Devnet, label: &str) -> Principal {
     let arg = Some(ProbeArg {
         label: label.to_string(),
     });
-    dn.deploy(admin(), &probe_wasm(), &arg).expect("install probe")
+    dn.deploy(admin(), &probe_wasm(), &arg)
+        .expect("install probe")
 }
 
 /// Candid encoding of no arguments.

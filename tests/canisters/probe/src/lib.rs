@@ -219,7 +219,12 @@ fn set_timer_calling(delay_secs: u64, target: Principal) {
     });
 }
 
-async fn call_raw(target: Principal, method: &str, arg: &[u8], timeout: Option<u32>) -> CallOutcome {
+async fn call_raw(
+    target: Principal,
+    method: &str,
+    arg: &[u8],
+    timeout: Option<u32>,
+) -> CallOutcome {
     let call = match timeout {
         Some(t) => Call::bounded_wait(target, method).change_timeout(t),
         None => Call::unbounded_wait(target, method),
@@ -236,7 +241,12 @@ async fn call_raw(target: Principal, method: &str, arg: &[u8], timeout: Option<u
 /// Calls `method` on `target` with raw argument bytes and reports the
 /// outcome; `timeout_secs` makes it a bounded-wait call.
 #[update]
-async fn call(target: Principal, method: String, arg: Vec<u8>, timeout_secs: Option<u32>) -> CallOutcome {
+async fn call(
+    target: Principal,
+    method: String,
+    arg: Vec<u8>,
+    timeout_secs: Option<u32>,
+) -> CallOutcome {
     log(format!("call {method}"));
     let out = call_raw(target, &method, &arg, timeout_secs).await;
     log(format!("callback {method}"));
