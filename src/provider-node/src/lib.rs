@@ -1,0 +1,4 @@
+//! Provider node of the compute marketplace.
+//!
+//! The [`sandbox`] module runs buyers' untrusted WebAssembly jobs.
+pub mod sandbox;

@@ -1,0 +1,191 @@
+//! Node-wide sandbox settings and the one wasmtime [`Engine`] built from them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Strategy,
+    WasmFeatures,
+};
+
+use super::error::SandboxError;
+
+/// Settings shared by every job a node runs. The per-job limits
+/// ([`JobLimits`](super::JobLimits)) must fit inside these.
+#[derive(Clone, Debug)]
+pub struct SandboxConfig {
+    /// Jobs that may execute at the same time; more wait for a slot.
+    pub concurrent_jobs: usize,
+    /// Largest module accepted, in bytes (checked before parsing).
+    pub max_module_bytes: usize,
+    /// Wall-clock limit for compiling one module.
+    pub max_compile_time: Duration,
+    /// Modules compiled at the same time (a compile that timed out keeps its
+    /// slot until the compiler really finishes; see [`Executor`](super::Executor)).
+    pub concurrent_compiles: usize,
+    /// Structural limits checked before compilation.
+    pub module_shape: ModuleShapeLimits,
+    /// Largest linear memory any job may ask for, in bytes; also sizes the
+    /// pooling allocator's slots.
+    pub max_job_memory_bytes: u64,
+    /// Largest table any job may ask for, in elements.
+    pub max_job_table_elements: u64,
+    /// Largest stdin a job may be given, in bytes.
+    pub max_input_bytes: usize,
+    /// Largest total size of a job's args and env, in bytes.
+    pub max_args_env_bytes: usize,
+    /// WebAssembly stack limit (`Config::max_wasm_stack`); deeper recursion
+    /// traps with a stack overflow.
+    pub max_wasm_stack: usize,
+    /// Use wasmtime's pooling instance allocator (fast instantiation, memory
+    /// reserved up front for `concurrent_jobs` slots).
+    pub pooling: bool,
+    /// Directory of the on-disk compiled-module cache; `None` keeps compiled
+    /// modules in memory only.
+    pub cache_dir: Option<PathBuf>,
+    /// Compiled modules kept in memory.
+    pub memory_cache_entries: usize,
+    /// Interval of the epoch ticker: the granularity of deadlines,
+    /// cancellation and progress reports.
+    pub epoch_tick: Duration,
+}
+
+/// Limits on a module's shape, checked by a fast parse before compilation so
+/// that compile-time bombs are refused without reaching the compiler.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModuleShapeLimits {
+    /// Functions defined by the module.
+    pub max_functions: u32,
+    /// Bytes of one function body.
+    pub max_function_body_bytes: usize,
+    /// Locals declared by one function.
+    pub max_locals: u32,
+    /// Nesting depth of blocks, loops and ifs in one function.
+    pub max_nesting: u32,
+    /// Imports of the module.
+    pub max_imports: u32,
+}
+
+impl Default for ModuleShapeLimits {
+    fn default() -> Self {
+        Self {
+            max_functions: 100_000,
+            max_function_body_bytes: 512 * 1024,
+            max_locals: 50_000,
+            max_nesting: 1_000,
+            max_imports: 1_000,
+        }
+    }
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            concurrent_jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_module_bytes: 16 << 20,
+            max_compile_time: Duration::from_secs(10),
+            concurrent_compiles: 1,
+            module_shape: ModuleShapeLimits::default(),
+            max_job_memory_bytes: 1 << 30,
+            max_job_table_elements: 1_000_000,
+            max_input_bytes: 64 << 20,
+            max_args_env_bytes: 64 * 1024,
+            max_wasm_stack: 1 << 20,
+            pooling: true,
+            cache_dir: None,
+            memory_cache_entries: 256,
+            epoch_tick: Duration::from_millis(10),
+        }
+    }
+}
+
+/// Version of the engine whose fuel counts and outputs a result attests.
+/// Fuel costs can change between wasmtime releases, so a result is only
+/// comparable with re-executions under the same engine version. Keep in
+/// step with the `=48.0.8` pin in the workspace manifest.
+pub const ENGINE_VERSION: &str = "wasmtime-48.0.8/default-operator-costs/nan-canonical";
+
+/// Stack given to each job's fiber beyond the wasm stack limit, for host
+/// calls (WASI) made from wasm.
+const HOST_STACK_HEADROOM: usize = 1 << 20;
+
+impl SandboxConfig {
+    /// Builds the node's engine: fuel and epochs on, deterministic float
+    /// behaviour, and only the proposals a WASI p1 job needs.
+    pub fn engine(&self) -> Result<Engine, SandboxError> {
+        self.check()?;
+        let mut config = Config::new();
+        config
+            .strategy(Strategy::Cranelift)
+            .cranelift_opt_level(OptLevel::Speed)
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(self.max_wasm_stack)
+            .async_stack_size(self.max_wasm_stack + HOST_STACK_HEADROOM)
+            // Determinism: NaN bit patterns are canonical, relaxed SIMD (whose
+            // results differ by CPU) is off, and there is no shared memory
+            // (threads are not compiled in: wasmtime's `threads` feature is off).
+            .cranelift_nan_canonicalization(true)
+            .wasm_relaxed_simd(false)
+            .shared_memory(false)
+            // Proposals a batch job doesn't need are attack surface. Those
+            // behind cargo features left off (GC, threads, exceptions, stack
+            // switching) are rejected anyway; the rest are switched off here.
+            .wasm_features(
+                WasmFeatures::MULTI_MEMORY
+                    | WasmFeatures::MEMORY64
+                    | WasmFeatures::GC
+                    | WasmFeatures::FUNCTION_REFERENCES
+                    | WasmFeatures::EXCEPTIONS
+                    | WasmFeatures::LEGACY_EXCEPTIONS
+                    | WasmFeatures::STACK_SWITCHING
+                    | WasmFeatures::THREADS
+                    | WasmFeatures::SHARED_EVERYTHING_THREADS
+                    | WasmFeatures::CUSTOM_PAGE_SIZES
+                    | WasmFeatures::WIDE_ARITHMETIC
+                    | WasmFeatures::COMPONENT_MODEL,
+                false,
+            )
+            .wasm_backtrace_max_frames(None)
+            .parallel_compilation(true);
+        if self.pooling {
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(self.pool()));
+        }
+        Engine::new(&config).map_err(|e| SandboxError::Engine(format!("{e:#}")))
+    }
+
+    fn pool(&self) -> PoolingAllocationConfig {
+        let slots = u32::try_from(self.concurrent_jobs).unwrap_or(u32::MAX);
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_core_instances(slots)
+            .total_memories(slots)
+            .total_tables(slots)
+            .total_stacks(slots)
+            .total_component_instances(0)
+            .max_memories_per_module(1)
+            .max_tables_per_module(1)
+            .max_memory_size(usize::try_from(self.max_job_memory_bytes).unwrap_or(usize::MAX))
+            .table_elements(usize::try_from(self.max_job_table_elements).unwrap_or(usize::MAX))
+            .max_core_instance_size(1 << 20)
+            .linear_memory_keep_resident(1 << 20)
+            .max_unused_warm_slots(slots);
+        pool
+    }
+
+    fn check(&self) -> Result<(), SandboxError> {
+        let bad = |what: &str| Err(SandboxError::Config(what.to_string()));
+        if self.concurrent_jobs == 0 {
+            return bad("concurrent_jobs must be at least 1");
+        }
+        if self.concurrent_compiles == 0 {
+            return bad("concurrent_compiles must be at least 1");
+        }
+        if self.max_job_memory_bytes > 4 << 30 {
+            return bad("max_job_memory_bytes can't exceed 4 GiB (32-bit memories)");
+        }
+        if self.epoch_tick.is_zero() {
+            return bad("epoch_tick must be positive");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,87 @@
+//! Shared helpers for the sandbox tests: finding workloads, building jobs.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use provider_node::sandbox::{Executor, Job, JobLimits, SandboxConfig, WasmModule};
+
+/// Directory of the built workloads: `$PROVIDER_NODE_WORKLOADS` or
+/// `<repo>/target/workloads`.
+pub fn workloads_dir() -> PathBuf {
+    std::env::var_os("PROVIDER_NODE_WORKLOADS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target").join("workloads"))
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repository root")
+}
+
+/// A Rust workload built by `scripts/build-workloads.sh`.
+pub fn workload(name: &str) -> WasmModule {
+    let path = workloads_dir().join(format!("{name}.wasm"));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "workload {} is missing ({e}); build the workloads first with scripts/build-workloads.sh",
+            path.display()
+        )
+    });
+    WasmModule::new(bytes)
+}
+
+/// A hand-written WAT workload from `workloads/wat/`, assembled now.
+pub fn wat(name: &str) -> WasmModule {
+    let path = repo_root().join("workloads/wat").join(format!("{name}.wat"));
+    let bytes = wat::parse_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    WasmModule::new(bytes)
+}
+
+/// Small limits so that hostile jobs end quickly.
+pub fn test_limits() -> JobLimits {
+    JobLimits {
+        fuel: 200_000_000,
+        memory_bytes: 32 << 20,
+        table_elements: 10_000,
+        timeout: Duration::from_secs(20),
+        max_stdout_bytes: 64 * 1024,
+        max_stderr_bytes: 16 * 1024,
+    }
+}
+
+pub fn test_config() -> SandboxConfig {
+    SandboxConfig {
+        concurrent_jobs: 4,
+        max_job_memory_bytes: 64 << 20,
+        max_job_table_elements: 100_000,
+        max_compile_time: Duration::from_secs(20),
+        ..SandboxConfig::default()
+    }
+}
+
+pub fn executor() -> Executor {
+    Executor::new(test_config()).expect("executor")
+}
+
+pub fn job(module: WasmModule, input: &[u8]) -> Job {
+    Job {
+        limits: test_limits(),
+        ..Job::new(module, input.to_vec())
+    }
+}
+
+/// Bytes that look like nothing in particular, deterministically.
+pub fn pseudo_random_bytes(len: usize) -> Vec<u8> {
+    let mut x: u32 = 0x1234_5678;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
