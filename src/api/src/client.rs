@@ -6,7 +6,10 @@
 //! [`CallError::OutcomeUnknown`] means the call may or may not have taken
 //! effect: query the canister (e.g. `get_job`) before retrying.
 
-use crate::escrow::{Balance, DepositArgs, EscrowError, NotifyDepositArgs, WithdrawArgs};
+use crate::escrow::{
+    Balance, DepositArgs, EscrowError, JobLock, LockArgs, NotifyDepositArgs, ReconcileArgs,
+    ReleaseArgs, SettleArgs, WithdrawArgs,
+};
 use crate::matcher::{Job, JobSpec, MatcherError};
 use crate::{Account, JobId, Principal, Tokens};
 use candid::CandidType;
@@ -25,7 +28,8 @@ pub enum CallError {
     BadReply { message: String },
 }
 
-async fn call<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
+/// Makes a bounded-wait call and decodes its reply.
+pub async fn call<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
     canister: Principal,
     method: &str,
     args: &A,
@@ -72,7 +76,9 @@ impl EscrowClient {
         call(self.0, "notify_deposit", &(args,)).await
     }
 
-    /// Moves the caller's free balance out to `args.to`.
+    /// Moves the caller's balance out to `args.to` (claimable first, then
+    /// free; the recipient gets the amount minus the ledger fee); returns
+    /// the ledger block index.
     pub async fn withdraw(
         &self,
         args: &WithdrawArgs,
@@ -83,6 +89,43 @@ impl EscrowClient {
     /// The account to transfer to so that `owner` is credited on `notify_deposit`.
     pub async fn deposit_account(&self, owner: Principal) -> Result<Account, CallError> {
         call(self.0, "deposit_account", &(owner,)).await
+    }
+
+    /// Retries a ledger call of (owner, ledger) whose outcome was unknown.
+    pub async fn reconcile(
+        &self,
+        args: &ReconcileArgs,
+    ) -> Result<Result<bool, EscrowError>, CallError> {
+        call(self.0, "reconcile", &(args,)).await
+    }
+
+    /// Locks a job's maximum cost from the buyer's balance (matcher only;
+    /// idempotent on the job key).
+    pub async fn lock(&self, args: &LockArgs) -> Result<Result<JobLock, EscrowError>, CallError> {
+        call(self.0, "lock", &(args,)).await
+    }
+
+    /// Pays one interval from a job's lock to a provider (matcher only;
+    /// idempotent on (job key, seq)).
+    pub async fn release(
+        &self,
+        args: &ReleaseArgs,
+    ) -> Result<Result<JobLock, EscrowError>, CallError> {
+        call(self.0, "release", &(args,)).await
+    }
+
+    /// Returns the rest of a job's lock to the buyer (matcher only;
+    /// idempotent on the job key).
+    pub async fn settle(
+        &self,
+        args: &SettleArgs,
+    ) -> Result<Result<JobLock, EscrowError>, CallError> {
+        call(self.0, "settle", &(args,)).await
+    }
+
+    /// A job's lock, if any.
+    pub async fn get_lock(&self, job_key: &str) -> Result<Option<JobLock>, CallError> {
+        call(self.0, "get_lock", &(job_key,)).await
     }
 
     /// `owner`'s balance on `ledger`.

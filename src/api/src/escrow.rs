@@ -1,15 +1,26 @@
 //! Types of the escrow canister: deposits, job locks, releases, withdrawals.
+//!
+//! Every balance is kept per (principal, ledger). Amounts are in the ledger's
+//! smallest unit. The escrow's conservation invariant, checked by its tests
+//! after every operation: for each ledger, the balance of the escrow's main
+//! account equals the sum of all free balances, claimable balances and
+//! remaining locks, plus the effect of ledger calls whose outcome is still
+//! being reconciled (see [`PendingOperation`]).
 
 use crate::{Account, OpKey, Principal, Tokens};
 use candid::{CandidType, Deserialize};
 use serde::Serialize;
+
+/// Most ledgers the escrow accepts at once.
+pub const MAX_LEDGERS: usize = 32;
 
 /// Init and upgrade argument of the escrow canister.
 #[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct EscrowInit {
     /// The matcher canister, the only caller allowed to lock, release and settle.
     pub matcher: Option<Principal>,
-    /// Ledgers accepted from the start (more can be added by controllers).
+    /// Ledgers accepted from the start (more can be added by controllers);
+    /// their fee is read from the ledger before their first use.
     pub ledgers: Vec<Principal>,
 }
 
@@ -35,7 +46,8 @@ pub struct DepositArgs {
     pub from_subaccount: Option<[u8; 32]>,
 }
 
-/// Arguments of `notify_deposit` (push: someone transferred to the beneficiary's deposit account).
+/// Arguments of `notify_deposit` (push: someone transferred to the
+/// beneficiary's deposit account, see `deposit_account`).
 #[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct NotifyDepositArgs {
     /// Ledger the transfer was made on.
@@ -49,10 +61,21 @@ pub struct NotifyDepositArgs {
 pub struct WithdrawArgs {
     /// Ledger to withdraw on.
     pub ledger: Principal,
-    /// Amount taken from the caller's balance; the recipient gets it minus the ledger fee.
+    /// Amount taken from the caller's claimable balance first, then from its
+    /// free balance; the recipient gets it minus the ledger fee.
     pub amount: Tokens,
     /// Where the tokens go.
     pub to: Account,
+}
+
+/// Arguments of `reconcile`: retry the in-flight ledger call of one
+/// (principal, ledger), if any, with identical arguments.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct ReconcileArgs {
+    /// Whose operation to reconcile.
+    pub owner: Principal,
+    /// On which ledger.
+    pub ledger: Principal,
 }
 
 /// Arguments of `lock` (matcher only): set aside a job's maximum cost.
@@ -89,10 +112,10 @@ pub struct SettleArgs {
 }
 
 /// One (principal, ledger) balance.
-#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default)]
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct Balance {
     /// Ledger of the balance.
-    pub ledger: Option<Principal>,
+    pub ledger: Principal,
     /// Spendable by the owner: may be locked for jobs or withdrawn.
     pub free: Tokens,
     /// Earned as a provider; may be withdrawn.
@@ -116,8 +139,58 @@ pub struct JobLock {
     pub released: Tokens,
     /// Amount still locked (zero once settled).
     pub remaining: Tokens,
+    /// Amount returned to the buyer at settle (zero until settled).
+    pub refunded: Tokens,
     /// Whether the lock was settled.
     pub settled: bool,
+}
+
+/// What a ledger call in flight does.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub enum PendingKind {
+    /// `icrc2_transfer_from` of a pull deposit; credited when it succeeds.
+    Deposit {
+        /// The payer's account.
+        from: Account,
+    },
+    /// `icrc1_transfer` sweeping a push deposit from the beneficiary's
+    /// deposit subaccount to the main account; credited when it succeeds.
+    Sweep {
+        /// The deposit subaccount swept.
+        #[serde(with = "serde_bytes")]
+        subaccount: Vec<u8>,
+    },
+    /// `icrc1_transfer` of a withdrawal; already debited, restored if it fails.
+    Withdraw {
+        /// The recipient.
+        to: Account,
+        /// Part of the amount taken from the claimable balance (the rest came from free).
+        from_claimable: Tokens,
+    },
+}
+
+/// A ledger call the escrow made and whose outcome it has not settled yet
+/// (at most one per principal and ledger). Retries reuse exactly these
+/// arguments, so the ledger's deduplication answers a repeat with `Duplicate`.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct PendingOperation {
+    /// Operation number, also encoded in the memo.
+    pub id: u64,
+    /// Whose balance the operation changes.
+    pub owner: Principal,
+    /// The ledger called.
+    pub ledger: Principal,
+    /// Amount credited (deposit, sweep) or debited (withdraw) on success.
+    pub amount: Tokens,
+    /// Ledger fee named in the call (`None`: the ledger's current fee, paid by the payer).
+    pub fee: Option<Tokens>,
+    /// `created_at_time` of the call, in nanoseconds since the epoch.
+    pub created_at_time: u64,
+    /// Memo of the call.
+    #[serde(with = "serde_bytes")]
+    pub memo: Vec<u8>,
+    /// What the call does.
+    pub kind: PendingKind,
 }
 
 /// Errors of the escrow's methods.
@@ -131,11 +204,11 @@ pub enum EscrowError {
     UnknownLedger { ledger: Principal },
     /// A field of the argument is out of bounds.
     InvalidArgument { field: String, reason: String },
-    /// Not enough free balance.
+    /// Not enough balance.
     InsufficientBalance { available: Tokens },
     /// No lock with this key.
     UnknownJob { job_key: OpKey },
-    /// The lock already exists with different terms.
+    /// The key was used before with different terms.
     KeyConflict { job_key: OpKey },
     /// The release would exceed what is locked.
     OverRelease { remaining: Tokens },
@@ -143,23 +216,50 @@ pub enum EscrowError {
     AlreadySettled { job_key: OpKey },
     /// The amount does not cover the ledger fee.
     AmountBelowFee { fee: Tokens },
-    /// Another operation for this principal and ledger is in flight; try again.
+    /// Another operation for this principal and ledger is in flight, or too
+    /// many operations are in flight; try again.
     Busy,
-    /// The ledger call failed; balances are as they were before the call.
+    /// An earlier ledger call of this principal and ledger has an unknown
+    /// outcome and could not be reconciled yet; call `reconcile` (or retry)
+    /// later. No balance was changed by this call.
+    PendingOperation { operation: Box<PendingOperation> },
+    /// The ledger call failed. For `OutcomeUnknown` the operation stays
+    /// pending and is reconciled by the next call; otherwise balances are as
+    /// they were before the call.
     Ledger(crate::LedgerCallError),
 }
 
-/// The escrow's public event log.
+/// How deposited tokens arrived.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub enum DepositSource {
+    /// Pulled with `icrc2_transfer_from` from this account (the payer paid the fee).
+    Pull { from: Account },
+    /// Pushed to the beneficiary's deposit subaccount and swept to the main
+    /// account (the sweep's fee came out of the deposit).
+    Push {
+        #[serde(with = "serde_bytes")]
+        subaccount: Vec<u8>,
+    },
+}
+
+/// The escrow's public event log: every change of a balance or a lock.
 #[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
 pub enum EscrowEvent {
-    /// A ledger was whitelisted.
-    LedgerAdded { ledger: Principal, fee: Tokens },
-    /// Tokens arrived and were credited.
+    /// A ledger was whitelisted, or its fee or symbol changed.
+    LedgerUpdated {
+        ledger: Principal,
+        fee: Option<Tokens>,
+        symbol: Option<String>,
+    },
+    /// Tokens arrived and `amount` was credited to `owner`'s free balance;
+    /// `fee` is the ledger fee taken from the deposit (push only).
     Deposited {
         owner: Principal,
         ledger: Principal,
         amount: Tokens,
-        block_index: Option<u128>,
+        fee: Tokens,
+        block_index: u128,
+        source: DepositSource,
     },
     /// Tokens were locked for a job.
     Locked {
@@ -168,21 +268,34 @@ pub enum EscrowEvent {
         ledger: Principal,
         amount: Tokens,
     },
-    /// One interval was paid to a provider.
+    /// One interval was paid to a provider's claimable balance.
     Released {
         job_key: OpKey,
         seq: u64,
         provider: Principal,
         amount: Tokens,
     },
-    /// A lock was settled; `refunded` went back to the buyer.
-    Settled { job_key: OpKey, refunded: Tokens },
-    /// Tokens left the escrow.
+    /// A lock was settled; `refunded` went back to the buyer's free balance.
+    Settled {
+        job_key: OpKey,
+        buyer: Principal,
+        refunded: Tokens,
+    },
+    /// `amount` left `owner`'s balance; `to` received `amount - fee`.
     Withdrawn {
         owner: Principal,
         ledger: Principal,
         amount: Tokens,
+        fee: Tokens,
         to: Account,
         block_index: u128,
+    },
+    /// A withdrawal failed for sure and `amount` was put back exactly as it
+    /// was taken.
+    WithdrawalRefunded {
+        owner: Principal,
+        ledger: Principal,
+        amount: Tokens,
+        reason: String,
     },
 }

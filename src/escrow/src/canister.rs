@@ -1,26 +1,153 @@
 //! ic-cdk entry points: each reads the caller and the time, calls the logic
 //! and maps its result. No rules live here.
 
+use crate::runtime::IcRuntime;
 use crate::state::{mutate_state, read_state};
-use market_api::escrow::{EscrowEvent, EscrowInit};
-use market_api::{EventPage, PageRequest, StandardRecord};
+use crate::{jobs, metrics, payments};
+use ic_cdk::api::{canister_self, is_controller, msg_caller, time};
+use market_api::escrow::{
+    Balance, DepositArgs, EscrowError, EscrowEvent, EscrowInit, JobLock, LedgerInfo, LockArgs,
+    NotifyDepositArgs, PendingOperation, ReconcileArgs, ReleaseArgs, SettleArgs, WithdrawArgs,
+};
+use market_api::{
+    Account, EventPage, HttpRequest, HttpResponse, PageRequest, Principal, StandardRecord, Tokens,
+};
 
 #[ic_cdk::init]
 fn init(arg: EscrowInit) {
-    mutate_state(|s| s.init(arg));
+    mutate_state(|s| s.apply_config(arg, time()));
 }
 
 #[ic_cdk::post_upgrade]
 fn post_upgrade(arg: Option<EscrowInit>) {
     if let Some(config) = arg {
-        mutate_state(|s| s.init(config));
+        mutate_state(|s| s.apply_config(config, time()));
+    }
+    // Refuse (and so roll back) an upgrade onto state that breaks the books.
+    if let Err(e) = read_state(|s| s.check_invariants()) {
+        ic_cdk::trap(format!("escrow state is inconsistent after upgrade: {e}"));
     }
 }
 
-/// The escrow's configuration.
+/// Whitelists an ICRC-2 ledger, or refreshes the fee and symbol of a
+/// whitelisted one, reading them from the ledger. Controllers only.
+#[ic_cdk::update]
+async fn add_ledger(ledger: Principal) -> Result<LedgerInfo, EscrowError> {
+    payments::add_ledger(&IcRuntime, is_controller(&msg_caller()), ledger).await
+}
+
+/// Pull deposit: the escrow takes `amount` from the caller's account with
+/// `icrc2_transfer_from` (approve amount + fee first) and credits the
+/// caller's free balance. Returns the amount credited.
+#[ic_cdk::update]
+async fn deposit(args: DepositArgs) -> Result<Tokens, EscrowError> {
+    payments::deposit(&IcRuntime, msg_caller(), args).await
+}
+
+/// Push deposit: credits the beneficiary with what arrived in its deposit
+/// account (see `deposit_account`) since the last notify, minus the ledger
+/// fee of sweeping it into the escrow's main account. Callable by anyone.
+/// Returns the amount credited (0 if nothing arrived).
+#[ic_cdk::update]
+async fn notify_deposit(args: NotifyDepositArgs) -> Result<Tokens, EscrowError> {
+    payments::notify_deposit(&IcRuntime, msg_caller(), args).await
+}
+
+/// Moves `amount` of the caller's balance (claimable first, then free) out
+/// with an ICRC-1 transfer; `to` receives `amount` minus the ledger fee.
+/// On a definite failure the balance is restored. Returns the block index.
+#[ic_cdk::update]
+async fn withdraw(args: WithdrawArgs) -> Result<Tokens, EscrowError> {
+    payments::withdraw(&IcRuntime, msg_caller(), args).await
+}
+
+/// Retries, with identical arguments, a ledger call of (owner, ledger) whose
+/// outcome was unknown. Callable by anyone. `true` if an operation was
+/// resolved, `false` if none was pending.
+#[ic_cdk::update]
+async fn reconcile(args: ReconcileArgs) -> Result<bool, EscrowError> {
+    payments::reconcile(&IcRuntime, msg_caller(), args).await
+}
+
+/// Locks a job's maximum cost from the buyer's free balance. Matcher only;
+/// idempotent on `job_key`.
+#[ic_cdk::update]
+fn lock(args: LockArgs) -> Result<JobLock, EscrowError> {
+    mutate_state(|s| jobs::lock(s, msg_caller(), args, time()))
+}
+
+/// Pays one interval from a job's lock to the provider's claimable balance.
+/// Matcher only; idempotent on (`job_key`, `seq`).
+#[ic_cdk::update]
+fn release(args: ReleaseArgs) -> Result<JobLock, EscrowError> {
+    mutate_state(|s| jobs::release(s, msg_caller(), args, time()))
+}
+
+/// Returns what remains of a job's lock to the buyer and closes it.
+/// Matcher only; idempotent on `job_key`.
+#[ic_cdk::update]
+fn settle(args: SettleArgs) -> Result<JobLock, EscrowError> {
+    mutate_state(|s| jobs::settle(s, msg_caller(), args, time()))
+}
+
+/// The escrow's configuration: the matcher and the whitelisted ledgers.
 #[ic_cdk::query]
 fn get_config() -> EscrowInit {
     read_state(|s| s.config())
+}
+
+/// The whitelisted ledgers with their fees and symbols.
+#[ic_cdk::query]
+fn ledgers() -> Vec<LedgerInfo> {
+    read_state(|s| s.ledger_infos())
+}
+
+/// `owner`'s balance on `ledger` (zeros if it has none).
+#[ic_cdk::query]
+fn balance_of(owner: Principal, ledger: Principal) -> Balance {
+    read_state(|s| {
+        let b = s.balance(owner, ledger);
+        Balance {
+            ledger,
+            free: b.free,
+            claimable: b.claimable,
+            locked: b.locked,
+        }
+    })
+}
+
+/// `owner`'s balances on every ledger where it has one.
+#[ic_cdk::query]
+fn balances_of(owner: Principal) -> Vec<Balance> {
+    read_state(|s| s.balances_of(owner))
+}
+
+/// A job's lock: total, released, remaining, refunded.
+#[ic_cdk::query]
+fn get_lock(job_key: String) -> Option<JobLock> {
+    read_state(|s| s.lock(&job_key).map(|l| l.view(&job_key)))
+}
+
+/// The ledger account to transfer to so that `owner` is credited by
+/// `notify_deposit`: the escrow's subaccount derived from `owner`.
+#[ic_cdk::query]
+fn deposit_account(owner: Principal) -> Account {
+    match payments::deposit_account(canister_self(), owner) {
+        Ok(a) => a,
+        Err(e) => ic_cdk::trap(format!("{e:?}")),
+    }
+}
+
+/// Ledger calls whose outcome is not booked yet, ordered by operation id,
+/// from `start` (an operation id).
+#[ic_cdk::query]
+fn pending_operations(page: PageRequest) -> Vec<PendingOperation> {
+    let mut ops = read_state(|s| s.pending_operations());
+    ops.sort_by_key(|o| o.id);
+    ops.into_iter()
+        .filter(|o| o.id >= page.start.unwrap_or(0))
+        .take(page.effective_limit())
+        .collect()
 }
 
 /// One page of the public event log.
@@ -33,6 +160,13 @@ fn get_events(page: PageRequest) -> EventPage<EscrowEvent> {
 #[ic_cdk::query]
 fn icrc10_supported_standards() -> Vec<StandardRecord> {
     vec![market_api::icrc10_standard()]
+}
+
+/// `GET /metrics`: Prometheus metrics (liabilities per ledger, locks,
+/// pending ledger calls, events).
+#[ic_cdk::query]
+fn http_request(req: HttpRequest) -> HttpResponse {
+    read_state(|s| metrics::http_request(s, &req))
 }
 
 candid::export_service!();

@@ -1,11 +1,25 @@
 //! The escrow canister: holds buyers' money until work is done.
 //!
-//! [`canister`] holds the thin ic-cdk entry points; everything else is logic
-//! that native tests drive without the IC system API.
+//! - [`payments`]: value that crosses a ledger (deposits, withdrawals) and
+//!   the reconciliation of ledger calls with unknown outcomes;
+//! - [`jobs`]: locks, per-heartbeat releases and settlement, all internal;
+//! - [`state`]: durable state in stable structures, and its invariants;
+//! - [`runtime`]: the side effects, behind a trait so the logic runs natively
+//!   against a fake ledger;
+//! - `canister`: the thin ic-cdk entry points.
 
+pub mod jobs;
 pub mod memory;
+pub mod metrics;
+pub mod payments;
+pub mod runtime;
 pub mod state;
 
 mod canister;
+
+#[cfg(test)]
+mod fake_ledger;
+#[cfg(test)]
+mod tests;
 
 pub use canister::candid_interface;

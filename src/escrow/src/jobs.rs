@@ -1,0 +1,220 @@
+//! Job locks: the matcher sets a job's maximum cost aside (`lock`), pays one
+//! interval at a time to providers' claimable balances (`release`) and
+//! returns the rest to the buyer at the end (`settle`).
+//!
+//! None of these calls a ledger: they only move value between internal
+//! balances, atomically within one message. Each is idempotent on its key:
+//! repeating a call with the same key and terms answers the same lock and
+//! changes nothing; the same key with other terms is a `KeyConflict`.
+
+use crate::state::{LockRecord, ReleaseRecord, State};
+use market_api::escrow::{EscrowError, EscrowEvent, JobLock, LockArgs, ReleaseArgs, SettleArgs};
+use market_api::{Principal, validate_op_key};
+
+/// Refuses callers other than the configured matcher.
+pub fn require_matcher(state: &State, caller: Principal) -> Result<(), EscrowError> {
+    if caller == Principal::anonymous() {
+        return Err(EscrowError::AnonymousCaller);
+    }
+    match state.matcher() {
+        Some(m) if m == caller => Ok(()),
+        Some(_) => Err(EscrowError::Unauthorized {
+            reason: "only the matcher may lock, release and settle".into(),
+        }),
+        None => Err(EscrowError::Unauthorized {
+            reason: "no matcher is configured".into(),
+        }),
+    }
+}
+
+fn check_key(job_key: &str) -> Result<(), EscrowError> {
+    validate_op_key(job_key).map_err(|reason| EscrowError::InvalidArgument {
+        field: "job_key".into(),
+        reason,
+    })
+}
+
+fn positive(field: &str, amount: u128) -> Result<(), EscrowError> {
+    if amount == 0 {
+        return Err(EscrowError::InvalidArgument {
+            field: field.into(),
+            reason: "must be positive".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Moves `args.amount` from the buyer's free balance into a new lock.
+pub fn lock(
+    state: &mut State,
+    caller: Principal,
+    args: LockArgs,
+    now: u64,
+) -> Result<JobLock, EscrowError> {
+    require_matcher(state, caller)?;
+    check_key(&args.job_key)?;
+    positive("amount", args.amount)?;
+    if let Some(existing) = state.lock(&args.job_key) {
+        if existing.buyer == args.buyer
+            && existing.ledger == args.ledger
+            && existing.total == args.amount
+        {
+            return Ok(existing.view(&args.job_key));
+        }
+        return Err(EscrowError::KeyConflict {
+            job_key: args.job_key,
+        });
+    }
+    if state.ledger(&args.ledger).is_none() {
+        return Err(EscrowError::UnknownLedger {
+            ledger: args.ledger,
+        });
+    }
+    let mut balance = state.balance(args.buyer, args.ledger);
+    if balance.free < args.amount {
+        return Err(EscrowError::InsufficientBalance {
+            available: balance.free,
+        });
+    }
+    balance.free -= args.amount;
+    balance.locked = balance
+        .locked
+        .checked_add(args.amount)
+        .unwrap_or_else(|| panic!("BUG: locked balance overflows"));
+    state.put_balance(args.buyer, args.ledger, balance);
+    let record = LockRecord {
+        buyer: args.buyer,
+        ledger: args.ledger,
+        total: args.amount,
+        released: 0,
+        refunded: 0,
+        settled: false,
+    };
+    state.put_lock(&args.job_key, record.clone());
+    state.events.append(
+        now,
+        EscrowEvent::Locked {
+            job_key: args.job_key.clone(),
+            buyer: args.buyer,
+            ledger: args.ledger,
+            amount: args.amount,
+        },
+    );
+    Ok(record.view(&args.job_key))
+}
+
+/// Moves `args.amount` from a lock to the provider's claimable balance,
+/// once per (job key, seq).
+pub fn release(
+    state: &mut State,
+    caller: Principal,
+    args: ReleaseArgs,
+    now: u64,
+) -> Result<JobLock, EscrowError> {
+    require_matcher(state, caller)?;
+    check_key(&args.job_key)?;
+    positive("amount", args.amount)?;
+    if args.provider == Principal::anonymous() {
+        return Err(EscrowError::InvalidArgument {
+            field: "provider".into(),
+            reason: "the anonymous principal cannot be paid".into(),
+        });
+    }
+    let Some(mut lock) = state.lock(&args.job_key) else {
+        return Err(EscrowError::UnknownJob {
+            job_key: args.job_key,
+        });
+    };
+    if let Some(done) = state.release_record(&args.job_key, args.seq) {
+        if done.provider == args.provider && done.amount == args.amount {
+            return Ok(lock.view(&args.job_key));
+        }
+        return Err(EscrowError::KeyConflict {
+            job_key: args.job_key,
+        });
+    }
+    if lock.settled {
+        return Err(EscrowError::AlreadySettled {
+            job_key: args.job_key,
+        });
+    }
+    let remaining = lock.remaining();
+    if args.amount > remaining {
+        return Err(EscrowError::OverRelease { remaining });
+    }
+    lock.released += args.amount;
+    let mut buyer = state.balance(lock.buyer, lock.ledger);
+    buyer.locked = buyer
+        .locked
+        .checked_sub(args.amount)
+        .unwrap_or_else(|| panic!("BUG: buyer's locked balance below a lock's remaining"));
+    state.put_balance(lock.buyer, lock.ledger, buyer);
+    let mut provider = state.balance(args.provider, lock.ledger);
+    provider.claimable = provider
+        .claimable
+        .checked_add(args.amount)
+        .unwrap_or_else(|| panic!("BUG: claimable balance overflows"));
+    state.put_balance(args.provider, lock.ledger, provider);
+    state.put_lock(&args.job_key, lock.clone());
+    state.put_release(
+        &args.job_key,
+        args.seq,
+        ReleaseRecord {
+            provider: args.provider,
+            amount: args.amount,
+        },
+    );
+    state.events.append(
+        now,
+        EscrowEvent::Released {
+            job_key: args.job_key.clone(),
+            seq: args.seq,
+            provider: args.provider,
+            amount: args.amount,
+        },
+    );
+    Ok(lock.view(&args.job_key))
+}
+
+/// Returns what remains of a lock to the buyer's free balance and closes
+/// it; settling a settled lock answers it unchanged.
+pub fn settle(
+    state: &mut State,
+    caller: Principal,
+    args: SettleArgs,
+    now: u64,
+) -> Result<JobLock, EscrowError> {
+    require_matcher(state, caller)?;
+    check_key(&args.job_key)?;
+    let Some(mut lock) = state.lock(&args.job_key) else {
+        return Err(EscrowError::UnknownJob {
+            job_key: args.job_key,
+        });
+    };
+    if lock.settled {
+        return Ok(lock.view(&args.job_key));
+    }
+    let refund = lock.remaining();
+    lock.refunded = refund;
+    lock.settled = true;
+    let mut buyer = state.balance(lock.buyer, lock.ledger);
+    buyer.locked = buyer
+        .locked
+        .checked_sub(refund)
+        .unwrap_or_else(|| panic!("BUG: buyer's locked balance below a lock's remaining"));
+    buyer.free = buyer
+        .free
+        .checked_add(refund)
+        .unwrap_or_else(|| panic!("BUG: free balance overflows"));
+    state.put_balance(lock.buyer, lock.ledger, buyer);
+    state.put_lock(&args.job_key, lock.clone());
+    state.events.append(
+        now,
+        EscrowEvent::Settled {
+            job_key: args.job_key.clone(),
+            buyer: lock.buyer,
+            refunded: refund,
+        },
+    );
+    Ok(lock.view(&args.job_key))
+}

@@ -1,0 +1,622 @@
+//! Value that crosses the ledger: pull deposits, push deposits (transfer,
+//! then notify), withdrawals, and the reconciliation of ledger calls whose
+//! outcome is unknown.
+//!
+//! Every ledger call follows one journal discipline:
+//! 1. under the (principal, ledger) guard, any earlier pending call of that
+//!    key is retried first with identical arguments;
+//! 2. the new call is recorded as a [`PendingOperation`] in stable state
+//!    (a withdrawal also debits the balance in the same step) before the
+//!    `.await`, with a fresh memo and `created_at_time`;
+//! 3. a definite answer removes the pending record and applies the outcome
+//!    in one step (credit, or put a withdrawal back), so it happens once;
+//! 4. an unknown outcome keeps the record; the next call for the key (or
+//!    `reconcile`) repeats the identical call, and the ledger's
+//!    deduplication answers `Duplicate { duplicate_of }` if the first one
+//!    went through, which counts as success.
+//!
+//! Fees: a pull deposit's fee is paid by the payer on top of the amount; a
+//! push deposit's sweep fee comes out of the deposit (the beneficiary is
+//! credited `balance − fee`); a withdrawal's fee comes out of the amount (the
+//! recipient gets `amount − fee`). So the escrow's main account never pays a
+//! fee of its own, and for each ledger, with no call pending:
+//! `balance(main account) == Σ free + Σ claimable + Σ remaining locks`.
+//! Deposit subaccounts are not counted: what sits there is not credited yet.
+
+use crate::runtime::{CallFailure, Runtime};
+use crate::state::{mutate_state, read_state};
+use canister_common::guard::Guard;
+use icrc_ledger_types::icrc1::account::Account;
+use icrc_ledger_types::icrc1::transfer::{Memo, TransferArg, TransferError};
+use icrc_ledger_types::icrc2::transfer_from::{TransferFromArgs, TransferFromError};
+use market_api::escrow::{
+    DepositArgs, DepositSource, EscrowError, EscrowEvent, LedgerInfo, MAX_LEDGERS,
+    NotifyDepositArgs, PendingKind, PendingOperation, ReconcileArgs, WithdrawArgs,
+};
+use market_api::{LedgerCallError, Principal, Tokens};
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+
+/// Memo prefix of pull deposits (`icrc2_transfer_from`).
+pub const MEMO_DEPOSIT: &[u8; 4] = b"EDEP";
+/// Memo prefix of push-deposit sweeps.
+pub const MEMO_SWEEP: &[u8; 4] = b"ESWP";
+/// Memo prefix of withdrawals.
+pub const MEMO_WITHDRAW: &[u8; 4] = b"EWDR";
+
+thread_local! {
+    /// (principal, ledger) keys with an operation in flight (heap only:
+    /// after an upgrade no message is in flight).
+    static IN_FLIGHT: RefCell<BTreeSet<(Principal, Principal)>> = const { RefCell::new(BTreeSet::new()) };
+}
+
+fn guard(
+    owner: Principal,
+    ledger: Principal,
+) -> Result<Guard<(Principal, Principal)>, EscrowError> {
+    Guard::new(&IN_FLIGHT, (owner, ledger)).map_err(|_| EscrowError::Busy)
+}
+
+/// The memo of operation `id`: a 4-byte kind prefix and the id, big-endian.
+pub fn memo(prefix: &[u8; 4], id: u64) -> Vec<u8> {
+    let mut m = prefix.to_vec();
+    m.extend_from_slice(&id.to_be_bytes());
+    m
+}
+
+/// The escrow's main account on every ledger: all credited tokens are here.
+pub fn main_account(escrow: Principal) -> Account {
+    Account {
+        owner: escrow,
+        subaccount: None,
+    }
+}
+
+/// The subaccount whose deposits are credited to `beneficiary`: its
+/// principal's length, then its bytes, zero-padded (the convention of the
+/// cycles minting canister). `None` for the empty principal, whose
+/// subaccount would be the main account.
+pub fn deposit_subaccount(beneficiary: Principal) -> Option<[u8; 32]> {
+    let bytes = beneficiary.as_slice();
+    if bytes.is_empty() {
+        return None;
+    }
+    let mut sub = [0u8; 32];
+    sub[0] = bytes.len() as u8;
+    sub[1..1 + bytes.len()].copy_from_slice(bytes);
+    Some(sub)
+}
+
+/// The account to transfer to so that `beneficiary` is credited by `notify_deposit`.
+pub fn deposit_account(escrow: Principal, beneficiary: Principal) -> Result<Account, EscrowError> {
+    let sub = deposit_subaccount(beneficiary).ok_or_else(|| EscrowError::InvalidArgument {
+        field: "beneficiary".into(),
+        reason: "the empty principal has no deposit account".into(),
+    })?;
+    Ok(Account {
+        owner: escrow,
+        subaccount: Some(sub),
+    })
+}
+
+fn non_anonymous(p: Principal) -> Result<(), EscrowError> {
+    if p == Principal::anonymous() {
+        return Err(EscrowError::AnonymousCaller);
+    }
+    Ok(())
+}
+
+fn known_ledger(ledger: Principal) -> Result<(), EscrowError> {
+    if read_state(|s| s.ledger(&ledger).is_none()) {
+        return Err(EscrowError::UnknownLedger { ledger });
+    }
+    Ok(())
+}
+
+fn positive(amount: Tokens) -> Result<(), EscrowError> {
+    if amount == 0 {
+        return Err(EscrowError::InvalidArgument {
+            field: "amount".into(),
+            reason: "must be positive".into(),
+        });
+    }
+    Ok(())
+}
+
+/// The ledger's fee, read from the ledger the first time it is needed.
+async fn ensure_fee<R: Runtime>(rt: &R, ledger: Principal) -> Result<Tokens, EscrowError> {
+    if let Some(fee) = read_state(|s| s.ledger(&ledger).and_then(|l| l.fee)) {
+        return Ok(fee);
+    }
+    let fee = rt
+        .icrc1_fee(ledger)
+        .await
+        .map_err(|e| EscrowError::Ledger(e.into()))?;
+    mutate_state(|s| s.set_ledger_info(ledger, Some(fee), None, rt.now()));
+    Ok(fee)
+}
+
+/// A ledger's answer to a value-moving call, as far as the escrow's books go.
+enum Outcome {
+    /// The transfer is in the ledger, at this block.
+    Done(u128),
+    /// The transfer did not and will not happen.
+    Failed(LedgerCallError),
+    /// The transfer may or may not be in the ledger.
+    Unknown(LedgerCallError),
+}
+
+/// What a transfer error means. On a retry, `BadFee` is not definite: the
+/// fee is checked before deduplication, so a changed fee hides whether the
+/// first attempt went through.
+fn classify_transfer_error(
+    err: TransferError,
+    is_retry: bool,
+    fee_seen: &mut Option<Tokens>,
+) -> Outcome {
+    let rejected = LedgerCallError::Rejected {
+        message: format!("{err:?}"),
+    };
+    match err {
+        TransferError::Duplicate { duplicate_of } => {
+            match crate::runtime::nat_to_tokens(&duplicate_of) {
+                Some(block) => Outcome::Done(block),
+                None => Outcome::Unknown(rejected),
+            }
+        }
+        TransferError::BadFee { expected_fee } => {
+            *fee_seen = crate::runtime::nat_to_tokens(&expected_fee);
+            if is_retry {
+                Outcome::Unknown(rejected)
+            } else {
+                Outcome::Failed(rejected)
+            }
+        }
+        // Past the deduplication window nothing tells whether the first
+        // attempt went through.
+        TransferError::TooOld if is_retry => Outcome::Unknown(rejected),
+        _ => Outcome::Failed(rejected),
+    }
+}
+
+fn transfer_from_error_as_transfer(
+    err: TransferFromError,
+) -> Result<TransferError, TransferFromError> {
+    Ok(match err {
+        TransferFromError::BadFee { expected_fee } => TransferError::BadFee { expected_fee },
+        TransferFromError::BadBurn { min_burn_amount } => {
+            TransferError::BadBurn { min_burn_amount }
+        }
+        TransferFromError::InsufficientFunds { balance } => {
+            TransferError::InsufficientFunds { balance }
+        }
+        TransferFromError::TooOld => TransferError::TooOld,
+        TransferFromError::CreatedInFuture { ledger_time } => {
+            TransferError::CreatedInFuture { ledger_time }
+        }
+        TransferFromError::Duplicate { duplicate_of } => TransferError::Duplicate { duplicate_of },
+        TransferFromError::TemporarilyUnavailable => TransferError::TemporarilyUnavailable,
+        TransferFromError::GenericError {
+            error_code,
+            message,
+        } => TransferError::GenericError {
+            error_code,
+            message,
+        },
+        other @ TransferFromError::InsufficientAllowance { .. } => return Err(other),
+    })
+}
+
+/// What a call's result means. A rejected call had no effect, but on a
+/// retry that says nothing about the first attempt: only an answer of the
+/// ledger settles a pending operation.
+fn classify_call<E>(
+    reply: Result<Result<candid::Nat, E>, CallFailure>,
+    is_retry: bool,
+    classify_err: impl FnOnce(E) -> Outcome,
+) -> Outcome {
+    match reply {
+        Ok(Ok(block)) => match crate::runtime::nat_to_tokens(&block) {
+            Some(b) => Outcome::Done(b),
+            None => Outcome::Unknown(LedgerCallError::Rejected {
+                message: format!("block index {block} does not fit 128 bits"),
+            }),
+        },
+        Ok(Err(e)) => classify_err(e),
+        Err(f @ CallFailure::Unknown { .. }) => Outcome::Unknown(f.into()),
+        Err(f @ CallFailure::Rejected { .. }) if is_retry => Outcome::Unknown(f.into()),
+        Err(f @ CallFailure::Rejected { .. }) => Outcome::Failed(f.into()),
+    }
+}
+
+/// Makes (or repeats, with identical arguments) the ledger call of `op` and
+/// books its outcome. Returns the amount credited or debited and the block.
+async fn run_pending<R: Runtime>(
+    rt: &R,
+    op: PendingOperation,
+    is_retry: bool,
+) -> Result<(Tokens, u128), EscrowError> {
+    let escrow = rt.escrow_id();
+    let memo = Some(Memo::from(op.memo.clone()));
+    let created_at_time = Some(op.created_at_time);
+    let mut fee_seen = None;
+    let outcome = match &op.kind {
+        PendingKind::Deposit { from } => {
+            let arg = TransferFromArgs {
+                spender_subaccount: None,
+                from: *from,
+                to: main_account(escrow),
+                amount: op.amount.into(),
+                fee: op.fee.map(Into::into),
+                memo,
+                created_at_time,
+            };
+            let reply = rt.icrc2_transfer_from(op.ledger, arg).await;
+            classify_call(reply, is_retry, |e| {
+                match transfer_from_error_as_transfer(e) {
+                    Ok(e) => classify_transfer_error(e, is_retry, &mut fee_seen),
+                    Err(e) => Outcome::Failed(LedgerCallError::Rejected {
+                        message: format!("{e:?}"),
+                    }),
+                }
+            })
+        }
+        PendingKind::Sweep { .. } | PendingKind::Withdraw { .. } => {
+            let (from_subaccount, to, amount) = match &op.kind {
+                PendingKind::Sweep { subaccount } => {
+                    let sub: [u8; 32] = subaccount_array(subaccount);
+                    (Some(sub), main_account(escrow), op.amount)
+                }
+                PendingKind::Withdraw { to, .. } => {
+                    let fee = op
+                        .fee
+                        .unwrap_or_else(|| panic!("BUG: withdrawal without a fee"));
+                    (None, *to, op.amount - fee)
+                }
+                PendingKind::Deposit { .. } => unreachable!(),
+            };
+            let arg = TransferArg {
+                from_subaccount,
+                to,
+                fee: op.fee.map(Into::into),
+                created_at_time,
+                memo,
+                amount: amount.into(),
+            };
+            let reply = rt.icrc1_transfer(op.ledger, arg).await;
+            classify_call(reply, is_retry, |e| {
+                classify_transfer_error(e, is_retry, &mut fee_seen)
+            })
+        }
+    };
+    let now = rt.now();
+    mutate_state(|s| {
+        if let Some(fee) = fee_seen {
+            s.set_ledger_info(op.ledger, Some(fee), None, now);
+        }
+        match outcome {
+            Outcome::Unknown(e) => Err(EscrowError::Ledger(e)),
+            Outcome::Done(block) => {
+                let taken = s.take_pending(op.owner, op.ledger);
+                assert_eq!(
+                    taken.as_ref(),
+                    Some(&op),
+                    "BUG: pending operation changed under its guard"
+                );
+                match &op.kind {
+                    PendingKind::Deposit { from } => {
+                        credit_free(s, op.owner, op.ledger, op.amount);
+                        s.events.append(
+                            now,
+                            EscrowEvent::Deposited {
+                                owner: op.owner,
+                                ledger: op.ledger,
+                                amount: op.amount,
+                                fee: 0,
+                                block_index: block,
+                                source: DepositSource::Pull { from: *from },
+                            },
+                        );
+                    }
+                    PendingKind::Sweep { subaccount } => {
+                        credit_free(s, op.owner, op.ledger, op.amount);
+                        s.events.append(
+                            now,
+                            EscrowEvent::Deposited {
+                                owner: op.owner,
+                                ledger: op.ledger,
+                                amount: op.amount,
+                                fee: op.fee.unwrap_or(0),
+                                block_index: block,
+                                source: DepositSource::Push {
+                                    subaccount: subaccount.clone(),
+                                },
+                            },
+                        );
+                    }
+                    PendingKind::Withdraw { to, .. } => {
+                        s.events.append(
+                            now,
+                            EscrowEvent::Withdrawn {
+                                owner: op.owner,
+                                ledger: op.ledger,
+                                amount: op.amount,
+                                fee: op.fee.unwrap_or(0),
+                                to: *to,
+                                block_index: block,
+                            },
+                        );
+                    }
+                }
+                Ok((op.amount, block))
+            }
+            Outcome::Failed(e) => {
+                let taken = s.take_pending(op.owner, op.ledger);
+                assert_eq!(
+                    taken.as_ref(),
+                    Some(&op),
+                    "BUG: pending operation changed under its guard"
+                );
+                if let PendingKind::Withdraw { from_claimable, .. } = &op.kind {
+                    let mut b = s.balance(op.owner, op.ledger);
+                    b.claimable = b
+                        .claimable
+                        .checked_add(*from_claimable)
+                        .unwrap_or_else(|| panic!("BUG: claimable balance overflows"));
+                    b.free = b
+                        .free
+                        .checked_add(op.amount - from_claimable)
+                        .unwrap_or_else(|| panic!("BUG: free balance overflows"));
+                    s.put_balance(op.owner, op.ledger, b);
+                    s.events.append(
+                        now,
+                        EscrowEvent::WithdrawalRefunded {
+                            owner: op.owner,
+                            ledger: op.ledger,
+                            amount: op.amount,
+                            reason: format!("{e:?}"),
+                        },
+                    );
+                }
+                Err(EscrowError::Ledger(e))
+            }
+        }
+    })
+}
+
+fn subaccount_array(bytes: &[u8]) -> [u8; 32] {
+    bytes
+        .try_into()
+        .unwrap_or_else(|_| panic!("BUG: stored subaccount is not 32 bytes"))
+}
+
+fn credit_free(s: &mut crate::state::State, owner: Principal, ledger: Principal, amount: Tokens) {
+    let mut b = s.balance(owner, ledger);
+    b.free = b
+        .free
+        .checked_add(amount)
+        .unwrap_or_else(|| panic!("BUG: free balance overflows"));
+    s.put_balance(owner, ledger, b);
+}
+
+/// Retries the pending call of (owner, ledger), if any. `Ok` when nothing
+/// is pending any more (the old call succeeded or failed for sure); the
+/// `PendingOperation` error when its outcome is still unknown.
+async fn resolve_pending<R: Runtime>(
+    rt: &R,
+    owner: Principal,
+    ledger: Principal,
+) -> Result<(), EscrowError> {
+    let Some(op) = read_state(|s| s.pending(owner, ledger)) else {
+        return Ok(());
+    };
+    // A definite failure of the old call was booked (and undone) by
+    // `run_pending`; only an outcome still unknown blocks the new call.
+    let _ = run_pending(rt, op.clone(), true).await;
+    if read_state(|s| s.pending(owner, ledger).is_some()) {
+        return Err(EscrowError::PendingOperation {
+            operation: Box::new(op),
+        });
+    }
+    Ok(())
+}
+
+/// Records `op` as pending and makes its ledger call.
+async fn start<R: Runtime>(rt: &R, op: PendingOperation) -> Result<(Tokens, u128), EscrowError> {
+    mutate_state(|s| s.put_pending(op.clone()));
+    run_pending(rt, op, false).await
+}
+
+/// Pull deposit: `icrc2_transfer_from` of `args.amount` from the caller's
+/// account (approved for amount + fee) into the main account; credits the
+/// caller's free balance with `args.amount`. Returns the amount credited.
+pub async fn deposit<R: Runtime>(
+    rt: &R,
+    caller: Principal,
+    args: DepositArgs,
+) -> Result<Tokens, EscrowError> {
+    non_anonymous(caller)?;
+    known_ledger(args.ledger)?;
+    positive(args.amount)?;
+    let _guard = guard(caller, args.ledger)?;
+    resolve_pending(rt, caller, args.ledger).await?;
+    let now = rt.now();
+    let id = mutate_state(|s| s.next_op_id());
+    let op = PendingOperation {
+        id,
+        owner: caller,
+        ledger: args.ledger,
+        amount: args.amount,
+        fee: None,
+        created_at_time: now,
+        memo: memo(MEMO_DEPOSIT, id),
+        kind: PendingKind::Deposit {
+            from: Account {
+                owner: caller,
+                subaccount: args.from_subaccount,
+            },
+        },
+    };
+    start(rt, op).await.map(|(amount, _)| amount)
+}
+
+/// Push deposit: credits `args.beneficiary` with what its deposit
+/// subaccount holds, minus the fee of sweeping it to the main account.
+/// Anyone may call it. Returns the amount credited (0 if nothing arrived).
+pub async fn notify_deposit<R: Runtime>(
+    rt: &R,
+    caller: Principal,
+    args: NotifyDepositArgs,
+) -> Result<Tokens, EscrowError> {
+    non_anonymous(caller)?;
+    if args.beneficiary == Principal::anonymous() {
+        return Err(EscrowError::InvalidArgument {
+            field: "beneficiary".into(),
+            reason: "the anonymous principal cannot own a balance".into(),
+        });
+    }
+    let account = deposit_account(rt.escrow_id(), args.beneficiary)?;
+    known_ledger(args.ledger)?;
+    let _guard = guard(args.beneficiary, args.ledger)?;
+    resolve_pending(rt, args.beneficiary, args.ledger).await?;
+    let fee = ensure_fee(rt, args.ledger).await?;
+    let arrived = rt
+        .icrc1_balance_of(args.ledger, account)
+        .await
+        .map_err(|e| EscrowError::Ledger(e.into()))?;
+    if arrived == 0 {
+        return Ok(0);
+    }
+    if arrived <= fee {
+        return Err(EscrowError::AmountBelowFee { fee });
+    }
+    let now = rt.now();
+    let id = mutate_state(|s| s.next_op_id());
+    let subaccount = account.subaccount.map(|s| s.to_vec()).unwrap_or_default();
+    let op = PendingOperation {
+        id,
+        owner: args.beneficiary,
+        ledger: args.ledger,
+        amount: arrived - fee,
+        fee: Some(fee),
+        created_at_time: now,
+        memo: memo(MEMO_SWEEP, id),
+        kind: PendingKind::Sweep { subaccount },
+    };
+    start(rt, op).await.map(|(amount, _)| amount)
+}
+
+/// Withdrawal: debits `args.amount` (claimable first, then free) and
+/// transfers `args.amount − fee` to `args.to`. Returns the block index.
+pub async fn withdraw<R: Runtime>(
+    rt: &R,
+    caller: Principal,
+    args: WithdrawArgs,
+) -> Result<u128, EscrowError> {
+    non_anonymous(caller)?;
+    known_ledger(args.ledger)?;
+    if args.to.owner == rt.escrow_id() {
+        return Err(EscrowError::InvalidArgument {
+            field: "to".into(),
+            reason: "cannot withdraw to the escrow's own accounts".into(),
+        });
+    }
+    let _guard = guard(caller, args.ledger)?;
+    resolve_pending(rt, caller, args.ledger).await?;
+    let fee = ensure_fee(rt, args.ledger).await?;
+    if args.amount <= fee {
+        return Err(EscrowError::AmountBelowFee { fee });
+    }
+    let now = rt.now();
+    let op = mutate_state(|s| {
+        let mut b = s.balance(caller, args.ledger);
+        let available = b.free.saturating_add(b.claimable);
+        if available < args.amount {
+            return Err(EscrowError::InsufficientBalance { available });
+        }
+        let from_claimable = b.claimable.min(args.amount);
+        b.claimable -= from_claimable;
+        b.free -= args.amount - from_claimable;
+        s.put_balance(caller, args.ledger, b);
+        let id = s.next_op_id();
+        Ok(PendingOperation {
+            id,
+            owner: caller,
+            ledger: args.ledger,
+            amount: args.amount,
+            fee: Some(fee),
+            created_at_time: now,
+            memo: memo(MEMO_WITHDRAW, id),
+            kind: PendingKind::Withdraw {
+                to: args.to,
+                from_claimable,
+            },
+        })
+    })?;
+    start(rt, op).await.map(|(_, block)| block)
+}
+
+/// Retries the pending ledger call of (owner, ledger), if any, with
+/// identical arguments. Anyone may call it. `Ok(true)` if an operation was
+/// resolved (booked as done, or as failed and undone), `Ok(false)` if none
+/// was pending.
+pub async fn reconcile<R: Runtime>(
+    rt: &R,
+    caller: Principal,
+    args: ReconcileArgs,
+) -> Result<bool, EscrowError> {
+    non_anonymous(caller)?;
+    let _guard = guard(args.owner, args.ledger)?;
+    if read_state(|s| s.pending(args.owner, args.ledger).is_none()) {
+        return Ok(false);
+    }
+    resolve_pending(rt, args.owner, args.ledger).await?;
+    Ok(true)
+}
+
+/// Whitelists a ledger (controllers only), reading its fee and symbol and
+/// checking that it supports ICRC-2; on a whitelisted ledger, refreshes them.
+pub async fn add_ledger<R: Runtime>(
+    rt: &R,
+    caller_is_controller: bool,
+    ledger: Principal,
+) -> Result<LedgerInfo, EscrowError> {
+    if !caller_is_controller {
+        return Err(EscrowError::Unauthorized {
+            reason: "only controllers may add ledgers".into(),
+        });
+    }
+    let full = || read_state(|s| s.ledger(&ledger).is_none() && s.ledger_count() >= MAX_LEDGERS);
+    if full() {
+        return Err(EscrowError::InvalidArgument {
+            field: "ledger".into(),
+            reason: format!("at most {MAX_LEDGERS} ledgers are accepted"),
+        });
+    }
+    let ledger_err = |e: CallFailure| EscrowError::Ledger(e.into());
+    let standards = rt
+        .icrc1_supported_standards(ledger)
+        .await
+        .map_err(ledger_err)?;
+    if !standards.iter().any(|s| s.name == "ICRC-2") {
+        return Err(EscrowError::InvalidArgument {
+            field: "ledger".into(),
+            reason: "the ledger does not list ICRC-2 among its standards".into(),
+        });
+    }
+    let fee = rt.icrc1_fee(ledger).await.map_err(ledger_err)?;
+    let symbol = rt.icrc1_symbol(ledger).await.map_err(ledger_err)?;
+    if full() {
+        return Err(EscrowError::InvalidArgument {
+            field: "ledger".into(),
+            reason: format!("at most {MAX_LEDGERS} ledgers are accepted"),
+        });
+    }
+    let now = rt.now();
+    mutate_state(|s| s.set_ledger_info(ledger, Some(fee), Some(symbol.clone()), now));
+    Ok(LedgerInfo {
+        ledger,
+        fee: Some(fee),
+        symbol: Some(symbol),
+    })
+}

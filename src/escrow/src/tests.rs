@@ -1,0 +1,304 @@
+//! Native tests of the escrow's accounting against the fake ledger: every
+//! method, every fault in the middle of a value-moving call, upgrades, and
+//! a property test of random operations and faults that checks the
+//! conservation invariant after each step.
+
+use crate::fake_ledger::{DEDUP_WINDOW_NS, FakeLedger, Fault};
+use crate::jobs;
+use crate::payments::{self, deposit_account, main_account};
+use crate::state::{State, mutate_state, read_state, replace_state};
+use futures::executor::block_on;
+use ic_stable_structures::DefaultMemoryImpl;
+use ic_stable_structures::memory_manager::MemoryManager;
+use market_api::escrow::{
+    DepositArgs, EscrowError, EscrowEvent, EscrowInit, JobLock, LockArgs, NotifyDepositArgs,
+    PendingKind, ReconcileArgs, ReleaseArgs, SettleArgs, WithdrawArgs,
+};
+use market_api::{Account, LedgerCallError, PageRequest, Principal, Tokens};
+
+mod property;
+mod scenarios;
+
+fn p(n: u8) -> Principal {
+    Principal::from_slice(&[n; 10])
+}
+
+const FEE1: Tokens = 10_000;
+const FEE2: Tokens = 10;
+
+fn escrow() -> Principal {
+    p(0xE5)
+}
+fn matcher() -> Principal {
+    p(0x3A)
+}
+fn l1() -> Principal {
+    p(0x11)
+}
+fn l2() -> Principal {
+    p(0x12)
+}
+fn acct(owner: Principal) -> Account {
+    Account {
+        owner,
+        subaccount: None,
+    }
+}
+
+fn open(mem: &DefaultMemoryImpl) {
+    // Small buckets keep the in-memory stable memory small in tests.
+    let mm = MemoryManager::init_with_bucket_size(mem.clone(), 1);
+    replace_state(State::open(|id| mm.get(id)));
+}
+
+/// A fresh escrow with two whitelisted ledgers (fees 10 000 and 10) on a
+/// fake ledger set.
+struct Env {
+    rt: FakeLedger,
+    mem: DefaultMemoryImpl,
+}
+
+impl Env {
+    fn new() -> Env {
+        let mem = DefaultMemoryImpl::default();
+        open(&mem);
+        let rt = FakeLedger::new(escrow());
+        rt.add_ledger(l1(), FEE1);
+        rt.add_ledger(l2(), FEE2);
+        mutate_state(|s| {
+            s.apply_config(
+                EscrowInit {
+                    matcher: Some(matcher()),
+                    ledgers: vec![],
+                },
+                0,
+            )
+        });
+        block_on(payments::add_ledger(&rt, true, l1())).unwrap();
+        block_on(payments::add_ledger(&rt, true, l2())).unwrap();
+        Env { rt, mem }
+    }
+
+    /// Models an upgrade: the heap is dropped and the state is reopened
+    /// from the same stable memory.
+    fn upgrade(&self) {
+        open(&self.mem);
+        read_state(|s| s.check_invariants()).unwrap();
+    }
+
+    fn fee(&self, ledger: Principal) -> Tokens {
+        self.rt.fee(ledger)
+    }
+
+    /// Mints `amount + fee` to `user`, approves the escrow and deposits `amount`.
+    fn deposit(
+        &self,
+        user: Principal,
+        ledger: Principal,
+        amount: Tokens,
+    ) -> Result<Tokens, EscrowError> {
+        let fee = self.fee(ledger);
+        self.rt.mint(ledger, acct(user), amount + fee);
+        self.rt.approve(ledger, acct(user), amount + fee);
+        self.pull(user, ledger, amount)
+    }
+
+    fn pull(
+        &self,
+        user: Principal,
+        ledger: Principal,
+        amount: Tokens,
+    ) -> Result<Tokens, EscrowError> {
+        block_on(payments::deposit(
+            &self.rt,
+            user,
+            DepositArgs {
+                ledger,
+                amount,
+                from_subaccount: None,
+            },
+        ))
+    }
+
+    /// Someone transfers `amount` to `beneficiary`'s deposit account.
+    fn push(&self, beneficiary: Principal, ledger: Principal, amount: Tokens) {
+        let payer = acct(p(0xDA));
+        self.rt.mint(ledger, payer, amount + self.fee(ledger));
+        let to = deposit_account(escrow(), beneficiary).unwrap();
+        self.rt
+            .external_transfer(ledger, payer, to, amount)
+            .unwrap();
+    }
+
+    fn notify(&self, beneficiary: Principal, ledger: Principal) -> Result<Tokens, EscrowError> {
+        block_on(payments::notify_deposit(
+            &self.rt,
+            p(0xCC),
+            NotifyDepositArgs {
+                ledger,
+                beneficiary,
+            },
+        ))
+    }
+
+    fn withdraw(
+        &self,
+        user: Principal,
+        ledger: Principal,
+        amount: Tokens,
+        to: Principal,
+    ) -> Result<u128, EscrowError> {
+        block_on(payments::withdraw(
+            &self.rt,
+            user,
+            WithdrawArgs {
+                ledger,
+                amount,
+                to: acct(to),
+            },
+        ))
+    }
+
+    fn reconcile(&self, owner: Principal, ledger: Principal) -> Result<bool, EscrowError> {
+        block_on(payments::reconcile(
+            &self.rt,
+            p(0xCC),
+            ReconcileArgs { owner, ledger },
+        ))
+    }
+
+    fn lock(
+        &self,
+        key: &str,
+        buyer: Principal,
+        ledger: Principal,
+        amount: Tokens,
+    ) -> Result<JobLock, EscrowError> {
+        let now = self.rt_now();
+        mutate_state(|s| {
+            jobs::lock(
+                s,
+                matcher(),
+                LockArgs {
+                    job_key: key.into(),
+                    buyer,
+                    ledger,
+                    amount,
+                },
+                now,
+            )
+        })
+    }
+
+    fn release(
+        &self,
+        key: &str,
+        seq: u64,
+        provider: Principal,
+        amount: Tokens,
+    ) -> Result<JobLock, EscrowError> {
+        let now = self.rt_now();
+        mutate_state(|s| {
+            jobs::release(
+                s,
+                matcher(),
+                ReleaseArgs {
+                    job_key: key.into(),
+                    seq,
+                    provider,
+                    amount,
+                },
+                now,
+            )
+        })
+    }
+
+    fn settle(&self, key: &str) -> Result<JobLock, EscrowError> {
+        let now = self.rt_now();
+        mutate_state(|s| {
+            jobs::settle(
+                s,
+                matcher(),
+                SettleArgs {
+                    job_key: key.into(),
+                },
+                now,
+            )
+        })
+    }
+
+    fn rt_now(&self) -> u64 {
+        use crate::runtime::Runtime;
+        self.rt.now()
+    }
+
+    fn free(&self, user: Principal, ledger: Principal) -> Tokens {
+        read_state(|s| s.balance(user, ledger).free)
+    }
+
+    fn claimable(&self, user: Principal, ledger: Principal) -> Tokens {
+        read_state(|s| s.balance(user, ledger).claimable)
+    }
+
+    /// The conservation invariant, exact even with calls pending: for each
+    /// ledger, main account == liabilities + deposits and sweeps that landed
+    /// but are not credited yet + withdrawals debited that did not land.
+    fn check_books(&self) {
+        read_state(|s| s.check_invariants()).unwrap();
+        for ledger in [l1(), l2()] {
+            self.rt.check_supply(ledger);
+            let main = self.rt.balance(ledger, main_account(escrow()));
+            let mut expected = read_state(|s| s.liabilities(&ledger));
+            for op in read_state(|s| s.pending_operations()) {
+                if op.ledger != ledger {
+                    continue;
+                }
+                let landed = self.rt.executed(ledger, &op.memo);
+                match op.kind {
+                    PendingKind::Deposit { .. } | PendingKind::Sweep { .. } if landed => {
+                        expected += op.amount
+                    }
+                    PendingKind::Withdraw { .. } if !landed => expected += op.amount,
+                    _ => {}
+                }
+            }
+            assert_eq!(main, expected, "ledger {ledger}: main account vs books");
+        }
+    }
+
+    /// Resolves every pending call (no faults left) and checks the strict
+    /// invariant: main account == liabilities, nothing pending.
+    fn settle_all_and_check(&self) {
+        self.rt.clear_faults();
+        for op in read_state(|s| s.pending_operations()) {
+            // A retry answered BadFee (the fee changed) stays pending until
+            // the fee is back; put it back as the pending call named it.
+            if let Some(fee) = op.fee {
+                self.rt.set_fee(op.ledger, fee);
+            }
+            assert!(self.reconcile(op.owner, op.ledger).unwrap());
+        }
+        assert_eq!(read_state(|s| s.pending_count()), 0);
+        self.check_books();
+        for ledger in [l1(), l2()] {
+            assert_eq!(
+                self.rt.balance(ledger, main_account(escrow())),
+                read_state(|s| s.liabilities(&ledger))
+            );
+        }
+    }
+
+    fn events(&self) -> Vec<EscrowEvent> {
+        read_state(|s| s.events.page(&PageRequest::default()))
+            .events
+            .into_iter()
+            .map(|e| e.event)
+            .collect()
+    }
+}
+
+fn unknown() -> EscrowError {
+    EscrowError::Ledger(LedgerCallError::OutcomeUnknown)
+}
+
+const DAY: u64 = DEDUP_WINDOW_NS;

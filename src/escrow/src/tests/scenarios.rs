@@ -1,0 +1,570 @@
+//! One test per behaviour the escrow promises.
+
+use super::*;
+
+const A: u8 = 1; // a buyer
+const B: u8 = 2; // another buyer
+const PROV: u8 = 101; // a provider
+
+#[test]
+fn pull_deposit_credits_the_amount_and_the_payer_pays_the_fee() {
+    let env = Env::new();
+    assert_eq!(env.deposit(p(A), l1(), 1_000_000), Ok(1_000_000));
+    assert_eq!(env.free(p(A), l1()), 1_000_000);
+    assert_eq!(env.rt.balance(l1(), acct(p(A))), 0);
+    assert_eq!(env.rt.balance(l1(), main_account(escrow())), 1_000_000);
+    assert!(matches!(
+        env.events().last(),
+        Some(EscrowEvent::Deposited {
+            amount: 1_000_000,
+            fee: 0,
+            ..
+        })
+    ));
+    env.settle_all_and_check();
+}
+
+#[test]
+fn pull_deposit_without_approval_changes_nothing() {
+    let env = Env::new();
+    env.rt.mint(l1(), acct(p(A)), 5_000_000);
+    let err = env.pull(p(A), l1(), 1_000_000).unwrap_err();
+    assert!(
+        matches!(&err, EscrowError::Ledger(LedgerCallError::Rejected { message }) if message.contains("InsufficientAllowance")),
+        "{err:?}"
+    );
+    assert_eq!(env.free(p(A), l1()), 0);
+    assert_eq!(read_state(|s| s.pending_count()), 0);
+    // Approval for the amount but not the fee is not enough either.
+    env.rt.approve(l1(), acct(p(A)), 1_000_000);
+    assert!(env.pull(p(A), l1(), 1_000_000).is_err());
+    env.rt.approve(l1(), acct(p(A)), 1_000_000 + FEE1);
+    assert_eq!(env.pull(p(A), l1(), 1_000_000), Ok(1_000_000));
+    env.settle_all_and_check();
+}
+
+#[test]
+fn push_deposit_is_credited_once_net_of_the_sweep_fee() {
+    let env = Env::new();
+    env.push(p(A), l1(), 500_000);
+    assert_eq!(env.notify(p(A), l1()), Ok(500_000 - FEE1));
+    assert_eq!(env.free(p(A), l1()), 500_000 - FEE1);
+    let sub = deposit_account(escrow(), p(A)).unwrap();
+    assert_eq!(env.rt.balance(l1(), sub), 0);
+    // Nothing new: nothing credited.
+    assert_eq!(env.notify(p(A), l1()), Ok(0));
+    assert_eq!(env.free(p(A), l1()), 500_000 - FEE1);
+    // A second payment is credited on the next notify.
+    env.push(p(A), l1(), 100_000);
+    assert_eq!(env.notify(p(A), l1()), Ok(100_000 - FEE1));
+    assert_eq!(env.free(p(A), l1()), 600_000 - 2 * FEE1);
+    // Dust below the fee is left for later.
+    env.push(p(A), l1(), FEE1);
+    assert_eq!(
+        env.notify(p(A), l1()),
+        Err(EscrowError::AmountBelowFee { fee: FEE1 })
+    );
+    env.push(p(A), l1(), 1);
+    assert_eq!(env.notify(p(A), l1()), Ok(1));
+    env.settle_all_and_check();
+}
+
+#[test]
+fn concurrent_notifies_credit_once() {
+    let env = Env::new();
+    env.push(p(A), l1(), 500_000);
+    env.rt.yield_first.set(true);
+    let args = NotifyDepositArgs {
+        ledger: l1(),
+        beneficiary: p(A),
+    };
+    let (r1, r2) = block_on(async {
+        futures::join!(
+            payments::notify_deposit(&env.rt, p(0xC1), args.clone()),
+            payments::notify_deposit(&env.rt, p(0xC2), args.clone())
+        )
+    });
+    assert_eq!(r1, Ok(500_000 - FEE1));
+    assert_eq!(r2, Err(EscrowError::Busy));
+    assert_eq!(env.free(p(A), l1()), 500_000 - FEE1);
+    // The guard was released.
+    assert_eq!(env.notify(p(A), l1()), Ok(0));
+    env.settle_all_and_check();
+}
+
+#[test]
+fn deposit_accounts_are_distinct_and_never_the_main_account() {
+    let a = deposit_account(escrow(), p(A)).unwrap();
+    let b = deposit_account(escrow(), p(B)).unwrap();
+    assert_ne!(a, b);
+    assert_ne!(a, main_account(escrow()));
+    assert!(deposit_account(escrow(), Principal::management_canister()).is_err());
+    let long = Principal::from_slice(&[7; 29]);
+    assert_ne!(
+        deposit_account(escrow(), long).unwrap().subaccount,
+        Some([0; 32])
+    );
+}
+
+#[test]
+fn lock_release_settle_with_retries_of_each_key() {
+    let env = Env::new();
+    env.deposit(p(A), l1(), 1_000_000).unwrap();
+    let lock = env.lock("job/1", p(A), l1(), 600_000).unwrap();
+    assert_eq!(
+        (lock.total, lock.remaining, lock.released),
+        (600_000, 600_000, 0)
+    );
+    assert_eq!(env.free(p(A), l1()), 400_000);
+    // Retry with the same key and terms: same answer, nothing moves.
+    assert_eq!(env.lock("job/1", p(A), l1(), 600_000), Ok(lock.clone()));
+    assert_eq!(env.free(p(A), l1()), 400_000);
+    // Same key, other terms.
+    assert_eq!(
+        env.lock("job/1", p(A), l1(), 1),
+        Err(EscrowError::KeyConflict {
+            job_key: "job/1".into()
+        })
+    );
+    let after = env.release("job/1", 0, p(PROV), 100_000).unwrap();
+    assert_eq!((after.released, after.remaining), (100_000, 500_000));
+    assert_eq!(env.release("job/1", 0, p(PROV), 100_000), Ok(after.clone()));
+    assert_eq!(
+        env.release("job/1", 0, p(PROV), 5),
+        Err(EscrowError::KeyConflict {
+            job_key: "job/1".into()
+        })
+    );
+    env.release("job/1", 1, p(PROV), 100_000).unwrap();
+    assert_eq!(env.claimable(p(PROV), l1()), 200_000);
+    assert_eq!(
+        env.release("job/1", 2, p(PROV), 400_001),
+        Err(EscrowError::OverRelease { remaining: 400_000 })
+    );
+    let settled = env.settle("job/1").unwrap();
+    assert_eq!(
+        (settled.refunded, settled.remaining, settled.settled),
+        (400_000, 0, true)
+    );
+    assert_eq!(env.settle("job/1"), Ok(settled.clone()));
+    assert_eq!(env.free(p(A), l1()), 800_000);
+    assert_eq!(read_state(|s| s.balance(p(A), l1()).locked), 0);
+    // A release retried after settle still answers; a new one is refused.
+    assert!(env.release("job/1", 1, p(PROV), 100_000).is_ok());
+    assert_eq!(
+        env.release("job/1", 3, p(PROV), 1),
+        Err(EscrowError::AlreadySettled {
+            job_key: "job/1".into()
+        })
+    );
+    assert!(env.lock("job/1", p(A), l1(), 600_000).unwrap().settled);
+    env.settle_all_and_check();
+}
+
+#[test]
+fn lock_errors_are_clear() {
+    let env = Env::new();
+    env.deposit(p(A), l1(), 1_000).unwrap();
+    assert_eq!(
+        env.lock("j", p(A), l1(), 1_001),
+        Err(EscrowError::InsufficientBalance { available: 1_000 })
+    );
+    assert_eq!(
+        env.lock("j", p(A), p(0x77), 1),
+        Err(EscrowError::UnknownLedger { ledger: p(0x77) })
+    );
+    assert!(matches!(
+        env.lock("", p(A), l1(), 1),
+        Err(EscrowError::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        env.lock(&"k".repeat(65), p(A), l1(), 1),
+        Err(EscrowError::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        env.lock("j", p(A), l1(), 0),
+        Err(EscrowError::InvalidArgument { .. })
+    ));
+    assert_eq!(
+        env.release("nope", 0, p(PROV), 1),
+        Err(EscrowError::UnknownJob {
+            job_key: "nope".into()
+        })
+    );
+    assert_eq!(
+        env.settle("nope"),
+        Err(EscrowError::UnknownJob {
+            job_key: "nope".into()
+        })
+    );
+    env.settle_all_and_check();
+}
+
+#[test]
+fn withdraw_takes_the_fee_from_the_amount_claimable_first() {
+    let env = Env::new();
+    env.deposit(p(A), l1(), 1_000_000).unwrap();
+    env.lock("j", p(A), l1(), 300_000).unwrap();
+    env.release("j", 0, p(PROV), 300_000).unwrap();
+    env.deposit(p(PROV), l1(), 50_000).unwrap();
+    env.withdraw(p(PROV), l1(), 320_000, p(0x50)).unwrap();
+    assert_eq!(env.rt.balance(l1(), acct(p(0x50))), 320_000 - FEE1);
+    assert_eq!(env.claimable(p(PROV), l1()), 0);
+    assert_eq!(env.free(p(PROV), l1()), 30_000);
+    assert_eq!(
+        env.withdraw(p(PROV), l1(), 30_001, p(0x50)),
+        Err(EscrowError::InsufficientBalance { available: 30_000 })
+    );
+    assert_eq!(
+        env.withdraw(p(PROV), l1(), FEE1, p(0x50)),
+        Err(EscrowError::AmountBelowFee { fee: FEE1 })
+    );
+    assert!(matches!(
+        env.withdraw(p(PROV), l1(), 20_000, escrow()),
+        Err(EscrowError::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        env.events().last(),
+        Some(EscrowEvent::Withdrawn {
+            amount: 320_000,
+            fee: FEE1,
+            ..
+        })
+    ));
+    env.settle_all_and_check();
+}
+
+#[test]
+fn deposit_faults_never_credit_twice_or_lose() {
+    for fault in [Fault::Reject, Fault::LostRequest, Fault::LostReply] {
+        let env = Env::new();
+        env.rt.mint(l1(), acct(p(A)), 10_000_000);
+        env.rt.approve(l1(), acct(p(A)), 10_000_000);
+        env.rt.push_fault(fault.clone());
+        let r = env.pull(p(A), l1(), 1_000_000);
+        env.check_books();
+        match fault {
+            Fault::Reject => {
+                assert!(matches!(
+                    r,
+                    Err(EscrowError::Ledger(LedgerCallError::CallFailed { .. }))
+                ));
+                assert_eq!(read_state(|s| s.pending_count()), 0);
+            }
+            _ => {
+                assert_eq!(r, Err(unknown()));
+                assert_eq!(env.free(p(A), l1()), 0);
+                assert_eq!(read_state(|s| s.pending_count()), 1);
+                // The next deposit first settles the pending one (Duplicate
+                // or executed now), then makes its own.
+                assert_eq!(env.pull(p(A), l1(), 2_000), Ok(2_000));
+                assert_eq!(env.free(p(A), l1()), 1_002_000);
+            }
+        }
+        env.settle_all_and_check();
+        let expected = if fault == Fault::Reject {
+            0
+        } else {
+            1_002_000 + 2 * FEE1
+        };
+        assert_eq!(env.rt.balance(l1(), acct(p(A))), 10_000_000 - expected);
+    }
+}
+
+#[test]
+fn notify_faults_never_credit_twice_or_lose() {
+    for fault in [Fault::Reject, Fault::LostRequest, Fault::LostReply] {
+        let env = Env::new();
+        env.push(p(A), l1(), 500_000);
+        // The fee is known, so the first ledger call is the balance query.
+        env.rt.push_fault(fault.clone());
+        let r = env.notify(p(A), l1());
+        assert!(r.is_err(), "{r:?}");
+        assert_eq!(
+            read_state(|s| s.pending_count()),
+            0,
+            "a failed query books nothing"
+        );
+        // Now the sweep itself fails.
+        env.rt.push_fault(Fault::FeeChange(FEE1)); // the balance query passes
+        env.rt.push_fault(fault.clone());
+        let r = env.notify(p(A), l1());
+        env.check_books();
+        assert_eq!(env.free(p(A), l1()), 0, "{r:?}");
+        // Notifying twice more: credited exactly once.
+        let again = env.notify(p(A), l1()).unwrap();
+        let more = env.notify(p(A), l1()).unwrap();
+        assert_eq!(env.free(p(A), l1()), 500_000 - FEE1, "{again} {more}");
+        env.settle_all_and_check();
+    }
+}
+
+#[test]
+fn withdraw_faults_restore_exactly_once() {
+    for fault in [Fault::Reject, Fault::LostRequest, Fault::LostReply] {
+        let env = Env::new();
+        env.deposit(p(A), l1(), 1_000_000).unwrap();
+        env.rt.push_fault(fault.clone());
+        let r = env.withdraw(p(A), l1(), 400_000, p(0x50));
+        env.check_books();
+        match fault {
+            Fault::Reject => {
+                assert!(r.is_err());
+                assert_eq!(env.free(p(A), l1()), 1_000_000, "restored");
+                assert!(matches!(
+                    env.events().last(),
+                    Some(EscrowEvent::WithdrawalRefunded { .. })
+                ));
+                // Reconciling again restores nothing more.
+                assert_eq!(env.reconcile(p(A), l1()), Ok(false));
+                assert_eq!(env.free(p(A), l1()), 1_000_000);
+            }
+            _ => {
+                assert_eq!(r, Err(unknown()));
+                assert_eq!(env.free(p(A), l1()), 600_000, "debited while unknown");
+                // A retry that fails again keeps it pending.
+                env.rt.push_fault(Fault::LostRequest);
+                assert!(matches!(
+                    env.withdraw(p(A), l1(), 1, p(0x50)),
+                    Err(EscrowError::PendingOperation { .. })
+                ));
+                env.check_books();
+                assert_eq!(env.reconcile(p(A), l1()), Ok(true));
+                assert_eq!(env.free(p(A), l1()), 600_000);
+                assert_eq!(
+                    env.rt.balance(l1(), acct(p(0x50))),
+                    400_000 - FEE1,
+                    "paid once"
+                );
+            }
+        }
+        env.settle_all_and_check();
+    }
+}
+
+#[test]
+fn a_changed_fee_fails_a_first_attempt_cleanly_but_not_a_retry() {
+    let env = Env::new();
+    env.deposit(p(A), l1(), 1_000_000).unwrap();
+    env.rt.set_fee(l1(), 20_000);
+    let r = env.withdraw(p(A), l1(), 100_000, p(0x50));
+    assert!(
+        matches!(
+            r,
+            Err(EscrowError::Ledger(LedgerCallError::Rejected { .. }))
+        ),
+        "{r:?}"
+    );
+    assert_eq!(env.free(p(A), l1()), 1_000_000);
+    assert_eq!(
+        read_state(|s| s.ledger(&l1()).unwrap().fee),
+        Some(20_000),
+        "fee refreshed"
+    );
+    assert_eq!(
+        env.withdraw(p(A), l1(), 100_000, p(0x50)).map(|_| ()),
+        Ok(())
+    );
+    assert_eq!(env.rt.balance(l1(), acct(p(0x50))), 80_000);
+    // Reply lost, then the fee changes: the retry cannot tell, so it waits.
+    env.rt.push_fault(Fault::LostReply);
+    assert_eq!(env.withdraw(p(A), l1(), 100_000, p(0x50)), Err(unknown()));
+    env.rt.set_fee(l1(), 30_000);
+    assert!(matches!(
+        env.reconcile(p(A), l1()),
+        Err(EscrowError::PendingOperation { .. })
+    ));
+    env.check_books();
+    env.rt.set_fee(l1(), 20_000);
+    assert_eq!(env.reconcile(p(A), l1()), Ok(true));
+    assert_eq!(env.rt.balance(l1(), acct(p(0x50))), 160_000, "paid once");
+    env.settle_all_and_check();
+}
+
+#[test]
+fn past_the_dedup_window_a_pending_call_stays_pending() {
+    let env = Env::new();
+    env.deposit(p(A), l1(), 1_000_000).unwrap();
+    env.rt.push_fault(Fault::LostReply);
+    assert_eq!(env.withdraw(p(A), l1(), 100_000, p(0x50)), Err(unknown()));
+    env.rt.advance(DAY + 1);
+    assert!(matches!(
+        env.reconcile(p(A), l1()),
+        Err(EscrowError::PendingOperation { .. })
+    ));
+    env.check_books();
+    assert_eq!(env.free(p(A), l1()), 900_000);
+}
+
+#[test]
+fn upgrade_between_lock_and_settle_keeps_everything() {
+    let env = Env::new();
+    env.deposit(p(A), l1(), 1_000_000).unwrap();
+    env.lock("job/7", p(A), l1(), 500_000).unwrap();
+    env.release("job/7", 0, p(PROV), 100_000).unwrap();
+    env.rt.push_fault(Fault::LostReply);
+    assert_eq!(env.withdraw(p(A), l1(), 100_000, p(0x50)), Err(unknown()));
+    let events = env.events().len();
+    env.upgrade();
+    assert_eq!(env.events().len(), events);
+    assert_eq!(read_state(|s| s.pending_count()), 1);
+    // Retries of the keys used before the upgrade are still recognised.
+    assert_eq!(
+        env.release("job/7", 0, p(PROV), 100_000).unwrap().released,
+        100_000
+    );
+    env.release("job/7", 1, p(PROV), 100_000).unwrap();
+    let s = env.settle("job/7").unwrap();
+    assert_eq!(s.refunded, 300_000);
+    assert_eq!(env.free(p(A), l1()), 400_000 + 300_000);
+    env.settle_all_and_check();
+}
+
+#[test]
+fn unauthorized_callers_of_every_update_method_are_refused() {
+    let env = Env::new();
+    env.deposit(p(A), l1(), 1_000).unwrap();
+    let anon = Principal::anonymous();
+    let now = 0;
+    let lock = LockArgs {
+        job_key: "j".into(),
+        buyer: p(A),
+        ledger: l1(),
+        amount: 1,
+    };
+    let release = ReleaseArgs {
+        job_key: "j".into(),
+        seq: 0,
+        provider: p(PROV),
+        amount: 1,
+    };
+    let settle = SettleArgs {
+        job_key: "j".into(),
+    };
+    for caller in [anon, p(A)] {
+        let want = if caller == anon {
+            EscrowError::AnonymousCaller
+        } else {
+            EscrowError::Unauthorized {
+                reason: "only the matcher may lock, release and settle".into(),
+            }
+        };
+        mutate_state(|s| {
+            assert_eq!(jobs::lock(s, caller, lock.clone(), now), Err(want.clone()));
+            assert_eq!(
+                jobs::release(s, caller, release.clone(), now),
+                Err(want.clone())
+            );
+            assert_eq!(
+                jobs::settle(s, caller, settle.clone(), now),
+                Err(want.clone())
+            );
+        });
+    }
+    assert!(matches!(
+        block_on(payments::add_ledger(&env.rt, false, p(0x77))),
+        Err(EscrowError::Unauthorized { .. })
+    ));
+    let calls = env.rt.calls.get();
+    assert_eq!(env.pull(anon, l1(), 1), Err(EscrowError::AnonymousCaller));
+    assert_eq!(
+        env.withdraw(anon, l1(), 100_000, p(0x50)),
+        Err(EscrowError::AnonymousCaller)
+    );
+    assert_eq!(
+        block_on(payments::notify_deposit(
+            &env.rt,
+            anon,
+            NotifyDepositArgs {
+                ledger: l1(),
+                beneficiary: p(A)
+            }
+        )),
+        Err(EscrowError::AnonymousCaller)
+    );
+    assert_eq!(
+        block_on(payments::reconcile(
+            &env.rt,
+            anon,
+            ReconcileArgs {
+                owner: p(A),
+                ledger: l1()
+            }
+        )),
+        Err(EscrowError::AnonymousCaller)
+    );
+    assert_eq!(env.rt.calls.get(), calls, "refused before any ledger call");
+    // Unknown ledgers are refused before any call too.
+    assert_eq!(
+        env.pull(p(A), p(0x77), 1),
+        Err(EscrowError::UnknownLedger { ledger: p(0x77) })
+    );
+    assert_eq!(
+        env.notify(p(A), p(0x77)),
+        Err(EscrowError::UnknownLedger { ledger: p(0x77) })
+    );
+    assert_eq!(env.free(p(A), l1()), 1_000);
+    env.settle_all_and_check();
+}
+
+#[test]
+fn ledgers_named_at_init_read_their_fee_on_first_use() {
+    let env = Env::new();
+    let l3 = p(0x13);
+    env.rt.add_ledger(l3, 7);
+    mutate_state(|s| {
+        s.apply_config(
+            EscrowInit {
+                matcher: Some(matcher()),
+                ledgers: vec![l3],
+            },
+            0,
+        )
+    });
+    assert_eq!(read_state(|s| s.ledger(&l3).unwrap().fee), None);
+    env.rt
+        .mint(l3, deposit_account(escrow(), p(A)).unwrap(), 100);
+    assert_eq!(env.notify(p(A), l3), Ok(93));
+    assert_eq!(read_state(|s| s.ledger(&l3).unwrap().fee), Some(7));
+    assert_eq!(read_state(|s| s.config().ledgers.len()), 3);
+}
+
+#[test]
+fn the_event_log_records_every_movement() {
+    let env = Env::new();
+    env.deposit(p(A), l1(), 1_000_000).unwrap();
+    env.push(p(B), l1(), 100_000);
+    env.notify(p(B), l1()).unwrap();
+    env.lock("j", p(A), l1(), 500_000).unwrap();
+    env.release("j", 0, p(PROV), 200_000).unwrap();
+    env.settle("j").unwrap();
+    env.withdraw(p(PROV), l1(), 200_000, p(0x50)).unwrap();
+    let kinds: Vec<&str> = env
+        .events()
+        .iter()
+        .map(|e| match e {
+            EscrowEvent::LedgerUpdated { .. } => "ledger",
+            EscrowEvent::Deposited { .. } => "deposit",
+            EscrowEvent::Locked { .. } => "lock",
+            EscrowEvent::Released { .. } => "release",
+            EscrowEvent::Settled { .. } => "settle",
+            EscrowEvent::Withdrawn { .. } => "withdraw",
+            EscrowEvent::WithdrawalRefunded { .. } => "refund",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "ledger", "ledger", "deposit", "deposit", "lock", "release", "settle", "withdraw"
+        ]
+    );
+    let metrics = read_state(crate::metrics::encode);
+    assert!(
+        metrics.contains("escrow_liabilities{ledger=\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(" {}\n", 1_000_000 + 100_000 - FEE1 - 200_000)),
+        "{metrics}"
+    );
+}
