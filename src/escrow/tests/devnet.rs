@@ -1,0 +1,660 @@
+//! The escrow's real .wasm on the devnet with the project's ICRC-1/2 ledger
+//! canister: deposits, push deposits, locks, withdrawals, injected ledger
+//! faults (rejects, traps, timeouts with the ledger executing the call),
+//! an upgrade between lock and settle, and unauthorized callers.
+//!
+//! After every scenario the books must match the ledger: the escrow's main
+//! account holds exactly Σ free + claimable + locked (its `/metrics`
+//! liabilities), with no ledger call pending.
+//!
+//! Needs `scripts/build-canisters.sh escrow ledger`.
+
+use candid::{CandidType, Deserialize, Nat, Principal};
+use devnet::{Devnet, Fault, FaultKind, RejectCode};
+use market_api::escrow::{
+    Balance, DepositArgs, EscrowError, EscrowEvent, EscrowInit, JobLock, LedgerInfo, LockArgs,
+    NotifyDepositArgs, PendingOperation, ReconcileArgs, ReleaseArgs, SettleArgs, WithdrawArgs,
+};
+use market_api::{
+    Account, EventPage, HttpRequest, HttpResponse, LedgerCallError, PageRequest, StandardRecord,
+    Tokens,
+};
+
+const FEE: Tokens = 10_000;
+
+#[derive(CandidType, Deserialize)]
+struct InitArgs {
+    token_name: String,
+    token_symbol: String,
+    decimals: Option<u8>,
+    transfer_fee: Option<Nat>,
+    minting_account: Account,
+    initial_balances: Vec<(Account, Nat)>,
+}
+
+#[derive(CandidType, Deserialize)]
+enum LedgerArg {
+    Init(InitArgs),
+}
+
+#[derive(CandidType, Deserialize)]
+struct ApproveArgs {
+    from_subaccount: Option<Vec<u8>>,
+    spender: Account,
+    amount: Nat,
+    expected_allowance: Option<Nat>,
+    expires_at: Option<u64>,
+    fee: Option<Nat>,
+    memo: Option<Vec<u8>>,
+    created_at_time: Option<u64>,
+}
+
+#[derive(CandidType, Deserialize)]
+struct TransferArg {
+    from_subaccount: Option<Vec<u8>>,
+    to: Account,
+    amount: Nat,
+    fee: Option<Nat>,
+    memo: Option<Vec<u8>>,
+    created_at_time: Option<u64>,
+}
+
+fn p(n: u8) -> Principal {
+    Principal::from_slice(&[n; 29])
+}
+fn admin() -> Principal {
+    p(0xAD)
+}
+fn matcher() -> Principal {
+    p(0x3A)
+}
+fn buyer() -> Principal {
+    p(1)
+}
+fn buyer2() -> Principal {
+    p(2)
+}
+fn provider() -> Principal {
+    p(101)
+}
+fn payer() -> Principal {
+    p(0xDA)
+}
+fn acct(owner: Principal) -> Account {
+    Account {
+        owner,
+        subaccount: None,
+    }
+}
+
+type R<T> = Result<T, EscrowError>;
+
+struct Net {
+    dn: Devnet,
+    ledger: Principal,
+    escrow: Principal,
+}
+
+impl Net {
+    fn new() -> Net {
+        let mut dn = Devnet::new();
+        let initial = [buyer(), buyer2(), provider(), payer()]
+            .into_iter()
+            .map(|o| (acct(o), Nat::from(100_000_000u64)))
+            .collect();
+        let ledger = dn
+            .deploy(
+                admin(),
+                &market_tests::canister_wasm("ledger"),
+                &LedgerArg::Init(InitArgs {
+                    token_name: "Internet Computer".into(),
+                    token_symbol: "ICP".into(),
+                    decimals: None,
+                    transfer_fee: Some(Nat::from(FEE)),
+                    minting_account: acct(p(0xEE)),
+                    initial_balances: initial,
+                }),
+            )
+            .expect("install ledger");
+        let escrow = dn
+            .deploy(
+                admin(),
+                &market_tests::canister_wasm("escrow"),
+                &EscrowInit {
+                    matcher: Some(matcher()),
+                    ledgers: vec![],
+                },
+            )
+            .expect("install escrow");
+        let mut net = Net { dn, ledger, escrow };
+        let info: R<LedgerInfo> = net.call(admin(), "add_ledger", &ledger);
+        assert_eq!(info.unwrap().fee, Some(FEE));
+        net
+    }
+
+    fn call<A: CandidType, T: CandidType + for<'de> Deserialize<'de>>(
+        &mut self,
+        caller: Principal,
+        method: &str,
+        arg: &A,
+    ) -> T {
+        self.dn
+            .update(self.escrow, caller, method, arg)
+            .unwrap_or_else(|e| panic!("{method}: {e}"))
+    }
+
+    fn query<A: CandidType, T: CandidType + for<'de> Deserialize<'de>>(
+        &mut self,
+        method: &str,
+        arg: &A,
+    ) -> T {
+        self.dn
+            .query(self.escrow, admin(), method, arg)
+            .unwrap_or_else(|e| panic!("{method}: {e}"))
+    }
+
+    fn ledger_balance(&mut self, a: Account) -> Tokens {
+        let n: Nat = self
+            .dn
+            .query(self.ledger, admin(), "icrc1_balance_of", &a)
+            .unwrap();
+        u128::try_from(&n.0).unwrap()
+    }
+
+    fn approve(&mut self, owner: Principal, amount: Tokens) {
+        let r: Result<Nat, candid::Reserved> = self
+            .dn
+            .update(
+                self.ledger,
+                owner,
+                "icrc2_approve",
+                &ApproveArgs {
+                    from_subaccount: None,
+                    spender: acct(self.escrow),
+                    amount: amount.into(),
+                    expected_allowance: None,
+                    expires_at: None,
+                    fee: None,
+                    memo: None,
+                    created_at_time: None,
+                },
+            )
+            .unwrap();
+        assert!(r.is_ok());
+    }
+
+    fn deposit(&mut self, user: Principal, amount: Tokens) -> R<Tokens> {
+        let args = DepositArgs {
+            ledger: self.ledger,
+            amount,
+            from_subaccount: None,
+        };
+        self.call(user, "deposit", &args)
+    }
+
+    fn push(&mut self, beneficiary: Principal, amount: Tokens) {
+        let to: Account = self.query("deposit_account", &beneficiary);
+        let r: Result<Nat, candid::Reserved> = self
+            .dn
+            .update(
+                self.ledger,
+                payer(),
+                "icrc1_transfer",
+                &TransferArg {
+                    from_subaccount: None,
+                    to,
+                    amount: amount.into(),
+                    fee: None,
+                    memo: None,
+                    created_at_time: None,
+                },
+            )
+            .unwrap();
+        assert!(r.is_ok());
+    }
+
+    fn notify_args(&self, beneficiary: Principal) -> NotifyDepositArgs {
+        NotifyDepositArgs {
+            ledger: self.ledger,
+            beneficiary,
+        }
+    }
+
+    fn notify(&mut self, beneficiary: Principal) -> R<Tokens> {
+        let args = self.notify_args(beneficiary);
+        self.call(payer(), "notify_deposit", &args)
+    }
+
+    fn withdraw(&mut self, user: Principal, amount: Tokens, to: Principal) -> R<Tokens> {
+        let args = WithdrawArgs {
+            ledger: self.ledger,
+            amount,
+            to: acct(to),
+        };
+        self.call(user, "withdraw", &args)
+    }
+
+    fn reconcile(&mut self, owner: Principal) -> R<bool> {
+        let args = ReconcileArgs {
+            owner,
+            ledger: self.ledger,
+        };
+        self.call(payer(), "reconcile", &args)
+    }
+
+    fn lock(&mut self, key: &str, buyer: Principal, amount: Tokens) -> R<JobLock> {
+        let args = LockArgs {
+            job_key: key.into(),
+            buyer,
+            ledger: self.ledger,
+            amount,
+        };
+        self.call(matcher(), "lock", &args)
+    }
+
+    fn release(&mut self, key: &str, seq: u64, amount: Tokens) -> R<JobLock> {
+        let args = ReleaseArgs {
+            job_key: key.into(),
+            seq,
+            provider: provider(),
+            amount,
+        };
+        self.call(matcher(), "release", &args)
+    }
+
+    fn settle(&mut self, key: &str) -> R<JobLock> {
+        self.call(
+            matcher(),
+            "settle",
+            &SettleArgs {
+                job_key: key.into(),
+            },
+        )
+    }
+
+    fn balance(&mut self, owner: Principal) -> Balance {
+        let ledger = self.ledger;
+        self.dn
+            .query_args::<_, (Balance,)>(self.escrow, admin(), "balance_of", (owner, ledger))
+            .unwrap()
+            .0
+    }
+
+    fn fault(&mut self, method: &str, kind: FaultKind) {
+        let f = Fault::new(self.ledger, kind, 1)
+            .method(method)
+            .caller(self.escrow);
+        self.dn.inject_fault(f);
+    }
+
+    fn pending(&mut self) -> Vec<PendingOperation> {
+        self.query("pending_operations", &PageRequest::default())
+    }
+
+    /// What `/metrics` says the escrow owes on the ledger.
+    fn liabilities(&mut self) -> Tokens {
+        let req = HttpRequest {
+            method: "GET".into(),
+            url: "/metrics".into(),
+            headers: vec![],
+            body: vec![],
+        };
+        let resp: HttpResponse = self.query("http_request", &req);
+        assert_eq!(resp.status_code, 200);
+        let text = String::from_utf8(resp.body).unwrap();
+        let prefix = format!("escrow_liabilities{{ledger=\"{}\"", self.ledger);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no liabilities line in {text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    }
+
+    /// The escrow's main account holds exactly what it owes, nothing pending.
+    fn check_books(&mut self) {
+        assert_eq!(self.pending(), vec![], "no ledger call should be pending");
+        let main = self.ledger_balance(acct(self.escrow));
+        let owed = self.liabilities();
+        assert_eq!(main, owed, "escrow main account vs liabilities");
+        let sum: Tokens = [buyer(), buyer2(), provider()]
+            .into_iter()
+            .map(|o| {
+                let b = self.balance(o);
+                b.free + b.claimable + b.locked
+            })
+            .sum();
+        assert_eq!(
+            sum, owed,
+            "liabilities vs the balances of the test's principals"
+        );
+    }
+
+    fn events(&mut self) -> Vec<EscrowEvent> {
+        let page: EventPage<EscrowEvent> = self.query("get_events", &PageRequest::default());
+        page.events.into_iter().map(|e| e.event).collect()
+    }
+}
+
+fn unknown<T: std::fmt::Debug>(r: &R<T>) -> bool {
+    matches!(r, Err(EscrowError::Ledger(LedgerCallError::OutcomeUnknown)))
+}
+
+#[test]
+fn pull_deposit_with_and_without_approval() {
+    let mut net = Net::new();
+    let r = net.deposit(buyer(), 1_000_000);
+    assert!(
+        matches!(
+            r,
+            Err(EscrowError::Ledger(LedgerCallError::Rejected { .. }))
+        ),
+        "{r:?}"
+    );
+    assert_eq!(net.balance(buyer()).free, 0);
+    net.approve(buyer(), 1_000_000 + FEE);
+    assert_eq!(net.deposit(buyer(), 1_000_000), Ok(1_000_000));
+    assert_eq!(net.balance(buyer()).free, 1_000_000);
+    // The payer paid the approve fee and the transfer fee on top.
+    assert_eq!(
+        net.ledger_balance(acct(buyer())),
+        100_000_000 - 1_000_000 - 2 * FEE
+    );
+    net.check_books();
+}
+
+#[test]
+fn push_deposit_notify_twice_concurrently_and_with_nothing_new() {
+    let mut net = Net::new();
+    net.push(buyer(), 500_000);
+    // Two notifies in flight at once: one credits, the other is told to wait.
+    let args = candid::encode_one(net.notify_args(buyer())).unwrap();
+    let a = net
+        .dn
+        .submit_call(net.escrow, payer(), "notify_deposit", args.clone())
+        .unwrap();
+    let b = net
+        .dn
+        .submit_call(net.escrow, buyer2(), "notify_deposit", args)
+        .unwrap();
+    let ra: R<Tokens> = candid::decode_one(&net.dn.await_call(a).unwrap()).unwrap();
+    let rb: R<Tokens> = candid::decode_one(&net.dn.await_call(b).unwrap()).unwrap();
+    let mut results = [ra, rb];
+    results.sort_by_key(|r| r.is_err());
+    assert_eq!(results, [Ok(500_000 - FEE), Err(EscrowError::Busy)]);
+    assert_eq!(net.balance(buyer()).free, 500_000 - FEE);
+    // Nothing new: nothing credited.
+    assert_eq!(net.notify(buyer()), Ok(0));
+    assert_eq!(net.notify(buyer()), Ok(0));
+    net.push(buyer(), 100_000);
+    assert_eq!(net.notify(buyer()), Ok(100_000 - FEE));
+    assert_eq!(net.balance(buyer()).free, 600_000 - 2 * FEE);
+    net.check_books();
+}
+
+#[test]
+fn lock_release_settle_with_retries_and_over_release_refused() {
+    let mut net = Net::new();
+    net.approve(buyer(), 2_000_000);
+    net.deposit(buyer(), 1_000_000).unwrap();
+    let lock = net.lock("job/1", buyer(), 600_000).unwrap();
+    assert_eq!(net.lock("job/1", buyer(), 600_000), Ok(lock));
+    assert_eq!(net.balance(buyer()).locked, 600_000);
+    net.release("job/1", 0, 200_000).unwrap();
+    let again = net.release("job/1", 0, 200_000).unwrap();
+    assert_eq!((again.released, again.remaining), (200_000, 400_000));
+    assert_eq!(
+        net.release("job/1", 1, 400_001),
+        Err(EscrowError::OverRelease { remaining: 400_000 })
+    );
+    assert_eq!(
+        net.release("job/2", 0, 1),
+        Err(EscrowError::UnknownJob {
+            job_key: "job/2".into()
+        })
+    );
+    assert_eq!(
+        net.lock("job/3", buyer(), 400_001),
+        Err(EscrowError::InsufficientBalance { available: 400_000 })
+    );
+    let settled = net.settle("job/1").unwrap();
+    assert_eq!(settled.refunded, 400_000);
+    assert_eq!(net.settle("job/1"), Ok(settled));
+    assert_eq!(net.balance(buyer()).free, 800_000);
+    assert_eq!(net.balance(provider()).claimable, 200_000);
+    let got: Option<JobLock> = net.query("get_lock", &"job/1".to_string());
+    assert_eq!(got.unwrap().remaining, 0);
+    net.check_books();
+}
+
+#[test]
+fn withdraw_pays_amount_minus_fee() {
+    let mut net = Net::new();
+    net.approve(buyer(), 2_000_000);
+    net.deposit(buyer(), 1_000_000).unwrap();
+    net.lock("j", buyer(), 300_000).unwrap();
+    net.release("j", 0, 300_000).unwrap();
+    let before = net.ledger_balance(acct(p(0x50)));
+    net.withdraw(provider(), 300_000, p(0x50)).unwrap();
+    assert_eq!(net.ledger_balance(acct(p(0x50))) - before, 300_000 - FEE);
+    assert_eq!(net.balance(provider()).claimable, 0);
+    assert_eq!(
+        net.withdraw(buyer(), FEE, p(0x50)),
+        Err(EscrowError::AmountBelowFee { fee: FEE })
+    );
+    assert_eq!(
+        net.withdraw(buyer(), 700_001, p(0x50)),
+        Err(EscrowError::InsufficientBalance { available: 700_000 })
+    );
+    assert!(matches!(
+        net.events().last(),
+        Some(EscrowEvent::Withdrawn { fee: FEE, .. })
+    ));
+    net.check_books();
+}
+
+#[test]
+fn deposit_survives_ledger_faults() {
+    let mut net = Net::new();
+    net.approve(buyer(), 10_000_000);
+    // Rejected and trapped calls change nothing.
+    for kind in [
+        FaultKind::Reject {
+            code: RejectCode::SysTransient,
+            message: "injected".into(),
+        },
+        FaultKind::Trap,
+    ] {
+        net.fault("icrc2_transfer_from", kind);
+        assert!(net.deposit(buyer(), 1_000_000).is_err());
+        assert_eq!(net.balance(buyer()).free, 0);
+        net.check_books();
+    }
+    // Timeout: the ledger moved the tokens, the escrow does not know yet.
+    net.fault("icrc2_transfer_from", FaultKind::Timeout);
+    assert!(unknown(&net.deposit(buyer(), 1_000_000)));
+    assert_eq!(net.pending().len(), 1);
+    assert_eq!(net.balance(buyer()).free, 0);
+    // The retry is answered Duplicate and credits exactly once.
+    assert_eq!(net.reconcile(buyer()), Ok(true));
+    assert_eq!(net.reconcile(buyer()), Ok(false));
+    assert_eq!(net.balance(buyer()).free, 1_000_000);
+    assert_eq!(
+        net.ledger_balance(acct(buyer())),
+        100_000_000 - FEE - 1_000_000 - FEE
+    );
+    net.check_books();
+}
+
+#[test]
+fn notify_survives_ledger_faults() {
+    let mut net = Net::new();
+    net.push(buyer(), 500_000);
+    net.fault("icrc1_balance_of", FaultKind::Trap);
+    assert!(net.notify(buyer()).is_err());
+    net.fault(
+        "icrc1_transfer",
+        FaultKind::Reject {
+            code: RejectCode::SysTransient,
+            message: "injected".into(),
+        },
+    );
+    assert!(net.notify(buyer()).is_err());
+    assert_eq!(net.balance(buyer()).free, 0);
+    net.check_books();
+    net.fault("icrc1_transfer", FaultKind::Timeout);
+    assert!(unknown(&net.notify(buyer())));
+    // The next notify settles the sweep first (Duplicate), then finds nothing new.
+    assert_eq!(net.notify(buyer()), Ok(0));
+    assert_eq!(net.balance(buyer()).free, 500_000 - FEE);
+    assert_eq!(net.notify(buyer()), Ok(0));
+    assert_eq!(net.balance(buyer()).free, 500_000 - FEE);
+    net.check_books();
+}
+
+#[test]
+fn withdraw_survives_ledger_faults() {
+    let mut net = Net::new();
+    net.approve(buyer(), 10_000_000);
+    net.deposit(buyer(), 2_000_000).unwrap();
+    // A trap in the ledger: the balance is restored, once.
+    net.fault("icrc1_transfer", FaultKind::Trap);
+    assert!(net.withdraw(buyer(), 500_000, p(0x50)).is_err());
+    assert_eq!(net.balance(buyer()).free, 2_000_000);
+    assert!(matches!(
+        net.events().last(),
+        Some(EscrowEvent::WithdrawalRefunded { .. })
+    ));
+    assert_eq!(net.reconcile(buyer()), Ok(false));
+    assert_eq!(net.balance(buyer()).free, 2_000_000);
+    net.check_books();
+    // A timeout after the ledger paid: debited, pending, never restored.
+    net.fault("icrc1_transfer", FaultKind::Timeout);
+    assert!(unknown(&net.withdraw(buyer(), 500_000, p(0x50))));
+    assert_eq!(net.balance(buyer()).free, 1_500_000);
+    // A retry that times out again changes nothing.
+    net.fault("icrc1_transfer", FaultKind::Timeout);
+    assert!(matches!(
+        net.reconcile(buyer()),
+        Err(EscrowError::PendingOperation { .. })
+    ));
+    // The next withdrawal settles the old one first, then makes its own.
+    net.withdraw(buyer(), 100_000, p(0x50)).unwrap();
+    assert_eq!(net.balance(buyer()).free, 1_400_000);
+    assert_eq!(
+        net.ledger_balance(acct(p(0x50))),
+        600_000 - 2 * FEE,
+        "paid once each"
+    );
+    net.check_books();
+}
+
+#[test]
+fn upgrade_between_lock_and_settle() {
+    let mut net = Net::new();
+    net.approve(buyer(), 10_000_000);
+    net.deposit(buyer(), 1_000_000).unwrap();
+    net.lock("job/9", buyer(), 500_000).unwrap();
+    net.release("job/9", 0, 100_000).unwrap();
+    net.fault("icrc1_transfer", FaultKind::Timeout);
+    assert!(unknown(&net.withdraw(buyer(), 100_000, p(0x50))));
+    let events = net.events().len();
+    let (ledger, escrow) = (net.ledger, net.escrow);
+    net.dn
+        .upgrade_canister(
+            escrow,
+            &market_tests::canister_wasm("escrow"),
+            candid::encode_one(None::<EscrowInit>).unwrap(),
+            admin(),
+        )
+        .expect("upgrade");
+    assert_eq!(net.events().len(), events);
+    let ledgers: Vec<LedgerInfo> = net.query("ledgers", &());
+    assert_eq!(ledgers[0].ledger, ledger);
+    assert_eq!(net.pending().len(), 1);
+    assert_eq!(net.release("job/9", 0, 100_000).unwrap().released, 100_000);
+    net.release("job/9", 1, 100_000).unwrap();
+    assert_eq!(net.settle("job/9").unwrap().refunded, 300_000);
+    assert_eq!(net.reconcile(buyer()), Ok(true));
+    assert_eq!(net.balance(buyer()).free, 400_000 + 300_000);
+    net.check_books();
+}
+
+#[test]
+fn unauthorized_callers_of_every_update_method() {
+    let mut net = Net::new();
+    net.approve(buyer(), 10_000_000);
+    net.deposit(buyer(), 1_000_000).unwrap();
+    let anon = Principal::anonymous();
+    let ledger = net.ledger;
+    let lock = LockArgs {
+        job_key: "j".into(),
+        buyer: buyer(),
+        ledger,
+        amount: 1,
+    };
+    let release = ReleaseArgs {
+        job_key: "j".into(),
+        seq: 0,
+        provider: provider(),
+        amount: 1,
+    };
+    let settle = SettleArgs {
+        job_key: "j".into(),
+    };
+    for caller in [anon, buyer(), admin()] {
+        let r: R<JobLock> = net.call(caller, "lock", &lock);
+        assert!(matches!(
+            r,
+            Err(EscrowError::AnonymousCaller | EscrowError::Unauthorized { .. })
+        ));
+        let r: R<JobLock> = net.call(caller, "release", &release);
+        assert!(matches!(
+            r,
+            Err(EscrowError::AnonymousCaller | EscrowError::Unauthorized { .. })
+        ));
+        let r: R<JobLock> = net.call(caller, "settle", &settle);
+        assert!(matches!(
+            r,
+            Err(EscrowError::AnonymousCaller | EscrowError::Unauthorized { .. })
+        ));
+    }
+    for caller in [anon, buyer(), matcher()] {
+        let r: R<LedgerInfo> = net.call(caller, "add_ledger", &ledger);
+        assert!(matches!(r, Err(EscrowError::Unauthorized { .. })), "{r:?}");
+    }
+    assert_eq!(net.deposit(anon, 1), Err(EscrowError::AnonymousCaller));
+    assert_eq!(
+        net.withdraw(anon, 100_000, p(0x50)),
+        Err(EscrowError::AnonymousCaller)
+    );
+    let args = net.notify_args(buyer());
+    let r: R<Tokens> = net.call(anon, "notify_deposit", &args);
+    assert_eq!(r, Err(EscrowError::AnonymousCaller));
+    let r: R<bool> = net.call(
+        anon,
+        "reconcile",
+        &ReconcileArgs {
+            owner: buyer(),
+            ledger,
+        },
+    );
+    assert_eq!(r, Err(EscrowError::AnonymousCaller));
+    assert_eq!(net.balance(buyer()).free, 1_000_000);
+    net.check_books();
+}
+
+#[test]
+fn standards_and_metrics() {
+    let mut net = Net::new();
+    let standards: Vec<StandardRecord> = net.query("icrc10_supported_standards", &());
+    assert!(standards.iter().any(|s| s.name == "ICRC-10"));
+    let req = HttpRequest {
+        method: "GET".into(),
+        url: "/nope".into(),
+        headers: vec![],
+        body: vec![],
+    };
+    let resp: HttpResponse = net.query("http_request", &req);
+    assert_eq!(resp.status_code, 404);
+    assert_eq!(net.liabilities(), 0);
+}
