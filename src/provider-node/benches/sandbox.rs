@@ -8,9 +8,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use provider_node::sandbox::{
-    Executor, Job, JobLimits, ModuleSource, SandboxConfig, WasmModule,
-};
+use provider_node::sandbox::{Executor, Job, JobLimits, ModuleSource, SandboxConfig, WasmModule};
 
 #[path = "../../../workloads/kernels/src/lib.rs"]
 mod kernels;
@@ -25,7 +23,10 @@ fn workload(name: &str) -> Vec<u8> {
         .unwrap_or_else(|| repo().join("target/workloads"));
     let path = dir.join(format!("{name}.wasm"));
     std::fs::read(&path).unwrap_or_else(|e| {
-        panic!("{}: {e}; run scripts/build-workloads.sh first", path.display())
+        panic!(
+            "{}: {e}; run scripts/build-workloads.sh first",
+            path.display()
+        )
     })
 }
 
@@ -69,7 +70,8 @@ fn start_latency(rt: &tokio::runtime::Runtime, quick: bool) {
     println!("|---|---|---|---|");
     let cold_n = if quick { 10 } else { 40 };
     let warm_n = if quick { 500 } else { 5000 };
-    let cache_dir = std::env::temp_dir().join(format!("provider-node-bench-{}", std::process::id()));
+    let cache_dir =
+        std::env::temp_dir().join(format!("provider-node-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&cache_dir);
     for pooling in [true, false] {
         let config = SandboxConfig {
@@ -83,7 +85,8 @@ fn start_latency(rt: &tokio::runtime::Runtime, quick: bool) {
         // Cold: a module never seen (compile + link + instantiate + run).
         let mut cold = Vec::new();
         for i in 0..cold_n {
-            let module = WasmModule::new(empty_module(i as u64 + if pooling { 0 } else { 1 << 32 }));
+            let module =
+                WasmModule::new(empty_module(i as u64 + if pooling { 0 } else { 1 << 32 }));
             let t = Instant::now();
             let report = rt.block_on(executor.run(job(module, &[])));
             cold.push(t.elapsed());
@@ -99,7 +102,8 @@ fn start_latency(rt: &tokio::runtime::Runtime, quick: bool) {
         let executor = Executor::new(config.clone()).expect("executor");
         let mut disk = Vec::new();
         for i in 0..cold_n {
-            let module = WasmModule::new(empty_module(i as u64 + if pooling { 0 } else { 1 << 32 }));
+            let module =
+                WasmModule::new(empty_module(i as u64 + if pooling { 0 } else { 1 << 32 }));
             let t = Instant::now();
             let report = rt.block_on(executor.run(job(module, &[])));
             disk.push(t.elapsed());
@@ -145,10 +149,17 @@ fn engine(fuel: bool, epoch: bool, nan_canonical: bool) -> wasmtime::Engine {
     wasmtime::Engine::new(&config).expect("engine")
 }
 
-fn wasmtime_kernel(engine: &wasmtime::Engine, wasm: &[u8], export: &str, n: u64) -> (u64, Duration) {
+fn wasmtime_kernel(
+    engine: &wasmtime::Engine,
+    wasm: &[u8],
+    export: &str,
+    n: u64,
+) -> (u64, Duration) {
     let module = wasmtime::Module::new(engine, wasm).expect("module");
     let mut linker = wasmtime::Linker::new(engine);
-    linker.define_unknown_imports_as_traps(&module).expect("stubs");
+    linker
+        .define_unknown_imports_as_traps(&module)
+        .expect("stubs");
     let mut store = wasmtime::Store::new(engine, ());
     let _ = store.set_fuel(u64::MAX / 4);
     store.set_epoch_deadline(u64::MAX / 4);
@@ -175,7 +186,9 @@ fn wasmi_kernel(wasm: &[u8], export: &str, n: u64) -> (u64, Duration) {
         }
     }
     let mut store = wasmi::Store::new(&engine, ());
-    let instance = linker.instantiate_and_start(&mut store, &module).expect("instance");
+    let instance = linker
+        .instantiate_and_start(&mut store, &module)
+        .expect("instance");
     let f = instance
         .get_typed_func::<i64, i64>(&store, export)
         .expect("kernel export");
@@ -185,22 +198,39 @@ fn wasmi_kernel(wasm: &[u8], export: &str, n: u64) -> (u64, Duration) {
 }
 
 fn best<F: FnMut() -> (u64, Duration)>(runs: usize, mut f: F) -> (u64, Duration) {
-    (0..runs).map(|_| f()).min_by_key(|(_, d)| *d).expect("at least one run")
+    (0..runs)
+        .map(|_| f())
+        .min_by_key(|(_, d)| *d)
+        .expect("at least one run")
 }
 
 fn ms(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1e3)
 }
 
+/// A kernel: its name, its `cpu-kernel` argument, its size and the native
+/// implementation.
+type KernelCase = (&'static str, &'static str, u64, fn(u64) -> u64);
+
 fn throughput(rt: &tokio::runtime::Runtime, quick: bool) {
     let wasm = workload("cpu-kernel");
     let scale = if quick { 10 } else { 1 };
-    let cases: [(&str, &str, u64, fn(u64) -> u64); 3] = [
-        ("integer (xorshift mix)", "int", 200_000_000 / scale, kernels::int_mix),
-        ("memory (sieve, bytes)", "mem", 40_000_000 / scale, |n| kernels::sieve(n as usize)),
-        ("float (f64 matmul n×n)", "float", if quick { 150 } else { 300 }, |n| {
-            kernels::matmul(n as usize)
+    let cases: [KernelCase; 3] = [
+        (
+            "integer (xorshift mix)",
+            "int",
+            200_000_000 / scale,
+            kernels::int_mix,
+        ),
+        ("memory (sieve, bytes)", "mem", 40_000_000 / scale, |n| {
+            kernels::sieve(n as usize)
         }),
+        (
+            "float (f64 matmul n×n)",
+            "float",
+            if quick { 150 } else { 300 },
+            |n| kernels::matmul(n as usize),
+        ),
     ];
     let plain = engine(false, false, false);
     let det = engine(false, true, true);
@@ -226,7 +256,11 @@ fn throughput(rt: &tokio::runtime::Runtime, quick: bool) {
             let report = rt.block_on(executor.run(job(module.clone(), &[kind, &n.to_string()])));
             assert!(report.outcome.is_success(), "{report:?}");
             let printed = String::from_utf8_lossy(&report.stdout);
-            let sum = printed.split_whitespace().nth(2).and_then(|s| s.parse().ok()).unwrap_or(0);
+            let sum = printed
+                .split_whitespace()
+                .nth(2)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
             (sum, report.run_time)
         });
         let (s5, t_wasmi) = wasmi_kernel(&wasm, &export, n);
@@ -261,7 +295,10 @@ fn main() {
         .enable_time()
         .build()
         .expect("runtime");
-    println!("# Sandbox benchmark (wasmtime {})\n", provider_node::sandbox::ENGINE_VERSION);
+    println!(
+        "# Sandbox benchmark (wasmtime {})\n",
+        provider_node::sandbox::ENGINE_VERSION
+    );
     start_latency(&rt, quick);
     throughput(&rt, quick);
 }

@@ -10,7 +10,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 #[derive(Parser, Debug)]
-#[command(name = "provider-node", version, about = "Provider node of the ICP compute marketplace")]
+#[command(
+    name = "provider-node",
+    version,
+    about = "Provider node of the ICP compute marketplace"
+)]
 struct Cli {
     #[command(subcommand)]
     command: cli::Command,

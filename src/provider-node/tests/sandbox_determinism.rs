@@ -110,8 +110,14 @@ async fn disk_cache_survives_restarts_and_rejects_tampering() {
         assert_eq!(report.stdout, b"cached");
         report.module_source
     };
-    assert_eq!(run(Executor::new(config.clone()).unwrap()).await, ModuleSource::Compiled);
-    assert_eq!(run(Executor::new(config.clone()).unwrap()).await, ModuleSource::DiskCache);
+    assert_eq!(
+        run(Executor::new(config.clone()).unwrap()).await,
+        ModuleSource::Compiled
+    );
+    assert_eq!(
+        run(Executor::new(config.clone()).unwrap()).await,
+        ModuleSource::DiskCache
+    );
 
     // Flip one byte of the compiled artefact: the file must be refused.
     let artefact = std::fs::read_dir(&dir)
@@ -123,11 +129,20 @@ async fn disk_cache_survives_restarts_and_rejects_tampering() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x40;
     std::fs::write(&artefact, &bytes).unwrap();
-    assert_eq!(run(Executor::new(config.clone()).unwrap()).await, ModuleSource::Compiled);
-    assert_eq!(run(Executor::new(config.clone()).unwrap()).await, ModuleSource::DiskCache);
+    assert_eq!(
+        run(Executor::new(config.clone()).unwrap()).await,
+        ModuleSource::Compiled
+    );
+    assert_eq!(
+        run(Executor::new(config.clone()).unwrap()).await,
+        ModuleSource::DiskCache
+    );
 
     // A cache written under another node's key is refused as well.
     std::fs::write(dir.join("cache.key"), [0u8; 32]).unwrap();
-    assert_eq!(run(Executor::new(config).unwrap()).await, ModuleSource::Compiled);
+    assert_eq!(
+        run(Executor::new(config).unwrap()).await,
+        ModuleSource::Compiled
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -103,7 +103,9 @@ pub fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         max_module_bytes: args.max_module_mib.saturating_mul(1 << 20),
         max_compile_time: Duration::try_from_secs_f64(args.compile_timeout)
             .context("--compile-timeout")?,
-        max_job_memory_bytes: limits.memory_bytes.max(SandboxConfig::default().max_job_memory_bytes),
+        max_job_memory_bytes: limits
+            .memory_bytes
+            .max(SandboxConfig::default().max_job_memory_bytes),
         max_job_table_elements: limits
             .table_elements
             .max(SandboxConfig::default().max_job_table_elements),
@@ -133,8 +135,14 @@ pub fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         ("outcome", report.outcome.to_string()),
         ("fuel_used", report.fuel_used.to_string()),
         ("peak_memory_bytes", report.peak_memory_bytes.to_string()),
-        ("prepare_ms", format!("{:.3}", report.prepare_time.as_secs_f64() * 1e3)),
-        ("run_ms", format!("{:.3}", report.run_time.as_secs_f64() * 1e3)),
+        (
+            "prepare_ms",
+            format!("{:.3}", report.prepare_time.as_secs_f64() * 1e3),
+        ),
+        (
+            "run_ms",
+            format!("{:.3}", report.run_time.as_secs_f64() * 1e3),
+        ),
         ("module", format!("{:?}", report.module_source)),
         ("code_sha256", hex::encode(report.code_hash)),
         ("engine", report.engine_version.to_string()),

@@ -152,6 +152,9 @@ mod tests {
     fn clock_advances_by_step() {
         let clock = LogicalClock::new(5);
         assert_eq!(HostMonotonicClock::now(&clock), 5);
-        assert_eq!(HostMonotonicClock::now(&clock), 5 + CLOCK_STEP.as_nanos() as u64);
+        assert_eq!(
+            HostMonotonicClock::now(&clock),
+            5 + CLOCK_STEP.as_nanos() as u64
+        );
     }
 }

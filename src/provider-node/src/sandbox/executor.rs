@@ -17,8 +17,8 @@ use super::config::{ENGINE_VERSION, SandboxConfig};
 use super::determinism::{LogicalClock, SeededRandom, WALL_CLOCK_START_SECS};
 use super::error::SandboxError;
 use super::job::{Job, WasmModule};
-use super::limits::JobLimits;
 use super::limiter::{JobLimiter, MemoryLimitExceeded};
+use super::limits::JobLimits;
 use super::outcome::{JobReport, ModuleSource, Outcome, Stream};
 use super::output::{CappedOutput, OutputLimitExceeded};
 use super::progress::{JobControl, JobPhase, RunningJob};
@@ -32,6 +32,9 @@ struct JobState {
 
 /// A module compiled, linked against WASI and ready to instantiate.
 type Prepared = Arc<InstancePre<JobState>>;
+
+/// Fuel between progress updates (about 10 ms of guest code).
+const PROGRESS_FUEL_SLICE: u64 = 10_000_000;
 
 /// Why a running job was stopped from outside the guest.
 #[derive(Debug, thiserror::Error)]
@@ -223,7 +226,12 @@ async fn run_job(inner: Arc<Inner>, job: Job, control: Arc<JobControl>) -> JobRe
         } => Some(ready),
     };
     let report = match ready {
-        None => early_report(&job, Outcome::Cancelled, ModuleSource::None, started.elapsed()),
+        None => early_report(
+            &job,
+            Outcome::Cancelled,
+            ModuleSource::None,
+            started.elapsed(),
+        ),
         Some((_slot, Err((outcome, source)))) => {
             early_report(&job, outcome, source, started.elapsed())
         }
@@ -317,7 +325,10 @@ impl Inner {
         }
     }
 
-    async fn load_or_compile(&self, module: &WasmModule) -> Result<(Module, ModuleSource), Outcome> {
+    async fn load_or_compile(
+        &self,
+        module: &WasmModule,
+    ) -> Result<(Module, ModuleSource), Outcome> {
         let size = module.bytes().len();
         let limit = self.config.max_module_bytes;
         if size > limit {
@@ -424,6 +435,13 @@ async fn execute(inner: &Inner, pre: &Prepared, job: Job, control: &Arc<JobContr
     store
         .set_fuel(limits.fuel)
         .expect("fuel metering is enabled on the engine");
+    // Compiled code keeps its fuel counter in a register and only writes it
+    // back to the store when it runs out of its current slice; slicing the
+    // budget makes the epoch callback's progress reports lag by at most one
+    // slice. The total is the same, so fuel counts stay deterministic.
+    store
+        .fuel_async_yield_interval(Some(PROGRESS_FUEL_SLICE))
+        .expect("fuel and async are both available");
     let started = Instant::now();
     let deadline = started + limits.timeout;
     let watcher = Arc::clone(control);
@@ -505,7 +523,7 @@ fn check_declared_sizes(module: &Module, limits: &JobLimits) -> Result<(), Outco
 }
 
 /// Finds an error of type `E` anywhere in `err`'s chain of causes.
-fn find<'a, E: std::error::Error + 'static>(err: &'a wasmtime::Error) -> Option<&'a E> {
+fn find<E: std::error::Error + 'static>(err: &wasmtime::Error) -> Option<&E> {
     err.chain().find_map(|cause| cause.downcast_ref::<E>())
 }
 
@@ -533,7 +551,9 @@ fn classify(
         };
     }
     if let Some(e) = find::<MemoryLimitExceeded>(&err) {
-        return Outcome::OutOfMemory { detail: e.0.clone() };
+        return Outcome::OutOfMemory {
+            detail: e.0.clone(),
+        };
     }
     if let Some(e) = find::<OutputLimitExceeded>(&err) {
         return output_too_large(OutputLimitExceeded { ..*e });
@@ -568,4 +588,3 @@ fn output_too_large(e: OutputLimitExceeded) -> Outcome {
         limit: e.limit,
     }
 }
-

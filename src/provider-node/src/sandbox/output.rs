@@ -47,7 +47,10 @@ impl CappedOutput {
 
     /// The bytes written so far.
     pub fn contents(&self) -> Vec<u8> {
-        self.buffer.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.buffer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// True once the guest tried to write past the cap.

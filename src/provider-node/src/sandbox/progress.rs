@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::outcome::{JobReport, ModuleSource, Outcome};
 use super::config::ENGINE_VERSION;
+use super::outcome::{JobReport, ModuleSource, Outcome};
 
 /// Where a job is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

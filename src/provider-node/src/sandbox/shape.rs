@@ -14,23 +14,19 @@ pub fn check_shape(wasm: &[u8], limits: &ModuleShapeLimits) -> Result<(), String
     let mut functions = 0u32;
     for payload in Parser::new(0).parse_all(wasm) {
         match payload.map_err(|e| format!("malformed module: {e}"))? {
-            Payload::ImportSection(reader) => {
-                if reader.count() > limits.max_imports {
-                    return Err(format!(
-                        "{} imports, limit {}",
-                        reader.count(),
-                        limits.max_imports
-                    ));
-                }
+            Payload::ImportSection(reader) if reader.count() > limits.max_imports => {
+                return Err(format!(
+                    "{} imports, limit {}",
+                    reader.count(),
+                    limits.max_imports
+                ));
             }
-            Payload::FunctionSection(reader) => {
-                if reader.count() > limits.max_functions {
-                    return Err(format!(
-                        "{} functions, limit {}",
-                        reader.count(),
-                        limits.max_functions
-                    ));
-                }
+            Payload::FunctionSection(reader) if reader.count() > limits.max_functions => {
+                return Err(format!(
+                    "{} functions, limit {}",
+                    reader.count(),
+                    limits.max_functions
+                ));
             }
             Payload::CodeSectionEntry(body) => {
                 functions += 1;

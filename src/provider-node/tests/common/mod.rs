@@ -35,7 +35,9 @@ pub fn workload(name: &str) -> WasmModule {
 
 /// A hand-written WAT workload from `workloads/wat/`, assembled now.
 pub fn wat(name: &str) -> WasmModule {
-    let path = repo_root().join("workloads/wat").join(format!("{name}.wat"));
+    let path = repo_root()
+        .join("workloads/wat")
+        .join(format!("{name}.wat"));
     let bytes = wat::parse_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     WasmModule::new(bytes)
 }
