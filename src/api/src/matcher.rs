@@ -34,6 +34,41 @@ pub struct MatcherInit {
     pub bond_multiple: u32,
     /// Amount slashed for one missed deadline, as a multiple of one interval's price.
     pub slash_multiple: u32,
+    /// The ledger stakes (and so slash payouts) are in: the registry's ledger.
+    pub stake_ledger: Principal,
+}
+
+/// Arguments of `begin_module_upload`.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct ModuleUpload {
+    /// The module's sha256, checked when the upload is committed.
+    pub sha256: Sha256,
+    /// The module's size in bytes.
+    pub size: u64,
+}
+
+/// A module in the store.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct ModuleInfo {
+    /// Its sha256.
+    pub sha256: Sha256,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Number of chunks to download.
+    pub chunks: u32,
+    /// Whether it is complete and verified.
+    pub committed: bool,
+    /// Jobs using it.
+    pub refs: u64,
+}
+
+/// Book depth of one ledger.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct BookDepth {
+    /// Resting bids per price, highest first.
+    pub bids: Vec<PriceLevel>,
+    /// Free offer slots per price, lowest first.
+    pub asks: Vec<PriceLevel>,
 }
 
 /// Where a job's module comes from.

@@ -1,20 +1,134 @@
 //! ic-cdk entry points: each reads the caller and the time, calls the logic
 //! and maps its result. No rules live here.
 
+use crate::execute;
+use crate::lifecycle::lock_key;
+use crate::modules::{ModuleMeta, StoreError};
 use crate::state::{mutate_state, read_state};
-use market_api::matcher::{MatcherEvent, MatcherInit};
-use market_api::{EventPage, PageRequest, StandardRecord};
+use candid::Principal;
+use canister_common::guard::{Guard, GuardError};
+use market_api::client::call;
+use market_api::escrow::{Balance, EscrowError, JobLock, LockArgs};
+use market_api::matcher::{
+    Assignment, BookDepth, HeartbeatAck, HeartbeatItem, Job, JobSpec, MAX_CHUNK_BYTES,
+    MatcherError, MatcherEvent, MatcherInit, ModuleInfo, ModuleUpload, Offer, OfferSpec, Sha256,
+    SubmitResultArgs,
+};
+use market_api::registry::Provider;
+use market_api::{
+    EventPage, HttpRequest, HttpResponse, JobId, OfferId, PageRequest, StandardRecord,
+};
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// Deadlines handled by one timer run.
+const DEADLINES_PER_RUN: usize = 100;
+
+thread_local! {
+    static BUSY: RefCell<BTreeSet<Principal>> = const { RefCell::new(BTreeSet::new()) };
+    /// The armed timer and when it fires (heap only: timers do not survive
+    /// upgrades, so post_upgrade arms a new one from stable state).
+    static TIMER: Cell<Option<(ic_cdk_timers::TimerId, u64)>> = const { Cell::new(None) };
+}
+
+fn now() -> u64 {
+    ic_cdk::api::time()
+}
+
+fn caller() -> Result<Principal, MatcherError> {
+    let c = ic_cdk::api::msg_caller();
+    if c == Principal::anonymous() {
+        return Err(MatcherError::AnonymousCaller);
+    }
+    Ok(c)
+}
+
+fn guard(p: Principal) -> Result<Guard<Principal>, MatcherError> {
+    Guard::new(&BUSY, p).map_err(|e| match e {
+        GuardError::AlreadyProcessing => MatcherError::Busy,
+        GuardError::TooManyConcurrentRequests => MatcherError::Busy,
+    })
+}
+
+fn store_error(e: StoreError, sha256: Sha256) -> MatcherError {
+    match e {
+        StoreError::Unknown | StoreError::NotCommitted => MatcherError::UnknownModule { sha256 },
+        StoreError::NotUploader => MatcherError::Unauthorized {
+            reason: "only the uploader may do this".into(),
+        },
+        StoreError::TooManyUploads => MatcherError::LimitReached {
+            what: "uploads in progress".into(),
+            limit: 2,
+        },
+        other => MatcherError::InvalidArgument {
+            field: "module".into(),
+            reason: format!("{other:?}"),
+        },
+    }
+}
+
+fn module_info(sha256: Sha256, m: &ModuleMeta) -> ModuleInfo {
+    ModuleInfo {
+        sha256,
+        size: m.size,
+        chunks: m.chunk_count(),
+        committed: m.committed,
+        refs: m.refs,
+    }
+}
+
+/// Arms the timer for the earliest deadline or outbox step, if it is not
+/// armed for an earlier time already.
+fn schedule() {
+    let wake = read_state(|s| {
+        [s.market.next_deadline_ns(), s.market.outbox.next_wake_ns()]
+            .into_iter()
+            .flatten()
+            .min()
+    });
+    let Some(wake) = wake else { return };
+    if let Some((_, at)) = TIMER.get()
+        && at <= wake
+    {
+        return;
+    }
+    if let Some((id, _)) = TIMER.take() {
+        ic_cdk_timers::clear_timer(id);
+    }
+    let delay = Duration::from_nanos(wake.saturating_sub(now()));
+    let id = ic_cdk_timers::set_timer(delay, run());
+    TIMER.set(Some((id, wake)));
+}
+
+/// One timer run: handle due deadlines, perform ready outbox steps, re-arm.
+async fn run() {
+    TIMER.set(None);
+    let t = now();
+    mutate_state(|s| {
+        let p = s.params();
+        s.market.process_deadlines(&p, t, DEADLINES_PER_RUN);
+        s.market.modules.collect_garbage(t, 10);
+    });
+    schedule();
+    execute::run_ready_steps().await;
+    schedule();
+}
 
 #[ic_cdk::init]
 fn init(arg: MatcherInit) {
-    mutate_state(|s| s.init(arg));
+    mutate_state(|s| s.set_config(arg));
 }
 
 #[ic_cdk::post_upgrade]
 fn post_upgrade(arg: Option<MatcherInit>) {
-    if let Some(config) = arg {
-        mutate_state(|s| s.init(config));
-    }
+    mutate_state(|s| {
+        if let Some(config) = arg {
+            s.set_config(config);
+        }
+        s.market.outbox.reset_in_flight();
+    });
+    schedule();
 }
 
 /// The matcher's configuration.
@@ -23,10 +137,350 @@ fn get_config() -> MatcherInit {
     read_state(|s| s.config())
 }
 
+/// Starts uploading a job module. Only principals holding a balance in the
+/// escrow may upload, so storage can't be filled for free.
+#[ic_cdk::update]
+async fn begin_module_upload(args: ModuleUpload) -> Result<ModuleInfo, MatcherError> {
+    let caller = caller()?;
+    let escrow = read_state(|s| s.config().escrow);
+    let balances: Vec<Balance> =
+        call(escrow, "balances_of", &(caller,))
+            .await
+            .map_err(|e| MatcherError::Downstream {
+                canister: "escrow".into(),
+                message: format!("{e:?}"),
+            })?;
+    if !balances.iter().any(|b| b.free > 0 || b.locked > 0) {
+        return Err(MatcherError::Unauthorized {
+            reason: "uploading needs a balance in the escrow".into(),
+        });
+    }
+    let t = now();
+    mutate_state(|s| s.market.modules.begin(t, caller, args.sha256, args.size))
+        .map(|m| module_info(args.sha256, &m))
+        .map_err(|e| store_error(e, args.sha256))
+}
+
+/// Stores one chunk (of [`MAX_CHUNK_BYTES`], the last one shorter) of an upload.
+#[ic_cdk::update]
+fn put_module_chunk(
+    sha256: Sha256,
+    index: u32,
+    bytes: serde_bytes::ByteBuf,
+) -> Result<(), MatcherError> {
+    let caller = caller()?;
+    if bytes.len() > MAX_CHUNK_BYTES {
+        return Err(MatcherError::InvalidArgument {
+            field: "bytes".into(),
+            reason: "chunk too large".into(),
+        });
+    }
+    mutate_state(|s| {
+        s.market
+            .modules
+            .put_chunk(caller, sha256, index, bytes.into_vec())
+    })
+    .map_err(|e| store_error(e, sha256))
+}
+
+/// Verifies an upload's sha256 and makes the module usable by jobs.
+#[ic_cdk::update]
+fn commit_module(sha256: Sha256) -> Result<ModuleInfo, MatcherError> {
+    let caller = caller()?;
+    let t = now();
+    let m = mutate_state(|s| s.market.modules.commit(t, caller, sha256))
+        .map_err(|e| store_error(e, sha256))?;
+    mutate_state(|s| {
+        s.events.append(
+            t,
+            MatcherEvent::ModuleStored {
+                sha256,
+                size: m.size,
+                uploader: caller,
+            },
+        )
+    });
+    schedule();
+    Ok(module_info(sha256, &m))
+}
+
+/// A module's metadata.
+#[ic_cdk::query]
+fn module_info_of(sha256: Sha256) -> Option<ModuleInfo> {
+    read_state(|s| {
+        s.market
+            .modules
+            .meta(&sha256)
+            .map(|m| module_info(sha256, &m))
+    })
+}
+
+/// One chunk of a committed module.
+#[ic_cdk::query]
+fn module_chunk(sha256: Sha256, index: u32) -> Result<serde_bytes::ByteBuf, MatcherError> {
+    read_state(|s| s.market.modules.chunk(&sha256, index))
+        .map(serde_bytes::ByteBuf::from)
+        .map_err(|e| store_error(e, sha256))
+}
+
+async fn offer(offer_id: Option<OfferId>, spec: OfferSpec) -> Result<OfferId, MatcherError> {
+    let caller = caller()?;
+    let _guard = guard(caller)?;
+    let registry = read_state(|s| s.config().registry);
+    let provider: Option<Provider> =
+        call(registry, "get_provider", &(caller,))
+            .await
+            .map_err(|e| MatcherError::Downstream {
+                canister: "registry".into(),
+                message: format!("{e:?}"),
+            })?;
+    let Some(p) = provider else {
+        return Err(MatcherError::Unauthorized {
+            reason: "register as a provider first".into(),
+        });
+    };
+    if p.jailed || p.deregistered {
+        return Err(MatcherError::Unauthorized {
+            reason: "jailed or deregistered providers can't offer".into(),
+        });
+    }
+    let stake = p.stake.free.saturating_add(p.stake.bonded);
+    let t = now();
+    let id = mutate_state(|s| {
+        let params = s.params();
+        let id = s
+            .market
+            .put_offer(&params, t, caller, p.profile.node, stake, offer_id, spec)?;
+        s.events.append(
+            t,
+            MatcherEvent::OfferChanged {
+                offer_id: id,
+                provider: caller,
+                withdrawn: false,
+            },
+        );
+        Ok::<_, MatcherError>(id)
+    })?;
+    schedule();
+    Ok(id)
+}
+
+/// Posts a standing offer (registered, unjailed providers only); resting
+/// bids it can serve are matched at once.
+#[ic_cdk::update]
+async fn post_offer(spec: OfferSpec) -> Result<OfferId, MatcherError> {
+    offer(None, spec).await
+}
+
+/// Changes one of the caller's offers.
+#[ic_cdk::update]
+async fn update_offer(offer_id: OfferId, spec: OfferSpec) -> Result<OfferId, MatcherError> {
+    offer(Some(offer_id), spec).await
+}
+
+/// Withdraws one of the caller's offers; jobs running on it go on.
+#[ic_cdk::update]
+fn withdraw_offer(offer_id: OfferId) -> Result<(), MatcherError> {
+    let caller = caller()?;
+    let t = now();
+    mutate_state(|s| {
+        s.market.withdraw_offer(caller, offer_id)?;
+        s.events.append(
+            t,
+            MatcherEvent::OfferChanged {
+                offer_id,
+                provider: caller,
+                withdrawn: true,
+            },
+        );
+        Ok(())
+    })
+}
+
+/// A provider's offers.
+#[ic_cdk::query]
+fn offers_of(provider: Principal) -> Vec<Offer> {
+    read_state(|s| s.market.offers_of(provider))
+}
+
+/// Submits a job: locks its maximum cost from the caller's escrow balance,
+/// then matches it with the cheapest eligible offer or rests it in the book.
+#[ic_cdk::update]
+async fn submit_job(spec: JobSpec) -> Result<JobId, MatcherError> {
+    let caller = caller()?;
+    let _guard = guard(caller)?;
+    let t = now();
+    let rec = mutate_state(|s| s.market.create_job(t, caller, spec))?;
+    let id = rec.state.id;
+    let amount = rec.state.max_cost().unwrap_or(u128::MAX);
+    let escrow = read_state(|s| s.config().escrow);
+    let args = LockArgs {
+        job_key: lock_key(id),
+        buyer: caller,
+        ledger: rec.spec.ledger,
+        amount,
+    };
+    let answer = call::<_, Result<JobLock, EscrowError>>(escrow, "lock", &(args,)).await;
+    let t = now();
+    match answer {
+        Ok(Ok(_)) => {
+            mutate_state(|s| {
+                s.events.append(
+                    t,
+                    MatcherEvent::JobSubmitted {
+                        job_id: id,
+                        owner: caller,
+                        max_cost: amount,
+                        ledger: rec.spec.ledger,
+                    },
+                );
+                let p = s.params();
+                s.market.job_funded(&p, t, id);
+            });
+            schedule();
+            Ok(id)
+        }
+        Ok(Err(e)) => {
+            mutate_state(|s| s.market.drop_unfunded(t, id));
+            Err(MatcherError::Downstream {
+                canister: "escrow".into(),
+                message: format!("{e:?}"),
+            })
+        }
+        Err(_) => {
+            // Unknown outcome: the lock may exist. The outbox retries it with
+            // the same key and funds the job, or drops it if refused.
+            mutate_state(|s| s.market.lock_pending(id));
+            schedule();
+            Ok(id)
+        }
+    }
+}
+
+/// A job, if it exists.
+#[ic_cdk::query]
+fn get_job(job_id: JobId) -> Option<Job> {
+    read_state(|s| s.market.job(job_id).map(|r| r.to_job()))
+}
+
+/// An owner's jobs, from `page.start` (a job id) on.
+#[ic_cdk::query]
+fn list_jobs(owner: Principal, page: PageRequest) -> Vec<Job> {
+    read_state(|s| {
+        s.market
+            .jobs_of(owner, page.start.unwrap_or(0), page.effective_limit())
+    })
+}
+
+/// Cancels one of the caller's jobs: intervals already paid stay paid, the
+/// rest of the lock returns to the caller's balance.
+#[ic_cdk::update]
+fn cancel_job(job_id: JobId) -> Result<(), MatcherError> {
+    let caller = caller()?;
+    let t = now();
+    mutate_state(|s| {
+        let p = s.params();
+        s.market.cancel(&p, t, caller, job_id)
+    })?;
+    schedule();
+    Ok(())
+}
+
+/// Jobs assigned to a provider that are not finished, with everything
+/// needed to run them.
+#[ic_cdk::query]
+fn assignments(provider: Principal) -> Vec<Assignment> {
+    read_state(|s| {
+        let p = s.params();
+        s.market
+            .assignments_of(provider)
+            .into_iter()
+            .filter_map(|r| {
+                let a = r.state.assignment.clone()?;
+                Some(Assignment {
+                    job_id: r.state.id,
+                    attempt: a.attempt,
+                    spec: r.spec.clone(),
+                    price_per_interval: a.price,
+                    next_deadline_ns: r.state.deadline_ns(&p).unwrap_or(0),
+                    acknowledged: a.started_at_ns.is_some(),
+                })
+            })
+            .collect()
+    })
+}
+
+/// One batched heartbeat for all of a provider's jobs, from the provider or
+/// its node principal. The first heartbeat of a job acknowledges it; later
+/// ones each pay the interval just completed.
+#[ic_cdk::update]
+fn heartbeat(items: Vec<HeartbeatItem>) -> Result<Vec<HeartbeatAck>, MatcherError> {
+    let caller = caller()?;
+    let t = now();
+    let acks = mutate_state(|s| {
+        let p = s.params();
+        s.market.heartbeat(&p, t, caller, &items)
+    })?;
+    schedule();
+    Ok(acks)
+}
+
+/// A provider's result for a job: pays what is due and settles the rest.
+#[ic_cdk::update]
+fn submit_result(args: SubmitResultArgs) -> Result<(), MatcherError> {
+    let caller = caller()?;
+    if args.result.output.len() > market_api::matcher::MAX_OUTPUT_BYTES {
+        return Err(MatcherError::InvalidArgument {
+            field: "output".into(),
+            reason: "too large".into(),
+        });
+    }
+    let t = now();
+    mutate_state(|s| {
+        let p = s.params();
+        s.market.submit_result(&p, t, caller, args)
+    })?;
+    schedule();
+    Ok(())
+}
+
+/// Resting bids and free offer slots per price on a ledger.
+#[ic_cdk::query]
+fn book_depth(ledger: Principal) -> BookDepth {
+    read_state(|s| {
+        let d = s.market.book.depth(ledger, 50);
+        BookDepth {
+            bids: d.bids,
+            asks: d.asks,
+        }
+    })
+}
+
 /// One page of the public event log.
 #[ic_cdk::query]
 fn get_events(page: PageRequest) -> EventPage<MatcherEvent> {
     read_state(|s| s.events.page(&page))
+}
+
+/// `/metrics` in the Prometheus text format.
+#[ic_cdk::query]
+fn http_request(req: HttpRequest) -> HttpResponse {
+    if req.url.split('?').next() != Some("/metrics") {
+        return HttpResponse::text(404, "text/plain", "not found");
+    }
+    let body = read_state(|s| {
+        format!(
+            "# HELP matcher_offers Offers in the book.\n# TYPE matcher_offers gauge\nmatcher_offers {}\n\
+             # HELP matcher_resting_bids Bids waiting for capacity.\n# TYPE matcher_resting_bids gauge\nmatcher_resting_bids {}\n\
+             # HELP matcher_outbox_steps Cross-canister steps pending.\n# TYPE matcher_outbox_steps gauge\nmatcher_outbox_steps {}\n\
+             # HELP matcher_events Events recorded.\n# TYPE matcher_events counter\nmatcher_events {}\n",
+            s.market.book.offer_count(),
+            s.market.book.bid_count(),
+            s.market.outbox.len(),
+            s.events.len(),
+        )
+    });
+    HttpResponse::text(200, "text/plain; version=0.0.4", body)
 }
 
 /// ICRC-10: the standards this canister supports.

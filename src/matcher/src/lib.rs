@@ -5,6 +5,7 @@
 //! that native tests drive without the IC system API.
 
 pub mod book;
+pub mod execute;
 pub mod lifecycle;
 pub mod market;
 pub mod memory;

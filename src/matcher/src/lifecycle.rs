@@ -88,6 +88,20 @@ pub struct JobState {
 /// A cross-canister step a transition requires, with its idempotency key.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum Effect {
+    /// Lock the job's maximum cost from the buyer's balance (escrow `lock`),
+    /// retried when `submit_job` could not learn the outcome.
+    Lock {
+        buyer: Principal,
+        ledger: Principal,
+        amount: Tokens,
+    },
+    /// Credit slashed tokens paid to `beneficiary`'s deposit account (escrow `notify_deposit`).
+    NotifyDeposit {
+        ledger: Principal,
+        beneficiary: Principal,
+    },
+    /// Deliver the finished job to the buyer's callback method, once.
+    Callback { method: String },
     /// Bond `amount` of the provider's stake (registry `bond`).
     Bond {
         key: String,

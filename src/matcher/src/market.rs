@@ -301,6 +301,25 @@ impl<M: Memory> Market<M> {
         Ok(rec)
     }
 
+    /// The escrow could not be asked to lock (the outcome of the call is
+    /// unknown): retry through the outbox; the lock key makes it safe.
+    pub fn lock_pending(&mut self, id: JobId) {
+        if let Some(rec) = self.job(id)
+            && !rec.funded
+            && !self.outbox.has_pending(id)
+        {
+            let amount = rec.state.max_cost().unwrap_or(Tokens::MAX);
+            self.outbox.push(
+                id,
+                Effect::Lock {
+                    buyer: rec.state.owner,
+                    ledger: rec.spec.ledger,
+                    amount,
+                },
+            );
+        }
+    }
+
     /// The escrow refused the lock: forget the job.
     pub fn drop_unfunded(&mut self, now_ns: u64, id: JobId) {
         if let Some(rec) = self.job(id)
@@ -385,13 +404,17 @@ impl<M: Memory> Market<M> {
                     self.try_match(p, now_ns, id);
                 }
                 Effect::Settle => {
-                    if let Some(rec) = self.job(id)
-                        && let ModuleSource::Stored { sha256 } = &rec.spec.module
+                    let rec = self.job(id);
+                    if let Some(ModuleSource::Stored { sha256 }) =
+                        rec.as_ref().map(|r| &r.spec.module)
                     {
                         self.modules.release(now_ns, sha256);
                     }
                     self.book.remove_bid(id);
                     self.outbox.push(id, Effect::Settle);
+                    if let Some(method) = rec.and_then(|r| r.spec.callback) {
+                        self.outbox.push(id, Effect::Callback { method });
+                    }
                 }
                 other => {
                     self.outbox.push(id, other);

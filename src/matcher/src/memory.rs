@@ -30,6 +30,14 @@ pub const MODULE_CHUNKS: MemoryId = MemoryId::new(8);
 pub const OUTBOX_STEPS: MemoryId = MemoryId::new(9);
 /// Outbox step numbers by (job, sequence number).
 pub const OUTBOX_BY_JOB: MemoryId = MemoryId::new(10);
+/// Jobs by id.
+pub const JOBS: MemoryId = MemoryId::new(11);
+/// (owner, job id) pairs.
+pub const JOBS_BY_OWNER: MemoryId = MemoryId::new(12);
+/// (deadline, job id, attempt) triples.
+pub const DEADLINES: MemoryId = MemoryId::new(13);
+/// Node principal to provider.
+pub const NODES: MemoryId = MemoryId::new(14);
 
 thread_local! {
     static MEMORY_MANAGER: RefCell<MemoryManager<DefaultMemoryImpl>> =

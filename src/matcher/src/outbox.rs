@@ -16,6 +16,10 @@ use serde::{Deserialize, Serialize};
 pub const BASE_BACKOFF_NS: u64 = 1_000_000_000;
 /// Longest retry delay.
 pub const MAX_BACKOFF_NS: u64 = 300 * 1_000_000_000;
+/// A step handed out longer ago than this without an answer (its call's
+/// callback trapped, say) is handed out again. Longer than any bounded-wait
+/// call can take, so a call still in flight is not duplicated.
+pub const STALE_IN_FLIGHT_NS: u64 = 600 * 1_000_000_000;
 
 /// A recorded step.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -97,7 +101,8 @@ impl<M: Memory> Outbox<M> {
     }
 
     /// Up to `limit` steps ready to run now: the first pending step of each
-    /// job, if not in flight and not backing off. Marks them in flight.
+    /// job, unless it is backing off or was handed out less than
+    /// [`STALE_IN_FLIGHT_NS`] ago. Marks them in flight.
     pub fn take_ready(&mut self, now_ns: u64, limit: usize) -> Vec<(u64, Step)> {
         let mut ready = Vec::new();
         let mut seen_job = None;
@@ -118,10 +123,11 @@ impl<M: Memory> Outbox<M> {
             let Some(mut step) = self.get(seq) else {
                 continue;
             };
-            if step.in_flight || step.not_before_ns > now_ns {
+            if step.not_before_ns > now_ns {
                 continue;
             }
             step.in_flight = true;
+            step.not_before_ns = now_ns.saturating_add(STALE_IN_FLIGHT_NS);
             self.steps.insert(seq, Cbor(step.clone()));
             ready.push((seq, step));
         }
@@ -161,9 +167,26 @@ impl<M: Memory> Outbox<M> {
         for seq in flying {
             if let Some(mut step) = self.get(seq) {
                 step.in_flight = false;
+                step.not_before_ns = 0;
                 self.steps.insert(seq, Cbor(step));
             }
         }
+    }
+
+    /// When the next step becomes ready (or a step in flight goes stale);
+    /// `None` if nothing is pending.
+    pub fn next_wake_ns(&self) -> Option<u64> {
+        let mut seen_job = None;
+        self.by_job
+            .keys()
+            .filter(|(job, _)| {
+                let first = seen_job != Some(*job);
+                seen_job = Some(*job);
+                first
+            })
+            .filter_map(|(_, seq)| self.get(seq))
+            .map(|s| s.not_before_ns)
+            .min()
     }
 
     /// Whether the step `seq` is the next one of its job.
@@ -224,9 +247,19 @@ mod tests {
         o.retry_later(0, s, "escrow rejected".into());
         assert!(o.take_ready(BASE_BACKOFF_NS, 10).is_empty(), "backing off");
         assert_eq!(o.take_ready(2 * BASE_BACKOFF_NS, 10).len(), 1);
-        assert!(o.take_ready(u64::MAX, 10).is_empty());
+        assert!(
+            o.take_ready(2 * BASE_BACKOFF_NS + 1, 10).is_empty(),
+            "in flight"
+        );
+        assert_eq!(
+            o.take_ready(2 * BASE_BACKOFF_NS + STALE_IN_FLIGHT_NS, 10)
+                .len(),
+            1,
+            "stale: handed out again"
+        );
         o.reset_in_flight();
-        let again = o.take_ready(u64::MAX, 10);
+        assert_eq!(o.next_wake_ns(), Some(0));
+        let again = o.take_ready(0, 10);
         assert_eq!(again[0].1.failures, 1);
         assert_eq!(again[0].1.last_error.as_deref(), Some("escrow rejected"));
     }

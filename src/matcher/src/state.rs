@@ -1,6 +1,8 @@
 //! The matcher's durable state, reached only through [`read_state`] and
 //! [`mutate_state`] so that no borrow is held across an `.await`.
 
+use crate::lifecycle::Params;
+use crate::market::{Market, Memories};
 use crate::memory::{self, Memory};
 use canister_common::codec::Cbor;
 use canister_common::event_log::EventLog;
@@ -13,16 +15,30 @@ pub struct State {
     config: Cell<Cbor<Option<MatcherInit>>, Memory>,
     /// The public event log.
     pub events: EventLog<MatcherEvent, Memory>,
+    /// Jobs, book, deadlines, modules and outbox.
+    pub market: Market<Memory>,
 }
 
 impl State {
     fn open() -> Self {
+        use memory::*;
         Self {
-            config: Cell::init(memory::get(memory::CONFIG), Cbor(None)),
-            events: EventLog::init(
-                memory::get(memory::EVENT_LOG_INDEX),
-                memory::get(memory::EVENT_LOG_DATA),
-            ),
+            config: Cell::init(get(CONFIG), Cbor(None)),
+            events: EventLog::init(get(EVENT_LOG_INDEX), get(EVENT_LOG_DATA)),
+            market: Market::init(Memories {
+                jobs: get(JOBS),
+                jobs_by_owner: get(JOBS_BY_OWNER),
+                deadlines: get(DEADLINES),
+                nodes: get(NODES),
+                book: [
+                    get(OFFERS),
+                    get(OFFERS_BY_PRICE),
+                    get(BIDS),
+                    get(BIDS_BY_PRICE),
+                ],
+                modules: [get(MODULE_META), get(MODULE_CHUNKS)],
+                outbox: [get(OUTBOX_STEPS), get(OUTBOX_BY_JOB)],
+            }),
         }
     }
 
@@ -34,8 +50,18 @@ impl State {
         }
     }
 
-    /// Sets the configuration from the init argument.
-    pub fn init(&mut self, init: MatcherInit) {
+    /// The lifecycle parameters of the configuration.
+    pub fn params(&self) -> Params {
+        let c = self.config();
+        Params {
+            grace_secs: c.grace_secs,
+            bond_multiple: c.bond_multiple,
+            slash_multiple: c.slash_multiple,
+        }
+    }
+
+    /// Sets the configuration.
+    pub fn set_config(&mut self, init: MatcherInit) {
         self.config.set(Cbor(Some(init)));
     }
 }
