@@ -270,10 +270,9 @@ async fn oversized_module_is_refused_before_parsing() {
 fn generated_module(functions: usize, ops: usize, depth: usize) -> WasmModule {
     let mut text = String::from("(module (memory 1) (func (export \"_start\"))\n");
     for f in 0..functions {
-        text.push_str(&format!(
-            "(func $f{f} (param i32) (result i32) (local.get 0)\n"
-        ));
+        text.push_str(&format!("(func $f{f} (param i32) (result i32)\n"));
         text.push_str(&"(block (result i32)\n".repeat(depth));
+        text.push_str("(local.get 0)\n");
         for k in 0..ops {
             text.push_str(&format!(
                 "(i32.add (i32.const {k})) (i32.mul (local.get 0))\n"
@@ -319,7 +318,7 @@ async fn compile_time_bombs_are_refused() {
         other => panic!("expected invalid module, got {other:?}"),
     }
     // Many functions within the shape limits that take long to compile.
-    let slow = generated_module(2_000, 60, 1);
+    let slow = generated_module(3_000, 60, 1);
     let started = Instant::now();
     let report = run_beside_good_job(&executor, job(slow.clone(), b"")).await;
     assert!(
