@@ -16,6 +16,7 @@ declare -A CANISTERS=(
     [escrow]=src/escrow/escrow.did
     [matcher]=src/matcher/matcher.did
     [ledger]=src/ledger/ledger.did
+    [example-client]=src/example-client/example-client.did
     [probe-canister]=""
 )
 
@@ -39,7 +40,7 @@ ensure_ic_wasm() {
 
 packages=("$@")
 if [ ${#packages[@]} -eq 0 ]; then
-    packages=(registry escrow matcher ledger probe-canister)
+    packages=(registry escrow matcher ledger example-client probe-canister)
 fi
 for p in "${packages[@]}"; do
     if [ -z "${CANISTERS[$p]+x}" ]; then

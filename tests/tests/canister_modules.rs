@@ -131,3 +131,8 @@ fn matcher_module_matches_its_did() {
 fn ledger_module_matches_its_did() {
     check_canister("ledger");
 }
+
+#[test]
+fn example_client_module_matches_its_did() {
+    check_canister("example-client");
+}
