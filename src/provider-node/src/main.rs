@@ -1,7 +1,7 @@
 //! `provider-node`: the provider's command-line tool and daemon.
 //!
-//! Each subcommand lives in its own module under `cli/`; the daemon's
-//! subcommands (register, stake, offer, run, ...) join `Command` there.
+//! Each subcommand lives in its own module under `cli/`; the logic they
+//! call (client, config, identity, daemon) lives in the library.
 
 mod cli;
 
@@ -16,13 +16,15 @@ use clap::Parser;
     about = "Provider node of the ICP compute marketplace"
 )]
 struct Cli {
+    #[command(flatten)]
+    global: provider_node::config::GlobalArgs,
     #[command(subcommand)]
     command: cli::Command,
 }
 
 fn main() -> ExitCode {
     let args = Cli::parse();
-    match cli::run(args.command) {
+    match cli::run(args.global, args.command) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -1,22 +1,56 @@
 //! Subcommands of `provider-node`.
 
+mod context;
 mod exec;
+mod identity;
+mod offer;
+mod provider;
 
 use std::process::ExitCode;
 
 use clap::Subcommand;
+use provider_node::config::GlobalArgs;
 
 /// The subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Create or show the node's identity (PEM files as dfx writes them).
+    #[command(subcommand)]
+    Identity(identity::IdentityCommand),
+    /// Register this identity as a provider (profile only; stake separately).
+    Register(provider::RegisterArgs),
+    /// Stake ICP: approve the registry on the ledger, then stake.
+    Stake(provider::AmountArgs),
+    /// Start unbonding free stake; withdraw it after the unbonding period.
+    Unstake(provider::AmountArgs),
+    /// Withdraw earnings from the escrow and unbonded stake from the registry.
+    Withdraw(provider::WithdrawFlags),
+    /// Post, change, withdraw or list standing offers.
+    #[command(subcommand)]
+    Offer(offer::OfferCommand),
+    /// Show stake, offers, assigned jobs and earnings.
+    Status,
+    /// Print an example config file.
+    ConfigExample,
     /// Run a WASI job locally in exactly the providers' sandbox and report
     /// its outcome, fuel, peak memory and time.
     Exec(exec::ExecArgs),
 }
 
 /// Runs `command`; the exit code is the process's.
-pub fn run(command: Command) -> anyhow::Result<ExitCode> {
+pub fn run(global: GlobalArgs, command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Identity(c) => identity::run(&global, c),
+        Command::Register(a) => provider::register(&global, a),
+        Command::Stake(a) => provider::stake(&global, a),
+        Command::Unstake(a) => provider::unstake(&global, a),
+        Command::Withdraw(a) => provider::withdraw(&global, a),
+        Command::Offer(c) => offer::run(&global, c),
+        Command::Status => provider::status(&global),
+        Command::ConfigExample => {
+            print!("{}", provider_node::config::EXAMPLE);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Exec(args) => exec::run(args),
     }
 }

@@ -1,0 +1,322 @@
+//! `register`, `stake`, `unstake`, `withdraw` and `status`.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use candid::{Nat, Principal};
+use clap::Args;
+use icrc_ledger_types::icrc2::approve::ApproveArgs;
+use market_api::Account;
+use market_api::escrow::WithdrawArgs;
+use market_api::registry::{ProviderProfile, RegistryError};
+use provider_node::client::ClientError;
+use provider_node::client::tokens::{format_tokens, parse_tokens};
+use provider_node::config::GlobalArgs;
+
+use super::context::{self, Session};
+
+/// Flags of `register`.
+#[derive(Args, Debug)]
+pub struct RegisterArgs {
+    /// Display name of the provider.
+    #[arg(long)]
+    pub name: String,
+    /// Region of the machines, e.g. `eu-west`.
+    #[arg(long)]
+    pub region: String,
+    /// Jobs run at once.
+    #[arg(long, default_value_t = 2)]
+    pub slots: u32,
+    /// Memory per slot in MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub memory_per_slot_mib: u32,
+    /// Capability tag (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Public URL of the provider.
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// The principal the daemon signs heartbeats with (default: this identity).
+    #[arg(long)]
+    pub node: Option<Principal>,
+    /// Replace the profile of an already registered provider.
+    #[arg(long)]
+    pub update: bool,
+}
+
+/// An amount of ICP: `10`, `0.5`, or `150000e8s`.
+#[derive(Args, Debug)]
+pub struct AmountArgs {
+    /// Amount in ICP (`1.5`) or e8s (`150000000e8s`).
+    pub amount: String,
+}
+
+/// Flags of `withdraw`.
+#[derive(Args, Debug)]
+pub struct WithdrawFlags {
+    /// Only withdraw earnings from the escrow.
+    #[arg(long, conflicts_with = "stake_only")]
+    pub earnings_only: bool,
+    /// Only withdraw unbonded stake from the registry.
+    #[arg(long)]
+    pub stake_only: bool,
+    /// Send to this principal instead of the identity's own account.
+    #[arg(long)]
+    pub to: Option<Principal>,
+}
+
+pub fn register(global: &GlobalArgs, args: RegisterArgs) -> anyhow::Result<ExitCode> {
+    context::runtime()?.block_on(async {
+        let s = context::connect(global).await?;
+        let profile = ProviderProfile {
+            display_name: args.name,
+            region: args.region,
+            node: args.node.unwrap_or(s.identity.principal),
+            total_slots: args.slots,
+            memory_per_slot_mib: args.memory_per_slot_mib,
+            tags: args.tags,
+            endpoint: args.endpoint,
+        };
+        if args.update {
+            s.client.update_profile(profile).await?;
+            println!("profile of {} updated", s.identity.principal);
+        } else {
+            match s.client.register_provider(profile).await {
+                Err(ClientError::Registry(RegistryError::AlreadyRegistered)) => {
+                    anyhow::bail!(
+                        "{} is already registered; pass --update to change its profile",
+                        s.identity.principal
+                    )
+                }
+                other => other?,
+            }
+            println!("registered {} as a provider", s.identity.principal);
+            eprintln!("next: `provider-node stake <ICP>`, then `provider-node offer post ...`");
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn amount(args: &AmountArgs) -> anyhow::Result<u128> {
+    let a = parse_tokens(&args.amount).map_err(|e| anyhow::anyhow!("amount: {e}"))?;
+    anyhow::ensure!(a > 0, "amount: must be more than zero");
+    Ok(a)
+}
+
+pub fn stake(global: &GlobalArgs, args: AmountArgs) -> anyhow::Result<ExitCode> {
+    let amount = amount(&args)?;
+    context::runtime()?.block_on(async {
+        let s = context::connect(global).await?;
+        let fee = s.client.ledger_fee().await?;
+        let allowance = amount.checked_add(fee).context("amount too large")?;
+        eprintln!(
+            "approving the registry to take {} (stake {} + ledger fee {})...",
+            format_tokens(allowance),
+            format_tokens(amount),
+            format_tokens(fee)
+        );
+        s.client
+            .approve(ApproveArgs {
+                from_subaccount: None,
+                spender: Account::from(s.ids().registry),
+                amount: Nat::from(allowance),
+                expected_allowance: None,
+                expires_at: None,
+                fee: None,
+                memo: None,
+                created_at_time: None,
+            })
+            .await?;
+        eprintln!("staking...");
+        let block = s.client.stake(amount).await?;
+        println!("staked {} (ledger block {block})", format_tokens(amount));
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn unstake(global: &GlobalArgs, args: AmountArgs) -> anyhow::Result<ExitCode> {
+    let amount = amount(&args)?;
+    context::runtime()?.block_on(async {
+        let s = context::connect(global).await?;
+        let entry = s.client.unstake(amount).await?;
+        println!(
+            "{} is unbonding until {} (then `provider-node withdraw`)",
+            format_tokens(entry.amount),
+            format_time(entry.release_at_ns)
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn withdraw(global: &GlobalArgs, args: WithdrawFlags) -> anyhow::Result<ExitCode> {
+    context::runtime()?.block_on(async {
+        let s = context::connect(global).await?;
+        let to = Account::from(args.to.unwrap_or(s.identity.principal));
+        let mut did_something = false;
+        if !args.stake_only {
+            did_something |= withdraw_earnings(&s, to).await?;
+        }
+        if !args.earnings_only {
+            match s.client.withdraw_unbonded().await {
+                Ok(block) => {
+                    println!(
+                        "unbonded stake withdrawn to {} (ledger block {block})",
+                        s.identity.principal
+                    );
+                    did_something = true;
+                }
+                Err(ClientError::Registry(
+                    RegistryError::NothingToWithdraw | RegistryError::NotRegistered,
+                )) => {
+                    eprintln!("no unbonded stake is ready to withdraw");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if !did_something {
+            eprintln!("nothing was withdrawn");
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn withdraw_earnings(s: &Session, to: Account) -> anyhow::Result<bool> {
+    let balance = s.client.escrow_balance(s.identity.principal).await?;
+    let fee = s.client.ledger_fee().await?;
+    if balance.claimable <= fee {
+        eprintln!(
+            "earnings: {} claimable, not more than the ledger fee of {}",
+            format_tokens(balance.claimable),
+            format_tokens(fee)
+        );
+        return Ok(false);
+    }
+    let block = s
+        .client
+        .escrow_withdraw(WithdrawArgs {
+            ledger: s.ids().ledger,
+            amount: balance.claimable,
+            to,
+        })
+        .await?;
+    println!(
+        "withdrew {} of earnings ({} after the fee) to {} (ledger block {block})",
+        format_tokens(balance.claimable),
+        format_tokens(balance.claimable - fee),
+        to.owner
+    );
+    Ok(true)
+}
+
+pub fn status(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    context::runtime()?.block_on(async {
+        let s = context::connect(global).await?;
+        let c = &s.client;
+        println!("provider     {}", s.provider);
+        if s.provider != s.identity.principal {
+            println!("node         {}", s.identity.principal);
+        }
+        println!("network      {}", s.settings.network);
+        let wallet = c.balance_of(Account::from(s.identity.principal)).await?;
+        println!("wallet       {}", format_tokens(wallet));
+        match c.get_provider(s.provider).await? {
+            None => println!("registry     not registered (run `provider-node register`)"),
+            Some(p) => {
+                let unbonding: u128 = p.stake.unbonding.iter().map(|u| u.amount).sum();
+                println!(
+                    "profile      {} ({}), {} slots x {} MiB{}{}",
+                    p.profile.display_name,
+                    p.profile.region,
+                    p.profile.total_slots,
+                    p.profile.memory_per_slot_mib,
+                    if p.jailed { ", JAILED" } else { "" },
+                    if p.deregistered { ", deregistered" } else { "" },
+                );
+                println!(
+                    "stake        free {}, bonded {}, unbonding {}, slashed so far {}",
+                    format_tokens(p.stake.free),
+                    format_tokens(p.stake.bonded),
+                    format_tokens(unbonding),
+                    format_tokens(p.slashed_total)
+                );
+                for u in &p.stake.unbonding {
+                    println!("               {} free at {}", format_tokens(u.amount), format_time(u.release_at_ns));
+                }
+                let e = c.eligibility(s.provider).await?;
+                match e.ineligible {
+                    None => println!("eligible     yes"),
+                    Some(why) => println!("eligible     no: {why:?}"),
+                }
+            }
+        }
+        let balance = c.escrow_balance(s.provider).await?;
+        println!("earnings     {} claimable (withdraw with `provider-node withdraw`)", format_tokens(balance.claimable));
+        let offers = c.offers_of(s.provider).await?;
+        println!("offers       {}", offers.len());
+        for o in &offers {
+            println!(
+                "  #{:<4} {} per interval, {}/{} slots used, {} MiB, fuel/interval <= {}, intervals {}..{} s",
+                o.id,
+                format_tokens(o.spec.price_per_interval),
+                o.slots_used,
+                o.spec.slots,
+                o.spec.memory_per_slot_mib,
+                o.spec.max_fuel_per_interval,
+                o.spec.min_interval_secs,
+                o.spec.max_interval_secs
+            );
+        }
+        let jobs = c.assignments(s.provider).await?;
+        println!("jobs         {} assigned", jobs.len());
+        for a in &jobs {
+            println!(
+                "  job {:<5} attempt {} {} at {} per interval, next deadline {}",
+                a.job_id,
+                a.attempt,
+                if a.acknowledged { "running" } else { "waiting for the node" },
+                format_tokens(a.price_per_interval),
+                format_time(a.next_deadline_ns)
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// An IC timestamp as UTC `YYYY-MM-DD hh:mm:ss`.
+pub fn format_time(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_format_as_utc() {
+        assert_eq!(super::format_time(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(
+            super::format_time(1_735_689_600_000_000_000),
+            "2025-01-01 00:00:00 UTC"
+        );
+        assert_eq!(
+            super::format_time(951_782_400_000_000_000 + 3_661_000_000_000),
+            "2000-02-29 01:01:01 UTC"
+        );
+    }
+}

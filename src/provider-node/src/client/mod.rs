@@ -1,0 +1,467 @@
+//! The typed client: one method per canister call the node and buyers make.
+//!
+//! [`MarketClient`] encodes arguments with Candid, calls through any
+//! [`Transport`], decodes the answer and turns every failure into a
+//! [`ClientError`] whose message says what to do about it.
+
+mod error;
+pub mod tokens;
+
+use candid::utils::{ArgumentDecoder, ArgumentEncoder};
+use candid::{CandidType, Principal};
+use icrc_ledger_types::icrc1::transfer::{TransferArg, TransferError};
+use icrc_ledger_types::icrc2::approve::{ApproveArgs, ApproveError};
+use market_api::escrow::{Balance, DepositArgs, EscrowError, NotifyDepositArgs, WithdrawArgs};
+use market_api::matcher::{
+    Assignment, HeartbeatAck, HeartbeatItem, Job, JobSpec, MatcherError, MatcherInit, ModuleInfo,
+    ModuleUpload, Offer, OfferSpec, Sha256, SubmitResultArgs,
+};
+use market_api::registry::{
+    Eligibility, Provider, ProviderProfile, RegistryConfig, RegistryError, StakeAccount, Unbonding,
+};
+use market_api::{Account, JobId, OfferId, PageRequest, Tokens};
+use serde::de::DeserializeOwned;
+
+pub use error::{
+    ClientError, describe_approve, describe_escrow, describe_matcher, describe_registry,
+    describe_transfer,
+};
+
+use crate::transport::Transport;
+
+/// The marketplace's canisters on one network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CanisterIds {
+    /// The ICP (or test) ledger stakes and payments are in.
+    pub ledger: Principal,
+    /// The registry canister.
+    pub registry: Principal,
+    /// The escrow canister.
+    pub escrow: Principal,
+    /// The matcher canister.
+    pub matcher: Principal,
+}
+
+/// Which canister a call goes to (for routing and for error messages).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    Ledger,
+    Registry,
+    Escrow,
+    Matcher,
+}
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Target::Ledger => "ledger",
+            Target::Registry => "registry",
+            Target::Escrow => "escrow",
+            Target::Matcher => "matcher",
+        }
+    }
+}
+
+/// Typed calls to the marketplace's canisters through a [`Transport`].
+#[derive(Clone)]
+pub struct MarketClient<T> {
+    transport: T,
+    ids: CanisterIds,
+}
+
+impl<T: Transport> MarketClient<T> {
+    /// A client for the canisters `ids`, calling through `transport`.
+    pub fn new(transport: T, ids: CanisterIds) -> Self {
+        Self { transport, ids }
+    }
+
+    /// The canisters called.
+    pub fn ids(&self) -> &CanisterIds {
+        &self.ids
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// The principal calls are made as.
+    pub fn sender(&self) -> Principal {
+        self.transport.sender()
+    }
+
+    /// The IC's current time in nanoseconds.
+    pub async fn time_ns(&self) -> Result<u64, ClientError> {
+        self.transport
+            .time_ns()
+            .await
+            .map_err(|source| ClientError::Call {
+                canister: "ic",
+                method: "read_state /time".into(),
+                source,
+            })
+    }
+
+    fn id(&self, target: Target) -> Principal {
+        match target {
+            Target::Ledger => self.ids.ledger,
+            Target::Registry => self.ids.registry,
+            Target::Escrow => self.ids.escrow,
+            Target::Matcher => self.ids.matcher,
+        }
+    }
+
+    async fn call<A, R>(
+        &self,
+        target: Target,
+        method: &str,
+        args: A,
+        update: bool,
+    ) -> Result<R, ClientError>
+    where
+        A: ArgumentEncoder,
+        R: for<'a> ArgumentDecoder<'a>,
+    {
+        let candid_err = |e: candid::Error| ClientError::Candid {
+            canister: target.name(),
+            method: method.to_string(),
+            message: e.to_string(),
+        };
+        let arg = candid::encode_args(args).map_err(candid_err)?;
+        let canister = self.id(target);
+        let reply = if update {
+            self.transport.update(canister, method, arg).await
+        } else {
+            self.transport.query(canister, method, arg).await
+        }
+        .map_err(|source| ClientError::Call {
+            canister: target.name(),
+            method: method.to_string(),
+            source,
+        })?;
+        candid::decode_args(&reply).map_err(candid_err)
+    }
+
+    async fn update1<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
+        &self,
+        target: Target,
+        method: &str,
+        args: A,
+    ) -> Result<R, ClientError> {
+        let (r,): (R,) = self.call(target, method, args, true).await?;
+        Ok(r)
+    }
+
+    async fn query1<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
+        &self,
+        target: Target,
+        method: &str,
+        args: A,
+    ) -> Result<R, ClientError> {
+        let (r,): (R,) = self.call(target, method, args, false).await?;
+        Ok(r)
+    }
+
+    // --- ledger -----------------------------------------------------------
+
+    /// `icrc1_balance_of`.
+    pub async fn balance_of(&self, account: Account) -> Result<Tokens, ClientError> {
+        self.query1(Target::Ledger, "icrc1_balance_of", (account,))
+            .await
+    }
+
+    /// `icrc1_fee`.
+    pub async fn ledger_fee(&self) -> Result<Tokens, ClientError> {
+        self.query1(Target::Ledger, "icrc1_fee", ()).await
+    }
+
+    /// `icrc1_transfer`; returns the block index.
+    pub async fn transfer(&self, arg: TransferArg) -> Result<Tokens, ClientError> {
+        self.update1::<_, Result<Tokens, TransferError>>(Target::Ledger, "icrc1_transfer", (arg,))
+            .await?
+            .map_err(ClientError::Transfer)
+    }
+
+    /// `icrc2_approve`; returns the block index.
+    pub async fn approve(&self, arg: ApproveArgs) -> Result<Tokens, ClientError> {
+        self.update1::<_, Result<Tokens, ApproveError>>(Target::Ledger, "icrc2_approve", (arg,))
+            .await?
+            .map_err(ClientError::Approve)
+    }
+
+    // --- registry ---------------------------------------------------------
+
+    /// `register_provider`.
+    pub async fn register_provider(&self, profile: ProviderProfile) -> Result<(), ClientError> {
+        self.update1::<_, Result<(), RegistryError>>(
+            Target::Registry,
+            "register_provider",
+            (profile,),
+        )
+        .await?
+        .map_err(ClientError::Registry)
+    }
+
+    /// `update_profile`.
+    pub async fn update_profile(&self, profile: ProviderProfile) -> Result<(), ClientError> {
+        self.update1::<_, Result<(), RegistryError>>(Target::Registry, "update_profile", (profile,))
+            .await?
+            .map_err(ClientError::Registry)
+    }
+
+    /// `get_provider`.
+    pub async fn get_provider(&self, provider: Principal) -> Result<Option<Provider>, ClientError> {
+        self.query1(Target::Registry, "get_provider", (provider,))
+            .await
+    }
+
+    /// `eligibility`.
+    pub async fn eligibility(&self, provider: Principal) -> Result<Eligibility, ClientError> {
+        self.query1(Target::Registry, "eligibility", (provider,))
+            .await
+    }
+
+    /// `get_config` of the registry.
+    pub async fn registry_config(&self) -> Result<RegistryConfig, ClientError> {
+        self.query1(Target::Registry, "get_config", ()).await
+    }
+
+    /// `stake_account`.
+    pub async fn stake_account(&self, provider: Principal) -> Result<StakeAccount, ClientError> {
+        self.query1(Target::Registry, "stake_account", (provider,))
+            .await
+    }
+
+    /// `stake`: pulls `amount` into the caller's stake (approve `amount` +
+    /// fee for the registry first); returns the ledger block.
+    pub async fn stake(&self, amount: Tokens) -> Result<Tokens, ClientError> {
+        self.update1::<_, Result<Tokens, RegistryError>>(Target::Registry, "stake", (amount,))
+            .await?
+            .map_err(ClientError::Registry)
+    }
+
+    /// `unstake`: starts unbonding `amount` of free stake.
+    pub async fn unstake(&self, amount: Tokens) -> Result<Unbonding, ClientError> {
+        self.update1::<_, Result<Unbonding, RegistryError>>(Target::Registry, "unstake", (amount,))
+            .await?
+            .map_err(ClientError::Registry)
+    }
+
+    /// `withdraw_unbonded`; returns the ledger block.
+    pub async fn withdraw_unbonded(&self) -> Result<Tokens, ClientError> {
+        self.update1::<_, Result<Tokens, RegistryError>>(Target::Registry, "withdraw_unbonded", ())
+            .await?
+            .map_err(ClientError::Registry)
+    }
+
+    /// `unjail`.
+    pub async fn unjail(&self) -> Result<(), ClientError> {
+        self.update1::<_, Result<(), RegistryError>>(Target::Registry, "unjail", ())
+            .await?
+            .map_err(ClientError::Registry)
+    }
+
+    // --- escrow -----------------------------------------------------------
+
+    /// `deposit` (pull: approve the escrow for amount + fee first);
+    /// returns the amount credited.
+    pub async fn deposit(&self, args: DepositArgs) -> Result<Tokens, ClientError> {
+        self.update1::<_, Result<Tokens, EscrowError>>(Target::Escrow, "deposit", (args,))
+            .await?
+            .map_err(ClientError::Escrow)
+    }
+
+    /// `notify_deposit` (push); returns the amount credited.
+    pub async fn notify_deposit(&self, args: NotifyDepositArgs) -> Result<Tokens, ClientError> {
+        self.update1::<_, Result<Tokens, EscrowError>>(Target::Escrow, "notify_deposit", (args,))
+            .await?
+            .map_err(ClientError::Escrow)
+    }
+
+    /// `deposit_account`: where to transfer so that `owner` is credited.
+    pub async fn deposit_account(&self, owner: Principal) -> Result<Account, ClientError> {
+        self.query1(Target::Escrow, "deposit_account", (owner,))
+            .await
+    }
+
+    /// `balances_of`.
+    pub async fn balances_of(&self, owner: Principal) -> Result<Vec<Balance>, ClientError> {
+        self.query1(Target::Escrow, "balances_of", (owner,)).await
+    }
+
+    /// `balance_of` on the configured ledger.
+    pub async fn escrow_balance(&self, owner: Principal) -> Result<Balance, ClientError> {
+        self.query1(Target::Escrow, "balance_of", (owner, self.ids.ledger))
+            .await
+    }
+
+    /// `withdraw`; returns the ledger block.
+    pub async fn escrow_withdraw(&self, args: WithdrawArgs) -> Result<Tokens, ClientError> {
+        self.update1::<_, Result<Tokens, EscrowError>>(Target::Escrow, "withdraw", (args,))
+            .await?
+            .map_err(ClientError::Escrow)
+    }
+
+    // --- matcher ----------------------------------------------------------
+
+    /// `get_config` of the matcher (its grace period, among others).
+    pub async fn matcher_config(&self) -> Result<MatcherInit, ClientError> {
+        self.query1(Target::Matcher, "get_config", ()).await
+    }
+
+    /// `post_offer`; returns the offer id.
+    pub async fn post_offer(&self, spec: OfferSpec) -> Result<OfferId, ClientError> {
+        self.update1::<_, Result<OfferId, MatcherError>>(Target::Matcher, "post_offer", (spec,))
+            .await?
+            .map_err(ClientError::Matcher)
+    }
+
+    /// `update_offer`; returns the offer id.
+    pub async fn update_offer(&self, id: OfferId, spec: OfferSpec) -> Result<OfferId, ClientError> {
+        self.update1::<_, Result<OfferId, MatcherError>>(
+            Target::Matcher,
+            "update_offer",
+            (id, spec),
+        )
+        .await?
+        .map_err(ClientError::Matcher)
+    }
+
+    /// `withdraw_offer`.
+    pub async fn withdraw_offer(&self, id: OfferId) -> Result<(), ClientError> {
+        self.update1::<_, Result<(), MatcherError>>(Target::Matcher, "withdraw_offer", (id,))
+            .await?
+            .map_err(ClientError::Matcher)
+    }
+
+    /// `offers_of`.
+    pub async fn offers_of(&self, provider: Principal) -> Result<Vec<Offer>, ClientError> {
+        self.query1(Target::Matcher, "offers_of", (provider,)).await
+    }
+
+    /// `assignments`: the unfinished jobs assigned to `provider`.
+    pub async fn assignments(&self, provider: Principal) -> Result<Vec<Assignment>, ClientError> {
+        self.query1(Target::Matcher, "assignments", (provider,))
+            .await
+    }
+
+    /// `heartbeat`: one batch for all of the provider's jobs.
+    pub async fn heartbeat(
+        &self,
+        items: Vec<HeartbeatItem>,
+    ) -> Result<Vec<HeartbeatAck>, ClientError> {
+        self.update1::<_, Result<Vec<HeartbeatAck>, MatcherError>>(
+            Target::Matcher,
+            "heartbeat",
+            (items,),
+        )
+        .await?
+        .map_err(ClientError::Matcher)
+    }
+
+    /// `submit_result`.
+    pub async fn submit_result(&self, args: SubmitResultArgs) -> Result<(), ClientError> {
+        self.update1::<_, Result<(), MatcherError>>(Target::Matcher, "submit_result", (args,))
+            .await?
+            .map_err(ClientError::Matcher)
+    }
+
+    /// `module_info_of`.
+    pub async fn module_info(&self, sha256: Sha256) -> Result<Option<ModuleInfo>, ClientError> {
+        self.query1(
+            Target::Matcher,
+            "module_info_of",
+            (serde_bytes::ByteBuf::from(sha256),),
+        )
+        .await
+    }
+
+    /// `module_chunk`: chunk `index` of a committed module.
+    pub async fn module_chunk(&self, sha256: Sha256, index: u32) -> Result<Vec<u8>, ClientError> {
+        self.query1::<_, Result<serde_bytes::ByteBuf, MatcherError>>(
+            Target::Matcher,
+            "module_chunk",
+            (serde_bytes::ByteBuf::from(sha256), index),
+        )
+        .await?
+        .map(serde_bytes::ByteBuf::into_vec)
+        .map_err(ClientError::Matcher)
+    }
+
+    /// `begin_module_upload`.
+    pub async fn begin_module_upload(
+        &self,
+        upload: ModuleUpload,
+    ) -> Result<ModuleInfo, ClientError> {
+        self.update1::<_, Result<ModuleInfo, MatcherError>>(
+            Target::Matcher,
+            "begin_module_upload",
+            (upload,),
+        )
+        .await?
+        .map_err(ClientError::Matcher)
+    }
+
+    /// `put_module_chunk`.
+    pub async fn put_module_chunk(
+        &self,
+        sha256: Sha256,
+        index: u32,
+        bytes: Vec<u8>,
+    ) -> Result<(), ClientError> {
+        self.update1::<_, Result<(), MatcherError>>(
+            Target::Matcher,
+            "put_module_chunk",
+            (
+                serde_bytes::ByteBuf::from(sha256),
+                index,
+                serde_bytes::ByteBuf::from(bytes),
+            ),
+        )
+        .await?
+        .map_err(ClientError::Matcher)
+    }
+
+    /// `commit_module`.
+    pub async fn commit_module(&self, sha256: Sha256) -> Result<ModuleInfo, ClientError> {
+        self.update1::<_, Result<ModuleInfo, MatcherError>>(
+            Target::Matcher,
+            "commit_module",
+            (serde_bytes::ByteBuf::from(sha256),),
+        )
+        .await?
+        .map_err(ClientError::Matcher)
+    }
+
+    /// `submit_job`; returns the job id.
+    pub async fn submit_job(&self, spec: JobSpec) -> Result<JobId, ClientError> {
+        self.update1::<_, Result<JobId, MatcherError>>(Target::Matcher, "submit_job", (spec,))
+            .await?
+            .map_err(ClientError::Matcher)
+    }
+
+    /// `get_job`.
+    pub async fn get_job(&self, id: JobId) -> Result<Option<Job>, ClientError> {
+        self.query1(Target::Matcher, "get_job", (id,)).await
+    }
+
+    /// `cancel_job`.
+    pub async fn cancel_job(&self, id: JobId) -> Result<(), ClientError> {
+        self.update1::<_, Result<(), MatcherError>>(Target::Matcher, "cancel_job", (id,))
+            .await?
+            .map_err(ClientError::Matcher)
+    }
+
+    /// `list_jobs`: `owner`'s jobs from `page.start` on.
+    pub async fn list_jobs(
+        &self,
+        owner: Principal,
+        page: PageRequest,
+    ) -> Result<Vec<Job>, ClientError> {
+        self.query1(Target::Matcher, "list_jobs", (owner, page))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests;

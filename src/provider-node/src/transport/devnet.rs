@@ -1,0 +1,132 @@
+//! [`Transport`] over an in-process devnet shared behind a mutex.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use candid::Principal;
+use devnet::{Devnet, IngressStatus};
+
+use super::{RejectCode, Transport, TransportError};
+
+/// Calls canisters on an in-process [`Devnet`] as `sender`.
+///
+/// Executions are synchronous CPU work, so each call runs on tokio's
+/// blocking pool. An update is submitted as ingress, then the devnet is
+/// ticked until the answer is there; if the answer waits for something in
+/// the future (a timer, a deadline), the transport releases the lock and
+/// polls again, leaving time to whoever drives the devnet's clock.
+#[derive(Clone)]
+pub struct DevnetTransport {
+    devnet: Arc<Mutex<Devnet>>,
+    sender: Principal,
+    max_wait: Duration,
+}
+
+impl DevnetTransport {
+    /// A transport calling as `sender`.
+    pub fn new(devnet: Arc<Mutex<Devnet>>, sender: Principal) -> Self {
+        Self {
+            devnet,
+            sender,
+            max_wait: Duration::from_secs(60),
+        }
+    }
+
+    /// How long (wall clock) an update may stay pending before the call
+    /// fails with [`TransportError::Timeout`]; 60 s by default.
+    pub fn with_max_wait(mut self, max_wait: Duration) -> Self {
+        self.max_wait = max_wait;
+        self
+    }
+
+    /// The shared devnet.
+    pub fn devnet(&self) -> &Arc<Mutex<Devnet>> {
+        &self.devnet
+    }
+}
+
+fn lock(devnet: &Mutex<Devnet>) -> MutexGuard<'_, Devnet> {
+    // A panic while holding the lock leaves the devnet as consistent as the
+    // panicking call left it; later calls may go on.
+    devnet
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn reject(r: devnet::Reject) -> TransportError {
+    TransportError::Reject {
+        code: RejectCode::from_u32(r.code.as_u32()),
+        message: r.message,
+        error_code: None,
+    }
+}
+
+async fn blocking<R: Send + 'static>(
+    f: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, TransportError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| TransportError::Network(format!("devnet call panicked: {e}")))
+}
+
+impl Transport for DevnetTransport {
+    fn sender(&self) -> Principal {
+        self.sender
+    }
+
+    async fn update(
+        &self,
+        canister: Principal,
+        method: &str,
+        arg: Vec<u8>,
+    ) -> Result<Vec<u8>, TransportError> {
+        let devnet = Arc::clone(&self.devnet);
+        let sender = self.sender;
+        let method = method.to_string();
+        let id = blocking(move || lock(&devnet).submit_call(canister, sender, &method, arg))
+            .await?
+            .map_err(reject)?;
+        let started = std::time::Instant::now();
+        loop {
+            let devnet = Arc::clone(&self.devnet);
+            let done = blocking(move || {
+                let mut dn = lock(&devnet);
+                if matches!(dn.ingress_status(id), IngressStatus::Pending) {
+                    dn.tick();
+                }
+                match dn.ingress_status(id) {
+                    IngressStatus::Pending => None,
+                    // Done: `await_call` returns it at once and forgets it.
+                    _ => Some(dn.await_call(id)),
+                }
+            })
+            .await?;
+            if let Some(result) = done {
+                return result.map_err(reject);
+            }
+            if started.elapsed() > self.max_wait {
+                return Err(TransportError::Timeout);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn query(
+        &self,
+        canister: Principal,
+        method: &str,
+        arg: Vec<u8>,
+    ) -> Result<Vec<u8>, TransportError> {
+        let devnet = Arc::clone(&self.devnet);
+        let sender = self.sender;
+        let method = method.to_string();
+        blocking(move || lock(&devnet).query_call(canister, sender, &method, arg))
+            .await?
+            .map_err(reject)
+    }
+
+    async fn time_ns(&self) -> Result<u64, TransportError> {
+        let devnet = Arc::clone(&self.devnet);
+        blocking(move || lock(&devnet).time_nanos()).await
+    }
+}
