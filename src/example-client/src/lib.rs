@@ -85,7 +85,9 @@ thread_local! {
 }
 
 fn config() -> Result<ClientInit, String> {
-    STATE.with_borrow(|s| s.config.get().0.clone()).ok_or_else(|| "not configured".into())
+    STATE
+        .with_borrow(|s| s.config.get().0.clone())
+        .ok_or_else(|| "not configured".into())
 }
 
 fn require_controller() -> Result<(), String> {

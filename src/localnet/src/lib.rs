@@ -1,0 +1,509 @@
+//! The whole marketplace on an in-process [`Devnet`]: the local ICRC-1/2
+//! ledger, the registry, the escrow and the matcher, installed from their
+//! real `.wasm` files and wired to each other, with typed calls for the
+//! steps every test and the demo repeat (minting, approving, depositing,
+//! registering and staking providers) and the money-conservation
+//! [`audit`](Localnet::audit) from DESIGN.md.
+//!
+//! The devnet sits behind an `Arc<Mutex<..>>` so that provider nodes running
+//! on other threads (the provider node's devnet transport) share it with the
+//! test or demo that drives time.
+//!
+//! ```no_run
+//! use localnet::{Localnet, Settings};
+//! let net = Localnet::deploy(Settings::default()).unwrap();
+//! let buyer = localnet::principal(1);
+//! net.mint(buyer, 100_000_000).unwrap();
+//! net.deposit(buyer, 50_000_000).unwrap();
+//! net.audit().unwrap();
+//! ```
+
+mod audit;
+mod ledger_types;
+
+pub use audit::Audit;
+
+use candid::utils::{ArgumentDecoder, ArgumentEncoder};
+use candid::{CandidType, Nat, Principal};
+use devnet::{Devnet, DevnetConfig};
+use market_api::escrow::{Balance, DepositArgs, EscrowError, EscrowInit, LedgerInfo};
+use market_api::matcher::{MatcherError, MatcherInit, OfferSpec};
+use market_api::registry::{ProviderProfile, RegistryError, RegistryInit};
+use market_api::{Account, OfferId, Tokens};
+use serde::de::DeserializeOwned;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// One ICP in e8s.
+pub const ICP: Tokens = 100_000_000;
+
+/// What went wrong in a localnet step.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A canister module is missing: build it first.
+    #[error("cannot read {path}: {source}; build the canisters with scripts/build-canisters.sh")]
+    MissingModule {
+        /// The file looked for.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
+    /// Installing a canister failed.
+    #[error("installing {canister}: {message}")]
+    Install {
+        /// Which canister.
+        canister: &'static str,
+        /// The devnet's error.
+        message: String,
+    },
+    /// A call was rejected or its reply did not decode.
+    #[error("{method}: {message}")]
+    Call {
+        /// The method called.
+        method: String,
+        /// The devnet's error.
+        message: String,
+    },
+    /// A canister answered with an error.
+    #[error("{method} refused: {message}")]
+    Refused {
+        /// The method called.
+        method: String,
+        /// The canister's error, debug-printed.
+        message: String,
+    },
+    /// The money-conservation audit found a discrepancy.
+    #[error("audit: {0}")]
+    Audit(String),
+}
+
+/// Result of a localnet step.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The marketplace's parameters on this localnet.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The ledger's transfer fee.
+    pub fee: Tokens,
+    /// Smallest stake keeping a provider eligible.
+    pub min_stake: Tokens,
+    /// Unbonding period of unstaked tokens.
+    pub unbonding_period_secs: u64,
+    /// Grace after an interval before a missing heartbeat counts as missed.
+    pub grace_secs: u64,
+    /// Stake bonded per job, in intervals' prices.
+    pub bond_multiple: u32,
+    /// Stake slashed per missed deadline, in intervals' prices.
+    pub slash_multiple: u32,
+    /// The devnet's limits.
+    pub devnet: DevnetConfig,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            fee: 10_000,
+            min_stake: 10 * ICP,
+            unbonding_period_secs: 7 * 86_400,
+            grace_secs: 30,
+            bond_multiple: 10,
+            slash_multiple: 5,
+            devnet: DevnetConfig::default(),
+        }
+    }
+}
+
+/// The installed canisters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CanisterIds {
+    /// The local ICRC-1/2 ledger (ICP).
+    pub ledger: Principal,
+    /// The provider registry.
+    pub registry: Principal,
+    /// The payment escrow.
+    pub escrow: Principal,
+    /// The matcher.
+    pub matcher: Principal,
+}
+
+/// A devnet shared between threads.
+pub type SharedDevnet = Arc<Mutex<Devnet>>;
+
+/// The marketplace deployed on a devnet.
+pub struct Localnet {
+    devnet: SharedDevnet,
+    /// The canisters.
+    pub ids: CanisterIds,
+    /// The parameters it was deployed with.
+    pub settings: Settings,
+}
+
+/// A deterministic test principal (29 bytes, like a self-authenticating one).
+pub fn principal(n: u8) -> Principal {
+    Principal::from_slice(&[n; 29])
+}
+
+/// The controller of every canister the localnet installs.
+pub fn admin() -> Principal {
+    principal(0xAD)
+}
+
+/// The ledger's minting account's owner.
+pub fn minter() -> Principal {
+    principal(0x0E)
+}
+
+/// The default account of `owner`.
+pub fn account(owner: Principal) -> Account {
+    Account {
+        owner,
+        subaccount: None,
+    }
+}
+
+/// Directory of the built canister modules: `MARKET_CANISTER_DIR`, or
+/// `target/canisters` of this repository.
+pub fn canister_dir() -> PathBuf {
+    std::env::var_os("MARKET_CANISTER_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../target/canisters")
+                .components()
+                .collect()
+        })
+}
+
+/// Reads a built canister module.
+pub fn canister_wasm(name: &str) -> Result<Vec<u8>> {
+    let path = canister_dir().join(format!("{name}.wasm"));
+    std::fs::read(&path).map_err(|source| Error::MissingModule { path, source })
+}
+
+fn call_error(method: &str, e: impl std::fmt::Display) -> Error {
+    Error::Call {
+        method: method.into(),
+        message: e.to_string(),
+    }
+}
+
+fn refused(method: &str, e: impl std::fmt::Debug) -> Error {
+    Error::Refused {
+        method: method.into(),
+        message: format!("{e:?}"),
+    }
+}
+
+impl Localnet {
+    /// Creates a devnet and installs the ledger, registry, escrow and
+    /// matcher, each knowing the others; the escrow whitelists the ledger.
+    pub fn deploy(settings: Settings) -> Result<Localnet> {
+        let mut dn = Devnet::with_config(settings.devnet.clone());
+        let install = |dn: &mut Devnet, id, name: &'static str, arg: Vec<u8>| {
+            let wasm = canister_wasm(name)?;
+            dn.install_canister(id, &wasm, arg, admin())
+                .map_err(|e| Error::Install {
+                    canister: name,
+                    message: e.to_string(),
+                })
+        };
+        let ids = CanisterIds {
+            ledger: dn.create_canister(vec![admin()]),
+            registry: dn.create_canister(vec![admin()]),
+            escrow: dn.create_canister(vec![admin()]),
+            matcher: dn.create_canister(vec![admin()]),
+        };
+        let enc = |v: &dyn Fn() -> candid::Result<Vec<u8>>| {
+            v().map_err(|e| call_error("encode init argument", e))
+        };
+        let ledger_arg = enc(&|| {
+            candid::encode_one(ledger_types::LedgerArg::Init(ledger_types::InitArgs {
+                token_name: "Internet Computer (local)".into(),
+                token_symbol: "ICP".into(),
+                decimals: Some(8),
+                transfer_fee: Some(Nat::from(settings.fee)),
+                minting_account: account(minter()),
+                initial_balances: vec![],
+            }))
+        })?;
+        install(&mut dn, ids.ledger, "ledger", ledger_arg)?;
+        let registry_arg = enc(&|| {
+            candid::encode_one(RegistryInit {
+                ledger: ids.ledger,
+                matcher: Some(ids.matcher),
+                min_stake: settings.min_stake,
+                unbonding_period_secs: Some(settings.unbonding_period_secs),
+            })
+        })?;
+        install(&mut dn, ids.registry, "registry", registry_arg)?;
+        let escrow_arg = enc(&|| {
+            candid::encode_one(EscrowInit {
+                matcher: Some(ids.matcher),
+                ledgers: vec![],
+            })
+        })?;
+        install(&mut dn, ids.escrow, "escrow", escrow_arg)?;
+        let matcher_arg = enc(&|| {
+            candid::encode_one(MatcherInit {
+                registry: ids.registry,
+                escrow: ids.escrow,
+                grace_secs: settings.grace_secs,
+                bond_multiple: settings.bond_multiple,
+                slash_multiple: settings.slash_multiple,
+                stake_ledger: ids.ledger,
+            })
+        })?;
+        install(&mut dn, ids.matcher, "matcher", matcher_arg)?;
+        let net = Localnet {
+            devnet: Arc::new(Mutex::new(dn)),
+            ids,
+            settings,
+        };
+        let info: std::result::Result<LedgerInfo, EscrowError> =
+            net.update(ids.escrow, admin(), "add_ledger", &ids.ledger)?;
+        info.map_err(|e| refused("add_ledger", e))?;
+        Ok(net)
+    }
+
+    /// The devnet, shared (for provider nodes on other threads).
+    pub fn shared(&self) -> SharedDevnet {
+        self.devnet.clone()
+    }
+
+    /// Locks the devnet for direct use (time, faults, upgrades, ticks).
+    pub fn devnet(&self) -> MutexGuard<'_, Devnet> {
+        // A panic while holding the lock (a failed assertion in another
+        // thread) leaves the devnet itself consistent: every message is atomic.
+        self.devnet.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An update call with one argument and one result.
+    pub fn update<A: CandidType, R: CandidType + DeserializeOwned>(
+        &self,
+        canister: Principal,
+        caller: Principal,
+        method: &str,
+        arg: &A,
+    ) -> Result<R> {
+        self.devnet()
+            .update(canister, caller, method, arg)
+            .map_err(|e| call_error(method, e))
+    }
+
+    /// An update call with a tuple of arguments and of results.
+    pub fn update_args<A: ArgumentEncoder, R: for<'a> ArgumentDecoder<'a>>(
+        &self,
+        canister: Principal,
+        caller: Principal,
+        method: &str,
+        args: A,
+    ) -> Result<R> {
+        self.devnet()
+            .update_args(canister, caller, method, args)
+            .map_err(|e| call_error(method, e))
+    }
+
+    /// A query with one argument and one result.
+    pub fn query<A: CandidType, R: CandidType + DeserializeOwned>(
+        &self,
+        canister: Principal,
+        method: &str,
+        arg: &A,
+    ) -> Result<R> {
+        self.devnet()
+            .query(canister, admin(), method, arg)
+            .map_err(|e| call_error(method, e))
+    }
+
+    /// A query with a tuple of arguments and of results.
+    pub fn query_args<A: ArgumentEncoder, R: for<'a> ArgumentDecoder<'a>>(
+        &self,
+        canister: Principal,
+        method: &str,
+        args: A,
+    ) -> Result<R> {
+        self.devnet()
+            .query_args(canister, admin(), method, args)
+            .map_err(|e| call_error(method, e))
+    }
+
+    /// Moves the devnet's clock forward and runs everything that became due
+    /// (timers, deadlines, queued messages).
+    pub fn advance(&self, by: Duration) {
+        let mut dn = self.devnet();
+        dn.advance_time(by);
+        dn.tick();
+    }
+
+    /// Runs queued messages and due timers without moving the clock.
+    pub fn tick(&self) {
+        self.devnet().tick();
+    }
+
+    /// The devnet's time in nanoseconds since the epoch.
+    pub fn time_ns(&self) -> u64 {
+        self.devnet().time_nanos()
+    }
+
+    /// Mints `amount` to `owner`'s default account.
+    pub fn mint(&self, owner: Principal, amount: Tokens) -> Result<u128> {
+        self.transfer(minter(), account(owner), amount)
+    }
+
+    /// An ICRC-1 transfer from `from`'s default account; returns the block.
+    pub fn transfer(&self, from: Principal, to: Account, amount: Tokens) -> Result<u128> {
+        let arg = TransferArg {
+            from_subaccount: None,
+            to,
+            amount: Nat::from(amount),
+            fee: None,
+            memo: None,
+            created_at_time: None,
+        };
+        let r: std::result::Result<Nat, candid::Reserved> =
+            self.update(self.ids.ledger, from, "icrc1_transfer", &arg)?;
+        let block = r.map_err(|_| refused("icrc1_transfer", "see the ledger's error"))?;
+        Ok(nat(&block))
+    }
+
+    /// `account`'s balance on the ledger.
+    pub fn balance(&self, account: Account) -> Result<Tokens> {
+        let n: Nat = self.query(self.ids.ledger, "icrc1_balance_of", &account)?;
+        Ok(nat(&n))
+    }
+
+    /// Approves `spender` to take up to `amount` from `owner`'s default account.
+    pub fn approve(&self, owner: Principal, spender: Principal, amount: Tokens) -> Result<()> {
+        let arg = ApproveArg {
+            from_subaccount: None,
+            spender: account(spender),
+            amount: Nat::from(amount),
+            expected_allowance: None,
+            expires_at: None,
+            fee: None,
+            memo: None,
+            created_at_time: None,
+        };
+        let r: std::result::Result<Nat, candid::Reserved> =
+            self.update(self.ids.ledger, owner, "icrc2_approve", &arg)?;
+        r.map(|_| ())
+            .map_err(|_| refused("icrc2_approve", "see the ledger's error"))
+    }
+
+    /// Pull deposit: approves the escrow and deposits `amount` of `owner`'s
+    /// ledger tokens into its escrow balance; returns the amount credited.
+    pub fn deposit(&self, owner: Principal, amount: Tokens) -> Result<Tokens> {
+        self.approve(owner, self.ids.escrow, amount + self.settings.fee)?;
+        let args = DepositArgs {
+            ledger: self.ids.ledger,
+            amount,
+            from_subaccount: None,
+        };
+        let r: std::result::Result<Tokens, EscrowError> =
+            self.update(self.ids.escrow, owner, "deposit", &args)?;
+        r.map_err(|e| refused("deposit", e))
+    }
+
+    /// `owner`'s escrow balance on the localnet's ledger.
+    pub fn escrow_balance(&self, owner: Principal) -> Result<Balance> {
+        self.query_args(self.ids.escrow, "balance_of", (owner, self.ids.ledger))
+            .map(|(b,): (Balance,)| b)
+    }
+
+    /// Registers `provider` with `node` as the principal its daemon signs
+    /// heartbeats with.
+    pub fn register_provider(&self, provider: Principal, node: Principal) -> Result<()> {
+        let profile = ProviderProfile {
+            display_name: format!("provider {}", &provider.to_text()[..5]),
+            region: "local".into(),
+            node,
+            total_slots: 4,
+            memory_per_slot_mib: 512,
+            tags: vec![],
+            endpoint: None,
+        };
+        let r: std::result::Result<(), RegistryError> =
+            self.update(self.ids.registry, provider, "register_provider", &profile)?;
+        r.map_err(|e| refused("register_provider", e))
+    }
+
+    /// Approves the registry and stakes `amount` of `provider`'s tokens.
+    pub fn stake(&self, provider: Principal, amount: Tokens) -> Result<()> {
+        self.approve(provider, self.ids.registry, amount + self.settings.fee)?;
+        let r: std::result::Result<Nat, RegistryError> =
+            self.update(self.ids.registry, provider, "stake", &Nat::from(amount))?;
+        r.map(|_| ()).map_err(|e| refused("stake", e))
+    }
+
+    /// Mints, registers and stakes a provider in one step.
+    pub fn onboard_provider(
+        &self,
+        provider: Principal,
+        node: Principal,
+        stake: Tokens,
+    ) -> Result<()> {
+        self.mint(provider, stake + self.settings.fee * 2)?;
+        self.register_provider(provider, node)?;
+        self.stake(provider, stake)
+    }
+
+    /// Posts an offer for `provider`; returns its id.
+    pub fn post_offer(&self, provider: Principal, spec: &OfferSpec) -> Result<OfferId> {
+        let r: std::result::Result<OfferId, MatcherError> =
+            self.update(self.ids.matcher, provider, "post_offer", spec)?;
+        r.map_err(|e| refused("post_offer", e))
+    }
+
+    /// Installs the example client canister, controlled by `controller`.
+    pub fn deploy_example_client(&self, controller: Principal) -> Result<Principal> {
+        #[derive(CandidType)]
+        struct ClientInit {
+            ledger: Principal,
+            escrow: Principal,
+            matcher: Principal,
+        }
+        let wasm = canister_wasm("example-client")?;
+        let arg = candid::encode_one(ClientInit {
+            ledger: self.ids.ledger,
+            escrow: self.ids.escrow,
+            matcher: self.ids.matcher,
+        })
+        .map_err(|e| call_error("encode init argument", e))?;
+        let mut dn = self.devnet();
+        let id = dn.create_canister(vec![controller]);
+        dn.install_canister(id, &wasm, arg, controller)
+            .map_err(|e| Error::Install {
+                canister: "example-client",
+                message: e.to_string(),
+            })?;
+        Ok(id)
+    }
+}
+
+/// A `Nat` that fits in `u128` (ledger amounts always do here).
+pub fn nat(n: &Nat) -> u128 {
+    u128::try_from(&n.0).unwrap_or(u128::MAX)
+}
+
+#[derive(CandidType)]
+struct TransferArg {
+    from_subaccount: Option<Vec<u8>>,
+    to: Account,
+    amount: Nat,
+    fee: Option<Nat>,
+    memo: Option<Vec<u8>>,
+    created_at_time: Option<u64>,
+}
+
+#[derive(CandidType)]
+struct ApproveArg {
+    from_subaccount: Option<Vec<u8>>,
+    spender: Account,
+    amount: Nat,
+    expected_allowance: Option<Nat>,
+    expires_at: Option<u64>,
+    fee: Option<Nat>,
+    memo: Option<Vec<u8>>,
+    created_at_time: Option<u64>,
+}

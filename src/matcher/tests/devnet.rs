@@ -1,0 +1,771 @@
+//! The matcher's real .wasm with the registry, the escrow and the local
+//! ledger on the devnet: jobs matched at once and later, heartbeats paying
+//! intervals, results settling, missed deadlines slashing and reassigning,
+//! retries running out, cancellation, callbacks (delivered and trapping),
+//! an upgrade between heartbeats, escrow and registry faults at every
+//! cross-canister step, and unauthorized callers.
+//!
+//! After every scenario the money-conservation audit of `localnet` passes:
+//! the ledger created nothing, the escrow and registry hold exactly what
+//! they owe, every lock paid what the matcher recorded and no more.
+//!
+//! Needs `scripts/build-canisters.sh` first.
+
+use candid::Principal;
+use devnet::{Fault, FaultKind, RejectCode};
+use localnet::{ICP, Localnet, Settings, account, admin, principal};
+use market_api::escrow::{EscrowError, JobLock, LockArgs};
+use market_api::matcher::{
+    Assignment, HeartbeatAck, HeartbeatItem, Job, JobLimits, JobResult, JobSpec, JobStatus,
+    MatcherError, MatcherInit, ModuleInfo, ModuleSource, ModuleUpload, OfferSpec, RunOutcome,
+    SubmitResultArgs,
+};
+use market_api::registry::{Provider, RegistryError, SlashArgs, SlashOutcome};
+use market_api::{JobId, PageRequest, Tokens};
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+
+const INTERVAL: u64 = 60;
+const PRICE: Tokens = 1_000_000;
+
+fn buyer() -> Principal {
+    principal(1)
+}
+fn buyer2() -> Principal {
+    principal(2)
+}
+fn provider(n: u8) -> Principal {
+    principal(100 + n)
+}
+fn node(n: u8) -> Principal {
+    principal(200 + n)
+}
+
+type R<T> = Result<T, MatcherError>;
+
+struct Net {
+    net: Localnet,
+}
+
+impl std::ops::Deref for Net {
+    type Target = Localnet;
+    fn deref(&self) -> &Localnet {
+        &self.net
+    }
+}
+
+fn offer(price: Tokens, slots: u32) -> OfferSpec {
+    OfferSpec {
+        slots,
+        memory_per_slot_mib: 256,
+        max_fuel_per_interval: 1_000_000_000,
+        price_per_interval: price,
+        ledger: Principal::anonymous(), // replaced by Net::offer
+        min_interval_secs: 10,
+        max_interval_secs: 3_600,
+        tags: vec![],
+    }
+}
+
+impl Net {
+    /// The marketplace with two buyers holding 100 ICP in the escrow each.
+    fn new() -> Net {
+        let net = Localnet::deploy(Settings::default()).expect("deploy the marketplace");
+        for b in [buyer(), buyer2()] {
+            net.mint(b, 200 * ICP).unwrap();
+            net.deposit(b, 100 * ICP).unwrap();
+        }
+        Net { net }
+    }
+
+    /// Registers, stakes (100 ICP) and offers provider `n` at `price`.
+    fn provider(&self, n: u8, price: Tokens) {
+        self.onboard_provider(provider(n), node(n), 100 * ICP)
+            .unwrap();
+        self.offer(n, price, 1).unwrap();
+    }
+
+    fn offer(&self, n: u8, price: Tokens, slots: u32) -> R<u64> {
+        let mut spec = offer(price, slots);
+        spec.ledger = self.ids.ledger;
+        self.call(provider(n), "post_offer", &spec)
+    }
+
+    fn spec(&self, max_price: Tokens, retries: u32) -> JobSpec {
+        JobSpec {
+            module: ModuleSource::Url {
+                url: "https://example.org/job.wasm".into(),
+                sha256: [7; 32],
+            },
+            input: b"input".to_vec(),
+            args: vec!["--fast".into()],
+            env: vec![],
+            limits: JobLimits {
+                memory_mib: 64,
+                fuel_per_interval: 1_000_000,
+            },
+            interval_secs: INTERVAL,
+            max_intervals: 10,
+            max_price_per_interval: max_price,
+            ledger: self.ids.ledger,
+            min_provider_stake: 0,
+            max_retries: retries,
+            callback: None,
+        }
+    }
+
+    fn call<A: candid::CandidType, T: candid::CandidType + serde::de::DeserializeOwned>(
+        &self,
+        caller: Principal,
+        method: &str,
+        arg: &A,
+    ) -> T {
+        self.update(self.ids.matcher, caller, method, arg)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn submit(&self, who: Principal, spec: &JobSpec) -> R<JobId> {
+        let id = self.call(who, "submit_job", spec);
+        self.settle();
+        id
+    }
+
+    fn job(&self, id: JobId) -> Job {
+        let job: Option<Job> = self.query(self.ids.matcher, "get_job", &id).unwrap();
+        job.expect("job exists")
+    }
+
+    fn assignments(&self, n: u8) -> Vec<Assignment> {
+        self.query(self.ids.matcher, "assignments", &provider(n))
+            .unwrap()
+    }
+
+    fn heartbeat(&self, n: u8, job: JobId, attempt: u32) -> HeartbeatAck {
+        let items = vec![HeartbeatItem {
+            job_id: job,
+            attempt,
+            fuel_used: 10,
+        }];
+        let acks: R<Vec<HeartbeatAck>> = self.call(node(n), "heartbeat", &items);
+        let ack = acks.unwrap().remove(0);
+        self.settle();
+        ack
+    }
+
+    fn result(&self, n: u8, job: JobId, attempt: u32, output: &[u8]) -> R<()> {
+        let args = SubmitResultArgs {
+            job_id: job,
+            attempt,
+            result: JobResult {
+                output: output.to_vec(),
+                output_sha256: Sha256::digest(output).into(),
+                fuel_used: 1234,
+                outcome: RunOutcome::Exited { code: 0 },
+                engine: "wasmtime-48.0.8".into(),
+            },
+        };
+        let r = self.call(node(n), "submit_result", &args);
+        self.settle();
+        r
+    }
+
+    /// Lets the outbox run until it is empty (each retry backs off, so the
+    /// clock moves a second at a time).
+    fn settle(&self) {
+        for _ in 0..30 {
+            self.tick();
+            if self.outbox_steps() == 0 {
+                return;
+            }
+            self.advance(Duration::from_secs(1));
+        }
+    }
+
+    fn outbox_steps(&self) -> u64 {
+        let req = market_api::HttpRequest {
+            method: "GET".into(),
+            url: "/metrics".into(),
+            headers: vec![],
+            body: vec![],
+        };
+        let resp: market_api::HttpResponse =
+            self.query(self.ids.matcher, "http_request", &req).unwrap();
+        let text = String::from_utf8(resp.body).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("matcher_outbox_steps "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Waits until provider `n`'s next heartbeat for `job` is due (a few
+    /// seconds before the interval ends), then sends it.
+    fn heartbeat_when_due(&self, n: u8, job: JobId, attempt: u32) -> HeartbeatAck {
+        let a = self
+            .assignments(n)
+            .into_iter()
+            .find(|a| a.job_id == job)
+            .expect("assigned");
+        let due = a.next_deadline_ns - self.settings.grace_secs * 1_000_000_000 - 5_000_000_000;
+        let now = self.time_ns();
+        if due > now {
+            self.wait((due - now) / 1_000_000_000);
+        }
+        self.heartbeat(n, job, attempt)
+    }
+
+    /// Moves past `secs` seconds, letting timers fire along the way.
+    fn wait(&self, secs: u64) {
+        for _ in 0..secs / 5 {
+            self.advance(Duration::from_secs(5));
+        }
+        self.advance(Duration::from_secs(secs % 5));
+    }
+
+    fn free(&self, who: Principal) -> Tokens {
+        self.escrow_balance(who).unwrap().free
+    }
+
+    fn claimable(&self, who: Principal) -> Tokens {
+        self.escrow_balance(who).unwrap().claimable
+    }
+
+    fn stake_of(&self, n: u8) -> Provider {
+        let p: Option<Provider> = self
+            .query(self.ids.registry, "get_provider", &provider(n))
+            .unwrap();
+        p.unwrap()
+    }
+
+    fn lock(&self, job: JobId) -> JobLock {
+        let l: Option<JobLock> = self
+            .query(self.ids.escrow, "get_lock", &format!("job/{job}"))
+            .unwrap();
+        l.unwrap()
+    }
+
+    fn audit(&self) -> localnet::Audit {
+        self.net.audit().unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+fn accepted(ack: &HeartbeatAck) -> bool {
+    matches!(ack, HeartbeatAck::Accepted { .. })
+}
+
+#[test]
+fn job_matched_at_once_heartbeats_pay_and_result_settles() {
+    let net = Net::new();
+    net.provider(1, PRICE);
+    let before = net.free(buyer());
+    let id = net.submit(buyer(), &net.spec(2 * PRICE, 0)).unwrap();
+    let job = net.job(id);
+    assert_eq!(job.status, JobStatus::Assigned);
+    assert_eq!(job.provider, Some(provider(1)));
+    assert_eq!(job.price_per_interval, Some(PRICE), "the offer's price");
+    assert_eq!(net.lock(id).total, 20 * PRICE, "the maximum cost is locked");
+    assert_eq!(net.free(buyer()), before - 20 * PRICE);
+    assert_eq!(
+        net.stake_of(1).stake.bonded,
+        10 * PRICE,
+        "bond_multiple intervals bonded"
+    );
+
+    let a = net.assignments(1);
+    assert_eq!(a.len(), 1);
+    assert_eq!(
+        (a[0].job_id, a[0].attempt, a[0].acknowledged),
+        (id, 1, false)
+    );
+    assert_eq!(a[0].spec.input, b"input");
+
+    assert!(accepted(&net.heartbeat(1, id, 1)), "acknowledges");
+    assert_eq!(net.job(id).status, JobStatus::Running);
+    assert!(
+        !accepted(&net.heartbeat(1, id, 1)),
+        "a second heartbeat in the same interval is too early"
+    );
+    for i in 1..=3u128 {
+        assert!(accepted(&net.heartbeat_when_due(1, id, 1)));
+        assert_eq!(net.claimable(provider(1)), i * PRICE);
+        assert_eq!(net.lock(id).released, i * PRICE);
+    }
+    net.wait(10);
+    net.result(1, id, 1, b"done").unwrap();
+    let job = net.job(id);
+    assert_eq!(job.status, JobStatus::Succeeded);
+    assert_eq!(job.result.unwrap().output, b"done");
+    assert_eq!(job.intervals_paid, 4, "the interval in progress is paid");
+    let lock = net.lock(id);
+    assert!(lock.settled);
+    assert_eq!(lock.refunded, 16 * PRICE);
+    assert_eq!(net.free(buyer()), before - 4 * PRICE);
+    assert_eq!(net.claimable(provider(1)), 4 * PRICE);
+    assert_eq!(net.stake_of(1).stake.bonded, 0, "bond released");
+    assert!(net.assignments(1).is_empty());
+    let audit = net.audit();
+    assert_eq!((audit.jobs, audit.released), (1, 4 * PRICE));
+}
+
+#[test]
+fn bid_rests_until_an_offer_appears_then_matches_highest_first() {
+    let net = Net::new();
+    let low = net.submit(buyer(), &net.spec(PRICE, 0)).unwrap();
+    let high = net.submit(buyer2(), &net.spec(3 * PRICE, 0)).unwrap();
+    assert_eq!(net.job(low).status, JobStatus::Open);
+    assert_eq!(net.job(high).status, JobStatus::Open);
+    assert_eq!(
+        net.lock(high).total,
+        30 * PRICE,
+        "a resting bid is funded in full"
+    );
+    // One slot at a price both accept: the highest bid gets it.
+    net.provider(1, PRICE);
+    net.settle();
+    assert_eq!(net.job(high).status, JobStatus::Assigned);
+    assert_eq!(net.job(high).price_per_interval, Some(PRICE));
+    assert_eq!(net.job(low).status, JobStatus::Open);
+    // A second, too expensive offer does not take the low bid.
+    net.provider(2, 2 * PRICE);
+    assert_eq!(net.job(low).status, JobStatus::Open);
+    // Cancelling the resting bid refunds it whole.
+    let before = net.free(buyer());
+    let r: R<()> = net.call(buyer(), "cancel_job", &low);
+    r.unwrap();
+    net.settle();
+    assert_eq!(net.job(low).status, JobStatus::Cancelled);
+    assert_eq!(net.free(buyer()), before + 10 * PRICE);
+    net.audit();
+}
+
+#[test]
+fn missed_heartbeat_slashes_and_reassigns_to_a_second_provider() {
+    let net = Net::new();
+    net.provider(1, PRICE);
+    net.provider(2, 2 * PRICE);
+    let id = net.submit(buyer(), &net.spec(2 * PRICE, 1)).unwrap();
+    assert_eq!(net.job(id).provider, Some(provider(1)), "the cheaper one");
+    assert!(accepted(&net.heartbeat(1, id, 1)));
+    assert!(accepted(&net.heartbeat_when_due(1, id, 1)));
+    let free_before = net.free(buyer());
+    let stake_before = net.stake_of(1).stake.free + net.stake_of(1).stake.bonded;
+    // Provider 1 goes silent: past interval plus grace it is slashed.
+    net.wait(INTERVAL + 40);
+    let job = net.job(id);
+    assert_eq!(job.provider, Some(provider(2)), "reassigned");
+    assert_eq!(job.retries_used, 1);
+    assert_eq!(job.price_per_interval, Some(2 * PRICE));
+    let p1 = net.stake_of(1);
+    let slashed = 5 * PRICE;
+    assert_eq!(p1.slashed_total, slashed, "slash_multiple intervals");
+    assert_eq!(p1.stake.free + p1.stake.bonded, stake_before - slashed);
+    assert_eq!(p1.stake.bonded, 0, "the bond of the lost job is released");
+    assert_eq!(
+        net.free(buyer()),
+        free_before + slashed - 2 * net.settings.fee,
+        "the slash reaches the buyer's escrow balance, less two ledger fees (payout and sweep)"
+    );
+    // The old holder is refused; the new one runs it to the end.
+    assert!(!accepted(&net.heartbeat(1, id, 1)));
+    assert!(matches!(
+        net.result(1, id, 1, b"stale"),
+        Err(MatcherError::Unauthorized { .. } | MatcherError::InvalidState { .. })
+    ));
+    let a = net.assignments(2);
+    assert_eq!((a[0].job_id, a[0].attempt), (id, 2));
+    assert!(accepted(&net.heartbeat(2, id, 2)));
+    assert!(accepted(&net.heartbeat_when_due(2, id, 2)));
+    net.result(2, id, 2, b"ok").unwrap();
+    assert_eq!(net.job(id).status, JobStatus::Succeeded);
+    assert_eq!(net.claimable(provider(1)), PRICE);
+    assert_eq!(
+        net.claimable(provider(2)),
+        2 * PRICE,
+        "one interval at its price; the result came within the paid one"
+    );
+    let audit = net.audit();
+    assert_eq!(audit.slashes, 1);
+}
+
+#[test]
+fn retries_used_up_fail_the_job_and_refund_the_buyer() {
+    let net = Net::new();
+    net.provider(1, PRICE);
+    let before = net.free(buyer());
+    let id = net.submit(buyer(), &net.spec(PRICE, 0)).unwrap();
+    // Never acknowledged: the acknowledgement deadline passes too.
+    net.wait(INTERVAL + 40);
+    let job = net.job(id);
+    assert_eq!(job.status, JobStatus::Failed);
+    let lock = net.lock(id);
+    assert!(lock.settled);
+    assert_eq!(lock.refunded, lock.total);
+    assert_eq!(
+        net.free(buyer()),
+        before + 5 * PRICE - 2 * net.settings.fee,
+        "all refunded, plus the slash"
+    );
+    // The offer's slot is free again.
+    let id2 = net.submit(buyer2(), &net.spec(PRICE, 0)).unwrap();
+    assert_eq!(net.job(id2).status, JobStatus::Assigned);
+    net.audit();
+}
+
+#[test]
+fn cancel_pays_heartbeated_intervals_and_refunds_the_rest() {
+    let net = Net::new();
+    net.provider(1, PRICE);
+    let before = net.free(buyer());
+    let id = net.submit(buyer(), &net.spec(PRICE, 0)).unwrap();
+    assert!(accepted(&net.heartbeat(1, id, 1)));
+    assert!(accepted(&net.heartbeat_when_due(1, id, 1)));
+    let other: R<()> = net.call(buyer2(), "cancel_job", &id);
+    assert!(
+        matches!(other, Err(MatcherError::Unauthorized { .. })),
+        "{other:?}"
+    );
+    let r: R<()> = net.call(buyer(), "cancel_job", &id);
+    r.unwrap();
+    net.settle();
+    assert_eq!(net.job(id).status, JobStatus::Cancelled);
+    assert_eq!(net.free(buyer()), before - PRICE);
+    assert_eq!(net.claimable(provider(1)), PRICE);
+    assert!(
+        !accepted(&net.heartbeat(1, id, 1)),
+        "the provider is told to stop"
+    );
+    assert_eq!(net.stake_of(1).stake.bonded, 0);
+    let again: R<()> = net.call(buyer(), "cancel_job", &id);
+    assert!(matches!(again, Err(MatcherError::InvalidState { .. })));
+    net.audit();
+}
+
+#[derive(candid::CandidType, serde::Deserialize, Debug)]
+struct Delivery {
+    job_id: u64,
+    status: JobStatus,
+    outcome: Option<RunOutcome>,
+    output: Vec<u8>,
+    received_at_ns: u64,
+}
+
+#[derive(candid::CandidType)]
+enum CallbackMode {
+    #[allow(dead_code)]
+    Record,
+    Trap,
+}
+
+#[test]
+fn callbacks_are_delivered_once_and_a_trapping_one_harms_nothing() {
+    let net = Net::new();
+    net.provider(1, PRICE);
+    let owner = principal(50);
+    let client = net.deploy_example_client(owner).unwrap();
+    net.mint(client, 10 * ICP).unwrap();
+    let funded: Result<candid::Nat, String> = net
+        .update(client, owner, "fund", &candid::Nat::from(5 * ICP))
+        .unwrap();
+    assert_eq!(localnet::nat(&funded.unwrap()), 5 * ICP);
+    let spec = net.spec(PRICE, 0);
+    let stranger: Result<u64, String> = net.update(client, buyer(), "submit", &spec).unwrap();
+    assert!(stranger.is_err(), "only the client's controllers submit");
+    let id: Result<u64, String> = net.update(client, owner, "submit", &spec).unwrap();
+    let id = id.unwrap();
+    net.settle();
+    assert!(accepted(&net.heartbeat(1, id, 1)));
+    net.result(1, id, 1, b"42").unwrap();
+    let got: Vec<Delivery> = net
+        .query(client, "deliveries", &PageRequest::default())
+        .unwrap();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        (got[0].job_id, got[0].status, got[0].output.as_slice()),
+        (id, JobStatus::Succeeded, &b"42"[..])
+    );
+    assert_eq!(got[0].outcome, Some(RunOutcome::Exited { code: 0 }));
+
+    // A forged delivery from someone else is refused.
+    let forged = net.update::<_, ()>(client, buyer(), "job_finished", &net.job(id));
+    assert!(forged.is_err());
+
+    // A client whose callback traps: the job still settles, once.
+    let r: Result<(), String> = net
+        .update(client, owner, "set_callback_mode", &CallbackMode::Trap)
+        .unwrap();
+    r.unwrap();
+    let id2: Result<u64, String> = net.update(client, owner, "submit", &spec).unwrap();
+    let id2 = id2.unwrap();
+    net.settle();
+    assert!(accepted(&net.heartbeat(1, id2, 1)));
+    net.result(1, id2, 1, b"43").unwrap();
+    net.wait(700);
+    assert_eq!(net.job(id2).status, JobStatus::Succeeded);
+    let got: Vec<Delivery> = net
+        .query(client, "deliveries", &PageRequest::default())
+        .unwrap();
+    assert_eq!(got.len(), 1, "the trapped delivery is not retried");
+    let calls = net
+        .devnet()
+        .canister_logs(client)
+        .iter()
+        .filter(|l| l.contains("set to fail"))
+        .count();
+    assert!(calls <= 1, "delivered at most once");
+    net.audit();
+}
+
+#[test]
+fn deadline_is_enforced_across_a_matcher_upgrade() {
+    let net = Net::new();
+    net.provider(1, PRICE);
+    let id = net.submit(buyer(), &net.spec(PRICE, 0)).unwrap();
+    assert!(accepted(&net.heartbeat(1, id, 1)));
+    assert!(accepted(&net.heartbeat_when_due(1, id, 1)));
+    let wasm = localnet::canister_wasm("matcher").unwrap();
+    let config: MatcherInit = net.query(net.ids.matcher, "get_config", &()).unwrap();
+    net.devnet()
+        .upgrade_canister(
+            net.ids.matcher,
+            &wasm,
+            candid::encode_one(Some(config)).unwrap(),
+            admin(),
+        )
+        .unwrap();
+    assert_eq!(net.job(id).status, JobStatus::Running, "state kept");
+    // The provider heartbeats once more after the upgrade, then stops.
+    assert!(accepted(&net.heartbeat_when_due(1, id, 1)));
+    net.wait(INTERVAL + 40);
+    assert_eq!(
+        net.job(id).status,
+        JobStatus::Failed,
+        "the timer was re-armed"
+    );
+    assert_eq!(net.stake_of(1).slashed_total, 5 * PRICE);
+    assert_eq!(net.claimable(provider(1)), 2 * PRICE);
+    net.audit();
+}
+
+/// Runs a full job (match, two paid intervals, result) with `fault`
+/// injected on the first matching call, then checks that everything
+/// converges: the job settles, pay and refunds are exact, the books balance.
+fn job_with_fault(fault: Fault) {
+    let net = Net::new();
+    net.provider(1, PRICE);
+    net.devnet().inject_fault(fault.clone());
+    let before = net.free(buyer());
+    let id = match net.submit(buyer(), &net.spec(PRICE, 0)) {
+        Ok(id) => id,
+        Err(e) => {
+            // The lock was refused outright: nothing may have changed.
+            assert!(matches!(e, MatcherError::Downstream { .. }), "{e:?}");
+            net.settle();
+            assert_eq!(net.free(buyer()), before, "{fault:?}");
+            net.audit();
+            return;
+        }
+    };
+    net.wait(30);
+    assert!(accepted(&net.heartbeat(1, id, 1)), "{fault:?}");
+    assert!(accepted(&net.heartbeat_when_due(1, id, 1)), "{fault:?}");
+    net.wait(10);
+    net.result(1, id, 1, b"ok").unwrap();
+    net.wait(700);
+    assert_eq!(net.job(id).status, JobStatus::Succeeded, "{fault:?}");
+    assert_eq!(net.claimable(provider(1)), 2 * PRICE, "{fault:?}");
+    assert_eq!(net.free(buyer()), before - 2 * PRICE, "{fault:?}");
+    assert_eq!(net.stake_of(1).stake.bonded, 0, "{fault:?}");
+    net.audit();
+}
+
+#[test]
+fn escrow_and_registry_faults_at_every_step_converge() {
+    let kinds = [
+        FaultKind::Reject {
+            code: RejectCode::SysTransient,
+            message: "injected".into(),
+        },
+        FaultKind::Trap,
+        FaultKind::Timeout,
+    ];
+    let probe = Net::new();
+    let (escrow, registry, matcher) = (probe.ids.escrow, probe.ids.registry, probe.ids.matcher);
+    drop(probe);
+    let steps = [
+        (escrow, "lock"),
+        (escrow, "release"),
+        (escrow, "settle"),
+        (registry, "bond"),
+        (registry, "unbond"),
+    ];
+    for (callee, method) in steps {
+        for kind in &kinds {
+            job_with_fault(
+                Fault::new(callee, kind.clone(), 1)
+                    .method(method)
+                    .caller(matcher),
+            );
+        }
+    }
+}
+
+#[test]
+fn slash_and_notify_faults_converge_without_double_slashing() {
+    for (method, kind) in [
+        ("slash", FaultKind::Timeout),
+        ("slash", FaultKind::Trap),
+        ("notify_deposit", FaultKind::Timeout),
+        (
+            "notify_deposit",
+            FaultKind::Reject {
+                code: RejectCode::SysTransient,
+                message: "injected".into(),
+            },
+        ),
+    ] {
+        let net = Net::new();
+        net.provider(1, PRICE);
+        let callee = if method == "slash" {
+            net.ids.registry
+        } else {
+            net.ids.escrow
+        };
+        net.devnet().inject_fault(
+            Fault::new(callee, kind.clone(), 1)
+                .method(method)
+                .caller(net.ids.matcher),
+        );
+        let before = net.free(buyer());
+        let id = net.submit(buyer(), &net.spec(PRICE, 0)).unwrap();
+        net.wait(INTERVAL + 40);
+        net.wait(700);
+        assert_eq!(net.job(id).status, JobStatus::Failed, "{method} {kind:?}");
+        assert_eq!(
+            net.stake_of(1).slashed_total,
+            5 * PRICE,
+            "{method} {kind:?}"
+        );
+        assert_eq!(
+            net.free(buyer()),
+            before + 5 * PRICE - 2 * net.settings.fee,
+            "{method} {kind:?}"
+        );
+        let audit = net.audit();
+        assert_eq!(audit.slashes, 1);
+    }
+}
+
+#[test]
+fn modules_upload_in_chunks_and_only_funded_principals_may_upload() {
+    let net = Net::new();
+    let module = vec![0xAB; 2 * market_api::matcher::MAX_CHUNK_BYTES + 10];
+    let sha: [u8; 32] = Sha256::digest(&module).into();
+    let upload = ModuleUpload {
+        sha256: sha,
+        size: module.len() as u64,
+    };
+    let broke: R<ModuleInfo> = net.call(principal(77), "begin_module_upload", &upload);
+    assert!(
+        matches!(broke, Err(MatcherError::Unauthorized { .. })),
+        "{broke:?}"
+    );
+    let info: R<ModuleInfo> = net.call(buyer(), "begin_module_upload", &upload);
+    assert_eq!(info.unwrap().chunks, 3);
+    for (i, chunk) in module
+        .chunks(market_api::matcher::MAX_CHUNK_BYTES)
+        .enumerate()
+    {
+        let r: Result<(), MatcherError> = net
+            .update_args(
+                net.ids.matcher,
+                buyer(),
+                "put_module_chunk",
+                (sha, i as u32, serde_bytes::ByteBuf::from(chunk.to_vec())),
+            )
+            .map(|(r,): (R<()>,)| r)
+            .unwrap();
+        r.unwrap();
+    }
+    let committed: R<ModuleInfo> = net.call(
+        buyer(),
+        "commit_module",
+        &serde_bytes::ByteBuf::from(sha.to_vec()),
+    );
+    assert!(committed.unwrap().committed);
+    let (chunk,): (R<serde_bytes::ByteBuf>,) = net
+        .query_args(
+            net.ids.matcher,
+            "module_chunk",
+            (serde_bytes::ByteBuf::from(sha.to_vec()), 2u32),
+        )
+        .unwrap();
+    assert_eq!(
+        chunk.unwrap().as_slice(),
+        &module[2 * market_api::matcher::MAX_CHUNK_BYTES..]
+    );
+    let mut spec = net.spec(PRICE, 0);
+    spec.module = ModuleSource::Stored { sha256: sha };
+    net.submit(buyer(), &spec).unwrap();
+    spec.module = ModuleSource::Stored { sha256: [9; 32] };
+    assert!(matches!(
+        net.submit(buyer(), &spec),
+        Err(MatcherError::UnknownModule { .. })
+    ));
+}
+
+#[test]
+fn unauthorized_and_anonymous_callers_are_refused_and_change_nothing() {
+    let net = Net::new();
+    net.provider(1, PRICE);
+    let id = net.submit(buyer(), &net.spec(PRICE, 0)).unwrap();
+    let anon: R<u64> = net.call(Principal::anonymous(), "submit_job", &net.spec(PRICE, 0));
+    assert_eq!(anon, Err(MatcherError::AnonymousCaller));
+    // A stranger heartbeating a job it does not hold.
+    let items = vec![HeartbeatItem {
+        job_id: id,
+        attempt: 1,
+        fuel_used: 0,
+    }];
+    let acks: R<Vec<HeartbeatAck>> = net.call(principal(66), "heartbeat", &items);
+    match acks {
+        Ok(acks) => assert!(!accepted(&acks[0])),
+        Err(e) => assert!(matches!(e, MatcherError::Unauthorized { .. }), "{e:?}"),
+    }
+    assert_eq!(net.job(id).status, JobStatus::Assigned);
+    // An offer from a principal that is not a registered provider.
+    let mut spec = offer(PRICE, 1);
+    spec.ledger = net.ids.ledger;
+    let r: R<u64> = net.call(principal(66), "post_offer", &spec);
+    assert!(matches!(r, Err(MatcherError::Unauthorized { .. })), "{r:?}");
+    // The escrow and registry take value-moving calls from the matcher only.
+    let lock: Result<JobLock, EscrowError> = net
+        .update(
+            net.ids.escrow,
+            buyer2(),
+            "lock",
+            &LockArgs {
+                job_key: "job/999".into(),
+                buyer: buyer(),
+                ledger: net.ids.ledger,
+                amount: PRICE,
+            },
+        )
+        .unwrap();
+    assert!(lock.is_err());
+    let slash: Result<SlashOutcome, RegistryError> = net
+        .update(
+            net.ids.registry,
+            buyer(),
+            "slash",
+            &SlashArgs {
+                provider: provider(1),
+                amount: PRICE,
+                beneficiary: account(buyer()),
+                reason: "forged".into(),
+                key: "forged/1".into(),
+            },
+        )
+        .unwrap();
+    assert!(slash.is_err());
+    assert_eq!(net.stake_of(1).slashed_total, 0);
+    net.audit();
+}
