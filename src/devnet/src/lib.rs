@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub use candid::Principal;
 pub use error::{CallError, InstallError, Reject, RejectCode};
 pub use faults::{Fault, FaultKind};
-pub use management::{CanisterSettings, CanisterStatus, InstallMode};
+pub use management::{CanisterSettings, CanisterStatus, InstallMode, UpgradeFlags};
 pub use system_api::MAX_PAYLOAD;
 
 use instance::{CanisterCode, LiveInstance};
@@ -273,6 +273,19 @@ impl Devnet {
         self.canisters
             .get(&canister)
             .and_then(|c| c.code().map(|code| code.hash))
+    }
+
+    /// The canister's certified data (set by `ic0.certified_data_set`; empty
+    /// until set), if the canister exists.
+    pub fn certified_data(&self, canister: Principal) -> Option<Vec<u8>> {
+        self.canisters
+            .get(&canister)
+            .map(|c| c.certified_data.clone())
+    }
+
+    /// The canister's version (`ic0.canister_version`), if it exists.
+    pub fn canister_version(&self, canister: Principal) -> Option<u64> {
+        self.canisters.get(&canister).map(|c| c.version)
     }
 
     /// Size of the canister's stable memory in bytes.

@@ -1,0 +1,161 @@
+//! The devnet behind the Internet Computer's HTTP interface.
+//!
+//! [`Server::start`] serves a [`devnet::Devnet`] on a loopback port the way a
+//! local replica does: `GET /api/v2/status` with the root key,
+//! `POST /api/v{2,3,4}/canister/<id>/call` (v3/v4 answer synchronously with a
+//! certificate, or 202 after a short wait), `/api/v{2,3}/canister/<id>/query`
+//! (responses signed by a node key that read_state serves, so agents may keep
+//! query-signature verification on), and `/api/v{2,3}/{canister,subnet}/<id>/read_state`.
+//! Requests are CBOR envelopes; sender signatures (Ed25519, secp256k1,
+//! P-256, delegations) and ingress expiry are checked; certificates are hash
+//! trees signed with a BLS key generated at start. A background round loop
+//! advances the devnet's clock (in real time or faster) and runs timers and
+//! queued messages. See the crate's README for what is and is not served.
+
+pub mod auth;
+pub mod http;
+pub mod ingress;
+pub mod keys;
+pub mod management;
+pub mod node;
+pub mod state_tree;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use devnet::Devnet;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub use keys::NodeKeys;
+pub use node::Node;
+
+/// How a [`Server`] runs.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Address to listen on (port 0 picks a free port).
+    pub addr: SocketAddr,
+    /// How many devnet seconds pass per real second.
+    pub time_speed: f64,
+    /// Time between rounds of the background loop.
+    pub round_interval: Duration,
+    /// How long a v3/v4 call waits for its answer before answering 202.
+    pub sync_call_wait: Duration,
+    /// Seed of the root and node keys; random if `None`.
+    pub key_seed: Option<[u8; 32]>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 4943)),
+            time_speed: 1.0,
+            round_interval: Duration::from_millis(100),
+            sync_call_wait: Duration::from_secs(5),
+            key_seed: None,
+        }
+    }
+}
+
+/// A running devnet HTTP server.
+pub struct Server {
+    node: Arc<Node>,
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    serve: tokio::task::JoinHandle<std::io::Result<()>>,
+    rounds: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds `config.addr` and serves `devnet` until [`shutdown`](Self::shutdown).
+    /// Must be called within a Tokio runtime.
+    pub async fn start(config: ServerConfig, devnet: Devnet) -> std::io::Result<Server> {
+        let keys = match config.key_seed {
+            Some(seed) => NodeKeys::from_seed(seed),
+            None => NodeKeys::generate(),
+        };
+        let node = Arc::new(Node::new(devnet, keys, config.time_speed));
+        let listener = TcpListener::bind(config.addr).await?;
+        let addr = listener.local_addr()?;
+        let rounds = {
+            let node = node.clone();
+            let interval = config.round_interval;
+            std::thread::Builder::new()
+                .name("devnet-rounds".into())
+                .spawn(move || {
+                    while !node.is_stopped() {
+                        std::thread::sleep(interval);
+                        node.run_round();
+                    }
+                })?
+        };
+        let app = http::router(
+            node.clone(),
+            http::HttpConfig {
+                sync_call_wait: config.sync_call_wait,
+            },
+        );
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let serve = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stop.await;
+                })
+                .await
+        });
+        tracing::info!(%addr, subnet = %node.keys().subnet_id(), "devnet serving the IC HTTP interface");
+        Ok(Server {
+            node,
+            addr,
+            shutdown: Some(shutdown),
+            serve,
+            rounds: Some(rounds),
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>`, for `Agent::builder().with_url(..)`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The node (keys, direct devnet access).
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
+    /// The root key clients fetch from `/api/v2/status` (DER).
+    pub fn root_key(&self) -> Vec<u8> {
+        self.node.keys().root_key_der().to_vec()
+    }
+
+    /// Stops accepting requests, waits for those in flight, stops the rounds.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let served = (&mut self.serve)
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        self.node.stop();
+        if let Some(rounds) = self.rounds.take() {
+            let _ = tokio::task::spawn_blocking(move || rounds.join()).await;
+        }
+        served
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Dropped without `shutdown`: stop the loop and the server anyway.
+        self.node.stop();
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! The management canister (`aaaaa-aa`) as deployment tools see it over
+//! HTTP. The devnet library implements creation, installation, settings and
+//! randomness; this module adds what tools call on top (the full
+//! `canister_status` record, the chunk store and `install_chunked_code`,
+//! `provisional_top_up_canister`, and `start_canister`/`stop_canister`, which
+//! are accepted but change nothing: the devnet has no stopped state).
+
+use std::collections::{BTreeMap, HashMap};
+
+use candid::{CandidType, Decode, Deserialize, Encode, Nat, Principal};
+use devnet::{Devnet, InstallError, InstallMode, Reject, RejectCode, UpgradeFlags};
+use ic_management_canister_types::{
+    CanisterIdRecord, CanisterInstallMode, CanisterStatusResult, CanisterStatusType, ChunkHash,
+    DefiniteCanisterSettings, InstallChunkedCodeArgs, LogVisibility, MemoryMetrics,
+    ProvisionalTopUpCanisterArgs, QueryStats, SnapshotVisibility, UploadChunkArgs,
+};
+use sha2::{Digest, Sha256};
+
+/// Largest chunk `upload_chunk` accepts (IC: 1 MiB).
+const MAX_CHUNK: usize = 1 << 20;
+/// Most chunks one canister's store holds (IC: 100 MiB / 1 MiB).
+const MAX_CHUNKS: usize = 100;
+
+/// Wasm chunk stores of canisters, for chunked installation of large modules.
+#[derive(Default)]
+pub struct ChunkStore {
+    stores: HashMap<Principal, BTreeMap<[u8; 32], Vec<u8>>>,
+}
+
+fn reject(code: RejectCode, message: impl Into<String>) -> Reject {
+    Reject::new(code, message)
+}
+
+fn bad_arg(e: candid::Error) -> Reject {
+    reject(
+        RejectCode::CanisterReject,
+        format!("invalid management canister argument: {e}"),
+    )
+}
+
+fn install_reject(e: InstallError) -> Reject {
+    let code = match e {
+        InstallError::CanisterNotFound(_) => RejectCode::DestinationInvalid,
+        InstallError::Trapped(_) | InstallError::NotController(_) => RejectCode::CanisterError,
+        _ => RejectCode::CanisterReject,
+    };
+    reject(code, e.to_string())
+}
+
+fn require_controller(
+    devnet: &Devnet,
+    caller: Principal,
+    canister: Principal,
+) -> Result<(), Reject> {
+    match devnet.controllers(canister) {
+        None => Err(reject(
+            RejectCode::DestinationInvalid,
+            format!("Canister {canister} not found"),
+        )),
+        Some(c) if !c.contains(&caller) => Err(reject(
+            RejectCode::CanisterError,
+            format!("Only the controllers of canister {canister} can call this method"),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+fn encode<T: CandidType>(value: &T) -> Vec<u8> {
+    Encode!(value).expect("encoding a management reply")
+}
+
+/// Handles an ingress call to the management canister from `sender`. Every
+/// method answers at once.
+pub fn call(
+    devnet: &mut Devnet,
+    chunks: &mut ChunkStore,
+    sender: Principal,
+    method: &str,
+    arg: &[u8],
+) -> Result<Vec<u8>, Reject> {
+    match method {
+        "canister_status" => canister_status(devnet, chunks, sender, arg),
+        "start_canister" | "stop_canister" => {
+            let args = Decode!(arg, CanisterIdRecord).map_err(bad_arg)?;
+            require_controller(devnet, sender, args.canister_id)?;
+            Ok(encode(&()))
+        }
+        "provisional_top_up_canister" => {
+            let args = Decode!(arg, ProvisionalTopUpCanisterArgs).map_err(bad_arg)?;
+            if !devnet.canister_exists(args.canister_id) {
+                return Err(reject(
+                    RejectCode::DestinationInvalid,
+                    format!("Canister {} not found", args.canister_id),
+                ));
+            }
+            let amount = u128::try_from(args.amount.0).unwrap_or(u128::MAX);
+            devnet.add_cycles(args.canister_id, amount);
+            Ok(encode(&()))
+        }
+        "upload_chunk" => {
+            let args = Decode!(arg, UploadChunkArgs).map_err(bad_arg)?;
+            require_controller(devnet, sender, args.canister_id)?;
+            if args.chunk.len() > MAX_CHUNK {
+                return Err(reject(
+                    RejectCode::CanisterReject,
+                    format!("chunk of {} bytes exceeds 1 MiB", args.chunk.len()),
+                ));
+            }
+            let store = chunks.stores.entry(args.canister_id).or_default();
+            if store.len() >= MAX_CHUNKS {
+                return Err(reject(
+                    RejectCode::CanisterReject,
+                    "the chunk store is full",
+                ));
+            }
+            let hash: [u8; 32] = Sha256::digest(&args.chunk).into();
+            store.insert(hash, args.chunk);
+            Ok(encode(&ChunkHash {
+                hash: hash.to_vec(),
+            }))
+        }
+        "stored_chunks" => {
+            let args = Decode!(arg, CanisterIdRecord).map_err(bad_arg)?;
+            require_controller(devnet, sender, args.canister_id)?;
+            let hashes: Vec<ChunkHash> = chunks
+                .stores
+                .get(&args.canister_id)
+                .map(|s| s.keys().map(|h| ChunkHash { hash: h.to_vec() }).collect())
+                .unwrap_or_default();
+            Ok(encode(&hashes))
+        }
+        "clear_chunk_store" => {
+            let args = Decode!(arg, CanisterIdRecord).map_err(bad_arg)?;
+            require_controller(devnet, sender, args.canister_id)?;
+            chunks.stores.remove(&args.canister_id);
+            Ok(encode(&()))
+        }
+        "install_chunked_code" => {
+            let args = Decode!(arg, InstallChunkedCodeArgs).map_err(bad_arg)?;
+            let store_canister = args.store_canister.unwrap_or(args.target_canister);
+            require_controller(devnet, sender, store_canister)?;
+            let store = chunks.stores.get(&store_canister);
+            let mut wasm = Vec::new();
+            for ChunkHash { hash } in &args.chunk_hashes_list {
+                let chunk = store
+                    .and_then(|s| {
+                        <[u8; 32]>::try_from(hash.as_slice())
+                            .ok()
+                            .and_then(|h| s.get(&h))
+                    })
+                    .ok_or_else(|| {
+                        reject(
+                            RejectCode::CanisterReject,
+                            format!(
+                                "chunk {} is not in the store of {store_canister}",
+                                hex::encode(hash)
+                            ),
+                        )
+                    })?;
+                wasm.extend_from_slice(chunk);
+            }
+            if Sha256::digest(&wasm).as_slice() != args.wasm_module_hash.as_slice() {
+                return Err(reject(
+                    RejectCode::CanisterReject,
+                    "the hash of the assembled module differs from wasm_module_hash",
+                ));
+            }
+            devnet
+                .install_code(
+                    sender,
+                    args.target_canister,
+                    install_mode(args.mode),
+                    &wasm,
+                    args.arg,
+                )
+                .map_err(install_reject)?;
+            Ok(encode(&()))
+        }
+        // Creation, install_code, update_settings, raw_rand, deposit_cycles:
+        // the devnet's own management canister, which answers at once.
+        _ => {
+            let id = devnet.submit_call(
+                Principal::management_canister(),
+                sender,
+                method,
+                arg.to_vec(),
+            )?;
+            devnet.await_call(id)
+        }
+    }
+}
+
+/// Handles a query to the management canister (ic-utils sends
+/// `canister_status` as a query by default).
+pub fn query(
+    devnet: &Devnet,
+    chunks: &ChunkStore,
+    sender: Principal,
+    method: &str,
+    arg: &[u8],
+) -> Result<Vec<u8>, Reject> {
+    match method {
+        "canister_status" => canister_status(devnet, chunks, sender, arg),
+        other => Err(reject(
+            RejectCode::DestinationInvalid,
+            format!("the devnet's management canister has no query method '{other}'"),
+        )),
+    }
+}
+
+fn canister_status(
+    devnet: &Devnet,
+    chunks: &ChunkStore,
+    sender: Principal,
+    arg: &[u8],
+) -> Result<Vec<u8>, Reject> {
+    let args = Decode!(arg, CanisterIdRecord).map_err(bad_arg)?;
+    require_controller(devnet, sender, args.canister_id)?;
+    Ok(encode(&full_status(devnet, chunks, args.canister_id)))
+}
+
+fn install_mode(mode: CanisterInstallMode) -> InstallMode {
+    match mode {
+        CanisterInstallMode::Install => InstallMode::Install,
+        CanisterInstallMode::Reinstall => InstallMode::Reinstall,
+        CanisterInstallMode::Upgrade(flags) => InstallMode::Upgrade(flags.map(|f| UpgradeFlags {
+            skip_pre_upgrade: f.skip_pre_upgrade,
+        })),
+    }
+}
+
+/// `canister_status` with every field the IC returns, so that tools decoding
+/// the full record (ic-utils, dfx) accept it. Fields the devnet does not
+/// model hold the IC's defaults or zero.
+fn full_status(devnet: &Devnet, chunks: &ChunkStore, canister: Principal) -> CanisterStatusResult {
+    let status = devnet.canister_status(canister).expect("checked to exist");
+    let stable = devnet.stable_memory_size(canister).unwrap_or(0);
+    let chunk_bytes: usize = chunks
+        .stores
+        .get(&canister)
+        .map(|s| s.values().map(Vec::len).sum())
+        .unwrap_or(0);
+    let memory_size = status.memory_size.clone();
+    CanisterStatusResult {
+        status: CanisterStatusType::Running,
+        ready_for_migration: false,
+        version: devnet.canister_version(canister).unwrap_or(0),
+        settings: DefiniteCanisterSettings {
+            controllers: status.settings.controllers,
+            compute_allocation: Nat::from(0u8),
+            memory_allocation: Nat::from(0u8),
+            freezing_threshold: Nat::from(2_592_000u32),
+            reserved_cycles_limit: Nat::from(5_000_000_000_000u64),
+            log_visibility: LogVisibility::Controllers,
+            log_memory_limit: Nat::from(4096u32),
+            snapshot_visibility: SnapshotVisibility::default(),
+            wasm_memory_limit: Nat::from(3u64 << 30),
+            wasm_memory_threshold: Nat::from(0u8),
+            environment_variables: Vec::new(),
+        },
+        module_hash: status.module_hash,
+        memory_size: memory_size.clone(),
+        memory_metrics: MemoryMetrics {
+            wasm_memory_size: memory_size - Nat::from(stable),
+            stable_memory_size: Nat::from(stable),
+            global_memory_size: Nat::from(0u8),
+            wasm_binary_size: Nat::from(0u8),
+            custom_sections_size: Nat::from(0u8),
+            canister_history_size: Nat::from(0u8),
+            wasm_chunk_store_size: Nat::from(chunk_bytes),
+            snapshots_size: Nat::from(0u8),
+            log_memory_store_size: Nat::from(0u8),
+        },
+        cycles: status.cycles,
+        reserved_cycles: Nat::from(0u8),
+        idle_cycles_burned_per_day: Nat::from(0u8),
+        query_stats: QueryStats {
+            num_calls_total: Nat::from(0u8),
+            num_instructions_total: Nat::from(0u8),
+            request_payload_bytes_total: Nat::from(0u8),
+            response_payload_bytes_total: Nat::from(0u8),
+        },
+    }
+}
+
+/// The canister a management call acts on, from its argument's
+/// `canister_id` (or `target_canister`), if it has one: the IC's effective
+/// canister id of the call.
+pub fn effective_canister(arg: &[u8]) -> Option<Principal> {
+    #[derive(CandidType, Deserialize)]
+    struct WithCanisterId {
+        canister_id: Principal,
+    }
+    #[derive(CandidType, Deserialize)]
+    struct WithTarget {
+        target_canister: Principal,
+    }
+    Decode!(arg, WithCanisterId)
+        .map(|a| a.canister_id)
+        .or_else(|_| Decode!(arg, WithTarget).map(|a| a.target_canister))
+        .ok()
+}

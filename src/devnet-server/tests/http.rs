@@ -1,0 +1,333 @@
+//! The devnet over HTTP with the real ic-agent: install through the
+//! management canister, queries, updates, rejects, traps, identities,
+//! synchronous and polled calls, timers in real time.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use candid::{Decode, Encode, Principal};
+use common::*;
+use devnet::{Devnet, DevnetConfig};
+use devnet_server::{Server, ServerConfig};
+use ic_agent::AgentError;
+use ic_agent::Identity;
+use ic_agent::agent::RejectCode;
+use ic_agent::identity::AnonymousIdentity;
+use ic_utils::call::AsyncCall;
+use ic_utils::interfaces::ManagementCanister;
+use ic_utils::interfaces::management_canister::builders::CanisterInstallMode;
+use sha2::{Digest, Sha256};
+
+async fn query_u64(agent: &ic_agent::Agent, id: Principal, method: &str) -> u64 {
+    let bytes = agent
+        .query(&id, method)
+        .with_arg(Encode!().unwrap())
+        .call()
+        .await
+        .expect(method);
+    Decode!(&bytes, u64).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_query_update_reject_and_trap_over_http() {
+    let server = start_server(1.0, Duration::from_secs(5)).await;
+    let identity = ed25519_identity(1);
+    let me = identity.sender().unwrap();
+    let agent = agent(&server, identity).await;
+    assert_eq!(agent.read_root_key(), server.root_key());
+
+    let id = install_probe(&agent, "over http").await;
+
+    // canister_status (a query by ic-utils' default) decodes as the full record.
+    let mgmt = ManagementCanister::create(&agent);
+    let (status,) = mgmt
+        .canister_status(&id)
+        .call()
+        .await
+        .expect("canister_status");
+    let wasm_hash = Sha256::digest(probe_wasm()).to_vec();
+    assert_eq!(status.module_hash.as_deref(), Some(wasm_hash.as_slice()));
+    assert_eq!(status.settings.controllers, vec![me]);
+    let (status,) = mgmt
+        .canister_status(&id)
+        .as_update()
+        .call()
+        .await
+        .expect("canister_status as update");
+    assert_eq!(status.settings.controllers, vec![me]);
+
+    // read_state: controllers and module hash, certified.
+    assert_eq!(
+        agent.read_state_canister_controllers(id).await.unwrap(),
+        vec![me]
+    );
+    assert_eq!(
+        agent.read_state_canister_module_hash(id).await.unwrap(),
+        wasm_hash
+    );
+
+    // Queries (signature-verified against the node key served by read_state).
+    assert_eq!(query_u64(&agent, id, "get").await, 0);
+    let label = agent
+        .query(&id, "label")
+        .with_arg(Encode!().unwrap())
+        .call()
+        .await
+        .unwrap();
+    assert_eq!(Decode!(&label, String).unwrap(), "over http");
+
+    // Updates, answered synchronously with a certificate.
+    for expected in 1..=3u64 {
+        let bytes = agent
+            .update(&id, "inc")
+            .with_arg(Encode!().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(Decode!(&bytes, u64).unwrap(), expected);
+    }
+    assert_eq!(query_u64(&agent, id, "get").await, 3);
+    // A query's changes are not kept.
+    assert_eq!(query_u64(&agent, id, "inc_in_query").await, 4);
+    assert_eq!(query_u64(&agent, id, "get").await, 3);
+
+    // The caller seen by the canister is the identity's principal.
+    let who = agent
+        .update(&id, "whoami")
+        .with_arg(Encode!().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(Decode!(&who, Principal).unwrap(), me);
+
+    // An explicit reject is a certified reject with the canister's message.
+    let err = agent
+        .update(&id, "reject_with")
+        .with_arg(Encode!(&"not today").unwrap())
+        .await
+        .unwrap_err();
+    match err {
+        AgentError::CertifiedReject { reject, .. } => {
+            assert_eq!(reject.reject_code, RejectCode::CanisterReject);
+            assert_eq!(reject.reject_message, "not today");
+            assert_eq!(reject.error_code.as_deref(), Some("IC0406"));
+        }
+        other => panic!("expected a certified reject, got {other:?}"),
+    }
+
+    // A trap rolls back and is a certified CANISTER_ERROR.
+    let err = agent
+        .update(&id, "write_then_trap")
+        .with_arg(Encode!(&0u64, &vec![1u8, 2, 3]).unwrap())
+        .await
+        .unwrap_err();
+    match err {
+        AgentError::CertifiedReject { reject, .. } => {
+            assert_eq!(reject.reject_code, RejectCode::CanisterError);
+            assert!(
+                reject.reject_message.contains("trap after write"),
+                "{}",
+                reject.reject_message
+            );
+            assert_eq!(reject.error_code.as_deref(), Some("IC0503"));
+        }
+        other => panic!("expected a certified reject, got {other:?}"),
+    }
+    assert_eq!(query_u64(&agent, id, "get").await, 3);
+
+    // A query that rejects is a signed uncertified reject.
+    let err = agent
+        .query(&id, "no_such_method")
+        .with_arg(Encode!().unwrap())
+        .call()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AgentError::UncertifiedReject { reject, .. } if reject.reject_code == RejectCode::DestinationInvalid),
+        "{err:?}"
+    );
+
+    // inspect_message refuses before execution: a non-replicated rejection.
+    let err = agent
+        .update(&id, "refused_by_inspect")
+        .with_arg(Encode!().unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AgentError::UncertifiedReject { reject, .. } if reject.reject_code == RejectCode::CanisterReject),
+        "{err:?}"
+    );
+
+    // Upgrade through the management canister: heap reset, stable kept.
+    mgmt.install_code(&id, &probe_wasm())
+        .with_mode(CanisterInstallMode::Upgrade(None))
+        .with_arg(Some(ProbeArg {
+            label: "upgraded".into(),
+        }))
+        .call_and_wait()
+        .await
+        .expect("upgrade");
+    assert_eq!(query_u64(&agent, id, "get").await, 0);
+    assert_eq!(query_u64(&agent, id, "upgrades").await, 1);
+
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secp256k1_and_anonymous_senders_are_authenticated() {
+    let server = start_server(1.0, Duration::from_secs(5)).await;
+    let owner = agent(&server, ed25519_identity(2)).await;
+    let id = install_probe(&owner, "ids").await;
+
+    let secp = secp256k1_identity(3);
+    let secp_principal = secp.sender().unwrap();
+    let agent = agent(&server, secp).await;
+    let who = agent
+        .update(&id, "whoami")
+        .with_arg(Encode!().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(Decode!(&who, Principal).unwrap(), secp_principal);
+    let who = agent
+        .query(&id, "whoami")
+        .with_arg(Encode!().unwrap())
+        .call()
+        .await
+        .unwrap();
+    assert_eq!(Decode!(&who, Principal).unwrap(), secp_principal);
+
+    let anonymous = common::agent(&server, AnonymousIdentity).await;
+    let who = anonymous
+        .update(&id, "whoami")
+        .with_arg(Encode!().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(Decode!(&who, Principal).unwrap(), Principal::anonymous());
+
+    // Not a controller: canister_status is refused.
+    let err = ManagementCanister::create(&anonymous)
+        .canister_status(&id)
+        .call()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AgentError::UncertifiedReject { .. }),
+        "{err:?}"
+    );
+
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_update_answers_202_and_the_agent_polls_read_state() {
+    // One message per round and 250 ms between rounds: the probe's call to
+    // another canister (request in, request out, response) takes two rounds
+    // after the one run at submission, longer than the 50 ms synchronous wait.
+    let devnet = Devnet::with_config(DevnetConfig {
+        max_messages_per_tick: 1,
+        ..DevnetConfig::default()
+    });
+    let config = ServerConfig {
+        round_interval: Duration::from_millis(250),
+        sync_call_wait: Duration::from_millis(50),
+        ..test_config()
+    };
+    let server = Server::start(config, devnet).await.unwrap();
+    let agent = agent(&server, ed25519_identity(4)).await;
+    let caller = install_probe(&agent, "caller").await;
+    let callee = install_probe(&agent, "callee").await;
+
+    let started = Instant::now();
+    let bytes = agent
+        .update(&caller, "call")
+        .with_arg(Encode!(&callee, &"inc", &Encode!().unwrap(), &None::<u32>).unwrap())
+        .await
+        .expect("polled to completion");
+    let elapsed = started.elapsed();
+    let outcome = Decode!(&bytes, CallOutcome).unwrap();
+    assert_eq!(outcome, CallOutcome::Reply(Encode!(&1u64).unwrap()));
+    // The agent's first poll comes 500 ms after the 202.
+    assert!(elapsed >= Duration::from_millis(450), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timers_fire_as_the_clock_runs_faster() {
+    // 100 devnet seconds per real second: a 60 s timer fires within ~0.6 s.
+    let server = start_server(100.0, Duration::from_secs(5)).await;
+    let agent = agent(&server, ed25519_identity(5)).await;
+    let id = install_probe(&agent, "timers").await;
+    let t0 = query_u64(&agent, id, "time").await;
+    agent
+        .update(&id, "set_timer")
+        .with_arg(Encode!(&60u64).unwrap())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while query_u64(&agent, id, "timer_fires").await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the timer did not fire within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let t1 = query_u64(&agent, id, "time").await;
+    assert!(
+        t1 - t0 >= 60_000_000_000,
+        "devnet time advanced by {} ns",
+        t1 - t0
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_install_of_a_module() {
+    let server = start_server(1.0, Duration::from_secs(5)).await;
+    let agent = agent(&server, ed25519_identity(6)).await;
+    let mgmt = ManagementCanister::create(&agent);
+    let (id,) = mgmt
+        .create_canister()
+        .as_provisional_create_with_amount(None)
+        .call_and_wait()
+        .await
+        .unwrap();
+    let wasm = probe_wasm();
+    let mut hashes = Vec::new();
+    for chunk in wasm.chunks(300_000) {
+        let (hash,) = mgmt
+            .upload_chunk(
+                &id,
+                &ic_management_canister_types::UploadChunkArgs {
+                    canister_id: id,
+                    chunk: chunk.to_vec(),
+                },
+            )
+            .call_and_wait()
+            .await
+            .expect("upload_chunk");
+        hashes.push(hash);
+    }
+    let (stored,) = mgmt.stored_chunks(&id).call_and_wait().await.unwrap();
+    assert_eq!(stored.len(), hashes.len());
+    let wasm_hash: [u8; 32] = Sha256::digest(&wasm).into();
+    mgmt.install_chunked_code(&id, &wasm_hash)
+        .with_chunk_hashes(hashes)
+        .with_raw_arg(
+            Encode!(&Some(ProbeArg {
+                label: "chunked".into()
+            }))
+            .unwrap(),
+        )
+        .call_and_wait()
+        .await
+        .expect("install_chunked_code");
+    let label = agent
+        .query(&id, "label")
+        .with_arg(Encode!().unwrap())
+        .call()
+        .await
+        .unwrap();
+    assert_eq!(Decode!(&label, String).unwrap(), "chunked");
+    server.shutdown().await.unwrap();
+}
