@@ -7,6 +7,7 @@
 //! - [`config`] merges the TOML file, environment and flags.
 pub mod client;
 pub mod config;
+pub mod daemon;
 pub mod identity;
 pub mod sandbox;
 pub mod transport;

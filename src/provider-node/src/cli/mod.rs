@@ -5,6 +5,7 @@ mod exec;
 mod identity;
 mod offer;
 mod provider;
+mod run;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,9 @@ pub enum Command {
     /// Post, change, withdraw or list standing offers.
     #[command(subcommand)]
     Offer(offer::OfferCommand),
+    /// Run the daemon: take assignments, run jobs, heartbeat, submit
+    /// results, serve metrics. Stops cleanly on Ctrl-C or SIGTERM.
+    Run,
     /// Show stake, offers, assigned jobs and earnings.
     Status,
     /// Print an example config file.
@@ -46,6 +50,7 @@ pub fn run(global: GlobalArgs, command: Command) -> anyhow::Result<ExitCode> {
         Command::Unstake(a) => provider::unstake(&global, a),
         Command::Withdraw(a) => provider::withdraw(&global, a),
         Command::Offer(c) => offer::run(&global, c),
+        Command::Run => run::run(&global),
         Command::Status => provider::status(&global),
         Command::ConfigExample => {
             print!("{}", provider_node::config::EXAMPLE);

@@ -1,0 +1,171 @@
+//! The daemon's Prometheus metrics and the HTTP endpoint serving them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Everything the daemon counts. Cheap to clone (shared counters).
+#[derive(Clone, Default)]
+pub struct Metrics {
+    /// Jobs fetched or running in the sandbox now.
+    pub jobs_running: Gauge,
+    /// Jobs whose result the matcher accepted (any outcome).
+    pub jobs_completed: Counter,
+    /// Jobs that ended without an accepted result, or with a failing outcome
+    /// (trap, out of fuel, invalid module, non-zero exit...).
+    pub jobs_failed: Counter,
+    /// Heartbeat items the matcher accepted.
+    pub heartbeats_sent: Counter,
+    /// Heartbeat items sent after their interval was due (within grace).
+    pub heartbeats_late: Counter,
+    /// Heartbeat items the matcher refused.
+    pub heartbeats_refused: Counter,
+    /// Heartbeat batches or other canister calls that failed (retried).
+    pub call_errors: Counter,
+    /// Intervals the matcher paid for, as seen by accepted heartbeats.
+    pub intervals_paid: Counter,
+    /// Earnings seen paid by accepted heartbeats, in e8s.
+    pub earnings_e8s: Counter,
+    /// The provider's claimable balance in the escrow, in e8s (refreshed
+    /// with the assignments).
+    pub claimable_e8s: Gauge,
+}
+
+impl Metrics {
+    /// A registry with every metric under the `provider_node` prefix.
+    pub fn registry(&self) -> Registry {
+        let mut r = Registry::with_prefix("provider_node");
+        r.register(
+            "jobs_running",
+            "Jobs being fetched or run",
+            self.jobs_running.clone(),
+        );
+        r.register(
+            "jobs_completed",
+            "Jobs whose result the matcher accepted",
+            self.jobs_completed.clone(),
+        );
+        r.register(
+            "jobs_failed",
+            "Jobs that failed or were given up",
+            self.jobs_failed.clone(),
+        );
+        r.register(
+            "heartbeats_sent",
+            "Heartbeat items accepted by the matcher",
+            self.heartbeats_sent.clone(),
+        );
+        r.register(
+            "heartbeats_late",
+            "Heartbeat items sent after their due time",
+            self.heartbeats_late.clone(),
+        );
+        r.register(
+            "heartbeats_refused",
+            "Heartbeat items refused by the matcher",
+            self.heartbeats_refused.clone(),
+        );
+        r.register(
+            "call_errors",
+            "Canister calls that failed and were retried",
+            self.call_errors.clone(),
+        );
+        r.register(
+            "intervals_paid",
+            "Intervals paid by accepted heartbeats",
+            self.intervals_paid.clone(),
+        );
+        r.register(
+            "earnings_e8s",
+            "Earnings paid by accepted heartbeats, e8s",
+            self.earnings_e8s.clone(),
+        );
+        r.register(
+            "claimable_e8s",
+            "Claimable balance in the escrow, e8s",
+            self.claimable_e8s.clone(),
+        );
+        r
+    }
+
+    /// The metrics in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry()).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// Serves `GET /metrics` on `addr` until `shutdown` resolves. Returns the
+/// bound address (port 0 picks a free one).
+pub async fn serve(
+    metrics: Metrics,
+    addr: SocketAddr,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let metrics = Arc::new(metrics);
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let metrics = Arc::clone(&metrics);
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    metrics.render(),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::warn!(error = %e, "metrics endpoint stopped");
+        }
+    });
+    Ok((bound, task))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn the_endpoint_serves_the_counters() {
+        let m = Metrics::default();
+        m.jobs_completed.inc();
+        m.heartbeats_sent.inc_by(3);
+        m.jobs_running.set(2);
+        let (addr, task) = serve(m, "127.0.0.1:0".parse().unwrap(), std::future::pending())
+            .await
+            .unwrap();
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).await.unwrap();
+        assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+        assert!(
+            body.contains("provider_node_jobs_completed_total 1"),
+            "{body}"
+        );
+        assert!(
+            body.contains("provider_node_heartbeats_sent_total 3"),
+            "{body}"
+        );
+        assert!(body.contains("provider_node_jobs_running 2"), "{body}");
+        task.abort();
+    }
+}

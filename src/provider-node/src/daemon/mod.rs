@@ -1,0 +1,763 @@
+//! The provider daemon (`provider-node run`): turns assignments into runs,
+//! heartbeats and results.
+//!
+//! One loop, woken every `poll_interval`, does in order:
+//!
+//! 1. read the IC's time (all deadlines are in IC time);
+//! 2. read `assignments(provider)` and reconcile: new assignments start
+//!    (module fetched, verified, run in the sandbox), assignments that
+//!    disappeared (cancelled, expired, handed to someone else) are stopped;
+//! 3. move jobs along: fetched modules start running, finished runs become
+//!    results (saved to the state directory before anything is sent);
+//! 4. send one batched heartbeat if any job needs one ([`schedule`]);
+//! 5. submit finished results, with backoff on failure.
+//!
+//! Failures of a call, a download or a job never stop the loop: each is
+//! logged, counted and retried on a later turn with exponential backoff.
+//!
+//! # Restarts
+//!
+//! Nothing but unsubmitted results is kept locally. After a restart the
+//! assignments say which jobs are ours; an acknowledged job is re-run from
+//! scratch (the sandbox is deterministic, so the result is the same) while
+//! heartbeats continue from the matcher's deadline; a job whose result was
+//! saved but not accepted is submitted from the saved copy, not re-run. The
+//! matcher takes one result per assignment, so no job is reported twice.
+//!
+//! # Shutdown
+//!
+//! On the shutdown signal the daemon stops taking assignments, keeps
+//! heartbeating and submitting for running jobs for up to `shutdown_grace`,
+//! then cancels what is still running, sends a last heartbeat for the
+//! intervals whose window is open, and returns. The matcher has no way to
+//! hand a job back: a job cancelled at shutdown misses its next deadline and
+//! is re-queued (with a slash), so withdraw offers and let jobs drain before
+//! stopping a node for maintenance.
+
+pub mod fetch;
+pub mod metrics;
+pub mod schedule;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use candid::Principal;
+use market_api::matcher::{
+    Assignment, HeartbeatAck, HeartbeatItem, JobResult, JobSpec, MAX_OUTPUT_BYTES, MatcherError,
+    RunOutcome, SubmitResultArgs,
+};
+use market_api::{JobId, Tokens};
+use sha2::Digest;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::client::{ClientError, MarketClient};
+use crate::sandbox::{
+    ENGINE_VERSION, Executor, Job, JobLimits, JobPhase, JobReport, Outcome, RunningJob, WasmModule,
+};
+use crate::transport::Transport;
+
+use fetch::{FetchError, ModuleFetcher};
+use metrics::Metrics;
+use schedule::HeartbeatSlot;
+use state::ResultStore;
+
+/// Most items in one heartbeat call (the matcher's limit).
+const MAX_HEARTBEAT_ITEMS: usize = 1_000;
+/// Bytes of a job's stderr kept (diagnostics only; not reported).
+const MAX_STDERR_BYTES: usize = 64 * 1024;
+
+/// Settings of the daemon.
+#[derive(Clone, Debug)]
+pub struct DaemonConfig {
+    /// The provider the node works for (the identity, or the provider whose
+    /// profile names this node).
+    pub provider: Principal,
+    /// How often the loop wakes.
+    pub poll_interval: Duration,
+    /// How long a shutdown waits for running jobs.
+    pub shutdown_grace: Duration,
+    /// Wall-clock limit of one run, whatever the job's intervals allow.
+    pub max_job_time: Duration,
+    /// Where unsubmitted results are kept.
+    pub state_dir: PathBuf,
+    /// Where verified modules are cached (`None`: not cached on disk).
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The state directory is unusable.
+    #[error("state directory {dir}: {source}")]
+    State {
+        /// The directory.
+        dir: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// What a run of the daemon did, returned when it stops.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Results the matcher accepted.
+    pub results_submitted: u64,
+    /// Heartbeat items accepted.
+    pub heartbeats_accepted: u64,
+    /// Jobs cancelled at shutdown.
+    pub cancelled_at_shutdown: u64,
+}
+
+/// Doubling delays for retries, capped.
+#[derive(Clone, Copy, Debug)]
+struct Backoff {
+    delay: Duration,
+    retry_at: Instant,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(250);
+    const MAX: Duration = Duration::from_secs(30);
+
+    fn now() -> Self {
+        Self {
+            delay: Self::FIRST,
+            retry_at: Instant::now(),
+        }
+    }
+
+    fn failed(&mut self) {
+        self.retry_at = Instant::now() + self.delay;
+        self.delay = (self.delay * 2).min(Self::MAX);
+    }
+
+    fn ready(&self) -> bool {
+        Instant::now() >= self.retry_at
+    }
+}
+
+enum Stage {
+    Fetching(JoinHandle<Result<Vec<u8>, FetchError>>),
+    FetchRetry(Backoff),
+    Running(RunningJob),
+    Finished {
+        args: SubmitResultArgs,
+        backoff: Backoff,
+    },
+}
+
+struct Slot {
+    attempt: u32,
+    spec: JobSpec,
+    price: Tokens,
+    interval_ns: u64,
+    /// When the current interval is due (IC time); `None` until acknowledged.
+    due_ns: Option<u64>,
+    stage: Stage,
+}
+
+impl Slot {
+    fn fuel_used(&self) -> u64 {
+        match &self.stage {
+            Stage::Running(job) => job.progress().fuel_used,
+            Stage::Finished { args, .. } => args.result.fuel_used,
+            _ => 0,
+        }
+    }
+
+    fn heartbeat_slot(&self, job_id: JobId) -> HeartbeatSlot {
+        HeartbeatSlot {
+            job_id,
+            interval_ns: self.interval_ns,
+            due_ns: self.due_ns,
+        }
+    }
+}
+
+/// The daemon. Generic over the transport so that tests drive it against a
+/// fake matcher or the in-process devnet.
+pub struct Daemon<T> {
+    client: MarketClient<T>,
+    executor: Arc<Executor>,
+    config: DaemonConfig,
+    metrics: Metrics,
+    results: ResultStore,
+    fetcher: ModuleFetcher,
+    grace_ns: u64,
+    slots: BTreeMap<JobId, Slot>,
+    draining: bool,
+    summary: Summary,
+    steps: u64,
+}
+
+/// The seed of a job's deterministic random sources: anyone re-running the
+/// job derives the same one from its id.
+pub fn job_seed(job_id: JobId) -> [u8; 32] {
+    let mut h = sha2::Sha256::new();
+    h.update(b"market-job-seed");
+    h.update(job_id.to_le_bytes());
+    h.finalize().into()
+}
+
+/// The sandbox limits of a job: its memory, all the fuel it paid for
+/// (`fuel_per_interval × max_intervals`), and a wall-clock deadline of its
+/// paid time (capped by the node's `max_job_time`).
+pub fn sandbox_limits(spec: &JobSpec, max_job_time: Duration) -> JobLimits {
+    let paid_secs = spec
+        .interval_secs
+        .saturating_mul(u64::from(spec.max_intervals));
+    JobLimits {
+        fuel: spec
+            .limits
+            .fuel_per_interval
+            .saturating_mul(u64::from(spec.max_intervals)),
+        memory_bytes: u64::from(spec.limits.memory_mib) << 20,
+        table_elements: JobLimits::default().table_elements,
+        timeout: Duration::from_secs(paid_secs.max(1)).min(max_job_time),
+        max_stdout_bytes: MAX_OUTPUT_BYTES,
+        max_stderr_bytes: MAX_STDERR_BYTES,
+    }
+}
+
+/// The matcher's form of a sandbox outcome; `None` for a run this node
+/// cancelled (nothing to report).
+pub fn run_outcome(outcome: &Outcome) -> Option<RunOutcome> {
+    Some(match outcome {
+        Outcome::Exited { code } => RunOutcome::Exited { code: *code },
+        Outcome::OutOfFuel => RunOutcome::OutOfFuel,
+        Outcome::OutOfMemory { .. } => RunOutcome::OutOfMemory,
+        Outcome::Deadline | Outcome::CompileTimeout { .. } => RunOutcome::Deadline,
+        Outcome::OutputTooLarge { .. } => RunOutcome::OutputTooLarge,
+        Outcome::Trap { message } => RunOutcome::Trap {
+            message: message.clone(),
+        },
+        Outcome::ModuleTooLarge { .. }
+        | Outcome::InvalidModule { .. }
+        | Outcome::LinkError { .. }
+        | Outcome::Rejected { .. } => RunOutcome::InvalidModule {
+            message: outcome.to_string(),
+        },
+        Outcome::Cancelled => return None,
+    })
+}
+
+/// The result to submit for a finished run.
+pub fn job_result(report: &JobReport) -> Option<JobResult> {
+    let outcome = run_outcome(&report.outcome)?;
+    let output = report.stdout[..report.stdout.len().min(MAX_OUTPUT_BYTES)].to_vec();
+    Some(JobResult {
+        outcome,
+        output_sha256: sha2::Sha256::digest(&report.stdout).into(),
+        output,
+        fuel_used: report.fuel_used,
+        engine: report.engine_version.to_string(),
+    })
+}
+
+fn failed_module_result(message: String) -> JobResult {
+    JobResult {
+        outcome: RunOutcome::InvalidModule { message },
+        output: vec![],
+        output_sha256: sha2::Sha256::digest([]).into(),
+        fuel_used: 0,
+        engine: ENGINE_VERSION.to_string(),
+    }
+}
+
+impl<T: Transport + Clone> Daemon<T> {
+    /// A daemon; nothing runs until [`run`](Self::run).
+    pub fn new(
+        client: MarketClient<T>,
+        executor: Arc<Executor>,
+        config: DaemonConfig,
+        metrics: Metrics,
+    ) -> Result<Self, DaemonError> {
+        let results =
+            ResultStore::open(&config.state_dir).map_err(|source| DaemonError::State {
+                dir: config.state_dir.clone(),
+                source,
+            })?;
+        let fetcher = ModuleFetcher::new(config.cache_dir.clone());
+        Ok(Self {
+            client,
+            executor,
+            config,
+            metrics,
+            results,
+            fetcher,
+            grace_ns: 0,
+            slots: BTreeMap::new(),
+            draining: false,
+            summary: Summary::default(),
+            steps: 0,
+        })
+    }
+
+    /// Runs until `shutdown` resolves and the jobs are drained (or the
+    /// shutdown grace period is over).
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> Summary {
+        tokio::pin!(shutdown);
+        let provider = self.config.provider;
+        info!(%provider, node = %self.client.sender(), "provider node starting");
+        // The grace period turns the matcher's deadlines into due times.
+        let mut backoff = Backoff::now();
+        loop {
+            match self.client.matcher_config().await {
+                Ok(c) => {
+                    self.grace_ns = c.grace_secs.saturating_mul(1_000_000_000);
+                    break;
+                }
+                Err(e) => {
+                    self.metrics.call_errors.inc();
+                    warn!(error = %e, "reading the matcher's configuration; retrying");
+                    backoff.failed();
+                    tokio::select! {
+                        _ = &mut shutdown => return self.summary,
+                        _ = tokio::time::sleep_until(backoff.retry_at) => {}
+                    }
+                }
+            }
+        }
+        let pending = self.results.list();
+        if !pending.is_empty() {
+            info!(
+                count = pending.len(),
+                "results saved before the last stop will be submitted"
+            );
+        }
+        let mut drain_deadline: Option<Instant> = None;
+        loop {
+            self.step().await;
+            if let Some(deadline) = drain_deadline {
+                if self.slots.is_empty() {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    self.stop_remaining().await;
+                    break;
+                }
+            }
+            tokio::select! {
+                _ = &mut shutdown, if drain_deadline.is_none() => {
+                    info!(jobs = self.slots.len(), grace = ?self.config.shutdown_grace,
+                        "shutting down: no new jobs; waiting for running ones");
+                    self.draining = true;
+                    drain_deadline = Some(Instant::now() + self.config.shutdown_grace);
+                    self.drop_unstarted();
+                }
+                _ = tokio::time::sleep(self.config.poll_interval) => {}
+            }
+        }
+        info!(summary = ?self.summary, "provider node stopped");
+        self.summary
+    }
+
+    /// One turn of the loop.
+    async fn step(&mut self) {
+        self.steps += 1;
+        let now_ns = match self.client.time_ns().await {
+            Ok(t) => t,
+            Err(e) => {
+                self.metrics.call_errors.inc();
+                warn!(error = %e, "reading the IC's time; retrying");
+                return;
+            }
+        };
+        match self.client.assignments(self.config.provider).await {
+            Ok(assignments) => self.reconcile(assignments),
+            Err(e) => {
+                self.metrics.call_errors.inc();
+                warn!(error = %e, "reading assignments; retrying");
+            }
+        }
+        self.advance().await;
+        self.heartbeat(now_ns, false).await;
+        self.submit_results().await;
+        if self.steps % 10 == 1 {
+            match self.client.escrow_balance(self.config.provider).await {
+                Ok(b) => {
+                    self.metrics
+                        .claimable_e8s
+                        .set(i64::try_from(b.claimable).unwrap_or(i64::MAX));
+                }
+                Err(e) => debug!(error = %e, "reading the escrow balance"),
+            }
+        }
+        self.metrics.jobs_running.set(
+            self.slots
+                .values()
+                .filter(|s| !matches!(s.stage, Stage::Finished { .. }))
+                .count() as i64,
+        );
+    }
+
+    fn reconcile(&mut self, assignments: Vec<Assignment>) {
+        let mut current = BTreeMap::new();
+        for a in assignments {
+            current.insert(a.job_id, a.attempt);
+            let due = a
+                .acknowledged
+                .then(|| a.next_deadline_ns.saturating_sub(self.grace_ns));
+            match self.slots.get_mut(&a.job_id) {
+                Some(slot) if slot.attempt == a.attempt => {
+                    if due.is_some() {
+                        slot.due_ns = due;
+                    }
+                }
+                Some(_) | None => {
+                    if let Some(old) = self.slots.remove(&a.job_id) {
+                        info!(
+                            job_id = a.job_id,
+                            old = old.attempt,
+                            new = a.attempt,
+                            "the job was assigned anew; restarting it"
+                        );
+                        self.discard(a.job_id, old);
+                    }
+                    if self.draining {
+                        continue;
+                    }
+                    self.start(a, due);
+                }
+            }
+        }
+        let gone: Vec<JobId> = self
+            .slots
+            .iter()
+            .filter(|(id, s)| current.get(*id) != Some(&s.attempt))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            let slot = self.slots.remove(&id).expect("listed");
+            info!(
+                job_id = id,
+                attempt = slot.attempt,
+                "the job is no longer assigned to this provider; stopping it"
+            );
+            self.discard(id, slot);
+        }
+    }
+
+    /// Forgets a slot: cancels its run and its saved result.
+    fn discard(&mut self, job_id: JobId, slot: Slot) {
+        match slot.stage {
+            Stage::Running(job) => job.cancel(),
+            Stage::Fetching(task) => task.abort(),
+            Stage::Finished { .. } => {
+                self.metrics.jobs_failed.inc();
+            }
+            Stage::FetchRetry(_) => {}
+        }
+        self.results.remove(job_id, slot.attempt);
+    }
+
+    fn start(&mut self, a: Assignment, due_ns: Option<u64>) {
+        let stage = match self.results.load(a.job_id, a.attempt) {
+            Some(args) => {
+                info!(
+                    job_id = a.job_id,
+                    attempt = a.attempt,
+                    "submitting the result saved before a restart"
+                );
+                Stage::Finished {
+                    args,
+                    backoff: Backoff::now(),
+                }
+            }
+            None => {
+                info!(
+                    job_id = a.job_id,
+                    attempt = a.attempt,
+                    resumed = due_ns.is_some(),
+                    price = a.price_per_interval,
+                    "job assigned; fetching its module"
+                );
+                self.spawn_fetch(&a.spec)
+            }
+        };
+        self.slots.insert(
+            a.job_id,
+            Slot {
+                attempt: a.attempt,
+                interval_ns: a.spec.interval_secs.saturating_mul(1_000_000_000).max(1),
+                spec: a.spec,
+                price: a.price_per_interval,
+                due_ns,
+                stage,
+            },
+        );
+    }
+
+    fn spawn_fetch(&self, spec: &JobSpec) -> Stage {
+        let client = self.client.clone();
+        let fetcher = self.fetcher.clone();
+        let source = spec.module.clone();
+        Stage::Fetching(tokio::spawn(async move {
+            fetcher.fetch(&client, &source).await
+        }))
+    }
+
+    /// Moves each job to its next stage where it can.
+    async fn advance(&mut self) {
+        let ids: Vec<JobId> = self.slots.keys().copied().collect();
+        for id in ids {
+            let mut slot = self.slots.remove(&id).expect("listed");
+            let stage = std::mem::replace(&mut slot.stage, Stage::FetchRetry(Backoff::now()));
+            slot.stage = match stage {
+                Stage::Fetching(task) if task.is_finished() => match task.await {
+                    Ok(Ok(bytes)) => self.run_job(id, &slot, bytes),
+                    Ok(Err(e)) if e.is_transient() => {
+                        self.metrics.call_errors.inc();
+                        warn!(job_id = id, error = %e, "fetching the module; retrying");
+                        let mut b = Backoff::now();
+                        b.failed();
+                        Stage::FetchRetry(b)
+                    }
+                    Ok(Err(e)) => {
+                        warn!(job_id = id, error = %e, "the job's module is unusable; reporting it");
+                        self.finish(id, &slot, failed_module_result(e.to_string()))
+                    }
+                    Err(e) => {
+                        warn!(job_id = id, error = %e, "the fetch task failed; retrying");
+                        Stage::FetchRetry(Backoff::now())
+                    }
+                },
+                Stage::FetchRetry(b) if b.ready() => self.spawn_fetch(&slot.spec),
+                Stage::Running(job) if job.progress().phase == JobPhase::Finished => {
+                    let report = job.wait().await;
+                    info!(job_id = id, outcome = %report.outcome, fuel = report.fuel_used,
+                        run_ms = report.run_time.as_millis() as u64, "job finished");
+                    match job_result(&report) {
+                        Some(result) => self.finish(id, &slot, result),
+                        None => {
+                            // Cancelled by this node: nothing to report.
+                            continue;
+                        }
+                    }
+                }
+                other => other,
+            };
+            self.slots.insert(id, slot);
+        }
+    }
+
+    fn run_job(&self, id: JobId, slot: &Slot, bytes: Vec<u8>) -> Stage {
+        let spec = &slot.spec;
+        let job = Job {
+            module: WasmModule::new(bytes),
+            input: spec.input.clone(),
+            args: spec.args.clone(),
+            env: spec.env.clone(),
+            seed: job_seed(id),
+            limits: sandbox_limits(spec, self.config.max_job_time),
+        };
+        info!(
+            job_id = id,
+            fuel = job.limits.fuel,
+            memory_mib = spec.limits.memory_mib,
+            "running the job"
+        );
+        Stage::Running(self.executor.spawn(job))
+    }
+
+    fn finish(&self, id: JobId, slot: &Slot, result: JobResult) -> Stage {
+        let args = SubmitResultArgs {
+            job_id: id,
+            attempt: slot.attempt,
+            result,
+        };
+        if let Err(e) = self.results.save(&args) {
+            warn!(job_id = id, error = %e, "could not save the result locally; submitting anyway");
+        }
+        Stage::Finished {
+            args,
+            backoff: Backoff::now(),
+        }
+    }
+
+    /// Sends one batch if some job needs it (`all_open`: every job whose
+    /// window is open, for the last heartbeat before stopping).
+    async fn heartbeat(&mut self, now_ns: u64, all_open: bool) {
+        let hb: Vec<HeartbeatSlot> = self
+            .slots
+            .iter()
+            .map(|(id, s)| s.heartbeat_slot(*id))
+            .collect();
+        let ids = if all_open {
+            hb.iter()
+                .filter(|s| s.due_ns.is_some() && now_ns >= s.window_opens_ns())
+                .map(|s| s.job_id)
+                .collect()
+        } else {
+            schedule::batch(&hb, now_ns)
+        };
+        for chunk in ids.chunks(MAX_HEARTBEAT_ITEMS) {
+            let items: Vec<HeartbeatItem> = chunk
+                .iter()
+                .map(|id| {
+                    let s = &self.slots[id];
+                    HeartbeatItem {
+                        job_id: *id,
+                        attempt: s.attempt,
+                        fuel_used: s.fuel_used(),
+                    }
+                })
+                .collect();
+            match self.client.heartbeat(items.clone()).await {
+                Ok(acks) => {
+                    for (item, ack) in items.iter().zip(acks) {
+                        self.on_ack(item, ack, now_ns);
+                    }
+                }
+                Err(e) => {
+                    self.metrics.call_errors.inc();
+                    warn!(error = %e, jobs = items.len(), "heartbeat failed; retrying on the next turn");
+                }
+            }
+        }
+    }
+
+    fn on_ack(&mut self, item: &HeartbeatItem, ack: HeartbeatAck, now_ns: u64) {
+        let grace = self.grace_ns;
+        let Some(slot) = self.slots.get_mut(&item.job_id) else {
+            return;
+        };
+        match ack {
+            HeartbeatAck::Accepted { next_deadline_ns } => {
+                self.metrics.heartbeats_sent.inc();
+                self.summary.heartbeats_accepted += 1;
+                let hb = slot.heartbeat_slot(item.job_id);
+                if schedule::is_late(&hb, now_ns) {
+                    self.metrics.heartbeats_late.inc();
+                    warn!(job_id = item.job_id, "heartbeat sent after its due time");
+                }
+                if slot.due_ns.is_some() {
+                    self.metrics.intervals_paid.inc();
+                    self.metrics
+                        .earnings_e8s
+                        .inc_by(u64::try_from(slot.price).unwrap_or(u64::MAX));
+                    debug!(job_id = item.job_id, "interval paid");
+                } else {
+                    info!(job_id = item.job_id, "assignment acknowledged");
+                }
+                slot.due_ns = Some(next_deadline_ns.saturating_sub(grace));
+            }
+            HeartbeatAck::Refused { reason } if reason.starts_with("too early") => {
+                debug!(job_id = item.job_id, %reason, "heartbeat too early");
+            }
+            HeartbeatAck::Refused { reason } => {
+                self.metrics.heartbeats_refused.inc();
+                warn!(job_id = item.job_id, %reason, "heartbeat refused");
+            }
+        }
+    }
+
+    async fn submit_results(&mut self) {
+        let ready: Vec<JobId> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| {
+                s.due_ns.is_some()
+                    && matches!(&s.stage, Stage::Finished { backoff, .. } if backoff.ready())
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ready {
+            let Some(Slot {
+                stage: Stage::Finished { args, .. },
+                ..
+            }) = self.slots.get(&id)
+            else {
+                continue;
+            };
+            let args = args.clone();
+            let success = matches!(args.result.outcome, RunOutcome::Exited { code: 0 });
+            match self.client.submit_result(args.clone()).await {
+                Ok(()) => {
+                    info!(job_id = id, attempt = args.attempt, outcome = ?args.result.outcome,
+                        "result accepted");
+                    self.metrics.jobs_completed.inc();
+                    if !success {
+                        self.metrics.jobs_failed.inc();
+                    }
+                    self.summary.results_submitted += 1;
+                    self.results.remove(id, args.attempt);
+                    self.slots.remove(&id);
+                }
+                Err(ClientError::Matcher(
+                    e @ (MatcherError::InvalidState { .. }
+                    | MatcherError::Unauthorized { .. }
+                    | MatcherError::UnknownJob { .. }),
+                )) => {
+                    // The job moved on (finished, cancelled, reassigned) or
+                    // an earlier submission whose answer was lost went through.
+                    warn!(job_id = id, error = ?e, "the matcher no longer takes this result");
+                    self.results.remove(id, args.attempt);
+                    self.slots.remove(&id);
+                }
+                Err(e) => {
+                    self.metrics.call_errors.inc();
+                    warn!(job_id = id, error = %e, "submitting the result; retrying");
+                    if let Some(Slot {
+                        stage: Stage::Finished { backoff, .. },
+                        ..
+                    }) = self.slots.get_mut(&id)
+                    {
+                        backoff.failed();
+                    }
+                }
+            }
+        }
+    }
+
+    /// At shutdown: assignments not yet acknowledged are left alone.
+    fn drop_unstarted(&mut self) {
+        let unacked: Vec<JobId> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.due_ns.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in unacked {
+            let slot = self.slots.remove(&id).expect("listed");
+            warn!(
+                job_id = id,
+                "shutting down before acknowledging this assignment"
+            );
+            self.discard(id, slot);
+        }
+    }
+
+    /// The grace period is over: cancel runs, last heartbeat, keep results.
+    async fn stop_remaining(&mut self) {
+        if let Ok(now_ns) = self.client.time_ns().await {
+            self.heartbeat(now_ns, true).await;
+        }
+        for (id, slot) in std::mem::take(&mut self.slots) {
+            match slot.stage {
+                Stage::Running(job) => {
+                    warn!(job_id = id, "cancelling a running job at shutdown");
+                    job.cancel();
+                    self.summary.cancelled_at_shutdown += 1;
+                    let _ = job.wait().await;
+                }
+                Stage::Fetching(task) => task.abort(),
+                Stage::Finished { .. } => {
+                    info!(
+                        job_id = id,
+                        "result kept in the state directory for the next start"
+                    );
+                }
+                Stage::FetchRetry(_) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,614 @@
+//! The daemon against a fake matcher that enforces the real heartbeat
+//! windows (`src/matcher/src/lifecycle.rs`) on a clock the test drives.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use candid::{Decode, Encode, Principal};
+use market_api::JobId;
+use market_api::escrow::Balance;
+use market_api::matcher::{
+    Assignment, HeartbeatAck, HeartbeatItem, JobLimits as ApiLimits, JobSpec, MatcherError,
+    MatcherInit, ModuleInfo, ModuleSource, RunOutcome, SubmitResultArgs,
+};
+use sha2::Digest;
+
+use super::*;
+use crate::client::CanisterIds;
+use crate::sandbox::SandboxConfig;
+use crate::transport::TransportError;
+
+const S: u64 = 1_000_000_000;
+const GRACE: u64 = 5 * S;
+
+struct FakeJob {
+    attempt: u32,
+    spec: JobSpec,
+    acknowledged: bool,
+    due_ns: u64,
+    result: Option<SubmitResultArgs>,
+    paid: u32,
+    missed: bool,
+}
+
+#[derive(Default)]
+struct FakeState {
+    jobs: BTreeMap<JobId, FakeJob>,
+    modules: BTreeMap<[u8; 32], Vec<u8>>,
+    /// (time, job, accepted)
+    heartbeats: Vec<(u64, JobId, bool)>,
+    submissions: Vec<SubmitResultArgs>,
+}
+
+/// A matcher (and the bits of escrow the daemon reads) in memory.
+#[derive(Default)]
+struct FakeMarket {
+    now: AtomicU64,
+    state: Mutex<FakeState>,
+    /// Update calls to fail with a network error before answering again.
+    fail_updates: AtomicU32,
+}
+
+impl FakeMarket {
+    fn advance(&self, by: u64) {
+        let now = self.now.fetch_add(by, Ordering::SeqCst) + by;
+        // Deadlines pass: a missed one is recorded (a real matcher slashes).
+        let mut st = self.state.lock().unwrap();
+        for j in st.jobs.values_mut() {
+            if j.result.is_none() && now > j.due_ns + GRACE {
+                j.missed = true;
+            }
+        }
+    }
+
+    fn add_job(&self, job_id: JobId, spec: JobSpec) {
+        let now = self.now.load(Ordering::SeqCst);
+        let due_ns = now + spec.interval_secs * S;
+        self.state.lock().unwrap().jobs.insert(
+            job_id,
+            FakeJob {
+                attempt: 1,
+                spec,
+                acknowledged: false,
+                due_ns,
+                result: None,
+                paid: 0,
+                missed: false,
+            },
+        );
+    }
+
+    fn store(&self, wasm: &[u8]) -> [u8; 32] {
+        let sha: [u8; 32] = sha2::Sha256::digest(wasm).into();
+        self.state
+            .lock()
+            .unwrap()
+            .modules
+            .insert(sha, wasm.to_vec());
+        sha
+    }
+
+    fn handle(&self, method: &str, arg: &[u8]) -> Result<Vec<u8>, TransportError> {
+        let now = self.now.load(Ordering::SeqCst);
+        let mut st = self.state.lock().unwrap();
+        let bytes = match method {
+            "get_config" => Encode!(&MatcherInit {
+                registry: Principal::anonymous(),
+                escrow: Principal::anonymous(),
+                grace_secs: GRACE / S,
+                bond_multiple: 1,
+                slash_multiple: 1,
+                stake_ledger: Principal::anonymous(),
+            }),
+            "assignments" => {
+                let list: Vec<Assignment> = st
+                    .jobs
+                    .iter()
+                    .filter(|(_, j)| j.result.is_none() && !j.missed)
+                    .map(|(id, j)| Assignment {
+                        job_id: *id,
+                        attempt: j.attempt,
+                        spec: j.spec.clone(),
+                        price_per_interval: 100,
+                        next_deadline_ns: j.due_ns + GRACE,
+                        acknowledged: j.acknowledged,
+                    })
+                    .collect();
+                Encode!(&list)
+            }
+            "heartbeat" => {
+                let items = Decode!(arg, Vec<HeartbeatItem>).unwrap();
+                let mut acks = vec![];
+                for item in items {
+                    let Some(j) = st.jobs.get_mut(&item.job_id) else {
+                        acks.push(HeartbeatAck::Refused {
+                            reason: "unknown job".into(),
+                        });
+                        continue;
+                    };
+                    let interval = j.spec.interval_secs * S;
+                    let ack = if j.result.is_some() || j.missed || j.attempt != item.attempt {
+                        HeartbeatAck::Refused {
+                            reason: "the job is not assigned to this provider and attempt".into(),
+                        }
+                    } else if !j.acknowledged {
+                        j.acknowledged = true;
+                        j.due_ns = now + interval;
+                        HeartbeatAck::Accepted {
+                            next_deadline_ns: j.due_ns + GRACE,
+                        }
+                    } else if now < j.due_ns - interval / 2 {
+                        HeartbeatAck::Refused {
+                            reason: format!(
+                                "too early: the next heartbeat is accepted from {}",
+                                j.due_ns - interval / 2
+                            ),
+                        }
+                    } else {
+                        j.paid += 1;
+                        j.due_ns += interval;
+                        HeartbeatAck::Accepted {
+                            next_deadline_ns: j.due_ns + GRACE,
+                        }
+                    };
+                    let accepted = matches!(ack, HeartbeatAck::Accepted { .. });
+                    st.heartbeats.push((now, item.job_id, accepted));
+                    acks.push(ack);
+                }
+                Encode!(&Ok::<_, MatcherError>(acks))
+            }
+            "submit_result" => {
+                let args = Decode!(arg, SubmitResultArgs).unwrap();
+                let reply = match st.jobs.get_mut(&args.job_id) {
+                    Some(j) if j.result.is_none() && !j.missed && j.attempt == args.attempt => {
+                        j.result = Some(args.clone());
+                        Ok(())
+                    }
+                    Some(_) => Err(MatcherError::InvalidState {
+                        status: market_api::matcher::JobStatus::Succeeded,
+                    }),
+                    None => Err(MatcherError::UnknownJob {
+                        job_id: args.job_id,
+                    }),
+                };
+                st.submissions.push(args);
+                Encode!(&reply)
+            }
+            "module_info_of" => {
+                let sha = Decode!(arg, serde_bytes::ByteBuf).unwrap();
+                let sha: [u8; 32] = sha.as_slice().try_into().unwrap();
+                let info = st.modules.get(&sha).map(|m| ModuleInfo {
+                    sha256: sha,
+                    size: m.len() as u64,
+                    chunks: 1,
+                    committed: true,
+                    refs: 1,
+                });
+                Encode!(&info)
+            }
+            "module_chunk" => {
+                let (sha, _index) = Decode!(arg, serde_bytes::ByteBuf, u32).unwrap();
+                let sha: [u8; 32] = sha.as_slice().try_into().unwrap();
+                let chunk = st
+                    .modules
+                    .get(&sha)
+                    .map(|m| serde_bytes::ByteBuf::from(m.clone()))
+                    .ok_or(MatcherError::UnknownModule { sha256: sha });
+                Encode!(&chunk)
+            }
+            "balance_of" => Encode!(&Balance {
+                ledger: Principal::anonymous(),
+                free: 0,
+                claimable: 0,
+                locked: 0,
+            }),
+            other => panic!("unexpected call {other}"),
+        };
+        Ok(bytes.unwrap())
+    }
+}
+
+impl Transport for Arc<FakeMarket> {
+    fn sender(&self) -> Principal {
+        Principal::from_slice(&[7; 29])
+    }
+    async fn update(
+        &self,
+        _: Principal,
+        method: &str,
+        arg: Vec<u8>,
+    ) -> Result<Vec<u8>, TransportError> {
+        let failing = self
+            .fail_updates
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
+            return Err(TransportError::Network("connection reset".into()));
+        }
+        self.handle(method, &arg)
+    }
+    async fn query(
+        &self,
+        _: Principal,
+        method: &str,
+        arg: Vec<u8>,
+    ) -> Result<Vec<u8>, TransportError> {
+        self.handle(method, &arg)
+    }
+    async fn time_ns(&self) -> Result<u64, TransportError> {
+        Ok(self.now.load(Ordering::SeqCst))
+    }
+}
+
+const HELLO: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "hello\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 6))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+
+/// Spins until cancelled or out of fuel.
+const SPIN: &str = r#"(module
+  (memory (export "memory") 1)
+  (func (export "_start") (loop $l (br $l))))"#;
+
+fn spec(sha256: [u8; 32], interval_secs: u64) -> JobSpec {
+    JobSpec {
+        module: ModuleSource::Stored { sha256 },
+        input: vec![],
+        args: vec![],
+        env: vec![],
+        limits: ApiLimits {
+            memory_mib: 16,
+            fuel_per_interval: 50_000_000_000,
+        },
+        interval_secs,
+        max_intervals: 100,
+        max_price_per_interval: 100,
+        ledger: Principal::anonymous(),
+        min_provider_stake: 0,
+        max_retries: 0,
+        callback: None,
+    }
+}
+
+struct Harness {
+    market: Arc<FakeMarket>,
+    state_dir: tempfile::TempDir,
+    executor: Arc<Executor>,
+    metrics: Metrics,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let executor = Executor::new(SandboxConfig {
+            concurrent_jobs: 2,
+            max_job_memory_bytes: 64 << 20,
+            pooling: false,
+            ..SandboxConfig::default()
+        })
+        .unwrap();
+        Self {
+            market: Arc::new(FakeMarket {
+                now: AtomicU64::new(1_000 * S),
+                ..Default::default()
+            }),
+            state_dir: tempfile::tempdir().unwrap(),
+            executor: Arc::new(executor),
+            metrics: Metrics::default(),
+        }
+    }
+
+    fn daemon(&self, shutdown_grace: Duration) -> Daemon<Arc<FakeMarket>> {
+        let ids = CanisterIds {
+            ledger: Principal::anonymous(),
+            registry: Principal::anonymous(),
+            escrow: Principal::anonymous(),
+            matcher: Principal::anonymous(),
+        };
+        Daemon::new(
+            MarketClient::new(Arc::clone(&self.market), ids),
+            Arc::clone(&self.executor),
+            DaemonConfig {
+                provider: Principal::from_slice(&[7; 29]),
+                poll_interval: Duration::from_millis(5),
+                shutdown_grace,
+                max_job_time: Duration::from_secs(60),
+                state_dir: self.state_dir.path().to_path_buf(),
+                cache_dir: None,
+            },
+            self.metrics.clone(),
+        )
+        .unwrap()
+    }
+
+    /// Runs the daemon while `drive` advances the fake clock; stops it when
+    /// `drive` returns.
+    async fn run_while<F: std::future::Future<Output = ()>>(
+        &self,
+        shutdown_grace: Duration,
+        drive: F,
+    ) -> Summary {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let daemon = self.daemon(shutdown_grace);
+        let task = tokio::spawn(daemon.run(async {
+            let _ = rx.await;
+        }));
+        drive.await;
+        let _ = tx.send(());
+        tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .expect("the daemon stops")
+            .unwrap()
+    }
+
+    /// Waits (real time) until `cond` holds, advancing the IC clock by
+    /// `step` ns per 2 ms.
+    async fn until(&self, step: u64, what: &str, cond: impl Fn(&FakeState) -> bool) {
+        for _ in 0..10_000 {
+            if cond(&self.market.state.lock().unwrap()) {
+                return;
+            }
+            self.market.advance(step);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        panic!("timed out waiting for: {what}");
+    }
+}
+
+fn wasm(wat: &str) -> Vec<u8> {
+    wat::parse_str(wat).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_a_job_acknowledges_it_and_submits_its_result_once() {
+    let h = Harness::new();
+    let sha = h.market.store(&wasm(HELLO));
+    h.market.add_job(1, spec(sha, 10));
+    let summary = h
+        .run_while(
+            Duration::from_secs(5),
+            h.until(0, "a result", |st| st.jobs[&1].result.is_some()),
+        )
+        .await;
+    let st = h.market.state.lock().unwrap();
+    assert_eq!(st.submissions.len(), 1, "one submission");
+    let r = &st.submissions[0].result;
+    assert_eq!(r.outcome, RunOutcome::Exited { code: 0 });
+    assert_eq!(r.output, b"hello\n");
+    assert_eq!(
+        r.output_sha256,
+        <[u8; 32]>::from(sha2::Sha256::digest(b"hello\n"))
+    );
+    assert_eq!(r.engine, ENGINE_VERSION);
+    assert!(r.fuel_used > 0);
+    assert!(st.jobs[&1].acknowledged, "acknowledged before the result");
+    assert_eq!(summary.results_submitted, 1);
+    assert_eq!(h.metrics.jobs_completed.get(), 1);
+    assert!(
+        ResultStore::open(h.state_dir.path())
+            .unwrap()
+            .list()
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_land_in_their_window_every_interval_while_a_job_runs() {
+    let h = Harness::new();
+    let sha = h.market.store(&wasm(SPIN));
+    h.market.add_job(1, spec(sha, 10));
+    h.market.add_job(2, spec(sha, 10));
+    // 0.1 s of IC time per 2 ms: an interval every ~200 ms of real time.
+    h.run_while(
+        Duration::from_millis(50),
+        h.until(S / 10, "six paid intervals", |st| {
+            st.jobs.values().all(|j| j.paid >= 6)
+        }),
+    )
+    .await;
+    let st = h.market.state.lock().unwrap();
+    assert!(st.jobs.values().all(|j| !j.missed), "no deadline missed");
+    let refused = st.heartbeats.iter().filter(|(_, _, ok)| !ok).count();
+    assert_eq!(
+        refused, 0,
+        "no heartbeat too early or refused: {:?}",
+        st.heartbeats
+    );
+    // The two jobs were acknowledged together and then shared batches.
+    let times: std::collections::BTreeSet<u64> = st.heartbeats.iter().map(|(t, _, _)| *t).collect();
+    assert!(
+        times.len() * 2 <= st.heartbeats.len() + 2,
+        "batched: {:?}",
+        st.heartbeats
+    );
+    assert!(h.metrics.heartbeats_sent.get() >= 14);
+    assert!(
+        st.submissions.is_empty(),
+        "cancelled at shutdown, not reported"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_disappears_from_the_assignments_is_stopped() {
+    let h = Harness::new();
+    let sha = h.market.store(&wasm(SPIN));
+    h.market.add_job(1, spec(sha, 10));
+    h.run_while(Duration::from_secs(5), async {
+        h.until(0, "an acknowledgement", |st| st.jobs[&1].acknowledged)
+            .await;
+        // The buyer cancels: the matcher forgets the assignment.
+        h.market.state.lock().unwrap().jobs.clear();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    })
+    .await;
+    assert_eq!(h.metrics.jobs_running.get(), 0);
+    assert!(h.market.state.lock().unwrap().submissions.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_failures_are_retried() {
+    let h = Harness::new();
+    let sha = h.market.store(&wasm(HELLO));
+    h.market.add_job(1, spec(sha, 10));
+    h.market.fail_updates.store(3, Ordering::SeqCst);
+    h.run_while(
+        Duration::from_secs(5),
+        h.until(0, "a result", |st| st.jobs[&1].result.is_some()),
+    )
+    .await;
+    assert!(h.metrics.call_errors.get() >= 3);
+    assert_eq!(h.market.state.lock().unwrap().submissions.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_that_does_not_match_its_digest_is_reported_invalid() {
+    let h = Harness::new();
+    let sha = h.market.store(&wasm(HELLO));
+    // The store hands out other bytes under this digest.
+    h.market
+        .state
+        .lock()
+        .unwrap()
+        .modules
+        .insert(sha, wasm(SPIN));
+    h.market.add_job(1, spec(sha, 10));
+    h.run_while(
+        Duration::from_secs(5),
+        h.until(0, "a result", |st| st.jobs[&1].result.is_some()),
+    )
+    .await;
+    let st = h.market.state.lock().unwrap();
+    match &st.submissions[0].result.outcome {
+        RunOutcome::InvalidModule { message } => assert!(message.contains("digest"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_a_saved_result_is_submitted_not_rerun() {
+    let h = Harness::new();
+    // An acknowledged job whose module is gone: re-running it is impossible.
+    h.market.add_job(1, spec([9; 32], 10));
+    h.market
+        .state
+        .lock()
+        .unwrap()
+        .jobs
+        .get_mut(&1)
+        .unwrap()
+        .acknowledged = true;
+    let saved = SubmitResultArgs {
+        job_id: 1,
+        attempt: 1,
+        result: job_result(&crate::sandbox::JobReport {
+            outcome: Outcome::Exited { code: 0 },
+            code_hash: [9; 32],
+            stdout: b"from before".to_vec(),
+            stderr: vec![],
+            fuel_used: 5,
+            peak_memory_bytes: 0,
+            prepare_time: Duration::ZERO,
+            run_time: Duration::ZERO,
+            module_source: crate::sandbox::ModuleSource::Compiled,
+            engine_version: ENGINE_VERSION,
+        })
+        .unwrap(),
+    };
+    ResultStore::open(h.state_dir.path())
+        .unwrap()
+        .save(&saved)
+        .unwrap();
+    h.run_while(
+        Duration::from_secs(5),
+        h.until(0, "a result", |st| st.jobs[&1].result.is_some()),
+    )
+    .await;
+    let st = h.market.state.lock().unwrap();
+    assert_eq!(st.submissions, vec![saved]);
+    assert!(
+        ResultStore::open(h.state_dir.path())
+            .unwrap()
+            .list()
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_job_is_resumed_after_a_restart_and_reported_once() {
+    let h = Harness::new();
+    let sha = h.market.store(&wasm(HELLO));
+    h.market.add_job(1, spec(sha, 10));
+    // A previous run of the node acknowledged it, then died.
+    {
+        let mut st = h.market.state.lock().unwrap();
+        let j = st.jobs.get_mut(&1).unwrap();
+        j.acknowledged = true;
+    }
+    h.run_while(
+        Duration::from_secs(5),
+        h.until(0, "a result", |st| st.jobs[&1].result.is_some()),
+    )
+    .await;
+    {
+        let st = h.market.state.lock().unwrap();
+        assert_eq!(st.submissions.len(), 1);
+        assert_eq!(st.submissions[0].result.output, b"hello\n");
+    }
+    // A second start finds nothing to do and reports nothing.
+    h.run_while(
+        Duration::from_secs(1),
+        tokio::time::sleep(Duration::from_millis(50)),
+    )
+    .await;
+    assert_eq!(h.market.state.lock().unwrap().submissions.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_cancels_what_outlives_the_grace_period() {
+    let h = Harness::new();
+    let sha = h.market.store(&wasm(SPIN));
+    h.market.add_job(1, spec(sha, 10));
+    let summary = h
+        .run_while(
+            Duration::from_millis(100),
+            h.until(0, "an acknowledgement", |st| st.jobs[&1].acknowledged),
+        )
+        .await;
+    assert_eq!(summary.cancelled_at_shutdown, 1);
+    assert!(h.market.state.lock().unwrap().submissions.is_empty());
+}
+
+#[test]
+fn limits_follow_the_job_and_outcomes_map_to_the_matcher() {
+    let mut s = spec([0; 32], 10);
+    s.max_intervals = 3;
+    s.limits.fuel_per_interval = 7;
+    let l = sandbox_limits(&s, Duration::from_secs(3600));
+    assert_eq!(l.fuel, 21);
+    assert_eq!(l.memory_bytes, 16 << 20);
+    assert_eq!(l.timeout, Duration::from_secs(30));
+    assert_eq!(l.max_stdout_bytes, MAX_OUTPUT_BYTES);
+    assert_eq!(
+        sandbox_limits(&s, Duration::from_secs(5)).timeout,
+        Duration::from_secs(5)
+    );
+    s.limits.fuel_per_interval = u64::MAX;
+    assert_eq!(sandbox_limits(&s, Duration::from_secs(5)).fuel, u64::MAX);
+    assert_eq!(run_outcome(&Outcome::Cancelled), None);
+    assert_eq!(
+        run_outcome(&Outcome::OutOfFuel),
+        Some(RunOutcome::OutOfFuel)
+    );
+    assert!(matches!(
+        run_outcome(&Outcome::LinkError {
+            message: "x".into()
+        }),
+        Some(RunOutcome::InvalidModule { .. })
+    ));
+    assert_ne!(job_seed(1), job_seed(2));
+}
