@@ -299,3 +299,18 @@ pub enum EscrowEvent {
         reason: String,
     },
 }
+
+/// The subaccount whose deposits are credited to `beneficiary`: its
+/// principal's length, then its bytes, zero-padded (the convention of the
+/// cycles minting canister). `None` for the empty principal, whose
+/// subaccount would be the main account.
+pub fn deposit_subaccount(beneficiary: Principal) -> Option<[u8; 32]> {
+    let bytes = beneficiary.as_slice();
+    if bytes.is_empty() {
+        return None;
+    }
+    let mut sub = [0u8; 32];
+    sub[0] = bytes.len() as u8;
+    sub[1..1 + bytes.len()].copy_from_slice(bytes);
+    Some(sub)
+}

@@ -72,20 +72,7 @@ pub fn main_account(escrow: Principal) -> Account {
     }
 }
 
-/// The subaccount whose deposits are credited to `beneficiary`: its
-/// principal's length, then its bytes, zero-padded (the convention of the
-/// cycles minting canister). `None` for the empty principal, whose
-/// subaccount would be the main account.
-pub fn deposit_subaccount(beneficiary: Principal) -> Option<[u8; 32]> {
-    let bytes = beneficiary.as_slice();
-    if bytes.is_empty() {
-        return None;
-    }
-    let mut sub = [0u8; 32];
-    sub[0] = bytes.len() as u8;
-    sub[1..1 + bytes.len()].copy_from_slice(bytes);
-    Some(sub)
-}
+pub use market_api::escrow::deposit_subaccount;
 
 /// The account to transfer to so that `beneficiary` is credited by `notify_deposit`.
 pub fn deposit_account(escrow: Principal, beneficiary: Principal) -> Result<Account, EscrowError> {

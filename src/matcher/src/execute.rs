@@ -40,16 +40,12 @@ fn record(event: MatcherEvent) {
     mutate_state(|s| s.events.append(t, event));
 }
 
-/// The escrow's deposit account of `owner` (the CMC convention: length of
-/// the principal, then its bytes, zero-padded).
+/// The escrow's deposit account of `owner`, where a slash payout is sent
+/// before `notify_deposit` credits it.
 fn deposit_account(escrow: Principal, owner: Principal) -> Account {
-    let bytes = owner.as_slice();
-    let mut sub = [0u8; 32];
-    sub[0] = bytes.len() as u8;
-    sub[1..1 + bytes.len()].copy_from_slice(bytes);
     Account {
         owner: escrow,
-        subaccount: Some(sub),
+        subaccount: market_api::escrow::deposit_subaccount(owner),
     }
 }
 
@@ -102,7 +98,25 @@ async fn perform(job_id: JobId, effect: Effect) -> Outcome {
                 key,
             };
             match call::<_, Result<(), RegistryError>>(config.registry, "bond", &(args,)).await {
-                Ok(Ok(())) => Outcome::Done,
+                Ok(Ok(())) => {
+                    // The assignment holds once the stake backing it is bonded.
+                    let price = read_state(|s| {
+                        s.market
+                            .job(job_id)
+                            .and_then(|r| r.state.assignment)
+                            .filter(|a| a.attempt == attempt)
+                            .map(|a| a.price)
+                    });
+                    if let Some(price_per_interval) = price {
+                        record(MatcherEvent::JobAssigned {
+                            job_id,
+                            provider,
+                            attempt,
+                            price_per_interval,
+                        });
+                    }
+                    Outcome::Done
+                }
                 Ok(Err(RegistryError::Busy)) => Outcome::Retry("registry busy".into()),
                 Ok(Err(_)) => {
                     let t = now();

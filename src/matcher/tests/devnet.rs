@@ -17,8 +17,8 @@ use localnet::{ICP, Localnet, Settings, account, admin, principal};
 use market_api::escrow::{EscrowError, JobLock, LockArgs};
 use market_api::matcher::{
     Assignment, HeartbeatAck, HeartbeatItem, Job, JobLimits, JobResult, JobSpec, JobStatus,
-    MatcherError, MatcherInit, ModuleInfo, ModuleSource, ModuleUpload, OfferSpec, RunOutcome,
-    SubmitResultArgs,
+    MatcherError, MatcherEvent, MatcherInit, ModuleInfo, ModuleSource, ModuleUpload, OfferSpec,
+    RunOutcome, SubmitResultArgs,
 };
 use market_api::registry::{Provider, RegistryError, SlashArgs, SlashOutcome};
 use market_api::{JobId, PageRequest, Tokens};
@@ -268,6 +268,20 @@ fn job_matched_at_once_heartbeats_pay_and_result_settles() {
         net.stake_of(1).stake.bonded,
         10 * PRICE,
         "bond_multiple intervals bonded"
+    );
+
+    let events: market_api::EventPage<MatcherEvent> = net
+        .query(net.ids.matcher, "get_events", &PageRequest::default())
+        .unwrap();
+    assert!(
+        events.events.iter().any(|e| e.event
+            == MatcherEvent::JobAssigned {
+                job_id: id,
+                provider: provider(1),
+                attempt: 1,
+                price_per_interval: PRICE,
+            }),
+        "{events:?}"
     );
 
     let a = net.assignments(1);

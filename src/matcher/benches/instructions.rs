@@ -1,0 +1,192 @@
+//! Instructions the matcher's messages use as the book grows: one
+//! `submit_job` (the message and its lock callback), one match (an offer
+//! posted against the resting bids: the message and its registry callback),
+//! and one heartbeat item (a batch of 100 jobs, divided by 100), with
+//! 100, 10,000 and 100,000 bids resting, plus the matcher's stable memory
+//! per job. Counts come from the devnet's per-message instruction counter
+//! running the real `matcher.wasm`, so the host's speed does not matter.
+//!
+//! ```sh
+//! scripts/build-canisters.sh
+//! cargo bench --profile dev -p matcher --bench instructions            # 100 10000 100000
+//! cargo bench --profile dev -p matcher --bench instructions -- 100 1000
+//! ```
+
+use candid::Principal;
+use localnet::{ICP, Localnet, Settings, principal};
+use market_api::matcher::{
+    HeartbeatAck, HeartbeatItem, JobLimits, JobSpec, MatcherError, ModuleSource, OfferSpec,
+};
+use market_api::{JobId, Tokens};
+use std::time::{Duration, Instant};
+
+/// Open bids one buyer may hold (the matcher's per-owner limit).
+const BIDS_PER_BUYER: usize = 100;
+
+fn buyer(i: usize) -> Principal {
+    let mut b = [0x11u8; 29];
+    b[..8].copy_from_slice(&(i as u64).to_be_bytes());
+    Principal::from_slice(&b)
+}
+
+fn spec(net: &Localnet, price: Tokens) -> JobSpec {
+    JobSpec {
+        module: ModuleSource::Url {
+            url: "https://example.org/job.wasm".into(),
+            sha256: [7; 32],
+        },
+        input: vec![0; 64],
+        args: vec![],
+        env: vec![],
+        limits: JobLimits {
+            memory_mib: 64,
+            fuel_per_interval: 1_000_000,
+        },
+        interval_secs: 60,
+        max_intervals: 10,
+        max_price_per_interval: price,
+        ledger: net.ids.ledger,
+        min_provider_stake: 0,
+        max_retries: 1,
+        callback: None,
+    }
+}
+
+/// Instructions the matcher used since the last call.
+fn matcher_instructions(net: &Localnet) -> u64 {
+    let matcher = net.ids.matcher;
+    net.devnet()
+        .take_executions()
+        .iter()
+        .filter(|e| e.canister == matcher)
+        .map(|e| e.instructions)
+        .sum()
+}
+
+fn submit(net: &Localnet, who: Principal, price: Tokens) -> (JobId, u64) {
+    let _ = matcher_instructions(net);
+    let r: Result<JobId, MatcherError> = net
+        .update(net.ids.matcher, who, "submit_job", &spec(net, price))
+        .expect("submit_job");
+    (r.expect("accepted"), matcher_instructions(net))
+}
+
+fn run(bids: usize) {
+    let started = Instant::now();
+    let net = Localnet::deploy(Settings::default()).expect("deploy");
+    let buyers = bids.div_ceil(BIDS_PER_BUYER) + 1;
+    for i in 0..buyers {
+        net.mint(buyer(i), 1_000 * ICP).unwrap();
+        net.deposit(buyer(i), 900 * ICP).unwrap();
+    }
+    // Resting bids at 500 price levels, all below the offers to come.
+    let mut submit_cost = Vec::new();
+    for i in 0..bids {
+        let price = 1_000 + (i % 500) as Tokens;
+        let (_, n) = submit(&net, buyer(i / BIDS_PER_BUYER), price);
+        if i + 100 >= bids {
+            submit_cost.push(n);
+        }
+        if i > 0 && i % 20_000 == 0 {
+            eprintln!("  {i} bids resting ({:.0?})", started.elapsed());
+        }
+    }
+    // A provider whose offer at the top of the book takes 100 bids at once.
+    let p = principal(0x70);
+    let node = principal(0x71);
+    net.onboard_provider(p, node, 500 * ICP).unwrap();
+    let _ = matcher_instructions(&net);
+    let offer = OfferSpec {
+        slots: 100,
+        memory_per_slot_mib: 256,
+        max_fuel_per_interval: 1_000_000_000,
+        price_per_interval: 1_400,
+        ledger: net.ids.ledger,
+        min_interval_secs: 10,
+        max_interval_secs: 3_600,
+        tags: vec![],
+    };
+    let r: Result<u64, MatcherError> = net
+        .update(net.ids.matcher, p, "post_offer", &offer)
+        .unwrap();
+    r.unwrap();
+    let post_offer = matcher_instructions(&net);
+    // Let the bonds go through, then acknowledge all 100 jobs in one batch.
+    net.advance(Duration::from_secs(1));
+    let assigned: Vec<market_api::matcher::Assignment> =
+        net.query(net.ids.matcher, "assignments", &p).unwrap();
+    let items: Vec<HeartbeatItem> = assigned
+        .iter()
+        .map(|a| HeartbeatItem {
+            job_id: a.job_id,
+            attempt: a.attempt,
+            fuel_used: 0,
+        })
+        .collect();
+    let _ = matcher_instructions(&net);
+    let acks: Result<Vec<HeartbeatAck>, MatcherError> = net
+        .update(net.ids.matcher, node, "heartbeat", &items)
+        .unwrap();
+    let ack_cost = matcher_instructions(&net);
+    assert!(
+        acks.unwrap()
+            .iter()
+            .all(|a| matches!(a, HeartbeatAck::Accepted { .. }))
+    );
+    net.advance(Duration::from_secs(55));
+    let _ = matcher_instructions(&net);
+    let acks: Result<Vec<HeartbeatAck>, MatcherError> = net
+        .update(net.ids.matcher, node, "heartbeat", &items)
+        .unwrap();
+    let pay_cost = matcher_instructions(&net);
+    assert!(
+        acks.unwrap()
+            .iter()
+            .all(|a| matches!(a, HeartbeatAck::Accepted { .. }))
+    );
+    // One more submit against a market with a matching offer: a match at once.
+    let offer_single = OfferSpec {
+        slots: 1,
+        price_per_interval: 900,
+        ..offer
+    };
+    let r: Result<u64, MatcherError> = net
+        .update(net.ids.matcher, p, "post_offer", &offer_single)
+        .unwrap();
+    r.unwrap();
+    let (_, submit_match) = submit(&net, buyer(buyers - 1), 2_000);
+
+    let stable = net
+        .devnet()
+        .stable_memory_size(net.ids.matcher)
+        .unwrap_or(0);
+    let avg = submit_cost.iter().sum::<u64>() / submit_cost.len().max(1) as u64;
+    let n = items.len().max(1) as u64;
+    println!(
+        "| {bids} | {avg} | {submit_match} | {} | {} | {} | {} | {:.0?} |",
+        post_offer / n,
+        ack_cost / n,
+        pay_cost / n,
+        stable as u64 / (bids as u64 + 101),
+        started.elapsed()
+    );
+}
+
+fn main() {
+    let sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let sizes = if sizes.is_empty() {
+        vec![100, 10_000, 100_000]
+    } else {
+        sizes
+    };
+    println!(
+        "| resting bids | submit_job (rests) | submit_job (matches at once) | match per bid (offer taking 100) | heartbeat item (ack) | heartbeat item (pays) | stable bytes per job | wall time |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for n in sizes {
+        run(n);
+    }
+}
