@@ -1,0 +1,350 @@
+//! End to end on the devnet: the real ledger, registry, escrow and matcher
+//! `.wasm` files (via `localnet`), provider daemons talking to them through
+//! the devnet transport, a buyer uploading a module and submitting jobs
+//! through the same typed client. Time is driven by the test at about 50×
+//! real time, so heartbeats must be scheduled by IC time to land.
+//!
+//! Needs the canisters built: `scripts/build-canisters.sh`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use candid::Principal;
+use localnet::{ICP, Localnet, Settings};
+use market_api::matcher::{
+    Job, JobLimits, JobSpec, JobStatus, ModuleSource, ModuleUpload, OfferSpec, RunOutcome,
+};
+use market_api::{JobId, Tokens};
+use provider_node::client::{CanisterIds, MarketClient};
+use provider_node::daemon::metrics::Metrics;
+use provider_node::daemon::{Daemon, DaemonConfig, Summary};
+use provider_node::sandbox::{Executor, SandboxConfig};
+use provider_node::transport::DevnetTransport;
+use sha2::Digest;
+
+/// Large enough that a slash (5 intervals) exceeds the ledger fee.
+const PRICE: Tokens = 100_000;
+const INTERVAL: u64 = 20;
+
+const HELLO: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "hello\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 6))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+
+/// Counts down from 1.5 billion, then prints "done": a second or so of work.
+const COUNT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "done\n")
+  (func (export "_start") (local $i i32)
+    (local.set $i (i32.const 1500000000))
+    (loop $l
+      (local.set $i (i32.sub (local.get $i) (i32.const 1)))
+      (br_if $l (local.get $i)))
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 5))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+
+fn buyer() -> Principal {
+    localnet::principal(0xB1)
+}
+fn provider(n: u8) -> Principal {
+    localnet::principal(0x10 + n)
+}
+fn node(n: u8) -> Principal {
+    localnet::principal(0x20 + n)
+}
+
+struct World {
+    net: Localnet,
+    ids: CanisterIds,
+    buyer: MarketClient<DevnetTransport>,
+    stop_clock: Arc<AtomicBool>,
+}
+
+impl World {
+    fn new() -> World {
+        let net = Localnet::deploy(Settings {
+            grace_secs: 10,
+            ..Settings::default()
+        })
+        .expect("deploy the marketplace (build the canisters with scripts/build-canisters.sh)");
+        net.mint(buyer(), 100 * ICP).unwrap();
+        net.deposit(buyer(), 50 * ICP).unwrap();
+        let ids = CanisterIds {
+            ledger: net.ids.ledger,
+            registry: net.ids.registry,
+            escrow: net.ids.escrow,
+            matcher: net.ids.matcher,
+        };
+        let buyer = MarketClient::new(DevnetTransport::new(net.shared(), buyer()), ids);
+        World {
+            net,
+            ids,
+            buyer,
+            stop_clock: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Registers, stakes and offers provider `n` (one slot) at `price`.
+    fn provider(&self, n: u8, price: Tokens) {
+        self.net
+            .onboard_provider(provider(n), node(n), 100 * ICP)
+            .unwrap();
+        self.net
+            .post_offer(
+                provider(n),
+                &OfferSpec {
+                    slots: 1,
+                    memory_per_slot_mib: 64,
+                    max_fuel_per_interval: 10_000_000_000,
+                    price_per_interval: price,
+                    ledger: self.ids.ledger,
+                    min_interval_secs: 10,
+                    max_interval_secs: 3_600,
+                    tags: vec![],
+                },
+            )
+            .unwrap();
+    }
+
+    /// Moves the devnet's clock one second every 20 ms until stopped.
+    fn start_clock(&self) {
+        let dn = self.net.shared();
+        let stop = Arc::clone(&self.stop_clock);
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                {
+                    let mut d = dn.lock().unwrap_or_else(|e| e.into_inner());
+                    d.advance_time(Duration::from_secs(1));
+                    d.tick();
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+    }
+
+    /// A daemon for provider `n` signing as its node, with its own sandbox.
+    fn daemon(&self, n: u8, state_dir: &std::path::Path) -> (Daemon<DevnetTransport>, Metrics) {
+        let executor = Executor::new(SandboxConfig {
+            concurrent_jobs: 1,
+            max_job_memory_bytes: 64 << 20,
+            pooling: false,
+            ..SandboxConfig::default()
+        })
+        .unwrap();
+        let metrics = Metrics::default();
+        let daemon = Daemon::new(
+            MarketClient::new(DevnetTransport::new(self.net.shared(), node(n)), self.ids),
+            Arc::new(executor),
+            DaemonConfig {
+                provider: provider(n),
+                poll_interval: Duration::from_millis(10),
+                shutdown_grace: Duration::from_secs(10),
+                max_job_time: Duration::from_secs(120),
+                state_dir: state_dir.to_path_buf(),
+                cache_dir: None,
+            },
+            metrics.clone(),
+        )
+        .unwrap();
+        (daemon, metrics)
+    }
+
+    async fn upload(&self, wat: &str) -> [u8; 32] {
+        let wasm = wat::parse_str(wat).unwrap();
+        let sha: [u8; 32] = sha2::Sha256::digest(&wasm).into();
+        self.buyer
+            .begin_module_upload(ModuleUpload {
+                sha256: sha,
+                size: wasm.len() as u64,
+            })
+            .await
+            .unwrap();
+        self.buyer.put_module_chunk(sha, 0, wasm).await.unwrap();
+        let info = self.buyer.commit_module(sha).await.unwrap();
+        assert!(info.committed);
+        sha
+    }
+
+    async fn submit(&self, sha: [u8; 32]) -> JobId {
+        self.buyer
+            .submit_job(JobSpec {
+                module: ModuleSource::Stored { sha256: sha },
+                input: vec![],
+                args: vec![],
+                env: vec![],
+                limits: JobLimits {
+                    memory_mib: 16,
+                    fuel_per_interval: 1_000_000_000,
+                },
+                interval_secs: INTERVAL,
+                max_intervals: 100,
+                max_price_per_interval: 2 * PRICE,
+                ledger: self.ids.ledger,
+                min_provider_stake: 0,
+                max_retries: 2,
+                callback: None,
+            })
+            .await
+            .unwrap()
+    }
+
+    async fn job(&self, id: JobId) -> Job {
+        self.buyer
+            .get_job(id)
+            .await
+            .unwrap()
+            .expect("the job exists")
+    }
+
+    /// Waits (real time) until the job satisfies `cond`.
+    async fn until(&self, id: JobId, what: &str, cond: impl Fn(&Job) -> bool) -> Job {
+        for _ in 0..3_000 {
+            let job = self.job(id).await;
+            if cond(&job) {
+                return job;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "timed out waiting for job {id}: {what}: {:?}",
+            self.job(id).await
+        );
+    }
+
+    /// Stops the clock, lets the canisters finish their work, and checks
+    /// that no token was created or lost.
+    fn audit(&self) -> localnet::Audit {
+        self.stop_clock.store(true, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(50));
+        for _ in 0..30 {
+            self.net.advance(Duration::from_secs(1));
+        }
+        self.net.audit().expect("money is conserved")
+    }
+}
+
+fn spawn(
+    daemon: Daemon<DevnetTransport>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Summary>,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(daemon.run(async {
+        let _ = rx.await;
+    }));
+    (tx, task)
+}
+
+fn stdout_of(job: &Job) -> Vec<u8> {
+    job.result
+        .as_ref()
+        .map(|r| r.output.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jobs_run_heartbeats_pay_and_a_killed_provider_is_slashed_and_replaced() {
+    let w = World::new();
+    w.provider(1, PRICE);
+    w.provider(2, 2 * PRICE);
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let (d1, m1) = w.daemon(1, dirs[0].path());
+    let (d2, _m2) = w.daemon(2, dirs[1].path());
+    let (stop1, task1) = spawn(d1);
+    let (stop2, task2) = spawn(d2);
+    w.start_clock();
+
+    // A quick job on the cheaper provider.
+    let hello = w.upload(HELLO).await;
+    let id = w.submit(hello).await;
+    let job = w
+        .until(id, "succeeded", |j| j.status == JobStatus::Succeeded)
+        .await;
+    assert_eq!(m1.jobs_completed.get(), 1, "ran by the cheaper provider");
+    assert_eq!(stdout_of(&job), b"hello\n");
+    let result = job.result.unwrap();
+    assert_eq!(result.outcome, RunOutcome::Exited { code: 0 });
+    assert!(
+        job.intervals_paid >= 1,
+        "a result pays the interval in progress"
+    );
+
+    // A longer job: provider 1 takes it, acknowledges and heartbeats, then
+    // dies without a word.
+    let count = w.upload(COUNT).await;
+    let id = w.submit(count).await;
+    w.until(id, "running on provider 1", |j| {
+        j.status == JobStatus::Running && j.provider == Some(provider(1))
+    })
+    .await;
+    assert!(m1.heartbeats_sent.get() >= 1);
+    drop(stop1);
+    task1.abort();
+    let _ = task1.await;
+    // The matcher slashes it at the deadline and provider 2 finishes the job.
+    let job = w
+        .until(id, "succeeded on provider 2", |j| {
+            j.status == JobStatus::Succeeded
+        })
+        .await;
+    assert_eq!(job.retries_used, 1);
+    assert_eq!(stdout_of(&job), b"done\n");
+
+    let _ = stop2.send(());
+    let summary2 = task2.await.unwrap();
+    assert_eq!(summary2.results_submitted, 1, "provider 2 finished the job");
+    let audit = w.audit();
+    assert_eq!(audit.slashes, 1);
+    assert!(audit.released > 0);
+    // The slash is paid out by the matcher's outbox, settled by now.
+    let p1 = w
+        .net
+        .query::<_, Option<market_api::registry::Provider>>(
+            w.ids.registry,
+            "get_provider",
+            &provider(1),
+        )
+        .unwrap()
+        .unwrap();
+    assert!(p1.slashed_total > 0, "the silent provider was slashed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_restarted_mid_job_resumes_it_and_reports_it_once() {
+    let w = World::new();
+    w.provider(1, PRICE);
+    let dir = tempfile::tempdir().unwrap();
+    let (d1, _) = w.daemon(1, dir.path());
+    let (stop, task) = spawn(d1);
+    w.start_clock();
+    let count = w.upload(COUNT).await;
+    let id = w.submit(count).await;
+    w.until(id, "running", |j| j.status == JobStatus::Running)
+        .await;
+    // Crash: the process and its sandbox vanish mid-job.
+    drop(stop);
+    task.abort();
+    let _ = task.await;
+    // A new process with the same state directory picks the job up again.
+    let (d1, m1) = w.daemon(1, dir.path());
+    let (stop, task) = spawn(d1);
+    let job = w
+        .until(id, "succeeded", |j| j.status == JobStatus::Succeeded)
+        .await;
+    assert_eq!(job.retries_used, 0, "never slashed nor reassigned");
+    assert_eq!(stdout_of(&job), b"done\n");
+    let _ = stop.send(());
+    let summary = task.await.unwrap();
+    assert_eq!(summary.results_submitted, 1, "reported once");
+    assert_eq!(m1.heartbeats_refused.get(), 0);
+    let audit = w.audit();
+    assert_eq!(audit.slashes, 0);
+}
