@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# The main job: builds everything a provider or buyer runs (the canister
-# .wasm files and the provider-node binary) and shows where they are.
+# The main job: the marketplace end to end on the embedded devnet.
+#
+# Builds the canister .wasm files and the WASI workloads (installing the
+# wasm toolchain and ic-wasm if needed), then runs `market-demo`: the real
+# ledger, registry, escrow and matcher modules deployed on the devnet, two
+# provider daemons running jobs in the wasmtime sandbox, a person and a
+# canister buying compute, one provider killed mid-job and slashed while the
+# other finishes it, and the closing accounts checked against the ledger.
+#
+# DEMO_SPEED=N sets how many devnet seconds pass per real second (default 50).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/build-canisters.sh
-echo "==> building the provider node" >&2
-cargo build --release --locked -p provider-node
-
-echo
-echo "Canister modules (deploy with dfx, see README.md):"
-ls -l target/canisters/*.wasm
-echo
-echo "Provider node: target/release/provider-node"
-target/release/provider-node --help
+scripts/build-workloads.sh
+echo "==> building the demo" >&2
+cargo build --locked -p market-demo
+exec target/debug/market-demo
