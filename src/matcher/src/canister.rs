@@ -24,6 +24,11 @@ use std::time::Duration;
 
 /// Deadlines handled by one timer run.
 const DEADLINES_PER_RUN: usize = 100;
+/// A timer this overdue is taken as lost: its run never started or trapped
+/// before re-arming (ic-cdk-timers drops a one-shot timer whose run traps).
+const LOST_TIMER_NS: u64 = 60_000_000_000;
+/// How often the watchdog checks that a timer is armed when work is due.
+const WATCHDOG_PERIOD: Duration = Duration::from_secs(60);
 
 thread_local! {
     static BUSY: RefCell<BTreeSet<Principal>> = const { RefCell::new(BTreeSet::new()) };
@@ -90,6 +95,7 @@ fn schedule() {
     let Some(wake) = wake else { return };
     if let Some((_, at)) = TIMER.get()
         && at <= wake
+        && now() < at.saturating_add(LOST_TIMER_NS)
     {
         return;
     }
@@ -115,9 +121,17 @@ async fn run() {
     schedule();
 }
 
+/// A repeating timer (which, unlike a one-shot one, survives a trapping
+/// run) that re-arms the deadline timer if it was lost, so deadlines and
+/// outbox steps are never stranded.
+fn start_watchdog() {
+    ic_cdk_timers::set_timer_interval(WATCHDOG_PERIOD, || async { schedule() });
+}
+
 #[ic_cdk::init]
 fn init(arg: MatcherInit) {
     mutate_state(|s| s.set_config(arg));
+    start_watchdog();
 }
 
 #[ic_cdk::post_upgrade]
@@ -128,6 +142,7 @@ fn post_upgrade(arg: Option<MatcherInit>) {
         }
         s.market.outbox.reset_in_flight();
     });
+    start_watchdog();
     schedule();
 }
 

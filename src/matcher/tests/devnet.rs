@@ -783,3 +783,19 @@ fn unauthorized_and_anonymous_callers_are_refused_and_change_nothing() {
     assert_eq!(net.stake_of(1).slashed_total, 0);
     net.audit();
 }
+
+/// Found by the chaos test: a timer run that traps (here the timer's
+/// self-call) was lost with the deadline it was armed for, and the job
+/// stayed assigned for ever. A repeating watchdog re-arms it.
+#[test]
+fn a_lost_timer_run_does_not_strand_deadlines() {
+    let net = Net::new();
+    net.provider(1, PRICE);
+    let m = net.ids.matcher;
+    net.devnet()
+        .inject_fault(Fault::new(m, FaultKind::Trap, 3).caller(m));
+    let id = net.submit(buyer(), &net.spec(PRICE, 0)).unwrap();
+    net.wait(INTERVAL + 40 + 180);
+    assert_eq!(net.job(id).status, JobStatus::Failed);
+    net.audit();
+}
