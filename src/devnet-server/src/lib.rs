@@ -17,6 +17,7 @@ pub mod http;
 pub mod ingress;
 pub mod keys;
 pub mod management;
+pub mod metadata;
 pub mod node;
 pub mod state_tree;
 

@@ -23,8 +23,9 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1")]
     host: IpAddr,
     /// Install a canister at start: NAME=PATH.wasm[:ARG], where ARG is the
-    /// Candid-encoded init argument as hex or the path of a file holding it
-    /// (binary). Repeatable; ids are printed in order.
+    /// init argument as Candid text (typed with the module's candid:service),
+    /// hex of Candid bytes, or a file holding either text or bytes.
+    /// Repeatable; ids are printed in order.
     #[arg(long = "install", value_name = "NAME=WASM[:ARG]")]
     install: Vec<String>,
     /// Controller of the canisters installed with --install (repeatable;
@@ -59,7 +60,7 @@ fn parse_seed(hex_seed: &str) -> anyhow::Result<[u8; 32]> {
 struct InstallSpec {
     name: String,
     wasm: PathBuf,
-    arg: Vec<u8>,
+    arg: Option<String>,
 }
 
 fn parse_install(spec: &str) -> anyhow::Result<InstallSpec> {
@@ -67,23 +68,53 @@ fn parse_install(spec: &str) -> anyhow::Result<InstallSpec> {
         bail!("--install {spec}: expected NAME=PATH.wasm[:ARG]");
     };
     let (wasm, arg) = match rest.split_once(':') {
-        Some((wasm, arg)) => {
-            let arg = if std::path::Path::new(arg).is_file() {
-                std::fs::read(arg).with_context(|| format!("reading {arg}"))?
-            } else {
-                hex::decode(arg)
-                    .with_context(|| format!("--install {spec}: ARG is neither a file nor hex"))?
-            };
-            (wasm, arg)
-        }
-        // No argument: empty Candid arguments.
-        None => (rest, candid::encode_args(()).expect("encoding ()")),
+        Some((wasm, arg)) => (wasm, Some(arg.to_string())),
+        None => (rest, None),
     };
     Ok(InstallSpec {
         name: name.to_string(),
         wasm: PathBuf::from(wasm),
         arg,
     })
+}
+
+/// The init argument bytes of `--install`: Candid text (typed with the
+/// module's `candid:service` init arguments when it has them), the path of
+/// a file holding Candid text or binary Candid, or hex. No argument: `()`.
+fn init_arg(arg: Option<&str>, wasm: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let Some(arg) = arg else {
+        return Ok(candid::encode_args(()).expect("encoding ()"));
+    };
+    let text = if arg.trim_start().starts_with('(') {
+        arg.to_string()
+    } else if std::path::Path::new(arg).is_file() {
+        let bytes = std::fs::read(arg).with_context(|| format!("reading {arg}"))?;
+        match String::from_utf8(bytes) {
+            Ok(text) if text.trim_start().starts_with('(') => text,
+            Ok(text) => return Ok(text.into_bytes()),
+            Err(e) => return Ok(e.into_bytes()),
+        }
+    } else {
+        return hex::decode(arg).with_context(|| {
+            format!("init argument '{arg}' is neither Candid text, a file nor hex")
+        });
+    };
+    let args = candid_parser::parse_idl_args(&text).context("parsing the Candid init argument")?;
+    let did = devnet_server::metadata::custom_sections(wasm)
+        .into_iter()
+        .find(|(name, _)| *name == "icp:public candid:service")
+        .and_then(|(_, did)| std::str::from_utf8(did).ok());
+    match did {
+        Some(did) => {
+            let (types, (env, _)) = candid_parser::utils::instantiate_candid(
+                candid_parser::utils::CandidSource::Text(did),
+            )
+            .context("reading the module's candid:service")?;
+            args.to_bytes_with_types(&env, &types)
+                .context("the init argument does not match the module's init type")
+        }
+        None => args.to_bytes().context("encoding the init argument"),
+    }
 }
 
 #[tokio::main]
@@ -128,13 +159,12 @@ async fn main() -> anyhow::Result<()> {
     for spec in installs {
         let wasm = std::fs::read(&spec.wasm)
             .with_context(|| format!("reading {}", spec.wasm.display()))?;
-        let installer = controllers[0];
-        let id = server.node().with_devnet(|dn| {
-            let id = dn.create_canister(controllers.clone());
-            dn.install_canister(id, &wasm, spec.arg, installer)
-                .map(|()| id)
-        });
-        let id = id.map_err(|e| anyhow::anyhow!("installing {}: {e}", spec.name))?;
+        let arg = init_arg(spec.arg.as_deref(), &wasm)
+            .with_context(|| format!("--install {}", spec.name))?;
+        let id = server
+            .node()
+            .install_canister(controllers.clone(), &wasm, arg)
+            .map_err(|e| anyhow::anyhow!("installing {}: {e}", spec.name))?;
         println!("installed {} = {id}", spec.name);
     }
     println!("devnet listening on {}", server.url());

@@ -10,21 +10,27 @@ use std::collections::{BTreeMap, HashMap};
 use candid::{CandidType, Decode, Deserialize, Encode, Nat, Principal};
 use devnet::{Devnet, InstallError, InstallMode, Reject, RejectCode, UpgradeFlags};
 use ic_management_canister_types::{
-    CanisterIdRecord, CanisterInstallMode, CanisterStatusResult, CanisterStatusType, ChunkHash,
-    DefiniteCanisterSettings, InstallChunkedCodeArgs, LogVisibility, MemoryMetrics,
-    ProvisionalTopUpCanisterArgs, QueryStats, SnapshotVisibility, UploadChunkArgs,
+    CanisterIdRecord, CanisterInstallMode, CanisterMetadataArgs, CanisterMetadataResult,
+    CanisterStatusResult, CanisterStatusType, ChunkHash, DefiniteCanisterSettings,
+    InstallChunkedCodeArgs, LogVisibility, MemoryMetrics, ProvisionalTopUpCanisterArgs, QueryStats,
+    SnapshotVisibility, StatusVisibility, UploadChunkArgs,
 };
 use sha2::{Digest, Sha256};
+
+use crate::metadata::ModuleMetadata;
 
 /// Largest chunk `upload_chunk` accepts (IC: 1 MiB).
 const MAX_CHUNK: usize = 1 << 20;
 /// Most chunks one canister's store holds (IC: 100 MiB / 1 MiB).
 const MAX_CHUNKS: usize = 100;
 
-/// Wasm chunk stores of canisters, for chunked installation of large modules.
+/// What the HTTP layer's management canister keeps beside the devnet: the
+/// canisters' wasm chunk stores and the metadata of installed modules.
 #[derive(Default)]
-pub struct ChunkStore {
+pub struct ManagementState {
     stores: HashMap<Principal, BTreeMap<[u8; 32], Vec<u8>>>,
+    /// Metadata sections of the modules installed so far.
+    pub metadata: ModuleMetadata,
 }
 
 fn reject(code: RejectCode, message: impl Into<String>) -> Reject {
@@ -73,7 +79,7 @@ fn encode<T: CandidType>(value: &T) -> Vec<u8> {
 /// method answers at once.
 pub fn call(
     devnet: &mut Devnet,
-    chunks: &mut ChunkStore,
+    chunks: &mut ManagementState,
     sender: Principal,
     method: &str,
     arg: &[u8],
@@ -165,6 +171,7 @@ pub fn call(
                     "the hash of the assembled module differs from wasm_module_hash",
                 ));
             }
+            chunks.metadata.record(&wasm);
             devnet
                 .install_code(
                     sender,
@@ -176,7 +183,24 @@ pub fn call(
                 .map_err(install_reject)?;
             Ok(encode(&()))
         }
-        // Creation, install_code, update_settings, raw_rand, deposit_cycles:
+        "canister_metadata" => canister_metadata(devnet, chunks, sender, arg),
+        "install_code" => {
+            #[derive(CandidType, Deserialize)]
+            struct WasmOnly {
+                wasm_module: serde_bytes::ByteBuf,
+            }
+            if let Ok(args) = Decode!(arg, WasmOnly) {
+                chunks.metadata.record(&args.wasm_module);
+            }
+            let id = devnet.submit_call(
+                Principal::management_canister(),
+                sender,
+                method,
+                arg.to_vec(),
+            )?;
+            devnet.await_call(id)
+        }
+        // Creation, update_settings, raw_rand, deposit_cycles:
         // the devnet's own management canister, which answers at once.
         _ => {
             let id = devnet.submit_call(
@@ -194,13 +218,14 @@ pub fn call(
 /// `canister_status` as a query by default).
 pub fn query(
     devnet: &Devnet,
-    chunks: &ChunkStore,
+    chunks: &ManagementState,
     sender: Principal,
     method: &str,
     arg: &[u8],
 ) -> Result<Vec<u8>, Reject> {
     match method {
         "canister_status" => canister_status(devnet, chunks, sender, arg),
+        "canister_metadata" => canister_metadata(devnet, chunks, sender, arg),
         other => Err(reject(
             RejectCode::DestinationInvalid,
             format!("the devnet's management canister has no query method '{other}'"),
@@ -210,13 +235,54 @@ pub fn query(
 
 fn canister_status(
     devnet: &Devnet,
-    chunks: &ChunkStore,
+    chunks: &ManagementState,
     sender: Principal,
     arg: &[u8],
 ) -> Result<Vec<u8>, Reject> {
     let args = Decode!(arg, CanisterIdRecord).map_err(bad_arg)?;
     require_controller(devnet, sender, args.canister_id)?;
     Ok(encode(&full_status(devnet, chunks, args.canister_id)))
+}
+
+fn canister_metadata(
+    devnet: &Devnet,
+    state: &ManagementState,
+    sender: Principal,
+    arg: &[u8],
+) -> Result<Vec<u8>, Reject> {
+    let args = Decode!(arg, CanisterMetadataArgs).map_err(bad_arg)?;
+    match metadata_section(devnet, state, sender, args.canister_id, &args.name)? {
+        Some(value) => Ok(encode(&CanisterMetadataResult { value })),
+        None => Err(reject(
+            RejectCode::DestinationInvalid,
+            format!(
+                "Canister {} has no metadata section '{}'",
+                args.canister_id, args.name
+            ),
+        )),
+    }
+}
+
+/// The metadata section `name` of the canister's module, if it has one and
+/// `sender` may read it (private sections: controllers only).
+pub fn metadata_section(
+    devnet: &Devnet,
+    state: &ManagementState,
+    sender: Principal,
+    canister: Principal,
+    name: &str,
+) -> Result<Option<Vec<u8>>, Reject> {
+    let Some(hash) = devnet.module_hash(canister) else {
+        return Ok(None);
+    };
+    match state.metadata.get(&hash, name) {
+        None => Ok(None),
+        Some(section) if section.public => Ok(Some(section.content.clone())),
+        Some(section) => {
+            require_controller(devnet, sender, canister)?;
+            Ok(Some(section.content.clone()))
+        }
+    }
 }
 
 fn install_mode(mode: CanisterInstallMode) -> InstallMode {
@@ -232,7 +298,11 @@ fn install_mode(mode: CanisterInstallMode) -> InstallMode {
 /// `canister_status` with every field the IC returns, so that tools decoding
 /// the full record (ic-utils, dfx) accept it. Fields the devnet does not
 /// model hold the IC's defaults or zero.
-fn full_status(devnet: &Devnet, chunks: &ChunkStore, canister: Principal) -> CanisterStatusResult {
+fn full_status(
+    devnet: &Devnet,
+    chunks: &ManagementState,
+    canister: Principal,
+) -> CanisterStatusResult {
     let status = devnet.canister_status(canister).expect("checked to exist");
     let stable = devnet.stable_memory_size(canister).unwrap_or(0);
     let chunk_bytes: usize = chunks
@@ -251,9 +321,11 @@ fn full_status(devnet: &Devnet, chunks: &ChunkStore, canister: Principal) -> Can
             memory_allocation: Nat::from(0u8),
             freezing_threshold: Nat::from(2_592_000u32),
             reserved_cycles_limit: Nat::from(5_000_000_000_000u64),
+            minimum_incoming_canister_call_cycles: Nat::from(0u8),
             log_visibility: LogVisibility::Controllers,
             log_memory_limit: Nat::from(4096u32),
             snapshot_visibility: SnapshotVisibility::default(),
+            status_visibility: StatusVisibility::default(),
             wasm_memory_limit: Nat::from(3u64 << 30),
             wasm_memory_threshold: Nat::from(0u8),
             environment_variables: Vec::new(),

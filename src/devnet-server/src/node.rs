@@ -21,7 +21,7 @@ use tokio::sync::watch;
 
 use crate::ingress::{IngressHistory, IngressRecord, IngressState, error_code, status_tree};
 use crate::keys::NodeKeys;
-use crate::management::{self, ChunkStore};
+use crate::management::{self, ManagementState};
 use crate::state_tree::{Tree, cbor_self_describing, certify, leb128};
 
 /// The wall clock in nanoseconds since the Unix epoch.
@@ -52,7 +52,7 @@ impl Clock {
 struct NodeState {
     devnet: Devnet,
     ingress: IngressHistory,
-    chunks: ChunkStore,
+    management: ManagementState,
 }
 
 /// Who a `read_state` request is addressed to.
@@ -115,7 +115,7 @@ impl Node {
             state: Mutex::new(NodeState {
                 devnet,
                 ingress: IngressHistory::default(),
-                chunks: ChunkStore::default(),
+                management: ManagementState::default(),
             }),
             keys,
             clock,
@@ -143,6 +143,25 @@ impl Node {
         } = &mut *state;
         ingress.collect(devnet);
         out
+    }
+
+    /// Creates a canister controlled by `controllers` and installs `wasm`
+    /// with `arg`, as the first controller (the `--install` option; tests).
+    pub fn install_canister(
+        &self,
+        controllers: Vec<Principal>,
+        wasm: &[u8],
+        arg: Vec<u8>,
+    ) -> Result<Principal, devnet::InstallError> {
+        let mut state = self.lock();
+        state.management.metadata.record(wasm);
+        let installer = controllers
+            .first()
+            .copied()
+            .unwrap_or(Principal::anonymous());
+        let id = state.devnet.create_canister(controllers);
+        state.devnet.install_canister(id, wasm, arg, installer)?;
+        Ok(id)
     }
 
     /// A receiver that changes whenever a round answered ingress messages.
@@ -201,8 +220,13 @@ impl Node {
             .devnet
             .set_time(UNIX_EPOCH + Duration::from_nanos(self.clock.now_nanos()));
         if canister == Principal::management_canister() {
-            let result =
-                management::call(&mut state.devnet, &mut state.chunks, sender, method, &arg);
+            let result = management::call(
+                &mut state.devnet,
+                &mut state.management,
+                sender,
+                method,
+                &arg,
+            );
             record.state = match result {
                 Ok(reply) => IngressState::Replied(reply),
                 Err(reject) => IngressState::Rejected(reject),
@@ -260,7 +284,7 @@ impl Node {
         let (result, time) = {
             let mut state = self.lock();
             let result = if canister == Principal::management_canister() {
-                management::query(&state.devnet, &state.chunks, sender, method, &arg)
+                management::query(&state.devnet, &state.management, sender, method, &arg)
             } else {
                 state.devnet.query_call(canister, sender, method, arg)
             };
@@ -397,6 +421,30 @@ impl Node {
                     && let Some(hash) = devnet.module_hash(canister)
                 {
                     tree.insert(&[base[0], base[1], b"module_hash"], hash.to_vec());
+                }
+                if let [b"metadata", name] = rest
+                    && let Ok(name) = std::str::from_utf8(name)
+                {
+                    match management::metadata_section(
+                        devnet,
+                        &state.management,
+                        sender,
+                        canister,
+                        name,
+                    ) {
+                        Ok(Some(content)) => {
+                            tree.insert(&[base[0], base[1], b"metadata", name.as_bytes()], content)
+                        }
+                        Ok(None) => {}
+                        Err(_) => {
+                            return Err(Refusal::new(
+                                403,
+                                format!(
+                                    "metadata '{name}' of {canister} is private to its controllers"
+                                ),
+                            ));
+                        }
+                    }
                 }
                 if wants(b"certified_data") {
                     let data = devnet.certified_data(canister).unwrap_or_default();

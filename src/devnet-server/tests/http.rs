@@ -298,7 +298,7 @@ async fn chunked_install_of_a_module() {
         let (hash,) = mgmt
             .upload_chunk(
                 &id,
-                &ic_management_canister_types::UploadChunkArgs {
+                &ic_management_canister_types_v8::UploadChunkArgs {
                     canister_id: id,
                     chunk: chunk.to_vec(),
                 },
@@ -329,5 +329,83 @@ async fn chunked_install_of_a_module() {
         .await
         .unwrap();
     assert_eq!(Decode!(&label, String).unwrap(), "chunked");
+    server.shutdown().await.unwrap();
+}
+
+/// The probe's module with two metadata sections appended.
+fn probe_with_metadata() -> Vec<u8> {
+    fn custom(name: &str, content: &[u8]) -> Vec<u8> {
+        let mut body = vec![name.len() as u8];
+        body.extend_from_slice(name.as_bytes());
+        body.extend_from_slice(content);
+        let mut section = vec![0];
+        let mut len = body.len();
+        loop {
+            let byte = (len & 0x7f) as u8;
+            len >>= 7;
+            section.push(if len == 0 { byte } else { byte | 0x80 });
+            if len == 0 {
+                break;
+            }
+        }
+        section.extend(body);
+        section
+    }
+    let mut wasm = probe_wasm();
+    wasm.extend(custom(
+        "icp:public candid:service",
+        b"service : { get : () -> (nat64) query }",
+    ));
+    wasm.extend(custom("icp:private build", b"secret"));
+    wasm
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_sections_are_served_public_to_all_private_to_controllers() {
+    let server = start_server(1.0, Duration::from_secs(5)).await;
+    let owner = agent(&server, ed25519_identity(7)).await;
+    let mgmt = ManagementCanister::create(&owner);
+    let (id,) = mgmt
+        .create_canister()
+        .as_provisional_create_with_amount(None)
+        .call_and_wait()
+        .await
+        .unwrap();
+    mgmt.install_code(&id, &probe_with_metadata())
+        .with_arg(Some(ProbeArg::default()))
+        .call_and_wait()
+        .await
+        .unwrap();
+    let did = owner
+        .read_state_canister_metadata(id, "candid:service")
+        .await
+        .unwrap();
+    assert_eq!(did, b"service : { get : () -> (nat64) query }");
+    assert_eq!(
+        owner
+            .read_state_canister_metadata(id, "build")
+            .await
+            .unwrap(),
+        b"secret"
+    );
+
+    let stranger = agent(&server, AnonymousIdentity).await;
+    let did = stranger
+        .read_state_canister_metadata(id, "candid:service")
+        .await
+        .unwrap();
+    assert!(!did.is_empty());
+    let err = stranger
+        .read_state_canister_metadata(id, "build")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AgentError::HttpError(ref e) if e.status == 403),
+        "{err:?}"
+    );
+    assert!(matches!(
+        stranger.read_state_canister_metadata(id, "absent").await,
+        Err(AgentError::LookupPathAbsent(_))
+    ));
     server.shutdown().await.unwrap();
 }
