@@ -2,12 +2,15 @@
 //! pool of job slots on a runtime of its own, and the per-job store with
 //! every limit wired in.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::thread::JoinHandle as ThreadHandle;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
-use wasmtime::{Engine, ExternType, InstancePre, Linker, Module, Store, Trap, UpdateDeadline};
+use wasmtime::{Engine, ExternType, InstancePre, Linker, Module, Store, Trap};
 use wasmtime_wasi::p1::{self, WasiP1Ctx};
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
@@ -33,9 +36,6 @@ struct JobState {
 /// A module compiled, linked against WASI and ready to instantiate.
 type Prepared = Arc<InstancePre<JobState>>;
 
-/// Fuel between progress updates (about 10 ms of guest code).
-const PROGRESS_FUEL_SLICE: u64 = 10_000_000;
-
 /// Why a running job was stopped from outside the guest.
 #[derive(Debug, thiserror::Error)]
 enum Stopped {
@@ -47,12 +47,11 @@ enum Stopped {
 
 /// Runs jobs in wasmtime sandboxes. Create one per node and share it (it is
 /// cheap to call from many tasks); it owns the node's [`Engine`], the module
-/// cache, the epoch ticker and a small runtime whose threads execute jobs,
-/// so guest code never runs on the caller's runtime.
+/// cache and a small runtime whose threads execute jobs, so guest code never
+/// runs on the caller's runtime.
 pub struct Executor {
     inner: Arc<Inner>,
     runtime: Option<tokio::runtime::Runtime>,
-    ticker: Option<Ticker>,
 }
 
 struct Inner {
@@ -84,7 +83,6 @@ impl Executor {
             .enable_time()
             .build()
             .map_err(SandboxError::Runtime)?;
-        let ticker = Ticker::start(engine.clone(), config.epoch_tick);
         let inner = Inner {
             compiled: BoundedMap::new(config.memory_cache_entries),
             refused: BoundedMap::new(config.memory_cache_entries),
@@ -98,7 +96,6 @@ impl Executor {
         Ok(Self {
             inner: Arc::new(inner),
             runtime: Some(runtime),
-            ticker: Some(ticker),
         })
     }
 
@@ -160,37 +157,6 @@ impl Drop for Executor {
             // may run inside another runtime, where blocking is not allowed.
             runtime.shutdown_background();
         }
-        if let Some(ticker) = self.ticker.take() {
-            ticker.stop();
-        }
-    }
-}
-
-/// The thread that advances the engine's epoch every tick.
-struct Ticker {
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    thread: ThreadHandle<()>,
-}
-
-impl Ticker {
-    fn start(engine: Engine, tick: Duration) -> Self {
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::Builder::new()
-            .name("sandbox-epoch".into())
-            .spawn(move || {
-                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                    std::thread::sleep(tick);
-                    engine.increment_epoch();
-                }
-            })
-            .expect("spawn the epoch thread");
-        Self { stop, thread }
-    }
-
-    fn stop(self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let _ = self.thread.join();
     }
 }
 
@@ -401,7 +367,7 @@ impl Inner {
 }
 
 /// Instantiates and runs a prepared job with every limit in place.
-async fn execute(inner: &Inner, pre: &Prepared, job: Job, control: &Arc<JobControl>) -> JobReport {
+async fn execute(inner: &Inner, pre: &Prepared, job: Job, control: &JobControl) -> JobReport {
     let limits = job.limits.clone();
     if let Err(outcome) = check_declared_sizes(pre.module(), &limits) {
         return early_report(&job, outcome, ModuleSource::None, Duration::ZERO);
@@ -435,41 +401,36 @@ async fn execute(inner: &Inner, pre: &Prepared, job: Job, control: &Arc<JobContr
     store
         .set_fuel(limits.fuel)
         .expect("fuel metering is enabled on the engine");
-    // Compiled code keeps its fuel counter in a register and only writes it
-    // back to the store when it runs out of its current slice; slicing the
-    // budget makes the epoch callback's progress reports lag by at most one
-    // slice. The total is the same, so fuel counts stay deterministic.
+    // Fuel slices are where guest code can be stopped: after each slice the
+    // job yields to `Supervised`, which checks the deadline and the cancel
+    // flag and publishes progress. The total is the same, so fuel counts
+    // stay deterministic.
+    let slice = inner.config.fuel_slice;
     store
-        .fuel_async_yield_interval(Some(PROGRESS_FUEL_SLICE))
+        .fuel_async_yield_interval(Some(slice))
         .expect("fuel and async are both available");
     let started = Instant::now();
     let deadline = started + limits.timeout;
-    let watcher = Arc::clone(control);
-    let budget = limits.fuel;
-    store.epoch_deadline_callback(move |ctx| {
-        watcher.record_fuel(budget.saturating_sub(ctx.get_fuel().unwrap_or(0)));
-        if watcher.is_cancelled() {
-            return Err(wasmtime::Error::new(Stopped::Cancelled));
-        }
-        if Instant::now() >= deadline {
-            return Err(wasmtime::Error::new(Stopped::Deadline));
-        }
-        // Yield so that other work on the job runtime (timers, other jobs
-        // waiting on host calls) gets a turn every tick.
-        Ok(UpdateDeadline::Yield(1))
-    });
-    store.set_epoch_deadline(1);
 
     let result = {
-        let run = async {
+        let run = std::pin::pin!(async {
             let instance = pre.instantiate_async(&mut store).await?;
             let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
             start.call_async(&mut store, ()).await
+        });
+        let supervised = Supervised {
+            run,
+            control,
+            deadline,
+            slice,
+            budget: limits.fuel,
+            slices: 0,
         };
-        // The epoch callback stops guest code; these arms also stop a guest
-        // blocked in a host call (e.g. `poll_oneoff` sleeping).
+        // `Supervised` stops guest code at its next fuel slice; these arms
+        // stop a guest blocked in a host call (e.g. `poll_oneoff` sleeping),
+        // which yields no fuel slices.
         tokio::select! {
-            result = run => result,
+            result = supervised => result,
             _ = tokio::time::sleep_until(deadline.into()) => {
                 Err(wasmtime::Error::new(Stopped::Deadline))
             }
@@ -491,6 +452,66 @@ async fn execute(inner: &Inner, pre: &Prepared, job: Job, control: &Arc<JobContr
         run_time,
         module_source: ModuleSource::None,
         engine_version: ENGINE_VERSION,
+    }
+}
+
+/// Drives a job's instantiation and `_start`. Before each poll it checks
+/// the job's deadline and cancel flag, so a guest is stopped at the first
+/// fuel slice that ends past either; when the guest yields at the end of a
+/// slice, it publishes the fuel used so far.
+struct Supervised<'a, F> {
+    run: Pin<&'a mut F>,
+    control: &'a JobControl,
+    deadline: Instant,
+    slice: u64,
+    budget: u64,
+    slices: u64,
+}
+
+impl<F: Future<Output = wasmtime::Result<()>>> Future for Supervised<'_, F> {
+    type Output = wasmtime::Result<()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if self.control.is_cancelled() {
+            return Poll::Ready(Err(wasmtime::Error::new(Stopped::Cancelled)));
+        }
+        if Instant::now() >= self.deadline {
+            return Poll::Ready(Err(wasmtime::Error::new(Stopped::Deadline)));
+        }
+        // wasmtime ends a fuel slice by waking the task and returning
+        // `Pending` in the same poll; host calls that wait (timers) are woken
+        // later, from elsewhere. So a wake during the poll marks a slice.
+        let watch = Arc::new(SliceWaker {
+            woken: AtomicBool::new(false),
+            task: cx.waker().clone(),
+        });
+        let waker = Waker::from(Arc::clone(&watch));
+        let poll = self.run.as_mut().poll(&mut Context::from_waker(&waker));
+        if poll.is_pending() && watch.woken.load(Ordering::Relaxed) {
+            // The k-th slice ends once at least k slices of fuel are spent, so
+            // this is a lower bound on the fuel used.
+            self.slices += 1;
+            let used = self.slices.saturating_mul(self.slice).min(self.budget);
+            self.control.record_fuel(used);
+        }
+        poll
+    }
+}
+
+/// Wraps the task's waker to notice wakes that happen during a poll.
+struct SliceWaker {
+    woken: AtomicBool,
+    task: Waker,
+}
+
+impl Wake for SliceWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Relaxed);
+        self.task.wake_by_ref();
     }
 }
 

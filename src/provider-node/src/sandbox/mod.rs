@@ -19,12 +19,19 @@
 //! | compile time | compiled on a blocking thread under a timeout | [`Outcome::CompileTimeout`] |
 //! | fuel | `consume_fuel`, budget from the job | [`Outcome::OutOfFuel`] |
 //! | memory, tables | a `ResourceLimiter`; growth past the limit ends the job | [`Outcome::OutOfMemory`] |
-//! | wall clock | epoch interruption (guest code) and an async timeout (host calls such as `poll_oneoff`) | [`Outcome::Deadline`] |
+//! | wall clock | checked each time the job yields, after every fuel slice ([`SandboxConfig::fuel_slice`]), and an async timeout (host calls such as `poll_oneoff`) | [`Outcome::Deadline`] |
 //! | wasm stack | `max_wasm_stack` | [`Outcome::Trap`] ("call stack exhausted") |
 //! | stdout, stderr | capped pipes; an overflowing write ends the job | [`Outcome::OutputTooLarge`] |
 //!
 //! The guest gets no preopened directories, no sockets, no host environment
 //! and no host args.
+//!
+//! Guest code is stopped only where it yields, at the end of each fuel
+//! slice: that bounds deadline latency in fuel, not in time (a slice of
+//! cache-missing loads takes longer than a slice of arithmetic). Host calls
+//! are not interrupted, and a guest looping on host calls that are cheap in
+//! fuel but expensive for the host can outrun its deadline by far; checking
+//! the deadline on host calls needs wasmtime's `call-hook` feature.
 //!
 //! # Determinism
 //!
@@ -60,7 +67,7 @@ mod progress;
 mod shape;
 
 pub use cache::{CodeHash, DiskCache};
-pub use config::{ENGINE_VERSION, ModuleShapeLimits, SandboxConfig};
+pub use config::{DEFAULT_FUEL_SLICE, ENGINE_VERSION, ModuleShapeLimits, SandboxConfig};
 pub use error::SandboxError;
 pub use executor::Executor;
 pub use job::{Job, WasmModule};

@@ -29,8 +29,10 @@ pub enum JobPhase {
 pub struct JobProgress {
     /// The job's phase.
     pub phase: JobPhase,
-    /// Fuel consumed so far. Updated once per epoch tick while running, so it
-    /// may lag by one tick; exact in the final report.
+    /// Fuel consumed so far. Updated at the end of each fuel slice
+    /// ([`SandboxConfig::fuel_slice`](super::SandboxConfig::fuel_slice))
+    /// while running, so it may lag by up to one slice; exact in the final
+    /// report.
     pub fuel_used: u64,
     /// Time since the job was handed to the executor.
     pub elapsed: Duration,
@@ -108,8 +110,8 @@ impl RunningJob {
         self.control.progress()
     }
 
-    /// Asks the job to stop. It ends with [`Outcome::Cancelled`] within one
-    /// epoch tick, even if it is blocked in a host call.
+    /// Asks the job to stop. It ends with [`Outcome::Cancelled`] at the end
+    /// of its current fuel slice, or at once if it is blocked in a host call.
     pub fn cancel(&self) {
         self.control.cancel();
     }
