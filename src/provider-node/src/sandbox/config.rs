@@ -119,6 +119,14 @@ pub const DEFAULT_FUEL_SLICE: u64 = 1_000_000;
 /// calls (WASI) made from wasm.
 const HOST_STACK_HEADROOM: usize = 1 << 20;
 
+/// Address space reserved for each linear memory: all a 32-bit memory can
+/// address, which is what lets compiled code skip bounds checks.
+const MEMORY_RESERVATION: u64 = 4 << 30;
+
+/// Unmapped guard after (and before) each linear memory: covers the static
+/// offsets of loads and stores.
+const MEMORY_GUARD: u64 = 32 << 20;
+
 impl SandboxConfig {
     /// Builds the node's engine: fuel on, deterministic float behaviour, and
     /// only the proposals a WASI p1 job needs.
@@ -134,6 +142,16 @@ impl SandboxConfig {
             .cranelift_opt_level(OptLevel::Speed)
             .consume_fuel(true)
             .epoch_interruption(false)
+            // Each linear memory sits in a 4 GiB reservation followed by a
+            // 32 MiB guard, so no access of a 32-bit memory needs an explicit
+            // bounds check, and the memory never moves, so its base can be
+            // hoisted out of loops. Memory is still limited by the job's
+            // `ResourceLimiter` and the pool's `max_memory_size`; only
+            // address space is reserved.
+            .memory_reservation(MEMORY_RESERVATION)
+            .memory_guard_size(MEMORY_GUARD)
+            .guard_before_linear_memory(true)
+            .memory_may_move(false)
             .max_wasm_stack(self.max_wasm_stack)
             .async_stack_size(self.max_wasm_stack + HOST_STACK_HEADROOM)
             // Determinism: NaN bit patterns are canonical, relaxed SIMD (whose
