@@ -104,8 +104,8 @@ impl Default for SandboxConfig {
 
 /// Version of the engine whose fuel counts and outputs a result attests.
 /// Fuel costs can change between wasmtime releases, so a result is only
-/// comparable with re-executions under the same engine version. Keep in
-/// step with the `=48.0.8` pin in the workspace manifest.
+/// comparable with re-executions under the same engine version. A unit test
+/// checks it against the wasmtime version in the workspace's `Cargo.lock`.
 pub const ENGINE_VERSION: &str = "wasmtime-48.0.8/default-operator-costs/nan-canonical";
 
 /// Default [`SandboxConfig::fuel_slice`]. Measured on the benchmark machine
@@ -222,3 +222,58 @@ impl SandboxConfig {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The version cargo resolved for `crate_name`, read from the
+    /// workspace's lock file.
+    fn locked_version(crate_name: &str) -> String {
+        let lock =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.lock"))
+                .expect("the workspace's Cargo.lock");
+        let name_line = format!("name = \"{crate_name}\"");
+        let mut versions = lock.split("[[package]]").filter_map(|package| {
+            let mut lines = package.lines().map(str::trim);
+            lines.find(|l| *l == name_line)?;
+            let version = lines.find_map(|l| l.strip_prefix("version = \""))?;
+            Some(version.trim_end_matches('"').to_string())
+        });
+        let version = versions.next().expect("crate in Cargo.lock");
+        assert!(
+            versions.next().is_none(),
+            "{crate_name} is locked at more than one version"
+        );
+        version
+    }
+
+    #[test]
+    fn engine_version_names_the_locked_wasmtime() {
+        let wasmtime = locked_version("wasmtime");
+        assert!(
+            ENGINE_VERSION.starts_with(&format!("wasmtime-{wasmtime}/")),
+            "ENGINE_VERSION {ENGINE_VERSION:?} doesn't match wasmtime {wasmtime} in Cargo.lock: \
+             update it (fuel counts may have changed)"
+        );
+        assert_eq!(locked_version("wasmtime-wasi"), wasmtime);
+    }
+
+    #[test]
+    fn default_config_builds_a_fuel_engine_without_epochs() {
+        let config = SandboxConfig {
+            pooling: false,
+            ..SandboxConfig::default()
+        };
+        let engine = config.engine().expect("engine");
+        assert!(engine.get_consume_fuel());
+        assert!(!engine.get_epoch_interruption());
+        assert!(
+            SandboxConfig {
+                fuel_slice: 0,
+                ..config
+            }
+            .engine()
+            .is_err()
+        );
+    }
+}
