@@ -6,6 +6,7 @@
 //! message does: the HTTP layer calls it on blocking threads, never on the
 //! async runtime's workers.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -51,9 +52,24 @@ impl Clock {
 /// its answer see the same state.
 struct NodeState {
     devnet: Devnet,
+    /// The last data certificate given to each canister's queries.
+    query_certificates: HashMap<Principal, QueryCertificate>,
     ingress: IngressHistory,
     management: ManagementState,
 }
+
+/// A certificate of one canister's certified data, reused by its queries
+/// while the data is unchanged and the certificate fresh (signing costs
+/// about a millisecond).
+struct QueryCertificate {
+    certified_data: Vec<u8>,
+    made: Instant,
+    certificate: Vec<u8>,
+}
+
+/// How long a query certificate is reused at most. The IC's certificates
+/// are a round or so old; agents accept them for minutes.
+const QUERY_CERTIFICATE_REUSE: Duration = Duration::from_secs(1);
 
 /// Who a `read_state` request is addressed to.
 #[derive(Clone, Copy, Debug)]
@@ -115,6 +131,7 @@ impl Node {
             state: Mutex::new(NodeState {
                 devnet,
                 ingress: IngressHistory::default(),
+                query_certificates: HashMap::new(),
                 management: ManagementState::default(),
             }),
             keys,
@@ -286,7 +303,10 @@ impl Node {
             let result = if canister == Principal::management_canister() {
                 management::query(&state.devnet, &state.management, sender, method, &arg)
             } else {
-                state.devnet.query_call(canister, sender, method, arg)
+                let certificate = self.query_certificate(&mut state, canister);
+                state
+                    .devnet
+                    .query_call_with_certificate(canister, sender, method, arg, certificate)
             };
             (result, state.devnet.time_nanos())
         };
@@ -314,6 +334,33 @@ impl Node {
             | QueryResponse::Rejected { signatures, .. } => signatures.push(signature),
         }
         cbor_self_describing(&response)
+    }
+
+    /// The certificate of `/time` and the canister's certified data that a
+    /// query reads with `ic0.data_certificate_copy`, if the canister exists.
+    fn query_certificate(&self, state: &mut NodeState, canister: Principal) -> Option<Vec<u8>> {
+        let data = state.devnet.certified_data(canister)?;
+        if let Some(cached) = state.query_certificates.get(&canister)
+            && cached.certified_data == data
+            && cached.made.elapsed() < QUERY_CERTIFICATE_REUSE
+        {
+            return Some(cached.certificate.clone());
+        }
+        let mut tree = self.base_tree(state);
+        tree.insert(
+            &[b"canister", canister.as_slice(), b"certified_data"],
+            data.clone(),
+        );
+        let certificate = certify(&tree, &self.keys);
+        state.query_certificates.insert(
+            canister,
+            QueryCertificate {
+                certified_data: data,
+                made: Instant::now(),
+                certificate: certificate.clone(),
+            },
+        );
+        Some(certificate)
     }
 
     /// Answers a `read_state` request with a certificate of the requested

@@ -409,3 +409,81 @@ async fn metadata_sections_are_served_public_to_all_private_to_controllers() {
     ));
     server.shutdown().await.unwrap();
 }
+
+/// A canister that sets its certified data to the raw argument of `set`
+/// and replies to the query `cert` with the data certificate it reads.
+const CERTIFYING_CANISTER: &str = r#"(module
+  (import "ic0" "msg_arg_data_size" (func $arg_size (result i32)))
+  (import "ic0" "msg_arg_data_copy" (func $arg_copy (param i32 i32 i32)))
+  (import "ic0" "certified_data_set" (func $cd_set (param i32 i32)))
+  (import "ic0" "data_certificate_present" (func $present (result i32)))
+  (import "ic0" "data_certificate_size" (func $cert_size (result i32)))
+  (import "ic0" "data_certificate_copy" (func $cert_copy (param i32 i32 i32)))
+  (import "ic0" "msg_reply_data_append" (func $append (param i32 i32)))
+  (import "ic0" "msg_reply" (func $reply))
+  (memory (export "memory") 1)
+  (func (export "canister_update set")
+    (call $arg_copy (i32.const 0) (i32.const 0) (call $arg_size))
+    (call $cd_set (i32.const 0) (call $arg_size))
+    (call $reply))
+  (func (export "canister_query cert")
+    (if (call $present)
+      (then
+        (call $cert_copy (i32.const 0) (i32.const 0) (call $cert_size))
+        (call $append (i32.const 0) (call $cert_size))))
+    (call $reply)))"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_read_a_signed_certificate_of_the_certified_data() {
+    use ic_certification::{Certificate, LookupResult};
+
+    let server = start_server(1.0, Duration::from_secs(5)).await;
+    let agent = agent(&server, ed25519_identity(8)).await;
+    let mgmt = ManagementCanister::create(&agent);
+    let (id,) = mgmt
+        .create_canister()
+        .as_provisional_create_with_amount(None)
+        .call_and_wait()
+        .await
+        .unwrap();
+    mgmt.install_code(&id, &wat::parse_str(CERTIFYING_CANISTER).unwrap())
+        .with_raw_arg(vec![])
+        .call_and_wait()
+        .await
+        .unwrap();
+
+    let data = [7u8; 32];
+    agent
+        .update(&id, "set")
+        .with_arg(data.to_vec())
+        .await
+        .unwrap();
+    let bytes = agent
+        .query(&id, "cert")
+        .with_arg(vec![])
+        .call()
+        .await
+        .unwrap();
+    let cert: Certificate = serde_cbor::from_slice(&bytes).expect("a CBOR certificate");
+    let mut msg = b"\x0Dic-state-root".to_vec();
+    msg.extend_from_slice(&cert.tree.digest());
+    ic_verify_bls_signature::verify_bls_signature(&cert.signature, &msg, &server.root_key()[37..])
+        .expect("signed by the root key");
+    assert_eq!(
+        cert.tree
+            .lookup_path([b"canister".as_ref(), id.as_slice(), b"certified_data"]),
+        LookupResult::Found(&data)
+    );
+    assert!(matches!(
+        cert.tree.lookup_path([b"time"]),
+        LookupResult::Found(_)
+    ));
+
+    // The same data through read_state.
+    let read = agent
+        .read_state_canister_info(id, "certified_data")
+        .await
+        .unwrap();
+    assert_eq!(read, data);
+    server.shutdown().await.unwrap();
+}

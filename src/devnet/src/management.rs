@@ -279,6 +279,12 @@ impl Devnet {
             }
             global_timer = out.ctx.global_timer;
             balance = out.ctx.balance;
+            if let Some(data) = out.ctx.certified_data.take() {
+                self.canisters
+                    .get_mut(&canister)
+                    .expect("exists")
+                    .certified_data = data;
+            }
         }
         let c = self.canisters.get_mut(&canister).expect("exists");
         c.live = Some(live);

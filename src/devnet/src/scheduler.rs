@@ -200,6 +200,21 @@ impl Devnet {
         method: &str,
         arg: Vec<u8>,
     ) -> Result<Vec<u8>, Reject> {
+        self.query_call_with_certificate(canister, sender, method, arg, None)
+    }
+
+    /// Runs a query that can read `certificate` through
+    /// `ic0.data_certificate_*`, as a non-replicated query on the IC reads a
+    /// certificate of the canister's certified data (building and signing it
+    /// is the caller's business: the HTTP server does it).
+    pub fn query_call_with_certificate(
+        &mut self,
+        canister: Principal,
+        sender: Principal,
+        method: &str,
+        arg: Vec<u8>,
+        certificate: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, Reject> {
         if arg.len() > MAX_PAYLOAD {
             return Err(Reject::new(
                 RejectCode::SysFatal,
@@ -212,6 +227,7 @@ impl Devnet {
         ctx.method = method.to_string();
         ctx.arg = arg;
         ctx.may_respond = true;
+        ctx.data_certificate = certificate;
         let limit = self.config.query_instruction_limit;
         let out = self.execute(
             canister,

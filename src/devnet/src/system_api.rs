@@ -119,6 +119,8 @@ pub(crate) struct ExecContext {
     /// Instructions used by earlier messages of the same call context.
     pub call_context_instructions: u64,
     pub certified_data: Option<Vec<u8>>,
+    /// The certificate a non-replicated query may read (`data_certificate_*`).
+    pub data_certificate: Option<Vec<u8>>,
     pub logs: Vec<String>,
 }
 
@@ -149,6 +151,7 @@ impl ExecContext {
             instruction_limit: u64::MAX,
             call_context_instructions: 0,
             certified_data: None,
+            data_certificate: None,
             logs: Vec::new(),
         }
     }
@@ -201,6 +204,8 @@ pub(crate) const IMPLEMENTED: &[&str] = &[
     "stable64_read",
     "certified_data_set",
     "data_certificate_present",
+    "data_certificate_size",
+    "data_certificate_copy",
     "time",
     "global_timer_set",
     "performance_counter",
@@ -651,10 +656,33 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             Ok(())
         },
     )?;
-    // Query responses are not certified on the devnet.
-    linker.func_wrap("ic0", "data_certificate_present", |_c: Caller<'_, Host>| {
-        0u32
+    // A certificate is present only in queries run with one
+    // (`Devnet::query_call_with_certificate`, used by the HTTP server).
+    linker.func_wrap("ic0", "data_certificate_present", |c: Caller<'_, Host>| {
+        u32::from(c.data().ctx.data_certificate.is_some())
     })?;
+    linker.func_wrap(
+        "ic0",
+        "data_certificate_size",
+        |c: Caller<'_, Host>| -> wasmtime::Result<u32> {
+            match &c.data().ctx.data_certificate {
+                Some(cert) => Ok(cert.len() as u32),
+                None => trap("data_certificate_size: no certificate is present"),
+            }
+        },
+    )?;
+    linker.func_wrap(
+        "ic0",
+        "data_certificate_copy",
+        |mut c: Caller<'_, Host>, dst: u32, off: u32, size: u32| {
+            let Some(cert) = c.data_mut().ctx.data_certificate.take() else {
+                return trap("data_certificate_copy: no certificate is present");
+            };
+            let r = copy_slice(&mut c, &cert, dst, off, size);
+            c.data_mut().ctx.data_certificate = Some(cert);
+            r
+        },
+    )?;
     linker.func_wrap("ic0", "time", |c: Caller<'_, Host>| c.data().ctx.time)?;
     linker.func_wrap(
         "ic0",
