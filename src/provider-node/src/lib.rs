@@ -4,10 +4,14 @@
 //! - [`transport`] reaches the canisters (ic-agent or the in-process devnet);
 //!   [`client`] makes typed calls on top of it.
 //! - [`identity`] loads and creates PEM identities as dfx writes them.
-//! - [`config`] merges the TOML file, environment and flags.
+//! - [`config`] merges the TOML file, environment and flags; [`session`]
+//!   connects a command to the configured network.
+//! - [`buyer`] is the buyer's side behind the `market` tool.
+pub mod buyer;
 pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod identity;
 pub mod sandbox;
+pub mod session;
 pub mod transport;

@@ -1,0 +1,282 @@
+//! `market`: the buyer's command-line tool. Upload a WASI module, pay a
+//! provider to run it, get its stdout:
+//!
+//! ```sh
+//! market run job.wasm --input data.bin --max-price 0.01
+//! ```
+//!
+//! The logic lives in `provider_node::buyer`; this file connects it to the
+//! configured network, the terminal and Ctrl-C. Settings (network, identity,
+//! canister ids) are provider-node's: the same config file, `PROVIDER_NODE_*`
+//! variables and flags.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use market_api::matcher::Job;
+use market_api::{Account, PageRequest};
+use provider_node::buyer::cli::{
+    AmountArgs, Cli, Command, IdentityCommand, JobArgs, JobIdArgs, JobsArgs, ResultArgs, RunArgs,
+    UploadArgs, WithdrawArgs,
+};
+use provider_node::buyer::{self, BuyerError, Console, RunOptions, RunReport};
+use provider_node::client::tokens::format_tokens;
+use provider_node::config::GlobalArgs;
+use provider_node::identity;
+use provider_node::session::{self, Session};
+
+/// Exit status when waiting was interrupted (as a shell reports SIGINT).
+const INTERRUPTED: u8 = 130;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let global = cli.global;
+    match cli.command {
+        Command::Identity(c) => identity_command(&global, c),
+        Command::Run(args) => run(&global, args),
+        Command::Submit(job) => run(&global, RunArgs { job, detach: true }),
+        command => session::runtime()?.block_on(async move {
+            let s = session::connect(&global).await?;
+            match command {
+                Command::Upload(a) => upload(&s, a).await,
+                Command::Watch(a) => watch(&s, a).await,
+                Command::Result(a) => result(&s, a).await,
+                Command::Cancel(a) => cancel(&s, a).await,
+                Command::Jobs(a) => jobs(&s, a).await,
+                Command::Deposit(a) => deposit(&s, a).await,
+                Command::Balance => balance(&s).await,
+                Command::Withdraw(a) => withdraw(&s, a).await,
+                Command::Identity(_) | Command::Run(_) | Command::Submit(_) => unreachable!(),
+            }
+        }),
+    }
+}
+
+async fn ctrl_c() {
+    // If the handler can't be installed, Ctrl-C keeps its default effect.
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let RunArgs { job, detach } = args;
+    let (wasm, request) = JobArgs::load(&job)?;
+    session::runtime()?.block_on(async {
+        let s = session::connect(global).await?;
+        let mut console = Console::stderr();
+        let options = RunOptions {
+            detach,
+            ..RunOptions::default()
+        };
+        let report =
+            buyer::run(&s.client, &wasm, &request, &options, &mut console, ctrl_c()).await?;
+        match report {
+            RunReport::Detached(id) => {
+                println!("{id}");
+                console.line(format!(
+                    "follow it with `market watch {id}`, get its stdout with `market result {id}`"
+                ));
+                Ok(ExitCode::SUCCESS)
+            }
+            RunReport::Interrupted(id) => {
+                console.line(buyer::interrupted_message(id));
+                Ok(ExitCode::from(INTERRUPTED))
+            }
+            RunReport::Finished { job, settlement } => {
+                write_output(&job, None)?;
+                console.line(buyer::summary(&job, &settlement));
+                Ok(ExitCode::from(buyer::exit_code(&job)))
+            }
+        }
+    })
+}
+
+/// Writes the job's stdout, byte for byte, to `file` or stdout.
+fn write_output(job: &Job, file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let Some(result) = &job.result else {
+        return Ok(());
+    };
+    match file {
+        Some(path) => std::fs::write(path, &result.output)
+            .with_context(|| format!("writing the job's stdout to {}", path.display())),
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&result.output)
+                .and_then(|()| out.flush())
+                .context("writing the job's stdout")
+        }
+    }
+}
+
+async fn upload(s: &Session, args: UploadArgs) -> anyhow::Result<ExitCode> {
+    let wasm = buyer::cli::read_module(&args.module)?;
+    let mut console = Console::stderr();
+    let module = buyer::ensure_module(&s.client, &wasm, &mut console).await?;
+    println!("{}", hex::encode(module.sha256));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn watch(s: &Session, args: JobIdArgs) -> anyhow::Result<ExitCode> {
+    let mut console = Console::stderr();
+    let poll = RunOptions::default().poll_interval;
+    match buyer::watch(&s.client, args.id, poll, &mut console, ctrl_c()).await? {
+        None => {
+            console.line(buyer::interrupted_message(args.id));
+            Ok(ExitCode::from(INTERRUPTED))
+        }
+        Some(job) => {
+            let settlement = buyer::settlement(&s.client, &job).await;
+            console.line(buyer::summary(&job, &settlement));
+            if job.result.is_some() {
+                console.line(format!("its stdout: `market result {}`", job.id));
+            }
+            Ok(ExitCode::from(buyer::exit_code(&job)))
+        }
+    }
+}
+
+async fn result(s: &Session, args: ResultArgs) -> anyhow::Result<ExitCode> {
+    let job = s
+        .client
+        .get_job(args.id)
+        .await?
+        .ok_or(BuyerError::UnknownJob(args.id))?;
+    if !job.status.is_terminal() {
+        return Err(BuyerError::NotFinished {
+            id: job.id,
+            status: job.status,
+        }
+        .into());
+    }
+    write_output(&job, args.output.as_deref())?;
+    let settlement = buyer::settlement(&s.client, &job).await;
+    Console::stderr().line(buyer::summary(&job, &settlement));
+    Ok(ExitCode::from(buyer::exit_code(&job)))
+}
+
+async fn cancel(s: &Session, args: JobIdArgs) -> anyhow::Result<ExitCode> {
+    s.client.cancel_job(args.id).await?;
+    println!(
+        "cancelled job {}: intervals already paid stay paid, the rest of its lock returns to your \
+         escrow balance (`market balance`)",
+        args.id
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn jobs(s: &Session, args: JobsArgs) -> anyhow::Result<ExitCode> {
+    let page = PageRequest {
+        start: args.start,
+        limit: Some(args.limit),
+    };
+    let jobs = s.client.list_jobs(s.identity.principal, page).await?;
+    if jobs.is_empty() {
+        eprintln!(
+            "no jobs{}",
+            args.start
+                .map_or(String::new(), |id| format!(" from id {id} on"))
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<8} {:<10} {:>9} {:>16}  OUTCOME",
+        "ID", "STATUS", "PAID", "PRICE"
+    );
+    for j in &jobs {
+        let outcome = j
+            .result
+            .as_ref()
+            .map_or(String::new(), |r| buyer::describe_outcome(&r.outcome));
+        println!(
+            "{:<8} {:<10} {:>9} {:>16}  {outcome}",
+            j.id,
+            format!("{:?}", j.status),
+            format!("{}/{}", j.intervals_paid, j.spec.max_intervals),
+            format_tokens(
+                j.price_per_interval
+                    .unwrap_or(j.spec.max_price_per_interval)
+            ),
+        );
+    }
+    if jobs.len() == args.limit as usize
+        && let Some(last) = jobs.last()
+    {
+        eprintln!("more: market jobs --start {}", last.id + 1);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn deposit(s: &Session, args: AmountArgs) -> anyhow::Result<ExitCode> {
+    eprintln!(
+        "approving the escrow and depositing {}...",
+        format_tokens(args.amount)
+    );
+    let free = buyer::deposit(&s.client, args.amount).await?;
+    println!(
+        "deposited {}; {} free in your escrow balance",
+        format_tokens(args.amount),
+        format_tokens(free)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn balance(s: &Session) -> anyhow::Result<ExitCode> {
+    let f = buyer::funds(&s.client).await?;
+    println!("principal  {}", s.identity.principal);
+    println!("wallet     {}", format_tokens(f.wallet));
+    println!(
+        "escrow     {} free, {} locked for jobs{}",
+        format_tokens(f.escrow.free),
+        format_tokens(f.escrow.locked),
+        if f.escrow.claimable > 0 {
+            format!(", {} claimable earnings", format_tokens(f.escrow.claimable))
+        } else {
+            String::new()
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn withdraw(s: &Session, args: WithdrawArgs) -> anyhow::Result<ExitCode> {
+    let to = args.to.unwrap_or(s.identity.principal);
+    let block = buyer::withdraw(&s.client, args.amount, Account::from(to)).await?;
+    println!(
+        "withdrew {} to {to} (it receives the amount minus the ledger fee; block {block})",
+        format_tokens(args.amount)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn identity_command(global: &GlobalArgs, command: IdentityCommand) -> anyhow::Result<ExitCode> {
+    let settings = session::settings(global)?;
+    match command {
+        IdentityCommand::New => {
+            let id = identity::create_ed25519_pem_file(&settings.identity)?;
+            eprintln!(
+                "wrote a new Ed25519 identity to {}; keep a backup: it controls your escrow \
+                 balance",
+                settings.identity.display()
+            );
+            eprintln!("fund it by sending ICP to this principal, then `market deposit <ICP>`");
+            println!("{}", id.principal);
+        }
+        IdentityCommand::Show => {
+            let id = session::load_identity(&settings)?;
+            println!("{}", id.principal);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

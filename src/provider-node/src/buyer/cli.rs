@@ -1,0 +1,416 @@
+//! The `market` command line: its flags, parsed with clap, and how they
+//! become a [`JobRequest`]. The network, identity and canister flags (and
+//! the config file) are provider-node's [`GlobalArgs`].
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use candid::Principal;
+use clap::{Args, Parser, Subcommand};
+use market_api::{JobId, Tokens};
+
+use super::{BuyerError, JobRequest};
+use crate::client::tokens::parse_tokens;
+use crate::config::GlobalArgs;
+
+/// `market`: the buyer's tool.
+#[derive(Parser, Debug)]
+#[command(
+    name = "market",
+    version,
+    about = "Run WASI jobs on the ICP compute marketplace and pay providers in ICP",
+    after_help = "Example:\n  market deposit 1\n  market run job.wasm --input data.bin --max-price 0.01\n\n\
+                  Settings come from the provider-node config file, PROVIDER_NODE_* variables \
+                  and the flags above."
+)]
+pub struct Cli {
+    /// Network, identity and canister settings.
+    #[command(flatten, next_help_heading = "Settings (shared with provider-node)")]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Upload the module if the matcher lacks it, submit the job, follow it,
+    /// then print its stdout (exit status 0 only if it exited with 0).
+    Run(RunArgs),
+    /// Like `run` without waiting: prints the job id.
+    Submit(JobArgs),
+    /// Upload a module to the matcher's store (skipped if already there);
+    /// prints its sha256.
+    Upload(UploadArgs),
+    /// Follow a job until it ends and print its summary.
+    Watch(JobIdArgs),
+    /// Print a finished job's stdout (or write it to a file) and its summary.
+    Result(ResultArgs),
+    /// Cancel a job; what was not yet paid returns to your escrow balance.
+    Cancel(JobIdArgs),
+    /// List your jobs, oldest first, one page at a time.
+    Jobs(JobsArgs),
+    /// Move ICP from your wallet into your escrow balance (approve + deposit).
+    Deposit(AmountArgs),
+    /// Show your wallet and escrow balances.
+    Balance,
+    /// Move ICP from your escrow balance back to your wallet (or elsewhere).
+    Withdraw(WithdrawArgs),
+    /// Create or show your identity (PEM files as dfx writes them).
+    #[command(subcommand)]
+    Identity(IdentityCommand),
+}
+
+/// `market identity`.
+#[derive(Subcommand, Debug)]
+pub enum IdentityCommand {
+    /// Write a fresh Ed25519 identity (PEM, mode 0600) to the configured
+    /// identity path; never overwrites a file.
+    New,
+    /// Print the principal of the configured identity.
+    Show,
+}
+
+/// A job: the module, its input and limits, and the price.
+#[derive(Args, Debug, Clone)]
+pub struct JobArgs {
+    /// The WASI command module (.wasm, e.g. built for wasm32-wasip1).
+    pub module: PathBuf,
+    /// File given to the job on stdin (`-`: this command's stdin); at most 1 MiB.
+    #[arg(long, short, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// Highest price per interval you pay, in ICP (`0.01`) or e8s (`1000000e8s`).
+    #[arg(long, value_name = "ICP", value_parser = positive_amount)]
+    pub max_price: Tokens,
+    /// Most intervals paid; the job locks max-price × intervals until it ends.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub intervals: u32,
+    /// Length of one paid interval; the provider heartbeats once each.
+    #[arg(long, default_value_t = 60, value_name = "S")]
+    pub interval_secs: u64,
+    /// Memory limit of the job.
+    #[arg(long, default_value_t = 64, value_name = "M")]
+    pub memory_mib: u32,
+    /// Fuel (deterministic instruction budget) per interval; the job gets
+    /// fuel × intervals in all. `provider-node exec` measures what it needs.
+    #[arg(long, default_value_t = 1_000_000_000, value_name = "N")]
+    pub fuel: u64,
+    /// Times the job is re-queued when a provider fails it.
+    #[arg(long, default_value_t = 2, value_name = "R")]
+    pub retries: u32,
+    /// Smallest stake a provider must hold to run the job.
+    #[arg(long, value_name = "ICP", value_parser = amount)]
+    pub min_provider_stake: Option<Tokens>,
+    /// An argument for the job (repeatable; arguments after `--` are added).
+    #[arg(long = "arg", value_name = "X", allow_hyphen_values = true)]
+    pub args: Vec<String>,
+    /// An environment variable for the job (repeatable); nothing else of
+    /// yours is passed on.
+    #[arg(long = "env", value_name = "K=V", value_parser = env_pair)]
+    pub env: Vec<(String, String)>,
+    /// More arguments for the job.
+    #[arg(last = true, value_name = "ARGS")]
+    pub rest: Vec<String>,
+}
+
+/// Flags of `run`.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// The job.
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// Submit and print the job id without waiting (same as `submit`).
+    #[arg(long)]
+    pub detach: bool,
+}
+
+/// Flags of `upload`.
+#[derive(Args, Debug, Clone)]
+pub struct UploadArgs {
+    /// The module.
+    pub module: PathBuf,
+}
+
+/// A job id.
+#[derive(Args, Debug, Clone)]
+pub struct JobIdArgs {
+    /// The job's id (printed by `submit` and `run`; `market jobs` lists them).
+    pub id: JobId,
+}
+
+/// Flags of `result`.
+#[derive(Args, Debug, Clone)]
+pub struct ResultArgs {
+    /// The job's id.
+    pub id: JobId,
+    /// Write the job's stdout to this file instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// Flags of `jobs`.
+#[derive(Args, Debug, Clone)]
+pub struct JobsArgs {
+    /// First job id to list.
+    #[arg(long, value_name = "ID")]
+    pub start: Option<JobId>,
+    /// Jobs per page (at most 500).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=500))]
+    pub limit: u32,
+}
+
+/// An amount.
+#[derive(Args, Debug, Clone)]
+pub struct AmountArgs {
+    /// Amount in ICP (`1.5`) or e8s (`150000000e8s`).
+    #[arg(value_parser = positive_amount)]
+    pub amount: Tokens,
+}
+
+/// Flags of `withdraw`.
+#[derive(Args, Debug, Clone)]
+pub struct WithdrawArgs {
+    /// Amount in ICP (`1.5`) or e8s; the recipient gets it minus the ledger fee.
+    #[arg(value_parser = positive_amount)]
+    pub amount: Tokens,
+    /// Send to this principal's default account instead of yours.
+    #[arg(long, value_name = "PRINCIPAL")]
+    pub to: Option<Principal>,
+}
+
+/// An amount of ICP or e8s, possibly zero.
+fn amount(text: &str) -> Result<Tokens, String> {
+    parse_tokens(text)
+}
+
+/// An amount of ICP or e8s, more than zero.
+fn positive_amount(text: &str) -> Result<Tokens, String> {
+    match parse_tokens(text)? {
+        0 => Err("must be more than zero".into()),
+        a => Ok(a),
+    }
+}
+
+/// `NAME=VALUE`.
+fn env_pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected NAME=VALUE, got {text:?}")),
+    }
+}
+
+fn read(path: &Path, what: &str) -> Result<Vec<u8>, BuyerError> {
+    if path == Path::new("-") {
+        let mut bytes = vec![];
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .map_err(|e| BuyerError::Request(format!("cannot read {what} from stdin: {e}")))?;
+        return Ok(bytes);
+    }
+    std::fs::read(path)
+        .map_err(|e| BuyerError::Request(format!("cannot read {what} {}: {e}", path.display())))
+}
+
+/// Reads a module file.
+pub fn read_module(path: &Path) -> Result<Vec<u8>, BuyerError> {
+    read(path, "module")
+}
+
+impl JobArgs {
+    /// Reads the module and the input and builds the checked request.
+    pub fn load(&self) -> Result<(Vec<u8>, JobRequest), BuyerError> {
+        let wasm = read_module(&self.module)?;
+        let input = match &self.input {
+            Some(p) => read(p, "input")?,
+            None => vec![],
+        };
+        let request = JobRequest {
+            input,
+            args: self.args.iter().chain(&self.rest).cloned().collect(),
+            env: self.env.clone(),
+            max_price_per_interval: self.max_price,
+            max_intervals: self.intervals,
+            interval_secs: self.interval_secs,
+            memory_mib: self.memory_mib,
+            fuel_per_interval: self.fuel,
+            max_retries: self.retries,
+            min_provider_stake: self.min_provider_stake.unwrap_or(0),
+        };
+        request.validate()?;
+        Ok((wasm, request))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::error::ErrorKind;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("market").chain(args.iter().copied()))
+    }
+
+    fn error(args: &[&str]) -> String {
+        parse(args).expect_err("should not parse").to_string()
+    }
+
+    #[test]
+    fn the_one_line_run_parses_with_defaults() {
+        let cli = parse(&[
+            "--network",
+            "local",
+            "run",
+            "job.wasm",
+            "--input",
+            "data.bin",
+            "--max-price",
+            "0.01",
+            "--arg",
+            "-v",
+            "--env",
+            "MODE=fast=1",
+            "--",
+            "x",
+            "--y",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.network.as_deref(), Some("local"));
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert!(!run.detach);
+        let job = run.job;
+        assert_eq!(job.max_price, 1_000_000, "0.01 ICP in e8s");
+        assert_eq!(job.intervals, 10);
+        assert_eq!(job.interval_secs, 60);
+        assert_eq!(job.memory_mib, 64);
+        assert_eq!(job.fuel, 1_000_000_000);
+        assert_eq!(job.retries, 2);
+        assert_eq!(job.args, ["-v"]);
+        assert_eq!(job.rest, ["x", "--y"]);
+        assert_eq!(job.env, [("MODE".to_string(), "fast=1".to_string())]);
+        assert_eq!(job.input, Some(PathBuf::from("data.bin")));
+    }
+
+    #[test]
+    fn other_subcommands_parse() {
+        let cli = parse(&["result", "7", "-o", "out.bin"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Result(ResultArgs {
+                id: 7,
+                output: Some(_)
+            })
+        ));
+        let cli = parse(&["withdraw", "150000e8s", "--to", "aaaaa-aa"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Withdraw(WithdrawArgs {
+                amount: 150_000,
+                to: Some(_)
+            })
+        ));
+        let cli = parse(&["jobs", "--start", "3"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Jobs(JobsArgs {
+                start: Some(3),
+                limit: 20
+            })
+        ));
+        for args in [
+            &["submit", "a.wasm", "--max-price", "1"][..],
+            &["upload", "a.wasm"],
+            &["watch", "1"],
+            &["cancel", "1"],
+            &["deposit", "0.5"],
+            &["balance"],
+            &["identity", "show"],
+        ] {
+            parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        }
+    }
+
+    #[test]
+    fn parse_errors_name_the_flag_and_the_fix() {
+        let e = error(&["run", "job.wasm"]);
+        assert!(e.contains("--max-price"), "{e}");
+
+        let e = error(&["run", "job.wasm", "--max-price", "0.000000001"]);
+        assert!(
+            e.contains("--max-price") && e.contains("at most 8 decimals"),
+            "{e}"
+        );
+
+        let e = error(&["run", "job.wasm", "--max-price", "1e-3"]);
+        assert!(e.contains("a decimal amount such as 0.01"), "{e}");
+
+        let e = error(&["run", "job.wasm", "--max-price", "0"]);
+        assert!(e.contains("more than zero"), "{e}");
+
+        let e = error(&["run", "job.wasm", "--max-price", "1", "--env", "NOEQUALS"]);
+        assert!(e.contains("--env") && e.contains("NAME=VALUE"), "{e}");
+
+        let e = error(&["run", "job.wasm", "--max-price", "1", "--intervals", "many"]);
+        assert!(e.contains("--intervals") && e.contains("many"), "{e}");
+
+        let e = error(&["deposit", "lots"]);
+        assert!(e.contains("lots") && e.contains("decimal amount"), "{e}");
+
+        let e = error(&["watch", "seven"]);
+        assert!(e.contains("<ID>") && e.contains("seven"), "{e}");
+
+        let e = error(&["jobs", "--limit", "0"]);
+        assert!(e.contains("--limit"), "{e}");
+
+        let kind = parse(&["frobnicate"]).unwrap_err().kind();
+        assert_eq!(kind, ErrorKind::InvalidSubcommand);
+    }
+
+    #[test]
+    fn loading_reports_unreadable_files_and_bad_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let module = dir.path().join("job.wasm");
+        let args = |extra: &[&str]| {
+            let mut v = vec!["run", module.to_str().unwrap(), "--max-price", "0.01"];
+            v.extend_from_slice(extra);
+            match parse(&v).unwrap().command {
+                Command::Run(r) => r.job,
+                _ => unreachable!(),
+            }
+        };
+        let e = args(&[]).load().unwrap_err().to_string();
+        assert!(
+            e.contains("cannot read module") && e.contains("job.wasm"),
+            "{e}"
+        );
+
+        std::fs::write(&module, b"\0asm\x01\0\0\0").unwrap();
+        let e = args(&["--input", "/nonexistent/data.bin"])
+            .load()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot read input /nonexistent/data.bin"), "{e}");
+
+        let big = dir.path().join("big.bin");
+        std::fs::write(&big, vec![0u8; market_api::matcher::MAX_INPUT_BYTES + 1]).unwrap();
+        let e = args(&["--input", big.to_str().unwrap()])
+            .load()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--input") && e.contains("at most"), "{e}");
+
+        let e = args(&["--intervals", "0"]).load().unwrap_err().to_string();
+        assert!(e.contains("--intervals: at least 1"), "{e}");
+
+        let (wasm, request) = args(&["--arg", "a", "--", "b"]).load().unwrap();
+        assert_eq!(wasm, b"\0asm\x01\0\0\0");
+        assert_eq!(request.args, ["a", "b"]);
+        assert_eq!(
+            request.max_cost(),
+            Some(10_000_000),
+            "0.01 ICP × 10 intervals"
+        );
+    }
+}

@@ -1,0 +1,84 @@
+//! What can go wrong for a buyer, with the data needed to fix it.
+
+use candid::Principal;
+use market_api::matcher::JobStatus;
+use market_api::{JobId, Tokens};
+
+use crate::client::ClientError;
+use crate::client::tokens::format_tokens;
+
+/// Why a buyer's command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuyerError {
+    /// A canister call failed; the message says what to do.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The escrow balance does not cover the job's maximum cost.
+    #[error("{}", insufficient_message(.needed, .available, .wallet, .fee, .owner))]
+    InsufficientBalance {
+        /// What the job locks: price per interval × intervals.
+        needed: Tokens,
+        /// The free escrow balance.
+        available: Tokens,
+        /// The identity's ledger balance (what a deposit is taken from).
+        wallet: Tokens,
+        /// The ledger's fee.
+        fee: Tokens,
+        /// The buyer.
+        owner: Principal,
+    },
+    /// The matcher stores modules only for principals with an escrow balance.
+    #[error(
+        "the matcher stores modules only for buyers with an escrow balance: deposit first, e.g. \
+         `market deposit 0.1`, then upload again"
+    )]
+    UploadNeedsDeposit,
+    /// The job's parameters are unusable; the message names the flag.
+    #[error("{0}")]
+    Request(String),
+    /// No such job, or not one of the caller's.
+    #[error("no job {0} on this matcher")]
+    UnknownJob(JobId),
+    /// The job has no result yet.
+    #[error("job {id} is {status:?} and has no result yet; `market watch {id}` waits for it")]
+    NotFinished {
+        /// The job.
+        id: JobId,
+        /// Where it is.
+        status: JobStatus,
+    },
+    /// The module the matcher stored does not match what was uploaded.
+    #[error("the matcher's copy of the module does not match: {0}")]
+    UploadMismatch(String),
+}
+
+/// What to deposit so a job locking `needed` fits, given `available`.
+fn insufficient_message(
+    needed: &Tokens,
+    available: &Tokens,
+    wallet: &Tokens,
+    fee: &Tokens,
+    owner: &Principal,
+) -> String {
+    let missing = needed.saturating_sub(*available);
+    let amount = format_tokens(missing);
+    let number = amount.trim_end_matches(" ICP");
+    let mut msg = format!(
+        "insufficient escrow balance: the job locks up to {} but {} is free; deposit {amount} \
+         more with `market deposit {number}`",
+        format_tokens(*needed),
+        format_tokens(*available),
+    );
+    // A deposit pays two ledger fees: the approval and the transfer.
+    let wallet_needs = missing.saturating_add(fee.saturating_mul(2));
+    if *wallet < wallet_needs {
+        msg.push_str(&format!(
+            "; your wallet ({owner}) holds {}, and the deposit takes {} including fees: send it \
+             at least {} first",
+            format_tokens(*wallet),
+            format_tokens(wallet_needs),
+            format_tokens(wallet_needs - wallet),
+        ));
+    }
+    msg
+}

@@ -1,0 +1,56 @@
+//! The buyer's side of the marketplace, behind the `market` tool: upload a
+//! WASI module once, lock funds and submit a job, follow it until it ends,
+//! read its result; deposit, check and withdraw the escrow balance.
+//!
+//! Every function takes a [`MarketClient`](crate::client::MarketClient)
+//! over any [`Transport`](crate::transport::Transport), so tests drive the
+//! same code against the in-process devnet that `market` runs against the IC.
+//! Progress goes to a [`Console`]; the job's stdout is returned as bytes and
+//! never mixed with it.
+
+pub mod cli;
+mod console;
+mod error;
+mod funds;
+mod module;
+mod request;
+mod run;
+mod watch;
+
+pub use console::Console;
+pub use error::BuyerError;
+pub use funds::{Funds, check_funds, deposit, funds, withdraw};
+pub use module::{ModuleUpload, ensure_module, sha256_of};
+pub use request::JobRequest;
+pub use run::{RunOptions, RunReport, interrupted_message, run, submit};
+pub use watch::{
+    JobEvent, Settlement, describe_outcome, exit_code, job_events, output_truncated, settlement,
+    summary, watch,
+};
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::client::ClientError;
+
+/// Calls `call` again after transient failures (network, busy canister),
+/// with backoff, up to five times. Only for calls that are safe to repeat
+/// (queries, and updates the canister makes idempotent).
+async fn with_retries<R, F, Fut>(mut call: F) -> Result<R, ClientError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<R, ClientError>>,
+{
+    let mut delay = Duration::from_millis(250);
+    let mut attempts = 1;
+    loop {
+        match call().await {
+            Err(e) if e.is_transient() && attempts < 5 => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                attempts += 1;
+            }
+            other => return other,
+        }
+    }
+}

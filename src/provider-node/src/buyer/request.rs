@@ -1,0 +1,107 @@
+//! A job as a buyer asks for it, checked before anything is spent.
+
+use candid::Principal;
+use market_api::Tokens;
+use market_api::matcher::{
+    JobLimits, JobSpec, MAX_ARG_LEN, MAX_ARGS, MAX_INPUT_BYTES, ModuleSource, Sha256,
+};
+
+use super::BuyerError;
+
+/// Everything about a job except its module: what it gets, what it may use,
+/// and what the buyer pays at most.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobRequest {
+    /// Bytes on the job's stdin.
+    pub input: Vec<u8>,
+    /// argv[1..].
+    pub args: Vec<String>,
+    /// The job's whole environment (nothing of the caller's is passed on).
+    pub env: Vec<(String, String)>,
+    /// Highest price per interval, in e8s.
+    pub max_price_per_interval: Tokens,
+    /// Most intervals paid (and so the longest run).
+    pub max_intervals: u32,
+    /// Length of one interval.
+    pub interval_secs: u64,
+    /// Linear memory limit.
+    pub memory_mib: u32,
+    /// Fuel per interval.
+    pub fuel_per_interval: u64,
+    /// Re-queues after a provider fails the job.
+    pub max_retries: u32,
+    /// Smallest stake a provider must have.
+    pub min_provider_stake: Tokens,
+}
+
+impl JobRequest {
+    /// What the job locks from the escrow balance when submitted.
+    pub fn max_cost(&self) -> Option<Tokens> {
+        self.max_price_per_interval
+            .checked_mul(Tokens::from(self.max_intervals))
+    }
+
+    /// Checks what can be checked locally, with the flag to change.
+    pub fn validate(&self) -> Result<(), BuyerError> {
+        let bad = |m: String| Err(BuyerError::Request(m));
+        if self.input.len() > MAX_INPUT_BYTES {
+            return bad(format!(
+                "--input: {} bytes, the matcher takes at most {MAX_INPUT_BYTES}",
+                self.input.len()
+            ));
+        }
+        if self.args.len() > MAX_ARGS || self.env.len() > MAX_ARGS {
+            return bad(format!("--arg/--env: at most {MAX_ARGS} of each"));
+        }
+        let too_long = self.args.iter().any(|a| a.len() > MAX_ARG_LEN)
+            || self
+                .env
+                .iter()
+                .any(|(k, v)| k.len() > MAX_ARG_LEN || v.len() > MAX_ARG_LEN);
+        if too_long {
+            return bad(format!(
+                "--arg/--env: each argument, name and value at most {MAX_ARG_LEN} bytes"
+            ));
+        }
+        if self.max_price_per_interval == 0 {
+            return bad("--max-price: must be more than zero".into());
+        }
+        if self.max_intervals == 0 {
+            return bad("--intervals: at least 1".into());
+        }
+        if self.interval_secs == 0 {
+            return bad("--interval-secs: at least 1".into());
+        }
+        if self.memory_mib == 0 {
+            return bad("--memory-mib: at least 1".into());
+        }
+        if self.fuel_per_interval == 0 {
+            return bad("--fuel: at least 1".into());
+        }
+        if self.max_cost().is_none() {
+            return bad("--max-price × --intervals overflows".into());
+        }
+        Ok(())
+    }
+
+    /// The matcher's job spec for the stored module `sha256`, paid on `ledger`.
+    pub fn spec(&self, sha256: Sha256, ledger: Principal) -> JobSpec {
+        JobSpec {
+            module: ModuleSource::Stored { sha256 },
+            input: self.input.clone(),
+            args: self.args.clone(),
+            env: self.env.clone(),
+            limits: JobLimits {
+                memory_mib: self.memory_mib,
+                fuel_per_interval: self.fuel_per_interval,
+            },
+            interval_secs: self.interval_secs,
+            max_intervals: self.max_intervals,
+            max_price_per_interval: self.max_price_per_interval,
+            ledger,
+            min_provider_stake: self.min_provider_stake,
+            max_retries: self.max_retries,
+            callback: None,
+        }
+    }
+}

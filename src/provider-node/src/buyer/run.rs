@@ -1,0 +1,122 @@
+//! `market run` and `market submit`: check funds, upload if needed, submit,
+//! and (for `run`) follow the job to its end.
+
+use std::future::Future;
+use std::time::Duration;
+
+use market_api::JobId;
+use market_api::matcher::{Job, MatcherError};
+
+use super::{
+    BuyerError, Console, JobRequest, Settlement, check_funds, ensure_module, settlement, watch,
+};
+use crate::client::tokens::format_tokens;
+use crate::client::{ClientError, MarketClient};
+use crate::transport::Transport;
+
+/// How `run` behaves.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// How often the job is polled while waiting.
+    pub poll_interval: Duration,
+    /// Submit and return without waiting.
+    pub detach: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            poll_interval: Duration::from_secs(1),
+            detach: false,
+        }
+    }
+}
+
+/// How `run` ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunReport {
+    /// Submitted with `detach`.
+    Detached(JobId),
+    /// The wait was interrupted; the job goes on.
+    Interrupted(JobId),
+    /// The job ended.
+    Finished {
+        /// The job with its result.
+        job: Box<Job>,
+        /// What it cost.
+        settlement: Settlement,
+    },
+}
+
+/// Checks the request and the escrow balance, uploads the module unless
+/// the matcher has it, and submits the job (the matcher locks its maximum
+/// cost from the escrow balance). Nothing is uploaded when the balance is
+/// short.
+pub async fn submit<T: Transport>(
+    client: &MarketClient<T>,
+    wasm: &[u8],
+    request: &JobRequest,
+    console: &mut Console,
+) -> Result<JobId, BuyerError> {
+    request.validate()?;
+    let needed = request
+        .max_cost()
+        .ok_or_else(|| BuyerError::Request("--max-price × --intervals overflows".into()))?;
+    check_funds(client, needed).await?;
+    let module = ensure_module(client, wasm, console).await?;
+    let spec = request.spec(module.sha256, client.ids().ledger);
+    // Not retried: a repeated submission would be a second job.
+    let id = match client.submit_job(spec).await {
+        Err(ClientError::Matcher(MatcherError::Downstream { canister, message }))
+            if canister == "escrow" && message.contains("InsufficientBalance") =>
+        {
+            // Spent meanwhile (another job): say how much is missing now.
+            check_funds(client, needed).await?;
+            return Err(
+                ClientError::Matcher(MatcherError::Downstream { canister, message }).into(),
+            );
+        }
+        other => other?,
+    };
+    console.line(format!(
+        "submitted job {id}: up to {} locked ({} interval{} of {} s at most {} each)",
+        format_tokens(needed),
+        request.max_intervals,
+        if request.max_intervals == 1 { "" } else { "s" },
+        request.interval_secs,
+        format_tokens(request.max_price_per_interval),
+    ));
+    Ok(id)
+}
+
+/// [`submit`], then (unless detached) follows the job until it ends or
+/// `interrupt` resolves.
+pub async fn run<T: Transport>(
+    client: &MarketClient<T>,
+    wasm: &[u8],
+    request: &JobRequest,
+    options: &RunOptions,
+    console: &mut Console,
+    interrupt: impl Future<Output = ()>,
+) -> Result<RunReport, BuyerError> {
+    let id = submit(client, wasm, request, console).await?;
+    if options.detach {
+        return Ok(RunReport::Detached(id));
+    }
+    match watch(client, id, options.poll_interval, console, interrupt).await? {
+        None => Ok(RunReport::Interrupted(id)),
+        Some(job) => Ok(RunReport::Finished {
+            settlement: settlement(client, &job).await,
+            job: Box::new(job),
+        }),
+    }
+}
+
+/// What to tell a person who stopped waiting for job `id`.
+pub fn interrupted_message(id: JobId) -> String {
+    format!(
+        "stopped waiting; job {id} goes on.\n  follow it:      market watch {id}\n  its output:     \
+         market result {id}\n  stop it:        market cancel {id}   (unspent funds return to \
+         your escrow balance)"
+    )
+}

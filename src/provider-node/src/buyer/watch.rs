@@ -1,0 +1,312 @@
+//! Following a job until it ends, and what it cost.
+
+use std::future::Future;
+use std::time::Duration;
+
+use candid::Principal;
+use market_api::matcher::{Job, JobResult, JobStatus, MatcherEvent, RunOutcome};
+use market_api::{EventPage, JobId, PageRequest, Tokens};
+
+use super::{BuyerError, Console, sha256_of, with_retries};
+use crate::client::MarketClient;
+use crate::client::tokens::format_tokens;
+use crate::transport::Transport;
+
+/// A change of a job seen between two polls.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobEvent {
+    /// The status or the provider changed.
+    Status {
+        /// The new status.
+        status: JobStatus,
+        /// The provider it is assigned to, if any.
+        provider: Option<Principal>,
+        /// The price of the current assignment.
+        price: Option<Tokens>,
+    },
+    /// More intervals were paid.
+    IntervalsPaid {
+        /// Paid so far.
+        paid: u32,
+        /// The most that can be paid.
+        max: u32,
+    },
+    /// A provider failed the job (missed a deadline) and it was re-queued.
+    Retried {
+        /// Retries used so far.
+        used: u32,
+        /// Retries allowed.
+        max: u32,
+    },
+}
+
+/// What changed from `before` (None: first sight) to `now`.
+pub fn job_events(before: Option<&Job>, now: &Job) -> Vec<JobEvent> {
+    let mut events = vec![];
+    if before.is_some_and(|b| b.retries_used < now.retries_used) {
+        events.push(JobEvent::Retried {
+            used: now.retries_used,
+            max: now.spec.max_retries,
+        });
+    }
+    if before.is_none_or(|b| b.status != now.status || b.provider != now.provider) {
+        events.push(JobEvent::Status {
+            status: now.status,
+            provider: now.provider,
+            price: now.price_per_interval,
+        });
+    }
+    if now.intervals_paid > before.map_or(0, |b| b.intervals_paid) {
+        events.push(JobEvent::IntervalsPaid {
+            paid: now.intervals_paid,
+            max: now.spec.max_intervals,
+        });
+    }
+    events
+}
+
+fn describe_event(id: JobId, event: &JobEvent) -> String {
+    match event {
+        JobEvent::Status {
+            status: JobStatus::Open,
+            ..
+        } => format!("job {id}: open, waiting for a provider"),
+        JobEvent::Status {
+            status,
+            provider: Some(p),
+            price,
+        } if matches!(status, JobStatus::Assigned | JobStatus::Running) => format!(
+            "job {id}: {} {p}{}",
+            if *status == JobStatus::Assigned {
+                "assigned to"
+            } else {
+                "running on"
+            },
+            price.map_or(String::new(), |p| format!(
+                " at {} per interval",
+                format_tokens(p)
+            )),
+        ),
+        JobEvent::Status { status, .. } => format!("job {id}: {status:?}"),
+        JobEvent::IntervalsPaid { paid, max } => {
+            format!("job {id}: {paid} of {max} intervals paid")
+        }
+        JobEvent::Retried { used, max } => format!(
+            "job {id}: the provider failed it; re-queued (retry {used} of {max}), the provider \
+             is slashed"
+        ),
+    }
+}
+
+/// Polls job `id` every `poll`, printing each change, until it ends
+/// (`Some(job)`) or `interrupt` resolves (`None`).
+pub async fn watch<T: Transport>(
+    client: &MarketClient<T>,
+    id: JobId,
+    poll: Duration,
+    console: &mut Console,
+    interrupt: impl Future<Output = ()>,
+) -> Result<Option<Job>, BuyerError> {
+    let mut interrupt = std::pin::pin!(interrupt);
+    let mut last: Option<Job> = None;
+    loop {
+        let job = tokio::select! {
+            job = with_retries(|| client.get_job(id)) => job?,
+            () = &mut interrupt => return Ok(None),
+        };
+        let job = job.ok_or(BuyerError::UnknownJob(id))?;
+        for event in job_events(last.as_ref(), &job) {
+            console.line(describe_event(id, &event));
+        }
+        if job.status.is_terminal() {
+            return Ok(Some(job));
+        }
+        last = Some(job);
+        tokio::select! {
+            () = tokio::time::sleep(poll) => {}
+            () = &mut interrupt => return Ok(None),
+        }
+    }
+}
+
+/// What a finished job cost.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settlement {
+    /// Locked at submission: price × intervals.
+    pub locked: Tokens,
+    /// Paid to providers.
+    pub paid: Tokens,
+    /// Returned to the buyer's free balance.
+    pub refunded: Tokens,
+    /// Whether the numbers come from the matcher's `JobFinished` event;
+    /// otherwise they are estimated from the intervals paid at the last
+    /// assignment's price.
+    pub exact: bool,
+}
+
+const EVENT_PAGE: u32 = 500;
+/// Pages of the matcher's event log searched from the end.
+const EVENT_PAGES: u32 = 4;
+
+async fn query_events<T: Transport>(
+    client: &MarketClient<T>,
+    page: PageRequest,
+) -> Option<EventPage<MatcherEvent>> {
+    let arg = candid::encode_one(page).ok()?;
+    let reply = client
+        .transport()
+        .query(client.ids().matcher, "get_events", arg)
+        .await
+        .ok()?;
+    candid::decode_one(&reply).ok()
+}
+
+/// The refund of job `id` from the end of the matcher's event log.
+async fn refund_event<T: Transport>(client: &MarketClient<T>, id: JobId) -> Option<Tokens> {
+    let first = query_events(
+        client,
+        PageRequest {
+            start: None,
+            limit: Some(1),
+        },
+    )
+    .await?;
+    let mut end = first.total;
+    for _ in 0..EVENT_PAGES {
+        if end == 0 {
+            break;
+        }
+        let start = end.saturating_sub(u64::from(EVENT_PAGE));
+        let page = query_events(
+            client,
+            PageRequest {
+                start: Some(start),
+                limit: Some(EVENT_PAGE),
+            },
+        )
+        .await?;
+        let refunded = page.events.iter().rev().find_map(|e| match e.event {
+            MatcherEvent::JobFinished {
+                job_id, refunded, ..
+            } if job_id == id => Some(refunded),
+            _ => None,
+        });
+        if refunded.is_some() {
+            return refunded;
+        }
+        end = start;
+    }
+    None
+}
+
+/// What a finished job cost: exact from the matcher's event log when its
+/// `JobFinished` event is among the latest events, estimated otherwise.
+pub async fn settlement<T: Transport>(client: &MarketClient<T>, job: &Job) -> Settlement {
+    let locked = job
+        .spec
+        .max_price_per_interval
+        .saturating_mul(Tokens::from(job.spec.max_intervals));
+    match refund_event(client, job.id).await {
+        Some(refunded) => Settlement {
+            locked,
+            paid: locked.saturating_sub(refunded),
+            refunded,
+            exact: true,
+        },
+        None => {
+            let paid = job
+                .price_per_interval
+                .unwrap_or(0)
+                .saturating_mul(Tokens::from(job.intervals_paid))
+                .min(locked);
+            Settlement {
+                locked,
+                paid,
+                refunded: locked - paid,
+                exact: false,
+            }
+        }
+    }
+}
+
+/// A person-readable form of a run's outcome.
+pub fn describe_outcome(outcome: &RunOutcome) -> String {
+    match outcome {
+        RunOutcome::Exited { code } => format!("exited with code {code}"),
+        RunOutcome::OutOfFuel => "ran out of fuel (raise --fuel or --intervals)".into(),
+        RunOutcome::OutOfMemory => "hit the memory limit (raise --memory-mib)".into(),
+        RunOutcome::Deadline => "hit its wall-clock deadline".into(),
+        RunOutcome::OutputTooLarge => "wrote more output than providers keep".into(),
+        RunOutcome::Trap { message } => format!("trapped: {message}"),
+        RunOutcome::InvalidModule { message } => format!("invalid module: {message}"),
+    }
+}
+
+/// Whether the matcher kept only part of the job's stdout.
+pub fn output_truncated(result: &JobResult) -> bool {
+    sha256_of(&result.output) != result.output_sha256
+}
+
+/// The exit status of `market run`/`result`/`watch` for a finished job: 0
+/// only for a job that succeeded with exit code 0.
+pub fn exit_code(job: &Job) -> u8 {
+    let clean = job
+        .result
+        .as_ref()
+        .is_some_and(|r| r.outcome == RunOutcome::Exited { code: 0 });
+    if job.status == JobStatus::Succeeded && clean {
+        0
+    } else {
+        1
+    }
+}
+
+/// The closing summary of a finished job (several lines, for stderr).
+pub fn summary(job: &Job, settlement: &Settlement) -> String {
+    let status = format!("{:?}", job.status).to_lowercase();
+    let mut s = match &job.result {
+        Some(r) => format!("job {} {status}: {}", job.id, describe_outcome(&r.outcome)),
+        None => format!("job {} {status} without a result", job.id),
+    };
+    if let Some(p) = job.provider {
+        s.push_str(&format!("\n  provider  {p}"));
+    }
+    if let Some(r) = &job.result {
+        let budget = job
+            .spec
+            .limits
+            .fuel_per_interval
+            .saturating_mul(u64::from(job.spec.max_intervals));
+        s.push_str(&format!(
+            "\n  fuel      {} of {budget}\n  engine    {}\n  stdout    {} bytes{}",
+            r.fuel_used,
+            r.engine,
+            r.output.len(),
+            if output_truncated(r) {
+                format!(
+                    " (truncated by the matcher; the full output's sha256 is {})",
+                    hex::encode(r.output_sha256)
+                )
+            } else {
+                String::new()
+            }
+        ));
+    }
+    s.push_str(&format!(
+        "\n  cost      {}{} for {} interval{}; {} of the {} locked returned to your escrow \
+         balance",
+        if settlement.exact { "" } else { "about " },
+        format_tokens(settlement.paid),
+        job.intervals_paid,
+        if job.intervals_paid == 1 { "" } else { "s" },
+        format_tokens(settlement.refunded),
+        format_tokens(settlement.locked),
+    ));
+    if job.retries_used > 0 {
+        s.push_str(&format!(
+            "\n  retries   {} (providers that failed it were slashed)",
+            job.retries_used
+        ));
+    }
+    s
+}
