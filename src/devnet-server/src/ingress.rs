@@ -41,6 +41,8 @@ pub struct IngressRecord {
 #[derive(Default)]
 pub struct IngressHistory {
     records: HashMap<[u8; 32], IngressRecord>,
+    /// Request ids still processing, so a round looks only at those.
+    pending: Vec<[u8; 32]>,
 }
 
 /// How long an answered message stays readable after its expiry (the IC
@@ -55,29 +57,39 @@ impl IngressHistory {
 
     /// Adds a record (a duplicate request id keeps the first one).
     pub fn insert(&mut self, request_id: [u8; 32], record: IngressRecord) {
-        self.records.entry(request_id).or_insert(record);
+        if self.records.contains_key(&request_id) {
+            return;
+        }
+        if matches!(record.state, IngressState::Processing(_)) {
+            self.pending.push(request_id);
+        }
+        self.records.insert(request_id, record);
     }
 
     /// Moves answered messages out of the devnet into the history; returns
     /// how many were answered.
     pub fn collect(&mut self, devnet: &mut Devnet) -> usize {
-        let mut answered = 0;
-        for (rid, record) in &mut self.records {
+        let before = self.pending.len();
+        let records = &mut self.records;
+        self.pending.retain(|rid| {
+            let Some(record) = records.get_mut(rid) else {
+                return false;
+            };
             let IngressState::Processing(id) = record.state else {
-                continue;
+                return false;
             };
             if !matches!(devnet.ingress_status(id), IngressStatus::Done(_)) {
-                continue;
+                return true;
             }
             // `await_call` hands over an answered message without running anything.
             record.state = match devnet.await_call(id) {
                 Ok(reply) => IngressState::Replied(reply),
                 Err(reject) => IngressState::Rejected(reject),
             };
-            answered += 1;
             log_answer(rid, record);
-        }
-        answered
+            false
+        });
+        before - self.pending.len()
     }
 
     /// Forgets answered messages well past their expiry.
@@ -90,10 +102,7 @@ impl IngressHistory {
 
     /// Number of messages not answered yet.
     pub fn processing(&self) -> usize {
-        self.records
-            .values()
-            .filter(|r| matches!(r.state, IngressState::Processing(_)))
-            .count()
+        self.pending.len()
     }
 }
 

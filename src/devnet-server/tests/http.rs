@@ -487,3 +487,80 @@ async fn queries_read_a_signed_certificate_of_the_certified_data() {
     assert_eq!(read, data);
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delegated_identities_act_for_the_delegator_within_expiry_and_targets() {
+    use ic_agent::identity::{DelegatedIdentity, Delegation, SignedDelegation};
+
+    let server = start_server(1.0, Duration::from_secs(5)).await;
+    let owner = agent(&server, ed25519_identity(20)).await;
+    let id = install_probe(&owner, "delegation").await;
+    let user = secp256k1_identity(21);
+    let user_principal = user.sender().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let delegated = |expiration: u64, targets: Option<Vec<Principal>>| {
+        let session = ed25519_identity(22);
+        let delegation = Delegation {
+            pubkey: session.public_key().unwrap(),
+            expiration,
+            targets,
+            permissions: None,
+        };
+        let signature = user
+            .sign_delegation(&delegation)
+            .unwrap()
+            .signature
+            .unwrap();
+        DelegatedIdentity::new_unchecked(
+            user.public_key().unwrap(),
+            Box::new(session),
+            vec![SignedDelegation {
+                delegation,
+                signature,
+            }],
+        )
+    };
+    let in_ten_minutes = now + 600_000_000_000;
+
+    let session = common::agent(&server, delegated(in_ten_minutes, None)).await;
+    let who = session
+        .update(&id, "whoami")
+        .with_arg(Encode!().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(Decode!(&who, Principal).unwrap(), user_principal);
+    let who = session
+        .query(&id, "whoami")
+        .with_arg(Encode!().unwrap())
+        .call()
+        .await
+        .unwrap();
+    assert_eq!(Decode!(&who, Principal).unwrap(), user_principal);
+
+    let elsewhere = Principal::from_slice(&[9; 10]);
+    let restricted = common::agent(&server, delegated(in_ten_minutes, Some(vec![elsewhere]))).await;
+    let err = restricted
+        .update(&id, "whoami")
+        .with_arg(Encode!().unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AgentError::HttpError(ref e) if e.status == 400),
+        "{err:?}"
+    );
+
+    let expired = common::agent(&server, delegated(now - 1, None)).await;
+    let err = expired
+        .update(&id, "whoami")
+        .with_arg(Encode!().unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AgentError::HttpError(ref e) if e.status == 400),
+        "{err:?}"
+    );
+    server.shutdown().await.unwrap();
+}
