@@ -17,7 +17,7 @@ use serde_cbor::Value;
 use crate::auth::{Authenticated, authenticate};
 use crate::ingress::error_code;
 use crate::management;
-use crate::node::{Node, Refusal, Scope, Submitted, wall_clock_nanos};
+use crate::node::{Node, Refusal, Request, Scope, Submitted, wall_clock_nanos};
 use crate::state_tree::cbor_self_describing;
 
 /// Largest request body accepted (the IC's limit is about 5 MB; payloads
@@ -225,18 +225,15 @@ async fn handle_call(
     );
     let started = Instant::now();
     let node = app.node.clone();
-    let method = method_name.clone();
-    let submitted = blocking(move || {
-        node.submit_call(
-            request_id,
-            sender,
-            canister_id,
-            &method,
-            arg,
-            ingress_expiry,
-        )
-    })
-    .await;
+    let request = Request {
+        request_id,
+        sender,
+        canister: canister_id,
+        method: method_name,
+        arg,
+        expiry: ingress_expiry,
+    };
+    let submitted = blocking(move || node.submit_call(request)).await;
     if let Submitted::Refused(reject) = submitted {
         tracing::info!(request_id = %request_id, code = reject.code.as_u32(), message = %reject.message, "call refused before execution");
         let response = TransportCallResponse::NonReplicatedRejection(RejectResponse {
@@ -306,6 +303,7 @@ async fn handle_query(
         canister_id,
         method_name,
         arg,
+        ingress_expiry,
         ..
     } = auth.content
     else {
@@ -316,9 +314,15 @@ async fn handle_query(
     }
     let started = Instant::now();
     let node = app.node.clone();
-    let method = method_name.clone();
-    let response =
-        blocking(move || node.query(request_id, sender, canister_id, &method, arg)).await;
+    let request = Request {
+        request_id,
+        sender,
+        canister: canister_id,
+        method: method_name.clone(),
+        arg,
+        expiry: ingress_expiry,
+    };
+    let response = blocking(move || node.query(request)).await;
     tracing::info!(
         %sender, canister = %canister_id, method = %method_name,
         latency_ms = started.elapsed().as_secs_f64() * 1000.0, "query"

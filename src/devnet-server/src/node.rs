@@ -108,6 +108,23 @@ pub enum Submitted {
     Accepted,
 }
 
+/// An authenticated call or query, as the HTTP layer hands it over.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// Its request id.
+    pub request_id: RequestId,
+    /// The authenticated sender.
+    pub sender: Principal,
+    /// The callee.
+    pub canister: Principal,
+    /// The method.
+    pub method: String,
+    /// The argument bytes.
+    pub arg: Vec<u8>,
+    /// The ingress expiry (ns since the epoch).
+    pub expiry: u64,
+}
+
 /// A devnet served over HTTP: see the crate documentation.
 pub struct Node {
     state: Mutex<NodeState>,
@@ -210,15 +227,16 @@ impl Node {
 
     /// Submits an authenticated update call and runs a round, so that most
     /// calls are answered when this returns.
-    pub fn submit_call(
-        &self,
-        request_id: RequestId,
-        sender: Principal,
-        canister: Principal,
-        method: &str,
-        arg: Vec<u8>,
-        expiry: u64,
-    ) -> Submitted {
+    pub fn submit_call(&self, request: Request) -> Submitted {
+        let Request {
+            request_id,
+            sender,
+            canister,
+            method,
+            arg,
+            expiry,
+        } = request;
+        let method = method.as_str();
         let rid: [u8; 32] = *request_id;
         let mut guard = self.lock();
         let state = &mut *guard;
@@ -290,14 +308,16 @@ impl Node {
     }
 
     /// Runs a query and returns the CBOR `QueryResponse`, signed by the node.
-    pub fn query(
-        &self,
-        request_id: RequestId,
-        sender: Principal,
-        canister: Principal,
-        method: &str,
-        arg: Vec<u8>,
-    ) -> Vec<u8> {
+    pub fn query(&self, request: Request) -> Vec<u8> {
+        let Request {
+            request_id,
+            sender,
+            canister,
+            method,
+            arg,
+            ..
+        } = request;
+        let method = method.as_str();
         let (result, time) = {
             let mut state = self.lock();
             let result = if canister == Principal::management_canister() {
