@@ -49,18 +49,24 @@ pub fn job_events(before: Option<&Job>, now: &Job) -> Vec<JobEvent> {
             max: now.spec.max_retries,
         });
     }
-    if before.is_none_or(|b| b.status != now.status || b.provider != now.provider) {
-        events.push(JobEvent::Status {
+    let status = before
+        .is_none_or(|b| b.status != now.status || b.provider != now.provider)
+        .then_some(JobEvent::Status {
             status: now.status,
             provider: now.provider,
             price: now.price_per_interval,
         });
-    }
-    if now.intervals_paid > before.map_or(0, |b| b.intervals_paid) {
-        events.push(JobEvent::IntervalsPaid {
+    let paid = (now.intervals_paid > before.map_or(0, |b| b.intervals_paid)).then_some(
+        JobEvent::IntervalsPaid {
             paid: now.intervals_paid,
             max: now.spec.max_intervals,
-        });
+        },
+    );
+    // Payments happen while a job runs: show them before its end.
+    if now.status.is_terminal() {
+        events.extend(paid.into_iter().chain(status));
+    } else {
+        events.extend(status.into_iter().chain(paid));
     }
     events
 }
@@ -87,7 +93,9 @@ fn describe_event(id: JobId, event: &JobEvent) -> String {
                 format_tokens(p)
             )),
         ),
-        JobEvent::Status { status, .. } => format!("job {id}: {status:?}"),
+        JobEvent::Status { status, .. } => {
+            format!("job {id}: {}", format!("{status:?}").to_lowercase())
+        }
         JobEvent::IntervalsPaid { paid, max } => {
             format!("job {id}: {paid} of {max} intervals paid")
         }
@@ -309,4 +317,137 @@ pub fn summary(job: &Job, settlement: &Settlement) -> String {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use market_api::matcher::{JobLimits, JobSpec, ModuleSource};
+
+    fn job(status: JobStatus, paid: u32) -> Job {
+        Job {
+            id: 4,
+            owner: Principal::anonymous(),
+            spec: JobSpec {
+                module: ModuleSource::Stored { sha256: [0; 32] },
+                input: vec![],
+                args: vec![],
+                env: vec![],
+                limits: JobLimits {
+                    memory_mib: 16,
+                    fuel_per_interval: 100,
+                },
+                interval_secs: 60,
+                max_intervals: 5,
+                max_price_per_interval: 1_000,
+                ledger: Principal::anonymous(),
+                min_provider_stake: 0,
+                max_retries: 2,
+                callback: None,
+            },
+            status,
+            provider: Some(Principal::management_canister()),
+            price_per_interval: Some(600),
+            intervals_paid: paid,
+            retries_used: 0,
+            result: None,
+            submitted_at_ns: 0,
+        }
+    }
+
+    fn result(code: i32, output: &[u8]) -> JobResult {
+        JobResult {
+            outcome: RunOutcome::Exited { code },
+            output: output.to_vec(),
+            output_sha256: sha256_of(output),
+            fuel_used: 42,
+            engine: "wasmtime-48.0.8".into(),
+        }
+    }
+
+    #[test]
+    fn changes_between_polls_become_events_in_order() {
+        let running = job(JobStatus::Running, 1);
+        assert_eq!(
+            job_events(None, &running),
+            [
+                JobEvent::Status {
+                    status: JobStatus::Running,
+                    provider: running.provider,
+                    price: Some(600)
+                },
+                JobEvent::IntervalsPaid { paid: 1, max: 5 }
+            ]
+        );
+        assert!(job_events(Some(&running), &running).is_empty());
+        let mut retried = job(JobStatus::Open, 1);
+        retried.retries_used = 1;
+        retried.provider = None;
+        assert!(matches!(
+            job_events(Some(&running), &retried)[..],
+            [
+                JobEvent::Retried { used: 1, max: 2 },
+                JobEvent::Status {
+                    status: JobStatus::Open,
+                    ..
+                }
+            ]
+        ));
+        // At the end, the last payment shows before the final status.
+        let done = job(JobStatus::Succeeded, 2);
+        assert!(matches!(
+            job_events(Some(&running), &done)[..],
+            [
+                JobEvent::IntervalsPaid { paid: 2, .. },
+                JobEvent::Status {
+                    status: JobStatus::Succeeded,
+                    ..
+                }
+            ]
+        ));
+    }
+
+    #[test]
+    fn exit_status_and_summary_follow_the_outcome() {
+        let mut ok = job(JobStatus::Succeeded, 2);
+        ok.result = Some(result(0, b"out"));
+        assert_eq!(exit_code(&ok), 0);
+        let settled = Settlement {
+            locked: 5_000,
+            paid: 1_200,
+            refunded: 3_800,
+            exact: true,
+        };
+        let s = summary(&ok, &settled);
+        assert!(s.starts_with("job 4 succeeded: exited with code 0"), "{s}");
+        assert!(s.contains("fuel      42 of 500"), "{s}");
+        assert!(s.contains("stdout    3 bytes\n"), "{s}");
+        assert!(
+            s.contains("cost      0.000012 ICP for 2 intervals; 0.000038 ICP of the 0.00005 ICP"),
+            "{s}"
+        );
+
+        let mut failed = job(JobStatus::Failed, 1);
+        failed.result = Some(result(3, b""));
+        assert_eq!(exit_code(&failed), 1);
+        let mut truncated = result(0, b"partial");
+        truncated.output_sha256 = [7; 32];
+        assert!(output_truncated(&truncated));
+        failed.result = Some(truncated);
+        let s = summary(
+            &failed,
+            &Settlement {
+                exact: false,
+                ..settled
+            },
+        );
+        assert!(
+            s.contains("truncated by the matcher") && s.contains("cost      about"),
+            "{s}"
+        );
+
+        let expired = job(JobStatus::Expired, 5);
+        assert_eq!(exit_code(&expired), 1);
+        assert!(summary(&expired, &settled).starts_with("job 4 expired without a result"));
+    }
 }

@@ -1,0 +1,476 @@
+//! The buyer's tool (`market`, library module `buyer`) against the real
+//! ledger, registry, escrow and matcher `.wasm` files on the in-process
+//! devnet (via `localnet`), with a provider daemon running the jobs.
+//!
+//! Needs the canisters built: `scripts/build-canisters.sh`.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use candid::Principal;
+use localnet::{ICP, Localnet, Settings};
+use market_api::Tokens;
+use market_api::matcher::{JobStatus, MAX_CHUNK_BYTES, OfferSpec, RunOutcome};
+use provider_node::buyer::{self, BuyerError, Console, JobRequest, RunOptions, RunReport};
+use provider_node::client::{CanisterIds, MarketClient};
+use provider_node::daemon::metrics::Metrics;
+use provider_node::daemon::{Daemon, DaemonConfig};
+use provider_node::sandbox::{Executor, SandboxConfig};
+use provider_node::transport::DevnetTransport;
+
+const PRICE: Tokens = 100_000;
+
+/// Copies stdin to stdout.
+const CAT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_read" (func $r (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (loop $l
+      (i32.store (i32.const 0) (i32.const 64))
+      (i32.store (i32.const 4) (i32.const 4096))
+      (drop (call $r (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+      (if (i32.load (i32.const 8))
+        (then
+          (i32.store (i32.const 4) (i32.load (i32.const 8)))
+          (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 12)))
+          (br $l))))))"#;
+
+/// Exits with code 3.
+const EXIT3: &str = r#"(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start") (call $exit (i32.const 3))))"#;
+
+fn buyer_principal() -> Principal {
+    localnet::principal(0xB2)
+}
+
+/// Progress written to a buffer the test reads.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn console() -> (Console, Captured) {
+        let c = Captured::default();
+        (Console::to_writer(c.clone()), c)
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+struct World {
+    net: Localnet,
+    ids: CanisterIds,
+    buyer: MarketClient<DevnetTransport>,
+    stop_clock: Arc<AtomicBool>,
+}
+
+impl World {
+    /// The marketplace with a buyer holding `wallet` e8s on the ledger.
+    fn new(wallet: Tokens) -> World {
+        let net = Localnet::deploy(Settings {
+            grace_secs: 10,
+            ..Settings::default()
+        })
+        .expect("deploy the marketplace (build the canisters with scripts/build-canisters.sh)");
+        net.mint(buyer_principal(), wallet).unwrap();
+        let ids = CanisterIds {
+            ledger: net.ids.ledger,
+            registry: net.ids.registry,
+            escrow: net.ids.escrow,
+            matcher: net.ids.matcher,
+        };
+        let buyer = MarketClient::new(DevnetTransport::new(net.shared(), buyer_principal()), ids);
+        World {
+            net,
+            ids,
+            buyer,
+            stop_clock: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// One provider with a one-slot offer at [`PRICE`] and its daemon;
+    /// the devnet's clock runs at 50× real time from now on.
+    fn start_provider(&self, state_dir: &std::path::Path) -> tokio::sync::oneshot::Sender<()> {
+        let (provider, node) = (localnet::principal(0x11), localnet::principal(0x21));
+        self.net
+            .onboard_provider(provider, node, 100 * ICP)
+            .unwrap();
+        self.net
+            .post_offer(
+                provider,
+                &OfferSpec {
+                    slots: 1,
+                    memory_per_slot_mib: 64,
+                    max_fuel_per_interval: 10_000_000_000,
+                    price_per_interval: PRICE,
+                    ledger: self.ids.ledger,
+                    min_interval_secs: 10,
+                    max_interval_secs: 3_600,
+                    tags: vec![],
+                },
+            )
+            .unwrap();
+        let executor = Executor::new(SandboxConfig {
+            concurrent_jobs: 1,
+            max_job_memory_bytes: 64 << 20,
+            pooling: false,
+            ..SandboxConfig::default()
+        })
+        .unwrap();
+        let daemon = Daemon::new(
+            MarketClient::new(DevnetTransport::new(self.net.shared(), node), self.ids),
+            Arc::new(executor),
+            DaemonConfig {
+                provider,
+                poll_interval: Duration::from_millis(10),
+                shutdown_grace: Duration::from_secs(5),
+                max_job_time: Duration::from_secs(60),
+                state_dir: state_dir.to_path_buf(),
+                cache_dir: None,
+            },
+            Metrics::default(),
+        )
+        .unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(daemon.run(async {
+            let _ = rx.await;
+        }));
+        let dn = self.net.shared();
+        let stop = Arc::clone(&self.stop_clock);
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                {
+                    let mut d = dn.lock().unwrap_or_else(|e| e.into_inner());
+                    d.advance_time(Duration::from_secs(1));
+                    d.tick();
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        tx
+    }
+
+    fn audit(&self) {
+        self.stop_clock.store(true, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(50));
+        for _ in 0..30 {
+            self.net.advance(Duration::from_secs(1));
+        }
+        self.net.audit().expect("money is conserved");
+    }
+}
+
+fn request(input: &[u8], max_price: Tokens) -> JobRequest {
+    JobRequest {
+        input: input.to_vec(),
+        args: vec![],
+        env: vec![],
+        max_price_per_interval: max_price,
+        max_intervals: 5,
+        interval_secs: 20,
+        memory_mib: 16,
+        fuel_per_interval: 1_000_000_000,
+        max_retries: 1,
+        min_provider_stake: 0,
+    }
+}
+
+/// A valid module of `size` bytes: the header and one custom section.
+fn module_of_size(size: usize) -> Vec<u8> {
+    let mut wasm = b"\0asm\x01\0\0\0".to_vec();
+    let name = b"pad";
+    let payload = size - wasm.len() - 1 - 5 - 1 - name.len();
+    let mut len = (1 + name.len() + payload) as u32;
+    wasm.push(0); // custom section
+    for i in 0..5 {
+        // Padded LEB128, so the section header has a fixed length.
+        let more = if i < 4 { 0x80 } else { 0 };
+        wasm.push((len & 0x7f) as u8 | more);
+        len >>= 7;
+    }
+    wasm.push(name.len() as u8);
+    wasm.extend_from_slice(name);
+    wasm.extend((0..payload).map(|i| (i % 251) as u8));
+    assert_eq!(wasm.len(), size);
+    wasm
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn funds_and_uploads_only_what_is_missing_in_chunks() {
+    let w = World::new(10 * ICP);
+    let c = &w.buyer;
+    let hello = wat::parse_str(CAT).unwrap();
+
+    // The matcher stores modules only for buyers with an escrow balance.
+    let (mut console, _) = Captured::console();
+    let err = buyer::ensure_module(c, &hello, &mut console)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BuyerError::UploadNeedsDeposit), "{err}");
+    assert!(err.to_string().contains("market deposit"), "{err}");
+
+    let free = buyer::deposit(c, 5 * ICP).await.unwrap();
+    assert_eq!(free, 5 * ICP);
+    let f = buyer::funds(c).await.unwrap();
+    assert_eq!(f.wallet, 5 * ICP - 2 * f.fee, "approval and transfer fees");
+    let err = buyer::deposit(c, 5 * ICP).await.unwrap_err().to_string();
+    assert!(err.contains("takes 5.0002 ICP including"), "{err}");
+
+    // Uploaded once; the second time only `module_info_of` is asked.
+    let (mut console, out) = Captured::console();
+    let first = buyer::ensure_module(c, &hello, &mut console).await.unwrap();
+    assert_eq!(first.chunks_sent, 1);
+    let again = buyer::ensure_module(c, &hello, &mut console).await.unwrap();
+    assert!(!again.uploaded());
+    assert_eq!(again.sha256, first.sha256);
+    let text = out.text();
+    assert!(text.contains("uploading module"), "{text}");
+    assert!(text.contains("already in the matcher's store"), "{text}");
+
+    // Over MAX_CHUNK_BYTES: three chunks, stored byte for byte.
+    let big = module_of_size(2 * MAX_CHUNK_BYTES + 1000);
+    let up = buyer::ensure_module(c, &big, &mut console).await.unwrap();
+    assert_eq!(up.chunks_sent, 3);
+    let info = c.module_info(up.sha256).await.unwrap().unwrap();
+    assert!(info.committed);
+    assert_eq!((info.chunks, info.size), (3, big.len() as u64));
+    let mut stored = vec![];
+    for i in 0..info.chunks {
+        stored.extend(c.module_chunk(up.sha256, i).await.unwrap());
+    }
+    assert!(stored == big, "the matcher's copy differs");
+    assert!(out.text().contains("(3/3 chunks)"));
+
+    // Not a module: refused before anything is sent.
+    let err = buyer::ensure_module(c, b"#!/bin/sh", &mut console)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("not a WebAssembly binary"),
+        "{err}"
+    );
+
+    // Withdrawal: the recipient gets the amount minus the fee.
+    buyer::withdraw(c, ICP, localnet::account(buyer_principal()))
+        .await
+        .unwrap();
+    let after = buyer::funds(c).await.unwrap();
+    assert_eq!(after.escrow.free, 4 * ICP);
+    assert_eq!(after.wallet, f.wallet + ICP - f.fee);
+    w.audit();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_balance_says_exactly_what_to_deposit_and_uploads_nothing() {
+    // 0.5 ICP in the wallet, 0.2 of it deposited.
+    let w = World::new(ICP / 2);
+    let c = &w.buyer;
+    buyer::deposit(c, ICP / 5).await.unwrap();
+    let wasm = wat::parse_str(EXIT3).unwrap();
+    // 0.1 ICP × 5 intervals = 0.5 ICP locked.
+    let (mut console, _) = Captured::console();
+    let err = buyer::submit(c, &wasm, &request(b"", ICP / 10), &mut console)
+        .await
+        .unwrap_err();
+    let BuyerError::InsufficientBalance {
+        needed, available, ..
+    } = err
+    else {
+        panic!("{err}")
+    };
+    assert_eq!((needed, available), (ICP / 2, ICP / 5));
+    let msg = err.to_string();
+    assert!(
+        msg.contains("locks up to 0.5 ICP but 0.2 ICP is free")
+            && msg.contains("deposit 0.3 ICP more with `market deposit 0.3`"),
+        "{msg}"
+    );
+    // The wallet holds 0.5 − 0.2 − 2 fees = 0.2998; the deposit takes 0.3002.
+    assert!(
+        msg.contains("holds 0.2998 ICP") && msg.contains("send it at least 0.0004 ICP first"),
+        "{msg}"
+    );
+    let sha = buyer::sha256_of(&wasm);
+    assert_eq!(c.module_info(sha).await.unwrap(), None, "nothing uploaded");
+    assert!(
+        c.list_jobs(buyer_principal(), Default::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn run_uploads_once_pays_a_provider_and_returns_the_jobs_stdout() {
+    let w = World::new(10 * ICP);
+    let c = &w.buyer;
+    buyer::deposit(c, 5 * ICP).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let _stop = w.start_provider(dir.path());
+    let options = RunOptions {
+        poll_interval: Duration::from_millis(20),
+        detach: false,
+    };
+    let never = std::future::pending::<()>;
+    let cat = wat::parse_str(CAT).unwrap();
+
+    // Binary-safe: every byte value goes through stdin and stdout.
+    let input: Vec<u8> = (0..=255u8).chain([0, 10, 13, 0xff]).collect();
+    let (mut console, out) = Captured::console();
+    let report = buyer::run(
+        c,
+        &cat,
+        &request(&input, 2 * PRICE),
+        &options,
+        &mut console,
+        never(),
+    )
+    .await
+    .unwrap();
+    let RunReport::Finished { job, settlement } = report else {
+        panic!("{report:?}")
+    };
+    let result = job.result.as_ref().unwrap();
+    assert_eq!(result.outcome, RunOutcome::Exited { code: 0 });
+    assert!(result.output == input, "stdout is the input, byte for byte");
+    assert!(!buyer::output_truncated(result));
+    assert_eq!(buyer::exit_code(&job), 0);
+    assert!(settlement.exact, "from the matcher's JobFinished event");
+    assert_eq!(settlement.locked, 5 * 2 * PRICE);
+    assert_eq!(settlement.paid, PRICE * u128::from(job.intervals_paid));
+    assert_eq!(settlement.paid + settlement.refunded, settlement.locked);
+    let text = out.text();
+    for expected in [
+        "uploading module",
+        &format!("submitted job {}: up to 0.01 ICP locked", job.id),
+        "running on",
+        "intervals paid",
+        "succeeded",
+    ] {
+        assert!(text.contains(expected), "{expected:?} in {text}");
+    }
+    let summary = buyer::summary(&job, &settlement);
+    assert!(
+        summary.contains("succeeded: exited with code 0")
+            && summary.contains(&format!("stdout    {} bytes", input.len()))
+            && summary.contains("returned to your escrow balance"),
+        "{summary}"
+    );
+
+    // The same module again: not uploaded again.
+    let (mut console, out) = Captured::console();
+    let report = buyer::run(
+        c,
+        &cat,
+        &request(b"again\n", 2 * PRICE),
+        &options,
+        &mut console,
+        never(),
+    )
+    .await
+    .unwrap();
+    let RunReport::Finished { job, .. } = report else {
+        panic!("{report:?}")
+    };
+    assert_eq!(job.result.unwrap().output, b"again\n");
+    let text = out.text();
+    assert!(
+        text.contains("already in the matcher's store") && !text.contains("uploading module"),
+        "{text}"
+    );
+
+    // A job exiting with 3: the run reports it and fails.
+    let exit3 = wat::parse_str(EXIT3).unwrap();
+    let (mut console, _) = Captured::console();
+    let report = buyer::run(
+        c,
+        &exit3,
+        &request(b"", 2 * PRICE),
+        &options,
+        &mut console,
+        never(),
+    )
+    .await
+    .unwrap();
+    let RunReport::Finished { job, settlement } = report else {
+        panic!("{report:?}")
+    };
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(buyer::exit_code(&job), 1);
+    assert!(buyer::summary(&job, &settlement).contains("failed: exited with code 3"));
+
+    // Interrupted while waiting: the job goes on and the message says how
+    // to follow or cancel it.
+    let (mut console, _) = Captured::console();
+    let report = buyer::run(
+        c,
+        &cat,
+        &request(b"x", 2 * PRICE),
+        &options,
+        &mut console,
+        async {},
+    )
+    .await
+    .unwrap();
+    let RunReport::Interrupted(id) = report else {
+        panic!("{report:?}")
+    };
+    let msg = buyer::interrupted_message(id);
+    assert!(
+        msg.contains(&format!("market watch {id}")) && msg.contains(&format!("market cancel {id}"))
+    );
+    let (mut console, _) = Captured::console();
+    let job = buyer::watch(c, id, Duration::from_millis(20), &mut console, never())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.result.unwrap().output, b"x");
+
+    // Priced below every offer: it rests in the book until cancelled, and
+    // the whole lock comes back.
+    let (mut console, _) = Captured::console();
+    let detached = RunOptions {
+        detach: true,
+        ..options.clone()
+    };
+    let report = buyer::run(
+        c,
+        &cat,
+        &request(b"", PRICE / 2),
+        &detached,
+        &mut console,
+        never(),
+    )
+    .await
+    .unwrap();
+    let RunReport::Detached(id) = report else {
+        panic!("{report:?}")
+    };
+    c.cancel_job(id).await.unwrap();
+    let job = c.get_job(id).await.unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Cancelled);
+    let settlement = buyer::settlement(c, &job).await;
+    assert_eq!((settlement.paid, settlement.refunded), (0, 5 * PRICE / 2));
+
+    let jobs = c
+        .list_jobs(buyer_principal(), Default::default())
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 5);
+    w.audit();
+}
