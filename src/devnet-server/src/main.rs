@@ -170,9 +170,13 @@ async fn main() -> anyhow::Result<()> {
     println!("devnet listening on {}", server.url());
     println!("root key {}", hex::encode(server.root_key()));
 
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
+    // Ctrl-C or SIGTERM (process managers, test harnesses) stop it gracefully.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+        _ = term.recv() => {}
+    }
     tracing::info!("shutting down");
     server.shutdown().await?;
     Ok(())
