@@ -12,6 +12,8 @@
 //! advances the devnet's clock (in real time or faster) and runs timers and
 //! queued messages. See the crate's README for what is and is not served.
 
+#![deny(missing_docs)]
+
 pub mod auth;
 pub mod http;
 pub mod ingress;
