@@ -193,7 +193,7 @@ async fn jobs(s: &Session, args: JobsArgs) -> anyhow::Result<ExitCode> {
     }
     println!(
         "{:<8} {:<10} {:>9} {:>16}  OUTCOME",
-        "ID", "STATUS", "PAID", "PRICE"
+        "ID", "STATUS", "PAID", "MAX PRICE"
     );
     for j in &jobs {
         let outcome = j
@@ -205,10 +205,7 @@ async fn jobs(s: &Session, args: JobsArgs) -> anyhow::Result<ExitCode> {
             j.id,
             format!("{:?}", j.status),
             format!("{}/{}", j.intervals_paid, j.spec.max_intervals),
-            format_tokens(
-                j.price_per_interval
-                    .unwrap_or(j.spec.max_price_per_interval)
-            ),
+            format_tokens(j.spec.max_price_per_interval),
         );
     }
     if jobs.len() == args.limit as usize
