@@ -48,3 +48,25 @@ pub fn assert_did_matches(generated: &str, did_path: &str) {
         );
     }
 }
+
+/// (method name, is a query) for each method of the service in `did`.
+pub fn did_methods(did: &str) -> Vec<(String, bool)> {
+    let (env, service) = candid_parser::utils::CandidSource::Text(did)
+        .load()
+        .expect(".did parses");
+    let service = service.expect(".did has a service");
+    env.as_service(&service)
+        .expect("service type")
+        .iter()
+        .map(|(name, ty)| {
+            let func = env.as_func(ty).expect("method type");
+            let query = func.modes.iter().any(|m| {
+                matches!(
+                    m,
+                    candid::types::FuncMode::Query | candid::types::FuncMode::CompositeQuery
+                )
+            });
+            (name.clone(), query)
+        })
+        .collect()
+}

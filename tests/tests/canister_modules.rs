@@ -2,9 +2,7 @@
 //! for every method of their `.did` (as an update or a query, as declared),
 //! and carry the `candid:service` metadata that dfx and icp-cli read.
 
-use candid::types::FuncMode;
-use candid_parser::utils::CandidSource;
-use market_tests::{canister_wasm, repo_root};
+use market_tests::{canister_wasm, did_methods, repo_root};
 use std::collections::BTreeSet;
 use wasmparser::{Parser, Payload, Validator, WasmFeatures};
 
@@ -37,24 +35,6 @@ fn parse(bytes: &[u8]) -> Module {
         exports,
         custom_sections,
     }
-}
-
-/// (method name, is a query) for each method of the service in `did`.
-fn did_methods(did: &str) -> Vec<(String, bool)> {
-    let (env, service) = CandidSource::Text(did).load().expect(".did parses");
-    let service = service.expect(".did has a service");
-    env.as_service(&service)
-        .expect("service type")
-        .iter()
-        .map(|(name, ty)| {
-            let func = env.as_func(ty).expect("method type");
-            let query = func
-                .modes
-                .iter()
-                .any(|m| matches!(m, FuncMode::Query | FuncMode::CompositeQuery));
-            (name.clone(), query)
-        })
-        .collect()
 }
 
 fn check_canister(name: &str) {

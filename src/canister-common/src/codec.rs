@@ -8,6 +8,10 @@ use std::borrow::Cow;
 
 /// A value stored in stable memory as CBOR.
 ///
+/// Encoded with ciborium, which stores integers beyond 64 bits as CBOR
+/// bignums: token amounts are `u128`, and an 18-decimal token passes
+/// `u64::MAX` at about 18.4 whole tokens (serde_cbor refuses such values).
+///
 /// CBOR keeps field names, so records may gain optional fields without a
 /// migration. Decoding a value this canister wrote itself cannot fail unless
 /// stable memory is corrupt, in which case trapping is the only safe answer.
@@ -26,7 +30,7 @@ impl<T: Serialize + DeserializeOwned> Storable for Cbor<T> {
     }
 
     fn from_bytes(bytes: Cow<'_, [u8]>) -> Self {
-        match serde_cbor::from_slice(&bytes) {
+        match ciborium::from_reader(bytes.as_ref()) {
             Ok(value) => Cbor(value),
             Err(e) => panic!("BUG: stable memory holds an undecodable value: {e}"),
         }
@@ -35,8 +39,9 @@ impl<T: Serialize + DeserializeOwned> Storable for Cbor<T> {
 
 impl<T: Serialize> Cbor<T> {
     fn clone_bytes(&self) -> Vec<u8> {
-        match serde_cbor::to_vec(&self.0) {
-            Ok(bytes) => bytes,
+        let mut bytes = Vec::new();
+        match ciborium::into_writer(&self.0, &mut bytes) {
+            Ok(()) => bytes,
             Err(e) => panic!("BUG: value cannot be encoded as CBOR: {e}"),
         }
     }
@@ -46,6 +51,19 @@ impl<T: Serialize> Cbor<T> {
 mod tests {
     use super::*;
     use serde::Deserialize;
+
+    #[test]
+    fn amounts_beyond_64_bits_round_trip() {
+        for v in [
+            0u128,
+            u128::from(u64::MAX),
+            u128::from(u64::MAX) + 1,
+            u128::MAX,
+        ] {
+            let bytes = Cbor(v).into_bytes();
+            assert_eq!(Cbor::<u128>::from_bytes(Cow::Owned(bytes)).0, v);
+        }
+    }
 
     #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
     struct Old {

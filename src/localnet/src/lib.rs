@@ -361,9 +361,9 @@ impl Localnet {
             memo: None,
             created_at_time: None,
         };
-        let r: std::result::Result<Nat, candid::Reserved> =
+        let r: std::result::Result<Nat, candid::IDLValue> =
             self.update(self.ids.ledger, from, "icrc1_transfer", &arg)?;
-        let block = r.map_err(|_| refused("icrc1_transfer", "see the ledger's error"))?;
+        let block = r.map_err(|e| refused("icrc1_transfer", e))?;
         Ok(nat(&block))
     }
 
@@ -385,10 +385,9 @@ impl Localnet {
             memo: None,
             created_at_time: None,
         };
-        let r: std::result::Result<Nat, candid::Reserved> =
+        let r: std::result::Result<Nat, candid::IDLValue> =
             self.update(self.ids.ledger, owner, "icrc2_approve", &arg)?;
-        r.map(|_| ())
-            .map_err(|_| refused("icrc2_approve", "see the ledger's error"))
+        r.map(|_| ()).map_err(|e| refused("icrc2_approve", e))
     }
 
     /// Pull deposit: approves the escrow and deposits `amount` of `owner`'s
