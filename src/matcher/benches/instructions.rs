@@ -6,10 +6,16 @@
 //! per job. Counts come from the devnet's per-message instruction counter
 //! running the real `matcher.wasm`, so the host's speed does not matter.
 //!
+//! With `--providers N`, N providers first post offers that undercut every
+//! bid but cannot run any (too little memory per slot): the worst case for
+//! matching, as every submission scans the book's bounded window of offers
+//! before resting.
+//!
 //! ```sh
 //! scripts/build-canisters.sh
 //! cargo bench --profile dev -p matcher --bench instructions            # 100 10000 100000
 //! cargo bench --profile dev -p matcher --bench instructions -- 100 1000
+//! cargo bench --profile dev -p matcher --bench instructions -- --providers 1000 100000
 //! ```
 
 use candid::Principal;
@@ -71,9 +77,37 @@ fn submit(net: &Localnet, who: Principal, price: Tokens) -> (JobId, u64) {
     (r.expect("accepted"), matcher_instructions(net))
 }
 
-fn run(bids: usize) {
+fn run(bids: usize, providers: usize) {
     let started = Instant::now();
     let net = Localnet::deploy(Settings::default()).expect("deploy");
+    for i in 0..providers {
+        let mut b = [0x22u8; 29];
+        b[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        let p = Principal::from_slice(&b);
+        b[8] = 0x23;
+        net.onboard_provider(p, Principal::from_slice(&b), 20 * ICP)
+            .unwrap();
+        let decoy = OfferSpec {
+            slots: 4,
+            memory_per_slot_mib: 32,
+            max_fuel_per_interval: 1_000_000_000,
+            price_per_interval: 500,
+            ledger: net.ids.ledger,
+            min_interval_secs: 10,
+            max_interval_secs: 3_600,
+            tags: vec![],
+        };
+        let r: Result<u64, MatcherError> = net
+            .update(net.ids.matcher, p, "post_offer", &decoy)
+            .unwrap();
+        r.unwrap();
+    }
+    if providers > 0 {
+        eprintln!(
+            "  {providers} providers offering ({:.0?})",
+            started.elapsed()
+        );
+    }
     let buyers = bids.div_ceil(BIDS_PER_BUYER) + 1;
     for i in 0..buyers {
         net.mint(buyer(i), 1_000 * ICP).unwrap();
@@ -163,7 +197,7 @@ fn run(bids: usize) {
     let avg = submit_cost.iter().sum::<u64>() / submit_cost.len().max(1) as u64;
     let n = items.len().max(1) as u64;
     println!(
-        "| {bids} | {avg} | {submit_match} | {} | {} | {} | {} | {:.0?} |",
+        "| {bids} | {providers} | {avg} | {submit_match} | {} | {} | {} | {} | {:.0?} |",
         post_offer / n,
         ack_cost / n,
         pay_cost / n,
@@ -173,20 +207,31 @@ fn run(bids: usize) {
 }
 
 fn main() {
-    let sizes: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let mut providers = 0;
+    let mut sizes: Vec<usize> = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--providers" => {
+                providers = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .expect("--providers takes a number");
+            }
+            // cargo bench passes --bench to harness-less benches.
+            other => sizes.extend(other.parse::<usize>().ok()),
+        }
+    }
     let sizes = if sizes.is_empty() {
         vec![100, 10_000, 100_000]
     } else {
         sizes
     };
     println!(
-        "| resting bids | submit_job (rests) | submit_job (matches at once) | match per bid (offer taking 100) | heartbeat item (ack) | heartbeat item (pays) | stable bytes per job | wall time |"
+        "| resting bids | decoy providers | submit_job (rests) | submit_job (matches at once) | match per bid (offer taking 100) | heartbeat item (ack) | heartbeat item (pays) | stable bytes per job | wall time |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for n in sizes {
-        run(n);
+        run(n, providers);
     }
 }
