@@ -292,6 +292,17 @@ pub struct SubmitResultArgs {
     pub result: JobResult,
 }
 
+/// A recent match: the price a job was assigned at.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct Trade {
+    /// The job.
+    pub job_id: JobId,
+    /// Price per interval agreed.
+    pub price_per_interval: Tokens,
+    /// When the assignment took effect (IC time, ns).
+    pub time_ns: u64,
+}
+
 /// Book depth at one price.
 #[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct PriceLevel {

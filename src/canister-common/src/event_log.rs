@@ -64,6 +64,14 @@ where
         }
     }
 
+    /// The newest events first, at most `max` of them.
+    pub fn newest(&self, max: u64) -> impl Iterator<Item = EventRecord<E>> + '_ {
+        let len = self.log.len();
+        (len.saturating_sub(max)..len)
+            .rev()
+            .filter_map(|i| self.log.get(i).map(|c| c.0))
+    }
+
     /// Every event, in order (for replays and tests).
     pub fn iter(&self) -> impl Iterator<Item = EventRecord<E>> + '_ {
         self.log.iter().map(|c| c.0)

@@ -12,7 +12,7 @@ use market_api::escrow::{Balance, EscrowError, JobLock, LockArgs};
 use market_api::matcher::{
     Assignment, BookDepth, HeartbeatAck, HeartbeatItem, Job, JobSpec, MAX_CHUNK_BYTES,
     MatcherError, MatcherEvent, MatcherInit, ModuleInfo, ModuleUpload, Offer, OfferSpec, Sha256,
-    SubmitResultArgs,
+    SubmitResultArgs, Trade,
 };
 use market_api::registry::Provider;
 use market_api::{
@@ -468,6 +468,39 @@ fn book_depth(ledger: Principal) -> BookDepth {
             bids: d.bids,
             asks: d.asks,
         }
+    })
+}
+
+/// Most trades `recent_prices` returns.
+const RECENT_TRADES: usize = 50;
+/// Most events `recent_prices` looks back through.
+const RECENT_SCAN: u64 = 2_000;
+
+/// The latest matches on a ledger, newest first (at most 50, from the last
+/// 2,000 events): what providers were recently paid per interval.
+#[ic_cdk::query]
+fn recent_prices(ledger: Principal) -> Vec<Trade> {
+    read_state(|s| {
+        s.events
+            .newest(RECENT_SCAN)
+            .filter_map(|e| match e.event {
+                MatcherEvent::JobAssigned {
+                    job_id,
+                    price_per_interval,
+                    ..
+                } => s
+                    .market
+                    .job(job_id)
+                    .filter(|r| r.spec.ledger == ledger)
+                    .map(|_| Trade {
+                        job_id,
+                        price_per_interval,
+                        time_ns: e.time_ns,
+                    }),
+                _ => None,
+            })
+            .take(RECENT_TRADES)
+            .collect()
     })
 }
 

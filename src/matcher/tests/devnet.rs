@@ -284,6 +284,17 @@ fn job_matched_at_once_heartbeats_pay_and_result_settles() {
         "{events:?}"
     );
 
+    let trades: Vec<market_api::matcher::Trade> = net
+        .query(net.ids.matcher, "recent_prices", &net.ids.ledger)
+        .unwrap();
+    assert_eq!(
+        trades
+            .iter()
+            .map(|t| (t.job_id, t.price_per_interval))
+            .collect::<Vec<_>>(),
+        vec![(id, PRICE)]
+    );
+
     let a = net.assignments(1);
     assert_eq!(a.len(), 1);
     assert_eq!(
