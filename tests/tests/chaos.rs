@@ -91,6 +91,8 @@ enum Action {
     Result { provider: u8, nth: u8, ok: bool },
     /// A buyer cancels the `nth` of its jobs.
     Cancel { buyer: u8, nth: u8 },
+    /// A provider hands back the `nth` job it holds.
+    HandBack { provider: u8, nth: u8 },
     /// A buyer (or provider) withdraws part of its escrow balance.
     Withdraw { who: u8, provider: bool },
     /// A buyer pushes tokens to its deposit account and notifies.
@@ -123,6 +125,7 @@ fn action() -> impl Strategy<Value = Action> {
         6 => any::<u8>().prop_map(|provider| Action::Heartbeat { provider }),
         2 => (any::<u8>(), any::<u8>(), any::<bool>()).prop_map(|(provider, nth, ok)| Action::Result { provider, nth, ok }),
         1 => (any::<u8>(), any::<u8>()).prop_map(|(buyer, nth)| Action::Cancel { buyer, nth }),
+        1 => (any::<u8>(), any::<u8>()).prop_map(|(provider, nth)| Action::HandBack { provider, nth }),
         1 => (any::<u8>(), any::<bool>()).prop_map(|(who, provider)| Action::Withdraw { who, provider }),
         1 => any::<u8>().prop_map(|buyer| Action::PushDeposit { buyer }),
         1 => any::<u8>().prop_map(|provider| Action::Unstake { provider }),
@@ -291,6 +294,17 @@ impl World {
                 };
                 let _: Option<Result<(), MatcherError>> =
                     self.matcher(node(p), "submit_result", &args);
+            }
+            Action::HandBack { provider: p, nth } => {
+                let held = self.assignments(p);
+                if let Some(a) = held.get(usize::from(nth) % held.len().max(1)) {
+                    let _: Result<(Result<(), MatcherError>,), _> = net.update_args(
+                        net.ids.matcher,
+                        node(p),
+                        "hand_back",
+                        (a.job_id, a.attempt),
+                    );
+                }
             }
             Action::Cancel { buyer: b, nth } => {
                 let mine: Vec<JobId> = self

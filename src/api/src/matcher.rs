@@ -380,6 +380,13 @@ pub enum MatcherEvent {
         attempt: u32,
         slashed: Tokens,
     },
+    /// The provider handed the job back before its deadline; it is matched
+    /// again without a slash.
+    JobHandedBack {
+        job_id: JobId,
+        provider: Principal,
+        attempt: u32,
+    },
     /// A job reached a final state.
     JobFinished {
         job_id: JobId,

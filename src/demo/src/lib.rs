@@ -226,6 +226,12 @@ impl Demo {
                     "job {job_id} finished {status:?}; {} ICP of unused budget returned to the buyer",
                     icp(refunded)
                 ),
+                MatcherEvent::JobHandedBack {
+                    job_id, provider, ..
+                } => format!(
+                    "job {job_id}: {} handed it back (no slash); matching it again",
+                    self.name(provider)
+                ),
                 MatcherEvent::OfferChanged { .. } | MatcherEvent::ModuleStored { .. } => continue,
             };
             self.say(line);

@@ -459,6 +459,31 @@ fn submit_result(args: SubmitResultArgs) -> Result<(), MatcherError> {
     Ok(())
 }
 
+/// The provider (or its node) gives back a job it cannot finish, before its
+/// deadline: the intervals it heartbeated stay paid, it is not slashed, and
+/// the job is matched again with its remaining budget (never with this
+/// provider). For nodes going down for maintenance.
+#[ic_cdk::update]
+fn hand_back(job_id: JobId, attempt: u32) -> Result<(), MatcherError> {
+    let caller = caller()?;
+    let t = now();
+    mutate_state(|s| {
+        let p = s.params();
+        let provider = s.market.hand_back(&p, t, caller, job_id, attempt)?;
+        s.events.append(
+            t,
+            MatcherEvent::JobHandedBack {
+                job_id,
+                provider,
+                attempt,
+            },
+        );
+        Ok::<_, MatcherError>(())
+    })?;
+    schedule();
+    Ok(())
+}
+
 /// Resting bids and free offer slots per price on a ledger.
 #[ic_cdk::query]
 fn book_depth(ledger: Principal) -> BookDepth {

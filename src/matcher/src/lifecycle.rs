@@ -314,6 +314,30 @@ impl JobState {
         Ok(self.finish(JobStatus::Cancelled))
     }
 
+    /// The holder gives the job back before its deadline (a node shutting
+    /// down for maintenance): intervals already heartbeated stay paid,
+    /// nothing is slashed, no retry is used, and the job returns to the book
+    /// with its remaining budget, never to be matched with this provider
+    /// again. Once the paid intervals are used up the job expires instead.
+    pub fn hand_back(&mut self, provider: Principal, attempt: u32) -> Result<Vec<Effect>, Refusal> {
+        let a = self.check_holder(provider, attempt)?.clone();
+        self.failed_providers.push(a.provider);
+        if self.intervals_paid >= self.max_intervals {
+            return Ok(self.finish(JobStatus::Expired));
+        }
+        self.assignment = None;
+        self.status = JobStatus::Open;
+        Ok(vec![
+            Effect::Unbond {
+                key: bond_key(self.id, a.attempt),
+            },
+            Effect::FreeSlot {
+                offer_id: a.offer_id,
+            },
+            Effect::Requeue,
+        ])
+    }
+
     /// The deadline of the current assignment passed without a heartbeat.
     /// Returns no effects if `attempt` is stale (the deadline was already
     /// handled, or the job moved on), so each deadline is handled once.
@@ -548,6 +572,7 @@ mod tests {
         Deadline,
         Cancel,
         Assign(u8, u8),
+        HandBack(u8),
     }
 
     fn step() -> impl Strategy<Value = Step> {
@@ -558,6 +583,7 @@ mod tests {
             Just(Step::Deadline),
             Just(Step::Cancel),
             (0u8..3, 1u8..=100).prop_map(|(p, price)| Step::Assign(p, price)),
+            (0u8..3).prop_map(Step::HandBack),
         ]
     }
 
@@ -590,6 +616,10 @@ mod tests {
                         j.deadline_passed(&P, now, attempt)
                     }
                     Step::Cancel => j.cancel(owner()).unwrap_or_default(),
+                    Step::HandBack(p) => {
+                        let attempt = j.assignment.as_ref().map_or(0, |a| a.attempt);
+                        j.hand_back(provider(p), attempt).unwrap_or_default()
+                    }
                     Step::Assign(p, price) => {
                         if j.status == JobStatus::Open && !j.failed_providers.contains(&provider(p)) {
                             j.assign(&P, now, provider(p), p as u64, price as Tokens)

@@ -602,6 +602,31 @@ impl<M: Memory> Market<M> {
         Ok(())
     }
 
+    /// The holder hands a job back before its deadline (see
+    /// [`JobState::hand_back`]).
+    pub fn hand_back(
+        &mut self,
+        p: &Params,
+        now_ns: u64,
+        caller: Principal,
+        job_id: JobId,
+        attempt: u32,
+    ) -> Result<Principal, MatcherError> {
+        let provider = self.provider_of(caller);
+        let mut rec = self
+            .job(job_id)
+            .ok_or(MatcherError::UnknownJob { job_id })?;
+        let old = Self::deadline_key(p, &rec.state);
+        let effects = rec
+            .state
+            .hand_back(provider, attempt)
+            .map_err(|r| refusal_error(&rec.state, r))?;
+        self.track_deadline(p, &rec.state, old);
+        self.put_job(rec);
+        self.apply(p, now_ns, job_id, effects);
+        Ok(provider)
+    }
+
     /// The owner cancels a job.
     pub fn cancel(
         &mut self,

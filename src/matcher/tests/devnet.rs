@@ -810,3 +810,41 @@ fn a_lost_timer_run_does_not_strand_deadlines() {
     assert_eq!(net.job(id).status, JobStatus::Failed);
     net.audit();
 }
+
+#[test]
+fn a_handed_back_job_is_matched_again_without_a_slash() {
+    let net = Net::new();
+    net.provider(1, PRICE);
+    net.provider(2, 2 * PRICE);
+    let id = net.submit(buyer(), &net.spec(2 * PRICE, 0)).unwrap();
+    assert!(accepted(&net.heartbeat(1, id, 1)));
+    assert!(accepted(&net.heartbeat_when_due(1, id, 1)));
+    let stranger: R<()> = net
+        .update_args(net.ids.matcher, node(2), "hand_back", (id, 1u32))
+        .map(|(r,): (R<()>,)| r)
+        .unwrap();
+    assert!(matches!(stranger, Err(MatcherError::Unauthorized { .. })));
+    let r: R<()> = net
+        .update_args(net.ids.matcher, node(1), "hand_back", (id, 1u32))
+        .map(|(r,): (R<()>,)| r)
+        .unwrap();
+    r.unwrap();
+    net.settle();
+    let job = net.job(id);
+    assert_eq!(job.provider, Some(provider(2)), "matched again at once");
+    assert_eq!(job.retries_used, 0, "no retry used");
+    assert_eq!(net.stake_of(1).slashed_total, 0, "not slashed");
+    assert_eq!(net.stake_of(1).stake.bonded, 0, "its bond released");
+    assert_eq!(
+        net.claimable(provider(1)),
+        PRICE,
+        "its heartbeated interval stays paid"
+    );
+    // The old deadline is gone: waiting past it slashes nobody.
+    assert!(accepted(&net.heartbeat(2, id, 2)));
+    assert!(accepted(&net.heartbeat_when_due(2, id, 2)));
+    net.result(2, id, 2, b"ok").unwrap();
+    assert_eq!(net.job(id).status, JobStatus::Succeeded);
+    assert_eq!(net.stake_of(1).slashed_total, 0);
+    assert_eq!(net.net.audit().unwrap().slashes, 0);
+}
