@@ -3,7 +3,9 @@
 //! without fuel metering.
 //!
 //! Run: `scripts/build-workloads.sh && cargo bench -p provider-node --bench sandbox`
-//! (`-- quick` for smaller sizes). Results are recorded in BENCHMARKS.md.
+//! (`-- quick` for smaller sizes; name sections to run only those:
+//! `latency`, `throughput`, `ablation`, `slices`, `hostcalls`). Results are
+//! recorded in BENCHMARKS.md.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -138,15 +140,46 @@ fn start_latency(rt: &tokio::runtime::Runtime, quick: bool) {
     println!();
 }
 
-/// Engine variants for calling the kernels directly.
-fn engine(fuel: bool, epoch: bool, nan_canonical: bool) -> wasmtime::Engine {
+/// Engine settings compared in the ablation table, applied to a
+/// non-pooling `wasmtime::Config`.
+#[derive(Clone, Copy)]
+struct Knobs {
+    fuel: bool,
+    epoch: bool,
+    nan_canonical: bool,
+    memory_fixed: bool,
+    bounds_checks: bool,
+}
+
+const DEFAULTS: Knobs = Knobs {
+    fuel: false,
+    epoch: false,
+    nan_canonical: false,
+    memory_fixed: false,
+    bounds_checks: false,
+};
+
+fn engine(k: Knobs) -> wasmtime::Engine {
     let mut config = wasmtime::Config::new();
     config
-        .consume_fuel(fuel)
-        .epoch_interruption(epoch)
-        .cranelift_nan_canonicalization(nan_canonical)
+        .consume_fuel(k.fuel)
+        .epoch_interruption(k.epoch)
+        .cranelift_nan_canonicalization(k.nan_canonical)
         .wasm_relaxed_simd(false);
+    if k.memory_fixed {
+        config.memory_may_move(false);
+    }
+    if k.bounds_checks {
+        // No reservation beyond the memory itself and no guard: every load
+        // and store is checked explicitly.
+        config.memory_reservation(0).memory_guard_size(0);
+    }
     wasmtime::Engine::new(&config).expect("engine")
+}
+
+/// The engine jobs really run on.
+fn sandbox_engine() -> wasmtime::Engine {
+    SandboxConfig::default().engine().expect("sandbox engine")
 }
 
 fn wasmtime_kernel(
@@ -208,14 +241,17 @@ fn ms(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1e3)
 }
 
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64()
+}
+
 /// A kernel: its name, its `cpu-kernel` argument, its size and the native
 /// implementation.
 type KernelCase = (&'static str, &'static str, u64, fn(u64) -> u64);
 
-fn throughput(rt: &tokio::runtime::Runtime, quick: bool) {
-    let wasm = workload("cpu-kernel");
+fn kernel_cases(quick: bool) -> [KernelCase; 3] {
     let scale = if quick { 10 } else { 1 };
-    let cases: [KernelCase; 3] = [
+    [
         (
             "integer (xorshift mix)",
             "int",
@@ -231,18 +267,41 @@ fn throughput(rt: &tokio::runtime::Runtime, quick: bool) {
             if quick { 150 } else { 300 },
             |n| kernels::matmul(n as usize),
         ),
-    ];
-    let plain = engine(false, false, false);
-    let det = engine(false, true, true);
-    let metered = engine(true, true, true);
+    ]
+}
+
+/// Runs `cpu-kernel <kind> <n>` as a sandbox job; returns its checksum, run
+/// time and fuel.
+fn kernel_job(
+    rt: &tokio::runtime::Runtime,
+    executor: &Executor,
+    module: &WasmModule,
+    kind: &str,
+    n: u64,
+) -> (u64, Duration, u64) {
+    let report = rt.block_on(executor.run(job(module.clone(), &[kind, &n.to_string()])));
+    assert!(report.outcome.is_success(), "{report:?}");
+    let printed = String::from_utf8_lossy(&report.stdout);
+    let sum = printed
+        .split_whitespace()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (sum, report.run_time, report.fuel_used)
+}
+
+fn throughput(rt: &tokio::runtime::Runtime, quick: bool) {
+    let wasm = workload("cpu-kernel");
+    let plain = engine(DEFAULTS);
+    let sandbox = sandbox_engine();
     let executor = Executor::new(SandboxConfig::default()).expect("executor");
     let module = WasmModule::new(wasm.clone());
     println!("## Kernel throughput (ms, best of 3; wasmi 1 run)\n");
     println!(
-        "| kernel | size | native | wasmtime plain | wasmtime epoch+NaN-canon, no fuel | wasmtime sandbox config (fuel+epoch+NaN-canon) | sandbox job via Executor | wasmi | sandbox / native | wasmi / sandbox | fuel cost |"
+        "| kernel | size | native | wasmtime defaults | sandbox engine, direct call | sandbox job | wasmi | direct / native | job / native | wasmi / direct | ns per fuel |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    for (name, kind, n, native) in cases {
+    for (name, kind, n, native) in kernel_cases(quick) {
         let (sum, t_native) = best(3, || {
             let t = Instant::now();
             let s = native(std::hint::black_box(n));
@@ -250,34 +309,315 @@ fn throughput(rt: &tokio::runtime::Runtime, quick: bool) {
         });
         let export = format!("kernel_{kind}");
         let (s1, t_plain) = best(3, || wasmtime_kernel(&plain, &wasm, &export, n));
-        let (s2, t_det) = best(3, || wasmtime_kernel(&det, &wasm, &export, n));
-        let (s3, t_fuel) = best(3, || wasmtime_kernel(&metered, &wasm, &export, n));
-        let (s4, t_job) = best(3, || {
-            let report = rt.block_on(executor.run(job(module.clone(), &[kind, &n.to_string()])));
-            assert!(report.outcome.is_success(), "{report:?}");
-            let printed = String::from_utf8_lossy(&report.stdout);
-            let sum = printed
-                .split_whitespace()
-                .nth(2)
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
-            (sum, report.run_time)
+        let (s2, t_direct) = best(3, || wasmtime_kernel(&sandbox, &wasm, &export, n));
+        let mut fuel = 0;
+        let (s3, t_job) = best(3, || {
+            let (sum, time, used) = kernel_job(rt, &executor, &module, kind, n);
+            fuel = used;
+            (sum, time)
         });
-        let (s5, t_wasmi) = wasmi_kernel(&wasm, &export, n);
-        for s in [s1, s2, s3, s4, s5] {
+        let (s4, t_wasmi) = wasmi_kernel(&wasm, &export, n);
+        for s in [s1, s2, s3, s4] {
             assert_eq!(s, sum, "{name}: all engines compute the same checksum");
         }
         println!(
-            "| {name} | {n} | {} | {} | {} | {} | {} | {} | {:.2}x | {:.1}x | {:+.0}% |",
+            "| {name} | {n} | {} | {} | {} | {} | {} | {:.2}x | {:.2}x | {:.1}x | {:.3} |",
             ms(t_native),
             ms(t_plain),
-            ms(t_det),
-            ms(t_fuel),
+            ms(t_direct),
             ms(t_job),
             ms(t_wasmi),
-            t_fuel.as_secs_f64() / t_native.as_secs_f64(),
-            t_wasmi.as_secs_f64() / t_fuel.as_secs_f64(),
-            (t_fuel.as_secs_f64() / t_det.as_secs_f64() - 1.0) * 100.0,
+            ratio(t_direct, t_native),
+            ratio(t_job, t_native),
+            ratio(t_wasmi, t_direct),
+            t_job.as_secs_f64() * 1e9 / fuel as f64,
+        );
+    }
+    println!();
+}
+
+/// What each engine setting costs, kernel by kernel (direct calls).
+fn ablation(quick: bool) {
+    let wasm = workload("cpu-kernel");
+    let variants: [(&str, Knobs); 8] = [
+        ("defaults", DEFAULTS),
+        (
+            "NaN canon",
+            Knobs {
+                nan_canonical: true,
+                ..DEFAULTS
+            },
+        ),
+        (
+            "fuel",
+            Knobs {
+                fuel: true,
+                ..DEFAULTS
+            },
+        ),
+        (
+            "epoch",
+            Knobs {
+                epoch: true,
+                ..DEFAULTS
+            },
+        ),
+        (
+            "fuel+epoch+NaN (old sandbox)",
+            Knobs {
+                fuel: true,
+                epoch: true,
+                nan_canonical: true,
+                ..DEFAULTS
+            },
+        ),
+        (
+            "fuel+NaN",
+            Knobs {
+                fuel: true,
+                nan_canonical: true,
+                ..DEFAULTS
+            },
+        ),
+        (
+            "fuel+NaN, memory fixed",
+            Knobs {
+                fuel: true,
+                nan_canonical: true,
+                memory_fixed: true,
+                ..DEFAULTS
+            },
+        ),
+        (
+            "fuel+NaN, explicit bounds checks",
+            Knobs {
+                fuel: true,
+                nan_canonical: true,
+                bounds_checks: true,
+                ..DEFAULTS
+            },
+        ),
+    ];
+    let engines: Vec<_> = variants
+        .iter()
+        .map(|(name, k)| (*name, engine(*k)))
+        .chain([("sandbox engine", sandbox_engine())])
+        .collect();
+    println!("## Engine settings, one at a time (ms, direct calls, best of 3)\n");
+    print!("| kernel |");
+    for (name, _) in &engines {
+        print!(" {name} |");
+    }
+    println!();
+    println!("|---|{}", "---|".repeat(engines.len()));
+    for (name, kind, n, _) in kernel_cases(quick) {
+        let export = format!("kernel_{kind}");
+        print!("| {name} |");
+        for (_, engine) in &engines {
+            let (_, t) = best(3, || wasmtime_kernel(engine, &wasm, &export, n));
+            print!(" {} |", ms(t));
+        }
+        println!();
+    }
+    println!();
+}
+
+/// `_start` chases pointers through 32 MiB forever after setting them up:
+/// every few units of fuel are a cache miss.
+const POINTER_CHASE: &str = r#"(module
+  (memory (export "memory") 512)
+  (func (export "_start") (local $i i32) (local $p i32)
+    (loop $init
+      (i32.store
+        (i32.shl (local.get $i) (i32.const 2))
+        (i32.shl
+          (i32.and
+            (i32.add (i32.mul (local.get $i) (i32.const 1103515245)) (i32.const 12345))
+            (i32.const 0x7fffff))
+          (i32.const 2)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $init (i32.lt_u (local.get $i) (i32.const 0x800000))))
+    (loop $chase
+      (local.set $p (i32.load (local.get $p)))
+      (br $chase))))"#;
+
+const SPIN: &str = r#"(module (memory 1) (func (export "_start") (loop $l (br $l))))"#;
+
+/// Runs `module` with unlimited fuel until `timeout`; returns how long
+/// after the deadline it stopped.
+fn overshoot(
+    rt: &tokio::runtime::Runtime,
+    executor: &Executor,
+    module: &WasmModule,
+    timeout: Duration,
+) -> Duration {
+    let mut j = job(module.clone(), &[]);
+    j.limits.fuel = 1 << 60;
+    j.limits.timeout = timeout;
+    let report = rt.block_on(executor.run(j));
+    assert_eq!(
+        report.outcome,
+        provider_node::sandbox::Outcome::Deadline,
+        "{report:?}"
+    );
+    report.run_time.saturating_sub(timeout)
+}
+
+/// Deadline latency against throughput for several fuel slice sizes.
+fn fuel_slices(rt: &tokio::runtime::Runtime, quick: bool) {
+    let spin = WasmModule::new(wat::parse_str(SPIN).expect("WAT"));
+    let chase = WasmModule::new(wat::parse_str(POINTER_CHASE).expect("WAT"));
+    let kernel = WasmModule::new(workload("cpu-kernel"));
+    let n = if quick { 20_000_000 } else { 200_000_000 };
+    let runs = if quick { 5 } else { 15 };
+    println!("## Fuel slice: deadline latency against throughput\n");
+    println!(
+        "Time from the deadline to the job's end, for a spinning guest ({runs} runs, 20 ms deadline) and a cache-missing pointer chase ({} runs, 300 ms deadline); and the integer kernel as a job (best of 3).\n",
+        runs.min(5)
+    );
+    println!(
+        "| fuel slice | spin: p50 | spin: max | pointer chase: p50 | pointer chase: max | integer job (ms) |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let mut baseline = None;
+    for slice in [
+        u64::MAX,
+        100_000_000,
+        10_000_000,
+        2_000_000,
+        1_000_000,
+        500_000,
+        250_000,
+    ] {
+        let executor = Executor::new(SandboxConfig {
+            fuel_slice: slice,
+            ..SandboxConfig::default()
+        })
+        .expect("executor");
+        let (_, t_int) = best(3, || {
+            let (sum, time, _) = kernel_job(rt, &executor, &kernel, "int", n);
+            (sum, time)
+        });
+        let label = if slice == u64::MAX {
+            "none (one slice)".to_string()
+        } else {
+            format!("{slice}")
+        };
+        if slice == u64::MAX {
+            baseline = Some(t_int);
+            println!("| {label} | – | – | – | – | {} |", ms(t_int));
+            continue;
+        }
+        let mut spin_late: Vec<_> = (0..runs)
+            .map(|_| overshoot(rt, &executor, &spin, Duration::from_millis(20)))
+            .collect();
+        let mut chase_late: Vec<_> = (0..runs.min(5))
+            .map(|_| overshoot(rt, &executor, &chase, Duration::from_millis(300)))
+            .collect();
+        let base = baseline.expect("baseline first");
+        println!(
+            "| {label} | {} | {} | {} | {} | {} ({:+.1}%) |",
+            us(percentile(&mut spin_late, 0.5)),
+            us(percentile(&mut spin_late, 1.0)),
+            us(percentile(&mut chase_late, 0.5)),
+            us(percentile(&mut chase_late, 1.0)),
+            ms(t_int),
+            (ratio(t_int, base) - 1.0) * 100.0,
+        );
+    }
+    // The price of one yield: a spinning guest burning the same fuel in
+    // 10 000-fuel slices and in one slice.
+    let spin_fuel = if quick { 20_000_000 } else { 200_000_000 };
+    let spin_for = |slice: u64| {
+        let executor = Executor::new(SandboxConfig {
+            fuel_slice: slice,
+            ..SandboxConfig::default()
+        })
+        .expect("executor");
+        best(5, || {
+            let mut j = job(spin.clone(), &[]);
+            j.limits.fuel = spin_fuel;
+            let report = rt.block_on(executor.run(j));
+            assert_eq!(report.outcome, provider_node::sandbox::Outcome::OutOfFuel);
+            (0, report.run_time)
+        })
+        .1
+    };
+    let (sliced, whole) = (spin_for(10_000), spin_for(u64::MAX));
+    let yields = spin_fuel / 10_000;
+    println!(
+        "\nOne yield (end of slice, deadline and cancel check, back to the runtime and in again) costs {:.2} µs: {} ms for {spin_fuel} fuel of spinning in {yields} slices, {} ms in one.\n",
+        (sliced.as_secs_f64() - whole.as_secs_f64()) * 1e6 / yields as f64,
+        ms(sliced),
+        ms(whole),
+    );
+}
+
+/// Guests that loop on host calls that cost a few units of fuel but make
+/// the host work hard: the wall time one unit of fuel takes there, and
+/// whether a 100 ms deadline stops them (each gets fuel for about 3 s, so a
+/// guest the deadline misses ends out of fuel instead).
+fn host_call_loops(rt: &tokio::runtime::Runtime) {
+    let cases: [(&str, &str); 4] = [
+        ("spin (no host calls)", SPIN),
+        (
+            "fd_write, 1 M empty iovecs per call",
+            r#"(module
+              (import "wasi_snapshot_preview1" "fd_write" (func $f (param i32 i32 i32 i32) (result i32)))
+              (memory (export "memory") 200)
+              (func (export "_start")
+                (loop $l (drop (call $f (i32.const 1) (i32.const 0) (i32.const 1000000) (i32.const 12000000))) (br $l))))"#,
+        ),
+        (
+            "poll_oneoff, 100 k zero-timeout realtime clock subscriptions per call",
+            r#"(module
+              (import "wasi_snapshot_preview1" "poll_oneoff" (func $f (param i32 i32 i32 i32) (result i32)))
+              (memory (export "memory") 300)
+              (func (export "_start")
+                (loop $l (drop (call $f (i32.const 0) (i32.const 8000000) (i32.const 100000) (i32.const 16000000))) (br $l))))"#,
+        ),
+        (
+            "random_get, 1 MiB per call",
+            r#"(module
+              (import "wasi_snapshot_preview1" "random_get" (func $f (param i32 i32) (result i32)))
+              (memory (export "memory") 17)
+              (func (export "_start")
+                (loop $l (drop (call $f (i32.const 0) (i32.const 1048576))) (br $l))))"#,
+        ),
+    ];
+    let config = SandboxConfig::default();
+    let slice = config.fuel_slice;
+    let executor = Executor::new(config).expect("executor");
+    let run = |module: &WasmModule, fuel: u64, timeout: Duration| {
+        let mut j = job(module.clone(), &[]);
+        j.limits.fuel = fuel;
+        j.limits.timeout = timeout;
+        rt.block_on(executor.run(j))
+    };
+    println!("## Host-call loops\n");
+    println!(
+        "| guest | ns per fuel | one {slice}-fuel slice takes | 100 ms deadline: outcome | run time |"
+    );
+    println!("|---|---|---|---|---|");
+    for (name, text) in cases {
+        let module = WasmModule::new(wat::parse_str(text).expect("WAT"));
+        // About a hundred calls, or 0.1 s of spinning.
+        let probe_fuel = if text == SPIN { 300_000_000 } else { 400 };
+        let probe = run(&module, probe_fuel, Duration::from_secs(600));
+        assert_eq!(
+            probe.outcome,
+            provider_node::sandbox::Outcome::OutOfFuel,
+            "{name}: {probe:?}"
+        );
+        let per_fuel = probe.run_time.as_secs_f64() / probe_fuel as f64;
+        let fuel = ((3.0 / per_fuel) as u64).max(probe_fuel);
+        let report = run(&module, fuel, Duration::from_millis(100));
+        println!(
+            "| {name} | {:.1} | {:.1} ms | {} | {} ms |",
+            per_fuel * 1e9,
+            per_fuel * slice as f64 * 1e3,
+            report.outcome.kind(),
+            ms(report.run_time),
         );
     }
     println!();
@@ -299,6 +639,26 @@ fn main() {
         "# Sandbox benchmark (wasmtime {})\n",
         provider_node::sandbox::ENGINE_VERSION
     );
-    start_latency(&rt, quick);
-    throughput(&rt, quick);
+    let only = |section: &str| {
+        let named: Vec<_> = ["latency", "throughput", "ablation", "slices", "hostcalls"]
+            .into_iter()
+            .filter(|s| args.iter().any(|a| a == s))
+            .collect();
+        named.is_empty() || named.contains(&section)
+    };
+    if only("latency") {
+        start_latency(&rt, quick);
+    }
+    if only("throughput") {
+        throughput(&rt, quick);
+    }
+    if only("ablation") {
+        ablation(quick);
+    }
+    if only("slices") {
+        fuel_slices(&rt, quick);
+    }
+    if only("hostcalls") {
+        host_call_loops(&rt);
+    }
 }
