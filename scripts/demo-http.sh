@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# The marketplace end to end over the IC's HTTP interface, as separate
+# processes: the `devnet` binary serves the real ledger, registry, escrow
+# and matcher .wasm files on 127.0.0.1; two `provider-node` daemons and the
+# buyer's `market` tool talk to it through ic-agent, exactly as they would
+# talk to a local replica or mainnet.
+#
+# The story: two providers register, stake and offer with `provider-node`,
+# then run their daemons; a buyer runs `market run sha256sum.wasm --input`;
+# then a long job starts, the daemon running it is killed (SIGKILL), it is
+# slashed at its missed deadline, and the other provider finishes the job;
+# last, who earned and paid what.
+#
+# DEMO_SPEED=N: devnet seconds per real second (default 20).
+# KEEP_LOGS=1: keep the temp dir (identities, configs, daemon logs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+SPEED="${DEMO_SPEED:-20}"
+now_ms() { local t=${EPOCHREALTIME/[.,]/}; echo $((t / 1000)); }
+START=$(now_ms)
+
+say() {
+    local ms=$(($(now_ms) - START))
+    printf '[%3d.%ds] %s\n' $((ms / 1000)) $((ms % 1000 / 100)) "$*"
+}
+step() { printf '\n==> %s\n' "$*"; }
+die() { echo "demo-http: $*" >&2; exit 1; }
+
+step "building the canisters, the workloads, devnet, provider-node and market"
+scripts/build-canisters.sh ledger registry escrow matcher
+scripts/build-workloads.sh
+cargo build --locked -p devnet-server -p provider-node
+DEVNET="$ROOT/target/debug/devnet"
+PN="$ROOT/target/debug/provider-node"
+MARKET="$ROOT/target/debug/market"
+CANISTERS="$ROOT/target/canisters"
+WORKLOADS="$ROOT/target/workloads"
+START=$(now_ms)
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/demo-http.XXXXXX")
+PIDS=()
+cleanup() {
+    local status=$?
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    if [ "$status" -ne 0 ]; then
+        echo "demo-http failed; the last lines of each log:" >&2
+        for log in "$WORK"/*.log; do
+            [ -f "$log" ] || continue
+            echo "--- $log" >&2
+            tail -n 15 "$log" >&2
+        done
+    fi
+    if [ -n "${KEEP_LOGS:-}" ]; then
+        echo "logs and identities kept in $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+# Nothing is written outside $WORK: config, cache and state default there.
+export XDG_CONFIG_HOME="$WORK/xdg-config" XDG_CACHE_HOME="$WORK/xdg-cache" XDG_STATE_HOME="$WORK/xdg-state"
+
+# Waits up to $2 seconds for file $1 to contain a line matching $3.
+wait_for_line() {
+    local file=$1 secs=$2 pattern=$3
+    local end=$(($(date +%s) + secs))
+    until grep -q -- "$pattern" "$file" 2>/dev/null; do
+        [ "$(date +%s)" -lt "$end" ] || die "no line matching '$pattern' in $file after ${secs}s"
+        sleep 0.1
+    done
+}
+
+step "identities: a buyer, two providers and the ledger's minting account (PEM files, as dfx writes them)"
+declare -A PRINCIPAL
+for who in minter alice provider-1 provider-2; do
+    PRINCIPAL[$who]=$("$PN" --identity "$WORK/$who.pem" identity new 2>/dev/null)
+    say "$who: ${PRINCIPAL[$who]}"
+done
+
+step "starting the devnet (clock at ${SPEED}x) with the ledger, registry, escrow and matcher"
+# Canister ids are assigned in install order, so each init argument can name
+# the canisters installed after it; checked below against what the devnet prints.
+LEDGER=rwlgt-iiaaa-aaaaa-aaaaa-cai
+REGISTRY=rrkah-fqaaa-aaaaa-aaaaq-cai
+ESCROW=ryjl3-tyaaa-aaaaa-aaaba-cai
+MATCHER=r7inp-6aaaa-aaaaa-aaabq-cai
+account() { echo "record { owner = principal \"$1\"; subaccount = null }"; }
+# The accounts are funded by the ledger's initial balances (minted at init).
+LEDGER_ARG="(variant { Init = record {
+  token_name = \"Local ICP\"; token_symbol = \"ICP\"; decimals = opt 8;
+  transfer_fee = opt 10_000;
+  minting_account = $(account "${PRINCIPAL[minter]}");
+  initial_balances = vec {
+    record { $(account "${PRINCIPAL[alice]}"); 1_000_000_000 };
+    record { $(account "${PRINCIPAL[provider-1]}"); 2_000_000_000 };
+    record { $(account "${PRINCIPAL[provider-2]}"); 2_000_000_000 } } } })"
+REGISTRY_ARG="(record { ledger = principal \"$LEDGER\"; matcher = opt principal \"$MATCHER\";
+  min_stake = 500_000_000; unbonding_period_secs = opt 604_800 })"
+ESCROW_ARG="(record { matcher = opt principal \"$MATCHER\"; ledgers = vec { principal \"$LEDGER\" } })"
+MATCHER_ARG="(record { registry = principal \"$REGISTRY\"; escrow = principal \"$ESCROW\";
+  stake_ledger = principal \"$LEDGER\"; grace_secs = 10; bond_multiple = 10; slash_multiple = 5 })"
+"$DEVNET" --port 0 --time-speed "$SPEED" \
+    --install "ledger=$CANISTERS/ledger.wasm:$LEDGER_ARG" \
+    --install "registry=$CANISTERS/registry.wasm:$REGISTRY_ARG" \
+    --install "escrow=$CANISTERS/escrow.wasm:$ESCROW_ARG" \
+    --install "matcher=$CANISTERS/matcher.wasm:$MATCHER_ARG" \
+    >"$WORK/devnet.out" 2>"$WORK/devnet.log" &
+PIDS+=($!)
+wait_for_line "$WORK/devnet.out" 60 "^devnet listening on "
+URL=$(sed -n 's/^devnet listening on //p' "$WORK/devnet.out")
+for pair in ledger=$LEDGER registry=$REGISTRY escrow=$ESCROW matcher=$MATCHER; do
+    grep -qx "installed ${pair%%=*} = ${pair#*=}" "$WORK/devnet.out" ||
+        die "expected 'installed ${pair%%=*} = ${pair#*=}'; the devnet printed: $(cat "$WORK/devnet.out")"
+    say "${pair%%=*} ${pair#*=}"
+done
+say "devnet at $URL"
+
+# What every process is told: the network and the canister ids.
+export PROVIDER_NODE_NETWORK="$URL" PROVIDER_NODE_LEDGER="$LEDGER" PROVIDER_NODE_REGISTRY="$REGISTRY" \
+    PROVIDER_NODE_ESCROW="$ESCROW" PROVIDER_NODE_MATCHER="$MATCHER"
+
+step "two providers register, stake 10 ICP and offer 2 slots (provider-node)"
+# Each provider has its own config file: identity, state and cache
+# directories, metrics on an ephemeral port, and a daemon that looks at
+# its assignments every 100 ms (the devnet's clock runs ${SPEED}x).
+for n in 1 2; do
+    mkdir -p "$WORK/provider-$n"
+    cat >"$WORK/provider-$n/config.toml" <<EOF
+identity = "$WORK/provider-$n.pem"
+state_dir = "$WORK/provider-$n/state"
+cache_dir = "$WORK/provider-$n/cache"
+metrics_addr = "127.0.0.1:0"
+
+[sandbox]
+concurrent_jobs = 2
+max_job_memory_mib = 256
+
+[daemon]
+poll_interval_ms = 100
+shutdown_grace_secs = 5
+EOF
+done
+pn() {
+    local n=$1
+    shift
+    "$PN" --config "$WORK/provider-$n/config.toml" "$@"
+}
+for n in 1 2; do
+    price=0.00$n
+    pn $n register --name "provider-$n" --region local --slots 2 --memory-per-slot-mib 256 >/dev/null 2>&1
+    pn $n stake 10 >/dev/null 2>&1
+    pn $n offer post --price "$price" --slots 2 --memory-mib 256 --min-interval-secs 10 >/dev/null
+    say "provider-$n: registered, 10 ICP staked, offers 2 slots at $price ICP per interval"
+done
+
+step "starting both provider daemons (provider-node run)"
+declare -A DAEMON
+for n in 1 2; do
+    # Started directly, not through a function, so that $! is the daemon's pid.
+    RUST_LOG=info NO_COLOR=1 "$PN" --config "$WORK/provider-$n/config.toml" run >"$WORK/provider-$n.log" 2>&1 &
+    DAEMON[$n]=$!
+    PIDS+=($!)
+done
+for n in 1 2; do
+    wait_for_line "$WORK/provider-$n.log" 30 "metrics at"
+    say "provider-$n daemon: pid ${DAEMON[$n]}, $(sed -n 's/.*\(metrics at [^ ]*\).*/\1/p' "$WORK/provider-$n.log" | head -n 1)"
+done
+
+step "alice deposits 1 ICP and runs sha256sum.wasm (market)"
+market() { "$MARKET" --identity "$WORK/alice.pem" "$@"; }
+say "$(market deposit 1 2>/dev/null)"
+INPUT="$WORK/input.txt"
+printf 'pay for compute in ICP\n' >"$INPUT"
+market run "$WORKLOADS/sha256sum.wasm" --input "$INPUT" --max-price 0.002 --interval-secs 20 \
+    >"$WORK/sha256.out" 2>"$WORK/market-run.log" || die "market run failed: $(cat "$WORK/market-run.log")"
+sed 's/^/    market: /' "$WORK/market-run.log"
+EXPECTED=$(sha256sum "$INPUT" | cut -d' ' -f1)
+GOT=$(cat "$WORK/sha256.out")
+say "job stdout: $GOT"
+case "$GOT" in
+*"$EXPECTED"*) say "matches sha256sum computed locally" ;;
+*) die "the job printed '$GOT', expected $EXPECTED" ;;
+esac
+
+step "a long job (cpu-kernel, ~3 s of work); the daemon running it is killed mid-job"
+LONG=$(market submit "$WORKLOADS/cpu-kernel.wasm" --max-price 0.002 --interval-secs 20 --intervals 30 \
+    --fuel 10000000000 -- int 1200000000 2>/dev/null)
+say "job $LONG submitted"
+"$MARKET" --identity "$WORK/alice.pem" watch "$LONG" >/dev/null 2>"$WORK/watch.log" &
+WATCH=$!
+PIDS+=($WATCH)
+wait_for_line "$WORK/watch.log" 60 "intervals paid"
+FIRST=$(sed -n "s/^job $LONG: \(assigned to\|running on\) \([a-z0-9-]*\).*/\2/p" "$WORK/watch.log" | head -n 1)
+case "$FIRST" in
+"${PRINCIPAL[provider-1]}") VICTIM=1 SURVIVOR=2 ;;
+"${PRINCIPAL[provider-2]}") VICTIM=2 SURVIVOR=1 ;;
+*) die "job $LONG is on an unknown provider '$FIRST'" ;;
+esac
+sed 's/^/    market watch: /' "$WORK/watch.log"
+kill -KILL "${DAEMON[$VICTIM]}"
+wait "${DAEMON[$VICTIM]}" 2>/dev/null || true
+say "provider-$VICTIM's daemon killed with SIGKILL (no final heartbeat)"
+STATUS=0
+wait "$WATCH" || STATUS=$?
+sed 's/^/    market watch: /' "$WORK/watch.log" | tail -n +3
+[ "$STATUS" -eq 0 ] || die "market watch $LONG exited with $STATUS"
+grep -q "re-queued" "$WORK/watch.log" || die "job $LONG was never re-queued"
+grep -q "running on ${PRINCIPAL[provider-$SURVIVOR]}" "$WORK/watch.log" ||
+    die "job $LONG did not move to provider-$SURVIVOR"
+market result "$LONG" >"$WORK/long.out" 2>/dev/null
+say "job $LONG stdout (from provider-$SURVIVOR): $(cat "$WORK/long.out")"
+
+step "who earned and paid what"
+for n in 1 2; do
+    echo "  provider-$n:"
+    pn $n status 2>/dev/null | grep -E '^(wallet|stake|earnings|jobs) ' | sed 's/^/    /'
+done
+echo "  alice:"
+market balance 2>/dev/null | sed 's/^/    /'
+market jobs 2>/dev/null | sed 's/^/    /'
+
+step "stopping provider-$SURVIVOR's daemon (SIGTERM) and the devnet"
+kill -TERM "${DAEMON[$SURVIVOR]}"
+wait "${DAEMON[$SURVIVOR]}" 2>/dev/null || true
+say "provider-$SURVIVOR: $(grep -o 'stopped: .*' "$WORK/provider-$SURVIVOR.log" || echo 'stopped')"
+say "done"
