@@ -131,6 +131,15 @@ impl World {
 
     /// A daemon for provider `n` signing as its node, with its own sandbox.
     fn daemon(&self, n: u8, state_dir: &std::path::Path) -> (Daemon<DevnetTransport>, Metrics) {
+        self.daemon_with_grace(n, state_dir, Duration::from_secs(10))
+    }
+
+    fn daemon_with_grace(
+        &self,
+        n: u8,
+        state_dir: &std::path::Path,
+        shutdown_grace: Duration,
+    ) -> (Daemon<DevnetTransport>, Metrics) {
         let executor = Executor::new(SandboxConfig {
             concurrent_jobs: 1,
             max_job_memory_bytes: 64 << 20,
@@ -145,7 +154,7 @@ impl World {
             DaemonConfig {
                 provider: provider(n),
                 poll_interval: Duration::from_millis(10),
-                shutdown_grace: Duration::from_secs(10),
+                shutdown_grace,
                 max_job_time: Duration::from_secs(120),
                 state_dir: state_dir.to_path_buf(),
                 cache_dir: None,
@@ -347,4 +356,39 @@ async fn a_node_restarted_mid_job_resumes_it_and_reports_it_once() {
     assert_eq!(m1.heartbeats_refused.get(), 0);
     let audit = w.audit();
     assert_eq!(audit.slashes, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_shutting_down_hands_its_job_back_without_a_slash() {
+    let w = World::new();
+    w.provider(1, PRICE);
+    w.provider(2, 2 * PRICE);
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let (d1, _) = w.daemon_with_grace(1, dirs[0].path(), Duration::from_millis(100));
+    let (d2, _) = w.daemon(2, dirs[1].path());
+    let (stop1, task1) = spawn(d1);
+    let (stop2, task2) = spawn(d2);
+    w.start_clock();
+    let count = w.upload(COUNT).await;
+    let id = w.submit(count).await;
+    w.until(id, "running on provider 1", |j| {
+        j.status == JobStatus::Running && j.provider == Some(provider(1))
+    })
+    .await;
+    // Maintenance: the node is asked to stop; its grace is too short to
+    // finish, so it cancels the run and hands the job back.
+    let _ = stop1.send(());
+    let summary1 = task1.await.unwrap();
+    assert_eq!(summary1.handed_back, 1, "{summary1:?}");
+    let job = w
+        .until(id, "succeeded on provider 2", |j| {
+            j.status == JobStatus::Succeeded
+        })
+        .await;
+    assert_eq!(job.retries_used, 0, "a hand-back uses no retry");
+    assert_eq!(stdout_of(&job), b"done\n");
+    let _ = stop2.send(());
+    task2.await.unwrap();
+    let audit = w.audit();
+    assert_eq!(audit.slashes, 0, "nobody was slashed");
 }

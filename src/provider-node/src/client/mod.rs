@@ -366,6 +366,14 @@ impl<T: Transport> MarketClient<T> {
             .map_err(ClientError::Matcher)
     }
 
+    /// `hand_back`: returns a job this provider cannot finish, before its
+    /// deadline, so that it is matched again without a slash.
+    pub async fn hand_back(&self, job_id: JobId, attempt: u32) -> Result<(), ClientError> {
+        self.update1::<_, Result<(), MatcherError>>(Target::Matcher, "hand_back", (job_id, attempt))
+            .await?
+            .map_err(ClientError::Matcher)
+    }
+
     /// `module_info_of`.
     pub async fn module_info(&self, sha256: Sha256) -> Result<Option<ModuleInfo>, ClientError> {
         self.query1(

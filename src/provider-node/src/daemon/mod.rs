@@ -29,10 +29,12 @@
 //! On the shutdown signal the daemon stops taking assignments, keeps
 //! heartbeating and submitting for running jobs for up to `shutdown_grace`,
 //! then cancels what is still running, sends a last heartbeat for the
-//! intervals whose window is open, and returns. The matcher has no way to
-//! hand a job back: a job cancelled at shutdown misses its next deadline and
-//! is re-queued (with a slash), so withdraw offers and let jobs drain before
-//! stopping a node for maintenance.
+//! intervals whose window is open, and returns. Every job it will not
+//! finish (assignments not yet started, jobs assigned while draining, runs
+//! cancelled at the end of the grace period) is handed back to the matcher
+//! (`hand_back`), which matches it again without slashing this provider;
+//! intervals already heartbeated stay paid. Withdraw offers first when a
+//! node stops for long, so that no new jobs are assigned to it meanwhile.
 
 pub mod fetch;
 pub mod metrics;
@@ -111,6 +113,8 @@ pub struct Summary {
     pub heartbeats_accepted: u64,
     /// Jobs cancelled at shutdown.
     pub cancelled_at_shutdown: u64,
+    /// Jobs handed back to the matcher at shutdown.
+    pub handed_back: u64,
 }
 
 /// Doubling delays for retries, capped.
@@ -191,6 +195,9 @@ pub struct Daemon<T> {
     grace_ns: u64,
     slots: BTreeMap<JobId, Slot>,
     draining: bool,
+    /// Assignments to hand back (draining), and those already handed back.
+    to_hand_back: BTreeMap<JobId, u32>,
+    handed_back: std::collections::BTreeSet<(JobId, u32)>,
     summary: Summary,
     steps: u64,
 }
@@ -293,6 +300,8 @@ impl<T: Transport + Clone> Daemon<T> {
             grace_ns: 0,
             slots: BTreeMap::new(),
             draining: false,
+            to_hand_back: BTreeMap::new(),
+            handed_back: Default::default(),
             summary: Summary::default(),
             steps: 0,
         })
@@ -369,7 +378,10 @@ impl<T: Transport + Clone> Daemon<T> {
             }
         };
         match self.client.assignments(self.config.provider).await {
-            Ok(assignments) => self.reconcile(assignments),
+            Ok(assignments) => {
+                self.reconcile(assignments);
+                self.hand_back_queued().await;
+            }
             Err(e) => {
                 self.metrics.call_errors.inc();
                 warn!(error = %e, "reading assignments; retrying");
@@ -420,6 +432,9 @@ impl<T: Transport + Clone> Daemon<T> {
                         self.discard(a.job_id, old);
                     }
                     if self.draining {
+                        if !self.handed_back.contains(&(a.job_id, a.attempt)) {
+                            self.to_hand_back.insert(a.job_id, a.attempt);
+                        }
                         continue;
                     }
                     self.start(a, due);
@@ -715,7 +730,7 @@ impl<T: Transport + Clone> Daemon<T> {
         }
     }
 
-    /// At shutdown: assignments not yet acknowledged are left alone.
+    /// At shutdown: assignments not yet acknowledged are handed back.
     fn drop_unstarted(&mut self) {
         let unacked: Vec<JobId> = self
             .slots
@@ -725,11 +740,34 @@ impl<T: Transport + Clone> Daemon<T> {
             .collect();
         for id in unacked {
             let slot = self.slots.remove(&id).expect("listed");
+            self.to_hand_back.insert(id, slot.attempt);
             warn!(
                 job_id = id,
                 "shutting down before acknowledging this assignment"
             );
             self.discard(id, slot);
+        }
+    }
+
+    /// Hands back the queued assignments; a failed call is retried on the
+    /// next turn (or is moot once the deadline passes).
+    async fn hand_back_queued(&mut self) {
+        for (id, attempt) in std::mem::take(&mut self.to_hand_back) {
+            match self.client.hand_back(id, attempt).await {
+                Ok(()) => {
+                    info!(job_id = id, attempt, "handed the job back to the matcher");
+                    self.summary.handed_back += 1;
+                    self.handed_back.insert((id, attempt));
+                }
+                Err(e) if e.is_transient() => {
+                    warn!(job_id = id, error = %e, "handing the job back; retrying");
+                    self.to_hand_back.insert(id, attempt);
+                }
+                Err(e) => {
+                    warn!(job_id = id, error = %e, "the matcher refused the hand-back");
+                    self.handed_back.insert((id, attempt));
+                }
+            }
         }
     }
 
@@ -745,17 +783,24 @@ impl<T: Transport + Clone> Daemon<T> {
                     job.cancel();
                     self.summary.cancelled_at_shutdown += 1;
                     let _ = job.wait().await;
+                    self.to_hand_back.insert(id, slot.attempt);
                 }
-                Stage::Fetching(task) => task.abort(),
+                Stage::Fetching(task) => {
+                    task.abort();
+                    self.to_hand_back.insert(id, slot.attempt);
+                }
                 Stage::Finished { .. } => {
                     info!(
                         job_id = id,
                         "result kept in the state directory for the next start"
                     );
                 }
-                Stage::FetchRetry(_) => {}
+                Stage::FetchRetry(_) => {
+                    self.to_hand_back.insert(id, slot.attempt);
+                }
             }
         }
+        self.hand_back_queued().await;
     }
 }
 

@@ -31,6 +31,7 @@ struct FakeJob {
     result: Option<SubmitResultArgs>,
     paid: u32,
     missed: bool,
+    handed_back: bool,
 }
 
 #[derive(Default)]
@@ -76,6 +77,7 @@ impl FakeMarket {
                 result: None,
                 paid: 0,
                 missed: false,
+                handed_back: false,
             },
         );
     }
@@ -106,7 +108,7 @@ impl FakeMarket {
                 let list: Vec<Assignment> = st
                     .jobs
                     .iter()
-                    .filter(|(_, j)| j.result.is_none() && !j.missed)
+                    .filter(|(_, j)| j.result.is_none() && !j.missed && !j.handed_back)
                     .map(|(id, j)| Assignment {
                         job_id: *id,
                         attempt: j.attempt,
@@ -174,6 +176,17 @@ impl FakeMarket {
                     }),
                 };
                 st.submissions.push(args);
+                Encode!(&reply)
+            }
+            "hand_back" => {
+                let (job_id, attempt) = Decode!(arg, JobId, u32).unwrap();
+                let reply = match st.jobs.get_mut(&job_id) {
+                    Some(j) if j.attempt == attempt && j.result.is_none() && !j.missed => {
+                        j.handed_back = true;
+                        Ok(())
+                    }
+                    _ => Err(MatcherError::UnknownJob { job_id }),
+                };
                 Encode!(&reply)
             }
             "module_info_of" => {
@@ -580,7 +593,10 @@ async fn shutdown_cancels_what_outlives_the_grace_period() {
         )
         .await;
     assert_eq!(summary.cancelled_at_shutdown, 1);
-    assert!(h.market.state.lock().unwrap().submissions.is_empty());
+    assert_eq!(summary.handed_back, 1, "the cancelled job is handed back");
+    let st = h.market.state.lock().unwrap();
+    assert!(st.submissions.is_empty());
+    assert!(st.jobs[&1].handed_back && !st.jobs[&1].missed);
 }
 
 #[test]
