@@ -1,0 +1,617 @@
+//! The marketplace end to end as separate processes over the IC's HTTP
+//! interface, as `scripts/demo-http.sh` runs it: the `devnet` binary serves
+//! the real ledger, registry, escrow and matcher `.wasm` files on an
+//! ephemeral loopback port; `provider-node` registers, stakes and offers
+//! two providers and runs their daemons; `market` runs a person's jobs.
+//! Every client goes through ic-agent, as against a local replica.
+//!
+//! Checked: the canister ids are assigned in install order (the init
+//! arguments name them ahead); a job's stdout is the sha256 of its input;
+//! a provider daemon killed (SIGKILL) mid-job is slashed at its missed
+//! deadline and the other provider finishes the job, whose stdout equals a
+//! local `provider-node exec` of the same module; and the accounts the
+//! tools show add up to the cent: stakes, slash, earnings, the buyer's
+//! escrow balance and wallets.
+//!
+//! The binaries are found next to this test's executable (`target/debug/`);
+//! `cargo test --workspace` builds them, otherwise run
+//! `cargo build -p devnet-server -p provider-node` first.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use candid::Principal;
+use sha2::Digest;
+
+/// Devnet seconds per real second: fast enough for the story to take
+/// seconds, slow enough that a heartbeat sent under load is still on time.
+const SPEED: u32 = 10;
+/// Iterations of the long job (`cpu-kernel int N`): a few seconds of work.
+const LONG_JOB_ITERATIONS: &str = "2000000000";
+/// One ICP in e8s.
+const ICP: u128 = 100_000_000;
+/// The local ledger's transfer fee.
+const FEE: u128 = 10_000;
+
+/// A child process that is killed when dropped, however the test ends.
+struct Proc {
+    name: String,
+    child: Child,
+}
+
+impl Proc {
+    /// Kills the process at once (SIGKILL: no cleanup, no goodbye).
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < end,
+                "{} did not exit within {timeout:?}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// What a finished command printed.
+struct Output {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+/// The directory of the built binaries: this test's executable is in
+/// `target/<profile>/deps/`.
+fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test executable lies in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the binaries with `cargo build -p devnet-server -p provider-node` \
+         (cargo test --workspace builds them too)",
+        path.display()
+    );
+    path
+}
+
+/// A built WASI workload, or a panic naming the script that builds them.
+fn workload(name: &str) -> PathBuf {
+    let dir = std::env::var_os("PROVIDER_NODE_WORKLOADS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| market_tests::repo_root().join("target/workloads"));
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the workloads with scripts/build-workloads.sh",
+        path.display()
+    );
+    path
+}
+
+/// A built canister module, or a panic naming the script that builds them.
+fn canister(name: &str) -> PathBuf {
+    let path = market_tests::canister_dir().join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is missing: build the canisters with scripts/build-canisters.sh",
+        path.display()
+    );
+    path
+}
+
+/// The id the devnet gives its `index`-th canister (as the IC numbers
+/// canisters of a subnet's first range).
+fn canister_id(index: u8) -> Principal {
+    Principal::from_slice(&[0, 0, 0, 0, 0, 0, 0, index, 1, 1])
+}
+
+/// Waits until `file` has a line containing `needle`; returns that line.
+fn wait_for_line(file: &Path, needle: &str, timeout: Duration) -> String {
+    let end = Instant::now() + timeout;
+    loop {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains(needle)) {
+            return line.to_string();
+        }
+        assert!(
+            Instant::now() < end,
+            "no line containing {needle:?} in {} within {timeout:?}; it holds:\n{text}",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `1.5 ICP` (the tools' format) in e8s.
+fn e8s(text: &str) -> u128 {
+    let number = text.trim().trim_end_matches("ICP").trim();
+    let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
+    assert!(frac.len() <= 8, "more than 8 decimals in {text:?}");
+    let whole: u128 = whole.parse().unwrap_or_else(|e| panic!("{text:?}: {e}"));
+    let frac: u128 = format!("{frac:0<8}")
+        .parse()
+        .unwrap_or_else(|e| panic!("{text:?}: {e}"));
+    whole * ICP + frac
+}
+
+/// The amount after `label` in a line such as `earnings     0.003 ICP claimable`.
+fn amount_after(text: &str, label: &str) -> u128 {
+    let rest = text
+        .split_once(label)
+        .unwrap_or_else(|| panic!("no {label:?} in:\n{text}"))
+        .1;
+    let amount = rest
+        .trim_start()
+        .split_once(" ICP")
+        .unwrap_or_else(|| panic!("no amount after {label:?} in:\n{text}"))
+        .0;
+    e8s(amount)
+}
+
+/// The scene: a temp dir, the devnet and the provider daemons. Processes
+/// are dropped (killed) before the directory is removed.
+struct Scene {
+    devnet: Proc,
+    daemons: Vec<Proc>,
+    env: HashMap<&'static str, String>,
+    principals: HashMap<&'static str, Principal>,
+    commands: u32,
+    dir: tempfile::TempDir,
+}
+
+impl Scene {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A command with the scene's environment: the network, the canister
+    /// ids, XDG directories inside the temp dir, nothing inherited of
+    /// provider-node's settings.
+    fn command(dir: &Path, env: &HashMap<&'static str, String>, program: &Path) -> Command {
+        let mut cmd = Command::new(program);
+        for (key, _) in std::env::vars() {
+            if key.starts_with("PROVIDER_NODE_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.env("XDG_CONFIG_HOME", dir.join("xdg-config"))
+            .env("XDG_CACHE_HOME", dir.join("xdg-cache"))
+            .env("XDG_STATE_HOME", dir.join("xdg-state"))
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .envs(env)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Starts `program args` in the background, its stdout and stderr going
+    /// to `<name>.out` and `<name>.log` in the temp dir.
+    fn spawn(&self, name: &str, program: &Path, args: &[&str]) -> Proc {
+        let out = std::fs::File::create(self.path(&format!("{name}.out"))).unwrap();
+        let log = std::fs::File::create(self.path(&format!("{name}.log"))).unwrap();
+        let child = Self::command(self.dir.path(), &self.env, program)
+            .args(args)
+            .stdout(out)
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
+        Proc {
+            name: name.to_string(),
+            child,
+        }
+    }
+
+    /// Runs a command to its end (at most `timeout`).
+    fn run(&mut self, program: &Path, args: &[&str], timeout: Duration) -> Output {
+        self.commands += 1;
+        let name = format!("cmd-{}", self.commands);
+        let mut proc = self.spawn(&name, program, args);
+        proc.name = format!("{} {}", program.display(), args.join(" "));
+        let status = proc.wait(timeout);
+        let read = |ext: &str| {
+            std::fs::read_to_string(self.path(&format!("{name}.{ext}"))).unwrap_or_default()
+        };
+        Output {
+            status,
+            stdout: read("out"),
+            stderr: read("log"),
+        }
+    }
+
+    /// Runs a command that must succeed.
+    fn ok(&mut self, program: &Path, args: &[&str]) -> Output {
+        let out = self.run(program, args, Duration::from_secs(60));
+        assert!(
+            out.status.success(),
+            "{} {} failed ({}):\n{}{}",
+            program.display(),
+            args.join(" "),
+            out.status,
+            out.stdout,
+            out.stderr
+        );
+        out
+    }
+
+    /// `provider-node` as provider `n` (its own config file).
+    fn provider(&mut self, n: u8, args: &[&str]) -> Output {
+        let config = self.path(&format!("provider-{n}/config.toml"));
+        let mut all = vec!["--config", config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        self.ok(&bin("provider-node"), &all)
+    }
+
+    /// `market` as alice, the buyer.
+    fn market(&mut self, args: &[&str]) -> Output {
+        let identity = self.path("alice.pem");
+        let mut all = vec!["--identity", identity.to_str().unwrap()];
+        all.extend_from_slice(args);
+        self.ok(&bin("market"), &all)
+    }
+
+    fn principal(&self, who: &str) -> Principal {
+        self.principals[who]
+    }
+}
+
+/// Starts the devnet with the four canisters, whose init arguments name
+/// each other and fund the identities; waits for its URL.
+fn start() -> Scene {
+    let (devnet_bin, pn) = (bin("devnet"), bin("provider-node"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Identities as a provider or buyer creates them.
+    let mut principals = HashMap::new();
+    for who in ["minter", "alice", "provider-1", "provider-2"] {
+        let pem = dir.path().join(format!("{who}.pem"));
+        let out = Scene::command(dir.path(), &HashMap::new(), &pn)
+            .args(["--identity", pem.to_str().unwrap(), "identity", "new"])
+            .output()
+            .expect("provider-node identity new");
+        assert!(out.status.success(), "identity new: {out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        principals.insert(who, Principal::from_text(text.trim()).unwrap());
+    }
+    let [ledger, registry, escrow, matcher] = [0, 1, 2, 3].map(canister_id);
+    let account = |who: &str| {
+        format!(
+            "record {{ owner = principal \"{}\"; subaccount = null }}",
+            principals[who]
+        )
+    };
+    let ledger_arg = format!(
+        "(variant {{ Init = record {{ token_name = \"Local ICP\"; token_symbol = \"ICP\"; \
+         decimals = opt 8; transfer_fee = opt {FEE}; minting_account = {}; initial_balances = vec {{ \
+         record {{ {}; {} }}; record {{ {}; {} }}; record {{ {}; {} }} }} }} }})",
+        account("minter"),
+        account("alice"),
+        10 * ICP,
+        account("provider-1"),
+        20 * ICP,
+        account("provider-2"),
+        20 * ICP,
+    );
+    let registry_arg = format!(
+        "(record {{ ledger = principal \"{ledger}\"; matcher = opt principal \"{matcher}\"; \
+         min_stake = {}; unbonding_period_secs = opt 604_800 }})",
+        5 * ICP
+    );
+    let escrow_arg = format!(
+        "(record {{ matcher = opt principal \"{matcher}\"; ledgers = vec {{ principal \"{ledger}\" }} }})"
+    );
+    let matcher_arg = format!(
+        "(record {{ registry = principal \"{registry}\"; escrow = principal \"{escrow}\"; \
+         stake_ledger = principal \"{ledger}\"; grace_secs = 10; bond_multiple = 10; slash_multiple = 5 }})"
+    );
+    let install = |name: &str, arg: &str| format!("{name}={}:{arg}", canister(name).display());
+    let speed = SPEED.to_string();
+    let installs = [
+        install("ledger", &ledger_arg),
+        install("registry", &registry_arg),
+        install("escrow", &escrow_arg),
+        install("matcher", &matcher_arg),
+    ];
+    let mut args = vec!["--port", "0", "--time-speed", &speed];
+    for i in &installs {
+        args.extend(["--install", i]);
+    }
+    let out = std::fs::File::create(dir.path().join("devnet.out")).unwrap();
+    let log = std::fs::File::create(dir.path().join("devnet.log")).unwrap();
+    let devnet = Proc {
+        name: "devnet".into(),
+        child: Scene::command(dir.path(), &HashMap::new(), &devnet_bin)
+            .args(&args)
+            .stdout(out)
+            .stderr(log)
+            .spawn()
+            .expect("starting devnet"),
+    };
+    let url = wait_for_line(
+        &dir.path().join("devnet.out"),
+        "devnet listening on ",
+        Duration::from_secs(90),
+    )
+    .trim_start_matches("devnet listening on ")
+    .to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let printed = std::fs::read_to_string(dir.path().join("devnet.out")).unwrap();
+    for (name, id) in [
+        ("ledger", ledger),
+        ("registry", registry),
+        ("escrow", escrow),
+        ("matcher", matcher),
+    ] {
+        let line = format!("installed {name} = {id}");
+        assert!(
+            printed.lines().any(|l| l == line),
+            "ids are not assigned in install order: expected {line:?} in\n{printed}"
+        );
+    }
+    let env = HashMap::from([
+        ("PROVIDER_NODE_NETWORK", url),
+        ("PROVIDER_NODE_LEDGER", ledger.to_text()),
+        ("PROVIDER_NODE_REGISTRY", registry.to_text()),
+        ("PROVIDER_NODE_ESCROW", escrow.to_text()),
+        ("PROVIDER_NODE_MATCHER", matcher.to_text()),
+    ]);
+    Scene {
+        devnet,
+        daemons: vec![],
+        env,
+        principals,
+        commands: 0,
+        dir,
+    }
+}
+
+#[test]
+fn providers_and_a_buyer_as_processes_over_http() {
+    let started = Instant::now();
+    let mut s = start();
+    eprintln!("devnet up after {:.1?}", started.elapsed());
+
+    // Two providers, each with its own config file, register, stake 10 ICP
+    // and offer two slots; provider-1 is the cheaper.
+    for n in [1u8, 2] {
+        let dir = s.path(&format!("provider-{n}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("config.toml"),
+            format!(
+                "identity = {:?}\nstate_dir = {:?}\ncache_dir = {:?}\nmetrics_addr = \"127.0.0.1:0\"\n\
+                 [sandbox]\nconcurrent_jobs = 2\nmax_job_memory_mib = 256\n\
+                 [daemon]\npoll_interval_ms = 100\nshutdown_grace_secs = 5\n",
+                s.path(&format!("provider-{n}.pem")),
+                dir.join("state"),
+                dir.join("cache"),
+            ),
+        )
+        .unwrap();
+        let out = s.provider(
+            n,
+            &[
+                "register",
+                "--name",
+                &format!("provider-{n}"),
+                "--region",
+                "local",
+            ],
+        );
+        assert!(out.stdout.contains("registered"), "{}", out.stdout);
+        let out = s.provider(n, &["stake", "10"]);
+        assert!(out.stdout.contains("staked 10 ICP"), "{}", out.stdout);
+        let price = format!("0.00{n}");
+        let out = s.provider(n, &["offer", "post", "--price", &price, "--slots", "2"]);
+        assert!(out.stdout.contains("posted"), "{}", out.stdout);
+    }
+    for n in [1u8, 2] {
+        let config = s.path(&format!("provider-{n}/config.toml"));
+        let daemon = s.spawn(
+            &format!("provider-{n}"),
+            &bin("provider-node"),
+            &["--config", config.to_str().unwrap(), "run"],
+        );
+        s.daemons.push(daemon);
+    }
+    for n in [1u8, 2] {
+        wait_for_line(
+            &s.path(&format!("provider-{n}.log")),
+            "metrics at http://127.0.0.1:",
+            Duration::from_secs(30),
+        );
+    }
+    eprintln!("providers up after {:.1?}", started.elapsed());
+
+    // A person runs a job in one line and gets its stdout.
+    s.market(&["deposit", "1"]);
+    let input = s.path("input.txt");
+    std::fs::write(&input, b"pay for compute in ICP\n").unwrap();
+    let sha256sum = workload("sha256sum.wasm");
+    let out = s.market(&[
+        "run",
+        sha256sum.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--max-price",
+        "0.002",
+        "--interval-secs",
+        "20",
+    ]);
+    let expected = hex::encode(sha2::Sha256::digest(b"pay for compute in ICP\n"));
+    assert!(
+        out.stdout.contains(&expected),
+        "the job printed {:?}, expected {expected}",
+        out.stdout
+    );
+    let p1 = s.principal("provider-1");
+    let p2 = s.principal("provider-2");
+    assert!(
+        out.stderr.contains(&format!("assigned to {p1}")),
+        "the cheaper provider takes the job:\n{}",
+        out.stderr
+    );
+    eprintln!("sha256 job done after {:.1?}", started.elapsed());
+
+    // A long job starts on provider-1, whose daemon is killed after its
+    // first paid interval: it is slashed, provider-2 finishes the job.
+    let kernel = workload("cpu-kernel.wasm");
+    let kernel = kernel.to_str().unwrap();
+    let long = s.market(&[
+        "submit",
+        kernel,
+        "--max-price",
+        "0.002",
+        "--interval-secs",
+        "20",
+        "--intervals",
+        "40",
+        "--fuel",
+        "10000000000",
+        "--",
+        "int",
+        LONG_JOB_ITERATIONS,
+    ]);
+    let id = long.stdout.trim().to_string();
+    let alice_pem = s.path("alice.pem");
+    let mut watch = s.spawn(
+        "watch",
+        &bin("market"),
+        &["--identity", alice_pem.to_str().unwrap(), "watch", &id],
+    );
+    let watch_log = s.path("watch.log");
+    wait_for_line(&watch_log, "intervals paid", Duration::from_secs(30));
+    let log = std::fs::read_to_string(&watch_log).unwrap();
+    assert!(
+        log.contains(&format!("running on {p1}")),
+        "the long job runs on provider-1 first:\n{log}"
+    );
+    s.daemons[0].kill();
+    eprintln!("provider-1 killed after {:.1?}", started.elapsed());
+    let status = watch.wait(Duration::from_secs(60));
+    let log = std::fs::read_to_string(&watch_log).unwrap();
+    assert!(
+        status.success(),
+        "market watch {id} exited {status}:\n{log}"
+    );
+    assert!(
+        log.contains("re-queued (retry 1 of 2), the provider is slashed"),
+        "{log}"
+    );
+    assert!(log.contains(&format!("running on {p2}")), "{log}");
+    assert!(log.contains(&format!("job {id} succeeded")), "{log}");
+    let result = s.market(&["result", &id]);
+    let local = s.ok(
+        &bin("provider-node"),
+        &[
+            "exec",
+            kernel,
+            "--fuel",
+            "400000000000",
+            "--timeout",
+            "60",
+            "--",
+            "int",
+            LONG_JOB_ITERATIONS,
+        ],
+    );
+    assert_eq!(
+        result.stdout, local.stdout,
+        "the job's stdout equals a local run in the same sandbox"
+    );
+    eprintln!("long job done after {:.1?}", started.elapsed());
+
+    // The accounts as the tools show them.
+    let status1 = s.provider(1, &["status"]).stdout;
+    let status2 = s.provider(2, &["status"]).stdout;
+    let balance = s.market(&["balance"]).stdout;
+    let slash = 5 * 100_000; // slash_multiple x provider-1's price
+    assert_eq!(amount_after(&status1, "slashed so far"), slash, "{status1}");
+    assert_eq!(
+        amount_after(&status1, "stake        free"),
+        10 * ICP - slash
+    );
+    assert_eq!(amount_after(&status2, "slashed so far"), 0, "{status2}");
+    assert_eq!(amount_after(&status2, "stake        free"), 10 * ICP);
+    for status in [&status1, &status2] {
+        // 20 ICP less the 10 staked, the approval's fee and the transfer's.
+        assert_eq!(
+            amount_after(status, "wallet"),
+            10 * ICP - 2 * FEE,
+            "{status}"
+        );
+        assert!(status.contains("jobs         0 assigned"), "{status}");
+    }
+    let earned1 = amount_after(&status1, "earnings");
+    let earned2 = amount_after(&status2, "earnings");
+    assert!(
+        earned1 >= 2 * 100_000,
+        "provider-1 was paid for job 1 and at least one interval: {status1}"
+    );
+    assert!(
+        earned2 >= 200_000,
+        "provider-2 was paid for the rest: {status2}"
+    );
+    assert_eq!(
+        amount_after(&balance, "wallet"),
+        9 * ICP - 2 * FEE,
+        "{balance}"
+    );
+    assert_eq!(
+        amount_after(&balance, "free,"),
+        0,
+        "nothing stays locked: {balance}"
+    );
+    // The buyer paid exactly what the providers earned and received the
+    // slash, less the two ledger fees of its way into the escrow (registry
+    // to the buyer's deposit subaccount, then into the escrow's pool).
+    assert_eq!(
+        amount_after(&balance, "escrow"),
+        ICP - earned1 - earned2 + slash - 2 * FEE,
+        "{balance}"
+    );
+    let jobs = s.market(&["jobs"]).stdout;
+    assert_eq!(jobs.matches("Succeeded").count(), 2, "{jobs}");
+
+    // provider-2 stops cleanly on SIGTERM.
+    let pid = s.daemons[1].child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = s.daemons[1].wait(Duration::from_secs(30));
+    assert!(status.success(), "provider-2 exited {status}");
+    wait_for_line(
+        &s.path("provider-2.log"),
+        "stopped: 1 results submitted",
+        Duration::from_secs(1),
+    );
+    assert!(
+        s.devnet.child.try_wait().unwrap().is_none(),
+        "the devnet ran to the end"
+    );
+    eprintln!("done after {:.1?}", started.elapsed());
+}
