@@ -123,9 +123,14 @@ async fn run() {
 
 /// A repeating timer (which, unlike a one-shot one, survives a trapping
 /// run) that re-arms the deadline timer if it was lost, so deadlines and
-/// outbox steps are never stranded.
+/// outbox steps are never stranded, and collects abandoned module uploads
+/// even when no deadline wakes the canister.
 fn start_watchdog() {
-    ic_cdk_timers::set_timer_interval(WATCHDOG_PERIOD, || async { schedule() });
+    ic_cdk_timers::set_timer_interval(WATCHDOG_PERIOD, || async {
+        let t = now();
+        mutate_state(|s| s.market.modules.collect_garbage(t, 10));
+        schedule();
+    });
 }
 
 #[ic_cdk::init]

@@ -848,3 +848,47 @@ fn a_handed_back_job_is_matched_again_without_a_slash() {
     assert_eq!(net.stake_of(1).slashed_total, 0);
     assert_eq!(net.net.audit().unwrap().slashes, 0);
 }
+
+#[test]
+fn uploads_that_never_commit_are_collected_and_free_their_quota() {
+    let net = Net::new();
+    let begin = |n: u8| -> R<ModuleInfo> {
+        let module = vec![n; 100];
+        net.call(
+            buyer(),
+            "begin_module_upload",
+            &ModuleUpload {
+                sha256: Sha256::digest(&module).into(),
+                size: 100,
+            },
+        )
+    };
+    begin(1).unwrap();
+    begin(2).unwrap();
+    assert!(
+        matches!(begin(3), Err(MatcherError::LimitReached { .. })),
+        "two uploads in progress per principal"
+    );
+    let first: [u8; 32] = Sha256::digest(vec![1u8; 100]).into();
+    let info: Option<ModuleInfo> = net
+        .query(
+            net.ids.matcher,
+            "module_info_of",
+            &serde_bytes::ByteBuf::from(first.to_vec()),
+        )
+        .unwrap();
+    assert!(!info.unwrap().committed);
+    // An hour later the abandoned uploads are gone and the quota is free.
+    for _ in 0..13 {
+        net.wait(300);
+    }
+    let info: Option<ModuleInfo> = net
+        .query(
+            net.ids.matcher,
+            "module_info_of",
+            &serde_bytes::ByteBuf::from(first.to_vec()),
+        )
+        .unwrap();
+    assert_eq!(info, None, "collected");
+    begin(3).unwrap();
+}
