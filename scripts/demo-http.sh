@@ -167,6 +167,7 @@ done
 
 step "starting both provider daemons (provider-node run)"
 declare -A DAEMON
+declare -a EARNED SLASHED STAKE
 for n in 1 2; do
     # Started directly, not through a function, so that $! is the daemon's pid.
     RUST_LOG=info NO_COLOR=1 "$PN" --config "$WORK/provider-$n/config.toml" run >"$WORK/provider-$n.log" 2>&1 &
@@ -223,13 +224,38 @@ market result "$LONG" >"$WORK/long.out" 2>/dev/null
 say "job $LONG stdout (from provider-$SURVIVOR): $(cat "$WORK/long.out")"
 
 step "who earned and paid what"
+# Amounts as the tools print them ("0.003 ICP"), in e8s and back.
+e8s() {
+    local n=${1% ICP} frac=
+    [[ $n == *.* ]] && frac=${n#*.}
+    frac=$(printf '%-8s' "$frac" | tr ' ' 0)
+    echo $((10#${n%%.*} * 100000000 + 10#$frac))
+}
+icp() { printf '%d.%08d' $(($1 / 100000000)) $(($1 % 100000000)) | sed 's/0*$//; s/\.$//'; }
 for n in 1 2; do
-    echo "  provider-$n:"
-    pn $n status 2>/dev/null | grep -E '^(wallet|stake|earnings|jobs) ' | sed 's/^/    /'
+    pn $n status >"$WORK/status-$n.txt" 2>/dev/null
+    EARNED[$n]=$(e8s "$(sed -n 's/^earnings *\([0-9.]*\) ICP.*/\1/p' "$WORK/status-$n.txt")")
+    SLASHED[$n]=$(e8s "$(sed -n 's/.*slashed so far \([0-9.]*\) ICP.*/\1/p' "$WORK/status-$n.txt")")
+    STAKE[$n]=$(e8s "$(sed -n 's/^stake *free \([0-9.]*\) ICP.*/\1/p' "$WORK/status-$n.txt")")
 done
-echo "  alice:"
-market balance 2>/dev/null | sed 's/^/    /'
+market balance >"$WORK/balance.txt" 2>/dev/null
+ESCROW_FREE=$(e8s "$(sed -n 's/^escrow *\([0-9.]*\) ICP free.*/\1/p' "$WORK/balance.txt")")
+PAID=$((EARNED[1] + EARNED[2]))
+SLASH=$((SLASHED[1] + SLASHED[2]))
+FEE=10000
+COMPENSATION=$((SLASH - 2 * FEE))
+printf '  %-11s %s\n' \
+    alice "paid $(icp $PAID) ICP for 2 jobs; received $(icp $COMPENSATION) ICP of the slash (less 2 ledger fees on its way to her escrow balance)" \
+    provider-1 "earned $(icp "${EARNED[1]}") ICP; slashed $(icp "${SLASHED[1]}") ICP; stake now $(icp "${STAKE[1]}") ICP" \
+    provider-2 "earned $(icp "${EARNED[2]}") ICP; slashed $(icp "${SLASHED[2]}") ICP; stake now $(icp "${STAKE[2]}") ICP"
+EXPECTED_FREE=$((100000000 - PAID + COMPENSATION))
+[ "$ESCROW_FREE" -eq "$EXPECTED_FREE" ] ||
+    die "alice's escrow balance is $(icp "$ESCROW_FREE") ICP, expected 1 - $(icp $PAID) + $(icp $COMPENSATION) = $(icp $EXPECTED_FREE)"
+say "checked: alice's escrow balance $(icp "$ESCROW_FREE") ICP = 1 deposited - $(icp $PAID) paid + $(icp $COMPENSATION) compensation"
 market jobs 2>/dev/null | sed 's/^/    /'
+for n in 1 2; do
+    say "provider-$n: $(pn $n withdraw --earnings-only 2>/dev/null)"
+done
 
 step "stopping provider-$SURVIVOR's daemon (SIGTERM) and the devnet"
 kill -TERM "${DAEMON[$SURVIVOR]}"
