@@ -218,7 +218,7 @@ wait "$WATCH" || STATUS=$?
 sed 's/^/    market watch: /' "$WORK/watch.log" | tail -n +3
 [ "$STATUS" -eq 0 ] || die "market watch $LONG exited with $STATUS"
 grep -q "re-queued" "$WORK/watch.log" || die "job $LONG was never re-queued"
-grep -q "running on ${PRINCIPAL[provider-$SURVIVOR]}" "$WORK/watch.log" ||
+grep -Eq "(assigned to|running on) ${PRINCIPAL[provider-$SURVIVOR]}" "$WORK/watch.log" ||
     die "job $LONG did not move to provider-$SURVIVOR"
 market result "$LONG" >"$WORK/long.out" 2>/dev/null
 say "job $LONG stdout (from provider-$SURVIVOR): $(cat "$WORK/long.out")"

@@ -467,7 +467,8 @@ fn providers_and_a_buyer_as_processes_over_http() {
     let p1 = s.principal("provider-1");
     let p2 = s.principal("provider-2");
     assert!(
-        out.stderr.contains(&format!("assigned to {p1}")),
+        out.stderr
+            .contains(&format!("{p1} at 0.001 ICP per interval")),
         "the cheaper provider takes the job:\n{}",
         out.stderr
     );
@@ -503,7 +504,7 @@ fn providers_and_a_buyer_as_processes_over_http() {
     wait_for_line(&watch_log, "intervals paid", Duration::from_secs(30));
     let log = std::fs::read_to_string(&watch_log).unwrap();
     assert!(
-        log.contains(&format!("running on {p1}")),
+        log.contains(&format!("{p1} at 0.001 ICP per interval")),
         "the long job runs on provider-1 first:\n{log}"
     );
     s.daemons[0].kill();
@@ -518,7 +519,10 @@ fn providers_and_a_buyer_as_processes_over_http() {
         log.contains("re-queued (retry 1 of 2), the provider is slashed"),
         "{log}"
     );
-    assert!(log.contains(&format!("running on {p2}")), "{log}");
+    assert!(
+        log.contains(&format!("{p2} at 0.002 ICP per interval")),
+        "the long job moves to provider-2:\n{log}"
+    );
     assert!(log.contains(&format!("job {id} succeeded")), "{log}");
     let result = s.market(&["result", &id]);
     let local = s.ok(
