@@ -387,6 +387,11 @@ fn start() -> Scene {
 
 #[test]
 fn providers_and_a_buyer_as_processes_over_http() {
+    // Everything the scene needs is looked for first, so that a missing
+    // build fails at once with its command.
+    let sha256sum = workload("sha256sum.wasm");
+    let kernel = workload("cpu-kernel.wasm");
+    bin("market");
     let started = Instant::now();
     let mut s = start();
     eprintln!("devnet up after {:.1?}", started.elapsed());
@@ -447,7 +452,6 @@ fn providers_and_a_buyer_as_processes_over_http() {
     s.market(&["deposit", "1"]);
     let input = s.path("input.txt");
     std::fs::write(&input, b"pay for compute in ICP\n").unwrap();
-    let sha256sum = workload("sha256sum.wasm");
     let out = s.market(&[
         "run",
         sha256sum.to_str().unwrap(),
@@ -476,7 +480,6 @@ fn providers_and_a_buyer_as_processes_over_http() {
 
     // A long job starts on provider-1, whose daemon is killed after its
     // first paid interval: it is slashed, provider-2 finishes the job.
-    let kernel = workload("cpu-kernel.wasm");
     let kernel = kernel.to_str().unwrap();
     let long = s.market(&[
         "submit",
