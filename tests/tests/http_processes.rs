@@ -170,6 +170,26 @@ fn amount_after(text: &str, label: &str) -> u128 {
     e8s(amount)
 }
 
+/// The body of `GET http://{addr}{path}` (HTTP/1.0, so the server closes).
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect(addr).expect("connecting to the metrics endpoint");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("reading the response");
+    assert!(response.starts_with("HTTP/1."), "{response}");
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default()
+}
+
 /// The scene: a temp dir, the devnet and the provider daemons. Processes
 /// are dropped (killed) before the directory is removed.
 struct Scene {
@@ -547,6 +567,23 @@ fn providers_and_a_buyer_as_processes_over_http() {
         "the job's stdout equals a local run in the same sandbox"
     );
     eprintln!("long job done after {:.1?}", started.elapsed());
+
+    // provider-2's Prometheus endpoint counts the job it finished.
+    let line = wait_for_line(
+        &s.path("provider-2.log"),
+        "metrics at http://",
+        Duration::from_secs(1),
+    );
+    let addr = line
+        .split("metrics at http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("the metrics address");
+    let metrics = http_get(addr, "/metrics");
+    assert!(
+        metrics.contains("provider_node_jobs_completed_total 1"),
+        "{metrics}"
+    );
 
     // The accounts as the tools show them.
     let status1 = s.provider(1, &["status"]).stdout;
