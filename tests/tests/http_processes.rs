@@ -9,7 +9,8 @@
 //! arguments name them ahead); a job's stdout is the sha256 of its input;
 //! a provider daemon killed (SIGKILL) mid-job is slashed at its missed
 //! deadline and the other provider finishes the job, whose stdout equals a
-//! local `provider-node exec` of the same module; and the accounts the
+//! local `provider-node exec` of the same module; a daemon killed and
+//! restarted mid-job resumes the job without being slashed; and the accounts the
 //! tools show add up to the cent: stakes, slash, earnings, the buyer's
 //! escrow balance and wallets.
 //!
@@ -585,6 +586,72 @@ fn providers_and_a_buyer_as_processes_over_http() {
         "{metrics}"
     );
 
+    // provider-1's operator withdraws its offer. A third job runs on
+    // provider-2, whose daemon is killed and restarted mid-job: the new
+    // process resumes it from the state directory and the matcher's
+    // assignments, heartbeats on time (no slash, no retry) and reports it once.
+    let offers = s.provider(1, &["offer", "list"]).stdout;
+    let offer = offers
+        .split('\t')
+        .next()
+        .expect("provider-1's offer")
+        .to_string();
+    s.provider(1, &["offer", "withdraw", &offer]);
+    let third = s.market(&[
+        "submit",
+        kernel,
+        "--max-price",
+        "0.002",
+        "--interval-secs",
+        "40",
+        "--intervals",
+        "20",
+        "--fuel",
+        "10000000000",
+        "--",
+        "int",
+        LONG_JOB_ITERATIONS,
+    ]);
+    let id3 = third.stdout.trim().to_string();
+    let mut watch = s.spawn(
+        "watch-3",
+        &bin("market"),
+        &["--identity", alice_pem.to_str().unwrap(), "watch", &id3],
+    );
+    let watch_log = s.path("watch-3.log");
+    // Killed as soon as it runs: long before its first heartbeat is due
+    // (4 s at this speed) and before the job's few seconds of work end.
+    wait_for_line(
+        &watch_log,
+        &format!("running on {p2} at 0.002 ICP per interval"),
+        Duration::from_secs(30),
+    );
+    s.daemons[1].kill();
+    let config = s.path("provider-2/config.toml");
+    let restarted = s.spawn(
+        "provider-2-restarted",
+        &bin("provider-node"),
+        &["--config", config.to_str().unwrap(), "run"],
+    );
+    s.daemons.push(restarted);
+    eprintln!("provider-2 restarted after {:.1?}", started.elapsed());
+    let status = watch.wait(Duration::from_secs(60));
+    let log = std::fs::read_to_string(&watch_log).unwrap();
+    assert!(
+        status.success(),
+        "market watch {id3} exited {status}:\n{log}"
+    );
+    assert!(!log.contains("re-queued"), "{log}");
+    assert!(log.contains(&format!("job {id3} succeeded")), "{log}");
+    wait_for_line(
+        &s.path("provider-2-restarted.log"),
+        &format!("job_id={id3} attempt=1 resumed=true"),
+        Duration::from_secs(1),
+    );
+    let result = s.market(&["result", &id3]);
+    assert_eq!(result.stdout, local.stdout, "job {id3} ran to its end");
+    eprintln!("job {id3} done after {:.1?}", started.elapsed());
+
     // The accounts as the tools show them.
     let status1 = s.provider(1, &["status"]).stdout;
     let status2 = s.provider(2, &["status"]).stdout;
@@ -635,10 +702,10 @@ fn providers_and_a_buyer_as_processes_over_http() {
         "{balance}"
     );
     let jobs = s.market(&["jobs"]).stdout;
-    assert_eq!(jobs.matches("Succeeded").count(), 2, "{jobs}");
+    assert_eq!(jobs.matches("Succeeded").count(), 3, "{jobs}");
 
     // provider-2 stops cleanly on SIGTERM.
-    let pid = s.daemons[1].child.id().to_string();
+    let pid = s.daemons[2].child.id().to_string();
     assert!(
         Command::new("kill")
             .args(["-TERM", &pid])
@@ -646,10 +713,10 @@ fn providers_and_a_buyer_as_processes_over_http() {
             .unwrap()
             .success()
     );
-    let status = s.daemons[1].wait(Duration::from_secs(30));
+    let status = s.daemons[2].wait(Duration::from_secs(30));
     assert!(status.success(), "provider-2 exited {status}");
     wait_for_line(
-        &s.path("provider-2.log"),
+        &s.path("provider-2-restarted.log"),
         "stopped: 1 results submitted",
         Duration::from_secs(1),
     );
