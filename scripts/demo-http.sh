@@ -42,12 +42,13 @@ START=$(now_ms)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/demo-http.XXXXXX")
 PIDS=()
 cleanup() {
-    local status=$?
-    for pid in "${PIDS[@]}"; do
+    local status=$? i pid
+    # Newest first, so the daemons can still reach the devnet while they
+    # stop (hand back jobs, send final heartbeats); SIGKILL after 8 s.
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        pid=${PIDS[i]}
         kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 50); do
+        for _ in $(seq 80); do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done
@@ -69,6 +70,8 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 # Nothing is written outside $WORK: config, cache and state default there.
 export XDG_CONFIG_HOME="$WORK/xdg-config" XDG_CACHE_HOME="$WORK/xdg-cache" XDG_STATE_HOME="$WORK/xdg-state"
 
