@@ -526,7 +526,7 @@ fn fuel_slices(rt: &tokio::runtime::Runtime, quick: bool) {
         );
     }
     // The price of one yield: a spinning guest burning the same fuel in
-    // 10 000-fuel slices and in one slice.
+    // 1 000-fuel slices and in one slice.
     let spin_fuel = if quick { 20_000_000 } else { 200_000_000 };
     let spin_for = |slice: u64| {
         let executor = Executor::new(SandboxConfig {
@@ -543,8 +543,8 @@ fn fuel_slices(rt: &tokio::runtime::Runtime, quick: bool) {
         })
         .1
     };
-    let (sliced, whole) = (spin_for(10_000), spin_for(u64::MAX));
-    let yields = spin_fuel / 10_000;
+    let (sliced, whole) = (spin_for(1_000), spin_for(u64::MAX));
+    let yields = spin_fuel / 1_000;
     println!(
         "\nOne yield (end of slice, deadline and cancel check, back to the runtime and in again) costs {:.2} µs: {} ms for {spin_fuel} fuel of spinning in {yields} slices, {} ms in one.\n",
         (sliced.as_secs_f64() - whole.as_secs_f64()) * 1e6 / yields as f64,
