@@ -9,8 +9,8 @@ use common::*;
 use provider_node::sandbox::{Executor, JobPhase, Outcome, SandboxConfig, WasmModule};
 
 /// How late a deadline or a cancel may be noticed in these tests. A slice of
-/// the default size takes about a millisecond of guest code; the margin is
-/// for a loaded machine and unoptimised test builds.
+/// the default size takes well under a millisecond of typical code and up to
+/// ~30 ms of cache-missing loads; the margin is for a loaded machine.
 const SLACK: Duration = Duration::from_millis(250);
 
 fn from_wat(text: &str) -> WasmModule {

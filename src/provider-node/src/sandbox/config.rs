@@ -109,10 +109,10 @@ impl Default for SandboxConfig {
 pub const ENGINE_VERSION: &str = "wasmtime-48.0.8/default-operator-costs/nan-canonical";
 
 /// Default [`SandboxConfig::fuel_slice`]. Measured on the benchmark machine
-/// (BENCHMARKS.md, "Sandbox"): a slice of integer code takes 0.1-0.3 ms, a
-/// slice of loads that each miss the cache about 20 ms (the slowest guest
-/// code per unit of fuel), and a yield costs about 0.3 µs, so slicing costs
-/// at most 0.3% of throughput.
+/// (BENCHMARKS.md, "Sandbox"): a slice takes 0.05-0.25 ms of integer code
+/// and 5-30 ms of loads that each miss the cache (the slowest guest code per
+/// unit of fuel); a yield costs 0.3 µs, so slicing costs at most 0.6% of
+/// throughput.
 pub const DEFAULT_FUEL_SLICE: u64 = 1_000_000;
 
 /// Stack given to each job's fiber beyond the wasm stack limit, for host
