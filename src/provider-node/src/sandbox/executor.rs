@@ -10,7 +10,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
-use wasmtime::{Engine, ExternType, InstancePre, Linker, Module, Store, Trap};
+use wasmtime::{CallHook, Engine, ExternType, InstancePre, Linker, Module, Store, Trap};
 use wasmtime_wasi::p1::{self, WasiP1Ctx};
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
@@ -367,7 +367,7 @@ impl Inner {
 }
 
 /// Instantiates and runs a prepared job with every limit in place.
-async fn execute(inner: &Inner, pre: &Prepared, job: Job, control: &JobControl) -> JobReport {
+async fn execute(inner: &Inner, pre: &Prepared, job: Job, control: &Arc<JobControl>) -> JobReport {
     let limits = job.limits.clone();
     if let Err(outcome) = check_declared_sizes(pre.module(), &limits) {
         return early_report(&job, outcome, ModuleSource::None, Duration::ZERO);
@@ -411,6 +411,21 @@ async fn execute(inner: &Inner, pre: &Prepared, job: Job, control: &JobControl) 
         .expect("fuel and async are both available");
     let started = Instant::now();
     let deadline = started + limits.timeout;
+    // Host calls end no fuel slice, and a guest can loop on calls that cost
+    // it little fuel but the host much work (huge iovec lists, large random
+    // fills): check the deadline and the cancel flag on every host call too.
+    let hook_control = Arc::clone(control);
+    store.call_hook(move |_, hook| {
+        if matches!(hook, CallHook::CallingHost | CallHook::ReturningFromHost) {
+            if hook_control.is_cancelled() {
+                return Err(wasmtime::Error::new(Stopped::Cancelled));
+            }
+            if Instant::now() >= deadline {
+                return Err(wasmtime::Error::new(Stopped::Deadline));
+            }
+        }
+        Ok(())
+    });
 
     let result = {
         let run = std::pin::pin!(async {

@@ -19,7 +19,7 @@
 //! | compile time | compiled on a blocking thread under a timeout | [`Outcome::CompileTimeout`] |
 //! | fuel | `consume_fuel`, budget from the job | [`Outcome::OutOfFuel`] |
 //! | memory, tables | a `ResourceLimiter`; growth past the limit ends the job | [`Outcome::OutOfMemory`] |
-//! | wall clock | checked each time the job yields, after every fuel slice ([`SandboxConfig::fuel_slice`]), and an async timeout (host calls such as `poll_oneoff`) | [`Outcome::Deadline`] |
+//! | wall clock | checked each time the job yields, after every fuel slice ([`SandboxConfig::fuel_slice`]), on every host call (a call hook), and an async timeout (host calls such as `poll_oneoff`) | [`Outcome::Deadline`] |
 //! | wasm stack | `max_wasm_stack` | [`Outcome::Trap`] ("call stack exhausted") |
 //! | stdout, stderr | capped pipes; an overflowing write ends the job | [`Outcome::OutputTooLarge`] |
 //!
