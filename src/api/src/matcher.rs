@@ -230,9 +230,10 @@ pub struct Job {
     pub spec: JobSpec,
     /// Lifecycle state.
     pub status: JobStatus,
-    /// The provider it is assigned to, if any.
+    /// The provider it is assigned to, or for a finished job the provider
+    /// that held it last.
     pub provider: Option<Principal>,
-    /// Price per interval of the current assignment.
+    /// Price per interval of that provider's assignment.
     pub price_per_interval: Option<Tokens>,
     /// Intervals paid so far over all assignments.
     pub intervals_paid: u32,

@@ -83,6 +83,10 @@ pub struct JobState {
     pub attempts: u32,
     /// The result, once reported.
     pub result: Option<JobResult>,
+    /// The provider of the last assignment that ended, with its price, so a
+    /// finished job still shows who ran it.
+    #[serde(default)]
+    pub last_assignment: Option<(Principal, Tokens)>,
 }
 
 /// A cross-canister step a transition requires, with its idempotency key.
@@ -262,6 +266,7 @@ impl JobState {
     fn finish(&mut self, status: JobStatus) -> Vec<Effect> {
         let mut effects = vec![];
         if let Some(a) = self.assignment.take() {
+            self.last_assignment = Some((a.provider, a.price));
             effects.push(Effect::Unbond {
                 key: bond_key(self.id, a.attempt),
             });
@@ -423,6 +428,7 @@ mod tests {
             failed_providers: vec![],
             attempts: 0,
             result: None,
+            last_assignment: None,
         }
     }
 

@@ -48,14 +48,25 @@ pub struct JobRecord {
 impl JobRecord {
     /// The public view of the job.
     pub fn to_job(&self) -> Job {
-        let a = self.state.assignment.as_ref();
+        let current = self
+            .state
+            .assignment
+            .as_ref()
+            .map(|a| (a.provider, a.price));
+        // A finished job shows the provider that held it last.
+        let shown = current.or(self
+            .state
+            .status
+            .is_terminal()
+            .then_some(self.state.last_assignment)
+            .flatten());
         Job {
             id: self.state.id,
             owner: self.state.owner,
             spec: self.spec.clone(),
             status: self.state.status,
-            provider: a.map(|a| a.provider),
-            price_per_interval: a.map(|a| a.price),
+            provider: shown.map(|(p, _)| p),
+            price_per_interval: shown.map(|(_, price)| price),
             intervals_paid: self.state.intervals_paid,
             retries_used: self.state.retries_used,
             result: self.state.result.clone(),
@@ -284,6 +295,7 @@ impl<M: Memory> Market<M> {
             failed_providers: vec![],
             attempts: 0,
             result: None,
+            last_assignment: None,
         };
         if let ModuleSource::Stored { sha256 } = &spec.module {
             self.modules

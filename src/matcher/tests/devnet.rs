@@ -318,6 +318,7 @@ fn job_matched_at_once_heartbeats_pay_and_result_settles() {
     net.result(1, id, 1, b"done").unwrap();
     let job = net.job(id);
     assert_eq!(job.status, JobStatus::Succeeded);
+    assert_eq!(job.provider, Some(provider(1)), "who ran it stays visible");
     assert_eq!(job.result.unwrap().output, b"done");
     assert_eq!(job.intervals_paid, 4, "the interval in progress is paid");
     let lock = net.lock(id);
