@@ -4,8 +4,11 @@
 //! The file is `--config PATH`, else `$PROVIDER_NODE_CONFIG`, else
 //! `$XDG_CONFIG_HOME/provider-node/config.toml` (`~/.config/...` when
 //! `XDG_CONFIG_HOME` is unset); a missing default file is the same as an
-//! empty one. Every setting has a flag and a `PROVIDER_NODE_*` variable
-//! (listed on [`GlobalArgs`]). Lookups of the environment go through a
+//! empty one. The network, canister ids, identity, directories, metrics
+//! address and job concurrency also have a flag and a `PROVIDER_NODE_*`
+//! variable (listed on [`GlobalArgs`]); the daemon's timing
+//! (`daemon.poll_interval_ms`, `daemon.shutdown_grace_secs`) and the
+//! `[sandbox]` limits are set in the file only. Lookups of the environment go through a
 //! function so that tests don't touch the process environment.
 
 use std::net::SocketAddr;
