@@ -13,7 +13,7 @@ use market_api::matcher::{
     HeartbeatAck, HeartbeatItem, JobLimits, JobSpec, MatcherError, ModuleSource, OfferSpec,
 };
 use market_api::registry::{RegistryError, Unbonding};
-use market_api::{HttpRequest, HttpResponse, JobId, Tokens};
+use market_api::{JobId, Tokens};
 
 fn buyer() -> Principal {
     principal(1)
@@ -22,23 +22,12 @@ fn provider() -> Principal {
     principal(101)
 }
 
-fn metrics(net: &Localnet, canister: Principal) -> String {
-    let req = HttpRequest {
-        method: "GET".into(),
-        url: "/metrics".into(),
-        headers: vec![],
-        body: vec![],
-    };
-    let resp: HttpResponse = net.query(canister, "http_request", &req).unwrap();
-    String::from_utf8(resp.body).unwrap()
-}
-
 /// Everything observable that a refused call must leave unchanged.
 fn snapshot(net: &Localnet) -> Vec<String> {
     let ids = net.ids;
     let mut out: Vec<String> = [ids.registry, ids.escrow, ids.matcher]
         .iter()
-        .map(|c| metrics(net, *c))
+        .map(|c| net.metrics(*c).unwrap())
         .collect();
     for who in [buyer(), provider()] {
         out.push(format!("{:?}", net.escrow_balance(who).unwrap()));

@@ -55,8 +55,23 @@ fn metric(text: &str, prefix: &str) -> Option<u128> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The ledger's side of the audit, which holds at every moment (the ledger
+/// never waits on another canister).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LedgerAudit {
+    /// Every account the ledger's log mentions, with its balance.
+    pub balances: BTreeMap<Account, Tokens>,
+    /// The ledger's total supply.
+    pub total_supply: Tokens,
+    /// Minted so far.
+    pub minted: Tokens,
+    /// Burned and paid in fees so far.
+    pub burned_and_fees: Tokens,
+}
+
 impl Localnet {
-    fn metrics(&self, canister: Principal) -> Result<String> {
+    /// A canister's `/metrics` text.
+    pub fn metrics(&self, canister: Principal) -> Result<String> {
         let req = HttpRequest {
             method: "GET".into(),
             url: "/metrics".into(),
@@ -110,30 +125,50 @@ impl Localnet {
         Ok((accounts, minted, gone))
     }
 
-    /// Checks the conservation invariant across the ledger and all three
-    /// canisters (see the module docs). Call it once the marketplace is
-    /// quiet: pending retries make it fail, naming what is pending.
-    pub fn audit(&self) -> Result<Audit> {
-        let ids = self.ids;
-        let mut audit = Audit::default();
+    /// Steps waiting in the matcher's outbox.
+    pub fn outbox_steps(&self) -> Result<u128> {
+        let text = self.metrics(self.ids.matcher)?;
+        Ok(metric(&text, "matcher_outbox_steps ").unwrap_or(0))
+    }
 
-        // The ledger.
+    /// The ledger created and destroyed nothing: its accounts sum to its
+    /// total supply, which is what was minted less burns and fees. Holds at
+    /// any moment, retries pending or not.
+    pub fn audit_ledger(&self) -> Result<LedgerAudit> {
         let (accounts, minted, gone) = self.ledger_accounts()?;
-        let supply: Nat = self.query(ids.ledger, "icrc1_total_supply", &())?;
-        audit.total_supply = nat(&supply);
-        audit.minted = minted;
-        audit.burned_and_fees = gone;
+        let supply: Nat = self.query(self.ids.ledger, "icrc1_total_supply", &())?;
+        let total_supply = nat(&supply);
         let mut balances = BTreeMap::new();
         for a in &accounts {
             balances.insert(*a, self.balance(*a)?);
         }
         let sum: Tokens = balances.values().sum();
-        if sum != audit.total_supply || minted.checked_sub(gone) != Some(audit.total_supply) {
+        if sum != total_supply || minted.checked_sub(gone) != Some(total_supply) {
             return Err(fail(format!(
-                "ledger: accounts hold {sum}, total supply {}, minted {minted} less burned and fees {gone}",
-                audit.total_supply
+                "ledger: accounts hold {sum}, total supply {total_supply}, minted {minted} less burned and fees {gone}"
             )));
         }
+        Ok(LedgerAudit {
+            balances,
+            total_supply,
+            minted,
+            burned_and_fees: gone,
+        })
+    }
+
+    /// Checks the conservation invariant across the ledger and all three
+    /// canisters (see the module docs). Call it once the marketplace is
+    /// quiet: pending retries make it fail, naming what is pending.
+    pub fn audit(&self) -> Result<Audit> {
+        let ids = self.ids;
+        let ledger = self.audit_ledger()?;
+        let balances = ledger.balances;
+        let mut audit = Audit {
+            total_supply: ledger.total_supply,
+            minted: ledger.minted,
+            burned_and_fees: ledger.burned_and_fees,
+            ..Audit::default()
+        };
 
         // The escrow.
         let pending: Vec<PendingOperation> =
@@ -203,8 +238,7 @@ impl Localnet {
         }
 
         // The matcher and the escrow's locks.
-        let text = self.metrics(ids.matcher)?;
-        let steps = metric(&text, "matcher_outbox_steps ").unwrap_or(0);
+        let steps = self.outbox_steps()?;
         if steps != 0 {
             return Err(fail(format!("matcher: {steps} outbox steps pending")));
         }

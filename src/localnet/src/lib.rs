@@ -21,7 +21,7 @@
 mod audit;
 mod ledger_types;
 
-pub use audit::Audit;
+pub use audit::{Audit, LedgerAudit};
 
 use candid::utils::{ArgumentDecoder, ArgumentEncoder};
 use candid::{CandidType, Nat, Principal};

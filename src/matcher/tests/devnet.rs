@@ -174,27 +174,11 @@ impl Net {
     fn settle(&self) {
         for _ in 0..30 {
             self.tick();
-            if self.outbox_steps() == 0 {
+            if self.outbox_steps().unwrap() == 0 {
                 return;
             }
             self.advance(Duration::from_secs(1));
         }
-    }
-
-    fn outbox_steps(&self) -> u64 {
-        let req = market_api::HttpRequest {
-            method: "GET".into(),
-            url: "/metrics".into(),
-            headers: vec![],
-            body: vec![],
-        };
-        let resp: market_api::HttpResponse =
-            self.query(self.ids.matcher, "http_request", &req).unwrap();
-        let text = String::from_utf8(resp.body).unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix("matcher_outbox_steps "))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
     }
 
     /// Waits until provider `n`'s next heartbeat for `job` is due (a few
