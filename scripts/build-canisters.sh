@@ -18,6 +18,7 @@ declare -A CANISTERS=(
     [ledger]=src/ledger/ledger.did
     [example-client]=src/example-client/example-client.did
     [probe-canister]=""
+    [sns-governance-standin]=""
 )
 
 OUT_DIR=target/canisters
@@ -40,7 +41,7 @@ ensure_ic_wasm() {
 
 packages=("$@")
 if [ ${#packages[@]} -eq 0 ]; then
-    packages=(registry escrow matcher ledger example-client probe-canister)
+    packages=(registry escrow matcher ledger example-client probe-canister sns-governance-standin)
 fi
 for p in "${packages[@]}"; do
     if [ -z "${CANISTERS[$p]+x}" ]; then
