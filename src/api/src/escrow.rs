@@ -104,6 +104,24 @@ pub struct ReleaseArgs {
     pub amount: Tokens,
 }
 
+/// Arguments of `extend_lock`: adds `amount` from the buyer's free balance
+/// to an open lock, once per (`job_key`, `extension`).
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct ExtendLockArgs {
+    pub job_key: OpKey,
+    /// Numbers the lock's extensions from 1; must be the next one.
+    pub extension: u32,
+    pub amount: Tokens,
+}
+
+/// Arguments of `withdraw_for`: the matcher withdraws on behalf of `owner`
+/// (a DAO acting by proposal through the matcher).
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct WithdrawForArgs {
+    pub owner: Principal,
+    pub args: WithdrawArgs,
+}
+
 /// Arguments of `settle` (matcher only): return what is left of a lock to the buyer.
 #[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct SettleArgs {
@@ -297,6 +315,13 @@ pub enum EscrowEvent {
         ledger: Principal,
         amount: Tokens,
         reason: String,
+    },
+    /// Extension number `extension` of a lock moved `amount` more from the
+    /// buyer's free balance into it.
+    LockExtended {
+        job_key: OpKey,
+        extension: u32,
+        amount: Tokens,
     },
 }
 

@@ -9,6 +9,7 @@
 pub mod escrow;
 pub mod matcher;
 pub mod registry;
+pub mod sns;
 
 #[cfg(feature = "client")]
 pub mod client;

@@ -243,6 +243,162 @@ pub struct Job {
     pub result: Option<JobResult>,
     /// When it was submitted.
     pub submitted_at_ns: u64,
+    /// A one-off job, or its part in a reservation.
+    pub kind: JobKind,
+}
+
+/// What a job record stands for.
+#[derive(CandidType, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum JobKind {
+    /// A job paid from its own lock.
+    #[default]
+    OneOff,
+    /// The record of a reservation (its id is the reservation's id): it
+    /// holds the reservation's lock; nothing runs.
+    Reservation,
+    /// One reserved slot: the provider holding it heartbeats it every
+    /// interval, busy or idle, and is paid per interval from the
+    /// reservation's lock. Nothing runs for it.
+    ReservedSlot {
+        reservation: ReservationId,
+        slot: u32,
+    },
+    /// A job of the reservation's owner or delegates, run inside one of its
+    /// slots and paid by the slot: it costs nothing of its own.
+    InReservation { reservation: ReservationId },
+}
+
+/// Identifies a reservation: the id of its [`JobKind::Reservation`] record.
+pub type ReservationId = u64;
+
+/// Reserved capacity: `slots` slots of the given size for `intervals`
+/// intervals each, at up to `max_price_per_interval` per slot and interval.
+/// The maximum cost, slots x intervals x max price, is locked up front.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct ReservationSpec {
+    /// Number of slots (K), from one or more providers.
+    pub slots: u32,
+    /// Memory per slot in MiB.
+    pub memory_mib: u32,
+    /// Fuel per interval each slot must offer.
+    pub fuel_per_interval: u64,
+    /// Length of one paid interval.
+    pub interval_secs: u64,
+    /// Intervals reserved (N) per slot.
+    pub intervals: u32,
+    /// Highest price per slot and interval.
+    pub max_price_per_interval: Tokens,
+    /// Ledger to pay with.
+    pub ledger: Principal,
+    /// Smallest provider stake accepted.
+    pub min_provider_stake: Tokens,
+    /// How many times one slot is matched anew after its provider fails it.
+    pub max_rematches: u32,
+    /// Principals (besides the owner) that may run jobs in the slots.
+    pub delegates: Vec<Principal>,
+}
+
+/// Where a reservation is.
+#[derive(CandidType, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReservationStatus {
+    /// Its lock is being confirmed by the escrow.
+    Funding,
+    /// Its slots are matched, held or waiting for capacity.
+    Active,
+    /// Every slot ended; what was not paid went back to the owner.
+    Ended,
+    /// The owner cancelled it; what was not paid went back to the owner.
+    Cancelled,
+}
+
+/// One slot of a reservation.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct ReservedSlotView {
+    /// The slot's job record.
+    pub job_id: JobId,
+    /// The slot's state (Open: waiting for a provider).
+    pub status: JobStatus,
+    /// The provider holding it (or, once ended, that held it last).
+    pub provider: Option<Principal>,
+    /// Its price per interval.
+    pub price_per_interval: Option<Tokens>,
+    /// Intervals paid for this slot.
+    pub intervals_paid: u32,
+    /// Times it was matched anew after a provider failed it.
+    pub rematches: u32,
+    /// The job running in it, if any.
+    pub running: Option<JobId>,
+}
+
+/// A reservation as the matcher holds it.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct Reservation {
+    /// Its id.
+    pub id: ReservationId,
+    /// Who pays for it.
+    pub owner: Principal,
+    /// Its terms, with the current delegates and the intervals after any extension.
+    pub spec: ReservationSpec,
+    /// Where it is.
+    pub status: ReservationStatus,
+    /// Its slots.
+    pub slots: Vec<ReservedSlotView>,
+    /// Total locked for it, extensions included.
+    pub locked: Tokens,
+    /// Paid to providers so far.
+    pub paid: Tokens,
+    /// Jobs waiting for a free slot.
+    pub queued_jobs: u64,
+    /// When it was made.
+    pub created_at_ns: u64,
+}
+
+/// Arguments of `extend_reservation`.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct ExtendReservationArgs {
+    /// The reservation.
+    pub reservation: ReservationId,
+    /// Intervals added to every slot.
+    pub intervals: u32,
+}
+
+/// Arguments of `set_delegates`.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct SetDelegatesArgs {
+    /// The reservation.
+    pub reservation: ReservationId,
+    /// Principals to add.
+    pub add: Vec<Principal>,
+    /// Principals to remove.
+    pub remove: Vec<Principal>,
+}
+
+/// Arguments of `cancel_reservation`.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct CancelReservationArgs {
+    /// The reservation.
+    pub reservation: ReservationId,
+}
+
+/// Arguments of `submit_reserved_job`: a job to run in a reservation's
+/// slots. Its price, ledger and stake fields are ignored (the slot pays);
+/// its memory and fuel must fit the slot, and it runs for at most
+/// `max_intervals` of the reservation's intervals.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct ReservedJobArgs {
+    /// The reservation.
+    pub reservation: ReservationId,
+    /// The job.
+    pub spec: JobSpec,
+}
+
+/// A DAO whose SNS governance canister may call the `sns_*` methods.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct DaoRegistration {
+    /// The DAO's SNS governance canister.
+    pub governance: Principal,
+    /// The DAO's name, shown in proposal summaries.
+    pub name: String,
 }
 
 /// A job handed to a provider, with everything needed to run it.
@@ -260,6 +416,9 @@ pub struct Assignment {
     pub next_deadline_ns: u64,
     /// Whether the provider already acknowledged it.
     pub acknowledged: bool,
+    /// A one-off job, a job in a reservation, or a reserved slot (which is
+    /// only held and heartbeated: nothing runs for it).
+    pub kind: JobKind,
 }
 
 /// One job's entry in a heartbeat batch.
@@ -387,6 +546,31 @@ pub enum MatcherEvent {
         job_id: JobId,
         provider: Principal,
         attempt: u32,
+    },
+    /// A reservation was funded.
+    ReservationMade {
+        reservation: ReservationId,
+        owner: Principal,
+        slots: u32,
+        locked: Tokens,
+        ledger: Principal,
+    },
+    /// A reservation was extended.
+    ReservationExtended {
+        reservation: ReservationId,
+        intervals: u32,
+        locked: Tokens,
+    },
+    /// A reservation's delegates changed.
+    DelegatesChanged {
+        reservation: ReservationId,
+        delegates: Vec<Principal>,
+    },
+    /// A DAO's governance canister was registered or removed.
+    DaoChanged {
+        governance: Principal,
+        name: String,
+        registered: bool,
     },
     /// A job reached a final state.
     JobFinished {

@@ -3,16 +3,19 @@
 
 use crate::execute;
 use crate::lifecycle::lock_key;
+use crate::market::JobRecord;
 use crate::modules::{ModuleMeta, StoreError};
 use crate::state::{mutate_state, read_state};
 use candid::Principal;
 use canister_common::guard::{Guard, GuardError};
 use market_api::client::call;
-use market_api::escrow::{Balance, EscrowError, JobLock, LockArgs};
+use market_api::escrow::{Balance, EscrowError, ExtendLockArgs, JobLock, LockArgs, WithdrawArgs};
 use market_api::matcher::{
-    Assignment, BookDepth, HeartbeatAck, HeartbeatItem, Job, JobSpec, MAX_CHUNK_BYTES,
-    MatcherError, MatcherEvent, MatcherInit, ModuleInfo, ModuleUpload, Offer, OfferSpec, Sha256,
-    SubmitResultArgs, Trade,
+    Assignment, BookDepth, CancelReservationArgs, DaoRegistration, ExtendReservationArgs,
+    HeartbeatAck, HeartbeatItem, Job, JobKind, JobSpec, MAX_CHUNK_BYTES, MatcherError,
+    MatcherEvent, MatcherInit, ModuleInfo, ModuleUpload, Offer, OfferSpec, Reservation,
+    ReservationId, ReservationSpec, ReservedJobArgs, SetDelegatesArgs, Sha256, SubmitResultArgs,
+    Trade,
 };
 use market_api::registry::Provider;
 use market_api::{
@@ -327,10 +330,207 @@ fn offers_of(provider: Principal) -> Vec<Offer> {
 /// then matches it with the cheapest eligible offer or rests it in the book.
 #[ic_cdk::update]
 async fn submit_job(spec: JobSpec) -> Result<JobId, MatcherError> {
-    let caller = caller()?;
+    submit_job_as(caller()?, spec).await
+}
+
+async fn submit_job_as(caller: Principal, spec: JobSpec) -> Result<JobId, MatcherError> {
     let _guard = guard(caller)?;
     let t = now();
     let rec = mutate_state(|s| s.market.create_job(t, caller, spec))?;
+    fund(rec).await
+}
+
+/// Reserves capacity (see `ReservationSpec`): locks slots x intervals x
+/// max price from the caller's escrow balance, then matches each slot.
+/// Returns the reservation's id.
+#[ic_cdk::update]
+async fn reserve(spec: ReservationSpec) -> Result<ReservationId, MatcherError> {
+    reserve_as(caller()?, spec).await
+}
+
+async fn reserve_as(
+    caller: Principal,
+    spec: ReservationSpec,
+) -> Result<ReservationId, MatcherError> {
+    let _guard = guard(caller)?;
+    let t = now();
+    let rec = mutate_state(|s| s.market.create_reservation(t, caller, spec))?;
+    fund(rec).await
+}
+
+/// Adds intervals to each live slot of one of the caller's reservations,
+/// locking their cost from the caller's escrow balance.
+#[ic_cdk::update]
+async fn extend_reservation(args: ExtendReservationArgs) -> Result<(), MatcherError> {
+    extend_as(caller()?, args).await
+}
+
+async fn extend_as(caller: Principal, args: ExtendReservationArgs) -> Result<(), MatcherError> {
+    let _guard = guard(caller)?;
+    let ext = read_state(|s| s.market.prepare_extension(caller, &args))?;
+    let escrow = read_state(|s| s.config().escrow);
+    let lock = ExtendLockArgs {
+        job_key: lock_key(args.reservation),
+        extension: ext.number,
+        amount: ext.amount,
+    };
+    match call::<_, Result<JobLock, EscrowError>>(escrow, "extend_lock", &(lock,)).await {
+        Ok(Ok(lock)) => {
+            let t = now();
+            mutate_state(|s| {
+                s.market
+                    .apply_extension(args.reservation, ext.number, ext.amount, args.intervals);
+                s.events.append(
+                    t,
+                    MatcherEvent::ReservationExtended {
+                        reservation: args.reservation,
+                        intervals: args.intervals,
+                        locked: lock.total,
+                    },
+                );
+            });
+            Ok(())
+        }
+        Ok(Err(e)) => Err(MatcherError::Downstream {
+            canister: "escrow".into(),
+            message: format!("{e:?}"),
+        }),
+        // Unknown outcome: nothing changed here; the same extension (same
+        // number and amount) can be asked again, and the escrow applies it
+        // at most once.
+        Err(e) => Err(MatcherError::Downstream {
+            canister: "escrow".into(),
+            message: format!("outcome unknown, retry: {e:?}"),
+        }),
+    }
+}
+
+/// Adds and removes principals that may run jobs in one of the caller's
+/// reservations. Returns the delegates afterwards.
+#[ic_cdk::update]
+fn set_delegates(args: SetDelegatesArgs) -> Result<Vec<Principal>, MatcherError> {
+    set_delegates_as(caller()?, args)
+}
+
+fn set_delegates_as(
+    caller: Principal,
+    args: SetDelegatesArgs,
+) -> Result<Vec<Principal>, MatcherError> {
+    let t = now();
+    mutate_state(|s| {
+        let delegates = s.market.set_delegates(caller, &args)?;
+        s.events.append(
+            t,
+            MatcherEvent::DelegatesChanged {
+                reservation: args.reservation,
+                delegates: delegates.clone(),
+            },
+        );
+        Ok(delegates)
+    })
+}
+
+/// Cancels one of the caller's reservations: intervals already heartbeated
+/// stay paid; the rest of the lock returns to the caller's balance.
+#[ic_cdk::update]
+fn cancel_reservation(args: CancelReservationArgs) -> Result<(), MatcherError> {
+    cancel_reservation_as(caller()?, args)
+}
+
+fn cancel_reservation_as(
+    caller: Principal,
+    args: CancelReservationArgs,
+) -> Result<(), MatcherError> {
+    let t = now();
+    mutate_state(|s| {
+        let p = s.params();
+        s.market.cancel_reservation(&p, t, caller, args.reservation)
+    })?;
+    schedule();
+    Ok(())
+}
+
+/// Submits a job to run in a reservation's slots, at no further cost; the
+/// caller must be the reservation's owner or one of its delegates.
+#[ic_cdk::update]
+fn submit_reserved_job(args: ReservedJobArgs) -> Result<JobId, MatcherError> {
+    let caller = caller()?;
+    let t = now();
+    let id = mutate_state(|s| {
+        let p = s.params();
+        s.market.submit_reserved_job(&p, t, caller, args)
+    })?;
+    schedule();
+    Ok(id)
+}
+
+/// A reservation, if it exists.
+#[ic_cdk::query]
+fn get_reservation(reservation: ReservationId) -> Option<Reservation> {
+    read_state(|s| s.market.reservation(reservation))
+}
+
+/// An owner's reservations, from `page.start` (a reservation id) on.
+#[ic_cdk::query]
+fn list_reservations(owner: Principal, page: PageRequest) -> Vec<Reservation> {
+    read_state(|s| {
+        s.market
+            .reservations_of(owner, page.start.unwrap_or(0), page.effective_limit())
+    })
+}
+
+/// Registers (or renames) a DAO whose SNS governance canister may call the
+/// `sns_*` methods. Controllers only.
+#[ic_cdk::update]
+fn register_dao(dao: DaoRegistration) -> Result<(), MatcherError> {
+    set_dao(dao, true)
+}
+
+/// Removes a DAO's registration. Controllers only.
+#[ic_cdk::update]
+fn deregister_dao(dao: DaoRegistration) -> Result<(), MatcherError> {
+    set_dao(dao, false)
+}
+
+fn set_dao(dao: DaoRegistration, registered: bool) -> Result<(), MatcherError> {
+    let caller = caller()?;
+    if !ic_cdk::api::is_controller(&caller) {
+        return Err(MatcherError::Unauthorized {
+            reason: "only controllers register DAOs".into(),
+        });
+    }
+    let t = now();
+    mutate_state(|s| {
+        if registered {
+            s.market.register_dao(dao.clone())?;
+        } else if !s.market.deregister_dao(dao.governance) {
+            return Err(MatcherError::InvalidArgument {
+                field: "governance".into(),
+                reason: "not registered".into(),
+            });
+        }
+        s.events.append(
+            t,
+            MatcherEvent::DaoChanged {
+                governance: dao.governance,
+                name: dao.name,
+                registered,
+            },
+        );
+        Ok(())
+    })
+}
+
+/// The registered DAOs.
+#[ic_cdk::query]
+fn list_daos(page: PageRequest) -> Vec<DaoRegistration> {
+    read_state(|s| s.market.daos(page.effective_limit()))
+}
+
+/// Locks a new job's or reservation's maximum cost in the escrow; on
+/// success the job enters the book (or the reservation's slots do).
+async fn fund(rec: JobRecord) -> Result<JobId, MatcherError> {
+    let caller = rec.state.owner;
     let id = rec.state.id;
     let amount = rec.state.max_cost().unwrap_or(u128::MAX);
     let escrow = read_state(|s| s.config().escrow);
@@ -345,15 +545,22 @@ async fn submit_job(spec: JobSpec) -> Result<JobId, MatcherError> {
     match answer {
         Ok(Ok(_)) => {
             mutate_state(|s| {
-                s.events.append(
-                    t,
-                    MatcherEvent::JobSubmitted {
+                let event = match (rec.kind, s.market.reservation_record(id)) {
+                    (JobKind::Reservation, Some(r)) => MatcherEvent::ReservationMade {
+                        reservation: id,
+                        owner: caller,
+                        slots: r.spec.slots,
+                        locked: amount,
+                        ledger: rec.spec.ledger,
+                    },
+                    _ => MatcherEvent::JobSubmitted {
                         job_id: id,
                         owner: caller,
                         max_cost: amount,
                         ledger: rec.spec.ledger,
                     },
-                );
+                };
+                s.events.append(t, event);
                 let p = s.params();
                 s.market.job_funded(&p, t, id);
             });
@@ -424,6 +631,7 @@ fn assignments(provider: Principal) -> Vec<Assignment> {
                     price_per_interval: a.price,
                     next_deadline_ns: r.state.deadline_ns(&p).unwrap_or(0),
                     acknowledged: a.started_at_ns.is_some(),
+                    kind: r.kind,
                 })
             })
             .collect()
@@ -566,6 +774,9 @@ fn http_request(req: HttpRequest) -> HttpResponse {
 fn icrc10_supported_standards() -> Vec<StandardRecord> {
     vec![market_api::icrc10_standard()]
 }
+
+#[path = "canister_sns.rs"]
+mod sns;
 
 candid::export_service!();
 

@@ -12,7 +12,7 @@ use market_api::client::{CallError, call};
 use market_api::escrow::{
     EscrowError, JobLock, LockArgs, NotifyDepositArgs, ReleaseArgs, SettleArgs,
 };
-use market_api::matcher::{Job, MatcherEvent};
+use market_api::matcher::{Job, JobKind, MatcherEvent};
 use market_api::registry::{BondArgs, RegistryError, SlashArgs, SlashOutcome};
 use market_api::{Account, JobId, Tokens};
 
@@ -167,6 +167,18 @@ async fn perform(job_id: JobId, effect: Effect) -> Outcome {
                 Err(e) => retry(e),
             }
         }
+        Effect::Settle if !has_lock(job_id) => {
+            // A job run in a reservation's slot has no lock of its own.
+            let status = read_state(|s| s.market.job(job_id).map(|r| r.state.status));
+            if let Some(status) = status {
+                record(MatcherEvent::JobFinished {
+                    job_id,
+                    status,
+                    refunded: 0,
+                });
+            }
+            Outcome::Done
+        }
         Effect::Settle => {
             let args = SettleArgs { job_key: key };
             match call::<_, Result<JobLock, EscrowError>>(config.escrow, "settle", &(args,)).await {
@@ -264,6 +276,13 @@ async fn perform(job_id: JobId, effect: Effect) -> Outcome {
         }
         Effect::FreeSlot { .. } | Effect::Requeue => Outcome::Done,
     }
+}
+
+/// Whether the job's funds sit in a lock of its own (not so for the jobs
+/// and slots of a reservation, whose lock is the reservation's).
+fn has_lock(job_id: JobId) -> bool {
+    read_state(|s| s.market.job(job_id).map(|r| r.kind))
+        .is_none_or(|k| matches!(k, JobKind::OneOff | JobKind::Reservation))
 }
 
 /// Runs the ready steps (up to [`STEPS_PER_RUN`]) concurrently.

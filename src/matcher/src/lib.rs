@@ -6,6 +6,7 @@
 
 pub mod book;
 pub mod execute;
+pub mod governance;
 pub mod lifecycle;
 pub mod market;
 pub mod memory;

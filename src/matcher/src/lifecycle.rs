@@ -205,6 +205,10 @@ impl JobState {
             bonded,
         });
         self.status = JobStatus::Assigned;
+        if bonded == 0 {
+            // A job in a reservation's slot: the slot's own bond backs it.
+            return vec![];
+        }
         vec![Effect::Bond {
             key: bond_key(self.id, self.attempts),
             provider,
@@ -244,32 +248,47 @@ impl JobState {
         }
         let mut effects = vec![];
         if self.intervals_paid < self.max_intervals {
-            effects.push(self.pay(a.provider, a.price));
+            effects.extend(self.pay(a.provider, a.price));
         }
         let a = self.assignment.as_mut().expect("checked");
         a.due_ns = a.due_ns.saturating_add(interval);
         Ok(effects)
     }
 
-    fn pay(&mut self, provider: Principal, price: Tokens) -> Effect {
+    /// Counts one interval as paid; returns the release unless the price is
+    /// zero (a job in a reservation's slot, which the slot pays for).
+    fn pay(&mut self, provider: Principal, price: Tokens) -> Option<Effect> {
+        self.intervals_paid += 1;
+        if price == 0 {
+            return None;
+        }
         let seq = self.release_seq;
         self.release_seq += 1;
-        self.intervals_paid += 1;
         self.released = self.released.saturating_add(price);
-        Effect::Release {
+        Some(Effect::Release {
             seq,
             provider,
             amount: price,
-        }
+        })
+    }
+
+    fn unbond(&self, a: &Assignment) -> Option<Effect> {
+        (a.bonded > 0).then(|| Effect::Unbond {
+            key: bond_key(self.id, a.attempt),
+        })
+    }
+
+    /// Ends the job for good with `status` (a reservation ending takes its
+    /// queued and running jobs with it).
+    pub fn end(&mut self, status: JobStatus) -> Vec<Effect> {
+        self.finish(status)
     }
 
     fn finish(&mut self, status: JobStatus) -> Vec<Effect> {
         let mut effects = vec![];
         if let Some(a) = self.assignment.take() {
             self.last_assignment = Some((a.provider, a.price));
-            effects.push(Effect::Unbond {
-                key: bond_key(self.id, a.attempt),
-            });
+            effects.extend(self.unbond(&a));
             effects.push(Effect::FreeSlot {
                 offer_id: a.offer_id,
             });
@@ -296,7 +315,7 @@ impl JobState {
         let begun = (now_ns.saturating_sub(started) / interval).saturating_add(1);
         let paid_this = (a.due_ns.saturating_sub(started) / interval).saturating_sub(1);
         if begun > paid_this && self.intervals_paid < self.max_intervals {
-            effects.push(self.pay(a.provider, a.price));
+            effects.extend(self.pay(a.provider, a.price));
         }
         let ok = matches!(result.outcome, RunOutcome::Exited { code: 0 });
         self.result = Some(result);
@@ -332,15 +351,12 @@ impl JobState {
         }
         self.assignment = None;
         self.status = JobStatus::Open;
-        Ok(vec![
-            Effect::Unbond {
-                key: bond_key(self.id, a.attempt),
-            },
-            Effect::FreeSlot {
-                offer_id: a.offer_id,
-            },
-            Effect::Requeue,
-        ])
+        let mut effects: Vec<Effect> = self.unbond(&a).into_iter().collect();
+        effects.push(Effect::FreeSlot {
+            offer_id: a.offer_id,
+        });
+        effects.push(Effect::Requeue);
+        Ok(effects)
     }
 
     /// The deadline of the current assignment passed without a heartbeat.
@@ -361,32 +377,32 @@ impl JobState {
             // its paid work and is not slashed.
             return self.finish(JobStatus::Expired);
         }
-        let slash = Effect::Slash {
-            key: slash_key(self.id, a.attempt),
-            provider: a.provider,
-            amount: a.price.saturating_mul(Tokens::from(p.slash_multiple)),
-            owner: self.owner,
-        };
+        let amount = a.price.saturating_mul(Tokens::from(p.slash_multiple));
+        // A job in a reservation's slot costs nothing and bonds nothing: its
+        // provider answers for the slot, not for the job.
+        let mut effects: Vec<Effect> = (amount > 0)
+            .then(|| Effect::Slash {
+                key: slash_key(self.id, a.attempt),
+                provider: a.provider,
+                amount,
+                owner: self.owner,
+            })
+            .into_iter()
+            .collect();
         self.failed_providers.push(a.provider);
         if self.retries_used < self.max_retries && self.intervals_paid < self.max_intervals {
             self.retries_used += 1;
             self.assignment = None;
             self.status = JobStatus::Open;
-            vec![
-                slash,
-                Effect::Unbond {
-                    key: bond_key(self.id, a.attempt),
-                },
-                Effect::FreeSlot {
-                    offer_id: a.offer_id,
-                },
-                Effect::Requeue,
-            ]
+            effects.extend(self.unbond(&a));
+            effects.push(Effect::FreeSlot {
+                offer_id: a.offer_id,
+            });
+            effects.push(Effect::Requeue);
         } else {
-            let mut effects = vec![slash];
             effects.extend(self.finish(JobStatus::Failed));
-            effects
         }
+        effects
     }
 }
 

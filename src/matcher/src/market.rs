@@ -11,11 +11,15 @@ use candid::Principal;
 use canister_common::codec::Cbor;
 use ic_stable_structures::{Memory, StableBTreeMap};
 use market_api::matcher::{
-    HeartbeatAck, HeartbeatItem, Job, JobSpec, JobStatus, MAX_ARG_LEN, MAX_ARGS, MAX_INPUT_BYTES,
-    MatcherError, ModuleSource, Offer, OfferSpec, SubmitResultArgs,
+    HeartbeatAck, HeartbeatItem, Job, JobKind, JobSpec, JobStatus, MAX_ARG_LEN, MAX_ARGS,
+    MAX_INPUT_BYTES, MatcherError, ModuleSource, Offer, OfferSpec, SubmitResultArgs,
 };
 use market_api::{JobId, OfferId, Tokens};
 use serde::{Deserialize, Serialize};
+
+#[path = "reservations.rs"]
+pub mod reservations;
+use reservations::ReservationRecord;
 
 /// Most jobs one principal may have that are not finished.
 pub const MAX_ACTIVE_JOBS_PER_OWNER: u64 = 100;
@@ -43,6 +47,9 @@ pub struct JobRecord {
     pub submitted_at_ns: u64,
     /// Whether the escrow confirmed the lock; until then the job is not in the book.
     pub funded: bool,
+    /// A one-off job, or its part in a reservation.
+    #[serde(default)]
+    pub kind: JobKind,
 }
 
 impl JobRecord {
@@ -71,6 +78,7 @@ impl JobRecord {
             retries_used: self.state.retries_used,
             result: self.state.result.clone(),
             submitted_at_ns: self.submitted_at_ns,
+            kind: self.kind,
         }
     }
 
@@ -198,6 +206,8 @@ pub struct Memories<M> {
     pub modules: [M; 2],
     /// The outbox's two maps.
     pub outbox: [M; 2],
+    /// Reservations, their queued jobs, and the registered DAOs.
+    pub reservations: [M; 3],
 }
 
 /// All of the matcher's durable state but its configuration and event log.
@@ -212,6 +222,9 @@ pub struct Market<M: Memory> {
     pub modules: ModuleStore<M>,
     /// Cross-canister steps waiting to be confirmed.
     pub outbox: Outbox<M>,
+    reservations: StableBTreeMap<JobId, Cbor<ReservationRecord>, M>,
+    reserved_queue: StableBTreeMap<(JobId, JobId), (), M>,
+    daos: StableBTreeMap<Principal, Cbor<String>, M>,
 }
 
 impl<M: Memory> Market<M> {
@@ -220,6 +233,7 @@ impl<M: Memory> Market<M> {
         let [b0, b1, b2, b3] = m.book;
         let [m0, m1] = m.modules;
         let [o0, o1] = m.outbox;
+        let [r0, r1, r2] = m.reservations;
         Self {
             jobs: StableBTreeMap::init(m.jobs),
             jobs_by_owner: StableBTreeMap::init(m.jobs_by_owner),
@@ -228,6 +242,9 @@ impl<M: Memory> Market<M> {
             book: Book::init(b0, b1, b2, b3),
             modules: ModuleStore::init(m0, m1),
             outbox: Outbox::init(o0, o1),
+            reservations: StableBTreeMap::init(r0),
+            reserved_queue: StableBTreeMap::init(r1),
+            daos: StableBTreeMap::init(r2),
         }
     }
 
@@ -307,6 +324,7 @@ impl<M: Memory> Market<M> {
             spec,
             submitted_at_ns: now_ns,
             funded: false,
+            kind: JobKind::OneOff,
         };
         self.put_job(rec.clone());
         self.jobs_by_owner.insert((owner, id), ());
@@ -342,6 +360,7 @@ impl<M: Memory> Market<M> {
             }
             self.jobs.remove(&id);
             self.jobs_by_owner.remove(&(rec.state.owner, id));
+            self.reservations.remove(&id);
         }
     }
 
@@ -353,7 +372,12 @@ impl<M: Memory> Market<M> {
             return rec.state.assignment.map(|a| a.provider);
         }
         rec.funded = true;
+        let kind = rec.kind;
         self.put_job(rec);
+        if kind == JobKind::Reservation {
+            self.activate_reservation(p, now_ns, id);
+            return None;
+        }
         self.try_match(p, now_ns, id)
     }
 
@@ -385,9 +409,13 @@ impl<M: Memory> Market<M> {
             offer.offer.id,
             offer.offer.spec.price_per_interval,
         );
+        let kind = rec.kind;
         self.track_deadline(p, &rec.state, None);
         self.put_job(rec);
         self.apply(p, now_ns, id, effects);
+        if let JobKind::ReservedSlot { reservation, .. } = kind {
+            self.serve_reservation(p, now_ns, reservation);
+        }
     }
 
     fn track_deadline(&mut self, p: &Params, state: &JobState, old: Option<(u64, u32)>) {
@@ -406,6 +434,16 @@ impl<M: Memory> Market<M> {
     /// Applies a transition's effects: local ones now, cross-canister ones
     /// into the outbox (in order).
     fn apply(&mut self, p: &Params, now_ns: u64, id: JobId, effects: Vec<Effect>) {
+        let kind = self.job(id).map(|r| r.kind).unwrap_or_default();
+        match kind {
+            JobKind::ReservedSlot { reservation, slot } => {
+                return self.apply_slot(p, now_ns, id, reservation, slot, effects);
+            }
+            JobKind::InReservation { reservation } => {
+                return self.apply_reserved_job(p, now_ns, id, reservation, effects);
+            }
+            JobKind::OneOff | JobKind::Reservation => {}
+        }
         for effect in effects {
             match effect {
                 Effect::FreeSlot { offer_id } => {
@@ -415,23 +453,25 @@ impl<M: Memory> Market<M> {
                 Effect::Requeue => {
                     self.try_match(p, now_ns, id);
                 }
-                Effect::Settle => {
-                    let rec = self.job(id);
-                    if let Some(ModuleSource::Stored { sha256 }) =
-                        rec.as_ref().map(|r| &r.spec.module)
-                    {
-                        self.modules.release(now_ns, sha256);
-                    }
-                    self.book.remove_bid(id);
-                    self.outbox.push(id, Effect::Settle);
-                    if let Some(method) = rec.and_then(|r| r.spec.callback) {
-                        self.outbox.push(id, Effect::Callback { method });
-                    }
-                }
+                Effect::Settle => self.settle_job(now_ns, id),
                 other => {
                     self.outbox.push(id, other);
                 }
             }
+        }
+    }
+
+    /// A job ended: its module is released, its bid leaves the book, and
+    /// its settle (and callback, if any) are queued.
+    fn settle_job(&mut self, now_ns: u64, id: JobId) {
+        let rec = self.job(id);
+        if let Some(ModuleSource::Stored { sha256 }) = rec.as_ref().map(|r| &r.spec.module) {
+            self.modules.release(now_ns, sha256);
+        }
+        self.book.remove_bid(id);
+        self.outbox.push(id, Effect::Settle);
+        if let Some(method) = rec.and_then(|r| r.spec.callback) {
+            self.outbox.push(id, Effect::Callback { method });
         }
     }
 
@@ -603,6 +643,12 @@ impl<M: Memory> Market<M> {
         let mut rec = self.job(args.job_id).ok_or(MatcherError::UnknownJob {
             job_id: args.job_id,
         })?;
+        if matches!(rec.kind, JobKind::ReservedSlot { .. }) {
+            return Err(invalid(
+                "job_id",
+                "a reserved slot runs nothing and has no result; it ends with its reservation",
+            ));
+        }
         let old = Self::deadline_key(p, &rec.state);
         let effects = rec
             .state
@@ -650,6 +696,15 @@ impl<M: Memory> Market<M> {
         let mut rec = self
             .job(id)
             .ok_or(MatcherError::UnknownJob { job_id: id })?;
+        if matches!(
+            rec.kind,
+            JobKind::Reservation | JobKind::ReservedSlot { .. }
+        ) {
+            return Err(invalid(
+                "job_id",
+                "part of a reservation: cancel the reservation instead",
+            ));
+        }
         if !rec.funded {
             return Err(MatcherError::Busy);
         }
@@ -706,9 +761,13 @@ impl<M: Memory> Market<M> {
         rec.state.assignment = None;
         rec.state.status = JobStatus::Open;
         rec.state.failed_providers.push(a.provider);
+        let kind = rec.kind;
         self.track_deadline(p, &rec.state, old);
         self.put_job(rec);
         self.book.free_slot(a.offer_id);
+        if let JobKind::ReservedSlot { reservation, slot } = kind {
+            self.detach(p, now_ns, reservation, slot);
+        }
         self.try_match(p, now_ns, id);
     }
 }

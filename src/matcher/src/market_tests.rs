@@ -29,6 +29,7 @@ fn market() -> Market<VectorMemory> {
         book: [mem(), mem(), mem(), mem()],
         modules: [mem(), mem()],
         outbox: [mem(), mem()],
+        reservations: [mem(), mem(), mem()],
     })
 }
 
@@ -281,4 +282,435 @@ fn bad_specs_and_limits_are_refused() {
         m.put_offer(&P, 99, provider(1), node(1), 0, None, offer(50)),
         Err(MatcherError::LimitReached { .. })
     ));
+}
+
+mod reservations {
+    use super::*;
+    use crate::market::reservations::reservation_cost;
+    use market_api::matcher::{
+        ExtendReservationArgs, JobKind, ReservationSpec, ReservationStatus, ReservedJobArgs,
+        SetDelegatesArgs,
+    };
+
+    fn delegate() -> Principal {
+        Principal::from_slice(&[0x50])
+    }
+
+    fn lease(slots: u32, intervals: u32) -> ReservationSpec {
+        ReservationSpec {
+            slots,
+            memory_mib: 128,
+            fuel_per_interval: 1_000_000,
+            interval_secs: 60,
+            intervals,
+            max_price_per_interval: 100,
+            ledger: icp(),
+            min_provider_stake: 0,
+            max_rematches: 2,
+            delegates: vec![delegate()],
+        }
+    }
+
+    /// Performs every ready step; returns (job id, effect) pairs.
+    fn drain(m: &mut Market<VectorMemory>) -> Vec<(u64, Effect)> {
+        let mut all = vec![];
+        loop {
+            let ready = m.outbox.take_ready(u64::MAX, 1_000);
+            if ready.is_empty() {
+                return all;
+            }
+            for (seq, step) in ready {
+                m.outbox.complete(seq);
+                all.push((step.job_id, step.effect));
+            }
+        }
+    }
+
+    fn hb(m: &mut Market<VectorMemory>, t: u64, n: u8, job_id: u64) -> HeartbeatAck {
+        let attempt = m.job(job_id).unwrap().state.assignment.unwrap().attempt;
+        m.heartbeat(
+            &P,
+            t,
+            node(n),
+            &[HeartbeatItem {
+                job_id,
+                attempt,
+                fuel_used: 0,
+            }],
+        )
+        .unwrap()
+        .remove(0)
+    }
+
+    fn released_from(fx: &[(u64, Effect)], lock_job: u64) -> u128 {
+        fx.iter()
+            .filter(|(id, _)| *id == lock_job)
+            .map(|(_, e)| match e {
+                Effect::Release { amount, .. } => *amount,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    fn ok_result() -> JobResult {
+        JobResult {
+            outcome: RunOutcome::Exited { code: 0 },
+            output: b"ok".to_vec(),
+            output_sha256: [0; 32],
+            fuel_used: 1,
+            engine: "test".into(),
+        }
+    }
+
+    #[test]
+    fn slots_are_held_paid_rematched_and_run_delegates_jobs_then_cancel_settles() {
+        let mut m = market();
+        for (n, price) in [(1, 50), (2, 60), (3, 70)] {
+            m.put_offer(&P, 0, provider(n), node(n), 0, None, offer(price))
+                .unwrap();
+        }
+        let r = m.create_reservation(0, buyer(), lease(2, 5)).unwrap();
+        let rid = r.state.id;
+        assert_eq!(
+            r.state.max_cost(),
+            Some(2 * 5 * 100),
+            "the whole term is locked"
+        );
+        m.job_funded(&P, 0, rid);
+        let view = m.reservation(rid).unwrap();
+        assert_eq!(view.status, ReservationStatus::Active);
+        assert_eq!(view.locked, 1_000);
+        let slots: Vec<u64> = view.slots.iter().map(|s| s.job_id).collect();
+        assert_eq!(
+            view.slots.iter().map(|s| s.provider).collect::<Vec<_>>(),
+            vec![Some(provider(1)), Some(provider(2))],
+            "the cheapest offers"
+        );
+        let fx = drain(&mut m);
+        assert!(
+            fx.iter()
+                .all(|(id, e)| matches!(e, Effect::Bond { .. }) && slots.contains(id))
+        );
+
+        // Only the owner and delegates run jobs in it, and they fit a slot.
+        let job = |s: JobSpec| ReservedJobArgs {
+            reservation: rid,
+            spec: s,
+        };
+        assert!(matches!(
+            m.submit_reserved_job(&P, 1, provider(9), job(spec(1, 0))),
+            Err(MatcherError::Unauthorized { .. })
+        ));
+        let mut big = spec(1, 0);
+        big.limits.memory_mib = 129;
+        assert!(matches!(
+            m.submit_reserved_job(&P, 1, delegate(), job(big)),
+            Err(MatcherError::InvalidArgument { .. })
+        ));
+        let j1 = m
+            .submit_reserved_job(&P, 1, delegate(), job(spec(0, 0)))
+            .unwrap();
+        let j2 = m
+            .submit_reserved_job(&P, 1, buyer(), job(spec(0, 0)))
+            .unwrap();
+        let j3 = m
+            .submit_reserved_job(&P, 1, delegate(), job(spec(0, 0)))
+            .unwrap();
+        assert_eq!(
+            m.reservation(rid).unwrap().queued_jobs,
+            1,
+            "two slots, three jobs"
+        );
+        let held = |m: &Market<VectorMemory>, id| m.job(id).unwrap().to_job().provider;
+        assert_eq!(held(&m, j1), Some(provider(1)));
+        assert_eq!(held(&m, j2), Some(provider(2)));
+        assert_eq!(
+            m.job(j1).unwrap().kind,
+            JobKind::InReservation { reservation: rid }
+        );
+        assert_eq!(
+            m.assignments_of(provider(1)).len(),
+            2,
+            "the slot and its job"
+        );
+
+        // Both providers acknowledge; the slots pay per interval, the jobs nothing.
+        for (n, id) in [(1, slots[0]), (1, j1), (2, slots[1]), (2, j2)] {
+            assert!(matches!(
+                hb(&mut m, 2 * S, n, id),
+                HeartbeatAck::Accepted { .. }
+            ));
+        }
+        for (n, id) in [(1, slots[0]), (1, j1), (2, slots[1]), (2, j2)] {
+            assert!(matches!(
+                hb(&mut m, 62 * S, n, id),
+                HeartbeatAck::Accepted { .. }
+            ));
+        }
+        let fx = drain(&mut m);
+        assert_eq!(
+            fx,
+            vec![
+                (
+                    rid,
+                    Effect::Release {
+                        seq: 0,
+                        provider: provider(1),
+                        amount: 50
+                    }
+                ),
+                (
+                    rid,
+                    Effect::Release {
+                        seq: 1 << 32,
+                        provider: provider(2),
+                        amount: 60
+                    }
+                ),
+            ],
+            "from the reservation's lock, numbered per slot"
+        );
+
+        // Job 1 finishes; job 3 takes its slot.
+        m.submit_result(
+            &P,
+            70 * S,
+            node(1),
+            SubmitResultArgs {
+                job_id: j1,
+                attempt: 1,
+                result: ok_result(),
+            },
+        )
+        .unwrap();
+        assert_eq!(m.job(j1).unwrap().state.status, JobStatus::Succeeded);
+        assert_eq!(held(&m, j3), Some(provider(1)));
+        let fx = drain(&mut m);
+        assert_eq!(
+            fx,
+            vec![(j1, Effect::Settle)],
+            "no release, no unbond for the job"
+        );
+        assert!(
+            m.submit_result(
+                &P,
+                70 * S,
+                node(1),
+                SubmitResultArgs {
+                    job_id: slots[0],
+                    attempt: 1,
+                    result: ok_result()
+                }
+            )
+            .is_err(),
+            "a slot has no result"
+        );
+
+        // Provider 2 goes silent: its slot is slashed and matched anew with
+        // provider 3; job 2 goes back to the queue and runs there.
+        hb(&mut m, 100 * S, 1, slots[0]);
+        hb(&mut m, 100 * S, 1, j3);
+        m.process_deadlines(&P, 153 * S, 100);
+        let fx = drain(&mut m);
+        assert!(fx.contains(&(
+            slots[1],
+            Effect::Slash {
+                key: format!("job/{}/slash/1", slots[1]),
+                provider: provider(2),
+                amount: 180,
+                owner: buyer()
+            }
+        )));
+        let view = m.reservation(rid).unwrap();
+        assert_eq!(view.slots[1].provider, Some(provider(3)));
+        assert_eq!(view.slots[1].rematches, 1);
+        assert_eq!(held(&m, j2), Some(provider(3)), "the job follows the slot");
+        assert_eq!(m.job(j2).unwrap().state.status, JobStatus::Assigned);
+
+        // Delegates change; a removed delegate can't submit.
+        m.set_delegates(
+            buyer(),
+            &SetDelegatesArgs {
+                reservation: rid,
+                add: vec![],
+                remove: vec![delegate()],
+            },
+        )
+        .unwrap();
+        assert!(matches!(
+            m.submit_reserved_job(&P, 160 * S, delegate(), job(spec(0, 0))),
+            Err(MatcherError::Unauthorized { .. })
+        ));
+
+        // Only the owner cancels; the slots end, the jobs with them, and the
+        // lock settles after every release.
+        assert!(m.cancel_reservation(&P, 170 * S, delegate(), rid).is_err());
+        assert!(
+            m.cancel(&P, 170 * S, buyer(), slots[0]).is_err(),
+            "not slot by slot"
+        );
+        m.cancel_reservation(&P, 170 * S, buyer(), rid).unwrap();
+        let view = m.reservation(rid).unwrap();
+        assert_eq!(view.status, ReservationStatus::Cancelled);
+        assert!(view.slots.iter().all(|s| s.status == JobStatus::Cancelled));
+        for id in [j2, j3] {
+            assert!(m.job(id).unwrap().state.status.is_terminal());
+        }
+        assert_eq!(m.offers_of(provider(1))[0].slots_used, 0, "capacity freed");
+        let fx = drain(&mut m);
+        assert_eq!(
+            fx.iter()
+                .filter(|(id, e)| *id == rid && *e == Effect::Settle)
+                .count(),
+            1
+        );
+        assert_eq!(m.next_deadline_ns(), None);
+        assert!(m.cancel_reservation(&P, 171 * S, buyer(), rid).is_err());
+    }
+
+    #[test]
+    fn a_reservation_ends_after_its_term_and_extends_before() {
+        let mut m = market();
+        m.put_offer(&P, 0, provider(1), node(1), 0, None, offer(40))
+            .unwrap();
+        let rid = m
+            .create_reservation(0, buyer(), lease(1, 2))
+            .unwrap()
+            .state
+            .id;
+        m.job_funded(&P, 0, rid);
+        let slot = m.reservation(rid).unwrap().slots[0].job_id;
+        hb(&mut m, S, 1, slot);
+
+        let ext = ExtendReservationArgs {
+            reservation: rid,
+            intervals: 1,
+        };
+        assert!(m.prepare_extension(delegate(), &ext).is_err(), "owner only");
+        let e = m.prepare_extension(buyer(), &ext).unwrap();
+        assert_eq!((e.number, e.amount, e.live_slots), (1, 100, 1));
+        m.apply_extension(rid, e.number, e.amount, 1);
+        m.apply_extension(rid, e.number, e.amount, 1);
+        let view = m.reservation(rid).unwrap();
+        assert_eq!((view.spec.intervals, view.locked), (3, 300), "applied once");
+
+        let mut paid = vec![];
+        for i in 1..=3 {
+            assert!(matches!(
+                hb(&mut m, (1 + 60 * i) * S, 1, slot),
+                HeartbeatAck::Accepted { .. }
+            ));
+            paid.extend(drain(&mut m));
+        }
+        assert_eq!(released_from(&paid, rid), 120);
+        // The term is used up: the next deadline ends the slot without a slash.
+        m.process_deadlines(&P, 400 * S, 100);
+        let fx = drain(&mut m);
+        assert!(!fx.iter().any(|(_, e)| matches!(e, Effect::Slash { .. })));
+        assert!(fx.contains(&(rid, Effect::Settle)));
+        let view = m.reservation(rid).unwrap();
+        assert_eq!(view.status, ReservationStatus::Ended);
+        assert_eq!(view.paid, 120);
+        assert!(matches!(
+            m.submit_reserved_job(
+                &P,
+                401 * S,
+                buyer(),
+                ReservedJobArgs {
+                    reservation: rid,
+                    spec: spec(0, 0)
+                }
+            ),
+            Err(MatcherError::InvalidArgument { .. })
+        ));
+    }
+
+    #[test]
+    fn unfunded_reservations_leave_nothing_and_bad_ones_are_refused() {
+        let mut m = market();
+        let rid = m
+            .create_reservation(0, buyer(), lease(2, 5))
+            .unwrap()
+            .state
+            .id;
+        m.drop_unfunded(1, rid);
+        assert!(m.reservation(rid).is_none());
+        assert!(m.job(rid).is_none());
+        for bad in [
+            ReservationSpec {
+                slots: 0,
+                ..lease(1, 1)
+            },
+            ReservationSpec {
+                slots: 17,
+                ..lease(1, 1)
+            },
+            ReservationSpec {
+                intervals: 0,
+                ..lease(1, 1)
+            },
+            ReservationSpec {
+                max_price_per_interval: u128::MAX,
+                ..lease(2, 2)
+            },
+            ReservationSpec {
+                delegates: vec![Principal::anonymous()],
+                ..lease(1, 1)
+            },
+        ] {
+            assert!(reservation_cost(&bad).is_none_or(|_| true));
+            assert!(matches!(
+                m.create_reservation(0, buyer(), bad),
+                Err(MatcherError::InvalidArgument { .. })
+            ));
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the providers do, a reservation never pays out more than
+        /// it locked, and once its slots end its lock is settled once, after
+        /// every release.
+        #[test]
+        fn releases_never_exceed_the_lock(
+            ops in proptest::collection::vec((0u8..4, 0u8..3, 1u64..200), 1..60),
+            extend in proptest::option::of(1u32..4),
+        ) {
+            let mut m = market();
+            for n in 1..=3u8 {
+                m.put_offer(&P, 0, provider(n), node(n), 0, None, offer(30 + u128::from(n) * 10)).unwrap();
+            }
+            let rid = m.create_reservation(0, buyer(), lease(2, 3)).unwrap().state.id;
+            m.job_funded(&P, 0, rid);
+            let mut t = 0u64;
+            let mut fx = vec![];
+            for (op, n, dt) in ops {
+                t += dt * S;
+                let slots: Vec<u64> = m.reservation(rid).unwrap().slots.iter().map(|s| s.job_id).collect();
+                match op {
+                    0 | 1 => for id in slots {
+                        if m.job(id).and_then(|r| r.state.assignment).is_some_and(|a| a.provider == provider(n + 1)) {
+                            hb(&mut m, t, n + 1, id);
+                        }
+                    },
+                    2 => { m.process_deadlines(&P, t, 100); }
+                    _ => if let Some(k) = extend
+                        && let Ok(e) = m.prepare_extension(buyer(), &ExtendReservationArgs { reservation: rid, intervals: k }) {
+                            m.apply_extension(rid, e.number, e.amount, k);
+                        },
+                }
+                fx.extend(drain(&mut m));
+                let view = m.reservation(rid).unwrap();
+                proptest::prop_assert!(released_from(&fx, rid) <= view.locked);
+                proptest::prop_assert_eq!(released_from(&fx, rid), view.paid);
+            }
+            m.process_deadlines(&P, u64::MAX / 2, 10_000);
+            m.cancel_reservation(&P, u64::MAX / 2, buyer(), rid).ok();
+            fx.extend(drain(&mut m));
+            let settles: Vec<usize> = fx.iter().enumerate()
+                .filter(|(_, (id, e))| *id == rid && *e == Effect::Settle).map(|(i, _)| i).collect();
+            proptest::prop_assert_eq!(settles.len(), 1);
+            let last_release = fx.iter().rposition(|(id, e)| *id == rid && matches!(e, Effect::Release { .. }));
+            proptest::prop_assert!(last_release.is_none_or(|i| i < settles[0]));
+        }
+    }
 }

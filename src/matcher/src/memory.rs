@@ -38,6 +38,12 @@ pub const JOBS_BY_OWNER: MemoryId = MemoryId::new(12);
 pub const DEADLINES: MemoryId = MemoryId::new(13);
 /// Node principal to provider.
 pub const NODES: MemoryId = MemoryId::new(14);
+/// Reservations by id.
+pub const RESERVATIONS: MemoryId = MemoryId::new(15);
+/// (reservation, job) pairs of jobs waiting for a reserved slot.
+pub const RESERVED_QUEUE: MemoryId = MemoryId::new(16);
+/// Registered DAOs: governance canister to name.
+pub const DAOS: MemoryId = MemoryId::new(17);
 
 thread_local! {
     static MEMORY_MANAGER: RefCell<MemoryManager<DefaultMemoryImpl>> =

@@ -38,6 +38,7 @@ impl State {
                 ],
                 modules: [get(MODULE_META), get(MODULE_CHUNKS)],
                 outbox: [get(OUTBOX_STEPS), get(OUTBOX_BY_JOB)],
+                reservations: [get(RESERVATIONS), get(RESERVED_QUEUE), get(DAOS)],
             }),
         }
     }

@@ -13,6 +13,8 @@ use prometheus_client::registry::Registry;
 pub struct Metrics {
     /// Jobs fetched or running in the sandbox now.
     pub jobs_running: Gauge,
+    /// Reserved slots held for buyers' reservations (heartbeated, busy or idle).
+    pub slots_held: Gauge,
     /// Jobs whose result the matcher accepted (any outcome).
     pub jobs_completed: Counter,
     /// Jobs that ended without an accepted result, or with a failing outcome
@@ -43,6 +45,11 @@ impl Metrics {
             "jobs_running",
             "Jobs being fetched or run",
             self.jobs_running.clone(),
+        );
+        r.register(
+            "slots_held",
+            "Reserved slots held for reservations",
+            self.slots_held.clone(),
         );
         r.register(
             "jobs_completed",

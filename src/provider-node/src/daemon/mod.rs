@@ -48,8 +48,8 @@ use std::time::Duration;
 
 use candid::Principal;
 use market_api::matcher::{
-    Assignment, HeartbeatAck, HeartbeatItem, JobResult, JobSpec, MAX_OUTPUT_BYTES, MatcherError,
-    RunOutcome, SubmitResultArgs,
+    Assignment, HeartbeatAck, HeartbeatItem, JobKind, JobResult, JobSpec, MAX_OUTPUT_BYTES,
+    MatcherError, RunOutcome, SubmitResultArgs,
 };
 use market_api::{JobId, Tokens};
 use sha2::Digest;
@@ -146,6 +146,9 @@ impl Backoff {
 }
 
 enum Stage {
+    /// A reserved slot: nothing runs; it is heartbeated every interval,
+    /// busy or idle, until the matcher stops listing it.
+    Holding,
     Fetching(JoinHandle<Result<Vec<u8>, FetchError>>),
     FetchRetry(Backoff),
     Running(RunningJob),
@@ -346,6 +349,16 @@ impl<T: Transport + Clone> Daemon<T> {
                 if self.slots.is_empty() {
                     break;
                 }
+                if self
+                    .slots
+                    .values()
+                    .all(|s| matches!(s.stage, Stage::Holding))
+                {
+                    // The jobs in them are done: give the slots back, so
+                    // they are matched anew without a slash.
+                    self.stop_remaining().await;
+                    break;
+                }
                 if Instant::now() >= deadline {
                     self.stop_remaining().await;
                     break;
@@ -400,10 +413,16 @@ impl<T: Transport + Clone> Daemon<T> {
                 Err(e) => debug!(error = %e, "reading the escrow balance"),
             }
         }
+        let held = self
+            .slots
+            .values()
+            .filter(|s| matches!(s.stage, Stage::Holding))
+            .count();
+        self.metrics.slots_held.set(held as i64);
         self.metrics.jobs_running.set(
             self.slots
                 .values()
-                .filter(|s| !matches!(s.stage, Stage::Finished { .. }))
+                .filter(|s| !matches!(s.stage, Stage::Finished { .. } | Stage::Holding))
                 .count() as i64,
         );
     }
@@ -466,13 +485,23 @@ impl<T: Transport + Clone> Daemon<T> {
             Stage::Finished { .. } => {
                 self.metrics.jobs_failed.inc();
             }
-            Stage::FetchRetry(_) => {}
+            Stage::FetchRetry(_) | Stage::Holding => {}
         }
         self.results.remove(job_id, slot.attempt);
     }
 
     fn start(&mut self, a: Assignment, due_ns: Option<u64>) {
         let stage = match self.results.load(a.job_id, a.attempt) {
+            _ if matches!(a.kind, JobKind::ReservedSlot { .. }) => {
+                info!(
+                    job_id = a.job_id,
+                    attempt = a.attempt,
+                    price = a.price_per_interval,
+                    kind = ?a.kind,
+                    "holding a reserved slot: heartbeating it every interval"
+                );
+                Stage::Holding
+            }
             Some(args) => {
                 info!(
                     job_id = a.job_id,
@@ -795,7 +824,7 @@ impl<T: Transport + Clone> Daemon<T> {
                         "result kept in the state directory for the next start"
                     );
                 }
-                Stage::FetchRetry(_) => {
+                Stage::FetchRetry(_) | Stage::Holding => {
                     self.to_hand_back.insert(id, slot.attempt);
                 }
             }

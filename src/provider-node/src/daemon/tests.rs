@@ -116,6 +116,7 @@ impl FakeMarket {
                         price_per_interval: 100,
                         next_deadline_ns: j.due_ns + GRACE,
                         acknowledged: j.acknowledged,
+                        kind: market_api::matcher::JobKind::OneOff,
                     })
                     .collect();
                 Encode!(&list)

@@ -1,0 +1,276 @@
+//! What SNS voters read: the checks and summaries of the DAO actions (see
+//! `market_api::sns`). Each validator and, again at execution, each target
+//! runs [`validate`] over the market's state and the DAO's escrow balance;
+//! nothing here changes state or makes a call.
+
+use crate::market::Market;
+use crate::market::reservations::{reservation_cost, validate_reservation};
+use crate::market::validate_spec;
+use candid::Principal;
+use ic_stable_structures::Memory;
+use market_api::Tokens;
+use market_api::escrow::Balance;
+use market_api::matcher::{
+    JobSpec, MatcherError, ModuleSource, ReservationSpec, ReservationStatus,
+};
+use market_api::sns::SnsAction;
+
+/// Who is asking and what it has: the DAO's name and, for actions that
+/// spend, its escrow balance on the ledger concerned with the ledger's
+/// symbol.
+pub struct DaoContext {
+    /// The DAO's governance canister.
+    pub governance: Principal,
+    /// Its registered name.
+    pub name: String,
+    /// Its escrow balance on the action's ledger.
+    pub balance: Option<Balance>,
+    /// The ledger's symbol, if the escrow knows it.
+    pub symbol: Option<String>,
+    /// The escrow's deposit account for the DAO, as text.
+    pub deposit_account: String,
+}
+
+/// Formats an amount of a ledger with 8 decimals (as ICP and SNS tokens
+/// have), e.g. `1.5 ICP`.
+pub fn tokens(amount: Tokens, symbol: Option<&str>) -> String {
+    let whole = amount / 100_000_000;
+    let frac = amount % 100_000_000;
+    let mut s = if frac == 0 {
+        whole.to_string()
+    } else {
+        let f = format!("{frac:08}");
+        format!("{whole}.{}", f.trim_end_matches('0'))
+    };
+    s.push(' ');
+    s.push_str(symbol.unwrap_or("tokens"));
+    s
+}
+
+fn duration(secs: u64) -> String {
+    match secs {
+        s if s % 86_400 == 0 => format!("{} days", s / 86_400),
+        s if s % 3_600 == 0 => format!("{} hours", s / 3_600),
+        s if s % 60 == 0 => format!("{} minutes", s / 60),
+        s => format!("{s} seconds"),
+    }
+}
+
+/// A refusal as voters read it.
+pub fn reason(e: &MatcherError) -> String {
+    match e {
+        MatcherError::InvalidArgument { field, reason } => format!("invalid {field}: {reason}"),
+        MatcherError::Unauthorized { reason } => reason.clone(),
+        MatcherError::UnknownJob { job_id } => format!("there is no reservation or job {job_id}"),
+        MatcherError::UnknownModule { sha256 } => format!(
+            "module {} is not in the matcher's store (upload and commit it first)",
+            hex(sha256)
+        ),
+        MatcherError::LimitReached { what, limit } => {
+            format!("limit reached: at most {limit} {what}")
+        }
+        MatcherError::Busy => "another operation of this DAO is in progress; retry".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn principals(list: &[Principal]) -> String {
+    if list.is_empty() {
+        return "none".into();
+    }
+    list.iter()
+        .map(|p| p.to_text())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl DaoContext {
+    fn t(&self, amount: Tokens) -> String {
+        tokens(amount, self.symbol.as_deref())
+    }
+
+    fn free(&self) -> Tokens {
+        self.balance.as_ref().map_or(0, |b| b.free)
+    }
+
+    /// Checks that the free balance covers `cost`; says where it comes from.
+    fn funded(&self, cost: Tokens) -> Result<String, String> {
+        if self.free() < cost {
+            return Err(format!(
+                "insufficient funds: this may cost up to {} but {}'s escrow balance has {} free. \
+                 Fund it first with a TransferSnsTreasuryFunds proposal to the escrow's deposit \
+                 account for this DAO ({}).",
+                self.t(cost),
+                self.name,
+                self.t(self.free()),
+                self.deposit_account
+            ));
+        }
+        Ok(format!(
+            "It is locked now from {}'s escrow balance ({} free); whatever is not paid to \
+             providers returns to that balance.",
+            self.name,
+            self.t(self.free())
+        ))
+    }
+}
+
+fn reserve_text(ctx: &DaoContext, spec: &ReservationSpec) -> Result<String, String> {
+    validate_reservation(spec).map_err(|e| reason(&e))?;
+    let cost = reservation_cost(spec).unwrap_or(Tokens::MAX);
+    let funded = ctx.funded(cost)?;
+    Ok(format!(
+        "Reserve {} slot(s) of {} MiB memory and {} fuel per interval, for {} intervals of {} \
+         ({} in all), at up to {} per slot and interval, from providers staking at least {}. \
+         Each slot's provider is paid per interval it keeps the slot alive, busy or idle, and \
+         is slashed and replaced (up to {} times) if it misses a heartbeat. Maximum total cost: \
+         {}. {} Delegates who may run jobs in the slots: {}.",
+        spec.slots,
+        spec.memory_mib,
+        spec.fuel_per_interval,
+        spec.intervals,
+        duration(spec.interval_secs),
+        duration(spec.interval_secs.saturating_mul(u64::from(spec.intervals))),
+        ctx.t(spec.max_price_per_interval),
+        tokens(spec.min_provider_stake, None),
+        spec.max_rematches,
+        ctx.t(cost),
+        funded,
+        principals(&spec.delegates)
+    ))
+}
+
+fn job_text<M: Memory>(
+    market: &Market<M>,
+    ctx: &DaoContext,
+    spec: &JobSpec,
+) -> Result<String, String> {
+    validate_spec(spec).map_err(|e| reason(&e))?;
+    let module = match &spec.module {
+        ModuleSource::Stored { sha256 } => {
+            match market.modules.meta(sha256) {
+                Some(m) if m.committed => {}
+                _ => {
+                    return Err(reason(&MatcherError::UnknownModule { sha256: *sha256 }));
+                }
+            }
+            format!("module {} (stored in the matcher)", hex(sha256))
+        }
+        ModuleSource::Url { url, sha256 } => format!("module {} from {url}", hex(sha256)),
+    };
+    let cost = spec
+        .max_price_per_interval
+        .saturating_mul(Tokens::from(spec.max_intervals));
+    let funded = ctx.funded(cost)?;
+    Ok(format!(
+        "Run a one-off job: {module}, {} bytes of input, {} MiB memory, {} fuel per interval, \
+         for up to {} intervals of {} at up to {} each{}. Maximum cost: {}. {}",
+        spec.input.len(),
+        spec.limits.memory_mib,
+        spec.limits.fuel_per_interval,
+        spec.max_intervals,
+        duration(spec.interval_secs),
+        ctx.t(spec.max_price_per_interval),
+        spec.callback
+            .as_ref()
+            .map(|m| format!("; the result goes to the DAO's method {m}"))
+            .unwrap_or_default(),
+        ctx.t(cost),
+        funded
+    ))
+}
+
+/// The validator's answer for `action` asked by the DAO `ctx`: a summary
+/// for voters, or why it can't be done.
+pub fn validate<M: Memory>(
+    market: &Market<M>,
+    ctx: &DaoContext,
+    action: &SnsAction,
+) -> Result<String, String> {
+    let me = ctx.governance;
+    match action {
+        SnsAction::Reserve(spec) => reserve_text(ctx, spec),
+        SnsAction::Extend(args) => {
+            let ext = market.prepare_extension(me, args).map_err(|e| reason(&e))?;
+            let funded = ctx.funded(ext.amount)?;
+            Ok(format!(
+                "Extend reservation {} by {} intervals for each of its {} live slot(s). Maximum \
+                 added cost: {}. {}",
+                args.reservation,
+                args.intervals,
+                ext.live_slots,
+                ctx.t(ext.amount),
+                funded
+            ))
+        }
+        SnsAction::SetDelegates(args) => {
+            let after = market.delegates_after(me, args).map_err(|e| reason(&e))?;
+            Ok(format!(
+                "Reservation {}: add delegates {}; remove {}. Afterwards these may run jobs in its \
+                 slots at no further cost: {}. Nothing is paid or locked.",
+                args.reservation,
+                principals(&args.add),
+                principals(&args.remove),
+                principals(&after)
+            ))
+        }
+        SnsAction::Cancel(args) => {
+            let r = market.reservation(args.reservation).ok_or_else(|| {
+                reason(&MatcherError::UnknownJob {
+                    job_id: args.reservation,
+                })
+            })?;
+            if r.owner != me {
+                return Err("the reservation is not this DAO's".into());
+            }
+            if r.status != ReservationStatus::Active {
+                return Err(format!("the reservation is {:?}, not active", r.status));
+            }
+            Ok(format!(
+                "Cancel reservation {} ({} slot(s)). Intervals already heartbeated stay paid \
+                 ({} so far of {} locked); the rest, up to {}, returns to {}'s escrow balance. \
+                 Its {} queued job(s) end.",
+                args.reservation,
+                r.slots.len(),
+                ctx.t(r.paid),
+                ctx.t(r.locked),
+                ctx.t(r.locked.saturating_sub(r.paid)),
+                ctx.name,
+                r.queued_jobs
+            ))
+        }
+        SnsAction::SubmitJob(spec) => job_text(market, ctx, spec),
+        SnsAction::Withdraw(args) => {
+            let b = ctx.balance.clone().unwrap_or(Balance {
+                ledger: args.ledger,
+                free: 0,
+                claimable: 0,
+                locked: 0,
+            });
+            let available = b.free.saturating_add(b.claimable);
+            if args.amount == 0 {
+                return Err("invalid amount: must be positive".into());
+            }
+            if available < args.amount {
+                return Err(format!(
+                    "insufficient funds: {} asked, {}'s escrow balance has {} available",
+                    ctx.t(args.amount),
+                    ctx.name,
+                    ctx.t(available)
+                ));
+            }
+            Ok(format!(
+                "Withdraw {} from {}'s escrow balance ({} available) to account {}; the ledger's \
+                 fee is taken from the amount.",
+                ctx.t(args.amount),
+                ctx.name,
+                ctx.t(available),
+                args.to
+            ))
+        }
+    }
+}

@@ -1,0 +1,779 @@
+//! Reserved capacity: a buyer (a DAO, typically) reserves K slots of a
+//! given size for N intervals, and its delegates run jobs in them without
+//! paying again.
+//!
+//! A reservation is built from the job lifecycle rather than beside it:
+//! - its record is a job of kind [`JobKind::Reservation`] whose lock (the
+//!   usual `job/<id>` key) holds slots x intervals x max price;
+//! - each slot is a job of kind [`JobKind::ReservedSlot`] that is matched in
+//!   the book like a bid, bonded, heartbeated every interval whether busy or
+//!   idle and paid per interval, slashed and matched anew when its provider
+//!   misses a deadline, and ends when its intervals are used up. Its releases
+//!   are drawn from the reservation's lock, numbered `slot << 32 | n`, and
+//!   recorded in the reservation's outbox queue, so the reservation's settle
+//!   (queued when the last slot ends) always comes after every release;
+//! - a job of the owner or a delegate is a job of kind
+//!   [`JobKind::InReservation`]: it costs nothing (no lock, no bond, no
+//!   release, no slash), waits in the reservation's queue, runs in an idle
+//!   held slot on that slot's provider, and goes back to the queue if the
+//!   slot loses its provider. It runs for at most its own `max_intervals`.
+
+use super::*;
+use market_api::matcher::Reservation;
+use market_api::matcher::{
+    DaoRegistration, ExtendReservationArgs, JobLimits, ReservationSpec, ReservationStatus,
+    ReservedJobArgs, ReservedSlotView, SetDelegatesArgs,
+};
+
+/// Most slots in one reservation.
+pub const MAX_RESERVED_SLOTS: u32 = 16;
+/// Most delegates of one reservation.
+pub const MAX_DELEGATES: usize = 16;
+/// Most jobs waiting in one reservation's queue.
+pub const MAX_QUEUED_JOBS: usize = 1_000;
+/// Most registered DAOs.
+pub const MAX_DAOS: u64 = 10_000;
+/// Longest DAO name.
+pub const MAX_DAO_NAME_LEN: usize = 64;
+
+/// What the matcher keeps about a reservation besides its job record.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ReservationRecord {
+    /// Its terms: `intervals` grows with extensions, `delegates` changes.
+    pub spec: ReservationSpec,
+    /// The slots' job ids (empty until the lock is confirmed).
+    pub slots: Vec<JobId>,
+    /// The job running in each slot.
+    pub running: Vec<Option<JobId>>,
+    /// Amounts added to the lock by extensions, in order.
+    pub extensions: Vec<Tokens>,
+    /// Total locked: the first term and every extension.
+    pub locked: Tokens,
+    /// Where it is.
+    pub status: ReservationStatus,
+    /// Whether the lock's settle has been queued.
+    pub settled: bool,
+}
+
+/// Checks every bound of a reservation.
+pub fn validate_reservation(spec: &ReservationSpec) -> Result<(), MatcherError> {
+    if spec.slots == 0 || spec.slots > MAX_RESERVED_SLOTS {
+        return Err(invalid("slots", format!("1 to {MAX_RESERVED_SLOTS}")));
+    }
+    if spec.memory_mib == 0 || spec.fuel_per_interval == 0 {
+        return Err(invalid("memory_mib", "memory and fuel must be positive"));
+    }
+    if spec.interval_secs == 0 || spec.interval_secs > MAX_INTERVAL_SECS {
+        return Err(invalid(
+            "interval_secs",
+            format!("1 to {MAX_INTERVAL_SECS}"),
+        ));
+    }
+    if spec.intervals == 0 || spec.intervals > MAX_INTERVALS {
+        return Err(invalid("intervals", format!("1 to {MAX_INTERVALS}")));
+    }
+    if spec.max_price_per_interval == 0 {
+        return Err(invalid("max_price_per_interval", "must be positive"));
+    }
+    if reservation_cost(spec).is_none() {
+        return Err(invalid("max_price_per_interval", "maximum cost overflows"));
+    }
+    if spec.max_rematches > 10 {
+        return Err(invalid("max_rematches", "at most 10"));
+    }
+    check_delegates(&spec.delegates)
+}
+
+fn check_delegates(delegates: &[Principal]) -> Result<(), MatcherError> {
+    if delegates.len() > MAX_DELEGATES {
+        return Err(invalid("delegates", format!("at most {MAX_DELEGATES}")));
+    }
+    if delegates.contains(&Principal::anonymous()) {
+        return Err(invalid("delegates", "the anonymous principal can't be one"));
+    }
+    Ok(())
+}
+
+/// The most a reservation can cost: slots x intervals x max price.
+pub fn reservation_cost(spec: &ReservationSpec) -> Option<Tokens> {
+    spec.max_price_per_interval
+        .checked_mul(Tokens::from(spec.slots))?
+        .checked_mul(Tokens::from(spec.intervals))
+}
+
+/// The spec of a reservation's slots (and, with the price of all slots, of
+/// its record): the size and terms; there is no module, nothing runs.
+fn slot_spec(spec: &ReservationSpec, price: Tokens) -> JobSpec {
+    JobSpec {
+        module: ModuleSource::Stored { sha256: [0; 32] },
+        input: vec![],
+        args: vec![],
+        env: vec![],
+        limits: JobLimits {
+            memory_mib: spec.memory_mib,
+            fuel_per_interval: spec.fuel_per_interval,
+        },
+        interval_secs: spec.interval_secs,
+        max_intervals: spec.intervals,
+        max_price_per_interval: price,
+        ledger: spec.ledger,
+        min_provider_stake: spec.min_provider_stake,
+        max_retries: spec.max_rematches,
+        callback: None,
+    }
+}
+
+fn fresh_state(id: JobId, owner: Principal, spec: &JobSpec) -> JobState {
+    JobState {
+        id,
+        owner,
+        status: JobStatus::Open,
+        interval_secs: spec.interval_secs,
+        max_intervals: spec.max_intervals,
+        max_price: spec.max_price_per_interval,
+        max_retries: spec.max_retries,
+        retries_used: 0,
+        intervals_paid: 0,
+        released: 0,
+        release_seq: 0,
+        assignment: None,
+        failed_providers: vec![],
+        attempts: 0,
+        result: None,
+        last_assignment: None,
+    }
+}
+
+/// What an extension takes: its number and the amount to add to the lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Extension {
+    /// Numbers the reservation's extensions from 1.
+    pub number: u32,
+    /// Added to the lock.
+    pub amount: Tokens,
+    /// Slots it covers (those not ended).
+    pub live_slots: u32,
+}
+
+impl<M: Memory> Market<M> {
+    fn next_job_id(&self) -> JobId {
+        self.jobs.last_key_value().map_or(1, |(k, _)| k + 1)
+    }
+
+    /// A reservation's record.
+    pub fn reservation_record(&self, id: JobId) -> Option<ReservationRecord> {
+        self.reservations.get(&id).map(|c| c.0)
+    }
+
+    fn put_reservation(&mut self, id: JobId, r: ReservationRecord) {
+        self.reservations.insert(id, Cbor(r));
+    }
+
+    /// Records a new reservation, not yet funded; its lock is asked for next,
+    /// exactly as for a job (see [`Market::create_job`]).
+    pub fn create_reservation(
+        &mut self,
+        now_ns: u64,
+        owner: Principal,
+        spec: ReservationSpec,
+    ) -> Result<JobRecord, MatcherError> {
+        validate_reservation(&spec)?;
+        if self.active_jobs_of(owner) >= MAX_ACTIVE_JOBS_PER_OWNER {
+            return Err(MatcherError::LimitReached {
+                what: "active jobs and reservations".into(),
+                limit: MAX_ACTIVE_JOBS_PER_OWNER,
+            });
+        }
+        let id = self.next_job_id();
+        let all_slots = spec.max_price_per_interval * Tokens::from(spec.slots);
+        let job_spec = slot_spec(&spec, all_slots);
+        let rec = JobRecord {
+            state: fresh_state(id, owner, &job_spec),
+            spec: job_spec,
+            submitted_at_ns: now_ns,
+            funded: false,
+            kind: JobKind::Reservation,
+        };
+        self.put_job(rec.clone());
+        self.jobs_by_owner.insert((owner, id), ());
+        self.put_reservation(
+            id,
+            ReservationRecord {
+                spec,
+                slots: vec![],
+                running: vec![],
+                extensions: vec![],
+                locked: rec.state.max_cost().unwrap_or(Tokens::MAX),
+                status: ReservationStatus::Funding,
+                settled: false,
+            },
+        );
+        Ok(rec)
+    }
+
+    /// The lock is confirmed: the slots are created and matched.
+    pub(super) fn activate_reservation(&mut self, p: &Params, now_ns: u64, id: JobId) {
+        let Some(mut r) = self.reservation_record(id) else {
+            return;
+        };
+        let Some(mut rec) = self.job(id) else { return };
+        if r.status != ReservationStatus::Funding {
+            return;
+        }
+        let spec = slot_spec(&r.spec, r.spec.max_price_per_interval);
+        for slot in 0..r.spec.slots {
+            let slot_id = self.next_job_id();
+            self.put_job(JobRecord {
+                state: fresh_state(slot_id, rec.state.owner, &spec),
+                spec: spec.clone(),
+                submitted_at_ns: now_ns,
+                funded: true,
+                kind: JobKind::ReservedSlot {
+                    reservation: id,
+                    slot,
+                },
+            });
+            r.slots.push(slot_id);
+            r.running.push(None);
+        }
+        r.status = ReservationStatus::Active;
+        rec.state.status = JobStatus::Running;
+        self.put_job(rec);
+        let slots = r.slots.clone();
+        self.put_reservation(id, r);
+        for slot_id in slots {
+            self.try_match(p, now_ns, slot_id);
+        }
+    }
+
+    /// Effects of a slot's transition: releases go to the reservation's
+    /// lock (in the reservation's outbox queue), a freed slot loses its
+    /// running job to the queue, and the last slot to end settles the lock.
+    pub(super) fn apply_slot(
+        &mut self,
+        p: &Params,
+        now_ns: u64,
+        slot_id: JobId,
+        reservation: JobId,
+        slot: u32,
+        effects: Vec<Effect>,
+    ) {
+        for effect in effects {
+            match effect {
+                Effect::Release {
+                    seq,
+                    provider,
+                    amount,
+                } => {
+                    let seq = (u64::from(slot) << 32) | seq;
+                    self.outbox.push(
+                        reservation,
+                        Effect::Release {
+                            seq,
+                            provider,
+                            amount,
+                        },
+                    );
+                }
+                Effect::FreeSlot { offer_id } => {
+                    self.book.free_slot(offer_id);
+                    self.detach(p, now_ns, reservation, slot);
+                    self.serve_offer(p, now_ns, offer_id);
+                }
+                Effect::Requeue => {
+                    self.try_match(p, now_ns, slot_id);
+                }
+                Effect::Settle => {
+                    self.book.remove_bid(slot_id);
+                    self.end_if_done(p, now_ns, reservation);
+                }
+                Effect::Callback { .. } => {}
+                other => {
+                    self.outbox.push(slot_id, other);
+                }
+            }
+        }
+    }
+
+    /// Effects of a transition of a job in a reservation: it pays nothing
+    /// and bonds nothing; it frees its slot or goes back to the queue.
+    pub(super) fn apply_reserved_job(
+        &mut self,
+        p: &Params,
+        now_ns: u64,
+        id: JobId,
+        reservation: JobId,
+        effects: Vec<Effect>,
+    ) {
+        for effect in effects {
+            match effect {
+                Effect::FreeSlot { .. } => {
+                    if let Some(mut r) = self.reservation_record(reservation) {
+                        for running in r.running.iter_mut() {
+                            if *running == Some(id) {
+                                *running = None;
+                            }
+                        }
+                        self.put_reservation(reservation, r);
+                    }
+                    self.serve_reservation(p, now_ns, reservation);
+                }
+                Effect::Requeue => {
+                    self.reserved_queue.insert((reservation, id), ());
+                    self.serve_reservation(p, now_ns, reservation);
+                }
+                Effect::Settle => self.settle_job(now_ns, id),
+                other => {
+                    self.outbox.push(id, other);
+                }
+            }
+        }
+    }
+
+    /// Takes the job running in a slot back to the reservation's queue (its
+    /// slot lost its provider; the job is not to blame).
+    pub(super) fn detach(&mut self, p: &Params, now_ns: u64, reservation: JobId, slot: u32) {
+        let Some(mut r) = self.reservation_record(reservation) else {
+            return;
+        };
+        let Some(job_id) = r.running.get_mut(slot as usize).and_then(Option::take) else {
+            return;
+        };
+        self.put_reservation(reservation, r);
+        if let Some(mut rec) = self.job(job_id)
+            && !rec.state.status.is_terminal()
+        {
+            let old = Self::deadline_key(p, &rec.state);
+            if let Some(a) = rec.state.assignment.take() {
+                rec.state.last_assignment = Some((a.provider, a.price));
+            }
+            rec.state.status = JobStatus::Open;
+            self.track_deadline(p, &rec.state, old);
+            self.put_job(rec);
+            self.reserved_queue.insert((reservation, job_id), ());
+        }
+        self.serve_reservation(p, now_ns, reservation);
+    }
+
+    /// Starts queued jobs in the reservation's idle held slots; once the
+    /// reservation is over, ends the jobs still queued.
+    pub(super) fn serve_reservation(&mut self, p: &Params, now_ns: u64, reservation: JobId) {
+        let Some(mut r) = self.reservation_record(reservation) else {
+            return;
+        };
+        if r.status != ReservationStatus::Active {
+            let queued: Vec<JobId> = self.queued(reservation).collect();
+            for id in queued {
+                self.reserved_queue.remove(&(reservation, id));
+                if let Some(mut rec) = self.job(id)
+                    && !rec.state.status.is_terminal()
+                {
+                    let effects = rec.state.end(JobStatus::Expired);
+                    self.put_job(rec);
+                    self.apply_reserved_job(p, now_ns, id, reservation, effects);
+                }
+            }
+            return;
+        }
+        for (i, slot_id) in r.slots.clone().into_iter().enumerate() {
+            if r.running[i].is_some() {
+                continue;
+            }
+            let Some(holder) = self.job(slot_id).and_then(|s| {
+                matches!(s.state.status, JobStatus::Assigned | JobStatus::Running)
+                    .then_some(s.state.assignment)
+                    .flatten()
+            }) else {
+                continue;
+            };
+            let Some(job_id) = self.queued(reservation).next() else {
+                break;
+            };
+            self.reserved_queue.remove(&(reservation, job_id));
+            let Some(mut rec) = self.job(job_id) else {
+                continue;
+            };
+            let effects = rec.state.assign(p, now_ns, holder.provider, slot_id, 0);
+            self.track_deadline(p, &rec.state, None);
+            self.put_job(rec);
+            r.running[i] = Some(job_id);
+            debug_assert!(effects.is_empty(), "a reserved job bonds nothing");
+        }
+        self.put_reservation(reservation, r);
+    }
+
+    fn queued(&self, reservation: JobId) -> impl Iterator<Item = JobId> + '_ {
+        self.reserved_queue
+            .keys_range((reservation, 0)..=(reservation, JobId::MAX))
+            .map(|(_, id)| id)
+    }
+
+    /// Once every slot has ended: the reservation ends, its queued jobs
+    /// with it, and its lock is settled (after every release, which sit
+    /// before the settle in the reservation's outbox queue).
+    fn end_if_done(&mut self, p: &Params, now_ns: u64, reservation: JobId) {
+        let Some(mut r) = self.reservation_record(reservation) else {
+            return;
+        };
+        if r.settled
+            || r.slots
+                .iter()
+                .any(|id| self.job(*id).is_some_and(|s| !s.state.status.is_terminal()))
+        {
+            return;
+        }
+        r.settled = true;
+        let cancelled = r.status == ReservationStatus::Cancelled;
+        if !cancelled {
+            r.status = ReservationStatus::Ended;
+        }
+        self.put_reservation(reservation, r);
+        if let Some(mut rec) = self.job(reservation) {
+            rec.state.status = if cancelled {
+                JobStatus::Cancelled
+            } else {
+                JobStatus::Expired
+            };
+            self.put_job(rec);
+        }
+        self.serve_reservation(p, now_ns, reservation);
+        self.outbox.push(reservation, Effect::Settle);
+    }
+
+    /// The owner cancels a reservation: its slots end now (intervals already
+    /// heartbeated stay paid), its jobs end, and the rest of the lock
+    /// returns to the owner.
+    pub fn cancel_reservation(
+        &mut self,
+        p: &Params,
+        now_ns: u64,
+        caller: Principal,
+        reservation: JobId,
+    ) -> Result<(), MatcherError> {
+        let mut r = self.owned(caller, reservation)?;
+        match r.status {
+            ReservationStatus::Active => {}
+            ReservationStatus::Funding => return Err(MatcherError::Busy),
+            _ => {
+                return Err(invalid("reservation", "already ended"));
+            }
+        }
+        r.status = ReservationStatus::Cancelled;
+        let slots = r.slots.clone();
+        self.put_reservation(reservation, r);
+        for slot_id in slots {
+            let Some(mut rec) = self.job(slot_id) else {
+                continue;
+            };
+            if rec.state.status.is_terminal() {
+                continue;
+            }
+            let old = Self::deadline_key(p, &rec.state);
+            let effects = rec.state.end(JobStatus::Cancelled);
+            self.track_deadline(p, &rec.state, old);
+            self.put_job(rec);
+            self.apply(p, now_ns, slot_id, effects);
+        }
+        self.end_if_done(p, now_ns, reservation);
+        Ok(())
+    }
+
+    fn owned(
+        &self,
+        caller: Principal,
+        reservation: JobId,
+    ) -> Result<ReservationRecord, MatcherError> {
+        let r = self
+            .reservation_record(reservation)
+            .ok_or(MatcherError::UnknownJob {
+                job_id: reservation,
+            })?;
+        let owner = self.job(reservation).map(|j| j.state.owner);
+        if owner != Some(caller) {
+            return Err(MatcherError::Unauthorized {
+                reason: "only the reservation's owner may do this".into(),
+            });
+        }
+        Ok(r)
+    }
+
+    /// Checks an extension and prices it; nothing changes until
+    /// [`Market::apply_extension`], once the escrow has locked the amount.
+    pub fn prepare_extension(
+        &self,
+        caller: Principal,
+        args: &ExtendReservationArgs,
+    ) -> Result<Extension, MatcherError> {
+        let r = self.owned(caller, args.reservation)?;
+        if r.status != ReservationStatus::Active {
+            return Err(invalid(
+                "reservation",
+                "only an active reservation can be extended",
+            ));
+        }
+        let total = r.spec.intervals.checked_add(args.intervals);
+        if args.intervals == 0 || total.is_none_or(|t| t > MAX_INTERVALS) {
+            return Err(invalid(
+                "intervals",
+                format!("positive, and at most {MAX_INTERVALS} in all"),
+            ));
+        }
+        let live_slots = r
+            .slots
+            .iter()
+            .filter(|id| {
+                self.job(**id)
+                    .is_some_and(|s| !s.state.status.is_terminal())
+            })
+            .count() as u32;
+        let amount = r
+            .spec
+            .max_price_per_interval
+            .checked_mul(Tokens::from(live_slots))
+            .and_then(|a| a.checked_mul(Tokens::from(args.intervals)))
+            .ok_or_else(|| invalid("intervals", "the cost overflows"))?;
+        Ok(Extension {
+            number: r.extensions.len() as u32 + 1,
+            amount,
+            live_slots,
+        })
+    }
+
+    /// Applies extension `number` once its amount is locked; a repeat is
+    /// ignored. Slots that ended meanwhile are not revived: their share is
+    /// refunded when the reservation settles.
+    pub fn apply_extension(
+        &mut self,
+        reservation: JobId,
+        number: u32,
+        amount: Tokens,
+        intervals: u32,
+    ) {
+        let Some(mut r) = self.reservation_record(reservation) else {
+            return;
+        };
+        if r.extensions.len() as u32 + 1 != number {
+            return;
+        }
+        r.extensions.push(amount);
+        r.locked = r.locked.saturating_add(amount);
+        r.spec.intervals = r.spec.intervals.saturating_add(intervals);
+        for slot_id in &r.slots {
+            if let Some(mut rec) = self.job(*slot_id)
+                && !rec.state.status.is_terminal()
+            {
+                rec.state.max_intervals = rec.state.max_intervals.saturating_add(intervals);
+                rec.spec.max_intervals = rec.state.max_intervals;
+                self.put_job(rec);
+            }
+        }
+        if let Some(mut rec) = self.job(reservation) {
+            rec.state.max_intervals = rec.state.max_intervals.saturating_add(intervals);
+            rec.spec.max_intervals = rec.state.max_intervals;
+            self.put_job(rec);
+        }
+        self.put_reservation(reservation, r);
+    }
+
+    /// Adds and removes delegates; returns the new list.
+    pub fn set_delegates(
+        &mut self,
+        caller: Principal,
+        args: &SetDelegatesArgs,
+    ) -> Result<Vec<Principal>, MatcherError> {
+        let delegates = self.delegates_after(caller, args)?;
+        let mut r = self.owned(caller, args.reservation)?;
+        r.spec.delegates = delegates.clone();
+        self.put_reservation(args.reservation, r);
+        Ok(delegates)
+    }
+
+    /// The delegates `args` would leave, checked; nothing changes.
+    pub fn delegates_after(
+        &self,
+        caller: Principal,
+        args: &SetDelegatesArgs,
+    ) -> Result<Vec<Principal>, MatcherError> {
+        let r = self.owned(caller, args.reservation)?;
+        if matches!(
+            r.status,
+            ReservationStatus::Ended | ReservationStatus::Cancelled
+        ) {
+            return Err(invalid("reservation", "already ended"));
+        }
+        if args.add.len() > MAX_DELEGATES || args.remove.len() > MAX_DELEGATES {
+            return Err(invalid("add", format!("at most {MAX_DELEGATES} each")));
+        }
+        let mut delegates = r.spec.delegates;
+        for p in &args.add {
+            if !delegates.contains(p) {
+                delegates.push(*p);
+            }
+        }
+        delegates.retain(|p| !args.remove.contains(p));
+        check_delegates(&delegates)?;
+        Ok(delegates)
+    }
+
+    /// A job of the owner or a delegate, to run in the reservation's slots.
+    pub fn submit_reserved_job(
+        &mut self,
+        p: &Params,
+        now_ns: u64,
+        caller: Principal,
+        args: ReservedJobArgs,
+    ) -> Result<JobId, MatcherError> {
+        let reservation = args.reservation;
+        let r = self.check_reserved_job(caller, &args)?;
+        let mut spec = args.spec;
+        spec.ledger = r.spec.ledger;
+        spec.interval_secs = r.spec.interval_secs;
+        spec.min_provider_stake = 0;
+        // Validated (in create_job) as if it had a price; it has none.
+        spec.max_price_per_interval = 1;
+        let mut rec = self.create_job(now_ns, caller, spec)?;
+        rec.spec.max_price_per_interval = 0;
+        rec.state.max_price = 0;
+        rec.funded = true;
+        rec.kind = JobKind::InReservation { reservation };
+        let id = rec.state.id;
+        self.put_job(rec);
+        self.reserved_queue.insert((reservation, id), ());
+        self.serve_reservation(p, now_ns, reservation);
+        Ok(id)
+    }
+
+    /// Checks who may run `args` in the reservation and that it fits a slot.
+    pub fn check_reserved_job(
+        &self,
+        caller: Principal,
+        args: &ReservedJobArgs,
+    ) -> Result<ReservationRecord, MatcherError> {
+        let r = self
+            .reservation_record(args.reservation)
+            .ok_or(MatcherError::UnknownJob {
+                job_id: args.reservation,
+            })?;
+        let owner = self.job(args.reservation).map(|j| j.state.owner);
+        if owner != Some(caller) && !r.spec.delegates.contains(&caller) {
+            return Err(MatcherError::Unauthorized {
+                reason: "only the reservation's owner and delegates may run jobs in it".into(),
+            });
+        }
+        if r.status != ReservationStatus::Active {
+            return Err(invalid("reservation", "not active"));
+        }
+        if args.spec.limits.memory_mib > r.spec.memory_mib
+            || args.spec.limits.fuel_per_interval > r.spec.fuel_per_interval
+        {
+            return Err(invalid(
+                "limits",
+                format!(
+                    "the reserved slots have {} MiB and {} fuel per interval",
+                    r.spec.memory_mib, r.spec.fuel_per_interval
+                ),
+            ));
+        }
+        if self.queued(args.reservation).count() >= MAX_QUEUED_JOBS {
+            return Err(MatcherError::LimitReached {
+                what: "jobs queued in the reservation".into(),
+                limit: MAX_QUEUED_JOBS as u64,
+            });
+        }
+        Ok(r)
+    }
+
+    /// The public view of a reservation.
+    pub fn reservation(&self, id: JobId) -> Option<Reservation> {
+        let r = self.reservation_record(id)?;
+        let rec = self.job(id)?;
+        let slots: Vec<ReservedSlotView> = r
+            .slots
+            .iter()
+            .zip(&r.running)
+            .filter_map(|(slot_id, running)| {
+                let job = self.job(*slot_id)?.to_job();
+                Some(ReservedSlotView {
+                    job_id: *slot_id,
+                    status: job.status,
+                    provider: job.provider,
+                    price_per_interval: job.price_per_interval,
+                    intervals_paid: job.intervals_paid,
+                    rematches: job.retries_used,
+                    running: *running,
+                })
+            })
+            .collect();
+        let paid = r
+            .slots
+            .iter()
+            .filter_map(|id| self.job(*id))
+            .fold(0u128, |acc, s| acc.saturating_add(s.state.released));
+        Some(Reservation {
+            id,
+            owner: rec.state.owner,
+            spec: r.spec.clone(),
+            status: r.status,
+            slots,
+            locked: r.locked,
+            paid,
+            queued_jobs: self.queued(id).count() as u64,
+            created_at_ns: rec.submitted_at_ns,
+        })
+    }
+
+    /// An owner's reservations, from `start` (a reservation id) on.
+    pub fn reservations_of(
+        &self,
+        owner: Principal,
+        start: JobId,
+        limit: usize,
+    ) -> Vec<Reservation> {
+        self.jobs_by_owner
+            .keys_range((owner, start)..=(owner, JobId::MAX))
+            .filter(|(_, id)| self.reservations.contains_key(id))
+            .take(limit)
+            .filter_map(|(_, id)| self.reservation(id))
+            .collect()
+    }
+
+    /// Registers a DAO's governance canister (or renames it).
+    pub fn register_dao(&mut self, dao: DaoRegistration) -> Result<(), MatcherError> {
+        if dao.governance == Principal::anonymous() {
+            return Err(invalid("governance", "not the anonymous principal"));
+        }
+        if dao.name.is_empty() || dao.name.len() > MAX_DAO_NAME_LEN {
+            return Err(invalid("name", format!("1 to {MAX_DAO_NAME_LEN} bytes")));
+        }
+        if !self.daos.contains_key(&dao.governance) && self.daos.len() >= MAX_DAOS {
+            return Err(MatcherError::LimitReached {
+                what: "registered DAOs".into(),
+                limit: MAX_DAOS,
+            });
+        }
+        self.daos.insert(dao.governance, Cbor(dao.name));
+        Ok(())
+    }
+
+    /// Removes a DAO; `true` if it was registered.
+    pub fn deregister_dao(&mut self, governance: Principal) -> bool {
+        self.daos.remove(&governance).is_some()
+    }
+
+    /// The name of a registered DAO's governance canister.
+    pub fn dao_name(&self, governance: Principal) -> Option<String> {
+        self.daos.get(&governance).map(|c| c.0)
+    }
+
+    /// Registered DAOs, from `start` on.
+    pub fn daos(&self, limit: usize) -> Vec<DaoRegistration> {
+        self.daos
+            .iter()
+            .take(limit)
+            .map(|e| DaoRegistration {
+                governance: *e.key(),
+                name: e.value().0,
+            })
+            .collect()
+    }
+}
