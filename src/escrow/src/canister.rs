@@ -6,8 +6,9 @@ use crate::state::{mutate_state, read_state};
 use crate::{jobs, metrics, payments};
 use ic_cdk::api::{canister_self, is_controller, msg_caller, time};
 use market_api::escrow::{
-    Balance, DepositArgs, EscrowError, EscrowEvent, EscrowInit, JobLock, LedgerInfo, LockArgs,
-    NotifyDepositArgs, PendingOperation, ReconcileArgs, ReleaseArgs, SettleArgs, WithdrawArgs,
+    Balance, DepositArgs, EscrowError, EscrowEvent, EscrowInit, ExtendLockArgs, JobLock,
+    LedgerInfo, LockArgs, NotifyDepositArgs, PendingOperation, ReconcileArgs, ReleaseArgs,
+    SettleArgs, WithdrawArgs, WithdrawForArgs,
 };
 use market_api::{
     Account, EventPage, HttpRequest, HttpResponse, PageRequest, Principal, StandardRecord, Tokens,
@@ -61,6 +62,13 @@ async fn withdraw(args: WithdrawArgs) -> Result<Tokens, EscrowError> {
     payments::withdraw(&IcRuntime, msg_caller(), args).await
 }
 
+/// `withdraw` on behalf of `owner`, as if `owner` had called it. Matcher
+/// only (a DAO acting by proposal through the matcher).
+#[ic_cdk::update]
+async fn withdraw_for(args: WithdrawForArgs) -> Result<Tokens, EscrowError> {
+    payments::withdraw_for(&IcRuntime, msg_caller(), args).await
+}
+
 /// Retries, with identical arguments, a ledger call of (owner, ledger) whose
 /// outcome was unknown. Callable by anyone. `true` if an operation was
 /// resolved, `false` if none was pending.
@@ -74,6 +82,14 @@ async fn reconcile(args: ReconcileArgs) -> Result<bool, EscrowError> {
 #[ic_cdk::update]
 fn lock(args: LockArgs) -> Result<JobLock, EscrowError> {
     mutate_state(|s| jobs::lock(s, msg_caller(), args, time()))
+}
+
+/// Adds `amount` from the buyer's free balance to an unsettled lock.
+/// Matcher only; extensions are numbered from 1 and applied in order;
+/// idempotent on (`job_key`, `extension`).
+#[ic_cdk::update]
+fn extend_lock(args: ExtendLockArgs) -> Result<JobLock, EscrowError> {
+    mutate_state(|s| jobs::extend_lock(s, msg_caller(), args, time()))
 }
 
 /// Pays one interval from a job's lock to the provider's claimable balance.

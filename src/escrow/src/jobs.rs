@@ -1,6 +1,7 @@
-//! Job locks: the matcher sets a job's maximum cost aside (`lock`), pays one
-//! interval at a time to providers' claimable balances (`release`) and
-//! returns the rest to the buyer at the end (`settle`).
+//! Job locks: the matcher sets a job's maximum cost aside (`lock`), may add
+//! to it while the job runs (`extend_lock`), pays one interval at a time to
+//! providers' claimable balances (`release`) and returns the rest to the
+//! buyer at the end (`settle`).
 //!
 //! None of these calls a ledger: they only move value between internal
 //! balances, atomically within one message. Each is idempotent on its key:
@@ -8,7 +9,9 @@
 //! changes nothing; the same key with other terms is a `KeyConflict`.
 
 use crate::state::{LockRecord, ReleaseRecord, State};
-use market_api::escrow::{EscrowError, EscrowEvent, JobLock, LockArgs, ReleaseArgs, SettleArgs};
+use market_api::escrow::{
+    EscrowError, EscrowEvent, ExtendLockArgs, JobLock, LockArgs, ReleaseArgs, SettleArgs,
+};
 use market_api::{Principal, validate_op_key};
 
 /// Refuses callers other than the configured matcher.
@@ -19,7 +22,7 @@ pub fn require_matcher(state: &State, caller: Principal) -> Result<(), EscrowErr
     match state.matcher() {
         Some(m) if m == caller => Ok(()),
         Some(_) => Err(EscrowError::Unauthorized {
-            reason: "only the matcher may lock, release and settle".into(),
+            reason: "only the matcher may call this method".into(),
         }),
         None => Err(EscrowError::Unauthorized {
             reason: "no matcher is configured".into(),
@@ -44,7 +47,8 @@ fn positive(field: &str, amount: u128) -> Result<(), EscrowError> {
     Ok(())
 }
 
-/// Moves `args.amount` from the buyer's free balance into a new lock.
+/// Moves `args.amount` from the buyer's free balance into a new lock. A
+/// retry names the first lock's amount, whatever extensions came since.
 pub fn lock(
     state: &mut State,
     caller: Principal,
@@ -57,7 +61,7 @@ pub fn lock(
     if let Some(existing) = state.lock(&args.job_key) {
         if existing.buyer == args.buyer
             && existing.ledger == args.ledger
-            && existing.total == args.amount
+            && existing.initial() == args.amount
         {
             return Ok(existing.view(&args.job_key));
         }
@@ -89,6 +93,7 @@ pub fn lock(
         released: 0,
         refunded: 0,
         settled: false,
+        extensions: Vec::new(),
     };
     state.put_lock(&args.job_key, record.clone());
     state.events.append(
@@ -101,6 +106,87 @@ pub fn lock(
         },
     );
     Ok(record.view(&args.job_key))
+}
+
+/// Moves `args.amount` more from the buyer's free balance into an open
+/// lock, once per (job key, extension). Extensions are numbered from 1 and
+/// applied in order; repeating an applied one with its amount answers the
+/// lock unchanged (even after settle).
+pub fn extend_lock(
+    state: &mut State,
+    caller: Principal,
+    args: ExtendLockArgs,
+    now: u64,
+) -> Result<JobLock, EscrowError> {
+    require_matcher(state, caller)?;
+    check_key(&args.job_key)?;
+    if args.extension == 0 {
+        return Err(EscrowError::InvalidArgument {
+            field: "extension".into(),
+            reason: "extensions are numbered from 1".into(),
+        });
+    }
+    positive("amount", args.amount)?;
+    let Some(mut lock) = state.lock(&args.job_key) else {
+        return Err(EscrowError::UnknownJob {
+            job_key: args.job_key,
+        });
+    };
+    // `extension` ≥ 1. An index beyond usize names no applied extension and
+    // is never the next one.
+    let index = usize::try_from(args.extension - 1).unwrap_or(usize::MAX);
+    if let Some(&done) = lock.extensions.get(index) {
+        if done == args.amount {
+            return Ok(lock.view(&args.job_key));
+        }
+        return Err(EscrowError::KeyConflict {
+            job_key: args.job_key,
+        });
+    }
+    if lock.settled {
+        return Err(EscrowError::AlreadySettled {
+            job_key: args.job_key,
+        });
+    }
+    if index != lock.extensions.len() {
+        return Err(EscrowError::InvalidArgument {
+            field: "extension".into(),
+            reason: format!(
+                "extension {} is next; extensions are applied in order",
+                lock.extensions.len() + 1
+            ),
+        });
+    }
+    let Some(total) = lock.total.checked_add(args.amount) else {
+        return Err(EscrowError::InvalidArgument {
+            field: "amount".into(),
+            reason: "the lock's total would overflow".into(),
+        });
+    };
+    let mut buyer = state.balance(lock.buyer, lock.ledger);
+    if buyer.free < args.amount {
+        return Err(EscrowError::InsufficientBalance {
+            available: buyer.free,
+        });
+    }
+    buyer.free -= args.amount;
+    buyer.locked = buyer
+        .locked
+        .checked_add(args.amount)
+        .unwrap_or_else(|| panic!("BUG: locked balance overflows"));
+    state.put_balance(lock.buyer, lock.ledger, buyer);
+    lock.total = total;
+    lock.extensions.push(args.amount);
+    state.put_lock(&args.job_key, lock.clone());
+    state.events.append(
+        now,
+        EscrowEvent::LockExtended {
+            job_key: args.job_key.clone(),
+            extension: args.extension,
+            amount: args.amount,
+        },
+    );
+    Ok(lock.view(&args.job_key))
 }
 
 /// Moves `args.amount` from a lock to the provider's claimable balance,

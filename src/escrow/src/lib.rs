@@ -2,7 +2,8 @@
 //!
 //! - [`payments`]: value that crosses a ledger (deposits, withdrawals) and
 //!   the reconciliation of ledger calls with unknown outcomes;
-//! - [`jobs`]: locks, per-heartbeat releases and settlement, all internal;
+//! - [`jobs`]: locks, their extensions, per-heartbeat releases and
+//!   settlement, all internal;
 //! - [`state`]: durable state in stable structures, and its invariants;
 //! - [`runtime`]: the side effects, behind a trait so the logic runs natively
 //!   against a fake ledger;

@@ -31,7 +31,7 @@ use icrc_ledger_types::icrc1::transfer::{Memo, TransferArg, TransferError};
 use icrc_ledger_types::icrc2::transfer_from::{TransferFromArgs, TransferFromError};
 use market_api::escrow::{
     DepositArgs, DepositSource, EscrowError, EscrowEvent, LedgerInfo, MAX_LEDGERS,
-    NotifyDepositArgs, PendingKind, PendingOperation, ReconcileArgs, WithdrawArgs,
+    NotifyDepositArgs, PendingKind, PendingOperation, ReconcileArgs, WithdrawArgs, WithdrawForArgs,
 };
 use market_api::{LedgerCallError, Principal, Tokens};
 use std::cell::RefCell;
@@ -541,6 +541,24 @@ pub async fn withdraw<R: Runtime>(
         })
     })?;
     start(rt, op).await.map(|(_, block)| block)
+}
+
+/// Withdrawal on behalf of `args.owner`, by the matcher only (a DAO acting
+/// by proposal through the matcher): exactly [`withdraw`] as if `owner` had
+/// called it, under the same (owner, ledger) guard.
+pub async fn withdraw_for<R: Runtime>(
+    rt: &R,
+    caller: Principal,
+    args: WithdrawForArgs,
+) -> Result<u128, EscrowError> {
+    read_state(|s| crate::jobs::require_matcher(s, caller))?;
+    if args.owner == Principal::anonymous() {
+        return Err(EscrowError::InvalidArgument {
+            field: "owner".into(),
+            reason: "the anonymous principal owns no balance".into(),
+        });
+    }
+    withdraw(rt, args.owner, args.args).await
 }
 
 /// Retries the pending ledger call of (owner, ledger), if any, with

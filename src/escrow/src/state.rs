@@ -23,7 +23,8 @@ use std::collections::BTreeMap;
 /// Durable configuration.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct Config {
-    /// The matcher canister, the only caller of lock, release and settle.
+    /// The matcher canister, the only caller of lock, extend_lock, release,
+    /// settle and withdraw_for.
     pub matcher: Option<Principal>,
 }
 
@@ -72,7 +73,7 @@ pub struct LockRecord {
     pub buyer: Principal,
     /// Ledger of the payment.
     pub ledger: Principal,
-    /// Amount locked at the start.
+    /// Amount locked: the first lock plus every extension.
     pub total: Tokens,
     /// Released to providers so far.
     pub released: Tokens,
@@ -80,6 +81,11 @@ pub struct LockRecord {
     pub refunded: Tokens,
     /// Whether the lock was settled.
     pub settled: bool,
+    /// Amounts of the extensions applied, in order (extension `n` at index
+    /// `n − 1`): the idempotency records of (job key, extension). Absent
+    /// from locks written before extensions existed, hence the default.
+    #[serde(default)]
+    pub extensions: Vec<Tokens>,
 }
 
 impl LockRecord {
@@ -89,6 +95,28 @@ impl LockRecord {
             .checked_sub(self.released)
             .and_then(|r| r.checked_sub(self.refunded))
             .unwrap_or_else(|| panic!("BUG: lock paid out more than its total: {self:?}"))
+    }
+
+    /// Σ of the extensions' amounts (`None` on overflow, which
+    /// [`State::check_invariants`] rules out).
+    fn checked_extended(&self) -> Option<Tokens> {
+        self.extensions
+            .iter()
+            .try_fold(0 as Tokens, |s, a| s.checked_add(*a))
+    }
+
+    /// Σ of the extensions' amounts.
+    pub fn extended(&self) -> Tokens {
+        self.checked_extended()
+            .unwrap_or_else(|| panic!("BUG: a lock's extensions overflow: {self:?}"))
+    }
+
+    /// The amount of the first lock, which a retried `lock` must name:
+    /// total − Σ extensions.
+    pub fn initial(&self) -> Tokens {
+        self.total
+            .checked_sub(self.extended())
+            .unwrap_or_else(|| panic!("BUG: a lock's extensions exceed its total: {self:?}"))
     }
 
     /// The public view of the lock.
@@ -363,7 +391,9 @@ impl State {
     /// - per ledger, the kept liabilities equal Σ (free + claimable + locked);
     /// - per (buyer, ledger), `locked` equals Σ remaining of its unsettled locks;
     /// - settled locks have nothing remaining, and per lock released equals
-    ///   Σ of its release records.
+    ///   Σ of its release records;
+    /// - per lock, Σ of its extensions is below its total (the first lock
+    ///   was positive).
     ///
     /// The external invariant (per ledger: balance of the escrow's main
     /// account == liabilities, once no ledger call is pending) needs the
@@ -416,6 +446,13 @@ impl State {
             {
                 return Err(format!("lock {job_key} paid out more than its total"));
             }
+            let extended = l.checked_extended().ok_or("extensions overflow")?;
+            if extended >= l.total {
+                return Err(format!(
+                    "lock {job_key}: extensions sum to {extended}, not below its total {}",
+                    l.total
+                ));
+            }
             if l.settled && l.remaining() != 0 {
                 return Err(format!("settled lock {job_key} still holds tokens"));
             }
@@ -451,4 +488,53 @@ pub fn mutate_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
 #[cfg(test)]
 pub fn replace_state(state: State) {
     STATE.with(|s| *s.borrow_mut() = state);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ic_stable_structures::Storable;
+    use std::borrow::Cow;
+
+    /// `LockRecord` as it was stored before extensions existed.
+    #[derive(Serialize, Deserialize, Clone)]
+    struct LockRecordV0 {
+        buyer: Principal,
+        ledger: Principal,
+        total: Tokens,
+        released: Tokens,
+        refunded: Tokens,
+        settled: bool,
+    }
+
+    #[test]
+    fn locks_written_before_extensions_still_decode() {
+        let buyer = Principal::from_slice(&[1; 10]);
+        let ledger = Principal::from_slice(&[2; 10]);
+        let old = LockRecordV0 {
+            buyer,
+            ledger,
+            total: u128::from(u64::MAX) + 7,
+            released: 5,
+            refunded: 0,
+            settled: false,
+        };
+        let bytes = Cbor(old).into_bytes();
+        let new = Cbor::<LockRecord>::from_bytes(Cow::Owned(bytes)).0;
+        assert_eq!(
+            new,
+            LockRecord {
+                buyer,
+                ledger,
+                total: u128::from(u64::MAX) + 7,
+                released: 5,
+                refunded: 0,
+                settled: false,
+                extensions: vec![],
+            }
+        );
+        assert_eq!(new.initial(), new.total);
+        let again = Cbor::<LockRecord>::from_bytes(Cow::Owned(Cbor(new.clone()).into_bytes()));
+        assert_eq!(again.0, new);
+    }
 }

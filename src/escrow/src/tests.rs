@@ -11,8 +11,9 @@ use futures::executor::block_on;
 use ic_stable_structures::DefaultMemoryImpl;
 use ic_stable_structures::memory_manager::MemoryManager;
 use market_api::escrow::{
-    DepositArgs, EscrowError, EscrowEvent, EscrowInit, JobLock, LockArgs, NotifyDepositArgs,
-    PendingKind, ReconcileArgs, ReleaseArgs, SettleArgs, WithdrawArgs,
+    DepositArgs, EscrowError, EscrowEvent, EscrowInit, ExtendLockArgs, JobLock, LockArgs,
+    NotifyDepositArgs, PendingKind, ReconcileArgs, ReleaseArgs, SettleArgs, WithdrawArgs,
+    WithdrawForArgs,
 };
 use market_api::{Account, LedgerCallError, PageRequest, Principal, Tokens};
 
@@ -159,6 +160,29 @@ impl Env {
         ))
     }
 
+    /// `withdraw_for` of `owner` called by `caller`.
+    fn withdraw_for(
+        &self,
+        caller: Principal,
+        owner: Principal,
+        ledger: Principal,
+        amount: Tokens,
+        to: Principal,
+    ) -> Result<u128, EscrowError> {
+        block_on(payments::withdraw_for(
+            &self.rt,
+            caller,
+            WithdrawForArgs {
+                owner,
+                args: WithdrawArgs {
+                    ledger,
+                    amount,
+                    to: acct(to),
+                },
+            },
+        ))
+    }
+
     fn reconcile(&self, owner: Principal, ledger: Principal) -> Result<bool, EscrowError> {
         block_on(payments::reconcile(
             &self.rt,
@@ -211,6 +235,33 @@ impl Env {
                 now,
             )
         })
+    }
+
+    /// `extend_lock` called by `caller`.
+    fn extend_by(
+        &self,
+        caller: Principal,
+        key: &str,
+        extension: u32,
+        amount: Tokens,
+    ) -> Result<JobLock, EscrowError> {
+        let now = self.rt_now();
+        mutate_state(|s| {
+            jobs::extend_lock(
+                s,
+                caller,
+                ExtendLockArgs {
+                    job_key: key.into(),
+                    extension,
+                    amount,
+                },
+                now,
+            )
+        })
+    }
+
+    fn extend(&self, key: &str, extension: u32, amount: Tokens) -> Result<JobLock, EscrowError> {
+        self.extend_by(matcher(), key, extension, amount)
     }
 
     fn settle(&self, key: &str) -> Result<JobLock, EscrowError> {

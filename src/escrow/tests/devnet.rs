@@ -12,8 +12,9 @@
 use candid::{CandidType, Deserialize, Nat, Principal};
 use devnet::{Devnet, Fault, FaultKind, RejectCode};
 use market_api::escrow::{
-    Balance, DepositArgs, EscrowError, EscrowEvent, EscrowInit, JobLock, LedgerInfo, LockArgs,
-    NotifyDepositArgs, PendingOperation, ReconcileArgs, ReleaseArgs, SettleArgs, WithdrawArgs,
+    Balance, DepositArgs, EscrowError, EscrowEvent, EscrowInit, ExtendLockArgs, JobLock,
+    LedgerInfo, LockArgs, NotifyDepositArgs, PendingOperation, ReconcileArgs, ReleaseArgs,
+    SettleArgs, WithdrawArgs, WithdrawForArgs,
 };
 use market_api::{
     Account, EventPage, HttpRequest, HttpResponse, LedgerCallError, PageRequest, StandardRecord,
@@ -601,7 +602,30 @@ fn unauthorized_callers_of_every_update_method() {
     let settle = SettleArgs {
         job_key: "j".into(),
     };
+    let extend = ExtendLockArgs {
+        job_key: "j".into(),
+        extension: 1,
+        amount: 1,
+    };
+    let withdraw_for = WithdrawForArgs {
+        owner: buyer(),
+        args: WithdrawArgs {
+            ledger,
+            amount: 100_000,
+            to: acct(p(0x50)),
+        },
+    };
     for caller in [anon, buyer(), admin()] {
+        let r: R<JobLock> = net.call(caller, "extend_lock", &extend);
+        assert!(matches!(
+            r,
+            Err(EscrowError::AnonymousCaller | EscrowError::Unauthorized { .. })
+        ));
+        let r: R<Tokens> = net.call(caller, "withdraw_for", &withdraw_for);
+        assert!(matches!(
+            r,
+            Err(EscrowError::AnonymousCaller | EscrowError::Unauthorized { .. })
+        ));
         let r: R<JobLock> = net.call(caller, "lock", &lock);
         assert!(matches!(
             r,

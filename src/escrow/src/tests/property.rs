@@ -35,10 +35,21 @@ enum Op {
         provider: u8,
         amount: Tokens,
     },
+    Extend {
+        job: u8,
+        extension: u32,
+        amount: Tokens,
+    },
     Settle {
         job: u8,
     },
     Withdraw {
+        user: u8,
+        ledger: bool,
+        amount: Tokens,
+    },
+    WithdrawFor {
+        by_matcher: bool,
         user: u8,
         ledger: bool,
         amount: Tokens,
@@ -80,9 +91,13 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(job, user, ledger, amount)| Op::Lock { job, user, ledger, amount }),
         4 => (0u8..4, 0u8..4, user.clone(), amount())
             .prop_map(|(job, seq, provider, amount)| Op::Release { job, seq, provider, amount }),
+        3 => (0u8..4, 0u32..4, amount())
+            .prop_map(|(job, extension, amount)| Op::Extend { job, extension, amount }),
         2 => (0u8..4).prop_map(|job| Op::Settle { job }),
         3 => (user.clone(), any::<bool>(), amount())
             .prop_map(|(user, ledger, amount)| Op::Withdraw { user, ledger, amount }),
+        1 => (prop::bool::weighted(0.8), user.clone(), any::<bool>(), amount())
+            .prop_map(|(by_matcher, user, ledger, amount)| Op::WithdrawFor { by_matcher, user, ledger, amount }),
         1 => (user, any::<bool>()).prop_map(|(user, ledger)| Op::Reconcile { user, ledger }),
         4 => prop_oneof![
             Just(Fault::Reject),
@@ -138,6 +153,31 @@ fn run(env: &Env, op: &Op) {
         } => {
             let _ = env.release(&format!("job/{job}"), seq.into(), user_of(provider), amount);
         }
+        Op::Extend {
+            job,
+            extension,
+            amount,
+        } => {
+            let key = format!("job/{job}");
+            let before = read_state(|s| s.lock(&key));
+            let r = env.extend(&key, extension, amount);
+            let after = read_state(|s| s.lock(&key));
+            match (r, before, after) {
+                (Ok(view), Some(before), Some(after)) => {
+                    assert_eq!(view, after.view(&key));
+                    let applied = after.extensions.len() > before.extensions.len();
+                    if applied {
+                        assert_eq!(after.total, before.total + amount);
+                        assert_eq!(after.extensions.len(), extension as usize);
+                    } else {
+                        assert_eq!(after, before);
+                    }
+                    assert_eq!(after.initial(), before.initial());
+                }
+                (Err(_), before, after) => assert_eq!(before, after),
+                other => panic!("extend answered {other:?}"),
+            }
+        }
         Op::Settle { job } => {
             let _ = env.settle(&format!("job/{job}"));
         }
@@ -147,6 +187,15 @@ fn run(env: &Env, op: &Op) {
             amount,
         } => {
             let _ = env.withdraw(user_of(user), ledger_of(ledger), amount, p(0x50));
+        }
+        Op::WithdrawFor {
+            by_matcher,
+            user,
+            ledger,
+            amount,
+        } => {
+            let caller = if by_matcher { matcher() } else { user_of(user) };
+            let _ = env.withdraw_for(caller, user_of(user), ledger_of(ledger), amount, p(0x51));
         }
         Op::Reconcile { user, ledger } => {
             let _ = env.reconcile(user_of(user), ledger_of(ledger));

@@ -200,6 +200,251 @@ fn lock_errors_are_clear() {
     env.settle_all_and_check();
 }
 
+/// Everything `extend_lock` may change: the lock, the buyer's balance and
+/// the event log.
+fn extend_snapshot(env: &Env, key: &str, buyer: Principal) -> impl PartialEq + std::fmt::Debug {
+    (
+        read_state(|s| s.lock(key)),
+        read_state(|s| s.balance(buyer, l1())),
+        env.events().len(),
+    )
+}
+
+#[test]
+fn extend_lock_adds_to_a_lock_once_per_extension_in_order() {
+    let env = Env::new();
+    let key = "job/1";
+    env.deposit(p(A), l1(), 1_000_000).unwrap();
+    env.lock(key, p(A), l1(), 300_000).unwrap();
+    let one = env.extend(key, 1, 200_000).unwrap();
+    assert_eq!(
+        (one.total, one.remaining, one.released),
+        (500_000, 500_000, 0)
+    );
+    assert_eq!(env.free(p(A), l1()), 500_000);
+    assert_eq!(read_state(|s| s.balance(p(A), l1()).locked), 500_000);
+    env.check_books();
+    // The same extension again: same answer, nothing moves.
+    let before = extend_snapshot(&env, key, p(A));
+    assert_eq!(env.extend(key, 1, 200_000), Ok(one.clone()));
+    assert_eq!(extend_snapshot(&env, key, p(A)), before);
+    // The same extension with another amount.
+    assert_eq!(
+        env.extend(key, 1, 5),
+        Err(EscrowError::KeyConflict {
+            job_key: key.into()
+        })
+    );
+    // Out of order, or not numbered from 1.
+    for extension in [0, 3, u32::MAX] {
+        assert!(
+            matches!(
+                env.extend(key, extension, 100_000),
+                Err(EscrowError::InvalidArgument { ref field, .. }) if field == "extension"
+            ),
+            "extension {extension}"
+        );
+    }
+    assert_eq!(extend_snapshot(&env, key, p(A)), before);
+    let two = env.extend(key, 2, 100_000).unwrap();
+    assert_eq!((two.total, two.remaining), (600_000, 600_000));
+    assert_eq!(env.extend(key, 1, 200_000), Ok(two.clone()));
+    env.check_books();
+    // A retried `lock` names the first amount, not the extended total.
+    assert_eq!(env.lock(key, p(A), l1(), 300_000), Ok(two.clone()));
+    assert_eq!(
+        env.lock(key, p(A), l1(), 600_000),
+        Err(EscrowError::KeyConflict {
+            job_key: key.into()
+        })
+    );
+    // Releases may use the extended total, and no more.
+    env.release(key, 0, p(PROV), 400_000).unwrap();
+    assert_eq!(
+        env.release(key, 1, p(PROV), 200_001),
+        Err(EscrowError::OverRelease { remaining: 200_000 })
+    );
+    env.release(key, 1, p(PROV), 150_000).unwrap();
+    env.check_books();
+    // An upgrade keeps the extensions and their idempotency records.
+    env.upgrade();
+    assert_eq!(
+        read_state(|s| s.lock(key)).unwrap().extensions,
+        vec![200_000, 100_000]
+    );
+    assert_eq!(env.extend(key, 2, 100_000).unwrap().total, 600_000);
+    // Settle refunds what the releases left of the extended total.
+    let settled = env.settle(key).unwrap();
+    assert_eq!(
+        (settled.total, settled.refunded, settled.remaining),
+        (600_000, 50_000, 0)
+    );
+    assert_eq!(env.free(p(A), l1()), 400_000 + 50_000);
+    assert_eq!(read_state(|s| s.balance(p(A), l1()).locked), 0);
+    assert_eq!(env.claimable(p(PROV), l1()), 550_000);
+    env.check_books();
+    // After settle an applied extension still answers; a new one is refused.
+    assert_eq!(env.extend(key, 2, 100_000), Ok(settled.clone()));
+    assert_eq!(
+        env.extend(key, 3, 1),
+        Err(EscrowError::AlreadySettled {
+            job_key: key.into()
+        })
+    );
+    let extended: Vec<(u32, Tokens)> = env
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            EscrowEvent::LockExtended {
+                job_key,
+                extension,
+                amount,
+            } if job_key == key => Some((extension, amount)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(extended, [(1, 200_000), (2, 100_000)]);
+    env.settle_all_and_check();
+}
+
+#[test]
+fn extend_lock_refusals_change_nothing() {
+    let env = Env::new();
+    let key = "j";
+    env.deposit(p(A), l1(), 1_000).unwrap();
+    env.lock(key, p(A), l1(), 600).unwrap();
+    let before = extend_snapshot(&env, key, p(A));
+    assert_eq!(
+        env.extend(key, 1, 401),
+        Err(EscrowError::InsufficientBalance { available: 400 })
+    );
+    assert_eq!(
+        env.extend("nope", 1, 1),
+        Err(EscrowError::UnknownJob {
+            job_key: "nope".into()
+        })
+    );
+    for bad_key in [String::new(), "k".repeat(65)] {
+        assert!(matches!(
+            env.extend(&bad_key, 1, 1),
+            Err(EscrowError::InvalidArgument { ref field, .. }) if field == "job_key"
+        ));
+    }
+    assert!(matches!(
+        env.extend(key, 1, 0),
+        Err(EscrowError::InvalidArgument { ref field, .. }) if field == "amount"
+    ));
+    assert_eq!(
+        env.extend_by(Principal::anonymous(), key, 1, 1),
+        Err(EscrowError::AnonymousCaller)
+    );
+    for caller in [p(A), p(PROV)] {
+        assert!(matches!(
+            env.extend_by(caller, key, 1, 1),
+            Err(EscrowError::Unauthorized { .. })
+        ));
+    }
+    assert_eq!(extend_snapshot(&env, key, p(A)), before);
+    env.check_books();
+    // The refused attempts used up no extension number.
+    assert_eq!(env.extend(key, 1, 400).unwrap().total, 1_000);
+    assert_eq!(env.free(p(A), l1()), 0);
+    env.settle_all_and_check();
+}
+
+#[test]
+fn extend_lock_refuses_a_total_that_would_overflow() {
+    let env = Env::new();
+    // A lock no ledger could fund, written directly: only the refusal is
+    // under test, not the books.
+    mutate_state(|s| {
+        s.put_lock(
+            "big",
+            crate::state::LockRecord {
+                buyer: p(A),
+                ledger: l1(),
+                total: Tokens::MAX,
+                released: 0,
+                refunded: 0,
+                settled: false,
+                extensions: vec![],
+            },
+        )
+    });
+    assert!(matches!(
+        env.extend("big", 1, 1),
+        Err(EscrowError::InvalidArgument { ref field, .. }) if field == "amount"
+    ));
+}
+
+#[test]
+fn withdraw_for_withdraws_the_owners_balance_for_the_matcher_only() {
+    let env = Env::new();
+    env.deposit(p(A), l1(), 1_000_000).unwrap();
+    env.lock("j", p(A), l1(), 300_000).unwrap();
+    env.release("j", 0, p(PROV), 300_000).unwrap();
+    env.deposit(p(PROV), l1(), 50_000).unwrap();
+    // Anyone but the matcher is refused before any ledger call, the owner
+    // included.
+    let calls = env.rt.calls.get();
+    assert_eq!(
+        env.withdraw_for(Principal::anonymous(), p(PROV), l1(), 100_000, p(0x50)),
+        Err(EscrowError::AnonymousCaller)
+    );
+    for caller in [p(PROV), p(A), escrow()] {
+        assert_eq!(
+            env.withdraw_for(caller, p(PROV), l1(), 100_000, p(0x50)),
+            Err(EscrowError::Unauthorized {
+                reason: "only the matcher may call this method".into()
+            })
+        );
+    }
+    assert!(matches!(
+        env.withdraw_for(matcher(), Principal::anonymous(), l1(), 100_000, p(0x50)),
+        Err(EscrowError::InvalidArgument { ref field, .. }) if field == "owner"
+    ));
+    assert_eq!(env.rt.calls.get(), calls, "refused before any ledger call");
+    assert_eq!(
+        (env.claimable(p(PROV), l1()), env.free(p(PROV), l1())),
+        (300_000, 50_000)
+    );
+    // The matcher withdraws for the owner exactly as `withdraw` would:
+    // claimable first, the fee out of the amount.
+    env.withdraw_for(matcher(), p(PROV), l1(), 320_000, p(0x50))
+        .unwrap();
+    assert_eq!(env.rt.balance(l1(), acct(p(0x50))), 320_000 - FEE1);
+    assert_eq!(
+        (env.claimable(p(PROV), l1()), env.free(p(PROV), l1())),
+        (0, 30_000)
+    );
+    assert_eq!(
+        read_state(|s| s.balance(matcher(), l1())),
+        Default::default()
+    );
+    assert!(matches!(
+        env.events().last(),
+        Some(EscrowEvent::Withdrawn { owner, amount: 320_000, .. }) if *owner == p(PROV)
+    ));
+    env.check_books();
+    assert_eq!(
+        env.withdraw_for(matcher(), p(PROV), l1(), 30_001, p(0x50)),
+        Err(EscrowError::InsufficientBalance { available: 30_000 })
+    );
+    // An unknown outcome stays pending under the owner's key, and the
+    // owner's own next call reconciles it.
+    env.rt.push_fault(Fault::LostReply);
+    assert_eq!(
+        env.withdraw_for(matcher(), p(A), l1(), 100_000, p(0x51)),
+        Err(unknown())
+    );
+    assert_eq!(read_state(|s| s.pending(p(A), l1())).unwrap().owner, p(A));
+    env.check_books();
+    env.withdraw(p(A), l1(), 100_000, p(0x51)).unwrap();
+    assert_eq!(env.rt.balance(l1(), acct(p(0x51))), 2 * (100_000 - FEE1));
+    assert_eq!(env.free(p(A), l1()), 700_000 - 200_000);
+    env.settle_all_and_check();
+}
+
 #[test]
 fn withdraw_takes_the_fee_from_the_amount_claimable_first() {
     let env = Env::new();
@@ -446,10 +691,19 @@ fn unauthorized_callers_of_every_update_method_are_refused() {
             EscrowError::AnonymousCaller
         } else {
             EscrowError::Unauthorized {
-                reason: "only the matcher may lock, release and settle".into(),
+                reason: "only the matcher may call this method".into(),
             }
         };
+        let extend = ExtendLockArgs {
+            job_key: "j".into(),
+            extension: 1,
+            amount: 1,
+        };
         mutate_state(|s| {
+            assert_eq!(
+                jobs::extend_lock(s, caller, extend.clone(), now),
+                Err(want.clone())
+            );
             assert_eq!(jobs::lock(s, caller, lock.clone(), now), Err(want.clone()));
             assert_eq!(
                 jobs::release(s, caller, release.clone(), now),
@@ -466,6 +720,14 @@ fn unauthorized_callers_of_every_update_method_are_refused() {
         Err(EscrowError::Unauthorized { .. })
     ));
     let calls = env.rt.calls.get();
+    assert_eq!(
+        env.withdraw_for(anon, p(A), l1(), 100_000, p(0x50)),
+        Err(EscrowError::AnonymousCaller)
+    );
+    assert!(matches!(
+        env.withdraw_for(p(A), p(A), l1(), 100_000, p(0x50)),
+        Err(EscrowError::Unauthorized { .. })
+    ));
     assert_eq!(env.pull(anon, l1(), 1), Err(EscrowError::AnonymousCaller));
     assert_eq!(
         env.withdraw(anon, l1(), 100_000, p(0x50)),
@@ -537,6 +799,7 @@ fn the_event_log_records_every_movement() {
     env.notify(p(B), l1()).unwrap();
     env.lock("j", p(A), l1(), 500_000).unwrap();
     env.release("j", 0, p(PROV), 200_000).unwrap();
+    env.extend("j", 1, 100_000).unwrap();
     env.settle("j").unwrap();
     env.withdraw(p(PROV), l1(), 200_000, p(0x50)).unwrap();
     let kinds: Vec<&str> = env
@@ -550,12 +813,14 @@ fn the_event_log_records_every_movement() {
             EscrowEvent::Settled { .. } => "settle",
             EscrowEvent::Withdrawn { .. } => "withdraw",
             EscrowEvent::WithdrawalRefunded { .. } => "refund",
+            EscrowEvent::LockExtended { .. } => "extend",
         })
         .collect();
     assert_eq!(
         kinds,
         [
-            "ledger", "ledger", "deposit", "deposit", "lock", "release", "settle", "withdraw"
+            "ledger", "ledger", "deposit", "deposit", "lock", "release", "extend", "settle",
+            "withdraw"
         ]
     );
     let metrics = read_state(crate::metrics::encode);
