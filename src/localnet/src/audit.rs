@@ -18,7 +18,7 @@ use crate::ledger_types::{ListBlocksArgs, ListBlocksResult, Operation};
 use crate::{Error, Localnet, Result, nat};
 use candid::{Nat, Principal};
 use market_api::escrow::{JobLock, PendingOperation};
-use market_api::matcher::{Job, MatcherEvent};
+use market_api::matcher::{Job, MatcherEvent, Reservation};
 use market_api::registry::{ListProvidersArgs, ProviderPage};
 use market_api::{Account, EventPage, HttpRequest, HttpResponse, PageRequest, Tokens};
 use std::collections::{BTreeMap, BTreeSet};
@@ -245,6 +245,7 @@ impl Localnet {
         let mut paid: BTreeMap<u64, Tokens> = BTreeMap::new();
         let mut jobs = BTreeSet::new();
         let mut slashed = BTreeSet::new();
+        let mut reservations = BTreeSet::new();
         let mut start = Some(0u64);
         while let Some(s) = start {
             let page: EventPage<MatcherEvent> = self.query(
@@ -259,6 +260,10 @@ impl Localnet {
                 match e.event {
                     MatcherEvent::JobSubmitted { job_id, .. } => {
                         jobs.insert(job_id);
+                    }
+                    MatcherEvent::ReservationMade { reservation, .. } => {
+                        jobs.insert(reservation);
+                        reservations.insert(reservation);
                     }
                     MatcherEvent::IntervalPaid { job_id, amount, .. } => {
                         *paid.entry(job_id).or_default() += amount;
@@ -298,6 +303,19 @@ impl Localnet {
                 return Err(fail(format!(
                     "job {id}: settled lock {lock:?} doesn't add up"
                 )));
+            }
+            if reservations.contains(id) {
+                // A reservation's slots draw on its lock: what they show as
+                // paid is what the escrow released, and its extensions are
+                // all in the lock.
+                let r: Option<Reservation> = self.query(ids.matcher, "get_reservation", id)?;
+                let r = r.ok_or_else(|| fail(format!("reservation {id}: unknown")))?;
+                if r.paid != lock.released || r.locked != lock.total {
+                    return Err(fail(format!(
+                        "reservation {id}: paid {} of {} locked, but the escrow's lock {lock:?}",
+                        r.paid, r.locked
+                    )));
+                }
             }
             audit.released += lock.released;
         }

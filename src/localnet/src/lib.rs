@@ -480,6 +480,45 @@ impl Localnet {
     }
 }
 
+impl Localnet {
+    /// Installs the stand-in for an SNS DAO's governance canister
+    /// (`sns-governance-standin`), mints `treasury` to its default account
+    /// (the DAO's ICP treasury) and registers it in the matcher as DAO
+    /// `name`. Returns its id, the DAO's governance principal.
+    pub fn deploy_sns_dao(&self, name: &str, treasury: Tokens) -> Result<Principal> {
+        let wasm = canister_wasm("sns-governance-standin")?;
+        let id = {
+            let mut dn = self.devnet();
+            let id = dn.create_canister(vec![admin()]);
+            dn.install_canister(
+                id,
+                &wasm,
+                candid::encode_args(()).unwrap_or_default(),
+                admin(),
+            )
+            .map_err(|e| Error::Install {
+                canister: "sns-governance-standin",
+                message: e.to_string(),
+            })?;
+            id
+        };
+        if treasury > 0 {
+            self.mint(id, treasury)?;
+        }
+        let r: std::result::Result<(), MatcherError> = self.update(
+            self.ids.matcher,
+            admin(),
+            "register_dao",
+            &market_api::matcher::DaoRegistration {
+                governance: id,
+                name: name.into(),
+            },
+        )?;
+        r.map_err(|e| refused("register_dao", e))?;
+        Ok(id)
+    }
+}
+
 /// A `Nat` that fits in `u128` (ledger amounts always do here).
 pub fn nat(n: &Nat) -> u128 {
     u128::try_from(&n.0).unwrap_or(u128::MAX)

@@ -1,0 +1,608 @@
+//! An SNS DAO buys capacity through proposals, on the devnet with the real
+//! .wasm files: a stand-in for the DAO's governance canister
+//! (`sns-governance-standin`) calls the matcher's validators when proposals
+//! are made and its targets when they are executed, with the raw Candid
+//! payload bytes, exactly as SNS governance does.
+//!
+//! The DAO funds its escrow balance from its treasury (transfer + notify),
+//! reserves two slots, names a delegate whose jobs run in them, sees the
+//! slots heartbeated and paid, a silent provider slashed and its slot
+//! matched anew, extends, cancels (settling), and withdraws. Validators
+//! refuse bad payloads and insufficient funds with reasons voters can read
+//! and change nothing; targets check again and reject, failing the
+//! proposal; callers other than a registered DAO are refused. The
+//! conservation audit passes at the end.
+//!
+//! Needs `scripts/build-canisters.sh` first.
+
+use candid::{CandidType, Deserialize, Principal};
+use localnet::{ICP, Localnet, Settings, account, admin, principal};
+use market_api::escrow::{Balance, EscrowError, JobLock, NotifyDepositArgs, WithdrawArgs};
+use market_api::matcher::{
+    Assignment, CancelReservationArgs, ExtendReservationArgs, HeartbeatAck, HeartbeatItem, Job,
+    JobKind, JobLimits, JobResult, JobSpec, JobStatus, MatcherError, MatcherEvent, ModuleSource,
+    OfferSpec, Reservation, ReservationSpec, ReservationStatus, ReservedJobArgs, RunOutcome,
+    SetDelegatesArgs, SubmitResultArgs,
+};
+use market_api::sns::{ExecuteGenericNervousSystemFunction, SNS_ACTIONS, SnsAction, function};
+use market_api::{EventPage, JobId, PageRequest, Tokens};
+use std::time::Duration;
+
+const PRICE: Tokens = 1_000_000;
+const INTERVAL: u64 = 60;
+
+fn provider(n: u8) -> Principal {
+    principal(100 + n)
+}
+fn node(n: u8) -> Principal {
+    principal(200 + n)
+}
+fn delegate() -> Principal {
+    principal(9)
+}
+fn stranger() -> Principal {
+    principal(10)
+}
+
+#[derive(CandidType, Deserialize, Debug, Clone, PartialEq)]
+enum ProposalStatus {
+    Open,
+    Executed,
+    Failed(String),
+}
+
+#[derive(CandidType, Deserialize, Debug, Clone)]
+struct Proposal {
+    id: u64,
+    function_id: u64,
+    status: ProposalStatus,
+    rendering: String,
+    payload: serde_bytes::ByteBuf,
+}
+
+#[derive(CandidType)]
+struct TransferTreasuryFunds {
+    ledger: Principal,
+    to_principal: Principal,
+    to_subaccount: Option<serde_bytes::ByteBuf>,
+    memo: Option<u64>,
+    amount_e8s: u64,
+}
+
+struct Dao {
+    net: Localnet,
+    gov: Principal,
+}
+
+impl std::ops::Deref for Dao {
+    type Target = Localnet;
+    fn deref(&self) -> &Localnet {
+        &self.net
+    }
+}
+
+impl Dao {
+    /// The marketplace, three providers offering one slot each (1, 1.2 and
+    /// 1.5 times PRICE), and a DAO with 100 ICP in its treasury whose
+    /// governance registered the matcher's six functions (ids 1000..).
+    fn new() -> Dao {
+        let net = Localnet::deploy(Settings::default()).expect("deploy the marketplace");
+        for (n, price) in [(1, PRICE), (2, PRICE * 6 / 5), (3, PRICE * 3 / 2)] {
+            net.onboard_provider(provider(n), node(n), 100 * ICP)
+                .unwrap();
+            let spec = OfferSpec {
+                slots: 1,
+                memory_per_slot_mib: 256,
+                max_fuel_per_interval: 1_000_000_000,
+                price_per_interval: price,
+                ledger: net.ids.ledger,
+                min_interval_secs: 10,
+                max_interval_secs: 3_600,
+                tags: vec![],
+            };
+            net.post_offer(provider(n), &spec).unwrap();
+        }
+        let gov = net.deploy_sns_dao("Example DAO", 100 * ICP).unwrap();
+        let dao = Dao { net, gov };
+        for (i, action) in SNS_ACTIONS.iter().enumerate() {
+            let f = function(dao.ids.matcher, action, 1000 + i as u64);
+            let r: Result<(), String> = dao.update(dao.gov, admin(), "add_function", &f).unwrap();
+            r.unwrap();
+        }
+        dao
+    }
+
+    /// Makes a proposal with raw payload bytes: governance asks the validator.
+    fn propose_raw(&self, function_id: u64, payload: Vec<u8>) -> Result<u64, String> {
+        let arg = ExecuteGenericNervousSystemFunction {
+            function_id,
+            payload,
+        };
+        self.update(self.gov, admin(), "submit_proposal", &arg)
+            .unwrap()
+    }
+
+    fn propose(&self, action: &SnsAction) -> Result<u64, String> {
+        let id = 1000
+            + SNS_ACTIONS
+                .iter()
+                .position(|a| *a == action.name())
+                .unwrap() as u64;
+        self.propose_raw(id, action.payload())
+    }
+
+    /// Executes an adopted proposal: governance calls the target.
+    fn execute(&self, proposal: u64) -> Result<(), String> {
+        let r = self
+            .update(self.gov, admin(), "execute_proposal", &proposal)
+            .unwrap();
+        self.settle();
+        r
+    }
+
+    fn proposal(&self, id: u64) -> Proposal {
+        let p: Option<Proposal> = self.query(self.gov, "get_proposal", &id).unwrap();
+        p.unwrap()
+    }
+
+    fn adopt(&self, action: &SnsAction) -> Proposal {
+        let id = self
+            .propose(action)
+            .unwrap_or_else(|e| panic!("{action:?}: {e}"));
+        self.execute(id)
+            .unwrap_or_else(|e| panic!("{action:?}: {e}"));
+        self.proposal(id)
+    }
+
+    fn balance(&self, who: Principal) -> Balance {
+        self.escrow_balance(who).unwrap()
+    }
+
+    fn reservation(&self, id: JobId) -> Reservation {
+        let r: Option<Reservation> = self
+            .query(self.ids.matcher, "get_reservation", &id)
+            .unwrap();
+        r.unwrap()
+    }
+
+    fn job(&self, id: JobId) -> Job {
+        let j: Option<Job> = self.query(self.ids.matcher, "get_job", &id).unwrap();
+        j.unwrap()
+    }
+
+    fn assignments(&self, n: u8) -> Vec<Assignment> {
+        self.query(self.ids.matcher, "assignments", &provider(n))
+            .unwrap()
+    }
+
+    fn event_count(&self) -> u64 {
+        let page: EventPage<MatcherEvent> = self
+            .query(
+                self.ids.matcher,
+                "get_events",
+                &PageRequest {
+                    start: None,
+                    limit: Some(1),
+                },
+            )
+            .unwrap();
+        page.total
+    }
+
+    /// Provider `n` heartbeats everything it holds.
+    fn heartbeat_all(&self, n: u8) -> Vec<HeartbeatAck> {
+        let items: Vec<HeartbeatItem> = self
+            .assignments(n)
+            .iter()
+            .map(|a| HeartbeatItem {
+                job_id: a.job_id,
+                attempt: a.attempt,
+                fuel_used: 0,
+            })
+            .collect();
+        let acks: Result<Vec<HeartbeatAck>, MatcherError> = self
+            .update(self.ids.matcher, node(n), "heartbeat", &items)
+            .unwrap();
+        self.settle();
+        acks.unwrap()
+    }
+
+    fn settle(&self) {
+        for _ in 0..30 {
+            self.tick();
+            if self.outbox_steps().unwrap() == 0 {
+                return;
+            }
+            self.advance(Duration::from_secs(1));
+        }
+    }
+
+    fn wait(&self, secs: u64) {
+        for _ in 0..secs / 5 {
+            self.advance(Duration::from_secs(5));
+        }
+        self.advance(Duration::from_secs(secs % 5));
+    }
+
+    fn lease(&self, slots: u32, intervals: u32) -> ReservationSpec {
+        ReservationSpec {
+            slots,
+            memory_mib: 128,
+            fuel_per_interval: 1_000_000,
+            interval_secs: INTERVAL,
+            intervals,
+            max_price_per_interval: 2 * PRICE,
+            ledger: self.ids.ledger,
+            min_provider_stake: 0,
+            max_rematches: 3,
+            delegates: vec![],
+        }
+    }
+}
+
+fn job_spec(ledger: Principal) -> JobSpec {
+    JobSpec {
+        module: ModuleSource::Url {
+            url: "https://example.org/job.wasm".into(),
+            sha256: [7; 32],
+        },
+        input: b"input".to_vec(),
+        args: vec![],
+        env: vec![],
+        limits: JobLimits {
+            memory_mib: 64,
+            fuel_per_interval: 1_000,
+        },
+        interval_secs: INTERVAL,
+        max_intervals: 5,
+        max_price_per_interval: 0,
+        ledger,
+        min_provider_stake: 0,
+        max_retries: 1,
+        callback: None,
+    }
+}
+
+#[test]
+fn a_dao_funds_reserves_delegates_runs_jobs_extends_cancels_and_withdraws() {
+    let dao = Dao::new();
+    let fee = dao.settings.fee;
+
+    // An unregistered DAO can't even make a proposal.
+    let other = dao.deploy_sns_dao("Other", 0).unwrap();
+    let r: Result<(), MatcherError> = dao
+        .update(
+            dao.ids.matcher,
+            admin(),
+            "deregister_dao",
+            &market_api::matcher::DaoRegistration {
+                governance: other,
+                name: String::new(),
+            },
+        )
+        .unwrap();
+    r.unwrap();
+    let f = function(dao.ids.matcher, "reserve", 1000);
+    let _: Result<(), String> = dao.update(other, admin(), "add_function", &f).unwrap();
+    let arg = ExecuteGenericNervousSystemFunction {
+        function_id: 1000,
+        payload: SnsAction::Reserve(dao.lease(1, 1)).payload(),
+    };
+    let refused: Result<u64, String> = dao.update(other, admin(), "submit_proposal", &arg).unwrap();
+    assert!(
+        refused
+            .unwrap_err()
+            .contains("not a registered SNS governance canister"),
+        "unregistered DAOs are refused"
+    );
+
+    // Treasury -> the escrow's deposit account for the DAO, then notify.
+    let to = market_api::escrow::deposit_subaccount(dao.gov).unwrap();
+    let block: Result<candid::Nat, String> = dao
+        .update(
+            dao.gov,
+            admin(),
+            "transfer_treasury_funds",
+            &TransferTreasuryFunds {
+                ledger: dao.ids.ledger,
+                to_principal: dao.ids.escrow,
+                to_subaccount: Some(serde_bytes::ByteBuf::from(to.to_vec())),
+                memo: Some(42),
+                amount_e8s: (20 * ICP) as u64,
+            },
+        )
+        .unwrap();
+    block.unwrap();
+    let credited: Result<Tokens, EscrowError> = dao
+        .update(
+            dao.ids.escrow,
+            stranger(),
+            "notify_deposit",
+            &NotifyDepositArgs {
+                ledger: dao.ids.ledger,
+                beneficiary: dao.gov,
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        credited.unwrap(),
+        20 * ICP - fee,
+        "credited by balance, less the sweep fee"
+    );
+    let funded = dao.balance(dao.gov).free;
+
+    // Validators refuse bad payloads and insufficient funds, changing nothing.
+    let events = dao.event_count();
+    let err = dao.propose(&SnsAction::Reserve(ReservationSpec {
+        slots: 0,
+        ..dao.lease(2, 10)
+    }));
+    assert!(
+        err.unwrap_err().contains("invalid slots"),
+        "a readable reason"
+    );
+    let err = dao
+        .propose(&SnsAction::Reserve(ReservationSpec {
+            max_price_per_interval: ICP,
+            ..dao.lease(2, 100)
+        }))
+        .unwrap_err();
+    assert!(err.contains("insufficient funds"), "{err}");
+    assert!(
+        err.contains("TransferSnsTreasuryFunds"),
+        "says how to fund: {err}"
+    );
+    assert!(dao.propose_raw(1000, b"not candid".to_vec()).is_err());
+    let wrong_type = SnsAction::Cancel(CancelReservationArgs { reservation: 1 }).payload();
+    assert!(
+        dao.propose_raw(1000, wrong_type).is_err(),
+        "a payload of another action"
+    );
+    assert_eq!(dao.event_count(), events, "validators change nothing");
+    assert_eq!(dao.balance(dao.gov).free, funded);
+
+    // Reserve two slots for 10 intervals at up to 2 x PRICE.
+    let lease = dao.lease(2, 10);
+    let p = dao.adopt(&SnsAction::Reserve(lease.clone()));
+    assert_eq!(p.status, ProposalStatus::Executed);
+    assert!(p.rendering.contains("Reserve 2 slot(s)"), "{}", p.rendering);
+    assert!(
+        p.rendering.contains("Maximum total cost: 0.4 ICP"),
+        "{}",
+        p.rendering
+    );
+    assert!(p.rendering.contains("Example DAO"), "{}", p.rendering);
+    let (list,): (Vec<Reservation>,) = dao
+        .query_args(
+            dao.ids.matcher,
+            "list_reservations",
+            (dao.gov, PageRequest::default()),
+        )
+        .unwrap();
+    assert_eq!(list.len(), 1);
+    let rid = list[0].id;
+    let r = dao.reservation(rid);
+    assert_eq!(
+        (r.owner, r.status, r.locked),
+        (dao.gov, ReservationStatus::Active, 40 * PRICE)
+    );
+    assert_eq!(dao.balance(dao.gov).locked, 40 * PRICE);
+    assert_eq!(
+        r.slots.iter().map(|s| s.provider).collect::<Vec<_>>(),
+        vec![Some(provider(1)), Some(provider(2))]
+    );
+    let slots: Vec<JobId> = r.slots.iter().map(|s| s.job_id).collect();
+
+    // Someone other than governance calling a target is refused (rejected).
+    let rejected = dao
+        .update::<_, String>(dao.ids.matcher, stranger(), "sns_reserve", &lease)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        rejected.contains("not a registered SNS governance canister"),
+        "{rejected}"
+    );
+    let v: Result<String, String> = dao
+        .update(dao.ids.matcher, stranger(), "sns_validate_reserve", &lease)
+        .unwrap();
+    assert!(
+        v.unwrap_err()
+            .contains("not a registered SNS governance canister")
+    );
+
+    // A delegate is named by proposal and runs a job in a slot, paying nothing.
+    let p = dao.adopt(&SnsAction::SetDelegates(SetDelegatesArgs {
+        reservation: rid,
+        add: vec![delegate()],
+        remove: vec![],
+    }));
+    assert!(p.rendering.contains(&delegate().to_text()));
+    assert_eq!(dao.reservation(rid).spec.delegates, vec![delegate()]);
+    let not_yet: Result<JobId, MatcherError> = dao
+        .update(
+            dao.ids.matcher,
+            stranger(),
+            "submit_reserved_job",
+            &ReservedJobArgs {
+                reservation: rid,
+                spec: job_spec(dao.ids.ledger),
+            },
+        )
+        .unwrap();
+    assert!(matches!(not_yet, Err(MatcherError::Unauthorized { .. })));
+    let delegate_free = dao.balance(delegate()).free;
+    let job: Result<JobId, MatcherError> = dao
+        .update(
+            dao.ids.matcher,
+            delegate(),
+            "submit_reserved_job",
+            &ReservedJobArgs {
+                reservation: rid,
+                spec: job_spec(dao.ids.ledger),
+            },
+        )
+        .unwrap();
+    let job = job.unwrap();
+    let a = dao.assignments(1);
+    assert_eq!(
+        a.len(),
+        2,
+        "provider 1 holds its slot and runs the job in it"
+    );
+    assert!(a.iter().any(|a| a.job_id == slots[0]
+        && a.kind
+            == JobKind::ReservedSlot {
+                reservation: rid,
+                slot: 0
+            }));
+    assert!(
+        a.iter()
+            .any(|a| a.job_id == job && a.price_per_interval == 0)
+    );
+
+    // Both providers acknowledge; a minute later each slot is paid.
+    for n in [1, 2] {
+        assert!(
+            dao.heartbeat_all(n)
+                .iter()
+                .all(|a| matches!(a, HeartbeatAck::Accepted { .. }))
+        );
+    }
+    dao.wait(INTERVAL - 5);
+    for n in [1, 2] {
+        dao.heartbeat_all(n);
+    }
+    assert_eq!(dao.reservation(rid).paid, PRICE + PRICE * 6 / 5);
+    assert_eq!(dao.balance(provider(1)).claimable, PRICE);
+    let result = SubmitResultArgs {
+        job_id: job,
+        attempt: 1,
+        result: JobResult {
+            outcome: RunOutcome::Exited { code: 0 },
+            output: b"42".to_vec(),
+            output_sha256: [0; 32],
+            fuel_used: 5,
+            engine: "test".into(),
+        },
+    };
+    let r: Result<(), MatcherError> = dao
+        .update(dao.ids.matcher, node(1), "submit_result", &result)
+        .unwrap();
+    r.unwrap();
+    dao.settle();
+    let done = dao.job(job);
+    assert_eq!(done.status, JobStatus::Succeeded);
+    assert_eq!(done.result.unwrap().output, b"42");
+    assert_eq!(
+        dao.balance(delegate()).free,
+        delegate_free,
+        "the delegate paid nothing"
+    );
+
+    // Provider 2 goes silent: slashed, and its slot is matched with provider 3.
+    for _ in 0..3 {
+        dao.wait(INTERVAL - 5);
+        dao.heartbeat_all(1);
+    }
+    let r = dao.reservation(rid);
+    assert_eq!(
+        r.slots[1].provider,
+        Some(provider(3)),
+        "the slot was matched anew"
+    );
+    assert_eq!(r.slots[1].rematches, 1);
+    assert!(
+        dao.balance(dao.gov).free > funded - 40 * PRICE,
+        "the slash compensates the DAO"
+    );
+    dao.heartbeat_all(3);
+
+    // Extend by 5 intervals: 2 live slots x 5 x 2 x PRICE more locked.
+    let locked = dao.balance(dao.gov).locked;
+    let p = dao.adopt(&SnsAction::Extend(ExtendReservationArgs {
+        reservation: rid,
+        intervals: 5,
+    }));
+    assert!(
+        p.rendering.contains("Maximum added cost: 0.2 ICP"),
+        "{}",
+        p.rendering
+    );
+    assert_eq!(dao.balance(dao.gov).locked, locked + 20 * PRICE);
+    assert_eq!(dao.reservation(rid).spec.intervals, 15);
+    let lock: Option<JobLock> = dao
+        .query(dao.ids.escrow, "get_lock", &format!("job/{rid}"))
+        .unwrap();
+    assert_eq!(lock.unwrap().total, 60 * PRICE);
+
+    // A proposal valid when made but not when executed fails: the target
+    // checks again and rejects.
+    let late = dao
+        .propose(&SnsAction::Extend(ExtendReservationArgs {
+            reservation: rid,
+            intervals: 1,
+        }))
+        .unwrap();
+
+    // Cancel: the slots end, intervals heartbeated stay paid, the rest returns.
+    let p = dao.adopt(&SnsAction::Cancel(CancelReservationArgs {
+        reservation: rid,
+    }));
+    assert!(
+        p.rendering.contains("Cancel reservation"),
+        "{}",
+        p.rendering
+    );
+    let r = dao.reservation(rid);
+    assert_eq!(r.status, ReservationStatus::Cancelled);
+    let b = dao.balance(dao.gov);
+    assert_eq!(b.locked, 0);
+    assert!(dao.execute(late).is_err());
+    assert!(matches!(
+        dao.proposal(late).status,
+        ProposalStatus::Failed(_)
+    ));
+    assert_eq!(
+        dao.balance(dao.gov),
+        b,
+        "the failed proposal changed nothing"
+    );
+
+    // A one-off job by proposal, paid from the balance.
+    let mut one_off = job_spec(dao.ids.ledger);
+    one_off.max_price_per_interval = 2 * PRICE;
+    let p = dao.adopt(&SnsAction::SubmitJob(one_off));
+    assert!(p.rendering.contains("Run a one-off job"), "{}", p.rendering);
+    let (jobs,): (Vec<Job>,) = dao
+        .query_args(
+            dao.ids.matcher,
+            "list_jobs",
+            (dao.gov, PageRequest::default()),
+        )
+        .unwrap();
+    assert!(
+        jobs.iter()
+            .any(|j| j.kind == JobKind::OneOff && j.owner == dao.gov)
+    );
+
+    // Withdraw 1 ICP to the treasury by proposal.
+    let before = dao.net.balance(account(dao.gov)).unwrap();
+    let p = dao.adopt(&SnsAction::Withdraw(WithdrawArgs {
+        ledger: dao.ids.ledger,
+        amount: ICP,
+        to: account(dao.gov),
+    }));
+    assert_eq!(p.status, ProposalStatus::Executed);
+    assert_eq!(
+        dao.net.balance(account(dao.gov)).unwrap(),
+        before + ICP - fee
+    );
+    let too_much = dao.propose(&SnsAction::Withdraw(WithdrawArgs {
+        ledger: dao.ids.ledger,
+        amount: 1_000 * ICP,
+        to: account(dao.gov),
+    }));
+    assert!(too_much.unwrap_err().contains("insufficient funds"));
+
+    dao.net.audit().unwrap_or_else(|e| panic!("{e}"));
+}
