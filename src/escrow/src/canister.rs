@@ -62,8 +62,9 @@ async fn withdraw(args: WithdrawArgs) -> Result<Tokens, EscrowError> {
     payments::withdraw(&IcRuntime, msg_caller(), args).await
 }
 
-/// `withdraw` on behalf of `owner`, as if `owner` had called it. Matcher
-/// only (a DAO acting by proposal through the matcher).
+/// `withdraw` on behalf of `owner`, from its free balance only (never
+/// claimable earnings). Matcher only (a DAO acting by proposal through the
+/// matcher).
 #[ic_cdk::update]
 async fn withdraw_for(args: WithdrawForArgs) -> Result<Tokens, EscrowError> {
     payments::withdraw_for(&IcRuntime, msg_caller(), args).await

@@ -500,6 +500,25 @@ pub async fn withdraw<R: Runtime>(
     caller: Principal,
     args: WithdrawArgs,
 ) -> Result<u128, EscrowError> {
+    withdraw_from(rt, caller, args, Sources::FreeAndClaimable).await
+}
+
+/// Which balances a withdrawal may draw on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sources {
+    /// Claimable earnings first, then the free balance: the owner's own call.
+    FreeAndClaimable,
+    /// The free balance only: the matcher acting for an owner may move no
+    /// more than it already could through locks (never a provider's earnings).
+    Free,
+}
+
+async fn withdraw_from<R: Runtime>(
+    rt: &R,
+    caller: Principal,
+    args: WithdrawArgs,
+    sources: Sources,
+) -> Result<u128, EscrowError> {
     non_anonymous(caller)?;
     known_ledger(args.ledger)?;
     if args.to.owner == rt.escrow_id() {
@@ -517,11 +536,15 @@ pub async fn withdraw<R: Runtime>(
     let now = rt.now();
     let op = mutate_state(|s| {
         let mut b = s.balance(caller, args.ledger);
-        let available = b.free.saturating_add(b.claimable);
+        let claimable = match sources {
+            Sources::FreeAndClaimable => b.claimable,
+            Sources::Free => 0,
+        };
+        let available = b.free.saturating_add(claimable);
         if available < args.amount {
             return Err(EscrowError::InsufficientBalance { available });
         }
-        let from_claimable = b.claimable.min(args.amount);
+        let from_claimable = claimable.min(args.amount);
         b.claimable -= from_claimable;
         b.free -= args.amount - from_claimable;
         s.put_balance(caller, args.ledger, b);
@@ -544,8 +567,8 @@ pub async fn withdraw<R: Runtime>(
 }
 
 /// Withdrawal on behalf of `args.owner`, by the matcher only (a DAO acting
-/// by proposal through the matcher): exactly [`withdraw`] as if `owner` had
-/// called it, under the same (owner, ledger) guard.
+/// by proposal through the matcher): [`withdraw`] as if `owner` had called
+/// it, under the same (owner, ledger) guard, but from the free balance only.
 pub async fn withdraw_for<R: Runtime>(
     rt: &R,
     caller: Principal,
@@ -558,7 +581,7 @@ pub async fn withdraw_for<R: Runtime>(
             reason: "the anonymous principal owns no balance".into(),
         });
     }
-    withdraw(rt, args.owner, args.args).await
+    withdraw_from(rt, args.owner, args.args, Sources::Free).await
 }
 
 /// Retries the pending ledger call of (owner, ledger), if any, with

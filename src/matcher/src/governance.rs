@@ -251,7 +251,8 @@ pub fn validate<M: Memory>(
                 claimable: 0,
                 locked: 0,
             });
-            let available = b.free.saturating_add(b.claimable);
+            // The matcher withdraws from the free balance only.
+            let available = b.free;
             if args.amount == 0 {
                 return Err("invalid amount: must be positive".into());
             }

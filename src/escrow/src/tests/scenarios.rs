@@ -408,14 +408,18 @@ fn withdraw_for_withdraws_the_owners_balance_for_the_matcher_only() {
         (env.claimable(p(PROV), l1()), env.free(p(PROV), l1())),
         (300_000, 50_000)
     );
-    // The matcher withdraws for the owner exactly as `withdraw` would:
-    // claimable first, the fee out of the amount.
-    env.withdraw_for(matcher(), p(PROV), l1(), 320_000, p(0x50))
+    // The matcher withdraws for the owner from its free balance only: never
+    // a provider's earnings, which it could not move before either.
+    assert_eq!(
+        env.withdraw_for(matcher(), p(PROV), l1(), 50_001, p(0x50)),
+        Err(EscrowError::InsufficientBalance { available: 50_000 })
+    );
+    env.withdraw_for(matcher(), p(PROV), l1(), 40_000, p(0x50))
         .unwrap();
-    assert_eq!(env.rt.balance(l1(), acct(p(0x50))), 320_000 - FEE1);
+    assert_eq!(env.rt.balance(l1(), acct(p(0x50))), 40_000 - FEE1);
     assert_eq!(
         (env.claimable(p(PROV), l1()), env.free(p(PROV), l1())),
-        (0, 30_000)
+        (300_000, 10_000)
     );
     assert_eq!(
         read_state(|s| s.balance(matcher(), l1())),
@@ -423,13 +427,9 @@ fn withdraw_for_withdraws_the_owners_balance_for_the_matcher_only() {
     );
     assert!(matches!(
         env.events().last(),
-        Some(EscrowEvent::Withdrawn { owner, amount: 320_000, .. }) if *owner == p(PROV)
+        Some(EscrowEvent::Withdrawn { owner, amount: 40_000, .. }) if *owner == p(PROV)
     ));
     env.check_books();
-    assert_eq!(
-        env.withdraw_for(matcher(), p(PROV), l1(), 30_001, p(0x50)),
-        Err(EscrowError::InsufficientBalance { available: 30_000 })
-    );
     // An unknown outcome stays pending under the owner's key, and the
     // owner's own next call reconciles it.
     env.rt.push_fault(Fault::LostReply);
