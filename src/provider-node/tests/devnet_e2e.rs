@@ -392,3 +392,124 @@ async fn a_node_shutting_down_hands_its_job_back_without_a_slash() {
     let audit = w.audit();
     assert_eq!(audit.slashes, 0, "nobody was slashed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reserved_slot_is_held_idle_or_busy_and_runs_a_delegates_job() {
+    use market_api::matcher::{
+        CancelReservationArgs, MatcherError, Reservation, ReservationSpec, ReservationStatus,
+        ReservedJobArgs,
+    };
+    let w = World::new();
+    w.provider(1, PRICE);
+    let delegate = localnet::principal(0xD1);
+    let hello = w.upload(HELLO).await;
+    let reserved: Result<u64, MatcherError> = w
+        .net
+        .update(
+            w.ids.matcher,
+            buyer(),
+            "reserve",
+            &ReservationSpec {
+                slots: 1,
+                memory_mib: 16,
+                fuel_per_interval: 1_000_000_000,
+                interval_secs: INTERVAL,
+                intervals: 50,
+                max_price_per_interval: 2 * PRICE,
+                ledger: w.ids.ledger,
+                min_provider_stake: 0,
+                max_rematches: 1,
+                delegates: vec![delegate],
+            },
+        )
+        .unwrap();
+    let rid = reserved.unwrap();
+    let reservation = |w: &World| -> Reservation {
+        w.net
+            .query::<_, Option<Reservation>>(w.ids.matcher, "get_reservation", &rid)
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(reservation(&w).slots[0].provider, Some(provider(1)));
+
+    let dir = tempfile::tempdir().unwrap();
+    let (d1, m1) = w.daemon(1, dir.path());
+    let (stop1, task1) = spawn(d1);
+    w.start_clock();
+
+    // Idle, the slot is still heartbeated and paid.
+    for _ in 0..3_000 {
+        if reservation(&w).slots[0].intervals_paid >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        reservation(&w).slots[0].intervals_paid >= 2,
+        "paid while idle"
+    );
+    assert_eq!(m1.slots_held.get(), 1);
+    assert_eq!(m1.jobs_running.get(), 0, "holding a slot runs nothing");
+
+    // The delegate's job runs in the slot at no cost of its own.
+    let submitted: Result<JobId, MatcherError> = w
+        .net
+        .update(
+            w.ids.matcher,
+            delegate,
+            "submit_reserved_job",
+            &ReservedJobArgs {
+                reservation: rid,
+                spec: JobSpec {
+                    module: ModuleSource::Stored { sha256: hello },
+                    input: vec![],
+                    args: vec![],
+                    env: vec![],
+                    limits: JobLimits {
+                        memory_mib: 16,
+                        fuel_per_interval: 1_000_000,
+                    },
+                    interval_secs: INTERVAL,
+                    max_intervals: 3,
+                    max_price_per_interval: 0,
+                    ledger: w.ids.ledger,
+                    min_provider_stake: 0,
+                    max_retries: 0,
+                    callback: None,
+                },
+            },
+        )
+        .unwrap();
+    let id = submitted.unwrap();
+    let job = w
+        .until(id, "succeeded in the slot", |j| {
+            j.status == JobStatus::Succeeded
+        })
+        .await;
+    assert_eq!(stdout_of(&job), b"hello\n");
+    assert_eq!(job.provider, Some(provider(1)));
+    assert_eq!(
+        w.net.escrow_balance(delegate).unwrap().free,
+        0,
+        "the delegate paid nothing"
+    );
+
+    // Shutting down gives the slot back without a slash; the owner cancels.
+    let _ = stop1.send(());
+    let summary = task1.await.unwrap();
+    assert!(summary.handed_back >= 1, "{summary:?}");
+    let r: Result<(), MatcherError> = w
+        .net
+        .update(
+            w.ids.matcher,
+            buyer(),
+            "cancel_reservation",
+            &CancelReservationArgs { reservation: rid },
+        )
+        .unwrap();
+    r.unwrap();
+    let audit = w.audit();
+    assert_eq!(reservation(&w).status, ReservationStatus::Cancelled);
+    assert_eq!(audit.slashes, 0);
+    assert!(audit.released >= 2 * PRICE);
+}
