@@ -136,7 +136,7 @@ fn reserve_text(ctx: &DaoContext, spec: &ReservationSpec) -> Result<String, Stri
         duration(spec.interval_secs),
         duration(spec.interval_secs.saturating_mul(u64::from(spec.intervals))),
         ctx.t(spec.max_price_per_interval),
-        tokens(spec.min_provider_stake, None),
+        ctx.t(spec.min_provider_stake),
         spec.max_rematches,
         ctx.t(cost),
         funded,
@@ -273,5 +273,81 @@ pub fn validate<M: Memory>(
                 args.to
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use market_api::matcher::ReservationSpec;
+
+    fn ctx(free: Tokens) -> DaoContext {
+        DaoContext {
+            governance: Principal::from_slice(&[7]),
+            name: "Example DAO".into(),
+            balance: Some(Balance {
+                ledger: Principal::from_slice(&[1]),
+                free,
+                claimable: 0,
+                locked: 0,
+            }),
+            symbol: Some("ICP".into()),
+            deposit_account: "escrow-deposit-account".into(),
+        }
+    }
+
+    fn lease() -> ReservationSpec {
+        ReservationSpec {
+            slots: 2,
+            memory_mib: 256,
+            fuel_per_interval: 10_000_000_000,
+            interval_secs: 600,
+            intervals: 4_320,
+            max_price_per_interval: 200_000,
+            ledger: Principal::from_slice(&[1]),
+            min_provider_stake: 0,
+            max_rematches: 3,
+            delegates: vec![],
+        }
+    }
+
+    #[test]
+    fn amounts_and_durations_read_as_people_write_them() {
+        assert_eq!(tokens(150_000_000, Some("ICP")), "1.5 ICP");
+        assert_eq!(tokens(1, Some("ICP")), "0.00000001 ICP");
+        assert_eq!(tokens(0, None), "0 tokens");
+        assert_eq!(tokens(u128::MAX, Some("X")).split('.').count(), 2);
+        assert_eq!(duration(600), "10 minutes");
+        assert_eq!(duration(2_592_000), "30 days");
+        assert_eq!(duration(7), "7 seconds");
+    }
+
+    #[test]
+    fn a_reservation_summary_says_what_whom_how_much_and_from_where() {
+        let text = reserve_text(&ctx(50 * 100_000_000), &lease()).unwrap();
+        for part in [
+            "Reserve 2 slot(s) of 256 MiB",
+            "4320 intervals of 10 minutes (30 days in all)",
+            "up to 0.002 ICP per slot and interval",
+            "Maximum total cost: 17.28 ICP",
+            "Example DAO's escrow balance (50 ICP free)",
+            "Delegates who may run jobs in the slots: none",
+        ] {
+            assert!(text.contains(part), "{part:?} missing from {text}");
+        }
+        let err = reserve_text(&ctx(17 * 100_000_000), &lease()).unwrap_err();
+        assert!(err.starts_with("insufficient funds"), "{err}");
+        assert!(
+            err.contains("escrow-deposit-account"),
+            "says where to fund: {err}"
+        );
+        let err = reserve_text(
+            &ctx(u128::MAX),
+            &ReservationSpec {
+                slots: 99,
+                ..lease()
+            },
+        );
+        assert_eq!(err.unwrap_err(), "invalid slots: 1 to 16");
     }
 }
