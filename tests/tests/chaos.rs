@@ -27,8 +27,9 @@ use devnet::{Fault, FaultKind, RejectCode};
 use localnet::{ICP, Localnet, Settings, account, admin, principal};
 use market_api::escrow::{EscrowError, JobLock, NotifyDepositArgs, WithdrawArgs};
 use market_api::matcher::{
-    Assignment, HeartbeatAck, HeartbeatItem, Job, JobLimits, JobResult, JobSpec, MatcherError,
-    MatcherEvent, ModuleSource, OfferSpec, RunOutcome, SubmitResultArgs,
+    Assignment, CancelReservationArgs, ExtendReservationArgs, HeartbeatAck, HeartbeatItem, Job,
+    JobLimits, JobResult, JobSpec, MatcherError, MatcherEvent, ModuleSource, OfferSpec,
+    Reservation, ReservationSpec, ReservationStatus, ReservedJobArgs, RunOutcome, SubmitResultArgs,
 };
 use market_api::registry::{RegistryError, Unbonding};
 use market_api::{EventPage, JobId, PageRequest, Tokens};
@@ -48,6 +49,7 @@ static UPGRADES: AtomicU64 = AtomicU64::new(0);
 static CHECKS: AtomicU64 = AtomicU64::new(0);
 static JOBS: AtomicU64 = AtomicU64::new(0);
 static SLASHES: AtomicU64 = AtomicU64::new(0);
+static RESERVATIONS: AtomicU64 = AtomicU64::new(0);
 
 fn buyer(i: u8) -> Principal {
     principal(10 + i % BUYERS)
@@ -108,6 +110,27 @@ enum Action {
     /// A provider heartbeats or reports a job it doesn't hold; a buyer
     /// cancels someone else's job.
     Adversary { who: u8, nth: u8 },
+    /// A buyer reserves `slots` slots for a few intervals at up to `price`;
+    /// the next buyer is its delegate.
+    Reserve { buyer: u8, slots: u8, price: u8 },
+    /// The owner or the delegate of the `nth` reservation runs a job in it;
+    /// someone else tries and is refused.
+    ReservedJob { delegate: bool, nth: u8 },
+    /// The owner extends the `nth` reservation.
+    Extend { nth: u8, intervals: u8 },
+    /// The owner cancels the `nth` reservation (another buyer tries first).
+    CancelReservation { nth: u8 },
+}
+
+/// The actions of [`action`] mixed with reservations and their jobs.
+fn action_with_reservations() -> impl Strategy<Value = Action> {
+    prop_oneof![
+        6 => action(),
+        1 => (any::<u8>(), 1..3u8, 1..5u8).prop_map(|(buyer, slots, price)| Action::Reserve { buyer, slots, price }),
+        2 => (any::<bool>(), any::<u8>()).prop_map(|(delegate, nth)| Action::ReservedJob { delegate, nth }),
+        1 => (any::<u8>(), 1..4u8).prop_map(|(nth, intervals)| Action::Extend { nth, intervals }),
+        1 => any::<u8>().prop_map(|nth| Action::CancelReservation { nth }),
+    ]
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -139,6 +162,8 @@ fn action() -> impl Strategy<Value = Action> {
 struct World {
     net: Localnet,
     jobs: Vec<(Principal, JobId)>,
+    /// Reservations with their owners.
+    reservations: Vec<(Principal, u64)>,
 }
 
 impl World {
@@ -156,7 +181,11 @@ impl World {
             net.onboard_provider(provider(p), node(p), 50 * ICP)
                 .unwrap();
         }
-        World { net, jobs: vec![] }
+        World {
+            net,
+            jobs: vec![],
+            reservations: vec![],
+        }
     }
 
     fn spec(&self, price: Tokens, retries: u32) -> JobSpec {
@@ -407,7 +436,89 @@ impl World {
                     );
                 }
             }
+            Action::Reserve {
+                buyer: b,
+                slots,
+                price,
+            } => {
+                let spec = ReservationSpec {
+                    slots: u32::from(slots),
+                    memory_mib: 64,
+                    fuel_per_interval: 1_000,
+                    interval_secs: INTERVAL,
+                    intervals: 4,
+                    max_price_per_interval: Tokens::from(price) * 100_000,
+                    ledger: net.ids.ledger,
+                    min_provider_stake: 0,
+                    max_rematches: 1,
+                    delegates: vec![buyer(b.wrapping_add(1))],
+                };
+                if let Some(Ok(id)) =
+                    self.matcher::<_, Result<u64, MatcherError>>(buyer(b), "reserve", &spec)
+                {
+                    self.reservations.push((buyer(b), id));
+                    RESERVATIONS.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Action::ReservedJob { delegate, nth } => {
+                let Some(&(owner, rid)) = self.nth_reservation(nth) else {
+                    return;
+                };
+                let owner_index = (0..BUYERS).find(|b| buyer(*b) == owner).unwrap_or(0);
+                let who = if delegate {
+                    buyer(owner_index.wrapping_add(1))
+                } else {
+                    owner
+                };
+                let args = ReservedJobArgs {
+                    reservation: rid,
+                    spec: self.spec(0, 1),
+                };
+                let _: Option<Result<JobId, MatcherError>> =
+                    self.matcher(who, "submit_reserved_job", &args);
+                let outsider = buyer(owner_index.wrapping_add(2));
+                if outsider != owner && outsider != buyer(owner_index.wrapping_add(1)) {
+                    let r: Option<Result<JobId, MatcherError>> =
+                        self.matcher(outsider, "submit_reserved_job", &args);
+                    assert!(
+                        !matches!(r, Some(Ok(_))),
+                        "{outsider} ran a job in reservation {rid} of {owner}"
+                    );
+                }
+            }
+            Action::Extend { nth, intervals } => {
+                if let Some(&(owner, rid)) = self.nth_reservation(nth) {
+                    let _: Option<Result<(), MatcherError>> = self.matcher(
+                        owner,
+                        "extend_reservation",
+                        &ExtendReservationArgs {
+                            reservation: rid,
+                            intervals: u32::from(intervals),
+                        },
+                    );
+                }
+            }
+            Action::CancelReservation { nth } => {
+                if let Some(&(owner, rid)) = self.nth_reservation(nth) {
+                    let args = CancelReservationArgs { reservation: rid };
+                    for thief in (0..BUYERS).map(buyer).filter(|b| *b != owner) {
+                        let r: Option<Result<(), MatcherError>> =
+                            self.matcher(thief, "cancel_reservation", &args);
+                        assert!(
+                            !matches!(r, Some(Ok(()))),
+                            "{thief} cancelled reservation {rid} of {owner}"
+                        );
+                    }
+                    let _: Option<Result<(), MatcherError>> =
+                        self.matcher(owner, "cancel_reservation", &args);
+                }
+            }
         }
+    }
+
+    fn nth_reservation(&self, nth: u8) -> Option<&(Principal, u64)> {
+        self.reservations
+            .get(usize::from(nth) % self.reservations.len().max(1))
     }
 
     /// Invariants that hold at every moment, even with retries pending.
@@ -440,7 +551,7 @@ impl World {
             }
             start = page.next;
         }
-        for (_, id) in &self.jobs {
+        for (_, id) in self.jobs.iter().chain(&self.reservations) {
             let lock: Option<JobLock> = net
                 .query(net.ids.escrow, "get_lock", &format!("job/{id}"))
                 .unwrap();
@@ -485,6 +596,21 @@ impl World {
                     .update(net.ids.matcher, *owner, "cancel_job", id)
                     .unwrap();
                 r.unwrap_or_else(|e| panic!("cancel {id}: {e:?}"));
+            }
+        }
+        // Reservations whose slots still wait for capacity are cancelled too.
+        for (owner, id) in &self.reservations {
+            let r: Option<Reservation> = net.query(net.ids.matcher, "get_reservation", id).unwrap();
+            if r.is_some_and(|r| r.status == ReservationStatus::Active) {
+                let r: Result<(), MatcherError> = net
+                    .update(
+                        net.ids.matcher,
+                        *owner,
+                        "cancel_reservation",
+                        &CancelReservationArgs { reservation: *id },
+                    )
+                    .unwrap();
+                r.unwrap_or_else(|e| panic!("cancel reservation {id}: {e:?}"));
             }
         }
         for _ in 0..60 {
@@ -556,15 +682,58 @@ proptest! {
         }
         world.finish();
         CASES.fetch_add(1, Ordering::Relaxed);
-        eprintln!(
-            "chaos: {} cases, {} steps, {} jobs, {} faults, {} upgrades, {} slashes, {} invariant checks passed",
-            CASES.load(Ordering::Relaxed),
-            STEPS.load(Ordering::Relaxed),
-            JOBS.load(Ordering::Relaxed),
-            FAULTS.load(Ordering::Relaxed),
-            UPGRADES.load(Ordering::Relaxed),
-            SLASHES.load(Ordering::Relaxed),
-            CHECKS.load(Ordering::Relaxed),
-        );
+        report();
+    }
+}
+
+fn report() {
+    eprintln!(
+        "chaos: {} cases, {} steps, {} jobs, {} faults, {} upgrades, {} slashes, {} invariant checks passed",
+        CASES.load(Ordering::Relaxed),
+        STEPS.load(Ordering::Relaxed),
+        JOBS.load(Ordering::Relaxed),
+        FAULTS.load(Ordering::Relaxed),
+        UPGRADES.load(Ordering::Relaxed),
+        SLASHES.load(Ordering::Relaxed),
+        CHECKS.load(Ordering::Relaxed),
+    );
+    eprintln!(
+        "chaos: {} reservations",
+        RESERVATIONS.load(Ordering::Relaxed)
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: env("CHAOS_CASES", 6) / 2,
+        max_shrink_iters: 200,
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::Direct(
+                "tests/chaos-reservations.proptest-regressions",
+            ),
+        )),
+        ..ProptestConfig::default()
+    })]
+
+    /// The same under reservations: slots held, paid and matched anew, jobs
+    /// run in them, extensions, cancellations; strangers refused.
+    #[test]
+    fn reservations_keep_the_books_under_faults_upgrades_and_adversaries(
+        actions in prop::collection::vec(action_with_reservations(), 1..=env("CHAOS_STEPS", 30) as usize)
+    ) {
+        let mut world = World::new();
+        for p in 0..PROVIDERS {
+            world.apply(&Action::Offer { provider: p, price: 2 + p, slots: 2 });
+        }
+        world.apply(&Action::Reserve { buyer: 0, slots: 2, price: 4 });
+        for a in &actions {
+            world.apply(a);
+            world.net.tick();
+            world.check_mid_flight();
+            STEPS.fetch_add(1, Ordering::Relaxed);
+        }
+        world.finish();
+        CASES.fetch_add(1, Ordering::Relaxed);
+        report();
     }
 }
