@@ -737,6 +737,25 @@ impl<M: Memory> Market<M> {
             .collect()
     }
 
+    /// Active reservations and the slots they hold (matched to a provider).
+    pub fn reservation_gauges(&self) -> (u64, u64) {
+        let mut active = 0;
+        let mut held = 0;
+        for e in self.reservations.iter() {
+            let r = e.value().0;
+            if r.status != ReservationStatus::Active {
+                continue;
+            }
+            active += 1;
+            held += r
+                .slots
+                .iter()
+                .filter(|id| self.job(**id).is_some_and(|j| j.state.assignment.is_some()))
+                .count() as u64;
+        }
+        (active, held)
+    }
+
     /// Registers a DAO's governance canister (or renames it).
     pub fn register_dao(&mut self, dao: DaoRegistration) -> Result<(), MatcherError> {
         if dao.governance == Principal::anonymous() {

@@ -392,6 +392,12 @@ fn a_dao_funds_reserves_delegates_runs_jobs_extends_cancels_and_withdraws() {
         vec![Some(provider(1)), Some(provider(2))]
     );
     let slots: Vec<JobId> = r.slots.iter().map(|s| s.job_id).collect();
+    let metrics = dao.metrics(dao.ids.matcher).unwrap();
+    assert!(metrics.contains("matcher_reservations 1\n"), "{metrics}");
+    assert!(
+        metrics.contains("matcher_reserved_slots_held 2\n"),
+        "{metrics}"
+    );
 
     // Someone other than governance calling a target is refused (rejected).
     let rejected = dao
@@ -459,6 +465,19 @@ fn a_dao_funds_reserves_delegates_runs_jobs_extends_cancels_and_withdraws() {
         a.iter()
             .any(|a| a.job_id == job && a.price_per_interval == 0)
     );
+
+    // The matcher is upgraded with the reservation live; nothing is lost.
+    let wasm = localnet::canister_wasm("matcher").unwrap();
+    dao.devnet()
+        .upgrade_canister(
+            dao.ids.matcher,
+            &wasm,
+            candid::encode_args(()).unwrap(),
+            admin(),
+        )
+        .unwrap();
+    assert_eq!(dao.reservation(rid).slots.len(), 2);
+    assert_eq!(dao.assignments(1).len(), 2);
 
     // Both providers acknowledge; a minute later each slot is paid.
     for n in [1, 2] {
