@@ -60,3 +60,61 @@ fn usage_errors_exit_2_and_say_what_to_fix() {
     let o = market(&["identity", "show"], h);
     assert_eq!(String::from_utf8(o.stdout).unwrap(), principal);
 }
+
+#[test]
+fn sns_payload_prints_what_a_dao_proposes_without_a_network() {
+    use market_api::Principal;
+    use market_api::matcher::ReservationSpec;
+    use market_api::sns::SnsAction;
+
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let ledger = "ryjl3-tyaaa-aaaaa-aaaba-cai";
+
+    // The matcher id is needed, and named, before anything is printed.
+    let o = market(&["sns", "functions"], h);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--matcher"), "{}", stderr(&o));
+    assert!(o.stdout.is_empty());
+
+    let o = market(
+        &[
+            "--ledger",
+            ledger,
+            "sns",
+            "payload",
+            "reserve",
+            "--slots",
+            "2",
+            "--intervals",
+            "24",
+            "--interval-secs",
+            "3600",
+            "--max-price",
+            "0.05",
+        ],
+        h,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8(o.stdout).unwrap();
+    let hex_line = out
+        .lines()
+        .skip_while(|l| !l.contains("bytes, hex:"))
+        .nth(1)
+        .expect("the hex line");
+    let bytes = hex::decode(hex_line).unwrap();
+    let expected = SnsAction::Reserve(ReservationSpec {
+        slots: 2,
+        memory_mib: 64,
+        fuel_per_interval: 1_000_000_000,
+        interval_secs: 3600,
+        intervals: 24,
+        max_price_per_interval: 5_000_000,
+        ledger: Principal::from_text(ledger).unwrap(),
+        min_provider_stake: 0,
+        max_rematches: 3,
+        delegates: vec![],
+    });
+    assert_eq!(SnsAction::decode("reserve", &bytes), Ok(expected));
+    assert!(out.contains("function_id = 1000;"), "{out}");
+}

@@ -5,6 +5,8 @@
 //! market run job.wasm --input data.bin --max-price 0.01
 //! ```
 //!
+//! SNS DAOs buy by proposal; `market sns` prints what their proposals carry.
+//!
 //! The logic lives in `provider_node::buyer`; this file connects it to the
 //! configured network, the terminal and Ctrl-C. Settings (network, identity,
 //! canister ids) are provider-node's: the same config file, `PROVIDER_NODE_*`
@@ -21,6 +23,7 @@ use provider_node::buyer::cli::{
     AmountArgs, Cli, Command, IdentityCommand, JobArgs, JobIdArgs, JobsArgs, ResultArgs, RunArgs,
     UploadArgs, WithdrawArgs,
 };
+use provider_node::buyer::sns::SnsCommand;
 use provider_node::buyer::{self, BuyerError, Console, RunOptions, RunReport};
 use provider_node::client::tokens::format_tokens;
 use provider_node::config::GlobalArgs;
@@ -47,6 +50,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Identity(c) => identity_command(&global, c),
         Command::Run(args) => run(&global, args),
         Command::Submit(job) => run(&global, RunArgs { job, detach: true }),
+        Command::Sns(c) => sns(&global, &c),
         command => session::runtime()?.block_on(async move {
             let s = session::connect(&global).await?;
             match command {
@@ -58,7 +62,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Command::Deposit(a) => deposit(&s, a).await,
                 Command::Balance => balance(&s).await,
                 Command::Withdraw(a) => withdraw(&s, a).await,
-                Command::Identity(_) | Command::Run(_) | Command::Submit(_) => unreachable!(),
+                Command::Identity(_) | Command::Run(_) | Command::Submit(_) | Command::Sns(_) => {
+                    unreachable!()
+                }
             }
         }),
     }
@@ -254,6 +260,14 @@ async fn withdraw(s: &Session, args: WithdrawArgs) -> anyhow::Result<ExitCode> {
         "withdrew {} to {to} (it receives the amount minus the ledger fee; block {block})",
         format_tokens(args.amount)
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `market sns ...`: prints proposal values from the settings and flags,
+/// without connecting.
+fn sns(global: &GlobalArgs, command: &SnsCommand) -> anyhow::Result<ExitCode> {
+    let settings = session::settings(global)?;
+    print!("{}", buyer::sns::output(&settings, command)?);
     Ok(ExitCode::SUCCESS)
 }
 

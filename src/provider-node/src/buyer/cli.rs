@@ -9,6 +9,7 @@ use candid::Principal;
 use clap::{Args, Parser, Subcommand};
 use market_api::{JobId, Tokens};
 
+use super::sns::SnsCommand;
 use super::{BuyerError, JobRequest};
 use crate::client::tokens::parse_tokens;
 use crate::config::GlobalArgs;
@@ -20,6 +21,8 @@ use crate::config::GlobalArgs;
     version,
     about = "Run WASI jobs on the ICP compute marketplace and pay providers in ICP",
     after_help = "Example:\n  market deposit 1\n  market run job.wasm --input data.bin --max-price 0.01\n\n\
+                  SNS DAOs buy by proposal: `market sns functions`, `market sns fund`, \
+                  `market sns payload <action>` print what to propose.\n\n\
                   Settings come from the provider-node config file, PROVIDER_NODE_* variables \
                   and the flags above."
 )]
@@ -60,6 +63,11 @@ pub enum Command {
     /// Create or show your identity (PEM files as dfx writes them).
     #[command(subcommand)]
     Identity(IdentityCommand),
+    /// For SNS DAOs: print what proposers paste into their proposals (the
+    /// functions to register, the treasury transfer, action payloads).
+    /// Makes no calls.
+    #[command(subcommand)]
+    Sns(SnsCommand),
 }
 
 /// `market identity`.
@@ -180,12 +188,12 @@ pub struct WithdrawArgs {
 }
 
 /// An amount of ICP or e8s, possibly zero.
-fn amount(text: &str) -> Result<Tokens, String> {
+pub(super) fn amount(text: &str) -> Result<Tokens, String> {
     parse_tokens(text)
 }
 
 /// An amount of ICP or e8s, more than zero.
-fn positive_amount(text: &str) -> Result<Tokens, String> {
+pub(super) fn positive_amount(text: &str) -> Result<Tokens, String> {
     match parse_tokens(text)? {
         0 => Err("must be more than zero".into()),
         a => Ok(a),
@@ -193,14 +201,14 @@ fn positive_amount(text: &str) -> Result<Tokens, String> {
 }
 
 /// `NAME=VALUE`.
-fn env_pair(text: &str) -> Result<(String, String), String> {
+pub(super) fn env_pair(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("expected NAME=VALUE, got {text:?}")),
     }
 }
 
-fn read(path: &Path, what: &str) -> Result<Vec<u8>, BuyerError> {
+pub(super) fn read(path: &Path, what: &str) -> Result<Vec<u8>, BuyerError> {
     if path == Path::new("-") {
         let mut bytes = vec![];
         std::io::stdin()

@@ -6,6 +6,7 @@ use market_api::{JobId, Tokens};
 
 use crate::client::ClientError;
 use crate::client::tokens::format_tokens;
+use crate::config::ConfigError;
 
 /// Why a buyer's command failed.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,9 @@ pub enum BuyerError {
          `market deposit 0.1`, then upload again"
     )]
     UploadNeedsDeposit,
+    /// A setting the command needs is missing or unusable.
+    #[error(transparent)]
+    Settings(#[from] ConfigError),
     /// The job's parameters are unusable; the message names the flag.
     #[error("{0}")]
     Request(String),

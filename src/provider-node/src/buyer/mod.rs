@@ -1,6 +1,7 @@
 //! The buyer's side of the marketplace, behind the `market` tool: upload a
 //! WASI module once, lock funds and submit a job, follow it until it ends,
-//! read its result; deposit, check and withdraw the escrow balance.
+//! read its result; deposit, check and withdraw the escrow balance; print
+//! what an SNS DAO proposes to buy capacity ([`sns`]).
 //!
 //! Every function takes a [`MarketClient`](crate::client::MarketClient)
 //! over any [`Transport`](crate::transport::Transport), so tests drive the
@@ -8,6 +9,7 @@
 //! Progress goes to a [`Console`]; the job's stdout is returned as bytes and
 //! never mixed with it.
 
+mod candid_text;
 pub mod cli;
 mod console;
 mod error;
@@ -15,8 +17,10 @@ mod funds;
 mod module;
 mod request;
 mod run;
+pub mod sns;
 mod watch;
 
+pub use candid_text::{blob_text, candid_line, candid_text};
 pub use console::Console;
 pub use error::BuyerError;
 pub use funds::{Funds, check_funds, deposit, funds, withdraw};

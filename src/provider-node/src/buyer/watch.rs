@@ -352,6 +352,7 @@ mod tests {
             retries_used: 0,
             result: None,
             submitted_at_ns: 0,
+            kind: market_api::matcher::JobKind::OneOff,
         }
     }
 

@@ -1,0 +1,1286 @@
+//! `market sns`: what an SNS DAO's proposers paste into their proposal
+//! tools to buy capacity. The generic functions that register the
+//! matcher's DAO actions, the treasury transfer that funds the DAO's escrow
+//! balance, and each action's payload (see `market_api::sns`).
+//!
+//! Nothing here calls a canister: the ids come from the settings, the rest
+//! from flags, so it works offline. The canister checks everything again
+//! when the proposal is made and when it executes; the checks here only
+//! keep the tool from printing a payload that can only fail.
+
+use std::path::PathBuf;
+
+use candid::{CandidType, Deserialize, Principal};
+use clap::{Args, Subcommand};
+use market_api::escrow::{NotifyDepositArgs, WithdrawArgs, deposit_subaccount};
+use market_api::matcher::{
+    CancelReservationArgs, ExtendReservationArgs, ModuleSource, ReservationId, ReservationSpec,
+    SetDelegatesArgs, Sha256,
+};
+use market_api::sns::{
+    ExecuteGenericNervousSystemFunction, SNS_ACTIONS, SnsAction, Topic, function, target_method,
+    topic, validator_method,
+};
+use market_api::{Account, Tokens};
+
+use super::BuyerError;
+use super::candid_text::{candid_line, candid_text};
+use super::cli::{amount, env_pair, positive_amount, read};
+use super::request::JobRequest;
+use crate::client::tokens::format_tokens;
+use crate::config::{ConfigError, LOCAL_URL, MAINNET_URL, Settings};
+
+/// The lowest id of a generic function: SNS governance keeps 0-999 for its
+/// native functions.
+pub const FIRST_FUNCTION_ID: u64 = 1000;
+
+/// `from_treasury` of TransferSnsTreasuryFunds: the DAO's ICP treasury.
+pub const ICP_TREASURY: i32 = 1;
+
+/// Above this many payload bytes SNS governance may refuse the proposal:
+/// its `PROPOSAL_EXECUTE_SNS_FUNCTION_PAYLOAD_BYTES_MAX` (not enforced by
+/// current versions, but declared).
+pub const PAYLOAD_SOFT_LIMIT: usize = 70_000;
+
+/// `market sns`.
+#[derive(Subcommand, Debug)]
+pub enum SnsCommand {
+    /// Print the AddGenericNervousSystemFunction values that register the
+    /// matcher's DAO actions with an SNS (one proposal each).
+    Functions(FunctionsArgs),
+    /// Print the TransferSnsTreasuryFunds value that moves ICP from a DAO's
+    /// treasury into its escrow balance, and the call that credits it.
+    Fund(FundArgs),
+    /// Print an action's payload (Candid text and hex) and the
+    /// ExecuteGenericNervousSystemFunction value that proposes it.
+    Payload(PayloadArgs),
+}
+
+/// Flags of `sns functions`.
+#[derive(Args, Debug, Clone)]
+pub struct FunctionsArgs {
+    /// Id of the first function; the others follow in order (reserve,
+    /// extend, set_delegates, cancel, submit_job, withdraw).
+    #[arg(long, default_value_t = FIRST_FUNCTION_ID, value_name = "ID")]
+    pub first_id: u64,
+}
+
+/// Flags of `sns fund`.
+#[derive(Args, Debug, Clone)]
+pub struct FundArgs {
+    /// The DAO's SNS governance canister (its escrow balance is credited).
+    #[arg(long, value_name = "PRINCIPAL")]
+    pub governance: Principal,
+    /// Amount in ICP (`1.5`) or e8s (`150000000e8s`).
+    #[arg(long, value_name = "ICP", value_parser = positive_amount)]
+    pub amount: Tokens,
+    /// Memo of the ledger transfer.
+    #[arg(long, value_name = "U64")]
+    pub memo: Option<u64>,
+}
+
+/// Flags of `sns payload`.
+#[derive(Args, Debug, Clone)]
+pub struct PayloadArgs {
+    /// The id under which the action's function is registered [default:
+    /// 1000 + the action's place, as `market sns functions` numbers them].
+    #[arg(long, global = true, value_name = "ID")]
+    pub function_id: Option<u64>,
+    /// The action.
+    #[command(subcommand)]
+    pub action: ActionArgs,
+}
+
+/// The actions of `sns payload`, each with the flags of its payload.
+#[derive(Subcommand, Debug, Clone)]
+pub enum ActionArgs {
+    /// Reserve capacity (`sns_reserve`), paid from the DAO's escrow balance
+    /// on the configured ledger (`--ledger`).
+    Reserve(ReserveArgs),
+    /// Add intervals to every slot of a reservation (`sns_extend`).
+    Extend(ExtendArgs),
+    /// Add or remove principals that may run jobs in a reservation
+    /// (`sns_set_delegates`).
+    SetDelegates(SetDelegatesFlags),
+    /// Cancel a reservation (`sns_cancel`).
+    Cancel(ReservationArg),
+    /// Submit a one-off job (`sns_submit_job`), paid on the configured
+    /// ledger (`--ledger`).
+    SubmitJob(SubmitJobArgs),
+    /// Withdraw from the DAO's escrow balance on the configured ledger
+    /// (`--ledger`) (`sns_withdraw`).
+    Withdraw(WithdrawFlags),
+}
+
+/// Flags of `sns payload reserve`. The ledger is the configured one
+/// (`--ledger`).
+#[derive(Args, Debug, Clone)]
+pub struct ReserveArgs {
+    /// Slots held, from one or more providers.
+    #[arg(long, default_value_t = 1, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
+    pub slots: u32,
+    /// Memory of each slot.
+    #[arg(long, default_value_t = 64, value_name = "M", value_parser = clap::value_parser!(u32).range(1..))]
+    pub memory_mib: u32,
+    /// Fuel per interval each slot must offer.
+    #[arg(long, default_value_t = 1_000_000_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub fuel: u64,
+    /// Length of one paid interval.
+    #[arg(long, default_value_t = 60, value_name = "S", value_parser = clap::value_parser!(u64).range(1..))]
+    pub interval_secs: u64,
+    /// Intervals reserved per slot; each is paid whether or not a job runs.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub intervals: u32,
+    /// Highest price per slot and interval, in ICP (`0.01`) or e8s.
+    #[arg(long, value_name = "ICP", value_parser = positive_amount)]
+    pub max_price: Tokens,
+    /// Smallest stake a provider must hold.
+    #[arg(long, default_value = "0", value_name = "ICP", value_parser = amount)]
+    pub min_stake: Tokens,
+    /// Times one slot is matched anew after its provider fails it.
+    #[arg(long, default_value_t = 3, value_name = "R")]
+    pub max_rematches: u32,
+    /// A principal that may run jobs in the slots (repeatable).
+    #[arg(long = "delegate", value_name = "PRINCIPAL")]
+    pub delegates: Vec<Principal>,
+}
+
+/// Flags of `sns payload extend`.
+#[derive(Args, Debug, Clone)]
+pub struct ExtendArgs {
+    /// The reservation.
+    #[arg(long, value_name = "ID")]
+    pub reservation: ReservationId,
+    /// Intervals added to every slot.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub intervals: u32,
+}
+
+/// Flags of `sns payload set-delegates`.
+#[derive(Args, Debug, Clone)]
+pub struct SetDelegatesFlags {
+    /// The reservation.
+    #[arg(long, value_name = "ID")]
+    pub reservation: ReservationId,
+    /// A principal to add (repeatable).
+    #[arg(long, value_name = "PRINCIPAL")]
+    pub add: Vec<Principal>,
+    /// A principal to remove (repeatable).
+    #[arg(long, value_name = "PRINCIPAL")]
+    pub remove: Vec<Principal>,
+}
+
+/// A reservation id.
+#[derive(Args, Debug, Clone)]
+pub struct ReservationArg {
+    /// The reservation.
+    #[arg(long, value_name = "ID")]
+    pub reservation: ReservationId,
+}
+
+/// Flags of `sns payload submit-job`. The ledger is the configured one
+/// (`--ledger`).
+#[derive(Args, Debug, Clone)]
+pub struct SubmitJobArgs {
+    /// sha256 of the module (64 hex digits): stored in the matcher, or the
+    /// checksum of `--module-url`.
+    #[arg(long, value_name = "HEX", value_parser = sha256_hex)]
+    pub module_sha256: Sha256,
+    /// Have the provider fetch the module from this https URL instead.
+    #[arg(long, value_name = "URL", value_parser = https_url)]
+    pub module_url: Option<String>,
+    /// File given to the job on stdin (`-`: this command's stdin); at most 1 MiB.
+    #[arg(long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// An argument for the job (repeatable).
+    #[arg(long = "arg", value_name = "X", allow_hyphen_values = true)]
+    pub args: Vec<String>,
+    /// An environment variable for the job (repeatable).
+    #[arg(long = "env", value_name = "K=V", value_parser = env_pair)]
+    pub env: Vec<(String, String)>,
+    /// Memory limit of the job.
+    #[arg(long, default_value_t = 64, value_name = "M")]
+    pub memory_mib: u32,
+    /// Fuel per interval.
+    #[arg(long, default_value_t = 1_000_000_000, value_name = "N")]
+    pub fuel: u64,
+    /// Length of one paid interval.
+    #[arg(long, default_value_t = 60, value_name = "S")]
+    pub interval_secs: u64,
+    /// Most intervals paid.
+    #[arg(
+        long,
+        visible_alias = "intervals",
+        default_value_t = 10,
+        value_name = "N"
+    )]
+    pub max_intervals: u32,
+    /// Highest price per interval, in ICP (`0.01`) or e8s.
+    #[arg(long, value_name = "ICP", value_parser = positive_amount)]
+    pub max_price: Tokens,
+    /// Times the job is re-queued when a provider fails it.
+    #[arg(long, default_value_t = 2, value_name = "R")]
+    pub retries: u32,
+    /// Smallest stake a provider must hold.
+    #[arg(long, default_value = "0", value_name = "ICP", value_parser = amount)]
+    pub min_stake: Tokens,
+    /// A method of the job's owner (the DAO's governance canister) to call
+    /// with the result; SNS governance has no such method, so this is for
+    /// governance canisters that do.
+    #[arg(long, value_name = "METHOD")]
+    pub callback: Option<String>,
+}
+
+/// Flags of `sns payload withdraw`. The ledger is the configured one
+/// (`--ledger`).
+#[derive(Args, Debug, Clone)]
+pub struct WithdrawFlags {
+    /// Amount in ICP or e8s; the recipient gets it minus the ledger fee.
+    #[arg(long, value_name = "ICP", value_parser = positive_amount)]
+    pub amount: Tokens,
+    /// Recipient: an ICRC-1 account in text form (`<principal>` or
+    /// `<principal>-<checksum>.<subaccount hex>`).
+    #[arg(long, value_name = "ACCOUNT", value_parser = account)]
+    pub to: Account,
+}
+
+/// 32 bytes as 64 hex digits.
+fn sha256_hex(text: &str) -> Result<Sha256, String> {
+    let bytes = hex::decode(text.trim()).map_err(|e| format!("not hex: {e}"))?;
+    Sha256::try_from(bytes.as_slice())
+        .map_err(|_| format!("a sha256 is 32 bytes (64 hex digits), not {}", bytes.len()))
+}
+
+fn https_url(text: &str) -> Result<String, String> {
+    match text.strip_prefix("https://") {
+        Some(rest) if !rest.is_empty() => Ok(text.to_string()),
+        _ => Err("providers fetch modules only from https:// URLs".into()),
+    }
+}
+
+fn account(text: &str) -> Result<Account, String> {
+    text.parse::<Account>()
+        .map_err(|e| format!("not an ICRC-1 account ({e:?})"))
+}
+
+/// A principal that may act for a DAO: not anonymous, not the empty one.
+fn check_principal(flag: &str, p: &Principal) -> Result<(), BuyerError> {
+    if *p == Principal::anonymous() || p.as_slice().is_empty() {
+        return Err(BuyerError::Request(format!(
+            "{flag}: {p} can't be one (anonymous or the management canister)"
+        )));
+    }
+    Ok(())
+}
+
+impl ActionArgs {
+    /// The action these flags describe. `ledger` is the configured ledger,
+    /// needed by the actions that pay or withdraw.
+    pub fn action(&self, ledger: Result<Principal, ConfigError>) -> Result<SnsAction, BuyerError> {
+        let bad = |m: String| Err(BuyerError::Request(m));
+        Ok(match self {
+            ActionArgs::Reserve(r) => {
+                for d in &r.delegates {
+                    check_principal("--delegate", d)?;
+                }
+                let spec = ReservationSpec {
+                    slots: r.slots,
+                    memory_mib: r.memory_mib,
+                    fuel_per_interval: r.fuel,
+                    interval_secs: r.interval_secs,
+                    intervals: r.intervals,
+                    max_price_per_interval: r.max_price,
+                    ledger: ledger?,
+                    min_provider_stake: r.min_stake,
+                    max_rematches: r.max_rematches,
+                    delegates: r.delegates.clone(),
+                };
+                let cost = spec
+                    .max_price_per_interval
+                    .checked_mul(Tokens::from(spec.slots))
+                    .and_then(|c| c.checked_mul(Tokens::from(spec.intervals)));
+                if cost.is_none() {
+                    return bad("--max-price × --slots × --intervals overflows".into());
+                }
+                SnsAction::Reserve(spec)
+            }
+            ActionArgs::Extend(e) => SnsAction::Extend(ExtendReservationArgs {
+                reservation: e.reservation,
+                intervals: e.intervals,
+            }),
+            ActionArgs::SetDelegates(s) => {
+                if s.add.is_empty() && s.remove.is_empty() {
+                    return bad("set-delegates: give --add or --remove (or both)".into());
+                }
+                for p in &s.add {
+                    check_principal("--add", p)?;
+                }
+                if let Some(p) = s.add.iter().find(|p| s.remove.contains(p)) {
+                    return bad(format!("{p} is both in --add and --remove"));
+                }
+                SnsAction::SetDelegates(SetDelegatesArgs {
+                    reservation: s.reservation,
+                    add: s.add.clone(),
+                    remove: s.remove.clone(),
+                })
+            }
+            ActionArgs::Cancel(c) => SnsAction::Cancel(CancelReservationArgs {
+                reservation: c.reservation,
+            }),
+            ActionArgs::SubmitJob(j) => {
+                let input = match &j.input {
+                    Some(path) => read(path, "input")?,
+                    None => vec![],
+                };
+                let request = JobRequest {
+                    input,
+                    args: j.args.clone(),
+                    env: j.env.clone(),
+                    max_price_per_interval: j.max_price,
+                    max_intervals: j.max_intervals,
+                    interval_secs: j.interval_secs,
+                    memory_mib: j.memory_mib,
+                    fuel_per_interval: j.fuel,
+                    max_retries: j.retries,
+                    min_provider_stake: j.min_stake,
+                };
+                request.validate()?;
+                if let Some(m) = &j.callback
+                    && m.is_empty()
+                {
+                    return bad("--callback: a method name, not empty".into());
+                }
+                let mut spec = request.spec(j.module_sha256, ledger?);
+                if let Some(url) = &j.module_url {
+                    spec.module = ModuleSource::Url {
+                        url: url.clone(),
+                        sha256: j.module_sha256,
+                    };
+                }
+                spec.callback = j.callback.clone();
+                SnsAction::SubmitJob(spec)
+            }
+            ActionArgs::Withdraw(w) => {
+                check_principal("--to", &w.to.owner)?;
+                SnsAction::Withdraw(WithdrawArgs {
+                    ledger: ledger?,
+                    amount: w.amount,
+                    to: w.to,
+                })
+            }
+        })
+    }
+}
+
+/// The default id of `action`'s function: as `market sns functions`
+/// numbers them from [`FIRST_FUNCTION_ID`].
+pub fn default_function_id(action: &str) -> u64 {
+    let place = SNS_ACTIONS
+        .iter()
+        .position(|a| *a == action)
+        .expect("BUG: an action outside SNS_ACTIONS");
+    FIRST_FUNCTION_ID + place as u64
+}
+
+fn check_function_id(id: u64, flag: &str) -> Result<(), BuyerError> {
+    if id < FIRST_FUNCTION_ID {
+        return Err(BuyerError::Request(format!(
+            "{flag}: {id} is below {FIRST_FUNCTION_ID}; ids 0-999 are the SNS's native functions"
+        )));
+    }
+    Ok(())
+}
+
+/// Why an action has its topic, for the proposers.
+fn topic_line(action: &str) -> String {
+    match topic(action) {
+        Topic::TreasuryAssetManagement => format!(
+            "topic TreasuryAssetManagement (critical: yes votes of at least 20% of the voting \
+             power and 67% of the votes cast): {action} {}",
+            if action == "withdraw" {
+                "moves funds out of the DAO's escrow balance"
+            } else {
+                "locks funds of the DAO's escrow balance"
+            }
+        ),
+        t => format!(
+            "topic {t:?} (not critical: 3% of the voting power and a majority): {action} moves \
+             no funds"
+        ),
+    }
+}
+
+/// `market sns functions`: one AddGenericNervousSystemFunction value per
+/// action, ids from `first_id` on.
+pub fn functions_text(matcher: Principal, first_id: u64) -> Result<String, BuyerError> {
+    check_function_id(first_id, "--first-id")?;
+    let mut out = format!(
+        "// The matcher's DAO actions as SNS generic functions: one proposal each, with the\n\
+         // action `variant {{ AddGenericNervousSystemFunction = <record> }}`. Target and\n\
+         // validator are the matcher {matcher}; topics need an SNS version with\n\
+         // custom-proposal topics. The matcher must also register the DAO's governance.\n"
+    );
+    for (i, action) in SNS_ACTIONS.iter().enumerate() {
+        let id = first_id
+            .checked_add(i as u64)
+            .ok_or_else(|| BuyerError::Request("--first-id: too large".into()))?;
+        out.push_str(&format!(
+            "\n// {id} {}: {}\n",
+            target_method(action),
+            topic_line(action)
+        ));
+        out.push_str(&candid_text(&function(matcher, action, id)));
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// SNS governance's `TransferSnsTreasuryFunds`.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct TransferSnsTreasuryFunds {
+    /// 1: the ICP treasury, 2: the SNS token treasury.
+    pub from_treasury: i32,
+    /// The recipient's owner.
+    pub to_principal: Option<Principal>,
+    /// The recipient's subaccount.
+    pub to_subaccount: Option<SnsSubaccount>,
+    /// The ledger transfer's memo.
+    pub memo: Option<u64>,
+    /// Amount sent (the treasury pays the fee on top).
+    pub amount_e8s: u64,
+}
+
+/// SNS governance's `Subaccount`.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SnsSubaccount {
+    /// 32 bytes.
+    #[serde(with = "serde_bytes")]
+    pub subaccount: Vec<u8>,
+}
+
+/// What `sns fund` needs besides its flags.
+pub struct FundTarget {
+    /// The escrow canister.
+    pub escrow: Principal,
+    /// The ICP ledger (the DAO's ICP treasury is on it).
+    pub ledger: Principal,
+    /// The network URL, for the printed call.
+    pub network: String,
+}
+
+/// The treasury transfer that credits `args.amount` to the DAO's escrow
+/// balance once notified.
+pub fn treasury_transfer(
+    args: &FundArgs,
+    escrow: Principal,
+) -> Result<TransferSnsTreasuryFunds, BuyerError> {
+    check_principal("--governance", &args.governance)?;
+    let subaccount = deposit_subaccount(args.governance)
+        .expect("BUG: a non-empty principal has a deposit subaccount");
+    let amount_e8s = u64::try_from(args.amount).map_err(|_| {
+        BuyerError::Request("--amount: more than a treasury transfer can move".into())
+    })?;
+    Ok(TransferSnsTreasuryFunds {
+        from_treasury: ICP_TREASURY,
+        to_principal: Some(escrow),
+        to_subaccount: Some(SnsSubaccount {
+            subaccount: subaccount.to_vec(),
+        }),
+        memo: args.memo,
+        amount_e8s,
+    })
+}
+
+fn network_flag(url: &str) -> String {
+    let url = url.trim_end_matches('/');
+    if url == MAINNET_URL || url == "https://ic0.app" || url == "https://icp0.io" {
+        "--network ic".into()
+    } else if url == LOCAL_URL {
+        "--network local".into()
+    } else {
+        format!("--network {url}")
+    }
+}
+
+/// `market sns fund`.
+pub fn fund_text(args: &FundArgs, target: &FundTarget) -> Result<String, BuyerError> {
+    let transfer = treasury_transfer(args, target.escrow)?;
+    let account = Account {
+        owner: target.escrow,
+        subaccount: deposit_subaccount(args.governance),
+    };
+    let notify = NotifyDepositArgs {
+        ledger: target.ledger,
+        beneficiary: args.governance,
+    };
+    let notify_arg = format!("({})", candid_line(&notify));
+    Ok(format!(
+        "// TransferSnsTreasuryFunds: {} from the ICP treasury of the DAO governed by\n\
+         // {} to the escrow's deposit account for it. One proposal with the action\n\
+         // `variant {{ TransferSnsTreasuryFunds = <record> }}` (topic TreasuryAssetManagement:\n\
+         // critical); the treasury pays the ledger fee on top.\n\
+         {}\n\
+         \n\
+         // The same account, ICRC-1 text: {account}\n\
+         // (its legacy ICP account identifier is not printed: no crate of this workspace\n\
+         // computes one; wallets and explorers take the ICRC-1 text.)\n\
+         \n\
+         // Once the proposal executed, anyone credits the transfer to the DAO's escrow\n\
+         // balance (ledger {} must be the ICP ledger the treasury is on):\n\
+         dfx canister call {} {} notify_deposit '{notify_arg}'\n\
+         // or: icp canister call {} notify_deposit '{notify_arg}'\n",
+        format_tokens(args.amount),
+        args.governance,
+        candid_text(&transfer),
+        target.ledger,
+        network_flag(&target.network),
+        target.escrow,
+        target.escrow,
+    ))
+}
+
+/// `market sns payload`: the payload in Candid text and hex, and the
+/// ExecuteGenericNervousSystemFunction value under `function_id`.
+pub fn payload_text(action: &SnsAction, function_id: u64) -> String {
+    let name = action.name();
+    let payload = action.payload();
+    let execute = ExecuteGenericNervousSystemFunction {
+        function_id,
+        payload: payload.clone(),
+    };
+    let payload_value = match action {
+        SnsAction::Reserve(a) => candid_text(a),
+        SnsAction::Extend(a) => candid_text(a),
+        SnsAction::SetDelegates(a) => candid_text(a),
+        SnsAction::Cancel(a) => candid_text(a),
+        SnsAction::SubmitJob(a) => candid_text(a),
+        SnsAction::Withdraw(a) => candid_text(a),
+    };
+    let mut out = format!(
+        "// Payload of {} (checked by {} when the proposal is made):\n{payload_value}\n\n\
+         // The payload's {} bytes, hex:\n{}\n\n\
+         // ExecuteGenericNervousSystemFunction, for function {function_id} ({name}): the proposal's\n\
+         // action is `variant {{ ExecuteGenericNervousSystemFunction = <record> }}`.\n{}\n",
+        target_method(name),
+        validator_method(name),
+        payload.len(),
+        hex::encode(&payload),
+        candid_text(&execute),
+    );
+    if payload.len() > PAYLOAD_SOFT_LIMIT {
+        out.push_str(&format!(
+            "// Warning: {} bytes is more than the {PAYLOAD_SOFT_LIMIT} SNS governance declares as \
+             its payload limit; a smaller --input keeps the proposal safe.\n",
+            payload.len()
+        ));
+    }
+    out
+}
+
+/// A canister id the command needs, or which flag sets it.
+fn required(
+    settings: &Settings,
+    value: Option<Principal>,
+    flag: &'static str,
+) -> Result<Principal, ConfigError> {
+    let (setting, env) = match flag {
+        "ledger" => ("canisters.ledger", "PROVIDER_NODE_LEDGER"),
+        "escrow" => ("canisters.escrow", "PROVIDER_NODE_ESCROW"),
+        _ => ("canisters.matcher", "PROVIDER_NODE_MATCHER"),
+    };
+    value.ok_or_else(|| ConfigError::Missing {
+        setting,
+        flag,
+        env,
+        file: settings.config_file.display().to_string(),
+    })
+}
+
+/// What `market sns ...` prints, from the settings (canister ids) and the
+/// command's flags.
+pub fn output(settings: &Settings, command: &SnsCommand) -> Result<String, BuyerError> {
+    match command {
+        SnsCommand::Functions(f) => {
+            let matcher = required(settings, settings.matcher, "matcher")?;
+            functions_text(matcher, f.first_id)
+        }
+        SnsCommand::Fund(f) => {
+            let target = FundTarget {
+                escrow: required(settings, settings.escrow, "escrow")?,
+                ledger: required(settings, settings.ledger, "ledger")?,
+                network: settings.network.clone(),
+            };
+            fund_text(f, &target)
+        }
+        SnsCommand::Payload(p) => {
+            let action = p
+                .action
+                .action(required(settings, settings.ledger, "ledger"))?;
+            let id = p
+                .function_id
+                .unwrap_or_else(|| default_function_id(action.name()));
+            check_function_id(id, "--function-id")?;
+            Ok(payload_text(&action, id))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buyer::candid_text::blob_text;
+    use crate::buyer::cli::{Cli, Command};
+    use crate::config::{self, FileConfig};
+    use clap::Parser;
+    use market_api::matcher::JobLimits;
+
+    const MATCHER: &str = "bkyz2-fmaaa-aaaaa-qaaaq-cai";
+    const ESCROW: &str = "be2us-64aaa-aaaaa-qaabq-cai";
+    const LEDGER: &str = "ryjl3-tyaaa-aaaaa-aaaba-cai";
+    const DAO: &str = "rrkah-fqaaa-aaaaa-aaaaq-cai";
+    const DELEGATE: &str = "r7inp-6aaaa-aaaaa-aaabq-cai";
+
+    fn p(text: &str) -> Principal {
+        Principal::from_text(text).unwrap()
+    }
+
+    /// `market --matcher .. --escrow .. --ledger .. <args>`, parsed, and
+    /// the settings it resolves to (no file, no environment).
+    fn parse(args: &[&str]) -> Result<(Settings, SnsCommand), String> {
+        let ids = ["--matcher", MATCHER, "--escrow", ESCROW, "--ledger", LEDGER];
+        let argv = std::iter::once("market")
+            .chain(ids)
+            .chain(args.iter().copied());
+        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        let settings = config::resolve(
+            PathBuf::from("/nonexistent/config.toml"),
+            FileConfig::default(),
+            &cli.global,
+            &|_| None,
+        )
+        .unwrap();
+        match cli.command {
+            Command::Sns(c) => Ok((settings, c)),
+            other => panic!("not sns: {other:?}"),
+        }
+    }
+
+    fn run(args: &[&str]) -> Result<String, String> {
+        let (settings, command) = parse(args)?;
+        output(&settings, &command).map_err(|e| e.to_string())
+    }
+
+    /// The action built from `sns payload <args>`.
+    fn action(args: &[&str]) -> Result<SnsAction, String> {
+        let mut argv = vec!["sns", "payload"];
+        argv.extend_from_slice(args);
+        let (_, command) = parse(&argv)?;
+        let SnsCommand::Payload(payload) = command else {
+            panic!("not payload")
+        };
+        payload
+            .action
+            .action(Ok(p(LEDGER)))
+            .map_err(|e| e.to_string())
+    }
+
+    /// The line after the comment that introduces the hex.
+    fn hex_line(text: &str) -> Vec<u8> {
+        let mut lines = text.lines();
+        lines
+            .by_ref()
+            .find(|l| l.contains("bytes, hex:"))
+            .expect("a hex section");
+        hex::decode(lines.next().expect("the hex")).expect("valid hex")
+    }
+
+    fn job(module: ModuleSource, input: Vec<u8>) -> market_api::matcher::JobSpec {
+        market_api::matcher::JobSpec {
+            module,
+            input,
+            args: vec!["-v".into(), "x".into()],
+            env: vec![("MODE".into(), "fast=1".into())],
+            limits: JobLimits {
+                memory_mib: 128,
+                fuel_per_interval: 5_000,
+            },
+            interval_secs: 30,
+            max_intervals: 4,
+            max_price_per_interval: 2_000_000,
+            ledger: p(LEDGER),
+            min_provider_stake: 100_000_000,
+            max_retries: 1,
+            callback: Some("on_result".into()),
+        }
+    }
+
+    #[test]
+    fn every_action_prints_a_payload_that_decodes_to_what_the_flags_say() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.bin");
+        std::fs::write(&input, b"\0data\xff").unwrap();
+        let sha = [0xab; 32];
+        let sha_hex = hex::encode(sha);
+        let job_flags = |module: &[&str]| {
+            let mut v = vec!["submit-job"];
+            v.extend_from_slice(module);
+            v.extend_from_slice(&[
+                "--input",
+                input.to_str().unwrap(),
+                "--arg",
+                "-v",
+                "--arg",
+                "x",
+                "--env",
+                "MODE=fast=1",
+                "--memory-mib",
+                "128",
+                "--fuel",
+                "5000",
+                "--interval-secs",
+                "30",
+                "--max-intervals",
+                "4",
+                "--max-price",
+                "0.02",
+                "--retries",
+                "1",
+                "--min-stake",
+                "1",
+                "--callback",
+                "on_result",
+            ]);
+            v.into_iter().map(String::from).collect::<Vec<_>>()
+        };
+        let cases: Vec<(Vec<String>, SnsAction)> = vec![
+            (
+                [
+                    "reserve",
+                    "--slots",
+                    "2",
+                    "--memory-mib",
+                    "256",
+                    "--fuel",
+                    "7",
+                    "--interval-secs",
+                    "600",
+                    "--intervals",
+                    "144",
+                    "--max-price",
+                    "0.001",
+                    "--min-stake",
+                    "0.5",
+                    "--max-rematches",
+                    "5",
+                    "--delegate",
+                    DELEGATE,
+                    "--delegate",
+                    DAO,
+                ]
+                .map(String::from)
+                .to_vec(),
+                SnsAction::Reserve(ReservationSpec {
+                    slots: 2,
+                    memory_mib: 256,
+                    fuel_per_interval: 7,
+                    interval_secs: 600,
+                    intervals: 144,
+                    max_price_per_interval: 100_000,
+                    ledger: p(LEDGER),
+                    min_provider_stake: 50_000_000,
+                    max_rematches: 5,
+                    delegates: vec![p(DELEGATE), p(DAO)],
+                }),
+            ),
+            (
+                ["extend", "--reservation", "42", "--intervals", "10"]
+                    .map(String::from)
+                    .to_vec(),
+                SnsAction::Extend(ExtendReservationArgs {
+                    reservation: 42,
+                    intervals: 10,
+                }),
+            ),
+            (
+                [
+                    "set-delegates",
+                    "--reservation",
+                    "42",
+                    "--add",
+                    DELEGATE,
+                    "--remove",
+                    DAO,
+                    "--remove",
+                    MATCHER,
+                ]
+                .map(String::from)
+                .to_vec(),
+                SnsAction::SetDelegates(SetDelegatesArgs {
+                    reservation: 42,
+                    add: vec![p(DELEGATE)],
+                    remove: vec![p(DAO), p(MATCHER)],
+                }),
+            ),
+            (
+                ["cancel", "--reservation", "42"].map(String::from).to_vec(),
+                SnsAction::Cancel(CancelReservationArgs { reservation: 42 }),
+            ),
+            (
+                job_flags(&["--module-sha256", &sha_hex]),
+                SnsAction::SubmitJob(job(
+                    ModuleSource::Stored { sha256: sha },
+                    b"\0data\xff".to_vec(),
+                )),
+            ),
+            (
+                job_flags(&[
+                    "--module-sha256",
+                    &sha_hex,
+                    "--module-url",
+                    "https://example.org/job.wasm",
+                ]),
+                SnsAction::SubmitJob(job(
+                    ModuleSource::Url {
+                        url: "https://example.org/job.wasm".into(),
+                        sha256: sha,
+                    },
+                    b"\0data\xff".to_vec(),
+                )),
+            ),
+            (
+                [
+                    "withdraw",
+                    "--amount",
+                    "1.25",
+                    "--to",
+                    "be2us-64aaa-aaaaa-qaabq-cai-kdwbfga.a00000000000000010101000000000000000000000000000000000000000000",
+                ]
+                .map(String::from)
+                .to_vec(),
+                SnsAction::Withdraw(WithdrawArgs {
+                    ledger: p(LEDGER),
+                    amount: 125_000_000,
+                    to: Account {
+                        owner: p(ESCROW),
+                        subaccount: deposit_subaccount(p(DAO)),
+                    },
+                }),
+            ),
+        ];
+        let mut seen = std::collections::BTreeSet::new();
+        for (flags, expected) in cases {
+            let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+            let built = action(&flags).unwrap_or_else(|e| panic!("{flags:?}: {e}"));
+            assert_eq!(built, expected, "{flags:?}");
+            let name = expected.name();
+            seen.insert(name);
+
+            let mut argv = vec!["sns", "payload"];
+            argv.extend_from_slice(&flags);
+            let text = run(&argv).unwrap();
+            let bytes = hex_line(&text);
+            assert_eq!(bytes, expected.payload(), "{name}: the printed hex");
+            assert_eq!(SnsAction::decode(name, &bytes), Ok(expected.clone()));
+            let id = default_function_id(name);
+            assert!(
+                text.contains(&format!("function_id = {id};"))
+                    && text.contains(&format!("payload = {};", blob_text(&bytes))),
+                "{name}: the ExecuteGenericNervousSystemFunction value\n{text}"
+            );
+            assert!(text.contains(&format!("Payload of sns_{name} ")), "{text}");
+        }
+        assert_eq!(seen.len(), SNS_ACTIONS.len(), "every action is covered");
+    }
+
+    #[test]
+    fn defaults_and_function_ids() {
+        let built = action(&["reserve", "--intervals", "3", "--max-price", "1"]).unwrap();
+        assert_eq!(
+            built,
+            SnsAction::Reserve(ReservationSpec {
+                slots: 1,
+                memory_mib: 64,
+                fuel_per_interval: 1_000_000_000,
+                interval_secs: 60,
+                intervals: 3,
+                max_price_per_interval: 100_000_000,
+                ledger: p(LEDGER),
+                min_provider_stake: 0,
+                max_rematches: 3,
+                delegates: vec![],
+            })
+        );
+        let ids: Vec<u64> = SNS_ACTIONS.iter().map(|a| default_function_id(a)).collect();
+        assert_eq!(ids, [1000, 1001, 1002, 1003, 1004, 1005]);
+
+        // --function-id goes before or after the action.
+        let text = run(&[
+            "sns",
+            "payload",
+            "cancel",
+            "--reservation",
+            "1",
+            "--function-id",
+            "2000",
+        ])
+        .unwrap();
+        assert!(text.contains("function_id = 2000;"), "{text}");
+        let text = run(&[
+            "sns",
+            "payload",
+            "--function-id",
+            "2001",
+            "cancel",
+            "--reservation",
+            "1",
+        ])
+        .unwrap();
+        assert!(text.contains("function_id = 2001;"), "{text}");
+        let e = run(&[
+            "sns",
+            "payload",
+            "cancel",
+            "--reservation",
+            "1",
+            "--function-id",
+            "999",
+        ])
+        .unwrap_err();
+        assert!(e.contains("--function-id") && e.contains("native"), "{e}");
+    }
+
+    #[test]
+    fn bad_flags_are_refused_with_the_flag_named() {
+        let sha = "ab".repeat(32);
+        for (args, says) in [
+            (
+                vec![
+                    "reserve",
+                    "--slots",
+                    "0",
+                    "--intervals",
+                    "1",
+                    "--max-price",
+                    "1",
+                ],
+                "--slots",
+            ),
+            (
+                vec!["reserve", "--intervals", "0", "--max-price", "1"],
+                "--intervals",
+            ),
+            (
+                vec!["reserve", "--intervals", "1", "--max-price", "0"],
+                "more than zero",
+            ),
+            (vec!["reserve", "--intervals", "1"], "--max-price"),
+            (
+                vec![
+                    "reserve",
+                    "--intervals",
+                    "1",
+                    "--max-price",
+                    "1",
+                    "--delegate",
+                    "2vxsx-fae",
+                ],
+                "--delegate",
+            ),
+            (
+                vec![
+                    "reserve",
+                    "--intervals",
+                    "1",
+                    "--max-price",
+                    "1",
+                    "--delegate",
+                    "not-a-principal",
+                ],
+                "--delegate",
+            ),
+            (
+                vec![
+                    "reserve",
+                    "--slots",
+                    "4294967295",
+                    "--intervals",
+                    "4294967295",
+                    "--max-price",
+                    "340282366920938463463374607431768211455e8s",
+                ],
+                "overflows",
+            ),
+            (
+                vec!["extend", "--reservation", "1", "--intervals", "0"],
+                "--intervals",
+            ),
+            (
+                vec!["set-delegates", "--reservation", "1"],
+                "--add or --remove",
+            ),
+            (
+                vec![
+                    "set-delegates",
+                    "--reservation",
+                    "1",
+                    "--add",
+                    DAO,
+                    "--remove",
+                    DAO,
+                ],
+                "both in --add and --remove",
+            ),
+            (vec!["cancel"], "--reservation"),
+            (
+                vec!["submit-job", "--module-sha256", "abcd", "--max-price", "1"],
+                "32 bytes",
+            ),
+            (
+                vec!["submit-job", "--module-sha256", "zz", "--max-price", "1"],
+                "not hex",
+            ),
+            (
+                vec![
+                    "submit-job",
+                    "--module-sha256",
+                    &sha,
+                    "--module-url",
+                    "http://example.org/a.wasm",
+                    "--max-price",
+                    "1",
+                ],
+                "https://",
+            ),
+            (
+                vec![
+                    "submit-job",
+                    "--module-url",
+                    "https://a/b",
+                    "--max-price",
+                    "1",
+                ],
+                "--module-sha256",
+            ),
+            (
+                vec![
+                    "submit-job",
+                    "--module-sha256",
+                    &sha,
+                    "--max-price",
+                    "1",
+                    "--max-intervals",
+                    "0",
+                ],
+                "--intervals: at least 1",
+            ),
+            (
+                vec![
+                    "submit-job",
+                    "--module-sha256",
+                    &sha,
+                    "--max-price",
+                    "1",
+                    "--input",
+                    "/nonexistent/in",
+                ],
+                "cannot read input /nonexistent/in",
+            ),
+            (
+                vec![
+                    "submit-job",
+                    "--module-sha256",
+                    &sha,
+                    "--max-price",
+                    "1",
+                    "--callback",
+                    "",
+                ],
+                "--callback",
+            ),
+            (
+                vec!["withdraw", "--amount", "1", "--to", "nonsense"],
+                "--to",
+            ),
+            (
+                vec!["withdraw", "--amount", "1", "--to", "2vxsx-fae"],
+                "--to",
+            ),
+            (
+                vec!["withdraw", "--amount", "0", "--to", DAO],
+                "more than zero",
+            ),
+        ] {
+            let e = action(&args).expect_err(&format!("{args:?} should be refused"));
+            assert!(e.contains(says), "{args:?}: {e}");
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.bin");
+        std::fs::write(&big, vec![0u8; market_api::matcher::MAX_INPUT_BYTES + 1]).unwrap();
+        let e = action(&[
+            "submit-job",
+            "--module-sha256",
+            &sha,
+            "--max-price",
+            "1",
+            "--input",
+            big.to_str().unwrap(),
+        ])
+        .unwrap_err();
+        assert!(e.contains("--input") && e.contains("at most"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_canister_id_names_its_flag() {
+        let settings = config::resolve(
+            PathBuf::from("/nonexistent/config.toml"),
+            FileConfig::default(),
+            &crate::config::GlobalArgs::default(),
+            &|_| None,
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from(["market", "sns", "functions"]).unwrap();
+        let Command::Sns(functions) = cli.command else {
+            unreachable!()
+        };
+        let e = output(&settings, &functions).unwrap_err().to_string();
+        assert!(
+            e.contains("--matcher") && e.contains("PROVIDER_NODE_MATCHER"),
+            "{e}"
+        );
+
+        let cli = Cli::try_parse_from([
+            "market",
+            "sns",
+            "fund",
+            "--governance",
+            DAO,
+            "--amount",
+            "1",
+        ])
+        .unwrap();
+        let Command::Sns(fund) = cli.command else {
+            unreachable!()
+        };
+        let e = output(&settings, &fund).unwrap_err().to_string();
+        assert!(e.contains("--escrow"), "{e}");
+
+        let cli = Cli::try_parse_from([
+            "market", "sns", "payload", "withdraw", "--amount", "1", "--to", DAO,
+        ])
+        .unwrap();
+        let Command::Sns(withdraw) = cli.command else {
+            unreachable!()
+        };
+        let e = output(&settings, &withdraw).unwrap_err().to_string();
+        assert!(e.contains("--ledger"), "{e}");
+
+        // Actions that name no ledger don't need one.
+        let cli = Cli::try_parse_from(["market", "sns", "payload", "cancel", "--reservation", "3"])
+            .unwrap();
+        let Command::Sns(cancel) = cli.command else {
+            unreachable!()
+        };
+        output(&settings, &cancel).unwrap();
+    }
+
+    #[test]
+    fn functions_register_every_action_on_the_matcher() {
+        let text = run(&["sns", "functions"]).unwrap();
+        for (i, action) in SNS_ACTIONS.iter().enumerate() {
+            let id = 1000 + i;
+            for part in [
+                format!("\n// {id} sns_{action}: topic "),
+                format!("id = {id};"),
+                format!("target_method_name = opt \"sns_{action}\";"),
+                format!("validator_method_name = opt \"sns_validate_{action}\";"),
+            ] {
+                assert!(text.contains(&part), "{part} in\n{text}");
+            }
+        }
+        assert_eq!(
+            text.matches(&format!("canister_id = opt principal \"{MATCHER}\";"))
+                .count(),
+            2 * SNS_ACTIONS.len(),
+            "target and validator of each function are the matcher"
+        );
+        assert_eq!(
+            text.matches("topic = opt variant { TreasuryAssetManagement };")
+                .count(),
+            4,
+            "reserve, extend, submit_job and withdraw spend"
+        );
+        assert!(text.contains("// 1002 sns_set_delegates: topic ApplicationBusinessLogic"));
+
+        let text = run(&["sns", "functions", "--first-id", "5000"]).unwrap();
+        assert!(text.contains("id = 5005;") && !text.contains("id = 1000;"));
+        let e = run(&["sns", "functions", "--first-id", "999"]).unwrap_err();
+        assert!(e.contains("--first-id") && e.contains("native"), "{e}");
+    }
+
+    #[test]
+    fn fund_sends_to_the_escrow_deposit_account_of_the_dao() {
+        let text = run(&[
+            "sns",
+            "fund",
+            "--governance",
+            DAO,
+            "--amount",
+            "1.5",
+            "--memo",
+            "77",
+        ])
+        .unwrap();
+        let sub = deposit_subaccount(p(DAO)).unwrap();
+        for part in [
+            "from_treasury = 1;".to_string(),
+            format!("to_principal = opt principal \"{ESCROW}\";"),
+            format!("subaccount = {};", blob_text(&sub)),
+            "memo = opt 77;".into(),
+            "amount_e8s = 150000000;".into(),
+            format!(
+                "ICRC-1 text: {}",
+                Account {
+                    owner: p(ESCROW),
+                    subaccount: Some(sub)
+                }
+            ),
+            format!(
+                "dfx canister call --network ic {ESCROW} notify_deposit '(record {{ beneficiary \
+                 = principal \"{DAO}\"; ledger = principal \"{LEDGER}\" }})'"
+            ),
+        ] {
+            assert!(text.contains(&part), "{part} in\n{text}");
+        }
+
+        let args = FundArgs {
+            governance: p(DAO),
+            amount: 7,
+            memo: None,
+        };
+        assert_eq!(
+            treasury_transfer(&args, p(ESCROW)).unwrap(),
+            TransferSnsTreasuryFunds {
+                from_treasury: 1,
+                to_principal: Some(p(ESCROW)),
+                to_subaccount: Some(SnsSubaccount {
+                    subaccount: sub.to_vec()
+                }),
+                memo: None,
+                amount_e8s: 7,
+            }
+        );
+        let e = run(&["sns", "fund", "--governance", "2vxsx-fae", "--amount", "1"]).unwrap_err();
+        assert!(e.contains("--governance"), "{e}");
+        let e = run(&[
+            "sns",
+            "fund",
+            "--governance",
+            DAO,
+            "--amount",
+            "18446744073709551616e8s",
+        ])
+        .unwrap_err();
+        assert!(e.contains("--amount"), "{e}");
+    }
+}
