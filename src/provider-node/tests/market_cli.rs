@@ -116,5 +116,5 @@ fn sns_payload_prints_what_a_dao_proposes_without_a_network() {
         delegates: vec![],
     });
     assert_eq!(SnsAction::decode("reserve", &bytes), Ok(expected));
-    assert!(out.contains("function_id = 1000;"), "{out}");
+    assert!(out.contains("function_id = 1_000 : nat64;"), "{out}");
 }

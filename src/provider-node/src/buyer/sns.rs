@@ -883,7 +883,7 @@ mod tests {
             assert_eq!(SnsAction::decode(name, &bytes), Ok(expected.clone()));
             let id = default_function_id(name);
             assert!(
-                text.contains(&format!("function_id = {id};"))
+                text.contains(&format!("function_id = {};", candid_line(&id)))
                     && text.contains(&format!("payload = {};", blob_text(&bytes))),
                 "{name}: the ExecuteGenericNervousSystemFunction value\n{text}"
             );
@@ -924,7 +924,10 @@ mod tests {
             "2000",
         ])
         .unwrap();
-        assert!(text.contains("function_id = 2000;"), "{text}");
+        assert!(
+            text.contains(&format!("function_id = {};", candid_line(&2000u64))),
+            "{text}"
+        );
         let text = run(&[
             "sns",
             "payload",
@@ -935,7 +938,10 @@ mod tests {
             "1",
         ])
         .unwrap();
-        assert!(text.contains("function_id = 2001;"), "{text}");
+        assert!(
+            text.contains(&format!("function_id = {};", candid_line(&2001u64))),
+            "{text}"
+        );
         let e = run(&[
             "sns",
             "payload",
@@ -1191,7 +1197,7 @@ mod tests {
             let id = 1000 + i;
             for part in [
                 format!("\n// {id} sns_{action}: topic "),
-                format!("id = {id};"),
+                format!("id = {};", candid_line(&(id as u64))),
                 format!("target_method_name = opt \"sns_{action}\";"),
                 format!("validator_method_name = opt \"sns_validate_{action}\";"),
             ] {
@@ -1213,7 +1219,10 @@ mod tests {
         assert!(text.contains("// 1002 sns_set_delegates: topic ApplicationBusinessLogic"));
 
         let text = run(&["sns", "functions", "--first-id", "5000"]).unwrap();
-        assert!(text.contains("id = 5005;") && !text.contains("id = 1000;"));
+        assert!(
+            text.contains(&format!("id = {};", candid_line(&5005u64)))
+                && !text.contains(&format!("id = {};", candid_line(&1000u64)))
+        );
         let e = run(&["sns", "functions", "--first-id", "999"]).unwrap_err();
         assert!(e.contains("--first-id") && e.contains("native"), "{e}");
     }
@@ -1233,11 +1242,11 @@ mod tests {
         .unwrap();
         let sub = deposit_subaccount(p(DAO)).unwrap();
         for part in [
-            "from_treasury = 1;".to_string(),
+            format!("from_treasury = {};", candid_line(&1i32)),
             format!("to_principal = opt principal \"{ESCROW}\";"),
             format!("subaccount = {};", blob_text(&sub)),
-            "memo = opt 77;".into(),
-            "amount_e8s = 150000000;".into(),
+            format!("memo = {};", candid_line(&Some(77u64))),
+            format!("amount_e8s = {};", candid_line(&150_000_000u64)),
             format!(
                 "ICRC-1 text: {}",
                 Account {
