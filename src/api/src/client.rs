@@ -151,6 +151,15 @@ impl MatcherClient {
         call(self.0, "submit_job", &(spec,)).await
     }
 
+    /// Submits a job to run in a reservation's slots (the caller must be
+    /// its owner or a delegate); it costs nothing more.
+    pub async fn submit_reserved_job(
+        &self,
+        args: &crate::matcher::ReservedJobArgs,
+    ) -> Result<Result<JobId, MatcherError>, CallError> {
+        call(self.0, "submit_reserved_job", &(args,)).await
+    }
+
     /// Reads a job.
     pub async fn get_job(&self, job_id: JobId) -> Result<Option<Job>, CallError> {
         call(self.0, "get_job", &(job_id,)).await

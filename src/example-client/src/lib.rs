@@ -15,7 +15,7 @@ use icrc_ledger_types::icrc1::account::Account;
 use icrc_ledger_types::icrc2::approve::{ApproveArgs, ApproveError};
 use market_api::client::{EscrowClient, MatcherClient, call};
 use market_api::escrow::DepositArgs;
-use market_api::matcher::{Job, JobSpec, JobStatus, RunOutcome};
+use market_api::matcher::{Job, JobSpec, JobStatus, ReservedJobArgs, RunOutcome};
 use market_api::{JobId, PageRequest};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
@@ -163,6 +163,22 @@ async fn submit(spec: JobSpec) -> Result<JobId, String> {
     spec.callback = Some(CALLBACK_METHOD.into());
     MatcherClient(c.matcher)
         .submit_job(&spec)
+        .await
+        .map_err(|e| format!("matcher: {e:?}"))?
+        .map_err(|e| format!("submit refused: {e:?}"))
+}
+
+/// Controllers only: submits a job to run in a reservation's slots, as a
+/// delegate of the reservation's owner (a DAO naming its app canister, say):
+/// it costs this canister nothing; the result is delivered to `job_finished`.
+#[ic_cdk::update]
+async fn submit_reserved(reservation: u64, spec: JobSpec) -> Result<JobId, String> {
+    require_controller()?;
+    let mut spec = spec;
+    let c = config()?;
+    spec.callback = Some(CALLBACK_METHOD.into());
+    MatcherClient(c.matcher)
+        .submit_reserved_job(&ReservedJobArgs { reservation, spec })
         .await
         .map_err(|e| format!("matcher: {e:?}"))?
         .map_err(|e| format!("submit refused: {e:?}"))

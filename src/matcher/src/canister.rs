@@ -12,10 +12,9 @@ use market_api::client::call;
 use market_api::escrow::{Balance, EscrowError, ExtendLockArgs, JobLock, LockArgs, WithdrawArgs};
 use market_api::matcher::{
     Assignment, BookDepth, CancelReservationArgs, DaoRegistration, ExtendReservationArgs,
-    HeartbeatAck, HeartbeatItem, Job, JobKind, JobSpec, MAX_CHUNK_BYTES, MatcherError,
-    MatcherEvent, MatcherInit, ModuleInfo, ModuleUpload, Offer, OfferSpec, Reservation,
-    ReservationId, ReservationSpec, ReservedJobArgs, SetDelegatesArgs, Sha256, SubmitResultArgs,
-    Trade,
+    HeartbeatAck, HeartbeatItem, Job, JobSpec, MAX_CHUNK_BYTES, MatcherError, MatcherEvent,
+    MatcherInit, ModuleInfo, ModuleUpload, Offer, OfferSpec, Reservation, ReservationId,
+    ReservationSpec, ReservedJobArgs, SetDelegatesArgs, Sha256, SubmitResultArgs, Trade,
 };
 use market_api::registry::Provider;
 use market_api::{
@@ -545,22 +544,10 @@ async fn fund(rec: JobRecord) -> Result<JobId, MatcherError> {
     match answer {
         Ok(Ok(_)) => {
             mutate_state(|s| {
-                let event = match (rec.kind, s.market.reservation_record(id)) {
-                    (JobKind::Reservation, Some(r)) => MatcherEvent::ReservationMade {
-                        reservation: id,
-                        owner: caller,
-                        slots: r.spec.slots,
-                        locked: amount,
-                        ledger: rec.spec.ledger,
-                    },
-                    _ => MatcherEvent::JobSubmitted {
-                        job_id: id,
-                        owner: caller,
-                        max_cost: amount,
-                        ledger: rec.spec.ledger,
-                    },
-                };
-                s.events.append(t, event);
+                let event = execute::funded_event(&s.market, id, amount);
+                if let Some(event) = event {
+                    s.events.append(t, event);
+                }
                 let p = s.params();
                 s.market.job_funded(&p, t, id);
             });

@@ -68,6 +68,10 @@ async fn perform(job_id: JobId, effect: Effect) -> Outcome {
                 Ok(Ok(_)) => {
                     let t = now();
                     mutate_state(|s| {
+                        let funded = s.market.job(job_id).is_some_and(|r| r.funded);
+                        if !funded && let Some(event) = funded_event(&s.market, job_id, amount) {
+                            s.events.append(t, event);
+                        }
                         let p = s.params();
                         s.market.job_funded(&p, t, job_id)
                     });
@@ -276,6 +280,31 @@ async fn perform(job_id: JobId, effect: Effect) -> Outcome {
         }
         Effect::FreeSlot { .. } | Effect::Requeue => Outcome::Done,
     }
+}
+
+/// The event recording that a job's (or a reservation's) lock of `amount`
+/// was confirmed.
+pub fn funded_event<M: ic_stable_structures::Memory>(
+    market: &crate::market::Market<M>,
+    id: JobId,
+    amount: Tokens,
+) -> Option<MatcherEvent> {
+    let rec = market.job(id)?;
+    Some(match (rec.kind, market.reservation_record(id)) {
+        (JobKind::Reservation, Some(r)) => MatcherEvent::ReservationMade {
+            reservation: id,
+            owner: rec.state.owner,
+            slots: r.spec.slots,
+            locked: amount,
+            ledger: rec.spec.ledger,
+        },
+        _ => MatcherEvent::JobSubmitted {
+            job_id: id,
+            owner: rec.state.owner,
+            max_cost: amount,
+            ledger: rec.spec.ledger,
+        },
+    })
 }
 
 /// Whether the job's funds sit in a lock of its own (not so for the jobs

@@ -60,6 +60,15 @@ struct Proposal {
     payload: serde_bytes::ByteBuf,
 }
 
+/// The example client canister's record of a delivered result.
+#[derive(CandidType, Deserialize, Debug)]
+struct Delivery {
+    job_id: JobId,
+    status: JobStatus,
+    #[serde(with = "serde_bytes")]
+    output: Vec<u8>,
+}
+
 #[derive(CandidType)]
 struct TransferTreasuryFunds {
     ledger: Principal,
@@ -535,6 +544,48 @@ fn a_dao_funds_reserves_delegates_runs_jobs_extends_cancels_and_withdraws() {
         "the slash compensates the DAO"
     );
     dao.heartbeat_all(3);
+
+    // The DAO's app canister (the example client) becomes a delegate; its
+    // job runs in a slot and the result comes back by callback.
+    let app_owner = principal(11);
+    let app = dao.deploy_example_client(app_owner).unwrap();
+    dao.adopt(&SnsAction::SetDelegates(SetDelegatesArgs {
+        reservation: rid,
+        add: vec![app],
+        remove: vec![],
+    }));
+    let (submitted,): (Result<JobId, String>,) = dao
+        .update_args(
+            app,
+            app_owner,
+            "submit_reserved",
+            (rid, job_spec(dao.ids.ledger)),
+        )
+        .unwrap();
+    let app_job = submitted.unwrap();
+    let holder = (1..=3)
+        .find(|n| dao.assignments(*n).iter().any(|a| a.job_id == app_job))
+        .expect("the app's job runs in a held slot");
+    dao.heartbeat_all(holder);
+    let result = SubmitResultArgs {
+        job_id: app_job,
+        ..result
+    };
+    let r: Result<(), MatcherError> = dao
+        .update(dao.ids.matcher, node(holder), "submit_result", &result)
+        .unwrap();
+    r.unwrap();
+    dao.settle();
+    let delivered: Vec<Delivery> = dao
+        .query(app, "deliveries", &PageRequest::default())
+        .unwrap();
+    assert_eq!(
+        delivered
+            .iter()
+            .map(|d| (d.job_id, d.status, d.output.clone()))
+            .collect::<Vec<_>>(),
+        vec![(app_job, JobStatus::Succeeded, b"42".to_vec())]
+    );
 
     // Extend by 5 intervals: 2 live slots x 5 x 2 x PRICE more locked.
     let locked = dao.balance(dao.gov).locked;
