@@ -366,7 +366,11 @@ async fn extend_reservation(args: ExtendReservationArgs) -> Result<(), MatcherEr
 
 async fn extend_as(caller: Principal, args: ExtendReservationArgs) -> Result<(), MatcherError> {
     let _guard = guard(caller)?;
-    let ext = read_state(|s| s.market.prepare_extension(caller, &args))?;
+    let ext = mutate_state(|s| {
+        let ext = s.market.prepare_extension(caller, &args)?;
+        s.market.begin_extension(args.reservation, ext);
+        Ok::<_, MatcherError>(ext)
+    })?;
     let escrow = read_state(|s| s.config().escrow);
     let lock = ExtendLockArgs {
         job_key: lock_key(args.reservation),
@@ -390,17 +394,21 @@ async fn extend_as(caller: Principal, args: ExtendReservationArgs) -> Result<(),
             });
             Ok(())
         }
-        Ok(Err(e)) => Err(MatcherError::Downstream {
-            canister: "escrow".into(),
-            message: format!("{e:?}"),
-        }),
-        // Unknown outcome: nothing changed here; the same extension (same
-        // number and amount) can be asked again, and the escrow applies it
-        // at most once.
-        Err(e) => Err(MatcherError::Downstream {
-            canister: "escrow".into(),
-            message: format!("outcome unknown, retry: {e:?}"),
-        }),
+        Ok(Err(e)) => {
+            mutate_state(|s| s.market.extension_refused(args.reservation, ext.number));
+            Err(MatcherError::Downstream {
+                canister: "escrow".into(),
+                message: format!("{e:?}"),
+            })
+        }
+        // Unknown outcome: the escrow may have locked the amount. The outbox
+        // asks again with the same number and amount (applied at most once)
+        // and applies the extension, or forgets it if refused.
+        Err(_) => {
+            mutate_state(|s| s.market.extension_pending(args.reservation, ext));
+            schedule();
+            Ok(())
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use crate::state::{mutate_state, read_state};
 use candid::Principal;
 use market_api::client::{CallError, call};
 use market_api::escrow::{
-    EscrowError, JobLock, LockArgs, NotifyDepositArgs, ReleaseArgs, SettleArgs,
+    EscrowError, ExtendLockArgs, JobLock, LockArgs, NotifyDepositArgs, ReleaseArgs, SettleArgs,
 };
 use market_api::matcher::{Job, JobKind, MatcherEvent};
 use market_api::registry::{BondArgs, RegistryError, SlashArgs, SlashOutcome};
@@ -277,6 +277,43 @@ async fn perform(job_id: JobId, effect: Effect) -> Outcome {
                     .await;
             }
             Outcome::Done
+        }
+        Effect::ExtendLock {
+            number,
+            amount,
+            intervals,
+        } => {
+            let args = ExtendLockArgs {
+                job_key: key,
+                extension: number,
+                amount,
+            };
+            match call::<_, Result<JobLock, EscrowError>>(config.escrow, "extend_lock", &(args,))
+                .await
+            {
+                Ok(Ok(lock)) => {
+                    let t = now();
+                    mutate_state(|s| {
+                        s.market.apply_extension(job_id, number, amount, intervals);
+                        s.events.append(
+                            t,
+                            MatcherEvent::ReservationExtended {
+                                reservation: job_id,
+                                intervals,
+                                locked: lock.total,
+                            },
+                        );
+                    });
+                    Outcome::Done
+                }
+                Ok(Err(EscrowError::Busy)) => Outcome::Retry("escrow busy".into()),
+                Ok(Err(e)) => {
+                    ic_cdk::println!("reservation {job_id}: extension {number} refused: {e:?}");
+                    mutate_state(|s| s.market.extension_refused(job_id, number));
+                    Outcome::Done
+                }
+                Err(e) => retry(e),
+            }
         }
         Effect::FreeSlot { .. } | Effect::Requeue => Outcome::Done,
     }

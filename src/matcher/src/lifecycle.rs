@@ -133,6 +133,14 @@ pub enum Effect {
     FreeSlot { offer_id: OfferId },
     /// Put the job back in the book.
     Requeue,
+    /// Add `amount` to a reservation's lock as its extension `number` of
+    /// `intervals` more per slot (escrow `extend_lock`), retried when
+    /// `extend_reservation` could not learn the outcome.
+    ExtendLock {
+        number: u32,
+        amount: Tokens,
+        intervals: u32,
+    },
 }
 
 /// Why a provider's call was refused.

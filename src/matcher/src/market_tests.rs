@@ -588,9 +588,19 @@ mod reservations {
         };
         assert!(m.prepare_extension(delegate(), &ext).is_err(), "owner only");
         let e = m.prepare_extension(buyer(), &ext).unwrap();
-        assert_eq!((e.number, e.amount, e.live_slots), (1, 100, 1));
+        assert_eq!(
+            (e.number, e.amount, e.live_slots, e.intervals),
+            (1, 100, 1, 1)
+        );
+        m.begin_extension(rid, e);
+        assert_eq!(
+            m.prepare_extension(buyer(), &ext),
+            Err(MatcherError::Busy),
+            "one extension at a time, until the escrow answers"
+        );
         m.apply_extension(rid, e.number, e.amount, 1);
         m.apply_extension(rid, e.number, e.amount, 1);
+        assert_eq!(m.prepare_extension(buyer(), &ext).unwrap().number, 2);
         let view = m.reservation(rid).unwrap();
         assert_eq!((view.spec.intervals, view.locked), (3, 300), "applied once");
 

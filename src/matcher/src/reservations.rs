@@ -53,6 +53,9 @@ pub struct ReservationRecord {
     pub status: ReservationStatus,
     /// Whether the lock's settle has been queued.
     pub settled: bool,
+    /// An extension asked of the escrow whose answer is not in yet.
+    #[serde(default)]
+    pub pending_extension: Option<Extension>,
 }
 
 /// Checks every bound of a reservation.
@@ -145,7 +148,7 @@ fn fresh_state(id: JobId, owner: Principal, spec: &JobSpec) -> JobState {
 }
 
 /// What an extension takes: its number and the amount to add to the lock.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Extension {
     /// Numbers the reservation's extensions from 1.
     pub number: u32,
@@ -153,6 +156,8 @@ pub struct Extension {
     pub amount: Tokens,
     /// Slots it covers (those not ended).
     pub live_slots: u32,
+    /// Intervals it adds to each slot.
+    pub intervals: u32,
 }
 
 impl<M: Memory> Market<M> {
@@ -206,6 +211,7 @@ impl<M: Memory> Market<M> {
                 locked: rec.state.max_cost().unwrap_or(Tokens::MAX),
                 status: ReservationStatus::Funding,
                 settled: false,
+                pending_extension: None,
             },
         );
         Ok(rec)
@@ -511,6 +517,10 @@ impl<M: Memory> Market<M> {
                 "only an active reservation can be extended",
             ));
         }
+        if r.pending_extension.is_some() {
+            // The escrow's answer to the last extension is not in yet.
+            return Err(MatcherError::Busy);
+        }
         let total = r.spec.intervals.checked_add(args.intervals);
         if args.intervals == 0 || total.is_none_or(|t| t > MAX_INTERVALS) {
             return Err(invalid(
@@ -536,7 +546,40 @@ impl<M: Memory> Market<M> {
             number: r.extensions.len() as u32 + 1,
             amount,
             live_slots,
+            intervals: args.intervals,
         })
+    }
+
+    /// Records that extension `ext` is being asked of the escrow (before the
+    /// call: an answer that never comes is retried through the outbox).
+    pub fn begin_extension(&mut self, reservation: JobId, ext: Extension) {
+        if let Some(mut r) = self.reservation_record(reservation) {
+            r.pending_extension = Some(ext);
+            self.put_reservation(reservation, r);
+        }
+    }
+
+    /// The escrow refused extension `number`: it is forgotten.
+    pub fn extension_refused(&mut self, reservation: JobId, number: u32) {
+        if let Some(mut r) = self.reservation_record(reservation)
+            && r.pending_extension.is_some_and(|e| e.number == number)
+        {
+            r.pending_extension = None;
+            self.put_reservation(reservation, r);
+        }
+    }
+
+    /// The escrow's answer to extension `ext` is unknown: the outbox asks
+    /// again with the same number and amount until it answers.
+    pub fn extension_pending(&mut self, reservation: JobId, ext: Extension) {
+        self.outbox.push(
+            reservation,
+            Effect::ExtendLock {
+                number: ext.number,
+                amount: ext.amount,
+                intervals: ext.intervals,
+            },
+        );
     }
 
     /// Applies extension `number` once its amount is locked; a repeat is
@@ -555,6 +598,7 @@ impl<M: Memory> Market<M> {
         if r.extensions.len() as u32 + 1 != number {
             return;
         }
+        r.pending_extension = None;
         r.extensions.push(amount);
         r.locked = r.locked.saturating_add(amount);
         r.spec.intervals = r.spec.intervals.saturating_add(intervals);

@@ -676,3 +676,56 @@ fn a_dao_funds_reserves_delegates_runs_jobs_extends_cancels_and_withdraws() {
 
     dao.net.audit().unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// Chaos finding: an extension whose escrow answer was lost left the escrow
+/// holding more than the matcher knew of, until the reservation settled.
+/// Now the extension is recorded before the call and retried through the
+/// outbox with the same number until the escrow answers; it applies once.
+#[test]
+fn an_extension_whose_answer_is_lost_is_retried_and_applied_once() {
+    let dao = Dao::new();
+    let buyer = principal(1);
+    dao.mint(buyer, 10 * ICP).unwrap();
+    dao.deposit(buyer, 5 * ICP).unwrap();
+    let r: Result<JobId, MatcherError> = dao
+        .update(dao.ids.matcher, buyer, "reserve", &dao.lease(1, 4))
+        .unwrap();
+    let rid = r.unwrap();
+    dao.settle();
+    dao.devnet().inject_fault(devnet::Fault::new(
+        dao.ids.escrow,
+        devnet::FaultKind::Timeout,
+        1,
+    ));
+    let ext = ExtendReservationArgs {
+        reservation: rid,
+        intervals: 2,
+    };
+    let r: Result<(), MatcherError> = dao
+        .update(dao.ids.matcher, buyer, "extend_reservation", &ext)
+        .unwrap();
+    r.unwrap();
+    dao.wait(10);
+    dao.settle();
+    let r = dao.reservation(rid);
+    let lock: Option<JobLock> = dao
+        .query(dao.ids.escrow, "get_lock", &format!("job/{rid}"))
+        .unwrap();
+    assert_eq!((r.spec.intervals, r.locked), (6, 12 * PRICE));
+    assert_eq!(
+        lock.unwrap().total,
+        12 * PRICE,
+        "applied once, known to both"
+    );
+    let cancel: Result<(), MatcherError> = dao
+        .update(
+            dao.ids.matcher,
+            buyer,
+            "cancel_reservation",
+            &CancelReservationArgs { reservation: rid },
+        )
+        .unwrap();
+    cancel.unwrap();
+    dao.settle();
+    dao.net.audit().unwrap_or_else(|e| panic!("{e}"));
+}
