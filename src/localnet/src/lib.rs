@@ -336,6 +336,27 @@ impl Localnet {
         dn.tick();
     }
 
+    /// Lets the matcher's outbox drain: runs messages and timers, a second
+    /// of devnet time at a time, until no step is pending (at most 30 s).
+    pub fn settle_outbox(&self) {
+        for _ in 0..30 {
+            self.tick();
+            if self.outbox_steps().is_ok_and(|n| n == 0) {
+                return;
+            }
+            self.advance(Duration::from_secs(1));
+        }
+    }
+
+    /// Moves the clock `secs` seconds in steps of 5, letting timers fire
+    /// along the way.
+    pub fn wait_secs(&self, secs: u64) {
+        for _ in 0..secs / 5 {
+            self.advance(Duration::from_secs(5));
+        }
+        self.advance(Duration::from_secs(secs % 5));
+    }
+
     /// Runs queued messages and due timers without moving the clock.
     pub fn tick(&self) {
         self.devnet().tick();

@@ -176,6 +176,28 @@ fn secs(s: u64) -> u64 {
 }
 
 impl JobState {
+    /// A new open job of `owner` with the terms of `spec`.
+    pub fn new(id: JobId, owner: Principal, spec: &market_api::matcher::JobSpec) -> Self {
+        JobState {
+            id,
+            owner,
+            status: JobStatus::Open,
+            interval_secs: spec.interval_secs,
+            max_intervals: spec.max_intervals,
+            max_price: spec.max_price_per_interval,
+            max_retries: spec.max_retries,
+            retries_used: 0,
+            intervals_paid: 0,
+            released: 0,
+            release_seq: 0,
+            assignment: None,
+            failed_providers: vec![],
+            attempts: 0,
+            result: None,
+            last_assignment: None,
+        }
+    }
+
     /// The maximum cost the buyer's lock must cover.
     pub fn max_cost(&self) -> Option<Tokens> {
         self.max_price.checked_mul(Tokens::from(self.max_intervals))

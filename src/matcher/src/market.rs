@@ -295,25 +295,8 @@ impl<M: Memory> Market<M> {
                 limit: MAX_ACTIVE_JOBS_PER_OWNER,
             });
         }
-        let id = self.jobs.last_key_value().map_or(1, |(k, _)| k + 1);
-        let state = JobState {
-            id,
-            owner,
-            status: JobStatus::Open,
-            interval_secs: spec.interval_secs,
-            max_intervals: spec.max_intervals,
-            max_price: spec.max_price_per_interval,
-            max_retries: spec.max_retries,
-            retries_used: 0,
-            intervals_paid: 0,
-            released: 0,
-            release_seq: 0,
-            assignment: None,
-            failed_providers: vec![],
-            attempts: 0,
-            result: None,
-            last_assignment: None,
-        };
+        let id = self.next_job_id();
+        let state = JobState::new(id, owner, &spec);
         if let ModuleSource::Stored { sha256 } = &spec.module {
             self.modules
                 .acquire(sha256)

@@ -126,27 +126,6 @@ fn slot_spec(spec: &ReservationSpec, price: Tokens) -> JobSpec {
     }
 }
 
-fn fresh_state(id: JobId, owner: Principal, spec: &JobSpec) -> JobState {
-    JobState {
-        id,
-        owner,
-        status: JobStatus::Open,
-        interval_secs: spec.interval_secs,
-        max_intervals: spec.max_intervals,
-        max_price: spec.max_price_per_interval,
-        max_retries: spec.max_retries,
-        retries_used: 0,
-        intervals_paid: 0,
-        released: 0,
-        release_seq: 0,
-        assignment: None,
-        failed_providers: vec![],
-        attempts: 0,
-        result: None,
-        last_assignment: None,
-    }
-}
-
 /// What an extension takes: its number and the amount to add to the lock.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Extension {
@@ -161,7 +140,7 @@ pub struct Extension {
 }
 
 impl<M: Memory> Market<M> {
-    fn next_job_id(&self) -> JobId {
+    pub(super) fn next_job_id(&self) -> JobId {
         self.jobs.last_key_value().map_or(1, |(k, _)| k + 1)
     }
 
@@ -193,7 +172,7 @@ impl<M: Memory> Market<M> {
         let all_slots = spec.max_price_per_interval * Tokens::from(spec.slots);
         let job_spec = slot_spec(&spec, all_slots);
         let rec = JobRecord {
-            state: fresh_state(id, owner, &job_spec),
+            state: JobState::new(id, owner, &job_spec),
             spec: job_spec,
             submitted_at_ns: now_ns,
             funded: false,
@@ -230,7 +209,7 @@ impl<M: Memory> Market<M> {
         for slot in 0..r.spec.slots {
             let slot_id = self.next_job_id();
             self.put_job(JobRecord {
-                state: fresh_state(slot_id, rec.state.owner, &spec),
+                state: JobState::new(slot_id, rec.state.owner, &spec),
                 spec: spec.clone(),
                 submitted_at_ns: now_ns,
                 funded: true,

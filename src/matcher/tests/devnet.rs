@@ -23,7 +23,6 @@ use market_api::matcher::{
 use market_api::registry::{Provider, RegistryError, SlashArgs, SlashOutcome};
 use market_api::{JobId, PageRequest, Tokens};
 use sha2::{Digest, Sha256};
-use std::time::Duration;
 
 const INTERVAL: u64 = 60;
 const PRICE: Tokens = 1_000_000;
@@ -126,7 +125,7 @@ impl Net {
 
     fn submit(&self, who: Principal, spec: &JobSpec) -> R<JobId> {
         let id = self.call(who, "submit_job", spec);
-        self.settle();
+        self.settle_outbox();
         id
     }
 
@@ -148,7 +147,7 @@ impl Net {
         }];
         let acks: R<Vec<HeartbeatAck>> = self.call(node(n), "heartbeat", &items);
         let ack = acks.unwrap().remove(0);
-        self.settle();
+        self.settle_outbox();
         ack
     }
 
@@ -165,22 +164,12 @@ impl Net {
             },
         };
         let r = self.call(node(n), "submit_result", &args);
-        self.settle();
+        self.settle_outbox();
         r
     }
 
     /// Lets the outbox run until it is empty (each retry backs off, so the
     /// clock moves a second at a time).
-    fn settle(&self) {
-        for _ in 0..30 {
-            self.tick();
-            if self.outbox_steps().unwrap() == 0 {
-                return;
-            }
-            self.advance(Duration::from_secs(1));
-        }
-    }
-
     /// Waits until provider `n`'s next heartbeat for `job` is due (a few
     /// seconds before the interval ends), then sends it.
     fn heartbeat_when_due(&self, n: u8, job: JobId, attempt: u32) -> HeartbeatAck {
@@ -192,17 +181,9 @@ impl Net {
         let due = a.next_deadline_ns - self.settings.grace_secs * 1_000_000_000 - 5_000_000_000;
         let now = self.time_ns();
         if due > now {
-            self.wait((due - now) / 1_000_000_000);
+            self.wait_secs((due - now) / 1_000_000_000);
         }
         self.heartbeat(n, job, attempt)
-    }
-
-    /// Moves past `secs` seconds, letting timers fire along the way.
-    fn wait(&self, secs: u64) {
-        for _ in 0..secs / 5 {
-            self.advance(Duration::from_secs(5));
-        }
-        self.advance(Duration::from_secs(secs % 5));
     }
 
     fn free(&self, who: Principal) -> Tokens {
@@ -298,7 +279,7 @@ fn job_matched_at_once_heartbeats_pay_and_result_settles() {
         assert_eq!(net.claimable(provider(1)), i * PRICE);
         assert_eq!(net.lock(id).released, i * PRICE);
     }
-    net.wait(10);
+    net.wait_secs(10);
     net.result(1, id, 1, b"done").unwrap();
     let job = net.job(id);
     assert_eq!(job.status, JobStatus::Succeeded);
@@ -330,7 +311,7 @@ fn bid_rests_until_an_offer_appears_then_matches_highest_first() {
     );
     // One slot at a price both accept: the highest bid gets it.
     net.provider(1, PRICE);
-    net.settle();
+    net.settle_outbox();
     assert_eq!(net.job(high).status, JobStatus::Assigned);
     assert_eq!(net.job(high).price_per_interval, Some(PRICE));
     assert_eq!(net.job(low).status, JobStatus::Open);
@@ -341,7 +322,7 @@ fn bid_rests_until_an_offer_appears_then_matches_highest_first() {
     let before = net.free(buyer());
     let r: R<()> = net.call(buyer(), "cancel_job", &low);
     r.unwrap();
-    net.settle();
+    net.settle_outbox();
     assert_eq!(net.job(low).status, JobStatus::Cancelled);
     assert_eq!(net.free(buyer()), before + 10 * PRICE);
     net.audit();
@@ -359,7 +340,7 @@ fn missed_heartbeat_slashes_and_reassigns_to_a_second_provider() {
     let free_before = net.free(buyer());
     let stake_before = net.stake_of(1).stake.free + net.stake_of(1).stake.bonded;
     // Provider 1 goes silent: past interval plus grace it is slashed.
-    net.wait(INTERVAL + 40);
+    net.wait_secs(INTERVAL + 40);
     let job = net.job(id);
     assert_eq!(job.provider, Some(provider(2)), "reassigned");
     assert_eq!(job.retries_used, 1);
@@ -403,7 +384,7 @@ fn retries_used_up_fail_the_job_and_refund_the_buyer() {
     let before = net.free(buyer());
     let id = net.submit(buyer(), &net.spec(PRICE, 0)).unwrap();
     // Never acknowledged: the acknowledgement deadline passes too.
-    net.wait(INTERVAL + 40);
+    net.wait_secs(INTERVAL + 40);
     let job = net.job(id);
     assert_eq!(job.status, JobStatus::Failed);
     let lock = net.lock(id);
@@ -435,7 +416,7 @@ fn cancel_pays_heartbeated_intervals_and_refunds_the_rest() {
     );
     let r: R<()> = net.call(buyer(), "cancel_job", &id);
     r.unwrap();
-    net.settle();
+    net.settle_outbox();
     assert_eq!(net.job(id).status, JobStatus::Cancelled);
     assert_eq!(net.free(buyer()), before - PRICE);
     assert_eq!(net.claimable(provider(1)), PRICE);
@@ -481,7 +462,7 @@ fn callbacks_are_delivered_once_and_a_trapping_one_harms_nothing() {
     assert!(stranger.is_err(), "only the client's controllers submit");
     let id: Result<u64, String> = net.update(client, owner, "submit", &spec).unwrap();
     let id = id.unwrap();
-    net.settle();
+    net.settle_outbox();
     assert!(accepted(&net.heartbeat(1, id, 1)));
     net.result(1, id, 1, b"42").unwrap();
     let got: Vec<Delivery> = net
@@ -505,10 +486,10 @@ fn callbacks_are_delivered_once_and_a_trapping_one_harms_nothing() {
     r.unwrap();
     let id2: Result<u64, String> = net.update(client, owner, "submit", &spec).unwrap();
     let id2 = id2.unwrap();
-    net.settle();
+    net.settle_outbox();
     assert!(accepted(&net.heartbeat(1, id2, 1)));
     net.result(1, id2, 1, b"43").unwrap();
-    net.wait(700);
+    net.wait_secs(700);
     assert_eq!(net.job(id2).status, JobStatus::Succeeded);
     let got: Vec<Delivery> = net
         .query(client, "deliveries", &PageRequest::default())
@@ -544,7 +525,7 @@ fn deadline_is_enforced_across_a_matcher_upgrade() {
     assert_eq!(net.job(id).status, JobStatus::Running, "state kept");
     // The provider heartbeats once more after the upgrade, then stops.
     assert!(accepted(&net.heartbeat_when_due(1, id, 1)));
-    net.wait(INTERVAL + 40);
+    net.wait_secs(INTERVAL + 40);
     assert_eq!(
         net.job(id).status,
         JobStatus::Failed,
@@ -568,18 +549,18 @@ fn job_with_fault(fault: Fault) {
         Err(e) => {
             // The lock was refused outright: nothing may have changed.
             assert!(matches!(e, MatcherError::Downstream { .. }), "{e:?}");
-            net.settle();
+            net.settle_outbox();
             assert_eq!(net.free(buyer()), before, "{fault:?}");
             net.audit();
             return;
         }
     };
-    net.wait(30);
+    net.wait_secs(30);
     assert!(accepted(&net.heartbeat(1, id, 1)), "{fault:?}");
     assert!(accepted(&net.heartbeat_when_due(1, id, 1)), "{fault:?}");
-    net.wait(10);
+    net.wait_secs(10);
     net.result(1, id, 1, b"ok").unwrap();
-    net.wait(700);
+    net.wait_secs(700);
     assert_eq!(net.job(id).status, JobStatus::Succeeded, "{fault:?}");
     assert_eq!(net.claimable(provider(1)), 2 * PRICE, "{fault:?}");
     assert_eq!(net.free(buyer()), before - 2 * PRICE, "{fault:?}");
@@ -646,8 +627,8 @@ fn slash_and_notify_faults_converge_without_double_slashing() {
         );
         let before = net.free(buyer());
         let id = net.submit(buyer(), &net.spec(PRICE, 0)).unwrap();
-        net.wait(INTERVAL + 40);
-        net.wait(700);
+        net.wait_secs(INTERVAL + 40);
+        net.wait_secs(700);
         assert_eq!(net.job(id).status, JobStatus::Failed, "{method} {kind:?}");
         assert_eq!(
             net.stake_of(1).slashed_total,
@@ -791,7 +772,7 @@ fn a_lost_timer_run_does_not_strand_deadlines() {
     net.devnet()
         .inject_fault(Fault::new(m, FaultKind::Trap, 3).caller(m));
     let id = net.submit(buyer(), &net.spec(PRICE, 0)).unwrap();
-    net.wait(INTERVAL + 40 + 180);
+    net.wait_secs(INTERVAL + 40 + 180);
     assert_eq!(net.job(id).status, JobStatus::Failed);
     net.audit();
 }
@@ -814,7 +795,7 @@ fn a_handed_back_job_is_matched_again_without_a_slash() {
         .map(|(r,): (R<()>,)| r)
         .unwrap();
     r.unwrap();
-    net.settle();
+    net.settle_outbox();
     let job = net.job(id);
     assert_eq!(job.provider, Some(provider(2)), "matched again at once");
     assert_eq!(job.retries_used, 0, "no retry used");
@@ -865,7 +846,7 @@ fn uploads_that_never_commit_are_collected_and_free_their_quota() {
     assert!(!info.unwrap().committed);
     // An hour later the abandoned uploads are gone and the quota is free.
     for _ in 0..13 {
-        net.wait(300);
+        net.wait_secs(300);
     }
     let info: Option<ModuleInfo> = net
         .query(

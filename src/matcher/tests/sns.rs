@@ -26,7 +26,6 @@ use market_api::matcher::{
 };
 use market_api::sns::{ExecuteGenericNervousSystemFunction, SNS_ACTIONS, SnsAction, function};
 use market_api::{EventPage, JobId, PageRequest, Tokens};
-use std::time::Duration;
 
 const PRICE: Tokens = 1_000_000;
 const INTERVAL: u64 = 60;
@@ -145,7 +144,7 @@ impl Dao {
         let r = self
             .update(self.gov, admin(), "execute_proposal", &proposal)
             .unwrap();
-        self.settle();
+        self.settle_outbox();
         r
     }
 
@@ -212,25 +211,8 @@ impl Dao {
         let acks: Result<Vec<HeartbeatAck>, MatcherError> = self
             .update(self.ids.matcher, node(n), "heartbeat", &items)
             .unwrap();
-        self.settle();
+        self.settle_outbox();
         acks.unwrap()
-    }
-
-    fn settle(&self) {
-        for _ in 0..30 {
-            self.tick();
-            if self.outbox_steps().unwrap() == 0 {
-                return;
-            }
-            self.advance(Duration::from_secs(1));
-        }
-    }
-
-    fn wait(&self, secs: u64) {
-        for _ in 0..secs / 5 {
-            self.advance(Duration::from_secs(5));
-        }
-        self.advance(Duration::from_secs(secs % 5));
     }
 
     fn lease(&self, slots: u32, intervals: u32) -> ReservationSpec {
@@ -496,7 +478,7 @@ fn a_dao_funds_reserves_delegates_runs_jobs_extends_cancels_and_withdraws() {
                 .all(|a| matches!(a, HeartbeatAck::Accepted { .. }))
         );
     }
-    dao.wait(INTERVAL - 5);
+    dao.wait_secs(INTERVAL - 5);
     for n in [1, 2] {
         dao.heartbeat_all(n);
     }
@@ -517,7 +499,7 @@ fn a_dao_funds_reserves_delegates_runs_jobs_extends_cancels_and_withdraws() {
         .update(dao.ids.matcher, node(1), "submit_result", &result)
         .unwrap();
     r.unwrap();
-    dao.settle();
+    dao.settle_outbox();
     let done = dao.job(job);
     assert_eq!(done.status, JobStatus::Succeeded);
     assert_eq!(done.result.unwrap().output, b"42");
@@ -529,7 +511,7 @@ fn a_dao_funds_reserves_delegates_runs_jobs_extends_cancels_and_withdraws() {
 
     // Provider 2 goes silent: slashed, and its slot is matched with provider 3.
     for _ in 0..3 {
-        dao.wait(INTERVAL - 5);
+        dao.wait_secs(INTERVAL - 5);
         dao.heartbeat_all(1);
     }
     let r = dao.reservation(rid);
@@ -575,7 +557,7 @@ fn a_dao_funds_reserves_delegates_runs_jobs_extends_cancels_and_withdraws() {
         .update(dao.ids.matcher, node(holder), "submit_result", &result)
         .unwrap();
     r.unwrap();
-    dao.settle();
+    dao.settle_outbox();
     let delivered: Vec<Delivery> = dao
         .query(app, "deliveries", &PageRequest::default())
         .unwrap();
@@ -691,7 +673,7 @@ fn an_extension_whose_answer_is_lost_is_retried_and_applied_once() {
         .update(dao.ids.matcher, buyer, "reserve", &dao.lease(1, 4))
         .unwrap();
     let rid = r.unwrap();
-    dao.settle();
+    dao.settle_outbox();
     dao.devnet().inject_fault(devnet::Fault::new(
         dao.ids.escrow,
         devnet::FaultKind::Timeout,
@@ -705,8 +687,8 @@ fn an_extension_whose_answer_is_lost_is_retried_and_applied_once() {
         .update(dao.ids.matcher, buyer, "extend_reservation", &ext)
         .unwrap();
     r.unwrap();
-    dao.wait(10);
-    dao.settle();
+    dao.wait_secs(10);
+    dao.settle_outbox();
     let r = dao.reservation(rid);
     let lock: Option<JobLock> = dao
         .query(dao.ids.escrow, "get_lock", &format!("job/{rid}"))
@@ -726,6 +708,6 @@ fn an_extension_whose_answer_is_lost_is_retried_and_applied_once() {
         )
         .unwrap();
     cancel.unwrap();
-    dao.settle();
+    dao.settle_outbox();
     dao.net.audit().unwrap_or_else(|e| panic!("{e}"));
 }
