@@ -2,8 +2,9 @@
 //! escrow and matcher `.wasm` files on the embedded devnet, two provider
 //! daemons running jobs in the wasmtime sandbox, a person and a canister
 //! buying compute, heartbeats paying out, one provider going silent mid-job
-//! and being slashed while the other finishes the job, and a closing account
-//! of who paid and earned what, checked against the ledger.
+//! and being slashed while the other finishes the job, an SNS DAO reserving
+//! capacity by proposal for its app canister, and a closing account of who
+//! paid and earned what, checked against the ledger.
 //!
 //! The devnet's clock runs [`Options::speed`] times faster than real time
 //! so that a story spanning minutes of IC time takes seconds.
@@ -13,8 +14,8 @@ use candid::{Nat, Principal};
 use localnet::{ICP, Localnet, Settings};
 use market_api::escrow::WithdrawArgs;
 use market_api::matcher::{
-    Job, JobLimits, JobSpec, JobStatus, MAX_CHUNK_BYTES, MatcherEvent, ModuleSource, ModuleUpload,
-    OfferSpec,
+    Job, JobKind, JobLimits, JobSpec, JobStatus, MAX_CHUNK_BYTES, MatcherEvent, ModuleSource,
+    ModuleUpload, OfferSpec,
 };
 use market_api::{EventPage, JobId, PageRequest, Tokens};
 use provider_node::client::{CanisterIds, MarketClient};
@@ -27,6 +28,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+mod dao;
+pub use dao::DaoOutcome;
 
 /// Price per interval of the cheaper provider (0.001 ICP); the other asks twice that.
 pub const PRICE: Tokens = 100_000;
@@ -103,6 +107,8 @@ pub struct Report {
     pub audit: localnet::Audit,
     /// Ledger fees paid over the whole run.
     pub fees: Tokens,
+    /// The SNS DAO's reservation.
+    pub dao: DaoOutcome,
 }
 
 fn alice() -> Principal {
@@ -139,6 +145,8 @@ struct Demo {
     real_start: Instant,
     seen_events: u64,
     stop_clock: Arc<AtomicBool>,
+    /// The SNS DAO's governance canister, once it exists.
+    dao: Option<Principal>,
 }
 
 impl Demo {
@@ -164,7 +172,24 @@ impl Demo {
             p if p == alice() => "alice".into(),
             p if p == provider(1) => "provider-1".into(),
             p if p == provider(2) => "provider-2".into(),
+            p if Some(p) == self.dao => "the SNS DAO".into(),
             p => p.to_text(),
+        }
+    }
+
+    /// How the story names a job record: a job, a reservation or its slot.
+    fn label(&self, job_id: JobId) -> String {
+        let job: Option<Job> = self
+            .net
+            .query(self.ids.matcher, "get_job", &job_id)
+            .ok()
+            .flatten();
+        match job.map(|j| j.kind) {
+            Some(JobKind::Reservation) => format!("reservation {job_id}"),
+            Some(JobKind::ReservedSlot { reservation, slot }) => {
+                format!("reservation {reservation}'s slot {slot}")
+            }
+            _ => format!("job {job_id}"),
         }
     }
 
@@ -193,7 +218,8 @@ impl Demo {
                     price_per_interval,
                     attempt,
                 } => format!(
-                    "job {job_id} assigned to {} at {} ICP per interval (attempt {attempt}), stake bonded",
+                    "{} assigned to {} at {} ICP per interval (attempt {attempt}), stake bonded",
+                    self.label(job_id),
                     self.name(provider),
                     icp(price_per_interval)
                 ),
@@ -203,10 +229,31 @@ impl Demo {
                     amount,
                     seq,
                 } => format!(
-                    "job {job_id}: heartbeat #{} paid {} ICP to {}",
-                    seq + 1,
+                    "{}: heartbeat #{} paid {} ICP to {}",
+                    self.label(job_id),
+                    // A reservation numbers its slots' releases slot << 32 | n.
+                    (seq & 0xffff_ffff) + 1,
                     icp(amount),
                     self.name(provider)
+                ),
+                MatcherEvent::ReservationMade {
+                    reservation,
+                    owner,
+                    slots,
+                    locked,
+                    ..
+                } => format!(
+                    "reservation {reservation} made by {}: {slots} slot(s), {} ICP locked in escrow",
+                    self.name(owner),
+                    icp(locked)
+                ),
+                MatcherEvent::ReservationExtended {
+                    reservation,
+                    intervals,
+                    locked,
+                } => format!(
+                    "reservation {reservation} extended by {intervals} intervals; {} ICP locked in all",
+                    icp(locked)
                 ),
                 MatcherEvent::DeadlineMissed {
                     job_id,
@@ -214,7 +261,8 @@ impl Demo {
                     slashed,
                     ..
                 } => format!(
-                    "job {job_id}: {} missed its heartbeat deadline: slashed {} ICP, paid to the buyer",
+                    "{}: {} missed its heartbeat deadline: slashed {} ICP, paid to the buyer",
+                    self.label(job_id),
                     self.name(provider),
                     icp(slashed)
                 ),
@@ -223,7 +271,8 @@ impl Demo {
                     status,
                     refunded,
                 } => format!(
-                    "job {job_id} finished {status:?}; {} ICP of unused budget returned to the buyer",
+                    "{} finished {status:?}; {} ICP of unused budget returned to the buyer",
+                    self.label(job_id),
                     icp(refunded)
                 ),
                 MatcherEvent::JobHandedBack {
@@ -232,7 +281,10 @@ impl Demo {
                     "job {job_id}: {} handed it back (no slash); matching it again",
                     self.name(provider)
                 ),
-                MatcherEvent::OfferChanged { .. } | MatcherEvent::ModuleStored { .. } => continue,
+                MatcherEvent::OfferChanged { .. }
+                | MatcherEvent::ModuleStored { .. }
+                | MatcherEvent::DelegatesChanged { .. }
+                | MatcherEvent::DaoChanged { .. } => continue,
             };
             self.say(line);
         }
@@ -428,6 +480,7 @@ pub async fn run(opts: Options) -> Result<Report> {
         real_start,
         seen_events: 0,
         stop_clock: Arc::new(AtomicBool::new(false)),
+        dao: None,
     };
     for (name, id) in [
         ("ledger (ICRC-1/2, ICP)", ids.ledger),
@@ -574,6 +627,11 @@ pub async fn run(opts: Options) -> Result<Report> {
         String::from_utf8_lossy(&out).trim()
     ));
 
+    d.step("an SNS DAO reserves a slot by proposal; the dapp's canister runs a job in it");
+    let dao_job = d.spec(echo_sha, b"hello from the DAO's app canister", 5);
+    let dao = d.dao_story(client, dapp_team(), dao_job, 10 * ICP).await?;
+    funded.push((dao.governance, 10 * ICP));
+
     d.step("provider-2 shuts down gracefully; everyone withdraws");
     let _ = stop2.send(());
     let summary2 = task2.await?;
@@ -617,6 +675,7 @@ pub async fn run(opts: Options) -> Result<Report> {
         let name = match p {
             p if p == alice() => "alice",
             p if p == client => "client canister",
+            p if p == dao.governance => "SNS DAO",
             p if p == provider(1) => "provider-1",
             _ => "provider-2",
         };
@@ -660,7 +719,7 @@ pub async fn run(opts: Options) -> Result<Report> {
         );
         println!(
             "\naudit: total supply {} ICP = minted {} − fees {}; escrow holds exactly its {} ICP of liabilities; \
-             registry holds exactly {} ICP of stakes; {} jobs, {} ICP paid to providers, {} slash, nothing pending",
+             registry holds exactly {} ICP of stakes; {} locks (jobs and reservations), {} ICP paid to providers, {} slash(es), nothing pending",
             icp(audit.total_supply),
             icp(audit.minted),
             icp(audit.burned_and_fees),
@@ -683,5 +742,6 @@ pub async fn run(opts: Options) -> Result<Report> {
         events,
         audit,
         fees,
+        dao,
     })
 }
