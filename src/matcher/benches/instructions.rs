@@ -1,7 +1,8 @@
 //! Instructions the matcher's messages use as the book grows: one
 //! `submit_job` (the message and its lock callback), one match (an offer
 //! posted against the resting bids: the message and its registry callback),
-//! and one heartbeat item (a batch of 100 jobs, divided by 100), with
+//! one heartbeat item (a batch of 100 jobs, divided by 100), and a
+//! 16-slot reservation matched at once, with
 //! 100, 10,000 and 100,000 bids resting, plus the matcher's stable memory
 //! per job. Counts come from the devnet's per-message instruction counter
 //! running the real `matcher.wasm`, so the host's speed does not matter.
@@ -22,6 +23,7 @@ use candid::Principal;
 use localnet::{ICP, Localnet, Settings, principal};
 use market_api::matcher::{
     HeartbeatAck, HeartbeatItem, JobLimits, JobSpec, MatcherError, ModuleSource, OfferSpec,
+    ReservationSpec,
 };
 use market_api::{JobId, Tokens};
 use std::time::{Duration, Instant};
@@ -182,13 +184,48 @@ fn run(bids: usize, providers: usize) {
     let offer_single = OfferSpec {
         slots: 1,
         price_per_interval: 900,
-        ..offer
+        ..offer.clone()
     };
     let r: Result<u64, MatcherError> = net
         .update(net.ids.matcher, p, "post_offer", &offer_single)
         .unwrap();
     r.unwrap();
     let (_, submit_match) = submit(&net, buyer(buyers - 1), 2_000);
+
+    // A reservation of 16 slots, matched at once against a 16-slot offer:
+    // the message and its lock callback, which creates and matches the slots.
+    let offer_16 = OfferSpec {
+        slots: 16,
+        price_per_interval: 900,
+        ..offer
+    };
+    let r: Result<u64, MatcherError> = net
+        .update(net.ids.matcher, p, "post_offer", &offer_16)
+        .unwrap();
+    r.unwrap();
+    let _ = matcher_instructions(&net);
+    let lease = ReservationSpec {
+        slots: 16,
+        memory_mib: 64,
+        fuel_per_interval: 1_000_000,
+        interval_secs: 60,
+        intervals: 10,
+        max_price_per_interval: 2_000,
+        ledger: net.ids.ledger,
+        min_provider_stake: 0,
+        max_rematches: 1,
+        delegates: vec![],
+    };
+    // (A matcher without reservations, to compare with an older build, shows "-".)
+    let r: Result<Result<JobId, MatcherError>, _> =
+        net.update(net.ids.matcher, buyer(buyers - 1), "reserve", &lease);
+    let reserve_16 = match r {
+        Ok(r) => {
+            r.expect("reserved");
+            matcher_instructions(&net).to_string()
+        }
+        Err(_) => "-".to_string(),
+    };
 
     let stable = net
         .devnet()
@@ -197,7 +234,7 @@ fn run(bids: usize, providers: usize) {
     let avg = submit_cost.iter().sum::<u64>() / submit_cost.len().max(1) as u64;
     let n = items.len().max(1) as u64;
     println!(
-        "| {bids} | {providers} | {avg} | {submit_match} | {} | {} | {} | {} | {:.0?} |",
+        "| {bids} | {providers} | {avg} | {submit_match} | {} | {} | {} | {reserve_16} | {} | {:.0?} |",
         post_offer / n,
         ack_cost / n,
         pay_cost / n,
@@ -228,9 +265,9 @@ fn main() {
         sizes
     };
     println!(
-        "| resting bids | decoy providers | submit_job (rests) | submit_job (matches at once) | match per bid (offer taking 100) | heartbeat item (ack) | heartbeat item (pays) | stable bytes per job | wall time |"
+        "| resting bids | decoy providers | submit_job (rests) | submit_job (matches at once) | match per bid (offer taking 100) | heartbeat item (ack) | heartbeat item (pays) | reserve (16 slots, matched at once) | stable bytes per job | wall time |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for n in sizes {
         run(n, providers);
     }

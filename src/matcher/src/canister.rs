@@ -552,10 +552,8 @@ async fn fund(rec: JobRecord) -> Result<JobId, MatcherError> {
     match answer {
         Ok(Ok(_)) => {
             mutate_state(|s| {
-                let event = execute::funded_event(&s.market, id, amount);
-                if let Some(event) = event {
-                    s.events.append(t, event);
-                }
+                let event = execute::funded_event(&s.market, &rec, amount);
+                s.events.append(t, event);
                 let p = s.params();
                 s.market.job_funded(&p, t, id);
             });

@@ -68,8 +68,8 @@ async fn perform(job_id: JobId, effect: Effect) -> Outcome {
                 Ok(Ok(_)) => {
                     let t = now();
                     mutate_state(|s| {
-                        let funded = s.market.job(job_id).is_some_and(|r| r.funded);
-                        if !funded && let Some(event) = funded_event(&s.market, job_id, amount) {
+                        if let Some(rec) = s.market.job(job_id).filter(|r| !r.funded) {
+                            let event = funded_event(&s.market, &rec, amount);
                             s.events.append(t, event);
                         }
                         let p = s.params();
@@ -323,25 +323,25 @@ async fn perform(job_id: JobId, effect: Effect) -> Outcome {
 /// was confirmed.
 pub fn funded_event<M: ic_stable_structures::Memory>(
     market: &crate::market::Market<M>,
-    id: JobId,
+    rec: &crate::market::JobRecord,
     amount: Tokens,
-) -> Option<MatcherEvent> {
-    let rec = market.job(id)?;
-    Some(match (rec.kind, market.reservation_record(id)) {
-        (JobKind::Reservation, Some(r)) => MatcherEvent::ReservationMade {
+) -> MatcherEvent {
+    let id = rec.state.id;
+    if rec.kind == JobKind::Reservation {
+        return MatcherEvent::ReservationMade {
             reservation: id,
             owner: rec.state.owner,
-            slots: r.spec.slots,
+            slots: market.reservation_record(id).map_or(0, |r| r.spec.slots),
             locked: amount,
             ledger: rec.spec.ledger,
-        },
-        _ => MatcherEvent::JobSubmitted {
-            job_id: id,
-            owner: rec.state.owner,
-            max_cost: amount,
-            ledger: rec.spec.ledger,
-        },
-    })
+        };
+    }
+    MatcherEvent::JobSubmitted {
+        job_id: id,
+        owner: rec.state.owner,
+        max_cost: amount,
+        ledger: rec.spec.ledger,
+    }
 }
 
 /// Whether the job's funds sit in a lock of its own (not so for the jobs

@@ -395,7 +395,7 @@ impl<M: Memory> Market<M> {
         let kind = rec.kind;
         self.track_deadline(p, &rec.state, None);
         self.put_job(rec);
-        self.apply(p, now_ns, id, effects);
+        self.apply(p, now_ns, id, kind, effects);
         if let JobKind::ReservedSlot { reservation, .. } = kind {
             self.serve_reservation(p, now_ns, reservation);
         }
@@ -416,8 +416,7 @@ impl<M: Memory> Market<M> {
 
     /// Applies a transition's effects: local ones now, cross-canister ones
     /// into the outbox (in order).
-    fn apply(&mut self, p: &Params, now_ns: u64, id: JobId, effects: Vec<Effect>) {
-        let kind = self.job(id).map(|r| r.kind).unwrap_or_default();
+    fn apply(&mut self, p: &Params, now_ns: u64, id: JobId, kind: JobKind, effects: Vec<Effect>) {
         match kind {
             JobKind::ReservedSlot { reservation, slot } => {
                 return self.apply_slot(p, now_ns, id, reservation, slot, effects);
@@ -600,8 +599,9 @@ impl<M: Memory> Market<M> {
                 Ok(effects) => {
                     self.track_deadline(p, &rec.state, old);
                     let next = rec.state.deadline_ns(p).unwrap_or(0);
+                    let kind = rec.kind;
                     self.put_job(rec);
-                    self.apply(p, now_ns, item.job_id, effects);
+                    self.apply(p, now_ns, item.job_id, kind, effects);
                     acks.push(HeartbeatAck::Accepted {
                         next_deadline_ns: next,
                     });
@@ -638,8 +638,9 @@ impl<M: Memory> Market<M> {
             .submit_result(now_ns, provider, args.attempt, args.result)
             .map_err(|r| refusal_error(&rec.state, r))?;
         self.track_deadline(p, &rec.state, old);
+        let kind = rec.kind;
         self.put_job(rec);
-        self.apply(p, now_ns, args.job_id, effects);
+        self.apply(p, now_ns, args.job_id, kind, effects);
         Ok(())
     }
 
@@ -663,8 +664,9 @@ impl<M: Memory> Market<M> {
             .hand_back(provider, attempt)
             .map_err(|r| refusal_error(&rec.state, r))?;
         self.track_deadline(p, &rec.state, old);
+        let kind = rec.kind;
         self.put_job(rec);
-        self.apply(p, now_ns, job_id, effects);
+        self.apply(p, now_ns, job_id, kind, effects);
         Ok(provider)
     }
 
@@ -697,8 +699,9 @@ impl<M: Memory> Market<M> {
             .cancel(caller)
             .map_err(|r| refusal_error(&rec.state, r))?;
         self.track_deadline(p, &rec.state, old);
+        let kind = rec.kind;
         self.put_job(rec);
-        self.apply(p, now_ns, id, effects);
+        self.apply(p, now_ns, id, kind, effects);
         Ok(())
     }
 
@@ -718,8 +721,9 @@ impl<M: Memory> Market<M> {
             };
             let effects = rec.state.deadline_passed(p, now_ns, attempt);
             self.track_deadline(p, &rec.state, None);
+            let kind = rec.kind;
             self.put_job(rec);
-            self.apply(p, now_ns, id, effects);
+            self.apply(p, now_ns, id, kind, effects);
         }
         due.len()
     }

@@ -456,8 +456,9 @@ impl<M: Memory> Market<M> {
             let old = Self::deadline_key(p, &rec.state);
             let effects = rec.state.end(JobStatus::Cancelled);
             self.track_deadline(p, &rec.state, old);
+            let kind = rec.kind;
             self.put_job(rec);
-            self.apply(p, now_ns, slot_id, effects);
+            self.apply(p, now_ns, slot_id, kind, effects);
         }
         self.end_if_done(p, now_ns, reservation);
         Ok(())
