@@ -3,7 +3,7 @@
 //!
 //! - [`AgentTransport`] speaks the IC's HTTP interface through ic-agent: the
 //!   IC itself, a local replica, or the devnet behind `devnet-server`.
-//! - [`DevnetTransport`] calls an in-process [`devnet::Devnet`] directly:
+//! - [`DevnetTransport`] calls an in-process [`Devnet`](::devnet::Devnet) directly:
 //!   tests and the demo.
 //!
 //! A transport moves Candid bytes and reports rejects; it knows nothing of
