@@ -194,21 +194,25 @@ fn run(bids: usize, providers: usize) {
 
     // A reservation of 16 slots, matched at once against a 16-slot offer:
     // the message and its lock callback, which creates and matches the slots.
+    // (Its intervals are longer than any resting bid's, so none takes it.)
     let offer_16 = OfferSpec {
         slots: 16,
         price_per_interval: 900,
+        min_interval_secs: 120,
         ..offer
     };
     let r: Result<u64, MatcherError> = net
         .update(net.ids.matcher, p, "post_offer", &offer_16)
         .unwrap();
     r.unwrap();
+    // Steps still queued by the operations above (releases, bonds) run first.
+    net.settle_outbox();
     let _ = matcher_instructions(&net);
     let lease = ReservationSpec {
         slots: 16,
         memory_mib: 64,
         fuel_per_interval: 1_000_000,
-        interval_secs: 60,
+        interval_secs: 120,
         intervals: 10,
         max_price_per_interval: 2_000,
         ledger: net.ids.ledger,
