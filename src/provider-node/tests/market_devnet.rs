@@ -12,7 +12,9 @@ use std::time::Duration;
 use candid::Principal;
 use localnet::{ICP, Localnet, Settings};
 use market_api::Tokens;
-use market_api::matcher::{JobStatus, MAX_CHUNK_BYTES, OfferSpec, RunOutcome};
+use market_api::matcher::{
+    JobKind, JobStatus, MAX_CHUNK_BYTES, OfferSpec, ReservationSpec, ReservationStatus, RunOutcome,
+};
 use provider_node::buyer::{self, BuyerError, Console, JobRequest, RunOptions, RunReport};
 use provider_node::client::{CanisterIds, MarketClient};
 use provider_node::daemon::metrics::Metrics;
@@ -46,6 +48,11 @@ const EXIT3: &str = r#"(module
 
 fn buyer_principal() -> Principal {
     localnet::principal(0xB2)
+}
+
+/// The provider [`World::start_provider`] onboards.
+fn provider_principal() -> Principal {
+    localnet::principal(0x11)
 }
 
 /// Progress written to a buffer the test reads.
@@ -106,7 +113,7 @@ impl World {
     /// One provider with a one-slot offer at [`PRICE`] and its daemon;
     /// the devnet's clock runs at 50× real time from now on.
     fn start_provider(&self, state_dir: &std::path::Path) -> tokio::sync::oneshot::Sender<()> {
-        let (provider, node) = (localnet::principal(0x11), localnet::principal(0x21));
+        let (provider, node) = (provider_principal(), localnet::principal(0x21));
         self.net
             .onboard_provider(provider, node, 100 * ICP)
             .unwrap();
@@ -325,6 +332,7 @@ async fn run_uploads_once_pays_a_provider_and_returns_the_jobs_stdout() {
     let options = RunOptions {
         poll_interval: Duration::from_millis(20),
         detach: false,
+        reservation: None,
     };
     let never = std::future::pending::<()>;
     let cat = wat::parse_str(CAT).unwrap();
@@ -473,4 +481,207 @@ async fn run_uploads_once_pays_a_provider_and_returns_the_jobs_stdout() {
         .unwrap();
     assert_eq!(jobs.len(), 5);
     w.audit();
+}
+
+/// `slots` slots of 64 MiB for `intervals` intervals of 20 s at most
+/// `max_price` each, on the devnet's ledger.
+fn reservation_spec(w: &World, slots: u32, intervals: u32, max_price: Tokens) -> ReservationSpec {
+    ReservationSpec {
+        slots,
+        memory_mib: 64,
+        fuel_per_interval: 1_000_000_000,
+        interval_secs: 20,
+        intervals,
+        max_price_per_interval: max_price,
+        ledger: w.ids.ledger,
+        min_provider_stake: 0,
+        max_rematches: 1,
+        delegates: vec![],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reservation_the_balance_does_not_cover_is_refused_before_any_call() {
+    let w = World::new(ICP);
+    let c = &w.buyer;
+    buyer::deposit(c, ICP / 5).await.unwrap();
+    // 2 slots × 10 intervals × 0.02 ICP = 0.4 ICP, 0.2 ICP free.
+    let (mut console, out) = Captured::console();
+    let err = buyer::reserve(c, reservation_spec(&w, 2, 10, ICP / 50), &mut console)
+        .await
+        .unwrap_err();
+    let BuyerError::InsufficientBalance {
+        needed, available, ..
+    } = err
+    else {
+        panic!("{err}")
+    };
+    assert_eq!((needed, available), (2 * ICP / 5, ICP / 5));
+    let msg = err.to_string();
+    assert!(
+        msg.contains("the reservation locks up to 0.4 ICP but 0.2 ICP is free")
+            && msg.contains("deposit 0.2 ICP more with `market deposit 0.2`"),
+        "{msg}"
+    );
+    assert!(out.text().is_empty(), "{}", out.text());
+    assert!(
+        c.list_reservations(buyer_principal(), Default::default())
+            .await
+            .unwrap()
+            .is_empty(),
+        "no reservation made"
+    );
+    let f = buyer::funds(c).await.unwrap();
+    assert_eq!(
+        (f.escrow.free, f.escrow.locked),
+        (ICP / 5, 0),
+        "nothing locked"
+    );
+    w.audit();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_person_reserves_a_slot_a_delegate_runs_a_job_in_it_then_it_is_extended_and_cancelled() {
+    let w = World::new(10 * ICP);
+    let c = &w.buyer;
+    buyer::deposit(c, 5 * ICP).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let _stop = w.start_provider(dir.path());
+    let delegate_principal = localnet::principal(0xD1);
+    let delegate = MarketClient::new(
+        DevnetTransport::new(w.net.shared(), delegate_principal),
+        w.ids,
+    );
+
+    // 1 slot × 30 intervals × 0.002 ICP = 0.06 ICP locked.
+    let (mut console, out) = Captured::console();
+    let mut spec = reservation_spec(&w, 1, 30, 2 * PRICE);
+    spec.delegates = vec![delegate_principal];
+    let id = buyer::reserve(c, spec, &mut console).await.unwrap();
+    let text = out.text();
+    assert!(
+        text.contains(
+            "reserved 1 slot × 30 intervals of 20 s at most 0.002 ICP each: up to 0.06 ICP locked"
+        ),
+        "{text}"
+    );
+
+    // The provider's daemon takes the slot and holds it.
+    let mut r = buyer::reservation(c, id).await.unwrap();
+    for _ in 0..500 {
+        if r.slots.first().and_then(|s| s.provider).is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        r = buyer::reservation(c, id).await.unwrap();
+    }
+    assert_eq!(r.status, ReservationStatus::Active);
+    assert_eq!(r.locked, 30 * 2 * PRICE);
+    assert_eq!(r.slots.len(), 1);
+    assert_eq!(r.slots[0].provider, Some(provider_principal()));
+    assert_eq!(r.slots[0].price_per_interval, Some(PRICE));
+    let shown = buyer::describe_reservation(&r);
+    assert!(
+        shown.contains(&format!("reservation {id}  Active"))
+            && shown.contains(&format!("provider {}", provider_principal()))
+            && shown.contains(&format!("delegates  {delegate_principal}")),
+        "{shown}"
+    );
+
+    // The owner uploads the module; the delegate, with no escrow balance,
+    // runs a job in the slot and follows it like any other.
+    let cat = wat::parse_str(CAT).unwrap();
+    buyer::ensure_module(c, &cat, &mut console).await.unwrap();
+    let options = RunOptions {
+        poll_interval: Duration::from_millis(20),
+        detach: false,
+        reservation: Some(id),
+    };
+    let (mut console, out) = Captured::console();
+    let report = buyer::run(
+        &delegate,
+        &cat,
+        &request(b"in the slot\n", 0),
+        &options,
+        &mut console,
+        std::future::pending::<()>(),
+    )
+    .await
+    .unwrap();
+    let RunReport::Finished { job, settlement } = report else {
+        panic!("{report:?}")
+    };
+    assert_eq!(job.kind, JobKind::InReservation { reservation: id });
+    assert_eq!(job.owner, delegate_principal);
+    assert_eq!(job.result.as_ref().unwrap().output, b"in the slot\n");
+    assert_eq!(buyer::exit_code(&job), 0);
+    assert_eq!((settlement.locked, settlement.paid), (0, 0));
+    let text = out.text();
+    assert!(
+        text.contains("already in the matcher's store")
+            && text.contains(&format!(
+                "to reservation {id}: its slots pay, nothing locked"
+            )),
+        "{text}"
+    );
+    let summary = buyer::summary(&job, &settlement);
+    assert!(
+        summary.contains(&format!("nothing of its own: reservation {id}'s slot")),
+        "{summary}"
+    );
+    let delegate_funds = buyer::funds(&delegate).await.unwrap();
+    assert_eq!(delegate_funds.escrow.locked + delegate_funds.escrow.free, 0);
+
+    // Someone else may not run jobs in it.
+    let stranger = MarketClient::new(
+        DevnetTransport::new(w.net.shared(), localnet::principal(0xD2)),
+        w.ids,
+    );
+    let err = buyer::submit_reserved(&stranger, &cat, id, &request(b"", 0), &mut console)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("owner and delegates"), "{err}");
+
+    // Delegates change; the owner's list shows the reservation.
+    let now = buyer::set_delegates(
+        c,
+        id,
+        vec![localnet::principal(0xD2)],
+        vec![delegate_principal],
+    )
+    .await
+    .unwrap();
+    assert_eq!(now, [localnet::principal(0xD2)]);
+    let list = c
+        .list_reservations(buyer_principal(), Default::default())
+        .await
+        .unwrap();
+    assert_eq!(list.iter().map(|r| r.id).collect::<Vec<_>>(), [id]);
+
+    // Extended by 5 intervals: 5 × 0.002 ICP more locked.
+    let added = buyer::extend_reservation(c, id, 5).await.unwrap();
+    assert_eq!(added, 5 * 2 * PRICE);
+    let mut r = buyer::reservation(c, id).await.unwrap();
+    for _ in 0..200 {
+        if r.locked == 35 * 2 * PRICE {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        r = buyer::reservation(c, id).await.unwrap();
+    }
+    assert_eq!(r.spec.intervals, 35);
+    assert_eq!(r.locked, 35 * 2 * PRICE);
+
+    // Cancelled: it ends, and what was not paid comes back.
+    let r = buyer::cancel_reservation(c, id).await.unwrap();
+    assert_eq!(r.status, ReservationStatus::Cancelled);
+    assert!(r.paid <= r.locked);
+    let shown = buyer::describe_reservation(&r);
+    assert!(
+        shown.contains(&format!("reservation {id}  Cancelled")),
+        "{shown}"
+    );
+    w.audit();
+    let f = buyer::funds(c).await.unwrap();
+    assert_eq!(f.escrow.locked, 0, "nothing stays locked");
 }

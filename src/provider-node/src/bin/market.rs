@@ -5,6 +5,9 @@
 //! market run job.wasm --input data.bin --max-price 0.01
 //! ```
 //!
+//! Reserved capacity: `market reserve ...` locks slots for a number of
+//! intervals; `market run job.wasm --reservation ID` runs jobs in them.
+//!
 //! SNS DAOs buy by proposal; `market sns` prints what their proposals carry.
 //!
 //! The logic lives in `provider_node::buyer`; this file connects it to the
@@ -20,10 +23,10 @@ use clap::Parser;
 use market_api::matcher::Job;
 use market_api::{Account, PageRequest};
 use provider_node::buyer::cli::{
-    AmountArgs, Cli, Command, IdentityCommand, JobArgs, JobIdArgs, JobsArgs, ResultArgs, RunArgs,
-    UploadArgs, WithdrawArgs,
+    AmountArgs, Cli, Command, DelegatesArgs, ExtendArgs, IdentityCommand, JobArgs, JobIdArgs,
+    JobsArgs, ReservationIdArgs, ResultArgs, RunArgs, UploadArgs, WithdrawArgs,
 };
-use provider_node::buyer::sns::SnsCommand;
+use provider_node::buyer::sns::{ReserveArgs, SnsCommand};
 use provider_node::buyer::{self, BuyerError, Console, RunOptions, RunReport};
 use provider_node::client::tokens::format_tokens;
 use provider_node::config::GlobalArgs;
@@ -62,6 +65,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Command::Deposit(a) => deposit(&s, a).await,
                 Command::Balance => balance(&s).await,
                 Command::Withdraw(a) => withdraw(&s, a).await,
+                Command::Reserve(a) => reserve(&s, a).await,
+                Command::Reservation(a) => show_reservation(&s, a).await,
+                Command::Reservations(a) => reservations(&s, a).await,
+                Command::Extend(a) => extend(&s, a).await,
+                Command::Delegates(a) => delegates(&s, a).await,
+                Command::CancelReservation(a) => cancel_reservation(&s, a).await,
                 Command::Identity(_) | Command::Run(_) | Command::Submit(_) | Command::Sns(_) => {
                     unreachable!()
                 }
@@ -85,6 +94,7 @@ fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         let mut console = Console::stderr();
         let options = RunOptions {
             detach,
+            reservation: job.reservation,
             ..RunOptions::default()
         };
         let report =
@@ -259,6 +269,94 @@ async fn withdraw(s: &Session, args: WithdrawArgs) -> anyhow::Result<ExitCode> {
     println!(
         "withdrew {} to {to} (it receives the amount minus the ledger fee; block {block})",
         format_tokens(args.amount)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn reserve(s: &Session, args: ReserveArgs) -> anyhow::Result<ExitCode> {
+    let spec = args.spec(s.client.ids().ledger)?;
+    let mut console = Console::stderr();
+    let id = buyer::reserve(&s.client, spec, &mut console).await?;
+    println!("{id}");
+    console.line(format!(
+        "see its slots with `market reservation {id}`; run jobs in it with `market run job.wasm \
+         --reservation {id}`; share it with `market delegates {id} --add PRINCIPAL`"
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn show_reservation(s: &Session, args: ReservationIdArgs) -> anyhow::Result<ExitCode> {
+    let r = buyer::reservation(&s.client, args.id).await?;
+    println!("{}", buyer::describe_reservation(&r));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn reservations(s: &Session, args: JobsArgs) -> anyhow::Result<ExitCode> {
+    let page = PageRequest {
+        start: args.start,
+        limit: Some(args.limit),
+    };
+    let list = s
+        .client
+        .list_reservations(s.identity.principal, page)
+        .await?;
+    if list.is_empty() {
+        eprintln!(
+            "no reservations{}",
+            args.start
+                .map_or(String::new(), |id| format!(" from id {id} on"))
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{}", buyer::RESERVATIONS_HEADER);
+    for r in &list {
+        println!("{}", buyer::reservation_row(r));
+    }
+    if list.len() == args.limit as usize
+        && let Some(last) = list.last()
+    {
+        eprintln!("more: market reservations --start {}", last.id + 1);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn extend(s: &Session, args: ExtendArgs) -> anyhow::Result<ExitCode> {
+    let locked = buyer::extend_reservation(&s.client, args.id, args.intervals).await?;
+    println!(
+        "extended reservation {} by {} interval{} per live slot: {} more locked",
+        args.id,
+        args.intervals,
+        if args.intervals == 1 { "" } else { "s" },
+        format_tokens(locked)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn delegates(s: &Session, args: DelegatesArgs) -> anyhow::Result<ExitCode> {
+    let now = buyer::set_delegates(&s.client, args.id, args.add, args.remove).await?;
+    if now.is_empty() {
+        println!(
+            "reservation {} has no delegates: only you run jobs in it",
+            args.id
+        );
+    } else {
+        println!("delegates of reservation {}:", args.id);
+        for p in now {
+            println!("  {p}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn cancel_reservation(s: &Session, args: ReservationIdArgs) -> anyhow::Result<ExitCode> {
+    let r = buyer::cancel_reservation(&s.client, args.id).await?;
+    println!(
+        "cancelled reservation {} ({:?}): {} paid to providers stays paid, the rest of the {} \
+         locked returns to your escrow balance (`market balance`)",
+        args.id,
+        r.status,
+        format_tokens(r.paid),
+        format_tokens(r.locked)
     );
     Ok(ExitCode::SUCCESS)
 }

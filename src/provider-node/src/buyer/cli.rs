@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 
 use candid::Principal;
 use clap::{Args, Parser, Subcommand};
+use market_api::matcher::ReservationId;
 use market_api::{JobId, Tokens};
 
-use super::sns::SnsCommand;
+use super::sns::{ReserveArgs, SnsCommand};
 use super::{BuyerError, JobRequest};
 use crate::client::tokens::parse_tokens;
 use crate::config::GlobalArgs;
@@ -21,6 +22,8 @@ use crate::config::GlobalArgs;
     version,
     about = "Run WASI jobs on the ICP compute marketplace and pay providers in ICP",
     after_help = "Example:\n  market deposit 1\n  market run job.wasm --input data.bin --max-price 0.01\n\n\
+                  Reserved capacity: `market reserve --intervals 60 --max-price 0.01`, then \
+                  `market run job.wasm --reservation ID` (you or your delegates).\n\n\
                   SNS DAOs buy by proposal: `market sns functions`, `market sns fund`, \
                   `market sns payload <action>` print what to propose.\n\n\
                   Settings come from the provider-node config file, PROVIDER_NODE_* variables \
@@ -60,6 +63,30 @@ pub enum Command {
     Balance,
     /// Move ICP from your escrow balance back to your wallet (or elsewhere).
     Withdraw(WithdrawArgs),
+    /// Reserve slots for a number of intervals; prints the reservation id.
+    ///
+    /// Locks slots × intervals × max price from your escrow balance
+    /// (checked first), pays providers per interval whether or not a job
+    /// runs, and lets you and your delegates run jobs in the slots
+    /// (`market run job.wasm --reservation ID`).
+    Reserve(ReserveArgs),
+    /// Show a reservation: its slots, money, queued jobs and delegates.
+    ///
+    /// Each slot with its provider, price, intervals paid, re-matches and
+    /// running job; what is locked and paid.
+    Reservation(ReservationIdArgs),
+    /// List your reservations, oldest first, one page at a time.
+    Reservations(JobsArgs),
+    /// Add intervals to every live slot of one of your reservations.
+    ///
+    /// Locks live slots × intervals × max price more; the balance is
+    /// checked first.
+    Extend(ExtendArgs),
+    /// Add or remove principals that may run jobs in one of your reservations.
+    Delegates(DelegatesArgs),
+    /// Cancel one of your reservations: intervals already paid stay paid,
+    /// the rest of its lock returns to your escrow balance.
+    CancelReservation(ReservationIdArgs),
     /// Create or show your identity (PEM files as dfx writes them).
     #[command(subcommand)]
     Identity(IdentityCommand),
@@ -88,9 +115,10 @@ pub struct JobArgs {
     /// File given to the job on stdin (`-`: this command's stdin); at most 1 MiB.
     #[arg(long, short, value_name = "FILE")]
     pub input: Option<PathBuf>,
-    /// Highest price per interval you pay, in ICP (`0.01`) or e8s (`1000000e8s`).
-    #[arg(long, value_name = "ICP", value_parser = positive_amount)]
-    pub max_price: Tokens,
+    /// Highest price per interval you pay, in ICP (`0.01`) or e8s
+    /// (`1000000e8s`). Not needed (and ignored) with --reservation.
+    #[arg(long, value_name = "ICP", value_parser = positive_amount, required_unless_present = "reservation")]
+    pub max_price: Option<Tokens>,
     /// Most intervals paid; the job locks max-price × intervals until it ends.
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub intervals: u32,
@@ -107,9 +135,17 @@ pub struct JobArgs {
     /// Times the job is re-queued when a provider fails it.
     #[arg(long, default_value_t = 2, value_name = "R")]
     pub retries: u32,
-    /// Smallest stake a provider must hold to run the job.
+    /// Smallest stake a provider must hold to run the job (ignored with
+    /// --reservation).
     #[arg(long, value_name = "ICP", value_parser = amount)]
     pub min_provider_stake: Option<Tokens>,
+    /// Run the job in a slot of this reservation (yours, or one you are a
+    /// delegate of). The slot pays: nothing is locked, your balance is not
+    /// checked, and --max-price and --min-provider-stake are ignored;
+    /// --memory-mib and --fuel must fit the slot, and the job runs at most
+    /// --intervals of the reservation's intervals (of its length).
+    #[arg(long, value_name = "ID")]
+    pub reservation: Option<ReservationId>,
     /// An argument for the job (repeatable; arguments after `--` are added).
     #[arg(long = "arg", value_name = "X", allow_hyphen_values = true)]
     pub args: Vec<String>,
@@ -157,13 +193,44 @@ pub struct ResultArgs {
     pub output: Option<PathBuf>,
 }
 
-/// Flags of `jobs`.
+/// A reservation id.
+#[derive(Args, Debug, Clone)]
+pub struct ReservationIdArgs {
+    /// The reservation's id (printed by `reserve`; `market reservations`
+    /// lists them).
+    pub id: ReservationId,
+}
+
+/// Flags of `extend`.
+#[derive(Args, Debug, Clone)]
+pub struct ExtendArgs {
+    /// The reservation's id.
+    pub id: ReservationId,
+    /// Intervals added to every live slot.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub intervals: u32,
+}
+
+/// Flags of `delegates`.
+#[derive(Args, Debug, Clone)]
+pub struct DelegatesArgs {
+    /// The reservation's id.
+    pub id: ReservationId,
+    /// A principal that may run jobs in the reservation (repeatable).
+    #[arg(long, value_name = "PRINCIPAL", num_args = 1..)]
+    pub add: Vec<Principal>,
+    /// A principal that may no longer do so (repeatable).
+    #[arg(long, value_name = "PRINCIPAL", num_args = 1..)]
+    pub remove: Vec<Principal>,
+}
+
+/// Flags of `jobs` and `reservations`.
 #[derive(Args, Debug, Clone)]
 pub struct JobsArgs {
-    /// First job id to list.
+    /// First id to list.
     #[arg(long, value_name = "ID")]
     pub start: Option<JobId>,
-    /// Jobs per page (at most 500).
+    /// Entries per page (at most 500).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=500))]
     pub limit: u32,
 }
@@ -237,7 +304,8 @@ impl JobArgs {
             input,
             args: self.args.iter().chain(&self.rest).cloned().collect(),
             env: self.env.clone(),
-            max_price_per_interval: self.max_price,
+            // A reserved job's price is ignored: the slot pays.
+            max_price_per_interval: self.max_price.unwrap_or(0),
             max_intervals: self.intervals,
             interval_secs: self.interval_secs,
             memory_mib: self.memory_mib,
@@ -245,7 +313,11 @@ impl JobArgs {
             max_retries: self.retries,
             min_provider_stake: self.min_provider_stake.unwrap_or(0),
         };
-        request.validate()?;
+        if self.reservation.is_some() {
+            request.validate_run()?;
+        } else {
+            request.validate()?;
+        }
         Ok((wasm, request))
     }
 }
@@ -289,7 +361,8 @@ mod tests {
         };
         assert!(!run.detach);
         let job = run.job;
-        assert_eq!(job.max_price, 1_000_000, "0.01 ICP in e8s");
+        assert_eq!(job.max_price, Some(1_000_000), "0.01 ICP in e8s");
+        assert_eq!(job.reservation, None);
         assert_eq!(job.intervals, 10);
         assert_eq!(job.interval_secs, 60);
         assert_eq!(job.memory_mib, 64);
@@ -338,6 +411,67 @@ mod tests {
         ] {
             parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
         }
+    }
+
+    #[test]
+    fn reservation_commands_parse() {
+        let cli = parse(&[
+            "reserve",
+            "--slots",
+            "2",
+            "--intervals",
+            "30",
+            "--max-price",
+            "0.01",
+        ])
+        .unwrap();
+        let Command::Reserve(r) = cli.command else {
+            panic!("not reserve")
+        };
+        assert_eq!((r.slots, r.intervals, r.max_price), (2, 30, 1_000_000));
+        let spec = r.spec(Principal::anonymous()).unwrap();
+        assert_eq!(super::super::reservation_cost(&spec), Some(60_000_000));
+
+        let cli = parse(&["extend", "4", "--intervals", "6"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Extend(ExtendArgs {
+                id: 4,
+                intervals: 6
+            })
+        ));
+        let cli = parse(&[
+            "delegates",
+            "4",
+            "--add",
+            "aaaaa-aa",
+            "2vxsx-fae",
+            "--remove",
+            "aaaaa-aa",
+        ])
+        .unwrap();
+        let Command::Delegates(d) = cli.command else {
+            panic!("not delegates")
+        };
+        assert_eq!((d.id, d.add.len(), d.remove.len()), (4, 2, 1));
+        for args in [
+            &["reservation", "4"][..],
+            &["reservations", "--start", "2", "--limit", "5"],
+            &["cancel-reservation", "4"],
+        ] {
+            parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        }
+
+        // In a reservation the slot pays: no --max-price needed.
+        let cli = parse(&["run", "job.wasm", "--reservation", "4"]).unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!((run.job.reservation, run.job.max_price), (Some(4), None));
+        let e = error(&["extend", "4", "--intervals", "0"]);
+        assert!(e.contains("--intervals"), "{e}");
+        let e = error(&["reserve", "--max-price", "1"]);
+        assert!(e.contains("--intervals"), "{e}");
     }
 
     #[test]

@@ -14,10 +14,12 @@ pub enum BuyerError {
     /// A canister call failed; the message says what to do.
     #[error(transparent)]
     Client(#[from] ClientError),
-    /// The escrow balance does not cover the job's maximum cost.
-    #[error("{}", insufficient_message(.needed, .available, .wallet, .fee, .owner))]
+    /// The escrow balance does not cover what a job or reservation locks.
+    #[error("{}", insufficient_message(.what, .needed, .available, .wallet, .fee, .owner))]
     InsufficientBalance {
-        /// What the job locks: price per interval × intervals.
+        /// What locks the funds: "the job", "the reservation", ...
+        what: &'static str,
+        /// What it locks: price per interval × intervals (× slots).
         needed: Tokens,
         /// The free escrow balance.
         available: Tokens,
@@ -56,8 +58,9 @@ pub enum BuyerError {
     UploadMismatch(String),
 }
 
-/// What to deposit so a job locking `needed` fits, given `available`.
+/// What to deposit so `what`, locking `needed`, fits, given `available`.
 fn insufficient_message(
+    what: &str,
     needed: &Tokens,
     available: &Tokens,
     wallet: &Tokens,
@@ -68,7 +71,7 @@ fn insufficient_message(
     let amount = format_tokens(missing);
     let number = amount.trim_end_matches(" ICP");
     let mut msg = format!(
-        "insufficient escrow balance: the job locks up to {} but {} is free; deposit {amount} \
+        "insufficient escrow balance: {what} locks up to {} but {} is free; deposit {amount} \
          more with `market deposit {number}`",
         format_tokens(*needed),
         format_tokens(*available),

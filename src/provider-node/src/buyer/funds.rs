@@ -38,9 +38,20 @@ pub async fn check_funds<T: Transport>(
     client: &MarketClient<T>,
     needed: Tokens,
 ) -> Result<Funds, BuyerError> {
+    check_funds_for(client, "the job", needed).await
+}
+
+/// Like [`check_funds`], for `what` (a reservation, an extension) locking
+/// `needed`.
+pub(super) async fn check_funds_for<T: Transport>(
+    client: &MarketClient<T>,
+    what: &'static str,
+    needed: Tokens,
+) -> Result<Funds, BuyerError> {
     let f = funds(client).await?;
     if f.escrow.free < needed {
         return Err(BuyerError::InsufficientBalance {
+            what,
             needed,
             available: f.escrow.free,
             wallet: f.wallet,

@@ -1,6 +1,7 @@
 //! The buyer's side of the marketplace, behind the `market` tool: upload a
 //! WASI module once, lock funds and submit a job, follow it until it ends,
-//! read its result; deposit, check and withdraw the escrow balance; print
+//! read its result; deposit, check and withdraw the escrow balance; reserve
+//! slots and run jobs in them (`market reserve`, `run --reservation`); print
 //! what an SNS DAO proposes to buy capacity ([`sns`]).
 //!
 //! Every function takes a [`MarketClient`](crate::client::MarketClient)
@@ -16,6 +17,7 @@ mod error;
 mod funds;
 mod module;
 mod request;
+mod reserve;
 mod run;
 pub mod sns;
 mod watch;
@@ -26,7 +28,13 @@ pub use error::BuyerError;
 pub use funds::{Funds, check_funds, deposit, funds, withdraw};
 pub use module::{ModuleUpload, ensure_module, sha256_of};
 pub use request::JobRequest;
+pub use reserve::{
+    LIST_HEADER as RESERVATIONS_HEADER, cancel as cancel_reservation,
+    describe as describe_reservation, extend as extend_reservation, list_row as reservation_row,
+    reservation, reserve, set_delegates, submit_reserved,
+};
 pub use run::{RunOptions, RunReport, interrupted_message, run, submit};
+pub use sns::reservation_cost;
 pub use watch::{
     JobEvent, Settlement, describe_outcome, exit_code, job_events, output_truncated, settlement,
     summary, watch,

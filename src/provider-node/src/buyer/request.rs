@@ -43,6 +43,23 @@ impl JobRequest {
 
     /// Checks what can be checked locally, with the flag to change.
     pub fn validate(&self) -> Result<(), BuyerError> {
+        self.validate_run()?;
+        if self.max_price_per_interval == 0 {
+            return Err(BuyerError::Request(
+                "--max-price: must be more than zero".into(),
+            ));
+        }
+        if self.max_cost().is_none() {
+            return Err(BuyerError::Request(
+                "--max-price × --intervals overflows".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks what the job gets and may use, not what it pays: all that
+    /// matters for a job run in a reservation's slot, which the slot pays.
+    pub fn validate_run(&self) -> Result<(), BuyerError> {
         let bad = |m: String| Err(BuyerError::Request(m));
         if self.input.len() > MAX_INPUT_BYTES {
             return bad(format!(
@@ -63,9 +80,6 @@ impl JobRequest {
                 "--arg/--env: each argument, name and value at most {MAX_ARG_LEN} bytes"
             ));
         }
-        if self.max_price_per_interval == 0 {
-            return bad("--max-price: must be more than zero".into());
-        }
         if self.max_intervals == 0 {
             return bad("--intervals: at least 1".into());
         }
@@ -77,9 +91,6 @@ impl JobRequest {
         }
         if self.fuel_per_interval == 0 {
             return bad("--fuel: at least 1".into());
-        }
-        if self.max_cost().is_none() {
-            return bad("--max-price × --intervals overflows".into());
         }
         Ok(())
     }

@@ -5,10 +5,11 @@ use std::future::Future;
 use std::time::Duration;
 
 use market_api::JobId;
-use market_api::matcher::{Job, MatcherError};
+use market_api::matcher::{Job, MatcherError, ReservationId};
 
 use super::{
-    BuyerError, Console, JobRequest, Settlement, check_funds, ensure_module, settlement, watch,
+    BuyerError, Console, JobRequest, Settlement, check_funds, ensure_module, settlement,
+    submit_reserved, watch,
 };
 use crate::client::tokens::format_tokens;
 use crate::client::{ClientError, MarketClient};
@@ -21,6 +22,9 @@ pub struct RunOptions {
     pub poll_interval: Duration,
     /// Submit and return without waiting.
     pub detach: bool,
+    /// Run the job in this reservation's slots (which pay for it) instead
+    /// of paying for it from the escrow balance.
+    pub reservation: Option<ReservationId>,
 }
 
 impl Default for RunOptions {
@@ -28,6 +32,7 @@ impl Default for RunOptions {
         RunOptions {
             poll_interval: Duration::from_secs(1),
             detach: false,
+            reservation: None,
         }
     }
 }
@@ -89,8 +94,8 @@ pub async fn submit<T: Transport>(
     Ok(id)
 }
 
-/// [`submit`], then (unless detached) follows the job until it ends or
-/// `interrupt` resolves.
+/// [`submit`] (or [`submit_reserved`] with `options.reservation`), then
+/// (unless detached) follows the job until it ends or `interrupt` resolves.
 pub async fn run<T: Transport>(
     client: &MarketClient<T>,
     wasm: &[u8],
@@ -99,7 +104,10 @@ pub async fn run<T: Transport>(
     console: &mut Console,
     interrupt: impl Future<Output = ()>,
 ) -> Result<RunReport, BuyerError> {
-    let id = submit(client, wasm, request, console).await?;
+    let id = match options.reservation {
+        Some(r) => submit_reserved(client, wasm, r, request, console).await?,
+        None => submit(client, wasm, request, console).await?,
+    };
     if options.detach {
         return Ok(RunReport::Detached(id));
     }

@@ -112,8 +112,8 @@ pub enum ActionArgs {
     Withdraw(WithdrawFlags),
 }
 
-/// Flags of `sns payload reserve`. The ledger is the configured one
-/// (`--ledger`).
+/// Flags of `market reserve` and `sns payload reserve`. The ledger is the
+/// configured one (`--ledger`).
 #[derive(Args, Debug, Clone)]
 pub struct ReserveArgs {
     /// Slots held, from one or more providers.
@@ -264,7 +264,7 @@ fn account(text: &str) -> Result<Account, String> {
 }
 
 /// A principal that may act for a DAO: not anonymous, not the empty one.
-fn check_principal(flag: &str, p: &Principal) -> Result<(), BuyerError> {
+pub(super) fn check_principal(flag: &str, p: &Principal) -> Result<(), BuyerError> {
     if *p == Principal::anonymous() || p.as_slice().is_empty() {
         return Err(BuyerError::Request(format!(
             "{flag}: {p} can't be one (anonymous or the management canister)"
@@ -273,37 +273,49 @@ fn check_principal(flag: &str, p: &Principal) -> Result<(), BuyerError> {
     Ok(())
 }
 
+impl ReserveArgs {
+    /// The reservation these flags describe, paid on `ledger`; refused if
+    /// a delegate can't be one or the cost overflows.
+    pub fn spec(&self, ledger: Principal) -> Result<ReservationSpec, BuyerError> {
+        for d in &self.delegates {
+            check_principal("--delegate", d)?;
+        }
+        let spec = ReservationSpec {
+            slots: self.slots,
+            memory_mib: self.memory_mib,
+            fuel_per_interval: self.fuel,
+            interval_secs: self.interval_secs,
+            intervals: self.intervals,
+            max_price_per_interval: self.max_price,
+            ledger,
+            min_provider_stake: self.min_stake,
+            max_rematches: self.max_rematches,
+            delegates: self.delegates.clone(),
+        };
+        if reservation_cost(&spec).is_none() {
+            return Err(BuyerError::Request(
+                "--max-price × --slots × --intervals overflows".into(),
+            ));
+        }
+        Ok(spec)
+    }
+}
+
+/// What a reservation locks up front: slots × intervals × max price
+/// (`None` if that overflows).
+pub fn reservation_cost(spec: &ReservationSpec) -> Option<Tokens> {
+    spec.max_price_per_interval
+        .checked_mul(Tokens::from(spec.slots))
+        .and_then(|c| c.checked_mul(Tokens::from(spec.intervals)))
+}
+
 impl ActionArgs {
     /// The action these flags describe. `ledger` is the configured ledger,
     /// needed by the actions that pay or withdraw.
     pub fn action(&self, ledger: Result<Principal, ConfigError>) -> Result<SnsAction, BuyerError> {
         let bad = |m: String| Err(BuyerError::Request(m));
         Ok(match self {
-            ActionArgs::Reserve(r) => {
-                for d in &r.delegates {
-                    check_principal("--delegate", d)?;
-                }
-                let spec = ReservationSpec {
-                    slots: r.slots,
-                    memory_mib: r.memory_mib,
-                    fuel_per_interval: r.fuel,
-                    interval_secs: r.interval_secs,
-                    intervals: r.intervals,
-                    max_price_per_interval: r.max_price,
-                    ledger: ledger?,
-                    min_provider_stake: r.min_stake,
-                    max_rematches: r.max_rematches,
-                    delegates: r.delegates.clone(),
-                };
-                let cost = spec
-                    .max_price_per_interval
-                    .checked_mul(Tokens::from(spec.slots))
-                    .and_then(|c| c.checked_mul(Tokens::from(spec.intervals)));
-                if cost.is_none() {
-                    return bad("--max-price × --slots × --intervals overflows".into());
-                }
-                SnsAction::Reserve(spec)
-            }
+            ActionArgs::Reserve(r) => SnsAction::Reserve(r.spec(ledger?)?),
             ActionArgs::Extend(e) => SnsAction::Extend(ExtendReservationArgs {
                 reservation: e.reservation,
                 intervals: e.intervals,

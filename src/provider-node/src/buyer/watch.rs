@@ -4,7 +4,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use candid::Principal;
-use market_api::matcher::{Job, JobResult, JobStatus, MatcherEvent, RunOutcome};
+use market_api::matcher::{Job, JobKind, JobResult, JobStatus, MatcherEvent, RunOutcome};
 use market_api::{EventPage, JobId, PageRequest, Tokens};
 
 use super::{BuyerError, Console, sha256_of, with_retries};
@@ -210,6 +210,15 @@ async fn refund_event<T: Transport>(client: &MarketClient<T>, id: JobId) -> Opti
 /// What a finished job cost: exact from the matcher's event log when its
 /// `JobFinished` event is among the latest events, estimated otherwise.
 pub async fn settlement<T: Transport>(client: &MarketClient<T>, job: &Job) -> Settlement {
+    if let JobKind::InReservation { .. } = job.kind {
+        // The reservation's slot pays; the job locks and costs nothing.
+        return Settlement {
+            locked: 0,
+            paid: 0,
+            refunded: 0,
+            exact: true,
+        };
+    }
     let locked = job
         .spec
         .max_price_per_interval
@@ -300,16 +309,25 @@ pub fn summary(job: &Job, settlement: &Settlement) -> String {
             }
         ));
     }
-    s.push_str(&format!(
-        "\n  cost      {}{} for {} interval{}; {} of the {} locked returned to your escrow \
+    if let JobKind::InReservation { reservation } = job.kind {
+        s.push_str(&format!(
+            "\n  cost      nothing of its own: reservation {reservation}'s slot paid for its {} \
+             interval{}",
+            job.intervals_paid,
+            if job.intervals_paid == 1 { "" } else { "s" },
+        ));
+    } else {
+        s.push_str(&format!(
+            "\n  cost      {}{} for {} interval{}; {} of the {} locked returned to your escrow \
          balance",
-        if settlement.exact { "" } else { "about " },
-        format_tokens(settlement.paid),
-        job.intervals_paid,
-        if job.intervals_paid == 1 { "" } else { "s" },
-        format_tokens(settlement.refunded),
-        format_tokens(settlement.locked),
-    ));
+            if settlement.exact { "" } else { "about " },
+            format_tokens(settlement.paid),
+            job.intervals_paid,
+            if job.intervals_paid == 1 { "" } else { "s" },
+            format_tokens(settlement.refunded),
+            format_tokens(settlement.locked),
+        ));
+    }
     if job.retries_used > 0 {
         s.push_str(&format!(
             "\n  retries   {} (providers that failed it were slashed)",

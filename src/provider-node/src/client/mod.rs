@@ -13,8 +13,9 @@ use icrc_ledger_types::icrc1::transfer::{TransferArg, TransferError};
 use icrc_ledger_types::icrc2::approve::{ApproveArgs, ApproveError};
 use market_api::escrow::{Balance, DepositArgs, EscrowError, NotifyDepositArgs, WithdrawArgs};
 use market_api::matcher::{
-    Assignment, HeartbeatAck, HeartbeatItem, Job, JobSpec, MatcherError, MatcherInit, ModuleInfo,
-    ModuleUpload, Offer, OfferSpec, Sha256, SubmitResultArgs,
+    Assignment, CancelReservationArgs, ExtendReservationArgs, HeartbeatAck, HeartbeatItem, Job,
+    JobSpec, MatcherError, MatcherInit, ModuleInfo, ModuleUpload, Offer, OfferSpec, Reservation,
+    ReservationId, ReservationSpec, ReservedJobArgs, SetDelegatesArgs, Sha256, SubmitResultArgs,
 };
 use market_api::registry::{
     Eligibility, Provider, ProviderProfile, RegistryConfig, RegistryError, StakeAccount, Unbonding,
@@ -467,6 +468,75 @@ impl<T: Transport> MarketClient<T> {
         page: PageRequest,
     ) -> Result<Vec<Job>, ClientError> {
         self.query1(Target::Matcher, "list_jobs", (owner, page))
+            .await
+    }
+
+    // --- reservations -----------------------------------------------------
+
+    /// `reserve`: locks slots × intervals × max price from the caller's
+    /// escrow balance; returns the reservation id.
+    pub async fn reserve(&self, spec: ReservationSpec) -> Result<ReservationId, ClientError> {
+        self.update1::<_, Result<ReservationId, MatcherError>>(Target::Matcher, "reserve", (spec,))
+            .await?
+            .map_err(ClientError::Matcher)
+    }
+
+    /// `extend_reservation`: adds intervals to every live slot (and locks
+    /// what they cost).
+    pub async fn extend_reservation(&self, args: ExtendReservationArgs) -> Result<(), ClientError> {
+        self.update1::<_, Result<(), MatcherError>>(Target::Matcher, "extend_reservation", (args,))
+            .await?
+            .map_err(ClientError::Matcher)
+    }
+
+    /// `set_delegates`; returns the delegates afterwards.
+    pub async fn set_delegates(
+        &self,
+        args: SetDelegatesArgs,
+    ) -> Result<Vec<Principal>, ClientError> {
+        self.update1::<_, Result<Vec<Principal>, MatcherError>>(
+            Target::Matcher,
+            "set_delegates",
+            (args,),
+        )
+        .await?
+        .map_err(ClientError::Matcher)
+    }
+
+    /// `cancel_reservation`: what was not yet paid returns to the owner.
+    pub async fn cancel_reservation(&self, args: CancelReservationArgs) -> Result<(), ClientError> {
+        self.update1::<_, Result<(), MatcherError>>(Target::Matcher, "cancel_reservation", (args,))
+            .await?
+            .map_err(ClientError::Matcher)
+    }
+
+    /// `submit_reserved_job`: a job run in a reservation's slots, paid by
+    /// the slot; returns the job id.
+    pub async fn submit_reserved_job(&self, args: ReservedJobArgs) -> Result<JobId, ClientError> {
+        self.update1::<_, Result<JobId, MatcherError>>(
+            Target::Matcher,
+            "submit_reserved_job",
+            (args,),
+        )
+        .await?
+        .map_err(ClientError::Matcher)
+    }
+
+    /// `get_reservation`.
+    pub async fn get_reservation(
+        &self,
+        id: ReservationId,
+    ) -> Result<Option<Reservation>, ClientError> {
+        self.query1(Target::Matcher, "get_reservation", (id,)).await
+    }
+
+    /// `list_reservations`: `owner`'s reservations from `page.start` on.
+    pub async fn list_reservations(
+        &self,
+        owner: Principal,
+        page: PageRequest,
+    ) -> Result<Vec<Reservation>, ClientError> {
+        self.query1(Target::Matcher, "list_reservations", (owner, page))
             .await
     }
 }

@@ -283,3 +283,41 @@ fn sample_offer() -> OfferSpec {
         tags: vec![],
     }
 }
+
+#[test]
+fn reservation_calls_go_to_the_matcher_as_updates_and_queries() {
+    let (rec, c) = client();
+    rec.answer(Ok(Encode!(&Ok::<Vec<Principal>, MatcherError>(vec![
+        ids().ledger
+    ]))
+    .unwrap()));
+    let args = SetDelegatesArgs {
+        reservation: 5,
+        add: vec![ids().ledger],
+        remove: vec![],
+    };
+    assert_eq!(
+        block_on(c.set_delegates(args.clone())),
+        Ok(vec![ids().ledger])
+    );
+    let sent = rec.last();
+    assert_eq!(
+        (sent.canister, sent.method.as_str()),
+        (ids().matcher, "set_delegates")
+    );
+    assert!(sent.update);
+    assert_eq!(Decode!(&sent.arg, SetDelegatesArgs).unwrap(), args);
+
+    rec.answer(Ok(Encode!(&None::<Reservation>).unwrap()));
+    assert_eq!(block_on(c.get_reservation(5)), Ok(None));
+    let sent = rec.last();
+    assert_eq!(sent.method, "get_reservation");
+    assert!(!sent.update);
+    assert_eq!(Decode!(&sent.arg, u64).unwrap(), 5);
+
+    rec.answer(Ok(
+        Encode!(&Err::<(), MatcherError>(MatcherError::Busy)).unwrap()
+    ));
+    let err = block_on(c.cancel_reservation(CancelReservationArgs { reservation: 5 }));
+    assert_eq!(err, Err(ClientError::Matcher(MatcherError::Busy)));
+}

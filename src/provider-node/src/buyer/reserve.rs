@@ -1,0 +1,334 @@
+//! Reserved capacity for a person: reserve slots from the escrow balance,
+//! show, extend, share (delegates) and cancel them, and run jobs in them
+//! (`market run --reservation`), which the slots pay for.
+
+use candid::Principal;
+use market_api::matcher::{
+    CancelReservationArgs, ExtendReservationArgs, MatcherError, Reservation, ReservationId,
+    ReservationSpec, ReservationStatus, ReservedJobArgs, SetDelegatesArgs,
+};
+use market_api::{JobId, Tokens};
+
+use super::funds::check_funds_for;
+use super::sns::{check_principal, reservation_cost};
+use super::{BuyerError, Console, JobRequest, ensure_module, with_retries};
+use crate::client::tokens::format_tokens;
+use crate::client::{ClientError, MarketClient};
+use crate::transport::Transport;
+
+/// Whether `e` is the escrow refusing a lock for want of funds.
+fn escrow_short(e: &ClientError) -> bool {
+    matches!(
+        e,
+        ClientError::Matcher(MatcherError::Downstream { canister, message })
+            if canister == "escrow" && message.contains("InsufficientBalance")
+    )
+}
+
+fn plural(n: impl Into<u64>) -> &'static str {
+    if n.into() == 1 { "" } else { "s" }
+}
+
+/// Checks that the free escrow balance covers slots × intervals × max
+/// price, then reserves. Nothing that changes state is called when the
+/// balance is short; the error says what to deposit.
+pub async fn reserve<T: Transport>(
+    client: &MarketClient<T>,
+    spec: ReservationSpec,
+    console: &mut Console,
+) -> Result<ReservationId, BuyerError> {
+    let needed = reservation_cost(&spec).ok_or_else(|| {
+        BuyerError::Request("--max-price × --slots × --intervals overflows".into())
+    })?;
+    check_funds_for(client, "the reservation", needed).await?;
+    // Not retried: a repeated call would be a second reservation.
+    let id = match client.reserve(spec.clone()).await {
+        Err(e) if escrow_short(&e) => {
+            // Spent meanwhile: say how much is missing now.
+            check_funds_for(client, "the reservation", needed).await?;
+            return Err(e.into());
+        }
+        other => other?,
+    };
+    console.line(format!(
+        "reserved {} slot{} × {} interval{} of {} s at most {} each: up to {} locked",
+        spec.slots,
+        plural(spec.slots),
+        spec.intervals,
+        plural(spec.intervals),
+        spec.interval_secs,
+        format_tokens(spec.max_price_per_interval),
+        format_tokens(needed),
+    ));
+    Ok(id)
+}
+
+/// The reservation `id`, or an error saying there is none.
+pub async fn reservation<T: Transport>(
+    client: &MarketClient<T>,
+    id: ReservationId,
+) -> Result<Reservation, BuyerError> {
+    with_retries(|| client.get_reservation(id))
+        .await?
+        .ok_or_else(|| BuyerError::Request(format!("no reservation {id} on this matcher")))
+}
+
+/// Submits a job to run in one of reservation `reservation`'s slots: no
+/// funds are locked (the slot pays), so the balance is not checked and the
+/// request's price and stake are ignored. Its memory and fuel must fit the
+/// slots. Uploads the module unless the matcher has it.
+pub async fn submit_reserved<T: Transport>(
+    client: &MarketClient<T>,
+    wasm: &[u8],
+    reservation_id: ReservationId,
+    request: &JobRequest,
+    console: &mut Console,
+) -> Result<JobId, BuyerError> {
+    request.validate_run()?;
+    let r = reservation(client, reservation_id).await?;
+    if r.status != ReservationStatus::Active {
+        return Err(BuyerError::Request(format!(
+            "reservation {reservation_id} is {:?}; jobs run only in an active one",
+            r.status
+        )));
+    }
+    if request.memory_mib > r.spec.memory_mib
+        || request.fuel_per_interval > r.spec.fuel_per_interval
+    {
+        return Err(BuyerError::Request(format!(
+            "--memory-mib/--fuel: the slots of reservation {reservation_id} have {} MiB and {} \
+             fuel per interval",
+            r.spec.memory_mib, r.spec.fuel_per_interval
+        )));
+    }
+    let module = ensure_module(client, wasm, console).await?;
+    let spec = request.spec(module.sha256, r.spec.ledger);
+    // Not retried: a repeated submission would be a second job.
+    let id = client
+        .submit_reserved_job(ReservedJobArgs {
+            reservation: reservation_id,
+            spec,
+        })
+        .await?;
+    console.line(format!(
+        "submitted job {id} to reservation {reservation_id}: its slots pay, nothing locked (at \
+         most {} interval{} of {} s)",
+        request.max_intervals,
+        plural(request.max_intervals),
+        r.spec.interval_secs,
+    ));
+    Ok(id)
+}
+
+/// Adds `intervals` to every live slot of reservation `id`, after checking
+/// that the free escrow balance covers what that locks (live slots ×
+/// intervals × max price). Returns the amount locked.
+pub async fn extend<T: Transport>(
+    client: &MarketClient<T>,
+    id: ReservationId,
+    intervals: u32,
+) -> Result<Tokens, BuyerError> {
+    let r = reservation(client, id).await?;
+    let live = r.slots.iter().filter(|s| !s.status.is_terminal()).count() as u32;
+    let needed = r
+        .spec
+        .max_price_per_interval
+        .checked_mul(Tokens::from(live))
+        .and_then(|a| a.checked_mul(Tokens::from(intervals)))
+        .ok_or_else(|| BuyerError::Request("--intervals: the cost overflows".into()))?;
+    check_funds_for(client, "the extension", needed).await?;
+    let args = ExtendReservationArgs {
+        reservation: id,
+        intervals,
+    };
+    match client.extend_reservation(args).await {
+        Err(e) if escrow_short(&e) => {
+            check_funds_for(client, "the extension", needed).await?;
+            Err(e.into())
+        }
+        other => Ok(other.map(|()| needed)?),
+    }
+}
+
+/// Adds and removes delegates of reservation `id`; returns the delegates
+/// afterwards.
+pub async fn set_delegates<T: Transport>(
+    client: &MarketClient<T>,
+    id: ReservationId,
+    add: Vec<Principal>,
+    remove: Vec<Principal>,
+) -> Result<Vec<Principal>, BuyerError> {
+    if add.is_empty() && remove.is_empty() {
+        return Err(BuyerError::Request(
+            "give --add or --remove (or both)".into(),
+        ));
+    }
+    for p in &add {
+        check_principal("--add", p)?;
+    }
+    if let Some(p) = add.iter().find(|p| remove.contains(p)) {
+        return Err(BuyerError::Request(format!(
+            "{p} is both in --add and --remove"
+        )));
+    }
+    Ok(client
+        .set_delegates(SetDelegatesArgs {
+            reservation: id,
+            add,
+            remove,
+        })
+        .await?)
+}
+
+/// Cancels reservation `id` and returns it as it is afterwards.
+pub async fn cancel<T: Transport>(
+    client: &MarketClient<T>,
+    id: ReservationId,
+) -> Result<Reservation, BuyerError> {
+    client
+        .cancel_reservation(CancelReservationArgs { reservation: id })
+        .await?;
+    reservation(client, id).await
+}
+
+/// What `market reservation ID` prints: the terms, each slot, the money
+/// and the delegates.
+pub fn describe(r: &Reservation) -> String {
+    let s = &r.spec;
+    let mut out = format!(
+        "reservation {}  {:?}\n  owner      {}\n  terms      {} slot{} × {} interval{} of {} s, at \
+         most {} per slot and interval; {} MiB, {} fuel per interval\n  locked     {}\n  \
+         paid       {}\n  queued     {} job{}",
+        r.id,
+        r.status,
+        r.owner,
+        s.slots,
+        plural(s.slots),
+        s.intervals,
+        plural(s.intervals),
+        s.interval_secs,
+        format_tokens(s.max_price_per_interval),
+        s.memory_mib,
+        s.fuel_per_interval,
+        format_tokens(r.locked),
+        format_tokens(r.paid),
+        r.queued_jobs,
+        plural(r.queued_jobs),
+    );
+    out.push_str("\n  delegates  ");
+    if s.delegates.is_empty() {
+        out.push_str("none (only the owner runs jobs in it)");
+    } else {
+        let names: Vec<String> = s.delegates.iter().map(Principal::to_text).collect();
+        out.push_str(&names.join(", "));
+    }
+    for (i, slot) in r.slots.iter().enumerate() {
+        out.push_str(&format!(
+            "\n  slot {i}     {:?}, provider {}, {}, {}/{} intervals paid, {} re-match{}, {}",
+            slot.status,
+            slot.provider
+                .map_or_else(|| "none yet".to_string(), |p| p.to_text()),
+            slot.price_per_interval.map_or_else(
+                || "no price yet".to_string(),
+                |p| format!("{} per interval", format_tokens(p))
+            ),
+            slot.intervals_paid,
+            s.intervals,
+            slot.rematches,
+            if slot.rematches == 1 { "" } else { "es" },
+            slot.running
+                .map_or_else(|| "idle".to_string(), |j| format!("running job {j}")),
+        ));
+    }
+    out
+}
+
+/// The header of `market reservations`.
+pub const LIST_HEADER: &str =
+    "ID       STATUS      SLOTS  INTERVALS  MAX PRICE          LOCKED            PAID  QUEUED";
+
+/// One line of `market reservations`.
+pub fn list_row(r: &Reservation) -> String {
+    format!(
+        "{:<8} {:<10} {:>6} {:>10}  {:<16} {:>16} {:>16} {:>6}",
+        r.id,
+        format!("{:?}", r.status),
+        r.spec.slots,
+        r.spec.intervals,
+        format_tokens(r.spec.max_price_per_interval),
+        format_tokens(r.locked),
+        format_tokens(r.paid),
+        r.queued_jobs,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use market_api::matcher::{JobStatus, ReservedSlotView};
+
+    fn sample() -> Reservation {
+        Reservation {
+            id: 7,
+            owner: Principal::anonymous(),
+            spec: ReservationSpec {
+                slots: 2,
+                memory_mib: 64,
+                fuel_per_interval: 1_000,
+                interval_secs: 60,
+                intervals: 3,
+                max_price_per_interval: 100_000,
+                ledger: Principal::anonymous(),
+                min_provider_stake: 0,
+                max_rematches: 3,
+                delegates: vec![Principal::management_canister()],
+            },
+            status: ReservationStatus::Active,
+            slots: vec![
+                ReservedSlotView {
+                    job_id: 8,
+                    status: JobStatus::Running,
+                    provider: Some(Principal::anonymous()),
+                    price_per_interval: Some(50_000),
+                    intervals_paid: 1,
+                    rematches: 0,
+                    running: Some(10),
+                },
+                ReservedSlotView {
+                    job_id: 9,
+                    status: JobStatus::Open,
+                    provider: None,
+                    price_per_interval: None,
+                    intervals_paid: 0,
+                    rematches: 1,
+                    running: None,
+                },
+            ],
+            locked: 600_000,
+            paid: 50_000,
+            queued_jobs: 1,
+            created_at_ns: 0,
+        }
+    }
+
+    #[test]
+    fn the_description_shows_each_slot_the_money_and_the_delegates() {
+        let text = describe(&sample());
+        for expected in [
+            "reservation 7  Active",
+            "2 slots × 3 intervals of 60 s, at most 0.001 ICP per slot and interval",
+            "locked     0.006 ICP",
+            "paid       0.0005 ICP",
+            "queued     1 job\n",
+            "delegates  aaaaa-aa",
+            "slot 0     Running, provider 2vxsx-fae, 0.0005 ICP per interval, 1/3 intervals \
+             paid, 0 re-matches, running job 10",
+            "slot 1     Open, provider none yet, no price yet, 0/3 intervals paid, 1 re-match, \
+             idle",
+        ] {
+            assert!(text.contains(expected), "{expected:?} in\n{text}");
+        }
+        let row = list_row(&sample());
+        assert!(row.starts_with("7        Active"), "{row}");
+    }
+}
