@@ -5,7 +5,7 @@
 
 use anyhow::{Result, anyhow, bail};
 use candid::{CandidType, Deserialize, Principal};
-use market_api::escrow::{EscrowError, NotifyDepositArgs, deposit_subaccount};
+use market_api::escrow::{EscrowError, NotifyDepositArgs};
 use market_api::matcher::{
     CancelReservationArgs, JobSpec, MatcherError, Reservation, ReservationSpec, ReservationStatus,
 };
@@ -19,16 +19,6 @@ use crate::{Demo, INTERVAL_SECS, PRICE, icp};
 #[derive(CandidType, Deserialize)]
 struct Proposal {
     rendering: String,
-}
-
-/// The stand-in's TransferSnsTreasuryFunds (from the ICP treasury).
-#[derive(CandidType)]
-struct TransferTreasuryFunds {
-    ledger: Principal,
-    to_principal: Principal,
-    to_subaccount: Option<serde_bytes::ByteBuf>,
-    memo: Option<u64>,
-    amount_e8s: u64,
 }
 
 /// What the DAO's part of the story left behind.
@@ -99,20 +89,8 @@ impl Demo {
         ));
 
         let funding = 5 * localnet::ICP;
-        let sub = deposit_subaccount(gov).ok_or_else(|| anyhow!("no deposit subaccount"))?;
-        let sent: Result<candid::Nat, String> = self.net.update(
-            gov,
-            localnet::admin(),
-            "transfer_treasury_funds",
-            &TransferTreasuryFunds {
-                ledger: ids.ledger,
-                to_principal: ids.escrow,
-                to_subaccount: Some(serde_bytes::ByteBuf::from(sub.to_vec())),
-                memo: Some(1),
-                amount_e8s: u64::try_from(funding)?,
-            },
-        )?;
-        sent.map_err(anyhow::Error::msg)?;
+        self.net
+            .treasury_to_escrow(gov, u64::try_from(funding)?, 1)?;
         let credited: Result<Tokens, EscrowError> = self.net.update(
             ids.escrow,
             app_owner,

@@ -540,6 +540,39 @@ impl Localnet {
     }
 }
 
+impl Localnet {
+    /// The stand-in DAO `governance` executes TransferSnsTreasuryFunds:
+    /// `amount` from its ICP treasury to the escrow's deposit account for
+    /// the DAO (with a u64 memo and no `created_at_time`, as the treasury's
+    /// legacy transfer); `notify_deposit` credits it.
+    pub fn treasury_to_escrow(&self, governance: Principal, amount: u64, memo: u64) -> Result<()> {
+        #[derive(CandidType)]
+        struct TransferTreasuryFunds {
+            ledger: Principal,
+            to_principal: Principal,
+            to_subaccount: Option<serde_bytes::ByteBuf>,
+            memo: Option<u64>,
+            amount_e8s: u64,
+        }
+        let sub = market_api::escrow::deposit_subaccount(governance)
+            .ok_or_else(|| refused("transfer_treasury_funds", "no deposit subaccount"))?;
+        let sent: std::result::Result<Nat, String> = self.update(
+            governance,
+            admin(),
+            "transfer_treasury_funds",
+            &TransferTreasuryFunds {
+                ledger: self.ids.ledger,
+                to_principal: self.ids.escrow,
+                to_subaccount: Some(serde_bytes::ByteBuf::from(sub.to_vec())),
+                memo: Some(memo),
+                amount_e8s: amount,
+            },
+        )?;
+        sent.map(|_| ())
+            .map_err(|e| refused("transfer_treasury_funds", e))
+    }
+}
+
 /// A `Nat` that fits in `u128` (ledger amounts always do here).
 pub fn nat(n: &Nat) -> u128 {
     u128::try_from(&n.0).unwrap_or(u128::MAX)

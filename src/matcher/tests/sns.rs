@@ -68,15 +68,6 @@ struct Delivery {
     output: Vec<u8>,
 }
 
-#[derive(CandidType)]
-struct TransferTreasuryFunds {
-    ledger: Principal,
-    to_principal: Principal,
-    to_subaccount: Option<serde_bytes::ByteBuf>,
-    memo: Option<u64>,
-    amount_e8s: u64,
-}
-
 struct Dao {
     net: Localnet,
     gov: Principal,
@@ -288,22 +279,8 @@ fn a_dao_funds_reserves_delegates_runs_jobs_extends_cancels_and_withdraws() {
     );
 
     // Treasury -> the escrow's deposit account for the DAO, then notify.
-    let to = market_api::escrow::deposit_subaccount(dao.gov).unwrap();
-    let block: Result<candid::Nat, String> = dao
-        .update(
-            dao.gov,
-            admin(),
-            "transfer_treasury_funds",
-            &TransferTreasuryFunds {
-                ledger: dao.ids.ledger,
-                to_principal: dao.ids.escrow,
-                to_subaccount: Some(serde_bytes::ByteBuf::from(to.to_vec())),
-                memo: Some(42),
-                amount_e8s: (20 * ICP) as u64,
-            },
-        )
+    dao.treasury_to_escrow(dao.gov, (20 * ICP) as u64, 42)
         .unwrap();
-    block.unwrap();
     let credited: Result<Tokens, EscrowError> = dao
         .update(
             dao.ids.escrow,
