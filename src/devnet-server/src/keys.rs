@@ -14,6 +14,7 @@ const STATE_ROOT_DOMAIN: &[u8] = b"\x0Dic-state-root";
 /// The keys of a devnet node. Generated at start; clients learn the root key
 /// from `/api/v2/status` (`fetch_root_key`), as with any local replica.
 pub struct NodeKeys {
+    seed: [u8; 32],
     bls: ic_verify_bls_signature::PrivateKey,
     root_key_der: Vec<u8>,
     subnet_id: Principal,
@@ -52,6 +53,7 @@ impl NodeKeys {
         let node_key = ic_ed25519::PrivateKey::deserialize_raw_32(&node_seed);
         let node_key_der = node_key.public_key().serialize_rfc8410_der();
         NodeKeys {
+            seed,
             subnet_id: Principal::self_authenticating(&root_key_der),
             node_id: Principal::self_authenticating(&node_key_der),
             bls,
@@ -59,6 +61,12 @@ impl NodeKeys {
             node_key,
             node_key_der,
         }
+    }
+
+    /// The seed the keys derive from (saved in a state directory, so the
+    /// root key outlives a restart).
+    pub fn seed(&self) -> [u8; 32] {
+        self.seed
     }
 
     /// The root public key, DER-encoded (133 bytes), as `/api/v2/status` serves it.

@@ -21,9 +21,11 @@ pub mod keys;
 pub mod management;
 pub mod metadata;
 pub mod node;
+pub mod persist;
 pub mod state_tree;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,8 +47,14 @@ pub struct ServerConfig {
     pub round_interval: Duration,
     /// How long a v3/v4 call waits for its answer before answering 202.
     pub sync_call_wait: Duration,
-    /// Seed of the root and node keys; random if `None`.
+    /// Seed of the root and node keys; random if `None`. A loaded state
+    /// keeps the seed it was saved with (a different one is refused).
     pub key_seed: Option<[u8; 32]>,
+    /// Directory the state is loaded from at start (if it holds one) and
+    /// saved to every `checkpoint_interval` and at shutdown.
+    pub state_dir: Option<PathBuf>,
+    /// How often the state is saved to `state_dir` while serving.
+    pub checkpoint_interval: Duration,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +65,8 @@ impl Default for ServerConfig {
             round_interval: Duration::from_millis(100),
             sync_call_wait: Duration::from_secs(5),
             key_seed: None,
+            state_dir: None,
+            checkpoint_interval: Duration::from_secs(30),
         }
     }
 }
@@ -72,13 +82,11 @@ pub struct Server {
 
 impl Server {
     /// Binds `config.addr` and serves `devnet` until [`shutdown`](Self::shutdown).
-    /// Must be called within a Tokio runtime.
+    /// With a `state_dir` that holds a saved state, that state is served
+    /// instead (run with `devnet`'s configuration). Must be called within a
+    /// Tokio runtime.
     pub async fn start(config: ServerConfig, devnet: Devnet) -> std::io::Result<Server> {
-        let keys = match config.key_seed {
-            Some(seed) => NodeKeys::from_seed(seed),
-            None => NodeKeys::generate(),
-        };
-        let node = Arc::new(Node::new(devnet, keys, config.time_speed));
+        let node = Arc::new(node_for(&config, devnet).map_err(std::io::Error::other)?);
         let listener = TcpListener::bind(config.addr).await?;
         let addr = listener.local_addr()?;
         let rounds = {
@@ -137,7 +145,8 @@ impl Server {
         self.node.keys().root_key_der().to_vec()
     }
 
-    /// Stops accepting requests, waits for those in flight, stops the rounds.
+    /// Stops accepting requests, waits for those in flight, stops the
+    /// rounds and saves the state to the state directory, if there is one.
     pub async fn shutdown(mut self) -> std::io::Result<()> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -149,8 +158,63 @@ impl Server {
         if let Some(rounds) = self.rounds.take() {
             let _ = tokio::task::spawn_blocking(move || rounds.join()).await;
         }
+        let node = self.node.clone();
+        match tokio::task::spawn_blocking(move || node.checkpoint()).await {
+            Ok(Ok(true)) => tracing::info!("state saved"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => return Err(std::io::Error::other(e)),
+            Err(e) => return Err(std::io::Error::other(e)),
+        }
         served
     }
+}
+
+/// The node `config` asks for: `devnet` with new keys, or the state saved in
+/// `config.state_dir`.
+fn node_for(config: &ServerConfig, devnet: Devnet) -> Result<Node, persist::PersistError> {
+    let Some(path) = &config.state_dir else {
+        let keys = match config.key_seed {
+            Some(seed) => NodeKeys::from_seed(seed),
+            None => NodeKeys::generate(),
+        };
+        return Ok(Node::new(devnet, keys, config.time_speed));
+    };
+    let dir = persist::StateDir::open(path)?;
+    let (devnet, keys, extras) = match dir.load(devnet.config().clone())? {
+        Some(loaded) => {
+            if config.key_seed.is_some_and(|seed| seed != loaded.key_seed) {
+                return Err(persist::PersistError::Corrupt(
+                    path.clone(),
+                    "it was saved with another key seed; start without --key-seed or with the same one"
+                        .into(),
+                ));
+            }
+            tracing::info!(dir = %path.display(), "devnet state loaded");
+            (
+                loaded.devnet,
+                NodeKeys::from_seed(loaded.key_seed),
+                loaded.extras,
+            )
+        }
+        None => {
+            let keys = match config.key_seed {
+                Some(seed) => NodeKeys::from_seed(seed),
+                None => NodeKeys::generate(),
+            };
+            (devnet, keys, persist::NodeExtras::default())
+        }
+    };
+    let node = Node::with_state(
+        devnet,
+        keys,
+        config.time_speed,
+        extras,
+        Some((dir, config.checkpoint_interval)),
+    );
+    // The directory holds a state from the start, so a kill before the first
+    // checkpoint still restarts with the same root key.
+    node.checkpoint()?;
+    Ok(node)
 }
 
 impl Drop for Server {

@@ -47,6 +47,14 @@ struct Args {
     /// Print the canisters' debug_print output.
     #[arg(long)]
     print_debug: bool,
+    /// Keep the state in this directory: loaded at start if it holds one,
+    /// saved every --checkpoint-secs and when stopped (Ctrl-C, SIGTERM).
+    /// Canisters --install'ed under a name the state already has are kept.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Seconds between saves of the state to --state-dir.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    checkpoint_secs: u64,
 }
 
 fn parse_seed(hex_seed: &str) -> anyhow::Result<[u8; 32]> {
@@ -151,21 +159,34 @@ async fn main() -> anyhow::Result<()> {
         round_interval: Duration::from_millis(args.round_ms.max(1)),
         sync_call_wait: Duration::from_secs_f64(args.sync_wait_secs.max(0.0)),
         key_seed: args.key_seed.as_deref().map(parse_seed).transpose()?,
+        state_dir: args.state_dir.clone(),
+        checkpoint_interval: Duration::from_secs(args.checkpoint_secs.max(1)),
     };
     let server = Server::start(config, devnet)
         .await
-        .with_context(|| format!("binding {}:{}", args.host, args.port))?;
+        .with_context(|| format!("starting the devnet on {}:{}", args.host, args.port))?;
+    if let Some(dir) = &args.state_dir {
+        println!("state kept in {}", dir.display());
+    }
 
     for spec in installs {
         let wasm = std::fs::read(&spec.wasm)
             .with_context(|| format!("reading {}", spec.wasm.display()))?;
         let arg = init_arg(spec.arg.as_deref(), &wasm)
             .with_context(|| format!("--install {}", spec.name))?;
-        let id = server
+        let (id, new) = server
             .node()
-            .install_canister(controllers.clone(), &wasm, arg)
+            .install_named(&spec.name, controllers.clone(), &wasm, arg)
             .map_err(|e| anyhow::anyhow!("installing {}: {e}", spec.name))?;
-        println!("installed {} = {id}", spec.name);
+        if new {
+            println!("installed {} = {id}", spec.name);
+        } else {
+            println!("kept {} = {id} (from the state directory)", spec.name);
+        }
+    }
+    if args.state_dir.is_some() {
+        // The installs above belong in the state even if the process is killed.
+        server.node().checkpoint()?;
     }
     println!("devnet listening on {}", server.url());
     println!("root key {}", hex::encode(server.root_key()));

@@ -33,6 +33,16 @@ pub struct ManagementState {
     pub metadata: ModuleMetadata,
 }
 
+impl ManagementState {
+    /// Empty chunk stores beside `metadata` (a loaded state's).
+    pub fn with_metadata(metadata: ModuleMetadata) -> Self {
+        ManagementState {
+            stores: HashMap::new(),
+            metadata,
+        }
+    }
+}
+
 fn reject(code: RejectCode, message: impl Into<String>) -> Reject {
     Reject::new(code, message)
 }

@@ -3,24 +3,25 @@
 //! read to encode arguments), served at `/canister/<id>/metadata/<name>` and
 //! by the management canister's `canister_metadata`.
 //!
-//! The devnet library does not keep module bytes, so the server records the
-//! sections of every module it sees installed, keyed by module hash.
+//! The server records the sections of every module it sees installed, keyed
+//! by module hash, once per module.
 
 use std::collections::{BTreeMap, HashMap};
 
 use sha2::{Digest, Sha256};
 
 /// One metadata section.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Section {
     /// Whether anyone may read it (`icp:public`) or only controllers.
     pub public: bool,
     /// Its content.
+    #[serde(with = "serde_bytes")]
     pub content: Vec<u8>,
 }
 
 /// Metadata sections of the modules seen, by module hash.
-#[derive(Default)]
+#[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct ModuleMetadata {
     by_hash: HashMap<[u8; 32], BTreeMap<String, Section>>,
 }

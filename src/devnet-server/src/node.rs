@@ -6,7 +6,7 @@
 //! message does: the HTTP layer calls it on blocking threads, never on the
 //! async runtime's workers.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use crate::ingress::{IngressHistory, IngressRecord, IngressState, error_code, status_tree};
 use crate::keys::NodeKeys;
 use crate::management::{self, ManagementState};
+use crate::persist::{self, NodeExtras, PersistError, StateDir};
 use crate::state_tree::{Tree, cbor_self_describing, certify, leb128};
 
 /// The wall clock in nanoseconds since the Unix epoch.
@@ -56,6 +57,8 @@ struct NodeState {
     query_certificates: HashMap<Principal, QueryCertificate>,
     ingress: IngressHistory,
     management: ManagementState,
+    /// Canister names given with `--install`.
+    names: BTreeMap<String, Principal>,
 }
 
 /// A certificate of one canister's certified data, reused by its queries
@@ -132,12 +135,34 @@ pub struct Node {
     clock: Clock,
     rounds: watch::Sender<u64>,
     stopped: AtomicBool,
+    persistence: Option<Persistence>,
+}
+
+/// Where and how often the node saves its state.
+struct Persistence {
+    /// Also serialises checkpoints, so an older state never overwrites a newer one.
+    dir: Mutex<StateDir>,
+    every: Duration,
+    last: Mutex<Instant>,
 }
 
 impl Node {
     /// A node over `devnet`, whose clock is moved to the wall clock (never
     /// backwards) and then runs `time_speed` times as fast.
-    pub fn new(mut devnet: Devnet, keys: NodeKeys, time_speed: f64) -> Self {
+    pub fn new(devnet: Devnet, keys: NodeKeys, time_speed: f64) -> Self {
+        Self::with_state(devnet, keys, time_speed, NodeExtras::default(), None)
+    }
+
+    /// A node like [`new`](Self::new) that starts from `extras` (metadata
+    /// and names of a loaded state) and, given a state directory, saves its
+    /// state there every `every` and at [`checkpoint`](Self::checkpoint).
+    pub fn with_state(
+        mut devnet: Devnet,
+        keys: NodeKeys,
+        time_speed: f64,
+        extras: NodeExtras,
+        state_dir: Option<(StateDir, Duration)>,
+    ) -> Self {
         devnet.set_time(SystemTime::now());
         let clock = Clock {
             start: Instant::now(),
@@ -149,12 +174,64 @@ impl Node {
                 devnet,
                 ingress: IngressHistory::default(),
                 query_certificates: HashMap::new(),
-                management: ManagementState::default(),
+                management: ManagementState::with_metadata(extras.metadata),
+                names: extras.names,
             }),
             keys,
             clock,
             rounds: watch::channel(0).0,
             stopped: AtomicBool::new(false),
+            persistence: state_dir.map(|(dir, every)| Persistence {
+                dir: Mutex::new(dir),
+                every,
+                last: Mutex::new(Instant::now()),
+            }),
+        }
+    }
+
+    /// The state directory, if the node has one.
+    pub fn state_dir(&self) -> Option<std::path::PathBuf> {
+        self.persistence.as_ref().map(|p| {
+            p.dir
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .path()
+                .to_path_buf()
+        })
+    }
+
+    /// Saves the state to the state directory now (between messages).
+    /// Returns false if the node has no state directory.
+    pub fn checkpoint(&self) -> Result<bool, PersistError> {
+        let Some(p) = &self.persistence else {
+            return Ok(false);
+        };
+        let dir = p.dir.lock().unwrap_or_else(|e| e.into_inner());
+        let bytes = {
+            let mut guard = self.lock();
+            let state = &mut *guard;
+            persist::encode(
+                &mut state.devnet,
+                self.keys.seed(),
+                &state.management.metadata,
+                &state.names,
+            )
+            .map_err(|e| PersistError::Corrupt(dir.path().to_path_buf(), e))?
+        };
+        dir.write(&bytes)?;
+        *p.last.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        tracing::debug!(bytes = bytes.len(), "state saved");
+        Ok(true)
+    }
+
+    /// Saves the state if the last save is older than the checkpoint interval.
+    fn checkpoint_if_due(&self) {
+        let Some(p) = &self.persistence else { return };
+        if p.last.lock().unwrap_or_else(|e| e.into_inner()).elapsed() < p.every {
+            return;
+        }
+        if let Err(e) = self.checkpoint() {
+            tracing::warn!("saving the devnet state failed: {e}");
         }
     }
 
@@ -177,6 +254,29 @@ impl Node {
         } = &mut *state;
         ingress.collect(devnet);
         out
+    }
+
+    /// Installs `wasm` as [`install_canister`](Self::install_canister) does
+    /// under `name`, unless a canister of that name exists already (a loaded
+    /// state): then it is left as it is. Returns the id and whether it is new.
+    pub fn install_named(
+        &self,
+        name: &str,
+        controllers: Vec<Principal>,
+        wasm: &[u8],
+        arg: Vec<u8>,
+    ) -> Result<(Principal, bool), devnet::InstallError> {
+        {
+            let state = self.lock();
+            if let Some(id) = state.names.get(name)
+                && state.devnet.canister_exists(*id)
+            {
+                return Ok((*id, false));
+            }
+        }
+        let id = self.install_canister(controllers, wasm, arg)?;
+        self.lock().names.insert(name.to_string(), id);
+        Ok((id, true))
     }
 
     /// Creates a canister controlled by `controllers` and installs `wasm`
@@ -223,6 +323,7 @@ impl Node {
         if answered > 0 {
             self.rounds.send_modify(|r| *r += 1);
         }
+        self.checkpoint_if_due();
     }
 
     /// Submits an authenticated update call and runs a round, so that most

@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// Reject codes as defined by the IC interface specification.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum RejectCode {
     /// 1: fatal system error.
     SysFatal,
@@ -48,7 +48,7 @@ impl RejectCode {
 
 /// A reject response: the code and the message, as a canister or an ingress
 /// sender would see them.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Reject {
     /// The reject code.
     pub code: RejectCode,

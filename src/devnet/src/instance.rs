@@ -26,6 +26,8 @@ pub(crate) struct CanisterCode {
     exports: HashSet<String>,
     /// SHA-256 of the installed module bytes.
     pub hash: [u8; 32],
+    /// The module as installed (saved with the devnet's state).
+    pub wasm: Arc<[u8]>,
 }
 
 impl CanisterCode {
@@ -49,6 +51,7 @@ impl CanisterCode {
             has_table: prepared.has_table,
             exports,
             hash,
+            wasm: wasm.into(),
         }))
     }
 
@@ -187,6 +190,51 @@ impl LiveInstance {
         self.memory.data_size(&self.store)
     }
 
+    /// The committed linear memory and mutable globals (between messages).
+    pub fn save(&mut self) -> Result<(Vec<u8>, Vec<SavedValue>), String> {
+        let memory = self.memory.data(&self.store).to_vec();
+        let mut globals = Vec::with_capacity(self.globals.len());
+        for g in &self.globals {
+            globals.push(SavedValue::from_val(g.get(&mut self.store))?);
+        }
+        Ok((memory, globals))
+    }
+
+    /// An instance of `code` holding saved linear memory and globals.
+    pub fn load(
+        engine: &Engine,
+        code: Arc<CanisterCode>,
+        memory: &[u8],
+        globals: &[SavedValue],
+    ) -> Result<LiveInstance, String> {
+        let mut live = LiveInstance::new(engine, code).map_err(|e| e.to_string())?;
+        let size = live.memory.data_size(&live.store);
+        if memory.len() < size || !(memory.len() - size).is_multiple_of(65536) {
+            return Err(format!(
+                "saved memory of {} bytes does not fit a module whose memory starts at {size}",
+                memory.len()
+            ));
+        }
+        live.memory
+            .grow(&mut live.store, ((memory.len() - size) / 65536) as u64)
+            .map_err(|e| format!("growing memory to {} bytes: {e:#}", memory.len()))?;
+        live.memory
+            .data_mut(&mut live.store)
+            .copy_from_slice(memory);
+        if globals.len() != live.globals.len() {
+            return Err(format!(
+                "{} saved globals for a module with {} mutable globals",
+                globals.len(),
+                live.globals.len()
+            ));
+        }
+        for (g, v) in live.globals.clone().iter().zip(globals) {
+            g.set(&mut live.store, v.to_val())
+                .map_err(|e| format!("restoring a global: {e:#}"))?;
+        }
+        Ok(live)
+    }
+
     fn snapshot(&mut self) {
         self.snap_memory.clear();
         self.snap_memory
@@ -307,6 +355,45 @@ impl LiveInstance {
                 let typed = func.typed::<u32, ()>(&self.store)?;
                 typed.call(&mut self.store, *env)
             }
+        }
+    }
+}
+
+/// The value of a mutable global, as saved with the devnet's state.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) enum SavedValue {
+    I32(i32),
+    I64(i64),
+    /// Bits of an `f32`.
+    F32(u32),
+    /// Bits of an `f64`.
+    F64(u64),
+    V128(u128),
+}
+
+impl SavedValue {
+    fn from_val(v: Val) -> Result<SavedValue, String> {
+        Ok(match v {
+            Val::I32(x) => SavedValue::I32(x),
+            Val::I64(x) => SavedValue::I64(x),
+            Val::F32(x) => SavedValue::F32(x),
+            Val::F64(x) => SavedValue::F64(x),
+            Val::V128(x) => SavedValue::V128(x.as_u128()),
+            other => {
+                return Err(format!(
+                    "a mutable global holding {other:?} cannot be saved"
+                ));
+            }
+        })
+    }
+
+    fn to_val(self) -> Val {
+        match self {
+            SavedValue::I32(x) => Val::I32(x),
+            SavedValue::I64(x) => Val::I64(x),
+            SavedValue::F32(x) => Val::F32(x),
+            SavedValue::F64(x) => Val::F64(x),
+            SavedValue::V128(x) => Val::V128(x.into()),
         }
     }
 }

@@ -14,6 +14,7 @@ mod error;
 mod faults;
 mod instance;
 mod management;
+mod persist;
 mod rng;
 mod scheduler;
 mod stable;
@@ -28,6 +29,7 @@ pub use candid::Principal;
 pub use error::{CallError, InstallError, Reject, RejectCode};
 pub use faults::{Fault, FaultKind};
 pub use management::{CanisterSettings, CanisterStatus, InstallMode, UpgradeFlags};
+pub use persist::StateError;
 pub use system_api::MAX_PAYLOAD;
 
 use instance::{CanisterCode, LiveInstance};
@@ -75,11 +77,13 @@ impl Default for DevnetConfig {
 }
 
 /// Identifies an ingress message submitted with [`Devnet::submit_call`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct MessageId(pub u64);
 
 /// State of an ingress message.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum IngressStatus {
     /// Not answered yet.
     Pending,

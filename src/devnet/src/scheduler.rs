@@ -6,6 +6,7 @@
 //! delivers queued messages, repeating until nothing is left.
 
 use candid::Principal;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Reject, RejectCode};
 use crate::faults::{self, FaultKind};
@@ -14,7 +15,7 @@ use crate::system_api::{EntryKind, ExecContext, MAX_PAYLOAD, Response};
 use crate::{Devnet, IngressStatus, MessageId, TickStats};
 
 /// Where a call context's response goes.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub(crate) enum Origin {
     Ingress(MessageId),
     Canister(u64),
@@ -23,6 +24,7 @@ pub(crate) enum Origin {
 }
 
 /// A call context: an incoming call being handled by a canister.
+#[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct CallContext {
     origin: Origin,
     responded: bool,
@@ -34,6 +36,7 @@ pub(crate) struct CallContext {
 }
 
 /// An outstanding outgoing call of a canister.
+#[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct Callback {
     canister: Principal,
     call_context: u64,
@@ -46,11 +49,13 @@ pub(crate) struct Callback {
 }
 
 /// A message in flight.
+#[derive(Clone, Serialize, Deserialize)]
 pub(crate) enum Message {
     Request {
         caller: Principal,
         callee: Principal,
         method: String,
+        #[serde(with = "serde_bytes")]
         arg: Vec<u8>,
         origin: Origin,
         cycles: u128,

@@ -26,6 +26,27 @@ impl StableMemory {
         }
     }
 
+    /// Saved contents: `bytes` (a whole number of pages) that may grow to `max_pages`.
+    pub fn from_saved(bytes: Vec<u8>, max_pages: u64) -> Result<Self, String> {
+        if !(bytes.len() as u64).is_multiple_of(PAGE) || bytes.len() as u64 / PAGE > max_pages {
+            return Err(format!(
+                "saved stable memory of {} bytes is not a whole number of pages within {max_pages}",
+                bytes.len()
+            ));
+        }
+        Ok(StableMemory {
+            size_at_start: bytes.len() as u64,
+            bytes,
+            max_pages,
+            undo: Vec::new(),
+        })
+    }
+
+    /// The committed contents (between messages).
+    pub fn contents(&self) -> &[u8] {
+        &self.bytes
+    }
+
     /// Current size in pages.
     pub fn pages(&self) -> u64 {
         self.bytes.len() as u64 / PAGE

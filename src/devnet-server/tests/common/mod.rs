@@ -52,6 +52,7 @@ pub fn test_config() -> ServerConfig {
         round_interval: Duration::from_millis(20),
         sync_call_wait: Duration::from_secs(5),
         key_seed: Some([42; 32]),
+        ..ServerConfig::default()
     }
 }
 
