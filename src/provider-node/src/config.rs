@@ -10,6 +10,11 @@
 //! (`daemon.poll_interval_ms`, `daemon.shutdown_grace_secs`) and the
 //! `[sandbox]` limits are set in the file only. Lookups of the environment go through a
 //! function so that tests don't touch the process environment.
+//!
+//! A path setting (the config file itself, `identity`, `cache_dir`,
+//! `state_dir`) that starts with `~/` is taken from `$HOME`, wherever it was
+//! written: a shell expands `~` on a command line, but not inside a TOML
+//! file, an environment file or `--flag=~/...`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -324,6 +329,26 @@ fn is_mainnet(url: &str) -> bool {
         .any(|host| url.contains(host))
 }
 
+/// `path` with a leading `~` or `~/` replaced by `$HOME`; other paths
+/// (including `~user/...`) unchanged. `Err` names what is missing when the
+/// path needs `$HOME` and it is unset.
+pub fn expand_home(path: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<PathBuf, String> {
+    let rest = match path.strip_prefix('~') {
+        Some("") => "",
+        Some(rest) if rest.starts_with('/') => rest.trim_start_matches('/'),
+        _ => return Ok(PathBuf::from(path)),
+    };
+    let home = env("HOME")
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| format!("{path:?} starts with ~ but $HOME is not set"))?;
+    let home = PathBuf::from(home);
+    Ok(if rest.is_empty() {
+        home
+    } else {
+        home.join(rest)
+    })
+}
+
 fn home_dir(env: &dyn Fn(&str) -> Option<String>, xdg: &str, fallback: &str) -> PathBuf {
     match env(xdg).filter(|v| !v.is_empty()) {
         Some(dir) => PathBuf::from(dir),
@@ -334,17 +359,37 @@ fn home_dir(env: &dyn Fn(&str) -> Option<String>, xdg: &str, fallback: &str) -> 
 /// The config file to read: `--config`, `$PROVIDER_NODE_CONFIG`, or the
 /// default under the XDG config directory. The flag says whether it was
 /// named explicitly (then it must exist).
-pub fn config_path(flags: &GlobalArgs, env: &dyn Fn(&str) -> Option<String>) -> (PathBuf, bool) {
-    if let Some(p) = &flags.config {
-        return (p.clone(), true);
+pub fn config_path(
+    flags: &GlobalArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(PathBuf, bool), ConfigError> {
+    let named = pick(
+        flags.config.as_ref().map(|p| p.display().to_string()),
+        "config",
+        env,
+        "PROVIDER_NODE_CONFIG",
+        None,
+        "",
+    );
+    match named {
+        Some(p) => Ok((expand_path("config", p, env)?, true)),
+        None => Ok((
+            home_dir(env, "XDG_CONFIG_HOME", ".config").join("provider-node/config.toml"),
+            false,
+        )),
     }
-    if let Some(p) = env("PROVIDER_NODE_CONFIG").filter(|v| !v.is_empty()) {
-        return (PathBuf::from(p), true);
-    }
-    (
-        home_dir(env, "XDG_CONFIG_HOME", ".config").join("provider-node/config.toml"),
-        false,
-    )
+}
+
+fn expand_path(
+    setting: &'static str,
+    p: Pick<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<PathBuf, ConfigError> {
+    expand_home(&p.value, env).map_err(|message| ConfigError::Invalid {
+        setting,
+        source_name: p.source,
+        message,
+    })
 }
 
 /// Reads and parses a config file; a missing file is an empty config unless
@@ -407,44 +452,45 @@ pub fn resolve(
     )?
     .unwrap_or(!is_mainnet(&network));
     let config_dir = home_dir(env, "XDG_CONFIG_HOME", ".config").join("provider-node");
-    let path_of = |flag: &Option<PathBuf>,
+    let path_of = |setting: &'static str,
+                   flag: &Option<PathBuf>,
                    flag_name: &str,
                    env_name: &str,
-                   file_value: &Option<PathBuf>,
-                   key: &str| {
+                   file_value: &Option<PathBuf>| {
         pick(
             flag.as_ref().map(|p| p.display().to_string()),
             flag_name,
             env,
             env_name,
             file_value.as_ref().map(|p| p.display().to_string()),
-            key,
+            setting,
         )
-        .map(|p| PathBuf::from(p.value))
+        .map(|p| expand_path(setting, p, env))
+        .transpose()
     };
     let identity = path_of(
+        "identity",
         &flags.identity,
         "identity",
         "PROVIDER_NODE_IDENTITY",
         &file.identity,
-        "identity",
-    )
+    )?
     .unwrap_or_else(|| config_dir.join("identity.pem"));
     let cache_dir = path_of(
+        "cache_dir",
         &flags.cache_dir,
         "cache-dir",
         "PROVIDER_NODE_CACHE_DIR",
         &file.cache_dir,
-        "cache_dir",
-    )
+    )?
     .unwrap_or_else(|| home_dir(env, "XDG_CACHE_HOME", ".cache").join("provider-node"));
     let state_dir = path_of(
+        "state_dir",
         &flags.state_dir,
         "state-dir",
         "PROVIDER_NODE_STATE_DIR",
         &file.state_dir,
-        "state_dir",
-    )
+    )?
     .unwrap_or_else(|| home_dir(env, "XDG_STATE_HOME", ".local/state").join("provider-node"));
     let principal = |setting: &'static str,
                      flag: &Option<String>,
@@ -577,7 +623,7 @@ pub fn load(
     flags: &GlobalArgs,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Settings, ConfigError> {
-    let (path, must_exist) = config_path(flags, env);
+    let (path, must_exist) = config_path(flags, env)?;
     let file = read_file(&path, must_exist)?;
     resolve(path, file, flags, env)
 }
@@ -608,11 +654,14 @@ impl Settings {
     }
 }
 
-/// An example config file, shown by `provider-node config example`.
+/// An example config file, shown by `provider-node config-example`. The
+/// paths are commented out so that the defaults, which follow
+/// `$XDG_CONFIG_HOME` like `identity new` does, apply; `~/` in a path is
+/// `$HOME`.
 pub const EXAMPLE: &str = r#"# provider-node config. Flags and PROVIDER_NODE_* variables override it.
 network = "ic"                    # ic | local | http(s)://host:port
 # fetch_root_key = false          # true on local networks (the default there)
-identity = "~/.config/provider-node/identity.pem"
+# identity = "~/.config/provider-node/identity.pem"   # default: under $XDG_CONFIG_HOME
 # provider = "<principal>"        # when the identity is a separate node key
 metrics_addr = "127.0.0.1:9464"   # or "off"
 # cache_dir = "~/.cache/provider-node"
@@ -702,7 +751,7 @@ mod tests {
     fn defaults_are_mainnet_and_xdg_paths() {
         let env = env_of(&[("HOME", "/h"), ("XDG_CONFIG_HOME", "/xdg")]);
         let flags = GlobalArgs::default();
-        let (path, explicit) = config_path(&flags, &env);
+        let (path, explicit) = config_path(&flags, &env).unwrap();
         assert_eq!(path, PathBuf::from("/xdg/provider-node/config.toml"));
         assert!(!explicit);
         let s = resolve(path, FileConfig::default(), &flags, &env).unwrap();
@@ -761,5 +810,99 @@ mod tests {
         assert_eq!(file.sandbox.concurrent_jobs, Some(2));
         assert!(read_file(Path::new("/nonexistent/provider-node.toml"), false).is_ok());
         assert!(read_file(Path::new("/nonexistent/provider-node.toml"), true).is_err());
+    }
+
+    #[test]
+    fn the_example_keeps_the_identity_where_identity_new_writes_it() {
+        // The quick start: `identity new` (no config file yet), then the
+        // example is written as the config file.
+        let env = env_of(&[("HOME", "/h"), ("XDG_CONFIG_HOME", "/xdg")]);
+        let flags = GlobalArgs::default();
+        let before = resolve("c".into(), FileConfig::default(), &flags, &env).unwrap();
+        let filled_in = EXAMPLE
+            .replace("<registry canister id>", B)
+            .replace("<escrow canister id>", B)
+            .replace("<matcher canister id>", B);
+        let file = parse_file(Path::new("example"), &filled_in).unwrap();
+        let after = resolve("c".into(), file, &flags, &env).unwrap();
+        assert_eq!(after.identity, before.identity);
+        assert_eq!(after.cache_dir, before.cache_dir);
+        assert_eq!(after.state_dir, before.state_dir);
+        // Uncommented, the example's paths mean the home directory.
+        let uncommented = filled_in.replace("# identity =", "identity =");
+        let file = parse_file(Path::new("example"), &uncommented).unwrap();
+        let s = resolve("c".into(), file, &flags, &env).unwrap();
+        assert_eq!(
+            s.identity,
+            PathBuf::from("/h/.config/provider-node/identity.pem")
+        );
+    }
+
+    #[test]
+    fn a_leading_tilde_is_home_in_the_file_the_environment_and_flags() {
+        let file = parse_file(
+            Path::new("c.toml"),
+            "identity = \"~/keys/id.pem\"\ncache_dir = \"~\"\n",
+        )
+        .unwrap();
+        let env = env_of(&[
+            ("HOME", "/home/p"),
+            ("PROVIDER_NODE_STATE_DIR", "~/state"),
+            ("PROVIDER_NODE_CONFIG", "~/p.toml"),
+        ]);
+        let s = resolve("c.toml".into(), file, &GlobalArgs::default(), &env).unwrap();
+        assert_eq!(s.identity, PathBuf::from("/home/p/keys/id.pem"), "file");
+        assert_eq!(s.cache_dir, PathBuf::from("/home/p"), "a bare ~");
+        assert_eq!(s.state_dir, PathBuf::from("/home/p/state"), "environment");
+        assert_eq!(
+            config_path(&GlobalArgs::default(), &env).unwrap(),
+            (PathBuf::from("/home/p/p.toml"), true),
+            "$PROVIDER_NODE_CONFIG"
+        );
+
+        let flags = GlobalArgs {
+            config: Some("~/flag.toml".into()),
+            identity: Some("~/flag.pem".into()),
+            cache_dir: Some("~/c".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            config_path(&flags, &env).unwrap().0,
+            PathBuf::from("/home/p/flag.toml"),
+            "--config"
+        );
+        let s = resolve("c.toml".into(), FileConfig::default(), &flags, &env).unwrap();
+        assert_eq!(s.identity, PathBuf::from("/home/p/flag.pem"), "--identity");
+        assert_eq!(s.cache_dir, PathBuf::from("/home/p/c"), "--cache-dir");
+
+        // Only a leading `~` or `~/` is the home directory.
+        for kept in ["~alice/id.pem", "/srv/~/id.pem", "id~.pem", "./~/id.pem"] {
+            assert_eq!(expand_home(kept, &env).unwrap(), PathBuf::from(kept));
+        }
+    }
+
+    #[test]
+    fn a_tilde_without_home_names_the_setting_and_its_source() {
+        let env = env_of(&[("PROVIDER_NODE_IDENTITY", "~/id.pem")]);
+        let err = resolve(
+            "f".into(),
+            FileConfig::default(),
+            &GlobalArgs::default(),
+            &env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("identity")
+                && err.contains("$PROVIDER_NODE_IDENTITY")
+                && err.contains("$HOME is not set"),
+            "{err}"
+        );
+        let flags = GlobalArgs {
+            config: Some("~/c.toml".into()),
+            ..Default::default()
+        };
+        let err = load(&flags, &env).unwrap_err().to_string();
+        assert!(err.contains("--config") && err.contains("$HOME"), "{err}");
     }
 }
