@@ -6,12 +6,14 @@
 //! - [`identity`] loads and creates PEM identities as dfx writes them.
 //! - [`config`] merges the TOML file, environment and flags; [`session`]
 //!   connects a command to the configured network.
-//! - [`buyer`] is the buyer's side behind the `market` tool.
+//! - [`provider`] is the provider's money behind `provider-node stake` and
+//!   `withdraw`; [`buyer`] is the buyer's side behind the `market` tool.
 pub mod buyer;
 pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod identity;
+pub mod provider;
 pub mod sandbox;
 pub mod session;
 pub mod transport;

@@ -2,18 +2,16 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
-use candid::{Nat, Principal};
+use candid::Principal;
 use clap::Args;
-use icrc_ledger_types::icrc2::approve::ApproveArgs;
 use market_api::Account;
-use market_api::escrow::WithdrawArgs;
 use market_api::registry::{ProviderProfile, RegistryError};
 use provider_node::client::ClientError;
 use provider_node::client::tokens::{format_tokens, parse_tokens};
 use provider_node::config::GlobalArgs;
+use provider_node::provider::{self, EarningsWithdrawal};
 
-use super::context::{self, Session};
+use super::context;
 
 /// Flags of `register`.
 #[derive(Args, Debug)]
@@ -60,7 +58,8 @@ pub struct WithdrawFlags {
     /// Only withdraw unbonded stake from the registry.
     #[arg(long)]
     pub stake_only: bool,
-    /// Send to this principal instead of the identity's own account.
+    /// Send the earnings to this principal instead of the identity's own
+    /// account (the registry returns unbonded stake to the identity only).
     #[arg(long)]
     pub to: Option<Principal>,
 }
@@ -107,29 +106,17 @@ pub fn stake(global: &GlobalArgs, args: AmountArgs) -> anyhow::Result<ExitCode> 
     let amount = amount(&args)?;
     context::runtime()?.block_on(async {
         let s = context::connect(global).await?;
-        let fee = s.client.ledger_fee().await?;
-        let allowance = amount.checked_add(fee).context("amount too large")?;
         eprintln!(
-            "approving the registry to take {} (stake {} + ledger fee {})...",
-            format_tokens(allowance),
-            format_tokens(amount),
-            format_tokens(fee)
+            "approving the registry to take {} and the ledger fee, then staking...",
+            format_tokens(amount)
         );
-        s.client
-            .approve(ApproveArgs {
-                from_subaccount: None,
-                spender: Account::from(s.ids().registry),
-                amount: Nat::from(allowance),
-                expected_allowance: None,
-                expires_at: None,
-                fee: None,
-                memo: None,
-                created_at_time: None,
-            })
-            .await?;
-        eprintln!("staking...");
-        let block = s.client.stake(amount).await?;
-        println!("staked {} (ledger block {block})", format_tokens(amount));
+        let staked = provider::stake(&s.client, amount).await?;
+        println!(
+            "staked {} (ledger block {}; the wallet paid {} in fees)",
+            format_tokens(staked.amount),
+            staked.block,
+            format_tokens(2 * staked.fee)
+        );
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -154,23 +141,37 @@ pub fn withdraw(global: &GlobalArgs, args: WithdrawFlags) -> anyhow::Result<Exit
         let to = Account::from(args.to.unwrap_or(s.identity.principal));
         let mut did_something = false;
         if !args.stake_only {
-            did_something |= withdraw_earnings(&s, to).await?;
-        }
-        if !args.earnings_only {
-            match s.client.withdraw_unbonded().await {
-                Ok(block) => {
+            match provider::withdraw_earnings(&s.client, to).await? {
+                EarningsWithdrawal::Withdrawn(w) => {
                     println!(
-                        "unbonded stake withdrawn to {} (ledger block {block})",
-                        s.identity.principal
+                        "withdrew {} of earnings ({} after the fee) to {} (ledger block {})",
+                        format_tokens(w.amount),
+                        format_tokens(w.received()),
+                        to.owner,
+                        w.block
                     );
                     did_something = true;
                 }
-                Err(ClientError::Registry(
-                    RegistryError::NothingToWithdraw | RegistryError::NotRegistered,
-                )) => {
-                    eprintln!("no unbonded stake is ready to withdraw");
+                EarningsWithdrawal::TooSmall { claimable, fee } => eprintln!(
+                    "earnings: {} claimable, not more than the ledger fee of {}",
+                    format_tokens(claimable),
+                    format_tokens(fee)
+                ),
+            }
+        }
+        if !args.earnings_only {
+            match provider::withdraw_unbonded(&s.client).await? {
+                Some(w) => {
+                    println!(
+                        "withdrew {} of unbonded stake ({} after the fee) to {} (ledger block {})",
+                        format_tokens(w.amount),
+                        format_tokens(w.received()),
+                        s.identity.principal,
+                        w.block
+                    );
+                    did_something = true;
                 }
-                Err(e) => return Err(e.into()),
+                None => eprintln!("no unbonded stake is ready to withdraw"),
             }
         }
         if !did_something {
@@ -178,34 +179,6 @@ pub fn withdraw(global: &GlobalArgs, args: WithdrawFlags) -> anyhow::Result<Exit
         }
         Ok(ExitCode::SUCCESS)
     })
-}
-
-async fn withdraw_earnings(s: &Session, to: Account) -> anyhow::Result<bool> {
-    let balance = s.client.escrow_balance(s.identity.principal).await?;
-    let fee = s.client.ledger_fee().await?;
-    if balance.claimable <= fee {
-        eprintln!(
-            "earnings: {} claimable, not more than the ledger fee of {}",
-            format_tokens(balance.claimable),
-            format_tokens(fee)
-        );
-        return Ok(false);
-    }
-    let block = s
-        .client
-        .escrow_withdraw(WithdrawArgs {
-            ledger: s.ids().ledger,
-            amount: balance.claimable,
-            to,
-        })
-        .await?;
-    println!(
-        "withdrew {} of earnings ({} after the fee) to {} (ledger block {block})",
-        format_tokens(balance.claimable),
-        format_tokens(balance.claimable - fee),
-        to.owner
-    );
-    Ok(true)
 }
 
 pub fn status(global: &GlobalArgs) -> anyhow::Result<ExitCode> {

@@ -321,3 +321,108 @@ fn reservation_calls_go_to_the_matcher_as_updates_and_queries() {
     let err = block_on(c.cancel_reservation(CancelReservationArgs { reservation: 5 }));
     assert_eq!(err, Err(ClientError::Matcher(MatcherError::Busy)));
 }
+
+#[test]
+fn unstake_and_withdraw_unbonded_go_to_the_registry() {
+    let (rec, c) = client();
+    let entry = Unbonding {
+        amount: 5 * 100_000_000,
+        release_at_ns: 77,
+    };
+    rec.answer(Ok(
+        Encode!(&Ok::<Unbonding, RegistryError>(entry.clone())).unwrap()
+    ));
+    assert_eq!(block_on(c.unstake(5 * 100_000_000)), Ok(entry));
+    let sent = rec.last();
+    assert_eq!(
+        (sent.canister, sent.method.as_str(), sent.update),
+        (ids().registry, "unstake", true)
+    );
+    assert_eq!(Decode!(&sent.arg, Nat).unwrap(), Nat::from(500_000_000u64));
+
+    rec.answer(Ok(
+        Encode!(&Ok::<Nat, RegistryError>(Nat::from(12u8))).unwrap()
+    ));
+    assert_eq!(block_on(c.withdraw_unbonded()), Ok(12));
+    let sent = rec.last();
+    assert_eq!(
+        (sent.canister, sent.method.as_str(), sent.update),
+        (ids().registry, "withdraw_unbonded", true)
+    );
+    Decode!(&sent.arg).expect("no arguments");
+    assert!(
+        Decode!(&sent.arg, Nat).is_err(),
+        "withdraw_unbonded takes no argument"
+    );
+
+    rec.answer(Ok(Encode!(&Err::<Nat, RegistryError>(
+        RegistryError::NothingToWithdraw
+    ))
+    .unwrap()));
+    assert_eq!(
+        block_on(c.withdraw_unbonded()),
+        Err(ClientError::Registry(RegistryError::NothingToWithdraw))
+    );
+}
+
+#[test]
+fn update_offer_sends_the_id_then_the_new_terms() {
+    let (rec, c) = client();
+    let mut spec = sample_offer();
+    spec.price_per_interval = 250_000;
+    spec.tags = vec!["gpu".into()];
+    rec.answer(Ok(Encode!(&Ok::<u64, MatcherError>(9)).unwrap()));
+    assert_eq!(block_on(c.update_offer(9, spec.clone())), Ok(9));
+    let sent = rec.last();
+    assert_eq!(
+        (sent.canister, sent.method.as_str(), sent.update),
+        (ids().matcher, "update_offer", true)
+    );
+    assert_eq!(Decode!(&sent.arg, u64, OfferSpec).unwrap(), (9, spec));
+}
+
+#[test]
+fn update_profile_sends_the_whole_profile() {
+    let (rec, c) = client();
+    let profile = ProviderProfile {
+        display_name: "acme".into(),
+        region: "eu-west".into(),
+        node: Principal::from_slice(&[5; 29]),
+        total_slots: 3,
+        memory_per_slot_mib: 2048,
+        tags: vec!["avx2".into()],
+        endpoint: Some("https://acme.example".into()),
+    };
+    rec.answer(Ok(Encode!(&Ok::<(), RegistryError>(())).unwrap()));
+    block_on(c.update_profile(profile.clone())).unwrap();
+    let sent = rec.last();
+    assert_eq!(
+        (sent.canister, sent.method.as_str(), sent.update),
+        (ids().registry, "update_profile", true)
+    );
+    assert_eq!(Decode!(&sent.arg, ProviderProfile).unwrap(), profile);
+}
+
+#[test]
+fn hand_back_sends_the_job_and_its_attempt() {
+    let (rec, c) = client();
+    rec.answer(Ok(Encode!(&Ok::<(), MatcherError>(())).unwrap()));
+    block_on(c.hand_back(31, 4)).unwrap();
+    let sent = rec.last();
+    assert_eq!(
+        (sent.canister, sent.method.as_str(), sent.update),
+        (ids().matcher, "hand_back", true)
+    );
+    assert_eq!(Decode!(&sent.arg, u64, u32).unwrap(), (31, 4));
+
+    rec.answer(Ok(Encode!(&Err::<(), MatcherError>(
+        MatcherError::UnknownJob { job_id: 31 }
+    ))
+    .unwrap()));
+    assert_eq!(
+        block_on(c.hand_back(31, 4)),
+        Err(ClientError::Matcher(MatcherError::UnknownJob {
+            job_id: 31
+        }))
+    );
+}

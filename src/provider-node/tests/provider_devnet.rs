@@ -1,0 +1,318 @@
+//! A provider's whole life on the devnet, through the calls `provider-node`'s
+//! commands make (`register`, `stake`, `offer post|update`, `run`,
+//! `withdraw`, `unstake`): the real ledger, registry, escrow and matcher
+//! `.wasm` files (via `localnet`), the provider's calls through the devnet
+//! transport, its daemon running a buyer's job, and every token accounted
+//! for at the end.
+//!
+//! Needs the canisters built: `scripts/build-canisters.sh`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use candid::Principal;
+use localnet::{ICP, Localnet, Settings};
+use market_api::matcher::{
+    Job, JobLimits, JobSpec, JobStatus, ModuleSource, ModuleUpload, OfferSpec,
+};
+use market_api::registry::{Provider, ProviderProfile};
+use market_api::{Account, JobId, Tokens};
+use provider_node::client::{CanisterIds, MarketClient};
+use provider_node::daemon::metrics::Metrics;
+use provider_node::daemon::{Daemon, DaemonConfig, Summary};
+use provider_node::provider::{self, EarningsWithdrawal};
+use provider_node::sandbox::{Executor, SandboxConfig};
+use provider_node::transport::DevnetTransport;
+use sha2::Digest;
+
+const PRICE: Tokens = 100_000;
+const INTERVAL: u64 = 20;
+const UNBONDING_SECS: u64 = 3_600;
+
+/// Counts down from 1.5 billion, then prints "done": a second or so of
+/// work, a few intervals of devnet time.
+const COUNT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "done\n")
+  (func (export "_start") (local $i i32)
+    (local.set $i (i32.const 1500000000))
+    (loop $l
+      (local.set $i (i32.sub (local.get $i) (i32.const 1)))
+      (br_if $l (local.get $i)))
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 5))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+
+fn buyer() -> Principal {
+    localnet::principal(0xB3)
+}
+fn provider_id() -> Principal {
+    localnet::principal(0x13)
+}
+
+/// Moves the devnet's clock one second every 20 ms until `stop` is set.
+fn start_clock(net: &Localnet, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    let dn = net.shared();
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::SeqCst) {
+            {
+                let mut d = dn.lock().unwrap_or_else(|e| e.into_inner());
+                d.advance_time(Duration::from_secs(1));
+                d.tick();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+}
+
+fn offer(memory_mib: u32, price: Tokens, ledger: Principal) -> OfferSpec {
+    OfferSpec {
+        slots: 1,
+        memory_per_slot_mib: memory_mib,
+        max_fuel_per_interval: 10_000_000_000,
+        price_per_interval: price,
+        ledger,
+        min_interval_secs: 10,
+        max_interval_secs: 3_600,
+        tags: vec![],
+    }
+}
+
+async fn get_job<T: provider_node::transport::Transport>(c: &MarketClient<T>, id: JobId) -> Job {
+    c.get_job(id).await.unwrap().expect("the job exists")
+}
+
+async fn until_job<T: provider_node::transport::Transport>(
+    c: &MarketClient<T>,
+    id: JobId,
+    what: &str,
+    cond: impl Fn(&Job) -> bool,
+) -> Job {
+    for _ in 0..3_000 {
+        let job = get_job(c, id).await;
+        if cond(&job) {
+            return job;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "timed out waiting for job {id}: {what}: {:?}",
+        get_job(c, id).await
+    );
+}
+
+async fn provider_record(c: &MarketClient<DevnetTransport>) -> Provider {
+    c.get_provider(provider_id())
+        .await
+        .unwrap()
+        .expect("registered")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_provider_stakes_offers_updates_earns_withdraws_and_unstakes() {
+    let net = Localnet::deploy(Settings {
+        grace_secs: 10,
+        unbonding_period_secs: UNBONDING_SECS,
+        ..Settings::default()
+    })
+    .expect("deploy the marketplace (build the canisters with scripts/build-canisters.sh)");
+    let fee = net.settings.fee;
+    let ids = CanisterIds {
+        ledger: net.ids.ledger,
+        registry: net.ids.registry,
+        escrow: net.ids.escrow,
+        matcher: net.ids.matcher,
+    };
+    let me = MarketClient::new(DevnetTransport::new(net.shared(), provider_id()), ids);
+    let wallet = || net.balance(localnet::account(provider_id())).unwrap();
+    net.mint(provider_id(), 60 * ICP).unwrap();
+    net.mint(buyer(), 10 * ICP).unwrap();
+    net.deposit(buyer(), 5 * ICP).unwrap();
+
+    // register, stake: the node is the provider's own identity, as by default.
+    me.register_provider(ProviderProfile {
+        display_name: "acme".into(),
+        region: "local".into(),
+        node: provider_id(),
+        total_slots: 1,
+        memory_per_slot_mib: 256,
+        tags: vec![],
+        endpoint: None,
+    })
+    .await
+    .unwrap();
+    let staked = provider::stake(&me, 50 * ICP).await.unwrap();
+    assert_eq!((staked.amount, staked.fee), (50 * ICP, fee));
+    assert_eq!(
+        wallet(),
+        60 * ICP - 50 * ICP - 2 * fee,
+        "the stake, the transfer fee and the approval fee"
+    );
+    assert_eq!(provider_record(&me).await.stake.free, 50 * ICP);
+
+    // offer post: too little memory for the buyer's job, which rests.
+    let offer_id = me.post_offer(offer(16, PRICE, ids.ledger)).await.unwrap();
+    let buyer_client = MarketClient::new(DevnetTransport::new(net.shared(), buyer()), ids);
+    let wasm = wat::parse_str(COUNT).unwrap();
+    let sha: [u8; 32] = sha2::Sha256::digest(&wasm).into();
+    buyer_client
+        .begin_module_upload(ModuleUpload {
+            sha256: sha,
+            size: wasm.len() as u64,
+        })
+        .await
+        .unwrap();
+    buyer_client.put_module_chunk(sha, 0, wasm).await.unwrap();
+    buyer_client.commit_module(sha).await.unwrap();
+    let job_id = buyer_client
+        .submit_job(JobSpec {
+            module: ModuleSource::Stored { sha256: sha },
+            input: vec![],
+            args: vec![],
+            env: vec![],
+            limits: JobLimits {
+                memory_mib: 32,
+                fuel_per_interval: 1_000_000_000,
+            },
+            interval_secs: INTERVAL,
+            max_intervals: 100,
+            max_price_per_interval: 3 * PRICE,
+            ledger: ids.ledger,
+            min_provider_stake: 0,
+            max_retries: 0,
+            callback: None,
+        })
+        .await
+        .unwrap();
+    let job = get_job(&buyer_client, job_id).await;
+    assert_eq!(
+        (job.status, job.provider),
+        (JobStatus::Open, None),
+        "16 MiB slots cannot take a 32 MiB job"
+    );
+
+    // offer update: more memory at a higher price; the resting job is
+    // matched on the new terms.
+    let updated = offer(128, 2 * PRICE, ids.ledger);
+    assert_eq!(
+        me.update_offer(offer_id, updated.clone()).await.unwrap(),
+        offer_id
+    );
+    let offers = me.offers_of(provider_id()).await.unwrap();
+    assert_eq!(offers.len(), 1, "updated in place, not added");
+    assert_eq!(offers[0].spec, updated);
+    assert_eq!(offers[0].slots_used, 1, "the resting job took the slot");
+    let job = get_job(&buyer_client, job_id).await;
+    assert_eq!(job.status, JobStatus::Assigned);
+    assert_eq!(job.provider, Some(provider_id()));
+    assert_eq!(job.price_per_interval, Some(2 * PRICE), "the new price");
+    assert_eq!(provider_record(&me).await.stake.bonded, 20 * PRICE);
+
+    // run: the daemon earns a few intervals.
+    let executor = Executor::new(SandboxConfig {
+        concurrent_jobs: 1,
+        max_job_memory_bytes: 64 << 20,
+        pooling: false,
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    let state_dir = tempfile::tempdir().unwrap();
+    let metrics = Metrics::default();
+    let daemon = Daemon::new(
+        me.clone(),
+        Arc::new(executor),
+        DaemonConfig {
+            provider: provider_id(),
+            poll_interval: Duration::from_millis(10),
+            shutdown_grace: Duration::from_secs(10),
+            max_job_time: Duration::from_secs(120),
+            state_dir: state_dir.path().to_path_buf(),
+            cache_dir: None,
+        },
+        metrics.clone(),
+    )
+    .unwrap();
+    let (stop_daemon, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(daemon.run(async {
+        let _ = rx.await;
+    }));
+    let stop_clock = Arc::new(AtomicBool::new(false));
+    let clock = start_clock(&net, Arc::clone(&stop_clock));
+    let job = until_job(&buyer_client, job_id, "succeeded", |j| {
+        j.status == JobStatus::Succeeded
+    })
+    .await;
+    assert_eq!(job.result.as_ref().unwrap().output, b"done\n");
+    let _ = stop_daemon.send(());
+    let summary: Summary = task.await.unwrap();
+    assert_eq!(summary.results_submitted, 1);
+    stop_clock.store(true, Ordering::SeqCst);
+    clock.join().unwrap();
+    net.settle_outbox();
+    let earned = Tokens::from(job.intervals_paid) * 2 * PRICE;
+    assert!(job.intervals_paid >= 2, "{job:?}");
+    assert_eq!(
+        me.escrow_balance(provider_id()).await.unwrap().claimable,
+        earned,
+        "every paid interval reached the provider's escrow balance"
+    );
+
+    // withdraw (earnings): all of it, less one fee, to the wallet.
+    let before = wallet();
+    let w = match provider::withdraw_earnings(&me, Account::from(provider_id()))
+        .await
+        .unwrap()
+    {
+        EarningsWithdrawal::Withdrawn(w) => w,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!((w.amount, w.fee), (earned, fee));
+    assert_eq!(wallet(), before + earned - fee);
+    assert_eq!(me.escrow_balance(provider_id()).await.unwrap().claimable, 0);
+    assert_eq!(
+        provider::withdraw_earnings(&me, Account::from(provider_id()))
+            .await
+            .unwrap(),
+        EarningsWithdrawal::TooSmall { claimable: 0, fee },
+        "nothing left to withdraw"
+    );
+
+    // unstake: the bond came back when the job ended; part of the stake
+    // starts unbonding and is not withdrawable before the period is over.
+    let p = provider_record(&me).await;
+    assert_eq!((p.stake.free, p.stake.bonded), (50 * ICP, 0));
+    let asked_at = net.time_ns();
+    let entry = me.unstake(20 * ICP).await.unwrap();
+    assert_eq!(entry.amount, 20 * ICP);
+    let period = UNBONDING_SECS * 1_000_000_000;
+    assert!(
+        (asked_at + period..=net.time_ns() + period).contains(&entry.release_at_ns),
+        "released one unbonding period after the call: {entry:?}"
+    );
+    net.advance(Duration::from_secs(UNBONDING_SECS - 60));
+    let before = wallet();
+    assert_eq!(provider::withdraw_unbonded(&me).await.unwrap(), None);
+    assert_eq!(wallet(), before, "a minute early: nothing moves");
+
+    // withdraw (unbonded stake): after the period, to the wallet less a fee.
+    net.advance(Duration::from_secs(60));
+    let w = provider::withdraw_unbonded(&me)
+        .await
+        .unwrap()
+        .expect("released");
+    assert_eq!((w.amount, w.fee), (20 * ICP, fee));
+    assert_eq!(wallet(), before + 20 * ICP - fee);
+    let p = provider_record(&me).await;
+    assert_eq!((p.stake.free, p.stake.unbonding.len()), (30 * ICP, 0));
+    assert_eq!(provider::withdraw_unbonded(&me).await.unwrap(), None);
+
+    for _ in 0..30 {
+        net.advance(Duration::from_secs(1));
+    }
+    let audit = net.audit().expect("money is conserved");
+    assert_eq!(audit.stakes, 30 * ICP);
+    assert_eq!(audit.released, earned);
+    assert_eq!(audit.slashes, 0);
+}
