@@ -148,6 +148,7 @@ fn post_upgrade(arg: Option<MatcherInit>) {
             s.set_config(config);
         }
         s.market.outbox.reset_in_flight();
+        s.market.index_active_jobs_if_missing();
     });
     start_watchdog();
     schedule();
@@ -547,11 +548,19 @@ async fn fund(rec: JobRecord) -> Result<JobId, MatcherError> {
         ledger: rec.spec.ledger,
         amount,
     };
+    // The lock is in the outbox before the call: if this message's callback
+    // traps after the escrow locked, the step goes stale and the outbox asks
+    // again with the same key, so the buyer's funds are never stranded.
+    let Some(seq) = mutate_state(|s| s.market.lock_in_flight(now(), id)) else {
+        return Err(MatcherError::Busy);
+    };
+    schedule();
     let answer = call::<_, Result<JobLock, EscrowError>>(escrow, "lock", &(args,)).await;
     let t = now();
     match answer {
         Ok(Ok(_)) => {
             mutate_state(|s| {
+                s.market.outbox.complete(seq);
                 let event = execute::funded_event(&s.market, &rec, amount);
                 s.events.append(t, event);
                 let p = s.params();
@@ -561,16 +570,19 @@ async fn fund(rec: JobRecord) -> Result<JobId, MatcherError> {
             Ok(id)
         }
         Ok(Err(e)) => {
-            mutate_state(|s| s.market.drop_unfunded(t, id));
+            mutate_state(|s| {
+                s.market.outbox.complete(seq);
+                s.market.drop_unfunded(t, id);
+            });
             Err(MatcherError::Downstream {
                 canister: "escrow".into(),
                 message: format!("{e:?}"),
             })
         }
-        Err(_) => {
+        Err(e) => {
             // Unknown outcome: the lock may exist. The outbox retries it with
             // the same key and funds the job, or drops it if refused.
-            mutate_state(|s| s.market.lock_pending(id));
+            mutate_state(|s| s.market.outbox.retry_later(t, seq, format!("{e:?}")));
             schedule();
             Ok(id)
         }

@@ -143,6 +143,15 @@ pub enum Effect {
     },
 }
 
+impl Effect {
+    /// Whether the step must happen at most once rather than at least once:
+    /// a buyer's callback carries no idempotency key, so one whose call was
+    /// made but never answered (an upgrade, a trap) is not made again.
+    pub fn at_most_once(&self) -> bool {
+        matches!(self, Effect::Callback { .. })
+    }
+}
+
 /// Why a provider's call was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {

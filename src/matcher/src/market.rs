@@ -196,6 +196,8 @@ pub struct Memories<M> {
     pub jobs: M,
     /// (owner, job) pairs.
     pub jobs_by_owner: M,
+    /// (owner, job) pairs of jobs not yet terminal.
+    pub active_by_owner: M,
     /// (deadline, job, attempt) triples.
     pub deadlines: M,
     /// node principal -> provider.
@@ -214,6 +216,9 @@ pub struct Memories<M> {
 pub struct Market<M: Memory> {
     jobs: StableBTreeMap<JobId, Cbor<JobRecord>, M>,
     jobs_by_owner: StableBTreeMap<(Principal, JobId), (), M>,
+    /// The subset of `jobs_by_owner` not yet terminal: the per-owner limit
+    /// counts these without reading the owner's whole history.
+    active_by_owner: StableBTreeMap<(Principal, JobId), (), M>,
     deadlines: StableBTreeMap<(u64, JobId, u32), (), M>,
     nodes: StableBTreeMap<Principal, Principal, M>,
     /// The order book.
@@ -237,6 +242,7 @@ impl<M: Memory> Market<M> {
         Self {
             jobs: StableBTreeMap::init(m.jobs),
             jobs_by_owner: StableBTreeMap::init(m.jobs_by_owner),
+            active_by_owner: StableBTreeMap::init(m.active_by_owner),
             deadlines: StableBTreeMap::init(m.deadlines),
             nodes: StableBTreeMap::init(m.nodes),
             book: Book::init(b0, b1, b2, b3),
@@ -254,7 +260,43 @@ impl<M: Memory> Market<M> {
     }
 
     fn put_job(&mut self, rec: JobRecord) {
+        if rec.state.status.is_terminal() {
+            self.active_by_owner
+                .remove(&(rec.state.owner, rec.state.id));
+        }
         self.jobs.insert(rec.state.id, Cbor(rec));
+    }
+
+    /// Lists a new job under its owner (and as active).
+    fn index_owner(&mut self, owner: Principal, id: JobId) {
+        self.jobs_by_owner.insert((owner, id), ());
+        self.active_by_owner.insert((owner, id), ());
+    }
+
+    /// Empties the active-jobs index, as in a state saved before it existed.
+    #[cfg(test)]
+    pub fn clear_active_index_for_tests(&mut self) {
+        let keys: Vec<(Principal, JobId)> = self.active_by_owner.keys().collect();
+        for k in keys {
+            self.active_by_owner.remove(&k);
+        }
+    }
+
+    /// Builds the active-jobs index from the jobs if it is empty (a state
+    /// saved before the index existed). Returns how many it indexed.
+    pub fn index_active_jobs_if_missing(&mut self) -> usize {
+        if !self.active_by_owner.is_empty() {
+            return 0;
+        }
+        let active: Vec<(Principal, JobId)> = self
+            .jobs_by_owner
+            .keys()
+            .filter(|(_, id)| self.job(*id).is_some_and(|r| !r.state.status.is_terminal()))
+            .collect();
+        for key in &active {
+            self.active_by_owner.insert(*key, ());
+        }
+        active.len()
     }
 
     /// Jobs of an owner, from `start` on, at most `limit`.
@@ -267,9 +309,8 @@ impl<M: Memory> Market<M> {
     }
 
     fn active_jobs_of(&self, owner: Principal) -> u64 {
-        self.jobs_by_owner
+        self.active_by_owner
             .keys_range((owner, 0)..=(owner, JobId::MAX))
-            .filter(|(_, id)| self.job(*id).is_some_and(|r| !r.state.status.is_terminal()))
             .count() as u64
     }
 
@@ -310,27 +351,30 @@ impl<M: Memory> Market<M> {
             kind: JobKind::OneOff,
         };
         self.put_job(rec.clone());
-        self.jobs_by_owner.insert((owner, id), ());
+        self.index_owner(owner, id);
         Ok(rec)
     }
 
-    /// The escrow could not be asked to lock (the outcome of the call is
-    /// unknown): retry through the outbox; the lock key makes it safe.
-    pub fn lock_pending(&mut self, id: JobId) {
-        if let Some(rec) = self.job(id)
-            && !rec.funded
-            && !self.outbox.has_pending(id)
-        {
-            let amount = rec.state.max_cost().unwrap_or(Tokens::MAX);
-            self.outbox.push(
-                id,
-                Effect::Lock {
-                    buyer: rec.state.owner,
-                    ledger: rec.spec.ledger,
-                    amount,
-                },
-            );
+    /// Records the job's escrow lock in the outbox before `submit_job`
+    /// makes the call itself, marked in flight. Whatever becomes of the call
+    /// (an answer, an unknown outcome, a trap after the answer), the step is
+    /// settled by the caller or retried by the outbox with the same key.
+    /// Returns the step's number; `None` if the job is gone or funded.
+    pub fn lock_in_flight(&mut self, now_ns: u64, id: JobId) -> Option<u64> {
+        let rec = self.job(id).filter(|r| !r.funded)?;
+        if self.outbox.has_pending(id) {
+            return None;
         }
+        let amount = rec.state.max_cost().unwrap_or(Tokens::MAX);
+        Some(self.outbox.push_in_flight(
+            id,
+            Effect::Lock {
+                buyer: rec.state.owner,
+                ledger: rec.spec.ledger,
+                amount,
+            },
+            now_ns,
+        ))
     }
 
     /// The escrow refused the lock: forget the job.
@@ -343,6 +387,7 @@ impl<M: Memory> Market<M> {
             }
             self.jobs.remove(&id);
             self.jobs_by_owner.remove(&(rec.state.owner, id));
+            self.active_by_owner.remove(&(rec.state.owner, id));
             self.reservations.remove(&id);
         }
     }

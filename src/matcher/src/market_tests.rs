@@ -24,6 +24,7 @@ fn market() -> Market<VectorMemory> {
     Market::init(Memories {
         jobs: mem(),
         jobs_by_owner: mem(),
+        active_by_owner: mem(),
         deadlines: mem(),
         nodes: mem(),
         book: [mem(), mem(), mem(), mem()],
@@ -223,6 +224,76 @@ fn resting_bid_is_matched_when_capacity_appears() {
     assert_eq!(m.book.bid_count(), 0);
     assert_eq!(m.job(id).unwrap().to_job().provider, Some(provider(2)));
     assert_eq!(m.assignments_of(provider(2)).len(), 1);
+}
+
+#[test]
+fn a_lock_whose_answer_is_lost_to_a_trap_is_asked_again_and_funds_the_job() {
+    use crate::outbox::STALE_IN_FLIGHT_NS;
+    let mut m = market();
+    let id = m.create_job(0, buyer(), spec(80, 0)).unwrap().state.id;
+    // submit_job records the lock, in flight, then calls the escrow itself.
+    let seq = m.lock_in_flight(0, id).unwrap();
+    assert_eq!(m.lock_in_flight(0, id), None, "one lock step per job");
+    // Its callback traps after the escrow locked: nothing after the await
+    // is kept. The step is not handed out while the call may still be
+    // running, then it is, with the job's lock key.
+    assert!(m.outbox.take_ready(STALE_IN_FLIGHT_NS - 1, 10).is_empty());
+    assert_eq!(
+        m.cancel(&P, 1, buyer(), id),
+        Err(MatcherError::Busy),
+        "a cancel waits for the lock to be known"
+    );
+    let ready = m.outbox.take_ready(STALE_IN_FLIGHT_NS, 10);
+    assert_eq!(ready.len(), 1);
+    assert_eq!(ready[0].0, seq);
+    assert!(matches!(
+        ready[0].1.effect,
+        Effect::Lock { amount: 800, .. }
+    ));
+    // The escrow answers the repeated lock (same key): the job is funded.
+    m.outbox.complete(seq);
+    m.job_funded(&P, STALE_IN_FLIGHT_NS, id);
+    assert!(m.job(id).unwrap().funded);
+    assert_eq!(m.book.bid_count(), 1);
+    m.cancel(&P, STALE_IN_FLIGHT_NS, buyer(), id).unwrap();
+    assert!(steps(&mut m).contains(&Effect::Settle));
+}
+
+#[test]
+fn the_active_jobs_limit_counts_only_jobs_not_yet_finished() {
+    use crate::market::MAX_ACTIVE_JOBS_PER_OWNER;
+    let mut m = market();
+    let mut ids = vec![];
+    for t in 0..MAX_ACTIVE_JOBS_PER_OWNER {
+        let id = m.create_job(t, buyer(), spec(80, 0)).unwrap().state.id;
+        m.job_funded(&P, t, id);
+        ids.push(id);
+    }
+    assert_eq!(
+        m.create_job(200, buyer(), spec(80, 0)),
+        Err(MatcherError::LimitReached {
+            what: "active jobs".into(),
+            limit: MAX_ACTIVE_JOBS_PER_OWNER
+        })
+    );
+    assert!(
+        m.create_job(200, provider(1), spec(80, 0)).is_ok(),
+        "per owner"
+    );
+    // Finished jobs free their place; an unfunded job dropped does too.
+    m.cancel(&P, 201, buyer(), ids[0]).unwrap();
+    let id = m.create_job(202, buyer(), spec(80, 0)).unwrap().state.id;
+    assert!(m.create_job(203, buyer(), spec(80, 0)).is_err());
+    m.drop_unfunded(204, id);
+    m.create_job(205, buyer(), spec(80, 0)).unwrap();
+    // The index is rebuilt, the same, for a state saved without it.
+    assert_eq!(m.index_active_jobs_if_missing(), 0);
+    m.clear_active_index_for_tests();
+    assert_eq!(
+        m.index_active_jobs_if_missing() as u64,
+        MAX_ACTIVE_JOBS_PER_OWNER + 1
+    );
+    assert!(m.create_job(206, buyer(), spec(80, 0)).is_err());
 }
 
 #[test]

@@ -44,6 +44,8 @@ pub const RESERVATIONS: MemoryId = MemoryId::new(15);
 pub const RESERVED_QUEUE: MemoryId = MemoryId::new(16);
 /// Registered DAOs: governance canister to name.
 pub const DAOS: MemoryId = MemoryId::new(17);
+/// (owner, job) pairs of jobs not yet terminal, for the per-owner limit.
+pub const ACTIVE_BY_OWNER: MemoryId = MemoryId::new(18);
 
 thread_local! {
     static MEMORY_MANAGER: RefCell<MemoryManager<DefaultMemoryImpl>> =

@@ -70,6 +70,19 @@ impl<M: Memory> Outbox<M> {
         seq
     }
 
+    /// Records a step that the caller is about to perform itself, marked in
+    /// flight: if the caller never learns the answer (its callback trapped),
+    /// the step goes stale and is handed out again like any other.
+    pub fn push_in_flight(&mut self, job_id: JobId, effect: Effect, now_ns: u64) -> u64 {
+        let seq = self.push(job_id, effect);
+        if let Some(mut step) = self.get(seq) {
+            step.in_flight = true;
+            step.not_before_ns = now_ns.saturating_add(STALE_IN_FLIGHT_NS);
+            self.steps.insert(seq, Cbor(step));
+        }
+        seq
+    }
+
     /// Number of pending steps.
     pub fn len(&self) -> u64 {
         self.steps.len()
@@ -126,6 +139,12 @@ impl<M: Memory> Outbox<M> {
             if step.not_before_ns > now_ns {
                 continue;
             }
+            if step.in_flight && step.effect.at_most_once() {
+                // Handed out before and never answered: it may have been
+                // delivered, and it must not be delivered twice.
+                self.complete(seq);
+                continue;
+            }
             step.in_flight = true;
             step.not_before_ns = now_ns.saturating_add(STALE_IN_FLIGHT_NS);
             self.steps.insert(seq, Cbor(step.clone()));
@@ -156,7 +175,8 @@ impl<M: Memory> Outbox<M> {
     }
 
     /// After an upgrade no call is in flight any more: make every step
-    /// eligible again (their keys make a repeated call harmless).
+    /// eligible again (their keys make a repeated call harmless), except a
+    /// step done at most once (a buyer's callback), which is dropped.
     pub fn reset_in_flight(&mut self) {
         let flying: Vec<u64> = self
             .steps
@@ -166,6 +186,10 @@ impl<M: Memory> Outbox<M> {
             .collect();
         for seq in flying {
             if let Some(mut step) = self.get(seq) {
+                if step.effect.at_most_once() {
+                    self.complete(seq);
+                    continue;
+                }
                 step.in_flight = false;
                 step.not_before_ns = 0;
                 self.steps.insert(seq, Cbor(step));
@@ -262,5 +286,35 @@ mod tests {
         let again = o.take_ready(0, 10);
         assert_eq!(again[0].1.failures, 1);
         assert_eq!(again[0].1.last_error.as_deref(), Some("escrow rejected"));
+    }
+
+    #[test]
+    fn a_callback_handed_out_and_never_answered_is_not_made_again() {
+        let callback = || Effect::Callback {
+            method: "on_result".into(),
+        };
+        // Lost across an upgrade: dropped, while a keyed step is retried.
+        let mut o = outbox();
+        o.push(1, callback());
+        let settle = o.push(2, Effect::Settle);
+        assert_eq!(o.take_ready(0, 10).len(), 2);
+        o.reset_in_flight();
+        let again: Vec<u64> = o.take_ready(0, 10).into_iter().map(|(s, _)| s).collect();
+        assert_eq!(again, vec![settle]);
+        assert!(!o.has_pending(1));
+        // Gone stale (its callback trapped): dropped, and the job's next step runs.
+        let mut o = outbox();
+        let cb2 = o.push(1, callback());
+        let next = o.push(1, Effect::Settle);
+        assert_eq!(o.take_ready(0, 10)[0].0, cb2);
+        assert!(o.take_ready(STALE_IN_FLIGHT_NS - 1, 10).is_empty());
+        assert!(o.take_ready(STALE_IN_FLIGHT_NS, 10).is_empty());
+        assert!(o.get(cb2).is_none());
+        assert_eq!(o.take_ready(STALE_IN_FLIGHT_NS, 10)[0].0, next);
+        // A callback that was never handed out is made once, as usual.
+        let mut o = outbox();
+        o.push(1, callback());
+        o.reset_in_flight();
+        assert_eq!(o.take_ready(0, 10).len(), 1);
     }
 }

@@ -179,7 +179,7 @@ impl<M: Memory> Market<M> {
             kind: JobKind::Reservation,
         };
         self.put_job(rec.clone());
-        self.jobs_by_owner.insert((owner, id), ());
+        self.index_owner(owner, id);
         self.put_reservation(
             id,
             ReservationRecord {

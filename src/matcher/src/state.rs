@@ -28,6 +28,7 @@ impl State {
             market: Market::init(Memories {
                 jobs: get(JOBS),
                 jobs_by_owner: get(JOBS_BY_OWNER),
+                active_by_owner: get(ACTIVE_BY_OWNER),
                 deadlines: get(DEADLINES),
                 nodes: get(NODES),
                 book: [

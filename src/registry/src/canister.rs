@@ -36,6 +36,7 @@ fn post_upgrade(arg: Option<RegistryConfigUpdate>) {
     {
         ic_cdk::trap(format!("invalid upgrade argument: {e:?}"));
     }
+    mutate_state(|s| s.index_nodes_if_missing());
     if let Err(e) = read_state(|s| s.check_invariants()) {
         ic_cdk::trap(format!("BUG: state invariant broken after upgrade: {e}"));
     }

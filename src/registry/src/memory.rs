@@ -24,6 +24,8 @@ pub const SLASHES: MemoryId = MemoryId::new(5);
 pub const PENDING: MemoryId = MemoryId::new(6);
 /// Counters: next operation id, cumulative slashing totals.
 pub const COUNTERS: MemoryId = MemoryId::new(7);
+/// Node principal bytes to the bytes of the provider it signs for.
+pub const NODES: MemoryId = MemoryId::new(8);
 
 thread_local! {
     static MEMORY_MANAGER: RefCell<MemoryManager<DefaultMemoryImpl>> =

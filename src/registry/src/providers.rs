@@ -106,6 +106,37 @@ pub fn validate_profile(p: &ProviderProfile) -> Result<(), RegistryError> {
     Ok(())
 }
 
+/// Whether `caller` may name `node` as the principal that signs for it: a
+/// node signs for one provider only, is not itself a provider, and a
+/// provider's principal is not another's node. Otherwise one provider could
+/// take over another's heartbeats in the matcher and get it slashed.
+fn check_node(s: &State, caller: Principal, node: Principal) -> Result<(), RegistryError> {
+    if let Some(owner) = s.node_owner(&caller)
+        && owner != caller
+    {
+        return Err(invalid(
+            "caller",
+            format!("this principal is the node of provider {owner}; a node cannot be a provider"),
+        ));
+    }
+    if node == caller {
+        return Ok(());
+    }
+    if s.provider(&node).is_some() {
+        return Err(invalid(
+            "node",
+            format!("{node} is a provider; a node signs for its own provider only"),
+        ));
+    }
+    match s.node_owner(&node) {
+        Some(owner) if owner != caller => Err(invalid(
+            "node",
+            format!("{node} is already the node of provider {owner}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// `register_provider`: the caller becomes a provider (or a deregistered
 /// provider comes back, keeping its stake).
 pub fn register(
@@ -116,6 +147,7 @@ pub fn register(
 ) -> Result<(), RegistryError> {
     require_authenticated(&caller)?;
     validate_profile(&profile)?;
+    check_node(s, caller, profile.node)?;
     let record = match s.provider(&caller) {
         Some(existing) if !existing.deregistered => return Err(RegistryError::AlreadyRegistered),
         Some(existing) => ProviderRecord {
@@ -162,6 +194,7 @@ pub fn update_profile(
     require_authenticated(&caller)?;
     validate_profile(&profile)?;
     let mut p = registered(s, &caller)?;
+    check_node(s, caller, profile.node)?;
     p.profile = profile.clone();
     s.put_provider(p);
     s.record(

@@ -205,6 +205,8 @@ pub struct State {
     slashes: StableBTreeMap<String, Cbor<SlashRecord>, Memory>,
     pending: StableBTreeMap<Vec<u8>, Cbor<PendingTransfer>, Memory>,
     counters: Cell<Cbor<Counters>, Memory>,
+    /// Which provider each node principal signs for: one provider per node.
+    nodes: StableBTreeMap<Vec<u8>, Vec<u8>, Memory>,
 }
 
 /// Checks a configuration's values.
@@ -237,6 +239,7 @@ impl State {
             slashes: StableBTreeMap::init(memory::get(memory::SLASHES)),
             pending: StableBTreeMap::init(memory::get(memory::PENDING)),
             counters: Cell::init(memory::get(memory::COUNTERS), Cbor(Counters::default())),
+            nodes: StableBTreeMap::init(memory::get(memory::NODES)),
         }
     }
 
@@ -307,15 +310,64 @@ impl State {
         self.providers.get(&id.as_slice().to_vec()).map(|c| c.0)
     }
 
-    /// Stores a provider's record.
+    /// Stores a provider's record, keeping the node index in step.
     pub fn put_provider(&mut self, record: ProviderRecord) {
-        self.providers
-            .insert(record.id.as_slice().to_vec(), Cbor(record));
+        let (id, node) = (record.id, record.profile.node);
+        let old = self.providers.insert(id.as_slice().to_vec(), Cbor(record));
+        let old_node = old.map(|o| o.0.profile.node);
+        if old_node != Some(node) {
+            if let Some(old_node) = old_node {
+                self.unbind_node(&old_node, &id);
+            }
+            self.nodes
+                .insert(node.as_slice().to_vec(), id.as_slice().to_vec());
+        }
     }
 
-    /// Removes a provider's record.
+    /// Removes a provider's record and frees its node.
     pub fn remove_provider(&mut self, id: &Principal) {
-        self.providers.remove(&id.as_slice().to_vec());
+        if let Some(old) = self.providers.remove(&id.as_slice().to_vec()) {
+            self.unbind_node(&old.0.profile.node, id);
+        }
+    }
+
+    fn unbind_node(&mut self, node: &Principal, provider: &Principal) {
+        let key = node.as_slice().to_vec();
+        if self.nodes.get(&key).as_deref() == Some(provider.as_slice()) {
+            self.nodes.remove(&key);
+        }
+    }
+
+    /// The provider whose profile names `node` as its node, if any.
+    pub fn node_owner(&self, node: &Principal) -> Option<Principal> {
+        self.nodes
+            .get(&node.as_slice().to_vec())
+            .map(|p| Principal::from_slice(&p))
+    }
+
+    /// Empties the node index, as in a state saved before it existed.
+    #[cfg(test)]
+    pub fn drop_node_index_for_tests(&mut self) {
+        let keys: Vec<Vec<u8>> = self.nodes.iter().map(|e| e.key().clone()).collect();
+        for k in keys {
+            self.nodes.remove(&k);
+        }
+    }
+
+    /// Builds the node index from the provider records if it is empty (a
+    /// state saved before the index existed). Returns how many it indexed.
+    pub fn index_nodes_if_missing(&mut self) -> usize {
+        if !self.nodes.is_empty() {
+            return 0;
+        }
+        let pairs: Vec<(Vec<u8>, Vec<u8>)> = self
+            .providers_after(None)
+            .map(|p| (p.profile.node.as_slice().to_vec(), p.id.as_slice().to_vec()))
+            .collect();
+        for (node, provider) in &pairs {
+            self.nodes.insert(node.clone(), provider.clone());
+        }
+        pairs.len()
     }
 
     /// Providers in key order, starting strictly after `after`.
@@ -415,6 +467,12 @@ impl State {
             }
             if p.deregistered && p.stake.bonded != 0 {
                 return Err(format!("deregistered provider {} has bonded stake", p.id));
+            }
+            if self.node_owner(&p.profile.node) != Some(p.id) {
+                return Err(format!(
+                    "provider {}'s node {} is not indexed to it",
+                    p.id, p.profile.node
+                ));
             }
         }
         for entry in self.pending.iter() {

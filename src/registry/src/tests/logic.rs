@@ -693,3 +693,79 @@ fn listing_filters_and_pages() {
     assert!(text.contains("registry_providers_jailed 0\n"), "{text}");
     check_conservation(&rt);
 }
+
+fn set_node(p: Principal, node: Principal, first: bool) -> Result<(), RegistryError> {
+    mutate_state(|s| {
+        if first {
+            providers::register(s, p, 0, profile(node))
+        } else {
+            providers::update_profile(s, p, 0, profile(node))
+        }
+    })
+}
+
+fn node_refusal(r: Result<(), RegistryError>, field: &str, says: &str) {
+    match r {
+        Err(RegistryError::InvalidArgument { field: f, reason }) => {
+            assert_eq!(f, field);
+            assert!(reason.contains(says), "{reason}");
+        }
+        other => panic!("expected a refusal of {field}, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_node_signs_for_one_provider_only() {
+    let _rt = setup(0);
+    let (a, b, c) = (user(1), user(2), user(3));
+    let (node_a, node_b) = (user(11), user(12));
+    set_node(a, node_a, true).unwrap();
+    // Another provider may not claim a's node, nor a's own principal.
+    node_refusal(
+        set_node(b, node_a, true),
+        "node",
+        "already the node of provider",
+    );
+    node_refusal(set_node(b, a, true), "node", "is a provider");
+    assert!(read_state(|s| s.provider(&b)).is_none());
+    set_node(b, node_b, true).unwrap();
+    node_refusal(
+        set_node(b, node_a, false),
+        "node",
+        "already the node of provider",
+    );
+    assert_eq!(provider(b).profile.node, node_b);
+    // A node may not register as a provider.
+    node_refusal(
+        set_node(node_a, c, true),
+        "caller",
+        "is the node of provider",
+    );
+    // A provider signing for itself is fine, and moving to a new node frees the old one.
+    set_node(c, c, true).unwrap();
+    set_node(a, user(21), false).unwrap();
+    set_node(b, node_a, false).unwrap();
+    assert_eq!(read_state(|s| s.node_owner(&node_a)), Some(b));
+    assert_eq!(read_state(|s| s.node_owner(&node_b)), None);
+    // A forgotten provider frees its node.
+    mutate_state(|s| providers::deregister(s, c, 0)).unwrap();
+    assert_eq!(read_state(|s| s.node_owner(&c)), None);
+    read_state(|s| s.check_invariants()).unwrap();
+}
+
+#[test]
+fn the_node_index_is_built_for_a_state_saved_without_it() {
+    let _rt = setup(0);
+    set_node(user(1), user(11), true).unwrap();
+    set_node(user(2), user(2), true).unwrap();
+    mutate_state(|s| s.drop_node_index_for_tests());
+    assert!(read_state(|s| s.check_invariants()).is_err());
+    assert_eq!(mutate_state(|s| s.index_nodes_if_missing()), 2);
+    assert_eq!(mutate_state(|s| s.index_nodes_if_missing()), 0);
+    read_state(|s| s.check_invariants()).unwrap();
+    node_refusal(
+        set_node(user(3), user(11), true),
+        "node",
+        "already the node",
+    );
+}
