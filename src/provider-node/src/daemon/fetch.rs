@@ -137,10 +137,24 @@ impl ModuleFetcher {
         if !status.is_success() {
             return Err(err(format!("HTTP {status}"), status.is_server_error()));
         }
+        let too_large = || {
+            err(
+                format!("the body is larger than {MAX_MODULE_BYTES} bytes, the largest module"),
+                false,
+            )
+        };
+        // A declared length is checked before anything is read; an
+        // undeclared (or false) one as the body arrives.
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_MODULE_BYTES as u64)
+        {
+            return Err(too_large());
+        }
         let mut bytes = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| err(e.to_string(), true))? {
             if bytes.len() + chunk.len() > MAX_MODULE_BYTES {
-                return Err(FetchError::TooLarge);
+                return Err(too_large());
             }
             bytes.extend_from_slice(&chunk);
         }
@@ -180,4 +194,272 @@ async fn fetch_stored<T: Transport>(
         }
     }
     Ok(bytes)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::HashMap;
+    use std::net::SocketAddr;
+    use std::sync::{Arc, Mutex};
+
+    use axum::http::{StatusCode, Uri};
+    use candid::Principal;
+
+    use super::*;
+    use crate::client::CanisterIds;
+    use crate::transport::TransportError;
+
+    /// The answer to one path: a status and a body.
+    type Response = (StatusCode, Vec<u8>);
+
+    /// An HTTP/1.1 server on 127.0.0.1 answering each path with a status
+    /// and body the test sets (404 for any other path).
+    #[derive(Clone, Default)]
+    pub(crate) struct ModuleServer {
+        routes: Arc<Mutex<HashMap<String, Response>>>,
+        pub(crate) hits: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl ModuleServer {
+        /// Serves until the test's runtime ends; returns the base URL.
+        pub(crate) async fn start(&self) -> String {
+            let server = self.clone();
+            let app = axum::Router::new().fallback(move |uri: Uri| {
+                let server = server.clone();
+                async move {
+                    server.hits.lock().unwrap().push(uri.path().to_string());
+                    server
+                        .routes
+                        .lock()
+                        .unwrap()
+                        .get(uri.path())
+                        .cloned()
+                        .unwrap_or((StatusCode::NOT_FOUND, b"no such module".to_vec()))
+                }
+            });
+            let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+                .await
+                .unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            format!("http://{addr}")
+        }
+
+        /// Answers `path` with `status` and `body` from now on.
+        pub(crate) fn route(&self, path: &str, status: StatusCode, body: Vec<u8>) {
+            self.routes
+                .lock()
+                .unwrap()
+                .insert(path.to_string(), (status, body));
+        }
+    }
+
+    /// A transport that must not be used: a URL module never touches the
+    /// canisters.
+    #[derive(Clone)]
+    struct NoCanisters;
+
+    impl Transport for NoCanisters {
+        fn sender(&self) -> Principal {
+            Principal::anonymous()
+        }
+        async fn update(
+            &self,
+            _: Principal,
+            m: &str,
+            _: Vec<u8>,
+        ) -> Result<Vec<u8>, TransportError> {
+            panic!("unexpected update {m}")
+        }
+        async fn query(
+            &self,
+            _: Principal,
+            m: &str,
+            _: Vec<u8>,
+        ) -> Result<Vec<u8>, TransportError> {
+            panic!("unexpected query {m}")
+        }
+        async fn time_ns(&self) -> Result<u64, TransportError> {
+            panic!("unexpected time")
+        }
+    }
+
+    fn client() -> MarketClient<NoCanisters> {
+        let id = Principal::anonymous();
+        MarketClient::new(
+            NoCanisters,
+            CanisterIds {
+                ledger: id,
+                registry: id,
+                escrow: id,
+                matcher: id,
+            },
+        )
+    }
+
+    fn url_source(url: String, bytes: &[u8]) -> ModuleSource {
+        ModuleSource::Url {
+            url,
+            sha256: sha2::Sha256::digest(bytes).into(),
+        }
+    }
+
+    const MODULE: &[u8] = b"\0asm\x01\0\0\0 not really, but bytes to hash";
+
+    #[tokio::test]
+    async fn a_url_module_is_downloaded_verified_and_cached() {
+        let server = ModuleServer::default();
+        let base = server.start().await;
+        server.route("/job.wasm", StatusCode::OK, MODULE.to_vec());
+        let cache = tempfile::tempdir().unwrap();
+        let fetcher = ModuleFetcher::new(Some(cache.path().to_path_buf()));
+        let source = url_source(format!("{base}/job.wasm"), MODULE);
+        assert_eq!(fetcher.fetch(&client(), &source).await.unwrap(), MODULE);
+        // The second time comes from the cache, even with the server gone.
+        server.route("/job.wasm", StatusCode::NOT_FOUND, vec![]);
+        assert_eq!(fetcher.fetch(&client(), &source).await.unwrap(), MODULE);
+        assert_eq!(server.hits.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn bytes_that_do_not_match_the_sha256_are_refused_for_good() {
+        let server = ModuleServer::default();
+        let base = server.start().await;
+        server.route("/job.wasm", StatusCode::OK, b"other bytes".to_vec());
+        let cache = tempfile::tempdir().unwrap();
+        let fetcher = ModuleFetcher::new(Some(cache.path().to_path_buf()));
+        let source = url_source(format!("{base}/job.wasm"), MODULE);
+        let err = fetcher.fetch(&client(), &source).await.unwrap_err();
+        let expected = hex::encode(sha2::Sha256::digest(MODULE));
+        let actual = hex::encode(sha2::Sha256::digest(b"other bytes"));
+        assert!(
+            matches!(&err, FetchError::DigestMismatch { expected: e, actual: a }
+                if *e == expected && *a == actual),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("digest mismatch"), "{err}");
+        assert!(
+            !err.is_transient(),
+            "the same URL will serve the same bytes"
+        );
+        assert_eq!(
+            std::fs::read_dir(cache.path().join("modules"))
+                .unwrap()
+                .count(),
+            0,
+            "nothing unverified is cached"
+        );
+    }
+
+    #[tokio::test]
+    async fn http_errors_name_the_url_and_the_status_and_only_5xx_is_retried() {
+        let server = ModuleServer::default();
+        let base = server.start().await;
+        server.route("/busy.wasm", StatusCode::SERVICE_UNAVAILABLE, vec![]);
+        let fetcher = ModuleFetcher::new(None);
+
+        let url = format!("{base}/gone.wasm");
+        let err = fetcher
+            .fetch(&client(), &url_source(url.clone(), MODULE))
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(&url) && text.contains("HTTP 404"), "{text}");
+        assert!(!err.is_transient());
+
+        let err = fetcher
+            .fetch(&client(), &url_source(format!("{base}/busy.wasm"), MODULE))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("HTTP 503"), "{err}");
+        assert!(err.is_transient());
+
+        // Nothing listens on a port just freed: a network error, retried.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let err = fetcher
+            .fetch(
+                &client(),
+                &url_source(format!("http://{closed}/job.wasm"), MODULE),
+            )
+            .await
+            .unwrap_err();
+        assert!(err.is_transient(), "{err:?}");
+
+        let err = fetcher
+            .fetch(
+                &client(),
+                &url_source("ftp://example.org/job.wasm".into(), MODULE),
+            )
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("only http(s)"), "{err}");
+        assert!(!err.is_transient());
+    }
+
+    #[tokio::test]
+    async fn a_body_larger_than_any_module_is_refused() {
+        let server = ModuleServer::default();
+        let base = server.start().await;
+        let huge = vec![0u8; MAX_MODULE_BYTES + 1];
+        server.route("/huge.wasm", StatusCode::OK, huge.clone());
+        server.route("/largest.wasm", StatusCode::OK, huge[1..].to_vec());
+        let fetcher = ModuleFetcher::new(None);
+        let err = fetcher
+            .fetch(&client(), &url_source(format!("{base}/huge.wasm"), &huge))
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("/huge.wasm") && text.contains("larger than 16777216 bytes"),
+            "{text}"
+        );
+        assert!(!err.is_transient());
+        // A body without a declared length is cut off as it arrives.
+        let undeclared = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = undeclared.local_addr().unwrap();
+        let sent = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut conn, _) = undeclared.accept().await.unwrap();
+            let mut request = Vec::new();
+            while !request.ends_with(b"\r\n\r\n") {
+                request.push(conn.read_u8().await.unwrap());
+            }
+            conn.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let mut sent = 0;
+            let chunk = vec![0u8; 1 << 20];
+            while sent <= 2 * MAX_MODULE_BYTES {
+                if conn.write_all(&chunk).await.is_err() {
+                    break;
+                }
+                sent += chunk.len();
+            }
+            sent
+        });
+        let err = fetcher
+            .fetch(
+                &client(),
+                &url_source(format!("http://{addr}/stream.wasm"), &huge),
+            )
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("larger than"), "{err}");
+        assert!(
+            sent.await.unwrap() <= 2 * MAX_MODULE_BYTES,
+            "the download stopped before the body's end"
+        );
+        // One byte less is the largest module accepted.
+        let largest = fetcher
+            .fetch(
+                &client(),
+                &url_source(format!("{base}/largest.wasm"), &huge[1..]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(largest.len(), MAX_MODULE_BYTES);
+    }
 }

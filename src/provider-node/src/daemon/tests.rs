@@ -629,3 +629,62 @@ fn limits_follow_the_job_and_outcomes_map_to_the_matcher() {
     ));
     assert_ne!(job_seed(1), job_seed(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_modules_are_downloaded_retried_on_5xx_and_a_404_is_reported() {
+    use super::fetch::tests::ModuleServer;
+    use axum::http::StatusCode;
+    let h = Harness::new();
+    let server = ModuleServer::default();
+    let base = server.start().await;
+    let hello = wasm(HELLO);
+    let sha: [u8; 32] = sha2::Sha256::digest(&hello).into();
+    server.route("/hello.wasm", StatusCode::OK, hello.clone());
+    server.route("/later.wasm", StatusCode::SERVICE_UNAVAILABLE, vec![]);
+    for (id, path) in [(1, "/hello.wasm"), (2, "/gone.wasm"), (3, "/later.wasm")] {
+        let mut s = spec(sha, 10);
+        s.module = ModuleSource::Url {
+            url: format!("{base}{path}"),
+            sha256: sha,
+        };
+        h.market.add_job(id, s);
+    }
+    h.run_while(Duration::from_secs(5), async {
+        h.until(0, "two results", |st| st.submissions.len() == 2)
+            .await;
+        assert!(
+            server
+                .hits
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|p| p == "/later.wasm"),
+            "the 503 was tried"
+        );
+        server.route("/later.wasm", StatusCode::OK, hello.clone());
+        h.until(0, "three results", |st| st.submissions.len() == 3)
+            .await;
+    })
+    .await;
+    let st = h.market.state.lock().unwrap();
+    let result = |id: JobId| {
+        &st.submissions
+            .iter()
+            .find(|s| s.job_id == id)
+            .expect("submitted")
+            .result
+    };
+    assert_eq!(result(1).output, b"hello\n");
+    match &result(2).outcome {
+        RunOutcome::InvalidModule { message } => {
+            assert!(
+                message.contains("/gone.wasm") && message.contains("HTTP 404"),
+                "{message}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(result(3).output, b"hello\n", "retried after the 503");
+    assert_eq!(st.submissions.len(), 3, "each job reported once");
+    assert!(h.metrics.call_errors.get() >= 1, "the 503 was counted");
+}
