@@ -147,6 +147,10 @@ pub struct BondArgs {
     pub amount: Tokens,
     /// Idempotency key; `unbond` names the same key.
     pub key: OpKey,
+    /// Smallest stake (free plus bonded) the provider must hold now, the
+    /// job's `min_provider_stake`: the matcher's view of a provider's stake
+    /// dates from its offer, the registry's is current.
+    pub min_stake: Option<Tokens>,
 }
 
 /// Arguments of `slash`.

@@ -84,7 +84,9 @@ pub struct Depth {
 }
 
 type OfferKey = (Principal, Tokens, (u64, OfferId));
-type BidKey = (Principal, Reverse<Tokens>, (u64, JobId));
+/// Where a resting bid sits in the price order: ledger, price (highest
+/// first), then age.
+pub type BidKey = (Principal, Reverse<Tokens>, (u64, JobId));
 
 /// The order book over four stable maps.
 pub struct Book<M: Memory> {
@@ -244,6 +246,26 @@ impl<M: Memory> Book<M> {
             }
         }
         chosen
+    }
+
+    /// Whether any offer has a free slot (on any ledger).
+    pub fn has_free_slots(&self) -> bool {
+        !self.offers_by_price.is_empty()
+    }
+
+    /// Up to `limit` resting bids in price order (per ledger, highest price
+    /// first, then oldest), strictly after `after`.
+    pub fn resting_bids_after(&self, after: Option<BidKey>, limit: usize) -> Vec<(BidKey, JobId)> {
+        use std::ops::Bound;
+        let lower = match after {
+            Some(k) => Bound::Excluded(k),
+            None => Bound::Unbounded,
+        };
+        self.bids_by_price
+            .keys_range((lower, Bound::Unbounded))
+            .take(limit)
+            .map(|k| (k, k.2.1))
+            .collect()
     }
 
     /// Number of resting bids and free offer slots per price for a ledger,

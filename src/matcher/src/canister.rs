@@ -37,7 +37,14 @@ thread_local! {
     /// The armed timer and when it fires (heap only: timers do not survive
     /// upgrades, so post_upgrade arms a new one from stable state).
     static TIMER: Cell<Option<(ic_cdk_timers::TimerId, u64)>> = const { Cell::new(None) };
+    /// Where the sweep of resting bids goes on (heap only: after an upgrade
+    /// it starts again from the best bid, which only repeats some work).
+    static SWEEP: Cell<Option<crate::book::BidKey>> = const { Cell::new(None) };
 }
+
+/// Resting bids the watchdog's sweep looks at per run (see
+/// `Market::sweep_resting_bids`): about 0.7-1.4 M instructions each.
+const SWEEP_BIDS_PER_RUN: usize = 500;
 
 fn now() -> u64 {
     ic_cdk::api::time()
@@ -125,12 +132,19 @@ async fn run() {
 
 /// A repeating timer (which, unlike a one-shot one, survives a trapping
 /// run) that re-arms the deadline timer if it was lost, so deadlines and
-/// outbox steps are never stranded, and collects abandoned module uploads
-/// even when no deadline wakes the canister.
+/// outbox steps are never stranded, collects abandoned module uploads even
+/// when no deadline wakes the canister, and sweeps the resting bids.
 fn start_watchdog() {
     ic_cdk_timers::set_timer_interval(WATCHDOG_PERIOD, || async {
         let t = now();
-        mutate_state(|s| s.market.modules.collect_garbage(t, 10));
+        mutate_state(|s| {
+            s.market.modules.collect_garbage(t, 10);
+            let p = s.params();
+            let next = s
+                .market
+                .sweep_resting_bids(&p, t, SWEEP.get(), SWEEP_BIDS_PER_RUN);
+            SWEEP.set(next);
+        });
         schedule();
     });
 }
@@ -265,6 +279,19 @@ async fn offer(offer_id: Option<OfferId>, spec: OfferSpec) -> Result<OfferId, Ma
     if p.jailed || p.deregistered {
         return Err(MatcherError::Unauthorized {
             reason: "jailed or deregistered providers can't offer".into(),
+        });
+    }
+    // The registry's own rule (its minimum stake among others), so an
+    // offer never stands that no job could be bonded to.
+    let eligibility: market_api::registry::Eligibility = call(registry, "eligibility", &(caller,))
+        .await
+        .map_err(|e| MatcherError::Downstream {
+            canister: "registry".into(),
+            message: format!("{e:?}"),
+        })?;
+    if let Some(why) = eligibility.ineligible {
+        return Err(MatcherError::Unauthorized {
+            reason: format!("the registry says this provider can't take work: {why:?}"),
         });
     }
     let stake = p.stake.free.saturating_add(p.stake.bonded);

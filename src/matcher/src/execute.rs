@@ -96,10 +96,13 @@ async fn perform(job_id: JobId, effect: Effect) -> Outcome {
                 .next()
                 .and_then(|a| a.parse::<u32>().ok())
                 .unwrap_or(0);
+            let min_stake = read_state(|s| s.market.job(job_id).map(|r| r.spec.min_provider_stake))
+                .filter(|m| *m > 0);
             let args = BondArgs {
                 provider,
                 amount,
                 key,
+                min_stake,
             };
             match call::<_, Result<(), RegistryError>>(config.registry, "bond", &(args,)).await {
                 Ok(Ok(())) => {

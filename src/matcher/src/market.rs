@@ -424,6 +424,43 @@ impl<M: Memory> Market<M> {
         }
     }
 
+    /// Looks again at up to `budget` resting bids, from just after `after`
+    /// on in price order, and assigns each to the cheapest offer that can
+    /// run it now. A new offer or a freed slot looks only at the best
+    /// [`MAX_SCAN`](crate::book::MAX_SCAN) resting bids, so a bid behind many
+    /// that no offer can run would otherwise wait for good; the timer runs
+    /// this sweep so every resting bid is looked at again within a bounded
+    /// number of runs. Returns where the next run goes on (`None`: from the
+    /// top). Does nothing while no offer has a free slot.
+    pub fn sweep_resting_bids(
+        &mut self,
+        p: &Params,
+        now_ns: u64,
+        after: Option<crate::book::BidKey>,
+        budget: usize,
+    ) -> Option<crate::book::BidKey> {
+        if !self.book.has_free_slots() {
+            return None;
+        }
+        let bids = self.book.resting_bids_after(after, budget);
+        let next = if bids.len() == budget {
+            bids.last().map(|(k, _)| *k)
+        } else {
+            None
+        };
+        for (_, job_id) in bids {
+            if !self.book.has_free_slots() {
+                return None;
+            }
+            if let Some(bid) = self.book.bid(job_id)
+                && let Some(offer) = self.book.best_offer_for(&bid)
+            {
+                self.assign(p, now_ns, job_id, &offer);
+            }
+        }
+        next
+    }
+
     fn assign(&mut self, p: &Params, now_ns: u64, id: JobId, offer: &BookOffer) {
         let Some(mut rec) = self.job(id) else { return };
         if !self.book.take_slot(offer.offer.id) {

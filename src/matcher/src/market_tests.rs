@@ -297,6 +297,36 @@ fn the_active_jobs_limit_counts_only_jobs_not_yet_finished() {
 }
 
 #[test]
+fn the_sweep_matches_a_bid_resting_behind_many_that_no_offer_can_run() {
+    use crate::book::MAX_SCAN;
+    let mut m = market();
+    // More than MAX_SCAN high bids that need more memory than anyone offers,
+    // from several owners (each may hold 100 active jobs).
+    for i in 0..MAX_SCAN + 10 {
+        let mut s = spec(100, 0);
+        s.limits.memory_mib = 4096;
+        let owner = Principal::from_slice(&[0x50, (i / 100) as u8]);
+        let id = m.create_job(i as u64, owner, s).unwrap().state.id;
+        m.job_funded(&P, i as u64, id);
+    }
+    let low = m.create_job(1_000, buyer(), spec(80, 0)).unwrap().state.id;
+    m.job_funded(&P, 1_000, low);
+    // A new offer looks at the best MAX_SCAN bids only: the low one is not reached.
+    m.put_offer(&P, 2_000, provider(1), node(1), 0, None, offer(50))
+        .unwrap();
+    assert_eq!(m.job(low).unwrap().to_job().provider, None);
+    // The sweep looks at every resting bid, a budget per run, and matches it.
+    let first = m.sweep_resting_bids(&P, 3_000, None, 200);
+    assert!(first.is_some(), "more bids than one run's budget");
+    assert_eq!(m.job(low).unwrap().to_job().provider, None);
+    assert_eq!(m.sweep_resting_bids(&P, 3_001, first, 200), None);
+    assert_eq!(m.job(low).unwrap().to_job().provider, Some(provider(1)));
+    assert_eq!(m.book.bid_count() as usize, MAX_SCAN + 10);
+    // With no free slot left the sweep does nothing.
+    assert_eq!(m.sweep_resting_bids(&P, 3_002, None, 200), None);
+}
+
+#[test]
 fn refused_bond_moves_the_job_on_and_cancel_settles() {
     let mut m = market();
     m.put_offer(&P, 0, provider(1), node(1), 0, None, offer(50))

@@ -367,7 +367,7 @@ pub fn bond(
     if p.jailed {
         return Err(RegistryError::Jailed);
     }
-    let min_stake = s.config().min_stake;
+    let min_stake = s.config().min_stake.max(args.min_stake.unwrap_or(0));
     if p.active_stake() < min_stake {
         return Err(RegistryError::InsufficientStake {
             available: p.stake.free,

@@ -226,6 +226,7 @@ impl Net {
             provider: p,
             amount,
             key: key.into(),
+            min_stake: None,
         };
         self.call(caller, "bond", encode_one(args).unwrap())
     }

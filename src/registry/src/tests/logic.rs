@@ -34,6 +34,7 @@ fn bond(p: Principal, amount: u128, key: &str) -> Result<(), RegistryError> {
                 provider: p,
                 amount,
                 key: key.into(),
+                min_stake: None,
             },
         )
     })
@@ -362,6 +363,40 @@ fn bonds_are_limited_by_free_stake_and_idempotent() {
 }
 
 #[test]
+fn a_bond_checks_the_buyers_minimum_against_the_current_stake() {
+    let rt = setup(100_000);
+    let p = user(1);
+    register(p);
+    fund_and_stake(&rt, p, 1_000_000);
+    let with_min = |amount, key: &str, min| {
+        mutate_state(|s| {
+            providers::bond(
+                s,
+                MATCHER,
+                0,
+                BondArgs {
+                    provider: p,
+                    amount,
+                    key: key.into(),
+                    min_stake: Some(min),
+                },
+            )
+        })
+    };
+    with_min(10, "a", 1_000_000).unwrap();
+    // The provider unstakes after posting its offer: a job asking for more
+    // than what is left is refused, one asking for less is bonded.
+    mutate_state(|s| providers::unstake(s, p, 0, 500_000)).unwrap();
+    assert_eq!(
+        with_min(10, "b", 1_000_000),
+        Err(RegistryError::InsufficientStake { available: 499_990 })
+    );
+    with_min(10, "b", 500_000).unwrap();
+    assert_eq!(provider(p).stake.bonded, 20);
+    check_conservation(&rt);
+}
+
+#[test]
 fn slash_takes_bonded_then_free_then_unbonding_and_jails() {
     let rt = setup(500_000);
     let p = user(1);
@@ -555,6 +590,7 @@ fn every_update_refuses_unauthorized_callers() {
                     provider: p,
                     amount: 1,
                     key: "k".into(),
+                    min_stake: None,
                 },
             )
         }));

@@ -66,6 +66,7 @@ fn run(rt: &FakeRuntime, op: &Op) {
                         provider: user(w),
                         amount: a,
                         key: format!("b{k}"),
+                        min_stake: None,
                     },
                 )
             });
