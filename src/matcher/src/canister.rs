@@ -73,7 +73,11 @@ fn store_error(e: StoreError, sha256: Sha256) -> MatcherError {
         },
         StoreError::TooManyUploads => MatcherError::LimitReached {
             what: "uploads in progress".into(),
-            limit: 2,
+            limit: crate::modules::MAX_PENDING_UPLOADS_PER_PRINCIPAL as u64,
+        },
+        StoreError::IdleQuota { limit } => MatcherError::LimitReached {
+            what: "bytes of uploaded modules no job uses (submit jobs with them, or wait an hour for them to be collected)".into(),
+            limit,
         },
         other => MatcherError::InvalidArgument {
             field: "module".into(),

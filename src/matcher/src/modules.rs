@@ -18,6 +18,10 @@ use sha2::Digest;
 pub const UNUSED_TTL_NS: u64 = 3_600 * 1_000_000_000;
 /// Most uploads one principal may have in progress.
 pub const MAX_PENDING_UPLOADS_PER_PRINCIPAL: usize = 2;
+/// Most bytes of modules no job uses (idle, or not committed yet) one
+/// uploader may hold: storage nobody pays for through a job is bounded per
+/// principal, so one funded principal can't fill the store.
+pub const MAX_IDLE_BYTES_PER_UPLOADER: u64 = 64 * 1024 * 1024;
 /// Most bytes the whole store holds, committed or not.
 pub const MAX_STORE_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 
@@ -56,6 +60,8 @@ pub enum StoreError {
     BadSize { max: u64 },
     /// The uploader has too many uploads in progress.
     TooManyUploads,
+    /// The uploader holds too many bytes of modules no job uses.
+    IdleQuota { limit: u64 },
     /// The store is full.
     StoreFull,
     /// The module exists already with another uploader or size.
@@ -125,6 +131,17 @@ impl<M: Memory> ModuleStore<M> {
             .count();
         if pending >= MAX_PENDING_UPLOADS_PER_PRINCIPAL {
             return Err(StoreError::TooManyUploads);
+        }
+        let idle: u64 = self
+            .meta
+            .values()
+            .filter(|m| m.0.uploader == uploader && m.0.refs == 0)
+            .map(|m| m.0.size)
+            .sum();
+        if idle.saturating_add(size) > MAX_IDLE_BYTES_PER_UPLOADER {
+            return Err(StoreError::IdleQuota {
+                limit: MAX_IDLE_BYTES_PER_UPLOADER,
+            });
         }
         if self.stored_bytes().saturating_add(size) > MAX_STORE_BYTES {
             return Err(StoreError::StoreFull);
@@ -351,6 +368,41 @@ mod tests {
             s.begin(0, alice(), [8; 32], 10),
             Err(StoreError::TooManyUploads)
         );
+    }
+
+    #[test]
+    fn modules_no_job_uses_are_bounded_per_uploader() {
+        let mut s = store();
+        let bob = Principal::from_slice(&[2]);
+        let big = MAX_MODULE_BYTES as u64;
+        let fit = (MAX_IDLE_BYTES_PER_UPLOADER / big) as u8;
+        // Fill alice's quota with committed modules nobody uses (begin only
+        // counts sizes; two uploads may be pending, so commit by hand).
+        for i in 0..fit {
+            s.begin(0, alice(), [i; 32], big).unwrap();
+            let mut m = s.meta(&[i; 32]).unwrap();
+            m.committed = true;
+            s.meta.insert([i; 32], Cbor(m));
+        }
+        assert_eq!(
+            s.begin(0, alice(), [200; 32], 1),
+            Err(StoreError::IdleQuota {
+                limit: MAX_IDLE_BYTES_PER_UPLOADER
+            })
+        );
+        // Another principal has its own quota.
+        s.begin(0, bob, [201; 32], big).unwrap();
+        // A module a job uses no longer counts; released, it counts again.
+        s.acquire(&[0; 32]).unwrap();
+        s.begin(0, alice(), [202; 32], big).unwrap();
+        s.release(1, &[0; 32]);
+        assert!(matches!(
+            s.begin(1, alice(), [203; 32], 1),
+            Err(StoreError::IdleQuota { .. })
+        ));
+        // Collected after its time, the space comes back.
+        s.collect_garbage(1 + UNUSED_TTL_NS, 100);
+        s.begin(2 + UNUSED_TTL_NS, alice(), [203; 32], big).unwrap();
     }
 
     #[test]
