@@ -258,6 +258,14 @@ async fn a_provider_stakes_offers_updates_earns_withdraws_and_unstakes() {
         earned,
         "every paid interval reached the provider's escrow balance"
     );
+    assert_eq!(
+        (metrics.intervals_paid.get(), metrics.earnings_e8s.get()),
+        (
+            u64::from(job.intervals_paid),
+            u64::try_from(earned).unwrap()
+        ),
+        "the daemon's metrics count what the matcher paid, the result's interval too"
+    );
 
     // withdraw (earnings): all of it, less one fee, to the wallet.
     let before = wallet();

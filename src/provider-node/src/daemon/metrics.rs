@@ -28,9 +28,11 @@ pub struct Metrics {
     pub heartbeats_refused: Counter,
     /// Heartbeat batches or other canister calls that failed (retried).
     pub call_errors: Counter,
-    /// Intervals the matcher paid for, as seen by accepted heartbeats.
+    /// Intervals the matcher paid for: by accepted heartbeats, and by
+    /// accepted results (the interval in progress, when its heartbeat had
+    /// not paid it yet).
     pub intervals_paid: Counter,
-    /// Earnings seen paid by accepted heartbeats, in e8s.
+    /// What those intervals paid this provider, in e8s.
     pub earnings_e8s: Counter,
     /// The provider's claimable balance in the escrow, in e8s (refreshed
     /// with the assignments).
@@ -83,12 +85,12 @@ impl Metrics {
         );
         r.register(
             "intervals_paid",
-            "Intervals paid by accepted heartbeats",
+            "Intervals paid by accepted heartbeats and results",
             self.intervals_paid.clone(),
         );
         r.register(
             "earnings_e8s",
-            "Earnings paid by accepted heartbeats, e8s",
+            "Earnings paid by accepted heartbeats and results, e8s",
             self.earnings_e8s.clone(),
         );
         r.register(

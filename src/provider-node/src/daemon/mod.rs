@@ -680,16 +680,15 @@ impl<T: Transport + Clone> Daemon<T> {
                     self.metrics.heartbeats_late.inc();
                     warn!(job_id = item.job_id, "heartbeat sent after its due time");
                 }
-                if slot.due_ns.is_some() {
-                    self.metrics.intervals_paid.inc();
-                    self.metrics
-                        .earnings_e8s
-                        .inc_by(u64::try_from(slot.price).unwrap_or(u64::MAX));
-                    debug!(job_id = item.job_id, "interval paid");
-                } else {
-                    info!(job_id = item.job_id, "assignment acknowledged");
-                }
+                let paid = slot.due_ns.is_some().then_some(slot.price);
                 slot.due_ns = Some(next_deadline_ns.saturating_sub(grace));
+                match paid {
+                    Some(price) => {
+                        self.count_paid(1, price);
+                        debug!(job_id = item.job_id, "interval paid");
+                    }
+                    None => info!(job_id = item.job_id, "assignment acknowledged"),
+                }
             }
             HeartbeatAck::Refused { reason } if reason.starts_with("too early") => {
                 debug!(job_id = item.job_id, %reason, "heartbeat too early");
@@ -697,6 +696,27 @@ impl<T: Transport + Clone> Daemon<T> {
             HeartbeatAck::Refused { reason } => {
                 self.metrics.heartbeats_refused.inc();
                 warn!(job_id = item.job_id, %reason, "heartbeat refused");
+            }
+        }
+    }
+
+    fn count_paid(&self, intervals: u64, price: Tokens) {
+        self.metrics.intervals_paid.inc_by(intervals);
+        self.metrics.earnings_e8s.inc_by(
+            u64::try_from(price)
+                .unwrap_or(u64::MAX)
+                .saturating_mul(intervals),
+        );
+    }
+
+    /// The job's paid intervals (over all its assignments), if the matcher
+    /// answers; only the metrics depend on it.
+    async fn intervals_paid(&self, id: JobId) -> Option<u32> {
+        match self.client.get_job(id).await {
+            Ok(job) => job.map(|j| j.intervals_paid),
+            Err(e) => {
+                debug!(job_id = id, error = %e, "reading the job's paid intervals");
+                None
             }
         }
     }
@@ -721,10 +741,20 @@ impl<T: Transport + Clone> Daemon<T> {
             };
             let args = args.clone();
             let success = matches!(args.result.outcome, RunOutcome::Exited { code: 0 });
+            // A result also pays the interval in progress, unless its
+            // heartbeat already did: the job's count before and after says.
+            let paid_before = self.intervals_paid(id).await;
             match self.client.submit_result(args.clone()).await {
                 Ok(()) => {
                     info!(job_id = id, attempt = args.attempt, outcome = ?args.result.outcome,
                         "result accepted");
+                    if let (Some(before), Some(after)) =
+                        (paid_before, self.intervals_paid(id).await)
+                    {
+                        let price = self.slots.get(&id).map_or(0, |s| s.price);
+                        let paid = after.saturating_sub(before);
+                        self.count_paid(u64::from(paid), price);
+                    }
                     self.metrics.jobs_completed.inc();
                     if !success {
                         self.metrics.jobs_failed.inc();

@@ -10,8 +10,8 @@ use candid::{Decode, Encode, Principal};
 use market_api::JobId;
 use market_api::escrow::Balance;
 use market_api::matcher::{
-    Assignment, HeartbeatAck, HeartbeatItem, JobLimits as ApiLimits, JobSpec, MatcherError,
-    MatcherInit, ModuleInfo, ModuleSource, RunOutcome, SubmitResultArgs,
+    Assignment, HeartbeatAck, HeartbeatItem, Job as ApiJob, JobLimits as ApiLimits, JobSpec,
+    JobStatus, MatcherError, MatcherInit, ModuleInfo, ModuleSource, RunOutcome, SubmitResultArgs,
 };
 use sha2::Digest;
 
@@ -22,6 +22,8 @@ use crate::transport::TransportError;
 
 const S: u64 = 1_000_000_000;
 const GRACE: u64 = 5 * S;
+/// What the fake pays per interval.
+const PRICE: market_api::Tokens = 100;
 
 struct FakeJob {
     attempt: u32,
@@ -113,7 +115,7 @@ impl FakeMarket {
                         job_id: *id,
                         attempt: j.attempt,
                         spec: j.spec.clone(),
-                        price_per_interval: 100,
+                        price_per_interval: PRICE,
                         next_deadline_ns: j.due_ns + GRACE,
                         acknowledged: j.acknowledged,
                         kind: market_api::matcher::JobKind::OneOff,
@@ -166,11 +168,20 @@ impl FakeMarket {
                 let args = Decode!(arg, SubmitResultArgs).unwrap();
                 let reply = match st.jobs.get_mut(&args.job_id) {
                     Some(j) if j.result.is_none() && !j.missed && j.attempt == args.attempt => {
+                        // As the matcher does: the interval in progress is
+                        // paid unless its heartbeat already paid it.
+                        let interval = j.spec.interval_secs * S;
+                        if j.acknowledged
+                            && now + interval >= j.due_ns
+                            && j.paid < j.spec.max_intervals
+                        {
+                            j.paid += 1;
+                        }
                         j.result = Some(args.clone());
                         Ok(())
                     }
                     Some(_) => Err(MatcherError::InvalidState {
-                        status: market_api::matcher::JobStatus::Succeeded,
+                        status: JobStatus::Succeeded,
                     }),
                     None => Err(MatcherError::UnknownJob {
                         job_id: args.job_id,
@@ -211,6 +222,30 @@ impl FakeMarket {
                     .map(|m| serde_bytes::ByteBuf::from(m.clone()))
                     .ok_or(MatcherError::UnknownModule { sha256: sha });
                 Encode!(&chunk)
+            }
+            "get_job" => {
+                let id = Decode!(arg, JobId).unwrap();
+                let job = st.jobs.get(&id).map(|j| ApiJob {
+                    id,
+                    owner: Principal::anonymous(),
+                    spec: j.spec.clone(),
+                    status: match &j.result {
+                        Some(r) if r.result.outcome == (RunOutcome::Exited { code: 0 }) => {
+                            JobStatus::Succeeded
+                        }
+                        Some(_) => JobStatus::Failed,
+                        None if j.acknowledged => JobStatus::Running,
+                        None => JobStatus::Assigned,
+                    },
+                    provider: Some(Principal::from_slice(&[7; 29])),
+                    price_per_interval: Some(PRICE),
+                    intervals_paid: j.paid,
+                    retries_used: 0,
+                    result: j.result.as_ref().map(|r| r.result.clone()),
+                    submitted_at_ns: 0,
+                    kind: market_api::matcher::JobKind::OneOff,
+                });
+                Encode!(&job)
             }
             "balance_of" => Encode!(&Balance {
                 ledger: Principal::anonymous(),
@@ -687,4 +722,143 @@ async fn url_modules_are_downloaded_retried_on_5xx_and_a_404_is_reported() {
     assert_eq!(result(3).output, b"hello\n", "retried after the 503");
     assert_eq!(st.submissions.len(), 3, "each job reported once");
     assert!(h.metrics.call_errors.get() >= 1, "the 503 was counted");
+}
+
+/// Exits with code 3.
+const EXIT3: &str = r#"(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start") (call $exit (i32.const 3))))"#;
+
+/// Counts down from 1.5 billion: a second or so of work.
+const COUNT: &str = r#"(module
+  (memory (export "memory") 1)
+  (func (export "_start") (local $i i32)
+    (local.set $i (i32.const 1500000000))
+    (loop $l
+      (local.set $i (i32.sub (local.get $i) (i32.const 1)))
+      (br_if $l (local.get $i)))))"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_interval_a_result_pays_counts_as_earnings() {
+    let h = Harness::new();
+    let sha = h.market.store(&wasm(HELLO));
+    h.market.add_job(1, spec(sha, 10));
+    // The clock stands still: the result comes in the first interval, which
+    // no heartbeat paid, so the result pays it.
+    h.run_while(
+        Duration::from_secs(5),
+        h.until(0, "a result", |st| st.jobs[&1].result.is_some()),
+    )
+    .await;
+    assert_eq!(h.market.state.lock().unwrap().jobs[&1].paid, 1);
+    assert_eq!(h.metrics.intervals_paid.get(), 1);
+    assert_eq!(h.metrics.earnings_e8s.get(), 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn earnings_match_what_the_matcher_paid_over_many_intervals() {
+    let h = Harness::new();
+    let sha = h.market.store(&wasm(COUNT));
+    h.market.add_job(1, spec(sha, 10));
+    // 0.05 s of IC time per 2 ms: an interval every ~400 ms of real time.
+    h.run_while(
+        Duration::from_secs(5),
+        h.until(S / 20, "a result", |st| st.jobs[&1].result.is_some()),
+    )
+    .await;
+    let paid = h.market.state.lock().unwrap().jobs[&1].paid;
+    assert!(paid >= 2, "heartbeats paid and the result: {paid}");
+    assert_eq!(h.metrics.intervals_paid.get(), u64::from(paid));
+    assert_eq!(h.metrics.earnings_e8s.get(), 100 * u64::from(paid));
+    assert_eq!(h.metrics.jobs_failed.get(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_sent_after_its_due_time_counts_as_late() {
+    let h = Harness::new();
+    let sha = h.market.store(&wasm(SPIN));
+    h.market.add_job(1, spec(sha, 10));
+    h.run_while(Duration::from_millis(100), async {
+        h.until(0, "an acknowledgement", |st| st.jobs[&1].acknowledged)
+            .await;
+        assert_eq!(
+            h.metrics.heartbeats_late.get(),
+            0,
+            "an acknowledgement is never late"
+        );
+        // The network fails until the interval is due and a second past it,
+        // inside the grace period.
+        h.market.fail_updates.store(u32::MAX, Ordering::SeqCst);
+        let due = h.market.state.lock().unwrap().jobs[&1].due_ns;
+        h.market
+            .advance(due + S - h.market.now.load(Ordering::SeqCst));
+        h.until(0, "failed heartbeats", |_| h.metrics.call_errors.get() >= 2)
+            .await;
+        assert_eq!(h.metrics.heartbeats_late.get(), 0);
+        h.market.fail_updates.store(0, Ordering::SeqCst);
+        h.until(0, "the interval paid", |st| st.jobs[&1].paid == 1)
+            .await;
+    })
+    .await;
+    assert!(!h.market.state.lock().unwrap().jobs[&1].missed);
+    assert_eq!(h.metrics.heartbeats_late.get(), 1);
+    assert_eq!(
+        h.metrics.heartbeats_sent.get(),
+        2,
+        "the acknowledgement and the late one"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_outcomes_count_as_completed_and_failed() {
+    let h = Harness::new();
+    let hello = h.market.store(&wasm(HELLO));
+    let exit3 = h.market.store(&wasm(EXIT3));
+    // Job 3's digest names bytes the store does not hold.
+    let wrong = h.market.store(&wasm(SPIN));
+    h.market
+        .state
+        .lock()
+        .unwrap()
+        .modules
+        .insert(wrong, wasm(HELLO));
+    h.market.add_job(1, spec(hello, 10));
+    h.market.add_job(2, spec(exit3, 10));
+    h.market.add_job(3, spec(wrong, 10));
+    h.run_while(
+        Duration::from_secs(5),
+        h.until(0, "three results", |st| st.submissions.len() == 3),
+    )
+    .await;
+    assert_eq!(h.metrics.jobs_completed.get(), 3);
+    assert_eq!(
+        h.metrics.jobs_failed.get(),
+        2,
+        "exit 3 and the invalid module"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_the_matcher_never_took_counts_as_failed() {
+    let h = Harness::new();
+    let sha = h.market.store(&wasm(HELLO));
+    h.market.add_job(1, spec(sha, 10));
+    // Every update fails: the job runs, but is never acknowledged, so its
+    // result cannot be submitted.
+    h.market.fail_updates.store(u32::MAX, Ordering::SeqCst);
+    let store = ResultStore::open(h.state_dir.path()).unwrap();
+    h.run_while(Duration::from_millis(100), async {
+        h.until(0, "a saved result", |_| !store.list().is_empty())
+            .await;
+        assert_eq!(h.metrics.jobs_failed.get(), 0);
+        // The buyer cancels; the matcher forgets the assignment.
+        h.market.state.lock().unwrap().jobs.clear();
+        h.until(0, "the result dropped", |_| store.list().is_empty())
+            .await;
+    })
+    .await;
+    assert_eq!(h.metrics.jobs_failed.get(), 1);
+    assert_eq!(h.metrics.jobs_completed.get(), 0);
+    assert!(h.market.state.lock().unwrap().submissions.is_empty());
 }
