@@ -43,6 +43,8 @@ struct FakeState {
     /// (time, job, accepted)
     heartbeats: Vec<(u64, JobId, bool)>,
     submissions: Vec<SubmitResultArgs>,
+    /// (job, heartbeat items received before the hand-back)
+    hand_backs: Vec<(JobId, usize)>,
 }
 
 /// A matcher (and the bits of escrow the daemon reads) in memory.
@@ -134,7 +136,11 @@ impl FakeMarket {
                         continue;
                     };
                     let interval = j.spec.interval_secs * S;
-                    let ack = if j.result.is_some() || j.missed || j.attempt != item.attempt {
+                    let ack = if j.result.is_some()
+                        || j.missed
+                        || j.handed_back
+                        || j.attempt != item.attempt
+                    {
                         HeartbeatAck::Refused {
                             reason: "the job is not assigned to this provider and attempt".into(),
                         }
@@ -192,6 +198,8 @@ impl FakeMarket {
             }
             "hand_back" => {
                 let (job_id, attempt) = Decode!(arg, JobId, u32).unwrap();
+                let received = st.heartbeats.len();
+                st.hand_backs.push((job_id, received));
                 let reply = match st.jobs.get_mut(&job_id) {
                     Some(j) if j.attempt == attempt && j.result.is_none() && !j.missed => {
                         j.handed_back = true;
@@ -861,4 +869,80 @@ async fn a_result_the_matcher_never_took_counts_as_failed() {
     assert_eq!(h.metrics.jobs_failed.get(), 1);
     assert_eq!(h.metrics.jobs_completed.get(), 0);
     assert!(h.market.state.lock().unwrap().submissions.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_finishes_within_the_grace_period_has_its_result_submitted() {
+    let h = Harness::new();
+    let sha = h.market.store(&wasm(COUNT));
+    h.market.add_job(1, spec(sha, 10));
+    let summary = h
+        .run_while(Duration::from_secs(30), async {
+            h.until(0, "an acknowledgement", |st| st.jobs[&1].acknowledged)
+                .await;
+            assert!(
+                h.market.state.lock().unwrap().submissions.is_empty(),
+                "still running when the shutdown starts"
+            );
+        })
+        .await;
+    let st = h.market.state.lock().unwrap();
+    assert_eq!(st.submissions.len(), 1, "{summary:?}");
+    assert_eq!(
+        st.submissions[0].result.outcome,
+        RunOutcome::Exited { code: 0 }
+    );
+    assert!(st.hand_backs.is_empty(), "nothing handed back");
+    assert_eq!(
+        summary,
+        Summary {
+            results_submitted: 1,
+            heartbeats_accepted: 1,
+            cancelled_at_shutdown: 0,
+            handed_back: 0,
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_heartbeat_at_shutdown_goes_out_before_the_hand_back() {
+    let h = Harness::new();
+    let sha = h.market.store(&wasm(SPIN));
+    h.market.add_job(1, spec(sha, 10));
+    let summary = h
+        .run_while(Duration::from_millis(100), async {
+            h.until(0, "an acknowledgement", |st| st.jobs[&1].acknowledged)
+                .await;
+            // Into the window (it opens 5 s before the due time) but not yet
+            // urgent (2.5 s before): a running node would wait.
+            let due = h.market.state.lock().unwrap().jobs[&1].due_ns;
+            h.market
+                .advance(due - 4 * S - h.market.now.load(Ordering::SeqCst));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert_eq!(h.market.state.lock().unwrap().jobs[&1].paid, 0);
+        })
+        .await;
+    let st = h.market.state.lock().unwrap();
+    assert_eq!(st.jobs[&1].paid, 1, "the open interval was heartbeated");
+    let accepted: Vec<usize> = (0..st.heartbeats.len())
+        .filter(|i| st.heartbeats[*i].2)
+        .collect();
+    assert_eq!(accepted.len(), 2, "acknowledgement and last heartbeat");
+    assert_eq!(st.hand_backs.len(), 1);
+    assert!(
+        accepted[1] < st.hand_backs[0].1,
+        "the heartbeat went before the hand-back: {:?} {:?}",
+        st.heartbeats,
+        st.hand_backs
+    );
+    assert!(st.jobs[&1].handed_back && !st.jobs[&1].missed);
+    assert_eq!(
+        (
+            summary.heartbeats_accepted,
+            summary.cancelled_at_shutdown,
+            summary.handed_back
+        ),
+        (2, 1, 1)
+    );
+    assert_eq!(h.metrics.earnings_e8s.get(), 100);
 }
