@@ -20,7 +20,7 @@ use provider_node::client::{CanisterIds, MarketClient};
 use provider_node::daemon::metrics::Metrics;
 use provider_node::daemon::{Daemon, DaemonConfig, Summary};
 use provider_node::sandbox::{Executor, SandboxConfig};
-use provider_node::transport::DevnetTransport;
+use provider_node::transport::{DevnetTransport, Transport, TransportError};
 use sha2::Digest;
 
 /// Large enough that a slash (5 intervals) exceeds the ledger fee.
@@ -140,6 +140,18 @@ impl World {
         state_dir: &std::path::Path,
         shutdown_grace: Duration,
     ) -> (Daemon<DevnetTransport>, Metrics) {
+        let transport = DevnetTransport::new(self.net.shared(), node(n));
+        self.daemon_over(n, transport, state_dir, shutdown_grace)
+    }
+
+    /// A daemon for provider `n` calling through `transport`.
+    fn daemon_over<T: Transport + Clone>(
+        &self,
+        n: u8,
+        transport: T,
+        state_dir: &std::path::Path,
+        shutdown_grace: Duration,
+    ) -> (Daemon<T>, Metrics) {
         let executor = Executor::new(SandboxConfig {
             concurrent_jobs: 1,
             max_job_memory_bytes: 64 << 20,
@@ -149,7 +161,7 @@ impl World {
         .unwrap();
         let metrics = Metrics::default();
         let daemon = Daemon::new(
-            MarketClient::new(DevnetTransport::new(self.net.shared(), node(n)), self.ids),
+            MarketClient::new(transport, self.ids),
             Arc::new(executor),
             DaemonConfig {
                 provider: provider(n),
@@ -239,8 +251,8 @@ impl World {
     }
 }
 
-fn spawn(
-    daemon: Daemon<DevnetTransport>,
+fn spawn<T: Transport + Clone>(
+    daemon: Daemon<T>,
 ) -> (
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<Summary>,
@@ -512,4 +524,142 @@ async fn a_reserved_slot_is_held_idle_or_busy_and_runs_a_delegates_job() {
     assert_eq!(reservation(&w).status, ReservationStatus::Cancelled);
     assert_eq!(audit.slashes, 0);
     assert!(audit.released >= 2 * PRICE);
+}
+
+/// Replies the [`Flaky`] transport loses after the canister executed the
+/// call: (method, n-th call of it that reached the canister).
+const LOSE_REPLY: &[(&str, u32)] = &[
+    ("heartbeat", 1),     // the acknowledgement
+    ("heartbeat", 3),     // a paying heartbeat
+    ("submit_result", 1), // the result
+];
+
+/// What the [`Flaky`] transport broke.
+#[derive(Default)]
+struct Faults {
+    calls: std::sync::atomic::AtomicU64,
+    reached: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    dropped: std::sync::atomic::AtomicU64,
+    lost: std::sync::Mutex<Vec<String>>,
+}
+
+/// The devnet transport with a bad network: every 7th call (update, query
+/// or time) fails before it is sent, and the replies in [`LOSE_REPLY`] are
+/// lost after the call executed, so the node can't know it went through.
+#[derive(Clone)]
+struct Flaky {
+    inner: DevnetTransport,
+    faults: Arc<Faults>,
+}
+
+impl Flaky {
+    fn drop_this_one(&self) -> Result<(), TransportError> {
+        let n = self.faults.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if n % 7 == 0 {
+            self.faults.dropped.fetch_add(1, Ordering::SeqCst);
+            return Err(TransportError::Network("injected: connection reset".into()));
+        }
+        Ok(())
+    }
+}
+
+impl Transport for Flaky {
+    fn sender(&self) -> Principal {
+        self.inner.sender()
+    }
+    async fn update(
+        &self,
+        canister: Principal,
+        method: &str,
+        arg: Vec<u8>,
+    ) -> Result<Vec<u8>, TransportError> {
+        self.drop_this_one()?;
+        let nth = {
+            let mut reached = self.faults.reached.lock().unwrap();
+            let n = reached.entry(method.to_string()).or_default();
+            *n += 1;
+            *n
+        };
+        let reply = self.inner.update(canister, method, arg).await;
+        if LOSE_REPLY.contains(&(method, nth)) {
+            self.faults
+                .lost
+                .lock()
+                .unwrap()
+                .push(format!("{method}#{nth}"));
+            return Err(TransportError::Network("injected: reply lost".into()));
+        }
+        reply
+    }
+    async fn query(
+        &self,
+        canister: Principal,
+        method: &str,
+        arg: Vec<u8>,
+    ) -> Result<Vec<u8>, TransportError> {
+        self.drop_this_one()?;
+        self.inner.query(canister, method, arg).await
+    }
+    async fn time_ns(&self) -> Result<u64, TransportError> {
+        self.drop_this_one()?;
+        self.inner.time_ns().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_on_a_bad_network_finishes_its_job_and_is_paid_once_per_interval() {
+    let w = World::new();
+    w.provider(1, PRICE);
+    let faults = Arc::new(Faults::default());
+    let flaky = Flaky {
+        inner: DevnetTransport::new(w.net.shared(), node(1)),
+        faults: Arc::clone(&faults),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (d1, m1) = w.daemon_over(1, flaky, dir.path(), Duration::from_secs(10));
+    let (stop, task) = spawn(d1);
+    w.start_clock();
+    let count = w.upload(COUNT).await;
+    let free_before = w.net.escrow_balance(buyer()).unwrap().free;
+    let id = w.submit(count).await;
+    let job = w
+        .until(id, "succeeded", |j| j.status == JobStatus::Succeeded)
+        .await;
+    let finished_by_ns = w.net.time_ns();
+    assert_eq!(stdout_of(&job), b"done\n");
+    assert_eq!(job.retries_used, 0, "never slashed nor reassigned");
+    let _ = stop.send(());
+    task.await.unwrap();
+    assert_eq!(
+        *faults.lost.lock().unwrap(),
+        vec!["heartbeat#1", "heartbeat#3", "submit_result#1"],
+        "every lost reply was tried"
+    );
+    assert!(faults.dropped.load(Ordering::SeqCst) >= 3);
+    assert!(m1.call_errors.get() >= 3);
+
+    let audit = w.audit();
+    assert_eq!(audit.slashes, 0);
+    let paid = Tokens::from(job.intervals_paid);
+    assert!(paid >= 1);
+    let ran_for = (finished_by_ns - job.submitted_at_ns) / 1_000_000_000;
+    assert!(
+        paid <= Tokens::from(ran_for / INTERVAL + 1),
+        "{paid} intervals paid in {ran_for} s"
+    );
+    assert_eq!(
+        audit.released,
+        paid * PRICE,
+        "released once per paid interval"
+    );
+    assert_eq!(
+        w.net.escrow_balance(provider(1)).unwrap().claimable,
+        paid * PRICE,
+        "the provider received each paid interval once"
+    );
+    assert_eq!(
+        w.net.escrow_balance(buyer()).unwrap().free,
+        free_before - paid * PRICE,
+        "the buyer paid each interval once and got the rest of the lock back"
+    );
 }
