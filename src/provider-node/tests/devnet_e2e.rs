@@ -555,7 +555,7 @@ struct Flaky {
 impl Flaky {
     fn drop_this_one(&self) -> Result<(), TransportError> {
         let n = self.faults.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        if n % 7 == 0 {
+        if n.is_multiple_of(7) {
             self.faults.dropped.fetch_add(1, Ordering::SeqCst);
             return Err(TransportError::Network("injected: connection reset".into()));
         }
