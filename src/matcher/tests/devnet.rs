@@ -858,3 +858,106 @@ fn uploads_that_never_commit_are_collected_and_free_their_quota() {
     assert_eq!(info, None, "collected");
     begin(3).unwrap();
 }
+
+#[test]
+fn offers_follow_the_registry_and_the_book_answers_for_them() {
+    let net = Net::new();
+    net.onboard_provider(provider(1), node(1), 100 * ICP)
+        .unwrap();
+    // A second provider may not name the first's node, nor the first
+    // itself, as the principal that signs its heartbeats.
+    for stolen in [node(1), provider(1)] {
+        let e = net.register_provider(provider(2), stolen).unwrap_err();
+        assert!(format!("{e}").contains("node"), "{e}");
+    }
+    // Below the registry's minimum stake no offer stands.
+    net.register_provider(provider(2), node(2)).unwrap();
+    net.mint(provider(2), 10 * ICP).unwrap();
+    net.stake(provider(2), 5 * ICP).unwrap();
+    match net.offer(2, PRICE, 1) {
+        Err(MatcherError::Unauthorized { reason }) => {
+            assert!(reason.contains("BelowMinimumStake"), "{reason}")
+        }
+        other => panic!("offer below the minimum stake: {other:?}"),
+    }
+
+    // Post, update, read back through offers_of and book_depth, withdraw.
+    let id = net.offer(1, PRICE, 2).unwrap();
+    let mut changed = offer(2 * PRICE, 2);
+    changed.ledger = net.ids.ledger;
+    let update = |who: u8, spec: OfferSpec| -> R<u64> {
+        let (r,): (R<u64>,) = net
+            .update_args(net.ids.matcher, provider(who), "update_offer", (id, spec))
+            .unwrap();
+        r
+    };
+    assert_eq!(update(1, changed), Ok(id));
+    let r = update(2, offer(1, 1));
+    assert!(matches!(r, Err(MatcherError::Unauthorized { .. })), "{r:?}");
+    let offers: Vec<market_api::matcher::Offer> = net
+        .query(net.ids.matcher, "offers_of", &provider(1))
+        .unwrap();
+    assert_eq!(offers.len(), 1);
+    assert_eq!(offers[0].spec.price_per_interval, 2 * PRICE);
+    let depth = |net: &Net| -> market_api::matcher::BookDepth {
+        net.query(net.ids.matcher, "book_depth", &net.ids.ledger)
+            .unwrap()
+    };
+    assert_eq!(depth(&net).asks.len(), 1);
+    assert_eq!(
+        (depth(&net).asks[0].price, depth(&net).asks[0].count),
+        (2 * PRICE, 2)
+    );
+
+    // The provider unstakes after offering: a job asking for more stake than
+    // it now holds is not bonded to it (the registry checks the current
+    // stake) and rests; one asking for less runs there.
+    let r: Result<market_api::registry::Unbonding, RegistryError> = net
+        .update(net.ids.registry, provider(1), "unstake", &(60 * ICP))
+        .unwrap();
+    r.unwrap();
+    let mut picky = net.spec(3 * PRICE, 1);
+    picky.min_provider_stake = 80 * ICP;
+    let picky = net.submit(buyer(), &picky).unwrap();
+    assert_eq!(net.job(picky).status, JobStatus::Open);
+    assert_eq!(net.job(picky).provider, None);
+    let easy = net.submit(buyer(), &net.spec(3 * PRICE, 1)).unwrap();
+    assert_eq!(net.job(easy).provider, Some(provider(1)));
+    assert_eq!(depth(&net).bids.len(), 1);
+    assert_eq!(depth(&net).bids[0].count, 1);
+
+    // list_jobs pages through the buyer's jobs.
+    let third = net.submit(buyer(), &net.spec(PRICE, 1)).unwrap();
+    let page = |start: Option<u64>| -> Vec<Job> {
+        net.query_args(
+            net.ids.matcher,
+            "list_jobs",
+            (
+                buyer(),
+                PageRequest {
+                    start,
+                    limit: Some(2),
+                },
+            ),
+        )
+        .map(|(jobs,): (Vec<Job>,)| jobs)
+        .unwrap()
+    };
+    let first = page(None);
+    assert_eq!(
+        first.iter().map(|j| j.id).collect::<Vec<_>>(),
+        [picky, easy]
+    );
+    let rest = page(Some(easy + 1));
+    assert_eq!(rest.iter().map(|j| j.id).collect::<Vec<_>>(), [third]);
+
+    let r: R<()> = net.call(provider(1), "withdraw_offer", &id);
+    r.unwrap();
+    assert!(depth(&net).asks.is_empty());
+    for job in [picky, third] {
+        let r: R<()> = net.call(buyer(), "cancel_job", &job);
+        r.unwrap();
+    }
+    net.settle_outbox();
+    net.audit();
+}
