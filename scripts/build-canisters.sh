@@ -33,6 +33,17 @@ ensure_ic_wasm() {
         IC_WASM=$(command -v ic-wasm)
         return 0
     fi
+    if ! command -v npm >/dev/null 2>&1; then
+        if ! command -v apt-get >/dev/null 2>&1; then
+            echo "error: ic-wasm is installed with npm, and neither npm nor apt-get is here" >&2
+            exit 1
+        fi
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        echo "==> installing npm (Debian package) to fetch ic-wasm" >&2
+        $sudo apt-get update -qq >&2
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq npm >&2
+    fi
     echo "==> installing ic-wasm $IC_WASM_VERSION (npm @icp-sdk/ic-wasm-linux-x64) into $TOOLS_DIR" >&2
     mkdir -p "$TOOLS_DIR"
     npm install --silent --no-audit --no-fund --prefix "$TOOLS_DIR" \

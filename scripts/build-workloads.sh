@@ -24,7 +24,7 @@ mkdir -p "$OUT_DIR"
 ENV=("${WASM_ENV[@]}")
 if [ "${WASM_CARGO[0]}" = /usr/bin/cargo ]; then
     # Debian's Rust has no self-contained WASI sysroot: link against the
-    # distribution's wasi-libc (see TOOLCHAIN.md).
+    # distribution's wasi-libc (package wasi-libc).
     ENV+=("RUSTFLAGS=-L /usr/lib/wasm32-wasi -C link-self-contained=no -C link-arg=/usr/lib/wasm32-wasi/crt1-command.o")
 fi
 

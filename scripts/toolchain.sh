@@ -4,7 +4,7 @@
 # Source this file, then call `wasm_toolchain TARGET`; it sets WASM_CARGO (the
 # cargo command) and WASM_BUILD_STD_FLAGS (extra flags when std must be
 # built from source). Prefers an installed rustup target; otherwise uses
-# Debian's Rust with its std sources (see TOOLCHAIN.md in the docs), installing
+# Debian's Rust (rustc-web) with its std sources, building std, installing
 # the packages idempotently.
 set -euo pipefail
 
