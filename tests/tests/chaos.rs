@@ -31,16 +31,20 @@ use market_api::matcher::{
     JobLimits, JobResult, JobSpec, MatcherError, MatcherEvent, ModuleSource, OfferSpec,
     Reservation, ReservationSpec, ReservationStatus, ReservedJobArgs, RunOutcome, SubmitResultArgs,
 };
-use market_api::registry::{RegistryError, Unbonding};
+use market_api::registry::{RegistryError, RegistryEvent, Unbonding};
 use market_api::{EventPage, JobId, PageRequest, Tokens};
 use proptest::prelude::*;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 const BUYERS: u8 = 3;
 const PROVIDERS: u8 = 3;
 const INTERVAL: u64 = 30;
+
+/// `Settings::default().slash_multiple`: intervals' prices slashed per
+/// missed deadline.
+const SLASH_MULTIPLE: u32 = 5;
 
 static CASES: AtomicU64 = AtomicU64::new(0);
 static STEPS: AtomicU64 = AtomicU64::new(0);
@@ -50,6 +54,7 @@ static CHECKS: AtomicU64 = AtomicU64::new(0);
 static JOBS: AtomicU64 = AtomicU64::new(0);
 static SLASHES: AtomicU64 = AtomicU64::new(0);
 static RESERVATIONS: AtomicU64 = AtomicU64::new(0);
+static SLASHED: AtomicU64 = AtomicU64::new(0);
 
 fn buyer(i: u8) -> Principal {
     principal(10 + i % BUYERS)
@@ -164,6 +169,12 @@ struct World {
     jobs: Vec<(Principal, JobId)>,
     /// Reservations with their owners.
     reservations: Vec<(Principal, u64)>,
+    /// Every assignment seen, by (job, attempt): its provider and what a
+    /// missed deadline of it must cost that provider (the price times the
+    /// slash multiple). Assignments are looked up after every step, and a
+    /// deadline passes at least an interval after its assignment, so each
+    /// is seen before it can be slashed.
+    assigned: BTreeMap<(JobId, u32), (Principal, Tokens)>,
 }
 
 impl World {
@@ -185,6 +196,7 @@ impl World {
             net,
             jobs: vec![],
             reservations: vec![],
+            assigned: BTreeMap::new(),
         }
     }
 
@@ -521,45 +533,20 @@ impl World {
             .get(usize::from(nth) % self.reservations.len().max(1))
     }
 
-    /// Invariants that hold at every moment, even with retries pending.
-    fn check_mid_flight(&self) {
+    /// Invariants that hold at every moment, even with retries pending:
+    /// the ledger creates nothing, no lock pays beyond its total, and the
+    /// registry slashes each deadline at most once, only as the matcher
+    /// recorded it (see `Localnet::audit_in_flight`) and for exactly what
+    /// the matcher asks of a missed deadline.
+    fn check_mid_flight(&mut self) {
         let net = &self.net;
-        net.audit_ledger().unwrap_or_else(|e| panic!("{e}"));
-        let mut slashed = BTreeSet::new();
-        let mut start = Some(0);
-        while let Some(s) = start {
-            let page: EventPage<MatcherEvent> = net
-                .query(
-                    net.ids.matcher,
-                    "get_events",
-                    &PageRequest {
-                        start: Some(s),
-                        limit: None,
-                    },
-                )
-                .unwrap();
-            for e in page.events {
-                if let MatcherEvent::DeadlineMissed {
-                    job_id, attempt, ..
-                } = e.event
-                {
-                    assert!(
-                        slashed.insert((job_id, attempt)),
-                        "job {job_id} attempt {attempt} slashed twice"
-                    );
-                }
-            }
-            start = page.next;
-        }
+        net.audit_in_flight().unwrap_or_else(|e| panic!("{e}"));
+        self.check_slashes_asked();
         for (_, id) in self.jobs.iter().chain(&self.reservations) {
             let lock: Option<JobLock> = net
                 .query(net.ids.escrow, "get_lock", &format!("job/{id}"))
                 .unwrap();
             if let Some(l) = lock {
-                assert!(
-                    l.released <= l.total,
-                    "job {id} paid beyond its lock: {l:?}"
-                );
                 assert!(
                     l.released + l.refunded <= l.total,
                     "job {id}'s lock paid and refunded more than it held: {l:?}"
@@ -569,16 +556,117 @@ impl World {
         CHECKS.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Records the assignments the matcher holds now.
+    fn observe_assignments(&mut self) {
+        for p in 0..PROVIDERS {
+            for a in self.assignments(p) {
+                self.assigned.insert(
+                    (a.job_id, a.attempt),
+                    (
+                        provider(p),
+                        a.price_per_interval * Tokens::from(SLASH_MULTIPLE),
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Each of the registry's slashes, and each deadline the matcher
+    /// recorded as missed, is of an assignment seen, takes its provider's
+    /// stake, and takes what the matcher asks for that assignment (every
+    /// stake here covers it: none runs short). Returns the registry's total.
+    fn check_slashes_asked(&self) -> Tokens {
+        let net = &self.net;
+        let mut total = 0;
+        for e in events::<RegistryEvent>(net, net.ids.registry) {
+            if let RegistryEvent::Slashed {
+                key,
+                provider,
+                amount,
+                ..
+            } = e
+            {
+                let deadline = key
+                    .strip_prefix("job/")
+                    .and_then(|k| k.split_once("/slash/"))
+                    .and_then(|(j, a)| Some((j.parse().ok()?, a.parse().ok()?)));
+                let asked = deadline.and_then(|d| self.assigned.get(&d));
+                assert_eq!(
+                    asked,
+                    Some(&(provider, amount)),
+                    "the registry slashed {amount} from {provider} under {key}; the matcher asked (provider, amount) {asked:?}"
+                );
+                total += amount;
+            }
+        }
+        for e in events::<MatcherEvent>(net, net.ids.matcher) {
+            if let MatcherEvent::DeadlineMissed {
+                job_id,
+                provider,
+                attempt,
+                slashed,
+            } = e
+            {
+                let asked = self.assigned.get(&(job_id, attempt));
+                assert_eq!(
+                    asked,
+                    Some(&(provider, slashed)),
+                    "job {job_id} attempt {attempt}: the matcher recorded {slashed} slashed from {provider}, but asked (provider, amount) {asked:?}"
+                );
+            }
+        }
+        total
+    }
+
+    /// A new world in which every provider offers, so that jobs run from
+    /// the start.
+    fn with_offers() -> World {
+        let mut world = World::new();
+        for p in 0..PROVIDERS {
+            world.apply(&Action::Offer {
+                provider: p,
+                price: 2 + p,
+                slots: 2,
+            });
+        }
+        world
+    }
+
+    /// Runs a case: [`World::steps`], then [`World::finish`].
+    fn run(&mut self, actions: &[Action]) {
+        self.steps(actions);
+        self.finish();
+    }
+
+    /// Each action, then what the marketplace does at once, then the checks
+    /// of [`World::check_mid_flight`].
+    fn steps(&mut self, actions: &[Action]) {
+        self.observe_assignments();
+        for a in actions {
+            self.apply(a);
+            self.net.tick();
+            self.observe_assignments();
+            self.check_mid_flight();
+            STEPS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Moves the clock `steps` times 10 s, watching assignments.
+    fn pass_time(&mut self, steps: u32) {
+        for _ in 0..steps {
+            self.net.advance(Duration::from_secs(10));
+            self.observe_assignments();
+        }
+    }
+
     /// Faults stop, providers go silent, time runs out every job; then the
     /// full audit.
-    fn finish(&self) {
-        let net = &self.net;
-        net.devnet().clear_faults();
+    fn finish(&mut self) {
+        self.net.devnet().clear_faults();
         // Long enough for every job to miss its deadlines through all its
         // retries and for every backoff (at most 5 minutes) to retry.
-        for _ in 0..240 {
-            net.advance(Duration::from_secs(10));
-        }
+        self.pass_time(240);
+        let net = &self.net;
         for (_, id) in &self.jobs {
             let job: Option<Job> = net.query(net.ids.matcher, "get_job", id).unwrap();
             let job = job.expect("job exists");
@@ -613,9 +701,8 @@ impl World {
                 r.unwrap_or_else(|e| panic!("cancel reservation {id}: {e:?}"));
             }
         }
-        for _ in 0..60 {
-            net.advance(Duration::from_secs(10));
-        }
+        self.pass_time(60);
+        let net = &self.net;
         // Escrow and registry ledger calls with unknown outcomes are
         // reconciled by their owners' next operation, and a push deposit
         // whose notify failed is credited by notifying again: do what a
@@ -643,9 +730,42 @@ impl World {
         }
         net.advance(Duration::from_secs(1));
         let audit = net.audit().unwrap_or_else(|e| panic!("{e}"));
+        // Converged, the audit found every registry slash recorded by the
+        // matcher for the same amount and the other way round; each of them
+        // took what the matcher asked.
+        assert_eq!(
+            audit.slashed,
+            self.check_slashes_asked(),
+            "the audit and the registry's log disagree on what was slashed"
+        );
         SLASHES.fetch_add(audit.slashes as u64, Ordering::Relaxed);
+        SLASHED.fetch_add(audit.slashed as u64, Ordering::Relaxed);
         CHECKS.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// Every event of a canister's log.
+fn events<E: candid::CandidType + serde::de::DeserializeOwned>(
+    net: &Localnet,
+    canister: Principal,
+) -> Vec<E> {
+    let mut out = vec![];
+    let mut start = Some(0);
+    while let Some(s) = start {
+        let page: EventPage<E> = net
+            .query(
+                canister,
+                "get_events",
+                &PageRequest {
+                    start: Some(s),
+                    limit: None,
+                },
+            )
+            .unwrap();
+        out.extend(page.events.into_iter().map(|e| e.event));
+        start = page.next;
+    }
+    out
 }
 
 fn env(name: &str, default: u32) -> u32 {
@@ -669,18 +789,7 @@ proptest! {
     fn nothing_is_lost_under_faults_upgrades_and_adversaries(
         actions in prop::collection::vec(action(), 1..=env("CHAOS_STEPS", 30) as usize)
     ) {
-        let mut world = World::new();
-        // Every provider offers, so that jobs run from the start.
-        for p in 0..PROVIDERS {
-            world.apply(&Action::Offer { provider: p, price: 2 + p, slots: 2 });
-        }
-        for a in &actions {
-            world.apply(a);
-            world.net.tick();
-            world.check_mid_flight();
-            STEPS.fetch_add(1, Ordering::Relaxed);
-        }
-        world.finish();
+        World::with_offers().run(&actions);
         CASES.fetch_add(1, Ordering::Relaxed);
         report();
     }
@@ -698,8 +807,9 @@ fn report() {
         CHECKS.load(Ordering::Relaxed),
     );
     eprintln!(
-        "chaos: {} reservations",
-        RESERVATIONS.load(Ordering::Relaxed)
+        "chaos: {} reservations, {} e8s slashed",
+        RESERVATIONS.load(Ordering::Relaxed),
+        SLASHED.load(Ordering::Relaxed),
     );
 }
 
@@ -721,18 +831,9 @@ proptest! {
     fn reservations_keep_the_books_under_faults_upgrades_and_adversaries(
         actions in prop::collection::vec(action_with_reservations(), 1..=env("CHAOS_STEPS", 30) as usize)
     ) {
-        let mut world = World::new();
-        for p in 0..PROVIDERS {
-            world.apply(&Action::Offer { provider: p, price: 2 + p, slots: 2 });
-        }
+        let mut world = World::with_offers();
         world.apply(&Action::Reserve { buyer: 0, slots: 2, price: 4 });
-        for a in &actions {
-            world.apply(a);
-            world.net.tick();
-            world.check_mid_flight();
-            STEPS.fetch_add(1, Ordering::Relaxed);
-        }
-        world.finish();
+        world.run(&actions);
         CASES.fetch_add(1, Ordering::Relaxed);
         report();
     }

@@ -11,19 +11,29 @@
 //!   call pending;
 //! - every job's escrow lock paid out exactly the intervals the matcher
 //!   recorded as paid and never more than it held; every finished job's lock
-//!   is settled; no deadline of one assignment was slashed twice; the
-//!   matcher's outbox is empty.
+//!   is settled; the matcher's outbox is empty;
+//! - the registry slashed each missed deadline at most once, only deadlines
+//!   the matcher recorded, each for the amount the matcher recorded, to the
+//!   job owner's deposit account, and, where the matcher's log has the
+//!   assignment's price, never more than the matcher asked for (that price
+//!   times `slash_multiple`); its slash counters and each provider's
+//!   `slashed_total` add up to its `Slashed` events.
+//!
+//! [`Localnet::audit_in_flight`] checks the part of this that holds at every
+//! moment, retries pending or not.
 
 use crate::ledger_types::{ListBlocksArgs, ListBlocksResult, Operation};
 use crate::{Error, Localnet, Result, nat};
-use candid::{Nat, Principal};
+use candid::{CandidType, Nat, Principal};
 use market_api::escrow::{JobLock, PendingOperation};
-use market_api::matcher::{Job, MatcherEvent, Reservation};
-use market_api::registry::{ListProvidersArgs, ProviderPage};
-use market_api::{Account, EventPage, HttpRequest, HttpResponse, PageRequest, Tokens};
+use market_api::matcher::{Job, MatcherEvent, MatcherInit, Reservation};
+use market_api::registry::{ListProvidersArgs, Provider, ProviderPage, RegistryEvent};
+use market_api::{Account, EventPage, HttpRequest, HttpResponse, JobId, PageRequest, Tokens};
+use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Totals found by a passing [`Localnet::audit`].
+/// Totals found by a passing [`Localnet::audit`] (or, for the fields it
+/// checks, [`Localnet::audit_in_flight`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Audit {
     /// The ledger's total supply.
@@ -32,16 +42,19 @@ pub struct Audit {
     pub minted: Tokens,
     /// Burned and paid in fees so far.
     pub burned_and_fees: Tokens,
-    /// What the escrow owes its users.
+    /// What the escrow owes its users (only set by [`Localnet::audit`]).
     pub escrow_liabilities: Tokens,
-    /// Stake held by the registry.
+    /// Stake held by the registry (only set by [`Localnet::audit`]).
     pub stakes: Tokens,
-    /// Jobs whose locks were checked.
+    /// Jobs and reservations whose locks were checked.
     pub jobs: usize,
     /// Intervals paid, over all jobs.
     pub released: Tokens,
-    /// Deadlines slashed.
+    /// Deadlines the matcher recorded as missed (its `DeadlineMissed`
+    /// events, slashes that took nothing included).
     pub slashes: usize,
+    /// Stake taken by the registry's slashes (its `Slashed` events).
+    pub slashed: Tokens,
 }
 
 fn fail(what: impl Into<String>) -> Error {
@@ -69,6 +82,38 @@ pub struct LedgerAudit {
     pub burned_and_fees: Tokens,
 }
 
+/// What the matcher's event log says about jobs, payments and deadlines.
+#[derive(Default)]
+struct MatcherLog {
+    /// Jobs and reservations whose lock the matcher confirmed, with the
+    /// amount it locked first.
+    funded: BTreeMap<JobId, Tokens>,
+    /// Which of them are reservations.
+    reservations: BTreeSet<JobId>,
+    /// Intervals paid per job.
+    paid: BTreeMap<JobId, Tokens>,
+    /// Assignments whose bond held: (job, attempt) to (provider, price).
+    assigned: BTreeMap<(JobId, u32), (Principal, Tokens)>,
+    /// Missed deadlines: (job, attempt) to (provider, amount slashed).
+    missed: BTreeMap<(JobId, u32), (Principal, Tokens)>,
+}
+
+/// One `Slashed` event of the registry.
+struct RegistrySlash {
+    key: String,
+    provider: Principal,
+    amount: Tokens,
+    beneficiary: Account,
+}
+
+/// The (job, attempt) a slash key names: the matcher slashes a missed
+/// deadline under `job/<job>/slash/<attempt>`.
+fn slash_deadline(key: &str) -> Option<(JobId, u32)> {
+    let rest = key.strip_prefix("job/")?;
+    let (job, attempt) = rest.split_once("/slash/")?;
+    Some((job.parse().ok()?, attempt.parse().ok()?))
+}
+
 impl Localnet {
     /// A canister's `/metrics` text.
     pub fn metrics(&self, canister: Principal) -> Result<String> {
@@ -80,6 +125,46 @@ impl Localnet {
         };
         let resp: HttpResponse = self.query(canister, "http_request", &req)?;
         String::from_utf8(resp.body).map_err(|_| fail("metrics are not UTF-8"))
+    }
+
+    /// Every event of a canister's `get_events` log, in order.
+    fn events<E: CandidType + DeserializeOwned>(&self, canister: Principal) -> Result<Vec<E>> {
+        let mut out = vec![];
+        let mut start = Some(0u64);
+        while let Some(s) = start {
+            let page: EventPage<E> = self.query(
+                canister,
+                "get_events",
+                &PageRequest {
+                    start: Some(s),
+                    limit: None,
+                },
+            )?;
+            out.extend(page.events.into_iter().map(|e| e.event));
+            start = page.next;
+        }
+        Ok(out)
+    }
+
+    /// Every provider the registry knows.
+    fn providers(&self) -> Result<Vec<Provider>> {
+        let mut out = vec![];
+        let mut start_after = None;
+        loop {
+            let page: ProviderPage = self.query(
+                self.ids.registry,
+                "list_providers",
+                &ListProvidersArgs {
+                    start_after,
+                    ..Default::default()
+                },
+            )?;
+            out.extend(page.providers);
+            start_after = page.next;
+            if start_after.is_none() {
+                return Ok(out);
+            }
+        }
     }
 
     /// Every account the ledger's log mentions, with what was minted and
@@ -156,6 +241,202 @@ impl Localnet {
         })
     }
 
+    /// The matcher's event log, read once; fails if it records one deadline
+    /// as missed twice.
+    fn matcher_log(&self) -> Result<MatcherLog> {
+        let mut log = MatcherLog::default();
+        for e in self.events::<MatcherEvent>(self.ids.matcher)? {
+            match e {
+                MatcherEvent::JobSubmitted {
+                    job_id, max_cost, ..
+                } => {
+                    log.funded.insert(job_id, max_cost);
+                }
+                MatcherEvent::ReservationMade {
+                    reservation,
+                    locked,
+                    ..
+                } => {
+                    log.funded.insert(reservation, locked);
+                    log.reservations.insert(reservation);
+                }
+                MatcherEvent::IntervalPaid { job_id, amount, .. } => {
+                    *log.paid.entry(job_id).or_default() += amount;
+                }
+                MatcherEvent::JobAssigned {
+                    job_id,
+                    provider,
+                    attempt,
+                    price_per_interval,
+                } => {
+                    log.assigned
+                        .insert((job_id, attempt), (provider, price_per_interval));
+                }
+                MatcherEvent::DeadlineMissed {
+                    job_id,
+                    provider,
+                    attempt,
+                    slashed,
+                } if log
+                    .missed
+                    .insert((job_id, attempt), (provider, slashed))
+                    .is_some() =>
+                {
+                    return Err(fail(format!(
+                        "matcher: job {job_id} attempt {attempt} slashed twice"
+                    )));
+                }
+                _ => {}
+            }
+        }
+        Ok(log)
+    }
+
+    /// The registry's slashes against the matcher's deadlines, in the part
+    /// that holds at any moment: one slash per key and per deadline, each
+    /// naming a deadline of a job the matcher knows, taking no more than
+    /// the matcher asked (where its log has the assignment's price), paid
+    /// to the job owner's deposit account; every
+    /// slash the matcher recorded is the registry's, for the same provider
+    /// and amount; the registry's counters and providers' totals add up.
+    /// With `converged`, the registry must also hold no slash the matcher
+    /// has not recorded.
+    fn check_slashes(
+        &self,
+        log: &MatcherLog,
+        providers: &[Provider],
+        audit: &mut Audit,
+        converged: bool,
+    ) -> Result<()> {
+        let ids = self.ids;
+        let mut by_deadline: BTreeMap<(JobId, u32), RegistrySlash> = BTreeMap::new();
+        let mut per_provider: BTreeMap<Principal, Tokens> = BTreeMap::new();
+        let mut keys = BTreeSet::new();
+        for e in self.events::<RegistryEvent>(ids.registry)? {
+            let RegistryEvent::Slashed {
+                key,
+                provider,
+                amount,
+                beneficiary,
+                ..
+            } = e
+            else {
+                continue;
+            };
+            if !keys.insert(key.clone()) {
+                return Err(fail(format!("registry: slashed twice under key {key}")));
+            }
+            let deadline = slash_deadline(&key)
+                .ok_or_else(|| fail(format!("registry: slash under key {key}, no deadline")))?;
+            *per_provider.entry(provider).or_default() += amount;
+            audit.slashed += amount;
+            let slash = RegistrySlash {
+                key,
+                provider,
+                amount,
+                beneficiary,
+            };
+            if let Some(first) = by_deadline.insert(deadline, slash) {
+                return Err(fail(format!(
+                    "registry: job {} attempt {} slashed twice (keys {} and {})",
+                    deadline.0, deadline.1, first.key, by_deadline[&deadline].key
+                )));
+            }
+        }
+
+        let text = self.metrics(ids.registry)?;
+        let total = metric(&text, "registry_slashed_e8s_total ").unwrap_or(0);
+        let count = metric(&text, "registry_slashes_total ").unwrap_or(0);
+        if total != audit.slashed || count != by_deadline.len() as u128 {
+            return Err(fail(format!(
+                "registry: counters say {count} slashes of {total}, its log {} of {}",
+                by_deadline.len(),
+                audit.slashed
+            )));
+        }
+        for p in providers {
+            let logged = per_provider.get(&p.id).copied().unwrap_or(0);
+            if p.slashed_total != logged {
+                return Err(fail(format!(
+                    "registry: {} has slashed_total {}, its Slashed events {logged}",
+                    p.id, p.slashed_total
+                )));
+            }
+        }
+
+        let config: MatcherInit = self.query(ids.matcher, "get_config", &())?;
+        for (&(job_id, attempt), s) in &by_deadline {
+            let job: Option<Job> = self.query(ids.matcher, "get_job", &job_id)?;
+            let job = job.ok_or_else(|| {
+                fail(format!(
+                    "registry: slash {} of a job the matcher doesn't know",
+                    s.key
+                ))
+            })?;
+            let owed_to = Account {
+                owner: ids.escrow,
+                subaccount: market_api::escrow::deposit_subaccount(job.owner),
+            };
+            if s.beneficiary != owed_to {
+                return Err(fail(format!(
+                    "registry: slash {} paid {:?}, not job {job_id}'s owner's deposit account",
+                    s.key, s.beneficiary
+                )));
+            }
+            if let Some(&(provider, price)) = log.assigned.get(&(job_id, attempt)) {
+                let asked = price.saturating_mul(Tokens::from(config.slash_multiple));
+                if provider != s.provider || s.amount > asked {
+                    return Err(fail(format!(
+                        "registry: slash {} took {} from {}; the matcher assigned attempt {attempt} to {provider} at {price}, so asked {asked}",
+                        s.key, s.amount, s.provider
+                    )));
+                }
+            }
+            match log.missed.get(&(job_id, attempt)) {
+                Some(&(provider, slashed)) if provider != s.provider || slashed != s.amount => {
+                    return Err(fail(format!(
+                        "registry: slash {} took {} from {}, the matcher recorded {slashed} from {provider}",
+                        s.key, s.amount, s.provider
+                    )));
+                }
+                None if converged => {
+                    return Err(fail(format!(
+                        "registry: slash {} took {} from {}, a deadline the matcher never recorded as missed",
+                        s.key, s.amount, s.provider
+                    )));
+                }
+                _ => {}
+            }
+        }
+        for (&(job_id, attempt), &(provider, slashed)) in &log.missed {
+            if slashed > 0 && !by_deadline.contains_key(&(job_id, attempt)) {
+                return Err(fail(format!(
+                    "matcher: job {job_id} attempt {attempt} slashed {slashed} from {provider}, but the registry has no such slash"
+                )));
+            }
+        }
+        audit.slashes = log.missed.len();
+        Ok(())
+    }
+
+    /// What holds at every moment, even with retries pending and calls
+    /// lost: the ledger's conservation ([`Localnet::audit_ledger`]) and the
+    /// registry's slashes against the matcher's deadlines (see the module
+    /// docs).
+    pub fn audit_in_flight(&self) -> Result<Audit> {
+        let ledger = self.audit_ledger()?;
+        let mut audit = Audit {
+            total_supply: ledger.total_supply,
+            minted: ledger.minted,
+            burned_and_fees: ledger.burned_and_fees,
+            ..Audit::default()
+        };
+        let log = self.matcher_log()?;
+        let providers = self.providers()?;
+        self.check_slashes(&log, &providers, &mut audit, false)?;
+        Ok(audit)
+    }
+
     /// Checks the conservation invariant across the ledger and all three
     /// canisters (see the module docs). Call it once the marketplace is
     /// quiet: pending retries make it fail, naming what is pending.
@@ -207,28 +488,14 @@ impl Localnet {
             .filter(|(a, _)| a.owner == ids.registry)
             .map(|(_, b)| b)
             .sum();
-        let mut start_after = None;
-        loop {
-            let page: ProviderPage = self.query(
-                ids.registry,
-                "list_providers",
-                &ListProvidersArgs {
-                    start_after,
-                    ..Default::default()
-                },
-            )?;
-            for p in &page.providers {
-                if let Some(op) = &p.pending_operation {
-                    return Err(fail(format!("registry: {} has {op:?} pending", p.id)));
-                }
-                audit.stakes += p.stake.free
-                    + p.stake.bonded
-                    + p.stake.unbonding.iter().map(|u| u.amount).sum::<Tokens>();
+        let providers = self.providers()?;
+        for p in &providers {
+            if let Some(op) = &p.pending_operation {
+                return Err(fail(format!("registry: {} has {op:?} pending", p.id)));
             }
-            start_after = page.next;
-            if start_after.is_none() {
-                break;
-            }
+            audit.stakes += p.stake.free
+                + p.stake.bonded
+                + p.stake.unbonding.iter().map(|u| u.amount).sum::<Tokens>();
         }
         if registry_held != audit.stakes {
             return Err(fail(format!(
@@ -237,56 +504,19 @@ impl Localnet {
             )));
         }
 
-        // The matcher and the escrow's locks.
+        // The matcher, the registry's slashes and the escrow's locks.
         let steps = self.outbox_steps()?;
         if steps != 0 {
             return Err(fail(format!("matcher: {steps} outbox steps pending")));
         }
-        let mut paid: BTreeMap<u64, Tokens> = BTreeMap::new();
-        let mut jobs = BTreeSet::new();
-        let mut slashed = BTreeSet::new();
-        let mut reservations = BTreeSet::new();
-        let mut start = Some(0u64);
-        while let Some(s) = start {
-            let page: EventPage<MatcherEvent> = self.query(
-                ids.matcher,
-                "get_events",
-                &PageRequest {
-                    start: Some(s),
-                    limit: None,
-                },
-            )?;
-            for e in page.events {
-                match e.event {
-                    MatcherEvent::JobSubmitted { job_id, .. } => {
-                        jobs.insert(job_id);
-                    }
-                    MatcherEvent::ReservationMade { reservation, .. } => {
-                        jobs.insert(reservation);
-                        reservations.insert(reservation);
-                    }
-                    MatcherEvent::IntervalPaid { job_id, amount, .. } => {
-                        *paid.entry(job_id).or_default() += amount;
-                    }
-                    MatcherEvent::DeadlineMissed {
-                        job_id, attempt, ..
-                    } if !slashed.insert((job_id, attempt)) => {
-                        return Err(fail(format!(
-                            "matcher: job {job_id} attempt {attempt} slashed twice"
-                        )));
-                    }
-                    _ => {}
-                }
-            }
-            start = page.next;
-        }
-        audit.slashes = slashed.len();
-        for id in &jobs {
+        let log = self.matcher_log()?;
+        self.check_slashes(&log, &providers, &mut audit, true)?;
+        for id in log.funded.keys() {
             let lock: Option<JobLock> = self.query(ids.escrow, "get_lock", &format!("job/{id}"))?;
             let lock = lock.ok_or_else(|| fail(format!("job {id}: no escrow lock")))?;
             let job: Option<Job> = self.query(ids.matcher, "get_job", id)?;
             let job = job.ok_or_else(|| fail(format!("job {id}: unknown to the matcher")))?;
-            let recorded = paid.get(id).copied().unwrap_or(0);
+            let recorded = log.paid.get(id).copied().unwrap_or(0);
             if lock.released != recorded || lock.released > lock.total {
                 return Err(fail(format!(
                     "job {id}: escrow released {} of {}, matcher recorded {recorded} paid",
@@ -304,7 +534,7 @@ impl Localnet {
                     "job {id}: settled lock {lock:?} doesn't add up"
                 )));
             }
-            if reservations.contains(id) {
+            if log.reservations.contains(id) {
                 // A reservation's slots draw on its lock: what they show as
                 // paid is what the escrow released, and its extensions are
                 // all in the lock.
@@ -319,7 +549,7 @@ impl Localnet {
             }
             audit.released += lock.released;
         }
-        audit.jobs = jobs.len();
+        audit.jobs = log.funded.len();
         Ok(audit)
     }
 }

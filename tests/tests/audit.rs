@@ -1,0 +1,163 @@
+//! The audit's cross-canister checks catch what they are there for. A
+//! stranger is made the registry's matcher by the controller, so that it
+//! can do what the real matcher never should: slash one missed deadline a
+//! second time, slash a deadline that was never missed. Each time the
+//! audit, which passed just before, names the fault.
+
+use candid::Principal;
+use localnet::{ICP, Localnet, Settings, admin, principal};
+use market_api::escrow::{EscrowError, NotifyDepositArgs};
+use market_api::matcher::{
+    Job, JobLimits, JobSpec, JobStatus, MatcherError, ModuleSource, OfferSpec,
+};
+use market_api::registry::{
+    RegistryConfig, RegistryConfigUpdate, RegistryError, SlashArgs, SlashOutcome,
+};
+use market_api::{Account, JobId, Tokens};
+
+const PRICE: Tokens = 1_000_000;
+
+fn buyer() -> Principal {
+    principal(1)
+}
+fn provider() -> Principal {
+    principal(101)
+}
+/// Who the controller wrongly names as the matcher.
+fn impostor() -> Principal {
+    principal(0x51)
+}
+
+/// A market where one job was assigned, missed its first deadline and was
+/// slashed by the matcher; the audit passes. Returns the job's id.
+fn slashed_job() -> (Localnet, JobId) {
+    let net = Localnet::deploy(Settings::default()).expect("deploy");
+    net.mint(buyer(), 100 * ICP).unwrap();
+    net.deposit(buyer(), 50 * ICP).unwrap();
+    net.onboard_provider(provider(), principal(201), 50 * ICP)
+        .unwrap();
+    net.post_offer(
+        provider(),
+        &OfferSpec {
+            slots: 1,
+            memory_per_slot_mib: 256,
+            max_fuel_per_interval: 1_000_000,
+            price_per_interval: PRICE,
+            ledger: net.ids.ledger,
+            min_interval_secs: 1,
+            max_interval_secs: 3_600,
+            tags: vec![],
+        },
+    )
+    .unwrap();
+    let spec = JobSpec {
+        module: ModuleSource::Url {
+            url: "https://example.org/job.wasm".into(),
+            sha256: [7; 32],
+        },
+        input: vec![],
+        args: vec![],
+        env: vec![],
+        limits: JobLimits {
+            memory_mib: 64,
+            fuel_per_interval: 1_000,
+        },
+        interval_secs: 30,
+        max_intervals: 4,
+        max_price_per_interval: PRICE,
+        ledger: net.ids.ledger,
+        min_provider_stake: 0,
+        max_retries: 0,
+        callback: None,
+    };
+    let r: Result<JobId, MatcherError> = net
+        .update(net.ids.matcher, buyer(), "submit_job", &spec)
+        .unwrap();
+    let id = r.unwrap();
+    // The provider never heartbeats: the deadline (interval plus grace)
+    // passes, the job fails and the provider is slashed.
+    net.wait_secs(30 + net.settings.grace_secs + 10);
+    net.settle_outbox();
+    let job: Option<Job> = net.query(net.ids.matcher, "get_job", &id).unwrap();
+    assert_eq!(job.unwrap().status, JobStatus::Failed);
+    let audit = net.audit().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(audit.slashes, 1);
+    assert_eq!(
+        audit.slashed,
+        PRICE * u128::from(net.settings.slash_multiple)
+    );
+    (net, id)
+}
+
+/// The controller makes the impostor the registry's matcher.
+fn impostor_may_slash(net: &Localnet) {
+    let r: Result<RegistryConfig, RegistryError> = net
+        .update(
+            net.ids.registry,
+            admin(),
+            "update_config",
+            &RegistryConfigUpdate {
+                matcher: Some(impostor()),
+                min_stake: None,
+                unbonding_period_secs: None,
+            },
+        )
+        .unwrap();
+    r.unwrap();
+}
+
+/// The impostor slashes the provider under `key`, paying the buyer.
+fn slash(net: &Localnet, key: String) {
+    let args = SlashArgs {
+        key,
+        provider: provider(),
+        beneficiary: Account {
+            owner: net.ids.escrow,
+            subaccount: market_api::escrow::deposit_subaccount(buyer()),
+        },
+        amount: PRICE * 5,
+        reason: "impostor".into(),
+    };
+    let r: Result<SlashOutcome, RegistryError> = net
+        .update(net.ids.registry, impostor(), "slash", &args)
+        .unwrap();
+    assert!(r.unwrap().slashed > 0);
+}
+
+#[test]
+fn a_second_slash_of_one_deadline_is_caught_at_once() {
+    let (net, id) = slashed_job();
+    net.audit_in_flight().unwrap_or_else(|e| panic!("{e}"));
+    impostor_may_slash(&net);
+    // The registry dedups on the key, so another spelling of the same
+    // deadline's key takes the stake again.
+    slash(&net, format!("job/{id}/slash/01"));
+    let e = net.audit_in_flight().unwrap_err().to_string();
+    assert!(
+        e.contains(&format!("job {id} attempt 1 slashed twice")),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_slash_the_matcher_never_recorded_is_caught_once_quiet() {
+    let (net, id) = slashed_job();
+    impostor_may_slash(&net);
+    slash(&net, format!("job/{id}/slash/9"));
+    // Mid-flight the matcher may not have recorded a slash it asked for
+    // yet; once quiet, every slash must be one it recorded.
+    net.audit_in_flight().unwrap_or_else(|e| panic!("{e}"));
+    let notify = NotifyDepositArgs {
+        ledger: net.ids.ledger,
+        beneficiary: buyer(),
+    };
+    let r: Result<Tokens, EscrowError> = net
+        .update(net.ids.escrow, buyer(), "notify_deposit", &notify)
+        .unwrap();
+    r.unwrap();
+    let e = net.audit().unwrap_err().to_string();
+    assert!(
+        e.contains(&format!("slash job/{id}/slash/9")) && e.contains("never recorded as missed"),
+        "{e}"
+    );
+}
