@@ -1,12 +1,13 @@
 //! The audit's cross-canister checks catch what they are there for. A
-//! stranger is made the registry's matcher by the controller, so that it
-//! can do what the real matcher never should: slash one missed deadline a
-//! second time, slash a deadline that was never missed. Each time the
-//! audit, which passed just before, names the fault.
+//! stranger is made the registry's (or the escrow's) matcher by the
+//! controller, so that it can do what the real matcher never should: slash
+//! one missed deadline a second time, slash a deadline that was never
+//! missed, lock a buyer's funds for a job the matcher doesn't have. Each
+//! time the audit, which passed just before, names the fault.
 
 use candid::Principal;
 use localnet::{ICP, Localnet, Settings, admin, principal};
-use market_api::escrow::{EscrowError, NotifyDepositArgs};
+use market_api::escrow::{EscrowError, EscrowInit, JobLock, LockArgs, NotifyDepositArgs};
 use market_api::matcher::{
     Job, JobLimits, JobSpec, JobStatus, MatcherError, ModuleSource, OfferSpec,
 };
@@ -160,4 +161,45 @@ fn a_slash_the_matcher_never_recorded_is_caught_once_quiet() {
         e.contains(&format!("slash job/{id}/slash/9")) && e.contains("never recorded as missed"),
         "{e}"
     );
+}
+
+#[test]
+fn an_escrow_lock_without_a_matcher_job_is_caught_at_once() {
+    let (net, id) = slashed_job();
+    let before = net.escrow_balance(buyer()).unwrap();
+    let wasm = localnet::canister_wasm("escrow").unwrap();
+    let arg = candid::encode_one(Some(EscrowInit {
+        matcher: Some(impostor()),
+        ledgers: vec![],
+    }))
+    .unwrap();
+    net.devnet()
+        .upgrade_canister(net.ids.escrow, &wasm, arg, admin())
+        .unwrap();
+    let orphan = id + 1_000;
+    let r: Result<JobLock, EscrowError> = net
+        .update(
+            net.ids.escrow,
+            impostor(),
+            "lock",
+            &LockArgs {
+                job_key: format!("job/{orphan}"),
+                buyer: buyer(),
+                ledger: net.ids.ledger,
+                amount: ICP,
+            },
+        )
+        .unwrap();
+    r.unwrap();
+    assert_eq!(net.escrow_balance(buyer()).unwrap().free, before.free - ICP);
+    // The books still balance (the lock is a liability like any other), so
+    // only the lock check sees the buyer's funds held for nothing.
+    net.audit_ledger().unwrap();
+    let e = net.audit_in_flight().unwrap_err().to_string();
+    assert!(
+        e.contains(&format!("lock job/{orphan} holds {ICP} of {}'s", buyer()))
+            && e.contains("the matcher doesn't have"),
+        "{e}"
+    );
+    assert!(net.audit().is_err());
 }

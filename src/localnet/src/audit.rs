@@ -9,9 +9,10 @@
 //!   left un-notified in deposit subaccounts;
 //! - each provider's stake account holds exactly its stake, with no ledger
 //!   call pending;
-//! - every job's escrow lock paid out exactly the intervals the matcher
-//!   recorded as paid and never more than it held; every finished job's lock
-//!   is settled; the matcher's outbox is empty;
+//! - every escrow lock belongs to a job or reservation the matcher funded,
+//!   and every such job has its lock: it paid out exactly the intervals the
+//!   matcher recorded as paid and never more than it held, and it is settled
+//!   exactly when the job is finished; the matcher's outbox is empty;
 //! - the registry slashed each missed deadline at most once, only deadlines
 //!   the matcher recorded, each for the amount the matcher recorded, to the
 //!   job owner's deposit account, and, where the matcher's log has the
@@ -25,8 +26,8 @@
 use crate::ledger_types::{ListBlocksArgs, ListBlocksResult, Operation};
 use crate::{Error, Localnet, Result, nat};
 use candid::{CandidType, Nat, Principal};
-use market_api::escrow::{JobLock, PendingOperation};
-use market_api::matcher::{Job, MatcherEvent, MatcherInit, Reservation};
+use market_api::escrow::{EscrowEvent, JobLock, PendingOperation};
+use market_api::matcher::{Job, JobKind, MatcherEvent, MatcherInit, Reservation};
 use market_api::registry::{ListProvidersArgs, Provider, ProviderPage, RegistryEvent};
 use market_api::{Account, EventPage, HttpRequest, HttpResponse, JobId, PageRequest, Tokens};
 use serde::de::DeserializeOwned;
@@ -55,6 +56,8 @@ pub struct Audit {
     pub slashes: usize,
     /// Stake taken by the registry's slashes (its `Slashed` events).
     pub slashed: Tokens,
+    /// Locks the escrow made (its `Locked` events).
+    pub locks: usize,
 }
 
 fn fail(what: impl Into<String>) -> Error {
@@ -112,6 +115,11 @@ fn slash_deadline(key: &str) -> Option<(JobId, u32)> {
     let rest = key.strip_prefix("job/")?;
     let (job, attempt) = rest.split_once("/slash/")?;
     Some((job.parse().ok()?, attempt.parse().ok()?))
+}
+
+/// The job a lock key names: the matcher locks under `job/<job>`.
+fn lock_job(key: &str) -> Option<JobId> {
+    key.strip_prefix("job/")?.parse().ok()
 }
 
 impl Localnet {
@@ -419,10 +427,82 @@ impl Localnet {
         Ok(())
     }
 
+    /// Every escrow lock against the matcher's jobs, in the part that holds
+    /// at any moment: the escrow's log lists every lock once (its `Locked`
+    /// events match its lock count), each lock's key names a job or
+    /// reservation the matcher knows, of the same buyer and ledger, and no
+    /// lock paid out more than it held. With `converged`, each lock must
+    /// also belong to a job or reservation the matcher funded, for the
+    /// amount it asked. Returns the locks by job.
+    fn check_locks(
+        &self,
+        log: &MatcherLog,
+        audit: &mut Audit,
+        converged: bool,
+    ) -> Result<BTreeMap<JobId, JobLock>> {
+        let ids = self.ids;
+        let mut locks = BTreeMap::new();
+        for e in self.events::<EscrowEvent>(ids.escrow)? {
+            let EscrowEvent::Locked {
+                job_key,
+                buyer,
+                ledger,
+                amount,
+            } = e
+            else {
+                continue;
+            };
+            let id = lock_job(&job_key)
+                .ok_or_else(|| fail(format!("escrow: lock {job_key} names no matcher job")))?;
+            let job: Option<Job> = self.query(ids.matcher, "get_job", &id)?;
+            let job = job.ok_or_else(|| {
+                fail(format!(
+                    "escrow: lock {job_key} holds {amount} of {buyer}'s for a job the matcher doesn't have"
+                ))
+            })?;
+            if !matches!(job.kind, JobKind::OneOff | JobKind::Reservation)
+                || job.owner != buyer
+                || job.spec.ledger != ledger
+            {
+                return Err(fail(format!(
+                    "escrow: lock {job_key} of {buyer} on {ledger} belongs to no job of theirs: the matcher has {:?} of {} on {}",
+                    job.kind, job.owner, job.spec.ledger
+                )));
+            }
+            if converged && log.funded.get(&id) != Some(&amount) {
+                return Err(fail(format!(
+                    "escrow: lock {job_key} holds {amount} of {buyer}'s, but the matcher funded {:?} for it",
+                    log.funded.get(&id)
+                )));
+            }
+            let lock: Option<JobLock> = self.query(ids.escrow, "get_lock", &job_key)?;
+            let lock =
+                lock.ok_or_else(|| fail(format!("escrow: lock {job_key} logged, not kept")))?;
+            if lock.released + lock.refunded > lock.total {
+                return Err(fail(format!(
+                    "escrow: lock {job_key} paid and refunded more than it held: {lock:?}"
+                )));
+            }
+            if locks.insert(id, lock).is_some() {
+                return Err(fail(format!("escrow: {job_key} locked twice")));
+            }
+        }
+        let text = self.metrics(ids.escrow)?;
+        let count = metric(&text, "escrow_locks ").unwrap_or(0);
+        if count != locks.len() as u128 {
+            return Err(fail(format!(
+                "escrow: {count} locks, but {} in its log",
+                locks.len()
+            )));
+        }
+        audit.locks = locks.len();
+        Ok(locks)
+    }
+
     /// What holds at every moment, even with retries pending and calls
-    /// lost: the ledger's conservation ([`Localnet::audit_ledger`]) and the
-    /// registry's slashes against the matcher's deadlines (see the module
-    /// docs).
+    /// lost: the ledger's conservation ([`Localnet::audit_ledger`]), the
+    /// registry's slashes against the matcher's deadlines, and the escrow's
+    /// locks against the matcher's jobs (see the module docs).
     pub fn audit_in_flight(&self) -> Result<Audit> {
         let ledger = self.audit_ledger()?;
         let mut audit = Audit {
@@ -434,6 +514,7 @@ impl Localnet {
         let log = self.matcher_log()?;
         let providers = self.providers()?;
         self.check_slashes(&log, &providers, &mut audit, false)?;
+        self.check_locks(&log, &mut audit, false)?;
         Ok(audit)
     }
 
@@ -511,9 +592,11 @@ impl Localnet {
         }
         let log = self.matcher_log()?;
         self.check_slashes(&log, &providers, &mut audit, true)?;
+        let locks = self.check_locks(&log, &mut audit, true)?;
         for id in log.funded.keys() {
-            let lock: Option<JobLock> = self.query(ids.escrow, "get_lock", &format!("job/{id}"))?;
-            let lock = lock.ok_or_else(|| fail(format!("job {id}: no escrow lock")))?;
+            let lock = locks
+                .get(id)
+                .ok_or_else(|| fail(format!("job {id}: no escrow lock")))?;
             let job: Option<Job> = self.query(ids.matcher, "get_job", id)?;
             let job = job.ok_or_else(|| fail(format!("job {id}: unknown to the matcher")))?;
             let recorded = log.paid.get(id).copied().unwrap_or(0);
