@@ -25,7 +25,7 @@
 use candid::Principal;
 use devnet::{Fault, FaultKind, RejectCode};
 use localnet::{ICP, Localnet, Settings, account, admin, principal};
-use market_api::escrow::{EscrowError, NotifyDepositArgs, WithdrawArgs};
+use market_api::escrow::{EscrowError, EscrowEvent, NotifyDepositArgs, WithdrawArgs};
 use market_api::matcher::{
     Assignment, CancelReservationArgs, ExtendReservationArgs, HeartbeatAck, HeartbeatItem, Job,
     JobLimits, JobResult, JobSpec, MatcherError, MatcherEvent, ModuleSource, OfferSpec,
@@ -829,4 +829,114 @@ proptest! {
         CASES.fetch_add(1, Ordering::Relaxed);
         report();
     }
+}
+
+/// Finding 1 of RELIABILITY.md, replayed with its shrunk actions: the
+/// ledger rejects the escrow's call during `notify_deposit`, so the pushed
+/// tokens wait in the buyer's deposit account (the audit names them)
+/// until the buyer notifies again, as `finish` does; then the books close.
+#[test]
+fn finding_1_a_push_deposit_whose_notify_failed_waits_to_be_notified_again() {
+    let mut world = World::with_offers();
+    world.steps(&[
+        Action::Fault {
+            target: Target::Ledger,
+            kind: Kind::Reject,
+        },
+        Action::PushDeposit { buyer: 0 },
+    ]);
+    let net = &world.net;
+    let to: market_api::Account = net
+        .query(net.ids.escrow, "deposit_account", &buyer(0))
+        .unwrap();
+    assert_eq!(net.balance(to).unwrap(), ICP, "the pushed tokens wait");
+    let e = net.audit().unwrap_err().to_string();
+    assert!(e.contains("sits in deposit accounts, not notified"), "{e}");
+    world.finish();
+    assert_eq!(world.net.balance(to).unwrap(), 0, "notified again");
+}
+
+/// Finding 2 of RELIABILITY.md, replayed with its shrunk actions: the
+/// matcher's timer run after a submission traps (the fault hits its
+/// self-call). The job, matched at once and never heartbeated, must still
+/// miss its deadline, be slashed and fail, not stay assigned for ever.
+#[test]
+fn finding_2_a_lost_timer_run_still_fails_the_silent_job() {
+    let mut world = World::with_offers();
+    world.steps(&[
+        Action::Fault {
+            target: Target::Matcher,
+            kind: Kind::Trap,
+        },
+        Action::Submit {
+            buyer: 0,
+            price: 2,
+            retries: 0,
+        },
+    ]);
+    let (_, id) = world.jobs[0];
+    let logs = world.net.devnet().canister_logs(world.net.ids.matcher);
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("injected fault in '<ic-cdk internal> timer_executor'")),
+        "the fault hit the timer run: {logs:?}"
+    );
+    world.finish();
+    let net = &world.net;
+    let job: Option<Job> = net.query(net.ids.matcher, "get_job", &id).unwrap();
+    assert_eq!(job.unwrap().status, market_api::matcher::JobStatus::Failed);
+    assert_eq!(net.audit().unwrap().slashes, 1);
+}
+
+/// Finding 5 of RELIABILITY.md, replayed with its shrunk actions (after the
+/// reservations test's first reservation): the escrow's answer to an
+/// extension is lost. The matcher must retry it until the escrow answers
+/// and apply it once, so that the reservation and its lock agree.
+#[test]
+fn finding_5_an_extension_whose_answer_is_lost_is_applied_once() {
+    let mut world = World::with_offers();
+    world.apply(&Action::Reserve {
+        buyer: 0,
+        slots: 2,
+        price: 4,
+    });
+    let (_, rid) = world.reservations[0];
+    world.steps(&[
+        Action::Submit {
+            buyer: 0,
+            price: 1,
+            retries: 0,
+        },
+        Action::Fault {
+            target: Target::Escrow,
+            kind: Kind::Unknown,
+        },
+        Action::Extend {
+            nth: 0,
+            intervals: 1,
+        },
+    ]);
+    // The escrow applied the extension when its answer was lost.
+    let extended = |net: &Localnet| {
+        events::<EscrowEvent>(net, net.ids.escrow)
+            .iter()
+            .filter(|e| matches!(e, EscrowEvent::LockExtended { job_key, .. } if *job_key == format!("job/{rid}")))
+            .count()
+    };
+    assert_eq!(extended(&world.net), 1);
+    world.finish();
+    let net = &world.net;
+    assert_eq!(extended(net), 1, "applied once, however often asked");
+    let r: Option<Reservation> = net.query(net.ids.matcher, "get_reservation", &rid).unwrap();
+    let r = r.unwrap();
+    assert_eq!(
+        r.spec.intervals, 5,
+        "four intervals and the extension's one"
+    );
+    // The audit (run by `finish`) found the lock equal to `r.locked`.
+    assert_eq!(
+        r.locked,
+        5 * 2 * 400_000,
+        "five intervals of two slots at 4 x 100,000"
+    );
 }
