@@ -1,19 +1,25 @@
-//! Bad input to every update method of the registry, escrow and matcher,
-//! on the real modules: malformed Candid, missing arguments, oversized
-//! arguments, from an ordinary and from the anonymous principal, and
-//! boundary numbers (0, the largest values, amounts below the ledger fee) on
-//! the value-moving methods. Each is refused cleanly and changes nothing:
-//! the canisters' metrics and event logs are as before, the conservation
-//! audit passes, and the marketplace still works afterwards.
+//! Bad input to every update method of the ledger, registry, escrow,
+//! matcher and example client, on the real modules: malformed Candid, an
+//! empty message, a message of no arguments, oversized arguments, from an
+//! ordinary and from the anonymous principal; and boundary numbers (0, the
+//! largest values, unknown ids, amounts of the ledger fee and one below it)
+//! on the value-moving methods. Each is refused, with a reject or with an
+//! `Err` its method's `.did` declares, and changes nothing: the canisters'
+//! metrics, the ledger's log, the balances and the example client's
+//! deliveries are as before, the conservation audit passes, and the
+//! marketplace still works afterwards.
 
-use candid::{Nat, Principal};
+use candid::types::{Label, Type};
+use candid::{IDLValue, Nat, Principal, TypeEnv};
 use localnet::{ICP, Localnet, Settings, account, principal};
-use market_api::escrow::{DepositArgs, EscrowError, WithdrawArgs};
+use market_api::escrow::{DepositArgs, EscrowError, NotifyDepositArgs, WithdrawArgs};
 use market_api::matcher::{
-    HeartbeatAck, HeartbeatItem, JobLimits, JobSpec, MatcherError, ModuleSource, OfferSpec,
+    ExtendReservationArgs, HeartbeatAck, HeartbeatItem, JobLimits, JobResult, JobSpec,
+    MatcherError, ModuleInfo, ModuleSource, ModuleUpload, OfferSpec, ReservationSpec,
+    ReservedJobArgs, RunOutcome, SubmitResultArgs,
 };
 use market_api::registry::{RegistryError, Unbonding};
-use market_api::{JobId, Tokens};
+use market_api::{JobId, OfferId, Tokens};
 
 fn buyer() -> Principal {
     principal(1)
@@ -21,17 +27,80 @@ fn buyer() -> Principal {
 fn provider() -> Principal {
     principal(101)
 }
+fn node() -> Principal {
+    principal(201)
+}
+/// The example client's controller.
+fn developer() -> Principal {
+    principal(77)
+}
 
-/// Everything observable that a refused call must leave unchanged.
-fn snapshot(net: &Localnet) -> Vec<String> {
+#[derive(candid::CandidType)]
+struct ListBlocksArgs {
+    start: u64,
+    length: u64,
+}
+
+/// The part of the ledger's `list_blocks` answer a snapshot needs.
+#[derive(candid::Deserialize, candid::CandidType)]
+struct LogLength {
+    log_length: u64,
+}
+
+/// The ledger's `icrc1_transfer` argument.
+#[derive(candid::CandidType, Debug)]
+struct TransferArg {
+    from_subaccount: Option<Vec<u8>>,
+    to: market_api::Account,
+    amount: Nat,
+    fee: Option<Nat>,
+    memo: Option<Vec<u8>>,
+    created_at_time: Option<u64>,
+}
+
+/// The ledger's `icrc2_approve` argument.
+#[derive(candid::CandidType, Debug)]
+struct ApproveArg {
+    from_subaccount: Option<Vec<u8>>,
+    spender: market_api::Account,
+    amount: Nat,
+    expected_allowance: Option<Nat>,
+    expires_at: Option<u64>,
+    fee: Option<Nat>,
+    memo: Option<Vec<u8>>,
+    created_at_time: Option<u64>,
+}
+
+/// Everything observable that a refused call must leave unchanged: the
+/// metrics of the registry, escrow and matcher; the ledger's log length and
+/// supply; the escrow and ledger balances of the buyer, the provider and
+/// `client`; the client's deliveries.
+fn snapshot(net: &Localnet, client: Option<Principal>) -> Vec<String> {
     let ids = net.ids;
     let mut out: Vec<String> = [ids.registry, ids.escrow, ids.matcher]
         .iter()
         .map(|c| net.metrics(*c).unwrap())
         .collect();
-    for who in [buyer(), provider()] {
+    let log: LogLength = net
+        .query(
+            ids.ledger,
+            "list_blocks",
+            &ListBlocksArgs {
+                start: 0,
+                length: 0,
+            },
+        )
+        .unwrap();
+    let supply: Nat = net.query(ids.ledger, "icrc1_total_supply", &()).unwrap();
+    out.push(format!("ledger log {} supply {supply}", log.log_length));
+    for who in [buyer(), provider()].into_iter().chain(client) {
         out.push(format!("{:?}", net.escrow_balance(who).unwrap()));
         out.push(format!("{:?}", net.balance(account(who)).unwrap()));
+    }
+    if let Some(c) = client {
+        let page = market_api::PageRequest::default();
+        let deliveries: IDLValue = net.query(c, "deliveries", &page).unwrap();
+        out.push(format!("{deliveries:?}"));
     }
     out
 }
@@ -63,67 +132,233 @@ fn market() -> Localnet {
     let net = Localnet::deploy(Settings::default()).expect("deploy");
     net.mint(buyer(), 100 * ICP).unwrap();
     net.deposit(buyer(), 50 * ICP).unwrap();
-    net.onboard_provider(provider(), principal(201), 50 * ICP)
-        .unwrap();
+    net.onboard_provider(provider(), node(), 50 * ICP).unwrap();
     net
 }
 
+/// A service's methods, parsed from its `.did`: name, whether a query,
+/// result types.
+struct Service {
+    env: TypeEnv,
+    methods: Vec<(String, bool, Vec<Type>)>,
+}
+
+fn service(name: &str) -> Service {
+    let path = market_tests::repo_root()
+        .join("src")
+        .join(name)
+        .join(format!("{name}.did"));
+    let did = std::fs::read_to_string(&path).unwrap();
+    let (env, actor) = candid_parser::utils::CandidSource::Text(&did)
+        .load()
+        .expect(".did parses");
+    let actor = actor.expect(".did has a service");
+    let methods = env
+        .as_service(&actor)
+        .expect("service type")
+        .iter()
+        .map(|(method, ty)| {
+            let func = env.as_func(ty).expect("method type");
+            let query = func.modes.iter().any(|m| {
+                matches!(
+                    m,
+                    candid::types::FuncMode::Query | candid::types::FuncMode::CompositeQuery
+                )
+            });
+            (method.clone(), query, func.rets.clone())
+        })
+        .collect();
+    Service { env, methods }
+}
+
+/// Whether `reply`, decoded as the method's declared results, is one
+/// `Err` case of a variant: a refusal the `.did` declares.
+fn declared_error(env: &TypeEnv, rets: &[Type], reply: &[u8]) -> Result<bool, String> {
+    let args =
+        candid::IDLArgs::from_bytes_with_types(reply, env, rets).map_err(|e| e.to_string())?;
+    Ok(match args.args.as_slice() {
+        [IDLValue::Variant(v)] => v.0.id.get_id() == Label::Named("Err".into()).get_id(),
+        _ => false,
+    })
+}
+
 #[test]
-fn malformed_and_oversized_arguments_are_refused_and_change_nothing() {
+fn malformed_empty_and_oversized_arguments_are_refused_and_change_nothing() {
     let net = market();
-    let before = snapshot(&net);
-    let garbage: Vec<Vec<u8>> = vec![
-        b"not candid at all".to_vec(),
-        b"DIDL".to_vec(),
-        // A well-formed message whose one argument is a ~1.9 MiB text.
-        candid::encode_one("x".repeat(1_900_000)).unwrap(),
-        // A deeply nested type table.
-        {
+    let client = net.deploy_example_client(developer()).unwrap();
+    // The check below tells a declared error from an answer: a transfer
+    // that goes through is no refusal.
+    let ledger = service("ledger");
+    let transfer = ledger.methods.iter().find(|m| m.0 == "icrc1_transfer");
+    let arg = candid::encode_one(TransferArg {
+        from_subaccount: None,
+        to: account(provider()),
+        amount: Nat::from(1u8),
+        fee: None,
+        memo: None,
+        created_at_time: None,
+    })
+    .unwrap();
+    let reply = net
+        .devnet()
+        .update_call(net.ids.ledger, buyer(), "icrc1_transfer", arg)
+        .unwrap();
+    assert_eq!(
+        declared_error(&ledger.env, &transfer.unwrap().2, &reply),
+        Ok(false)
+    );
+    let before = snapshot(&net, Some(client));
+    let garbage: Vec<(&str, Vec<u8>)> = vec![
+        ("an empty message", vec![]),
+        ("a message of no arguments", b"DIDL\x00\x00".to_vec()),
+        ("bytes that are not Candid", b"not candid at all".to_vec()),
+        ("a cut-off header", b"DIDL".to_vec()),
+        (
+            "a 1.9 MiB text",
+            candid::encode_one("x".repeat(1_900_000)).unwrap(),
+        ),
+        ("a deeply nested type table", {
             let mut v = b"DIDL\x01\x6e\x00".to_vec();
             v.extend([0x01, 0x00]);
             v.extend(std::iter::repeat_n(1u8, 100_000));
             v
-        },
+        }),
     ];
-    let mut calls = 0;
+    let (mut rejected, mut refused, mut updates) = (0, 0, 0);
     for (name, canister) in [
+        ("ledger", net.ids.ledger),
         ("registry", net.ids.registry),
         ("escrow", net.ids.escrow),
         ("matcher", net.ids.matcher),
+        ("example-client", client),
     ] {
-        let did = std::fs::read_to_string(
-            market_tests::repo_root()
-                .join("src")
-                .join(name)
-                .join(format!("{name}.did")),
-        )
-        .unwrap();
-        for (method, query) in market_tests::did_methods(&did) {
+        let Service { env, methods } = service(name);
+        for (method, query, rets) in methods {
             if query {
                 continue;
             }
+            updates += 1;
             for caller in [principal(66), Principal::anonymous()] {
-                for arg in &garbage {
+                for (what, arg) in &garbage {
                     let r = net
                         .devnet()
                         .update_call(canister, caller, &method, arg.clone());
-                    calls += 1;
-                    if let Ok(reply) = r {
-                        // Methods without arguments ignore what they are
-                        // sent; their answer must then be an error.
-                        let text = format!("{:?}", candid::IDLArgs::from_bytes(&reply));
-                        assert!(
-                            text.contains("Err") || text.contains("variant"),
-                            "{name}.{method} accepted garbage from {caller}: {text}"
-                        );
+                    match r {
+                        Err(_) => rejected += 1,
+                        Ok(reply) => {
+                            // Only a method of no arguments can read "no
+                            // arguments"; it must then refuse these callers.
+                            let err = declared_error(&env, &rets, &reply);
+                            assert_eq!(
+                                err,
+                                Ok(true),
+                                "{name}.{method} accepted {what} from {caller}: {:?}",
+                                candid::IDLArgs::from_bytes(&reply)
+                            );
+                            refused += 1;
+                        }
                     }
                 }
             }
         }
     }
-    assert!(calls > 100, "{calls} calls made");
-    assert_eq!(snapshot(&net), before, "a refused call changed something");
+    eprintln!(
+        "bad input: {updates} update methods, {rejected} calls rejected, {refused} refused with a declared Err"
+    );
+    assert!(rejected + refused > 500, "{rejected} + {refused} calls");
+    assert!(refused > 0, "some methods take no arguments");
+    assert_eq!(
+        snapshot(&net, Some(client)),
+        before,
+        "a refused call changed something"
+    );
     net.audit().unwrap();
+}
+
+/// What the boundary test sets up before its snapshot: an offer, and a
+/// reservation and a job that can't match it (their interval is longer than
+/// the offer allows), so nothing moves while the test runs; a module
+/// upload in progress.
+struct Fixture {
+    offer: OfferId,
+    reservation: u64,
+    job: JobId,
+    upload: [u8; 32],
+}
+
+fn fixture(net: &Localnet) -> Fixture {
+    let ids = net.ids;
+    let offer = net
+        .post_offer(
+            provider(),
+            &OfferSpec {
+                slots: 1,
+                memory_per_slot_mib: 64,
+                max_fuel_per_interval: 1_000,
+                price_per_interval: 1_000,
+                ledger: ids.ledger,
+                min_interval_secs: 10,
+                max_interval_secs: 100,
+                tags: vec![],
+            },
+        )
+        .unwrap();
+    let r: Result<u64, MatcherError> = net
+        .update(ids.matcher, buyer(), "reserve", &reservation_spec(net))
+        .unwrap();
+    let reservation = r.unwrap();
+    let r: Result<JobId, MatcherError> = net
+        .update(ids.matcher, buyer(), "submit_job", &spec(net))
+        .unwrap();
+    let job = r.unwrap();
+    let upload = [9; 32];
+    let r: Result<ModuleInfo, MatcherError> = net
+        .update(
+            ids.matcher,
+            buyer(),
+            "begin_module_upload",
+            &ModuleUpload {
+                sha256: upload,
+                size: 10,
+            },
+        )
+        .unwrap();
+    r.unwrap();
+    net.settle_outbox();
+    Fixture {
+        offer,
+        reservation,
+        job,
+        upload,
+    }
+}
+
+fn reservation_spec(net: &Localnet) -> ReservationSpec {
+    ReservationSpec {
+        slots: 1,
+        memory_mib: 64,
+        fuel_per_interval: 1_000,
+        interval_secs: 600,
+        intervals: 2,
+        max_price_per_interval: 1_000_000,
+        ledger: net.ids.ledger,
+        min_provider_stake: 0,
+        max_rematches: 1,
+        delegates: vec![],
+    }
+}
+
+/// Calls `method` and asserts an `Err` answer (a reject would be a trap).
+fn refused<A, T, E>(net: &Localnet, canister: Principal, caller: Principal, method: &str, arg: &A)
+where
+    A: candid::CandidType + std::fmt::Debug,
+    T: candid::CandidType + serde::de::DeserializeOwned + std::fmt::Debug,
+    E: candid::CandidType + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let r: Result<T, E> = net
+        .update(canister, caller, method, arg)
+        .unwrap_or_else(|e| panic!("{method} trapped on {arg:?}: {e}"));
+    assert!(r.is_err(), "{method} accepted {arg:?}: {r:?}");
 }
 
 #[test]
@@ -134,49 +369,105 @@ fn boundary_numbers_are_refused_cleanly() {
     net.mint(provider(), ICP).unwrap();
     net.approve(buyer(), ids.escrow, 10 * ICP).unwrap();
     net.approve(provider(), ids.registry, 10 * ICP).unwrap();
-    let before = snapshot(&net);
+    let f = fixture(&net);
+    let before = snapshot(&net, None);
 
-    // (A pull deposit of 1 e8s is fine: the depositor pays the fee on top.)
+    // The escrow and the registry. (A pull deposit of 1 e8s is fine: the
+    // depositor pays the fee on top.)
     for amount in [0, u128::MAX] {
-        let r: Result<Tokens, EscrowError> = net
-            .update(
-                ids.escrow,
-                buyer(),
-                "deposit",
-                &DepositArgs {
-                    ledger: ids.ledger,
-                    amount,
-                    from_subaccount: None,
-                },
-            )
-            .unwrap();
-        assert!(r.is_err(), "deposit {amount}: {r:?}");
+        let args = DepositArgs {
+            ledger: ids.ledger,
+            amount,
+            from_subaccount: None,
+        };
+        refused::<_, Tokens, EscrowError>(&net, ids.escrow, buyer(), "deposit", &args);
     }
-    for amount in [0, fee, u128::MAX] {
-        let r: Result<Tokens, EscrowError> = net
-            .update(
-                ids.escrow,
-                buyer(),
-                "withdraw",
-                &WithdrawArgs {
-                    ledger: ids.ledger,
-                    amount,
-                    to: account(buyer()),
-                },
-            )
-            .unwrap();
-        assert!(r.is_err(), "withdraw {amount}: {r:?}");
+    for amount in [0, fee - 1, fee, u128::MAX] {
+        let args = WithdrawArgs {
+            ledger: ids.ledger,
+            amount,
+            to: account(buyer()),
+        };
+        refused::<_, Tokens, EscrowError>(&net, ids.escrow, buyer(), "withdraw", &args);
+    }
+    for (ledger, beneficiary) in [
+        (principal(5), buyer()),
+        (ids.ledger, Principal::anonymous()),
+    ] {
+        let args = NotifyDepositArgs {
+            ledger,
+            beneficiary,
+        };
+        refused::<_, Tokens, EscrowError>(&net, ids.escrow, buyer(), "notify_deposit", &args);
     }
     for amount in [0u128, u128::MAX] {
-        let r: Result<Nat, RegistryError> = net
-            .update(ids.registry, provider(), "stake", &Nat::from(amount))
-            .unwrap();
-        assert!(r.is_err(), "stake {amount}: {r:?}");
-        let r: Result<Unbonding, RegistryError> = net
-            .update(ids.registry, provider(), "unstake", &amount)
-            .unwrap();
-        assert!(r.is_err(), "unstake {amount}: {r:?}");
+        refused::<_, Nat, RegistryError>(
+            &net,
+            ids.registry,
+            provider(),
+            "stake",
+            &Nat::from(amount),
+        );
+        refused::<_, Unbonding, RegistryError>(&net, ids.registry, provider(), "unstake", &amount);
     }
+
+    // The ledger: a fee one below its fee; more than anyone has.
+    let ledger = service("ledger");
+    let rets = |method: &str| {
+        let m = ledger.methods.iter().find(|m| m.0 == method);
+        m.expect("the ledger has the method").2.clone()
+    };
+    let transfer = TransferArg {
+        from_subaccount: None,
+        to: account(provider()),
+        amount: Nat::from(ICP),
+        fee: Some(Nat::from(fee - 1)),
+        memo: None,
+        created_at_time: None,
+    };
+    let too_much = TransferArg {
+        amount: Nat::from(u128::MAX),
+        fee: None,
+        memo: None,
+        from_subaccount: None,
+        ..transfer
+    };
+    let approve = ApproveArg {
+        from_subaccount: None,
+        spender: account(provider()),
+        amount: Nat::from(ICP),
+        expected_allowance: None,
+        expires_at: None,
+        fee: Some(Nat::from(fee - 1)),
+        memo: None,
+        created_at_time: None,
+    };
+    for (method, arg, what) in [
+        (
+            "icrc1_transfer",
+            candid::encode_one(&transfer).unwrap(),
+            format!("{transfer:?}"),
+        ),
+        (
+            "icrc1_transfer",
+            candid::encode_one(&too_much).unwrap(),
+            format!("{too_much:?}"),
+        ),
+        (
+            "icrc2_approve",
+            candid::encode_one(&approve).unwrap(),
+            format!("{approve:?}"),
+        ),
+    ] {
+        let reply = net
+            .devnet()
+            .update_call(ids.ledger, buyer(), method, arg)
+            .unwrap_or_else(|e| panic!("{method} trapped on {what}: {e}"));
+        let err = declared_error(&ledger.env, &rets(method), &reply);
+        assert_eq!(err, Ok(true), "{method} accepted {what}");
+    }
+
+    // The matcher: jobs.
     let base = spec(&net);
     let bad_specs = [
         JobSpec {
@@ -240,14 +531,52 @@ fn boundary_numbers_are_refused_cleanly() {
         },
     ];
     for s in &bad_specs {
-        let r: Result<JobId, MatcherError> =
-            net.update(ids.matcher, buyer(), "submit_job", s).unwrap();
-        assert!(
-            r.is_err(),
-            "accepted {:?}",
-            (s.max_intervals, s.interval_secs)
-        );
+        refused::<_, JobId, MatcherError>(&net, ids.matcher, buyer(), "submit_job", s);
     }
+    for id in [u64::MAX, f.reservation] {
+        // Not one of the provider's jobs; a reservation isn't a job to cancel.
+        refused::<_, (), MatcherError>(&net, ids.matcher, provider(), "cancel_job", &id);
+    }
+    refused::<_, (), MatcherError>(&net, ids.matcher, buyer(), "cancel_job", &u64::MAX);
+    for (job, attempt) in [(u64::MAX, u32::MAX), (f.job, 0), (f.job, u32::MAX)] {
+        let r: (Result<(), MatcherError>,) = net
+            .update_args(ids.matcher, node(), "hand_back", (job, attempt))
+            .unwrap();
+        assert!(r.0.is_err(), "hand_back of {job} attempt {attempt}");
+    }
+    let result = JobResult {
+        output: vec![],
+        output_sha256: [0; 32],
+        fuel_used: u64::MAX,
+        outcome: RunOutcome::Exited { code: i32::MIN },
+        engine: "bad input".into(),
+    };
+    for (job_id, attempt, output) in [
+        (u64::MAX, 1, 0),
+        (f.job, 0, 0),
+        (f.job, u32::MAX, 0),
+        (f.job, 1, market_api::matcher::MAX_OUTPUT_BYTES + 1),
+    ] {
+        let args = SubmitResultArgs {
+            job_id,
+            attempt,
+            result: JobResult {
+                output: vec![0; output],
+                ..result.clone()
+            },
+        };
+        refused::<_, (), MatcherError>(&net, ids.matcher, node(), "submit_result", &args);
+    }
+    let flood: Vec<HeartbeatItem> = (0..1_001)
+        .map(|i| HeartbeatItem {
+            job_id: i,
+            attempt: 1,
+            fuel_used: u64::MAX,
+        })
+        .collect();
+    refused::<_, Vec<HeartbeatAck>, MatcherError>(&net, ids.matcher, node(), "heartbeat", &flood);
+
+    // The matcher: offers.
     let offer = OfferSpec {
         slots: 1,
         memory_per_slot_mib: 64,
@@ -258,7 +587,7 @@ fn boundary_numbers_are_refused_cleanly() {
         max_interval_secs: 100,
         tags: vec![],
     };
-    for bad in [
+    let bad_offers = [
         OfferSpec {
             slots: 0,
             ..offer.clone()
@@ -279,24 +608,176 @@ fn boundary_numbers_are_refused_cleanly() {
             tags: vec!["t".into(); 17],
             ..offer.clone()
         },
-    ] {
-        let r: Result<u64, MatcherError> = net
-            .update(ids.matcher, provider(), "post_offer", &bad)
+    ];
+    for bad in &bad_offers {
+        refused::<_, OfferId, MatcherError>(&net, ids.matcher, provider(), "post_offer", bad);
+        let r: (Result<OfferId, MatcherError>,) = net
+            .update_args(
+                ids.matcher,
+                provider(),
+                "update_offer",
+                (f.offer, bad.clone()),
+            )
             .unwrap();
-        assert!(r.is_err(), "offer {bad:?}");
+        assert!(r.0.is_err(), "update_offer to {bad:?}");
     }
-    let flood: Vec<HeartbeatItem> = (0..1_001)
-        .map(|i| HeartbeatItem {
-            job_id: i,
-            attempt: 1,
-            fuel_used: u64::MAX,
-        })
-        .collect();
-    let r: Result<Vec<HeartbeatAck>, MatcherError> = net
-        .update(ids.matcher, principal(201), "heartbeat", &flood)
-        .unwrap();
-    assert!(r.is_err(), "a heartbeat over the batch limit");
-    assert_eq!(snapshot(&net), before, "a refused call changed something");
+    for (who, id) in [(provider(), u64::MAX), (buyer(), f.offer)] {
+        let r: (Result<OfferId, MatcherError>,) = net
+            .update_args(ids.matcher, who, "update_offer", (id, offer.clone()))
+            .unwrap();
+        assert!(r.0.is_err(), "update_offer of {id} by {who}");
+    }
+    refused::<_, (), MatcherError>(&net, ids.matcher, provider(), "withdraw_offer", &u64::MAX);
+    refused::<_, (), MatcherError>(&net, ids.matcher, buyer(), "withdraw_offer", &f.offer);
+
+    // The matcher: reservations.
+    let rs = reservation_spec(&net);
+    let bad_reservations = [
+        ReservationSpec {
+            slots: 0,
+            ..rs.clone()
+        },
+        ReservationSpec {
+            slots: u32::MAX,
+            ..rs.clone()
+        },
+        ReservationSpec {
+            memory_mib: 0,
+            ..rs.clone()
+        },
+        ReservationSpec {
+            fuel_per_interval: 0,
+            ..rs.clone()
+        },
+        ReservationSpec {
+            interval_secs: 0,
+            ..rs.clone()
+        },
+        ReservationSpec {
+            interval_secs: u64::MAX,
+            ..rs.clone()
+        },
+        ReservationSpec {
+            intervals: 0,
+            ..rs.clone()
+        },
+        ReservationSpec {
+            intervals: u32::MAX,
+            ..rs.clone()
+        },
+        ReservationSpec {
+            max_price_per_interval: 0,
+            ..rs.clone()
+        },
+        ReservationSpec {
+            max_price_per_interval: u128::MAX,
+            ..rs.clone()
+        },
+        ReservationSpec {
+            max_rematches: u32::MAX,
+            ..rs.clone()
+        },
+        ReservationSpec {
+            delegates: vec![Principal::anonymous()],
+            ..rs.clone()
+        },
+        ReservationSpec {
+            delegates: (0..17).map(principal).collect(),
+            ..rs.clone()
+        },
+        // Costs more than the buyer holds in the escrow.
+        ReservationSpec {
+            max_price_per_interval: 100 * ICP,
+            ..rs.clone()
+        },
+    ];
+    for bad in &bad_reservations {
+        refused::<_, u64, MatcherError>(&net, ids.matcher, buyer(), "reserve", bad);
+    }
+    for (who, reservation, intervals) in [
+        (buyer(), u64::MAX, 1),
+        (buyer(), f.reservation, 0),
+        (buyer(), f.reservation, u32::MAX),
+        (buyer(), f.job, 1),
+        (provider(), f.reservation, 1),
+    ] {
+        let args = ExtendReservationArgs {
+            reservation,
+            intervals,
+        };
+        refused::<_, (), MatcherError>(&net, ids.matcher, who, "extend_reservation", &args);
+    }
+    for (who, reservation, s) in [
+        (buyer(), u64::MAX, base.clone()),
+        (buyer(), f.job, base.clone()),
+        (principal(66), f.reservation, base.clone()),
+        (
+            buyer(),
+            f.reservation,
+            JobSpec {
+                max_intervals: 0,
+                ..base.clone()
+            },
+        ),
+        (
+            buyer(),
+            f.reservation,
+            JobSpec {
+                max_intervals: u32::MAX,
+                ..base.clone()
+            },
+        ),
+        // More than a reserved slot holds. (Its interval and price are the
+        // reservation's, whatever the spec says.)
+        (
+            buyer(),
+            f.reservation,
+            JobSpec {
+                limits: JobLimits {
+                    memory_mib: 65,
+                    fuel_per_interval: u64::MAX,
+                },
+                ..base.clone()
+            },
+        ),
+    ] {
+        let args = ReservedJobArgs {
+            reservation,
+            spec: s,
+        };
+        refused::<_, JobId, MatcherError>(&net, ids.matcher, who, "submit_reserved_job", &args);
+    }
+
+    // The matcher: module chunks (the upload is 10 bytes, one chunk).
+    for (who, sha, index, len) in [
+        (buyer(), f.upload, u32::MAX, 10),
+        (buyer(), f.upload, 1, 0),
+        (buyer(), f.upload, 0, 11),
+        (
+            buyer(),
+            f.upload,
+            0,
+            market_api::matcher::MAX_CHUNK_BYTES + 1,
+        ),
+        (buyer(), [0xEE; 32], 0, 10),
+        (provider(), f.upload, 0, 10),
+    ] {
+        let r: (Result<(), MatcherError>,) = net
+            .update_args(
+                ids.matcher,
+                who,
+                "put_module_chunk",
+                (sha, index, vec![0u8; len]),
+            )
+            .unwrap();
+        assert!(r.0.is_err(), "chunk {index} of {len} bytes by {who}");
+    }
+
+    assert_eq!(
+        snapshot(&net, None),
+        before,
+        "a refused call changed something"
+    );
     net.audit().unwrap();
 
     // The marketplace still works.
@@ -304,4 +785,47 @@ fn boundary_numbers_are_refused_cleanly() {
         .update(ids.matcher, buyer(), "submit_job", &base)
         .unwrap();
     r.unwrap();
+    net.settle_outbox();
+    net.audit().unwrap();
+}
+
+/// A push of one e8s below the ledger fee can't be swept (the sweep would
+/// cost the fee): `notify_deposit` refuses it and changes nothing. It is
+/// not lost: the next push to the same account carries it, and the audit
+/// closes again.
+#[test]
+fn a_push_below_the_fee_is_refused_and_kept_for_the_next() {
+    let net = market();
+    let ids = net.ids;
+    let fee = net.settings.fee;
+    let to: market_api::Account = net.query(ids.escrow, "deposit_account", &buyer()).unwrap();
+    net.transfer(buyer(), to, fee - 1).unwrap();
+    let before = snapshot(&net, None);
+    let notify = NotifyDepositArgs {
+        ledger: ids.ledger,
+        beneficiary: buyer(),
+    };
+    let r: Result<Tokens, EscrowError> = net
+        .update(ids.escrow, buyer(), "notify_deposit", &notify)
+        .unwrap();
+    assert_eq!(r, Err(EscrowError::AmountBelowFee { fee }));
+    assert_eq!(
+        snapshot(&net, None),
+        before,
+        "a refused call changed something"
+    );
+    let e = net.audit().unwrap_err().to_string();
+    assert!(
+        e.contains(&format!("{} sits in deposit accounts", fee - 1)),
+        "{e}"
+    );
+
+    let free = net.escrow_balance(buyer()).unwrap().free;
+    net.transfer(buyer(), to, ICP).unwrap();
+    let r: Result<Tokens, EscrowError> = net
+        .update(ids.escrow, buyer(), "notify_deposit", &notify)
+        .unwrap();
+    assert_eq!(r, Ok(ICP - 1));
+    assert_eq!(net.escrow_balance(buyer()).unwrap().free, free + ICP - 1);
+    net.audit().unwrap();
 }
