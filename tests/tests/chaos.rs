@@ -54,6 +54,7 @@ static CHECKS: AtomicU64 = AtomicU64::new(0);
 static JOBS: AtomicU64 = AtomicU64::new(0);
 static SLASHES: AtomicU64 = AtomicU64::new(0);
 static RESERVATIONS: AtomicU64 = AtomicU64::new(0);
+static EXECUTIONS: AtomicU64 = AtomicU64::new(0);
 static SLASHED: AtomicU64 = AtomicU64::new(0);
 static LOCKS: AtomicU64 = AtomicU64::new(0);
 
@@ -535,12 +536,13 @@ impl World {
     }
 
     /// Invariants that hold at every moment, even with retries pending:
-    /// the ledger creates nothing, every escrow lock belongs to a job of
-    /// the matcher and pays no more than it holds, and the registry slashes
-    /// each deadline at most once, only as the matcher recorded it (see
-    /// `Localnet::audit_in_flight`) and for exactly what the matcher asks
-    /// of a missed deadline.
+    /// no canister trapped, the ledger creates nothing, every escrow lock
+    /// belongs to a job of the matcher and pays no more than it holds, and
+    /// the registry slashes each deadline at most once, only as the matcher
+    /// recorded it (see `Localnet::audit_in_flight`) and for exactly what
+    /// the matcher asks of a missed deadline.
     fn check_mid_flight(&mut self) {
+        self.check_traps();
         self.net.audit_in_flight().unwrap_or_else(|e| panic!("{e}"));
         self.check_slashes_asked();
         CHECKS.fetch_add(1, Ordering::Relaxed);
@@ -608,6 +610,28 @@ impl World {
         total
     }
 
+    /// Fails on any trap in the marketplace's canisters since the last
+    /// check. An injected fault never shows here: the devnet answers a
+    /// faulted call itself (an injected trap is a reject it makes up
+    /// without running the callee), so every trap recorded is one the
+    /// canister's own code hit, which rolls back a message a user or the
+    /// outbox relied on.
+    fn check_traps(&self) {
+        let ids = self.net.ids;
+        let ours = [ids.ledger, ids.registry, ids.escrow, ids.matcher];
+        let executions = self.net.devnet().take_executions();
+        EXECUTIONS.fetch_add(executions.len() as u64, Ordering::Relaxed);
+        for e in executions {
+            if let Some(message) = &e.trap
+                && ours.contains(&e.canister)
+            {
+                let name = ["ledger", "registry", "escrow", "matcher"]
+                    [ours.iter().position(|c| *c == e.canister).unwrap_or(0)];
+                panic!("{name} trapped in {}: {message}", e.entry);
+            }
+        }
+    }
+
     /// A new world in which every provider offers, so that jobs run from
     /// the start.
     fn with_offers() -> World {
@@ -641,11 +665,12 @@ impl World {
         }
     }
 
-    /// Moves the clock `steps` times 10 s, watching assignments.
+    /// Moves the clock `steps` times 10 s, watching assignments and traps.
     fn pass_time(&mut self, steps: u32) {
         for _ in 0..steps {
             self.net.advance(Duration::from_secs(10));
             self.observe_assignments();
+            self.check_traps();
         }
     }
 
@@ -719,6 +744,7 @@ impl World {
             }
         }
         net.advance(Duration::from_secs(1));
+        self.check_traps();
         let audit = net.audit().unwrap_or_else(|e| panic!("{e}"));
         // Converged, the audit found every registry slash recorded by the
         // matcher for the same amount and the other way round; each of them
@@ -798,10 +824,11 @@ fn report() {
         CHECKS.load(Ordering::Relaxed),
     );
     eprintln!(
-        "chaos: {} reservations, {} escrow locks matched to jobs, {} e8s slashed",
+        "chaos: {} reservations, {} escrow locks matched to jobs, {} e8s slashed, {} executions checked for traps",
         RESERVATIONS.load(Ordering::Relaxed),
         LOCKS.load(Ordering::Relaxed),
         SLASHED.load(Ordering::Relaxed),
+        EXECUTIONS.load(Ordering::Relaxed),
     );
 }
 
@@ -939,4 +966,40 @@ fn finding_5_an_extension_whose_answer_is_lost_is_applied_once() {
         5 * 2 * 400_000,
         "five intervals of two slots at 4 x 100,000"
     );
+}
+
+/// The trap check fails a step on a trap in a canister's own code: here
+/// the matcher cannot decode an argument.
+#[test]
+#[should_panic(expected = "matcher trapped in canister_update submit_job")]
+fn a_trap_in_a_canister_fails_the_step() {
+    let world = World::with_offers();
+    let nat = candid::encode_one(42u64).unwrap();
+    let r = world
+        .net
+        .devnet()
+        .update_call(world.net.ids.matcher, buyer(0), "submit_job", nat);
+    assert!(r.is_err(), "a number is not a job spec");
+    world.check_traps();
+}
+
+/// An injected trap is the devnet's reject, not a trap of the callee: the
+/// submission whose lock call it hits is retried by the outbox, and no step
+/// fails.
+#[test]
+fn an_injected_trap_is_not_taken_for_a_canister_trap() {
+    let mut world = World::with_offers();
+    world.steps(&[
+        Action::Fault {
+            target: Target::Escrow,
+            kind: Kind::Trap,
+        },
+        Action::Submit {
+            buyer: 0,
+            price: 4,
+            retries: 0,
+        },
+    ]);
+    assert_eq!(world.jobs.len(), 1, "the lock's answer is retried");
+    world.finish();
 }
