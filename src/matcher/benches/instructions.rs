@@ -137,7 +137,9 @@ fn run(bids: usize, providers: usize) {
         slots: 100,
         memory_per_slot_mib: 256,
         max_fuel_per_interval: 1_000_000_000,
-        price_per_interval: 1_400,
+        // The lowest bid price: the offer takes the best 100 resting bids
+        // however many rest.
+        price_per_interval: 1_000,
         ledger: net.ids.ledger,
         min_interval_secs: 10,
         max_interval_secs: 3_600,
@@ -161,6 +163,7 @@ fn run(bids: usize, providers: usize) {
             fuel_used: 0,
         })
         .collect();
+    assert_eq!(items.len(), 100, "the offer takes 100 resting bids");
     let heartbeat = |net: &Localnet| {
         let acks: Result<Vec<HeartbeatAck>, MatcherError> = net
             .update(net.ids.matcher, node, "heartbeat", &items)
@@ -183,10 +186,12 @@ fn run(bids: usize, providers: usize) {
     heartbeat(&net);
     net.settle_outbox();
     let pay_cost = matcher_instructions(&net);
-    // One more submit against a market with a matching offer: a match at once.
+    // One more submit against a market with a matching offer: a match at
+    // once. The offer asks more than any resting bid pays, so none takes it
+    // first (a new offer serves resting bids before new ones).
     let offer_single = OfferSpec {
         slots: 1,
-        price_per_interval: 900,
+        price_per_interval: 1_900,
         ..offer.clone()
     };
     let r: Result<u64, MatcherError> = net
