@@ -435,7 +435,10 @@ pub struct HeartbeatItem {
 /// What happened to one heartbeat item.
 #[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
 pub enum HeartbeatAck {
-    /// Accepted; one interval was paid; the next heartbeat is due by this time.
+    /// Accepted; the next heartbeat is due by this time. The first heartbeat
+    /// of an assignment starts its first interval and pays nothing; each
+    /// later one pays the interval it closes, while the job has intervals
+    /// left to pay (`Job::intervals_paid` says how many were).
     Accepted { next_deadline_ns: u64 },
     /// Refused; the provider should stop the job.
     Refused { reason: String },
