@@ -46,6 +46,15 @@ const INTERVAL: u64 = 30;
 /// missed deadline.
 const SLASH_MULTIPLE: u32 = 5;
 
+/// Whether the randomized cases fail on a slash the matcher dropped after
+/// the registry refused it. Off until finding 6 (RELIABILITY.md) is fixed
+/// in the matcher: the cases hit it in almost every run (a ledger fault
+/// waits for the next ledger call, and that is often a slash's fee lookup),
+/// so they count the dropped slashes instead, and the ignored test
+/// `finding_6_a_slash_meeting_a_ledger_fault_is_not_dropped` fails on the
+/// first. Turn it on with the fix.
+const FAIL_ON_DROPPED_SLASH: bool = false;
+
 static CASES: AtomicU64 = AtomicU64::new(0);
 static STEPS: AtomicU64 = AtomicU64::new(0);
 static FAULTS: AtomicU64 = AtomicU64::new(0);
@@ -57,6 +66,7 @@ static RESERVATIONS: AtomicU64 = AtomicU64::new(0);
 static EXECUTIONS: AtomicU64 = AtomicU64::new(0);
 static SLASHED: AtomicU64 = AtomicU64::new(0);
 static LOCKS: AtomicU64 = AtomicU64::new(0);
+static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 fn buyer(i: u8) -> Principal {
     principal(10 + i % BUYERS)
@@ -177,6 +187,9 @@ struct World {
     /// deadline passes at least an interval after its assignment, so each
     /// is seen before it can be slashed.
     assigned: BTreeMap<(JobId, u32), (Principal, Tokens)>,
+    /// Whether a slash the matcher dropped fails the case (see
+    /// [`FAIL_ON_DROPPED_SLASH`]).
+    fail_on_dropped_slash: bool,
 }
 
 impl World {
@@ -199,6 +212,7 @@ impl World {
             jobs: vec![],
             reservations: vec![],
             assigned: BTreeMap::new(),
+            fail_on_dropped_slash: FAIL_ON_DROPPED_SLASH,
         }
     }
 
@@ -566,9 +580,19 @@ impl World {
     /// Each of the registry's slashes, and each deadline the matcher
     /// recorded as missed, is of an assignment seen, takes its provider's
     /// stake, and takes what the matcher asks for that assignment (every
-    /// stake here covers it: none runs short). Returns the registry's total.
+    /// stake here covers it: none runs short). And every slash the matcher
+    /// asked for is taken: here every one is due (providers stay
+    /// registered, every amount is above the fee), so the matcher must never
+    /// drop one the registry refused; its log is the only record of such an
+    /// ask (it prints the refusal and records no event). Returns the
+    /// registry's total.
     fn check_slashes_asked(&self) -> Tokens {
         let net = &self.net;
+        let dropped = self.dropped_slashes();
+        assert!(
+            !self.fail_on_dropped_slash || dropped.is_empty(),
+            "the matcher dropped a slash it asked for: {dropped:?}"
+        );
         let mut total = 0;
         for e in events::<RegistryEvent>(net, net.ids.registry) {
             if let RegistryEvent::Slashed {
@@ -608,6 +632,17 @@ impl World {
             }
         }
         total
+    }
+
+    /// The matcher's log lines of slashes it asked for, the registry
+    /// refused, and it gave up.
+    fn dropped_slashes(&self) -> Vec<String> {
+        let net = &self.net;
+        net.devnet()
+            .canister_logs(net.ids.matcher)
+            .into_iter()
+            .filter(|l| l.contains("slash refused"))
+            .collect()
     }
 
     /// Fails on any trap in the marketplace's canisters since the last
@@ -757,6 +792,7 @@ impl World {
         SLASHES.fetch_add(audit.slashes as u64, Ordering::Relaxed);
         SLASHED.fetch_add(audit.slashed as u64, Ordering::Relaxed);
         LOCKS.fetch_add(audit.locks as u64, Ordering::Relaxed);
+        DROPPED.fetch_add(self.dropped_slashes().len() as u64, Ordering::Relaxed);
         CHECKS.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -824,10 +860,11 @@ fn report() {
         CHECKS.load(Ordering::Relaxed),
     );
     eprintln!(
-        "chaos: {} reservations, {} escrow locks matched to jobs, {} e8s slashed, {} executions checked for traps",
+        "chaos: {} reservations, {} escrow locks matched to jobs, {} e8s slashed, {} slashes dropped by the matcher (finding 6), {} executions checked for traps",
         RESERVATIONS.load(Ordering::Relaxed),
         LOCKS.load(Ordering::Relaxed),
         SLASHED.load(Ordering::Relaxed),
+        DROPPED.load(Ordering::Relaxed),
         EXECUTIONS.load(Ordering::Relaxed),
     );
 }
@@ -981,6 +1018,89 @@ fn a_trap_in_a_canister_fails_the_step() {
         .update_call(world.net.ids.matcher, buyer(0), "submit_job", nat);
     assert!(r.is_err(), "a number is not a job spec");
     world.check_traps();
+}
+
+/// Finding 6 of RELIABILITY.md: a missed deadline whose slash meets a
+/// transient ledger error. The registry reads the ledger's fee first; that
+/// call is rejected, trapped or its outcome lost; the registry answers
+/// `Err(Ledger(..))`, and the matcher takes it as a final refusal and never
+/// asks again. The provider keeps its stake and the buyer gets nothing for
+/// the missed deadline; the audit, which compares the slashes made, passes.
+/// Replays the hand-made sequence for each fault kind, then the two the
+/// randomized tests shrank to (`CHAOS_CASES=100 CHAOS_STEPS=60`, with the
+/// reservations test's first reservation for the second); each fails on
+/// the dropped slash until the matcher retries such refusals.
+#[test]
+#[ignore = "matcher bug, finding 6: a slash the registry refuses for a transient ledger error is dropped, not retried"]
+fn finding_6_a_slash_meeting_a_ledger_fault_is_not_dropped() {
+    let submit = |price| Action::Submit {
+        buyer: 0,
+        price,
+        retries: 0,
+    };
+    let ledger_fault = |kind| Action::Fault {
+        target: Target::Ledger,
+        kind,
+    };
+    // (what, reserve first, actions); the deadline is 30 s (the interval)
+    // and 10 s (the grace) after the assignment.
+    let mut cases: Vec<(String, bool, Vec<Action>)> = [Kind::Reject, Kind::Unknown, Kind::Trap]
+        .into_iter()
+        .map(|kind| {
+            let actions = vec![
+                submit(2),
+                Action::Advance { secs: 35 },
+                ledger_fault(kind),
+                Action::Advance { secs: 10 },
+            ];
+            (
+                format!("a ledger {kind:?} just before the deadline"),
+                false,
+                actions,
+            )
+        })
+        .collect();
+    cases.push((
+        "the first test's shrunk case".into(),
+        false,
+        vec![
+            ledger_fault(Kind::Reject),
+            submit(2),
+            Action::Advance { secs: 40 },
+        ],
+    ));
+    cases.push((
+        "the reservations test's shrunk case".into(),
+        true,
+        vec![
+            submit(1),
+            ledger_fault(Kind::Reject),
+            Action::Advance { secs: 40 },
+        ],
+    ));
+    let mut dropped = vec![];
+    for (what, reserve, actions) in cases {
+        let run = std::panic::catch_unwind(|| {
+            let mut world = World::with_offers();
+            world.fail_on_dropped_slash = true;
+            if reserve {
+                world.apply(&Action::Reserve {
+                    buyer: 0,
+                    slots: 2,
+                    price: 4,
+                });
+            }
+            world.run(&actions);
+        });
+        if let Err(panic) = run {
+            let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+            if !message.contains("the matcher dropped a slash") {
+                std::panic::resume_unwind(panic);
+            }
+            dropped.push(what);
+        }
+    }
+    assert!(dropped.is_empty(), "slashes dropped in: {dropped:?}");
 }
 
 /// An injected trap is the devnet's reject, not a trap of the callee: the
