@@ -47,13 +47,9 @@ const INTERVAL: u64 = 30;
 const SLASH_MULTIPLE: u32 = 5;
 
 /// Whether the randomized cases fail on a slash the matcher dropped after
-/// the registry refused it. Off until finding 6 (RELIABILITY.md) is fixed
-/// in the matcher: the cases hit it in almost every run (a ledger fault
-/// waits for the next ledger call, and that is often a slash's fee lookup),
-/// so they count the dropped slashes instead, and the ignored test
-/// `finding_6_a_slash_meeting_a_ledger_fault_is_not_dropped` fails on the
-/// first. Turn it on with the fix.
-const FAIL_ON_DROPPED_SLASH: bool = false;
+/// the registry refused it (finding 6 in RELIABILITY.md, fixed: the matcher
+/// retries a slash the ledger failed). Off, the cases only count them.
+const FAIL_ON_DROPPED_SLASH: bool = true;
 
 static CASES: AtomicU64 = AtomicU64::new(0);
 static STEPS: AtomicU64 = AtomicU64::new(0);
@@ -1031,7 +1027,6 @@ fn a_trap_in_a_canister_fails_the_step() {
 /// reservations test's first reservation for the second); each fails on
 /// the dropped slash until the matcher retries such refusals.
 #[test]
-#[ignore = "matcher bug, finding 6: a slash the registry refuses for a transient ledger error is dropped, not retried"]
 fn finding_6_a_slash_meeting_a_ledger_fault_is_not_dropped() {
     let submit = |price| Action::Submit {
         buyer: 0,

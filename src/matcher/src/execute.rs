@@ -224,7 +224,12 @@ async fn perform(job_id: JobId, effect: Effect) -> Outcome {
             match call::<_, Result<SlashOutcome, RegistryError>>(config.registry, "slash", &(args,))
                 .await
             {
-                Ok(Err(RegistryError::Busy)) => Outcome::Retry("registry busy".into()),
+                // Busy, or the ledger failed (its fee or the payout): nothing
+                // was taken, or the payout is pending in the registry; asking
+                // again with the same key settles it and never slashes twice.
+                Ok(Err(e @ (RegistryError::Busy | RegistryError::Ledger(_)))) => {
+                    Outcome::Retry(format!("slash: {e:?}"))
+                }
                 Ok(Ok(outcome)) => {
                     let attempt = key
                         .rsplit('/')
