@@ -327,6 +327,39 @@ fn the_sweep_matches_a_bid_resting_behind_many_that_no_offer_can_run() {
 }
 
 #[test]
+fn a_deadline_run_handles_at_most_its_budget_and_the_rest_next_time() {
+    let mut m = market();
+    let mut offer5 = offer(50);
+    offer5.slots = 5;
+    m.put_offer(&P, 0, provider(1), node(1), 0, None, offer5)
+        .unwrap();
+    let ids: Vec<u64> = (0..5)
+        .map(|t| {
+            let id = m.create_job(t, buyer(), spec(80, 0)).unwrap().state.id;
+            m.job_funded(&P, t, id);
+            id
+        })
+        .collect();
+    assert!(
+        ids.iter()
+            .all(|id| m.job(*id).unwrap().to_job().provider.is_some())
+    );
+    let late = m.next_deadline_ns().unwrap() + 3_600 * S;
+    assert_eq!(m.process_deadlines(&P, late, 2), 2);
+    let failed = |m: &Market<VectorMemory>| {
+        ids.iter()
+            .filter(|id| m.job(**id).unwrap().state.status == JobStatus::Failed)
+            .count()
+    };
+    assert_eq!(failed(&m), 2);
+    assert_eq!(m.process_deadlines(&P, late, 2), 2);
+    assert_eq!(m.process_deadlines(&P, late, 2), 1);
+    assert_eq!(m.process_deadlines(&P, late, 2), 0, "each deadline once");
+    assert_eq!(failed(&m), 5);
+    assert_eq!(m.next_deadline_ns(), None);
+}
+
+#[test]
 fn refused_bond_moves_the_job_on_and_cancel_settles() {
     let mut m = market();
     m.put_offer(&P, 0, provider(1), node(1), 0, None, offer(50))
