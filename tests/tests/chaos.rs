@@ -7,7 +7,11 @@
 //! time jumps, faults injected on the next cross-canister or ledger call
 //! (reject, trap, unknown outcome), canister upgrades at random points and
 //! adversarial calls (heartbeats and results for jobs the caller doesn't
-//! hold, cancelling another buyer's job). After every step the invariants
+//! hold, cancelling another buyer's job). Most steps run to quiescence; an
+//! interleaving step submits several calls at once, runs their messages
+//! one by one, checks the mid-flight invariants with the calls in flight
+//! and may upgrade a canister there, dropping the callbacks it awaits.
+//! After every step the invariants
 //! that hold mid-flight are checked (the ledger creates nothing, no lock
 //! pays beyond its total, no deadline is slashed twice); at the end faults
 //! stop, providers go silent, time runs out every job, and the full
@@ -23,18 +27,18 @@
 //! market-tests --test chaos -- --nocapture`.
 
 use candid::Principal;
-use devnet::{Fault, FaultKind, RejectCode};
+use devnet::{Fault, FaultKind, IngressStatus, Reject, RejectCode};
 use localnet::{ICP, Localnet, Settings, account, admin, principal};
 use market_api::escrow::{EscrowError, EscrowEvent, NotifyDepositArgs, WithdrawArgs};
 use market_api::matcher::{
     Assignment, CancelReservationArgs, ExtendReservationArgs, HeartbeatAck, HeartbeatItem, Job,
-    JobLimits, JobResult, JobSpec, MatcherError, MatcherEvent, ModuleSource, OfferSpec,
+    JobKind, JobLimits, JobResult, JobSpec, MatcherError, MatcherEvent, ModuleSource, OfferSpec,
     Reservation, ReservationSpec, ReservationStatus, ReservedJobArgs, RunOutcome, SubmitResultArgs,
 };
-use market_api::registry::{RegistryError, RegistryEvent, Unbonding};
+use market_api::registry::{RegistryError, RegistryEvent};
 use market_api::{EventPage, JobId, PageRequest, Tokens};
 use proptest::prelude::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -51,6 +55,14 @@ const SLASH_MULTIPLE: u32 = 5;
 /// retries a slash the ledger failed). Off, the cases only count them.
 const FAIL_ON_DROPPED_SLASH: bool = true;
 
+/// Whether an interleaving upgrades the matcher while an
+/// `extend_reservation` it submitted is unanswered (finding 7 in
+/// RELIABILITY.md, open: the matcher then forgets the extension the escrow
+/// locked, and refuses every later one as busy). Off, such an upgrade is
+/// skipped and counted, so that the kept seed passes until the fix; on,
+/// that seed fails.
+const UPGRADE_AMID_EXTENSIONS: bool = false;
+
 static CASES: AtomicU64 = AtomicU64::new(0);
 static STEPS: AtomicU64 = AtomicU64::new(0);
 static FAULTS: AtomicU64 = AtomicU64::new(0);
@@ -63,6 +75,11 @@ static EXECUTIONS: AtomicU64 = AtomicU64::new(0);
 static SLASHED: AtomicU64 = AtomicU64::new(0);
 static LOCKS: AtomicU64 = AtomicU64::new(0);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
+static INTERLEAVINGS: AtomicU64 = AtomicU64::new(0);
+static INTERLEAVED_CALLS: AtomicU64 = AtomicU64::new(0);
+static UPGRADES_IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
+static REJECTED: AtomicU64 = AtomicU64::new(0);
+static UPGRADES_SKIPPED: AtomicU64 = AtomicU64::new(0);
 
 fn buyer(i: u8) -> Principal {
     principal(10 + i % BUYERS)
@@ -133,12 +150,32 @@ enum Action {
     Extend { nth: u8, intervals: u8 },
     /// The owner cancels the `nth` reservation (another buyer tries first).
     CancelReservation { nth: u8 },
+    /// Two to four of the plain calls above (see [`World::call_for`]) are
+    /// submitted as ingress messages at once, so that their awaits
+    /// interleave; the first `delivered` queued messages run one by one;
+    /// then, with the rest still in flight, `upgrade` (if any) upgrades its
+    /// target to the same module, dropping the callbacks it waits for;
+    /// then every message runs and every reply is awaited.
+    Interleave {
+        calls: Vec<Action>,
+        delivered: u8,
+        upgrade: Option<Target>,
+    },
 }
 
-/// The actions of [`action`] mixed with reservations and their jobs.
+/// The actions of [`action`] mixed with reservations and their jobs, and
+/// interleavings of calls half of which are the reservations'.
 fn action_with_reservations() -> impl Strategy<Value = Action> {
     prop_oneof![
         6 => action(),
+        5 => reservation_call(),
+        1 => interleave(prop_oneof![call(), reservation_call()]),
+    ]
+}
+
+/// The reservations' calls.
+fn reservation_call() -> impl Strategy<Value = Action> {
+    prop_oneof![
         1 => (any::<u8>(), 1..3u8, 1..5u8).prop_map(|(buyer, slots, price)| Action::Reserve { buyer, slots, price }),
         2 => (any::<bool>(), any::<u8>()).prop_map(|(delegate, nth)| Action::ReservedJob { delegate, nth }),
         1 => (any::<u8>(), 1..4u8).prop_map(|(nth, intervals)| Action::Extend { nth, intervals }),
@@ -146,14 +183,18 @@ fn action_with_reservations() -> impl Strategy<Value = Action> {
     ]
 }
 
-fn action() -> impl Strategy<Value = Action> {
-    let target = prop_oneof![
+fn target() -> impl Strategy<Value = Target> + Clone {
+    prop_oneof![
         Just(Target::Ledger),
         Just(Target::Registry),
         Just(Target::Escrow),
         Just(Target::Matcher),
-    ];
-    let kind = prop_oneof![Just(Kind::Reject), Just(Kind::Trap), Just(Kind::Unknown)];
+    ]
+}
+
+/// The one-off jobs' plain calls: each one ingress message (see
+/// [`World::call_for`]).
+fn call() -> impl Strategy<Value = Action> {
     prop_oneof![
         4 => (any::<u8>(), 1..5u8, 0..3u8).prop_map(|(buyer, price, retries)| Action::Submit { buyer, price, retries }),
         2 => (any::<u8>(), 1..5u8, 1..3u8).prop_map(|(provider, price, slots)| Action::Offer { provider, price, slots }),
@@ -165,11 +206,58 @@ fn action() -> impl Strategy<Value = Action> {
         1 => (any::<u8>(), any::<bool>()).prop_map(|(who, provider)| Action::Withdraw { who, provider }),
         1 => any::<u8>().prop_map(|buyer| Action::PushDeposit { buyer }),
         1 => any::<u8>().prop_map(|provider| Action::Unstake { provider }),
-        4 => (1..90u16).prop_map(|secs| Action::Advance { secs }),
-        2 => (target.clone(), kind).prop_map(|(target, kind)| Action::Fault { target, kind }),
-        1 => target.prop_map(|target| Action::Upgrade { target }),
-        1 => (any::<u8>(), any::<u8>()).prop_map(|(who, nth)| Action::Adversary { who, nth }),
     ]
+}
+
+/// An [`Action::Interleave`] of two to four of `calls`, an upgrade in half
+/// of them.
+fn interleave(calls: impl Strategy<Value = Action>) -> impl Strategy<Value = Action> {
+    (
+        prop::collection::vec(calls, 2..=4),
+        0..10u8,
+        prop::option::of(target()),
+    )
+        .prop_map(|(calls, delivered, upgrade)| Action::Interleave {
+            calls,
+            delivered,
+            upgrade,
+        })
+}
+
+fn action() -> impl Strategy<Value = Action> {
+    let kind = prop_oneof![Just(Kind::Reject), Just(Kind::Trap), Just(Kind::Unknown)];
+    prop_oneof![
+        20 => call(),
+        4 => (1..90u16).prop_map(|secs| Action::Advance { secs }),
+        2 => (target(), kind).prop_map(|(target, kind)| Action::Fault { target, kind }),
+        1 => target().prop_map(|target| Action::Upgrade { target }),
+        1 => (any::<u8>(), any::<u8>()).prop_map(|(who, nth)| Action::Adversary { who, nth }),
+        2 => interleave(call()),
+    ]
+}
+
+/// One ingress call an action makes, and what its reply is kept for.
+struct Call {
+    canister: Principal,
+    caller: Principal,
+    method: &'static str,
+    arg: Vec<u8>,
+    reply: Reply,
+}
+
+/// What a [`Call`]'s reply tells the world.
+#[derive(Clone, Copy)]
+enum Reply {
+    /// Nothing: answers, refusals and rejects alike are part of the game.
+    Ignored,
+    /// A submitted job's id, for its buyer.
+    Job(Principal),
+    /// A reservation's id, for its owner.
+    Reservation(Principal),
+}
+
+fn encode<A: candid::CandidType>(arg: &A) -> Vec<u8> {
+    candid::encode_one(arg).expect("encodes")
 }
 
 struct World {
@@ -186,6 +274,13 @@ struct World {
     /// Whether a slash the matcher dropped fails the case (see
     /// [`FAIL_ON_DROPPED_SLASH`]).
     fail_on_dropped_slash: bool,
+    /// Buyers whose submission or reservation was answered with a reject
+    /// (its reply lost): they look up their jobs and reservations once the
+    /// marketplace is quiet.
+    unanswered: BTreeSet<Principal>,
+    /// Whether an interleaving may upgrade the matcher while an extension
+    /// it submitted is unanswered (see [`UPGRADE_AMID_EXTENSIONS`]).
+    upgrade_amid_extensions: bool,
 }
 
 impl World {
@@ -209,6 +304,8 @@ impl World {
             reservations: vec![],
             assigned: BTreeMap::new(),
             fail_on_dropped_slash: FAIL_ON_DROPPED_SLASH,
+            unanswered: BTreeSet::new(),
+            upgrade_amid_extensions: UPGRADE_AMID_EXTENSIONS,
         }
     }
 
@@ -265,140 +362,20 @@ impl World {
     }
 
     fn apply(&mut self, a: &Action) {
-        let net = &self.net;
         match *a {
-            Action::Submit {
-                buyer: b,
-                price,
-                retries,
-            } => {
-                let spec = self.spec(Tokens::from(price) * 100_000, u32::from(retries));
-                if let Some(Ok(id)) =
-                    self.matcher::<_, Result<JobId, MatcherError>>(buyer(b), "submit_job", &spec)
-                {
-                    self.jobs.push((buyer(b), id));
-                    JOBS.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            Action::Offer {
-                provider: p,
-                price,
-                slots,
-            } => {
-                let spec = OfferSpec {
-                    slots: u32::from(slots),
-                    memory_per_slot_mib: 256,
-                    max_fuel_per_interval: 1_000_000,
-                    price_per_interval: Tokens::from(price) * 100_000,
-                    ledger: net.ids.ledger,
-                    min_interval_secs: 1,
-                    max_interval_secs: 3_600,
-                    tags: vec![],
-                };
-                let _: Option<Result<u64, MatcherError>> =
-                    self.matcher(provider(p), "post_offer", &spec);
-            }
-            Action::WithdrawOffer { provider: p } => {
-                let offers: Vec<market_api::matcher::Offer> = net
-                    .query(net.ids.matcher, "offers_of", &provider(p))
-                    .unwrap();
-                if let Some(o) = offers.first() {
-                    let _: Option<Result<(), MatcherError>> =
-                        self.matcher(provider(p), "withdraw_offer", &o.id);
-                }
-            }
-            Action::Heartbeat { provider: p } => {
-                let items: Vec<HeartbeatItem> = self
-                    .assignments(p)
-                    .iter()
-                    .map(|a| HeartbeatItem {
-                        job_id: a.job_id,
-                        attempt: a.attempt,
-                        fuel_used: 1,
-                    })
-                    .collect();
-                if !items.is_empty() {
-                    let _: Option<Result<Vec<HeartbeatAck>, MatcherError>> =
-                        self.matcher(node(p), "heartbeat", &items);
-                }
-            }
-            Action::Result {
-                provider: p,
-                nth,
-                ok,
-            } => {
-                let held = self.assignments(p);
-                if held.is_empty() {
-                    return;
-                }
-                let a = &held[usize::from(nth) % held.len()];
-                let args = SubmitResultArgs {
-                    job_id: a.job_id,
-                    attempt: a.attempt,
-                    result: JobResult {
-                        output: b"out".to_vec(),
-                        output_sha256: [0; 32],
-                        fuel_used: 5,
-                        outcome: RunOutcome::Exited {
-                            code: if ok { 0 } else { 1 },
-                        },
-                        engine: "chaos".into(),
-                    },
-                };
-                let _: Option<Result<(), MatcherError>> =
-                    self.matcher(node(p), "submit_result", &args);
-            }
-            Action::HandBack { provider: p, nth } => {
-                let held = self.assignments(p);
-                if let Some(a) = held.get(usize::from(nth) % held.len().max(1)) {
-                    let _: Result<(Result<(), MatcherError>,), _> = net.update_args(
-                        net.ids.matcher,
-                        node(p),
-                        "hand_back",
-                        (a.job_id, a.attempt),
-                    );
-                }
-            }
-            Action::Cancel { buyer: b, nth } => {
-                let mine: Vec<JobId> = self
-                    .jobs
-                    .iter()
-                    .filter(|(o, _)| *o == buyer(b))
-                    .map(|(_, id)| *id)
-                    .collect();
-                if let Some(id) = mine.get(usize::from(nth) % mine.len().max(1)) {
-                    let _: Option<Result<(), MatcherError>> =
-                        self.matcher(buyer(b), "cancel_job", id);
-                }
-            }
-            Action::Withdraw { who, provider: p } => {
-                let owner = if p { provider(who) } else { buyer(who) };
-                let args = WithdrawArgs {
-                    ledger: net.ids.ledger,
-                    amount: ICP / 10,
-                    to: account(owner),
-                };
-                let _: Result<Result<Tokens, EscrowError>, _> =
-                    net.update(net.ids.escrow, owner, "withdraw", &args);
-            }
-            Action::PushDeposit { buyer: b } => {
-                let to: market_api::Account = net
-                    .query(net.ids.escrow, "deposit_account", &buyer(b))
-                    .unwrap();
-                if net.transfer(buyer(b), to, ICP).is_ok() {
-                    let args = NotifyDepositArgs {
-                        ledger: net.ids.ledger,
-                        beneficiary: buyer(b),
-                    };
-                    let _: Result<Result<Tokens, EscrowError>, _> =
-                        net.update(net.ids.escrow, buyer(b), "notify_deposit", &args);
-                }
-            }
-            Action::Unstake { provider: p } => {
-                let _: Result<Result<Unbonding, RegistryError>, _> =
-                    net.update(net.ids.registry, provider(p), "unstake", &(5 * ICP));
-            }
-            Action::Advance { secs } => net.advance(Duration::from_secs(u64::from(secs))),
+            Action::Submit { .. }
+            | Action::Offer { .. }
+            | Action::WithdrawOffer { .. }
+            | Action::Heartbeat { .. }
+            | Action::Result { .. }
+            | Action::HandBack { .. }
+            | Action::Cancel { .. }
+            | Action::Withdraw { .. }
+            | Action::PushDeposit { .. }
+            | Action::Unstake { .. }
+            | Action::Reserve { .. }
+            | Action::Extend { .. } => self.call(a),
+            Action::Advance { secs } => self.net.advance(Duration::from_secs(u64::from(secs))),
             Action::Fault { target, kind } => {
                 let kind = match kind {
                     Kind::Reject => FaultKind::Reject {
@@ -408,25 +385,14 @@ impl World {
                     Kind::Trap => FaultKind::Trap,
                     Kind::Unknown => FaultKind::Timeout,
                 };
-                net.devnet()
+                self.net
+                    .devnet()
                     .inject_fault(Fault::new(self.canister(target), kind, 1));
                 FAULTS.fetch_add(1, Ordering::Relaxed);
             }
-            Action::Upgrade { target } => {
-                let name = match target {
-                    Target::Ledger => "ledger",
-                    Target::Registry => "registry",
-                    Target::Escrow => "escrow",
-                    Target::Matcher => "matcher",
-                };
-                let wasm = localnet::canister_wasm(name).unwrap();
-                let id = self.canister(target);
-                net.devnet()
-                    .upgrade_canister(id, &wasm, candid::encode_args(()).unwrap(), admin())
-                    .unwrap_or_else(|e| panic!("upgrading {name}: {e}"));
-                UPGRADES.fetch_add(1, Ordering::Relaxed);
-            }
+            Action::Upgrade { target } => self.upgrade(target),
             Action::Adversary { who, nth } => {
+                let net = &self.net;
                 let Some(&(owner, id)) = self.jobs.get(usize::from(nth) % self.jobs.len().max(1))
                 else {
                     return;
@@ -460,65 +426,23 @@ impl World {
                     );
                 }
             }
-            Action::Reserve {
-                buyer: b,
-                slots,
-                price,
-            } => {
-                let spec = ReservationSpec {
-                    slots: u32::from(slots),
-                    memory_mib: 64,
-                    fuel_per_interval: 1_000,
-                    interval_secs: INTERVAL,
-                    intervals: 4,
-                    max_price_per_interval: Tokens::from(price) * 100_000,
-                    ledger: net.ids.ledger,
-                    min_provider_stake: 0,
-                    max_rematches: 1,
-                    delegates: vec![buyer(b.wrapping_add(1))],
-                };
-                if let Some(Ok(id)) =
-                    self.matcher::<_, Result<u64, MatcherError>>(buyer(b), "reserve", &spec)
-                {
-                    self.reservations.push((buyer(b), id));
-                    RESERVATIONS.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            Action::ReservedJob { delegate, nth } => {
+            Action::ReservedJob { nth, .. } => {
+                self.call(a);
                 let Some(&(owner, rid)) = self.nth_reservation(nth) else {
                     return;
                 };
                 let owner_index = (0..BUYERS).find(|b| buyer(*b) == owner).unwrap_or(0);
-                let who = if delegate {
-                    buyer(owner_index.wrapping_add(1))
-                } else {
-                    owner
-                };
-                let args = ReservedJobArgs {
-                    reservation: rid,
-                    spec: self.spec(0, 1),
-                };
-                let _: Option<Result<JobId, MatcherError>> =
-                    self.matcher(who, "submit_reserved_job", &args);
                 let outsider = buyer(owner_index.wrapping_add(2));
                 if outsider != owner && outsider != buyer(owner_index.wrapping_add(1)) {
+                    let args = ReservedJobArgs {
+                        reservation: rid,
+                        spec: self.spec(0, 1),
+                    };
                     let r: Option<Result<JobId, MatcherError>> =
                         self.matcher(outsider, "submit_reserved_job", &args);
                     assert!(
                         !matches!(r, Some(Ok(_))),
                         "{outsider} ran a job in reservation {rid} of {owner}"
-                    );
-                }
-            }
-            Action::Extend { nth, intervals } => {
-                if let Some(&(owner, rid)) = self.nth_reservation(nth) {
-                    let _: Option<Result<(), MatcherError>> = self.matcher(
-                        owner,
-                        "extend_reservation",
-                        &ExtendReservationArgs {
-                            reservation: rid,
-                            intervals: u32::from(intervals),
-                        },
                     );
                 }
             }
@@ -533,8 +457,349 @@ impl World {
                             "{thief} cancelled reservation {rid} of {owner}"
                         );
                     }
-                    let _: Option<Result<(), MatcherError>> =
-                        self.matcher(owner, "cancel_reservation", &args);
+                }
+                self.call(a);
+            }
+            Action::Interleave {
+                ref calls,
+                delivered,
+                upgrade,
+            } => self.interleave(calls, delivered, upgrade),
+        }
+    }
+
+    /// Makes an action's call (see [`World::call_for`]) and awaits it.
+    fn call(&mut self, a: &Action) {
+        if let Some(c) = self.call_for(a) {
+            let answer = self
+                .net
+                .devnet()
+                .update_call(c.canister, c.caller, c.method, c.arg);
+            self.take_reply(c.reply, answer);
+        }
+    }
+
+    /// The one ingress call a plain action makes, or `None` if it has
+    /// nothing to do (no job held to heartbeat, say) or is not a plain
+    /// call. A push deposit's ledger transfer is made here, to completion;
+    /// its call is the `notify_deposit`.
+    fn call_for(&self, a: &Action) -> Option<Call> {
+        let net = &self.net;
+        let ids = net.ids;
+        let to = |canister, caller, method, arg| Call {
+            canister,
+            caller,
+            method,
+            arg,
+            reply: Reply::Ignored,
+        };
+        let call = match *a {
+            Action::Submit {
+                buyer: b,
+                price,
+                retries,
+            } => {
+                let spec = self.spec(Tokens::from(price) * 100_000, u32::from(retries));
+                Call {
+                    reply: Reply::Job(buyer(b)),
+                    ..to(ids.matcher, buyer(b), "submit_job", encode(&spec))
+                }
+            }
+            Action::Offer {
+                provider: p,
+                price,
+                slots,
+            } => {
+                let spec = OfferSpec {
+                    slots: u32::from(slots),
+                    memory_per_slot_mib: 256,
+                    max_fuel_per_interval: 1_000_000,
+                    price_per_interval: Tokens::from(price) * 100_000,
+                    ledger: ids.ledger,
+                    min_interval_secs: 1,
+                    max_interval_secs: 3_600,
+                    tags: vec![],
+                };
+                to(ids.matcher, provider(p), "post_offer", encode(&spec))
+            }
+            Action::WithdrawOffer { provider: p } => {
+                let offers: Vec<market_api::matcher::Offer> =
+                    net.query(ids.matcher, "offers_of", &provider(p)).unwrap();
+                let o = offers.first()?;
+                to(ids.matcher, provider(p), "withdraw_offer", encode(&o.id))
+            }
+            Action::Heartbeat { provider: p } => {
+                let items: Vec<HeartbeatItem> = self
+                    .assignments(p)
+                    .iter()
+                    .map(|a| HeartbeatItem {
+                        job_id: a.job_id,
+                        attempt: a.attempt,
+                        fuel_used: 1,
+                    })
+                    .collect();
+                if items.is_empty() {
+                    return None;
+                }
+                to(ids.matcher, node(p), "heartbeat", encode(&items))
+            }
+            Action::Result {
+                provider: p,
+                nth,
+                ok,
+            } => {
+                let held = self.assignments(p);
+                let a = held.get(usize::from(nth) % held.len().max(1))?;
+                let args = SubmitResultArgs {
+                    job_id: a.job_id,
+                    attempt: a.attempt,
+                    result: JobResult {
+                        output: b"out".to_vec(),
+                        output_sha256: [0; 32],
+                        fuel_used: 5,
+                        outcome: RunOutcome::Exited {
+                            code: if ok { 0 } else { 1 },
+                        },
+                        engine: "chaos".into(),
+                    },
+                };
+                to(ids.matcher, node(p), "submit_result", encode(&args))
+            }
+            Action::HandBack { provider: p, nth } => {
+                let held = self.assignments(p);
+                let a = held.get(usize::from(nth) % held.len().max(1))?;
+                let arg = candid::encode_args((a.job_id, a.attempt)).expect("encodes");
+                to(ids.matcher, node(p), "hand_back", arg)
+            }
+            Action::Cancel { buyer: b, nth } => {
+                let mine: Vec<JobId> = self
+                    .jobs
+                    .iter()
+                    .filter(|(o, _)| *o == buyer(b))
+                    .map(|(_, id)| *id)
+                    .collect();
+                let id = mine.get(usize::from(nth) % mine.len().max(1))?;
+                to(ids.matcher, buyer(b), "cancel_job", encode(id))
+            }
+            Action::Withdraw { who, provider: p } => {
+                let owner = if p { provider(who) } else { buyer(who) };
+                let args = WithdrawArgs {
+                    ledger: ids.ledger,
+                    amount: ICP / 10,
+                    to: account(owner),
+                };
+                to(ids.escrow, owner, "withdraw", encode(&args))
+            }
+            Action::PushDeposit { buyer: b } => {
+                let deposit: market_api::Account =
+                    net.query(ids.escrow, "deposit_account", &buyer(b)).unwrap();
+                net.transfer(buyer(b), deposit, ICP).ok()?;
+                let args = NotifyDepositArgs {
+                    ledger: ids.ledger,
+                    beneficiary: buyer(b),
+                };
+                to(ids.escrow, buyer(b), "notify_deposit", encode(&args))
+            }
+            Action::Unstake { provider: p } => {
+                to(ids.registry, provider(p), "unstake", encode(&(5 * ICP)))
+            }
+            Action::Reserve {
+                buyer: b,
+                slots,
+                price,
+            } => {
+                let spec = ReservationSpec {
+                    slots: u32::from(slots),
+                    memory_mib: 64,
+                    fuel_per_interval: 1_000,
+                    interval_secs: INTERVAL,
+                    intervals: 4,
+                    max_price_per_interval: Tokens::from(price) * 100_000,
+                    ledger: ids.ledger,
+                    min_provider_stake: 0,
+                    max_rematches: 1,
+                    delegates: vec![buyer(b.wrapping_add(1))],
+                };
+                Call {
+                    reply: Reply::Reservation(buyer(b)),
+                    ..to(ids.matcher, buyer(b), "reserve", encode(&spec))
+                }
+            }
+            Action::ReservedJob { delegate, nth } => {
+                let &(owner, rid) = self.nth_reservation(nth)?;
+                let owner_index = (0..BUYERS).find(|b| buyer(*b) == owner).unwrap_or(0);
+                let who = if delegate {
+                    buyer(owner_index.wrapping_add(1))
+                } else {
+                    owner
+                };
+                let args = ReservedJobArgs {
+                    reservation: rid,
+                    spec: self.spec(0, 1),
+                };
+                to(ids.matcher, who, "submit_reserved_job", encode(&args))
+            }
+            Action::Extend { nth, intervals } => {
+                let &(owner, rid) = self.nth_reservation(nth)?;
+                let args = ExtendReservationArgs {
+                    reservation: rid,
+                    intervals: u32::from(intervals),
+                };
+                to(ids.matcher, owner, "extend_reservation", encode(&args))
+            }
+            Action::CancelReservation { nth } => {
+                let &(owner, rid) = self.nth_reservation(nth)?;
+                let args = CancelReservationArgs { reservation: rid };
+                to(ids.matcher, owner, "cancel_reservation", encode(&args))
+            }
+            Action::Advance { .. }
+            | Action::Fault { .. }
+            | Action::Upgrade { .. }
+            | Action::Adversary { .. }
+            | Action::Interleave { .. } => return None,
+        };
+        Some(call)
+    }
+
+    /// Keeps what a call's answer tells: a new job's or reservation's id.
+    /// A submission whose answer is lost (a reject: the matcher was
+    /// upgraded while it awaited the escrow) may still have made its job;
+    /// its buyer looks its jobs up once the marketplace is quiet (see
+    /// [`World::find_unanswered`]).
+    fn take_reply(&mut self, reply: Reply, answer: Result<Vec<u8>, Reject>) {
+        let (owner, id) = match reply {
+            Reply::Ignored => return,
+            Reply::Job(owner) | Reply::Reservation(owner) => match answer {
+                Ok(bytes) => match candid::decode_one::<Result<u64, MatcherError>>(&bytes) {
+                    Ok(Ok(id)) => (owner, id),
+                    _ => return,
+                },
+                Err(_) => {
+                    self.unanswered.insert(owner);
+                    return;
+                }
+            },
+        };
+        if matches!(reply, Reply::Job(_)) {
+            self.jobs.push((owner, id));
+            JOBS.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.reservations.push((owner, id));
+            RESERVATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Upgrades a canister to the same module, whatever it has in flight.
+    fn upgrade(&self, target: Target) {
+        let name = match target {
+            Target::Ledger => "ledger",
+            Target::Registry => "registry",
+            Target::Escrow => "escrow",
+            Target::Matcher => "matcher",
+        };
+        let wasm = localnet::canister_wasm(name).unwrap();
+        self.net
+            .devnet()
+            .upgrade_canister(
+                self.canister(target),
+                &wasm,
+                candid::encode_args(()).unwrap(),
+                admin(),
+            )
+            .unwrap_or_else(|e| panic!("upgrading {name}: {e}"));
+        UPGRADES.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// [`Action::Interleave`]: the calls go in as ingress messages at once,
+    /// `delivered` messages run one by one, the mid-flight checks run with
+    /// the calls in flight, the upgrade (if any) happens, and then every
+    /// message runs and every answer is awaited.
+    fn interleave(&mut self, calls: &[Action], delivered: u8, upgrade: Option<Target>) {
+        let calls: Vec<Call> = calls.iter().filter_map(|a| self.call_for(a)).collect();
+        let mut sent = vec![];
+        let mut refused = vec![];
+        {
+            let mut dn = self.net.devnet();
+            for c in calls {
+                match dn.submit_call(c.canister, c.caller, c.method, c.arg) {
+                    Ok(id) => sent.push((c.method, c.reply, id)),
+                    Err(e) => refused.push((c.reply, Err(e))),
+                }
+            }
+            for _ in 0..delivered {
+                if !dn.step() {
+                    break;
+                }
+            }
+        }
+        INTERLEAVINGS.fetch_add(1, Ordering::Relaxed);
+        INTERLEAVED_CALLS.fetch_add(sent.len() as u64, Ordering::Relaxed);
+        // What holds at every moment holds between any two messages.
+        self.observe_assignments();
+        self.check_mid_flight();
+        if let Some(target) = upgrade {
+            let in_flight: Vec<&str> = {
+                let dn = self.net.devnet();
+                sent.iter()
+                    .filter(|(.., id)| dn.ingress_status(*id) == IngressStatus::Pending)
+                    .map(|(method, ..)| *method)
+                    .collect()
+            };
+            if matches!(target, Target::Matcher)
+                && in_flight.contains(&"extend_reservation")
+                && !self.upgrade_amid_extensions
+            {
+                UPGRADES_SKIPPED.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.upgrade(target);
+                if !in_flight.is_empty() {
+                    UPGRADES_IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        for (_, reply, id) in sent {
+            let answer = self.net.devnet().await_call(id);
+            if answer.is_err() {
+                REJECTED.fetch_add(1, Ordering::Relaxed);
+            }
+            self.take_reply(reply, answer);
+        }
+        for (reply, answer) in refused {
+            self.take_reply(reply, answer);
+        }
+    }
+
+    /// Adds the one-off jobs and reservations that buyers whose submission
+    /// went unanswered have, as such a buyer would look them up.
+    fn find_unanswered(&mut self) {
+        let net = &self.net;
+        for owner in std::mem::take(&mut self.unanswered) {
+            let jobs: Vec<Job> = net
+                .query_args(
+                    net.ids.matcher,
+                    "list_jobs",
+                    (owner, PageRequest::default()),
+                )
+                .map(|(jobs,)| jobs)
+                .unwrap();
+            for job in jobs {
+                if job.kind == JobKind::OneOff && !self.jobs.contains(&(owner, job.id)) {
+                    self.jobs.push((owner, job.id));
+                    JOBS.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            let reservations: Vec<Reservation> = net
+                .query_args(
+                    net.ids.matcher,
+                    "list_reservations",
+                    (owner, PageRequest::default()),
+                )
+                .map(|(r,)| r)
+                .unwrap();
+            for r in reservations {
+                if !self.reservations.contains(&(owner, r.id)) {
+                    self.reservations.push((owner, r.id));
+                    RESERVATIONS.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
@@ -712,6 +977,7 @@ impl World {
         // Long enough for every job to miss its deadlines through all its
         // retries and for every backoff (at most 5 minutes) to retry.
         self.pass_time(240);
+        self.find_unanswered();
         let net = &self.net;
         for (_, id) in &self.jobs {
             let job: Option<Job> = net.query(net.ids.matcher, "get_job", id).unwrap();
@@ -863,6 +1129,14 @@ fn report() {
         DROPPED.load(Ordering::Relaxed),
         EXECUTIONS.load(Ordering::Relaxed),
     );
+    eprintln!(
+        "chaos: {} interleavings of {} calls, {} upgrades with calls in flight ({} of the matcher amid an extension skipped: finding 7), {} interleaved calls answered with a reject",
+        INTERLEAVINGS.load(Ordering::Relaxed),
+        INTERLEAVED_CALLS.load(Ordering::Relaxed),
+        UPGRADES_IN_FLIGHT.load(Ordering::Relaxed),
+        UPGRADES_SKIPPED.load(Ordering::Relaxed),
+        REJECTED.load(Ordering::Relaxed),
+    );
 }
 
 proptest! {
@@ -977,16 +1251,14 @@ fn finding_5_an_extension_whose_answer_is_lost_is_applied_once() {
         },
     ]);
     // The escrow applied the extension when its answer was lost.
-    let extended = |net: &Localnet| {
-        events::<EscrowEvent>(net, net.ids.escrow)
-            .iter()
-            .filter(|e| matches!(e, EscrowEvent::LockExtended { job_key, .. } if *job_key == format!("job/{rid}")))
-            .count()
-    };
-    assert_eq!(extended(&world.net), 1);
+    assert_eq!(locks_extended(&world.net, rid), 1);
     world.finish();
     let net = &world.net;
-    assert_eq!(extended(net), 1, "applied once, however often asked");
+    assert_eq!(
+        locks_extended(net, rid),
+        1,
+        "applied once, however often asked"
+    );
     let r: Option<Reservation> = net.query(net.ids.matcher, "get_reservation", &rid).unwrap();
     let r = r.unwrap();
     assert_eq!(
@@ -999,6 +1271,67 @@ fn finding_5_an_extension_whose_answer_is_lost_is_applied_once() {
         5 * 2 * 400_000,
         "five intervals of two slots at 4 x 100,000"
     );
+}
+
+/// Finding 7 of RELIABILITY.md (open), replayed with the reservations
+/// test's shrunk actions (after its first reservation): an extension and a
+/// submission go in at once; the extension's ingress message runs (the
+/// matcher records the extension as pending and calls the escrow's
+/// `extend_lock`), then the matcher is upgraded before the escrow's answer
+/// comes back, so the callback is dropped. The escrow extends the lock; the
+/// matcher must still apply the extension once (or learn it was refused),
+/// as it does for an answer lost to a fault (finding 5).
+#[test]
+#[ignore = "finding 7, open: the matcher forgets an extension whose escrow answer an upgrade (or a trapping callback) dropped; its reservation's lock then holds more than the matcher knows, and further extensions are refused as busy"]
+fn finding_7_an_extension_whose_callback_an_upgrade_dropped_is_applied_once() {
+    let mut world = World::with_offers();
+    world.upgrade_amid_extensions = true;
+    world.apply(&Action::Reserve {
+        buyer: 0,
+        slots: 2,
+        price: 4,
+    });
+    let (_, rid) = world.reservations[0];
+    world.steps(&[Action::Interleave {
+        calls: vec![
+            Action::Extend {
+                nth: 0,
+                intervals: 1,
+            },
+            Action::Submit {
+                buyer: 0,
+                price: 1,
+                retries: 0,
+            },
+        ],
+        delivered: 1,
+        upgrade: Some(Target::Matcher),
+    }]);
+    assert_eq!(
+        locks_extended(&world.net, rid),
+        1,
+        "the escrow extended the lock"
+    );
+    // Today the audit fails here: the reservation says 3,200,000 locked,
+    // its lock holds 4,000,000.
+    world.finish();
+    let net = &world.net;
+    assert_eq!(locks_extended(net, rid), 1, "applied once");
+    let r: Option<Reservation> = net.query(net.ids.matcher, "get_reservation", &rid).unwrap();
+    let r = r.unwrap();
+    assert_eq!(
+        r.spec.intervals, 5,
+        "four intervals and the extension's one"
+    );
+    assert_eq!(r.locked, 5 * 2 * 400_000);
+}
+
+/// How many times the escrow extended reservation `rid`'s lock.
+fn locks_extended(net: &Localnet, rid: u64) -> usize {
+    events::<EscrowEvent>(net, net.ids.escrow)
+        .iter()
+        .filter(|e| matches!(e, EscrowEvent::LockExtended { job_key, .. } if *job_key == format!("job/{rid}")))
+        .count()
 }
 
 /// The trap check fails a step on a trap in a canister's own code: here
