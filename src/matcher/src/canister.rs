@@ -398,11 +398,15 @@ async fn extend_reservation(args: ExtendReservationArgs) -> Result<(), MatcherEr
 
 async fn extend_as(caller: Principal, args: ExtendReservationArgs) -> Result<(), MatcherError> {
     let _guard = guard(caller)?;
-    let ext = mutate_state(|s| {
+    let t0 = now();
+    let (ext, seq) = mutate_state(|s| {
         let ext = s.market.prepare_extension(caller, &args)?;
-        s.market.begin_extension(args.reservation, ext);
-        Ok::<_, MatcherError>(ext)
+        let seq = s.market.begin_extension(t0, args.reservation, ext);
+        Ok::<_, MatcherError>((ext, seq))
     })?;
+    // If this message's callback is lost (an upgrade while the call is out,
+    // a trap), the step recorded above goes stale and the outbox asks again.
+    schedule();
     let escrow = read_state(|s| s.config().escrow);
     let lock = ExtendLockArgs {
         job_key: lock_key(args.reservation),
@@ -413,6 +417,7 @@ async fn extend_as(caller: Principal, args: ExtendReservationArgs) -> Result<(),
         Ok(Ok(lock)) => {
             let t = now();
             mutate_state(|s| {
+                s.market.outbox.complete(seq);
                 s.market
                     .apply_extension(args.reservation, ext.number, ext.amount, args.intervals);
                 s.events.append(
@@ -427,7 +432,10 @@ async fn extend_as(caller: Principal, args: ExtendReservationArgs) -> Result<(),
             Ok(())
         }
         Ok(Err(e)) => {
-            mutate_state(|s| s.market.extension_refused(args.reservation, ext.number));
+            mutate_state(|s| {
+                s.market.outbox.complete(seq);
+                s.market.extension_refused(args.reservation, ext.number);
+            });
             Err(MatcherError::Downstream {
                 canister: "escrow".into(),
                 message: format!("{e:?}"),
@@ -436,8 +444,9 @@ async fn extend_as(caller: Principal, args: ExtendReservationArgs) -> Result<(),
         // Unknown outcome: the escrow may have locked the amount. The outbox
         // asks again with the same number and amount (applied at most once)
         // and applies the extension, or forgets it if refused.
-        Err(_) => {
-            mutate_state(|s| s.market.extension_pending(args.reservation, ext));
+        Err(e) => {
+            let t = now();
+            mutate_state(|s| s.market.outbox.retry_later(t, seq, format!("{e:?}")));
             schedule();
             Ok(())
         }

@@ -726,12 +726,25 @@ mod reservations {
             (e.number, e.amount, e.live_slots, e.intervals),
             (1, 100, 1, 1)
         );
-        m.begin_extension(rid, e);
+        let seq = m.begin_extension(0, rid, e);
         assert_eq!(
             m.prepare_extension(buyer(), &ext),
             Err(MatcherError::Busy),
             "one extension at a time, until the escrow answers"
         );
+        assert!(m.outbox.take_ready(0, 10).iter().all(|(s, _)| *s != seq));
+        // The answer never comes (an upgrade dropped the callback): after
+        // the upgrade the outbox asks again, with the same number.
+        m.outbox.reset_in_flight();
+        let again = m.outbox.take_ready(0, 100);
+        assert!(again.iter().any(|(s, step)| *s == seq
+            && step.effect
+                == Effect::ExtendLock {
+                    number: 1,
+                    amount: 100,
+                    intervals: 1
+                }));
+        m.outbox.complete(seq);
         m.apply_extension(rid, e.number, e.amount, 1);
         m.apply_extension(rid, e.number, e.amount, 1);
         assert_eq!(m.prepare_extension(buyer(), &ext).unwrap().number, 2);

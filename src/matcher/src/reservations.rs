@@ -530,13 +530,26 @@ impl<M: Memory> Market<M> {
         })
     }
 
-    /// Records that extension `ext` is being asked of the escrow (before the
-    /// call: an answer that never comes is retried through the outbox).
-    pub fn begin_extension(&mut self, reservation: JobId, ext: Extension) {
+    /// Records that extension `ext` is being asked of the escrow, before the
+    /// call: the reservation holds it as pending, and the outbox holds the
+    /// escrow step in flight. The caller settles the step with the answer;
+    /// an answer that never comes (an unknown outcome, a callback dropped by
+    /// an upgrade or a trap) leaves the step to the outbox, which asks again
+    /// with the same number. Returns the step's number.
+    pub fn begin_extension(&mut self, now_ns: u64, reservation: JobId, ext: Extension) -> u64 {
         if let Some(mut r) = self.reservation_record(reservation) {
             r.pending_extension = Some(ext);
             self.put_reservation(reservation, r);
         }
+        self.outbox.push_in_flight(
+            reservation,
+            Effect::ExtendLock {
+                number: ext.number,
+                amount: ext.amount,
+                intervals: ext.intervals,
+            },
+            now_ns,
+        )
     }
 
     /// The escrow refused extension `number`: it is forgotten.
@@ -547,19 +560,6 @@ impl<M: Memory> Market<M> {
             r.pending_extension = None;
             self.put_reservation(reservation, r);
         }
-    }
-
-    /// The escrow's answer to extension `ext` is unknown: the outbox asks
-    /// again with the same number and amount until it answers.
-    pub fn extension_pending(&mut self, reservation: JobId, ext: Extension) {
-        self.outbox.push(
-            reservation,
-            Effect::ExtendLock {
-                number: ext.number,
-                amount: ext.amount,
-                intervals: ext.intervals,
-            },
-        );
     }
 
     /// Applies extension `number` once its amount is locked; a repeat is
