@@ -55,14 +55,6 @@ const SLASH_MULTIPLE: u32 = 5;
 /// retries a slash the ledger failed). Off, the cases only count them.
 const FAIL_ON_DROPPED_SLASH: bool = true;
 
-/// Whether an interleaving upgrades the matcher while an
-/// `extend_reservation` it submitted is unanswered (finding 7 in
-/// RELIABILITY.md, open: the matcher then forgets the extension the escrow
-/// locked, and refuses every later one as busy). Off, such an upgrade is
-/// skipped and counted, so that the kept seed passes until the fix; on,
-/// that seed fails.
-const UPGRADE_AMID_EXTENSIONS: bool = false;
-
 static CASES: AtomicU64 = AtomicU64::new(0);
 static STEPS: AtomicU64 = AtomicU64::new(0);
 static FAULTS: AtomicU64 = AtomicU64::new(0);
@@ -79,7 +71,6 @@ static INTERLEAVINGS: AtomicU64 = AtomicU64::new(0);
 static INTERLEAVED_CALLS: AtomicU64 = AtomicU64::new(0);
 static UPGRADES_IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
 static REJECTED: AtomicU64 = AtomicU64::new(0);
-static UPGRADES_SKIPPED: AtomicU64 = AtomicU64::new(0);
 
 fn buyer(i: u8) -> Principal {
     principal(10 + i % BUYERS)
@@ -278,9 +269,6 @@ struct World {
     /// (its reply lost): they look up their jobs and reservations once the
     /// marketplace is quiet.
     unanswered: BTreeSet<Principal>,
-    /// Whether an interleaving may upgrade the matcher while an extension
-    /// it submitted is unanswered (see [`UPGRADE_AMID_EXTENSIONS`]).
-    upgrade_amid_extensions: bool,
 }
 
 impl World {
@@ -305,7 +293,6 @@ impl World {
             assigned: BTreeMap::new(),
             fail_on_dropped_slash: FAIL_ON_DROPPED_SLASH,
             unanswered: BTreeSet::new(),
-            upgrade_amid_extensions: UPGRADE_AMID_EXTENSIONS,
         }
     }
 
@@ -722,7 +709,7 @@ impl World {
             let mut dn = self.net.devnet();
             for c in calls {
                 match dn.submit_call(c.canister, c.caller, c.method, c.arg) {
-                    Ok(id) => sent.push((c.method, c.reply, id)),
+                    Ok(id) => sent.push((c.reply, id)),
                     Err(e) => refused.push((c.reply, Err(e))),
                 }
             }
@@ -738,26 +725,17 @@ impl World {
         self.observe_assignments();
         self.check_mid_flight();
         if let Some(target) = upgrade {
-            let in_flight: Vec<&str> = {
+            let in_flight = {
                 let dn = self.net.devnet();
                 sent.iter()
-                    .filter(|(.., id)| dn.ingress_status(*id) == IngressStatus::Pending)
-                    .map(|(method, ..)| *method)
-                    .collect()
+                    .any(|(_, id)| dn.ingress_status(*id) == IngressStatus::Pending)
             };
-            if matches!(target, Target::Matcher)
-                && in_flight.contains(&"extend_reservation")
-                && !self.upgrade_amid_extensions
-            {
-                UPGRADES_SKIPPED.fetch_add(1, Ordering::Relaxed);
-            } else {
-                self.upgrade(target);
-                if !in_flight.is_empty() {
-                    UPGRADES_IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
-                }
+            self.upgrade(target);
+            if in_flight {
+                UPGRADES_IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
             }
         }
-        for (_, reply, id) in sent {
+        for (reply, id) in sent {
             let answer = self.net.devnet().await_call(id);
             if answer.is_err() {
                 REJECTED.fetch_add(1, Ordering::Relaxed);
@@ -1130,11 +1108,10 @@ fn report() {
         EXECUTIONS.load(Ordering::Relaxed),
     );
     eprintln!(
-        "chaos: {} interleavings of {} calls, {} upgrades with calls in flight ({} of the matcher amid an extension skipped: finding 7), {} interleaved calls answered with a reject",
+        "chaos: {} interleavings of {} calls, {} upgrades with calls in flight, {} interleaved calls answered with a reject",
         INTERLEAVINGS.load(Ordering::Relaxed),
         INTERLEAVED_CALLS.load(Ordering::Relaxed),
         UPGRADES_IN_FLIGHT.load(Ordering::Relaxed),
-        UPGRADES_SKIPPED.load(Ordering::Relaxed),
         REJECTED.load(Ordering::Relaxed),
     );
 }
@@ -1273,7 +1250,7 @@ fn finding_5_an_extension_whose_answer_is_lost_is_applied_once() {
     );
 }
 
-/// Finding 7 of RELIABILITY.md (open), replayed with the reservations
+/// Finding 7 of RELIABILITY.md, replayed with the reservations
 /// test's shrunk actions (after its first reservation): an extension and a
 /// submission go in at once; the extension's ingress message runs (the
 /// matcher records the extension as pending and calls the escrow's
@@ -1282,10 +1259,8 @@ fn finding_5_an_extension_whose_answer_is_lost_is_applied_once() {
 /// matcher must still apply the extension once (or learn it was refused),
 /// as it does for an answer lost to a fault (finding 5).
 #[test]
-#[ignore = "finding 7, open: the matcher forgets an extension whose escrow answer an upgrade (or a trapping callback) dropped; its reservation's lock then holds more than the matcher knows, and further extensions are refused as busy"]
 fn finding_7_an_extension_whose_callback_an_upgrade_dropped_is_applied_once() {
     let mut world = World::with_offers();
-    world.upgrade_amid_extensions = true;
     world.apply(&Action::Reserve {
         buyer: 0,
         slots: 2,
@@ -1312,8 +1287,8 @@ fn finding_7_an_extension_whose_callback_an_upgrade_dropped_is_applied_once() {
         1,
         "the escrow extended the lock"
     );
-    // Today the audit fails here: the reservation says 3,200,000 locked,
-    // its lock holds 4,000,000.
+    // Before the fix the audit failed here: the reservation said 3,200,000
+    // locked, its lock held 4,000,000.
     world.finish();
     let net = &world.net;
     assert_eq!(locks_extended(net, rid), 1, "applied once");
