@@ -630,9 +630,17 @@ async fn a_node_on_a_bad_network_finishes_its_job_and_is_paid_once_per_interval(
     assert_eq!(job.retries_used, 0, "never slashed nor reassigned");
     let _ = stop.send(());
     task.await.unwrap();
+    // How many heartbeats the job lasts depends on the machine's speed
+    // against the devnet clock: the third one's reply is lost if it was sent.
+    let heartbeats = faults.reached.lock().unwrap()["heartbeat"];
+    let mut expected = vec!["heartbeat#1"];
+    if heartbeats >= 3 {
+        expected.push("heartbeat#3");
+    }
+    expected.push("submit_result#1");
     assert_eq!(
         *faults.lost.lock().unwrap(),
-        vec!["heartbeat#1", "heartbeat#3", "submit_result#1"],
+        expected,
         "every lost reply was tried"
     );
     assert!(faults.dropped.load(Ordering::SeqCst) >= 3);
