@@ -167,6 +167,7 @@ fn post_upgrade(arg: Option<MatcherInit>) {
         }
         s.market.outbox.reset_in_flight();
         s.market.index_active_jobs_if_missing();
+        s.market.index_assignments_if_missing();
     });
     start_watchdog();
     schedule();

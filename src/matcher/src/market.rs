@@ -198,6 +198,8 @@ pub struct Memories<M> {
     pub jobs_by_owner: M,
     /// (owner, job) pairs of jobs not yet terminal.
     pub active_by_owner: M,
+    /// (provider, job) pairs of unfinished jobs assigned to the provider.
+    pub assigned_by_provider: M,
     /// (deadline, job, attempt) triples.
     pub deadlines: M,
     /// node principal -> provider.
@@ -219,6 +221,9 @@ pub struct Market<M: Memory> {
     /// The subset of `jobs_by_owner` not yet terminal: the per-owner limit
     /// counts these without reading the owner's whole history.
     active_by_owner: StableBTreeMap<(Principal, JobId), (), M>,
+    /// Unfinished jobs by the provider they are assigned to: `assignments`
+    /// reads a provider's own without looking at anyone else's.
+    assigned_by_provider: StableBTreeMap<(Principal, JobId), (), M>,
     deadlines: StableBTreeMap<(u64, JobId, u32), (), M>,
     nodes: StableBTreeMap<Principal, Principal, M>,
     /// The order book.
@@ -232,6 +237,14 @@ pub struct Market<M: Memory> {
     daos: StableBTreeMap<Principal, Cbor<String>, M>,
 }
 
+/// The provider an unfinished job is assigned to, if any.
+fn holder_of(rec: &JobRecord) -> Option<Principal> {
+    if rec.state.status.is_terminal() {
+        return None;
+    }
+    rec.state.assignment.as_ref().map(|a| a.provider)
+}
+
 impl<M: Memory> Market<M> {
     /// Opens the market kept in these memories.
     pub fn init(m: Memories<M>) -> Self {
@@ -243,6 +256,7 @@ impl<M: Memory> Market<M> {
             jobs: StableBTreeMap::init(m.jobs),
             jobs_by_owner: StableBTreeMap::init(m.jobs_by_owner),
             active_by_owner: StableBTreeMap::init(m.active_by_owner),
+            assigned_by_provider: StableBTreeMap::init(m.assigned_by_provider),
             deadlines: StableBTreeMap::init(m.deadlines),
             nodes: StableBTreeMap::init(m.nodes),
             book: Book::init(b0, b1, b2, b3),
@@ -260,11 +274,48 @@ impl<M: Memory> Market<M> {
     }
 
     fn put_job(&mut self, rec: JobRecord) {
+        let id = rec.state.id;
         if rec.state.status.is_terminal() {
-            self.active_by_owner
-                .remove(&(rec.state.owner, rec.state.id));
+            self.active_by_owner.remove(&(rec.state.owner, id));
         }
-        self.jobs.insert(rec.state.id, Cbor(rec));
+        let holder = holder_of(&rec);
+        let old = self.jobs.insert(id, Cbor(rec));
+        let old_holder = old.and_then(|o| holder_of(&o.0));
+        if old_holder != holder {
+            if let Some(p) = old_holder {
+                self.assigned_by_provider.remove(&(p, id));
+            }
+            if let Some(p) = holder {
+                self.assigned_by_provider.insert((p, id), ());
+            }
+        }
+    }
+
+    /// Empties the index of assigned jobs, as in a state saved before it existed.
+    #[cfg(test)]
+    pub fn clear_assignment_index_for_tests(&mut self) {
+        let keys: Vec<(Principal, JobId)> = self.assigned_by_provider.keys().collect();
+        for k in keys {
+            self.assigned_by_provider.remove(&k);
+        }
+    }
+
+    /// Builds the index of assigned jobs from the deadline index if it is
+    /// empty (a state saved before it existed). Returns how many it indexed.
+    pub fn index_assignments_if_missing(&mut self) -> usize {
+        if !self.assigned_by_provider.is_empty() {
+            return 0;
+        }
+        let pairs: Vec<(Principal, JobId)> = self
+            .deadlines
+            .keys()
+            .filter_map(|(_, id, _)| self.job(id))
+            .filter_map(|r| holder_of(&r).map(|p| (p, r.state.id)))
+            .collect();
+        for key in &pairs {
+            self.assigned_by_provider.insert(*key, ());
+        }
+        pairs.len()
     }
 
     /// Lists a new job under its owner (and as active).
@@ -642,17 +693,10 @@ impl<M: Memory> Market<M> {
 
     /// Jobs assigned to a provider (by attempt) that are not finished.
     pub fn assignments_of(&self, provider: Principal) -> Vec<JobRecord> {
-        // Assignments are found through the deadline index: every assigned or
-        // running job has exactly one entry there.
-        self.deadlines
-            .keys()
-            .filter_map(|(_, id, _)| self.job(id))
-            .filter(|r| {
-                r.state
-                    .assignment
-                    .as_ref()
-                    .is_some_and(|a| a.provider == provider)
-            })
+        self.assigned_by_provider
+            .keys_range((provider, 0)..=(provider, JobId::MAX))
+            .filter_map(|(_, id)| self.job(id))
+            .filter(|r| holder_of(r) == Some(provider))
             .collect()
     }
 

@@ -25,6 +25,7 @@ fn market() -> Market<VectorMemory> {
         jobs: mem(),
         jobs_by_owner: mem(),
         active_by_owner: mem(),
+        assigned_by_provider: mem(),
         deadlines: mem(),
         nodes: mem(),
         book: [mem(), mem(), mem(), mem()],
@@ -357,6 +358,37 @@ fn a_deadline_run_handles_at_most_its_budget_and_the_rest_next_time() {
     assert_eq!(m.process_deadlines(&P, late, 2), 0, "each deadline once");
     assert_eq!(failed(&m), 5);
     assert_eq!(m.next_deadline_ns(), None);
+}
+
+#[test]
+fn a_providers_assignments_follow_its_jobs_through_reassignment_and_the_end() {
+    let mut m = market();
+    m.put_offer(&P, 0, provider(1), node(1), 0, None, offer(50))
+        .unwrap();
+    let id = m.create_job(0, buyer(), spec(80, 1)).unwrap().state.id;
+    m.job_funded(&P, 0, id);
+    let ids = |m: &Market<VectorMemory>, n: u8| -> Vec<u64> {
+        m.assignments_of(provider(n))
+            .iter()
+            .map(|r| r.state.id)
+            .collect()
+    };
+    assert_eq!(ids(&m, 1), [id]);
+    // Provider 1 misses its deadline; provider 2 takes the job over.
+    m.put_offer(&P, 1, provider(2), node(2), 0, None, offer(60))
+        .unwrap();
+    let late = m.next_deadline_ns().unwrap();
+    m.process_deadlines(&P, late, 10);
+    assert_eq!(ids(&m, 1), Vec::<u64>::new());
+    assert_eq!(ids(&m, 2), [id]);
+    // Rebuilt the same from the deadlines for a state saved without it.
+    m.clear_assignment_index_for_tests();
+    assert_eq!(ids(&m, 2), Vec::<u64>::new());
+    assert_eq!(m.index_assignments_if_missing(), 1);
+    assert_eq!(ids(&m, 2), [id]);
+    // A finished job is nobody's assignment.
+    m.cancel(&P, late + 1, buyer(), id).unwrap();
+    assert_eq!(ids(&m, 2), Vec::<u64>::new());
 }
 
 #[test]

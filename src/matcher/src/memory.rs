@@ -46,6 +46,8 @@ pub const RESERVED_QUEUE: MemoryId = MemoryId::new(16);
 pub const DAOS: MemoryId = MemoryId::new(17);
 /// (owner, job) pairs of jobs not yet terminal, for the per-owner limit.
 pub const ACTIVE_BY_OWNER: MemoryId = MemoryId::new(18);
+/// (provider, job) pairs of jobs assigned to a provider and not finished.
+pub const ASSIGNED_BY_PROVIDER: MemoryId = MemoryId::new(19);
 
 thread_local! {
     static MEMORY_MANAGER: RefCell<MemoryManager<DefaultMemoryImpl>> =

@@ -29,6 +29,7 @@ impl State {
                 jobs: get(JOBS),
                 jobs_by_owner: get(JOBS_BY_OWNER),
                 active_by_owner: get(ACTIVE_BY_OWNER),
+                assigned_by_provider: get(ASSIGNED_BY_PROVIDER),
                 deadlines: get(DEADLINES),
                 nodes: get(NODES),
                 book: [
