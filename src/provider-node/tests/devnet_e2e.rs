@@ -6,6 +6,9 @@
 //!
 //! Needs the canisters built: `scripts/build-canisters.sh`.
 
+mod common;
+
+use common::COUNT;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -34,20 +37,6 @@ const HELLO: &str = r#"(module
   (func (export "_start")
     (i32.store (i32.const 0) (i32.const 16))
     (i32.store (i32.const 4) (i32.const 6))
-    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
-
-/// Counts down from 1.5 billion, then prints "done": a second or so of work.
-const COUNT: &str = r#"(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 16) "done\n")
-  (func (export "_start") (local $i i32)
-    (local.set $i (i32.const 1500000000))
-    (loop $l
-      (local.set $i (i32.sub (local.get $i) (i32.const 1)))
-      (br_if $l (local.get $i)))
-    (i32.store (i32.const 0) (i32.const 16))
-    (i32.store (i32.const 4) (i32.const 5))
     (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
 
 fn buyer() -> Principal {
@@ -115,18 +104,7 @@ impl World {
 
     /// Moves the devnet's clock one second every 20 ms until stopped.
     fn start_clock(&self) {
-        let dn = self.net.shared();
-        let stop = Arc::clone(&self.stop_clock);
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::SeqCst) {
-                {
-                    let mut d = dn.lock().unwrap_or_else(|e| e.into_inner());
-                    d.advance_time(Duration::from_secs(1));
-                    d.tick();
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        });
+        common::start_clock(&self.net, Arc::clone(&self.stop_clock));
     }
 
     /// A daemon for provider `n` signing as its node, with its own sandbox.

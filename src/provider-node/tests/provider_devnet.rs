@@ -7,6 +7,9 @@
 //!
 //! Needs the canisters built: `scripts/build-canisters.sh`.
 
+mod common;
+
+use common::{COUNT, start_clock};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -30,41 +33,11 @@ const PRICE: Tokens = 100_000;
 const INTERVAL: u64 = 20;
 const UNBONDING_SECS: u64 = 3_600;
 
-/// Counts down from 1.5 billion, then prints "done": a second or so of
-/// work, a few intervals of devnet time.
-const COUNT: &str = r#"(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 16) "done\n")
-  (func (export "_start") (local $i i32)
-    (local.set $i (i32.const 1500000000))
-    (loop $l
-      (local.set $i (i32.sub (local.get $i) (i32.const 1)))
-      (br_if $l (local.get $i)))
-    (i32.store (i32.const 0) (i32.const 16))
-    (i32.store (i32.const 4) (i32.const 5))
-    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
-
 fn buyer() -> Principal {
     localnet::principal(0xB3)
 }
 fn provider_id() -> Principal {
     localnet::principal(0x13)
-}
-
-/// Moves the devnet's clock one second every 20 ms until `stop` is set.
-fn start_clock(net: &Localnet, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
-    let dn = net.shared();
-    std::thread::spawn(move || {
-        while !stop.load(Ordering::SeqCst) {
-            {
-                let mut d = dn.lock().unwrap_or_else(|e| e.into_inner());
-                d.advance_time(Duration::from_secs(1));
-                d.tick();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    })
 }
 
 fn offer(memory_mib: u32, price: Tokens, ledger: Principal) -> OfferSpec {
