@@ -27,43 +27,20 @@ impl Drop for KillOnDrop {
 async fn the_binary_installs_prints_its_url_and_serves() {
     let wasm_path = common::temp_path("binary-probe.wasm");
     std::fs::write(&wasm_path, probe_wasm()).unwrap();
-    let mut child = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_devnet"))
-            .args(["--port", "0", "--key-seed", &"ab".repeat(32), "--install"])
-            .arg(format!(
-                "probe={}:(opt record {{ label = \"from the command line\" }})",
-                wasm_path.display()
-            ))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting the devnet binary"),
-    );
-    let stdout = child.0.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut canister = None;
-    let url = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the binary prints its URL within 60 s");
-        if let Some(id) = line.strip_prefix("installed probe = ") {
-            canister = Some(Principal::from_text(id).unwrap());
-        }
-        if let Some(url) = line.strip_prefix("devnet listening on ") {
-            break url.to_string();
-        }
-    };
-    let canister = canister.expect("the install line comes first");
-
-    let agent = Agent::builder().with_url(&url).build().unwrap();
-    agent.fetch_root_key().await.unwrap();
+    let started = start(&[
+        "--port".into(),
+        "0".into(),
+        "--key-seed".into(),
+        "ab".repeat(32),
+        "--install".into(),
+        format!(
+            "probe={}:(opt record {{ label = \"from the command line\" }})",
+            wasm_path.display()
+        ),
+    ])
+    .expect("the binary starts");
+    let canister = started.installed("installed");
+    let agent = started.agent().await;
     let label = agent
         .query(&canister, "label")
         .with_arg(Encode!().unwrap())
@@ -77,7 +54,7 @@ async fn the_binary_installs_prints_its_url_and_serves() {
         .await
         .unwrap();
     assert_eq!(Decode!(&n, u64).unwrap(), 1);
-    drop(child);
+    drop(started);
 }
 
 /// A `devnet` process and what it printed on stdout before serving.
