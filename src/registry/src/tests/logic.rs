@@ -25,6 +25,15 @@ fn provider(p: Principal) -> crate::state::ProviderRecord {
 }
 
 fn bond(p: Principal, amount: u128, key: &str) -> Result<(), RegistryError> {
+    bond_with_min(p, amount, key, None)
+}
+
+fn bond_with_min(
+    p: Principal,
+    amount: u128,
+    key: &str,
+    min_stake: Option<u128>,
+) -> Result<(), RegistryError> {
     mutate_state(|s| {
         providers::bond(
             s,
@@ -34,7 +43,7 @@ fn bond(p: Principal, amount: u128, key: &str) -> Result<(), RegistryError> {
                 provider: p,
                 amount,
                 key: key.into(),
-                min_stake: None,
+                min_stake,
             },
         )
     })
@@ -368,21 +377,7 @@ fn a_bond_checks_the_buyers_minimum_against_the_current_stake() {
     let p = user(1);
     register(p);
     fund_and_stake(&rt, p, 1_000_000);
-    let with_min = |amount, key: &str, min| {
-        mutate_state(|s| {
-            providers::bond(
-                s,
-                MATCHER,
-                0,
-                BondArgs {
-                    provider: p,
-                    amount,
-                    key: key.into(),
-                    min_stake: Some(min),
-                },
-            )
-        })
-    };
+    let with_min = |amount, key: &str, min| bond_with_min(p, amount, key, Some(min));
     with_min(10, "a", 1_000_000).unwrap();
     // The provider unstakes after posting its offer: a job asking for more
     // than what is left is refused, one asking for less is bonded.
