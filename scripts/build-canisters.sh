@@ -15,8 +15,8 @@ declare -A CANISTERS=(
     [registry]=src/registry/registry.did
     [escrow]=src/escrow/escrow.did
     [matcher]=src/matcher/matcher.did
-    [ledger]=src/ledger/ledger.did
-    [example-client]=src/example-client/example-client.did
+    [ledger]=testkit/ledger/ledger.did
+    [example-client]=testkit/canisters/example-client/example-client.did
     [probe-canister]=""
     [sns-governance-standin]=""
 )

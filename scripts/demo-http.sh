@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The marketplace end to end over the IC's HTTP interface, as separate
-# processes: the `devnet` binary serves the real ledger, registry, escrow
+# processes: the `local-replica` binary serves the real ledger, registry, escrow
 # and matcher .wasm files on 127.0.0.1; two `provider-node` daemons and the
 # buyer's `market` tool talk to it through ic-agent, exactly as they would
 # talk to a local replica or mainnet.
@@ -31,8 +31,8 @@ die() { echo "demo-http: $*" >&2; exit 1; }
 step "building the canisters, the workloads, devnet, provider-node and market"
 scripts/build-canisters.sh ledger registry escrow matcher
 scripts/build-workloads.sh
-cargo build --locked -p devnet-server -p provider-node
-DEVNET="$ROOT/target/debug/devnet"
+cargo build --locked -p local-replica -p provider-node
+DEVNET="$ROOT/target/debug/local-replica"
 PN="$ROOT/target/debug/provider-node"
 MARKET="$ROOT/target/debug/market"
 CANISTERS="$ROOT/target/canisters"

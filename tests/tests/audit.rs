@@ -6,15 +6,13 @@
 //! time the audit, which passed just before, names the fault.
 
 use candid::Principal;
-use localnet::{ICP, Localnet, Settings, admin, principal};
 use market_api::escrow::{EscrowError, EscrowInit, JobLock, LockArgs, NotifyDepositArgs};
-use market_api::matcher::{
-    Job, JobLimits, JobSpec, JobStatus, MatcherError, ModuleSource, OfferSpec,
-};
+use market_api::matcher::{Job, JobStatus, MatcherError, OfferSpec};
 use market_api::registry::{
     RegistryConfig, RegistryConfigUpdate, RegistryError, SlashArgs, SlashOutcome,
 };
 use market_api::{Account, JobId, Tokens};
+use market_fixture::{ICP, MarketFixture, Settings, admin, principal};
 
 const PRICE: Tokens = 1_000_000;
 
@@ -31,8 +29,8 @@ fn impostor() -> Principal {
 
 /// A market where one job was assigned, missed its first deadline and was
 /// slashed by the matcher; the audit passes. Returns the job's id.
-fn slashed_job() -> (Localnet, JobId) {
-    let net = Localnet::deploy(Settings::default()).expect("deploy");
+fn slashed_job() -> (MarketFixture, JobId) {
+    let net = MarketFixture::deploy(Settings::default()).expect("deploy");
     net.mint(buyer(), 100 * ICP).unwrap();
     net.deposit(buyer(), 50 * ICP).unwrap();
     net.onboard_provider(provider(), principal(201), 50 * ICP)
@@ -51,26 +49,7 @@ fn slashed_job() -> (Localnet, JobId) {
         },
     )
     .unwrap();
-    let spec = JobSpec {
-        module: ModuleSource::Url {
-            url: "https://example.org/job.wasm".into(),
-            sha256: [7; 32],
-        },
-        input: vec![],
-        args: vec![],
-        env: vec![],
-        limits: JobLimits {
-            memory_mib: 64,
-            fuel_per_interval: 1_000,
-        },
-        interval_secs: 30,
-        max_intervals: 4,
-        max_price_per_interval: PRICE,
-        ledger: net.ids.ledger,
-        min_provider_stake: 0,
-        max_retries: 0,
-        callback: None,
-    };
+    let spec = net.url_job(30, 4, PRICE);
     let r: Result<JobId, MatcherError> = net
         .update(net.ids.matcher, buyer(), "submit_job", &spec)
         .unwrap();
@@ -91,7 +70,7 @@ fn slashed_job() -> (Localnet, JobId) {
 }
 
 /// The controller makes the impostor the registry's matcher.
-fn impostor_may_slash(net: &Localnet) {
+fn impostor_may_slash(net: &MarketFixture) {
     let r: Result<RegistryConfig, RegistryError> = net
         .update(
             net.ids.registry,
@@ -108,7 +87,7 @@ fn impostor_may_slash(net: &Localnet) {
 }
 
 /// The impostor slashes the provider under `key`, paying the buyer.
-fn slash(net: &Localnet, key: String) {
+fn slash(net: &MarketFixture, key: String) {
     let args = SlashArgs {
         key,
         provider: provider(),
@@ -167,7 +146,7 @@ fn a_slash_the_matcher_never_recorded_is_caught_once_quiet() {
 fn an_escrow_lock_without_a_matcher_job_is_caught_at_once() {
     let (net, id) = slashed_job();
     let before = net.escrow_balance(buyer()).unwrap();
-    let wasm = localnet::canister_wasm("escrow").unwrap();
+    let wasm = market_fixture::canister_wasm("escrow").unwrap();
     let arg = candid::encode_one(Some(EscrowInit {
         matcher: Some(impostor()),
         ledgers: vec![],

@@ -11,7 +11,6 @@
 
 use candid::types::{Label, Type};
 use candid::{IDLValue, Nat, Principal, TypeEnv};
-use localnet::{ICP, Localnet, Settings, account, principal};
 use market_api::escrow::{DepositArgs, EscrowError, NotifyDepositArgs, WithdrawArgs};
 use market_api::matcher::{
     ExtendReservationArgs, HeartbeatAck, HeartbeatItem, JobLimits, JobResult, JobSpec,
@@ -20,6 +19,8 @@ use market_api::matcher::{
 };
 use market_api::registry::{RegistryError, Unbonding};
 use market_api::{JobId, OfferId, Tokens};
+use market_fixture::ledger_types::{ApproveArgs, ListBlocksArgs, TransferArg, transfer_arg};
+use market_fixture::{ICP, MarketFixture, Settings, account, principal};
 
 fn buyer() -> Principal {
     principal(1)
@@ -35,47 +36,17 @@ fn developer() -> Principal {
     principal(77)
 }
 
-#[derive(candid::CandidType)]
-struct ListBlocksArgs {
-    start: u64,
-    length: u64,
-}
-
 /// The part of the ledger's `list_blocks` answer a snapshot needs.
 #[derive(candid::Deserialize, candid::CandidType)]
 struct LogLength {
     log_length: u64,
 }
 
-/// The ledger's `icrc1_transfer` argument.
-#[derive(candid::CandidType, Debug)]
-struct TransferArg {
-    from_subaccount: Option<Vec<u8>>,
-    to: market_api::Account,
-    amount: Nat,
-    fee: Option<Nat>,
-    memo: Option<Vec<u8>>,
-    created_at_time: Option<u64>,
-}
-
-/// The ledger's `icrc2_approve` argument.
-#[derive(candid::CandidType, Debug)]
-struct ApproveArg {
-    from_subaccount: Option<Vec<u8>>,
-    spender: market_api::Account,
-    amount: Nat,
-    expected_allowance: Option<Nat>,
-    expires_at: Option<u64>,
-    fee: Option<Nat>,
-    memo: Option<Vec<u8>>,
-    created_at_time: Option<u64>,
-}
-
 /// Everything observable that a refused call must leave unchanged: the
 /// metrics of the registry, escrow and matcher; the ledger's log length and
 /// supply; the escrow and ledger balances of the buyer, the provider and
 /// `client`; the client's deliveries.
-fn snapshot(net: &Localnet, client: Option<Principal>) -> Vec<String> {
+fn snapshot(net: &MarketFixture, client: Option<Principal>) -> Vec<String> {
     let ids = net.ids;
     let mut out: Vec<String> = [ids.registry, ids.escrow, ids.matcher]
         .iter()
@@ -105,31 +76,12 @@ fn snapshot(net: &Localnet, client: Option<Principal>) -> Vec<String> {
     out
 }
 
-fn spec(net: &Localnet) -> JobSpec {
-    JobSpec {
-        module: ModuleSource::Url {
-            url: "https://example.org/job.wasm".into(),
-            sha256: [1; 32],
-        },
-        input: vec![],
-        args: vec![],
-        env: vec![],
-        limits: JobLimits {
-            memory_mib: 64,
-            fuel_per_interval: 1_000,
-        },
-        interval_secs: 60,
-        max_intervals: 10,
-        max_price_per_interval: 1_000_000,
-        ledger: net.ids.ledger,
-        min_provider_stake: 0,
-        max_retries: 0,
-        callback: None,
-    }
+fn spec(net: &MarketFixture) -> JobSpec {
+    net.url_job(60, 10, 1_000_000)
 }
 
-fn market() -> Localnet {
-    let net = Localnet::deploy(Settings::default()).expect("deploy");
+fn market() -> MarketFixture {
+    let net = MarketFixture::deploy(Settings::default()).expect("deploy");
     net.mint(buyer(), 100 * ICP).unwrap();
     net.deposit(buyer(), 50 * ICP).unwrap();
     net.onboard_provider(provider(), node(), 50 * ICP).unwrap();
@@ -144,7 +96,7 @@ struct Service {
 }
 
 fn service(name: &str) -> Service {
-    let path = market_tests::repo_root()
+    let path = market_artifacts::repo_root()
         .join("src")
         .join(name)
         .join(format!("{name}.did"));
@@ -190,15 +142,7 @@ fn malformed_empty_and_oversized_arguments_are_refused_and_change_nothing() {
     // that goes through is no refusal.
     let ledger = service("ledger");
     let transfer = ledger.methods.iter().find(|m| m.0 == "icrc1_transfer");
-    let arg = candid::encode_one(TransferArg {
-        from_subaccount: None,
-        to: account(provider()),
-        amount: Nat::from(1u8),
-        fee: None,
-        memo: None,
-        created_at_time: None,
-    })
-    .unwrap();
+    let arg = candid::encode_one(transfer_arg(account(provider()), 1u8)).unwrap();
     let reply = net
         .devnet()
         .update_call(net.ids.ledger, buyer(), "icrc1_transfer", arg)
@@ -286,7 +230,7 @@ struct Fixture {
     upload: [u8; 32],
 }
 
-fn fixture(net: &Localnet) -> Fixture {
+fn fixture(net: &MarketFixture) -> Fixture {
     let ids = net.ids;
     let offer = net
         .post_offer(
@@ -333,7 +277,7 @@ fn fixture(net: &Localnet) -> Fixture {
     }
 }
 
-fn reservation_spec(net: &Localnet) -> ReservationSpec {
+fn reservation_spec(net: &MarketFixture) -> ReservationSpec {
     ReservationSpec {
         slots: 1,
         memory_mib: 64,
@@ -349,8 +293,13 @@ fn reservation_spec(net: &Localnet) -> ReservationSpec {
 }
 
 /// Calls `method` and asserts an `Err` answer (a reject would be a trap).
-fn refused<A, T, E>(net: &Localnet, canister: Principal, caller: Principal, method: &str, arg: &A)
-where
+fn refused<A, T, E>(
+    net: &MarketFixture,
+    canister: Principal,
+    caller: Principal,
+    method: &str,
+    arg: &A,
+) where
     A: candid::CandidType + std::fmt::Debug,
     T: candid::CandidType + serde::de::DeserializeOwned + std::fmt::Debug,
     E: candid::CandidType + serde::de::DeserializeOwned + std::fmt::Debug,
@@ -432,7 +381,7 @@ fn boundary_numbers_are_refused_cleanly() {
         from_subaccount: None,
         ..transfer
     };
-    let approve = ApproveArg {
+    let approve = ApproveArgs {
         from_subaccount: None,
         spender: account(provider()),
         amount: Nat::from(ICP),

@@ -2,7 +2,7 @@
 //! for every method of their `.did` (as an update or a query, as declared),
 //! and carry the `candid:service` metadata that dfx and icp-cli read.
 
-use market_tests::{canister_wasm, did_methods, repo_root};
+use market_artifacts::{canister_wasm, did_methods, repo_root};
 use std::collections::BTreeSet;
 use wasmparser::{Parser, Payload, Validator, WasmFeatures};
 

@@ -15,7 +15,7 @@
 //! that hold mid-flight are checked (the ledger creates nothing, no lock
 //! pays beyond its total, no deadline is slashed twice); at the end faults
 //! stop, providers go silent, time runs out every job, and the full
-//! conservation audit of `localnet` must pass: every terminal job settled,
+//! conservation audit of `market-fixture` must pass: every terminal job settled,
 //! every retried operation converged, every token accounted for.
 //!
 //! A failing case is shrunk by proptest and printed with its actions; the
@@ -28,15 +28,15 @@
 
 use candid::Principal;
 use devnet::{Fault, FaultKind, IngressStatus, Reject, RejectCode};
-use localnet::{ICP, Localnet, Settings, account, admin, principal};
 use market_api::escrow::{EscrowError, EscrowEvent, NotifyDepositArgs, WithdrawArgs};
 use market_api::matcher::{
     Assignment, CancelReservationArgs, ExtendReservationArgs, HeartbeatAck, HeartbeatItem, Job,
-    JobKind, JobLimits, JobResult, JobSpec, MatcherError, MatcherEvent, ModuleSource, OfferSpec,
-    Reservation, ReservationSpec, ReservationStatus, ReservedJobArgs, RunOutcome, SubmitResultArgs,
+    JobKind, JobResult, JobSpec, MatcherError, MatcherEvent, OfferSpec, Reservation,
+    ReservationSpec, ReservationStatus, ReservedJobArgs, RunOutcome, SubmitResultArgs,
 };
 use market_api::registry::{RegistryError, RegistryEvent};
 use market_api::{EventPage, JobId, PageRequest, Tokens};
+use market_fixture::{ICP, MarketFixture, Settings, account, admin, principal};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,11 +49,6 @@ const INTERVAL: u64 = 30;
 /// `Settings::default().slash_multiple`: intervals' prices slashed per
 /// missed deadline.
 const SLASH_MULTIPLE: u32 = 5;
-
-/// Whether the randomized cases fail on a slash the matcher dropped after
-/// the registry refused it (finding 6 in RELIABILITY.md, fixed: the matcher
-/// retries a slash the ledger failed). Off, the cases only count them.
-const FAIL_ON_DROPPED_SLASH: bool = true;
 
 static CASES: AtomicU64 = AtomicU64::new(0);
 static STEPS: AtomicU64 = AtomicU64::new(0);
@@ -252,7 +247,7 @@ fn encode<A: candid::CandidType>(arg: &A) -> Vec<u8> {
 }
 
 struct World {
-    net: Localnet,
+    net: MarketFixture,
     jobs: Vec<(Principal, JobId)>,
     /// Reservations with their owners.
     reservations: Vec<(Principal, u64)>,
@@ -262,9 +257,6 @@ struct World {
     /// deadline passes at least an interval after its assignment, so each
     /// is seen before it can be slashed.
     assigned: BTreeMap<(JobId, u32), (Principal, Tokens)>,
-    /// Whether a slash the matcher dropped fails the case (see
-    /// [`FAIL_ON_DROPPED_SLASH`]).
-    fail_on_dropped_slash: bool,
     /// Buyers whose submission or reservation was answered with a reject
     /// (its reply lost): they look up their jobs and reservations once the
     /// marketplace is quiet.
@@ -273,7 +265,7 @@ struct World {
 
 impl World {
     fn new() -> World {
-        let net = Localnet::deploy(Settings {
+        let net = MarketFixture::deploy(Settings {
             grace_secs: 10,
             ..Settings::default()
         })
@@ -291,31 +283,14 @@ impl World {
             jobs: vec![],
             reservations: vec![],
             assigned: BTreeMap::new(),
-            fail_on_dropped_slash: FAIL_ON_DROPPED_SLASH,
             unanswered: BTreeSet::new(),
         }
     }
 
     fn spec(&self, price: Tokens, retries: u32) -> JobSpec {
         JobSpec {
-            module: ModuleSource::Url {
-                url: "https://example.org/job.wasm".into(),
-                sha256: [3; 32],
-            },
-            input: vec![],
-            args: vec![],
-            env: vec![],
-            limits: JobLimits {
-                memory_mib: 64,
-                fuel_per_interval: 1_000,
-            },
-            interval_secs: INTERVAL,
-            max_intervals: 5,
-            max_price_per_interval: price,
-            ledger: self.net.ids.ledger,
-            min_provider_stake: 0,
             max_retries: retries,
-            callback: None,
+            ..self.net.url_job(INTERVAL, 5, price)
         }
     }
 
@@ -684,7 +659,7 @@ impl World {
             Target::Escrow => "escrow",
             Target::Matcher => "matcher",
         };
-        let wasm = localnet::canister_wasm(name).unwrap();
+        let wasm = market_fixture::canister_wasm(name).unwrap();
         self.net
             .devnet()
             .upgrade_canister(
@@ -792,7 +767,7 @@ impl World {
     /// no canister trapped, the ledger creates nothing, every escrow lock
     /// belongs to a job of the matcher and pays no more than it holds, and
     /// the registry slashes each deadline at most once, only as the matcher
-    /// recorded it (see `Localnet::audit_in_flight`) and for exactly what
+    /// recorded it (see `MarketFixture::audit_in_flight`) and for exactly what
     /// the matcher asks of a missed deadline.
     fn check_mid_flight(&mut self) {
         self.check_traps();
@@ -829,7 +804,7 @@ impl World {
         let net = &self.net;
         let dropped = self.dropped_slashes();
         assert!(
-            !self.fail_on_dropped_slash || dropped.is_empty(),
+            dropped.is_empty(),
             "the matcher dropped a slash it asked for: {dropped:?}"
         );
         let mut total = 0;
@@ -1039,7 +1014,7 @@ impl World {
 
 /// Every event of a canister's log.
 fn events<E: candid::CandidType + serde::de::DeserializeOwned>(
-    net: &Localnet,
+    net: &MarketFixture,
     canister: Principal,
 ) -> Vec<E> {
     let mut out = vec![];
@@ -1100,7 +1075,7 @@ fn report() {
         CHECKS.load(Ordering::Relaxed),
     );
     eprintln!(
-        "chaos: {} reservations, {} escrow locks matched to jobs, {} e8s slashed, {} slashes dropped by the matcher (finding 6), {} executions checked for traps",
+        "chaos: {} reservations, {} escrow locks matched to jobs, {} e8s slashed, {} slashes dropped by the matcher, {} executions checked for traps",
         RESERVATIONS.load(Ordering::Relaxed),
         LOCKS.load(Ordering::Relaxed),
         SLASHED.load(Ordering::Relaxed),
@@ -1142,12 +1117,12 @@ proptest! {
     }
 }
 
-/// Finding 1 of RELIABILITY.md, replayed with its shrunk actions: the
+/// RELIABILITY.md's finding 1, replayed with its shrunk actions: the
 /// ledger rejects the escrow's call during `notify_deposit`, so the pushed
 /// tokens wait in the buyer's deposit account (the audit names them)
 /// until the buyer notifies again, as `finish` does; then the books close.
 #[test]
-fn finding_1_a_push_deposit_whose_notify_failed_waits_to_be_notified_again() {
+fn a_push_deposit_whose_notify_failed_waits_to_be_notified_again() {
     let mut world = World::with_offers();
     world.steps(&[
         Action::Fault {
@@ -1167,12 +1142,12 @@ fn finding_1_a_push_deposit_whose_notify_failed_waits_to_be_notified_again() {
     assert_eq!(world.net.balance(to).unwrap(), 0, "notified again");
 }
 
-/// Finding 2 of RELIABILITY.md, replayed with its shrunk actions: the
+/// RELIABILITY.md's finding 2, replayed with its shrunk actions: the
 /// matcher's timer run after a submission traps (the fault hits its
 /// self-call). The job, matched at once and never heartbeated, must still
 /// miss its deadline, be slashed and fail, not stay assigned for ever.
 #[test]
-fn finding_2_a_lost_timer_run_still_fails_the_silent_job() {
+fn a_lost_timer_run_still_fails_the_silent_job() {
     let mut world = World::with_offers();
     world.steps(&[
         Action::Fault {
@@ -1199,12 +1174,12 @@ fn finding_2_a_lost_timer_run_still_fails_the_silent_job() {
     assert_eq!(net.audit().unwrap().slashes, 1);
 }
 
-/// Finding 5 of RELIABILITY.md, replayed with its shrunk actions (after the
+/// RELIABILITY.md's finding 5, replayed with its shrunk actions (after the
 /// reservations test's first reservation): the escrow's answer to an
 /// extension is lost. The matcher must retry it until the escrow answers
 /// and apply it once, so that the reservation and its lock agree.
 #[test]
-fn finding_5_an_extension_whose_answer_is_lost_is_applied_once() {
+fn an_extension_whose_answer_is_lost_is_applied_once() {
     let mut world = World::with_offers();
     world.apply(&Action::Reserve {
         buyer: 0,
@@ -1250,7 +1225,7 @@ fn finding_5_an_extension_whose_answer_is_lost_is_applied_once() {
     );
 }
 
-/// Finding 7 of RELIABILITY.md, replayed with the reservations
+/// RELIABILITY.md's finding 7, replayed with the reservations
 /// test's shrunk actions (after its first reservation): an extension and a
 /// submission go in at once; the extension's ingress message runs (the
 /// matcher records the extension as pending and calls the escrow's
@@ -1259,7 +1234,7 @@ fn finding_5_an_extension_whose_answer_is_lost_is_applied_once() {
 /// matcher must still apply the extension once (or learn it was refused),
 /// as it does for an answer lost to a fault (finding 5).
 #[test]
-fn finding_7_an_extension_whose_callback_an_upgrade_dropped_is_applied_once() {
+fn an_extension_whose_callback_an_upgrade_dropped_is_applied_once() {
     let mut world = World::with_offers();
     world.apply(&Action::Reserve {
         buyer: 0,
@@ -1302,7 +1277,7 @@ fn finding_7_an_extension_whose_callback_an_upgrade_dropped_is_applied_once() {
 }
 
 /// How many times the escrow extended reservation `rid`'s lock.
-fn locks_extended(net: &Localnet, rid: u64) -> usize {
+fn locks_extended(net: &MarketFixture, rid: u64) -> usize {
     events::<EscrowEvent>(net, net.ids.escrow)
         .iter()
         .filter(|e| matches!(e, EscrowEvent::LockExtended { job_key, .. } if *job_key == format!("job/{rid}")))
@@ -1324,7 +1299,7 @@ fn a_trap_in_a_canister_fails_the_step() {
     world.check_traps();
 }
 
-/// Finding 6 of RELIABILITY.md: a missed deadline whose slash meets a
+/// RELIABILITY.md's finding 6: a missed deadline whose slash meets a
 /// transient ledger error. The registry reads the ledger's fee first; that
 /// call is rejected, trapped or its outcome lost; the registry answers
 /// `Err(Ledger(..))`, and the matcher takes it as a final refusal and never
@@ -1335,7 +1310,7 @@ fn a_trap_in_a_canister_fails_the_step() {
 /// reservations test's first reservation for the second); each fails on
 /// the dropped slash until the matcher retries such refusals.
 #[test]
-fn finding_6_a_slash_meeting_a_ledger_fault_is_not_dropped() {
+fn a_slash_meeting_a_ledger_fault_is_not_dropped() {
     let submit = |price| Action::Submit {
         buyer: 0,
         price,
@@ -1385,7 +1360,6 @@ fn finding_6_a_slash_meeting_a_ledger_fault_is_not_dropped() {
     for (what, reserve, actions) in cases {
         let run = std::panic::catch_unwind(|| {
             let mut world = World::with_offers();
-            world.fail_on_dropped_slash = true;
             if reserve {
                 world.apply(&Action::Reserve {
                     buyer: 0,

@@ -1,5 +1,5 @@
 //! The marketplace end to end as separate processes over the IC's HTTP
-//! interface, as `scripts/demo-http.sh` runs it: the `devnet` binary serves
+//! interface, as `scripts/demo-http.sh` runs it: the `local-replica` binary serves
 //! the real ledger, registry, escrow and matcher `.wasm` files on an
 //! ephemeral loopback port; `provider-node` registers, stakes and offers
 //! two providers and runs their daemons; `market` runs a person's jobs.
@@ -16,7 +16,7 @@
 //!
 //! The binaries are found next to this test's executable (`target/debug/`);
 //! `cargo test --workspace` builds them, otherwise run
-//! `cargo build -p devnet-server -p provider-node` first.
+//! `cargo build -p local-replica -p provider-node` first.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -90,7 +90,7 @@ fn bin(name: &str) -> PathBuf {
     let path = dir.join(name);
     assert!(
         path.is_file(),
-        "{} is missing: build the binaries with `cargo build -p devnet-server -p provider-node` \
+        "{} is missing: build the binaries with `cargo build -p local-replica -p provider-node` \
          (cargo test --workspace builds them too)",
         path.display()
     );
@@ -99,9 +99,7 @@ fn bin(name: &str) -> PathBuf {
 
 /// A built WASI workload, or a panic naming the script that builds them.
 fn workload(name: &str) -> PathBuf {
-    let dir = std::env::var_os("PROVIDER_NODE_WORKLOADS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| market_tests::repo_root().join("target/workloads"));
+    let dir = market_artifacts::workload_dir();
     let path = dir.join(name);
     assert!(
         path.is_file(),
@@ -113,7 +111,7 @@ fn workload(name: &str) -> PathBuf {
 
 /// A built canister module, or a panic naming the script that builds them.
 fn canister(name: &str) -> PathBuf {
-    let path = market_tests::canister_dir().join(format!("{name}.wasm"));
+    let path = market_artifacts::canister_dir().join(format!("{name}.wasm"));
     assert!(
         path.is_file(),
         "{} is missing: build the canisters with scripts/build-canisters.sh",
@@ -300,7 +298,7 @@ impl Scene {
 /// Starts the devnet with the four canisters, whose init arguments name
 /// each other and fund the identities; waits for its URL.
 fn start() -> Scene {
-    let (devnet_bin, pn) = (bin("devnet"), bin("provider-node"));
+    let (devnet_bin, pn) = (bin("local-replica"), bin("provider-node"));
     let dir = tempfile::tempdir().expect("temp dir");
     // Identities as a provider or buyer creates them.
     let mut principals = HashMap::new();

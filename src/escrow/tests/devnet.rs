@@ -20,45 +20,9 @@ use market_api::{
     Account, EventPage, HttpRequest, HttpResponse, LedgerCallError, PageRequest, StandardRecord,
     Tokens,
 };
+use market_fixture::ledger_types::{approve_args, local_icp, transfer_arg};
 
 const FEE: Tokens = 10_000;
-
-#[derive(CandidType, Deserialize)]
-struct InitArgs {
-    token_name: String,
-    token_symbol: String,
-    decimals: Option<u8>,
-    transfer_fee: Option<Nat>,
-    minting_account: Account,
-    initial_balances: Vec<(Account, Nat)>,
-}
-
-#[derive(CandidType, Deserialize)]
-enum LedgerArg {
-    Init(InitArgs),
-}
-
-#[derive(CandidType, Deserialize)]
-struct ApproveArgs {
-    from_subaccount: Option<Vec<u8>>,
-    spender: Account,
-    amount: Nat,
-    expected_allowance: Option<Nat>,
-    expires_at: Option<u64>,
-    fee: Option<Nat>,
-    memo: Option<Vec<u8>>,
-    created_at_time: Option<u64>,
-}
-
-#[derive(CandidType, Deserialize)]
-struct TransferArg {
-    from_subaccount: Option<Vec<u8>>,
-    to: Account,
-    amount: Nat,
-    fee: Option<Nat>,
-    memo: Option<Vec<u8>>,
-    created_at_time: Option<u64>,
-}
 
 fn p(n: u8) -> Principal {
     Principal::from_slice(&[n; 29])
@@ -101,26 +65,19 @@ impl Net {
         let mut dn = Devnet::new();
         let initial = [buyer(), buyer2(), provider(), payer()]
             .into_iter()
-            .map(|o| (acct(o), Nat::from(100_000_000u64)))
+            .map(|o| (acct(o), 100_000_000))
             .collect();
         let ledger = dn
             .deploy(
                 admin(),
-                &market_tests::canister_wasm("ledger"),
-                &LedgerArg::Init(InitArgs {
-                    token_name: "Internet Computer".into(),
-                    token_symbol: "ICP".into(),
-                    decimals: None,
-                    transfer_fee: Some(Nat::from(FEE)),
-                    minting_account: acct(p(0xEE)),
-                    initial_balances: initial,
-                }),
+                &market_artifacts::canister_wasm("ledger"),
+                &local_icp(FEE, acct(p(0xEE)), initial),
             )
             .expect("install ledger");
         let escrow = dn
             .deploy(
                 admin(),
-                &market_tests::canister_wasm("escrow"),
+                &market_artifacts::canister_wasm("escrow"),
                 &EscrowInit {
                     matcher: Some(matcher()),
                     ledgers: vec![],
@@ -169,16 +126,7 @@ impl Net {
                 self.ledger,
                 owner,
                 "icrc2_approve",
-                &ApproveArgs {
-                    from_subaccount: None,
-                    spender: acct(self.escrow),
-                    amount: amount.into(),
-                    expected_allowance: None,
-                    expires_at: None,
-                    fee: None,
-                    memo: None,
-                    created_at_time: None,
-                },
+                &approve_args(acct(self.escrow), amount),
             )
             .unwrap();
         assert!(r.is_ok());
@@ -201,14 +149,7 @@ impl Net {
                 self.ledger,
                 payer(),
                 "icrc1_transfer",
-                &TransferArg {
-                    from_subaccount: None,
-                    to,
-                    amount: amount.into(),
-                    fee: None,
-                    memo: None,
-                    created_at_time: None,
-                },
+                &transfer_arg(to, amount),
             )
             .unwrap();
         assert!(r.is_ok());
@@ -563,7 +504,7 @@ fn upgrade_between_lock_and_settle() {
     net.dn
         .upgrade_canister(
             escrow,
-            &market_tests::canister_wasm("escrow"),
+            &market_artifacts::canister_wasm("escrow"),
             candid::encode_one(None::<EscrowInit>).unwrap(),
             admin(),
         )

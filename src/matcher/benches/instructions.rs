@@ -21,12 +21,12 @@
 //! ```
 
 use candid::Principal;
-use localnet::{ICP, Localnet, Settings, principal};
 use market_api::matcher::{
     HeartbeatAck, HeartbeatItem, JobLimits, JobSpec, MatcherError, ModuleSource, OfferSpec,
     ReservationSpec,
 };
 use market_api::{JobId, Tokens};
+use market_fixture::{ICP, MarketFixture, Settings, principal};
 use std::time::{Duration, Instant};
 
 /// Open bids one buyer may hold (the matcher's per-owner limit).
@@ -38,7 +38,7 @@ fn buyer(i: usize) -> Principal {
     Principal::from_slice(&b)
 }
 
-fn spec(net: &Localnet, price: Tokens) -> JobSpec {
+fn spec(net: &MarketFixture, price: Tokens) -> JobSpec {
     JobSpec {
         module: ModuleSource::Url {
             url: "https://example.org/job.wasm".into(),
@@ -62,7 +62,7 @@ fn spec(net: &Localnet, price: Tokens) -> JobSpec {
 }
 
 /// Instructions the matcher used since the last call.
-fn matcher_instructions(net: &Localnet) -> u64 {
+fn matcher_instructions(net: &MarketFixture) -> u64 {
     let matcher = net.ids.matcher;
     net.devnet()
         .take_executions()
@@ -72,7 +72,7 @@ fn matcher_instructions(net: &Localnet) -> u64 {
         .sum()
 }
 
-fn submit(net: &Localnet, who: Principal, price: Tokens) -> (JobId, u64) {
+fn submit(net: &MarketFixture, who: Principal, price: Tokens) -> (JobId, u64) {
     let _ = matcher_instructions(net);
     let r: Result<JobId, MatcherError> = net
         .update(net.ids.matcher, who, "submit_job", &spec(net, price))
@@ -82,7 +82,7 @@ fn submit(net: &Localnet, who: Principal, price: Tokens) -> (JobId, u64) {
 
 fn run(bids: usize, providers: usize) {
     let started = Instant::now();
-    let net = Localnet::deploy(Settings::default()).expect("deploy");
+    let net = MarketFixture::deploy(Settings::default()).expect("deploy");
     for i in 0..providers {
         let mut b = [0x22u8; 29];
         b[..8].copy_from_slice(&(i as u64).to_be_bytes());
@@ -164,7 +164,7 @@ fn run(bids: usize, providers: usize) {
         })
         .collect();
     assert_eq!(items.len(), 100, "the offer takes 100 resting bids");
-    let heartbeat = |net: &Localnet| {
+    let heartbeat = |net: &MarketFixture| {
         let acks: Result<Vec<HeartbeatAck>, MatcherError> = net
             .update(net.ids.matcher, node, "heartbeat", &items)
             .unwrap();

@@ -1,7 +1,7 @@
 //! The order book: providers' standing offers and the bids resting until
 //! capacity appears.
 //!
-//! Matching rule (DESIGN.md): a new bid takes the cheapest eligible offer,
+//! Matching rule: a new bid takes the cheapest eligible offer,
 //! ties going to the oldest, at the offer's price; a bid that can't match
 //! rests, and when capacity appears the resting bids are served highest price
 //! first, ties going to the oldest.

@@ -5,7 +5,7 @@
 //! an upgrade between heartbeats, escrow and registry faults at every
 //! cross-canister step, and unauthorized callers.
 //!
-//! After every scenario the money-conservation audit of `localnet` passes:
+//! After every scenario the money-conservation audit of `market-fixture` passes:
 //! the ledger created nothing, the escrow and registry hold exactly what
 //! they owe, every lock paid what the matcher recorded and no more.
 //!
@@ -13,7 +13,6 @@
 
 use candid::Principal;
 use devnet::{Fault, FaultKind, RejectCode};
-use localnet::{ICP, Localnet, Settings, account, admin, principal};
 use market_api::escrow::{EscrowError, JobLock, LockArgs};
 use market_api::matcher::{
     Assignment, HeartbeatAck, HeartbeatItem, Job, JobLimits, JobResult, JobSpec, JobStatus,
@@ -22,6 +21,7 @@ use market_api::matcher::{
 };
 use market_api::registry::{Provider, RegistryError, SlashArgs, SlashOutcome};
 use market_api::{JobId, PageRequest, Tokens};
+use market_fixture::{ICP, MarketFixture, Settings, account, admin, principal};
 use sha2::{Digest, Sha256};
 
 const INTERVAL: u64 = 60;
@@ -43,12 +43,12 @@ fn node(n: u8) -> Principal {
 type R<T> = Result<T, MatcherError>;
 
 struct Net {
-    net: Localnet,
+    net: MarketFixture,
 }
 
 impl std::ops::Deref for Net {
-    type Target = Localnet;
-    fn deref(&self) -> &Localnet {
+    type Target = MarketFixture;
+    fn deref(&self) -> &MarketFixture {
         &self.net
     }
 }
@@ -69,7 +69,7 @@ fn offer(price: Tokens, slots: u32) -> OfferSpec {
 impl Net {
     /// The marketplace with two buyers holding 100 ICP in the escrow each.
     fn new() -> Net {
-        let net = Localnet::deploy(Settings::default()).expect("deploy the marketplace");
+        let net = MarketFixture::deploy(Settings::default()).expect("deploy the marketplace");
         for b in [buyer(), buyer2()] {
             net.mint(b, 200 * ICP).unwrap();
             net.deposit(b, 100 * ICP).unwrap();
@@ -208,7 +208,7 @@ impl Net {
         l.unwrap()
     }
 
-    fn audit(&self) -> localnet::Audit {
+    fn audit(&self) -> market_fixture::Audit {
         self.net.audit().unwrap_or_else(|e| panic!("{e}"))
     }
 }
@@ -456,7 +456,7 @@ fn callbacks_are_delivered_once_and_a_trapping_one_harms_nothing() {
     let funded: Result<candid::Nat, String> = net
         .update(client, owner, "fund", &candid::Nat::from(5 * ICP))
         .unwrap();
-    assert_eq!(localnet::nat(&funded.unwrap()), 5 * ICP);
+    assert_eq!(market_fixture::nat(&funded.unwrap()), 5 * ICP);
     let spec = net.spec(PRICE, 0);
     let stranger: Result<u64, String> = net.update(client, buyer(), "submit", &spec).unwrap();
     assert!(stranger.is_err(), "only the client's controllers submit");
@@ -512,7 +512,7 @@ fn deadline_is_enforced_across_a_matcher_upgrade() {
     let id = net.submit(buyer(), &net.spec(PRICE, 0)).unwrap();
     assert!(accepted(&net.heartbeat(1, id, 1)));
     assert!(accepted(&net.heartbeat_when_due(1, id, 1)));
-    let wasm = localnet::canister_wasm("matcher").unwrap();
+    let wasm = market_fixture::canister_wasm("matcher").unwrap();
     let config: MatcherInit = net.query(net.ids.matcher, "get_config", &()).unwrap();
     net.devnet()
         .upgrade_canister(

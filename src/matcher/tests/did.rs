@@ -1,6 +1,6 @@
 #[test]
 fn candid_interface_matches_checked_in_did() {
-    market_tests::assert_did_matches(
+    market_artifacts::assert_did_matches(
         &matcher::candid_interface(),
         concat!(env!("CARGO_MANIFEST_DIR"), "/matcher.did"),
     );

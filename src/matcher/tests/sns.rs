@@ -16,7 +16,6 @@
 //! Needs `scripts/build-canisters.sh` first.
 
 use candid::{CandidType, Deserialize, Principal};
-use localnet::{ICP, Localnet, Settings, account, admin, principal};
 use market_api::escrow::{Balance, EscrowError, JobLock, NotifyDepositArgs, WithdrawArgs};
 use market_api::matcher::{
     Assignment, CancelReservationArgs, ExtendReservationArgs, HeartbeatAck, HeartbeatItem, Job,
@@ -26,6 +25,7 @@ use market_api::matcher::{
 };
 use market_api::sns::{ExecuteGenericNervousSystemFunction, SNS_ACTIONS, SnsAction, function};
 use market_api::{EventPage, JobId, PageRequest, Tokens};
+use market_fixture::{ICP, MarketFixture, Settings, account, admin, principal};
 
 const PRICE: Tokens = 1_000_000;
 const INTERVAL: u64 = 60;
@@ -69,13 +69,13 @@ struct Delivery {
 }
 
 struct Dao {
-    net: Localnet,
+    net: MarketFixture,
     gov: Principal,
 }
 
 impl std::ops::Deref for Dao {
-    type Target = Localnet;
-    fn deref(&self) -> &Localnet {
+    type Target = MarketFixture;
+    fn deref(&self) -> &MarketFixture {
         &self.net
     }
 }
@@ -85,7 +85,7 @@ impl Dao {
     /// 1.5 times PRICE), and a DAO with 100 ICP in its treasury whose
     /// governance registered the matcher's six functions (ids 1000..).
     fn new() -> Dao {
-        let net = Localnet::deploy(Settings::default()).expect("deploy the marketplace");
+        let net = MarketFixture::deploy(Settings::default()).expect("deploy the marketplace");
         for (n, price) in [(1, PRICE), (2, PRICE * 6 / 5), (3, PRICE * 3 / 2)] {
             net.onboard_provider(provider(n), node(n), 100 * ICP)
                 .unwrap();
@@ -435,7 +435,7 @@ fn a_dao_funds_reserves_delegates_runs_jobs_extends_cancels_and_withdraws() {
     );
 
     // The matcher is upgraded with the reservation live; nothing is lost.
-    let wasm = localnet::canister_wasm("matcher").unwrap();
+    let wasm = market_fixture::canister_wasm("matcher").unwrap();
     dao.devnet()
         .upgrade_canister(
             dao.ids.matcher,

@@ -1,5 +1,5 @@
 //! End to end on the devnet: the real ledger, registry, escrow and matcher
-//! `.wasm` files (via `localnet`), provider daemons talking to them through
+//! `.wasm` files (via `market-fixture`), provider daemons talking to them through
 //! the devnet transport, a buyer uploading a module and submitting jobs
 //! through the same typed client. Time is driven by the test at about 50×
 //! real time, so heartbeats must be scheduled by IC time to land.
@@ -14,11 +14,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use candid::Principal;
-use localnet::{ICP, Localnet, Settings};
 use market_api::matcher::{
     Job, JobLimits, JobSpec, JobStatus, ModuleSource, ModuleUpload, OfferSpec, RunOutcome,
 };
 use market_api::{JobId, Tokens};
+use market_fixture::{ICP, MarketFixture, Settings};
 use provider_node::client::{CanisterIds, MarketClient};
 use provider_node::daemon::metrics::Metrics;
 use provider_node::daemon::{Daemon, DaemonConfig, Summary};
@@ -40,17 +40,17 @@ const HELLO: &str = r#"(module
     (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
 
 fn buyer() -> Principal {
-    localnet::principal(0xB1)
+    market_fixture::principal(0xB1)
 }
 fn provider(n: u8) -> Principal {
-    localnet::principal(0x10 + n)
+    market_fixture::principal(0x10 + n)
 }
 fn node(n: u8) -> Principal {
-    localnet::principal(0x20 + n)
+    market_fixture::principal(0x20 + n)
 }
 
 struct World {
-    net: Localnet,
+    net: MarketFixture,
     ids: CanisterIds,
     buyer: MarketClient<DevnetTransport>,
     stop_clock: Arc<AtomicBool>,
@@ -58,7 +58,7 @@ struct World {
 
 impl World {
     fn new() -> World {
-        let net = Localnet::deploy(Settings {
+        let net = MarketFixture::deploy(Settings {
             grace_secs: 10,
             ..Settings::default()
         })
@@ -219,7 +219,7 @@ impl World {
 
     /// Stops the clock, lets the canisters finish their work, and checks
     /// that no token was created or lost.
-    fn audit(&self) -> localnet::Audit {
+    fn audit(&self) -> market_fixture::Audit {
         self.stop_clock.store(true, Ordering::SeqCst);
         std::thread::sleep(Duration::from_millis(50));
         for _ in 0..30 {
@@ -391,7 +391,7 @@ async fn a_reserved_slot_is_held_idle_or_busy_and_runs_a_delegates_job() {
     };
     let w = World::new();
     w.provider(1, PRICE);
-    let delegate = localnet::principal(0xD1);
+    let delegate = market_fixture::principal(0xD1);
     let hello = w.upload(HELLO).await;
     let reserved: Result<u64, MatcherError> = w
         .net

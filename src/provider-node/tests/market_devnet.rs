@@ -1,6 +1,6 @@
 //! The buyer's tool (`market`, library module `buyer`) against the real
 //! ledger, registry, escrow and matcher `.wasm` files on the in-process
-//! devnet (via `localnet`), with a provider daemon running the jobs.
+//! devnet (via `market-fixture`), with a provider daemon running the jobs.
 //!
 //! Needs the canisters built: `scripts/build-canisters.sh`.
 
@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use candid::Principal;
-use localnet::{ICP, Localnet, Settings};
 use market_api::Tokens;
 use market_api::matcher::{
     JobKind, JobStatus, MAX_CHUNK_BYTES, OfferSpec, ReservationSpec, ReservationStatus, RunOutcome,
 };
+use market_fixture::{ICP, MarketFixture, Settings};
 use provider_node::buyer::{self, BuyerError, Console, JobRequest, RunOptions, RunReport};
 use provider_node::client::{CanisterIds, MarketClient};
 use provider_node::daemon::metrics::Metrics;
@@ -47,12 +47,12 @@ const EXIT3: &str = r#"(module
   (func (export "_start") (call $exit (i32.const 3))))"#;
 
 fn buyer_principal() -> Principal {
-    localnet::principal(0xB2)
+    market_fixture::principal(0xB2)
 }
 
 /// The provider [`World::start_provider`] onboards.
 fn provider_principal() -> Principal {
-    localnet::principal(0x11)
+    market_fixture::principal(0x11)
 }
 
 /// Progress written to a buffer the test reads.
@@ -80,7 +80,7 @@ impl Captured {
 }
 
 struct World {
-    net: Localnet,
+    net: MarketFixture,
     ids: CanisterIds,
     buyer: MarketClient<DevnetTransport>,
     stop_clock: Arc<AtomicBool>,
@@ -89,7 +89,7 @@ struct World {
 impl World {
     /// The marketplace with a buyer holding `wallet` e8s on the ledger.
     fn new(wallet: Tokens) -> World {
-        let net = Localnet::deploy(Settings {
+        let net = MarketFixture::deploy(Settings {
             grace_secs: 10,
             ..Settings::default()
         })
@@ -113,7 +113,7 @@ impl World {
     /// One provider with a one-slot offer at [`PRICE`] and its daemon;
     /// the devnet's clock runs at 50× real time from now on.
     fn start_provider(&self, state_dir: &std::path::Path) -> tokio::sync::oneshot::Sender<()> {
-        let (provider, node) = (provider_principal(), localnet::principal(0x21));
+        let (provider, node) = (provider_principal(), market_fixture::principal(0x21));
         self.net
             .onboard_provider(provider, node, 100 * ICP)
             .unwrap();
@@ -273,7 +273,7 @@ async fn funds_and_uploads_only_what_is_missing_in_chunks() {
     );
 
     // Withdrawal: the recipient gets the amount minus the fee.
-    buyer::withdraw(c, ICP, localnet::account(buyer_principal()))
+    buyer::withdraw(c, ICP, market_fixture::account(buyer_principal()))
         .await
         .unwrap();
     let after = buyer::funds(c).await.unwrap();
@@ -547,7 +547,7 @@ async fn a_person_reserves_a_slot_a_delegate_runs_a_job_in_it_then_it_is_extende
     buyer::deposit(c, 5 * ICP).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let _stop = w.start_provider(dir.path());
-    let delegate_principal = localnet::principal(0xD1);
+    let delegate_principal = market_fixture::principal(0xD1);
     let delegate = MarketClient::new(
         DevnetTransport::new(w.net.shared(), delegate_principal),
         w.ids,
@@ -634,7 +634,7 @@ async fn a_person_reserves_a_slot_a_delegate_runs_a_job_in_it_then_it_is_extende
 
     // Someone else may not run jobs in it.
     let stranger = MarketClient::new(
-        DevnetTransport::new(w.net.shared(), localnet::principal(0xD2)),
+        DevnetTransport::new(w.net.shared(), market_fixture::principal(0xD2)),
         w.ids,
     );
     let err = buyer::submit_reserved(&stranger, &cat, id, &request(b"", 0), &mut console)
@@ -646,12 +646,12 @@ async fn a_person_reserves_a_slot_a_delegate_runs_a_job_in_it_then_it_is_extende
     let now = buyer::set_delegates(
         c,
         id,
-        vec![localnet::principal(0xD2)],
+        vec![market_fixture::principal(0xD2)],
         vec![delegate_principal],
     )
     .await
     .unwrap();
-    assert_eq!(now, [localnet::principal(0xD2)]);
+    assert_eq!(now, [market_fixture::principal(0xD2)]);
     let list = c
         .list_reservations(buyer_principal(), Default::default())
         .await

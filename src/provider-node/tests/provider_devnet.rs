@@ -1,7 +1,7 @@
 //! A provider's whole life on the devnet, through the calls `provider-node`'s
 //! commands make (`register`, `stake`, `offer post|update`, `run`,
 //! `withdraw`, `unstake`): the real ledger, registry, escrow and matcher
-//! `.wasm` files (via `localnet`), the provider's calls through the devnet
+//! `.wasm` files (via `market-fixture`), the provider's calls through the devnet
 //! transport, its daemon running a buyer's job, and every token accounted
 //! for at the end.
 //!
@@ -15,12 +15,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use candid::Principal;
-use localnet::{ICP, Localnet, Settings};
 use market_api::matcher::{
     Job, JobLimits, JobSpec, JobStatus, ModuleSource, ModuleUpload, OfferSpec,
 };
 use market_api::registry::{Provider, ProviderProfile};
 use market_api::{Account, JobId, Tokens};
+use market_fixture::{ICP, MarketFixture, Settings};
 use provider_node::client::{CanisterIds, MarketClient};
 use provider_node::daemon::metrics::Metrics;
 use provider_node::daemon::{Daemon, DaemonConfig, Summary};
@@ -34,10 +34,10 @@ const INTERVAL: u64 = 20;
 const UNBONDING_SECS: u64 = 3_600;
 
 fn buyer() -> Principal {
-    localnet::principal(0xB3)
+    market_fixture::principal(0xB3)
 }
 fn provider_id() -> Principal {
-    localnet::principal(0x13)
+    market_fixture::principal(0x13)
 }
 
 fn offer(memory_mib: u32, price: Tokens, ledger: Principal) -> OfferSpec {
@@ -85,7 +85,7 @@ async fn provider_record(c: &MarketClient<DevnetTransport>) -> Provider {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_provider_stakes_offers_updates_earns_withdraws_and_unstakes() {
-    let net = Localnet::deploy(Settings {
+    let net = MarketFixture::deploy(Settings {
         grace_secs: 10,
         unbonding_period_secs: UNBONDING_SECS,
         ..Settings::default()
@@ -99,7 +99,7 @@ async fn a_provider_stakes_offers_updates_earns_withdraws_and_unstakes() {
         matcher: net.ids.matcher,
     };
     let me = MarketClient::new(DevnetTransport::new(net.shared(), provider_id()), ids);
-    let wallet = || net.balance(localnet::account(provider_id())).unwrap();
+    let wallet = || net.balance(market_fixture::account(provider_id())).unwrap();
     net.mint(provider_id(), 60 * ICP).unwrap();
     net.mint(buyer(), 10 * ICP).unwrap();
     net.deposit(buyer(), 5 * ICP).unwrap();

@@ -15,6 +15,9 @@ use market_api::registry::{
     StakeAccount, Unbonding,
 };
 use market_api::{Account, HttpRequest, HttpResponse, LedgerCallError, Tokens};
+use market_fixture::ledger_types::{
+    ListBlocksArgs, ListBlocksResult, Operation, approve_args, local_icp,
+};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -23,58 +26,7 @@ const ICP: u128 = 100_000_000;
 const MIN_STAKE: u128 = 10 * ICP;
 const WEEK: Duration = Duration::from_secs(7 * 86_400);
 
-// The local ledger's init argument (see src/ledger/ledger.did).
-#[derive(CandidType)]
-enum LedgerArg {
-    Init(LedgerInit),
-}
-
-#[derive(CandidType)]
-struct LedgerInit {
-    token_name: String,
-    token_symbol: String,
-    decimals: Option<u8>,
-    transfer_fee: Option<Nat>,
-    minting_account: Account,
-    initial_balances: Vec<(Account, Nat)>,
-}
-
-#[derive(CandidType)]
-struct ApproveArgs {
-    from_subaccount: Option<Vec<u8>>,
-    spender: Account,
-    amount: Nat,
-    expected_allowance: Option<Nat>,
-    expires_at: Option<u64>,
-    fee: Option<Nat>,
-    memo: Option<Vec<u8>>,
-    created_at_time: Option<u64>,
-}
-
-#[derive(CandidType)]
-struct ListBlocksArgs {
-    start: u64,
-    length: u64,
-}
-
-#[derive(CandidType, Deserialize)]
-struct ListBlocksResult {
-    log_length: u64,
-    blocks: Vec<Block>,
-}
-
-#[derive(CandidType, Deserialize)]
-struct Block {
-    operation: Operation,
-}
-
-#[derive(CandidType, Deserialize)]
-enum Operation {
-    Mint { to: Account },
-    Burn {},
-    Transfer { from: Account, to: Account },
-    Approve {},
-}
+// The local ledger's init argument (see testkit/ledger/ledger.did).
 
 fn admin() -> Principal {
     Principal::from_slice(&[0xad; 29])
@@ -123,27 +75,20 @@ impl Net {
     fn new() -> Self {
         let mut dn = Devnet::new();
         let initial_balances = (0..6)
-            .map(|i| (account(user(i)), Nat::from(1_000 * ICP)))
-            .chain([(account(user(9)), Nat::from(ICP))])
+            .map(|i| (account(user(i)), 1_000 * ICP))
+            .chain([(account(user(9)), ICP)])
             .collect();
         let ledger = dn
             .deploy(
                 admin(),
-                &market_tests::canister_wasm("ledger"),
-                &LedgerArg::Init(LedgerInit {
-                    token_name: "Internet Computer".into(),
-                    token_symbol: "ICP".into(),
-                    decimals: None,
-                    transfer_fee: Some(Nat::from(FEE)),
-                    minting_account: account(minter()),
-                    initial_balances,
-                }),
+                &market_artifacts::canister_wasm("ledger"),
+                &local_icp(FEE, account(minter()), initial_balances),
             )
             .expect("ledger installs");
         let registry = dn
             .deploy(
                 admin(),
-                &market_tests::canister_wasm("registry"),
+                &market_artifacts::canister_wasm("registry"),
                 &RegistryInit {
                     ledger,
                     matcher: Some(matcher()),
@@ -183,16 +128,7 @@ impl Net {
                 self.ledger,
                 p,
                 "icrc2_approve",
-                &ApproveArgs {
-                    from_subaccount: None,
-                    spender: account(self.registry),
-                    amount: Nat::from(amount),
-                    expected_allowance: None,
-                    expires_at: None,
-                    fee: None,
-                    memo: None,
-                    created_at_time: None,
-                },
+                &approve_args(account(self.registry), amount),
             )
             .unwrap();
         assert!(r.is_ok(), "approve failed");
@@ -287,8 +223,8 @@ impl Net {
                 .unwrap();
             for b in &page.blocks {
                 let accounts = match &b.operation {
-                    Operation::Mint { to } => vec![to],
-                    Operation::Transfer { from, to } => vec![from, to],
+                    Operation::Mint { to, .. } => vec![to],
+                    Operation::Transfer { from, to, .. } => vec![from, to],
                     _ => vec![],
                 };
                 for a in accounts {
@@ -639,7 +575,7 @@ fn stake_survives_an_upgrade_mid_unbonding() {
     n.dn.advance_time(Duration::from_secs(3 * 86_400));
     let before_p = n.provider(p);
     let before_q = n.provider(q);
-    let wasm = market_tests::canister_wasm("registry");
+    let wasm = market_artifacts::canister_wasm("registry");
     let arg = encode_one(Some(RegistryConfigUpdate {
         min_stake: Some(12 * ICP),
         ..Default::default()

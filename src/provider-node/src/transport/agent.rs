@@ -1,4 +1,4 @@
-//! [`Transport`] over ic-agent: the IC, a local replica, or `devnet-server`.
+//! [`Transport`] over ic-agent: the IC, a local replica, or `local-replica`.
 
 use std::sync::Arc;
 use std::time::Duration;

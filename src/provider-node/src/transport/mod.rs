@@ -2,7 +2,7 @@
 //! implementations.
 //!
 //! - [`AgentTransport`] speaks the IC's HTTP interface through ic-agent: the
-//!   IC itself, a local replica, or the devnet behind `devnet-server`.
+//!   IC itself, a local replica, or the devnet behind `local-replica`.
 //! - [`DevnetTransport`] calls an in-process [`Devnet`](::devnet::Devnet) directly:
 //!   tests and the demo.
 //!

@@ -106,7 +106,7 @@ pub const COUNT: &str = r#"(module
 
 /// Moves the devnet's clock one second every 20 ms until `stop` is set.
 pub fn start_clock(
-    net: &localnet::Localnet,
+    net: &market_fixture::MarketFixture,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     let dn = net.shared();

@@ -1,0 +1,91 @@
+//! Where this repository's built artifacts are, for every test, benchmark
+//! and fixture: the canister modules `scripts/build-canisters.sh` writes and
+//! the workload modules `scripts/build-workloads.sh` writes, and the check
+//! of a canister's `.did` file against its code.
+
+use std::path::PathBuf;
+
+/// The repository's root directory.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .components()
+        .collect()
+}
+
+/// Directory holding the built canister modules: `$MARKET_CANISTER_DIR`, or
+/// `target/canisters/` of this repository.
+pub fn canister_dir() -> PathBuf {
+    std::env::var_os("MARKET_CANISTER_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target").join("canisters"))
+}
+
+/// The path of the built module of canister package `name`.
+pub fn canister_path(name: &str) -> PathBuf {
+    canister_dir().join(format!("{name}.wasm"))
+}
+
+/// Reads a built canister module.
+pub fn read_canister(name: &str) -> std::io::Result<Vec<u8>> {
+    std::fs::read(canister_path(name))
+}
+
+/// Reads a built canister module, or panics with the command that builds it.
+pub fn canister_wasm(name: &str) -> Vec<u8> {
+    read_canister(name).unwrap_or_else(|e| {
+        panic!(
+            "cannot read {}: {e}; build the canisters first with scripts/build-canisters.sh",
+            canister_path(name).display()
+        )
+    })
+}
+
+/// Directory holding the built workload modules: `$MARKET_WORKLOAD_DIR`,
+/// or `target/workloads/` of this repository.
+pub fn workload_dir() -> PathBuf {
+    std::env::var_os("MARKET_WORKLOAD_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target").join("workloads"))
+}
+
+/// Fails, showing the generated interface, when `generated` (from a
+/// canister's code) is not the same service as the checked-in `.did` file.
+///
+/// With `UPDATE_DID=1` in the environment it rewrites the file instead; the
+/// generated text carries the doc comments of the Rust types and methods.
+pub fn assert_did_matches(generated: &str, did_path: &str) {
+    use candid_parser::utils::{CandidSource, service_equal};
+    let path = std::path::Path::new(did_path);
+    if std::env::var_os("UPDATE_DID").is_some() {
+        std::fs::write(path, generated).unwrap_or_else(|e| panic!("cannot write {did_path}: {e}"));
+    }
+    if let Err(e) = service_equal(CandidSource::Text(generated), CandidSource::File(path)) {
+        panic!(
+            "the Candid interface of the code differs from {did_path}: {e}\n\
+             rerun with UPDATE_DID=1 to write this interface to it:\n\n{generated}"
+        );
+    }
+}
+
+/// (method name, is a query) for each method of the service in `did`.
+pub fn did_methods(did: &str) -> Vec<(String, bool)> {
+    let (env, service) = candid_parser::utils::CandidSource::Text(did)
+        .load()
+        .expect(".did parses");
+    let service = service.expect(".did has a service");
+    env.as_service(&service)
+        .expect("service type")
+        .iter()
+        .map(|(name, ty)| {
+            let func = env.as_func(ty).expect("method type");
+            let query = func.modes.iter().any(|m| {
+                matches!(
+                    m,
+                    candid::types::FuncMode::Query | candid::types::FuncMode::CompositeQuery
+                )
+            });
+            (name.clone(), query)
+        })
+        .collect()
+}

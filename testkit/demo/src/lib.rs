@@ -1,0 +1,747 @@
+//! The marketplace end to end, in one process: the real ledger, registry,
+//! escrow and matcher `.wasm` files on the embedded devnet, two provider
+//! daemons running jobs in the wasmtime sandbox, a person and a canister
+//! buying compute, heartbeats paying out, one provider going silent mid-job
+//! and being slashed while the other finishes the job, an SNS DAO reserving
+//! capacity by proposal for its app canister, and a closing account of who
+//! paid and earned what, checked against the ledger.
+//!
+//! The devnet's clock runs [`Options::speed`] times faster than real time
+//! so that a story spanning minutes of IC time takes seconds.
+
+use anyhow::{Context, Result, bail, ensure};
+use candid::{Nat, Principal};
+use market_api::escrow::WithdrawArgs;
+use market_api::matcher::{
+    Job, JobKind, JobLimits, JobSpec, JobStatus, MAX_CHUNK_BYTES, MatcherEvent, ModuleSource,
+    ModuleUpload, OfferSpec,
+};
+use market_api::{EventPage, JobId, PageRequest, Tokens};
+use market_fixture::{ICP, MarketFixture, Settings};
+use provider_node::client::{CanisterIds, MarketClient};
+use provider_node::daemon::metrics::Metrics;
+use provider_node::daemon::{Daemon, DaemonConfig, Summary};
+use provider_node::sandbox::{Executor, SandboxConfig};
+use provider_node::transport::DevnetTransport;
+use sha2::Digest;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+mod dao;
+pub use dao::DaoOutcome;
+
+/// Price per interval of the cheaper provider (0.001 ICP); the other asks twice that.
+pub const PRICE: Tokens = 100_000;
+/// Length of a paid interval.
+pub const INTERVAL_SECS: u64 = 20;
+
+/// A job that counts down from three billion, then prints "done": a few
+/// seconds of real work, so it spans several paid intervals.
+const LONG_JOB: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "done: 3000000000 iterations\n")
+  (func (export "_start") (local $i i32)
+    (local.set $i (i32.const 3000000000))
+    (loop $l
+      (local.set $i (i32.sub (local.get $i) (i32.const 1)))
+      (br_if $l (local.get $i)))
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 28))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+
+/// How the demo runs.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Devnet seconds per real second.
+    pub speed: u32,
+    /// Directory of the built WASI workloads (`scripts/build-workloads.sh`).
+    pub workloads: PathBuf,
+    /// Print the story (tests turn it off).
+    pub verbose: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            speed: 50,
+            workloads: market_artifacts::workload_dir(),
+            verbose: true,
+        }
+    }
+}
+
+/// What one party ended with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Party {
+    /// Who.
+    pub name: &'static str,
+    /// The principal.
+    pub principal: Principal,
+    /// Tokens paid in (minted to it) at the start.
+    pub funded: Tokens,
+    /// Its ledger account at the end.
+    pub ledger: Tokens,
+    /// Its escrow balance at the end (free plus claimable plus locked).
+    pub escrow: Tokens,
+    /// Its stake at the end.
+    pub stake: Tokens,
+}
+
+/// What the demo showed, for its caller to check.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// The parties' final positions.
+    pub parties: Vec<Party>,
+    /// The stdout of the person's sha256 job.
+    pub sha256_output: String,
+    /// The output the client canister received by callback.
+    pub callback_output: Vec<u8>,
+    /// The long job as it finished.
+    pub long_job: Job,
+    /// The matcher's events.
+    pub events: Vec<MatcherEvent>,
+    /// The conservation audit.
+    pub audit: market_fixture::Audit,
+    /// Ledger fees paid over the whole run.
+    pub fees: Tokens,
+    /// The SNS DAO's reservation.
+    pub dao: DaoOutcome,
+}
+
+fn alice() -> Principal {
+    market_fixture::principal(0xA1)
+}
+fn dapp_team() -> Principal {
+    market_fixture::principal(0xA2)
+}
+fn provider(n: u8) -> Principal {
+    market_fixture::principal(0x10 + n)
+}
+fn node(n: u8) -> Principal {
+    market_fixture::principal(0x20 + n)
+}
+
+/// ICP with 8 decimals, trailing zeros trimmed: `1.5`, `0.0001`.
+pub fn icp(e8s: Tokens) -> String {
+    let whole = e8s / ICP;
+    let frac = format!("{:08}", e8s % ICP);
+    let frac = frac.trim_end_matches('0');
+    if frac.is_empty() {
+        format!("{whole}")
+    } else {
+        format!("{whole}.{frac}")
+    }
+}
+
+struct Demo {
+    opts: Options,
+    net: MarketFixture,
+    ids: CanisterIds,
+    alice: MarketClient<DevnetTransport>,
+    started_ns: u64,
+    real_start: Instant,
+    seen_events: u64,
+    stop_clock: Arc<AtomicBool>,
+    /// The SNS DAO's governance canister, once it exists.
+    dao: Option<Principal>,
+}
+
+impl Demo {
+    fn say(&self, text: impl AsRef<str>) {
+        if self.opts.verbose {
+            let t = self.net.time_ns().saturating_sub(self.started_ns) / 1_000_000_000;
+            println!(
+                "[ic +{t:>4}s | real {:>5.1}s] {}",
+                self.real_start.elapsed().as_secs_f64(),
+                text.as_ref()
+            );
+        }
+    }
+
+    fn step(&self, title: &str) {
+        if self.opts.verbose {
+            println!("\n==> {title}");
+        }
+    }
+
+    fn name(&self, p: Principal) -> String {
+        match p {
+            p if p == alice() => "alice".into(),
+            p if p == provider(1) => "provider-1".into(),
+            p if p == provider(2) => "provider-2".into(),
+            p if Some(p) == self.dao => "the SNS DAO".into(),
+            p => p.to_text(),
+        }
+    }
+
+    /// How the story names a job record: a job, a reservation or its slot.
+    fn label(&self, job_id: JobId) -> String {
+        let job: Option<Job> = self
+            .net
+            .query(self.ids.matcher, "get_job", &job_id)
+            .ok()
+            .flatten();
+        match job.map(|j| j.kind) {
+            Some(JobKind::Reservation) => format!("reservation {job_id}"),
+            Some(JobKind::ReservedSlot { reservation, slot }) => {
+                format!("reservation {reservation}'s slot {slot}")
+            }
+            _ => format!("job {job_id}"),
+        }
+    }
+
+    /// Prints the matcher events recorded since the last call.
+    fn narrate_events(&mut self) -> Result<()> {
+        let page: EventPage<MatcherEvent> = self.net.query(
+            self.ids.matcher,
+            "get_events",
+            &PageRequest {
+                start: Some(self.seen_events),
+                limit: None,
+            },
+        )?;
+        for e in page.events {
+            self.seen_events = e.seq + 1;
+            let line = match e.event {
+                MatcherEvent::JobSubmitted {
+                    job_id, max_cost, ..
+                } => format!(
+                    "job {job_id} submitted, {} ICP locked in escrow",
+                    icp(max_cost)
+                ),
+                MatcherEvent::JobAssigned {
+                    job_id,
+                    provider,
+                    price_per_interval,
+                    attempt,
+                } => format!(
+                    "{} assigned to {} at {} ICP per interval (attempt {attempt}), stake bonded",
+                    self.label(job_id),
+                    self.name(provider),
+                    icp(price_per_interval)
+                ),
+                MatcherEvent::IntervalPaid {
+                    job_id,
+                    provider,
+                    amount,
+                    seq,
+                } => format!(
+                    "{}: heartbeat #{} paid {} ICP to {}",
+                    self.label(job_id),
+                    // A reservation numbers its slots' releases slot << 32 | n.
+                    (seq & 0xffff_ffff) + 1,
+                    icp(amount),
+                    self.name(provider)
+                ),
+                MatcherEvent::ReservationMade {
+                    reservation,
+                    owner,
+                    slots,
+                    locked,
+                    ..
+                } => format!(
+                    "reservation {reservation} made by {}: {slots} slot(s), {} ICP locked in escrow",
+                    self.name(owner),
+                    icp(locked)
+                ),
+                MatcherEvent::ReservationExtended {
+                    reservation,
+                    intervals,
+                    locked,
+                } => format!(
+                    "reservation {reservation} extended by {intervals} intervals; {} ICP locked in all",
+                    icp(locked)
+                ),
+                MatcherEvent::DeadlineMissed {
+                    job_id,
+                    provider,
+                    slashed,
+                    ..
+                } => format!(
+                    "{}: {} missed its heartbeat deadline: slashed {} ICP, paid to the buyer",
+                    self.label(job_id),
+                    self.name(provider),
+                    icp(slashed)
+                ),
+                MatcherEvent::JobFinished {
+                    job_id,
+                    status,
+                    refunded,
+                } => format!(
+                    "{} finished {status:?}; {} ICP of unused budget returned to the buyer",
+                    self.label(job_id),
+                    icp(refunded)
+                ),
+                MatcherEvent::JobHandedBack {
+                    job_id, provider, ..
+                } => format!(
+                    "job {job_id}: {} handed it back (no slash); matching it again",
+                    self.name(provider)
+                ),
+                MatcherEvent::OfferChanged { .. }
+                | MatcherEvent::ModuleStored { .. }
+                | MatcherEvent::DelegatesChanged { .. }
+                | MatcherEvent::DaoChanged { .. } => continue,
+            };
+            self.say(line);
+        }
+        Ok(())
+    }
+
+    /// Advances the devnet clock `speed` seconds per real second until stopped.
+    fn start_clock(&self) {
+        let dn = self.net.shared();
+        let stop = Arc::clone(&self.stop_clock);
+        let tick = Duration::from_millis(1000 / u64::from(self.opts.speed.clamp(1, 1000)));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                {
+                    let mut d = dn.lock().unwrap_or_else(|e| e.into_inner());
+                    d.advance_time(Duration::from_secs(1));
+                    d.tick();
+                }
+                std::thread::sleep(tick);
+            }
+        });
+    }
+
+    fn daemon(
+        &self,
+        n: u8,
+        state_dir: &std::path::Path,
+    ) -> Result<(Daemon<DevnetTransport>, Metrics)> {
+        let executor = Executor::new(SandboxConfig {
+            concurrent_jobs: 2,
+            max_job_memory_bytes: 64 << 20,
+            pooling: false,
+            ..SandboxConfig::default()
+        })?;
+        let metrics = Metrics::default();
+        let daemon = Daemon::new(
+            MarketClient::new(DevnetTransport::new(self.net.shared(), node(n)), self.ids),
+            Arc::new(executor),
+            DaemonConfig {
+                provider: provider(n),
+                poll_interval: Duration::from_millis(10),
+                shutdown_grace: Duration::from_secs(10),
+                max_job_time: Duration::from_secs(120),
+                state_dir: state_dir.to_path_buf(),
+                cache_dir: None,
+            },
+            metrics.clone(),
+        )?;
+        Ok((daemon, metrics))
+    }
+
+    /// Uploads a module through the buyer's client, chunk by chunk.
+    async fn upload(&self, name: &str, wasm: &[u8]) -> Result<[u8; 32]> {
+        let sha: [u8; 32] = sha2::Sha256::digest(wasm).into();
+        self.alice
+            .begin_module_upload(ModuleUpload {
+                sha256: sha,
+                size: wasm.len() as u64,
+            })
+            .await?;
+        let chunks = wasm.chunks(MAX_CHUNK_BYTES).count();
+        for (i, chunk) in wasm.chunks(MAX_CHUNK_BYTES).enumerate() {
+            self.alice
+                .put_module_chunk(sha, i as u32, chunk.to_vec())
+                .await?;
+            self.say(format!(
+                "uploading {name} ({} KiB): chunk {}/{chunks}",
+                wasm.len() / 1024,
+                i + 1
+            ));
+        }
+        let info = self.alice.commit_module(sha).await?;
+        ensure!(info.committed, "module not committed");
+        self.say(format!(
+            "{name} stored in the matcher as sha256 {}",
+            hex::encode(sha)
+        ));
+        Ok(sha)
+    }
+
+    fn spec(&self, sha: [u8; 32], input: &[u8], max_intervals: u32) -> JobSpec {
+        JobSpec {
+            module: ModuleSource::Stored { sha256: sha },
+            input: input.to_vec(),
+            args: vec![],
+            env: vec![],
+            limits: JobLimits {
+                memory_mib: 16,
+                fuel_per_interval: 2_000_000_000,
+            },
+            interval_secs: INTERVAL_SECS,
+            max_intervals,
+            max_price_per_interval: 2 * PRICE,
+            ledger: self.ids.ledger,
+            min_provider_stake: 0,
+            max_retries: 2,
+            callback: None,
+        }
+    }
+
+    async fn job(&self, id: JobId) -> Result<Job> {
+        self.alice.get_job(id).await?.context("job vanished")
+    }
+
+    /// Waits (narrating) until the job satisfies `cond`.
+    async fn until(&mut self, id: JobId, what: &str, cond: impl Fn(&Job) -> bool) -> Result<Job> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            self.narrate_events()?;
+            let job = self.job(id).await?;
+            if cond(&job) {
+                return Ok(job);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "timed out waiting for job {id}: {what}; it is {:?}",
+                    job.status
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    fn escrow_total(&self, p: Principal) -> Result<Tokens> {
+        let b = self.net.escrow_balance(p)?;
+        Ok(b.free + b.claimable + b.locked)
+    }
+
+    fn stake(&self, p: Principal) -> Result<Tokens> {
+        let prov: Option<market_api::registry::Provider> =
+            self.net.query(self.ids.registry, "get_provider", &p)?;
+        Ok(prov
+            .map(|p| {
+                p.stake.free
+                    + p.stake.bonded
+                    + p.stake.unbonding.iter().map(|u| u.amount).sum::<Tokens>()
+            })
+            .unwrap_or(0))
+    }
+}
+
+fn spawn(
+    daemon: Daemon<DevnetTransport>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Summary>,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(daemon.run(async {
+        let _ = rx.await;
+    }));
+    (tx, task)
+}
+
+/// Runs the whole story and returns what it showed.
+pub async fn run(opts: Options) -> Result<Report> {
+    let real_start = Instant::now();
+    let read = |name: &str| {
+        let path = opts.workloads.join(name);
+        std::fs::read(&path).with_context(|| {
+            format!(
+                "cannot read {}: build the workloads with scripts/build-workloads.sh",
+                path.display()
+            )
+        })
+    };
+    let sha256sum = read("sha256sum.wasm")?;
+    let echo = read("echo.wasm")?;
+    let long_job = wat::parse_str(LONG_JOB)?;
+
+    if opts.verbose {
+        println!("==> deploying the marketplace on the devnet");
+    }
+    let net = MarketFixture::deploy(Settings {
+        grace_secs: 10,
+        ..Settings::default()
+    })
+    .context("deploying the canisters (build them with scripts/build-canisters.sh)")?;
+    let ids = CanisterIds {
+        ledger: net.ids.ledger,
+        registry: net.ids.registry,
+        escrow: net.ids.escrow,
+        matcher: net.ids.matcher,
+    };
+    let alice_client = MarketClient::new(DevnetTransport::new(net.shared(), alice()), ids);
+    let started_ns = net.time_ns();
+    let mut d = Demo {
+        opts,
+        net,
+        ids,
+        alice: alice_client,
+        started_ns,
+        real_start,
+        seen_events: 0,
+        stop_clock: Arc::new(AtomicBool::new(false)),
+        dao: None,
+    };
+    for (name, id) in [
+        ("ledger (ICRC-1/2, ICP)", ids.ledger),
+        ("registry", ids.registry),
+        ("escrow", ids.escrow),
+        ("matcher", ids.matcher),
+    ] {
+        let hash = d
+            .net
+            .devnet()
+            .module_hash(id)
+            .map(hex::encode)
+            .unwrap_or_default();
+        d.say(format!("{name:<24} {id}  module sha256 {}…", &hash[..16]));
+    }
+
+    d.step("funding: alice (a person), a dapp's canister, two providers");
+    let fee = d.net.settings.fee;
+    let mut funded = vec![];
+    d.net.mint(alice(), 100 * ICP)?;
+    d.net.deposit(alice(), 10 * ICP)?;
+    funded.push((alice(), 100 * ICP));
+    d.say("alice: 100 ICP minted to her account, 10 ICP deposited in the escrow (ICRC-2 approve + deposit)");
+    let client = d.net.deploy_example_client(dapp_team())?;
+    d.net.mint(client, 20 * ICP)?;
+    funded.push((client, 20 * ICP));
+    let r: Result<Nat, String> = d
+        .net
+        .update(client, dapp_team(), "fund", &Nat::from(5 * ICP))?;
+    r.map_err(anyhow::Error::msg)?;
+    d.say(format!(
+        "client canister {client}: 20 ICP minted, it deposits 5 ICP into the escrow itself"
+    ));
+    for (n, price) in [(1u8, PRICE), (2, 2 * PRICE)] {
+        d.net.onboard_provider(provider(n), node(n), 100 * ICP)?;
+        funded.push((provider(n), 100 * ICP + 2 * fee));
+        d.net.post_offer(
+            provider(n),
+            &OfferSpec {
+                slots: 2,
+                memory_per_slot_mib: 64,
+                max_fuel_per_interval: 10_000_000_000,
+                price_per_interval: price,
+                ledger: ids.ledger,
+                min_interval_secs: 10,
+                max_interval_secs: 3_600,
+                tags: vec!["wasi".into()],
+            },
+        )?;
+        d.say(format!(
+            "provider-{n}: registered, 100 ICP staked, offers 2 slots at {} ICP per {INTERVAL_SECS} s interval",
+            icp(price)
+        ));
+    }
+
+    d.step(&format!(
+        "starting two provider daemons; the devnet clock runs at {}x",
+        d.opts.speed
+    ));
+    let dirs = [tempfile::tempdir()?, tempfile::tempdir()?];
+    let (d1, m1) = d.daemon(1, dirs[0].path())?;
+    let (d2, m2) = d.daemon(2, dirs[1].path())?;
+    let (stop1, task1) = spawn(d1);
+    let (stop2, task2) = spawn(d2);
+    d.start_clock();
+
+    d.step("alice runs sha256sum.wasm on some input");
+    let sha = d.upload("sha256sum.wasm", &sha256sum).await?;
+    let input = b"pay for compute in ICP\n";
+    let id = d.alice.submit_job(d.spec(sha, input, 10)).await?;
+    let job = d.until(id, "succeeded", |j| j.status.is_terminal()).await?;
+    ensure!(
+        job.status == JobStatus::Succeeded,
+        "sha256 job ended {:?}",
+        job.status
+    );
+    let out = job
+        .result
+        .as_ref()
+        .map(|r| r.output.clone())
+        .unwrap_or_default();
+    let sha256_output = String::from_utf8_lossy(&out).trim().to_string();
+    let expected = hex::encode(sha2::Sha256::digest(input));
+    d.say(format!("job {id} stdout: {sha256_output}"));
+    ensure!(
+        sha256_output.contains(&expected),
+        "the job computed {sha256_output}, expected {expected}"
+    );
+    d.say("matches sha256 computed locally");
+
+    d.step("the dapp's canister submits a job and gets the result by callback");
+    let echo_sha = d.upload("echo.wasm", &echo).await?;
+    let spec = d.spec(echo_sha, b"hello from a canister", 10);
+    let r: Result<JobId, String> = d.net.update(client, dapp_team(), "submit", &spec)?;
+    let cid = r.map_err(anyhow::Error::msg)?;
+    d.until(cid, "finished", |j| j.status.is_terminal()).await?;
+    let mut callback_output = vec![];
+    for _ in 0..200 {
+        #[derive(candid::CandidType, serde::Deserialize)]
+        struct Delivery {
+            job_id: u64,
+            output: Vec<u8>,
+        }
+        let got: Vec<Delivery> = d.net.query(client, "deliveries", &PageRequest::default())?;
+        if let Some(del) = got.into_iter().find(|x| x.job_id == cid) {
+            callback_output = del.output;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    ensure!(!callback_output.is_empty(), "the callback never arrived");
+    d.say(format!(
+        "the canister's job_finished callback received: {:?}",
+        String::from_utf8_lossy(&callback_output)
+    ));
+
+    d.step("a long job; provider-1's machine goes dark in the middle of it");
+    let long_sha = d.upload("countdown.wasm", &long_job).await?;
+    let lid = d.alice.submit_job(d.spec(long_sha, b"", 100)).await?;
+    d.until(lid, "running on provider-1 with a paid interval", |j| {
+        j.status == JobStatus::Running && j.provider == Some(provider(1)) && j.intervals_paid >= 1
+    })
+    .await?;
+    d.say("provider-1's daemon is killed (no goodbye, no final heartbeat)");
+    drop(stop1);
+    task1.abort();
+    let _ = task1.await;
+    let long = d
+        .until(lid, "finished on provider-2", |j| j.status.is_terminal())
+        .await?;
+    ensure!(
+        long.status == JobStatus::Succeeded,
+        "long job ended {:?}",
+        long.status
+    );
+    ensure!(long.retries_used == 1, "expected one reassignment");
+    let out = long
+        .result
+        .as_ref()
+        .map(|r| r.output.clone())
+        .unwrap_or_default();
+    d.say(format!(
+        "job {lid} stdout (from provider-2): {}",
+        String::from_utf8_lossy(&out).trim()
+    ));
+
+    d.step("an SNS DAO reserves a slot by proposal; the dapp's canister runs a job in it");
+    let dao_job = d.spec(echo_sha, b"hello from the DAO's app canister", 5);
+    let dao = d.dao_story(client, dapp_team(), dao_job, 10 * ICP).await?;
+    funded.push((dao.governance, 10 * ICP));
+
+    d.step("provider-2 shuts down gracefully; everyone withdraws");
+    let _ = stop2.send(());
+    let summary2 = task2.await?;
+    d.say(format!(
+        "provider-2 daemon: {} results submitted, {} heartbeats accepted; provider-1 ran {} job(s) before dying",
+        summary2.results_submitted,
+        summary2.heartbeats_accepted,
+        m1.jobs_completed.get()
+    ));
+    let _ = m2;
+    d.stop_clock.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for _ in 0..30 {
+        d.net.advance(Duration::from_secs(1));
+    }
+    d.narrate_events()?;
+    for p in [provider(1), provider(2), alice()] {
+        let b = d.net.escrow_balance(p)?;
+        let amount = b.free + b.claimable;
+        if amount > fee {
+            let args = WithdrawArgs {
+                ledger: ids.ledger,
+                amount,
+                to: market_fixture::account(p),
+            };
+            let r: Result<Tokens, market_api::escrow::EscrowError> =
+                d.net.update(ids.escrow, p, "withdraw", &args)?;
+            r.map_err(|e| anyhow::anyhow!("withdraw: {e:?}"))?;
+            d.say(format!(
+                "{} withdraws {} ICP from the escrow to its ledger account",
+                d.name(p),
+                icp(amount)
+            ));
+        }
+    }
+
+    d.step("the accounts, checked against the ledger");
+    let audit = d.net.audit().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut parties = vec![];
+    for (p, f) in funded {
+        let name = match p {
+            p if p == alice() => "alice",
+            p if p == client => "client canister",
+            p if p == dao.governance => "SNS DAO",
+            p if p == provider(1) => "provider-1",
+            _ => "provider-2",
+        };
+        parties.push(Party {
+            name,
+            principal: p,
+            funded: f,
+            ledger: d.net.balance(market_fixture::account(p))?,
+            escrow: d.escrow_total(p)?,
+            stake: d.stake(p)?,
+        });
+    }
+    let fees = audit.burned_and_fees;
+    if d.opts.verbose {
+        println!(
+            "\n{:<16} {:>12} {:>14} {:>12} {:>12} {:>14}",
+            "party", "funded", "ledger now", "in escrow", "staked", "net change"
+        );
+        for p in &parties {
+            let now = p.ledger + p.escrow + p.stake;
+            let change = if now >= p.funded {
+                format!("+{}", icp(now - p.funded))
+            } else {
+                format!("-{}", icp(p.funded - now))
+            };
+            println!(
+                "{:<16} {:>12} {:>14} {:>12} {:>12} {:>14}",
+                p.name,
+                icp(p.funded),
+                icp(p.ledger),
+                icp(p.escrow),
+                icp(p.stake),
+                change
+            );
+        }
+        println!(
+            "{:<16} {:>12} {:>14}",
+            "ledger fees",
+            "",
+            format!("{} burned", icp(fees))
+        );
+        println!(
+            "\naudit: total supply {} ICP = minted {} − fees {}; escrow holds exactly its {} ICP of liabilities; \
+             registry holds exactly {} ICP of stakes; {} locks (jobs and reservations), {} ICP paid to providers, {} slash(es), nothing pending",
+            icp(audit.total_supply),
+            icp(audit.minted),
+            icp(audit.burned_and_fees),
+            icp(audit.escrow_liabilities),
+            icp(audit.stakes),
+            audit.jobs,
+            icp(audit.released),
+            audit.slashes
+        );
+    }
+    let page: EventPage<MatcherEvent> =
+        d.net
+            .query(ids.matcher, "get_events", &PageRequest::default())?;
+    let events = page.events.into_iter().map(|e| e.event).collect();
+    Ok(Report {
+        parties,
+        sha256_output,
+        callback_output,
+        long_job: long,
+        events,
+        audit,
+        fees,
+        dao,
+    })
+}

@@ -1,0 +1,52 @@
+//! Shared helpers of the devnet tests: loading canister .wasm files and
+//! setting up a devnet with probe canisters.
+
+#![allow(dead_code, unused_imports)]
+
+use candid::Principal;
+use devnet::Devnet;
+
+pub use market_artifacts::canister_wasm;
+
+/// The probe canister's .wasm.
+pub fn probe_wasm() -> Vec<u8> {
+    canister_wasm("probe-canister")
+}
+
+pub use probe_canister::{CallOutcome, ProbeArg};
+
+/// The controller used by the tests.
+pub fn admin() -> Principal {
+    Principal::from_slice(&[0xad; 29])
+}
+
+/// A user principal.
+pub fn user() -> Principal {
+    Principal::from_slice(&[0x05; 29])
+}
+
+/// Creates and installs a probe canister labelled `label`.
+pub fn install_probe(dn: &mut Devnet, label: &str) -> Principal {
+    let arg = Some(ProbeArg {
+        label: label.to_string(),
+    });
+    dn.deploy(admin(), &probe_wasm(), &arg)
+        .expect("install probe")
+}
+
+/// Candid encoding of no arguments.
+pub fn no_args() -> Vec<u8> {
+    candid::encode_args(()).unwrap()
+}
+
+pub fn get(dn: &mut Devnet, c: Principal) -> u64 {
+    dn.query(c, user(), "get", &()).expect("get")
+}
+
+pub fn inc(dn: &mut Devnet, c: Principal) -> u64 {
+    dn.update(c, user(), "inc", &()).expect("inc")
+}
+
+pub fn events(dn: &mut Devnet, c: Principal) -> Vec<String> {
+    dn.query(c, user(), "events", &()).expect("events")
+}

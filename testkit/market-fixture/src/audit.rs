@@ -1,0 +1,638 @@
+//! The money-conservation audit: after any sequence of
+//! operations, faults and upgrades, once retries have converged,
+//!
+//! - the ledger created and destroyed nothing: the sum of every account it
+//!   ever touched equals its total supply, which equals what was minted minus
+//!   what was burned and paid in fees;
+//! - the escrow's main account holds exactly its liabilities (free,
+//!   claimable and locked balances), with no ledger call pending and nothing
+//!   left un-notified in deposit subaccounts;
+//! - each provider's stake account holds exactly its stake, with no ledger
+//!   call pending;
+//! - every escrow lock belongs to a job or reservation the matcher funded,
+//!   and every such job has its lock: it paid out exactly the intervals the
+//!   matcher recorded as paid and never more than it held, and it is settled
+//!   exactly when the job is finished; the matcher's outbox is empty;
+//! - the registry slashed each missed deadline at most once, only deadlines
+//!   the matcher recorded, each for the amount the matcher recorded, to the
+//!   job owner's deposit account, and, where the matcher's log has the
+//!   assignment's price, never more than the matcher asked for (that price
+//!   times `slash_multiple`); its slash counters and each provider's
+//!   `slashed_total` add up to its `Slashed` events.
+//!
+//! [`MarketFixture::audit_in_flight`] checks the part of this that holds at every
+//! moment, retries pending or not.
+
+use crate::ledger_types::{ListBlocksArgs, ListBlocksResult, Operation};
+use crate::{Error, MarketFixture, Result, nat};
+use candid::{CandidType, Nat, Principal};
+use market_api::escrow::{EscrowEvent, JobLock, PendingOperation};
+use market_api::matcher::{Job, JobKind, MatcherEvent, MatcherInit, Reservation};
+use market_api::registry::{ListProvidersArgs, Provider, ProviderPage, RegistryEvent};
+use market_api::{Account, EventPage, HttpRequest, HttpResponse, JobId, PageRequest, Tokens};
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Totals found by a passing [`MarketFixture::audit`] (or, for the fields it
+/// checks, [`MarketFixture::audit_in_flight`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Audit {
+    /// The ledger's total supply.
+    pub total_supply: Tokens,
+    /// Minted so far.
+    pub minted: Tokens,
+    /// Burned and paid in fees so far.
+    pub burned_and_fees: Tokens,
+    /// What the escrow owes its users (only set by [`MarketFixture::audit`]).
+    pub escrow_liabilities: Tokens,
+    /// Stake held by the registry (only set by [`MarketFixture::audit`]).
+    pub stakes: Tokens,
+    /// Jobs and reservations whose locks were checked.
+    pub jobs: usize,
+    /// Intervals paid, over all jobs.
+    pub released: Tokens,
+    /// Deadlines the matcher recorded as missed (its `DeadlineMissed`
+    /// events, slashes that took nothing included).
+    pub slashes: usize,
+    /// Stake taken by the registry's slashes (its `Slashed` events).
+    pub slashed: Tokens,
+    /// Locks the escrow made (its `Locked` events).
+    pub locks: usize,
+}
+
+fn fail(what: impl Into<String>) -> Error {
+    Error::Audit(what.into())
+}
+
+fn metric(text: &str, prefix: &str) -> Option<u128> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// The ledger's side of the audit, which holds at every moment (the ledger
+/// never waits on another canister).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LedgerAudit {
+    /// Every account the ledger's log mentions, with its balance.
+    pub balances: BTreeMap<Account, Tokens>,
+    /// The ledger's total supply.
+    pub total_supply: Tokens,
+    /// Minted so far.
+    pub minted: Tokens,
+    /// Burned and paid in fees so far.
+    pub burned_and_fees: Tokens,
+}
+
+/// What the matcher's event log says about jobs, payments and deadlines.
+#[derive(Default)]
+struct MatcherLog {
+    /// Jobs and reservations whose lock the matcher confirmed, with the
+    /// amount it locked first.
+    funded: BTreeMap<JobId, Tokens>,
+    /// Which of them are reservations.
+    reservations: BTreeSet<JobId>,
+    /// Intervals paid per job.
+    paid: BTreeMap<JobId, Tokens>,
+    /// Assignments whose bond held: (job, attempt) to (provider, price).
+    assigned: BTreeMap<(JobId, u32), (Principal, Tokens)>,
+    /// Missed deadlines: (job, attempt) to (provider, amount slashed).
+    missed: BTreeMap<(JobId, u32), (Principal, Tokens)>,
+}
+
+/// One `Slashed` event of the registry.
+struct RegistrySlash {
+    key: String,
+    provider: Principal,
+    amount: Tokens,
+    beneficiary: Account,
+}
+
+/// The (job, attempt) a slash key names: the matcher slashes a missed
+/// deadline under `job/<job>/slash/<attempt>`.
+fn slash_deadline(key: &str) -> Option<(JobId, u32)> {
+    let rest = key.strip_prefix("job/")?;
+    let (job, attempt) = rest.split_once("/slash/")?;
+    Some((job.parse().ok()?, attempt.parse().ok()?))
+}
+
+/// The job a lock key names: the matcher locks under `job/<job>`.
+fn lock_job(key: &str) -> Option<JobId> {
+    key.strip_prefix("job/")?.parse().ok()
+}
+
+impl MarketFixture {
+    /// A canister's `/metrics` text.
+    pub fn metrics(&self, canister: Principal) -> Result<String> {
+        let req = HttpRequest {
+            method: "GET".into(),
+            url: "/metrics".into(),
+            headers: vec![],
+            body: vec![],
+        };
+        let resp: HttpResponse = self.query(canister, "http_request", &req)?;
+        String::from_utf8(resp.body).map_err(|_| fail("metrics are not UTF-8"))
+    }
+
+    /// Every event of a canister's `get_events` log, in order.
+    fn events<E: CandidType + DeserializeOwned>(&self, canister: Principal) -> Result<Vec<E>> {
+        let mut out = vec![];
+        let mut start = Some(0u64);
+        while let Some(s) = start {
+            let page: EventPage<E> = self.query(
+                canister,
+                "get_events",
+                &PageRequest {
+                    start: Some(s),
+                    limit: None,
+                },
+            )?;
+            out.extend(page.events.into_iter().map(|e| e.event));
+            start = page.next;
+        }
+        Ok(out)
+    }
+
+    /// Every provider the registry knows.
+    fn providers(&self) -> Result<Vec<Provider>> {
+        let mut out = vec![];
+        let mut start_after = None;
+        loop {
+            let page: ProviderPage = self.query(
+                self.ids.registry,
+                "list_providers",
+                &ListProvidersArgs {
+                    start_after,
+                    ..Default::default()
+                },
+            )?;
+            out.extend(page.providers);
+            start_after = page.next;
+            if start_after.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Every account the ledger's log mentions, with what was minted and
+    /// what was burned or paid in fees.
+    fn ledger_accounts(&self) -> Result<(BTreeSet<Account>, Tokens, Tokens)> {
+        let (mut accounts, mut minted, mut gone) = (BTreeSet::new(), 0u128, 0u128);
+        let mut start = 0u64;
+        loop {
+            let page: ListBlocksResult = self.query(
+                self.ids.ledger,
+                "list_blocks",
+                &ListBlocksArgs {
+                    start,
+                    length: 1000,
+                },
+            )?;
+            for b in &page.blocks {
+                match &b.operation {
+                    Operation::Mint { to, amount } => {
+                        accounts.insert(*to);
+                        minted += u128::from(*amount);
+                    }
+                    Operation::Burn { from, amount, .. } => {
+                        accounts.insert(*from);
+                        gone += u128::from(*amount);
+                    }
+                    Operation::Transfer { from, to, fee, .. } => {
+                        accounts.insert(*from);
+                        accounts.insert(*to);
+                        gone += u128::from(*fee);
+                    }
+                    Operation::Approve { from, fee, .. } => {
+                        accounts.insert(*from);
+                        gone += u128::from(*fee);
+                    }
+                }
+            }
+            start += page.blocks.len() as u64;
+            if page.blocks.is_empty() || start >= page.log_length {
+                break;
+            }
+        }
+        Ok((accounts, minted, gone))
+    }
+
+    /// Steps waiting in the matcher's outbox.
+    pub fn outbox_steps(&self) -> Result<u128> {
+        let text = self.metrics(self.ids.matcher)?;
+        Ok(metric(&text, "matcher_outbox_steps ").unwrap_or(0))
+    }
+
+    /// The ledger created and destroyed nothing: its accounts sum to its
+    /// total supply, which is what was minted less burns and fees. Holds at
+    /// any moment, retries pending or not.
+    pub fn audit_ledger(&self) -> Result<LedgerAudit> {
+        let (accounts, minted, gone) = self.ledger_accounts()?;
+        let supply: Nat = self.query(self.ids.ledger, "icrc1_total_supply", &())?;
+        let total_supply = nat(&supply);
+        let mut balances = BTreeMap::new();
+        for a in &accounts {
+            balances.insert(*a, self.balance(*a)?);
+        }
+        let sum: Tokens = balances.values().sum();
+        if sum != total_supply || minted.checked_sub(gone) != Some(total_supply) {
+            return Err(fail(format!(
+                "ledger: accounts hold {sum}, total supply {total_supply}, minted {minted} less burned and fees {gone}"
+            )));
+        }
+        Ok(LedgerAudit {
+            balances,
+            total_supply,
+            minted,
+            burned_and_fees: gone,
+        })
+    }
+
+    /// The matcher's event log, read once; fails if it records one deadline
+    /// as missed twice.
+    fn matcher_log(&self) -> Result<MatcherLog> {
+        let mut log = MatcherLog::default();
+        for e in self.events::<MatcherEvent>(self.ids.matcher)? {
+            match e {
+                MatcherEvent::JobSubmitted {
+                    job_id, max_cost, ..
+                } => {
+                    log.funded.insert(job_id, max_cost);
+                }
+                MatcherEvent::ReservationMade {
+                    reservation,
+                    locked,
+                    ..
+                } => {
+                    log.funded.insert(reservation, locked);
+                    log.reservations.insert(reservation);
+                }
+                MatcherEvent::IntervalPaid { job_id, amount, .. } => {
+                    *log.paid.entry(job_id).or_default() += amount;
+                }
+                MatcherEvent::JobAssigned {
+                    job_id,
+                    provider,
+                    attempt,
+                    price_per_interval,
+                } => {
+                    log.assigned
+                        .insert((job_id, attempt), (provider, price_per_interval));
+                }
+                MatcherEvent::DeadlineMissed {
+                    job_id,
+                    provider,
+                    attempt,
+                    slashed,
+                } if log
+                    .missed
+                    .insert((job_id, attempt), (provider, slashed))
+                    .is_some() =>
+                {
+                    return Err(fail(format!(
+                        "matcher: job {job_id} attempt {attempt} slashed twice"
+                    )));
+                }
+                _ => {}
+            }
+        }
+        Ok(log)
+    }
+
+    /// The registry's slashes against the matcher's deadlines, in the part
+    /// that holds at any moment: one slash per key and per deadline, each
+    /// naming a deadline of a job the matcher knows, taking no more than
+    /// the matcher asked (where its log has the assignment's price), paid
+    /// to the job owner's deposit account; every
+    /// slash the matcher recorded is the registry's, for the same provider
+    /// and amount; the registry's counters and providers' totals add up.
+    /// With `converged`, the registry must also hold no slash the matcher
+    /// has not recorded.
+    fn check_slashes(
+        &self,
+        log: &MatcherLog,
+        providers: &[Provider],
+        audit: &mut Audit,
+        converged: bool,
+    ) -> Result<()> {
+        let ids = self.ids;
+        let mut by_deadline: BTreeMap<(JobId, u32), RegistrySlash> = BTreeMap::new();
+        let mut per_provider: BTreeMap<Principal, Tokens> = BTreeMap::new();
+        let mut keys = BTreeSet::new();
+        for e in self.events::<RegistryEvent>(ids.registry)? {
+            let RegistryEvent::Slashed {
+                key,
+                provider,
+                amount,
+                beneficiary,
+                ..
+            } = e
+            else {
+                continue;
+            };
+            if !keys.insert(key.clone()) {
+                return Err(fail(format!("registry: slashed twice under key {key}")));
+            }
+            let deadline = slash_deadline(&key)
+                .ok_or_else(|| fail(format!("registry: slash under key {key}, no deadline")))?;
+            *per_provider.entry(provider).or_default() += amount;
+            audit.slashed += amount;
+            let slash = RegistrySlash {
+                key,
+                provider,
+                amount,
+                beneficiary,
+            };
+            if let Some(first) = by_deadline.insert(deadline, slash) {
+                return Err(fail(format!(
+                    "registry: job {} attempt {} slashed twice (keys {} and {})",
+                    deadline.0, deadline.1, first.key, by_deadline[&deadline].key
+                )));
+            }
+        }
+
+        let text = self.metrics(ids.registry)?;
+        let total = metric(&text, "registry_slashed_e8s_total ").unwrap_or(0);
+        let count = metric(&text, "registry_slashes_total ").unwrap_or(0);
+        if total != audit.slashed || count != by_deadline.len() as u128 {
+            return Err(fail(format!(
+                "registry: counters say {count} slashes of {total}, its log {} of {}",
+                by_deadline.len(),
+                audit.slashed
+            )));
+        }
+        for p in providers {
+            let logged = per_provider.get(&p.id).copied().unwrap_or(0);
+            if p.slashed_total != logged {
+                return Err(fail(format!(
+                    "registry: {} has slashed_total {}, its Slashed events {logged}",
+                    p.id, p.slashed_total
+                )));
+            }
+        }
+
+        let config: MatcherInit = self.query(ids.matcher, "get_config", &())?;
+        for (&(job_id, attempt), s) in &by_deadline {
+            let job: Option<Job> = self.query(ids.matcher, "get_job", &job_id)?;
+            let job = job.ok_or_else(|| {
+                fail(format!(
+                    "registry: slash {} of a job the matcher doesn't know",
+                    s.key
+                ))
+            })?;
+            let owed_to = Account {
+                owner: ids.escrow,
+                subaccount: market_api::escrow::deposit_subaccount(job.owner),
+            };
+            if s.beneficiary != owed_to {
+                return Err(fail(format!(
+                    "registry: slash {} paid {:?}, not job {job_id}'s owner's deposit account",
+                    s.key, s.beneficiary
+                )));
+            }
+            if let Some(&(provider, price)) = log.assigned.get(&(job_id, attempt)) {
+                let asked = price.saturating_mul(Tokens::from(config.slash_multiple));
+                if provider != s.provider || s.amount > asked {
+                    return Err(fail(format!(
+                        "registry: slash {} took {} from {}; the matcher assigned attempt {attempt} to {provider} at {price}, so asked {asked}",
+                        s.key, s.amount, s.provider
+                    )));
+                }
+            }
+            match log.missed.get(&(job_id, attempt)) {
+                Some(&(provider, slashed)) if provider != s.provider || slashed != s.amount => {
+                    return Err(fail(format!(
+                        "registry: slash {} took {} from {}, the matcher recorded {slashed} from {provider}",
+                        s.key, s.amount, s.provider
+                    )));
+                }
+                None if converged => {
+                    return Err(fail(format!(
+                        "registry: slash {} took {} from {}, a deadline the matcher never recorded as missed",
+                        s.key, s.amount, s.provider
+                    )));
+                }
+                _ => {}
+            }
+        }
+        for (&(job_id, attempt), &(provider, slashed)) in &log.missed {
+            if slashed > 0 && !by_deadline.contains_key(&(job_id, attempt)) {
+                return Err(fail(format!(
+                    "matcher: job {job_id} attempt {attempt} slashed {slashed} from {provider}, but the registry has no such slash"
+                )));
+            }
+        }
+        audit.slashes = log.missed.len();
+        Ok(())
+    }
+
+    /// Every escrow lock against the matcher's jobs, in the part that holds
+    /// at any moment: the escrow's log lists every lock once (its `Locked`
+    /// events match its lock count), each lock's key names a job or
+    /// reservation the matcher knows, of the same buyer and ledger, and no
+    /// lock paid out more than it held. With `converged`, each lock must
+    /// also belong to a job or reservation the matcher funded, for the
+    /// amount it asked. Returns the locks by job.
+    fn check_locks(
+        &self,
+        log: &MatcherLog,
+        audit: &mut Audit,
+        converged: bool,
+    ) -> Result<BTreeMap<JobId, JobLock>> {
+        let ids = self.ids;
+        let mut locks = BTreeMap::new();
+        for e in self.events::<EscrowEvent>(ids.escrow)? {
+            let EscrowEvent::Locked {
+                job_key,
+                buyer,
+                ledger,
+                amount,
+            } = e
+            else {
+                continue;
+            };
+            let id = lock_job(&job_key)
+                .ok_or_else(|| fail(format!("escrow: lock {job_key} names no matcher job")))?;
+            let job: Option<Job> = self.query(ids.matcher, "get_job", &id)?;
+            let job = job.ok_or_else(|| {
+                fail(format!(
+                    "escrow: lock {job_key} holds {amount} of {buyer}'s for a job the matcher doesn't have"
+                ))
+            })?;
+            if !matches!(job.kind, JobKind::OneOff | JobKind::Reservation)
+                || job.owner != buyer
+                || job.spec.ledger != ledger
+            {
+                return Err(fail(format!(
+                    "escrow: lock {job_key} of {buyer} on {ledger} belongs to no job of theirs: the matcher has {:?} of {} on {}",
+                    job.kind, job.owner, job.spec.ledger
+                )));
+            }
+            if converged && log.funded.get(&id) != Some(&amount) {
+                return Err(fail(format!(
+                    "escrow: lock {job_key} holds {amount} of {buyer}'s, but the matcher funded {:?} for it",
+                    log.funded.get(&id)
+                )));
+            }
+            let lock: Option<JobLock> = self.query(ids.escrow, "get_lock", &job_key)?;
+            let lock =
+                lock.ok_or_else(|| fail(format!("escrow: lock {job_key} logged, not kept")))?;
+            if lock.released + lock.refunded > lock.total {
+                return Err(fail(format!(
+                    "escrow: lock {job_key} paid and refunded more than it held: {lock:?}"
+                )));
+            }
+            if locks.insert(id, lock).is_some() {
+                return Err(fail(format!("escrow: {job_key} locked twice")));
+            }
+        }
+        let text = self.metrics(ids.escrow)?;
+        let count = metric(&text, "escrow_locks ").unwrap_or(0);
+        if count != locks.len() as u128 {
+            return Err(fail(format!(
+                "escrow: {count} locks, but {} in its log",
+                locks.len()
+            )));
+        }
+        audit.locks = locks.len();
+        Ok(locks)
+    }
+
+    /// What holds at every moment, even with retries pending and calls
+    /// lost: the ledger's conservation ([`MarketFixture::audit_ledger`]), the
+    /// registry's slashes against the matcher's deadlines, and the escrow's
+    /// locks against the matcher's jobs (see the module docs).
+    pub fn audit_in_flight(&self) -> Result<Audit> {
+        let ledger = self.audit_ledger()?;
+        let mut audit = Audit {
+            total_supply: ledger.total_supply,
+            minted: ledger.minted,
+            burned_and_fees: ledger.burned_and_fees,
+            ..Audit::default()
+        };
+        let log = self.matcher_log()?;
+        let providers = self.providers()?;
+        self.check_slashes(&log, &providers, &mut audit, false)?;
+        self.check_locks(&log, &mut audit, false)?;
+        Ok(audit)
+    }
+
+    /// Checks the conservation invariant across the ledger and all three
+    /// canisters (see the module docs). Call it once the marketplace is
+    /// quiet: pending retries make it fail, naming what is pending.
+    pub fn audit(&self) -> Result<Audit> {
+        let ids = self.ids;
+        let ledger = self.audit_ledger()?;
+        let balances = ledger.balances;
+        let mut audit = Audit {
+            total_supply: ledger.total_supply,
+            minted: ledger.minted,
+            burned_and_fees: ledger.burned_and_fees,
+            ..Audit::default()
+        };
+
+        // The escrow.
+        let pending: Vec<PendingOperation> =
+            self.query(ids.escrow, "pending_operations", &PageRequest::default())?;
+        if !pending.is_empty() {
+            return Err(fail(format!("escrow: ledger calls pending: {pending:?}")));
+        }
+        let text = self.metrics(ids.escrow)?;
+        let prefix = format!("escrow_liabilities{{ledger=\"{}\"", ids.ledger);
+        audit.escrow_liabilities =
+            metric(&text, &prefix).ok_or_else(|| fail("escrow: no liabilities metric"))?;
+        let main = balances
+            .get(&crate::account(ids.escrow))
+            .copied()
+            .unwrap_or(0);
+        if main != audit.escrow_liabilities {
+            return Err(fail(format!(
+                "escrow: main account holds {main}, liabilities are {}",
+                audit.escrow_liabilities
+            )));
+        }
+        let unnotified: Tokens = balances
+            .iter()
+            .filter(|(a, _)| a.owner == ids.escrow && a.subaccount.is_some())
+            .map(|(_, b)| b)
+            .sum();
+        if unnotified != 0 {
+            return Err(fail(format!(
+                "escrow: {unnotified} sits in deposit accounts, not notified"
+            )));
+        }
+
+        // The registry.
+        let registry_held: Tokens = balances
+            .iter()
+            .filter(|(a, _)| a.owner == ids.registry)
+            .map(|(_, b)| b)
+            .sum();
+        let providers = self.providers()?;
+        for p in &providers {
+            if let Some(op) = &p.pending_operation {
+                return Err(fail(format!("registry: {} has {op:?} pending", p.id)));
+            }
+            audit.stakes += p.stake.free
+                + p.stake.bonded
+                + p.stake.unbonding.iter().map(|u| u.amount).sum::<Tokens>();
+        }
+        if registry_held != audit.stakes {
+            return Err(fail(format!(
+                "registry: its accounts hold {registry_held}, stakes are {}",
+                audit.stakes
+            )));
+        }
+
+        // The matcher, the registry's slashes and the escrow's locks.
+        let steps = self.outbox_steps()?;
+        if steps != 0 {
+            return Err(fail(format!("matcher: {steps} outbox steps pending")));
+        }
+        let log = self.matcher_log()?;
+        self.check_slashes(&log, &providers, &mut audit, true)?;
+        let locks = self.check_locks(&log, &mut audit, true)?;
+        for id in log.funded.keys() {
+            let lock = locks
+                .get(id)
+                .ok_or_else(|| fail(format!("job {id}: no escrow lock")))?;
+            let job: Option<Job> = self.query(ids.matcher, "get_job", id)?;
+            let job = job.ok_or_else(|| fail(format!("job {id}: unknown to the matcher")))?;
+            let recorded = log.paid.get(id).copied().unwrap_or(0);
+            if lock.released != recorded || lock.released > lock.total {
+                return Err(fail(format!(
+                    "job {id}: escrow released {} of {}, matcher recorded {recorded} paid",
+                    lock.released, lock.total
+                )));
+            }
+            if job.status.is_terminal() != lock.settled {
+                return Err(fail(format!(
+                    "job {id}: status {:?} but lock settled = {}",
+                    job.status, lock.settled
+                )));
+            }
+            if lock.settled && lock.released + lock.refunded != lock.total {
+                return Err(fail(format!(
+                    "job {id}: settled lock {lock:?} doesn't add up"
+                )));
+            }
+            if log.reservations.contains(id) {
+                // A reservation's slots draw on its lock: what they show as
+                // paid is what the escrow released, and its extensions are
+                // all in the lock.
+                let r: Option<Reservation> = self.query(ids.matcher, "get_reservation", id)?;
+                let r = r.ok_or_else(|| fail(format!("reservation {id}: unknown")))?;
+                if r.paid != lock.released || r.locked != lock.total {
+                    return Err(fail(format!(
+                        "reservation {id}: paid {} of {} locked, but the escrow's lock {lock:?}",
+                        r.paid, r.locked
+                    )));
+                }
+            }
+            audit.released += lock.released;
+        }
+        audit.jobs = log.funded.len();
+        Ok(audit)
+    }
+}

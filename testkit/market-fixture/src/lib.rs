@@ -1,0 +1,572 @@
+//! The whole marketplace on an in-process [`Devnet`]: the local ICRC-1/2
+//! ledger, the registry, the escrow and the matcher, installed from their
+//! real `.wasm` files and wired to each other, with typed calls for the
+//! steps every test and the demo repeat (minting, approving, depositing,
+//! registering and staking providers) and the money-conservation
+//! [`audit`](MarketFixture::audit).
+//!
+//! The devnet sits behind an `Arc<Mutex<..>>` so that provider nodes running
+//! on other threads (the provider node's devnet transport) share it with the
+//! test or demo that drives time.
+//!
+//! ```no_run
+//! use market_fixture::{MarketFixture, Settings};
+//! let net = MarketFixture::deploy(Settings::default()).unwrap();
+//! let buyer = market_fixture::principal(1);
+//! net.mint(buyer, 100_000_000).unwrap();
+//! net.deposit(buyer, 50_000_000).unwrap();
+//! net.audit().unwrap();
+//! ```
+
+mod audit;
+pub mod ledger_types;
+
+use ledger_types::{approve_args, local_icp, transfer_arg};
+
+pub use audit::{Audit, LedgerAudit};
+
+use candid::utils::{ArgumentDecoder, ArgumentEncoder};
+use candid::{CandidType, Nat, Principal};
+use devnet::{Devnet, DevnetConfig};
+use market_api::escrow::{Balance, DepositArgs, EscrowError, EscrowInit, LedgerInfo};
+use market_api::matcher::{JobLimits, JobSpec, MatcherError, MatcherInit, ModuleSource, OfferSpec};
+use market_api::registry::{ProviderProfile, RegistryError, RegistryInit};
+use market_api::{Account, OfferId, Tokens};
+use serde::de::DeserializeOwned;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// One ICP in e8s.
+pub const ICP: Tokens = 100_000_000;
+
+/// What went wrong in a market fixture step.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A canister module is missing: build it first.
+    #[error("cannot read {path}: {source}; build the canisters with scripts/build-canisters.sh")]
+    MissingModule {
+        /// The file looked for.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
+    /// Installing a canister failed.
+    #[error("installing {canister}: {message}")]
+    Install {
+        /// Which canister.
+        canister: &'static str,
+        /// The devnet's error.
+        message: String,
+    },
+    /// A call was rejected or its reply did not decode.
+    #[error("{method}: {message}")]
+    Call {
+        /// The method called.
+        method: String,
+        /// The devnet's error.
+        message: String,
+    },
+    /// A canister answered with an error.
+    #[error("{method} refused: {message}")]
+    Refused {
+        /// The method called.
+        method: String,
+        /// The canister's error, debug-printed.
+        message: String,
+    },
+    /// The money-conservation audit found a discrepancy.
+    #[error("audit: {0}")]
+    Audit(String),
+}
+
+/// Result of a market fixture step.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The marketplace's parameters on this market fixture.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The ledger's transfer fee.
+    pub fee: Tokens,
+    /// Smallest stake keeping a provider eligible.
+    pub min_stake: Tokens,
+    /// Unbonding period of unstaked tokens.
+    pub unbonding_period_secs: u64,
+    /// Grace after an interval before a missing heartbeat counts as missed.
+    pub grace_secs: u64,
+    /// Stake bonded per job, in intervals' prices.
+    pub bond_multiple: u32,
+    /// Stake slashed per missed deadline, in intervals' prices.
+    pub slash_multiple: u32,
+    /// The devnet's limits.
+    pub devnet: DevnetConfig,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            fee: 10_000,
+            min_stake: 10 * ICP,
+            unbonding_period_secs: 7 * 86_400,
+            grace_secs: 30,
+            bond_multiple: 10,
+            slash_multiple: 5,
+            devnet: DevnetConfig::default(),
+        }
+    }
+}
+
+/// The installed canisters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CanisterIds {
+    /// The local ICRC-1/2 ledger (ICP).
+    pub ledger: Principal,
+    /// The provider registry.
+    pub registry: Principal,
+    /// The payment escrow.
+    pub escrow: Principal,
+    /// The matcher.
+    pub matcher: Principal,
+}
+
+/// A devnet shared between threads.
+pub type SharedDevnet = Arc<Mutex<Devnet>>;
+
+/// The marketplace deployed on a devnet.
+pub struct MarketFixture {
+    devnet: SharedDevnet,
+    /// The canisters.
+    pub ids: CanisterIds,
+    /// The parameters it was deployed with.
+    pub settings: Settings,
+}
+
+/// A deterministic test principal (29 bytes, like a self-authenticating one).
+pub fn principal(n: u8) -> Principal {
+    Principal::from_slice(&[n; 29])
+}
+
+/// The controller of every canister the market fixture installs.
+pub fn admin() -> Principal {
+    principal(0xAD)
+}
+
+/// The ledger's minting account's owner.
+pub fn minter() -> Principal {
+    principal(0x0E)
+}
+
+/// The default account of `owner`.
+pub fn account(owner: Principal) -> Account {
+    Account {
+        owner,
+        subaccount: None,
+    }
+}
+
+/// Reads a built canister module (see [`market_artifacts::canister_dir`]).
+pub fn canister_wasm(name: &str) -> Result<Vec<u8>> {
+    market_artifacts::read_canister(name).map_err(|source| Error::MissingModule {
+        path: market_artifacts::canister_path(name),
+        source,
+    })
+}
+
+fn call_error(method: &str, e: impl std::fmt::Display) -> Error {
+    Error::Call {
+        method: method.into(),
+        message: e.to_string(),
+    }
+}
+
+fn refused(method: &str, e: impl std::fmt::Debug) -> Error {
+    Error::Refused {
+        method: method.into(),
+        message: format!("{e:?}"),
+    }
+}
+
+impl MarketFixture {
+    /// Creates a devnet and installs the ledger, registry, escrow and
+    /// matcher, each knowing the others; the escrow whitelists the ledger.
+    pub fn deploy(settings: Settings) -> Result<MarketFixture> {
+        let mut dn = Devnet::with_config(settings.devnet.clone());
+        let install = |dn: &mut Devnet, id, name: &'static str, arg: Vec<u8>| {
+            let wasm = canister_wasm(name)?;
+            dn.install_canister(id, &wasm, arg, admin())
+                .map_err(|e| Error::Install {
+                    canister: name,
+                    message: e.to_string(),
+                })
+        };
+        let ids = CanisterIds {
+            ledger: dn.create_canister(vec![admin()]),
+            registry: dn.create_canister(vec![admin()]),
+            escrow: dn.create_canister(vec![admin()]),
+            matcher: dn.create_canister(vec![admin()]),
+        };
+        let enc = |v: &dyn Fn() -> candid::Result<Vec<u8>>| {
+            v().map_err(|e| call_error("encode init argument", e))
+        };
+        let ledger_arg =
+            enc(&|| candid::encode_one(local_icp(settings.fee, account(minter()), vec![])))?;
+        install(&mut dn, ids.ledger, "ledger", ledger_arg)?;
+        let registry_arg = enc(&|| {
+            candid::encode_one(RegistryInit {
+                ledger: ids.ledger,
+                matcher: Some(ids.matcher),
+                min_stake: settings.min_stake,
+                unbonding_period_secs: Some(settings.unbonding_period_secs),
+            })
+        })?;
+        install(&mut dn, ids.registry, "registry", registry_arg)?;
+        let escrow_arg = enc(&|| {
+            candid::encode_one(EscrowInit {
+                matcher: Some(ids.matcher),
+                ledgers: vec![],
+            })
+        })?;
+        install(&mut dn, ids.escrow, "escrow", escrow_arg)?;
+        let matcher_arg = enc(&|| {
+            candid::encode_one(MatcherInit {
+                registry: ids.registry,
+                escrow: ids.escrow,
+                grace_secs: settings.grace_secs,
+                bond_multiple: settings.bond_multiple,
+                slash_multiple: settings.slash_multiple,
+                stake_ledger: ids.ledger,
+            })
+        })?;
+        install(&mut dn, ids.matcher, "matcher", matcher_arg)?;
+        let net = MarketFixture {
+            devnet: Arc::new(Mutex::new(dn)),
+            ids,
+            settings,
+        };
+        let info: std::result::Result<LedgerInfo, EscrowError> =
+            net.update(ids.escrow, admin(), "add_ledger", &ids.ledger)?;
+        info.map_err(|e| refused("add_ledger", e))?;
+        Ok(net)
+    }
+
+    /// The devnet, shared (for provider nodes on other threads).
+    pub fn shared(&self) -> SharedDevnet {
+        self.devnet.clone()
+    }
+
+    /// Locks the devnet for direct use (time, faults, upgrades, ticks).
+    pub fn devnet(&self) -> MutexGuard<'_, Devnet> {
+        // A panic while holding the lock (a failed assertion in another
+        // thread) leaves the devnet itself consistent: every message is atomic.
+        self.devnet.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An update call with one argument and one result.
+    pub fn update<A: CandidType, R: CandidType + DeserializeOwned>(
+        &self,
+        canister: Principal,
+        caller: Principal,
+        method: &str,
+        arg: &A,
+    ) -> Result<R> {
+        self.devnet()
+            .update(canister, caller, method, arg)
+            .map_err(|e| call_error(method, e))
+    }
+
+    /// An update call with a tuple of arguments and of results.
+    pub fn update_args<A: ArgumentEncoder, R: for<'a> ArgumentDecoder<'a>>(
+        &self,
+        canister: Principal,
+        caller: Principal,
+        method: &str,
+        args: A,
+    ) -> Result<R> {
+        self.devnet()
+            .update_args(canister, caller, method, args)
+            .map_err(|e| call_error(method, e))
+    }
+
+    /// A query with one argument and one result.
+    pub fn query<A: CandidType, R: CandidType + DeserializeOwned>(
+        &self,
+        canister: Principal,
+        method: &str,
+        arg: &A,
+    ) -> Result<R> {
+        self.devnet()
+            .query(canister, admin(), method, arg)
+            .map_err(|e| call_error(method, e))
+    }
+
+    /// A query with a tuple of arguments and of results.
+    pub fn query_args<A: ArgumentEncoder, R: for<'a> ArgumentDecoder<'a>>(
+        &self,
+        canister: Principal,
+        method: &str,
+        args: A,
+    ) -> Result<R> {
+        self.devnet()
+            .query_args(canister, admin(), method, args)
+            .map_err(|e| call_error(method, e))
+    }
+
+    /// Moves the devnet's clock forward and runs everything that became due
+    /// (timers, deadlines, queued messages).
+    pub fn advance(&self, by: Duration) {
+        let mut dn = self.devnet();
+        dn.advance_time(by);
+        dn.tick();
+    }
+
+    /// Lets the matcher's outbox drain: runs messages and timers, a second
+    /// of devnet time at a time, until no step is pending (at most 30 s).
+    pub fn settle_outbox(&self) {
+        for _ in 0..30 {
+            self.tick();
+            if self.outbox_steps().is_ok_and(|n| n == 0) {
+                return;
+            }
+            self.advance(Duration::from_secs(1));
+        }
+    }
+
+    /// Moves the clock `secs` seconds in steps of 5, letting timers fire
+    /// along the way.
+    pub fn wait_secs(&self, secs: u64) {
+        for _ in 0..secs / 5 {
+            self.advance(Duration::from_secs(5));
+        }
+        self.advance(Duration::from_secs(secs % 5));
+    }
+
+    /// Runs queued messages and due timers without moving the clock.
+    pub fn tick(&self) {
+        self.devnet().tick();
+    }
+
+    /// The devnet's time in nanoseconds since the epoch.
+    pub fn time_ns(&self) -> u64 {
+        self.devnet().time_nanos()
+    }
+
+    /// A job on a module fetched by URL (which no provider here runs):
+    /// 64 MiB, 1,000 fuel per interval, paid with this market's ledger, no
+    /// stake required, no retries, no callback.
+    pub fn url_job(&self, interval_secs: u64, max_intervals: u32, max_price: Tokens) -> JobSpec {
+        JobSpec {
+            module: ModuleSource::Url {
+                url: "https://example.org/job.wasm".into(),
+                sha256: [7; 32],
+            },
+            input: vec![],
+            args: vec![],
+            env: vec![],
+            limits: JobLimits {
+                memory_mib: 64,
+                fuel_per_interval: 1_000,
+            },
+            interval_secs,
+            max_intervals,
+            max_price_per_interval: max_price,
+            ledger: self.ids.ledger,
+            min_provider_stake: 0,
+            max_retries: 0,
+            callback: None,
+        }
+    }
+
+    /// Mints `amount` to `owner`'s default account.
+    pub fn mint(&self, owner: Principal, amount: Tokens) -> Result<u128> {
+        self.transfer(minter(), account(owner), amount)
+    }
+
+    /// An ICRC-1 transfer from `from`'s default account; returns the block.
+    pub fn transfer(&self, from: Principal, to: Account, amount: Tokens) -> Result<u128> {
+        let arg = transfer_arg(to, amount);
+        let r: std::result::Result<Nat, candid::IDLValue> =
+            self.update(self.ids.ledger, from, "icrc1_transfer", &arg)?;
+        let block = r.map_err(|e| refused("icrc1_transfer", e))?;
+        Ok(nat(&block))
+    }
+
+    /// `account`'s balance on the ledger.
+    pub fn balance(&self, account: Account) -> Result<Tokens> {
+        let n: Nat = self.query(self.ids.ledger, "icrc1_balance_of", &account)?;
+        Ok(nat(&n))
+    }
+
+    /// Approves `spender` to take up to `amount` from `owner`'s default account.
+    pub fn approve(&self, owner: Principal, spender: Principal, amount: Tokens) -> Result<()> {
+        let arg = approve_args(account(spender), amount);
+        let r: std::result::Result<Nat, candid::IDLValue> =
+            self.update(self.ids.ledger, owner, "icrc2_approve", &arg)?;
+        r.map(|_| ()).map_err(|e| refused("icrc2_approve", e))
+    }
+
+    /// Pull deposit: approves the escrow and deposits `amount` of `owner`'s
+    /// ledger tokens into its escrow balance; returns the amount credited.
+    pub fn deposit(&self, owner: Principal, amount: Tokens) -> Result<Tokens> {
+        self.approve(owner, self.ids.escrow, amount + self.settings.fee)?;
+        let args = DepositArgs {
+            ledger: self.ids.ledger,
+            amount,
+            from_subaccount: None,
+        };
+        let r: std::result::Result<Tokens, EscrowError> =
+            self.update(self.ids.escrow, owner, "deposit", &args)?;
+        r.map_err(|e| refused("deposit", e))
+    }
+
+    /// `owner`'s escrow balance on the market fixture's ledger.
+    pub fn escrow_balance(&self, owner: Principal) -> Result<Balance> {
+        self.query_args(self.ids.escrow, "balance_of", (owner, self.ids.ledger))
+            .map(|(b,): (Balance,)| b)
+    }
+
+    /// Registers `provider` with `node` as the principal its daemon signs
+    /// heartbeats with.
+    pub fn register_provider(&self, provider: Principal, node: Principal) -> Result<()> {
+        let profile = ProviderProfile {
+            display_name: format!("provider {}", &provider.to_text()[..5]),
+            region: "local".into(),
+            node,
+            total_slots: 4,
+            memory_per_slot_mib: 512,
+            tags: vec![],
+            endpoint: None,
+        };
+        let r: std::result::Result<(), RegistryError> =
+            self.update(self.ids.registry, provider, "register_provider", &profile)?;
+        r.map_err(|e| refused("register_provider", e))
+    }
+
+    /// Approves the registry and stakes `amount` of `provider`'s tokens.
+    pub fn stake(&self, provider: Principal, amount: Tokens) -> Result<()> {
+        self.approve(provider, self.ids.registry, amount + self.settings.fee)?;
+        let r: std::result::Result<Nat, RegistryError> =
+            self.update(self.ids.registry, provider, "stake", &Nat::from(amount))?;
+        r.map(|_| ()).map_err(|e| refused("stake", e))
+    }
+
+    /// Mints, registers and stakes a provider in one step.
+    pub fn onboard_provider(
+        &self,
+        provider: Principal,
+        node: Principal,
+        stake: Tokens,
+    ) -> Result<()> {
+        self.mint(provider, stake + self.settings.fee * 2)?;
+        self.register_provider(provider, node)?;
+        self.stake(provider, stake)
+    }
+
+    /// Posts an offer for `provider`; returns its id.
+    pub fn post_offer(&self, provider: Principal, spec: &OfferSpec) -> Result<OfferId> {
+        let r: std::result::Result<OfferId, MatcherError> =
+            self.update(self.ids.matcher, provider, "post_offer", spec)?;
+        r.map_err(|e| refused("post_offer", e))
+    }
+
+    /// Installs the example client canister, controlled by `controller`.
+    pub fn deploy_example_client(&self, controller: Principal) -> Result<Principal> {
+        #[derive(CandidType)]
+        struct ClientInit {
+            ledger: Principal,
+            escrow: Principal,
+            matcher: Principal,
+        }
+        let wasm = canister_wasm("example-client")?;
+        let arg = candid::encode_one(ClientInit {
+            ledger: self.ids.ledger,
+            escrow: self.ids.escrow,
+            matcher: self.ids.matcher,
+        })
+        .map_err(|e| call_error("encode init argument", e))?;
+        let mut dn = self.devnet();
+        let id = dn.create_canister(vec![controller]);
+        dn.install_canister(id, &wasm, arg, controller)
+            .map_err(|e| Error::Install {
+                canister: "example-client",
+                message: e.to_string(),
+            })?;
+        Ok(id)
+    }
+}
+
+impl MarketFixture {
+    /// Installs the stand-in for an SNS DAO's governance canister
+    /// (`sns-governance-standin`), mints `treasury` to its default account
+    /// (the DAO's ICP treasury) and registers it in the matcher as DAO
+    /// `name`. Returns its id, the DAO's governance principal.
+    pub fn deploy_sns_dao(&self, name: &str, treasury: Tokens) -> Result<Principal> {
+        let wasm = canister_wasm("sns-governance-standin")?;
+        let id = {
+            let mut dn = self.devnet();
+            let id = dn.create_canister(vec![admin()]);
+            dn.install_canister(
+                id,
+                &wasm,
+                candid::encode_args(()).unwrap_or_default(),
+                admin(),
+            )
+            .map_err(|e| Error::Install {
+                canister: "sns-governance-standin",
+                message: e.to_string(),
+            })?;
+            id
+        };
+        if treasury > 0 {
+            self.mint(id, treasury)?;
+        }
+        let r: std::result::Result<(), MatcherError> = self.update(
+            self.ids.matcher,
+            admin(),
+            "register_dao",
+            &market_api::matcher::DaoRegistration {
+                governance: id,
+                name: name.into(),
+            },
+        )?;
+        r.map_err(|e| refused("register_dao", e))?;
+        Ok(id)
+    }
+}
+
+impl MarketFixture {
+    /// The stand-in DAO `governance` executes TransferSnsTreasuryFunds:
+    /// `amount` from its ICP treasury to the escrow's deposit account for
+    /// the DAO (with a u64 memo and no `created_at_time`, as the treasury's
+    /// legacy transfer); `notify_deposit` credits it.
+    pub fn treasury_to_escrow(&self, governance: Principal, amount: u64, memo: u64) -> Result<()> {
+        #[derive(CandidType)]
+        struct TransferTreasuryFunds {
+            ledger: Principal,
+            to_principal: Principal,
+            to_subaccount: Option<serde_bytes::ByteBuf>,
+            memo: Option<u64>,
+            amount_e8s: u64,
+        }
+        let sub = market_api::escrow::deposit_subaccount(governance)
+            .ok_or_else(|| refused("transfer_treasury_funds", "no deposit subaccount"))?;
+        let sent: std::result::Result<Nat, String> = self.update(
+            governance,
+            admin(),
+            "transfer_treasury_funds",
+            &TransferTreasuryFunds {
+                ledger: self.ids.ledger,
+                to_principal: self.ids.escrow,
+                to_subaccount: Some(serde_bytes::ByteBuf::from(sub.to_vec())),
+                memo: Some(memo),
+                amount_e8s: amount,
+            },
+        )?;
+        sent.map(|_| ())
+            .map_err(|e| refused("transfer_treasury_funds", e))
+    }
+}
+
+/// A `Nat` that fits in `u128` (ledger amounts always do here).
+pub fn nat(n: &Nat) -> u128 {
+    u128::try_from(&n.0).unwrap_or(u128::MAX)
+}
