@@ -96,10 +96,7 @@ struct Service {
 }
 
 fn service(name: &str) -> Service {
-    let path = market_artifacts::repo_root()
-        .join("src")
-        .join(name)
-        .join(format!("{name}.did"));
+    let path = market_artifacts::did_path(name);
     let did = std::fs::read_to_string(&path).unwrap();
     let (env, actor) = candid_parser::utils::CandidSource::Text(&did)
         .load()

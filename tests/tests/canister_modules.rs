@@ -2,7 +2,7 @@
 //! for every method of their `.did` (as an update or a query, as declared),
 //! and carry the `candid:service` metadata that dfx and icp-cli read.
 
-use market_artifacts::{canister_wasm, did_methods, repo_root};
+use market_artifacts::{canister_wasm, did_methods, did_path};
 use std::collections::BTreeSet;
 use wasmparser::{Parser, Payload, Validator, WasmFeatures};
 
@@ -38,10 +38,7 @@ fn parse(bytes: &[u8]) -> Module {
 }
 
 fn check_canister(name: &str) {
-    let did_path = repo_root()
-        .join("src")
-        .join(name)
-        .join(format!("{name}.did"));
+    let did_path = did_path(name);
     let did = std::fs::read_to_string(&did_path).expect("checked-in .did");
     let module = parse(&canister_wasm(name));
 

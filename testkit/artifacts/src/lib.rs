@@ -41,6 +41,20 @@ pub fn canister_wasm(name: &str) -> Vec<u8> {
     })
 }
 
+/// The checked-in Candid interface of canister package `name`: the
+/// product's canisters under `src/`, the test kit's under `testkit/`.
+pub fn did_path(name: &str) -> PathBuf {
+    let root = repo_root();
+    let dir = match name {
+        "registry" | "escrow" | "matcher" => root.join("src").join(name),
+        "ledger" => root.join("testkit/ledger"),
+        "example-client" => root.join("testkit/canisters/example-client"),
+        "sns-governance-standin" => root.join("testkit/canisters/sns-governance"),
+        other => panic!("{other} has no checked-in .did"),
+    };
+    dir.join(format!("{name}.did"))
+}
+
 /// Directory holding the built workload modules: `$MARKET_WORKLOAD_DIR`,
 /// or `target/workloads/` of this repository.
 pub fn workload_dir() -> PathBuf {
