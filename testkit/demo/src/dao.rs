@@ -177,21 +177,9 @@ impl Demo {
             self.net
                 .update_args(app, app_owner, "submit_reserved", (rid, job))?;
         let jid = submitted.0.map_err(anyhow::Error::msg)?;
-        let mut callback_output = vec![];
-        for _ in 0..2_000 {
-            #[derive(CandidType, Deserialize)]
-            struct Delivery {
-                job_id: u64,
-                #[serde(with = "serde_bytes")]
-                output: Vec<u8>,
-            }
-            let got: Vec<Delivery> = self.net.query(app, "deliveries", &PageRequest::default())?;
-            if let Some(d) = got.into_iter().find(|d| d.job_id == jid) {
-                callback_output = d.output;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let callback_output = self
+            .callback_output(app, jid, 2_000, Duration::from_millis(20))
+            .await?;
         if callback_output.is_empty() {
             bail!("the delegate's job {jid} never reported back");
         }

@@ -408,6 +408,33 @@ impl Demo {
         }
     }
 
+    /// The output the example client canister `client` received by callback
+    /// for `job`, asked up to `attempts` times, `pause` apart; empty if none came.
+    async fn callback_output(
+        &self,
+        client: Principal,
+        job: JobId,
+        attempts: u32,
+        pause: Duration,
+    ) -> Result<Vec<u8>> {
+        #[derive(candid::CandidType, serde::Deserialize)]
+        struct Delivery {
+            job_id: u64,
+            #[serde(with = "serde_bytes")]
+            output: Vec<u8>,
+        }
+        for _ in 0..attempts {
+            let got: Vec<Delivery> =
+                self.net
+                    .query(client, "deliveries", &PageRequest::default())?;
+            if let Some(d) = got.into_iter().find(|d| d.job_id == job) {
+                return Ok(d.output);
+            }
+            tokio::time::sleep(pause).await;
+        }
+        Ok(Vec::new())
+    }
+
     fn escrow_total(&self, p: Principal) -> Result<Tokens> {
         let b = self.net.escrow_balance(p)?;
         Ok(b.free + b.claimable + b.locked)
@@ -577,20 +604,9 @@ pub async fn run(opts: Options) -> Result<Report> {
     let r: Result<JobId, String> = d.net.update(client, dapp_team(), "submit", &spec)?;
     let cid = r.map_err(anyhow::Error::msg)?;
     d.until(cid, "finished", |j| j.status.is_terminal()).await?;
-    let mut callback_output = vec![];
-    for _ in 0..200 {
-        #[derive(candid::CandidType, serde::Deserialize)]
-        struct Delivery {
-            job_id: u64,
-            output: Vec<u8>,
-        }
-        let got: Vec<Delivery> = d.net.query(client, "deliveries", &PageRequest::default())?;
-        if let Some(del) = got.into_iter().find(|x| x.job_id == cid) {
-            callback_output = del.output;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let callback_output = d
+        .callback_output(client, cid, 200, Duration::from_millis(25))
+        .await?;
     ensure!(!callback_output.is_empty(), "the callback never arrived");
     d.say(format!(
         "the canister's job_finished callback received: {:?}",

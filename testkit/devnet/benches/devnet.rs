@@ -16,68 +16,67 @@ fn per_op(total: Duration, n: u32) -> f64 {
     total.as_secs_f64() * 1e6 / f64::from(n)
 }
 
+/// How long `n` runs of `f` take together.
+fn repeated(n: u32, mut f: impl FnMut()) -> Duration {
+    let t = Instant::now();
+    for _ in 0..n {
+        f();
+    }
+    t.elapsed()
+}
+
+/// What `f` returns and how long it took.
+fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let t = Instant::now();
+    let out = f();
+    (out, t.elapsed())
+}
+
 fn main() {
     let wasm = probe_wasm();
     let user = Principal::from_slice(&[5; 29]);
     let admin = Principal::from_slice(&[0xad; 29]);
     let mut dn = Devnet::new();
 
-    let t = Instant::now();
-    let a = dn.deploy(admin, &wasm, &None::<()>).expect("install");
-    let first_install = t.elapsed();
-    let t = Instant::now();
-    let b = dn.deploy(admin, &wasm, &None::<()>).expect("install");
-    let cached_install = t.elapsed();
+    let (a, first_install) = timed(|| dn.deploy(admin, &wasm, &None::<()>).expect("install"));
+    let (b, cached_install) = timed(|| dn.deploy(admin, &wasm, &None::<()>).expect("install"));
 
     let empty = Encode!().unwrap();
     // Warm up.
-    for _ in 0..200 {
+    repeated(200, || {
         dn.update_call(a, user, "noop", empty.clone()).unwrap();
-    }
+    });
     let n = 5_000;
-    let t = Instant::now();
-    for _ in 0..n {
+    let update = repeated(n, || {
         dn.update_call(a, user, "noop", empty.clone()).unwrap();
-    }
-    let update = t.elapsed();
+    });
     let noop_instructions = dn.last_instructions().unwrap_or(0);
-
-    let t = Instant::now();
-    for _ in 0..n {
+    let inc = repeated(n, || {
         dn.update_call(a, user, "inc", empty.clone()).unwrap();
-    }
-    let inc = t.elapsed();
-
-    let t = Instant::now();
-    for _ in 0..n {
+    });
+    let query = repeated(n, || {
         dn.query_call(a, user, "get", empty.clone()).unwrap();
-    }
-    let query = t.elapsed();
+    });
 
     // Submit many, then one tick delivers them all.
-    let t = Instant::now();
-    let ids: Vec<_> = (0..n)
-        .map(|_| dn.submit_call(a, user, "noop", empty.clone()).unwrap())
-        .collect();
-    dn.tick();
-    for id in ids {
-        dn.await_call(id).unwrap();
-    }
-    let batched = t.elapsed();
+    let ((), batched) = timed(|| {
+        let ids: Vec<_> = (0..n)
+            .map(|_| dn.submit_call(a, user, "noop", empty.clone()).unwrap())
+            .collect();
+        dn.tick();
+        for id in ids {
+            dn.await_call(id).unwrap();
+        }
+    });
 
     let m = 1_000;
     let arg = Encode!(&b, &"inc", &empty, &None::<u32>).unwrap();
-    let t = Instant::now();
-    for _ in 0..m {
+    let inter = repeated(m, || {
         dn.update_call(a, user, "call", arg.clone()).unwrap();
-    }
-    let inter = t.elapsed();
-
-    let t = Instant::now();
-    for _ in 0..m {
+    });
+    let trap = repeated(m, || {
         let _ = dn.update_call(a, user, "trap_now", empty.clone());
-    }
-    let trap = t.elapsed();
+    });
 
     let heap = dn.canister_status(a).unwrap().memory_size;
     dn.take_executions();
@@ -94,12 +93,9 @@ fn main() {
         )
         .unwrap();
     }
-    let t = Instant::now();
-    let saved = dn.save_state().expect("save");
-    let save = t.elapsed();
-    let t = Instant::now();
-    let mut loaded = Devnet::load_state(devnet::DevnetConfig::default(), &saved).expect("load");
-    let load = t.elapsed();
+    let (saved, save) = timed(|| dn.save_state().expect("save"));
+    let (mut loaded, load) =
+        timed(|| Devnet::load_state(devnet::DevnetConfig::default(), &saved).expect("load"));
     loaded.update_call(a, user, "inc", empty.clone()).unwrap();
 
     println!("| measurement | value |");

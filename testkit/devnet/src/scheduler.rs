@@ -227,28 +227,45 @@ impl Devnet {
             ));
         }
         self.check_method(canister, method, "query")?;
-        let mut ctx = self.context(canister, EntryKind::Query);
-        ctx.caller = sender;
+        let mut ctx = self.message_context(canister, EntryKind::Query, sender, method, arg);
+        ctx.data_certificate = certificate;
+        self.run_query(canister, ctx, "Canister did not reply to the call")
+    }
+
+    /// A context for a message from `caller` to `method` of `canister`,
+    /// which may respond.
+    fn message_context(
+        &self,
+        canister: Principal,
+        kind: EntryKind,
+        caller: Principal,
+        method: &str,
+        arg: Vec<u8>,
+    ) -> ExecContext {
+        let mut ctx = self.context(canister, kind);
+        ctx.caller = caller;
         ctx.method = method.to_string();
         ctx.arg = arg;
         ctx.may_respond = true;
-        ctx.data_certificate = certificate;
+        ctx
+    }
+
+    /// Runs the query `ctx` names on `canister`, keeping none of its
+    /// changes; `no_reply` is the reject message when it answers nothing.
+    fn run_query(
+        &mut self,
+        canister: Principal,
+        ctx: ExecContext,
+        no_reply: &str,
+    ) -> Result<Vec<u8>, Reject> {
         let limit = self.config.query_instruction_limit;
-        let out = self.execute(
-            canister,
-            &format!("canister_query {method}"),
-            ctx,
-            limit,
-            Keep::Nothing,
-        );
+        let entry = format!("canister_query {}", ctx.method);
+        let out = self.execute(canister, &entry, ctx, limit, Keep::Nothing);
         match (out.trap, out.ctx.response) {
             (Some(t), _) => Err(Reject::new(RejectCode::CanisterError, t)),
             (None, Some(Response::Reply(r))) => Ok(r),
             (None, Some(Response::Reject(m))) => Err(Reject::new(RejectCode::CanisterReject, m)),
-            (None, None) => Err(Reject::new(
-                RejectCode::CanisterError,
-                "Canister did not reply to the call",
-            )),
+            (None, None) => Err(Reject::new(RejectCode::CanisterError, no_reply)),
         }
     }
 
@@ -504,30 +521,8 @@ impl Devnet {
                 return self.respond_to(origin, Err(reject), cycles);
             }
             // A query method called as an update runs, but keeps no state.
-            let mut ctx = self.context(callee, EntryKind::Query);
-            ctx.caller = caller;
-            ctx.method = method.clone();
-            ctx.arg = arg;
-            ctx.may_respond = true;
-            let limit = self.config.query_instruction_limit;
-            let out = self.execute(
-                callee,
-                &format!("canister_query {method}"),
-                ctx,
-                limit,
-                Keep::Nothing,
-            );
-            let result = match (out.trap, out.ctx.response) {
-                (Some(t), _) => Err(Reject::new(RejectCode::CanisterError, t)),
-                (None, Some(Response::Reply(r))) => Ok(r),
-                (None, Some(Response::Reject(m))) => {
-                    Err(Reject::new(RejectCode::CanisterReject, m))
-                }
-                (None, None) => Err(Reject::new(
-                    RejectCode::CanisterError,
-                    "Canister did not reply",
-                )),
-            };
+            let ctx = self.message_context(callee, EntryKind::Query, caller, &method, arg);
+            let result = self.run_query(callee, ctx, "Canister did not reply");
             return self.respond_to(origin, result, cycles);
         }
         let cc = self.fresh_id();
@@ -543,11 +538,7 @@ impl Devnet {
                 caller,
             },
         );
-        let mut ctx = self.context(callee, EntryKind::Update);
-        ctx.caller = caller;
-        ctx.method = method.clone();
-        ctx.arg = arg;
-        ctx.may_respond = true;
+        let mut ctx = self.message_context(callee, EntryKind::Update, caller, &method, arg);
         ctx.cycles_available = cycles;
         ctx.deadline = deadline;
         let limit = self.config.update_instruction_limit;

@@ -236,7 +236,11 @@ fn read_bytes(caller: &mut Caller<'_, Host>, src: u64, size: u64) -> wasmtime::R
 
 fn write_bytes(caller: &mut Caller<'_, Host>, dst: u64, bytes: &[u8]) -> wasmtime::Result<()> {
     let mem = memory(caller)?;
-    let data = mem.data_mut(&mut *caller);
+    write_into(mem.data_mut(&mut *caller), dst, bytes)
+}
+
+/// Copies `bytes` into guest memory `data` at `dst`.
+fn write_into(data: &mut [u8], dst: u64, bytes: &[u8]) -> wasmtime::Result<()> {
     match dst
         .checked_add(bytes.len() as u64)
         .filter(|e| *e <= data.len() as u64)
@@ -249,23 +253,68 @@ fn write_bytes(caller: &mut Caller<'_, Host>, dst: u64, bytes: &[u8]) -> wasmtim
     }
 }
 
-/// Copies `src[offset..offset+size]` to guest memory at `dst` (the `*_copy` pattern).
-fn copy_slice(
-    caller: &mut Caller<'_, Host>,
-    src: &[u8],
-    dst: u32,
-    offset: u32,
-    size: u32,
-) -> wasmtime::Result<()> {
-    let (offset, size) = (offset as usize, size as usize);
-    match offset.checked_add(size).filter(|e| *e <= src.len()) {
-        Some(end) => write_bytes(caller, u64::from(dst), &src[offset..end]),
-        None => trap("copy out of bounds of the system API value"),
-    }
-}
-
 fn write_u128(caller: &mut Caller<'_, Host>, dst: u32, v: u128) -> wasmtime::Result<()> {
     write_bytes(caller, u64::from(dst), &v.to_le_bytes())
+}
+
+/// The `u128` passed as two `u64` halves.
+fn u128_of(high: u64, low: u64) -> u128 {
+    (u128::from(high) << 64) | u128::from(low)
+}
+
+/// A value of the message's context that a canister reads through a
+/// `<name>_size` and `<name>_copy` pair; `Err` completes the trap message
+/// after the function's name when the value is absent.
+type Blob = fn(&ExecContext) -> Result<&[u8], &'static str>;
+
+/// Adds `ic0.<name>_size` and `ic0.<name>_copy` reading `blob`.
+fn add_blob(linker: &mut Linker<Host>, name: &str, blob: Blob) -> wasmtime::Result<()> {
+    let size_fn = format!("{name}_size");
+    let copy_fn = format!("{name}_copy");
+    let size_name = size_fn.clone();
+    linker.func_wrap(
+        "ic0",
+        &size_fn,
+        move |c: Caller<'_, Host>| -> wasmtime::Result<u32> {
+            match blob(&c.data().ctx) {
+                Ok(bytes) => Ok(bytes.len() as u32),
+                Err(absent) => trap(format!("{size_name}{absent}")),
+            }
+        },
+    )?;
+    let copy_name = copy_fn.clone();
+    linker.func_wrap(
+        "ic0",
+        &copy_fn,
+        move |mut c: Caller<'_, Host>, dst: u32, off: u32, size: u32| {
+            let len = match blob(&c.data().ctx) {
+                Ok(bytes) => bytes.len(),
+                Err(absent) => return trap(format!("{copy_name}{absent}")),
+            };
+            let (off, size) = (off as usize, size as usize);
+            let Some(end) = off.checked_add(size).filter(|e| *e <= len) else {
+                return trap("copy out of bounds of the system API value");
+            };
+            let mem = memory(&c)?;
+            let (data, host) = mem.data_and_store_mut(&mut c);
+            let bytes = blob(&host.ctx).expect("present above");
+            write_into(data, u64::from(dst), &bytes[off..end])
+        },
+    )?;
+    Ok(())
+}
+
+/// Adds `ic0.<name>`, which writes the `u128` that `value` reads to `dst`.
+fn add_u128(
+    linker: &mut Linker<Host>,
+    name: &str,
+    value: fn(&ExecContext) -> u128,
+) -> wasmtime::Result<()> {
+    linker.func_wrap("ic0", name, move |mut c: Caller<'_, Host>, dst: u32| {
+        let v = value(&c.data().ctx);
+        write_u128(&mut c, dst, v)
+    })?;
+    Ok(())
 }
 
 fn used_instructions(caller: &Caller<'_, Host>) -> u64 {
@@ -290,66 +339,54 @@ fn respond(caller: &mut Caller<'_, Host>, response: Response, what: &str) -> was
     Ok(())
 }
 
+/// `stable64_write` (`to_stable`) or `stable64_read`: moves `size` bytes
+/// between stable memory at `offset` and the heap at `heap`.
+fn stable_transfer(
+    c: &mut Caller<'_, Host>,
+    offset: u64,
+    heap: u64,
+    size: u64,
+    to_stable: bool,
+) -> wasmtime::Result<()> {
+    if !c.data().stable.in_bounds(offset, size) {
+        return trap("stable memory out of bounds");
+    }
+    let mem = memory(c)?;
+    let (data, host) = mem.data_and_store_mut(c);
+    let Some(end) = heap.checked_add(size).filter(|e| *e <= data.len() as u64) else {
+        let function = if to_stable {
+            "stable64_write"
+        } else {
+            "stable64_read"
+        };
+        return trap(format!("heap memory out of bounds in {function}"));
+    };
+    let heap = &mut data[heap as usize..end as usize];
+    if to_stable {
+        host.stable.write(offset, heap);
+    } else {
+        heap.copy_from_slice(host.stable.read(offset, size));
+    }
+    Ok(())
+}
+
 /// Adds every implemented `ic0` function to `linker`.
 pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
-    linker.func_wrap(
-        "ic0",
-        "msg_arg_data_size",
-        |c: Caller<'_, Host>| -> wasmtime::Result<u32> {
-            if !c.data().ctx.kind.has_arg() {
-                return trap("msg_arg_data_size called in a context without argument");
-            }
-            Ok(c.data().ctx.arg.len() as u32)
-        },
-    )?;
-    linker.func_wrap(
-        "ic0",
-        "msg_arg_data_copy",
-        |mut c: Caller<'_, Host>, dst: u32, off: u32, size: u32| {
-            if !c.data().ctx.kind.has_arg() {
-                return trap("msg_arg_data_copy called in a context without argument");
-            }
-            let arg = std::mem::take(&mut c.data_mut().ctx.arg);
-            let r = copy_slice(&mut c, &arg, dst, off, size);
-            c.data_mut().ctx.arg = arg;
-            r
-        },
-    )?;
-    linker.func_wrap("ic0", "msg_caller_size", |c: Caller<'_, Host>| {
-        c.data().ctx.caller.as_slice().len() as u32
+    add_blob(linker, "msg_arg_data", |ctx| {
+        if ctx.kind.has_arg() {
+            Ok(&ctx.arg)
+        } else {
+            Err(" called in a context without argument")
+        }
     })?;
-    linker.func_wrap(
-        "ic0",
-        "msg_caller_copy",
-        |mut c: Caller<'_, Host>, dst: u32, off: u32, size: u32| {
-            let p = c.data().ctx.caller;
-            copy_slice(&mut c, p.as_slice(), dst, off, size)
-        },
-    )?;
+    add_blob(linker, "msg_caller", |ctx| Ok(ctx.caller.as_slice()))?;
     linker.func_wrap("ic0", "msg_reject_code", |c: Caller<'_, Host>| {
         c.data().ctx.reject.as_ref().map_or(0, |r| r.0)
     })?;
-    linker.func_wrap(
-        "ic0",
-        "msg_reject_msg_size",
-        |c: Caller<'_, Host>| -> wasmtime::Result<u32> {
-            match &c.data().ctx.reject {
-                Some((_, m)) => Ok(m.len() as u32),
-                None => trap("msg_reject_msg_size called outside a reject callback"),
-            }
-        },
-    )?;
-    linker.func_wrap(
-        "ic0",
-        "msg_reject_msg_copy",
-        |mut c: Caller<'_, Host>, dst: u32, off: u32, size: u32| {
-            let m = match &c.data().ctx.reject {
-                Some((_, m)) => m.clone(),
-                None => return trap("msg_reject_msg_copy called outside a reject callback"),
-            };
-            copy_slice(&mut c, m.as_bytes(), dst, off, size)
-        },
-    )?;
+    add_blob(linker, "msg_reject_msg", |ctx| match &ctx.reject {
+        Some((_, m)) => Ok(m.as_bytes()),
+        None => Err(" called outside a reject callback"),
+    })?;
     linker.func_wrap("ic0", "msg_deadline", |c: Caller<'_, Host>| {
         c.data().ctx.deadline
     })?;
@@ -382,38 +419,16 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             respond(&mut c, Response::Reject(msg), "msg_reject")
         },
     )?;
-    linker.func_wrap("ic0", "msg_method_name_size", |c: Caller<'_, Host>| {
-        c.data().ctx.method.len() as u32
+    add_blob(linker, "msg_method_name", |ctx| Ok(ctx.method.as_bytes()))?;
+    add_u128(linker, "msg_cycles_available128", |ctx| {
+        ctx.cycles_available
     })?;
-    linker.func_wrap(
-        "ic0",
-        "msg_method_name_copy",
-        |mut c: Caller<'_, Host>, dst: u32, off: u32, size: u32| {
-            let m = c.data().ctx.method.clone();
-            copy_slice(&mut c, m.as_bytes(), dst, off, size)
-        },
-    )?;
-    linker.func_wrap(
-        "ic0",
-        "msg_cycles_available128",
-        |mut c: Caller<'_, Host>, dst: u32| {
-            let v = c.data().ctx.cycles_available;
-            write_u128(&mut c, dst, v)
-        },
-    )?;
-    linker.func_wrap(
-        "ic0",
-        "msg_cycles_refunded128",
-        |mut c: Caller<'_, Host>, dst: u32| {
-            let v = c.data().ctx.cycles_refunded;
-            write_u128(&mut c, dst, v)
-        },
-    )?;
+    add_u128(linker, "msg_cycles_refunded128", |ctx| ctx.cycles_refunded)?;
     linker.func_wrap(
         "ic0",
         "msg_cycles_accept128",
         |mut c: Caller<'_, Host>, high: u64, low: u64, dst: u32| {
-            let max = (u128::from(high) << 64) | u128::from(low);
+            let max = u128_of(high, low);
             let ctx = &mut c.data_mut().ctx;
             let got = max.min(ctx.cycles_available);
             ctx.cycles_available -= got;
@@ -425,7 +440,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
         "ic0",
         "cycles_burn128",
         |mut c: Caller<'_, Host>, high: u64, low: u64, dst: u32| {
-            let amount = (u128::from(high) << 64) | u128::from(low);
+            let amount = u128_of(high, low);
             let ctx = &mut c.data_mut().ctx;
             let burnt = amount.min(ctx.balance);
             ctx.balance -= burnt;
@@ -447,33 +462,13 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             Ok(())
         },
     )?;
-    linker.func_wrap("ic0", "canister_self_size", |c: Caller<'_, Host>| {
-        c.data().ctx.canister_id.as_slice().len() as u32
+    add_blob(linker, "canister_self", |ctx| {
+        Ok(ctx.canister_id.as_slice())
     })?;
-    linker.func_wrap(
-        "ic0",
-        "canister_self_copy",
-        |mut c: Caller<'_, Host>, dst: u32, off: u32, size: u32| {
-            let p = c.data().ctx.canister_id;
-            copy_slice(&mut c, p.as_slice(), dst, off, size)
-        },
-    )?;
-    linker.func_wrap(
-        "ic0",
-        "canister_cycle_balance128",
-        |mut c: Caller<'_, Host>, dst: u32| {
-            let v = c.data().ctx.balance;
-            write_u128(&mut c, dst, v)
-        },
-    )?;
-    linker.func_wrap(
-        "ic0",
-        "canister_liquid_cycle_balance128",
-        |mut c: Caller<'_, Host>, dst: u32| {
-            let v = c.data().ctx.balance;
-            write_u128(&mut c, dst, v)
-        },
-    )?;
+    add_u128(linker, "canister_cycle_balance128", |ctx| ctx.balance)?;
+    add_u128(linker, "canister_liquid_cycle_balance128", |ctx| {
+        ctx.balance
+    })?;
     // Stopping and stopped canisters are not modelled: always running.
     linker.func_wrap("ic0", "canister_status", |_c: Caller<'_, Host>| 1u32)?;
     linker.func_wrap("ic0", "canister_version", |c: Caller<'_, Host>| {
@@ -569,7 +564,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
         "ic0",
         "call_cycles_add128",
         |mut c: Caller<'_, Host>, high: u64, low: u64| -> wasmtime::Result<()> {
-            let amount = (u128::from(high) << 64) | u128::from(low);
+            let amount = u128_of(high, low);
             let ctx = &mut c.data_mut().ctx;
             if ctx.balance < amount {
                 return trap("call_cycles_add128: insufficient cycles balance");
@@ -604,43 +599,21 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     linker.func_wrap("ic0", "stable64_grow", |mut c: Caller<'_, Host>, n: u64| {
         c.data_mut().stable.grow(n)
     })?;
-    linker.func_wrap(
-        "ic0",
-        "stable64_write",
-        |mut c: Caller<'_, Host>, offset: u64, src: u64, size: u64| -> wasmtime::Result<()> {
-            if !c.data().stable.in_bounds(offset, size) {
-                return trap("stable memory out of bounds");
-            }
-            let mem = memory(&c)?;
-            let (data, host) = mem.data_and_store_mut(&mut c);
-            match src.checked_add(size).filter(|e| *e <= data.len() as u64) {
-                Some(end) => {
-                    host.stable.write(offset, &data[src as usize..end as usize]);
-                    Ok(())
-                }
-                None => trap("heap memory out of bounds in stable64_write"),
-            }
-        },
-    )?;
-    linker.func_wrap(
-        "ic0",
-        "stable64_read",
-        |mut c: Caller<'_, Host>, dst: u64, offset: u64, size: u64| -> wasmtime::Result<()> {
-            if !c.data().stable.in_bounds(offset, size) {
-                return trap("stable memory out of bounds");
-            }
-            let mem = memory(&c)?;
-            let (data, host) = mem.data_and_store_mut(&mut c);
-            match dst.checked_add(size).filter(|e| *e <= data.len() as u64) {
-                Some(end) => {
-                    data[dst as usize..end as usize]
-                        .copy_from_slice(host.stable.read(offset, size));
-                    Ok(())
-                }
-                None => trap("heap memory out of bounds in stable64_read"),
-            }
-        },
-    )?;
+    // stable64_write(offset, src, size) and stable64_read(dst, offset, size).
+    for (name, to_stable) in [("stable64_write", true), ("stable64_read", false)] {
+        linker.func_wrap(
+            "ic0",
+            name,
+            move |mut c: Caller<'_, Host>, first: u64, second: u64, size: u64| {
+                let (offset, heap) = if to_stable {
+                    (first, second)
+                } else {
+                    (second, first)
+                };
+                stable_transfer(&mut c, offset, heap, size, to_stable)
+            },
+        )?;
+    }
     linker.func_wrap(
         "ic0",
         "certified_data_set",
@@ -661,28 +634,12 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     linker.func_wrap("ic0", "data_certificate_present", |c: Caller<'_, Host>| {
         u32::from(c.data().ctx.data_certificate.is_some())
     })?;
-    linker.func_wrap(
-        "ic0",
-        "data_certificate_size",
-        |c: Caller<'_, Host>| -> wasmtime::Result<u32> {
-            match &c.data().ctx.data_certificate {
-                Some(cert) => Ok(cert.len() as u32),
-                None => trap("data_certificate_size: no certificate is present"),
-            }
-        },
-    )?;
-    linker.func_wrap(
-        "ic0",
-        "data_certificate_copy",
-        |mut c: Caller<'_, Host>, dst: u32, off: u32, size: u32| {
-            let Some(cert) = c.data_mut().ctx.data_certificate.take() else {
-                return trap("data_certificate_copy: no certificate is present");
-            };
-            let r = copy_slice(&mut c, &cert, dst, off, size);
-            c.data_mut().ctx.data_certificate = Some(cert);
-            r
-        },
-    )?;
+    add_blob(linker, "data_certificate", |ctx| {
+        match &ctx.data_certificate {
+            Some(cert) => Ok(cert),
+            None => Err(": no certificate is present"),
+        }
+    })?;
     linker.func_wrap("ic0", "time", |c: Caller<'_, Host>| c.data().ctx.time)?;
     linker.func_wrap(
         "ic0",

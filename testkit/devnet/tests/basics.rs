@@ -9,8 +9,7 @@ use devnet::{Devnet, InstallError, RejectCode};
 
 #[test]
 fn update_persists_and_query_reads() {
-    let mut dn = Devnet::new();
-    let c = install_probe(&mut dn, "a");
+    let (mut dn, [c]) = with_probes(["a"]);
     assert_eq!(inc(&mut dn, c), 1);
     assert_eq!(inc(&mut dn, c), 2);
     assert_eq!(get(&mut dn, c), 2);
@@ -26,8 +25,7 @@ fn update_persists_and_query_reads() {
 
 #[test]
 fn query_changes_do_not_persist() {
-    let mut dn = Devnet::new();
-    let c = install_probe(&mut dn, "");
+    let (mut dn, [c]) = with_probes([""]);
     inc(&mut dn, c);
     let seen: u64 = dn.query(c, user(), "inc_in_query", &()).unwrap();
     assert_eq!(seen, 2);
@@ -40,11 +38,8 @@ fn query_changes_do_not_persist() {
 
 #[test]
 fn trap_rolls_back_heap_and_stable_memory() {
-    let mut dn = Devnet::new();
-    let c = install_probe(&mut dn, "");
-    let () = dn
-        .update_args(c, user(), "stable_write", (0u64, vec![1u8, 2, 3]))
-        .unwrap();
+    let (mut dn, [c]) = with_probes([""]);
+    stable_write(&mut dn, c, 0, vec![1, 2, 3]);
     inc(&mut dn, c);
     // Writes past the current end grow the memory, which must be undone too.
     let err = dn
@@ -58,21 +53,14 @@ fn trap_rolls_back_heap_and_stable_memory() {
     assert_eq!(err.code, RejectCode::CanisterError);
     assert!(err.message.contains("trap after write"), "{}", err.message);
     assert_eq!(get(&mut dn, c), 1);
-    let bytes = dn
-        .query_call(c, user(), "stable_read", Encode!(&0u64, &4u64).unwrap())
-        .unwrap();
-    assert_eq!(
-        candid::decode_one::<Vec<u8>>(&bytes).unwrap(),
-        vec![1, 2, 3, 0]
-    );
+    assert_eq!(stable_read(&mut dn, c, 0, 4), vec![1, 2, 3, 0]);
     // The canister still works after the rollback.
     assert_eq!(inc(&mut dn, c), 2);
 }
 
 #[test]
 fn explicit_reject_and_missing_method() {
-    let mut dn = Devnet::new();
-    let c = install_probe(&mut dn, "");
+    let (mut dn, [c]) = with_probes([""]);
     let err = dn
         .update_call(c, user(), "reject_with", Encode!(&"nope").unwrap())
         .unwrap_err();
@@ -88,8 +76,7 @@ fn explicit_reject_and_missing_method() {
 
 #[test]
 fn inspect_message_refuses_ingress() {
-    let mut dn = Devnet::new();
-    let c = install_probe(&mut dn, "");
+    let (mut dn, [c]) = with_probes([""]);
     let err = dn
         .update_call(c, user(), "refused_by_inspect", no_args())
         .unwrap_err();
@@ -111,8 +98,7 @@ fn inspect_message_refuses_ingress() {
 
 #[test]
 fn payloads_over_2_mib_are_refused() {
-    let mut dn = Devnet::new();
-    let c = install_probe(&mut dn, "");
+    let (mut dn, [c]) = with_probes([""]);
     let big = Encode!(&vec![0u8; 2 * 1024 * 1024]).unwrap();
     assert!(dn.update_call(c, user(), "echo", big).is_err());
     let ok = Encode!(&vec![7u8; 1024 * 1024]).unwrap();

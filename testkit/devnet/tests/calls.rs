@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use candid::{Encode, Principal};
 use common::*;
-use devnet::{Devnet, Fault, FaultKind, RejectCode};
+use devnet::{Devnet, Fault, FaultKind, Reject, RejectCode};
 
 fn call(
     dn: &mut Devnet,
@@ -27,12 +27,18 @@ fn call(
     out
 }
 
+/// Calls `method` of `a` with `b` as its argument, a call that traps.
+fn trapping_call(dn: &mut Devnet, a: Principal, method: &str, b: Principal) -> Reject {
+    let err = dn
+        .update_call(a, user(), method, Encode!(&b).unwrap())
+        .unwrap_err();
+    assert_eq!(err.code, RejectCode::CanisterError);
+    err
+}
+
 #[test]
 fn reply_runs_callback_in_order() {
-    let mut dn = Devnet::new();
-    let a = install_probe(&mut dn, "a");
-    let b = install_probe(&mut dn, "b");
-    let c = install_probe(&mut dn, "c");
+    let (mut dn, [a, b, c]) = with_probes(["a", "b", "c"]);
     let bytes = dn
         .update_call(a, user(), "call_chain", Encode!(&vec![b, c, b]).unwrap())
         .unwrap();
@@ -56,13 +62,8 @@ fn reply_runs_callback_in_order() {
 
 #[test]
 fn calls_made_before_a_trap_are_not_sent() {
-    let mut dn = Devnet::new();
-    let a = install_probe(&mut dn, "a");
-    let b = install_probe(&mut dn, "b");
-    let err = dn
-        .update_call(a, user(), "call_then_trap", Encode!(&b).unwrap())
-        .unwrap_err();
-    assert_eq!(err.code, RejectCode::CanisterError);
+    let (mut dn, [a, b]) = with_probes(["a", "b"]);
+    trapping_call(&mut dn, a, "call_then_trap", b);
     dn.tick();
     assert_eq!(get(&mut dn, b), 0);
     assert_eq!(get(&mut dn, a), 0);
@@ -70,13 +71,8 @@ fn calls_made_before_a_trap_are_not_sent() {
 
 #[test]
 fn trapping_callback_rolls_back_and_runs_cleanup() {
-    let mut dn = Devnet::new();
-    let a = install_probe(&mut dn, "a");
-    let b = install_probe(&mut dn, "b");
-    let err = dn
-        .update_call(a, user(), "trap_in_callback", Encode!(&b).unwrap())
-        .unwrap_err();
-    assert_eq!(err.code, RejectCode::CanisterError);
+    let (mut dn, [a, b]) = with_probes(["a", "b"]);
+    let err = trapping_call(&mut dn, a, "trap_in_callback", b);
     assert!(err.message.contains("trap in callback"), "{}", err.message);
     // The callee's change stays; the callback's change is rolled back;
     // the cleanup callback ran and its change stays.
@@ -89,9 +85,7 @@ fn trapping_callback_rolls_back_and_runs_cleanup() {
 
 #[test]
 fn reject_codes_of_ordinary_failures() {
-    let mut dn = Devnet::new();
-    let a = install_probe(&mut dn, "a");
-    let b = install_probe(&mut dn, "b");
+    let (mut dn, [a, b]) = with_probes(["a", "b"]);
     let missing = Principal::from_slice(&[7; 10]);
     assert!(matches!(
         call(&mut dn, a, missing, "inc", None),
@@ -113,9 +107,7 @@ fn reject_codes_of_ordinary_failures() {
 
 #[test]
 fn injected_faults_arrive_as_the_right_reject() {
-    let mut dn = Devnet::new();
-    let a = install_probe(&mut dn, "a");
-    let b = install_probe(&mut dn, "b");
+    let (mut dn, [a, b]) = with_probes(["a", "b"]);
 
     dn.inject_fault(Fault::new(
         b,
@@ -173,9 +165,7 @@ fn injected_faults_arrive_as_the_right_reject() {
 
 #[test]
 fn bounded_wait_call_times_out_when_deadline_passes() {
-    let mut dn = Devnet::new();
-    let a = install_probe(&mut dn, "a");
-    let b = install_probe(&mut dn, "b");
+    let (mut dn, [a, b]) = with_probes(["a", "b"]);
     let id = dn
         .submit_call(
             a,

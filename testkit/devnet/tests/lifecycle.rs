@@ -15,8 +15,7 @@ fn timer_fires(dn: &mut Devnet, c: Principal) -> u64 {
 
 #[test]
 fn timers_fire_once_their_time_has_passed() {
-    let mut dn = Devnet::new();
-    let c = install_probe(&mut dn, "");
+    let (mut dn, [c]) = with_probes([""]);
     let _: () = dn.update(c, user(), "set_timer", &10u64).unwrap();
     dn.advance_time(Duration::from_secs(5));
     dn.tick();
@@ -31,9 +30,7 @@ fn timers_fire_once_their_time_has_passed() {
 
 #[test]
 fn timer_task_can_call_other_canisters() {
-    let mut dn = Devnet::new();
-    let a = install_probe(&mut dn, "");
-    let b = install_probe(&mut dn, "");
+    let (mut dn, [a, b]) = with_probes(["", ""]);
     dn.update_call(a, user(), "set_timer_calling", Encode!(&1u64, &b).unwrap())
         .unwrap();
     dn.advance_time(Duration::from_secs(1));
@@ -44,16 +41,9 @@ fn timer_task_can_call_other_canisters() {
 
 #[test]
 fn upgrade_keeps_stable_memory_drops_heap_and_timers() {
-    let mut dn = Devnet::new();
-    let c = install_probe(&mut dn, "v1");
+    let (mut dn, [c]) = with_probes(["v1"]);
     inc(&mut dn, c);
-    dn.update_call(
-        c,
-        user(),
-        "stable_write",
-        Encode!(&70_000u64, &vec![5u8, 6]).unwrap(),
-    )
-    .unwrap();
+    stable_write(&mut dn, c, 70_000, vec![5, 6]);
     let _: () = dn.update(c, user(), "set_timer", &10u64).unwrap();
     let version: u64 = dn.query(c, user(), "canister_version", &()).unwrap();
 
@@ -65,15 +55,7 @@ fn upgrade_keeps_stable_memory_drops_heap_and_timers() {
     assert_eq!(label, "v2", "post_upgrade got the argument");
     let upgrades: u64 = dn.query(c, user(), "upgrades", &()).unwrap();
     assert_eq!(upgrades, 1);
-    let bytes = dn
-        .query_call(
-            c,
-            user(),
-            "stable_read",
-            Encode!(&70_000u64, &2u64).unwrap(),
-        )
-        .unwrap();
-    assert_eq!(candid::decode_one::<Vec<u8>>(&bytes).unwrap(), vec![5, 6]);
+    assert_eq!(stable_read(&mut dn, c, 70_000, 2), vec![5, 6]);
     let v2: u64 = dn.query(c, user(), "canister_version", &()).unwrap();
     assert!(v2 > version);
 
@@ -92,15 +74,8 @@ fn upgrade_keeps_stable_memory_drops_heap_and_timers() {
 
 #[test]
 fn reinstall_drops_stable_memory() {
-    let mut dn = Devnet::new();
-    let c = install_probe(&mut dn, "");
-    dn.update_call(
-        c,
-        user(),
-        "stable_write",
-        Encode!(&0u64, &vec![1u8]).unwrap(),
-    )
-    .unwrap();
+    let (mut dn, [c]) = with_probes([""]);
+    stable_write(&mut dn, c, 0, vec![1]);
     dn.reinstall_canister(
         c,
         &probe_wasm(),
@@ -108,10 +83,7 @@ fn reinstall_drops_stable_memory() {
         admin(),
     )
     .unwrap();
-    let bytes = dn
-        .query_call(c, user(), "stable_read", Encode!(&0u64, &1u64).unwrap())
-        .unwrap();
-    assert_eq!(candid::decode_one::<Vec<u8>>(&bytes).unwrap(), vec![0]);
+    assert_eq!(stable_read(&mut dn, c, 0, 1), vec![0]);
     assert!(
         dn.install_code(admin(), c, InstallMode::Install, &probe_wasm(), vec![])
             .is_err()

@@ -9,18 +9,6 @@ use candid::Encode;
 use common::*;
 use devnet::{Devnet, DevnetConfig, IngressStatus};
 
-fn stable_read(dn: &mut Devnet, c: candid::Principal) -> Vec<u8> {
-    let bytes = dn
-        .query_call(
-            c,
-            user(),
-            "stable_read",
-            Encode!(&70_000u64, &9u64).unwrap(),
-        )
-        .unwrap();
-    candid::decode_one(&bytes).unwrap()
-}
-
 fn reload(dn: &mut Devnet) -> Devnet {
     let bytes = dn.save_state().expect("save");
     Devnet::load_state(DevnetConfig::default(), &bytes).expect("load")
@@ -28,19 +16,11 @@ fn reload(dn: &mut Devnet) -> Devnet {
 
 #[test]
 fn canisters_heap_stable_memory_and_timers_survive_a_reload() {
-    let mut dn = Devnet::new();
-    let a = install_probe(&mut dn, "first");
-    let b = install_probe(&mut dn, "second");
+    let (mut dn, [a, b]) = with_probes(["first", "second"]);
     for _ in 0..3 {
         inc(&mut dn, a);
     }
-    dn.update_call(
-        a,
-        user(),
-        "stable_write",
-        Encode!(&70_000u64, &vec![7u8; 9]).unwrap(),
-    )
-    .unwrap();
+    stable_write(&mut dn, a, 70_000, vec![7; 9]);
     let _: () = dn.update(a, user(), "set_timer", &10u64).unwrap();
     dn.advance_time(Duration::from_secs(3));
     let rand_before: Vec<u8> = dn.update(b, user(), "raw_rand", &()).unwrap();
@@ -57,7 +37,7 @@ fn canisters_heap_stable_memory_and_timers_survive_a_reload() {
     assert_eq!(get(&mut copy, b), 0);
     let label: String = copy.query(b, user(), "label", &()).unwrap();
     assert_eq!(label, "second");
-    let stable = stable_read(&mut copy, a);
+    let stable = stable_read(&mut copy, a, 70_000, 9);
     assert_eq!(stable, vec![7u8; 9]);
     assert_eq!(copy.stable_memory_size(a), dn.stable_memory_size(a));
 
@@ -92,17 +72,14 @@ fn canisters_heap_stable_memory_and_timers_survive_a_reload() {
         admin(),
     )
     .unwrap();
-    let stable = stable_read(&mut copy, a);
+    let stable = stable_read(&mut copy, a, 70_000, 9);
     assert_eq!(stable, vec![7u8; 9]);
     assert_eq!(get(&mut copy, a), 0);
 }
 
 #[test]
 fn messages_in_flight_are_delivered_after_a_reload() {
-    let mut dn = Devnet::new();
-    let a = install_probe(&mut dn, "");
-    let b = install_probe(&mut dn, "");
-    let c = install_probe(&mut dn, "");
+    let (mut dn, [a, b, c]) = with_probes(["", "", ""]);
     let msg = dn
         .submit_call(a, user(), "call_chain", Encode!(&vec![b, c]).unwrap())
         .unwrap();

@@ -1,11 +1,7 @@
 //! The transaction log: one block per successful mint, burn, transfer or
 //! approval, in order. Replaying the log from the start gives every balance.
 
-use std::borrow::Cow;
-
-use candid::{CandidType, Decode, Deserialize, Encode};
-use ic_stable_structures::Storable;
-use ic_stable_structures::storable::Bound;
+use candid::{CandidType, Deserialize};
 use icrc_ledger_types::icrc1::account::Account;
 use icrc_ledger_types::icrc1::transfer::Memo;
 
@@ -72,21 +68,7 @@ pub struct Block {
     pub operation: Operation,
 }
 
-impl Storable for Block {
-    fn to_bytes(&self) -> Cow<'_, [u8]> {
-        Cow::Owned(Encode!(self).expect("bug: block does not encode"))
-    }
-
-    fn into_bytes(self) -> Vec<u8> {
-        Encode!(&self).expect("bug: block does not encode")
-    }
-
-    fn from_bytes(bytes: Cow<[u8]>) -> Self {
-        Decode!(bytes.as_ref(), Self).expect("bug: stored block does not decode")
-    }
-
-    const BOUND: Bound = Bound::Unbounded;
-}
+crate::memory::candid_storable!(Block, "block");
 
 /// Argument of `list_blocks`: a page of the log.
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]

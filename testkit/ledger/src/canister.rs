@@ -127,16 +127,11 @@ ic_cdk::export_candid!();
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
-    use candid_parser::utils::{CandidSource, service_equal};
-
     #[test]
     fn candid_interface_matches_ledger_did() {
-        let generated = super::__export_service();
-        let did = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/ledger.did"));
-        if let Err(e) = service_equal(CandidSource::Text(&generated), CandidSource::File(did)) {
-            panic!("ledger.did differs from the code: {e}\n--- generated ---\n{generated}");
-        }
+        market_artifacts::assert_did_matches(
+            &super::__export_service(),
+            concat!(env!("CARGO_MANIFEST_DIR"), "/ledger.did"),
+        );
     }
 }

@@ -1,11 +1,7 @@
 //! Install and upgrade arguments, the stored configuration, and the fixed
 //! parameters of the ledger's rules.
 
-use std::borrow::Cow;
-
-use candid::{CandidType, Decode, Deserialize, Encode, Nat};
-use ic_stable_structures::Storable;
-use ic_stable_structures::storable::Bound;
+use candid::{CandidType, Deserialize, Nat};
 use icrc_ledger_types::icrc1::account::Account;
 
 /// Transfer fee when the install argument gives none (the ICP ledger's fee).
@@ -81,21 +77,7 @@ pub struct Config {
 #[derive(CandidType, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct ConfigCell(pub Option<Config>);
 
-impl Storable for ConfigCell {
-    fn to_bytes(&self) -> Cow<'_, [u8]> {
-        Cow::Owned(Encode!(self).expect("bug: config does not encode"))
-    }
-
-    fn into_bytes(self) -> Vec<u8> {
-        Encode!(&self).expect("bug: config does not encode")
-    }
-
-    fn from_bytes(bytes: Cow<[u8]>) -> Self {
-        Decode!(bytes.as_ref(), Self).expect("bug: stored config does not decode")
-    }
-
-    const BOUND: Bound = Bound::Unbounded;
-}
+crate::memory::candid_storable!(ConfigCell, "config");
 
 /// Why an install or upgrade argument was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]

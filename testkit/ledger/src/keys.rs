@@ -52,38 +52,42 @@ pub fn approval_key(owner: &Account, spender: &Account) -> ApprovalKey {
     key
 }
 
+/// `time` big-endian, so that keys sort by time, followed by `id`.
+fn time_key<const N: usize>(time: u64, id: &[u8]) -> [u8; N] {
+    let mut key = [0u8; N];
+    key[..8].copy_from_slice(&time.to_be_bytes());
+    key[8..].copy_from_slice(id);
+    key
+}
+
+/// Splits a [`time_key`] into the time and the id.
+fn split_time_key<const N: usize>(key: &[u8]) -> (u64, [u8; N]) {
+    let (time, id) = key.split_at(8);
+    let time = time.try_into().expect("8 bytes of time");
+    (
+        u64::from_be_bytes(time),
+        id.try_into().expect("the id fills the key"),
+    )
+}
+
 /// Key of an allowance in the expiry index.
 pub fn allowance_expiry_key(expires_at: u64, approval: &ApprovalKey) -> AllowanceExpiryKey {
-    let mut key = [0u8; 8 + 2 * ACCOUNT_KEY_LEN];
-    key[..8].copy_from_slice(&expires_at.to_be_bytes());
-    key[8..].copy_from_slice(approval);
-    key
+    time_key(expires_at, approval)
 }
 
 /// Splits an allowance expiry key into (expires_at, approval key).
 pub fn split_allowance_expiry_key(key: &AllowanceExpiryKey) -> (u64, ApprovalKey) {
-    let mut time = [0u8; 8];
-    time.copy_from_slice(&key[..8]);
-    let mut approval = [0u8; 2 * ACCOUNT_KEY_LEN];
-    approval.copy_from_slice(&key[8..]);
-    (u64::from_be_bytes(time), approval)
+    split_time_key(key)
 }
 
 /// Key of a dedup entry in the expiry index.
 pub fn dedup_expiry_key(created_at_time: u64, hash: &TxHash) -> DedupExpiryKey {
-    let mut key = [0u8; 40];
-    key[..8].copy_from_slice(&created_at_time.to_be_bytes());
-    key[8..].copy_from_slice(hash);
-    key
+    time_key(created_at_time, hash)
 }
 
 /// Splits a dedup expiry key into (created_at_time, hash).
 pub fn split_dedup_expiry_key(key: &DedupExpiryKey) -> (u64, TxHash) {
-    let mut time = [0u8; 8];
-    time.copy_from_slice(&key[..8]);
-    let mut hash = [0u8; 32];
-    hash.copy_from_slice(&key[8..]);
-    (u64::from_be_bytes(time), hash)
+    split_time_key(key)
 }
 
 #[cfg(test)]

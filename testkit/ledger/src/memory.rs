@@ -37,3 +37,33 @@ pub const BUCKET_PAGES: u16 = 128;
 pub fn manager(memory: DefaultMemoryImpl, bucket_pages: u16) -> MemoryManager<DefaultMemoryImpl> {
     MemoryManager::init_with_bucket_size(memory, bucket_pages)
 }
+
+/// Stores a Candid type in a stable structure as its Candid encoding, of
+/// unbounded size; `$what` names it in the messages of the bugs that a
+/// failed encoding or decoding would be.
+macro_rules! candid_storable {
+    ($type:ty, $what:literal) => {
+        impl ic_stable_structures::Storable for $type {
+            fn to_bytes(&self) -> std::borrow::Cow<'_, [u8]> {
+                let bytes = candid::encode_one(self);
+                std::borrow::Cow::Owned(bytes.expect(concat!("bug: ", $what, " does not encode")))
+            }
+
+            fn into_bytes(self) -> Vec<u8> {
+                candid::encode_one(&self).expect(concat!("bug: ", $what, " does not encode"))
+            }
+
+            fn from_bytes(bytes: std::borrow::Cow<[u8]>) -> Self {
+                candid::decode_one(bytes.as_ref()).expect(concat!(
+                    "bug: stored ",
+                    $what,
+                    " does not decode"
+                ))
+            }
+
+            const BOUND: ic_stable_structures::storable::Bound =
+                ic_stable_structures::storable::Bound::Unbounded;
+        }
+    };
+}
+pub(crate) use candid_storable;

@@ -70,104 +70,67 @@ fn unexpected(r: Rejection) -> (Nat, String) {
     )
 }
 
+/// Expresses a rejection in the error type of one endpoint: the variants
+/// the ICRC error types share (same names, same fields), then the endpoint's
+/// own `$extra` arms; a rejection the endpoint cannot give is a bug.
+macro_rules! endpoint_error {
+    ($error:ident, $rejection:expr, { $($extra:tt)* }) => {
+        match $rejection {
+            Rejection::BadFee { expected_fee } => $error::BadFee {
+                expected_fee: nat(expected_fee),
+            },
+            Rejection::InsufficientFunds { balance } => $error::InsufficientFunds {
+                balance: nat(balance),
+            },
+            Rejection::TooOld => $error::TooOld,
+            Rejection::CreatedInFuture { ledger_time } => $error::CreatedInFuture { ledger_time },
+            Rejection::Duplicate { duplicate_of } => $error::Duplicate {
+                duplicate_of: nat(duplicate_of),
+            },
+            Rejection::Generic { code, message } => $error::GenericError {
+                error_code: nat(code),
+                message,
+            },
+            $($extra)*
+            other => {
+                let (error_code, message) = unexpected(other);
+                $error::GenericError {
+                    error_code,
+                    message,
+                }
+            }
+        }
+    };
+}
+
 fn transfer_error(r: Rejection) -> TransferError {
-    match r {
-        Rejection::BadFee { expected_fee } => TransferError::BadFee {
-            expected_fee: nat(expected_fee),
-        },
+    endpoint_error!(TransferError, r, {
         Rejection::BadBurn { min_burn_amount } => TransferError::BadBurn {
             min_burn_amount: nat(min_burn_amount),
         },
-        Rejection::InsufficientFunds { balance } => TransferError::InsufficientFunds {
-            balance: nat(balance),
-        },
-        Rejection::TooOld => TransferError::TooOld,
-        Rejection::CreatedInFuture { ledger_time } => {
-            TransferError::CreatedInFuture { ledger_time }
-        }
-        Rejection::Duplicate { duplicate_of } => TransferError::Duplicate {
-            duplicate_of: nat(duplicate_of),
-        },
-        Rejection::Generic { code, message } => TransferError::GenericError {
-            error_code: nat(code),
-            message,
-        },
-        other => {
-            let (error_code, message) = unexpected(other);
-            TransferError::GenericError {
-                error_code,
-                message,
-            }
-        }
-    }
+    })
 }
 
 fn transfer_from_error(r: Rejection) -> TransferFromError {
-    match r {
-        Rejection::BadFee { expected_fee } => TransferFromError::BadFee {
-            expected_fee: nat(expected_fee),
-        },
+    endpoint_error!(TransferFromError, r, {
         Rejection::BadBurn { min_burn_amount } => TransferFromError::BadBurn {
             min_burn_amount: nat(min_burn_amount),
-        },
-        Rejection::InsufficientFunds { balance } => TransferFromError::InsufficientFunds {
-            balance: nat(balance),
         },
         Rejection::InsufficientAllowance { allowance } => {
             TransferFromError::InsufficientAllowance {
                 allowance: nat(allowance),
             }
         }
-        Rejection::TooOld => TransferFromError::TooOld,
-        Rejection::CreatedInFuture { ledger_time } => {
-            TransferFromError::CreatedInFuture { ledger_time }
-        }
-        Rejection::Duplicate { duplicate_of } => TransferFromError::Duplicate {
-            duplicate_of: nat(duplicate_of),
-        },
-        Rejection::Generic { code, message } => TransferFromError::GenericError {
-            error_code: nat(code),
-            message,
-        },
-        other => {
-            let (error_code, message) = unexpected(other);
-            TransferFromError::GenericError {
-                error_code,
-                message,
-            }
-        }
-    }
+    })
 }
 
 fn approve_error(r: Rejection) -> ApproveError {
-    match r {
-        Rejection::BadFee { expected_fee } => ApproveError::BadFee {
-            expected_fee: nat(expected_fee),
-        },
-        Rejection::InsufficientFunds { balance } => ApproveError::InsufficientFunds {
-            balance: nat(balance),
-        },
+    endpoint_error!(ApproveError, r, {
         Rejection::AllowanceChanged { current_allowance } => ApproveError::AllowanceChanged {
             current_allowance: nat(current_allowance),
         },
         Rejection::Expired { ledger_time } => ApproveError::Expired { ledger_time },
-        Rejection::TooOld => ApproveError::TooOld,
-        Rejection::CreatedInFuture { ledger_time } => ApproveError::CreatedInFuture { ledger_time },
-        Rejection::Duplicate { duplicate_of } => ApproveError::Duplicate {
-            duplicate_of: nat(duplicate_of),
-        },
-        Rejection::Generic { code, message } => ApproveError::GenericError {
-            error_code: nat(code),
-            message,
-        },
-        other => {
-            let (error_code, message) = unexpected(other);
-            ApproveError::GenericError {
-                error_code,
-                message,
-            }
-        }
-    }
+    })
 }
 
 /// The dedup identity of a call: method, caller and the arguments exactly as

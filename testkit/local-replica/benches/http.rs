@@ -3,18 +3,15 @@
 //! signatures and certificates add. Prints a table; run with
 //! `cargo bench -p local-replica --bench http`.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::time::{Duration, Instant};
 
 use candid::{Encode, Principal};
+use common::*;
 use devnet::Devnet;
-use ic_agent::Agent;
-use ic_agent::identity::BasicIdentity;
-use ic_utils::interfaces::ManagementCanister;
 use local_replica::{Server, ServerConfig};
-
-fn probe_wasm() -> Vec<u8> {
-    market_artifacts::canister_wasm("probe-canister")
-}
 
 fn report(name: &str, mut samples: Vec<Duration>) {
     samples.sort();
@@ -78,29 +75,10 @@ async fn main() {
     )
     .await
     .unwrap();
-    let key = ic_ed25519::PrivateKey::generate_from_seed(&[2; 32]);
-    let identity =
-        BasicIdentity::from_pem(key.serialize_pkcs8_pem(ic_ed25519::PrivateKeyFormat::Pkcs8v2))
-            .unwrap();
-    let agent = Agent::builder()
-        .with_url(server.url())
-        .with_identity(identity)
-        .build()
-        .unwrap();
-    agent.fetch_root_key().await.unwrap();
-    let mgmt = ManagementCanister::create(&agent);
-    let (id,) = mgmt
-        .create_canister()
-        .as_provisional_create_with_amount(None)
-        .call_and_wait()
-        .await
-        .unwrap();
+    let agent = agent(&server, ed25519_identity(2)).await;
+    let id = create_canister(&agent).await;
     let t = Instant::now();
-    mgmt.install_code(&id, &wasm)
-        .with_raw_arg(Encode!().unwrap())
-        .call_and_wait()
-        .await
-        .unwrap();
+    install_code(&agent, id, &wasm, no_args()).await;
     println!(
         "install_code over HTTP ({} KiB): {:.1} ms",
         wasm.len() / 1024,
@@ -108,21 +86,12 @@ async fn main() {
     );
 
     let updates = time_n(300, || async {
-        agent
-            .update(&id, "inc")
-            .with_arg(empty.clone())
-            .await
-            .unwrap();
+        update(&agent, id, "inc", empty.clone()).await.unwrap();
     })
     .await;
     report("HTTP v4 update inc (signed, certified)", updates);
     let queries = time_n(500, || async {
-        agent
-            .query(&id, "get")
-            .with_arg(empty.clone())
-            .call()
-            .await
-            .unwrap();
+        query(&agent, id, "get", empty.clone()).await.unwrap();
     })
     .await;
     report("HTTP v3 query get (signature verified)", queries);

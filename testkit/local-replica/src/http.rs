@@ -41,17 +41,17 @@ struct App {
 pub fn router(node: Arc<Node>, config: HttpConfig) -> Router {
     Router::new()
         .route("/api/v2/status", get(status))
-        .route("/api/{version}/canister/{id}/call", post(call))
+        .route("/api/{version}/canister/{id}/call", post(call::<false>))
         .route("/api/{version}/canister/{id}/query", post(query))
         .route(
             "/api/{version}/canister/{id}/read_state",
-            post(read_state_canister),
+            post(read_state::<false>),
         )
-        .route("/api/{version}/subnet/{id}/call", post(call_subnet))
-        .route("/api/{version}/subnet/{id}/query", post(query_subnet))
+        .route("/api/{version}/subnet/{id}/call", post(call::<true>))
+        .route("/api/{version}/subnet/{id}/query", post(query))
         .route(
             "/api/{version}/subnet/{id}/read_state",
-            post(read_state_subnet),
+            post(read_state::<true>),
         )
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(App { node, config })
@@ -127,6 +127,44 @@ fn authenticated(body: &[u8]) -> Result<Authenticated, HttpError> {
         .map_err(|e| plain(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
+/// The call (or, with `query`, the query) an authenticated envelope
+/// carries; any other content is refused.
+fn ingress_request(auth: Authenticated, query: bool) -> Result<Request, HttpError> {
+    match (auth.content, query) {
+        (
+            EnvelopeContent::Call {
+                sender,
+                canister_id,
+                method_name,
+                arg,
+                ingress_expiry,
+                ..
+            },
+            false,
+        )
+        | (
+            EnvelopeContent::Query {
+                sender,
+                canister_id,
+                method_name,
+                arg,
+                ingress_expiry,
+                ..
+            },
+            true,
+        ) => Ok(Request {
+            request_id: auth.request_id,
+            sender,
+            canister: canister_id,
+            method: method_name,
+            arg,
+            expiry: ingress_expiry,
+        }),
+        (_, false) => Err(plain(StatusCode::BAD_REQUEST, "expected a call request")),
+        (_, true) => Err(plain(StatusCode::BAD_REQUEST, "expected a query request")),
+    }
+}
+
 async fn status(State(app): State<App>) -> Response {
     let mut map = std::collections::BTreeMap::new();
     let text = |s: &str| Value::Text(s.to_string());
@@ -167,72 +205,37 @@ fn check_effective(effective: Principal, canister: Principal, arg: &[u8]) -> Res
     }
 }
 
-async fn call(
+/// `call` on a canister, or with `SUBNET` the subnet's call endpoint, which
+/// takes management canister calls only.
+async fn call<const SUBNET: bool>(
     State(app): State<App>,
     Path((version, id)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, HttpError> {
-    handle_call(app, version, id, body, false).await
-}
-
-async fn call_subnet(
-    State(app): State<App>,
-    Path((version, id)): Path<(String, String)>,
-    body: Bytes,
-) -> Result<Response, HttpError> {
-    handle_call(app, version, id, body, true).await
-}
-
-async fn handle_call(
-    app: App,
-    version: String,
-    id: String,
-    body: Bytes,
-    subnet: bool,
-) -> Result<Response, HttpError> {
-    if subnet {
+    if SUBNET {
         check_version(&version, &["v4"])?;
     } else {
         check_version(&version, &["v2", "v3", "v4"])?;
     }
     let effective = parse_principal(&id)?;
-    let auth = authenticated(&body)?;
-    let request_id = auth.request_id;
-    let EnvelopeContent::Call {
-        sender,
-        canister_id,
-        method_name,
-        arg,
-        ingress_expiry,
-        ..
-    } = auth.content
-    else {
-        return Err(plain(StatusCode::BAD_REQUEST, "expected a call request"));
-    };
-    if subnet {
-        if canister_id != Principal::management_canister() {
+    let request = ingress_request(authenticated(&body)?, false)?;
+    if SUBNET {
+        if request.canister != Principal::management_canister() {
             return Err(plain(
                 StatusCode::BAD_REQUEST,
                 "the subnet call endpoint takes management canister calls only",
             ));
         }
     } else {
-        check_effective(effective, canister_id, &arg)?;
+        check_effective(effective, request.canister, &request.arg)?;
     }
+    let request_id = request.request_id;
     tracing::info!(
-        request_id = %request_id, %sender, canister = %canister_id, method = %method_name,
-        arg_bytes = arg.len(), %version, "call"
+        request_id = %request_id, sender = %request.sender, canister = %request.canister,
+        method = %request.method, arg_bytes = request.arg.len(), %version, "call"
     );
     let started = Instant::now();
     let node = app.node.clone();
-    let request = Request {
-        request_id,
-        sender,
-        canister: canister_id,
-        method: method_name,
-        arg,
-        expiry: ingress_expiry,
-    };
     let submitted = blocking(move || node.submit_call(request)).await;
     if let Submitted::Refused(reject) = submitted {
         tracing::info!(request_id = %request_id, code = reject.code.as_u32(), message = %reject.message, "call refused before execution");
@@ -272,56 +275,22 @@ async fn handle_call(
     ))
 }
 
+/// `query` on a canister or on the subnet: both run the query the same way.
 async fn query(
     State(app): State<App>,
     Path((version, id)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, HttpError> {
-    handle_query(app, version, id, body).await
-}
-
-async fn query_subnet(
-    State(app): State<App>,
-    Path((version, id)): Path<(String, String)>,
-    body: Bytes,
-) -> Result<Response, HttpError> {
-    handle_query(app, version, id, body).await
-}
-
-async fn handle_query(
-    app: App,
-    version: String,
-    id: String,
-    body: Bytes,
-) -> Result<Response, HttpError> {
     check_version(&version, &["v2", "v3"])?;
     let effective = parse_principal(&id)?;
-    let auth = authenticated(&body)?;
-    let request_id = auth.request_id;
-    let EnvelopeContent::Query {
-        sender,
-        canister_id,
-        method_name,
-        arg,
-        ingress_expiry,
-        ..
-    } = auth.content
-    else {
-        return Err(plain(StatusCode::BAD_REQUEST, "expected a query request"));
-    };
-    if canister_id != Principal::management_canister() {
-        check_effective(effective, canister_id, &arg)?;
+    let request = ingress_request(authenticated(&body)?, true)?;
+    if request.canister != Principal::management_canister() {
+        check_effective(effective, request.canister, &request.arg)?;
     }
+    let (sender, canister_id, method_name) =
+        (request.sender, request.canister, request.method.clone());
     let started = Instant::now();
     let node = app.node.clone();
-    let request = Request {
-        request_id,
-        sender,
-        canister: canister_id,
-        method: method_name.clone(),
-        arg,
-        expiry: ingress_expiry,
-    };
     let response = blocking(move || node.query(request)).await;
     tracing::info!(
         %sender, canister = %canister_id, method = %method_name,
@@ -330,28 +299,11 @@ async fn handle_query(
     Ok(cbor(StatusCode::OK, response))
 }
 
-async fn read_state_canister(
+/// `read_state` of a canister, or with `SUBNET` of the devnet's subnet.
+async fn read_state<const SUBNET: bool>(
     State(app): State<App>,
     Path((version, id)): Path<(String, String)>,
     body: Bytes,
-) -> Result<Response, HttpError> {
-    handle_read_state(app, version, id, body, false).await
-}
-
-async fn read_state_subnet(
-    State(app): State<App>,
-    Path((version, id)): Path<(String, String)>,
-    body: Bytes,
-) -> Result<Response, HttpError> {
-    handle_read_state(app, version, id, body, true).await
-}
-
-async fn handle_read_state(
-    app: App,
-    version: String,
-    id: String,
-    body: Bytes,
-    subnet: bool,
 ) -> Result<Response, HttpError> {
     check_version(&version, &["v2", "v3"])?;
     let effective = parse_principal(&id)?;
@@ -362,7 +314,7 @@ async fn handle_read_state(
             "expected a read_state request",
         ));
     };
-    let scope = if subnet {
+    let scope = if SUBNET {
         if effective != app.node.keys().subnet_id() {
             return Err(plain(
                 StatusCode::NOT_FOUND,

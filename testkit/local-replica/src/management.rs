@@ -97,8 +97,7 @@ pub fn call(
     match method {
         "canister_status" => canister_status(devnet, chunks, sender, arg),
         "start_canister" | "stop_canister" => {
-            let args = Decode!(arg, CanisterIdRecord).map_err(bad_arg)?;
-            require_controller(devnet, sender, args.canister_id)?;
+            controlled_canister(devnet, sender, arg)?;
             Ok(encode(&()))
         }
         "provisional_top_up_canister" => {
@@ -136,19 +135,17 @@ pub fn call(
             }))
         }
         "stored_chunks" => {
-            let args = Decode!(arg, CanisterIdRecord).map_err(bad_arg)?;
-            require_controller(devnet, sender, args.canister_id)?;
+            let canister = controlled_canister(devnet, sender, arg)?;
             let hashes: Vec<ChunkHash> = chunks
                 .stores
-                .get(&args.canister_id)
+                .get(&canister)
                 .map(|s| s.keys().map(|h| ChunkHash { hash: h.to_vec() }).collect())
                 .unwrap_or_default();
             Ok(encode(&hashes))
         }
         "clear_chunk_store" => {
-            let args = Decode!(arg, CanisterIdRecord).map_err(bad_arg)?;
-            require_controller(devnet, sender, args.canister_id)?;
-            chunks.stores.remove(&args.canister_id);
+            let canister = controlled_canister(devnet, sender, arg)?;
+            chunks.stores.remove(&canister);
             Ok(encode(&()))
         }
         "install_chunked_code" => {
@@ -202,26 +199,40 @@ pub fn call(
             if let Ok(args) = Decode!(arg, WasmOnly) {
                 chunks.metadata.record(&args.wasm_module);
             }
-            let id = devnet.submit_call(
-                Principal::management_canister(),
-                sender,
-                method,
-                arg.to_vec(),
-            )?;
-            devnet.await_call(id)
+            devnet_management(devnet, sender, method, arg)
         }
         // Creation, update_settings, raw_rand, deposit_cycles:
         // the devnet's own management canister, which answers at once.
-        _ => {
-            let id = devnet.submit_call(
-                Principal::management_canister(),
-                sender,
-                method,
-                arg.to_vec(),
-            )?;
-            devnet.await_call(id)
-        }
+        _ => devnet_management(devnet, sender, method, arg),
     }
+}
+
+/// The call answered by the devnet's own management canister.
+fn devnet_management(
+    devnet: &mut Devnet,
+    sender: Principal,
+    method: &str,
+    arg: &[u8],
+) -> Result<Vec<u8>, Reject> {
+    let id = devnet.submit_call(
+        Principal::management_canister(),
+        sender,
+        method,
+        arg.to_vec(),
+    )?;
+    devnet.await_call(id)
+}
+
+/// The canister named by a `CanisterIdRecord` argument, once `sender` is
+/// known to control it.
+fn controlled_canister(
+    devnet: &Devnet,
+    sender: Principal,
+    arg: &[u8],
+) -> Result<Principal, Reject> {
+    let args = Decode!(arg, CanisterIdRecord).map_err(bad_arg)?;
+    require_controller(devnet, sender, args.canister_id)?;
+    Ok(args.canister_id)
 }
 
 /// Handles a query to the management canister (ic-utils sends
@@ -249,9 +260,8 @@ fn canister_status(
     sender: Principal,
     arg: &[u8],
 ) -> Result<Vec<u8>, Reject> {
-    let args = Decode!(arg, CanisterIdRecord).map_err(bad_arg)?;
-    require_controller(devnet, sender, args.canister_id)?;
-    Ok(encode(&full_status(devnet, chunks, args.canister_id)))
+    let canister = controlled_canister(devnet, sender, arg)?;
+    Ok(encode(&full_status(devnet, chunks, canister)))
 }
 
 fn canister_metadata(

@@ -410,24 +410,27 @@ impl Node {
 
     /// Runs a query and returns the CBOR `QueryResponse`, signed by the node.
     pub fn query(&self, request: Request) -> Vec<u8> {
-        let Request {
-            request_id,
-            sender,
-            canister,
-            method,
-            arg,
-            ..
-        } = request;
-        let method = method.as_str();
+        let (request_id, sender, canister) = (request.request_id, request.sender, request.canister);
+        let method = request.method.as_str();
         let (result, time) = {
             let mut state = self.lock();
             let result = if canister == Principal::management_canister() {
-                management::query(&state.devnet, &state.management, sender, method, &arg)
+                management::query(
+                    &state.devnet,
+                    &state.management,
+                    sender,
+                    method,
+                    &request.arg,
+                )
             } else {
                 let certificate = self.query_certificate(&mut state, canister);
-                state
-                    .devnet
-                    .query_call_with_certificate(canister, sender, method, arg, certificate)
+                state.devnet.query_call_with_certificate(
+                    canister,
+                    sender,
+                    method,
+                    request.arg,
+                    certificate,
+                )
             };
             (result, state.devnet.time_nanos())
         };

@@ -9,8 +9,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use candid::{Decode, Encode, Principal};
-use common::probe_wasm;
+use candid::Principal;
+use common::{probe_wasm, query_as, update_as};
 use ic_agent::Agent;
 
 /// Kills the child when the test ends, however it ends.
@@ -41,19 +41,9 @@ async fn the_binary_installs_prints_its_url_and_serves() {
     .expect("the binary starts");
     let canister = started.installed("installed");
     let agent = started.agent().await;
-    let label = agent
-        .query(&canister, "label")
-        .with_arg(Encode!().unwrap())
-        .call()
-        .await
-        .unwrap();
-    assert_eq!(Decode!(&label, String).unwrap(), "from the command line");
-    let n = agent
-        .update(&canister, "inc")
-        .with_arg(Encode!().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(Decode!(&n, u64).unwrap(), 1);
+    let label: String = query_as(&agent, canister, "label").await;
+    assert_eq!(label, "from the command line");
+    assert_eq!(update_as::<u64>(&agent, canister, "inc").await, 1);
     drop(started);
 }
 
@@ -144,19 +134,11 @@ impl Started {
 }
 
 async fn counter(agent: &Agent, canister: Principal, method: &str) -> u64 {
-    let bytes = if method == "get" {
-        agent
-            .query(&canister, method)
-            .with_arg(Encode!().unwrap())
-            .call()
-            .await
+    if method == "get" {
+        query_as(agent, canister, method).await
     } else {
-        agent
-            .update(&canister, method)
-            .with_arg(Encode!().unwrap())
-            .await
-    };
-    Decode!(&bytes.unwrap(), u64).unwrap()
+        update_as(agent, canister, method).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

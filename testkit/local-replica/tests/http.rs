@@ -9,35 +9,40 @@ use std::time::{Duration, Instant};
 use candid::{Decode, Encode, Principal};
 use common::*;
 use devnet::{Devnet, DevnetConfig};
-use ic_agent::AgentError;
-use ic_agent::Identity;
-use ic_agent::agent::RejectCode;
+use ic_agent::agent::{RejectCode, RejectResponse};
 use ic_agent::identity::AnonymousIdentity;
+use ic_agent::{Agent, AgentError, Identity};
 use ic_utils::call::AsyncCall;
 use ic_utils::interfaces::ManagementCanister;
 use ic_utils::interfaces::management_canister::builders::CanisterInstallMode;
 use local_replica::{Server, ServerConfig};
 use sha2::{Digest, Sha256};
 
-async fn query_u64(agent: &ic_agent::Agent, id: Principal, method: &str) -> u64 {
-    let bytes = agent
-        .query(&id, method)
-        .with_arg(Encode!().unwrap())
-        .call()
-        .await
-        .expect(method);
-    Decode!(&bytes, u64).unwrap()
+async fn query_u64(agent: &Agent, id: Principal, method: &str) -> u64 {
+    query_as(agent, id, method).await
+}
+
+/// The caller the probe sees, asked by an update and by a query.
+async fn callers_seen(agent: &Agent, id: Principal) -> (Principal, Principal) {
+    (
+        update_as(agent, id, "whoami").await,
+        query_as(agent, id, "whoami").await,
+    )
+}
+
+/// What a certified reject says; any other error fails the test.
+fn certified_reject(err: AgentError) -> RejectResponse {
+    match err {
+        AgentError::CertifiedReject { reject, .. } => reject,
+        other => panic!("expected a certified reject, got {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn install_query_update_reject_and_trap_over_http() {
-    let server = start_server(1.0, Duration::from_secs(5)).await;
-    let identity = ed25519_identity(1);
-    let me = identity.sender().unwrap();
-    let agent = agent(&server, identity).await;
+    let (server, agent, id) = server_with_probe(1, "over http").await;
+    let me = agent.get_principal().unwrap();
     assert_eq!(agent.read_root_key(), server.root_key());
-
-    let id = install_probe(&agent, "over http").await;
 
     // canister_status (a query by ic-utils' default) decodes as the full record.
     let mgmt = ManagementCanister::create(&agent);
@@ -69,22 +74,11 @@ async fn install_query_update_reject_and_trap_over_http() {
 
     // Queries (signature-verified against the node key served by read_state).
     assert_eq!(query_u64(&agent, id, "get").await, 0);
-    let label = agent
-        .query(&id, "label")
-        .with_arg(Encode!().unwrap())
-        .call()
-        .await
-        .unwrap();
-    assert_eq!(Decode!(&label, String).unwrap(), "over http");
+    assert_eq!(query_as::<String>(&agent, id, "label").await, "over http");
 
     // Updates, answered synchronously with a certificate.
     for expected in 1..=3u64 {
-        let bytes = agent
-            .update(&id, "inc")
-            .with_arg(Encode!().unwrap())
-            .await
-            .unwrap();
-        assert_eq!(Decode!(&bytes, u64).unwrap(), expected);
+        assert_eq!(update_as::<u64>(&agent, id, "inc").await, expected);
     }
     assert_eq!(query_u64(&agent, id, "get").await, 3);
     // A query's changes are not kept.
@@ -92,53 +86,33 @@ async fn install_query_update_reject_and_trap_over_http() {
     assert_eq!(query_u64(&agent, id, "get").await, 3);
 
     // The caller seen by the canister is the identity's principal.
-    let who = agent
-        .update(&id, "whoami")
-        .with_arg(Encode!().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(Decode!(&who, Principal).unwrap(), me);
+    assert_eq!(update_as::<Principal>(&agent, id, "whoami").await, me);
 
     // An explicit reject is a certified reject with the canister's message.
-    let err = agent
-        .update(&id, "reject_with")
-        .with_arg(Encode!(&"not today").unwrap())
-        .await
-        .unwrap_err();
-    match err {
-        AgentError::CertifiedReject { reject, .. } => {
-            assert_eq!(reject.reject_code, RejectCode::CanisterReject);
-            assert_eq!(reject.reject_message, "not today");
-            assert_eq!(reject.error_code.as_deref(), Some("IC0406"));
-        }
-        other => panic!("expected a certified reject, got {other:?}"),
-    }
+    let arg = Encode!(&"not today").unwrap();
+    let err = update(&agent, id, "reject_with", arg).await.unwrap_err();
+    let reject = certified_reject(err);
+    assert_eq!(reject.reject_code, RejectCode::CanisterReject);
+    assert_eq!(reject.reject_message, "not today");
+    assert_eq!(reject.error_code.as_deref(), Some("IC0406"));
 
     // A trap rolls back and is a certified CANISTER_ERROR.
-    let err = agent
-        .update(&id, "write_then_trap")
-        .with_arg(Encode!(&0u64, &vec![1u8, 2, 3]).unwrap())
+    let arg = Encode!(&0u64, &vec![1u8, 2, 3]).unwrap();
+    let err = update(&agent, id, "write_then_trap", arg)
         .await
         .unwrap_err();
-    match err {
-        AgentError::CertifiedReject { reject, .. } => {
-            assert_eq!(reject.reject_code, RejectCode::CanisterError);
-            assert!(
-                reject.reject_message.contains("trap after write"),
-                "{}",
-                reject.reject_message
-            );
-            assert_eq!(reject.error_code.as_deref(), Some("IC0503"));
-        }
-        other => panic!("expected a certified reject, got {other:?}"),
-    }
+    let reject = certified_reject(err);
+    assert_eq!(reject.reject_code, RejectCode::CanisterError);
+    assert!(
+        reject.reject_message.contains("trap after write"),
+        "{}",
+        reject.reject_message
+    );
+    assert_eq!(reject.error_code.as_deref(), Some("IC0503"));
     assert_eq!(query_u64(&agent, id, "get").await, 3);
 
     // A query that rejects is a signed uncertified reject.
-    let err = agent
-        .query(&id, "no_such_method")
-        .with_arg(Encode!().unwrap())
-        .call()
+    let err = query(&agent, id, "no_such_method", no_args())
         .await
         .unwrap_err();
     assert!(
@@ -147,9 +121,7 @@ async fn install_query_update_reject_and_trap_over_http() {
     );
 
     // inspect_message refuses before execution: a non-replicated rejection.
-    let err = agent
-        .update(&id, "refused_by_inspect")
-        .with_arg(Encode!().unwrap())
+    let err = update(&agent, id, "refused_by_inspect", no_args())
         .await
         .unwrap_err();
     assert!(
@@ -174,34 +146,19 @@ async fn install_query_update_reject_and_trap_over_http() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secp256k1_and_anonymous_senders_are_authenticated() {
-    let server = start_server(1.0, Duration::from_secs(5)).await;
-    let owner = agent(&server, ed25519_identity(2)).await;
-    let id = install_probe(&owner, "ids").await;
+    let (server, _owner, id) = server_with_probe(2, "ids").await;
 
     let secp = secp256k1_identity(3);
     let secp_principal = secp.sender().unwrap();
     let agent = agent(&server, secp).await;
-    let who = agent
-        .update(&id, "whoami")
-        .with_arg(Encode!().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(Decode!(&who, Principal).unwrap(), secp_principal);
-    let who = agent
-        .query(&id, "whoami")
-        .with_arg(Encode!().unwrap())
-        .call()
-        .await
-        .unwrap();
-    assert_eq!(Decode!(&who, Principal).unwrap(), secp_principal);
+    assert_eq!(
+        callers_seen(&agent, id).await,
+        (secp_principal, secp_principal)
+    );
 
     let anonymous = common::agent(&server, AnonymousIdentity).await;
-    let who = anonymous
-        .update(&id, "whoami")
-        .with_arg(Encode!().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(Decode!(&who, Principal).unwrap(), Principal::anonymous());
+    let who: Principal = update_as(&anonymous, id, "whoami").await;
+    assert_eq!(who, Principal::anonymous());
 
     // Not a controller: canister_status is refused.
     let err = ManagementCanister::create(&anonymous)
@@ -237,9 +194,8 @@ async fn slow_update_answers_202_and_the_agent_polls_read_state() {
     let callee = install_probe(&agent, "callee").await;
 
     let started = Instant::now();
-    let bytes = agent
-        .update(&caller, "call")
-        .with_arg(Encode!(&callee, &"inc", &Encode!().unwrap(), &None::<u32>).unwrap())
+    let arg = Encode!(&callee, &"inc", &no_args(), &None::<u32>).unwrap();
+    let bytes = update(&agent, caller, "call", arg)
         .await
         .expect("polled to completion");
     let elapsed = started.elapsed();
@@ -259,9 +215,7 @@ async fn timers_fire_as_the_clock_runs_faster() {
     let agent = agent(&server, ed25519_identity(5)).await;
     let id = install_probe(&agent, "timers").await;
     let t0 = query_u64(&agent, id, "time").await;
-    agent
-        .update(&id, "set_timer")
-        .with_arg(Encode!(&60u64).unwrap())
+    update(&agent, id, "set_timer", Encode!(&60u64).unwrap())
         .await
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -286,12 +240,7 @@ async fn chunked_install_of_a_module() {
     let server = start_server(1.0, Duration::from_secs(5)).await;
     let agent = agent(&server, ed25519_identity(6)).await;
     let mgmt = ManagementCanister::create(&agent);
-    let (id,) = mgmt
-        .create_canister()
-        .as_provisional_create_with_amount(None)
-        .call_and_wait()
-        .await
-        .unwrap();
+    let id = create_canister(&agent).await;
     let wasm = probe_wasm();
     let mut hashes = Vec::new();
     for chunk in wasm.chunks(300_000) {
@@ -322,13 +271,7 @@ async fn chunked_install_of_a_module() {
         .call_and_wait()
         .await
         .expect("install_chunked_code");
-    let label = agent
-        .query(&id, "label")
-        .with_arg(Encode!().unwrap())
-        .call()
-        .await
-        .unwrap();
-    assert_eq!(Decode!(&label, String).unwrap(), "chunked");
+    assert_eq!(query_as::<String>(&agent, id, "label").await, "chunked");
     server.shutdown().await.unwrap();
 }
 
@@ -364,18 +307,9 @@ fn probe_with_metadata() -> Vec<u8> {
 async fn metadata_sections_are_served_public_to_all_private_to_controllers() {
     let server = start_server(1.0, Duration::from_secs(5)).await;
     let owner = agent(&server, ed25519_identity(7)).await;
-    let mgmt = ManagementCanister::create(&owner);
-    let (id,) = mgmt
-        .create_canister()
-        .as_provisional_create_with_amount(None)
-        .call_and_wait()
-        .await
-        .unwrap();
-    mgmt.install_code(&id, &probe_with_metadata())
-        .with_arg(Some(ProbeArg::default()))
-        .call_and_wait()
-        .await
-        .unwrap();
+    let id = create_canister(&owner).await;
+    let arg = Encode!(&Some(ProbeArg::default())).unwrap();
+    install_code(&owner, id, &probe_with_metadata(), arg).await;
     let did = owner
         .read_state_canister_metadata(id, "candid:service")
         .await
@@ -439,31 +373,13 @@ async fn queries_read_a_signed_certificate_of_the_certified_data() {
 
     let server = start_server(1.0, Duration::from_secs(5)).await;
     let agent = agent(&server, ed25519_identity(8)).await;
-    let mgmt = ManagementCanister::create(&agent);
-    let (id,) = mgmt
-        .create_canister()
-        .as_provisional_create_with_amount(None)
-        .call_and_wait()
-        .await
-        .unwrap();
-    mgmt.install_code(&id, &wat::parse_str(CERTIFYING_CANISTER).unwrap())
-        .with_raw_arg(vec![])
-        .call_and_wait()
-        .await
-        .unwrap();
+    let id = create_canister(&agent).await;
+    let wasm = wat::parse_str(CERTIFYING_CANISTER).unwrap();
+    install_code(&agent, id, &wasm, vec![]).await;
 
     let data = [7u8; 32];
-    agent
-        .update(&id, "set")
-        .with_arg(data.to_vec())
-        .await
-        .unwrap();
-    let bytes = agent
-        .query(&id, "cert")
-        .with_arg(vec![])
-        .call()
-        .await
-        .unwrap();
+    update(&agent, id, "set", data.to_vec()).await.unwrap();
+    let bytes = query(&agent, id, "cert", vec![]).await.unwrap();
     let cert: Certificate = serde_cbor::from_slice(&bytes).expect("a CBOR certificate");
     let mut msg = b"\x0Dic-state-root".to_vec();
     msg.extend_from_slice(&cert.tree.digest());
@@ -492,15 +408,10 @@ async fn queries_read_a_signed_certificate_of_the_certified_data() {
 async fn delegated_identities_act_for_the_delegator_within_expiry_and_targets() {
     use ic_agent::identity::{DelegatedIdentity, Delegation, SignedDelegation};
 
-    let server = start_server(1.0, Duration::from_secs(5)).await;
-    let owner = agent(&server, ed25519_identity(20)).await;
-    let id = install_probe(&owner, "delegation").await;
+    let (server, _owner, id) = server_with_probe(20, "delegation").await;
     let user = secp256k1_identity(21);
     let user_principal = user.sender().unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
+    let now = now_nanos();
     let delegated = |expiration: u64, targets: Option<Vec<Principal>>| {
         let session = ed25519_identity(22);
         let delegation = Delegation {
@@ -526,41 +437,23 @@ async fn delegated_identities_act_for_the_delegator_within_expiry_and_targets() 
     let in_ten_minutes = now + 600_000_000_000;
 
     let session = common::agent(&server, delegated(in_ten_minutes, None)).await;
-    let who = session
-        .update(&id, "whoami")
-        .with_arg(Encode!().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(Decode!(&who, Principal).unwrap(), user_principal);
-    let who = session
-        .query(&id, "whoami")
-        .with_arg(Encode!().unwrap())
-        .call()
-        .await
-        .unwrap();
-    assert_eq!(Decode!(&who, Principal).unwrap(), user_principal);
+    assert_eq!(
+        callers_seen(&session, id).await,
+        (user_principal, user_principal)
+    );
 
+    // Restricted to another canister, and expired: both refused.
     let elsewhere = Principal::from_slice(&[9; 10]);
-    let restricted = common::agent(&server, delegated(in_ten_minutes, Some(vec![elsewhere]))).await;
-    let err = restricted
-        .update(&id, "whoami")
-        .with_arg(Encode!().unwrap())
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, AgentError::HttpError(ref e) if e.status == 400),
-        "{err:?}"
-    );
-
-    let expired = common::agent(&server, delegated(now - 1, None)).await;
-    let err = expired
-        .update(&id, "whoami")
-        .with_arg(Encode!().unwrap())
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, AgentError::HttpError(ref e) if e.status == 400),
-        "{err:?}"
-    );
+    for refused in [
+        delegated(in_ten_minutes, Some(vec![elsewhere])),
+        delegated(now - 1, None),
+    ] {
+        let refused = common::agent(&server, refused).await;
+        let err = update(&refused, id, "whoami", no_args()).await.unwrap_err();
+        assert!(
+            matches!(err, AgentError::HttpError(ref e) if e.status == 400),
+            "{err:?}"
+        );
+    }
     server.shutdown().await.unwrap();
 }

@@ -14,13 +14,6 @@ use ic_transport_types::{Envelope, EnvelopeContent, ReadStateResponse};
 
 const MINUTE: u64 = 60_000_000_000;
 
-fn now_nanos() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-}
-
 /// A signed envelope of `content` by an Ed25519 key.
 fn sign(key: &ic_ed25519::PrivateKey, content: EnvelopeContent) -> Vec<u8> {
     let der = key.public_key().serialize_rfc8410_der();
@@ -70,9 +63,7 @@ async fn post(url: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_forged_and_misaddressed_requests_are_refused() {
-    let server = start_server(1.0, Duration::from_secs(5)).await;
-    let owner = agent(&server, ed25519_identity(10)).await;
-    let id = install_probe(&owner, "raw").await;
+    let (server, owner, id) = server_with_probe(10, "raw").await;
     let url = format!("{}/api/v4/canister/{id}/call", server.url());
     let key = ic_ed25519::PrivateKey::generate_from_seed(&[11; 32]);
 
@@ -145,21 +136,13 @@ async fn expired_forged_and_misaddressed_requests_are_refused() {
     assert_eq!(status, 400);
 
     // None of the refused calls ran: only the good one incremented.
-    let count = owner
-        .query(&id, "get")
-        .with_arg(Encode!().unwrap())
-        .call()
-        .await
-        .unwrap();
-    assert_eq!(Decode!(&count, u64).unwrap(), 1);
+    assert_eq!(query_as::<u64>(&owner, id, "get").await, 1);
     server.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v2_call_is_asynchronous_and_only_its_sender_reads_its_status() {
-    let server = start_server(1.0, Duration::from_secs(5)).await;
-    let owner = agent(&server, ed25519_identity(13)).await;
-    let id = install_probe(&owner, "v2").await;
+    let (server, _owner, id) = server_with_probe(13, "v2").await;
     let key = ic_ed25519::PrivateKey::generate_from_seed(&[14; 32]);
     let expiry = now_nanos() + 2 * MINUTE;
     let content = call(&key, id, "inc", expiry);

@@ -190,33 +190,21 @@ mod tests {
         native.function_type = Some(FunctionType::NativeNervousSystemFunction {});
         assert!(validate(&native, &[]).unwrap_err().contains("not generic"));
 
-        let no_target = with_generic(generic(1000), |g| g.target_canister_id = None);
-        assert!(
-            validate(&no_target, &[])
-                .unwrap_err()
-                .contains("target_canister_id")
-        );
-
-        let no_validator = with_generic(generic(1000), |g| g.validator_canister_id = None);
-        assert!(
-            validate(&no_validator, &[])
-                .unwrap_err()
-                .contains("validator_canister_id")
-        );
-
-        let empty_method = with_generic(generic(1000), |g| g.target_method_name = Some("".into()));
-        assert!(
-            validate(&empty_method, &[])
-                .unwrap_err()
-                .contains("target_method_name")
-        );
-
-        let no_method = with_generic(generic(1000), |g| g.validator_method_name = None);
-        assert!(
-            validate(&no_method, &[])
-                .unwrap_err()
-                .contains("validator_method_name")
-        );
+        // Each part of a generic function that is missing, and the field the refusal names.
+        type Change = fn(&mut GenericNervousSystemFunction);
+        let incomplete: [(Change, &str); 4] = [
+            (|g| g.target_canister_id = None, "target_canister_id"),
+            (|g| g.validator_canister_id = None, "validator_canister_id"),
+            (
+                |g| g.target_method_name = Some("".into()),
+                "target_method_name",
+            ),
+            (|g| g.validator_method_name = None, "validator_method_name"),
+        ];
+        for (change, field) in incomplete {
+            let err = validate(&with_generic(generic(1000), change), &[]).unwrap_err();
+            assert!(err.contains(field), "{err}");
+        }
 
         let mut unnamed = generic(1000);
         unnamed.name = String::new();

@@ -150,25 +150,11 @@ ic_cdk::export_candid!();
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
-    use candid_parser::utils::{CandidSource, service_equal};
-
     #[test]
     fn candid_interface_matches_the_did_file() {
-        let generated = super::__export_service();
-        let did = Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/sns-governance-standin.did"
-        ));
-        if std::env::var_os("UPDATE_DID").is_some() {
-            std::fs::write(did, &generated).unwrap();
-        }
-        if let Err(e) = service_equal(CandidSource::Text(&generated), CandidSource::File(did)) {
-            panic!(
-                "sns-governance-standin.did differs from the code (UPDATE_DID=1 rewrites it): \
-                 {e}\n--- generated ---\n{generated}"
-            );
-        }
+        market_artifacts::assert_did_matches(
+            &super::__export_service(),
+            concat!(env!("CARGO_MANIFEST_DIR"), "/sns-governance-standin.did"),
+        );
     }
 }

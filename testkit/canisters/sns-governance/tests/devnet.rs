@@ -246,7 +246,7 @@ fn treasury_transfers_pay_from_the_default_account_with_the_memo() {
             owner: Principal::from_slice(&[0x0e; 29]),
             subaccount: None,
         },
-        vec![(treasury.clone(), 1_000_000)],
+        vec![(treasury, 1_000_000)],
     );
     let ledger = dn
         .deploy(admin(), &canister_wasm("ledger"), &init)

@@ -34,6 +34,13 @@ pub fn install_probe(dn: &mut Devnet, label: &str) -> Principal {
         .expect("install probe")
 }
 
+/// A fresh devnet with a probe canister installed for each label, in order.
+pub fn with_probes<const N: usize>(labels: [&str; N]) -> (Devnet, [Principal; N]) {
+    let mut dn = Devnet::new();
+    let ids = labels.map(|label| install_probe(&mut dn, label));
+    (dn, ids)
+}
+
 /// Candid encoding of no arguments.
 pub fn no_args() -> Vec<u8> {
     candid::encode_args(()).unwrap()
@@ -49,4 +56,19 @@ pub fn inc(dn: &mut Devnet, c: Principal) -> u64 {
 
 pub fn events(dn: &mut Devnet, c: Principal) -> Vec<String> {
     dn.query(c, user(), "events", &()).expect("events")
+}
+
+/// Writes `bytes` into the probe's stable memory at `offset`.
+pub fn stable_write(dn: &mut Devnet, c: Principal, offset: u64, bytes: Vec<u8>) {
+    let () = dn
+        .update_args(c, user(), "stable_write", (offset, bytes))
+        .expect("stable_write");
+}
+
+/// Reads `len` bytes of the probe's stable memory at `offset`, by query.
+pub fn stable_read(dn: &mut Devnet, c: Principal, offset: u64, len: u64) -> Vec<u8> {
+    let (bytes,): (Vec<u8>,) = dn
+        .query_args(c, user(), "stable_read", (offset, len))
+        .expect("stable_read");
+    bytes
 }

@@ -193,10 +193,7 @@ fn predict(c: &Call, model: &Model, supply: u64, now: u64) -> Option<(bool, Opti
             age,
             ..
         } => {
-            let from = Account {
-                owner: owner(*caller),
-                subaccount: subaccount(*from_sub),
-            };
+            let from = account(*caller, *from_sub);
             let to = account(to.0, to.1);
             if from == m && to == m {
                 return refuse;
@@ -224,24 +221,9 @@ fn predict(c: &Call, model: &Model, supply: u64, now: u64) -> Option<(bool, Opti
                 };
             }
             match amount.checked_add(expected_fee) {
-                Some(d) if d <= model.balance(&from) => Some((
-                    true,
-                    Some(if to == m {
-                        Operation::Burn {
-                            from,
-                            spender: None,
-                            amount: *amount,
-                        }
-                    } else {
-                        Operation::Transfer {
-                            from,
-                            to,
-                            spender: None,
-                            amount: *amount,
-                            fee: FEE,
-                        }
-                    }),
-                )),
+                Some(d) if d <= model.balance(&from) => {
+                    Some((true, Some(debit_block(from, to, None, *amount))))
+                }
                 _ => refuse,
             }
         }
@@ -254,10 +236,7 @@ fn predict(c: &Call, model: &Model, supply: u64, now: u64) -> Option<(bool, Opti
             expires_in,
             age,
         } => {
-            let from = Account {
-                owner: owner(*caller),
-                subaccount: subaccount(*from_sub),
-            };
+            let from = account(*caller, *from_sub);
             let spender = account(spender.0, spender.1);
             if from == m || spender.owner == owner(*caller) {
                 return refuse;
@@ -294,10 +273,7 @@ fn predict(c: &Call, model: &Model, supply: u64, now: u64) -> Option<(bool, Opti
             amount,
             age,
         } => {
-            let spender = Account {
-                owner: owner(*caller),
-                subaccount: subaccount(*spender_sub),
-            };
+            let spender = account(*caller, *spender_sub);
             let from = account(from.0, from.1);
             let to = account(to.0, to.1);
             if from == m {
@@ -319,26 +295,29 @@ fn predict(c: &Call, model: &Model, supply: u64, now: u64) -> Option<(bool, Opti
             if model.balance(&from) < debit {
                 return refuse;
             }
-            Some((
-                true,
-                Some(if to == m {
-                    Operation::Burn {
-                        from,
-                        spender: Some(spender),
-                        amount: *amount,
-                    }
-                } else {
-                    Operation::Transfer {
-                        from,
-                        to,
-                        spender: Some(spender),
-                        amount: *amount,
-                        fee,
-                    }
-                }),
-            ))
+            Some((true, Some(debit_block(from, to, Some(spender), *amount))))
         }
         Call::Repeat | Call::Advance(_) => None,
+    }
+}
+
+/// The block of a transfer (or transfer_from) out of an ordinary account:
+/// a burn when it goes to the minting account, else a transfer paying the fee.
+fn debit_block(from: Account, to: Account, spender: Option<Account>, amount: u64) -> Operation {
+    if to == minter() {
+        Operation::Burn {
+            from,
+            spender,
+            amount,
+        }
+    } else {
+        Operation::Transfer {
+            from,
+            to,
+            spender,
+            amount,
+            fee: FEE,
+        }
     }
 }
 
@@ -353,11 +332,32 @@ enum Outcome {
     Err(String),
 }
 
+/// The block an endpoint's error names as the original of a duplicate.
+trait DuplicateOf: std::fmt::Debug {
+    fn duplicate_of(&self) -> Option<&Nat>;
+}
+
+/// Each endpoint's error type names the original in its `Duplicate` variant.
+macro_rules! impl_duplicate_of {
+    ($($error:ident),*) => {$(
+        impl DuplicateOf for $error {
+            fn duplicate_of(&self) -> Option<&Nat> {
+                match self {
+                    $error::Duplicate { duplicate_of } => Some(duplicate_of),
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+
+impl_duplicate_of!(TransferError, TransferFromError, ApproveError);
+
 fn run(state: &mut State, c: &Call, now: u64) -> Outcome {
-    fn out<E: std::fmt::Debug>(r: Result<u64, E>, dup: impl Fn(&E) -> Option<u64>) -> Outcome {
+    fn out<E: DuplicateOf>(r: Result<u64, E>) -> Outcome {
         match r {
             Ok(i) => Outcome::Ok(i),
-            Err(e) => match dup(&e) {
+            Err(e) => match e.duplicate_of().and_then(to_u64) {
                 Some(i) => Outcome::Duplicate(i),
                 None => Outcome::Err(format!("{e:?}")),
             },
@@ -378,13 +378,7 @@ fn run(state: &mut State, c: &Call, now: u64) -> Outcome {
             a.fee = fee.map(Nat::from);
             a.memo = m.map(|n| memo(n as usize));
             a.created_at_time = cat(*age, now);
-            out(
-                operations::transfer(state, owner(*caller), &a, now),
-                |e| match e {
-                    TransferError::Duplicate { duplicate_of } => to_u64(duplicate_of),
-                    _ => None,
-                },
-            )
+            out(operations::transfer(state, owner(*caller), &a, now))
         }
         Call::Approve {
             caller,
@@ -400,13 +394,7 @@ fn run(state: &mut State, c: &Call, now: u64) -> Outcome {
             a.expected_allowance = expected.map(Nat::from);
             a.expires_at = expires_in.map(|s| now + s * SEC);
             a.created_at_time = cat(*age, now);
-            out(
-                operations::approve(state, owner(*caller), &a, now),
-                |e| match e {
-                    ApproveError::Duplicate { duplicate_of } => to_u64(duplicate_of),
-                    _ => None,
-                },
-            )
+            out(operations::approve(state, owner(*caller), &a, now))
         }
         Call::TransferFrom {
             caller,
@@ -419,13 +407,7 @@ fn run(state: &mut State, c: &Call, now: u64) -> Outcome {
             let mut a = xfer_from(account(from.0, from.1), account(to.0, to.1), *amount);
             a.spender_subaccount = subaccount(*spender_sub);
             a.created_at_time = cat(*age, now);
-            out(
-                operations::transfer_from(state, owner(*caller), &a, now),
-                |e| match e {
-                    TransferFromError::Duplicate { duplicate_of } => to_u64(duplicate_of),
-                    _ => None,
-                },
-            )
+            out(operations::transfer_from(state, owner(*caller), &a, now))
         }
         Call::Repeat | Call::Advance(_) => unreachable!(),
     }
@@ -475,25 +457,13 @@ fn touched_pair(c: &Call) -> Option<(Account, Account)> {
             from_sub,
             spender,
             ..
-        } => Some((
-            Account {
-                owner: owner(*caller),
-                subaccount: subaccount(*from_sub),
-            },
-            account(spender.0, spender.1),
-        )),
+        } => Some((account(*caller, *from_sub), account(spender.0, spender.1))),
         Call::TransferFrom {
             caller,
             spender_sub,
             from,
             ..
-        } => Some((
-            account(from.0, from.1),
-            Account {
-                owner: owner(*caller),
-                subaccount: subaccount(*spender_sub),
-            },
-        )),
+        } => Some((account(from.0, from.1), account(*caller, *spender_sub))),
         _ => None,
     }
 }
@@ -536,7 +506,7 @@ proptest! {
                     prop_assert_eq!(block.timestamp, now);
                     // The allowance spent by a transfer_from, as the model sees it.
                     if let Call::TransferFrom { caller, spender_sub, from, .. } = &c {
-                        let spender = Account { owner: owner(*caller), subaccount: subaccount(*spender_sub) };
+                        let spender = account(*caller, *spender_sub);
                         let from = account(from.0, from.1);
                         if spender != from {
                             let spent = match &block.operation {

@@ -399,26 +399,24 @@ fn approve_refusals() {
 #[test]
 fn approve_with_expected_allowance() {
     let mut s = ledger(&[(acct(1), 100_000)]);
-    let mut a = approval(acct(2), 10);
-    a.expected_allowance = Some(Nat::from(5u8));
-    assert_eq!(
-        operations::approve(&mut s, user(1), &a, T0),
-        Err(ApproveError::AllowanceChanged {
-            current_allowance: Nat::from(0u8)
-        })
-    );
-    a.expected_allowance = Some(Nat::from(0u8));
-    operations::approve(&mut s, user(1), &a, T0).unwrap();
-    let mut b = approval(acct(2), 20);
-    b.expected_allowance = Some(Nat::from(u64::MAX) + 1u8);
-    assert_eq!(
-        operations::approve(&mut s, user(1), &b, T0),
-        Err(ApproveError::AllowanceChanged {
-            current_allowance: Nat::from(10u8)
-        })
-    );
-    b.expected_allowance = Some(Nat::from(10u8));
-    operations::approve(&mut s, user(1), &b, T0).unwrap();
+    // (new amount, a wrong expected allowance, the allowance in force):
+    // the wrong one is refused naming the one in force, which is accepted.
+    let steps = [
+        (10u64, Nat::from(5u8), 0u64),
+        (20, Nat::from(u64::MAX) + 1u8, 10),
+    ];
+    for (amount, wrong, current) in steps {
+        let mut a = approval(acct(2), amount);
+        a.expected_allowance = Some(wrong);
+        assert_eq!(
+            operations::approve(&mut s, user(1), &a, T0),
+            Err(ApproveError::AllowanceChanged {
+                current_allowance: Nat::from(current)
+            })
+        );
+        a.expected_allowance = Some(Nat::from(current));
+        operations::approve(&mut s, user(1), &a, T0).unwrap();
+    }
     assert_eq!(allowance_of(&s, acct(1), acct(2), T0).0, Nat::from(20u8));
 }
 

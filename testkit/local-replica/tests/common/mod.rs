@@ -7,12 +7,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use candid::Principal;
+use candid::{CandidType, Encode, Principal};
 use devnet::Devnet;
 use ic_agent::identity::{BasicIdentity, Secp256k1Identity};
-use ic_agent::{Agent, Identity};
+use ic_agent::{Agent, AgentError, Identity};
 use ic_utils::interfaces::ManagementCanister;
 use local_replica::{Server, ServerConfig};
+use serde::de::DeserializeOwned;
 
 /// The probe canister's .wasm.
 pub fn probe_wasm() -> Vec<u8> {
@@ -87,22 +88,103 @@ pub async fn agent(server: &Server, identity: impl Identity + 'static) -> Agent 
     agent
 }
 
-/// Creates a canister and installs the probe through the management
-/// canister over HTTP, controlled by the agent's identity.
-pub async fn install_probe(agent: &Agent, label: &str) -> Principal {
-    let mgmt = ManagementCanister::create(agent);
-    let (id,) = mgmt
+/// The wall clock in nanoseconds since the epoch, as ingress expiries count.
+pub fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// Creates an empty canister through the management canister over HTTP,
+/// controlled by the agent's identity.
+pub async fn create_canister(agent: &Agent) -> Principal {
+    let (id,) = ManagementCanister::create(agent)
         .create_canister()
         .as_provisional_create_with_amount(None)
         .call_and_wait()
         .await
         .expect("create_canister");
-    mgmt.install_code(&id, &probe_wasm())
-        .with_arg(Some(ProbeArg {
-            label: label.into(),
-        }))
+    id
+}
+
+/// Installs `wasm` in the empty canister `id` with the raw init `arg`,
+/// through the management canister over HTTP.
+pub async fn install_code(agent: &Agent, id: Principal, wasm: &[u8], arg: Vec<u8>) {
+    ManagementCanister::create(agent)
+        .install_code(&id, wasm)
+        .with_raw_arg(arg)
         .call_and_wait()
         .await
         .expect("install_code");
+}
+
+/// Creates a canister and installs the probe through the management
+/// canister over HTTP, controlled by the agent's identity.
+pub async fn install_probe(agent: &Agent, label: &str) -> Principal {
+    let id = create_canister(agent).await;
+    let arg = Some(ProbeArg {
+        label: label.into(),
+    });
+    install_code(agent, id, &probe_wasm(), Encode!(&arg).unwrap()).await;
     id
+}
+
+/// A server with [`test_config`] at normal speed, an agent for the
+/// Ed25519 identity of `seed`, and a probe labelled `label` it installed.
+pub async fn server_with_probe(seed: u8, label: &str) -> (Server, Agent, Principal) {
+    let server = start_server(1.0, Duration::from_secs(5)).await;
+    let agent = agent(&server, ed25519_identity(seed)).await;
+    let id = install_probe(&agent, label).await;
+    (server, agent, id)
+}
+
+/// Candid encoding of no arguments.
+pub fn no_args() -> Vec<u8> {
+    Encode!().unwrap()
+}
+
+/// Calls `method` of `canister` as a query with the Candid-encoded `arg`.
+pub async fn query(
+    agent: &Agent,
+    canister: Principal,
+    method: &str,
+    arg: Vec<u8>,
+) -> Result<Vec<u8>, AgentError> {
+    agent.query(&canister, method).with_arg(arg).call().await
+}
+
+/// Calls `method` of `canister` as an update with the Candid-encoded `arg`.
+pub async fn update(
+    agent: &Agent,
+    canister: Principal,
+    method: &str,
+    arg: Vec<u8>,
+) -> Result<Vec<u8>, AgentError> {
+    agent.update(&canister, method).with_arg(arg).await
+}
+
+/// The one result of the query `method`, called with no arguments.
+pub async fn query_as<T: CandidType + DeserializeOwned>(
+    agent: &Agent,
+    id: Principal,
+    method: &str,
+) -> T {
+    decoded(query(agent, id, method, no_args()).await, method)
+}
+
+/// The one result of the update `method`, called with no arguments.
+pub async fn update_as<T: CandidType + DeserializeOwned>(
+    agent: &Agent,
+    id: Principal,
+    method: &str,
+) -> T {
+    decoded(update(agent, id, method, no_args()).await, method)
+}
+
+fn decoded<T: CandidType + DeserializeOwned>(
+    reply: Result<Vec<u8>, AgentError>,
+    method: &str,
+) -> T {
+    candid::decode_one(&reply.expect(method)).unwrap()
 }
