@@ -7,6 +7,7 @@ use market_api::matcher::{
     CancelReservationArgs, ExtendReservationArgs, MatcherError, Reservation, ReservationId,
     ReservationSpec, ReservationStatus, ReservedJobArgs, SetDelegatesArgs,
 };
+use market_api::escrow::EscrowError;
 use market_api::{JobId, Tokens};
 
 use super::funds::check_funds_for;
@@ -20,8 +21,9 @@ use crate::transport::Transport;
 fn escrow_short(e: &ClientError) -> bool {
     matches!(
         e,
-        ClientError::Matcher(MatcherError::Downstream { canister, message })
-            if canister == "escrow" && message.contains("InsufficientBalance")
+        ClientError::Matcher(MatcherError::Escrow(
+            EscrowError::InsufficientBalance { .. }
+        ))
     )
 }
 
