@@ -280,7 +280,7 @@ impl Env {
 
     fn rt_now(&self) -> u64 {
         use crate::runtime::Runtime;
-        self.rt.now()
+        self.rt.now_ns()
     }
 
     fn free(&self, user: Principal, ledger: Principal) -> Tokens {
