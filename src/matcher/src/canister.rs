@@ -11,9 +11,9 @@ use candid::Principal;
 use market_api::escrow::WithdrawArgs;
 use market_api::matcher::{
     Assignment, BookDepth, CancelReservationArgs, DaoRegistration, ExtendReservationArgs,
-    HeartbeatAck, HeartbeatItem, Job, JobSpec, MatcherError, MatcherEvent, MatcherInit,
-    ModuleInfo, ModuleUpload, Offer, OfferSpec, Reservation, ReservationId, ReservationSpec,
-    ReservedJobArgs, SetDelegatesArgs, Sha256, SubmitResultArgs, Trade,
+    HeartbeatAck, HeartbeatItem, Job, JobSpec, MatcherError, MatcherEvent, MatcherInit, ModuleInfo,
+    ModuleUpload, Offer, OfferSpec, Reservation, ReservationId, ReservationSpec, ReservedJobArgs,
+    SetDelegatesArgs, Sha256, SubmitResultArgs, Trade,
 };
 use market_api::{
     EventPage, HttpRequest, HttpResponse, JobId, OfferId, PageRequest, StandardRecord,

@@ -112,8 +112,7 @@ pub fn commit_module(
 
 /// A module's metadata.
 pub fn module_info_of(sha256: Sha256) -> Option<ModuleInfo> {
-    read_state(|s| s.market.modules.meta(&sha256))
-        .map(|m| module_info(sha256, &m))
+    read_state(|s| s.market.modules.meta(&sha256)).map(|m| module_info(sha256, &m))
 }
 
 /// One chunk of a committed module.
@@ -413,9 +412,7 @@ pub async fn sns_execute(
         SnsAction::Reserve(spec) => reserve(rt, dao, spec)
             .await
             .map(|id| format!("Reservation {id} made. {summary}")),
-        SnsAction::Extend(args) => extend_reservation(rt, dao, args)
-            .await
-            .map(|()| summary),
+        SnsAction::Extend(args) => extend_reservation(rt, dao, args).await.map(|()| summary),
         SnsAction::SetDelegates(args) => set_delegates(rt, dao, args).map(|_| summary),
         SnsAction::Cancel(args) => cancel_reservation(rt, dao, args).map(|()| summary),
         SnsAction::SubmitJob(spec) => submit_job(rt, dao, spec)
@@ -427,4 +424,3 @@ pub async fn sns_execute(
     };
     done.map_err(|e| governance::reason(&e))
 }
-

@@ -243,13 +243,6 @@ impl From<&str> for StakeKey {
     }
 }
 
-#[cfg(test)]
-impl From<String> for StakeKey {
-    fn from(text: String) -> Self {
-        StakeKey::try_from(text).expect("a bond or slash key")
-    }
-}
-
 /// The bond key of an assignment.
 pub fn bond_key(job: JobId, attempt: u32) -> StakeKey {
     StakeKey {

@@ -360,7 +360,9 @@ impl<M: Memory> Market<M> {
                 .job(id)
                 .ok_or_else(|| format!("active job {id} of {owner} does not exist"))?;
             if rec.state.owner != owner {
-                return Err(format!("active job {id} is listed under {owner}, not its owner"));
+                return Err(format!(
+                    "active job {id} is listed under {owner}, not its owner"
+                ));
             }
             if rec.state.status.is_terminal() {
                 return Err(format!("finished job {id} is listed as active"));
@@ -374,7 +376,9 @@ impl<M: Memory> Market<M> {
         for (provider, id) in self.assigned_by_provider.keys() {
             let holder = self.job(id).and_then(|r| holder_of(&r));
             if holder != Some(provider) {
-                return Err(format!("job {id} is listed under {provider}, which does not hold it"));
+                return Err(format!(
+                    "job {id} is listed under {provider}, which does not hold it"
+                ));
             }
         }
         for (_, id, _) in self.deadlines.keys() {

@@ -681,7 +681,7 @@ mod reservations {
         assert!(fx.contains(&(
             slots[1],
             Effect::Slash {
-                key: format!("job/{}/slash/1", slots[1]),
+                key: format!("job/{}/slash/1", slots[1]).as_str().into(),
                 provider: provider(2),
                 amount: 180,
                 owner: buyer()

@@ -259,8 +259,8 @@ async fn bond(
     provider: Principal,
     amount: Tokens,
 ) -> Outcome {
-    let min_stake = read_state(|s| s.market.job(job_id).map(|r| r.spec.min_provider_stake))
-        .filter(|m| *m > 0);
+    let min_stake =
+        read_state(|s| s.market.job(job_id).map(|r| r.spec.min_provider_stake)).filter(|m| *m > 0);
     let args = BondArgs {
         provider,
         amount,

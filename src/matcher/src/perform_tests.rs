@@ -117,7 +117,10 @@ impl Fake {
     }
 
     fn calls_of(&self, method: &str) -> Vec<Made> {
-        self.calls().into_iter().filter(|c| c.method == method).collect()
+        self.calls()
+            .into_iter()
+            .filter(|c| c.method == method)
+            .collect()
     }
 
     /// Records the call and answers `ok`, or the next fault.
@@ -411,7 +414,10 @@ fn a_lock_whose_call_is_rejected_is_retried_with_the_same_key() {
         "asked again with the same key"
     );
     assert!(read_state(|s| s.market.job(id).unwrap().funded));
-    assert!(read_state(|s| s.market.outbox.is_empty()), "done steps leave");
+    assert!(
+        read_state(|s| s.market.outbox.is_empty()),
+        "done steps leave"
+    );
     let submitted = events()
         .iter()
         .filter(|e| matches!(e, MatcherEvent::JobSubmitted { .. }))
@@ -527,7 +533,10 @@ fn lock_bond_release_slash_unbond_and_settle_go_through_the_performer() {
         attempt: 1,
         slashed: 3 * PRICE,
     }));
-    assert!(evs.iter().any(|e| matches!(e, MatcherEvent::JobFinished { .. })));
+    assert!(
+        evs.iter()
+            .any(|e| matches!(e, MatcherEvent::JobFinished { .. }))
+    );
     read_state(|s| s.market.check_invariants()).unwrap();
 }
 
@@ -589,7 +598,10 @@ fn a_refused_extension_is_a_typed_escrow_error_and_is_forgotten() {
         intervals: 2,
     };
     let e = block_on(endpoints::extend_reservation(&rt, buyer(), ext)).unwrap_err();
-    assert!(matches!(e, MatcherError::Escrow(EscrowError::InsufficientBalance { .. })));
+    assert!(matches!(
+        e,
+        MatcherError::Escrow(EscrowError::InsufficientBalance { .. })
+    ));
     let r = read_state(|s| s.market.reservation_record(rid)).unwrap();
     assert_eq!((r.spec.intervals, r.pending_extension), (4, None));
     assert!(read_state(|s| s.market.outbox.is_empty()));
@@ -599,7 +611,10 @@ fn a_refused_extension_is_a_typed_escrow_error_and_is_forgotten() {
 fn a_step_performed_directly_reports_its_outcome() {
     let rt = Fake::new();
     let effect = Effect::Settle;
-    assert_eq!(block_on(perform::perform(&rt, 9, effect.clone())), Outcome::Done);
+    assert_eq!(
+        block_on(perform::perform(&rt, 9, effect.clone())),
+        Outcome::Done
+    );
     rt.fail_next(Fault::Reject);
     assert!(matches!(
         block_on(perform::perform(&rt, 9, effect)),

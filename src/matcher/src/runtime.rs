@@ -8,6 +8,7 @@
 //! rejects or loses the answer.
 
 use candid::Principal;
+use market_api::Tokens;
 use market_api::client::{CallError, EscrowClient, RegistryClient};
 use market_api::escrow::{
     Balance, EscrowError, ExtendLockArgs, JobLock, LedgerInfo, LockArgs, NotifyDepositArgs,
@@ -17,7 +18,6 @@ use market_api::matcher::Job;
 use market_api::registry::{
     BondArgs, Eligibility, Provider, RegistryError, SlashArgs, SlashOutcome,
 };
-use market_api::Tokens;
 
 pub use canister_common::runtime::SystemApi;
 
@@ -47,8 +47,7 @@ pub trait Runtime: SystemApi {
         args: &ExtendLockArgs,
     ) -> Answer<JobLock, EscrowError>;
     /// Escrow `release`.
-    async fn release(&self, escrow: Principal, args: &ReleaseArgs)
-    -> Answer<JobLock, EscrowError>;
+    async fn release(&self, escrow: Principal, args: &ReleaseArgs) -> Answer<JobLock, EscrowError>;
     /// Escrow `settle`.
     async fn settle(&self, escrow: Principal, args: &SettleArgs) -> Answer<JobLock, EscrowError>;
     /// Escrow `notify_deposit`.
@@ -135,11 +134,7 @@ impl Runtime for IcRuntime {
         EscrowClient(escrow).extend_lock(args).await
     }
 
-    async fn release(
-        &self,
-        escrow: Principal,
-        args: &ReleaseArgs,
-    ) -> Answer<JobLock, EscrowError> {
+    async fn release(&self, escrow: Principal, args: &ReleaseArgs) -> Answer<JobLock, EscrowError> {
         EscrowClient(escrow).release(args).await
     }
 

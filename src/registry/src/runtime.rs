@@ -6,9 +6,9 @@
 
 use candid::{Nat, Principal};
 use ic_cdk::call::{Call, CallFailed};
-use market_api::client::CallError;
 use icrc_ledger_types::icrc1::transfer::{TransferArg, TransferError};
 use icrc_ledger_types::icrc2::transfer_from::{TransferFromArgs, TransferFromError};
+use market_api::client::CallError;
 
 pub use canister_common::runtime::SystemApi;
 

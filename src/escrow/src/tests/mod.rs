@@ -279,7 +279,7 @@ impl Env {
     }
 
     fn rt_now(&self) -> u64 {
-        use crate::runtime::Runtime;
+        use crate::runtime::SystemApi;
         self.rt.now_ns()
     }
 

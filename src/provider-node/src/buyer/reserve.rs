@@ -3,11 +3,11 @@
 //! (`market run --reservation`), which the slots pay for.
 
 use candid::Principal;
+use market_api::escrow::EscrowError;
 use market_api::matcher::{
     CancelReservationArgs, ExtendReservationArgs, MatcherError, Reservation, ReservationId,
     ReservationSpec, ReservationStatus, ReservedJobArgs, SetDelegatesArgs,
 };
-use market_api::escrow::EscrowError;
 use market_api::{JobId, Tokens};
 
 use super::funds::check_funds_for;
