@@ -35,7 +35,7 @@ fn market() -> Market<VectorMemory> {
     })
 }
 
-fn icp() -> Principal {
+pub(crate) fn icp() -> Principal {
     Principal::from_slice(&[0x10])
 }
 
@@ -51,7 +51,7 @@ fn node(n: u8) -> Principal {
     Principal::from_slice(&[0x40, n])
 }
 
-fn spec(max_price: u128, retries: u32) -> JobSpec {
+pub(crate) fn spec(max_price: u128, retries: u32) -> JobSpec {
     JobSpec {
         module: ModuleSource::Url {
             url: "https://example.org/job.wasm".into(),
@@ -74,7 +74,7 @@ fn spec(max_price: u128, retries: u32) -> JobSpec {
     }
 }
 
-fn offer(price: u128) -> OfferSpec {
+pub(crate) fn offer(price: u128) -> OfferSpec {
     OfferSpec {
         slots: 1,
         memory_per_slot_mib: 256,

@@ -4,6 +4,7 @@
 
 use crate::endpoints;
 use crate::lifecycle::Effect;
+use crate::market_tests::{icp, offer, spec};
 use crate::perform::{self, Outcome};
 use crate::runtime::{Answer, Runtime, SystemApi};
 use crate::state::{mutate_state, read_state};
@@ -15,8 +16,8 @@ use market_api::escrow::{
     ReleaseArgs, SettleArgs, WithdrawForArgs,
 };
 use market_api::matcher::{
-    ExtendReservationArgs, HeartbeatItem, Job, JobLimits, JobSpec, JobStatus, MatcherError,
-    MatcherEvent, MatcherInit, ModuleSource, OfferSpec, ReservationSpec,
+    ExtendReservationArgs, HeartbeatItem, Job, JobStatus, MatcherError, MatcherEvent, MatcherInit,
+    ReservationSpec,
 };
 use market_api::registry::{
     BondArgs, Eligibility, Provider, RegistryError, SlashArgs, SlashOutcome,
@@ -38,7 +39,7 @@ fn registry() -> Principal {
     p(0x2E)
 }
 fn ledger() -> Principal {
-    p(0x11)
+    icp()
 }
 fn buyer() -> Principal {
     p(0x20)
@@ -322,45 +323,19 @@ impl Runtime for Fake {
     }
 }
 
-fn spec(max_retries: u32) -> JobSpec {
-    JobSpec {
-        module: ModuleSource::Url {
-            url: "https://example.org/job.wasm".into(),
-            sha256: [1; 32],
-        },
-        input: vec![],
-        args: vec![],
-        env: vec![],
-        limits: JobLimits {
-            memory_mib: 64,
-            fuel_per_interval: 1_000_000,
-        },
-        interval_secs: 60,
-        max_intervals: 10,
-        max_price_per_interval: PRICE,
-        ledger: ledger(),
-        min_provider_stake: 0,
-        max_retries,
-        callback: None,
-    }
-}
-
-fn post_offer(rt: &Fake, slots: u32) {
-    let offer = OfferSpec {
-        slots,
-        memory_per_slot_mib: 256,
-        max_fuel_per_interval: 10_000_000,
-        price_per_interval: PRICE,
-        ledger: ledger(),
-        min_interval_secs: 10,
-        max_interval_secs: 3_600,
-        tags: vec![],
-    };
+fn post_offer(rt: &Fake) {
     let t = rt.now_ns();
     mutate_state(|s| {
         let params = s.params();
-        s.market
-            .put_offer(&params, t, provider(), node(), 1_000_000, None, offer)
+        s.market.put_offer(
+            &params,
+            t,
+            provider(),
+            node(),
+            1_000_000,
+            None,
+            offer(PRICE),
+        )
     })
     .unwrap();
 }
@@ -400,7 +375,7 @@ fn heartbeat(rt: &Fake, job_id: u64) {
 fn a_lock_whose_call_is_rejected_is_retried_with_the_same_key() {
     let rt = Fake::new();
     rt.fail_next(Fault::Reject);
-    let id = block_on(endpoints::submit_job(&rt, buyer(), spec(0))).unwrap();
+    let id = block_on(endpoints::submit_job(&rt, buyer(), spec(PRICE, 0))).unwrap();
     assert!(!read_state(|s| s.market.job(id).unwrap().funded));
     let waiting = pending();
     assert_eq!(waiting.len(), 1, "the lock waits in the outbox");
@@ -428,8 +403,8 @@ fn a_lock_whose_call_is_rejected_is_retried_with_the_same_key() {
 #[test]
 fn a_busy_callee_is_asked_again_with_the_same_key() {
     let rt = Fake::new();
-    post_offer(&rt, 1);
-    let id = block_on(endpoints::submit_job(&rt, buyer(), spec(0))).unwrap();
+    post_offer(&rt);
+    let id = block_on(endpoints::submit_job(&rt, buyer(), spec(PRICE, 0))).unwrap();
     rt.fail_next(Fault::Busy);
     block_on(perform::run_ready_steps(&rt));
     assert_eq!(pending().len(), 1, "the bond is still pending");
@@ -449,8 +424,8 @@ fn a_busy_callee_is_asked_again_with_the_same_key() {
 #[test]
 fn an_unknown_outcome_is_retried_with_the_same_key_and_applied_once() {
     let rt = Fake::new();
-    post_offer(&rt, 1);
-    let id = block_on(endpoints::submit_job(&rt, buyer(), spec(0))).unwrap();
+    post_offer(&rt);
+    let id = block_on(endpoints::submit_job(&rt, buyer(), spec(PRICE, 0))).unwrap();
     rt.settle_outbox(3);
     heartbeat(&rt, id);
     rt.advance(60 * S);
@@ -477,7 +452,7 @@ fn an_unknown_outcome_is_retried_with_the_same_key_and_applied_once() {
 fn a_refused_lock_is_a_typed_escrow_error_and_drops_the_job() {
     let rt = Fake::new();
     rt.fail_next(Fault::Refuse);
-    let e = block_on(endpoints::submit_job(&rt, buyer(), spec(0))).unwrap_err();
+    let e = block_on(endpoints::submit_job(&rt, buyer(), spec(PRICE, 0))).unwrap_err();
     assert_eq!(
         e,
         MatcherError::Escrow(EscrowError::InsufficientBalance { available: 7 })
@@ -489,8 +464,8 @@ fn a_refused_lock_is_a_typed_escrow_error_and_drops_the_job() {
 #[test]
 fn lock_bond_release_slash_unbond_and_settle_go_through_the_performer() {
     let rt = Fake::new();
-    post_offer(&rt, 1);
-    let id = block_on(endpoints::submit_job(&rt, buyer(), spec(0))).unwrap();
+    post_offer(&rt);
+    let id = block_on(endpoints::submit_job(&rt, buyer(), spec(PRICE, 0))).unwrap();
     rt.settle_outbox(3);
     heartbeat(&rt, id);
     rt.advance(60 * S);
