@@ -27,6 +27,4 @@ mod timers;
 pub use canister::candid_interface;
 
 #[cfg(test)]
-mod market_tests;
-#[cfg(test)]
-mod perform_tests;
+mod tests;

@@ -392,6 +392,25 @@ fn a_providers_assignments_follow_its_jobs_through_reassignment_and_the_end() {
 }
 
 #[test]
+fn the_invariant_check_finds_an_index_out_of_step_with_the_jobs() {
+    let mut m = market();
+    m.put_offer(&P, 0, provider(1), node(1), 0, None, offer(50))
+        .unwrap();
+    let id = m.create_job(0, buyer(), spec(80, 1)).unwrap().state.id;
+    m.job_funded(&P, 0, id);
+    m.check_invariants().unwrap();
+    m.clear_assignment_index_for_tests();
+    let broken = m.check_invariants().unwrap_err();
+    assert!(broken.contains(&format!("job {id}")), "{broken}");
+    m.index_assignments_if_missing();
+    m.check_invariants().unwrap();
+    m.clear_active_index_for_tests();
+    m.index_active_jobs_if_missing();
+    m.cancel(&P, 1, buyer(), id).unwrap();
+    m.check_invariants().unwrap();
+}
+
+#[test]
 fn refused_bond_moves_the_job_on_and_cancel_settles() {
     let mut m = market();
     m.put_offer(&P, 0, provider(1), node(1), 0, None, offer(50))

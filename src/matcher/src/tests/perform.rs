@@ -2,9 +2,9 @@
 //! whose escrow and registry can answer, refuse, be busy, reject a call or
 //! leave its outcome unknown.
 
+use super::market::{icp, offer, spec};
 use crate::endpoints;
 use crate::lifecycle::Effect;
-use crate::market_tests::{icp, offer, spec};
 use crate::perform::{self, Outcome};
 use crate::runtime::{Answer, Runtime, SystemApi};
 use crate::state::{mutate_state, read_state};
