@@ -57,7 +57,7 @@ fn deposit_account(escrow: Principal, owner: Principal) -> Account {
 }
 
 /// Makes the call of one step and applies the answer to the state. The
-/// caller completes the step or schedules its retry ([`finish`]).
+/// caller completes the step or schedules its retry.
 pub async fn perform(rt: &impl Runtime, job_id: JobId, effect: Effect) -> Outcome {
     let config = read_state(|s| s.config());
     let (escrow, registry) = (config.escrow, config.registry);
