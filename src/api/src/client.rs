@@ -7,10 +7,11 @@
 //! effect: query the canister (e.g. `get_job`) before retrying.
 
 use crate::escrow::{
-    Balance, DepositArgs, EscrowError, JobLock, LockArgs, NotifyDepositArgs, ReconcileArgs,
-    ReleaseArgs, SettleArgs, WithdrawArgs,
+    Balance, DepositArgs, EscrowError, ExtendLockArgs, JobLock, LedgerInfo, LockArgs,
+    NotifyDepositArgs, ReconcileArgs, ReleaseArgs, SettleArgs, WithdrawArgs, WithdrawForArgs,
 };
 use crate::matcher::{Job, JobSpec, MatcherError};
+use crate::registry::{BondArgs, Eligibility, Provider, RegistryError, SlashArgs, SlashOutcome};
 use crate::{Account, JobId, Principal, Tokens};
 use candid::CandidType;
 use candid::utils::ArgumentEncoder;
@@ -37,7 +38,18 @@ pub async fn call<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
     let reply = Call::bounded_wait(canister, method)
         .with_args(args)
         .await
-        .map_err(|e| match e {
+        .map_err(CallError::from)?;
+    reply.candid::<R>().map_err(|e| CallError::BadReply {
+        message: e.to_string(),
+    })
+}
+
+/// The one reading of ic-cdk's call failures (and of its reject codes)
+/// that the marketplace's canisters share: `SYS_UNKNOWN` is an unknown
+/// outcome, any other reject or failure to call had no effect.
+impl From<CallFailed> for CallError {
+    fn from(e: CallFailed) -> Self {
+        match e {
             CallFailed::CallRejected(r) if r.reject_code() == Ok(RejectCode::SysUnknown) => {
                 CallError::OutcomeUnknown
             }
@@ -49,10 +61,22 @@ pub async fn call<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
                 code: 0,
                 message: other.to_string(),
             },
-        })?;
-    reply.candid::<R>().map_err(|e| CallError::BadReply {
-        message: e.to_string(),
-    })
+        }
+    }
+}
+
+/// Makes a bounded-wait call whose reply carries nothing the caller needs
+/// (a buyer's callback, say): only whether it was answered, not decoded.
+pub async fn deliver<A: CandidType>(
+    canister: Principal,
+    method: &str,
+    arg: &A,
+) -> Result<(), CallError> {
+    Call::bounded_wait(canister, method)
+        .with_arg(arg)
+        .await
+        .map(|_| ())
+        .map_err(CallError::from)
 }
 
 /// The escrow canister, seen from a client canister.
@@ -135,6 +159,70 @@ impl EscrowClient {
         ledger: Principal,
     ) -> Result<Balance, CallError> {
         call(self.0, "balance_of", &(owner, ledger)).await
+    }
+
+    /// `owner`'s balances on every ledger.
+    pub async fn balances_of(&self, owner: Principal) -> Result<Vec<Balance>, CallError> {
+        call(self.0, "balances_of", &(owner,)).await
+    }
+
+    /// The whitelisted ledgers.
+    pub async fn ledgers(&self) -> Result<Vec<LedgerInfo>, CallError> {
+        call(self.0, "ledgers", &()).await
+    }
+
+    /// Adds to a job's lock as its extension `args.extension` (matcher
+    /// only; idempotent on (job key, extension)).
+    pub async fn extend_lock(
+        &self,
+        args: &ExtendLockArgs,
+    ) -> Result<Result<JobLock, EscrowError>, CallError> {
+        call(self.0, "extend_lock", &(args,)).await
+    }
+
+    /// Withdraws on behalf of `args.owner` (matcher only: a DAO's
+    /// withdrawal voted by proposal); returns the ledger block index.
+    pub async fn withdraw_for(
+        &self,
+        args: &WithdrawForArgs,
+    ) -> Result<Result<Tokens, EscrowError>, CallError> {
+        call(self.0, "withdraw_for", &(args,)).await
+    }
+}
+
+/// The registry canister, seen from a client canister.
+#[derive(Clone, Copy, Debug)]
+pub struct RegistryClient(pub Principal);
+
+impl RegistryClient {
+    /// A provider, if registered.
+    pub async fn get_provider(&self, provider: Principal) -> Result<Option<Provider>, CallError> {
+        call(self.0, "get_provider", &(provider,)).await
+    }
+
+    /// Whether a provider may take on new work.
+    pub async fn eligibility(&self, provider: Principal) -> Result<Eligibility, CallError> {
+        call(self.0, "eligibility", &(provider,)).await
+    }
+
+    /// Bonds part of a provider's free stake to work (matcher only;
+    /// idempotent on the key).
+    pub async fn bond(&self, args: &BondArgs) -> Result<Result<(), RegistryError>, CallError> {
+        call(self.0, "bond", &(args,)).await
+    }
+
+    /// Frees the stake bonded under `key` (matcher only); returns the amount.
+    pub async fn unbond(&self, key: &str) -> Result<Result<Tokens, RegistryError>, CallError> {
+        call(self.0, "unbond", &(key,)).await
+    }
+
+    /// Slashes a provider in favour of a beneficiary (matcher only;
+    /// idempotent on the key).
+    pub async fn slash(
+        &self,
+        args: &SlashArgs,
+    ) -> Result<Result<SlashOutcome, RegistryError>, CallError> {
+        call(self.0, "slash", &(args,)).await
     }
 }
 

@@ -298,6 +298,22 @@ pub struct ReservationSpec {
     pub delegates: Vec<Principal>,
 }
 
+/// The most a reservation can cost, locked up front: slots x intervals x
+/// max price per interval; `None` if it overflows.
+pub fn reservation_cost(spec: &ReservationSpec) -> Option<Tokens> {
+    spec.max_price_per_interval
+        .checked_mul(Tokens::from(spec.slots))?
+        .checked_mul(Tokens::from(spec.intervals))
+}
+
+/// When the matcher starts accepting the heartbeat of a running job that is
+/// due at `due_ns`: half an interval (of `interval_ns`) before. A heartbeat
+/// earlier than this is refused, so a provider can't drain a lock by
+/// heartbeating fast; one missing at `due_ns` + grace is a missed deadline.
+pub fn heartbeat_window_opens_ns(due_ns: u64, interval_ns: u64) -> u64 {
+    due_ns.saturating_sub(interval_ns / 2)
+}
+
 /// Where a reservation is.
 #[derive(CandidType, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReservationStatus {
@@ -498,6 +514,11 @@ pub enum MatcherError {
     Busy,
     /// A call to the escrow or registry failed; nothing changed.
     Downstream { canister: String, message: String },
+    /// The escrow refused the operation (for want of funds, say); nothing
+    /// changed.
+    Escrow(crate::escrow::EscrowError),
+    /// The registry refused the operation; nothing changed.
+    Registry(crate::registry::RegistryError),
 }
 
 /// The matcher's public event log.

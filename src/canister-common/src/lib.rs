@@ -1,9 +1,12 @@
 //! Pieces every marketplace canister uses the same way: a CBOR codec for
-//! values in stable structures, the append-only public event log, and guards
-//! that stop two messages for the same key from interleaving at an `.await`.
+//! values in stable structures, the append-only public event log, guards
+//! that stop two messages for the same key from interleaving at an `.await`,
+//! and the system API that each canister's runtime trait builds on.
 //!
-//! Nothing here calls the IC system API, so all of it runs in native tests.
+//! Only [`runtime::SystemApi`]'s default methods call the IC system API;
+//! everything else runs in native tests.
 
 pub mod codec;
 pub mod event_log;
 pub mod guard;
+pub mod runtime;

@@ -2,7 +2,7 @@
 //! [`Runtime`], with fault injection: a call can be rejected, time out
 //! before or after the ledger executed it, or meet a changed fee.
 
-use crate::runtime::{CallFailure, Runtime};
+use crate::runtime::{CallFailure, Runtime, SystemApi};
 use candid::Nat;
 use icrc_ledger_types::icrc1::account::Account;
 use icrc_ledger_types::icrc1::transfer::{TransferArg, TransferError};
@@ -282,15 +282,17 @@ fn to_u128(n: &Nat) -> u128 {
     u128::try_from(&n.0).unwrap()
 }
 
-impl Runtime for FakeLedger {
-    fn now(&self) -> u64 {
+impl SystemApi for FakeLedger {
+    fn now_ns(&self) -> u64 {
         self.time.get()
     }
 
-    fn escrow_id(&self) -> Principal {
+    fn self_id(&self) -> Principal {
         self.escrow
     }
+}
 
+impl Runtime for FakeLedger {
     async fn icrc1_fee(&self, ledger: Principal) -> Result<Tokens, CallFailure> {
         let f = self.enter(ledger).await;
         Self::fault_before(&f)?;

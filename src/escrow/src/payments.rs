@@ -119,7 +119,7 @@ async fn ensure_fee<R: Runtime>(rt: &R, ledger: Principal) -> Result<Tokens, Esc
         .icrc1_fee(ledger)
         .await
         .map_err(|e| EscrowError::Ledger(e.into()))?;
-    mutate_state(|s| s.set_ledger_info(ledger, Some(fee), None, rt.now()));
+    mutate_state(|s| s.set_ledger_info(ledger, Some(fee), None, rt.now_ns()));
     Ok(fee)
 }
 
@@ -223,7 +223,7 @@ async fn run_pending<R: Runtime>(
     op: PendingOperation,
     is_retry: bool,
 ) -> Result<(Tokens, u128), EscrowError> {
-    let escrow = rt.escrow_id();
+    let escrow = rt.self_id();
     let memo = Some(Memo::from(op.memo.clone()));
     let created_at_time = Some(op.created_at_time);
     let mut fee_seen = None;
@@ -276,7 +276,7 @@ async fn run_pending<R: Runtime>(
             })
         }
     };
-    let now = rt.now();
+    let now = rt.now_ns();
     mutate_state(|s| {
         if let Some(fee) = fee_seen {
             s.set_ledger_info(op.ledger, Some(fee), None, now);
@@ -427,7 +427,7 @@ pub async fn deposit<R: Runtime>(
     positive(args.amount)?;
     let _guard = guard(caller, args.ledger)?;
     resolve_pending(rt, caller, args.ledger).await?;
-    let now = rt.now();
+    let now = rt.now_ns();
     let id = mutate_state(|s| s.next_op_id());
     let op = PendingOperation {
         id,
@@ -462,7 +462,7 @@ pub async fn notify_deposit<R: Runtime>(
             reason: "the anonymous principal cannot own a balance".into(),
         });
     }
-    let account = deposit_account(rt.escrow_id(), args.beneficiary)?;
+    let account = deposit_account(rt.self_id(), args.beneficiary)?;
     known_ledger(args.ledger)?;
     let _guard = guard(args.beneficiary, args.ledger)?;
     resolve_pending(rt, args.beneficiary, args.ledger).await?;
@@ -477,7 +477,7 @@ pub async fn notify_deposit<R: Runtime>(
     if arrived <= fee {
         return Err(EscrowError::AmountBelowFee { fee });
     }
-    let now = rt.now();
+    let now = rt.now_ns();
     let id = mutate_state(|s| s.next_op_id());
     let subaccount = account.subaccount.map(|s| s.to_vec()).unwrap_or_default();
     let op = PendingOperation {
@@ -521,7 +521,7 @@ async fn withdraw_from<R: Runtime>(
 ) -> Result<u128, EscrowError> {
     non_anonymous(caller)?;
     known_ledger(args.ledger)?;
-    if args.to.owner == rt.escrow_id() {
+    if args.to.owner == rt.self_id() {
         return Err(EscrowError::InvalidArgument {
             field: "to".into(),
             reason: "cannot withdraw to the escrow's own accounts".into(),
@@ -533,7 +533,7 @@ async fn withdraw_from<R: Runtime>(
     if args.amount <= fee {
         return Err(EscrowError::AmountBelowFee { fee });
     }
-    let now = rt.now();
+    let now = rt.now_ns();
     let op = mutate_state(|s| {
         let mut b = s.balance(caller, args.ledger);
         let claimable = match sources {
@@ -640,7 +640,7 @@ pub async fn add_ledger<R: Runtime>(
             reason: format!("at most {MAX_LEDGERS} ledgers are accepted"),
         });
     }
-    let now = rt.now();
+    let now = rt.now_ns();
     mutate_state(|s| s.set_ledger_info(ledger, Some(fee), Some(symbol.clone()), now));
     Ok(LedgerInfo {
         ledger,

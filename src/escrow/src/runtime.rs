@@ -1,13 +1,16 @@
-//! Side effects of the escrow's logic: the clock, its own id and calls to
-//! ledgers. Production uses [`IcRuntime`] (ic-cdk); native tests use a fake
+//! Side effects of the escrow's logic: the clock and its own id (the
+//! shared [`SystemApi`]) and calls to ledgers. Production uses [`IcRuntime`] (ic-cdk); native tests use a fake
 //! ledger that can fail, reject or leave an outcome unknown.
 
 use candid::{CandidType, Nat};
 use icrc_ledger_types::icrc1::account::Account;
 use icrc_ledger_types::icrc1::transfer::{TransferArg, TransferError};
 use icrc_ledger_types::icrc2::transfer_from::{TransferFromArgs, TransferFromError};
+use market_api::client::CallError;
 use market_api::{LedgerCallError, Principal, StandardRecord, Tokens};
 use serde::de::DeserializeOwned;
+
+pub use canister_common::runtime::SystemApi;
 
 /// Why a ledger call did not produce a decoded reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,11 +38,7 @@ impl From<CallFailure> for LedgerCallError {
 ///
 /// Canisters run one message at a time, so the futures need not be `Send`.
 #[allow(async_fn_in_trait)]
-pub trait Runtime {
-    /// Current time in nanoseconds since the epoch.
-    fn now(&self) -> u64;
-    /// The escrow canister's own principal.
-    fn escrow_id(&self) -> Principal;
+pub trait Runtime: SystemApi {
     /// `icrc1_fee` of `ledger`.
     async fn icrc1_fee(&self, ledger: Principal) -> Result<Tokens, CallFailure>;
     /// `icrc1_symbol` of `ledger`.
@@ -83,23 +82,13 @@ async fn call<A: CandidType, R: CandidType + DeserializeOwned>(
     method: &str,
     arg: &A,
 ) -> Result<R, CallFailure> {
-    use ic_cdk::call::{Call, CallFailed, RejectCode};
-    let reply = Call::bounded_wait(ledger, method)
+    let reply = ic_cdk::call::Call::bounded_wait(ledger, method)
         .with_arg(arg)
         .await
-        .map_err(|e| match e {
-            CallFailed::CallRejected(r) if r.reject_code() == Ok(RejectCode::SysUnknown) => {
-                CallFailure::Unknown {
-                    message: r.reject_message().to_string(),
-                }
-            }
-            CallFailed::CallRejected(r) => CallFailure::Rejected {
-                code: r.raw_reject_code(),
-                message: r.reject_message().to_string(),
-            },
-            other => CallFailure::Rejected {
-                code: 0,
-                message: other.to_string(),
+        .map_err(|e| match CallError::from(e) {
+            CallError::Rejected { code, message } => CallFailure::Rejected { code, message },
+            other => CallFailure::Unknown {
+                message: format!("{method}: {other:?}"),
             },
         })?;
     reply.candid::<R>().map_err(|e| CallFailure::Unknown {
@@ -107,15 +96,9 @@ async fn call<A: CandidType, R: CandidType + DeserializeOwned>(
     })
 }
 
+impl SystemApi for IcRuntime {}
+
 impl Runtime for IcRuntime {
-    fn now(&self) -> u64 {
-        ic_cdk::api::time()
-    }
-
-    fn escrow_id(&self) -> Principal {
-        ic_cdk::api::canister_self()
-    }
-
     async fn icrc1_fee(&self, ledger: Principal) -> Result<Tokens, CallFailure> {
         let fee: Nat = call(ledger, "icrc1_fee", &()).await?;
         nat_to_tokens(&fee).ok_or(CallFailure::Rejected {

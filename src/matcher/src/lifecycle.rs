@@ -108,12 +108,12 @@ pub enum Effect {
     Callback { method: String },
     /// Bond `amount` of the provider's stake (registry `bond`).
     Bond {
-        key: String,
+        key: StakeKey,
         provider: Principal,
         amount: Tokens,
     },
     /// Free a bond (registry `unbond`).
-    Unbond { key: String },
+    Unbond { key: StakeKey },
     /// Pay a provider from the job's lock (escrow `release`).
     Release {
         seq: u64,
@@ -122,7 +122,7 @@ pub enum Effect {
     },
     /// Slash a provider in favour of the owner (registry `slash`).
     Slash {
-        key: String,
+        key: StakeKey,
         provider: Principal,
         amount: Tokens,
         owner: Principal,
@@ -165,14 +165,100 @@ pub enum Refusal {
     NotOwner,
 }
 
+/// What a [`StakeKey`] names in the registry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum StakeOp {
+    /// The stake bonded to an assignment (and freed by `unbond`).
+    Bond,
+    /// The slash of an assignment's missed deadline.
+    Slash,
+}
+
+/// The registry's idempotency key of one assignment's bond or slash: the
+/// job and the attempt, as data. The registry sees its text form,
+/// `job/{job}/bond/{attempt}` or `job/{job}/slash/{attempt}`; the outbox
+/// stores that same text, so steps recorded before this type existed read
+/// back unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct StakeKey {
+    /// The job.
+    pub job_id: JobId,
+    /// Bond or slash.
+    pub op: StakeOp,
+    /// The assignment (counted from 1 per job).
+    pub attempt: u32,
+}
+
+impl std::fmt::Display for StakeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let op = match self.op {
+            StakeOp::Bond => "bond",
+            StakeOp::Slash => "slash",
+        };
+        write!(f, "job/{}/{op}/{}", self.job_id, self.attempt)
+    }
+}
+
+impl From<StakeKey> for String {
+    fn from(key: StakeKey) -> String {
+        key.to_string()
+    }
+}
+
+impl TryFrom<String> for StakeKey {
+    type Error = String;
+
+    /// Reads the text form back (only stored steps are read this way).
+    fn try_from(text: String) -> Result<Self, String> {
+        let bad = || format!("not a bond or slash key: {text:?}");
+        let mut parts = text.split('/');
+        let (Some("job"), Some(job), Some(op), Some(attempt), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return Err(bad());
+        };
+        let op = match op {
+            "bond" => StakeOp::Bond,
+            "slash" => StakeOp::Slash,
+            _ => return Err(bad()),
+        };
+        Ok(StakeKey {
+            job_id: job.parse().map_err(|_| bad())?,
+            op,
+            attempt: attempt.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// Tests write expected keys in their text form.
+#[cfg(test)]
+impl From<&str> for StakeKey {
+    fn from(text: &str) -> Self {
+        StakeKey::try_from(text.to_string()).expect("a bond or slash key")
+    }
+}
+
 /// The bond key of an assignment.
-pub fn bond_key(job: JobId, attempt: u32) -> String {
-    format!("job/{job}/bond/{attempt}")
+pub fn bond_key(job: JobId, attempt: u32) -> StakeKey {
+    StakeKey {
+        job_id: job,
+        op: StakeOp::Bond,
+        attempt,
+    }
 }
 
 /// The slash key of an assignment's missed deadline.
-pub fn slash_key(job: JobId, attempt: u32) -> String {
-    format!("job/{job}/slash/{attempt}")
+pub fn slash_key(job: JobId, attempt: u32) -> StakeKey {
+    StakeKey {
+        job_id: job,
+        op: StakeOp::Slash,
+        attempt,
+    }
 }
 
 /// The escrow lock key of a job.
@@ -279,7 +365,7 @@ impl JobState {
             self.status = JobStatus::Running;
             return Ok(vec![]);
         }
-        let not_before = a.due_ns.saturating_sub(interval / 2);
+        let not_before = market_api::matcher::heartbeat_window_opens_ns(a.due_ns, interval);
         if now_ns < not_before {
             return Err(Refusal::TooEarly {
                 not_before_ns: not_before,
@@ -495,6 +581,46 @@ mod tests {
             fuel_used: 1,
             engine: "wasmtime-48.0.8".into(),
         }
+    }
+
+    #[test]
+    fn stake_keys_keep_their_text_form() {
+        assert_eq!(bond_key(7, 1).to_string(), "job/7/bond/1");
+        assert_eq!(slash_key(12, 3).to_string(), "job/12/slash/3");
+        assert_eq!(lock_key(7), "job/7");
+        // The outbox stores the text form, as before keys were typed.
+        let stored = canister_common::codec::Cbor(Effect::Unbond {
+            key: bond_key(7, 2),
+        });
+        let old = canister_common::codec::Cbor(OldUnbond {
+            Unbond: OldKey {
+                key: "job/7/bond/2".into(),
+            },
+        });
+        use ic_stable_structures::Storable;
+        assert_eq!(stored.to_bytes(), old.to_bytes());
+        assert_eq!(
+            Cbor::<Effect>::from_bytes(old.to_bytes()).0,
+            Effect::Unbond {
+                key: bond_key(7, 2)
+            }
+        );
+        assert!(StakeKey::try_from("job/7/lock/1".to_string()).is_err());
+        assert!(StakeKey::try_from("job/7/bond/1/2".to_string()).is_err());
+    }
+
+    use canister_common::codec::Cbor;
+
+    /// The shape of an unbond step before keys were typed.
+    #[allow(non_snake_case)]
+    #[derive(Serialize, Deserialize, Debug)]
+    struct OldUnbond {
+        Unbond: OldKey,
+    }
+
+    #[derive(Serialize, Deserialize, Debug)]
+    struct OldKey {
+        key: String,
     }
 
     #[test]

@@ -17,7 +17,6 @@ use market_api::matcher::{
 use market_api::{JobId, OfferId, Tokens};
 use serde::{Deserialize, Serialize};
 
-#[path = "reservations.rs"]
 pub mod reservations;
 use reservations::ReservationRecord;
 
@@ -348,6 +347,46 @@ impl<M: Memory> Market<M> {
             self.active_by_owner.insert(*key, ());
         }
         active.len()
+    }
+
+    /// Checks that the indexes agree with the jobs: every job listed as
+    /// active exists, belongs to that owner, is unfinished and is listed
+    /// under its holder; every job listed under a provider is held by it;
+    /// every pending deadline names an existing job. Run after an upgrade;
+    /// the work is bounded by the unfinished jobs, not by all jobs ever.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        for (owner, id) in self.active_by_owner.keys() {
+            let rec = self
+                .job(id)
+                .ok_or_else(|| format!("active job {id} of {owner} does not exist"))?;
+            if rec.state.owner != owner {
+                return Err(format!(
+                    "active job {id} is listed under {owner}, not its owner"
+                ));
+            }
+            if rec.state.status.is_terminal() {
+                return Err(format!("finished job {id} is listed as active"));
+            }
+            if let Some(p) = holder_of(&rec)
+                && !self.assigned_by_provider.contains_key(&(p, id))
+            {
+                return Err(format!("job {id} is not listed under its holder {p}"));
+            }
+        }
+        for (provider, id) in self.assigned_by_provider.keys() {
+            let holder = self.job(id).and_then(|r| holder_of(&r));
+            if holder != Some(provider) {
+                return Err(format!(
+                    "job {id} is listed under {provider}, which does not hold it"
+                ));
+            }
+        }
+        for (_, id, _) in self.deadlines.keys() {
+            if self.job(id).is_none() {
+                return Err(format!("a deadline names job {id}, which does not exist"));
+            }
+        }
+        Ok(())
     }
 
     /// Jobs of an owner, from `start` on, at most `limit`.

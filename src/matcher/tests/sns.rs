@@ -636,10 +636,10 @@ fn a_dao_funds_reserves_delegates_runs_jobs_extends_cancels_and_withdraws() {
     dao.net.audit().unwrap_or_else(|e| panic!("{e}"));
 }
 
-/// Chaos finding: an extension whose escrow answer was lost left the escrow
-/// holding more than the matcher knew of, until the reservation settled.
-/// Now the extension is recorded before the call and retried through the
-/// outbox with the same number until the escrow answers; it applies once.
+/// An extension whose escrow answer is lost must not leave the escrow
+/// holding more than the matcher knows of: the extension is recorded before
+/// the call and retried through the outbox with the same number until the
+/// escrow answers, and it applies once.
 #[test]
 fn an_extension_whose_answer_is_lost_is_retried_and_applied_once() {
     let dao = Dao::new();

@@ -1,6 +1,6 @@
 //! The registry canister: who the providers are and how much each has at stake.
 //!
-//! [`canister`] holds the thin ic-cdk entry points. The rules live in
+//! `canister` holds the thin ic-cdk entry points. The rules live in
 //! [`providers`] (registration, unstaking, bonding, jailing, queries) and
 //! [`staking`] (stake, withdraw and slash, which call the ledger through
 //! [`runtime::Runtime`]); [`state`] keeps everything in stable structures.

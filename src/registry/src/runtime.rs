@@ -1,12 +1,16 @@
-//! Side effects of the registry's logic: time, its own id and ledger calls.
+//! Side effects of the registry's logic: time and its own id (the shared
+//! [`SystemApi`]) and ledger calls.
 //!
 //! Logic takes `&impl Runtime`; the canister uses [`IcRuntime`], native tests
 //! a fake ledger that can fail, reject, trap or lose the answer.
 
 use candid::{Nat, Principal};
-use ic_cdk::call::{Call, CallFailed, RejectCode};
+use ic_cdk::call::{Call, CallFailed};
 use icrc_ledger_types::icrc1::transfer::{TransferArg, TransferError};
 use icrc_ledger_types::icrc2::transfer_from::{TransferFromArgs, TransferFromError};
+use market_api::client::CallError;
+
+pub use canister_common::runtime::SystemApi;
 
 /// Why a ledger call produced no decoded answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,11 +24,7 @@ pub enum CallFailure {
 
 /// What the registry's logic needs from the outside world.
 #[allow(async_fn_in_trait)]
-pub trait Runtime {
-    /// Current IC time in nanoseconds.
-    fn now_ns(&self) -> u64;
-    /// The registry's own principal (owner of the stake accounts).
-    fn self_id(&self) -> Principal;
+pub trait Runtime: SystemApi {
     /// `icrc2_transfer_from` on `ledger`.
     async fn transfer_from(
         &self,
@@ -45,18 +45,9 @@ pub trait Runtime {
 pub struct IcRuntime;
 
 fn classify(e: CallFailed) -> CallFailure {
-    match e {
-        CallFailed::CallRejected(r) => match r.reject_code() {
-            Ok(RejectCode::SysUnknown) => CallFailure::Unknown,
-            _ => CallFailure::Definite {
-                code: r.raw_reject_code(),
-                message: r.reject_message().to_string(),
-            },
-        },
-        other => CallFailure::Definite {
-            code: 0,
-            message: other.to_string(),
-        },
+    match CallError::from(e) {
+        CallError::Rejected { code, message } => CallFailure::Definite { code, message },
+        CallError::OutcomeUnknown | CallError::BadReply { .. } => CallFailure::Unknown,
     }
 }
 
@@ -72,15 +63,9 @@ where
     reply.candid::<R>().map_err(|_| CallFailure::Unknown)
 }
 
+impl SystemApi for IcRuntime {}
+
 impl Runtime for IcRuntime {
-    fn now_ns(&self) -> u64 {
-        ic_cdk::api::time()
-    }
-
-    fn self_id(&self) -> Principal {
-        ic_cdk::api::canister_self()
-    }
-
     async fn transfer_from(
         &self,
         ledger: Principal,

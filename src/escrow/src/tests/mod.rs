@@ -279,8 +279,8 @@ impl Env {
     }
 
     fn rt_now(&self) -> u64 {
-        use crate::runtime::Runtime;
-        self.rt.now()
+        use crate::runtime::SystemApi;
+        self.rt.now_ns()
     }
 
     fn free(&self, user: Principal, ledger: Principal) -> Tokens {

@@ -3,6 +3,7 @@
 //! (`market run --reservation`), which the slots pay for.
 
 use candid::Principal;
+use market_api::escrow::EscrowError;
 use market_api::matcher::{
     CancelReservationArgs, ExtendReservationArgs, MatcherError, Reservation, ReservationId,
     ReservationSpec, ReservationStatus, ReservedJobArgs, SetDelegatesArgs,
@@ -20,8 +21,9 @@ use crate::transport::Transport;
 fn escrow_short(e: &ClientError) -> bool {
     matches!(
         e,
-        ClientError::Matcher(MatcherError::Downstream { canister, message })
-            if canister == "escrow" && message.contains("InsufficientBalance")
+        ClientError::Matcher(MatcherError::Escrow(
+            EscrowError::InsufficientBalance { .. }
+        ))
     )
 }
 

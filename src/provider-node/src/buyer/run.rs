@@ -5,6 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use market_api::JobId;
+use market_api::escrow::EscrowError;
 use market_api::matcher::{Job, MatcherError, ReservationId};
 
 use super::{
@@ -72,14 +73,12 @@ pub async fn submit<T: Transport>(
     let spec = request.spec(module.sha256, client.ids().ledger);
     // Not retried: a repeated submission would be a second job.
     let id = match client.submit_job(spec).await {
-        Err(ClientError::Matcher(MatcherError::Downstream { canister, message }))
-            if canister == "escrow" && message.contains("InsufficientBalance") =>
-        {
+        Err(ClientError::Matcher(
+            e @ MatcherError::Escrow(EscrowError::InsufficientBalance { .. }),
+        )) => {
             // Spent meanwhile (another job): say how much is missing now.
             check_funds(client, needed).await?;
-            return Err(
-                ClientError::Matcher(MatcherError::Downstream { canister, message }).into(),
-            );
+            return Err(ClientError::Matcher(e).into());
         }
         other => other?,
     };

@@ -72,7 +72,13 @@ impl ClientError {
                     | EscrowError::Ledger(LedgerCallError::OutcomeUnknown)
             ),
             ClientError::Matcher(e) => {
-                matches!(e, MatcherError::Busy | MatcherError::Downstream { .. })
+                matches!(
+                    e,
+                    MatcherError::Busy
+                        | MatcherError::Downstream { .. }
+                        | MatcherError::Escrow(_)
+                        | MatcherError::Registry(_)
+                )
             }
             ClientError::Transfer(e) => matches!(e, TransferError::TemporarilyUnavailable),
             ClientError::Approve(e) => matches!(e, ApproveError::TemporarilyUnavailable),
@@ -214,6 +220,8 @@ pub fn describe_matcher(e: &MatcherError) -> String {
         MatcherError::Downstream { canister, message } => {
             format!("the {canister} failed ({message}); nothing changed, try again")
         }
+        MatcherError::Escrow(e) => format!("the escrow refused: {}", describe_escrow(e)),
+        MatcherError::Registry(e) => format!("the registry refused: {}", describe_registry(e)),
     }
 }
 

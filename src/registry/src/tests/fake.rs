@@ -1,7 +1,7 @@
 //! A fake runtime: settable time and an in-memory ICRC-1/2 ledger with
 //! deduplication, fees and injectable faults.
 
-use crate::runtime::{CallFailure, Runtime};
+use crate::runtime::{CallFailure, Runtime, SystemApi};
 use crate::subaccount::stake_subaccount;
 use candid::{Nat, Principal};
 use icrc_ledger_types::icrc1::account::Account;
@@ -147,7 +147,7 @@ impl FakeRuntime {
     }
 }
 
-impl Runtime for FakeRuntime {
+impl SystemApi for FakeRuntime {
     fn now_ns(&self) -> u64 {
         self.now.get()
     }
@@ -155,7 +155,9 @@ impl Runtime for FakeRuntime {
     fn self_id(&self) -> Principal {
         REGISTRY
     }
+}
 
+impl Runtime for FakeRuntime {
     async fn transfer_from(
         &self,
         ledger: Principal,

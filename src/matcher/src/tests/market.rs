@@ -35,7 +35,7 @@ fn market() -> Market<VectorMemory> {
     })
 }
 
-fn icp() -> Principal {
+pub(crate) fn icp() -> Principal {
     Principal::from_slice(&[0x10])
 }
 
@@ -51,7 +51,7 @@ fn node(n: u8) -> Principal {
     Principal::from_slice(&[0x40, n])
 }
 
-fn spec(max_price: u128, retries: u32) -> JobSpec {
+pub(crate) fn spec(max_price: u128, retries: u32) -> JobSpec {
     JobSpec {
         module: ModuleSource::Url {
             url: "https://example.org/job.wasm".into(),
@@ -74,7 +74,7 @@ fn spec(max_price: u128, retries: u32) -> JobSpec {
     }
 }
 
-fn offer(price: u128) -> OfferSpec {
+pub(crate) fn offer(price: u128) -> OfferSpec {
     OfferSpec {
         slots: 1,
         memory_per_slot_mib: 256,
@@ -392,6 +392,25 @@ fn a_providers_assignments_follow_its_jobs_through_reassignment_and_the_end() {
 }
 
 #[test]
+fn the_invariant_check_finds_an_index_out_of_step_with_the_jobs() {
+    let mut m = market();
+    m.put_offer(&P, 0, provider(1), node(1), 0, None, offer(50))
+        .unwrap();
+    let id = m.create_job(0, buyer(), spec(80, 1)).unwrap().state.id;
+    m.job_funded(&P, 0, id);
+    m.check_invariants().unwrap();
+    m.clear_assignment_index_for_tests();
+    let broken = m.check_invariants().unwrap_err();
+    assert!(broken.contains(&format!("job {id}")), "{broken}");
+    m.index_assignments_if_missing();
+    m.check_invariants().unwrap();
+    m.clear_active_index_for_tests();
+    m.index_active_jobs_if_missing();
+    m.cancel(&P, 1, buyer(), id).unwrap();
+    m.check_invariants().unwrap();
+}
+
+#[test]
 fn refused_bond_moves_the_job_on_and_cancel_settles() {
     let mut m = market();
     m.put_offer(&P, 0, provider(1), node(1), 0, None, offer(50))
@@ -681,7 +700,7 @@ mod reservations {
         assert!(fx.contains(&(
             slots[1],
             Effect::Slash {
-                key: format!("job/{}/slash/1", slots[1]),
+                key: format!("job/{}/slash/1", slots[1]).as_str().into(),
                 provider: provider(2),
                 amount: 180,
                 owner: buyer()

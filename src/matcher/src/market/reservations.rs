@@ -97,12 +97,9 @@ fn check_delegates(delegates: &[Principal]) -> Result<(), MatcherError> {
     Ok(())
 }
 
-/// The most a reservation can cost: slots x intervals x max price.
-pub fn reservation_cost(spec: &ReservationSpec) -> Option<Tokens> {
-    spec.max_price_per_interval
-        .checked_mul(Tokens::from(spec.slots))?
-        .checked_mul(Tokens::from(spec.intervals))
-}
+/// The most a reservation can cost (the rule lives in the API crate, so
+/// buyers' tools price a reservation the way the matcher does).
+pub use market_api::matcher::reservation_cost;
 
 /// The spec of a reservation's slots (and, with the price of all slots, of
 /// its record): the size and terms; there is no module, nothing runs.

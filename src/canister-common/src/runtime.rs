@@ -1,0 +1,27 @@
+//! The side effects every canister's logic shares: the clock and the
+//! canister's own id.
+//!
+//! Each canister's runtime trait (`escrow::runtime::Runtime`,
+//! `registry::runtime::Runtime`, `matcher::runtime::Runtime`) extends
+//! [`SystemApi`] with the calls that canister makes. Logic takes
+//! `&impl Runtime`; the deployed canister passes its `IcRuntime`, native
+//! tests a fake.
+
+use candid::Principal;
+
+/// The system API shared by the canisters' runtimes.
+///
+/// The default methods call ic-cdk, so a deployed canister's runtime
+/// implements this trait with an empty `impl`; a native test's fake
+/// overrides every method (ic-cdk's system API panics off the IC).
+pub trait SystemApi {
+    /// Current IC time in nanoseconds since the epoch.
+    fn now_ns(&self) -> u64 {
+        ic_cdk::api::time()
+    }
+
+    /// The canister's own principal.
+    fn self_id(&self) -> Principal {
+        ic_cdk::api::canister_self()
+    }
+}

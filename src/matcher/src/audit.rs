@@ -1,0 +1,304 @@
+//! Changes of state that the public event log records. Each function here
+//! applies one change and appends its event in the same step, so the log
+//! and the state can't drift apart; no other module appends events.
+
+use crate::lifecycle::Effect;
+use crate::market::JobRecord;
+use crate::modules::{ModuleMeta, StoreError};
+use crate::state::State;
+use candid::Principal;
+use market_api::matcher::{
+    DaoRegistration, JobKind, MatcherError, MatcherEvent, OfferSpec, SetDelegatesArgs, Sha256,
+};
+use market_api::{JobId, OfferId, Tokens};
+
+/// Commits an upload (see `ModuleStore::commit`).
+pub fn commit_module(
+    s: &mut State,
+    now_ns: u64,
+    uploader: Principal,
+    sha256: Sha256,
+) -> Result<ModuleMeta, StoreError> {
+    let m = s.market.modules.commit(now_ns, uploader, sha256)?;
+    s.events.append(
+        now_ns,
+        MatcherEvent::ModuleStored {
+            sha256,
+            size: m.size,
+            uploader,
+        },
+    );
+    Ok(m)
+}
+
+/// What an offer is posted with, besides its terms: the provider's
+/// registry record as the caller read it.
+pub struct OfferPost {
+    /// The provider.
+    pub provider: Principal,
+    /// Its node's principal.
+    pub node: Principal,
+    /// Its free plus bonded stake.
+    pub stake: Tokens,
+    /// The offer to change, or `None` for a new one.
+    pub offer_id: Option<OfferId>,
+}
+
+/// Posts or changes an offer (see `Market::put_offer`).
+pub fn put_offer(
+    s: &mut State,
+    now_ns: u64,
+    post: OfferPost,
+    spec: OfferSpec,
+) -> Result<OfferId, MatcherError> {
+    let params = s.params();
+    let offer_id = s.market.put_offer(
+        &params,
+        now_ns,
+        post.provider,
+        post.node,
+        post.stake,
+        post.offer_id,
+        spec,
+    )?;
+    s.events.append(
+        now_ns,
+        MatcherEvent::OfferChanged {
+            offer_id,
+            provider: post.provider,
+            withdrawn: false,
+        },
+    );
+    Ok(offer_id)
+}
+
+/// Withdraws one of `provider`'s offers.
+pub fn withdraw_offer(
+    s: &mut State,
+    now_ns: u64,
+    provider: Principal,
+    offer_id: OfferId,
+) -> Result<(), MatcherError> {
+    s.market.withdraw_offer(provider, offer_id)?;
+    s.events.append(
+        now_ns,
+        MatcherEvent::OfferChanged {
+            offer_id,
+            provider,
+            withdrawn: true,
+        },
+    );
+    Ok(())
+}
+
+/// Changes a reservation's delegates; returns them.
+pub fn set_delegates(
+    s: &mut State,
+    now_ns: u64,
+    caller: Principal,
+    args: &SetDelegatesArgs,
+) -> Result<Vec<Principal>, MatcherError> {
+    let delegates = s.market.set_delegates(caller, args)?;
+    s.events.append(
+        now_ns,
+        MatcherEvent::DelegatesChanged {
+            reservation: args.reservation,
+            delegates: delegates.clone(),
+        },
+    );
+    Ok(delegates)
+}
+
+/// Registers (`registered`) or removes a DAO.
+pub fn set_dao(
+    s: &mut State,
+    now_ns: u64,
+    dao: DaoRegistration,
+    registered: bool,
+) -> Result<(), MatcherError> {
+    if registered {
+        s.market.register_dao(dao.clone())?;
+    } else if !s.market.deregister_dao(dao.governance) {
+        return Err(MatcherError::InvalidArgument {
+            field: "governance".into(),
+            reason: "not registered".into(),
+        });
+    }
+    s.events.append(
+        now_ns,
+        MatcherEvent::DaoChanged {
+            governance: dao.governance,
+            name: dao.name,
+            registered,
+        },
+    );
+    Ok(())
+}
+
+/// The holder of a job gives it back (see `Market::hand_back`).
+pub fn hand_back(
+    s: &mut State,
+    now_ns: u64,
+    caller: Principal,
+    job_id: JobId,
+    attempt: u32,
+) -> Result<(), MatcherError> {
+    let p = s.params();
+    let provider = s.market.hand_back(&p, now_ns, caller, job_id, attempt)?;
+    s.events.append(
+        now_ns,
+        MatcherEvent::JobHandedBack {
+            job_id,
+            provider,
+            attempt,
+        },
+    );
+    Ok(())
+}
+
+/// The escrow locked `amount` for a job or reservation: it enters the book
+/// (see `Market::job_funded`). Recorded once, however often confirmed.
+pub fn job_funded(s: &mut State, now_ns: u64, job_id: JobId, amount: Tokens) {
+    if let Some(rec) = s.market.job(job_id).filter(|r| !r.funded) {
+        let event = funded_event(s, &rec, amount);
+        s.events.append(now_ns, event);
+    }
+    let p = s.params();
+    s.market.job_funded(&p, now_ns, job_id);
+}
+
+fn funded_event(s: &State, rec: &JobRecord, amount: Tokens) -> MatcherEvent {
+    let id = rec.state.id;
+    if rec.kind == JobKind::Reservation {
+        return MatcherEvent::ReservationMade {
+            reservation: id,
+            owner: rec.state.owner,
+            slots: s.market.reservation_record(id).map_or(0, |r| r.spec.slots),
+            locked: amount,
+            ledger: rec.spec.ledger,
+        };
+    }
+    MatcherEvent::JobSubmitted {
+        job_id: id,
+        owner: rec.state.owner,
+        max_cost: amount,
+        ledger: rec.spec.ledger,
+    }
+}
+
+/// What the escrow locked for a reservation's extension.
+pub struct ExtensionLocked {
+    /// The reservation.
+    pub reservation: JobId,
+    /// The extension's number.
+    pub number: u32,
+    /// Added to the lock.
+    pub amount: Tokens,
+    /// Intervals added to each slot.
+    pub intervals: u32,
+    /// The lock's total afterwards, as the escrow reported it.
+    pub locked: Tokens,
+}
+
+/// The escrow locked an extension: it applies (once; see
+/// `Market::apply_extension`).
+pub fn extension_locked(s: &mut State, now_ns: u64, ext: ExtensionLocked) {
+    s.market
+        .apply_extension(ext.reservation, ext.number, ext.amount, ext.intervals);
+    s.events.append(
+        now_ns,
+        MatcherEvent::ReservationExtended {
+            reservation: ext.reservation,
+            intervals: ext.intervals,
+            locked: ext.locked,
+        },
+    );
+}
+
+/// The stake backing assignment `attempt` of a job is bonded: the
+/// assignment holds (recorded if it is still the job's assignment).
+pub fn job_assigned(s: &mut State, now_ns: u64, job_id: JobId, provider: Principal, attempt: u32) {
+    let price = s
+        .market
+        .job(job_id)
+        .and_then(|r| r.state.assignment)
+        .filter(|a| a.attempt == attempt)
+        .map(|a| a.price);
+    if let Some(price_per_interval) = price {
+        s.events.append(
+            now_ns,
+            MatcherEvent::JobAssigned {
+                job_id,
+                provider,
+                attempt,
+                price_per_interval,
+            },
+        );
+    }
+}
+
+/// The escrow paid release `seq` of a job to its provider.
+pub fn interval_paid(
+    s: &mut State,
+    now_ns: u64,
+    job_id: JobId,
+    provider: Principal,
+    seq: u64,
+    amount: Tokens,
+) {
+    s.events.append(
+        now_ns,
+        MatcherEvent::IntervalPaid {
+            job_id,
+            provider,
+            seq,
+            amount,
+        },
+    );
+}
+
+/// A job's lock is settled (`refunded` went back to the buyer).
+pub fn job_finished(s: &mut State, now_ns: u64, job_id: JobId, refunded: Tokens) {
+    if let Some(status) = s.market.job(job_id).map(|r| r.state.status) {
+        s.events.append(
+            now_ns,
+            MatcherEvent::JobFinished {
+                job_id,
+                status,
+                refunded,
+            },
+        );
+    }
+}
+
+/// What the registry slashed for a missed deadline.
+pub struct Slashed {
+    /// The job.
+    pub job_id: JobId,
+    /// The provider that missed it.
+    pub provider: Principal,
+    /// Its assignment.
+    pub attempt: u32,
+    /// Stake taken.
+    pub slashed: Tokens,
+    /// The credit of the payout to the buyer's escrow balance, if one was
+    /// paid out.
+    pub credit: Option<Effect>,
+}
+
+/// The registry slashed a provider that missed a deadline; a payout to the
+/// buyer's deposit account is credited next.
+pub fn deadline_missed(s: &mut State, now_ns: u64, slashed: Slashed) {
+    s.events.append(
+        now_ns,
+        MatcherEvent::DeadlineMissed {
+            job_id: slashed.job_id,
+            provider: slashed.provider,
+            attempt: slashed.attempt,
+            slashed: slashed.slashed,
+        },
+    );
+    if let Some(effect) = slashed.credit {
+        s.market.outbox.push(slashed.job_id, effect);
+    }
+}

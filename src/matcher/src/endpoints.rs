@@ -1,0 +1,426 @@
+//! What each entry point does, given the runtime and the caller the entry
+//! point checked: the state changes (through [`crate::audit`] where the
+//! event log records them), the calls (through [`crate::perform`]), and
+//! arming the timer afterwards.
+
+use crate::audit::{self, OfferPost};
+use crate::governance;
+use crate::modules::{ModuleMeta, StoreError};
+use crate::perform;
+use crate::runtime::Runtime;
+use crate::state::{mutate_state, read_state};
+use candid::Principal;
+use canister_common::guard::{Guard, GuardError};
+use market_api::matcher::{
+    Assignment, BookDepth, CancelReservationArgs, DaoRegistration, ExtendReservationArgs,
+    HeartbeatAck, HeartbeatItem, JobSpec, MAX_CHUNK_BYTES, MAX_OUTPUT_BYTES, MatcherError,
+    MatcherEvent, ModuleInfo, ModuleUpload, OfferSpec, ReservationId, ReservationSpec,
+    ReservedJobArgs, SetDelegatesArgs, Sha256, SubmitResultArgs, Trade,
+};
+use market_api::sns::SnsAction;
+use market_api::{JobId, OfferId};
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+
+thread_local! {
+    /// Principals with an update in flight (heap only: no call is in flight
+    /// after an upgrade).
+    static BUSY: RefCell<BTreeSet<Principal>> = const { RefCell::new(BTreeSet::new()) };
+}
+
+/// Keeps two updates of one principal from interleaving at an `.await`.
+fn guard(p: Principal) -> Result<Guard<Principal>, MatcherError> {
+    Guard::new(&BUSY, p).map_err(|e| match e {
+        GuardError::AlreadyProcessing => MatcherError::Busy,
+        GuardError::TooManyConcurrentRequests => MatcherError::Busy,
+    })
+}
+
+fn store_error(e: StoreError, sha256: Sha256) -> MatcherError {
+    match e {
+        StoreError::Unknown | StoreError::NotCommitted => MatcherError::UnknownModule { sha256 },
+        StoreError::NotUploader => MatcherError::Unauthorized {
+            reason: "only the uploader may do this".into(),
+        },
+        StoreError::TooManyUploads => MatcherError::LimitReached {
+            what: "uploads in progress".into(),
+            limit: crate::modules::MAX_PENDING_UPLOADS_PER_PRINCIPAL as u64,
+        },
+        StoreError::IdleQuota { limit } => MatcherError::LimitReached {
+            what: "bytes of uploaded modules no job uses (submit jobs with them, or wait an hour for them to be collected)".into(),
+            limit,
+        },
+        other => MatcherError::InvalidArgument {
+            field: "module".into(),
+            reason: format!("{other:?}"),
+        },
+    }
+}
+
+fn module_info(sha256: Sha256, m: &ModuleMeta) -> ModuleInfo {
+    ModuleInfo {
+        sha256,
+        size: m.size,
+        chunks: m.chunk_count(),
+        committed: m.committed,
+        refs: m.refs,
+    }
+}
+
+/// Starts an upload; only principals holding a balance in the escrow may.
+pub async fn begin_module_upload(
+    rt: &impl Runtime,
+    caller: Principal,
+    args: ModuleUpload,
+) -> Result<ModuleInfo, MatcherError> {
+    perform::require_escrow_balance(rt, caller).await?;
+    let t = rt.now_ns();
+    mutate_state(|s| s.market.modules.begin(t, caller, args.sha256, args.size))
+        .map(|m| module_info(args.sha256, &m))
+        .map_err(|e| store_error(e, args.sha256))
+}
+
+/// Stores one chunk of an upload.
+pub fn put_module_chunk(
+    caller: Principal,
+    sha256: Sha256,
+    index: u32,
+    bytes: Vec<u8>,
+) -> Result<(), MatcherError> {
+    if bytes.len() > MAX_CHUNK_BYTES {
+        return Err(MatcherError::InvalidArgument {
+            field: "bytes".into(),
+            reason: "chunk too large".into(),
+        });
+    }
+    mutate_state(|s| s.market.modules.put_chunk(caller, sha256, index, bytes))
+        .map_err(|e| store_error(e, sha256))
+}
+
+/// Verifies an upload and makes the module usable.
+pub fn commit_module(
+    rt: &impl Runtime,
+    caller: Principal,
+    sha256: Sha256,
+) -> Result<ModuleInfo, MatcherError> {
+    let t = rt.now_ns();
+    let m = mutate_state(|s| audit::commit_module(s, t, caller, sha256))
+        .map_err(|e| store_error(e, sha256))?;
+    rt.schedule();
+    Ok(module_info(sha256, &m))
+}
+
+/// A module's metadata.
+pub fn module_info_of(sha256: Sha256) -> Option<ModuleInfo> {
+    read_state(|s| s.market.modules.meta(&sha256)).map(|m| module_info(sha256, &m))
+}
+
+/// One chunk of a committed module.
+pub fn module_chunk(sha256: Sha256, index: u32) -> Result<Vec<u8>, MatcherError> {
+    read_state(|s| s.market.modules.chunk(&sha256, index)).map_err(|e| store_error(e, sha256))
+}
+
+/// Posts (`offer_id` `None`) or changes an offer of a registered provider.
+pub async fn offer(
+    rt: &impl Runtime,
+    caller: Principal,
+    offer_id: Option<OfferId>,
+    spec: OfferSpec,
+) -> Result<OfferId, MatcherError> {
+    let _guard = guard(caller)?;
+    let standing = perform::provider_standing(rt, caller).await?;
+    let post = OfferPost {
+        provider: caller,
+        node: standing.node,
+        stake: standing.stake,
+        offer_id,
+    };
+    let t = rt.now_ns();
+    let id = mutate_state(|s| audit::put_offer(s, t, post, spec))?;
+    rt.schedule();
+    Ok(id)
+}
+
+/// Withdraws one of the caller's offers.
+pub fn withdraw_offer(
+    rt: &impl Runtime,
+    caller: Principal,
+    offer_id: OfferId,
+) -> Result<(), MatcherError> {
+    let t = rt.now_ns();
+    mutate_state(|s| audit::withdraw_offer(s, t, caller, offer_id))
+}
+
+/// Submits a job and locks its maximum cost.
+pub async fn submit_job(
+    rt: &impl Runtime,
+    caller: Principal,
+    spec: JobSpec,
+) -> Result<JobId, MatcherError> {
+    let _guard = guard(caller)?;
+    let t = rt.now_ns();
+    let rec = mutate_state(|s| s.market.create_job(t, caller, spec))?;
+    perform::fund(rt, rec).await
+}
+
+/// Reserves capacity and locks its maximum cost.
+pub async fn reserve(
+    rt: &impl Runtime,
+    caller: Principal,
+    spec: ReservationSpec,
+) -> Result<ReservationId, MatcherError> {
+    let _guard = guard(caller)?;
+    let t = rt.now_ns();
+    let rec = mutate_state(|s| s.market.create_reservation(t, caller, spec))?;
+    perform::fund(rt, rec).await
+}
+
+/// Extends one of the caller's reservations, locking the extension's cost.
+pub async fn extend_reservation(
+    rt: &impl Runtime,
+    caller: Principal,
+    args: ExtendReservationArgs,
+) -> Result<(), MatcherError> {
+    let _guard = guard(caller)?;
+    let t = rt.now_ns();
+    let seq = mutate_state(|s| {
+        let ext = s.market.prepare_extension(caller, &args)?;
+        Ok::<_, MatcherError>(s.market.begin_extension(t, args.reservation, ext))
+    })?;
+    perform::lock_extension(rt, seq).await
+}
+
+/// Changes the delegates of one of the caller's reservations.
+pub fn set_delegates(
+    rt: &impl Runtime,
+    caller: Principal,
+    args: SetDelegatesArgs,
+) -> Result<Vec<Principal>, MatcherError> {
+    let t = rt.now_ns();
+    mutate_state(|s| audit::set_delegates(s, t, caller, &args))
+}
+
+/// Cancels one of the caller's reservations.
+pub fn cancel_reservation(
+    rt: &impl Runtime,
+    caller: Principal,
+    args: CancelReservationArgs,
+) -> Result<(), MatcherError> {
+    let t = rt.now_ns();
+    mutate_state(|s| {
+        let p = s.params();
+        s.market.cancel_reservation(&p, t, caller, args.reservation)
+    })?;
+    rt.schedule();
+    Ok(())
+}
+
+/// Submits a job into a reservation's slots.
+pub fn submit_reserved_job(
+    rt: &impl Runtime,
+    caller: Principal,
+    args: ReservedJobArgs,
+) -> Result<JobId, MatcherError> {
+    let t = rt.now_ns();
+    let id = mutate_state(|s| {
+        let p = s.params();
+        s.market.submit_reserved_job(&p, t, caller, args)
+    })?;
+    rt.schedule();
+    Ok(id)
+}
+
+/// Registers (`registered`) or removes a DAO; `is_controller` says whether
+/// the caller controls the canister.
+pub fn set_dao(
+    rt: &impl Runtime,
+    is_controller: bool,
+    dao: DaoRegistration,
+    registered: bool,
+) -> Result<(), MatcherError> {
+    if !is_controller {
+        return Err(MatcherError::Unauthorized {
+            reason: "only controllers register DAOs".into(),
+        });
+    }
+    let t = rt.now_ns();
+    mutate_state(|s| audit::set_dao(s, t, dao, registered))
+}
+
+/// Cancels one of the caller's jobs.
+pub fn cancel_job(rt: &impl Runtime, caller: Principal, job_id: JobId) -> Result<(), MatcherError> {
+    let t = rt.now_ns();
+    mutate_state(|s| {
+        let p = s.params();
+        s.market.cancel(&p, t, caller, job_id)
+    })?;
+    rt.schedule();
+    Ok(())
+}
+
+/// Unfinished jobs assigned to a provider, with everything to run them.
+pub fn assignments(provider: Principal) -> Vec<Assignment> {
+    read_state(|s| {
+        let p = s.params();
+        s.market
+            .assignments_of(provider)
+            .into_iter()
+            .filter_map(|r| {
+                let a = r.state.assignment.clone()?;
+                Some(Assignment {
+                    job_id: r.state.id,
+                    attempt: a.attempt,
+                    spec: r.spec.clone(),
+                    price_per_interval: a.price,
+                    next_deadline_ns: r.state.deadline_ns(&p).unwrap_or(0),
+                    acknowledged: a.started_at_ns.is_some(),
+                    kind: r.kind,
+                })
+            })
+            .collect()
+    })
+}
+
+/// One batched heartbeat of a provider or its node.
+pub fn heartbeat(
+    rt: &impl Runtime,
+    caller: Principal,
+    items: Vec<HeartbeatItem>,
+) -> Result<Vec<HeartbeatAck>, MatcherError> {
+    let t = rt.now_ns();
+    let acks = mutate_state(|s| {
+        let p = s.params();
+        s.market.heartbeat(&p, t, caller, &items)
+    })?;
+    rt.schedule();
+    Ok(acks)
+}
+
+/// A provider's result for a job.
+pub fn submit_result(
+    rt: &impl Runtime,
+    caller: Principal,
+    args: SubmitResultArgs,
+) -> Result<(), MatcherError> {
+    if args.result.output.len() > MAX_OUTPUT_BYTES {
+        return Err(MatcherError::InvalidArgument {
+            field: "output".into(),
+            reason: "too large".into(),
+        });
+    }
+    let t = rt.now_ns();
+    mutate_state(|s| {
+        let p = s.params();
+        s.market.submit_result(&p, t, caller, args)
+    })?;
+    rt.schedule();
+    Ok(())
+}
+
+/// The holder gives a job back before its deadline.
+pub fn hand_back(
+    rt: &impl Runtime,
+    caller: Principal,
+    job_id: JobId,
+    attempt: u32,
+) -> Result<(), MatcherError> {
+    let t = rt.now_ns();
+    mutate_state(|s| audit::hand_back(s, t, caller, job_id, attempt))?;
+    rt.schedule();
+    Ok(())
+}
+
+/// Resting bids and free offer slots per price on a ledger.
+pub fn book_depth(ledger: Principal) -> BookDepth {
+    read_state(|s| {
+        let d = s.market.book.depth(ledger, 50);
+        BookDepth {
+            bids: d.bids,
+            asks: d.asks,
+        }
+    })
+}
+
+/// Most trades `recent_prices` returns.
+const RECENT_TRADES: usize = 50;
+/// Most events `recent_prices` looks back through.
+const RECENT_SCAN: u64 = 2_000;
+
+/// The latest matches on a ledger, newest first.
+pub fn recent_prices(ledger: Principal) -> Vec<Trade> {
+    read_state(|s| {
+        s.events
+            .newest(RECENT_SCAN)
+            .filter_map(|e| match e.event {
+                MatcherEvent::JobAssigned {
+                    job_id,
+                    price_per_interval,
+                    ..
+                } => s
+                    .market
+                    .job(job_id)
+                    .filter(|r| r.spec.ledger == ledger)
+                    .map(|_| Trade {
+                        job_id,
+                        price_per_interval,
+                        time_ns: e.time_ns,
+                    }),
+                _ => None,
+            })
+            .take(RECENT_TRADES)
+            .collect()
+    })
+}
+
+/// The DAO behind `governance`, with its escrow balance on the action's ledger.
+async fn dao_context(
+    rt: &impl Runtime,
+    governance: Principal,
+    action: &SnsAction,
+) -> Result<governance::DaoContext, String> {
+    let name = read_state(|s| s.market.dao_name(governance)).ok_or_else(|| {
+        format!(
+            "{governance} is not a registered SNS governance canister: the marketplace's \
+             controllers register DAOs (register_dao)"
+        )
+    })?;
+    perform::dao_context(rt, governance, name, action).await
+}
+
+/// An SNS validator: checks `action` of the DAO `governance` and says what
+/// it would do; changes nothing.
+pub async fn sns_validate(
+    rt: &impl Runtime,
+    governance: Principal,
+    action: SnsAction,
+) -> Result<String, String> {
+    let ctx = dao_context(rt, governance, &action).await?;
+    read_state(|s| governance::validate(&s.market, &ctx, &action))
+}
+
+/// An SNS target: checks `action` again and does it as the DAO's own
+/// principal; returns what was done, or why it could not be done.
+pub async fn sns_execute(
+    rt: &impl Runtime,
+    governance: Principal,
+    action: SnsAction,
+) -> Result<String, String> {
+    let ctx = dao_context(rt, governance, &action).await?;
+    let summary = read_state(|s| governance::validate(&s.market, &ctx, &action))?;
+    let dao = ctx.governance;
+    let done = match action {
+        SnsAction::Reserve(spec) => reserve(rt, dao, spec)
+            .await
+            .map(|id| format!("Reservation {id} made. {summary}")),
+        SnsAction::Extend(args) => extend_reservation(rt, dao, args).await.map(|()| summary),
+        SnsAction::SetDelegates(args) => set_delegates(rt, dao, args).map(|_| summary),
+        SnsAction::Cancel(args) => cancel_reservation(rt, dao, args).map(|()| summary),
+        SnsAction::SubmitJob(spec) => submit_job(rt, dao, spec)
+            .await
+            .map(|id| format!("Job {id} submitted. {summary}")),
+        SnsAction::Withdraw(args) => perform::withdraw_for(rt, dao, args)
+            .await
+            .map(|block| format!("Withdrawn in ledger block {block}. {summary}")),
+    };
+    done.map_err(|e| governance::reason(&e))
+}

@@ -1,0 +1,493 @@
+//! The performer: the one module that calls other canisters (through the
+//! [`Runtime`]), and what their answers mean for the matcher's state.
+//!
+//! Value-moving calls are outbox steps, recorded before the call. Whether an
+//! entry point makes the call at once (`submit_job`, `extend_reservation`)
+//! or the timer runs it later, the same [`perform`] makes it: a reject, a
+//! busy callee or an unknown outcome leaves the step pending, to be retried
+//! with the same idempotency key; a definite answer completes it.
+//!
+//! The other calls here only read (a provider's registry record, a balance)
+//! or act for one caller who gets the answer (a DAO's withdrawal).
+
+use crate::audit::{self, ExtensionLocked, Slashed};
+use crate::governance::DaoContext;
+use crate::lifecycle::{Effect, StakeKey, lock_key};
+use crate::market::JobRecord;
+use crate::outbox::Step;
+use crate::runtime::Runtime;
+use crate::state::{mutate_state, read_state};
+use candid::Principal;
+use market_api::client::CallError;
+use market_api::escrow::{
+    EscrowError, ExtendLockArgs, LockArgs, NotifyDepositArgs, ReleaseArgs, SettleArgs,
+    WithdrawArgs, WithdrawForArgs,
+};
+use market_api::matcher::{JobKind, MatcherError};
+use market_api::registry::{BondArgs, RegistryError, SlashArgs};
+use market_api::sns::SnsAction;
+use market_api::{Account, JobId, Tokens};
+
+/// Most steps started by one run.
+pub const STEPS_PER_RUN: usize = 50;
+
+/// What performing a step came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done; the step leaves the outbox.
+    Done,
+    /// The callee refused for good: the step leaves the outbox, and the
+    /// refusal is for the caller that made the call at once, if any.
+    Refused(MatcherError),
+    /// Not done yet: retried later with the same key.
+    Retry(String),
+}
+
+fn retry(e: CallError) -> Outcome {
+    Outcome::Retry(format!("{e:?}"))
+}
+
+/// The escrow's deposit account of `owner`, where a slash payout is sent
+/// before `notify_deposit` credits it.
+fn deposit_account(escrow: Principal, owner: Principal) -> Account {
+    Account {
+        owner: escrow,
+        subaccount: market_api::escrow::deposit_subaccount(owner),
+    }
+}
+
+/// Makes the call of one step and applies the answer to the state. The
+/// caller completes the step or schedules its retry.
+pub async fn perform(rt: &impl Runtime, job_id: JobId, effect: Effect) -> Outcome {
+    let config = read_state(|s| s.config());
+    let (escrow, registry) = (config.escrow, config.registry);
+    match effect {
+        Effect::Lock {
+            buyer,
+            ledger,
+            amount,
+        } => {
+            let args = LockArgs {
+                job_key: lock_key(job_id),
+                buyer,
+                ledger,
+                amount,
+            };
+            match rt.lock(escrow, &args).await {
+                Ok(Ok(_)) => {
+                    let t = rt.now_ns();
+                    mutate_state(|s| audit::job_funded(s, t, job_id, amount));
+                    Outcome::Done
+                }
+                Ok(Err(EscrowError::Busy)) => Outcome::Retry("escrow busy".into()),
+                Ok(Err(e)) => {
+                    let t = rt.now_ns();
+                    mutate_state(|s| s.market.drop_unfunded(t, job_id));
+                    Outcome::Refused(MatcherError::Escrow(e))
+                }
+                Err(e) => retry(e),
+            }
+        }
+        Effect::Bond {
+            key,
+            provider,
+            amount,
+        } => bond(rt, registry, job_id, key, provider, amount).await,
+        Effect::Unbond { key } => match rt.unbond(registry, &key.to_string()).await {
+            Ok(Err(RegistryError::Busy)) => Outcome::Retry("registry busy".into()),
+            Ok(_) => Outcome::Done,
+            Err(e) => retry(e),
+        },
+        Effect::Release {
+            seq,
+            provider,
+            amount,
+        } => {
+            let args = ReleaseArgs {
+                job_key: lock_key(job_id),
+                seq,
+                provider,
+                amount,
+            };
+            match rt.release(escrow, &args).await {
+                Ok(Err(EscrowError::Busy)) => Outcome::Retry("escrow busy".into()),
+                Ok(Ok(_)) => {
+                    let t = rt.now_ns();
+                    mutate_state(|s| audit::interval_paid(s, t, job_id, provider, seq, amount));
+                    Outcome::Done
+                }
+                Ok(Err(e)) => {
+                    rt.log(&format!("job {job_id}: release {seq} refused: {e:?}"));
+                    Outcome::Done
+                }
+                Err(e) => retry(e),
+            }
+        }
+        Effect::Settle if !has_lock(job_id) => {
+            // A job run in a reservation's slot has no lock of its own.
+            let t = rt.now_ns();
+            mutate_state(|s| audit::job_finished(s, t, job_id, 0));
+            Outcome::Done
+        }
+        Effect::Settle => {
+            let args = SettleArgs {
+                job_key: lock_key(job_id),
+            };
+            match rt.settle(escrow, &args).await {
+                Ok(Err(EscrowError::Busy)) => Outcome::Retry("escrow busy".into()),
+                Ok(result) => {
+                    let refunded = match &result {
+                        Ok(lock) => lock.total.saturating_sub(lock.released),
+                        Err(_) => 0,
+                    };
+                    let t = rt.now_ns();
+                    mutate_state(|s| audit::job_finished(s, t, job_id, refunded));
+                    Outcome::Done
+                }
+                Err(e) => retry(e),
+            }
+        }
+        Effect::Slash {
+            key,
+            provider,
+            amount,
+            owner,
+        } => {
+            let args = SlashArgs {
+                provider,
+                amount,
+                beneficiary: deposit_account(escrow, owner),
+                reason: format!("missed heartbeat deadline of job {job_id}"),
+                key: key.to_string(),
+            };
+            match rt.slash(registry, &args).await {
+                // Busy, or the ledger failed (its fee or the payout): nothing
+                // was taken, or the payout is pending in the registry; asking
+                // again with the same key settles it and never slashes twice.
+                Ok(Err(e @ (RegistryError::Busy | RegistryError::Ledger(_)))) => {
+                    Outcome::Retry(format!("slash: {e:?}"))
+                }
+                Ok(Ok(outcome)) => {
+                    let credit = (outcome.paid_out > 0).then_some(Effect::NotifyDeposit {
+                        ledger: config.stake_ledger,
+                        beneficiary: owner,
+                    });
+                    let slashed = Slashed {
+                        job_id,
+                        provider,
+                        attempt: key.attempt,
+                        slashed: outcome.slashed,
+                        credit,
+                    };
+                    let t = rt.now_ns();
+                    mutate_state(|s| audit::deadline_missed(s, t, slashed));
+                    Outcome::Done
+                }
+                Ok(Err(e)) => {
+                    rt.log(&format!("job {job_id}: slash refused: {e:?}"));
+                    Outcome::Done
+                }
+                Err(e) => retry(e),
+            }
+        }
+        Effect::NotifyDeposit {
+            ledger,
+            beneficiary,
+        } => {
+            let args = NotifyDepositArgs {
+                ledger,
+                beneficiary,
+            };
+            match rt.notify_deposit(escrow, &args).await {
+                Ok(Err(EscrowError::Busy)) => Outcome::Retry("escrow busy".into()),
+                Ok(_) => Outcome::Done,
+                Err(e) => retry(e),
+            }
+        }
+        Effect::Callback { method } => {
+            let job = read_state(|s| s.market.job(job_id).map(|r| r.to_job()));
+            if let Some(job) = job {
+                // Delivered once: whatever the buyer's canister answers (or
+                // if it traps), the step is done and nothing else changes.
+                let _ = rt.deliver_job(job.owner, &method, &job).await;
+            }
+            Outcome::Done
+        }
+        Effect::ExtendLock {
+            number,
+            amount,
+            intervals,
+        } => {
+            let args = ExtendLockArgs {
+                job_key: lock_key(job_id),
+                extension: number,
+                amount,
+            };
+            match rt.extend_lock(escrow, &args).await {
+                Ok(Ok(lock)) => {
+                    let ext = ExtensionLocked {
+                        reservation: job_id,
+                        number,
+                        amount,
+                        intervals,
+                        locked: lock.total,
+                    };
+                    let t = rt.now_ns();
+                    mutate_state(|s| audit::extension_locked(s, t, ext));
+                    Outcome::Done
+                }
+                Ok(Err(EscrowError::Busy)) => Outcome::Retry("escrow busy".into()),
+                Ok(Err(e)) => {
+                    rt.log(&format!(
+                        "reservation {job_id}: extension {number} refused: {e:?}"
+                    ));
+                    mutate_state(|s| s.market.extension_refused(job_id, number));
+                    Outcome::Refused(MatcherError::Escrow(e))
+                }
+                Err(e) => retry(e),
+            }
+        }
+        Effect::FreeSlot { .. } | Effect::Requeue => Outcome::Done,
+    }
+}
+
+async fn bond(
+    rt: &impl Runtime,
+    registry: Principal,
+    job_id: JobId,
+    key: StakeKey,
+    provider: Principal,
+    amount: Tokens,
+) -> Outcome {
+    let min_stake =
+        read_state(|s| s.market.job(job_id).map(|r| r.spec.min_provider_stake)).filter(|m| *m > 0);
+    let args = BondArgs {
+        provider,
+        amount,
+        key: key.to_string(),
+        min_stake,
+    };
+    match rt.bond(registry, &args).await {
+        Ok(Ok(())) => {
+            let t = rt.now_ns();
+            mutate_state(|s| audit::job_assigned(s, t, job_id, provider, key.attempt));
+            Outcome::Done
+        }
+        Ok(Err(RegistryError::Busy)) => Outcome::Retry("registry busy".into()),
+        Ok(Err(_)) => {
+            let t = rt.now_ns();
+            mutate_state(|s| {
+                let p = s.params();
+                s.market.bond_refused(&p, t, job_id, key.attempt)
+            });
+            Outcome::Done
+        }
+        Err(e) => retry(e),
+    }
+}
+
+/// Whether the job's funds sit in a lock of its own (not so for the jobs
+/// and slots of a reservation, whose lock is the reservation's).
+fn has_lock(job_id: JobId) -> bool {
+    read_state(|s| s.market.job(job_id).map(|r| r.kind))
+        .is_none_or(|k| matches!(k, JobKind::OneOff | JobKind::Reservation))
+}
+
+/// Completes step `seq`, or schedules its retry.
+fn finish(rt: &impl Runtime, seq: u64, outcome: &Outcome) {
+    let t = rt.now_ns();
+    mutate_state(|s| match outcome {
+        Outcome::Done | Outcome::Refused(_) => s.market.outbox.complete(seq),
+        Outcome::Retry(error) => s.market.outbox.retry_later(t, seq, error.clone()),
+    });
+}
+
+/// Performs step `seq`, recorded in flight by the caller a moment ago, at
+/// once (so its caller learns the answer), and completes it or leaves it to
+/// the outbox. If this message's callback is lost (an upgrade while the
+/// call is out, a trap), the step goes stale and the outbox asks again.
+async fn perform_now(rt: &impl Runtime, seq: u64) -> Outcome {
+    let Some(Step { job_id, effect, .. }) = read_state(|s| s.market.outbox.get(seq)) else {
+        return Outcome::Done;
+    };
+    rt.schedule();
+    let outcome = perform(rt, job_id, effect).await;
+    finish(rt, seq, &outcome);
+    rt.schedule();
+    outcome
+}
+
+/// Runs the ready steps (up to [`STEPS_PER_RUN`]) concurrently.
+pub async fn run_ready_steps(rt: &impl Runtime) {
+    let t = rt.now_ns();
+    let ready = mutate_state(|s| s.market.outbox.take_ready(t, STEPS_PER_RUN));
+    let runs = ready.into_iter().map(|(seq, step)| async move {
+        let outcome = perform(rt, step.job_id, step.effect).await;
+        finish(rt, seq, &outcome);
+    });
+    futures::future::join_all(runs).await;
+}
+
+/// Locks a new job's or reservation's maximum cost in the escrow; on
+/// success the job enters the book (or the reservation's slots do).
+///
+/// The lock is in the outbox before the call: if the outcome is unknown, or
+/// this message's callback traps after the escrow locked, the outbox asks
+/// again with the same key and funds the job (or drops it if refused), so
+/// the buyer's funds are never stranded. The job's id is returned then too.
+pub async fn fund(rt: &impl Runtime, rec: JobRecord) -> Result<JobId, MatcherError> {
+    let id = rec.state.id;
+    let t = rt.now_ns();
+    let Some(seq) = mutate_state(|s| s.market.lock_in_flight(t, id)) else {
+        return Err(MatcherError::Busy);
+    };
+    match perform_now(rt, seq).await {
+        Outcome::Refused(e) => Err(e),
+        Outcome::Done | Outcome::Retry(_) => Ok(id),
+    }
+}
+
+/// Locks the amount of a reservation's extension, recorded as outbox step
+/// `seq` (see `Market::begin_extension`). An unknown outcome leaves it to
+/// the outbox, which asks again with the same number and amount (applied at
+/// most once) and applies the extension, or forgets it if refused.
+pub async fn lock_extension(rt: &impl Runtime, seq: u64) -> Result<(), MatcherError> {
+    match perform_now(rt, seq).await {
+        Outcome::Refused(e) => Err(e),
+        Outcome::Done | Outcome::Retry(_) => Ok(()),
+    }
+}
+
+fn unreachable(canister: &str, e: CallError) -> MatcherError {
+    MatcherError::Downstream {
+        canister: canister.into(),
+        message: format!("{e:?}"),
+    }
+}
+
+/// Checks that `caller` holds a balance in the escrow (uploading modules
+/// needs one, so storage can't be filled for free).
+pub async fn require_escrow_balance(
+    rt: &impl Runtime,
+    caller: Principal,
+) -> Result<(), MatcherError> {
+    let escrow = read_state(|s| s.config().escrow);
+    let balances = rt
+        .balances_of(escrow, caller)
+        .await
+        .map_err(|e| unreachable("escrow", e))?;
+    if !balances.iter().any(|b| b.free > 0 || b.locked > 0) {
+        return Err(MatcherError::Unauthorized {
+            reason: "uploading needs a balance in the escrow".into(),
+        });
+    }
+    Ok(())
+}
+
+/// A provider's standing in the registry, as an offer needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Standing {
+    /// The provider's node principal.
+    pub node: Principal,
+    /// Free plus bonded stake.
+    pub stake: Tokens,
+}
+
+/// Asks the registry whether `caller` may offer: registered, not jailed or
+/// deregistered, and eligible by the registry's own rule (its minimum stake
+/// among others), so an offer never stands that no job could be bonded to.
+pub async fn provider_standing(
+    rt: &impl Runtime,
+    caller: Principal,
+) -> Result<Standing, MatcherError> {
+    let registry = read_state(|s| s.config().registry);
+    let provider = rt
+        .get_provider(registry, caller)
+        .await
+        .map_err(|e| unreachable("registry", e))?;
+    let Some(p) = provider else {
+        return Err(MatcherError::Unauthorized {
+            reason: "register as a provider first".into(),
+        });
+    };
+    if p.jailed || p.deregistered {
+        return Err(MatcherError::Unauthorized {
+            reason: "jailed or deregistered providers can't offer".into(),
+        });
+    }
+    let eligibility = rt
+        .eligibility(registry, caller)
+        .await
+        .map_err(|e| unreachable("registry", e))?;
+    if let Some(why) = eligibility.ineligible {
+        return Err(MatcherError::Unauthorized {
+            reason: format!("the registry says this provider can't take work: {why:?}"),
+        });
+    }
+    Ok(Standing {
+        node: p.profile.node,
+        stake: p.stake.free.saturating_add(p.stake.bonded),
+    })
+}
+
+/// Withdraws from `owner`'s escrow balance on its behalf (a DAO's
+/// withdrawal voted by proposal); returns the ledger block index.
+pub async fn withdraw_for(
+    rt: &impl Runtime,
+    owner: Principal,
+    args: WithdrawArgs,
+) -> Result<Tokens, MatcherError> {
+    let escrow = read_state(|s| s.config().escrow);
+    let args = WithdrawForArgs { owner, args };
+    match rt.withdraw_for(escrow, &args).await {
+        Ok(Ok(block)) => Ok(block),
+        Ok(Err(e)) => Err(MatcherError::Escrow(e)),
+        Err(e) => Err(MatcherError::Downstream {
+            canister: "escrow".into(),
+            message: format!("outcome unknown (the escrow's pending operation resolves it): {e:?}"),
+        }),
+    }
+}
+
+/// The DAO `governance` (registered as `name`), with its escrow balance on
+/// the action's ledger, as its proposals are checked.
+pub async fn dao_context(
+    rt: &impl Runtime,
+    governance: Principal,
+    name: String,
+    action: &SnsAction,
+) -> Result<DaoContext, String> {
+    let reservation_ledger = |id| read_state(|s| s.market.job(id).map(|r| r.spec.ledger));
+    let ledger = match action {
+        SnsAction::Reserve(spec) => Some(spec.ledger),
+        SnsAction::SubmitJob(spec) => Some(spec.ledger),
+        SnsAction::Withdraw(args) => Some(args.ledger),
+        SnsAction::Extend(args) => reservation_ledger(args.reservation),
+        SnsAction::Cancel(args) => reservation_ledger(args.reservation),
+        SnsAction::SetDelegates(args) => reservation_ledger(args.reservation),
+    };
+    let escrow = read_state(|s| s.config().escrow);
+    let unreachable = |e| format!("the escrow could not be asked for the DAO's balance: {e:?}");
+    let (balance, symbol) = match ledger {
+        Some(ledger) => {
+            let balance = rt
+                .balance_of(escrow, governance, ledger)
+                .await
+                .map_err(unreachable)?;
+            let ledgers = rt.ledgers(escrow).await.map_err(unreachable)?;
+            let symbol = ledgers
+                .into_iter()
+                .find(|l| l.ledger == ledger)
+                .and_then(|l| l.symbol);
+            (Some(balance), symbol)
+        }
+        None => (None, None),
+    };
+    Ok(DaoContext {
+        governance,
+        name,
+        balance,
+        symbol,
+        deposit_account: deposit_account(escrow, governance).to_string(),
+    })
+}

@@ -1,0 +1,222 @@
+//! Side effects of the matcher's logic: the clock and its own id (the shared
+//! [`SystemApi`]), its timer, and its calls to the escrow, the registry and
+//! buyers' callbacks.
+//!
+//! Only [`crate::perform`] uses the calls. The deployed canister passes
+//! [`IcRuntime`], which makes them with `market_api::client`'s typed
+//! clients (bounded-wait); native tests pass a fake that answers, refuses,
+//! rejects or loses the answer.
+
+use candid::Principal;
+use market_api::Tokens;
+use market_api::client::{CallError, EscrowClient, RegistryClient};
+use market_api::escrow::{
+    Balance, EscrowError, ExtendLockArgs, JobLock, LedgerInfo, LockArgs, NotifyDepositArgs,
+    ReleaseArgs, SettleArgs, WithdrawForArgs,
+};
+use market_api::matcher::Job;
+use market_api::registry::{
+    BondArgs, Eligibility, Provider, RegistryError, SlashArgs, SlashOutcome,
+};
+
+pub use canister_common::runtime::SystemApi;
+
+/// An answer of the escrow or the registry: the outer error says the call
+/// failed (and whether its outcome is unknown), the inner one that the
+/// callee refused.
+pub type Answer<T, E> = Result<Result<T, E>, CallError>;
+
+/// What the matcher's logic needs from the outside world.
+///
+/// Canisters run one message at a time, so the futures need not be `Send`.
+#[allow(async_fn_in_trait)]
+pub trait Runtime: SystemApi {
+    /// Arms the timer for the earliest deadline or outbox step (a step
+    /// recorded before a call must be retried even if the call's callback
+    /// is lost).
+    fn schedule(&self);
+    /// Writes a line to the canister's log.
+    fn log(&self, line: &str);
+
+    /// Escrow `lock`.
+    async fn lock(&self, escrow: Principal, args: &LockArgs) -> Answer<JobLock, EscrowError>;
+    /// Escrow `extend_lock`.
+    async fn extend_lock(
+        &self,
+        escrow: Principal,
+        args: &ExtendLockArgs,
+    ) -> Answer<JobLock, EscrowError>;
+    /// Escrow `release`.
+    async fn release(&self, escrow: Principal, args: &ReleaseArgs) -> Answer<JobLock, EscrowError>;
+    /// Escrow `settle`.
+    async fn settle(&self, escrow: Principal, args: &SettleArgs) -> Answer<JobLock, EscrowError>;
+    /// Escrow `notify_deposit`.
+    async fn notify_deposit(
+        &self,
+        escrow: Principal,
+        args: &NotifyDepositArgs,
+    ) -> Answer<Tokens, EscrowError>;
+    /// Escrow `withdraw_for`.
+    async fn withdraw_for(
+        &self,
+        escrow: Principal,
+        args: &WithdrawForArgs,
+    ) -> Answer<Tokens, EscrowError>;
+    /// Escrow `balances_of`.
+    async fn balances_of(
+        &self,
+        escrow: Principal,
+        owner: Principal,
+    ) -> Result<Vec<Balance>, CallError>;
+    /// Escrow `balance_of`.
+    async fn balance_of(
+        &self,
+        escrow: Principal,
+        owner: Principal,
+        ledger: Principal,
+    ) -> Result<Balance, CallError>;
+    /// Escrow `ledgers`.
+    async fn ledgers(&self, escrow: Principal) -> Result<Vec<LedgerInfo>, CallError>;
+
+    /// Registry `get_provider`.
+    async fn get_provider(
+        &self,
+        registry: Principal,
+        provider: Principal,
+    ) -> Result<Option<Provider>, CallError>;
+    /// Registry `eligibility`.
+    async fn eligibility(
+        &self,
+        registry: Principal,
+        provider: Principal,
+    ) -> Result<Eligibility, CallError>;
+    /// Registry `bond`.
+    async fn bond(&self, registry: Principal, args: &BondArgs) -> Answer<(), RegistryError>;
+    /// Registry `unbond`.
+    async fn unbond(&self, registry: Principal, key: &str) -> Answer<Tokens, RegistryError>;
+    /// Registry `slash`.
+    async fn slash(
+        &self,
+        registry: Principal,
+        args: &SlashArgs,
+    ) -> Answer<SlashOutcome, RegistryError>;
+
+    /// Delivers a finished job to its buyer's callback `method`; the reply
+    /// does not matter.
+    async fn deliver_job(&self, buyer: Principal, method: &str, job: &Job)
+    -> Result<(), CallError>;
+}
+
+/// The runtime of the deployed canister: ic-cdk's system API and timers, and
+/// bounded-wait calls through the typed clients.
+pub struct IcRuntime;
+
+impl SystemApi for IcRuntime {}
+
+impl Runtime for IcRuntime {
+    fn schedule(&self) {
+        crate::timers::schedule();
+    }
+
+    fn log(&self, line: &str) {
+        ic_cdk::api::debug_print(line);
+    }
+
+    async fn lock(&self, escrow: Principal, args: &LockArgs) -> Answer<JobLock, EscrowError> {
+        EscrowClient(escrow).lock(args).await
+    }
+
+    async fn extend_lock(
+        &self,
+        escrow: Principal,
+        args: &ExtendLockArgs,
+    ) -> Answer<JobLock, EscrowError> {
+        EscrowClient(escrow).extend_lock(args).await
+    }
+
+    async fn release(&self, escrow: Principal, args: &ReleaseArgs) -> Answer<JobLock, EscrowError> {
+        EscrowClient(escrow).release(args).await
+    }
+
+    async fn settle(&self, escrow: Principal, args: &SettleArgs) -> Answer<JobLock, EscrowError> {
+        EscrowClient(escrow).settle(args).await
+    }
+
+    async fn notify_deposit(
+        &self,
+        escrow: Principal,
+        args: &NotifyDepositArgs,
+    ) -> Answer<Tokens, EscrowError> {
+        EscrowClient(escrow).notify_deposit(args).await
+    }
+
+    async fn withdraw_for(
+        &self,
+        escrow: Principal,
+        args: &WithdrawForArgs,
+    ) -> Answer<Tokens, EscrowError> {
+        EscrowClient(escrow).withdraw_for(args).await
+    }
+
+    async fn balances_of(
+        &self,
+        escrow: Principal,
+        owner: Principal,
+    ) -> Result<Vec<Balance>, CallError> {
+        EscrowClient(escrow).balances_of(owner).await
+    }
+
+    async fn balance_of(
+        &self,
+        escrow: Principal,
+        owner: Principal,
+        ledger: Principal,
+    ) -> Result<Balance, CallError> {
+        EscrowClient(escrow).balance_of(owner, ledger).await
+    }
+
+    async fn ledgers(&self, escrow: Principal) -> Result<Vec<LedgerInfo>, CallError> {
+        EscrowClient(escrow).ledgers().await
+    }
+
+    async fn get_provider(
+        &self,
+        registry: Principal,
+        provider: Principal,
+    ) -> Result<Option<Provider>, CallError> {
+        RegistryClient(registry).get_provider(provider).await
+    }
+
+    async fn eligibility(
+        &self,
+        registry: Principal,
+        provider: Principal,
+    ) -> Result<Eligibility, CallError> {
+        RegistryClient(registry).eligibility(provider).await
+    }
+
+    async fn bond(&self, registry: Principal, args: &BondArgs) -> Answer<(), RegistryError> {
+        RegistryClient(registry).bond(args).await
+    }
+
+    async fn unbond(&self, registry: Principal, key: &str) -> Answer<Tokens, RegistryError> {
+        RegistryClient(registry).unbond(key).await
+    }
+
+    async fn slash(
+        &self,
+        registry: Principal,
+        args: &SlashArgs,
+    ) -> Answer<SlashOutcome, RegistryError> {
+        RegistryClient(registry).slash(args).await
+    }
+
+    async fn deliver_job(
+        &self,
+        buyer: Principal,
+        method: &str,
+        job: &Job,
+    ) -> Result<(), CallError> {
+        market_api::client::deliver(buyer, method, job).await
+    }
+}

@@ -1,0 +1,598 @@
+//! Native tests of the performer and the outbox against a fake runtime
+//! whose escrow and registry can answer, refuse, be busy, reject a call or
+//! leave its outcome unknown.
+
+use super::market::{icp, offer, spec};
+use crate::endpoints;
+use crate::lifecycle::Effect;
+use crate::perform::{self, Outcome};
+use crate::runtime::{Answer, Runtime, SystemApi};
+use crate::state::{mutate_state, read_state};
+use candid::Principal;
+use futures::executor::block_on;
+use market_api::client::CallError;
+use market_api::escrow::{
+    Balance, EscrowError, ExtendLockArgs, JobLock, LedgerInfo, LockArgs, NotifyDepositArgs,
+    ReleaseArgs, SettleArgs, WithdrawForArgs,
+};
+use market_api::matcher::{
+    ExtendReservationArgs, HeartbeatItem, Job, JobStatus, MatcherError, MatcherEvent, MatcherInit,
+    ReservationSpec,
+};
+use market_api::registry::{
+    BondArgs, Eligibility, Provider, RegistryError, SlashArgs, SlashOutcome,
+};
+use market_api::{PageRequest, Tokens};
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+
+const S: u64 = 1_000_000_000;
+const PRICE: Tokens = 100;
+
+fn p(n: u8) -> Principal {
+    Principal::from_slice(&[n; 10])
+}
+fn escrow() -> Principal {
+    p(0xE5)
+}
+fn registry() -> Principal {
+    p(0x2E)
+}
+fn ledger() -> Principal {
+    icp()
+}
+fn buyer() -> Principal {
+    p(0x20)
+}
+fn provider() -> Principal {
+    p(0x30)
+}
+fn node() -> Principal {
+    p(0x40)
+}
+
+/// What the fake does with the next call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Fault {
+    /// The call is rejected: it had no effect.
+    Reject,
+    /// The outcome is unknown (a bounded-wait call timed out).
+    Unknown,
+    /// The callee answers that it is busy.
+    Busy,
+    /// The callee refuses for good.
+    Refuse,
+}
+
+/// One call the fake received: the method and its idempotency key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Made {
+    method: &'static str,
+    key: String,
+}
+
+fn made(method: &'static str, key: impl Into<String>) -> Made {
+    Made {
+        method,
+        key: key.into(),
+    }
+}
+
+/// The escrow and registry as the matcher sees them, with faults applied to
+/// the next calls in order.
+#[derive(Default)]
+struct Fake {
+    now: Cell<u64>,
+    faults: RefCell<VecDeque<Fault>>,
+    calls: RefCell<Vec<Made>>,
+    scheduled: Cell<u32>,
+}
+
+impl Fake {
+    fn new() -> Fake {
+        let fake = Fake::default();
+        fake.now.set(1_000 * S);
+        mutate_state(|s| {
+            s.set_config(MatcherInit {
+                registry: registry(),
+                escrow: escrow(),
+                grace_secs: 30,
+                bond_multiple: 2,
+                slash_multiple: 3,
+                stake_ledger: ledger(),
+            })
+        });
+        fake
+    }
+
+    fn fail_next(&self, fault: Fault) {
+        self.faults.borrow_mut().push_back(fault);
+    }
+
+    fn advance(&self, ns: u64) {
+        self.now.set(self.now.get() + ns);
+    }
+
+    fn calls(&self) -> Vec<Made> {
+        self.calls.borrow().clone()
+    }
+
+    fn calls_of(&self, method: &str) -> Vec<Made> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.method == method)
+            .collect()
+    }
+
+    /// Records the call and answers `ok`, or the next fault.
+    fn answer<T, E>(
+        &self,
+        method: &'static str,
+        key: String,
+        busy: E,
+        refused: E,
+        ok: T,
+    ) -> Answer<T, E> {
+        self.calls.borrow_mut().push(Made { method, key });
+        match self.faults.borrow_mut().pop_front() {
+            None => Ok(Ok(ok)),
+            Some(Fault::Reject) => Err(CallError::Rejected {
+                code: 2,
+                message: "rejected".into(),
+            }),
+            Some(Fault::Unknown) => Err(CallError::OutcomeUnknown),
+            Some(Fault::Busy) => Ok(Err(busy)),
+            Some(Fault::Refuse) => Ok(Err(refused)),
+        }
+    }
+
+    fn escrow_answer<T>(&self, method: &'static str, key: String, ok: T) -> Answer<T, EscrowError> {
+        let refused = EscrowError::InsufficientBalance { available: 7 };
+        self.answer(method, key, EscrowError::Busy, refused, ok)
+    }
+
+    fn registry_answer<T>(
+        &self,
+        method: &'static str,
+        key: String,
+        ok: T,
+    ) -> Answer<T, RegistryError> {
+        let refused = RegistryError::InsufficientStake { available: 0 };
+        self.answer(method, key, RegistryError::Busy, refused, ok)
+    }
+
+    /// Runs the outbox until nothing is ready, moving the clock past any
+    /// backoff; at most `rounds` runs.
+    fn settle_outbox(&self, rounds: usize) {
+        for _ in 0..rounds {
+            if read_state(|s| s.market.outbox.is_empty()) {
+                return;
+            }
+            self.advance(crate::outbox::MAX_BACKOFF_NS);
+            block_on(perform::run_ready_steps(self));
+        }
+    }
+}
+
+fn lock(key: &str, total: Tokens) -> JobLock {
+    JobLock {
+        job_key: key.into(),
+        buyer: buyer(),
+        ledger: ledger(),
+        total,
+        released: 0,
+        remaining: total,
+        refunded: 0,
+        settled: false,
+    }
+}
+
+impl SystemApi for Fake {
+    fn now_ns(&self) -> u64 {
+        self.now.get()
+    }
+
+    fn self_id(&self) -> Principal {
+        p(0x3A)
+    }
+}
+
+impl Runtime for Fake {
+    fn schedule(&self) {
+        self.scheduled.set(self.scheduled.get() + 1);
+    }
+
+    fn log(&self, _line: &str) {}
+
+    async fn lock(&self, escrow: Principal, args: &LockArgs) -> Answer<JobLock, EscrowError> {
+        assert_eq!(escrow, self::escrow());
+        let answer = lock(&args.job_key, args.amount);
+        self.escrow_answer("lock", args.job_key.clone(), answer)
+    }
+
+    async fn extend_lock(
+        &self,
+        _escrow: Principal,
+        args: &ExtendLockArgs,
+    ) -> Answer<JobLock, EscrowError> {
+        let key = format!("{} ext {}", args.job_key, args.extension);
+        self.escrow_answer("extend_lock", key, lock(&args.job_key, args.amount))
+    }
+
+    async fn release(
+        &self,
+        _escrow: Principal,
+        args: &ReleaseArgs,
+    ) -> Answer<JobLock, EscrowError> {
+        let key = format!("{} seq {}", args.job_key, args.seq);
+        self.escrow_answer("release", key, lock(&args.job_key, args.amount))
+    }
+
+    async fn settle(&self, _escrow: Principal, args: &SettleArgs) -> Answer<JobLock, EscrowError> {
+        let answer = lock(&args.job_key, 0);
+        self.escrow_answer("settle", args.job_key.clone(), answer)
+    }
+
+    async fn notify_deposit(
+        &self,
+        _escrow: Principal,
+        args: &NotifyDepositArgs,
+    ) -> Answer<Tokens, EscrowError> {
+        self.escrow_answer("notify_deposit", args.beneficiary.to_text(), 0)
+    }
+
+    async fn withdraw_for(
+        &self,
+        _escrow: Principal,
+        args: &WithdrawForArgs,
+    ) -> Answer<Tokens, EscrowError> {
+        self.escrow_answer("withdraw_for", args.owner.to_text(), 1)
+    }
+
+    async fn balances_of(
+        &self,
+        _escrow: Principal,
+        _owner: Principal,
+    ) -> Result<Vec<Balance>, CallError> {
+        Ok(vec![])
+    }
+
+    async fn balance_of(
+        &self,
+        _escrow: Principal,
+        _owner: Principal,
+        _ledger: Principal,
+    ) -> Result<Balance, CallError> {
+        Err(CallError::OutcomeUnknown)
+    }
+
+    async fn ledgers(&self, _escrow: Principal) -> Result<Vec<LedgerInfo>, CallError> {
+        Ok(vec![])
+    }
+
+    async fn get_provider(
+        &self,
+        _registry: Principal,
+        _provider: Principal,
+    ) -> Result<Option<Provider>, CallError> {
+        Ok(None)
+    }
+
+    async fn eligibility(
+        &self,
+        _registry: Principal,
+        _provider: Principal,
+    ) -> Result<Eligibility, CallError> {
+        Err(CallError::OutcomeUnknown)
+    }
+
+    async fn bond(&self, registry: Principal, args: &BondArgs) -> Answer<(), RegistryError> {
+        assert_eq!(registry, self::registry());
+        self.registry_answer("bond", args.key.clone(), ())
+    }
+
+    async fn unbond(&self, _registry: Principal, key: &str) -> Answer<Tokens, RegistryError> {
+        self.registry_answer("unbond", key.to_string(), 0)
+    }
+
+    async fn slash(
+        &self,
+        _registry: Principal,
+        args: &SlashArgs,
+    ) -> Answer<SlashOutcome, RegistryError> {
+        let outcome = SlashOutcome {
+            slashed: args.amount,
+            paid_out: args.amount,
+            block_index: Some(1),
+            jailed: false,
+        };
+        self.registry_answer("slash", args.key.clone(), outcome)
+    }
+
+    async fn deliver_job(
+        &self,
+        buyer: Principal,
+        method: &str,
+        _job: &Job,
+    ) -> Result<(), CallError> {
+        self.calls.borrow_mut().push(Made {
+            method: "callback",
+            key: format!("{buyer} {method}"),
+        });
+        Ok(())
+    }
+}
+
+fn post_offer(rt: &Fake) {
+    let t = rt.now_ns();
+    mutate_state(|s| {
+        let params = s.params();
+        s.market.put_offer(
+            &params,
+            t,
+            provider(),
+            node(),
+            1_000_000,
+            None,
+            offer(PRICE),
+        )
+    })
+    .unwrap();
+}
+
+fn events() -> Vec<MatcherEvent> {
+    read_state(|s| s.events.page(&PageRequest::default()))
+        .events
+        .into_iter()
+        .map(|e| e.event)
+        .collect()
+}
+
+fn pending() -> Vec<(u32, Effect)> {
+    let mut steps = vec![];
+    read_state(|s| {
+        let mut seq = 0;
+        while steps.len() < s.market.outbox.len() as usize && seq < 10_000 {
+            if let Some(step) = s.market.outbox.get(seq) {
+                steps.push((step.failures, step.effect));
+            }
+            seq += 1;
+        }
+    });
+    steps
+}
+
+fn heartbeat(rt: &Fake, job_id: u64) {
+    let item = HeartbeatItem {
+        job_id,
+        attempt: 1,
+        fuel_used: 0,
+    };
+    endpoints::heartbeat(rt, node(), vec![item]).unwrap();
+}
+
+#[test]
+fn a_lock_whose_call_is_rejected_is_retried_with_the_same_key() {
+    let rt = Fake::new();
+    rt.fail_next(Fault::Reject);
+    let id = block_on(endpoints::submit_job(&rt, buyer(), spec(PRICE, 0))).unwrap();
+    assert!(!read_state(|s| s.market.job(id).unwrap().funded));
+    let waiting = pending();
+    assert_eq!(waiting.len(), 1, "the lock waits in the outbox");
+    assert_eq!(waiting[0].0, 1, "one failure recorded");
+    assert!(rt.scheduled.get() > 0, "the timer was armed for the retry");
+
+    rt.settle_outbox(3);
+    assert_eq!(
+        rt.calls(),
+        vec![made("lock", "job/1"), made("lock", "job/1")],
+        "asked again with the same key"
+    );
+    assert!(read_state(|s| s.market.job(id).unwrap().funded));
+    assert!(
+        read_state(|s| s.market.outbox.is_empty()),
+        "done steps leave"
+    );
+    let submitted = events()
+        .iter()
+        .filter(|e| matches!(e, MatcherEvent::JobSubmitted { .. }))
+        .count();
+    assert_eq!(submitted, 1);
+}
+
+#[test]
+fn a_busy_callee_is_asked_again_with_the_same_key() {
+    let rt = Fake::new();
+    post_offer(&rt);
+    let id = block_on(endpoints::submit_job(&rt, buyer(), spec(PRICE, 0))).unwrap();
+    rt.fail_next(Fault::Busy);
+    block_on(perform::run_ready_steps(&rt));
+    assert_eq!(pending().len(), 1, "the bond is still pending");
+    rt.settle_outbox(3);
+    assert_eq!(
+        rt.calls_of("bond"),
+        vec![made("bond", "job/1/bond/1"), made("bond", "job/1/bond/1")]
+    );
+    assert!(events().contains(&MatcherEvent::JobAssigned {
+        job_id: id,
+        provider: provider(),
+        attempt: 1,
+        price_per_interval: PRICE,
+    }));
+}
+
+#[test]
+fn an_unknown_outcome_is_retried_with_the_same_key_and_applied_once() {
+    let rt = Fake::new();
+    post_offer(&rt);
+    let id = block_on(endpoints::submit_job(&rt, buyer(), spec(PRICE, 0))).unwrap();
+    rt.settle_outbox(3);
+    heartbeat(&rt, id);
+    rt.advance(60 * S);
+    heartbeat(&rt, id);
+    rt.fail_next(Fault::Unknown);
+    block_on(perform::run_ready_steps(&rt));
+    assert_eq!(pending()[0].0, 1, "the release waits, one failure recorded");
+    rt.settle_outbox(3);
+    assert_eq!(
+        rt.calls_of("release"),
+        vec![
+            made("release", "job/1 seq 0"),
+            made("release", "job/1 seq 0")
+        ]
+    );
+    let paid: Vec<_> = events()
+        .into_iter()
+        .filter(|e| matches!(e, MatcherEvent::IntervalPaid { .. }))
+        .collect();
+    assert_eq!(paid.len(), 1, "recorded once");
+}
+
+#[test]
+fn a_refused_lock_is_a_typed_escrow_error_and_drops_the_job() {
+    let rt = Fake::new();
+    rt.fail_next(Fault::Refuse);
+    let e = block_on(endpoints::submit_job(&rt, buyer(), spec(PRICE, 0))).unwrap_err();
+    assert_eq!(
+        e,
+        MatcherError::Escrow(EscrowError::InsufficientBalance { available: 7 })
+    );
+    assert!(read_state(|s| s.market.job(1).is_none()));
+    assert!(read_state(|s| s.market.outbox.is_empty()));
+}
+
+#[test]
+fn lock_bond_release_slash_unbond_and_settle_go_through_the_performer() {
+    let rt = Fake::new();
+    post_offer(&rt);
+    let id = block_on(endpoints::submit_job(&rt, buyer(), spec(PRICE, 0))).unwrap();
+    rt.settle_outbox(3);
+    heartbeat(&rt, id);
+    rt.advance(60 * S);
+    heartbeat(&rt, id);
+    rt.settle_outbox(3);
+    // The provider goes silent past its deadline: slashed, and (with no
+    // retries left) the job fails and settles.
+    rt.advance(200 * S);
+    let t = rt.now_ns();
+    mutate_state(|s| {
+        let p = s.params();
+        s.market.process_deadlines(&p, t, 10)
+    });
+    rt.settle_outbox(10);
+    let methods: Vec<&str> = rt.calls().iter().map(|c| c.method).collect();
+    assert_eq!(
+        methods,
+        vec![
+            "lock",
+            "bond",
+            "release",
+            "slash",
+            "unbond",
+            "settle",
+            "notify_deposit"
+        ]
+    );
+    assert_eq!(rt.calls_of("slash"), vec![made("slash", "job/1/slash/1")]);
+    assert_eq!(rt.calls_of("unbond"), vec![made("unbond", "job/1/bond/1")]);
+    assert_eq!(rt.calls_of("settle"), vec![made("settle", "job/1")]);
+    assert!(read_state(|s| s.market.outbox.is_empty()));
+    assert_eq!(
+        read_state(|s| s.market.job(id).unwrap().state.status),
+        JobStatus::Failed
+    );
+    let evs = events();
+    assert!(evs.contains(&MatcherEvent::DeadlineMissed {
+        job_id: id,
+        provider: provider(),
+        attempt: 1,
+        slashed: 3 * PRICE,
+    }));
+    assert!(
+        evs.iter()
+            .any(|e| matches!(e, MatcherEvent::JobFinished { .. }))
+    );
+    read_state(|s| s.market.check_invariants()).unwrap();
+}
+
+fn reservation_spec() -> ReservationSpec {
+    ReservationSpec {
+        slots: 1,
+        memory_mib: 64,
+        fuel_per_interval: 1_000_000,
+        interval_secs: 60,
+        intervals: 4,
+        max_price_per_interval: PRICE,
+        ledger: ledger(),
+        min_provider_stake: 0,
+        max_rematches: 0,
+        delegates: vec![],
+    }
+}
+
+#[test]
+fn an_extension_whose_answer_is_lost_goes_through_the_performer_once() {
+    let rt = Fake::new();
+    let rid = block_on(endpoints::reserve(&rt, buyer(), reservation_spec())).unwrap();
+    rt.settle_outbox(3);
+    rt.fail_next(Fault::Unknown);
+    let ext = ExtendReservationArgs {
+        reservation: rid,
+        intervals: 2,
+    };
+    block_on(endpoints::extend_reservation(&rt, buyer(), ext.clone())).unwrap();
+    assert_eq!(
+        block_on(endpoints::extend_reservation(&rt, buyer(), ext)),
+        Err(MatcherError::Busy),
+        "one extension at a time"
+    );
+    rt.settle_outbox(3);
+    let key = format!("job/{rid} ext 1");
+    assert_eq!(
+        rt.calls_of("extend_lock"),
+        vec![made("extend_lock", key.clone()), made("extend_lock", key)]
+    );
+    let r = read_state(|s| s.market.reservation_record(rid)).unwrap();
+    assert_eq!(r.spec.intervals, 6, "applied once");
+    assert_eq!(r.locked, 6 * PRICE);
+    let extended = events()
+        .into_iter()
+        .filter(|e| matches!(e, MatcherEvent::ReservationExtended { .. }))
+        .count();
+    assert_eq!(extended, 1);
+}
+
+#[test]
+fn a_refused_extension_is_a_typed_escrow_error_and_is_forgotten() {
+    let rt = Fake::new();
+    let rid = block_on(endpoints::reserve(&rt, buyer(), reservation_spec())).unwrap();
+    rt.settle_outbox(3);
+    rt.fail_next(Fault::Refuse);
+    let ext = ExtendReservationArgs {
+        reservation: rid,
+        intervals: 2,
+    };
+    let e = block_on(endpoints::extend_reservation(&rt, buyer(), ext)).unwrap_err();
+    assert!(matches!(
+        e,
+        MatcherError::Escrow(EscrowError::InsufficientBalance { .. })
+    ));
+    let r = read_state(|s| s.market.reservation_record(rid)).unwrap();
+    assert_eq!((r.spec.intervals, r.pending_extension), (4, None));
+    assert!(read_state(|s| s.market.outbox.is_empty()));
+}
+
+#[test]
+fn a_step_performed_directly_reports_its_outcome() {
+    let rt = Fake::new();
+    let effect = Effect::Settle;
+    assert_eq!(
+        block_on(perform::perform(&rt, 9, effect.clone())),
+        Outcome::Done
+    );
+    rt.fail_next(Fault::Reject);
+    assert!(matches!(
+        block_on(perform::perform(&rt, 9, effect)),
+        Outcome::Retry(_)
+    ));
+}

@@ -1,0 +1,91 @@
+//! The matcher's timers: one one-shot timer armed for the earliest deadline
+//! or outbox step, and a repeating watchdog that re-arms it if it was lost.
+//! Timers do not survive upgrades; `post_upgrade` arms new ones from stable
+//! state.
+
+use crate::perform;
+use crate::runtime::{IcRuntime, SystemApi};
+use crate::state::{mutate_state, read_state};
+use std::cell::Cell;
+use std::time::Duration;
+
+/// Deadlines handled by one timer run.
+const DEADLINES_PER_RUN: usize = 100;
+/// A timer this overdue is taken as lost: its run never started or trapped
+/// before re-arming (ic-cdk-timers drops a one-shot timer whose run traps).
+const LOST_TIMER_NS: u64 = 60_000_000_000;
+/// How often the watchdog checks that a timer is armed when work is due.
+const WATCHDOG_PERIOD: Duration = Duration::from_secs(60);
+/// Resting bids the watchdog's sweep looks at per run (see
+/// `Market::sweep_resting_bids`): about 0.7-1.4 M instructions each.
+const SWEEP_BIDS_PER_RUN: usize = 500;
+
+thread_local! {
+    /// The armed timer and when it fires (heap only: timers do not survive
+    /// upgrades, so post_upgrade arms a new one from stable state).
+    static TIMER: Cell<Option<(ic_cdk_timers::TimerId, u64)>> = const { Cell::new(None) };
+    /// Where the sweep of resting bids goes on (heap only: after an upgrade
+    /// it starts again from the best bid, which only repeats some work).
+    static SWEEP: Cell<Option<crate::book::BidKey>> = const { Cell::new(None) };
+}
+
+fn now() -> u64 {
+    IcRuntime.now_ns()
+}
+
+/// Arms the timer for the earliest deadline or outbox step, if it is not
+/// armed for an earlier time already.
+pub fn schedule() {
+    let wake = read_state(|s| {
+        [s.market.next_deadline_ns(), s.market.outbox.next_wake_ns()]
+            .into_iter()
+            .flatten()
+            .min()
+    });
+    let Some(wake) = wake else { return };
+    if let Some((_, at)) = TIMER.get()
+        && at <= wake
+        && now() < at.saturating_add(LOST_TIMER_NS)
+    {
+        return;
+    }
+    if let Some((id, _)) = TIMER.take() {
+        ic_cdk_timers::clear_timer(id);
+    }
+    let delay = Duration::from_nanos(wake.saturating_sub(now()));
+    let id = ic_cdk_timers::set_timer(delay, run());
+    TIMER.set(Some((id, wake)));
+}
+
+/// One timer run: handle due deadlines, perform ready outbox steps, re-arm.
+async fn run() {
+    TIMER.set(None);
+    let t = now();
+    mutate_state(|s| {
+        let p = s.params();
+        s.market.process_deadlines(&p, t, DEADLINES_PER_RUN);
+        s.market.modules.collect_garbage(t, 10);
+    });
+    schedule();
+    perform::run_ready_steps(&IcRuntime).await;
+    schedule();
+}
+
+/// A repeating timer (which, unlike a one-shot one, survives a trapping
+/// run) that re-arms the deadline timer if it was lost, so deadlines and
+/// outbox steps are never stranded, collects abandoned module uploads even
+/// when no deadline wakes the canister, and sweeps the resting bids.
+pub fn start_watchdog() {
+    ic_cdk_timers::set_timer_interval(WATCHDOG_PERIOD, || async {
+        let t = now();
+        mutate_state(|s| {
+            s.market.modules.collect_garbage(t, 10);
+            let p = s.params();
+            let next = s
+                .market
+                .sweep_resting_bids(&p, t, SWEEP.get(), SWEEP_BIDS_PER_RUN);
+            SWEEP.set(next);
+        });
+        schedule();
+    });
+}
