@@ -31,7 +31,7 @@ die() { echo "demo-http: $*" >&2; exit 1; }
 step "building the canisters, the workloads, devnet, provider-node and market"
 scripts/build-canisters.sh ledger registry escrow matcher
 scripts/build-workloads.sh
-cargo build --locked -p local-replica -p provider-node
+cargo build --locked -p local-replica -p provider-node -p market
 DEVNET="$ROOT/target/debug/local-replica"
 PN="$ROOT/target/debug/provider-node"
 MARKET="$ROOT/target/debug/market"
@@ -130,9 +130,12 @@ for pair in ledger=$LEDGER registry=$REGISTRY escrow=$ESCROW matcher=$MATCHER; d
 done
 say "devnet at $URL"
 
-# What every process is told: the network and the canister ids.
+# What every process is told: the network and the canister ids, under
+# provider-node's names and market's.
 export PROVIDER_NODE_NETWORK="$URL" PROVIDER_NODE_LEDGER="$LEDGER" PROVIDER_NODE_REGISTRY="$REGISTRY" \
     PROVIDER_NODE_ESCROW="$ESCROW" PROVIDER_NODE_MATCHER="$MATCHER"
+export MARKET_NETWORK="$URL" MARKET_LEDGER="$LEDGER" MARKET_REGISTRY="$REGISTRY" \
+    MARKET_ESCROW="$ESCROW" MARKET_MATCHER="$MATCHER"
 
 step "two providers register, stake 10 ICP and offer 2 slots (provider-node)"
 # Each provider has its own config file: identity, state and cache

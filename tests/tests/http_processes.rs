@@ -16,7 +16,7 @@
 //!
 //! The binaries are found next to this test's executable (`target/debug/`);
 //! `cargo test --workspace` builds them, otherwise run
-//! `cargo build -p local-replica -p provider-node` first.
+//! `cargo build -p local-replica -p provider-node -p market` first.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -90,7 +90,7 @@ fn bin(name: &str) -> PathBuf {
     let path = dir.join(name);
     assert!(
         path.is_file(),
-        "{} is missing: build the binaries with `cargo build -p local-replica -p provider-node` \
+        "{} is missing: build the binaries with `cargo build -p local-replica -p provider-node -p market` \
          (cargo test --workspace builds them too)",
         path.display()
     );
@@ -207,11 +207,11 @@ impl Scene {
 
     /// A command with the scene's environment: the network, the canister
     /// ids, XDG directories inside the temp dir, nothing inherited of
-    /// provider-node's settings.
+    /// provider-node's or market's settings.
     fn command(dir: &Path, env: &HashMap<&'static str, String>, program: &Path) -> Command {
         let mut cmd = Command::new(program);
         for (key, _) in std::env::vars() {
-            if key.starts_with("PROVIDER_NODE_") {
+            if key.starts_with("PROVIDER_NODE_") || key.starts_with("MARKET_") {
                 cmd.env_remove(key);
             }
         }
@@ -387,12 +387,18 @@ fn start() -> Scene {
             "ids are not assigned in install order: expected {line:?} in\n{printed}"
         );
     }
+    // provider-node and market each read their own variables.
     let env = HashMap::from([
-        ("PROVIDER_NODE_NETWORK", url),
+        ("PROVIDER_NODE_NETWORK", url.clone()),
         ("PROVIDER_NODE_LEDGER", ledger.to_text()),
         ("PROVIDER_NODE_REGISTRY", registry.to_text()),
         ("PROVIDER_NODE_ESCROW", escrow.to_text()),
         ("PROVIDER_NODE_MATCHER", matcher.to_text()),
+        ("MARKET_NETWORK", url),
+        ("MARKET_LEDGER", ledger.to_text()),
+        ("MARKET_REGISTRY", registry.to_text()),
+        ("MARKET_ESCROW", escrow.to_text()),
+        ("MARKET_MATCHER", matcher.to_text()),
     ]);
     Scene {
         devnet,

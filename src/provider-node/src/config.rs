@@ -1,15 +1,18 @@
-//! Settings: a TOML file, overridden by environment variables, overridden by
-//! command-line flags.
+//! The provider's settings: a TOML file, overridden by `PROVIDER_NODE_*`
+//! environment variables, overridden by command-line flags.
 //!
-//! The file is `--config PATH`, else `$PROVIDER_NODE_CONFIG`, else
+//! The network part (network, identity, canister ids, the file's own path)
+//! is the client library's ([`market_client::config`]) under provider-node's
+//! names; this module adds what only a provider has. The file is `--config
+//! PATH`, else `$PROVIDER_NODE_CONFIG`, else
 //! `$XDG_CONFIG_HOME/provider-node/config.toml` (`~/.config/...` when
 //! `XDG_CONFIG_HOME` is unset); a missing default file is the same as an
-//! empty one. The network, canister ids, identity, directories, metrics
-//! address and job concurrency also have a flag and a `PROVIDER_NODE_*`
-//! variable (listed on [`GlobalArgs`]); the daemon's timing
-//! (`daemon.poll_interval_ms`, `daemon.shutdown_grace_secs`) and the
-//! `[sandbox]` limits are set in the file only. Lookups of the environment go through a
-//! function so that tests don't touch the process environment.
+//! empty one. The provider principal, directories, metrics address and job
+//! concurrency also have a flag and a `PROVIDER_NODE_*` variable (their
+//! [`Key`]s below); the daemon's timing (`daemon.poll_interval_ms`,
+//! `daemon.shutdown_grace_secs`) and the other `[sandbox]` limits are set in
+//! the file only. Lookups of the environment go through a function so that
+//! tests don't touch the process environment.
 //!
 //! A path setting (the config file itself, `identity`, `cache_dir`,
 //! `state_dir`) that starts with `~/` is taken from `$HOME`, wherever it was
@@ -21,83 +24,67 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use candid::Principal;
+use market_client::config::{self as common, App, ConfigError, Key, Layers, NetworkArgs};
 use serde::Deserialize;
 
-use crate::client::CanisterIds;
+pub use market_client::config::{LOCAL_URL, MAINNET_URL, expand_home, network_url};
 
-/// The IC's public API boundary nodes.
-pub const MAINNET_URL: &str = "https://icp-api.io";
-/// Where dfx and icp-cli run a local replica.
-pub const LOCAL_URL: &str = "http://127.0.0.1:4943";
+/// provider-node's names: `~/.config/provider-node/`, `PROVIDER_NODE_*`.
+pub const APP: App = App {
+    name: "provider-node",
+    env_prefix: "PROVIDER_NODE",
+};
 
-/// Why the settings are unusable.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The config file could not be read.
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The config file is not valid TOML for these settings.
-    #[error("config file {path}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong, with the line.
-        message: String,
-    },
-    /// A value does not parse.
-    #[error("{setting} ({source_name}): {message}")]
-    Invalid {
-        /// The setting, e.g. `canisters.matcher`.
-        setting: &'static str,
-        /// Where the value came from (flag, variable or file).
-        source_name: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// A setting the command needs is not set anywhere.
-    #[error(
-        "{setting} is not set: pass --{flag}, set {env}, or put it in the config file ({file})"
-    )]
-    Missing {
-        /// The setting.
-        setting: &'static str,
-        /// Its flag.
-        flag: &'static str,
-        /// Its environment variable.
-        env: &'static str,
-        /// The config file consulted.
-        file: String,
-    },
-}
+/// `provider`.
+pub const PROVIDER: Key = Key {
+    setting: "provider",
+    flag: "provider",
+    env: "PROVIDER",
+};
+/// `cache_dir`.
+pub const CACHE_DIR: Key = Key {
+    setting: "cache_dir",
+    flag: "cache-dir",
+    env: "CACHE_DIR",
+};
+/// `state_dir`.
+pub const STATE_DIR: Key = Key {
+    setting: "state_dir",
+    flag: "state-dir",
+    env: "STATE_DIR",
+};
+/// `metrics_addr`.
+pub const METRICS_ADDR: Key = Key {
+    setting: "metrics_addr",
+    flag: "metrics-addr",
+    env: "METRICS_ADDR",
+};
+/// `sandbox.concurrent_jobs`.
+pub const CONCURRENT_JOBS: Key = Key {
+    setting: "sandbox.concurrent_jobs",
+    flag: "concurrent-jobs",
+    env: "CONCURRENT_JOBS",
+};
+/// The provider's own flags, for `--help`.
+pub const KEYS: [Key; 5] = [
+    PROVIDER,
+    CACHE_DIR,
+    STATE_DIR,
+    METRICS_ADDR,
+    CONCURRENT_JOBS,
+];
 
 /// The config file's contents. Every field is optional.
-#[derive(Debug, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, PartialEq)]
 pub struct FileConfig {
-    /// `ic`, `local`, or a URL.
-    pub network: Option<String>,
-    /// Fetch the root key from the network (local networks only).
-    pub fetch_root_key: Option<bool>,
-    /// Verify node signatures on query answers.
-    pub verify_query_signatures: Option<bool>,
-    /// The identity PEM file.
-    pub identity: Option<PathBuf>,
+    /// Network, identity and canister ids.
+    pub common: common::FileConfig,
     /// The provider principal the node works for, when the node's identity
     /// is a separate key (the profile's `node`); defaults to the identity.
     pub provider: Option<String>,
-    /// Canister ids.
-    #[serde(default)]
-    pub canisters: CanisterFile,
     /// Sandbox limits.
-    #[serde(default)]
     pub sandbox: SandboxFile,
     /// Daemon timing.
-    #[serde(default)]
     pub daemon: DaemonFile,
     /// Compiled-module and downloaded-module cache.
     pub cache_dir: Option<PathBuf>,
@@ -107,18 +94,18 @@ pub struct FileConfig {
     pub metrics_addr: Option<String>,
 }
 
-/// `[canisters]`.
+/// The keys of the file only a provider has.
 #[derive(Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct CanisterFile {
-    /// Ledger canister id.
-    pub ledger: Option<String>,
-    /// Registry canister id.
-    pub registry: Option<String>,
-    /// Escrow canister id.
-    pub escrow: Option<String>,
-    /// Matcher canister id.
-    pub matcher: Option<String>,
+struct ProviderFile {
+    provider: Option<String>,
+    #[serde(default)]
+    sandbox: SandboxFile,
+    #[serde(default)]
+    daemon: DaemonFile,
+    cache_dir: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    metrics_addr: Option<String>,
 }
 
 /// `[sandbox]`.
@@ -147,46 +134,26 @@ pub struct DaemonFile {
     pub shutdown_grace_secs: Option<u64>,
 }
 
-/// Flags shared by every subcommand. Each has a `PROVIDER_NODE_*` variable.
+/// Flags shared by every subcommand. Each has a `PROVIDER_NODE_*` variable,
+/// which `--help` shows.
 #[derive(clap::Args, Debug, Default, Clone, PartialEq)]
 pub struct GlobalArgs {
-    /// Config file [env: PROVIDER_NODE_CONFIG] [default: ~/.config/provider-node/config.toml]
-    #[arg(long, global = true, value_name = "PATH")]
-    pub config: Option<PathBuf>,
-    /// Network: `ic`, `local` or a URL [env: PROVIDER_NODE_NETWORK] [default: ic]
-    #[arg(long, global = true)]
-    pub network: Option<String>,
-    /// Fetch the root key (local networks) [env: PROVIDER_NODE_FETCH_ROOT_KEY]
-    #[arg(long, global = true)]
-    pub fetch_root_key: Option<bool>,
-    /// Identity PEM file [env: PROVIDER_NODE_IDENTITY] [default: ~/.config/provider-node/identity.pem]
-    #[arg(long, global = true, value_name = "PEM")]
-    pub identity: Option<PathBuf>,
-    /// Provider principal, when the identity is a separate node key [env: PROVIDER_NODE_PROVIDER]
+    /// Network, identity and canister ids.
+    #[command(flatten)]
+    pub common: NetworkArgs,
+    /// Provider principal, when the identity is a separate node key
     #[arg(long, global = true)]
     pub provider: Option<String>,
-    /// Ledger canister id [env: PROVIDER_NODE_LEDGER]
-    #[arg(long, global = true)]
-    pub ledger: Option<String>,
-    /// Registry canister id [env: PROVIDER_NODE_REGISTRY]
-    #[arg(long, global = true)]
-    pub registry: Option<String>,
-    /// Escrow canister id [env: PROVIDER_NODE_ESCROW]
-    #[arg(long, global = true)]
-    pub escrow: Option<String>,
-    /// Matcher canister id [env: PROVIDER_NODE_MATCHER]
-    #[arg(long, global = true)]
-    pub matcher: Option<String>,
-    /// Module cache directory [env: PROVIDER_NODE_CACHE_DIR] [default: ~/.cache/provider-node]
+    /// Module cache directory [default: ~/.cache/provider-node]
     #[arg(long, global = true, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// Daemon state directory [env: PROVIDER_NODE_STATE_DIR] [default: ~/.local/state/provider-node]
+    /// Daemon state directory [default: ~/.local/state/provider-node]
     #[arg(long, global = true, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Prometheus endpoint host:port; `off` disables it [env: PROVIDER_NODE_METRICS_ADDR] [default: 127.0.0.1:9464]
+    /// Prometheus endpoint host:port; `off` disables it [default: 127.0.0.1:9464]
     #[arg(long, global = true, value_name = "ADDR")]
     pub metrics_addr: Option<String>,
-    /// Jobs run at once [env: PROVIDER_NODE_CONCURRENT_JOBS]
+    /// Jobs run at once
     #[arg(long, global = true)]
     pub concurrent_jobs: Option<usize>,
 }
@@ -206,29 +173,14 @@ pub struct SandboxSettings {
     pub max_job_time: Duration,
 }
 
-/// Every setting, merged.
+/// Every setting, merged. The network part reads through
+/// (`settings.network`, `settings.identity`, `settings.canister_ids()`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
-    /// The config file consulted (it may not exist).
-    pub config_file: PathBuf,
-    /// Network URL.
-    pub network: String,
-    /// Whether to fetch the root key.
-    pub fetch_root_key: bool,
-    /// Whether to verify query signatures.
-    pub verify_query_signatures: bool,
-    /// Identity file.
-    pub identity: PathBuf,
+    /// Network, identity and canister ids.
+    pub common: common::Settings,
     /// The provider the node works for, if not the identity itself.
     pub provider: Option<Principal>,
-    /// Ledger id.
-    pub ledger: Option<Principal>,
-    /// Registry id.
-    pub registry: Option<Principal>,
-    /// Escrow id.
-    pub escrow: Option<Principal>,
-    /// Matcher id.
-    pub matcher: Option<Principal>,
     /// Sandbox settings.
     pub sandbox: SandboxSettings,
     /// Cache directory.
@@ -243,116 +195,11 @@ pub struct Settings {
     pub shutdown_grace: Duration,
 }
 
-/// Where a value came from, for error messages.
-struct Pick<T> {
-    value: T,
-    source: String,
-}
+impl std::ops::Deref for Settings {
+    type Target = common::Settings;
 
-fn pick(
-    flag: Option<String>,
-    flag_name: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-    env_name: &str,
-    file: Option<String>,
-    file_key: &str,
-) -> Option<Pick<String>> {
-    if let Some(v) = flag {
-        return Some(Pick {
-            value: v,
-            source: format!("--{flag_name}"),
-        });
-    }
-    if let Some(v) = env(env_name).filter(|v| !v.is_empty()) {
-        return Some(Pick {
-            value: v,
-            source: format!("${env_name}"),
-        });
-    }
-    file.map(|v| Pick {
-        value: v,
-        source: format!("config file key {file_key}"),
-    })
-}
-
-fn parse_principal(
-    setting: &'static str,
-    p: Option<Pick<String>>,
-) -> Result<Option<Principal>, ConfigError> {
-    p.map(|p| {
-        Principal::from_text(p.value.trim()).map_err(|e| ConfigError::Invalid {
-            setting,
-            source_name: p.source,
-            message: format!("{:?} is not a principal: {e}", p.value),
-        })
-    })
-    .transpose()
-}
-
-fn parse_value<T: std::str::FromStr>(
-    setting: &'static str,
-    p: Option<Pick<String>>,
-) -> Result<Option<T>, ConfigError>
-where
-    T::Err: std::fmt::Display,
-{
-    p.map(|p| {
-        p.value
-            .trim()
-            .parse::<T>()
-            .map_err(|e| ConfigError::Invalid {
-                setting,
-                source_name: p.source,
-                message: format!("{:?}: {e}", p.value),
-            })
-    })
-    .transpose()
-}
-
-/// `ic` and `local` as URLs; anything else must be an http(s) URL.
-pub fn network_url(network: &str) -> Result<String, String> {
-    match network.trim() {
-        "ic" | "mainnet" => Ok(MAINNET_URL.into()),
-        "local" => Ok(LOCAL_URL.into()),
-        url if url.starts_with("http://") || url.starts_with("https://") => {
-            Ok(url.trim_end_matches('/').to_string())
-        }
-        other => Err(format!(
-            "{other:?} is not `ic`, `local` or an http(s):// URL"
-        )),
-    }
-}
-
-fn is_mainnet(url: &str) -> bool {
-    ["icp-api.io", "ic0.app", "icp0.io"]
-        .iter()
-        .any(|host| url.contains(host))
-}
-
-/// `path` with a leading `~` or `~/` replaced by `$HOME`; other paths
-/// (including `~user/...`) unchanged. `Err` names what is missing when the
-/// path needs `$HOME` and it is unset.
-pub fn expand_home(path: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<PathBuf, String> {
-    let rest = match path.strip_prefix('~') {
-        Some("") => "",
-        Some(rest) if rest.starts_with('/') => rest.trim_start_matches('/'),
-        _ => return Ok(PathBuf::from(path)),
-    };
-    let home = env("HOME")
-        .filter(|h| !h.is_empty())
-        .ok_or_else(|| format!("{path:?} starts with ~ but $HOME is not set"))?;
-    let home = PathBuf::from(home);
-    Ok(if rest.is_empty() {
-        home
-    } else {
-        home.join(rest)
-    })
-}
-
-fn home_dir(env: &dyn Fn(&str) -> Option<String>, xdg: &str, fallback: &str) -> PathBuf {
-    match env(xdg).filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env("HOME").unwrap_or_else(|| ".".into())).join(fallback),
+    fn deref(&self) -> &common::Settings {
+        &self.common
     }
 }
 
@@ -363,55 +210,34 @@ pub fn config_path(
     flags: &GlobalArgs,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(PathBuf, bool), ConfigError> {
-    let named = pick(
-        flags.config.as_ref().map(|p| p.display().to_string()),
-        "config",
-        env,
-        "PROVIDER_NODE_CONFIG",
-        None,
-        "",
-    );
-    match named {
-        Some(p) => Ok((expand_path("config", p, env)?, true)),
-        None => Ok((
-            home_dir(env, "XDG_CONFIG_HOME", ".config").join("provider-node/config.toml"),
-            false,
-        )),
-    }
-}
-
-fn expand_path(
-    setting: &'static str,
-    p: Pick<String>,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<PathBuf, ConfigError> {
-    expand_home(&p.value, env).map_err(|message| ConfigError::Invalid {
-        setting,
-        source_name: p.source,
-        message,
-    })
+    common::config_path(&APP, &flags.common, env)
 }
 
 /// Reads and parses a config file; a missing file is an empty config unless
 /// `must_exist`.
 pub fn read_file(path: &Path, must_exist: bool) -> Result<FileConfig, ConfigError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse_file(path, &text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
-            Ok(FileConfig::default())
-        }
-        Err(source) => Err(ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        }),
-    }
+    parse_file(path, &common::read_text(path, must_exist)?)
 }
 
 /// Parses config file text.
 pub fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
-    toml::from_str(text).map_err(|e| ConfigError::Parse {
-        path: path.to_path_buf(),
-        message: e.to_string(),
+    let own_keys = [
+        "provider",
+        "sandbox",
+        "daemon",
+        "cache_dir",
+        "state_dir",
+        "metrics_addr",
+    ];
+    let (common, own) = common::parse_parts::<ProviderFile>(path, text, &own_keys)?;
+    Ok(FileConfig {
+        common,
+        provider: own.provider,
+        sandbox: own.sandbox,
+        daemon: own.daemon,
+        cache_dir: own.cache_dir,
+        state_dir: own.state_dir,
+        metrics_addr: own.metrics_addr,
     })
 }
 
@@ -422,153 +248,31 @@ pub fn resolve(
     flags: &GlobalArgs,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Settings, ConfigError> {
-    let network = pick(
-        flags.network.clone(),
-        "network",
-        env,
-        "PROVIDER_NODE_NETWORK",
-        file.network.clone(),
-        "network",
-    );
-    let (network, network_source) = match network {
-        Some(p) => (p.value, p.source),
-        None => ("ic".to_string(), "default".to_string()),
-    };
-    let network = network_url(&network).map_err(|message| ConfigError::Invalid {
-        setting: "network",
-        source_name: network_source,
-        message,
-    })?;
-    let fetch_root_key = parse_value::<bool>(
-        "fetch_root_key",
-        pick(
-            flags.fetch_root_key.map(|b| b.to_string()),
-            "fetch-root-key",
-            env,
-            "PROVIDER_NODE_FETCH_ROOT_KEY",
-            file.fetch_root_key.map(|b| b.to_string()),
-            "fetch_root_key",
-        ),
-    )?
-    .unwrap_or(!is_mainnet(&network));
-    let config_dir = home_dir(env, "XDG_CONFIG_HOME", ".config").join("provider-node");
-    let path_of = |setting: &'static str,
-                   flag: &Option<PathBuf>,
-                   flag_name: &str,
-                   env_name: &str,
-                   file_value: &Option<PathBuf>| {
-        pick(
-            flag.as_ref().map(|p| p.display().to_string()),
-            flag_name,
-            env,
-            env_name,
-            file_value.as_ref().map(|p| p.display().to_string()),
-            setting,
-        )
-        .map(|p| expand_path(setting, p, env))
-        .transpose()
-    };
-    let identity = path_of(
-        "identity",
-        &flags.identity,
-        "identity",
-        "PROVIDER_NODE_IDENTITY",
-        &file.identity,
-    )?
-    .unwrap_or_else(|| config_dir.join("identity.pem"));
-    let cache_dir = path_of(
-        "cache_dir",
-        &flags.cache_dir,
-        "cache-dir",
-        "PROVIDER_NODE_CACHE_DIR",
-        &file.cache_dir,
-    )?
-    .unwrap_or_else(|| home_dir(env, "XDG_CACHE_HOME", ".cache").join("provider-node"));
-    let state_dir = path_of(
-        "state_dir",
-        &flags.state_dir,
-        "state-dir",
-        "PROVIDER_NODE_STATE_DIR",
-        &file.state_dir,
-    )?
-    .unwrap_or_else(|| home_dir(env, "XDG_STATE_HOME", ".local/state").join("provider-node"));
-    let principal = |setting: &'static str,
-                     flag: &Option<String>,
-                     flag_name: &str,
-                     env_name: &str,
-                     file_value: &Option<String>| {
-        parse_principal(
-            setting,
-            pick(
-                flag.clone(),
-                flag_name,
-                env,
-                env_name,
-                file_value.clone(),
-                setting,
-            ),
-        )
-    };
-    let provider = principal(
-        "provider",
-        &flags.provider,
-        "provider",
-        "PROVIDER_NODE_PROVIDER",
-        &file.provider,
-    )?;
-    let ledger = principal(
-        "canisters.ledger",
-        &flags.ledger,
-        "ledger",
-        "PROVIDER_NODE_LEDGER",
-        &file.canisters.ledger,
-    )?;
-    let registry = principal(
-        "canisters.registry",
-        &flags.registry,
-        "registry",
-        "PROVIDER_NODE_REGISTRY",
-        &file.canisters.registry,
-    )?;
-    let escrow = principal(
-        "canisters.escrow",
-        &flags.escrow,
-        "escrow",
-        "PROVIDER_NODE_ESCROW",
-        &file.canisters.escrow,
-    )?;
-    let matcher = principal(
-        "canisters.matcher",
-        &flags.matcher,
-        "matcher",
-        "PROVIDER_NODE_MATCHER",
-        &file.canisters.matcher,
-    )?;
-    let metrics = pick(
+    let common = common::resolve(&APP, config_file, &file.common, &flags.common, env)?;
+    let layers = Layers { app: &APP, env };
+    let cache_dir = layers
+        .path(&CACHE_DIR, &flags.cache_dir, &file.cache_dir)?
+        .unwrap_or_else(|| layers.app_dir("XDG_CACHE_HOME", ".cache"));
+    let state_dir = layers
+        .path(&STATE_DIR, &flags.state_dir, &file.state_dir)?
+        .unwrap_or_else(|| layers.app_dir("XDG_STATE_HOME", ".local/state"));
+    let provider = layers.principal(&PROVIDER, &flags.provider, &file.provider)?;
+    let metrics_addr = match layers.pick(
+        &METRICS_ADDR,
         flags.metrics_addr.clone(),
-        "metrics-addr",
-        env,
-        "PROVIDER_NODE_METRICS_ADDR",
         file.metrics_addr.clone(),
-        "metrics_addr",
-    );
-    let metrics_addr = match metrics {
+    ) {
         Some(p) if p.value == "off" || p.value.is_empty() => None,
-        Some(p) => parse_value::<SocketAddr>("metrics_addr", Some(p))?,
+        Some(p) => common::parse_value::<SocketAddr>("metrics_addr", Some(p))?,
         None => Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
     };
-    let concurrent_jobs = parse_value::<usize>(
-        "sandbox.concurrent_jobs",
-        pick(
+    let concurrent_jobs = layers
+        .value::<usize>(
+            &CONCURRENT_JOBS,
             flags.concurrent_jobs.map(|n| n.to_string()),
-            "concurrent-jobs",
-            env,
-            "PROVIDER_NODE_CONCURRENT_JOBS",
             file.sandbox.concurrent_jobs.map(|n| n.to_string()),
-            "sandbox.concurrent_jobs",
-        ),
-    )?
-    .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        )?
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     if concurrent_jobs == 0 {
         return Err(ConfigError::Invalid {
             setting: "sandbox.concurrent_jobs",
@@ -599,16 +303,8 @@ pub fn resolve(
         max_job_time: Duration::from_secs(file.sandbox.max_job_secs.unwrap_or(3600)),
     };
     Ok(Settings {
-        config_file,
-        verify_query_signatures: file.verify_query_signatures.unwrap_or(is_mainnet(&network)),
-        network,
-        fetch_root_key,
-        identity,
+        common,
         provider,
-        ledger,
-        registry,
-        escrow,
-        matcher,
         sandbox,
         cache_dir,
         state_dir,
@@ -626,32 +322,6 @@ pub fn load(
     let (path, must_exist) = config_path(flags, env)?;
     let file = read_file(&path, must_exist)?;
     resolve(path, file, flags, env)
-}
-
-impl Settings {
-    /// The four canister ids, or which one is missing and how to set it.
-    pub fn canister_ids(&self) -> Result<CanisterIds, ConfigError> {
-        let missing = |setting, flag, env| ConfigError::Missing {
-            setting,
-            flag,
-            env,
-            file: self.config_file.display().to_string(),
-        };
-        Ok(CanisterIds {
-            ledger: self
-                .ledger
-                .ok_or_else(|| missing("canisters.ledger", "ledger", "PROVIDER_NODE_LEDGER"))?,
-            registry: self.registry.ok_or_else(|| {
-                missing("canisters.registry", "registry", "PROVIDER_NODE_REGISTRY")
-            })?,
-            escrow: self
-                .escrow
-                .ok_or_else(|| missing("canisters.escrow", "escrow", "PROVIDER_NODE_ESCROW"))?,
-            matcher: self
-                .matcher
-                .ok_or_else(|| missing("canisters.matcher", "matcher", "PROVIDER_NODE_MATCHER"))?,
-        })
-    }
 }
 
 /// An example config file, shown by `provider-node config-example`. The
@@ -718,8 +388,11 @@ mod tests {
             ("PROVIDER_NODE_CONCURRENT_JOBS", "5"),
         ]);
         let flags = GlobalArgs {
-            matcher: Some(C.into()),
-            identity: Some("/flag/id.pem".into()),
+            common: NetworkArgs {
+                matcher: Some(C.into()),
+                identity: Some("/flag/id.pem".into()),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let s = resolve("c.toml".into(), file, &flags, &env).unwrap();
@@ -783,7 +456,10 @@ mod tests {
         );
 
         let flags = GlobalArgs {
-            network: Some("ftp://x".into()),
+            common: NetworkArgs {
+                network: Some("ftp://x".into()),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let err = resolve("f".into(), FileConfig::default(), &flags, &env_of(&[]))
@@ -861,8 +537,11 @@ mod tests {
         );
 
         let flags = GlobalArgs {
-            config: Some("~/flag.toml".into()),
-            identity: Some("~/flag.pem".into()),
+            common: NetworkArgs {
+                config: Some("~/flag.toml".into()),
+                identity: Some("~/flag.pem".into()),
+                ..Default::default()
+            },
             cache_dir: Some("~/c".into()),
             ..Default::default()
         };
@@ -899,7 +578,10 @@ mod tests {
             "{err}"
         );
         let flags = GlobalArgs {
-            config: Some("~/c.toml".into()),
+            common: NetworkArgs {
+                config: Some("~/c.toml".into()),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let err = load(&flags, &env).unwrap_err().to_string();

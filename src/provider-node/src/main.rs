@@ -1,13 +1,16 @@
 //! `provider-node`: the provider's command-line tool and daemon.
 //!
 //! Each subcommand lives in its own module under `cli/`; the logic they
-//! call (client, config, identity, daemon) lives in the library.
+//! call (config, daemon, sandbox) lives in the library, and the network
+//! side in the client library (`market_client`).
 
 mod cli;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
+use market_client::config::with_env_help;
+use provider_node::config::{APP, KEYS};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -23,7 +26,11 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let args = Cli::parse();
+    let command = with_env_help(Cli::command(), &APP, &KEYS);
+    let args = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(args) => args,
+        Err(e) => e.exit(),
+    };
     match cli::run(args.global, args.command) {
         Ok(code) => code,
         Err(e) => {

@@ -13,8 +13,8 @@ use market_api::escrow::WithdrawArgs;
 use market_api::registry::RegistryError;
 use market_api::{Account, Tokens};
 
-use crate::client::{ClientError, MarketClient};
-use crate::transport::Transport;
+use market_client::client::{ClientError, MarketClient};
+use market_client::transport::Transport;
 
 /// A stake made: `amount` moved into the caller's stake; the wallet paid
 /// `amount` + `fee` for the transfer and `fee` for the approval.

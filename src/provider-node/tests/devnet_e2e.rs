@@ -6,25 +6,22 @@
 //!
 //! Needs the canisters built: `scripts/build-canisters.sh`.
 
-mod common;
-
-use common::COUNT;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use candid::Principal;
 use market_api::matcher::{
-    Job, JobLimits, JobSpec, JobStatus, ModuleSource, ModuleUpload, OfferSpec, RunOutcome,
+    Job, JobLimits, JobSpec, JobStatus, ModuleSource, ModuleUpload, RunOutcome,
 };
 use market_api::{JobId, Tokens};
-use market_fixture::{ICP, MarketFixture, Settings};
-use provider_node::client::{CanisterIds, MarketClient};
+use market_client::MarketClient;
+use market_client::transport::{DevnetTransport, Transport, TransportError};
+use market_fixture::{ICP, Settings};
+use provider_node::daemon::Daemon;
 use provider_node::daemon::metrics::Metrics;
-use provider_node::daemon::{Daemon, DaemonConfig, Summary};
-use provider_node::sandbox::{Executor, SandboxConfig};
-use provider_node::transport::{DevnetTransport, Transport, TransportError};
 use sha2::Digest;
+use test_world::{COUNT, DaemonSetup, HoldResults, World, one_slot_offer, spawn};
 
 /// Large enough that a slash (5 intervals) exceeds the ledger fee.
 const PRICE: Tokens = 100_000;
@@ -49,62 +46,51 @@ fn node(n: u8) -> Principal {
     market_fixture::principal(0x20 + n)
 }
 
-struct World {
-    net: MarketFixture,
-    ids: CanisterIds,
-    buyer: MarketClient<DevnetTransport>,
-    stop_clock: Arc<AtomicBool>,
+/// What these tests do with the shared [`World`]: providers `n` (node key
+/// `node(n)`), their daemons, and the buyer's jobs.
+trait Scene {
+    fn new() -> World;
+    fn provider(&self, n: u8, price: Tokens);
+    fn daemon(&self, n: u8, state_dir: &std::path::Path) -> (Daemon<DevnetTransport>, Metrics);
+    fn daemon_with_grace(
+        &self,
+        n: u8,
+        state_dir: &std::path::Path,
+        shutdown_grace: Duration,
+    ) -> (Daemon<DevnetTransport>, Metrics);
+    fn daemon_over<T: Transport + Clone>(
+        &self,
+        n: u8,
+        transport: T,
+        state_dir: &std::path::Path,
+        shutdown_grace: Duration,
+    ) -> (Daemon<T>, Metrics);
+    async fn upload(&self, wat: &str) -> [u8; 32];
+    async fn submit(&self, sha: [u8; 32]) -> JobId;
 }
 
-impl World {
+impl Scene for World {
+    /// The marketplace (10 s grace) with a buyer holding 50 ICP in escrow.
     fn new() -> World {
-        let net = MarketFixture::deploy(Settings {
-            grace_secs: 10,
-            ..Settings::default()
-        })
-        .expect("deploy the marketplace (build the canisters with scripts/build-canisters.sh)");
-        net.mint(buyer(), 100 * ICP).unwrap();
-        net.deposit(buyer(), 50 * ICP).unwrap();
-        let ids = CanisterIds {
-            ledger: net.ids.ledger,
-            registry: net.ids.registry,
-            escrow: net.ids.escrow,
-            matcher: net.ids.matcher,
-        };
-        let buyer = MarketClient::new(DevnetTransport::new(net.shared(), buyer()), ids);
-        World {
-            net,
-            ids,
-            buyer,
-            stop_clock: Arc::new(AtomicBool::new(false)),
-        }
+        let w = World::deploy(
+            Settings {
+                grace_secs: 10,
+                ..Settings::default()
+            },
+            buyer(),
+        );
+        w.net.mint(buyer(), 100 * ICP).unwrap();
+        w.net.deposit(buyer(), 50 * ICP).unwrap();
+        w
     }
 
     /// Registers, stakes and offers provider `n` (one slot) at `price`.
     fn provider(&self, n: u8, price: Tokens) {
-        self.net
-            .onboard_provider(provider(n), node(n), 100 * ICP)
-            .unwrap();
-        self.net
-            .post_offer(
-                provider(n),
-                &OfferSpec {
-                    slots: 1,
-                    memory_per_slot_mib: 64,
-                    max_fuel_per_interval: 10_000_000_000,
-                    price_per_interval: price,
-                    ledger: self.ids.ledger,
-                    min_interval_secs: 10,
-                    max_interval_secs: 3_600,
-                    tags: vec![],
-                },
-            )
-            .unwrap();
-    }
-
-    /// Moves the devnet's clock one second every 20 ms until stopped.
-    fn start_clock(&self) {
-        common::start_clock(&self.net, Arc::clone(&self.stop_clock));
+        self.onboard(
+            provider(n),
+            node(n),
+            &one_slot_offer(64, price, self.ids.ledger),
+        );
     }
 
     /// A daemon for provider `n` signing as its node, with its own sandbox.
@@ -130,29 +116,15 @@ impl World {
         state_dir: &std::path::Path,
         shutdown_grace: Duration,
     ) -> (Daemon<T>, Metrics) {
-        let executor = Executor::new(SandboxConfig {
-            concurrent_jobs: 1,
-            max_job_memory_bytes: 64 << 20,
-            pooling: false,
-            ..SandboxConfig::default()
-        })
-        .unwrap();
-        let metrics = Metrics::default();
-        let daemon = Daemon::new(
+        test_world::daemon(
             MarketClient::new(transport, self.ids),
-            Arc::new(executor),
-            DaemonConfig {
+            DaemonSetup {
                 provider: provider(n),
-                poll_interval: Duration::from_millis(10),
+                state_dir,
                 shutdown_grace,
                 max_job_time: Duration::from_secs(120),
-                state_dir: state_dir.to_path_buf(),
-                cache_dir: None,
             },
-            metrics.clone(),
         )
-        .unwrap();
-        (daemon, metrics)
     }
 
     async fn upload(&self, wat: &str) -> [u8; 32] {
@@ -193,53 +165,6 @@ impl World {
             .await
             .unwrap()
     }
-
-    async fn job(&self, id: JobId) -> Job {
-        self.buyer
-            .get_job(id)
-            .await
-            .unwrap()
-            .expect("the job exists")
-    }
-
-    /// Waits (real time) until the job satisfies `cond`.
-    async fn until(&self, id: JobId, what: &str, cond: impl Fn(&Job) -> bool) -> Job {
-        for _ in 0..3_000 {
-            let job = self.job(id).await;
-            if cond(&job) {
-                return job;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!(
-            "timed out waiting for job {id}: {what}: {:?}",
-            self.job(id).await
-        );
-    }
-
-    /// Stops the clock, lets the canisters finish their work, and checks
-    /// that no token was created or lost.
-    fn audit(&self) -> market_fixture::Audit {
-        self.stop_clock.store(true, Ordering::SeqCst);
-        std::thread::sleep(Duration::from_millis(50));
-        for _ in 0..30 {
-            self.net.advance(Duration::from_secs(1));
-        }
-        self.net.audit().expect("money is conserved")
-    }
-}
-
-fn spawn<T: Transport + Clone>(
-    daemon: Daemon<T>,
-) -> (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<Summary>,
-) {
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(daemon.run(async {
-        let _ = rx.await;
-    }));
-    (tx, task)
 }
 
 fn stdout_of(job: &Job) -> Vec<u8> {
@@ -267,6 +192,14 @@ async fn jobs_run_heartbeats_pay_and_a_killed_provider_is_slashed_and_replaced()
     let job = w
         .until(id, "succeeded", |j| j.status == JobStatus::Succeeded)
         .await;
+    // The daemon counts a result once it has read what the result paid,
+    // just after the matcher took it.
+    for _ in 0..500 {
+        if m1.jobs_completed.get() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(m1.jobs_completed.get(), 1, "ran by the cheaper provider");
     assert_eq!(stdout_of(&job), b"hello\n");
     let result = job.result.unwrap();
@@ -593,8 +526,12 @@ async fn a_node_on_a_bad_network_finishes_its_job_and_is_paid_once_per_interval(
         inner: DevnetTransport::new(w.net.shared(), node(1)),
         faults: Arc::clone(&faults),
     };
+    // The result waits until two intervals are paid: after the
+    // acknowledgement, heartbeats #2 and #3 reached the matcher, however
+    // fast the sandbox ran the job.
+    let network = HoldResults::new(flaky, w.ids, 2);
     let dir = tempfile::tempdir().unwrap();
-    let (d1, m1) = w.daemon_over(1, flaky, dir.path(), Duration::from_secs(10));
+    let (d1, m1) = w.daemon_over(1, network, dir.path(), Duration::from_secs(10));
     let (stop, task) = spawn(d1);
     w.start_clock();
     let count = w.upload(COUNT).await;
@@ -608,17 +545,9 @@ async fn a_node_on_a_bad_network_finishes_its_job_and_is_paid_once_per_interval(
     assert_eq!(job.retries_used, 0, "never slashed nor reassigned");
     let _ = stop.send(());
     task.await.unwrap();
-    // How many heartbeats the job lasts depends on the machine's speed
-    // against the devnet clock: the third one's reply is lost if it was sent.
-    let heartbeats = faults.reached.lock().unwrap()["heartbeat"];
-    let mut expected = vec!["heartbeat#1"];
-    if heartbeats >= 3 {
-        expected.push("heartbeat#3");
-    }
-    expected.push("submit_result#1");
     assert_eq!(
         *faults.lost.lock().unwrap(),
-        expected,
+        vec!["heartbeat#1", "heartbeat#3", "submit_result#1"],
         "every lost reply was tried"
     );
     assert!(faults.dropped.load(Ordering::SeqCst) >= 3);

@@ -7,27 +7,19 @@
 //!
 //! Needs the canisters built: `scripts/build-canisters.sh`.
 
-mod common;
-
-use common::{COUNT, start_clock};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use candid::Principal;
-use market_api::matcher::{
-    Job, JobLimits, JobSpec, JobStatus, ModuleSource, ModuleUpload, OfferSpec,
-};
+use market_api::matcher::{JobLimits, JobSpec, JobStatus, ModuleSource, ModuleUpload};
 use market_api::registry::{Provider, ProviderProfile};
-use market_api::{Account, JobId, Tokens};
-use market_fixture::{ICP, MarketFixture, Settings};
-use provider_node::client::{CanisterIds, MarketClient};
-use provider_node::daemon::metrics::Metrics;
-use provider_node::daemon::{Daemon, DaemonConfig, Summary};
+use market_api::{Account, Tokens};
+use market_client::MarketClient;
+use market_client::transport::DevnetTransport;
+use market_fixture::{ICP, Settings};
+use provider_node::daemon::Summary;
 use provider_node::provider::{self, EarningsWithdrawal};
-use provider_node::sandbox::{Executor, SandboxConfig};
-use provider_node::transport::DevnetTransport;
 use sha2::Digest;
+use test_world::{COUNT, DaemonSetup, HoldResults, World, one_slot_offer};
 
 const PRICE: Tokens = 100_000;
 const INTERVAL: u64 = 20;
@@ -40,42 +32,6 @@ fn provider_id() -> Principal {
     market_fixture::principal(0x13)
 }
 
-fn offer(memory_mib: u32, price: Tokens, ledger: Principal) -> OfferSpec {
-    OfferSpec {
-        slots: 1,
-        memory_per_slot_mib: memory_mib,
-        max_fuel_per_interval: 10_000_000_000,
-        price_per_interval: price,
-        ledger,
-        min_interval_secs: 10,
-        max_interval_secs: 3_600,
-        tags: vec![],
-    }
-}
-
-async fn get_job<T: provider_node::transport::Transport>(c: &MarketClient<T>, id: JobId) -> Job {
-    c.get_job(id).await.unwrap().expect("the job exists")
-}
-
-async fn until_job<T: provider_node::transport::Transport>(
-    c: &MarketClient<T>,
-    id: JobId,
-    what: &str,
-    cond: impl Fn(&Job) -> bool,
-) -> Job {
-    for _ in 0..3_000 {
-        let job = get_job(c, id).await;
-        if cond(&job) {
-            return job;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!(
-        "timed out waiting for job {id}: {what}: {:?}",
-        get_job(c, id).await
-    );
-}
-
 async fn provider_record(c: &MarketClient<DevnetTransport>) -> Provider {
     c.get_provider(provider_id())
         .await
@@ -85,20 +41,17 @@ async fn provider_record(c: &MarketClient<DevnetTransport>) -> Provider {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_provider_stakes_offers_updates_earns_withdraws_and_unstakes() {
-    let net = MarketFixture::deploy(Settings {
-        grace_secs: 10,
-        unbonding_period_secs: UNBONDING_SECS,
-        ..Settings::default()
-    })
-    .expect("deploy the marketplace (build the canisters with scripts/build-canisters.sh)");
+    let w = World::deploy(
+        Settings {
+            grace_secs: 10,
+            unbonding_period_secs: UNBONDING_SECS,
+            ..Settings::default()
+        },
+        buyer(),
+    );
+    let (net, ids) = (&w.net, w.ids);
     let fee = net.settings.fee;
-    let ids = CanisterIds {
-        ledger: net.ids.ledger,
-        registry: net.ids.registry,
-        escrow: net.ids.escrow,
-        matcher: net.ids.matcher,
-    };
-    let me = MarketClient::new(DevnetTransport::new(net.shared(), provider_id()), ids);
+    let me = w.client(provider_id());
     let wallet = || net.balance(market_fixture::account(provider_id())).unwrap();
     net.mint(provider_id(), 60 * ICP).unwrap();
     net.mint(buyer(), 10 * ICP).unwrap();
@@ -126,8 +79,11 @@ async fn a_provider_stakes_offers_updates_earns_withdraws_and_unstakes() {
     assert_eq!(provider_record(&me).await.stake.free, 50 * ICP);
 
     // offer post: too little memory for the buyer's job, which rests.
-    let offer_id = me.post_offer(offer(16, PRICE, ids.ledger)).await.unwrap();
-    let buyer_client = MarketClient::new(DevnetTransport::new(net.shared(), buyer()), ids);
+    let offer_id = me
+        .post_offer(one_slot_offer(16, PRICE, ids.ledger))
+        .await
+        .unwrap();
+    let buyer_client = &w.buyer;
     let wasm = wat::parse_str(COUNT).unwrap();
     let sha: [u8; 32] = sha2::Sha256::digest(&wasm).into();
     buyer_client
@@ -159,7 +115,7 @@ async fn a_provider_stakes_offers_updates_earns_withdraws_and_unstakes() {
         })
         .await
         .unwrap();
-    let job = get_job(&buyer_client, job_id).await;
+    let job = w.job(job_id).await;
     assert_eq!(
         (job.status, job.provider),
         (JobStatus::Open, None),
@@ -168,7 +124,7 @@ async fn a_provider_stakes_offers_updates_earns_withdraws_and_unstakes() {
 
     // offer update: more memory at a higher price; the resting job is
     // matched on the new terms.
-    let updated = offer(128, 2 * PRICE, ids.ledger);
+    let updated = one_slot_offer(128, 2 * PRICE, ids.ledger);
     assert_eq!(
         me.update_offer(offer_id, updated.clone()).await.unwrap(),
         offer_id
@@ -177,57 +133,43 @@ async fn a_provider_stakes_offers_updates_earns_withdraws_and_unstakes() {
     assert_eq!(offers.len(), 1, "updated in place, not added");
     assert_eq!(offers[0].spec, updated);
     assert_eq!(offers[0].slots_used, 1, "the resting job took the slot");
-    let job = get_job(&buyer_client, job_id).await;
+    let job = w.job(job_id).await;
     assert_eq!(job.status, JobStatus::Assigned);
     assert_eq!(job.provider, Some(provider_id()));
     assert_eq!(job.price_per_interval, Some(2 * PRICE), "the new price");
     assert_eq!(provider_record(&me).await.stake.bonded, 20 * PRICE);
 
-    // run: the daemon earns a few intervals.
-    let executor = Executor::new(SandboxConfig {
-        concurrent_jobs: 1,
-        max_job_memory_bytes: 64 << 20,
-        pooling: false,
-        ..SandboxConfig::default()
-    })
-    .unwrap();
+    // run: the daemon earns a few intervals. Its result waits until two
+    // are paid, however fast the sandbox runs the job.
     let state_dir = tempfile::tempdir().unwrap();
-    let metrics = Metrics::default();
-    let daemon = Daemon::new(
-        me.clone(),
-        Arc::new(executor),
-        DaemonConfig {
+    let (daemon, metrics) = test_world::daemon(
+        MarketClient::new(
+            HoldResults::new(DevnetTransport::new(net.shared(), provider_id()), ids, 2),
+            ids,
+        ),
+        DaemonSetup {
             provider: provider_id(),
-            poll_interval: Duration::from_millis(10),
+            state_dir: state_dir.path(),
             shutdown_grace: Duration::from_secs(10),
             max_job_time: Duration::from_secs(120),
-            state_dir: state_dir.path().to_path_buf(),
-            cache_dir: None,
         },
-        metrics.clone(),
-    )
-    .unwrap();
+    );
     let (stop_daemon, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(daemon.run(async {
         let _ = rx.await;
     }));
-    let stop_clock = Arc::new(AtomicBool::new(false));
-    let clock = start_clock(&net, Arc::clone(&stop_clock));
-    let job = until_job(&buyer_client, job_id, "succeeded", |j| {
-        j.status == JobStatus::Succeeded
-    })
-    .await;
+    w.start_clock();
+    let job = w
+        .until(job_id, "succeeded", |j| j.status == JobStatus::Succeeded)
+        .await;
     assert_eq!(job.result.as_ref().unwrap().output, b"done\n");
     let _ = stop_daemon.send(());
     let summary: Summary = task.await.unwrap();
     assert_eq!(summary.results_submitted, 1);
-    stop_clock.store(true, Ordering::SeqCst);
-    clock.join().unwrap();
+    w.stop_clock();
     net.settle_outbox();
     let earned = Tokens::from(job.intervals_paid) * 2 * PRICE;
-    // How many intervals the job spans depends on the machine's speed
-    // against the devnet clock; the result pays the one in progress.
-    assert!(job.intervals_paid >= 1, "{job:?}");
+    assert!(job.intervals_paid >= 2, "{job:?}");
     assert_eq!(
         me.escrow_balance(provider_id()).await.unwrap().claimable,
         earned,

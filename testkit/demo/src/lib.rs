@@ -17,12 +17,12 @@ use market_api::matcher::{
     ModuleUpload, OfferSpec,
 };
 use market_api::{EventPage, JobId, PageRequest, Tokens};
+use market_client::client::{CanisterIds, MarketClient};
+use market_client::transport::DevnetTransport;
 use market_fixture::{ICP, MarketFixture, Settings};
-use provider_node::client::{CanisterIds, MarketClient};
 use provider_node::daemon::metrics::Metrics;
 use provider_node::daemon::{Daemon, DaemonConfig, Summary};
 use provider_node::sandbox::{Executor, SandboxConfig};
-use provider_node::transport::DevnetTransport;
 use sha2::Digest;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -2,7 +2,6 @@
 
 mod context;
 mod exec;
-mod identity;
 mod offer;
 mod provider;
 mod run;
@@ -10,6 +9,7 @@ mod run;
 use std::process::ExitCode;
 
 use clap::Subcommand;
+use market_client::IdentityCommand;
 use provider_node::config::GlobalArgs;
 
 /// The subcommands.
@@ -17,7 +17,7 @@ use provider_node::config::GlobalArgs;
 pub enum Command {
     /// Create or show the node's identity (PEM files as dfx writes them).
     #[command(subcommand)]
-    Identity(identity::IdentityCommand),
+    Identity(IdentityCommand),
     /// Register this identity as a provider (profile only; stake separately).
     Register(provider::RegisterArgs),
     /// Stake ICP: approve the registry on the ledger, then stake.
@@ -44,7 +44,13 @@ pub enum Command {
 /// Runs `command`; the exit code is the process's.
 pub fn run(global: GlobalArgs, command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Identity(c) => identity::run(&global, c),
+        Command::Identity(c) => {
+            c.run(
+                &context::settings(&global)?.common,
+                "keep a backup of it: the key controls the provider's stake and earnings",
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Register(a) => provider::register(&global, a),
         Command::Stake(a) => provider::stake(&global, a),
         Command::Unstake(a) => provider::unstake(&global, a),

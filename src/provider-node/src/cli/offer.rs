@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use market_api::OfferId;
 use market_api::matcher::OfferSpec;
-use provider_node::client::tokens::{format_tokens, parse_tokens};
+use market_client::client::tokens::{format_tokens, parse_tokens};
 use provider_node::config::GlobalArgs;
 
 use super::context;

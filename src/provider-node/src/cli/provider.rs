@@ -6,8 +6,8 @@ use candid::Principal;
 use clap::Args;
 use market_api::Account;
 use market_api::registry::{ProviderProfile, RegistryError};
-use provider_node::client::ClientError;
-use provider_node::client::tokens::{format_tokens, parse_tokens};
+use market_client::client::ClientError;
+use market_client::client::tokens::{format_tokens, parse_tokens};
 use provider_node::config::GlobalArgs;
 use provider_node::provider::{self, EarningsWithdrawal};
 

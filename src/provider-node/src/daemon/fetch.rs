@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use market_api::matcher::{MAX_MODULE_BYTES, ModuleSource, Sha256};
 use sha2::Digest;
 
-use crate::client::{ClientError, MarketClient};
-use crate::transport::Transport;
+use market_client::client::{ClientError, MarketClient};
+use market_client::transport::Transport;
 
 /// Why a module could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -206,8 +206,8 @@ pub(crate) mod tests {
     use candid::Principal;
 
     use super::*;
-    use crate::client::CanisterIds;
-    use crate::transport::TransportError;
+    use market_client::client::CanisterIds;
+    use market_client::transport::TransportError;
 
     /// The answer to one path: a status and a body.
     type Response = (StatusCode, Vec<u8>);

@@ -38,8 +38,8 @@
 
 pub mod fetch;
 pub mod metrics;
+pub mod results;
 pub mod schedule;
-pub mod state;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -57,16 +57,17 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::client::{ClientError, MarketClient};
 use crate::sandbox::{
     ENGINE_VERSION, Executor, Job, JobLimits, JobPhase, JobReport, Outcome, RunningJob, WasmModule,
 };
-use crate::transport::Transport;
+use market_client::retry::Backoff;
+use market_client::transport::Transport;
+use market_client::{ClientError, MarketClient};
 
 use fetch::{FetchError, ModuleFetcher};
 use metrics::Metrics;
+use results::ResultStore;
 use schedule::HeartbeatSlot;
-use state::ResultStore;
 
 /// Most items in one heartbeat call (the matcher's limit).
 const MAX_HEARTBEAT_ITEMS: usize = 1_000;
@@ -117,32 +118,9 @@ pub struct Summary {
     pub handed_back: u64,
 }
 
-/// Doubling delays for retries, capped.
-#[derive(Clone, Copy, Debug)]
-struct Backoff {
-    delay: Duration,
-    retry_at: Instant,
-}
-
-impl Backoff {
-    const FIRST: Duration = Duration::from_millis(250);
-    const MAX: Duration = Duration::from_secs(30);
-
-    fn now() -> Self {
-        Self {
-            delay: Self::FIRST,
-            retry_at: Instant::now(),
-        }
-    }
-
-    fn failed(&mut self) {
-        self.retry_at = Instant::now() + self.delay;
-        self.delay = (self.delay * 2).min(Self::MAX);
-    }
-
-    fn ready(&self) -> bool {
-        Instant::now() >= self.retry_at
-    }
+/// The daemon's retries: from 250 ms, doubling, up to 30 s.
+fn backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(250), Duration::from_secs(30))
 }
 
 enum Stage {
@@ -158,7 +136,9 @@ enum Stage {
     },
 }
 
-struct Slot {
+/// One assignment the daemon holds (a job, or a reserved slot it
+/// heartbeats): its terms, its heartbeat due time and how far it got.
+struct JobRecord {
     attempt: u32,
     spec: JobSpec,
     price: Tokens,
@@ -168,7 +148,7 @@ struct Slot {
     stage: Stage,
 }
 
-impl Slot {
+impl JobRecord {
     fn fuel_used(&self) -> u64 {
         match &self.stage {
             Stage::Running(job) => job.progress().fuel_used,
@@ -196,7 +176,7 @@ pub struct Daemon<T> {
     results: ResultStore,
     fetcher: ModuleFetcher,
     grace_ns: u64,
-    slots: BTreeMap<JobId, Slot>,
+    records: BTreeMap<JobId, JobRecord>,
     draining: bool,
     /// Assignments to hand back (draining), and those already handed back.
     to_hand_back: BTreeMap<JobId, u32>,
@@ -301,7 +281,7 @@ impl<T: Transport + Clone> Daemon<T> {
             results,
             fetcher,
             grace_ns: 0,
-            slots: BTreeMap::new(),
+            records: BTreeMap::new(),
             draining: false,
             to_hand_back: BTreeMap::new(),
             handed_back: Default::default(),
@@ -317,7 +297,7 @@ impl<T: Transport + Clone> Daemon<T> {
         let provider = self.config.provider;
         info!(%provider, node = %self.client.sender(), "provider node starting");
         // The grace period turns the matcher's deadlines into due times.
-        let mut backoff = Backoff::now();
+        let mut backoff = backoff();
         loop {
             match self.client.matcher_config().await {
                 Ok(c) => {
@@ -330,7 +310,7 @@ impl<T: Transport + Clone> Daemon<T> {
                     backoff.failed();
                     tokio::select! {
                         _ = &mut shutdown => return self.summary,
-                        _ = tokio::time::sleep_until(backoff.retry_at) => {}
+                        _ = tokio::time::sleep_until(backoff.retry_at()) => {}
                     }
                 }
             }
@@ -346,11 +326,11 @@ impl<T: Transport + Clone> Daemon<T> {
         loop {
             self.step().await;
             if let Some(deadline) = drain_deadline {
-                if self.slots.is_empty() {
+                if self.records.is_empty() {
                     break;
                 }
                 if self
-                    .slots
+                    .records
                     .values()
                     .all(|s| matches!(s.stage, Stage::Holding))
                 {
@@ -366,7 +346,7 @@ impl<T: Transport + Clone> Daemon<T> {
             }
             tokio::select! {
                 _ = &mut shutdown, if drain_deadline.is_none() => {
-                    info!(jobs = self.slots.len(), grace = ?self.config.shutdown_grace,
+                    info!(jobs = self.records.len(), grace = ?self.config.shutdown_grace,
                         "shutting down: no new jobs; waiting for running ones");
                     self.draining = true;
                     drain_deadline = Some(Instant::now() + self.config.shutdown_grace);
@@ -414,13 +394,13 @@ impl<T: Transport + Clone> Daemon<T> {
             }
         }
         let held = self
-            .slots
+            .records
             .values()
             .filter(|s| matches!(s.stage, Stage::Holding))
             .count();
         self.metrics.slots_held.set(held as i64);
         self.metrics.jobs_running.set(
-            self.slots
+            self.records
                 .values()
                 .filter(|s| !matches!(s.stage, Stage::Finished { .. } | Stage::Holding))
                 .count() as i64,
@@ -434,14 +414,14 @@ impl<T: Transport + Clone> Daemon<T> {
             let due = a
                 .acknowledged
                 .then(|| a.next_deadline_ns.saturating_sub(self.grace_ns));
-            match self.slots.get_mut(&a.job_id) {
-                Some(slot) if slot.attempt == a.attempt => {
+            match self.records.get_mut(&a.job_id) {
+                Some(record) if record.attempt == a.attempt => {
                     if due.is_some() {
-                        slot.due_ns = due;
+                        record.due_ns = due;
                     }
                 }
                 Some(_) | None => {
-                    if let Some(old) = self.slots.remove(&a.job_id) {
+                    if let Some(old) = self.records.remove(&a.job_id) {
                         info!(
                             job_id = a.job_id,
                             old = old.attempt,
@@ -461,25 +441,25 @@ impl<T: Transport + Clone> Daemon<T> {
             }
         }
         let gone: Vec<JobId> = self
-            .slots
+            .records
             .iter()
             .filter(|(id, s)| current.get(*id) != Some(&s.attempt))
             .map(|(id, _)| *id)
             .collect();
         for id in gone {
-            let slot = self.slots.remove(&id).expect("listed");
+            let record = self.records.remove(&id).expect("listed");
             info!(
                 job_id = id,
-                attempt = slot.attempt,
+                attempt = record.attempt,
                 "the job is no longer assigned to this provider; stopping it"
             );
-            self.discard(id, slot);
+            self.discard(id, record);
         }
     }
 
     /// Forgets a slot: cancels its run and its saved result.
-    fn discard(&mut self, job_id: JobId, slot: Slot) {
-        match slot.stage {
+    fn discard(&mut self, job_id: JobId, record: JobRecord) {
+        match record.stage {
             Stage::Running(job) => job.cancel(),
             Stage::Fetching(task) => task.abort(),
             Stage::Finished { .. } => {
@@ -487,7 +467,7 @@ impl<T: Transport + Clone> Daemon<T> {
             }
             Stage::FetchRetry(_) | Stage::Holding => {}
         }
-        self.results.remove(job_id, slot.attempt);
+        self.results.remove(job_id, record.attempt);
     }
 
     fn start(&mut self, a: Assignment, due_ns: Option<u64>) {
@@ -510,7 +490,7 @@ impl<T: Transport + Clone> Daemon<T> {
                 );
                 Stage::Finished {
                     args,
-                    backoff: Backoff::now(),
+                    backoff: backoff(),
                 }
             }
             None => {
@@ -524,9 +504,9 @@ impl<T: Transport + Clone> Daemon<T> {
                 self.spawn_fetch(&a.spec)
             }
         };
-        self.slots.insert(
+        self.records.insert(
             a.job_id,
-            Slot {
+            JobRecord {
                 attempt: a.attempt,
                 interval_ns: a.spec.interval_secs.saturating_mul(1_000_000_000).max(1),
                 spec: a.spec,
@@ -548,36 +528,36 @@ impl<T: Transport + Clone> Daemon<T> {
 
     /// Moves each job to its next stage where it can.
     async fn advance(&mut self) {
-        let ids: Vec<JobId> = self.slots.keys().copied().collect();
+        let ids: Vec<JobId> = self.records.keys().copied().collect();
         for id in ids {
-            let mut slot = self.slots.remove(&id).expect("listed");
-            let stage = std::mem::replace(&mut slot.stage, Stage::FetchRetry(Backoff::now()));
-            slot.stage = match stage {
+            let mut record = self.records.remove(&id).expect("listed");
+            let stage = std::mem::replace(&mut record.stage, Stage::FetchRetry(backoff()));
+            record.stage = match stage {
                 Stage::Fetching(task) if task.is_finished() => match task.await {
-                    Ok(Ok(bytes)) => self.run_job(id, &slot, bytes),
+                    Ok(Ok(bytes)) => self.run_job(id, &record, bytes),
                     Ok(Err(e)) if e.is_transient() => {
                         self.metrics.call_errors.inc();
                         warn!(job_id = id, error = %e, "fetching the module; retrying");
-                        let mut b = Backoff::now();
+                        let mut b = backoff();
                         b.failed();
                         Stage::FetchRetry(b)
                     }
                     Ok(Err(e)) => {
                         warn!(job_id = id, error = %e, "the job's module is unusable; reporting it");
-                        self.finish(id, &slot, failed_module_result(e.to_string()))
+                        self.finish(id, &record, failed_module_result(e.to_string()))
                     }
                     Err(e) => {
                         warn!(job_id = id, error = %e, "the fetch task failed; retrying");
-                        Stage::FetchRetry(Backoff::now())
+                        Stage::FetchRetry(backoff())
                     }
                 },
-                Stage::FetchRetry(b) if b.ready() => self.spawn_fetch(&slot.spec),
+                Stage::FetchRetry(b) if b.ready() => self.spawn_fetch(&record.spec),
                 Stage::Running(job) if job.progress().phase == JobPhase::Finished => {
                     let report = job.wait().await;
                     info!(job_id = id, outcome = %report.outcome, fuel = report.fuel_used,
                         run_ms = report.run_time.as_millis() as u64, "job finished");
                     match job_result(&report) {
-                        Some(result) => self.finish(id, &slot, result),
+                        Some(result) => self.finish(id, &record, result),
                         None => {
                             // Cancelled by this node: nothing to report.
                             continue;
@@ -586,12 +566,12 @@ impl<T: Transport + Clone> Daemon<T> {
                 }
                 other => other,
             };
-            self.slots.insert(id, slot);
+            self.records.insert(id, record);
         }
     }
 
-    fn run_job(&self, id: JobId, slot: &Slot, bytes: Vec<u8>) -> Stage {
-        let spec = &slot.spec;
+    fn run_job(&self, id: JobId, record: &JobRecord, bytes: Vec<u8>) -> Stage {
+        let spec = &record.spec;
         let job = Job {
             module: WasmModule::new(bytes),
             input: spec.input.clone(),
@@ -609,10 +589,10 @@ impl<T: Transport + Clone> Daemon<T> {
         Stage::Running(self.executor.spawn(job))
     }
 
-    fn finish(&self, id: JobId, slot: &Slot, result: JobResult) -> Stage {
+    fn finish(&self, id: JobId, record: &JobRecord, result: JobResult) -> Stage {
         let args = SubmitResultArgs {
             job_id: id,
-            attempt: slot.attempt,
+            attempt: record.attempt,
             result,
         };
         if let Err(e) = self.results.save(&args) {
@@ -620,7 +600,7 @@ impl<T: Transport + Clone> Daemon<T> {
         }
         Stage::Finished {
             args,
-            backoff: Backoff::now(),
+            backoff: backoff(),
         }
     }
 
@@ -628,7 +608,7 @@ impl<T: Transport + Clone> Daemon<T> {
     /// window is open, for the last heartbeat before stopping).
     async fn heartbeat(&mut self, now_ns: u64, all_open: bool) {
         let hb: Vec<HeartbeatSlot> = self
-            .slots
+            .records
             .iter()
             .map(|(id, s)| s.heartbeat_slot(*id))
             .collect();
@@ -644,7 +624,7 @@ impl<T: Transport + Clone> Daemon<T> {
             let items: Vec<HeartbeatItem> = chunk
                 .iter()
                 .map(|id| {
-                    let s = &self.slots[id];
+                    let s = &self.records[id];
                     HeartbeatItem {
                         job_id: *id,
                         attempt: s.attempt,
@@ -668,20 +648,20 @@ impl<T: Transport + Clone> Daemon<T> {
 
     fn on_ack(&mut self, item: &HeartbeatItem, ack: HeartbeatAck, now_ns: u64) {
         let grace = self.grace_ns;
-        let Some(slot) = self.slots.get_mut(&item.job_id) else {
+        let Some(record) = self.records.get_mut(&item.job_id) else {
             return;
         };
         match ack {
             HeartbeatAck::Accepted { next_deadline_ns } => {
                 self.metrics.heartbeats_sent.inc();
                 self.summary.heartbeats_accepted += 1;
-                let hb = slot.heartbeat_slot(item.job_id);
+                let hb = record.heartbeat_slot(item.job_id);
                 if schedule::is_late(&hb, now_ns) {
                     self.metrics.heartbeats_late.inc();
                     warn!(job_id = item.job_id, "heartbeat sent after its due time");
                 }
-                let paid = slot.due_ns.is_some().then_some(slot.price);
-                slot.due_ns = Some(next_deadline_ns.saturating_sub(grace));
+                let paid = record.due_ns.is_some().then_some(record.price);
+                record.due_ns = Some(next_deadline_ns.saturating_sub(grace));
                 match paid {
                     Some(price) => {
                         self.count_paid(1, price);
@@ -723,7 +703,7 @@ impl<T: Transport + Clone> Daemon<T> {
 
     async fn submit_results(&mut self) {
         let ready: Vec<JobId> = self
-            .slots
+            .records
             .iter()
             .filter(|(_, s)| {
                 s.due_ns.is_some()
@@ -732,10 +712,10 @@ impl<T: Transport + Clone> Daemon<T> {
             .map(|(id, _)| *id)
             .collect();
         for id in ready {
-            let Some(Slot {
+            let Some(JobRecord {
                 stage: Stage::Finished { args, .. },
                 ..
-            }) = self.slots.get(&id)
+            }) = self.records.get(&id)
             else {
                 continue;
             };
@@ -751,7 +731,7 @@ impl<T: Transport + Clone> Daemon<T> {
                     if let (Some(before), Some(after)) =
                         (paid_before, self.intervals_paid(id).await)
                     {
-                        let price = self.slots.get(&id).map_or(0, |s| s.price);
+                        let price = self.records.get(&id).map_or(0, |s| s.price);
                         let paid = after.saturating_sub(before);
                         self.count_paid(u64::from(paid), price);
                     }
@@ -761,7 +741,7 @@ impl<T: Transport + Clone> Daemon<T> {
                     }
                     self.summary.results_submitted += 1;
                     self.results.remove(id, args.attempt);
-                    self.slots.remove(&id);
+                    self.records.remove(&id);
                 }
                 Err(ClientError::Matcher(
                     e @ (MatcherError::InvalidState { .. }
@@ -772,15 +752,15 @@ impl<T: Transport + Clone> Daemon<T> {
                     // an earlier submission whose answer was lost went through.
                     warn!(job_id = id, error = ?e, "the matcher no longer takes this result");
                     self.results.remove(id, args.attempt);
-                    self.slots.remove(&id);
+                    self.records.remove(&id);
                 }
                 Err(e) => {
                     self.metrics.call_errors.inc();
                     warn!(job_id = id, error = %e, "submitting the result; retrying");
-                    if let Some(Slot {
+                    if let Some(JobRecord {
                         stage: Stage::Finished { backoff, .. },
                         ..
-                    }) = self.slots.get_mut(&id)
+                    }) = self.records.get_mut(&id)
                     {
                         backoff.failed();
                     }
@@ -792,19 +772,19 @@ impl<T: Transport + Clone> Daemon<T> {
     /// At shutdown: assignments not yet acknowledged are handed back.
     fn drop_unstarted(&mut self) {
         let unacked: Vec<JobId> = self
-            .slots
+            .records
             .iter()
             .filter(|(_, s)| s.due_ns.is_none())
             .map(|(id, _)| *id)
             .collect();
         for id in unacked {
-            let slot = self.slots.remove(&id).expect("listed");
-            self.to_hand_back.insert(id, slot.attempt);
+            let record = self.records.remove(&id).expect("listed");
+            self.to_hand_back.insert(id, record.attempt);
             warn!(
                 job_id = id,
                 "shutting down before acknowledging this assignment"
             );
-            self.discard(id, slot);
+            self.discard(id, record);
         }
     }
 
@@ -835,18 +815,18 @@ impl<T: Transport + Clone> Daemon<T> {
         if let Ok(now_ns) = self.client.time_ns().await {
             self.heartbeat(now_ns, true).await;
         }
-        for (id, slot) in std::mem::take(&mut self.slots) {
-            match slot.stage {
+        for (id, record) in std::mem::take(&mut self.records) {
+            match record.stage {
                 Stage::Running(job) => {
                     warn!(job_id = id, "cancelling a running job at shutdown");
                     job.cancel();
                     self.summary.cancelled_at_shutdown += 1;
                     let _ = job.wait().await;
-                    self.to_hand_back.insert(id, slot.attempt);
+                    self.to_hand_back.insert(id, record.attempt);
                 }
                 Stage::Fetching(task) => {
                     task.abort();
-                    self.to_hand_back.insert(id, slot.attempt);
+                    self.to_hand_back.insert(id, record.attempt);
                 }
                 Stage::Finished { .. } => {
                     info!(
@@ -855,7 +835,7 @@ impl<T: Transport + Clone> Daemon<T> {
                     );
                 }
                 Stage::FetchRetry(_) | Stage::Holding => {
-                    self.to_hand_back.insert(id, slot.attempt);
+                    self.to_hand_back.insert(id, record.attempt);
                 }
             }
         }

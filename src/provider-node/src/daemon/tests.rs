@@ -16,9 +16,9 @@ use market_api::matcher::{
 use sha2::Digest;
 
 use super::*;
-use crate::client::CanisterIds;
 use crate::sandbox::SandboxConfig;
-use crate::transport::TransportError;
+use market_client::client::CanisterIds;
+use market_client::transport::TransportError;
 
 const S: u64 = 1_000_000_000;
 const GRACE: u64 = 5 * S;
@@ -267,7 +267,7 @@ impl FakeMarket {
     }
 }
 
-impl Transport for Arc<FakeMarket> {
+impl Transport for FakeMarket {
     fn sender(&self) -> Principal {
         Principal::from_slice(&[7; 29])
     }

@@ -1,5 +1,5 @@
 //! Shared helpers of the integration tests: finding workloads, building
-//! jobs, a short job module and a running devnet clock.
+//! jobs and pseudo-random input.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -87,37 +87,4 @@ pub fn pseudo_random_bytes(len: usize) -> Vec<u8> {
             x as u8
         })
         .collect()
-}
-
-/// Counts down from 1.5 billion, then prints "done": a second or so of
-/// work, a few intervals of devnet time.
-pub const COUNT: &str = r#"(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 16) "done\n")
-  (func (export "_start") (local $i i32)
-    (local.set $i (i32.const 1500000000))
-    (loop $l
-      (local.set $i (i32.sub (local.get $i) (i32.const 1)))
-      (br_if $l (local.get $i)))
-    (i32.store (i32.const 0) (i32.const 16))
-    (i32.store (i32.const 4) (i32.const 5))
-    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
-
-/// Moves the devnet's clock one second every 20 ms until `stop` is set.
-pub fn start_clock(
-    net: &market_fixture::MarketFixture,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> std::thread::JoinHandle<()> {
-    let dn = net.shared();
-    std::thread::spawn(move || {
-        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-            {
-                let mut d = dn.lock().unwrap_or_else(|e| e.into_inner());
-                d.advance_time(Duration::from_secs(1));
-                d.tick();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    })
 }

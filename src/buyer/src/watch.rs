@@ -8,9 +8,9 @@ use market_api::matcher::{Job, JobKind, JobResult, JobStatus, MatcherEvent, RunO
 use market_api::{EventPage, JobId, PageRequest, Tokens};
 
 use super::{BuyerError, Console, sha256_of, with_retries};
-use crate::client::MarketClient;
-use crate::client::tokens::format_tokens;
-use crate::transport::Transport;
+use market_client::client::MarketClient;
+use market_client::client::tokens::format_tokens;
+use market_client::transport::Transport;
 
 /// A change of a job seen between two polls.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,17 +1,17 @@
-//! The buyer's side of the marketplace, behind the `market` tool: upload a
+//! The buyer's side of the marketplace, behind the `market` tool (whose
+//! command line lives with its binary): upload a
 //! WASI module once, lock funds and submit a job, follow it until it ends,
 //! read its result; deposit, check and withdraw the escrow balance; reserve
 //! slots and run jobs in them (`market reserve`, `run --reservation`); print
 //! what an SNS DAO proposes to buy capacity ([`sns`]).
 //!
-//! Every function takes a [`MarketClient`](crate::client::MarketClient)
-//! over any [`Transport`](crate::transport::Transport), so tests drive the
+//! Every function takes a [`MarketClient`](market_client::MarketClient)
+//! over any [`Transport`](market_client::transport::Transport), so tests drive the
 //! same code against the in-process devnet that `market` runs against the IC.
 //! Progress goes to a [`Console`]; the job's stdout is returned as bytes and
 //! never mixed with it.
 
 mod candid_text;
-pub mod cli;
 mod console;
 mod error;
 mod funds;
@@ -40,29 +40,4 @@ pub use watch::{
     summary, watch,
 };
 
-use std::future::Future;
-use std::time::Duration;
-
-use crate::client::ClientError;
-
-/// Calls `call` again after transient failures (network, busy canister),
-/// with backoff, up to five times. Only for calls that are safe to repeat
-/// (queries, and updates the canister makes idempotent).
-async fn with_retries<R, F, Fut>(mut call: F) -> Result<R, ClientError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<R, ClientError>>,
-{
-    let mut delay = Duration::from_millis(250);
-    let mut attempts = 1;
-    loop {
-        match call().await {
-            Err(e) if e.is_transient() && attempts < 5 => {
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-                attempts += 1;
-            }
-            other => return other,
-        }
-    }
-}
+use market_client::retry::with_retries;

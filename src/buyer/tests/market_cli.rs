@@ -9,7 +9,7 @@ fn market(args: &[&str], home: &std::path::Path) -> Output {
         .env("HOME", home)
         .env("XDG_CONFIG_HOME", home.join("config"));
     for (name, _) in std::env::vars() {
-        if name.starts_with("PROVIDER_NODE_") {
+        if name.starts_with("MARKET_") {
             cmd.env_remove(name);
         }
     }
@@ -48,15 +48,15 @@ fn usage_errors_exit_2_and_say_what_to_fix() {
     assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
     assert!(
-        e.contains("--ledger") && e.contains("PROVIDER_NODE_LEDGER") && e.contains("config.toml"),
+        e.contains("--ledger") && e.contains("MARKET_LEDGER") && e.contains("config.toml"),
         "{e}"
     );
 
-    // An identity is created where the shared config says, and shown.
+    // An identity is created where the buyer's config says, and shown.
     let o = market(&["identity", "new"], h);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let principal = String::from_utf8(o.stdout).unwrap();
-    assert!(h.join("config/provider-node/identity.pem").exists());
+    assert!(h.join("config/market/identity.pem").exists());
     let o = market(&["identity", "show"], h);
     assert_eq!(String::from_utf8(o.stdout).unwrap(), principal);
 }

@@ -4,8 +4,8 @@ use market_api::matcher::{MAX_CHUNK_BYTES, MAX_MODULE_BYTES, MatcherError, Sha25
 use sha2::Digest;
 
 use super::{BuyerError, Console, with_retries};
-use crate::client::{ClientError, MarketClient};
-use crate::transport::Transport;
+use market_client::client::{ClientError, MarketClient};
+use market_client::transport::Transport;
 
 /// A module in the matcher's store, and whether this call uploaded it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -7,9 +7,9 @@ use market_api::escrow::{Balance, DepositArgs, WithdrawArgs};
 use market_api::{Account, Tokens};
 
 use super::{BuyerError, with_retries};
-use crate::client::MarketClient;
-use crate::client::tokens::format_tokens;
-use crate::transport::Transport;
+use market_client::client::MarketClient;
+use market_client::client::tokens::format_tokens;
+use market_client::transport::Transport;
 
 /// The caller's balances.
 #[derive(Clone, Debug, PartialEq, Eq)]

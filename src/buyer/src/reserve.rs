@@ -13,9 +13,9 @@ use market_api::{JobId, Tokens};
 use super::funds::check_funds_for;
 use super::sns::{check_principal, reservation_cost};
 use super::{BuyerError, Console, JobRequest, ensure_module, with_retries};
-use crate::client::tokens::format_tokens;
-use crate::client::{ClientError, MarketClient};
-use crate::transport::Transport;
+use market_client::client::tokens::format_tokens;
+use market_client::client::{ClientError, MarketClient};
+use market_client::transport::Transport;
 
 /// Whether `e` is the escrow refusing a lock for want of funds.
 fn escrow_short(e: &ClientError) -> bool {

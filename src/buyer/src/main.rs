@@ -10,34 +10,46 @@
 //!
 //! SNS DAOs buy by proposal; `market sns` prints what their proposals carry.
 //!
-//! The logic lives in `provider_node::buyer`; this file connects it to the
-//! configured network, the terminal and Ctrl-C. Settings (network, identity,
-//! canister ids) are provider-node's: the same config file, `PROVIDER_NODE_*`
-//! variables and flags.
+//! The logic lives in the `market` library; this file and [`cli`] connect it
+//! to the command line, the configured network, the terminal and Ctrl-C.
+//! Settings (network, identity, canister ids) are the buyer's own:
+//! `~/.config/market/config.toml`, `MARKET_*` variables and flags.
+
+mod cli;
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
+use cli::sns::{ReserveArgs, SnsCommand};
+use cli::{
+    AmountArgs, Cli, Command, DelegatesArgs, ExtendArgs, JobArgs, JobIdArgs, JobsArgs,
+    ReservationIdArgs, ResultArgs, RunArgs, UploadArgs, WithdrawArgs,
+};
+use market::{self as buyer, BuyerError, Console, RunOptions, RunReport};
 use market_api::matcher::Job;
 use market_api::{Account, PageRequest};
-use provider_node::buyer::cli::{
-    AmountArgs, Cli, Command, DelegatesArgs, ExtendArgs, IdentityCommand, JobArgs, JobIdArgs,
-    JobsArgs, ReservationIdArgs, ResultArgs, RunArgs, UploadArgs, WithdrawArgs,
+use market_client::IdentityCommand;
+use market_client::client::tokens::format_tokens;
+use market_client::config::{self, App, NetworkArgs, Settings};
+use market_client::session::{self, Session};
+
+/// The buyer's settings: `~/.config/market/`, `MARKET_*` variables.
+pub const APP: App = App {
+    name: "market",
+    env_prefix: "MARKET",
 };
-use provider_node::buyer::sns::{ReserveArgs, SnsCommand};
-use provider_node::buyer::{self, BuyerError, Console, RunOptions, RunReport};
-use provider_node::client::tokens::format_tokens;
-use provider_node::config::GlobalArgs;
-use provider_node::identity;
-use provider_node::session::{self, Session};
 
 /// Exit status when waiting was interrupted (as a shell reports SIGINT).
 const INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let command = config::with_env_help(Cli::command(), &APP, &[]);
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -47,15 +59,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// The buyer's settings from the file, the environment and the flags.
+fn settings(flags: &NetworkArgs) -> anyhow::Result<Settings> {
+    Ok(config::load(&APP, flags, &|name| std::env::var(name).ok())?)
+}
+
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    let global = cli.global;
+    let settings = settings(&cli.global)?;
     match cli.command {
-        Command::Identity(c) => identity_command(&global, c),
-        Command::Run(args) => run(&global, args),
-        Command::Submit(job) => run(&global, RunArgs { job, detach: true }),
-        Command::Sns(c) => sns(&global, &c),
+        Command::Identity(c) => identity_command(&settings, c),
+        Command::Run(args) => run(&settings, args),
+        Command::Submit(job) => run(&settings, RunArgs { job, detach: true }),
+        Command::Sns(c) => sns(&settings, &c),
         command => session::runtime()?.block_on(async move {
-            let s = session::connect(&global).await?;
+            let s = session::connect(&settings).await?;
             match command {
                 Command::Upload(a) => upload(&s, a).await,
                 Command::Watch(a) => watch(&s, a).await,
@@ -86,11 +103,11 @@ async fn ctrl_c() {
     }
 }
 
-fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
+fn run(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode> {
     let RunArgs { job, detach } = args;
     let (wasm, request) = JobArgs::load(&job)?;
     session::runtime()?.block_on(async {
-        let s = session::connect(global).await?;
+        let s = session::connect(settings).await?;
         let mut console = Console::stderr();
         let options = RunOptions {
             detach,
@@ -138,7 +155,7 @@ fn write_output(job: &Job, file: Option<&std::path::Path>) -> anyhow::Result<()>
 }
 
 async fn upload(s: &Session, args: UploadArgs) -> anyhow::Result<ExitCode> {
-    let wasm = buyer::cli::read_module(&args.module)?;
+    let wasm = cli::parse::read_module(&args.module)?;
     let mut console = Console::stderr();
     let module = buyer::ensure_module(&s.client, &wasm, &mut console).await?;
     println!("{}", hex::encode(module.sha256));
@@ -363,29 +380,16 @@ async fn cancel_reservation(s: &Session, args: ReservationIdArgs) -> anyhow::Res
 
 /// `market sns ...`: prints proposal values from the settings and flags,
 /// without connecting.
-fn sns(global: &GlobalArgs, command: &SnsCommand) -> anyhow::Result<ExitCode> {
-    let settings = session::settings(global)?;
-    print!("{}", buyer::sns::output(&settings, command)?);
+fn sns(settings: &Settings, command: &SnsCommand) -> anyhow::Result<ExitCode> {
+    print!("{}", cli::sns::output(settings, command)?);
     Ok(ExitCode::SUCCESS)
 }
 
-fn identity_command(global: &GlobalArgs, command: IdentityCommand) -> anyhow::Result<ExitCode> {
-    let settings = session::settings(global)?;
-    match command {
-        IdentityCommand::New => {
-            let id = identity::create_ed25519_pem_file(&settings.identity)?;
-            eprintln!(
-                "wrote a new Ed25519 identity to {}; keep a backup: it controls your escrow \
-                 balance",
-                settings.identity.display()
-            );
-            eprintln!("fund it by sending ICP to this principal, then `market deposit <ICP>`");
-            println!("{}", id.principal);
-        }
-        IdentityCommand::Show => {
-            let id = session::load_identity(&settings)?;
-            println!("{}", id.principal);
-        }
-    }
+fn identity_command(settings: &Settings, command: IdentityCommand) -> anyhow::Result<ExitCode> {
+    command.run(
+        settings,
+        "keep a backup: it controls your escrow balance; fund it by sending ICP to this \
+         principal, then `market deposit <ICP>`",
+    )?;
     Ok(ExitCode::SUCCESS)
 }

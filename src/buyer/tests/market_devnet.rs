@@ -1,26 +1,21 @@
-//! The buyer's tool (`market`, library module `buyer`) against the real
+//! The buyer's tool (`market`, its library's calls) against the real
 //! ledger, registry, escrow and matcher `.wasm` files on the in-process
 //! devnet (via `market-fixture`), with a provider daemon running the jobs.
 //!
 //! Needs the canisters built: `scripts/build-canisters.sh`.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use candid::Principal;
+use market::{self as buyer, BuyerError, Console, JobRequest, RunOptions, RunReport};
 use market_api::Tokens;
 use market_api::matcher::{
-    JobKind, JobStatus, MAX_CHUNK_BYTES, OfferSpec, ReservationSpec, ReservationStatus, RunOutcome,
+    JobKind, JobStatus, MAX_CHUNK_BYTES, ReservationSpec, ReservationStatus, RunOutcome,
 };
-use market_fixture::{ICP, MarketFixture, Settings};
-use provider_node::buyer::{self, BuyerError, Console, JobRequest, RunOptions, RunReport};
-use provider_node::client::{CanisterIds, MarketClient};
-use provider_node::daemon::metrics::Metrics;
-use provider_node::daemon::{Daemon, DaemonConfig};
-use provider_node::sandbox::{Executor, SandboxConfig};
-use provider_node::transport::DevnetTransport;
+use market_fixture::{ICP, Settings};
+use test_world::{DaemonSetup, World, one_slot_offer, spawn};
 
 const PRICE: Tokens = 100_000;
 
@@ -79,106 +74,43 @@ impl Captured {
     }
 }
 
-struct World {
-    net: MarketFixture,
-    ids: CanisterIds,
-    buyer: MarketClient<DevnetTransport>,
-    stop_clock: Arc<AtomicBool>,
+/// What these tests do with the shared [`World`].
+trait Scene {
+    fn new(wallet: Tokens) -> World;
+    fn start_provider(&self, state_dir: &std::path::Path) -> tokio::sync::oneshot::Sender<()>;
 }
 
-impl World {
+impl Scene for World {
     /// The marketplace with a buyer holding `wallet` e8s on the ledger.
     fn new(wallet: Tokens) -> World {
-        let net = MarketFixture::deploy(Settings {
-            grace_secs: 10,
-            ..Settings::default()
-        })
-        .expect("deploy the marketplace (build the canisters with scripts/build-canisters.sh)");
-        net.mint(buyer_principal(), wallet).unwrap();
-        let ids = CanisterIds {
-            ledger: net.ids.ledger,
-            registry: net.ids.registry,
-            escrow: net.ids.escrow,
-            matcher: net.ids.matcher,
-        };
-        let buyer = MarketClient::new(DevnetTransport::new(net.shared(), buyer_principal()), ids);
-        World {
-            net,
-            ids,
-            buyer,
-            stop_clock: Arc::new(AtomicBool::new(false)),
-        }
+        let w = World::deploy(
+            Settings {
+                grace_secs: 10,
+                ..Settings::default()
+            },
+            buyer_principal(),
+        );
+        w.net.mint(buyer_principal(), wallet).unwrap();
+        w
     }
 
     /// One provider with a one-slot offer at [`PRICE`] and its daemon;
     /// the devnet's clock runs at 50× real time from now on.
     fn start_provider(&self, state_dir: &std::path::Path) -> tokio::sync::oneshot::Sender<()> {
         let (provider, node) = (provider_principal(), market_fixture::principal(0x21));
-        self.net
-            .onboard_provider(provider, node, 100 * ICP)
-            .unwrap();
-        self.net
-            .post_offer(
+        self.onboard(provider, node, &one_slot_offer(64, PRICE, self.ids.ledger));
+        let (daemon, _) = test_world::daemon(
+            self.client(node),
+            DaemonSetup {
                 provider,
-                &OfferSpec {
-                    slots: 1,
-                    memory_per_slot_mib: 64,
-                    max_fuel_per_interval: 10_000_000_000,
-                    price_per_interval: PRICE,
-                    ledger: self.ids.ledger,
-                    min_interval_secs: 10,
-                    max_interval_secs: 3_600,
-                    tags: vec![],
-                },
-            )
-            .unwrap();
-        let executor = Executor::new(SandboxConfig {
-            concurrent_jobs: 1,
-            max_job_memory_bytes: 64 << 20,
-            pooling: false,
-            ..SandboxConfig::default()
-        })
-        .unwrap();
-        let daemon = Daemon::new(
-            MarketClient::new(DevnetTransport::new(self.net.shared(), node), self.ids),
-            Arc::new(executor),
-            DaemonConfig {
-                provider,
-                poll_interval: Duration::from_millis(10),
+                state_dir,
                 shutdown_grace: Duration::from_secs(5),
                 max_job_time: Duration::from_secs(60),
-                state_dir: state_dir.to_path_buf(),
-                cache_dir: None,
             },
-            Metrics::default(),
-        )
-        .unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(daemon.run(async {
-            let _ = rx.await;
-        }));
-        let dn = self.net.shared();
-        let stop = Arc::clone(&self.stop_clock);
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::SeqCst) {
-                {
-                    let mut d = dn.lock().unwrap_or_else(|e| e.into_inner());
-                    d.advance_time(Duration::from_secs(1));
-                    d.tick();
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        });
+        );
+        let (tx, _task) = spawn(daemon);
+        self.start_clock();
         tx
-    }
-
-    fn audit(&self) {
-        self.stop_clock.store(true, Ordering::SeqCst);
-        std::thread::sleep(Duration::from_millis(50));
-        for _ in 0..30 {
-            self.net.advance(Duration::from_secs(1));
-        }
-        self.net.audit().expect("money is conserved");
     }
 }
 
@@ -548,10 +480,7 @@ async fn a_person_reserves_a_slot_a_delegate_runs_a_job_in_it_then_it_is_extende
     let dir = tempfile::tempdir().unwrap();
     let _stop = w.start_provider(dir.path());
     let delegate_principal = market_fixture::principal(0xD1);
-    let delegate = MarketClient::new(
-        DevnetTransport::new(w.net.shared(), delegate_principal),
-        w.ids,
-    );
+    let delegate = w.client(delegate_principal);
 
     // 1 slot × 30 intervals × 0.002 ICP = 0.06 ICP locked.
     let (mut console, out) = Captured::console();
@@ -633,10 +562,7 @@ async fn a_person_reserves_a_slot_a_delegate_runs_a_job_in_it_then_it_is_extende
     assert_eq!(delegate_funds.escrow.locked + delegate_funds.escrow.free, 0);
 
     // Someone else may not run jobs in it.
-    let stranger = MarketClient::new(
-        DevnetTransport::new(w.net.shared(), market_fixture::principal(0xD2)),
-        w.ids,
-    );
+    let stranger = w.client(market_fixture::principal(0xD2));
     let err = buyer::submit_reserved(&stranger, &cat, id, &request(b"", 0), &mut console)
         .await
         .unwrap_err();

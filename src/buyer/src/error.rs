@@ -4,9 +4,9 @@ use candid::Principal;
 use market_api::matcher::JobStatus;
 use market_api::{JobId, Tokens};
 
-use crate::client::ClientError;
-use crate::client::tokens::format_tokens;
-use crate::config::ConfigError;
+use market_client::client::ClientError;
+use market_client::client::tokens::format_tokens;
+use market_client::config::ConfigError;
 
 /// Why a buyer's command failed.
 #[derive(Debug, thiserror::Error)]

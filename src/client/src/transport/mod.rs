@@ -3,14 +3,15 @@
 //!
 //! - [`AgentTransport`] speaks the IC's HTTP interface through ic-agent: the
 //!   IC itself, a local replica, or the devnet behind `local-replica`.
-//! - [`DevnetTransport`] calls an in-process [`Devnet`](::devnet::Devnet) directly:
-//!   tests and the demo.
+//! - `DevnetTransport` (feature `devnet`) calls an in-process
+//!   `devnet::Devnet` directly: tests and the demo.
 //!
 //! A transport moves Candid bytes and reports rejects; it knows nothing of
 //! the marketplace. The typed [`MarketClient`](crate::client::MarketClient)
 //! sits on top.
 
 mod agent;
+#[cfg(feature = "devnet")]
 mod devnet;
 
 use std::fmt;
@@ -19,6 +20,7 @@ use std::future::Future;
 use candid::Principal;
 
 pub use agent::{AgentTransport, AgentTransportConfig};
+#[cfg(feature = "devnet")]
 pub use devnet::DevnetTransport;
 
 /// Reject codes of the IC interface specification.

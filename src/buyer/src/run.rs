@@ -12,9 +12,9 @@ use super::{
     BuyerError, Console, JobRequest, Settlement, check_funds, ensure_module, settlement,
     submit_reserved, watch,
 };
-use crate::client::tokens::format_tokens;
-use crate::client::{ClientError, MarketClient};
-use crate::transport::Transport;
+use market_client::client::tokens::format_tokens;
+use market_client::client::{ClientError, MarketClient};
+use market_client::transport::Transport;
 
 /// How `run` behaves.
 #[derive(Clone, Debug)]

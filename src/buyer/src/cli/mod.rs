@@ -1,19 +1,23 @@
 //! The `market` command line: its flags, parsed with clap, and how they
 //! become a [`JobRequest`]. The network, identity and canister flags (and
-//! the config file) are provider-node's [`GlobalArgs`].
+//! the config file) are [`NetworkArgs`], under `market`'s own names
+//! (`MARKET_*`, `~/.config/market/`).
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use candid::Principal;
 use clap::{Args, Parser, Subcommand};
 use market_api::matcher::ReservationId;
 use market_api::{JobId, Tokens};
 
-use super::sns::{ReserveArgs, SnsCommand};
-use super::{BuyerError, JobRequest};
-use crate::client::tokens::parse_tokens;
-use crate::config::GlobalArgs;
+pub mod parse;
+pub mod sns;
+
+use market::{BuyerError, JobRequest};
+use market_client::IdentityCommand;
+use market_client::config::NetworkArgs;
+use parse::{amount, env_pair, positive_amount, read, read_module};
+use sns::{ReserveArgs, SnsCommand};
 
 /// `market`: the buyer's tool.
 #[derive(Parser, Debug)]
@@ -26,13 +30,13 @@ use crate::config::GlobalArgs;
                   `market run job.wasm --reservation ID` (you or your delegates).\n\n\
                   SNS DAOs buy by proposal: `market sns functions`, `market sns fund`, \
                   `market sns payload <action>` print what to propose.\n\n\
-                  Settings come from the provider-node config file, PROVIDER_NODE_* variables \
+                  Settings come from ~/.config/market/config.toml, MARKET_* variables \
                   and the flags above."
 )]
 pub struct Cli {
     /// Network, identity and canister settings.
-    #[command(flatten, next_help_heading = "Settings (shared with provider-node)")]
-    pub global: GlobalArgs,
+    #[command(flatten, next_help_heading = "Settings")]
+    pub global: NetworkArgs,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -95,16 +99,6 @@ pub enum Command {
     /// Makes no calls.
     #[command(subcommand)]
     Sns(SnsCommand),
-}
-
-/// `market identity`.
-#[derive(Subcommand, Debug)]
-pub enum IdentityCommand {
-    /// Write a fresh Ed25519 identity (PEM, mode 0600) to the configured
-    /// identity path; never overwrites a file.
-    New,
-    /// Print the principal of the configured identity.
-    Show,
 }
 
 /// A job: the module, its input and limits, and the price.
@@ -254,44 +248,6 @@ pub struct WithdrawArgs {
     pub to: Option<Principal>,
 }
 
-/// An amount of ICP or e8s, possibly zero.
-pub(super) fn amount(text: &str) -> Result<Tokens, String> {
-    parse_tokens(text)
-}
-
-/// An amount of ICP or e8s, more than zero.
-pub(super) fn positive_amount(text: &str) -> Result<Tokens, String> {
-    match parse_tokens(text)? {
-        0 => Err("must be more than zero".into()),
-        a => Ok(a),
-    }
-}
-
-/// `NAME=VALUE`.
-pub(super) fn env_pair(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-        _ => Err(format!("expected NAME=VALUE, got {text:?}")),
-    }
-}
-
-pub(super) fn read(path: &Path, what: &str) -> Result<Vec<u8>, BuyerError> {
-    if path == Path::new("-") {
-        let mut bytes = vec![];
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .map_err(|e| BuyerError::Request(format!("cannot read {what} from stdin: {e}")))?;
-        return Ok(bytes);
-    }
-    std::fs::read(path)
-        .map_err(|e| BuyerError::Request(format!("cannot read {what} {}: {e}", path.display())))
-}
-
-/// Reads a module file.
-pub fn read_module(path: &Path) -> Result<Vec<u8>, BuyerError> {
-    read(path, "module")
-}
-
 impl JobArgs {
     /// Reads the module and the input and builds the checked request.
     pub fn load(&self) -> Result<(Vec<u8>, JobRequest), BuyerError> {
@@ -430,7 +386,7 @@ mod tests {
         };
         assert_eq!((r.slots, r.intervals, r.max_price), (2, 30, 1_000_000));
         let spec = r.spec(Principal::anonymous()).unwrap();
-        assert_eq!(super::super::reservation_cost(&spec), Some(60_000_000));
+        assert_eq!(market::reservation_cost(&spec), Some(60_000_000));
 
         let cli = parse(&["extend", "4", "--intervals", "6"]).unwrap();
         assert!(matches!(

@@ -1,46 +1,25 @@
-//! `market sns`: what an SNS DAO's proposers paste into their proposal
-//! tools to buy capacity. The generic functions that register the
-//! matcher's DAO actions, the treasury transfer that funds the DAO's escrow
-//! balance, and each action's payload (see `market_api::sns`).
-//!
-//! Nothing here calls a canister: the ids come from the settings, the rest
-//! from flags, so it works offline. The canister checks everything again
-//! when the proposal is made and when it executes; the checks here only
-//! keep the tool from printing a payload that can only fail.
+//! `market sns ...` and `market reserve`: the flags of each SNS action and
+//! how they become the values [`market::sns`] prints.
 
 use std::path::PathBuf;
 
-use candid::{CandidType, Deserialize, Principal};
+use candid::Principal;
 use clap::{Args, Subcommand};
-use market_api::escrow::{NotifyDepositArgs, WithdrawArgs, deposit_subaccount};
+use market::sns::{
+    FIRST_FUNCTION_ID, Fund, FundTarget, check_function_id, check_principal, default_function_id,
+    functions_text, fund_text, payload_text, reservation_cost,
+};
+use market::{BuyerError, JobRequest};
+use market_api::escrow::WithdrawArgs;
 use market_api::matcher::{
     CancelReservationArgs, ExtendReservationArgs, ModuleSource, ReservationId, ReservationSpec,
     SetDelegatesArgs, Sha256,
 };
-use market_api::sns::{
-    ExecuteGenericNervousSystemFunction, SNS_ACTIONS, SnsAction, Topic, function, target_method,
-    topic, validator_method,
-};
+use market_api::sns::SnsAction;
 use market_api::{Account, Tokens};
+use market_client::config::{self, ConfigError, Settings};
 
-use super::BuyerError;
-use super::candid_text::{candid_line, candid_text};
-use super::cli::{amount, env_pair, positive_amount, read};
-use super::request::JobRequest;
-use crate::client::tokens::format_tokens;
-use crate::config::{ConfigError, LOCAL_URL, MAINNET_URL, Settings};
-
-/// The lowest id of a generic function: SNS governance keeps 0-999 for its
-/// native functions.
-pub const FIRST_FUNCTION_ID: u64 = 1000;
-
-/// `from_treasury` of TransferSnsTreasuryFunds: the DAO's ICP treasury.
-pub const ICP_TREASURY: i32 = 1;
-
-/// Above this many payload bytes SNS governance may refuse the proposal:
-/// its `PROPOSAL_EXECUTE_SNS_FUNCTION_PAYLOAD_BYTES_MAX` (not enforced by
-/// current versions, but declared).
-pub const PAYLOAD_SOFT_LIMIT: usize = 70_000;
+use super::parse::{account, amount, env_pair, https_url, positive_amount, read, sha256_hex};
 
 /// `market sns`.
 #[derive(Subcommand, Debug)]
@@ -244,33 +223,15 @@ pub struct WithdrawFlags {
     pub to: Account,
 }
 
-/// 32 bytes as 64 hex digits.
-fn sha256_hex(text: &str) -> Result<Sha256, String> {
-    let bytes = hex::decode(text.trim()).map_err(|e| format!("not hex: {e}"))?;
-    Sha256::try_from(bytes.as_slice())
-        .map_err(|_| format!("a sha256 is 32 bytes (64 hex digits), not {}", bytes.len()))
-}
-
-fn https_url(text: &str) -> Result<String, String> {
-    match text.strip_prefix("https://") {
-        Some(rest) if !rest.is_empty() => Ok(text.to_string()),
-        _ => Err("providers fetch modules only from https:// URLs".into()),
+impl FundArgs {
+    /// The transfer these flags describe.
+    pub fn fund(&self) -> Fund {
+        Fund {
+            governance: self.governance,
+            amount: self.amount,
+            memo: self.memo,
+        }
     }
-}
-
-fn account(text: &str) -> Result<Account, String> {
-    text.parse::<Account>()
-        .map_err(|e| format!("not an ICRC-1 account ({e:?})"))
-}
-
-/// A principal that may act for a DAO: not anonymous, not the empty one.
-pub(super) fn check_principal(flag: &str, p: &Principal) -> Result<(), BuyerError> {
-    if *p == Principal::anonymous() || p.as_slice().is_empty() {
-        return Err(BuyerError::Request(format!(
-            "{flag}: {p} can't be one (anonymous or the management canister)"
-        )));
-    }
-    Ok(())
 }
 
 impl ReserveArgs {
@@ -299,14 +260,6 @@ impl ReserveArgs {
         }
         Ok(spec)
     }
-}
-
-/// What a reservation locks up front: slots × intervals × max price
-/// (`None` if that overflows).
-pub fn reservation_cost(spec: &ReservationSpec) -> Option<Tokens> {
-    spec.max_price_per_interval
-        .checked_mul(Tokens::from(spec.slots))
-        .and_then(|c| c.checked_mul(Tokens::from(spec.intervals)))
 }
 
 impl ActionArgs {
@@ -384,250 +337,24 @@ impl ActionArgs {
     }
 }
 
-/// The default id of `action`'s function: as `market sns functions`
-/// numbers them from [`FIRST_FUNCTION_ID`].
-pub fn default_function_id(action: &str) -> u64 {
-    let place = SNS_ACTIONS
-        .iter()
-        .position(|a| *a == action)
-        .expect("BUG: an action outside SNS_ACTIONS");
-    FIRST_FUNCTION_ID + place as u64
-}
-
-fn check_function_id(id: u64, flag: &str) -> Result<(), BuyerError> {
-    if id < FIRST_FUNCTION_ID {
-        return Err(BuyerError::Request(format!(
-            "{flag}: {id} is below {FIRST_FUNCTION_ID}; ids 0-999 are the SNS's native functions"
-        )));
-    }
-    Ok(())
-}
-
-/// Why an action has its topic, for the proposers.
-fn topic_line(action: &str) -> String {
-    match topic(action) {
-        Topic::TreasuryAssetManagement => format!(
-            "topic TreasuryAssetManagement (critical: yes votes of at least 20% of the voting \
-             power and 67% of the votes cast): {action} {}",
-            if action == "withdraw" {
-                "moves funds out of the DAO's escrow balance"
-            } else {
-                "locks funds of the DAO's escrow balance"
-            }
-        ),
-        t => format!(
-            "topic {t:?} (not critical: 3% of the voting power and a majority): {action} moves \
-             no funds"
-        ),
-    }
-}
-
-/// `market sns functions`: one AddGenericNervousSystemFunction value per
-/// action, ids from `first_id` on.
-pub fn functions_text(matcher: Principal, first_id: u64) -> Result<String, BuyerError> {
-    check_function_id(first_id, "--first-id")?;
-    let mut out = format!(
-        "// The matcher's DAO actions as SNS generic functions: one proposal each, with the\n\
-         // action `variant {{ AddGenericNervousSystemFunction = <record> }}`. Target and\n\
-         // validator are the matcher {matcher}; topics need an SNS version with\n\
-         // custom-proposal topics. The matcher must also register the DAO's governance.\n"
-    );
-    for (i, action) in SNS_ACTIONS.iter().enumerate() {
-        let id = first_id
-            .checked_add(i as u64)
-            .ok_or_else(|| BuyerError::Request("--first-id: too large".into()))?;
-        out.push_str(&format!(
-            "\n// {id} {}: {}\n",
-            target_method(action),
-            topic_line(action)
-        ));
-        out.push_str(&candid_text(&function(matcher, action, id)));
-        out.push('\n');
-    }
-    Ok(out)
-}
-
-/// SNS governance's `TransferSnsTreasuryFunds`.
-#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct TransferSnsTreasuryFunds {
-    /// 1: the ICP treasury, 2: the SNS token treasury.
-    pub from_treasury: i32,
-    /// The recipient's owner.
-    pub to_principal: Option<Principal>,
-    /// The recipient's subaccount.
-    pub to_subaccount: Option<SnsSubaccount>,
-    /// The ledger transfer's memo.
-    pub memo: Option<u64>,
-    /// Amount sent (the treasury pays the fee on top).
-    pub amount_e8s: u64,
-}
-
-/// SNS governance's `Subaccount`.
-#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct SnsSubaccount {
-    /// 32 bytes.
-    #[serde(with = "serde_bytes")]
-    pub subaccount: Vec<u8>,
-}
-
-/// What `sns fund` needs besides its flags.
-pub struct FundTarget {
-    /// The escrow canister.
-    pub escrow: Principal,
-    /// The ICP ledger (the DAO's ICP treasury is on it).
-    pub ledger: Principal,
-    /// The network URL, for the printed call.
-    pub network: String,
-}
-
-/// The treasury transfer that credits `args.amount` to the DAO's escrow
-/// balance once notified.
-pub fn treasury_transfer(
-    args: &FundArgs,
-    escrow: Principal,
-) -> Result<TransferSnsTreasuryFunds, BuyerError> {
-    check_principal("--governance", &args.governance)?;
-    let subaccount = deposit_subaccount(args.governance)
-        .expect("BUG: a non-empty principal has a deposit subaccount");
-    let amount_e8s = u64::try_from(args.amount).map_err(|_| {
-        BuyerError::Request("--amount: more than a treasury transfer can move".into())
-    })?;
-    Ok(TransferSnsTreasuryFunds {
-        from_treasury: ICP_TREASURY,
-        to_principal: Some(escrow),
-        to_subaccount: Some(SnsSubaccount {
-            subaccount: subaccount.to_vec(),
-        }),
-        memo: args.memo,
-        amount_e8s,
-    })
-}
-
-fn network_flag(url: &str) -> String {
-    let url = url.trim_end_matches('/');
-    if url == MAINNET_URL || url == "https://ic0.app" || url == "https://icp0.io" {
-        "--network ic".into()
-    } else if url == LOCAL_URL {
-        "--network local".into()
-    } else {
-        format!("--network {url}")
-    }
-}
-
-/// `market sns fund`.
-pub fn fund_text(args: &FundArgs, target: &FundTarget) -> Result<String, BuyerError> {
-    let transfer = treasury_transfer(args, target.escrow)?;
-    let account = Account {
-        owner: target.escrow,
-        subaccount: deposit_subaccount(args.governance),
-    };
-    let notify = NotifyDepositArgs {
-        ledger: target.ledger,
-        beneficiary: args.governance,
-    };
-    let notify_arg = format!("({})", candid_line(&notify));
-    Ok(format!(
-        "// TransferSnsTreasuryFunds: {} from the ICP treasury of the DAO governed by\n\
-         // {} to the escrow's deposit account for it. One proposal with the action\n\
-         // `variant {{ TransferSnsTreasuryFunds = <record> }}` (topic TreasuryAssetManagement:\n\
-         // critical); the treasury pays the ledger fee on top.\n\
-         {}\n\
-         \n\
-         // The same account, ICRC-1 text: {account}\n\
-         // (its legacy ICP account identifier is not printed: no crate of this workspace\n\
-         // computes one; wallets and explorers take the ICRC-1 text.)\n\
-         \n\
-         // Once the proposal executed, anyone credits the transfer to the DAO's escrow\n\
-         // balance (ledger {} must be the ICP ledger the treasury is on):\n\
-         dfx canister call {} {} notify_deposit '{notify_arg}'\n\
-         // or: icp canister call {} notify_deposit '{notify_arg}'\n",
-        format_tokens(args.amount),
-        args.governance,
-        candid_text(&transfer),
-        target.ledger,
-        network_flag(&target.network),
-        target.escrow,
-        target.escrow,
-    ))
-}
-
-/// `market sns payload`: the payload in Candid text and hex, and the
-/// ExecuteGenericNervousSystemFunction value under `function_id`.
-pub fn payload_text(action: &SnsAction, function_id: u64) -> String {
-    let name = action.name();
-    let payload = action.payload();
-    let execute = ExecuteGenericNervousSystemFunction {
-        function_id,
-        payload: payload.clone(),
-    };
-    let payload_value = match action {
-        SnsAction::Reserve(a) => candid_text(a),
-        SnsAction::Extend(a) => candid_text(a),
-        SnsAction::SetDelegates(a) => candid_text(a),
-        SnsAction::Cancel(a) => candid_text(a),
-        SnsAction::SubmitJob(a) => candid_text(a),
-        SnsAction::Withdraw(a) => candid_text(a),
-    };
-    let mut out = format!(
-        "// Payload of {} (checked by {} when the proposal is made):\n{payload_value}\n\n\
-         // The payload's {} bytes, hex:\n{}\n\n\
-         // ExecuteGenericNervousSystemFunction, for function {function_id} ({name}): the proposal's\n\
-         // action is `variant {{ ExecuteGenericNervousSystemFunction = <record> }}`.\n{}\n",
-        target_method(name),
-        validator_method(name),
-        payload.len(),
-        hex::encode(&payload),
-        candid_text(&execute),
-    );
-    if payload.len() > PAYLOAD_SOFT_LIMIT {
-        out.push_str(&format!(
-            "// Warning: {} bytes is more than the {PAYLOAD_SOFT_LIMIT} SNS governance declares as \
-             its payload limit; a smaller --input keeps the proposal safe.\n",
-            payload.len()
-        ));
-    }
-    out
-}
-
-/// A canister id the command needs, or which flag sets it.
-fn required(
-    settings: &Settings,
-    value: Option<Principal>,
-    flag: &'static str,
-) -> Result<Principal, ConfigError> {
-    let (setting, env) = match flag {
-        "ledger" => ("canisters.ledger", "PROVIDER_NODE_LEDGER"),
-        "escrow" => ("canisters.escrow", "PROVIDER_NODE_ESCROW"),
-        _ => ("canisters.matcher", "PROVIDER_NODE_MATCHER"),
-    };
-    value.ok_or_else(|| ConfigError::Missing {
-        setting,
-        flag,
-        env,
-        file: settings.config_file.display().to_string(),
-    })
-}
-
 /// What `market sns ...` prints, from the settings (canister ids) and the
 /// command's flags.
 pub fn output(settings: &Settings, command: &SnsCommand) -> Result<String, BuyerError> {
     match command {
         SnsCommand::Functions(f) => {
-            let matcher = required(settings, settings.matcher, "matcher")?;
+            let matcher = settings.canister(&config::MATCHER)?;
             functions_text(matcher, f.first_id)
         }
         SnsCommand::Fund(f) => {
             let target = FundTarget {
-                escrow: required(settings, settings.escrow, "escrow")?,
-                ledger: required(settings, settings.ledger, "ledger")?,
+                escrow: settings.canister(&config::ESCROW)?,
+                ledger: settings.canister(&config::LEDGER)?,
                 network: settings.network.clone(),
             };
-            fund_text(f, &target)
+            fund_text(&f.fund(), &target)
         }
         SnsCommand::Payload(p) => {
-            let action = p
-                .action
-                .action(required(settings, settings.ledger, "ledger"))?;
+            let action = p.action.action(settings.canister(&config::LEDGER))?;
             let id = p
                 .function_id
                 .unwrap_or_else(|| default_function_id(action.name()));
@@ -640,11 +367,14 @@ pub fn output(settings: &Settings, command: &SnsCommand) -> Result<String, Buyer
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::buyer::candid_text::blob_text;
-    use crate::buyer::cli::{Cli, Command};
-    use crate::config::{self, FileConfig};
+    use crate::cli::{Cli, Command};
     use clap::Parser;
+    use market::sns::{SnsSubaccount, TransferSnsTreasuryFunds, treasury_transfer};
+    use market::{blob_text, candid_line};
+    use market_api::escrow::deposit_subaccount;
     use market_api::matcher::JobLimits;
+    use market_api::sns::SNS_ACTIONS;
+    use market_client::config::FileConfig;
 
     const MATCHER: &str = "bkyz2-fmaaa-aaaaa-qaaaq-cai";
     const ESCROW: &str = "be2us-64aaa-aaaaa-qaabq-cai";
@@ -665,8 +395,9 @@ mod tests {
             .chain(args.iter().copied());
         let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
         let settings = config::resolve(
+            &crate::APP,
             PathBuf::from("/nonexistent/config.toml"),
-            FileConfig::default(),
+            &FileConfig::default(),
             &cli.global,
             &|_| None,
         )
@@ -1151,9 +882,10 @@ mod tests {
     #[test]
     fn a_missing_canister_id_names_its_flag() {
         let settings = config::resolve(
+            &crate::APP,
             PathBuf::from("/nonexistent/config.toml"),
-            FileConfig::default(),
-            &crate::config::GlobalArgs::default(),
+            &FileConfig::default(),
+            &config::NetworkArgs::default(),
             &|_| None,
         )
         .unwrap();
@@ -1163,7 +895,7 @@ mod tests {
         };
         let e = output(&settings, &functions).unwrap_err().to_string();
         assert!(
-            e.contains("--matcher") && e.contains("PROVIDER_NODE_MATCHER"),
+            e.contains("--matcher") && e.contains("MARKET_MATCHER"),
             "{e}"
         );
 
@@ -1274,7 +1006,7 @@ mod tests {
             assert!(text.contains(&part), "{part} in\n{text}");
         }
 
-        let args = FundArgs {
+        let args = Fund {
             governance: p(DAO),
             amount: 7,
             memo: None,

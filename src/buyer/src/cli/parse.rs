@@ -1,0 +1,70 @@
+//! Values of the command line: amounts, `NAME=VALUE` pairs, hashes, URLs,
+//! accounts, and the files flags name.
+
+use std::io::Read;
+use std::path::Path;
+
+use market::BuyerError;
+use market_api::matcher::Sha256;
+use market_api::{Account, Tokens};
+use market_client::client::tokens::parse_tokens;
+
+/// An amount of ICP or e8s, possibly zero.
+pub fn amount(text: &str) -> Result<Tokens, String> {
+    parse_tokens(text)
+}
+
+/// An amount of ICP or e8s, more than zero.
+pub fn positive_amount(text: &str) -> Result<Tokens, String> {
+    match parse_tokens(text)? {
+        0 => Err("must be more than zero".into()),
+        a => Ok(a),
+    }
+}
+
+/// `NAME=VALUE`.
+pub fn env_pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected NAME=VALUE, got {text:?}")),
+    }
+}
+
+/// The bytes of `path` (`-`: stdin); `what` names it in errors.
+pub fn read(path: &Path, what: &str) -> Result<Vec<u8>, BuyerError> {
+    if path == Path::new("-") {
+        let mut bytes = vec![];
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .map_err(|e| BuyerError::Request(format!("cannot read {what} from stdin: {e}")))?;
+        return Ok(bytes);
+    }
+    std::fs::read(path)
+        .map_err(|e| BuyerError::Request(format!("cannot read {what} {}: {e}", path.display())))
+}
+
+/// Reads a module file.
+pub fn read_module(path: &Path) -> Result<Vec<u8>, BuyerError> {
+    read(path, "module")
+}
+
+/// 32 bytes as 64 hex digits.
+pub fn sha256_hex(text: &str) -> Result<Sha256, String> {
+    let bytes = hex::decode(text.trim()).map_err(|e| format!("not hex: {e}"))?;
+    Sha256::try_from(bytes.as_slice())
+        .map_err(|_| format!("a sha256 is 32 bytes (64 hex digits), not {}", bytes.len()))
+}
+
+/// An https URL (providers fetch only those).
+pub fn https_url(text: &str) -> Result<String, String> {
+    match text.strip_prefix("https://") {
+        Some(rest) if !rest.is_empty() => Ok(text.to_string()),
+        _ => Err("providers fetch modules only from https:// URLs".into()),
+    }
+}
+
+/// An ICRC-1 account in text form.
+pub fn account(text: &str) -> Result<Account, String> {
+    text.parse::<Account>()
+        .map_err(|e| format!("not an ICRC-1 account ({e:?})"))
+}

@@ -1,0 +1,23 @@
+//! Client library of the compute marketplace: what the provider's
+//! `provider-node`, the buyer's `market` and any Rust program use to talk to
+//! the marketplace's canisters.
+//!
+//! - [`transport`] reaches the canisters: ic-agent, or (feature `devnet`)
+//!   the in-process devnet for tests and the demo.
+//! - [`client`] makes typed calls on top of it ([`MarketClient`]) and
+//!   formats token amounts ([`client::tokens`]).
+//! - [`identity`] loads and creates PEM identities as dfx writes them.
+//! - [`config`] merges a program's TOML file, environment and flags;
+//!   [`session`] connects a command to the configured network.
+//! - [`retry`] repeats calls that failed for a passing reason.
+//! - [`IdentityCommand`] is `identity new|show` of both command-line tools.
+pub mod client;
+pub mod config;
+pub mod identity;
+mod identity_command;
+pub mod retry;
+pub mod session;
+pub mod transport;
+
+pub use client::{CanisterIds, ClientError, MarketClient};
+pub use identity_command::IdentityCommand;

@@ -1,0 +1,296 @@
+//! The world the devnet tests of `provider-node` and `market` play in: the
+//! whole marketplace deployed on an in-process devnet ([`market_fixture`]), a
+//! buyer with a client, providers onboarded with one-slot offers, their
+//! daemons, and a clock that runs at 50× real time. Only tests use it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use candid::Principal;
+use market_api::matcher::{Job, OfferSpec, SubmitResultArgs};
+use market_api::{JobId, Tokens};
+use market_client::transport::{DevnetTransport, Transport, TransportError};
+use market_client::{CanisterIds, MarketClient};
+use market_fixture::{ICP, MarketFixture};
+use provider_node::daemon::metrics::Metrics;
+use provider_node::daemon::{Daemon, DaemonConfig, Summary};
+use provider_node::sandbox::{Executor, SandboxConfig};
+
+/// Counts down from 1.5 billion, then prints "done": a second or so of
+/// work, a few intervals of devnet time.
+pub const COUNT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "done\n")
+  (func (export "_start") (local $i i32)
+    (local.set $i (i32.const 1500000000))
+    (loop $l
+      (local.set $i (i32.sub (local.get $i) (i32.const 1)))
+      (br_if $l (local.get $i)))
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 5))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+
+/// The canister ids of `net`, as the client library names them.
+pub fn canister_ids(net: &MarketFixture) -> CanisterIds {
+    CanisterIds {
+        ledger: net.ids.ledger,
+        registry: net.ids.registry,
+        escrow: net.ids.escrow,
+        matcher: net.ids.matcher,
+    }
+}
+
+/// A standing offer of one slot of `memory_mib` at `price` per interval
+/// (10 billion fuel per interval, intervals of 10 s to an hour).
+pub fn one_slot_offer(memory_mib: u32, price: Tokens, ledger: Principal) -> OfferSpec {
+    OfferSpec {
+        slots: 1,
+        memory_per_slot_mib: memory_mib,
+        max_fuel_per_interval: 10_000_000_000,
+        price_per_interval: price,
+        ledger,
+        min_interval_secs: 10,
+        max_interval_secs: 3_600,
+        tags: vec![],
+    }
+}
+
+/// Moves the devnet's clock one second every 20 ms until `stop` is set.
+pub fn start_clock(net: &MarketFixture, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+    let dn = net.shared();
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::SeqCst) {
+            {
+                let mut d = dn.lock().unwrap_or_else(|e| e.into_inner());
+                d.advance_time(Duration::from_secs(1));
+                d.tick();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+}
+
+/// How a test's daemon runs: its provider, state directory and timing.
+pub struct DaemonSetup<'a> {
+    /// The provider it works for.
+    pub provider: Principal,
+    /// Where it keeps unsubmitted results.
+    pub state_dir: &'a std::path::Path,
+    /// How long a shutdown waits for running jobs.
+    pub shutdown_grace: Duration,
+    /// Wall-clock limit of one job.
+    pub max_job_time: Duration,
+}
+
+/// A daemon calling through `client`, with a sandbox of its own (one job
+/// at a time, 64 MiB) and a 10 ms poll.
+pub fn daemon<T: Transport + Clone>(
+    client: MarketClient<T>,
+    setup: DaemonSetup<'_>,
+) -> (Daemon<T>, Metrics) {
+    let executor = Executor::new(SandboxConfig {
+        concurrent_jobs: 1,
+        max_job_memory_bytes: 64 << 20,
+        pooling: false,
+        ..SandboxConfig::default()
+    })
+    .expect("a sandbox");
+    let metrics = Metrics::default();
+    let daemon = Daemon::new(
+        client,
+        Arc::new(executor),
+        DaemonConfig {
+            provider: setup.provider,
+            poll_interval: Duration::from_millis(10),
+            shutdown_grace: setup.shutdown_grace,
+            max_job_time: setup.max_job_time,
+            state_dir: setup.state_dir.to_path_buf(),
+            cache_dir: None,
+        },
+        metrics.clone(),
+    )
+    .expect("a daemon");
+    (daemon, metrics)
+}
+
+/// Runs `daemon` on the tokio runtime until the sender is used (or
+/// dropped); the task returns its summary.
+pub fn spawn<T: Transport + Clone>(
+    daemon: Daemon<T>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Summary>,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(daemon.run(async {
+        let _ = rx.await;
+    }));
+    (tx, task)
+}
+
+/// The marketplace on the devnet, a buyer's client and the clock.
+pub struct World {
+    /// The deployed marketplace.
+    pub net: MarketFixture,
+    /// Its canister ids.
+    pub ids: CanisterIds,
+    /// The buyer's client.
+    pub buyer: MarketClient<DevnetTransport>,
+    stop_clock: Arc<AtomicBool>,
+    clock: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl World {
+    /// Deploys the marketplace with `settings`; `buyer` calls as the buyer.
+    pub fn deploy(settings: market_fixture::Settings, buyer: Principal) -> World {
+        let net = MarketFixture::deploy(settings)
+            .expect("deploy the marketplace (build the canisters with scripts/build-canisters.sh)");
+        let ids = canister_ids(&net);
+        let buyer = MarketClient::new(DevnetTransport::new(net.shared(), buyer), ids);
+        World {
+            net,
+            ids,
+            buyer,
+            stop_clock: Arc::new(AtomicBool::new(false)),
+            clock: Mutex::new(None),
+        }
+    }
+
+    /// A client calling as `who`.
+    pub fn client(&self, who: Principal) -> MarketClient<DevnetTransport> {
+        MarketClient::new(DevnetTransport::new(self.net.shared(), who), self.ids)
+    }
+
+    /// Registers `provider` with `node` as its node key, stakes 100 ICP
+    /// and posts `offer`.
+    pub fn onboard(&self, provider: Principal, node: Principal, offer: &OfferSpec) {
+        self.net
+            .onboard_provider(provider, node, 100 * ICP)
+            .expect("onboard the provider");
+        self.net
+            .post_offer(provider, offer)
+            .expect("post the offer");
+    }
+
+    /// Moves the devnet's clock one second every 20 ms until
+    /// [`World::stop_clock`].
+    pub fn start_clock(&self) {
+        let handle = start_clock(&self.net, Arc::clone(&self.stop_clock));
+        *self.clock.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+    }
+
+    /// Stops the clock and waits for its thread.
+    pub fn stop_clock(&self) {
+        self.stop_clock.store(true, Ordering::SeqCst);
+        if let Some(h) = self.clock.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            h.join().expect("the clock thread");
+        }
+    }
+
+    /// The job as the buyer sees it.
+    pub async fn job(&self, id: JobId) -> Job {
+        self.buyer
+            .get_job(id)
+            .await
+            .expect("get_job")
+            .expect("the job exists")
+    }
+
+    /// Waits (real time) until the job satisfies `cond`.
+    pub async fn until(&self, id: JobId, what: &str, cond: impl Fn(&Job) -> bool) -> Job {
+        for _ in 0..3_000 {
+            let job = self.job(id).await;
+            if cond(&job) {
+                return job;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "timed out waiting for job {id}: {what}: {:?}",
+            self.job(id).await
+        );
+    }
+
+    /// Stops the clock, lets the canisters finish their work, and checks
+    /// that no token was created or lost.
+    pub fn audit(&self) -> market_fixture::Audit {
+        self.stop_clock();
+        for _ in 0..30 {
+            self.net.advance(Duration::from_secs(1));
+        }
+        self.net.audit().expect("money is conserved")
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.stop_clock.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A transport that holds results back: `submit_result` fails as a dropped
+/// connection, before reaching the canister, until the matcher has paid
+/// `intervals` of the job. The daemon keeps heartbeating a job whose result
+/// waits, so a test sees that many paid heartbeats however fast the sandbox
+/// ran the job.
+#[derive(Clone)]
+pub struct HoldResults<T> {
+    inner: T,
+    ids: CanisterIds,
+    intervals: u32,
+}
+
+impl<T: Transport + Clone> HoldResults<T> {
+    /// Holds results until the matcher (at `ids`) paid `intervals`.
+    pub fn new(inner: T, ids: CanisterIds, intervals: u32) -> Self {
+        Self {
+            inner,
+            ids,
+            intervals,
+        }
+    }
+
+    async fn paid_enough(&self, arg: &[u8]) -> bool {
+        let Ok(result) = candid::decode_one::<SubmitResultArgs>(arg) else {
+            return true;
+        };
+        let client = MarketClient::new(self.inner.clone(), self.ids);
+        matches!(
+            client.get_job(result.job_id).await,
+            Ok(Some(job)) if job.intervals_paid >= self.intervals
+        )
+    }
+}
+
+impl<T: Transport + Clone> Transport for HoldResults<T> {
+    fn sender(&self) -> Principal {
+        self.inner.sender()
+    }
+    async fn update(
+        &self,
+        canister: Principal,
+        method: &str,
+        arg: Vec<u8>,
+    ) -> Result<Vec<u8>, TransportError> {
+        if method == "submit_result" && !self.paid_enough(&arg).await {
+            return Err(TransportError::Network(
+                "held back until the job's intervals are paid".into(),
+            ));
+        }
+        self.inner.update(canister, method, arg).await
+    }
+    async fn query(
+        &self,
+        canister: Principal,
+        method: &str,
+        arg: Vec<u8>,
+    ) -> Result<Vec<u8>, TransportError> {
+        self.inner.query(canister, method, arg).await
+    }
+    async fn time_ns(&self) -> Result<u64, TransportError> {
+        self.inner.time_ns().await
+    }
+}
