@@ -76,13 +76,13 @@ impl Captured {
 
 /// What these tests do with the shared [`World`].
 trait Scene {
-    fn new(wallet: Tokens) -> World;
+    fn new(wallet: Tokens) -> Self;
     fn start_provider(&self, state_dir: &std::path::Path) -> tokio::sync::oneshot::Sender<()>;
 }
 
 impl Scene for World {
     /// The marketplace with a buyer holding `wallet` e8s on the ledger.
-    fn new(wallet: Tokens) -> World {
+    fn new(wallet: Tokens) -> Self {
         let w = World::deploy(
             Settings {
                 grace_secs: 10,

@@ -49,7 +49,7 @@ fn node(n: u8) -> Principal {
 /// What these tests do with the shared [`World`]: providers `n` (node key
 /// `node(n)`), their daemons, and the buyer's jobs.
 trait Scene {
-    fn new() -> World;
+    fn new() -> Self;
     fn provider(&self, n: u8, price: Tokens);
     fn daemon(&self, n: u8, state_dir: &std::path::Path) -> (Daemon<DevnetTransport>, Metrics);
     fn daemon_with_grace(
@@ -71,7 +71,7 @@ trait Scene {
 
 impl Scene for World {
     /// The marketplace (10 s grace) with a buyer holding 50 ICP in escrow.
-    fn new() -> World {
+    fn new() -> Self {
         let w = World::deploy(
             Settings {
                 grace_secs: 10,
