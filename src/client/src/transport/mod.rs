@@ -24,6 +24,11 @@ pub use agent::{AgentTransport, AgentTransportConfig};
 pub use devnet::DevnetTransport;
 
 /// Reject codes of the IC interface specification.
+///
+/// Our own rather than ic-agent's (`ic_transport_types::RejectCode`): that
+/// one has no `SYS_UNKNOWN` (6), the code of a bounded-wait call whose
+/// outcome is unknown, which the devnet reports and which is worth a retry,
+/// and it can't carry a code outside the specification.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RejectCode {
     /// 1: fatal system error.
