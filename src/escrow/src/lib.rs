@@ -19,8 +19,6 @@ pub mod state;
 mod canister;
 
 #[cfg(test)]
-mod fake_ledger;
-#[cfg(test)]
 mod tests;
 
 pub use canister::candid_interface;

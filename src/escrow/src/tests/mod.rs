@@ -3,10 +3,10 @@
 //! a property test of random operations and faults that checks the
 //! conservation invariant after each step.
 
-use crate::fake_ledger::{DEDUP_WINDOW_NS, FakeLedger, Fault};
 use crate::jobs;
 use crate::payments::{self, deposit_account, main_account};
 use crate::state::{State, mutate_state, read_state, replace_state};
+use fake_ledger::{DEDUP_WINDOW_NS, FakeLedger, Fault};
 use futures::executor::block_on;
 use ic_stable_structures::DefaultMemoryImpl;
 use ic_stable_structures::memory_manager::MemoryManager;
@@ -17,6 +17,7 @@ use market_api::escrow::{
 };
 use market_api::{Account, LedgerCallError, PageRequest, Principal, Tokens};
 
+mod fake;
 mod property;
 mod scenarios;
 

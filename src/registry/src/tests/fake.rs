@@ -1,86 +1,63 @@
-//! A fake runtime: settable time and an in-memory ICRC-1/2 ledger with
-//! deduplication, fees and injectable faults.
+//! A fake runtime: the shared in-memory ICRC-1/2 ledger
+//! ([`fake_ledger::FakeLedger`]) with one ledger, settable time and
+//! injectable faults, seen by the registry.
 
 use crate::runtime::{CallFailure, Runtime, SystemApi};
 use crate::subaccount::stake_subaccount;
 use candid::{Nat, Principal};
+use fake_ledger::{Failure, FakeLedger};
 use icrc_ledger_types::icrc1::account::Account;
 use icrc_ledger_types::icrc1::transfer::{TransferArg, TransferError};
 use icrc_ledger_types::icrc2::transfer_from::{TransferFromArgs, TransferFromError};
-use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, VecDeque};
+use std::ops::Deref;
 
-/// What happens to the next ledger call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Fault {
-    /// Rejected by the system; nothing happens.
-    Reject,
-    /// The ledger traps; nothing happens.
-    Trap,
-    /// The answer is lost before the ledger ran the call.
-    UnknownBefore,
-    /// The ledger ran the call, but the answer is lost.
-    UnknownAfter,
-}
-
-type Key = (Principal, [u8; 32]);
-
-fn key(a: &Account) -> Key {
-    (a.owner, a.subaccount.unwrap_or([0; 32]))
-}
-
-fn n(x: &Nat) -> u128 {
-    u128::try_from(x.0.clone()).unwrap()
-}
+pub use fake_ledger::Fault;
 
 pub const LEDGER: Principal = Principal::from_slice(&[0xAA, 1]);
 pub const REGISTRY: Principal = Principal::from_slice(&[0xAA, 2]);
 
-pub struct FakeRuntime {
-    pub now: Cell<u64>,
-    pub fee: Cell<u128>,
-    balances: RefCell<BTreeMap<Key, u128>>,
-    allowances: RefCell<BTreeMap<(Key, Principal), u128>>,
-    dedup: RefCell<BTreeMap<String, u128>>,
-    next_block: Cell<u128>,
-    faults: RefCell<VecDeque<Fault>>,
-    pub calls: Cell<u32>,
+/// The ledger at `LEDGER` (fee 10 000) as the registry sees it. Its
+/// deduplication never expires, so pending transfers can be retried
+/// after any advance of the clock.
+pub struct FakeRuntime(FakeLedger);
+
+impl Deref for FakeRuntime {
+    type Target = FakeLedger;
+    fn deref(&self) -> &FakeLedger {
+        &self.0
+    }
+}
+
+fn account(owner: Principal, subaccount: Option<[u8; 32]>) -> Account {
+    Account { owner, subaccount }
+}
+
+fn failure(f: Failure) -> CallFailure {
+    match f {
+        Failure::Rejected { code, message } => CallFailure::Definite { code, message },
+        Failure::Unknown { .. } => CallFailure::Unknown,
+    }
 }
 
 impl FakeRuntime {
     pub fn new() -> Self {
-        FakeRuntime {
-            now: Cell::new(1_700_000_000_000_000_000),
-            fee: Cell::new(10_000),
-            balances: RefCell::default(),
-            allowances: RefCell::default(),
-            dedup: RefCell::default(),
-            next_block: Cell::new(0),
-            faults: RefCell::default(),
-            calls: Cell::new(0),
-        }
+        let ledger = FakeLedger::new(REGISTRY);
+        ledger.now.set(1_700_000_000_000_000_000);
+        ledger.dedup_window_ns.set(u64::MAX);
+        ledger.add_ledger(LEDGER, 10_000);
+        FakeRuntime(ledger)
     }
 
     pub fn mint(&self, owner: Principal, amount: u128) {
-        *self
-            .balances
-            .borrow_mut()
-            .entry((owner, [0; 32]))
-            .or_default() += amount;
+        self.0.mint(LEDGER, account(owner, None), amount);
     }
 
     pub fn approve(&self, owner: Principal, amount: u128) {
-        self.allowances
-            .borrow_mut()
-            .insert(((owner, [0; 32]), REGISTRY), amount);
+        self.0.approve(LEDGER, account(owner, None), amount);
     }
 
     pub fn balance(&self, owner: Principal, sub: Option<[u8; 32]>) -> u128 {
-        self.balances
-            .borrow()
-            .get(&(owner, sub.unwrap_or([0; 32])))
-            .copied()
-            .unwrap_or(0)
+        self.0.balance(LEDGER, account(owner, sub))
     }
 
     pub fn stake_balance(&self, provider: Principal) -> u128 {
@@ -89,71 +66,25 @@ impl FakeRuntime {
 
     /// Sum of every account the registry owns.
     pub fn registry_holdings(&self) -> u128 {
-        self.balances
-            .borrow()
-            .iter()
-            .filter(|((o, _), _)| *o == REGISTRY)
-            .map(|(_, b)| *b)
-            .sum()
+        self.0.holdings(LEDGER, REGISTRY)
     }
 
     pub fn fault(&self, f: Fault) {
-        self.faults.borrow_mut().push_back(f);
+        self.0.push_fault(f);
     }
 
     pub fn advance_secs(&self, secs: u64) {
-        self.now.set(self.now.get() + secs * 1_000_000_000);
-    }
-
-    fn take_fault(&self) -> Option<Fault> {
-        self.calls.set(self.calls.get() + 1);
-        self.faults.borrow_mut().pop_front()
-    }
-
-    fn block(&self) -> u128 {
-        let b = self.next_block.get();
-        self.next_block.set(b + 1);
-        b
-    }
-
-    fn move_tokens(&self, from: Key, to: Key, amount: u128, fee: u128) -> Result<(), u128> {
-        let mut b = self.balances.borrow_mut();
-        let have = b.get(&from).copied().unwrap_or(0);
-        if have < amount + fee {
-            return Err(have);
-        }
-        b.insert(from, have - amount - fee);
-        *b.entry(to).or_default() += amount;
-        Ok(())
-    }
-
-    fn run<T>(&self, exec: impl FnOnce() -> Result<Nat, T>) -> Result<Result<Nat, T>, CallFailure> {
-        match self.take_fault() {
-            Some(Fault::Reject) => Err(CallFailure::Definite {
-                code: 2,
-                message: "injected reject".into(),
-            }),
-            Some(Fault::Trap) => Err(CallFailure::Definite {
-                code: 5,
-                message: "injected trap".into(),
-            }),
-            Some(Fault::UnknownBefore) => Err(CallFailure::Unknown),
-            Some(Fault::UnknownAfter) => {
-                let _ = exec();
-                Err(CallFailure::Unknown)
-            }
-            None => Ok(exec()),
-        }
+        self.0.advance(secs * 1_000_000_000);
     }
 }
 
 impl SystemApi for FakeRuntime {
     fn now_ns(&self) -> u64 {
-        self.now.get()
+        self.0.now_ns()
     }
 
     fn self_id(&self) -> Principal {
-        REGISTRY
+        self.0.self_id()
     }
 }
 
@@ -163,41 +94,10 @@ impl Runtime for FakeRuntime {
         ledger: Principal,
         args: TransferFromArgs,
     ) -> Result<Result<Nat, TransferFromError>, CallFailure> {
-        assert_eq!(ledger, LEDGER);
-        self.run(|| {
-            let fee = self.fee.get();
-            if let Some(f) = &args.fee
-                && n(f) != fee
-            {
-                return Err(TransferFromError::BadFee {
-                    expected_fee: fee.into(),
-                });
-            }
-            let dkey = format!("from:{args:?}");
-            if let Some(b) = self.dedup.borrow().get(&dkey) {
-                return Err(TransferFromError::Duplicate {
-                    duplicate_of: (*b).into(),
-                });
-            }
-            let amount = n(&args.amount);
-            let akey = (key(&args.from), REGISTRY);
-            let allowance = self.allowances.borrow().get(&akey).copied().unwrap_or(0);
-            if allowance < amount + fee {
-                return Err(TransferFromError::InsufficientAllowance {
-                    allowance: allowance.into(),
-                });
-            }
-            self.move_tokens(key(&args.from), key(&args.to), amount, fee)
-                .map_err(|balance| TransferFromError::InsufficientFunds {
-                    balance: balance.into(),
-                })?;
-            self.allowances
-                .borrow_mut()
-                .insert(akey, allowance - amount - fee);
-            let b = self.block();
-            self.dedup.borrow_mut().insert(dkey, b);
-            Ok(b.into())
-        })
+        self.0
+            .call(ledger, |l| l.transfer_from(ledger, args))
+            .await
+            .map_err(failure)
     }
 
     async fn transfer(
@@ -205,35 +105,13 @@ impl Runtime for FakeRuntime {
         ledger: Principal,
         args: TransferArg,
     ) -> Result<Result<Nat, TransferError>, CallFailure> {
-        assert_eq!(ledger, LEDGER);
-        self.run(|| {
-            let fee = self.fee.get();
-            if let Some(f) = &args.fee
-                && n(f) != fee
-            {
-                return Err(TransferError::BadFee {
-                    expected_fee: fee.into(),
-                });
-            }
-            let dkey = format!("xfer:{args:?}");
-            if let Some(b) = self.dedup.borrow().get(&dkey) {
-                return Err(TransferError::Duplicate {
-                    duplicate_of: (*b).into(),
-                });
-            }
-            let from = (REGISTRY, args.from_subaccount.unwrap_or([0; 32]));
-            self.move_tokens(from, key(&args.to), n(&args.amount), fee)
-                .map_err(|balance| TransferError::InsufficientFunds {
-                    balance: balance.into(),
-                })?;
-            let b = self.block();
-            self.dedup.borrow_mut().insert(dkey, b);
-            Ok(b.into())
-        })
+        self.0
+            .call(ledger, |l| l.transfer(ledger, args))
+            .await
+            .map_err(failure)
     }
 
     async fn fee(&self, ledger: Principal) -> Result<Nat, CallFailure> {
-        assert_eq!(ledger, LEDGER);
-        Ok(self.fee.get().into())
+        Ok(self.0.fee(ledger).into())
     }
 }

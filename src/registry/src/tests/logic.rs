@@ -193,17 +193,17 @@ fn stake_with_unknown_outcomes_is_credited_exactly_once() {
     rt.mint(p, 10_000_000);
     rt.approve(p, 10_000_000);
     // Executed, answer lost: the retry is a duplicate.
-    rt.fault(Fault::UnknownAfter);
+    rt.fault(Fault::LostReply);
     block_on(staking::stake(&rt, p, 100_000)).unwrap();
     assert_eq!(provider(p).stake.free, 100_000);
     // Lost before executing: the retry executes it.
-    rt.fault(Fault::UnknownBefore);
+    rt.fault(Fault::LostRequest);
     block_on(staking::stake(&rt, p, 100_000)).unwrap();
     assert_eq!(provider(p).stake.free, 200_000);
     check_conservation(&rt);
     // Unknown on every attempt of this message: stays pending.
     for _ in 0..staking::ATTEMPTS_PER_MESSAGE {
-        rt.fault(Fault::UnknownAfter);
+        rt.fault(Fault::LostReply);
     }
     assert_eq!(
         block_on(staking::stake(&rt, p, 300_000)),
@@ -305,7 +305,7 @@ fn failed_withdrawal_restores_exactly_and_unknown_settles_later() {
         check_conservation(&rt);
     }
     for _ in 0..staking::ATTEMPTS_PER_MESSAGE {
-        rt.fault(Fault::UnknownBefore);
+        rt.fault(Fault::LostRequest);
     }
     assert_eq!(
         block_on(staking::withdraw_unbonded(&rt, p)),
@@ -464,7 +464,7 @@ fn failed_slash_restores_exactly_and_a_retry_with_the_key_settles() {
     assert!(read_state(|s| s.slash_record("s")).is_none());
     check_conservation(&rt);
     for _ in 0..staking::ATTEMPTS_PER_MESSAGE {
-        rt.fault(Fault::UnknownAfter);
+        rt.fault(Fault::LostReply);
     }
     assert_eq!(
         block_on(staking::slash(&rt, MATCHER, slash_args(p, 900_000, "s"))),

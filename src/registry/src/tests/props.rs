@@ -103,8 +103,8 @@ fn run(rt: &FakeRuntime, op: &Op) {
         Op::Fault(f) => rt.fault(match f {
             0 => Fault::Reject,
             1 => Fault::Trap,
-            2 => Fault::UnknownBefore,
-            _ => Fault::UnknownAfter,
+            2 => Fault::LostRequest,
+            _ => Fault::LostReply,
         }),
     }
 }
@@ -126,7 +126,7 @@ proptest! {
         }
         // With the faults gone, every pending transfer settles and the
         // registry's holdings equal the recorded stakes exactly.
-        while rt.calls.get() < u32::MAX && read_state(|s| s.pending_count()) > 0 {
+        while rt.calls.get() < u64::MAX && read_state(|s| s.pending_count()) > 0 {
             let p = read_state(|s| s.providers_after(None).find(|p| s.pending(&p.id).is_some()).map(|p| p.id)).unwrap();
             let before = read_state(|s| s.pending_count());
             let _ = block_on(staking::settle_pending(&rt, p));
