@@ -20,6 +20,7 @@ use market_api::matcher::{
 use market_api::registry::{RegistryError, Unbonding};
 use market_api::{JobId, OfferId, Tokens};
 use market_fixture::ledger_types::{ApproveArgs, ListBlocksArgs, TransferArg, transfer_arg};
+use market_fixture::metrics::without_timestamps;
 use market_fixture::{ICP, MarketFixture, Settings, account, principal};
 
 fn buyer() -> Principal {
@@ -50,7 +51,7 @@ fn snapshot(net: &MarketFixture, client: Option<Principal>) -> Vec<String> {
     let ids = net.ids;
     let mut out: Vec<String> = [ids.registry, ids.escrow, ids.matcher]
         .iter()
-        .map(|c| net.metrics(*c).unwrap())
+        .map(|c| without_timestamps(&net.metrics(*c).unwrap()))
         .collect();
     let log: LogLength = net
         .query(

@@ -1,7 +1,8 @@
 //! Pieces every marketplace canister uses the same way: a CBOR codec for
 //! values in stable structures, the append-only public event log, guards
 //! that stop two messages for the same key from interleaving at an `.await`,
-//! and the system API that each canister's runtime trait builds on.
+//! the `/metrics` page writer, and the system API that each canister's
+//! runtime trait builds on.
 //!
 //! Only [`runtime::SystemApi`]'s default methods call the IC system API;
 //! everything else runs in native tests.
@@ -9,4 +10,5 @@
 pub mod codec;
 pub mod event_log;
 pub mod guard;
+pub mod metrics;
 pub mod runtime;

@@ -183,7 +183,7 @@ fn icrc10_supported_standards() -> Vec<StandardRecord> {
 /// pending ledger calls, events).
 #[ic_cdk::query]
 fn http_request(req: HttpRequest) -> HttpResponse {
-    read_state(|s| metrics::http_request(s, &req))
+    read_state(|s| metrics::http_request(s, &req, time()))
 }
 
 candid::export_service!();

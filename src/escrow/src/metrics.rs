@@ -1,75 +1,70 @@
 //! The `/metrics` page (Prometheus text format) served by `http_request`.
 
 use crate::state::State;
+use canister_common::metrics::MetricsPage;
 use market_api::{HttpRequest, HttpResponse};
-use std::fmt::Write;
 
-/// Answers `GET /metrics`; anything else is a 404.
-pub fn http_request(state: &State, req: &HttpRequest) -> HttpResponse {
+/// Answers `GET /metrics` read at `now_ns`; anything else is a 404.
+pub fn http_request(state: &State, req: &HttpRequest, now_ns: u64) -> HttpResponse {
     let path = req.url.split('?').next().unwrap_or_default();
     if req.method != "GET" || path != "/metrics" {
         return HttpResponse::text(404, "text/plain", "not found");
     }
-    HttpResponse::text(200, "text/plain; version=0.0.4", encode(state))
+    HttpResponse::text(
+        200,
+        canister_common::metrics::CONTENT_TYPE,
+        encode(state, now_ns),
+    )
 }
 
-/// The metrics, one gauge or counter per line.
-pub fn encode(state: &State) -> String {
-    let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, samples: Vec<(String, u128)>| {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        for (labels, value) in samples {
-            let _ = writeln!(out, "{name}{labels} {value}");
-        }
-    };
-    metric(
+/// The metrics read at `now_ns`, one gauge or counter per sample.
+pub fn encode(state: &State, now_ns: u64) -> String {
+    let mut page = MetricsPage::new(now_ns);
+    page.counter(
         "escrow_events_total",
-        "counter",
         "Events recorded in the public log.",
-        vec![(String::new(), state.events.len().into())],
+        state.events.len().into(),
     );
-    metric(
+    page.gauge(
         "escrow_locks",
-        "gauge",
         "Job locks ever made, settled ones included.",
-        vec![(String::new(), state.lock_count().into())],
+        state.lock_count().into(),
     );
-    metric(
+    page.gauge(
         "escrow_pending_operations",
-        "gauge",
         "Ledger calls whose outcome is not booked yet.",
-        vec![(String::new(), state.pending_count().into())],
+        state.pending_count().into(),
     );
     let ledgers = state.ledger_infos();
-    metric(
+    let labels: Vec<(String, String)> = ledgers.iter().map(label).collect();
+    let labels_of = |i: usize| vec![("ledger", &*labels[i].0), ("symbol", &*labels[i].1)];
+    page.gauge_vec(
         "escrow_liabilities",
-        "gauge",
         "Sum of free, claimable and locked balances per ledger, in the ledger's smallest unit.",
         ledgers
             .iter()
-            .map(|l| (label(l), state.liabilities(&l.ledger)))
-            .collect(),
+            .enumerate()
+            .map(|(i, l)| (labels_of(i), state.liabilities(&l.ledger))),
     );
-    metric(
+    page.gauge_vec(
         "escrow_ledger_fee",
-        "gauge",
         "Transfer fee per ledger as last read.",
         ledgers
             .iter()
-            .filter_map(|l| Some((label(l), l.fee?)))
-            .collect(),
+            .enumerate()
+            .filter_map(|(i, l)| Some((labels_of(i), l.fee?))),
     );
-    out
+    page.finish()
 }
 
-fn label(l: &market_api::escrow::LedgerInfo) -> String {
-    format!(
-        "{{ledger=\"{}\",symbol=\"{}\"}}",
-        l.ledger,
+/// The ledger's id and its symbol, with the characters a label value would
+/// have to escape replaced by `_`.
+fn label(l: &market_api::escrow::LedgerInfo) -> (String, String) {
+    (
+        l.ledger.to_string(),
         l.symbol
             .as_deref()
             .unwrap_or("")
-            .replace(['"', '\\', '\n'], "_")
+            .replace(['"', '\\', '\n'], "_"),
     )
 }

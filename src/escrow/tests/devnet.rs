@@ -21,6 +21,7 @@ use market_api::{
     Tokens,
 };
 use market_fixture::ledger_types::{approve_args, local_icp, transfer_arg};
+use market_fixture::metrics::metric_value;
 
 const FEE: Tokens = 10_000;
 
@@ -245,11 +246,9 @@ impl Net {
         assert_eq!(resp.status_code, 200);
         let text = String::from_utf8(resp.body).unwrap();
         let prefix = format!("escrow_liabilities{{ledger=\"{}\"", self.ledger);
-        let line = text
-            .lines()
-            .find(|l| l.starts_with(&prefix))
-            .unwrap_or_else(|| panic!("no liabilities line in {text}"));
-        line.rsplit(' ').next().unwrap().parse().unwrap()
+        let owed =
+            metric_value(&text, &prefix).unwrap_or_else(|| panic!("no liabilities line in {text}"));
+        owed as Tokens
     }
 
     /// The escrow's main account holds exactly what it owes, nothing pending.

@@ -280,8 +280,8 @@ fn http_request(req: HttpRequest) -> HttpResponse {
     if req.url.split('?').next() != Some("/metrics") {
         return HttpResponse::text(404, "text/plain", "not found");
     }
-    let body = read_state(crate::metrics::encode);
-    HttpResponse::text(200, "text/plain; version=0.0.4", body)
+    let body = read_state(|s| crate::metrics::encode(s, ic_cdk::api::time()));
+    HttpResponse::text(200, canister_common::metrics::CONTENT_TYPE, body)
 }
 
 /// ICRC-10: the standards this canister supports.

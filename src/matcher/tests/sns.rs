@@ -25,6 +25,7 @@ use market_api::matcher::{
 };
 use market_api::sns::{ExecuteGenericNervousSystemFunction, SNS_ACTIONS, SnsAction, function};
 use market_api::{EventPage, JobId, PageRequest, Tokens};
+use market_fixture::metrics::metric_value;
 use market_fixture::{ICP, MarketFixture, Settings, account, admin, principal};
 
 const PRICE: Tokens = 1_000_000;
@@ -361,9 +362,14 @@ fn a_dao_funds_reserves_delegates_runs_jobs_extends_cancels_and_withdraws() {
     );
     let slots: Vec<JobId> = r.slots.iter().map(|s| s.job_id).collect();
     let metrics = dao.metrics(dao.ids.matcher).unwrap();
-    assert!(metrics.contains("matcher_reservations 1\n"), "{metrics}");
-    assert!(
-        metrics.contains("matcher_reserved_slots_held 2\n"),
+    assert_eq!(
+        metric_value(&metrics, "matcher_reservations"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_value(&metrics, "matcher_reserved_slots_held"),
+        Some(2.0),
         "{metrics}"
     );
 

@@ -175,7 +175,7 @@ fn get_events(page: PageRequest) -> EventPage<RegistryEvent> {
 /// `/metrics` in the Prometheus text format.
 #[ic_cdk::query]
 fn http_request(req: HttpRequest) -> HttpResponse {
-    read_state(|s| crate::metrics::http_request(s, &req))
+    read_state(|s| crate::metrics::http_request(s, &req, now()))
 }
 
 /// ICRC-10: the standards this canister supports.

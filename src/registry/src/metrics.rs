@@ -1,8 +1,8 @@
 //! `/metrics` in the Prometheus text format.
 
 use crate::state::State;
+use canister_common::metrics::{CONTENT_TYPE, MetricsPage};
 use market_api::{HttpRequest, HttpResponse};
-use std::fmt::Write;
 
 /// Totals over all providers, as reported on `/metrics`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -48,102 +48,70 @@ pub fn totals(s: &State) -> Totals {
     t
 }
 
-fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-    let _ = writeln!(out, "{name} {value}");
-}
-
-/// The metrics page.
-pub fn encode(s: &State) -> String {
+/// The metrics page read at `now_ns`.
+pub fn encode(s: &State, now_ns: u64) -> String {
     let t = totals(s);
     let c = s.counters();
-    let mut out = String::new();
-    metric(
-        &mut out,
+    let mut page = MetricsPage::new(now_ns);
+    page.gauge(
         "registry_providers",
-        "gauge",
         "Provider records.",
-        t.providers,
+        t.providers.into(),
     );
-    metric(
-        &mut out,
+    page.gauge(
         "registry_providers_active",
-        "gauge",
         "Providers eligible for work.",
-        t.active,
+        t.active.into(),
     );
-    metric(
-        &mut out,
+    page.gauge(
         "registry_providers_jailed",
-        "gauge",
         "Jailed providers.",
-        t.jailed,
+        t.jailed.into(),
     );
-    metric(
-        &mut out,
-        "registry_stake_free_e8s",
-        "gauge",
-        "Free stake.",
-        t.free,
-    );
-    metric(
-        &mut out,
+    page.gauge("registry_stake_free_e8s", "Free stake.", t.free);
+    page.gauge(
         "registry_stake_bonded_e8s",
-        "gauge",
         "Stake bonded to work.",
         t.bonded,
     );
-    metric(
-        &mut out,
+    page.gauge(
         "registry_stake_unbonding_e8s",
-        "gauge",
         "Stake unbonding.",
         t.unbonding,
     );
-    metric(
-        &mut out,
+    page.gauge(
         "registry_staked_e8s",
-        "gauge",
         "Total stake held (free, bonded, unbonding).",
         t.staked(),
     );
-    metric(
-        &mut out,
+    page.counter(
         "registry_slashed_e8s_total",
-        "counter",
         "Stake slashed, ever.",
         c.slashed_total,
     );
-    metric(
-        &mut out,
+    page.counter(
         "registry_slashes_total",
-        "counter",
         "Slashes that took stake.",
-        c.slash_count,
+        c.slash_count.into(),
     );
-    metric(
-        &mut out,
+    page.gauge(
         "registry_pending_transfers",
-        "gauge",
         "Ledger transfers with an unknown outcome.",
-        s.pending_count(),
+        s.pending_count() as u128,
     );
-    metric(
-        &mut out,
+    page.gauge(
         "registry_events",
-        "gauge",
         "Entries in the public event log.",
-        s.events.len(),
+        s.events.len().into(),
     );
-    out
+    page.finish()
 }
 
-/// Answers `http_request`: `/metrics`, or 404.
-pub fn http_request(s: &State, req: &HttpRequest) -> HttpResponse {
+/// Answers `http_request`: `/metrics` read at `now_ns`, or 404.
+pub fn http_request(s: &State, req: &HttpRequest, now_ns: u64) -> HttpResponse {
     let path = req.url.split('?').next().unwrap_or("");
     match (req.method.as_str(), path) {
-        ("GET", "/metrics") => HttpResponse::text(200, "text/plain; version=0.0.4", encode(s)),
+        ("GET", "/metrics") => HttpResponse::text(200, CONTENT_TYPE, encode(s, now_ns)),
         ("GET", _) => HttpResponse::text(404, "text/plain", "not found"),
         _ => HttpResponse::text(405, "text/plain", "method not allowed"),
     }

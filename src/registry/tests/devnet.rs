@@ -18,6 +18,7 @@ use market_api::{Account, HttpRequest, HttpResponse, LedgerCallError, Tokens};
 use market_fixture::ledger_types::{
     ListBlocksArgs, ListBlocksResult, Operation, approve_args, local_icp,
 };
+use market_fixture::metrics::metric_value;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -363,9 +364,10 @@ fn register_and_stake_only_with_approval_and_funds() {
         Some(Ineligibility::BelowMinimumStake { .. })
     ));
     let m = n.metrics();
-    assert!(m.contains("registry_providers 2\n"), "{m}");
-    assert!(
-        m.contains(&format!("registry_staked_e8s {}\n", 20 * ICP)),
+    assert_eq!(metric_value(&m, "registry_providers"), Some(2.0), "{m}");
+    assert_eq!(
+        metric_value(&m, "registry_staked_e8s"),
+        Some((20 * ICP) as f64),
         "{m}"
     );
     n.check_conservation();
@@ -455,7 +457,10 @@ fn bonds_slashes_jail_and_unjail() {
     n.bond(matcher(), p, ICP, "job/3").unwrap();
     assert_eq!(n.unbond(matcher(), "job/3"), Ok(ICP));
     assert_eq!(n.unbond(matcher(), "job/3"), Ok(0));
-    assert!(n.metrics().contains("registry_slashes_total 3\n"));
+    assert_eq!(
+        metric_value(&n.metrics(), "registry_slashes_total"),
+        Some(3.0)
+    );
     n.check_conservation();
 }
 

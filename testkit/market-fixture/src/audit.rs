@@ -64,11 +64,9 @@ fn fail(what: impl Into<String>) -> Error {
     Error::Audit(what.into())
 }
 
-fn metric(text: &str, prefix: &str) -> Option<u128> {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
+/// A metric's value in the ledger's smallest unit (exact below 2^53).
+fn metric(text: &str, series: &str) -> Option<u128> {
+    crate::metrics::metric_value(text, series).map(|v| v as u128)
 }
 
 /// The ledger's side of the audit, which holds at every moment (the ledger
@@ -221,7 +219,7 @@ impl MarketFixture {
     /// Steps waiting in the matcher's outbox.
     pub fn outbox_steps(&self) -> Result<u128> {
         let text = self.metrics(self.ids.matcher)?;
-        Ok(metric(&text, "matcher_outbox_steps ").unwrap_or(0))
+        Ok(metric(&text, "matcher_outbox_steps").unwrap_or(0))
     }
 
     /// The ledger created and destroyed nothing: its accounts sum to its
@@ -353,8 +351,8 @@ impl MarketFixture {
         }
 
         let text = self.metrics(ids.registry)?;
-        let total = metric(&text, "registry_slashed_e8s_total ").unwrap_or(0);
-        let count = metric(&text, "registry_slashes_total ").unwrap_or(0);
+        let total = metric(&text, "registry_slashed_e8s_total").unwrap_or(0);
+        let count = metric(&text, "registry_slashes_total").unwrap_or(0);
         if total != audit.slashed || count != by_deadline.len() as u128 {
             return Err(fail(format!(
                 "registry: counters say {count} slashes of {total}, its log {} of {}",
@@ -488,7 +486,7 @@ impl MarketFixture {
             }
         }
         let text = self.metrics(ids.escrow)?;
-        let count = metric(&text, "escrow_locks ").unwrap_or(0);
+        let count = metric(&text, "escrow_locks").unwrap_or(0);
         if count != locks.len() as u128 {
             return Err(fail(format!(
                 "escrow: {count} locks, but {} in its log",

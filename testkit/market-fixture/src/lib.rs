@@ -20,6 +20,7 @@
 
 mod audit;
 pub mod ledger_types;
+pub mod metrics;
 
 use ledger_types::{approve_args, local_icp, transfer_arg};
 

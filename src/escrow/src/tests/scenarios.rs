@@ -1,6 +1,7 @@
 //! One test per behaviour the escrow promises.
 
 use super::*;
+use market_fixture::metrics::samples;
 
 const A: u8 = 1; // a buyer
 const B: u8 = 2; // another buyer
@@ -823,13 +824,14 @@ fn the_event_log_records_every_movement() {
             "withdraw"
         ]
     );
-    let metrics = read_state(crate::metrics::encode);
+    let metrics = read_state(|s| crate::metrics::encode(s, env.rt.now.get()));
     assert!(
         metrics.contains("escrow_liabilities{ledger=\""),
         "{metrics}"
     );
+    let owed = (1_000_000 + 100_000 - FEE1 - 200_000) as f64;
     assert!(
-        metrics.contains(&format!(" {}\n", 1_000_000 + 100_000 - FEE1 - 200_000)),
+        samples(&metrics).iter().any(|s| s.value == owed),
         "{metrics}"
     );
 }

@@ -7,6 +7,7 @@ use market_api::registry::{
     RegistryConfigUpdate, RegistryError, SlashArgs,
 };
 use market_api::{Account, HttpRequest, LedgerCallError};
+use market_fixture::metrics::metric_value;
 
 const FEE: u128 = 10_000;
 
@@ -714,14 +715,31 @@ fn listing_filters_and_pages() {
                 headers: vec![],
                 body: vec![],
             },
+            rt.now.get(),
         )
     });
     assert_eq!(metrics_page.status_code, 200);
     let text = String::from_utf8(metrics_page.body).unwrap();
-    assert!(text.contains("registry_providers 10\n"), "{text}");
-    assert!(text.contains("registry_providers_active 6\n"), "{text}");
-    assert!(text.contains("registry_staked_e8s 2100000\n"), "{text}");
-    assert!(text.contains("registry_providers_jailed 0\n"), "{text}");
+    assert_eq!(
+        metric_value(&text, "registry_providers"),
+        Some(10.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric_value(&text, "registry_providers_active"),
+        Some(6.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric_value(&text, "registry_staked_e8s"),
+        Some(2100000.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric_value(&text, "registry_providers_jailed"),
+        Some(0.0),
+        "{text}"
+    );
     check_conservation(&rt);
 }
 
