@@ -12,7 +12,7 @@ use crate::state::{LockRecord, ReleaseRecord, State};
 use market_api::escrow::{
     EscrowError, EscrowEvent, ExtendLockArgs, JobLock, LockArgs, ReleaseArgs, SettleArgs,
 };
-use market_api::{Principal, validate_op_key};
+use market_api::{Principal, Tokens, validate_op_key};
 
 /// Refuses callers other than the configured matcher.
 pub fn require_matcher(state: &State, caller: Principal) -> Result<(), EscrowError> {
@@ -74,18 +74,7 @@ pub fn lock(
             ledger: args.ledger,
         });
     }
-    let mut balance = state.balance(args.buyer, args.ledger);
-    if balance.free < args.amount {
-        return Err(EscrowError::InsufficientBalance {
-            available: balance.free,
-        });
-    }
-    balance.free -= args.amount;
-    balance.locked = balance
-        .locked
-        .checked_add(args.amount)
-        .unwrap_or_else(|| panic!("BUG: locked balance overflows"));
-    state.put_balance(args.buyer, args.ledger, balance);
+    lock_free_balance(state, args.buyer, args.ledger, args.amount)?;
     let record = LockRecord {
         buyer: args.buyer,
         ledger: args.ledger,
@@ -106,6 +95,29 @@ pub fn lock(
         },
     );
     Ok(record.view(&args.job_key))
+}
+
+/// Moves `amount` of `buyer`'s free balance on `ledger` to its locked
+/// balance, or refuses with what is free.
+fn lock_free_balance(
+    state: &mut State,
+    buyer: Principal,
+    ledger: Principal,
+    amount: Tokens,
+) -> Result<(), EscrowError> {
+    let mut balance = state.balance(buyer, ledger);
+    if balance.free < amount {
+        return Err(EscrowError::InsufficientBalance {
+            available: balance.free,
+        });
+    }
+    balance.free -= amount;
+    balance.locked = balance
+        .locked
+        .checked_add(amount)
+        .unwrap_or_else(|| panic!("BUG: locked balance overflows"));
+    state.put_balance(buyer, ledger, balance);
+    Ok(())
 }
 
 /// Moves `args.amount` more from the buyer's free balance into an open
@@ -163,18 +175,7 @@ pub fn extend_lock(
             reason: "the lock's total would overflow".into(),
         });
     };
-    let mut buyer = state.balance(lock.buyer, lock.ledger);
-    if buyer.free < args.amount {
-        return Err(EscrowError::InsufficientBalance {
-            available: buyer.free,
-        });
-    }
-    buyer.free -= args.amount;
-    buyer.locked = buyer
-        .locked
-        .checked_add(args.amount)
-        .unwrap_or_else(|| panic!("BUG: locked balance overflows"));
-    state.put_balance(lock.buyer, lock.ledger, buyer);
+    lock_free_balance(state, lock.buyer, lock.ledger, args.amount)?;
     lock.total = total;
     lock.extensions.push(args.amount);
     state.put_lock(&args.job_key, lock.clone());
