@@ -1,6 +1,7 @@
 //! Pieces every marketplace canister uses the same way: a CBOR codec for
 //! values in stable structures, the append-only public event log, guards
 //! that stop two messages for the same key from interleaving at an `.await`,
+//! the one stable memory manager,
 //! the `/metrics` page writer, and the system API that each canister's
 //! runtime trait builds on.
 //!
@@ -10,5 +11,6 @@
 pub mod codec;
 pub mod event_log;
 pub mod guard;
+pub mod memory;
 pub mod metrics;
 pub mod runtime;

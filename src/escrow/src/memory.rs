@@ -1,12 +1,8 @@
 //! The escrow's stable memory layout. Every stable structure has its own
 //! `MemoryId`, declared here and never reused for anything else.
 
-use ic_stable_structures::DefaultMemoryImpl;
-use ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemory};
-use std::cell::RefCell;
-
-/// A virtual memory handed out by the memory manager.
-pub type Memory = VirtualMemory<DefaultMemoryImpl>;
+pub use canister_common::memory::{Memory, get};
+use ic_stable_structures::memory_manager::MemoryId;
 
 /// The configuration cell.
 pub const CONFIG: MemoryId = MemoryId::new(0);
@@ -26,13 +22,3 @@ pub const RELEASES: MemoryId = MemoryId::new(6);
 pub const PENDING: MemoryId = MemoryId::new(7);
 /// Counter of operation numbers used in memos.
 pub const NEXT_OP_ID: MemoryId = MemoryId::new(8);
-
-thread_local! {
-    static MEMORY_MANAGER: RefCell<MemoryManager<DefaultMemoryImpl>> =
-        RefCell::new(MemoryManager::init(DefaultMemoryImpl::default()));
-}
-
-/// The virtual memory with the given id.
-pub fn get(id: MemoryId) -> Memory {
-    MEMORY_MANAGER.with(|m| m.borrow().get(id))
-}

@@ -1,12 +1,8 @@
 //! The matcher's stable memory layout. Every stable structure has its own
 //! `MemoryId`, declared here and never reused for anything else.
 
-use ic_stable_structures::DefaultMemoryImpl;
-use ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemory};
-use std::cell::RefCell;
-
-/// A virtual memory handed out by the memory manager.
-pub type Memory = VirtualMemory<DefaultMemoryImpl>;
+pub use canister_common::memory::{Memory, get};
+use ic_stable_structures::memory_manager::MemoryId;
 
 /// The configuration cell.
 pub const CONFIG: MemoryId = MemoryId::new(0);
@@ -48,13 +44,3 @@ pub const DAOS: MemoryId = MemoryId::new(17);
 pub const ACTIVE_BY_OWNER: MemoryId = MemoryId::new(18);
 /// (provider, job) pairs of jobs assigned to a provider and not finished.
 pub const ASSIGNED_BY_PROVIDER: MemoryId = MemoryId::new(19);
-
-thread_local! {
-    static MEMORY_MANAGER: RefCell<MemoryManager<DefaultMemoryImpl>> =
-        RefCell::new(MemoryManager::init(DefaultMemoryImpl::default()));
-}
-
-/// The virtual memory with the given id.
-pub fn get(id: MemoryId) -> Memory {
-    MEMORY_MANAGER.with(|m| m.borrow().get(id))
-}

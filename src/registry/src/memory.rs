@@ -1,12 +1,10 @@
 //! The registry's stable memory layout. Every stable structure has its own
 //! `MemoryId`, declared here and never reused for anything else.
 
-use ic_stable_structures::DefaultMemoryImpl;
-use ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemory};
-use std::cell::RefCell;
-
-/// A virtual memory handed out by the memory manager.
-pub type Memory = VirtualMemory<DefaultMemoryImpl>;
+pub use canister_common::memory::{Memory, get};
+#[cfg(test)]
+pub use canister_common::memory::reset;
+use ic_stable_structures::memory_manager::MemoryId;
 
 /// The configuration cell.
 pub const CONFIG: MemoryId = MemoryId::new(0);
@@ -26,19 +24,3 @@ pub const PENDING: MemoryId = MemoryId::new(6);
 pub const COUNTERS: MemoryId = MemoryId::new(7);
 /// Node principal bytes to the bytes of the provider it signs for.
 pub const NODES: MemoryId = MemoryId::new(8);
-
-thread_local! {
-    static MEMORY_MANAGER: RefCell<MemoryManager<DefaultMemoryImpl>> =
-        RefCell::new(MemoryManager::init(DefaultMemoryImpl::default()));
-}
-
-/// The virtual memory with the given id.
-pub fn get(id: MemoryId) -> Memory {
-    MEMORY_MANAGER.with(|m| m.borrow().get(id))
-}
-
-/// Replaces the memory with a fresh, empty one (native tests only).
-#[cfg(test)]
-pub fn reset() {
-    MEMORY_MANAGER.with(|m| *m.borrow_mut() = MemoryManager::init(DefaultMemoryImpl::default()));
-}
