@@ -34,7 +34,6 @@ pub use reserve::{
     reservation, reserve, set_delegates, submit_reserved,
 };
 pub use run::{RunOptions, RunReport, interrupted_message, run, submit};
-pub use sns::reservation_cost;
 pub use watch::{
     JobEvent, Settlement, describe_outcome, exit_code, job_events, output_truncated, settlement,
     summary, watch,

@@ -6,12 +6,12 @@ use candid::Principal;
 use market_api::escrow::EscrowError;
 use market_api::matcher::{
     CancelReservationArgs, ExtendReservationArgs, MatcherError, Reservation, ReservationId,
-    ReservationSpec, ReservationStatus, ReservedJobArgs, SetDelegatesArgs,
+    ReservationSpec, ReservationStatus, ReservedJobArgs, SetDelegatesArgs, reservation_cost,
 };
 use market_api::{JobId, Tokens};
 
 use super::funds::check_funds_for;
-use super::sns::{check_principal, reservation_cost};
+use super::sns::check_principal;
 use super::{BuyerError, Console, JobRequest, ensure_module, with_retries};
 use market_client::client::tokens::format_tokens;
 use market_client::client::{ClientError, MarketClient};

@@ -386,7 +386,10 @@ mod tests {
         };
         assert_eq!((r.slots, r.intervals, r.max_price), (2, 30, 1_000_000));
         let spec = r.spec(Principal::anonymous()).unwrap();
-        assert_eq!(market::reservation_cost(&spec), Some(60_000_000));
+        assert_eq!(
+            market_api::matcher::reservation_cost(&spec),
+            Some(60_000_000)
+        );
 
         let cli = parse(&["extend", "4", "--intervals", "6"]).unwrap();
         assert!(matches!(

@@ -7,13 +7,13 @@ use candid::Principal;
 use clap::{Args, Subcommand};
 use market::sns::{
     FIRST_FUNCTION_ID, Fund, FundTarget, check_function_id, check_principal, default_function_id,
-    functions_text, fund_text, payload_text, reservation_cost,
+    functions_text, fund_text, payload_text,
 };
 use market::{BuyerError, JobRequest};
 use market_api::escrow::WithdrawArgs;
 use market_api::matcher::{
     CancelReservationArgs, ExtendReservationArgs, ModuleSource, ReservationId, ReservationSpec,
-    SetDelegatesArgs, Sha256,
+    SetDelegatesArgs, Sha256, reservation_cost,
 };
 use market_api::sns::SnsAction;
 use market_api::{Account, Tokens};

@@ -2,8 +2,6 @@
 //! matcher checks them again when the proposal is made and when it runs.
 
 use candid::Principal;
-use market_api::Tokens;
-use market_api::matcher::ReservationSpec;
 use market_api::sns::SNS_ACTIONS;
 
 use super::FIRST_FUNCTION_ID;
@@ -17,14 +15,6 @@ pub fn check_principal(flag: &str, p: &Principal) -> Result<(), BuyerError> {
         )));
     }
     Ok(())
-}
-
-/// What a reservation locks up front: slots × intervals × max price
-/// (`None` if that overflows).
-pub fn reservation_cost(spec: &ReservationSpec) -> Option<Tokens> {
-    spec.max_price_per_interval
-        .checked_mul(Tokens::from(spec.slots))
-        .and_then(|c| c.checked_mul(Tokens::from(spec.intervals)))
 }
 
 /// The default id of `action`'s function: as `market sns functions`

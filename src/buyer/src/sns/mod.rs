@@ -17,7 +17,7 @@ pub mod checks;
 pub mod text;
 pub mod wire;
 
-pub use checks::{check_function_id, check_principal, default_function_id, reservation_cost};
+pub use checks::{check_function_id, check_principal, default_function_id};
 pub use text::{Fund, FundTarget, functions_text, fund_text, payload_text, treasury_transfer};
 pub use wire::{SnsSubaccount, TransferSnsTreasuryFunds};
 

@@ -1,7 +1,7 @@
 //! When to heartbeat: pure logic over IC time, tested without a network.
 //!
 //! The matcher accepts a heartbeat for a running job inside
-//! `[due − interval/2, due + grace]` (`src/matcher/src/lifecycle.rs`); the
+//! `[due − interval/2, due + grace]` ([`heartbeat_window_opens_ns`]); the
 //! first heartbeat of an assignment acknowledges it and may come at any
 //! time before its deadline. The node sends one batch for all its jobs:
 //!
@@ -16,6 +16,7 @@
 //! may run faster than real time.
 
 use market_api::JobId;
+use market_api::matcher::heartbeat_window_opens_ns;
 
 /// What the scheduler needs to know of one job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,10 +30,11 @@ pub struct HeartbeatSlot {
 }
 
 impl HeartbeatSlot {
-    /// When the matcher starts accepting the next heartbeat.
+    /// When the matcher starts accepting the next heartbeat (the matcher's
+    /// own rule, [`heartbeat_window_opens_ns`]).
     pub fn window_opens_ns(&self) -> u64 {
         self.due_ns
-            .map_or(0, |due| due.saturating_sub(self.interval_ns / 2))
+            .map_or(0, |due| heartbeat_window_opens_ns(due, self.interval_ns))
     }
 
     /// When the node wants the next heartbeat sent.

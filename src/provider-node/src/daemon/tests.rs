@@ -1,5 +1,6 @@
 //! The daemon against a fake matcher that enforces the real heartbeat
-//! windows (`src/matcher/src/lifecycle.rs`) on a clock the test drives.
+//! windows ([`market_api::matcher::heartbeat_window_opens_ns`]) on a clock
+//! the test drives.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -12,6 +13,7 @@ use market_api::escrow::Balance;
 use market_api::matcher::{
     Assignment, HeartbeatAck, HeartbeatItem, Job as ApiJob, JobLimits as ApiLimits, JobSpec,
     JobStatus, MatcherError, MatcherInit, ModuleInfo, ModuleSource, RunOutcome, SubmitResultArgs,
+    heartbeat_window_opens_ns,
 };
 use sha2::Digest;
 
@@ -150,11 +152,11 @@ impl FakeMarket {
                         HeartbeatAck::Accepted {
                             next_deadline_ns: j.due_ns + GRACE,
                         }
-                    } else if now < j.due_ns - interval / 2 {
+                    } else if now < heartbeat_window_opens_ns(j.due_ns, interval) {
                         HeartbeatAck::Refused {
                             reason: format!(
                                 "too early: the next heartbeat is accepted from {}",
-                                j.due_ns - interval / 2
+                                heartbeat_window_opens_ns(j.due_ns, interval)
                             ),
                         }
                     } else {
