@@ -490,12 +490,7 @@ pub async fn run(opts: Options) -> Result<Report> {
         ..Settings::default()
     })
     .context("deploying the canisters (build them with scripts/build-canisters.sh)")?;
-    let ids = CanisterIds {
-        ledger: net.ids.ledger,
-        registry: net.ids.registry,
-        escrow: net.ids.escrow,
-        matcher: net.ids.matcher,
-    };
+    let ids = net.ids;
     let alice_client = MarketClient::new(DevnetTransport::new(net.shared(), alice()), ids);
     let started_ns = net.time_ns();
     let mut d = Demo {

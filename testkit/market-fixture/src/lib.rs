@@ -33,6 +33,7 @@ use market_api::escrow::{Balance, DepositArgs, EscrowError, EscrowInit, LedgerIn
 use market_api::matcher::{JobLimits, JobSpec, MatcherError, MatcherInit, ModuleSource, OfferSpec};
 use market_api::registry::{ProviderProfile, RegistryError, RegistryInit};
 use market_api::{Account, OfferId, Tokens};
+pub use market_client::CanisterIds;
 use serde::de::DeserializeOwned;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -115,19 +116,6 @@ impl Default for Settings {
             devnet: DevnetConfig::default(),
         }
     }
-}
-
-/// The installed canisters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CanisterIds {
-    /// The local ICRC-1/2 ledger (ICP).
-    pub ledger: Principal,
-    /// The provider registry.
-    pub registry: Principal,
-    /// The payment escrow.
-    pub escrow: Principal,
-    /// The matcher.
-    pub matcher: Principal,
 }
 
 /// A devnet shared between threads.

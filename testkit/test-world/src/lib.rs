@@ -33,16 +33,6 @@ pub const COUNT: &str = r#"(module
     (i32.store (i32.const 4) (i32.const 5))
     (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
 
-/// The canister ids of `net`, as the client library names them.
-pub fn canister_ids(net: &MarketFixture) -> CanisterIds {
-    CanisterIds {
-        ledger: net.ids.ledger,
-        registry: net.ids.registry,
-        escrow: net.ids.escrow,
-        matcher: net.ids.matcher,
-    }
-}
-
 /// A standing offer of one slot of `memory_mib` at `price` per interval
 /// (10 billion fuel per interval, intervals of 10 s to an hour).
 pub fn one_slot_offer(memory_mib: u32, price: Tokens, ledger: Principal) -> OfferSpec {
@@ -148,7 +138,7 @@ impl World {
     pub fn deploy(settings: market_fixture::Settings, buyer: Principal) -> World {
         let net = MarketFixture::deploy(settings)
             .expect("deploy the marketplace (build the canisters with scripts/build-canisters.sh)");
-        let ids = canister_ids(&net);
+        let ids = net.ids;
         let buyer = MarketClient::new(DevnetTransport::new(net.shared(), buyer), ids);
         World {
             net,
