@@ -2,8 +2,9 @@
 //! `provider-node`, the buyer's `market` and any Rust program use to talk to
 //! the marketplace's canisters.
 //!
-//! - [`transport`] reaches the canisters: ic-agent, or (feature `devnet`)
-//!   the in-process devnet for tests and the demo.
+//! - [`transport`] reaches the canisters through ic-agent; its public
+//!   [`Transport`](transport::Transport) trait lets the test kit plug in
+//!   its in-process devnet.
 //! - [`client`] makes typed calls on top of it ([`MarketClient`]) and
 //!   formats token amounts ([`client::tokens`]).
 //! - [`identity`] loads and creates PEM identities as dfx writes them.

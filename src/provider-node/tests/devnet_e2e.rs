@@ -16,7 +16,8 @@ use market_api::matcher::{
 };
 use market_api::{JobId, Tokens};
 use market_client::MarketClient;
-use market_client::transport::{DevnetTransport, Transport, TransportError};
+use market_client::transport::{Transport, TransportError};
+use market_fixture::DevnetTransport;
 use market_fixture::{ICP, Settings};
 use provider_node::daemon::Daemon;
 use provider_node::daemon::metrics::Metrics;
@@ -104,7 +105,7 @@ impl Scene for World {
         state_dir: &std::path::Path,
         shutdown_grace: Duration,
     ) -> (Daemon<DevnetTransport>, Metrics) {
-        let transport = DevnetTransport::new(self.net.shared(), node(n));
+        let transport = self.net.transport(node(n));
         self.daemon_over(n, transport, state_dir, shutdown_grace)
     }
 
@@ -523,7 +524,7 @@ async fn a_node_on_a_bad_network_finishes_its_job_and_is_paid_once_per_interval(
     w.provider(1, PRICE);
     let faults = Arc::new(Faults::default());
     let flaky = Flaky {
-        inner: DevnetTransport::new(w.net.shared(), node(1)),
+        inner: w.net.transport(node(1)),
         faults: Arc::clone(&faults),
     };
     // The result waits until two intervals are paid: after the

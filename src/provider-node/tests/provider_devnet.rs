@@ -14,7 +14,7 @@ use market_api::matcher::{JobLimits, JobSpec, JobStatus, ModuleSource, ModuleUpl
 use market_api::registry::{Provider, ProviderProfile};
 use market_api::{Account, Tokens};
 use market_client::MarketClient;
-use market_client::transport::DevnetTransport;
+use market_fixture::DevnetTransport;
 use market_fixture::{ICP, Settings};
 use provider_node::daemon::Summary;
 use provider_node::provider::{self, EarningsWithdrawal};
@@ -143,10 +143,7 @@ async fn a_provider_stakes_offers_updates_earns_withdraws_and_unstakes() {
     // are paid, however fast the sandbox runs the job.
     let state_dir = tempfile::tempdir().unwrap();
     let (daemon, metrics) = test_world::daemon(
-        MarketClient::new(
-            HoldResults::new(DevnetTransport::new(net.shared(), provider_id()), ids, 2),
-            ids,
-        ),
+        MarketClient::new(HoldResults::new(net.transport(provider_id()), ids, 2), ids),
         DaemonSetup {
             provider: provider_id(),
             state_dir: state_dir.path(),

@@ -18,7 +18,7 @@ use market_api::matcher::{
 };
 use market_api::{EventPage, JobId, PageRequest, Tokens};
 use market_client::client::{CanisterIds, MarketClient};
-use market_client::transport::DevnetTransport;
+use market_fixture::DevnetTransport;
 use market_fixture::{ICP, MarketFixture, Settings};
 use provider_node::daemon::metrics::Metrics;
 use provider_node::daemon::{Daemon, DaemonConfig, Summary};
@@ -321,7 +321,7 @@ impl Demo {
         })?;
         let metrics = Metrics::default();
         let daemon = Daemon::new(
-            MarketClient::new(DevnetTransport::new(self.net.shared(), node(n)), self.ids),
+            self.net.client(node(n)),
             Arc::new(executor),
             DaemonConfig {
                 provider: provider(n),
@@ -491,7 +491,7 @@ pub async fn run(opts: Options) -> Result<Report> {
     })
     .context("deploying the canisters (build them with scripts/build-canisters.sh)")?;
     let ids = net.ids;
-    let alice_client = MarketClient::new(DevnetTransport::new(net.shared(), alice()), ids);
+    let alice_client = net.client(alice());
     let started_ns = net.time_ns();
     let mut d = Demo {
         opts,

@@ -21,10 +21,12 @@
 mod audit;
 pub mod ledger_types;
 pub mod metrics;
+mod transport;
 
 use ledger_types::{approve_args, local_icp, transfer_arg};
 
 pub use audit::{Audit, LedgerAudit};
+pub use transport::DevnetTransport;
 
 use candid::utils::{ArgumentDecoder, ArgumentEncoder};
 use candid::{CandidType, Nat, Principal};
@@ -34,6 +36,7 @@ use market_api::matcher::{JobLimits, JobSpec, MatcherError, MatcherInit, ModuleS
 use market_api::registry::{ProviderProfile, RegistryError, RegistryInit};
 use market_api::{Account, OfferId, Tokens};
 pub use market_client::CanisterIds;
+use market_client::MarketClient;
 use serde::de::DeserializeOwned;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -245,9 +248,17 @@ impl MarketFixture {
 
     /// Locks the devnet for direct use (time, faults, upgrades, ticks).
     pub fn devnet(&self) -> MutexGuard<'_, Devnet> {
-        // A panic while holding the lock (a failed assertion in another
-        // thread) leaves the devnet itself consistent: every message is atomic.
-        self.devnet.lock().unwrap_or_else(|e| e.into_inner())
+        transport::lock(&self.devnet)
+    }
+
+    /// A transport calling the canisters as `who`.
+    pub fn transport(&self, who: Principal) -> DevnetTransport {
+        DevnetTransport::new(self.shared(), who)
+    }
+
+    /// A typed client calling the canisters as `who`.
+    pub fn client(&self, who: Principal) -> MarketClient<DevnetTransport> {
+        MarketClient::new(self.transport(who), self.ids)
     }
 
     /// An update call with one argument and one result.

@@ -11,8 +11,9 @@ use std::time::Duration;
 use candid::Principal;
 use market_api::matcher::{Job, OfferSpec, SubmitResultArgs};
 use market_api::{JobId, Tokens};
-use market_client::transport::{DevnetTransport, Transport, TransportError};
+use market_client::transport::{Transport, TransportError};
 use market_client::{CanisterIds, MarketClient};
+use market_fixture::DevnetTransport;
 use market_fixture::{ICP, MarketFixture};
 use provider_node::daemon::metrics::Metrics;
 use provider_node::daemon::{Daemon, DaemonConfig, Summary};
@@ -139,7 +140,7 @@ impl World {
         let net = MarketFixture::deploy(settings)
             .expect("deploy the marketplace (build the canisters with scripts/build-canisters.sh)");
         let ids = net.ids;
-        let buyer = MarketClient::new(DevnetTransport::new(net.shared(), buyer), ids);
+        let buyer = net.client(buyer);
         World {
             net,
             ids,
@@ -151,7 +152,7 @@ impl World {
 
     /// A client calling as `who`.
     pub fn client(&self, who: Principal) -> MarketClient<DevnetTransport> {
-        MarketClient::new(DevnetTransport::new(self.net.shared(), who), self.ids)
+        self.net.client(who)
     }
 
     /// Registers `provider` with `node` as its node key, stakes 100 ICP

@@ -1,18 +1,16 @@
-//! How the node reaches the canisters: one [`Transport`] trait, two
-//! implementations.
+//! How the node reaches the canisters: one [`Transport`] trait.
 //!
-//! - [`AgentTransport`] speaks the IC's HTTP interface through ic-agent: the
-//!   IC itself, a local replica, or the devnet behind `local-replica`.
-//! - `DevnetTransport` (feature `devnet`) calls an in-process
-//!   `devnet::Devnet` directly: tests and the demo.
+//! [`AgentTransport`] speaks the IC's HTTP interface through ic-agent: the
+//! IC itself, a local replica, or the devnet behind `local-replica`. The
+//! test kit implements the trait too (`market_fixture::DevnetTransport`
+//! calls an in-process devnet directly, for tests and the demo); the trait
+//! and its error types are public for such implementations.
 //!
 //! A transport moves Candid bytes and reports rejects; it knows nothing of
 //! the marketplace. The typed [`MarketClient`](crate::client::MarketClient)
 //! sits on top.
 
 mod agent;
-#[cfg(feature = "devnet")]
-mod devnet;
 
 use std::fmt;
 use std::future::Future;
@@ -20,8 +18,6 @@ use std::future::Future;
 use candid::Principal;
 
 pub use agent::{AgentTransport, AgentTransportConfig};
-#[cfg(feature = "devnet")]
-pub use devnet::DevnetTransport;
 
 /// Reject codes of the IC interface specification.
 ///

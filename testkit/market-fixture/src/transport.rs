@@ -1,12 +1,13 @@
-//! [`Transport`] over an in-process devnet shared behind a mutex.
+//! market-client's [`Transport`] over an in-process devnet shared behind a
+//! mutex: how provider daemons and clients in tests and the demo reach the
+//! canisters of a [`MarketFixture`](crate::MarketFixture).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use candid::Principal;
 use devnet::{Devnet, IngressStatus};
-
-use super::{RejectCode, Transport, TransportError};
+use market_client::transport::{RejectCode, Transport, TransportError};
 
 /// Calls canisters on an in-process [`Devnet`] as `sender`.
 ///
@@ -45,9 +46,10 @@ impl DevnetTransport {
     }
 }
 
-fn lock(devnet: &Mutex<Devnet>) -> MutexGuard<'_, Devnet> {
-    // A panic while holding the lock leaves the devnet as consistent as the
-    // panicking call left it; later calls may go on.
+/// Locks a shared devnet. A panic while holding the lock (a failed
+/// assertion in another thread) leaves the devnet itself consistent: every
+/// message is atomic, so later calls may go on.
+pub(crate) fn lock(devnet: &Mutex<Devnet>) -> MutexGuard<'_, Devnet> {
     devnet
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
