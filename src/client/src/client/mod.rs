@@ -9,16 +9,16 @@ pub mod tokens;
 
 use candid::utils::{ArgumentDecoder, ArgumentEncoder};
 use candid::{CandidType, Principal};
-use icrc_ledger_types::icrc1::transfer::{TransferArg, TransferError};
-use icrc_ledger_types::icrc2::approve::{ApproveArgs, ApproveError};
-use market_api::escrow::{Balance, DepositArgs, EscrowError, NotifyDepositArgs, WithdrawArgs};
+use icrc_ledger_types::icrc1::transfer::TransferArg;
+use icrc_ledger_types::icrc2::approve::ApproveArgs;
+use market_api::escrow::{Balance, DepositArgs, NotifyDepositArgs, WithdrawArgs};
 use market_api::matcher::{
     Assignment, CancelReservationArgs, ExtendReservationArgs, HeartbeatAck, HeartbeatItem, Job,
     JobSpec, MatcherError, MatcherInit, ModuleInfo, ModuleUpload, Offer, OfferSpec, Reservation,
     ReservationId, ReservationSpec, ReservedJobArgs, SetDelegatesArgs, Sha256, SubmitResultArgs,
 };
 use market_api::registry::{
-    Eligibility, Provider, ProviderProfile, RegistryConfig, RegistryError, StakeAccount, Unbonding,
+    Eligibility, Provider, ProviderProfile, RegistryConfig, StakeAccount, Unbonding,
 };
 use market_api::{Account, JobId, OfferId, PageRequest, Tokens};
 use serde::de::DeserializeOwned;
@@ -163,6 +163,55 @@ impl<T: Transport> MarketClient<T> {
         Ok(r)
     }
 
+    /// An update whose reply is `Result<R, E>`; `E` becomes a
+    /// [`ClientError`] through `refused`.
+    async fn update_or<A, R, E>(
+        &self,
+        target: Target,
+        method: &str,
+        args: A,
+        refused: fn(E) -> ClientError,
+    ) -> Result<R, ClientError>
+    where
+        A: ArgumentEncoder,
+        R: CandidType + DeserializeOwned,
+        E: CandidType + DeserializeOwned,
+    {
+        self.update1::<_, Result<R, E>>(target, method, args)
+            .await?
+            .map_err(refused)
+    }
+
+    /// An update of the registry whose reply is `Result<R, RegistryError>`.
+    async fn registry_update<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
+        &self,
+        method: &str,
+        args: A,
+    ) -> Result<R, ClientError> {
+        self.update_or(Target::Registry, method, args, ClientError::Registry)
+            .await
+    }
+
+    /// An update of the escrow whose reply is `Result<R, EscrowError>`.
+    async fn escrow_update<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
+        &self,
+        method: &str,
+        args: A,
+    ) -> Result<R, ClientError> {
+        self.update_or(Target::Escrow, method, args, ClientError::Escrow)
+            .await
+    }
+
+    /// An update of the matcher whose reply is `Result<R, MatcherError>`.
+    async fn matcher_update<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
+        &self,
+        method: &str,
+        args: A,
+    ) -> Result<R, ClientError> {
+        self.update_or(Target::Matcher, method, args, ClientError::Matcher)
+            .await
+    }
+
     // --- ledger -----------------------------------------------------------
 
     /// `icrc1_balance_of`.
@@ -178,36 +227,36 @@ impl<T: Transport> MarketClient<T> {
 
     /// `icrc1_transfer`; returns the block index.
     pub async fn transfer(&self, arg: TransferArg) -> Result<Tokens, ClientError> {
-        self.update1::<_, Result<Tokens, TransferError>>(Target::Ledger, "icrc1_transfer", (arg,))
-            .await?
-            .map_err(ClientError::Transfer)
+        self.update_or(
+            Target::Ledger,
+            "icrc1_transfer",
+            (arg,),
+            ClientError::Transfer,
+        )
+        .await
     }
 
     /// `icrc2_approve`; returns the block index.
     pub async fn approve(&self, arg: ApproveArgs) -> Result<Tokens, ClientError> {
-        self.update1::<_, Result<Tokens, ApproveError>>(Target::Ledger, "icrc2_approve", (arg,))
-            .await?
-            .map_err(ClientError::Approve)
+        self.update_or(
+            Target::Ledger,
+            "icrc2_approve",
+            (arg,),
+            ClientError::Approve,
+        )
+        .await
     }
 
     // --- registry ---------------------------------------------------------
 
     /// `register_provider`.
     pub async fn register_provider(&self, profile: ProviderProfile) -> Result<(), ClientError> {
-        self.update1::<_, Result<(), RegistryError>>(
-            Target::Registry,
-            "register_provider",
-            (profile,),
-        )
-        .await?
-        .map_err(ClientError::Registry)
+        self.registry_update("register_provider", (profile,)).await
     }
 
     /// `update_profile`.
     pub async fn update_profile(&self, profile: ProviderProfile) -> Result<(), ClientError> {
-        self.update1::<_, Result<(), RegistryError>>(Target::Registry, "update_profile", (profile,))
-            .await?
-            .map_err(ClientError::Registry)
+        self.registry_update("update_profile", (profile,)).await
     }
 
     /// `get_provider`.
@@ -236,30 +285,22 @@ impl<T: Transport> MarketClient<T> {
     /// `stake`: pulls `amount` into the caller's stake (approve `amount` +
     /// fee for the registry first); returns the ledger block.
     pub async fn stake(&self, amount: Tokens) -> Result<Tokens, ClientError> {
-        self.update1::<_, Result<Tokens, RegistryError>>(Target::Registry, "stake", (amount,))
-            .await?
-            .map_err(ClientError::Registry)
+        self.registry_update("stake", (amount,)).await
     }
 
     /// `unstake`: starts unbonding `amount` of free stake.
     pub async fn unstake(&self, amount: Tokens) -> Result<Unbonding, ClientError> {
-        self.update1::<_, Result<Unbonding, RegistryError>>(Target::Registry, "unstake", (amount,))
-            .await?
-            .map_err(ClientError::Registry)
+        self.registry_update("unstake", (amount,)).await
     }
 
     /// `withdraw_unbonded`; returns the ledger block.
     pub async fn withdraw_unbonded(&self) -> Result<Tokens, ClientError> {
-        self.update1::<_, Result<Tokens, RegistryError>>(Target::Registry, "withdraw_unbonded", ())
-            .await?
-            .map_err(ClientError::Registry)
+        self.registry_update("withdraw_unbonded", ()).await
     }
 
     /// `unjail`.
     pub async fn unjail(&self) -> Result<(), ClientError> {
-        self.update1::<_, Result<(), RegistryError>>(Target::Registry, "unjail", ())
-            .await?
-            .map_err(ClientError::Registry)
+        self.registry_update("unjail", ()).await
     }
 
     // --- escrow -----------------------------------------------------------
@@ -267,16 +308,12 @@ impl<T: Transport> MarketClient<T> {
     /// `deposit` (pull: approve the escrow for amount + fee first);
     /// returns the amount credited.
     pub async fn deposit(&self, args: DepositArgs) -> Result<Tokens, ClientError> {
-        self.update1::<_, Result<Tokens, EscrowError>>(Target::Escrow, "deposit", (args,))
-            .await?
-            .map_err(ClientError::Escrow)
+        self.escrow_update("deposit", (args,)).await
     }
 
     /// `notify_deposit` (push); returns the amount credited.
     pub async fn notify_deposit(&self, args: NotifyDepositArgs) -> Result<Tokens, ClientError> {
-        self.update1::<_, Result<Tokens, EscrowError>>(Target::Escrow, "notify_deposit", (args,))
-            .await?
-            .map_err(ClientError::Escrow)
+        self.escrow_update("notify_deposit", (args,)).await
     }
 
     /// `deposit_account`: where to transfer so that `owner` is credited.
@@ -298,9 +335,7 @@ impl<T: Transport> MarketClient<T> {
 
     /// `withdraw`; returns the ledger block.
     pub async fn escrow_withdraw(&self, args: WithdrawArgs) -> Result<Tokens, ClientError> {
-        self.update1::<_, Result<Tokens, EscrowError>>(Target::Escrow, "withdraw", (args,))
-            .await?
-            .map_err(ClientError::Escrow)
+        self.escrow_update("withdraw", (args,)).await
     }
 
     // --- matcher ----------------------------------------------------------
@@ -312,27 +347,17 @@ impl<T: Transport> MarketClient<T> {
 
     /// `post_offer`; returns the offer id.
     pub async fn post_offer(&self, spec: OfferSpec) -> Result<OfferId, ClientError> {
-        self.update1::<_, Result<OfferId, MatcherError>>(Target::Matcher, "post_offer", (spec,))
-            .await?
-            .map_err(ClientError::Matcher)
+        self.matcher_update("post_offer", (spec,)).await
     }
 
     /// `update_offer`; returns the offer id.
     pub async fn update_offer(&self, id: OfferId, spec: OfferSpec) -> Result<OfferId, ClientError> {
-        self.update1::<_, Result<OfferId, MatcherError>>(
-            Target::Matcher,
-            "update_offer",
-            (id, spec),
-        )
-        .await?
-        .map_err(ClientError::Matcher)
+        self.matcher_update("update_offer", (id, spec)).await
     }
 
     /// `withdraw_offer`.
     pub async fn withdraw_offer(&self, id: OfferId) -> Result<(), ClientError> {
-        self.update1::<_, Result<(), MatcherError>>(Target::Matcher, "withdraw_offer", (id,))
-            .await?
-            .map_err(ClientError::Matcher)
+        self.matcher_update("withdraw_offer", (id,)).await
     }
 
     /// `offers_of`.
@@ -351,28 +376,18 @@ impl<T: Transport> MarketClient<T> {
         &self,
         items: Vec<HeartbeatItem>,
     ) -> Result<Vec<HeartbeatAck>, ClientError> {
-        self.update1::<_, Result<Vec<HeartbeatAck>, MatcherError>>(
-            Target::Matcher,
-            "heartbeat",
-            (items,),
-        )
-        .await?
-        .map_err(ClientError::Matcher)
+        self.matcher_update("heartbeat", (items,)).await
     }
 
     /// `submit_result`.
     pub async fn submit_result(&self, args: SubmitResultArgs) -> Result<(), ClientError> {
-        self.update1::<_, Result<(), MatcherError>>(Target::Matcher, "submit_result", (args,))
-            .await?
-            .map_err(ClientError::Matcher)
+        self.matcher_update("submit_result", (args,)).await
     }
 
     /// `hand_back`: returns a job this provider cannot finish, before its
     /// deadline, so that it is matched again without a slash.
     pub async fn hand_back(&self, job_id: JobId, attempt: u32) -> Result<(), ClientError> {
-        self.update1::<_, Result<(), MatcherError>>(Target::Matcher, "hand_back", (job_id, attempt))
-            .await?
-            .map_err(ClientError::Matcher)
+        self.matcher_update("hand_back", (job_id, attempt)).await
     }
 
     /// `module_info_of`.
@@ -402,13 +417,7 @@ impl<T: Transport> MarketClient<T> {
         &self,
         upload: ModuleUpload,
     ) -> Result<ModuleInfo, ClientError> {
-        self.update1::<_, Result<ModuleInfo, MatcherError>>(
-            Target::Matcher,
-            "begin_module_upload",
-            (upload,),
-        )
-        .await?
-        .map_err(ClientError::Matcher)
+        self.matcher_update("begin_module_upload", (upload,)).await
     }
 
     /// `put_module_chunk`.
@@ -418,8 +427,7 @@ impl<T: Transport> MarketClient<T> {
         index: u32,
         bytes: Vec<u8>,
     ) -> Result<(), ClientError> {
-        self.update1::<_, Result<(), MatcherError>>(
-            Target::Matcher,
+        self.matcher_update(
             "put_module_chunk",
             (
                 serde_bytes::ByteBuf::from(sha256),
@@ -427,26 +435,18 @@ impl<T: Transport> MarketClient<T> {
                 serde_bytes::ByteBuf::from(bytes),
             ),
         )
-        .await?
-        .map_err(ClientError::Matcher)
+        .await
     }
 
     /// `commit_module`.
     pub async fn commit_module(&self, sha256: Sha256) -> Result<ModuleInfo, ClientError> {
-        self.update1::<_, Result<ModuleInfo, MatcherError>>(
-            Target::Matcher,
-            "commit_module",
-            (serde_bytes::ByteBuf::from(sha256),),
-        )
-        .await?
-        .map_err(ClientError::Matcher)
+        self.matcher_update("commit_module", (serde_bytes::ByteBuf::from(sha256),))
+            .await
     }
 
     /// `submit_job`; returns the job id.
     pub async fn submit_job(&self, spec: JobSpec) -> Result<JobId, ClientError> {
-        self.update1::<_, Result<JobId, MatcherError>>(Target::Matcher, "submit_job", (spec,))
-            .await?
-            .map_err(ClientError::Matcher)
+        self.matcher_update("submit_job", (spec,)).await
     }
 
     /// `get_job`.
@@ -456,9 +456,7 @@ impl<T: Transport> MarketClient<T> {
 
     /// `cancel_job`.
     pub async fn cancel_job(&self, id: JobId) -> Result<(), ClientError> {
-        self.update1::<_, Result<(), MatcherError>>(Target::Matcher, "cancel_job", (id,))
-            .await?
-            .map_err(ClientError::Matcher)
+        self.matcher_update("cancel_job", (id,)).await
     }
 
     /// `list_jobs`: `owner`'s jobs from `page.start` on.
@@ -476,17 +474,13 @@ impl<T: Transport> MarketClient<T> {
     /// `reserve`: locks slots × intervals × max price from the caller's
     /// escrow balance; returns the reservation id.
     pub async fn reserve(&self, spec: ReservationSpec) -> Result<ReservationId, ClientError> {
-        self.update1::<_, Result<ReservationId, MatcherError>>(Target::Matcher, "reserve", (spec,))
-            .await?
-            .map_err(ClientError::Matcher)
+        self.matcher_update("reserve", (spec,)).await
     }
 
     /// `extend_reservation`: adds intervals to every live slot (and locks
     /// what they cost).
     pub async fn extend_reservation(&self, args: ExtendReservationArgs) -> Result<(), ClientError> {
-        self.update1::<_, Result<(), MatcherError>>(Target::Matcher, "extend_reservation", (args,))
-            .await?
-            .map_err(ClientError::Matcher)
+        self.matcher_update("extend_reservation", (args,)).await
     }
 
     /// `set_delegates`; returns the delegates afterwards.
@@ -494,32 +488,18 @@ impl<T: Transport> MarketClient<T> {
         &self,
         args: SetDelegatesArgs,
     ) -> Result<Vec<Principal>, ClientError> {
-        self.update1::<_, Result<Vec<Principal>, MatcherError>>(
-            Target::Matcher,
-            "set_delegates",
-            (args,),
-        )
-        .await?
-        .map_err(ClientError::Matcher)
+        self.matcher_update("set_delegates", (args,)).await
     }
 
     /// `cancel_reservation`: what was not yet paid returns to the owner.
     pub async fn cancel_reservation(&self, args: CancelReservationArgs) -> Result<(), ClientError> {
-        self.update1::<_, Result<(), MatcherError>>(Target::Matcher, "cancel_reservation", (args,))
-            .await?
-            .map_err(ClientError::Matcher)
+        self.matcher_update("cancel_reservation", (args,)).await
     }
 
     /// `submit_reserved_job`: a job run in a reservation's slots, paid by
     /// the slot; returns the job id.
     pub async fn submit_reserved_job(&self, args: ReservedJobArgs) -> Result<JobId, ClientError> {
-        self.update1::<_, Result<JobId, MatcherError>>(
-            Target::Matcher,
-            "submit_reserved_job",
-            (args,),
-        )
-        .await?
-        .map_err(ClientError::Matcher)
+        self.matcher_update("submit_reserved_job", (args,)).await
     }
 
     /// `get_reservation`.
