@@ -47,7 +47,7 @@ fn buyer_principal() -> Principal {
 
 /// The provider [`World::start_provider`] onboards.
 fn provider_principal() -> Principal {
-    market_fixture::principal(0x11)
+    market_fixture::provider(1)
 }
 
 /// Progress written to a buffer the test reads.
@@ -97,7 +97,7 @@ impl Scene for World {
     /// One provider with a one-slot offer at [`PRICE`] and its daemon;
     /// the devnet's clock runs at 50× real time from now on.
     fn start_provider(&self, state_dir: &std::path::Path) -> tokio::sync::oneshot::Sender<()> {
-        let (provider, node) = (provider_principal(), market_fixture::principal(0x21));
+        let (provider, node) = (provider_principal(), market_fixture::node(1));
         self.onboard(provider, node, &one_slot_offer(64, PRICE, self.ids.ledger));
         let (daemon, _) = test_world::daemon(
             self.client(node),

@@ -17,34 +17,21 @@ use market_api::matcher::{
 use market_api::{JobId, Tokens};
 use market_client::MarketClient;
 use market_client::transport::{Transport, TransportError};
-use market_fixture::DevnetTransport;
+use market_fixture::jobs::HELLO;
+use market_fixture::{DevnetTransport, node, provider};
 use market_fixture::{ICP, Settings};
 use provider_node::daemon::Daemon;
 use provider_node::daemon::metrics::Metrics;
 use sha2::Digest;
-use test_world::{COUNT, DaemonSetup, HoldResults, World, one_slot_offer, spawn};
+use test_world::count;
+use test_world::{DaemonSetup, HoldResults, World, one_slot_offer, spawn};
 
 /// Large enough that a slash (5 intervals) exceeds the ledger fee.
 const PRICE: Tokens = 100_000;
 const INTERVAL: u64 = 20;
 
-const HELLO: &str = r#"(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 16) "hello\n")
-  (func (export "_start")
-    (i32.store (i32.const 0) (i32.const 16))
-    (i32.store (i32.const 4) (i32.const 6))
-    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
-
 fn buyer() -> Principal {
     market_fixture::principal(0xB1)
-}
-fn provider(n: u8) -> Principal {
-    market_fixture::principal(0x10 + n)
-}
-fn node(n: u8) -> Principal {
-    market_fixture::principal(0x20 + n)
 }
 
 /// What these tests do with the shared [`World`]: providers `n` (node key
@@ -212,7 +199,7 @@ async fn jobs_run_heartbeats_pay_and_a_killed_provider_is_slashed_and_replaced()
 
     // A longer job: provider 1 takes it, acknowledges and heartbeats, then
     // dies without a word.
-    let count = w.upload(COUNT).await;
+    let count = w.upload(&count()).await;
     let id = w.submit(count).await;
     w.until(id, "running on provider 1", |j| {
         j.status == JobStatus::Running && j.provider == Some(provider(1))
@@ -258,7 +245,7 @@ async fn a_node_restarted_mid_job_resumes_it_and_reports_it_once() {
     let (d1, _) = w.daemon(1, dir.path());
     let (stop, task) = spawn(d1);
     w.start_clock();
-    let count = w.upload(COUNT).await;
+    let count = w.upload(&count()).await;
     let id = w.submit(count).await;
     w.until(id, "running", |j| j.status == JobStatus::Running)
         .await;
@@ -293,7 +280,7 @@ async fn a_node_shutting_down_hands_its_job_back_without_a_slash() {
     let (stop1, task1) = spawn(d1);
     let (stop2, task2) = spawn(d2);
     w.start_clock();
-    let count = w.upload(COUNT).await;
+    let count = w.upload(&count()).await;
     let id = w.submit(count).await;
     w.until(id, "running on provider 1", |j| {
         j.status == JobStatus::Running && j.provider == Some(provider(1))
@@ -535,7 +522,7 @@ async fn a_node_on_a_bad_network_finishes_its_job_and_is_paid_once_per_interval(
     let (d1, m1) = w.daemon_over(1, network, dir.path(), Duration::from_secs(10));
     let (stop, task) = spawn(d1);
     w.start_clock();
-    let count = w.upload(COUNT).await;
+    let count = w.upload(&count()).await;
     let free_before = w.net.escrow_balance(buyer()).unwrap().free;
     let id = w.submit(count).await;
     let job = w

@@ -19,7 +19,7 @@ use market_fixture::{ICP, Settings};
 use provider_node::daemon::Summary;
 use provider_node::provider::{self, EarningsWithdrawal};
 use sha2::Digest;
-use test_world::{COUNT, DaemonSetup, HoldResults, World, one_slot_offer};
+use test_world::{DaemonSetup, HoldResults, World, count, one_slot_offer};
 
 const PRICE: Tokens = 100_000;
 const INTERVAL: u64 = 20;
@@ -29,7 +29,7 @@ fn buyer() -> Principal {
     market_fixture::principal(0xB3)
 }
 fn provider_id() -> Principal {
-    market_fixture::principal(0x13)
+    market_fixture::provider(3)
 }
 
 async fn provider_record(c: &MarketClient<DevnetTransport>) -> Provider {
@@ -84,7 +84,7 @@ async fn a_provider_stakes_offers_updates_earns_withdraws_and_unstakes() {
         .await
         .unwrap();
     let buyer_client = &w.buyer;
-    let wasm = wat::parse_str(COUNT).unwrap();
+    let wasm = wat::parse_str(count()).unwrap();
     let sha: [u8; 32] = sha2::Sha256::digest(&wasm).into();
     buyer_client
         .begin_module_upload(ModuleUpload {

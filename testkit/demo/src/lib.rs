@@ -18,8 +18,8 @@ use market_api::matcher::{
 };
 use market_api::{EventPage, JobId, PageRequest, Tokens};
 use market_client::client::{CanisterIds, MarketClient};
-use market_fixture::DevnetTransport;
-use market_fixture::{ICP, MarketFixture, Settings};
+use market_fixture::jobs::countdown;
+use market_fixture::{DevnetTransport, ICP, MarketFixture, Settings, node, provider};
 use provider_node::daemon::metrics::Metrics;
 use provider_node::daemon::{Daemon, DaemonConfig, Summary};
 use provider_node::sandbox::{Executor, SandboxConfig};
@@ -36,21 +36,6 @@ pub use dao::DaoOutcome;
 pub const PRICE: Tokens = 100_000;
 /// Length of a paid interval.
 pub const INTERVAL_SECS: u64 = 20;
-
-/// A job that counts down from three billion, then prints "done": a few
-/// seconds of real work, so it spans several paid intervals.
-const LONG_JOB: &str = r#"(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 16) "done: 3000000000 iterations\n")
-  (func (export "_start") (local $i i32)
-    (local.set $i (i32.const 3000000000))
-    (loop $l
-      (local.set $i (i32.sub (local.get $i) (i32.const 1)))
-      (br_if $l (local.get $i)))
-    (i32.store (i32.const 0) (i32.const 16))
-    (i32.store (i32.const 4) (i32.const 28))
-    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
 
 /// How the demo runs.
 #[derive(Clone, Debug)]
@@ -116,12 +101,6 @@ fn alice() -> Principal {
 }
 fn dapp_team() -> Principal {
     market_fixture::principal(0xA2)
-}
-fn provider(n: u8) -> Principal {
-    market_fixture::principal(0x10 + n)
-}
-fn node(n: u8) -> Principal {
-    market_fixture::principal(0x20 + n)
 }
 
 /// ICP with 8 decimals, trailing zeros trimmed: `1.5`, `0.0001`.
@@ -480,7 +459,9 @@ pub async fn run(opts: Options) -> Result<Report> {
     };
     let sha256sum = read("sha256sum.wasm")?;
     let echo = read("echo.wasm")?;
-    let long_job = wat::parse_str(LONG_JOB)?;
+    // Counts down from three billion: a few seconds of real work, so it
+    // spans several paid intervals.
+    let long_job = wat::parse_str(countdown(3_000_000_000, "done: 3000000000 iterations\n"))?;
 
     if opts.verbose {
         println!("==> deploying the marketplace on the devnet");

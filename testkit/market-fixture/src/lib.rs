@@ -19,6 +19,7 @@
 //! ```
 
 mod audit;
+pub mod jobs;
 pub mod ledger_types;
 pub mod metrics;
 mod transport;
@@ -136,6 +137,16 @@ pub struct MarketFixture {
 /// A deterministic test principal (29 bytes, like a self-authenticating one).
 pub fn principal(n: u8) -> Principal {
     Principal::from_slice(&[n; 29])
+}
+
+/// The `n`-th provider of a test or the demo.
+pub fn provider(n: u8) -> Principal {
+    principal(0x10 + n)
+}
+
+/// The node (the daemon's signing identity) of [`provider`]`(n)`.
+pub fn node(n: u8) -> Principal {
+    principal(0x20 + n)
 }
 
 /// The controller of every canister the market fixture installs.

@@ -21,18 +21,9 @@ use provider_node::sandbox::{Executor, SandboxConfig};
 
 /// Counts down from 1.5 billion, then prints "done": a second or so of
 /// work, a few intervals of devnet time.
-pub const COUNT: &str = r#"(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 16) "done\n")
-  (func (export "_start") (local $i i32)
-    (local.set $i (i32.const 1500000000))
-    (loop $l
-      (local.set $i (i32.sub (local.get $i) (i32.const 1)))
-      (br_if $l (local.get $i)))
-    (i32.store (i32.const 0) (i32.const 16))
-    (i32.store (i32.const 4) (i32.const 5))
-    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+pub fn count() -> String {
+    market_fixture::jobs::countdown(1_500_000_000, "done\n")
+}
 
 /// A standing offer of one slot of `memory_mib` at `price` per interval
 /// (10 billion fuel per interval, intervals of 10 s to an hour).
