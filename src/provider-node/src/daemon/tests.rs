@@ -15,6 +15,7 @@ use market_api::matcher::{
     JobStatus, MatcherError, MatcherInit, ModuleInfo, ModuleSource, RunOutcome, SubmitResultArgs,
     heartbeat_window_opens_ns,
 };
+use market_fixture::jobs::HELLO;
 use sha2::Digest;
 
 use super::*;
@@ -301,15 +302,6 @@ impl Transport for FakeMarket {
     }
 }
 
-const HELLO: &str = r#"(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 16) "hello\n")
-  (func (export "_start")
-    (i32.store (i32.const 0) (i32.const 16))
-    (i32.store (i32.const 4) (i32.const 6))
-    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
-
 /// Spins until cancelled or out of fuel.
 const SPIN: &str = r#"(module
   (memory (export "memory") 1)
@@ -343,6 +335,19 @@ struct Harness {
 }
 
 impl Harness {
+    /// Stores `wat`'s module and adds job 1 running it, in intervals of
+    /// 10 s; returns the module's sha256.
+    fn job_1(&self, wat: &str) -> [u8; 32] {
+        let sha = self.market.store(&wasm(wat));
+        self.market.add_job(1, spec(sha, 10));
+        sha
+    }
+
+    /// The node's saved results.
+    fn results(&self) -> ResultStore {
+        ResultStore::open(self.state_dir.path()).unwrap()
+    }
+
     fn new() -> Self {
         let executor = Executor::new(SandboxConfig {
             concurrent_jobs: 2,
@@ -426,8 +431,7 @@ fn wasm(wat: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_a_job_acknowledges_it_and_submits_its_result_once() {
     let h = Harness::new();
-    let sha = h.market.store(&wasm(HELLO));
-    h.market.add_job(1, spec(sha, 10));
+    h.job_1(HELLO);
     let summary = h
         .run_while(
             Duration::from_secs(5),
@@ -448,19 +452,13 @@ async fn runs_a_job_acknowledges_it_and_submits_its_result_once() {
     assert!(st.jobs[&1].acknowledged, "acknowledged before the result");
     assert_eq!(summary.results_submitted, 1);
     assert_eq!(h.metrics.jobs_completed.get(), 1);
-    assert!(
-        ResultStore::open(h.state_dir.path())
-            .unwrap()
-            .list()
-            .is_empty()
-    );
+    assert!(h.results().list().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_land_in_their_window_every_interval_while_a_job_runs() {
     let h = Harness::new();
-    let sha = h.market.store(&wasm(SPIN));
-    h.market.add_job(1, spec(sha, 10));
+    let sha = h.job_1(SPIN);
     h.market.add_job(2, spec(sha, 10));
     // 0.1 s of IC time per 2 ms: an interval every ~200 ms of real time.
     h.run_while(
@@ -495,8 +493,7 @@ async fn heartbeats_land_in_their_window_every_interval_while_a_job_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_that_disappears_from_the_assignments_is_stopped() {
     let h = Harness::new();
-    let sha = h.market.store(&wasm(SPIN));
-    h.market.add_job(1, spec(sha, 10));
+    h.job_1(SPIN);
     h.run_while(Duration::from_secs(5), async {
         h.until(0, "an acknowledgement", |st| st.jobs[&1].acknowledged)
             .await;
@@ -512,8 +509,7 @@ async fn a_job_that_disappears_from_the_assignments_is_stopped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn network_failures_are_retried() {
     let h = Harness::new();
-    let sha = h.market.store(&wasm(HELLO));
-    h.market.add_job(1, spec(sha, 10));
+    h.job_1(HELLO);
     h.market.fail_updates.store(3, Ordering::SeqCst);
     h.run_while(
         Duration::from_secs(5),
@@ -578,10 +574,7 @@ async fn after_a_restart_a_saved_result_is_submitted_not_rerun() {
         })
         .unwrap(),
     };
-    ResultStore::open(h.state_dir.path())
-        .unwrap()
-        .save(&saved)
-        .unwrap();
+    h.results().save(&saved).unwrap();
     h.run_while(
         Duration::from_secs(5),
         h.until(0, "a result", |st| st.jobs[&1].result.is_some()),
@@ -589,19 +582,13 @@ async fn after_a_restart_a_saved_result_is_submitted_not_rerun() {
     .await;
     let st = h.market.state.lock().unwrap();
     assert_eq!(st.submissions, vec![saved]);
-    assert!(
-        ResultStore::open(h.state_dir.path())
-            .unwrap()
-            .list()
-            .is_empty()
-    );
+    assert!(h.results().list().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acknowledged_job_is_resumed_after_a_restart_and_reported_once() {
     let h = Harness::new();
-    let sha = h.market.store(&wasm(HELLO));
-    h.market.add_job(1, spec(sha, 10));
+    h.job_1(HELLO);
     // A previous run of the node acknowledged it, then died.
     {
         let mut st = h.market.state.lock().unwrap();
@@ -630,8 +617,7 @@ async fn an_acknowledged_job_is_resumed_after_a_restart_and_reported_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_cancels_what_outlives_the_grace_period() {
     let h = Harness::new();
-    let sha = h.market.store(&wasm(SPIN));
-    h.market.add_job(1, spec(sha, 10));
+    h.job_1(SPIN);
     let summary = h
         .run_while(
             Duration::from_millis(100),
@@ -752,8 +738,7 @@ const COUNT: &str = r#"(module
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_interval_a_result_pays_counts_as_earnings() {
     let h = Harness::new();
-    let sha = h.market.store(&wasm(HELLO));
-    h.market.add_job(1, spec(sha, 10));
+    h.job_1(HELLO);
     // The clock stands still: the result comes in the first interval, which
     // no heartbeat paid, so the result pays it.
     h.run_while(
@@ -769,8 +754,7 @@ async fn the_interval_a_result_pays_counts_as_earnings() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn earnings_match_what_the_matcher_paid_over_many_intervals() {
     let h = Harness::new();
-    let sha = h.market.store(&wasm(COUNT));
-    h.market.add_job(1, spec(sha, 10));
+    h.job_1(COUNT);
     // 0.05 s of IC time per 2 ms: an interval every ~400 ms of real time.
     h.run_while(
         Duration::from_secs(5),
@@ -787,8 +771,7 @@ async fn earnings_match_what_the_matcher_paid_over_many_intervals() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_heartbeat_sent_after_its_due_time_counts_as_late() {
     let h = Harness::new();
-    let sha = h.market.store(&wasm(SPIN));
-    h.market.add_job(1, spec(sha, 10));
+    h.job_1(SPIN);
     h.run_while(Duration::from_millis(100), async {
         h.until(0, "an acknowledgement", |st| st.jobs[&1].acknowledged)
             .await;
@@ -852,12 +835,11 @@ async fn failing_outcomes_count_as_completed_and_failed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_the_matcher_never_took_counts_as_failed() {
     let h = Harness::new();
-    let sha = h.market.store(&wasm(HELLO));
-    h.market.add_job(1, spec(sha, 10));
+    h.job_1(HELLO);
     // Every update fails: the job runs, but is never acknowledged, so its
     // result cannot be submitted.
     h.market.fail_updates.store(u32::MAX, Ordering::SeqCst);
-    let store = ResultStore::open(h.state_dir.path()).unwrap();
+    let store = h.results();
     h.run_while(Duration::from_millis(100), async {
         h.until(0, "a saved result", |_| !store.list().is_empty())
             .await;
@@ -876,8 +858,7 @@ async fn a_result_the_matcher_never_took_counts_as_failed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_that_finishes_within_the_grace_period_has_its_result_submitted() {
     let h = Harness::new();
-    let sha = h.market.store(&wasm(COUNT));
-    h.market.add_job(1, spec(sha, 10));
+    h.job_1(COUNT);
     let summary = h
         .run_while(Duration::from_secs(30), async {
             h.until(0, "an acknowledgement", |st| st.jobs[&1].acknowledged)
@@ -909,8 +890,7 @@ async fn a_job_that_finishes_within_the_grace_period_has_its_result_submitted() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_last_heartbeat_at_shutdown_goes_out_before_the_hand_back() {
     let h = Harness::new();
-    let sha = h.market.store(&wasm(SPIN));
-    h.market.add_job(1, spec(sha, 10));
+    h.job_1(SPIN);
     let summary = h
         .run_while(Duration::from_millis(100), async {
             h.until(0, "an acknowledgement", |st| st.jobs[&1].acknowledged)
