@@ -1,8 +1,6 @@
 //! The buyer's money: the wallet (ledger account) and the escrow balance
 //! jobs are paid from.
 
-use candid::Nat;
-use icrc_ledger_types::icrc2::approve::ApproveArgs;
 use market_api::escrow::{Balance, DepositArgs, WithdrawArgs};
 use market_api::{Account, Tokens};
 
@@ -83,18 +81,7 @@ pub async fn deposit<T: Transport>(
             format_tokens(needs)
         )));
     }
-    client
-        .approve(ApproveArgs {
-            from_subaccount: None,
-            spender: Account::from(client.ids().escrow),
-            amount: Nat::from(allowance),
-            expected_allowance: None,
-            expires_at: None,
-            fee: None,
-            memo: None,
-            created_at_time: None,
-        })
-        .await?;
+    client.approve_for(client.ids().escrow, allowance).await?;
     client
         .deposit(DepositArgs {
             ledger: client.ids().ledger,

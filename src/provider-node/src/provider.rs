@@ -7,8 +7,6 @@
 //! Generic over the [`Transport`], so tests drive the same code against the
 //! in-process devnet that the binary runs against the IC.
 
-use candid::Nat;
-use icrc_ledger_types::icrc2::approve::ApproveArgs;
 use market_api::escrow::WithdrawArgs;
 use market_api::registry::RegistryError;
 use market_api::{Account, Tokens};
@@ -36,16 +34,7 @@ pub async fn stake<T: Transport>(
 ) -> Result<Staked, ClientError> {
     let fee = client.ledger_fee().await?;
     client
-        .approve(ApproveArgs {
-            from_subaccount: None,
-            spender: Account::from(client.ids().registry),
-            amount: Nat::from(amount.saturating_add(fee)),
-            expected_allowance: None,
-            expires_at: None,
-            fee: None,
-            memo: None,
-            created_at_time: None,
-        })
+        .approve_for(client.ids().registry, amount.saturating_add(fee))
         .await?;
     let block = client.stake(amount).await?;
     Ok(Staked { amount, fee, block })

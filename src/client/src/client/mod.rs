@@ -247,6 +247,27 @@ impl<T: Transport> MarketClient<T> {
         .await
     }
 
+    /// `icrc2_approve` of `amount` for `spender` to pull from the caller's
+    /// default account (the approve before a `deposit` or a `stake`);
+    /// returns the block index.
+    pub async fn approve_for(
+        &self,
+        spender: Principal,
+        amount: Tokens,
+    ) -> Result<Tokens, ClientError> {
+        self.approve(ApproveArgs {
+            from_subaccount: None,
+            spender: Account::from(spender),
+            amount: candid::Nat::from(amount),
+            expected_allowance: None,
+            expires_at: None,
+            fee: None,
+            memo: None,
+            created_at_time: None,
+        })
+        .await
+    }
+
     // --- registry ---------------------------------------------------------
 
     /// `register_provider`.
