@@ -21,13 +21,14 @@ use market_client::client::{CanisterIds, MarketClient};
 use market_fixture::jobs::countdown;
 use market_fixture::{DevnetTransport, ICP, MarketFixture, Settings, node, provider};
 use provider_node::daemon::metrics::Metrics;
-use provider_node::daemon::{Daemon, DaemonConfig, Summary};
+use provider_node::daemon::{Daemon, DaemonConfig};
 use provider_node::sandbox::{Executor, SandboxConfig};
 use sha2::Digest;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use test_world::spawn;
 
 mod dao;
 pub use dao::DaoOutcome;
@@ -430,19 +431,6 @@ impl Demo {
             })
             .unwrap_or(0))
     }
-}
-
-fn spawn(
-    daemon: Daemon<DevnetTransport>,
-) -> (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<Summary>,
-) {
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(daemon.run(async {
-        let _ = rx.await;
-    }));
-    (tx, task)
 }
 
 /// Runs the whole story and returns what it showed.
