@@ -1,7 +1,8 @@
 //! The world the devnet tests of `provider-node` and `market` play in: the
 //! whole marketplace deployed on an in-process devnet ([`market_fixture`]), a
 //! buyer with a client, providers onboarded with one-slot offers, their
-//! daemons, and a clock that runs at 50× real time. Only tests use it.
+//! daemons, and a clock that runs at 50× real time. Tests use it, and the
+//! demo runs its daemons with [`spawn`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
