@@ -1,9 +1,9 @@
 //! The registry's stable memory layout. Every stable structure has its own
 //! `MemoryId`, declared here and never reused for anything else.
 
-pub use canister_common::memory::{Memory, get};
 #[cfg(test)]
 pub use canister_common::memory::reset;
+pub use canister_common::memory::{Memory, get};
 use ic_stable_structures::memory_manager::MemoryId;
 
 /// The configuration cell.
