@@ -7,7 +7,6 @@
 //! `latency`, `throughput`, `ablation`, `slices`, `hostcalls`). Results are
 //! recorded in BENCHMARKS.md.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use provider_node::sandbox::{Executor, Job, JobLimits, ModuleSource, SandboxConfig, WasmModule};
@@ -15,15 +14,8 @@ use provider_node::sandbox::{Executor, Job, JobLimits, ModuleSource, SandboxConf
 #[path = "../../../workloads/kernels/src/lib.rs"]
 mod kernels;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 fn workload(name: &str) -> Vec<u8> {
-    let dir = std::env::var_os("PROVIDER_NODE_WORKLOADS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target/workloads"));
-    let path = dir.join(format!("{name}.wasm"));
+    let path = market_artifacts::workload_dir().join(format!("{name}.wasm"));
     std::fs::read(&path).unwrap_or_else(|e| {
         panic!(
             "{}: {e}; run scripts/build-workloads.sh first",

@@ -7,20 +7,12 @@ use std::time::Duration;
 
 use provider_node::sandbox::{Executor, Job, JobLimits, SandboxConfig, WasmModule};
 
-/// Directory of the built workloads: `$PROVIDER_NODE_WORKLOADS` or
-/// `<repo>/target/workloads`.
+/// Directory of the built workloads (see [`market_artifacts::workload_dir`]).
 pub fn workloads_dir() -> PathBuf {
-    std::env::var_os("PROVIDER_NODE_WORKLOADS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target").join("workloads"))
+    market_artifacts::workload_dir()
 }
 
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repository root")
-}
+pub use market_artifacts::repo_root;
 
 /// A Rust workload built by `scripts/build-workloads.sh`.
 pub fn workload(name: &str) -> WasmModule {
