@@ -657,34 +657,38 @@ mod tests {
         assert_eq!(ids, [1000, 1001, 1002, 1003, 1004, 1005]);
 
         // --function-id goes before or after the action.
-        let text = run(&[
-            "sns",
-            "payload",
-            "cancel",
-            "--reservation",
-            "1",
-            "--function-id",
-            "2000",
-        ])
-        .unwrap();
-        assert!(
-            text.contains(&format!("function_id = {};", candid_line(&2000u64))),
-            "{text}"
-        );
-        let text = run(&[
-            "sns",
-            "payload",
-            "--function-id",
-            "2001",
-            "cancel",
-            "--reservation",
-            "1",
-        ])
-        .unwrap();
-        assert!(
-            text.contains(&format!("function_id = {};", candid_line(&2001u64))),
-            "{text}"
-        );
+        for (args, id) in [
+            (
+                [
+                    "sns",
+                    "payload",
+                    "cancel",
+                    "--reservation",
+                    "1",
+                    "--function-id",
+                    "2000",
+                ],
+                2000u64,
+            ),
+            (
+                [
+                    "sns",
+                    "payload",
+                    "--function-id",
+                    "2001",
+                    "cancel",
+                    "--reservation",
+                    "1",
+                ],
+                2001,
+            ),
+        ] {
+            let text = run(&args).unwrap();
+            assert!(
+                text.contains(&format!("function_id = {};", candid_line(&id))),
+                "{text}"
+            );
+        }
         let e = run(&[
             "sns",
             "payload",
@@ -889,49 +893,34 @@ mod tests {
             &|_| None,
         )
         .unwrap();
-        let cli = Cli::try_parse_from(["market", "sns", "functions"]).unwrap();
-        let Command::Sns(functions) = cli.command else {
-            unreachable!()
+        let output_of = |args: &[&str]| {
+            let cli =
+                Cli::try_parse_from(std::iter::once("market").chain(args.iter().copied())).unwrap();
+            let Command::Sns(command) = cli.command else {
+                unreachable!()
+            };
+            output(&settings, &command).map_err(|e| e.to_string())
         };
-        let e = output(&settings, &functions).unwrap_err().to_string();
-        assert!(
-            e.contains("--matcher") && e.contains("MARKET_MATCHER"),
-            "{e}"
-        );
-
-        let cli = Cli::try_parse_from([
-            "market",
-            "sns",
-            "fund",
-            "--governance",
-            DAO,
-            "--amount",
-            "1",
-        ])
-        .unwrap();
-        let Command::Sns(fund) = cli.command else {
-            unreachable!()
-        };
-        let e = output(&settings, &fund).unwrap_err().to_string();
-        assert!(e.contains("--escrow"), "{e}");
-
-        let cli = Cli::try_parse_from([
-            "market", "sns", "payload", "withdraw", "--amount", "1", "--to", DAO,
-        ])
-        .unwrap();
-        let Command::Sns(withdraw) = cli.command else {
-            unreachable!()
-        };
-        let e = output(&settings, &withdraw).unwrap_err().to_string();
-        assert!(e.contains("--ledger"), "{e}");
+        for (args, names) in [
+            (
+                &["sns", "functions"][..],
+                &["--matcher", "MARKET_MATCHER"][..],
+            ),
+            (
+                &["sns", "fund", "--governance", DAO, "--amount", "1"],
+                &["--escrow"],
+            ),
+            (
+                &["sns", "payload", "withdraw", "--amount", "1", "--to", DAO],
+                &["--ledger"],
+            ),
+        ] {
+            let e = output_of(args).unwrap_err();
+            assert!(names.iter().all(|name| e.contains(name)), "{e}");
+        }
 
         // Actions that name no ledger don't need one.
-        let cli = Cli::try_parse_from(["market", "sns", "payload", "cancel", "--reservation", "3"])
-            .unwrap();
-        let Command::Sns(cancel) = cli.command else {
-            unreachable!()
-        };
-        output(&settings, &cancel).unwrap();
+        output_of(&["sns", "payload", "cancel", "--reservation", "3"]).unwrap();
     }
 
     #[test]
