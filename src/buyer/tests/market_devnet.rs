@@ -12,9 +12,11 @@ use candid::Principal;
 use market::{self as buyer, BuyerError, Console, JobRequest, RunOptions, RunReport};
 use market_api::Tokens;
 use market_api::matcher::{
-    JobKind, JobStatus, MAX_CHUNK_BYTES, ReservationSpec, ReservationStatus, RunOutcome,
+    JobKind, JobStatus, MAX_CHUNK_BYTES, Reservation, ReservationId, ReservationSpec,
+    ReservationStatus, RunOutcome,
 };
-use market_fixture::{ICP, Settings};
+use market_client::MarketClient;
+use market_fixture::{DevnetTransport, ICP, Settings};
 use test_world::{DaemonSetup, World, one_slot_offer, spawn};
 
 const PRICE: Tokens = 100_000;
@@ -129,6 +131,53 @@ fn request(input: &[u8], max_price: Tokens) -> JobRequest {
     }
 }
 
+/// Runs `wasm` as `client` with a console of its own: the report and what
+/// the run printed.
+async fn run_printing(
+    client: &MarketClient<DevnetTransport>,
+    wasm: &[u8],
+    request: &JobRequest,
+    options: &RunOptions,
+    interrupt: impl Future<Output = ()>,
+) -> (RunReport, String) {
+    let (mut console, out) = Captured::console();
+    let report = buyer::run(client, wasm, request, options, &mut console, interrupt)
+        .await
+        .unwrap();
+    (report, out.text())
+}
+
+/// Reservation `id` once `ready` holds of it, or as it is after `polls`
+/// looks 20 ms apart.
+async fn reservation_once(
+    client: &MarketClient<DevnetTransport>,
+    id: ReservationId,
+    polls: usize,
+    ready: impl Fn(&Reservation) -> bool,
+) -> Reservation {
+    let mut r = buyer::reservation(client, id).await.unwrap();
+    for _ in 0..polls {
+        if ready(&r) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        r = buyer::reservation(client, id).await.unwrap();
+    }
+    r
+}
+
+/// What a [`BuyerError::InsufficientBalance`] names: the amount the call
+/// would lock and the free balance.
+fn shortfall(err: &BuyerError) -> (Tokens, Tokens) {
+    let BuyerError::InsufficientBalance {
+        needed, available, ..
+    } = err
+    else {
+        panic!("{err}")
+    };
+    (*needed, *available)
+}
+
 /// A valid module of `size` bytes: the header and one custom section.
 fn module_of_size(size: usize) -> Vec<u8> {
     let mut wasm = b"\0asm\x01\0\0\0".to_vec();
@@ -226,13 +275,7 @@ async fn a_short_balance_says_exactly_what_to_deposit_and_uploads_nothing() {
     let err = buyer::submit(c, &wasm, &request(b"", ICP / 10), &mut console)
         .await
         .unwrap_err();
-    let BuyerError::InsufficientBalance {
-        needed, available, ..
-    } = err
-    else {
-        panic!("{err}")
-    };
-    assert_eq!((needed, available), (ICP / 2, ICP / 5));
+    assert_eq!(shortfall(&err), (ICP / 2, ICP / 5));
     let msg = err.to_string();
     assert!(
         msg.contains("locks up to 0.5 ICP but 0.2 ICP is free")
@@ -271,17 +314,8 @@ async fn run_uploads_once_pays_a_provider_and_returns_the_jobs_stdout() {
 
     // Binary-safe: every byte value goes through stdin and stdout.
     let input: Vec<u8> = (0..=255u8).chain([0, 10, 13, 0xff]).collect();
-    let (mut console, out) = Captured::console();
-    let report = buyer::run(
-        c,
-        &cat,
-        &request(&input, 2 * PRICE),
-        &options,
-        &mut console,
-        never(),
-    )
-    .await
-    .unwrap();
+    let (report, text) =
+        run_printing(c, &cat, &request(&input, 2 * PRICE), &options, never()).await;
     let RunReport::Finished { job, settlement } = report else {
         panic!("{report:?}")
     };
@@ -294,7 +328,6 @@ async fn run_uploads_once_pays_a_provider_and_returns_the_jobs_stdout() {
     assert_eq!(settlement.locked, 5 * 2 * PRICE);
     assert_eq!(settlement.paid, PRICE * u128::from(job.intervals_paid));
     assert_eq!(settlement.paid + settlement.refunded, settlement.locked);
-    let text = out.text();
     for expected in [
         "uploading module",
         &format!("submitted job {}: up to 0.01 ICP locked", job.id),
@@ -313,22 +346,12 @@ async fn run_uploads_once_pays_a_provider_and_returns_the_jobs_stdout() {
     );
 
     // The same module again: not uploaded again.
-    let (mut console, out) = Captured::console();
-    let report = buyer::run(
-        c,
-        &cat,
-        &request(b"again\n", 2 * PRICE),
-        &options,
-        &mut console,
-        never(),
-    )
-    .await
-    .unwrap();
+    let (report, text) =
+        run_printing(c, &cat, &request(b"again\n", 2 * PRICE), &options, never()).await;
     let RunReport::Finished { job, .. } = report else {
         panic!("{report:?}")
     };
     assert_eq!(job.result.unwrap().output, b"again\n");
-    let text = out.text();
     assert!(
         text.contains("already in the matcher's store") && !text.contains("uploading module"),
         "{text}"
@@ -336,17 +359,7 @@ async fn run_uploads_once_pays_a_provider_and_returns_the_jobs_stdout() {
 
     // A job exiting with 3: the run reports it and fails.
     let exit3 = wat::parse_str(EXIT3).unwrap();
-    let (mut console, _) = Captured::console();
-    let report = buyer::run(
-        c,
-        &exit3,
-        &request(b"", 2 * PRICE),
-        &options,
-        &mut console,
-        never(),
-    )
-    .await
-    .unwrap();
+    let (report, _) = run_printing(c, &exit3, &request(b"", 2 * PRICE), &options, never()).await;
     let RunReport::Finished { job, settlement } = report else {
         panic!("{report:?}")
     };
@@ -356,17 +369,7 @@ async fn run_uploads_once_pays_a_provider_and_returns_the_jobs_stdout() {
 
     // Interrupted while waiting: the job goes on and the message says how
     // to follow or cancel it.
-    let (mut console, _) = Captured::console();
-    let report = buyer::run(
-        c,
-        &cat,
-        &request(b"x", 2 * PRICE),
-        &options,
-        &mut console,
-        async {},
-    )
-    .await
-    .unwrap();
+    let (report, _) = run_printing(c, &cat, &request(b"x", 2 * PRICE), &options, async {}).await;
     let RunReport::Interrupted(id) = report else {
         panic!("{report:?}")
     };
@@ -383,21 +386,11 @@ async fn run_uploads_once_pays_a_provider_and_returns_the_jobs_stdout() {
 
     // Priced below every offer: it rests in the book until cancelled, and
     // the whole lock comes back.
-    let (mut console, _) = Captured::console();
     let detached = RunOptions {
         detach: true,
         ..options.clone()
     };
-    let report = buyer::run(
-        c,
-        &cat,
-        &request(b"", PRICE / 2),
-        &detached,
-        &mut console,
-        never(),
-    )
-    .await
-    .unwrap();
+    let (report, _) = run_printing(c, &cat, &request(b"", PRICE / 2), &detached, never()).await;
     let RunReport::Detached(id) = report else {
         panic!("{report:?}")
     };
@@ -442,13 +435,7 @@ async fn a_reservation_the_balance_does_not_cover_is_refused_before_any_call() {
     let err = buyer::reserve(c, reservation_spec(&w, 2, 10, ICP / 50), &mut console)
         .await
         .unwrap_err();
-    let BuyerError::InsufficientBalance {
-        needed, available, ..
-    } = err
-    else {
-        panic!("{err}")
-    };
-    assert_eq!((needed, available), (2 * ICP / 5, ICP / 5));
+    assert_eq!(shortfall(&err), (2 * ICP / 5, ICP / 5));
     let msg = err.to_string();
     assert!(
         msg.contains("the reservation locks up to 0.4 ICP but 0.2 ICP is free")
@@ -496,14 +483,10 @@ async fn a_person_reserves_a_slot_a_delegate_runs_a_job_in_it_then_it_is_extende
     );
 
     // The provider's daemon takes the slot and holds it.
-    let mut r = buyer::reservation(c, id).await.unwrap();
-    for _ in 0..500 {
-        if r.slots.first().and_then(|s| s.provider).is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        r = buyer::reservation(c, id).await.unwrap();
-    }
+    let r = reservation_once(c, id, 500, |r| {
+        r.slots.first().and_then(|s| s.provider).is_some()
+    })
+    .await;
     assert_eq!(r.status, ReservationStatus::Active);
     assert_eq!(r.locked, 30 * 2 * PRICE);
     assert_eq!(r.slots.len(), 1);
@@ -526,17 +509,14 @@ async fn a_person_reserves_a_slot_a_delegate_runs_a_job_in_it_then_it_is_extende
         detach: false,
         reservation: Some(id),
     };
-    let (mut console, out) = Captured::console();
-    let report = buyer::run(
+    let (report, text) = run_printing(
         &delegate,
         &cat,
         &request(b"in the slot\n", 0),
         &options,
-        &mut console,
         std::future::pending::<()>(),
     )
-    .await
-    .unwrap();
+    .await;
     let RunReport::Finished { job, settlement } = report else {
         panic!("{report:?}")
     };
@@ -545,7 +525,6 @@ async fn a_person_reserves_a_slot_a_delegate_runs_a_job_in_it_then_it_is_extende
     assert_eq!(job.result.as_ref().unwrap().output, b"in the slot\n");
     assert_eq!(buyer::exit_code(&job), 0);
     assert_eq!((settlement.locked, settlement.paid), (0, 0));
-    let text = out.text();
     assert!(
         text.contains("already in the matcher's store")
             && text.contains(&format!(
@@ -587,14 +566,7 @@ async fn a_person_reserves_a_slot_a_delegate_runs_a_job_in_it_then_it_is_extende
     // Extended by 5 intervals: 5 × 0.002 ICP more locked.
     let added = buyer::extend_reservation(c, id, 5).await.unwrap();
     assert_eq!(added, 5 * 2 * PRICE);
-    let mut r = buyer::reservation(c, id).await.unwrap();
-    for _ in 0..200 {
-        if r.locked == 35 * 2 * PRICE {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        r = buyer::reservation(c, id).await.unwrap();
-    }
+    let r = reservation_once(c, id, 200, |r| r.locked == 35 * 2 * PRICE).await;
     assert_eq!(r.spec.intervals, 35);
     assert_eq!(r.locked, 35 * 2 * PRICE);
 
