@@ -99,6 +99,14 @@ impl FakeMarket {
         sha
     }
 
+    /// Stores `holds`'s module under the digest of `named`'s, as a store
+    /// handing out the wrong bytes would.
+    fn store_as(&self, named: &str, holds: &str) -> [u8; 32] {
+        let sha: [u8; 32] = sha2::Sha256::digest(wasm(named)).into();
+        self.state.lock().unwrap().modules.insert(sha, wasm(holds));
+        sha
+    }
+
     fn handle(&self, method: &str, arg: &[u8]) -> Result<Vec<u8>, TransportError> {
         let now = self.now.load(Ordering::SeqCst);
         let mut st = self.state.lock().unwrap();
@@ -410,6 +418,21 @@ impl Harness {
             .unwrap()
     }
 
+    /// Runs the daemon (5 s shutdown grace) until job 1 has a result.
+    async fn run_until_job_1_has_a_result(&self) -> Summary {
+        self.run_while(
+            Duration::from_secs(5),
+            self.until(0, "a result", |st| st.jobs[&1].result.is_some()),
+        )
+        .await
+    }
+
+    /// Waits until the daemon acknowledged job 1.
+    async fn until_job_1_is_acknowledged(&self) {
+        self.until(0, "an acknowledgement", |st| st.jobs[&1].acknowledged)
+            .await
+    }
+
     /// Waits (real time) until `cond` holds, advancing the IC clock by
     /// `step` ns per 2 ms.
     async fn until(&self, step: u64, what: &str, cond: impl Fn(&FakeState) -> bool) {
@@ -432,12 +455,7 @@ fn wasm(wat: &str) -> Vec<u8> {
 async fn runs_a_job_acknowledges_it_and_submits_its_result_once() {
     let h = Harness::new();
     h.job_1(HELLO);
-    let summary = h
-        .run_while(
-            Duration::from_secs(5),
-            h.until(0, "a result", |st| st.jobs[&1].result.is_some()),
-        )
-        .await;
+    let summary = h.run_until_job_1_has_a_result().await;
     let st = h.market.state.lock().unwrap();
     assert_eq!(st.submissions.len(), 1, "one submission");
     let r = &st.submissions[0].result;
@@ -495,8 +513,7 @@ async fn a_job_that_disappears_from_the_assignments_is_stopped() {
     let h = Harness::new();
     h.job_1(SPIN);
     h.run_while(Duration::from_secs(5), async {
-        h.until(0, "an acknowledgement", |st| st.jobs[&1].acknowledged)
-            .await;
+        h.until_job_1_is_acknowledged().await;
         // The buyer cancels: the matcher forgets the assignment.
         h.market.state.lock().unwrap().jobs.clear();
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -511,11 +528,7 @@ async fn network_failures_are_retried() {
     let h = Harness::new();
     h.job_1(HELLO);
     h.market.fail_updates.store(3, Ordering::SeqCst);
-    h.run_while(
-        Duration::from_secs(5),
-        h.until(0, "a result", |st| st.jobs[&1].result.is_some()),
-    )
-    .await;
+    h.run_until_job_1_has_a_result().await;
     assert!(h.metrics.call_errors.get() >= 3);
     assert_eq!(h.market.state.lock().unwrap().submissions.len(), 1);
 }
@@ -523,20 +536,10 @@ async fn network_failures_are_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_module_that_does_not_match_its_digest_is_reported_invalid() {
     let h = Harness::new();
-    let sha = h.market.store(&wasm(HELLO));
     // The store hands out other bytes under this digest.
-    h.market
-        .state
-        .lock()
-        .unwrap()
-        .modules
-        .insert(sha, wasm(SPIN));
+    let sha = h.market.store_as(HELLO, SPIN);
     h.market.add_job(1, spec(sha, 10));
-    h.run_while(
-        Duration::from_secs(5),
-        h.until(0, "a result", |st| st.jobs[&1].result.is_some()),
-    )
-    .await;
+    h.run_until_job_1_has_a_result().await;
     let st = h.market.state.lock().unwrap();
     match &st.submissions[0].result.outcome {
         RunOutcome::InvalidModule { message } => assert!(message.contains("digest"), "{message}"),
@@ -575,11 +578,7 @@ async fn after_a_restart_a_saved_result_is_submitted_not_rerun() {
         .unwrap(),
     };
     h.results().save(&saved).unwrap();
-    h.run_while(
-        Duration::from_secs(5),
-        h.until(0, "a result", |st| st.jobs[&1].result.is_some()),
-    )
-    .await;
+    h.run_until_job_1_has_a_result().await;
     let st = h.market.state.lock().unwrap();
     assert_eq!(st.submissions, vec![saved]);
     assert!(h.results().list().is_empty());
@@ -595,11 +594,7 @@ async fn an_acknowledged_job_is_resumed_after_a_restart_and_reported_once() {
         let j = st.jobs.get_mut(&1).unwrap();
         j.acknowledged = true;
     }
-    h.run_while(
-        Duration::from_secs(5),
-        h.until(0, "a result", |st| st.jobs[&1].result.is_some()),
-    )
-    .await;
+    h.run_until_job_1_has_a_result().await;
     {
         let st = h.market.state.lock().unwrap();
         assert_eq!(st.submissions.len(), 1);
@@ -619,10 +614,7 @@ async fn shutdown_cancels_what_outlives_the_grace_period() {
     let h = Harness::new();
     h.job_1(SPIN);
     let summary = h
-        .run_while(
-            Duration::from_millis(100),
-            h.until(0, "an acknowledgement", |st| st.jobs[&1].acknowledged),
-        )
+        .run_while(Duration::from_millis(100), h.until_job_1_is_acknowledged())
         .await;
     assert_eq!(summary.cancelled_at_shutdown, 1);
     assert_eq!(summary.handed_back, 1, "the cancelled job is handed back");
@@ -741,11 +733,7 @@ async fn the_interval_a_result_pays_counts_as_earnings() {
     h.job_1(HELLO);
     // The clock stands still: the result comes in the first interval, which
     // no heartbeat paid, so the result pays it.
-    h.run_while(
-        Duration::from_secs(5),
-        h.until(0, "a result", |st| st.jobs[&1].result.is_some()),
-    )
-    .await;
+    h.run_until_job_1_has_a_result().await;
     assert_eq!(h.market.state.lock().unwrap().jobs[&1].paid, 1);
     assert_eq!(h.metrics.intervals_paid.get(), 1);
     assert_eq!(h.metrics.earnings_e8s.get(), 100);
@@ -773,8 +761,7 @@ async fn a_heartbeat_sent_after_its_due_time_counts_as_late() {
     let h = Harness::new();
     h.job_1(SPIN);
     h.run_while(Duration::from_millis(100), async {
-        h.until(0, "an acknowledgement", |st| st.jobs[&1].acknowledged)
-            .await;
+        h.until_job_1_is_acknowledged().await;
         assert_eq!(
             h.metrics.heartbeats_late.get(),
             0,
@@ -809,13 +796,7 @@ async fn failing_outcomes_count_as_completed_and_failed() {
     let hello = h.market.store(&wasm(HELLO));
     let exit3 = h.market.store(&wasm(EXIT3));
     // Job 3's digest names bytes the store does not hold.
-    let wrong = h.market.store(&wasm(SPIN));
-    h.market
-        .state
-        .lock()
-        .unwrap()
-        .modules
-        .insert(wrong, wasm(HELLO));
+    let wrong = h.market.store_as(SPIN, HELLO);
     h.market.add_job(1, spec(hello, 10));
     h.market.add_job(2, spec(exit3, 10));
     h.market.add_job(3, spec(wrong, 10));
@@ -861,8 +842,7 @@ async fn a_job_that_finishes_within_the_grace_period_has_its_result_submitted() 
     h.job_1(COUNT);
     let summary = h
         .run_while(Duration::from_secs(30), async {
-            h.until(0, "an acknowledgement", |st| st.jobs[&1].acknowledged)
-                .await;
+            h.until_job_1_is_acknowledged().await;
             assert!(
                 h.market.state.lock().unwrap().submissions.is_empty(),
                 "still running when the shutdown starts"
@@ -893,8 +873,7 @@ async fn the_last_heartbeat_at_shutdown_goes_out_before_the_hand_back() {
     h.job_1(SPIN);
     let summary = h
         .run_while(Duration::from_millis(100), async {
-            h.until(0, "an acknowledgement", |st| st.jobs[&1].acknowledged)
-                .await;
+            h.until_job_1_is_acknowledged().await;
             // Into the window (it opens 5 s before the due time) but not yet
             // urgent (2.5 s before): a running node would wait.
             let due = h.market.state.lock().unwrap().jobs[&1].due_ns;
