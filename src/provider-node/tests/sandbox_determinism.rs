@@ -104,20 +104,20 @@ async fn disk_cache_survives_restarts_and_rejects_tampering() {
         cache_dir: Some(dir.clone()),
         ..test_config()
     };
-    let run = |executor: Executor| async move {
-        let report = executor.run(job(workload("echo"), b"cached")).await;
+    // Each run in a fresh executor, as after a restart of the node.
+    let run = |config: SandboxConfig| async move {
+        let report = Executor::new(config)
+            .unwrap()
+            .run(job(workload("echo"), b"cached"))
+            .await;
         assert!(report.outcome.is_success(), "{report:?}");
         assert_eq!(report.stdout, b"cached");
         report.module_source
     };
-    assert_eq!(
-        run(Executor::new(config.clone()).unwrap()).await,
-        ModuleSource::Compiled
-    );
-    assert_eq!(
-        run(Executor::new(config.clone()).unwrap()).await,
-        ModuleSource::DiskCache
-    );
+    let compiled_then_from_disk = [ModuleSource::Compiled, ModuleSource::DiskCache];
+    for expected in compiled_then_from_disk {
+        assert_eq!(run(config.clone()).await, expected);
+    }
 
     // Flip one byte of the compiled artefact: the file must be refused.
     let artefact = std::fs::read_dir(&dir)
@@ -129,20 +129,12 @@ async fn disk_cache_survives_restarts_and_rejects_tampering() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x40;
     std::fs::write(&artefact, &bytes).unwrap();
-    assert_eq!(
-        run(Executor::new(config.clone()).unwrap()).await,
-        ModuleSource::Compiled
-    );
-    assert_eq!(
-        run(Executor::new(config.clone()).unwrap()).await,
-        ModuleSource::DiskCache
-    );
+    for expected in compiled_then_from_disk {
+        assert_eq!(run(config.clone()).await, expected);
+    }
 
     // A cache written under another node's key is refused as well.
     std::fs::write(dir.join("cache.key"), [0u8; 32]).unwrap();
-    assert_eq!(
-        run(Executor::new(config).unwrap()).await,
-        ModuleSource::Compiled
-    );
+    assert_eq!(run(config).await, ModuleSource::Compiled);
     let _ = std::fs::remove_dir_all(&dir);
 }
