@@ -9,20 +9,16 @@
 
 use std::time::{Duration, Instant};
 
-use provider_node::sandbox::{Executor, Job, JobLimits, ModuleSource, SandboxConfig, WasmModule};
+use provider_node::sandbox::{
+    Executor, Job, JobLimits, JobReport, ModuleSource, SandboxConfig, WasmModule,
+};
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 #[path = "../../../workloads/kernels/src/lib.rs"]
 mod kernels;
 
-fn workload(name: &str) -> Vec<u8> {
-    let path = market_artifacts::workload_dir().join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; run scripts/build-workloads.sh first",
-            path.display()
-        )
-    })
-}
+use common::workload;
 
 fn empty_module(salt: u64) -> Vec<u8> {
     // A custom section makes each salt a distinct module (a cold cache).
@@ -58,6 +54,59 @@ fn job(bytes: WasmModule, args: &[&str]) -> Job {
     }
 }
 
+/// Runs `module` with `fuel` and a `timeout`.
+fn run_limited(
+    rt: &tokio::runtime::Runtime,
+    executor: &Executor,
+    module: &WasmModule,
+    fuel: u64,
+    timeout: Duration,
+) -> JobReport {
+    let mut j = job(module.clone(), &[]);
+    j.limits.fuel = fuel;
+    j.limits.timeout = timeout;
+    rt.block_on(executor.run(j))
+}
+
+/// An executor with the default settings but fuel slices of `fuel_slice`.
+fn sliced_executor(fuel_slice: u64) -> Executor {
+    Executor::new(SandboxConfig {
+        fuel_slice,
+        ..SandboxConfig::default()
+    })
+    .expect("executor")
+}
+
+/// The start latency of each of `modules`, run one after the other, each
+/// expected to come from `source`.
+fn start_latencies(
+    rt: &tokio::runtime::Runtime,
+    executor: &Executor,
+    modules: impl Iterator<Item = WasmModule>,
+    source: ModuleSource,
+) -> Vec<Duration> {
+    modules
+        .map(|module| {
+            let t = Instant::now();
+            let report = rt.block_on(executor.run(job(module, &[])));
+            let elapsed = t.elapsed();
+            assert_eq!(report.module_source, source);
+            elapsed
+        })
+        .collect()
+}
+
+/// Prints the table row of `case`: the p50 and p90 of `samples`, and how
+/// many there were.
+fn latency_row(case: &str, samples: &mut [Duration]) {
+    println!(
+        "| {case} | {} | {} | {} |",
+        us(percentile(samples, 0.5)),
+        us(percentile(samples, 0.9)),
+        samples.len()
+    );
+}
+
 fn start_latency(rt: &tokio::runtime::Runtime, quick: bool) {
     println!("## Start latency (job handed to the executor -> `_start` returned)\n");
     println!("| case | p50 | p90 | samples |");
@@ -75,57 +124,34 @@ fn start_latency(rt: &tokio::runtime::Runtime, quick: bool) {
             ..SandboxConfig::default()
         };
         let label = if pooling { "pooling" } else { "on-demand" };
+        // The same modules for the cold and the disk-cached runs, other
+        // ones for each allocator.
+        let salted = || {
+            (0..cold_n).map(|i| {
+                WasmModule::new(empty_module(i as u64 + if pooling { 0 } else { 1 << 32 }))
+            })
+        };
         let executor = Executor::new(config.clone()).expect("executor");
         // Cold: a module never seen (compile + link + instantiate + run).
-        let mut cold = Vec::new();
-        for i in 0..cold_n {
-            let module =
-                WasmModule::new(empty_module(i as u64 + if pooling { 0 } else { 1 << 32 }));
-            let t = Instant::now();
-            let report = rt.block_on(executor.run(job(module, &[])));
-            cold.push(t.elapsed());
-            assert_eq!(report.module_source, ModuleSource::Compiled);
-        }
-        println!(
-            "| empty module, cold cache (compile), {label} | {} | {} | {cold_n} |",
-            us(percentile(&mut cold, 0.5)),
-            us(percentile(&mut cold, 0.9))
+        let mut cold = start_latencies(rt, &executor, salted(), ModuleSource::Compiled);
+        latency_row(
+            &format!("empty module, cold cache (compile), {label}"),
+            &mut cold,
         );
         // Disk: a fresh executor finds the artefacts on disk.
         drop(executor);
         let executor = Executor::new(config.clone()).expect("executor");
-        let mut disk = Vec::new();
-        for i in 0..cold_n {
-            let module =
-                WasmModule::new(empty_module(i as u64 + if pooling { 0 } else { 1 << 32 }));
-            let t = Instant::now();
-            let report = rt.block_on(executor.run(job(module, &[])));
-            disk.push(t.elapsed());
-            assert_eq!(report.module_source, ModuleSource::DiskCache);
-        }
-        println!(
-            "| empty module, disk cache, {label} | {} | {} | {cold_n} |",
-            us(percentile(&mut disk, 0.5)),
-            us(percentile(&mut disk, 0.9))
-        );
+        let mut disk = start_latencies(rt, &executor, salted(), ModuleSource::DiskCache);
+        latency_row(&format!("empty module, disk cache, {label}"), &mut disk);
         // Warm: the same module again and again.
         for (name, module) in [
             ("empty module", WasmModule::new(empty_module(u64::MAX))),
-            ("Rust echo guest", WasmModule::new(workload("echo"))),
+            ("Rust echo guest", workload("echo")),
         ] {
             let _ = rt.block_on(executor.run(job(module.clone(), &[])));
-            let mut warm = Vec::with_capacity(warm_n);
-            for _ in 0..warm_n {
-                let t = Instant::now();
-                let report = rt.block_on(executor.run(job(module.clone(), &[])));
-                warm.push(t.elapsed());
-                assert_eq!(report.module_source, ModuleSource::MemoryCache);
-            }
-            println!(
-                "| {name}, warm cache, {label} | {} | {} | {warm_n} |",
-                us(percentile(&mut warm, 0.5)),
-                us(percentile(&mut warm, 0.9))
-            );
+            let again = std::iter::repeat_n(module, warm_n);
+            let mut warm = start_latencies(rt, &executor, again, ModuleSource::MemoryCache);
+            latency_row(&format!("{name}, warm cache, {label}"), &mut warm);
         }
     }
     let _ = std::fs::remove_dir_all(&cache_dir);
@@ -283,11 +309,11 @@ fn kernel_job(
 }
 
 fn throughput(rt: &tokio::runtime::Runtime, quick: bool) {
-    let wasm = workload("cpu-kernel");
+    let module = workload("cpu-kernel");
+    let wasm = module.bytes();
     let plain = engine(DEFAULTS);
     let sandbox = sandbox_engine();
     let executor = Executor::new(SandboxConfig::default()).expect("executor");
-    let module = WasmModule::new(wasm.clone());
     println!("## Kernel throughput (ms, best of 3; wasmi 1 run)\n");
     println!(
         "| kernel | size | native | wasmtime defaults | sandbox engine, direct call | sandbox job | wasmi | direct / native | job / native | wasmi / direct | ns per fuel |"
@@ -300,15 +326,15 @@ fn throughput(rt: &tokio::runtime::Runtime, quick: bool) {
             (s, t.elapsed())
         });
         let export = format!("kernel_{kind}");
-        let (s1, t_plain) = best(3, || wasmtime_kernel(&plain, &wasm, &export, n));
-        let (s2, t_direct) = best(3, || wasmtime_kernel(&sandbox, &wasm, &export, n));
+        let (s1, t_plain) = best(3, || wasmtime_kernel(&plain, wasm, &export, n));
+        let (s2, t_direct) = best(3, || wasmtime_kernel(&sandbox, wasm, &export, n));
         let mut fuel = 0;
         let (s3, t_job) = best(3, || {
             let (sum, time, used) = kernel_job(rt, &executor, &module, kind, n);
             fuel = used;
             (sum, time)
         });
-        let (s4, t_wasmi) = wasmi_kernel(&wasm, &export, n);
+        let (s4, t_wasmi) = wasmi_kernel(wasm, &export, n);
         for s in [s1, s2, s3, s4] {
             assert_eq!(s, sum, "{name}: all engines compute the same checksum");
         }
@@ -330,7 +356,8 @@ fn throughput(rt: &tokio::runtime::Runtime, quick: bool) {
 
 /// What each engine setting costs, kernel by kernel (direct calls).
 fn ablation(quick: bool) {
-    let wasm = workload("cpu-kernel");
+    let module = workload("cpu-kernel");
+    let wasm = module.bytes();
     let variants: [(&str, Knobs); 8] = [
         ("defaults", DEFAULTS),
         (
@@ -406,32 +433,13 @@ fn ablation(quick: bool) {
         let export = format!("kernel_{kind}");
         print!("| {name} |");
         for (_, engine) in &engines {
-            let (_, t) = best(3, || wasmtime_kernel(engine, &wasm, &export, n));
+            let (_, t) = best(3, || wasmtime_kernel(engine, wasm, &export, n));
             print!(" {} |", ms(t));
         }
         println!();
     }
     println!();
 }
-
-/// `_start` chases pointers through 32 MiB forever after setting them up:
-/// every few units of fuel are a cache miss.
-const POINTER_CHASE: &str = r#"(module
-  (memory (export "memory") 512)
-  (func (export "_start") (local $i i32) (local $p i32)
-    (loop $init
-      (i32.store
-        (i32.shl (local.get $i) (i32.const 2))
-        (i32.shl
-          (i32.and
-            (i32.add (i32.mul (local.get $i) (i32.const 1103515245)) (i32.const 12345))
-            (i32.const 0x7fffff))
-          (i32.const 2)))
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br_if $init (i32.lt_u (local.get $i) (i32.const 0x800000))))
-    (loop $chase
-      (local.set $p (i32.load (local.get $p)))
-      (br $chase))))"#;
 
 const SPIN: &str = r#"(module (memory 1) (func (export "_start") (loop $l (br $l))))"#;
 
@@ -443,10 +451,7 @@ fn overshoot(
     module: &WasmModule,
     timeout: Duration,
 ) -> Duration {
-    let mut j = job(module.clone(), &[]);
-    j.limits.fuel = 1 << 60;
-    j.limits.timeout = timeout;
-    let report = rt.block_on(executor.run(j));
+    let report = run_limited(rt, executor, module, 1 << 60, timeout);
     assert_eq!(
         report.outcome,
         provider_node::sandbox::Outcome::Deadline,
@@ -458,8 +463,8 @@ fn overshoot(
 /// Deadline latency against throughput for several fuel slice sizes.
 fn fuel_slices(rt: &tokio::runtime::Runtime, quick: bool) {
     let spin = WasmModule::new(wat::parse_str(SPIN).expect("WAT"));
-    let chase = WasmModule::new(wat::parse_str(POINTER_CHASE).expect("WAT"));
-    let kernel = WasmModule::new(workload("cpu-kernel"));
+    let chase = common::wat("pointer-chase");
+    let kernel = workload("cpu-kernel");
     let n = if quick { 20_000_000 } else { 200_000_000 };
     let runs = if quick { 5 } else { 15 };
     println!("## Fuel slice: deadline latency against throughput\n");
@@ -481,11 +486,7 @@ fn fuel_slices(rt: &tokio::runtime::Runtime, quick: bool) {
         500_000,
         250_000,
     ] {
-        let executor = Executor::new(SandboxConfig {
-            fuel_slice: slice,
-            ..SandboxConfig::default()
-        })
-        .expect("executor");
+        let executor = sliced_executor(slice);
         let (_, t_int) = best(3, || {
             let (sum, time, _) = kernel_job(rt, &executor, &kernel, "int", n);
             (sum, time)
@@ -521,15 +522,9 @@ fn fuel_slices(rt: &tokio::runtime::Runtime, quick: bool) {
     // 1 000-fuel slices and in one slice.
     let spin_fuel = if quick { 20_000_000 } else { 200_000_000 };
     let spin_for = |slice: u64| {
-        let executor = Executor::new(SandboxConfig {
-            fuel_slice: slice,
-            ..SandboxConfig::default()
-        })
-        .expect("executor");
+        let executor = sliced_executor(slice);
         best(5, || {
-            let mut j = job(spin.clone(), &[]);
-            j.limits.fuel = spin_fuel;
-            let report = rt.block_on(executor.run(j));
+            let report = run_limited(rt, &executor, &spin, spin_fuel, limits().timeout);
             assert_eq!(report.outcome, provider_node::sandbox::Outcome::OutOfFuel);
             (0, report.run_time)
         })
@@ -580,12 +575,6 @@ fn host_call_loops(rt: &tokio::runtime::Runtime) {
     let config = SandboxConfig::default();
     let slice = config.fuel_slice;
     let executor = Executor::new(config).expect("executor");
-    let run = |module: &WasmModule, fuel: u64, timeout: Duration| {
-        let mut j = job(module.clone(), &[]);
-        j.limits.fuel = fuel;
-        j.limits.timeout = timeout;
-        rt.block_on(executor.run(j))
-    };
     println!("## Host-call loops\n");
     println!(
         "| guest | ns per fuel | one {slice}-fuel slice takes | 100 ms deadline: outcome | run time |"
@@ -595,7 +584,7 @@ fn host_call_loops(rt: &tokio::runtime::Runtime) {
         let module = WasmModule::new(wat::parse_str(text).expect("WAT"));
         // About a hundred calls, or 0.1 s of spinning.
         let probe_fuel = if text == SPIN { 300_000_000 } else { 400 };
-        let probe = run(&module, probe_fuel, Duration::from_secs(600));
+        let probe = run_limited(rt, &executor, &module, probe_fuel, Duration::from_secs(600));
         assert_eq!(
             probe.outcome,
             provider_node::sandbox::Outcome::OutOfFuel,
@@ -603,7 +592,7 @@ fn host_call_loops(rt: &tokio::runtime::Runtime) {
         );
         let per_fuel = probe.run_time.as_secs_f64() / probe_fuel as f64;
         let fuel = ((3.0 / per_fuel) as u64).max(probe_fuel);
-        let report = run(&module, fuel, Duration::from_millis(100));
+        let report = run_limited(rt, &executor, &module, fuel, Duration::from_millis(100));
         println!(
             "| {name} | {:.1} | {:.1} ms | {} | {} ms |",
             per_fuel * 1e9,
