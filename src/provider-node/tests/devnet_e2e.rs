@@ -6,14 +6,13 @@
 //!
 //! Needs the canisters built: `scripts/build-canisters.sh`.
 
+use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use candid::Principal;
-use market_api::matcher::{
-    Job, JobLimits, JobSpec, JobStatus, ModuleSource, ModuleUpload, RunOutcome,
-};
+use market_api::matcher::{Job, JobLimits, JobSpec, JobStatus, RunOutcome};
 use market_api::{JobId, Tokens};
 use market_client::MarketClient;
 use market_client::transport::{Transport, TransportError};
@@ -22,7 +21,6 @@ use market_fixture::{DevnetTransport, node, provider};
 use market_fixture::{ICP, Settings};
 use provider_node::daemon::Daemon;
 use provider_node::daemon::metrics::Metrics;
-use sha2::Digest;
 use test_world::count;
 use test_world::{DaemonSetup, HoldResults, World, one_slot_offer, spawn};
 
@@ -34,30 +32,19 @@ fn buyer() -> Principal {
     market_fixture::principal(0xB1)
 }
 
-/// What these tests do with the shared [`World`]: providers `n` (node key
+/// The shared [`World`] as these tests use it: providers `n` (node key
 /// `node(n)`), their daemons, and the buyer's jobs.
-trait Scene {
-    fn new() -> Self;
-    fn provider(&self, n: u8, price: Tokens);
-    fn daemon(&self, n: u8, state_dir: &std::path::Path) -> (Daemon<DevnetTransport>, Metrics);
-    fn daemon_with_grace(
-        &self,
-        n: u8,
-        state_dir: &std::path::Path,
-        shutdown_grace: Duration,
-    ) -> (Daemon<DevnetTransport>, Metrics);
-    fn daemon_over<T: Transport + Clone>(
-        &self,
-        n: u8,
-        transport: T,
-        state_dir: &std::path::Path,
-        shutdown_grace: Duration,
-    ) -> (Daemon<T>, Metrics);
-    async fn upload(&self, wat: &str) -> [u8; 32];
-    async fn submit(&self, sha: [u8; 32]) -> JobId;
+struct Scene(World);
+
+impl Deref for Scene {
+    type Target = World;
+
+    fn deref(&self) -> &World {
+        &self.0
+    }
 }
 
-impl Scene for World {
+impl Scene {
     /// The marketplace (10 s grace) with a buyer holding 50 ICP in escrow.
     fn new() -> Self {
         let w = World::deploy(
@@ -69,7 +56,7 @@ impl Scene for World {
         );
         w.net.mint(buyer(), 100 * ICP).unwrap();
         w.net.deposit(buyer(), 50 * ICP).unwrap();
-        w
+        Scene(w)
     }
 
     /// Registers, stakes and offers provider `n` (one slot) at `price`.
@@ -115,40 +102,13 @@ impl Scene for World {
         )
     }
 
-    async fn upload(&self, wat: &str) -> [u8; 32] {
-        let wasm = wat::parse_str(wat).unwrap();
-        let sha: [u8; 32] = sha2::Sha256::digest(&wasm).into();
-        self.buyer
-            .begin_module_upload(ModuleUpload {
-                sha256: sha,
-                size: wasm.len() as u64,
-            })
-            .await
-            .unwrap();
-        self.buyer.put_module_chunk(sha, 0, wasm).await.unwrap();
-        let info = self.buyer.commit_module(sha).await.unwrap();
-        assert!(info.committed);
-        sha
-    }
-
+    /// The buyer submits a job on the stored module `sha`: up to 100
+    /// intervals at twice [`PRICE`], two retries.
     async fn submit(&self, sha: [u8; 32]) -> JobId {
         self.buyer
             .submit_job(JobSpec {
-                module: ModuleSource::Stored { sha256: sha },
-                input: vec![],
-                args: vec![],
-                env: vec![],
-                limits: JobLimits {
-                    memory_mib: 16,
-                    fuel_per_interval: 1_000_000_000,
-                },
-                interval_secs: INTERVAL,
-                max_intervals: 100,
-                max_price_per_interval: 2 * PRICE,
-                ledger: self.ids.ledger,
-                min_provider_stake: 0,
                 max_retries: 2,
-                callback: None,
+                ..self.stored_job(sha, INTERVAL, 100, 2 * PRICE)
             })
             .await
             .unwrap()
@@ -164,7 +124,7 @@ fn stdout_of(job: &Job) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn jobs_run_heartbeats_pay_and_a_killed_provider_is_slashed_and_replaced() {
-    let w = World::new();
+    let w = Scene::new();
     w.provider(1, PRICE);
     w.provider(2, 2 * PRICE);
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
@@ -239,7 +199,7 @@ async fn jobs_run_heartbeats_pay_and_a_killed_provider_is_slashed_and_replaced()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_restarted_mid_job_resumes_it_and_reports_it_once() {
-    let w = World::new();
+    let w = Scene::new();
     w.provider(1, PRICE);
     let dir = tempfile::tempdir().unwrap();
     let (d1, _) = w.daemon(1, dir.path());
@@ -271,7 +231,7 @@ async fn a_node_restarted_mid_job_resumes_it_and_reports_it_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_shutting_down_hands_its_job_back_without_a_slash() {
-    let w = World::new();
+    let w = Scene::new();
     w.provider(1, PRICE);
     w.provider(2, 2 * PRICE);
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
@@ -310,7 +270,7 @@ async fn a_reserved_slot_is_held_idle_or_busy_and_runs_a_delegates_job() {
         CancelReservationArgs, MatcherError, Reservation, ReservationSpec, ReservationStatus,
         ReservedJobArgs,
     };
-    let w = World::new();
+    let w = Scene::new();
     w.provider(1, PRICE);
     let delegate = market_fixture::principal(0xD1);
     let hello = w.upload(HELLO).await;
@@ -372,21 +332,11 @@ async fn a_reserved_slot_is_held_idle_or_busy_and_runs_a_delegates_job() {
             &ReservedJobArgs {
                 reservation: rid,
                 spec: JobSpec {
-                    module: ModuleSource::Stored { sha256: hello },
-                    input: vec![],
-                    args: vec![],
-                    env: vec![],
                     limits: JobLimits {
                         memory_mib: 16,
                         fuel_per_interval: 1_000_000,
                     },
-                    interval_secs: INTERVAL,
-                    max_intervals: 3,
-                    max_price_per_interval: 0,
-                    ledger: w.ids.ledger,
-                    min_provider_stake: 0,
-                    max_retries: 0,
-                    callback: None,
+                    ..w.stored_job(hello, INTERVAL, 3, 0)
                 },
             },
         )
@@ -507,7 +457,7 @@ impl Transport for Flaky {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_on_a_bad_network_finishes_its_job_and_is_paid_once_per_interval() {
-    let w = World::new();
+    let w = Scene::new();
     w.provider(1, PRICE);
     let faults = Arc::new(Faults::default());
     let flaky = Flaky {

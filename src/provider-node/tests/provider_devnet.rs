@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use candid::Principal;
-use market_api::matcher::{JobLimits, JobSpec, JobStatus, ModuleSource, ModuleUpload};
+use market_api::matcher::JobStatus;
 use market_api::registry::{Provider, ProviderProfile};
 use market_api::{Account, Tokens};
 use market_client::MarketClient;
@@ -18,8 +18,7 @@ use market_fixture::DevnetTransport;
 use market_fixture::{ICP, Settings};
 use provider_node::daemon::Summary;
 use provider_node::provider::{self, EarningsWithdrawal};
-use sha2::Digest;
-use test_world::{DaemonSetup, HoldResults, World, count, one_slot_offer};
+use test_world::{DaemonSetup, HoldResults, World, count, one_slot_offer, spawn};
 
 const PRICE: Tokens = 100_000;
 const INTERVAL: u64 = 20;
@@ -83,38 +82,10 @@ async fn a_provider_stakes_offers_updates_earns_withdraws_and_unstakes() {
         .post_offer(one_slot_offer(16, PRICE, ids.ledger))
         .await
         .unwrap();
-    let buyer_client = &w.buyer;
-    let wasm = wat::parse_str(count()).unwrap();
-    let sha: [u8; 32] = sha2::Sha256::digest(&wasm).into();
-    buyer_client
-        .begin_module_upload(ModuleUpload {
-            sha256: sha,
-            size: wasm.len() as u64,
-        })
-        .await
-        .unwrap();
-    buyer_client.put_module_chunk(sha, 0, wasm).await.unwrap();
-    buyer_client.commit_module(sha).await.unwrap();
-    let job_id = buyer_client
-        .submit_job(JobSpec {
-            module: ModuleSource::Stored { sha256: sha },
-            input: vec![],
-            args: vec![],
-            env: vec![],
-            limits: JobLimits {
-                memory_mib: 32,
-                fuel_per_interval: 1_000_000_000,
-            },
-            interval_secs: INTERVAL,
-            max_intervals: 100,
-            max_price_per_interval: 3 * PRICE,
-            ledger: ids.ledger,
-            min_provider_stake: 0,
-            max_retries: 0,
-            callback: None,
-        })
-        .await
-        .unwrap();
+    let sha = w.upload(&count()).await;
+    let mut spec = w.stored_job(sha, INTERVAL, 100, 3 * PRICE);
+    spec.limits.memory_mib = 32;
+    let job_id = w.buyer.submit_job(spec).await.unwrap();
     let job = w.job(job_id).await;
     assert_eq!(
         (job.status, job.provider),
@@ -151,10 +122,7 @@ async fn a_provider_stakes_offers_updates_earns_withdraws_and_unstakes() {
             max_job_time: Duration::from_secs(120),
         },
     );
-    let (stop_daemon, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(daemon.run(async {
-        let _ = rx.await;
-    }));
+    let (stop_daemon, task) = spawn(daemon);
     w.start_clock();
     let job = w
         .until(job_id, "succeeded", |j| j.status == JobStatus::Succeeded)

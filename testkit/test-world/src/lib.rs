@@ -10,7 +10,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use candid::Principal;
-use market_api::matcher::{Job, OfferSpec, SubmitResultArgs};
+use market_api::matcher::{
+    Job, JobLimits, JobSpec, ModuleSource, ModuleUpload, OfferSpec, SubmitResultArgs,
+};
 use market_api::{JobId, Tokens};
 use market_client::transport::{Transport, TransportError};
 use market_client::{CanisterIds, MarketClient};
@@ -19,6 +21,7 @@ use market_fixture::{ICP, MarketFixture};
 use provider_node::daemon::metrics::Metrics;
 use provider_node::daemon::{Daemon, DaemonConfig, Summary};
 use provider_node::sandbox::{Executor, SandboxConfig};
+use sha2::Digest;
 
 /// Counts down from 1.5 billion, then prints "done": a second or so of
 /// work, a few intervals of devnet time.
@@ -170,6 +173,47 @@ impl World {
         self.stop_clock.store(true, Ordering::SeqCst);
         if let Some(h) = self.clock.lock().unwrap_or_else(|e| e.into_inner()).take() {
             h.join().expect("the clock thread");
+        }
+    }
+
+    /// The buyer uploads the module `wat` assembles, in one chunk, and
+    /// commits it; returns its sha256.
+    pub async fn upload(&self, wat: &str) -> [u8; 32] {
+        let wasm = wat::parse_str(wat).expect("valid WAT");
+        let sha: [u8; 32] = sha2::Sha256::digest(&wasm).into();
+        self.buyer
+            .begin_module_upload(ModuleUpload {
+                sha256: sha,
+                size: wasm.len() as u64,
+            })
+            .await
+            .expect("begin_module_upload");
+        self.buyer
+            .put_module_chunk(sha, 0, wasm)
+            .await
+            .expect("put_module_chunk");
+        let info = self.buyer.commit_module(sha).await.expect("commit_module");
+        assert!(info.committed, "{info:?}");
+        sha
+    }
+
+    /// A job running the stored module `sha256`, with no input, arguments
+    /// or environment: 16 MiB and a billion fuel per interval, paid with
+    /// this market's ledger, no stake required, no retries, no callback.
+    pub fn stored_job(
+        &self,
+        sha256: [u8; 32],
+        interval_secs: u64,
+        max_intervals: u32,
+        max_price: Tokens,
+    ) -> JobSpec {
+        JobSpec {
+            module: ModuleSource::Stored { sha256 },
+            limits: JobLimits {
+                memory_mib: 16,
+                fuel_per_interval: 1_000_000_000,
+            },
+            ..self.net.url_job(interval_secs, max_intervals, max_price)
         }
     }
 
