@@ -657,48 +657,24 @@ mod tests {
         assert_eq!(ids, [1000, 1001, 1002, 1003, 1004, 1005]);
 
         // --function-id goes before or after the action.
-        for (args, id) in [
-            (
-                [
-                    "sns",
-                    "payload",
-                    "cancel",
-                    "--reservation",
-                    "1",
-                    "--function-id",
-                    "2000",
-                ],
-                2000u64,
-            ),
-            (
-                [
-                    "sns",
-                    "payload",
-                    "--function-id",
-                    "2001",
-                    "cancel",
-                    "--reservation",
-                    "1",
-                ],
-                2001,
-            ),
-        ] {
-            let text = run(&args).unwrap();
+        let cancel_with_function_id = |id: &str, before_action: bool| {
+            let (flag, cancel) = (["--function-id", id], ["cancel", "--reservation", "1"]);
+            let mut args = vec!["sns", "payload"];
+            if before_action {
+                args.extend(flag.into_iter().chain(cancel));
+            } else {
+                args.extend(cancel.into_iter().chain(flag));
+            }
+            run(&args)
+        };
+        for (id, before_action) in [(2000u64, false), (2001, true)] {
+            let text = cancel_with_function_id(&id.to_string(), before_action).unwrap();
             assert!(
                 text.contains(&format!("function_id = {};", candid_line(&id))),
                 "{text}"
             );
         }
-        let e = run(&[
-            "sns",
-            "payload",
-            "cancel",
-            "--reservation",
-            "1",
-            "--function-id",
-            "999",
-        ])
-        .unwrap_err();
+        let e = cancel_with_function_id("999", false).unwrap_err();
         assert!(e.contains("--function-id") && e.contains("native"), "{e}");
     }
 
