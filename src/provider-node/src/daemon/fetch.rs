@@ -1,13 +1,24 @@
 //! Getting a job's module: from the local cache, the matcher's module store
 //! (chunk by chunk), or a URL; always checked against its sha256.
+//!
+//! A URL is the buyer's choice, so a download goes only where [`egress`]
+//! allows (public addresses, over https), and what a job's result says
+//! about a failed fetch ([`FetchError::result_message`]) names the kind of
+//! failure only: never an address, a URL's host or the server's words,
+//! which stay in the daemon's log.
+
+pub mod egress;
 
 use std::path::PathBuf;
 
 use market_api::matcher::{MAX_MODULE_BYTES, ModuleSource, Sha256};
+use reqwest::Url;
 use sha2::Digest;
 
 use market_client::client::{ClientError, MarketClient};
 use market_client::transport::Transport;
+
+pub use egress::{EgressPolicy, Refusal};
 
 /// Why a module could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -31,15 +42,30 @@ pub enum FetchError {
     #[error(transparent)]
     Client(#[from] ClientError),
     /// Downloading from the URL failed.
-    #[error("downloading {url}: {message}")]
+    #[error("downloading {url}: {detail}")]
     Download {
         /// The URL.
         url: String,
-        /// What went wrong.
-        message: String,
-        /// Whether a retry may help (network trouble, 5xx).
-        transient: bool,
+        /// What kind of failure.
+        failure: DownloadFailure,
+        /// What went wrong, for the log: addresses, the server's status
+        /// line, the HTTP client's message.
+        detail: String,
     },
+}
+
+/// The kinds of failed download, as far as a job's result tells them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DownloadFailure {
+    /// The [`EgressPolicy`] refused the URL, a redirect or every address a
+    /// name resolved to.
+    Refused,
+    /// The server answered with this status.
+    Status(u16),
+    /// The body is larger than [`MAX_MODULE_BYTES`].
+    TooLarge,
+    /// Connecting or reading failed, or took too long.
+    Network,
 }
 
 impl FetchError {
@@ -47,9 +73,45 @@ impl FetchError {
     pub fn is_transient(&self) -> bool {
         match self {
             FetchError::Client(e) => e.is_transient(),
-            FetchError::Download { transient, .. } => *transient,
+            FetchError::Download { failure, .. } => match failure {
+                DownloadFailure::Network => true,
+                DownloadFailure::Status(status) => *status >= 500,
+                DownloadFailure::Refused | DownloadFailure::TooLarge => false,
+            },
             _ => false,
         }
+    }
+
+    /// What a job's result may say about this failure: that fetching the
+    /// module failed, and of which kind. Results are public, and a hostile
+    /// buyer picks the URL, so this never carries an address, a URL, a
+    /// status line or a message from a server or the network; the
+    /// [`Display`](std::fmt::Display) form with all of that is for the
+    /// daemon's log.
+    pub fn result_message(&self) -> String {
+        let why = match self {
+            FetchError::DigestMismatch { .. } => {
+                "module digest mismatch: the bytes do not hash to the job's sha256".to_string()
+            }
+            FetchError::NotStored(_) => {
+                "the module is not committed in the matcher's store".to_string()
+            }
+            FetchError::TooLarge => format!("the module is larger than {MAX_MODULE_BYTES} bytes"),
+            FetchError::Client(_) => "the matcher's module store could not be read".to_string(),
+            FetchError::Download { failure, .. } => match failure {
+                DownloadFailure::Refused => {
+                    "the URL, a redirect or its address is not allowed".to_string()
+                }
+                DownloadFailure::Status(status) => {
+                    format!("the server answered HTTP {}xx", status / 100)
+                }
+                DownloadFailure::TooLarge => {
+                    format!("the body is larger than {MAX_MODULE_BYTES} bytes")
+                }
+                DownloadFailure::Network => "the server could not be reached".to_string(),
+            },
+        };
+        format!("fetching the module failed: {why}")
     }
 }
 
@@ -57,12 +119,20 @@ impl FetchError {
 #[derive(Clone, Debug)]
 pub struct ModuleFetcher {
     dir: Option<PathBuf>,
+    egress: EgressPolicy,
     http: reqwest::Client,
 }
 
 impl ModuleFetcher {
-    /// A fetcher caching in `cache_dir/modules` (no disk cache if `None`).
+    /// A fetcher caching in `cache_dir/modules` (no disk cache if `None`)
+    /// that downloads from public https servers only
+    /// ([`EgressPolicy::strict`]).
     pub fn new(cache_dir: Option<PathBuf>) -> Self {
+        Self::with_egress(cache_dir, EgressPolicy::strict())
+    }
+
+    /// A fetcher whose downloads go where `egress` allows.
+    pub fn with_egress(cache_dir: Option<PathBuf>, egress: EgressPolicy) -> Self {
         let dir = cache_dir.map(|d| d.join("modules"));
         if let Some(d) = &dir
             && let Err(e) = std::fs::create_dir_all(d)
@@ -71,7 +141,8 @@ impl ModuleFetcher {
         }
         Self {
             dir,
-            http: reqwest::Client::new(),
+            http: egress.client(),
+            egress,
         }
     }
 
@@ -119,28 +190,35 @@ impl ModuleFetcher {
     }
 
     async fn download(&self, url: &str) -> Result<Vec<u8>, FetchError> {
-        let err = |message: String, transient: bool| FetchError::Download {
+        let err = |failure: DownloadFailure, detail: String| FetchError::Download {
             url: url.to_string(),
-            message,
-            transient,
+            failure,
+            detail,
         };
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err(err("only http(s) URLs are supported".into(), false));
-        }
-        let mut resp = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| err(e.to_string(), true))?;
+        let parsed = Url::parse(url).map_err(|e| err(DownloadFailure::Refused, e.to_string()))?;
+        self.egress
+            .check_url(&parsed)
+            .map_err(|refusal| err(DownloadFailure::Refused, refusal.to_string()))?;
+        let failed = |e: reqwest::Error| {
+            let failure = if refusal_of(&e).is_some() {
+                DownloadFailure::Refused
+            } else {
+                DownloadFailure::Network
+            };
+            err(failure, error_chain(&e))
+        };
+        let mut resp = self.http.get(parsed).send().await.map_err(failed)?;
         let status = resp.status();
         if !status.is_success() {
-            return Err(err(format!("HTTP {status}"), status.is_server_error()));
+            return Err(err(
+                DownloadFailure::Status(status.as_u16()),
+                format!("HTTP {status}"),
+            ));
         }
         let too_large = || {
             err(
+                DownloadFailure::TooLarge,
                 format!("the body is larger than {MAX_MODULE_BYTES} bytes, the largest module"),
-                false,
             )
         };
         // A declared length is checked before anything is read; an
@@ -152,7 +230,7 @@ impl ModuleFetcher {
             return Err(too_large());
         }
         let mut bytes = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| err(e.to_string(), true))? {
+        while let Some(chunk) = resp.chunk().await.map_err(failed)? {
             if bytes.len() + chunk.len() > MAX_MODULE_BYTES {
                 return Err(too_large());
             }
@@ -160,6 +238,32 @@ impl ModuleFetcher {
         }
         Ok(bytes)
     }
+}
+
+/// The egress refusal behind a failed request, if that is why it failed
+/// (a refused redirect, or a name with no allowed address).
+fn refusal_of(e: &reqwest::Error) -> Option<&Refusal> {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(refusal) = s.downcast_ref::<Refusal>() {
+            return Some(refusal);
+        }
+        source = s.source();
+    }
+    None
+}
+
+/// An error and its causes, one after another: reqwest's own message
+/// rarely says what went wrong underneath.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// Checks `bytes` against `sha256`.
@@ -199,7 +303,7 @@ async fn fetch_stored<T: Transport>(
 #[cfg(test)]
 pub(crate) mod tests {
     use std::collections::HashMap;
-    use std::net::SocketAddr;
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
     use std::sync::{Arc, Mutex};
 
     use axum::http::{StatusCode, Uri};
@@ -209,10 +313,11 @@ pub(crate) mod tests {
     use market_client::client::CanisterIds;
     use market_client::transport::TransportError;
 
-    /// The answer to one path: a status and a body.
-    type Response = (StatusCode, Vec<u8>);
+    /// The answer to one path: a status, a `Location` (for redirects) and a
+    /// body.
+    type Response = (StatusCode, Option<String>, Vec<u8>);
 
-    /// An HTTP/1.1 server on 127.0.0.1 answering each path with a status
+    /// An HTTP/1.1 server on loopback answering each path with a status
     /// and body the test sets (404 for any other path).
     #[derive(Clone, Default)]
     pub(crate) struct ModuleServer {
@@ -221,23 +326,35 @@ pub(crate) mod tests {
     }
 
     impl ModuleServer {
-        /// Serves until the test's runtime ends; returns the base URL.
+        /// Serves on 127.0.0.1 until the test's runtime ends; returns the
+        /// base URL.
         pub(crate) async fn start(&self) -> String {
+            self.start_on(Ipv4Addr::LOCALHOST.into()).await
+        }
+
+        /// Serves on `ip` (a loopback address) until the test's runtime
+        /// ends; returns the base URL.
+        pub(crate) async fn start_on(&self, ip: IpAddr) -> String {
             let server = self.clone();
             let app = axum::Router::new().fallback(move |uri: Uri| {
                 let server = server.clone();
                 async move {
                     server.hits.lock().unwrap().push(uri.path().to_string());
-                    server
+                    let (status, location, body) = server
                         .routes
                         .lock()
                         .unwrap()
                         .get(uri.path())
                         .cloned()
-                        .unwrap_or((StatusCode::NOT_FOUND, b"no such module".to_vec()))
+                        .unwrap_or((StatusCode::NOT_FOUND, None, b"no such module".to_vec()));
+                    let mut response = axum::http::Response::builder().status(status);
+                    if let Some(location) = location {
+                        response = response.header(axum::http::header::LOCATION, location);
+                    }
+                    response.body(axum::body::Body::from(body)).unwrap()
                 }
             });
-            let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, 0))
                 .await
                 .unwrap();
             let addr = listener.local_addr().unwrap();
@@ -250,7 +367,19 @@ pub(crate) mod tests {
             self.routes
                 .lock()
                 .unwrap()
-                .insert(path.to_string(), (status, body));
+                .insert(path.to_string(), (status, None, body));
+        }
+
+        /// Redirects `path` to `location` from now on.
+        pub(crate) fn redirect(&self, path: &str, location: &str) {
+            self.routes.lock().unwrap().insert(
+                path.to_string(),
+                (StatusCode::FOUND, Some(location.to_string()), vec![]),
+            );
+        }
+
+        fn hits(&self) -> Vec<String> {
+            self.hits.lock().unwrap().clone()
         }
     }
 
@@ -312,7 +441,7 @@ pub(crate) mod tests {
         let base = server.start().await;
         server.route("/job.wasm", StatusCode::OK, MODULE.to_vec());
         let cache = tempfile::tempdir().unwrap();
-        let fetcher = ModuleFetcher::new(Some(cache.path().to_path_buf()));
+        let fetcher = trusting_test_server(Some(cache.path().to_path_buf()));
         let source = url_source(format!("{base}/job.wasm"), MODULE);
         assert_eq!(fetcher.fetch(&client(), &source).await.unwrap(), MODULE);
         // The second time comes from the cache, even with the server gone.
@@ -327,7 +456,7 @@ pub(crate) mod tests {
         let base = server.start().await;
         server.route("/job.wasm", StatusCode::OK, b"other bytes".to_vec());
         let cache = tempfile::tempdir().unwrap();
-        let fetcher = ModuleFetcher::new(Some(cache.path().to_path_buf()));
+        let fetcher = trusting_test_server(Some(cache.path().to_path_buf()));
         let source = url_source(format!("{base}/job.wasm"), MODULE);
         let err = fetcher.fetch(&client(), &source).await.unwrap_err();
         let expected = hex::encode(sha2::Sha256::digest(MODULE));
@@ -352,11 +481,11 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
-    async fn http_errors_name_the_url_and_the_status_and_only_5xx_is_retried() {
+    async fn http_errors_log_the_url_and_the_status_publish_the_class_and_only_5xx_is_retried() {
         let server = ModuleServer::default();
         let base = server.start().await;
         server.route("/busy.wasm", StatusCode::SERVICE_UNAVAILABLE, vec![]);
-        let fetcher = ModuleFetcher::new(None);
+        let fetcher = trusting_test_server(None);
 
         let url = format!("{base}/gone.wasm");
         let err = fetcher
@@ -366,6 +495,10 @@ pub(crate) mod tests {
         let text = err.to_string();
         assert!(text.contains(&url) && text.contains("HTTP 404"), "{text}");
         assert!(!err.is_transient());
+        assert_eq!(
+            published(&err),
+            "fetching the module failed: the server answered HTTP 4xx"
+        );
 
         let err = fetcher
             .fetch(&client(), &url_source(format!("{base}/busy.wasm"), MODULE))
@@ -397,6 +530,10 @@ pub(crate) mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("only http(s)"), "{err}");
         assert!(!err.is_transient());
+        assert_eq!(
+            published(&err),
+            "fetching the module failed: the URL, a redirect or its address is not allowed"
+        );
     }
 
     #[tokio::test]
@@ -406,7 +543,7 @@ pub(crate) mod tests {
         let huge = vec![0u8; MAX_MODULE_BYTES + 1];
         server.route("/huge.wasm", StatusCode::OK, huge.clone());
         server.route("/largest.wasm", StatusCode::OK, huge[1..].to_vec());
-        let fetcher = ModuleFetcher::new(None);
+        let fetcher = trusting_test_server(None);
         let err = fetcher
             .fetch(&client(), &url_source(format!("{base}/huge.wasm"), &huge))
             .await
@@ -461,5 +598,209 @@ pub(crate) mod tests {
             .await
             .unwrap();
         assert_eq!(largest.len(), MAX_MODULE_BYTES);
+    }
+
+    /// A service on the provider's own network that must not be reachable
+    /// through a job's URL (a cloud metadata service, an admin page):
+    /// 127.0.0.2 stands in for it, apart from the test server on 127.0.0.1.
+    async fn internal_service() -> (ModuleServer, String) {
+        let internal = ModuleServer::default();
+        let base = internal.start_on(Ipv4Addr::new(127, 0, 0, 2).into()).await;
+        internal.route(
+            "/latest/meta-data/iam",
+            StatusCode::UNAUTHORIZED,
+            b"internal: token required".to_vec(),
+        );
+        (internal, base)
+    }
+
+    /// A fetcher that trusts the test servers on 127.0.0.1, over plain
+    /// http, as a module mirror on the provider's own network; every other
+    /// address is judged as in production.
+    fn trusting_test_server(cache_dir: Option<PathBuf>) -> ModuleFetcher {
+        ModuleFetcher::with_egress(
+            cache_dir,
+            EgressPolicy::strict().with_mirror(Ipv4Addr::LOCALHOST.into()),
+        )
+    }
+
+    /// What a job's result says about a failed fetch.
+    fn published(err: &FetchError) -> String {
+        err.result_message()
+    }
+
+    /// What a job's result may say about a refused fetch: that it failed,
+    /// and why in general, but no address, URL or server's text.
+    fn assert_published_refusal(err: &FetchError) {
+        let text = published(err);
+        for detail in ["127.0.0", "meta-data", "401", "internal", "token"] {
+            assert!(!text.contains(detail), "{detail:?} published: {text}");
+        }
+        assert!(text.contains("fetching the module failed"), "{text}");
+        assert!(text.contains("not allowed"), "{text}");
+        assert!(!err.is_transient(), "a refusal is for good: {err:?}");
+    }
+
+    /// Fetches `url` (a module that cannot be there) and returns the error.
+    async fn fetch_error(fetcher: &ModuleFetcher, url: String) -> FetchError {
+        fetcher
+            .fetch(&client(), &url_source(url, MODULE))
+            .await
+            .unwrap_err()
+    }
+
+    /// Checks that `internal` saw no request, and that `err` is a refusal.
+    fn assert_unreached(internal: &ModuleServer, err: &FetchError) {
+        assert_eq!(
+            internal.hits(),
+            Vec::<String>::new(),
+            "the internal service was reached; published: {}",
+            published(err)
+        );
+        assert_published_refusal(err);
+    }
+
+    #[tokio::test]
+    async fn a_url_at_an_internal_address_is_refused_without_a_request() {
+        let (internal, base) = internal_service().await;
+        let url = format!("{base}/latest/meta-data/iam");
+        let err = fetch_error(&ModuleFetcher::new(None), url).await;
+        assert_unreached(&internal, &err);
+    }
+
+    #[tokio::test]
+    async fn a_redirect_to_an_internal_address_is_refused_without_a_request() {
+        let (internal, internal_base) = internal_service().await;
+        let server = ModuleServer::default();
+        let base = server.start().await;
+        server.redirect(
+            "/job.wasm",
+            &format!("{internal_base}/latest/meta-data/iam"),
+        );
+        let err = fetch_error(&trusting_test_server(None), format!("{base}/job.wasm")).await;
+        assert_eq!(server.hits(), ["/job.wasm"]);
+        assert_unreached(&internal, &err);
+    }
+
+    fn assert_refused(err: &FetchError, why: &str) {
+        assert!(
+            matches!(
+                err,
+                FetchError::Download {
+                    failure: DownloadFailure::Refused,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains(why), "{why:?} not in {err}");
+        assert_published_refusal(err);
+    }
+
+    #[tokio::test]
+    async fn every_kind_of_internal_address_is_refused_as_a_literal_host() {
+        // Trusting 127.0.0.1 as a mirror changes nothing for the others.
+        for fetcher in [ModuleFetcher::new(None), trusting_test_server(None)] {
+            for ip in egress::tests::NOT_PUBLIC {
+                let ip: IpAddr = ip.parse().unwrap();
+                if fetcher.egress.is_mirror(ip) {
+                    continue;
+                }
+                let url = format!("https://{}/job.wasm", SocketAddr::new(ip, 443));
+                let err = fetch_error(&fetcher, url).await;
+                assert_refused(&err, "is not a public address");
+            }
+        }
+    }
+
+    /// A TCP listener on 127.0.0.1 that counts the connections it accepts.
+    async fn counting_listener() -> (SocketAddr, Arc<Mutex<usize>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(Mutex::new(0));
+        let count = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                *count.lock().unwrap() += 1;
+                drop(conn);
+            }
+        });
+        (addr, accepted)
+    }
+
+    #[tokio::test]
+    async fn a_name_that_resolves_to_loopback_finds_nothing_to_connect_to() {
+        let (addr, accepted) = counting_listener().await;
+        let url = format!("https://localhost:{}/job.wasm", addr.port());
+        let err = fetch_error(&ModuleFetcher::new(None), url).await;
+        assert_refused(&err, "localhost resolves to no public address");
+        assert_eq!(*accepted.lock().unwrap(), 0, "nothing connected");
+        // A mirror is trusted by its address: its name does not make
+        // plain http acceptable.
+        let url = format!("http://localhost:{}/job.wasm", addr.port());
+        let err = fetch_error(&trusting_test_server(None), url).await;
+        assert_refused(&err, "plain http to localhost");
+        assert_eq!(*accepted.lock().unwrap(), 0, "nothing connected");
+    }
+
+    #[tokio::test]
+    async fn plain_http_is_refused_but_to_a_mirror_named_by_its_address() {
+        let server = ModuleServer::default();
+        let base = server.start().await;
+        server.route("/job.wasm", StatusCode::OK, MODULE.to_vec());
+        let err = fetch_error(&ModuleFetcher::new(None), format!("{base}/job.wasm")).await;
+        assert_refused(&err, "plain http to 127.0.0.1");
+        assert_eq!(server.hits(), Vec::<String>::new());
+        let source = url_source(format!("{base}/job.wasm"), MODULE);
+        let bytes = trusting_test_server(None)
+            .fetch(&client(), &source)
+            .await
+            .unwrap();
+        assert_eq!(bytes, MODULE);
+    }
+
+    #[tokio::test]
+    async fn a_redirect_loop_is_given_up_after_a_few_hops() {
+        let server = ModuleServer::default();
+        let base = server.start().await;
+        server.redirect("/loop.wasm", &format!("{base}/loop.wasm"));
+        let err = fetch_error(&trusting_test_server(None), format!("{base}/loop.wasm")).await;
+        assert_refused(&err, "more than 5 redirects");
+        assert_eq!(server.hits().len(), 6, "the job's URL and 5 redirects");
+    }
+
+    #[tokio::test]
+    async fn the_result_of_a_failed_fetch_names_only_the_kind_of_failure() {
+        let server = ModuleServer::default();
+        let base = server.start().await;
+        server.route(
+            "/job.wasm",
+            StatusCode::FORBIDDEN,
+            b"internal: token required".to_vec(),
+        );
+        server.route("/other.wasm", StatusCode::OK, b"other bytes".to_vec());
+        let fetcher = trusting_test_server(None);
+        let err = fetch_error(&fetcher, format!("{base}/job.wasm")).await;
+        assert!(
+            err.to_string().contains("HTTP 403"),
+            "the log has it: {err}"
+        );
+        assert_eq!(
+            published(&err),
+            "fetching the module failed: the server answered HTTP 4xx"
+        );
+        let err = fetch_error(&fetcher, format!("{base}/other.wasm")).await;
+        assert_eq!(
+            published(&err),
+            "fetching the module failed: module digest mismatch: \
+             the bytes do not hash to the job's sha256"
+        );
+        let (addr, _) = counting_listener().await;
+        let err = fetch_error(
+            &ModuleFetcher::new(None),
+            format!("https://{addr}/job.wasm"),
+        )
+        .await;
+        assert_refused(&err, &format!("{} is not a public address", addr.ip()));
     }
 }

@@ -64,7 +64,7 @@ use market_client::retry::Backoff;
 use market_client::transport::Transport;
 use market_client::{ClientError, MarketClient};
 
-use fetch::{FetchError, ModuleFetcher};
+use fetch::{EgressPolicy, FetchError, ModuleFetcher};
 use metrics::Metrics;
 use results::ResultStore;
 use schedule::HeartbeatSlot;
@@ -249,9 +249,14 @@ pub fn job_result(report: &JobReport) -> Option<JobResult> {
     })
 }
 
-fn failed_module_result(message: String) -> JobResult {
+/// The result of a job whose module could not be had. It is public, so it
+/// says only what kind of fetch failure it was (see
+/// [`FetchError::result_message`]); the details are in the log.
+fn failed_module_result(error: &FetchError) -> JobResult {
     JobResult {
-        outcome: RunOutcome::InvalidModule { message },
+        outcome: RunOutcome::InvalidModule {
+            message: error.result_message(),
+        },
         output: vec![],
         output_sha256: sha2::Sha256::digest([]).into(),
         fuel_used: 0,
@@ -288,6 +293,14 @@ impl<T: Transport + Clone> Daemon<T> {
             summary: Summary::default(),
             steps: 0,
         })
+    }
+
+    /// Lets module downloads also go where `egress` allows, such as a
+    /// module mirror on the provider's own network (by default only
+    /// public https servers: [`EgressPolicy::strict`]).
+    pub fn with_egress(mut self, egress: EgressPolicy) -> Self {
+        self.fetcher = ModuleFetcher::with_egress(self.config.cache_dir.clone(), egress);
+        self
     }
 
     /// Runs until `shutdown` resolves and the jobs are drained (or the
@@ -544,7 +557,7 @@ impl<T: Transport + Clone> Daemon<T> {
                     }
                     Ok(Err(e)) => {
                         warn!(job_id = id, error = %e, "the job's module is unusable; reporting it");
-                        self.finish(id, &record, failed_module_result(e.to_string()))
+                        self.finish(id, &record, failed_module_result(&e))
                     }
                     Err(e) => {
                         warn!(job_id = id, error = %e, "the fetch task failed; retrying");
