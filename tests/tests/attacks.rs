@@ -1,0 +1,154 @@
+//! Attacks a hostile buyer, provider or stranger can try on the deployed
+//! market, each made from the attacker's own principal against the real
+//! `.wasm` files on the devnet, and what stops it.
+
+use candid::Principal;
+use market_api::matcher::{
+    HeartbeatAck, HeartbeatItem, JobResult, MatcherError, OfferSpec, RunOutcome, SubmitResultArgs,
+};
+use market_api::registry::{ProviderProfile, RegistryError};
+use market_api::{JobId, OfferId};
+use market_fixture::{ICP, MarketFixture, Settings, node, principal, provider};
+
+fn buyer() -> Principal {
+    principal(1)
+}
+
+fn offer(net: &MarketFixture, price: u128) -> OfferSpec {
+    OfferSpec {
+        slots: 4,
+        memory_per_slot_mib: 256,
+        max_fuel_per_interval: 1_000_000,
+        price_per_interval: price,
+        ledger: net.ids.ledger,
+        min_interval_secs: 1,
+        max_interval_secs: 3_600,
+        tags: vec![],
+    }
+}
+
+/// A market with a funded buyer and provider 1 (node 1) offering slots.
+fn market() -> (MarketFixture, OfferId) {
+    let net = MarketFixture::deploy(Settings::default()).expect("deploy");
+    net.mint(buyer(), 100 * ICP).unwrap();
+    net.deposit(buyer(), 50 * ICP).unwrap();
+    net.onboard_provider(provider(1), node(1), 50 * ICP)
+        .unwrap();
+    let offer_id = net.post_offer(provider(1), &offer(&net, 100_000)).unwrap();
+    (net, offer_id)
+}
+
+fn submit(net: &MarketFixture, who: Principal) -> JobId {
+    let spec = net.url_job(60, 10, 100_000);
+    let r: Result<JobId, MatcherError> = net
+        .update(net.ids.matcher, who, "submit_job", &spec)
+        .unwrap();
+    let id = r.expect("submit_job");
+    net.settle_outbox();
+    id
+}
+
+fn heartbeat(net: &MarketFixture, from: Principal, job_id: JobId, attempt: u32) -> HeartbeatAck {
+    let items = vec![HeartbeatItem {
+        job_id,
+        attempt,
+        fuel_used: 0,
+    }];
+    let r: Result<Vec<HeartbeatAck>, MatcherError> = net
+        .update(net.ids.matcher, from, "heartbeat", &items)
+        .unwrap();
+    let mut acks = r.expect("a heartbeat batch is answered item by item");
+    assert_eq!(acks.len(), 1);
+    acks.remove(0)
+}
+
+fn result() -> JobResult {
+    JobResult {
+        outcome: RunOutcome::Exited { code: 0 },
+        output: b"forged".to_vec(),
+        output_sha256: [0; 32],
+        fuel_used: 1,
+        engine: "wasmtime".into(),
+    }
+}
+
+/// A provider whose node key leaked rotates it: it names a new node in the
+/// registry and posts its offer again. From then on the old key speaks for
+/// nobody: its heartbeats, results and hand-backs for the provider's
+/// running job are refused, and the new node's are taken.
+#[test]
+fn a_rotated_out_node_key_can_no_longer_act_for_its_provider() {
+    let (net, offer_id) = market();
+    let job = submit(&net, buyer());
+    assert!(matches!(
+        heartbeat(&net, node(1), job, 1),
+        HeartbeatAck::Accepted { .. }
+    ));
+
+    let new_node = principal(0x29);
+    let profile = ProviderProfile {
+        display_name: "provider 1".into(),
+        region: "local".into(),
+        node: new_node,
+        total_slots: 4,
+        memory_per_slot_mib: 512,
+        tags: vec![],
+        endpoint: None,
+    };
+    let r: Result<(), RegistryError> = net
+        .update(net.ids.registry, provider(1), "update_profile", &profile)
+        .unwrap();
+    r.unwrap();
+    let r: Result<OfferId, MatcherError> = net
+        .update_args(
+            net.ids.matcher,
+            provider(1),
+            "update_offer",
+            (offer_id, offer(&net, 100_000)),
+        )
+        .map(|(r,)| r)
+        .unwrap();
+    assert_eq!(r, Ok(offer_id));
+
+    // The thief, holding the old key, heartbeats when the next one is due.
+    net.advance(std::time::Duration::from_secs(60));
+    let stolen = node(1);
+    match heartbeat(&net, stolen, job, 1) {
+        HeartbeatAck::Refused { reason } => assert!(
+            reason.contains("not assigned to this provider"),
+            "refused for another reason: {reason}"
+        ),
+        ack => panic!("the old node key still heartbeats for the provider: {ack:?}"),
+    }
+    let r: Result<(), MatcherError> = net
+        .update(
+            net.ids.matcher,
+            stolen,
+            "submit_result",
+            &SubmitResultArgs {
+                job_id: job,
+                attempt: 1,
+                result: result(),
+            },
+        )
+        .unwrap();
+    assert!(
+        matches!(r, Err(MatcherError::Unauthorized { .. })),
+        "the old node key reported a result: {r:?}"
+    );
+    let r: Result<(), MatcherError> = net
+        .update_args(net.ids.matcher, stolen, "hand_back", (job, 1u32))
+        .map(|(r,)| r)
+        .unwrap();
+    assert!(
+        matches!(r, Err(MatcherError::Unauthorized { .. })),
+        "the old node key handed the job back: {r:?}"
+    );
+
+    // The provider's new node carries on with the job.
+    assert!(matches!(
+        heartbeat(&net, new_node, job, 1),
+        HeartbeatAck::Accepted { .. }
+    ));
+    net.audit().unwrap();
+}
