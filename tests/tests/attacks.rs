@@ -152,3 +152,92 @@ fn a_rotated_out_node_key_can_no_longer_act_for_its_provider() {
     ));
     net.audit().unwrap();
 }
+
+/// A throwaway principal (self-authenticating in shape, never funded).
+fn stranger(i: u16) -> Principal {
+    let mut bytes = [0x5A; 29];
+    bytes[..2].copy_from_slice(&i.to_be_bytes());
+    Principal::from_slice(&bytes)
+}
+
+/// Decodes the reply of a call submitted with `submit_call`.
+fn reply<R: candid::CandidType + for<'a> candid::Deserialize<'a>>(
+    dn: &mut devnet::Devnet,
+    id: devnet::MessageId,
+) -> R {
+    let bytes = dn.await_call(id).expect("the call is answered");
+    candid::decode_one(&bytes).expect("the reply decodes")
+}
+
+/// Strangers each start a `post_offer` (which waits on the registry) at
+/// once; a buyer who submits a job meanwhile is served, not told `Busy`.
+#[test]
+fn strangers_flooding_offers_do_not_lock_buyers_out() {
+    let (net, _) = market();
+    let spec = net.url_job(60, 10, 100_000);
+    let mut dn = net.devnet();
+    let flood = 150;
+    let offer = candid::encode_one(offer(&net, 1)).unwrap();
+    for i in 0..flood {
+        dn.submit_call(net.ids.matcher, stranger(i), "post_offer", offer.clone())
+            .expect("accepted for execution");
+    }
+    // Each stranger's call runs up to its registry call and waits there.
+    for _ in 0..flood {
+        assert!(dn.step());
+    }
+    let submitted = dn
+        .submit_call(
+            net.ids.matcher,
+            buyer(),
+            "submit_job",
+            candid::encode_one(&spec).unwrap(),
+        )
+        .unwrap();
+    dn.tick();
+    let r: Result<JobId, MatcherError> = reply(&mut dn, submitted);
+    assert!(r.is_ok(), "the buyer was locked out by strangers: {r:?}");
+}
+
+/// A stranger calls `notify_deposit` for someone else's balance just before
+/// its owner withdraws: the withdrawal goes through.
+#[test]
+fn notifying_for_someone_else_does_not_block_their_withdrawal() {
+    use market_api::escrow::{NotifyDepositArgs, WithdrawArgs};
+    let (net, _) = market();
+    let mut dn = net.devnet();
+    let notify = NotifyDepositArgs {
+        beneficiary: buyer(),
+        ledger: net.ids.ledger,
+    };
+    let notified = dn
+        .submit_call(
+            net.ids.escrow,
+            stranger(1),
+            "notify_deposit",
+            candid::encode_one(&notify).unwrap(),
+        )
+        .unwrap();
+    let withdraw = WithdrawArgs {
+        ledger: net.ids.ledger,
+        amount: ICP,
+        to: market_fixture::account(buyer()),
+    };
+    let withdrawn = dn
+        .submit_call(
+            net.ids.escrow,
+            buyer(),
+            "withdraw",
+            candid::encode_one(&withdraw).unwrap(),
+        )
+        .unwrap();
+    dn.tick();
+    let _: Result<u128, market_api::escrow::EscrowError> = reply(&mut dn, notified);
+    let r: Result<u128, market_api::escrow::EscrowError> = reply(&mut dn, withdrawn);
+    assert!(
+        r.is_ok(),
+        "the stranger blocked the owner's withdrawal: {r:?}"
+    );
+    drop(dn);
+    net.audit().unwrap();
+}

@@ -39,11 +39,7 @@ thread_local! {
 
 /// Takes the per-provider guard.
 pub fn guard(provider: Principal) -> Result<Guard<Principal>, RegistryError> {
-    Guard::new(&IN_FLIGHT, provider).map_err(|e| match e {
-        GuardError::AlreadyProcessing | GuardError::TooManyConcurrentRequests => {
-            RegistryError::Busy
-        }
-    })
+    Guard::new(&IN_FLIGHT, provider).map_err(|GuardError::AlreadyProcessing| RegistryError::Busy)
 }
 
 /// The outcome of sending a transfer.
