@@ -278,3 +278,167 @@ fn a_provider_cannot_dodge_its_slash_by_keeping_its_stake_busy() {
     );
     net.audit().unwrap();
 }
+
+fn slashed_total(net: &MarketFixture, who: Principal) -> u128 {
+    let p: Option<market_api::registry::Provider> =
+        net.query(net.ids.registry, "get_provider", &who).unwrap();
+    p.expect("registered").slashed_total
+}
+
+/// A provider can offer work so cheap that `slash_multiple` times its price
+/// is at or below the ledger fee (5 x 1,000 e8s here, with a 10,000 e8s
+/// fee). Missing a deadline still costs it stake: a slash is never smaller
+/// than the market's minimum, which is well above the fee.
+#[test]
+fn a_cheap_provider_that_misses_its_deadline_is_still_slashed() {
+    let net = MarketFixture::deploy(Settings::default()).expect("deploy");
+    net.mint(buyer(), 100 * ICP).unwrap();
+    net.deposit(buyer(), 50 * ICP).unwrap();
+    net.onboard_provider(provider(1), node(1), 50 * ICP)
+        .unwrap();
+    net.post_offer(provider(1), &offer(&net, 1_000)).unwrap();
+    let spec = net.url_job(60, 10, 1_000);
+    let r: Result<JobId, MatcherError> = net
+        .update(net.ids.matcher, buyer(), "submit_job", &spec)
+        .unwrap();
+    let job = r.unwrap();
+    net.settle_outbox();
+    assert!(matches!(
+        heartbeat(&net, node(1), job, 1),
+        HeartbeatAck::Accepted { .. }
+    ));
+    // Silence past the deadline.
+    net.wait_secs(200);
+    net.settle_outbox();
+    let slashed = slashed_total(&net, provider(1));
+    assert!(
+        slashed >= 10 * net.settings.fee,
+        "a missed deadline cost the provider {slashed} e8s of stake"
+    );
+    net.audit().unwrap();
+}
+
+/// A provider past its deadline sends its heartbeat (or hands the job back)
+/// before the matcher's deadline timer has run: the late call is refused,
+/// and the provider is slashed all the same.
+#[test]
+fn a_late_heartbeat_or_hand_back_does_not_escape_the_slash() {
+    for late in ["heartbeat", "hand_back"] {
+        let (net, _) = market();
+        let job = submit(&net, buyer());
+        let HeartbeatAck::Accepted { next_deadline_ns } = heartbeat(&net, node(1), job, 1) else {
+            panic!("the first heartbeat acknowledges");
+        };
+        let mut dn = net.devnet();
+        let now = dn.time_nanos();
+        // Past the deadline (and its grace), no timer has run yet.
+        dn.advance_time(std::time::Duration::from_nanos(
+            next_deadline_ns - now + 60_000_000_000,
+        ));
+        let arg = match late {
+            "heartbeat" => candid::encode_one(vec![HeartbeatItem {
+                job_id: job,
+                attempt: 1,
+                fuel_used: 0,
+            }])
+            .unwrap(),
+            _ => candid::encode_args((job, 1u32)).unwrap(),
+        };
+        let id = dn.submit_call(net.ids.matcher, node(1), late, arg).unwrap();
+        // The provider's call is the first thing the matcher runs.
+        assert!(dn.step());
+        let bytes = dn.await_call(id).expect("answered");
+        let accepted = match late {
+            "heartbeat" => {
+                let r: Result<Vec<HeartbeatAck>, MatcherError> =
+                    candid::decode_one(&bytes).unwrap();
+                matches!(r.as_deref(), Ok([HeartbeatAck::Accepted { .. }]))
+            }
+            _ => {
+                let r: Result<(), MatcherError> = candid::decode_one(&bytes).unwrap();
+                r.is_ok()
+            }
+        };
+        drop(dn);
+        assert!(!accepted, "a {late} past the deadline was accepted");
+        net.settle_outbox();
+        assert!(
+            slashed_total(&net, provider(1)) > 0,
+            "the provider escaped its slash with a late {late}"
+        );
+        net.audit().unwrap();
+    }
+}
+
+/// A provider holding a reserved slot heartbeats the slot, busy or idle,
+/// but never runs the jobs the reservation's owner puts in it. A job it
+/// leaves unacknowledged past its deadline costs it stake, valued at the
+/// reservation's price (a job in a slot has no price of its own).
+#[test]
+fn a_slot_holder_that_never_runs_the_owners_jobs_is_slashed() {
+    use market_api::matcher::{Assignment, JobKind, ReservationSpec, ReservedJobArgs};
+    let (net, _) = market();
+    let spec = ReservationSpec {
+        slots: 1,
+        memory_mib: 64,
+        fuel_per_interval: 1_000,
+        interval_secs: 60,
+        intervals: 30,
+        max_price_per_interval: 100_000,
+        ledger: net.ids.ledger,
+        min_provider_stake: 0,
+        max_rematches: 0,
+        delegates: vec![],
+    };
+    let r: Result<u64, MatcherError> = net
+        .update(net.ids.matcher, buyer(), "reserve", &spec)
+        .unwrap();
+    let reservation = r.unwrap();
+    net.settle_outbox();
+    let slot_items = |net: &MarketFixture| -> Vec<HeartbeatItem> {
+        let mine: Vec<Assignment> = net
+            .query(net.ids.matcher, "assignments", &provider(1))
+            .unwrap();
+        mine.iter()
+            .filter(|a| matches!(a.kind, JobKind::ReservedSlot { .. }))
+            .map(|a| HeartbeatItem {
+                job_id: a.job_id,
+                attempt: a.attempt,
+                fuel_used: 0,
+            })
+            .collect()
+    };
+    let beat = |net: &MarketFixture| {
+        let items = slot_items(net);
+        assert_eq!(items.len(), 1, "provider 1 holds the slot");
+        let r: Result<Vec<HeartbeatAck>, MatcherError> = net
+            .update(net.ids.matcher, node(1), "heartbeat", &items)
+            .unwrap();
+        assert!(matches!(r.as_deref(), Ok([HeartbeatAck::Accepted { .. }])));
+    };
+    beat(&net);
+    let job = net.url_job(60, 5, 0);
+    let r: Result<JobId, MatcherError> = net
+        .update(
+            net.ids.matcher,
+            buyer(),
+            "submit_reserved_job",
+            &ReservedJobArgs {
+                reservation,
+                spec: job,
+            },
+        )
+        .unwrap();
+    r.unwrap();
+    // Ten intervals of the slot heartbeated and the job ignored.
+    for _ in 0..10 {
+        net.wait_secs(60);
+        beat(&net);
+    }
+    net.settle_outbox();
+    assert!(
+        slashed_total(&net, provider(1)) > 0,
+        "the slot holder ignored the owner's job and lost nothing"
+    );
+    net.audit().unwrap();
+}

@@ -775,6 +775,12 @@ impl<M: Memory> Market<M> {
         let provider = self.provider_of(caller);
         let mut acks = Vec::with_capacity(items.len());
         for item in items {
+            if self.enforce_deadline(p, now_ns, item.job_id) {
+                acks.push(HeartbeatAck::Refused {
+                    reason: "the heartbeat deadline has passed".into(),
+                });
+                continue;
+            }
             let Some(mut rec) = self.job(item.job_id) else {
                 acks.push(HeartbeatAck::Refused {
                     reason: "unknown job".into(),
@@ -810,6 +816,7 @@ impl<M: Memory> Market<M> {
         args: SubmitResultArgs,
     ) -> Result<(), MatcherError> {
         let provider = self.provider_of(caller);
+        self.enforce_deadline(p, now_ns, args.job_id);
         let mut rec = self.job(args.job_id).ok_or(MatcherError::UnknownJob {
             job_id: args.job_id,
         })?;
@@ -842,6 +849,7 @@ impl<M: Memory> Market<M> {
         attempt: u32,
     ) -> Result<Principal, MatcherError> {
         let provider = self.provider_of(caller);
+        self.enforce_deadline(p, now_ns, job_id);
         let mut rec = self
             .job(job_id)
             .ok_or(MatcherError::UnknownJob { job_id })?;
@@ -913,6 +921,28 @@ impl<M: Memory> Market<M> {
             self.apply(p, now_ns, id, kind, effects);
         }
         due.len()
+    }
+
+    /// Handles the job's deadline at once if it has passed, so that a
+    /// provider's late call (a heartbeat, a result, a hand-back) can't get
+    /// in before the deadline timer and escape its slash. Returns whether it
+    /// did.
+    fn enforce_deadline(&mut self, p: &Params, now_ns: u64, id: JobId) -> bool {
+        let Some(mut rec) = self.job(id) else {
+            return false;
+        };
+        let Some(old @ (_, attempt)) = Self::deadline_key(p, &rec.state) else {
+            return false;
+        };
+        if !rec.state.past_deadline(p, now_ns) {
+            return false;
+        }
+        let effects = rec.state.deadline_passed(p, now_ns, attempt);
+        self.track_deadline(p, &rec.state, Some(old));
+        let kind = rec.kind;
+        self.put_job(rec);
+        self.apply(p, now_ns, id, kind, effects);
+        true
     }
 
     /// The earliest pending deadline, for arming the timer.

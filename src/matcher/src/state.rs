@@ -60,6 +60,7 @@ impl State {
             grace_secs: c.grace_secs,
             bond_multiple: c.bond_multiple,
             slash_multiple: c.slash_multiple,
+            min_slash: c.min_slash(),
         }
     }
 

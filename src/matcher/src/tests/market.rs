@@ -14,6 +14,7 @@ const P: Params = Params {
     grace_secs: 30,
     bond_multiple: 2,
     slash_multiple: 3,
+    min_slash: 1,
 };
 
 fn mem() -> VectorMemory {
