@@ -36,6 +36,23 @@ pub struct MatcherInit {
     pub slash_multiple: u32,
     /// The ledger stakes (and so slash payouts) are in: the registry's ledger.
     pub stake_ledger: Principal,
+    /// The smallest slash for a missed deadline, whatever the job's price
+    /// (default 100 000, ten ICP ledger fees). Set it well above the stake ledger's
+    /// fee: the registry moves nothing for a slash at or below the fee, so
+    /// without a floor a provider pricing low enough could miss deadlines
+    /// for free.
+    #[serde(default)]
+    pub min_slash: Option<Tokens>,
+}
+
+/// [`MatcherInit::min_slash`] when unset: ten ICP ledger fees.
+pub const DEFAULT_MIN_SLASH: Tokens = 100_000;
+
+impl MatcherInit {
+    /// The smallest slash for a missed deadline.
+    pub fn min_slash(&self) -> Tokens {
+        self.min_slash.unwrap_or(DEFAULT_MIN_SLASH)
+    }
 }
 
 /// Arguments of `begin_module_upload`.

@@ -450,6 +450,13 @@ pub async fn deposit<R: Runtime>(
 /// Push deposit: credits `args.beneficiary` with what its deposit
 /// subaccount holds, minus the fee of sweeping it to the main account.
 /// Anyone may call it. Returns the amount credited (0 if nothing arrived).
+///
+/// Anyone may call it for anyone, so it takes the beneficiary's guard only
+/// once there is something to sweep: a stranger looping on it for someone
+/// else's empty deposit account never holds that owner's key, so never
+/// makes the owner's own calls (a withdrawal, say) answer `Busy`. With
+/// tokens waiting, the sweep is what the owner wants anyway, and it costs
+/// whoever sent them more than a ledger fee.
 pub async fn notify_deposit<R: Runtime>(
     rt: &R,
     caller: Principal,
@@ -464,18 +471,26 @@ pub async fn notify_deposit<R: Runtime>(
     }
     let account = deposit_account(rt.self_id(), args.beneficiary)?;
     known_ledger(args.ledger)?;
-    let _guard = guard(args.beneficiary, args.ledger)?;
-    resolve_pending(rt, args.beneficiary, args.ledger).await?;
-    let fee = ensure_fee(rt, args.ledger).await?;
-    let arrived = rt
-        .icrc1_balance_of(args.ledger, account)
-        .await
-        .map_err(|e| EscrowError::Ledger(e.into()))?;
-    if arrived == 0 {
+    let sweepable = || async {
+        let fee = ensure_fee(rt, args.ledger).await?;
+        let arrived = rt
+            .icrc1_balance_of(args.ledger, account)
+            .await
+            .map_err(|e| EscrowError::Ledger(e.into()))?;
+        if arrived > 0 && arrived <= fee {
+            return Err(EscrowError::AmountBelowFee { fee });
+        }
+        Ok((fee, arrived))
+    };
+    if sweepable().await?.1 == 0 {
         return Ok(0);
     }
-    if arrived <= fee {
-        return Err(EscrowError::AmountBelowFee { fee });
+    let _guard = guard(args.beneficiary, args.ledger)?;
+    resolve_pending(rt, args.beneficiary, args.ledger).await?;
+    // Read again under the guard: another notify may have swept meanwhile.
+    let (fee, arrived) = sweepable().await?;
+    if arrived == 0 {
+        return Ok(0);
     }
     let now = rt.now_ns();
     let id = mutate_state(|s| s.next_op_id());

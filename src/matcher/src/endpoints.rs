@@ -30,10 +30,7 @@ thread_local! {
 
 /// Keeps two updates of one principal from interleaving at an `.await`.
 fn guard(p: Principal) -> Result<Guard<Principal>, MatcherError> {
-    Guard::new(&BUSY, p).map_err(|e| match e {
-        GuardError::AlreadyProcessing => MatcherError::Busy,
-        GuardError::TooManyConcurrentRequests => MatcherError::Busy,
-    })
+    Guard::new(&BUSY, p).map_err(|GuardError::AlreadyProcessing| MatcherError::Busy)
 }
 
 fn store_error(e: StoreError, sha256: Sha256) -> MatcherError {
@@ -121,13 +118,15 @@ pub fn module_chunk(sha256: Sha256, index: u32) -> Result<Vec<u8>, MatcherError>
 }
 
 /// Posts (`offer_id` `None`) or changes an offer of a registered provider.
+///
+/// The caller is checked (the registry's standing) before anything else and
+/// takes no guard: what follows the check changes the state in one step.
 pub async fn offer(
     rt: &impl Runtime,
     caller: Principal,
     offer_id: Option<OfferId>,
     spec: OfferSpec,
 ) -> Result<OfferId, MatcherError> {
-    let _guard = guard(caller)?;
     let standing = perform::provider_standing(rt, caller).await?;
     let post = OfferPost {
         provider: caller,

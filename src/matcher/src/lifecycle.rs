@@ -29,6 +29,8 @@ pub struct Params {
     pub bond_multiple: u32,
     /// Stake slashed per missed deadline, in intervals' prices.
     pub slash_multiple: u32,
+    /// The smallest slash for a missed deadline.
+    pub min_slash: Tokens,
 }
 
 /// The current assignment of a job to a provider.
@@ -48,6 +50,12 @@ pub struct Assignment {
     pub due_ns: u64,
     /// Stake bonded in the registry for this assignment.
     pub bonded: Tokens,
+    /// The price a missed deadline's slash is measured against: `price`, or
+    /// for a job in a reserved slot (which is paid nothing of its own) the
+    /// slot's price. Records from before it was kept read 0, and are
+    /// slashed the minimum.
+    #[serde(default)]
+    pub stake_price: Tokens,
 }
 
 /// A job as the lifecycle sees it.
@@ -328,6 +336,7 @@ impl JobState {
             started_at_ns: None,
             due_ns: now_ns.saturating_add(secs(self.interval_secs)),
             bonded,
+            stake_price: price,
         });
         self.status = JobStatus::Assigned;
         if bonded == 0 {
@@ -339,6 +348,30 @@ impl JobState {
             provider,
             amount: bonded,
         }]
+    }
+
+    /// Matches the queued job to a reserved slot whose holder is paid
+    /// `slot_price` per interval: the job pays nothing and bonds nothing of
+    /// its own (the slot does), but its holder answers for a missed
+    /// deadline at the slot's price.
+    pub fn assign_in_slot(
+        &mut self,
+        p: &Params,
+        now_ns: u64,
+        provider: Principal,
+        slot_id: JobId,
+        slot_price: Tokens,
+    ) -> Vec<Effect> {
+        let effects = self.assign(p, now_ns, provider, slot_id, 0);
+        if let Some(a) = self.assignment.as_mut() {
+            a.stake_price = slot_price;
+        }
+        effects
+    }
+
+    /// Whether the current assignment's deadline has passed by `now_ns`.
+    pub fn past_deadline(&self, p: &Params, now_ns: u64) -> bool {
+        self.deadline_ns(p).is_some_and(|d| now_ns >= d)
     }
 
     /// The deadline by which the current assignment must heartbeat.
@@ -502,9 +535,12 @@ impl JobState {
             // its paid work and is not slashed.
             return self.finish(JobStatus::Expired);
         }
-        let amount = a.price.saturating_mul(Tokens::from(p.slash_multiple));
-        // A job in a reservation's slot costs nothing and bonds nothing: its
-        // provider answers for the slot, not for the job.
+        // Never below the floor: a slash at or below the ledger's fee would
+        // move nothing, and a job in a reserved slot has no price of its own.
+        let amount = a
+            .stake_price
+            .saturating_mul(Tokens::from(p.slash_multiple))
+            .max(p.min_slash);
         let mut effects: Vec<Effect> = (amount > 0)
             .then(|| Effect::Slash {
                 key: slash_key(self.id, a.attempt),
@@ -541,6 +577,7 @@ mod tests {
         grace_secs: 10,
         bond_multiple: 3,
         slash_multiple: 2,
+        min_slash: 1,
     };
     const S: u64 = NANOS_PER_SEC;
 
@@ -684,6 +721,47 @@ mod tests {
             j.submit_result(101 * S, provider(1), 1, result(0)).is_err(),
             "a result is taken once"
         );
+    }
+
+    #[test]
+    fn a_slash_is_never_below_the_floor_and_a_slot_job_answers_at_the_slot_price() {
+        let slash_of = |j: &mut JobState, p: &Params| {
+            let deadline = j.deadline_ns(p).unwrap();
+            assert!(j.past_deadline(p, deadline) && !j.past_deadline(p, deadline - 1));
+            j.deadline_passed(p, deadline, 1)
+                .into_iter()
+                .find_map(|e| match e {
+                    Effect::Slash { amount, .. } => Some(amount),
+                    _ => None,
+                })
+        };
+        let floor = Params {
+            min_slash: 500,
+            ..P
+        };
+        let mut cheap = job(5, 0);
+        cheap.assign(&floor, 0, provider(1), 3, 80);
+        assert_eq!(
+            slash_of(&mut cheap, &floor),
+            Some(500),
+            "2 x 80 is below the floor"
+        );
+        let mut dear = job(5, 0);
+        dear.assign(&floor, 0, provider(1), 3, 400);
+        assert_eq!(slash_of(&mut dear, &floor), Some(800));
+
+        let mut in_slot = job(5, 0);
+        assert_eq!(
+            in_slot.assign_in_slot(&P, 0, provider(2), 9, 300),
+            vec![],
+            "the slot's bond backs it"
+        );
+        assert_eq!(
+            in_slot.assignment.as_ref().unwrap().price,
+            0,
+            "paid by the slot"
+        );
+        assert_eq!(slash_of(&mut in_slot, &P), Some(600));
     }
 
     #[test]

@@ -201,8 +201,8 @@ pub struct Memories<M> {
     pub assigned_by_provider: M,
     /// (deadline, job, attempt) triples.
     pub deadlines: M,
-    /// node principal -> provider.
-    pub nodes: M,
+    /// node principal -> provider, and provider -> its current node.
+    pub nodes: [M; 2],
     /// The book's four maps.
     pub book: [M; 4],
     /// The module store's two maps.
@@ -225,6 +225,11 @@ pub struct Market<M: Memory> {
     assigned_by_provider: StableBTreeMap<(Principal, JobId), (), M>,
     deadlines: StableBTreeMap<(u64, JobId, u32), (), M>,
     nodes: StableBTreeMap<Principal, Principal, M>,
+    /// The node each provider's latest offer named: the only one of its
+    /// nodes that may act for it (a rotated-out key, say a leaked one, is
+    /// refused). Providers absent here (offers posted before this map
+    /// existed) keep every node in `nodes` until they post again.
+    node_of: StableBTreeMap<Principal, Principal, M>,
     /// The order book.
     pub book: Book<M>,
     /// The module store.
@@ -251,13 +256,15 @@ impl<M: Memory> Market<M> {
         let [m0, m1] = m.modules;
         let [o0, o1] = m.outbox;
         let [r0, r1, r2] = m.reservations;
+        let [n0, n1] = m.nodes;
         Self {
             jobs: StableBTreeMap::init(m.jobs),
             jobs_by_owner: StableBTreeMap::init(m.jobs_by_owner),
             active_by_owner: StableBTreeMap::init(m.active_by_owner),
             assigned_by_provider: StableBTreeMap::init(m.assigned_by_provider),
             deadlines: StableBTreeMap::init(m.deadlines),
-            nodes: StableBTreeMap::init(m.nodes),
+            nodes: StableBTreeMap::init(n0),
+            node_of: StableBTreeMap::init(n1),
             book: Book::init(b0, b1, b2, b3),
             modules: ModuleStore::init(m0, m1),
             outbox: Outbox::init(o0, o1),
@@ -680,7 +687,7 @@ impl<M: Memory> Market<M> {
                 (self.book.next_offer_id(), 0, now_ns)
             }
         };
-        self.nodes.insert(node, provider);
+        self.bind_node(provider, node);
         let offer = Offer {
             id,
             provider,
@@ -724,10 +731,25 @@ impl<M: Memory> Market<M> {
             .collect()
     }
 
-    /// The provider a caller heartbeats for: the node principal named in its
-    /// offers, or the provider itself.
+    /// Makes `node` the one node acting for `provider`, unbinding the one
+    /// it had.
+    fn bind_node(&mut self, provider: Principal, node: Principal) {
+        if let Some(old) = self.node_of.insert(provider, node)
+            && old != node
+            && self.nodes.get(&old) == Some(provider)
+        {
+            self.nodes.remove(&old);
+        }
+        self.nodes.insert(node, provider);
+    }
+
+    /// The provider a caller acts for: the provider whose latest offer named
+    /// the caller as its node, or else the caller itself.
     pub fn provider_of(&self, caller: Principal) -> Principal {
-        self.nodes.get(&caller).unwrap_or(caller)
+        match self.nodes.get(&caller) {
+            Some(provider) if self.node_of.get(&provider).is_none_or(|n| n == caller) => provider,
+            _ => caller,
+        }
     }
 
     /// Jobs assigned to a provider (by attempt) that are not finished.
@@ -753,6 +775,12 @@ impl<M: Memory> Market<M> {
         let provider = self.provider_of(caller);
         let mut acks = Vec::with_capacity(items.len());
         for item in items {
+            if self.enforce_deadline(p, now_ns, item.job_id) {
+                acks.push(HeartbeatAck::Refused {
+                    reason: "the heartbeat deadline has passed".into(),
+                });
+                continue;
+            }
             let Some(mut rec) = self.job(item.job_id) else {
                 acks.push(HeartbeatAck::Refused {
                     reason: "unknown job".into(),
@@ -788,6 +816,7 @@ impl<M: Memory> Market<M> {
         args: SubmitResultArgs,
     ) -> Result<(), MatcherError> {
         let provider = self.provider_of(caller);
+        self.enforce_deadline(p, now_ns, args.job_id);
         let mut rec = self.job(args.job_id).ok_or(MatcherError::UnknownJob {
             job_id: args.job_id,
         })?;
@@ -820,6 +849,7 @@ impl<M: Memory> Market<M> {
         attempt: u32,
     ) -> Result<Principal, MatcherError> {
         let provider = self.provider_of(caller);
+        self.enforce_deadline(p, now_ns, job_id);
         let mut rec = self
             .job(job_id)
             .ok_or(MatcherError::UnknownJob { job_id })?;
@@ -891,6 +921,28 @@ impl<M: Memory> Market<M> {
             self.apply(p, now_ns, id, kind, effects);
         }
         due.len()
+    }
+
+    /// Handles the job's deadline at once if it has passed, so that a
+    /// provider's late call (a heartbeat, a result, a hand-back) can't get
+    /// in before the deadline timer and escape its slash. Returns whether it
+    /// did.
+    fn enforce_deadline(&mut self, p: &Params, now_ns: u64, id: JobId) -> bool {
+        let Some(mut rec) = self.job(id) else {
+            return false;
+        };
+        let Some(old @ (_, attempt)) = Self::deadline_key(p, &rec.state) else {
+            return false;
+        };
+        if !rec.state.past_deadline(p, now_ns) {
+            return false;
+        }
+        let effects = rec.state.deadline_passed(p, now_ns, attempt);
+        self.track_deadline(p, &rec.state, Some(old));
+        let kind = rec.kind;
+        self.put_job(rec);
+        self.apply(p, now_ns, id, kind, effects);
+        true
     }
 
     /// The earliest pending deadline, for arming the timer.

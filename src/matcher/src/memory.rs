@@ -44,3 +44,5 @@ pub const DAOS: MemoryId = MemoryId::new(17);
 pub const ACTIVE_BY_OWNER: MemoryId = MemoryId::new(18);
 /// (provider, job) pairs of jobs assigned to a provider and not finished.
 pub const ASSIGNED_BY_PROVIDER: MemoryId = MemoryId::new(19);
+/// Provider to the node principal its latest offer named.
+pub const NODE_OF_PROVIDER: MemoryId = MemoryId::new(20);

@@ -31,7 +31,7 @@ impl State {
                 active_by_owner: get(ACTIVE_BY_OWNER),
                 assigned_by_provider: get(ASSIGNED_BY_PROVIDER),
                 deadlines: get(DEADLINES),
-                nodes: get(NODES),
+                nodes: [get(NODES), get(NODE_OF_PROVIDER)],
                 book: [
                     get(OFFERS),
                     get(OFFERS_BY_PRICE),
@@ -60,6 +60,7 @@ impl State {
             grace_secs: c.grace_secs,
             bond_multiple: c.bond_multiple,
             slash_multiple: c.slash_multiple,
+            min_slash: c.min_slash(),
         }
     }
 

@@ -111,7 +111,8 @@ fn unjail() -> Result<(), RegistryError> {
 }
 
 /// Settles the caller's (or, for the matcher, any provider's) ledger
-/// transfer whose outcome was unknown, by resending it unchanged.
+/// transfer whose outcome was unknown, by resending it unchanged, then makes
+/// any slash the provider owes.
 #[ic_cdk::update]
 async fn settle_pending(provider: Principal) -> Result<(), RegistryError> {
     let caller = caller();
@@ -120,7 +121,7 @@ async fn settle_pending(provider: Principal) -> Result<(), RegistryError> {
         read_state(|s| providers::require_matcher(s, &caller))?;
     }
     let _guard = staking::guard(provider)?;
-    staking::settle_pending(&IcRuntime, provider).await
+    staking::settle(&IcRuntime, provider).await
 }
 
 /// Controllers only: changes the configuration.

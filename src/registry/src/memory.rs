@@ -24,3 +24,5 @@ pub const PENDING: MemoryId = MemoryId::new(6);
 pub const COUNTERS: MemoryId = MemoryId::new(7);
 /// Node principal bytes to the bytes of the provider it signs for.
 pub const NODES: MemoryId = MemoryId::new(8);
+/// Slashes that found their provider busy, paid before its next operation.
+pub const OWED_SLASHES: MemoryId = MemoryId::new(9);

@@ -39,11 +39,7 @@ thread_local! {
 
 /// Takes the per-provider guard.
 pub fn guard(provider: Principal) -> Result<Guard<Principal>, RegistryError> {
-    Guard::new(&IN_FLIGHT, provider).map_err(|e| match e {
-        GuardError::AlreadyProcessing | GuardError::TooManyConcurrentRequests => {
-            RegistryError::Busy
-        }
-    })
+    Guard::new(&IN_FLIGHT, provider).map_err(|GuardError::AlreadyProcessing| RegistryError::Busy)
 }
 
 /// The outcome of sending a transfer.
@@ -321,7 +317,7 @@ pub async fn stake(
         });
     }
     let _guard = guard(caller)?;
-    settle_pending(rt, caller).await?;
+    settle(rt, caller).await?;
     let now = rt.now_ns();
     let registry = rt.self_id();
     let pending = mutate_state(|s| {
@@ -378,7 +374,7 @@ pub async fn withdraw_unbonded(
 ) -> Result<u128, RegistryError> {
     require_authenticated(&caller)?;
     let _guard = guard(caller)?;
-    settle_pending(rt, caller).await?;
+    settle(rt, caller).await?;
     let ready = |s: &State, now: u64| -> Result<Tokens, RegistryError> {
         let p = s.provider(&caller).ok_or(RegistryError::NotRegistered)?;
         let total = p
@@ -509,8 +505,35 @@ pub async fn slash(
     if let Some(outcome) = read_state(|s| slash_outcome_or_conflict(s, &args))? {
         return Ok(outcome);
     }
-    let _guard = guard(args.provider)?;
+    let Ok(_guard) = guard(args.provider) else {
+        // The provider's own call holds its key, perhaps on purpose to
+        // dodge this: the slash is owed, and the next call that takes the
+        // key (the provider's own, or this one retried) makes it first.
+        mutate_state(|s| s.owe_slash(args));
+        return Err(RegistryError::Busy);
+    };
+    slash_held(rt, args).await
+}
+
+/// Settles the provider's pending transfer, then makes the slashes it owes.
+/// Call with the provider's guard held, before any operation of its own.
+pub async fn settle(rt: &impl Runtime, provider: Principal) -> Result<(), RegistryError> {
+    settle_pending(rt, provider).await?;
+    for args in read_state(|s| s.owed_slashes(&provider)) {
+        match slash_held(rt, args).await {
+            // Still in flight: the provider's own transfer must wait for it.
+            Err(e @ RegistryError::Ledger(LedgerCallError::OutcomeUnknown)) => return Err(e),
+            // Made, or refused for good (the matcher's retry hears why).
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The slash, with the provider's guard held.
+async fn slash_held(rt: &impl Runtime, args: SlashArgs) -> Result<SlashOutcome, RegistryError> {
     settle_pending(rt, args.provider).await?;
+    mutate_state(|s| s.forget_owed_slash(&args.provider, &args.key));
     if let Some(outcome) = read_state(|s| slash_outcome_or_conflict(s, &args))? {
         return Ok(outcome);
     }

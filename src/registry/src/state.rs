@@ -12,7 +12,7 @@ use ic_stable_structures::{Cell, StableBTreeMap};
 use market_api::registry::{
     DEFAULT_UNBONDING_PERIOD_SECS, MAX_UNBONDING_PERIOD_SECS, PendingOperation, Provider,
     ProviderProfile, RegistryConfig, RegistryConfigUpdate, RegistryError, RegistryEvent,
-    RegistryInit, SlashOutcome, Stake, Unbonding,
+    RegistryInit, SlashArgs, SlashOutcome, Stake, Unbonding,
 };
 use market_api::{Account, OpKey, Principal, Tokens};
 use serde::{Deserialize, Serialize};
@@ -207,6 +207,10 @@ pub struct State {
     counters: Cell<Cbor<Counters>, Memory>,
     /// Which provider each node principal signs for: one provider per node.
     nodes: StableBTreeMap<Vec<u8>, Vec<u8>, Memory>,
+    /// Slashes that arrived while their provider's own call held its key,
+    /// by provider: paid first by whichever of the provider's calls (or
+    /// the matcher's retry) takes the key next.
+    owed_slashes: StableBTreeMap<Vec<u8>, Cbor<Vec<SlashArgs>>, Memory>,
 }
 
 /// Checks a configuration's values.
@@ -240,6 +244,7 @@ impl State {
             pending: StableBTreeMap::init(memory::get(memory::PENDING)),
             counters: Cell::init(memory::get(memory::COUNTERS), Cbor(Counters::default())),
             nodes: StableBTreeMap::init(memory::get(memory::NODES)),
+            owed_slashes: StableBTreeMap::init(memory::get(memory::OWED_SLASHES)),
         }
     }
 
@@ -413,6 +418,43 @@ impl State {
     /// Forgets a slash whose payout failed definitely, so it can be retried.
     pub fn remove_slash_record(&mut self, key: &str) {
         self.slashes.remove(&key.to_string());
+    }
+
+    /// Records a slash that found its provider busy (once per key).
+    pub fn owe_slash(&mut self, args: SlashArgs) {
+        let id = args.provider.as_slice().to_vec();
+        let mut owed = self.owed_slashes.get(&id).map(|c| c.0).unwrap_or_default();
+        if owed.iter().all(|o| o.key != args.key) {
+            owed.push(args);
+            self.owed_slashes.insert(id, Cbor(owed));
+        }
+    }
+
+    /// The slashes `provider` owes, oldest first.
+    pub fn owed_slashes(&self, provider: &Principal) -> Vec<SlashArgs> {
+        self.owed_slashes
+            .get(&provider.as_slice().to_vec())
+            .map(|c| c.0)
+            .unwrap_or_default()
+    }
+
+    /// Forgets an owed slash once it is being made.
+    pub fn forget_owed_slash(&mut self, provider: &Principal, key: &str) {
+        let id = provider.as_slice().to_vec();
+        let Some(Cbor(mut owed)) = self.owed_slashes.get(&id) else {
+            return;
+        };
+        owed.retain(|o| o.key != key);
+        if owed.is_empty() {
+            self.owed_slashes.remove(&id);
+        } else {
+            self.owed_slashes.insert(id, Cbor(owed));
+        }
+    }
+
+    /// Number of providers owing a slash.
+    pub fn owing_count(&self) -> u64 {
+        self.owed_slashes.len()
     }
 
     /// The provider's pending transfer.

@@ -17,8 +17,8 @@
 //!   the matcher recorded, each for the amount the matcher recorded, to the
 //!   job owner's deposit account, and, where the matcher's log has the
 //!   assignment's price, never more than the matcher asked for (that price
-//!   times `slash_multiple`); its slash counters and each provider's
-//!   `slashed_total` add up to its `Slashed` events.
+//!   times `slash_multiple`, or `min_slash` if more); its slash counters
+//!   and each provider's `slashed_total` add up to its `Slashed` events.
 //!
 //! [`MarketFixture::audit_in_flight`] checks the part of this that holds at every
 //! moment, retries pending or not.
@@ -390,7 +390,9 @@ impl MarketFixture {
                 )));
             }
             if let Some(&(provider, price)) = log.assigned.get(&(job_id, attempt)) {
-                let asked = price.saturating_mul(Tokens::from(config.slash_multiple));
+                let asked = price
+                    .saturating_mul(Tokens::from(config.slash_multiple))
+                    .max(config.min_slash());
                 if provider != s.provider || s.amount > asked {
                     return Err(fail(format!(
                         "registry: slash {} took {} from {}; the matcher assigned attempt {attempt} to {provider} at {price}, so asked {asked}",

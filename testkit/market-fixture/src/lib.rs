@@ -238,6 +238,7 @@ impl MarketFixture {
                 bond_multiple: settings.bond_multiple,
                 slash_multiple: settings.slash_multiple,
                 stake_ledger: ids.ledger,
+                min_slash: None,
             })
         })?;
         install(&mut dn, ids.matcher, "matcher", matcher_arg)?;

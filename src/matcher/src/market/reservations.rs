@@ -375,7 +375,9 @@ impl<M: Memory> Market<M> {
             let Some(mut rec) = self.job(job_id) else {
                 continue;
             };
-            let effects = rec.state.assign(p, now_ns, holder.provider, slot_id, 0);
+            let effects =
+                rec.state
+                    .assign_in_slot(p, now_ns, holder.provider, slot_id, holder.price);
             self.track_deadline(p, &rec.state, None);
             self.put_job(rec);
             r.running[i] = Some(job_id);

@@ -14,6 +14,7 @@ const P: Params = Params {
     grace_secs: 30,
     bond_multiple: 2,
     slash_multiple: 3,
+    min_slash: 1,
 };
 
 fn mem() -> VectorMemory {
@@ -27,7 +28,7 @@ fn market() -> Market<VectorMemory> {
         active_by_owner: mem(),
         assigned_by_provider: mem(),
         deadlines: mem(),
-        nodes: mem(),
+        nodes: [mem(), mem()],
         book: [mem(), mem(), mem(), mem()],
         modules: [mem(), mem()],
         outbox: [mem(), mem()],
@@ -921,4 +922,29 @@ mod reservations {
             proptest::prop_assert!(last_release.is_none_or(|i| i < settles[0]));
         }
     }
+}
+
+#[test]
+fn only_the_node_of_a_providers_latest_offer_acts_for_it() {
+    let mut m = market();
+    let id = m
+        .put_offer(&P, 0, provider(1), node(1), 0, None, offer(50))
+        .unwrap();
+    assert_eq!(m.provider_of(node(1)), provider(1));
+    assert_eq!(m.provider_of(provider(1)), provider(1));
+    // The provider rotates its node key and posts its offer again.
+    m.put_offer(&P, 1, provider(1), node(9), 0, Some(id), offer(50))
+        .unwrap();
+    assert_eq!(m.provider_of(node(9)), provider(1));
+    assert_eq!(
+        m.provider_of(node(1)),
+        node(1),
+        "the old node speaks only for itself"
+    );
+    assert_eq!(m.provider_of(provider(1)), provider(1));
+    // Back to the old key: the new one is unbound.
+    m.put_offer(&P, 2, provider(1), node(1), 0, Some(id), offer(50))
+        .unwrap();
+    assert_eq!(m.provider_of(node(1)), provider(1));
+    assert_eq!(m.provider_of(node(9)), node(9));
 }

@@ -100,6 +100,7 @@ impl Fake {
                 bond_multiple: 2,
                 slash_multiple: 3,
                 stake_ledger: ledger(),
+                min_slash: Some(1),
             })
         });
         fake
@@ -161,14 +162,16 @@ impl Fake {
         self.answer(method, key, RegistryError::Busy, refused, ok)
     }
 
-    /// Runs the outbox until nothing is ready, moving the clock past any
-    /// backoff; at most `rounds` runs.
+    /// Runs the outbox until nothing is ready, moving the clock to the end
+    /// of any backoff; at most `rounds` runs.
     fn settle_outbox(&self, rounds: usize) {
         for _ in 0..rounds {
             if read_state(|s| s.market.outbox.is_empty()) {
                 return;
             }
-            self.advance(crate::outbox::MAX_BACKOFF_NS);
+            if let Some(wake) = read_state(|s| s.market.outbox.next_wake_ns()) {
+                self.now.set(self.now.get().max(wake));
+            }
             block_on(perform::run_ready_steps(self));
         }
     }

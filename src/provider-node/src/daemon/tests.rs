@@ -118,6 +118,7 @@ impl FakeMarket {
                 bond_multiple: 1,
                 slash_multiple: 1,
                 stake_ledger: Principal::anonymous(),
+                min_slash: None,
             }),
             "assignments" => {
                 let list: Vec<Assignment> = st

@@ -1,0 +1,444 @@
+//! Attacks a hostile buyer, provider or stranger can try on the deployed
+//! market, each made from the attacker's own principal against the real
+//! `.wasm` files on the devnet, and what stops it.
+
+use candid::Principal;
+use market_api::matcher::{
+    HeartbeatAck, HeartbeatItem, JobResult, MatcherError, OfferSpec, RunOutcome, SubmitResultArgs,
+};
+use market_api::registry::{ProviderProfile, RegistryError};
+use market_api::{JobId, OfferId};
+use market_fixture::{ICP, MarketFixture, Settings, node, principal, provider};
+
+fn buyer() -> Principal {
+    principal(1)
+}
+
+fn offer(net: &MarketFixture, price: u128) -> OfferSpec {
+    OfferSpec {
+        slots: 4,
+        memory_per_slot_mib: 256,
+        max_fuel_per_interval: 1_000_000,
+        price_per_interval: price,
+        ledger: net.ids.ledger,
+        min_interval_secs: 1,
+        max_interval_secs: 3_600,
+        tags: vec![],
+    }
+}
+
+/// A market with a funded buyer and provider 1 (node 1) offering slots.
+fn market() -> (MarketFixture, OfferId) {
+    let net = MarketFixture::deploy(Settings::default()).expect("deploy");
+    net.mint(buyer(), 100 * ICP).unwrap();
+    net.deposit(buyer(), 50 * ICP).unwrap();
+    net.onboard_provider(provider(1), node(1), 50 * ICP)
+        .unwrap();
+    let offer_id = net.post_offer(provider(1), &offer(&net, 100_000)).unwrap();
+    (net, offer_id)
+}
+
+fn submit(net: &MarketFixture, who: Principal) -> JobId {
+    let spec = net.url_job(60, 10, 100_000);
+    let r: Result<JobId, MatcherError> = net
+        .update(net.ids.matcher, who, "submit_job", &spec)
+        .unwrap();
+    let id = r.expect("submit_job");
+    net.settle_outbox();
+    id
+}
+
+fn heartbeat(net: &MarketFixture, from: Principal, job_id: JobId, attempt: u32) -> HeartbeatAck {
+    let items = vec![HeartbeatItem {
+        job_id,
+        attempt,
+        fuel_used: 0,
+    }];
+    let r: Result<Vec<HeartbeatAck>, MatcherError> = net
+        .update(net.ids.matcher, from, "heartbeat", &items)
+        .unwrap();
+    let mut acks = r.expect("a heartbeat batch is answered item by item");
+    assert_eq!(acks.len(), 1);
+    acks.remove(0)
+}
+
+fn result() -> JobResult {
+    JobResult {
+        outcome: RunOutcome::Exited { code: 0 },
+        output: b"forged".to_vec(),
+        output_sha256: [0; 32],
+        fuel_used: 1,
+        engine: "wasmtime".into(),
+    }
+}
+
+/// A provider whose node key leaked rotates it: it names a new node in the
+/// registry and posts its offer again. From then on the old key speaks for
+/// nobody: its heartbeats, results and hand-backs for the provider's
+/// running job are refused, and the new node's are taken.
+#[test]
+fn a_rotated_out_node_key_can_no_longer_act_for_its_provider() {
+    let (net, offer_id) = market();
+    let job = submit(&net, buyer());
+    assert!(matches!(
+        heartbeat(&net, node(1), job, 1),
+        HeartbeatAck::Accepted { .. }
+    ));
+
+    let new_node = principal(0x29);
+    let profile = ProviderProfile {
+        display_name: "provider 1".into(),
+        region: "local".into(),
+        node: new_node,
+        total_slots: 4,
+        memory_per_slot_mib: 512,
+        tags: vec![],
+        endpoint: None,
+    };
+    let r: Result<(), RegistryError> = net
+        .update(net.ids.registry, provider(1), "update_profile", &profile)
+        .unwrap();
+    r.unwrap();
+    let r: Result<OfferId, MatcherError> = net
+        .update_args(
+            net.ids.matcher,
+            provider(1),
+            "update_offer",
+            (offer_id, offer(&net, 100_000)),
+        )
+        .map(|(r,)| r)
+        .unwrap();
+    assert_eq!(r, Ok(offer_id));
+
+    // The thief, holding the old key, heartbeats when the next one is due.
+    net.advance(std::time::Duration::from_secs(60));
+    let stolen = node(1);
+    match heartbeat(&net, stolen, job, 1) {
+        HeartbeatAck::Refused { reason } => assert!(
+            reason.contains("not assigned to this provider"),
+            "refused for another reason: {reason}"
+        ),
+        ack => panic!("the old node key still heartbeats for the provider: {ack:?}"),
+    }
+    let r: Result<(), MatcherError> = net
+        .update(
+            net.ids.matcher,
+            stolen,
+            "submit_result",
+            &SubmitResultArgs {
+                job_id: job,
+                attempt: 1,
+                result: result(),
+            },
+        )
+        .unwrap();
+    assert!(
+        matches!(r, Err(MatcherError::Unauthorized { .. })),
+        "the old node key reported a result: {r:?}"
+    );
+    let r: Result<(), MatcherError> = net
+        .update_args(net.ids.matcher, stolen, "hand_back", (job, 1u32))
+        .map(|(r,)| r)
+        .unwrap();
+    assert!(
+        matches!(r, Err(MatcherError::Unauthorized { .. })),
+        "the old node key handed the job back: {r:?}"
+    );
+
+    // The provider's new node carries on with the job.
+    assert!(matches!(
+        heartbeat(&net, new_node, job, 1),
+        HeartbeatAck::Accepted { .. }
+    ));
+    net.audit().unwrap();
+}
+
+/// A throwaway principal (self-authenticating in shape, never funded).
+fn stranger(i: u16) -> Principal {
+    let mut bytes = [0x5A; 29];
+    bytes[..2].copy_from_slice(&i.to_be_bytes());
+    Principal::from_slice(&bytes)
+}
+
+/// Decodes the reply of a call submitted with `submit_call`.
+fn reply<R: candid::CandidType + for<'a> candid::Deserialize<'a>>(
+    dn: &mut devnet::Devnet,
+    id: devnet::MessageId,
+) -> R {
+    let bytes = dn.await_call(id).expect("the call is answered");
+    candid::decode_one(&bytes).expect("the reply decodes")
+}
+
+/// Strangers each start a `post_offer` (which waits on the registry) at
+/// once; a buyer who submits a job meanwhile is served, not told `Busy`.
+#[test]
+fn strangers_flooding_offers_do_not_lock_buyers_out() {
+    let (net, _) = market();
+    let spec = net.url_job(60, 10, 100_000);
+    let mut dn = net.devnet();
+    let flood = 150;
+    let offer = candid::encode_one(offer(&net, 1)).unwrap();
+    for i in 0..flood {
+        dn.submit_call(net.ids.matcher, stranger(i), "post_offer", offer.clone())
+            .expect("accepted for execution");
+    }
+    // Each stranger's call runs up to its registry call and waits there.
+    for _ in 0..flood {
+        assert!(dn.step());
+    }
+    let submitted = dn
+        .submit_call(
+            net.ids.matcher,
+            buyer(),
+            "submit_job",
+            candid::encode_one(&spec).unwrap(),
+        )
+        .unwrap();
+    dn.tick();
+    let r: Result<JobId, MatcherError> = reply(&mut dn, submitted);
+    assert!(r.is_ok(), "the buyer was locked out by strangers: {r:?}");
+}
+
+/// A stranger calls `notify_deposit` for someone else's balance just before
+/// its owner withdraws: the withdrawal goes through.
+#[test]
+fn notifying_for_someone_else_does_not_block_their_withdrawal() {
+    use market_api::escrow::{NotifyDepositArgs, WithdrawArgs};
+    let (net, _) = market();
+    let mut dn = net.devnet();
+    let notify = NotifyDepositArgs {
+        beneficiary: buyer(),
+        ledger: net.ids.ledger,
+    };
+    let notified = dn
+        .submit_call(
+            net.ids.escrow,
+            stranger(1),
+            "notify_deposit",
+            candid::encode_one(&notify).unwrap(),
+        )
+        .unwrap();
+    let withdraw = WithdrawArgs {
+        ledger: net.ids.ledger,
+        amount: ICP,
+        to: market_fixture::account(buyer()),
+    };
+    let withdrawn = dn
+        .submit_call(
+            net.ids.escrow,
+            buyer(),
+            "withdraw",
+            candid::encode_one(&withdraw).unwrap(),
+        )
+        .unwrap();
+    dn.tick();
+    let _: Result<u128, market_api::escrow::EscrowError> = reply(&mut dn, notified);
+    let r: Result<u128, market_api::escrow::EscrowError> = reply(&mut dn, withdrawn);
+    assert!(
+        r.is_ok(),
+        "the stranger blocked the owner's withdrawal: {r:?}"
+    );
+    drop(dn);
+    net.audit().unwrap();
+}
+/// A provider that misses its deadline keeps a `stake` call of its own in
+/// flight whenever the matcher's slash arrives: the slash lands anyway.
+#[test]
+fn a_provider_cannot_dodge_its_slash_by_keeping_its_stake_busy() {
+    let (net, _) = market();
+    let job = submit(&net, buyer());
+    assert!(matches!(
+        heartbeat(&net, node(1), job, 1),
+        HeartbeatAck::Accepted { .. }
+    ));
+    let slashed = |net: &MarketFixture| {
+        let p: Option<market_api::registry::Provider> = net
+            .query(net.ids.registry, "get_provider", &provider(1))
+            .unwrap();
+        p.expect("registered").slashed_total
+    };
+    assert_eq!(slashed(&net), 0);
+    // The provider goes silent, and from now on always has one `stake`
+    // call queued ahead of whatever the matcher sends.
+    for _ in 0..20 {
+        let mut dn = net.devnet();
+        dn.submit_call(
+            net.ids.registry,
+            provider(1),
+            "stake",
+            candid::encode_one(candid::Nat::from(1u8)).unwrap(),
+        )
+        .unwrap();
+        dn.advance_time(std::time::Duration::from_secs(30));
+        dn.tick();
+    }
+    assert!(
+        slashed(&net) > 0,
+        "the silent provider was never slashed while it kept its stake busy"
+    );
+    net.audit().unwrap();
+}
+
+fn slashed_total(net: &MarketFixture, who: Principal) -> u128 {
+    let p: Option<market_api::registry::Provider> =
+        net.query(net.ids.registry, "get_provider", &who).unwrap();
+    p.expect("registered").slashed_total
+}
+
+/// A provider can offer work so cheap that `slash_multiple` times its price
+/// is at or below the ledger fee (5 x 1,000 e8s here, with a 10,000 e8s
+/// fee). Missing a deadline still costs it stake: a slash is never smaller
+/// than the market's minimum, which is well above the fee.
+#[test]
+fn a_cheap_provider_that_misses_its_deadline_is_still_slashed() {
+    let net = MarketFixture::deploy(Settings::default()).expect("deploy");
+    net.mint(buyer(), 100 * ICP).unwrap();
+    net.deposit(buyer(), 50 * ICP).unwrap();
+    net.onboard_provider(provider(1), node(1), 50 * ICP)
+        .unwrap();
+    net.post_offer(provider(1), &offer(&net, 1_000)).unwrap();
+    let spec = net.url_job(60, 10, 1_000);
+    let r: Result<JobId, MatcherError> = net
+        .update(net.ids.matcher, buyer(), "submit_job", &spec)
+        .unwrap();
+    let job = r.unwrap();
+    net.settle_outbox();
+    assert!(matches!(
+        heartbeat(&net, node(1), job, 1),
+        HeartbeatAck::Accepted { .. }
+    ));
+    // Silence past the deadline.
+    net.wait_secs(200);
+    net.settle_outbox();
+    let slashed = slashed_total(&net, provider(1));
+    assert!(
+        slashed >= 10 * net.settings.fee,
+        "a missed deadline cost the provider {slashed} e8s of stake"
+    );
+    net.audit().unwrap();
+}
+
+/// A provider past its deadline sends its heartbeat (or hands the job back)
+/// before the matcher's deadline timer has run: the late call is refused,
+/// and the provider is slashed all the same.
+#[test]
+fn a_late_heartbeat_or_hand_back_does_not_escape_the_slash() {
+    for late in ["heartbeat", "hand_back"] {
+        let (net, _) = market();
+        let job = submit(&net, buyer());
+        let HeartbeatAck::Accepted { next_deadline_ns } = heartbeat(&net, node(1), job, 1) else {
+            panic!("the first heartbeat acknowledges");
+        };
+        let mut dn = net.devnet();
+        let now = dn.time_nanos();
+        // Past the deadline (and its grace), no timer has run yet.
+        dn.advance_time(std::time::Duration::from_nanos(
+            next_deadline_ns - now + 60_000_000_000,
+        ));
+        let arg = match late {
+            "heartbeat" => candid::encode_one(vec![HeartbeatItem {
+                job_id: job,
+                attempt: 1,
+                fuel_used: 0,
+            }])
+            .unwrap(),
+            _ => candid::encode_args((job, 1u32)).unwrap(),
+        };
+        let id = dn.submit_call(net.ids.matcher, node(1), late, arg).unwrap();
+        // The provider's call is the first thing the matcher runs.
+        assert!(dn.step());
+        let bytes = dn.await_call(id).expect("answered");
+        let accepted = match late {
+            "heartbeat" => {
+                let r: Result<Vec<HeartbeatAck>, MatcherError> =
+                    candid::decode_one(&bytes).unwrap();
+                matches!(r.as_deref(), Ok([HeartbeatAck::Accepted { .. }]))
+            }
+            _ => {
+                let r: Result<(), MatcherError> = candid::decode_one(&bytes).unwrap();
+                r.is_ok()
+            }
+        };
+        drop(dn);
+        assert!(!accepted, "a {late} past the deadline was accepted");
+        net.settle_outbox();
+        assert!(
+            slashed_total(&net, provider(1)) > 0,
+            "the provider escaped its slash with a late {late}"
+        );
+        net.audit().unwrap();
+    }
+}
+
+/// A provider holding a reserved slot heartbeats the slot, busy or idle,
+/// but never runs the jobs the reservation's owner puts in it. A job it
+/// leaves unacknowledged past its deadline costs it stake, valued at the
+/// reservation's price (a job in a slot has no price of its own).
+#[test]
+fn a_slot_holder_that_never_runs_the_owners_jobs_is_slashed() {
+    use market_api::matcher::{Assignment, JobKind, ReservationSpec, ReservedJobArgs};
+    let (net, _) = market();
+    let spec = ReservationSpec {
+        slots: 1,
+        memory_mib: 64,
+        fuel_per_interval: 1_000,
+        interval_secs: 60,
+        intervals: 30,
+        max_price_per_interval: 100_000,
+        ledger: net.ids.ledger,
+        min_provider_stake: 0,
+        max_rematches: 0,
+        delegates: vec![],
+    };
+    let r: Result<u64, MatcherError> = net
+        .update(net.ids.matcher, buyer(), "reserve", &spec)
+        .unwrap();
+    let reservation = r.unwrap();
+    net.settle_outbox();
+    let slot_items = |net: &MarketFixture| -> Vec<HeartbeatItem> {
+        let mine: Vec<Assignment> = net
+            .query(net.ids.matcher, "assignments", &provider(1))
+            .unwrap();
+        mine.iter()
+            .filter(|a| matches!(a.kind, JobKind::ReservedSlot { .. }))
+            .map(|a| HeartbeatItem {
+                job_id: a.job_id,
+                attempt: a.attempt,
+                fuel_used: 0,
+            })
+            .collect()
+    };
+    let beat = |net: &MarketFixture| {
+        let items = slot_items(net);
+        assert_eq!(items.len(), 1, "provider 1 holds the slot");
+        let r: Result<Vec<HeartbeatAck>, MatcherError> = net
+            .update(net.ids.matcher, node(1), "heartbeat", &items)
+            .unwrap();
+        assert!(matches!(r.as_deref(), Ok([HeartbeatAck::Accepted { .. }])));
+    };
+    beat(&net);
+    let job = net.url_job(60, 5, 0);
+    let r: Result<JobId, MatcherError> = net
+        .update(
+            net.ids.matcher,
+            buyer(),
+            "submit_reserved_job",
+            &ReservedJobArgs {
+                reservation,
+                spec: job,
+            },
+        )
+        .unwrap();
+    r.unwrap();
+    // Ten intervals of the slot heartbeated and the job ignored.
+    for _ in 0..10 {
+        net.wait_secs(60);
+        beat(&net);
+    }
+    net.settle_outbox();
+    assert!(
+        slashed_total(&net, provider(1)) > 0,
+        "the slot holder ignored the owner's job and lost nothing"
+    );
+    net.audit().unwrap();
+}
