@@ -520,11 +520,12 @@ pub async fn slash(
 pub async fn settle(rt: &impl Runtime, provider: Principal) -> Result<(), RegistryError> {
     settle_pending(rt, provider).await?;
     for args in read_state(|s| s.owed_slashes(&provider)) {
-        match slash_held(rt, args).await {
-            // Still in flight: the provider's own transfer must wait for it.
-            Err(e @ RegistryError::Ledger(LedgerCallError::OutcomeUnknown)) => return Err(e),
-            // Made, or refused for good (the matcher's retry hears why).
-            _ => {}
+        // Made, or refused for good (the matcher's retry hears why), unless
+        // still in flight: then the provider's own transfer must wait.
+        if let Err(e @ RegistryError::Ledger(LedgerCallError::OutcomeUnknown)) =
+            slash_held(rt, args).await
+        {
+            return Err(e);
         }
     }
     Ok(())
