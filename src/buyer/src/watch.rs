@@ -10,7 +10,7 @@ use market_api::{EventPage, JobId, PageRequest, Tokens};
 use super::{BuyerError, Console, sha256_of, with_retries};
 use market_client::client::MarketClient;
 use market_client::client::tokens::format_tokens;
-use market_client::transport::Transport;
+use market_client::transport::{Call, Transport};
 
 /// A change of a job seen between two polls.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -163,7 +163,11 @@ async fn query_events<T: Transport>(
     let arg = candid::encode_one(page).ok()?;
     let reply = client
         .transport()
-        .query(client.ids().matcher, "get_events", arg)
+        .query(Call {
+            canister: client.ids().matcher,
+            method: "get_events",
+            arg,
+        })
         .await
         .ok()?;
     candid::decode_one(&reply).ok()

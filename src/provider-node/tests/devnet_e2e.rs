@@ -15,7 +15,7 @@ use candid::Principal;
 use market_api::matcher::{Job, JobLimits, JobSpec, JobStatus, RunOutcome};
 use market_api::{JobId, Tokens};
 use market_client::MarketClient;
-use market_client::transport::{Transport, TransportError};
+use market_client::transport::{Call, Transport, TransportError};
 use market_fixture::jobs::HELLO;
 use market_fixture::{DevnetTransport, node, provider};
 use market_fixture::{ICP, Settings};
@@ -416,20 +416,16 @@ impl Transport for Flaky {
     fn sender(&self) -> Principal {
         self.inner.sender()
     }
-    async fn update(
-        &self,
-        canister: Principal,
-        method: &str,
-        arg: Vec<u8>,
-    ) -> Result<Vec<u8>, TransportError> {
+    async fn update(&self, call: Call<'_>) -> Result<Vec<u8>, TransportError> {
         self.drop_this_one()?;
         let nth = {
             let mut reached = self.faults.reached.lock().unwrap();
-            let n = reached.entry(method.to_string()).or_default();
+            let n = reached.entry(call.method.to_string()).or_default();
             *n += 1;
             *n
         };
-        let reply = self.inner.update(canister, method, arg).await;
+        let method = call.method;
+        let reply = self.inner.update(call).await;
         if LOSE_REPLY.contains(&(method, nth)) {
             self.faults
                 .lost
@@ -440,14 +436,9 @@ impl Transport for Flaky {
         }
         reply
     }
-    async fn query(
-        &self,
-        canister: Principal,
-        method: &str,
-        arg: Vec<u8>,
-    ) -> Result<Vec<u8>, TransportError> {
+    async fn query(&self, call: Call<'_>) -> Result<Vec<u8>, TransportError> {
         self.drop_this_one()?;
-        self.inner.query(canister, method, arg).await
+        self.inner.query(call).await
     }
     async fn time_ns(&self) -> Result<u64, TransportError> {
         self.drop_this_one()?;

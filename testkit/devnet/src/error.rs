@@ -2,49 +2,9 @@
 
 use std::fmt;
 
-/// Reject codes as defined by the IC interface specification.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum RejectCode {
-    /// 1: fatal system error.
-    SysFatal,
-    /// 2: transient system error; retrying may succeed.
-    SysTransient,
-    /// 3: the destination canister or method does not exist.
-    DestinationInvalid,
-    /// 4: the canister rejected the message explicitly.
-    CanisterReject,
-    /// 5: the canister trapped or did not reply.
-    CanisterError,
-    /// 6: bounded-wait call whose outcome is unknown (e.g. deadline passed).
-    SysUnknown,
-}
-
-impl RejectCode {
-    /// The numeric code seen by canisters (`ic0.msg_reject_code`).
-    pub fn as_u32(self) -> u32 {
-        match self {
-            RejectCode::SysFatal => 1,
-            RejectCode::SysTransient => 2,
-            RejectCode::DestinationInvalid => 3,
-            RejectCode::CanisterReject => 4,
-            RejectCode::CanisterError => 5,
-            RejectCode::SysUnknown => 6,
-        }
-    }
-
-    /// The code for a numeric value, if it is one of the six defined codes.
-    pub fn from_u32(code: u32) -> Option<Self> {
-        Some(match code {
-            1 => RejectCode::SysFatal,
-            2 => RejectCode::SysTransient,
-            3 => RejectCode::DestinationInvalid,
-            4 => RejectCode::CanisterReject,
-            5 => RejectCode::CanisterError,
-            6 => RejectCode::SysUnknown,
-            _ => return None,
-        })
-    }
-}
+/// Reject codes as defined by the IC interface specification (the type
+/// ic-cdk uses; `code as u32` is what `ic0.msg_reject_code` returns).
+pub use ic_error_types::RejectCode;
 
 /// A reject response: the code and the message, as a canister or an ingress
 /// sender would see them.
@@ -71,9 +31,7 @@ impl fmt::Display for Reject {
         write!(
             f,
             "reject {:?} ({}): {}",
-            self.code,
-            self.code.as_u32(),
-            self.message
+            self.code, self.code as u32, self.message
         )
     }
 }

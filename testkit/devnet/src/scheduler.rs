@@ -585,7 +585,7 @@ impl Devnet {
         ctx.deadline = deadline;
         match result {
             Ok(bytes) => ctx.arg = bytes,
-            Err(r) => ctx.reject = Some((r.code.as_u32(), r.message)),
+            Err(r) => ctx.reject = Some((r.code as u32, r.message)),
         }
         let limit = self.config.update_instruction_limit;
         let entry = Entry::Callback(closure.0, closure.1);

@@ -238,9 +238,9 @@ async fn call<const SUBNET: bool>(
     let node = app.node.clone();
     let submitted = blocking(move || node.submit_call(request)).await;
     if let Submitted::Refused(reject) = submitted {
-        tracing::info!(request_id = %request_id, code = reject.code.as_u32(), message = %reject.message, "call refused before execution");
+        tracing::info!(request_id = %request_id, code = reject.code as u32, message = %reject.message, "call refused before execution");
         let response = TransportCallResponse::NonReplicatedRejection(RejectResponse {
-            reject_code: ic_transport_types::RejectCode::try_from(u64::from(reject.code.as_u32()))
+            reject_code: ic_transport_types::RejectCode::try_from(reject.code as u64)
                 .unwrap_or(ic_transport_types::RejectCode::SysTransient),
             error_code: Some(error_code(&reject).to_string()),
             reject_message: reject.message,

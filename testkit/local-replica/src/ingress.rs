@@ -117,7 +117,7 @@ pub fn log_answer(request_id: &[u8; 32], record: &IngressRecord) {
         ),
         IngressState::Rejected(reject) => tracing::info!(
             request_id = %rid, canister = %record.canister, method = %record.method,
-            code = reject.code.as_u32(), message = %reject.message, latency_ms, "update rejected"
+            code = reject.code as u32, message = %reject.message, latency_ms, "update rejected"
         ),
         IngressState::Processing(_) => {}
     }
@@ -134,7 +134,7 @@ pub fn status_tree(state: &IngressState) -> Tree {
         }
         IngressState::Rejected(reject) => {
             tree.insert(&[b"status"], b"rejected".to_vec());
-            tree.insert(&[b"reject_code"], leb128(u64::from(reject.code.as_u32())));
+            tree.insert(&[b"reject_code"], leb128(reject.code as u64));
             tree.insert(&[b"reject_message"], reject.message.clone().into_bytes());
             tree.insert(&[b"error_code"], error_code(reject).as_bytes().to_vec());
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use candid::Principal;
 use devnet::{Devnet, IngressStatus};
-use market_client::transport::{RejectCode, Transport, TransportError};
+use market_client::transport::{Call, Transport, TransportError};
 
 /// Calls canisters on an in-process [`Devnet`] as `sender`.
 ///
@@ -57,7 +57,7 @@ pub(crate) fn lock(devnet: &Mutex<Devnet>) -> MutexGuard<'_, Devnet> {
 
 fn reject(r: devnet::Reject) -> TransportError {
     TransportError::Reject {
-        code: RejectCode::from_u32(r.code.as_u32()),
+        code: r.code,
         message: r.message,
         error_code: None,
     }
@@ -76,14 +76,14 @@ impl Transport for DevnetTransport {
         self.sender
     }
 
-    async fn update(
-        &self,
-        canister: Principal,
-        method: &str,
-        arg: Vec<u8>,
-    ) -> Result<Vec<u8>, TransportError> {
+    async fn update(&self, call: Call<'_>) -> Result<Vec<u8>, TransportError> {
         let devnet = Arc::clone(&self.devnet);
         let sender = self.sender;
+        let Call {
+            canister,
+            method,
+            arg,
+        } = call;
         let method = method.to_string();
         let id = blocking(move || lock(&devnet).submit_call(canister, sender, &method, arg))
             .await?
@@ -113,14 +113,14 @@ impl Transport for DevnetTransport {
         }
     }
 
-    async fn query(
-        &self,
-        canister: Principal,
-        method: &str,
-        arg: Vec<u8>,
-    ) -> Result<Vec<u8>, TransportError> {
+    async fn query(&self, call: Call<'_>) -> Result<Vec<u8>, TransportError> {
         let devnet = Arc::clone(&self.devnet);
         let sender = self.sender;
+        let Call {
+            canister,
+            method,
+            arg,
+        } = call;
         let method = method.to_string();
         blocking(move || lock(&devnet).query_call(canister, sender, &method, arg))
             .await?

@@ -14,7 +14,7 @@ use market_api::matcher::{
     Job, JobLimits, JobSpec, ModuleSource, ModuleUpload, OfferSpec, SubmitResultArgs,
 };
 use market_api::{JobId, Tokens};
-use market_client::transport::{Transport, TransportError};
+use market_client::transport::{Call, Transport, TransportError};
 use market_client::{CanisterIds, MarketClient};
 use market_fixture::DevnetTransport;
 use market_fixture::{ICP, MarketFixture};
@@ -296,26 +296,16 @@ impl<T: Transport + Clone> Transport for HoldResults<T> {
     fn sender(&self) -> Principal {
         self.inner.sender()
     }
-    async fn update(
-        &self,
-        canister: Principal,
-        method: &str,
-        arg: Vec<u8>,
-    ) -> Result<Vec<u8>, TransportError> {
-        if method == "submit_result" && !self.paid_enough(&arg).await {
+    async fn update(&self, call: Call<'_>) -> Result<Vec<u8>, TransportError> {
+        if call.method == "submit_result" && !self.paid_enough(&call.arg).await {
             return Err(TransportError::Network(
                 "held back until the job's intervals are paid".into(),
             ));
         }
-        self.inner.update(canister, method, arg).await
+        self.inner.update(call).await
     }
-    async fn query(
-        &self,
-        canister: Principal,
-        method: &str,
-        arg: Vec<u8>,
-    ) -> Result<Vec<u8>, TransportError> {
-        self.inner.query(canister, method, arg).await
+    async fn query(&self, call: Call<'_>) -> Result<Vec<u8>, TransportError> {
+        self.inner.query(call).await
     }
     async fn time_ns(&self) -> Result<u64, TransportError> {
         self.inner.time_ns().await

@@ -28,7 +28,7 @@ pub use error::{
     describe_transfer,
 };
 
-use crate::transport::Transport;
+use crate::transport::{Call, Transport};
 
 /// The marketplace's canisters on one network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,11 +129,15 @@ impl<T: Transport> MarketClient<T> {
             message: e.to_string(),
         };
         let arg = candid::encode_args(args).map_err(candid_err)?;
-        let canister = self.id(target);
+        let call = Call {
+            canister: self.id(target),
+            method,
+            arg,
+        };
         let reply = if update {
-            self.transport.update(canister, method, arg).await
+            self.transport.update(call).await
         } else {
-            self.transport.query(canister, method, arg).await
+            self.transport.query(call).await
         }
         .map_err(|source| ClientError::Call {
             canister: target.name(),

@@ -11,7 +11,7 @@ use market_api::matcher::{HeartbeatAck, HeartbeatItem, JobResult, RunOutcome, Su
 use market_api::registry::RegistryError;
 
 use super::*;
-use crate::transport::{RejectCode, TransportError};
+use crate::transport::{Call, RejectCode, TransportError};
 
 /// One recorded call.
 #[derive(Debug, Clone)]
@@ -36,17 +36,11 @@ impl Recorder {
     fn last(&self) -> Sent {
         self.sent.lock().unwrap().last().cloned().expect("a call")
     }
-    fn record(
-        &self,
-        canister: Principal,
-        method: &str,
-        arg: Vec<u8>,
-        update: bool,
-    ) -> Result<Vec<u8>, TransportError> {
+    fn record(&self, call: Call<'_>, update: bool) -> Result<Vec<u8>, TransportError> {
         self.sent.lock().unwrap().push(Sent {
-            canister,
-            method: method.into(),
-            arg,
+            canister: call.canister,
+            method: call.method.into(),
+            arg: call.arg,
             update,
         });
         self.replies
@@ -61,21 +55,11 @@ impl Transport for std::sync::Arc<Recorder> {
     fn sender(&self) -> Principal {
         Principal::from_slice(&[9; 29])
     }
-    async fn update(
-        &self,
-        canister: Principal,
-        method: &str,
-        arg: Vec<u8>,
-    ) -> Result<Vec<u8>, TransportError> {
-        self.record(canister, method, arg, true)
+    async fn update(&self, call: Call<'_>) -> Result<Vec<u8>, TransportError> {
+        self.record(call, true)
     }
-    async fn query(
-        &self,
-        canister: Principal,
-        method: &str,
-        arg: Vec<u8>,
-    ) -> Result<Vec<u8>, TransportError> {
-        self.record(canister, method, arg, false)
+    async fn query(&self, call: Call<'_>) -> Result<Vec<u8>, TransportError> {
+        self.record(call, false)
     }
     async fn time_ns(&self) -> Result<u64, TransportError> {
         Ok(42)

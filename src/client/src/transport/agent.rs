@@ -8,7 +8,7 @@ use ic_agent::agent::{RejectCode as AgentRejectCode, RejectResponse};
 use ic_agent::hash_tree::{Label, LookupResult};
 use ic_agent::{Agent, AgentError, Identity};
 
-use super::{RejectCode, Transport, TransportError};
+use super::{Call, RejectCode, Transport, TransportError};
 
 /// Settings of an [`AgentTransport`].
 #[derive(Clone, Debug)]
@@ -133,29 +133,19 @@ impl Transport for AgentTransport {
         self.sender
     }
 
-    async fn update(
-        &self,
-        canister: Principal,
-        method: &str,
-        arg: Vec<u8>,
-    ) -> Result<Vec<u8>, TransportError> {
+    async fn update(&self, call: Call<'_>) -> Result<Vec<u8>, TransportError> {
         self.agent
-            .update(&canister, method)
-            .with_arg(arg)
+            .update(&call.canister, call.method)
+            .with_arg(call.arg)
             .call_and_wait()
             .await
             .map_err(map_agent_error)
     }
 
-    async fn query(
-        &self,
-        canister: Principal,
-        method: &str,
-        arg: Vec<u8>,
-    ) -> Result<Vec<u8>, TransportError> {
+    async fn query(&self, call: Call<'_>) -> Result<Vec<u8>, TransportError> {
         self.agent
-            .query(&canister, method)
-            .with_arg(arg)
+            .query(&call.canister, call.method)
+            .with_arg(call.arg)
             .call()
             .await
             .map_err(map_agent_error)
@@ -220,6 +210,10 @@ mod tests {
                 message: "Canister xyz not found".into(),
                 error_code: Some("IC0301".into()),
             }
+        );
+        assert_eq!(
+            e.to_string(),
+            "rejected with DESTINATION_INVALID (3): Canister xyz not found"
         );
         assert!(!e.is_transient());
         let e = map_agent_error(AgentError::TimeoutWaitingForResponse());

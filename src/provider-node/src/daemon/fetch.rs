@@ -311,7 +311,7 @@ pub(crate) mod tests {
 
     use super::*;
     use market_client::client::CanisterIds;
-    use market_client::transport::TransportError;
+    use market_client::transport::{Call, TransportError};
 
     /// The answer to one path: a status, a `Location` (for redirects) and a
     /// body.
@@ -392,21 +392,11 @@ pub(crate) mod tests {
         fn sender(&self) -> Principal {
             Principal::anonymous()
         }
-        async fn update(
-            &self,
-            _: Principal,
-            m: &str,
-            _: Vec<u8>,
-        ) -> Result<Vec<u8>, TransportError> {
-            panic!("unexpected update {m}")
+        async fn update(&self, call: Call<'_>) -> Result<Vec<u8>, TransportError> {
+            panic!("unexpected update {}", call.method)
         }
-        async fn query(
-            &self,
-            _: Principal,
-            m: &str,
-            _: Vec<u8>,
-        ) -> Result<Vec<u8>, TransportError> {
-            panic!("unexpected query {m}")
+        async fn query(&self, call: Call<'_>) -> Result<Vec<u8>, TransportError> {
+            panic!("unexpected query {}", call.method)
         }
         async fn time_ns(&self) -> Result<u64, TransportError> {
             panic!("unexpected time")

@@ -21,7 +21,7 @@ use sha2::Digest;
 use super::*;
 use crate::sandbox::SandboxConfig;
 use market_client::client::CanisterIds;
-use market_client::transport::TransportError;
+use market_client::transport::{Call, TransportError};
 
 const S: u64 = 1_000_000_000;
 const GRACE: u64 = 5 * S;
@@ -283,12 +283,7 @@ impl Transport for FakeMarket {
     fn sender(&self) -> Principal {
         Principal::from_slice(&[7; 29])
     }
-    async fn update(
-        &self,
-        _: Principal,
-        method: &str,
-        arg: Vec<u8>,
-    ) -> Result<Vec<u8>, TransportError> {
+    async fn update(&self, call: Call<'_>) -> Result<Vec<u8>, TransportError> {
         let failing = self
             .fail_updates
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -296,15 +291,10 @@ impl Transport for FakeMarket {
         if failing {
             return Err(TransportError::Network("connection reset".into()));
         }
-        self.handle(method, &arg)
+        self.handle(call.method, &call.arg)
     }
-    async fn query(
-        &self,
-        _: Principal,
-        method: &str,
-        arg: Vec<u8>,
-    ) -> Result<Vec<u8>, TransportError> {
-        self.handle(method, &arg)
+    async fn query(&self, call: Call<'_>) -> Result<Vec<u8>, TransportError> {
+        self.handle(call.method, &call.arg)
     }
     async fn time_ns(&self) -> Result<u64, TransportError> {
         Ok(self.now.load(Ordering::SeqCst))
