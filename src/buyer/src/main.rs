@@ -21,7 +21,6 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{CommandFactory, FromArgMatches};
 use cli::sns::{ReserveArgs, SnsCommand};
 use cli::{
     AmountArgs, Cli, Command, DelegatesArgs, ExtendArgs, JobArgs, JobIdArgs, JobsArgs,
@@ -45,8 +44,7 @@ pub const APP: App = App {
 const INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
-    let command = config::with_env_help(Cli::command(), &APP, &[]);
-    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+    let cli = match config::parse::<Cli>(&APP, std::env::args_os(), |cli| &mut cli.global.sources) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };

@@ -6,13 +6,23 @@
 //! (`PROVIDER_NODE_`, `MARKET_`). The file is `--config PATH`, else
 //! `$<PREFIX>_CONFIG`, else `$XDG_CONFIG_HOME/<name>/config.toml`
 //! (`~/.config/...` when `XDG_CONFIG_HOME` is unset); a missing default file
-//! is the same as an empty one. Lookups of the environment go through a
-//! function so that tests don't touch the process environment.
+//! is the same as an empty one.
 //!
-//! Each setting is declared once as a [`Key`] (its file key, flag and
-//! variable); [`Layers`] picks its value from the flag, the variable or the
-//! file, in that order, and remembers where it came from for error
-//! messages.
+//! A setting that has a flag is declared once, as a field of the program's
+//! clap arguments; [`with_env`] gives each flag before the subcommand its
+//! variable (`--fetch-root-key`: `<PREFIX>_FETCH_ROOT_KEY`), so that clap
+//! reads the variable when the flag is absent and lists it in `--help`.
+//! [`Sources`] remembers which of the two gave a value, for error
+//! messages, and [`Sources::pick`] puts the file beneath them. clap's `env`
+//! rather than figment: the flags are clap's already, clap names them in
+//! its errors, and figment would need a table from variables to file keys
+//! while naming neither the flag nor the variable when a value is bad. The
+//! flags take text (clap can't parse a variable set to the empty string,
+//! which counts as unset here), and the values are parsed with the file's
+//! under the setting's name.
+//!
+//! Lookups of `HOME` and the `XDG_*` directories go through a function so
+//! that tests need not touch the process environment.
 //!
 //! A path setting (the config file itself, `identity`, and a program's own
 //! directories) that starts with `~/` is taken from `$HOME`, wherever it was
@@ -43,73 +53,42 @@ pub struct App {
 }
 
 impl App {
-    /// The variable of `key`, e.g. `PROVIDER_NODE_LEDGER`.
-    pub fn env_name(&self, key: &Key) -> String {
-        format!("{}_{}", self.env_prefix, key.env)
+    /// The variable of `flag` (without `--`), e.g. `PROVIDER_NODE_LEDGER`
+    /// for `ledger`.
+    pub fn env_name(&self, flag: &str) -> String {
+        format!(
+            "{}_{}",
+            self.env_prefix,
+            flag.to_uppercase().replace('-', "_")
+        )
     }
 }
 
-/// One setting's names: in the file, on the command line and (after the
-/// program's prefix) in the environment.
+/// One of the marketplace's canisters, whose id is a setting
+/// (`canisters.<name>`, `--<name>`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Key {
-    /// The file key, e.g. `canisters.ledger`; also the setting's name in
-    /// error messages.
-    pub setting: &'static str,
-    /// The flag without `--`.
-    pub flag: &'static str,
-    /// The variable without the program's prefix, e.g. `LEDGER`.
-    pub env: &'static str,
+pub enum Canister {
+    /// The ICP ledger.
+    Ledger,
+    /// The provider registry.
+    Registry,
+    /// The escrow.
+    Escrow,
+    /// The matcher.
+    Matcher,
 }
 
-/// `--config`.
-pub const CONFIG: Key = Key {
-    setting: "config",
-    flag: "config",
-    env: "CONFIG",
-};
-/// `network`.
-pub const NETWORK: Key = Key {
-    setting: "network",
-    flag: "network",
-    env: "NETWORK",
-};
-/// `fetch_root_key`.
-pub const FETCH_ROOT_KEY: Key = Key {
-    setting: "fetch_root_key",
-    flag: "fetch-root-key",
-    env: "FETCH_ROOT_KEY",
-};
-/// `identity`.
-pub const IDENTITY: Key = Key {
-    setting: "identity",
-    flag: "identity",
-    env: "IDENTITY",
-};
-/// `canisters.ledger`.
-pub const LEDGER: Key = Key {
-    setting: "canisters.ledger",
-    flag: "ledger",
-    env: "LEDGER",
-};
-/// `canisters.registry`.
-pub const REGISTRY: Key = Key {
-    setting: "canisters.registry",
-    flag: "registry",
-    env: "REGISTRY",
-};
-/// `canisters.escrow`.
-pub const ESCROW: Key = Key {
-    setting: "canisters.escrow",
-    flag: "escrow",
-    env: "ESCROW",
-};
-/// `canisters.matcher`.
-pub const MATCHER: Key = Key {
-    setting: "canisters.matcher",
-    flag: "matcher",
-    env: "MATCHER",
-};
+impl Canister {
+    /// Its flag without `--`, and its key under `[canisters]`.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Canister::Ledger => "ledger",
+            Canister::Registry => "registry",
+            Canister::Escrow => "escrow",
+            Canister::Matcher => "matcher",
+        }
+    }
+}
 
 /// Why the settings are unusable.
 #[derive(Debug, thiserror::Error)]
@@ -134,7 +113,7 @@ pub enum ConfigError {
     #[error("{setting} ({source_name}): {message}")]
     Invalid {
         /// The setting, e.g. `canisters.matcher`.
-        setting: &'static str,
+        setting: String,
         /// Where the value came from (flag, variable or file).
         source_name: String,
         /// What is wrong.
@@ -146,9 +125,9 @@ pub enum ConfigError {
     )]
     Missing {
         /// The setting.
-        setting: &'static str,
+        setting: String,
         /// Its flag.
-        flag: &'static str,
+        flag: String,
         /// Its environment variable.
         env: String,
         /// The config file consulted.
@@ -187,8 +166,9 @@ pub struct CanisterFile {
     pub matcher: Option<String>,
 }
 
-/// The network flags every command has. Each also has a variable
-/// (`<PREFIX>_NETWORK`, ...), listed in `--help` by [`with_env_help`].
+/// The network flags every command has, each with its variable
+/// (`<PREFIX>_NETWORK`, ...) once the command went through [`with_env`].
+/// They take text: the values are parsed with the file's.
 #[derive(clap::Args, Debug, Default, Clone, PartialEq)]
 pub struct NetworkArgs {
     /// Config file
@@ -198,8 +178,8 @@ pub struct NetworkArgs {
     #[arg(long, global = true)]
     pub network: Option<String>,
     /// Fetch the root key (local networks)
-    #[arg(long, global = true)]
-    pub fetch_root_key: Option<bool>,
+    #[arg(long, global = true, value_parser = true_or_false())]
+    pub fetch_root_key: Option<String>,
     /// Identity PEM file
     #[arg(long, global = true, value_name = "PEM")]
     pub identity: Option<PathBuf>,
@@ -215,38 +195,115 @@ pub struct NetworkArgs {
     /// Matcher canister id
     #[arg(long, global = true)]
     pub matcher: Option<String>,
+    /// Which of these flags (and the program's own) were given on the
+    /// command line and which came from variables: see [`parse`].
+    #[arg(skip)]
+    pub sources: Sources,
 }
 
-/// `command` with each flag of `keys` (and of [`NetworkArgs`]) showing its
-/// variable in `--help`, and the config file and identity their default
-/// paths, all under `app`'s names.
-pub fn with_env_help(command: clap::Command, app: &App, keys: &[Key]) -> clap::Command {
-    let network = [
-        CONFIG,
-        NETWORK,
-        FETCH_ROOT_KEY,
-        IDENTITY,
-        LEDGER,
-        REGISTRY,
-        ESCROW,
-        MATCHER,
-    ];
+/// `true` or `false`; an empty variable passes, as unset.
+fn true_or_false() -> clap::builder::PossibleValuesParser {
+    use clap::builder::PossibleValue;
+    [
+        PossibleValue::new("true"),
+        PossibleValue::new("false"),
+        PossibleValue::new("").hide(true),
+    ]
+    .into()
+}
+
+/// `command` with each flag before its subcommand reading its variable
+/// under `app`'s prefix when absent (`--help` lists the variable, not its
+/// value), and the config file and identity showing their default paths.
+pub fn with_env(command: clap::Command, app: &App) -> clap::Command {
     command.mut_args(|arg| {
-        let id = arg.get_id().as_str().replace('_', "-");
-        let Some(key) = network.iter().chain(keys).find(|k| k.flag == id) else {
+        let Some(flag) = arg.get_long().map(str::to_string) else {
             return arg;
         };
-        let mut help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
-        help.push_str(&format!(" [env: {}]", app.env_name(key)));
-        match key.setting {
-            "config" => help.push_str(&format!(" [default: ~/.config/{}/config.toml]", app.name)),
-            "identity" => {
-                help.push_str(&format!(" [default: ~/.config/{}/identity.pem]", app.name))
+        let arg = match flag.as_str() {
+            "config" | "identity" => {
+                let file = if flag == "config" {
+                    "config.toml"
+                } else {
+                    "identity.pem"
+                };
+                let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                arg.help(format!("{help} [default: ~/.config/{}/{file}]", app.name))
             }
-            _ => {}
-        }
-        arg.help(help)
+            _ => arg,
+        };
+        arg.env(app.env_name(&flag)).hide_env_values(true)
     })
+}
+
+/// Parses `argv` with `C`'s command under `app`'s variables (see
+/// [`with_env`]); `sources` receives where each flag's value came from.
+pub fn parse<C: clap::Parser>(
+    app: &App,
+    argv: impl IntoIterator<Item = impl Into<std::ffi::OsString> + Clone>,
+    sources: impl FnOnce(&mut C) -> &mut Sources,
+) -> Result<C, clap::Error> {
+    let command = with_env(C::command(), app);
+    let matches = command.clone().try_get_matches_from(argv)?;
+    let mut parsed = C::from_arg_matches(&matches)?;
+    *sources(&mut parsed) = Sources::of(&command, &matches);
+    Ok(parsed)
+}
+
+/// Where the flags' values came from: `--flag` or `$VARIABLE`, by flag.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Sources(std::collections::BTreeMap<String, String>);
+
+impl Sources {
+    /// The sources of `matches`, parsed by `command`.
+    pub fn of(command: &clap::Command, matches: &clap::ArgMatches) -> Self {
+        use clap::parser::ValueSource;
+        let mut sources = std::collections::BTreeMap::new();
+        for arg in command.get_arguments() {
+            let Some(flag) = arg.get_long() else {
+                continue;
+            };
+            let name = match (matches.value_source(arg.get_id().as_str()), arg.get_env()) {
+                (Some(ValueSource::CommandLine), _) => format!("--{flag}"),
+                (Some(ValueSource::EnvVariable), Some(env)) => {
+                    format!("${}", env.to_string_lossy())
+                }
+                _ => continue,
+            };
+            sources.insert(flag.to_string(), name);
+        }
+        Sources(sources)
+    }
+
+    /// The value of `setting` (its file key, e.g. `canisters.ledger`): the
+    /// one clap found for its flag (from the command line, else from the
+    /// variable if that is not empty), else the file's, with where it came
+    /// from.
+    pub fn pick(&self, setting: &str, given: Option<String>, file: Option<String>) -> Option<Pick> {
+        let flag = flag_of(setting);
+        let source = self.0.get(&flag).cloned();
+        let from_env = source.as_ref().is_some_and(|s| s.starts_with('$'));
+        match given {
+            Some(value) if !(from_env && value.is_empty()) => Some(Pick {
+                value,
+                source: source.unwrap_or_else(|| format!("--{flag}")),
+            }),
+            _ => file.map(|value| Pick {
+                value,
+                source: format!("config file key {setting}"),
+            }),
+        }
+    }
+}
+
+/// The flag of a setting: its file key's last part, `_` written `-`
+/// (`sandbox.concurrent_jobs`: `concurrent-jobs`).
+pub fn flag_of(setting: &str) -> String {
+    setting
+        .rsplit('.')
+        .next()
+        .unwrap_or(setting)
+        .replace('_', "-")
 }
 
 /// Network settings after merging.
@@ -282,63 +339,49 @@ pub struct Pick {
     pub source: String,
 }
 
-/// The layers below the flags: the environment (through a lookup function)
-/// of one program.
+/// The layers of one program's settings: the flags and their variables
+/// (as clap found them, see [`Sources`]), the file, and `HOME` and the
+/// `XDG_*` directories for default paths (through a lookup function).
 pub struct Layers<'a> {
     /// The program.
     pub app: &'a App,
-    /// Reads a variable.
+    /// Where the flags' values came from.
+    pub sources: &'a Sources,
+    /// Reads `HOME` and the `XDG_*` variables.
     pub env: &'a dyn Fn(&str) -> Option<String>,
 }
 
 impl Layers<'_> {
-    /// The flag's value, else the variable's (if not empty), else the
-    /// file's.
-    pub fn pick(&self, key: &Key, flag: Option<String>, file: Option<String>) -> Option<Pick> {
-        if let Some(v) = flag {
-            return Some(Pick {
-                value: v,
-                source: format!("--{}", key.flag),
-            });
-        }
-        let env_name = self.app.env_name(key);
-        if let Some(v) = (self.env)(&env_name).filter(|v| !v.is_empty()) {
-            return Some(Pick {
-                value: v,
-                source: format!("${env_name}"),
-            });
-        }
-        file.map(|v| Pick {
-            value: v,
-            source: format!("config file key {}", key.setting),
-        })
+    /// See [`Sources::pick`].
+    pub fn pick(&self, setting: &str, given: Option<String>, file: Option<String>) -> Option<Pick> {
+        self.sources.pick(setting, given, file)
     }
 
     /// The setting parsed with `FromStr`.
     pub fn value<T>(
         &self,
-        key: &Key,
-        flag: Option<String>,
+        setting: &str,
+        given: Option<String>,
         file: Option<String>,
     ) -> Result<Option<T>, ConfigError>
     where
         T: std::str::FromStr,
         T::Err: std::fmt::Display,
     {
-        parse_value(key.setting, self.pick(key, flag, file))
+        parse_value(setting, self.pick(setting, given, file))
     }
 
     /// The setting as a principal.
     pub fn principal(
         &self,
-        key: &Key,
-        flag: &Option<String>,
+        setting: &str,
+        given: &Option<String>,
         file: &Option<String>,
     ) -> Result<Option<Principal>, ConfigError> {
-        self.pick(key, flag.clone(), file.clone())
+        self.pick(setting, given.clone(), file.clone())
             .map(|p| {
                 Principal::from_text(p.value.trim()).map_err(|e| ConfigError::Invalid {
-                    setting: key.setting,
+                    setting: setting.to_string(),
                     source_name: p.source,
                     message: format!("{:?} is not a principal: {e}", p.value),
                 })
@@ -349,15 +392,15 @@ impl Layers<'_> {
     /// The setting as a path, `~/` expanded.
     pub fn path(
         &self,
-        key: &Key,
-        flag: &Option<PathBuf>,
+        setting: &str,
+        given: &Option<PathBuf>,
         file: &Option<PathBuf>,
     ) -> Result<Option<PathBuf>, ConfigError> {
         let text = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
-        self.pick(key, text(flag), text(file))
+        self.pick(setting, text(given), text(file))
             .map(|p| {
                 expand_home(&p.value, self.env).map_err(|message| ConfigError::Invalid {
-                    setting: key.setting,
+                    setting: setting.to_string(),
                     source_name: p.source,
                     message,
                 })
@@ -379,7 +422,7 @@ impl Layers<'_> {
 /// Parses a picked value with `FromStr`, naming the setting and the source
 /// on failure.
 pub fn parse_value<T: std::str::FromStr>(
-    setting: &'static str,
+    setting: &str,
     p: Option<Pick>,
 ) -> Result<Option<T>, ConfigError>
 where
@@ -390,7 +433,7 @@ where
             .trim()
             .parse::<T>()
             .map_err(|e| ConfigError::Invalid {
-                setting,
+                setting: setting.to_string(),
                 source_name: p.source,
                 message: format!("{:?}: {e}", p.value),
             })
@@ -446,8 +489,12 @@ pub fn config_path(
     flags: &NetworkArgs,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(PathBuf, bool), ConfigError> {
-    let layers = Layers { app, env };
-    match layers.path(&CONFIG, &flags.config, &None)? {
+    let layers = Layers {
+        app,
+        sources: &flags.sources,
+        env,
+    };
+    match layers.path("config", &flags.config, &None)? {
         Some(path) => Ok((path, true)),
         None => Ok((
             layers
@@ -511,26 +558,30 @@ pub fn resolve(
     flags: &NetworkArgs,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Settings, ConfigError> {
-    let layers = Layers { app, env };
+    let layers = Layers {
+        app,
+        sources: &flags.sources,
+        env,
+    };
     let (network, network_source) =
-        match layers.pick(&NETWORK, flags.network.clone(), file.network.clone()) {
+        match layers.pick("network", flags.network.clone(), file.network.clone()) {
             Some(p) => (p.value, p.source),
             None => ("ic".to_string(), "default".to_string()),
         };
     let network = network_url(&network).map_err(|message| ConfigError::Invalid {
-        setting: "network",
+        setting: "network".into(),
         source_name: network_source,
         message,
     })?;
     let fetch_root_key = layers
         .value::<bool>(
-            &FETCH_ROOT_KEY,
-            flags.fetch_root_key.map(|b| b.to_string()),
+            "fetch_root_key",
+            flags.fetch_root_key.clone(),
             file.fetch_root_key.map(|b| b.to_string()),
         )?
         .unwrap_or(!is_mainnet(&network));
     let identity = layers
-        .path(&IDENTITY, &flags.identity, &file.identity)?
+        .path("identity", &flags.identity, &file.identity)?
         .unwrap_or_else(|| {
             layers
                 .app_dir("XDG_CONFIG_HOME", ".config")
@@ -543,10 +594,10 @@ pub fn resolve(
         network,
         fetch_root_key,
         identity,
-        ledger: layers.principal(&LEDGER, &flags.ledger, &ids.ledger)?,
-        registry: layers.principal(&REGISTRY, &flags.registry, &ids.registry)?,
-        escrow: layers.principal(&ESCROW, &flags.escrow, &ids.escrow)?,
-        matcher: layers.principal(&MATCHER, &flags.matcher, &ids.matcher)?,
+        ledger: layers.principal("canisters.ledger", &flags.ledger, &ids.ledger)?,
+        registry: layers.principal("canisters.registry", &flags.registry, &ids.registry)?,
+        escrow: layers.principal("canisters.escrow", &flags.escrow, &ids.escrow)?,
+        matcher: layers.principal("canisters.matcher", &flags.matcher, &ids.matcher)?,
         app: *app,
     })
 }
@@ -564,36 +615,36 @@ pub fn load(
 }
 
 impl Settings {
-    /// Which flag, variable and file set `key`, for a setting that is
+    /// Which flag, variable and file set `setting`, for a setting that is
     /// missing.
-    pub fn missing(&self, key: &Key) -> ConfigError {
+    pub fn missing(&self, setting: &str) -> ConfigError {
+        let flag = flag_of(setting);
         ConfigError::Missing {
-            setting: key.setting,
-            flag: key.flag,
-            env: self.app.env_name(key),
+            setting: setting.to_string(),
+            env: self.app.env_name(&flag),
+            flag,
             file: self.config_file.display().to_string(),
         }
     }
 
-    /// The canister id of `key` (one of [`LEDGER`], [`REGISTRY`],
-    /// [`ESCROW`], [`MATCHER`]), or which setting is missing.
-    pub fn canister(&self, key: &Key) -> Result<Principal, ConfigError> {
-        let value = match *key {
-            LEDGER => self.ledger,
-            REGISTRY => self.registry,
-            ESCROW => self.escrow,
-            _ => self.matcher,
+    /// The id of `canister`, or which setting is missing.
+    pub fn canister(&self, canister: Canister) -> Result<Principal, ConfigError> {
+        let value = match canister {
+            Canister::Ledger => self.ledger,
+            Canister::Registry => self.registry,
+            Canister::Escrow => self.escrow,
+            Canister::Matcher => self.matcher,
         };
-        value.ok_or_else(|| self.missing(key))
+        value.ok_or_else(|| self.missing(&format!("canisters.{}", canister.flag())))
     }
 
     /// The four canister ids, or which one is missing and how to set it.
     pub fn canister_ids(&self) -> Result<CanisterIds, ConfigError> {
         Ok(CanisterIds {
-            ledger: self.canister(&LEDGER)?,
-            registry: self.canister(&REGISTRY)?,
-            escrow: self.canister(&ESCROW)?,
-            matcher: self.canister(&MATCHER)?,
+            ledger: self.canister(Canister::Ledger)?,
+            registry: self.canister(Canister::Registry)?,
+            escrow: self.canister(Canister::Escrow)?,
+            matcher: self.canister(Canister::Matcher)?,
         })
     }
 }

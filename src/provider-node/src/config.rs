@@ -8,11 +8,11 @@
 //! `$XDG_CONFIG_HOME/provider-node/config.toml` (`~/.config/...` when
 //! `XDG_CONFIG_HOME` is unset); a missing default file is the same as an
 //! empty one. The provider principal, directories, metrics address and job
-//! concurrency also have a flag and a `PROVIDER_NODE_*` variable (their
-//! [`Key`]s below); the daemon's timing (`daemon.poll_interval_ms`,
+//! concurrency also have a flag and a `PROVIDER_NODE_*` variable (the
+//! fields of [`GlobalArgs`]); the daemon's timing (`daemon.poll_interval_ms`,
 //! `daemon.shutdown_grace_secs`) and the other `[sandbox]` limits are set in
-//! the file only. Lookups of the environment go through a function so that
-//! tests don't touch the process environment.
+//! the file only. clap reads the variables (see [`market_client::config`]);
+//! lookups of `HOME` and `XDG_*` go through a function.
 //!
 //! A path setting (the config file itself, `identity`, `cache_dir`,
 //! `state_dir`) that starts with `~/` is taken from `$HOME`, wherever it was
@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use candid::Principal;
-use market_client::config::{self as common, App, ConfigError, Key, Layers, NetworkArgs};
+use market_client::config::{self as common, App, ConfigError, Layers, NetworkArgs};
 use serde::Deserialize;
 
 pub use market_client::config::{LOCAL_URL, MAINNET_URL, expand_home, network_url};
@@ -34,45 +34,6 @@ pub const APP: App = App {
     name: "provider-node",
     env_prefix: "PROVIDER_NODE",
 };
-
-/// `provider`.
-pub const PROVIDER: Key = Key {
-    setting: "provider",
-    flag: "provider",
-    env: "PROVIDER",
-};
-/// `cache_dir`.
-pub const CACHE_DIR: Key = Key {
-    setting: "cache_dir",
-    flag: "cache-dir",
-    env: "CACHE_DIR",
-};
-/// `state_dir`.
-pub const STATE_DIR: Key = Key {
-    setting: "state_dir",
-    flag: "state-dir",
-    env: "STATE_DIR",
-};
-/// `metrics_addr`.
-pub const METRICS_ADDR: Key = Key {
-    setting: "metrics_addr",
-    flag: "metrics-addr",
-    env: "METRICS_ADDR",
-};
-/// `sandbox.concurrent_jobs`.
-pub const CONCURRENT_JOBS: Key = Key {
-    setting: "sandbox.concurrent_jobs",
-    flag: "concurrent-jobs",
-    env: "CONCURRENT_JOBS",
-};
-/// The provider's own flags, for `--help`.
-pub const KEYS: [Key; 5] = [
-    PROVIDER,
-    CACHE_DIR,
-    STATE_DIR,
-    METRICS_ADDR,
-    CONCURRENT_JOBS,
-];
 
 /// The config file's contents. Every field is optional.
 #[derive(Debug, Default, PartialEq)]
@@ -134,8 +95,8 @@ pub struct DaemonFile {
     pub shutdown_grace_secs: Option<u64>,
 }
 
-/// Flags shared by every subcommand. Each has a `PROVIDER_NODE_*` variable,
-/// which `--help` shows.
+/// Flags shared by every subcommand. Each has a `PROVIDER_NODE_*` variable
+/// once the command went through [`common::with_env`]; `--help` shows it.
 #[derive(clap::Args, Debug, Default, Clone, PartialEq)]
 pub struct GlobalArgs {
     /// Network, identity and canister ids.
@@ -155,7 +116,7 @@ pub struct GlobalArgs {
     pub metrics_addr: Option<String>,
     /// Jobs run at once
     #[arg(long, global = true)]
-    pub concurrent_jobs: Option<usize>,
+    pub concurrent_jobs: Option<String>,
 }
 
 /// Sandbox settings after merging.
@@ -249,16 +210,20 @@ pub fn resolve(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Settings, ConfigError> {
     let common = common::resolve(&APP, config_file, &file.common, &flags.common, env)?;
-    let layers = Layers { app: &APP, env };
+    let layers = Layers {
+        app: &APP,
+        sources: &flags.common.sources,
+        env,
+    };
     let cache_dir = layers
-        .path(&CACHE_DIR, &flags.cache_dir, &file.cache_dir)?
+        .path("cache_dir", &flags.cache_dir, &file.cache_dir)?
         .unwrap_or_else(|| layers.app_dir("XDG_CACHE_HOME", ".cache"));
     let state_dir = layers
-        .path(&STATE_DIR, &flags.state_dir, &file.state_dir)?
+        .path("state_dir", &flags.state_dir, &file.state_dir)?
         .unwrap_or_else(|| layers.app_dir("XDG_STATE_HOME", ".local/state"));
-    let provider = layers.principal(&PROVIDER, &flags.provider, &file.provider)?;
+    let provider = layers.principal("provider", &flags.provider, &file.provider)?;
     let metrics_addr = match layers.pick(
-        &METRICS_ADDR,
+        "metrics_addr",
         flags.metrics_addr.clone(),
         file.metrics_addr.clone(),
     ) {
@@ -268,14 +233,14 @@ pub fn resolve(
     };
     let concurrent_jobs = layers
         .value::<usize>(
-            &CONCURRENT_JOBS,
-            flags.concurrent_jobs.map(|n| n.to_string()),
+            "sandbox.concurrent_jobs",
+            flags.concurrent_jobs.clone(),
             file.sandbox.concurrent_jobs.map(|n| n.to_string()),
         )?
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     if concurrent_jobs == 0 {
         return Err(ConfigError::Invalid {
-            setting: "sandbox.concurrent_jobs",
+            setting: "sandbox.concurrent_jobs".into(),
             source_name: "settings".into(),
             message: "must be at least 1".into(),
         });
@@ -283,7 +248,7 @@ pub fn resolve(
     let compile_timeout_secs = file.sandbox.compile_timeout_secs.unwrap_or(10.0);
     let compile_timeout =
         Duration::try_from_secs_f64(compile_timeout_secs).map_err(|e| ConfigError::Invalid {
-            setting: "sandbox.compile_timeout_secs",
+            setting: "sandbox.compile_timeout_secs".into(),
             source_name: "config file".into(),
             message: e.to_string(),
         })?;
@@ -368,12 +333,63 @@ mod tests {
         move |k| map.get(k).cloned()
     }
 
+    /// Whether this is the child process in which the test `test` runs with
+    /// `vars` as its `PROVIDER_NODE_*` variables, which clap reads from the
+    /// process environment; the parent runs the child and checks it passed.
+    fn in_child(test: &str, vars: &[(&str, &str)]) -> bool {
+        const CHILD: &str = "CONFIG_TESTS_CHILD";
+        if std::env::var_os(CHILD).is_some() {
+            return true;
+        }
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+        child
+            .args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env(CHILD, "1");
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("PROVIDER_NODE_") {
+                child.env_remove(name);
+            }
+        }
+        let out = child.envs(vars.iter().copied()).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{test} in a child process:\n{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        false
+    }
+
+    /// `provider-node <args>` parsed as `main` does, variables included.
+    fn flags(args: &[&str]) -> GlobalArgs {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            global: GlobalArgs,
+        }
+        let argv = std::iter::once("provider-node").chain(args.iter().copied());
+        common::parse::<Cli>(&APP, argv, |cli| &mut cli.global.common.sources)
+            .unwrap()
+            .global
+    }
+
     const A: &str = "ryjl3-tyaaa-aaaaa-aaaba-cai";
     const B: &str = "rrkah-fqaaa-aaaaa-aaaaq-cai";
     const C: &str = "ryjl3-tyaaa-aaaaa-aaaba-cai";
 
     #[test]
     fn flags_beat_env_beat_file_beat_defaults() {
+        let vars = [
+            ("PROVIDER_NODE_NETWORK", "http://10.0.0.1:8080/"),
+            ("PROVIDER_NODE_MATCHER", B),
+            ("PROVIDER_NODE_CONCURRENT_JOBS", "5"),
+        ];
+        if !in_child(
+            "config::tests::flags_beat_env_beat_file_beat_defaults",
+            &vars,
+        ) {
+            return;
+        }
         let file = parse_file(
             Path::new("c.toml"),
             &format!(
@@ -381,20 +397,8 @@ mod tests {
             ),
         )
         .unwrap();
-        let env = env_of(&[
-            ("HOME", "/home/p"),
-            ("PROVIDER_NODE_NETWORK", "http://10.0.0.1:8080/"),
-            ("PROVIDER_NODE_MATCHER", B),
-            ("PROVIDER_NODE_CONCURRENT_JOBS", "5"),
-        ]);
-        let flags = GlobalArgs {
-            common: NetworkArgs {
-                matcher: Some(C.into()),
-                identity: Some("/flag/id.pem".into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
+        let env = env_of(&[("HOME", "/home/p")]);
+        let flags = flags(&["--matcher", C, "--identity", "/flag/id.pem"]);
         let s = resolve("c.toml".into(), file, &flags, &env).unwrap();
         assert_eq!(s.network, "http://10.0.0.1:8080", "env over file");
         assert!(s.fetch_root_key, "not mainnet: fetch the root key");
@@ -421,6 +425,23 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_variable_is_unset() {
+        let vars = [
+            ("PROVIDER_NODE_NETWORK", ""),
+            ("PROVIDER_NODE_FETCH_ROOT_KEY", ""),
+            ("PROVIDER_NODE_CONCURRENT_JOBS", ""),
+        ];
+        if !in_child("config::tests::an_empty_variable_is_unset", &vars) {
+            return;
+        }
+        let file = parse_file(Path::new("c.toml"), "network = \"local\"\n").unwrap();
+        let s = resolve("c.toml".into(), file, &flags(&[]), &env_of(&[])).unwrap();
+        assert_eq!(s.network, LOCAL_URL, "the file's");
+        assert!(s.fetch_root_key);
+        assert!(s.sandbox.concurrent_jobs >= 1);
+    }
+
+    #[test]
     fn defaults_are_mainnet_and_xdg_paths() {
         let env = env_of(&[("HOME", "/h"), ("XDG_CONFIG_HOME", "/xdg")]);
         let flags = GlobalArgs::default();
@@ -440,31 +461,34 @@ mod tests {
     }
 
     #[test]
-    fn bad_input_names_the_setting_and_its_source() {
-        let env = env_of(&[("PROVIDER_NODE_LEDGER", "not-a-principal")]);
-        let err = resolve(
-            "f".into(),
-            FileConfig::default(),
-            &GlobalArgs::default(),
-            &env,
-        )
-        .unwrap_err()
-        .to_string();
+    fn a_bad_variable_names_the_setting_and_the_variable() {
+        let vars = [("PROVIDER_NODE_LEDGER", "not-a-principal")];
+        if !in_child(
+            "config::tests::a_bad_variable_names_the_setting_and_the_variable",
+            &vars,
+        ) {
+            return;
+        }
+        let err = resolve("f".into(), FileConfig::default(), &flags(&[]), &env_of(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("canisters.ledger") && err.contains("$PROVIDER_NODE_LEDGER"),
             "{err}"
         );
+    }
 
-        let flags = GlobalArgs {
-            common: NetworkArgs {
-                network: Some("ftp://x".into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let err = resolve("f".into(), FileConfig::default(), &flags, &env_of(&[]))
-            .unwrap_err()
-            .to_string();
+    #[test]
+    fn bad_input_names_the_setting_and_its_source() {
+        let bad_network = flags(&["--network", "ftp://x"]);
+        let err = resolve(
+            "f".into(),
+            FileConfig::default(),
+            &bad_network,
+            &env_of(&[]),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("--network"), "{err}");
 
         let err = parse_file(Path::new("c.toml"), "netwerk = \"ic\"")
@@ -472,11 +496,14 @@ mod tests {
             .to_string();
         assert!(err.contains("c.toml") && err.contains("netwerk"), "{err}");
 
-        let flags = GlobalArgs {
-            metrics_addr: Some("off".into()),
-            ..Default::default()
-        };
-        let s = resolve("f".into(), FileConfig::default(), &flags, &env_of(&[])).unwrap();
+        let metrics_off = flags(&["--metrics-addr", "off"]);
+        let s = resolve(
+            "f".into(),
+            FileConfig::default(),
+            &metrics_off,
+            &env_of(&[]),
+        )
+        .unwrap();
         assert_eq!(s.metrics_addr, None);
     }
 
@@ -516,35 +543,40 @@ mod tests {
 
     #[test]
     fn a_leading_tilde_is_home_in_the_file_the_environment_and_flags() {
+        let vars = [
+            ("PROVIDER_NODE_STATE_DIR", "~/state"),
+            ("PROVIDER_NODE_CONFIG", "~/p.toml"),
+        ];
+        if !in_child(
+            "config::tests::a_leading_tilde_is_home_in_the_file_the_environment_and_flags",
+            &vars,
+        ) {
+            return;
+        }
         let file = parse_file(
             Path::new("c.toml"),
             "identity = \"~/keys/id.pem\"\ncache_dir = \"~\"\n",
         )
         .unwrap();
-        let env = env_of(&[
-            ("HOME", "/home/p"),
-            ("PROVIDER_NODE_STATE_DIR", "~/state"),
-            ("PROVIDER_NODE_CONFIG", "~/p.toml"),
-        ]);
-        let s = resolve("c.toml".into(), file, &GlobalArgs::default(), &env).unwrap();
+        let env = env_of(&[("HOME", "/home/p")]);
+        let s = resolve("c.toml".into(), file, &flags(&[]), &env).unwrap();
         assert_eq!(s.identity, PathBuf::from("/home/p/keys/id.pem"), "file");
         assert_eq!(s.cache_dir, PathBuf::from("/home/p"), "a bare ~");
         assert_eq!(s.state_dir, PathBuf::from("/home/p/state"), "environment");
         assert_eq!(
-            config_path(&GlobalArgs::default(), &env).unwrap(),
+            config_path(&flags(&[]), &env).unwrap(),
             (PathBuf::from("/home/p/p.toml"), true),
             "$PROVIDER_NODE_CONFIG"
         );
 
-        let flags = GlobalArgs {
-            common: NetworkArgs {
-                config: Some("~/flag.toml".into()),
-                identity: Some("~/flag.pem".into()),
-                ..Default::default()
-            },
-            cache_dir: Some("~/c".into()),
-            ..Default::default()
-        };
+        let flags = flags(&[
+            "--config",
+            "~/flag.toml",
+            "--identity",
+            "~/flag.pem",
+            "--cache-dir",
+            "~/c",
+        ]);
         assert_eq!(
             config_path(&flags, &env).unwrap().0,
             PathBuf::from("/home/p/flag.toml"),
@@ -562,28 +594,24 @@ mod tests {
 
     #[test]
     fn a_tilde_without_home_names_the_setting_and_its_source() {
-        let env = env_of(&[("PROVIDER_NODE_IDENTITY", "~/id.pem")]);
-        let err = resolve(
-            "f".into(),
-            FileConfig::default(),
-            &GlobalArgs::default(),
-            &env,
-        )
-        .unwrap_err()
-        .to_string();
+        let vars = [("PROVIDER_NODE_IDENTITY", "~/id.pem")];
+        if !in_child(
+            "config::tests::a_tilde_without_home_names_the_setting_and_its_source",
+            &vars,
+        ) {
+            return;
+        }
+        let env = env_of(&[]);
+        let err = resolve("f".into(), FileConfig::default(), &flags(&[]), &env)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("identity")
                 && err.contains("$PROVIDER_NODE_IDENTITY")
                 && err.contains("$HOME is not set"),
             "{err}"
         );
-        let flags = GlobalArgs {
-            common: NetworkArgs {
-                config: Some("~/c.toml".into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
+        let flags = flags(&["--config", "~/c.toml"]);
         let err = load(&flags, &env).unwrap_err().to_string();
         assert!(err.contains("--config") && err.contains("$HOME"), "{err}");
     }

@@ -8,9 +8,9 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches, Parser};
-use market_client::config::with_env_help;
-use provider_node::config::{APP, KEYS};
+use clap::Parser;
+use market_client::config;
+use provider_node::config::APP;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -26,8 +26,9 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let command = with_env_help(Cli::command(), &APP, &KEYS);
-    let args = match Cli::from_arg_matches(&command.get_matches()) {
+    let args = match config::parse::<Cli>(&APP, std::env::args_os(), |cli| {
+        &mut cli.global.common.sources
+    }) {
         Ok(args) => args,
         Err(e) => e.exit(),
     };

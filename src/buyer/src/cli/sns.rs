@@ -17,7 +17,7 @@ use market_api::matcher::{
 };
 use market_api::sns::SnsAction;
 use market_api::{Account, Tokens};
-use market_client::config::{self, ConfigError, Settings};
+use market_client::config::{Canister, ConfigError, Settings};
 
 use super::parse::{account, amount, env_pair, https_url, positive_amount, read, sha256_hex};
 
@@ -342,19 +342,19 @@ impl ActionArgs {
 pub fn output(settings: &Settings, command: &SnsCommand) -> Result<String, BuyerError> {
     match command {
         SnsCommand::Functions(f) => {
-            let matcher = settings.canister(&config::MATCHER)?;
+            let matcher = settings.canister(Canister::Matcher)?;
             functions_text(matcher, f.first_id)
         }
         SnsCommand::Fund(f) => {
             let target = FundTarget {
-                escrow: settings.canister(&config::ESCROW)?,
-                ledger: settings.canister(&config::LEDGER)?,
+                escrow: settings.canister(Canister::Escrow)?,
+                ledger: settings.canister(Canister::Ledger)?,
                 network: settings.network.clone(),
             };
             fund_text(&f.fund(), &target)
         }
         SnsCommand::Payload(p) => {
-            let action = p.action.action(settings.canister(&config::LEDGER))?;
+            let action = p.action.action(settings.canister(Canister::Ledger))?;
             let id = p
                 .function_id
                 .unwrap_or_else(|| default_function_id(action.name()));
@@ -374,7 +374,7 @@ mod tests {
     use market_api::escrow::deposit_subaccount;
     use market_api::matcher::JobLimits;
     use market_api::sns::SNS_ACTIONS;
-    use market_client::config::FileConfig;
+    use market_client::config::{self, FileConfig};
 
     const MATCHER: &str = "bkyz2-fmaaa-aaaaa-qaaaq-cai";
     const ESCROW: &str = "be2us-64aaa-aaaaa-qaabq-cai";
