@@ -79,114 +79,74 @@ pub async fn deliver<A: CandidType>(
         .map_err(CallError::from)
 }
 
+/// Declares a client's methods: each makes a bounded-wait [`call`] of the
+/// canister method of its name, with its arguments, and answers the
+/// decoded reply.
+macro_rules! canister_methods {
+    ($($(#[$attr:meta])* fn $name:ident($($arg:ident: $ty:ty),*) -> $reply:ty;)*) => {
+        $(
+            $(#[$attr])*
+            pub async fn $name(&self, $($arg: $ty),*) -> Result<$reply, CallError> {
+                call(self.0, stringify!($name), &($($arg,)*)).await
+            }
+        )*
+    };
+}
+
 /// The escrow canister, seen from a client canister.
 #[derive(Clone, Copy, Debug)]
 pub struct EscrowClient(pub Principal);
 
 impl EscrowClient {
-    /// Pulls `args.amount` from the caller's ledger account (approved beforehand).
-    pub async fn deposit(
-        &self,
-        args: &DepositArgs,
-    ) -> Result<Result<Tokens, EscrowError>, CallError> {
-        call(self.0, "deposit", &(args,)).await
-    }
+    canister_methods! {
+        /// Pulls `args.amount` from the caller's ledger account (approved beforehand).
+        fn deposit(args: &DepositArgs) -> Result<Tokens, EscrowError>;
 
-    /// Credits tokens pushed to `args.beneficiary`'s deposit account.
-    pub async fn notify_deposit(
-        &self,
-        args: &NotifyDepositArgs,
-    ) -> Result<Result<Tokens, EscrowError>, CallError> {
-        call(self.0, "notify_deposit", &(args,)).await
-    }
+        /// Credits tokens pushed to `args.beneficiary`'s deposit account.
+        fn notify_deposit(args: &NotifyDepositArgs) -> Result<Tokens, EscrowError>;
 
-    /// Moves the caller's balance out to `args.to` (claimable first, then
-    /// free; the recipient gets the amount minus the ledger fee); returns
-    /// the ledger block index.
-    pub async fn withdraw(
-        &self,
-        args: &WithdrawArgs,
-    ) -> Result<Result<u128, EscrowError>, CallError> {
-        call(self.0, "withdraw", &(args,)).await
-    }
+        /// Moves the caller's balance out to `args.to` (claimable first, then
+        /// free; the recipient gets the amount minus the ledger fee); returns
+        /// the ledger block index.
+        fn withdraw(args: &WithdrawArgs) -> Result<u128, EscrowError>;
 
-    /// The account to transfer to so that `owner` is credited on `notify_deposit`.
-    pub async fn deposit_account(&self, owner: Principal) -> Result<Account, CallError> {
-        call(self.0, "deposit_account", &(owner,)).await
-    }
+        /// The account to transfer to so that `owner` is credited on `notify_deposit`.
+        fn deposit_account(owner: Principal) -> Account;
 
-    /// Retries a ledger call of (owner, ledger) whose outcome was unknown.
-    pub async fn reconcile(
-        &self,
-        args: &ReconcileArgs,
-    ) -> Result<Result<bool, EscrowError>, CallError> {
-        call(self.0, "reconcile", &(args,)).await
-    }
+        /// Retries a ledger call of (owner, ledger) whose outcome was unknown.
+        fn reconcile(args: &ReconcileArgs) -> Result<bool, EscrowError>;
 
-    /// Locks a job's maximum cost from the buyer's balance (matcher only;
-    /// idempotent on the job key).
-    pub async fn lock(&self, args: &LockArgs) -> Result<Result<JobLock, EscrowError>, CallError> {
-        call(self.0, "lock", &(args,)).await
-    }
+        /// Locks a job's maximum cost from the buyer's balance (matcher only;
+        /// idempotent on the job key).
+        fn lock(args: &LockArgs) -> Result<JobLock, EscrowError>;
 
-    /// Pays one interval from a job's lock to a provider (matcher only;
-    /// idempotent on (job key, seq)).
-    pub async fn release(
-        &self,
-        args: &ReleaseArgs,
-    ) -> Result<Result<JobLock, EscrowError>, CallError> {
-        call(self.0, "release", &(args,)).await
-    }
+        /// Pays one interval from a job's lock to a provider (matcher only;
+        /// idempotent on (job key, seq)).
+        fn release(args: &ReleaseArgs) -> Result<JobLock, EscrowError>;
 
-    /// Returns the rest of a job's lock to the buyer (matcher only;
-    /// idempotent on the job key).
-    pub async fn settle(
-        &self,
-        args: &SettleArgs,
-    ) -> Result<Result<JobLock, EscrowError>, CallError> {
-        call(self.0, "settle", &(args,)).await
-    }
+        /// Returns the rest of a job's lock to the buyer (matcher only;
+        /// idempotent on the job key).
+        fn settle(args: &SettleArgs) -> Result<JobLock, EscrowError>;
 
-    /// A job's lock, if any.
-    pub async fn get_lock(&self, job_key: &str) -> Result<Option<JobLock>, CallError> {
-        call(self.0, "get_lock", &(job_key,)).await
-    }
+        /// A job's lock, if any.
+        fn get_lock(job_key: &str) -> Option<JobLock>;
 
-    /// `owner`'s balance on `ledger`.
-    pub async fn balance_of(
-        &self,
-        owner: Principal,
-        ledger: Principal,
-    ) -> Result<Balance, CallError> {
-        call(self.0, "balance_of", &(owner, ledger)).await
-    }
+        /// `owner`'s balance on `ledger`.
+        fn balance_of(owner: Principal, ledger: Principal) -> Balance;
 
-    /// `owner`'s balances on every ledger.
-    pub async fn balances_of(&self, owner: Principal) -> Result<Vec<Balance>, CallError> {
-        call(self.0, "balances_of", &(owner,)).await
-    }
+        /// `owner`'s balances on every ledger.
+        fn balances_of(owner: Principal) -> Vec<Balance>;
 
-    /// The whitelisted ledgers.
-    pub async fn ledgers(&self) -> Result<Vec<LedgerInfo>, CallError> {
-        call(self.0, "ledgers", &()).await
-    }
+        /// The whitelisted ledgers.
+        fn ledgers() -> Vec<LedgerInfo>;
 
-    /// Adds to a job's lock as its extension `args.extension` (matcher
-    /// only; idempotent on (job key, extension)).
-    pub async fn extend_lock(
-        &self,
-        args: &ExtendLockArgs,
-    ) -> Result<Result<JobLock, EscrowError>, CallError> {
-        call(self.0, "extend_lock", &(args,)).await
-    }
+        /// Adds to a job's lock as its extension `args.extension` (matcher
+        /// only; idempotent on (job key, extension)).
+        fn extend_lock(args: &ExtendLockArgs) -> Result<JobLock, EscrowError>;
 
-    /// Withdraws on behalf of `args.owner` (matcher only: a DAO's
-    /// withdrawal voted by proposal); returns the ledger block index.
-    pub async fn withdraw_for(
-        &self,
-        args: &WithdrawForArgs,
-    ) -> Result<Result<Tokens, EscrowError>, CallError> {
-        call(self.0, "withdraw_for", &(args,)).await
+        /// Withdraws on behalf of `args.owner` (matcher only: a DAO's
+        /// withdrawal voted by proposal); returns the ledger block index.
+        fn withdraw_for(args: &WithdrawForArgs) -> Result<Tokens, EscrowError>;
     }
 }
 
@@ -195,34 +155,23 @@ impl EscrowClient {
 pub struct RegistryClient(pub Principal);
 
 impl RegistryClient {
-    /// A provider, if registered.
-    pub async fn get_provider(&self, provider: Principal) -> Result<Option<Provider>, CallError> {
-        call(self.0, "get_provider", &(provider,)).await
-    }
+    canister_methods! {
+        /// A provider, if registered.
+        fn get_provider(provider: Principal) -> Option<Provider>;
 
-    /// Whether a provider may take on new work.
-    pub async fn eligibility(&self, provider: Principal) -> Result<Eligibility, CallError> {
-        call(self.0, "eligibility", &(provider,)).await
-    }
+        /// Whether a provider may take on new work.
+        fn eligibility(provider: Principal) -> Eligibility;
 
-    /// Bonds part of a provider's free stake to work (matcher only;
-    /// idempotent on the key).
-    pub async fn bond(&self, args: &BondArgs) -> Result<Result<(), RegistryError>, CallError> {
-        call(self.0, "bond", &(args,)).await
-    }
+        /// Bonds part of a provider's free stake to work (matcher only;
+        /// idempotent on the key).
+        fn bond(args: &BondArgs) -> Result<(), RegistryError>;
 
-    /// Frees the stake bonded under `key` (matcher only); returns the amount.
-    pub async fn unbond(&self, key: &str) -> Result<Result<Tokens, RegistryError>, CallError> {
-        call(self.0, "unbond", &(key,)).await
-    }
+        /// Frees the stake bonded under `key` (matcher only); returns the amount.
+        fn unbond(key: &str) -> Result<Tokens, RegistryError>;
 
-    /// Slashes a provider in favour of a beneficiary (matcher only;
-    /// idempotent on the key).
-    pub async fn slash(
-        &self,
-        args: &SlashArgs,
-    ) -> Result<Result<SlashOutcome, RegistryError>, CallError> {
-        call(self.0, "slash", &(args,)).await
+        /// Slashes a provider in favour of a beneficiary (matcher only;
+        /// idempotent on the key).
+        fn slash(args: &SlashArgs) -> Result<SlashOutcome, RegistryError>;
     }
 }
 
@@ -231,30 +180,18 @@ impl RegistryClient {
 pub struct MatcherClient(pub Principal);
 
 impl MatcherClient {
-    /// Submits a job paid from the caller's escrow balance; returns its id.
-    pub async fn submit_job(
-        &self,
-        spec: &JobSpec,
-    ) -> Result<Result<JobId, MatcherError>, CallError> {
-        call(self.0, "submit_job", &(spec,)).await
-    }
+    canister_methods! {
+        /// Submits a job paid from the caller's escrow balance; returns its id.
+        fn submit_job(spec: &JobSpec) -> Result<JobId, MatcherError>;
 
-    /// Submits a job to run in a reservation's slots (the caller must be
-    /// its owner or a delegate); it costs nothing more.
-    pub async fn submit_reserved_job(
-        &self,
-        args: &crate::matcher::ReservedJobArgs,
-    ) -> Result<Result<JobId, MatcherError>, CallError> {
-        call(self.0, "submit_reserved_job", &(args,)).await
-    }
+        /// Submits a job to run in a reservation's slots (the caller must be
+        /// its owner or a delegate); it costs nothing more.
+        fn submit_reserved_job(args: &crate::matcher::ReservedJobArgs) -> Result<JobId, MatcherError>;
 
-    /// Reads a job.
-    pub async fn get_job(&self, job_id: JobId) -> Result<Option<Job>, CallError> {
-        call(self.0, "get_job", &(job_id,)).await
-    }
+        /// Reads a job.
+        fn get_job(job_id: JobId) -> Option<Job>;
 
-    /// Cancels one of the caller's jobs.
-    pub async fn cancel_job(&self, job_id: JobId) -> Result<Result<(), MatcherError>, CallError> {
-        call(self.0, "cancel_job", &(job_id,)).await
+        /// Cancels one of the caller's jobs.
+        fn cancel_job(job_id: JobId) -> Result<(), MatcherError>;
     }
 }
