@@ -30,11 +30,60 @@ pub fn require_matcher(state: &State, caller: Principal) -> Result<(), EscrowErr
     }
 }
 
-fn check_key(job_key: &str) -> Result<(), EscrowError> {
+/// What every job call checks first: that the matcher calls, with a
+/// well-formed job key.
+fn require_matcher_call(
+    state: &State,
+    caller: Principal,
+    job_key: &str,
+) -> Result<(), EscrowError> {
+    require_matcher(state, caller)?;
     validate_op_key(job_key).map_err(|reason| EscrowError::InvalidArgument {
         field: "job_key".into(),
         reason,
     })
+}
+
+/// The lock of `job_key`, which must exist.
+fn existing_lock(state: &State, job_key: &str) -> Result<LockRecord, EscrowError> {
+    state.lock(job_key).ok_or_else(|| EscrowError::UnknownJob {
+        job_key: job_key.to_string(),
+    })
+}
+
+/// The answer to a call repeated under its key: the lock unchanged if the
+/// call has the terms of the first, else a `KeyConflict`.
+fn repeated(lock: &LockRecord, job_key: &str, same_terms: bool) -> Result<JobLock, EscrowError> {
+    if same_terms {
+        return Ok(lock.view(job_key));
+    }
+    Err(EscrowError::KeyConflict {
+        job_key: job_key.to_string(),
+    })
+}
+
+/// Stores a job's changed lock with the event that tells the change, and
+/// answers the lock.
+fn store(
+    state: &mut State,
+    job_key: &str,
+    lock: &LockRecord,
+    now: u64,
+    event: EscrowEvent,
+) -> JobLock {
+    state.put_lock(job_key, lock.clone());
+    state.events.append(now, event);
+    lock.view(job_key)
+}
+
+/// Refuses to move value in or out of a settled lock.
+fn require_unsettled(lock: &LockRecord, job_key: &str) -> Result<(), EscrowError> {
+    if lock.settled {
+        return Err(EscrowError::AlreadySettled {
+            job_key: job_key.to_string(),
+        });
+    }
+    Ok(())
 }
 
 fn positive(field: &str, amount: u128) -> Result<(), EscrowError> {
@@ -55,19 +104,13 @@ pub fn lock(
     args: LockArgs,
     now: u64,
 ) -> Result<JobLock, EscrowError> {
-    require_matcher(state, caller)?;
-    check_key(&args.job_key)?;
+    require_matcher_call(state, caller, &args.job_key)?;
     positive("amount", args.amount)?;
     if let Some(existing) = state.lock(&args.job_key) {
-        if existing.buyer == args.buyer
+        let same_terms = existing.buyer == args.buyer
             && existing.ledger == args.ledger
-            && existing.initial() == args.amount
-        {
-            return Ok(existing.view(&args.job_key));
-        }
-        return Err(EscrowError::KeyConflict {
-            job_key: args.job_key,
-        });
+            && existing.initial() == args.amount;
+        return repeated(&existing, &args.job_key, same_terms);
     }
     if state.ledger(&args.ledger).is_none() {
         return Err(EscrowError::UnknownLedger {
@@ -84,8 +127,10 @@ pub fn lock(
         settled: false,
         extensions: Vec::new(),
     };
-    state.put_lock(&args.job_key, record.clone());
-    state.events.append(
+    Ok(store(
+        state,
+        &args.job_key,
+        &record,
         now,
         EscrowEvent::Locked {
             job_key: args.job_key.clone(),
@@ -93,8 +138,7 @@ pub fn lock(
             ledger: args.ledger,
             amount: args.amount,
         },
-    );
-    Ok(record.view(&args.job_key))
+    ))
 }
 
 /// Moves `amount` of `buyer`'s free balance on `ledger` to its locked
@@ -112,10 +156,7 @@ fn lock_free_balance(
         });
     }
     balance.free -= amount;
-    balance.locked = balance
-        .locked
-        .checked_add(amount)
-        .unwrap_or_else(|| panic!("BUG: locked balance overflows"));
+    balance.credit_locked(amount);
     state.put_balance(buyer, ledger, balance);
     Ok(())
 }
@@ -130,8 +171,7 @@ pub fn extend_lock(
     args: ExtendLockArgs,
     now: u64,
 ) -> Result<JobLock, EscrowError> {
-    require_matcher(state, caller)?;
-    check_key(&args.job_key)?;
+    require_matcher_call(state, caller, &args.job_key)?;
     if args.extension == 0 {
         return Err(EscrowError::InvalidArgument {
             field: "extension".into(),
@@ -139,27 +179,14 @@ pub fn extend_lock(
         });
     }
     positive("amount", args.amount)?;
-    let Some(mut lock) = state.lock(&args.job_key) else {
-        return Err(EscrowError::UnknownJob {
-            job_key: args.job_key,
-        });
-    };
+    let mut lock = existing_lock(state, &args.job_key)?;
     // `extension` ≥ 1. An index beyond usize names no applied extension and
     // is never the next one.
     let index = usize::try_from(args.extension - 1).unwrap_or(usize::MAX);
     if let Some(&done) = lock.extensions.get(index) {
-        if done == args.amount {
-            return Ok(lock.view(&args.job_key));
-        }
-        return Err(EscrowError::KeyConflict {
-            job_key: args.job_key,
-        });
+        return repeated(&lock, &args.job_key, done == args.amount);
     }
-    if lock.settled {
-        return Err(EscrowError::AlreadySettled {
-            job_key: args.job_key,
-        });
-    }
+    require_unsettled(&lock, &args.job_key)?;
     if index != lock.extensions.len() {
         return Err(EscrowError::InvalidArgument {
             field: "extension".into(),
@@ -178,16 +205,17 @@ pub fn extend_lock(
     lock_free_balance(state, lock.buyer, lock.ledger, args.amount)?;
     lock.total = total;
     lock.extensions.push(args.amount);
-    state.put_lock(&args.job_key, lock.clone());
-    state.events.append(
+    Ok(store(
+        state,
+        &args.job_key,
+        &lock,
         now,
         EscrowEvent::LockExtended {
             job_key: args.job_key.clone(),
             extension: args.extension,
             amount: args.amount,
         },
-    );
-    Ok(lock.view(&args.job_key))
+    ))
 }
 
 /// Moves `args.amount` from a lock to the provider's claimable balance,
@@ -198,8 +226,7 @@ pub fn release(
     args: ReleaseArgs,
     now: u64,
 ) -> Result<JobLock, EscrowError> {
-    require_matcher(state, caller)?;
-    check_key(&args.job_key)?;
+    require_matcher_call(state, caller, &args.job_key)?;
     positive("amount", args.amount)?;
     if args.provider == Principal::anonymous() {
         return Err(EscrowError::InvalidArgument {
@@ -207,42 +234,21 @@ pub fn release(
             reason: "the anonymous principal cannot be paid".into(),
         });
     }
-    let Some(mut lock) = state.lock(&args.job_key) else {
-        return Err(EscrowError::UnknownJob {
-            job_key: args.job_key,
-        });
-    };
+    let mut lock = existing_lock(state, &args.job_key)?;
     if let Some(done) = state.release_record(&args.job_key, args.seq) {
-        if done.provider == args.provider && done.amount == args.amount {
-            return Ok(lock.view(&args.job_key));
-        }
-        return Err(EscrowError::KeyConflict {
-            job_key: args.job_key,
-        });
+        let same_terms = done.provider == args.provider && done.amount == args.amount;
+        return repeated(&lock, &args.job_key, same_terms);
     }
-    if lock.settled {
-        return Err(EscrowError::AlreadySettled {
-            job_key: args.job_key,
-        });
-    }
+    require_unsettled(&lock, &args.job_key)?;
     let remaining = lock.remaining();
     if args.amount > remaining {
         return Err(EscrowError::OverRelease { remaining });
     }
     lock.released += args.amount;
-    let mut buyer = state.balance(lock.buyer, lock.ledger);
-    buyer.locked = buyer
-        .locked
-        .checked_sub(args.amount)
-        .unwrap_or_else(|| panic!("BUG: buyer's locked balance below a lock's remaining"));
-    state.put_balance(lock.buyer, lock.ledger, buyer);
-    let mut provider = state.balance(args.provider, lock.ledger);
-    provider.claimable = provider
-        .claimable
-        .checked_add(args.amount)
-        .unwrap_or_else(|| panic!("BUG: claimable balance overflows"));
-    state.put_balance(args.provider, lock.ledger, provider);
-    state.put_lock(&args.job_key, lock.clone());
+    state.update_balance(lock.buyer, lock.ledger, |b| b.unlock(args.amount));
+    state.update_balance(args.provider, lock.ledger, |b| {
+        b.credit_claimable(args.amount)
+    });
     state.put_release(
         &args.job_key,
         args.seq,
@@ -251,7 +257,10 @@ pub fn release(
             amount: args.amount,
         },
     );
-    state.events.append(
+    Ok(store(
+        state,
+        &args.job_key,
+        &lock,
         now,
         EscrowEvent::Released {
             job_key: args.job_key.clone(),
@@ -259,8 +268,7 @@ pub fn release(
             provider: args.provider,
             amount: args.amount,
         },
-    );
-    Ok(lock.view(&args.job_key))
+    ))
 }
 
 /// Returns what remains of a lock to the buyer's free balance and closes
@@ -271,37 +279,27 @@ pub fn settle(
     args: SettleArgs,
     now: u64,
 ) -> Result<JobLock, EscrowError> {
-    require_matcher(state, caller)?;
-    check_key(&args.job_key)?;
-    let Some(mut lock) = state.lock(&args.job_key) else {
-        return Err(EscrowError::UnknownJob {
-            job_key: args.job_key,
-        });
-    };
+    require_matcher_call(state, caller, &args.job_key)?;
+    let mut lock = existing_lock(state, &args.job_key)?;
     if lock.settled {
         return Ok(lock.view(&args.job_key));
     }
     let refund = lock.remaining();
     lock.refunded = refund;
     lock.settled = true;
-    let mut buyer = state.balance(lock.buyer, lock.ledger);
-    buyer.locked = buyer
-        .locked
-        .checked_sub(refund)
-        .unwrap_or_else(|| panic!("BUG: buyer's locked balance below a lock's remaining"));
-    buyer.free = buyer
-        .free
-        .checked_add(refund)
-        .unwrap_or_else(|| panic!("BUG: free balance overflows"));
-    state.put_balance(lock.buyer, lock.ledger, buyer);
-    state.put_lock(&args.job_key, lock.clone());
-    state.events.append(
+    state.update_balance(lock.buyer, lock.ledger, |b| {
+        b.unlock(refund);
+        b.credit_free(refund);
+    });
+    Ok(store(
+        state,
+        &args.job_key,
+        &lock,
         now,
         EscrowEvent::Settled {
             job_key: args.job_key.clone(),
             buyer: lock.buyer,
             refunded: refund,
         },
-    );
-    Ok(lock.view(&args.job_key))
+    ))
 }

@@ -24,7 +24,7 @@
 //! Deposit subaccounts are not counted: what sits there is not credited yet.
 
 use crate::runtime::{CallFailure, Runtime};
-use crate::state::{mutate_state, read_state};
+use crate::state::{State, mutate_state, read_state};
 use canister_common::guard::Guard;
 use icrc_ledger_types::icrc1::account::Account;
 use icrc_ledger_types::icrc1::transfer::{Memo, TransferArg, TransferError};
@@ -284,42 +284,10 @@ async fn run_pending<R: Runtime>(
         match outcome {
             Outcome::Unknown(e) => Err(EscrowError::Ledger(e)),
             Outcome::Done(block) => {
-                let taken = s.take_pending(op.owner, op.ledger);
-                assert_eq!(
-                    taken.as_ref(),
-                    Some(&op),
-                    "BUG: pending operation changed under its guard"
-                );
+                take_pending(s, &op);
                 match &op.kind {
-                    PendingKind::Deposit { from } => {
-                        credit_free(s, op.owner, op.ledger, op.amount);
-                        s.events.append(
-                            now,
-                            EscrowEvent::Deposited {
-                                owner: op.owner,
-                                ledger: op.ledger,
-                                amount: op.amount,
-                                fee: 0,
-                                block_index: block,
-                                source: DepositSource::Pull { from: *from },
-                            },
-                        );
-                    }
-                    PendingKind::Sweep { subaccount } => {
-                        credit_free(s, op.owner, op.ledger, op.amount);
-                        s.events.append(
-                            now,
-                            EscrowEvent::Deposited {
-                                owner: op.owner,
-                                ledger: op.ledger,
-                                amount: op.amount,
-                                fee: op.fee.unwrap_or(0),
-                                block_index: block,
-                                source: DepositSource::Push {
-                                    subaccount: subaccount.clone(),
-                                },
-                            },
-                        );
+                    PendingKind::Deposit { .. } | PendingKind::Sweep { .. } => {
+                        book_deposit(s, &op, now, block);
                     }
                     PendingKind::Withdraw { to, .. } => {
                         s.events.append(
@@ -338,23 +306,12 @@ async fn run_pending<R: Runtime>(
                 Ok((op.amount, block))
             }
             Outcome::Failed(e) => {
-                let taken = s.take_pending(op.owner, op.ledger);
-                assert_eq!(
-                    taken.as_ref(),
-                    Some(&op),
-                    "BUG: pending operation changed under its guard"
-                );
+                take_pending(s, &op);
                 if let PendingKind::Withdraw { from_claimable, .. } = &op.kind {
-                    let mut b = s.balance(op.owner, op.ledger);
-                    b.claimable = b
-                        .claimable
-                        .checked_add(*from_claimable)
-                        .unwrap_or_else(|| panic!("BUG: claimable balance overflows"));
-                    b.free = b
-                        .free
-                        .checked_add(op.amount - from_claimable)
-                        .unwrap_or_else(|| panic!("BUG: free balance overflows"));
-                    s.put_balance(op.owner, op.ledger, b);
+                    s.update_balance(op.owner, op.ledger, |b| {
+                        b.credit_claimable(*from_claimable);
+                        b.credit_free(op.amount - from_claimable);
+                    });
                     s.events.append(
                         now,
                         EscrowEvent::WithdrawalRefunded {
@@ -377,13 +334,41 @@ fn subaccount_array(bytes: &[u8]) -> [u8; 32] {
         .unwrap_or_else(|_| panic!("BUG: stored subaccount is not 32 bytes"))
 }
 
-fn credit_free(s: &mut crate::state::State, owner: Principal, ledger: Principal, amount: Tokens) {
-    let mut b = s.balance(owner, ledger);
-    b.free = b
-        .free
-        .checked_add(amount)
-        .unwrap_or_else(|| panic!("BUG: free balance overflows"));
-    s.put_balance(owner, ledger, b);
+/// Forgets `op`, the pending operation of its key, now that its outcome is
+/// known.
+fn take_pending(s: &mut State, op: &PendingOperation) {
+    let taken = s.take_pending(op.owner, op.ledger);
+    assert_eq!(
+        taken.as_ref(),
+        Some(op),
+        "BUG: pending operation changed under its guard"
+    );
+}
+
+/// Credits the deposit (pulled or swept) that `op` brought in at `block`.
+fn book_deposit(s: &mut State, op: &PendingOperation, now: u64, block: u128) {
+    let (fee, source) = match &op.kind {
+        PendingKind::Deposit { from } => (0, DepositSource::Pull { from: *from }),
+        PendingKind::Sweep { subaccount } => (
+            op.fee.unwrap_or(0),
+            DepositSource::Push {
+                subaccount: subaccount.clone(),
+            },
+        ),
+        PendingKind::Withdraw { .. } => unreachable!("BUG: a withdrawal booked as a deposit"),
+    };
+    s.update_balance(op.owner, op.ledger, |b| b.credit_free(op.amount));
+    s.events.append(
+        now,
+        EscrowEvent::Deposited {
+            owner: op.owner,
+            ledger: op.ledger,
+            amount: op.amount,
+            fee,
+            block_index: block,
+            source,
+        },
+    );
 }
 
 /// Retries the pending call of (owner, ledger), if any. `Ok` when nothing
@@ -408,9 +393,42 @@ async fn resolve_pending<R: Runtime>(
     Ok(())
 }
 
-/// Records `op` as pending and makes its ledger call.
-async fn start<R: Runtime>(rt: &R, op: PendingOperation) -> Result<(Tokens, u128), EscrowError> {
-    mutate_state(|s| s.put_pending(op.clone()));
+/// A ledger call to make, before it is numbered.
+struct NewOperation {
+    owner: Principal,
+    ledger: Principal,
+    amount: Tokens,
+    fee: Option<Tokens>,
+    kind: PendingKind,
+}
+
+/// Numbers `new` and records it as pending, created at `now`, with the memo
+/// of its kind; then makes its ledger call.
+async fn start<R: Runtime>(
+    rt: &R,
+    new: NewOperation,
+    now: u64,
+) -> Result<(Tokens, u128), EscrowError> {
+    let prefix = match new.kind {
+        PendingKind::Deposit { .. } => MEMO_DEPOSIT,
+        PendingKind::Sweep { .. } => MEMO_SWEEP,
+        PendingKind::Withdraw { .. } => MEMO_WITHDRAW,
+    };
+    let op = mutate_state(|s| {
+        let id = s.next_op_id();
+        let op = PendingOperation {
+            id,
+            owner: new.owner,
+            ledger: new.ledger,
+            amount: new.amount,
+            fee: new.fee,
+            created_at_time: now,
+            memo: memo(prefix, id),
+            kind: new.kind,
+        };
+        s.put_pending(op.clone());
+        op
+    });
     run_pending(rt, op, false).await
 }
 
@@ -428,15 +446,11 @@ pub async fn deposit<R: Runtime>(
     let _guard = guard(caller, args.ledger)?;
     resolve_pending(rt, caller, args.ledger).await?;
     let now = rt.now_ns();
-    let id = mutate_state(|s| s.next_op_id());
-    let op = PendingOperation {
-        id,
+    let op = NewOperation {
         owner: caller,
         ledger: args.ledger,
         amount: args.amount,
         fee: None,
-        created_at_time: now,
-        memo: memo(MEMO_DEPOSIT, id),
         kind: PendingKind::Deposit {
             from: Account {
                 owner: caller,
@@ -444,7 +458,7 @@ pub async fn deposit<R: Runtime>(
             },
         },
     };
-    start(rt, op).await.map(|(amount, _)| amount)
+    start(rt, op, now).await.map(|(amount, _)| amount)
 }
 
 /// Push deposit: credits `args.beneficiary` with what its deposit
@@ -493,19 +507,15 @@ pub async fn notify_deposit<R: Runtime>(
         return Ok(0);
     }
     let now = rt.now_ns();
-    let id = mutate_state(|s| s.next_op_id());
     let subaccount = account.subaccount.map(|s| s.to_vec()).unwrap_or_default();
-    let op = PendingOperation {
-        id,
+    let op = NewOperation {
         owner: args.beneficiary,
         ledger: args.ledger,
         amount: arrived - fee,
         fee: Some(fee),
-        created_at_time: now,
-        memo: memo(MEMO_SWEEP, id),
         kind: PendingKind::Sweep { subaccount },
     };
-    start(rt, op).await.map(|(amount, _)| amount)
+    start(rt, op, now).await.map(|(amount, _)| amount)
 }
 
 /// Withdrawal: debits `args.amount` (claimable first, then free) and
@@ -563,22 +573,18 @@ async fn withdraw_from<R: Runtime>(
         b.claimable -= from_claimable;
         b.free -= args.amount - from_claimable;
         s.put_balance(caller, args.ledger, b);
-        let id = s.next_op_id();
-        Ok(PendingOperation {
-            id,
+        Ok(NewOperation {
             owner: caller,
             ledger: args.ledger,
             amount: args.amount,
             fee: Some(fee),
-            created_at_time: now,
-            memo: memo(MEMO_WITHDRAW, id),
             kind: PendingKind::Withdraw {
                 to: args.to,
                 from_claimable,
             },
         })
     })?;
-    start(rt, op).await.map(|(_, block)| block)
+    start(rt, op, now).await.map(|(_, block)| block)
 }
 
 /// Withdrawal on behalf of `args.owner`, by the matcher only (a DAO acting
@@ -629,13 +635,18 @@ pub async fn add_ledger<R: Runtime>(
             reason: "only controllers may add ledgers".into(),
         });
     }
-    let full = || read_state(|s| s.ledger(&ledger).is_none() && s.ledger_count() >= MAX_LEDGERS);
-    if full() {
-        return Err(EscrowError::InvalidArgument {
-            field: "ledger".into(),
-            reason: format!("at most {MAX_LEDGERS} ledgers are accepted"),
-        });
-    }
+    // Checked again after the ledger calls: other ledgers may have come in
+    // meanwhile.
+    let require_room = || {
+        if read_state(|s| s.ledger(&ledger).is_none() && s.ledger_count() >= MAX_LEDGERS) {
+            return Err(EscrowError::InvalidArgument {
+                field: "ledger".into(),
+                reason: format!("at most {MAX_LEDGERS} ledgers are accepted"),
+            });
+        }
+        Ok(())
+    };
+    require_room()?;
     let ledger_err = |e: CallFailure| EscrowError::Ledger(e.into());
     let standards = rt
         .icrc1_supported_standards(ledger)
@@ -649,12 +660,7 @@ pub async fn add_ledger<R: Runtime>(
     }
     let fee = rt.icrc1_fee(ledger).await.map_err(ledger_err)?;
     let symbol = rt.icrc1_symbol(ledger).await.map_err(ledger_err)?;
-    if full() {
-        return Err(EscrowError::InvalidArgument {
-            field: "ledger".into(),
-            reason: format!("at most {MAX_LEDGERS} ledgers are accepted"),
-        });
-    }
+    require_room()?;
     let now = rt.now_ns();
     mutate_state(|s| s.set_ledger_info(ledger, Some(fee), Some(symbol.clone()), now));
     Ok(LedgerInfo {

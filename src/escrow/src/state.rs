@@ -64,6 +64,38 @@ impl BalanceRecord {
     fn is_zero(&self) -> bool {
         self.free == 0 && self.claimable == 0 && self.locked == 0
     }
+
+    /// Adds `amount` to `free`.
+    pub fn credit_free(&mut self, amount: Tokens) {
+        self.free = self
+            .free
+            .checked_add(amount)
+            .unwrap_or_else(|| panic!("BUG: free balance overflows"));
+    }
+
+    /// Adds `amount` to `claimable`.
+    pub fn credit_claimable(&mut self, amount: Tokens) {
+        self.claimable = self
+            .claimable
+            .checked_add(amount)
+            .unwrap_or_else(|| panic!("BUG: claimable balance overflows"));
+    }
+
+    /// Adds `amount` to `locked`.
+    pub fn credit_locked(&mut self, amount: Tokens) {
+        self.locked = self
+            .locked
+            .checked_add(amount)
+            .unwrap_or_else(|| panic!("BUG: locked balance overflows"));
+    }
+
+    /// Takes `amount`, part of a lock's remaining, out of `locked`.
+    pub fn unlock(&mut self, amount: Tokens) {
+        self.locked = self
+            .locked
+            .checked_sub(amount)
+            .unwrap_or_else(|| panic!("BUG: buyer's locked balance below a lock's remaining"));
+    }
 }
 
 /// A job's lock.
@@ -311,6 +343,18 @@ impl State {
         } else {
             self.balances.insert((owner, ledger), Cbor(new));
         }
+    }
+
+    /// Changes `owner`'s balance on `ledger` through [`State::put_balance`].
+    pub fn update_balance(
+        &mut self,
+        owner: Principal,
+        ledger: Principal,
+        change: impl FnOnce(&mut BalanceRecord),
+    ) {
+        let mut balance = self.balance(owner, ledger);
+        change(&mut balance);
+        self.put_balance(owner, ledger, balance);
     }
 
     /// A job's lock.
