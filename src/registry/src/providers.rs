@@ -166,14 +166,7 @@ pub fn register(
             deregistered: false,
         },
     };
-    s.put_provider(record);
-    s.record(
-        now,
-        RegistryEvent::ProfileSet {
-            provider: caller,
-            profile,
-        },
-    );
+    put_profile(s, now, record);
     Ok(())
 }
 
@@ -195,29 +188,41 @@ pub fn update_profile(
     validate_profile(&profile)?;
     let mut p = registered(s, &caller)?;
     check_node(s, caller, profile.node)?;
-    p.profile = profile.clone();
-    s.put_provider(p);
-    s.record(
-        now,
-        RegistryEvent::ProfileSet {
-            provider: caller,
-            profile,
-        },
-    );
+    p.profile = profile;
+    put_profile(s, now, p);
     Ok(())
+}
+
+/// Stores a provider whose profile was set, recording the profile.
+fn put_profile(s: &mut State, now: u64, provider: ProviderRecord) {
+    let event = RegistryEvent::ProfileSet {
+        provider: provider.id,
+        profile: provider.profile.clone(),
+    };
+    s.put_provider(provider);
+    s.record(now, event);
+}
+
+/// Adds `entry`'s amount to the unbonding entry that releases at the same
+/// time, if there is one; says whether there was.
+fn merge_unbonding(stake: &mut Stake, entry: &Unbonding) -> bool {
+    let Some(e) = stake
+        .unbonding
+        .iter_mut()
+        .find(|e| e.release_at_ns == entry.release_at_ns)
+    else {
+        return false;
+    };
+    e.amount = e
+        .amount
+        .checked_add(entry.amount)
+        .expect("BUG: stake exceeds u128");
+    true
 }
 
 /// Adds an unbonding entry, merging with one that releases at the same time.
 fn push_unbonding(stake: &mut Stake, entry: Unbonding) -> Result<(), RegistryError> {
-    if let Some(e) = stake
-        .unbonding
-        .iter_mut()
-        .find(|e| e.release_at_ns == entry.release_at_ns)
-    {
-        e.amount = e
-            .amount
-            .checked_add(entry.amount)
-            .expect("BUG: stake exceeds u128");
+    if merge_unbonding(stake, &entry) {
         return Ok(());
     }
     if stake.unbonding.len() >= MAX_UNBONDING_ENTRIES {
@@ -234,16 +239,7 @@ fn push_unbonding(stake: &mut Stake, entry: Unbonding) -> Result<(), RegistryErr
 /// restoring must never fail.
 pub fn restore_unbonding(stake: &mut Stake, entries: &[Unbonding]) {
     for entry in entries {
-        if let Some(e) = stake
-            .unbonding
-            .iter_mut()
-            .find(|e| e.release_at_ns == entry.release_at_ns)
-        {
-            e.amount = e
-                .amount
-                .checked_add(entry.amount)
-                .expect("BUG: stake exceeds u128");
-        } else {
+        if !merge_unbonding(stake, entry) {
             stake.unbonding.push(entry.clone());
         }
     }

@@ -62,6 +62,31 @@ fn memo(tag: &[u8; 4], op_id: u64) -> Vec<u8> {
     m
 }
 
+/// Numbers a new transfer of `provider` and records it as pending, before
+/// it is sent; `transfer` builds the call around its memo (the tag of its
+/// kind and the operation id).
+fn record_transfer(
+    s: &mut State,
+    provider: Principal,
+    kind: PendingKind,
+    transfer: impl FnOnce(Vec<u8>) -> LedgerTransfer,
+) -> PendingTransfer {
+    let tag = match kind {
+        PendingKind::Stake { .. } => b"STAK",
+        PendingKind::Withdraw { .. } => b"WDRW",
+        PendingKind::Slash { .. } => b"SLSH",
+    };
+    let op_id = s.next_op_id();
+    let pending = PendingTransfer {
+        provider,
+        op_id,
+        kind,
+        transfer: transfer(memo(tag, op_id)),
+    };
+    s.put_pending(pending.clone());
+    pending
+}
+
 fn failed(message: String) -> Sent {
     Sent::Failed(LedgerCallError::Rejected { message })
 }
@@ -325,29 +350,22 @@ pub async fn stake(
             Some(p) if !p.deregistered => {}
             _ => return Err(RegistryError::NotRegistered),
         }
-        let op_id = s.next_op_id();
-        let pending = PendingTransfer {
-            provider: caller,
-            op_id,
-            kind: PendingKind::Stake { amount },
-            transfer: LedgerTransfer {
-                from: Some(Account {
-                    owner: caller,
-                    subaccount: None,
-                }),
-                from_subaccount: None,
-                to: Account {
-                    owner: registry,
-                    subaccount: Some(stake_subaccount(&caller)),
-                },
-                amount,
-                fee: None,
-                memo: memo(b"STAK", op_id),
-                created_at_time: now,
+        let kind = PendingKind::Stake { amount };
+        Ok(record_transfer(s, caller, kind, |memo| LedgerTransfer {
+            from: Some(Account {
+                owner: caller,
+                subaccount: None,
+            }),
+            from_subaccount: None,
+            to: Account {
+                owner: registry,
+                subaccount: Some(stake_subaccount(&caller)),
             },
-        };
-        s.put_pending(pending.clone());
-        Ok(pending)
+            amount,
+            fee: None,
+            memo,
+            created_at_time: now,
+        }))
     })?;
     drive(rt, pending, false).await
 }
@@ -392,7 +410,6 @@ pub async fn withdraw_unbonded(
     read_state(|s| ready(s, now))?;
     let fee = ledger_fee(rt).await?;
     let now = rt.now_ns();
-    let registry = rt.self_id();
     let pending = mutate_state(|s| {
         let total = ready(s, now)?;
         if total <= fee {
@@ -406,27 +423,19 @@ pub async fn withdraw_unbonded(
             .partition(|e| e.release_at_ns <= now);
         p.stake.unbonding = kept;
         s.put_provider(p);
-        let op_id = s.next_op_id();
-        let pending = PendingTransfer {
-            provider: caller,
-            op_id,
-            kind: PendingKind::Withdraw { entries },
-            transfer: LedgerTransfer {
-                from: None,
-                from_subaccount: Some(stake_subaccount(&caller)),
-                to: Account {
-                    owner: caller,
-                    subaccount: None,
-                },
-                amount: total - fee,
-                fee: Some(fee),
-                memo: memo(b"WDRW", op_id),
-                created_at_time: now,
+        let kind = PendingKind::Withdraw { entries };
+        Ok(record_transfer(s, caller, kind, |memo| LedgerTransfer {
+            from: None,
+            from_subaccount: Some(stake_subaccount(&caller)),
+            to: Account {
+                owner: caller,
+                subaccount: None,
             },
-        };
-        let _ = registry;
-        s.put_pending(pending.clone());
-        Ok(pending)
+            amount: total - fee,
+            fee: Some(fee),
+            memo,
+            created_at_time: now,
+        }))
     })?;
     drive(rt, pending, false).await
 }
@@ -546,6 +555,12 @@ async fn slash_held(rt: &impl Runtime, args: SlashArgs) -> Result<SlashOutcome, 
         return Err(RegistryError::BelowFee { fee });
     }
     let now = rt.now_ns();
+    let slash_record = |outcome| SlashRecord {
+        provider: args.provider,
+        amount: args.amount,
+        beneficiary: args.beneficiary,
+        outcome,
+    };
     let started = mutate_state(|s| {
         if let Some(outcome) = slash_outcome_or_conflict(s, &args)? {
             return Ok(Err(outcome));
@@ -575,49 +590,28 @@ async fn slash_held(rt: &impl Runtime, args: SlashArgs) -> Result<SlashOutcome, 
                 block_index: None,
                 jailed: p.jailed,
             };
-            s.put_slash_record(
-                &args.key,
-                SlashRecord {
-                    provider: args.provider,
-                    amount: args.amount,
-                    beneficiary: args.beneficiary,
-                    outcome: Some(outcome.clone()),
-                },
-            );
+            s.put_slash_record(&args.key, slash_record(Some(outcome.clone())));
             return Ok(Err(outcome));
         }
         let taken = take_stake(&mut p.stake, available);
         s.put_provider(p);
-        s.put_slash_record(
-            &args.key,
-            SlashRecord {
-                provider: args.provider,
-                amount: args.amount,
-                beneficiary: args.beneficiary,
-                outcome: None,
-            },
-        );
-        let op_id = s.next_op_id();
-        let pending = PendingTransfer {
-            provider: args.provider,
-            op_id,
-            kind: PendingKind::Slash {
-                key: args.key.clone(),
-                taken,
-                reason: args.reason.clone(),
-            },
-            transfer: LedgerTransfer {
+        s.put_slash_record(&args.key, slash_record(None));
+        let kind = PendingKind::Slash {
+            key: args.key.clone(),
+            taken,
+            reason: args.reason.clone(),
+        };
+        Ok(Ok(record_transfer(s, args.provider, kind, |memo| {
+            LedgerTransfer {
                 from: None,
                 from_subaccount: Some(stake_subaccount(&args.provider)),
                 to: args.beneficiary,
                 amount: available - fee,
                 fee: Some(fee),
-                memo: memo(b"SLSH", op_id),
+                memo,
                 created_at_time: now,
-            },
-        };
-        s.put_pending(pending.clone());
-        Ok(Ok(pending))
+            }
+        })))
     })?;
     let pending = match started {
         Ok(pending) => pending,
