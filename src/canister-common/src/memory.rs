@@ -1,10 +1,18 @@
 //! The canister's one memory manager: every stable structure gets its
 //! virtual memory from it by the `MemoryId` its canister's `memory` module
-//! declares (and never reuses).
+//! declares (and never reuses). The ids every canister uses alike, for its
+//! configuration and its event log, are declared here.
 
 use ic_stable_structures::DefaultMemoryImpl;
 use ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemory};
 use std::cell::RefCell;
+
+/// Every canister's configuration cell.
+pub const CONFIG: MemoryId = MemoryId::new(0);
+/// Index memory of every canister's event log.
+pub const EVENT_LOG_INDEX: MemoryId = MemoryId::new(1);
+/// Data memory of every canister's event log.
+pub const EVENT_LOG_DATA: MemoryId = MemoryId::new(2);
 
 /// A virtual memory handed out by the memory manager.
 pub type Memory = VirtualMemory<DefaultMemoryImpl>;

@@ -1,17 +1,13 @@
 //! The registry's stable memory layout. Every stable structure has its own
-//! `MemoryId`, declared here and never reused for anything else.
+//! `MemoryId`, declared here and never reused for anything else; the
+//! configuration cell and the event log have the ids every canister gives
+//! them (0 to 2, from `canister_common::memory`).
 
 #[cfg(test)]
 pub use canister_common::memory::reset;
-pub use canister_common::memory::{Memory, get};
+pub use canister_common::memory::{CONFIG, EVENT_LOG_DATA, EVENT_LOG_INDEX, Memory, get};
 use ic_stable_structures::memory_manager::MemoryId;
 
-/// The configuration cell.
-pub const CONFIG: MemoryId = MemoryId::new(0);
-/// Index memory of the event log.
-pub const EVENT_LOG_INDEX: MemoryId = MemoryId::new(1);
-/// Data memory of the event log.
-pub const EVENT_LOG_DATA: MemoryId = MemoryId::new(2);
 /// Providers by principal bytes.
 pub const PROVIDERS: MemoryId = MemoryId::new(3);
 /// Bond records by idempotency key.
