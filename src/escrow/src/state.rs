@@ -67,26 +67,17 @@ impl BalanceRecord {
 
     /// Adds `amount` to `free`.
     pub fn credit_free(&mut self, amount: Tokens) {
-        self.free = self
-            .free
-            .checked_add(amount)
-            .unwrap_or_else(|| panic!("BUG: free balance overflows"));
+        credit(&mut self.free, amount, "free");
     }
 
     /// Adds `amount` to `claimable`.
     pub fn credit_claimable(&mut self, amount: Tokens) {
-        self.claimable = self
-            .claimable
-            .checked_add(amount)
-            .unwrap_or_else(|| panic!("BUG: claimable balance overflows"));
+        credit(&mut self.claimable, amount, "claimable");
     }
 
     /// Adds `amount` to `locked`.
     pub fn credit_locked(&mut self, amount: Tokens) {
-        self.locked = self
-            .locked
-            .checked_add(amount)
-            .unwrap_or_else(|| panic!("BUG: locked balance overflows"));
+        credit(&mut self.locked, amount, "locked");
     }
 
     /// Takes `amount`, part of a lock's remaining, out of `locked`.
@@ -96,6 +87,13 @@ impl BalanceRecord {
             .checked_sub(amount)
             .unwrap_or_else(|| panic!("BUG: buyer's locked balance below a lock's remaining"));
     }
+}
+
+/// Adds `amount` to the part of a balance called `name`.
+fn credit(part: &mut Tokens, amount: Tokens, name: &str) {
+    *part = part
+        .checked_add(amount)
+        .unwrap_or_else(|| panic!("BUG: {name} balance overflows"));
 }
 
 /// A job's lock.
