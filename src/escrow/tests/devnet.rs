@@ -91,6 +91,15 @@ impl Net {
         net
     }
 
+    /// A fresh net in which the buyer approved the escrow for `approved`
+    /// and deposited `deposited`.
+    fn with_deposit(approved: Tokens, deposited: Tokens) -> Net {
+        let mut net = Net::new();
+        net.approve(buyer(), approved);
+        net.deposit(buyer(), deposited).unwrap();
+        net
+    }
+
     fn call<A: CandidType, T: CandidType + for<'de> Deserialize<'de>>(
         &mut self,
         caller: Principal,
@@ -270,6 +279,21 @@ impl Net {
         );
     }
 
+    /// Calls `method` as the anonymous principal, a buyer and a controller:
+    /// each is refused, the method being the matcher's.
+    fn assert_matcher_only<A: CandidType>(&mut self, method: &str, arg: &A) {
+        for caller in [Principal::anonymous(), buyer(), admin()] {
+            let r: R<candid::Reserved> = self.call(caller, method, arg);
+            assert!(
+                matches!(
+                    r,
+                    Err(EscrowError::AnonymousCaller | EscrowError::Unauthorized { .. })
+                ),
+                "{method} by {caller}: {r:?}"
+            );
+        }
+    }
+
     fn events(&mut self) -> Vec<EscrowEvent> {
         let page: EventPage<EscrowEvent> = self.query("get_events", &PageRequest::default());
         page.events.into_iter().map(|e| e.event).collect()
@@ -334,9 +358,7 @@ fn push_deposit_notify_twice_concurrently_and_with_nothing_new() {
 
 #[test]
 fn lock_release_settle_with_retries_and_over_release_refused() {
-    let mut net = Net::new();
-    net.approve(buyer(), 2_000_000);
-    net.deposit(buyer(), 1_000_000).unwrap();
+    let mut net = Net::with_deposit(2_000_000, 1_000_000);
     let lock = net.lock("job/1", buyer(), 600_000).unwrap();
     assert_eq!(net.lock("job/1", buyer(), 600_000), Ok(lock));
     assert_eq!(net.balance(buyer()).locked, 600_000);
@@ -369,9 +391,7 @@ fn lock_release_settle_with_retries_and_over_release_refused() {
 
 #[test]
 fn withdraw_pays_amount_minus_fee() {
-    let mut net = Net::new();
-    net.approve(buyer(), 2_000_000);
-    net.deposit(buyer(), 1_000_000).unwrap();
+    let mut net = Net::with_deposit(2_000_000, 1_000_000);
     net.lock("j", buyer(), 300_000).unwrap();
     net.release("j", 0, 300_000).unwrap();
     let before = net.ledger_balance(acct(p(0x50)));
@@ -454,9 +474,7 @@ fn notify_survives_ledger_faults() {
 
 #[test]
 fn withdraw_survives_ledger_faults() {
-    let mut net = Net::new();
-    net.approve(buyer(), 10_000_000);
-    net.deposit(buyer(), 2_000_000).unwrap();
+    let mut net = Net::with_deposit(10_000_000, 2_000_000);
     // A trap in the ledger: the balance is restored, once.
     net.fault("icrc1_transfer", FaultKind::Trap);
     assert!(net.withdraw(buyer(), 500_000, p(0x50)).is_err());
@@ -491,9 +509,7 @@ fn withdraw_survives_ledger_faults() {
 
 #[test]
 fn upgrade_between_lock_and_settle() {
-    let mut net = Net::new();
-    net.approve(buyer(), 10_000_000);
-    net.deposit(buyer(), 1_000_000).unwrap();
+    let mut net = Net::with_deposit(10_000_000, 1_000_000);
     net.lock("job/9", buyer(), 500_000).unwrap();
     net.release("job/9", 0, 100_000).unwrap();
     net.fault("icrc1_transfer", FaultKind::Timeout);
@@ -522,9 +538,7 @@ fn upgrade_between_lock_and_settle() {
 
 #[test]
 fn unauthorized_callers_of_every_update_method() {
-    let mut net = Net::new();
-    net.approve(buyer(), 10_000_000);
-    net.deposit(buyer(), 1_000_000).unwrap();
+    let mut net = Net::with_deposit(10_000_000, 1_000_000);
     let anon = Principal::anonymous();
     let ledger = net.ledger;
     let lock = LockArgs {
@@ -555,33 +569,11 @@ fn unauthorized_callers_of_every_update_method() {
             to: acct(p(0x50)),
         },
     };
-    for caller in [anon, buyer(), admin()] {
-        let r: R<JobLock> = net.call(caller, "extend_lock", &extend);
-        assert!(matches!(
-            r,
-            Err(EscrowError::AnonymousCaller | EscrowError::Unauthorized { .. })
-        ));
-        let r: R<Tokens> = net.call(caller, "withdraw_for", &withdraw_for);
-        assert!(matches!(
-            r,
-            Err(EscrowError::AnonymousCaller | EscrowError::Unauthorized { .. })
-        ));
-        let r: R<JobLock> = net.call(caller, "lock", &lock);
-        assert!(matches!(
-            r,
-            Err(EscrowError::AnonymousCaller | EscrowError::Unauthorized { .. })
-        ));
-        let r: R<JobLock> = net.call(caller, "release", &release);
-        assert!(matches!(
-            r,
-            Err(EscrowError::AnonymousCaller | EscrowError::Unauthorized { .. })
-        ));
-        let r: R<JobLock> = net.call(caller, "settle", &settle);
-        assert!(matches!(
-            r,
-            Err(EscrowError::AnonymousCaller | EscrowError::Unauthorized { .. })
-        ));
-    }
+    net.assert_matcher_only("extend_lock", &extend);
+    net.assert_matcher_only("withdraw_for", &withdraw_for);
+    net.assert_matcher_only("lock", &lock);
+    net.assert_matcher_only("release", &release);
+    net.assert_matcher_only("settle", &settle);
     for caller in [anon, buyer(), matcher()] {
         let r: R<LedgerInfo> = net.call(caller, "add_ledger", &ledger);
         assert!(matches!(r, Err(EscrowError::Unauthorized { .. })), "{r:?}");

@@ -105,6 +105,15 @@ impl Net {
         }
     }
 
+    /// A fresh net in which `user(1)` registered and staked `stake`.
+    fn with_staked_provider(stake: Tokens) -> (Net, Principal) {
+        let mut n = Net::new();
+        let p = user(1);
+        n.register(p).unwrap();
+        n.approve_and_stake(p, stake);
+        (n, p)
+    }
+
     fn call<R: CandidType + for<'de> Deserialize<'de>>(
         &mut self,
         sender: Principal,
@@ -375,10 +384,7 @@ fn register_and_stake_only_with_approval_and_funds() {
 
 #[test]
 fn unstake_and_withdraw_before_and_after_the_period() {
-    let mut n = Net::new();
-    let p = user(1);
-    n.register(p).unwrap();
-    n.approve_and_stake(p, 30 * ICP);
+    let (mut n, p) = Net::with_staked_provider(30 * ICP);
     let entry = n.unstake(p, 10 * ICP).unwrap();
     assert_eq!(
         entry.release_at_ns,
@@ -400,10 +406,7 @@ fn unstake_and_withdraw_before_and_after_the_period() {
 
 #[test]
 fn bonds_slashes_jail_and_unjail() {
-    let mut n = Net::new();
-    let p = user(1);
-    n.register(p).unwrap();
-    n.approve_and_stake(p, 30 * ICP);
+    let (mut n, p) = Net::with_staked_provider(30 * ICP);
     n.bond(matcher(), p, 6 * ICP, "job/1").unwrap();
     n.bond(matcher(), p, 6 * ICP, "job/1").unwrap(); // retry
     assert_eq!(
@@ -506,10 +509,7 @@ fn ledger_faults_never_create_or_lose_stake() {
 
 #[test]
 fn every_update_refuses_unauthorized_callers() {
-    let mut n = Net::new();
-    let p = user(1);
-    n.register(p).unwrap();
-    n.approve_and_stake(p, 20 * ICP);
+    let (mut n, p) = Net::with_staked_provider(20 * ICP);
     let anon = Principal::anonymous();
     let prof = encode_one(profile(p)).unwrap();
     let unit: Vec<(&str, Vec<u8>)> = vec![

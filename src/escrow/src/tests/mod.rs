@@ -199,20 +199,16 @@ impl Env {
         ledger: Principal,
         amount: Tokens,
     ) -> Result<JobLock, EscrowError> {
-        let now = self.rt_now();
-        mutate_state(|s| {
-            jobs::lock(
-                s,
-                matcher(),
-                LockArgs {
-                    job_key: key.into(),
-                    buyer,
-                    ledger,
-                    amount,
-                },
-                now,
-            )
-        })
+        self.job_call(
+            jobs::lock,
+            matcher(),
+            LockArgs {
+                job_key: key.into(),
+                buyer,
+                ledger,
+                amount,
+            },
+        )
     }
 
     fn release(
@@ -222,20 +218,16 @@ impl Env {
         provider: Principal,
         amount: Tokens,
     ) -> Result<JobLock, EscrowError> {
-        let now = self.rt_now();
-        mutate_state(|s| {
-            jobs::release(
-                s,
-                matcher(),
-                ReleaseArgs {
-                    job_key: key.into(),
-                    seq,
-                    provider,
-                    amount,
-                },
-                now,
-            )
-        })
+        self.job_call(
+            jobs::release,
+            matcher(),
+            ReleaseArgs {
+                job_key: key.into(),
+                seq,
+                provider,
+                amount,
+            },
+        )
     }
 
     /// `extend_lock` called by `caller`.
@@ -246,19 +238,15 @@ impl Env {
         extension: u32,
         amount: Tokens,
     ) -> Result<JobLock, EscrowError> {
-        let now = self.rt_now();
-        mutate_state(|s| {
-            jobs::extend_lock(
-                s,
-                caller,
-                ExtendLockArgs {
-                    job_key: key.into(),
-                    extension,
-                    amount,
-                },
-                now,
-            )
-        })
+        self.job_call(
+            jobs::extend_lock,
+            caller,
+            ExtendLockArgs {
+                job_key: key.into(),
+                extension,
+                amount,
+            },
+        )
     }
 
     fn extend(&self, key: &str, extension: u32, amount: Tokens) -> Result<JobLock, EscrowError> {
@@ -266,17 +254,24 @@ impl Env {
     }
 
     fn settle(&self, key: &str) -> Result<JobLock, EscrowError> {
+        self.job_call(
+            jobs::settle,
+            matcher(),
+            SettleArgs {
+                job_key: key.into(),
+            },
+        )
+    }
+
+    /// Makes the job call `call` (`jobs::lock`, ...) as `caller`, now.
+    fn job_call<A>(
+        &self,
+        call: fn(&mut State, Principal, A, u64) -> Result<JobLock, EscrowError>,
+        caller: Principal,
+        args: A,
+    ) -> Result<JobLock, EscrowError> {
         let now = self.rt_now();
-        mutate_state(|s| {
-            jobs::settle(
-                s,
-                matcher(),
-                SettleArgs {
-                    job_key: key.into(),
-                },
-                now,
-            )
-        })
+        mutate_state(|s| call(s, caller, args, now))
     }
 
     fn rt_now(&self) -> u64 {

@@ -378,13 +378,21 @@ fn extend_lock_refuses_a_total_that_would_overflow() {
     ));
 }
 
-#[test]
-fn withdraw_for_withdraws_the_owners_balance_for_the_matcher_only() {
+/// An escrow in which the provider was paid 300 000 from buyer A's job
+/// "j" (claimable) and deposited 50 000 of its own (free); A has 700 000
+/// free.
+fn provider_with_earnings() -> Env {
     let env = Env::new();
     env.deposit(p(A), l1(), 1_000_000).unwrap();
     env.lock("j", p(A), l1(), 300_000).unwrap();
     env.release("j", 0, p(PROV), 300_000).unwrap();
     env.deposit(p(PROV), l1(), 50_000).unwrap();
+    env
+}
+
+#[test]
+fn withdraw_for_withdraws_the_owners_balance_for_the_matcher_only() {
+    let env = provider_with_earnings();
     // Anyone but the matcher is refused before any ledger call, the owner
     // included.
     let calls = env.rt.calls.get();
@@ -448,11 +456,7 @@ fn withdraw_for_withdraws_the_owners_balance_for_the_matcher_only() {
 
 #[test]
 fn withdraw_takes_the_fee_from_the_amount_claimable_first() {
-    let env = Env::new();
-    env.deposit(p(A), l1(), 1_000_000).unwrap();
-    env.lock("j", p(A), l1(), 300_000).unwrap();
-    env.release("j", 0, p(PROV), 300_000).unwrap();
-    env.deposit(p(PROV), l1(), 50_000).unwrap();
+    let env = provider_with_earnings();
     env.withdraw(p(PROV), l1(), 320_000, p(0x50)).unwrap();
     assert_eq!(env.rt.balance(l1(), acct(p(0x50))), 320_000 - FEE1);
     assert_eq!(env.claimable(p(PROV), l1()), 0);

@@ -21,6 +21,22 @@ fn fund_and_stake(rt: &FakeRuntime, p: Principal, amount: u128) -> u128 {
     block_on(staking::stake(rt, p, amount)).unwrap()
 }
 
+/// A fresh registry with minimum stake `min_stake` and `user(1)`
+/// registered as a provider.
+fn registered_provider(min_stake: Tokens) -> (FakeRuntime, Principal) {
+    let rt = setup(min_stake);
+    let p = user(1);
+    register(p);
+    (rt, p)
+}
+
+/// [`registered_provider`], having staked `stake`.
+fn staked_provider(min_stake: Tokens, stake: Tokens) -> (FakeRuntime, Principal) {
+    let (rt, p) = registered_provider(min_stake);
+    fund_and_stake(&rt, p, stake);
+    (rt, p)
+}
+
 fn provider(p: Principal) -> crate::state::ProviderRecord {
     read_state(|s| s.provider(&p)).unwrap()
 }
@@ -169,9 +185,7 @@ fn stake_credits_only_what_the_ledger_confirms() {
 
 #[test]
 fn stake_with_a_failing_or_trapping_ledger_changes_nothing() {
-    let rt = setup(0);
-    let p = user(1);
-    register(p);
+    let (rt, p) = registered_provider(0);
     rt.mint(p, 1_000_000);
     rt.approve(p, 1_000_000);
     for f in [Fault::Reject, Fault::Trap] {
@@ -188,9 +202,7 @@ fn stake_with_a_failing_or_trapping_ledger_changes_nothing() {
 
 #[test]
 fn stake_with_unknown_outcomes_is_credited_exactly_once() {
-    let rt = setup(0);
-    let p = user(1);
-    register(p);
+    let (rt, p) = registered_provider(0);
     rt.mint(p, 10_000_000);
     rt.approve(p, 10_000_000);
     // Executed, answer lost: the retry is a duplicate.
@@ -225,9 +237,7 @@ fn stake_with_unknown_outcomes_is_credited_exactly_once() {
 
 #[test]
 fn guard_stops_interleaving() {
-    let rt = setup(0);
-    let p = user(1);
-    register(p);
+    let (rt, p) = registered_provider(0);
     let g = staking::guard(p).unwrap();
     assert_eq!(
         block_on(staking::stake(&rt, p, 1)),
@@ -247,10 +257,7 @@ fn guard_stops_interleaving() {
 
 #[test]
 fn unstake_and_withdraw_respect_the_unbonding_period() {
-    let rt = setup(0);
-    let p = user(1);
-    register(p);
-    fund_and_stake(&rt, p, 1_000_000);
+    let (rt, p) = staked_provider(0, 1_000_000);
     assert_eq!(
         mutate_state(|s| providers::unstake(s, p, rt.now.get(), 2_000_000)),
         Err(RegistryError::InsufficientStake {
@@ -290,10 +297,7 @@ fn unstake_and_withdraw_respect_the_unbonding_period() {
 
 #[test]
 fn failed_withdrawal_restores_exactly_and_unknown_settles_later() {
-    let rt = setup(0);
-    let p = user(1);
-    register(p);
-    fund_and_stake(&rt, p, 1_000_000);
+    let (rt, p) = staked_provider(0, 1_000_000);
     mutate_state(|s| providers::unstake(s, p, rt.now.get(), 300_000)).unwrap();
     rt.advance_secs(10);
     mutate_state(|s| providers::unstake(s, p, rt.now.get(), 200_000)).unwrap();
@@ -326,9 +330,7 @@ fn failed_withdrawal_restores_exactly_and_unknown_settles_later() {
 
 #[test]
 fn bonds_are_limited_by_free_stake_and_idempotent() {
-    let rt = setup(100_000);
-    let p = user(1);
-    register(p);
+    let (rt, p) = registered_provider(100_000);
     assert_eq!(
         bond(p, 1, "a"),
         Err(RegistryError::InsufficientStake { available: 0 })
@@ -374,10 +376,7 @@ fn bonds_are_limited_by_free_stake_and_idempotent() {
 
 #[test]
 fn a_bond_checks_the_buyers_minimum_against_the_current_stake() {
-    let rt = setup(100_000);
-    let p = user(1);
-    register(p);
-    fund_and_stake(&rt, p, 1_000_000);
+    let (rt, p) = staked_provider(100_000, 1_000_000);
     let with_min = |amount, key: &str, min| bond_with_min(p, amount, key, Some(min));
     with_min(10, "a", 1_000_000).unwrap();
     // The provider unstakes after posting its offer: a job asking for more
@@ -394,10 +393,7 @@ fn a_bond_checks_the_buyers_minimum_against_the_current_stake() {
 
 #[test]
 fn slash_takes_bonded_then_free_then_unbonding_and_jails() {
-    let rt = setup(500_000);
-    let p = user(1);
-    register(p);
-    fund_and_stake(&rt, p, 1_000_000);
+    let (rt, p) = staked_provider(500_000, 1_000_000);
     bond(p, 300_000, "job").unwrap();
     mutate_state(|s| providers::unstake(s, p, rt.now.get(), 200_000)).unwrap();
     // free 500k, bonded 300k, unbonding 200k.
@@ -452,10 +448,7 @@ fn slash_takes_bonded_then_free_then_unbonding_and_jails() {
 
 #[test]
 fn failed_slash_restores_exactly_and_a_retry_with_the_key_settles() {
-    let rt = setup(0);
-    let p = user(1);
-    register(p);
-    fund_and_stake(&rt, p, 1_000_000);
+    let (rt, p) = staked_provider(0, 1_000_000);
     bond(p, 100_000, "job").unwrap();
     mutate_state(|s| providers::unstake(s, p, rt.now.get(), 700_000)).unwrap();
     let before = provider(p).stake;
@@ -480,9 +473,7 @@ fn failed_slash_restores_exactly_and_a_retry_with_the_key_settles() {
 
 #[test]
 fn slash_checks_its_arguments() {
-    let rt = setup(0);
-    let p = user(1);
-    register(p);
+    let (rt, p) = registered_provider(0);
     assert_eq!(
         block_on(staking::slash(&rt, MATCHER, slash_args(p, FEE, "s"))),
         Err(RegistryError::BelowFee { fee: FEE })
@@ -509,10 +500,7 @@ fn slash_checks_its_arguments() {
 
 #[test]
 fn deregister_unbonds_free_stake_and_forgets_the_provider_when_empty() {
-    let rt = setup(0);
-    let p = user(1);
-    register(p);
-    fund_and_stake(&rt, p, 1_000_000);
+    let (rt, p) = staked_provider(0, 1_000_000);
     mutate_state(|s| providers::deregister(s, p, rt.now.get())).unwrap();
     let rec = provider(p);
     assert!(rec.deregistered);
