@@ -79,119 +79,121 @@ pub async fn deliver<A: CandidType>(
         .map_err(CallError::from)
 }
 
-/// Declares a client's methods: each makes a bounded-wait [`call`] of the
-/// canister method of its name, with its arguments, and answers the
-/// decoded reply.
-macro_rules! canister_methods {
-    ($($(#[$attr:meta])* fn $name:ident($($arg:ident: $ty:ty),*) -> $reply:ty;)*) => {
-        $(
-            $(#[$attr])*
-            pub async fn $name(&self, $($arg: $ty),*) -> Result<$reply, CallError> {
-                call(self.0, stringify!($name), &($($arg,)*)).await
-            }
-        )*
+/// Declares a client of one of our canisters: a `Copy` wrapper of the
+/// canister's id whose every method makes a bounded-wait [`call`] of the
+/// canister method of its name, with its arguments, and answers the decoded
+/// reply.
+macro_rules! canister_client {
+    (
+        $(#[$client_attr:meta])*
+        pub struct $client:ident;
+        $($(#[$attr:meta])* fn $name:ident($($arg:ident: $ty:ty),*) -> $reply:ty;)*
+    ) => {
+        $(#[$client_attr])*
+        #[derive(Clone, Copy, Debug)]
+        pub struct $client(pub Principal);
+
+        impl $client {
+            $(
+                $(#[$attr])*
+                pub async fn $name(&self, $($arg: $ty),*) -> Result<$reply, CallError> {
+                    call(self.0, stringify!($name), &($($arg,)*)).await
+                }
+            )*
+        }
     };
 }
 
-/// The escrow canister, seen from a client canister.
-#[derive(Clone, Copy, Debug)]
-pub struct EscrowClient(pub Principal);
+canister_client! {
+    /// The escrow canister, seen from a client canister.
+    pub struct EscrowClient;
 
-impl EscrowClient {
-    canister_methods! {
-        /// Pulls `args.amount` from the caller's ledger account (approved beforehand).
-        fn deposit(args: &DepositArgs) -> Result<Tokens, EscrowError>;
+    /// Pulls `args.amount` from the caller's ledger account (approved beforehand).
+    fn deposit(args: &DepositArgs) -> Result<Tokens, EscrowError>;
 
-        /// Credits tokens pushed to `args.beneficiary`'s deposit account.
-        fn notify_deposit(args: &NotifyDepositArgs) -> Result<Tokens, EscrowError>;
+    /// Credits tokens pushed to `args.beneficiary`'s deposit account.
+    fn notify_deposit(args: &NotifyDepositArgs) -> Result<Tokens, EscrowError>;
 
-        /// Moves the caller's balance out to `args.to` (claimable first, then
-        /// free; the recipient gets the amount minus the ledger fee); returns
-        /// the ledger block index.
-        fn withdraw(args: &WithdrawArgs) -> Result<u128, EscrowError>;
+    /// Moves the caller's balance out to `args.to` (claimable first, then
+    /// free; the recipient gets the amount minus the ledger fee); returns
+    /// the ledger block index.
+    fn withdraw(args: &WithdrawArgs) -> Result<u128, EscrowError>;
 
-        /// The account to transfer to so that `owner` is credited on `notify_deposit`.
-        fn deposit_account(owner: Principal) -> Account;
+    /// The account to transfer to so that `owner` is credited on `notify_deposit`.
+    fn deposit_account(owner: Principal) -> Account;
 
-        /// Retries a ledger call of (owner, ledger) whose outcome was unknown.
-        fn reconcile(args: &ReconcileArgs) -> Result<bool, EscrowError>;
+    /// Retries a ledger call of (owner, ledger) whose outcome was unknown.
+    fn reconcile(args: &ReconcileArgs) -> Result<bool, EscrowError>;
 
-        /// Locks a job's maximum cost from the buyer's balance (matcher only;
-        /// idempotent on the job key).
-        fn lock(args: &LockArgs) -> Result<JobLock, EscrowError>;
+    /// Locks a job's maximum cost from the buyer's balance (matcher only;
+    /// idempotent on the job key).
+    fn lock(args: &LockArgs) -> Result<JobLock, EscrowError>;
 
-        /// Pays one interval from a job's lock to a provider (matcher only;
-        /// idempotent on (job key, seq)).
-        fn release(args: &ReleaseArgs) -> Result<JobLock, EscrowError>;
+    /// Pays one interval from a job's lock to a provider (matcher only;
+    /// idempotent on (job key, seq)).
+    fn release(args: &ReleaseArgs) -> Result<JobLock, EscrowError>;
 
-        /// Returns the rest of a job's lock to the buyer (matcher only;
-        /// idempotent on the job key).
-        fn settle(args: &SettleArgs) -> Result<JobLock, EscrowError>;
+    /// Returns the rest of a job's lock to the buyer (matcher only;
+    /// idempotent on the job key).
+    fn settle(args: &SettleArgs) -> Result<JobLock, EscrowError>;
 
-        /// A job's lock, if any.
-        fn get_lock(job_key: &str) -> Option<JobLock>;
+    /// A job's lock, if any.
+    fn get_lock(job_key: &str) -> Option<JobLock>;
 
-        /// `owner`'s balance on `ledger`.
-        fn balance_of(owner: Principal, ledger: Principal) -> Balance;
+    /// `owner`'s balance on `ledger`.
+    fn balance_of(owner: Principal, ledger: Principal) -> Balance;
 
-        /// `owner`'s balances on every ledger.
-        fn balances_of(owner: Principal) -> Vec<Balance>;
+    /// `owner`'s balances on every ledger.
+    fn balances_of(owner: Principal) -> Vec<Balance>;
 
-        /// The whitelisted ledgers.
-        fn ledgers() -> Vec<LedgerInfo>;
+    /// The whitelisted ledgers.
+    fn ledgers() -> Vec<LedgerInfo>;
 
-        /// Adds to a job's lock as its extension `args.extension` (matcher
-        /// only; idempotent on (job key, extension)).
-        fn extend_lock(args: &ExtendLockArgs) -> Result<JobLock, EscrowError>;
+    /// Adds to a job's lock as its extension `args.extension` (matcher
+    /// only; idempotent on (job key, extension)).
+    fn extend_lock(args: &ExtendLockArgs) -> Result<JobLock, EscrowError>;
 
-        /// Withdraws on behalf of `args.owner` (matcher only: a DAO's
-        /// withdrawal voted by proposal); returns the ledger block index.
-        fn withdraw_for(args: &WithdrawForArgs) -> Result<Tokens, EscrowError>;
-    }
+    /// Withdraws on behalf of `args.owner` (matcher only: a DAO's
+    /// withdrawal voted by proposal); returns the ledger block index.
+    fn withdraw_for(args: &WithdrawForArgs) -> Result<Tokens, EscrowError>;
 }
 
-/// The registry canister, seen from a client canister.
-#[derive(Clone, Copy, Debug)]
-pub struct RegistryClient(pub Principal);
+canister_client! {
+    /// The registry canister, seen from a client canister.
+    pub struct RegistryClient;
 
-impl RegistryClient {
-    canister_methods! {
-        /// A provider, if registered.
-        fn get_provider(provider: Principal) -> Option<Provider>;
+    /// A provider, if registered.
+    fn get_provider(provider: Principal) -> Option<Provider>;
 
-        /// Whether a provider may take on new work.
-        fn eligibility(provider: Principal) -> Eligibility;
+    /// Whether a provider may take on new work.
+    fn eligibility(provider: Principal) -> Eligibility;
 
-        /// Bonds part of a provider's free stake to work (matcher only;
-        /// idempotent on the key).
-        fn bond(args: &BondArgs) -> Result<(), RegistryError>;
+    /// Bonds part of a provider's free stake to work (matcher only;
+    /// idempotent on the key).
+    fn bond(args: &BondArgs) -> Result<(), RegistryError>;
 
-        /// Frees the stake bonded under `key` (matcher only); returns the amount.
-        fn unbond(key: &str) -> Result<Tokens, RegistryError>;
+    /// Frees the stake bonded under `key` (matcher only); returns the amount.
+    fn unbond(key: &str) -> Result<Tokens, RegistryError>;
 
-        /// Slashes a provider in favour of a beneficiary (matcher only;
-        /// idempotent on the key).
-        fn slash(args: &SlashArgs) -> Result<SlashOutcome, RegistryError>;
-    }
+    /// Slashes a provider in favour of a beneficiary (matcher only;
+    /// idempotent on the key).
+    fn slash(args: &SlashArgs) -> Result<SlashOutcome, RegistryError>;
 }
 
-/// The matcher canister, seen from a client canister.
-#[derive(Clone, Copy, Debug)]
-pub struct MatcherClient(pub Principal);
+canister_client! {
+    /// The matcher canister, seen from a client canister.
+    pub struct MatcherClient;
 
-impl MatcherClient {
-    canister_methods! {
-        /// Submits a job paid from the caller's escrow balance; returns its id.
-        fn submit_job(spec: &JobSpec) -> Result<JobId, MatcherError>;
+    /// Submits a job paid from the caller's escrow balance; returns its id.
+    fn submit_job(spec: &JobSpec) -> Result<JobId, MatcherError>;
 
-        /// Submits a job to run in a reservation's slots (the caller must be
-        /// its owner or a delegate); it costs nothing more.
-        fn submit_reserved_job(args: &crate::matcher::ReservedJobArgs) -> Result<JobId, MatcherError>;
+    /// Submits a job to run in a reservation's slots (the caller must be
+    /// its owner or a delegate); it costs nothing more.
+    fn submit_reserved_job(args: &crate::matcher::ReservedJobArgs) -> Result<JobId, MatcherError>;
 
-        /// Reads a job.
-        fn get_job(job_id: JobId) -> Option<Job>;
+    /// Reads a job.
+    fn get_job(job_id: JobId) -> Option<Job>;
 
-        /// Cancels one of the caller's jobs.
-        fn cancel_job(job_id: JobId) -> Result<(), MatcherError>;
-    }
+    /// Cancels one of the caller's jobs.
+    fn cancel_job(job_id: JobId) -> Result<(), MatcherError>;
 }
