@@ -243,15 +243,20 @@ impl Net {
         self.query("pending_operations", &PageRequest::default())
     }
 
-    /// What `/metrics` says the escrow owes on the ledger.
-    fn liabilities(&mut self) -> Tokens {
+    /// The escrow's answer to `GET url`.
+    fn http_get(&mut self, url: &str) -> HttpResponse {
         let req = HttpRequest {
             method: "GET".into(),
-            url: "/metrics".into(),
+            url: url.into(),
             headers: vec![],
             body: vec![],
         };
-        let resp: HttpResponse = self.query("http_request", &req);
+        self.query("http_request", &req)
+    }
+
+    /// What `/metrics` says the escrow owes on the ledger.
+    fn liabilities(&mut self) -> Tokens {
+        let resp = self.http_get("/metrics");
         assert_eq!(resp.status_code, 200);
         let text = String::from_utf8(resp.body).unwrap();
         let prefix = format!("escrow_liabilities{{ledger=\"{}\"", self.ledger);
@@ -604,13 +609,6 @@ fn standards_and_metrics() {
     let mut net = Net::new();
     let standards: Vec<StandardRecord> = net.query("icrc10_supported_standards", &());
     assert!(standards.iter().any(|s| s.name == "ICRC-10"));
-    let req = HttpRequest {
-        method: "GET".into(),
-        url: "/nope".into(),
-        headers: vec![],
-        body: vec![],
-    };
-    let resp: HttpResponse = net.query("http_request", &req);
-    assert_eq!(resp.status_code, 404);
+    assert_eq!(net.http_get("/nope").status_code, 404);
     assert_eq!(net.liabilities(), 0);
 }
