@@ -466,7 +466,9 @@ pub async fn deposit<R: Runtime>(
 /// Anyone may call it. Returns the amount credited (0 if nothing arrived).
 ///
 /// Anyone may call it for anyone, so it takes the beneficiary's guard only
-/// once there is something to sweep: a stranger looping on it for someone
+/// once there is something to sweep (or an earlier ledger call of the
+/// beneficiary whose outcome is still unknown, such as a sweep that timed
+/// out after emptying the account): a stranger looping on it for someone
 /// else's empty deposit account never holds that owner's key, so never
 /// makes the owner's own calls (a withdrawal, say) answer `Busy`. With
 /// tokens waiting, the sweep is what the owner wants anyway, and it costs
@@ -496,7 +498,8 @@ pub async fn notify_deposit<R: Runtime>(
         }
         Ok((fee, arrived))
     };
-    if sweepable().await?.1 == 0 {
+    let unresolved = read_state(|s| s.pending(args.beneficiary, args.ledger).is_some());
+    if !unresolved && sweepable().await?.1 == 0 {
         return Ok(0);
     }
     let _guard = guard(args.beneficiary, args.ledger)?;
