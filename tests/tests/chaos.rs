@@ -36,7 +36,7 @@ use market_api::matcher::{
 };
 use market_api::registry::{RegistryError, RegistryEvent};
 use market_api::{EventPage, JobId, PageRequest, Tokens};
-use market_fixture::{ICP, MarketFixture, Settings, account, admin, principal};
+use market_fixture::{ICP, MarketFixture, Settings, account, admin, heartbeat_items, principal};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -305,9 +305,7 @@ impl World {
     }
 
     fn assignments(&self, p: u8) -> Vec<Assignment> {
-        self.net
-            .query(self.net.ids.matcher, "assignments", &provider(p))
-            .unwrap()
+        self.net.assignments(provider(p)).unwrap()
     }
 
     /// Calls a matcher update; a reject (an injected fault on ingress does
@@ -491,15 +489,7 @@ impl World {
                 to(ids.matcher, provider(p), "withdraw_offer", encode(&o.id))
             }
             Action::Heartbeat { provider: p } => {
-                let items: Vec<HeartbeatItem> = self
-                    .assignments(p)
-                    .iter()
-                    .map(|a| HeartbeatItem {
-                        job_id: a.job_id,
-                        attempt: a.attempt,
-                        fuel_used: 1,
-                    })
-                    .collect();
+                let items = heartbeat_items(&self.assignments(p), 1);
                 if items.is_empty() {
                     return None;
                 }
@@ -727,29 +717,13 @@ impl World {
     fn find_unanswered(&mut self) {
         let net = &self.net;
         for owner in std::mem::take(&mut self.unanswered) {
-            let jobs: Vec<Job> = net
-                .query_args(
-                    net.ids.matcher,
-                    "list_jobs",
-                    (owner, PageRequest::default()),
-                )
-                .map(|(jobs,)| jobs)
-                .unwrap();
-            for job in jobs {
+            for job in net.jobs_of(owner).unwrap() {
                 if job.kind == JobKind::OneOff && !self.jobs.contains(&(owner, job.id)) {
                     self.jobs.push((owner, job.id));
                     JOBS.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            let reservations: Vec<Reservation> = net
-                .query_args(
-                    net.ids.matcher,
-                    "list_reservations",
-                    (owner, PageRequest::default()),
-                )
-                .map(|(r,)| r)
-                .unwrap();
-            for r in reservations {
+            for r in net.reservations_of(owner).unwrap() {
                 if !self.reservations.contains(&(owner, r.id)) {
                     self.reservations.push((owner, r.id));
                     RESERVATIONS.fetch_add(1, Ordering::Relaxed);

@@ -22,11 +22,10 @@
 
 use candid::Principal;
 use market_api::matcher::{
-    HeartbeatAck, HeartbeatItem, JobLimits, JobSpec, MatcherError, ModuleSource, OfferSpec,
-    ReservationSpec,
+    HeartbeatAck, JobLimits, JobSpec, MatcherError, OfferSpec, ReservationSpec,
 };
 use market_api::{JobId, Tokens};
-use market_fixture::{ICP, MarketFixture, Settings, principal};
+use market_fixture::{ICP, MarketFixture, Settings, heartbeat_items, principal};
 use std::time::{Duration, Instant};
 
 /// Open bids one buyer may hold (the matcher's per-owner limit).
@@ -38,26 +37,31 @@ fn buyer(i: usize) -> Principal {
     Principal::from_slice(&b)
 }
 
+/// The fixture's URL job with 64 bytes of input, a million fuel per
+/// interval and one retry.
 fn spec(net: &MarketFixture, price: Tokens) -> JobSpec {
     JobSpec {
-        module: ModuleSource::Url {
-            url: "https://example.org/job.wasm".into(),
-            sha256: [7; 32],
-        },
         input: vec![0; 64],
-        args: vec![],
-        env: vec![],
         limits: JobLimits {
             memory_mib: 64,
             fuel_per_interval: 1_000_000,
         },
-        interval_secs: 60,
-        max_intervals: 10,
-        max_price_per_interval: price,
-        ledger: net.ids.ledger,
-        min_provider_stake: 0,
         max_retries: 1,
-        callback: None,
+        ..net.url_job(60, 10, price)
+    }
+}
+
+/// An offer of `slots` slots of `memory_per_slot_mib` each.
+fn offer(net: &MarketFixture, slots: u32, memory_per_slot_mib: u32, price: Tokens) -> OfferSpec {
+    OfferSpec {
+        slots,
+        memory_per_slot_mib,
+        max_fuel_per_interval: 1_000_000_000,
+        price_per_interval: price,
+        ledger: net.ids.ledger,
+        min_interval_secs: 10,
+        max_interval_secs: 3_600,
+        tags: vec![],
     }
 }
 
@@ -90,20 +94,7 @@ fn run(bids: usize, providers: usize) {
         b[8] = 0x23;
         net.onboard_provider(p, Principal::from_slice(&b), 20 * ICP)
             .unwrap();
-        let decoy = OfferSpec {
-            slots: 4,
-            memory_per_slot_mib: 32,
-            max_fuel_per_interval: 1_000_000_000,
-            price_per_interval: 500,
-            ledger: net.ids.ledger,
-            min_interval_secs: 10,
-            max_interval_secs: 3_600,
-            tags: vec![],
-        };
-        let r: Result<u64, MatcherError> = net
-            .update(net.ids.matcher, p, "post_offer", &decoy)
-            .unwrap();
-        r.unwrap();
+        net.post_offer(p, &offer(&net, 4, 32, 500)).unwrap();
     }
     if providers > 0 {
         eprintln!(
@@ -133,36 +124,15 @@ fn run(bids: usize, providers: usize) {
     let node = principal(0x71);
     net.onboard_provider(p, node, 500 * ICP).unwrap();
     let _ = matcher_instructions(&net);
-    let offer = OfferSpec {
-        slots: 100,
-        memory_per_slot_mib: 256,
-        max_fuel_per_interval: 1_000_000_000,
-        // The lowest bid price: the offer takes the best 100 resting bids
-        // however many rest.
-        price_per_interval: 1_000,
-        ledger: net.ids.ledger,
-        min_interval_secs: 10,
-        max_interval_secs: 3_600,
-        tags: vec![],
-    };
-    let r: Result<u64, MatcherError> = net
-        .update(net.ids.matcher, p, "post_offer", &offer)
-        .unwrap();
-    r.unwrap();
+    // The lowest bid price: the offer takes the best 100 resting bids
+    // however many rest.
+    let offer = offer(&net, 100, 256, 1_000);
+    net.post_offer(p, &offer).unwrap();
     let post_offer = matcher_instructions(&net);
     // Let the bonds go through, then acknowledge all 100 jobs in one batch.
     net.advance(Duration::from_secs(1));
     net.settle_outbox();
-    let assigned: Vec<market_api::matcher::Assignment> =
-        net.query(net.ids.matcher, "assignments", &p).unwrap();
-    let items: Vec<HeartbeatItem> = assigned
-        .iter()
-        .map(|a| HeartbeatItem {
-            job_id: a.job_id,
-            attempt: a.attempt,
-            fuel_used: 0,
-        })
-        .collect();
+    let items = heartbeat_items(&net.assignments(p).unwrap(), 0);
     assert_eq!(items.len(), 100, "the offer takes 100 resting bids");
     let heartbeat = |net: &MarketFixture| {
         let acks: Result<Vec<HeartbeatAck>, MatcherError> = net
@@ -194,10 +164,7 @@ fn run(bids: usize, providers: usize) {
         price_per_interval: 1_900,
         ..offer.clone()
     };
-    let r: Result<u64, MatcherError> = net
-        .update(net.ids.matcher, p, "post_offer", &offer_single)
-        .unwrap();
-    r.unwrap();
+    net.post_offer(p, &offer_single).unwrap();
     let (job, submit_match) = submit(&net, buyer(buyers - 1), 2_000);
     // Behind a window full of decoys the new bid may rest instead: say so
     // rather than report a rest as a match.
@@ -218,10 +185,7 @@ fn run(bids: usize, providers: usize) {
         min_interval_secs: 120,
         ..offer
     };
-    let r: Result<u64, MatcherError> = net
-        .update(net.ids.matcher, p, "post_offer", &offer_16)
-        .unwrap();
-    r.unwrap();
+    net.post_offer(p, &offer_16).unwrap();
     // Steps still queued by the operations above (releases, bonds) run first.
     net.settle_outbox();
     let _ = matcher_instructions(&net);

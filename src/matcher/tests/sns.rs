@@ -18,15 +18,15 @@
 use candid::{CandidType, Deserialize, Principal};
 use market_api::escrow::{Balance, EscrowError, JobLock, NotifyDepositArgs, WithdrawArgs};
 use market_api::matcher::{
-    Assignment, CancelReservationArgs, ExtendReservationArgs, HeartbeatAck, HeartbeatItem, Job,
-    JobKind, JobLimits, JobResult, JobSpec, JobStatus, MatcherError, MatcherEvent, ModuleSource,
-    OfferSpec, Reservation, ReservationSpec, ReservationStatus, ReservedJobArgs, RunOutcome,
-    SetDelegatesArgs, SubmitResultArgs,
+    Assignment, CancelReservationArgs, ExtendReservationArgs, HeartbeatAck, Job, JobKind,
+    JobLimits, JobResult, JobSpec, JobStatus, MatcherError, MatcherEvent, ModuleSource, OfferSpec,
+    Reservation, ReservationSpec, ReservationStatus, ReservedJobArgs, RunOutcome, SetDelegatesArgs,
+    SubmitResultArgs,
 };
 use market_api::sns::{ExecuteGenericNervousSystemFunction, SNS_ACTIONS, SnsAction, function};
 use market_api::{EventPage, JobId, PageRequest, Tokens};
 use market_fixture::metrics::metric_value;
-use market_fixture::{ICP, MarketFixture, Settings, account, admin, principal};
+use market_fixture::{ICP, MarketFixture, Settings, account, admin, heartbeat_items, principal};
 
 const PRICE: Tokens = 1_000_000;
 const INTERVAL: u64 = 60;
@@ -171,8 +171,7 @@ impl Dao {
     }
 
     fn assignments(&self, n: u8) -> Vec<Assignment> {
-        self.query(self.ids.matcher, "assignments", &provider(n))
-            .unwrap()
+        self.net.assignments(provider(n)).unwrap()
     }
 
     fn event_count(&self) -> u64 {
@@ -191,15 +190,7 @@ impl Dao {
 
     /// Provider `n` heartbeats everything it holds.
     fn heartbeat_all(&self, n: u8) -> Vec<HeartbeatAck> {
-        let items: Vec<HeartbeatItem> = self
-            .assignments(n)
-            .iter()
-            .map(|a| HeartbeatItem {
-                job_id: a.job_id,
-                attempt: a.attempt,
-                fuel_used: 0,
-            })
-            .collect();
+        let items = heartbeat_items(&self.assignments(n), 0);
         let acks: Result<Vec<HeartbeatAck>, MatcherError> = self
             .update(self.ids.matcher, node(n), "heartbeat", &items)
             .unwrap();
@@ -341,13 +332,7 @@ fn a_dao_funds_reserves_delegates_runs_jobs_extends_cancels_and_withdraws() {
         p.rendering
     );
     assert!(p.rendering.contains("Example DAO"), "{}", p.rendering);
-    let (list,): (Vec<Reservation>,) = dao
-        .query_args(
-            dao.ids.matcher,
-            "list_reservations",
-            (dao.gov, PageRequest::default()),
-        )
-        .unwrap();
+    let list = dao.reservations_of(dao.gov).unwrap();
     assert_eq!(list.len(), 1);
     let rid = list[0].id;
     let r = dao.reservation(rid);
@@ -362,16 +347,12 @@ fn a_dao_funds_reserves_delegates_runs_jobs_extends_cancels_and_withdraws() {
     );
     let slots: Vec<JobId> = r.slots.iter().map(|s| s.job_id).collect();
     let metrics = dao.metrics(dao.ids.matcher).unwrap();
-    assert_eq!(
-        metric_value(&metrics, "matcher_reservations"),
-        Some(1.0),
-        "{metrics}"
-    );
-    assert_eq!(
-        metric_value(&metrics, "matcher_reserved_slots_held"),
-        Some(2.0),
-        "{metrics}"
-    );
+    for (series, value) in [
+        ("matcher_reservations", 1.0),
+        ("matcher_reserved_slots_held", 2.0),
+    ] {
+        assert_eq!(metric_value(&metrics, series), Some(value), "{metrics}");
+    }
 
     // Someone other than governance calling a target is refused (rejected).
     let rejected = dao
@@ -608,13 +589,7 @@ fn a_dao_funds_reserves_delegates_runs_jobs_extends_cancels_and_withdraws() {
     one_off.max_price_per_interval = 2 * PRICE;
     let p = dao.adopt(&SnsAction::SubmitJob(one_off));
     assert!(p.rendering.contains("Run a one-off job"), "{}", p.rendering);
-    let (jobs,): (Vec<Job>,) = dao
-        .query_args(
-            dao.ids.matcher,
-            "list_jobs",
-            (dao.gov, PageRequest::default()),
-        )
-        .unwrap();
+    let jobs = dao.jobs_of(dao.gov).unwrap();
     assert!(
         jobs.iter()
             .any(|j| j.kind == JobKind::OneOff && j.owner == dao.gov)

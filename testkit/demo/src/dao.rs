@@ -10,7 +10,7 @@ use market_api::matcher::{
     CancelReservationArgs, JobSpec, MatcherError, Reservation, ReservationSpec, ReservationStatus,
 };
 use market_api::sns::{ExecuteGenericNervousSystemFunction, SNS_ACTIONS, SnsAction, function};
-use market_api::{JobId, PageRequest, Tokens};
+use market_api::{JobId, Tokens};
 use std::time::Duration;
 
 use crate::{Demo, INTERVAL_SECS, PRICE, icp};
@@ -126,12 +126,9 @@ impl Demo {
         ));
         self.execute(gov, pid)?;
         self.narrate_events()?;
-        let (list,): (Vec<Reservation>,) = self.net.query_args(
-            ids.matcher,
-            "list_reservations",
-            (gov, PageRequest::default()),
-        )?;
-        let rid = list
+        let rid = self
+            .net
+            .reservations_of(gov)?
             .first()
             .map(|r| r.id)
             .ok_or_else(|| anyhow!("the reservation was not made"))?;

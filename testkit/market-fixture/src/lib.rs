@@ -33,9 +33,12 @@ use candid::utils::{ArgumentDecoder, ArgumentEncoder};
 use candid::{CandidType, Nat, Principal};
 use devnet::{Devnet, DevnetConfig};
 use market_api::escrow::{Balance, DepositArgs, EscrowError, EscrowInit, LedgerInfo};
-use market_api::matcher::{JobLimits, JobSpec, MatcherError, MatcherInit, ModuleSource, OfferSpec};
+use market_api::matcher::{
+    Assignment, HeartbeatItem, Job, JobLimits, JobSpec, MatcherError, MatcherInit, ModuleSource,
+    OfferSpec, Reservation,
+};
 use market_api::registry::{ProviderProfile, RegistryError, RegistryInit};
-use market_api::{Account, OfferId, Tokens};
+use market_api::{Account, OfferId, PageRequest, Tokens};
 pub use market_client::CanisterIds;
 use market_client::MarketClient;
 use serde::de::DeserializeOwned;
@@ -480,6 +483,32 @@ impl MarketFixture {
         r.map_err(|e| refused("post_offer", e))
     }
 
+    /// The jobs assigned to `provider`, as its daemon sees them.
+    pub fn assignments(&self, provider: Principal) -> Result<Vec<Assignment>> {
+        self.query(self.ids.matcher, "assignments", &provider)
+    }
+
+    /// The first page of `owner`'s jobs, as `list_jobs` gives it.
+    pub fn jobs_of(&self, owner: Principal) -> Result<Vec<Job>> {
+        let (jobs,) = self.query_args(
+            self.ids.matcher,
+            "list_jobs",
+            (owner, PageRequest::default()),
+        )?;
+        Ok(jobs)
+    }
+
+    /// The first page of `owner`'s reservations, as `list_reservations`
+    /// gives it.
+    pub fn reservations_of(&self, owner: Principal) -> Result<Vec<Reservation>> {
+        let (reservations,) = self.query_args(
+            self.ids.matcher,
+            "list_reservations",
+            (owner, PageRequest::default()),
+        )?;
+        Ok(reservations)
+    }
+
     /// Installs the example client canister, controlled by `controller`.
     pub fn deploy_example_client(&self, controller: Principal) -> Result<Principal> {
         #[derive(CandidType)]
@@ -581,4 +610,16 @@ impl MarketFixture {
 /// A `Nat` that fits in `u128` (ledger amounts always do here).
 pub fn nat(n: &Nat) -> u128 {
     u128::try_from(&n.0).unwrap_or(u128::MAX)
+}
+
+/// One heartbeat item for each of `assignments`, each reporting `fuel_used`.
+pub fn heartbeat_items(assignments: &[Assignment], fuel_used: u64) -> Vec<HeartbeatItem> {
+    assignments
+        .iter()
+        .map(|a| HeartbeatItem {
+            job_id: a.job_id,
+            attempt: a.attempt,
+            fuel_used,
+        })
+        .collect()
 }
