@@ -1017,15 +1017,20 @@ fn env(name: &str, default: u32) -> u32 {
         .unwrap_or(default)
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: env("CHAOS_CASES", 6),
+/// `cases` runs, shrinking at most 200 times, failures kept in `regressions`.
+fn chaos_config(cases: u32, regressions: &'static str) -> ProptestConfig {
+    ProptestConfig {
+        cases,
         max_shrink_iters: 200,
         failure_persistence: Some(Box::new(
-            proptest::test_runner::FileFailurePersistence::Direct("tests/chaos.proptest-regressions"),
+            proptest::test_runner::FileFailurePersistence::Direct(regressions),
         )),
         ..ProptestConfig::default()
-    })]
+    }
+}
+
+proptest! {
+    #![proptest_config(chaos_config(env("CHAOS_CASES", 6), "tests/chaos.proptest-regressions"))]
 
     #[test]
     fn nothing_is_lost_under_faults_upgrades_and_adversaries(
@@ -1066,16 +1071,10 @@ fn report() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: env("CHAOS_CASES", 6) / 2,
-        max_shrink_iters: 200,
-        failure_persistence: Some(Box::new(
-            proptest::test_runner::FileFailurePersistence::Direct(
-                "tests/chaos-reservations.proptest-regressions",
-            ),
-        )),
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(chaos_config(
+        env("CHAOS_CASES", 6) / 2,
+        "tests/chaos-reservations.proptest-regressions",
+    ))]
 
     /// The same under reservations: slots held, paid and matched anew, jobs
     /// run in them, extensions, cancellations; strangers refused.

@@ -72,6 +72,18 @@ impl Drop for Proc {
     }
 }
 
+/// Waits up to a minute for `market watch` of job `id` to exit, checks
+/// that it succeeded and returns what it logged to `log`.
+fn watched_to_the_end(watch: &mut Proc, log: &Path, id: &str) -> String {
+    let status = watch.wait(Duration::from_secs(60));
+    let log = std::fs::read_to_string(log).unwrap();
+    assert!(
+        status.success(),
+        "market watch {id} exited {status}:\n{log}"
+    );
+    log
+}
+
 /// What a finished command printed.
 struct Output {
     status: ExitStatus,
@@ -537,12 +549,7 @@ fn providers_and_a_buyer_as_processes_over_http() {
     );
     s.daemons[0].kill();
     eprintln!("provider-1 killed after {:.1?}", started.elapsed());
-    let status = watch.wait(Duration::from_secs(60));
-    let log = std::fs::read_to_string(&watch_log).unwrap();
-    assert!(
-        status.success(),
-        "market watch {id} exited {status}:\n{log}"
-    );
+    let log = watched_to_the_end(&mut watch, &watch_log, &id);
     assert!(
         log.contains("re-queued (retry 1 of 2), the provider is slashed"),
         "{log}"
@@ -639,12 +646,7 @@ fn providers_and_a_buyer_as_processes_over_http() {
     );
     s.daemons.push(restarted);
     eprintln!("provider-2 restarted after {:.1?}", started.elapsed());
-    let status = watch.wait(Duration::from_secs(60));
-    let log = std::fs::read_to_string(&watch_log).unwrap();
-    assert!(
-        status.success(),
-        "market watch {id3} exited {status}:\n{log}"
-    );
+    let log = watched_to_the_end(&mut watch, &watch_log, &id3);
     assert!(!log.contains("re-queued"), "{log}");
     assert!(log.contains(&format!("job {id3} succeeded")), "{log}");
     wait_for_line(
