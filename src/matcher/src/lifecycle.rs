@@ -590,24 +590,11 @@ mod tests {
     }
 
     fn job(max_intervals: u32, max_retries: u32) -> JobState {
-        JobState {
-            id: 7,
-            owner: owner(),
-            status: JobStatus::Open,
-            interval_secs: 60,
+        let spec = market_api::matcher::JobSpec {
             max_intervals,
-            max_price: 100,
-            max_retries,
-            retries_used: 0,
-            intervals_paid: 0,
-            released: 0,
-            release_seq: 0,
-            assignment: None,
-            failed_providers: vec![],
-            attempts: 0,
-            result: None,
-            last_assignment: None,
-        }
+            ..crate::tests::market::spec(100, max_retries)
+        };
+        JobState::new(7, owner(), &spec)
     }
 
     fn result(code: i32) -> JobResult {

@@ -135,8 +135,7 @@ impl Net {
     }
 
     fn assignments(&self, n: u8) -> Vec<Assignment> {
-        self.query(self.ids.matcher, "assignments", &provider(n))
-            .unwrap()
+        self.net.assignments(provider(n)).unwrap()
     }
 
     fn heartbeat(&self, n: u8, job: JobId, attempt: u32) -> HeartbeatAck {
@@ -149,6 +148,35 @@ impl Net {
         let ack = acks.unwrap().remove(0);
         self.settle_outbox();
         ack
+    }
+
+    /// Provider `n` acknowledges `job` (as assignment `attempt`) and
+    /// heartbeats again when its first interval ends; both are accepted.
+    fn run_first_interval(&self, n: u8, job: JobId, attempt: u32) {
+        assert!(accepted(&self.heartbeat(n, job, attempt)));
+        assert!(accepted(&self.heartbeat_when_due(n, job, attempt)));
+    }
+
+    /// Provider `n`, holding `job` as assignment `attempt`, runs it to a
+    /// successful result.
+    fn run_to_success(&self, n: u8, job: JobId, attempt: u32) {
+        self.run_first_interval(n, job, attempt);
+        self.result(n, job, attempt, b"ok").unwrap();
+        assert_eq!(self.job(job).status, JobStatus::Succeeded);
+    }
+
+    /// Providers 1 and 2, the second asking twice the price, and a job
+    /// paying up to that with `retries`: the cheaper one takes it and runs
+    /// its first interval.
+    fn job_on_the_cheaper_of_two(&self, retries: u32) -> JobId {
+        self.provider(1, PRICE);
+        self.provider(2, 2 * PRICE);
+        let id = self
+            .submit(buyer(), &self.spec(2 * PRICE, retries))
+            .unwrap();
+        assert_eq!(self.job(id).provider, Some(provider(1)), "the cheaper one");
+        self.run_first_interval(1, id, 1);
+        id
     }
 
     fn result(&self, n: u8, job: JobId, attempt: u32, output: &[u8]) -> R<()> {
@@ -331,12 +359,7 @@ fn bid_rests_until_an_offer_appears_then_matches_highest_first() {
 #[test]
 fn missed_heartbeat_slashes_and_reassigns_to_a_second_provider() {
     let net = Net::new();
-    net.provider(1, PRICE);
-    net.provider(2, 2 * PRICE);
-    let id = net.submit(buyer(), &net.spec(2 * PRICE, 1)).unwrap();
-    assert_eq!(net.job(id).provider, Some(provider(1)), "the cheaper one");
-    assert!(accepted(&net.heartbeat(1, id, 1)));
-    assert!(accepted(&net.heartbeat_when_due(1, id, 1)));
+    let id = net.job_on_the_cheaper_of_two(1);
     let free_before = net.free(buyer());
     let stake_before = net.stake_of(1).stake.free + net.stake_of(1).stake.bonded;
     // Provider 1 goes silent: past interval plus grace it is slashed.
@@ -363,10 +386,7 @@ fn missed_heartbeat_slashes_and_reassigns_to_a_second_provider() {
     ));
     let a = net.assignments(2);
     assert_eq!((a[0].job_id, a[0].attempt), (id, 2));
-    assert!(accepted(&net.heartbeat(2, id, 2)));
-    assert!(accepted(&net.heartbeat_when_due(2, id, 2)));
-    net.result(2, id, 2, b"ok").unwrap();
-    assert_eq!(net.job(id).status, JobStatus::Succeeded);
+    net.run_to_success(2, id, 2);
     assert_eq!(net.claimable(provider(1)), PRICE);
     assert_eq!(
         net.claimable(provider(2)),
@@ -407,8 +427,7 @@ fn cancel_pays_heartbeated_intervals_and_refunds_the_rest() {
     net.provider(1, PRICE);
     let before = net.free(buyer());
     let id = net.submit(buyer(), &net.spec(PRICE, 0)).unwrap();
-    assert!(accepted(&net.heartbeat(1, id, 1)));
-    assert!(accepted(&net.heartbeat_when_due(1, id, 1)));
+    net.run_first_interval(1, id, 1);
     let other: R<()> = net.call(buyer2(), "cancel_job", &id);
     assert!(
         matches!(other, Err(MatcherError::Unauthorized { .. })),
@@ -510,8 +529,7 @@ fn deadline_is_enforced_across_a_matcher_upgrade() {
     let net = Net::new();
     net.provider(1, PRICE);
     let id = net.submit(buyer(), &net.spec(PRICE, 0)).unwrap();
-    assert!(accepted(&net.heartbeat(1, id, 1)));
-    assert!(accepted(&net.heartbeat_when_due(1, id, 1)));
+    net.run_first_interval(1, id, 1);
     let wasm = market_fixture::canister_wasm("matcher").unwrap();
     let config: MatcherInit = net.query(net.ids.matcher, "get_config", &()).unwrap();
     net.devnet()
@@ -780,11 +798,7 @@ fn a_lost_timer_run_does_not_strand_deadlines() {
 #[test]
 fn a_handed_back_job_is_matched_again_without_a_slash() {
     let net = Net::new();
-    net.provider(1, PRICE);
-    net.provider(2, 2 * PRICE);
-    let id = net.submit(buyer(), &net.spec(2 * PRICE, 0)).unwrap();
-    assert!(accepted(&net.heartbeat(1, id, 1)));
-    assert!(accepted(&net.heartbeat_when_due(1, id, 1)));
+    let id = net.job_on_the_cheaper_of_two(0);
     let stranger: R<()> = net
         .update_args(net.ids.matcher, node(2), "hand_back", (id, 1u32))
         .map(|(r,): (R<()>,)| r)
@@ -807,10 +821,7 @@ fn a_handed_back_job_is_matched_again_without_a_slash() {
         "its heartbeated interval stays paid"
     );
     // The old deadline is gone: waiting past it slashes nobody.
-    assert!(accepted(&net.heartbeat(2, id, 2)));
-    assert!(accepted(&net.heartbeat_when_due(2, id, 2)));
-    net.result(2, id, 2, b"ok").unwrap();
-    assert_eq!(net.job(id).status, JobStatus::Succeeded);
+    net.run_to_success(2, id, 2);
     assert_eq!(net.stake_of(1).slashed_total, 0);
     assert_eq!(net.net.audit().unwrap().slashes, 0);
 }

@@ -88,6 +88,21 @@ pub(crate) fn offer(price: u128) -> OfferSpec {
     }
 }
 
+/// A market where provider 1 offers at 50 and a funded job paying up to 80,
+/// with `retries`, was matched to it.
+fn market_with_a_matched_job(retries: u32) -> (Market<VectorMemory>, u64) {
+    let mut m = market();
+    m.put_offer(&P, 0, provider(1), node(1), 0, None, offer(50))
+        .unwrap();
+    let id = m
+        .create_job(0, buyer(), spec(80, retries))
+        .unwrap()
+        .state
+        .id;
+    m.job_funded(&P, 0, id);
+    (m, id)
+}
+
 fn steps(m: &mut Market<VectorMemory>) -> Vec<Effect> {
     let ready = m.outbox.take_ready(u64::MAX, 1_000);
     for (seq, _) in &ready {
@@ -363,11 +378,7 @@ fn a_deadline_run_handles_at_most_its_budget_and_the_rest_next_time() {
 
 #[test]
 fn a_providers_assignments_follow_its_jobs_through_reassignment_and_the_end() {
-    let mut m = market();
-    m.put_offer(&P, 0, provider(1), node(1), 0, None, offer(50))
-        .unwrap();
-    let id = m.create_job(0, buyer(), spec(80, 1)).unwrap().state.id;
-    m.job_funded(&P, 0, id);
+    let (mut m, id) = market_with_a_matched_job(1);
     let ids = |m: &Market<VectorMemory>, n: u8| -> Vec<u64> {
         m.assignments_of(provider(n))
             .iter()
@@ -394,11 +405,7 @@ fn a_providers_assignments_follow_its_jobs_through_reassignment_and_the_end() {
 
 #[test]
 fn the_invariant_check_finds_an_index_out_of_step_with_the_jobs() {
-    let mut m = market();
-    m.put_offer(&P, 0, provider(1), node(1), 0, None, offer(50))
-        .unwrap();
-    let id = m.create_job(0, buyer(), spec(80, 1)).unwrap().state.id;
-    m.job_funded(&P, 0, id);
+    let (mut m, id) = market_with_a_matched_job(1);
     m.check_invariants().unwrap();
     m.clear_assignment_index_for_tests();
     let broken = m.check_invariants().unwrap_err();
@@ -413,11 +420,7 @@ fn the_invariant_check_finds_an_index_out_of_step_with_the_jobs() {
 
 #[test]
 fn refused_bond_moves_the_job_on_and_cancel_settles() {
-    let mut m = market();
-    m.put_offer(&P, 0, provider(1), node(1), 0, None, offer(50))
-        .unwrap();
-    let id = m.create_job(0, buyer(), spec(80, 0)).unwrap().state.id;
-    m.job_funded(&P, 0, id);
+    let (mut m, id) = market_with_a_matched_job(0);
     m.bond_refused(&P, 1, id, 1);
     let j = m.job(id).unwrap();
     assert_eq!(j.state.status, JobStatus::Open);

@@ -1,4 +1,4 @@
 //! Scenario and property tests of the matcher's logic, with their fakes.
 
-mod market;
+pub(crate) mod market;
 mod perform;
