@@ -317,6 +317,24 @@ fn add_u128(
     Ok(())
 }
 
+/// Adds `ic0.<name>`, which passes the `u128` it takes as two halves to
+/// `update` and writes the `u128` that `update` returns to `dst`.
+fn add_u128_update(
+    linker: &mut Linker<Host>,
+    name: &str,
+    update: fn(&mut ExecContext, u128) -> u128,
+) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        "ic0",
+        name,
+        move |mut c: Caller<'_, Host>, high: u64, low: u64, dst: u32| {
+            let v = update(&mut c.data_mut().ctx, u128_of(high, low));
+            write_u128(&mut c, dst, v)
+        },
+    )?;
+    Ok(())
+}
+
 fn used_instructions(caller: &Caller<'_, Host>) -> u64 {
     let left = caller.get_fuel().unwrap_or(0);
     caller.data().ctx.instruction_limit.saturating_sub(left)
@@ -424,29 +442,17 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
         ctx.cycles_available
     })?;
     add_u128(linker, "msg_cycles_refunded128", |ctx| ctx.cycles_refunded)?;
-    linker.func_wrap(
-        "ic0",
-        "msg_cycles_accept128",
-        |mut c: Caller<'_, Host>, high: u64, low: u64, dst: u32| {
-            let max = u128_of(high, low);
-            let ctx = &mut c.data_mut().ctx;
-            let got = max.min(ctx.cycles_available);
-            ctx.cycles_available -= got;
-            ctx.balance += got;
-            write_u128(&mut c, dst, got)
-        },
-    )?;
-    linker.func_wrap(
-        "ic0",
-        "cycles_burn128",
-        |mut c: Caller<'_, Host>, high: u64, low: u64, dst: u32| {
-            let amount = u128_of(high, low);
-            let ctx = &mut c.data_mut().ctx;
-            let burnt = amount.min(ctx.balance);
-            ctx.balance -= burnt;
-            write_u128(&mut c, dst, burnt)
-        },
-    )?;
+    add_u128_update(linker, "msg_cycles_accept128", |ctx, max| {
+        let got = max.min(ctx.cycles_available);
+        ctx.cycles_available -= got;
+        ctx.balance += got;
+        got
+    })?;
+    add_u128_update(linker, "cycles_burn128", |ctx, amount| {
+        let burnt = amount.min(ctx.balance);
+        ctx.balance -= burnt;
+        burnt
+    })?;
     linker.func_wrap(
         "ic0",
         "accept_message",
