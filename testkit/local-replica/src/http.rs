@@ -104,15 +104,16 @@ fn parse_principal(text: &str) -> Result<Principal, HttpError> {
     })
 }
 
-fn check_version(version: &str, allowed: &[&str]) -> Result<(), HttpError> {
-    if allowed.contains(&version) {
-        Ok(())
-    } else {
-        Err(plain(
+/// The effective canister or subnet id of a request path, once its API
+/// version is known to be one of `allowed`.
+fn effective_id(version: &str, allowed: &[&str], id: &str) -> Result<Principal, HttpError> {
+    if !allowed.contains(&version) {
+        return Err(plain(
             StatusCode::NOT_FOUND,
             format!("unknown API version '{version}'"),
-        ))
+        ));
     }
+    parse_principal(id)
 }
 
 /// Runs blocking node work off the async workers.
@@ -212,12 +213,8 @@ async fn call<const SUBNET: bool>(
     Path((version, id)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, HttpError> {
-    if SUBNET {
-        check_version(&version, &["v4"])?;
-    } else {
-        check_version(&version, &["v2", "v3", "v4"])?;
-    }
-    let effective = parse_principal(&id)?;
+    let versions: &[&str] = if SUBNET { &["v4"] } else { &["v2", "v3", "v4"] };
+    let effective = effective_id(&version, versions, &id)?;
     let request = ingress_request(authenticated(&body)?, false)?;
     if SUBNET {
         if request.canister != Principal::management_canister() {
@@ -281,8 +278,7 @@ async fn query(
     Path((version, id)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, HttpError> {
-    check_version(&version, &["v2", "v3"])?;
-    let effective = parse_principal(&id)?;
+    let effective = effective_id(&version, &["v2", "v3"], &id)?;
     let request = ingress_request(authenticated(&body)?, true)?;
     if request.canister != Principal::management_canister() {
         check_effective(effective, request.canister, &request.arg)?;
@@ -305,8 +301,7 @@ async fn read_state<const SUBNET: bool>(
     Path((version, id)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, HttpError> {
-    check_version(&version, &["v2", "v3"])?;
-    let effective = parse_principal(&id)?;
+    let effective = effective_id(&version, &["v2", "v3"], &id)?;
     let auth = authenticated(&body)?;
     let EnvelopeContent::ReadState { sender, paths, .. } = auth.content else {
         return Err(plain(
