@@ -41,34 +41,81 @@ fn account(o: u8, s: u8) -> Account {
     }
 }
 
+/// An `icrc1_transfer` out of the caller's subaccount `from_sub`.
+#[derive(Clone, Debug)]
+struct TransferCall {
+    caller: u8,
+    from_sub: u8,
+    to: (u8, u8),
+    amount: u64,
+    fee: Option<u64>,
+    memo: Option<u8>,
+    age: Option<u64>,
+}
+
+impl TransferCall {
+    fn from(&self) -> Account {
+        account(self.caller, self.from_sub)
+    }
+
+    fn to(&self) -> Account {
+        account(self.to.0, self.to.1)
+    }
+}
+
+/// An `icrc2_approve` of the caller's subaccount `from_sub`.
+#[derive(Clone, Debug)]
+struct ApproveCall {
+    caller: u8,
+    from_sub: u8,
+    spender: (u8, u8),
+    amount: u64,
+    expected: Option<u64>,
+    expires_in: Option<u64>,
+    age: Option<u64>,
+}
+
+impl ApproveCall {
+    fn from(&self) -> Account {
+        account(self.caller, self.from_sub)
+    }
+
+    fn spender(&self) -> Account {
+        account(self.spender.0, self.spender.1)
+    }
+}
+
+/// An `icrc2_transfer_from` with the caller's subaccount `spender_sub` as
+/// spender.
+#[derive(Clone, Debug)]
+struct TransferFromCall {
+    caller: u8,
+    spender_sub: u8,
+    from: (u8, u8),
+    to: (u8, u8),
+    amount: u64,
+    age: Option<u64>,
+}
+
+impl TransferFromCall {
+    fn spender(&self) -> Account {
+        account(self.caller, self.spender_sub)
+    }
+
+    fn from(&self) -> Account {
+        account(self.from.0, self.from.1)
+    }
+
+    fn to(&self) -> Account {
+        account(self.to.0, self.to.1)
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Call {
-    Transfer {
-        caller: u8,
-        from_sub: u8,
-        to: (u8, u8),
-        amount: u64,
-        fee: Option<u64>,
-        memo: Option<u8>,
-        age: Option<u64>,
-    },
-    Approve {
-        caller: u8,
-        from_sub: u8,
-        spender: (u8, u8),
-        amount: u64,
-        expected: Option<u64>,
-        expires_in: Option<u64>,
-        age: Option<u64>,
-    },
-    TransferFrom {
-        caller: u8,
-        spender_sub: u8,
-        from: (u8, u8),
-        to: (u8, u8),
-        amount: u64,
-        age: Option<u64>,
-    },
+    Transfer(TransferCall),
+    Approve(ApproveCall),
+    TransferFrom(TransferFromCall),
     /// Sends the previous call again, unchanged.
     Repeat,
     /// Lets time pass (seconds).
@@ -91,11 +138,11 @@ fn age() -> impl Strategy<Value = Option<u64>> {
 fn call() -> impl Strategy<Value = Call> {
     prop_oneof![
         4 => (0..OWNERS, 0u8..3, acct_idx(), amount(), proptest::option::of(prop_oneof![Just(0u64), Just(FEE), Just(FEE + 1)]), proptest::option::of(0u8..2), age())
-            .prop_map(|(caller, from_sub, to, amount, fee, memo, age)| Call::Transfer { caller, from_sub, to, amount, fee, memo, age }),
+            .prop_map(|(caller, from_sub, to, amount, fee, memo, age)| Call::Transfer(TransferCall { caller, from_sub, to, amount, fee, memo, age })),
         3 => (0..OWNERS, 0u8..3, acct_idx(), amount(), proptest::option::of(prop_oneof![Just(0u64), 0u64..300_000]), proptest::option::of(0u64..200), age())
-            .prop_map(|(caller, from_sub, spender, amount, expected, expires_in, age)| Call::Approve { caller, from_sub, spender, amount, expected, expires_in, age }),
+            .prop_map(|(caller, from_sub, spender, amount, expected, expires_in, age)| Call::Approve(ApproveCall { caller, from_sub, spender, amount, expected, expires_in, age })),
         3 => (0..OWNERS, 0u8..3, acct_idx(), acct_idx(), amount(), age())
-            .prop_map(|(caller, spender_sub, from, to, amount, age)| Call::TransferFrom { caller, spender_sub, from, to, amount, age }),
+            .prop_map(|(caller, spender_sub, from, to, amount, age)| Call::TransferFrom(TransferFromCall { caller, spender_sub, from, to, amount, age })),
         1 => Just(Call::Repeat),
         1 => prop_oneof![0u64..100, Just(24 * 3600)].prop_map(Call::Advance),
     ]
@@ -184,73 +231,51 @@ fn predict(c: &Call, model: &Model, supply: u64, now: u64) -> Option<(bool, Opti
     };
     let m = minter();
     match c {
-        Call::Transfer {
-            caller,
-            from_sub,
-            to,
-            amount,
-            fee,
-            age,
-            ..
-        } => {
-            let from = account(*caller, *from_sub);
-            let to = account(to.0, to.1);
+        Call::Transfer(t) => {
+            let (from, to, amount) = (t.from(), t.to(), t.amount);
             if from == m && to == m {
                 return refuse;
             }
             let expected_fee = if from == m || to == m { 0 } else { FEE };
-            if fee.is_some_and(|f| f != expected_fee) {
+            if t.fee.is_some_and(|f| f != expected_fee) {
                 return refuse;
             }
-            if to == m && *amount < FEE {
+            if to == m && amount < FEE {
                 return refuse;
             }
-            if !age_ok(age)? {
+            if !age_ok(&t.age)? {
                 return refuse;
             }
             if from == m {
-                return match supply.checked_add(*amount) {
+                return match supply.checked_add(amount) {
                     None => refuse,
-                    Some(_) => Some((
-                        true,
-                        Some(Operation::Mint {
-                            to,
-                            amount: *amount,
-                        }),
-                    )),
+                    Some(_) => Some((true, Some(Operation::Mint { to, amount }))),
                 };
             }
             match amount.checked_add(expected_fee) {
                 Some(d) if d <= model.balance(&from) => {
-                    Some((true, Some(debit_block(from, to, None, *amount))))
+                    Some((true, Some(debit_block(from, to, None, amount))))
                 }
                 _ => refuse,
             }
         }
-        Call::Approve {
-            caller,
-            from_sub,
-            spender,
-            amount,
-            expected,
-            expires_in,
-            age,
-        } => {
-            let from = account(*caller, *from_sub);
-            let spender = account(spender.0, spender.1);
-            if from == m || spender.owner == owner(*caller) {
+        Call::Approve(a) => {
+            let (from, spender) = (a.from(), a.spender());
+            if from == m || spender.owner == owner(a.caller) {
                 return refuse;
             }
-            if *expires_in == Some(0) {
+            if a.expires_in == Some(0) {
                 return refuse;
             }
-            if !age_ok(age)? {
+            if !age_ok(&a.age)? {
                 return refuse;
             }
             if model.balance(&from) < FEE {
                 return refuse;
             }
-            if expected.is_some_and(|e| e != model.allowance(&from, &spender, now)) {
+            if a.expected
+                .is_some_and(|e| e != model.allowance(&from, &spender, now))
+            {
                 return refuse;
             }
             Some((
@@ -258,32 +283,23 @@ fn predict(c: &Call, model: &Model, supply: u64, now: u64) -> Option<(bool, Opti
                 Some(Operation::Approve {
                     from,
                     spender,
-                    amount: *amount,
-                    expected_allowance: *expected,
-                    expires_at: expires_in.map(|s| now + s * SEC),
+                    amount: a.amount,
+                    expected_allowance: a.expected,
+                    expires_at: a.expires_in.map(|s| now + s * SEC),
                     fee: FEE,
                 }),
             ))
         }
-        Call::TransferFrom {
-            caller,
-            spender_sub,
-            from,
-            to,
-            amount,
-            age,
-        } => {
-            let spender = account(*caller, *spender_sub);
-            let from = account(from.0, from.1);
-            let to = account(to.0, to.1);
+        Call::TransferFrom(t) => {
+            let (spender, from, to, amount) = (t.spender(), t.from(), t.to(), t.amount);
             if from == m {
                 return refuse;
             }
             let fee = if to == m { 0 } else { FEE };
-            if to == m && *amount < FEE {
+            if to == m && amount < FEE {
                 return refuse;
             }
-            if !age_ok(age)? {
+            if !age_ok(&t.age)? {
                 return refuse;
             }
             let Some(debit) = amount.checked_add(fee) else {
@@ -295,7 +311,7 @@ fn predict(c: &Call, model: &Model, supply: u64, now: u64) -> Option<(bool, Opti
             if model.balance(&from) < debit {
                 return refuse;
             }
-            Some((true, Some(debit_block(from, to, Some(spender), *amount))))
+            Some((true, Some(debit_block(from, to, Some(spender), amount))))
         }
         Call::Repeat | Call::Advance(_) => None,
     }
@@ -364,50 +380,27 @@ fn run(state: &mut State, c: &Call, now: u64) -> Outcome {
         }
     }
     match c {
-        Call::Transfer {
-            caller,
-            from_sub,
-            to,
-            amount,
-            fee,
-            memo: m,
-            age,
-        } => {
-            let mut a = xfer(account(to.0, to.1), *amount);
-            a.from_subaccount = subaccount(*from_sub);
-            a.fee = fee.map(Nat::from);
-            a.memo = m.map(|n| memo(n as usize));
-            a.created_at_time = cat(*age, now);
-            out(operations::transfer(state, owner(*caller), &a, now))
+        Call::Transfer(t) => {
+            let mut a = xfer(t.to(), t.amount);
+            a.from_subaccount = subaccount(t.from_sub);
+            a.fee = t.fee.map(Nat::from);
+            a.memo = t.memo.map(|n| memo(n as usize));
+            a.created_at_time = cat(t.age, now);
+            out(operations::transfer(state, owner(t.caller), &a, now))
         }
-        Call::Approve {
-            caller,
-            from_sub,
-            spender,
-            amount,
-            expected,
-            expires_in,
-            age,
-        } => {
-            let mut a = approval(account(spender.0, spender.1), *amount);
-            a.from_subaccount = subaccount(*from_sub);
-            a.expected_allowance = expected.map(Nat::from);
-            a.expires_at = expires_in.map(|s| now + s * SEC);
-            a.created_at_time = cat(*age, now);
-            out(operations::approve(state, owner(*caller), &a, now))
+        Call::Approve(c) => {
+            let mut a = approval(c.spender(), c.amount);
+            a.from_subaccount = subaccount(c.from_sub);
+            a.expected_allowance = c.expected.map(Nat::from);
+            a.expires_at = c.expires_in.map(|s| now + s * SEC);
+            a.created_at_time = cat(c.age, now);
+            out(operations::approve(state, owner(c.caller), &a, now))
         }
-        Call::TransferFrom {
-            caller,
-            spender_sub,
-            from,
-            to,
-            amount,
-            age,
-        } => {
-            let mut a = xfer_from(account(from.0, from.1), account(to.0, to.1), *amount);
-            a.spender_subaccount = subaccount(*spender_sub);
-            a.created_at_time = cat(*age, now);
-            out(operations::transfer_from(state, owner(*caller), &a, now))
+        Call::TransferFrom(t) => {
+            let mut a = xfer_from(t.from(), t.to(), t.amount);
+            a.spender_subaccount = subaccount(t.spender_sub);
+            a.created_at_time = cat(t.age, now);
+            out(operations::transfer_from(state, owner(t.caller), &a, now))
         }
         Call::Repeat | Call::Advance(_) => unreachable!(),
     }
@@ -416,9 +409,9 @@ fn run(state: &mut State, c: &Call, now: u64) -> Outcome {
 fn sets_created_at_time(c: &Call) -> bool {
     matches!(
         c,
-        Call::Transfer { age: Some(_), .. }
-            | Call::Approve { age: Some(_), .. }
-            | Call::TransferFrom { age: Some(_), .. }
+        Call::Transfer(TransferCall { age: Some(_), .. })
+            | Call::Approve(ApproveCall { age: Some(_), .. })
+            | Call::TransferFrom(TransferFromCall { age: Some(_), .. })
     )
 }
 
@@ -452,18 +445,8 @@ fn check_allowances(
 /// The (owner, spender) pair whose allowance a call may change.
 fn touched_pair(c: &Call) -> Option<(Account, Account)> {
     match c {
-        Call::Approve {
-            caller,
-            from_sub,
-            spender,
-            ..
-        } => Some((account(*caller, *from_sub), account(spender.0, spender.1))),
-        Call::TransferFrom {
-            caller,
-            spender_sub,
-            from,
-            ..
-        } => Some((account(from.0, from.1), account(*caller, *spender_sub))),
+        Call::Approve(a) => Some((a.from(), a.spender())),
+        Call::TransferFrom(t) => Some((t.from(), t.spender())),
         _ => None,
     }
 }
@@ -505,9 +488,8 @@ proptest! {
                     let block = state.block(*idx).unwrap();
                     prop_assert_eq!(block.timestamp, now);
                     // The allowance spent by a transfer_from, as the model sees it.
-                    if let Call::TransferFrom { caller, spender_sub, from, .. } = &c {
-                        let spender = account(*caller, *spender_sub);
-                        let from = account(from.0, from.1);
+                    if let Call::TransferFrom(t) = &c {
+                        let (spender, from) = (t.spender(), t.from());
                         if spender != from {
                             let spent = match &block.operation {
                                 Operation::Transfer { amount, fee, .. } => amount + fee,
