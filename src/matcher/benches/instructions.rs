@@ -51,20 +51,6 @@ fn spec(net: &MarketFixture, price: Tokens) -> JobSpec {
     }
 }
 
-/// An offer of `slots` slots of `memory_per_slot_mib` each.
-fn offer(net: &MarketFixture, slots: u32, memory_per_slot_mib: u32, price: Tokens) -> OfferSpec {
-    OfferSpec {
-        slots,
-        memory_per_slot_mib,
-        max_fuel_per_interval: 1_000_000_000,
-        price_per_interval: price,
-        ledger: net.ids.ledger,
-        min_interval_secs: 10,
-        max_interval_secs: 3_600,
-        tags: vec![],
-    }
-}
-
 /// Instructions the matcher used since the last call.
 fn matcher_instructions(net: &MarketFixture) -> u64 {
     let matcher = net.ids.matcher;
@@ -94,7 +80,11 @@ fn run(bids: usize, providers: usize) {
         b[8] = 0x23;
         net.onboard_provider(p, Principal::from_slice(&b), 20 * ICP)
             .unwrap();
-        net.post_offer(p, &offer(&net, 4, 32, 500)).unwrap();
+        let decoy = OfferSpec {
+            memory_per_slot_mib: 32,
+            ..net.offer_spec(4, 500)
+        };
+        net.post_offer(p, &decoy).unwrap();
     }
     if providers > 0 {
         eprintln!(
@@ -126,7 +116,7 @@ fn run(bids: usize, providers: usize) {
     let _ = matcher_instructions(&net);
     // The lowest bid price: the offer takes the best 100 resting bids
     // however many rest.
-    let offer = offer(&net, 100, 256, 1_000);
+    let offer = net.offer_spec(100, 1_000);
     net.post_offer(p, &offer).unwrap();
     let post_offer = matcher_instructions(&net);
     // Let the bonds go through, then acknowledge all 100 jobs in one batch.

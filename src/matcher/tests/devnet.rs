@@ -53,19 +53,6 @@ impl std::ops::Deref for Net {
     }
 }
 
-fn offer(price: Tokens, slots: u32) -> OfferSpec {
-    OfferSpec {
-        slots,
-        memory_per_slot_mib: 256,
-        max_fuel_per_interval: 1_000_000_000,
-        price_per_interval: price,
-        ledger: Principal::anonymous(), // replaced by Net::offer
-        min_interval_secs: 10,
-        max_interval_secs: 3_600,
-        tags: vec![],
-    }
-}
-
 impl Net {
     /// The marketplace with two buyers holding 100 ICP in the escrow each.
     fn new() -> Net {
@@ -85,9 +72,7 @@ impl Net {
     }
 
     fn offer(&self, n: u8, price: Tokens, slots: u32) -> R<u64> {
-        let mut spec = offer(price, slots);
-        spec.ledger = self.ids.ledger;
-        self.call(provider(n), "post_offer", &spec)
+        self.call(provider(n), "post_offer", &self.offer_spec(slots, price))
     }
 
     fn spec(&self, max_price: Tokens, retries: u32) -> JobSpec {
@@ -741,9 +726,7 @@ fn unauthorized_and_anonymous_callers_are_refused_and_change_nothing() {
     }
     assert_eq!(net.job(id).status, JobStatus::Assigned);
     // An offer from a principal that is not a registered provider.
-    let mut spec = offer(PRICE, 1);
-    spec.ledger = net.ids.ledger;
-    let r: R<u64> = net.call(principal(66), "post_offer", &spec);
+    let r: R<u64> = net.call(principal(66), "post_offer", &net.offer_spec(1, PRICE));
     assert!(matches!(r, Err(MatcherError::Unauthorized { .. })), "{r:?}");
     // The escrow and registry take value-moving calls from the matcher only.
     let lock: Result<JobLock, EscrowError> = net
@@ -894,8 +877,7 @@ fn offers_follow_the_registry_and_the_book_answers_for_them() {
 
     // Post, update, read back through offers_of and book_depth, withdraw.
     let id = net.offer(1, PRICE, 2).unwrap();
-    let mut changed = offer(2 * PRICE, 2);
-    changed.ledger = net.ids.ledger;
+    let changed = net.offer_spec(2, 2 * PRICE);
     let update = |who: u8, spec: OfferSpec| -> R<u64> {
         let (r,): (R<u64>,) = net
             .update_args(net.ids.matcher, provider(who), "update_offer", (id, spec))
@@ -903,7 +885,7 @@ fn offers_follow_the_registry_and_the_book_answers_for_them() {
         r
     };
     assert_eq!(update(1, changed), Ok(id));
-    let r = update(2, offer(1, 1));
+    let r = update(2, net.offer_spec(1, 1));
     assert!(matches!(r, Err(MatcherError::Unauthorized { .. })), "{r:?}");
     let offers: Vec<market_api::matcher::Offer> = net
         .query(net.ids.matcher, "offers_of", &provider(1))

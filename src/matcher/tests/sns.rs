@@ -19,7 +19,7 @@ use candid::{CandidType, Deserialize, Principal};
 use market_api::escrow::{Balance, EscrowError, JobLock, NotifyDepositArgs, WithdrawArgs};
 use market_api::matcher::{
     Assignment, CancelReservationArgs, ExtendReservationArgs, HeartbeatAck, Job, JobKind,
-    JobLimits, JobResult, JobSpec, JobStatus, MatcherError, MatcherEvent, ModuleSource, OfferSpec,
+    JobLimits, JobResult, JobSpec, JobStatus, MatcherError, MatcherEvent, ModuleSource,
     Reservation, ReservationSpec, ReservationStatus, ReservedJobArgs, RunOutcome, SetDelegatesArgs,
     SubmitResultArgs,
 };
@@ -90,17 +90,8 @@ impl Dao {
         for (n, price) in [(1, PRICE), (2, PRICE * 6 / 5), (3, PRICE * 3 / 2)] {
             net.onboard_provider(provider(n), node(n), 100 * ICP)
                 .unwrap();
-            let spec = OfferSpec {
-                slots: 1,
-                memory_per_slot_mib: 256,
-                max_fuel_per_interval: 1_000_000_000,
-                price_per_interval: price,
-                ledger: net.ids.ledger,
-                min_interval_secs: 10,
-                max_interval_secs: 3_600,
-                tags: vec![],
-            };
-            net.post_offer(provider(n), &spec).unwrap();
+            net.post_offer(provider(n), &net.offer_spec(1, price))
+                .unwrap();
         }
         let gov = net.deploy_sns_dao("Example DAO", 100 * ICP).unwrap();
         let dao = Dao { net, gov };

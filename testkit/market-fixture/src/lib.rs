@@ -391,6 +391,22 @@ impl MarketFixture {
         }
     }
 
+    /// An offer of `slots` slots of 256 MiB at `price` per interval, paid
+    /// with this market's ledger: a billion fuel per interval, intervals of
+    /// 10 s to an hour, no tags.
+    pub fn offer_spec(&self, slots: u32, price: Tokens) -> OfferSpec {
+        OfferSpec {
+            slots,
+            memory_per_slot_mib: 256,
+            max_fuel_per_interval: 1_000_000_000,
+            price_per_interval: price,
+            ledger: self.ids.ledger,
+            min_interval_secs: 10,
+            max_interval_secs: 3_600,
+            tags: vec![],
+        }
+    }
+
     /// Mints `amount` to `owner`'s default account.
     pub fn mint(&self, owner: Principal, amount: Tokens) -> Result<u128> {
         self.transfer(minter(), account(owner), amount)
@@ -490,23 +506,23 @@ impl MarketFixture {
 
     /// The first page of `owner`'s jobs, as `list_jobs` gives it.
     pub fn jobs_of(&self, owner: Principal) -> Result<Vec<Job>> {
-        let (jobs,) = self.query_args(
-            self.ids.matcher,
-            "list_jobs",
-            (owner, PageRequest::default()),
-        )?;
-        Ok(jobs)
+        self.first_page("list_jobs", owner)
     }
 
     /// The first page of `owner`'s reservations, as `list_reservations`
     /// gives it.
     pub fn reservations_of(&self, owner: Principal) -> Result<Vec<Reservation>> {
-        let (reservations,) = self.query_args(
-            self.ids.matcher,
-            "list_reservations",
-            (owner, PageRequest::default()),
-        )?;
-        Ok(reservations)
+        self.first_page("list_reservations", owner)
+    }
+
+    /// The first page of a matcher listing of `owner`'s items.
+    fn first_page<T>(&self, method: &str, owner: Principal) -> Result<Vec<T>>
+    where
+        T: CandidType + DeserializeOwned,
+    {
+        let (items,) =
+            self.query_args(self.ids.matcher, method, (owner, PageRequest::default()))?;
+        Ok(items)
     }
 
     /// Installs the example client canister, controlled by `controller`.
