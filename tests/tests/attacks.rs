@@ -241,6 +241,7 @@ fn notifying_for_someone_else_does_not_block_their_withdrawal() {
     drop(dn);
     net.audit().unwrap();
 }
+
 /// A provider that misses its deadline keeps a `stake` call of its own in
 /// flight whenever the matcher's slash arrives: the slash lands anyway.
 #[test]
@@ -251,13 +252,7 @@ fn a_provider_cannot_dodge_its_slash_by_keeping_its_stake_busy() {
         heartbeat(&net, node(1), job, 1),
         HeartbeatAck::Accepted { .. }
     ));
-    let slashed = |net: &MarketFixture| {
-        let p: Option<market_api::registry::Provider> = net
-            .query(net.ids.registry, "get_provider", &provider(1))
-            .unwrap();
-        p.expect("registered").slashed_total
-    };
-    assert_eq!(slashed(&net), 0);
+    assert_eq!(slashed_total(&net, provider(1)), 0);
     // The provider goes silent, and from now on always has one `stake`
     // call queued ahead of whatever the matcher sends.
     for _ in 0..20 {
@@ -273,7 +268,7 @@ fn a_provider_cannot_dodge_its_slash_by_keeping_its_stake_busy() {
         dn.tick();
     }
     assert!(
-        slashed(&net) > 0,
+        slashed_total(&net, provider(1)) > 0,
         "the silent provider was never slashed while it kept its stake busy"
     );
     net.audit().unwrap();
