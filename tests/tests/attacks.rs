@@ -437,3 +437,85 @@ fn a_slot_holder_that_never_runs_the_owners_jobs_is_slashed() {
     );
     net.audit().unwrap();
 }
+
+/// Ingress that can't succeed is refused before any canister executes it
+/// (and so before it costs the canister anything): from the anonymous
+/// principal, larger than its method takes, a controller's method from a
+/// stranger, a method only the matcher may call, a query sent as an update.
+#[test]
+fn ingress_that_cannot_succeed_is_refused_before_it_runs() {
+    let (net, _) = market();
+    let ids = net.ids;
+    let spec = candid::encode_one(net.url_job(60, 10, 100_000)).unwrap();
+    let empty = candid::encode_args(()).unwrap();
+    let cases: Vec<(Principal, Principal, &str, Vec<u8>, &str)> = vec![
+        (
+            ids.matcher,
+            Principal::anonymous(),
+            "submit_job",
+            spec,
+            "anonymous",
+        ),
+        (
+            ids.escrow,
+            Principal::anonymous(),
+            "withdraw",
+            empty.clone(),
+            "anonymous",
+        ),
+        (
+            ids.matcher,
+            stranger(1),
+            "heartbeat",
+            vec![0; 100 * 1024],
+            "takes at most",
+        ),
+        (
+            ids.escrow,
+            stranger(1),
+            "lock",
+            empty.clone(),
+            "Matcher only",
+        ),
+        (
+            ids.registry,
+            stranger(1),
+            "slash",
+            empty.clone(),
+            "Matcher only",
+        ),
+        (
+            ids.registry,
+            stranger(1),
+            "update_config",
+            empty.clone(),
+            "Controllers only",
+        ),
+        (
+            ids.matcher,
+            stranger(1),
+            "register_dao",
+            empty.clone(),
+            "Controllers only",
+        ),
+        (
+            ids.matcher,
+            stranger(1),
+            "get_job",
+            candid::encode_one(1u64).unwrap(),
+            "not an update method",
+        ),
+    ];
+    let mut dn = net.devnet();
+    for (canister, sender, method, arg, why) in cases {
+        let queued = dn.queued_messages();
+        match dn.submit_call(canister, sender, method, arg) {
+            Ok(_) => panic!("{method} from {sender} was accepted for execution"),
+            Err(reject) => assert!(
+                reject.to_string().contains(why),
+                "{method} from {sender} refused for another reason: {reject}"
+            ),
+        }
+        assert_eq!(dn.queued_messages(), queued, "nothing was queued");
+    }
+}

@@ -17,6 +17,7 @@ pub mod runtime;
 pub mod state;
 
 mod canister;
+pub mod ingress;
 
 #[cfg(test)]
 mod tests;

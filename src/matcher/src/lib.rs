@@ -22,6 +22,7 @@ pub mod runtime;
 pub mod state;
 
 mod canister;
+pub mod ingress;
 mod timers;
 
 pub use canister::candid_interface;

@@ -15,6 +15,7 @@ pub mod state;
 pub mod subaccount;
 
 mod canister;
+pub mod ingress;
 
 #[cfg(test)]
 mod tests;
