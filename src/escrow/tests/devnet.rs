@@ -10,7 +10,7 @@
 //! Needs `scripts/build-canisters.sh escrow ledger`.
 
 use candid::{CandidType, Deserialize, Nat, Principal};
-use devnet::{Devnet, Fault, FaultKind, RejectCode};
+use devnet::{CallError, Devnet, Fault, FaultKind, RejectCode};
 use market_api::escrow::{
     Balance, DepositArgs, EscrowError, EscrowEvent, EscrowInit, ExtendLockArgs, JobLock,
     LedgerInfo, LockArgs, NotifyDepositArgs, PendingOperation, ReconcileArgs, ReleaseArgs,
@@ -286,9 +286,33 @@ impl Net {
 
     /// Calls `method` as the anonymous principal, a buyer and a controller:
     /// each is refused, the method being the matcher's.
+    /// Calls `method` as `caller` both ways it can arrive: as ingress,
+    /// which the escrow's `canister_inspect_message` must refuse, and from
+    /// a canister, which skips that filter; returns the method's own answer
+    /// to the second.
+    fn refused_ingress<A: CandidType, T: CandidType + for<'de> Deserialize<'de>>(
+        &mut self,
+        caller: Principal,
+        method: &str,
+        arg: &A,
+    ) -> T {
+        let ingress: Result<candid::Reserved, _> = self.dn.update(self.escrow, caller, method, arg);
+        match ingress {
+            Err(CallError::Reject(r)) => assert!(
+                r.message.contains("inspect_message"),
+                "{method} by {caller}: {}",
+                r.message
+            ),
+            other => panic!("{method} by {caller} passed inspect_message: {other:?}"),
+        }
+        self.dn
+            .update_from_canister(self.escrow, caller, method, arg)
+            .unwrap_or_else(|e| panic!("{method}: {e}"))
+    }
+
     fn assert_matcher_only<A: CandidType>(&mut self, method: &str, arg: &A) {
         for caller in [Principal::anonymous(), buyer(), admin()] {
-            let r: R<candid::Reserved> = self.call(caller, method, arg);
+            let r: R<candid::Reserved> = self.refused_ingress(caller, method, arg);
             assert!(
                 matches!(
                     r,
@@ -580,18 +604,27 @@ fn unauthorized_callers_of_every_update_method() {
     net.assert_matcher_only("release", &release);
     net.assert_matcher_only("settle", &settle);
     for caller in [anon, buyer(), matcher()] {
-        let r: R<LedgerInfo> = net.call(caller, "add_ledger", &ledger);
+        let r: R<LedgerInfo> = net.refused_ingress(caller, "add_ledger", &ledger);
         assert!(matches!(r, Err(EscrowError::Unauthorized { .. })), "{r:?}");
     }
-    assert_eq!(net.deposit(anon, 1), Err(EscrowError::AnonymousCaller));
-    assert_eq!(
-        net.withdraw(anon, 100_000, p(0x50)),
-        Err(EscrowError::AnonymousCaller)
-    );
-    let args = net.notify_args(buyer());
-    let r: R<Tokens> = net.call(anon, "notify_deposit", &args);
+    let deposit = DepositArgs {
+        ledger,
+        amount: 1,
+        from_subaccount: None,
+    };
+    let r: R<Tokens> = net.refused_ingress(anon, "deposit", &deposit);
     assert_eq!(r, Err(EscrowError::AnonymousCaller));
-    let r: R<bool> = net.call(
+    let withdraw = WithdrawArgs {
+        ledger,
+        amount: 100_000,
+        to: acct(p(0x50)),
+    };
+    let r: R<Tokens> = net.refused_ingress(anon, "withdraw", &withdraw);
+    assert_eq!(r, Err(EscrowError::AnonymousCaller));
+    let args = net.notify_args(buyer());
+    let r: R<Tokens> = net.refused_ingress(anon, "notify_deposit", &args);
+    assert_eq!(r, Err(EscrowError::AnonymousCaller));
+    let r: R<bool> = net.refused_ingress(
         anon,
         "reconcile",
         &ReconcileArgs {
