@@ -519,3 +519,69 @@ fn ingress_that_cannot_succeed_is_refused_before_it_runs() {
         assert_eq!(dn.queued_messages(), queued, "nothing was queued");
     }
 }
+
+/// A provider posts an offer and then unstakes everything: its offer still
+/// shows the stake it had when posted. A buyer's job is matched to it, and
+/// while the registry can't be reached for the bond the provider
+/// acknowledges the job and reports a result at once. Nothing is paid and
+/// no result is taken before the bond holds; when the registry refuses the
+/// bond, the provider's offers leave the book.
+#[test]
+fn a_provider_without_stake_is_not_paid_and_its_offers_leave_the_book() {
+    use devnet::{Fault, FaultKind, RejectCode};
+    use market_api::matcher::{Job, JobStatus, Offer};
+    use market_api::registry::Unbonding;
+    let (net, _) = market();
+    let r: Result<Unbonding, RegistryError> = net
+        .update(net.ids.registry, provider(1), "unstake", &(50 * ICP))
+        .unwrap();
+    r.expect("unstake");
+    net.devnet().inject_fault(Fault {
+        caller: Some(net.ids.matcher),
+        callee: net.ids.registry,
+        method: Some("bond".into()),
+        kind: FaultKind::Reject {
+            code: RejectCode::SysTransient,
+            message: "registry unreachable".into(),
+        },
+        count: u32::MAX,
+    });
+    let spec = net.url_job(60, 10, 100_000);
+    let r: Result<JobId, MatcherError> = net
+        .update(net.ids.matcher, buyer(), "submit_job", &spec)
+        .unwrap();
+    let job = r.expect("submit_job");
+
+    let ack = heartbeat(&net, node(1), job, 1);
+    let reported: Result<(), MatcherError> = net
+        .update(
+            net.ids.matcher,
+            node(1),
+            "submit_result",
+            &SubmitResultArgs {
+                job_id: job,
+                attempt: 1,
+                result: result(),
+            },
+        )
+        .unwrap();
+    net.devnet().clear_faults();
+    net.settle_outbox();
+
+    let earned = net.escrow_balance(provider(1)).unwrap();
+    assert_eq!(
+        earned.claimable, 0,
+        "a provider with no stake was paid: {earned:?} (ack {ack:?}, result {reported:?})"
+    );
+    assert!(reported.is_err(), "a result was taken before the bond held");
+    let j: Option<Job> = net.query(net.ids.matcher, "get_job", &job).unwrap();
+    assert_eq!(j.expect("job").status, JobStatus::Open);
+    let offers: Vec<Offer> = net
+        .query(net.ids.matcher, "offers_of", &provider(1))
+        .unwrap();
+    assert!(
+        offers.is_empty(),
+        "the offer of a provider without stake is still in the book: {offers:?}"
+    );
+    net.audit().unwrap();
+}

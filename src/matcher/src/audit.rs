@@ -72,6 +72,21 @@ pub fn put_offer(
     Ok(offer_id)
 }
 
+/// The registry refused `provider` a bond or jailed it: it can't back new
+/// work, so its offers leave the book (jobs running on them go on).
+pub fn provider_ineligible(s: &mut State, now_ns: u64, provider: Principal) {
+    for offer_id in s.market.drop_offers_of(provider) {
+        s.events.append(
+            now_ns,
+            MatcherEvent::OfferChanged {
+                offer_id,
+                provider,
+                withdrawn: true,
+            },
+        );
+    }
+}
+
 /// Withdraws one of `provider`'s offers.
 pub fn withdraw_offer(
     s: &mut State,
@@ -218,6 +233,8 @@ pub fn extension_locked(s: &mut State, now_ns: u64, ext: ExtensionLocked) {
 /// The stake backing assignment `attempt` of a job is bonded: the
 /// assignment holds (recorded if it is still the job's assignment).
 pub fn job_assigned(s: &mut State, now_ns: u64, job_id: JobId, provider: Principal, attempt: u32) {
+    let params = s.params();
+    s.market.bond_held(&params, now_ns, job_id, attempt);
     let price = s
         .market
         .job(job_id)

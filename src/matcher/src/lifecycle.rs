@@ -56,6 +56,12 @@ pub struct Assignment {
     /// slashed the minimum.
     #[serde(default)]
     pub stake_price: Tokens,
+    /// Whether the registry has yet to confirm the bond. Until it does the
+    /// assignment is not the provider's to act on: no heartbeat, result or
+    /// payment, and no deadline runs. Records from before it was kept read
+    /// `false`, as their bonds were taken before they could act.
+    #[serde(default)]
+    pub bond_pending: bool,
 }
 
 /// A job as the lifecycle sees it.
@@ -171,6 +177,8 @@ pub enum Refusal {
     TooEarly { not_before_ns: u64 },
     /// The caller is not the owner.
     NotOwner,
+    /// The provider's bond for this assignment is not confirmed yet.
+    BondPending,
 }
 
 /// What a [`StakeKey`] names in the registry.
@@ -337,6 +345,7 @@ impl JobState {
             due_ns: now_ns.saturating_add(secs(self.interval_secs)),
             bonded,
             stake_price: price,
+            bond_pending: bonded > 0,
         });
         self.status = JobStatus::Assigned;
         if bonded == 0 {
@@ -374,11 +383,47 @@ impl JobState {
         self.deadline_ns(p).is_some_and(|d| now_ns >= d)
     }
 
-    /// The deadline by which the current assignment must heartbeat.
+    /// The deadline by which the current assignment must heartbeat (none
+    /// while its bond is pending: the provider can't act until it holds).
     pub fn deadline_ns(&self, p: &Params) -> Option<u64> {
         let a = self.assignment.as_ref()?;
-        matches!(self.status, JobStatus::Assigned | JobStatus::Running)
+        (matches!(self.status, JobStatus::Assigned | JobStatus::Running) && !a.bond_pending)
             .then(|| a.due_ns.saturating_add(secs(p.grace_secs)))
+    }
+
+    /// The registry confirmed the bond of `attempt`: the provider may act
+    /// on the job from now, and its acknowledgement is due an interval
+    /// later (never earlier than an interval after the assignment).
+    /// Returns whether this changed anything.
+    pub fn bond_held(&mut self, now_ns: u64, attempt: u32) -> bool {
+        let interval = secs(self.interval_secs);
+        match self.assignment.as_mut() {
+            Some(a) if a.attempt == attempt && a.bond_pending => {
+                a.bond_pending = false;
+                a.due_ns = a.due_ns.max(now_ns.saturating_add(interval));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the current assignment waits for its bond.
+    pub fn bond_pending(&self) -> bool {
+        self.assignment.as_ref().is_some_and(|a| a.bond_pending)
+    }
+
+    /// The holder of `attempt`, once its bond holds: who may be paid or
+    /// report a result.
+    fn check_bonded_holder(
+        &self,
+        provider: Principal,
+        attempt: u32,
+    ) -> Result<&Assignment, Refusal> {
+        let a = self.check_holder(provider, attempt)?;
+        if a.bond_pending {
+            return Err(Refusal::BondPending);
+        }
+        Ok(a)
     }
 
     /// A heartbeat from `provider` for `attempt`: acknowledges an assigned job
@@ -390,7 +435,7 @@ impl JobState {
         attempt: u32,
     ) -> Result<Vec<Effect>, Refusal> {
         let interval = secs(self.interval_secs);
-        let a = self.check_holder(provider, attempt)?.clone();
+        let a = self.check_bonded_holder(provider, attempt)?.clone();
         if self.status == JobStatus::Assigned {
             let a = self.assignment.as_mut().expect("checked");
             a.started_at_ns = Some(now_ns);
@@ -465,7 +510,7 @@ impl JobState {
         attempt: u32,
         result: JobResult,
     ) -> Result<Vec<Effect>, Refusal> {
-        let a = self.check_holder(provider, attempt)?.clone();
+        let a = self.check_bonded_holder(provider, attempt)?.clone();
         let mut effects = vec![];
         let started = a.started_at_ns.unwrap_or(now_ns);
         let interval = secs(self.interval_secs).max(1);
@@ -597,6 +642,23 @@ mod tests {
         JobState::new(7, owner(), &spec)
     }
 
+    impl JobState {
+        /// Assigns the job and confirms its bond at once, as the outbox
+        /// does when the registry takes the bond.
+        fn assign_bonded(
+            &mut self,
+            p: &Params,
+            now_ns: u64,
+            provider: Principal,
+            offer_id: OfferId,
+            price: Tokens,
+        ) -> Vec<Effect> {
+            let effects = self.assign(p, now_ns, provider, offer_id, price);
+            self.bond_held(now_ns, self.attempts);
+            effects
+        }
+    }
+
     fn result(code: i32) -> JobResult {
         JobResult {
             outcome: RunOutcome::Exited { code },
@@ -648,9 +710,27 @@ mod tests {
     }
 
     #[test]
+    fn nothing_is_paid_or_reported_and_no_deadline_runs_before_the_bond_holds() {
+        let mut j = job(5, 0);
+        j.assign(&P, 0, provider(1), 3, 80);
+        assert_eq!(j.deadline_ns(&P), None);
+        assert_eq!(j.heartbeat(S, provider(1), 1), Err(Refusal::BondPending));
+        assert_eq!(
+            j.submit_result(S, provider(1), 1, result(0)),
+            Err(Refusal::BondPending)
+        );
+        assert!(!j.bond_held(2 * S, 2), "another attempt's bond");
+        assert!(j.bond_held(100 * S, 1));
+        assert!(!j.bond_held(100 * S, 1), "once");
+        assert_eq!(j.deadline_ns(&P), Some((160 + P.grace_secs) * S));
+        assert_eq!(j.heartbeat(101 * S, provider(1), 1), Ok(vec![]));
+        assert_eq!(j.released, 0);
+    }
+
+    #[test]
     fn heartbeats_pay_once_per_interval_and_result_settles() {
         let mut j = job(5, 0);
-        let fx = j.assign(&P, 0, provider(1), 3, 80);
+        let fx = j.assign_bonded(&P, 0, provider(1), 3, 80);
         assert_eq!(
             fx,
             vec![Effect::Bond {
@@ -727,14 +807,14 @@ mod tests {
             ..P
         };
         let mut cheap = job(5, 0);
-        cheap.assign(&floor, 0, provider(1), 3, 80);
+        cheap.assign_bonded(&floor, 0, provider(1), 3, 80);
         assert_eq!(
             slash_of(&mut cheap, &floor),
             Some(500),
             "2 x 80 is below the floor"
         );
         let mut dear = job(5, 0);
-        dear.assign(&floor, 0, provider(1), 3, 400);
+        dear.assign_bonded(&floor, 0, provider(1), 3, 400);
         assert_eq!(slash_of(&mut dear, &floor), Some(800));
 
         let mut in_slot = job(5, 0);
@@ -754,7 +834,7 @@ mod tests {
     #[test]
     fn missed_deadline_slashes_and_requeues_then_fails_when_retries_are_used() {
         let mut j = job(5, 1);
-        j.assign(&P, 0, provider(1), 3, 80);
+        j.assign_bonded(&P, 0, provider(1), 3, 80);
         let deadline = j.deadline_ns(&P).unwrap();
         assert_eq!(deadline, 70 * S);
         assert!(j.deadline_passed(&P, deadline - 1, 1).is_empty(), "not yet");
@@ -774,7 +854,7 @@ mod tests {
             j.deadline_passed(&P, deadline + 1, 1).is_empty(),
             "a deadline is handled once"
         );
-        j.assign(&P, 100 * S, provider(2), 4, 90);
+        j.assign_bonded(&P, 100 * S, provider(2), 4, 90);
         let fx = j.deadline_passed(&P, 200 * S, 2);
         assert_eq!(
             fx.first(),
@@ -793,7 +873,7 @@ mod tests {
     #[test]
     fn paid_time_used_up_expires_without_slash() {
         let mut j = job(1, 3);
-        j.assign(&P, 0, provider(1), 3, 50);
+        j.assign_bonded(&P, 0, provider(1), 3, 50);
         j.heartbeat(0, provider(1), 1).unwrap();
         assert_eq!(j.heartbeat(60 * S, provider(1), 1).unwrap().len(), 1);
         assert!(
@@ -808,7 +888,7 @@ mod tests {
     #[test]
     fn only_the_owner_cancels() {
         let mut j = job(3, 0);
-        j.assign(&P, 0, provider(1), 3, 50);
+        j.assign_bonded(&P, 0, provider(1), 3, 50);
         assert_eq!(j.cancel(provider(1)), Err(Refusal::NotOwner));
         let fx = j.cancel(owner()).unwrap();
         assert_eq!(fx.last(), Some(&Effect::Settle));
@@ -874,7 +954,7 @@ mod tests {
                     }
                     Step::Assign(p, price) => {
                         if j.status == JobStatus::Open && !j.failed_providers.contains(&provider(p)) {
-                            j.assign(&P, now, provider(p), p as u64, price as Tokens)
+                            j.assign_bonded(&P, now, provider(p), p as u64, price as Tokens)
                         } else { vec![] }
                     }
                 };

@@ -722,6 +722,15 @@ impl<M: Memory> Market<M> {
         Ok(())
     }
 
+    /// Removes every offer of `provider` from the book; returns their ids.
+    pub fn drop_offers_of(&mut self, provider: Principal) -> Vec<OfferId> {
+        let ids: Vec<OfferId> = self.offers_of(provider).iter().map(|o| o.id).collect();
+        for id in &ids {
+            self.book.remove_offer(*id);
+        }
+        ids
+    }
+
     /// A provider's offers.
     pub fn offers_of(&self, provider: Principal) -> Vec<Offer> {
         self.book
@@ -752,12 +761,13 @@ impl<M: Memory> Market<M> {
         }
     }
 
-    /// Jobs assigned to a provider (by attempt) that are not finished.
+    /// Jobs assigned to a provider (by attempt) that are not finished and
+    /// whose bond holds (until it does, the job is not the provider's to run).
     pub fn assignments_of(&self, provider: Principal) -> Vec<JobRecord> {
         self.assigned_by_provider
             .keys_range((provider, 0)..=(provider, JobId::MAX))
             .filter_map(|(_, id)| self.job(id))
-            .filter(|r| holder_of(r) == Some(provider))
+            .filter(|r| holder_of(r) == Some(provider) && !r.state.bond_pending())
             .collect()
     }
 
@@ -950,6 +960,18 @@ impl<M: Memory> Market<M> {
         self.deadlines.keys().next().map(|(d, _, _)| d)
     }
 
+    /// The registry confirmed the bond of `attempt`: the provider may act
+    /// on the job, and its deadline starts running.
+    pub fn bond_held(&mut self, p: &Params, now_ns: u64, id: JobId, attempt: u32) {
+        let Some(mut rec) = self.job(id) else { return };
+        let old = Self::deadline_key(p, &rec.state);
+        if !rec.state.bond_held(now_ns, attempt) {
+            return;
+        }
+        self.track_deadline(p, &rec.state, old);
+        self.put_job(rec);
+    }
+
     /// A bond step failed for good (the provider's stake no longer covers
     /// it): undo the assignment without blaming the buyer or slashing, and
     /// look for another offer.
@@ -984,6 +1006,7 @@ fn refusal_text(r: &Refusal) -> String {
             format!("too early: the next heartbeat is accepted from {not_before_ns}")
         }
         Refusal::NotOwner => "only the job's owner may do this".into(),
+        Refusal::BondPending => "the provider's bond for this job is not confirmed yet".into(),
     }
 }
 
@@ -993,7 +1016,7 @@ fn refusal_error(state: &JobState, r: Refusal) -> MatcherError {
         Refusal::NotOwner | Refusal::NotAssigned => MatcherError::Unauthorized {
             reason: refusal_text(&r),
         },
-        Refusal::TooEarly { .. } => MatcherError::InvalidState {
+        Refusal::TooEarly { .. } | Refusal::BondPending => MatcherError::InvalidState {
             status: state.status,
         },
     }

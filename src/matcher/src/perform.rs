@@ -180,7 +180,12 @@ pub async fn perform(rt: &impl Runtime, job_id: JobId, effect: Effect) -> Outcom
                         credit,
                     };
                     let t = rt.now_ns();
-                    mutate_state(|s| audit::deadline_missed(s, t, slashed));
+                    mutate_state(|s| {
+                        audit::deadline_missed(s, t, slashed);
+                        if outcome.jailed {
+                            audit::provider_ineligible(s, t, provider);
+                        }
+                    });
                     Outcome::Done
                 }
                 Ok(Err(e)) => {
@@ -274,9 +279,18 @@ async fn bond(
             Outcome::Done
         }
         Ok(Err(RegistryError::Busy)) => Outcome::Retry("registry busy".into()),
-        Ok(Err(_)) => {
+        Ok(Err(e)) => {
             let t = rt.now_ns();
+            let ineligible = matches!(
+                e,
+                RegistryError::Jailed
+                    | RegistryError::NotRegistered
+                    | RegistryError::InsufficientStake { .. }
+            );
             mutate_state(|s| {
+                if ineligible {
+                    audit::provider_ineligible(s, t, provider);
+                }
                 let p = s.params();
                 s.market.bond_refused(&p, t, job_id, key.attempt)
             });

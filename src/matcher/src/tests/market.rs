@@ -103,16 +103,26 @@ fn market_with_a_matched_job(retries: u32) -> (Market<VectorMemory>, u64) {
     (m, id)
 }
 
+/// Performs every ready step as if its callee took it at once.
 fn steps(m: &mut Market<VectorMemory>) -> Vec<Effect> {
     let ready = m.outbox.take_ready(u64::MAX, 1_000);
-    for (seq, _) in &ready {
+    for (seq, step) in &ready {
         m.outbox.complete(*seq);
+        bond_taken(m, step.job_id, &step.effect);
     }
     let mut more = ready.into_iter().map(|(_, s)| s.effect).collect::<Vec<_>>();
     if !m.outbox.is_empty() {
         more.extend(steps(m));
     }
     more
+}
+
+/// What the outbox does when the registry takes a bond: the assignment
+/// holds (at the time it was made, in these tests).
+fn bond_taken(m: &mut Market<VectorMemory>, job_id: u64, effect: &Effect) {
+    if let Effect::Bond { key, .. } = effect {
+        m.bond_held(&P, 0, job_id, key.attempt);
+    }
 }
 
 #[test]
@@ -240,6 +250,11 @@ fn resting_bid_is_matched_when_capacity_appears() {
         .unwrap();
     assert_eq!(m.book.bid_count(), 0);
     assert_eq!(m.job(id).unwrap().to_job().provider, Some(provider(2)));
+    assert!(
+        m.assignments_of(provider(2)).is_empty(),
+        "not the provider's until its bond holds"
+    );
+    steps(&mut m);
     assert_eq!(m.assignments_of(provider(2)).len(), 1);
 }
 
@@ -361,6 +376,12 @@ fn a_deadline_run_handles_at_most_its_budget_and_the_rest_next_time() {
         ids.iter()
             .all(|id| m.job(*id).unwrap().to_job().provider.is_some())
     );
+    assert_eq!(
+        m.next_deadline_ns(),
+        None,
+        "no deadline runs before the bonds hold"
+    );
+    steps(&mut m);
     let late = m.next_deadline_ns().unwrap() + 3_600 * S;
     assert_eq!(m.process_deadlines(&P, late, 2), 2);
     let failed = |m: &Market<VectorMemory>| {
@@ -385,6 +406,7 @@ fn a_providers_assignments_follow_its_jobs_through_reassignment_and_the_end() {
             .map(|r| r.state.id)
             .collect()
     };
+    steps(&mut m);
     assert_eq!(ids(&m, 1), [id]);
     // Provider 1 misses its deadline; provider 2 takes the job over.
     m.put_offer(&P, 1, provider(2), node(2), 0, None, offer(60))
@@ -392,6 +414,7 @@ fn a_providers_assignments_follow_its_jobs_through_reassignment_and_the_end() {
     let late = m.next_deadline_ns().unwrap();
     m.process_deadlines(&P, late, 10);
     assert_eq!(ids(&m, 1), Vec::<u64>::new());
+    steps(&mut m);
     assert_eq!(ids(&m, 2), [id]);
     // Rebuilt the same from the deadlines for a state saved without it.
     m.clear_assignment_index_for_tests();
@@ -406,6 +429,7 @@ fn a_providers_assignments_follow_its_jobs_through_reassignment_and_the_end() {
 #[test]
 fn the_invariant_check_finds_an_index_out_of_step_with_the_jobs() {
     let (mut m, id) = market_with_a_matched_job(1);
+    steps(&mut m);
     m.check_invariants().unwrap();
     m.clear_assignment_index_for_tests();
     let broken = m.check_invariants().unwrap_err();
@@ -510,6 +534,7 @@ mod reservations {
             }
             for (seq, step) in ready {
                 m.outbox.complete(seq);
+                bond_taken(m, step.job_id, &step.effect);
                 all.push((step.job_id, step.effect));
             }
         }
@@ -769,6 +794,7 @@ mod reservations {
             .id;
         m.job_funded(&P, 0, rid);
         let slot = m.reservation(rid).unwrap().slots[0].job_id;
+        drain(&mut m);
         hb(&mut m, S, 1, slot);
 
         let ext = ExtendReservationArgs {

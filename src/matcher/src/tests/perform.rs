@@ -16,8 +16,8 @@ use market_api::escrow::{
     ReleaseArgs, SettleArgs, WithdrawForArgs,
 };
 use market_api::matcher::{
-    ExtendReservationArgs, HeartbeatItem, Job, JobStatus, MatcherError, MatcherEvent, MatcherInit,
-    ReservationSpec,
+    ExtendReservationArgs, HeartbeatAck, HeartbeatItem, Job, JobStatus, MatcherError, MatcherEvent,
+    MatcherInit, ReservationSpec,
 };
 use market_api::registry::{
     BondArgs, Eligibility, Provider, RegistryError, SlashArgs, SlashOutcome,
@@ -86,6 +86,8 @@ struct Fake {
     faults: RefCell<VecDeque<Fault>>,
     calls: RefCell<Vec<Made>>,
     scheduled: Cell<u32>,
+    /// Whether the registry's slashes jail the provider.
+    jails: Cell<bool>,
 }
 
 impl Fake {
@@ -307,7 +309,7 @@ impl Runtime for Fake {
             slashed: args.amount,
             paid_out: args.amount,
             block_index: Some(1),
-            jailed: false,
+            jailed: self.jails.get(),
         };
         self.registry_answer("slash", args.key.clone(), outcome)
     }
@@ -598,4 +600,70 @@ fn a_step_performed_directly_reports_its_outcome() {
         block_on(perform::perform(&rt, 9, effect)),
         Outcome::Retry(_)
     ));
+}
+
+fn offers_left() -> usize {
+    read_state(|s| s.market.offers_of(provider()).len())
+}
+
+fn offer_withdrawn() -> bool {
+    events().iter().any(|e| {
+        matches!(
+            e,
+            MatcherEvent::OfferChanged {
+                withdrawn: true,
+                ..
+            }
+        )
+    })
+}
+
+#[test]
+fn a_provider_refused_its_bond_leaves_the_book_and_acts_on_nothing() {
+    let rt = Fake::new();
+    post_offer(&rt);
+    let id = block_on(endpoints::submit_job(&rt, buyer(), spec(PRICE, 0))).unwrap();
+    // The lock goes through; the registry refuses the bond for good.
+    rt.fail_next(Fault::Refuse);
+    let item = HeartbeatItem {
+        job_id: id,
+        attempt: 1,
+        fuel_used: 0,
+    };
+    // Before the outbox runs, the assignment is not the provider's yet.
+    let acks = endpoints::heartbeat(&rt, node(), vec![item]).unwrap();
+    assert!(
+        matches!(acks[..], [HeartbeatAck::Refused { .. }]),
+        "{acks:?}"
+    );
+    rt.settle_outbox(5);
+    assert_eq!(rt.calls_of("release"), vec![]);
+    assert_eq!(offers_left(), 0);
+    assert!(offer_withdrawn());
+    assert_eq!(
+        read_state(|s| s.market.job(id).unwrap().state.status),
+        JobStatus::Open
+    );
+    read_state(|s| s.market.check_invariants()).unwrap();
+}
+
+#[test]
+fn a_jailed_provider_leaves_the_book() {
+    let rt = Fake::new();
+    rt.jails.set(true);
+    post_offer(&rt);
+    let id = block_on(endpoints::submit_job(&rt, buyer(), spec(PRICE, 0))).unwrap();
+    rt.settle_outbox(3);
+    heartbeat(&rt, id);
+    assert_eq!(offers_left(), 1);
+    rt.advance(200 * S);
+    let t = rt.now_ns();
+    mutate_state(|s| {
+        let p = s.params();
+        s.market.process_deadlines(&p, t, 10)
+    });
+    rt.settle_outbox(10);
+    assert_eq!(rt.calls_of("slash").len(), 1);
+    assert_eq!(offers_left(), 0);
+    assert!(offer_withdrawn());
 }
