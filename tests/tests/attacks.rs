@@ -585,3 +585,114 @@ fn a_provider_without_stake_is_not_paid_and_its_offers_leave_the_book() {
     );
     net.audit().unwrap();
 }
+
+/// Stores `bytes` as a module uploaded by `who`; the store's answer to the
+/// first call it refuses.
+fn store_module(
+    net: &MarketFixture,
+    who: Principal,
+    bytes: &[u8],
+) -> Result<[u8; 32], MatcherError> {
+    use market_api::matcher::{ModuleInfo, ModuleUpload};
+    use sha2::Digest;
+    let sha256: [u8; 32] = sha2::Sha256::digest(bytes).into();
+    let upload = ModuleUpload {
+        sha256,
+        size: bytes.len() as u64,
+    };
+    let r: Result<ModuleInfo, MatcherError> = net
+        .update(net.ids.matcher, who, "begin_module_upload", &upload)
+        .unwrap();
+    r?;
+    let (r,): (Result<(), MatcherError>,) = net
+        .update_args(
+            net.ids.matcher,
+            who,
+            "put_module_chunk",
+            (sha256, 0u32, bytes.to_vec()),
+        )
+        .unwrap();
+    r?;
+    let r: Result<ModuleInfo, MatcherError> = net
+        .update(net.ids.matcher, who, "commit_module", &sha256)
+        .unwrap();
+    r?;
+    Ok(sha256)
+}
+
+/// One principal pins the module store: many small modules, each named by
+/// a 1-e8s job no offer can ever run (or one asking for 4 GiB of memory
+/// and more), so none of them is ever idle and none is ever collected.
+/// Limits are bounded; one principal stores a bounded number of modules;
+/// a bid that rests unmatched for a day expires, is refunded, and lets its
+/// module go.
+#[test]
+fn one_principal_cannot_pin_the_module_store() {
+    use market_api::matcher::{
+        Job, JobSpec, JobStatus, MAX_MODULES_PER_UPLOADER, ModuleInfo, ModuleSource,
+    };
+    let (net, _) = market();
+    let attacker = principal(0x66);
+    net.mint(attacker, 10 * ICP).unwrap();
+    net.deposit(attacker, 5 * ICP).unwrap();
+    let job_on = |sha256: [u8; 32], memory_mib: u32| JobSpec {
+        module: ModuleSource::Stored { sha256 },
+        limits: market_api::matcher::JobLimits {
+            memory_mib,
+            fuel_per_interval: 1_000,
+        },
+        ..net.url_job(60, 1, 1)
+    };
+    let submit = |spec: &JobSpec| -> Result<JobId, MatcherError> {
+        net.update(net.ids.matcher, attacker, "submit_job", spec)
+            .unwrap()
+    };
+
+    let first = store_module(&net, attacker, b"module 0").unwrap();
+    let r = submit(&job_on(first, u32::MAX));
+    assert!(
+        matches!(r, Err(MatcherError::InvalidArgument { .. })),
+        "a job asking for u32::MAX MiB was taken: {r:?}"
+    );
+
+    // Every module pinned by a job that rests: 4 GiB is more than any
+    // offer here has.
+    let mut pinned = vec![];
+    let mut refused = None;
+    for i in 0..(MAX_MODULES_PER_UPLOADER as usize + 8) {
+        match store_module(&net, attacker, format!("module {i}").as_bytes()) {
+            Ok(sha) => {
+                let job = submit(&job_on(sha, 4_096)).expect("a resting job");
+                pinned.push((sha, job));
+            }
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    assert!(
+        pinned.len() <= MAX_MODULES_PER_UPLOADER as usize,
+        "one principal stored {} modules ({refused:?})",
+        pinned.len()
+    );
+    assert!(
+        matches!(refused, Some(MatcherError::LimitReached { .. })),
+        "{refused:?}"
+    );
+
+    // A day and a bit later the resting jobs have expired and their
+    // modules are collected.
+    for _ in 0..30 {
+        net.wait_secs(3_600);
+    }
+    net.settle_outbox();
+    for (sha, job) in &pinned {
+        let j: Option<Job> = net.query(net.ids.matcher, "get_job", job).unwrap();
+        assert_eq!(j.expect("job").status, JobStatus::Expired);
+        let m: Option<ModuleInfo> = net.query(net.ids.matcher, "module_info_of", sha).unwrap();
+        assert_eq!(m, None, "a module of an expired job is still stored");
+    }
+    assert!(store_module(&net, attacker, b"after").is_ok());
+    net.audit().unwrap();
+}

@@ -17,6 +17,17 @@ pub const MAX_MODULE_BYTES: usize = 16 * 1024 * 1024;
 pub const MAX_ARGS: usize = 64;
 /// Longest arg, env name or env value, in bytes.
 pub const MAX_ARG_LEN: usize = 1024;
+/// Most memory a job or reserved slot may ask for, in MiB: all a wasm32
+/// module can address.
+pub const MAX_JOB_MEMORY_MIB: u32 = 4_096;
+/// Most fuel a job or reserved slot may ask for per interval.
+pub const MAX_FUEL_PER_INTERVAL: u64 = 100_000_000_000_000;
+/// Most modules one principal may have in the store, used or not.
+pub const MAX_MODULES_PER_UPLOADER: u32 = 32;
+/// How long a job's bid may rest in the book unmatched before the job
+/// expires and its lock is refunded: a bid no offer will take does not hold
+/// its funds, or its module in the store, for ever.
+pub const MAX_RESTING_SECS: u64 = 86_400;
 
 /// A sha256 digest.
 pub type Sha256 = [u8; 32];

@@ -44,6 +44,17 @@ pub struct Bid {
     pub excluded_providers: Vec<Principal>,
     /// When the bid entered the book (ties in price go to the oldest).
     pub submitted_at_ns: u64,
+    /// When the bid last began to rest (0 in bids rested before this was
+    /// kept: they count from `submitted_at_ns`).
+    #[serde(default)]
+    pub rested_at_ns: u64,
+}
+
+impl Bid {
+    /// When the bid began its current rest in the book.
+    pub fn resting_since_ns(&self) -> u64 {
+        self.rested_at_ns.max(self.submitted_at_ns)
+    }
 }
 
 /// An offer as the book keeps it: the public record plus what matching needs
@@ -367,6 +378,7 @@ mod tests {
             min_provider_stake: 0,
             excluded_providers: vec![],
             submitted_at_ns: age,
+            rested_at_ns: age,
         }
     }
 

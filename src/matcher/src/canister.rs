@@ -45,6 +45,7 @@ fn post_upgrade(arg: Option<MatcherInit>) {
         s.market.outbox.reset_in_flight();
         s.market.index_active_jobs_if_missing();
         s.market.index_assignments_if_missing();
+        s.market.modules.index_if_missing();
     });
     // Logged, not trapped on: refusing the upgrade would also refuse the
     // fix of whatever broke the state.

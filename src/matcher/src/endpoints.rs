@@ -43,6 +43,10 @@ fn store_error(e: StoreError, sha256: Sha256) -> MatcherError {
             what: "uploads in progress".into(),
             limit: crate::modules::MAX_PENDING_UPLOADS_PER_PRINCIPAL as u64,
         },
+        StoreError::TooManyModules => MatcherError::LimitReached {
+            what: "modules stored".into(),
+            limit: u64::from(market_api::matcher::MAX_MODULES_PER_UPLOADER),
+        },
         StoreError::IdleQuota { limit } => MatcherError::LimitReached {
             what: "bytes of uploaded modules no job uses (submit jobs with them, or wait an hour for them to be collected)".into(),
             limit,

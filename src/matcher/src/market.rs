@@ -12,7 +12,8 @@ use canister_common::codec::Cbor;
 use ic_stable_structures::{Memory, StableBTreeMap};
 use market_api::matcher::{
     HeartbeatAck, HeartbeatItem, Job, JobKind, JobSpec, JobStatus, MAX_ARG_LEN, MAX_ARGS,
-    MAX_INPUT_BYTES, MatcherError, ModuleSource, Offer, OfferSpec, SubmitResultArgs,
+    MAX_FUEL_PER_INTERVAL, MAX_INPUT_BYTES, MAX_JOB_MEMORY_MIB, MAX_RESTING_SECS, MatcherError,
+    ModuleSource, Offer, OfferSpec, SubmitResultArgs,
 };
 use market_api::{JobId, OfferId, Tokens};
 use serde::{Deserialize, Serialize};
@@ -81,7 +82,8 @@ impl JobRecord {
         }
     }
 
-    fn bid(&self) -> Bid {
+    /// The job's bid as it enters the book at `now_ns`.
+    fn bid(&self, now_ns: u64) -> Bid {
         Bid {
             job_id: self.state.id,
             ledger: self.spec.ledger,
@@ -92,6 +94,7 @@ impl JobRecord {
             min_provider_stake: self.spec.min_provider_stake,
             excluded_providers: self.state.failed_providers.clone(),
             submitted_at_ns: self.submitted_at_ns,
+            rested_at_ns: now_ns,
         }
     }
 }
@@ -101,6 +104,29 @@ fn invalid(field: &str, reason: impl Into<String>) -> MatcherError {
         field: field.to_string(),
         reason: reason.into(),
     }
+}
+
+/// Checks the memory and fuel a job or reserved slot asks for: positive,
+/// and no more than any sandbox could give (a bid asking for more could
+/// never match, and would rest for nothing).
+pub fn check_limits(
+    field: &str,
+    memory_mib: u32,
+    fuel_per_interval: u64,
+) -> Result<(), MatcherError> {
+    if memory_mib == 0 || memory_mib > MAX_JOB_MEMORY_MIB {
+        return Err(invalid(
+            field,
+            format!("memory_mib from 1 to {MAX_JOB_MEMORY_MIB}"),
+        ));
+    }
+    if fuel_per_interval == 0 || fuel_per_interval > MAX_FUEL_PER_INTERVAL {
+        return Err(invalid(
+            field,
+            format!("fuel_per_interval from 1 to {MAX_FUEL_PER_INTERVAL}"),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks every bound of a job spec.
@@ -133,9 +159,11 @@ pub fn validate_spec(spec: &JobSpec) -> Result<(), MatcherError> {
             format!("an https:// URL of at most {MAX_URL_LEN} bytes"),
         ));
     }
-    if spec.limits.memory_mib == 0 || spec.limits.fuel_per_interval == 0 {
-        return Err(invalid("limits", "memory and fuel must be positive"));
-    }
+    check_limits(
+        "limits",
+        spec.limits.memory_mib,
+        spec.limits.fuel_per_interval,
+    )?;
     if spec.interval_secs == 0 || spec.interval_secs > MAX_INTERVAL_SECS {
         return Err(invalid(
             "interval_secs",
@@ -205,8 +233,8 @@ pub struct Memories<M> {
     pub nodes: [M; 2],
     /// The book's four maps.
     pub book: [M; 4],
-    /// The module store's two maps.
-    pub modules: [M; 2],
+    /// The module store's maps and byte counter.
+    pub modules: [M; 5],
     /// The outbox's two maps.
     pub outbox: [M; 2],
     /// Reservations, their queued jobs, and the registered DAOs.
@@ -253,7 +281,6 @@ impl<M: Memory> Market<M> {
     /// Opens the market kept in these memories.
     pub fn init(m: Memories<M>) -> Self {
         let [b0, b1, b2, b3] = m.book;
-        let [m0, m1] = m.modules;
         let [o0, o1] = m.outbox;
         let [r0, r1, r2] = m.reservations;
         let [n0, n1] = m.nodes;
@@ -266,7 +293,7 @@ impl<M: Memory> Market<M> {
             nodes: StableBTreeMap::init(n0),
             node_of: StableBTreeMap::init(n1),
             book: Book::init(b0, b1, b2, b3),
-            modules: ModuleStore::init(m0, m1),
+            modules: ModuleStore::init(m.modules),
             outbox: Outbox::init(o0, o1),
             reservations: StableBTreeMap::init(r0),
             reserved_queue: StableBTreeMap::init(r1),
@@ -508,7 +535,7 @@ impl<M: Memory> Market<M> {
 
     fn try_match(&mut self, p: &Params, now_ns: u64, id: JobId) -> Option<Principal> {
         let rec = self.job(id)?;
-        let bid = rec.bid();
+        let bid = rec.bid(now_ns);
         match self.book.best_offer_for(&bid) {
             Some(offer) => {
                 self.assign(p, now_ns, id, &offer);
@@ -527,8 +554,9 @@ impl<M: Memory> Market<M> {
     /// [`MAX_SCAN`](crate::book::MAX_SCAN) resting bids, so a bid behind many
     /// that no offer can run would otherwise wait for good; the timer runs
     /// this sweep so every resting bid is looked at again within a bounded
-    /// number of runs. Returns where the next run goes on (`None`: from the
-    /// top). Does nothing while no offer has a free slot.
+    /// number of runs. The same sweep expires one-off jobs whose bid rested
+    /// [`MAX_RESTING_SECS`] unmatched (see [`Self::expire_resting`]).
+    /// Returns where the next run goes on (`None`: from the top).
     pub fn sweep_resting_bids(
         &mut self,
         p: &Params,
@@ -536,9 +564,6 @@ impl<M: Memory> Market<M> {
         after: Option<crate::book::BidKey>,
         budget: usize,
     ) -> Option<crate::book::BidKey> {
-        if !self.book.has_free_slots() {
-            return None;
-        }
         let bids = self.book.resting_bids_after(after, budget);
         let next = if bids.len() == budget {
             bids.last().map(|(k, _)| *k)
@@ -546,16 +571,41 @@ impl<M: Memory> Market<M> {
             None
         };
         for (_, job_id) in bids {
-            if !self.book.has_free_slots() {
-                return None;
+            let Some(bid) = self.book.bid(job_id) else {
+                continue;
+            };
+            if self.expire_resting(p, now_ns, &bid) {
+                continue;
             }
-            if let Some(bid) = self.book.bid(job_id)
+            if self.book.has_free_slots()
                 && let Some(offer) = self.book.best_offer_for(&bid)
             {
                 self.assign(p, now_ns, job_id, &offer);
             }
         }
         next
+    }
+
+    /// Expires a one-off job whose bid has rested unmatched for
+    /// [`MAX_RESTING_SECS`]: its lock is refunded and its module released.
+    /// A bid nobody takes in a day most likely asks for what no provider
+    /// offers; the buyer can submit again. Returns whether it expired.
+    fn expire_resting(&mut self, p: &Params, now_ns: u64, bid: &Bid) -> bool {
+        let rested = now_ns.saturating_sub(bid.resting_since_ns());
+        if rested < MAX_RESTING_SECS.saturating_mul(1_000_000_000) {
+            return false;
+        }
+        let Some(mut rec) = self.job(bid.job_id) else {
+            return false;
+        };
+        if rec.kind != JobKind::OneOff || rec.state.status != JobStatus::Open {
+            return false;
+        }
+        let effects = rec.state.end(JobStatus::Expired);
+        self.book.remove_bid(bid.job_id);
+        self.put_job(rec);
+        self.apply(p, now_ns, bid.job_id, JobKind::OneOff, effects);
+        true
     }
 
     fn assign(&mut self, p: &Params, now_ns: u64, id: JobId, offer: &BookOffer) {

@@ -42,3 +42,9 @@ pub const ACTIVE_BY_OWNER: MemoryId = MemoryId::new(18);
 pub const ASSIGNED_BY_PROVIDER: MemoryId = MemoryId::new(19);
 /// Provider to the node principal its latest offer named.
 pub const NODE_OF_PROVIDER: MemoryId = MemoryId::new(20);
+/// (uploader, sha256) pairs of the module store.
+pub const MODULES_BY_UPLOADER: MemoryId = MemoryId::new(21);
+/// (idle since, sha256) pairs of modules no job uses.
+pub const MODULES_IDLE: MemoryId = MemoryId::new(22);
+/// Bytes of all stored modules.
+pub const MODULE_BYTES: MemoryId = MemoryId::new(23);

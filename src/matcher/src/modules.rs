@@ -6,11 +6,19 @@
 //! modules are reference-counted by the jobs that name them; one nobody uses
 //! is deleted [`UNUSED_TTL_NS`] after it was last released (or committed),
 //! and an upload that never commits is deleted [`UNUSED_TTL_NS`] after it began.
+//!
+//! Storage is bounded three ways: the whole store ([`MAX_STORE_BYTES`]),
+//! each uploader's modules ([`MAX_MODULES_PER_UPLOADER`], of which
+//! [`MAX_IDLE_BYTES_PER_UPLOADER`] unused), and time: a module in use is
+//! held by jobs, and a job whose bid no offer takes expires (see
+//! `Market::sweep_resting_bids`), so nothing is pinned for ever. Every
+//! check reads only the uploader's own modules (an index by uploader), the
+//! store's total is a counter, and collection walks an index by idle time.
 
 use candid::Principal;
 use canister_common::codec::Cbor;
-use ic_stable_structures::{Memory, StableBTreeMap};
-use market_api::matcher::{MAX_CHUNK_BYTES, MAX_MODULE_BYTES, Sha256};
+use ic_stable_structures::{Memory, StableBTreeMap, StableCell};
+use market_api::matcher::{MAX_CHUNK_BYTES, MAX_MODULE_BYTES, MAX_MODULES_PER_UPLOADER, Sha256};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
@@ -60,6 +68,8 @@ pub enum StoreError {
     BadSize { max: u64 },
     /// The uploader has too many uploads in progress.
     TooManyUploads,
+    /// The uploader has [`MAX_MODULES_PER_UPLOADER`] modules already.
+    TooManyModules,
     /// The uploader holds too many bytes of modules no job uses.
     IdleQuota { limit: u64 },
     /// The store is full.
@@ -80,19 +90,50 @@ pub enum StoreError {
     NotCommitted,
 }
 
-/// The store over two stable maps.
+/// The store over its stable maps.
 pub struct ModuleStore<M: Memory> {
     meta: StableBTreeMap<Sha256, Cbor<ModuleMeta>, M>,
     chunks: StableBTreeMap<(Sha256, u32), Vec<u8>, M>,
+    /// Every module by its uploader.
+    by_uploader: StableBTreeMap<(Principal, Sha256), (), M>,
+    /// Modules no job uses, by when they became idle.
+    idle: StableBTreeMap<(u64, Sha256), (), M>,
+    /// Bytes of all modules, committed or not.
+    stored: StableCell<u64, M>,
 }
 
 impl<M: Memory> ModuleStore<M> {
-    /// Opens the store kept in these memories.
-    pub fn init(meta: M, chunks: M) -> Self {
+    /// Opens the store kept in these memories: metadata, chunks, the
+    /// uploader index, the idle index and the byte counter.
+    pub fn init([meta, chunks, by_uploader, idle, stored]: [M; 5]) -> Self {
         Self {
             meta: StableBTreeMap::init(meta),
             chunks: StableBTreeMap::init(chunks),
+            by_uploader: StableBTreeMap::init(by_uploader),
+            idle: StableBTreeMap::init(idle),
+            stored: StableCell::init(stored, 0),
         }
+    }
+
+    /// Builds the indexes and the byte counter from the metadata if they
+    /// are empty while modules exist (a store saved before they were
+    /// kept). Returns how many modules it indexed.
+    pub fn index_if_missing(&mut self) -> usize {
+        if !self.by_uploader.is_empty() || self.meta.is_empty() {
+            return 0;
+        }
+        let all: Vec<(Sha256, ModuleMeta)> =
+            self.meta.iter().map(|e| (*e.key(), e.value().0)).collect();
+        let mut bytes = 0u64;
+        for (sha, m) in &all {
+            self.by_uploader.insert((m.uploader, *sha), ());
+            if m.refs == 0 {
+                self.idle.insert((m.idle_since_ns, *sha), ());
+            }
+            bytes = bytes.saturating_add(m.size);
+        }
+        self.stored.set(bytes);
+        all.len()
     }
 
     /// A module's metadata.
@@ -100,8 +141,30 @@ impl<M: Memory> ModuleStore<M> {
         self.meta.get(sha).map(|c| c.0)
     }
 
-    fn stored_bytes(&self) -> u64 {
-        self.meta.values().map(|m| m.0.size).sum()
+    /// Bytes of all modules, committed or not.
+    pub fn stored_bytes(&self) -> u64 {
+        *self.stored.get()
+    }
+
+    /// Writes a module's metadata, keeping the idle index in step.
+    fn put_meta(&mut self, sha: Sha256, m: ModuleMeta) {
+        if let Some(old) = self.meta(&sha)
+            && old.refs == 0
+        {
+            self.idle.remove(&(old.idle_since_ns, sha));
+        }
+        if m.refs == 0 {
+            self.idle.insert((m.idle_since_ns, sha), ());
+        }
+        self.meta.insert(sha, Cbor(m));
+    }
+
+    /// The modules of one uploader (at most [`MAX_MODULES_PER_UPLOADER`]).
+    fn uploaded_by(&self, uploader: Principal) -> Vec<ModuleMeta> {
+        self.by_uploader
+            .keys_range((uploader, [0; 32])..=(uploader, [u8::MAX; 32]))
+            .filter_map(|(_, sha)| self.meta(&sha))
+            .collect()
     }
 
     /// Starts (or resumes, for the same uploader and size) an upload.
@@ -124,20 +187,15 @@ impl<M: Memory> ModuleStore<M> {
             }
             return Err(StoreError::Conflict);
         }
-        let pending = self
-            .meta
-            .values()
-            .filter(|m| !m.0.committed && m.0.uploader == uploader)
-            .count();
+        let mine = self.uploaded_by(uploader);
+        if mine.len() >= MAX_MODULES_PER_UPLOADER as usize {
+            return Err(StoreError::TooManyModules);
+        }
+        let pending = mine.iter().filter(|m| !m.committed).count();
         if pending >= MAX_PENDING_UPLOADS_PER_PRINCIPAL {
             return Err(StoreError::TooManyUploads);
         }
-        let idle: u64 = self
-            .meta
-            .values()
-            .filter(|m| m.0.uploader == uploader && m.0.refs == 0)
-            .map(|m| m.0.size)
-            .sum();
+        let idle: u64 = mine.iter().filter(|m| m.refs == 0).map(|m| m.size).sum();
         if idle.saturating_add(size) > MAX_IDLE_BYTES_PER_UPLOADER {
             return Err(StoreError::IdleQuota {
                 limit: MAX_IDLE_BYTES_PER_UPLOADER,
@@ -153,7 +211,9 @@ impl<M: Memory> ModuleStore<M> {
             refs: 0,
             idle_since_ns: now_ns,
         };
-        self.meta.insert(sha, Cbor(meta.clone()));
+        self.put_meta(sha, meta.clone());
+        self.by_uploader.insert((uploader, sha), ());
+        self.stored.set(self.stored_bytes().saturating_add(size));
         Ok(meta)
     }
 
@@ -219,7 +279,7 @@ impl<M: Memory> ModuleStore<M> {
         }
         m.committed = true;
         m.idle_since_ns = now_ns;
-        self.meta.insert(sha, Cbor(m.clone()));
+        self.put_meta(sha, m.clone());
         Ok(m)
     }
 
@@ -242,7 +302,7 @@ impl<M: Memory> ModuleStore<M> {
             return Err(StoreError::NotCommitted);
         }
         m.refs += 1;
-        self.meta.insert(*sha, Cbor(m));
+        self.put_meta(*sha, m);
         Ok(())
     }
 
@@ -253,7 +313,7 @@ impl<M: Memory> ModuleStore<M> {
             if m.refs == 0 {
                 m.idle_since_ns = now_ns;
             }
-            self.meta.insert(*sha, Cbor(m));
+            self.put_meta(*sha, m);
         }
     }
 
@@ -265,20 +325,21 @@ impl<M: Memory> ModuleStore<M> {
         for k in keys {
             self.chunks.remove(&k);
         }
-        self.meta.remove(sha);
+        if let Some(Cbor(m)) = self.meta.remove(sha) {
+            self.by_uploader.remove(&(m.uploader, *sha));
+            self.idle.remove(&(m.idle_since_ns, *sha));
+            self.stored.set(self.stored_bytes().saturating_sub(m.size));
+        }
     }
 
     /// Deletes up to `budget` modules that nobody used for [`UNUSED_TTL_NS`]
     /// (and uploads abandoned that long); returns how many it deleted.
     pub fn collect_garbage(&mut self, now_ns: u64, budget: usize) -> usize {
         let expired: Vec<Sha256> = self
-            .meta
-            .iter()
-            .filter(|e| {
-                let m = &e.value().0;
-                m.refs == 0 && now_ns.saturating_sub(m.idle_since_ns) >= UNUSED_TTL_NS
-            })
-            .map(|e| *e.key())
+            .idle
+            .keys()
+            .take_while(|(since, _)| now_ns.saturating_sub(*since) >= UNUSED_TTL_NS)
+            .map(|(_, sha)| sha)
             .take(budget)
             .collect();
         for sha in &expired {
@@ -294,7 +355,7 @@ mod tests {
     use ic_stable_structures::VectorMemory;
 
     fn store() -> ModuleStore<VectorMemory> {
-        ModuleStore::init(VectorMemory::default(), VectorMemory::default())
+        ModuleStore::init(Default::default())
     }
 
     fn sha(bytes: &[u8]) -> Sha256 {
@@ -312,6 +373,70 @@ mod tests {
             s.put_chunk(alice(), h, i as u32, c.to_vec())?;
         }
         s.commit(1, alice(), h)
+    }
+
+    fn uploader(n: u8) -> Principal {
+        Principal::from_slice(&[0x70, n])
+    }
+
+    /// Begins and commits a one-chunk module of `who`.
+    fn store_small(
+        s: &mut ModuleStore<VectorMemory>,
+        who: Principal,
+        bytes: &[u8],
+    ) -> Result<Sha256, StoreError> {
+        let h = sha(bytes);
+        s.begin(0, who, h, bytes.len() as u64)?;
+        s.put_chunk(who, h, 0, bytes.to_vec())?;
+        s.commit(0, who, h)?;
+        Ok(h)
+    }
+
+    #[test]
+    fn one_uploader_stores_a_bounded_number_of_modules_used_or_not() {
+        let mut s = store();
+        for i in 0..MAX_MODULES_PER_UPLOADER {
+            let h = store_small(&mut s, alice(), format!("m{i}").as_bytes()).unwrap();
+            s.acquire(&h).unwrap();
+        }
+        assert_eq!(
+            store_small(&mut s, alice(), b"one more"),
+            Err(StoreError::TooManyModules)
+        );
+        assert!(store_small(&mut s, uploader(2), b"someone else").is_ok());
+    }
+
+    #[test]
+    fn the_byte_counter_and_indexes_follow_every_change_and_can_be_rebuilt() {
+        let mut s = store();
+        let a = store_small(&mut s, alice(), b"aaaa").unwrap();
+        let b = store_small(&mut s, uploader(2), b"bbbbbb").unwrap();
+        assert_eq!(s.stored_bytes(), 10);
+        s.acquire(&a).unwrap();
+        // Only the idle module is collected, and the counter drops.
+        assert_eq!(s.collect_garbage(UNUSED_TTL_NS, 10), 1);
+        assert_eq!(s.meta(&b), None);
+        assert_eq!(s.stored_bytes(), 4);
+        s.release(5, &a);
+        assert_eq!(s.collect_garbage(UNUSED_TTL_NS + 4, 10), 0, "idle since 5");
+        // A store saved before the indexes existed gets them rebuilt.
+        let c = store_small(&mut s, uploader(3), b"cc").unwrap();
+        let keys: Vec<_> = s.by_uploader.keys().collect();
+        for k in keys {
+            s.by_uploader.remove(&k);
+        }
+        let idle: Vec<_> = s.idle.keys().collect();
+        for k in idle {
+            s.idle.remove(&k);
+        }
+        s.stored.set(0);
+        assert_eq!(s.index_if_missing(), 2);
+        assert_eq!(s.index_if_missing(), 0, "once");
+        assert_eq!(s.stored_bytes(), 6);
+        assert_eq!(s.uploaded_by(uploader(3)).len(), 1);
+        assert_eq!(s.collect_garbage(UNUSED_TTL_NS + 5, 10), 2);
+        assert_eq!((s.meta(&a), s.meta(&c)), (None, None));
+        assert_eq!(s.stored_bytes(), 0);
     }
 
     #[test]

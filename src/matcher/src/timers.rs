@@ -17,7 +17,8 @@ const LOST_TIMER_NS: u64 = 60_000_000_000;
 /// How often the watchdog checks that a timer is armed when work is due.
 const WATCHDOG_PERIOD: Duration = Duration::from_secs(60);
 /// Resting bids the watchdog's sweep looks at per run (see
-/// `Market::sweep_resting_bids`): about 0.7-1.4 M instructions each.
+/// `Market::sweep_resting_bids`): about 0.7-1.4 M instructions each when
+/// matched, less when only checked for expiry.
 const SWEEP_BIDS_PER_RUN: usize = 500;
 
 thread_local! {

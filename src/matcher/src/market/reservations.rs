@@ -63,9 +63,7 @@ pub fn validate_reservation(spec: &ReservationSpec) -> Result<(), MatcherError> 
     if spec.slots == 0 || spec.slots > MAX_RESERVED_SLOTS {
         return Err(invalid("slots", format!("1 to {MAX_RESERVED_SLOTS}")));
     }
-    if spec.memory_mib == 0 || spec.fuel_per_interval == 0 {
-        return Err(invalid("memory_mib", "memory and fuel must be positive"));
-    }
+    super::check_limits("memory_mib", spec.memory_mib, spec.fuel_per_interval)?;
     if spec.interval_secs == 0 || spec.interval_secs > MAX_INTERVAL_SECS {
         return Err(invalid(
             "interval_secs",

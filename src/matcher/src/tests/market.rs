@@ -30,7 +30,7 @@ fn market() -> Market<VectorMemory> {
         deadlines: mem(),
         nodes: [mem(), mem()],
         book: [mem(), mem(), mem(), mem()],
-        modules: [mem(), mem()],
+        modules: Default::default(),
         outbox: [mem(), mem()],
         reservations: [mem(), mem(), mem()],
     })
@@ -354,8 +354,10 @@ fn the_sweep_matches_a_bid_resting_behind_many_that_no_offer_can_run() {
     assert_eq!(m.sweep_resting_bids(&P, 3_001, first, 200), None);
     assert_eq!(m.job(low).unwrap().to_job().provider, Some(provider(1)));
     assert_eq!(m.book.bid_count() as usize, MAX_SCAN + 10);
-    // With no free slot left the sweep does nothing.
-    assert_eq!(m.sweep_resting_bids(&P, 3_002, None, 200), None);
+    // With no free slot left the sweep still walks the bids (to expire
+    // those resting too long) but matches nothing.
+    assert!(m.sweep_resting_bids(&P, 3_002, None, 200).is_some());
+    assert_eq!(m.book.bid_count() as usize, MAX_SCAN + 10);
 }
 
 #[test]
@@ -976,4 +978,42 @@ fn only_the_node_of_a_providers_latest_offer_acts_for_it() {
         .unwrap();
     assert_eq!(m.provider_of(node(1)), provider(1));
     assert_eq!(m.provider_of(node(9)), node(9));
+}
+
+#[test]
+fn a_bid_resting_a_day_unmatched_expires_and_lets_its_module_go() {
+    use market_api::matcher::MAX_RESTING_SECS;
+    let mut m = market();
+    let bytes = b"module";
+    let sha: [u8; 32] = sha2::Digest::finalize(sha2::Digest::chain_update(
+        <sha2::Sha256 as sha2::Digest>::new(),
+        bytes,
+    ))
+    .into();
+    m.modules
+        .begin(0, buyer(), sha, bytes.len() as u64)
+        .unwrap();
+    m.modules
+        .put_chunk(buyer(), sha, 0, bytes.to_vec())
+        .unwrap();
+    m.modules.commit(0, buyer(), sha).unwrap();
+    let mut job = spec(80, 0);
+    job.module = ModuleSource::Stored { sha256: sha };
+    let id = m.create_job(0, buyer(), job).unwrap().state.id;
+    m.job_funded(&P, 0, id);
+    assert_eq!(m.book.bid_count(), 1, "no offer: the bid rests");
+    let day = MAX_RESTING_SECS * S;
+    m.sweep_resting_bids(&P, day - 1, None, 10);
+    assert_eq!(m.job(id).unwrap().state.status, JobStatus::Open);
+    m.sweep_resting_bids(&P, day, None, 10);
+    assert_eq!(m.job(id).unwrap().state.status, JobStatus::Expired);
+    assert_eq!(m.book.bid_count(), 0);
+    assert_eq!(steps(&mut m), vec![Effect::Settle]);
+    assert_eq!(m.modules.meta(&sha).unwrap().refs, 0);
+    assert_eq!(
+        m.modules
+            .collect_garbage(day + crate::modules::UNUSED_TTL_NS, 10),
+        1
+    );
+    m.check_invariants().unwrap();
 }
