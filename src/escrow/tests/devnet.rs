@@ -10,7 +10,7 @@
 //! Needs `scripts/build-canisters.sh escrow ledger`.
 
 use candid::{CandidType, Deserialize, Nat, Principal};
-use devnet::{CallError, Devnet, Fault, FaultKind, RejectCode};
+use devnet::{Devnet, Fault, FaultKind, RejectCode};
 use market_api::escrow::{
     Balance, DepositArgs, EscrowError, EscrowEvent, EscrowInit, ExtendLockArgs, JobLock,
     LedgerInfo, LockArgs, NotifyDepositArgs, PendingOperation, ReconcileArgs, ReleaseArgs,
@@ -286,28 +286,13 @@ impl Net {
 
     /// Calls `method` as the anonymous principal, a buyer and a controller:
     /// each is refused, the method being the matcher's.
-    /// Calls `method` as `caller` both ways it can arrive: as ingress,
-    /// which the escrow's `canister_inspect_message` must refuse, and from
-    /// a canister, which skips that filter; returns the method's own answer
-    /// to the second.
     fn refused_ingress<A: CandidType, T: CandidType + for<'de> Deserialize<'de>>(
         &mut self,
         caller: Principal,
         method: &str,
         arg: &A,
     ) -> T {
-        let ingress: Result<candid::Reserved, _> = self.dn.update(self.escrow, caller, method, arg);
-        match ingress {
-            Err(CallError::Reject(r)) => assert!(
-                r.message.contains("inspect_message"),
-                "{method} by {caller}: {}",
-                r.message
-            ),
-            other => panic!("{method} by {caller} passed inspect_message: {other:?}"),
-        }
-        self.dn
-            .update_from_canister(self.escrow, caller, method, arg)
-            .unwrap_or_else(|e| panic!("{method}: {e}"))
+        market_fixture::refused_ingress(&mut self.dn, self.escrow, caller, method, arg)
     }
 
     fn assert_matcher_only<A: CandidType>(&mut self, method: &str, arg: &A) {

@@ -711,7 +711,12 @@ fn unauthorized_and_anonymous_callers_are_refused_and_change_nothing() {
     let net = Net::new();
     net.provider(1, PRICE);
     let id = net.submit(buyer(), &net.spec(PRICE, 0)).unwrap();
-    let anon: R<u64> = net.call(Principal::anonymous(), "submit_job", &net.spec(PRICE, 0));
+    let anon: R<u64> = net.refused_update(
+        net.ids.matcher,
+        Principal::anonymous(),
+        "submit_job",
+        &net.spec(PRICE, 0),
+    );
     assert_eq!(anon, Err(MatcherError::AnonymousCaller));
     // A stranger heartbeating a job it does not hold.
     let items = vec![HeartbeatItem {
@@ -729,34 +734,30 @@ fn unauthorized_and_anonymous_callers_are_refused_and_change_nothing() {
     let r: R<u64> = net.call(principal(66), "post_offer", &net.offer_spec(1, PRICE));
     assert!(matches!(r, Err(MatcherError::Unauthorized { .. })), "{r:?}");
     // The escrow and registry take value-moving calls from the matcher only.
-    let lock: Result<JobLock, EscrowError> = net
-        .update(
-            net.ids.escrow,
-            buyer2(),
-            "lock",
-            &LockArgs {
-                job_key: "job/999".into(),
-                buyer: buyer(),
-                ledger: net.ids.ledger,
-                amount: PRICE,
-            },
-        )
-        .unwrap();
+    let lock: Result<JobLock, EscrowError> = net.refused_update(
+        net.ids.escrow,
+        buyer2(),
+        "lock",
+        &LockArgs {
+            job_key: "job/999".into(),
+            buyer: buyer(),
+            ledger: net.ids.ledger,
+            amount: PRICE,
+        },
+    );
     assert!(lock.is_err());
-    let slash: Result<SlashOutcome, RegistryError> = net
-        .update(
-            net.ids.registry,
-            buyer(),
-            "slash",
-            &SlashArgs {
-                provider: provider(1),
-                amount: PRICE,
-                beneficiary: account(buyer()),
-                reason: "forged".into(),
-                key: "forged/1".into(),
-            },
-        )
-        .unwrap();
+    let slash: Result<SlashOutcome, RegistryError> = net.refused_update(
+        net.ids.registry,
+        buyer(),
+        "slash",
+        &SlashArgs {
+            provider: provider(1),
+            amount: PRICE,
+            beneficiary: account(buyer()),
+            reason: "forged".into(),
+            key: "forged/1".into(),
+        },
+    );
     assert!(slash.is_err());
     assert_eq!(net.stake_of(1).slashed_total, 0);
     net.audit();

@@ -127,6 +127,19 @@ impl Net {
         Decode!(&bytes, R).unwrap_or_else(|e| panic!("{method}: {e}"))
     }
 
+    /// A call ingress may not make: refused by `inspect_message`, and by
+    /// the method itself when it comes from a canister.
+    fn refused<R: CandidType + for<'de> Deserialize<'de>>(
+        &mut self,
+        sender: Principal,
+        method: &str,
+        arg: Vec<u8>,
+    ) -> R {
+        let bytes =
+            market_fixture::refused_ingress_bytes(&mut self.dn, self.registry, sender, method, arg);
+        Decode!(&bytes, R).unwrap_or_else(|e| panic!("{method}: {e}"))
+    }
+
     fn register(&mut self, p: Principal) -> Result<(), RegistryError> {
         self.call(p, "register_provider", encode_one(profile(p)).unwrap())
     }
@@ -168,13 +181,11 @@ impl Net {
         amount: Tokens,
         key: &str,
     ) -> Result<(), RegistryError> {
-        let args = BondArgs {
-            provider: p,
-            amount,
-            key: key.into(),
-            min_stake: None,
-        };
-        self.call(caller, "bond", encode_one(args).unwrap())
+        self.call(
+            caller,
+            "bond",
+            encode_one(bond_args(p, amount, key)).unwrap(),
+        )
     }
 
     fn unbond(&mut self, caller: Principal, key: &str) -> Result<Tokens, RegistryError> {
@@ -188,14 +199,11 @@ impl Net {
         amount: Tokens,
         key: &str,
     ) -> Result<SlashOutcome, RegistryError> {
-        let args = SlashArgs {
-            provider: p,
-            amount,
-            beneficiary: buyer(),
-            reason: "missed heartbeat".into(),
-            key: key.into(),
-        };
-        self.call(caller, "slash", encode_one(args).unwrap())
+        self.call(
+            caller,
+            "slash",
+            encode_one(slash_args(p, amount, key)).unwrap(),
+        )
     }
 
     fn provider(&mut self, p: Principal) -> Provider {
@@ -329,6 +337,25 @@ impl Net {
     }
 }
 
+fn bond_args(p: Principal, amount: Tokens, key: &str) -> BondArgs {
+    BondArgs {
+        provider: p,
+        amount,
+        key: key.into(),
+        min_stake: None,
+    }
+}
+
+fn slash_args(p: Principal, amount: Tokens, key: &str) -> SlashArgs {
+    SlashArgs {
+        provider: p,
+        amount,
+        beneficiary: buyer(),
+        reason: "missed heartbeat".into(),
+        key: key.into(),
+    }
+}
+
 fn rejected_with(r: &Result<u128, RegistryError>, what: &str) -> bool {
     matches!(r, Err(RegistryError::Ledger(LedgerCallError::Rejected { message })) if message.contains(what))
 }
@@ -337,10 +364,13 @@ fn rejected_with(r: &Result<u128, RegistryError>, what: &str) -> bool {
 fn register_and_stake_only_with_approval_and_funds() {
     let mut n = Net::new();
     let p = user(1);
-    assert_eq!(
-        n.register(Principal::anonymous()),
-        Err(RegistryError::AnonymousCaller)
+    let anon = Principal::anonymous();
+    let r: Result<(), RegistryError> = n.refused(
+        anon,
+        "register_provider",
+        encode_one(profile(anon)).unwrap(),
     );
+    assert_eq!(r, Err(RegistryError::AnonymousCaller));
     assert_eq!(n.stake(p, ICP), Err(RegistryError::NotRegistered));
     n.register(p).unwrap();
     assert_eq!(n.register(p), Err(RegistryError::AlreadyRegistered));
@@ -522,18 +552,18 @@ fn every_update_refuses_unauthorized_callers() {
             encode_one(RegistryConfigUpdate::default()).unwrap(),
         ),
     ];
+    let unit = unit.into_iter().chain([
+        ("stake", encode_one(ICP).unwrap()),
+        ("unstake", encode_one(ICP).unwrap()),
+        ("withdraw_unbonded", Encode!().unwrap()),
+        ("settle_pending", encode_one(p).unwrap()),
+    ]);
     for (m, arg) in unit {
-        let r: Result<candid::Reserved, RegistryError> = n.call(anon, m, arg);
+        let r: Result<candid::Reserved, RegistryError> = n.refused(anon, m, arg);
         assert_eq!(r.err(), Some(RegistryError::AnonymousCaller), "{m}");
     }
-    assert_eq!(n.stake(anon, ICP), Err(RegistryError::AnonymousCaller));
-    assert_eq!(
-        n.unstake(anon, ICP).err(),
-        Some(RegistryError::AnonymousCaller)
-    );
-    assert_eq!(n.withdraw(anon), Err(RegistryError::AnonymousCaller));
-    let r: Result<(), RegistryError> = n.call(anon, "settle_pending", encode_one(p).unwrap());
-    assert_eq!(r, Err(RegistryError::AnonymousCaller));
+    let bond = bond_args(p, ICP, "x");
+    let slash = slash_args(p, ICP, "x");
     for caller in [anon, p, user(2), admin()] {
         let want_anon = caller == anon;
         let ok = |e: Option<RegistryError>| match e {
@@ -541,13 +571,18 @@ fn every_update_refuses_unauthorized_callers() {
             Some(RegistryError::Unauthorized { .. }) => !want_anon,
             _ => false,
         };
-        assert!(ok(n.bond(caller, p, ICP, "x").err()), "bond by {caller}");
-        assert!(ok(n.unbond(caller, "x").err()), "unbond by {caller}");
-        assert!(ok(n.slash(caller, p, ICP, "x").err()), "slash by {caller}");
+        let r: Result<(), RegistryError> = n.refused(caller, "bond", encode_one(&bond).unwrap());
+        assert!(ok(r.err()), "bond by {caller}");
+        let r: Result<Tokens, RegistryError> =
+            n.refused(caller, "unbond", encode_one("x".to_string()).unwrap());
+        assert!(ok(r.err()), "unbond by {caller}");
+        let r: Result<SlashOutcome, RegistryError> =
+            n.refused(caller, "slash", encode_one(&slash).unwrap());
+        assert!(ok(r.err()), "slash by {caller}");
     }
     let r: Result<(), RegistryError> = n.call(user(2), "settle_pending", encode_one(p).unwrap());
     assert!(matches!(r, Err(RegistryError::Unauthorized { .. })));
-    let r: Result<RegistryConfig, RegistryError> = n.call(
+    let r: Result<RegistryConfig, RegistryError> = n.refused(
         p,
         "update_config",
         encode_one(RegistryConfigUpdate::default()).unwrap(),

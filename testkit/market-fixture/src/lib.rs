@@ -289,6 +289,17 @@ impl MarketFixture {
             .map_err(|e| call_error(method, e))
     }
 
+    /// An update call that ingress may not make: see [`refused_ingress`].
+    pub fn refused_update<A: CandidType, R: CandidType + DeserializeOwned>(
+        &self,
+        canister: Principal,
+        caller: Principal,
+        method: &str,
+        arg: &A,
+    ) -> R {
+        refused_ingress(&mut self.devnet(), canister, caller, method, arg)
+    }
+
     /// An update call with a tuple of arguments and of results.
     pub fn update_args<A: ArgumentEncoder, R: for<'a> ArgumentDecoder<'a>>(
         &self,
@@ -621,6 +632,42 @@ impl MarketFixture {
         sent.map(|_| ())
             .map_err(|e| refused("transfer_treasury_funds", e))
     }
+}
+
+/// Sends `method` to `canister` as ingress from `caller`, which the
+/// canister's `canister_inspect_message` must refuse (panics if it runs),
+/// then as a call from a canister, which skips that filter, and returns the
+/// method's own answer: a test of a refusal checks both doors.
+pub fn refused_ingress<A: CandidType, R: CandidType + DeserializeOwned>(
+    dn: &mut Devnet,
+    canister: Principal,
+    caller: Principal,
+    method: &str,
+    arg: &A,
+) -> R {
+    let arg = candid::encode_one(arg).expect("encode the argument");
+    let reply = refused_ingress_bytes(dn, canister, caller, method, arg);
+    candid::decode_one(&reply).unwrap_or_else(|e| panic!("{method}: {e}"))
+}
+
+/// [`refused_ingress`] with the argument and the reply as Candid bytes.
+pub fn refused_ingress_bytes(
+    dn: &mut Devnet,
+    canister: Principal,
+    caller: Principal,
+    method: &str,
+    arg: Vec<u8>,
+) -> Vec<u8> {
+    match dn.update_call(canister, caller, method, arg.clone()) {
+        Err(r) => assert!(
+            r.message.contains("inspect_message"),
+            "{method} by {caller}: {}",
+            r.message
+        ),
+        Ok(_) => panic!("{method} by {caller} passed inspect_message"),
+    }
+    dn.call_from_canister(canister, caller, method, arg)
+        .unwrap_or_else(|e| panic!("{method} by {caller} from a canister: {e}"))
 }
 
 /// A `Nat` that fits in `u128` (ledger amounts always do here).
