@@ -555,7 +555,7 @@ impl<M: Memory> Market<M> {
     /// that no offer can run would otherwise wait for good; the timer runs
     /// this sweep so every resting bid is looked at again within a bounded
     /// number of runs. The same sweep expires one-off jobs whose bid rested
-    /// [`MAX_RESTING_SECS`] unmatched (see [`Self::expire_resting`]).
+    /// [`MAX_RESTING_SECS`] unmatched (see `expire_resting`).
     /// Returns where the next run goes on (`None`: from the top).
     pub fn sweep_resting_bids(
         &mut self,
@@ -779,6 +779,17 @@ impl<M: Memory> Market<M> {
             self.book.remove_offer(*id);
         }
         ids
+    }
+
+    /// Sets the stake every offer of `provider` shows to matching.
+    pub fn restake_offers(&mut self, provider: Principal, stake: Tokens) {
+        let ids: Vec<OfferId> = self.offers_of(provider).iter().map(|o| o.id).collect();
+        for id in ids {
+            if let Some(mut o) = self.book.offer(id) {
+                o.provider_stake = stake;
+                self.book.put_offer(o);
+            }
+        }
     }
 
     /// A provider's offers.

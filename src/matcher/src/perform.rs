@@ -281,12 +281,7 @@ async fn bond(
         Ok(Err(RegistryError::Busy)) => Outcome::Retry("registry busy".into()),
         Ok(Err(e)) => {
             let t = rt.now_ns();
-            let ineligible = matches!(
-                e,
-                RegistryError::Jailed
-                    | RegistryError::NotRegistered
-                    | RegistryError::InsufficientStake { .. }
-            );
+            let ineligible = matches!(e, RegistryError::Jailed | RegistryError::NotRegistered);
             mutate_state(|s| {
                 if ineligible {
                     audit::provider_ineligible(s, t, provider);
@@ -294,10 +289,29 @@ async fn bond(
                 let p = s.params();
                 s.market.bond_refused(&p, t, job_id, key.attempt)
             });
+            if matches!(e, RegistryError::InsufficientStake { .. }) {
+                restake_offers(rt, provider).await;
+            }
             Outcome::Done
         }
         Err(e) => retry(e),
     }
+}
+
+/// The registry found `provider`'s stake short of a bond: its offers' stake
+/// was stale. Reads its standing again: a provider the registry no longer
+/// deems eligible (below its minimum stake, say) leaves the book; another
+/// keeps its offers with the stake it has now, so jobs asking for more
+/// pass it by. If the registry can't be reached, the next refusal asks
+/// again.
+async fn restake_offers(rt: &impl Runtime, provider: Principal) {
+    let standing = provider_standing(rt, provider).await;
+    let t = rt.now_ns();
+    mutate_state(|s| match standing {
+        Ok(standing) => s.market.restake_offers(provider, standing.stake),
+        Err(MatcherError::Unauthorized { .. }) => audit::provider_ineligible(s, t, provider),
+        Err(_) => {}
+    });
 }
 
 /// Whether the job's funds sit in a lock of its own (not so for the jobs
