@@ -696,3 +696,70 @@ fn one_principal_cannot_pin_the_module_store() {
     assert!(store_module(&net, attacker, b"after").is_ok());
     net.audit().unwrap();
 }
+
+/// One attacker loops submit-and-cancel with the largest job it may send
+/// (1 MiB of input, 64 args of 1 KiB), each bid too low to be matched, to
+/// leave megabytes in the matcher's stable memory for nothing. A finished
+/// job keeps its result but not its input, and is deleted after the
+/// retention period; its events stay.
+#[test]
+fn submit_and_cancel_loops_leave_no_lasting_storage() {
+    use market_api::matcher::{
+        FINISHED_JOB_RETENTION_SECS, Job, MAX_ARG_LEN, MAX_ARGS, MAX_INPUT_BYTES, MatcherEvent,
+    };
+    use market_api::{EventPage, PageRequest};
+    const ROUNDS: usize = 1_000;
+    const MIB: usize = 1024 * 1024;
+    let (net, _) = market();
+    let attacker = principal(0x67);
+    net.mint(attacker, 10 * ICP).unwrap();
+    net.deposit(attacker, 5 * ICP).unwrap();
+    let mut spec = net.url_job(60, 1, 1);
+    spec.input = vec![0xAB; MAX_INPUT_BYTES];
+    spec.args = (0..MAX_ARGS).map(|_| "x".repeat(MAX_ARG_LEN)).collect();
+    let stable = |c: Principal| net.devnet().stable_memory_size(c).unwrap();
+    let (matcher_before, escrow_before) = (stable(net.ids.matcher), stable(net.ids.escrow));
+    let mut jobs = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        let r: Result<JobId, MatcherError> = net
+            .update(net.ids.matcher, attacker, "submit_job", &spec)
+            .unwrap();
+        let job = r.expect("submit_job");
+        let r: Result<(), MatcherError> = net
+            .update(net.ids.matcher, attacker, "cancel_job", &job)
+            .unwrap();
+        r.expect("cancel_job");
+        jobs.push(job);
+    }
+    net.settle_outbox();
+    let matcher_growth = stable(net.ids.matcher) - matcher_before;
+    let escrow_growth = stable(net.ids.escrow) - escrow_before;
+    eprintln!(
+        "{ROUNDS} rounds of {} KiB each: matcher stable memory +{} KiB, escrow +{} KiB",
+        (MAX_INPUT_BYTES + MAX_ARGS * MAX_ARG_LEN) / 1024,
+        matcher_growth / 1024,
+        escrow_growth / 1024
+    );
+    assert!(
+        matcher_growth <= 64 * MIB,
+        "the matcher kept {} MiB after {ROUNDS} cancelled jobs",
+        matcher_growth / MIB
+    );
+    assert!(
+        escrow_growth <= 16 * MIB,
+        "the escrow kept {escrow_growth} bytes"
+    );
+
+    // After the retention period the jobs are gone; their events stay.
+    net.advance(std::time::Duration::from_secs(FINISHED_JOB_RETENTION_SECS));
+    net.wait_secs(1_200);
+    for job in [jobs[0], jobs[ROUNDS - 1]] {
+        let j: Option<Job> = net.query(net.ids.matcher, "get_job", &job).unwrap();
+        assert_eq!(j, None, "job {job} outlived its retention");
+    }
+    let page: EventPage<MatcherEvent> = net
+        .query(net.ids.matcher, "get_events", &PageRequest::default())
+        .unwrap();
+    assert!(page.total >= 2 * ROUNDS as u64, "{} events", page.total);
+    net.audit().unwrap();
+}

@@ -24,6 +24,10 @@ pub const MAX_JOB_MEMORY_MIB: u32 = 4_096;
 pub const MAX_FUEL_PER_INTERVAL: u64 = 100_000_000_000_000;
 /// Most modules one principal may have in the store, used or not.
 pub const MAX_MODULES_PER_UPLOADER: u32 = 32;
+/// How long a finished one-off job is kept (with its result) before it is
+/// deleted; its events stay in the log. Its input, args and env are dropped
+/// as soon as it finishes.
+pub const FINISHED_JOB_RETENTION_SECS: u64 = 30 * 86_400;
 /// How long a job's bid may rest in the book unmatched before the job
 /// expires and its lock is refunded: a bid no offer will take does not hold
 /// its funds, or its module in the store, for ever.

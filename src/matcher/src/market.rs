@@ -11,9 +11,9 @@ use candid::Principal;
 use canister_common::codec::Cbor;
 use ic_stable_structures::{Memory, StableBTreeMap};
 use market_api::matcher::{
-    HeartbeatAck, HeartbeatItem, Job, JobKind, JobSpec, JobStatus, MAX_ARG_LEN, MAX_ARGS,
-    MAX_FUEL_PER_INTERVAL, MAX_INPUT_BYTES, MAX_JOB_MEMORY_MIB, MAX_RESTING_SECS, MatcherError,
-    ModuleSource, Offer, OfferSpec, SubmitResultArgs,
+    FINISHED_JOB_RETENTION_SECS, HeartbeatAck, HeartbeatItem, Job, JobKind, JobSpec, JobStatus,
+    MAX_ARG_LEN, MAX_ARGS, MAX_FUEL_PER_INTERVAL, MAX_INPUT_BYTES, MAX_JOB_MEMORY_MIB,
+    MAX_RESTING_SECS, MatcherError, ModuleSource, Offer, OfferSpec, SubmitResultArgs,
 };
 use market_api::{JobId, OfferId, Tokens};
 use serde::{Deserialize, Serialize};
@@ -229,6 +229,8 @@ pub struct Memories<M> {
     pub assigned_by_provider: M,
     /// (deadline, job, attempt) triples.
     pub deadlines: M,
+    /// (finished at, job) pairs of finished one-off jobs.
+    pub finished: M,
     /// node principal -> provider, and provider -> its current node.
     pub nodes: [M; 2],
     /// The book's four maps.
@@ -252,6 +254,9 @@ pub struct Market<M: Memory> {
     /// reads a provider's own without looking at anyone else's.
     assigned_by_provider: StableBTreeMap<(Principal, JobId), (), M>,
     deadlines: StableBTreeMap<(u64, JobId, u32), (), M>,
+    /// Finished one-off jobs by when they finished: the oldest are deleted
+    /// once [`FINISHED_JOB_RETENTION_SECS`] have passed.
+    finished: StableBTreeMap<(u64, JobId), (), M>,
     nodes: StableBTreeMap<Principal, Principal, M>,
     /// The node each provider's latest offer named: the only one of its
     /// nodes that may act for it (a rotated-out key, say a leaked one, is
@@ -290,6 +295,7 @@ impl<M: Memory> Market<M> {
             active_by_owner: StableBTreeMap::init(m.active_by_owner),
             assigned_by_provider: StableBTreeMap::init(m.assigned_by_provider),
             deadlines: StableBTreeMap::init(m.deadlines),
+            finished: StableBTreeMap::init(m.finished),
             nodes: StableBTreeMap::init(n0),
             node_of: StableBTreeMap::init(n1),
             book: Book::init(b0, b1, b2, b3),
@@ -679,6 +685,15 @@ impl<M: Memory> Market<M> {
         if let Some(ModuleSource::Stored { sha256 }) = rec.as_ref().map(|r| &r.spec.module) {
             self.modules.release(now_ns, sha256);
         }
+        if let Some(mut r) = rec.clone().filter(|r| r.kind == JobKind::OneOff) {
+            // Only a running job needs its input: a finished one keeps its
+            // result, and is deleted after the retention period.
+            r.spec.input = Vec::new();
+            r.spec.args = Vec::new();
+            r.spec.env = Vec::new();
+            self.put_job(r);
+            self.finished.insert((now_ns, id), ());
+        }
         self.book.remove_bid(id);
         self.outbox.push(id, Effect::Settle);
         if let Some(method) = rec.and_then(|r| r.spec.callback) {
@@ -1014,6 +1029,28 @@ impl<M: Memory> Market<M> {
         self.put_job(rec);
         self.apply(p, now_ns, id, kind, effects);
         true
+    }
+
+    /// Deletes up to `budget` one-off jobs that finished more than
+    /// [`FINISHED_JOB_RETENTION_SECS`] ago and have no step left in the
+    /// outbox (their events stay in the log); returns how many it deleted.
+    pub fn prune_finished(&mut self, now_ns: u64, budget: usize) -> usize {
+        let retention = FINISHED_JOB_RETENTION_SECS.saturating_mul(1_000_000_000);
+        let due: Vec<(u64, JobId)> = self
+            .finished
+            .keys()
+            .take_while(|(at, _)| now_ns.saturating_sub(*at) >= retention)
+            .filter(|(_, id)| !self.outbox.has_pending(*id))
+            .take(budget)
+            .collect();
+        for (at, id) in &due {
+            self.finished.remove(&(*at, *id));
+            if let Some(Cbor(rec)) = self.jobs.remove(id) {
+                self.jobs_by_owner.remove(&(rec.state.owner, *id));
+                self.active_by_owner.remove(&(rec.state.owner, *id));
+            }
+        }
+        due.len()
     }
 
     /// The earliest pending deadline, for arming the timer.

@@ -48,3 +48,5 @@ pub const MODULES_BY_UPLOADER: MemoryId = MemoryId::new(21);
 pub const MODULES_IDLE: MemoryId = MemoryId::new(22);
 /// Bytes of all stored modules.
 pub const MODULE_BYTES: MemoryId = MemoryId::new(23);
+/// (finished at, job id) pairs of finished one-off jobs, oldest first.
+pub const FINISHED_JOBS: MemoryId = MemoryId::new(24);

@@ -31,6 +31,7 @@ impl State {
                 active_by_owner: get(ACTIVE_BY_OWNER),
                 assigned_by_provider: get(ASSIGNED_BY_PROVIDER),
                 deadlines: get(DEADLINES),
+                finished: get(FINISHED_JOBS),
                 nodes: [get(NODES), get(NODE_OF_PROVIDER)],
                 book: [
                     get(OFFERS),

@@ -21,6 +21,9 @@ const WATCHDOG_PERIOD: Duration = Duration::from_secs(60);
 /// matched, less when only checked for expiry.
 const SWEEP_BIDS_PER_RUN: usize = 500;
 
+/// Finished jobs past their retention deleted per watchdog run.
+const PRUNED_PER_RUN: usize = 100;
+
 thread_local! {
     /// The armed timer and when it fires (heap only: timers do not survive
     /// upgrades, so post_upgrade arms a new one from stable state).
@@ -75,12 +78,14 @@ async fn run() {
 /// A repeating timer (which, unlike a one-shot one, survives a trapping
 /// run) that re-arms the deadline timer if it was lost, so deadlines and
 /// outbox steps are never stranded, collects abandoned module uploads even
-/// when no deadline wakes the canister, and sweeps the resting bids.
+/// when no deadline wakes the canister, deletes finished jobs past their
+/// retention, and sweeps the resting bids.
 pub fn start_watchdog() {
     ic_cdk_timers::set_timer_interval(WATCHDOG_PERIOD, || async {
         let t = now();
         mutate_state(|s| {
             s.market.modules.collect_garbage(t, 10);
+            s.market.prune_finished(t, PRUNED_PER_RUN);
             let p = s.params();
             let next = s
                 .market

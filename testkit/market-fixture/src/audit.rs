@@ -97,6 +97,8 @@ struct MatcherLog {
     assigned: BTreeMap<(JobId, u32), (Principal, Tokens)>,
     /// Missed deadlines: (job, attempt) to (provider, amount slashed).
     missed: BTreeMap<(JobId, u32), (Principal, Tokens)>,
+    /// Jobs whose lock the matcher saw settled.
+    finished: BTreeSet<JobId>,
 }
 
 /// One `Slashed` event of the registry.
@@ -278,6 +280,9 @@ impl MarketFixture {
                     log.assigned
                         .insert((job_id, attempt), (provider, price_per_interval));
                 }
+                MatcherEvent::JobFinished { job_id, .. } => {
+                    log.finished.insert(job_id);
+                }
                 MatcherEvent::DeadlineMissed {
                     job_id,
                     provider,
@@ -454,12 +459,29 @@ impl MarketFixture {
             };
             let id = lock_job(&job_key)
                 .ok_or_else(|| fail(format!("escrow: lock {job_key} names no matcher job")))?;
+            let lock: Option<JobLock> = self.query(ids.escrow, "get_lock", &job_key)?;
+            let lock =
+                lock.ok_or_else(|| fail(format!("escrow: lock {job_key} logged, not kept")))?;
+            if lock.released + lock.refunded > lock.total {
+                return Err(fail(format!(
+                    "escrow: lock {job_key} paid and refunded more than it held: {lock:?}"
+                )));
+            }
             let job: Option<Job> = self.query(ids.matcher, "get_job", &id)?;
-            let job = job.ok_or_else(|| {
-                fail(format!(
-                    "escrow: lock {job_key} holds {amount} of {buyer}'s for a job the matcher doesn't have"
-                ))
-            })?;
+            let Some(job) = job else {
+                // A finished job is deleted after its retention period; its
+                // events stay, and its lock must have been settled in full.
+                let settled = lock.released + lock.refunded == lock.total;
+                if !(log.finished.contains(&id) && settled) {
+                    return Err(fail(format!(
+                        "escrow: lock {job_key} holds {amount} of {buyer}'s for a job the matcher doesn't have"
+                    )));
+                }
+                if locks.insert(id, lock).is_some() {
+                    return Err(fail(format!("escrow: {job_key} locked twice")));
+                }
+                continue;
+            };
             if !matches!(job.kind, JobKind::OneOff | JobKind::Reservation)
                 || job.owner != buyer
                 || job.spec.ledger != ledger
@@ -473,14 +495,6 @@ impl MarketFixture {
                 return Err(fail(format!(
                     "escrow: lock {job_key} holds {amount} of {buyer}'s, but the matcher funded {:?} for it",
                     log.funded.get(&id)
-                )));
-            }
-            let lock: Option<JobLock> = self.query(ids.escrow, "get_lock", &job_key)?;
-            let lock =
-                lock.ok_or_else(|| fail(format!("escrow: lock {job_key} logged, not kept")))?;
-            if lock.released + lock.refunded > lock.total {
-                return Err(fail(format!(
-                    "escrow: lock {job_key} paid and refunded more than it held: {lock:?}"
                 )));
             }
             if locks.insert(id, lock).is_some() {
@@ -597,8 +611,6 @@ impl MarketFixture {
             let lock = locks
                 .get(id)
                 .ok_or_else(|| fail(format!("job {id}: no escrow lock")))?;
-            let job: Option<Job> = self.query(ids.matcher, "get_job", id)?;
-            let job = job.ok_or_else(|| fail(format!("job {id}: unknown to the matcher")))?;
             let recorded = log.paid.get(id).copied().unwrap_or(0);
             if lock.released != recorded || lock.released > lock.total {
                 return Err(fail(format!(
@@ -606,6 +618,16 @@ impl MarketFixture {
                     lock.released, lock.total
                 )));
             }
+            let job: Option<Job> = self.query(ids.matcher, "get_job", id)?;
+            let Some(job) = job else {
+                // Deleted after its retention: it must have finished, and
+                // its lock been settled.
+                if !(log.finished.contains(id) && lock.settled) {
+                    return Err(fail(format!("job {id}: unknown to the matcher")));
+                }
+                audit.released += lock.released;
+                continue;
+            };
             if job.status.is_terminal() != lock.settled {
                 return Err(fail(format!(
                     "job {id}: status {:?} but lock settled = {}",

@@ -28,6 +28,7 @@ fn market() -> Market<VectorMemory> {
         active_by_owner: mem(),
         assigned_by_provider: mem(),
         deadlines: mem(),
+        finished: mem(),
         nodes: [mem(), mem()],
         book: [mem(), mem(), mem(), mem()],
         modules: Default::default(),
@@ -1015,5 +1016,31 @@ fn a_bid_resting_a_day_unmatched_expires_and_lets_its_module_go() {
             .collect_garbage(day + crate::modules::UNUSED_TTL_NS, 10),
         1
     );
+    m.check_invariants().unwrap();
+}
+
+#[test]
+fn a_finished_job_drops_its_input_at_once_and_is_deleted_after_retention() {
+    use market_api::matcher::FINISHED_JOB_RETENTION_SECS;
+    let mut m = market();
+    let mut big = spec(80, 0);
+    big.input = vec![7; 1024];
+    big.args = vec!["a".into()];
+    big.env = vec![("K".into(), "V".into())];
+    let id = m.create_job(0, buyer(), big).unwrap().state.id;
+    m.job_funded(&P, 0, id);
+    m.cancel(&P, 5, buyer(), id).unwrap();
+    let rec = m.job(id).unwrap();
+    assert_eq!(rec.state.status, JobStatus::Cancelled);
+    assert!(rec.spec.input.is_empty() && rec.spec.args.is_empty() && rec.spec.env.is_empty());
+    let retention = FINISHED_JOB_RETENTION_SECS * S;
+    // Not before its retention ends, nor while its settle step is pending.
+    assert_eq!(m.prune_finished(5 + retention - 1, 10), 0);
+    assert_eq!(m.prune_finished(5 + retention, 10), 0, "settle pending");
+    steps(&mut m);
+    assert_eq!(m.prune_finished(5 + retention, 10), 1);
+    assert!(m.job(id).is_none());
+    assert!(m.jobs_of(buyer(), 0, 10).is_empty());
+    assert_eq!(m.prune_finished(u64::MAX, 10), 0);
     m.check_invariants().unwrap();
 }
