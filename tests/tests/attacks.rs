@@ -761,5 +761,102 @@ fn submit_and_cancel_loops_leave_no_lasting_storage() {
         .query(net.ids.matcher, "get_events", &PageRequest::default())
         .unwrap();
     assert!(page.total >= 2 * ROUNDS as u64, "{} events", page.total);
+
+/// Instructions the last upgrade of `canister` took: its `pre_upgrade`
+/// (if the old module has one) plus its `post_upgrade`.
+fn upgrade_instructions(net: &MarketFixture, canister: Principal, name: &str, arg: Vec<u8>) -> u64 {
+    let wasm = market_fixture::canister_wasm(name).unwrap();
+    let mut dn = net.devnet();
+    dn.take_executions();
+    dn.upgrade_canister(canister, &wasm, arg, market_fixture::admin())
+        .unwrap_or_else(|e| panic!("upgrade of the {name}: {e}"));
+    dn.take_executions()
+        .iter()
+        .filter(|e| e.canister == canister && e.entry.ends_with("upgrade"))
+        .map(|e| e.instructions)
+        .sum()
+}
+
+/// Upgrades the registry, escrow and matcher to the same modules with no
+/// argument; returns what each upgrade took, in that order.
+fn upgrade_all(net: &MarketFixture) -> [u64; 3] {
+    use market_api::escrow::EscrowInit;
+    use market_api::matcher::MatcherInit;
+    use market_api::registry::RegistryConfigUpdate;
+    let ids = net.ids;
+    [
+        upgrade_instructions(
+            net,
+            ids.registry,
+            "registry",
+            candid::encode_one(None::<RegistryConfigUpdate>).unwrap(),
+        ),
+        upgrade_instructions(
+            net,
+            ids.escrow,
+            "escrow",
+            candid::encode_one(None::<EscrowInit>).unwrap(),
+        ),
+        upgrade_instructions(
+            net,
+            ids.matcher,
+            "matcher",
+            candid::encode_one(None::<MatcherInit>).unwrap(),
+        ),
+    ]
+}
+
+/// Strangers pile up state as cheaply as the market lets them: each
+/// registers as a provider (free), and one funded attacker submits and
+/// cancels job after job, leaving a job record in the matcher and a lock in
+/// the escrow per round. An upgrade that reads all of it would one day
+/// exceed the upgrade's instruction limit (300 B) and roll back, just when
+/// a fix is urgent. So an upgrade costs the same at ten times the state.
+#[test]
+fn piled_up_state_does_not_make_upgrades_dearer() {
+    const SMALL: u16 = 15;
+    let started = std::time::Instant::now();
+    let net = MarketFixture::deploy(Settings::default()).expect("deploy");
+    let attacker = principal(66);
+    net.mint(attacker, 10 * ICP).unwrap();
+    net.deposit(attacker, 5 * ICP).unwrap();
+    let pile_up = |from: u16, to: u16| {
+        for i in from..to {
+            let mut node = stranger(i).as_slice().to_vec();
+            node[2] = 0x4E;
+            let node = Principal::from_slice(&node);
+            net.register_provider(stranger(i), node).unwrap();
+            let spec = net.url_job(60, 1, 1);
+            let r: Result<JobId, MatcherError> = net
+                .update(net.ids.matcher, attacker, "submit_job", &spec)
+                .unwrap();
+            let id = r.expect("submit_job");
+            let r: Result<(), MatcherError> = net
+                .update(net.ids.matcher, attacker, "cancel_job", &id)
+                .unwrap();
+            r.expect("cancel_job");
+        }
+        net.settle_outbox();
+    };
+    pile_up(0, SMALL);
+    let small = upgrade_all(&net);
+    pile_up(SMALL, 10 * SMALL);
+    let large = upgrade_all(&net);
+    eprintln!(
+        "upgrade instructions at {SMALL} and {} providers and cancelled jobs \
+         (registry, escrow, matcher): {small:?} -> {large:?}; {:.1} s",
+        10 * SMALL,
+        started.elapsed().as_secs_f64()
+    );
+    for (i, name) in ["registry", "escrow", "matcher"].iter().enumerate() {
+        assert!(
+            large[i] <= small[i] + small[i] / 20,
+            "the {name}'s upgrade grew with the state: {} instructions at {SMALL} \
+             strangers' records, {} at {}",
+            small[i],
+            large[i],
+            10 * SMALL
+        );
+    }
     net.audit().unwrap();
 }

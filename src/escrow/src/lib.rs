@@ -4,7 +4,9 @@
 //!   the reconciliation of ledger calls with unknown outcomes;
 //! - [`jobs`]: locks, their extensions, per-heartbeat releases and
 //!   settlement, all internal;
-//! - [`state`]: durable state in stable structures, and its invariants;
+//! - [`state`]: durable state in stable structures, and its invariants
+//!   with their background audit;
+//! - [`timers`]: the audit's timer;
 //! - [`runtime`]: the side effects, behind a trait so the logic runs natively
 //!   against a fake ledger;
 //! - `canister`: the thin ic-cdk entry points.
@@ -15,6 +17,7 @@ pub mod metrics;
 pub mod payments;
 pub mod runtime;
 pub mod state;
+pub mod timers;
 
 mod canister;
 pub mod ingress;

@@ -35,6 +35,7 @@ pub fn encode(state: &State, now_ns: u64) -> String {
         "Ledger calls whose outcome is not booked yet.",
         state.pending_count().into(),
     );
+    state.audit.encode_metrics("escrow", &mut page);
     let ledgers = state.ledger_infos();
     let labels: Vec<(String, String)> = ledgers.iter().map(label).collect();
     let labels_of = |i: usize| vec![("ledger", &*labels[i].0), ("symbol", &*labels[i].1)];

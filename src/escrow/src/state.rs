@@ -4,9 +4,12 @@
 //! Everything lives in stable structures, so an upgrade needs no
 //! serialisation. Every balance change goes through [`State::put_balance`],
 //! which also keeps each ledger's total of liabilities; the conservation
-//! invariant is stated on [`State::check_invariants`].
+//! invariant is stated on [`State::check_invariants`] and checked after
+//! every upgrade, in bounded chunks, by [`State::audit_chunk`] (the rule is
+//! `canister_common::audit`'s).
 
 use crate::memory::{self, Memory};
+use canister_common::audit::{BooksAudit, Chunk};
 use canister_common::codec::Cbor;
 use canister_common::event_log::EventLog;
 use ic_stable_structures::memory_manager::MemoryId;
@@ -19,6 +22,7 @@ use market_api::{MAX_OP_KEY_LEN, Principal, Tokens};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 /// Durable configuration.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
@@ -127,6 +131,13 @@ impl LockRecord {
             .unwrap_or_else(|| panic!("BUG: lock paid out more than its total: {self:?}"))
     }
 
+    /// total − released − refunded, `None` if it would be negative.
+    fn checked_remaining(&self) -> Option<Tokens> {
+        self.total
+            .checked_sub(self.released)
+            .and_then(|r| r.checked_sub(self.refunded))
+    }
+
     /// Σ of the extensions' amounts (`None` on overflow, which
     /// [`State::check_invariants`] rules out).
     fn checked_extended(&self) -> Option<Tokens> {
@@ -195,6 +206,98 @@ pub struct State {
     releases: StableBTreeMap<(JobKeyBlob, u64), Cbor<ReleaseRecord>, Memory>,
     pending: StableBTreeMap<Key, Cbor<PendingOperation>, Memory>,
     next_op_id: Cell<u64, Memory>,
+    /// The background audit of the books (heap only: an upgrade starts
+    /// its pass again).
+    pub audit: BooksAudit<AuditCursor>,
+}
+
+/// Where a pass of the escrow's audit goes on, and the sums of the records
+/// it has read. [`State::put_balance`] and [`State::put_lock`] keep the
+/// sums current when a record already read changes, so at the end of the
+/// pass they are the sums over the books as they are then, however long
+/// the pass took.
+#[derive(Clone, Debug, Default)]
+pub struct AuditCursor {
+    /// Whether every balance was read and the locks are being read.
+    in_locks: bool,
+    /// The last balance read.
+    last_balance: Option<Key>,
+    /// The last lock read.
+    last_lock: Option<String>,
+    /// Per ledger, Σ (free + claimable + locked) of the balances read.
+    liabilities: BTreeMap<Principal, Tokens>,
+    /// Per (owner, ledger), `locked` of the balances read.
+    locked: BTreeMap<Key, Tokens>,
+    /// Per (buyer, ledger), Σ remaining of the locks read.
+    remaining: BTreeMap<Key, Tokens>,
+    /// A sum went out of range (which only broken books can do).
+    out_of_range: bool,
+}
+
+impl AuditCursor {
+    fn balance_read(&self, key: &Key) -> bool {
+        self.in_locks || self.last_balance.as_ref().is_some_and(|k| key <= k)
+    }
+
+    fn lock_read(&self, job_key: &str) -> bool {
+        self.last_lock.as_deref().is_some_and(|k| job_key <= k)
+    }
+
+    fn add_balance(&mut self, key: Key, b: &BalanceRecord) {
+        let total = b
+            .free
+            .checked_add(b.claimable)
+            .and_then(|t| t.checked_add(b.locked));
+        let ok = total.is_some_and(|t| add_to(&mut self.liabilities, key.1, t))
+            && add_to(&mut self.locked, key, b.locked);
+        self.out_of_range |= !ok;
+    }
+
+    fn sub_balance(&mut self, key: Key, b: &BalanceRecord) {
+        let total = b
+            .free
+            .checked_add(b.claimable)
+            .and_then(|t| t.checked_add(b.locked));
+        let ok = total.is_some_and(|t| sub_from(&mut self.liabilities, key.1, t))
+            && sub_from(&mut self.locked, key, b.locked);
+        self.out_of_range |= !ok;
+    }
+
+    fn add_lock(&mut self, l: &LockRecord) {
+        let ok = l
+            .checked_remaining()
+            .is_some_and(|r| add_to(&mut self.remaining, (l.buyer, l.ledger), r));
+        self.out_of_range |= !ok;
+    }
+
+    fn sub_lock(&mut self, l: &LockRecord) {
+        let ok = l
+            .checked_remaining()
+            .is_some_and(|r| sub_from(&mut self.remaining, (l.buyer, l.ledger), r));
+        self.out_of_range |= !ok;
+    }
+}
+
+fn add_to<K: Ord>(sums: &mut BTreeMap<K, Tokens>, key: K, amount: Tokens) -> bool {
+    let s = sums.entry(key).or_default();
+    match s.checked_add(amount) {
+        Some(v) => {
+            *s = v;
+            true
+        }
+        None => false,
+    }
+}
+
+fn sub_from<K: Ord>(sums: &mut BTreeMap<K, Tokens>, key: K, amount: Tokens) -> bool {
+    let s = sums.entry(key).or_default();
+    match s.checked_sub(amount) {
+        Some(v) => {
+            *s = v;
+            true
+        }
+        None => false,
+    }
 }
 
 impl State {
@@ -210,6 +313,7 @@ impl State {
             releases: StableBTreeMap::init(get(memory::RELEASES)),
             pending: StableBTreeMap::init(get(memory::PENDING)),
             next_op_id: Cell::init(get(memory::NEXT_OP_ID), 0),
+            audit: BooksAudit::new(),
         }
     }
 
@@ -229,6 +333,22 @@ impl State {
                 self.set_ledger_info(ledger, None, None, now);
             }
         }
+    }
+
+    /// The checks an upgrade makes, in O(1) (at most [`MAX_LEDGERS`]
+    /// records): the whitelist is within bounds and its records decode (a
+    /// record that doesn't traps).
+    pub fn check_config(&self) -> Result<(), String> {
+        if self.ledgers.len() > MAX_LEDGERS as u64 {
+            return Err(format!(
+                "{} ledgers whitelisted, at most {MAX_LEDGERS} allowed",
+                self.ledgers.len()
+            ));
+        }
+        for e in self.ledgers.iter() {
+            let _ = e.into_pair();
+        }
+        Ok(())
     }
 
     /// The configuration as an [`EscrowInit`].
@@ -336,6 +456,12 @@ impl State {
             .and_then(|l| l.checked_add(new.total()))
             .unwrap_or_else(|| panic!("BUG: liabilities out of range"));
         self.ledgers.insert(ledger, Cbor(rec));
+        if let Some(c) = self.audit.cursor_mut()
+            && c.balance_read(&(owner, ledger))
+        {
+            c.sub_balance((owner, ledger), &old);
+            c.add_balance((owner, ledger), &new);
+        }
         if new.is_zero() {
             self.balances.remove(&(owner, ledger));
         } else {
@@ -362,6 +488,18 @@ impl State {
 
     /// Stores a job's lock.
     pub fn put_lock(&mut self, job_key: &str, lock: LockRecord) {
+        if let Some(c) = self.audit.cursor_mut()
+            && c.lock_read(job_key)
+        {
+            c.add_lock(&lock);
+            if let Some(old) = self.locks.insert(job_key.to_string(), Cbor(lock)) {
+                self.audit
+                    .cursor_mut()
+                    .expect("the cursor is still there")
+                    .sub_lock(&old.0);
+            }
+            return;
+        }
         self.locks.insert(job_key.to_string(), Cbor(lock));
     }
 
@@ -429,7 +567,8 @@ impl State {
         self.ledger(ledger).map(|r| r.liabilities).unwrap_or(0)
     }
 
-    /// Checks the internal invariants, recomputing every aggregate:
+    /// Checks the internal invariants, recomputing every aggregate, in
+    /// one go (tests; canisters run [`State::audit_chunk`] on a timer):
     /// - per ledger, the kept liabilities equal Σ (free + claimable + locked);
     /// - per (buyer, ledger), `locked` equals Σ remaining of its unsettled locks;
     /// - settled locks have nothing remaining, and per lock released equals
@@ -441,73 +580,141 @@ impl State {
     /// account == liabilities, once no ledger call is pending) needs the
     /// ledger and is checked by the tests.
     pub fn check_invariants(&self) -> Result<(), String> {
-        let mut liabilities: BTreeMap<Principal, Tokens> = BTreeMap::new();
-        let mut locked: BTreeMap<Key, Tokens> = BTreeMap::new();
-        for e in self.balances.iter() {
-            let ((owner, ledger), b) = e.into_pair();
-            let l = liabilities.entry(ledger).or_default();
-            *l = l.checked_add(b.0.total()).ok_or("liabilities overflow")?;
-            if b.0.locked > 0 {
-                locked.insert((owner, ledger), b.0.locked);
+        let mut broken = Vec::new();
+        let chunk = self.audit_chunk(None, usize::MAX, &mut broken);
+        debug_assert!(chunk.next.is_none());
+        match broken.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// The checks of [`State::check_invariants`] over at most `budget`
+    /// records (balances, locks and release records each count one; a
+    /// lock's releases are read with it), from `cursor` on. Each broken
+    /// record is pushed to `broken`; the sums are compared when the pass
+    /// completes.
+    pub fn audit_chunk(
+        &self,
+        cursor: Option<AuditCursor>,
+        budget: usize,
+        broken: &mut Vec<String>,
+    ) -> Chunk<AuditCursor> {
+        let mut c = cursor.unwrap_or_default();
+        let mut read = 0usize;
+        if !c.in_locks {
+            let lower = c.last_balance.map_or(Bound::Unbounded, Bound::Excluded);
+            for e in self.balances.range((lower, Bound::Unbounded)) {
+                if read >= budget {
+                    return Chunk {
+                        read,
+                        next: Some(c),
+                    };
+                }
+                let (key, b) = e.into_pair();
+                c.add_balance(key, &b.0);
+                c.last_balance = Some(key);
+                read += 1;
             }
+            c.in_locks = true;
+        }
+        let lower = c
+            .last_lock
+            .clone()
+            .map_or(Bound::Unbounded, Bound::Excluded);
+        for e in self.locks.range((lower, Bound::Unbounded)) {
+            if read >= budget {
+                return Chunk {
+                    read,
+                    next: Some(c),
+                };
+            }
+            let (job_key, l) = e.into_pair();
+            read += 1 + self.check_lock(&job_key, &l.0, broken);
+            c.add_lock(&l.0);
+            c.last_lock = Some(job_key);
+        }
+        self.compare_sums(c, broken);
+        Chunk { read, next: None }
+    }
+
+    /// Checks one lock against its release records; returns how many
+    /// release records it read.
+    fn check_lock(&self, job_key: &str, l: &LockRecord, broken: &mut Vec<String>) -> usize {
+        let blob = job_key_blob(job_key);
+        let mut rel: Option<Tokens> = Some(0);
+        let mut read = 0;
+        for r in self.releases.range((blob, 0)..=(blob, u64::MAX)) {
+            rel = rel.and_then(|s| s.checked_add(r.into_pair().1.0.amount));
+            read += 1;
+        }
+        if rel != Some(l.released) {
+            broken.push(format!(
+                "lock {job_key}: released {} but releases sum to {rel:?}",
+                l.released
+            ));
+        }
+        if l.released
+            .checked_add(l.refunded)
+            .is_none_or(|s| s > l.total)
+        {
+            broken.push(format!("lock {job_key} paid out more than its total"));
+            return read;
+        }
+        match l.checked_extended() {
+            None => broken.push(format!("lock {job_key}: extensions overflow")),
+            Some(extended) if extended >= l.total => broken.push(format!(
+                "lock {job_key}: extensions sum to {extended}, not below its total {}",
+                l.total
+            )),
+            Some(_) => {}
+        }
+        if l.settled && l.checked_remaining() != Some(0) {
+            broken.push(format!("settled lock {job_key} still holds tokens"));
+        }
+        read
+    }
+
+    /// The end of a pass: the sums of every record against the kept totals.
+    fn compare_sums(&self, mut c: AuditCursor, broken: &mut Vec<String>) {
+        if c.out_of_range {
+            broken.push("a sum of balances or locks is out of range".into());
+            return;
         }
         for e in self.ledgers.iter() {
             let (ledger, rec) = e.into_pair();
-            let sum = liabilities.remove(&ledger).unwrap_or(0);
+            let sum = c.liabilities.remove(&ledger).unwrap_or(0);
             if sum != rec.0.liabilities {
-                return Err(format!(
+                broken.push(format!(
                     "ledger {ledger}: liabilities {} but balances sum to {sum}",
                     rec.0.liabilities
                 ));
             }
         }
-        if !liabilities.is_empty() {
-            return Err("balances on ledgers that are not whitelisted".into());
+        if c.liabilities.values().any(|v| *v > 0) {
+            broken.push("balances on ledgers that are not whitelisted".into());
         }
-        let mut released: BTreeMap<String, Tokens> = BTreeMap::new();
-        for e in self.releases.iter() {
-            let ((job_key, _), r) = e.into_pair();
-            let job_key = String::from_utf8_lossy(job_key.as_slice()).into_owned();
-            let s = released.entry(job_key).or_default();
-            *s = s.checked_add(r.0.amount).ok_or("released overflow")?;
-        }
-        let mut lock_sums: BTreeMap<Key, Tokens> = BTreeMap::new();
-        for e in self.locks.iter() {
-            let (job_key, l) = e.into_pair();
-            let l = l.0;
-            let rel = released.get(&job_key).copied().unwrap_or(0);
-            if rel != l.released {
-                return Err(format!(
-                    "lock {job_key}: released {} but releases sum to {rel}",
-                    l.released
-                ));
-            }
-            if l.released
-                .checked_add(l.refunded)
-                .is_none_or(|s| s > l.total)
-            {
-                return Err(format!("lock {job_key} paid out more than its total"));
-            }
-            let extended = l.checked_extended().ok_or("extensions overflow")?;
-            if extended >= l.total {
-                return Err(format!(
-                    "lock {job_key}: extensions sum to {extended}, not below its total {}",
-                    l.total
-                ));
-            }
-            if l.settled && l.remaining() != 0 {
-                return Err(format!("settled lock {job_key} still holds tokens"));
-            }
-            let s = lock_sums.entry((l.buyer, l.ledger)).or_default();
-            *s = s.checked_add(l.remaining()).ok_or("locks overflow")?;
-        }
-        lock_sums.retain(|_, v| *v > 0);
-        if lock_sums != locked {
-            return Err(format!(
-                "locked balances {locked:?} differ from remaining locks {lock_sums:?}"
+        c.locked.retain(|_, v| *v > 0);
+        c.remaining.retain(|_, v| *v > 0);
+        if c.locked != c.remaining {
+            broken.push(format!(
+                "locked balances {:?} differ from remaining locks {:?}",
+                c.locked, c.remaining
             ));
         }
-        Ok(())
+    }
+
+    /// Runs one chunk of the background audit at `now_ns`, if a pass is
+    /// due or under way; broken records go to `log`.
+    pub fn run_audit_chunk(&mut self, now_ns: u64, budget: usize, log: impl FnMut(&str)) {
+        let mut audit = std::mem::take(&mut self.audit);
+        audit.run_chunk(
+            now_ns,
+            budget,
+            |c, budget, broken| self.audit_chunk(c, budget, broken),
+            log,
+        );
+        self.audit = audit;
     }
 }
 
@@ -578,5 +785,92 @@ mod tests {
         assert_eq!(new.initial(), new.total);
         let again = Cbor::<LockRecord>::from_bytes(Cow::Owned(Cbor(new.clone()).into_bytes()));
         assert_eq!(again.0, new);
+    }
+
+    fn fresh(ledger: Principal) -> State {
+        use ic_stable_structures::DefaultMemoryImpl;
+        use ic_stable_structures::memory_manager::MemoryManager;
+        let mm = MemoryManager::init_with_bucket_size(DefaultMemoryImpl::default(), 1);
+        let mut s = State::open(|id| mm.get(id));
+        s.apply_config(
+            EscrowInit {
+                matcher: None,
+                ledgers: vec![ledger],
+            },
+            0,
+        );
+        s
+    }
+
+    /// Locks 10 more of `owner`'s free balance under `job_key`.
+    fn lock_more(s: &mut State, owner: Principal, ledger: Principal, job_key: &str) {
+        s.update_balance(owner, ledger, |b| {
+            b.free -= 10;
+            b.locked += 10;
+        });
+        let mut l = s.lock(job_key).unwrap_or(LockRecord {
+            buyer: owner,
+            ledger,
+            total: 0,
+            released: 0,
+            refunded: 0,
+            settled: false,
+            extensions: vec![],
+        });
+        l.total += 10;
+        s.put_lock(job_key, l);
+    }
+
+    #[test]
+    fn the_audit_in_chunks_follows_books_that_change_between_them() {
+        let ledger = Principal::from_slice(&[9; 10]);
+        let mut s = fresh(ledger);
+        let owner = |i: u8| Principal::from_slice(&[i; 29]);
+        for i in 0..40u8 {
+            s.update_balance(owner(i), ledger, |b| b.free = 1_000);
+            lock_more(&mut s, owner(i), ledger, &format!("job/{i}"));
+        }
+        let mut logged = Vec::new();
+        let mut t = 0;
+        let mut i = 0u8;
+        loop {
+            s.run_audit_chunk(t, 7, |l| logged.push(l.to_string()));
+            if !s.audit.is_running() {
+                break;
+            }
+            // Records both already read and not yet read change.
+            for j in [i, 39 - i, (i * 7) % 40] {
+                lock_more(&mut s, owner(j), ledger, &format!("job/{j}"));
+            }
+            s.update_balance(owner(200), ledger, |b| b.free += 3);
+            i += 1;
+            t += 1;
+        }
+        assert!(i > 5, "the pass took several chunks");
+        assert_eq!(s.audit.passes(), 1);
+        assert_eq!(s.audit.last_pass_failures(), 0, "{logged:?}");
+        assert!(logged.is_empty(), "{logged:?}");
+        s.check_invariants().unwrap();
+
+        // A balance whose locked part no lock accounts for.
+        s.update_balance(owner(3), ledger, |b| b.locked += 1);
+        assert!(s.check_invariants().is_err());
+        let found =
+            BooksAudit::new().run_pass(|c, budget, broken| s.audit_chunk(c, budget, broken));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].contains("differ from remaining locks"),
+            "{found:?}"
+        );
+        t += canister_common::audit::AUDIT_EVERY_NS;
+        s.run_audit_chunk(t, usize::MAX, |l| logged.push(l.to_string()));
+        assert_eq!(s.audit.passes(), 2);
+        assert_eq!(s.audit.last_pass_failures(), 1);
+        assert_eq!(s.audit.failures_total(), 1);
+        assert!(
+            logged
+                .iter()
+                .any(|l| l.contains("BUG: audit found broken books"))
+        );
     }
 }

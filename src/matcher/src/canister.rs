@@ -32,29 +32,35 @@ fn caller() -> Result<Principal, MatcherError> {
 
 #[ic_cdk::init]
 fn init(arg: MatcherInit) {
-    mutate_state(|s| s.set_config(arg));
+    mutate_state(|s| {
+        s.set_config(arg);
+        s.set_fresh_layout();
+    });
     timers::start_watchdog();
+    timers::start_audit();
 }
 
+/// Work bounded by the pending outbox steps, not by the jobs ever made
+/// (the rule is `canister_common::audit`'s): the argument is applied and
+/// the configuration read here, trapping (so rolling back) if it is
+/// missing; steps left in flight are made ready again; the indexes are
+/// built once for a state saved before they existed. The indexes are
+/// checked afterwards by the audit timer, which logs and counts what it
+/// finds.
 #[ic_cdk::post_upgrade]
 fn post_upgrade(arg: Option<MatcherInit>) {
     mutate_state(|s| {
         if let Some(config) = arg {
             s.set_config(config);
         }
+        s.params();
         s.market.outbox.reset_in_flight();
-        s.market.index_active_jobs_if_missing();
-        s.market.index_assignments_if_missing();
-        s.market.modules.index_if_missing();
+        if s.migrate_layout() {
+            IcRuntime.log("built the indexes missing from an older layout");
+        }
     });
-    // Logged, not trapped on: refusing the upgrade would also refuse the
-    // fix of whatever broke the state.
-    if let Err(e) = read_state(|s| s.market.check_invariants()) {
-        IcRuntime.log(&format!(
-            "BUG: matcher state invariant broken after upgrade: {e}"
-        ));
-    }
     timers::start_watchdog();
+    timers::start_audit();
     timers::schedule();
 }
 

@@ -8,6 +8,7 @@ use crate::lifecycle::{Effect, JobState, Params, Refusal};
 use crate::modules::ModuleStore;
 use crate::outbox::Outbox;
 use candid::Principal;
+use canister_common::audit::Chunk;
 use canister_common::codec::Cbor;
 use ic_stable_structures::{Memory, StableBTreeMap};
 use market_api::matcher::{
@@ -274,6 +275,19 @@ pub struct Market<M: Memory> {
     daos: StableBTreeMap<Principal, Cbor<String>, M>,
 }
 
+/// Where a pass of the matcher's audit goes on: after this entry of the
+/// active-jobs index, of the providers' index or of the deadlines (`None`:
+/// from the first).
+#[derive(Clone, Copy, Debug)]
+pub enum AuditCursor {
+    /// Reading the active jobs by owner; the last one read.
+    Active(Option<(Principal, JobId)>),
+    /// Reading the jobs by provider; the last one read.
+    Assigned(Option<(Principal, JobId)>),
+    /// Reading the deadlines; the last one read.
+    Deadlines(Option<(u64, JobId, u32)>),
+}
+
 /// The provider an unfinished job is assigned to, if any.
 fn holder_of(rec: &JobRecord) -> Option<Principal> {
     if rec.state.status.is_terminal() {
@@ -389,44 +403,108 @@ impl<M: Memory> Market<M> {
         active.len()
     }
 
-    /// Checks that the indexes agree with the jobs: every job listed as
-    /// active exists, belongs to that owner, is unfinished and is listed
+    /// Checks that the indexes agree with the jobs, in one go (tests; the
+    /// canister runs [`Market::audit_chunk`] on a timer): every job listed
+    /// as active exists, belongs to that owner, is unfinished and is listed
     /// under its holder; every job listed under a provider is held by it;
-    /// every pending deadline names an existing job. Run after an upgrade;
-    /// the work is bounded by the unfinished jobs, not by all jobs ever.
+    /// every pending deadline names an existing job. The work is bounded
+    /// by the unfinished jobs, not by all jobs ever.
     pub fn check_invariants(&self) -> Result<(), String> {
-        for (owner, id) in self.active_by_owner.keys() {
-            let rec = self
-                .job(id)
-                .ok_or_else(|| format!("active job {id} of {owner} does not exist"))?;
-            if rec.state.owner != owner {
-                return Err(format!(
-                    "active job {id} is listed under {owner}, not its owner"
-                ));
+        let mut broken = Vec::new();
+        let chunk = self.audit_chunk(None, usize::MAX, &mut broken);
+        debug_assert!(chunk.next.is_none());
+        match broken.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// The checks of [`Market::check_invariants`] over at most `budget`
+    /// index entries from `cursor` on; each broken one is pushed to
+    /// `broken`.
+    pub fn audit_chunk(
+        &self,
+        cursor: Option<AuditCursor>,
+        budget: usize,
+        broken: &mut Vec<String>,
+    ) -> Chunk<AuditCursor> {
+        use std::ops::Bound;
+        fn after<K>(k: Option<K>) -> (Bound<K>, Bound<K>) {
+            (
+                k.map_or(Bound::Unbounded, Bound::Excluded),
+                Bound::Unbounded,
+            )
+        }
+        let mut read = 0usize;
+        let mut cursor = cursor.unwrap_or(AuditCursor::Active(None));
+        if let AuditCursor::Active(mut last) = cursor {
+            for (owner, id) in self.active_by_owner.keys_range(after(last)) {
+                if read >= budget {
+                    return Chunk {
+                        read,
+                        next: Some(AuditCursor::Active(last)),
+                    };
+                }
+                read += 1;
+                last = Some((owner, id));
+                let Some(rec) = self.job(id) else {
+                    broken.push(format!("active job {id} of {owner} does not exist"));
+                    continue;
+                };
+                if rec.state.owner != owner {
+                    broken.push(format!(
+                        "active job {id} is listed under {owner}, not its owner"
+                    ));
+                }
+                if rec.state.status.is_terminal() {
+                    broken.push(format!("finished job {id} is listed as active"));
+                }
+                if let Some(p) = holder_of(&rec)
+                    && !self.assigned_by_provider.contains_key(&(p, id))
+                {
+                    broken.push(format!("job {id} is not listed under its holder {p}"));
+                }
             }
-            if rec.state.status.is_terminal() {
-                return Err(format!("finished job {id} is listed as active"));
+            cursor = AuditCursor::Assigned(None);
+        }
+        if let AuditCursor::Assigned(mut last) = cursor {
+            for (provider, id) in self.assigned_by_provider.keys_range(after(last)) {
+                if read >= budget {
+                    return Chunk {
+                        read,
+                        next: Some(AuditCursor::Assigned(last)),
+                    };
+                }
+                read += 1;
+                last = Some((provider, id));
+                let holder = self.job(id).and_then(|r| holder_of(&r));
+                if holder != Some(provider) {
+                    broken.push(format!(
+                        "job {id} is listed under {provider}, which does not hold it"
+                    ));
+                }
             }
-            if let Some(p) = holder_of(&rec)
-                && !self.assigned_by_provider.contains_key(&(p, id))
-            {
-                return Err(format!("job {id} is not listed under its holder {p}"));
+            cursor = AuditCursor::Deadlines(None);
+        }
+        if let AuditCursor::Deadlines(mut last) = cursor {
+            for key in self.deadlines.keys_range(after(last)) {
+                if read >= budget {
+                    return Chunk {
+                        read,
+                        next: Some(AuditCursor::Deadlines(last)),
+                    };
+                }
+                read += 1;
+                last = Some(key);
+                if !self.jobs.contains_key(&key.1) {
+                    broken.push(format!(
+                        "a deadline names job {}, which does not exist",
+                        key.1
+                    ));
+                }
             }
         }
-        for (provider, id) in self.assigned_by_provider.keys() {
-            let holder = self.job(id).and_then(|r| holder_of(&r));
-            if holder != Some(provider) {
-                return Err(format!(
-                    "job {id} is listed under {provider}, which does not hold it"
-                ));
-            }
-        }
-        for (_, id, _) in self.deadlines.keys() {
-            if self.job(id).is_none() {
-                return Err(format!("a deadline names job {id}, which does not exist"));
-            }
-        }
-        Ok(())
+        Chunk { read, next: None }
     }
 
     /// Jobs of an owner, from `start` on, at most `limit`.

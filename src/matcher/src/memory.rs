@@ -50,3 +50,6 @@ pub const MODULES_IDLE: MemoryId = MemoryId::new(22);
 pub const MODULE_BYTES: MemoryId = MemoryId::new(23);
 /// (finished at, job id) pairs of finished one-off jobs, oldest first.
 pub const FINISHED_JOBS: MemoryId = MemoryId::new(24);
+/// The version of the layout the state was last brought to (absent: 0,
+/// from a module that built its indexes at every upgrade).
+pub const LAYOUT_VERSION: MemoryId = MemoryId::new(25);

@@ -33,5 +33,6 @@ pub fn encode(s: &State, now_ns: u64) -> String {
         "Slots of active reservations held by a provider.",
         held as u128,
     );
+    s.audit.encode_metrics("matcher", &mut page);
     page.finish()
 }

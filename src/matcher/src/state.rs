@@ -2,8 +2,9 @@
 //! [`mutate_state`] so that no borrow is held across an `.await`.
 
 use crate::lifecycle::Params;
-use crate::market::{Market, Memories};
+use crate::market::{AuditCursor, Market, Memories};
 use crate::memory::{self, Memory};
+use canister_common::audit::BooksAudit;
 use canister_common::codec::Cbor;
 use canister_common::event_log::EventLog;
 use ic_stable_structures::Cell;
@@ -17,7 +18,17 @@ pub struct State {
     pub events: EventLog<MatcherEvent, Memory>,
     /// Jobs, book, deadlines, modules and outbox.
     pub market: Market<Memory>,
+    /// Which one-time migrations the state has had (see [`LAYOUT`]).
+    layout: Cell<u32, Memory>,
+    /// The background audit of the indexes (heap only: an upgrade starts
+    /// its pass again).
+    pub audit: BooksAudit<AuditCursor>,
 }
+
+/// The layout this module writes: 1 once the active-jobs, providers' and
+/// module-store indexes exist (built once, at the first upgrade to a
+/// module that has them; a fresh install starts with them).
+pub const LAYOUT: u32 = 1;
 
 impl State {
     fn open() -> Self {
@@ -49,6 +60,8 @@ impl State {
                 outbox: [get(OUTBOX_STEPS), get(OUTBOX_BY_JOB)],
                 reservations: [get(RESERVATIONS), get(RESERVED_QUEUE), get(DAOS)],
             }),
+            layout: Cell::init(get(LAYOUT_VERSION), 0),
+            audit: BooksAudit::new(),
         }
     }
 
@@ -69,6 +82,37 @@ impl State {
             slash_multiple: c.slash_multiple,
             min_slash: c.min_slash(),
         }
+    }
+
+    /// Brings a state written by an older module to [`LAYOUT`]: the
+    /// indexes it lacks are built from the jobs, once (this reads every
+    /// job; later upgrades skip it). Returns whether it did anything.
+    pub fn migrate_layout(&mut self) -> bool {
+        if *self.layout.get() >= LAYOUT {
+            return false;
+        }
+        self.market.index_active_jobs_if_missing();
+        self.market.index_assignments_if_missing();
+        self.market.modules.index_if_missing();
+        self.layout.set(LAYOUT);
+        true
+    }
+
+    /// Marks a fresh state as written in [`LAYOUT`].
+    pub fn set_fresh_layout(&mut self) {
+        self.layout.set(LAYOUT);
+    }
+
+    /// Runs one chunk of the background audit at `now_ns`, if a pass is
+    /// due or under way; broken records go to `log`.
+    pub fn run_audit_chunk(&mut self, now_ns: u64, budget: usize, log: impl FnMut(&str)) {
+        let market = &self.market;
+        self.audit.run_chunk(
+            now_ns,
+            budget,
+            |c, budget, broken| market.audit_chunk(c, budget, broken),
+            log,
+        );
     }
 
     /// Sets the configuration.

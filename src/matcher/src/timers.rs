@@ -1,10 +1,12 @@
 //! The matcher's timers: one one-shot timer armed for the earliest deadline
-//! or outbox step, and a repeating watchdog that re-arms it if it was lost.
+//! or outbox step, a repeating watchdog that re-arms it if it was lost, and
+//! the repeating background audit of the indexes (one chunk of bounded
+//! work per run; the rule is `canister_common::audit`'s).
 //! Timers do not survive upgrades; `post_upgrade` arms new ones from stable
 //! state.
 
 use crate::perform;
-use crate::runtime::{IcRuntime, SystemApi};
+use crate::runtime::{IcRuntime, Runtime, SystemApi};
 use crate::state::{mutate_state, read_state};
 use std::cell::Cell;
 use std::time::Duration;
@@ -93,5 +95,14 @@ pub fn start_watchdog() {
             SWEEP.set(next);
         });
         schedule();
+    });
+}
+
+/// Starts the repeating audit timer.
+pub fn start_audit() {
+    use canister_common::audit::{AUDIT_CHUNK_RECORDS, AUDIT_PERIOD_SECS};
+    ic_cdk_timers::set_timer_interval(Duration::from_secs(AUDIT_PERIOD_SECS), || async {
+        let t = now();
+        mutate_state(|s| s.run_audit_chunk(t, AUDIT_CHUNK_RECORDS, |line| IcRuntime.log(line)));
     });
 }

@@ -5,6 +5,7 @@ use crate::providers;
 use crate::runtime::IcRuntime;
 use crate::staking;
 use crate::state::{mutate_state, read_state};
+use crate::timers;
 use market_api::registry::{
     BondArgs, Eligibility, ListProvidersArgs, Provider, ProviderPage, ProviderProfile,
     RegistryConfig, RegistryConfigUpdate, RegistryError, RegistryEvent, RegistryInit, SlashArgs,
@@ -27,8 +28,15 @@ fn init(arg: RegistryInit) {
     if let Err(e) = mutate_state(|s| s.init(now(), arg)) {
         ic_cdk::trap(format!("invalid init argument: {e:?}"));
     }
+    timers::start_audit();
 }
 
+/// O(1) work whatever the registry holds (the rule is
+/// `canister_common::audit`'s): the argument is applied and the
+/// configuration checked here, trapping (so rolling back) if it is broken;
+/// every record is checked afterwards by the audit timer. The node index
+/// is built here only for a state saved before it existed (it is empty
+/// then, and so is never rebuilt twice).
 #[ic_cdk::post_upgrade]
 fn post_upgrade(arg: Option<RegistryConfigUpdate>) {
     if let Some(update) = arg
@@ -37,9 +45,10 @@ fn post_upgrade(arg: Option<RegistryConfigUpdate>) {
         ic_cdk::trap(format!("invalid upgrade argument: {e:?}"));
     }
     mutate_state(|s| s.index_nodes_if_missing());
-    if let Err(e) = read_state(|s| s.check_invariants()) {
-        ic_cdk::trap(format!("BUG: state invariant broken after upgrade: {e}"));
+    if let Err(e) = read_state(|s| crate::state::validate_config(&s.config())) {
+        ic_cdk::trap(format!("BUG: configuration broken after upgrade: {e:?}"));
     }
+    timers::start_audit();
 }
 
 /// Registers the caller as a provider with this profile (staking is a

@@ -3,7 +3,8 @@
 //! `canister` holds the thin ic-cdk entry points. The rules live in
 //! [`providers`] (registration, unstaking, bonding, jailing, queries) and
 //! [`staking`] (stake, withdraw and slash, which call the ledger through
-//! [`runtime::Runtime`]); [`state`] keeps everything in stable structures.
+//! [`runtime::Runtime`]); [`state`] keeps everything in stable structures,
+//! and [`timers`] runs the background audit of its records.
 //! Native tests drive all of it with a fake ledger.
 
 pub mod memory;
@@ -13,6 +14,7 @@ pub mod runtime;
 pub mod staking;
 pub mod state;
 pub mod subaccount;
+pub mod timers;
 
 mod canister;
 pub mod ingress;

@@ -104,6 +104,7 @@ pub fn encode(s: &State, now_ns: u64) -> String {
         "Entries in the public event log.",
         s.events.len().into(),
     );
+    s.audit.encode_metrics("registry", &mut page);
     page.finish()
 }
 

@@ -3,9 +3,12 @@
 //!
 //! Everything lives in stable structures (no `pre_upgrade`); the only heap
 //! state is the set of providers with an operation in flight (the guard),
-//! which is empty between messages and so needs no upgrade handling.
+//! which is empty between messages and so needs no upgrade handling, and
+//! the cursor of the background audit ([`State::audit_chunk`]), which an
+//! upgrade starts again.
 
 use crate::memory::{self, Memory};
+use canister_common::audit::{BooksAudit, Chunk};
 use canister_common::codec::Cbor;
 use canister_common::event_log::EventLog;
 use ic_stable_structures::{Cell, StableBTreeMap};
@@ -211,6 +214,18 @@ pub struct State {
     /// by provider: paid first by whichever of the provider's calls (or
     /// the matcher's retry) takes the key next.
     owed_slashes: StableBTreeMap<Vec<u8>, Cbor<Vec<SlashArgs>>, Memory>,
+    /// The background audit of the records (heap only).
+    pub audit: BooksAudit<AuditCursor>,
+}
+
+/// Where a pass of the registry's audit goes on: after this key of the
+/// providers, or of the pending transfers (`None`: from the first).
+#[derive(Clone, Debug)]
+pub enum AuditCursor {
+    /// Reading providers; the last one read.
+    Providers(Option<Vec<u8>>),
+    /// Reading pending transfers; the last one read.
+    Pending(Option<Vec<u8>>),
 }
 
 /// Checks a configuration's values.
@@ -245,6 +260,7 @@ impl State {
             counters: Cell::init(memory::get(memory::COUNTERS), Cbor(Counters::default())),
             nodes: StableBTreeMap::init(memory::get(memory::NODES)),
             owed_slashes: StableBTreeMap::init(memory::get(memory::OWED_SLASHES)),
+            audit: BooksAudit::new(),
         }
     }
 
@@ -500,33 +516,103 @@ impl State {
         self.counters.set(Cbor(c));
     }
 
-    /// Checks the invariants that must hold between messages; used after
-    /// upgrades and in tests.
+    /// Checks the invariants that must hold between messages, in one go
+    /// (tests; the canister runs [`State::audit_chunk`] on a timer): no
+    /// empty unbonding entry, nothing bonded by a deregistered provider,
+    /// each provider's node indexed to it, each pending transfer's
+    /// provider known.
     pub fn check_invariants(&self) -> Result<(), String> {
-        for p in self.providers_after(None) {
-            if p.stake.unbonding.iter().any(|u| u.amount == 0) {
-                return Err(format!("provider {} has an empty unbonding entry", p.id));
-            }
-            if p.deregistered && p.stake.bonded != 0 {
-                return Err(format!("deregistered provider {} has bonded stake", p.id));
-            }
-            if self.node_owner(&p.profile.node) != Some(p.id) {
-                return Err(format!(
-                    "provider {}'s node {} is not indexed to it",
-                    p.id, p.profile.node
-                ));
+        let mut broken = Vec::new();
+        let chunk = self.audit_chunk(None, usize::MAX, &mut broken);
+        debug_assert!(chunk.next.is_none());
+        match broken.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// The checks of [`State::check_invariants`] over at most `budget`
+    /// records from `cursor` on; each broken one is pushed to `broken`.
+    pub fn audit_chunk(
+        &self,
+        cursor: Option<AuditCursor>,
+        budget: usize,
+        broken: &mut Vec<String>,
+    ) -> Chunk<AuditCursor> {
+        use std::ops::Bound;
+        let after = |k: Option<Vec<u8>>| {
+            (
+                k.map_or(Bound::Unbounded, Bound::Excluded),
+                Bound::Unbounded,
+            )
+        };
+        let mut read = 0usize;
+        let (providers_from, pending_from) = match cursor {
+            None => (Some(None), None),
+            Some(AuditCursor::Providers(last)) => (Some(last), None),
+            Some(AuditCursor::Pending(last)) => (None, last),
+        };
+        if let Some(mut last) = providers_from {
+            for e in self.providers.range(after(last.clone())) {
+                if read >= budget {
+                    return Chunk {
+                        read,
+                        next: Some(AuditCursor::Providers(last)),
+                    };
+                }
+                let (key, p) = e.into_pair();
+                self.check_provider(&p.0, broken);
+                last = Some(key);
+                read += 1;
             }
         }
-        for entry in self.pending.iter() {
-            let pending = entry.into_pair().1.0;
-            if self.provider(&pending.provider).is_none() {
-                return Err(format!(
+        let mut last = pending_from;
+        for e in self.pending.range(after(last.clone())) {
+            if read >= budget {
+                return Chunk {
+                    read,
+                    next: Some(AuditCursor::Pending(last)),
+                };
+            }
+            let (key, pending) = e.into_pair();
+            if self.provider(&pending.0.provider).is_none() {
+                broken.push(format!(
                     "pending transfer {} of unknown provider {}",
-                    pending.op_id, pending.provider
+                    pending.0.op_id, pending.0.provider
                 ));
             }
+            last = Some(key);
+            read += 1;
         }
-        Ok(())
+        Chunk { read, next: None }
+    }
+
+    fn check_provider(&self, p: &ProviderRecord, broken: &mut Vec<String>) {
+        if p.stake.unbonding.iter().any(|u| u.amount == 0) {
+            broken.push(format!("provider {} has an empty unbonding entry", p.id));
+        }
+        if p.deregistered && p.stake.bonded != 0 {
+            broken.push(format!("deregistered provider {} has bonded stake", p.id));
+        }
+        if self.node_owner(&p.profile.node) != Some(p.id) {
+            broken.push(format!(
+                "provider {}'s node {} is not indexed to it",
+                p.id, p.profile.node
+            ));
+        }
+    }
+
+    /// Runs one chunk of the background audit at `now_ns`, if a pass is
+    /// due or under way; broken records go to `log`.
+    pub fn run_audit_chunk(&mut self, now_ns: u64, budget: usize, log: impl FnMut(&str)) {
+        let mut audit = std::mem::take(&mut self.audit);
+        audit.run_chunk(
+            now_ns,
+            budget,
+            |c, budget, broken| self.audit_chunk(c, budget, broken),
+            log,
+        );
+        self.audit = audit;
     }
 }
 
