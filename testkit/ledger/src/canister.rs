@@ -11,6 +11,8 @@ use icrc_ledger_types::icrc1::transfer::{TransferArg, TransferError};
 use icrc_ledger_types::icrc2::allowance::{Allowance, AllowanceArgs};
 use icrc_ledger_types::icrc2::approve::{ApproveArgs, ApproveError};
 use icrc_ledger_types::icrc2::transfer_from::{TransferFromArgs, TransferFromError};
+use icrc_ledger_types::icrc3::archive::{GetArchivesArgs, ICRC3ArchiveInfo};
+use icrc_ledger_types::icrc3::blocks::{GetBlocksRequest, GetBlocksResult, SupportedBlockType};
 
 use crate::amount::nat;
 use crate::block::{ListBlocksArgs, ListBlocksResult};
@@ -121,6 +123,30 @@ fn icrc2_allowance(args: AllowanceArgs) -> Allowance {
 #[query]
 fn list_blocks(args: ListBlocksArgs) -> ListBlocksResult {
     read_state(|s| s.blocks_page(args.start, args.length))
+}
+
+/// ICRC-3: blocks of the log, each as a generic value (see [`crate::icrc3`]).
+#[query]
+fn icrc3_get_blocks(args: Vec<GetBlocksRequest>) -> GetBlocksResult {
+    read_state(|s| crate::icrc3::get_blocks(s, &args))
+}
+
+/// ICRC-3: the archives holding older blocks (none: every block stays here).
+#[query]
+fn icrc3_get_archives(_: GetArchivesArgs) -> Vec<ICRC3ArchiveInfo> {
+    vec![]
+}
+
+/// ICRC-3: the block types this ledger writes.
+#[query]
+fn icrc3_supported_block_types() -> Vec<SupportedBlockType> {
+    ["1mint", "1burn", "1xfer", "2approve", "2xfer"]
+        .into_iter()
+        .map(|t| SupportedBlockType {
+            block_type: t.to_string(),
+            url: "https://github.com/dfinity/ICRC-1/tree/main/standards/ICRC-3".to_string(),
+        })
+        .collect()
 }
 
 ic_cdk::export_candid!();

@@ -4,7 +4,8 @@
 //! minimum burn of one fee), 32-byte memos, dedup of transactions that set
 //! `created_at_time` (24 h window, 60 s drift), and approvals with
 //! `expected_allowance` and expiry. Every transaction is appended to a block
-//! log that `list_blocks` pages through.
+//! log that `list_blocks` pages through, and that `icrc3_get_blocks` serves
+//! in the standard ICRC-3 form ([`icrc3`]).
 //!
 //! All state is in stable structures ([`state`]); the rules ([`operations`])
 //! take the caller and the time as arguments and run natively in tests.
@@ -21,6 +22,7 @@ pub mod block;
 #[cfg(any(target_family = "wasm", test))]
 mod canister;
 pub mod config;
+pub mod icrc3;
 pub mod keys;
 pub mod memory;
 pub mod operations;

@@ -611,6 +611,10 @@ pub fn supported_standards() -> Vec<StandardRecord> {
             "https://github.com/dfinity/ICRC-1/tree/main/standards/ICRC-2",
         ),
         (
+            "ICRC-3",
+            "https://github.com/dfinity/ICRC-1/tree/main/standards/ICRC-3",
+        ),
+        (
             "ICRC-10",
             "https://github.com/dfinity/ICRC/blob/main/ICRCs/ICRC-10/ICRC-10.md",
         ),

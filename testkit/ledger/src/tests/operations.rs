@@ -679,6 +679,49 @@ fn blocks_are_paged_with_a_cap() {
 }
 
 #[test]
+fn icrc3_blocks_are_the_log_as_generic_values() {
+    use icrc_ledger_types::icrc::generic_value::ICRC3Value;
+    use icrc_ledger_types::icrc3::blocks::GetBlocksRequest;
+    let mut s = ledger(&[(acct(1), 1_000_000)]);
+    let mut arg = xfer(sub(2, 9), 5_000);
+    arg.memo = Some(memo(12));
+    arg.created_at_time = Some(T0 - 7);
+    operations::transfer(&mut s, user(1), &arg, T0).unwrap();
+    let range = |start: u64, length: u64| GetBlocksRequest {
+        start: Nat::from(start),
+        length: Nat::from(length),
+    };
+    let r = crate::icrc3::get_blocks(&s, &[range(0, 0)]);
+    assert_eq!((r.log_length, r.blocks.len()), (Nat::from(2u8), 0));
+    let r = crate::icrc3::get_blocks(&s, &[range(1, 5), range(0, 1)]);
+    let ids: Vec<Nat> = r.blocks.iter().map(|b| b.id.clone()).collect();
+    assert_eq!(ids, [Nat::from(1u8), Nat::from(0u8)]);
+    assert!(r.archived_blocks.is_empty());
+    let ICRC3Value::Map(block) = &r.blocks[0].block else {
+        panic!("a block is a map");
+    };
+    let ICRC3Value::Map(tx) = &block["tx"] else {
+        panic!("its transaction is a map");
+    };
+    let blob = |b: &[u8]| ICRC3Value::Blob(b.to_vec().into());
+    assert_eq!(block["ts"], ICRC3Value::Nat(Nat::from(T0)));
+    assert_eq!(block["fee"], ICRC3Value::Nat(Nat::from(FEE)));
+    assert_eq!(tx["op"], ICRC3Value::Text("xfer".into()));
+    assert_eq!(tx["amt"], ICRC3Value::Nat(Nat::from(5_000u64)));
+    assert_eq!(tx["ts"], ICRC3Value::Nat(Nat::from(T0 - 7)));
+    assert_eq!(tx["memo"], blob(&memo(12).0));
+    assert_eq!(
+        tx["from"],
+        ICRC3Value::Array(vec![blob(user(1).as_slice())])
+    );
+    assert_eq!(
+        tx["to"],
+        ICRC3Value::Array(vec![blob(user(2).as_slice()), blob(&[9; 32])])
+    );
+    assert!(!tx.contains_key("fee"), "the call named no fee");
+}
+
+#[test]
 fn metadata_matches_config() {
     let s = ledger(&[]);
     let md = operations::metadata(&s);
@@ -697,5 +740,5 @@ fn metadata_matches_config() {
         .into_iter()
         .map(|r| r.name)
         .collect();
-    assert_eq!(names, ["ICRC-1", "ICRC-2", "ICRC-10"]);
+    assert_eq!(names, ["ICRC-1", "ICRC-2", "ICRC-3", "ICRC-10"]);
 }
