@@ -859,4 +859,229 @@ fn piled_up_state_does_not_make_upgrades_dearer() {
         );
     }
     net.audit().unwrap();
+
+/// How a transfer whose answer was lost really ended on the ledger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lost {
+    /// The ledger executed it; only its reply was lost.
+    Landed,
+    /// It never reached the ledger.
+    NeverArrived,
+}
+
+impl Lost {
+    /// The faults that make the next `attempts` transfers of `caller` end
+    /// with an unknown outcome: the first one this way, its resends never
+    /// arriving.
+    fn faults(self, caller: Principal, ledger: Principal, attempts: u32) -> Vec<devnet::Fault> {
+        let never_arrived = || devnet::FaultKind::Reject {
+            code: devnet::RejectCode::SysUnknown,
+            message: "the request timed out".into(),
+        };
+        let first = match self {
+            Lost::Landed => devnet::FaultKind::Timeout,
+            Lost::NeverArrived => never_arrived(),
+        };
+        let fault = |kind, count| {
+            devnet::Fault::new(ledger, kind, count)
+                .caller(caller)
+                .method("icrc1_transfer")
+        };
+        let mut faults = vec![fault(first, 1)];
+        if attempts > 1 {
+            faults.push(fault(never_arrived(), attempts - 1));
+        }
+        faults
+    }
+
+    fn inject(self, net: &MarketFixture, caller: Principal, attempts: u32) {
+        let mut dn = net.devnet();
+        for f in self.faults(caller, net.ids.ledger, attempts) {
+            dn.inject_fault(f);
+        }
+    }
+}
+
+/// A day and an hour: past the ledgers' 24 h deduplication window (and
+/// its drift), after which a repeated transfer is refused as `TooOld`
+/// whether or not the first one went through.
+const PAST_DEDUP_WINDOW: std::time::Duration = std::time::Duration::from_secs(25 * 3_600);
+
+/// A withdrawal from the escrow and a provider's unbonded-stake payout from
+/// the registry lose their ledger answers (the transfer landed, or never
+/// arrived), and nobody looks again for 25 hours, past the ledger's
+/// deduplication window. Meanwhile the provider misses a deadline. Both
+/// canisters then learn from the ledger's blocks what happened: a landed
+/// transfer is booked once (no second payout), a lost one is undone (the
+/// balance or the unbonding stake back, the key free), and the provider's
+/// slash goes through.
+#[test]
+fn transfers_unknown_past_the_dedup_window_are_resolved_from_the_ledger() {
+    use market_api::escrow::{
+        EscrowError, EscrowEvent, PendingOperation, ReconcileArgs, WithdrawArgs,
+    };
+    use market_api::registry::{Provider, Unbonding};
+    use market_api::{EventPage, LedgerCallError, PageRequest};
+    for lost in [Lost::Landed, Lost::NeverArrived] {
+        let net = MarketFixture::deploy(Settings {
+            unbonding_period_secs: 60,
+            ..Settings::default()
+        })
+        .expect("deploy");
+        let fee = net.settings.fee;
+        net.mint(buyer(), 100 * ICP).unwrap();
+        net.deposit(buyer(), 50 * ICP).unwrap();
+        net.onboard_provider(provider(1), node(1), 50 * ICP)
+            .unwrap();
+        net.post_offer(provider(1), &offer(&net, 100_000)).unwrap();
+        let ids = net.ids;
+
+        // The buyer withdraws 10 ICP; the escrow's ledger answer is lost.
+        let wallet = market_fixture::account(buyer());
+        let wallet_before = net.balance(wallet).unwrap();
+        lost.inject(&net, ids.escrow, 1);
+        let withdraw = WithdrawArgs {
+            ledger: ids.ledger,
+            amount: 10 * ICP,
+            to: wallet,
+        };
+        let r: Result<u128, EscrowError> = net
+            .update(ids.escrow, buyer(), "withdraw", &withdraw)
+            .unwrap();
+        assert_eq!(
+            r,
+            Err(EscrowError::Ledger(LedgerCallError::OutcomeUnknown)),
+            "{lost:?}: the withdrawal's outcome is unknown"
+        );
+
+        // The provider unbonds 1 ICP and withdraws it; the registry's ledger
+        // answer is lost.
+        let r: Result<Unbonding, RegistryError> = net
+            .update(ids.registry, provider(1), "unstake", &ICP)
+            .unwrap();
+        r.expect("unstake");
+        net.advance(std::time::Duration::from_secs(61));
+        let provider_wallet = market_fixture::account(provider(1));
+        let provider_wallet_before = net.balance(provider_wallet).unwrap();
+        // The registry sends a transfer up to 3 times per message.
+        lost.inject(&net, ids.registry, 3);
+        let r: Result<u128, RegistryError> = net
+            .update_args(ids.registry, provider(1), "withdraw_unbonded", ())
+            .map(|(r,)| r)
+            .unwrap();
+        assert_eq!(
+            r,
+            Err(RegistryError::Ledger(LedgerCallError::OutcomeUnknown)),
+            "{lost:?}: the payout's outcome is unknown"
+        );
+
+        // The provider takes a job, heartbeats once and goes silent.
+        let job = submit(&net, buyer());
+        assert!(matches!(
+            heartbeat(&net, node(1), job, 1),
+            HeartbeatAck::Accepted { .. }
+        ));
+
+        // Nobody looks again for 25 hours.
+        net.advance(PAST_DEDUP_WINDOW);
+        net.settle_outbox();
+        let reconcile = ReconcileArgs {
+            owner: buyer(),
+            ledger: ids.ledger,
+        };
+        // Anyone's `reconcile` settles it, if the canister has not found out
+        // by itself already (the matcher's notify of the slash's
+        // compensation to the buyer takes the buyer's key).
+        let mut resolved = None;
+        for _ in 0..10 {
+            let r: Result<bool, EscrowError> = net
+                .update(ids.escrow, stranger(1), "reconcile", &reconcile)
+                .unwrap();
+            match r {
+                Err(EscrowError::PendingOperation { .. }) => net.tick(),
+                other => {
+                    resolved = Some(other);
+                    break;
+                }
+            }
+        }
+        let pending: Vec<PendingOperation> = net
+            .query(ids.escrow, "pending_operations", &PageRequest::default())
+            .unwrap();
+        assert!(
+            pending.is_empty() && matches!(resolved, Some(Ok(_))),
+            "{lost:?}: the withdrawal is still pending 25 h later ({resolved:?}): {pending:?}"
+        );
+        let booked = |net: &MarketFixture| {
+            let page: EventPage<EscrowEvent> = net
+                .query(ids.escrow, "get_events", &PageRequest::default())
+                .unwrap();
+            assert!(page.next.is_none(), "one page holds the log");
+            let mine = |e: &EscrowEvent| match e {
+                EscrowEvent::Withdrawn { owner, amount, .. } if *owner == buyer() => {
+                    Some((true, *amount))
+                }
+                EscrowEvent::WithdrawalRefunded { owner, amount, .. } if *owner == buyer() => {
+                    Some((false, *amount))
+                }
+                _ => None,
+            };
+            page.events
+                .iter()
+                .filter_map(|e| mine(&e.event))
+                .collect::<Vec<_>>()
+        };
+        let wallet_now = net.balance(wallet).unwrap();
+        match lost {
+            Lost::Landed => {
+                assert_eq!(booked(&net), [(true, 10 * ICP)], "debited once");
+                assert_eq!(wallet_now, wallet_before + 10 * ICP - fee, "paid once");
+            }
+            Lost::NeverArrived => {
+                assert_eq!(booked(&net), [(false, 10 * ICP)], "the debit is restored");
+                assert_eq!(wallet_now, wallet_before, "nothing was paid");
+                // The key is free: the buyer withdraws again.
+                let r: Result<u128, EscrowError> = net
+                    .update(ids.escrow, buyer(), "withdraw", &withdraw)
+                    .unwrap();
+                assert!(r.is_ok(), "the buyer's key stays blocked: {r:?}");
+                assert_eq!(net.balance(wallet).unwrap(), wallet_before + 10 * ICP - fee);
+            }
+        }
+
+        // The matcher's slash for the missed deadline resolved the payout
+        // first, then went through.
+        net.settle_outbox();
+        let p: Option<Provider> = net
+            .query(ids.registry, "get_provider", &provider(1))
+            .unwrap();
+        let p = p.expect("registered");
+        assert!(
+            p.pending_operation.is_none() && p.slashed_total > 0,
+            "{lost:?}: 25 h later the payout is still pending ({:?}) and the provider was slashed {} e8s",
+            p.pending_operation,
+            p.slashed_total
+        );
+        let paid = net.balance(provider_wallet).unwrap() - provider_wallet_before;
+        let unbonding: u128 = p.stake.unbonding.iter().map(|u| u.amount).sum();
+        let r: Result<u128, RegistryError> = net
+            .update_args(ids.registry, provider(1), "withdraw_unbonded", ())
+            .map(|(r,)| r)
+            .unwrap();
+        match lost {
+            Lost::Landed => {
+                assert_eq!(paid, ICP - fee, "paid once");
+                assert_eq!(unbonding, 0);
+                assert_eq!(r, Err(RegistryError::NothingToWithdraw), "no second payout");
+            }
+            Lost::NeverArrived => {
+                assert_eq!(paid, 0, "nothing was paid");
+                assert_eq!(unbonding, ICP, "the unbonding stake is back");
+                assert!(r.is_ok(), "the payout can't be made again: {r:?}");
+                let paid = net.balance(provider_wallet).unwrap() - provider_wallet_before;
+                assert_eq!(paid, ICP - fee);
+            }
+        }
+        net.audit().unwrap();
+    }
 }

@@ -7,6 +7,7 @@
 //! remaining locks, plus the effect of ledger calls whose outcome is still
 //! being reconciled (see [`PendingOperation`]).
 
+pub use crate::LedgerOutcome;
 use crate::{Account, OpKey, Principal, Tokens};
 use candid::{CandidType, Deserialize};
 use serde::Serialize;
@@ -76,6 +77,20 @@ pub struct ReconcileArgs {
     pub owner: Principal,
     /// On which ledger.
     pub ledger: Principal,
+}
+
+/// Arguments of `resolve_operation` (controllers only): how a pending
+/// ledger call ended, for a ledger whose blocks the escrow can't read.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct ResolveOperationArgs {
+    /// Whose operation it is.
+    pub owner: Principal,
+    /// On which ledger.
+    pub ledger: Principal,
+    /// The operation's number (see `pending_operations`).
+    pub operation: u64,
+    /// How it ended on the ledger.
+    pub outcome: crate::LedgerOutcome,
 }
 
 /// Arguments of `lock` (matcher only): set aside a job's maximum cost.
@@ -322,6 +337,16 @@ pub enum EscrowEvent {
         job_key: OpKey,
         extension: u32,
         amount: Tokens,
+    },
+    /// A controller ruled how pending operation `operation` ended on a
+    /// ledger whose blocks the escrow can't read; the events of its effect
+    /// follow.
+    OperationResolved {
+        owner: Principal,
+        ledger: Principal,
+        operation: u64,
+        outcome: crate::LedgerOutcome,
+        controller: Principal,
     },
 }
 

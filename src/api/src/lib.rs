@@ -96,6 +96,16 @@ pub enum LedgerCallError {
     OutcomeUnknown,
 }
 
+/// How a ledger transfer whose outcome was lost really ended, as a
+/// controller rules it for a ledger whose blocks the canister can't read.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub enum LedgerOutcome {
+    /// The transfer is in the ledger, at this block.
+    Landed { block_index: u128 },
+    /// The transfer is in no block of the ledger.
+    NotLanded,
+}
+
 /// Standards answer of `icrc10_supported_standards`.
 #[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct StandardRecord {

@@ -125,6 +125,41 @@ pub struct Provider {
     /// A ledger transfer of this provider whose outcome is not known yet;
     /// the next stake operation of the provider (or a retried slash) settles it.
     pub pending_operation: Option<PendingOperation>,
+    /// How that transfer was sent: what identifies it in the ledger's blocks.
+    #[serde(default)]
+    pub pending_transfer: Option<PendingTransferInfo>,
+}
+
+/// The identifying fields of a pending ledger transfer, as sent.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct PendingTransferInfo {
+    /// The operation's number (also in the memo); `resolve_transfer` names it.
+    pub operation: u64,
+    /// The account debited by an `icrc2_transfer_from` (a `stake` pull).
+    pub payer: Option<Account>,
+    /// The registry's subaccount debited by an `icrc1_transfer` (a payout).
+    pub from_subaccount: Option<Subaccount>,
+    /// The account credited.
+    pub to: Account,
+    /// The amount credited.
+    pub amount: Tokens,
+    /// The call's memo.
+    #[serde(with = "serde_bytes")]
+    pub memo: Vec<u8>,
+    /// The call's `created_at_time`.
+    pub created_at_time: u64,
+}
+
+/// Arguments of `resolve_transfer` (controllers only): how a pending
+/// transfer ended, for a ledger whose blocks the registry can't read.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct ResolveTransferArgs {
+    /// Whose transfer it is.
+    pub provider: Principal,
+    /// The operation's number (see `PendingTransferInfo`).
+    pub operation: u64,
+    /// How it ended on the ledger.
+    pub outcome: crate::LedgerOutcome,
 }
 
 /// A ledger transfer recorded before it was made and not yet settled.
@@ -344,4 +379,13 @@ pub enum RegistryEvent {
     JailChanged { provider: Principal, jailed: bool },
     /// The configuration changed.
     ConfigChanged { config: RegistryConfig },
+    /// A controller ruled how the provider's pending transfer `operation`
+    /// ended on a ledger whose blocks the registry can't read; the events
+    /// of its effect follow.
+    TransferResolved {
+        provider: Principal,
+        operation: u64,
+        outcome: crate::LedgerOutcome,
+        controller: Principal,
+    },
 }

@@ -8,7 +8,7 @@ use ic_cdk::api::{canister_self, is_controller, msg_caller, time};
 use market_api::escrow::{
     Balance, DepositArgs, EscrowError, EscrowEvent, EscrowInit, ExtendLockArgs, JobLock,
     LedgerInfo, LockArgs, NotifyDepositArgs, PendingOperation, ReconcileArgs, ReleaseArgs,
-    SettleArgs, WithdrawArgs, WithdrawForArgs,
+    ResolveOperationArgs, SettleArgs, WithdrawArgs, WithdrawForArgs,
 };
 use market_api::{
     Account, EventPage, HttpRequest, HttpResponse, PageRequest, Principal, StandardRecord, Tokens,
@@ -76,11 +76,23 @@ async fn withdraw_for(args: WithdrawForArgs) -> Result<Tokens, EscrowError> {
 }
 
 /// Retries, with identical arguments, a ledger call of (owner, ledger) whose
-/// outcome was unknown. Callable by anyone. `true` if an operation was
-/// resolved, `false` if none was pending.
+/// outcome was unknown; past the ledger's 24 h deduplication window, looks
+/// it up in the ledger's ICRC-3 blocks instead (a bounded part of the log
+/// per call: call again while it answers `PendingOperation`). Callable by
+/// anyone. `true` if an operation was resolved, `false` if none was pending.
 #[ic_cdk::update]
 async fn reconcile(args: ReconcileArgs) -> Result<bool, EscrowError> {
     payments::reconcile(&IcRuntime, msg_caller(), args).await
+}
+
+/// Settles a pending ledger call past its deduplication window by the
+/// controllers' ruling of how it ended (for a ledger that does not serve
+/// ICRC-3 blocks, such as the ICP ledger); recorded as an event.
+/// Controllers only.
+#[ic_cdk::update]
+async fn resolve_operation(args: ResolveOperationArgs) -> Result<(), EscrowError> {
+    let caller = msg_caller();
+    payments::resolve_operation(&IcRuntime, caller, is_controller(&caller), args).await
 }
 
 /// Locks a job's maximum cost from the buyer's free balance. Matcher only;

@@ -18,3 +18,6 @@ pub const RELEASES: MemoryId = MemoryId::new(6);
 pub const PENDING: MemoryId = MemoryId::new(7);
 /// Counter of operation numbers used in memos.
 pub const NEXT_OP_ID: MemoryId = MemoryId::new(8);
+/// Scans of ledgers' blocks for pending operations past their
+/// deduplication window: (owner, ledger) -> where the scan stands.
+pub const BLOCK_SCANS: MemoryId = MemoryId::new(9);

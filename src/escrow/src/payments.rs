@@ -13,7 +13,20 @@
 //! 4. an unknown outcome keeps the record; the next call for the key (or
 //!    `reconcile`) repeats the identical call, and the ledger's
 //!    deduplication answers `Duplicate { duplicate_of }` if the first one
-//!    went through, which counts as success.
+//!    went through, which counts as success;
+//! 5. past the ledger's deduplication window (24 h) a repeat can no longer
+//!    tell (the ledger answers `TooOld` either way), so the escrow reads the
+//!    ledger's ICRC-3 block log instead ([`canister_common::ledger_blocks`]):
+//!    the call's memo, `created_at_time`, accounts and amount identify its
+//!    block exactly. Found: booked as done at that block. Provably absent:
+//!    booked as failed (a withdrawal's debit is put back) and the key is
+//!    free again. The scan reads a bounded number of pages per message and
+//!    keeps its place in stable state, so each `reconcile` (or the owner's
+//!    next call) holds the key for one bounded message only;
+//! 6. on a ledger that does not serve ICRC-3 blocks (the ICP ledger has
+//!    only its own `query_blocks`), a controller settles such an operation
+//!    with [`resolve_operation`], after reading the ledger itself; the
+//!    ruling is recorded as an event before its effects.
 //!
 //! Fees: a pull deposit's fee is paid by the payer on top of the amount; a
 //! push deposit's sweep fee comes out of the deposit (the beneficiary is
@@ -26,12 +39,14 @@
 use crate::runtime::{CallFailure, Runtime};
 use crate::state::{State, mutate_state, read_state};
 use canister_common::guard::Guard;
+use canister_common::ledger_blocks::{self, BlockScan, ExpectedTransfer, ScanStep};
 use icrc_ledger_types::icrc1::account::Account;
 use icrc_ledger_types::icrc1::transfer::{Memo, TransferArg, TransferError};
 use icrc_ledger_types::icrc2::transfer_from::{TransferFromArgs, TransferFromError};
 use market_api::escrow::{
-    DepositArgs, DepositSource, EscrowError, EscrowEvent, LedgerInfo, MAX_LEDGERS,
-    NotifyDepositArgs, PendingKind, PendingOperation, ReconcileArgs, WithdrawArgs, WithdrawForArgs,
+    DepositArgs, DepositSource, EscrowError, EscrowEvent, LedgerInfo, LedgerOutcome, MAX_LEDGERS,
+    NotifyDepositArgs, PendingKind, PendingOperation, ReconcileArgs, ResolveOperationArgs,
+    WithdrawArgs, WithdrawForArgs,
 };
 use market_api::{LedgerCallError, Principal, Tokens};
 use std::cell::RefCell;
@@ -133,14 +148,19 @@ enum Outcome {
     Unknown(LedgerCallError),
 }
 
+/// What a ledger's answer revealed beside the outcome.
+#[derive(Default)]
+struct Seen {
+    /// The ledger's fee, from a `BadFee`.
+    fee: Option<Tokens>,
+    /// A repeat was refused as `TooOld`: the deduplication window passed.
+    too_old: bool,
+}
+
 /// What a transfer error means. On a retry, `BadFee` is not definite: the
 /// fee is checked before deduplication, so a changed fee hides whether the
 /// first attempt went through.
-fn classify_transfer_error(
-    err: TransferError,
-    is_retry: bool,
-    fee_seen: &mut Option<Tokens>,
-) -> Outcome {
+fn classify_transfer_error(err: TransferError, is_retry: bool, seen: &mut Seen) -> Outcome {
     let rejected = LedgerCallError::Rejected {
         message: format!("{err:?}"),
     };
@@ -152,16 +172,19 @@ fn classify_transfer_error(
             }
         }
         TransferError::BadFee { expected_fee } => {
-            *fee_seen = crate::runtime::nat_to_tokens(&expected_fee);
+            seen.fee = crate::runtime::nat_to_tokens(&expected_fee);
             if is_retry {
                 Outcome::Unknown(rejected)
             } else {
                 Outcome::Failed(rejected)
             }
         }
-        // Past the deduplication window nothing tells whether the first
-        // attempt went through.
-        TransferError::TooOld if is_retry => Outcome::Unknown(rejected),
+        // Past the deduplication window a repeat can't tell whether the
+        // first attempt went through: the ledger's blocks will.
+        TransferError::TooOld if is_retry => {
+            seen.too_old = true;
+            Outcome::Unknown(rejected)
+        }
         _ => Outcome::Failed(rejected),
     }
 }
@@ -216,17 +239,55 @@ fn classify_call<E>(
     }
 }
 
+/// The transfer `op` makes, as its block would show it.
+fn expected_transfer(escrow: Principal, op: &PendingOperation) -> ExpectedTransfer {
+    let main = main_account(escrow);
+    let (from, to, spender, amount) = match &op.kind {
+        PendingKind::Deposit { from } => (*from, main, Some(main), op.amount),
+        PendingKind::Sweep { subaccount } => (
+            Account {
+                owner: escrow,
+                subaccount: Some(subaccount_array(subaccount)),
+            },
+            main,
+            None,
+            op.amount,
+        ),
+        PendingKind::Withdraw { to, .. } => (main, *to, None, withdrawn_amount(op)),
+    };
+    ExpectedTransfer {
+        from,
+        to,
+        spender,
+        amount,
+        fee: op.fee,
+        memo: op.memo.clone(),
+        created_at_time: op.created_at_time,
+    }
+}
+
+/// What the recipient of withdrawal `op` receives: its amount minus the fee.
+fn withdrawn_amount(op: &PendingOperation) -> Tokens {
+    let fee = op
+        .fee
+        .unwrap_or_else(|| panic!("BUG: withdrawal without a fee"));
+    op.amount
+        .checked_sub(fee)
+        .unwrap_or_else(|| panic!("BUG: withdrawal below its fee"))
+}
+
 /// Makes (or repeats, with identical arguments) the ledger call of `op` and
-/// books its outcome. Returns the amount credited or debited and the block.
+/// books its outcome. Returns the amount credited or debited and the block;
+/// on an unknown outcome, also whether a repeat was refused as too old.
 async fn run_pending<R: Runtime>(
     rt: &R,
     op: PendingOperation,
     is_retry: bool,
-) -> Result<(Tokens, u128), EscrowError> {
+) -> (Result<(Tokens, u128), EscrowError>, bool) {
     let escrow = rt.self_id();
     let memo = Some(Memo::from(op.memo.clone()));
     let created_at_time = Some(op.created_at_time);
-    let mut fee_seen = None;
+    let mut seen = Seen::default();
     let outcome = match &op.kind {
         PendingKind::Deposit { from } => {
             let arg = TransferFromArgs {
@@ -241,7 +302,7 @@ async fn run_pending<R: Runtime>(
             let reply = rt.icrc2_transfer_from(op.ledger, arg).await;
             classify_call(reply, is_retry, |e| {
                 match transfer_from_error_as_transfer(e) {
-                    Ok(e) => classify_transfer_error(e, is_retry, &mut fee_seen),
+                    Ok(e) => classify_transfer_error(e, is_retry, &mut seen),
                     Err(e) => Outcome::Failed(LedgerCallError::Rejected {
                         message: format!("{e:?}"),
                     }),
@@ -249,83 +310,120 @@ async fn run_pending<R: Runtime>(
             })
         }
         PendingKind::Sweep { .. } | PendingKind::Withdraw { .. } => {
-            let (from_subaccount, to, amount) = match &op.kind {
-                PendingKind::Sweep { subaccount } => {
-                    let sub: [u8; 32] = subaccount_array(subaccount);
-                    (Some(sub), main_account(escrow), op.amount)
-                }
-                PendingKind::Withdraw { to, .. } => {
-                    let fee = op
-                        .fee
-                        .unwrap_or_else(|| panic!("BUG: withdrawal without a fee"));
-                    (None, *to, op.amount - fee)
-                }
-                PendingKind::Deposit { .. } => unreachable!(),
-            };
+            let expected = expected_transfer(escrow, &op);
             let arg = TransferArg {
-                from_subaccount,
-                to,
+                from_subaccount: expected.from.subaccount,
+                to: expected.to,
                 fee: op.fee.map(Into::into),
                 created_at_time,
                 memo,
-                amount: amount.into(),
+                amount: expected.amount.into(),
             };
             let reply = rt.icrc1_transfer(op.ledger, arg).await;
             classify_call(reply, is_retry, |e| {
-                classify_transfer_error(e, is_retry, &mut fee_seen)
+                classify_transfer_error(e, is_retry, &mut seen)
             })
         }
     };
     let now = rt.now_ns();
-    mutate_state(|s| {
-        if let Some(fee) = fee_seen {
+    let booked = mutate_state(|s| {
+        if let Some(fee) = seen.fee {
             s.set_ledger_info(op.ledger, Some(fee), None, now);
         }
-        match outcome {
-            Outcome::Unknown(e) => Err(EscrowError::Ledger(e)),
-            Outcome::Done(block) => {
-                take_pending(s, &op);
-                match &op.kind {
-                    PendingKind::Deposit { .. } | PendingKind::Sweep { .. } => {
-                        book_deposit(s, &op, now, block);
-                    }
-                    PendingKind::Withdraw { to, .. } => {
-                        s.events.append(
-                            now,
-                            EscrowEvent::Withdrawn {
-                                owner: op.owner,
-                                ledger: op.ledger,
-                                amount: op.amount,
-                                fee: op.fee.unwrap_or(0),
-                                to: *to,
-                                block_index: block,
-                            },
-                        );
-                    }
+        book(s, &op, outcome, now)
+    });
+    (booked, seen.too_old)
+}
+
+/// Books the outcome of `op`: a known one removes the pending record and
+/// applies it (credit; or a withdrawal's event, or its debit put back); an
+/// unknown one leaves it pending.
+fn book(
+    s: &mut State,
+    op: &PendingOperation,
+    outcome: Outcome,
+    now: u64,
+) -> Result<(Tokens, u128), EscrowError> {
+    match outcome {
+        Outcome::Unknown(e) => Err(EscrowError::Ledger(e)),
+        Outcome::Done(block) => {
+            take_pending(s, op);
+            match &op.kind {
+                PendingKind::Deposit { .. } | PendingKind::Sweep { .. } => {
+                    book_deposit(s, op, now, block);
                 }
-                Ok((op.amount, block))
-            }
-            Outcome::Failed(e) => {
-                take_pending(s, &op);
-                if let PendingKind::Withdraw { from_claimable, .. } = &op.kind {
-                    s.update_balance(op.owner, op.ledger, |b| {
-                        b.credit_claimable(*from_claimable);
-                        b.credit_free(op.amount - from_claimable);
-                    });
+                PendingKind::Withdraw { to, .. } => {
                     s.events.append(
                         now,
-                        EscrowEvent::WithdrawalRefunded {
+                        EscrowEvent::Withdrawn {
                             owner: op.owner,
                             ledger: op.ledger,
                             amount: op.amount,
-                            reason: format!("{e:?}"),
+                            fee: op.fee.unwrap_or(0),
+                            to: *to,
+                            block_index: block,
                         },
                     );
                 }
-                Err(EscrowError::Ledger(e))
             }
+            Ok((op.amount, block))
         }
-    })
+        Outcome::Failed(e) => {
+            take_pending(s, op);
+            if let PendingKind::Withdraw { from_claimable, .. } = &op.kind {
+                s.update_balance(op.owner, op.ledger, |b| {
+                    b.credit_claimable(*from_claimable);
+                    b.credit_free(op.amount - from_claimable);
+                });
+                s.events.append(
+                    now,
+                    EscrowEvent::WithdrawalRefunded {
+                        owner: op.owner,
+                        ledger: op.ledger,
+                        amount: op.amount,
+                        reason: format!("{e:?}"),
+                    },
+                );
+            }
+            Err(EscrowError::Ledger(e))
+        }
+    }
+}
+
+/// Looks `op` (past the deduplication window) up in its ledger's blocks,
+/// for at most one message's pages, and books what they show.
+async fn look_up<R: Runtime>(rt: &R, op: &PendingOperation) {
+    let key = (op.owner, op.ledger);
+    let scan = read_state(|s| s.block_scan(key)).unwrap_or_default();
+    let expected = expected_transfer(rt.self_id(), op);
+    let step = ledger_blocks::scan(rt, op.ledger, &expected, scan).await;
+    let now = rt.now_ns();
+    mutate_state(|s| {
+        let outcome = match step {
+            ScanStep::Found(block) => Outcome::Done(u128::from(block)),
+            ScanStep::Absent => Outcome::Failed(LedgerCallError::Rejected {
+                message: format!(
+                    "operation {} is in no block of the ledger, and past its deduplication window it never will be",
+                    op.id
+                ),
+            }),
+            ScanStep::Unfinished(scan) | ScanStep::Failed { scan, .. } => {
+                s.put_block_scan(key, scan);
+                return;
+            }
+            ScanStep::Unsupported => {
+                s.put_block_scan(
+                    key,
+                    BlockScan {
+                        unsupported: true,
+                        ..BlockScan::default()
+                    },
+                );
+                return;
+            }
+        };
+        let _ = book(s, op, outcome, now);
+    });
 }
 
 fn subaccount_array(bytes: &[u8]) -> [u8; 32] {
@@ -334,8 +432,8 @@ fn subaccount_array(bytes: &[u8]) -> [u8; 32] {
         .unwrap_or_else(|_| panic!("BUG: stored subaccount is not 32 bytes"))
 }
 
-/// Forgets `op`, the pending operation of its key, now that its outcome is
-/// known.
+/// Forgets `op`, the pending operation of its key (and any scan of the
+/// ledger's blocks for it), now that its outcome is known.
 fn take_pending(s: &mut State, op: &PendingOperation) {
     let taken = s.take_pending(op.owner, op.ledger);
     assert_eq!(
@@ -371,9 +469,10 @@ fn book_deposit(s: &mut State, op: &PendingOperation, now: u64, block: u128) {
     );
 }
 
-/// Retries the pending call of (owner, ledger), if any. `Ok` when nothing
-/// is pending any more (the old call succeeded or failed for sure); the
-/// `PendingOperation` error when its outcome is still unknown.
+/// Retries the pending call of (owner, ledger), if any, or past the ledger's
+/// deduplication window looks it up in the ledger's blocks. `Ok` when
+/// nothing is pending any more (the old call succeeded or failed for sure);
+/// the `PendingOperation` error when its outcome is still unknown.
 async fn resolve_pending<R: Runtime>(
     rt: &R,
     owner: Principal,
@@ -382,9 +481,18 @@ async fn resolve_pending<R: Runtime>(
     let Some(op) = read_state(|s| s.pending(owner, ledger)) else {
         return Ok(());
     };
-    // A definite failure of the old call was booked (and undone) by
-    // `run_pending`; only an outcome still unknown blocks the new call.
-    let _ = run_pending(rt, op.clone(), true).await;
+    // Once the window has passed, a repeat can only answer `TooOld`.
+    let mut expired = ledger_blocks::past_dedup_window(op.created_at_time, rt.now_ns())
+        || read_state(|s| s.block_scan((owner, ledger)).is_some());
+    if !expired {
+        // A definite failure of the old call was booked (and undone) by
+        // `run_pending`; only an outcome still unknown blocks the new call.
+        let (_, too_old) = run_pending(rt, op.clone(), true).await;
+        expired = too_old;
+    }
+    if expired && read_state(|s| s.pending(owner, ledger).as_ref() == Some(&op)) {
+        look_up(rt, &op).await;
+    }
     if read_state(|s| s.pending(owner, ledger).is_some()) {
         return Err(EscrowError::PendingOperation {
             operation: Box::new(op),
@@ -429,7 +537,7 @@ async fn start<R: Runtime>(
         s.put_pending(op.clone());
         op
     });
-    run_pending(rt, op, false).await
+    run_pending(rt, op, false).await.0
 }
 
 /// Pull deposit: `icrc2_transfer_from` of `args.amount` from the caller's
@@ -670,5 +778,64 @@ pub async fn add_ledger<R: Runtime>(
         ledger,
         fee: Some(fee),
         symbol: Some(symbol),
+    })
+}
+
+/// Settles, by a controller's ruling, an operation whose outcome neither a
+/// repeat nor the ledger's ICRC-3 blocks can establish (a ledger without
+/// ICRC-3, such as the ICP ledger). Only past the operation's deduplication
+/// window, when nothing can change its outcome any more; the controller
+/// reads the ledger's blocks itself first. The ruling is recorded as an
+/// event, then booked like a ledger's answer: `Landed` as done at that
+/// block, `NotLanded` as failed (a withdrawal's debit is put back).
+pub async fn resolve_operation<R: Runtime>(
+    rt: &R,
+    caller: Principal,
+    caller_is_controller: bool,
+    args: ResolveOperationArgs,
+) -> Result<(), EscrowError> {
+    if !caller_is_controller {
+        return Err(EscrowError::Unauthorized {
+            reason: "only controllers may resolve an operation".into(),
+        });
+    }
+    let _guard = guard(args.owner, args.ledger)?;
+    let op = read_state(|s| s.pending(args.owner, args.ledger))
+        .filter(|op| op.id == args.operation)
+        .ok_or_else(|| EscrowError::InvalidArgument {
+            field: "operation".into(),
+            reason: "no such operation is pending for this owner and ledger".into(),
+        })?;
+    let now = rt.now_ns();
+    if !ledger_blocks::past_dedup_window(op.created_at_time, now) {
+        return Err(EscrowError::InvalidArgument {
+            field: "operation".into(),
+            reason: "still within the ledger's deduplication window: reconcile it".into(),
+        });
+    }
+    mutate_state(|s| {
+        s.events.append(
+            now,
+            EscrowEvent::OperationResolved {
+                owner: op.owner,
+                ledger: op.ledger,
+                operation: op.id,
+                outcome: args.outcome.clone(),
+                controller: caller,
+            },
+        );
+        let outcome = match args.outcome {
+            LedgerOutcome::Landed { block_index } => Outcome::Done(block_index),
+            LedgerOutcome::NotLanded => Outcome::Failed(LedgerCallError::Rejected {
+                message: format!(
+                    "operation {} did not land, by the controllers' ruling",
+                    op.id
+                ),
+            }),
+        };
+        match book(s, &op, outcome, now) {
+            Ok(_) | Err(EscrowError::Ledger(LedgerCallError::Rejected { .. })) => Ok(()),
+            Err(e) => Err(e),
+        }
     })
 }

@@ -1,5 +1,6 @@
 //! Side effects of the escrow's logic: the clock and its own id (the
-//! shared [`SystemApi`]) and calls to ledgers. Production uses [`IcRuntime`] (ic-cdk); native tests use a fake
+//! shared [`SystemApi`]), reads of ledgers' blocks (the shared
+//! [`BlockSource`]) and calls to ledgers. Production uses [`IcRuntime`] (ic-cdk); native tests use a fake
 //! ledger that can fail, reject or leave an outcome unknown.
 
 use candid::{CandidType, Nat};
@@ -10,6 +11,7 @@ use market_api::client::CallError;
 use market_api::{LedgerCallError, Principal, StandardRecord, Tokens};
 use serde::de::DeserializeOwned;
 
+pub use canister_common::ledger_blocks::BlockSource;
 pub use canister_common::runtime::SystemApi;
 
 /// Why a ledger call did not produce a decoded reply.
@@ -38,7 +40,7 @@ impl From<CallFailure> for LedgerCallError {
 ///
 /// Canisters run one message at a time, so the futures need not be `Send`.
 #[allow(async_fn_in_trait)]
-pub trait Runtime: SystemApi {
+pub trait Runtime: SystemApi + BlockSource {
     /// `icrc1_fee` of `ledger`.
     async fn icrc1_fee(&self, ledger: Principal) -> Result<Tokens, CallFailure>;
     /// `icrc1_symbol` of `ledger`.
@@ -97,6 +99,8 @@ async fn call<A: CandidType, R: CandidType + DeserializeOwned>(
 }
 
 impl SystemApi for IcRuntime {}
+
+impl BlockSource for IcRuntime {}
 
 impl Runtime for IcRuntime {
     async fn icrc1_fee(&self, ledger: Principal) -> Result<Tokens, CallFailure> {

@@ -12,6 +12,7 @@ use crate::memory::{self, Memory};
 use canister_common::audit::{BooksAudit, Chunk};
 use canister_common::codec::Cbor;
 use canister_common::event_log::EventLog;
+use canister_common::ledger_blocks::BlockScan;
 use ic_stable_structures::memory_manager::MemoryId;
 use ic_stable_structures::storable::Blob;
 use ic_stable_structures::{Cell, StableBTreeMap};
@@ -206,6 +207,9 @@ pub struct State {
     releases: StableBTreeMap<(JobKeyBlob, u64), Cbor<ReleaseRecord>, Memory>,
     pending: StableBTreeMap<Key, Cbor<PendingOperation>, Memory>,
     next_op_id: Cell<u64, Memory>,
+    /// Where the scan of the ledger's blocks stands for a pending operation
+    /// past its deduplication window (same key as `pending`).
+    block_scans: StableBTreeMap<Key, Cbor<BlockScan>, Memory>,
     /// The background audit of the books (heap only: an upgrade starts
     /// its pass again).
     pub audit: BooksAudit<AuditCursor>,
@@ -313,6 +317,7 @@ impl State {
             releases: StableBTreeMap::init(get(memory::RELEASES)),
             pending: StableBTreeMap::init(get(memory::PENDING)),
             next_op_id: Cell::init(get(memory::NEXT_OP_ID), 0),
+            block_scans: StableBTreeMap::init(get(memory::BLOCK_SCANS)),
             audit: BooksAudit::new(),
         }
     }
@@ -546,13 +551,30 @@ impl State {
         );
     }
 
-    /// Forgets the ledger call of (owner, ledger); returns it.
+    /// Forgets the ledger call of (owner, ledger), and any scan of the
+    /// ledger's blocks for it; returns it.
     pub fn take_pending(
         &mut self,
         owner: Principal,
         ledger: Principal,
     ) -> Option<PendingOperation> {
+        self.block_scans.remove(&(owner, ledger));
         self.pending.remove(&(owner, ledger)).map(|c| c.0)
+    }
+
+    /// Where the scan of the ledger's blocks for the pending call of `key`
+    /// stands, once one started.
+    pub fn block_scan(&self, key: Key) -> Option<BlockScan> {
+        self.block_scans.get(&key).map(|c| c.0)
+    }
+
+    /// Records where the scan for the pending call of `key` stands.
+    pub fn put_block_scan(&mut self, key: Key, scan: BlockScan) {
+        assert!(
+            self.pending.contains_key(&key),
+            "BUG: a block scan for no pending call"
+        );
+        self.block_scans.insert(key, Cbor(scan));
     }
 
     /// A fresh operation number (for memos).

@@ -8,8 +8,8 @@ use crate::state::{mutate_state, read_state};
 use crate::timers;
 use market_api::registry::{
     BondArgs, Eligibility, ListProvidersArgs, Provider, ProviderPage, ProviderProfile,
-    RegistryConfig, RegistryConfigUpdate, RegistryError, RegistryEvent, RegistryInit, SlashArgs,
-    SlashOutcome, StakeAccount, Unbonding,
+    RegistryConfig, RegistryConfigUpdate, RegistryError, RegistryEvent, RegistryInit,
+    ResolveTransferArgs, SlashArgs, SlashOutcome, StakeAccount, Unbonding,
 };
 use market_api::{
     EventPage, HttpRequest, HttpResponse, PageRequest, Principal, StandardRecord, Tokens,
@@ -120,8 +120,9 @@ fn unjail() -> Result<(), RegistryError> {
 }
 
 /// Settles the caller's (or, for the matcher, any provider's) ledger
-/// transfer whose outcome was unknown, by resending it unchanged, then makes
-/// any slash the provider owes.
+/// transfer whose outcome was unknown, by resending it unchanged (past the
+/// ledger's 24 h deduplication window, by reading the ledger's ICRC-3
+/// blocks, a bounded part per call), then makes any slash the provider owes.
 #[ic_cdk::update]
 async fn settle_pending(provider: Principal) -> Result<(), RegistryError> {
     let caller = caller();
@@ -131,6 +132,23 @@ async fn settle_pending(provider: Principal) -> Result<(), RegistryError> {
     }
     let _guard = staking::guard(provider)?;
     staking::settle(&IcRuntime, provider).await
+}
+
+/// Controllers only: settles a provider's pending ledger transfer past its
+/// deduplication window by the controllers' ruling of how it ended, for a
+/// ledger that does not serve ICRC-3 blocks (the ICP ledger); recorded as
+/// an event.
+#[ic_cdk::update]
+async fn resolve_transfer(args: ResolveTransferArgs) -> Result<(), RegistryError> {
+    let caller = caller();
+    providers::require_authenticated(&caller)?;
+    staking::resolve_transfer(
+        &IcRuntime,
+        caller,
+        ic_cdk::api::is_controller(&caller),
+        args,
+    )
+    .await
 }
 
 /// Controllers only: changes the configuration.

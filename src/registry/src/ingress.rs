@@ -8,6 +8,7 @@ pub const RULES: &[Rule] = &[
     Rule::new("bond", Senders::Matcher, SMALL_ARG),
     Rule::anyone("deregister"),
     Rule::anyone("register_provider"),
+    Rule::new("resolve_transfer", Senders::Controllers, SMALL_ARG),
     Rule::anyone("settle_pending"),
     Rule::new("slash", Senders::Matcher, SMALL_ARG),
     Rule::anyone("stake"),

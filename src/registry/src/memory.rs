@@ -22,3 +22,6 @@ pub const COUNTERS: MemoryId = MemoryId::new(7);
 pub const NODES: MemoryId = MemoryId::new(8);
 /// Slashes that found their provider busy, paid before its next operation.
 pub const OWED_SLASHES: MemoryId = MemoryId::new(9);
+/// Scans of the ledger's blocks for pending transfers past their
+/// deduplication window, by provider principal bytes.
+pub const BLOCK_SCANS: MemoryId = MemoryId::new(10);

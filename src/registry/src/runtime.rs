@@ -1,5 +1,6 @@
 //! Side effects of the registry's logic: time and its own id (the shared
-//! [`SystemApi`]) and ledger calls.
+//! [`SystemApi`]), reads of the ledger's blocks (the shared [`BlockSource`])
+//! and ledger calls.
 //!
 //! Logic takes `&impl Runtime`; the canister uses [`IcRuntime`], native tests
 //! a fake ledger that can fail, reject, trap or lose the answer.
@@ -10,6 +11,7 @@ use icrc_ledger_types::icrc1::transfer::{TransferArg, TransferError};
 use icrc_ledger_types::icrc2::transfer_from::{TransferFromArgs, TransferFromError};
 use market_api::client::CallError;
 
+pub use canister_common::ledger_blocks::BlockSource;
 pub use canister_common::runtime::SystemApi;
 
 /// Why a ledger call produced no decoded answer.
@@ -24,7 +26,7 @@ pub enum CallFailure {
 
 /// What the registry's logic needs from the outside world.
 #[allow(async_fn_in_trait)]
-pub trait Runtime: SystemApi {
+pub trait Runtime: SystemApi + BlockSource {
     /// `icrc2_transfer_from` on `ledger`.
     async fn transfer_from(
         &self,
@@ -64,6 +66,8 @@ where
 }
 
 impl SystemApi for IcRuntime {}
+
+impl BlockSource for IcRuntime {}
 
 impl Runtime for IcRuntime {
     async fn transfer_from(

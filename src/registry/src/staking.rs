@@ -8,6 +8,17 @@
 //! exactly what was debited, once; an unknown outcome leaves the transfer
 //! pending, and the next attempt resends identical arguments so that the
 //! ledger's deduplication answers `Duplicate` if the first one went through.
+//!
+//! Past the ledger's 24 h deduplication window a resend is refused as
+//! `TooOld` whether or not the first attempt landed. Then the registry reads
+//! the ledger's ICRC-3 blocks ([`canister_common::ledger_blocks`]): found,
+//! the transfer is applied as done at that block; provably absent, as
+//! failed (the stake restored). Each message reads a bounded number of
+//! pages and keeps its place in stable state, so a slash that finds such a
+//! transfer in its way goes through once the scan ends, in this message or
+//! the matcher's next retry. On a ledger without ICRC-3 (the ICP ledger has
+//! only its own `query_blocks`) a controller settles the transfer with
+//! [`resolve_transfer`], recorded as an event.
 
 use crate::providers::{self, check_key, forget_if_empty, require_authenticated, require_matcher};
 use crate::runtime::{CallFailure, Runtime};
@@ -18,12 +29,14 @@ use crate::state::{
 use crate::subaccount::stake_subaccount;
 use candid::Nat;
 use canister_common::guard::{Guard, GuardError};
+use canister_common::ledger_blocks::{self, BlockScan, ExpectedTransfer, ScanStep};
 use icrc_ledger_types::icrc1::transfer::{Memo, TransferArg, TransferError};
 use icrc_ledger_types::icrc2::transfer_from::{TransferFromArgs, TransferFromError};
 use market_api::registry::{
-    MAX_SLASH_REASON_LEN, RegistryError, RegistryEvent, SlashArgs, SlashOutcome,
+    MAX_SLASH_REASON_LEN, RegistryError, RegistryEvent, ResolveTransferArgs, SlashArgs,
+    SlashOutcome,
 };
-use market_api::{Account, LedgerCallError, Principal, Tokens};
+use market_api::{Account, LedgerCallError, LedgerOutcome, Principal, Tokens};
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 
@@ -50,6 +63,9 @@ enum Sent {
     Failed(LedgerCallError),
     /// Not known.
     Unknown,
+    /// A resend was refused as too old: the deduplication window passed,
+    /// and only the ledger's blocks can tell.
+    TooOld,
 }
 
 fn to_u128(n: Nat) -> u128 {
@@ -117,6 +133,7 @@ async fn send(rt: &impl Runtime, ledger: Principal, t: &LedgerTransfer, retry: b
                     | TransferFromError::InsufficientAllowance { .. }
                     | TransferFromError::BadBurn { .. }),
                 ) => failed(format!("{e:?}")),
+                Err(TransferFromError::TooOld) if retry => Sent::TooOld,
                 Err(_) if retry => Sent::Unknown,
                 Err(e) => failed(format!("{e:?}")),
             }),
@@ -139,6 +156,7 @@ async fn send(rt: &impl Runtime, ledger: Principal, t: &LedgerTransfer, retry: b
                 Err(
                     e @ (TransferError::InsufficientFunds { .. } | TransferError::BadBurn { .. }),
                 ) => failed(format!("{e:?}")),
+                Err(TransferError::TooOld) if retry => Sent::TooOld,
                 Err(_) if retry => Sent::Unknown,
                 Err(e) => failed(format!("{e:?}")),
             }),
@@ -283,7 +301,8 @@ fn apply_failure(s: &mut State, now: u64, pending: &PendingTransfer, error: &Led
 }
 
 /// Sends `pending` (already recorded) until its outcome is known or the
-/// attempts of this message are used up, and applies the outcome.
+/// attempts of this message are used up, and applies the outcome; past the
+/// deduplication window, looks it up in the ledger's blocks instead.
 async fn drive(
     rt: &impl Runtime,
     pending: PendingTransfer,
@@ -291,7 +310,13 @@ async fn drive(
 ) -> Result<u128, RegistryError> {
     let ledger = read_state(|s| s.config().ledger);
     let mut retry = first_attempt_done;
-    for _ in 0..ATTEMPTS_PER_MESSAGE {
+    // Once the window has passed, a resend can only answer `TooOld`.
+    let mut expired = retry
+        && (ledger_blocks::past_dedup_window(pending.transfer.created_at_time, rt.now_ns())
+            || read_state(|s| s.block_scan(&pending.provider).is_some()));
+    let mut attempts = 0;
+    while !expired && attempts < ATTEMPTS_PER_MESSAGE {
+        attempts += 1;
         match send(rt, ledger, &pending.transfer, retry).await {
             Sent::Done(block) => {
                 let now = rt.now_ns();
@@ -307,9 +332,131 @@ async fn drive(
                 return Err(RegistryError::Ledger(e));
             }
             Sent::Unknown => retry = true,
+            Sent::TooOld => expired = true,
         }
     }
-    Err(RegistryError::Ledger(LedgerCallError::OutcomeUnknown))
+    if !expired {
+        return Err(RegistryError::Ledger(LedgerCallError::OutcomeUnknown));
+    }
+    look_up(rt, ledger, &pending).await
+}
+
+/// The transfer `pending` makes, as its block would show it.
+fn expected_transfer(registry: Principal, pending: &PendingTransfer) -> ExpectedTransfer {
+    let t = &pending.transfer;
+    ExpectedTransfer {
+        from: pending.from_account(registry),
+        to: t.to,
+        spender: t.from.map(|_| Account {
+            owner: registry,
+            subaccount: None,
+        }),
+        amount: t.amount,
+        fee: t.fee,
+        memo: t.memo.clone(),
+        created_at_time: t.created_at_time,
+    }
+}
+
+/// Looks `pending` (past the deduplication window) up in the ledger's
+/// blocks, for at most one message's pages, and applies what they show.
+async fn look_up(
+    rt: &impl Runtime,
+    ledger: Principal,
+    pending: &PendingTransfer,
+) -> Result<u128, RegistryError> {
+    let id = pending.provider;
+    let scan = read_state(|s| s.block_scan(&id)).unwrap_or_default();
+    let expected = expected_transfer(rt.self_id(), pending);
+    let step = ledger_blocks::scan(rt, ledger, &expected, scan).await;
+    let now = rt.now_ns();
+    mutate_state(|s| match step {
+        ScanStep::Found(block) => {
+            let block = u128::from(block);
+            apply_success(s, now, pending, block);
+            Ok(block)
+        }
+        ScanStep::Absent => {
+            let e = LedgerCallError::Rejected {
+                message: format!(
+                    "transfer {} is in no block of the ledger, and past its deduplication window it never will be",
+                    pending.op_id
+                ),
+            };
+            apply_failure(s, now, pending, &e);
+            Err(RegistryError::Ledger(e))
+        }
+        ScanStep::Unfinished(scan) | ScanStep::Failed { scan, .. } => {
+            s.put_block_scan(&id, scan);
+            Err(RegistryError::Ledger(LedgerCallError::OutcomeUnknown))
+        }
+        ScanStep::Unsupported => {
+            let scan = BlockScan {
+                unsupported: true,
+                ..BlockScan::default()
+            };
+            s.put_block_scan(&id, scan);
+            Err(RegistryError::Ledger(LedgerCallError::OutcomeUnknown))
+        }
+    })
+}
+
+/// `resolve_transfer` (controllers only): settles the provider's pending
+/// transfer by the controllers' ruling of how it ended, for a ledger whose
+/// blocks the registry can't read (the ICP ledger). Only past the
+/// transfer's deduplication window, when nothing can change its outcome;
+/// the ruling is recorded as an event, then applied like a ledger's answer.
+pub async fn resolve_transfer(
+    rt: &impl Runtime,
+    caller: Principal,
+    caller_is_controller: bool,
+    args: ResolveTransferArgs,
+) -> Result<(), RegistryError> {
+    if !caller_is_controller {
+        return Err(RegistryError::Unauthorized {
+            reason: "only controllers may resolve a transfer".to_string(),
+        });
+    }
+    let _guard = guard(args.provider)?;
+    let pending = read_state(|s| s.pending(&args.provider))
+        .filter(|p| p.op_id == args.operation)
+        .ok_or_else(|| RegistryError::InvalidArgument {
+            field: "operation".to_string(),
+            reason: "no such transfer is pending for this provider".to_string(),
+        })?;
+    let now = rt.now_ns();
+    if !ledger_blocks::past_dedup_window(pending.transfer.created_at_time, now) {
+        return Err(RegistryError::InvalidArgument {
+            field: "operation".to_string(),
+            reason: "still within the ledger's deduplication window: settle it".to_string(),
+        });
+    }
+    mutate_state(|s| {
+        s.record(
+            now,
+            RegistryEvent::TransferResolved {
+                provider: args.provider,
+                operation: args.operation,
+                outcome: args.outcome.clone(),
+                controller: caller,
+            },
+        );
+        match args.outcome {
+            LedgerOutcome::Landed { block_index } => {
+                apply_success(s, now, &pending, block_index);
+            }
+            LedgerOutcome::NotLanded => {
+                let e = LedgerCallError::Rejected {
+                    message: format!(
+                        "transfer {} did not land, by the controllers' ruling",
+                        pending.op_id
+                    ),
+                };
+                apply_failure(s, now, &pending, &e);
+            }
+        }
+    });
+    Ok(())
 }
 
 /// Settles the provider's earlier transfer, if one is pending. Call with the

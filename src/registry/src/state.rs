@@ -11,11 +11,12 @@ use crate::memory::{self, Memory};
 use canister_common::audit::{BooksAudit, Chunk};
 use canister_common::codec::Cbor;
 use canister_common::event_log::EventLog;
+use canister_common::ledger_blocks::BlockScan;
 use ic_stable_structures::{Cell, StableBTreeMap};
 use market_api::registry::{
-    DEFAULT_UNBONDING_PERIOD_SECS, MAX_UNBONDING_PERIOD_SECS, PendingOperation, Provider,
-    ProviderProfile, RegistryConfig, RegistryConfigUpdate, RegistryError, RegistryEvent,
-    RegistryInit, SlashArgs, SlashOutcome, Stake, Unbonding,
+    DEFAULT_UNBONDING_PERIOD_SECS, MAX_UNBONDING_PERIOD_SECS, PendingOperation,
+    PendingTransferInfo, Provider, ProviderProfile, RegistryConfig, RegistryConfigUpdate,
+    RegistryError, RegistryEvent, RegistryInit, SlashArgs, SlashOutcome, Stake, Unbonding,
 };
 use market_api::{Account, OpKey, Principal, Tokens};
 use serde::{Deserialize, Serialize};
@@ -70,6 +71,7 @@ impl ProviderRecord {
             jailed: self.jailed,
             deregistered: self.deregistered,
             pending_operation: pending.map(|p| p.kind.to_api()),
+            pending_transfer: pending.map(PendingTransfer::info),
         }
     }
 }
@@ -187,6 +189,30 @@ pub struct PendingTransfer {
     pub transfer: LedgerTransfer,
 }
 
+impl PendingTransfer {
+    /// The account the transfer debits: the payer's for a pull, else the
+    /// registry's subaccount.
+    pub fn from_account(&self, registry: Principal) -> Account {
+        self.transfer.from.unwrap_or(Account {
+            owner: registry,
+            subaccount: self.transfer.from_subaccount,
+        })
+    }
+
+    /// The API view of what identifies the transfer.
+    fn info(&self) -> PendingTransferInfo {
+        PendingTransferInfo {
+            operation: self.op_id,
+            payer: self.transfer.from,
+            from_subaccount: self.transfer.from_subaccount,
+            to: self.transfer.to,
+            amount: self.transfer.amount,
+            memo: self.transfer.memo.clone(),
+            created_at_time: self.transfer.created_at_time,
+        }
+    }
+}
+
 /// Counters kept across upgrades.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 pub struct Counters {
@@ -214,6 +240,9 @@ pub struct State {
     /// by provider: paid first by whichever of the provider's calls (or
     /// the matcher's retry) takes the key next.
     owed_slashes: StableBTreeMap<Vec<u8>, Cbor<Vec<SlashArgs>>, Memory>,
+    /// Where the scan of the ledger's blocks stands for a pending transfer
+    /// past its deduplication window, by provider.
+    block_scans: StableBTreeMap<Vec<u8>, Cbor<BlockScan>, Memory>,
     /// The background audit of the records (heap only).
     pub audit: BooksAudit<AuditCursor>,
 }
@@ -260,6 +289,7 @@ impl State {
             counters: Cell::init(memory::get(memory::COUNTERS), Cbor(Counters::default())),
             nodes: StableBTreeMap::init(memory::get(memory::NODES)),
             owed_slashes: StableBTreeMap::init(memory::get(memory::OWED_SLASHES)),
+            block_scans: StableBTreeMap::init(memory::get(memory::BLOCK_SCANS)),
             audit: BooksAudit::new(),
         }
     }
@@ -484,9 +514,29 @@ impl State {
             .insert(pending.provider.as_slice().to_vec(), Cbor(pending));
     }
 
-    /// Clears the provider's pending transfer.
+    /// Clears the provider's pending transfer, and any scan of the
+    /// ledger's blocks for it.
     pub fn remove_pending(&mut self, provider: &Principal) {
+        self.block_scans.remove(&provider.as_slice().to_vec());
         self.pending.remove(&provider.as_slice().to_vec());
+    }
+
+    /// Where the scan of the ledger's blocks for the provider's pending
+    /// transfer stands, once one started.
+    pub fn block_scan(&self, provider: &Principal) -> Option<BlockScan> {
+        self.block_scans
+            .get(&provider.as_slice().to_vec())
+            .map(|c| c.0)
+    }
+
+    /// Records where the scan for the provider's pending transfer stands.
+    pub fn put_block_scan(&mut self, provider: &Principal, scan: BlockScan) {
+        let key = provider.as_slice().to_vec();
+        assert!(
+            self.pending.contains_key(&key),
+            "BUG: a block scan for no pending transfer"
+        );
+        self.block_scans.insert(key, Cbor(scan));
     }
 
     /// Number of pending transfers.

@@ -6,13 +6,18 @@
 //! [`FakeLedger::call`], which takes the next injected [`Fault`]: a call can
 //! be rejected, trap, time out before or after the ledger executed it, or
 //! meet a changed fee. Each canister's test runtime implements its own
-//! `Runtime` trait on top of it.
+//! `Runtime` trait on top of it. Every executed transaction is also a block
+//! served by `icrc3_get_blocks` ([`BlockSource`]), unless a test turns the
+//! ledger into one without ICRC-3 ([`FakeLedger::serves_icrc3`]).
 
 use candid::{Nat, Principal};
+use canister_common::ledger_blocks::BlockSource;
 use canister_common::runtime::SystemApi;
+use icrc_ledger_types::icrc::generic_value::{ICRC3Map, ICRC3Value};
 use icrc_ledger_types::icrc1::account::Account;
 use icrc_ledger_types::icrc1::transfer::{TransferArg, TransferError};
 use icrc_ledger_types::icrc2::transfer_from::{TransferFromArgs, TransferFromError};
+use icrc_ledger_types::icrc3::blocks::{BlockWithId, GetBlocksRequest, GetBlocksResult};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
@@ -79,6 +84,8 @@ pub struct Book {
     pub minted: Tokens,
     /// Every fee burned.
     pub burned: Tokens,
+    /// The block log, in the ICRC-3 form of the DFINITY ledgers.
+    pub blocks: Vec<ICRC3Value>,
 }
 
 /// The fake ledgers and the clock seen by one canister.
@@ -95,6 +102,9 @@ pub struct FakeLedger {
     pub calls: Cell<u64>,
     /// How long a `created_at_time` deduplicates; older ones are `TooOld`.
     pub dedup_window_ns: Cell<u64>,
+    /// Whether the ledgers list ICRC-3 and serve `icrc3_get_blocks` (the
+    /// ICP ledger does not).
+    pub serves_icrc3: Cell<bool>,
     books: RefCell<BTreeMap<Principal, Book>>,
     faults: RefCell<VecDeque<Fault>>,
 }
@@ -147,6 +157,7 @@ impl FakeLedger {
             yield_first: Cell::new(false),
             calls: Cell::new(0),
             dedup_window_ns: Cell::new(DEDUP_WINDOW_NS),
+            serves_icrc3: Cell::new(true),
             books: RefCell::new(BTreeMap::new()),
             faults: RefCell::new(VecDeque::new()),
         }
@@ -408,6 +419,7 @@ impl FakeLedger {
             b.burned += b.fee;
             let block = b.next_block;
             b.next_block += 1;
+            b.blocks.push(block_value(&tx, from, to, now));
             if tx.created_at_time.is_some() {
                 b.seen.insert(tx.dedup, block);
             }
@@ -416,6 +428,86 @@ impl FakeLedger {
             }
             Ok(block)
         })
+    }
+}
+
+/// A transaction's block as the DFINITY ICRC ledgers write it.
+fn block_value(tx: &Tx, from: Account, to: Account, now: u64) -> ICRC3Value {
+    let account = |a: Account| {
+        let mut parts = vec![ICRC3Value::Blob(a.owner.as_slice().to_vec().into())];
+        if let Some(s) = a.subaccount {
+            parts.push(ICRC3Value::Blob(s.to_vec().into()));
+        }
+        ICRC3Value::Array(parts)
+    };
+    let mut t = ICRC3Map::new();
+    t.insert("op".into(), ICRC3Value::Text("xfer".into()));
+    t.insert("from".into(), account(from));
+    t.insert("to".into(), account(to));
+    t.insert("amt".into(), ICRC3Value::Nat(tx.amount.into()));
+    if let Some(f) = tx.fee {
+        t.insert("fee".into(), ICRC3Value::Nat(f.into()));
+    }
+    if let Some(s) = tx.spender {
+        t.insert("spender".into(), account(Account::from(s)));
+    }
+    if let Some(m) = &tx.memo {
+        t.insert("memo".into(), ICRC3Value::Blob(m.clone().into()));
+    }
+    if let Some(c) = tx.created_at_time {
+        t.insert("ts".into(), ICRC3Value::Nat(c.into()));
+    }
+    let mut block = ICRC3Map::new();
+    block.insert("ts".into(), ICRC3Value::Nat(now.into()));
+    block.insert("tx".into(), ICRC3Value::Map(t));
+    ICRC3Value::Map(block)
+}
+
+impl BlockSource for FakeLedger {
+    async fn supported_standards(&self, ledger: Principal) -> Result<Vec<String>, String> {
+        let icrc3 = self.serves_icrc3.get();
+        self.call(ledger, |_| {
+            let mut names = vec!["ICRC-1".to_string(), "ICRC-2".to_string()];
+            if icrc3 {
+                names.push("ICRC-3".to_string());
+            }
+            names
+        })
+        .await
+        .map_err(|f| format!("{f:?}"))
+    }
+
+    async fn get_blocks(
+        &self,
+        ledger: Principal,
+        method: &str,
+        args: Vec<GetBlocksRequest>,
+    ) -> Result<GetBlocksResult, String> {
+        if method != "icrc3_get_blocks" || !self.serves_icrc3.get() {
+            return Err(format!("the fake ledger has no method {method}"));
+        }
+        self.call(ledger, |l| {
+            l.with_book(ledger, |b| {
+                let mut blocks = vec![];
+                for r in &args {
+                    let (start, length) = r.as_start_and_length().unwrap();
+                    let end = start.saturating_add(length).min(b.blocks.len() as u64);
+                    for i in start..end {
+                        blocks.push(BlockWithId {
+                            id: i.into(),
+                            block: b.blocks[i as usize].clone(),
+                        });
+                    }
+                }
+                GetBlocksResult {
+                    log_length: b.blocks.len().into(),
+                    blocks,
+                    archived_blocks: vec![],
+                }
+            })
+        })
+        .await
+        .map_err(|f| format!("{f:?}"))
     }
 }
 

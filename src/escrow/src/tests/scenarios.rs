@@ -1,6 +1,7 @@
 //! One test per behaviour the escrow promises.
 
 use super::*;
+use market_api::escrow::{LedgerOutcome, ResolveOperationArgs};
 use market_fixture::metrics::samples;
 
 const A: u8 = 1; // a buyer
@@ -631,19 +632,164 @@ fn a_changed_fee_fails_a_first_attempt_cleanly_but_not_a_retry() {
     env.settle_all_and_check();
 }
 
+/// Past the deduplication window (and the margins for clocks).
+const PAST_WINDOW: u64 = DAY + 10 * 60 * 1_000_000_000;
+
 #[test]
-fn past_the_dedup_window_a_pending_call_stays_pending() {
+fn past_the_dedup_window_a_landed_withdrawal_is_found_in_the_blocks() {
     let env = Env::new();
     env.deposit(p(A), l1(), 1_000_000).unwrap();
     env.rt.push_fault(Fault::LostReply);
     assert_eq!(env.withdraw(p(A), l1(), 100_000, p(0x50)), Err(unknown()));
-    env.rt.advance(DAY + 1);
+    env.rt.advance(PAST_WINDOW);
+    let calls = env.rt.calls.get();
+    assert_eq!(env.reconcile(p(A), l1()), Ok(true));
+    // No resend (it could only be refused as too old): the standards, the
+    // tip, one page.
+    assert_eq!(env.rt.calls.get() - calls, 3);
+    assert_eq!(env.rt.balance(l1(), acct(p(0x50))), 90_000, "paid once");
+    assert_eq!(env.free(p(A), l1()), 900_000, "debited once");
+    assert!(matches!(
+        env.events().last(),
+        Some(EscrowEvent::Withdrawn {
+            amount: 100_000,
+            block_index: 1,
+            ..
+        })
+    ));
+    env.settle_all_and_check();
+}
+
+#[test]
+fn past_the_dedup_window_a_lost_withdrawal_is_undone_and_the_key_freed() {
+    let env = Env::new();
+    env.deposit(p(A), l1(), 1_000_000).unwrap();
+    env.rt.push_fault(Fault::LostRequest);
+    assert_eq!(env.withdraw(p(A), l1(), 100_000, p(0x50)), Err(unknown()));
+    // The owner's own next call, past the window, finds out first.
+    env.rt.advance(PAST_WINDOW);
+    assert_eq!(env.withdraw(p(A), l1(), 200_000, p(0x50)), Ok(1));
+    assert_eq!(env.rt.balance(l1(), acct(p(0x50))), 190_000);
+    assert_eq!(
+        env.free(p(A), l1()),
+        800_000,
+        "the first debit was put back"
+    );
+    assert!(env.events().iter().any(|e| matches!(
+        e,
+        EscrowEvent::WithdrawalRefunded { amount: 100_000, reason, .. }
+            if reason.contains("in no block of the ledger")
+    )));
+    env.settle_all_and_check();
+}
+
+#[test]
+fn a_retry_refused_as_too_old_turns_to_the_blocks_at_once() {
+    let env = Env::new();
+    env.deposit(p(A), l1(), 1_000_000).unwrap();
+    env.rt.push_fault(Fault::LostReply);
+    assert_eq!(env.withdraw(p(A), l1(), 100_000, p(0x50)), Err(unknown()));
+    // The ledger's clock is past the window before the escrow's margins.
+    env.rt.dedup_window_ns.set(1);
+    env.rt.advance(1_000);
+    assert_eq!(env.reconcile(p(A), l1()), Ok(true));
+    assert_eq!(env.rt.balance(l1(), acct(p(0x50))), 90_000, "paid once");
+    env.settle_all_and_check();
+}
+
+#[test]
+fn past_the_dedup_window_a_pull_deposit_is_found_by_its_spender() {
+    let env = Env::new();
+    env.rt.push_fault(Fault::LostReply);
+    assert_eq!(env.deposit(p(A), l1(), 500_000), Err(unknown()));
+    env.rt.advance(PAST_WINDOW);
+    assert_eq!(env.reconcile(p(A), l1()), Ok(true));
+    assert_eq!(env.free(p(A), l1()), 500_000, "credited once");
+    env.settle_all_and_check();
+}
+
+#[test]
+fn a_scan_interrupted_by_a_failed_call_resumes_where_it_stopped() {
+    let env = Env::new();
+    env.deposit(p(A), l1(), 1_000_000).unwrap();
+    env.rt.push_fault(Fault::LostRequest);
+    assert_eq!(env.withdraw(p(A), l1(), 100_000, p(0x50)), Err(unknown()));
+    env.rt.advance(PAST_WINDOW);
+    // The standards and the tip are read, the first page's call traps.
+    let fee = env.fee(l1());
+    env.rt.push_fault(Fault::FeeChange(fee));
+    env.rt.push_fault(Fault::FeeChange(fee));
+    env.rt.push_fault(Fault::Trap);
     assert!(matches!(
         env.reconcile(p(A), l1()),
         Err(EscrowError::PendingOperation { .. })
     ));
-    env.check_books();
     assert_eq!(env.free(p(A), l1()), 900_000);
+    env.check_books();
+    // The next message starts with that page: one call.
+    let calls = env.rt.calls.get();
+    assert_eq!(env.reconcile(p(A), l1()), Ok(true));
+    assert_eq!(env.rt.calls.get() - calls, 1);
+    assert_eq!(env.free(p(A), l1()), 1_000_000);
+    env.settle_all_and_check();
+}
+
+#[test]
+fn on_a_ledger_without_icrc3_only_the_controllers_resolve_it() {
+    let env = Env::new();
+    env.deposit(p(A), l1(), 1_000_000).unwrap();
+    env.rt.serves_icrc3.set(false);
+    env.rt.push_fault(Fault::LostRequest);
+    assert_eq!(env.withdraw(p(A), l1(), 100_000, p(0x50)), Err(unknown()));
+    let op = read_state(|s| s.pending(p(A), l1())).unwrap();
+    let resolve = |caller, is_controller, outcome| {
+        block_on(payments::resolve_operation(
+            &env.rt,
+            caller,
+            is_controller,
+            ResolveOperationArgs {
+                owner: p(A),
+                ledger: l1(),
+                operation: op.id,
+                outcome,
+            },
+        ))
+    };
+    // Within the window a repeat still tells: no ruling.
+    assert!(matches!(
+        resolve(p(0xC0), true, LedgerOutcome::NotLanded),
+        Err(EscrowError::InvalidArgument { .. })
+    ));
+    env.rt.advance(PAST_WINDOW);
+    for _ in 0..3 {
+        assert!(matches!(
+            env.reconcile(p(A), l1()),
+            Err(EscrowError::PendingOperation { .. })
+        ));
+    }
+    assert!(matches!(
+        resolve(p(A), false, LedgerOutcome::NotLanded),
+        Err(EscrowError::Unauthorized { .. })
+    ));
+    assert_eq!(resolve(p(0xC0), true, LedgerOutcome::NotLanded), Ok(()));
+    assert_eq!(env.free(p(A), l1()), 1_000_000, "the debit was put back");
+    let events = env.events();
+    let n = events.len();
+    assert!(matches!(
+        &events[n - 2],
+        EscrowEvent::OperationResolved { outcome: LedgerOutcome::NotLanded, controller, .. }
+            if *controller == p(0xC0)
+    ));
+    assert!(matches!(
+        &events[n - 1],
+        EscrowEvent::WithdrawalRefunded { .. }
+    ));
+    // Nothing is pending any more: a second ruling finds nothing.
+    assert!(matches!(
+        resolve(p(0xC0), true, LedgerOutcome::NotLanded),
+        Err(EscrowError::InvalidArgument { .. })
+    ));
+    env.settle_all_and_check();
 }
 
 #[test]
@@ -819,6 +965,7 @@ fn the_event_log_records_every_movement() {
             EscrowEvent::Withdrawn { .. } => "withdraw",
             EscrowEvent::WithdrawalRefunded { .. } => "refund",
             EscrowEvent::LockExtended { .. } => "extend",
+            EscrowEvent::OperationResolved { .. } => "resolved",
         })
         .collect();
     assert_eq!(

@@ -2,13 +2,14 @@
 //! ([`fake_ledger::FakeLedger`]) with one ledger, settable time and
 //! injectable faults, seen by the registry.
 
-use crate::runtime::{CallFailure, Runtime, SystemApi};
+use crate::runtime::{BlockSource, CallFailure, Runtime, SystemApi};
 use crate::subaccount::stake_subaccount;
 use candid::{Nat, Principal};
 use fake_ledger::{Failure, FakeLedger};
 use icrc_ledger_types::icrc1::account::Account;
 use icrc_ledger_types::icrc1::transfer::{TransferArg, TransferError};
 use icrc_ledger_types::icrc2::transfer_from::{TransferFromArgs, TransferFromError};
+use icrc_ledger_types::icrc3::blocks::{GetBlocksRequest, GetBlocksResult};
 use std::ops::Deref;
 
 pub use fake_ledger::Fault;
@@ -85,6 +86,21 @@ impl SystemApi for FakeRuntime {
 
     fn self_id(&self) -> Principal {
         self.0.self_id()
+    }
+}
+
+impl BlockSource for FakeRuntime {
+    async fn supported_standards(&self, ledger: Principal) -> Result<Vec<String>, String> {
+        self.0.supported_standards(ledger).await
+    }
+
+    async fn get_blocks(
+        &self,
+        canister: Principal,
+        method: &str,
+        args: Vec<GetBlocksRequest>,
+    ) -> Result<GetBlocksResult, String> {
+        self.0.get_blocks(canister, method, args).await
     }
 }
 

@@ -4,7 +4,7 @@ use crate::providers;
 use crate::staking;
 use market_api::registry::{
     BondArgs, Ineligibility, ListProvidersArgs, PendingOperation, ProviderFilter,
-    RegistryConfigUpdate, RegistryError, SlashArgs,
+    RegistryConfigUpdate, RegistryError, RegistryEvent, SlashArgs,
 };
 use market_api::{Account, HttpRequest, LedgerCallError};
 use market_fixture::metrics::metric_value;
@@ -805,4 +805,115 @@ fn the_node_index_is_built_for_a_state_saved_without_it() {
         "node",
         "already the node",
     );
+}
+
+/// A payout whose answers were lost, then left alone for 25 hours: past the
+/// ledger's deduplication window a resend can't tell. The matcher's slash
+/// finds it in its way, learns its outcome from the ledger's blocks, and
+/// goes through.
+#[test]
+fn past_the_dedup_window_a_stuck_payout_is_read_from_the_blocks_and_the_slash_goes_through() {
+    for landed in [true, false] {
+        let (rt, p) = staked_provider(0, 1_000_000);
+        rt.dedup_window_ns.set(fake_ledger::DEDUP_WINDOW_NS);
+        mutate_state(|s| providers::unstake(s, p, rt.now.get(), 300_000)).unwrap();
+        rt.advance_secs(WEEK_SECS + 10);
+        let lost = if landed {
+            Fault::LostReply
+        } else {
+            Fault::LostRequest
+        };
+        rt.fault(lost);
+        for _ in 1..staking::ATTEMPTS_PER_MESSAGE {
+            rt.fault(Fault::LostRequest);
+        }
+        assert_eq!(
+            block_on(staking::withdraw_unbonded(&rt, p)),
+            Err(RegistryError::Ledger(LedgerCallError::OutcomeUnknown))
+        );
+        rt.advance_secs(25 * 3_600);
+        let wallet = rt.balance(p, None);
+        let o = block_on(staking::slash(&rt, MATCHER, slash_args(p, 100_000, "s"))).unwrap();
+        assert_eq!(o.slashed, 100_000, "landed: {landed}");
+        assert!(read_state(|s| s.pending(&p)).is_none());
+        assert_eq!(wallet, rt.balance(p, None), "nothing paid by the lookup");
+        if landed {
+            assert_eq!(wallet, 300_000 - FEE, "paid once");
+            assert!(provider(p).stake.unbonding.is_empty());
+        } else {
+            assert_eq!(wallet, 0);
+            let back: u128 = provider(p).stake.unbonding.iter().map(|u| u.amount).sum();
+            assert_eq!(back, 300_000, "the unbonding stake is back");
+            assert!(
+                read_state(|s| s.events.page(&Default::default()))
+                    .events
+                    .iter()
+                    .any(|e| matches!(
+                        &e.event,
+                        RegistryEvent::Restored { amount: 300_000, reason, .. }
+                            if reason.contains("in no block of the ledger")
+                    ))
+            );
+        }
+        check_conservation(&rt);
+    }
+}
+
+#[test]
+fn on_a_ledger_without_icrc3_only_the_controllers_resolve_a_stuck_transfer() {
+    use market_api::LedgerOutcome;
+    use market_api::registry::ResolveTransferArgs;
+    let (rt, p) = staked_provider(0, 1_000_000);
+    rt.serves_icrc3.set(false);
+    mutate_state(|s| providers::unstake(s, p, rt.now.get(), 300_000)).unwrap();
+    rt.advance_secs(WEEK_SECS + 10);
+    rt.fault(Fault::LostReply);
+    for _ in 1..staking::ATTEMPTS_PER_MESSAGE {
+        rt.fault(Fault::LostRequest);
+    }
+    assert!(block_on(staking::withdraw_unbonded(&rt, p)).is_err());
+    let op = read_state(|s| s.pending(&p)).unwrap().op_id;
+    let info = read_state(|s| providers::get_provider(s, &p))
+        .unwrap()
+        .pending_transfer
+        .unwrap();
+    assert_eq!((info.operation, info.amount), (op, 300_000 - FEE));
+    let resolve = |caller, is_controller, outcome| {
+        block_on(staking::resolve_transfer(
+            &rt,
+            caller,
+            is_controller,
+            ResolveTransferArgs {
+                provider: p,
+                operation: op,
+                outcome,
+            },
+        ))
+    };
+    assert!(matches!(
+        resolve(user(7), true, LedgerOutcome::Landed { block_index: 1 }),
+        Err(RegistryError::InvalidArgument { .. })
+    ));
+    rt.advance_secs(25 * 3_600);
+    assert_eq!(
+        block_on(staking::settle_pending(&rt, p)),
+        Err(RegistryError::Ledger(LedgerCallError::OutcomeUnknown))
+    );
+    assert!(matches!(
+        resolve(p, false, LedgerOutcome::Landed { block_index: 1 }),
+        Err(RegistryError::Unauthorized { .. })
+    ));
+    assert_eq!(
+        resolve(user(7), true, LedgerOutcome::Landed { block_index: 1 }),
+        Ok(())
+    );
+    assert!(read_state(|s| s.pending(&p)).is_none());
+    assert!(provider(p).stake.unbonding.is_empty());
+    let events = read_state(|s| s.events.page(&Default::default())).events;
+    assert!(events.iter().any(|e| matches!(
+        &e.event,
+        RegistryEvent::TransferResolved { operation, controller, .. }
+            if *operation == op && *controller == user(7)
+    )));
+    check_conservation(&rt);
 }
