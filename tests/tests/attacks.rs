@@ -1084,4 +1084,124 @@ fn transfers_unknown_past_the_dedup_window_are_resolved_from_the_ledger() {
         }
         net.audit().unwrap();
     }
+
+/// What the example client canister recorded of one finished job: the
+/// notice the matcher sent and the output it then read from the matcher.
+#[derive(candid::CandidType, serde::Deserialize, Debug)]
+struct Delivery {
+    notice: market_api::matcher::JobNotice,
+    output: Vec<u8>,
+    output_verified: bool,
+}
+
+/// The largest job a buyer canister can submit (a 1 MiB input, 64 args
+/// and 64 env pairs of 1 KiB each, the longest module URL), run with the
+/// `echo` workload, which prints its input: 1 MiB of output, the most the
+/// matcher keeps. With the whole job in it, the callback's argument would
+/// pass the IC's 2 MiB limit on an inter-canister request. The buyer's
+/// canister is told all the same, with a notice of a bounded size, and
+/// reads the full output from the matcher.
+#[test]
+fn the_largest_job_still_reaches_its_buyers_callback() {
+    use market_api::matcher::{
+        JobStatus, MAX_ARG_LEN, MAX_ARGS, MAX_INPUT_BYTES, MAX_NOTICE_BYTES, MAX_OUTPUT_BYTES,
+        ModuleSource,
+    };
+    use market_api::{PageRequest, Tokens};
+    use sha2::Digest;
+
+    let (net, _) = market();
+    let dapp_team = principal(0x61);
+    let client = net.deploy_example_client(dapp_team).unwrap();
+    net.mint(client, 10 * ICP).unwrap();
+    let funded: Result<candid::Nat, String> = net
+        .update(client, dapp_team, "fund", &candid::Nat::from(5 * ICP))
+        .unwrap();
+    funded.expect("the client funds its escrow balance");
+
+    let mut spec = net.url_job(60, 10, 100_000);
+    spec.module = ModuleSource::Url {
+        url: format!("https://example.org/{}", "e".repeat(2_048 - 20)),
+        sha256: [7; 32],
+    };
+    spec.input = (0..MAX_INPUT_BYTES).map(|i| (i % 251) as u8).collect();
+    spec.args = (0..MAX_ARGS)
+        .map(|i| format!("{i:0>MAX_ARG_LEN$}"))
+        .collect();
+    spec.env = (0..MAX_ARGS)
+        .map(|i| (format!("{i:V>MAX_ARG_LEN$}"), "v".repeat(MAX_ARG_LEN)))
+        .collect();
+    let submitted: Result<JobId, String> = net.update(client, dapp_team, "submit", &spec).unwrap();
+    let job = submitted.expect("the largest job is accepted");
+    net.settle_outbox();
+    assert!(matches!(
+        heartbeat(&net, node(1), job, 1),
+        HeartbeatAck::Accepted { .. }
+    ));
+
+    // Provider 1 runs `echo`: stdout is the input, 1 MiB.
+    let output = spec.input.clone();
+    assert_eq!(output.len(), MAX_OUTPUT_BYTES);
+    let sha: [u8; 32] = sha2::Sha256::digest(&output).into();
+    let r: Result<(), MatcherError> = net
+        .update(
+            net.ids.matcher,
+            node(1),
+            "submit_result",
+            &SubmitResultArgs {
+                job_id: job,
+                attempt: 1,
+                result: JobResult {
+                    outcome: RunOutcome::Exited { code: 0 },
+                    output: output.clone(),
+                    output_sha256: sha,
+                    fuel_used: 1_000,
+                    engine: "wasmtime 48.0.8".into(),
+                },
+            },
+        )
+        .unwrap();
+    r.expect("the provider's result is taken");
+    net.settle_outbox();
+    net.wait_secs(30);
+
+    let got: Vec<Delivery> = net
+        .query(client, "deliveries", &PageRequest::default())
+        .unwrap();
+    println!(
+        "deliveries to the buyer's canister after the largest job: {}",
+        got.len()
+    );
+    assert_eq!(got.len(), 1, "the callback of the largest job was lost");
+    let d = &got[0];
+    let notice_bytes = candid::encode_one(&d.notice).unwrap().len();
+    println!("the notice took {notice_bytes} bytes");
+    assert!(
+        notice_bytes <= MAX_NOTICE_BYTES,
+        "a notice of {notice_bytes} bytes, over its bound of {MAX_NOTICE_BYTES}"
+    );
+    assert_eq!(
+        (d.notice.job_id, d.notice.status, d.notice.output_len),
+        (job, JobStatus::Succeeded, MAX_OUTPUT_BYTES as u64)
+    );
+    assert_eq!(d.notice.output_sha256, Some(sha));
+    assert!(d.notice.intervals_paid >= 1);
+    assert_eq!(
+        d.notice.paid,
+        Tokens::from(d.notice.intervals_paid) * 100_000,
+        "the notice says what the job cost"
+    );
+    assert_eq!(
+        d.output.len(),
+        MAX_OUTPUT_BYTES,
+        "the client read the whole output"
+    );
+    assert_eq!(<[u8; 32]>::from(sha2::Sha256::digest(&d.output)), sha);
+    assert!(d.output_verified, "the client checked the output's hash");
+    // Nothing left pending and nothing lost. (The full audit reads each job
+    // whole with `get_job`, whose reply for this job passes 2 MiB.)
+    assert_eq!(net.outbox_steps().unwrap(), 0, "a step of the job is stuck");
+    let client_funds = net.escrow_balance(client).unwrap();
+    assert_eq!(client_funds.locked, 0, "the job's lock was settled");
+    net.audit_ledger().unwrap();
 }

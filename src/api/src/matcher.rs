@@ -635,3 +635,126 @@ pub enum MatcherEvent {
         refunded: Tokens,
     },
 }
+
+/// Most bytes of a candid-encoded [`JobNotice`], whatever the job: the
+/// notice never comes near the IC's 2 MiB limit on a call's argument.
+pub const MAX_NOTICE_BYTES: usize = 2 * 1024;
+/// Longest provider message (a trap's, say) a [`JobNotice`] carries, in
+/// bytes; the whole message is in the job's result.
+pub const MAX_NOTICE_MESSAGE_BYTES: usize = 256;
+
+/// What a buyer's callback method receives when its job finishes: enough to
+/// decide whether to read the output, in at most 2 KiB of Candid
+/// (`MAX_NOTICE_BYTES`) however large the job's input, args, env and output
+/// are. The output itself is read with the matcher's `job_output` query, in
+/// chunks, and checked against `output_sha256`.
+///
+/// The callback is made once; a buyer's canister that traps or is stopped
+/// misses it, and can still read the job with the matcher's queries.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct JobNotice {
+    /// The job.
+    pub job_id: JobId,
+    /// The reservation it ran in, if any.
+    pub reservation: Option<ReservationId>,
+    /// Its final state.
+    pub status: JobStatus,
+    /// How its run ended, if it ran; a provider's message is cut to 256
+    /// bytes (the job's result has all of it).
+    pub outcome: Option<RunOutcome>,
+    /// Fuel the run consumed, if it ran.
+    pub fuel_used: Option<u64>,
+    /// The provider that held the job last.
+    pub provider: Option<Principal>,
+    /// Its price per interval.
+    pub price_per_interval: Option<Tokens>,
+    /// Intervals paid over all assignments.
+    pub intervals_paid: u32,
+    /// Paid to providers in all (the rest of the lock went back to the buyer).
+    pub paid: Tokens,
+    /// Length of the output the matcher holds, in bytes.
+    pub output_len: u64,
+    /// sha256 of the output, as the provider reported it.
+    pub output_sha256: Option<Sha256>,
+}
+
+impl RunOutcome {
+    /// The outcome with any provider message cut to at most `max_bytes`
+    /// (at a character boundary).
+    pub fn truncated(&self, max_bytes: usize) -> RunOutcome {
+        let cut = |m: &str| {
+            let mut end = m.len().min(max_bytes);
+            while !m.is_char_boundary(end) {
+                end -= 1;
+            }
+            m[..end].to_string()
+        };
+        match self {
+            RunOutcome::Trap { message } => RunOutcome::Trap {
+                message: cut(message),
+            },
+            RunOutcome::InvalidModule { message } => RunOutcome::InvalidModule {
+                message: cut(message),
+            },
+            other => other.clone(),
+        }
+    }
+}
+
+/// A piece of a finished job's output, as `job_output` returns it.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct OutputChunk {
+    /// The output from the offset asked for on, at most 1 MiB.
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+    /// The whole output's length.
+    pub total_len: u64,
+}
+
+#[cfg(test)]
+mod notice_tests {
+    use super::*;
+
+    #[test]
+    fn the_largest_notice_stays_under_its_bound() {
+        let notice = JobNotice {
+            job_id: u64::MAX,
+            reservation: Some(u64::MAX),
+            status: JobStatus::Succeeded,
+            outcome: Some(
+                RunOutcome::Trap {
+                    message: "é".repeat(10_000),
+                }
+                .truncated(MAX_NOTICE_MESSAGE_BYTES),
+            ),
+            fuel_used: Some(u64::MAX),
+            provider: Some(Principal::from_slice(&[0xff; 29])),
+            price_per_interval: Some(Tokens::MAX),
+            intervals_paid: u32::MAX,
+            paid: Tokens::MAX,
+            output_len: u64::MAX,
+            output_sha256: Some([0xff; 32]),
+        };
+        let Some(RunOutcome::Trap { message }) = &notice.outcome else {
+            unreachable!()
+        };
+        assert_eq!(message.len(), MAX_NOTICE_MESSAGE_BYTES);
+        let bytes = candid::encode_one(&notice).unwrap().len();
+        assert!(bytes <= MAX_NOTICE_BYTES, "{bytes} bytes");
+    }
+
+    #[test]
+    fn a_message_is_cut_at_a_character_boundary() {
+        let cut = RunOutcome::InvalidModule {
+            message: "aé".into(),
+        }
+        .truncated(2);
+        assert_eq!(
+            cut,
+            RunOutcome::InvalidModule {
+                message: "a".into()
+            }
+        );
+        assert_eq!(RunOutcome::OutOfFuel.truncated(0), RunOutcome::OutOfFuel);
+    }
+}

@@ -12,8 +12,8 @@ use market_api::escrow::WithdrawArgs;
 use market_api::matcher::{
     Assignment, BookDepth, CancelReservationArgs, DaoRegistration, ExtendReservationArgs,
     HeartbeatAck, HeartbeatItem, Job, JobSpec, MatcherError, MatcherEvent, MatcherInit, ModuleInfo,
-    ModuleUpload, Offer, OfferSpec, Reservation, ReservationId, ReservationSpec, ReservedJobArgs,
-    SetDelegatesArgs, Sha256, SubmitResultArgs, Trade,
+    ModuleUpload, Offer, OfferSpec, OutputChunk, Reservation, ReservationId, ReservationSpec,
+    ReservedJobArgs, SetDelegatesArgs, Sha256, SubmitResultArgs, Trade,
 };
 use market_api::{
     EventPage, HttpRequest, HttpResponse, JobId, OfferId, PageRequest, StandardRecord,
@@ -223,6 +223,14 @@ fn list_jobs(owner: Principal, page: PageRequest) -> Vec<Job> {
         s.market
             .jobs_of(owner, page.start.unwrap_or(0), page.effective_limit())
     })
+}
+
+/// Up to 1 MiB of a job's output from byte `offset` on, for the job's owner
+/// only: how a buyer's canister reads the output its callback's notice
+/// announced (the notice carries its length and sha256).
+#[ic_cdk::query]
+fn job_output(job_id: JobId, offset: u64) -> Result<OutputChunk, MatcherError> {
+    endpoints::job_output(caller()?, job_id, offset)
 }
 
 /// Cancels one of the caller's jobs: intervals already paid stay paid, the

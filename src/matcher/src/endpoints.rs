@@ -14,7 +14,7 @@ use canister_common::guard::{Guard, GuardError};
 use market_api::matcher::{
     Assignment, BookDepth, CancelReservationArgs, DaoRegistration, ExtendReservationArgs,
     HeartbeatAck, HeartbeatItem, JobSpec, MAX_CHUNK_BYTES, MAX_OUTPUT_BYTES, MatcherError,
-    MatcherEvent, ModuleInfo, ModuleUpload, OfferSpec, ReservationId, ReservationSpec,
+    MatcherEvent, ModuleInfo, ModuleUpload, OfferSpec, OutputChunk, ReservationId, ReservationSpec,
     ReservedJobArgs, SetDelegatesArgs, Sha256, SubmitResultArgs, Trade,
 };
 use market_api::sns::SnsAction;
@@ -318,6 +318,30 @@ pub fn submit_result(
     })?;
     rt.schedule();
     Ok(())
+}
+
+/// Up to [`MAX_CHUNK_BYTES`] of a job's output from byte `offset` on, for
+/// the job's owner only (a job's contents are its owner's business).
+pub fn job_output(
+    caller: Principal,
+    job_id: JobId,
+    offset: u64,
+) -> Result<OutputChunk, MatcherError> {
+    let rec = read_state(|s| s.market.job(job_id)).ok_or(MatcherError::UnknownJob { job_id })?;
+    if rec.state.owner != caller {
+        return Err(MatcherError::Unauthorized {
+            reason: "only the job's owner may read its output".into(),
+        });
+    }
+    let output = rec.state.result.map(|r| r.output).unwrap_or_default();
+    let start = usize::try_from(offset)
+        .unwrap_or(usize::MAX)
+        .min(output.len());
+    let end = start.saturating_add(MAX_CHUNK_BYTES).min(output.len());
+    Ok(OutputChunk {
+        bytes: output[start..end].to_vec(),
+        total_len: output.len() as u64,
+    })
 }
 
 /// The holder gives a job back before its deadline.

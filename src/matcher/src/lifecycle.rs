@@ -118,7 +118,8 @@ pub enum Effect {
         ledger: Principal,
         beneficiary: Principal,
     },
-    /// Deliver the finished job to the buyer's callback method, once.
+    /// Tell the buyer's callback method that the job finished, once, with a
+    /// notice of bounded size (see `perform::notice`).
     Callback { method: String },
     /// Bond `amount` of the provider's stake (registry `bond`).
     Bond {

@@ -23,7 +23,7 @@ use market_api::escrow::{
     EscrowError, ExtendLockArgs, LockArgs, NotifyDepositArgs, ReleaseArgs, SettleArgs,
     WithdrawArgs, WithdrawForArgs,
 };
-use market_api::matcher::{JobKind, MatcherError};
+use market_api::matcher::{JobKind, JobNotice, MAX_NOTICE_MESSAGE_BYTES, MatcherError};
 use market_api::registry::{BondArgs, RegistryError, SlashArgs};
 use market_api::sns::SnsAction;
 use market_api::{Account, JobId, Tokens};
@@ -53,6 +53,34 @@ fn deposit_account(escrow: Principal, owner: Principal) -> Account {
     Account {
         owner: escrow,
         subaccount: market_api::escrow::deposit_subaccount(owner),
+    }
+}
+
+/// What a buyer's callback receives about a finished job: ids, outcome,
+/// cost and the output's length and hash, never the job's input or output,
+/// so the call's argument stays under [`market_api::matcher::MAX_NOTICE_BYTES`]
+/// (the whole job can pass the IC's 2 MiB limit on a call's argument, and
+/// such a call is never made). The buyer reads the output with `job_output`.
+pub fn notice(rec: &JobRecord) -> JobNotice {
+    let st = &rec.state;
+    let result = st.result.as_ref();
+    let held = st.assignment.as_ref().map(|a| (a.provider, a.price));
+    let shown = held.or(st.last_assignment);
+    JobNotice {
+        job_id: st.id,
+        reservation: match rec.kind {
+            JobKind::InReservation { reservation } => Some(reservation),
+            _ => None,
+        },
+        status: st.status,
+        outcome: result.map(|r| r.outcome.truncated(MAX_NOTICE_MESSAGE_BYTES)),
+        fuel_used: result.map(|r| r.fuel_used),
+        provider: shown.map(|(p, _)| p),
+        price_per_interval: shown.map(|(_, price)| price),
+        intervals_paid: st.intervals_paid,
+        paid: st.released,
+        output_len: result.map_or(0, |r| r.output.len() as u64),
+        output_sha256: result.map(|r| r.output_sha256),
     }
 }
 
@@ -210,11 +238,11 @@ pub async fn perform(rt: &impl Runtime, job_id: JobId, effect: Effect) -> Outcom
             }
         }
         Effect::Callback { method } => {
-            let job = read_state(|s| s.market.job(job_id).map(|r| r.to_job()));
-            if let Some(job) = job {
+            let job = read_state(|s| s.market.job(job_id).map(|r| (r.state.owner, notice(&r))));
+            if let Some((owner, notice)) = job {
                 // Delivered once: whatever the buyer's canister answers (or
                 // if it traps), the step is done and nothing else changes.
-                let _ = rt.deliver_job(job.owner, &method, &job).await;
+                let _ = rt.deliver_notice(owner, &method, &notice).await;
             }
             Outcome::Done
         }

@@ -14,7 +14,7 @@ use market_api::escrow::{
     Balance, EscrowError, ExtendLockArgs, JobLock, LedgerInfo, LockArgs, NotifyDepositArgs,
     ReleaseArgs, SettleArgs, WithdrawForArgs,
 };
-use market_api::matcher::Job;
+use market_api::matcher::JobNotice;
 use market_api::registry::{
     BondArgs, Eligibility, Provider, RegistryError, SlashArgs, SlashOutcome,
 };
@@ -101,10 +101,14 @@ pub trait Runtime: SystemApi {
         args: &SlashArgs,
     ) -> Answer<SlashOutcome, RegistryError>;
 
-    /// Delivers a finished job to its buyer's callback `method`; the reply
+    /// Tells a buyer's callback `method` that its job finished; the reply
     /// does not matter.
-    async fn deliver_job(&self, buyer: Principal, method: &str, job: &Job)
-    -> Result<(), CallError>;
+    async fn deliver_notice(
+        &self,
+        buyer: Principal,
+        method: &str,
+        notice: &JobNotice,
+    ) -> Result<(), CallError>;
 }
 
 /// The runtime of the deployed canister: ic-cdk's system API and timers, and
@@ -211,12 +215,12 @@ impl Runtime for IcRuntime {
         RegistryClient(registry).slash(args).await
     }
 
-    async fn deliver_job(
+    async fn deliver_notice(
         &self,
         buyer: Principal,
         method: &str,
-        job: &Job,
+        notice: &JobNotice,
     ) -> Result<(), CallError> {
-        market_api::client::deliver(buyer, method, job).await
+        market_api::client::deliver(buyer, method, notice).await
     }
 }

@@ -15,9 +15,9 @@ use candid::Principal;
 use devnet::{Fault, FaultKind, RejectCode};
 use market_api::escrow::{EscrowError, JobLock, LockArgs};
 use market_api::matcher::{
-    Assignment, HeartbeatAck, HeartbeatItem, Job, JobLimits, JobResult, JobSpec, JobStatus,
-    MatcherError, MatcherEvent, MatcherInit, ModuleInfo, ModuleSource, ModuleUpload, OfferSpec,
-    RunOutcome, SubmitResultArgs,
+    Assignment, HeartbeatAck, HeartbeatItem, Job, JobLimits, JobNotice, JobResult, JobSpec,
+    JobStatus, MatcherError, MatcherEvent, MatcherInit, ModuleInfo, ModuleSource, ModuleUpload,
+    OfferSpec, OutputChunk, RunOutcome, SubmitResultArgs,
 };
 use market_api::registry::{Provider, RegistryError, SlashArgs, SlashOutcome};
 use market_api::{JobId, PageRequest, Tokens};
@@ -436,11 +436,9 @@ fn cancel_pays_heartbeated_intervals_and_refunds_the_rest() {
 
 #[derive(candid::CandidType, serde::Deserialize, Debug)]
 struct Delivery {
-    job_id: u64,
-    status: JobStatus,
-    outcome: Option<RunOutcome>,
+    notice: JobNotice,
     output: Vec<u8>,
-    received_at_ns: u64,
+    output_verified: bool,
 }
 
 #[derive(candid::CandidType)]
@@ -473,15 +471,24 @@ fn callbacks_are_delivered_once_and_a_trapping_one_harms_nothing() {
         .query(client, "deliveries", &PageRequest::default())
         .unwrap();
     assert_eq!(got.len(), 1, "{got:?}");
+    let notice = &got[0].notice;
     assert_eq!(
-        (got[0].job_id, got[0].status, got[0].output.as_slice()),
+        (notice.job_id, notice.status, got[0].output.as_slice()),
         (id, JobStatus::Succeeded, &b"42"[..])
     );
-    assert_eq!(got[0].outcome, Some(RunOutcome::Exited { code: 0 }));
+    assert_eq!(notice.outcome, Some(RunOutcome::Exited { code: 0 }));
+    assert_eq!(notice.output_len, 2);
+    assert!(got[0].output_verified, "{got:?}");
 
     // A forged delivery from someone else is refused.
-    let forged = net.update::<_, ()>(client, buyer(), "job_finished", &net.job(id));
+    let forged = net.update::<_, ()>(client, buyer(), "job_finished", notice);
     assert!(forged.is_err());
+    // And the job's output is its owner's to read, nobody else's.
+    let (stolen,): (Result<OutputChunk, MatcherError>,) = net
+        .devnet()
+        .query_args(net.ids.matcher, buyer(), "job_output", (id, 0u64))
+        .unwrap();
+    assert!(matches!(stolen, Err(MatcherError::Unauthorized { .. })));
 
     // A client whose callback traps: the job still settles, once.
     let r: Result<(), String> = net

@@ -63,8 +63,7 @@ struct Proposal {
 /// The example client canister's record of a delivered result.
 #[derive(CandidType, Deserialize, Debug)]
 struct Delivery {
-    job_id: JobId,
-    status: JobStatus,
+    notice: market_api::matcher::JobNotice,
     #[serde(with = "serde_bytes")]
     output: Vec<u8>,
 }
@@ -519,7 +518,7 @@ fn a_dao_funds_reserves_delegates_runs_jobs_extends_cancels_and_withdraws() {
     assert_eq!(
         delivered
             .iter()
-            .map(|d| (d.job_id, d.status, d.output.clone()))
+            .map(|d| (d.notice.job_id, d.notice.status, d.output.clone()))
             .collect::<Vec<_>>(),
         vec![(app_job, JobStatus::Succeeded, b"42".to_vec())]
     );

@@ -183,7 +183,7 @@ impl Demo {
         self.narrate_events()?;
         self.say(format!(
             "the dapp's canister, a delegate, runs job {jid} in the slot at no cost of its own; \
-             its callback received: {:?}",
+             on its callback's notice it read the output: {:?}",
             String::from_utf8_lossy(&callback_output)
         ));
 

@@ -399,15 +399,20 @@ impl Demo {
     ) -> Result<Vec<u8>> {
         #[derive(candid::CandidType, serde::Deserialize)]
         struct Delivery {
-            job_id: u64,
+            notice: market_api::matcher::JobNotice,
             #[serde(with = "serde_bytes")]
             output: Vec<u8>,
+            output_verified: bool,
         }
         for _ in 0..attempts {
             let got: Vec<Delivery> =
                 self.net
                     .query(client, "deliveries", &PageRequest::default())?;
-            if let Some(d) = got.into_iter().find(|d| d.job_id == job) {
+            // The notice is recorded first, the output once read and checked.
+            if let Some(d) = got
+                .into_iter()
+                .find(|d| d.notice.job_id == job && d.output_verified)
+            {
                 return Ok(d.output);
             }
             tokio::time::sleep(pause).await;
@@ -573,7 +578,7 @@ pub async fn run(opts: Options) -> Result<Report> {
         .await?;
     ensure!(!callback_output.is_empty(), "the callback never arrived");
     d.say(format!(
-        "the canister's job_finished callback received: {:?}",
+        "the canister's job_finished callback got the notice and read the output: {:?}",
         String::from_utf8_lossy(&callback_output)
     ));
 

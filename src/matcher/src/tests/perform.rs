@@ -16,8 +16,8 @@ use market_api::escrow::{
     ReleaseArgs, SettleArgs, WithdrawForArgs,
 };
 use market_api::matcher::{
-    ExtendReservationArgs, HeartbeatAck, HeartbeatItem, Job, JobStatus, MatcherError, MatcherEvent,
-    MatcherInit, ReservationSpec,
+    ExtendReservationArgs, HeartbeatAck, HeartbeatItem, JobNotice, JobStatus, MatcherError,
+    MatcherEvent, MatcherInit, ReservationSpec,
 };
 use market_api::registry::{
     BondArgs, Eligibility, Provider, RegistryError, SlashArgs, SlashOutcome,
@@ -314,11 +314,11 @@ impl Runtime for Fake {
         self.registry_answer("slash", args.key.clone(), outcome)
     }
 
-    async fn deliver_job(
+    async fn deliver_notice(
         &self,
         buyer: Principal,
         method: &str,
-        _job: &Job,
+        _notice: &JobNotice,
     ) -> Result<(), CallError> {
         self.calls.borrow_mut().push(Made {
             method: "callback",

@@ -1,6 +1,11 @@
 //! An example client canister of the marketplace, written the way a dapp
 //! team would: it funds its escrow balance from its own ICP, submits jobs
-//! with a callback, and records each result the matcher delivers.
+//! with a callback, and when the matcher's notice of a finished job
+//! arrives, records it and reads the job's output from the matcher.
+//!
+//! The notice is small whatever the job (ids, outcome, cost, the output's
+//! length and sha256); the output, up to 1 MiB, is read with the matcher's
+//! `job_output` query and checked against the notice's hash.
 //!
 //! Its controllers drive it (`fund`, `submit`); only the matcher may call
 //! `job_finished`. The demo and the matcher's devnet tests use it, the
@@ -15,9 +20,12 @@ use icrc_ledger_types::icrc1::account::Account;
 use icrc_ledger_types::icrc2::approve::{ApproveArgs, ApproveError};
 use market_api::client::{EscrowClient, MatcherClient, call};
 use market_api::escrow::DepositArgs;
-use market_api::matcher::{Job, JobSpec, JobStatus, ReservedJobArgs, RunOutcome};
+use market_api::matcher::{
+    JobNotice, JobSpec, MAX_OUTPUT_BYTES, MatcherError, OutputChunk, ReservedJobArgs,
+};
 use market_api::{JobId, PageRequest};
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 use std::cell::RefCell;
 
 /// The callback method this canister names in its jobs.
@@ -44,28 +52,34 @@ pub enum CallbackMode {
     Trap,
 }
 
-/// A finished job as delivered to this canister.
+/// A finished job as this canister learned of it.
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Delivery {
-    /// The job.
-    pub job_id: JobId,
-    /// Its final status.
-    pub status: JobStatus,
-    /// How the run ended, if it ran.
-    pub outcome: Option<RunOutcome>,
-    /// The job's stdout.
+    /// What the matcher's callback said.
+    pub notice: JobNotice,
+    /// The job's stdout, as read from the matcher after the notice.
     #[serde(with = "serde_bytes")]
     pub output: Vec<u8>,
-    /// When the callback arrived (IC time, ns).
+    /// Whether `output` has the length and sha256 the notice announced.
+    pub output_verified: bool,
+    /// Why reading the output failed, if it did.
+    pub read_error: Option<String>,
+    /// When the notice arrived (IC time, ns).
     pub received_at_ns: u64,
 }
 
 type Memory = VirtualMemory<DefaultMemoryImpl>;
 const CONFIG: MemoryId = MemoryId::new(0);
-const DELIVERIES: MemoryId = MemoryId::new(1);
+// Memory 1 held deliveries of whole jobs, before callbacks carried notices;
+// it is left unused.
 const MODE: MemoryId = MemoryId::new(2);
+const DELIVERIES: MemoryId = MemoryId::new(3);
 /// Most deliveries returned by one `deliveries` call.
 const MAX_PAGE: usize = 100;
+/// Most output bytes in one `deliveries` reply (a page ends before the
+/// delivery that would pass it, unless that delivery is the first), so the
+/// reply stays under the IC's 2 MiB limit.
+const MAX_PAGE_OUTPUT_BYTES: usize = 1024 * 1024;
 
 struct State {
     config: Cell<Cbor<Option<ClientInit>>, Memory>,
@@ -184,28 +198,68 @@ async fn submit_reserved(reservation: u64, spec: JobSpec) -> Result<JobId, Strin
         .map_err(|e| format!("submit refused: {e:?}"))
 }
 
-/// The matcher's delivery of a finished job. Only the matcher may call it.
+/// The matcher's notice that a job finished. Only the matcher may call it.
+///
+/// The notice is recorded before the first call out, so it is kept even if
+/// reading the output fails; the output is then read in chunks with the
+/// matcher's `job_output` and checked against the notice's length and hash.
 #[ic_cdk::update]
-fn job_finished(job: Job) {
+async fn job_finished(notice: JobNotice) {
     let matcher = config().map(|c| c.matcher).ok();
-    if matcher != Some(ic_cdk::api::msg_caller()) {
+    let Some(matcher) = matcher.filter(|m| *m == ic_cdk::api::msg_caller()) else {
         ic_cdk::trap("job_finished: only the matcher may deliver results");
-    }
+    };
     if STATE.with_borrow(|s| s.mode.get().0) == CallbackMode::Trap {
         ic_cdk::trap("job_finished: this client is set to fail its callbacks");
     }
-    let (outcome, output) = match job.result {
-        Some(r) => (Some(r.outcome), r.output),
-        None => (None, vec![]),
-    };
-    let delivery = Delivery {
-        job_id: job.id,
-        status: job.status,
-        outcome,
-        output,
+    let job_id = notice.job_id;
+    let mut delivery = Delivery {
+        notice,
+        output: vec![],
+        output_verified: false,
+        read_error: None,
         received_at_ns: ic_cdk::api::time(),
     };
-    STATE.with_borrow_mut(|s| s.deliveries.insert(job.id, Cbor(delivery)));
+    STATE.with_borrow_mut(|s| s.deliveries.insert(job_id, Cbor(delivery.clone())));
+    if delivery.notice.output_len == 0 {
+        delivery.output_verified = delivery.notice.output_sha256.is_none()
+            || delivery.notice.output_sha256 == Some(sha2::Sha256::digest([]).into());
+    } else {
+        match read_output(matcher, job_id).await {
+            Ok(output) => {
+                let sha: [u8; 32] = sha2::Sha256::digest(&output).into();
+                delivery.output_verified = output.len() as u64 == delivery.notice.output_len
+                    && delivery.notice.output_sha256 == Some(sha);
+                delivery.output = output;
+            }
+            Err(e) => delivery.read_error = Some(e),
+        }
+    }
+    STATE.with_borrow_mut(|s| s.deliveries.insert(job_id, Cbor(delivery)));
+}
+
+/// Reads a job's whole output from the matcher, a chunk at a time.
+async fn read_output(matcher: Principal, job_id: JobId) -> Result<Vec<u8>, String> {
+    let mut output = Vec::new();
+    loop {
+        let offset = output.len() as u64;
+        let chunk: Result<OutputChunk, MatcherError> =
+            call(matcher, "job_output", &(job_id, offset))
+                .await
+                .map_err(|e| format!("matcher: {e:?}"))?;
+        let chunk = chunk.map_err(|e| format!("job_output refused: {e:?}"))?;
+        if chunk.bytes.is_empty() || output.len() + chunk.bytes.len() > MAX_OUTPUT_BYTES {
+            return Err(format!(
+                "job_output gave {} bytes at offset {offset} of {}",
+                chunk.bytes.len(),
+                chunk.total_len
+            ));
+        }
+        output.extend_from_slice(&chunk.bytes);
+        if output.len() as u64 >= chunk.total_len {
+            return Ok(output);
+        }
+    }
 }
 
 /// Controllers only: sets what `job_finished` does.
@@ -216,16 +270,23 @@ fn set_callback_mode(mode: CallbackMode) -> Result<(), String> {
     Ok(())
 }
 
-/// Delivered results in job id order, from `page.start` on.
+/// Delivered results in job id order, from `page.start` on; a page holds
+/// at most 1 MiB of output (and always at least one delivery).
 #[ic_cdk::query]
 fn deliveries(page: PageRequest) -> Vec<Delivery> {
     let limit = page.effective_limit().min(MAX_PAGE);
     STATE.with_borrow(|s| {
-        s.deliveries
-            .range(page.start.unwrap_or(0)..)
-            .take(limit)
-            .map(|e| e.value().0)
-            .collect()
+        let mut page_bytes = 0usize;
+        let mut out: Vec<Delivery> = Vec::new();
+        for e in s.deliveries.range(page.start.unwrap_or(0)..).take(limit) {
+            let d = e.value().0;
+            page_bytes = page_bytes.saturating_add(d.output.len());
+            if !out.is_empty() && page_bytes > MAX_PAGE_OUTPUT_BYTES {
+                break;
+            }
+            out.push(d);
+        }
+        out
     })
 }
 
