@@ -391,9 +391,7 @@ fn a_slot_holder_that_never_runs_the_owners_jobs_is_slashed() {
     let reservation = r.unwrap();
     net.settle_outbox();
     let slot_items = |net: &MarketFixture| -> Vec<HeartbeatItem> {
-        let mine: Vec<Assignment> = net
-            .query(net.ids.matcher, "assignments", &provider(1))
-            .unwrap();
+        let mine: Vec<Assignment> = net.assignments(provider(1)).unwrap();
         mine.iter()
             .filter(|a| matches!(a.kind, JobKind::ReservedSlot { .. }))
             .map(|a| HeartbeatItem {
@@ -761,6 +759,7 @@ fn submit_and_cancel_loops_leave_no_lasting_storage() {
         .query(net.ids.matcher, "get_events", &PageRequest::default())
         .unwrap();
     assert!(page.total >= 2 * ROUNDS as u64, "{} events", page.total);
+}
 
 /// Instructions the last upgrade of `canister` took: its `pre_upgrade`
 /// (if the old module has one) plus its `post_upgrade`.
@@ -859,6 +858,7 @@ fn piled_up_state_does_not_make_upgrades_dearer() {
         );
     }
     net.audit().unwrap();
+}
 
 /// How a transfer whose answer was lost really ended on the ledger.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1084,6 +1084,7 @@ fn transfers_unknown_past_the_dedup_window_are_resolved_from_the_ledger() {
         }
         net.audit().unwrap();
     }
+}
 
 /// What the example client canister recorded of one finished job: the
 /// notice the matcher sent and the output it then read from the matcher.
@@ -1204,4 +1205,125 @@ fn the_largest_job_still_reaches_its_buyers_callback() {
     let client_funds = net.escrow_balance(client).unwrap();
     assert_eq!(client_funds.locked, 0, "the job's lock was settled");
     net.audit_ledger().unwrap();
+}
+
+/// The largest job a buyer may submit: 1 MiB of input, 64 args and 64 env
+/// pairs of the longest length (about 1.2 MiB in all).
+fn largest_job(net: &MarketFixture, fill: u8) -> market_api::matcher::JobSpec {
+    use market_api::matcher::{MAX_ARG_LEN, MAX_ARGS, MAX_INPUT_BYTES};
+    let text = |c: char| c.to_string().repeat(MAX_ARG_LEN);
+    let mut spec = net.url_job(60, 10, 100_000);
+    spec.input = vec![fill; MAX_INPUT_BYTES];
+    spec.args = (0..MAX_ARGS).map(|_| text('a')).collect();
+    spec.env = (0..MAX_ARGS)
+        .map(|i| (format!("{i:0>width$}", width = MAX_ARG_LEN), text('v')))
+        .collect();
+    spec
+}
+
+/// One turn of an honest provider's node: it reads its jobs as its daemon
+/// does, acknowledges or heartbeats each, and reports a result for each it
+/// has run. A reply it can't read is counted, and the node carries on.
+fn honest_provider_turn(
+    net: &MarketFixture,
+    ran: &mut std::collections::BTreeSet<JobId>,
+    unreadable: &mut Vec<String>,
+) {
+    let held = match net.assignments(provider(1)) {
+        Ok(held) => held,
+        Err(e) => {
+            unreadable.push(e.to_string());
+            return;
+        }
+    };
+    let items = market_fixture::heartbeat_items(&held, 0);
+    if !items.is_empty() {
+        let r: Result<Vec<HeartbeatAck>, MatcherError> = net
+            .update(net.ids.matcher, node(1), "heartbeat", &items)
+            .unwrap();
+        r.expect("the batch is answered");
+    }
+    for a in &held {
+        if ran.insert(a.job_id) {
+            // Its spec and input, read in replies of their own.
+            match net.job_to_run(a.job_id) {
+                Ok(spec) => assert_eq!(spec.input.len() as u64, a.input_bytes),
+                Err(e) => unreadable.push(e.to_string()),
+            }
+            continue; // runs until the next turn
+        }
+        let args = SubmitResultArgs {
+            job_id: a.job_id,
+            attempt: a.attempt,
+            result: result(),
+        };
+        let r: Result<(), MatcherError> = net
+            .update(net.ids.matcher, node(1), "submit_result", &args)
+            .unwrap();
+        r.expect("the result of a job held is taken");
+    }
+}
+
+/// A stranger submits three of the largest jobs, priced to land on one
+/// honest provider, hoping that provider's node can no longer read its
+/// jobs (a listing of them all would exceed the 2 MiB reply limit), misses
+/// every deadline and is slashed, the slashes paid to the stranger. The
+/// provider's node keeps reading its jobs, runs every one (an honest
+/// buyer's too), and is never slashed.
+#[test]
+fn oversized_jobs_aimed_at_one_provider_do_not_get_it_slashed() {
+    let (net, _) = market();
+    let attacker = principal(0x66);
+    net.mint(attacker, 20 * ICP).unwrap();
+    net.deposit(attacker, 10 * ICP).unwrap();
+    let honest = submit(&net, buyer());
+    let mut jobs = vec![honest];
+    for fill in 0..3 {
+        let r: Result<JobId, MatcherError> = net
+            .update(
+                net.ids.matcher,
+                attacker,
+                "submit_job",
+                &largest_job(&net, fill),
+            )
+            .unwrap();
+        jobs.push(r.expect("the largest job is a valid job"));
+    }
+    net.settle_outbox();
+    let attacker_before = net.escrow_balance(attacker).unwrap();
+
+    let mut ran = std::collections::BTreeSet::new();
+    let mut unreadable = Vec::new();
+    for _ in 0..8 {
+        honest_provider_turn(&net, &mut ran, &mut unreadable);
+        net.wait_secs(30);
+        net.settle_outbox();
+    }
+
+    let slashed = slashed_total(&net, provider(1));
+    let attacker_after = net.escrow_balance(attacker).unwrap();
+    println!(
+        "honest provider slashed {slashed} e8s; its view failed {} times: {:?}; \
+         attacker's free escrow balance {} -> {}",
+        unreadable.len(),
+        unreadable.first(),
+        attacker_before.free,
+        attacker_after.free
+    );
+    assert_eq!(slashed, 0, "the honest provider was slashed");
+    assert!(
+        unreadable.is_empty(),
+        "the provider could not read its jobs"
+    );
+    for id in jobs {
+        let job: Option<market_api::matcher::Job> =
+            net.query(net.ids.matcher, "get_job", &id).unwrap();
+        let status = job.map(|j| j.status);
+        assert_eq!(
+            status,
+            Some(market_api::matcher::JobStatus::Succeeded),
+            "job {id} was not run"
+        );
+    }
+    net.audit().unwrap();
 }

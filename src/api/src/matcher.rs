@@ -449,15 +449,20 @@ pub struct DaoRegistration {
     pub name: String,
 }
 
-/// A job handed to a provider, with everything needed to run it.
+/// Most assignments one page of `assignments` holds.
+pub const MAX_ASSIGNMENTS_PAGE: u32 = 100;
+
+/// A job handed to a provider, as its paged listing shows it: the terms it
+/// is heartbeated and paid by, and the size of its input, never the bytes
+/// of its spec. A page stays small whatever buyers put in their jobs; the
+/// provider reads each job's spec with `job_view` and its input with
+/// `job_chunk`.
 #[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct Assignment {
     /// The job.
     pub job_id: JobId,
     /// Increases each time the job is assigned anew; heartbeats name it.
     pub attempt: u32,
-    /// What to run.
-    pub spec: JobSpec,
     /// Price per interval the provider is paid.
     pub price_per_interval: Tokens,
     /// Deadline of the next heartbeat.
@@ -467,6 +472,71 @@ pub struct Assignment {
     /// A one-off job, a job in a reservation, or a reserved slot (which is
     /// only held and heartbeated: nothing runs for it).
     pub kind: JobKind,
+    /// Length of one paid interval; a heartbeat is due each interval.
+    pub interval_secs: u64,
+    /// Intervals paid so far over all the job's assignments.
+    pub intervals_paid: u32,
+    /// Size of the job's input in bytes.
+    pub input_bytes: u64,
+}
+
+/// One page of a provider's assignments, in job id order.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct AssignmentPage {
+    /// At most [`MAX_ASSIGNMENTS_PAGE`] assignments.
+    pub assignments: Vec<Assignment>,
+    /// The job id the next page starts at, if there is one.
+    pub next: Option<JobId>,
+}
+
+/// A job without its two large byte strings: `job.spec.input` and the
+/// result's `output` are empty here, and the sizes and hash below say what
+/// `job_chunk` gives for them. At most about 200 KiB encoded (64 args and
+/// 64 env pairs of 1 KiB, a 2 KiB URL), so it always fits a reply, where
+/// `get_job` of the largest job does not.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct JobView {
+    /// The job, input and output left out.
+    pub job: Job,
+    /// Size of the job's input in bytes.
+    pub input_bytes: u64,
+    /// sha256 of the job's input.
+    pub input_sha256: Sha256,
+    /// Size of the stored output in bytes (0 until there is a result).
+    pub output_bytes: u64,
+}
+
+/// Which of a job's large byte strings `job_chunk` reads.
+#[derive(CandidType, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobPart {
+    /// The bytes given to the job on stdin.
+    Input,
+    /// The stdout its result holds (empty until there is a result).
+    Output,
+}
+
+/// Arguments of `job_chunk`.
+#[derive(CandidType, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JobChunkRequest {
+    /// The job.
+    pub job_id: JobId,
+    /// Its input or its output.
+    pub part: JobPart,
+    /// Where the chunk starts, in bytes from the start of the part.
+    pub offset: u64,
+}
+
+/// Up to [`MAX_CHUNK_BYTES`] of a job's input or output, from the offset asked for.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct JobChunk {
+    /// The bytes; empty at or past the end.
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+    /// Size of the whole part in bytes.
+    pub total_bytes: u64,
+    /// sha256 of the whole part: a reader checks the bytes it put together
+    /// against it.
+    pub sha256: Sha256,
 }
 
 /// One job's entry in a heartbeat batch.

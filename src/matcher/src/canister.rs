@@ -10,10 +10,11 @@ use candid::Principal;
 // `export_service!` names the types of every entry point, the SNS ones too.
 use market_api::escrow::WithdrawArgs;
 use market_api::matcher::{
-    Assignment, BookDepth, CancelReservationArgs, DaoRegistration, ExtendReservationArgs,
-    HeartbeatAck, HeartbeatItem, Job, JobSpec, MatcherError, MatcherEvent, MatcherInit, ModuleInfo,
-    ModuleUpload, Offer, OfferSpec, OutputChunk, Reservation, ReservationId, ReservationSpec,
-    ReservedJobArgs, SetDelegatesArgs, Sha256, SubmitResultArgs, Trade,
+    Assignment, AssignmentPage, BookDepth, CancelReservationArgs, DaoRegistration,
+    ExtendReservationArgs, HeartbeatAck, HeartbeatItem, Job, JobChunk, JobChunkRequest, JobSpec,
+    JobView, MatcherError, MatcherEvent, MatcherInit, ModuleInfo, ModuleUpload, Offer, OfferSpec,
+    OutputChunk, Reservation, ReservationId, ReservationSpec, ReservedJobArgs, SetDelegatesArgs,
+    Sha256, SubmitResultArgs, Trade,
 };
 use market_api::{
     EventPage, HttpRequest, HttpResponse, JobId, OfferId, PageRequest, StandardRecord,
@@ -240,11 +241,28 @@ fn cancel_job(job_id: JobId) -> Result<(), MatcherError> {
     endpoints::cancel_job(&IcRuntime, caller()?, job_id)
 }
 
-/// Jobs assigned to a provider that are not finished, with everything
-/// needed to run them.
+/// One page of the jobs assigned to a provider that are not finished, in
+/// job id order from `page.start` (at most 100 a page): the terms each is
+/// heartbeated and paid by and the size of its input, never its bytes.
+/// Read each job's spec with `job_view` and its input with `job_chunk`.
 #[ic_cdk::query]
-fn assignments(provider: Principal) -> Vec<Assignment> {
-    endpoints::assignments(provider)
+fn assignments(provider: Principal, page: PageRequest) -> AssignmentPage {
+    endpoints::assignments(provider, page)
+}
+
+/// A job without its input and output bytes (their sizes, and the input's
+/// sha256, instead): always small enough for a reply, where `get_job` of
+/// the largest job is not.
+#[ic_cdk::query]
+fn job_view(job_id: JobId) -> Option<JobView> {
+    endpoints::job_view(job_id)
+}
+
+/// Up to 1 MiB of a job's input or output from an offset, with the whole
+/// part's size and sha256.
+#[ic_cdk::query]
+fn job_chunk(req: JobChunkRequest) -> Result<JobChunk, MatcherError> {
+    endpoints::job_chunk(req)
 }
 
 /// One batched heartbeat for all of a provider's jobs, from the provider or

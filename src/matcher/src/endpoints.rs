@@ -12,13 +12,14 @@ use crate::state::{mutate_state, read_state};
 use candid::Principal;
 use canister_common::guard::{Guard, GuardError};
 use market_api::matcher::{
-    Assignment, BookDepth, CancelReservationArgs, DaoRegistration, ExtendReservationArgs,
-    HeartbeatAck, HeartbeatItem, JobSpec, MAX_CHUNK_BYTES, MAX_OUTPUT_BYTES, MatcherError,
-    MatcherEvent, ModuleInfo, ModuleUpload, OfferSpec, OutputChunk, ReservationId, ReservationSpec,
+    Assignment, AssignmentPage, BookDepth, CancelReservationArgs, DaoRegistration,
+    ExtendReservationArgs, HeartbeatAck, HeartbeatItem, JobChunk, JobChunkRequest, JobSpec,
+    JobView, MAX_ASSIGNMENTS_PAGE, MAX_CHUNK_BYTES, MAX_OUTPUT_BYTES, MatcherError, MatcherEvent,
+    ModuleInfo, ModuleUpload, OfferSpec, OutputChunk, ReservationId, ReservationSpec,
     ReservedJobArgs, SetDelegatesArgs, Sha256, SubmitResultArgs, Trade,
 };
 use market_api::sns::SnsAction;
-use market_api::{JobId, OfferId};
+use market_api::{JobId, OfferId, PageRequest};
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 
@@ -261,27 +262,44 @@ pub fn cancel_job(rt: &impl Runtime, caller: Principal, job_id: JobId) -> Result
     Ok(())
 }
 
-/// Unfinished jobs assigned to a provider, with everything to run them.
-pub fn assignments(provider: Principal) -> Vec<Assignment> {
+/// One page of the unfinished jobs assigned to a provider, light: terms
+/// and sizes, no spec bytes.
+pub fn assignments(provider: Principal, page: PageRequest) -> AssignmentPage {
+    let limit = page.effective_limit().min(MAX_ASSIGNMENTS_PAGE as usize);
     read_state(|s| {
         let p = s.params();
-        s.market
-            .assignments_of(provider)
+        let (held, next) = s
+            .market
+            .assignments_page(provider, page.start.unwrap_or(0), limit);
+        let assignments = held
             .into_iter()
             .filter_map(|r| {
                 let a = r.state.assignment.clone()?;
                 Some(Assignment {
                     job_id: r.state.id,
                     attempt: a.attempt,
-                    spec: r.spec.clone(),
                     price_per_interval: a.price,
                     next_deadline_ns: r.state.deadline_ns(&p).unwrap_or(0),
                     acknowledged: a.started_at_ns.is_some(),
                     kind: r.kind,
+                    interval_secs: r.spec.interval_secs,
+                    intervals_paid: r.state.intervals_paid,
+                    input_bytes: r.spec.input.len() as u64,
                 })
             })
-            .collect()
+            .collect();
+        AssignmentPage { assignments, next }
     })
+}
+
+/// A job without its input and output bytes.
+pub fn job_view(job_id: JobId) -> Option<JobView> {
+    read_state(|s| s.market.job_view(job_id))
+}
+
+/// One chunk of a job's input or output.
+pub fn job_chunk(req: JobChunkRequest) -> Result<JobChunk, MatcherError> {
+    read_state(|s| s.market.job_chunk(&req))
 }
 
 /// One batched heartbeat of a provider or its node.

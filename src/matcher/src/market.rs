@@ -12,12 +12,14 @@ use canister_common::audit::Chunk;
 use canister_common::codec::Cbor;
 use ic_stable_structures::{Memory, StableBTreeMap};
 use market_api::matcher::{
-    FINISHED_JOB_RETENTION_SECS, HeartbeatAck, HeartbeatItem, Job, JobKind, JobSpec, JobStatus,
-    MAX_ARG_LEN, MAX_ARGS, MAX_FUEL_PER_INTERVAL, MAX_INPUT_BYTES, MAX_JOB_MEMORY_MIB,
-    MAX_RESTING_SECS, MatcherError, ModuleSource, Offer, OfferSpec, SubmitResultArgs,
+    FINISHED_JOB_RETENTION_SECS, HeartbeatAck, HeartbeatItem, Job, JobChunk, JobChunkRequest,
+    JobKind, JobPart, JobSpec, JobStatus, JobView, MAX_ARG_LEN, MAX_ARGS, MAX_CHUNK_BYTES,
+    MAX_FUEL_PER_INTERVAL, MAX_INPUT_BYTES, MAX_JOB_MEMORY_MIB, MAX_RESTING_SECS, MatcherError,
+    ModuleSource, Offer, OfferSpec, SubmitResultArgs,
 };
 use market_api::{JobId, OfferId, Tokens};
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 
 pub mod reservations;
 use reservations::ReservationRecord;
@@ -923,6 +925,65 @@ impl<M: Memory> Market<M> {
             .filter_map(|(_, id)| self.job(id))
             .filter(|r| holder_of(r) == Some(provider) && !r.state.bond_pending())
             .collect()
+    }
+
+    /// One page of a provider's assignments: the unfinished jobs it holds
+    /// from job `start` on, at most `limit` of them, and the job id the
+    /// next page starts at. Reads only this provider's index entries.
+    pub fn assignments_page(
+        &self,
+        provider: Principal,
+        start: JobId,
+        limit: usize,
+    ) -> (Vec<JobRecord>, Option<JobId>) {
+        let mut ids = self
+            .assigned_by_provider
+            .keys_range((provider, start)..=(provider, JobId::MAX))
+            .map(|(_, id)| id);
+        let page: Vec<JobId> = ids.by_ref().take(limit).collect();
+        let next = ids.next();
+        let held = page
+            .into_iter()
+            .filter_map(|id| self.job(id))
+            .filter(|r| holder_of(r) == Some(provider))
+            .collect();
+        (held, next)
+    }
+
+    /// A job without its input and output bytes, with their sizes and the
+    /// input's hash (see [`JobView`]).
+    pub fn job_view(&self, id: JobId) -> Option<JobView> {
+        let mut job = self.job(id)?.to_job();
+        let input = std::mem::take(&mut job.spec.input);
+        let output_bytes = job
+            .result
+            .as_mut()
+            .map_or(0, |r| std::mem::take(&mut r.output).len());
+        Some(JobView {
+            job,
+            input_bytes: input.len() as u64,
+            input_sha256: sha2::Sha256::digest(&input).into(),
+            output_bytes: output_bytes as u64,
+        })
+    }
+
+    /// Up to [`MAX_CHUNK_BYTES`] of a job's input or output from `offset`,
+    /// with the whole part's size and hash.
+    pub fn job_chunk(&self, req: &JobChunkRequest) -> Result<JobChunk, MatcherError> {
+        let rec = self
+            .job(req.job_id)
+            .ok_or(MatcherError::UnknownJob { job_id: req.job_id })?;
+        let whole: &[u8] = match req.part {
+            JobPart::Input => &rec.spec.input,
+            JobPart::Output => rec.state.result.as_ref().map_or(&[], |r| &r.output),
+        };
+        let start = usize::try_from(req.offset).map_or(whole.len(), |o| o.min(whole.len()));
+        let end = start.saturating_add(MAX_CHUNK_BYTES).min(whole.len());
+        Ok(JobChunk {
+            bytes: whole[start..end].to_vec(),
+            total_bytes: whole.len() as u64,
+            sha256: sha2::Sha256::digest(whole).into(),
+        })
     }
 
     /// One heartbeat batch from `caller` (a provider or its node).

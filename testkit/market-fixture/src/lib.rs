@@ -34,14 +34,15 @@ use candid::{CandidType, Nat, Principal};
 use devnet::{Devnet, DevnetConfig};
 use market_api::escrow::{Balance, DepositArgs, EscrowError, EscrowInit, LedgerInfo};
 use market_api::matcher::{
-    Assignment, HeartbeatItem, Job, JobLimits, JobSpec, MatcherError, MatcherInit, ModuleSource,
-    OfferSpec, Reservation,
+    Assignment, AssignmentPage, HeartbeatItem, Job, JobChunk, JobChunkRequest, JobLimits, JobPart,
+    JobSpec, JobView, MatcherError, MatcherInit, ModuleSource, OfferSpec, Reservation,
 };
 use market_api::registry::{ProviderProfile, RegistryError, RegistryInit};
-use market_api::{Account, OfferId, PageRequest, Tokens};
+use market_api::{Account, JobId, OfferId, PageRequest, Tokens};
 pub use market_client::CanisterIds;
 use market_client::MarketClient;
 use serde::de::DeserializeOwned;
+use sha2::Digest;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -510,9 +511,51 @@ impl MarketFixture {
         r.map_err(|e| refused("post_offer", e))
     }
 
-    /// The jobs assigned to `provider`, as its daemon sees them.
+    /// The jobs assigned to `provider`, as its daemon sees them: every
+    /// page of `assignments`.
     pub fn assignments(&self, provider: Principal) -> Result<Vec<Assignment>> {
-        self.query(self.ids.matcher, "assignments", &provider)
+        let mut all = Vec::new();
+        let mut start = None;
+        loop {
+            let page = PageRequest { start, limit: None };
+            let (page,): (AssignmentPage,) =
+                self.query_args(self.ids.matcher, "assignments", (provider, page))?;
+            all.extend(page.assignments);
+            match page.next {
+                Some(next) if start.is_none_or(|s| next > s) => start = Some(next),
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    /// A job's spec with its input, read as a provider's daemon reads it:
+    /// `job_view`, then the input chunk by chunk, checked against the size
+    /// and sha256 the view gives.
+    pub fn job_to_run(&self, job_id: JobId) -> Result<JobSpec> {
+        let view: Option<JobView> = self.query(self.ids.matcher, "job_view", &job_id)?;
+        let view = view.ok_or_else(|| refused("job_view", format!("no job {job_id}")))?;
+        let mut input = Vec::new();
+        while (input.len() as u64) < view.input_bytes {
+            let req = JobChunkRequest {
+                job_id,
+                part: JobPart::Input,
+                offset: input.len() as u64,
+            };
+            let chunk: std::result::Result<JobChunk, MatcherError> =
+                self.query(self.ids.matcher, "job_chunk", &req)?;
+            let chunk = chunk.map_err(|e| refused("job_chunk", e))?;
+            if chunk.bytes.is_empty() {
+                return Err(refused("job_chunk", "an empty chunk before the end"));
+            }
+            input.extend(chunk.bytes);
+        }
+        let sha256: [u8; 32] = sha2::Sha256::digest(&input).into();
+        if sha256 != view.input_sha256 || input.len() as u64 != view.input_bytes {
+            return Err(refused("job_chunk", "the input does not match its view"));
+        }
+        let mut spec = view.job.spec;
+        spec.input = input;
+        Ok(spec)
     }
 
     /// The first page of `owner`'s jobs, as `list_jobs` gives it.

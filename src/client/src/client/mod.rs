@@ -13,8 +13,9 @@ use icrc_ledger_types::icrc1::transfer::TransferArg;
 use icrc_ledger_types::icrc2::approve::ApproveArgs;
 use market_api::escrow::{Balance, DepositArgs, NotifyDepositArgs, WithdrawArgs};
 use market_api::matcher::{
-    Assignment, CancelReservationArgs, ExtendReservationArgs, HeartbeatAck, HeartbeatItem, Job,
-    JobSpec, MatcherError, MatcherInit, ModuleInfo, ModuleUpload, Offer, OfferSpec, Reservation,
+    Assignment, AssignmentPage, CancelReservationArgs, ExtendReservationArgs, HeartbeatAck,
+    HeartbeatItem, Job, JobChunk, JobChunkRequest, JobSpec, JobView, MAX_ASSIGNMENTS_PAGE,
+    MatcherError, MatcherInit, ModuleInfo, ModuleUpload, Offer, OfferSpec, Reservation,
     ReservationId, ReservationSpec, ReservedJobArgs, SetDelegatesArgs, Sha256, SubmitResultArgs,
 };
 use market_api::registry::{
@@ -390,10 +391,52 @@ impl<T: Transport> MarketClient<T> {
         self.query1(Target::Matcher, "offers_of", (provider,)).await
     }
 
-    /// `assignments`: the unfinished jobs assigned to `provider`.
-    pub async fn assignments(&self, provider: Principal) -> Result<Vec<Assignment>, ClientError> {
-        self.query1(Target::Matcher, "assignments", (provider,))
+    /// `assignments`: one page of the unfinished jobs assigned to `provider`.
+    pub async fn assignments_page(
+        &self,
+        provider: Principal,
+        page: PageRequest,
+    ) -> Result<AssignmentPage, ClientError> {
+        self.query1(Target::Matcher, "assignments", (provider, page))
             .await
+    }
+
+    /// Every unfinished job assigned to `provider`, read page by page; an
+    /// error if any page can't be read (so a partial list is never taken
+    /// for the whole).
+    pub async fn assignments(&self, provider: Principal) -> Result<Vec<Assignment>, ClientError> {
+        let mut all = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .assignments_page(
+                    provider,
+                    PageRequest {
+                        start,
+                        limit: Some(MAX_ASSIGNMENTS_PAGE),
+                    },
+                )
+                .await?;
+            all.extend(page.assignments);
+            match page.next {
+                // Job ids only grow along the pages; one that does not is
+                // a broken answer, not a reason to loop for ever.
+                Some(next) if start.is_none_or(|s| next > s) => start = Some(next),
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    /// `job_view`: a job without its input and output bytes.
+    pub async fn job_view(&self, job_id: JobId) -> Result<Option<JobView>, ClientError> {
+        self.query1(Target::Matcher, "job_view", (job_id,)).await
+    }
+
+    /// `job_chunk`: up to 1 MiB of a job's input or output from `offset`.
+    pub async fn job_chunk(&self, req: JobChunkRequest) -> Result<JobChunk, ClientError> {
+        self.query1::<_, Result<JobChunk, MatcherError>>(Target::Matcher, "job_chunk", (req,))
+            .await?
+            .map_err(ClientError::Matcher)
     }
 
     /// `heartbeat`: one batch for all of the provider's jobs.

@@ -430,6 +430,71 @@ fn a_providers_assignments_follow_its_jobs_through_reassignment_and_the_end() {
 }
 
 #[test]
+fn a_providers_assignments_come_in_pages_and_its_jobs_in_chunks() {
+    use market_api::matcher::{JobChunkRequest, JobPart, MAX_CHUNK_BYTES, MAX_INPUT_BYTES};
+    use sha2::Digest;
+    let mut m = market();
+    let mut o = offer(50);
+    o.slots = 5;
+    m.put_offer(&P, 0, provider(1), node(1), 0, None, o)
+        .unwrap();
+    let mut jobs = vec![];
+    for n in 0..5u8 {
+        let mut s = spec(80, 0);
+        s.input = vec![n; MAX_INPUT_BYTES];
+        let id = m.create_job(0, buyer(), s).unwrap().state.id;
+        m.job_funded(&P, 0, id);
+        jobs.push(id);
+    }
+    // Pages of two: every job once, in id order, then no next page.
+    let mut seen = vec![];
+    let mut start = 0;
+    loop {
+        let (page, next) = m.assignments_page(provider(1), start, 2);
+        assert!(page.len() <= 2);
+        seen.extend(page.iter().map(|r| r.state.id));
+        match next {
+            Some(n) => start = n,
+            None => break,
+        }
+    }
+    assert_eq!(seen, jobs);
+    assert_eq!(m.assignments_page(provider(2), 0, 2), (vec![], None));
+    // The view leaves the bytes out; the chunks give them back, hashed.
+    let id = jobs[3];
+    let view = m.job_view(id).unwrap();
+    assert!(view.job.spec.input.is_empty());
+    assert_eq!(view.input_bytes, MAX_INPUT_BYTES as u64);
+    let whole = vec![3u8; MAX_INPUT_BYTES];
+    assert_eq!(
+        view.input_sha256,
+        <[u8; 32]>::from(sha2::Sha256::digest(&whole))
+    );
+    let chunk = |offset| {
+        m.job_chunk(&JobChunkRequest {
+            job_id: id,
+            part: JobPart::Input,
+            offset,
+        })
+        .unwrap()
+    };
+    let first = chunk(0);
+    assert_eq!(first.bytes.len(), MAX_CHUNK_BYTES.min(MAX_INPUT_BYTES));
+    assert_eq!(first.sha256, view.input_sha256);
+    let tail = chunk(MAX_INPUT_BYTES as u64 - 10);
+    assert_eq!(tail.bytes, vec![3u8; 10]);
+    assert!(chunk(u64::MAX).bytes.is_empty());
+    assert!(
+        m.job_chunk(&JobChunkRequest {
+            job_id: 999,
+            part: JobPart::Output,
+            offset: 0
+        })
+        .is_err()
+    );
+}
+
+#[test]
 fn the_invariant_check_finds_an_index_out_of_step_with_the_jobs() {
     let (mut m, id) = market_with_a_matched_job(1);
     steps(&mut m);

@@ -28,6 +28,10 @@ pub struct Metrics {
     pub heartbeats_refused: Counter,
     /// Heartbeat batches or other canister calls that failed (retried).
     pub call_errors: Counter,
+    /// Replies from the matcher the node could not read (undecodable,
+    /// refused, too large) and jobs it could not read for good (handed
+    /// back); each is also logged.
+    pub unreadable_replies: Counter,
     /// Intervals the matcher paid for: by accepted heartbeats, and by
     /// accepted results (the interval in progress, when its heartbeat had
     /// not paid it yet).
@@ -82,6 +86,11 @@ impl Metrics {
             "call_errors",
             "Canister calls that failed and were retried",
             self.call_errors.clone(),
+        );
+        r.register(
+            "unreadable_replies",
+            "Matcher replies or jobs the node could not read",
+            self.unreadable_replies.clone(),
         );
         r.register(
             "intervals_paid",

@@ -4,9 +4,10 @@
 //! One loop, woken every `poll_interval`, does in order:
 //!
 //! 1. read the IC's time (all deadlines are in IC time);
-//! 2. read `assignments(provider)` and reconcile: new assignments start
-//!    (module fetched, verified, run in the sandbox), assignments that
-//!    disappeared (cancelled, expired, handed to someone else) are stopped;
+//! 2. read `assignments(provider)`, every page of it, and reconcile: new
+//!    assignments start (spec and input read, module fetched, verified, run
+//!    in the sandbox), assignments that disappeared (cancelled, expired,
+//!    handed to someone else) are stopped;
 //! 3. move jobs along: fetched modules start running, finished runs become
 //!    results (saved to the state directory before anything is sent);
 //! 4. send one batched heartbeat if any job needs one ([`schedule`]);
@@ -14,6 +15,17 @@
 //!
 //! Failures of a call, a download or a job never stop the loop: each is
 //! logged, counted and retried on a later turn with exponential backoff.
+//!
+//! # Replies it can't read
+//!
+//! Every reply the daemon reads is bounded whatever buyers put in their
+//! jobs: the listing is paged and light, and each job's spec and input are
+//! read on their own ([`read`]), the input in chunks checked against its
+//! sha256. A reply that still can't be read (undecodable, refused, too
+//! large) is logged and counted in `unreadable_replies`; the jobs already
+//! held keep running and heartbeating. A job that can't be read for good
+//! (gone, or bytes that don't match their hash) is handed back before its
+//! deadline, so it costs no slash.
 //!
 //! # Restarts
 //!
@@ -38,6 +50,7 @@
 
 pub mod fetch;
 pub mod metrics;
+pub mod read;
 pub mod results;
 pub mod schedule;
 
@@ -66,6 +79,7 @@ use market_client::{ClientError, MarketClient};
 
 use fetch::{EgressPolicy, FetchError, ModuleFetcher};
 use metrics::Metrics;
+use read::ReadError;
 use results::ResultStore;
 use schedule::HeartbeatSlot;
 
@@ -127,6 +141,9 @@ enum Stage {
     /// A reserved slot: nothing runs; it is heartbeated every interval,
     /// busy or idle, until the matcher stops listing it.
     Holding,
+    /// Its spec and input being read from the matcher.
+    Reading(JoinHandle<Result<JobSpec, ReadError>>),
+    ReadRetry(Backoff),
     Fetching(JoinHandle<Result<Vec<u8>, FetchError>>),
     FetchRetry(Backoff),
     Running(RunningJob),
@@ -140,7 +157,8 @@ enum Stage {
 /// heartbeats): its terms, its heartbeat due time and how far it got.
 struct JobRecord {
     attempt: u32,
-    spec: JobSpec,
+    /// What to run, once read (`None` for a reserved slot, or until read).
+    spec: Option<JobSpec>,
     price: Tokens,
     interval_ns: u64,
     /// When the current interval is due (IC time); `None` until acknowledged.
@@ -390,7 +408,10 @@ impl<T: Transport + Clone> Daemon<T> {
             }
             Err(e) => {
                 self.metrics.call_errors.inc();
-                warn!(error = %e, "reading assignments; retrying");
+                if !e.is_transient() {
+                    self.metrics.unreadable_replies.inc();
+                }
+                warn!(error = %e, "reading assignments; the jobs held go on, retrying");
             }
         }
         self.advance().await;
@@ -443,10 +464,15 @@ impl<T: Transport + Clone> Daemon<T> {
                         );
                         self.discard(a.job_id, old);
                     }
+                    let given_back = self.handed_back.contains(&(a.job_id, a.attempt))
+                        || self.to_hand_back.get(&a.job_id) == Some(&a.attempt);
                     if self.draining {
-                        if !self.handed_back.contains(&(a.job_id, a.attempt)) {
+                        if !given_back {
                             self.to_hand_back.insert(a.job_id, a.attempt);
                         }
+                        continue;
+                    }
+                    if given_back {
                         continue;
                     }
                     self.start(a, due);
@@ -475,10 +501,11 @@ impl<T: Transport + Clone> Daemon<T> {
         match record.stage {
             Stage::Running(job) => job.cancel(),
             Stage::Fetching(task) => task.abort(),
+            Stage::Reading(task) => task.abort(),
             Stage::Finished { .. } => {
                 self.metrics.jobs_failed.inc();
             }
-            Stage::FetchRetry(_) | Stage::Holding => {}
+            Stage::FetchRetry(_) | Stage::ReadRetry(_) | Stage::Holding => {}
         }
         self.results.remove(job_id, record.attempt);
     }
@@ -512,22 +539,30 @@ impl<T: Transport + Clone> Daemon<T> {
                     attempt = a.attempt,
                     resumed = due_ns.is_some(),
                     price = a.price_per_interval,
-                    "job assigned; fetching its module"
+                    input_bytes = a.input_bytes,
+                    "job assigned; reading it"
                 );
-                self.spawn_fetch(&a.spec)
+                self.spawn_read(a.job_id)
             }
         };
         self.records.insert(
             a.job_id,
             JobRecord {
                 attempt: a.attempt,
-                interval_ns: a.spec.interval_secs.saturating_mul(1_000_000_000).max(1),
-                spec: a.spec,
+                interval_ns: a.interval_secs.saturating_mul(1_000_000_000).max(1),
+                spec: None,
                 price: a.price_per_interval,
                 due_ns,
                 stage,
             },
         );
+    }
+
+    fn spawn_read(&self, job_id: JobId) -> Stage {
+        let client = self.client.clone();
+        Stage::Reading(tokio::spawn(async move {
+            read::read_job(&client, job_id).await
+        }))
     }
 
     fn spawn_fetch(&self, spec: &JobSpec) -> Stage {
@@ -546,6 +581,33 @@ impl<T: Transport + Clone> Daemon<T> {
             let mut record = self.records.remove(&id).expect("listed");
             let stage = std::mem::replace(&mut record.stage, Stage::FetchRetry(backoff()));
             record.stage = match stage {
+                Stage::Reading(task) if task.is_finished() => match task.await {
+                    Ok(Ok(spec)) => {
+                        let stage = self.spawn_fetch(&spec);
+                        record.spec = Some(spec);
+                        stage
+                    }
+                    Ok(Err(e)) if e.is_transient() => {
+                        self.metrics.call_errors.inc();
+                        warn!(job_id = id, error = %e, "reading the job; retrying");
+                        let mut b = backoff();
+                        b.failed();
+                        Stage::ReadRetry(b)
+                    }
+                    Ok(Err(e)) => {
+                        self.metrics.unreadable_replies.inc();
+                        warn!(job_id = id, error = %e,
+                            "the job can't be read; handing it back before its deadline");
+                        self.to_hand_back.insert(id, record.attempt);
+                        self.results.remove(id, record.attempt);
+                        continue;
+                    }
+                    Err(e) => {
+                        warn!(job_id = id, error = %e, "the read task failed; retrying");
+                        Stage::ReadRetry(backoff())
+                    }
+                },
+                Stage::ReadRetry(b) if b.ready() => self.spawn_read(id),
                 Stage::Fetching(task) if task.is_finished() => match task.await {
                     Ok(Ok(bytes)) => self.run_job(id, &record, bytes),
                     Ok(Err(e)) if e.is_transient() => {
@@ -564,7 +626,10 @@ impl<T: Transport + Clone> Daemon<T> {
                         Stage::FetchRetry(backoff())
                     }
                 },
-                Stage::FetchRetry(b) if b.ready() => self.spawn_fetch(&record.spec),
+                Stage::FetchRetry(b) if b.ready() => match &record.spec {
+                    Some(spec) => self.spawn_fetch(spec),
+                    None => self.spawn_read(id),
+                },
                 Stage::Running(job) if job.progress().phase == JobPhase::Finished => {
                     let report = job.wait().await;
                     info!(job_id = id, outcome = %report.outcome, fuel = report.fuel_used,
@@ -584,7 +649,10 @@ impl<T: Transport + Clone> Daemon<T> {
     }
 
     fn run_job(&self, id: JobId, record: &JobRecord, bytes: Vec<u8>) -> Stage {
-        let spec = &record.spec;
+        let Some(spec) = &record.spec else {
+            // A module is fetched only once the spec naming it was read.
+            return self.spawn_read(id);
+        };
         let job = Job {
             module: WasmModule::new(bytes),
             input: spec.input.clone(),
@@ -705,8 +773,8 @@ impl<T: Transport + Clone> Daemon<T> {
     /// The job's paid intervals (over all its assignments), if the matcher
     /// answers; only the metrics depend on it.
     async fn intervals_paid(&self, id: JobId) -> Option<u32> {
-        match self.client.get_job(id).await {
-            Ok(job) => job.map(|j| j.intervals_paid),
+        match self.client.job_view(id).await {
+            Ok(view) => view.map(|v| v.job.intervals_paid),
             Err(e) => {
                 debug!(job_id = id, error = %e, "reading the job's paid intervals");
                 None
@@ -841,13 +909,17 @@ impl<T: Transport + Clone> Daemon<T> {
                     task.abort();
                     self.to_hand_back.insert(id, record.attempt);
                 }
+                Stage::Reading(task) => {
+                    task.abort();
+                    self.to_hand_back.insert(id, record.attempt);
+                }
                 Stage::Finished { .. } => {
                     info!(
                         job_id = id,
                         "result kept in the state directory for the next start"
                     );
                 }
-                Stage::FetchRetry(_) | Stage::Holding => {
+                Stage::FetchRetry(_) | Stage::ReadRetry(_) | Stage::Holding => {
                     self.to_hand_back.insert(id, record.attempt);
                 }
             }

@@ -8,13 +8,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use candid::{Decode, Encode, Principal};
-use market_api::JobId;
 use market_api::escrow::Balance;
 use market_api::matcher::{
-    Assignment, HeartbeatAck, HeartbeatItem, Job as ApiJob, JobLimits as ApiLimits, JobSpec,
-    JobStatus, MatcherError, MatcherInit, ModuleInfo, ModuleSource, RunOutcome, SubmitResultArgs,
-    heartbeat_window_opens_ns,
+    Assignment, AssignmentPage, HeartbeatAck, HeartbeatItem, Job as ApiJob, JobChunk,
+    JobChunkRequest, JobLimits as ApiLimits, JobSpec, JobStatus, JobView, MatcherError,
+    MatcherInit, ModuleInfo, ModuleSource, RunOutcome, SubmitResultArgs, heartbeat_window_opens_ns,
 };
+use market_api::{JobId, PageRequest};
 use market_fixture::jobs::HELLO;
 use sha2::Digest;
 
@@ -57,6 +57,17 @@ struct FakeMarket {
     state: Mutex<FakeState>,
     /// Update calls to fail with a network error before answering again.
     fail_updates: AtomicU32,
+    /// Most assignments a page holds (0: one).
+    page_size: usize,
+    /// Most bytes a chunk of a job's input holds.
+    chunk_size: usize,
+    /// A job whose input chunks come with one bit flipped, as a broken or
+    /// lying answer would give them.
+    corrupt_input_of: Option<JobId>,
+    /// Listing replies still to answer with something that does not decode.
+    garbled_listings: AtomicU32,
+    /// Pages of `assignments` answered.
+    pages_read: AtomicU64,
 }
 
 impl FakeMarket {
@@ -121,21 +132,70 @@ impl FakeMarket {
                 min_slash: None,
             }),
             "assignments" => {
-                let list: Vec<Assignment> = st
+                let (_, page) = Decode!(arg, Principal, PageRequest).unwrap();
+                let garble = self
+                    .garbled_listings
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+                if garble {
+                    return Ok(Encode!(&"surprise").unwrap());
+                }
+                let start = page.start.unwrap_or(0);
+                let mut held = st
                     .jobs
-                    .iter()
+                    .range(start..)
                     .filter(|(_, j)| j.result.is_none() && !j.missed && !j.handed_back)
                     .map(|(id, j)| Assignment {
                         job_id: *id,
                         attempt: j.attempt,
-                        spec: j.spec.clone(),
                         price_per_interval: PRICE,
                         next_deadline_ns: j.due_ns + GRACE,
                         acknowledged: j.acknowledged,
                         kind: market_api::matcher::JobKind::OneOff,
-                    })
-                    .collect();
-                Encode!(&list)
+                        interval_secs: j.spec.interval_secs,
+                        intervals_paid: j.paid,
+                        input_bytes: j.spec.input.len() as u64,
+                    });
+                let assignments: Vec<Assignment> =
+                    held.by_ref().take(self.page_size.max(1)).collect();
+                let next = held.next().map(|a| a.job_id);
+                self.pages_read.fetch_add(1, Ordering::SeqCst);
+                Encode!(&AssignmentPage { assignments, next })
+            }
+            "job_view" => {
+                let id = Decode!(arg, JobId).unwrap();
+                let view = st.jobs.get(&id).map(|j| {
+                    let mut job = api_job(id, j);
+                    let input = std::mem::take(&mut job.spec.input);
+                    JobView {
+                        job,
+                        input_bytes: input.len() as u64,
+                        input_sha256: sha2::Sha256::digest(&input).into(),
+                        output_bytes: 0,
+                    }
+                });
+                Encode!(&view)
+            }
+            "job_chunk" => {
+                let req = Decode!(arg, JobChunkRequest).unwrap();
+                let reply = match st.jobs.get(&req.job_id) {
+                    Some(j) => {
+                        let mut whole = j.spec.input.clone();
+                        let sha256 = sha2::Sha256::digest(&whole).into();
+                        if self.corrupt_input_of == Some(req.job_id) {
+                            whole[0] ^= 1;
+                        }
+                        let start = (req.offset as usize).min(whole.len());
+                        let end = (start + self.chunk_size).min(whole.len());
+                        Ok(JobChunk {
+                            bytes: whole[start..end].to_vec(),
+                            total_bytes: whole.len() as u64,
+                            sha256,
+                        })
+                    }
+                    None => Err(MatcherError::UnknownJob { job_id: req.job_id }),
+                };
+                Encode!(&reply)
             }
             "heartbeat" => {
                 let items = Decode!(arg, Vec<HeartbeatItem>).unwrap();
@@ -245,27 +305,7 @@ impl FakeMarket {
             }
             "get_job" => {
                 let id = Decode!(arg, JobId).unwrap();
-                let job = st.jobs.get(&id).map(|j| ApiJob {
-                    id,
-                    owner: Principal::anonymous(),
-                    spec: j.spec.clone(),
-                    status: match &j.result {
-                        Some(r) if r.result.outcome == (RunOutcome::Exited { code: 0 }) => {
-                            JobStatus::Succeeded
-                        }
-                        Some(_) => JobStatus::Failed,
-                        None if j.acknowledged => JobStatus::Running,
-                        None => JobStatus::Assigned,
-                    },
-                    provider: Some(Principal::from_slice(&[7; 29])),
-                    price_per_interval: Some(PRICE),
-                    intervals_paid: j.paid,
-                    retries_used: 0,
-                    result: j.result.as_ref().map(|r| r.result.clone()),
-                    submitted_at_ns: 0,
-                    kind: market_api::matcher::JobKind::OneOff,
-                });
-                Encode!(&job)
+                Encode!(&st.jobs.get(&id).map(|j| api_job(id, j)))
             }
             "balance_of" => Encode!(&Balance {
                 ledger: Principal::anonymous(),
@@ -276,6 +316,28 @@ impl FakeMarket {
             other => panic!("unexpected call {other}"),
         };
         Ok(bytes.unwrap())
+    }
+}
+
+/// The matcher's view of a fake job.
+fn api_job(id: JobId, j: &FakeJob) -> ApiJob {
+    ApiJob {
+        id,
+        owner: Principal::anonymous(),
+        spec: j.spec.clone(),
+        status: match &j.result {
+            Some(r) if r.result.outcome == (RunOutcome::Exited { code: 0 }) => JobStatus::Succeeded,
+            Some(_) => JobStatus::Failed,
+            None if j.acknowledged => JobStatus::Running,
+            None => JobStatus::Assigned,
+        },
+        provider: Some(Principal::from_slice(&[7; 29])),
+        price_per_interval: Some(PRICE),
+        intervals_paid: j.paid,
+        retries_used: 0,
+        result: j.result.as_ref().map(|r| r.result.clone()),
+        submitted_at_ns: 0,
+        kind: market_api::matcher::JobKind::OneOff,
     }
 }
 
@@ -348,6 +410,18 @@ impl Harness {
     }
 
     fn new() -> Self {
+        Self::with_market(|_| {})
+    }
+
+    /// A harness whose fake matcher `tune` changes first.
+    fn with_market(tune: impl FnOnce(&mut FakeMarket)) -> Self {
+        let mut market = FakeMarket {
+            now: AtomicU64::new(1_000 * S),
+            page_size: 100,
+            chunk_size: 1 << 20,
+            ..Default::default()
+        };
+        tune(&mut market);
         let executor = Executor::new(SandboxConfig {
             concurrent_jobs: 2,
             max_job_memory_bytes: 64 << 20,
@@ -356,10 +430,7 @@ impl Harness {
         })
         .unwrap();
         Self {
-            market: Arc::new(FakeMarket {
-                now: AtomicU64::new(1_000 * S),
-                ..Default::default()
-            }),
+            market: Arc::new(market),
             state_dir: tempfile::tempdir().unwrap(),
             executor: Arc::new(executor),
             metrics: Metrics::default(),
@@ -901,4 +972,103 @@ async fn the_last_heartbeat_at_shutdown_goes_out_before_the_hand_back() {
         (2, 1, 1)
     );
     assert_eq!(h.metrics.earnings_e8s.get(), 100);
+}
+
+/// Copies stdin to stdout, 64 KiB at a time.
+const CAT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (func (export "_start")
+    (local $n i32)
+    (loop $more
+      (i32.store (i32.const 0) (i32.const 1024))
+      (i32.store (i32.const 4) (i32.const 65536))
+      (drop (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+      (local.set $n (i32.load (i32.const 8)))
+      (if (i32.gt_u (local.get $n) (i32.const 0))
+        (then
+          (i32.store (i32.const 16) (i32.const 1024))
+          (i32.store (i32.const 20) (local.get $n))
+          (drop (call $write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 24)))
+          (br $more))))))"#;
+
+/// Input of `len` bytes, different for each job.
+fn input(job_id: JobId, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i as u64 * 31 + job_id) as u8).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_every_page_of_its_jobs_and_each_input_in_chunks() {
+    let h = Harness::with_market(|m| {
+        m.page_size = 2;
+        m.chunk_size = 64 * 1024;
+    });
+    let sha = h.market.store(&wasm(CAT));
+    for id in 1..=5 {
+        let mut spec = spec(sha, 10);
+        spec.input = input(id, 200_000);
+        h.market.add_job(id, spec);
+    }
+    h.run_while(
+        Duration::from_secs(5),
+        h.until(0, "five results", |st| {
+            st.jobs.values().all(|j| j.result.is_some())
+        }),
+    )
+    .await;
+    let st = h.market.state.lock().unwrap();
+    for (id, j) in &st.jobs {
+        let r = &j.result.as_ref().expect("a result").result;
+        assert_eq!(r.outcome, RunOutcome::Exited { code: 0 });
+        assert!(
+            r.output == input(*id, 200_000),
+            "job {id} ran on its whole input"
+        );
+        assert!(!j.missed, "job {id} missed a deadline");
+    }
+    assert!(h.market.pages_read.load(Ordering::SeqCst) >= 3);
+    assert_eq!(h.metrics.unreadable_replies.get(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_input_fails_its_hash_is_handed_back_and_the_others_run() {
+    let h = Harness::with_market(|m| m.corrupt_input_of = Some(1));
+    let sha = h.market.store(&wasm(HELLO));
+    let mut bad = spec(sha, 10);
+    bad.input = input(1, 1_000);
+    h.market.add_job(1, bad);
+    h.market.add_job(2, spec(sha, 10));
+    h.run_while(
+        Duration::from_secs(5),
+        h.until(0, "job 1 handed back, job 2's result", |st| {
+            st.jobs[&1].handed_back && st.jobs[&2].result.is_some()
+        }),
+    )
+    .await;
+    let st = h.market.state.lock().unwrap();
+    assert!(st.jobs[&1].result.is_none(), "nothing was run on bad bytes");
+    assert!(!st.jobs[&1].missed && !st.jobs[&2].missed);
+    assert!(h.metrics.unreadable_replies.get() >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_it_cannot_read_is_counted_and_its_jobs_keep_heartbeating() {
+    let h = Harness::with_market(|m| m.garbled_listings = AtomicU32::new(u32::MAX));
+    h.job_1(SPIN);
+    // The first listing is read; every later one is garbled.
+    h.market.garbled_listings.store(0, Ordering::SeqCst);
+    let summary = h
+        .run_while(Duration::from_millis(10), async {
+            h.until_job_1_is_acknowledged().await;
+            h.market.garbled_listings.store(u32::MAX, Ordering::SeqCst);
+            // Three intervals of 10 s pass with no listing read.
+            h.until(S / 2, "three paid intervals", |st| st.jobs[&1].paid >= 3)
+                .await;
+        })
+        .await;
+    let st = h.market.state.lock().unwrap();
+    assert!(!st.jobs[&1].missed, "a deadline was missed");
+    assert!(summary.heartbeats_accepted >= 4);
+    assert!(h.metrics.unreadable_replies.get() >= 1);
 }
