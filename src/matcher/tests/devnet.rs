@@ -279,7 +279,8 @@ fn job_matched_at_once_heartbeats_pay_and_result_settles() {
         (a[0].job_id, a[0].attempt, a[0].acknowledged),
         (id, 1, false)
     );
-    assert_eq!(a[0].spec.input, b"input");
+    assert_eq!(a[0].input_bytes, 5);
+    assert_eq!(net.net.job_to_run(id).unwrap().input, b"input");
 
     assert!(accepted(&net.heartbeat(1, id, 1)), "acknowledges");
     assert_eq!(net.job(id).status, JobStatus::Running);
