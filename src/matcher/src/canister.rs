@@ -10,11 +10,11 @@ use candid::Principal;
 // `export_service!` names the types of every entry point, the SNS ones too.
 use market_api::escrow::WithdrawArgs;
 use market_api::matcher::{
-    Assignment, AssignmentPage, BookDepth, CancelReservationArgs, DaoRegistration,
-    ExtendReservationArgs, HeartbeatAck, HeartbeatItem, Job, JobChunk, JobChunkRequest, JobSpec,
-    JobView, MatcherError, MatcherEvent, MatcherInit, ModuleInfo, ModuleUpload, Offer, OfferSpec,
-    OutputChunk, Reservation, ReservationId, ReservationSpec, ReservedJobArgs, SetDelegatesArgs,
-    Sha256, SubmitResultArgs, Trade,
+    AssignmentPage, BookDepth, CancelReservationArgs, DaoRegistration, ExtendReservationArgs,
+    HeartbeatAck, HeartbeatItem, Job, JobChunk, JobChunkRequest, JobSpec, JobView, MatcherError,
+    MatcherEvent, MatcherInit, ModuleInfo, ModuleUpload, Offer, OfferSpec, OutputChunk,
+    Reservation, ReservationId, ReservationSpec, ReservedJobArgs, SetDelegatesArgs, Sha256,
+    SubmitResultArgs, Trade,
 };
 use market_api::{
     EventPage, HttpRequest, HttpResponse, JobId, OfferId, PageRequest, StandardRecord,
