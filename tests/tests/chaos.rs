@@ -750,16 +750,30 @@ impl World {
         CHECKS.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Records the assignments the matcher holds now.
+    /// Records the assignments the matcher holds now. A job in a reserved
+    /// slot is paid nothing of its own, but answers for a missed deadline
+    /// at the price of the slot it runs in (held by the same provider).
     fn observe_assignments(&mut self) {
         for p in 0..PROVIDERS {
-            for a in self.assignments(p) {
+            let held = self.assignments(p);
+            let slot_price = |reservation: u64| {
+                held.iter().find_map(|s| match s.kind {
+                    JobKind::ReservedSlot { reservation: r, .. } if r == reservation => {
+                        Some(s.price_per_interval)
+                    }
+                    _ => None,
+                })
+            };
+            for a in &held {
+                let price = match a.kind {
+                    JobKind::InReservation { reservation } => {
+                        slot_price(reservation).unwrap_or(a.price_per_interval)
+                    }
+                    _ => a.price_per_interval,
+                };
                 self.assigned.insert(
                     (a.job_id, a.attempt),
-                    (
-                        provider(p),
-                        a.price_per_interval * Tokens::from(SLASH_MULTIPLE),
-                    ),
+                    (provider(p), price * Tokens::from(SLASH_MULTIPLE)),
                 );
             }
         }

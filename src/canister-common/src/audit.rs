@@ -45,6 +45,16 @@ pub struct Chunk<C> {
     pub next: Option<C>,
 }
 
+/// Runs a whole pass at once (tests, and checks with nothing to bound):
+/// `pass` is a chunk with no budget from the start; the first broken
+/// record it reports, if any.
+pub fn whole_pass<C>(pass: impl FnOnce(&mut Vec<String>) -> Chunk<C>) -> Result<(), String> {
+    let mut broken = Vec::new();
+    let chunk = pass(&mut broken);
+    debug_assert!(chunk.next.is_none());
+    broken.into_iter().next().map_or(Ok(()), Err)
+}
+
 /// A pass over a canister's records in bounded chunks, and what the passes
 /// found. `C` is the canister's cursor: where the running pass goes on and
 /// anything it accumulates (running sums). Heap state only.

@@ -602,13 +602,7 @@ impl State {
     /// account == liabilities, once no ledger call is pending) needs the
     /// ledger and is checked by the tests.
     pub fn check_invariants(&self) -> Result<(), String> {
-        let mut broken = Vec::new();
-        let chunk = self.audit_chunk(None, usize::MAX, &mut broken);
-        debug_assert!(chunk.next.is_none());
-        match broken.into_iter().next() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        canister_common::audit::whole_pass(|broken| self.audit_chunk(None, usize::MAX, broken))
     }
 
     /// The checks of [`State::check_invariants`] over at most `budget`

@@ -412,13 +412,7 @@ impl<M: Memory> Market<M> {
     /// every pending deadline names an existing job. The work is bounded
     /// by the unfinished jobs, not by all jobs ever.
     pub fn check_invariants(&self) -> Result<(), String> {
-        let mut broken = Vec::new();
-        let chunk = self.audit_chunk(None, usize::MAX, &mut broken);
-        debug_assert!(chunk.next.is_none());
-        match broken.into_iter().next() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        canister_common::audit::whole_pass(|broken| self.audit_chunk(None, usize::MAX, broken))
     }
 
     /// The checks of [`Market::check_invariants`] over at most `budget`

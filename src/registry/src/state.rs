@@ -572,13 +572,7 @@ impl State {
     /// each provider's node indexed to it, each pending transfer's
     /// provider known.
     pub fn check_invariants(&self) -> Result<(), String> {
-        let mut broken = Vec::new();
-        let chunk = self.audit_chunk(None, usize::MAX, &mut broken);
-        debug_assert!(chunk.next.is_none());
-        match broken.into_iter().next() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        canister_common::audit::whole_pass(|broken| self.audit_chunk(None, usize::MAX, broken))
     }
 
     /// The checks of [`State::check_invariants`] over at most `budget`

@@ -82,6 +82,24 @@ pub fn assert_did_matches(generated: &str, did_path: &str) {
     }
 }
 
+/// Checks that `ruled` (the methods a canister's ingress filter has a rule
+/// for) are exactly the update methods of the `.did` file at `did_path`.
+pub fn assert_updates_are(did_path: &str, ruled: &[&str]) {
+    let did = std::fs::read_to_string(did_path).expect("read the .did file");
+    let mut updates: Vec<String> = did_methods(&did)
+        .into_iter()
+        .filter(|(_, query)| !query)
+        .map(|(name, _)| name)
+        .collect();
+    updates.sort();
+    let mut ruled: Vec<String> = ruled.iter().map(|m| m.to_string()).collect();
+    ruled.sort();
+    assert_eq!(
+        ruled, updates,
+        "ingress rules against the update methods of {did_path}"
+    );
+}
+
 /// (method name, is a query) for each method of the service in `did`.
 pub fn did_methods(did: &str) -> Vec<(String, bool)> {
     let (env, service) = candid_parser::utils::CandidSource::Text(did)
