@@ -20,19 +20,6 @@ impl Devnet {
         Ok(decode_one(&bytes)?)
     }
 
-    /// An update call with one Candid argument and one Candid result, sent
-    /// as the canister `sender` would (no `canister_inspect_message`).
-    pub fn update_from_canister<A: CandidType, R: CandidType + DeserializeOwned>(
-        &mut self,
-        canister: Principal,
-        sender: Principal,
-        method: &str,
-        arg: &A,
-    ) -> Result<R, CallError> {
-        let bytes = self.call_from_canister(canister, sender, method, encode_one(arg)?)?;
-        Ok(decode_one(&bytes)?)
-    }
-
     /// A query with one Candid argument and one Candid result.
     pub fn query<A: CandidType, R: CandidType + DeserializeOwned>(
         &mut self,
