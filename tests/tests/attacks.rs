@@ -62,6 +62,17 @@ fn heartbeat(net: &MarketFixture, from: Principal, job_id: JobId, attempt: u32) 
     acks.remove(0)
 }
 
+/// `from` reports a forged result for attempt 1 of `job`.
+fn report_forged(net: &MarketFixture, from: Principal, job: JobId) -> Result<(), MatcherError> {
+    let args = SubmitResultArgs {
+        job_id: job,
+        attempt: 1,
+        result: result(),
+    };
+    net.update(net.ids.matcher, from, "submit_result", &args)
+        .unwrap()
+}
+
 fn result() -> JobResult {
     JobResult {
         outcome: RunOutcome::Exited { code: 0 },
@@ -120,18 +131,7 @@ fn a_rotated_out_node_key_can_no_longer_act_for_its_provider() {
         ),
         ack => panic!("the old node key still heartbeats for the provider: {ack:?}"),
     }
-    let r: Result<(), MatcherError> = net
-        .update(
-            net.ids.matcher,
-            stolen,
-            "submit_result",
-            &SubmitResultArgs {
-                job_id: job,
-                attempt: 1,
-                result: result(),
-            },
-        )
-        .unwrap();
+    let r: Result<(), MatcherError> = report_forged(&net, stolen, job);
     assert!(
         matches!(r, Err(MatcherError::Unauthorized { .. })),
         "the old node key reported a result: {r:?}"
@@ -551,18 +551,7 @@ fn a_provider_without_stake_is_not_paid_and_its_offers_leave_the_book() {
     let job = r.expect("submit_job");
 
     let ack = heartbeat(&net, node(1), job, 1);
-    let reported: Result<(), MatcherError> = net
-        .update(
-            net.ids.matcher,
-            node(1),
-            "submit_result",
-            &SubmitResultArgs {
-                job_id: job,
-                attempt: 1,
-                result: result(),
-            },
-        )
-        .unwrap();
+    let reported: Result<(), MatcherError> = report_forged(&net, node(1), job);
     net.devnet().clear_faults();
     net.settle_outbox();
 
