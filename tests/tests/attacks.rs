@@ -691,6 +691,7 @@ fn one_principal_cannot_pin_the_module_store() {
 /// retention period; its events stay.
 #[test]
 fn submit_and_cancel_loops_leave_no_lasting_storage() {
+    use market_api::escrow::{EscrowEvent, JobLock};
     use market_api::matcher::{
         FINISHED_JOB_RETENTION_SECS, Job, MAX_ARG_LEN, MAX_ARGS, MAX_INPUT_BYTES, MatcherEvent,
     };
@@ -748,6 +749,24 @@ fn submit_and_cancel_loops_leave_no_lasting_storage() {
         .query(net.ids.matcher, "get_events", &PageRequest::default())
         .unwrap();
     assert!(page.total >= 2 * ROUNDS as u64, "{} events", page.total);
+    // So are their locks in the escrow, and their events stay there too.
+    for job in [jobs[0], jobs[ROUNDS - 1]] {
+        let lock: Option<JobLock> = net
+            .query(net.ids.escrow, "get_lock", &format!("job/{job}"))
+            .unwrap();
+        assert_eq!(lock, None, "the lock of job {job} outlived its retention");
+    }
+    let metrics = net.metrics(net.ids.escrow).unwrap();
+    let locks = market_fixture::metrics::metric_value(&metrics, "escrow_locks").unwrap();
+    assert_eq!(locks, 0.0, "the escrow still keeps {locks} settled locks");
+    let page: EventPage<EscrowEvent> = net
+        .query(net.ids.escrow, "get_events", &PageRequest::default())
+        .unwrap();
+    assert!(
+        page.total >= 2 * ROUNDS as u64,
+        "{} escrow events",
+        page.total
+    );
 }
 
 /// Instructions the last upgrade of `canister` took: its `pre_upgrade`

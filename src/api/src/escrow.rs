@@ -15,6 +15,11 @@ use serde::Serialize;
 /// Most ledgers the escrow accepts at once.
 pub const MAX_LEDGERS: usize = 32;
 
+/// How long a settled lock (and its release records) is kept before the
+/// escrow deletes it: as long as the matcher keeps the finished job, so a
+/// job's lock can be read as long as the job can. Its events stay.
+pub const SETTLED_LOCK_RETENTION_SECS: u64 = crate::matcher::FINISHED_JOB_RETENTION_SECS;
+
 /// Init and upgrade argument of the escrow canister.
 #[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct EscrowInit {

@@ -3,6 +3,10 @@
 //! providers' claimable balances (`release`) and returns the rest to the
 //! buyer at the end (`settle`).
 //!
+//! A settled lock is deleted with its release records once
+//! [`SETTLED_LOCK_RETENTION_SECS`](market_api::escrow::SETTLED_LOCK_RETENTION_SECS)
+//! have passed (see `State::prune_settled_locks`); its events stay.
+//!
 //! None of these calls a ledger: they only move value between internal
 //! balances, atomically within one message. Each is idempotent on its key:
 //! repeating a call with the same key and terms answers the same lock and
@@ -291,6 +295,7 @@ pub fn settle(
         b.unlock(refund);
         b.credit_free(refund);
     });
+    state.index_settled(&args.job_key, now);
     Ok(store(
         state,
         &args.job_key,

@@ -21,3 +21,7 @@ pub const NEXT_OP_ID: MemoryId = MemoryId::new(8);
 /// Scans of ledgers' blocks for pending operations past their
 /// deduplication window: (owner, ledger) -> where the scan stands.
 pub const BLOCK_SCANS: MemoryId = MemoryId::new(9);
+/// Settled locks by when they were settled: (settled at, ns; job key) ->
+/// (), so that [`crate::state::State::prune_settled_locks`] finds those
+/// past their retention in order.
+pub const SETTLED_LOCKS: MemoryId = MemoryId::new(10);

@@ -27,8 +27,13 @@ pub fn encode(state: &State, now_ns: u64) -> String {
     );
     page.gauge(
         "escrow_locks",
-        "Job locks ever made, settled ones included.",
+        "Job locks kept: open ones, and settled ones until their retention ends.",
         state.lock_count().into(),
+    );
+    page.gauge(
+        "escrow_settled_locks",
+        "Settled locks waiting for their retention to end before they are deleted.",
+        state.settled_lock_count().into(),
     );
     page.gauge(
         "escrow_pending_operations",

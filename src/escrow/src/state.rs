@@ -18,6 +18,7 @@ use ic_stable_structures::storable::Blob;
 use ic_stable_structures::{Cell, StableBTreeMap};
 use market_api::escrow::{
     Balance, EscrowEvent, EscrowInit, JobLock, LedgerInfo, MAX_LEDGERS, PendingOperation,
+    SETTLED_LOCK_RETENTION_SECS,
 };
 use market_api::{MAX_OP_KEY_LEN, Principal, Tokens};
 use serde::{Deserialize, Serialize};
@@ -205,6 +206,8 @@ pub struct State {
     balances: StableBTreeMap<Key, Cbor<BalanceRecord>, Memory>,
     locks: StableBTreeMap<String, Cbor<LockRecord>, Memory>,
     releases: StableBTreeMap<(JobKeyBlob, u64), Cbor<ReleaseRecord>, Memory>,
+    /// Settled locks by settle time, for pruning.
+    settled_locks: StableBTreeMap<(u64, JobKeyBlob), (), Memory>,
     pending: StableBTreeMap<Key, Cbor<PendingOperation>, Memory>,
     next_op_id: Cell<u64, Memory>,
     /// Where the scan of the ledger's blocks stands for a pending operation
@@ -315,6 +318,7 @@ impl State {
             balances: StableBTreeMap::init(get(memory::BALANCES)),
             locks: StableBTreeMap::init(get(memory::LOCKS)),
             releases: StableBTreeMap::init(get(memory::RELEASES)),
+            settled_locks: StableBTreeMap::init(get(memory::SETTLED_LOCKS)),
             pending: StableBTreeMap::init(get(memory::PENDING)),
             next_op_id: Cell::init(get(memory::NEXT_OP_ID), 0),
             block_scans: StableBTreeMap::init(get(memory::BLOCK_SCANS)),
@@ -508,9 +512,60 @@ impl State {
         self.locks.insert(job_key.to_string(), Cbor(lock));
     }
 
-    /// Number of locks ever made (settled ones included).
+    /// Number of locks kept: open ones, and settled ones until their
+    /// retention ends.
     pub fn lock_count(&self) -> u64 {
         self.locks.len()
+    }
+
+    /// Records that the lock of `job_key` was settled at `now_ns`: it is
+    /// deleted [`SETTLED_LOCK_RETENTION_SECS`] later.
+    pub fn index_settled(&mut self, job_key: &str, now_ns: u64) {
+        self.settled_locks
+            .insert((now_ns, job_key_blob(job_key)), ());
+    }
+
+    /// Deletes up to `budget` settled locks whose retention has ended at
+    /// `now_ns`, with their release records (their events stay). A lock
+    /// holds nothing once settled, so no balance changes. Returns how many
+    /// were deleted.
+    ///
+    /// No retried call can need them: the matcher settles a lock only after
+    /// every step before it is done, and forgets the job itself after the
+    /// same retention. A `release` or `settle` for a deleted lock answers
+    /// `UnknownJob`.
+    pub fn prune_settled_locks(&mut self, now_ns: u64, budget: usize) -> usize {
+        let retention = SETTLED_LOCK_RETENTION_SECS.saturating_mul(1_000_000_000);
+        let due: Vec<(u64, JobKeyBlob)> = self
+            .settled_locks
+            .keys()
+            .take_while(|(at, _)| now_ns.saturating_sub(*at) >= retention)
+            .take(budget)
+            .collect();
+        for entry in &due {
+            self.settled_locks.remove(entry);
+            let blob = entry.1;
+            let job_key = String::from_utf8_lossy(blob.as_slice()).into_owned();
+            if let Some(Cbor(old)) = self.locks.remove(&job_key)
+                && let Some(c) = self.audit.cursor_mut()
+                && c.lock_read(&job_key)
+            {
+                c.sub_lock(&old);
+            }
+            let seqs: Vec<(JobKeyBlob, u64)> = self
+                .releases
+                .keys_range((blob, 0)..=(blob, u64::MAX))
+                .collect();
+            for key in seqs {
+                self.releases.remove(&key);
+            }
+        }
+        due.len()
+    }
+
+    /// Number of settled locks waiting for their retention to end.
+    pub fn settled_lock_count(&self) -> u64 {
+        self.settled_locks.len()
     }
 
     /// The release done under (job key, seq), if any.

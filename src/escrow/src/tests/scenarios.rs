@@ -164,6 +164,57 @@ fn lock_release_settle_with_retries_of_each_key() {
 }
 
 #[test]
+fn settled_locks_are_deleted_after_their_retention_and_their_events_stay() {
+    use market_api::escrow::SETTLED_LOCK_RETENTION_SECS;
+    const S: u64 = 1_000_000_000;
+    let env = Env::new();
+    env.deposit(p(A), l1(), 1_000_000).unwrap();
+    env.lock("job/1", p(A), l1(), 300_000).unwrap();
+    env.release("job/1", 0, p(PROV), 100_000).unwrap();
+    env.release("job/1", 1, p(PROV), 100_000).unwrap();
+    env.settle("job/1").unwrap();
+    env.lock("job/2", p(A), l1(), 200_000).unwrap();
+    let events = read_state(|s| s.events.len());
+    let prune = |env: &Env| {
+        let now = env.rt_now();
+        mutate_state(|s| s.prune_settled_locks(now, 10))
+    };
+
+    // A pass of the audit under way when the lock goes must still add up.
+    mutate_state(|s| s.run_audit_chunk(env.rt_now(), 1, |line| panic!("{line}")));
+    env.rt.advance(SETTLED_LOCK_RETENTION_SECS * S - 1);
+    assert_eq!(prune(&env), 0, "deleted before its retention ended");
+    assert!(read_state(|s| s.lock("job/1")).is_some());
+    env.rt.advance(1);
+    assert_eq!(prune(&env), 1);
+    assert_eq!(prune(&env), 0);
+    assert_eq!(read_state(|s| s.lock("job/1")), None);
+    assert_eq!(read_state(|s| s.release_record("job/1", 0)), None);
+    assert_eq!(read_state(|s| s.release_record("job/1", 1)), None);
+    assert_eq!(read_state(|s| s.settled_lock_count()), 0);
+    // The open lock stays, whatever its age; the events stay.
+    assert_eq!(
+        read_state(|s| s.lock("job/2")).map(|l| l.total),
+        Some(200_000)
+    );
+    assert_eq!(read_state(|s| s.events.len()), events);
+    for _ in 0..10 {
+        mutate_state(|s| s.run_audit_chunk(env.rt_now(), 1, |line| panic!("{line}")));
+    }
+    // Late calls for the deleted lock move nothing.
+    let unknown = Err(EscrowError::UnknownJob {
+        job_key: "job/1".into(),
+    });
+    assert_eq!(env.settle("job/1"), unknown);
+    assert_eq!(env.release("job/1", 2, p(PROV), 1), unknown);
+    assert_eq!(env.claimable(p(PROV), l1()), 200_000);
+    assert_eq!(env.free(p(A), l1()), 600_000);
+    env.upgrade();
+    env.settle("job/2").unwrap();
+    env.settle_all_and_check();
+}
+
+#[test]
 fn lock_errors_are_clear() {
     let env = Env::new();
     env.deposit(p(A), l1(), 1_000).unwrap();
