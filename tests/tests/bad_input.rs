@@ -97,27 +97,8 @@ struct Service {
 }
 
 fn service(name: &str) -> Service {
-    let path = market_artifacts::did_path(name);
-    let did = std::fs::read_to_string(&path).unwrap();
-    let (env, actor) = candid_parser::utils::CandidSource::Text(&did)
-        .load()
-        .expect(".did parses");
-    let actor = actor.expect(".did has a service");
-    let methods = env
-        .as_service(&actor)
-        .expect("service type")
-        .iter()
-        .map(|(method, ty)| {
-            let func = env.as_func(ty).expect("method type");
-            let query = func.modes.iter().any(|m| {
-                matches!(
-                    m,
-                    candid::types::FuncMode::Query | candid::types::FuncMode::CompositeQuery
-                )
-            });
-            (method.clone(), query, func.rets.clone())
-        })
-        .collect();
+    let did = std::fs::read_to_string(market_artifacts::did_path(name)).unwrap();
+    let (env, methods) = market_artifacts::did_service(&did);
     Service { env, methods }
 }
 

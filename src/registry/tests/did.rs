@@ -1,15 +1,4 @@
-#[test]
-fn candid_interface_matches_checked_in_did() {
-    market_artifacts::assert_did_matches(
-        &registry::candid_interface(),
-        concat!(env!("CARGO_MANIFEST_DIR"), "/registry.did"),
-    );
-}
-
-#[test]
-fn every_update_method_has_one_ingress_rule() {
-    market_artifacts::assert_updates_are(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/registry.did"),
-        &canister_common::ingress::methods(registry::ingress::RULES),
-    );
-}
+market_artifacts::canister_interface_tests!(
+    registry,
+    &canister_common::ingress::methods(registry::ingress::RULES)
+);

@@ -3,6 +3,8 @@
 //! the workload modules `scripts/build-workloads.sh` writes, and the check
 //! of a canister's `.did` file against its code.
 
+use candid::TypeEnv;
+use candid::types::Type;
 use std::path::PathBuf;
 
 /// The repository's root directory.
@@ -100,13 +102,59 @@ pub fn assert_updates_are(did_path: &str, ruled: &[&str]) {
     );
 }
 
+/// Declares a canister crate's two interface tests: the Candid interface
+/// its code exports (`$canister::candid_interface()`) is the checked-in
+/// `$canister.did` beside its `Cargo.toml`, and `$ruled` (the methods its
+/// ingress filter has a rule for) are exactly that file's update methods.
+#[macro_export]
+macro_rules! canister_interface_tests {
+    ($canister:ident, $ruled:expr) => {
+        #[test]
+        fn candid_interface_matches_checked_in_did() {
+            $crate::assert_did_matches(
+                &$canister::candid_interface(),
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/",
+                    stringify!($canister),
+                    ".did"
+                ),
+            );
+        }
+
+        #[test]
+        fn every_update_method_has_one_ingress_rule() {
+            $crate::assert_updates_are(
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/",
+                    stringify!($canister),
+                    ".did"
+                ),
+                $ruled,
+            );
+        }
+    };
+}
+
 /// (method name, is a query) for each method of the service in `did`.
 pub fn did_methods(did: &str) -> Vec<(String, bool)> {
+    let (_, methods) = did_service(did);
+    methods
+        .into_iter()
+        .map(|(name, query, _)| (name, query))
+        .collect()
+}
+
+/// The type environment of the service in `did` and, for each of its
+/// methods, (name, is a query, result types).
+pub fn did_service(did: &str) -> (TypeEnv, Vec<(String, bool, Vec<Type>)>) {
     let (env, service) = candid_parser::utils::CandidSource::Text(did)
         .load()
         .expect(".did parses");
     let service = service.expect(".did has a service");
-    env.as_service(&service)
+    let methods = env
+        .as_service(&service)
         .expect("service type")
         .iter()
         .map(|(name, ty)| {
@@ -117,7 +165,8 @@ pub fn did_methods(did: &str) -> Vec<(String, bool)> {
                     candid::types::FuncMode::Query | candid::types::FuncMode::CompositeQuery
                 )
             });
-            (name.clone(), query)
+            (name.clone(), query, func.rets.clone())
         })
-        .collect()
+        .collect();
+    (env, methods)
 }
