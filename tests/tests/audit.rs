@@ -5,7 +5,10 @@
 //! missed, lock a buyer's funds for a job the matcher doesn't have. Each
 //! time the audit, which passed just before, names the fault.
 
+mod cast;
+
 use candid::Principal;
+use cast::{buyer, node, provider};
 use market_api::escrow::{EscrowError, EscrowInit, JobLock, LockArgs, NotifyDepositArgs};
 use market_api::matcher::{Job, JobStatus, MatcherError, OfferSpec};
 use market_api::registry::{
@@ -16,12 +19,6 @@ use market_fixture::{ICP, MarketFixture, Settings, admin, principal};
 
 const PRICE: Tokens = 1_000_000;
 
-fn buyer() -> Principal {
-    principal(1)
-}
-fn provider() -> Principal {
-    principal(101)
-}
 /// Who the controller wrongly names as the matcher.
 fn impostor() -> Principal {
     principal(0x51)
@@ -33,8 +30,7 @@ fn slashed_job() -> (MarketFixture, JobId) {
     let net = MarketFixture::deploy(Settings::default()).expect("deploy");
     net.mint(buyer(), 100 * ICP).unwrap();
     net.deposit(buyer(), 50 * ICP).unwrap();
-    net.onboard_provider(provider(), principal(201), 50 * ICP)
-        .unwrap();
+    net.onboard_provider(provider(), node(), 50 * ICP).unwrap();
     net.post_offer(
         provider(),
         &OfferSpec {

@@ -9,8 +9,11 @@
 //! deliveries are as before, the conservation audit passes, and the
 //! marketplace still works afterwards.
 
+mod cast;
+
 use candid::types::{Label, Type};
 use candid::{IDLValue, Nat, Principal, TypeEnv};
+use cast::{buyer, node, provider};
 use market_api::escrow::{DepositArgs, EscrowError, NotifyDepositArgs, WithdrawArgs};
 use market_api::matcher::{
     ExtendReservationArgs, HeartbeatAck, HeartbeatItem, JobLimits, JobResult, JobSpec,
@@ -23,15 +26,6 @@ use market_fixture::ledger_types::{ApproveArgs, ListBlocksArgs, TransferArg, tra
 use market_fixture::metrics::without_timestamps;
 use market_fixture::{ICP, MarketFixture, Settings, account, principal};
 
-fn buyer() -> Principal {
-    principal(1)
-}
-fn provider() -> Principal {
-    principal(101)
-}
-fn node() -> Principal {
-    principal(201)
-}
 /// The example client's controller.
 fn developer() -> Principal {
     principal(77)

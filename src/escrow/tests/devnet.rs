@@ -25,33 +25,15 @@ use market_fixture::metrics::metric_value;
 
 const FEE: Tokens = 10_000;
 
-fn p(n: u8) -> Principal {
+const fn p(n: u8) -> Principal {
     Principal::from_slice(&[n; 29])
 }
-fn admin() -> Principal {
-    p(0xAD)
-}
-fn matcher() -> Principal {
-    p(0x3A)
-}
-fn buyer() -> Principal {
-    p(1)
-}
-fn buyer2() -> Principal {
-    p(2)
-}
-fn provider() -> Principal {
-    p(101)
-}
-fn payer() -> Principal {
-    p(0xDA)
-}
-fn acct(owner: Principal) -> Account {
-    Account {
-        owner,
-        subaccount: None,
-    }
-}
+const ADMIN: Principal = p(0xAD);
+const MATCHER: Principal = p(0x3A);
+const BUYER: Principal = p(1);
+const BUYER2: Principal = p(2);
+const PROVIDER: Principal = p(101);
+const PAYER: Principal = p(0xDA);
 
 type R<T> = Result<T, EscrowError>;
 
@@ -64,29 +46,29 @@ struct Net {
 impl Net {
     fn new() -> Net {
         let mut dn = Devnet::new();
-        let initial = [buyer(), buyer2(), provider(), payer()]
+        let initial = [BUYER, BUYER2, PROVIDER, PAYER]
             .into_iter()
-            .map(|o| (acct(o), 100_000_000))
+            .map(|o| (Account::from(o), 100_000_000))
             .collect();
         let ledger = dn
             .deploy(
-                admin(),
+                ADMIN,
                 &market_artifacts::canister_wasm("ledger"),
-                &local_icp(FEE, acct(p(0xEE)), initial),
+                &local_icp(FEE, Account::from(p(0xEE)), initial),
             )
             .expect("install ledger");
         let escrow = dn
             .deploy(
-                admin(),
+                ADMIN,
                 &market_artifacts::canister_wasm("escrow"),
                 &EscrowInit {
-                    matcher: Some(matcher()),
+                    matcher: Some(MATCHER),
                     ledgers: vec![],
                 },
             )
             .expect("install escrow");
         let mut net = Net { dn, ledger, escrow };
-        let info: R<LedgerInfo> = net.call(admin(), "add_ledger", &ledger);
+        let info: R<LedgerInfo> = net.call(ADMIN, "add_ledger", &ledger);
         assert_eq!(info.unwrap().fee, Some(FEE));
         net
     }
@@ -95,8 +77,8 @@ impl Net {
     /// and deposited `deposited`.
     fn with_deposit(approved: Tokens, deposited: Tokens) -> Net {
         let mut net = Net::new();
-        net.approve(buyer(), approved);
-        net.deposit(buyer(), deposited).unwrap();
+        net.approve(BUYER, approved);
+        net.deposit(BUYER, deposited).unwrap();
         net
     }
 
@@ -117,14 +99,14 @@ impl Net {
         arg: &A,
     ) -> T {
         self.dn
-            .query(self.escrow, admin(), method, arg)
+            .query(self.escrow, ADMIN, method, arg)
             .unwrap_or_else(|e| panic!("{method}: {e}"))
     }
 
     fn ledger_balance(&mut self, a: Account) -> Tokens {
         let n: Nat = self
             .dn
-            .query(self.ledger, admin(), "icrc1_balance_of", &a)
+            .query(self.ledger, ADMIN, "icrc1_balance_of", &a)
             .unwrap();
         u128::try_from(&n.0).unwrap()
     }
@@ -136,7 +118,7 @@ impl Net {
                 self.ledger,
                 owner,
                 "icrc2_approve",
-                &approve_args(acct(self.escrow), amount),
+                &approve_args(Account::from(self.escrow), amount),
             )
             .unwrap();
         assert!(r.is_ok());
@@ -157,7 +139,7 @@ impl Net {
             .dn
             .update(
                 self.ledger,
-                payer(),
+                PAYER,
                 "icrc1_transfer",
                 &transfer_arg(to, amount),
             )
@@ -174,14 +156,14 @@ impl Net {
 
     fn notify(&mut self, beneficiary: Principal) -> R<Tokens> {
         let args = self.notify_args(beneficiary);
-        self.call(payer(), "notify_deposit", &args)
+        self.call(PAYER, "notify_deposit", &args)
     }
 
     fn withdraw(&mut self, user: Principal, amount: Tokens, to: Principal) -> R<Tokens> {
         let args = WithdrawArgs {
             ledger: self.ledger,
             amount,
-            to: acct(to),
+            to: Account::from(to),
         };
         self.call(user, "withdraw", &args)
     }
@@ -191,7 +173,7 @@ impl Net {
             owner,
             ledger: self.ledger,
         };
-        self.call(payer(), "reconcile", &args)
+        self.call(PAYER, "reconcile", &args)
     }
 
     fn lock(&mut self, key: &str, buyer: Principal, amount: Tokens) -> R<JobLock> {
@@ -201,22 +183,22 @@ impl Net {
             ledger: self.ledger,
             amount,
         };
-        self.call(matcher(), "lock", &args)
+        self.call(MATCHER, "lock", &args)
     }
 
     fn release(&mut self, key: &str, seq: u64, amount: Tokens) -> R<JobLock> {
         let args = ReleaseArgs {
             job_key: key.into(),
             seq,
-            provider: provider(),
+            provider: PROVIDER,
             amount,
         };
-        self.call(matcher(), "release", &args)
+        self.call(MATCHER, "release", &args)
     }
 
     fn settle(&mut self, key: &str) -> R<JobLock> {
         self.call(
-            matcher(),
+            MATCHER,
             "settle",
             &SettleArgs {
                 job_key: key.into(),
@@ -227,7 +209,7 @@ impl Net {
     fn balance(&mut self, owner: Principal) -> Balance {
         let ledger = self.ledger;
         self.dn
-            .query_args::<_, (Balance,)>(self.escrow, admin(), "balance_of", (owner, ledger))
+            .query_args::<_, (Balance,)>(self.escrow, ADMIN, "balance_of", (owner, ledger))
             .unwrap()
             .0
     }
@@ -268,10 +250,10 @@ impl Net {
     /// The escrow's main account holds exactly what it owes, nothing pending.
     fn check_books(&mut self) {
         assert_eq!(self.pending(), vec![], "no ledger call should be pending");
-        let main = self.ledger_balance(acct(self.escrow));
+        let main = self.ledger_balance(Account::from(self.escrow));
         let owed = self.liabilities();
         assert_eq!(main, owed, "escrow main account vs liabilities");
-        let sum: Tokens = [buyer(), buyer2(), provider()]
+        let sum: Tokens = [BUYER, BUYER2, PROVIDER]
             .into_iter()
             .map(|o| {
                 let b = self.balance(o);
@@ -296,7 +278,7 @@ impl Net {
     }
 
     fn assert_matcher_only<A: CandidType>(&mut self, method: &str, arg: &A) {
-        for caller in [Principal::anonymous(), buyer(), admin()] {
+        for caller in [Principal::anonymous(), BUYER, ADMIN] {
             let r: R<candid::Reserved> = self.refused_ingress(caller, method, arg);
             assert!(
                 matches!(
@@ -321,7 +303,7 @@ fn unknown<T: std::fmt::Debug>(r: &R<T>) -> bool {
 #[test]
 fn pull_deposit_with_and_without_approval() {
     let mut net = Net::new();
-    let r = net.deposit(buyer(), 1_000_000);
+    let r = net.deposit(BUYER, 1_000_000);
     assert!(
         matches!(
             r,
@@ -329,13 +311,13 @@ fn pull_deposit_with_and_without_approval() {
         ),
         "{r:?}"
     );
-    assert_eq!(net.balance(buyer()).free, 0);
-    net.approve(buyer(), 1_000_000 + FEE);
-    assert_eq!(net.deposit(buyer(), 1_000_000), Ok(1_000_000));
-    assert_eq!(net.balance(buyer()).free, 1_000_000);
+    assert_eq!(net.balance(BUYER).free, 0);
+    net.approve(BUYER, 1_000_000 + FEE);
+    assert_eq!(net.deposit(BUYER, 1_000_000), Ok(1_000_000));
+    assert_eq!(net.balance(BUYER).free, 1_000_000);
     // The payer paid the approve fee and the transfer fee on top.
     assert_eq!(
-        net.ledger_balance(acct(buyer())),
+        net.ledger_balance(Account::from(BUYER)),
         100_000_000 - 1_000_000 - 2 * FEE
     );
     net.check_books();
@@ -344,38 +326,38 @@ fn pull_deposit_with_and_without_approval() {
 #[test]
 fn push_deposit_notify_twice_concurrently_and_with_nothing_new() {
     let mut net = Net::new();
-    net.push(buyer(), 500_000);
+    net.push(BUYER, 500_000);
     // Two notifies in flight at once: one credits, the other is told to wait.
-    let args = candid::encode_one(net.notify_args(buyer())).unwrap();
+    let args = candid::encode_one(net.notify_args(BUYER)).unwrap();
     let a = net
         .dn
-        .submit_call(net.escrow, payer(), "notify_deposit", args.clone())
+        .submit_call(net.escrow, PAYER, "notify_deposit", args.clone())
         .unwrap();
     let b = net
         .dn
-        .submit_call(net.escrow, buyer2(), "notify_deposit", args)
+        .submit_call(net.escrow, BUYER2, "notify_deposit", args)
         .unwrap();
     let ra: R<Tokens> = candid::decode_one(&net.dn.await_call(a).unwrap()).unwrap();
     let rb: R<Tokens> = candid::decode_one(&net.dn.await_call(b).unwrap()).unwrap();
     let mut results = [ra, rb];
     results.sort_by_key(|r| r.is_err());
     assert_eq!(results, [Ok(500_000 - FEE), Err(EscrowError::Busy)]);
-    assert_eq!(net.balance(buyer()).free, 500_000 - FEE);
+    assert_eq!(net.balance(BUYER).free, 500_000 - FEE);
     // Nothing new: nothing credited.
-    assert_eq!(net.notify(buyer()), Ok(0));
-    assert_eq!(net.notify(buyer()), Ok(0));
-    net.push(buyer(), 100_000);
-    assert_eq!(net.notify(buyer()), Ok(100_000 - FEE));
-    assert_eq!(net.balance(buyer()).free, 600_000 - 2 * FEE);
+    assert_eq!(net.notify(BUYER), Ok(0));
+    assert_eq!(net.notify(BUYER), Ok(0));
+    net.push(BUYER, 100_000);
+    assert_eq!(net.notify(BUYER), Ok(100_000 - FEE));
+    assert_eq!(net.balance(BUYER).free, 600_000 - 2 * FEE);
     net.check_books();
 }
 
 #[test]
 fn lock_release_settle_with_retries_and_over_release_refused() {
     let mut net = Net::with_deposit(2_000_000, 1_000_000);
-    let lock = net.lock("job/1", buyer(), 600_000).unwrap();
-    assert_eq!(net.lock("job/1", buyer(), 600_000), Ok(lock));
-    assert_eq!(net.balance(buyer()).locked, 600_000);
+    let lock = net.lock("job/1", BUYER, 600_000).unwrap();
+    assert_eq!(net.lock("job/1", BUYER, 600_000), Ok(lock));
+    assert_eq!(net.balance(BUYER).locked, 600_000);
     net.release("job/1", 0, 200_000).unwrap();
     let again = net.release("job/1", 0, 200_000).unwrap();
     assert_eq!((again.released, again.remaining), (200_000, 400_000));
@@ -390,14 +372,14 @@ fn lock_release_settle_with_retries_and_over_release_refused() {
         })
     );
     assert_eq!(
-        net.lock("job/3", buyer(), 400_001),
+        net.lock("job/3", BUYER, 400_001),
         Err(EscrowError::InsufficientBalance { available: 400_000 })
     );
     let settled = net.settle("job/1").unwrap();
     assert_eq!(settled.refunded, 400_000);
     assert_eq!(net.settle("job/1"), Ok(settled));
-    assert_eq!(net.balance(buyer()).free, 800_000);
-    assert_eq!(net.balance(provider()).claimable, 200_000);
+    assert_eq!(net.balance(BUYER).free, 800_000);
+    assert_eq!(net.balance(PROVIDER).claimable, 200_000);
     let got: Option<JobLock> = net.query("get_lock", &"job/1".to_string());
     assert_eq!(got.unwrap().remaining, 0);
     net.check_books();
@@ -406,18 +388,21 @@ fn lock_release_settle_with_retries_and_over_release_refused() {
 #[test]
 fn withdraw_pays_amount_minus_fee() {
     let mut net = Net::with_deposit(2_000_000, 1_000_000);
-    net.lock("j", buyer(), 300_000).unwrap();
+    net.lock("j", BUYER, 300_000).unwrap();
     net.release("j", 0, 300_000).unwrap();
-    let before = net.ledger_balance(acct(p(0x50)));
-    net.withdraw(provider(), 300_000, p(0x50)).unwrap();
-    assert_eq!(net.ledger_balance(acct(p(0x50))) - before, 300_000 - FEE);
-    assert_eq!(net.balance(provider()).claimable, 0);
+    let before = net.ledger_balance(Account::from(p(0x50)));
+    net.withdraw(PROVIDER, 300_000, p(0x50)).unwrap();
     assert_eq!(
-        net.withdraw(buyer(), FEE, p(0x50)),
+        net.ledger_balance(Account::from(p(0x50))) - before,
+        300_000 - FEE
+    );
+    assert_eq!(net.balance(PROVIDER).claimable, 0);
+    assert_eq!(
+        net.withdraw(BUYER, FEE, p(0x50)),
         Err(EscrowError::AmountBelowFee { fee: FEE })
     );
     assert_eq!(
-        net.withdraw(buyer(), 700_001, p(0x50)),
+        net.withdraw(BUYER, 700_001, p(0x50)),
         Err(EscrowError::InsufficientBalance { available: 700_000 })
     );
     assert!(matches!(
@@ -430,7 +415,7 @@ fn withdraw_pays_amount_minus_fee() {
 #[test]
 fn deposit_survives_ledger_faults() {
     let mut net = Net::new();
-    net.approve(buyer(), 10_000_000);
+    net.approve(BUYER, 10_000_000);
     // Rejected and trapped calls change nothing.
     for kind in [
         FaultKind::Reject {
@@ -440,21 +425,21 @@ fn deposit_survives_ledger_faults() {
         FaultKind::Trap,
     ] {
         net.fault("icrc2_transfer_from", kind);
-        assert!(net.deposit(buyer(), 1_000_000).is_err());
-        assert_eq!(net.balance(buyer()).free, 0);
+        assert!(net.deposit(BUYER, 1_000_000).is_err());
+        assert_eq!(net.balance(BUYER).free, 0);
         net.check_books();
     }
     // Timeout: the ledger moved the tokens, the escrow does not know yet.
     net.fault("icrc2_transfer_from", FaultKind::Timeout);
-    assert!(unknown(&net.deposit(buyer(), 1_000_000)));
+    assert!(unknown(&net.deposit(BUYER, 1_000_000)));
     assert_eq!(net.pending().len(), 1);
-    assert_eq!(net.balance(buyer()).free, 0);
+    assert_eq!(net.balance(BUYER).free, 0);
     // The retry is answered Duplicate and credits exactly once.
-    assert_eq!(net.reconcile(buyer()), Ok(true));
-    assert_eq!(net.reconcile(buyer()), Ok(false));
-    assert_eq!(net.balance(buyer()).free, 1_000_000);
+    assert_eq!(net.reconcile(BUYER), Ok(true));
+    assert_eq!(net.reconcile(BUYER), Ok(false));
+    assert_eq!(net.balance(BUYER).free, 1_000_000);
     assert_eq!(
-        net.ledger_balance(acct(buyer())),
+        net.ledger_balance(Account::from(BUYER)),
         100_000_000 - FEE - 1_000_000 - FEE
     );
     net.check_books();
@@ -463,9 +448,9 @@ fn deposit_survives_ledger_faults() {
 #[test]
 fn notify_survives_ledger_faults() {
     let mut net = Net::new();
-    net.push(buyer(), 500_000);
+    net.push(BUYER, 500_000);
     net.fault("icrc1_balance_of", FaultKind::Trap);
-    assert!(net.notify(buyer()).is_err());
+    assert!(net.notify(BUYER).is_err());
     net.fault(
         "icrc1_transfer",
         FaultKind::Reject {
@@ -473,16 +458,16 @@ fn notify_survives_ledger_faults() {
             message: "injected".into(),
         },
     );
-    assert!(net.notify(buyer()).is_err());
-    assert_eq!(net.balance(buyer()).free, 0);
+    assert!(net.notify(BUYER).is_err());
+    assert_eq!(net.balance(BUYER).free, 0);
     net.check_books();
     net.fault("icrc1_transfer", FaultKind::Timeout);
-    assert!(unknown(&net.notify(buyer())));
+    assert!(unknown(&net.notify(BUYER)));
     // The next notify settles the sweep first (Duplicate), then finds nothing new.
-    assert_eq!(net.notify(buyer()), Ok(0));
-    assert_eq!(net.balance(buyer()).free, 500_000 - FEE);
-    assert_eq!(net.notify(buyer()), Ok(0));
-    assert_eq!(net.balance(buyer()).free, 500_000 - FEE);
+    assert_eq!(net.notify(BUYER), Ok(0));
+    assert_eq!(net.balance(BUYER).free, 500_000 - FEE);
+    assert_eq!(net.notify(BUYER), Ok(0));
+    assert_eq!(net.balance(BUYER).free, 500_000 - FEE);
     net.check_books();
 }
 
@@ -491,30 +476,30 @@ fn withdraw_survives_ledger_faults() {
     let mut net = Net::with_deposit(10_000_000, 2_000_000);
     // A trap in the ledger: the balance is restored, once.
     net.fault("icrc1_transfer", FaultKind::Trap);
-    assert!(net.withdraw(buyer(), 500_000, p(0x50)).is_err());
-    assert_eq!(net.balance(buyer()).free, 2_000_000);
+    assert!(net.withdraw(BUYER, 500_000, p(0x50)).is_err());
+    assert_eq!(net.balance(BUYER).free, 2_000_000);
     assert!(matches!(
         net.events().last(),
         Some(EscrowEvent::WithdrawalRefunded { .. })
     ));
-    assert_eq!(net.reconcile(buyer()), Ok(false));
-    assert_eq!(net.balance(buyer()).free, 2_000_000);
+    assert_eq!(net.reconcile(BUYER), Ok(false));
+    assert_eq!(net.balance(BUYER).free, 2_000_000);
     net.check_books();
     // A timeout after the ledger paid: debited, pending, never restored.
     net.fault("icrc1_transfer", FaultKind::Timeout);
-    assert!(unknown(&net.withdraw(buyer(), 500_000, p(0x50))));
-    assert_eq!(net.balance(buyer()).free, 1_500_000);
+    assert!(unknown(&net.withdraw(BUYER, 500_000, p(0x50))));
+    assert_eq!(net.balance(BUYER).free, 1_500_000);
     // A retry that times out again changes nothing.
     net.fault("icrc1_transfer", FaultKind::Timeout);
     assert!(matches!(
-        net.reconcile(buyer()),
+        net.reconcile(BUYER),
         Err(EscrowError::PendingOperation { .. })
     ));
     // The next withdrawal settles the old one first, then makes its own.
-    net.withdraw(buyer(), 100_000, p(0x50)).unwrap();
-    assert_eq!(net.balance(buyer()).free, 1_400_000);
+    net.withdraw(BUYER, 100_000, p(0x50)).unwrap();
+    assert_eq!(net.balance(BUYER).free, 1_400_000);
     assert_eq!(
-        net.ledger_balance(acct(p(0x50))),
+        net.ledger_balance(Account::from(p(0x50))),
         600_000 - 2 * FEE,
         "paid once each"
     );
@@ -524,10 +509,10 @@ fn withdraw_survives_ledger_faults() {
 #[test]
 fn upgrade_between_lock_and_settle() {
     let mut net = Net::with_deposit(10_000_000, 1_000_000);
-    net.lock("job/9", buyer(), 500_000).unwrap();
+    net.lock("job/9", BUYER, 500_000).unwrap();
     net.release("job/9", 0, 100_000).unwrap();
     net.fault("icrc1_transfer", FaultKind::Timeout);
-    assert!(unknown(&net.withdraw(buyer(), 100_000, p(0x50))));
+    assert!(unknown(&net.withdraw(BUYER, 100_000, p(0x50))));
     let events = net.events().len();
     let (ledger, escrow) = (net.ledger, net.escrow);
     net.dn
@@ -535,7 +520,7 @@ fn upgrade_between_lock_and_settle() {
             escrow,
             &market_artifacts::canister_wasm("escrow"),
             candid::encode_one(None::<EscrowInit>).unwrap(),
-            admin(),
+            ADMIN,
         )
         .expect("upgrade");
     assert_eq!(net.events().len(), events);
@@ -545,8 +530,8 @@ fn upgrade_between_lock_and_settle() {
     assert_eq!(net.release("job/9", 0, 100_000).unwrap().released, 100_000);
     net.release("job/9", 1, 100_000).unwrap();
     assert_eq!(net.settle("job/9").unwrap().refunded, 300_000);
-    assert_eq!(net.reconcile(buyer()), Ok(true));
-    assert_eq!(net.balance(buyer()).free, 400_000 + 300_000);
+    assert_eq!(net.reconcile(BUYER), Ok(true));
+    assert_eq!(net.balance(BUYER).free, 400_000 + 300_000);
     net.check_books();
 }
 
@@ -557,14 +542,14 @@ fn unauthorized_callers_of_every_update_method() {
     let ledger = net.ledger;
     let lock = LockArgs {
         job_key: "j".into(),
-        buyer: buyer(),
+        buyer: BUYER,
         ledger,
         amount: 1,
     };
     let release = ReleaseArgs {
         job_key: "j".into(),
         seq: 0,
-        provider: provider(),
+        provider: PROVIDER,
         amount: 1,
     };
     let settle = SettleArgs {
@@ -576,11 +561,11 @@ fn unauthorized_callers_of_every_update_method() {
         amount: 1,
     };
     let withdraw_for = WithdrawForArgs {
-        owner: buyer(),
+        owner: BUYER,
         args: WithdrawArgs {
             ledger,
             amount: 100_000,
-            to: acct(p(0x50)),
+            to: Account::from(p(0x50)),
         },
     };
     net.assert_matcher_only("extend_lock", &extend);
@@ -588,7 +573,7 @@ fn unauthorized_callers_of_every_update_method() {
     net.assert_matcher_only("lock", &lock);
     net.assert_matcher_only("release", &release);
     net.assert_matcher_only("settle", &settle);
-    for caller in [anon, buyer(), matcher()] {
+    for caller in [anon, BUYER, MATCHER] {
         let r: R<LedgerInfo> = net.refused_ingress(caller, "add_ledger", &ledger);
         assert!(matches!(r, Err(EscrowError::Unauthorized { .. })), "{r:?}");
     }
@@ -602,23 +587,23 @@ fn unauthorized_callers_of_every_update_method() {
     let withdraw = WithdrawArgs {
         ledger,
         amount: 100_000,
-        to: acct(p(0x50)),
+        to: Account::from(p(0x50)),
     };
     let r: R<Tokens> = net.refused_ingress(anon, "withdraw", &withdraw);
     assert_eq!(r, Err(EscrowError::AnonymousCaller));
-    let args = net.notify_args(buyer());
+    let args = net.notify_args(BUYER);
     let r: R<Tokens> = net.refused_ingress(anon, "notify_deposit", &args);
     assert_eq!(r, Err(EscrowError::AnonymousCaller));
     let r: R<bool> = net.refused_ingress(
         anon,
         "reconcile",
         &ReconcileArgs {
-            owner: buyer(),
+            owner: BUYER,
             ledger,
         },
     );
     assert_eq!(r, Err(EscrowError::AnonymousCaller));
-    assert_eq!(net.balance(buyer()).free, 1_000_000);
+    assert_eq!(net.balance(BUYER).free, 1_000_000);
     net.check_books();
 }
 

@@ -21,31 +21,17 @@ mod fake;
 mod property;
 mod scenarios;
 
-fn p(n: u8) -> Principal {
+const fn p(n: u8) -> Principal {
     Principal::from_slice(&[n; 10])
 }
 
 const FEE1: Tokens = 10_000;
 const FEE2: Tokens = 10;
 
-fn escrow() -> Principal {
-    p(0xE5)
-}
-fn matcher() -> Principal {
-    p(0x3A)
-}
-fn l1() -> Principal {
-    p(0x11)
-}
-fn l2() -> Principal {
-    p(0x12)
-}
-fn acct(owner: Principal) -> Account {
-    Account {
-        owner,
-        subaccount: None,
-    }
-}
+const ESCROW: Principal = p(0xE5);
+const MATCHER: Principal = p(0x3A);
+const L1: Principal = p(0x11);
+const L2: Principal = p(0x12);
 
 fn open(mem: &DefaultMemoryImpl) {
     // Small buckets keep the in-memory stable memory small in tests.
@@ -64,20 +50,20 @@ impl Env {
     fn new() -> Env {
         let mem = DefaultMemoryImpl::default();
         open(&mem);
-        let rt = FakeLedger::new(escrow());
-        rt.add_ledger(l1(), FEE1);
-        rt.add_ledger(l2(), FEE2);
+        let rt = FakeLedger::new(ESCROW);
+        rt.add_ledger(L1, FEE1);
+        rt.add_ledger(L2, FEE2);
         mutate_state(|s| {
             s.apply_config(
                 EscrowInit {
-                    matcher: Some(matcher()),
+                    matcher: Some(MATCHER),
                     ledgers: vec![],
                 },
                 0,
             )
         });
-        block_on(payments::add_ledger(&rt, true, l1())).unwrap();
-        block_on(payments::add_ledger(&rt, true, l2())).unwrap();
+        block_on(payments::add_ledger(&rt, true, L1)).unwrap();
+        block_on(payments::add_ledger(&rt, true, L2)).unwrap();
         Env { rt, mem }
     }
 
@@ -100,8 +86,8 @@ impl Env {
         amount: Tokens,
     ) -> Result<Tokens, EscrowError> {
         let fee = self.fee(ledger);
-        self.rt.mint(ledger, acct(user), amount + fee);
-        self.rt.approve(ledger, acct(user), amount + fee);
+        self.rt.mint(ledger, Account::from(user), amount + fee);
+        self.rt.approve(ledger, Account::from(user), amount + fee);
         self.pull(user, ledger, amount)
     }
 
@@ -124,9 +110,9 @@ impl Env {
 
     /// Someone transfers `amount` to `beneficiary`'s deposit account.
     fn push(&self, beneficiary: Principal, ledger: Principal, amount: Tokens) {
-        let payer = acct(p(0xDA));
+        let payer = Account::from(p(0xDA));
         self.rt.mint(ledger, payer, amount + self.fee(ledger));
-        let to = deposit_account(escrow(), beneficiary).unwrap();
+        let to = deposit_account(ESCROW, beneficiary).unwrap();
         self.rt
             .external_transfer(ledger, payer, to, amount)
             .unwrap();
@@ -156,7 +142,7 @@ impl Env {
             WithdrawArgs {
                 ledger,
                 amount,
-                to: acct(to),
+                to: Account::from(to),
             },
         ))
     }
@@ -178,7 +164,7 @@ impl Env {
                 args: WithdrawArgs {
                     ledger,
                     amount,
-                    to: acct(to),
+                    to: Account::from(to),
                 },
             },
         ))
@@ -201,7 +187,7 @@ impl Env {
     ) -> Result<JobLock, EscrowError> {
         self.job_call(
             jobs::lock,
-            matcher(),
+            MATCHER,
             LockArgs {
                 job_key: key.into(),
                 buyer,
@@ -220,7 +206,7 @@ impl Env {
     ) -> Result<JobLock, EscrowError> {
         self.job_call(
             jobs::release,
-            matcher(),
+            MATCHER,
             ReleaseArgs {
                 job_key: key.into(),
                 seq,
@@ -250,13 +236,13 @@ impl Env {
     }
 
     fn extend(&self, key: &str, extension: u32, amount: Tokens) -> Result<JobLock, EscrowError> {
-        self.extend_by(matcher(), key, extension, amount)
+        self.extend_by(MATCHER, key, extension, amount)
     }
 
     fn settle(&self, key: &str) -> Result<JobLock, EscrowError> {
         self.job_call(
             jobs::settle,
-            matcher(),
+            MATCHER,
             SettleArgs {
                 job_key: key.into(),
             },
@@ -292,9 +278,9 @@ impl Env {
     /// but are not credited yet + withdrawals debited that did not land.
     fn check_books(&self) {
         read_state(|s| s.check_invariants()).unwrap();
-        for ledger in [l1(), l2()] {
+        for ledger in [L1, L2] {
             self.rt.check_supply(ledger);
-            let main = self.rt.balance(ledger, main_account(escrow()));
+            let main = self.rt.balance(ledger, main_account(ESCROW));
             let mut expected = read_state(|s| s.liabilities(&ledger));
             for op in read_state(|s| s.pending_operations()) {
                 if op.ledger != ledger {
@@ -327,9 +313,9 @@ impl Env {
         }
         assert_eq!(read_state(|s| s.pending_count()), 0);
         self.check_books();
-        for ledger in [l1(), l2()] {
+        for ledger in [L1, L2] {
             assert_eq!(
-                self.rt.balance(ledger, main_account(escrow())),
+                self.rt.balance(ledger, main_account(ESCROW)),
                 read_state(|s| s.liabilities(&ledger))
             );
         }

@@ -72,7 +72,7 @@ fn user_of(i: u8) -> Principal {
 }
 
 fn ledger_of(b: bool) -> Principal {
-    if b { l2() } else { l1() }
+    if b { L2 } else { L1 }
 }
 
 fn amount() -> impl Strategy<Value = Tokens> {
@@ -118,9 +118,9 @@ fn run(env: &Env, op: &Op) {
             approve,
         } => {
             let (u, l) = (user_of(user), ledger_of(ledger));
-            env.rt.mint(l, acct(u), amount + env.fee(l));
+            env.rt.mint(l, Account::from(u), amount + env.fee(l));
             if approve {
-                env.rt.approve(l, acct(u), amount + env.fee(l));
+                env.rt.approve(l, Account::from(u), amount + env.fee(l));
             }
             let _ = env.pull(u, l, amount);
         }
@@ -194,7 +194,7 @@ fn run(env: &Env, op: &Op) {
             ledger,
             amount,
         } => {
-            let caller = if by_matcher { matcher() } else { user_of(user) };
+            let caller = if by_matcher { MATCHER } else { user_of(user) };
             let _ = env.withdraw_for(caller, user_of(user), ledger_of(ledger), amount, p(0x51));
         }
         Op::Reconcile { user, ledger } => {

@@ -11,10 +11,10 @@ const PROV: u8 = 101; // a provider
 #[test]
 fn pull_deposit_credits_the_amount_and_the_payer_pays_the_fee() {
     let env = Env::new();
-    assert_eq!(env.deposit(p(A), l1(), 1_000_000), Ok(1_000_000));
-    assert_eq!(env.free(p(A), l1()), 1_000_000);
-    assert_eq!(env.rt.balance(l1(), acct(p(A))), 0);
-    assert_eq!(env.rt.balance(l1(), main_account(escrow())), 1_000_000);
+    assert_eq!(env.deposit(p(A), L1, 1_000_000), Ok(1_000_000));
+    assert_eq!(env.free(p(A), L1), 1_000_000);
+    assert_eq!(env.rt.balance(L1, Account::from(p(A))), 0);
+    assert_eq!(env.rt.balance(L1, main_account(ESCROW)), 1_000_000);
     assert!(matches!(
         env.events().last(),
         Some(EscrowEvent::Deposited {
@@ -29,55 +29,55 @@ fn pull_deposit_credits_the_amount_and_the_payer_pays_the_fee() {
 #[test]
 fn pull_deposit_without_approval_changes_nothing() {
     let env = Env::new();
-    env.rt.mint(l1(), acct(p(A)), 5_000_000);
-    let err = env.pull(p(A), l1(), 1_000_000).unwrap_err();
+    env.rt.mint(L1, Account::from(p(A)), 5_000_000);
+    let err = env.pull(p(A), L1, 1_000_000).unwrap_err();
     assert!(
         matches!(&err, EscrowError::Ledger(LedgerCallError::Rejected { message }) if message.contains("InsufficientAllowance")),
         "{err:?}"
     );
-    assert_eq!(env.free(p(A), l1()), 0);
+    assert_eq!(env.free(p(A), L1), 0);
     assert_eq!(read_state(|s| s.pending_count()), 0);
     // Approval for the amount but not the fee is not enough either.
-    env.rt.approve(l1(), acct(p(A)), 1_000_000);
-    assert!(env.pull(p(A), l1(), 1_000_000).is_err());
-    env.rt.approve(l1(), acct(p(A)), 1_000_000 + FEE1);
-    assert_eq!(env.pull(p(A), l1(), 1_000_000), Ok(1_000_000));
+    env.rt.approve(L1, Account::from(p(A)), 1_000_000);
+    assert!(env.pull(p(A), L1, 1_000_000).is_err());
+    env.rt.approve(L1, Account::from(p(A)), 1_000_000 + FEE1);
+    assert_eq!(env.pull(p(A), L1, 1_000_000), Ok(1_000_000));
     env.settle_all_and_check();
 }
 
 #[test]
 fn push_deposit_is_credited_once_net_of_the_sweep_fee() {
     let env = Env::new();
-    env.push(p(A), l1(), 500_000);
-    assert_eq!(env.notify(p(A), l1()), Ok(500_000 - FEE1));
-    assert_eq!(env.free(p(A), l1()), 500_000 - FEE1);
-    let sub = deposit_account(escrow(), p(A)).unwrap();
-    assert_eq!(env.rt.balance(l1(), sub), 0);
+    env.push(p(A), L1, 500_000);
+    assert_eq!(env.notify(p(A), L1), Ok(500_000 - FEE1));
+    assert_eq!(env.free(p(A), L1), 500_000 - FEE1);
+    let sub = deposit_account(ESCROW, p(A)).unwrap();
+    assert_eq!(env.rt.balance(L1, sub), 0);
     // Nothing new: nothing credited.
-    assert_eq!(env.notify(p(A), l1()), Ok(0));
-    assert_eq!(env.free(p(A), l1()), 500_000 - FEE1);
+    assert_eq!(env.notify(p(A), L1), Ok(0));
+    assert_eq!(env.free(p(A), L1), 500_000 - FEE1);
     // A second payment is credited on the next notify.
-    env.push(p(A), l1(), 100_000);
-    assert_eq!(env.notify(p(A), l1()), Ok(100_000 - FEE1));
-    assert_eq!(env.free(p(A), l1()), 600_000 - 2 * FEE1);
+    env.push(p(A), L1, 100_000);
+    assert_eq!(env.notify(p(A), L1), Ok(100_000 - FEE1));
+    assert_eq!(env.free(p(A), L1), 600_000 - 2 * FEE1);
     // Dust below the fee is left for later.
-    env.push(p(A), l1(), FEE1);
+    env.push(p(A), L1, FEE1);
     assert_eq!(
-        env.notify(p(A), l1()),
+        env.notify(p(A), L1),
         Err(EscrowError::AmountBelowFee { fee: FEE1 })
     );
-    env.push(p(A), l1(), 1);
-    assert_eq!(env.notify(p(A), l1()), Ok(1));
+    env.push(p(A), L1, 1);
+    assert_eq!(env.notify(p(A), L1), Ok(1));
     env.settle_all_and_check();
 }
 
 #[test]
 fn concurrent_notifies_credit_once() {
     let env = Env::new();
-    env.push(p(A), l1(), 500_000);
+    env.push(p(A), L1, 500_000);
     env.rt.yield_first.set(true);
     let args = NotifyDepositArgs {
-        ledger: l1(),
+        ledger: L1,
         beneficiary: p(A),
     };
     let (r1, r2) = block_on(async {
@@ -88,22 +88,22 @@ fn concurrent_notifies_credit_once() {
     });
     assert_eq!(r1, Ok(500_000 - FEE1));
     assert_eq!(r2, Err(EscrowError::Busy));
-    assert_eq!(env.free(p(A), l1()), 500_000 - FEE1);
+    assert_eq!(env.free(p(A), L1), 500_000 - FEE1);
     // The guard was released.
-    assert_eq!(env.notify(p(A), l1()), Ok(0));
+    assert_eq!(env.notify(p(A), L1), Ok(0));
     env.settle_all_and_check();
 }
 
 #[test]
 fn deposit_accounts_are_distinct_and_never_the_main_account() {
-    let a = deposit_account(escrow(), p(A)).unwrap();
-    let b = deposit_account(escrow(), p(B)).unwrap();
+    let a = deposit_account(ESCROW, p(A)).unwrap();
+    let b = deposit_account(ESCROW, p(B)).unwrap();
     assert_ne!(a, b);
-    assert_ne!(a, main_account(escrow()));
-    assert!(deposit_account(escrow(), Principal::management_canister()).is_err());
+    assert_ne!(a, main_account(ESCROW));
+    assert!(deposit_account(ESCROW, Principal::management_canister()).is_err());
     let long = Principal::from_slice(&[7; 29]);
     assert_ne!(
-        deposit_account(escrow(), long).unwrap().subaccount,
+        deposit_account(ESCROW, long).unwrap().subaccount,
         Some([0; 32])
     );
 }
@@ -111,19 +111,19 @@ fn deposit_accounts_are_distinct_and_never_the_main_account() {
 #[test]
 fn lock_release_settle_with_retries_of_each_key() {
     let env = Env::new();
-    env.deposit(p(A), l1(), 1_000_000).unwrap();
-    let lock = env.lock("job/1", p(A), l1(), 600_000).unwrap();
+    env.deposit(p(A), L1, 1_000_000).unwrap();
+    let lock = env.lock("job/1", p(A), L1, 600_000).unwrap();
     assert_eq!(
         (lock.total, lock.remaining, lock.released),
         (600_000, 600_000, 0)
     );
-    assert_eq!(env.free(p(A), l1()), 400_000);
+    assert_eq!(env.free(p(A), L1), 400_000);
     // Retry with the same key and terms: same answer, nothing moves.
-    assert_eq!(env.lock("job/1", p(A), l1(), 600_000), Ok(lock.clone()));
-    assert_eq!(env.free(p(A), l1()), 400_000);
+    assert_eq!(env.lock("job/1", p(A), L1, 600_000), Ok(lock.clone()));
+    assert_eq!(env.free(p(A), L1), 400_000);
     // Same key, other terms.
     assert_eq!(
-        env.lock("job/1", p(A), l1(), 1),
+        env.lock("job/1", p(A), L1, 1),
         Err(EscrowError::KeyConflict {
             job_key: "job/1".into()
         })
@@ -138,7 +138,7 @@ fn lock_release_settle_with_retries_of_each_key() {
         })
     );
     env.release("job/1", 1, p(PROV), 100_000).unwrap();
-    assert_eq!(env.claimable(p(PROV), l1()), 200_000);
+    assert_eq!(env.claimable(p(PROV), L1), 200_000);
     assert_eq!(
         env.release("job/1", 2, p(PROV), 400_001),
         Err(EscrowError::OverRelease { remaining: 400_000 })
@@ -149,8 +149,8 @@ fn lock_release_settle_with_retries_of_each_key() {
         (400_000, 0, true)
     );
     assert_eq!(env.settle("job/1"), Ok(settled.clone()));
-    assert_eq!(env.free(p(A), l1()), 800_000);
-    assert_eq!(read_state(|s| s.balance(p(A), l1()).locked), 0);
+    assert_eq!(env.free(p(A), L1), 800_000);
+    assert_eq!(read_state(|s| s.balance(p(A), L1).locked), 0);
     // A release retried after settle still answers; a new one is refused.
     assert!(env.release("job/1", 1, p(PROV), 100_000).is_ok());
     assert_eq!(
@@ -159,7 +159,7 @@ fn lock_release_settle_with_retries_of_each_key() {
             job_key: "job/1".into()
         })
     );
-    assert!(env.lock("job/1", p(A), l1(), 600_000).unwrap().settled);
+    assert!(env.lock("job/1", p(A), L1, 600_000).unwrap().settled);
     env.settle_all_and_check();
 }
 
@@ -217,9 +217,9 @@ fn settled_locks_are_deleted_after_their_retention_and_their_events_stay() {
 #[test]
 fn lock_errors_are_clear() {
     let env = Env::new();
-    env.deposit(p(A), l1(), 1_000).unwrap();
+    env.deposit(p(A), L1, 1_000).unwrap();
     assert_eq!(
-        env.lock("j", p(A), l1(), 1_001),
+        env.lock("j", p(A), L1, 1_001),
         Err(EscrowError::InsufficientBalance { available: 1_000 })
     );
     assert_eq!(
@@ -227,15 +227,15 @@ fn lock_errors_are_clear() {
         Err(EscrowError::UnknownLedger { ledger: p(0x77) })
     );
     assert!(matches!(
-        env.lock("", p(A), l1(), 1),
+        env.lock("", p(A), L1, 1),
         Err(EscrowError::InvalidArgument { .. })
     ));
     assert!(matches!(
-        env.lock(&"k".repeat(65), p(A), l1(), 1),
+        env.lock(&"k".repeat(65), p(A), L1, 1),
         Err(EscrowError::InvalidArgument { .. })
     ));
     assert!(matches!(
-        env.lock("j", p(A), l1(), 0),
+        env.lock("j", p(A), L1, 0),
         Err(EscrowError::InvalidArgument { .. })
     ));
     assert_eq!(
@@ -258,7 +258,7 @@ fn lock_errors_are_clear() {
 fn extend_snapshot(env: &Env, key: &str, buyer: Principal) -> impl PartialEq + std::fmt::Debug {
     (
         read_state(|s| s.lock(key)),
-        read_state(|s| s.balance(buyer, l1())),
+        read_state(|s| s.balance(buyer, L1)),
         env.events().len(),
     )
 }
@@ -267,15 +267,15 @@ fn extend_snapshot(env: &Env, key: &str, buyer: Principal) -> impl PartialEq + s
 fn extend_lock_adds_to_a_lock_once_per_extension_in_order() {
     let env = Env::new();
     let key = "job/1";
-    env.deposit(p(A), l1(), 1_000_000).unwrap();
-    env.lock(key, p(A), l1(), 300_000).unwrap();
+    env.deposit(p(A), L1, 1_000_000).unwrap();
+    env.lock(key, p(A), L1, 300_000).unwrap();
     let one = env.extend(key, 1, 200_000).unwrap();
     assert_eq!(
         (one.total, one.remaining, one.released),
         (500_000, 500_000, 0)
     );
-    assert_eq!(env.free(p(A), l1()), 500_000);
-    assert_eq!(read_state(|s| s.balance(p(A), l1()).locked), 500_000);
+    assert_eq!(env.free(p(A), L1), 500_000);
+    assert_eq!(read_state(|s| s.balance(p(A), L1).locked), 500_000);
     env.check_books();
     // The same extension again: same answer, nothing moves.
     let before = extend_snapshot(&env, key, p(A));
@@ -304,9 +304,9 @@ fn extend_lock_adds_to_a_lock_once_per_extension_in_order() {
     assert_eq!(env.extend(key, 1, 200_000), Ok(two.clone()));
     env.check_books();
     // A retried `lock` names the first amount, not the extended total.
-    assert_eq!(env.lock(key, p(A), l1(), 300_000), Ok(two.clone()));
+    assert_eq!(env.lock(key, p(A), L1, 300_000), Ok(two.clone()));
     assert_eq!(
-        env.lock(key, p(A), l1(), 600_000),
+        env.lock(key, p(A), L1, 600_000),
         Err(EscrowError::KeyConflict {
             job_key: key.into()
         })
@@ -332,9 +332,9 @@ fn extend_lock_adds_to_a_lock_once_per_extension_in_order() {
         (settled.total, settled.refunded, settled.remaining),
         (600_000, 50_000, 0)
     );
-    assert_eq!(env.free(p(A), l1()), 400_000 + 50_000);
-    assert_eq!(read_state(|s| s.balance(p(A), l1()).locked), 0);
-    assert_eq!(env.claimable(p(PROV), l1()), 550_000);
+    assert_eq!(env.free(p(A), L1), 400_000 + 50_000);
+    assert_eq!(read_state(|s| s.balance(p(A), L1).locked), 0);
+    assert_eq!(env.claimable(p(PROV), L1), 550_000);
     env.check_books();
     // After settle an applied extension still answers; a new one is refused.
     assert_eq!(env.extend(key, 2, 100_000), Ok(settled.clone()));
@@ -364,8 +364,8 @@ fn extend_lock_adds_to_a_lock_once_per_extension_in_order() {
 fn extend_lock_refusals_change_nothing() {
     let env = Env::new();
     let key = "j";
-    env.deposit(p(A), l1(), 1_000).unwrap();
-    env.lock(key, p(A), l1(), 600).unwrap();
+    env.deposit(p(A), L1, 1_000).unwrap();
+    env.lock(key, p(A), L1, 600).unwrap();
     let before = extend_snapshot(&env, key, p(A));
     assert_eq!(
         env.extend(key, 1, 401),
@@ -401,7 +401,7 @@ fn extend_lock_refusals_change_nothing() {
     env.check_books();
     // The refused attempts used up no extension number.
     assert_eq!(env.extend(key, 1, 400).unwrap().total, 1_000);
-    assert_eq!(env.free(p(A), l1()), 0);
+    assert_eq!(env.free(p(A), L1), 0);
     env.settle_all_and_check();
 }
 
@@ -415,7 +415,7 @@ fn extend_lock_refuses_a_total_that_would_overflow() {
             "big",
             crate::state::LockRecord {
                 buyer: p(A),
-                ledger: l1(),
+                ledger: L1,
                 total: Tokens::MAX,
                 released: 0,
                 refunded: 0,
@@ -435,10 +435,10 @@ fn extend_lock_refuses_a_total_that_would_overflow() {
 /// free.
 fn provider_with_earnings() -> Env {
     let env = Env::new();
-    env.deposit(p(A), l1(), 1_000_000).unwrap();
-    env.lock("j", p(A), l1(), 300_000).unwrap();
+    env.deposit(p(A), L1, 1_000_000).unwrap();
+    env.lock("j", p(A), L1, 300_000).unwrap();
     env.release("j", 0, p(PROV), 300_000).unwrap();
-    env.deposit(p(PROV), l1(), 50_000).unwrap();
+    env.deposit(p(PROV), L1, 50_000).unwrap();
     env
 }
 
@@ -449,43 +449,40 @@ fn withdraw_for_withdraws_the_owners_balance_for_the_matcher_only() {
     // included.
     let calls = env.rt.calls.get();
     assert_eq!(
-        env.withdraw_for(Principal::anonymous(), p(PROV), l1(), 100_000, p(0x50)),
+        env.withdraw_for(Principal::anonymous(), p(PROV), L1, 100_000, p(0x50)),
         Err(EscrowError::AnonymousCaller)
     );
-    for caller in [p(PROV), p(A), escrow()] {
+    for caller in [p(PROV), p(A), ESCROW] {
         assert_eq!(
-            env.withdraw_for(caller, p(PROV), l1(), 100_000, p(0x50)),
+            env.withdraw_for(caller, p(PROV), L1, 100_000, p(0x50)),
             Err(EscrowError::Unauthorized {
                 reason: "only the matcher may call this method".into()
             })
         );
     }
     assert!(matches!(
-        env.withdraw_for(matcher(), Principal::anonymous(), l1(), 100_000, p(0x50)),
+        env.withdraw_for(MATCHER, Principal::anonymous(), L1, 100_000, p(0x50)),
         Err(EscrowError::InvalidArgument { ref field, .. }) if field == "owner"
     ));
     assert_eq!(env.rt.calls.get(), calls, "refused before any ledger call");
     assert_eq!(
-        (env.claimable(p(PROV), l1()), env.free(p(PROV), l1())),
+        (env.claimable(p(PROV), L1), env.free(p(PROV), L1)),
         (300_000, 50_000)
     );
     // The matcher withdraws for the owner from its free balance only: never
     // a provider's earnings, which it could not move before either.
     assert_eq!(
-        env.withdraw_for(matcher(), p(PROV), l1(), 50_001, p(0x50)),
+        env.withdraw_for(MATCHER, p(PROV), L1, 50_001, p(0x50)),
         Err(EscrowError::InsufficientBalance { available: 50_000 })
     );
-    env.withdraw_for(matcher(), p(PROV), l1(), 40_000, p(0x50))
+    env.withdraw_for(MATCHER, p(PROV), L1, 40_000, p(0x50))
         .unwrap();
-    assert_eq!(env.rt.balance(l1(), acct(p(0x50))), 40_000 - FEE1);
+    assert_eq!(env.rt.balance(L1, Account::from(p(0x50))), 40_000 - FEE1);
     assert_eq!(
-        (env.claimable(p(PROV), l1()), env.free(p(PROV), l1())),
+        (env.claimable(p(PROV), L1), env.free(p(PROV), L1)),
         (300_000, 10_000)
     );
-    assert_eq!(
-        read_state(|s| s.balance(matcher(), l1())),
-        Default::default()
-    );
+    assert_eq!(read_state(|s| s.balance(MATCHER, L1)), Default::default());
     assert!(matches!(
         env.events().last(),
         Some(EscrowEvent::Withdrawn { owner, amount: 40_000, .. }) if *owner == p(PROV)
@@ -495,34 +492,37 @@ fn withdraw_for_withdraws_the_owners_balance_for_the_matcher_only() {
     // owner's own next call reconciles it.
     env.rt.push_fault(Fault::LostReply);
     assert_eq!(
-        env.withdraw_for(matcher(), p(A), l1(), 100_000, p(0x51)),
+        env.withdraw_for(MATCHER, p(A), L1, 100_000, p(0x51)),
         Err(unknown())
     );
-    assert_eq!(read_state(|s| s.pending(p(A), l1())).unwrap().owner, p(A));
+    assert_eq!(read_state(|s| s.pending(p(A), L1)).unwrap().owner, p(A));
     env.check_books();
-    env.withdraw(p(A), l1(), 100_000, p(0x51)).unwrap();
-    assert_eq!(env.rt.balance(l1(), acct(p(0x51))), 2 * (100_000 - FEE1));
-    assert_eq!(env.free(p(A), l1()), 700_000 - 200_000);
+    env.withdraw(p(A), L1, 100_000, p(0x51)).unwrap();
+    assert_eq!(
+        env.rt.balance(L1, Account::from(p(0x51))),
+        2 * (100_000 - FEE1)
+    );
+    assert_eq!(env.free(p(A), L1), 700_000 - 200_000);
     env.settle_all_and_check();
 }
 
 #[test]
 fn withdraw_takes_the_fee_from_the_amount_claimable_first() {
     let env = provider_with_earnings();
-    env.withdraw(p(PROV), l1(), 320_000, p(0x50)).unwrap();
-    assert_eq!(env.rt.balance(l1(), acct(p(0x50))), 320_000 - FEE1);
-    assert_eq!(env.claimable(p(PROV), l1()), 0);
-    assert_eq!(env.free(p(PROV), l1()), 30_000);
+    env.withdraw(p(PROV), L1, 320_000, p(0x50)).unwrap();
+    assert_eq!(env.rt.balance(L1, Account::from(p(0x50))), 320_000 - FEE1);
+    assert_eq!(env.claimable(p(PROV), L1), 0);
+    assert_eq!(env.free(p(PROV), L1), 30_000);
     assert_eq!(
-        env.withdraw(p(PROV), l1(), 30_001, p(0x50)),
+        env.withdraw(p(PROV), L1, 30_001, p(0x50)),
         Err(EscrowError::InsufficientBalance { available: 30_000 })
     );
     assert_eq!(
-        env.withdraw(p(PROV), l1(), FEE1, p(0x50)),
+        env.withdraw(p(PROV), L1, FEE1, p(0x50)),
         Err(EscrowError::AmountBelowFee { fee: FEE1 })
     );
     assert!(matches!(
-        env.withdraw(p(PROV), l1(), 20_000, escrow()),
+        env.withdraw(p(PROV), L1, 20_000, ESCROW),
         Err(EscrowError::InvalidArgument { .. })
     ));
     assert!(matches!(
@@ -540,10 +540,10 @@ fn withdraw_takes_the_fee_from_the_amount_claimable_first() {
 fn deposit_faults_never_credit_twice_or_lose() {
     for fault in [Fault::Reject, Fault::LostRequest, Fault::LostReply] {
         let env = Env::new();
-        env.rt.mint(l1(), acct(p(A)), 10_000_000);
-        env.rt.approve(l1(), acct(p(A)), 10_000_000);
+        env.rt.mint(L1, Account::from(p(A)), 10_000_000);
+        env.rt.approve(L1, Account::from(p(A)), 10_000_000);
         env.rt.push_fault(fault.clone());
-        let r = env.pull(p(A), l1(), 1_000_000);
+        let r = env.pull(p(A), L1, 1_000_000);
         env.check_books();
         match fault {
             Fault::Reject => {
@@ -555,12 +555,12 @@ fn deposit_faults_never_credit_twice_or_lose() {
             }
             _ => {
                 assert_eq!(r, Err(unknown()));
-                assert_eq!(env.free(p(A), l1()), 0);
+                assert_eq!(env.free(p(A), L1), 0);
                 assert_eq!(read_state(|s| s.pending_count()), 1);
                 // The next deposit first settles the pending one (Duplicate
                 // or executed now), then makes its own.
-                assert_eq!(env.pull(p(A), l1(), 2_000), Ok(2_000));
-                assert_eq!(env.free(p(A), l1()), 1_002_000);
+                assert_eq!(env.pull(p(A), L1, 2_000), Ok(2_000));
+                assert_eq!(env.free(p(A), L1), 1_002_000);
             }
         }
         env.settle_all_and_check();
@@ -569,7 +569,10 @@ fn deposit_faults_never_credit_twice_or_lose() {
         } else {
             1_002_000 + 2 * FEE1
         };
-        assert_eq!(env.rt.balance(l1(), acct(p(A))), 10_000_000 - expected);
+        assert_eq!(
+            env.rt.balance(L1, Account::from(p(A))),
+            10_000_000 - expected
+        );
     }
 }
 
@@ -577,10 +580,10 @@ fn deposit_faults_never_credit_twice_or_lose() {
 fn notify_faults_never_credit_twice_or_lose() {
     for fault in [Fault::Reject, Fault::LostRequest, Fault::LostReply] {
         let env = Env::new();
-        env.push(p(A), l1(), 500_000);
+        env.push(p(A), L1, 500_000);
         // The fee is known, so the first ledger call is the balance query.
         env.rt.push_fault(fault.clone());
-        let r = env.notify(p(A), l1());
+        let r = env.notify(p(A), L1);
         assert!(r.is_err(), "{r:?}");
         assert_eq!(
             read_state(|s| s.pending_count()),
@@ -590,13 +593,13 @@ fn notify_faults_never_credit_twice_or_lose() {
         // Now the sweep itself fails.
         env.rt.push_fault(Fault::FeeChange(FEE1)); // the balance query passes
         env.rt.push_fault(fault.clone());
-        let r = env.notify(p(A), l1());
+        let r = env.notify(p(A), L1);
         env.check_books();
-        assert_eq!(env.free(p(A), l1()), 0, "{r:?}");
+        assert_eq!(env.free(p(A), L1), 0, "{r:?}");
         // Notifying twice more: credited exactly once.
-        let again = env.notify(p(A), l1()).unwrap();
-        let more = env.notify(p(A), l1()).unwrap();
-        assert_eq!(env.free(p(A), l1()), 500_000 - FEE1, "{again} {more}");
+        let again = env.notify(p(A), L1).unwrap();
+        let more = env.notify(p(A), L1).unwrap();
+        assert_eq!(env.free(p(A), L1), 500_000 - FEE1, "{again} {more}");
         env.settle_all_and_check();
     }
 }
@@ -605,36 +608,36 @@ fn notify_faults_never_credit_twice_or_lose() {
 fn withdraw_faults_restore_exactly_once() {
     for fault in [Fault::Reject, Fault::LostRequest, Fault::LostReply] {
         let env = Env::new();
-        env.deposit(p(A), l1(), 1_000_000).unwrap();
+        env.deposit(p(A), L1, 1_000_000).unwrap();
         env.rt.push_fault(fault.clone());
-        let r = env.withdraw(p(A), l1(), 400_000, p(0x50));
+        let r = env.withdraw(p(A), L1, 400_000, p(0x50));
         env.check_books();
         match fault {
             Fault::Reject => {
                 assert!(r.is_err());
-                assert_eq!(env.free(p(A), l1()), 1_000_000, "restored");
+                assert_eq!(env.free(p(A), L1), 1_000_000, "restored");
                 assert!(matches!(
                     env.events().last(),
                     Some(EscrowEvent::WithdrawalRefunded { .. })
                 ));
                 // Reconciling again restores nothing more.
-                assert_eq!(env.reconcile(p(A), l1()), Ok(false));
-                assert_eq!(env.free(p(A), l1()), 1_000_000);
+                assert_eq!(env.reconcile(p(A), L1), Ok(false));
+                assert_eq!(env.free(p(A), L1), 1_000_000);
             }
             _ => {
                 assert_eq!(r, Err(unknown()));
-                assert_eq!(env.free(p(A), l1()), 600_000, "debited while unknown");
+                assert_eq!(env.free(p(A), L1), 600_000, "debited while unknown");
                 // A retry that fails again keeps it pending.
                 env.rt.push_fault(Fault::LostRequest);
                 assert!(matches!(
-                    env.withdraw(p(A), l1(), 1, p(0x50)),
+                    env.withdraw(p(A), L1, 1, p(0x50)),
                     Err(EscrowError::PendingOperation { .. })
                 ));
                 env.check_books();
-                assert_eq!(env.reconcile(p(A), l1()), Ok(true));
-                assert_eq!(env.free(p(A), l1()), 600_000);
+                assert_eq!(env.reconcile(p(A), L1), Ok(true));
+                assert_eq!(env.free(p(A), L1), 600_000);
                 assert_eq!(
-                    env.rt.balance(l1(), acct(p(0x50))),
+                    env.rt.balance(L1, Account::from(p(0x50))),
                     400_000 - FEE1,
                     "paid once"
                 );
@@ -647,9 +650,9 @@ fn withdraw_faults_restore_exactly_once() {
 #[test]
 fn a_changed_fee_fails_a_first_attempt_cleanly_but_not_a_retry() {
     let env = Env::new();
-    env.deposit(p(A), l1(), 1_000_000).unwrap();
-    env.rt.set_fee(l1(), 20_000);
-    let r = env.withdraw(p(A), l1(), 100_000, p(0x50));
+    env.deposit(p(A), L1, 1_000_000).unwrap();
+    env.rt.set_fee(L1, 20_000);
+    let r = env.withdraw(p(A), L1, 100_000, p(0x50));
     assert!(
         matches!(
             r,
@@ -657,29 +660,30 @@ fn a_changed_fee_fails_a_first_attempt_cleanly_but_not_a_retry() {
         ),
         "{r:?}"
     );
-    assert_eq!(env.free(p(A), l1()), 1_000_000);
+    assert_eq!(env.free(p(A), L1), 1_000_000);
     assert_eq!(
-        read_state(|s| s.ledger(&l1()).unwrap().fee),
+        read_state(|s| s.ledger(&L1).unwrap().fee),
         Some(20_000),
         "fee refreshed"
     );
-    assert_eq!(
-        env.withdraw(p(A), l1(), 100_000, p(0x50)).map(|_| ()),
-        Ok(())
-    );
-    assert_eq!(env.rt.balance(l1(), acct(p(0x50))), 80_000);
+    assert_eq!(env.withdraw(p(A), L1, 100_000, p(0x50)).map(|_| ()), Ok(()));
+    assert_eq!(env.rt.balance(L1, Account::from(p(0x50))), 80_000);
     // Reply lost, then the fee changes: the retry cannot tell, so it waits.
     env.rt.push_fault(Fault::LostReply);
-    assert_eq!(env.withdraw(p(A), l1(), 100_000, p(0x50)), Err(unknown()));
-    env.rt.set_fee(l1(), 30_000);
+    assert_eq!(env.withdraw(p(A), L1, 100_000, p(0x50)), Err(unknown()));
+    env.rt.set_fee(L1, 30_000);
     assert!(matches!(
-        env.reconcile(p(A), l1()),
+        env.reconcile(p(A), L1),
         Err(EscrowError::PendingOperation { .. })
     ));
     env.check_books();
-    env.rt.set_fee(l1(), 20_000);
-    assert_eq!(env.reconcile(p(A), l1()), Ok(true));
-    assert_eq!(env.rt.balance(l1(), acct(p(0x50))), 160_000, "paid once");
+    env.rt.set_fee(L1, 20_000);
+    assert_eq!(env.reconcile(p(A), L1), Ok(true));
+    assert_eq!(
+        env.rt.balance(L1, Account::from(p(0x50))),
+        160_000,
+        "paid once"
+    );
     env.settle_all_and_check();
 }
 
@@ -689,17 +693,21 @@ const PAST_WINDOW: u64 = DAY + 10 * 60 * 1_000_000_000;
 #[test]
 fn past_the_dedup_window_a_landed_withdrawal_is_found_in_the_blocks() {
     let env = Env::new();
-    env.deposit(p(A), l1(), 1_000_000).unwrap();
+    env.deposit(p(A), L1, 1_000_000).unwrap();
     env.rt.push_fault(Fault::LostReply);
-    assert_eq!(env.withdraw(p(A), l1(), 100_000, p(0x50)), Err(unknown()));
+    assert_eq!(env.withdraw(p(A), L1, 100_000, p(0x50)), Err(unknown()));
     env.rt.advance(PAST_WINDOW);
     let calls = env.rt.calls.get();
-    assert_eq!(env.reconcile(p(A), l1()), Ok(true));
+    assert_eq!(env.reconcile(p(A), L1), Ok(true));
     // No resend (it could only be refused as too old): the standards, the
     // tip, one page.
     assert_eq!(env.rt.calls.get() - calls, 3);
-    assert_eq!(env.rt.balance(l1(), acct(p(0x50))), 90_000, "paid once");
-    assert_eq!(env.free(p(A), l1()), 900_000, "debited once");
+    assert_eq!(
+        env.rt.balance(L1, Account::from(p(0x50))),
+        90_000,
+        "paid once"
+    );
+    assert_eq!(env.free(p(A), L1), 900_000, "debited once");
     assert!(matches!(
         env.events().last(),
         Some(EscrowEvent::Withdrawn {
@@ -714,18 +722,14 @@ fn past_the_dedup_window_a_landed_withdrawal_is_found_in_the_blocks() {
 #[test]
 fn past_the_dedup_window_a_lost_withdrawal_is_undone_and_the_key_freed() {
     let env = Env::new();
-    env.deposit(p(A), l1(), 1_000_000).unwrap();
+    env.deposit(p(A), L1, 1_000_000).unwrap();
     env.rt.push_fault(Fault::LostRequest);
-    assert_eq!(env.withdraw(p(A), l1(), 100_000, p(0x50)), Err(unknown()));
+    assert_eq!(env.withdraw(p(A), L1, 100_000, p(0x50)), Err(unknown()));
     // The owner's own next call, past the window, finds out first.
     env.rt.advance(PAST_WINDOW);
-    assert_eq!(env.withdraw(p(A), l1(), 200_000, p(0x50)), Ok(1));
-    assert_eq!(env.rt.balance(l1(), acct(p(0x50))), 190_000);
-    assert_eq!(
-        env.free(p(A), l1()),
-        800_000,
-        "the first debit was put back"
-    );
+    assert_eq!(env.withdraw(p(A), L1, 200_000, p(0x50)), Ok(1));
+    assert_eq!(env.rt.balance(L1, Account::from(p(0x50))), 190_000);
+    assert_eq!(env.free(p(A), L1), 800_000, "the first debit was put back");
     assert!(env.events().iter().any(|e| matches!(
         e,
         EscrowEvent::WithdrawalRefunded { amount: 100_000, reason, .. }
@@ -737,14 +741,18 @@ fn past_the_dedup_window_a_lost_withdrawal_is_undone_and_the_key_freed() {
 #[test]
 fn a_retry_refused_as_too_old_turns_to_the_blocks_at_once() {
     let env = Env::new();
-    env.deposit(p(A), l1(), 1_000_000).unwrap();
+    env.deposit(p(A), L1, 1_000_000).unwrap();
     env.rt.push_fault(Fault::LostReply);
-    assert_eq!(env.withdraw(p(A), l1(), 100_000, p(0x50)), Err(unknown()));
+    assert_eq!(env.withdraw(p(A), L1, 100_000, p(0x50)), Err(unknown()));
     // The ledger's clock is past the window before the escrow's margins.
     env.rt.dedup_window_ns.set(1);
     env.rt.advance(1_000);
-    assert_eq!(env.reconcile(p(A), l1()), Ok(true));
-    assert_eq!(env.rt.balance(l1(), acct(p(0x50))), 90_000, "paid once");
+    assert_eq!(env.reconcile(p(A), L1), Ok(true));
+    assert_eq!(
+        env.rt.balance(L1, Account::from(p(0x50))),
+        90_000,
+        "paid once"
+    );
     env.settle_all_and_check();
 }
 
@@ -752,47 +760,47 @@ fn a_retry_refused_as_too_old_turns_to_the_blocks_at_once() {
 fn past_the_dedup_window_a_pull_deposit_is_found_by_its_spender() {
     let env = Env::new();
     env.rt.push_fault(Fault::LostReply);
-    assert_eq!(env.deposit(p(A), l1(), 500_000), Err(unknown()));
+    assert_eq!(env.deposit(p(A), L1, 500_000), Err(unknown()));
     env.rt.advance(PAST_WINDOW);
-    assert_eq!(env.reconcile(p(A), l1()), Ok(true));
-    assert_eq!(env.free(p(A), l1()), 500_000, "credited once");
+    assert_eq!(env.reconcile(p(A), L1), Ok(true));
+    assert_eq!(env.free(p(A), L1), 500_000, "credited once");
     env.settle_all_and_check();
 }
 
 #[test]
 fn a_scan_interrupted_by_a_failed_call_resumes_where_it_stopped() {
     let env = Env::new();
-    env.deposit(p(A), l1(), 1_000_000).unwrap();
+    env.deposit(p(A), L1, 1_000_000).unwrap();
     env.rt.push_fault(Fault::LostRequest);
-    assert_eq!(env.withdraw(p(A), l1(), 100_000, p(0x50)), Err(unknown()));
+    assert_eq!(env.withdraw(p(A), L1, 100_000, p(0x50)), Err(unknown()));
     env.rt.advance(PAST_WINDOW);
     // The standards and the tip are read, the first page's call traps.
-    let fee = env.fee(l1());
+    let fee = env.fee(L1);
     env.rt.push_fault(Fault::FeeChange(fee));
     env.rt.push_fault(Fault::FeeChange(fee));
     env.rt.push_fault(Fault::Trap);
     assert!(matches!(
-        env.reconcile(p(A), l1()),
+        env.reconcile(p(A), L1),
         Err(EscrowError::PendingOperation { .. })
     ));
-    assert_eq!(env.free(p(A), l1()), 900_000);
+    assert_eq!(env.free(p(A), L1), 900_000);
     env.check_books();
     // The next message starts with that page: one call.
     let calls = env.rt.calls.get();
-    assert_eq!(env.reconcile(p(A), l1()), Ok(true));
+    assert_eq!(env.reconcile(p(A), L1), Ok(true));
     assert_eq!(env.rt.calls.get() - calls, 1);
-    assert_eq!(env.free(p(A), l1()), 1_000_000);
+    assert_eq!(env.free(p(A), L1), 1_000_000);
     env.settle_all_and_check();
 }
 
 #[test]
 fn on_a_ledger_without_icrc3_only_the_controllers_resolve_it() {
     let env = Env::new();
-    env.deposit(p(A), l1(), 1_000_000).unwrap();
+    env.deposit(p(A), L1, 1_000_000).unwrap();
     env.rt.serves_icrc3.set(false);
     env.rt.push_fault(Fault::LostRequest);
-    assert_eq!(env.withdraw(p(A), l1(), 100_000, p(0x50)), Err(unknown()));
-    let op = read_state(|s| s.pending(p(A), l1())).unwrap();
+    assert_eq!(env.withdraw(p(A), L1, 100_000, p(0x50)), Err(unknown()));
+    let op = read_state(|s| s.pending(p(A), L1)).unwrap();
     let resolve = |caller, is_controller, outcome| {
         block_on(payments::resolve_operation(
             &env.rt,
@@ -800,7 +808,7 @@ fn on_a_ledger_without_icrc3_only_the_controllers_resolve_it() {
             is_controller,
             ResolveOperationArgs {
                 owner: p(A),
-                ledger: l1(),
+                ledger: L1,
                 operation: op.id,
                 outcome,
             },
@@ -814,7 +822,7 @@ fn on_a_ledger_without_icrc3_only_the_controllers_resolve_it() {
     env.rt.advance(PAST_WINDOW);
     for _ in 0..3 {
         assert!(matches!(
-            env.reconcile(p(A), l1()),
+            env.reconcile(p(A), L1),
             Err(EscrowError::PendingOperation { .. })
         ));
     }
@@ -823,7 +831,7 @@ fn on_a_ledger_without_icrc3_only_the_controllers_resolve_it() {
         Err(EscrowError::Unauthorized { .. })
     ));
     assert_eq!(resolve(p(0xC0), true, LedgerOutcome::NotLanded), Ok(()));
-    assert_eq!(env.free(p(A), l1()), 1_000_000, "the debit was put back");
+    assert_eq!(env.free(p(A), L1), 1_000_000, "the debit was put back");
     let events = env.events();
     let n = events.len();
     assert!(matches!(
@@ -846,11 +854,11 @@ fn on_a_ledger_without_icrc3_only_the_controllers_resolve_it() {
 #[test]
 fn upgrade_between_lock_and_settle_keeps_everything() {
     let env = Env::new();
-    env.deposit(p(A), l1(), 1_000_000).unwrap();
-    env.lock("job/7", p(A), l1(), 500_000).unwrap();
+    env.deposit(p(A), L1, 1_000_000).unwrap();
+    env.lock("job/7", p(A), L1, 500_000).unwrap();
     env.release("job/7", 0, p(PROV), 100_000).unwrap();
     env.rt.push_fault(Fault::LostReply);
-    assert_eq!(env.withdraw(p(A), l1(), 100_000, p(0x50)), Err(unknown()));
+    assert_eq!(env.withdraw(p(A), L1, 100_000, p(0x50)), Err(unknown()));
     let events = env.events().len();
     env.upgrade();
     assert_eq!(env.events().len(), events);
@@ -863,20 +871,20 @@ fn upgrade_between_lock_and_settle_keeps_everything() {
     env.release("job/7", 1, p(PROV), 100_000).unwrap();
     let s = env.settle("job/7").unwrap();
     assert_eq!(s.refunded, 300_000);
-    assert_eq!(env.free(p(A), l1()), 400_000 + 300_000);
+    assert_eq!(env.free(p(A), L1), 400_000 + 300_000);
     env.settle_all_and_check();
 }
 
 #[test]
 fn unauthorized_callers_of_every_update_method_are_refused() {
     let env = Env::new();
-    env.deposit(p(A), l1(), 1_000).unwrap();
+    env.deposit(p(A), L1, 1_000).unwrap();
     let anon = Principal::anonymous();
     let now = 0;
     let lock = LockArgs {
         job_key: "j".into(),
         buyer: p(A),
-        ledger: l1(),
+        ledger: L1,
         amount: 1,
     };
     let release = ReleaseArgs {
@@ -923,16 +931,16 @@ fn unauthorized_callers_of_every_update_method_are_refused() {
     ));
     let calls = env.rt.calls.get();
     assert_eq!(
-        env.withdraw_for(anon, p(A), l1(), 100_000, p(0x50)),
+        env.withdraw_for(anon, p(A), L1, 100_000, p(0x50)),
         Err(EscrowError::AnonymousCaller)
     );
     assert!(matches!(
-        env.withdraw_for(p(A), p(A), l1(), 100_000, p(0x50)),
+        env.withdraw_for(p(A), p(A), L1, 100_000, p(0x50)),
         Err(EscrowError::Unauthorized { .. })
     ));
-    assert_eq!(env.pull(anon, l1(), 1), Err(EscrowError::AnonymousCaller));
+    assert_eq!(env.pull(anon, L1, 1), Err(EscrowError::AnonymousCaller));
     assert_eq!(
-        env.withdraw(anon, l1(), 100_000, p(0x50)),
+        env.withdraw(anon, L1, 100_000, p(0x50)),
         Err(EscrowError::AnonymousCaller)
     );
     assert_eq!(
@@ -940,7 +948,7 @@ fn unauthorized_callers_of_every_update_method_are_refused() {
             &env.rt,
             anon,
             NotifyDepositArgs {
-                ledger: l1(),
+                ledger: L1,
                 beneficiary: p(A)
             }
         )),
@@ -952,7 +960,7 @@ fn unauthorized_callers_of_every_update_method_are_refused() {
             anon,
             ReconcileArgs {
                 owner: p(A),
-                ledger: l1()
+                ledger: L1
             }
         )),
         Err(EscrowError::AnonymousCaller)
@@ -967,7 +975,7 @@ fn unauthorized_callers_of_every_update_method_are_refused() {
         env.notify(p(A), p(0x77)),
         Err(EscrowError::UnknownLedger { ledger: p(0x77) })
     );
-    assert_eq!(env.free(p(A), l1()), 1_000);
+    assert_eq!(env.free(p(A), L1), 1_000);
     env.settle_all_and_check();
 }
 
@@ -979,15 +987,14 @@ fn ledgers_named_at_init_read_their_fee_on_first_use() {
     mutate_state(|s| {
         s.apply_config(
             EscrowInit {
-                matcher: Some(matcher()),
+                matcher: Some(MATCHER),
                 ledgers: vec![l3],
             },
             0,
         )
     });
     assert_eq!(read_state(|s| s.ledger(&l3).unwrap().fee), None);
-    env.rt
-        .mint(l3, deposit_account(escrow(), p(A)).unwrap(), 100);
+    env.rt.mint(l3, deposit_account(ESCROW, p(A)).unwrap(), 100);
     assert_eq!(env.notify(p(A), l3), Ok(93));
     assert_eq!(read_state(|s| s.ledger(&l3).unwrap().fee), Some(7));
     assert_eq!(read_state(|s| s.config().ledgers.len()), 3);
@@ -996,14 +1003,14 @@ fn ledgers_named_at_init_read_their_fee_on_first_use() {
 #[test]
 fn the_event_log_records_every_movement() {
     let env = Env::new();
-    env.deposit(p(A), l1(), 1_000_000).unwrap();
-    env.push(p(B), l1(), 100_000);
-    env.notify(p(B), l1()).unwrap();
-    env.lock("j", p(A), l1(), 500_000).unwrap();
+    env.deposit(p(A), L1, 1_000_000).unwrap();
+    env.push(p(B), L1, 100_000);
+    env.notify(p(B), L1).unwrap();
+    env.lock("j", p(A), L1, 500_000).unwrap();
     env.release("j", 0, p(PROV), 200_000).unwrap();
     env.extend("j", 1, 100_000).unwrap();
     env.settle("j").unwrap();
-    env.withdraw(p(PROV), l1(), 200_000, p(0x50)).unwrap();
+    env.withdraw(p(PROV), L1, 200_000, p(0x50)).unwrap();
     let kinds: Vec<&str> = env
         .events()
         .iter()

@@ -29,27 +29,15 @@ use std::collections::VecDeque;
 const S: u64 = 1_000_000_000;
 const PRICE: Tokens = 100;
 
-fn p(n: u8) -> Principal {
+const fn p(n: u8) -> Principal {
     Principal::from_slice(&[n; 10])
 }
-fn escrow() -> Principal {
-    p(0xE5)
-}
-fn registry() -> Principal {
-    p(0x2E)
-}
-fn ledger() -> Principal {
-    icp()
-}
-fn buyer() -> Principal {
-    p(0x20)
-}
-fn provider() -> Principal {
-    p(0x30)
-}
-fn node() -> Principal {
-    p(0x40)
-}
+
+const ESCROW: Principal = p(0xE5);
+const REGISTRY: Principal = p(0x2E);
+const BUYER: Principal = p(0x20);
+const PROVIDER: Principal = p(0x30);
+const NODE: Principal = p(0x40);
 
 /// What the fake does with the next call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,12 +84,12 @@ impl Fake {
         fake.now.set(1_000 * S);
         mutate_state(|s| {
             s.set_config(MatcherInit {
-                registry: registry(),
-                escrow: escrow(),
+                registry: REGISTRY,
+                escrow: ESCROW,
                 grace_secs: 30,
                 bond_multiple: 2,
                 slash_multiple: 3,
-                stake_ledger: ledger(),
+                stake_ledger: icp(),
                 min_slash: Some(1),
             })
         });
@@ -182,8 +170,8 @@ impl Fake {
 fn lock(key: &str, total: Tokens) -> JobLock {
     JobLock {
         job_key: key.into(),
-        buyer: buyer(),
-        ledger: ledger(),
+        buyer: BUYER,
+        ledger: icp(),
         total,
         released: 0,
         remaining: total,
@@ -210,7 +198,7 @@ impl Runtime for Fake {
     fn log(&self, _line: &str) {}
 
     async fn lock(&self, escrow: Principal, args: &LockArgs) -> Answer<JobLock, EscrowError> {
-        assert_eq!(escrow, self::escrow());
+        assert_eq!(escrow, ESCROW);
         let answer = lock(&args.job_key, args.amount);
         self.escrow_answer("lock", args.job_key.clone(), answer)
     }
@@ -292,7 +280,7 @@ impl Runtime for Fake {
     }
 
     async fn bond(&self, registry: Principal, args: &BondArgs) -> Answer<(), RegistryError> {
-        assert_eq!(registry, self::registry());
+        assert_eq!(registry, REGISTRY);
         self.registry_answer("bond", args.key.clone(), ())
     }
 
@@ -332,15 +320,8 @@ fn post_offer(rt: &Fake) {
     let t = rt.now_ns();
     mutate_state(|s| {
         let params = s.params();
-        s.market.put_offer(
-            &params,
-            t,
-            provider(),
-            node(),
-            1_000_000,
-            None,
-            offer(PRICE),
-        )
+        s.market
+            .put_offer(&params, t, PROVIDER, NODE, 1_000_000, None, offer(PRICE))
     })
     .unwrap();
 }
@@ -373,14 +354,14 @@ fn heartbeat(rt: &Fake, job_id: u64) {
         attempt: 1,
         fuel_used: 0,
     };
-    endpoints::heartbeat(rt, node(), vec![item]).unwrap();
+    endpoints::heartbeat(rt, NODE, vec![item]).unwrap();
 }
 
 #[test]
 fn a_lock_whose_call_is_rejected_is_retried_with_the_same_key() {
     let rt = Fake::new();
     rt.fail_next(Fault::Reject);
-    let id = block_on(endpoints::submit_job(&rt, buyer(), spec(PRICE, 0))).unwrap();
+    let id = block_on(endpoints::submit_job(&rt, BUYER, spec(PRICE, 0))).unwrap();
     assert!(!read_state(|s| s.market.job(id).unwrap().funded));
     let waiting = pending();
     assert_eq!(waiting.len(), 1, "the lock waits in the outbox");
@@ -409,7 +390,7 @@ fn a_lock_whose_call_is_rejected_is_retried_with_the_same_key() {
 fn a_busy_callee_is_asked_again_with_the_same_key() {
     let rt = Fake::new();
     post_offer(&rt);
-    let id = block_on(endpoints::submit_job(&rt, buyer(), spec(PRICE, 0))).unwrap();
+    let id = block_on(endpoints::submit_job(&rt, BUYER, spec(PRICE, 0))).unwrap();
     rt.fail_next(Fault::Busy);
     block_on(perform::run_ready_steps(&rt));
     assert_eq!(pending().len(), 1, "the bond is still pending");
@@ -420,7 +401,7 @@ fn a_busy_callee_is_asked_again_with_the_same_key() {
     );
     assert!(events().contains(&MatcherEvent::JobAssigned {
         job_id: id,
-        provider: provider(),
+        provider: PROVIDER,
         attempt: 1,
         price_per_interval: PRICE,
     }));
@@ -430,7 +411,7 @@ fn a_busy_callee_is_asked_again_with_the_same_key() {
 fn an_unknown_outcome_is_retried_with_the_same_key_and_applied_once() {
     let rt = Fake::new();
     post_offer(&rt);
-    let id = block_on(endpoints::submit_job(&rt, buyer(), spec(PRICE, 0))).unwrap();
+    let id = block_on(endpoints::submit_job(&rt, BUYER, spec(PRICE, 0))).unwrap();
     rt.settle_outbox(3);
     heartbeat(&rt, id);
     rt.advance(60 * S);
@@ -457,7 +438,7 @@ fn an_unknown_outcome_is_retried_with_the_same_key_and_applied_once() {
 fn a_refused_lock_is_a_typed_escrow_error_and_drops_the_job() {
     let rt = Fake::new();
     rt.fail_next(Fault::Refuse);
-    let e = block_on(endpoints::submit_job(&rt, buyer(), spec(PRICE, 0))).unwrap_err();
+    let e = block_on(endpoints::submit_job(&rt, BUYER, spec(PRICE, 0))).unwrap_err();
     assert_eq!(
         e,
         MatcherError::Escrow(EscrowError::InsufficientBalance { available: 7 })
@@ -470,7 +451,7 @@ fn a_refused_lock_is_a_typed_escrow_error_and_drops_the_job() {
 fn lock_bond_release_slash_unbond_and_settle_go_through_the_performer() {
     let rt = Fake::new();
     post_offer(&rt);
-    let id = block_on(endpoints::submit_job(&rt, buyer(), spec(PRICE, 0))).unwrap();
+    let id = block_on(endpoints::submit_job(&rt, BUYER, spec(PRICE, 0))).unwrap();
     rt.settle_outbox(3);
     heartbeat(&rt, id);
     rt.advance(60 * S);
@@ -509,7 +490,7 @@ fn lock_bond_release_slash_unbond_and_settle_go_through_the_performer() {
     let evs = events();
     assert!(evs.contains(&MatcherEvent::DeadlineMissed {
         job_id: id,
-        provider: provider(),
+        provider: PROVIDER,
         attempt: 1,
         slashed: 3 * PRICE,
     }));
@@ -528,7 +509,7 @@ fn reservation_spec() -> ReservationSpec {
         interval_secs: 60,
         intervals: 4,
         max_price_per_interval: PRICE,
-        ledger: ledger(),
+        ledger: icp(),
         min_provider_stake: 0,
         max_rematches: 0,
         delegates: vec![],
@@ -538,16 +519,16 @@ fn reservation_spec() -> ReservationSpec {
 #[test]
 fn an_extension_whose_answer_is_lost_goes_through_the_performer_once() {
     let rt = Fake::new();
-    let rid = block_on(endpoints::reserve(&rt, buyer(), reservation_spec())).unwrap();
+    let rid = block_on(endpoints::reserve(&rt, BUYER, reservation_spec())).unwrap();
     rt.settle_outbox(3);
     rt.fail_next(Fault::Unknown);
     let ext = ExtendReservationArgs {
         reservation: rid,
         intervals: 2,
     };
-    block_on(endpoints::extend_reservation(&rt, buyer(), ext.clone())).unwrap();
+    block_on(endpoints::extend_reservation(&rt, BUYER, ext.clone())).unwrap();
     assert_eq!(
-        block_on(endpoints::extend_reservation(&rt, buyer(), ext)),
+        block_on(endpoints::extend_reservation(&rt, BUYER, ext)),
         Err(MatcherError::Busy),
         "one extension at a time"
     );
@@ -570,14 +551,14 @@ fn an_extension_whose_answer_is_lost_goes_through_the_performer_once() {
 #[test]
 fn a_refused_extension_is_a_typed_escrow_error_and_is_forgotten() {
     let rt = Fake::new();
-    let rid = block_on(endpoints::reserve(&rt, buyer(), reservation_spec())).unwrap();
+    let rid = block_on(endpoints::reserve(&rt, BUYER, reservation_spec())).unwrap();
     rt.settle_outbox(3);
     rt.fail_next(Fault::Refuse);
     let ext = ExtendReservationArgs {
         reservation: rid,
         intervals: 2,
     };
-    let e = block_on(endpoints::extend_reservation(&rt, buyer(), ext)).unwrap_err();
+    let e = block_on(endpoints::extend_reservation(&rt, BUYER, ext)).unwrap_err();
     assert!(matches!(
         e,
         MatcherError::Escrow(EscrowError::InsufficientBalance { .. })
@@ -603,7 +584,7 @@ fn a_step_performed_directly_reports_its_outcome() {
 }
 
 fn offers_left() -> usize {
-    read_state(|s| s.market.offers_of(provider()).len())
+    read_state(|s| s.market.offers_of(PROVIDER).len())
 }
 
 fn offer_withdrawn() -> bool {
@@ -622,7 +603,7 @@ fn offer_withdrawn() -> bool {
 fn a_provider_refused_its_bond_leaves_the_book_and_acts_on_nothing() {
     let rt = Fake::new();
     post_offer(&rt);
-    let id = block_on(endpoints::submit_job(&rt, buyer(), spec(PRICE, 0))).unwrap();
+    let id = block_on(endpoints::submit_job(&rt, BUYER, spec(PRICE, 0))).unwrap();
     // The lock goes through; the registry refuses the bond for good.
     rt.fail_next(Fault::Refuse);
     let item = HeartbeatItem {
@@ -631,7 +612,7 @@ fn a_provider_refused_its_bond_leaves_the_book_and_acts_on_nothing() {
         fuel_used: 0,
     };
     // Before the outbox runs, the assignment is not the provider's yet.
-    let acks = endpoints::heartbeat(&rt, node(), vec![item]).unwrap();
+    let acks = endpoints::heartbeat(&rt, NODE, vec![item]).unwrap();
     assert!(
         matches!(acks[..], [HeartbeatAck::Refused { .. }]),
         "{acks:?}"
@@ -652,7 +633,7 @@ fn a_jailed_provider_leaves_the_book() {
     let rt = Fake::new();
     rt.jails.set(true);
     post_offer(&rt);
-    let id = block_on(endpoints::submit_job(&rt, buyer(), spec(PRICE, 0))).unwrap();
+    let id = block_on(endpoints::submit_job(&rt, BUYER, spec(PRICE, 0))).unwrap();
     rt.settle_outbox(3);
     heartbeat(&rt, id);
     assert_eq!(offers_left(), 1);
