@@ -44,6 +44,25 @@ impl DevnetTransport {
     pub fn devnet(&self) -> &Arc<Mutex<Devnet>> {
         &self.devnet
     }
+
+    /// Runs `f` on the blocking pool with the locked devnet and `call` as
+    /// the devnet takes it: canister, sender (this transport's), method and
+    /// argument.
+    async fn on_devnet<R: Send + 'static>(
+        &self,
+        call: Call<'_>,
+        f: impl FnOnce(&mut Devnet, Principal, Principal, &str, Vec<u8>) -> R + Send + 'static,
+    ) -> Result<R, TransportError> {
+        let devnet = Arc::clone(&self.devnet);
+        let sender = self.sender;
+        let Call {
+            canister,
+            method,
+            arg,
+        } = call;
+        let method = method.to_string();
+        blocking(move || f(&mut lock(&devnet), canister, sender, &method, arg)).await
+    }
 }
 
 /// Locks a shared devnet. A panic while holding the lock (a failed
@@ -77,15 +96,10 @@ impl Transport for DevnetTransport {
     }
 
     async fn update(&self, call: Call<'_>) -> Result<Vec<u8>, TransportError> {
-        let devnet = Arc::clone(&self.devnet);
-        let sender = self.sender;
-        let Call {
-            canister,
-            method,
-            arg,
-        } = call;
-        let method = method.to_string();
-        let id = blocking(move || lock(&devnet).submit_call(canister, sender, &method, arg))
+        let id = self
+            .on_devnet(call, |dn, canister, sender, method, arg| {
+                dn.submit_call(canister, sender, method, arg)
+            })
             .await?
             .map_err(reject)?;
         let started = std::time::Instant::now();
@@ -114,17 +128,11 @@ impl Transport for DevnetTransport {
     }
 
     async fn query(&self, call: Call<'_>) -> Result<Vec<u8>, TransportError> {
-        let devnet = Arc::clone(&self.devnet);
-        let sender = self.sender;
-        let Call {
-            canister,
-            method,
-            arg,
-        } = call;
-        let method = method.to_string();
-        blocking(move || lock(&devnet).query_call(canister, sender, &method, arg))
-            .await?
-            .map_err(reject)
+        self.on_devnet(call, |dn, canister, sender, method, arg| {
+            dn.query_call(canister, sender, method, arg)
+        })
+        .await?
+        .map_err(reject)
     }
 
     async fn time_ns(&self) -> Result<u64, TransportError> {

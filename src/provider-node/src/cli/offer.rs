@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use market_api::OfferId;
-use market_api::matcher::OfferSpec;
+use market_api::matcher::{Offer, OfferSpec};
 use market_client::client::tokens::{format_tokens, parse_tokens};
 use provider_node::config::GlobalArgs;
 
@@ -105,13 +105,9 @@ pub fn run(global: &GlobalArgs, command: OfferCommand) -> anyhow::Result<ExitCod
                 }
                 for o in offers {
                     println!(
-                        "{}\t{} per interval\t{}/{} slots used\t{} MiB\tfuel/interval <= {}\t{}..{} s\t{}",
+                        "{}\t{}\t{}..{} s\t{}",
                         o.id,
-                        format_tokens(o.spec.price_per_interval),
-                        o.slots_used,
-                        o.spec.slots,
-                        o.spec.memory_per_slot_mib,
-                        o.spec.max_fuel_per_interval,
+                        offer_terms(&o).join("\t"),
                         o.spec.min_interval_secs,
                         o.spec.max_interval_secs,
                         o.spec.tags.join(",")
@@ -121,4 +117,14 @@ pub fn run(global: &GlobalArgs, command: OfferCommand) -> anyhow::Result<ExitCod
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// An offer's price, slots in use, memory and fuel, as the CLI shows them.
+pub(super) fn offer_terms(o: &Offer) -> [String; 4] {
+    [
+        format!("{} per interval", format_tokens(o.spec.price_per_interval)),
+        format!("{}/{} slots used", o.slots_used, o.spec.slots),
+        format!("{} MiB", o.spec.memory_per_slot_mib),
+        format!("fuel/interval <= {}", o.spec.max_fuel_per_interval),
+    ]
 }

@@ -213,7 +213,11 @@ pub fn status(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                     format_tokens(p.slashed_total)
                 );
                 for u in &p.stake.unbonding {
-                    println!("               {} free at {}", format_tokens(u.amount), format_time(u.release_at_ns));
+                    println!(
+                        "               {} free at {}",
+                        format_tokens(u.amount),
+                        format_time(u.release_at_ns)
+                    );
                 }
                 let e = c.eligibility(s.provider).await?;
                 match e.ineligible {
@@ -223,18 +227,17 @@ pub fn status(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             }
         }
         let balance = c.escrow_balance(s.provider).await?;
-        println!("earnings     {} claimable (withdraw with `provider-node withdraw`)", format_tokens(balance.claimable));
+        println!(
+            "earnings     {} claimable (withdraw with `provider-node withdraw`)",
+            format_tokens(balance.claimable)
+        );
         let offers = c.offers_of(s.provider).await?;
         println!("offers       {}", offers.len());
         for o in &offers {
             println!(
-                "  #{:<4} {} per interval, {}/{} slots used, {} MiB, fuel/interval <= {}, intervals {}..{} s",
+                "  #{:<4} {}, intervals {}..{} s",
                 o.id,
-                format_tokens(o.spec.price_per_interval),
-                o.slots_used,
-                o.spec.slots,
-                o.spec.memory_per_slot_mib,
-                o.spec.max_fuel_per_interval,
+                super::offer::offer_terms(o).join(", "),
                 o.spec.min_interval_secs,
                 o.spec.max_interval_secs
             );
@@ -246,7 +249,11 @@ pub fn status(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 "  job {:<5} attempt {} {} at {} per interval, next deadline {}",
                 a.job_id,
                 a.attempt,
-                if a.acknowledged { "running" } else { "waiting for the node" },
+                if a.acknowledged {
+                    "running"
+                } else {
+                    "waiting for the node"
+                },
                 format_tokens(a.price_per_interval),
                 format_time(a.next_deadline_ns)
             );

@@ -574,6 +574,16 @@ impl<T: Transport + Clone> Daemon<T> {
         }))
     }
 
+    /// Counts a transient call error met while `doing` something for job
+    /// `id` and returns the backoff before the retry.
+    fn retry_after_call_error(&self, id: JobId, doing: &str, e: &dyn std::fmt::Display) -> Backoff {
+        self.metrics.call_errors.inc();
+        warn!(job_id = id, error = %e, "{doing}; retrying");
+        let mut b = backoff();
+        b.failed();
+        b
+    }
+
     /// Moves each job to its next stage where it can.
     async fn advance(&mut self) {
         let ids: Vec<JobId> = self.records.keys().copied().collect();
@@ -588,11 +598,7 @@ impl<T: Transport + Clone> Daemon<T> {
                         stage
                     }
                     Ok(Err(e)) if e.is_transient() => {
-                        self.metrics.call_errors.inc();
-                        warn!(job_id = id, error = %e, "reading the job; retrying");
-                        let mut b = backoff();
-                        b.failed();
-                        Stage::ReadRetry(b)
+                        Stage::ReadRetry(self.retry_after_call_error(id, "reading the job", &e))
                     }
                     Ok(Err(e)) => {
                         self.metrics.unreadable_replies.inc();
@@ -610,13 +616,9 @@ impl<T: Transport + Clone> Daemon<T> {
                 Stage::ReadRetry(b) if b.ready() => self.spawn_read(id),
                 Stage::Fetching(task) if task.is_finished() => match task.await {
                     Ok(Ok(bytes)) => self.run_job(id, &record, bytes),
-                    Ok(Err(e)) if e.is_transient() => {
-                        self.metrics.call_errors.inc();
-                        warn!(job_id = id, error = %e, "fetching the module; retrying");
-                        let mut b = backoff();
-                        b.failed();
-                        Stage::FetchRetry(b)
-                    }
+                    Ok(Err(e)) if e.is_transient() => Stage::FetchRetry(
+                        self.retry_after_call_error(id, "fetching the module", &e),
+                    ),
                     Ok(Err(e)) => {
                         warn!(job_id = id, error = %e, "the job's module is unusable; reporting it");
                         self.finish(id, &record, failed_module_result(&e))
