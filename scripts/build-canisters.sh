@@ -38,11 +38,7 @@ ensure_ic_wasm() {
             echo "error: ic-wasm is installed with npm, and neither npm nor apt-get is here" >&2
             exit 1
         fi
-        local sudo=""
-        [ "$(id -u)" -eq 0 ] || sudo="sudo"
-        echo "==> installing npm (Debian package) to fetch ic-wasm" >&2
-        $sudo apt-get update -qq >&2
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq npm >&2
+        apt_install "npm (Debian package) to fetch ic-wasm" npm
     fi
     echo "==> installing ic-wasm $IC_WASM_VERSION (npm @icp-sdk/ic-wasm-linux-x64) into $TOOLS_DIR" >&2
     mkdir -p "$TOOLS_DIR"

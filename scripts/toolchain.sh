@@ -26,11 +26,19 @@ _install_debian_toolchain() {
         echo "       install the target with: rustup target add $1" >&2
         return 1
     fi
+    apt_install "Debian's wasm-capable Rust: ${DEBIAN_WASM_PACKAGES[*]}" "${DEBIAN_WASM_PACKAGES[@]}"
+}
+
+# apt_install WHAT PACKAGE...: installs Debian packages (through sudo unless
+# root), saying on stderr that it installs WHAT.
+apt_install() {
+    local what="$1"
+    shift
     local sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    echo "==> installing Debian's wasm-capable Rust: ${DEBIAN_WASM_PACKAGES[*]}" >&2
+    echo "==> installing $what" >&2
     $sudo apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${DEBIAN_WASM_PACKAGES[@]}" >&2
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >&2
 }
 
 # wasm_toolchain TARGET: sets WASM_CARGO, WASM_ENV and WASM_BUILD_STD_FLAGS.

@@ -209,17 +209,12 @@ async fn cancel(s: &Session, args: JobIdArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn jobs(s: &Session, args: JobsArgs) -> anyhow::Result<ExitCode> {
-    let page = PageRequest {
-        start: args.start,
-        limit: Some(args.limit),
-    };
-    let jobs = s.client.list_jobs(s.identity.principal, page).await?;
+    let jobs = s
+        .client
+        .list_jobs(s.identity.principal, page(&args))
+        .await?;
     if jobs.is_empty() {
-        eprintln!(
-            "no jobs{}",
-            args.start
-                .map_or(String::new(), |id| format!(" from id {id} on"))
-        );
+        say_none("jobs", &args);
         return Ok(ExitCode::SUCCESS);
     }
     println!(
@@ -239,12 +234,35 @@ async fn jobs(s: &Session, args: JobsArgs) -> anyhow::Result<ExitCode> {
             format_tokens(j.spec.max_price_per_interval),
         );
     }
-    if jobs.len() == args.limit as usize
-        && let Some(last) = jobs.last()
-    {
-        eprintln!("more: market jobs --start {}", last.id + 1);
-    }
+    say_more("jobs", &args, jobs.len(), jobs.last().map(|j| j.id));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The page of a listing that `args` asks for.
+fn page(args: &JobsArgs) -> PageRequest {
+    PageRequest {
+        start: args.start,
+        limit: Some(args.limit),
+    }
+}
+
+/// Says on stderr that there are no `what` (jobs, reservations) to list.
+fn say_none(what: &str, args: &JobsArgs) {
+    eprintln!(
+        "no {what}{}",
+        args.start
+            .map_or(String::new(), |id| format!(" from id {id} on"))
+    );
+}
+
+/// Says on stderr how to list the next page of `what` when the page of
+/// `listed` entries, the last of id `last`, is full.
+fn say_more(what: &str, args: &JobsArgs, listed: usize, last: Option<u64>) {
+    if listed == args.limit as usize
+        && let Some(last) = last
+    {
+        eprintln!("more: market {what} --start {}", last + 1);
+    }
 }
 
 async fn deposit(s: &Session, args: AmountArgs) -> anyhow::Result<ExitCode> {
@@ -307,31 +325,19 @@ async fn show_reservation(s: &Session, args: ReservationIdArgs) -> anyhow::Resul
 }
 
 async fn reservations(s: &Session, args: JobsArgs) -> anyhow::Result<ExitCode> {
-    let page = PageRequest {
-        start: args.start,
-        limit: Some(args.limit),
-    };
     let list = s
         .client
-        .list_reservations(s.identity.principal, page)
+        .list_reservations(s.identity.principal, page(&args))
         .await?;
     if list.is_empty() {
-        eprintln!(
-            "no reservations{}",
-            args.start
-                .map_or(String::new(), |id| format!(" from id {id} on"))
-        );
+        say_none("reservations", &args);
         return Ok(ExitCode::SUCCESS);
     }
     println!("{}", buyer::RESERVATIONS_HEADER);
     for r in &list {
         println!("{}", buyer::reservation_row(r));
     }
-    if list.len() == args.limit as usize
-        && let Some(last) = list.last()
-    {
-        eprintln!("more: market reservations --start {}", last.id + 1);
-    }
+    say_more("reservations", &args, list.len(), list.last().map(|r| r.id));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -116,6 +116,27 @@ impl Scene for World {
     }
 }
 
+/// A provider's daemon started by [`world_with_provider`]; it stops, and
+/// its state directory goes, when this drops.
+struct RunningProvider {
+    _stop: tokio::sync::oneshot::Sender<()>,
+    _state_dir: tempfile::TempDir,
+}
+
+/// The marketplace with a buyer that deposited 5 of its 10 ICP and a
+/// provider running (see [`Scene::start_provider`]).
+async fn world_with_provider() -> (World, RunningProvider) {
+    let w = World::new(10 * ICP);
+    buyer::deposit(&w.buyer, 5 * ICP).await.unwrap();
+    let state_dir = tempfile::tempdir().unwrap();
+    let stop = w.start_provider(state_dir.path());
+    let provider = RunningProvider {
+        _stop: stop,
+        _state_dir: state_dir,
+    };
+    (w, provider)
+}
+
 fn request(input: &[u8], max_price: Tokens) -> JobRequest {
     JobRequest {
         input: input.to_vec(),
@@ -299,11 +320,8 @@ async fn a_short_balance_says_exactly_what_to_deposit_and_uploads_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn run_uploads_once_pays_a_provider_and_returns_the_jobs_stdout() {
-    let w = World::new(10 * ICP);
+    let (w, _provider) = world_with_provider().await;
     let c = &w.buyer;
-    buyer::deposit(c, 5 * ICP).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let _stop = w.start_provider(dir.path());
     let options = RunOptions {
         poll_interval: Duration::from_millis(20),
         detach: false,
@@ -461,11 +479,8 @@ async fn a_reservation_the_balance_does_not_cover_is_refused_before_any_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_person_reserves_a_slot_a_delegate_runs_a_job_in_it_then_it_is_extended_and_cancelled() {
-    let w = World::new(10 * ICP);
+    let (w, _provider) = world_with_provider().await;
     let c = &w.buyer;
-    buyer::deposit(c, 5 * ICP).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let _stop = w.start_provider(dir.path());
     let delegate_principal = market_fixture::principal(0xD1);
     let delegate = w.client(delegate_principal);
 

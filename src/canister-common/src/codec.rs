@@ -47,6 +47,17 @@ impl<T: Serialize> Cbor<T> {
     }
 }
 
+impl<T: Clone> Cbor<Option<T>> {
+    /// The configuration `canister`'s `init` stored. Every entry point runs
+    /// after `init`, so a missing one is a bug.
+    pub fn installed(&self, canister: &str) -> T {
+        match &self.0 {
+            Some(c) => c.clone(),
+            None => panic!("BUG: {canister} used before init"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,8 +4,9 @@
 //! that stop two messages for the same key from interleaving at an `.await`,
 //! the one stable memory manager, the ingress rules of
 //! `canister_inspect_message`, the `/metrics` page writer, the search of a
-//! ledger's block log for a transfer whose outcome was lost, and the system
-//! API that each canister's runtime trait builds on.
+//! ledger's block log for a transfer whose outcome was lost, the system
+//! API that each canister's runtime trait builds on, and the declaration of
+//! a canister's state with its accessors ([`canister_state!`]).
 //!
 //! Only the default methods of [`runtime::SystemApi`] and
 //! [`ledger_blocks::BlockSource`] call the IC;
@@ -20,3 +21,25 @@ pub mod ledger_blocks;
 pub mod memory;
 pub mod metrics;
 pub mod runtime;
+
+/// Declares a canister's one state, `STATE`, built by `$open` on its first
+/// use, and its accessors `read_state` and `mutate_state`. They take
+/// closures, so no borrow of the state can be held across an `.await`.
+#[macro_export]
+macro_rules! canister_state {
+    ($state:ty, $open:expr) => {
+        thread_local! {
+            static STATE: ::std::cell::RefCell<$state> = ::std::cell::RefCell::new($open);
+        }
+
+        /// Reads the state.
+        pub fn read_state<R>(f: impl FnOnce(&$state) -> R) -> R {
+            STATE.with(|s| f(&s.borrow()))
+        }
+
+        /// Changes the state.
+        pub fn mutate_state<R>(f: impl FnOnce(&mut $state) -> R) -> R {
+            STATE.with(|s| f(&mut s.borrow_mut()))
+        }
+    };
+}

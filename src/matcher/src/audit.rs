@@ -76,14 +76,7 @@ pub fn put_offer(
 /// work, so its offers leave the book (jobs running on them go on).
 pub fn provider_ineligible(s: &mut State, now_ns: u64, provider: Principal) {
     for offer_id in s.market.drop_offers_of(provider) {
-        s.events.append(
-            now_ns,
-            MatcherEvent::OfferChanged {
-                offer_id,
-                provider,
-                withdrawn: true,
-            },
-        );
+        record_withdrawal(s, now_ns, provider, offer_id);
     }
 }
 
@@ -95,6 +88,12 @@ pub fn withdraw_offer(
     offer_id: OfferId,
 ) -> Result<(), MatcherError> {
     s.market.withdraw_offer(provider, offer_id)?;
+    record_withdrawal(s, now_ns, provider, offer_id);
+    Ok(())
+}
+
+/// Records that `provider`'s offer left the book.
+fn record_withdrawal(s: &mut State, now_ns: u64, provider: Principal, offer_id: OfferId) {
     s.events.append(
         now_ns,
         MatcherEvent::OfferChanged {
@@ -103,7 +102,6 @@ pub fn withdraw_offer(
             withdrawn: true,
         },
     );
-    Ok(())
 }
 
 /// Changes a reservation's delegates; returns them.

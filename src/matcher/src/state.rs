@@ -9,7 +9,6 @@ use canister_common::codec::Cbor;
 use canister_common::event_log::EventLog;
 use ic_stable_structures::Cell;
 use market_api::matcher::{MatcherEvent, MatcherInit};
-use std::cell::RefCell;
 
 /// Everything the matcher keeps across upgrades.
 pub struct State {
@@ -67,10 +66,7 @@ impl State {
 
     /// The configuration; set at install, so always present afterwards.
     pub fn config(&self) -> MatcherInit {
-        match &self.config.get().0 {
-            Some(c) => c.clone(),
-            None => panic!("BUG: matcher used before init"),
-        }
+        self.config.get().installed("matcher")
     }
 
     /// The lifecycle parameters of the configuration.
@@ -121,16 +117,4 @@ impl State {
     }
 }
 
-thread_local! {
-    static STATE: RefCell<State> = RefCell::new(State::open());
-}
-
-/// Reads the state.
-pub fn read_state<R>(f: impl FnOnce(&State) -> R) -> R {
-    STATE.with(|s| f(&s.borrow()))
-}
-
-/// Changes the state.
-pub fn mutate_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
-    STATE.with(|s| f(&mut s.borrow_mut()))
-}
+canister_common::canister_state!(State, State::open());

@@ -68,6 +68,17 @@ impl Scene {
         );
     }
 
+    /// The marketplace of [`Scene::new`] with provider 1 offering a slot at
+    /// [`PRICE`], provider 2 at twice that, and a state directory for each
+    /// one's daemon.
+    fn with_two_providers() -> (Self, [tempfile::TempDir; 2]) {
+        let w = Scene::new();
+        w.provider(1, PRICE);
+        w.provider(2, 2 * PRICE);
+        let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+        (w, dirs)
+    }
+
     /// A daemon for provider `n` signing as its node, with its own sandbox.
     fn daemon(&self, n: u8, state_dir: &std::path::Path) -> (Daemon<DevnetTransport>, Metrics) {
         self.daemon_with_grace(n, state_dir, Duration::from_secs(10))
@@ -124,10 +135,7 @@ fn stdout_of(job: &Job) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn jobs_run_heartbeats_pay_and_a_killed_provider_is_slashed_and_replaced() {
-    let w = Scene::new();
-    w.provider(1, PRICE);
-    w.provider(2, 2 * PRICE);
-    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let (w, dirs) = Scene::with_two_providers();
     let (d1, m1) = w.daemon(1, dirs[0].path());
     let (d2, _m2) = w.daemon(2, dirs[1].path());
     let (stop1, task1) = spawn(d1);
@@ -231,10 +239,7 @@ async fn a_node_restarted_mid_job_resumes_it_and_reports_it_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_shutting_down_hands_its_job_back_without_a_slash() {
-    let w = Scene::new();
-    w.provider(1, PRICE);
-    w.provider(2, 2 * PRICE);
-    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let (w, dirs) = Scene::with_two_providers();
     let (d1, _) = w.daemon_with_grace(1, dirs[0].path(), Duration::from_millis(100));
     let (d2, _) = w.daemon(2, dirs[1].path());
     let (stop1, task1) = spawn(d1);

@@ -20,7 +20,6 @@ use market_api::registry::{
 };
 use market_api::{Account, OpKey, Principal, Tokens};
 use serde::{Deserialize, Serialize};
-use std::cell::RefCell;
 
 /// A provider as stored; the API's [`Provider`] adds the pending operation.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -296,10 +295,7 @@ impl State {
 
     /// The configuration; set at install, so always present afterwards.
     pub fn config(&self) -> RegistryConfig {
-        match &self.config.get().0 {
-            Some(c) => c.clone(),
-            None => panic!("BUG: registry used before init"),
-        }
+        self.config.get().installed("registry")
     }
 
     /// Whether `init` ran.
@@ -660,19 +656,7 @@ impl State {
     }
 }
 
-thread_local! {
-    static STATE: RefCell<State> = RefCell::new(State::open());
-}
-
-/// Reads the state.
-pub fn read_state<R>(f: impl FnOnce(&State) -> R) -> R {
-    STATE.with(|s| f(&s.borrow()))
-}
-
-/// Changes the state.
-pub fn mutate_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
-    STATE.with(|s| f(&mut s.borrow_mut()))
-}
+canister_common::canister_state!(State, State::open());
 
 /// Starts over with empty memory (native tests only).
 #[cfg(test)]
