@@ -168,12 +168,12 @@ fn settled_locks_are_deleted_after_their_retention_and_their_events_stay() {
     use market_api::escrow::SETTLED_LOCK_RETENTION_SECS;
     const S: u64 = 1_000_000_000;
     let env = Env::new();
-    env.deposit(p(A), l1(), 1_000_000).unwrap();
-    env.lock("job/1", p(A), l1(), 300_000).unwrap();
+    env.deposit(p(A), L1, 1_000_000).unwrap();
+    env.lock("job/1", p(A), L1, 300_000).unwrap();
     env.release("job/1", 0, p(PROV), 100_000).unwrap();
     env.release("job/1", 1, p(PROV), 100_000).unwrap();
     env.settle("job/1").unwrap();
-    env.lock("job/2", p(A), l1(), 200_000).unwrap();
+    env.lock("job/2", p(A), L1, 200_000).unwrap();
     let events = read_state(|s| s.events.len());
     let prune = |env: &Env| {
         let now = env.rt_now();
@@ -207,8 +207,8 @@ fn settled_locks_are_deleted_after_their_retention_and_their_events_stay() {
     });
     assert_eq!(env.settle("job/1"), unknown);
     assert_eq!(env.release("job/1", 2, p(PROV), 1), unknown);
-    assert_eq!(env.claimable(p(PROV), l1()), 200_000);
-    assert_eq!(env.free(p(A), l1()), 600_000);
+    assert_eq!(env.claimable(p(PROV), L1), 200_000);
+    assert_eq!(env.free(p(A), L1), 600_000);
     env.upgrade();
     env.settle("job/2").unwrap();
     env.settle_all_and_check();
