@@ -217,7 +217,9 @@ fn get_job(job_id: JobId) -> Option<Job> {
     read_state(|s| s.market.job(job_id).map(|r| r.to_job()))
 }
 
-/// An owner's jobs, from `page.start` (a job id) on.
+/// An owner's jobs, from `page.start` (a job id) on: at most `page.limit`
+/// of them, fewer when their contents pass 1 MiB (at least one). Ask for
+/// the next page from the last job's id + 1.
 #[ic_cdk::query]
 fn list_jobs(owner: Principal, page: PageRequest) -> Vec<Job> {
     read_state(|s| {

@@ -132,6 +132,21 @@ pub fn check_limits(
     Ok(())
 }
 
+/// Most bytes of job contents (input, args, env, output) a page of
+/// `list_jobs` carries, so its reply stays under the IC's 2 MiB limit; a
+/// page holds at least one job (a one-off job keeps its input until it
+/// ends and its output after, never both, so one fits alone).
+pub const MAX_JOBS_PAGE_BYTES: u64 = 1024 * 1024;
+
+/// The bytes of a job's contents in a reply.
+fn job_bytes(job: &Job) -> u64 {
+    let spec = &job.spec;
+    let args: usize = spec.args.iter().map(String::len).sum();
+    let env: usize = spec.env.iter().map(|(k, v)| k.len() + v.len()).sum();
+    let output = job.result.as_ref().map_or(0, |r| r.output.len());
+    (spec.input.len() + args + env + output) as u64
+}
+
 /// Checks every bound of a job spec.
 pub fn validate_spec(spec: &JobSpec) -> Result<(), MatcherError> {
     if spec.input.len() > MAX_INPUT_BYTES {
@@ -505,11 +520,23 @@ impl<M: Memory> Market<M> {
 
     /// Jobs of an owner, from `start` on, at most `limit`.
     pub fn jobs_of(&self, owner: Principal, start: JobId, limit: usize) -> Vec<Job> {
-        self.jobs_by_owner
+        let mut bytes = 0u64;
+        let mut page = Vec::new();
+        for (_, id) in self
+            .jobs_by_owner
             .keys_range((owner, start)..=(owner, JobId::MAX))
             .take(limit)
-            .filter_map(|(_, id)| self.job(id).map(|r| r.to_job()))
-            .collect()
+        {
+            let Some(job) = self.job(id).map(|r| r.to_job()) else {
+                continue;
+            };
+            bytes = bytes.saturating_add(job_bytes(&job));
+            if bytes > MAX_JOBS_PAGE_BYTES && !page.is_empty() {
+                break;
+            }
+            page.push(job);
+        }
+        page
     }
 
     fn active_jobs_of(&self, owner: Principal) -> u64 {
