@@ -1152,11 +1152,26 @@ impl World {
     }
 
     /// Adds the one-off jobs and reservations that buyers whose submission
-    /// went unanswered have, as such a buyer would look them up.
+    /// went unanswered have, as such a buyer would look them up. Jobs are
+    /// read one a page: a default page of `list_jobs` holding two of the
+    /// largest jobs passes the 2 MiB reply limit (see
+    /// `a_buyer_with_large_jobs_can_still_list_them` in `attacks.rs`).
     fn find_unanswered(&mut self) {
         let net = &self.net;
         for owner in std::mem::take(&mut self.unanswered) {
-            for job in net.jobs_of(owner).unwrap() {
+            let mut start = None;
+            loop {
+                let page = PageRequest {
+                    start,
+                    limit: Some(1),
+                };
+                let (jobs,): (Vec<Job>,) = net
+                    .query_args(net.ids.matcher, "list_jobs", (owner, page))
+                    .unwrap();
+                let Some(job) = jobs.first() else {
+                    break;
+                };
+                start = Some(job.id + 1);
                 if job.kind == JobKind::OneOff && !self.jobs.contains(&(owner, job.id)) {
                     self.jobs.push((owner, job.id));
                     JOBS.fetch_add(1, Ordering::Relaxed);
