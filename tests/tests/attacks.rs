@@ -1335,3 +1335,32 @@ fn oversized_jobs_aimed_at_one_provider_do_not_get_it_slashed() {
     }
     net.audit().unwrap();
 }
+
+/// A buyer with two of the largest jobs (1.2 MiB of spec each) lists its
+/// own jobs with `list_jobs` and the default page: the page carries every
+/// job whole, passes the 2 MiB reply limit, and the query traps, so the
+/// buyer (and the `market` CLI) can no longer see its jobs. Found by the
+/// chaos test's oversized jobs. A page must stay under the reply limit
+/// whatever the jobs hold.
+#[test]
+fn a_buyer_with_large_jobs_can_still_list_them() {
+    let (net, _) = market();
+    for fill in 0..2 {
+        let r: Result<JobId, MatcherError> = net
+            .update(
+                net.ids.matcher,
+                buyer(),
+                "submit_job",
+                &largest_job(&net, fill),
+            )
+            .unwrap();
+        r.expect("the largest job is a valid job");
+    }
+    net.settle_outbox();
+    let listed = net.jobs_of(buyer());
+    assert!(
+        listed.is_ok(),
+        "the buyer could not list its own jobs: {:?}",
+        listed.err()
+    );
+}

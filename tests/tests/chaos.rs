@@ -18,6 +18,22 @@
 //! conservation audit of `market-fixture` must pass: every terminal job settled,
 //! every retried operation converged, every token accounted for.
 //!
+//! Attackers play too, from principals of their own (see [`attacker`],
+//! [`stranger`], [`zombie`]), each attack a real ingress call, with every
+//! refusal the market owes them asserted: the largest jobs priced to land
+//! on the honest provider ([`Action::Oversized`]), loops of the largest
+//! job submitted and cancelled ([`Action::SubmitCancel`]), many throwaway
+//! principals holding calls in flight around an honest one
+//! ([`Action::Flood`]), a provider whose offers outlive its stake or
+//! registration ([`Action::Zombie`]), modules pinned with jobs of extreme
+//! limits ([`Action::Pin`]), provider calls past their deadline
+//! ([`Action::Late`]) and calls with a node key rotated out
+//! ([`Action::RotateKey`], [`Action::OldKey`]). Two more invariants hold
+//! after every step: the [`honest`] provider, which does everything on time,
+//! is never slashed (faults and attacks notwithstanding), and each
+//! canister's stable memory stays under a bound proportional to the live
+//! work it holds (see [`World::check_stable_memory`]).
+//!
 //! A failing case is shrunk by proptest and printed with its actions; the
 //! seed is saved in `tests/tests/chaos.proptest-regressions` and replayed
 //! first on every later run.
@@ -31,10 +47,13 @@ use devnet::{Fault, FaultKind, IngressStatus, Reject, RejectCode};
 use market_api::escrow::{EscrowError, EscrowEvent, NotifyDepositArgs, WithdrawArgs};
 use market_api::matcher::{
     Assignment, CancelReservationArgs, ExtendReservationArgs, HeartbeatAck, HeartbeatItem, Job,
-    JobKind, JobResult, JobSpec, MatcherError, MatcherEvent, OfferSpec, Reservation,
-    ReservationSpec, ReservationStatus, ReservedJobArgs, RunOutcome, SubmitResultArgs,
+    JobKind, JobLimits, JobResult, JobSpec, MAX_ARG_LEN, MAX_ARGS, MAX_CHUNK_BYTES,
+    MAX_FUEL_PER_INTERVAL, MAX_INPUT_BYTES, MAX_JOB_MEMORY_MIB, MAX_MODULES_PER_UPLOADER,
+    MatcherError, MatcherEvent, ModuleInfo, ModuleSource, ModuleUpload, Offer, OfferSpec,
+    Reservation, ReservationSpec, ReservationStatus, ReservedJobArgs, RunOutcome, SubmitResultArgs,
+    heartbeat_window_opens_ns,
 };
-use market_api::registry::{RegistryError, RegistryEvent};
+use market_api::registry::{Eligibility, ProviderProfile, RegistryError, RegistryEvent};
 use market_api::{EventPage, JobId, PageRequest, Tokens};
 use market_fixture::{ICP, MarketFixture, Settings, account, admin, heartbeat_items, principal};
 use proptest::prelude::*;
@@ -45,6 +64,27 @@ use std::time::Duration;
 const BUYERS: u8 = 3;
 const PROVIDERS: u8 = 3;
 const INTERVAL: u64 = 30;
+/// The market's grace after a due heartbeat (`Settings::grace_secs` here).
+const GRACE_SECS: u64 = 10;
+/// Funded attackers (buyers with escrow balances of their own).
+const ATTACKERS: u8 = 2;
+/// The honest provider's price per interval: the cheapest honest offer, so
+/// that jobs priced at it can land nowhere else.
+const HONEST_PRICE: Tokens = 100_000;
+/// The zombie provider's price: below every other offer.
+const ZOMBIE_PRICE: Tokens = 50_000;
+/// The most time that passes between two turns of the honest provider.
+const HONEST_TURN_SECS: u64 = 10;
+/// Paid intervals a job runs on the honest provider before its result (of
+/// the 5 a buyer's job may be paid for).
+const HONEST_RUN_INTERVALS: u32 = 2;
+/// ic-stable-structures' memory manager gives each memory id its stable
+/// memory in buckets of 128 wasm pages: a canister's size grows in these.
+const BUCKET: u64 = 128 * 65_536;
+/// What one job record, offer or event is counted for in a canister's live
+/// work (each is well under this, encoded and indexed).
+const RECORD_BYTES: u64 = 1_024;
+const NANOS: u64 = 1_000_000_000;
 
 /// `Settings::default().slash_multiple`: intervals' prices slashed per
 /// missed deadline.
@@ -66,6 +106,28 @@ static INTERLEAVINGS: AtomicU64 = AtomicU64::new(0);
 static INTERLEAVED_CALLS: AtomicU64 = AtomicU64::new(0);
 static UPGRADES_IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
 static REJECTED: AtomicU64 = AtomicU64::new(0);
+static ATTACK_CALLS: AtomicU64 = AtomicU64::new(0);
+static ATTACK_BYTES: AtomicU64 = AtomicU64::new(0);
+static STRANGERS: AtomicU64 = AtomicU64::new(0);
+static OVERSIZED: AtomicU64 = AtomicU64::new(0);
+static SUBMIT_CANCEL_ROUNDS: AtomicU64 = AtomicU64::new(0);
+static FLOODS: AtomicU64 = AtomicU64::new(0);
+static ZOMBIE_OFFERS: AtomicU64 = AtomicU64::new(0);
+static ZOMBIE_RESULTS_REFUSED: AtomicU64 = AtomicU64::new(0);
+static MODULES_PINNED: AtomicU64 = AtomicU64::new(0);
+static LATE_CALLS: AtomicU64 = AtomicU64::new(0);
+static LATE_BEFORE_TIMER: AtomicU64 = AtomicU64::new(0);
+static ROTATIONS: AtomicU64 = AtomicU64::new(0);
+static REFUSALS_ASSERTED: AtomicU64 = AtomicU64::new(0);
+static HONEST_HEARTBEATS: AtomicU64 = AtomicU64::new(0);
+static HONEST_RESULTS: AtomicU64 = AtomicU64::new(0);
+static HONEST_RETRIES: AtomicU64 = AtomicU64::new(0);
+static MEMORY_CHECKS: AtomicU64 = AtomicU64::new(0);
+/// The highest stable memory size seen, as a share (per mille) of its bound.
+static MEMORY_USE_PERMILLE: AtomicU64 = AtomicU64::new(0);
+/// The most bytes a case's finished jobs held when submitted: what the
+/// matcher would keep if it kept finished jobs whole.
+static RETAINED_IF_KEPT: AtomicU64 = AtomicU64::new(0);
 
 fn buyer(i: u8) -> Principal {
     principal(10 + i % BUYERS)
@@ -75,6 +137,72 @@ fn provider(i: u8) -> Principal {
 }
 fn node(i: u8) -> Principal {
     principal(200 + i % PROVIDERS)
+}
+
+/// The honest provider: staked like the others, offering 2 slots at
+/// [`HONEST_PRICE`] (the cheapest honest offer) in the randomized cases, and
+/// never driven by random actions. It plays by the rules exactly: on every
+/// turn (after each step, and at least every [`HONEST_TURN_SECS`] of devnet
+/// time, as the world splits every clock jump into such steps) its node
+/// reads its paged, light assignments, reads each new job's spec and input
+/// as its daemon does (`job_view`, `job_chunk`), acknowledges each new
+/// assignment, heartbeats each running one once its heartbeat window opens
+/// (half an interval before it is due, so always within the interval and
+/// its grace), and reports a result for each job once
+/// [`HONEST_RUN_INTERVALS`] intervals of it are paid, well before its last
+/// (reserved slots are only heartbeated). A call answered
+/// `Busy` or rejected is retried at once, a few times. It never misses a
+/// deadline; whatever attackers and faults do, it must never be slashed.
+fn honest() -> Principal {
+    principal(0x50)
+}
+fn honest_node() -> Principal {
+    principal(0x51)
+}
+
+/// A funded attacker: a buyer with an escrow balance of its own.
+fn attacker(i: u8) -> Principal {
+    principal(0x60 + i % ATTACKERS)
+}
+
+/// A provider whose offers outlive its eligibility: it posts an offer below
+/// every other, then unstakes everything or deregisters.
+fn zombie() -> Principal {
+    principal(0x70)
+}
+fn zombie_node() -> Principal {
+    principal(0x71)
+}
+
+/// The `n`-th throwaway principal: never funded, never registered.
+fn stranger(n: u64) -> Principal {
+    let mut bytes = [0x5A; 29];
+    bytes[..8].copy_from_slice(&n.to_be_bytes());
+    Principal::from_slice(&bytes)
+}
+
+/// Provider `p`'s `generation`-th node key after rotations.
+fn rotated_node(p: u8, generation: u8) -> Principal {
+    let mut bytes = [0xC0; 29];
+    bytes[0] = p % PROVIDERS;
+    bytes[1] = generation;
+    Principal::from_slice(&bytes)
+}
+
+/// Every provider whose assignments the world watches.
+fn watched_providers() -> impl Iterator<Item = Principal> {
+    (0..PROVIDERS).map(provider).chain([honest(), zombie()])
+}
+
+/// Bytes a job's spec stores beyond its fixed fields.
+fn spec_bytes(spec: &JobSpec) -> u64 {
+    let url = match &spec.module {
+        ModuleSource::Url { url, .. } => url.len(),
+        ModuleSource::Stored { .. } => 32,
+    };
+    let args: usize = spec.args.iter().map(String::len).sum();
+    let env: usize = spec.env.iter().map(|(k, v)| k.len() + v.len()).sum();
+    (spec.input.len() + args + env + url) as u64
 }
 
 /// Which canister a fault or an upgrade hits.
@@ -136,6 +264,51 @@ enum Action {
     Extend { nth: u8, intervals: u8 },
     /// The owner cancels the `nth` reservation (another buyer tries first).
     CancelReservation { nth: u8 },
+    /// (1) An attacker submits the largest job a buyer may (1 MiB of input,
+    /// 64 args and 64 env pairs of 1 KiB) priced at [`HONEST_PRICE`], so it
+    /// lands on the honest provider, whose listing must stay readable.
+    Oversized { attacker: u8 },
+    /// (2) An attacker submits the largest job at 1 e8s (no offer takes it)
+    /// and cancels it, `rounds` times; both calls must succeed, and the
+    /// storage must go with the job (see [`World::check_stable_memory`]).
+    SubmitCancel { attacker: u8, rounds: u8 },
+    /// (3) `strangers` throwaway principals (or, for [`Flood::Stake`], one
+    /// provider) put that many calls in flight at once, each run up to its
+    /// first await, around an honest call that must not be answered `Busy`.
+    Flood {
+        kind: Flood,
+        strangers: u8,
+        victim: u8,
+    },
+    /// (4) The zombie provider (re)stakes, posts an offer below every other,
+    /// then unstakes everything or deregisters; an attacker's job priced for
+    /// it follows while the registry can't be reached for the bond (one
+    /// fault), and the zombie reports a forged result for every job it
+    /// holds at once: none may be taken before its bond holds.
+    Zombie { deregister: bool },
+    /// (5) An attacker uploads a module (1 KiB or 1 MiB) and names it in
+    /// jobs of extreme limits: `u32::MAX` MiB and more than the most fuel
+    /// are refused; 4 GiB (which no offer has) rests, to expire in a day.
+    Pin { attacker: u8, big: bool },
+    /// (6) A provider (`provider`'s or, if it holds none, the next one's)
+    /// calls for a job it holds (whose bond held) just past the job's
+    /// deadline, to acknowledge or heartbeat it; the call is refused and the
+    /// deadline slashed all the same.
+    Late {
+        provider: u8,
+        nth: u8,
+        call: ProviderCall,
+    },
+    /// (7) A provider rotates its node key (its profile, then its offer);
+    /// the old key then tries every provider call on the provider's jobs.
+    RotateKey { provider: u8, nth: u8 },
+    /// (7) A provider's rotated-out node key calls for one of its jobs:
+    /// refused. A plain call, so it also interleaves.
+    OldKey {
+        provider: u8,
+        nth: u8,
+        call: ProviderCall,
+    },
     /// Two to four of the plain calls above (see [`World::call_for`]) are
     /// submitted as ingress messages at once, so that their awaits
     /// interleave; the first `delivered` queued messages run one by one;
@@ -147,6 +320,69 @@ enum Action {
         delivered: u8,
         upgrade: Option<Target>,
     },
+}
+
+/// What a [`Action::Flood`] fills, and the honest call it surrounds.
+#[derive(Clone, Copy, Debug)]
+enum Flood {
+    /// Strangers' `post_offer`s (each waits on the registry) around a
+    /// buyer's `submit_job`.
+    Offers,
+    /// Strangers' `submit_job`s (unfunded; each waits on the escrow) around
+    /// a buyer's `submit_job`.
+    Submits,
+    /// Strangers' `notify_deposit`s for a buyer around that buyer's
+    /// `withdraw`.
+    Notify,
+    /// A provider's own `stake(1)` calls, a few each 10 s while the clock
+    /// runs, so that one is in flight whenever its slash may come.
+    Stake,
+}
+
+/// A call only a job's holder may make.
+#[derive(Clone, Copy, Debug)]
+enum ProviderCall {
+    Heartbeat,
+    HandBack,
+    Result,
+}
+
+/// The attackers' actions; [`Action::Oversized`] and [`Action::OldKey`]
+/// are plain calls and also come in interleavings.
+fn attack() -> impl Strategy<Value = Action> {
+    let flood = prop_oneof![
+        Just(Flood::Offers),
+        Just(Flood::Submits),
+        Just(Flood::Notify),
+        Just(Flood::Stake),
+    ];
+    prop_oneof![
+        (any::<u8>(), 1..4u8)
+            .prop_map(|(attacker, rounds)| Action::SubmitCancel { attacker, rounds }),
+        (flood, 20..130u8, any::<u8>()).prop_map(|(kind, strangers, victim)| Action::Flood {
+            kind,
+            strangers,
+            victim
+        }),
+        any::<bool>().prop_map(|deregister| Action::Zombie { deregister }),
+        (any::<u8>(), any::<bool>()).prop_map(|(attacker, big)| Action::Pin { attacker, big }),
+        (any::<u8>(), any::<u8>(), any_provider_call()).prop_map(|(provider, nth, call)| {
+            Action::Late {
+                provider,
+                nth,
+                call,
+            }
+        }),
+        (any::<u8>(), any::<u8>()).prop_map(|(provider, nth)| Action::RotateKey { provider, nth }),
+    ]
+}
+
+fn any_provider_call() -> impl Strategy<Value = ProviderCall> {
+    prop_oneof![
+        Just(ProviderCall::Heartbeat),
+        Just(ProviderCall::HandBack),
+        Just(ProviderCall::Result),
+    ]
 }
 
 /// The actions of [`action`] mixed with reservations and their jobs, and
@@ -192,6 +428,8 @@ fn call() -> impl Strategy<Value = Action> {
         1 => (any::<u8>(), any::<bool>()).prop_map(|(who, provider)| Action::Withdraw { who, provider }),
         1 => any::<u8>().prop_map(|buyer| Action::PushDeposit { buyer }),
         1 => any::<u8>().prop_map(|provider| Action::Unstake { provider }),
+        1 => any::<u8>().prop_map(|attacker| Action::Oversized { attacker }),
+        1 => (any::<u8>(), any::<u8>(), any_provider_call()).prop_map(|(provider, nth, call)| Action::OldKey { provider, nth, call }),
     ]
 }
 
@@ -219,6 +457,7 @@ fn action() -> impl Strategy<Value = Action> {
         1 => target().prop_map(|target| Action::Upgrade { target }),
         1 => (any::<u8>(), any::<u8>()).prop_map(|(who, nth)| Action::Adversary { who, nth }),
         2 => interleave(call()),
+        5 => attack(),
     ]
 }
 
@@ -236,14 +475,78 @@ struct Call {
 enum Reply {
     /// Nothing: answers, refusals and rejects alike are part of the game.
     Ignored,
-    /// A submitted job's id, for its buyer.
-    Job(Principal),
+    /// A submitted job's id, for its buyer, and the bytes its spec stores.
+    Job(Principal, u64),
     /// A reservation's id, for its owner.
     Reservation(Principal),
+    /// An attacker's call the market must refuse: an error, a reject, or
+    /// (for a heartbeat) every item refused.
+    Refused(&'static str),
 }
 
 fn encode<A: candid::CandidType>(arg: &A) -> Vec<u8> {
     candid::encode_one(arg).expect("encodes")
+}
+
+/// The method and argument of `call` for assignment `a`, as its holder's
+/// node would send them (a result is a forged one).
+fn provider_call(call: ProviderCall, a: &Assignment) -> (&'static str, Vec<u8>) {
+    match call {
+        ProviderCall::Heartbeat => (
+            "heartbeat",
+            encode(&vec![HeartbeatItem {
+                job_id: a.job_id,
+                attempt: a.attempt,
+                fuel_used: 1,
+            }]),
+        ),
+        ProviderCall::HandBack => (
+            "hand_back",
+            candid::encode_args((a.job_id, a.attempt)).expect("encodes"),
+        ),
+        ProviderCall::Result => (
+            "submit_result",
+            encode(&SubmitResultArgs {
+                job_id: a.job_id,
+                attempt: a.attempt,
+                result: forged_result(),
+            }),
+        ),
+    }
+}
+
+fn forged_result() -> JobResult {
+    JobResult {
+        output: b"forged".to_vec(),
+        output_sha256: [0; 32],
+        fuel_used: 5,
+        outcome: RunOutcome::Exited { code: 0 },
+        engine: "chaos".into(),
+    }
+}
+
+/// Fails unless `answer` refuses: a reject, an error, or a heartbeat batch
+/// whose every item is refused.
+fn assert_refused(what: &str, answer: &Result<Vec<u8>, Reject>) {
+    REFUSALS_ASSERTED.fetch_add(1, Ordering::Relaxed);
+    let Ok(bytes) = answer else {
+        return;
+    };
+    match candid::decode_one::<Result<Vec<HeartbeatAck>, MatcherError>>(bytes) {
+        Ok(Ok(acks)) => assert!(
+            !acks.is_empty()
+                && acks
+                    .iter()
+                    .all(|a| matches!(a, HeartbeatAck::Refused { .. })),
+            "{what} was accepted: {acks:?}"
+        ),
+        Ok(Err(_)) => {}
+        Err(_) => {
+            let r: Result<candid::Reserved, MatcherError> =
+                candid::decode_one(bytes).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert!(r.is_err(), "{what} was accepted");
+        }
+    }
 }
 
 struct World {
@@ -261,6 +564,27 @@ struct World {
     /// (its reply lost): they look up their jobs and reservations once the
     /// marketplace is quiet.
     unanswered: BTreeSet<Principal>,
+    /// Each provider's current node key, by index.
+    nodes: Vec<Principal>,
+    /// Node keys rotated out, with their provider's index.
+    retired: Vec<(u8, Principal)>,
+    /// Key rotations so far (the next key's generation).
+    rotations: u8,
+    /// Throwaway principals used so far.
+    strangers: u64,
+    /// The bytes each known job's spec stores.
+    spec_bytes: BTreeMap<JobId, u64>,
+    /// Modules the attackers stored, with their size and uploader.
+    modules: Vec<([u8; 32], u64, Principal)>,
+    /// Assignments the honest provider has read (and so started).
+    honest_read: BTreeSet<(JobId, u32)>,
+    /// Deadlines a provider called past: each must end in a slash.
+    late: Vec<(JobId, u32, Principal)>,
+    /// Whether the zombie provider ever offered.
+    zombie_offered: bool,
+    /// Each canister's stable memory size when the case began, and the
+    /// most live work it held since (stable memory never shrinks).
+    memory: BTreeMap<Principal, (u64, u64)>,
 }
 
 impl World {
@@ -278,12 +602,68 @@ impl World {
             net.onboard_provider(provider(p), node(p), 50 * ICP)
                 .unwrap();
         }
+        net.onboard_provider(honest(), honest_node(), 50 * ICP)
+            .unwrap();
+        for a in 0..ATTACKERS {
+            net.mint(attacker(a), 1_000 * ICP).unwrap();
+            net.deposit(attacker(a), 100 * ICP).unwrap();
+        }
         World {
             net,
             jobs: vec![],
             reservations: vec![],
             assigned: BTreeMap::new(),
             unanswered: BTreeSet::new(),
+            nodes: (0..PROVIDERS).map(node).collect(),
+            retired: vec![],
+            rotations: 0,
+            strangers: 0,
+            spec_bytes: BTreeMap::new(),
+            modules: vec![],
+            honest_read: BTreeSet::new(),
+            late: vec![],
+            zombie_offered: false,
+            memory: BTreeMap::new(),
+        }
+    }
+
+    /// Provider `p`'s current node key.
+    fn node_of(&self, p: u8) -> Principal {
+        self.nodes[usize::from(p % PROVIDERS)]
+    }
+
+    /// A fresh throwaway principal.
+    fn next_stranger(&mut self) -> Principal {
+        self.strangers += 1;
+        STRANGERS.fetch_add(1, Ordering::Relaxed);
+        stranger(self.strangers)
+    }
+
+    /// The offer the random actions and the honest provider post.
+    fn offer_spec(&self, price: Tokens, slots: u32) -> OfferSpec {
+        OfferSpec {
+            slots,
+            memory_per_slot_mib: 256,
+            max_fuel_per_interval: 1_000_000,
+            price_per_interval: price,
+            ledger: self.net.ids.ledger,
+            min_interval_secs: 1,
+            max_interval_secs: 3_600,
+            tags: vec![],
+        }
+    }
+
+    /// The largest job a buyer may submit (about 1.2 MiB: 1 MiB of input,
+    /// 64 args and 64 env pairs of 1 KiB), at `price` per interval.
+    fn largest_job(&self, price: Tokens, fill: u8) -> JobSpec {
+        let text = |c: char| c.to_string().repeat(MAX_ARG_LEN);
+        JobSpec {
+            input: vec![fill; MAX_INPUT_BYTES],
+            args: (0..MAX_ARGS).map(|_| text('a')).collect(),
+            env: (0..MAX_ARGS)
+                .map(|i| (format!("{i:0>width$}", width = MAX_ARG_LEN), text('v')))
+                .collect(),
+            ..self.spec(price, 0)
         }
     }
 
@@ -306,6 +686,12 @@ impl World {
 
     fn assignments(&self, p: u8) -> Vec<Assignment> {
         self.net.assignments(provider(p)).unwrap()
+    }
+
+    /// Counts an attacker's call of `bytes`.
+    fn attack_call(bytes: usize) {
+        ATTACK_CALLS.fetch_add(1, Ordering::Relaxed);
+        ATTACK_BYTES.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     /// Calls a matcher update; a reject (an injected fault on ingress does
@@ -334,8 +720,24 @@ impl World {
             | Action::PushDeposit { .. }
             | Action::Unstake { .. }
             | Action::Reserve { .. }
-            | Action::Extend { .. } => self.call(a),
-            Action::Advance { secs } => self.net.advance(Duration::from_secs(u64::from(secs))),
+            | Action::Extend { .. }
+            | Action::Oversized { .. }
+            | Action::OldKey { .. } => self.call(a),
+            Action::Advance { secs } => self.advance(u64::from(secs)),
+            Action::SubmitCancel { attacker, rounds } => self.submit_cancel(attacker, rounds),
+            Action::Flood {
+                kind,
+                strangers,
+                victim,
+            } => self.flood(kind, strangers, victim),
+            Action::Zombie { deregister } => self.zombie(deregister),
+            Action::Pin { attacker, big } => self.pin(attacker, big),
+            Action::Late {
+                provider,
+                nth,
+                call,
+            } => self.late(provider, nth, call),
+            Action::RotateKey { provider, nth } => self.rotate_key(provider, nth),
             Action::Fault { target, kind } => {
                 let kind = match kind {
                     Kind::Reject => FaultKind::Reject {
@@ -367,7 +769,7 @@ impl World {
                         fuel_used: 0,
                     }];
                     let acks: Option<Result<Vec<HeartbeatAck>, MatcherError>> =
-                        self.matcher(node(who), "heartbeat", &items);
+                        self.matcher(self.node_of(who), "heartbeat", &items);
                     if let Some(Ok(acks)) = acks {
                         assert!(
                             acks.iter()
@@ -431,12 +833,18 @@ impl World {
     /// Makes an action's call (see [`World::call_for`]) and awaits it.
     fn call(&mut self, a: &Action) {
         if let Some(c) = self.call_for(a) {
-            let answer = self
-                .net
-                .devnet()
-                .update_call(c.canister, c.caller, c.method, c.arg);
-            self.take_reply(c.reply, answer);
+            self.send(c);
         }
+    }
+
+    /// Makes a call, awaits it and keeps what its answer tells (see
+    /// [`World::take_reply`]).
+    fn send(&mut self, c: Call) {
+        let answer = self
+            .net
+            .devnet()
+            .update_call(c.canister, c.caller, c.method, c.arg);
+        self.take_reply(c.reply, answer);
     }
 
     /// The one ingress call a plain action makes, or `None` if it has
@@ -461,7 +869,7 @@ impl World {
             } => {
                 let spec = self.spec(Tokens::from(price) * 100_000, u32::from(retries));
                 Call {
-                    reply: Reply::Job(buyer(b)),
+                    reply: Reply::Job(buyer(b), spec_bytes(&spec)),
                     ..to(ids.matcher, buyer(b), "submit_job", encode(&spec))
                 }
             }
@@ -470,17 +878,37 @@ impl World {
                 price,
                 slots,
             } => {
-                let spec = OfferSpec {
-                    slots: u32::from(slots),
-                    memory_per_slot_mib: 256,
-                    max_fuel_per_interval: 1_000_000,
-                    price_per_interval: Tokens::from(price) * 100_000,
-                    ledger: ids.ledger,
-                    min_interval_secs: 1,
-                    max_interval_secs: 3_600,
-                    tags: vec![],
-                };
+                let spec = self.offer_spec(Tokens::from(price) * 100_000, u32::from(slots));
                 to(ids.matcher, provider(p), "post_offer", encode(&spec))
+            }
+            Action::Oversized { attacker: a } => {
+                let spec = self.largest_job(HONEST_PRICE, a);
+                let arg = encode(&spec);
+                Self::attack_call(arg.len());
+                OVERSIZED.fetch_add(1, Ordering::Relaxed);
+                Call {
+                    reply: Reply::Job(attacker(a), spec_bytes(&spec)),
+                    ..to(ids.matcher, attacker(a), "submit_job", arg)
+                }
+            }
+            Action::OldKey {
+                provider: p,
+                nth,
+                call,
+            } => {
+                let &(_, old) = self
+                    .retired
+                    .iter()
+                    .rev()
+                    .find(|(i, _)| *i == p % PROVIDERS)?;
+                let held = self.assignments(p);
+                let a = held.get(usize::from(nth) % held.len().max(1))?;
+                let (method, arg) = provider_call(call, a);
+                Self::attack_call(arg.len());
+                Call {
+                    reply: Reply::Refused("a rotated-out node key's call"),
+                    ..to(ids.matcher, old, method, arg)
+                }
             }
             Action::WithdrawOffer { provider: p } => {
                 let offers: Vec<market_api::matcher::Offer> =
@@ -493,7 +921,7 @@ impl World {
                 if items.is_empty() {
                     return None;
                 }
-                to(ids.matcher, node(p), "heartbeat", encode(&items))
+                to(ids.matcher, self.node_of(p), "heartbeat", encode(&items))
             }
             Action::Result {
                 provider: p,
@@ -515,13 +943,13 @@ impl World {
                         engine: "chaos".into(),
                     },
                 };
-                to(ids.matcher, node(p), "submit_result", encode(&args))
+                to(ids.matcher, self.node_of(p), "submit_result", encode(&args))
             }
             Action::HandBack { provider: p, nth } => {
                 let held = self.assignments(p);
                 let a = held.get(usize::from(nth) % held.len().max(1))?;
                 let arg = candid::encode_args((a.job_id, a.attempt)).expect("encodes");
-                to(ids.matcher, node(p), "hand_back", arg)
+                to(ids.matcher, self.node_of(p), "hand_back", arg)
             }
             Action::Cancel { buyer: b, nth } => {
                 let mine: Vec<JobId> = self
@@ -608,7 +1036,13 @@ impl World {
             | Action::Fault { .. }
             | Action::Upgrade { .. }
             | Action::Adversary { .. }
-            | Action::Interleave { .. } => return None,
+            | Action::Interleave { .. }
+            | Action::SubmitCancel { .. }
+            | Action::Flood { .. }
+            | Action::Zombie { .. }
+            | Action::Pin { .. }
+            | Action::Late { .. }
+            | Action::RotateKey { .. } => return None,
         };
         Some(call)
     }
@@ -621,7 +1055,11 @@ impl World {
     fn take_reply(&mut self, reply: Reply, answer: Result<Vec<u8>, Reject>) {
         let (owner, id) = match reply {
             Reply::Ignored => return,
-            Reply::Job(owner) | Reply::Reservation(owner) => match answer {
+            Reply::Refused(what) => {
+                assert_refused(what, &answer);
+                return;
+            }
+            Reply::Job(owner, _) | Reply::Reservation(owner) => match answer {
                 Ok(bytes) => match candid::decode_one::<Result<u64, MatcherError>>(&bytes) {
                     Ok(Ok(id)) => (owner, id),
                     _ => return,
@@ -632,7 +1070,8 @@ impl World {
                 }
             },
         };
-        if matches!(reply, Reply::Job(_)) {
+        if let Reply::Job(_, bytes) = reply {
+            self.spec_bytes.insert(id, bytes);
             self.jobs.push((owner, id));
             JOBS.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -713,11 +1152,26 @@ impl World {
     }
 
     /// Adds the one-off jobs and reservations that buyers whose submission
-    /// went unanswered have, as such a buyer would look them up.
+    /// went unanswered have, as such a buyer would look them up. Jobs are
+    /// read one a page: a default page of `list_jobs` holding two of the
+    /// largest jobs passes the 2 MiB reply limit (see
+    /// `a_buyer_with_large_jobs_can_still_list_them` in `attacks.rs`).
     fn find_unanswered(&mut self) {
         let net = &self.net;
         for owner in std::mem::take(&mut self.unanswered) {
-            for job in net.jobs_of(owner).unwrap() {
+            let mut start = None;
+            loop {
+                let page = PageRequest {
+                    start,
+                    limit: Some(1),
+                };
+                let (jobs,): (Vec<Job>,) = net
+                    .query_args(net.ids.matcher, "list_jobs", (owner, page))
+                    .unwrap();
+                let Some(job) = jobs.first() else {
+                    break;
+                };
+                start = Some(job.id + 1);
                 if job.kind == JobKind::OneOff && !self.jobs.contains(&(owner, job.id)) {
                     self.jobs.push((owner, job.id));
                     JOBS.fetch_add(1, Ordering::Relaxed);
@@ -737,6 +1191,505 @@ impl World {
             .get(usize::from(nth) % self.reservations.len().max(1))
     }
 
+    /// Moves the clock `secs` seconds, at most [`HONEST_TURN_SECS`] at a
+    /// time, running what falls due after each move, then the honest
+    /// provider's turn.
+    fn advance(&mut self, secs: u64) {
+        let mut left = secs;
+        while left > 0 {
+            let by = left.min(HONEST_TURN_SECS);
+            self.net.advance(Duration::from_secs(by));
+            self.observe_assignments();
+            self.honest_turn();
+            left -= by;
+        }
+    }
+
+    /// One turn of the [`honest`] provider's node (see there).
+    fn honest_turn(&mut self) {
+        let held = self
+            .net
+            .assignments(honest())
+            .unwrap_or_else(|e| panic!("the honest provider could not read its jobs: {e}"));
+        let now = self.net.time_ns();
+        let mut items = vec![];
+        for a in &held {
+            let runs = !matches!(a.kind, JobKind::ReservedSlot { .. });
+            if runs && self.honest_read.insert((a.job_id, a.attempt)) {
+                let spec = self.net.job_to_run(a.job_id).unwrap_or_else(|e| {
+                    panic!("the honest provider could not read job {}: {e}", a.job_id)
+                });
+                assert_eq!(spec.input.len() as u64, a.input_bytes, "job {}", a.job_id);
+            }
+            let due = a.next_deadline_ns.saturating_sub(GRACE_SECS * NANOS);
+            let window = heartbeat_window_opens_ns(due, a.interval_secs * NANOS);
+            if !a.acknowledged || (a.next_deadline_ns != 0 && now >= window) {
+                items.push(HeartbeatItem {
+                    job_id: a.job_id,
+                    attempt: a.attempt,
+                    fuel_used: 0,
+                });
+            }
+        }
+        if !items.is_empty() {
+            HONEST_HEARTBEATS.fetch_add(items.len() as u64, Ordering::Relaxed);
+            self.honest_call("heartbeat", encode(&items));
+        }
+        // Jobs that have run for their intervals: report them.
+        for a in held.iter().filter(|a| {
+            a.acknowledged
+                && a.intervals_paid >= HONEST_RUN_INTERVALS
+                && !matches!(a.kind, JobKind::ReservedSlot { .. })
+        }) {
+            let args = SubmitResultArgs {
+                job_id: a.job_id,
+                attempt: a.attempt,
+                result: JobResult {
+                    output: b"out".to_vec(),
+                    ..forged_result()
+                },
+            };
+            if self.honest_call("submit_result", encode(&args)) {
+                HONEST_RESULTS.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// A call of the honest provider's node, made again at once (up to four
+    /// times) while it is answered `Busy` or rejected; whether it ended in
+    /// `Ok`.
+    fn honest_call(&self, method: &str, arg: Vec<u8>) -> bool {
+        for _ in 0..5 {
+            let answer = self.net.devnet().update_call(
+                self.net.ids.matcher,
+                honest_node(),
+                method,
+                arg.clone(),
+            );
+            if let Ok(bytes) = answer {
+                let r: Result<candid::Reserved, MatcherError> =
+                    candid::decode_one(&bytes).unwrap_or_else(|e| panic!("{method}: {e}"));
+                if r != Err(MatcherError::Busy) {
+                    return r.is_ok();
+                }
+            }
+            HONEST_RETRIES.fetch_add(1, Ordering::Relaxed);
+            self.net.tick();
+        }
+        false
+    }
+
+    /// [`Action::SubmitCancel`].
+    fn submit_cancel(&mut self, a: u8, rounds: u8) {
+        let who = attacker(a);
+        let spec = self.largest_job(1, a);
+        let bytes = spec_bytes(&spec);
+        let arg = encode(&spec);
+        for _ in 0..rounds {
+            Self::attack_call(arg.len());
+            let answer =
+                self.net
+                    .devnet()
+                    .update_call(self.net.ids.matcher, who, "submit_job", arg.clone());
+            let Ok(reply) = answer else {
+                self.unanswered.insert(who);
+                continue;
+            };
+            let r: Result<JobId, MatcherError> = candid::decode_one(&reply).unwrap();
+            let id = match r {
+                Ok(id) => id,
+                Err(e) => {
+                    assert!(
+                        !matches!(e, MatcherError::Busy | MatcherError::InvalidArgument { .. }),
+                        "the largest job at 1 e8s was refused: {e:?}"
+                    );
+                    continue;
+                }
+            };
+            self.jobs.push((who, id));
+            self.spec_bytes.insert(id, bytes);
+            JOBS.fetch_add(1, Ordering::Relaxed);
+            // A job whose lock is still being made (its first call to the
+            // escrow failed, and the outbox makes it again) answers `Busy`
+            // until the lock is made: the attacker tries again each second.
+            let mut r = Err(MatcherError::Busy);
+            for _ in 0..30 {
+                Self::attack_call(8);
+                r = self
+                    .net
+                    .update(self.net.ids.matcher, who, "cancel_job", &id)
+                    .unwrap();
+                if r != Err(MatcherError::Busy) {
+                    break;
+                }
+                self.advance(1);
+            }
+            assert_eq!(r, Ok(()), "the attacker could not cancel its job {id}");
+            SUBMIT_CANCEL_ROUNDS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// [`Action::Flood`].
+    fn flood(&mut self, kind: Flood, count: u8, victim: u8) {
+        FLOODS.fetch_add(1, Ordering::Relaxed);
+        let ids = self.net.ids;
+        let (canister, method, arg) = match kind {
+            Flood::Stake => return self.stake_flood(victim, count),
+            Flood::Offers => (ids.matcher, "post_offer", encode(&self.offer_spec(1, 1))),
+            Flood::Submits => (
+                ids.matcher,
+                "submit_job",
+                encode(&self.spec(HONEST_PRICE, 0)),
+            ),
+            Flood::Notify => (
+                ids.escrow,
+                "notify_deposit",
+                encode(&NotifyDepositArgs {
+                    ledger: ids.ledger,
+                    beneficiary: buyer(victim),
+                }),
+            ),
+        };
+        let honest_call = match kind {
+            Flood::Notify => Call {
+                canister: ids.escrow,
+                caller: buyer(victim),
+                method: "withdraw",
+                arg: encode(&WithdrawArgs {
+                    ledger: ids.ledger,
+                    amount: ICP / 10,
+                    to: account(buyer(victim)),
+                }),
+                reply: Reply::Ignored,
+            },
+            _ => {
+                let spec = self.spec(3 * HONEST_PRICE, 0);
+                Call {
+                    canister: ids.matcher,
+                    caller: buyer(victim),
+                    method: "submit_job",
+                    arg: encode(&spec),
+                    reply: Reply::Job(buyer(victim), spec_bytes(&spec)),
+                }
+            }
+        };
+        let strangers: Vec<Principal> = (0..count).map(|_| self.next_stranger()).collect();
+        let answer = {
+            let mut dn = self.net.devnet();
+            let mut sent = vec![];
+            for s in strangers {
+                Self::attack_call(arg.len());
+                if let Ok(id) = dn.submit_call(canister, s, method, arg.clone()) {
+                    sent.push(id);
+                }
+            }
+            // Each runs up to its first await and waits there.
+            for _ in 0..sent.len() {
+                if !dn.step() {
+                    break;
+                }
+            }
+            let honest = dn.submit_call(
+                honest_call.canister,
+                honest_call.caller,
+                honest_call.method,
+                honest_call.arg,
+            );
+            dn.tick();
+            let answer = honest.and_then(|id| dn.await_call(id));
+            for id in sent {
+                let _ = dn.await_call(id);
+            }
+            answer
+        };
+        if let Ok(bytes) = &answer {
+            let busy = match kind {
+                Flood::Notify => matches!(
+                    candid::decode_one::<Result<Tokens, EscrowError>>(bytes),
+                    Ok(Err(EscrowError::Busy))
+                ),
+                _ => matches!(
+                    candid::decode_one::<Result<JobId, MatcherError>>(bytes),
+                    Ok(Err(MatcherError::Busy))
+                ),
+            };
+            assert!(
+                !busy,
+                "{count} strangers' {method} calls locked {}'s {} out",
+                honest_call.caller, honest_call.method
+            );
+        }
+        self.take_reply(honest_call.reply, answer);
+    }
+
+    /// [`Flood::Stake`]: provider `p` keeps `stake(1)` calls of its own in
+    /// flight while the clock runs for 30 s, so that any slash of it
+    /// arrives with one queued ahead; the slash must land all the same
+    /// (see [`World::check_slashes_asked`] and the final audit).
+    fn stake_flood(&mut self, p: u8, count: u8) {
+        let per_turn = (count / 20).max(1);
+        for _ in 0..3 {
+            {
+                let mut dn = self.net.devnet();
+                for _ in 0..per_turn {
+                    let arg = encode(&candid::Nat::from(1u8));
+                    Self::attack_call(arg.len());
+                    let _ = dn.submit_call(self.net.ids.registry, provider(p), "stake", arg);
+                }
+            }
+            self.advance(HONEST_TURN_SECS);
+        }
+    }
+
+    /// [`Action::Zombie`].
+    fn zombie(&mut self, deregister: bool) {
+        let net = &self.net;
+        let ids = net.ids;
+        // (Re)registered and staked to the minimum; a refusal (a fault on
+        // the way, a jail) ends the attempt.
+        let _ = net.register_provider(zombie(), zombie_node());
+        let e: Eligibility = net.query(ids.registry, "eligibility", &zombie()).unwrap();
+        if e.ineligible.is_some() {
+            let min = net.settings.min_stake;
+            if net.mint(zombie(), min + 2 * net.settings.fee).is_err()
+                || net.stake(zombie(), min).is_err()
+            {
+                return;
+            }
+        }
+        Self::attack_call(200);
+        let spec = self.offer_spec(ZOMBIE_PRICE, 2);
+        self.zombie_offered = true;
+        if self.net.post_offer(zombie(), &spec).is_err() {
+            return;
+        }
+        ZOMBIE_OFFERS.fetch_add(1, Ordering::Relaxed);
+        Self::attack_call(16);
+        if deregister {
+            let _: Result<(Result<(), RegistryError>,), _> =
+                net.update_args(ids.registry, zombie(), "deregister", ());
+        } else {
+            let e: Eligibility = net.query(ids.registry, "eligibility", &zombie()).unwrap();
+            if e.free_stake > 0 {
+                let _: Result<candid::Reserved, _> =
+                    net.update(ids.registry, zombie(), "unstake", &e.free_stake);
+            }
+        }
+        // A job only the zombie's price meets, while the registry can't be
+        // reached for its bond.
+        self.net.devnet().inject_fault(Fault {
+            caller: Some(ids.matcher),
+            callee: ids.registry,
+            method: Some("bond".into()),
+            kind: FaultKind::Reject {
+                code: RejectCode::SysTransient,
+                message: "registry unreachable".into(),
+            },
+            count: 1,
+        });
+        let spec = self.spec(ZOMBIE_PRICE, 0);
+        self.send(Call {
+            canister: ids.matcher,
+            caller: attacker(0),
+            method: "submit_job",
+            arg: encode(&spec),
+            reply: Reply::Job(attacker(0), spec_bytes(&spec)),
+        });
+        self.net.tick();
+        // A forged result, at once, for every job it holds: none whose
+        // bond has not held may be taken.
+        for a in self.net.assignments(zombie()).unwrap() {
+            let (method, arg) = provider_call(ProviderCall::Result, &a);
+            Self::attack_call(arg.len());
+            let answer = self
+                .net
+                .devnet()
+                .update_call(ids.matcher, zombie_node(), method, arg);
+            if a.next_deadline_ns == 0 {
+                assert_refused("a zombie's result before its bond held", &answer);
+                ZOMBIE_RESULTS_REFUSED.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The attackers' modules still in the store.
+    fn live_modules(&self) -> Vec<([u8; 32], u64, Principal)> {
+        let net = &self.net;
+        self.modules
+            .iter()
+            .filter(|(sha, ..)| {
+                let m: Option<ModuleInfo> = net
+                    .query(net.ids.matcher, "module_info_of", &sha.to_vec())
+                    .unwrap();
+                m.is_some()
+            })
+            .copied()
+            .collect()
+    }
+
+    /// [`Action::Pin`].
+    fn pin(&mut self, a: u8, big: bool) {
+        let who = attacker(a);
+        let size = if big { MAX_CHUNK_BYTES } else { 1_024 };
+        let mut bytes = format!("chaos module {} of {who}", self.modules.len()).into_bytes();
+        bytes.resize(size, 0xEE);
+        Self::attack_call(bytes.len());
+        let sha256 = match store_module(&self.net, who, &bytes) {
+            Ok(sha) => sha,
+            Err(MatcherError::LimitReached { .. }) => {
+                let held = self.live_modules().iter().filter(|m| m.2 == who).count();
+                assert!(
+                    held >= MAX_MODULES_PER_UPLOADER as usize,
+                    "{who} was refused a module with {held} stored"
+                );
+                return;
+            }
+            Err(e) => panic!("storing a module of {size} bytes: {e:?}"),
+        };
+        self.modules.push((sha256, size as u64, who));
+        MODULES_PINNED.fetch_add(1, Ordering::Relaxed);
+        let held = self.live_modules().iter().filter(|m| m.2 == who).count();
+        assert!(
+            held <= MAX_MODULES_PER_UPLOADER as usize,
+            "{who} stores {held} modules"
+        );
+        let job_on = |memory_mib: u32, fuel_per_interval: u64| JobSpec {
+            module: ModuleSource::Stored { sha256 },
+            limits: JobLimits {
+                memory_mib,
+                fuel_per_interval,
+            },
+            ..self.spec(HONEST_PRICE, 0)
+        };
+        let to = |spec: &JobSpec, reply| Call {
+            canister: self.net.ids.matcher,
+            caller: who,
+            method: "submit_job",
+            arg: encode(spec),
+            reply,
+        };
+        let extreme = [
+            (job_on(u32::MAX, 1_000), "a job asking for u32::MAX MiB"),
+            (
+                job_on(64, MAX_FUEL_PER_INTERVAL + 1),
+                "a job asking for more than the most fuel",
+            ),
+        ];
+        let mut calls: Vec<Call> = extreme
+            .iter()
+            .map(|(spec, what)| to(spec, Reply::Refused(what)))
+            .collect();
+        // No offer has 4 GiB: it rests, to expire after a day.
+        let resting = job_on(MAX_JOB_MEMORY_MIB, 1_000);
+        calls.push(to(&resting, Reply::Job(who, spec_bytes(&resting))));
+        for c in calls {
+            Self::attack_call(c.arg.len());
+            self.send(c);
+        }
+    }
+
+    /// [`Action::Late`].
+    fn late(&mut self, p: u8, nth: u8, call: ProviderCall) {
+        let now = self.net.time_ns();
+        let held: Vec<(u8, Assignment)> = (0..PROVIDERS)
+            .map(|i| p.wrapping_add(i) % PROVIDERS)
+            .flat_map(|i| self.assignments(i).into_iter().map(move |a| (i, a)))
+            .filter(|(_, a)| a.next_deadline_ns > now)
+            .collect();
+        let Some((p, a)) = held.get(usize::from(nth) % held.len().max(1)).cloned() else {
+            return;
+        };
+        // The honest provider beats first, so its deadlines are as late as
+        // they can be.
+        self.honest_turn();
+        let honest_deadline = self
+            .net
+            .assignments(honest())
+            .unwrap()
+            .iter()
+            .filter(|h| h.next_deadline_ns != 0)
+            .map(|h| h.next_deadline_ns)
+            .min()
+            .unwrap_or(u64::MAX);
+        let past = a.next_deadline_ns + NANOS;
+        let (method, arg) = provider_call(call, &a);
+        let node = self.node_of(p);
+        let matcher = self.net.ids.matcher;
+        LATE_CALLS.fetch_add(1, Ordering::Relaxed);
+        let answer = if past < honest_deadline {
+            // The clock jumps with no timer run, and the late call is the
+            // first message the matcher executes.
+            LATE_BEFORE_TIMER.fetch_add(1, Ordering::Relaxed);
+            let mut dn = self.net.devnet();
+            let now = dn.time_nanos();
+            dn.advance_time(Duration::from_nanos(past - now));
+            dn.submit_call(matcher, node, method, arg).and_then(|id| {
+                dn.step();
+                dn.await_call(id)
+            })
+        } else {
+            // The honest provider's deadline comes first: it takes its turns
+            // on the way, and the deadline's timer may run before the call.
+            while self.net.time_ns() < past {
+                let left = (past - self.net.time_ns()).div_ceil(NANOS);
+                self.advance(left.min(HONEST_TURN_SECS));
+            }
+            self.net.devnet().update_call(matcher, node, method, arg)
+        };
+        assert_refused("a provider's call past its deadline", &answer);
+        self.late.push((a.job_id, a.attempt, provider(p)));
+    }
+
+    /// [`Action::RotateKey`].
+    fn rotate_key(&mut self, p: u8, nth: u8) {
+        let i = p % PROVIDERS;
+        let net = &self.net;
+        let ids = net.ids;
+        let offers: Vec<Offer> = net.query(ids.matcher, "offers_of", &provider(i)).unwrap();
+        let Some(offer) = offers.first().cloned() else {
+            return;
+        };
+        let new = rotated_node(i, self.rotations.wrapping_add(1));
+        let profile = ProviderProfile {
+            display_name: format!("provider {i}"),
+            region: "local".into(),
+            node: new,
+            total_slots: 4,
+            memory_per_slot_mib: 512,
+            tags: vec![],
+            endpoint: None,
+        };
+        let r: Result<Result<(), RegistryError>, _> =
+            net.update(ids.registry, provider(i), "update_profile", &profile);
+        if !matches!(r, Ok(Ok(()))) {
+            return;
+        }
+        let r: Result<(Result<u64, MatcherError>,), _> = net.update_args(
+            ids.matcher,
+            provider(i),
+            "update_offer",
+            (offer.id, offer.spec.clone()),
+        );
+        if !matches!(r, Ok((Ok(_),))) {
+            return;
+        }
+        self.rotations = self.rotations.wrapping_add(1);
+        ROTATIONS.fetch_add(1, Ordering::Relaxed);
+        let old = std::mem::replace(&mut self.nodes[usize::from(i)], new);
+        self.retired.push((i, old));
+        for call in [
+            ProviderCall::Heartbeat,
+            ProviderCall::Result,
+            ProviderCall::HandBack,
+        ] {
+            self.call(&Action::OldKey {
+                provider: i,
+                nth,
+                call,
+            });
+        }
+    }
+
     /// Invariants that hold at every moment, even with retries pending:
     /// no canister trapped, the ledger creates nothing, every escrow lock
     /// belongs to a job of the matcher and pays no more than it holds, and
@@ -746,16 +1699,121 @@ impl World {
     fn check_mid_flight(&mut self) {
         self.check_traps();
         self.net.audit_in_flight().unwrap_or_else(|e| panic!("{e}"));
-        self.check_slashes_asked();
+        self.check_events();
         CHECKS.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The checks that read the registry's and the matcher's logs: the
+    /// slashes asked and taken ([`World::check_slashes_asked`], whose total
+    /// it returns), the honest provider never slashed, and each canister's
+    /// stable memory within its bound.
+    fn check_events(&mut self) -> Tokens {
+        let net = &self.net;
+        let registry = events::<RegistryEvent>(net, net.ids.registry);
+        let matcher = events::<MatcherEvent>(net, net.ids.matcher);
+        let total = self.check_slashes_asked(&registry, &matcher);
+        check_honest_not_slashed(&registry, &matcher);
+        self.check_stable_memory(&registry, &matcher);
+        total
+    }
+
+    /// Each canister's stable memory size stays at most
+    ///
+    /// `base + slack x BUCKET + 3/2 x (the most live work it has held)`,
+    ///
+    /// where `base` is its size when the case began; `slack` is one bucket
+    /// (two for the matcher, whose jobs and module store are the two
+    /// structures that grow by megabytes) for the memory manager's rounding
+    /// of each growing structure up to whole 8 MiB buckets; and its live
+    /// work is, for the matcher, the stored bytes (input, args, env, URL) of
+    /// its unfinished jobs plus its stored modules' bytes plus
+    /// [`RECORD_BYTES`] per job record and per event, for the escrow and the
+    /// registry `RECORD_BYTES` per event of their logs (each lock, balance,
+    /// stake record comes with events), and for the ledger nothing beyond
+    /// the slack (its block log grows by a few hundred bytes a transfer).
+    /// The most live work since the case began counts, not the current
+    /// one, as stable memory never shrinks: freed space is reused.
+    ///
+    /// Measured (`CHAOS_CASES=30 CHAOS_STEPS=60`, see RELIABILITY.md) every
+    /// canister stays in its first buckets while the matcher's live jobs
+    /// sit below a few MiB, so the factor 3/2 and the slack are headroom
+    /// for the encoding and B-tree nodes, not for history: a matcher that
+    /// kept finished jobs' inputs (1.2 MiB per cancelled largest job) would
+    /// pass the bound after about 22 submit-and-cancel rounds
+    /// ([`the_memory_bound_is_tight_enough_to_catch_kept_inputs`]).
+    fn check_stable_memory(&mut self, registry: &[RegistryEvent], matcher: &[MatcherEvent]) {
+        let net = &self.net;
+        let ids = net.ids;
+        let finished: BTreeSet<JobId> = matcher
+            .iter()
+            .filter_map(|e| match e {
+                MatcherEvent::JobFinished { job_id, .. } => Some(*job_id),
+                _ => None,
+            })
+            .collect();
+        let records = matcher
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    MatcherEvent::JobSubmitted { .. } | MatcherEvent::ReservationMade { .. }
+                )
+            })
+            .count() as u64;
+        let (live_bytes, retained): (u64, u64) =
+            self.spec_bytes
+                .iter()
+                .fold((0, 0), |(live, kept), (id, bytes)| {
+                    if finished.contains(id) {
+                        (live, kept + bytes)
+                    } else {
+                        (live + bytes, kept)
+                    }
+                });
+        let modules: u64 = self.live_modules().iter().map(|m| m.1).sum();
+        let escrow = events::<EscrowEvent>(net, ids.escrow).len() as u64;
+        let works = [
+            (
+                ids.matcher,
+                "matcher",
+                live_bytes + modules + RECORD_BYTES * (records + matcher.len() as u64),
+                2,
+            ),
+            (ids.escrow, "escrow", RECORD_BYTES * escrow, 1),
+            (
+                ids.registry,
+                "registry",
+                RECORD_BYTES * registry.len() as u64,
+                1,
+            ),
+            (ids.ledger, "ledger", 0, 1),
+        ];
+        for (canister, name, work, slack) in works {
+            let size = net.devnet().stable_memory_size(canister).unwrap() as u64;
+            let (base, most) = self.memory.entry(canister).or_insert((size, 0));
+            *most = (*most).max(work);
+            let bound = memory_bound(*base, *most, slack);
+            assert!(
+                size <= bound,
+                "the {name}'s stable memory is {size} bytes, over its bound of {bound}: \
+                 {base} at the start, {slack} buckets of slack, live work of at most {most} bytes"
+            );
+            MEMORY_USE_PERMILLE
+                .fetch_max((size - *base) * 1_000 / (bound - *base), Ordering::Relaxed);
+        }
+        RETAINED_IF_KEPT.fetch_max(retained, Ordering::Relaxed);
+        MEMORY_CHECKS.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records the assignments the matcher holds now. A job in a reserved
     /// slot is paid nothing of its own, but answers for a missed deadline
     /// at the price of the slot it runs in (held by the same provider).
     fn observe_assignments(&mut self) {
-        for p in 0..PROVIDERS {
-            let held = self.assignments(p);
+        let watched: Vec<Principal> = watched_providers()
+            .filter(|p| *p != zombie() || self.zombie_offered)
+            .collect();
+        for p in watched {
+            let held = self.net.assignments(p).unwrap();
             let slot_price = |reservation: u64| {
                 held.iter().find_map(|s| match s.kind {
                     JobKind::ReservedSlot { reservation: r, .. } if r == reservation => {
@@ -773,7 +1831,7 @@ impl World {
                 };
                 self.assigned.insert(
                     (a.job_id, a.attempt),
-                    (provider(p), price * Tokens::from(SLASH_MULTIPLE)),
+                    (p, price * Tokens::from(SLASH_MULTIPLE)),
                 );
             }
         }
@@ -788,15 +1846,14 @@ impl World {
     /// drop one the registry refused; its log is the only record of such an
     /// ask (it prints the refusal and records no event). Returns the
     /// registry's total.
-    fn check_slashes_asked(&self) -> Tokens {
-        let net = &self.net;
+    fn check_slashes_asked(&self, registry: &[RegistryEvent], matcher: &[MatcherEvent]) -> Tokens {
         let dropped = self.dropped_slashes();
         assert!(
             dropped.is_empty(),
             "the matcher dropped a slash it asked for: {dropped:?}"
         );
         let mut total = 0;
-        for e in events::<RegistryEvent>(net, net.ids.registry) {
+        for e in registry {
             if let RegistryEvent::Slashed {
                 key,
                 provider,
@@ -811,13 +1868,13 @@ impl World {
                 let asked = deadline.and_then(|d| self.assigned.get(&d));
                 assert_eq!(
                     asked,
-                    Some(&(provider, amount)),
+                    Some(&(*provider, *amount)),
                     "the registry slashed {amount} from {provider} under {key}; the matcher asked (provider, amount) {asked:?}"
                 );
-                total += amount;
+                total += *amount;
             }
         }
-        for e in events::<MatcherEvent>(net, net.ids.matcher) {
+        for e in matcher {
             if let MatcherEvent::DeadlineMissed {
                 job_id,
                 provider,
@@ -825,10 +1882,10 @@ impl World {
                 slashed,
             } = e
             {
-                let asked = self.assigned.get(&(job_id, attempt));
+                let asked = self.assigned.get(&(*job_id, *attempt));
                 assert_eq!(
                     asked,
-                    Some(&(provider, slashed)),
+                    Some(&(*provider, *slashed)),
                     "job {job_id} attempt {attempt}: the matcher recorded {slashed} slashed from {provider}, but asked (provider, amount) {asked:?}"
                 );
             }
@@ -883,6 +1940,15 @@ impl World {
         world
     }
 
+    /// [`World::with_offers`], and the [`honest`] provider offers 2 slots
+    /// at [`HONEST_PRICE`], below the others.
+    fn with_honest() -> World {
+        let world = World::with_offers();
+        let spec = world.offer_spec(HONEST_PRICE, 2);
+        world.net.post_offer(honest(), &spec).unwrap();
+        world
+    }
+
     /// Runs a case: [`World::steps`], then [`World::finish`].
     fn run(&mut self, actions: &[Action]) {
         self.steps(actions);
@@ -893,28 +1959,53 @@ impl World {
     /// of [`World::check_mid_flight`].
     fn steps(&mut self, actions: &[Action]) {
         self.observe_assignments();
+        if self.memory.is_empty() {
+            self.check_events();
+        }
         for a in actions {
             self.apply(a);
             self.net.tick();
             self.observe_assignments();
+            self.honest_turn();
             self.check_mid_flight();
             STEPS.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// Moves the clock `steps` times 10 s, watching assignments and traps.
+    /// Moves the clock `steps` times 10 s, watching assignments and traps;
+    /// the honest provider takes its turn after each.
     fn pass_time(&mut self, steps: u32) {
         for _ in 0..steps {
             self.net.advance(Duration::from_secs(10));
             self.observe_assignments();
             self.check_traps();
+            self.honest_turn();
         }
     }
 
-    /// Faults stop, providers go silent, time runs out every job; then the
-    /// full audit.
+    /// Faults stop, providers go silent (but the honest one), time runs out
+    /// every job; then the full audit. A zombie provider that ended
+    /// ineligible is offered one more job at its price: its offers must
+    /// leave the book. Every deadline a provider called past was slashed.
     fn finish(&mut self) {
         self.net.devnet().clear_faults();
+        let net = &self.net;
+        let zombie_probe = self.zombie_offered && {
+            let e: Eligibility = net
+                .query(net.ids.registry, "eligibility", &zombie())
+                .unwrap();
+            e.ineligible.is_some()
+        };
+        if zombie_probe {
+            let spec = self.spec(ZOMBIE_PRICE, 0);
+            self.send(Call {
+                canister: self.net.ids.matcher,
+                caller: attacker(1),
+                method: "submit_job",
+                arg: encode(&spec),
+                reply: Reply::Job(attacker(1), spec_bytes(&spec)),
+            });
+        }
         // Long enough for every job to miss its deadlines through all its
         // retries and for every backoff (at most 5 minutes) to retry.
         self.pass_time(240);
@@ -956,6 +2047,32 @@ impl World {
         }
         self.pass_time(60);
         let net = &self.net;
+        if zombie_probe {
+            let offers: Vec<Offer> = net.query(net.ids.matcher, "offers_of", &zombie()).unwrap();
+            assert!(
+                offers.is_empty(),
+                "the offers of an ineligible provider are still in the book: {offers:?}"
+            );
+        }
+        let missed: BTreeSet<(JobId, u32, Principal)> =
+            events::<MatcherEvent>(net, net.ids.matcher)
+                .into_iter()
+                .filter_map(|e| match e {
+                    MatcherEvent::DeadlineMissed {
+                        job_id,
+                        provider,
+                        attempt,
+                        ..
+                    } => Some((job_id, attempt, provider)),
+                    _ => None,
+                })
+                .collect();
+        for late in &self.late {
+            assert!(
+                missed.contains(late),
+                "(job, attempt, provider) {late:?} called past its deadline and was not slashed"
+            );
+        }
         // Escrow and registry ledger calls with unknown outcomes are
         // reconciled by their owners' next operation, and a push deposit
         // whose notify failed is credited by notifying again: do what a
@@ -967,7 +2084,7 @@ impl World {
             };
             let _: Result<Result<Tokens, EscrowError>, _> =
                 net.update(net.ids.escrow, buyer(b), "notify_deposit", &args);
-            for owner in [buyer(b), provider(b)] {
+            for owner in [buyer(b), provider(b), honest(), zombie(), attacker(b)] {
                 let _: Result<Result<bool, EscrowError>, _> = net.update(
                     net.ids.escrow,
                     owner,
@@ -989,7 +2106,7 @@ impl World {
         // took what the matcher asked.
         assert_eq!(
             audit.slashed,
-            self.check_slashes_asked(),
+            self.check_events(),
             "the audit and the registry's log disagree on what was slashed"
         );
         SLASHES.fetch_add(audit.slashes as u64, Ordering::Relaxed);
@@ -998,6 +2115,44 @@ impl World {
         DROPPED.fetch_add(self.dropped_slashes().len() as u64, Ordering::Relaxed);
         CHECKS.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// A canister's stable memory bound (see [`World::check_stable_memory`]).
+fn memory_bound(base: u64, most_work: u64, slack_buckets: u64) -> u64 {
+    base + slack_buckets * BUCKET + most_work * 3 / 2
+}
+
+/// Stores `bytes` as a module uploaded by `who`; the store's answer to the
+/// first call it refuses.
+fn store_module(
+    net: &MarketFixture,
+    who: Principal,
+    bytes: &[u8],
+) -> Result<[u8; 32], MatcherError> {
+    use sha2::Digest;
+    let sha256: [u8; 32] = sha2::Sha256::digest(bytes).into();
+    let upload = ModuleUpload {
+        sha256,
+        size: bytes.len() as u64,
+    };
+    let r: Result<ModuleInfo, MatcherError> = net
+        .update(net.ids.matcher, who, "begin_module_upload", &upload)
+        .unwrap();
+    r?;
+    let (r,): (Result<(), MatcherError>,) = net
+        .update_args(
+            net.ids.matcher,
+            who,
+            "put_module_chunk",
+            (sha256, 0u32, bytes.to_vec()),
+        )
+        .unwrap();
+    r?;
+    let r: Result<ModuleInfo, MatcherError> = net
+        .update(net.ids.matcher, who, "commit_module", &sha256)
+        .unwrap();
+    r?;
+    Ok(sha256)
 }
 
 /// Every event of a canister's log.
@@ -1050,7 +2205,7 @@ proptest! {
     fn nothing_is_lost_under_faults_upgrades_and_adversaries(
         actions in prop::collection::vec(action(), 1..=env("CHAOS_STEPS", 30) as usize)
     ) {
-        World::with_offers().run(&actions);
+        World::with_honest().run(&actions);
         CASES.fetch_add(1, Ordering::Relaxed);
         report();
     }
@@ -1082,6 +2237,71 @@ fn report() {
         UPGRADES_IN_FLIGHT.load(Ordering::Relaxed),
         REJECTED.load(Ordering::Relaxed),
     );
+    eprintln!(
+        "chaos: attackers made {} calls ({} bytes) from {} throwaway principals and {} funded ones: \
+         {} oversized jobs, {} submit-and-cancel rounds, {} floods, {} zombie offers \
+         ({} early results refused), {} modules pinned, {} late calls ({} before the timer), \
+         {} key rotations; {} refusals asserted",
+        ATTACK_CALLS.load(Ordering::Relaxed),
+        ATTACK_BYTES.load(Ordering::Relaxed),
+        STRANGERS.load(Ordering::Relaxed),
+        ATTACKERS + 1,
+        OVERSIZED.load(Ordering::Relaxed),
+        SUBMIT_CANCEL_ROUNDS.load(Ordering::Relaxed),
+        FLOODS.load(Ordering::Relaxed),
+        ZOMBIE_OFFERS.load(Ordering::Relaxed),
+        ZOMBIE_RESULTS_REFUSED.load(Ordering::Relaxed),
+        MODULES_PINNED.load(Ordering::Relaxed),
+        LATE_CALLS.load(Ordering::Relaxed),
+        LATE_BEFORE_TIMER.load(Ordering::Relaxed),
+        ROTATIONS.load(Ordering::Relaxed),
+        REFUSALS_ASSERTED.load(Ordering::Relaxed),
+    );
+    eprintln!(
+        "chaos: the honest provider sent {} heartbeat items and {} results ({} calls retried), never slashed; \
+         {} stable memory checks, highest use {} per mille of a bound's headroom; \
+         finished jobs held up to {} bytes in one case",
+        HONEST_HEARTBEATS.load(Ordering::Relaxed),
+        HONEST_RESULTS.load(Ordering::Relaxed),
+        HONEST_RETRIES.load(Ordering::Relaxed),
+        MEMORY_CHECKS.load(Ordering::Relaxed),
+        MEMORY_USE_PERMILLE.load(Ordering::Relaxed),
+        RETAINED_IF_KEPT.load(Ordering::Relaxed),
+    );
+}
+
+/// Fails if the honest provider was ever slashed, jailed or recorded as
+/// missing a deadline.
+fn check_honest_not_slashed(registry: &[RegistryEvent], matcher: &[MatcherEvent]) {
+    for e in registry {
+        match e {
+            RegistryEvent::Slashed {
+                provider,
+                key,
+                amount,
+                ..
+            } if *provider == honest() => {
+                panic!("the honest provider was slashed {amount} e8s under {key}")
+            }
+            RegistryEvent::JailChanged {
+                provider,
+                jailed: true,
+            } if *provider == honest() => panic!("the honest provider was jailed"),
+            _ => {}
+        }
+    }
+    for e in matcher {
+        if let MatcherEvent::DeadlineMissed {
+            job_id,
+            provider,
+            attempt,
+            ..
+        } = e
+            && *provider == honest()
+        {
+            panic!("the honest provider missed the deadline of job {job_id} attempt {attempt}");
+        }
+    }
 }
 
 proptest! {
@@ -1096,12 +2316,45 @@ proptest! {
     fn reservations_keep_the_books_under_faults_upgrades_and_adversaries(
         actions in prop::collection::vec(action_with_reservations(), 1..=env("CHAOS_STEPS", 30) as usize)
     ) {
-        let mut world = World::with_offers();
+        let mut world = World::with_honest();
         world.apply(&Action::Reserve { buyer: 0, slots: 2, price: 4 });
         world.run(&actions);
         CASES.fetch_add(1, Ordering::Relaxed);
         report();
     }
+}
+
+/// The stable memory bound is tight enough to matter: after 24 rounds of
+/// the largest job submitted and cancelled by one attacker (about 29 MiB
+/// of specs) the matcher stays within its bound, and a matcher that kept
+/// those bytes (as it did before a finished job dropped its input) could
+/// not: even if the jobs' memory had a whole bucket free at the start, the
+/// bytes kept would take it past the bound.
+#[test]
+fn the_memory_bound_is_tight_enough_to_catch_kept_inputs() {
+    let mut world = World::with_honest();
+    world.steps(&vec![
+        Action::SubmitCancel {
+            attacker: 0,
+            rounds: 3
+        };
+        8
+    ]);
+    let matcher = world.net.ids.matcher;
+    let (base, most) = world.memory[&matcher];
+    let bound = memory_bound(base, most, 2);
+    let size = world.net.devnet().stable_memory_size(matcher).unwrap() as u64;
+    let kept: u64 = world.spec_bytes.values().sum();
+    eprintln!(
+        "matcher stable memory {size} bytes from {base}; bound {bound}; \
+         finished jobs' specs {kept} bytes"
+    );
+    assert_eq!(world.spec_bytes.len(), 24, "every round submitted a job");
+    assert!(size <= bound);
+    assert!(
+        base + kept - BUCKET > bound,
+        "{kept} bytes kept would still fit the bound of {bound}"
+    );
 }
 
 /// RELIABILITY.md's finding 1, replayed with its shrunk actions: the
