@@ -720,6 +720,14 @@ fn submit_and_cancel_loops_leave_no_lasting_storage() {
         jobs.push(job);
     }
     net.settle_outbox();
+    // Each round paid for what it stored, cancelled or not.
+    let fee_per_round =
+        market_api::escrow::storage_fee(net.settings.fee, spec.stored_bytes()).unwrap();
+    let spent = 5 * ICP - net.escrow_balance(attacker).unwrap().free;
+    let collected = net.escrow_balance(net.ids.matcher).unwrap().claimable;
+    eprintln!("{ROUNDS} rounds cost the attacker {spent} e8s; the market collected {collected}");
+    assert_eq!(spent, ROUNDS as u128 * fee_per_round, "storage was free");
+    assert_eq!(collected, spent);
     let matcher_growth = stable(net.ids.matcher) - matcher_before;
     let escrow_growth = stable(net.ids.escrow) - escrow_before;
     eprintln!(

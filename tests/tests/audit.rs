@@ -162,6 +162,7 @@ fn an_escrow_lock_without_a_matcher_job_is_caught_at_once() {
                 buyer: buyer(),
                 ledger: net.ids.ledger,
                 amount: ICP,
+                stored_bytes: None,
             },
         )
         .unwrap();

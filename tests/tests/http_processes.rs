@@ -699,12 +699,19 @@ fn providers_and_a_buyer_as_processes_over_http() {
         0,
         "nothing stays locked: {balance}"
     );
+    // Each small job paid one ledger fee for its storage, as `market` said.
+    let storage_fees: u128 = [&out, &long, &third]
+        .iter()
+        .map(|o| amount_after(&o.stderr, "each), "))
+        .sum();
+    assert_eq!(storage_fees, 3 * FEE);
     // The buyer paid exactly what the providers earned and received the
     // slash, less the two ledger fees of its way into the escrow (registry
-    // to the buyer's deposit subaccount, then into the escrow's pool).
+    // to the buyer's deposit subaccount, then into the escrow's pool) and
+    // the storage fees.
     assert_eq!(
         amount_after(&balance, "escrow"),
-        ICP - earned1 - earned2 + slash - 2 * FEE,
+        ICP - earned1 - earned2 + slash - 2 * FEE - storage_fees,
         "{balance}"
     );
     let jobs = s.market(&["jobs"]).stdout;

@@ -20,6 +20,28 @@ pub const MAX_LEDGERS: usize = 32;
 /// job's lock can be read as long as the job can. Its events stay.
 pub const SETTLED_LOCK_RETENTION_SECS: u64 = crate::matcher::FINISHED_JOB_RETENTION_SECS;
 
+/// Bytes of storage one ledger fee pays for (see [`storage_fee`]).
+pub const STORAGE_FEE_UNIT_BYTES: u64 = 64 * 1024;
+
+/// Bytes a job's records take in the canisters besides its contents: the
+/// job and its lock, kept until their retention ends, and its events.
+pub const JOB_RECORD_BYTES: u64 = 4 * 1024;
+
+/// What storing a job costs its buyer, in the smallest unit of the
+/// paying ledger: one ledger fee per started [`STORAGE_FEE_UNIT_BYTES`] of
+/// its contents and records (`stored_bytes` +
+/// [`JOB_RECORD_BYTES`]), so the smallest job pays one fee and the
+/// largest (1 MiB of input, 64 KiB of args) 18. Charged once with the
+/// job's lock and never refunded, cancelled jobs included: it makes
+/// filling the canisters' memory cost the filler, in any token, at a rate
+/// far above what the memory costs in cycles. `None` on overflow.
+pub fn storage_fee(ledger_fee: Tokens, stored_bytes: u64) -> Option<Tokens> {
+    let units = stored_bytes
+        .checked_add(JOB_RECORD_BYTES)?
+        .div_ceil(STORAGE_FEE_UNIT_BYTES);
+    ledger_fee.checked_mul(Tokens::from(units))
+}
+
 /// Init and upgrade argument of the escrow canister.
 #[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct EscrowInit {
@@ -109,6 +131,12 @@ pub struct LockArgs {
     pub ledger: Principal,
     /// Amount to lock.
     pub amount: Tokens,
+    /// Bytes of the job's contents the matcher stores: with it, the lock
+    /// also charges the job's [`storage_fee`] from the buyer's free
+    /// balance, paid to the matcher's balance (the market's fees). `None`:
+    /// no fee.
+    #[serde(default)]
+    pub stored_bytes: Option<u64>,
 }
 
 /// Arguments of `release` (matcher only): pay one interval to a provider.
@@ -181,6 +209,8 @@ pub struct JobLock {
     pub refunded: Tokens,
     /// Whether the lock was settled.
     pub settled: bool,
+    /// The storage fee the buyer paid with the lock (not part of `total`).
+    pub storage_fee: Tokens,
 }
 
 /// What a ledger call in flight does.
@@ -342,6 +372,17 @@ pub enum EscrowEvent {
         job_key: OpKey,
         extension: u32,
         amount: Tokens,
+    },
+    /// With the lock of `job_key`, `buyer` paid `amount` from its free
+    /// balance for storing `stored_bytes` of the job's contents, to the
+    /// market's fees (the matcher's claimable balance).
+    StorageFeePaid {
+        job_key: OpKey,
+        buyer: Principal,
+        ledger: Principal,
+        amount: Tokens,
+        stored_bytes: u64,
+        collector: Principal,
     },
     /// A controller ruled how pending operation `operation` ended on a
     /// ledger whose blocks the escrow can't read; the events of its effect

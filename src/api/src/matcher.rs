@@ -151,6 +151,24 @@ pub struct JobSpec {
     pub callback: Option<String>,
 }
 
+impl JobSpec {
+    /// Bytes of the job's contents the matcher stores while it lives (see
+    /// [`stored_bytes`]).
+    pub fn stored_bytes(&self) -> u64 {
+        stored_bytes(&self.input, &self.args, &self.env)
+    }
+}
+
+/// Bytes of a job's contents the matcher stores while the job lives, and
+/// its one-off buyer pays the storage fee for
+/// ([`crate::escrow::storage_fee`]): its input, args and env (the module
+/// is stored apart).
+pub fn stored_bytes(input: &[u8], args: &[String], env: &[(String, String)]) -> u64 {
+    let args: usize = args.iter().map(String::len).sum();
+    let env: usize = env.iter().map(|(k, v)| k.len() + v.len()).sum();
+    (input.len() + args + env) as u64
+}
+
 /// A provider's standing offer.
 #[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct OfferSpec {

@@ -58,7 +58,7 @@ pub enum BuyerError {
     UploadMismatch(String),
 }
 
-/// What to deposit so `what`, locking `needed`, fits, given `available`.
+/// What to deposit so `what`, taking `needed`, fits, given `available`.
 fn insufficient_message(
     what: &str,
     needed: &Tokens,
@@ -71,7 +71,7 @@ fn insufficient_message(
     let amount = format_tokens(missing);
     let number = amount.trim_end_matches(" ICP");
     let mut msg = format!(
-        "insufficient escrow balance: {what} locks up to {} but {} is free; deposit {amount} \
+        "insufficient escrow balance: {what} takes up to {} but {} is free; deposit {amount} \
          more with `market deposit {number}`",
         format_tokens(*needed),
         format_tokens(*available),

@@ -31,12 +31,12 @@ pub async fn funds<T: Transport>(client: &MarketClient<T>) -> Result<Funds, Buye
 }
 
 /// Checks that the free escrow balance covers `needed` (a job's maximum
-/// cost); the error says exactly how much to deposit.
+/// cost and its storage fee); the error says exactly how much to deposit.
 pub async fn check_funds<T: Transport>(
     client: &MarketClient<T>,
     needed: Tokens,
 ) -> Result<Funds, BuyerError> {
-    check_funds_for(client, "the job", needed).await
+    check_funds_for(client, "the job with its storage fee", needed).await
 }
 
 /// Like [`check_funds`], for `what` (a reservation, an extension) locking

@@ -3,7 +3,7 @@
 use candid::Principal;
 use market_api::Tokens;
 use market_api::matcher::{
-    JobLimits, JobSpec, MAX_ARG_LEN, MAX_ARGS, MAX_INPUT_BYTES, ModuleSource, Sha256,
+    JobLimits, JobSpec, MAX_ARG_LEN, MAX_ARGS, MAX_INPUT_BYTES, ModuleSource, Sha256, stored_bytes,
 };
 
 use super::BuyerError;
@@ -39,6 +39,11 @@ impl JobRequest {
     pub fn max_cost(&self) -> Option<Tokens> {
         self.max_price_per_interval
             .checked_mul(Tokens::from(self.max_intervals))
+    }
+
+    /// Bytes of the job's contents the buyer pays the storage fee for.
+    pub fn stored_bytes(&self) -> u64 {
+        stored_bytes(&self.input, &self.args, &self.env)
     }
 
     /// Checks what can be checked locally, with the flag to change.

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use market_api::JobId;
-use market_api::escrow::EscrowError;
+use market_api::escrow::{EscrowError, storage_fee};
 use market_api::matcher::{Job, MatcherError, ReservationId};
 
 use super::{
@@ -14,6 +14,7 @@ use super::{
 };
 use market_client::client::tokens::format_tokens;
 use market_client::client::{ClientError, MarketClient};
+use market_client::retry::with_retries;
 use market_client::transport::Transport;
 
 /// How `run` behaves.
@@ -65,8 +66,14 @@ pub async fn submit<T: Transport>(
     console: &mut Console,
 ) -> Result<JobId, BuyerError> {
     request.validate()?;
-    let needed = request
+    let max_cost = request
         .max_cost()
+        .ok_or_else(|| BuyerError::Request("--max-price × --intervals overflows".into()))?;
+    let ledger_fee = with_retries(|| client.ledger_fee()).await?;
+    let storage = storage_fee(ledger_fee, request.stored_bytes())
+        .ok_or_else(|| BuyerError::Request("the storage fee overflows".into()))?;
+    let needed = max_cost
+        .checked_add(storage)
         .ok_or_else(|| BuyerError::Request("--max-price × --intervals overflows".into()))?;
     check_funds(client, needed).await?;
     let module = ensure_module(client, wasm, console).await?;
@@ -83,12 +90,14 @@ pub async fn submit<T: Transport>(
         other => other?,
     };
     console.line(format!(
-        "submitted job {id}: up to {} locked ({} interval{} of {} s at most {} each)",
-        format_tokens(needed),
+        "submitted job {id}: up to {} locked ({} interval{} of {} s at most {} each), \
+         {} storage fee paid",
+        format_tokens(max_cost),
         request.max_intervals,
         if request.max_intervals == 1 { "" } else { "s" },
         request.interval_secs,
         format_tokens(request.max_price_per_interval),
+        format_tokens(storage),
     ));
     Ok(id)
 }

@@ -291,21 +291,22 @@ async fn a_short_balance_says_exactly_what_to_deposit_and_uploads_nothing() {
     let c = &w.buyer;
     buyer::deposit(c, ICP / 5).await.unwrap();
     let wasm = wat::parse_str(EXIT3).unwrap();
-    // 0.1 ICP × 5 intervals = 0.5 ICP locked.
+    // 0.1 ICP × 5 intervals = 0.5 ICP locked, and a storage fee of one
+    // ledger fee (0.0001 ICP) for a small job.
     let (mut console, _) = Captured::console();
     let err = buyer::submit(c, &wasm, &request(b"", ICP / 10), &mut console)
         .await
         .unwrap_err();
-    assert_eq!(shortfall(&err), (ICP / 2, ICP / 5));
+    assert_eq!(shortfall(&err), (ICP / 2 + 10_000, ICP / 5));
     let msg = err.to_string();
     assert!(
-        msg.contains("locks up to 0.5 ICP but 0.2 ICP is free")
-            && msg.contains("deposit 0.3 ICP more with `market deposit 0.3`"),
+        msg.contains("the job with its storage fee takes up to 0.5001 ICP but 0.2 ICP is free")
+            && msg.contains("deposit 0.3001 ICP more with `market deposit 0.3001`"),
         "{msg}"
     );
-    // The wallet holds 0.5 − 0.2 − 2 fees = 0.2998; the deposit takes 0.3002.
+    // The wallet holds 0.5 − 0.2 − 2 fees = 0.2998; the deposit takes 0.3003.
     assert!(
-        msg.contains("holds 0.2998 ICP") && msg.contains("send it at least 0.0004 ICP first"),
+        msg.contains("holds 0.2998 ICP") && msg.contains("send it at least 0.0005 ICP first"),
         "{msg}"
     );
     let sha = buyer::sha256_of(&wasm);
@@ -456,7 +457,7 @@ async fn a_reservation_the_balance_does_not_cover_is_refused_before_any_call() {
     assert_eq!(shortfall(&err), (2 * ICP / 5, ICP / 5));
     let msg = err.to_string();
     assert!(
-        msg.contains("the reservation locks up to 0.4 ICP but 0.2 ICP is free")
+        msg.contains("the reservation takes up to 0.4 ICP but 0.2 ICP is free")
             && msg.contains("deposit 0.2 ICP more with `market deposit 0.2`"),
         "{msg}"
     );

@@ -13,6 +13,7 @@
 //! changes nothing; the same key with other terms is a `KeyConflict`.
 
 use crate::state::{LockRecord, ReleaseRecord, State};
+use market_api::escrow::storage_fee;
 use market_api::escrow::{
     EscrowError, EscrowEvent, ExtendLockArgs, JobLock, LockArgs, ReleaseArgs, SettleArgs,
 };
@@ -100,8 +101,11 @@ fn positive(field: &str, amount: u128) -> Result<(), EscrowError> {
     Ok(())
 }
 
-/// Moves `args.amount` from the buyer's free balance into a new lock. A
-/// retry names the first lock's amount, whatever extensions came since.
+/// Moves `args.amount` from the buyer's free balance into a new lock and,
+/// when `args.stored_bytes` is named, the job's storage fee to the
+/// matcher's claimable balance (the market's fees), both or neither. A
+/// retry names the first lock's amount, whatever extensions came since,
+/// and pays no second fee.
 pub fn lock(
     state: &mut State,
     caller: Principal,
@@ -116,10 +120,47 @@ pub fn lock(
             && existing.initial() == args.amount;
         return repeated(&existing, &args.job_key, same_terms);
     }
-    if state.ledger(&args.ledger).is_none() {
+    let Some(ledger) = state.ledger(&args.ledger) else {
         return Err(EscrowError::UnknownLedger {
             ledger: args.ledger,
         });
+    };
+    let fee = match args.stored_bytes {
+        None => 0,
+        // A buyer's balance exists only after a deposit, which reads the
+        // ledger's fee first.
+        Some(bytes) => storage_fee(ledger.fee.unwrap_or(0), bytes).ok_or_else(|| {
+            EscrowError::InvalidArgument {
+                field: "stored_bytes".into(),
+                reason: "the storage fee overflows".into(),
+            }
+        })?,
+    };
+    let collector = state.matcher().filter(|_| fee > 0);
+    let Some(with_fee) = args.amount.checked_add(fee) else {
+        return Err(EscrowError::InvalidArgument {
+            field: "amount".into(),
+            reason: "the amount and the storage fee overflow".into(),
+        });
+    };
+    let free = state.balance(args.buyer, args.ledger).free;
+    if free < with_fee {
+        return Err(EscrowError::InsufficientBalance { available: free });
+    }
+    if let Some(collector) = collector {
+        state.update_balance(args.buyer, args.ledger, |b| b.free -= fee);
+        state.update_balance(collector, args.ledger, |b| b.credit_claimable(fee));
+        state.events.append(
+            now,
+            EscrowEvent::StorageFeePaid {
+                job_key: args.job_key.clone(),
+                buyer: args.buyer,
+                ledger: args.ledger,
+                amount: fee,
+                stored_bytes: args.stored_bytes.unwrap_or(0),
+                collector,
+            },
+        );
     }
     lock_free_balance(state, args.buyer, args.ledger, args.amount)?;
     let record = LockRecord {
@@ -130,6 +171,7 @@ pub fn lock(
         refunded: 0,
         settled: false,
         extensions: Vec::new(),
+        storage_fee: if collector.is_some() { fee } else { 0 },
     };
     Ok(store(
         state,

@@ -122,6 +122,9 @@ pub struct LockRecord {
     /// from locks written before extensions existed, hence the default.
     #[serde(default)]
     pub extensions: Vec<Tokens>,
+    /// The storage fee paid with the lock (not part of `total`).
+    #[serde(default)]
+    pub storage_fee: Tokens,
 }
 
 impl LockRecord {
@@ -173,6 +176,7 @@ impl LockRecord {
             remaining: self.remaining(),
             refunded: self.refunded,
             settled: self.settled,
+            storage_fee: self.storage_fee,
         }
     }
 }
@@ -851,6 +855,7 @@ mod tests {
                 refunded: 0,
                 settled: false,
                 extensions: vec![],
+                storage_fee: 0,
             }
         );
         assert_eq!(new.initial(), new.total);
@@ -887,6 +892,7 @@ mod tests {
             refunded: 0,
             settled: false,
             extensions: vec![],
+            storage_fee: 0,
         });
         l.total += 10;
         s.put_lock(job_key, l);

@@ -182,6 +182,7 @@ impl Net {
             buyer,
             ledger: self.ledger,
             amount,
+            stored_bytes: None,
         };
         self.call(MATCHER, "lock", &args)
     }
@@ -545,6 +546,7 @@ fn unauthorized_callers_of_every_update_method() {
         buyer: BUYER,
         ledger,
         amount: 1,
+        stored_bytes: None,
     };
     let release = ReleaseArgs {
         job_key: "j".into(),

@@ -9,7 +9,7 @@ use crate::market::validate_spec;
 use candid::Principal;
 use ic_stable_structures::Memory;
 use market_api::Tokens;
-use market_api::escrow::Balance;
+use market_api::escrow::{Balance, storage_fee};
 use market_api::matcher::{
     JobSpec, MatcherError, ModuleSource, ReservationSpec, ReservationStatus,
 };
@@ -27,6 +27,9 @@ pub struct DaoContext {
     pub balance: Option<Balance>,
     /// The ledger's symbol, if the escrow knows it.
     pub symbol: Option<String>,
+    /// The ledger's transfer fee, if the escrow knows it (the storage fee
+    /// of a job is counted in it).
+    pub fee: Option<Tokens>,
     /// The escrow's deposit account for the DAO, as text.
     pub deposit_account: String,
 }
@@ -162,13 +165,16 @@ fn job_text<M: Memory>(
         }
         ModuleSource::Url { url, sha256 } => format!("module {} from {url}", hex(sha256)),
     };
-    let cost = spec
+    let lock = spec
         .max_price_per_interval
         .saturating_mul(Tokens::from(spec.max_intervals));
+    let storage = storage_fee(ctx.fee.unwrap_or(0), spec.stored_bytes()).unwrap_or(Tokens::MAX);
+    let cost = lock.saturating_add(storage);
     let funded = ctx.funded(cost)?;
     Ok(format!(
         "Run a one-off job: {module}, {} bytes of input, {} MiB memory, {} fuel per interval, \
-         for up to {} intervals of {} at up to {} each{}. Maximum cost: {}. {}",
+         for up to {} intervals of {} at up to {} each{}. Maximum cost: {}, of which {} is \
+         the storage fee, paid even if the job is cancelled. {}",
         spec.input.len(),
         spec.limits.memory_mib,
         spec.limits.fuel_per_interval,
@@ -180,6 +186,7 @@ fn job_text<M: Memory>(
             .map(|m| format!("; the result goes to the DAO's method {m}"))
             .unwrap_or_default(),
         ctx.t(cost),
+        ctx.t(storage),
         funded
     ))
 }
@@ -292,6 +299,7 @@ mod tests {
                 locked: 0,
             }),
             symbol: Some("ICP".into()),
+            fee: Some(10_000),
             deposit_account: "escrow-deposit-account".into(),
         }
     }

@@ -112,6 +112,10 @@ pub enum Effect {
         buyer: Principal,
         ledger: Principal,
         amount: Tokens,
+        /// Bytes of the job's contents, charged the storage fee with the
+        /// lock (absent from steps written before the fee existed: no fee).
+        #[serde(default)]
+        stored_bytes: Option<u64>,
     },
     /// Credit slashed tokens paid to `beneficiary`'s deposit account (escrow `notify_deposit`).
     NotifyDeposit {

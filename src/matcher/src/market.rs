@@ -140,11 +140,8 @@ pub const MAX_JOBS_PAGE_BYTES: u64 = 1024 * 1024;
 
 /// The bytes of a job's contents in a reply.
 fn job_bytes(job: &Job) -> u64 {
-    let spec = &job.spec;
-    let args: usize = spec.args.iter().map(String::len).sum();
-    let env: usize = spec.env.iter().map(|(k, v)| k.len() + v.len()).sum();
-    let output = job.result.as_ref().map_or(0, |r| r.output.len());
-    (spec.input.len() + args + env + output) as u64
+    let output = job.result.as_ref().map_or(0, |r| r.output.len() as u64);
+    job.spec.stored_bytes().saturating_add(output)
 }
 
 /// Checks every bound of a job spec.
@@ -603,6 +600,9 @@ impl<M: Memory> Market<M> {
                 buyer: rec.state.owner,
                 ledger: rec.spec.ledger,
                 amount,
+                // A reservation stores no contents; its jobs run in the
+                // slots it pays for.
+                stored_bytes: (rec.kind == JobKind::OneOff).then(|| rec.spec.stored_bytes()),
             },
             now_ns,
         ))

@@ -94,12 +94,14 @@ pub async fn perform(rt: &impl Runtime, job_id: JobId, effect: Effect) -> Outcom
             buyer,
             ledger,
             amount,
+            stored_bytes,
         } => {
             let args = LockArgs {
                 job_key: lock_key(job_id),
                 buyer,
                 ledger,
                 amount,
+                stored_bytes,
             };
             match rt.lock(escrow, &args).await {
                 Ok(Ok(_)) => {
@@ -524,26 +526,25 @@ pub async fn dao_context(
     };
     let escrow = read_state(|s| s.config().escrow);
     let unreachable = |e| format!("the escrow could not be asked for the DAO's balance: {e:?}");
-    let (balance, symbol) = match ledger {
+    let (balance, symbol, fee) = match ledger {
         Some(ledger) => {
             let balance = rt
                 .balance_of(escrow, governance, ledger)
                 .await
                 .map_err(unreachable)?;
             let ledgers = rt.ledgers(escrow).await.map_err(unreachable)?;
-            let symbol = ledgers
-                .into_iter()
-                .find(|l| l.ledger == ledger)
-                .and_then(|l| l.symbol);
-            (Some(balance), symbol)
+            let info = ledgers.into_iter().find(|l| l.ledger == ledger);
+            let fee = info.as_ref().and_then(|l| l.fee);
+            (Some(balance), info.and_then(|l| l.symbol), fee)
         }
-        None => (None, None),
+        None => (None, None, None),
     };
     Ok(DaoContext {
         governance,
         name,
         balance,
         symbol,
+        fee,
         deposit_account: deposit_account(escrow, governance).to_string(),
     })
 }

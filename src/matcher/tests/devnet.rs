@@ -75,6 +75,15 @@ impl Net {
         self.call(provider(n), "post_offer", &self.offer_spec(slots, price))
     }
 
+    /// The storage fee each of these small jobs pays with its lock: one
+    /// ledger fee.
+    fn storage_fee(&self) -> Tokens {
+        let bytes = self.spec(PRICE, 0).stored_bytes();
+        let fee = market_api::escrow::storage_fee(self.settings.fee, bytes).unwrap();
+        assert_eq!(fee, self.settings.fee);
+        fee
+    }
+
     fn spec(&self, max_price: Tokens, retries: u32) -> JobSpec {
         JobSpec {
             module: ModuleSource::Url {
@@ -241,7 +250,7 @@ fn job_matched_at_once_heartbeats_pay_and_result_settles() {
     assert_eq!(job.provider, Some(provider(1)));
     assert_eq!(job.price_per_interval, Some(PRICE), "the offer's price");
     assert_eq!(net.lock(id).total, 20 * PRICE, "the maximum cost is locked");
-    assert_eq!(net.free(buyer()), before - 20 * PRICE);
+    assert_eq!(net.free(buyer()), before - 20 * PRICE - net.storage_fee());
     assert_eq!(
         net.stake_of(1).stake.bonded,
         10 * PRICE,
@@ -398,8 +407,8 @@ fn retries_used_up_fail_the_job_and_refund_the_buyer() {
     assert_eq!(lock.refunded, lock.total);
     assert_eq!(
         net.free(buyer()),
-        before + 5 * PRICE - 2 * net.settings.fee,
-        "all refunded, plus the slash"
+        before + 5 * PRICE - 2 * net.settings.fee - net.storage_fee(),
+        "all refunded, plus the slash, less the storage fee"
     );
     // The offer's slot is free again.
     let id2 = net.submit(buyer2(), &net.spec(PRICE, 0)).unwrap();
@@ -423,7 +432,7 @@ fn cancel_pays_heartbeated_intervals_and_refunds_the_rest() {
     r.unwrap();
     net.settle_outbox();
     assert_eq!(net.job(id).status, JobStatus::Cancelled);
-    assert_eq!(net.free(buyer()), before - PRICE);
+    assert_eq!(net.free(buyer()), before - PRICE - net.storage_fee());
     assert_eq!(net.claimable(provider(1)), PRICE);
     assert!(
         !accepted(&net.heartbeat(1, id, 1)),
@@ -574,7 +583,11 @@ fn job_with_fault(fault: Fault) {
     net.wait_secs(700);
     assert_eq!(net.job(id).status, JobStatus::Succeeded, "{fault:?}");
     assert_eq!(net.claimable(provider(1)), 2 * PRICE, "{fault:?}");
-    assert_eq!(net.free(buyer()), before - 2 * PRICE, "{fault:?}");
+    assert_eq!(
+        net.free(buyer()),
+        before - 2 * PRICE - net.storage_fee(),
+        "{fault:?}"
+    );
     assert_eq!(net.stake_of(1).stake.bonded, 0, "{fault:?}");
     net.audit();
 }
@@ -648,7 +661,7 @@ fn slash_and_notify_faults_converge_without_double_slashing() {
         );
         assert_eq!(
             net.free(buyer()),
-            before + 5 * PRICE - 2 * net.settings.fee,
+            before + 5 * PRICE - 2 * net.settings.fee - net.storage_fee(),
             "{method} {kind:?}"
         );
         let audit = net.audit();
@@ -751,6 +764,7 @@ fn unauthorized_and_anonymous_callers_are_refused_and_change_nothing() {
             buyer: buyer(),
             ledger: net.ids.ledger,
             amount: PRICE,
+            stored_bytes: None,
         },
     );
     assert!(lock.is_err());

@@ -673,6 +673,15 @@ pub async fn run(opts: Options) -> Result<Report> {
             stake: d.stake(p)?,
         });
     }
+    // The storage fees jobs paid are the market's: the matcher's escrow balance.
+    parties.push(Party {
+        name: "market (fees)",
+        principal: ids.matcher,
+        funded: 0,
+        ledger: d.net.balance(market_fixture::account(ids.matcher))?,
+        escrow: d.escrow_total(ids.matcher)?,
+        stake: 0,
+    });
     let fees = audit.burned_and_fees;
     if d.opts.verbose {
         println!(

@@ -39,6 +39,12 @@ async fn the_demo_tells_the_truth() {
         .sum();
     let funded: u128 = report.parties.iter().map(|p| p.funded).sum();
     assert_eq!(held + report.fees, funded);
+    let market = report
+        .parties
+        .iter()
+        .find(|p| p.name == "market (fees)")
+        .unwrap();
+    assert!(market.escrow > 0, "the jobs paid their storage fees");
     let p1 = report
         .parties
         .iter()

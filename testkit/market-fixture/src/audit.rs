@@ -120,6 +120,7 @@ fn slash_deadline(key: &str) -> Option<(JobId, u32)> {
 /// Every lock as the escrow's events tell it, by job key.
 fn logged_locks(events: &[EscrowEvent]) -> BTreeMap<String, JobLock> {
     let mut locks: BTreeMap<String, JobLock> = BTreeMap::new();
+    let mut fees: BTreeMap<String, Tokens> = BTreeMap::new();
     for e in events {
         match e {
             EscrowEvent::Locked {
@@ -139,8 +140,14 @@ fn logged_locks(events: &[EscrowEvent]) -> BTreeMap<String, JobLock> {
                         remaining: *amount,
                         refunded: 0,
                         settled: false,
+                        storage_fee: 0,
                     },
                 );
+            }
+            EscrowEvent::StorageFeePaid {
+                job_key, amount, ..
+            } => {
+                fees.insert(job_key.clone(), *amount);
             }
             EscrowEvent::LockExtended {
                 job_key, amount, ..
@@ -168,6 +175,11 @@ fn logged_locks(events: &[EscrowEvent]) -> BTreeMap<String, JobLock> {
                 }
             }
             _ => {}
+        }
+    }
+    for (job_key, fee) in fees {
+        if let Some(l) = locks.get_mut(&job_key) {
+            l.storage_fee = fee;
         }
     }
     locks

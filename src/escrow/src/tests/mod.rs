@@ -193,6 +193,7 @@ impl Env {
                 buyer,
                 ledger,
                 amount,
+                stored_bytes: None,
             },
         )
     }

@@ -215,6 +215,73 @@ fn settled_locks_are_deleted_after_their_retention_and_their_events_stay() {
 }
 
 #[test]
+fn a_lock_naming_stored_bytes_charges_the_storage_fee_once() {
+    use market_api::escrow::{STORAGE_FEE_UNIT_BYTES, storage_fee};
+    let env = Env::new();
+    let lock = |key: &str, amount: Tokens, bytes: u64| {
+        env.job_call(
+            jobs::lock,
+            MATCHER,
+            LockArgs {
+                job_key: key.into(),
+                buyer: p(A),
+                ledger: L1,
+                amount,
+                stored_bytes: Some(bytes),
+            },
+        )
+    };
+    // The smallest job pays one ledger fee; the largest eighteen.
+    assert_eq!(storage_fee(FEE1, 0), Some(FEE1));
+    assert_eq!(storage_fee(FEE1, 1024 * 1024 + 64 * 1024), Some(18 * FEE1));
+    assert_eq!(storage_fee(Tokens::MAX, 0), Some(Tokens::MAX));
+    assert_eq!(storage_fee(Tokens::MAX, STORAGE_FEE_UNIT_BYTES), None);
+    assert_eq!(storage_fee(1, u64::MAX), None);
+
+    env.deposit(p(A), L1, 100_000).unwrap();
+    let bytes = 2 * STORAGE_FEE_UNIT_BYTES;
+    let fee = storage_fee(FEE1, bytes).unwrap();
+    assert_eq!(fee, 3 * FEE1);
+    // Enough for the lock but not for the fee too: nothing moves.
+    assert_eq!(
+        lock("job/1", 100_000 - fee + 1, bytes),
+        Err(EscrowError::InsufficientBalance { available: 100_000 })
+    );
+    assert_eq!(env.free(p(A), L1), 100_000);
+    let locked = lock("job/1", 50_000, bytes).unwrap();
+    assert_eq!((locked.total, locked.storage_fee), (50_000, fee));
+    assert_eq!(env.free(p(A), L1), 100_000 - 50_000 - fee);
+    assert_eq!(env.claimable(MATCHER, L1), fee);
+    // A retry pays no second fee.
+    assert_eq!(lock("job/1", 50_000, bytes), Ok(locked));
+    assert_eq!(env.free(p(A), L1), 100_000 - 50_000 - fee);
+    assert_eq!(env.claimable(MATCHER, L1), fee);
+    // Cancelled at once: the lock comes back, the fee doesn't.
+    let settled = env.settle("job/1").unwrap();
+    assert_eq!(settled.refunded, 50_000);
+    assert_eq!(env.free(p(A), L1), 100_000 - fee);
+    let paid: Vec<_> = env
+        .events()
+        .into_iter()
+        .filter(|e| matches!(e, EscrowEvent::StorageFeePaid { .. }))
+        .collect();
+    assert_eq!(
+        paid,
+        [EscrowEvent::StorageFeePaid {
+            job_key: "job/1".into(),
+            buyer: p(A),
+            ledger: L1,
+            amount: fee,
+            stored_bytes: bytes,
+            collector: MATCHER,
+        }]
+    );
+    // The fees are the market's, and withdrawable like any claimable balance.
+    env.withdraw(MATCHER, L1, fee, p(0x50)).unwrap();
+    env.settle_all_and_check();
+}
+
+#[test]
 fn lock_errors_are_clear() {
     let env = Env::new();
     env.deposit(p(A), L1, 1_000).unwrap();
@@ -421,6 +488,7 @@ fn extend_lock_refuses_a_total_that_would_overflow() {
                 refunded: 0,
                 settled: false,
                 extensions: vec![],
+                storage_fee: 0,
             },
         )
     });
@@ -886,6 +954,7 @@ fn unauthorized_callers_of_every_update_method_are_refused() {
         buyer: p(A),
         ledger: L1,
         amount: 1,
+        stored_bytes: None,
     };
     let release = ReleaseArgs {
         job_key: "j".into(),
@@ -1024,6 +1093,7 @@ fn the_event_log_records_every_movement() {
             EscrowEvent::WithdrawalRefunded { .. } => "refund",
             EscrowEvent::LockExtended { .. } => "extend",
             EscrowEvent::OperationResolved { .. } => "resolved",
+            EscrowEvent::StorageFeePaid { .. } => "storage fee",
         })
         .collect();
     assert_eq!(

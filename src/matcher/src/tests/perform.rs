@@ -177,6 +177,7 @@ fn lock(key: &str, total: Tokens) -> JobLock {
         remaining: total,
         refunded: 0,
         settled: false,
+        storage_fee: 0,
     }
 }
 
