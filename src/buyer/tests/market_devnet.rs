@@ -424,6 +424,10 @@ async fn run_uploads_once_pays_a_provider_and_returns_the_jobs_stdout() {
         .await
         .unwrap();
     assert_eq!(jobs.len(), 5);
+    // Each of the five small jobs paid one ledger fee for its storage, the
+    // cancelled one too, to the market.
+    let collected = c.escrow_balance(w.ids.matcher).await.unwrap().claimable;
+    assert_eq!(collected, 5 * c.ledger_fee().await.unwrap());
     w.audit();
 }
 

@@ -127,8 +127,8 @@ pub fn lock(
     };
     let fee = match args.stored_bytes {
         None => 0,
-        // A buyer's balance exists only after a deposit, which reads the
-        // ledger's fee first.
+        // Every way into a free balance (a pull deposit, a push deposit's
+        // sweep) reads the ledger's fee first, so it is known here.
         Some(bytes) => storage_fee(ledger.fee.unwrap_or(0), bytes).ok_or_else(|| {
             EscrowError::InvalidArgument {
                 field: "stored_bytes".into(),

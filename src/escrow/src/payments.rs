@@ -553,6 +553,9 @@ pub async fn deposit<R: Runtime>(
     positive(args.amount)?;
     let _guard = guard(caller, args.ledger)?;
     resolve_pending(rt, caller, args.ledger).await?;
+    // Known before any balance exists on the ledger: a job's storage fee
+    // is counted in it.
+    ensure_fee(rt, args.ledger).await?;
     let now = rt.now_ns();
     let op = NewOperation {
         owner: caller,

@@ -282,6 +282,41 @@ fn a_lock_naming_stored_bytes_charges_the_storage_fee_once() {
 }
 
 #[test]
+fn a_ledger_whitelisted_at_install_charges_the_storage_fee_from_the_first_job() {
+    use market_api::escrow::storage_fee;
+    let env = Env::new();
+    // Whitelisted by the install argument: its fee is not known yet.
+    let l3 = p(0x13);
+    env.rt.add_ledger(l3, 500);
+    mutate_state(|s| {
+        s.apply_config(
+            EscrowInit {
+                matcher: Some(MATCHER),
+                ledgers: vec![l3],
+            },
+            0,
+        )
+    });
+    assert_eq!(read_state(|s| s.ledger(&l3)).unwrap().fee, None);
+    env.deposit(p(A), l3, 100_000).unwrap();
+    let locked = env
+        .job_call(
+            jobs::lock,
+            MATCHER,
+            LockArgs {
+                job_key: "job/1".into(),
+                buyer: p(A),
+                ledger: l3,
+                amount: 10_000,
+                stored_bytes: Some(0),
+            },
+        )
+        .unwrap();
+    assert_eq!(locked.storage_fee, storage_fee(500, 0).unwrap());
+    assert_eq!(env.free(p(A), l3), 100_000 - 10_000 - 500);
+}
+
+#[test]
 fn lock_errors_are_clear() {
     let env = Env::new();
     env.deposit(p(A), L1, 1_000).unwrap();
