@@ -312,7 +312,8 @@ fn job_matched_at_once_heartbeats_pay_and_result_settles() {
     let lock = net.lock(id);
     assert!(lock.settled);
     assert_eq!(lock.refunded, 16 * PRICE);
-    assert_eq!(net.free(buyer()), before - 4 * PRICE);
+    assert_eq!(lock.storage_fee, net.storage_fee());
+    assert_eq!(net.free(buyer()), before - 4 * PRICE - net.storage_fee());
     assert_eq!(net.claimable(provider(1)), 4 * PRICE);
     assert_eq!(net.stake_of(1).stake.bonded, 0, "bond released");
     assert!(net.assignments(1).is_empty());
