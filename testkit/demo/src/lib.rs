@@ -188,10 +188,17 @@ impl Demo {
             let line = match e.event {
                 MatcherEvent::JobSubmitted {
                     job_id, max_cost, ..
-                } => format!(
-                    "job {job_id} submitted, {} ICP locked in escrow",
-                    icp(max_cost)
-                ),
+                } => {
+                    let lock: Option<market_api::escrow::JobLock> =
+                        self.net
+                            .query(self.ids.escrow, "get_lock", &format!("job/{job_id}"))?;
+                    let fee = lock.map_or(0, |l| l.storage_fee);
+                    format!(
+                        "job {job_id} submitted, {} ICP locked in escrow, {} ICP storage fee paid",
+                        icp(max_cost),
+                        icp(fee)
+                    )
+                }
                 MatcherEvent::JobAssigned {
                     job_id,
                     provider,
