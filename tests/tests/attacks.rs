@@ -573,40 +573,6 @@ fn a_provider_without_stake_is_not_paid_and_its_offers_leave_the_book() {
     net.audit().unwrap();
 }
 
-/// Stores `bytes` as a module uploaded by `who`; the store's answer to the
-/// first call it refuses.
-fn store_module(
-    net: &MarketFixture,
-    who: Principal,
-    bytes: &[u8],
-) -> Result<[u8; 32], MatcherError> {
-    use market_api::matcher::{ModuleInfo, ModuleUpload};
-    use sha2::Digest;
-    let sha256: [u8; 32] = sha2::Sha256::digest(bytes).into();
-    let upload = ModuleUpload {
-        sha256,
-        size: bytes.len() as u64,
-    };
-    let r: Result<ModuleInfo, MatcherError> = net
-        .update(net.ids.matcher, who, "begin_module_upload", &upload)
-        .unwrap();
-    r?;
-    let (r,): (Result<(), MatcherError>,) = net
-        .update_args(
-            net.ids.matcher,
-            who,
-            "put_module_chunk",
-            (sha256, 0u32, bytes.to_vec()),
-        )
-        .unwrap();
-    r?;
-    let r: Result<ModuleInfo, MatcherError> = net
-        .update(net.ids.matcher, who, "commit_module", &sha256)
-        .unwrap();
-    r?;
-    Ok(sha256)
-}
-
 /// One principal pins the module store: many small modules, each named by
 /// a 1-e8s job no offer can ever run (or one asking for 4 GiB of memory
 /// and more), so none of them is ever idle and none is ever collected.
@@ -635,7 +601,7 @@ fn one_principal_cannot_pin_the_module_store() {
             .unwrap()
     };
 
-    let first = store_module(&net, attacker, b"module 0").unwrap();
+    let first = net.store_module(attacker, b"module 0").unwrap().unwrap();
     let r = submit(&job_on(first, u32::MAX));
     assert!(
         matches!(r, Err(MatcherError::InvalidArgument { .. })),
@@ -647,7 +613,10 @@ fn one_principal_cannot_pin_the_module_store() {
     let mut pinned = vec![];
     let mut refused = None;
     for i in 0..(MAX_MODULES_PER_UPLOADER as usize + 8) {
-        match store_module(&net, attacker, format!("module {i}").as_bytes()) {
+        match net
+            .store_module(attacker, format!("module {i}").as_bytes())
+            .unwrap()
+        {
             Ok(sha) => {
                 let job = submit(&job_on(sha, 4_096)).expect("a resting job");
                 pinned.push((sha, job));
@@ -680,7 +649,7 @@ fn one_principal_cannot_pin_the_module_store() {
         let m: Option<ModuleInfo> = net.query(net.ids.matcher, "module_info_of", sha).unwrap();
         assert_eq!(m, None, "a module of an expired job is still stored");
     }
-    assert!(store_module(&net, attacker, b"after").is_ok());
+    assert!(net.store_module(attacker, b"after").unwrap().is_ok());
     net.audit().unwrap();
 }
 

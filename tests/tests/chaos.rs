@@ -49,8 +49,8 @@ use market_api::matcher::{
     Assignment, CancelReservationArgs, ExtendReservationArgs, HeartbeatAck, HeartbeatItem, Job,
     JobKind, JobLimits, JobResult, JobSpec, MAX_ARG_LEN, MAX_ARGS, MAX_CHUNK_BYTES,
     MAX_FUEL_PER_INTERVAL, MAX_INPUT_BYTES, MAX_JOB_MEMORY_MIB, MAX_MODULES_PER_UPLOADER,
-    MatcherError, MatcherEvent, ModuleInfo, ModuleSource, ModuleUpload, Offer, OfferSpec,
-    Reservation, ReservationSpec, ReservationStatus, ReservedJobArgs, RunOutcome, SubmitResultArgs,
+    MatcherError, MatcherEvent, ModuleInfo, ModuleSource, Offer, OfferSpec, Reservation,
+    ReservationSpec, ReservationStatus, ReservedJobArgs, RunOutcome, SubmitResultArgs,
     heartbeat_window_opens_ns,
 };
 use market_api::registry::{Eligibility, ProviderProfile, RegistryError, RegistryEvent};
@@ -1534,7 +1534,7 @@ impl World {
         let mut bytes = format!("chaos module {} of {who}", self.modules.len()).into_bytes();
         bytes.resize(size, 0xEE);
         Self::attack_call(bytes.len());
-        let sha256 = match store_module(&self.net, who, &bytes) {
+        let sha256 = match self.net.store_module(who, &bytes).unwrap() {
             Ok(sha) => sha,
             Err(MatcherError::LimitReached { .. }) => {
                 let held = self.live_modules().iter().filter(|m| m.2 == who).count();
@@ -2120,39 +2120,6 @@ impl World {
 /// A canister's stable memory bound (see [`World::check_stable_memory`]).
 fn memory_bound(base: u64, most_work: u64, slack_buckets: u64) -> u64 {
     base + slack_buckets * BUCKET + most_work * 3 / 2
-}
-
-/// Stores `bytes` as a module uploaded by `who`; the store's answer to the
-/// first call it refuses.
-fn store_module(
-    net: &MarketFixture,
-    who: Principal,
-    bytes: &[u8],
-) -> Result<[u8; 32], MatcherError> {
-    use sha2::Digest;
-    let sha256: [u8; 32] = sha2::Sha256::digest(bytes).into();
-    let upload = ModuleUpload {
-        sha256,
-        size: bytes.len() as u64,
-    };
-    let r: Result<ModuleInfo, MatcherError> = net
-        .update(net.ids.matcher, who, "begin_module_upload", &upload)
-        .unwrap();
-    r?;
-    let (r,): (Result<(), MatcherError>,) = net
-        .update_args(
-            net.ids.matcher,
-            who,
-            "put_module_chunk",
-            (sha256, 0u32, bytes.to_vec()),
-        )
-        .unwrap();
-    r?;
-    let r: Result<ModuleInfo, MatcherError> = net
-        .update(net.ids.matcher, who, "commit_module", &sha256)
-        .unwrap();
-    r?;
-    Ok(sha256)
 }
 
 /// Every event of a canister's log.

@@ -35,7 +35,8 @@ use devnet::{Devnet, DevnetConfig};
 use market_api::escrow::{Balance, DepositArgs, EscrowError, EscrowInit, LedgerInfo};
 use market_api::matcher::{
     Assignment, AssignmentPage, HeartbeatItem, Job, JobChunk, JobChunkRequest, JobLimits, JobPart,
-    JobSpec, JobView, MatcherError, MatcherInit, ModuleSource, OfferSpec, Reservation,
+    JobSpec, JobView, MatcherError, MatcherInit, ModuleInfo, ModuleSource, ModuleUpload, OfferSpec,
+    Reservation,
 };
 use market_api::registry::{ProviderProfile, RegistryError, RegistryInit};
 use market_api::{Account, JobId, OfferId, PageRequest, Tokens};
@@ -509,6 +510,39 @@ impl MarketFixture {
         let r: std::result::Result<OfferId, MatcherError> =
             self.update(self.ids.matcher, provider, "post_offer", spec)?;
         r.map_err(|e| refused("post_offer", e))
+    }
+
+    /// Stores `bytes` as a one-chunk module uploaded by `who`: begins the
+    /// upload, puts its chunk and commits it. The inner result is the
+    /// module's sha256, or the matcher's answer to the first call it
+    /// refused; the outer one fails only if a call gets no answer.
+    pub fn store_module(
+        &self,
+        who: Principal,
+        bytes: &[u8],
+    ) -> Result<std::result::Result<[u8; 32], MatcherError>> {
+        let sha256: [u8; 32] = sha2::Sha256::digest(bytes).into();
+        let upload = ModuleUpload {
+            sha256,
+            size: bytes.len() as u64,
+        };
+        let begun: std::result::Result<ModuleInfo, MatcherError> =
+            self.update(self.ids.matcher, who, "begin_module_upload", &upload)?;
+        if let Err(e) = begun {
+            return Ok(Err(e));
+        }
+        let (put,): (std::result::Result<(), MatcherError>,) = self.update_args(
+            self.ids.matcher,
+            who,
+            "put_module_chunk",
+            (sha256, 0u32, bytes.to_vec()),
+        )?;
+        if let Err(e) = put {
+            return Ok(Err(e));
+        }
+        let committed: std::result::Result<ModuleInfo, MatcherError> =
+            self.update(self.ids.matcher, who, "commit_module", &sha256)?;
+        Ok(committed.map(|_| sha256))
     }
 
     /// The jobs assigned to `provider`, as its daemon sees them: every
