@@ -23,6 +23,7 @@
 //!    instead would also refuse the fix of whatever broke the books.
 
 use crate::metrics::MetricsPage;
+use std::ops::Bound;
 
 /// Records one chunk of the pass reads at most (every map entry counts one):
 /// a few hundred million instructions, about 1% of an update's limit.
@@ -45,14 +46,38 @@ pub struct Chunk<C> {
     pub next: Option<C>,
 }
 
-/// Runs a whole pass at once (tests, and checks with nothing to bound):
-/// `pass` is a chunk with no budget from the start; the first broken
-/// record it reports, if any.
-pub fn whole_pass<C>(pass: impl FnOnce(&mut Vec<String>) -> Chunk<C>) -> Result<(), String> {
-    let mut broken = Vec::new();
-    let chunk = pass(&mut broken);
-    debug_assert!(chunk.next.is_none());
-    broken.into_iter().next().map_or(Ok(()), Err)
+/// A canister's books as the audit reads them: in chunks of bounded work
+/// from a cursor on, or in one go.
+pub trait Books {
+    /// Where a pass goes on, and anything it accumulates (running sums).
+    type Cursor;
+
+    /// Checks at most `budget` records from `cursor` on (from the start if
+    /// `None`), pushing a description of each broken one to `broken`.
+    fn audit_chunk(
+        &self,
+        cursor: Option<Self::Cursor>,
+        budget: usize,
+        broken: &mut Vec<String>,
+    ) -> Chunk<Self::Cursor>;
+
+    /// Checks every record in one go (tests; canisters run
+    /// [`Books::audit_chunk`] on a timer): the first broken record, if any.
+    fn check_invariants(&self) -> Result<(), String> {
+        let mut broken = Vec::new();
+        let chunk = self.audit_chunk(None, usize::MAX, &mut broken);
+        debug_assert!(chunk.next.is_none());
+        broken.into_iter().next().map_or(Ok(()), Err)
+    }
+}
+
+/// The keys past `last` (all of them if `None`): where a chunk goes on
+/// from the last record the pass read.
+pub fn after<K>(last: Option<K>) -> (Bound<K>, Bound<K>) {
+    (
+        last.map_or(Bound::Unbounded, Bound::Excluded),
+        Bound::Unbounded,
+    )
 }
 
 /// A pass over a canister's records in bounded chunks, and what the passes

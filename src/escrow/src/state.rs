@@ -9,7 +9,7 @@
 //! `canister_common::audit`'s).
 
 use crate::memory::{self, Memory};
-use canister_common::audit::{BooksAudit, Chunk};
+use canister_common::audit::{Books, BooksAudit, Chunk, after};
 use canister_common::codec::Cbor;
 use canister_common::event_log::EventLog;
 use canister_common::ledger_blocks::BlockScan;
@@ -22,9 +22,7 @@ use market_api::escrow::{
 };
 use market_api::{MAX_OP_KEY_LEN, Principal, Tokens};
 use serde::{Deserialize, Serialize};
-use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::ops::Bound;
 
 /// Durable configuration.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
@@ -254,60 +252,44 @@ impl AuditCursor {
         self.last_lock.as_deref().is_some_and(|k| job_key <= k)
     }
 
-    fn add_balance(&mut self, key: Key, b: &BalanceRecord) {
+    /// Counts a balance record into the sums, or out of them.
+    fn tally_balance(&mut self, key: Key, b: &BalanceRecord, tally: Tally) {
         let total = b
             .free
             .checked_add(b.claimable)
             .and_then(|t| t.checked_add(b.locked));
-        let ok = total.is_some_and(|t| add_to(&mut self.liabilities, key.1, t))
-            && add_to(&mut self.locked, key, b.locked);
+        let ok = total.is_some_and(|t| tally.apply(&mut self.liabilities, key.1, t))
+            && tally.apply(&mut self.locked, key, b.locked);
         self.out_of_range |= !ok;
     }
 
-    fn sub_balance(&mut self, key: Key, b: &BalanceRecord) {
-        let total = b
-            .free
-            .checked_add(b.claimable)
-            .and_then(|t| t.checked_add(b.locked));
-        let ok = total.is_some_and(|t| sub_from(&mut self.liabilities, key.1, t))
-            && sub_from(&mut self.locked, key, b.locked);
-        self.out_of_range |= !ok;
-    }
-
-    fn add_lock(&mut self, l: &LockRecord) {
+    /// Counts a lock record into the sums, or out of them.
+    fn tally_lock(&mut self, l: &LockRecord, tally: Tally) {
         let ok = l
             .checked_remaining()
-            .is_some_and(|r| add_to(&mut self.remaining, (l.buyer, l.ledger), r));
-        self.out_of_range |= !ok;
-    }
-
-    fn sub_lock(&mut self, l: &LockRecord) {
-        let ok = l
-            .checked_remaining()
-            .is_some_and(|r| sub_from(&mut self.remaining, (l.buyer, l.ledger), r));
+            .is_some_and(|r| tally.apply(&mut self.remaining, (l.buyer, l.ledger), r));
         self.out_of_range |= !ok;
     }
 }
 
-fn add_to<K: Ord>(sums: &mut BTreeMap<K, Tokens>, key: K, amount: Tokens) -> bool {
-    let s = sums.entry(key).or_default();
-    match s.checked_add(amount) {
-        Some(v) => {
-            *s = v;
-            true
-        }
-        None => false,
-    }
+/// Whether a record joins the audit's sums (it was read, or changed into
+/// this after it was read) or leaves them (what it was before the change).
+#[derive(Clone, Copy, Debug)]
+enum Tally {
+    Add,
+    Sub,
 }
 
-fn sub_from<K: Ord>(sums: &mut BTreeMap<K, Tokens>, key: K, amount: Tokens) -> bool {
-    let s = sums.entry(key).or_default();
-    match s.checked_sub(amount) {
-        Some(v) => {
-            *s = v;
-            true
-        }
-        None => false,
+impl Tally {
+    /// Adds `amount` to `sums[key]` or takes it away; false, and the sum
+    /// unchanged, if that goes out of range.
+    fn apply<K: Ord>(self, sums: &mut BTreeMap<K, Tokens>, key: K, amount: Tokens) -> bool {
+        let s = sums.entry(key).or_default();
+        let v = match self {
+            Tally::Add => s.checked_add(amount),
+            Tally::Sub => s.checked_sub(amount),
+        };
+        v.map(|v| *s = v).is_some()
     }
 }
 
@@ -472,8 +454,8 @@ impl State {
         if let Some(c) = self.audit.cursor_mut()
             && c.balance_read(&(owner, ledger))
         {
-            c.sub_balance((owner, ledger), &old);
-            c.add_balance((owner, ledger), &new);
+            c.tally_balance((owner, ledger), &old, Tally::Sub);
+            c.tally_balance((owner, ledger), &new, Tally::Add);
         }
         if new.is_zero() {
             self.balances.remove(&(owner, ledger));
@@ -504,12 +486,12 @@ impl State {
         if let Some(c) = self.audit.cursor_mut()
             && c.lock_read(job_key)
         {
-            c.add_lock(&lock);
+            c.tally_lock(&lock, Tally::Add);
             if let Some(old) = self.locks.insert(job_key.to_string(), Cbor(lock)) {
                 self.audit
                     .cursor_mut()
                     .expect("the cursor is still there")
-                    .sub_lock(&old.0);
+                    .tally_lock(&old.0, Tally::Sub);
             }
             return;
         }
@@ -554,7 +536,7 @@ impl State {
                 && let Some(c) = self.audit.cursor_mut()
                 && c.lock_read(&job_key)
             {
-                c.sub_lock(&old);
+                c.tally_lock(&old, Tally::Sub);
             }
             let seqs: Vec<(JobKeyBlob, u64)> = self
                 .releases
@@ -647,29 +629,27 @@ impl State {
     pub fn liabilities(&self, ledger: &Principal) -> Tokens {
         self.ledger(ledger).map(|r| r.liabilities).unwrap_or(0)
     }
+}
 
-    /// Checks the internal invariants, recomputing every aggregate, in
-    /// one go (tests; canisters run [`State::audit_chunk`] on a timer):
-    /// - per ledger, the kept liabilities equal Σ (free + claimable + locked);
-    /// - per (buyer, ledger), `locked` equals Σ remaining of its unsettled locks;
-    /// - settled locks have nothing remaining, and per lock released equals
-    ///   Σ of its release records;
-    /// - per lock, Σ of its extensions is below its total (the first lock
-    ///   was positive).
-    ///
-    /// The external invariant (per ledger: balance of the escrow's main
-    /// account == liabilities, once no ledger call is pending) needs the
-    /// ledger and is checked by the tests.
-    pub fn check_invariants(&self) -> Result<(), String> {
-        canister_common::audit::whole_pass(|broken| self.audit_chunk(None, usize::MAX, broken))
-    }
+/// The internal invariants, each aggregate recomputed from the records:
+/// - per ledger, the kept liabilities equal Σ (free + claimable + locked);
+/// - per (buyer, ledger), `locked` equals Σ remaining of its unsettled locks;
+/// - settled locks have nothing remaining, and per lock released equals
+///   Σ of its release records;
+/// - per lock, Σ of its extensions is below its total (the first lock
+///   was positive).
+///
+/// The external invariant (per ledger: balance of the escrow's main
+/// account == liabilities, once no ledger call is pending) needs the
+/// ledger and is checked by the tests.
+impl Books for State {
+    type Cursor = AuditCursor;
 
-    /// The checks of [`State::check_invariants`] over at most `budget`
-    /// records (balances, locks and release records each count one; a
-    /// lock's releases are read with it), from `cursor` on. Each broken
-    /// record is pushed to `broken`; the sums are compared when the pass
-    /// completes.
-    pub fn audit_chunk(
+    /// At most `budget` records (balances, locks and release records each
+    /// count one; a lock's releases are read with it), from `cursor` on.
+    /// Each broken record is pushed to `broken`; the sums are compared when
+    /// the pass completes.
+    fn audit_chunk(
         &self,
         cursor: Option<AuditCursor>,
         budget: usize,
@@ -678,8 +658,7 @@ impl State {
         let mut c = cursor.unwrap_or_default();
         let mut read = 0usize;
         if !c.in_locks {
-            let lower = c.last_balance.map_or(Bound::Unbounded, Bound::Excluded);
-            for e in self.balances.range((lower, Bound::Unbounded)) {
+            for e in self.balances.range(after(c.last_balance)) {
                 if read >= budget {
                     return Chunk {
                         read,
@@ -687,17 +666,13 @@ impl State {
                     };
                 }
                 let (key, b) = e.into_pair();
-                c.add_balance(key, &b.0);
+                c.tally_balance(key, &b.0, Tally::Add);
                 c.last_balance = Some(key);
                 read += 1;
             }
             c.in_locks = true;
         }
-        let lower = c
-            .last_lock
-            .clone()
-            .map_or(Bound::Unbounded, Bound::Excluded);
-        for e in self.locks.range((lower, Bound::Unbounded)) {
+        for e in self.locks.range(after(c.last_lock.clone())) {
             if read >= budget {
                 return Chunk {
                     read,
@@ -706,13 +681,15 @@ impl State {
             }
             let (job_key, l) = e.into_pair();
             read += 1 + self.check_lock(&job_key, &l.0, broken);
-            c.add_lock(&l.0);
+            c.tally_lock(&l.0, Tally::Add);
             c.last_lock = Some(job_key);
         }
         self.compare_sums(c, broken);
         Chunk { read, next: None }
     }
+}
 
+impl State {
     /// Checks one lock against its release records; returns how many
     /// release records it read.
     fn check_lock(&self, job_key: &str, l: &LockRecord, broken: &mut Vec<String>) -> usize {
@@ -793,19 +770,7 @@ impl State {
     }
 }
 
-thread_local! {
-    static STATE: RefCell<State> = RefCell::new(State::open(memory::get));
-}
-
-/// Reads the state.
-pub fn read_state<R>(f: impl FnOnce(&State) -> R) -> R {
-    STATE.with(|s| f(&s.borrow()))
-}
-
-/// Changes the state.
-pub fn mutate_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
-    STATE.with(|s| f(&mut s.borrow_mut()))
-}
+canister_common::canister_state!(State, State::open(memory::get));
 
 /// Replaces the state (tests open a fresh one, or reopen the same memory to
 /// model an upgrade).

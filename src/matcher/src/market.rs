@@ -8,7 +8,7 @@ use crate::lifecycle::{Effect, JobState, Params, Refusal};
 use crate::modules::ModuleStore;
 use crate::outbox::Outbox;
 use candid::Principal;
-use canister_common::audit::Chunk;
+use canister_common::audit::{Books, Chunk, after};
 use canister_common::codec::Cbor;
 use ic_stable_structures::{Memory, StableBTreeMap};
 use market_api::matcher::{
@@ -416,33 +416,24 @@ impl<M: Memory> Market<M> {
         }
         active.len()
     }
+}
 
-    /// Checks that the indexes agree with the jobs, in one go (tests; the
-    /// canister runs [`Market::audit_chunk`] on a timer): every job listed
-    /// as active exists, belongs to that owner, is unfinished and is listed
-    /// under its holder; every job listed under a provider is held by it;
-    /// every pending deadline names an existing job. The work is bounded
-    /// by the unfinished jobs, not by all jobs ever.
-    pub fn check_invariants(&self) -> Result<(), String> {
-        canister_common::audit::whole_pass(|broken| self.audit_chunk(None, usize::MAX, broken))
-    }
+/// The indexes agree with the jobs: every job listed as active exists,
+/// belongs to that owner, is unfinished and is listed under its holder;
+/// every job listed under a provider is held by it; every pending deadline
+/// names an existing job. The work is bounded by the unfinished jobs, not
+/// by all jobs ever.
+impl<M: Memory> Books for Market<M> {
+    type Cursor = AuditCursor;
 
-    /// The checks of [`Market::check_invariants`] over at most `budget`
-    /// index entries from `cursor` on; each broken one is pushed to
-    /// `broken`.
-    pub fn audit_chunk(
+    /// At most `budget` index entries from `cursor` on; each broken one is
+    /// pushed to `broken`.
+    fn audit_chunk(
         &self,
         cursor: Option<AuditCursor>,
         budget: usize,
         broken: &mut Vec<String>,
     ) -> Chunk<AuditCursor> {
-        use std::ops::Bound;
-        fn after<K>(k: Option<K>) -> (Bound<K>, Bound<K>) {
-            (
-                k.map_or(Bound::Unbounded, Bound::Excluded),
-                Bound::Unbounded,
-            )
-        }
         let mut read = 0usize;
         let mut cursor = cursor.unwrap_or(AuditCursor::Active(None));
         if let AuditCursor::Active(mut last) = cursor {
@@ -514,7 +505,9 @@ impl<M: Memory> Market<M> {
         }
         Chunk { read, next: None }
     }
+}
 
+impl<M: Memory> Market<M> {
     /// Jobs of an owner, from `start` on, at most `limit`.
     pub fn jobs_of(&self, owner: Principal, start: JobId, limit: usize) -> Vec<Job> {
         let mut bytes = 0u64;

@@ -4,7 +4,7 @@
 use crate::lifecycle::Params;
 use crate::market::{AuditCursor, Market, Memories};
 use crate::memory::{self, Memory};
-use canister_common::audit::BooksAudit;
+use canister_common::audit::{Books, BooksAudit};
 use canister_common::codec::Cbor;
 use canister_common::event_log::EventLog;
 use ic_stable_structures::Cell;

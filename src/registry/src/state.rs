@@ -8,7 +8,7 @@
 //! upgrade starts again.
 
 use crate::memory::{self, Memory};
-use canister_common::audit::{BooksAudit, Chunk};
+use canister_common::audit::{Books, BooksAudit, Chunk, after};
 use canister_common::codec::Cbor;
 use canister_common::event_log::EventLog;
 use canister_common::ledger_blocks::BlockScan;
@@ -561,31 +561,22 @@ impl State {
         c.slash_count = c.slash_count.saturating_add(1);
         self.counters.set(Cbor(c));
     }
+}
 
-    /// Checks the invariants that must hold between messages, in one go
-    /// (tests; the canister runs [`State::audit_chunk`] on a timer): no
-    /// empty unbonding entry, nothing bonded by a deregistered provider,
-    /// each provider's node indexed to it, each pending transfer's
-    /// provider known.
-    pub fn check_invariants(&self) -> Result<(), String> {
-        canister_common::audit::whole_pass(|broken| self.audit_chunk(None, usize::MAX, broken))
-    }
+/// The invariants that must hold between messages: no empty unbonding
+/// entry, nothing bonded by a deregistered provider, each provider's node
+/// indexed to it, each pending transfer's provider known.
+impl Books for State {
+    type Cursor = AuditCursor;
 
-    /// The checks of [`State::check_invariants`] over at most `budget`
-    /// records from `cursor` on; each broken one is pushed to `broken`.
-    pub fn audit_chunk(
+    /// At most `budget` records from `cursor` on; each broken one is pushed
+    /// to `broken`.
+    fn audit_chunk(
         &self,
         cursor: Option<AuditCursor>,
         budget: usize,
         broken: &mut Vec<String>,
     ) -> Chunk<AuditCursor> {
-        use std::ops::Bound;
-        let after = |k: Option<Vec<u8>>| {
-            (
-                k.map_or(Bound::Unbounded, Bound::Excluded),
-                Bound::Unbounded,
-            )
-        };
         let mut read = 0usize;
         let (providers_from, pending_from) = match cursor {
             None => (Some(None), None),
@@ -626,7 +617,9 @@ impl State {
         }
         Chunk { read, next: None }
     }
+}
 
+impl State {
     fn check_provider(&self, p: &ProviderRecord, broken: &mut Vec<String>) {
         if p.stake.unbonding.iter().any(|u| u.amount == 0) {
             broken.push(format!("provider {} has an empty unbonding entry", p.id));

@@ -3,6 +3,7 @@
 use crate::lifecycle::{Effect, Params};
 use crate::market::{Market, Memories};
 use candid::Principal;
+use canister_common::audit::Books;
 use ic_stable_structures::VectorMemory;
 use market_api::matcher::{
     HeartbeatAck, HeartbeatItem, JobLimits, JobResult, JobSpec, JobStatus, MatcherError,

@@ -9,6 +9,7 @@ use crate::perform::{self, Outcome};
 use crate::runtime::{Answer, Runtime, SystemApi};
 use crate::state::{mutate_state, read_state};
 use candid::Principal;
+use canister_common::audit::Books;
 use futures::executor::block_on;
 use market_api::client::CallError;
 use market_api::escrow::{

@@ -6,6 +6,7 @@ mod props;
 
 use crate::metrics;
 use crate::state::{mutate_state, read_state, reset_state};
+use canister_common::audit::Books;
 use fake::{FakeRuntime, LEDGER};
 use market_api::registry::{ProviderProfile, RegistryInit};
 use market_api::{Principal, Tokens};
