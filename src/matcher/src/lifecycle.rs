@@ -647,6 +647,16 @@ mod tests {
         JobState::new(7, owner(), &spec)
     }
 
+    /// The slash of job 7's `attempt` on provider `n`, for `amount`.
+    fn slash(attempt: u32, n: u8, amount: Tokens) -> Effect {
+        Effect::Slash {
+            key: format!("job/7/slash/{attempt}").as_str().into(),
+            provider: provider(n),
+            amount,
+            owner: owner(),
+        }
+    }
+
     impl JobState {
         /// Assigns the job and confirms its bond at once, as the outbox
         /// does when the registry takes the bond.
@@ -844,15 +854,7 @@ mod tests {
         assert_eq!(deadline, 70 * S);
         assert!(j.deadline_passed(&P, deadline - 1, 1).is_empty(), "not yet");
         let fx = j.deadline_passed(&P, deadline, 1);
-        assert_eq!(
-            fx[0],
-            Effect::Slash {
-                key: "job/7/slash/1".into(),
-                provider: provider(1),
-                amount: 160,
-                owner: owner()
-            }
-        );
+        assert_eq!(fx[0], slash(1, 1, 160));
         assert_eq!(fx.last(), Some(&Effect::Requeue));
         assert_eq!(j.status, JobStatus::Open);
         assert!(
@@ -861,15 +863,7 @@ mod tests {
         );
         j.assign_bonded(&P, 100 * S, provider(2), 4, 90);
         let fx = j.deadline_passed(&P, 200 * S, 2);
-        assert_eq!(
-            fx.first(),
-            Some(&Effect::Slash {
-                key: "job/7/slash/2".into(),
-                provider: provider(2),
-                amount: 180,
-                owner: owner()
-            })
-        );
+        assert_eq!(fx.first(), Some(&slash(2, 2, 180)));
         assert_eq!(fx.last(), Some(&Effect::Settle));
         assert_eq!(j.status, JobStatus::Failed);
         assert_eq!(j.failed_providers, vec![provider(1), provider(2)]);
