@@ -2,7 +2,7 @@
 //! jobs are paid from.
 
 use market_api::escrow::{Balance, DepositArgs, WithdrawArgs};
-use market_api::{Account, Tokens};
+use market_api::{Account, Principal, Tokens};
 
 use super::{BuyerError, with_retries};
 use market_client::client::MarketClient;
@@ -36,8 +36,11 @@ pub async fn check_funds<T: Transport>(
     client: &MarketClient<T>,
     needed: Tokens,
 ) -> Result<Funds, BuyerError> {
-    check_funds_for(client, "the job with its storage fee", needed).await
+    check_funds_for(client, JOB, needed).await
 }
+
+/// What a one-off job takes from the escrow balance.
+pub(super) const JOB: &str = "the job with its storage fee";
 
 /// Like [`check_funds`], for `what` (a reservation, an extension) locking
 /// `needed`.
@@ -47,6 +50,18 @@ pub(super) async fn check_funds_for<T: Transport>(
     needed: Tokens,
 ) -> Result<Funds, BuyerError> {
     let f = funds(client).await?;
+    require_free(&f, client.sender(), what, needed)?;
+    Ok(f)
+}
+
+/// Refuses when the free escrow balance in `f` (of `owner`) does not cover
+/// `needed` for `what`; the error says exactly how much to deposit.
+pub(super) fn require_free(
+    f: &Funds,
+    owner: Principal,
+    what: &'static str,
+    needed: Tokens,
+) -> Result<(), BuyerError> {
     if f.escrow.free < needed {
         return Err(BuyerError::InsufficientBalance {
             what,
@@ -54,10 +69,10 @@ pub(super) async fn check_funds_for<T: Transport>(
             available: f.escrow.free,
             wallet: f.wallet,
             fee: f.fee,
-            owner: client.sender(),
+            owner,
         });
     }
-    Ok(f)
+    Ok(())
 }
 
 /// Moves `amount` from the wallet into the escrow balance: approves the

@@ -8,13 +8,13 @@ use market_api::JobId;
 use market_api::escrow::{EscrowError, storage_fee};
 use market_api::matcher::{Job, MatcherError, ReservationId};
 
+use super::funds::{JOB, require_free};
 use super::{
-    BuyerError, Console, JobRequest, Settlement, check_funds, ensure_module, settlement,
+    BuyerError, Console, JobRequest, Settlement, check_funds, ensure_module, funds, settlement,
     submit_reserved, watch,
 };
 use market_client::client::tokens::format_tokens;
 use market_client::client::{ClientError, MarketClient};
-use market_client::retry::with_retries;
 use market_client::transport::Transport;
 
 /// How `run` behaves.
@@ -69,13 +69,13 @@ pub async fn submit<T: Transport>(
     let max_cost = request
         .max_cost()
         .ok_or_else(|| BuyerError::Request("--max-price × --intervals overflows".into()))?;
-    let ledger_fee = with_retries(|| client.ledger_fee()).await?;
-    let storage = storage_fee(ledger_fee, request.stored_bytes())
+    let f = funds(client).await?;
+    let storage = storage_fee(f.fee, request.stored_bytes())
         .ok_or_else(|| BuyerError::Request("the storage fee overflows".into()))?;
     let needed = max_cost
         .checked_add(storage)
         .ok_or_else(|| BuyerError::Request("--max-price × --intervals overflows".into()))?;
-    check_funds(client, needed).await?;
+    require_free(&f, client.sender(), JOB, needed)?;
     let module = ensure_module(client, wasm, console).await?;
     let spec = request.spec(module.sha256, client.ids().ledger);
     // Not retried: a repeated submission would be a second job.

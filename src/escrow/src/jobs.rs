@@ -136,7 +136,6 @@ pub fn lock(
             }
         })?,
     };
-    let collector = state.matcher().filter(|_| fee > 0);
     let Some(with_fee) = args.amount.checked_add(fee) else {
         return Err(EscrowError::InvalidArgument {
             field: "amount".into(),
@@ -147,9 +146,10 @@ pub fn lock(
     if free < with_fee {
         return Err(EscrowError::InsufficientBalance { available: free });
     }
-    if let Some(collector) = collector {
+    if fee > 0 {
+        // The caller is the matcher: the market's fees are its balance.
         state.update_balance(args.buyer, args.ledger, |b| b.free -= fee);
-        state.update_balance(collector, args.ledger, |b| b.credit_claimable(fee));
+        state.update_balance(caller, args.ledger, |b| b.credit_claimable(fee));
         state.events.append(
             now,
             EscrowEvent::StorageFeePaid {
@@ -158,7 +158,7 @@ pub fn lock(
                 ledger: args.ledger,
                 amount: fee,
                 stored_bytes: args.stored_bytes.unwrap_or(0),
-                collector,
+                collector: caller,
             },
         );
     }
@@ -171,7 +171,7 @@ pub fn lock(
         refunded: 0,
         settled: false,
         extensions: Vec::new(),
-        storage_fee: if collector.is_some() { fee } else { 0 },
+        storage_fee: fee,
     };
     Ok(store(
         state,
