@@ -579,6 +579,14 @@ fn a_dao_funds_reserves_delegates_runs_jobs_extends_cancels_and_withdraws() {
     one_off.max_price_per_interval = 2 * PRICE;
     let p = dao.adopt(&SnsAction::SubmitJob(one_off));
     assert!(p.rendering.contains("Run a one-off job"), "{}", p.rendering);
+    // Voters read the storage fee (one ledger fee for a small job), and
+    // the DAO's balance pays it.
+    assert!(
+        p.rendering
+            .contains("of which 0.0001 ICP is the storage fee, paid even if the job is cancelled"),
+        "{}",
+        p.rendering
+    );
     let jobs = dao.jobs_of(dao.gov).unwrap();
     assert!(
         jobs.iter()
