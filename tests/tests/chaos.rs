@@ -1544,6 +1544,9 @@ impl World {
                 );
                 return;
             }
+            // The escrow, asked for the uploader's balance, was hit by an
+            // injected fault: the attempt ends, as a refusal would.
+            Err(MatcherError::Downstream { .. }) => return,
             Err(e) => panic!("storing a module of {size} bytes: {e:?}"),
         };
         self.modules.push((sha256, size as u64, who));
