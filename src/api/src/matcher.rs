@@ -20,8 +20,19 @@ pub const MAX_ARG_LEN: usize = 1024;
 /// Most memory a job or reserved slot may ask for, in MiB: all a wasm32
 /// module can address.
 pub const MAX_JOB_MEMORY_MIB: u32 = 4_096;
-/// Most fuel a job or reserved slot may ask for per interval.
+/// Most fuel a reserved slot may ask for per interval.
 pub const MAX_FUEL_PER_INTERVAL: u64 = 100_000_000_000_000;
+/// Most fuel a job may ask for: about eleven days at a billion fuel a second.
+pub const MAX_JOB_FUEL: u64 = 1_000_000_000_000_000;
+/// Fuel a price per billion fuel is quoted for.
+pub const GFUEL: u64 = 1_000_000_000;
+/// How long a job's result stays open to challenge when the matcher's
+/// configuration does not say (`MatcherInit::challenge_window_secs`).
+pub const DEFAULT_CHALLENGE_WINDOW_SECS: u64 = 3_600;
+/// When a bid names no deadline, an attempt may take this many times as
+/// long as its fuel budget needs at the provider's declared speed, plus one
+/// heartbeat interval.
+pub const DEADLINE_MARGIN: u64 = 2;
 /// Most modules one principal may have in the store, used or not.
 pub const MAX_MODULES_PER_UPLOADER: u32 = 32;
 /// How long a finished one-off job is kept (with its result) before it is
@@ -58,6 +69,11 @@ pub struct MatcherInit {
     /// for free.
     #[serde(default)]
     pub min_slash: Option<Tokens>,
+    /// How long a one-off job's result stays open to challenge before its
+    /// provider's pending pay becomes claimable and the rest of the lock
+    /// goes back to the buyer (default [`DEFAULT_CHALLENGE_WINDOW_SECS`]).
+    #[serde(default)]
+    pub challenge_window_secs: Option<u64>,
 }
 
 /// [`MatcherInit::min_slash`] when unset: ten ICP ledger fees.
@@ -68,6 +84,45 @@ impl MatcherInit {
     pub fn min_slash(&self) -> Tokens {
         self.min_slash.unwrap_or(DEFAULT_MIN_SLASH)
     }
+
+    /// How long a result stays open to challenge.
+    pub fn challenge_window_secs(&self) -> u64 {
+        self.challenge_window_secs
+            .unwrap_or(DEFAULT_CHALLENGE_WINDOW_SECS)
+    }
+}
+
+/// What `fuel` costs at `price_per_gfuel` per billion fuel, rounded down:
+/// what a provider is paid for it. `None` if it overflows.
+pub fn fuel_cost(fuel: u64, price_per_gfuel: Tokens) -> Option<Tokens> {
+    Tokens::from(fuel)
+        .checked_mul(price_per_gfuel)
+        .map(|t| t / Tokens::from(GFUEL))
+}
+
+/// What `fuel` costs at `price_per_gfuel`, rounded up: what a buyer locks
+/// for a budget, never less than any bill for that fuel at that price.
+pub fn fuel_cost_ceil(fuel: u64, price_per_gfuel: Tokens) -> Option<Tokens> {
+    Tokens::from(fuel)
+        .checked_mul(price_per_gfuel)
+        .map(|t| t.div_ceil(Tokens::from(GFUEL)))
+}
+
+/// The wall-clock time one attempt of a job with `fuel` may take at a
+/// provider declaring `fuel_per_sec`: the bid's own deadline if it names
+/// one, else [`DEADLINE_MARGIN`] times what the budget needs at that speed
+/// plus one heartbeat interval.
+pub fn attempt_secs(
+    fuel: u64,
+    fuel_per_sec: u64,
+    deadline_secs: Option<u64>,
+    interval_secs: u64,
+) -> u64 {
+    deadline_secs.unwrap_or_else(|| {
+        fuel.div_ceil(fuel_per_sec.max(1))
+            .saturating_mul(DEADLINE_MARGIN)
+            .saturating_add(interval_secs)
+    })
 }
 
 /// Arguments of `begin_module_upload`.
@@ -94,13 +149,28 @@ pub struct ModuleInfo {
     pub refs: u64,
 }
 
-/// Book depth of one ledger.
+/// Book depth of one ledger: one book per unit a price is quoted in.
 #[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct BookDepth {
-    /// Resting bids per price, highest first.
+    /// One-off jobs' bids per price per billion fuel, highest first.
     pub bids: Vec<PriceLevel>,
-    /// Free offer slots per price, lowest first.
+    /// Free offer slots per price per billion fuel, lowest first.
     pub asks: Vec<PriceLevel>,
+    /// Reserved slots' bids per price per interval, highest first.
+    pub slot_bids: Vec<PriceLevel>,
+    /// Free offer slots per price per interval, lowest first.
+    pub slot_asks: Vec<PriceLevel>,
+}
+
+/// What a price is quoted per.
+#[derive(
+    CandidType, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord,
+)]
+pub enum PriceUnit {
+    /// Per billion fuel: one-off jobs.
+    Gfuel,
+    /// Per interval: reserved slots.
+    Interval,
 }
 
 /// Where a job's module comes from.
@@ -117,8 +187,10 @@ pub enum ModuleSource {
 pub struct JobLimits {
     /// Linear memory limit in MiB.
     pub memory_mib: u32,
-    /// Fuel (deterministic instruction budget) per interval.
-    pub fuel_per_interval: u64,
+    /// The fuel budget (deterministic instruction count) of a run: the
+    /// most it may use, and so the most a one-off job is billed for. For a
+    /// reserved slot's record, the fuel per interval the slot offers.
+    pub fuel: u64,
 }
 
 /// A buyer's bid: everything needed to run and pay for a job.
@@ -133,14 +205,18 @@ pub struct JobSpec {
     pub args: Vec<String>,
     /// Environment variables.
     pub env: Vec<(String, String)>,
-    /// Resource limits.
+    /// Resource limits: memory, and the fuel budget the job is billed by.
     pub limits: JobLimits,
-    /// Length of one paid interval; a heartbeat is due each interval.
+    /// Highest price per billion fuel the buyer accepts (ignored for a job
+    /// in a reservation, which its slot pays for).
+    pub max_price_per_gfuel: Tokens,
+    /// The wall-clock time one attempt may take, from the assignment's
+    /// bond holding to its result; `None`: derived from the fuel budget
+    /// and the provider's declared speed (see [`attempt_secs`]). An offer
+    /// too slow to run the budget in time is not matched.
+    pub deadline_secs: Option<u64>,
+    /// A heartbeat is due each interval while the job runs.
     pub interval_secs: u64,
-    /// Most intervals the job may run (and be paid for).
-    pub max_intervals: u32,
-    /// Highest price per interval the buyer accepts.
-    pub max_price_per_interval: Tokens,
     /// Ledger to pay with.
     pub ledger: Principal,
     /// Smallest provider stake the buyer accepts.
@@ -152,6 +228,13 @@ pub struct JobSpec {
 }
 
 impl JobSpec {
+    /// The most a one-off job can cost, locked when it is submitted (the
+    /// storage fee aside): its fuel budget at its highest price, rounded
+    /// up; `None` if it overflows.
+    pub fn max_cost(&self) -> Option<Tokens> {
+        fuel_cost_ceil(self.limits.fuel, self.max_price_per_gfuel)
+    }
+
     /// Bytes of the job's contents the matcher stores while it lives (see
     /// [`stored_bytes`]).
     pub fn stored_bytes(&self) -> u64 {
@@ -176,9 +259,15 @@ pub struct OfferSpec {
     pub slots: u32,
     /// Memory per slot in MiB.
     pub memory_per_slot_mib: u32,
-    /// Largest fuel per interval a job may ask for.
+    /// Largest fuel per interval a reserved slot may ask for.
     pub max_fuel_per_interval: u64,
-    /// Price per interval.
+    /// Price per billion fuel of a one-off job.
+    pub price_per_gfuel: Tokens,
+    /// The speed the provider guarantees, in fuel per second: heartbeats
+    /// may report no more fuel than this allows, and a job's default
+    /// deadline is derived from it.
+    pub fuel_per_sec: u64,
+    /// Price per interval of a reserved slot.
     pub price_per_interval: Tokens,
     /// Ledger the price is in.
     pub ledger: Principal,
@@ -214,6 +303,9 @@ pub enum JobStatus {
     Assigned,
     /// The provider acknowledged it and heartbeats.
     Running,
+    /// The provider reported its result; the challenge window is open and
+    /// the provider's pay is pending until it closes.
+    Reported,
     /// Finished with a result.
     Succeeded,
     /// Failed (retries used up, or the job itself failed).
@@ -283,10 +375,17 @@ pub struct Job {
     /// The provider it is assigned to, or for a finished job the provider
     /// that held it last.
     pub provider: Option<Principal>,
-    /// Price per interval of that provider's assignment.
-    pub price_per_interval: Option<Tokens>,
-    /// Intervals paid so far over all assignments.
+    /// Price of that provider's assignment: per billion fuel for a one-off
+    /// job, per interval for a reserved slot, 0 for a job in a reservation.
+    pub price: Option<Tokens>,
+    /// Intervals paid so far over all assignments (reserved slots).
     pub intervals_paid: u32,
+    /// Fuel the current (or last) assignment reported, by heartbeat or result.
+    pub fuel_reported: u64,
+    /// Paid to providers so far, pending or claimable.
+    pub paid: Tokens,
+    /// When the challenge window of the result closes (while `Reported`).
+    pub window_closes_at_ns: Option<u64>,
     /// Retries used so far.
     pub retries_used: u32,
     /// The result, once there is one.
@@ -481,10 +580,22 @@ pub struct Assignment {
     pub job_id: JobId,
     /// Increases each time the job is assigned anew; heartbeats name it.
     pub attempt: u32,
-    /// Price per interval the provider is paid.
-    pub price_per_interval: Tokens,
+    /// The price the provider is paid: per billion fuel for a one-off job,
+    /// per interval for a reserved slot, 0 for a job in a reservation.
+    pub price: Tokens,
     /// Deadline of the next heartbeat.
     pub next_deadline_ns: u64,
+    /// When the attempt must have reported its result (none for a reserved
+    /// slot, or before the bond holds).
+    pub result_deadline_ns: Option<u64>,
+    /// Fuel reported so far in this attempt.
+    pub fuel_reported: u64,
+    /// The declared speed of the offer the job runs on, in fuel per second:
+    /// a heartbeat at time `t` may report at most `fuel_per_sec` times the
+    /// seconds from `counting_from_ns` to `t` (and never more than the budget).
+    pub fuel_per_sec: u64,
+    /// When the attempt's time began to count: when its bond held.
+    pub counting_from_ns: Option<u64>,
     /// Whether the provider already acknowledged it.
     pub acknowledged: bool,
     /// A one-off job, a job in a reservation, or a reserved slot (which is
@@ -596,8 +707,10 @@ pub struct SubmitResultArgs {
 pub struct Trade {
     /// The job.
     pub job_id: JobId,
-    /// Price per interval agreed.
-    pub price_per_interval: Tokens,
+    /// Price agreed.
+    pub price: Tokens,
+    /// What the price is quoted per.
+    pub unit: PriceUnit,
     /// When the assignment took effect (IC time, ns).
     pub time_ns: u64,
 }
@@ -605,7 +718,7 @@ pub struct Trade {
 /// Book depth at one price.
 #[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct PriceLevel {
-    /// Price per interval.
+    /// Price (per billion fuel, or per interval: see [`BookDepth`]).
     pub price: Tokens,
     /// Slots (offers) or jobs (bids) at this price.
     pub count: u64,
@@ -668,14 +781,43 @@ pub enum MatcherEvent {
         job_id: JobId,
         provider: Principal,
         attempt: u32,
-        price_per_interval: Tokens,
+        /// Per billion fuel (one-off job) or per interval (reserved slot).
+        price: Tokens,
     },
-    /// A heartbeat paid one interval.
+    /// A heartbeat paid one interval of a reserved slot.
     IntervalPaid {
         job_id: JobId,
         provider: Principal,
         seq: u64,
         amount: Tokens,
+    },
+    /// A heartbeat or result reported fuel; its pay went to the provider's
+    /// pending balance.
+    FuelPaid {
+        job_id: JobId,
+        provider: Principal,
+        seq: u64,
+        /// Fuel reported in all by this attempt.
+        fuel: u64,
+        amount: Tokens,
+    },
+    /// A provider reported a job's result; its challenge window opened.
+    ResultReported {
+        job_id: JobId,
+        provider: Principal,
+        attempt: u32,
+        fuel_used: u64,
+        output_sha256: Sha256,
+        /// What the run costs the buyer: fuel used at the agreed price.
+        bill: Tokens,
+        window_closes_at_ns: u64,
+    },
+    /// A provider's pending pay for an attempt was taken back into the
+    /// job's lock (no result by its deadline).
+    PayForfeited {
+        job_id: JobId,
+        provider: Principal,
+        attempt: u32,
     },
     /// A provider missed a deadline and was slashed.
     DeadlineMissed {
@@ -754,8 +896,8 @@ pub struct JobNotice {
     pub fuel_used: Option<u64>,
     /// The provider that held the job last.
     pub provider: Option<Principal>,
-    /// Its price per interval.
-    pub price_per_interval: Option<Tokens>,
+    /// Its price (see [`Job::price`]).
+    pub price: Option<Tokens>,
     /// Intervals paid over all assignments.
     pub intervals_paid: u32,
     /// Paid to providers in all (the rest of the lock went back to the buyer).
@@ -817,7 +959,7 @@ mod notice_tests {
             ),
             fuel_used: Some(u64::MAX),
             provider: Some(Principal::from_slice(&[0xff; 29])),
-            price_per_interval: Some(Tokens::MAX),
+            price: Some(Tokens::MAX),
             intervals_paid: u32::MAX,
             paid: Tokens::MAX,
             output_len: u64::MAX,
