@@ -8,7 +8,8 @@ use crate::modules::{ModuleMeta, StoreError};
 use crate::state::State;
 use candid::Principal;
 use market_api::matcher::{
-    DaoRegistration, JobKind, MatcherError, MatcherEvent, OfferSpec, SetDelegatesArgs, Sha256,
+    DaoRegistration, JobKind, JobStatus, MatcherError, MatcherEvent, OfferSpec, SetDelegatesArgs,
+    Sha256, SubmitResultArgs, fuel_cost,
 };
 use market_api::{JobId, OfferId, Tokens};
 
@@ -239,37 +240,95 @@ pub fn job_assigned(s: &mut State, now_ns: u64, job_id: JobId, provider: Princip
         .and_then(|r| r.state.assignment)
         .filter(|a| a.attempt == attempt)
         .map(|a| a.price);
-    if let Some(price_per_interval) = price {
+    if let Some(price) = price {
         s.events.append(
             now_ns,
             MatcherEvent::JobAssigned {
                 job_id,
                 provider,
                 attempt,
-                price_per_interval,
+                price,
             },
         );
     }
 }
 
-/// The escrow paid release `seq` of a job to its provider.
-pub fn interval_paid(
+/// The escrow paid release `seq` of a job to its provider: for `fuel`
+/// reported in all by the attempt (into the provider's pending balance),
+/// or for an interval (`None`).
+pub fn paid(
     s: &mut State,
     now_ns: u64,
     job_id: JobId,
     provider: Principal,
     seq: u64,
     amount: Tokens,
+    fuel: Option<u64>,
 ) {
-    s.events.append(
-        now_ns,
-        MatcherEvent::IntervalPaid {
+    let event = match fuel {
+        Some(fuel) => MatcherEvent::FuelPaid {
+            job_id,
+            provider,
+            seq,
+            fuel,
+            amount,
+        },
+        None => MatcherEvent::IntervalPaid {
             job_id,
             provider,
             seq,
             amount,
         },
+    };
+    s.events.append(now_ns, event);
+}
+
+/// The escrow took a failed attempt's pending pay back into the job's lock.
+pub fn pay_forfeited(s: &mut State, now_ns: u64, job_id: JobId, provider: Principal, attempt: u32) {
+    s.events.append(
+        now_ns,
+        MatcherEvent::PayForfeited {
+            job_id,
+            provider,
+            attempt,
+        },
     );
+}
+
+/// A provider's result (see `Market::submit_result`): a one-off job's
+/// opens its challenge window, recorded with the commitment and the bill.
+pub fn submit_result(
+    s: &mut State,
+    now_ns: u64,
+    caller: Principal,
+    args: SubmitResultArgs,
+) -> Result<(), MatcherError> {
+    let p = s.params();
+    let (job_id, attempt) = (args.job_id, args.attempt);
+    s.market.submit_result(&p, now_ns, caller, args)?;
+    let Some(rec) = s.market.job(job_id) else {
+        return Ok(());
+    };
+    if let (JobStatus::Reported, Some(a), Some(r), Some(closes)) = (
+        rec.state.status,
+        &rec.state.assignment,
+        &rec.state.result,
+        rec.state.window_closes_at_ns,
+    ) {
+        s.events.append(
+            now_ns,
+            MatcherEvent::ResultReported {
+                job_id,
+                provider: a.provider,
+                attempt,
+                fuel_used: r.fuel_used,
+                output_sha256: r.output_sha256,
+                bill: fuel_cost(r.fuel_used, a.price).unwrap_or(Tokens::MAX),
+                window_closes_at_ns: closes,
+            },
+        );
+    }
+    Ok(())
 }
 
 /// A job's lock is settled (`refunded` went back to the buyer).

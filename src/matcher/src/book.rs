@@ -1,6 +1,10 @@
 //! The order book: providers' standing offers and the bids resting until
 //! capacity appears.
 //!
+//! Each ledger has two books, one per [`PriceUnit`]: one-off jobs bid per
+//! billion fuel, reserved slots per interval. An offer quotes both prices
+//! and stands in both books; a bid stands in the book of its unit.
+//!
 //! Matching rule: a new bid takes the cheapest eligible offer,
 //! ties going to the oldest, at the offer's price; a bid that can't match
 //! rests, and when capacity appears the resting bids are served highest price
@@ -14,7 +18,7 @@
 use candid::Principal;
 use canister_common::codec::Cbor;
 use ic_stable_structures::{Memory, StableBTreeMap};
-use market_api::matcher::{Offer, PriceLevel};
+use market_api::matcher::{Offer, PriceLevel, PriceUnit};
 use market_api::{JobId, OfferId, Tokens};
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
@@ -30,12 +34,19 @@ pub struct Bid {
     pub job_id: JobId,
     /// Ledger the buyer pays with.
     pub ledger: Principal,
-    /// Highest price per interval the buyer accepts.
+    /// What the price is quoted per: a one-off job bids per billion fuel,
+    /// a reserved slot per interval.
+    pub unit: PriceUnit,
+    /// Highest price (per `unit`) the buyer accepts.
     pub max_price: Tokens,
     /// Memory the job needs, in MiB.
     pub memory_mib: u32,
-    /// Fuel the job needs per interval.
-    pub fuel_per_interval: u64,
+    /// Fuel the job needs: its whole budget (a one-off job), or per
+    /// interval (a reserved slot).
+    pub fuel: u64,
+    /// The one-off job's own deadline for an attempt, if it names one: an
+    /// offer too slow to burn the budget in that time can't run it.
+    pub deadline_secs: Option<u64>,
     /// The job's interval.
     pub interval_secs: u64,
     /// Smallest provider stake the buyer accepts.
@@ -72,13 +83,27 @@ impl BookOffer {
         self.offer.spec.slots.saturating_sub(self.offer.slots_used)
     }
 
+    /// The offer's price in `unit`.
+    pub fn price(&self, unit: PriceUnit) -> Tokens {
+        match unit {
+            PriceUnit::Gfuel => self.offer.spec.price_per_gfuel,
+            PriceUnit::Interval => self.offer.spec.price_per_interval,
+        }
+    }
+
     /// Whether this offer can run `bid` (price aside).
     pub fn can_run(&self, bid: &Bid) -> bool {
         let spec = &self.offer.spec;
+        let fuel_fits = match bid.unit {
+            PriceUnit::Gfuel => bid.deadline_secs.is_none_or(|d| {
+                u128::from(spec.fuel_per_sec) * u128::from(d) >= u128::from(bid.fuel)
+            }),
+            PriceUnit::Interval => spec.max_fuel_per_interval >= bid.fuel,
+        };
         spec.ledger == bid.ledger
             && self.free_slots() > 0
             && spec.memory_per_slot_mib >= bid.memory_mib
-            && spec.max_fuel_per_interval >= bid.fuel_per_interval
+            && fuel_fits
             && (spec.min_interval_secs..=spec.max_interval_secs).contains(&bid.interval_secs)
             && self.provider_stake >= bid.min_provider_stake
             && !bid.excluded_providers.contains(&self.offer.provider)
@@ -94,32 +119,44 @@ pub struct Depth {
     pub asks: Vec<PriceLevel>,
 }
 
-type OfferKey = (Principal, Tokens, (u64, OfferId));
-/// Where a resting bid sits in the price order: ledger, price (highest
-/// first), then age.
-pub type BidKey = (Principal, Reverse<Tokens>, (u64, JobId));
+/// Which book: a ledger and a price unit.
+type Market = (Principal, u8);
+type OfferKey = (Market, Tokens, (u64, OfferId));
+/// Where a resting bid sits in the price order: ledger and unit, price
+/// (highest first), then age.
+pub type BidKey = (Market, Reverse<Tokens>, (u64, JobId));
+
+fn unit_code(unit: PriceUnit) -> u8 {
+    match unit {
+        PriceUnit::Gfuel => 0,
+        PriceUnit::Interval => 1,
+    }
+}
+
+const UNITS: [PriceUnit; 2] = [PriceUnit::Gfuel, PriceUnit::Interval];
 
 /// The order book over four stable maps.
 pub struct Book<M: Memory> {
     offers: StableBTreeMap<OfferId, Cbor<BookOffer>, M>,
-    /// Offers with a free slot, by ledger, then price ascending, then age.
+    /// Offers with a free slot, by ledger and unit (each offer stands in
+    /// both), then price ascending, then age.
     offers_by_price: StableBTreeMap<OfferKey, (), M>,
     bids: StableBTreeMap<JobId, Cbor<Bid>, M>,
     /// Resting bids by ledger, then price descending, then age.
     bids_by_price: StableBTreeMap<BidKey, (), M>,
 }
 
-fn offer_key(o: &BookOffer) -> OfferKey {
+fn offer_key(o: &BookOffer, unit: PriceUnit) -> OfferKey {
     (
-        o.offer.spec.ledger,
-        o.offer.spec.price_per_interval,
+        (o.offer.spec.ledger, unit_code(unit)),
+        o.price(unit),
         (o.offer.created_at_ns, o.offer.id),
     )
 }
 
 fn bid_key(b: &Bid) -> BidKey {
     (
-        b.ledger,
+        (b.ledger, unit_code(b.unit)),
         Reverse(b.max_price),
         (b.submitted_at_ns, b.job_id),
     )
@@ -168,11 +205,13 @@ impl<M: Memory> Book<M> {
 
     /// Adds or replaces an offer, keeping its index entry right.
     pub fn put_offer(&mut self, offer: BookOffer) {
-        if let Some(old) = self.offers.get(&offer.offer.id) {
-            self.offers_by_price.remove(&offer_key(&old.0));
-        }
-        if offer.free_slots() > 0 {
-            self.offers_by_price.insert(offer_key(&offer), ());
+        for unit in UNITS {
+            if let Some(old) = self.offers.get(&offer.offer.id) {
+                self.offers_by_price.remove(&offer_key(&old.0, unit));
+            }
+            if offer.free_slots() > 0 {
+                self.offers_by_price.insert(offer_key(&offer, unit), ());
+            }
         }
         self.offers.insert(offer.offer.id, Cbor(offer));
     }
@@ -180,7 +219,9 @@ impl<M: Memory> Book<M> {
     /// Removes an offer; returns it.
     pub fn remove_offer(&mut self, id: OfferId) -> Option<BookOffer> {
         let old = self.offers.remove(&id)?.0;
-        self.offers_by_price.remove(&offer_key(&old));
+        for unit in UNITS {
+            self.offers_by_price.remove(&offer_key(&old, unit));
+        }
         Some(old)
     }
 
@@ -226,8 +267,9 @@ impl<M: Memory> Book<M> {
     /// The cheapest eligible offer for `bid` (ties: oldest), if any within
     /// [`MAX_SCAN`] candidates.
     pub fn best_offer_for(&self, bid: &Bid) -> Option<BookOffer> {
-        let start: OfferKey = (bid.ledger, 0, (0, 0));
-        let end: OfferKey = (bid.ledger, bid.max_price, (u64::MAX, u64::MAX));
+        let market = (bid.ledger, unit_code(bid.unit));
+        let start: OfferKey = (market, 0, (0, 0));
+        let end: OfferKey = (market, bid.max_price, (u64::MAX, u64::MAX));
         self.offers_by_price
             .keys_range(start..=end)
             .take(MAX_SCAN)
@@ -235,25 +277,29 @@ impl<M: Memory> Book<M> {
             .find(|o| o.can_run(bid))
     }
 
-    /// The resting bids `offer` should serve now, best first: highest price
-    /// first (ties: oldest), only bids paying at least the offer's price, as
-    /// many as it has free slots, looking at most at [`MAX_SCAN`] bids.
+    /// The resting bids `offer` should serve now, best first: one-off
+    /// jobs' bids, then reserved slots' (the sweep of resting bids keeps
+    /// the second from waiting for good); in each book highest price first
+    /// (ties: oldest), only bids paying at least the offer's price in that
+    /// unit, as many as it has free slots, looking at most at [`MAX_SCAN`]
+    /// bids per book.
     pub fn bids_for(&self, offer: &BookOffer) -> Vec<Bid> {
-        let ledger = offer.offer.spec.ledger;
-        let price = offer.offer.spec.price_per_interval;
-        let start: BidKey = (ledger, Reverse(Tokens::MAX), (0, 0));
-        let end: BidKey = (ledger, Reverse(price), (u64::MAX, u64::MAX));
         let mut slots = offer.free_slots() as usize;
         let mut chosen = Vec::new();
-        for (_, _, (_, job_id)) in self.bids_by_price.keys_range(start..=end).take(MAX_SCAN) {
-            if slots == 0 {
-                break;
-            }
-            if let Some(bid) = self.bid(job_id)
-                && offer.can_run(&bid)
-            {
-                chosen.push(bid);
-                slots -= 1;
+        for unit in UNITS {
+            let market = (offer.offer.spec.ledger, unit_code(unit));
+            let start: BidKey = (market, Reverse(Tokens::MAX), (0, 0));
+            let end: BidKey = (market, Reverse(offer.price(unit)), (u64::MAX, u64::MAX));
+            for (_, _, (_, job_id)) in self.bids_by_price.keys_range(start..=end).take(MAX_SCAN) {
+                if slots == 0 {
+                    return chosen;
+                }
+                if let Some(bid) = self.bid(job_id)
+                    && offer.can_run(&bid)
+                {
+                    chosen.push(bid);
+                    slots -= 1;
+                }
             }
         }
         chosen
@@ -279,9 +325,10 @@ impl<M: Memory> Book<M> {
             .collect()
     }
 
-    /// Number of resting bids and free offer slots per price for a ledger,
-    /// best prices first, at most `levels` of each.
-    pub fn depth(&self, ledger: Principal, levels: usize) -> Depth {
+    /// Number of resting bids and free offer slots per price in `unit` for
+    /// a ledger, best prices first, at most `levels` of each.
+    pub fn depth(&self, ledger: Principal, unit: PriceUnit, levels: usize) -> Depth {
+        let market = (ledger, unit_code(unit));
         fn collect(it: impl Iterator<Item = (Tokens, u64)>, levels: usize) -> Vec<PriceLevel> {
             let mut out: Vec<PriceLevel> = Vec::new();
             for (price, n) in it {
@@ -300,15 +347,15 @@ impl<M: Memory> Book<M> {
         let bids = collect(
             self.bids_by_price
                 .keys_range(
-                    (ledger, Reverse(Tokens::MAX), (0, 0))
-                        ..=(ledger, Reverse(0), (u64::MAX, u64::MAX)),
+                    (market, Reverse(Tokens::MAX), (0, 0))
+                        ..=(market, Reverse(0), (u64::MAX, u64::MAX)),
                 )
                 .map(|(_, Reverse(price), _)| (price, 1)),
             levels,
         );
         let asks = collect(
             self.offers_by_price
-                .keys_range((ledger, 0, (0, 0))..=(ledger, Tokens::MAX, (u64::MAX, u64::MAX)))
+                .keys_range((market, 0, (0, 0))..=(market, Tokens::MAX, (u64::MAX, u64::MAX)))
                 .filter_map(|(_, price, (_, id))| {
                     self.offer(id).map(|o| (price, o.free_slots() as u64))
                 }),
@@ -354,7 +401,11 @@ mod tests {
                     slots,
                     memory_per_slot_mib: memory,
                     max_fuel_per_interval: 1_000_000,
-                    price_per_interval: price,
+                    price_per_gfuel: price,
+                    fuel_per_sec: 1_000,
+                    // The other book's price differs, so a search in the
+                    // wrong book shows.
+                    price_per_interval: price + 3,
                     ledger: ledger(ledger_n),
                     min_interval_secs: 10,
                     max_interval_secs: 600,
@@ -367,13 +418,17 @@ mod tests {
         }
     }
 
+    /// A one-off job's bid (per billion fuel); odd ids in the property
+    /// test bid per interval instead.
     fn bid(job_id: JobId, ledger_n: u8, max_price: Tokens, memory: u32, age: u64) -> Bid {
         Bid {
             job_id,
             ledger: ledger(ledger_n),
+            unit: PriceUnit::Gfuel,
             max_price,
             memory_mib: memory,
-            fuel_per_interval: 1_000,
+            fuel: 1_000,
+            deadline_secs: None,
             interval_secs: 60,
             min_provider_stake: 0,
             excluded_providers: vec![],
@@ -428,10 +483,11 @@ mod tests {
         let o = offer(1, 0, 10, 2, 512, 0);
         let served: Vec<_> = b.bids_for(&o).into_iter().map(|b| b.job_id).collect();
         assert_eq!(served, vec![3, 2]);
-        let depth = b.depth(ledger(0), 10);
+        let depth = b.depth(ledger(0), PriceUnit::Gfuel, 10);
         let levels: Vec<_> = depth.bids.iter().map(|l| (l.price, l.count)).collect();
         assert_eq!(levels, vec![(30, 2), (20, 1), (5, 1)]);
         assert!(depth.asks.is_empty());
+        assert!(b.depth(ledger(0), PriceUnit::Interval, 10).bids.is_empty());
         assert_eq!(b.remove_bid(3).map(|b| b.job_id), Some(3));
         assert_eq!(b.bid_count(), 4);
     }
@@ -519,7 +575,10 @@ mod tests {
                         }
                     }
                     Op::RestBid { id, ledger, price, memory, age } => {
-                        let x = bid(id, ledger, price as Tokens, memory as u32, age as u64);
+                        let mut x = bid(id, ledger, price as Tokens, memory as u32, age as u64);
+                        if id % 2 == 1 {
+                            x.unit = PriceUnit::Interval;
+                        }
                         b.rest_bid(x.clone());
                         bids.insert(id, x);
                     }
@@ -532,17 +591,17 @@ mod tests {
                 for x in bids.values() {
                     let want = offers
                         .values()
-                        .filter(|o| o.can_run(x) && o.offer.spec.price_per_interval <= x.max_price)
-                        .min_by_key(|o| (o.offer.spec.price_per_interval, o.offer.created_at_ns, o.offer.id))
+                        .filter(|o| o.can_run(x) && o.price(x.unit) <= x.max_price)
+                        .min_by_key(|o| (o.price(x.unit), o.offer.created_at_ns, o.offer.id))
                         .map(|o| o.offer.id);
                     prop_assert_eq!(b.best_offer_for(x).map(|o| o.offer.id), want);
                 }
                 for o in offers.values() {
                     let mut want: Vec<&Bid> = bids
                         .values()
-                        .filter(|x| o.can_run(x) && x.max_price >= o.offer.spec.price_per_interval)
+                        .filter(|x| o.can_run(x) && x.max_price >= o.price(x.unit))
                         .collect();
-                    want.sort_by_key(|x| (Reverse(x.max_price), x.submitted_at_ns, x.job_id));
+                    want.sort_by_key(|x| (x.unit, Reverse(x.max_price), x.submitted_at_ns, x.job_id));
                     want.truncate(o.free_slots() as usize);
                     let want: Vec<u64> = want.into_iter().map(|x| x.job_id).collect();
                     let got: Vec<u64> = b.bids_for(o).into_iter().map(|x| x.job_id).collect();

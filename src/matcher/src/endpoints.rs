@@ -15,7 +15,7 @@ use market_api::matcher::{
     Assignment, AssignmentPage, BookDepth, CancelReservationArgs, DaoRegistration,
     ExtendReservationArgs, HeartbeatAck, HeartbeatItem, JobChunk, JobChunkRequest, JobSpec,
     JobView, MAX_ASSIGNMENTS_PAGE, MAX_CHUNK_BYTES, MAX_OUTPUT_BYTES, MatcherError, MatcherEvent,
-    ModuleInfo, ModuleUpload, OfferSpec, OutputChunk, ReservationId, ReservationSpec,
+    ModuleInfo, ModuleUpload, OfferSpec, OutputChunk, PriceUnit, ReservationId, ReservationSpec,
     ReservedJobArgs, SetDelegatesArgs, Sha256, SubmitResultArgs, Trade,
 };
 use market_api::sns::SnsAction;
@@ -278,8 +278,12 @@ pub fn assignments(provider: Principal, page: PageRequest) -> AssignmentPage {
                 Some(Assignment {
                     job_id: r.state.id,
                     attempt: a.attempt,
-                    price_per_interval: a.price,
+                    price: a.price,
                     next_deadline_ns: r.state.deadline_ns(&p).unwrap_or(0),
+                    result_deadline_ns: a.result_due_ns,
+                    fuel_reported: a.fuel_reported,
+                    fuel_per_sec: a.fuel_per_sec,
+                    counting_from_ns: a.counting_from_ns,
                     acknowledged: a.started_at_ns.is_some(),
                     kind: r.kind,
                     interval_secs: r.spec.interval_secs,
@@ -330,10 +334,7 @@ pub fn submit_result(
         });
     }
     let t = rt.now_ns();
-    mutate_state(|s| {
-        let p = s.params();
-        s.market.submit_result(&p, t, caller, args)
-    })?;
+    mutate_state(|s| audit::submit_result(s, t, caller, args))?;
     rt.schedule();
     Ok(())
 }
@@ -378,10 +379,13 @@ pub fn hand_back(
 /// Resting bids and free offer slots per price on a ledger.
 pub fn book_depth(ledger: Principal) -> BookDepth {
     read_state(|s| {
-        let d = s.market.book.depth(ledger, 50);
+        let jobs = s.market.book.depth(ledger, PriceUnit::Gfuel, 50);
+        let slots = s.market.book.depth(ledger, PriceUnit::Interval, 50);
         BookDepth {
-            bids: d.bids,
-            asks: d.asks,
+            bids: jobs.bids,
+            asks: jobs.asks,
+            slot_bids: slots.bids,
+            slot_asks: slots.asks,
         }
     })
 }
@@ -397,17 +401,18 @@ pub fn recent_prices(ledger: Principal) -> Vec<Trade> {
         s.events
             .newest(RECENT_SCAN)
             .filter_map(|e| match e.event {
-                MatcherEvent::JobAssigned {
-                    job_id,
-                    price_per_interval,
-                    ..
-                } => s
+                MatcherEvent::JobAssigned { job_id, price, .. } => s
                     .market
                     .job(job_id)
                     .filter(|r| r.spec.ledger == ledger)
-                    .map(|_| Trade {
+                    .map(|r| Trade {
                         job_id,
-                        price_per_interval,
+                        price,
+                        unit: if r.state.fuel.is_some() {
+                            PriceUnit::Gfuel
+                        } else {
+                            PriceUnit::Interval
+                        },
                         time_ns: e.time_ns,
                     }),
                 _ => None,

@@ -165,22 +165,23 @@ fn job_text<M: Memory>(
         }
         ModuleSource::Url { url, sha256 } => format!("module {} from {url}", hex(sha256)),
     };
-    let lock = spec
-        .max_price_per_interval
-        .saturating_mul(Tokens::from(spec.max_intervals));
+    let lock = spec.max_cost().unwrap_or(Tokens::MAX);
     let storage = storage_fee(ctx.fee.unwrap_or(0), spec.stored_bytes()).unwrap_or(Tokens::MAX);
     let cost = lock.saturating_add(storage);
     let funded = ctx.funded(cost)?;
+    let deadline = spec
+        .deadline_secs
+        .map(|d| format!("within {} per attempt", duration(d)))
+        .unwrap_or_else(|| "within the time the provider's declared speed allows".into());
     Ok(format!(
-        "Run a one-off job: {module}, {} bytes of input, {} MiB memory, {} fuel per interval, \
-         for up to {} intervals of {} at up to {} each{}. Maximum cost: {}, of which {} is \
-         the storage fee, paid even if the job is cancelled. {}",
+        "Run a one-off job: {module}, {} bytes of input, {} MiB memory, a budget of {} fuel \
+         at up to {} per billion fuel, {deadline}{}. The DAO pays for the fuel the run uses, \
+         after a challenge window. Maximum cost: {}, of which {} is the storage fee, paid \
+         even if the job is cancelled. {}",
         spec.input.len(),
         spec.limits.memory_mib,
-        spec.limits.fuel_per_interval,
-        spec.max_intervals,
-        duration(spec.interval_secs),
-        ctx.t(spec.max_price_per_interval),
+        spec.limits.fuel,
+        ctx.t(spec.max_price_per_gfuel),
         spec.callback
             .as_ref()
             .map(|m| format!("; the result goes to the DAO's method {m}"))
@@ -257,6 +258,7 @@ pub fn validate<M: Memory>(
                 free: 0,
                 claimable: 0,
                 locked: 0,
+                pending: 0,
             });
             // The matcher withdraws from the free balance only.
             let available = b.free;
@@ -297,6 +299,7 @@ mod tests {
                 free,
                 claimable: 0,
                 locked: 0,
+                pending: 0,
             }),
             symbol: Some("ICP".into()),
             fee: Some(10_000),

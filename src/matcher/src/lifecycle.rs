@@ -8,13 +8,26 @@
 //!
 //! Timing: a job assigned at `t` must be acknowledged by the provider's first
 //! heartbeat before `t + interval + grace`. From the acknowledgement on, a
-//! heartbeat is due every interval; each accepted heartbeat pays the interval
-//! just completed. A heartbeat more than half an interval early is refused
-//! (so a provider can't drain the lock by heartbeating fast); one missing at
-//! `due + grace` is a missed deadline.
+//! heartbeat is due every interval. A heartbeat more than half an interval
+//! early is refused; one missing at `due + grace` is a missed deadline.
+//!
+//! Pay: a one-off job is billed by fuel. Each heartbeat reports the
+//! attempt's cumulative fuel, which may not shrink, exceed the budget, or
+//! grow faster than the offer's declared speed since the bond held; the
+//! pay for the new fuel goes to the provider's *pending* balance in the
+//! escrow. The result is a commitment (outcome, output hash, fuel used,
+//! engine): the bill is the fuel used at the agreed price, and the job is
+//! `Reported` while its challenge window runs; when the window closes the
+//! job is final and the settle makes the pending pay claimable. An attempt
+//! with no result by its deadline is slashed and its pending pay forfeited
+//! back to the job, which returns to the book with its whole budget.
+//!
+//! A reserved slot is paid per interval instead: each accepted heartbeat
+//! pays the interval just completed, at once. A job in a reservation is
+//! paid nothing of its own (its slot is).
 
 use candid::Principal;
-use market_api::matcher::{JobResult, JobStatus, RunOutcome};
+use market_api::matcher::{JobResult, JobStatus, RunOutcome, attempt_secs, fuel_cost};
 use market_api::{JobId, OfferId, Tokens};
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +44,19 @@ pub struct Params {
     pub slash_multiple: u32,
     /// The smallest slash for a missed deadline.
     pub min_slash: Tokens,
+    /// How long a result stays open to challenge.
+    pub challenge_window_secs: u64,
+}
+
+/// The terms of a one-off job billed by fuel.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FuelTerms {
+    /// The most fuel a run may use and be billed for.
+    pub budget: u64,
+    /// Highest price per billion fuel the buyer accepts.
+    pub max_price_per_gfuel: Tokens,
+    /// The bid's own deadline for one attempt, if it names one.
+    pub deadline_secs: Option<u64>,
 }
 
 /// The current assignment of a job to a provider.
@@ -62,6 +88,25 @@ pub struct Assignment {
     /// `false`, as their bonds were taken before they could act.
     #[serde(default)]
     pub bond_pending: bool,
+    /// The offer's declared speed, in fuel per second (fuel-billed jobs).
+    #[serde(default)]
+    pub fuel_per_sec: u64,
+    /// Fuel reported by this attempt so far (heartbeats, then the result).
+    #[serde(default)]
+    pub fuel_reported: u64,
+    /// When the bond held: the attempt's fuel and time count from here.
+    #[serde(default)]
+    pub counting_from_ns: Option<u64>,
+    /// When the attempt's result is due (fuel-billed jobs, once the bond holds).
+    #[serde(default)]
+    pub result_due_ns: Option<u64>,
+    /// Paid into the provider's pending balance by this attempt.
+    #[serde(default)]
+    pub pending_pay: Tokens,
+    /// Whether the offer's slot was already given back (a reported job
+    /// keeps its assignment, and its bond, through the challenge window).
+    #[serde(default)]
+    pub slot_freed: bool,
 }
 
 /// A job as the lifecycle sees it.
@@ -101,6 +146,13 @@ pub struct JobState {
     /// finished job still shows who ran it.
     #[serde(default)]
     pub last_assignment: Option<(Principal, Tokens)>,
+    /// A one-off job's fuel terms; `None`: paid per interval (a reserved
+    /// slot) or by its slot (a job in a reservation).
+    #[serde(default)]
+    pub fuel: Option<FuelTerms>,
+    /// When the result's challenge window closes (while `Reported`).
+    #[serde(default)]
+    pub window_closes_at_ns: Option<u64>,
 }
 
 /// A cross-canister step a transition requires, with its idempotency key.
@@ -133,12 +185,19 @@ pub enum Effect {
     },
     /// Free a bond (registry `unbond`).
     Unbond { key: StakeKey },
-    /// Pay a provider from the job's lock (escrow `release`).
+    /// Pay a provider from the job's lock (escrow `release`): for `fuel`
+    /// reported in all by the attempt, into its pending balance (claimable
+    /// when the job settles); for an interval (`None`), claimable at once.
     Release {
         seq: u64,
         provider: Principal,
         amount: Tokens,
+        #[serde(default)]
+        fuel: Option<u64>,
     },
+    /// Take a provider's pending pay back into the job's lock (escrow
+    /// `forfeit`): its attempt delivered no result.
+    Forfeit { provider: Principal, attempt: u32 },
     /// Slash a provider in favour of the owner (registry `slash`).
     Slash {
         key: StakeKey,
@@ -184,6 +243,12 @@ pub enum Refusal {
     NotOwner,
     /// The provider's bond for this assignment is not confirmed yet.
     BondPending,
+    /// The fuel reported is less than the attempt reported before.
+    FuelDecreased { reported: u64 },
+    /// The fuel reported is more than the job's budget.
+    FuelOverBudget { budget: u64 },
+    /// The fuel reported grew faster than the offer's declared speed allows.
+    FuelTooFast { allowed: u64 },
 }
 
 /// What a [`StakeKey`] names in the registry.
@@ -292,15 +357,34 @@ fn secs(s: u64) -> u64 {
 }
 
 impl JobState {
-    /// A new open job of `owner` with the terms of `spec`.
+    /// A new open one-off job of `owner`, billed by fuel on the terms of `spec`.
     pub fn new(id: JobId, owner: Principal, spec: &market_api::matcher::JobSpec) -> Self {
+        let mut state = Self::per_interval(id, owner, spec, 0, 0);
+        state.fuel = Some(FuelTerms {
+            budget: spec.limits.fuel,
+            max_price_per_gfuel: spec.max_price_per_gfuel,
+            deadline_secs: spec.deadline_secs,
+        });
+        state
+    }
+
+    /// A new open job of `owner` paid per interval: at most `max_intervals`
+    /// at up to `max_price` each (a reserved slot; a job in a reservation
+    /// runs for at most `max_intervals` and pays nothing, `max_price` 0).
+    pub fn per_interval(
+        id: JobId,
+        owner: Principal,
+        spec: &market_api::matcher::JobSpec,
+        max_intervals: u32,
+        max_price: Tokens,
+    ) -> Self {
         JobState {
             id,
             owner,
             status: JobStatus::Open,
             interval_secs: spec.interval_secs,
-            max_intervals: spec.max_intervals,
-            max_price: spec.max_price_per_interval,
+            max_intervals,
+            max_price,
             max_retries: spec.max_retries,
             retries_used: 0,
             intervals_paid: 0,
@@ -311,12 +395,17 @@ impl JobState {
             attempts: 0,
             result: None,
             last_assignment: None,
+            fuel: None,
+            window_closes_at_ns: None,
         }
     }
 
     /// The maximum cost the buyer's lock must cover.
     pub fn max_cost(&self) -> Option<Tokens> {
-        self.max_price.checked_mul(Tokens::from(self.max_intervals))
+        match self.fuel {
+            Some(f) => market_api::matcher::fuel_cost_ceil(f.budget, f.max_price_per_gfuel),
+            None => self.max_price.checked_mul(Tokens::from(self.max_intervals)),
+        }
     }
 
     fn check_holder(&self, provider: Principal, attempt: u32) -> Result<&Assignment, Refusal> {
@@ -329,7 +418,12 @@ impl JobState {
         }
     }
 
-    /// Matches the open job to an offer at `price`.
+    /// Matches the open job to an offer at `price` (per billion fuel for
+    /// a fuel-billed job, else per interval), declaring `fuel_per_sec`.
+    ///
+    /// The stake answering for the attempt is measured against the job's
+    /// value: a fuel-billed job's whole budget at the agreed price (never
+    /// less than the smallest slash), else one interval's price.
     pub fn assign(
         &mut self,
         p: &Params,
@@ -337,10 +431,18 @@ impl JobState {
         provider: Principal,
         offer_id: OfferId,
         price: Tokens,
+        fuel_per_sec: u64,
     ) -> Vec<Effect> {
         debug_assert_eq!(self.status, JobStatus::Open);
         self.attempts += 1;
-        let bonded = price.saturating_mul(Tokens::from(p.bond_multiple));
+        let (stake_price, bonded) = match self.fuel {
+            Some(f) => {
+                let value = fuel_cost(f.budget, price).unwrap_or(Tokens::MAX);
+                let bonded = value.saturating_mul(Tokens::from(p.bond_multiple));
+                (value, bonded.max(p.min_slash))
+            }
+            None => (price, price.saturating_mul(Tokens::from(p.bond_multiple))),
+        };
         self.assignment = Some(Assignment {
             provider,
             offer_id,
@@ -349,8 +451,14 @@ impl JobState {
             started_at_ns: None,
             due_ns: now_ns.saturating_add(secs(self.interval_secs)),
             bonded,
-            stake_price: price,
+            stake_price,
             bond_pending: bonded > 0,
+            fuel_per_sec,
+            fuel_reported: 0,
+            counting_from_ns: None,
+            result_due_ns: None,
+            pending_pay: 0,
+            slot_freed: false,
         });
         self.status = JobStatus::Assigned;
         if bonded == 0 {
@@ -376,7 +484,7 @@ impl JobState {
         slot_id: JobId,
         slot_price: Tokens,
     ) -> Vec<Effect> {
-        let effects = self.assign(p, now_ns, provider, slot_id, 0);
+        let effects = self.assign(p, now_ns, provider, slot_id, 0, 0);
         if let Some(a) = self.assignment.as_mut() {
             a.stake_price = slot_price;
         }
@@ -388,28 +496,120 @@ impl JobState {
         self.deadline_ns(p).is_some_and(|d| now_ns >= d)
     }
 
-    /// The deadline by which the current assignment must heartbeat (none
-    /// while its bond is pending: the provider can't act until it holds).
+    /// The next deadline of the job: by which the current assignment must
+    /// heartbeat, or report its result (none while its bond is pending: the
+    /// provider can't act until it holds); or, once reported, when the
+    /// challenge window closes.
     pub fn deadline_ns(&self, p: &Params) -> Option<u64> {
         let a = self.assignment.as_ref()?;
-        (matches!(self.status, JobStatus::Assigned | JobStatus::Running) && !a.bond_pending)
-            .then(|| a.due_ns.saturating_add(secs(p.grace_secs)))
+        if self.status == JobStatus::Reported {
+            return self.window_closes_at_ns;
+        }
+        if !matches!(self.status, JobStatus::Assigned | JobStatus::Running) || a.bond_pending {
+            return None;
+        }
+        let grace = secs(p.grace_secs);
+        let heartbeat = a.due_ns.saturating_add(grace);
+        Some(match a.result_due_ns {
+            Some(result) => heartbeat.min(result.saturating_add(grace)),
+            None => heartbeat,
+        })
     }
 
     /// The registry confirmed the bond of `attempt`: the provider may act
-    /// on the job from now, and its acknowledgement is due an interval
-    /// later (never earlier than an interval after the assignment).
+    /// on the job from now, its acknowledgement is due an interval later
+    /// (never earlier than an interval after the assignment), and a
+    /// fuel-billed job's time and fuel start counting.
     /// Returns whether this changed anything.
     pub fn bond_held(&mut self, now_ns: u64, attempt: u32) -> bool {
         let interval = secs(self.interval_secs);
+        let fuel = self.fuel;
+        let interval_secs = self.interval_secs;
         match self.assignment.as_mut() {
             Some(a) if a.attempt == attempt && a.bond_pending => {
                 a.bond_pending = false;
                 a.due_ns = a.due_ns.max(now_ns.saturating_add(interval));
+                a.counting_from_ns = Some(now_ns);
+                a.result_due_ns = fuel.map(|f| {
+                    let limit =
+                        attempt_secs(f.budget, a.fuel_per_sec, f.deadline_secs, interval_secs);
+                    now_ns.saturating_add(secs(limit))
+                });
                 true
             }
             _ => false,
         }
+    }
+
+    /// The most fuel the current assignment may have burnt by `now_ns`:
+    /// its declared speed times the seconds since its bond held, within
+    /// the budget.
+    pub fn fuel_allowed(&self, now_ns: u64) -> u64 {
+        let (Some(a), Some(f)) = (&self.assignment, self.fuel) else {
+            return 0;
+        };
+        let elapsed = now_ns.saturating_sub(a.counting_from_ns.unwrap_or(now_ns));
+        let allowed = u128::from(a.fuel_per_sec) * u128::from(elapsed) / u128::from(NANOS_PER_SEC);
+        u64::try_from(allowed).unwrap_or(u64::MAX).min(f.budget)
+    }
+
+    /// Checks the cumulative fuel an attempt reports against what it
+    /// reported before and the budget (and, for a heartbeat, the speed).
+    fn check_fuel(&self, a: &Assignment, fuel: u64, now_ns: Option<u64>) -> Result<(), Refusal> {
+        let Some(f) = self.fuel else { return Ok(()) };
+        if fuel < a.fuel_reported {
+            return Err(Refusal::FuelDecreased {
+                reported: a.fuel_reported,
+            });
+        }
+        if fuel > f.budget {
+            return Err(Refusal::FuelOverBudget { budget: f.budget });
+        }
+        if let Some(now_ns) = now_ns {
+            let allowed = self.fuel_allowed(now_ns);
+            if fuel > allowed {
+                return Err(Refusal::FuelTooFast { allowed });
+            }
+        }
+        Ok(())
+    }
+
+    /// Records `fuel` as the attempt's cumulative fuel and returns the
+    /// release of what the new fuel earns, into the provider's pending
+    /// balance (none if it earns nothing).
+    fn pay_fuel(&mut self, fuel: u64) -> Option<Effect> {
+        let a = self.assignment.as_mut()?;
+        let before = fuel_cost(a.fuel_reported, a.price).unwrap_or(Tokens::MAX);
+        let after = fuel_cost(fuel, a.price).unwrap_or(Tokens::MAX);
+        a.fuel_reported = fuel;
+        let amount = after.saturating_sub(before);
+        if amount == 0 {
+            return None;
+        }
+        a.pending_pay = a.pending_pay.saturating_add(amount);
+        let provider = a.provider;
+        let seq = self.release_seq;
+        self.release_seq += 1;
+        self.released = self.released.saturating_add(amount);
+        Some(Effect::Release {
+            seq,
+            provider,
+            amount,
+            fuel: Some(fuel),
+        })
+    }
+
+    /// Takes the attempt's pending pay back into the lock: it delivered no
+    /// result.
+    fn forfeit(&mut self, a: &Assignment) -> Option<Effect> {
+        if self.fuel.is_none() || a.pending_pay == 0 {
+            return None;
+        }
+        self.released = self.released.saturating_sub(a.pending_pay);
+        Some(Effect::Forfeit {
+            provider: a.provider,
+            attempt: a.attempt,
+        })
     }
 
     /// Whether the current assignment waits for its bond.
@@ -431,22 +631,29 @@ impl JobState {
         Ok(a)
     }
 
-    /// A heartbeat from `provider` for `attempt`: acknowledges an assigned job
-    /// or pays the interval just completed.
+    /// A heartbeat from `provider` for `attempt`, reporting the attempt's
+    /// cumulative `fuel`: acknowledges an assigned job, or keeps a running
+    /// one alive. A fuel-billed job pays the newly reported fuel into the
+    /// provider's pending balance; a reserved slot the interval just
+    /// completed.
     pub fn heartbeat(
         &mut self,
         now_ns: u64,
         provider: Principal,
         attempt: u32,
+        fuel: u64,
     ) -> Result<Vec<Effect>, Refusal> {
         let interval = secs(self.interval_secs);
         let a = self.check_bonded_holder(provider, attempt)?.clone();
+        self.check_fuel(&a, fuel, Some(now_ns))?;
+        let mut effects = vec![];
         if self.status == JobStatus::Assigned {
             let a = self.assignment.as_mut().expect("checked");
             a.started_at_ns = Some(now_ns);
             a.due_ns = now_ns.saturating_add(interval);
             self.status = JobStatus::Running;
-            return Ok(vec![]);
+            effects.extend(self.pay_fuel(fuel));
+            return Ok(effects);
         }
         let not_before = market_api::matcher::heartbeat_window_opens_ns(a.due_ns, interval);
         if now_ns < not_before {
@@ -454,8 +661,9 @@ impl JobState {
                 not_before_ns: not_before,
             });
         }
-        let mut effects = vec![];
-        if self.intervals_paid < self.max_intervals {
+        if self.fuel.is_some() {
+            effects.extend(self.pay_fuel(fuel));
+        } else if self.intervals_paid < self.max_intervals {
             effects.extend(self.pay(a.provider, a.price));
         }
         let a = self.assignment.as_mut().expect("checked");
@@ -477,6 +685,7 @@ impl JobState {
             seq,
             provider,
             amount: price,
+            fuel: None,
         })
     }
 
@@ -497,25 +706,46 @@ impl JobState {
         if let Some(a) = self.assignment.take() {
             self.last_assignment = Some((a.provider, a.price));
             effects.extend(self.unbond(&a));
-            effects.push(Effect::FreeSlot {
-                offer_id: a.offer_id,
-            });
+            if !a.slot_freed {
+                effects.push(Effect::FreeSlot {
+                    offer_id: a.offer_id,
+                });
+            }
         }
+        self.window_closes_at_ns = None;
         self.status = status;
         effects.push(Effect::Settle);
         effects
     }
 
-    /// The provider's result: pays the interval in progress (at least one
-    /// interval of work is paid once acknowledged), then settles.
+    /// The provider's result. A fuel-billed job's result must report at
+    /// least the fuel its heartbeats did and at most the budget; the rest
+    /// of its bill goes to the provider's pending balance, the provider's
+    /// slot is given back, and the challenge window opens (the bond holds
+    /// until it closes). Any other job pays the interval in progress (at
+    /// least one interval of work is paid once acknowledged) and settles.
     pub fn submit_result(
         &mut self,
+        p: &Params,
         now_ns: u64,
         provider: Principal,
         attempt: u32,
         result: JobResult,
     ) -> Result<Vec<Effect>, Refusal> {
         let a = self.check_bonded_holder(provider, attempt)?.clone();
+        if self.fuel.is_some() {
+            self.check_fuel(&a, result.fuel_used, None)?;
+            let mut effects: Vec<Effect> = self.pay_fuel(result.fuel_used).into_iter().collect();
+            self.result = Some(result);
+            self.status = JobStatus::Reported;
+            self.window_closes_at_ns = Some(now_ns.saturating_add(secs(p.challenge_window_secs)));
+            let a = self.assignment.as_mut().expect("checked");
+            a.slot_freed = true;
+            effects.push(Effect::FreeSlot {
+                offer_id: a.offer_id,
+            });
+            return Ok(effects);
+        }
         let mut effects = vec![];
         let started = a.started_at_ns.unwrap_or(now_ns);
         let interval = secs(self.interval_secs).max(1);
@@ -535,31 +765,36 @@ impl JobState {
         Ok(effects)
     }
 
-    /// The owner cancels: intervals already heartbeated stay paid, the rest is refunded.
+    /// The owner cancels: work already reported (fuel, or intervals) stays
+    /// paid, the rest is refunded. A reported job can't be cancelled: its
+    /// result is in.
     pub fn cancel(&mut self, caller: Principal) -> Result<Vec<Effect>, Refusal> {
         if caller != self.owner {
             return Err(Refusal::NotOwner);
         }
-        if self.status.is_terminal() {
+        if self.status.is_terminal() || self.status == JobStatus::Reported {
             return Err(Refusal::NotActive(self.status));
         }
         Ok(self.finish(JobStatus::Cancelled))
     }
 
     /// The holder gives the job back before its deadline (a node shutting
-    /// down for maintenance): intervals already heartbeated stay paid,
-    /// nothing is slashed, no retry is used, and the job returns to the book
-    /// with its remaining budget, never to be matched with this provider
-    /// again. Once the paid intervals are used up the job expires instead.
+    /// down for maintenance): nothing is slashed, no retry is used, and the
+    /// job returns to the book, never to be matched with this provider
+    /// again. A fuel-billed attempt delivered nothing, so its pending pay
+    /// is forfeited and the job keeps its whole budget; a per-interval job
+    /// keeps the intervals already heartbeated paid, and expires once they
+    /// are used up.
     pub fn hand_back(&mut self, provider: Principal, attempt: u32) -> Result<Vec<Effect>, Refusal> {
         let a = self.check_holder(provider, attempt)?.clone();
         self.failed_providers.push(a.provider);
-        if self.intervals_paid >= self.max_intervals {
+        if self.fuel.is_none() && self.intervals_paid >= self.max_intervals {
             return Ok(self.finish(JobStatus::Expired));
         }
         self.assignment = None;
         self.status = JobStatus::Open;
-        let mut effects: Vec<Effect> = self.unbond(&a).into_iter().collect();
+        let mut effects: Vec<Effect> = self.forfeit(&a).into_iter().collect();
+        effects.extend(self.unbond(&a));
         effects.push(Effect::FreeSlot {
             offer_id: a.offer_id,
         });
@@ -580,7 +815,23 @@ impl JobState {
         if a.attempt != attempt || now_ns < deadline {
             return vec![];
         }
-        if self.intervals_paid >= self.max_intervals && self.status == JobStatus::Running {
+        if self.status == JobStatus::Reported {
+            // The challenge window closed: the result is final, the
+            // pending pay becomes claimable with the settle.
+            let ok = self
+                .result
+                .as_ref()
+                .is_some_and(|r| matches!(r.outcome, RunOutcome::Exited { code: 0 }));
+            return self.finish(if ok {
+                JobStatus::Succeeded
+            } else {
+                JobStatus::Failed
+            });
+        }
+        if self.fuel.is_none()
+            && self.intervals_paid >= self.max_intervals
+            && self.status == JobStatus::Running
+        {
             // The paid time is used up: the job expires; the provider did
             // its paid work and is not slashed.
             return self.finish(JobStatus::Expired);
@@ -601,7 +852,9 @@ impl JobState {
             .into_iter()
             .collect();
         self.failed_providers.push(a.provider);
-        if self.retries_used < self.max_retries && self.intervals_paid < self.max_intervals {
+        effects.extend(self.forfeit(&a));
+        let budget_left = self.fuel.is_some() || self.intervals_paid < self.max_intervals;
+        if self.retries_used < self.max_retries && budget_left {
             self.retries_used += 1;
             self.assignment = None;
             self.status = JobStatus::Open;
@@ -628,7 +881,11 @@ mod tests {
         bond_multiple: 3,
         slash_multiple: 2,
         min_slash: 1,
+        challenge_window_secs: 100,
     };
+    /// The fuel-billed tests' declared speed: a tenth of a billion fuel a second.
+    const SPEED: u64 = 100_000_000;
+    const G: u64 = market_api::matcher::GFUEL;
     const S: u64 = NANOS_PER_SEC;
 
     fn owner() -> Principal {
@@ -639,12 +896,28 @@ mod tests {
         Principal::from_slice(&[2, n])
     }
 
+    /// Job 7 paid per interval (as a reserved slot is): at most
+    /// `max_intervals` at up to 100 each.
     fn job(max_intervals: u32, max_retries: u32) -> JobState {
-        let spec = market_api::matcher::JobSpec {
-            max_intervals,
-            ..crate::tests::market::spec(100, max_retries)
-        };
+        let spec = crate::tests::market::spec(100, max_retries);
+        JobState::per_interval(7, owner(), &spec, max_intervals, 100)
+    }
+
+    /// Job 7 billed by fuel: a budget of `gfuel` billion fuel at up to 100
+    /// per billion, heartbeats every 60 s, no deadline of its own.
+    fn fuel_job(gfuel: u64, max_retries: u32) -> JobState {
+        let mut spec = crate::tests::market::spec(100, max_retries);
+        spec.limits.fuel = gfuel * G;
         JobState::new(7, owner(), &spec)
+    }
+
+    fn fuel_pay(seq: u64, n: u8, amount: Tokens, fuel: u64) -> Effect {
+        Effect::Release {
+            seq,
+            provider: provider(n),
+            amount,
+            fuel: Some(fuel),
+        }
     }
 
     /// The slash of job 7's `attempt` on provider `n`, for `amount`.
@@ -668,18 +941,22 @@ mod tests {
             offer_id: OfferId,
             price: Tokens,
         ) -> Vec<Effect> {
-            let effects = self.assign(p, now_ns, provider, offer_id, price);
+            let effects = self.assign(p, now_ns, provider, offer_id, price, SPEED);
             self.bond_held(now_ns, self.attempts);
             effects
         }
     }
 
     fn result(code: i32) -> JobResult {
+        result_with_fuel(code, 1)
+    }
+
+    fn result_with_fuel(code: i32, fuel_used: u64) -> JobResult {
         JobResult {
             outcome: RunOutcome::Exited { code },
             output: b"ok".to_vec(),
             output_sha256: [0; 32],
-            fuel_used: 1,
+            fuel_used,
             engine: "wasmtime-48.0.8".into(),
         }
     }
@@ -727,18 +1004,18 @@ mod tests {
     #[test]
     fn nothing_is_paid_or_reported_and_no_deadline_runs_before_the_bond_holds() {
         let mut j = job(5, 0);
-        j.assign(&P, 0, provider(1), 3, 80);
+        j.assign(&P, 0, provider(1), 3, 80, SPEED);
         assert_eq!(j.deadline_ns(&P), None);
-        assert_eq!(j.heartbeat(S, provider(1), 1), Err(Refusal::BondPending));
+        assert_eq!(j.heartbeat(S, provider(1), 1, 0), Err(Refusal::BondPending));
         assert_eq!(
-            j.submit_result(S, provider(1), 1, result(0)),
+            j.submit_result(&P, S, provider(1), 1, result(0)),
             Err(Refusal::BondPending)
         );
         assert!(!j.bond_held(2 * S, 2), "another attempt's bond");
         assert!(j.bond_held(100 * S, 1));
         assert!(!j.bond_held(100 * S, 1), "once");
         assert_eq!(j.deadline_ns(&P), Some((160 + P.grace_secs) * S));
-        assert_eq!(j.heartbeat(101 * S, provider(1), 1), Ok(vec![]));
+        assert_eq!(j.heartbeat(101 * S, provider(1), 1, 0), Ok(vec![]));
         assert_eq!(j.released, 0);
     }
 
@@ -755,40 +1032,44 @@ mod tests {
             }]
         );
         assert_eq!(
-            j.heartbeat(S, provider(1), 1),
+            j.heartbeat(S, provider(1), 1, 0),
             Ok(vec![]),
             "the first heartbeat acknowledges"
         );
         assert_eq!(j.status, JobStatus::Running);
         assert!(matches!(
-            j.heartbeat(2 * S, provider(1), 1),
+            j.heartbeat(2 * S, provider(1), 1, 0),
             Err(Refusal::TooEarly { .. })
         ));
-        let fx = j.heartbeat(61 * S, provider(1), 1).unwrap();
+        let fx = j.heartbeat(61 * S, provider(1), 1, 0).unwrap();
         assert_eq!(
             fx,
             vec![Effect::Release {
                 seq: 0,
                 provider: provider(1),
-                amount: 80
+                amount: 80,
+                fuel: None,
             }]
         );
         assert_eq!(
-            j.heartbeat(62 * S, provider(2), 1),
+            j.heartbeat(62 * S, provider(2), 1, 0),
             Err(Refusal::NotAssigned)
         );
         assert_eq!(
-            j.heartbeat(62 * S, provider(1), 2),
+            j.heartbeat(62 * S, provider(1), 2, 0),
             Err(Refusal::NotAssigned)
         );
-        let fx = j.submit_result(100 * S, provider(1), 1, result(0)).unwrap();
+        let fx = j
+            .submit_result(&P, 100 * S, provider(1), 1, result(0))
+            .unwrap();
         assert_eq!(
             fx,
             vec![
                 Effect::Release {
                     seq: 1,
                     provider: provider(1),
-                    amount: 80
+                    amount: 80,
+                    fuel: None,
                 },
                 Effect::Unbond {
                     key: "job/7/bond/1".into()
@@ -800,7 +1081,8 @@ mod tests {
         assert_eq!(j.status, JobStatus::Succeeded);
         assert_eq!(j.released, 160);
         assert!(
-            j.submit_result(101 * S, provider(1), 1, result(0)).is_err(),
+            j.submit_result(&P, 101 * S, provider(1), 1, result(0))
+                .is_err(),
             "a result is taken once"
         );
     }
@@ -873,10 +1155,10 @@ mod tests {
     fn paid_time_used_up_expires_without_slash() {
         let mut j = job(1, 3);
         j.assign_bonded(&P, 0, provider(1), 3, 50);
-        j.heartbeat(0, provider(1), 1).unwrap();
-        assert_eq!(j.heartbeat(60 * S, provider(1), 1).unwrap().len(), 1);
+        j.heartbeat(0, provider(1), 1, 0).unwrap();
+        assert_eq!(j.heartbeat(60 * S, provider(1), 1, 0).unwrap().len(), 1);
         assert!(
-            j.heartbeat(120 * S, provider(1), 1).unwrap().is_empty(),
+            j.heartbeat(120 * S, provider(1), 1, 0).unwrap().is_empty(),
             "nothing left to pay"
         );
         let fx = j.deadline_passed(&P, 200 * S, 1);
@@ -895,10 +1177,189 @@ mod tests {
         assert!(j.cancel(owner()).is_err());
     }
 
+    #[test]
+    fn fuel_is_paid_into_pending_as_reported_and_the_result_opens_the_window() {
+        let mut j = fuel_job(10, 0);
+        assert_eq!(j.max_cost(), Some(1_000), "10 billion fuel at 100");
+        let fx = j.assign_bonded(&P, 0, provider(1), 3, 80);
+        assert_eq!(
+            fx,
+            vec![Effect::Bond {
+                key: "job/7/bond/1".into(),
+                provider: provider(1),
+                amount: 3 * 800,
+            }],
+            "the bond is a multiple of the job's value at the agreed price"
+        );
+        let a = j.assignment.clone().unwrap();
+        assert_eq!(
+            a.result_due_ns,
+            Some(S * attempt_secs(10 * G, SPEED, None, 60)),
+            "twice the 100 s the budget needs at the declared speed, plus an interval"
+        );
+        assert_eq!(
+            j.heartbeat(S, provider(1), 1, 0),
+            Ok(vec![]),
+            "acknowledged"
+        );
+        // 61 s at a tenth of a billion a second: at most 6.1 billion.
+        assert_eq!(
+            j.heartbeat(61 * S, provider(1), 1, 7 * G),
+            Err(Refusal::FuelTooFast {
+                allowed: 6_100_000_000
+            })
+        );
+        assert_eq!(
+            j.heartbeat(61 * S, provider(1), 1, 5 * G),
+            Ok(vec![fuel_pay(0, 1, 400, 5 * G)])
+        );
+        assert!(matches!(
+            j.heartbeat(62 * S, provider(1), 1, 5 * G),
+            Err(Refusal::TooEarly { .. })
+        ));
+        assert_eq!(
+            j.heartbeat(121 * S, provider(1), 1, 4 * G),
+            Err(Refusal::FuelDecreased { reported: 5 * G })
+        );
+        assert_eq!(
+            j.heartbeat(121 * S, provider(1), 1, 5 * G),
+            Ok(vec![]),
+            "no new fuel, no pay"
+        );
+        assert_eq!(
+            j.submit_result(&P, 130 * S, provider(1), 1, result_with_fuel(0, 4 * G)),
+            Err(Refusal::FuelDecreased { reported: 5 * G }),
+            "a result can't report less than the heartbeats did"
+        );
+        assert_eq!(
+            j.submit_result(&P, 130 * S, provider(1), 1, result_with_fuel(0, 11 * G)),
+            Err(Refusal::FuelOverBudget { budget: 10 * G })
+        );
+        let fx = j
+            .submit_result(&P, 130 * S, provider(1), 1, result_with_fuel(0, 8 * G))
+            .unwrap();
+        assert_eq!(
+            fx,
+            vec![fuel_pay(1, 1, 240, 8 * G), Effect::FreeSlot { offer_id: 3 }],
+            "the bill is 8 billion at 80; the slot is free, the bond holds"
+        );
+        assert_eq!(j.status, JobStatus::Reported);
+        assert_eq!(j.released, 640);
+        assert_eq!(j.deadline_ns(&P), Some(230 * S), "the window closes");
+        assert_eq!(
+            j.cancel(owner()),
+            Err(Refusal::NotActive(JobStatus::Reported))
+        );
+        assert!(j.deadline_passed(&P, 229 * S, 1).is_empty(), "not yet");
+        assert_eq!(
+            j.deadline_passed(&P, 230 * S, 1),
+            vec![
+                Effect::Unbond {
+                    key: "job/7/bond/1".into()
+                },
+                Effect::Settle,
+            ],
+            "final: the settle makes the pending pay claimable"
+        );
+        assert_eq!(j.status, JobStatus::Succeeded);
+    }
+
+    #[test]
+    fn an_attempt_without_a_result_is_slashed_and_forfeits_its_pending_pay() {
+        let mut j = fuel_job(10, 1);
+        j.assign_bonded(&P, 0, provider(1), 3, 80);
+        j.heartbeat(S, provider(1), 1, 0).unwrap();
+        // Heartbeats on time, claiming fuel as fast as the speed allows,
+        // and never a result.
+        let mut paid = 0;
+        for t in [61, 121, 181, 241] {
+            let fuel = j.fuel_allowed(t * S);
+            for e in j.heartbeat(t * S, provider(1), 1, fuel).unwrap() {
+                if let Effect::Release { amount, .. } = e {
+                    paid += amount;
+                }
+            }
+        }
+        assert_eq!(paid, 800, "its whole budget went to pending");
+        let due = j.deadline_ns(&P).unwrap();
+        let fx = j.deadline_passed(&P, due, 1);
+        assert_eq!(fx[0], slash(1, 1, 2 * 800));
+        assert_eq!(
+            fx[1],
+            Effect::Forfeit {
+                provider: provider(1),
+                attempt: 1
+            }
+        );
+        assert_eq!(fx.last(), Some(&Effect::Requeue));
+        assert_eq!(j.released, 0, "nothing is paid for the attempt");
+        assert_eq!(j.status, JobStatus::Open);
+        j.assign_bonded(&P, due, provider(2), 4, 90);
+        assert_eq!(
+            j.assignment.as_ref().unwrap().fuel_reported,
+            0,
+            "the next attempt has the whole budget"
+        );
+    }
+
+    #[test]
+    fn a_slow_and_a_fast_provider_are_paid_the_same_for_the_same_run() {
+        let run = |finish_secs: u64| {
+            let mut j = fuel_job(10, 0);
+            j.assign_bonded(&P, 0, provider(1), 3, 80);
+            j.heartbeat(S, provider(1), 1, 0).unwrap();
+            if finish_secs > 100 {
+                j.heartbeat(61 * S, provider(1), 1, 3 * G).unwrap();
+            }
+            j.submit_result(
+                &P,
+                finish_secs * S,
+                provider(1),
+                1,
+                result_with_fuel(0, 6 * G),
+            )
+            .unwrap();
+            j.released
+        };
+        assert_eq!(run(5), run(150));
+        assert_eq!(run(5), 480);
+    }
+
+    #[test]
+    fn handing_back_a_fuel_job_forfeits_its_pending_pay_without_a_slash() {
+        let mut j = fuel_job(10, 0);
+        j.assign_bonded(&P, 0, provider(1), 3, 80);
+        j.heartbeat(S, provider(1), 1, 0).unwrap();
+        j.heartbeat(61 * S, provider(1), 1, 2 * G).unwrap();
+        let fx = j.hand_back(provider(1), 1).unwrap();
+        assert_eq!(
+            fx[0],
+            Effect::Forfeit {
+                provider: provider(1),
+                attempt: 1
+            }
+        );
+        assert!(!fx.iter().any(|e| matches!(e, Effect::Slash { .. })));
+        assert_eq!(j.status, JobStatus::Open);
+        assert_eq!(j.released, 0);
+    }
+
+    #[test]
+    fn a_bid_deadline_bounds_the_attempt() {
+        let mut spec = crate::tests::market::spec(100, 0);
+        spec.limits.fuel = 10 * G;
+        spec.deadline_secs = Some(500);
+        let mut j = JobState::new(7, owner(), &spec);
+        j.assign_bonded(&P, 7 * S, provider(1), 3, 80);
+        assert_eq!(j.assignment.unwrap().result_due_ns, Some(507 * S));
+    }
+
     #[derive(Debug, Clone)]
     enum Step {
         Advance(u64),
-        Heartbeat(u8),
+        /// A heartbeat from provider `.0` reporting `.1` tenths of the fuel
+        /// its speed allows by now.
+        Heartbeat(u8, u8),
         Result(u8, i32),
         Deadline,
         Cancel,
@@ -909,7 +1370,7 @@ mod tests {
     fn step() -> impl Strategy<Value = Step> {
         prop_oneof![
             (1u64..200).prop_map(Step::Advance),
-            (0u8..3).prop_map(Step::Heartbeat),
+            (0u8..3, 0u8..=11).prop_map(|(p, tenths)| Step::Heartbeat(p, tenths)),
             (0u8..3, -1i32..2).prop_map(|(p, c)| Step::Result(p, c)),
             Just(Step::Deadline),
             Just(Step::Cancel),
@@ -919,13 +1380,20 @@ mod tests {
     }
 
     proptest! {
-        /// Whatever providers, owners and the clock do: pay never exceeds the
-        /// lock, releases are numbered once each, a deadline is slashed at
-        /// most once, an open job holds no assignment, and a finished job was
-        /// settled exactly once.
+        /// Whatever providers, owners and the clock do, billed by fuel or
+        /// per interval: pay never exceeds the lock, releases are numbered
+        /// once each, a forfeit takes back exactly the attempt's pending
+        /// pay, a deadline is slashed at most once, an open job holds no
+        /// assignment, a reported one keeps its provider's, and a finished
+        /// job was settled exactly once.
         #[test]
-        fn lifecycle_invariants(max_intervals in 1u32..6, retries in 0u32..3, steps in proptest::collection::vec(step(), 1..80)) {
-            let mut j = job(max_intervals, retries);
+        fn lifecycle_invariants(by_fuel: bool, max_intervals in 1u32..6, retries in 0u32..3, steps in proptest::collection::vec(step(), 1..80)) {
+            let mut j = if by_fuel {
+                fuel_job(u64::from(max_intervals), retries)
+            } else {
+                job(max_intervals, retries)
+            };
+            let mut pending: std::collections::BTreeMap<Principal, Tokens> = Default::default();
             let mut now = 0u64;
             let mut seqs = Vec::new();
             let mut slashes = BTreeSet::new();
@@ -934,13 +1402,15 @@ mod tests {
             for s in steps {
                 let effects = match s {
                     Step::Advance(secs) => { now += secs * S; vec![] }
-                    Step::Heartbeat(p) => {
+                    Step::Heartbeat(p, tenths) => {
                         let attempt = j.assignment.as_ref().map_or(0, |a| a.attempt);
-                        j.heartbeat(now, provider(p), attempt).unwrap_or_default()
+                        let fuel = j.fuel_allowed(now) / 10 * u64::from(tenths);
+                        j.heartbeat(now, provider(p), attempt, fuel).unwrap_or_default()
                     }
                     Step::Result(p, code) => {
                         let attempt = j.assignment.as_ref().map_or(0, |a| a.attempt);
-                        j.submit_result(now, provider(p), attempt, result(code)).unwrap_or_default()
+                        let fuel = j.assignment.as_ref().map_or(0, |a| a.fuel_reported) + G / 3;
+                        j.submit_result(&P, now, provider(p), attempt, result_with_fuel(code, fuel)).unwrap_or_default()
                     }
                     Step::Deadline => {
                         let attempt = j.assignment.as_ref().map_or(0, |a| a.attempt);
@@ -959,7 +1429,18 @@ mod tests {
                 };
                 for e in effects {
                     match e {
-                        Effect::Release { seq, amount, .. } => { seqs.push(seq); released += amount; }
+                        Effect::Release { seq, amount, provider, fuel } => {
+                            seqs.push(seq);
+                            released += amount;
+                            if fuel.is_some() {
+                                *pending.entry(provider).or_default() += amount;
+                            }
+                        }
+                        Effect::Forfeit { provider, .. } => {
+                            let back = pending.remove(&provider).unwrap_or(0);
+                            prop_assert!(back > 0, "a forfeit of nothing");
+                            released -= back;
+                        }
                         Effect::Slash { key, .. } => prop_assert!(slashes.insert(key), "slashed twice"),
                         Effect::Settle => settles += 1,
                         _ => {}
@@ -970,6 +1451,7 @@ mod tests {
                 prop_assert!(j.intervals_paid <= j.max_intervals);
                 prop_assert_eq!(seqs.clone(), (0..seqs.len() as u64).collect::<Vec<_>>());
                 prop_assert_eq!(j.status == JobStatus::Open, j.assignment.is_none() && !j.status.is_terminal());
+                prop_assert!(j.status != JobStatus::Reported || (by_fuel && j.assignment.is_some()));
                 prop_assert_eq!(settles, u32::from(j.status.is_terminal()));
             }
         }

@@ -14,8 +14,8 @@ use ic_stable_structures::{Memory, StableBTreeMap};
 use market_api::matcher::{
     FINISHED_JOB_RETENTION_SECS, HeartbeatAck, HeartbeatItem, Job, JobChunk, JobChunkRequest,
     JobKind, JobPart, JobSpec, JobStatus, JobView, MAX_ARG_LEN, MAX_ARGS, MAX_CHUNK_BYTES,
-    MAX_FUEL_PER_INTERVAL, MAX_INPUT_BYTES, MAX_JOB_MEMORY_MIB, MAX_RESTING_SECS, MatcherError,
-    ModuleSource, Offer, OfferSpec, SubmitResultArgs,
+    MAX_FUEL_PER_INTERVAL, MAX_INPUT_BYTES, MAX_JOB_FUEL, MAX_JOB_MEMORY_MIB, MAX_RESTING_SECS,
+    MatcherError, ModuleSource, Offer, OfferSpec, PriceUnit, SubmitResultArgs,
 };
 use market_api::{JobId, OfferId, Tokens};
 use serde::{Deserialize, Serialize};
@@ -38,6 +38,8 @@ pub const MAX_METHOD_LEN: usize = 64;
 pub const MAX_INTERVAL_SECS: u64 = 86_400;
 /// Most intervals one job may buy.
 pub const MAX_INTERVALS: u32 = 100_000;
+/// Longest deadline a bid may name for one attempt: thirty days.
+pub const MAX_DEADLINE_SECS: u64 = 30 * 86_400;
 
 /// A job with everything the matcher keeps about it.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -76,8 +78,17 @@ impl JobRecord {
             spec: self.spec.clone(),
             status: self.state.status,
             provider: shown.map(|(p, _)| p),
-            price_per_interval: shown.map(|(_, price)| price),
+            price: shown.map(|(_, price)| price),
             intervals_paid: self.state.intervals_paid,
+            fuel_reported: self
+                .state
+                .assignment
+                .as_ref()
+                .map(|a| a.fuel_reported)
+                .or_else(|| self.state.result.as_ref().map(|r| r.fuel_used))
+                .unwrap_or(0),
+            paid: self.state.released,
+            window_closes_at_ns: self.state.window_closes_at_ns,
             retries_used: self.state.retries_used,
             result: self.state.result.clone(),
             submitted_at_ns: self.submitted_at_ns,
@@ -85,14 +96,21 @@ impl JobRecord {
         }
     }
 
-    /// The job's bid as it enters the book at `now_ns`.
+    /// The job's bid as it enters the book at `now_ns`: a one-off job's
+    /// per billion fuel, a reserved slot's per interval.
     fn bid(&self, now_ns: u64) -> Bid {
+        let (unit, max_price, deadline_secs) = match self.state.fuel {
+            Some(f) => (PriceUnit::Gfuel, f.max_price_per_gfuel, f.deadline_secs),
+            None => (PriceUnit::Interval, self.state.max_price, None),
+        };
         Bid {
             job_id: self.state.id,
             ledger: self.spec.ledger,
-            max_price: self.spec.max_price_per_interval,
+            unit,
+            max_price,
             memory_mib: self.spec.limits.memory_mib,
-            fuel_per_interval: self.spec.limits.fuel_per_interval,
+            fuel: self.spec.limits.fuel,
+            deadline_secs,
             interval_secs: self.spec.interval_secs,
             min_provider_stake: self.spec.min_provider_stake,
             excluded_providers: self.state.failed_providers.clone(),
@@ -111,11 +129,14 @@ fn invalid(field: &str, reason: impl Into<String>) -> MatcherError {
 
 /// Checks the memory and fuel a job or reserved slot asks for: positive,
 /// and no more than any sandbox could give (a bid asking for more could
-/// never match, and would rest for nothing).
+/// never match, and would rest for nothing). `fuel` is a job's budget (at
+/// most [`MAX_JOB_FUEL`]) or a slot's fuel per interval (at most
+/// [`MAX_FUEL_PER_INTERVAL`]), `max_fuel` says which.
 pub fn check_limits(
     field: &str,
     memory_mib: u32,
-    fuel_per_interval: u64,
+    fuel: u64,
+    max_fuel: u64,
 ) -> Result<(), MatcherError> {
     if memory_mib == 0 || memory_mib > MAX_JOB_MEMORY_MIB {
         return Err(invalid(
@@ -123,11 +144,8 @@ pub fn check_limits(
             format!("memory_mib from 1 to {MAX_JOB_MEMORY_MIB}"),
         ));
     }
-    if fuel_per_interval == 0 || fuel_per_interval > MAX_FUEL_PER_INTERVAL {
-        return Err(invalid(
-            field,
-            format!("fuel_per_interval from 1 to {MAX_FUEL_PER_INTERVAL}"),
-        ));
+    if fuel == 0 || fuel > max_fuel {
+        return Err(invalid(field, format!("fuel from 1 to {max_fuel}")));
     }
     Ok(())
 }
@@ -177,7 +195,8 @@ pub fn validate_spec(spec: &JobSpec) -> Result<(), MatcherError> {
     check_limits(
         "limits",
         spec.limits.memory_mib,
-        spec.limits.fuel_per_interval,
+        spec.limits.fuel,
+        MAX_JOB_FUEL,
     )?;
     if spec.interval_secs == 0 || spec.interval_secs > MAX_INTERVAL_SECS {
         return Err(invalid(
@@ -185,18 +204,19 @@ pub fn validate_spec(spec: &JobSpec) -> Result<(), MatcherError> {
             format!("1 to {MAX_INTERVAL_SECS}"),
         ));
     }
-    if spec.max_intervals == 0 || spec.max_intervals > MAX_INTERVALS {
-        return Err(invalid("max_intervals", format!("1 to {MAX_INTERVALS}")));
+    if spec.max_price_per_gfuel == 0 {
+        return Err(invalid("max_price_per_gfuel", "must be positive"));
     }
-    if spec.max_price_per_interval == 0 {
-        return Err(invalid("max_price_per_interval", "must be positive"));
+    if spec.max_cost().is_none() {
+        return Err(invalid("max_price_per_gfuel", "maximum cost overflows"));
     }
-    if spec
-        .max_price_per_interval
-        .checked_mul(Tokens::from(spec.max_intervals))
-        .is_none()
+    if let Some(d) = spec.deadline_secs
+        && (d == 0 || d > MAX_DEADLINE_SECS)
     {
-        return Err(invalid("max_price_per_interval", "maximum cost overflows"));
+        return Err(invalid(
+            "deadline_secs",
+            format!("1 to {MAX_DEADLINE_SECS}"),
+        ));
     }
     if spec.max_retries > 10 {
         return Err(invalid("max_retries", "at most 10"));
@@ -216,9 +236,14 @@ pub fn validate_offer(spec: &OfferSpec) -> Result<(), MatcherError> {
     }
     if spec.memory_per_slot_mib == 0
         || spec.max_fuel_per_interval == 0
+        || spec.fuel_per_sec == 0
         || spec.price_per_interval == 0
+        || spec.price_per_gfuel == 0
     {
-        return Err(invalid("spec", "memory, fuel and price must be positive"));
+        return Err(invalid(
+            "spec",
+            "memory, fuel, speed and prices must be positive",
+        ));
     }
     if spec.min_interval_secs == 0 || spec.min_interval_secs > spec.max_interval_secs {
         return Err(invalid(
@@ -302,9 +327,11 @@ pub enum AuditCursor {
     Deadlines(Option<(u64, JobId, u32)>),
 }
 
-/// The provider an unfinished job is assigned to, if any.
+/// The provider an unfinished job is assigned to, if any (a reported
+/// job's provider is done with it: its assignment stays only to hold the
+/// bond through the challenge window).
 fn holder_of(rec: &JobRecord) -> Option<Principal> {
-    if rec.state.status.is_terminal() {
+    if rec.state.status.is_terminal() || rec.state.status == JobStatus::Reported {
         return None;
     }
     rec.state.assignment.as_ref().map(|a| a.provider)
@@ -714,12 +741,18 @@ impl<M: Memory> Market<M> {
             return;
         }
         self.book.remove_bid(id);
+        let unit = if rec.state.fuel.is_some() {
+            PriceUnit::Gfuel
+        } else {
+            PriceUnit::Interval
+        };
         let effects = rec.state.assign(
             p,
             now_ns,
             offer.offer.provider,
             offer.offer.id,
-            offer.offer.spec.price_per_interval,
+            offer.price(unit),
+            offer.offer.spec.fuel_per_sec,
         );
         let kind = rec.kind;
         self.track_deadline(p, &rec.state, None);
@@ -1027,7 +1060,10 @@ impl<M: Memory> Market<M> {
                 continue;
             };
             let old = Self::deadline_key(p, &rec.state);
-            match rec.state.heartbeat(now_ns, provider, item.attempt) {
+            match rec
+                .state
+                .heartbeat(now_ns, provider, item.attempt, item.fuel_used)
+            {
                 Ok(effects) => {
                     self.track_deadline(p, &rec.state, old);
                     let next = rec.state.deadline_ns(p).unwrap_or(0);
@@ -1068,7 +1104,7 @@ impl<M: Memory> Market<M> {
         let old = Self::deadline_key(p, &rec.state);
         let effects = rec
             .state
-            .submit_result(now_ns, provider, args.attempt, args.result)
+            .submit_result(p, now_ns, provider, args.attempt, args.result)
             .map_err(|r| refusal_error(&rec.state, r))?;
         self.track_deadline(p, &rec.state, old);
         let kind = rec.kind;
@@ -1258,6 +1294,15 @@ fn refusal_text(r: &Refusal) -> String {
         }
         Refusal::NotOwner => "only the job's owner may do this".into(),
         Refusal::BondPending => "the provider's bond for this job is not confirmed yet".into(),
+        Refusal::FuelDecreased { reported } => {
+            format!("the fuel reported is below the {reported} reported before")
+        }
+        Refusal::FuelOverBudget { budget } => {
+            format!("the fuel reported is above the job's budget of {budget}")
+        }
+        Refusal::FuelTooFast { allowed } => format!(
+            "the fuel reported grew faster than the offer's declared speed: at most {allowed} by now"
+        ),
     }
 }
 
@@ -1270,5 +1315,8 @@ fn refusal_error(state: &JobState, r: Refusal) -> MatcherError {
         Refusal::TooEarly { .. } | Refusal::BondPending => MatcherError::InvalidState {
             status: state.status,
         },
+        Refusal::FuelDecreased { .. }
+        | Refusal::FuelOverBudget { .. }
+        | Refusal::FuelTooFast { .. } => invalid("fuel_used", refusal_text(&r)),
     }
 }

@@ -238,6 +238,7 @@ mod tests {
                 seq: 0,
                 provider: candid::Principal::anonymous(),
                 amount: 5,
+                fuel: None,
             },
         );
         let b1 = o.push(2, Effect::Settle);

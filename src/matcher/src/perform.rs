@@ -20,7 +20,7 @@ use crate::state::{mutate_state, read_state};
 use candid::Principal;
 use market_api::client::CallError;
 use market_api::escrow::{
-    EscrowError, ExtendLockArgs, LockArgs, NotifyDepositArgs, ReleaseArgs, SettleArgs,
+    EscrowError, ExtendLockArgs, ForfeitArgs, LockArgs, NotifyDepositArgs, ReleaseArgs, SettleArgs,
     WithdrawArgs, WithdrawForArgs,
 };
 use market_api::matcher::{JobKind, JobNotice, MAX_NOTICE_MESSAGE_BYTES, MatcherError};
@@ -76,7 +76,7 @@ pub fn notice(rec: &JobRecord) -> JobNotice {
         outcome: result.map(|r| r.outcome.truncated(MAX_NOTICE_MESSAGE_BYTES)),
         fuel_used: result.map(|r| r.fuel_used),
         provider: shown.map(|(p, _)| p),
-        price_per_interval: shown.map(|(_, price)| price),
+        price: shown.map(|(_, price)| price),
         intervals_paid: st.intervals_paid,
         paid: st.released,
         output_len: result.map_or(0, |r| r.output.len() as u64),
@@ -132,22 +132,45 @@ pub async fn perform(rt: &impl Runtime, job_id: JobId, effect: Effect) -> Outcom
             seq,
             provider,
             amount,
+            fuel,
         } => {
             let args = ReleaseArgs {
                 job_key: lock_key(job_id),
                 seq,
                 provider,
                 amount,
+                hold: fuel.is_some(),
             };
             match rt.release(escrow, &args).await {
                 Ok(Err(EscrowError::Busy)) => Outcome::Retry("escrow busy".into()),
                 Ok(Ok(_)) => {
                     let t = rt.now_ns();
-                    mutate_state(|s| audit::interval_paid(s, t, job_id, provider, seq, amount));
+                    mutate_state(|s| audit::paid(s, t, job_id, provider, seq, amount, fuel));
                     Outcome::Done
                 }
                 Ok(Err(e)) => {
                     rt.log(&format!("job {job_id}: release {seq} refused: {e:?}"));
+                    Outcome::Done
+                }
+                Err(e) => retry(e),
+            }
+        }
+        Effect::Forfeit { provider, attempt } => {
+            let args = ForfeitArgs {
+                job_key: lock_key(job_id),
+                provider,
+            };
+            match rt.forfeit(escrow, &args).await {
+                Ok(Err(EscrowError::Busy)) => Outcome::Retry("escrow busy".into()),
+                Ok(Ok(_)) => {
+                    let t = rt.now_ns();
+                    mutate_state(|s| audit::pay_forfeited(s, t, job_id, provider, attempt));
+                    Outcome::Done
+                }
+                Ok(Err(e)) => {
+                    rt.log(&format!(
+                        "job {job_id}: forfeit of {provider} refused: {e:?}"
+                    ));
                     Outcome::Done
                 }
                 Err(e) => retry(e),

@@ -11,8 +11,8 @@ use candid::Principal;
 use market_api::Tokens;
 use market_api::client::{CallError, EscrowClient, RegistryClient};
 use market_api::escrow::{
-    Balance, EscrowError, ExtendLockArgs, JobLock, LedgerInfo, LockArgs, NotifyDepositArgs,
-    ReleaseArgs, SettleArgs, WithdrawForArgs,
+    Balance, EscrowError, ExtendLockArgs, ForfeitArgs, JobLock, LedgerInfo, LockArgs,
+    NotifyDepositArgs, ReleaseArgs, SettleArgs, WithdrawForArgs,
 };
 use market_api::matcher::JobNotice;
 use market_api::registry::{
@@ -48,6 +48,8 @@ pub trait Runtime: SystemApi {
     ) -> Answer<JobLock, EscrowError>;
     /// Escrow `release`.
     async fn release(&self, escrow: Principal, args: &ReleaseArgs) -> Answer<JobLock, EscrowError>;
+    /// Escrow `forfeit`.
+    async fn forfeit(&self, escrow: Principal, args: &ForfeitArgs) -> Answer<JobLock, EscrowError>;
     /// Escrow `settle`.
     async fn settle(&self, escrow: Principal, args: &SettleArgs) -> Answer<JobLock, EscrowError>;
     /// Escrow `notify_deposit`.
@@ -140,6 +142,10 @@ impl Runtime for IcRuntime {
 
     async fn release(&self, escrow: Principal, args: &ReleaseArgs) -> Answer<JobLock, EscrowError> {
         EscrowClient(escrow).release(args).await
+    }
+
+    async fn forfeit(&self, escrow: Principal, args: &ForfeitArgs) -> Answer<JobLock, EscrowError> {
+        EscrowClient(escrow).forfeit(args).await
     }
 
     async fn settle(&self, escrow: Principal, args: &SettleArgs) -> Answer<JobLock, EscrowError> {

@@ -77,6 +77,7 @@ impl State {
             bond_multiple: c.bond_multiple,
             slash_multiple: c.slash_multiple,
             min_slash: c.min_slash(),
+            challenge_window_secs: c.challenge_window_secs(),
         }
     }
 

@@ -141,6 +141,7 @@ fn logged_locks(events: &[EscrowEvent]) -> BTreeMap<String, JobLock> {
                         refunded: 0,
                         settled: false,
                         storage_fee: 0,
+                        pending: vec![],
                     },
                 );
             }
@@ -343,7 +344,7 @@ impl MarketFixture {
                     job_id,
                     provider,
                     attempt,
-                    price_per_interval,
+                    price: price_per_interval,
                 } => {
                     log.assigned
                         .insert((job_id, attempt), (provider, price_per_interval));

@@ -34,9 +34,9 @@ use candid::{CandidType, Nat, Principal};
 use devnet::{Devnet, DevnetConfig};
 use market_api::escrow::{Balance, DepositArgs, EscrowError, EscrowInit, LedgerInfo};
 use market_api::matcher::{
-    Assignment, AssignmentPage, HeartbeatItem, Job, JobChunk, JobChunkRequest, JobLimits, JobPart,
-    JobSpec, JobView, MatcherError, MatcherInit, ModuleInfo, ModuleSource, ModuleUpload, OfferSpec,
-    Reservation,
+    Assignment, AssignmentPage, GFUEL, HeartbeatItem, Job, JobChunk, JobChunkRequest, JobLimits,
+    JobPart, JobSpec, JobView, MatcherError, MatcherInit, ModuleInfo, ModuleSource, ModuleUpload,
+    OfferSpec, Reservation,
 };
 use market_api::registry::{ProviderProfile, RegistryError, RegistryInit};
 use market_api::{Account, JobId, OfferId, PageRequest, Tokens};
@@ -50,6 +50,9 @@ use std::time::Duration;
 
 /// One ICP in e8s.
 pub const ICP: Tokens = 100_000_000;
+/// The declared speed of the fixture's offers: a billion fuel a second, so
+/// a heartbeat may report a billion fuel for each second since the bond held.
+pub const FUEL_PER_SEC: u64 = 1_000_000_000;
 
 /// What went wrong in a market fixture step.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +112,8 @@ pub struct Settings {
     pub bond_multiple: u32,
     /// Stake slashed per missed deadline, in intervals' prices.
     pub slash_multiple: u32,
+    /// How long a result stays open to challenge.
+    pub challenge_window_secs: u64,
     /// The devnet's limits.
     pub devnet: DevnetConfig,
 }
@@ -122,6 +127,7 @@ impl Default for Settings {
             grace_secs: 30,
             bond_multiple: 10,
             slash_multiple: 5,
+            challenge_window_secs: 60,
             devnet: DevnetConfig::default(),
         }
     }
@@ -244,6 +250,7 @@ impl MarketFixture {
                 slash_multiple: settings.slash_multiple,
                 stake_ledger: ids.ledger,
                 min_slash: None,
+                challenge_window_secs: Some(settings.challenge_window_secs),
             })
         })?;
         install(&mut dn, ids.matcher, "matcher", matcher_arg)?;
@@ -379,9 +386,11 @@ impl MarketFixture {
     }
 
     /// A job on a module fetched by URL (which no provider here runs):
-    /// 64 MiB, 1,000 fuel per interval, paid with this market's ledger, no
-    /// stake required, no retries, no callback.
-    pub fn url_job(&self, interval_secs: u64, max_intervals: u32, max_price: Tokens) -> JobSpec {
+    /// 64 MiB, a budget of `gfuel` billion fuel at up to `max_price` per
+    /// billion (so its lock is `gfuel` times `max_price`), heartbeats every
+    /// `interval_secs`, paid with this market's ledger, no deadline of its
+    /// own, no stake required, no retries, no callback.
+    pub fn url_job(&self, interval_secs: u64, gfuel: u32, max_price: Tokens) -> JobSpec {
         JobSpec {
             module: ModuleSource::Url {
                 url: "https://example.org/job.wasm".into(),
@@ -392,11 +401,11 @@ impl MarketFixture {
             env: vec![],
             limits: JobLimits {
                 memory_mib: 64,
-                fuel_per_interval: 1_000,
+                fuel: u64::from(gfuel) * GFUEL,
             },
+            max_price_per_gfuel: max_price,
+            deadline_secs: None,
             interval_secs,
-            max_intervals,
-            max_price_per_interval: max_price,
             ledger: self.ids.ledger,
             min_provider_stake: 0,
             max_retries: 0,
@@ -404,14 +413,17 @@ impl MarketFixture {
         }
     }
 
-    /// An offer of `slots` slots of 256 MiB at `price` per interval, paid
-    /// with this market's ledger: a billion fuel per interval, intervals of
-    /// 10 s to an hour, no tags.
+    /// An offer of `slots` slots of 256 MiB at `price` per billion fuel and
+    /// per interval, paid with this market's ledger: a billion fuel per
+    /// interval for reserved slots, a declared speed of [`FUEL_PER_SEC`],
+    /// intervals of 10 s to an hour, no tags.
     pub fn offer_spec(&self, slots: u32, price: Tokens) -> OfferSpec {
         OfferSpec {
             slots,
             memory_per_slot_mib: 256,
             max_fuel_per_interval: 1_000_000_000,
+            price_per_gfuel: price,
+            fuel_per_sec: FUEL_PER_SEC,
             price_per_interval: price,
             ledger: self.ids.ledger,
             min_interval_secs: 10,

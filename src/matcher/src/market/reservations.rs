@@ -63,7 +63,12 @@ pub fn validate_reservation(spec: &ReservationSpec) -> Result<(), MatcherError> 
     if spec.slots == 0 || spec.slots > MAX_RESERVED_SLOTS {
         return Err(invalid("slots", format!("1 to {MAX_RESERVED_SLOTS}")));
     }
-    super::check_limits("memory_mib", spec.memory_mib, spec.fuel_per_interval)?;
+    super::check_limits(
+        "memory_mib",
+        spec.memory_mib,
+        spec.fuel_per_interval,
+        MAX_FUEL_PER_INTERVAL,
+    )?;
     if spec.interval_secs == 0 || spec.interval_secs > MAX_INTERVAL_SECS {
         return Err(invalid(
             "interval_secs",
@@ -99,9 +104,10 @@ fn check_delegates(delegates: &[Principal]) -> Result<(), MatcherError> {
 /// buyers' tools price a reservation the way the matcher does).
 pub use market_api::matcher::reservation_cost;
 
-/// The spec of a reservation's slots (and, with the price of all slots, of
-/// its record): the size and terms; there is no module, nothing runs.
-fn slot_spec(spec: &ReservationSpec, price: Tokens) -> JobSpec {
+/// The spec of a reservation's slots (and of its record): the size and
+/// terms; there is no module, nothing runs. Its price is per interval, in
+/// the job state (see [`slot_state`]).
+fn slot_spec(spec: &ReservationSpec) -> JobSpec {
     JobSpec {
         module: ModuleSource::Stored { sha256: [0; 32] },
         input: vec![],
@@ -109,16 +115,40 @@ fn slot_spec(spec: &ReservationSpec, price: Tokens) -> JobSpec {
         env: vec![],
         limits: JobLimits {
             memory_mib: spec.memory_mib,
-            fuel_per_interval: spec.fuel_per_interval,
+            fuel: spec.fuel_per_interval,
         },
+        max_price_per_gfuel: 0,
+        deadline_secs: None,
         interval_secs: spec.interval_secs,
-        max_intervals: spec.intervals,
-        max_price_per_interval: price,
         ledger: spec.ledger,
         min_provider_stake: spec.min_provider_stake,
         max_retries: spec.max_rematches,
         callback: None,
     }
+}
+
+/// The state of a new reservation record or slot of `owner`: paid per
+/// interval, for the reservation's intervals at up to `price` each.
+fn slot_state(id: JobId, owner: Principal, spec: &ReservationSpec, price: Tokens) -> JobState {
+    JobState::per_interval(id, owner, &slot_spec(spec), spec.intervals, price)
+}
+
+/// The intervals a job in a reservation may run for: its own deadline's,
+/// else what its fuel budget needs at the slot's fuel per interval, with
+/// the same margin as a one-off job's default deadline.
+fn reserved_job_intervals(spec: &JobSpec, slot_fuel_per_interval: u64, interval_secs: u64) -> u32 {
+    let intervals = match spec.deadline_secs {
+        Some(d) => d.div_ceil(interval_secs.max(1)),
+        None => spec
+            .limits
+            .fuel
+            .div_ceil(slot_fuel_per_interval.max(1))
+            .saturating_mul(market_api::matcher::DEADLINE_MARGIN)
+            .saturating_add(1),
+    };
+    u32::try_from(intervals)
+        .unwrap_or(u32::MAX)
+        .clamp(1, MAX_INTERVALS)
 }
 
 /// What an extension takes: its number and the amount to add to the lock.
@@ -165,10 +195,9 @@ impl<M: Memory> Market<M> {
         }
         let id = self.next_job_id();
         let all_slots = spec.max_price_per_interval * Tokens::from(spec.slots);
-        let job_spec = slot_spec(&spec, all_slots);
         let rec = JobRecord {
-            state: JobState::new(id, owner, &job_spec),
-            spec: job_spec,
+            state: slot_state(id, owner, &spec, all_slots),
+            spec: slot_spec(&spec),
             submitted_at_ns: now_ns,
             funded: false,
             kind: JobKind::Reservation,
@@ -200,12 +229,16 @@ impl<M: Memory> Market<M> {
         if r.status != ReservationStatus::Funding {
             return;
         }
-        let spec = slot_spec(&r.spec, r.spec.max_price_per_interval);
         for slot in 0..r.spec.slots {
             let slot_id = self.next_job_id();
             self.put_job(JobRecord {
-                state: JobState::new(slot_id, rec.state.owner, &spec),
-                spec: spec.clone(),
+                state: slot_state(
+                    slot_id,
+                    rec.state.owner,
+                    &r.spec,
+                    r.spec.max_price_per_interval,
+                ),
+                spec: slot_spec(&r.spec),
                 submitted_at_ns: now_ns,
                 funded: true,
                 kind: JobKind::ReservedSlot {
@@ -244,6 +277,7 @@ impl<M: Memory> Market<M> {
                     seq,
                     provider,
                     amount,
+                    fuel,
                 } => {
                     let seq = (u64::from(slot) << 32) | seq;
                     self.outbox.push(
@@ -252,6 +286,7 @@ impl<M: Memory> Market<M> {
                             seq,
                             provider,
                             amount,
+                            fuel,
                         },
                     );
                 }
@@ -584,13 +619,11 @@ impl<M: Memory> Market<M> {
                 && !rec.state.status.is_terminal()
             {
                 rec.state.max_intervals = rec.state.max_intervals.saturating_add(intervals);
-                rec.spec.max_intervals = rec.state.max_intervals;
                 self.put_job(rec);
             }
         }
         if let Some(mut rec) = self.job(reservation) {
             rec.state.max_intervals = rec.state.max_intervals.saturating_add(intervals);
-            rec.spec.max_intervals = rec.state.max_intervals;
             self.put_job(rec);
         }
         self.put_reservation(reservation, r);
@@ -651,10 +684,12 @@ impl<M: Memory> Market<M> {
         spec.interval_secs = r.spec.interval_secs;
         spec.min_provider_stake = 0;
         // Validated (in create_job) as if it had a price; it has none.
-        spec.max_price_per_interval = 1;
+        spec.max_price_per_gfuel = 1;
+        let intervals = reserved_job_intervals(&spec, r.spec.fuel_per_interval, spec.interval_secs);
         let mut rec = self.create_job(now_ns, caller, spec)?;
-        rec.spec.max_price_per_interval = 0;
-        rec.state.max_price = 0;
+        rec.spec.max_price_per_gfuel = 0;
+        // Paid by its slot: nothing of its own, for at most `intervals`.
+        rec.state = JobState::per_interval(rec.state.id, caller, &rec.spec, intervals, 0);
         rec.funded = true;
         rec.kind = JobKind::InReservation { reservation };
         let id = rec.state.id;
@@ -684,15 +719,10 @@ impl<M: Memory> Market<M> {
         if r.status != ReservationStatus::Active {
             return Err(invalid("reservation", "not active"));
         }
-        if args.spec.limits.memory_mib > r.spec.memory_mib
-            || args.spec.limits.fuel_per_interval > r.spec.fuel_per_interval
-        {
+        if args.spec.limits.memory_mib > r.spec.memory_mib {
             return Err(invalid(
                 "limits",
-                format!(
-                    "the reserved slots have {} MiB and {} fuel per interval",
-                    r.spec.memory_mib, r.spec.fuel_per_interval
-                ),
+                format!("the reserved slots have {} MiB", r.spec.memory_mib),
             ));
         }
         if self.queued(args.reservation).count() >= MAX_QUEUED_JOBS {
@@ -718,7 +748,7 @@ impl<M: Memory> Market<M> {
                     job_id: *slot_id,
                     status: job.status,
                     provider: job.provider,
-                    price_per_interval: job.price_per_interval,
+                    price_per_interval: job.price,
                     intervals_paid: job.intervals_paid,
                     rematches: job.retries_used,
                     running: *running,

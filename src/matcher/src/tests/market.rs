@@ -16,7 +16,9 @@ const P: Params = Params {
     bond_multiple: 2,
     slash_multiple: 3,
     min_slash: 1,
+    challenge_window_secs: 100,
 };
+const G: u64 = market_api::matcher::GFUEL;
 
 fn mem() -> VectorMemory {
     VectorMemory::default()
@@ -65,11 +67,11 @@ pub(crate) fn spec(max_price: u128, retries: u32) -> JobSpec {
         env: vec![],
         limits: JobLimits {
             memory_mib: 64,
-            fuel_per_interval: 1_000_000,
+            fuel: 10 * G,
         },
+        max_price_per_gfuel: max_price,
+        deadline_secs: None,
         interval_secs: 60,
-        max_intervals: 10,
-        max_price_per_interval: max_price,
         ledger: icp(),
         min_provider_stake: 0,
         max_retries: retries,
@@ -82,6 +84,11 @@ pub(crate) fn offer(price: u128) -> OfferSpec {
         slots: 1,
         memory_per_slot_mib: 256,
         max_fuel_per_interval: 10_000_000,
+        price_per_gfuel: price,
+        // A tenth of a billion fuel a second: a job's default deadline
+        // (200 s for its budget, plus an interval) outlasts the heartbeat
+        // deadlines these tests play with.
+        fuel_per_sec: 100_000_000,
         price_per_interval: price,
         ledger: icp(),
         min_interval_secs: 10,
@@ -145,24 +152,26 @@ fn job_runs_misses_a_deadline_and_finishes_on_a_second_provider() {
         vec![Effect::Bond {
             key: "job/1/bond/1".into(),
             provider: provider(1),
-            amount: 100
-        }]
+            amount: 1_000
+        }],
+        "twice the job's value: 10 billion fuel at 50"
     );
 
-    // The node acknowledges, then heartbeats one interval later and is paid.
-    let hb = |attempt| {
+    // The node acknowledges, then heartbeats one interval later, reporting
+    // a billion fuel, and is paid for it into its pending balance.
+    let hb = |attempt, fuel_used| {
         vec![HeartbeatItem {
             job_id: id,
             attempt,
-            fuel_used: 0,
+            fuel_used,
         }]
     };
     assert!(matches!(
-        m.heartbeat(&P, S, node(1), &hb(1)).unwrap()[0],
+        m.heartbeat(&P, S, node(1), &hb(1, 0)).unwrap()[0],
         HeartbeatAck::Accepted { .. }
     ));
     assert!(matches!(
-        m.heartbeat(&P, 61 * S, node(1), &hb(1)).unwrap()[0],
+        m.heartbeat(&P, 61 * S, node(1), &hb(1, G)).unwrap()[0],
         HeartbeatAck::Accepted { .. }
     ));
     assert_eq!(
@@ -170,12 +179,13 @@ fn job_runs_misses_a_deadline_and_finishes_on_a_second_provider() {
         vec![Effect::Release {
             seq: 0,
             provider: provider(1),
-            amount: 50
+            amount: 50,
+            fuel: Some(G),
         }]
     );
     // Another node can't heartbeat it.
     assert!(matches!(
-        m.heartbeat(&P, 62 * S, node(2), &hb(1)).unwrap()[0],
+        m.heartbeat(&P, 62 * S, node(2), &hb(1, G)).unwrap()[0],
         HeartbeatAck::Refused { .. }
     ));
 
@@ -189,13 +199,20 @@ fn job_runs_misses_a_deadline_and_finishes_on_a_second_provider() {
     assert!(fx.contains(&Effect::Slash {
         key: "job/1/slash/1".into(),
         provider: provider(1),
-        amount: 150,
+        amount: 1_500,
         owner: buyer()
     }));
+    assert!(
+        fx.contains(&Effect::Forfeit {
+            provider: provider(1),
+            attempt: 1
+        }),
+        "the silent provider loses its pending pay"
+    );
     assert!(fx.contains(&Effect::Bond {
         key: "job/1/bond/2".into(),
         provider: provider(2),
-        amount: 140
+        amount: 1_400
     }));
     let j = m.job(id).unwrap().to_job();
     assert_eq!(
@@ -204,12 +221,12 @@ fn job_runs_misses_a_deadline_and_finishes_on_a_second_provider() {
     );
 
     // Provider 2 finishes it.
-    m.heartbeat(&P, 160 * S, node(2), &hb(2)).unwrap();
+    m.heartbeat(&P, 160 * S, node(2), &hb(2, 0)).unwrap();
     let result = JobResult {
         outcome: RunOutcome::Exited { code: 0 },
         output: b"done".to_vec(),
         output_sha256: [0; 32],
-        fuel_used: 10,
+        fuel_used: G,
         engine: "wasmtime-48.0.8".into(),
     };
     m.submit_result(
@@ -225,18 +242,27 @@ fn job_runs_misses_a_deadline_and_finishes_on_a_second_provider() {
     .unwrap();
     let fx = steps(&mut m);
     assert_eq!(
-        fx.first(),
-        Some(&Effect::Release {
+        fx,
+        vec![Effect::Release {
             seq: 1,
             provider: provider(2),
-            amount: 70
-        })
+            amount: 70,
+            fuel: Some(G),
+        }],
+        "the bill: a billion fuel at provider 2's price"
     );
+    // Its slot is free at once; the result waits out its challenge window.
+    assert!(m.offers_of(provider(2))[0].slots_used == 0);
+    let j = m.job(id).unwrap().to_job();
+    assert_eq!(j.status, JobStatus::Reported);
+    assert_eq!(j.window_closes_at_ns, Some(270 * S));
+    assert_eq!(j.paid, 70, "the first attempt's pay was forfeited");
+    assert_eq!(m.process_deadlines(&P, 269 * S, 100), 0);
+    assert_eq!(m.process_deadlines(&P, 270 * S, 100), 1);
+    let fx = steps(&mut m);
     assert_eq!(fx.last(), Some(&Effect::Settle));
     assert_eq!(m.job(id).unwrap().to_job().status, JobStatus::Succeeded);
     assert_eq!(m.next_deadline_ns(), None);
-    // Both slots are free again.
-    assert!(m.offers_of(provider(2))[0].slots_used == 0);
 }
 
 #[test]
@@ -543,7 +569,7 @@ fn bad_specs_and_limits_are_refused() {
         Err(MatcherError::InvalidArgument { .. })
     ));
     let mut s = spec(u128::MAX, 0);
-    s.max_intervals = 2;
+    s.limits.fuel = 2 * G;
     assert!(matches!(
         m.create_job(0, buyer(), s),
         Err(MatcherError::InvalidArgument { .. })
@@ -739,7 +765,8 @@ mod reservations {
                     Effect::Release {
                         seq: 0,
                         provider: provider(1),
-                        amount: 50
+                        amount: 50,
+                        fuel: None,
                     }
                 ),
                 (
@@ -747,7 +774,8 @@ mod reservations {
                     Effect::Release {
                         seq: 1 << 32,
                         provider: provider(2),
-                        amount: 60
+                        amount: 60,
+                        fuel: None,
                     }
                 ),
             ],

@@ -13,8 +13,8 @@ use canister_common::audit::Books;
 use futures::executor::block_on;
 use market_api::client::CallError;
 use market_api::escrow::{
-    Balance, EscrowError, ExtendLockArgs, JobLock, LedgerInfo, LockArgs, NotifyDepositArgs,
-    ReleaseArgs, SettleArgs, WithdrawForArgs,
+    Balance, EscrowError, ExtendLockArgs, ForfeitArgs, JobLock, LedgerInfo, LockArgs,
+    NotifyDepositArgs, ReleaseArgs, SettleArgs, WithdrawForArgs,
 };
 use market_api::matcher::{
     ExtendReservationArgs, HeartbeatAck, HeartbeatItem, JobNotice, JobStatus, MatcherError,
@@ -92,6 +92,7 @@ impl Fake {
                 slash_multiple: 3,
                 stake_ledger: icp(),
                 min_slash: Some(1),
+                challenge_window_secs: None,
             })
         });
         fake
@@ -179,6 +180,7 @@ fn lock(key: &str, total: Tokens) -> JobLock {
         refunded: 0,
         settled: false,
         storage_fee: 0,
+        pending: vec![],
     }
 }
 
@@ -221,6 +223,15 @@ impl Runtime for Fake {
     ) -> Answer<JobLock, EscrowError> {
         let key = format!("{} seq {}", args.job_key, args.seq);
         self.escrow_answer("release", key, lock(&args.job_key, args.amount))
+    }
+
+    async fn forfeit(
+        &self,
+        _escrow: Principal,
+        args: &ForfeitArgs,
+    ) -> Answer<JobLock, EscrowError> {
+        let key = format!("{} forfeit {}", args.job_key, args.provider);
+        self.escrow_answer("forfeit", key, lock(&args.job_key, 0))
     }
 
     async fn settle(&self, _escrow: Principal, args: &SettleArgs) -> Answer<JobLock, EscrowError> {
@@ -350,11 +361,12 @@ fn pending() -> Vec<(u32, Effect)> {
     steps
 }
 
-fn heartbeat(rt: &Fake, job_id: u64) {
+/// A heartbeat of attempt 1 of `job_id` reporting `fuel_used` in all.
+fn heartbeat(rt: &Fake, job_id: u64, fuel_used: u64) {
     let item = HeartbeatItem {
         job_id,
         attempt: 1,
-        fuel_used: 0,
+        fuel_used,
     };
     endpoints::heartbeat(rt, NODE, vec![item]).unwrap();
 }
@@ -405,7 +417,7 @@ fn a_busy_callee_is_asked_again_with_the_same_key() {
         job_id: id,
         provider: PROVIDER,
         attempt: 1,
-        price_per_interval: PRICE,
+        price: PRICE,
     }));
 }
 
@@ -415,9 +427,9 @@ fn an_unknown_outcome_is_retried_with_the_same_key_and_applied_once() {
     post_offer(&rt);
     let id = block_on(endpoints::submit_job(&rt, BUYER, spec(PRICE, 0))).unwrap();
     rt.settle_outbox(3);
-    heartbeat(&rt, id);
+    heartbeat(&rt, id, 0);
     rt.advance(60 * S);
-    heartbeat(&rt, id);
+    heartbeat(&rt, id, market_api::matcher::GFUEL);
     rt.fail_next(Fault::Unknown);
     block_on(perform::run_ready_steps(&rt));
     assert_eq!(pending()[0].0, 1, "the release waits, one failure recorded");
@@ -431,7 +443,7 @@ fn an_unknown_outcome_is_retried_with_the_same_key_and_applied_once() {
     );
     let paid: Vec<_> = events()
         .into_iter()
-        .filter(|e| matches!(e, MatcherEvent::IntervalPaid { .. }))
+        .filter(|e| matches!(e, MatcherEvent::FuelPaid { .. }))
         .collect();
     assert_eq!(paid.len(), 1, "recorded once");
 }
@@ -455,9 +467,9 @@ fn lock_bond_release_slash_unbond_and_settle_go_through_the_performer() {
     post_offer(&rt);
     let id = block_on(endpoints::submit_job(&rt, BUYER, spec(PRICE, 0))).unwrap();
     rt.settle_outbox(3);
-    heartbeat(&rt, id);
+    heartbeat(&rt, id, 0);
     rt.advance(60 * S);
-    heartbeat(&rt, id);
+    heartbeat(&rt, id, market_api::matcher::GFUEL);
     rt.settle_outbox(3);
     // The provider goes silent past its deadline: slashed, and (with no
     // retries left) the job fails and settles.
@@ -476,6 +488,7 @@ fn lock_bond_release_slash_unbond_and_settle_go_through_the_performer() {
             "bond",
             "release",
             "slash",
+            "forfeit",
             "unbond",
             "settle",
             "notify_deposit"
@@ -494,7 +507,13 @@ fn lock_bond_release_slash_unbond_and_settle_go_through_the_performer() {
         job_id: id,
         provider: PROVIDER,
         attempt: 1,
-        slashed: 3 * PRICE,
+        // Three times the job's value: 10 billion fuel at PRICE.
+        slashed: 3 * 10 * PRICE,
+    }));
+    assert!(evs.contains(&MatcherEvent::PayForfeited {
+        job_id: id,
+        provider: PROVIDER,
+        attempt: 1,
     }));
     assert!(
         evs.iter()
@@ -637,7 +656,7 @@ fn a_jailed_provider_leaves_the_book() {
     post_offer(&rt);
     let id = block_on(endpoints::submit_job(&rt, BUYER, spec(PRICE, 0))).unwrap();
     rt.settle_outbox(3);
-    heartbeat(&rt, id);
+    heartbeat(&rt, id, 0);
     assert_eq!(offers_left(), 1);
     rt.advance(200 * S);
     let t = rt.now_ns();
