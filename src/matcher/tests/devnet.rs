@@ -15,9 +15,9 @@ use candid::Principal;
 use devnet::{Fault, FaultKind, RejectCode};
 use market_api::escrow::{EscrowError, JobLock, LockArgs};
 use market_api::matcher::{
-    Assignment, HeartbeatAck, HeartbeatItem, Job, JobLimits, JobNotice, JobResult, JobSpec,
+    Assignment, GFUEL, HeartbeatAck, HeartbeatItem, Job, JobLimits, JobNotice, JobResult, JobSpec,
     JobStatus, MatcherError, MatcherEvent, MatcherInit, ModuleInfo, ModuleSource, ModuleUpload,
-    OfferSpec, OutputChunk, RunOutcome, SubmitResultArgs,
+    OfferSpec, OutputChunk, PriceUnit, RunOutcome, SubmitResultArgs,
 };
 use market_api::registry::{Provider, RegistryError, SlashArgs, SlashOutcome};
 use market_api::{JobId, PageRequest, Tokens};
@@ -95,11 +95,11 @@ impl Net {
             env: vec![],
             limits: JobLimits {
                 memory_mib: 64,
-                fuel_per_interval: 1_000_000,
+                fuel: 10 * GFUEL,
             },
+            max_price_per_gfuel: max_price,
+            deadline_secs: None,
             interval_secs: INTERVAL,
-            max_intervals: 10,
-            max_price_per_interval: max_price,
             ledger: self.ids.ledger,
             min_provider_stake: 0,
             max_retries: retries,
@@ -132,11 +132,32 @@ impl Net {
         self.net.assignments(provider(n)).unwrap()
     }
 
+    /// The fuel provider `n`'s attempt at `job` reported so far (0 if it
+    /// does not hold it).
+    fn fuel_reported(&self, n: u8, job: JobId) -> u64 {
+        self.assignments(n)
+            .into_iter()
+            .find(|a| a.job_id == job)
+            .map_or(0, |a| a.fuel_reported)
+    }
+
+    /// A heartbeat of provider `n` for `job`: the acknowledgement reports
+    /// what the attempt reported so far, each later one a billion fuel
+    /// more (so it earns one price per billion fuel), within the budget.
     fn heartbeat(&self, n: u8, job: JobId, attempt: u32) -> HeartbeatAck {
+        let held = self
+            .assignments(n)
+            .into_iter()
+            .find(|a| a.job_id == job && a.attempt == attempt);
+        let fuel_used = match held {
+            Some(a) if a.acknowledged => (a.fuel_reported + GFUEL).min(10 * GFUEL),
+            Some(a) => a.fuel_reported,
+            None => GFUEL,
+        };
         let items = vec![HeartbeatItem {
             job_id: job,
             attempt,
-            fuel_used: 10,
+            fuel_used,
         }];
         let acks: R<Vec<HeartbeatAck>> = self.call(node(n), "heartbeat", &items);
         let ack = acks.unwrap().remove(0);
@@ -152,11 +173,18 @@ impl Net {
     }
 
     /// Provider `n`, holding `job` as assignment `attempt`, runs it to a
-    /// successful result.
+    /// successful result, final once its challenge window closed.
     fn run_to_success(&self, n: u8, job: JobId, attempt: u32) {
         self.run_first_interval(n, job, attempt);
         self.result(n, job, attempt, b"ok").unwrap();
+        assert_eq!(self.job(job).status, JobStatus::Reported);
+        self.close_window();
         assert_eq!(self.job(job).status, JobStatus::Succeeded);
+    }
+
+    /// Waits out the challenge window of a result just reported.
+    fn close_window(&self) {
+        self.wait_secs(self.settings.challenge_window_secs + 1);
     }
 
     /// Providers 1 and 2, the second asking twice the price, and a job
@@ -173,6 +201,8 @@ impl Net {
         id
     }
 
+    /// Provider `n`'s result for `job`: a billion fuel more than its
+    /// heartbeats reported.
     fn result(&self, n: u8, job: JobId, attempt: u32, output: &[u8]) -> R<()> {
         let args = SubmitResultArgs {
             job_id: job,
@@ -180,7 +210,7 @@ impl Net {
             result: JobResult {
                 output: output.to_vec(),
                 output_sha256: Sha256::digest(output).into(),
-                fuel_used: 1234,
+                fuel_used: (self.fuel_reported(n, job) + GFUEL).min(10 * GFUEL),
                 outcome: RunOutcome::Exited { code: 0 },
                 engine: "wasmtime-48.0.8".into(),
             },
@@ -216,6 +246,10 @@ impl Net {
         self.escrow_balance(who).unwrap().claimable
     }
 
+    fn pending(&self, who: Principal) -> Tokens {
+        self.escrow_balance(who).unwrap().pending
+    }
+
     fn stake_of(&self, n: u8) -> Provider {
         let p: Option<Provider> = self
             .query(self.ids.registry, "get_provider", &provider(n))
@@ -248,13 +282,17 @@ fn job_matched_at_once_heartbeats_pay_and_result_settles() {
     let job = net.job(id);
     assert_eq!(job.status, JobStatus::Assigned);
     assert_eq!(job.provider, Some(provider(1)));
-    assert_eq!(job.price_per_interval, Some(PRICE), "the offer's price");
-    assert_eq!(net.lock(id).total, 20 * PRICE, "the maximum cost is locked");
+    assert_eq!(job.price, Some(PRICE), "the offer's price");
+    assert_eq!(
+        net.lock(id).total,
+        20 * PRICE,
+        "the maximum cost is locked: 10 billion fuel at 2 PRICE"
+    );
     assert_eq!(net.free(buyer()), before - 20 * PRICE - net.storage_fee());
     assert_eq!(
         net.stake_of(1).stake.bonded,
-        10 * PRICE,
-        "bond_multiple intervals bonded"
+        100 * PRICE,
+        "bond_multiple times the job's value (10 billion fuel at PRICE)"
     );
 
     let events: market_api::EventPage<MatcherEvent> = net
@@ -266,7 +304,7 @@ fn job_matched_at_once_heartbeats_pay_and_result_settles() {
                 job_id: id,
                 provider: provider(1),
                 attempt: 1,
-                price_per_interval: PRICE,
+                price: PRICE,
             }),
         "{events:?}"
     );
@@ -277,9 +315,9 @@ fn job_matched_at_once_heartbeats_pay_and_result_settles() {
     assert_eq!(
         trades
             .iter()
-            .map(|t| (t.job_id, t.price_per_interval))
+            .map(|t| (t.job_id, t.price, t.unit))
             .collect::<Vec<_>>(),
-        vec![(id, PRICE)]
+        vec![(id, PRICE, PriceUnit::Gfuel)]
     );
 
     let a = net.assignments(1);
@@ -299,22 +337,46 @@ fn job_matched_at_once_heartbeats_pay_and_result_settles() {
     );
     for i in 1..=3u128 {
         assert!(accepted(&net.heartbeat_when_due(1, id, 1)));
-        assert_eq!(net.claimable(provider(1)), i * PRICE);
+        assert_eq!(
+            net.pending(provider(1)),
+            i * PRICE,
+            "a billion fuel more each, pending"
+        );
+        assert_eq!(net.claimable(provider(1)), 0);
         assert_eq!(net.lock(id).released, i * PRICE);
     }
     net.wait_secs(10);
     net.result(1, id, 1, b"done").unwrap();
     let job = net.job(id);
+    assert_eq!(
+        job.status,
+        JobStatus::Reported,
+        "the challenge window is open"
+    );
+    assert_eq!(job.fuel_reported, 4 * GFUEL);
+    assert_eq!(job.paid, 4 * PRICE, "the bill: 4 billion fuel at PRICE");
+    assert_eq!(net.pending(provider(1)), 4 * PRICE);
+    assert!(!net.lock(id).settled);
+    assert!(
+        net.assignments(1).is_empty(),
+        "the provider is done with it"
+    );
+    net.close_window();
+    let job = net.job(id);
     assert_eq!(job.status, JobStatus::Succeeded);
     assert_eq!(job.provider, Some(provider(1)), "who ran it stays visible");
     assert_eq!(job.result.unwrap().output, b"done");
-    assert_eq!(job.intervals_paid, 4, "the interval in progress is paid");
     let lock = net.lock(id);
     assert!(lock.settled);
     assert_eq!(lock.refunded, 16 * PRICE);
     assert_eq!(lock.storage_fee, net.storage_fee());
     assert_eq!(net.free(buyer()), before - 4 * PRICE - net.storage_fee());
-    assert_eq!(net.claimable(provider(1)), 4 * PRICE);
+    assert_eq!(
+        net.claimable(provider(1)),
+        4 * PRICE,
+        "claimable once final"
+    );
+    assert_eq!(net.pending(provider(1)), 0);
     assert_eq!(net.stake_of(1).stake.bonded, 0, "bond released");
     assert!(net.assignments(1).is_empty());
     let audit = net.audit();
@@ -337,7 +399,7 @@ fn bid_rests_until_an_offer_appears_then_matches_highest_first() {
     net.provider(1, PRICE);
     net.settle_outbox();
     assert_eq!(net.job(high).status, JobStatus::Assigned);
-    assert_eq!(net.job(high).price_per_interval, Some(PRICE));
+    assert_eq!(net.job(high).price, Some(PRICE));
     assert_eq!(net.job(low).status, JobStatus::Open);
     // A second, too expensive offer does not take the low bid.
     net.provider(2, 2 * PRICE);
@@ -363,10 +425,13 @@ fn missed_heartbeat_slashes_and_reassigns_to_a_second_provider() {
     let job = net.job(id);
     assert_eq!(job.provider, Some(provider(2)), "reassigned");
     assert_eq!(job.retries_used, 1);
-    assert_eq!(job.price_per_interval, Some(2 * PRICE));
+    assert_eq!(job.price, Some(2 * PRICE));
     let p1 = net.stake_of(1);
-    let slashed = 5 * PRICE;
-    assert_eq!(p1.slashed_total, slashed, "slash_multiple intervals");
+    let slashed = 50 * PRICE;
+    assert_eq!(
+        p1.slashed_total, slashed,
+        "slash_multiple times the job's value (10 billion fuel at PRICE)"
+    );
     assert_eq!(p1.stake.free + p1.stake.bonded, stake_before - slashed);
     assert_eq!(p1.stake.bonded, 0, "the bond of the lost job is released");
     assert_eq!(
@@ -383,11 +448,15 @@ fn missed_heartbeat_slashes_and_reassigns_to_a_second_provider() {
     let a = net.assignments(2);
     assert_eq!((a[0].job_id, a[0].attempt), (id, 2));
     net.run_to_success(2, id, 2);
-    assert_eq!(net.claimable(provider(1)), PRICE);
+    assert_eq!(
+        (net.claimable(provider(1)), net.pending(provider(1))),
+        (0, 0),
+        "the silent provider's pending pay was forfeited"
+    );
     assert_eq!(
         net.claimable(provider(2)),
-        2 * PRICE,
-        "one interval at its price; the result came within the paid one"
+        2 * 2 * PRICE,
+        "two billion fuel (a heartbeat's and the result's) at its price"
     );
     let audit = net.audit();
     assert_eq!(audit.slashes, 1);
@@ -408,7 +477,7 @@ fn retries_used_up_fail_the_job_and_refund_the_buyer() {
     assert_eq!(lock.refunded, lock.total);
     assert_eq!(
         net.free(buyer()),
-        before + 5 * PRICE - 2 * net.settings.fee - net.storage_fee(),
+        before + 50 * PRICE - 2 * net.settings.fee - net.storage_fee(),
         "all refunded, plus the slash, less the storage fee"
     );
     // The offer's slot is free again.
@@ -478,6 +547,7 @@ fn callbacks_are_delivered_once_and_a_trapping_one_harms_nothing() {
     net.settle_outbox();
     assert!(accepted(&net.heartbeat(1, id, 1)));
     net.result(1, id, 1, b"42").unwrap();
+    net.close_window();
     let got: Vec<Delivery> = net
         .query(client, "deliveries", &PageRequest::default())
         .unwrap();
@@ -552,8 +622,12 @@ fn deadline_is_enforced_across_a_matcher_upgrade() {
         JobStatus::Failed,
         "the timer was re-armed"
     );
-    assert_eq!(net.stake_of(1).slashed_total, 5 * PRICE);
-    assert_eq!(net.claimable(provider(1)), 2 * PRICE);
+    assert_eq!(net.stake_of(1).slashed_total, 50 * PRICE);
+    assert_eq!(
+        (net.claimable(provider(1)), net.pending(provider(1))),
+        (0, 0),
+        "no result, no pay: its pending pay was forfeited"
+    );
     net.audit();
 }
 
@@ -609,6 +683,7 @@ fn escrow_and_registry_faults_at_every_step_converge() {
     let steps = [
         (escrow, "lock"),
         (escrow, "release"),
+        (escrow, "forfeit"),
         (escrow, "settle"),
         (registry, "bond"),
         (registry, "unbond"),
@@ -657,12 +732,12 @@ fn slash_and_notify_faults_converge_without_double_slashing() {
         assert_eq!(net.job(id).status, JobStatus::Failed, "{method} {kind:?}");
         assert_eq!(
             net.stake_of(1).slashed_total,
-            5 * PRICE,
+            50 * PRICE,
             "{method} {kind:?}"
         );
         assert_eq!(
             net.free(buyer()),
-            before + 5 * PRICE - 2 * net.settings.fee - net.storage_fee(),
+            before + 50 * PRICE - 2 * net.settings.fee - net.storage_fee(),
             "{method} {kind:?}"
         );
         let audit = net.audit();
@@ -823,9 +898,9 @@ fn a_handed_back_job_is_matched_again_without_a_slash() {
     assert_eq!(net.stake_of(1).slashed_total, 0, "not slashed");
     assert_eq!(net.stake_of(1).stake.bonded, 0, "its bond released");
     assert_eq!(
-        net.claimable(provider(1)),
-        PRICE,
-        "its heartbeated interval stays paid"
+        (net.claimable(provider(1)), net.pending(provider(1))),
+        (0, 0),
+        "its attempt delivered nothing: its pending pay is forfeited"
     );
     // The old deadline is gone: waiting past it slashes nobody.
     net.run_to_success(2, id, 2);
@@ -976,5 +1051,78 @@ fn offers_follow_the_registry_and_the_book_answers_for_them() {
         r.unwrap();
     }
     net.settle_outbox();
+    net.audit();
+}
+
+/// A provider that heartbeats every interval, claiming fuel as fast as its
+/// declared speed allows, but never reports a result: it is paid nothing,
+/// slashed, and the buyer gets its whole lock back.
+#[test]
+fn a_provider_heartbeating_without_running_is_paid_nothing_and_slashed() {
+    let net = Net::new();
+    net.provider(1, PRICE);
+    let before = net.free(buyer());
+    let id = net.submit(buyer(), &net.spec(PRICE, 0)).unwrap();
+    let a = net.assignments(1).remove(0);
+    let due = a
+        .result_deadline_ns
+        .expect("a one-off job has a result deadline");
+    let from = a.counting_from_ns.unwrap();
+    assert_eq!(
+        due - from,
+        (10 * 2 + INTERVAL) * 1_000_000_000,
+        "twice the 10 s its budget needs at the declared speed, plus an interval"
+    );
+    // Too much fuel for the time since the bond held is refused.
+    let claim = |fuel_used| -> HeartbeatAck {
+        let items = vec![HeartbeatItem {
+            job_id: id,
+            attempt: 1,
+            fuel_used,
+        }];
+        let acks: R<Vec<HeartbeatAck>> = net.call(node(1), "heartbeat", &items);
+        net.settle_outbox();
+        acks.unwrap().remove(0)
+    };
+    let ack = claim(10 * GFUEL);
+    assert!(
+        matches!(&ack, HeartbeatAck::Refused { reason } if reason.contains("declared speed")),
+        "{ack:?}"
+    );
+    assert!(accepted(&claim(0)), "the acknowledgement");
+    net.wait_secs(INTERVAL - 10);
+    assert!(accepted(&claim(10 * GFUEL)), "the whole budget, in time");
+    assert_eq!(
+        net.pending(provider(1)),
+        10 * PRICE,
+        "pending, not claimable"
+    );
+    assert_eq!(net.claimable(provider(1)), 0);
+    // No result by the deadline.
+    net.wait_secs(INTERVAL + 40);
+    let job = net.job(id);
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(job.paid, 0);
+    assert_eq!(
+        (net.pending(provider(1)), net.claimable(provider(1))),
+        (0, 0),
+        "paid nothing"
+    );
+    let slashed = 50 * PRICE;
+    assert_eq!(net.stake_of(1).slashed_total, slashed);
+    assert_eq!(
+        net.free(buyer()),
+        before + slashed - 2 * net.settings.fee - net.storage_fee(),
+        "the whole lock back, and the slash"
+    );
+    let events: market_api::EventPage<MatcherEvent> = net
+        .query(net.ids.matcher, "get_events", &PageRequest::default())
+        .unwrap();
+    assert!(events.events.iter().any(|e| e.event
+        == MatcherEvent::PayForfeited {
+            job_id: id,
+            provider: provider(1),
+            attempt: 1,
+        }));
     net.audit();
 }

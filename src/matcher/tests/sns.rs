@@ -18,7 +18,7 @@
 use candid::{CandidType, Deserialize, Principal};
 use market_api::escrow::{Balance, EscrowError, JobLock, NotifyDepositArgs, WithdrawArgs};
 use market_api::matcher::{
-    Assignment, CancelReservationArgs, ExtendReservationArgs, HeartbeatAck, Job, JobKind,
+    Assignment, CancelReservationArgs, ExtendReservationArgs, GFUEL, HeartbeatAck, Job, JobKind,
     JobLimits, JobResult, JobSpec, JobStatus, MatcherError, MatcherEvent, ModuleSource,
     Reservation, ReservationSpec, ReservationStatus, ReservedJobArgs, RunOutcome, SetDelegatesArgs,
     SubmitResultArgs,
@@ -215,11 +215,12 @@ fn job_spec(ledger: Principal) -> JobSpec {
         env: vec![],
         limits: JobLimits {
             memory_mib: 64,
-            fuel_per_interval: 1_000,
+            fuel: 5 * GFUEL,
         },
+        // Ignored in a reservation, whose slots pay.
+        max_price_per_gfuel: 0,
+        deadline_secs: Some(5 * INTERVAL),
         interval_secs: INTERVAL,
-        max_intervals: 5,
-        max_price_per_interval: 0,
         ledger,
         min_provider_stake: 0,
         max_retries: 1,
@@ -406,10 +407,7 @@ fn a_dao_funds_reserves_delegates_runs_jobs_extends_cancels_and_withdraws() {
                 reservation: rid,
                 slot: 0
             }));
-    assert!(
-        a.iter()
-            .any(|a| a.job_id == job && a.price_per_interval == 0)
-    );
+    assert!(a.iter().any(|a| a.job_id == job && a.price == 0));
 
     // The matcher is upgraded with the reservation live; nothing is lost.
     let wasm = market_fixture::canister_wasm("matcher").unwrap();
@@ -576,7 +574,7 @@ fn a_dao_funds_reserves_delegates_runs_jobs_extends_cancels_and_withdraws() {
 
     // A one-off job by proposal, paid from the balance.
     let mut one_off = job_spec(dao.ids.ledger);
-    one_off.max_price_per_interval = 2 * PRICE;
+    one_off.max_price_per_gfuel = 2 * PRICE;
     let p = dao.adopt(&SnsAction::SubmitJob(one_off));
     assert!(p.rendering.contains("Run a one-off job"), "{}", p.rendering);
     // Voters read the storage fee (one ledger fee for a small job), and
