@@ -764,14 +764,16 @@ pub fn nat(n: &Nat) -> u128 {
     u128::try_from(&n.0).unwrap_or(u128::MAX)
 }
 
-/// One heartbeat item for each of `assignments`, each reporting `fuel_used`.
-pub fn heartbeat_items(assignments: &[Assignment], fuel_used: u64) -> Vec<HeartbeatItem> {
+/// One heartbeat item for each of `assignments`, each reporting `more`
+/// fuel than its attempt reported before (0: as much, which is always
+/// within the declared speed and earns nothing).
+pub fn heartbeat_items(assignments: &[Assignment], more: u64) -> Vec<HeartbeatItem> {
     assignments
         .iter()
         .map(|a| HeartbeatItem {
             job_id: a.job_id,
             attempt: a.attempt,
-            fuel_used,
+            fuel_used: a.fuel_reported.saturating_add(more),
         })
         .collect()
 }
