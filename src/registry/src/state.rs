@@ -661,8 +661,9 @@ impl State {
 }
 
 /// The invariants that must hold between messages: no empty unbonding
-/// entry, nothing bonded by a deregistered provider, each provider's node
-/// indexed to it, each pending transfer's provider known.
+/// entry, nothing bonded by a deregistered provider, each provider's
+/// track record consistent with itself and its slashes, each provider's
+/// node indexed to it, each pending transfer's provider known.
 impl Books for State {
     type Cursor = AuditCursor;
 
@@ -723,6 +724,21 @@ impl State {
         }
         if p.deregistered && p.stake.bonded != 0 {
             broken.push(format!("deregistered provider {} has bonded stake", p.id));
+        }
+        let r = &p.record;
+        if (r.audits_failed > 0) != r.last_failed_audit_ns.is_some()
+            || (r.deadlines_missed > 0) != r.last_missed_deadline_ns.is_some()
+        {
+            broken.push(format!(
+                "provider {}'s track record counts a failure without its time, or the reverse",
+                p.id
+            ));
+        }
+        if r.slashed > p.slashed_total || (r.slashes == 0) != (r.slashed == 0) {
+            broken.push(format!(
+                "provider {}'s track record disagrees with its slashes",
+                p.id
+            ));
         }
         if self.node_owner(&p.profile.node) != Some(p.id) {
             broken.push(format!(

@@ -298,6 +298,37 @@ fn a_slash_that_takes_stake_counts_itself_once() {
 }
 
 #[test]
+fn the_audit_finds_a_record_at_odds_with_itself_or_the_slashes() {
+    use canister_common::audit::Books;
+    let rt = setup(0);
+    let p = user(1);
+    registered(p);
+    record(rt.now.get(), args(p, "a", RecordEvent::AuditFailed)).unwrap();
+    record(rt.now.get(), args(p, "d", RecordEvent::DeadlineMissed)).unwrap();
+    read_state(|s| s.check_invariants()).unwrap();
+    type Break = fn(&mut ProviderRecord);
+    let breaks: [Break; 4] = [
+        |r| r.record.last_failed_audit_ns = None,
+        |r| r.record.last_missed_deadline_ns = None,
+        |r| r.record.slashes = 1,
+        |r| {
+            r.record.slashes = 1;
+            r.record.slashed = r.slashed_total + 1;
+        },
+    ];
+    for (i, corrupt) in breaks.into_iter().enumerate() {
+        let good = read_state(|s| s.provider(&p)).unwrap();
+        let mut bad = good.clone();
+        corrupt(&mut bad);
+        mutate_state(|s| s.put_provider(bad));
+        let e = read_state(|s| s.check_invariants()).unwrap_err();
+        assert!(e.contains("track record"), "case {i}: {e}");
+        mutate_state(|s| s.put_provider(good));
+    }
+    read_state(|s| s.check_invariants()).unwrap();
+}
+
+#[test]
 fn keys_are_forgotten_after_their_retention_in_bounded_chunks() {
     let rt = setup(0);
     let p = user(1);
