@@ -11,7 +11,10 @@ use crate::escrow::{
     NotifyDepositArgs, ReconcileArgs, ReleaseArgs, SettleArgs, WithdrawArgs, WithdrawForArgs,
 };
 use crate::matcher::{Job, JobSpec, MatcherError};
-use crate::registry::{BondArgs, Eligibility, Provider, RegistryError, SlashArgs, SlashOutcome};
+use crate::registry::{
+    BondArgs, Eligibility, Provider, RecordArgs, RegistryError, SlashArgs, SlashOutcome,
+    TrackRecord,
+};
 use crate::{Account, JobId, Principal, Tokens};
 use candid::CandidType;
 use candid::utils::ArgumentEncoder;
@@ -183,6 +186,13 @@ canister_client! {
     /// Slashes a provider in favour of a beneficiary (matcher only;
     /// idempotent on the key).
     fn slash(args: &SlashArgs) -> Result<SlashOutcome, RegistryError>;
+
+    /// Counts one thing a provider did in its track record (matcher only;
+    /// idempotent on the key).
+    fn record(args: &RecordArgs) -> Result<(), RegistryError>;
+
+    /// A provider's track record, if registered.
+    fn track_record(provider: Principal) -> Option<TrackRecord>;
 }
 
 canister_client! {

@@ -21,6 +21,11 @@ pub const MAX_UNBONDING_ENTRIES: usize = 32;
 pub const MAX_UNBONDING_PERIOD_SECS: u64 = 365 * 86_400;
 /// Unbonding period used when the init argument does not set one (7 days).
 pub const DEFAULT_UNBONDING_PERIOD_SECS: u64 = 7 * 86_400;
+/// How long the registry remembers the idempotency key of a `record` call:
+/// as long as the matcher keeps the finished job the call was about, so
+/// the matcher's retries always find it. A key older than this is
+/// forgotten, and the same call made again would count again.
+pub const RECORD_KEY_RETENTION_SECS: u64 = crate::matcher::FINISHED_JOB_RETENTION_SECS;
 
 /// Init argument of the registry canister.
 #[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
@@ -128,6 +133,119 @@ pub struct Provider {
     /// How that transfer was sent: what identifies it in the ledger's blocks.
     #[serde(default)]
     pub pending_transfer: Option<PendingTransferInfo>,
+    /// What the provider did: jobs, audits, deadlines, slashes.
+    pub record: TrackRecord,
+}
+
+/// A provider's track record: what it did, as the matcher reported it
+/// (`record`) and as its slashes show. Counters only grow.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(default)]
+pub struct TrackRecord {
+    /// Jobs it ran to the end.
+    pub jobs_completed: u64,
+    /// Audits of its results that agreed with them.
+    pub audits_passed: u64,
+    /// Audits of its results that did not.
+    pub audits_failed: u64,
+    /// Heartbeat or result deadlines it missed.
+    pub deadlines_missed: u64,
+    /// Slashes that took stake from it.
+    pub slashes: u64,
+    /// Stake those slashes took, in e8s (counted since the registry kept
+    /// track records; `Provider::slashed_total` has the whole history).
+    pub slashed: Tokens,
+    /// Heartbeats it sent on time, over its completed jobs.
+    pub heartbeats_on_time: u64,
+    /// When an audit last failed, if one ever did.
+    pub last_failed_audit_ns: Option<u64>,
+    /// When it last missed a deadline, if it ever did.
+    pub last_missed_deadline_ns: Option<u64>,
+}
+
+impl TrackRecord {
+    /// Whether this record meets a bid's requirement at `now_ns`. A
+    /// failed audit "within" the window is one less than
+    /// `no_failed_audit_within_secs` old (or dated after `now_ns`).
+    pub fn meets(&self, req: &RecordRequirement, now_ns: u64) -> bool {
+        if self.jobs_completed < req.min_jobs_completed {
+            return false;
+        }
+        if let (Some(window_secs), Some(failed_at)) =
+            (req.no_failed_audit_within_secs, self.last_failed_audit_ns)
+        {
+            let window_ns = window_secs.saturating_mul(1_000_000_000);
+            if now_ns.saturating_sub(failed_at) < window_ns {
+                return false;
+            }
+        }
+        if let Some(max) = req.max_deadlines_missed
+            && self.deadlines_missed > max
+        {
+            return false;
+        }
+        true
+    }
+}
+
+/// One line for people: "42 jobs, 3 audits passed, 0 failed, 1 deadline
+/// missed, 1 slash".
+impl std::fmt::Display for TrackRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural = |n: u64| if n == 1 { "" } else { "s" };
+        write!(
+            f,
+            "{} job{}, {} audit{} passed, {} failed, {} deadline{} missed, {} slash{}",
+            self.jobs_completed,
+            plural(self.jobs_completed),
+            self.audits_passed,
+            plural(self.audits_passed),
+            self.audits_failed,
+            self.deadlines_missed,
+            plural(self.deadlines_missed),
+            self.slashes,
+            if self.slashes == 1 { "" } else { "es" },
+        )
+    }
+}
+
+/// The record a bid requires of the provider that runs it. The default
+/// requires nothing.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct RecordRequirement {
+    /// Fewest jobs the provider must have completed.
+    pub min_jobs_completed: u64,
+    /// No audit of the provider may have failed in this many seconds
+    /// before now.
+    pub no_failed_audit_within_secs: Option<u64>,
+    /// Most deadlines the provider may have missed, ever.
+    pub max_deadlines_missed: Option<u64>,
+}
+
+/// One thing a provider did, as the matcher reports it with `record`.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub enum RecordEvent {
+    /// It ran a job to the end, with this many heartbeats on time.
+    JobCompleted { heartbeats_on_time: u32 },
+    /// An audit of its result agreed with it.
+    AuditPassed,
+    /// An audit of its result did not.
+    AuditFailed,
+    /// It missed a heartbeat or result deadline.
+    DeadlineMissed,
+}
+
+/// Arguments of `record` (matcher only).
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct RecordArgs {
+    /// The provider it concerns.
+    pub provider: Principal,
+    /// Idempotency key, e.g. `job/17/completed`; a repeat with the same
+    /// provider and event counts nothing. Remembered for 30 days
+    /// (`RECORD_KEY_RETENTION_SECS`).
+    pub key: OpKey,
+    /// What happened.
+    pub event: RecordEvent,
 }
 
 /// The identifying fields of a pending ledger transfer, as sent.
@@ -388,4 +506,135 @@ pub enum RegistryEvent {
         outcome: crate::LedgerOutcome,
         controller: Principal,
     },
+    /// The matcher recorded something the provider did; `record` is its
+    /// track record afterwards.
+    RecordChanged {
+        provider: Principal,
+        key: OpKey,
+        event: RecordEvent,
+        record: TrackRecord,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    fn record() -> TrackRecord {
+        TrackRecord {
+            jobs_completed: 10,
+            deadlines_missed: 2,
+            ..TrackRecord::default()
+        }
+    }
+
+    #[test]
+    fn nothing_required_is_met_by_any_record() {
+        let req = RecordRequirement::default();
+        assert!(TrackRecord::default().meets(&req, 0));
+        let bad = TrackRecord {
+            audits_failed: 5,
+            deadlines_missed: 9,
+            last_failed_audit_ns: Some(100 * S),
+            ..TrackRecord::default()
+        };
+        assert!(bad.meets(&req, 100 * S));
+    }
+
+    #[test]
+    fn min_jobs_completed_is_inclusive() {
+        let r = record();
+        let req = |n| RecordRequirement {
+            min_jobs_completed: n,
+            ..Default::default()
+        };
+        assert!(r.meets(&req(10), 0));
+        assert!(!r.meets(&req(11), 0));
+    }
+
+    #[test]
+    fn max_deadlines_missed_is_inclusive() {
+        let r = record();
+        let req = |m| RecordRequirement {
+            max_deadlines_missed: Some(m),
+            ..Default::default()
+        };
+        assert!(r.meets(&req(2), 0));
+        assert!(!r.meets(&req(1), 0));
+    }
+
+    #[test]
+    fn a_failed_audit_counts_only_within_the_window() {
+        let req = RecordRequirement {
+            no_failed_audit_within_secs: Some(3_600),
+            ..Default::default()
+        };
+        assert!(record().meets(&req, 0), "no audit ever failed");
+        let r = TrackRecord {
+            audits_failed: 1,
+            last_failed_audit_ns: Some(1_000 * S),
+            ..record()
+        };
+        assert!(!r.meets(&req, 1_000 * S));
+        assert!(!r.meets(&req, (1_000 + 3_600) * S - 1));
+        assert!(r.meets(&req, (1_000 + 3_600) * S));
+        // A failure dated after `now` (a clock behind) is within the window.
+        assert!(!r.meets(&req, 999 * S));
+        // A window too long for nanoseconds covers all time.
+        let forever = RecordRequirement {
+            no_failed_audit_within_secs: Some(u64::MAX),
+            ..Default::default()
+        };
+        assert!(!r.meets(&forever, u64::MAX));
+    }
+
+    #[test]
+    fn every_requirement_must_hold() {
+        let r = TrackRecord {
+            last_failed_audit_ns: Some(0),
+            ..record()
+        };
+        let req = RecordRequirement {
+            min_jobs_completed: 5,
+            no_failed_audit_within_secs: Some(60),
+            max_deadlines_missed: Some(3),
+        };
+        assert!(r.meets(&req, 60 * S));
+        assert!(!r.meets(
+            &RecordRequirement {
+                min_jobs_completed: 11,
+                ..req.clone()
+            },
+            60 * S
+        ));
+        assert!(!r.meets(&req, 59 * S));
+        assert!(!r.meets(
+            &RecordRequirement {
+                max_deadlines_missed: Some(1),
+                ..req
+            },
+            60 * S
+        ));
+    }
+
+    #[test]
+    fn a_record_reads_in_one_line() {
+        assert_eq!(
+            TrackRecord::default().to_string(),
+            "0 jobs, 0 audits passed, 0 failed, 0 deadlines missed, 0 slashes"
+        );
+        let r = TrackRecord {
+            jobs_completed: 1,
+            audits_passed: 1,
+            deadlines_missed: 1,
+            slashes: 1,
+            ..TrackRecord::default()
+        };
+        assert_eq!(
+            r.to_string(),
+            "1 job, 1 audit passed, 0 failed, 1 deadline missed, 1 slash"
+        );
+    }
 }

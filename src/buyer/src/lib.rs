@@ -2,7 +2,8 @@
 //! command line lives with its binary): upload a
 //! WASI module once, lock funds and submit a job, follow it until it ends,
 //! read its result; deposit, check and withdraw the escrow balance; reserve
-//! slots and run jobs in them (`market reserve`, `run --reservation`); print
+//! slots and run jobs in them (`market reserve`, `run --reservation`); list
+//! providers with their stake and track record (`market providers`); print
 //! what an SNS DAO proposes to buy capacity ([`sns`]).
 //!
 //! Every function takes a [`MarketClient`](market_client::MarketClient)
@@ -16,6 +17,7 @@ mod console;
 mod error;
 mod funds;
 mod module;
+mod providers;
 mod request;
 mod reserve;
 mod run;
@@ -27,6 +29,7 @@ pub use console::Console;
 pub use error::BuyerError;
 pub use funds::{Funds, check_funds, deposit, funds, withdraw};
 pub use module::{ModuleUpload, ensure_module, sha256_of};
+pub use providers::{LIST_HEADER as PROVIDERS_HEADER, list_row as provider_row, providers};
 pub use request::JobRequest;
 pub use reserve::{
     LIST_HEADER as RESERVATIONS_HEADER, cancel as cancel_reservation,

@@ -24,7 +24,7 @@ use anyhow::Context;
 use cli::sns::{ReserveArgs, SnsCommand};
 use cli::{
     AmountArgs, Cli, Command, DelegatesArgs, ExtendArgs, JobArgs, JobIdArgs, JobsArgs,
-    ReservationIdArgs, ResultArgs, RunArgs, UploadArgs, WithdrawArgs,
+    ProvidersArgs, ReservationIdArgs, ResultArgs, RunArgs, UploadArgs, WithdrawArgs,
 };
 use market::{self as buyer, BuyerError, Console, RunOptions, RunReport};
 use market_api::matcher::Job;
@@ -86,6 +86,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Command::Extend(a) => extend(&s, a).await,
                 Command::Delegates(a) => delegates(&s, a).await,
                 Command::CancelReservation(a) => cancel_reservation(&s, a).await,
+                Command::Providers(a) => providers(&s, a).await,
                 Command::Identity(_) | Command::Run(_) | Command::Submit(_) | Command::Sns(_) => {
                     unreachable!()
                 }
@@ -379,6 +380,22 @@ async fn cancel_reservation(s: &Session, args: ReservationIdArgs) -> anyhow::Res
         format_tokens(r.paid),
         format_tokens(r.locked)
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn providers(s: &Session, args: ProvidersArgs) -> anyhow::Result<ExitCode> {
+    let list = buyer::providers(&s.client, args.filter()).await?;
+    if list.is_empty() {
+        eprintln!(
+            "no providers{}",
+            if args.all { "" } else { " may take work now" }
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{}", buyer::PROVIDERS_HEADER);
+    for p in &list {
+        println!("{}", buyer::provider_row(p));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

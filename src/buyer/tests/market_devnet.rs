@@ -603,3 +603,86 @@ async fn a_person_reserves_a_slot_a_delegate_runs_a_job_in_it_then_it_is_extende
     let f = buyer::funds(c).await.unwrap();
     assert_eq!(f.escrow.locked, 0, "nothing stays locked");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn providers_lists_who_may_take_work_with_stake_and_record() {
+    use market_api::registry::{
+        ProviderFilter, RecordArgs, RecordEvent, RegistryError, SlashArgs, SlashOutcome,
+    };
+    let w = World::new(ICP);
+    let (staked, idle) = (provider_principal(), market_fixture::provider(2));
+    w.onboard(
+        staked,
+        market_fixture::node(1),
+        &one_slot_offer(64, PRICE, w.ids.ledger),
+    );
+    w.net
+        .register_provider(idle, market_fixture::node(2))
+        .unwrap();
+    // The matcher records a completed job and slashes a missed deadline.
+    let done = RecordArgs {
+        provider: staked,
+        key: "job/1/done".into(),
+        event: RecordEvent::JobCompleted {
+            heartbeats_on_time: 3,
+        },
+    };
+    let r: Result<(), RegistryError> = w
+        .net
+        .update(w.ids.registry, w.ids.matcher, "record", &done)
+        .unwrap();
+    r.unwrap();
+    let slash = SlashArgs {
+        provider: staked,
+        amount: ICP,
+        beneficiary: market_fixture::account(buyer_principal()),
+        reason: "missed deadline".into(),
+        key: "job/2/deadline/0".into(),
+    };
+    let r: Result<SlashOutcome, RegistryError> = w
+        .net
+        .update(w.ids.registry, w.ids.matcher, "slash", &slash)
+        .unwrap();
+    assert_eq!(r.unwrap().slashed, ICP);
+
+    // Only the staked provider may take work.
+    let active = buyer::providers(
+        &w.buyer,
+        ProviderFilter {
+            active_only: true,
+            ..ProviderFilter::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        active.iter().map(|p| p.id).collect::<Vec<_>>(),
+        vec![staked]
+    );
+    let row = buyer::provider_row(&active[0]);
+    assert!(row.starts_with(&staked.to_text()), "{row}");
+    assert!(
+        row.contains(&market_client::client::tokens::format_tokens(99 * ICP)),
+        "stake left after the slash: {row}"
+    );
+    assert!(
+        row.ends_with("1 job, 0 audits passed, 0 failed, 0 deadlines missed, 1 slash"),
+        "{row}"
+    );
+    assert_eq!(
+        w.buyer.track_record(staked).await.unwrap(),
+        Some(active[0].record.clone())
+    );
+
+    // `--all` adds the one without stake, with an empty record.
+    let all = buyer::providers(&w.buyer, ProviderFilter::default())
+        .await
+        .unwrap();
+    let ids: std::collections::BTreeSet<_> = all.iter().map(|p| p.id).collect();
+    assert_eq!(ids, [staked, idle].into_iter().collect());
+    let idle_row = buyer::provider_row(all.iter().find(|p| p.id == idle).unwrap());
+    assert!(
+        idle_row.ends_with("0 jobs, 0 audits passed, 0 failed, 0 deadlines missed, 0 slashes"),
+        "{idle_row}"
+    );
+}

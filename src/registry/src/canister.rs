@@ -2,14 +2,15 @@
 //! and maps its result. No rules live here.
 
 use crate::providers;
+use crate::records;
 use crate::runtime::IcRuntime;
 use crate::staking;
 use crate::state::{mutate_state, read_state};
 use crate::timers;
 use market_api::registry::{
-    BondArgs, Eligibility, ListProvidersArgs, Provider, ProviderPage, ProviderProfile,
+    BondArgs, Eligibility, ListProvidersArgs, Provider, ProviderPage, ProviderProfile, RecordArgs,
     RegistryConfig, RegistryConfigUpdate, RegistryError, RegistryEvent, RegistryInit,
-    ResolveTransferArgs, SlashArgs, SlashOutcome, StakeAccount, Unbonding,
+    ResolveTransferArgs, SlashArgs, SlashOutcome, StakeAccount, TrackRecord, Unbonding,
 };
 use market_api::{
     EventPage, HttpRequest, HttpResponse, PageRequest, Principal, StandardRecord, Tokens,
@@ -113,6 +114,14 @@ async fn slash(args: SlashArgs) -> Result<SlashOutcome, RegistryError> {
     staking::slash(&IcRuntime, caller(), args).await
 }
 
+/// Matcher only: counts one thing a provider did (a job completed, an
+/// audit passed or failed, a deadline missed) in its track record;
+/// idempotent on the key, which is remembered for 30 days.
+#[ic_cdk::update]
+fn record(args: RecordArgs) -> Result<(), RegistryError> {
+    mutate_state(|s| records::record(s, caller(), now(), args))
+}
+
 /// Releases the caller from jail once its stake is back at the minimum.
 #[ic_cdk::update]
 fn unjail() -> Result<(), RegistryError> {
@@ -168,6 +177,13 @@ fn update_config(update: RegistryConfigUpdate) -> Result<RegistryConfig, Registr
 #[ic_cdk::query]
 fn get_provider(provider: Principal) -> Option<Provider> {
     read_state(|s| providers::get_provider(s, &provider))
+}
+
+/// A provider's track record: jobs completed, audits passed and failed,
+/// deadlines missed, slashes.
+#[ic_cdk::query]
+fn track_record(provider: Principal) -> Option<TrackRecord> {
+    read_state(|s| records::track_record(s, &provider))
 }
 
 /// One page of providers in principal order, filtered.

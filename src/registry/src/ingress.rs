@@ -7,6 +7,7 @@ use canister_common::ingress::{Rule, SMALL_ARG, Senders};
 pub const RULES: &[Rule] = &[
     Rule::new("bond", Senders::Matcher, SMALL_ARG),
     Rule::anyone("deregister"),
+    Rule::new("record", Senders::Matcher, SMALL_ARG),
     Rule::anyone("register_provider"),
     Rule::new("resolve_transfer", Senders::Controllers, SMALL_ARG),
     Rule::anyone("settle_pending"),

@@ -25,3 +25,9 @@ pub const OWED_SLASHES: MemoryId = MemoryId::new(9);
 /// Scans of the ledger's blocks for pending transfers past their
 /// deduplication window, by provider principal bytes.
 pub const BLOCK_SCANS: MemoryId = MemoryId::new(10);
+/// Idempotency keys of `record` calls: key -> provider, event and when.
+pub const RECORD_KEYS: MemoryId = MemoryId::new(11);
+/// The same keys by when they were recorded: (recorded at, ns; key) -> (),
+/// so that [`crate::state::State::prune_record_keys`] finds those past
+/// their retention in order.
+pub const RECORD_KEY_TIMES: MemoryId = MemoryId::new(12);

@@ -94,6 +94,31 @@ pub fn encode(s: &State, now_ns: u64) -> String {
         "Slashes that took stake.",
         c.slash_count.into(),
     );
+    page.counter(
+        "registry_jobs_completed_total",
+        "Jobs providers completed, as the matcher recorded them.",
+        c.jobs_completed.into(),
+    );
+    page.counter(
+        "registry_audits_passed_total",
+        "Audits of providers' results that agreed.",
+        c.audits_passed.into(),
+    );
+    page.counter(
+        "registry_audits_failed_total",
+        "Audits of providers' results that did not agree.",
+        c.audits_failed.into(),
+    );
+    page.counter(
+        "registry_deadlines_missed_total",
+        "Deadlines providers missed.",
+        c.deadlines_missed.into(),
+    );
+    page.gauge(
+        "registry_record_keys",
+        "Idempotency keys of record calls remembered (until their retention ends).",
+        s.record_key_count().into(),
+    );
     page.gauge(
         "registry_pending_transfers",
         "Ledger transfers with an unknown outcome.",

@@ -6,7 +6,8 @@ use crate::subaccount::stake_subaccount;
 use market_api::registry::{
     BondArgs, Eligibility, Ineligibility, ListProvidersArgs, MAX_MEMORY_PER_SLOT_MIB,
     MAX_PROFILE_TAGS, MAX_PROFILE_TEXT_LEN, MAX_TOTAL_SLOTS, MAX_UNBONDING_ENTRIES, Provider,
-    ProviderPage, ProviderProfile, RegistryError, RegistryEvent, Stake, StakeAccount, Unbonding,
+    ProviderPage, ProviderProfile, RegistryError, RegistryEvent, Stake, StakeAccount, TrackRecord,
+    Unbonding,
 };
 use market_api::{Account, MAX_PAGE_LIMIT, Principal, Tokens, validate_op_key};
 
@@ -164,6 +165,7 @@ pub fn register(
             slashed_total: 0,
             jailed: false,
             deregistered: false,
+            record: TrackRecord::default(),
         },
     };
     put_profile(s, now, record);

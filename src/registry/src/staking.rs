@@ -212,6 +212,8 @@ fn apply_success(s: &mut State, now: u64, pending: &PendingTransfer, block: u128
         PendingKind::Slash { key, taken, reason } => {
             let slashed = taken.total();
             p.slashed_total = p.slashed_total.saturating_add(slashed);
+            p.record.slashes = p.record.slashes.saturating_add(1);
+            p.record.slashed = p.record.slashed.saturating_add(slashed);
             let jail = !p.jailed && p.active_stake() < s.config().min_stake;
             if jail {
                 p.jailed = true;

@@ -12,13 +12,15 @@ use canister_common::audit::{Books, BooksAudit, Chunk, after};
 use canister_common::codec::Cbor;
 use canister_common::event_log::EventLog;
 use canister_common::ledger_blocks::BlockScan;
+use ic_stable_structures::storable::Blob;
 use ic_stable_structures::{Cell, StableBTreeMap};
 use market_api::registry::{
     DEFAULT_UNBONDING_PERIOD_SECS, MAX_UNBONDING_PERIOD_SECS, PendingOperation,
-    PendingTransferInfo, Provider, ProviderProfile, RegistryConfig, RegistryConfigUpdate,
-    RegistryError, RegistryEvent, RegistryInit, SlashArgs, SlashOutcome, Stake, Unbonding,
+    PendingTransferInfo, Provider, ProviderProfile, RECORD_KEY_RETENTION_SECS, RecordEvent,
+    RegistryConfig, RegistryConfigUpdate, RegistryError, RegistryEvent, RegistryInit, SlashArgs,
+    SlashOutcome, Stake, TrackRecord, Unbonding,
 };
-use market_api::{Account, OpKey, Principal, Tokens};
+use market_api::{Account, MAX_OP_KEY_LEN, OpKey, Principal, Tokens};
 use serde::{Deserialize, Serialize};
 
 /// A provider as stored; the API's [`Provider`] adds the pending operation.
@@ -38,6 +40,9 @@ pub struct ProviderRecord {
     pub jailed: bool,
     /// Whether it deregistered.
     pub deregistered: bool,
+    /// What it did (absent from records saved before track records).
+    #[serde(default)]
+    pub record: TrackRecord,
 }
 
 impl ProviderRecord {
@@ -71,6 +76,7 @@ impl ProviderRecord {
             deregistered: self.deregistered,
             pending_operation: pending.map(|p| p.kind.to_api()),
             pending_transfer: pending.map(PendingTransfer::info),
+            record: self.record.clone(),
         }
     }
 }
@@ -97,6 +103,26 @@ pub struct SlashRecord {
     pub beneficiary: Account,
     /// The outcome once settled; `None` while the payout is pending.
     pub outcome: Option<SlashOutcome>,
+}
+
+/// A `record` call under one idempotency key.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RecordKey {
+    /// The provider it concerned.
+    pub provider: Principal,
+    /// What it counted.
+    pub event: RecordEvent,
+    /// When.
+    pub at_ns: u64,
+}
+
+/// An idempotency key as a bounded stable-map key (keys are at most
+/// [`MAX_OP_KEY_LEN`] bytes, checked before any write).
+type KeyBlob = Blob<MAX_OP_KEY_LEN>;
+
+fn key_blob(key: &str) -> KeyBlob {
+    Blob::try_from(key.as_bytes())
+        .unwrap_or_else(|_| panic!("BUG: idempotency key longer than {MAX_OP_KEY_LEN} bytes"))
 }
 
 /// A ledger transfer exactly as it is (re)sent: a retry after an unknown
@@ -221,6 +247,18 @@ pub struct Counters {
     pub slashed_total: Tokens,
     /// Number of slashes that took something.
     pub slash_count: u64,
+    /// Jobs completed, over all providers, ever.
+    #[serde(default)]
+    pub jobs_completed: u64,
+    /// Audits passed, over all providers, ever.
+    #[serde(default)]
+    pub audits_passed: u64,
+    /// Audits failed, over all providers, ever.
+    #[serde(default)]
+    pub audits_failed: u64,
+    /// Deadlines missed, over all providers, ever.
+    #[serde(default)]
+    pub deadlines_missed: u64,
 }
 
 /// Everything the registry keeps across upgrades.
@@ -242,6 +280,11 @@ pub struct State {
     /// Where the scan of the ledger's blocks stands for a pending transfer
     /// past its deduplication window, by provider.
     block_scans: StableBTreeMap<Vec<u8>, Cbor<BlockScan>, Memory>,
+    /// `record` calls by idempotency key, kept for
+    /// [`RECORD_KEY_RETENTION_SECS`].
+    record_keys: StableBTreeMap<String, Cbor<RecordKey>, Memory>,
+    /// The same keys by when they were recorded, oldest first.
+    record_key_times: StableBTreeMap<(u64, KeyBlob), (), Memory>,
     /// The background audit of the records (heap only).
     pub audit: BooksAudit<AuditCursor>,
 }
@@ -289,6 +332,8 @@ impl State {
             nodes: StableBTreeMap::init(memory::get(memory::NODES)),
             owed_slashes: StableBTreeMap::init(memory::get(memory::OWED_SLASHES)),
             block_scans: StableBTreeMap::init(memory::get(memory::BLOCK_SCANS)),
+            record_keys: StableBTreeMap::init(memory::get(memory::RECORD_KEYS)),
+            record_key_times: StableBTreeMap::init(memory::get(memory::RECORD_KEY_TIMES)),
             audit: BooksAudit::new(),
         }
     }
@@ -561,11 +606,64 @@ impl State {
         c.slash_count = c.slash_count.saturating_add(1);
         self.counters.set(Cbor(c));
     }
+
+    /// Adds a recorded event to the market-wide counters.
+    pub fn count_record_event(&mut self, event: &RecordEvent) {
+        let mut c = self.counters();
+        let counter = match event {
+            RecordEvent::JobCompleted { .. } => &mut c.jobs_completed,
+            RecordEvent::AuditPassed => &mut c.audits_passed,
+            RecordEvent::AuditFailed => &mut c.audits_failed,
+            RecordEvent::DeadlineMissed => &mut c.deadlines_missed,
+        };
+        *counter = counter.saturating_add(1);
+        self.counters.set(Cbor(c));
+    }
+
+    /// The `record` call made under `key`, if still remembered.
+    pub fn record_key(&self, key: &str) -> Option<RecordKey> {
+        self.record_keys.get(&key.to_string()).map(|c| c.0)
+    }
+
+    /// Remembers the `record` call made under `key` (checked by
+    /// `check_key`, and not remembered yet).
+    pub fn put_record_key(&mut self, key: &str, record: RecordKey) {
+        self.record_key_times
+            .insert((record.at_ns, key_blob(key)), ());
+        let old = self.record_keys.insert(key.to_string(), Cbor(record));
+        assert!(old.is_none(), "BUG: record key {key} remembered twice");
+    }
+
+    /// Number of `record` keys remembered.
+    pub fn record_key_count(&self) -> u64 {
+        self.record_keys.len()
+    }
+
+    /// Forgets up to `budget` `record` keys older than
+    /// [`RECORD_KEY_RETENTION_SECS`] at `now_ns`; returns how many. The
+    /// counts they made stay, and so do their events; the matcher retries
+    /// a `record` call only while it keeps the job, which is no longer.
+    pub fn prune_record_keys(&mut self, now_ns: u64, budget: usize) -> usize {
+        let retention = RECORD_KEY_RETENTION_SECS.saturating_mul(1_000_000_000);
+        let due: Vec<(u64, KeyBlob)> = self
+            .record_key_times
+            .keys()
+            .take_while(|(at, _)| now_ns.saturating_sub(*at) >= retention)
+            .take(budget)
+            .collect();
+        for entry in &due {
+            self.record_key_times.remove(entry);
+            let key = String::from_utf8_lossy(entry.1.as_slice()).into_owned();
+            self.record_keys.remove(&key);
+        }
+        due.len()
+    }
 }
 
 /// The invariants that must hold between messages: no empty unbonding
-/// entry, nothing bonded by a deregistered provider, each provider's node
-/// indexed to it, each pending transfer's provider known.
+/// entry, nothing bonded by a deregistered provider, each provider's
+/// track record consistent with itself and its slashes, each provider's
+/// node indexed to it, each pending transfer's provider known.
 impl Books for State {
     type Cursor = AuditCursor;
 
@@ -626,6 +724,21 @@ impl State {
         }
         if p.deregistered && p.stake.bonded != 0 {
             broken.push(format!("deregistered provider {} has bonded stake", p.id));
+        }
+        let r = &p.record;
+        if (r.audits_failed > 0) != r.last_failed_audit_ns.is_some()
+            || (r.deadlines_missed > 0) != r.last_missed_deadline_ns.is_some()
+        {
+            broken.push(format!(
+                "provider {}'s track record counts a failure without its time, or the reverse",
+                p.id
+            ));
+        }
+        if r.slashed > p.slashed_total || (r.slashes == 0) != (r.slashed == 0) {
+            broken.push(format!(
+                "provider {}'s track record disagrees with its slashes",
+                p.id
+            ));
         }
         if self.node_owner(&p.profile.node) != Some(p.id) {
             broken.push(format!(

@@ -1,16 +1,23 @@
 //! The registry's one timer: the background audit of its books, one chunk of
-//! bounded work per run (the rule is `canister_common::audit`'s). Timers
-//! do not survive upgrades; `init` and `post_upgrade` start it.
+//! bounded work per run (the rule is `canister_common::audit`'s), and the
+//! forgetting of `record` keys whose retention has ended, a bounded number
+//! per run. Timers do not survive upgrades; `init` and `post_upgrade`
+//! start it.
 
 use crate::state::mutate_state;
 use canister_common::audit::{AUDIT_CHUNK_RECORDS, AUDIT_PERIOD_SECS};
 use std::time::Duration;
+
+/// Most `record` keys forgotten per run: with a run every
+/// [`AUDIT_PERIOD_SECS`], 288,000 a day.
+pub const PRUNE_CHUNK_KEYS: usize = 100;
 
 /// Starts the repeating audit timer.
 pub fn start_audit() {
     ic_cdk_timers::set_timer_interval(Duration::from_secs(AUDIT_PERIOD_SECS), || async {
         let now = ic_cdk::api::time();
         mutate_state(|s| {
+            s.prune_record_keys(now, PRUNE_CHUNK_KEYS);
             s.run_audit_chunk(now, AUDIT_CHUNK_RECORDS, |line| ic_cdk::println!("{line}"))
         });
     });

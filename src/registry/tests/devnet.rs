@@ -11,8 +11,8 @@ use candid::{CandidType, Decode, Deserialize, Encode, Nat, Principal, encode_one
 use devnet::{Devnet, Fault, FaultKind};
 use market_api::registry::{
     BondArgs, Ineligibility, ListProvidersArgs, Provider, ProviderPage, ProviderProfile,
-    RegistryConfig, RegistryConfigUpdate, RegistryError, RegistryInit, SlashArgs, SlashOutcome,
-    StakeAccount, Unbonding,
+    RecordArgs, RecordEvent, RegistryConfig, RegistryConfigUpdate, RegistryError, RegistryInit,
+    SlashArgs, SlashOutcome, StakeAccount, TrackRecord, Unbonding,
 };
 use market_api::{Account, HttpRequest, HttpResponse, LedgerCallError, Tokens};
 use market_fixture::ledger_types::{
@@ -206,6 +206,16 @@ impl Net {
         )
     }
 
+    fn record(&mut self, caller: Principal, args: &RecordArgs) -> Result<(), RegistryError> {
+        self.call(caller, "record", encode_one(args).unwrap())
+    }
+
+    fn track_record(&mut self, p: Principal) -> Option<TrackRecord> {
+        self.dn
+            .query(self.registry, user(0), "track_record", &p)
+            .unwrap()
+    }
+
     fn provider(&mut self, p: Principal) -> Provider {
         let r: Option<Provider> = self
             .dn
@@ -353,6 +363,14 @@ fn slash_args(p: Principal, amount: Tokens, key: &str) -> SlashArgs {
         beneficiary: buyer(),
         reason: "missed heartbeat".into(),
         key: key.into(),
+    }
+}
+
+fn record_args(p: Principal, key: &str, event: RecordEvent) -> RecordArgs {
+    RecordArgs {
+        provider: p,
+        key: key.into(),
+        event,
     }
 }
 
@@ -579,6 +597,12 @@ fn every_update_refuses_unauthorized_callers() {
         let r: Result<SlashOutcome, RegistryError> =
             n.refused(caller, "slash", encode_one(&slash).unwrap());
         assert!(ok(r.err()), "slash by {caller}");
+        let r: Result<(), RegistryError> = n.refused(
+            caller,
+            "record",
+            encode_one(record_args(p, "x", RecordEvent::AuditFailed)).unwrap(),
+        );
+        assert!(ok(r.err()), "record by {caller}");
     }
     let r: Result<(), RegistryError> = n.call(user(2), "settle_pending", encode_one(p).unwrap());
     assert!(matches!(r, Err(RegistryError::Unauthorized { .. })));
@@ -644,5 +668,81 @@ fn stake_survives_an_upgrade_mid_unbonding() {
     )
     .expect("upgrade without argument");
     assert_eq!(n.provider(p).stake.free, 18 * ICP);
+    n.check_conservation();
+}
+
+#[test]
+fn the_matcher_records_work_and_a_stranger_cannot() {
+    let (mut n, p) = Net::with_staked_provider(20 * ICP);
+    assert_eq!(n.track_record(p), Some(TrackRecord::default()));
+    assert_eq!(n.track_record(user(5)), None);
+    let done = record_args(
+        p,
+        "job/1/done",
+        RecordEvent::JobCompleted {
+            heartbeats_on_time: 4,
+        },
+    );
+    n.record(matcher(), &done).unwrap();
+    // The matcher's retry counts nothing.
+    n.record(matcher(), &done).unwrap();
+    let want = TrackRecord {
+        jobs_completed: 1,
+        heartbeats_on_time: 4,
+        ..TrackRecord::default()
+    };
+    assert_eq!(n.track_record(p), Some(want.clone()));
+    assert_eq!(n.provider(p).record, want);
+    // The same key with another event is refused.
+    assert_eq!(
+        n.record(
+            matcher(),
+            &record_args(p, "job/1/done", RecordEvent::AuditPassed)
+        ),
+        Err(RegistryError::KeyConflict {
+            key: "job/1/done".into()
+        })
+    );
+    // A stranger, the provider itself or the controller: refused by
+    // inspect_message, and by the method when called from a canister.
+    let failed = record_args(p, "job/1/audit", RecordEvent::AuditFailed);
+    for caller in [user(2), p, admin()] {
+        let r: Result<(), RegistryError> =
+            n.refused(caller, "record", encode_one(&failed).unwrap());
+        assert!(
+            matches!(r, Err(RegistryError::Unauthorized { .. })),
+            "record by {caller}: {r:?}"
+        );
+    }
+    assert_eq!(n.track_record(p), Some(want.clone()));
+    // A slash counts itself.
+    n.slash(matcher(), p, 2 * ICP, "job/1/deadline/1").unwrap();
+    let rec = n.provider(p).record;
+    assert_eq!((rec.slashes, rec.slashed), (1, 2 * ICP));
+    assert_eq!(rec.jobs_completed, 1);
+    let m = n.metrics();
+    assert_eq!(
+        metric_value(&m, "registry_jobs_completed_total"),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric_value(&m, "registry_audits_failed_total"),
+        Some(0.0),
+        "{m}"
+    );
+    // The record and the remembered key survive an upgrade.
+    let before = n.provider(p);
+    let wasm = market_artifacts::canister_wasm("registry");
+    n.dn.upgrade_canister(
+        n.registry,
+        &wasm,
+        encode_one(None::<RegistryConfigUpdate>).unwrap(),
+        admin(),
+    )
+    .expect("upgrade");
+    assert_eq!(n.provider(p), before);
+    n.record(matcher(), &done).unwrap();
+    assert_eq!(n.provider(p).record.jobs_completed, 1);
     n.check_conservation();
 }

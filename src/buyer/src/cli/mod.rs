@@ -91,6 +91,9 @@ pub enum Command {
     /// Cancel one of your reservations: intervals already paid stay paid,
     /// the rest of its lock returns to your escrow balance.
     CancelReservation(ReservationIdArgs),
+    /// List the providers that may take work, with their stake and track
+    /// record (jobs completed, audits, missed deadlines, slashes).
+    Providers(ProvidersArgs),
     /// Create or show your identity (PEM files as dfx writes them).
     #[command(subcommand)]
     Identity(IdentityCommand),
@@ -229,6 +232,29 @@ pub struct JobsArgs {
     pub limit: u32,
 }
 
+/// Flags of `providers`.
+#[derive(Args, Debug, Clone)]
+pub struct ProvidersArgs {
+    /// Also list providers that may not take work now (jailed, below the
+    /// minimum stake, deregistered).
+    #[arg(long)]
+    pub all: bool,
+    /// Only providers in this region.
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+}
+
+impl ProvidersArgs {
+    /// The registry's filter for these flags.
+    pub fn filter(&self) -> market_api::registry::ProviderFilter {
+        market_api::registry::ProviderFilter {
+            active_only: !self.all,
+            region: self.region.clone(),
+            min_stake: None,
+        }
+    }
+}
+
 /// An amount.
 #[derive(Args, Debug, Clone)]
 pub struct AmountArgs {
@@ -364,9 +390,27 @@ mod tests {
             &["deposit", "0.5"],
             &["balance"],
             &["identity", "show"],
+            &["providers"],
         ] {
             parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
         }
+    }
+
+    #[test]
+    fn providers_lists_active_ones_unless_all() {
+        let cli = parse(&["providers"]).unwrap();
+        let Command::Providers(p) = cli.command else {
+            panic!("not providers")
+        };
+        assert!(p.filter().active_only);
+        assert_eq!(p.filter().region, None);
+        let cli = parse(&["providers", "--all", "--region", "eu-west"]).unwrap();
+        let Command::Providers(p) = cli.command else {
+            panic!("not providers")
+        };
+        let f = p.filter();
+        assert!(!f.active_only);
+        assert_eq!(f.region.as_deref(), Some("eu-west"));
     }
 
     #[test]

@@ -19,7 +19,8 @@ use market_api::matcher::{
     ReservationId, ReservationSpec, ReservedJobArgs, SetDelegatesArgs, Sha256, SubmitResultArgs,
 };
 use market_api::registry::{
-    Eligibility, Provider, ProviderProfile, RegistryConfig, StakeAccount, Unbonding,
+    Eligibility, ListProvidersArgs, Provider, ProviderPage, ProviderProfile, RegistryConfig,
+    StakeAccount, TrackRecord, Unbonding,
 };
 use market_api::{Account, JobId, OfferId, PageRequest, Tokens};
 use serde::de::DeserializeOwned;
@@ -288,6 +289,25 @@ impl<T: Transport> MarketClient<T> {
     /// `get_provider`.
     pub async fn get_provider(&self, provider: Principal) -> Result<Option<Provider>, ClientError> {
         self.query1(Target::Registry, "get_provider", (provider,))
+            .await
+    }
+
+    /// `list_providers`: one page of providers in principal order.
+    pub async fn list_providers(
+        &self,
+        args: ListProvidersArgs,
+    ) -> Result<ProviderPage, ClientError> {
+        self.query1(Target::Registry, "list_providers", (args,))
+            .await
+    }
+
+    /// `track_record`: a provider's jobs, audits, missed deadlines and
+    /// slashes, if registered.
+    pub async fn track_record(
+        &self,
+        provider: Principal,
+    ) -> Result<Option<TrackRecord>, ClientError> {
+        self.query1(Target::Registry, "track_record", (provider,))
             .await
     }
 

@@ -3,6 +3,7 @@
 mod fake;
 mod logic;
 mod props;
+mod records;
 
 use crate::metrics;
 use crate::state::{mutate_state, read_state, reset_state};
