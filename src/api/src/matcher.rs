@@ -221,6 +221,9 @@ pub struct JobSpec {
     pub ledger: Principal,
     /// Smallest provider stake the buyer accepts.
     pub min_provider_stake: Tokens,
+    /// The track record a provider must have to be given the job (none:
+    /// any provider).
+    pub min_record: Option<crate::registry::RecordRequirement>,
     /// How many times the job is re-queued after a provider fails it.
     pub max_retries: u32,
     /// A method on the calling canister to receive the result, if any.

@@ -304,6 +304,10 @@ pub struct BondArgs {
     /// job's `min_provider_stake`: the matcher's view of a provider's stake
     /// dates from its offer, the registry's is current.
     pub min_stake: Option<Tokens>,
+    /// The track record the provider must have now, the job's
+    /// `min_record`; one that falls short is refused as `Unauthorized`.
+    #[serde(default)]
+    pub min_record: Option<RecordRequirement>,
 }
 
 /// Arguments of `slash`.

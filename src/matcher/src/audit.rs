@@ -39,8 +39,8 @@ pub struct OfferPost {
     pub provider: Principal,
     /// Its node's principal.
     pub node: Principal,
-    /// Its free plus bonded stake.
-    pub stake: Tokens,
+    /// Its stake and track record.
+    pub backing: crate::market::Backing,
     /// The offer to change, or `None` for a new one.
     pub offer_id: Option<OfferId>,
 }
@@ -58,7 +58,7 @@ pub fn put_offer(
         now_ns,
         post.provider,
         post.node,
-        post.stake,
+        post.backing,
         post.offer_id,
         spec,
     )?;

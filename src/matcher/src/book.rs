@@ -19,6 +19,7 @@ use candid::Principal;
 use canister_common::codec::Cbor;
 use ic_stable_structures::{Memory, StableBTreeMap};
 use market_api::matcher::{Offer, PriceLevel, PriceUnit};
+use market_api::registry::{RecordRequirement, TrackRecord};
 use market_api::{JobId, OfferId, Tokens};
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
@@ -51,6 +52,9 @@ pub struct Bid {
     pub interval_secs: u64,
     /// Smallest provider stake the buyer accepts.
     pub min_provider_stake: Tokens,
+    /// The track record the buyer asks of a provider.
+    #[serde(default)]
+    pub min_record: Option<RecordRequirement>,
     /// Providers that failed this job before and must not get it again.
     pub excluded_providers: Vec<Principal>,
     /// When the bid entered the book (ties in price go to the oldest).
@@ -76,6 +80,9 @@ pub struct BookOffer {
     pub offer: Offer,
     /// The provider's stake (free plus bonded) when last read from the registry.
     pub provider_stake: Tokens,
+    /// The provider's track record when last read from the registry.
+    #[serde(default)]
+    pub provider_record: TrackRecord,
 }
 
 impl BookOffer {
@@ -106,8 +113,23 @@ impl BookOffer {
             && fuel_fits
             && (spec.min_interval_secs..=spec.max_interval_secs).contains(&bid.interval_secs)
             && self.provider_stake >= bid.min_provider_stake
+            && bid
+                .min_record
+                .as_ref()
+                .is_none_or(|r| record_may_meet(&self.provider_record, r))
             && !bid.excluded_providers.contains(&self.offer.provider)
     }
+}
+
+/// Whether `record` meets the counts `req` asks for. The requirement's
+/// time-bound part (no failed audit lately) is checked by the registry
+/// against the current record when it bonds the stake; a provider it
+/// refuses is passed over for the job.
+fn record_may_meet(record: &TrackRecord, req: &RecordRequirement) -> bool {
+    record.jobs_completed >= req.min_jobs_completed
+        && req
+            .max_deadlines_missed
+            .is_none_or(|m| record.deadlines_missed <= m)
 }
 
 /// Book depth of one ledger, best prices first.
@@ -415,6 +437,7 @@ mod tests {
                 created_at_ns: age,
             },
             provider_stake: 1_000,
+            provider_record: TrackRecord::default(),
         }
     }
 
@@ -431,6 +454,7 @@ mod tests {
             deadline_secs: None,
             interval_secs: 60,
             min_provider_stake: 0,
+            min_record: None,
             excluded_providers: vec![],
             submitted_at_ns: age,
             rested_at_ns: age,
@@ -459,6 +483,42 @@ mod tests {
             b.best_offer_for(&bid(9, 0, 45, 256, 0)).unwrap().offer.id,
             3
         );
+    }
+
+    #[test]
+    fn a_bid_asking_for_a_track_record_passes_over_offers_without_one() {
+        let mut b = book();
+        b.put_offer(offer(1, 0, 10, 1, 512, 0));
+        let mut seasoned = offer(2, 0, 20, 1, 512, 1);
+        seasoned.provider_record.jobs_completed = 5;
+        b.put_offer(seasoned);
+        let mut want = bid(1, 0, 100, 1, 0);
+        want.min_record = Some(RecordRequirement {
+            min_jobs_completed: 5,
+            ..Default::default()
+        });
+        assert_eq!(b.best_offer_for(&want).unwrap().offer.id, 2);
+        want.min_record = Some(RecordRequirement {
+            min_jobs_completed: 5,
+            max_deadlines_missed: Some(0),
+            ..Default::default()
+        });
+        let mut missed = b.offer(2).unwrap();
+        missed.provider_record.deadlines_missed = 1;
+        b.put_offer(missed);
+        assert!(b.best_offer_for(&want).is_none());
+    }
+
+    #[test]
+    fn a_bid_deadline_passes_over_offers_too_slow_for_its_budget() {
+        let mut b = book();
+        b.put_offer(offer(1, 0, 10, 1, 512, 0)); // 1,000 fuel a second
+        let mut want = bid(1, 0, 100, 1, 0);
+        want.fuel = 10_000;
+        want.deadline_secs = Some(9);
+        assert!(b.best_offer_for(&want).is_none(), "10 s of work in 9 s");
+        want.deadline_secs = Some(10);
+        assert_eq!(b.best_offer_for(&want).unwrap().offer.id, 1);
     }
 
     #[test]

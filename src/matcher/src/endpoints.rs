@@ -136,7 +136,7 @@ pub async fn offer(
     let post = OfferPost {
         provider: caller,
         node: standing.node,
-        stake: standing.stake,
+        backing: standing.backing,
         offer_id,
     };
     let t = rt.now_ns();

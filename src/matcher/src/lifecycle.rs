@@ -28,6 +28,7 @@
 
 use candid::Principal;
 use market_api::matcher::{JobResult, JobStatus, RunOutcome, attempt_secs, fuel_cost};
+use market_api::registry::RecordEvent;
 use market_api::{JobId, OfferId, Tokens};
 use serde::{Deserialize, Serialize};
 
@@ -107,6 +108,10 @@ pub struct Assignment {
     /// keeps its assignment, and its bond, through the challenge window).
     #[serde(default)]
     pub slot_freed: bool,
+    /// Heartbeats of this attempt accepted (each one on time: a late one
+    /// finds the deadline handled).
+    #[serde(default)]
+    pub heartbeats: u32,
 }
 
 /// A job as the lifecycle sees it.
@@ -198,6 +203,12 @@ pub enum Effect {
     /// Take a provider's pending pay back into the job's lock (escrow
     /// `forfeit`): its attempt delivered no result.
     Forfeit { provider: Principal, attempt: u32 },
+    /// Add to the provider's track record (registry `record`).
+    Record {
+        key: StakeKey,
+        provider: Principal,
+        event: RecordEvent,
+    },
     /// Slash a provider in favour of the owner (registry `slash`).
     Slash {
         key: StakeKey,
@@ -258,6 +269,10 @@ pub enum StakeOp {
     Bond,
     /// The slash of an assignment's missed deadline.
     Slash,
+    /// The track record of an assignment that delivered a final result.
+    Done,
+    /// The track record of an assignment that missed a deadline.
+    Missed,
 }
 
 /// The registry's idempotency key of one assignment's bond or slash: the
@@ -281,6 +296,8 @@ impl std::fmt::Display for StakeKey {
         let op = match self.op {
             StakeOp::Bond => "bond",
             StakeOp::Slash => "slash",
+            StakeOp::Done => "done",
+            StakeOp::Missed => "missed",
         };
         write!(f, "job/{}/{op}/{}", self.job_id, self.attempt)
     }
@@ -311,6 +328,8 @@ impl TryFrom<String> for StakeKey {
         let op = match op {
             "bond" => StakeOp::Bond,
             "slash" => StakeOp::Slash,
+            "done" => StakeOp::Done,
+            "missed" => StakeOp::Missed,
             _ => return Err(bad()),
         };
         Ok(StakeKey {
@@ -343,6 +362,15 @@ pub fn slash_key(job: JobId, attempt: u32) -> StakeKey {
     StakeKey {
         job_id: job,
         op: StakeOp::Slash,
+        attempt,
+    }
+}
+
+/// The registry's key of a track-record entry for an assignment.
+pub fn record_key(job: JobId, op: StakeOp, attempt: u32) -> StakeKey {
+    StakeKey {
+        job_id: job,
+        op,
         attempt,
     }
 }
@@ -459,6 +487,7 @@ impl JobState {
             result_due_ns: None,
             pending_pay: 0,
             slot_freed: false,
+            heartbeats: 0,
         });
         self.status = JobStatus::Assigned;
         if bonded == 0 {
@@ -649,6 +678,7 @@ impl JobState {
         let mut effects = vec![];
         if self.status == JobStatus::Assigned {
             let a = self.assignment.as_mut().expect("checked");
+            a.heartbeats = a.heartbeats.saturating_add(1);
             a.started_at_ns = Some(now_ns);
             a.due_ns = now_ns.saturating_add(interval);
             self.status = JobStatus::Running;
@@ -668,6 +698,7 @@ impl JobState {
         }
         let a = self.assignment.as_mut().expect("checked");
         a.due_ns = a.due_ns.saturating_add(interval);
+        a.heartbeats = a.heartbeats.saturating_add(1);
         Ok(effects)
     }
 
@@ -817,16 +848,25 @@ impl JobState {
         }
         if self.status == JobStatus::Reported {
             // The challenge window closed: the result is final, the
-            // pending pay becomes claimable with the settle.
+            // pending pay becomes claimable with the settle, and the
+            // provider's record counts the job.
             let ok = self
                 .result
                 .as_ref()
                 .is_some_and(|r| matches!(r.outcome, RunOutcome::Exited { code: 0 }));
-            return self.finish(if ok {
+            let mut effects = vec![Effect::Record {
+                key: record_key(self.id, StakeOp::Done, a.attempt),
+                provider: a.provider,
+                event: RecordEvent::JobCompleted {
+                    heartbeats_on_time: a.heartbeats,
+                },
+            }];
+            effects.extend(self.finish(if ok {
                 JobStatus::Succeeded
             } else {
                 JobStatus::Failed
-            });
+            }));
+            return effects;
         }
         if self.fuel.is_none()
             && self.intervals_paid >= self.max_intervals
@@ -852,6 +892,11 @@ impl JobState {
             .into_iter()
             .collect();
         self.failed_providers.push(a.provider);
+        effects.push(Effect::Record {
+            key: record_key(self.id, StakeOp::Missed, a.attempt),
+            provider: a.provider,
+            event: RecordEvent::DeadlineMissed,
+        });
         effects.extend(self.forfeit(&a));
         let budget_left = self.fuel.is_some() || self.intervals_paid < self.max_intervals;
         if self.retries_used < self.max_retries && budget_left {
@@ -966,6 +1011,13 @@ mod tests {
         assert_eq!(bond_key(7, 1).to_string(), "job/7/bond/1");
         assert_eq!(slash_key(12, 3).to_string(), "job/12/slash/3");
         assert_eq!(lock_key(7), "job/7");
+        for (op, text) in [
+            (StakeOp::Done, "job/7/done/2"),
+            (StakeOp::Missed, "job/7/missed/2"),
+        ] {
+            assert_eq!(record_key(7, op, 2).to_string(), text);
+            assert_eq!(StakeKey::from(text), record_key(7, op, 2));
+        }
         // The outbox stores the text form, as before keys were typed.
         let stored = canister_common::codec::Cbor(Effect::Unbond {
             key: bond_key(7, 2),
@@ -1254,12 +1306,19 @@ mod tests {
         assert_eq!(
             j.deadline_passed(&P, 230 * S, 1),
             vec![
+                Effect::Record {
+                    key: "job/7/done/1".into(),
+                    provider: provider(1),
+                    event: RecordEvent::JobCompleted {
+                        heartbeats_on_time: 3
+                    },
+                },
                 Effect::Unbond {
                     key: "job/7/bond/1".into()
                 },
                 Effect::Settle,
             ],
-            "final: the settle makes the pending pay claimable"
+            "final: the record counts the job, the settle makes the pending pay claimable"
         );
         assert_eq!(j.status, JobStatus::Succeeded);
     }
@@ -1286,6 +1345,14 @@ mod tests {
         assert_eq!(fx[0], slash(1, 1, 2 * 800));
         assert_eq!(
             fx[1],
+            Effect::Record {
+                key: "job/7/missed/1".into(),
+                provider: provider(1),
+                event: RecordEvent::DeadlineMissed,
+            }
+        );
+        assert_eq!(
+            fx[2],
             Effect::Forfeit {
                 provider: provider(1),
                 attempt: 1

@@ -17,6 +17,7 @@ use market_api::matcher::{
     MAX_FUEL_PER_INTERVAL, MAX_INPUT_BYTES, MAX_JOB_FUEL, MAX_JOB_MEMORY_MIB, MAX_RESTING_SECS,
     MatcherError, ModuleSource, Offer, OfferSpec, PriceUnit, SubmitResultArgs,
 };
+use market_api::registry::TrackRecord;
 use market_api::{JobId, OfferId, Tokens};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
@@ -113,6 +114,7 @@ impl JobRecord {
             deadline_secs,
             interval_secs: self.spec.interval_secs,
             min_provider_stake: self.spec.min_provider_stake,
+            min_record: self.spec.min_record.clone(),
             excluded_providers: self.state.failed_providers.clone(),
             submitted_at_ns: self.submitted_at_ns,
             rested_at_ns: now_ns,
@@ -255,6 +257,26 @@ pub fn validate_offer(spec: &OfferSpec) -> Result<(), MatcherError> {
         return Err(invalid("tags", "at most 16 tags of at most 64 bytes"));
     }
     Ok(())
+}
+
+/// What stands behind a provider's offers, as the registry last said: its
+/// stake (free plus bonded) and its track record.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Backing {
+    /// Free plus bonded stake.
+    pub stake: Tokens,
+    /// What it did.
+    pub record: TrackRecord,
+}
+
+/// A stake alone, with an empty track record.
+impl From<Tokens> for Backing {
+    fn from(stake: Tokens) -> Self {
+        Backing {
+            stake,
+            record: TrackRecord::default(),
+        }
+    }
 }
 
 /// The memories the market keeps its maps in.
@@ -842,7 +864,7 @@ impl<M: Memory> Market<M> {
     }
 
     /// Posts or replaces an offer of `provider` (whose registry record the
-    /// caller checked: registered, not jailed, with `stake` and `node`).
+    /// caller checked: registered, not jailed, with `backing` and `node`).
     #[allow(clippy::too_many_arguments)]
     pub fn put_offer(
         &mut self,
@@ -850,10 +872,11 @@ impl<M: Memory> Market<M> {
         now_ns: u64,
         provider: Principal,
         node: Principal,
-        stake: Tokens,
+        backing: impl Into<Backing>,
         offer_id: Option<OfferId>,
         spec: OfferSpec,
     ) -> Result<OfferId, MatcherError> {
+        let backing = backing.into();
         validate_offer(&spec)?;
         let (id, slots_used, created_at_ns) = match offer_id {
             Some(id) => {
@@ -889,7 +912,8 @@ impl<M: Memory> Market<M> {
         };
         self.book.put_offer(BookOffer {
             offer,
-            provider_stake: stake,
+            provider_stake: backing.stake,
+            provider_record: backing.record,
         });
         self.serve_offer(p, now_ns, id);
         Ok(id)
@@ -923,12 +947,15 @@ impl<M: Memory> Market<M> {
         ids
     }
 
-    /// Sets the stake every offer of `provider` shows to matching.
-    pub fn restake_offers(&mut self, provider: Principal, stake: Tokens) {
+    /// Sets the stake and track record every offer of `provider` shows to
+    /// matching.
+    pub fn restake_offers(&mut self, provider: Principal, backing: impl Into<Backing>) {
+        let backing = backing.into();
         let ids: Vec<OfferId> = self.offers_of(provider).iter().map(|o| o.id).collect();
         for id in ids {
             if let Some(mut o) = self.book.offer(id) {
-                o.provider_stake = stake;
+                o.provider_stake = backing.stake;
+                o.provider_record = backing.record.clone();
                 self.book.put_offer(o);
             }
         }

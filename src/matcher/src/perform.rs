@@ -24,7 +24,7 @@ use market_api::escrow::{
     WithdrawArgs, WithdrawForArgs,
 };
 use market_api::matcher::{JobKind, JobNotice, MAX_NOTICE_MESSAGE_BYTES, MatcherError};
-use market_api::registry::{BondArgs, RegistryError, SlashArgs};
+use market_api::registry::{BondArgs, RecordArgs, RegistryError, SlashArgs};
 use market_api::sns::SnsAction;
 use market_api::{Account, JobId, Tokens};
 
@@ -128,6 +128,27 @@ pub async fn perform(rt: &impl Runtime, job_id: JobId, effect: Effect) -> Outcom
             Ok(_) => Outcome::Done,
             Err(e) => retry(e),
         },
+        Effect::Record {
+            key,
+            provider,
+            event,
+        } => {
+            let args = RecordArgs {
+                provider,
+                key: key.to_string(),
+                event,
+            };
+            match rt.record(registry, &args).await {
+                Ok(Err(RegistryError::Busy)) => Outcome::Retry("registry busy".into()),
+                Ok(Ok(())) => Outcome::Done,
+                Ok(Err(e)) => {
+                    // A provider that deregistered and left: nothing to count on.
+                    rt.log(&format!("job {job_id}: record {key} refused: {e:?}"));
+                    Outcome::Done
+                }
+                Err(e) => retry(e),
+            }
+        }
         Effect::Release {
             seq,
             provider,
@@ -317,13 +338,18 @@ async fn bond(
     provider: Principal,
     amount: Tokens,
 ) -> Outcome {
-    let min_stake =
-        read_state(|s| s.market.job(job_id).map(|r| r.spec.min_provider_stake)).filter(|m| *m > 0);
+    let (min_stake, min_record) = read_state(|s| {
+        s.market
+            .job(job_id)
+            .map(|r| (r.spec.min_provider_stake, r.spec.min_record))
+    })
+    .unwrap_or_default();
     let args = BondArgs {
         provider,
         amount,
         key: key.to_string(),
-        min_stake,
+        min_stake: (min_stake > 0).then_some(min_stake),
+        min_record,
     };
     match rt.bond(registry, &args).await {
         Ok(Ok(())) => {
@@ -361,7 +387,7 @@ async fn restake_offers(rt: &impl Runtime, provider: Principal) {
     let standing = provider_standing(rt, provider).await;
     let t = rt.now_ns();
     mutate_state(|s| match standing {
-        Ok(standing) => s.market.restake_offers(provider, standing.stake),
+        Ok(standing) => s.market.restake_offers(provider, standing.backing),
         Err(MatcherError::Unauthorized { .. }) => audit::provider_ineligible(s, t, provider),
         Err(_) => {}
     });
@@ -466,12 +492,12 @@ pub async fn require_escrow_balance(
 }
 
 /// A provider's standing in the registry, as an offer needs it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Standing {
     /// The provider's node principal.
     pub node: Principal,
-    /// Free plus bonded stake.
-    pub stake: Tokens,
+    /// Free plus bonded stake, and the track record.
+    pub backing: crate::market::Backing,
 }
 
 /// Asks the registry whether `caller` may offer: registered, not jailed or
@@ -507,7 +533,10 @@ pub async fn provider_standing(
     }
     Ok(Standing {
         node: p.profile.node,
-        stake: p.stake.free.saturating_add(p.stake.bonded),
+        backing: crate::market::Backing {
+            stake: p.stake.free.saturating_add(p.stake.bonded),
+            record: p.record,
+        },
     })
 }
 

@@ -16,7 +16,7 @@ use market_api::escrow::{
 };
 use market_api::matcher::JobNotice;
 use market_api::registry::{
-    BondArgs, Eligibility, Provider, RegistryError, SlashArgs, SlashOutcome,
+    BondArgs, Eligibility, Provider, RecordArgs, RegistryError, SlashArgs, SlashOutcome,
 };
 
 pub use canister_common::runtime::SystemApi;
@@ -96,6 +96,8 @@ pub trait Runtime: SystemApi {
     async fn bond(&self, registry: Principal, args: &BondArgs) -> Answer<(), RegistryError>;
     /// Registry `unbond`.
     async fn unbond(&self, registry: Principal, key: &str) -> Answer<Tokens, RegistryError>;
+    /// Registry `record`.
+    async fn record(&self, registry: Principal, args: &RecordArgs) -> Answer<(), RegistryError>;
     /// Registry `slash`.
     async fn slash(
         &self,
@@ -211,6 +213,10 @@ impl Runtime for IcRuntime {
 
     async fn unbond(&self, registry: Principal, key: &str) -> Answer<Tokens, RegistryError> {
         RegistryClient(registry).unbond(key).await
+    }
+
+    async fn record(&self, registry: Principal, args: &RecordArgs) -> Answer<(), RegistryError> {
+        RegistryClient(registry).record(args).await
     }
 
     async fn slash(

@@ -102,6 +102,7 @@ impl Net {
             interval_secs: INTERVAL,
             ledger: self.ids.ledger,
             min_provider_stake: 0,
+            min_record: None,
             max_retries: retries,
             callback: None,
         }

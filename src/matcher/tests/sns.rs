@@ -223,6 +223,7 @@ fn job_spec(ledger: Principal) -> JobSpec {
         interval_secs: INTERVAL,
         ledger,
         min_provider_stake: 0,
+        min_record: None,
         max_retries: 1,
         callback: None,
     }

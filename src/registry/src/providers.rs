@@ -371,6 +371,16 @@ pub fn bond(
             available: p.stake.free,
         });
     }
+    if let Some(req) = &args.min_record
+        && !p.record.meets(req, now)
+    {
+        return Err(RegistryError::Unauthorized {
+            reason: format!(
+                "the provider's track record ({}) falls short of the job's",
+                p.record
+            ),
+        });
+    }
     if p.stake.free < args.amount {
         return Err(RegistryError::InsufficientStake {
             available: p.stake.free,

@@ -408,6 +408,7 @@ impl MarketFixture {
             interval_secs,
             ledger: self.ids.ledger,
             min_provider_stake: 0,
+            min_record: None,
             max_retries: 0,
             callback: None,
         }

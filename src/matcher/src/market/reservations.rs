@@ -122,6 +122,7 @@ fn slot_spec(spec: &ReservationSpec) -> JobSpec {
         interval_secs: spec.interval_secs,
         ledger: spec.ledger,
         min_provider_stake: spec.min_provider_stake,
+        min_record: None,
         max_retries: spec.max_rematches,
         callback: None,
     }

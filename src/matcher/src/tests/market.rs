@@ -74,6 +74,7 @@ pub(crate) fn spec(max_price: u128, retries: u32) -> JobSpec {
         interval_secs: 60,
         ledger: icp(),
         min_provider_stake: 0,
+        min_record: None,
         max_retries: retries,
         callback: None,
     }

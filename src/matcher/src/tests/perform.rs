@@ -21,7 +21,7 @@ use market_api::matcher::{
     MatcherEvent, MatcherInit, ReservationSpec,
 };
 use market_api::registry::{
-    BondArgs, Eligibility, Provider, RegistryError, SlashArgs, SlashOutcome,
+    BondArgs, Eligibility, Provider, RecordArgs, RegistryError, SlashArgs, SlashOutcome,
 };
 use market_api::{PageRequest, Tokens};
 use std::cell::{Cell, RefCell};
@@ -301,6 +301,10 @@ impl Runtime for Fake {
         self.registry_answer("unbond", key.to_string(), 0)
     }
 
+    async fn record(&self, _registry: Principal, args: &RecordArgs) -> Answer<(), RegistryError> {
+        self.registry_answer("record", args.key.clone(), ())
+    }
+
     async fn slash(
         &self,
         _registry: Principal,
@@ -488,6 +492,7 @@ fn lock_bond_release_slash_unbond_and_settle_go_through_the_performer() {
             "bond",
             "release",
             "slash",
+            "record",
             "forfeit",
             "unbond",
             "settle",
