@@ -29,13 +29,23 @@ pub fn count() -> String {
     market_fixture::jobs::countdown(1_500_000_000, "done\n")
 }
 
-/// A standing offer of one slot of `memory_mib` at `price` per interval
-/// (10 billion fuel per interval, intervals of 10 s to an hour).
+/// The speed the test world's offers declare, in fuel per (devnet) second:
+/// the devnet's clock runs 50× real time, so a node that runs half a
+/// billion fuel a real second keeps to it, and a job's derived deadline
+/// leaves it room.
+pub const OFFER_FUEL_PER_SEC: u64 = 10_000_000;
+
+/// A standing offer of one slot of `memory_mib` at `price`, both per
+/// billion fuel (one-off jobs) and per interval (reserved slots);
+/// declaring [`OFFER_FUEL_PER_SEC`], 10 billion fuel per interval,
+/// intervals of 10 s to an hour.
 pub fn one_slot_offer(memory_mib: u32, price: Tokens, ledger: Principal) -> OfferSpec {
     OfferSpec {
         slots: 1,
         memory_per_slot_mib: memory_mib,
         max_fuel_per_interval: 10_000_000_000,
+        price_per_gfuel: price,
+        fuel_per_sec: OFFER_FUEL_PER_SEC,
         price_per_interval: price,
         ledger,
         min_interval_secs: 10,
@@ -198,22 +208,33 @@ impl World {
     }
 
     /// A job running the stored module `sha256`, with no input, arguments
-    /// or environment: 16 MiB and a billion fuel per interval, paid with
-    /// this market's ledger, no stake required, no retries, no callback.
+    /// or environment: 16 MiB and a budget of `fuel` at up to
+    /// `max_price_per_gfuel`, heartbeated every `interval_secs`, its
+    /// deadline derived from the offer's speed, paid with this market's
+    /// ledger, no stake required, no retries, no callback.
     pub fn stored_job(
         &self,
         sha256: [u8; 32],
         interval_secs: u64,
-        max_intervals: u32,
-        max_price: Tokens,
+        fuel: u64,
+        max_price_per_gfuel: Tokens,
     ) -> JobSpec {
         JobSpec {
             module: ModuleSource::Stored { sha256 },
+            input: vec![],
+            args: vec![],
+            env: vec![],
             limits: JobLimits {
                 memory_mib: 16,
-                fuel_per_interval: 1_000_000_000,
+                fuel,
             },
-            ..self.net.url_job(interval_secs, max_intervals, max_price)
+            max_price_per_gfuel,
+            deadline_secs: None,
+            interval_secs,
+            ledger: self.ids.ledger,
+            min_provider_stake: 0,
+            max_retries: 0,
+            callback: None,
         }
     }
 
