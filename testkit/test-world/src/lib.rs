@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use candid::Principal;
 use market_api::matcher::{
-    Job, JobLimits, JobSpec, ModuleSource, ModuleUpload, OfferSpec, SubmitResultArgs,
+    Job, JobKind, JobLimits, JobSpec, ModuleSource, ModuleUpload, OfferSpec, SubmitResultArgs,
 };
 use market_api::{JobId, Tokens};
 use market_client::transport::{Call, Transport, TransportError};
@@ -280,10 +280,12 @@ impl Drop for World {
 }
 
 /// A transport that holds results back: `submit_result` fails as a dropped
-/// connection, before reaching the canister, until the matcher has paid
-/// `intervals` of the job. The daemon keeps heartbeating a job whose result
-/// waits, so a test sees that many paid heartbeats however fast the sandbox
-/// ran the job.
+/// connection, before reaching the canister, until the job has run
+/// `intervals` intervals: paid that many (a reserved slot's job), or, for a
+/// job billed by fuel, that many intervals have passed since its bond held,
+/// each with a heartbeat due. The daemon keeps heartbeating a job whose
+/// result waits, so a test sees that many heartbeats however fast the
+/// sandbox ran the job.
 #[derive(Clone)]
 pub struct HoldResults<T> {
     inner: T,
@@ -292,7 +294,7 @@ pub struct HoldResults<T> {
 }
 
 impl<T: Transport + Clone> HoldResults<T> {
-    /// Holds results until the matcher (at `ids`) paid `intervals`.
+    /// Holds results until the job ran `intervals` intervals.
     pub fn new(inner: T, ids: CanisterIds, intervals: u32) -> Self {
         Self {
             inner,
@@ -306,10 +308,28 @@ impl<T: Transport + Clone> HoldResults<T> {
             return true;
         };
         let client = MarketClient::new(self.inner.clone(), self.ids);
-        matches!(
-            client.get_job(result.job_id).await,
-            Ok(Some(job)) if job.intervals_paid >= self.intervals
-        )
+        let Ok(Some(job)) = client.get_job(result.job_id).await else {
+            return false;
+        };
+        if job.kind != JobKind::OneOff {
+            return job.intervals_paid >= self.intervals;
+        }
+        let Some(provider) = job.provider else {
+            return false;
+        };
+        let (Ok(now), Ok(held)) = (client.time_ns().await, client.assignments(provider).await)
+        else {
+            return false;
+        };
+        held.iter()
+            .find(|a| a.job_id == job.id)
+            .and_then(|a| a.counting_from_ns)
+            .is_some_and(|from| {
+                let ran = u64::from(self.intervals)
+                    .saturating_mul(job.spec.interval_secs)
+                    .saturating_mul(1_000_000_000);
+                now >= from.saturating_add(ran)
+            })
     }
 }
 

@@ -890,6 +890,7 @@ impl<T: Transport + Clone> Daemon<T> {
                     warn!(job_id = id, error = ?e, "the matcher no longer takes this result");
                     self.results.remove(id, args.attempt);
                     self.records.remove(&id);
+                    self.done.insert((id, args.attempt));
                 }
                 Err(e) => {
                     self.metrics.call_errors.inc();

@@ -382,6 +382,7 @@ impl FakeMarket {
                 ledger: Principal::anonymous(),
                 free: 0,
                 claimable: 0,
+                pending: 0,
                 locked: 0,
             }),
             other => panic!("unexpected call {other}"),
