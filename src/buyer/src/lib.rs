@@ -38,8 +38,8 @@ pub use reserve::{
 };
 pub use run::{RunOptions, RunReport, interrupted_message, run, submit};
 pub use watch::{
-    JobEvent, Settlement, describe_outcome, exit_code, job_events, output_truncated, settlement,
-    summary, watch,
+    JobEvent, Settlement, bill, describe_outcome, exit_code, format_time, job_events,
+    output_truncated, result_in, settlement, summary, watch,
 };
 
 use market_client::retry::with_retries;

@@ -186,7 +186,7 @@ async fn result(s: &Session, args: ResultArgs) -> anyhow::Result<ExitCode> {
         .get_job(args.id)
         .await?
         .ok_or(BuyerError::UnknownJob(args.id))?;
-    if !job.status.is_terminal() {
+    if !buyer::result_in(&job) {
         return Err(BuyerError::NotFinished {
             id: job.id,
             status: job.status,
@@ -202,8 +202,8 @@ async fn result(s: &Session, args: ResultArgs) -> anyhow::Result<ExitCode> {
 async fn cancel(s: &Session, args: JobIdArgs) -> anyhow::Result<ExitCode> {
     s.client.cancel_job(args.id).await?;
     println!(
-        "cancelled job {}: intervals already paid stay paid, the rest of its lock returns to your \
-         escrow balance (`market balance`)",
+        "cancelled job {}: fuel already reported stays paid, the rest of its lock returns to \
+         your escrow balance (`market balance`)",
         args.id
     );
     Ok(ExitCode::SUCCESS)
@@ -219,8 +219,8 @@ async fn jobs(s: &Session, args: JobsArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<8} {:<10} {:>9} {:>16}  OUTCOME",
-        "ID", "STATUS", "PAID", "MAX PRICE"
+        "{:<8} {:<10} {:>14} {:>16}  OUTCOME",
+        "ID", "STATUS", "PAID", "MAX PER GFUEL"
     );
     for j in &jobs {
         let outcome = j
@@ -228,11 +228,11 @@ async fn jobs(s: &Session, args: JobsArgs) -> anyhow::Result<ExitCode> {
             .as_ref()
             .map_or(String::new(), |r| buyer::describe_outcome(&r.outcome));
         println!(
-            "{:<8} {:<10} {:>9} {:>16}  {outcome}",
+            "{:<8} {:<10} {:>14} {:>16}  {outcome}",
             j.id,
             format!("{:?}", j.status),
-            format!("{}/{}", j.intervals_paid, j.spec.max_intervals),
-            format_tokens(j.spec.max_price_per_interval),
+            format_tokens(j.paid),
+            format_tokens(j.spec.max_price_per_gfuel),
         );
     }
     say_more("jobs", &args, jobs.len(), jobs.last().map(|j| j.id));

@@ -3,7 +3,8 @@
 use candid::Principal;
 use market_api::Tokens;
 use market_api::matcher::{
-    JobLimits, JobSpec, MAX_ARG_LEN, MAX_ARGS, MAX_INPUT_BYTES, ModuleSource, Sha256, stored_bytes,
+    JobLimits, JobSpec, MAX_ARG_LEN, MAX_ARGS, MAX_INPUT_BYTES, MAX_JOB_FUEL, ModuleSource, Sha256,
+    fuel_cost_ceil, stored_bytes,
 };
 
 use super::BuyerError;
@@ -18,16 +19,17 @@ pub struct JobRequest {
     pub args: Vec<String>,
     /// The job's whole environment (nothing of the caller's is passed on).
     pub env: Vec<(String, String)>,
-    /// Highest price per interval, in e8s.
-    pub max_price_per_interval: Tokens,
-    /// Most intervals paid (and so the longest run).
-    pub max_intervals: u32,
-    /// Length of one interval.
+    /// Highest price per billion fuel, in e8s.
+    pub max_price_per_gfuel: Tokens,
+    /// The fuel budget: the most the job may use and be billed for.
+    pub fuel: u64,
+    /// The wall-clock time one attempt may take; `None`: derived from the
+    /// budget and the provider's declared speed.
+    pub deadline_secs: Option<u64>,
+    /// How often the provider heartbeats.
     pub interval_secs: u64,
     /// Linear memory limit.
     pub memory_mib: u32,
-    /// Fuel per interval.
-    pub fuel_per_interval: u64,
     /// Re-queues after a provider fails the job.
     pub max_retries: u32,
     /// Smallest stake a provider must have.
@@ -35,10 +37,10 @@ pub struct JobRequest {
 }
 
 impl JobRequest {
-    /// What the job locks from the escrow balance when submitted.
+    /// What the job locks from the escrow balance when submitted: its
+    /// budget at its highest price, rounded up (as `JobSpec::max_cost`).
     pub fn max_cost(&self) -> Option<Tokens> {
-        self.max_price_per_interval
-            .checked_mul(Tokens::from(self.max_intervals))
+        fuel_cost_ceil(self.fuel, self.max_price_per_gfuel)
     }
 
     /// Bytes of the job's contents the buyer pays the storage fee for.
@@ -49,14 +51,14 @@ impl JobRequest {
     /// Checks what can be checked locally, with the flag to change.
     pub fn validate(&self) -> Result<(), BuyerError> {
         self.validate_run()?;
-        if self.max_price_per_interval == 0 {
+        if self.max_price_per_gfuel == 0 {
             return Err(BuyerError::Request(
-                "--max-price: must be more than zero".into(),
+                "--max-price-per-gfuel: must be more than zero".into(),
             ));
         }
         if self.max_cost().is_none() {
             return Err(BuyerError::Request(
-                "--max-price × --intervals overflows".into(),
+                "--max-price-per-gfuel × --fuel overflows".into(),
             ));
         }
         Ok(())
@@ -85,8 +87,8 @@ impl JobRequest {
                 "--arg/--env: each argument, name and value at most {MAX_ARG_LEN} bytes"
             ));
         }
-        if self.max_intervals == 0 {
-            return bad("--intervals: at least 1".into());
+        if self.deadline_secs == Some(0) {
+            return bad("--deadline: at least 1 second".into());
         }
         if self.interval_secs == 0 {
             return bad("--interval-secs: at least 1".into());
@@ -94,8 +96,8 @@ impl JobRequest {
         if self.memory_mib == 0 {
             return bad("--memory-mib: at least 1".into());
         }
-        if self.fuel_per_interval == 0 {
-            return bad("--fuel: at least 1".into());
+        if self.fuel == 0 || self.fuel > MAX_JOB_FUEL {
+            return bad(format!("--fuel: 1 to {MAX_JOB_FUEL}"));
         }
         Ok(())
     }
@@ -109,11 +111,11 @@ impl JobRequest {
             env: self.env.clone(),
             limits: JobLimits {
                 memory_mib: self.memory_mib,
-                fuel_per_interval: self.fuel_per_interval,
+                fuel: self.fuel,
             },
+            max_price_per_gfuel: self.max_price_per_gfuel,
+            deadline_secs: self.deadline_secs,
             interval_secs: self.interval_secs,
-            max_intervals: self.max_intervals,
-            max_price_per_interval: self.max_price_per_interval,
             ledger,
             min_provider_stake: self.min_provider_stake,
             max_retries: self.max_retries,

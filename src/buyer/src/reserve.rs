@@ -94,13 +94,10 @@ pub async fn submit_reserved<T: Transport>(
             r.status
         )));
     }
-    if request.memory_mib > r.spec.memory_mib
-        || request.fuel_per_interval > r.spec.fuel_per_interval
-    {
+    if request.memory_mib > r.spec.memory_mib {
         return Err(BuyerError::Request(format!(
-            "--memory-mib/--fuel: the slots of reservation {reservation_id} have {} MiB and {} \
-             fuel per interval",
-            r.spec.memory_mib, r.spec.fuel_per_interval
+            "--memory-mib: the slots of reservation {reservation_id} have {} MiB",
+            r.spec.memory_mib
         )));
     }
     let module = ensure_module(client, wasm, console).await?;
@@ -113,11 +110,10 @@ pub async fn submit_reserved<T: Transport>(
         })
         .await?;
     console.line(format!(
-        "submitted job {id} to reservation {reservation_id}: its slots pay, nothing locked (at \
-         most {} interval{} of {} s)",
-        request.max_intervals,
-        plural(request.max_intervals),
-        r.spec.interval_secs,
+        "submitted job {id} to reservation {reservation_id}: its slots pay, nothing locked ({} \
+         fuel{})",
+        request.fuel,
+        super::run::deadline_text(request.deadline_secs),
     ));
     Ok(id)
 }

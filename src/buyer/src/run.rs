@@ -46,7 +46,8 @@ pub enum RunReport {
     Detached(JobId),
     /// The wait was interrupted; the job goes on.
     Interrupted(JobId),
-    /// The job ended.
+    /// The job's result is in (its challenge window open, or final), or
+    /// it ended without one.
     Finished {
         /// The job with its result.
         job: Box<Job>,
@@ -66,15 +67,12 @@ pub async fn submit<T: Transport>(
     console: &mut Console,
 ) -> Result<JobId, BuyerError> {
     request.validate()?;
-    let max_cost = request
-        .max_cost()
-        .ok_or_else(|| BuyerError::Request("--max-price × --intervals overflows".into()))?;
+    let overflow = || BuyerError::Request("--max-price-per-gfuel × --fuel overflows".into());
+    let max_cost = request.max_cost().ok_or_else(overflow)?;
     let f = funds(client).await?;
     let storage = storage_fee(f.fee, request.stored_bytes())
         .ok_or_else(|| BuyerError::Request("the storage fee overflows".into()))?;
-    let needed = max_cost
-        .checked_add(storage)
-        .ok_or_else(|| BuyerError::Request("--max-price × --intervals overflows".into()))?;
+    let needed = max_cost.checked_add(storage).ok_or_else(overflow)?;
     require_free(&f, client.sender(), JOB, needed)?;
     let module = ensure_module(client, wasm, console).await?;
     let spec = request.spec(module.sha256, client.ids().ledger);
@@ -90,20 +88,28 @@ pub async fn submit<T: Transport>(
         other => other?,
     };
     console.line(format!(
-        "submitted job {id}: up to {} locked ({} interval{} of {} s at most {} each), \
-         {} storage fee paid",
+        "submitted job {id}: up to {} locked ({} fuel at most {} per billion{}), {} storage \
+         fee paid",
         format_tokens(max_cost),
-        request.max_intervals,
-        if request.max_intervals == 1 { "" } else { "s" },
-        request.interval_secs,
-        format_tokens(request.max_price_per_interval),
+        request.fuel,
+        format_tokens(request.max_price_per_gfuel),
+        deadline_text(request.deadline_secs),
         format_tokens(storage),
     ));
     Ok(id)
 }
 
+/// How a request's deadline reads after its fuel.
+pub(super) fn deadline_text(deadline_secs: Option<u64>) -> String {
+    deadline_secs.map_or_else(
+        || ", deadline from the provider's speed".into(),
+        |d| format!(", {d} s per attempt"),
+    )
+}
+
 /// [`submit`] (or [`submit_reserved`] with `options.reservation`), then
-/// (unless detached) follows the job until it ends or `interrupt` resolves.
+/// (unless detached) follows the job until its result is in (or it ends
+/// without one) or `interrupt` resolves.
 pub async fn run<T: Transport>(
     client: &MarketClient<T>,
     wasm: &[u8],

@@ -1,10 +1,17 @@
-//! Following a job until it ends, and what it cost.
+//! Following a job until its result is in, and what it cost.
+//!
+//! A one-off job's result opens a challenge window (`Reported`): the output
+//! is there and the bill known, but the provider's pay stays pending and
+//! the rest of the lock returns only when the window closes undisputed.
+//! Following a job stops at its result; it does not wait the window out.
 
 use std::future::Future;
 use std::time::Duration;
 
 use candid::Principal;
-use market_api::matcher::{Job, JobKind, JobResult, JobStatus, MatcherEvent, RunOutcome};
+use market_api::matcher::{
+    Job, JobKind, JobResult, JobStatus, MatcherEvent, RunOutcome, fuel_cost,
+};
 use market_api::{EventPage, JobId, PageRequest, Tokens};
 
 use super::{BuyerError, Console, sha256_of, with_retries};
@@ -21,15 +28,26 @@ pub enum JobEvent {
         status: JobStatus,
         /// The provider it is assigned to, if any.
         provider: Option<Principal>,
-        /// The price of the current assignment.
+        /// The price of the current assignment (per billion fuel; 0 for a
+        /// job in a reservation).
         price: Option<Tokens>,
+        /// When the result's challenge window closes (`Reported`).
+        window_closes_at_ns: Option<u64>,
     },
-    /// More intervals were paid.
+    /// The provider reported more fuel (by heartbeat or result).
+    FuelReported {
+        /// Fuel reported by the current attempt.
+        fuel: u64,
+        /// The job's budget.
+        budget: u64,
+        /// Paid to providers so far, pending until the window closes.
+        paid: Tokens,
+    },
+    /// More intervals of the reservation's slot went by (a job in a
+    /// reservation, which its slot pays for).
     IntervalsPaid {
-        /// Paid so far.
+        /// Intervals so far.
         paid: u32,
-        /// The most that can be paid.
-        max: u32,
     },
     /// A provider failed the job (missed a deadline) and it was re-queued.
     Retried {
@@ -38,6 +56,12 @@ pub enum JobEvent {
         /// Retries allowed.
         max: u32,
     },
+}
+
+/// Whether job's result is in (its challenge window open, or final) or it
+/// ended without one: following it stops there.
+pub fn result_in(job: &Job) -> bool {
+    job.status == JobStatus::Reported || job.status.is_terminal()
 }
 
 /// What changed from `before` (None: first sight) to `now`.
@@ -54,16 +78,26 @@ pub fn job_events(before: Option<&Job>, now: &Job) -> Vec<JobEvent> {
         .then_some(JobEvent::Status {
             status: now.status,
             provider: now.provider,
-            price: now.price_per_interval,
+            price: now.price,
+            window_closes_at_ns: now.window_closes_at_ns,
         });
-    let paid = (now.intervals_paid > before.map_or(0, |b| b.intervals_paid)).then_some(
-        JobEvent::IntervalsPaid {
-            paid: now.intervals_paid,
-            max: now.spec.max_intervals,
-        },
-    );
-    // Payments happen while a job runs: show them before its end.
-    if now.status.is_terminal() {
+    let paid = if let JobKind::InReservation { .. } = now.kind {
+        (now.intervals_paid > before.map_or(0, |b| b.intervals_paid)).then_some(
+            JobEvent::IntervalsPaid {
+                paid: now.intervals_paid,
+            },
+        )
+    } else {
+        (now.fuel_reported > before.map_or(0, |b| b.fuel_reported)).then_some(
+            JobEvent::FuelReported {
+                fuel: now.fuel_reported,
+                budget: now.spec.limits.fuel,
+                paid: now.paid,
+            },
+        )
+    };
+    // Payments happen while a job runs: show them before its result.
+    if result_in(now) {
         events.extend(paid.into_iter().chain(status));
     } else {
         events.extend(status.into_iter().chain(paid));
@@ -81,6 +115,7 @@ fn describe_event(id: JobId, event: &JobEvent) -> String {
             status,
             provider: Some(p),
             price,
+            ..
         } if matches!(status, JobStatus::Assigned | JobStatus::Running) => format!(
             "job {id}: {} {p}{}",
             if *status == JobStatus::Assigned {
@@ -88,16 +123,31 @@ fn describe_event(id: JobId, event: &JobEvent) -> String {
             } else {
                 "running on"
             },
-            price.map_or(String::new(), |p| format!(
-                " at {} per interval",
-                format_tokens(p)
-            )),
+            match price {
+                Some(0) | None => String::new(),
+                Some(p) => format!(" at {} per billion fuel", format_tokens(*p)),
+            },
+        ),
+        JobEvent::Status {
+            status: JobStatus::Reported,
+            window_closes_at_ns,
+            ..
+        } => format!(
+            "job {id}: result in, challenge window open until {}",
+            window_closes_at_ns.map_or_else(|| "it closes".into(), format_time)
         ),
         JobEvent::Status { status, .. } => {
             format!("job {id}: {}", format!("{status:?}").to_lowercase())
         }
-        JobEvent::IntervalsPaid { paid, max } => {
-            format!("job {id}: {paid} of {max} intervals paid")
+        JobEvent::FuelReported { fuel, budget, paid } => format!(
+            "job {id}: {fuel} of {budget} fuel reported, {} paid (pending)",
+            format_tokens(*paid)
+        ),
+        JobEvent::IntervalsPaid { paid } => {
+            format!(
+                "job {id}: {paid} interval{} of its slot",
+                if *paid == 1 { "" } else { "s" }
+            )
         }
         JobEvent::Retried { used, max } => format!(
             "job {id}: the provider failed it; re-queued (retry {used} of {max}), the provider \
@@ -106,8 +156,9 @@ fn describe_event(id: JobId, event: &JobEvent) -> String {
     }
 }
 
-/// Polls job `id` every `poll`, printing each change, until it ends
-/// (`Some(job)`) or `interrupt` resolves (`None`).
+/// Polls job `id` every `poll`, printing each change, until its result is
+/// in or it ends ([`result_in`]: `Some(job)`), or `interrupt` resolves
+/// (`None`).
 pub async fn watch<T: Transport>(
     client: &MarketClient<T>,
     id: JobId,
@@ -126,7 +177,7 @@ pub async fn watch<T: Transport>(
         for event in job_events(last.as_ref(), &job) {
             console.line(describe_event(id, &event));
         }
-        if job.status.is_terminal() {
+        if result_in(&job) {
             return Ok(Some(job));
         }
         last = Some(job);
@@ -137,18 +188,20 @@ pub async fn watch<T: Transport>(
     }
 }
 
-/// What a finished job cost.
+/// What a job cost, once its result is in or it ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settlement {
-    /// Locked at submission: price × intervals.
+    /// Locked at submission: the fuel budget at the highest price.
     pub locked: Tokens,
-    /// Paid to providers.
+    /// Paid to providers: the bill (fuel used at the agreed price) once the
+    /// result is in, pending while its challenge window is open.
     pub paid: Tokens,
-    /// Returned to the buyer's free balance.
+    /// Returned (or, while the window is open, to be returned) to the
+    /// buyer's free balance.
     pub refunded: Tokens,
-    /// Whether the numbers come from the matcher's `JobFinished` event;
-    /// otherwise they are estimated from the intervals paid at the last
-    /// assignment's price.
+    /// Whether the numbers are exact: from the matcher's `JobFinished`
+    /// event, or from the result's fuel while the window is open;
+    /// otherwise the job's record of what it paid.
     pub exact: bool,
 }
 
@@ -211,8 +264,10 @@ async fn refund_event<T: Transport>(client: &MarketClient<T>, id: JobId) -> Opti
     None
 }
 
-/// What a finished job cost: exact from the matcher's event log when its
-/// `JobFinished` event is among the latest events, estimated otherwise.
+/// What a job cost: while its challenge window is open, the bill its
+/// result sets; once final, exact from the matcher's event log when its
+/// `JobFinished` event is among the latest events, else from the job's
+/// record of what it paid.
 pub async fn settlement<T: Transport>(client: &MarketClient<T>, job: &Job) -> Settlement {
     if let JobKind::InReservation { .. } = job.kind {
         // The reservation's slot pays; the job locks and costs nothing.
@@ -223,10 +278,16 @@ pub async fn settlement<T: Transport>(client: &MarketClient<T>, job: &Job) -> Se
             exact: true,
         };
     }
-    let locked = job
-        .spec
-        .max_price_per_interval
-        .saturating_mul(Tokens::from(job.spec.max_intervals));
+    let locked = job.spec.max_cost().unwrap_or(Tokens::MAX);
+    if job.status == JobStatus::Reported {
+        let paid = bill(job).unwrap_or(job.paid).min(locked);
+        return Settlement {
+            locked,
+            paid,
+            refunded: locked - paid,
+            exact: true,
+        };
+    }
     match refund_event(client, job.id).await {
         Some(refunded) => Settlement {
             locked,
@@ -235,11 +296,7 @@ pub async fn settlement<T: Transport>(client: &MarketClient<T>, job: &Job) -> Se
             exact: true,
         },
         None => {
-            let paid = job
-                .price_per_interval
-                .unwrap_or(0)
-                .saturating_mul(Tokens::from(job.intervals_paid))
-                .min(locked);
+            let paid = job.paid.min(locked);
             Settlement {
                 locked,
                 paid,
@@ -250,13 +307,42 @@ pub async fn settlement<T: Transport>(client: &MarketClient<T>, job: &Job) -> Se
     }
 }
 
+/// What the job's result bills: the fuel it used at the agreed price
+/// (`None` without a result or a price).
+pub fn bill(job: &Job) -> Option<Tokens> {
+    fuel_cost(job.result.as_ref()?.fuel_used, job.price?)
+}
+
+/// An IC timestamp as UTC `YYYY-MM-DD hh:mm:ss`.
+pub fn format_time(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// A person-readable form of a run's outcome.
 pub fn describe_outcome(outcome: &RunOutcome) -> String {
     match outcome {
         RunOutcome::Exited { code } => format!("exited with code {code}"),
-        RunOutcome::OutOfFuel => "ran out of fuel (raise --fuel or --intervals)".into(),
+        RunOutcome::OutOfFuel => "ran out of fuel (raise --fuel)".into(),
         RunOutcome::OutOfMemory => "hit the memory limit (raise --memory-mib)".into(),
-        RunOutcome::Deadline => "hit its wall-clock deadline".into(),
+        RunOutcome::Deadline => "hit its wall-clock deadline (raise --deadline)".into(),
         RunOutcome::OutputTooLarge => "wrote more output than providers keep".into(),
         RunOutcome::Trap { message } => format!("trapped: {message}"),
         RunOutcome::InvalidModule { message } => format!("invalid module: {message}"),
@@ -268,23 +354,30 @@ pub fn output_truncated(result: &JobResult) -> bool {
     sha256_of(&result.output) != result.output_sha256
 }
 
-/// The exit status of `market run`/`result`/`watch` for a finished job: 0
-/// only for a job that succeeded with exit code 0.
+/// The exit status of `market run`/`result`/`watch` for a job whose result
+/// is in: 0 only for a result that exited with code 0, while its challenge
+/// window is open or once it succeeded.
 pub fn exit_code(job: &Job) -> u8 {
     let clean = job
         .result
         .as_ref()
         .is_some_and(|r| r.outcome == RunOutcome::Exited { code: 0 });
-    if job.status == JobStatus::Succeeded && clean {
+    if matches!(job.status, JobStatus::Succeeded | JobStatus::Reported) && clean {
         0
     } else {
         1
     }
 }
 
-/// The closing summary of a finished job (several lines, for stderr).
+/// The closing summary of a job whose result is in, or that ended
+/// (several lines, for stderr).
 pub fn summary(job: &Job, settlement: &Settlement) -> String {
-    let status = format!("{:?}", job.status).to_lowercase();
+    let status = match (job.status, job.window_closes_at_ns) {
+        (JobStatus::Reported, Some(t)) => {
+            format!("reported (challenge window open until {})", format_time(t))
+        }
+        (status, _) => format!("{status:?}").to_lowercase(),
+    };
     let mut s = match &job.result {
         Some(r) => format!("job {} {status}: {}", job.id, describe_outcome(&r.outcome)),
         None => format!("job {} {status} without a result", job.id),
@@ -293,14 +386,10 @@ pub fn summary(job: &Job, settlement: &Settlement) -> String {
         s.push_str(&format!("\n  provider  {p}"));
     }
     if let Some(r) = &job.result {
-        let budget = job
-            .spec
-            .limits
-            .fuel_per_interval
-            .saturating_mul(u64::from(job.spec.max_intervals));
         s.push_str(&format!(
-            "\n  fuel      {} of {budget}\n  engine    {}\n  stdout    {} bytes{}",
+            "\n  fuel      {} of {}\n  engine    {}\n  stdout    {} bytes{}",
             r.fuel_used,
+            job.spec.limits.fuel,
             r.engine,
             r.output.len(),
             if output_truncated(r) {
@@ -321,13 +410,25 @@ pub fn summary(job: &Job, settlement: &Settlement) -> String {
             if job.intervals_paid == 1 { "" } else { "s" },
         ));
     } else {
+        let fuel = job
+            .result
+            .as_ref()
+            .map_or(job.fuel_reported, |r| r.fuel_used);
+        let price = job.price.map_or_else(String::new, |p| {
+            format!(" at {} per billion fuel", format_tokens(p))
+        });
+        let (bill, returned) = if job.status == JobStatus::Reported {
+            (
+                "bill",
+                "returns to your escrow balance when the window closes",
+            )
+        } else {
+            ("cost", "returned to your escrow balance")
+        };
         s.push_str(&format!(
-            "\n  cost      {}{} for {} interval{}; {} of the {} locked returned to your escrow \
-         balance",
+            "\n  {bill}      {}{} for {fuel} fuel{price}; {} of the {} locked {returned}",
             if settlement.exact { "" } else { "about " },
             format_tokens(settlement.paid),
-            job.intervals_paid,
-            if job.intervals_paid == 1 { "" } else { "s" },
             format_tokens(settlement.refunded),
             format_tokens(settlement.locked),
         ));
@@ -346,7 +447,11 @@ mod tests {
     use super::*;
     use market_api::matcher::{JobLimits, JobSpec, ModuleSource};
 
-    fn job(status: JobStatus, paid: u32) -> Job {
+    const S: u64 = 1_000_000_000;
+
+    /// A one-off job of 5,000 million fuel at up to 1,000 per billion, on
+    /// a provider at 600 per billion that reported `fuel`.
+    fn job(status: JobStatus, fuel: u64) -> Job {
         Job {
             id: 4,
             owner: Principal::anonymous(),
@@ -357,11 +462,11 @@ mod tests {
                 env: vec![],
                 limits: JobLimits {
                     memory_mib: 16,
-                    fuel_per_interval: 100,
+                    fuel: 5_000_000_000,
                 },
+                max_price_per_gfuel: 1_000,
+                deadline_secs: None,
                 interval_secs: 60,
-                max_intervals: 5,
-                max_price_per_interval: 1_000,
                 ledger: Principal::anonymous(),
                 min_provider_stake: 0,
                 max_retries: 2,
@@ -369,12 +474,15 @@ mod tests {
             },
             status,
             provider: Some(Principal::management_canister()),
-            price_per_interval: Some(600),
-            intervals_paid: paid,
+            price: Some(600),
+            intervals_paid: 0,
+            fuel_reported: fuel,
+            paid: fuel_cost(fuel, 600).unwrap(),
+            window_closes_at_ns: None,
             retries_used: 0,
             result: None,
             submitted_at_ns: 0,
-            kind: market_api::matcher::JobKind::OneOff,
+            kind: JobKind::OneOff,
         }
     }
 
@@ -383,27 +491,32 @@ mod tests {
             outcome: RunOutcome::Exited { code },
             output: output.to_vec(),
             output_sha256: sha256_of(output),
-            fuel_used: 42,
+            fuel_used: 2_000_000_000,
             engine: "wasmtime-48.0.8".into(),
         }
     }
 
     #[test]
     fn changes_between_polls_become_events_in_order() {
-        let running = job(JobStatus::Running, 1);
+        let running = job(JobStatus::Running, 1_000_000_000);
         assert_eq!(
             job_events(None, &running),
             [
                 JobEvent::Status {
                     status: JobStatus::Running,
                     provider: running.provider,
-                    price: Some(600)
+                    price: Some(600),
+                    window_closes_at_ns: None,
                 },
-                JobEvent::IntervalsPaid { paid: 1, max: 5 }
+                JobEvent::FuelReported {
+                    fuel: 1_000_000_000,
+                    budget: 5_000_000_000,
+                    paid: 600,
+                }
             ]
         );
         assert!(job_events(Some(&running), &running).is_empty());
-        let mut retried = job(JobStatus::Open, 1);
+        let mut retried = job(JobStatus::Open, 1_000_000_000);
         retried.retries_used = 1;
         retried.provider = None;
         assert!(matches!(
@@ -416,52 +529,101 @@ mod tests {
                 }
             ]
         ));
-        // At the end, the last payment shows before the final status.
-        let done = job(JobStatus::Succeeded, 2);
+        // At the result, the fuel it pays shows before the status.
+        let mut reported = job(JobStatus::Reported, 2_000_000_000);
+        reported.window_closes_at_ns = Some(3_600 * S);
+        let events = job_events(Some(&running), &reported);
         assert!(matches!(
-            job_events(Some(&running), &done)[..],
+            events[..],
             [
-                JobEvent::IntervalsPaid { paid: 2, .. },
+                JobEvent::FuelReported {
+                    fuel: 2_000_000_000,
+                    paid: 1_200,
+                    ..
+                },
                 JobEvent::Status {
-                    status: JobStatus::Succeeded,
+                    status: JobStatus::Reported,
                     ..
                 }
             ]
         ));
+        assert!(result_in(&reported) && !result_in(&running));
+        assert_eq!(
+            describe_event(4, &events[1]),
+            "job 4: result in, challenge window open until 1970-01-01 01:00:00 UTC"
+        );
+        assert_eq!(
+            describe_event(4, &events[0]),
+            "job 4: 2000000000 of 5000000000 fuel reported, 0.000012 ICP paid (pending)"
+        );
+        // A job in a reservation counts its slot's intervals instead.
+        let mut reserved = job(JobStatus::Running, 0);
+        reserved.kind = JobKind::InReservation { reservation: 9 };
+        reserved.intervals_paid = 2;
+        assert_eq!(
+            job_events(Some(&running), &reserved).last(),
+            Some(&JobEvent::IntervalsPaid { paid: 2 })
+        );
     }
 
     #[test]
     fn exit_status_and_summary_follow_the_outcome() {
-        let mut ok = job(JobStatus::Succeeded, 2);
-        ok.result = Some(result(0, b"out"));
-        assert_eq!(exit_code(&ok), 0);
-        let settled = Settlement {
+        let mut reported = job(JobStatus::Reported, 2_000_000_000);
+        reported.result = Some(result(0, b"out"));
+        reported.window_closes_at_ns = Some(3_600 * S);
+        assert_eq!(exit_code(&reported), 0, "the result is in");
+        assert_eq!(bill(&reported), Some(1_200), "2 billion fuel at 600");
+        let open = Settlement {
             locked: 5_000,
             paid: 1_200,
             refunded: 3_800,
             exact: true,
         };
-        let s = summary(&ok, &settled);
-        assert!(s.starts_with("job 4 succeeded: exited with code 0"), "{s}");
-        assert!(s.contains("fuel      42 of 500"), "{s}");
+        let s = summary(&reported, &open);
+        assert!(
+            s.starts_with(
+                "job 4 reported (challenge window open until 1970-01-01 01:00:00 UTC): \
+                 exited with code 0"
+            ),
+            "{s}"
+        );
+        assert!(s.contains("fuel      2000000000 of 5000000000"), "{s}");
         assert!(s.contains("stdout    3 bytes\n"), "{s}");
         assert!(
-            s.contains("cost      0.000012 ICP for 2 intervals; 0.000038 ICP of the 0.00005 ICP"),
+            s.contains(
+                "bill      0.000012 ICP for 2000000000 fuel at 0.000006 ICP per billion fuel; \
+                 0.000038 ICP of the 0.00005 ICP locked returns to your escrow balance when \
+                 the window closes"
+            ),
             "{s}"
         );
 
-        let mut failed = job(JobStatus::Failed, 1);
+        let mut ok = reported.clone();
+        ok.status = JobStatus::Succeeded;
+        assert_eq!(exit_code(&ok), 0);
+        let s = summary(&ok, &open);
+        assert!(s.starts_with("job 4 succeeded: exited with code 0"), "{s}");
+        assert!(
+            s.contains("cost      0.000012 ICP for 2000000000 fuel")
+                && s.contains("locked returned to your escrow balance"),
+            "{s}"
+        );
+
+        let mut failed = job(JobStatus::Failed, 2_000_000_000);
         failed.result = Some(result(3, b""));
         assert_eq!(exit_code(&failed), 1);
+        failed.status = JobStatus::Reported;
+        assert_eq!(exit_code(&failed), 1, "in, but not clean");
         let mut truncated = result(0, b"partial");
         truncated.output_sha256 = [7; 32];
         assert!(output_truncated(&truncated));
+        failed.status = JobStatus::Failed;
         failed.result = Some(truncated);
         let s = summary(
             &failed,
             &Settlement {
                 exact: false,
-                ..settled
+                ..open
             },
         );
         assert!(
@@ -469,8 +631,10 @@ mod tests {
             "{s}"
         );
 
-        let expired = job(JobStatus::Expired, 5);
-        assert_eq!(exit_code(&expired), 1);
-        assert!(summary(&expired, &settled).starts_with("job 4 expired without a result"));
+        let cancelled = job(JobStatus::Cancelled, 1_000_000_000);
+        assert_eq!(exit_code(&cancelled), 1);
+        let s = summary(&cancelled, &open);
+        assert!(s.starts_with("job 4 cancelled without a result"), "{s}");
+        assert!(s.contains("for 1000000000 fuel"), "{s}");
     }
 }

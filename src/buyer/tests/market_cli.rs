@@ -27,14 +27,29 @@ fn usage_errors_exit_2_and_say_what_to_fix() {
 
     let o = market(&["run", "job.wasm"], h);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("--max-price <ICP>"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--max-price-per-gfuel <ICP>"),
+        "{}",
+        stderr(&o)
+    );
 
-    let o = market(&["run", "job.wasm", "--max-price", "0.123456789"], h);
+    let o = market(
+        &["run", "job.wasm", "--max-price-per-gfuel", "0.123456789"],
+        h,
+    );
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("at most 8 decimals"), "{}", stderr(&o));
 
     // Files are read before anything is asked of the network.
-    let o = market(&["run", "/nonexistent/job.wasm", "--max-price", "0.01"], h);
+    let o = market(
+        &[
+            "run",
+            "/nonexistent/job.wasm",
+            "--max-price-per-gfuel",
+            "0.01",
+        ],
+        h,
+    );
     assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o).contains("error: cannot read module /nonexistent/job.wasm"),

@@ -19,6 +19,8 @@ use market_client::MarketClient;
 use market_fixture::{DevnetTransport, ICP, Settings};
 use test_world::{DaemonSetup, World, one_slot_offer, spawn};
 
+/// The provider's price per billion fuel (and per interval of a reserved
+/// slot).
 const PRICE: Tokens = 100_000;
 
 /// Copies stdin to stdout.
@@ -137,16 +139,18 @@ async fn world_with_provider() -> (World, RunningProvider) {
     (w, provider)
 }
 
+/// A job of five billion fuel at up to `max_price` per billion: it locks
+/// five times `max_price`.
 fn request(input: &[u8], max_price: Tokens) -> JobRequest {
     JobRequest {
         input: input.to_vec(),
         args: vec![],
         env: vec![],
-        max_price_per_interval: max_price,
-        max_intervals: 5,
+        max_price_per_gfuel: max_price,
+        fuel: 5_000_000_000,
+        deadline_secs: None,
         interval_secs: 20,
         memory_mib: 16,
-        fuel_per_interval: 1_000_000_000,
         max_retries: 1,
         min_provider_stake: 0,
     }
@@ -291,8 +295,8 @@ async fn a_short_balance_says_exactly_what_to_deposit_and_uploads_nothing() {
     let c = &w.buyer;
     buyer::deposit(c, ICP / 5).await.unwrap();
     let wasm = wat::parse_str(EXIT3).unwrap();
-    // 0.1 ICP × 5 intervals = 0.5 ICP locked, and a storage fee of one
-    // ledger fee (0.0001 ICP) for a small job.
+    // 0.1 ICP per billion fuel × 5 billion fuel = 0.5 ICP locked, and a
+    // storage fee of one ledger fee (0.0001 ICP) for a small job.
     let (mut console, _) = Captured::console();
     let err = buyer::submit(c, &wasm, &request(b"", ICP / 10), &mut console)
         .await
@@ -343,24 +347,33 @@ async fn run_uploads_once_pays_a_provider_and_returns_the_jobs_stdout() {
     assert!(result.output == input, "stdout is the input, byte for byte");
     assert!(!buyer::output_truncated(result));
     assert_eq!(buyer::exit_code(&job), 0);
-    assert!(settlement.exact, "from the matcher's JobFinished event");
+    // The run stops at the result: the challenge window is still open.
+    assert_eq!(job.status, JobStatus::Reported);
+    assert!(job.window_closes_at_ns.is_some());
+    assert!(settlement.exact, "the bill the result sets");
     assert_eq!(settlement.locked, 5 * 2 * PRICE);
-    assert_eq!(settlement.paid, PRICE * u128::from(job.intervals_paid));
+    assert_eq!(
+        settlement.paid,
+        market_api::matcher::fuel_cost(result.fuel_used, PRICE).unwrap(),
+        "the fuel used at the provider's price"
+    );
+    assert_eq!(Some(settlement.paid), buyer::bill(&job));
     assert_eq!(settlement.paid + settlement.refunded, settlement.locked);
     for expected in [
         "uploading module",
         &format!("submitted job {}: up to 0.01 ICP locked", job.id),
         "running on",
-        "intervals paid",
-        "succeeded",
+        "fuel reported",
+        "result in, challenge window open until",
     ] {
         assert!(text.contains(expected), "{expected:?} in {text}");
     }
     let summary = buyer::summary(&job, &settlement);
     assert!(
-        summary.contains("succeeded: exited with code 0")
+        summary.contains("reported (challenge window open until")
+            && summary.contains(": exited with code 0")
             && summary.contains(&format!("stdout    {} bytes", input.len()))
-            && summary.contains("returned to your escrow balance"),
+            && summary.contains("returns to your escrow balance when the window closes"),
         "{summary}"
     );
 
@@ -382,9 +395,9 @@ async fn run_uploads_once_pays_a_provider_and_returns_the_jobs_stdout() {
     let RunReport::Finished { job, settlement } = report else {
         panic!("{report:?}")
     };
-    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(job.status, JobStatus::Reported);
     assert_eq!(buyer::exit_code(&job), 1);
-    assert!(buyer::summary(&job, &settlement).contains("failed: exited with code 3"));
+    assert!(buyer::summary(&job, &settlement).contains("exited with code 3"));
 
     // Interrupted while waiting: the job goes on and the message says how
     // to follow or cancel it.

@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use candid::Principal;
-use market_api::matcher::{Job, JobLimits, JobSpec, JobStatus, RunOutcome};
+use market_api::matcher::{GFUEL, Job, JobLimits, JobSpec, JobStatus, RunOutcome, fuel_cost};
 use market_api::{JobId, Tokens};
 use market_client::MarketClient;
 use market_client::transport::{Call, Transport, TransportError};
@@ -24,8 +24,11 @@ use provider_node::daemon::metrics::Metrics;
 use test_world::count;
 use test_world::{DaemonSetup, HoldResults, World, one_slot_offer, spawn};
 
-/// Large enough that a slash (5 intervals) exceeds the ledger fee.
+/// Per billion fuel (and per interval of a reserved slot): large enough
+/// that a slash exceeds the ledger fee.
 const PRICE: Tokens = 100_000;
+/// The fuel budget of the buyer's jobs: more than the countdown needs.
+const BUDGET: u64 = 10 * GFUEL;
 const INTERVAL: u64 = 20;
 
 fn buyer() -> Principal {
@@ -113,13 +116,13 @@ impl Scene {
         )
     }
 
-    /// The buyer submits a job on the stored module `sha`: up to 100
-    /// intervals at twice [`PRICE`], two retries.
+    /// The buyer submits a job on the stored module `sha`: [`BUDGET`] at up
+    /// to twice [`PRICE`], two retries.
     async fn submit(&self, sha: [u8; 32]) -> JobId {
         self.buyer
             .submit_job(JobSpec {
                 max_retries: 2,
-                ..self.stored_job(sha, INTERVAL, 100, 2 * PRICE)
+                ..self.stored_job(sha, INTERVAL, BUDGET, 2 * PRICE)
             })
             .await
             .unwrap()
@@ -160,10 +163,13 @@ async fn jobs_run_heartbeats_pay_and_a_killed_provider_is_slashed_and_replaced()
     assert_eq!(stdout_of(&job), b"hello\n");
     let result = job.result.unwrap();
     assert_eq!(result.outcome, RunOutcome::Exited { code: 0 });
-    assert!(
-        job.intervals_paid >= 1,
-        "a result pays the interval in progress"
+    assert_eq!(job.fuel_reported, result.fuel_used);
+    assert_eq!(
+        job.paid,
+        fuel_cost(result.fuel_used, PRICE).unwrap(),
+        "the fuel used, at the cheaper provider's price"
     );
+    assert_eq!(m1.fuel_paid.get(), result.fuel_used);
 
     // A longer job: provider 1 takes it, acknowledges and heartbeats, then
     // dies without a word.
@@ -339,9 +345,9 @@ async fn a_reserved_slot_is_held_idle_or_busy_and_runs_a_delegates_job() {
                 spec: JobSpec {
                     limits: JobLimits {
                         memory_mib: 16,
-                        fuel_per_interval: 1_000_000,
+                        fuel: 1_000_000,
                     },
-                    ..w.stored_job(hello, INTERVAL, 3, 0)
+                    ..w.stored_job(hello, INTERVAL, 1_000_000, 0)
                 },
             },
         )
@@ -452,7 +458,7 @@ impl Transport for Flaky {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_node_on_a_bad_network_finishes_its_job_and_is_paid_once_per_interval() {
+async fn a_node_on_a_bad_network_finishes_its_job_and_is_paid_for_its_fuel_once() {
     let w = Scene::new();
     w.provider(1, PRICE);
     let faults = Arc::new(Faults::default());
@@ -460,10 +466,10 @@ async fn a_node_on_a_bad_network_finishes_its_job_and_is_paid_once_per_interval(
         inner: w.net.transport(node(1)),
         faults: Arc::clone(&faults),
     };
-    // The result waits until two intervals are paid: after the
-    // acknowledgement, heartbeats #2 and #3 reached the matcher, however
-    // fast the sandbox ran the job.
-    let network = HoldResults::new(flaky, w.ids, 2);
+    // The result waits until three intervals passed since the bond held:
+    // after the acknowledgement, heartbeats #2 and #3 reached the matcher,
+    // however fast the sandbox ran the job.
+    let network = HoldResults::new(flaky, w.ids, 3);
     let dir = tempfile::tempdir().unwrap();
     let (d1, m1) = w.daemon_over(1, network, dir.path(), Duration::from_secs(10));
     let (stop, task) = spawn(d1);
@@ -474,7 +480,6 @@ async fn a_node_on_a_bad_network_finishes_its_job_and_is_paid_once_per_interval(
     let job = w
         .until(id, "succeeded", |j| j.status == JobStatus::Succeeded)
         .await;
-    let finished_by_ns = w.net.time_ns();
     assert_eq!(stdout_of(&job), b"done\n");
     assert_eq!(job.retries_used, 0, "never slashed nor reassigned");
     let _ = stop.send(());
@@ -489,27 +494,24 @@ async fn a_node_on_a_bad_network_finishes_its_job_and_is_paid_once_per_interval(
 
     let audit = w.audit();
     assert_eq!(audit.slashes, 0);
-    let paid = Tokens::from(job.intervals_paid);
-    assert!(paid >= 1);
-    let ran_for = (finished_by_ns - job.submitted_at_ns) / 1_000_000_000;
-    assert!(
-        paid <= Tokens::from(ran_for / INTERVAL + 1),
-        "{paid} intervals paid in {ran_for} s"
-    );
+    let fuel = job.result.as_ref().unwrap().fuel_used;
+    assert_eq!(job.fuel_reported, fuel);
+    let bill = fuel_cost(fuel, PRICE).unwrap();
+    assert!(bill > 0);
+    assert_eq!(job.paid, bill);
     assert_eq!(
-        audit.released,
-        paid * PRICE,
-        "released once per paid interval"
+        audit.released, bill,
+        "the fuel reported by heartbeats and the result, released once"
     );
     assert_eq!(
         w.net.escrow_balance(provider(1)).unwrap().claimable,
-        paid * PRICE,
-        "the provider received each paid interval once"
+        bill,
+        "the provider received its bill once, when the window closed"
     );
     assert_eq!(
         w.net.escrow_balance(buyer()).unwrap().free,
-        free_before - paid * PRICE - w.net.settings.fee,
-        "the buyer paid each interval once and the storage fee (one ledger fee for a \
-         small job), and got the rest of the lock back"
+        free_before - bill - w.net.settings.fee,
+        "the buyer paid the bill once and the storage fee (one ledger fee for a small \
+         job), and got the rest of the lock back"
     );
 }

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use candid::Principal;
-use market_api::matcher::JobStatus;
+use market_api::matcher::{GFUEL, JobStatus, fuel_cost};
 use market_api::registry::{Provider, ProviderProfile};
 use market_api::{Account, Tokens};
 use market_client::MarketClient;
@@ -20,7 +20,10 @@ use provider_node::daemon::Summary;
 use provider_node::provider::{self, EarningsWithdrawal};
 use test_world::{DaemonSetup, HoldResults, World, count, one_slot_offer, spawn};
 
+/// Per billion fuel (and per interval of a reserved slot).
 const PRICE: Tokens = 100_000;
+/// The buyer's fuel budget: more than the countdown needs.
+const BUDGET: u64 = 10 * GFUEL;
 const INTERVAL: u64 = 20;
 const UNBONDING_SECS: u64 = 3_600;
 
@@ -83,7 +86,7 @@ async fn a_provider_stakes_offers_updates_earns_withdraws_and_unstakes() {
         .await
         .unwrap();
     let sha = w.upload(&count()).await;
-    let mut spec = w.stored_job(sha, INTERVAL, 100, 3 * PRICE);
+    let mut spec = w.stored_job(sha, INTERVAL, BUDGET, 3 * PRICE);
     spec.limits.memory_mib = 32;
     let job_id = w.buyer.submit_job(spec).await.unwrap();
     let job = w.job(job_id).await;
@@ -107,11 +110,17 @@ async fn a_provider_stakes_offers_updates_earns_withdraws_and_unstakes() {
     let job = w.job(job_id).await;
     assert_eq!(job.status, JobStatus::Assigned);
     assert_eq!(job.provider, Some(provider_id()));
-    assert_eq!(job.price_per_interval, Some(2 * PRICE), "the new price");
-    assert_eq!(provider_record(&me).await.stake.bonded, 20 * PRICE);
+    assert_eq!(job.price, Some(2 * PRICE), "the new price");
+    // The bond answers for the budget's value at the agreed price.
+    let value = fuel_cost(BUDGET, 2 * PRICE).unwrap();
+    assert_eq!(
+        provider_record(&me).await.stake.bonded,
+        Tokens::from(net.settings.bond_multiple) * value
+    );
 
-    // run: the daemon earns a few intervals. Its result waits until two
-    // are paid, however fast the sandbox runs the job.
+    // run: the daemon heartbeats the job, reporting its fuel. Its result
+    // waits until two intervals went by, however fast the sandbox runs
+    // the job.
     let state_dir = tempfile::tempdir().unwrap();
     let (daemon, metrics) = test_world::daemon(
         MarketClient::new(HoldResults::new(net.transport(provider_id()), ids, 2), ids),
@@ -133,21 +142,21 @@ async fn a_provider_stakes_offers_updates_earns_withdraws_and_unstakes() {
     assert_eq!(summary.results_submitted, 1);
     w.stop_clock();
     net.settle_outbox();
-    let earned = Tokens::from(job.intervals_paid) * 2 * PRICE;
-    assert!(job.intervals_paid >= 2, "{job:?}");
+    let fuel = job.result.as_ref().unwrap().fuel_used;
+    let earned = fuel_cost(fuel, 2 * PRICE).unwrap();
+    assert!(earned > 0, "{job:?}");
+    assert_eq!(job.paid, earned);
     assert_eq!(
         me.escrow_balance(provider_id()).await.unwrap().claimable,
         earned,
-        "every paid interval reached the provider's escrow balance"
+        "the bill reached the provider's escrow balance when the window closed"
     );
     assert_eq!(
-        (metrics.intervals_paid.get(), metrics.earnings_e8s.get()),
-        (
-            u64::from(job.intervals_paid),
-            u64::try_from(earned).unwrap()
-        ),
-        "the daemon's metrics count what the matcher paid, the result's interval too"
+        (metrics.fuel_paid.get(), metrics.earnings_e8s.get()),
+        (fuel, u64::try_from(earned).unwrap()),
+        "the daemon's metrics count what the matcher paid, heartbeats and result"
     );
+    assert_eq!(metrics.intervals_paid.get(), 0, "no reserved slot");
 
     // withdraw (earnings): all of it, less one fee, to the wallet.
     let before = wallet();

@@ -13,8 +13,8 @@ use anyhow::{Context, Result, bail, ensure};
 use candid::{Nat, Principal};
 use market_api::escrow::WithdrawArgs;
 use market_api::matcher::{
-    Job, JobKind, JobLimits, JobSpec, JobStatus, MAX_CHUNK_BYTES, MatcherEvent, ModuleSource,
-    ModuleUpload, OfferSpec,
+    GFUEL, Job, JobKind, JobLimits, JobSpec, JobStatus, MAX_CHUNK_BYTES, MatcherEvent,
+    ModuleSource, ModuleUpload, OfferSpec,
 };
 use market_api::{EventPage, JobId, PageRequest, Tokens};
 use market_client::client::{CanisterIds, MarketClient};
@@ -202,13 +202,46 @@ impl Demo {
                 MatcherEvent::JobAssigned {
                     job_id,
                     provider,
-                    price_per_interval,
+                    price,
                     attempt,
                 } => format!(
-                    "{} assigned to {} at {} ICP per interval (attempt {attempt}), stake bonded",
+                    "{} assigned to {} at {} ICP (per billion fuel, or per interval for a \
+                     reserved slot) (attempt {attempt}), stake bonded",
                     self.label(job_id),
                     self.name(provider),
-                    icp(price_per_interval)
+                    icp(price)
+                ),
+                MatcherEvent::FuelPaid {
+                    job_id,
+                    provider,
+                    fuel,
+                    amount,
+                    ..
+                } => format!(
+                    "{}: {} reported {fuel} fuel in all, {} ICP more pending for it",
+                    self.label(job_id),
+                    self.name(provider),
+                    icp(amount)
+                ),
+                MatcherEvent::ResultReported {
+                    job_id,
+                    provider,
+                    fuel_used,
+                    bill,
+                    ..
+                } => format!(
+                    "{}: {} reported its result ({fuel_used} fuel, a bill of {} ICP); the \
+                     challenge window opens",
+                    self.label(job_id),
+                    self.name(provider),
+                    icp(bill)
+                ),
+                MatcherEvent::PayForfeited {
+                    job_id, provider, ..
+                } => format!(
+                    "{}: {} delivered no result; its pending pay goes back to the job",
+                    self.label(job_id),
+                    self.name(provider)
                 ),
                 MatcherEvent::IntervalPaid {
                     job_id,
@@ -352,7 +385,8 @@ impl Demo {
         Ok(sha)
     }
 
-    fn spec(&self, sha: [u8; 32], input: &[u8], max_intervals: u32) -> JobSpec {
+    /// A job of `gfuel` billion fuel at up to twice [`PRICE`] per billion.
+    fn spec(&self, sha: [u8; 32], input: &[u8], gfuel: u64) -> JobSpec {
         JobSpec {
             module: ModuleSource::Stored { sha256: sha },
             input: input.to_vec(),
@@ -360,11 +394,11 @@ impl Demo {
             env: vec![],
             limits: JobLimits {
                 memory_mib: 16,
-                fuel_per_interval: 2_000_000_000,
+                fuel: gfuel * GFUEL,
             },
+            max_price_per_gfuel: 2 * PRICE,
+            deadline_secs: None,
             interval_secs: INTERVAL_SECS,
-            max_intervals,
-            max_price_per_interval: 2 * PRICE,
             ledger: self.ids.ledger,
             min_provider_stake: 0,
             max_retries: 2,
@@ -526,6 +560,8 @@ pub async fn run(opts: Options) -> Result<Report> {
                 slots: 2,
                 memory_per_slot_mib: 64,
                 max_fuel_per_interval: 10_000_000_000,
+                price_per_gfuel: price,
+                fuel_per_sec: test_world::OFFER_FUEL_PER_SEC,
                 price_per_interval: price,
                 ledger: ids.ledger,
                 min_interval_secs: 10,
@@ -534,8 +570,10 @@ pub async fn run(opts: Options) -> Result<Report> {
             },
         )?;
         d.say(format!(
-            "provider-{n}: registered, 100 ICP staked, offers 2 slots at {} ICP per {INTERVAL_SECS} s interval",
-            icp(price)
+            "provider-{n}: registered, 100 ICP staked, offers 2 slots at {} ICP per billion fuel \
+             ({} fuel/s guaranteed) or per {INTERVAL_SECS} s interval of a reserved slot",
+            icp(price),
+            test_world::OFFER_FUEL_PER_SEC
         ));
     }
 
@@ -592,8 +630,8 @@ pub async fn run(opts: Options) -> Result<Report> {
     d.step("a long job; provider-1's machine goes dark in the middle of it");
     let long_sha = d.upload("countdown.wasm", &long_job).await?;
     let lid = d.alice.submit_job(d.spec(long_sha, b"", 100)).await?;
-    d.until(lid, "running on provider-1 with a paid interval", |j| {
-        j.status == JobStatus::Running && j.provider == Some(provider(1)) && j.intervals_paid >= 1
+    d.until(lid, "running on provider-1 with fuel reported", |j| {
+        j.status == JobStatus::Running && j.provider == Some(provider(1)) && j.fuel_reported > 0
     })
     .await?;
     d.say("provider-1's daemon is killed (no goodbye, no final heartbeat)");

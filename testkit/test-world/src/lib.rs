@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use candid::Principal;
 use market_api::matcher::{
-    Job, JobLimits, JobSpec, ModuleSource, ModuleUpload, OfferSpec, SubmitResultArgs,
+    Job, JobKind, JobLimits, JobSpec, ModuleSource, ModuleUpload, OfferSpec, SubmitResultArgs,
 };
 use market_api::{JobId, Tokens};
 use market_client::transport::{Call, Transport, TransportError};
@@ -29,13 +29,23 @@ pub fn count() -> String {
     market_fixture::jobs::countdown(1_500_000_000, "done\n")
 }
 
-/// A standing offer of one slot of `memory_mib` at `price` per interval
-/// (10 billion fuel per interval, intervals of 10 s to an hour).
+/// The speed the test world's offers declare, in fuel per (devnet) second:
+/// the devnet's clock runs 50× real time, so a node that runs half a
+/// billion fuel a real second keeps to it, and a job's derived deadline
+/// leaves it room.
+pub const OFFER_FUEL_PER_SEC: u64 = 10_000_000;
+
+/// A standing offer of one slot of `memory_mib` at `price`, both per
+/// billion fuel (one-off jobs) and per interval (reserved slots);
+/// declaring [`OFFER_FUEL_PER_SEC`], 10 billion fuel per interval,
+/// intervals of 10 s to an hour.
 pub fn one_slot_offer(memory_mib: u32, price: Tokens, ledger: Principal) -> OfferSpec {
     OfferSpec {
         slots: 1,
         memory_per_slot_mib: memory_mib,
         max_fuel_per_interval: 10_000_000_000,
+        price_per_gfuel: price,
+        fuel_per_sec: OFFER_FUEL_PER_SEC,
         price_per_interval: price,
         ledger,
         min_interval_secs: 10,
@@ -198,22 +208,33 @@ impl World {
     }
 
     /// A job running the stored module `sha256`, with no input, arguments
-    /// or environment: 16 MiB and a billion fuel per interval, paid with
-    /// this market's ledger, no stake required, no retries, no callback.
+    /// or environment: 16 MiB and a budget of `fuel` at up to
+    /// `max_price_per_gfuel`, heartbeated every `interval_secs`, its
+    /// deadline derived from the offer's speed, paid with this market's
+    /// ledger, no stake required, no retries, no callback.
     pub fn stored_job(
         &self,
         sha256: [u8; 32],
         interval_secs: u64,
-        max_intervals: u32,
-        max_price: Tokens,
+        fuel: u64,
+        max_price_per_gfuel: Tokens,
     ) -> JobSpec {
         JobSpec {
             module: ModuleSource::Stored { sha256 },
+            input: vec![],
+            args: vec![],
+            env: vec![],
             limits: JobLimits {
                 memory_mib: 16,
-                fuel_per_interval: 1_000_000_000,
+                fuel,
             },
-            ..self.net.url_job(interval_secs, max_intervals, max_price)
+            max_price_per_gfuel,
+            deadline_secs: None,
+            interval_secs,
+            ledger: self.ids.ledger,
+            min_provider_stake: 0,
+            max_retries: 0,
+            callback: None,
         }
     }
 
@@ -259,10 +280,12 @@ impl Drop for World {
 }
 
 /// A transport that holds results back: `submit_result` fails as a dropped
-/// connection, before reaching the canister, until the matcher has paid
-/// `intervals` of the job. The daemon keeps heartbeating a job whose result
-/// waits, so a test sees that many paid heartbeats however fast the sandbox
-/// ran the job.
+/// connection, before reaching the canister, until the job has run
+/// `intervals` intervals: paid that many (a reserved slot's job), or, for a
+/// job billed by fuel, that many intervals have passed since its bond held,
+/// each with a heartbeat due. The daemon keeps heartbeating a job whose
+/// result waits, so a test sees that many heartbeats however fast the
+/// sandbox ran the job.
 #[derive(Clone)]
 pub struct HoldResults<T> {
     inner: T,
@@ -271,7 +294,7 @@ pub struct HoldResults<T> {
 }
 
 impl<T: Transport + Clone> HoldResults<T> {
-    /// Holds results until the matcher (at `ids`) paid `intervals`.
+    /// Holds results until the job ran `intervals` intervals.
     pub fn new(inner: T, ids: CanisterIds, intervals: u32) -> Self {
         Self {
             inner,
@@ -285,10 +308,28 @@ impl<T: Transport + Clone> HoldResults<T> {
             return true;
         };
         let client = MarketClient::new(self.inner.clone(), self.ids);
-        matches!(
-            client.get_job(result.job_id).await,
-            Ok(Some(job)) if job.intervals_paid >= self.intervals
-        )
+        let Ok(Some(job)) = client.get_job(result.job_id).await else {
+            return false;
+        };
+        if job.kind != JobKind::OneOff {
+            return job.intervals_paid >= self.intervals;
+        }
+        let Some(provider) = job.provider else {
+            return false;
+        };
+        let (Ok(now), Ok(held)) = (client.time_ns().await, client.assignments(provider).await)
+        else {
+            return false;
+        };
+        held.iter()
+            .find(|a| a.job_id == job.id)
+            .and_then(|a| a.counting_from_ns)
+            .is_some_and(|from| {
+                let ran = u64::from(self.intervals)
+                    .saturating_mul(job.spec.interval_secs)
+                    .saturating_mul(1_000_000_000);
+                now >= from.saturating_add(ran)
+            })
     }
 }
 

@@ -25,7 +25,7 @@ use sns::{ReserveArgs, SnsCommand};
     name = "market",
     version,
     about = "Run WASI jobs on the ICP compute marketplace and pay providers in ICP",
-    after_help = "Example:\n  market deposit 1\n  market run job.wasm --input data.bin --max-price 0.01\n\n\
+    after_help = "Example:\n  market deposit 1\n  market run job.wasm --input data.bin --max-price-per-gfuel 0.001\n\n\
                   Reserved capacity: `market reserve --intervals 60 --max-price 0.01`, then \
                   `market run job.wasm --reservation ID` (you or your delegates).\n\n\
                   SNS DAOs buy by proposal: `market sns functions`, `market sns fund`, \
@@ -112,23 +112,26 @@ pub struct JobArgs {
     /// File given to the job on stdin (`-`: this command's stdin); at most 1 MiB.
     #[arg(long, short, value_name = "FILE")]
     pub input: Option<PathBuf>,
-    /// Highest price per interval you pay, in ICP (`0.01`) or e8s
-    /// (`1000000e8s`). Not needed (and ignored) with --reservation.
+    /// Highest price per billion fuel you pay, in ICP (`0.001`) or e8s
+    /// (`100000e8s`); the job locks this × --fuel until its result is final.
+    /// Not needed (and ignored) with --reservation.
     #[arg(long, value_name = "ICP", value_parser = positive_amount, required_unless_present = "reservation")]
-    pub max_price: Option<Tokens>,
-    /// Most intervals paid; the job locks max-price × intervals until it ends.
-    #[arg(long, default_value_t = 10, value_name = "N")]
-    pub intervals: u32,
-    /// Length of one paid interval; the provider heartbeats once each.
+    pub max_price_per_gfuel: Option<Tokens>,
+    /// Fuel budget (deterministic instruction count): the most the job may
+    /// use, and so the most it is billed for; it pays for what it uses.
+    /// `provider-node exec` measures what it needs.
+    #[arg(long, default_value_t = 10_000_000_000, value_name = "N")]
+    pub fuel: u64,
+    /// Wall-clock seconds one attempt may take [default: twice the budget
+    /// at the provider's declared speed, plus one heartbeat interval].
+    #[arg(long, value_name = "S")]
+    pub deadline: Option<u64>,
+    /// How often the provider heartbeats, seconds.
     #[arg(long, default_value_t = 60, value_name = "S")]
     pub interval_secs: u64,
     /// Memory limit of the job.
     #[arg(long, default_value_t = 64, value_name = "M")]
     pub memory_mib: u32,
-    /// Fuel (deterministic instruction budget) per interval; the job gets
-    /// fuel × intervals in all. `provider-node exec` measures what it needs.
-    #[arg(long, default_value_t = 1_000_000_000, value_name = "N")]
-    pub fuel: u64,
     /// Times the job is re-queued when a provider fails it.
     #[arg(long, default_value_t = 2, value_name = "R")]
     pub retries: u32,
@@ -138,9 +141,10 @@ pub struct JobArgs {
     pub min_provider_stake: Option<Tokens>,
     /// Run the job in a slot of this reservation (yours, or one you are a
     /// delegate of). The slot pays: nothing is locked, your balance is not
-    /// checked, and --max-price and --min-provider-stake are ignored;
-    /// --memory-mib and --fuel must fit the slot, and the job runs at most
-    /// --intervals of the reservation's intervals (of its length).
+    /// checked, and --max-price-per-gfuel and --min-provider-stake are
+    /// ignored; --memory-mib must fit the slot, and the job runs at most
+    /// --deadline (or, without one, twice the intervals its fuel takes at the
+    /// slot's fuel per interval) of the reservation's intervals.
     #[arg(long, value_name = "ID")]
     pub reservation: Option<ReservationId>,
     /// An argument for the job (repeatable; arguments after `--` are added).
@@ -287,11 +291,11 @@ impl JobArgs {
             args: self.args.iter().chain(&self.rest).cloned().collect(),
             env: self.env.clone(),
             // A reserved job's price is ignored: the slot pays.
-            max_price_per_interval: self.max_price.unwrap_or(0),
-            max_intervals: self.intervals,
+            max_price_per_gfuel: self.max_price_per_gfuel.unwrap_or(0),
+            fuel: self.fuel,
+            deadline_secs: self.deadline,
             interval_secs: self.interval_secs,
             memory_mib: self.memory_mib,
-            fuel_per_interval: self.fuel,
             max_retries: self.retries,
             min_provider_stake: self.min_provider_stake.unwrap_or(0),
         };
@@ -326,7 +330,7 @@ mod tests {
             "job.wasm",
             "--input",
             "data.bin",
-            "--max-price",
+            "--max-price-per-gfuel",
             "0.01",
             "--arg",
             "-v",
@@ -343,12 +347,12 @@ mod tests {
         };
         assert!(!run.detach);
         let job = run.job;
-        assert_eq!(job.max_price, Some(1_000_000), "0.01 ICP in e8s");
+        assert_eq!(job.max_price_per_gfuel, Some(1_000_000), "0.01 ICP in e8s");
         assert_eq!(job.reservation, None);
-        assert_eq!(job.intervals, 10);
+        assert_eq!(job.deadline, None);
         assert_eq!(job.interval_secs, 60);
         assert_eq!(job.memory_mib, 64);
-        assert_eq!(job.fuel, 1_000_000_000);
+        assert_eq!(job.fuel, 10_000_000_000);
         assert_eq!(job.retries, 2);
         assert_eq!(job.args, ["-v"]);
         assert_eq!(job.rest, ["x", "--y"]);
@@ -383,7 +387,14 @@ mod tests {
             })
         ));
         for args in [
-            &["submit", "a.wasm", "--max-price", "1"][..],
+            &[
+                "submit",
+                "a.wasm",
+                "--max-price-per-gfuel",
+                "1",
+                "--deadline",
+                "90",
+            ][..],
             &["upload", "a.wasm"],
             &["watch", "1"],
             &["cancel", "1"],
@@ -470,7 +481,10 @@ mod tests {
         let Command::Run(run) = cli.command else {
             panic!("not run")
         };
-        assert_eq!((run.job.reservation, run.job.max_price), (Some(4), None));
+        assert_eq!(
+            (run.job.reservation, run.job.max_price_per_gfuel),
+            (Some(4), None)
+        );
         let e = error(&["extend", "4", "--intervals", "0"]);
         assert!(e.contains("--intervals"), "{e}");
         let e = error(&["reserve", "--max-price", "1"]);
@@ -479,26 +493,27 @@ mod tests {
 
     #[test]
     fn parse_errors_name_the_flag_and_the_fix() {
+        const PRICE: &str = "--max-price-per-gfuel";
         let e = error(&["run", "job.wasm"]);
-        assert!(e.contains("--max-price"), "{e}");
+        assert!(e.contains(PRICE), "{e}");
 
-        let e = error(&["run", "job.wasm", "--max-price", "0.000000001"]);
-        assert!(
-            e.contains("--max-price") && e.contains("at most 8 decimals"),
-            "{e}"
-        );
+        let e = error(&["run", "job.wasm", PRICE, "0.000000001"]);
+        assert!(e.contains(PRICE) && e.contains("at most 8 decimals"), "{e}");
 
-        let e = error(&["run", "job.wasm", "--max-price", "1e-3"]);
+        let e = error(&["run", "job.wasm", PRICE, "1e-3"]);
         assert!(e.contains("a decimal amount such as 0.01"), "{e}");
 
-        let e = error(&["run", "job.wasm", "--max-price", "0"]);
+        let e = error(&["run", "job.wasm", PRICE, "0"]);
         assert!(e.contains("more than zero"), "{e}");
 
-        let e = error(&["run", "job.wasm", "--max-price", "1", "--env", "NOEQUALS"]);
+        let e = error(&["run", "job.wasm", PRICE, "1", "--env", "NOEQUALS"]);
         assert!(e.contains("--env") && e.contains("NAME=VALUE"), "{e}");
 
-        let e = error(&["run", "job.wasm", "--max-price", "1", "--intervals", "many"]);
-        assert!(e.contains("--intervals") && e.contains("many"), "{e}");
+        let e = error(&["run", "job.wasm", PRICE, "1", "--fuel", "many"]);
+        assert!(e.contains("--fuel") && e.contains("many"), "{e}");
+
+        let e = error(&["run", "job.wasm", PRICE, "1", "--intervals", "3"]);
+        assert!(e.contains("--intervals"), "{e}");
 
         let e = error(&["deposit", "lots"]);
         assert!(e.contains("lots") && e.contains("decimal amount"), "{e}");
@@ -518,7 +533,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let module = dir.path().join("job.wasm");
         let args = |extra: &[&str]| {
-            let mut v = vec!["run", module.to_str().unwrap(), "--max-price", "0.01"];
+            let mut v = vec![
+                "run",
+                module.to_str().unwrap(),
+                "--max-price-per-gfuel",
+                "0.01",
+            ];
             v.extend_from_slice(extra);
             match parse(&v).unwrap().command {
                 Command::Run(r) => r.job,
@@ -546,8 +566,13 @@ mod tests {
             .to_string();
         assert!(e.contains("--input") && e.contains("at most"), "{e}");
 
-        let e = args(&["--intervals", "0"]).load().unwrap_err().to_string();
-        assert!(e.contains("--intervals: at least 1"), "{e}");
+        let e = args(&["--deadline", "0"]).load().unwrap_err().to_string();
+        assert!(e.contains("--deadline: at least 1 second"), "{e}");
+        let e = args(&["--fuel", "0"]).load().unwrap_err().to_string();
+        assert!(e.contains("--fuel: 1 to"), "{e}");
+        let too_much = (market_api::matcher::MAX_JOB_FUEL + 1).to_string();
+        let e = args(&["--fuel", &too_much]).load().unwrap_err().to_string();
+        assert!(e.contains("--fuel: 1 to"), "{e}");
 
         let (wasm, request) = args(&["--arg", "a", "--", "b"]).load().unwrap();
         assert_eq!(wasm, b"\0asm\x01\0\0\0");
@@ -555,7 +580,22 @@ mod tests {
         assert_eq!(
             request.max_cost(),
             Some(10_000_000),
-            "0.01 ICP × 10 intervals"
+            "0.01 ICP per billion fuel × ten billion fuel"
+        );
+        let (_, request) = args(&["--fuel", "1500000001", "--deadline", "90"])
+            .load()
+            .unwrap();
+        assert_eq!(request.deadline_secs, Some(90));
+        assert_eq!(
+            request.max_cost(),
+            Some(1_500_001),
+            "rounded up: never less than any bill"
+        );
+        let spec = request.spec([0; 32], Principal::anonymous());
+        assert_eq!(
+            spec.max_cost(),
+            request.max_cost(),
+            "what the matcher locks"
         );
     }
 }

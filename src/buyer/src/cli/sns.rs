@@ -180,23 +180,20 @@ pub struct SubmitJobArgs {
     /// Memory limit of the job.
     #[arg(long, default_value_t = 64, value_name = "M")]
     pub memory_mib: u32,
-    /// Fuel per interval.
-    #[arg(long, default_value_t = 1_000_000_000, value_name = "N")]
+    /// Fuel budget: the most the job may use and be billed for.
+    #[arg(long, default_value_t = 10_000_000_000, value_name = "N")]
     pub fuel: u64,
-    /// Length of one paid interval.
+    /// Highest price per billion fuel, in ICP (`0.001`) or e8s; the DAO's
+    /// escrow balance locks this × --fuel until the result is final.
+    #[arg(long, value_name = "ICP", value_parser = positive_amount)]
+    pub max_price_per_gfuel: Tokens,
+    /// Wall-clock seconds one attempt may take [default: twice the budget
+    /// at the provider's declared speed, plus one heartbeat interval].
+    #[arg(long, value_name = "S")]
+    pub deadline: Option<u64>,
+    /// How often the provider heartbeats, seconds.
     #[arg(long, default_value_t = 60, value_name = "S")]
     pub interval_secs: u64,
-    /// Most intervals paid.
-    #[arg(
-        long,
-        visible_alias = "intervals",
-        default_value_t = 10,
-        value_name = "N"
-    )]
-    pub max_intervals: u32,
-    /// Highest price per interval, in ICP (`0.01`) or e8s.
-    #[arg(long, value_name = "ICP", value_parser = positive_amount)]
-    pub max_price: Tokens,
     /// Times the job is re-queued when a provider fails it.
     #[arg(long, default_value_t = 2, value_name = "R")]
     pub retries: u32,
@@ -301,11 +298,11 @@ impl ActionArgs {
                     input,
                     args: j.args.clone(),
                     env: j.env.clone(),
-                    max_price_per_interval: j.max_price,
-                    max_intervals: j.max_intervals,
+                    max_price_per_gfuel: j.max_price_per_gfuel,
+                    fuel: j.fuel,
+                    deadline_secs: j.deadline,
                     interval_secs: j.interval_secs,
                     memory_mib: j.memory_mib,
-                    fuel_per_interval: j.fuel,
                     max_retries: j.retries,
                     min_provider_stake: j.min_stake,
                 };
@@ -445,11 +442,11 @@ mod tests {
             env: vec![("MODE".into(), "fast=1".into())],
             limits: JobLimits {
                 memory_mib: 128,
-                fuel_per_interval: 5_000,
+                fuel: 5_000,
             },
+            max_price_per_gfuel: 2_000_000,
+            deadline_secs: Some(600),
             interval_secs: 30,
-            max_intervals: 4,
-            max_price_per_interval: 2_000_000,
             ledger: p(LEDGER),
             min_provider_stake: 100_000_000,
             max_retries: 1,
@@ -482,9 +479,9 @@ mod tests {
                 "5000",
                 "--interval-secs",
                 "30",
-                "--max-intervals",
-                "4",
-                "--max-price",
+                "--deadline",
+                "600",
+                "--max-price-per-gfuel",
                 "0.02",
                 "--retries",
                 "1",
@@ -761,11 +758,23 @@ mod tests {
             ),
             (vec!["cancel"], "--reservation"),
             (
-                vec!["submit-job", "--module-sha256", "abcd", "--max-price", "1"],
+                vec![
+                    "submit-job",
+                    "--module-sha256",
+                    "abcd",
+                    "--max-price-per-gfuel",
+                    "1",
+                ],
                 "32 bytes",
             ),
             (
-                vec!["submit-job", "--module-sha256", "zz", "--max-price", "1"],
+                vec![
+                    "submit-job",
+                    "--module-sha256",
+                    "zz",
+                    "--max-price-per-gfuel",
+                    "1",
+                ],
                 "not hex",
             ),
             (
@@ -775,7 +784,7 @@ mod tests {
                     &sha,
                     "--module-url",
                     "http://example.org/a.wasm",
-                    "--max-price",
+                    "--max-price-per-gfuel",
                     "1",
                 ],
                 "https://",
@@ -785,7 +794,7 @@ mod tests {
                     "submit-job",
                     "--module-url",
                     "https://a/b",
-                    "--max-price",
+                    "--max-price-per-gfuel",
                     "1",
                 ],
                 "--module-sha256",
@@ -795,19 +804,19 @@ mod tests {
                     "submit-job",
                     "--module-sha256",
                     &sha,
-                    "--max-price",
+                    "--max-price-per-gfuel",
                     "1",
-                    "--max-intervals",
+                    "--deadline",
                     "0",
                 ],
-                "--intervals: at least 1",
+                "--deadline: at least 1 second",
             ),
             (
                 vec![
                     "submit-job",
                     "--module-sha256",
                     &sha,
-                    "--max-price",
+                    "--max-price-per-gfuel",
                     "1",
                     "--input",
                     "/nonexistent/in",
@@ -819,7 +828,7 @@ mod tests {
                     "submit-job",
                     "--module-sha256",
                     &sha,
-                    "--max-price",
+                    "--max-price-per-gfuel",
                     "1",
                     "--callback",
                     "",
@@ -850,7 +859,7 @@ mod tests {
             "submit-job",
             "--module-sha256",
             &sha,
-            "--max-price",
+            "--max-price-per-gfuel",
             "1",
             "--input",
             big.to_str().unwrap(),

@@ -260,6 +260,8 @@ fn sample_offer() -> OfferSpec {
         slots: 1,
         memory_per_slot_mib: 64,
         max_fuel_per_interval: 1,
+        price_per_gfuel: 1,
+        fuel_per_sec: 1_000_000_000,
         price_per_interval: 1,
         ledger: ids().ledger,
         min_interval_secs: 1,
@@ -354,6 +356,7 @@ fn update_offer_sends_the_id_then_the_new_terms() {
     let (rec, c) = client();
     let mut spec = sample_offer();
     spec.price_per_interval = 250_000;
+    spec.price_per_gfuel = 40;
     spec.tags = vec!["gpu".into()];
     rec.answer(Ok(Encode!(&Ok::<u64, MatcherError>(9)).unwrap()));
     assert_eq!(block_on(c.update_offer(9, spec.clone())), Ok(9));

@@ -34,16 +34,27 @@ pub enum OfferCommand {
 /// The terms of an offer.
 #[derive(Args, Debug)]
 pub struct OfferTerms {
-    /// Price per interval in ICP (`0.001`) or e8s (`100000e8s`).
-    #[arg(long)]
-    pub price: String,
+    /// Price of one-off jobs per billion fuel, in ICP (`0.0001`) or e8s
+    /// (`10000e8s`); a job pays for the fuel it uses.
+    #[arg(long, value_name = "ICP")]
+    pub price_per_gfuel: String,
+    /// The speed you guarantee, in fuel per second: heartbeats may report
+    /// no more fuel than this allows, and a job naming no deadline must
+    /// finish within twice its budget at this speed. `provider-node exec`
+    /// measures a job's fuel and time.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub fuel_per_sec: u64,
+    /// Price of a reserved slot per interval, in ICP (`0.001`) or e8s
+    /// (`100000e8s`).
+    #[arg(long, value_name = "ICP")]
+    pub price_per_interval: String,
     /// Jobs this offer runs at once.
     #[arg(long, default_value_t = 1)]
     pub slots: u32,
     /// Memory per slot in MiB.
     #[arg(long, default_value_t = 256)]
     pub memory_mib: u32,
-    /// Largest fuel per interval a job may ask for.
+    /// Largest fuel per interval a reserved slot may ask for.
     #[arg(long, default_value_t = 10_000_000_000)]
     pub max_fuel_per_interval: u64,
     /// Shortest heartbeat interval accepted, seconds.
@@ -59,7 +70,14 @@ pub struct OfferTerms {
 
 impl OfferTerms {
     fn spec(&self, ledger: candid::Principal) -> anyhow::Result<OfferSpec> {
-        let price = parse_tokens(&self.price).map_err(|e| anyhow::anyhow!("--price: {e}"))?;
+        let price_per_gfuel = parse_tokens(&self.price_per_gfuel)
+            .map_err(|e| anyhow::anyhow!("--price-per-gfuel: {e}"))?;
+        let price_per_interval = parse_tokens(&self.price_per_interval)
+            .map_err(|e| anyhow::anyhow!("--price-per-interval: {e}"))?;
+        anyhow::ensure!(
+            price_per_gfuel > 0 && price_per_interval > 0,
+            "--price-per-gfuel and --price-per-interval: more than zero"
+        );
         anyhow::ensure!(
             self.min_interval_secs <= self.max_interval_secs,
             "--min-interval-secs ({}) is above --max-interval-secs ({})",
@@ -71,7 +89,9 @@ impl OfferTerms {
             slots: self.slots,
             memory_per_slot_mib: self.memory_mib,
             max_fuel_per_interval: self.max_fuel_per_interval,
-            price_per_interval: price,
+            price_per_gfuel,
+            fuel_per_sec: self.fuel_per_sec,
+            price_per_interval,
             ledger,
             min_interval_secs: self.min_interval_secs,
             max_interval_secs: self.max_interval_secs,
@@ -101,7 +121,9 @@ pub fn run(global: &GlobalArgs, command: OfferCommand) -> anyhow::Result<ExitCod
             OfferCommand::List => {
                 let offers = s.client.offers_of(s.provider).await?;
                 if offers.is_empty() {
-                    eprintln!("no offers (post one with `provider-node offer post --price ...`)");
+                    eprintln!(
+                        "no offers (post one with `provider-node offer post --price-per-gfuel ...`)"
+                    );
                 }
                 for o in offers {
                     println!(
@@ -119,12 +141,96 @@ pub fn run(global: &GlobalArgs, command: OfferCommand) -> anyhow::Result<ExitCod
     })
 }
 
-/// An offer's price, slots in use, memory and fuel, as the CLI shows them.
-pub(super) fn offer_terms(o: &Offer) -> [String; 4] {
+/// An offer's prices, speed, slots in use, memory and fuel, as the CLI
+/// shows them.
+pub(super) fn offer_terms(o: &Offer) -> [String; 6] {
     [
+        format!("{} per Gfuel", format_tokens(o.spec.price_per_gfuel)),
+        format!("{} fuel/s", o.spec.fuel_per_sec),
         format!("{} per interval", format_tokens(o.spec.price_per_interval)),
         format!("{}/{} slots used", o.slots_used, o.spec.slots),
         format!("{} MiB", o.spec.memory_per_slot_mib),
         format!("fuel/interval <= {}", o.spec.max_fuel_per_interval),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: OfferCommand,
+    }
+
+    fn terms(args: &[&str]) -> Result<OfferTerms, String> {
+        let argv = ["offer", "post"].iter().chain(args);
+        match Cli::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .command
+        {
+            OfferCommand::Post(t) => Ok(t),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn an_offer_names_both_prices_and_its_speed() {
+        let ledger = candid::Principal::anonymous();
+        let t = terms(&[
+            "--price-per-gfuel",
+            "0.0001",
+            "--fuel-per-sec",
+            "500000000",
+            "--price-per-interval",
+            "0.001",
+        ])
+        .unwrap();
+        let spec = t.spec(ledger).unwrap();
+        assert_eq!(
+            (
+                spec.price_per_gfuel,
+                spec.fuel_per_sec,
+                spec.price_per_interval
+            ),
+            (10_000, 500_000_000, 100_000)
+        );
+        let e = terms(&["--price-per-gfuel", "1", "--price-per-interval", "1"]).unwrap_err();
+        assert!(e.contains("--fuel-per-sec"), "{e}");
+        let e = terms(&[
+            "--price-per-gfuel",
+            "1",
+            "--price-per-interval",
+            "1",
+            "--fuel-per-sec",
+            "0",
+        ])
+        .unwrap_err();
+        assert!(e.contains("--fuel-per-sec"), "{e}");
+        let t = terms(&[
+            "--price-per-gfuel",
+            "0e8s",
+            "--price-per-interval",
+            "1",
+            "--fuel-per-sec",
+            "1",
+        ])
+        .unwrap();
+        let e = t.spec(ledger).unwrap_err().to_string();
+        assert!(e.contains("more than zero"), "{e}");
+        let o = Offer {
+            id: 3,
+            provider: ledger,
+            spec,
+            slots_used: 1,
+            created_at_ns: 0,
+        };
+        let shown = offer_terms(&o).join(", ");
+        assert!(
+            shown.contains("per Gfuel") && shown.contains("500000000 fuel/s"),
+            "{shown}"
+        );
+    }
 }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use candid::Principal;
 use clap::Args;
 use market_api::Account;
+use market_api::matcher::{Assignment, JobKind};
 use market_api::registry::{ProviderProfile, RegistryError};
 use market_client::client::ClientError;
 use market_client::client::tokens::{format_tokens, parse_tokens};
@@ -245,21 +246,42 @@ pub fn status(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         let jobs = c.assignments(s.provider).await?;
         println!("jobs         {} assigned", jobs.len());
         for a in &jobs {
-            println!(
-                "  job {:<5} attempt {} {} at {} per interval, next deadline {}",
-                a.job_id,
-                a.attempt,
-                if a.acknowledged {
-                    "running"
-                } else {
-                    "waiting for the node"
-                },
-                format_tokens(a.price_per_interval),
-                format_time(a.next_deadline_ns)
-            );
+            println!("  {}", assignment_line(a));
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// One assignment as `status` shows it: its price in its unit, the fuel
+/// reported, and its deadlines.
+fn assignment_line(a: &Assignment) -> String {
+    let state = if a.acknowledged {
+        "running"
+    } else {
+        "waiting for the node"
+    };
+    let head = format!("job {:<5} attempt {} {state}", a.job_id, a.attempt);
+    match a.kind {
+        JobKind::ReservedSlot { reservation, slot } => format!(
+            "{head}: slot {slot} of reservation {reservation} at {} per interval, next heartbeat by {}",
+            format_tokens(a.price),
+            format_time(a.next_deadline_ns)
+        ),
+        kind => {
+            let price = match kind {
+                JobKind::InReservation { reservation } => format!("in reservation {reservation}"),
+                _ => format!("at {} per Gfuel", format_tokens(a.price)),
+            };
+            let result = a
+                .result_deadline_ns
+                .map_or_else(|| "not yet set".to_string(), format_time);
+            format!(
+                "{head} {price}, {} fuel reported, next heartbeat by {}, result due {result}",
+                a.fuel_reported,
+                format_time(a.next_deadline_ns)
+            )
+        }
+    }
 }
 
 /// An IC timestamp as UTC `YYYY-MM-DD hh:mm:ss`.
@@ -287,6 +309,48 @@ pub fn format_time(ns: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn assignments_show_their_price_unit_fuel_and_deadlines() {
+        let mut a = Assignment {
+            job_id: 4,
+            attempt: 2,
+            price: 10_000,
+            next_deadline_ns: 0,
+            result_deadline_ns: Some(60_000_000_000),
+            fuel_reported: 1_500,
+            fuel_per_sec: 100,
+            counting_from_ns: Some(0),
+            acknowledged: true,
+            kind: JobKind::OneOff,
+            interval_secs: 10,
+            intervals_paid: 0,
+            input_bytes: 0,
+        };
+        assert_eq!(
+            assignment_line(&a),
+            "job 4     attempt 2 running at 0.0001 ICP per Gfuel, 1500 fuel reported, \
+             next heartbeat by 1970-01-01 00:00:00 UTC, result due 1970-01-01 00:01:00 UTC"
+        );
+        a.kind = JobKind::ReservedSlot {
+            reservation: 9,
+            slot: 1,
+        };
+        assert!(
+            assignment_line(&a).contains("slot 1 of reservation 9 at 0.0001 ICP per interval"),
+            "{}",
+            assignment_line(&a)
+        );
+        a.kind = JobKind::InReservation { reservation: 9 };
+        a.result_deadline_ns = None;
+        let line = assignment_line(&a);
+        assert!(
+            line.contains("in reservation 9") && line.contains("result due not yet set"),
+            "{line}"
+        );
+    }
+
     #[test]
     fn times_format_as_utc() {
         assert_eq!(super::format_time(0), "1970-01-01 00:00:00 UTC");

@@ -32,11 +32,16 @@ pub struct Metrics {
     /// refused, too large) and jobs it could not read for good (handed
     /// back); each is also logged.
     pub unreadable_replies: Counter,
-    /// Intervals the matcher paid for: by accepted heartbeats, and by
-    /// accepted results (the interval in progress, when its heartbeat had
-    /// not paid it yet).
+    /// Intervals of reserved slots the matcher paid for (by accepted
+    /// heartbeats).
     pub intervals_paid: Counter,
-    /// What those intervals paid this provider, in e8s.
+    /// Fuel of one-off jobs (and jobs run in reserved slots) the matcher
+    /// accepted, by heartbeats and results: what a fuel-billed job is paid
+    /// for.
+    pub fuel_paid: Counter,
+    /// What those intervals and that fuel paid this provider, in e8s. Fuel
+    /// pay is pending until the job's challenge window closes, and goes
+    /// back to the buyer if the attempt delivers no result.
     pub earnings_e8s: Counter,
     /// The provider's claimable balance in the escrow, in e8s (refreshed
     /// with the assignments).
@@ -94,12 +99,17 @@ impl Metrics {
         );
         r.register(
             "intervals_paid",
-            "Intervals paid by accepted heartbeats and results",
+            "Reserved slots' intervals paid by accepted heartbeats",
             self.intervals_paid.clone(),
         );
         r.register(
+            "fuel_paid",
+            "Fuel accepted by heartbeats and results",
+            self.fuel_paid.clone(),
+        );
+        r.register(
             "earnings_e8s",
-            "Earnings paid by accepted heartbeats and results, e8s",
+            "Earnings paid by accepted heartbeats and results (fuel pay pending its challenge window), e8s",
             self.earnings_e8s.clone(),
         );
         r.register(
@@ -108,6 +118,20 @@ impl Metrics {
             self.claimable_e8s.clone(),
         );
         r
+    }
+
+    /// Counts one reserved slot's interval paid at `price`.
+    pub fn count_interval(&self, price: market_api::Tokens) {
+        self.intervals_paid.inc();
+        self.earnings_e8s
+            .inc_by(u64::try_from(price).unwrap_or(u64::MAX));
+    }
+
+    /// Counts `fuel` newly accepted from a job, which `earned` pays.
+    pub fn count_fuel(&self, fuel: u64, earned: market_api::Tokens) {
+        self.fuel_paid.inc_by(fuel);
+        self.earnings_e8s
+            .inc_by(u64::try_from(earned).unwrap_or(u64::MAX));
     }
 
     /// The metrics in the Prometheus text format.

@@ -13,6 +13,17 @@
 //! 4. send one batched heartbeat if any job needs one ([`schedule`]);
 //! 5. submit finished results, with backoff on failure.
 //!
+//! # Fuel and deadlines
+//!
+//! A one-off job is billed by fuel: it runs with its fuel budget
+//! (`limits.fuel`) and a wall-clock limit ending, less a margin to get the
+//! result in, at the assignment's result deadline. Each heartbeat reports
+//! the job's cumulative fuel as far as the offer's declared speed allows at
+//! that moment, so a node faster than it declared reports less than it
+//! burnt until its result, which reports the true count ([`pace`]). A
+//! reported result opens the job's challenge window: the node forgets the
+//! job then (its pay becomes claimable when the window closes undisputed).
+//!
 //! Failures of a call, a download or a job never stop the loop: each is
 //! logged, counted and retried on a later turn with exponential backoff.
 //!
@@ -32,9 +43,11 @@
 //! Nothing but unsubmitted results is kept locally. After a restart the
 //! assignments say which jobs are ours; an acknowledged job is re-run from
 //! scratch (the sandbox is deterministic, so the result is the same) while
-//! heartbeats continue from the matcher's deadline; a job whose result was
-//! saved but not accepted is submitted from the saved copy, not re-run. The
-//! matcher takes one result per assignment, so no job is reported twice.
+//! heartbeats continue from the matcher's deadline and the fuel it already
+//! took; a job whose result was saved but not accepted is submitted from
+//! the saved copy, not re-run, and one whose result is already in (its
+//! window open) is left alone. The matcher takes one result per
+//! assignment, so no job is reported twice.
 //!
 //! # Shutdown
 //!
@@ -45,11 +58,13 @@
 //! finish (assignments not yet started, jobs assigned while draining, runs
 //! cancelled at the end of the grace period) is handed back to the matcher
 //! (`hand_back`), which matches it again without slashing this provider;
-//! intervals already heartbeated stay paid. Withdraw offers first when a
+//! a reserved slot's intervals already heartbeated stay paid (a one-off
+//! job's fuel pay, pending until a result, goes back to its buyer). Withdraw offers first when a
 //! node stops for long, so that no new jobs are assigned to it meanwhile.
 
 pub mod fetch;
 pub mod metrics;
+pub mod pace;
 pub mod read;
 pub mod results;
 pub mod schedule;
@@ -62,7 +77,7 @@ use std::time::Duration;
 use candid::Principal;
 use market_api::matcher::{
     Assignment, HeartbeatAck, HeartbeatItem, JobKind, JobResult, JobSpec, MAX_OUTPUT_BYTES,
-    MatcherError, RunOutcome, SubmitResultArgs,
+    MatcherError, RunOutcome, SubmitResultArgs, fuel_cost,
 };
 use market_api::{JobId, Tokens};
 use sha2::Digest;
@@ -79,6 +94,7 @@ use market_client::{ClientError, MarketClient};
 
 use fetch::{EgressPolicy, FetchError, ModuleFetcher};
 use metrics::Metrics;
+use pace::Pace;
 use read::ReadError;
 use results::ResultStore;
 use schedule::HeartbeatSlot;
@@ -98,7 +114,7 @@ pub struct DaemonConfig {
     pub poll_interval: Duration,
     /// How long a shutdown waits for running jobs.
     pub shutdown_grace: Duration,
-    /// Wall-clock limit of one run, whatever the job's intervals allow.
+    /// Wall-clock limit of one run, whatever the job's deadline allows.
     pub max_job_time: Duration,
     /// Where unsubmitted results are kept.
     pub state_dir: PathBuf,
@@ -157,9 +173,14 @@ enum Stage {
 /// heartbeats): its terms, its heartbeat due time and how far it got.
 struct JobRecord {
     attempt: u32,
+    kind: JobKind,
     /// What to run, once read (`None` for a reserved slot, or until read).
     spec: Option<JobSpec>,
+    /// Per billion fuel (a one-off job), per interval (a reserved slot), or
+    /// 0 (a job in a reservation).
     price: Tokens,
+    /// The attempt's fuel and time terms, refreshed from each listing.
+    pace: Pace,
     interval_ns: u64,
     /// When the current interval is due (IC time); `None` until acknowledged.
     due_ns: Option<u64>,
@@ -173,6 +194,25 @@ impl JobRecord {
             Stage::Finished { args, .. } => args.result.fuel_used,
             _ => 0,
         }
+    }
+
+    /// The cumulative fuel a heartbeat at `now_ns` reports (see
+    /// [`Pace::heartbeat_fuel`]).
+    fn heartbeat_fuel(&self, now_ns: u64) -> u64 {
+        let budget = self.spec.as_ref().map_or(0, |s| s.limits.fuel);
+        self.pace.heartbeat_fuel(self.fuel_used(), budget, now_ns)
+    }
+
+    /// Counts fuel the matcher accepted (cumulative `fuel`) and returns the
+    /// fuel newly paid and what it earned.
+    fn fuel_accepted(&mut self, fuel: u64) -> (u64, Tokens) {
+        let before = self.pace.fuel_reported;
+        if fuel <= before {
+            return (0, 0);
+        }
+        self.pace.fuel_reported = fuel;
+        let cost = |f| fuel_cost(f, self.price).unwrap_or(Tokens::MAX);
+        (fuel - before, cost(fuel).saturating_sub(cost(before)))
     }
 
     fn heartbeat_slot(&self, job_id: JobId) -> HeartbeatSlot {
@@ -199,6 +239,9 @@ pub struct Daemon<T> {
     /// Assignments to hand back (draining), and those already handed back.
     to_hand_back: BTreeMap<JobId, u32>,
     handed_back: std::collections::BTreeSet<(JobId, u32)>,
+    /// Assignments whose result is in (the job's challenge window open) or
+    /// that ended: left alone while the listing still shows them.
+    done: std::collections::BTreeSet<(JobId, u32)>,
     summary: Summary,
     steps: u64,
 }
@@ -212,21 +255,15 @@ pub fn job_seed(job_id: JobId) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// The sandbox limits of a job: its memory, all the fuel it paid for
-/// (`fuel_per_interval × max_intervals`), and a wall-clock deadline of its
-/// paid time (capped by the node's `max_job_time`).
-pub fn sandbox_limits(spec: &JobSpec, max_job_time: Duration) -> JobLimits {
-    let paid_secs = spec
-        .interval_secs
-        .saturating_mul(u64::from(spec.max_intervals));
+/// The sandbox limits of a job: its memory, its fuel budget (all it may be
+/// billed for) and the wall-clock `timeout` of the run (see
+/// [`pace::run_timeout`]).
+pub fn sandbox_limits(spec: &JobSpec, timeout: Duration) -> JobLimits {
     JobLimits {
-        fuel: spec
-            .limits
-            .fuel_per_interval
-            .saturating_mul(u64::from(spec.max_intervals)),
+        fuel: spec.limits.fuel,
         memory_bytes: u64::from(spec.limits.memory_mib) << 20,
         table_elements: JobLimits::default().table_elements,
-        timeout: Duration::from_secs(paid_secs.max(1)).min(max_job_time),
+        timeout,
         max_stdout_bytes: MAX_OUTPUT_BYTES,
         max_stderr_bytes: MAX_STDERR_BYTES,
     }
@@ -308,6 +345,7 @@ impl<T: Transport + Clone> Daemon<T> {
             draining: false,
             to_hand_back: BTreeMap::new(),
             handed_back: Default::default(),
+            done: Default::default(),
             summary: Summary::default(),
             steps: 0,
         })
@@ -414,7 +452,7 @@ impl<T: Transport + Clone> Daemon<T> {
                 warn!(error = %e, "reading assignments; the jobs held go on, retrying");
             }
         }
-        self.advance().await;
+        self.advance(now_ns).await;
         self.heartbeat(now_ns, false).await;
         self.submit_results().await;
         if self.steps % 10 == 1 {
@@ -453,6 +491,7 @@ impl<T: Transport + Clone> Daemon<T> {
                     if due.is_some() {
                         record.due_ns = due;
                     }
+                    record.pace.update(Pace::of(&a));
                 }
                 Some(_) | None => {
                     if let Some(old) = self.records.remove(&a.job_id) {
@@ -472,13 +511,15 @@ impl<T: Transport + Clone> Daemon<T> {
                         }
                         continue;
                     }
-                    if given_back {
+                    if given_back || self.done.contains(&(a.job_id, a.attempt)) {
                         continue;
                     }
                     self.start(a, due);
                 }
             }
         }
+        self.done
+            .retain(|(id, attempt)| current.get(id) == Some(attempt));
         let gone: Vec<JobId> = self
             .records
             .iter()
@@ -516,7 +557,7 @@ impl<T: Transport + Clone> Daemon<T> {
                 info!(
                     job_id = a.job_id,
                     attempt = a.attempt,
-                    price = a.price_per_interval,
+                    price = a.price,
                     kind = ?a.kind,
                     "holding a reserved slot: heartbeating it every interval"
                 );
@@ -538,7 +579,8 @@ impl<T: Transport + Clone> Daemon<T> {
                     job_id = a.job_id,
                     attempt = a.attempt,
                     resumed = due_ns.is_some(),
-                    price = a.price_per_interval,
+                    price = a.price,
+                    kind = ?a.kind,
                     input_bytes = a.input_bytes,
                     "job assigned; reading it"
                 );
@@ -549,9 +591,11 @@ impl<T: Transport + Clone> Daemon<T> {
             a.job_id,
             JobRecord {
                 attempt: a.attempt,
+                kind: a.kind,
                 interval_ns: a.interval_secs.saturating_mul(1_000_000_000).max(1),
                 spec: None,
-                price: a.price_per_interval,
+                price: a.price,
+                pace: Pace::of(&a),
                 due_ns,
                 stage,
             },
@@ -584,8 +628,9 @@ impl<T: Transport + Clone> Daemon<T> {
         b
     }
 
-    /// Moves each job to its next stage where it can.
-    async fn advance(&mut self) {
+    /// Moves each job to its next stage where it can (`now_ns`: the IC's
+    /// time this turn).
+    async fn advance(&mut self, now_ns: u64) {
         let ids: Vec<JobId> = self.records.keys().copied().collect();
         for id in ids {
             let mut record = self.records.remove(&id).expect("listed");
@@ -599,6 +644,13 @@ impl<T: Transport + Clone> Daemon<T> {
                     }
                     Ok(Err(e)) if e.is_transient() => {
                         Stage::ReadRetry(self.retry_after_call_error(id, "reading the job", &e))
+                    }
+                    Ok(Err(ReadError::NotRunning { status, .. })) => {
+                        // Its result is in (a result accepted before a
+                        // restart), or it ended: nothing to run.
+                        info!(job_id = id, ?status, "the job is not running; leaving it");
+                        self.done.insert((id, record.attempt));
+                        continue;
                     }
                     Ok(Err(e)) => {
                         self.metrics.unreadable_replies.inc();
@@ -615,7 +667,7 @@ impl<T: Transport + Clone> Daemon<T> {
                 },
                 Stage::ReadRetry(b) if b.ready() => self.spawn_read(id),
                 Stage::Fetching(task) if task.is_finished() => match task.await {
-                    Ok(Ok(bytes)) => self.run_job(id, &record, bytes),
+                    Ok(Ok(bytes)) => self.run_job(id, &record, bytes, now_ns),
                     Ok(Err(e)) if e.is_transient() => Stage::FetchRetry(
                         self.retry_after_call_error(id, "fetching the module", &e),
                     ),
@@ -650,29 +702,48 @@ impl<T: Transport + Clone> Daemon<T> {
         }
     }
 
-    fn run_job(&self, id: JobId, record: &JobRecord, bytes: Vec<u8>) -> Stage {
+    fn run_job(&self, id: JobId, record: &JobRecord, bytes: Vec<u8>, now_ns: u64) -> Stage {
         let Some(spec) = &record.spec else {
             // A module is fetched only once the spec naming it was read.
             return self.spawn_read(id);
         };
+        let deadline_ns = record.pace.run_deadline_ns(spec, now_ns);
+        let timeout = pace::run_timeout(
+            now_ns,
+            deadline_ns,
+            self.config.poll_interval,
+            self.config.max_job_time,
+        );
         let job = Job {
             module: WasmModule::new(bytes),
             input: spec.input.clone(),
             args: spec.args.clone(),
             env: spec.env.clone(),
             seed: job_seed(id),
-            limits: sandbox_limits(spec, self.config.max_job_time),
+            limits: sandbox_limits(spec, timeout),
         };
         info!(
             job_id = id,
             fuel = job.limits.fuel,
             memory_mib = spec.limits.memory_mib,
+            timeout_ms = timeout.as_millis() as u64,
+            result_due_ns = deadline_ns,
             "running the job"
         );
         Stage::Running(self.executor.spawn(job))
     }
 
-    fn finish(&self, id: JobId, record: &JobRecord, result: JobResult) -> Stage {
+    fn finish(&self, id: JobId, record: &JobRecord, mut result: JobResult) -> Stage {
+        let fuel = record.pace.result_fuel(result.fuel_used);
+        if fuel != result.fuel_used {
+            warn!(
+                job_id = id,
+                used = result.fuel_used,
+                reported = fuel,
+                "the run used less fuel than the attempt already reported; reporting that"
+            );
+            result.fuel_used = fuel;
+        }
         let args = SubmitResultArgs {
             job_id: id,
             attempt: record.attempt,
@@ -711,7 +782,7 @@ impl<T: Transport + Clone> Daemon<T> {
                     HeartbeatItem {
                         job_id: *id,
                         attempt: s.attempt,
-                        fuel_used: s.fuel_used(),
+                        fuel_used: s.heartbeat_fuel(now_ns),
                     }
                 })
                 .collect();
@@ -743,14 +814,22 @@ impl<T: Transport + Clone> Daemon<T> {
                     self.metrics.heartbeats_late.inc();
                     warn!(job_id = item.job_id, "heartbeat sent after its due time");
                 }
-                let paid = record.due_ns.is_some().then_some(record.price);
+                let acknowledged = record.due_ns.is_none();
                 record.due_ns = Some(next_deadline_ns.saturating_sub(grace));
-                match paid {
-                    Some(price) => {
-                        self.count_paid(1, price);
+                if acknowledged {
+                    info!(job_id = item.job_id, "assignment acknowledged");
+                }
+                if matches!(record.kind, JobKind::ReservedSlot { .. }) {
+                    // A reserved slot is paid per interval, from the second
+                    // heartbeat on.
+                    if !acknowledged {
+                        self.metrics.count_interval(record.price);
                         debug!(job_id = item.job_id, "interval paid");
                     }
-                    None => info!(job_id = item.job_id, "assignment acknowledged"),
+                } else {
+                    let (fuel, earned) = record.fuel_accepted(item.fuel_used);
+                    self.metrics.count_fuel(fuel, earned);
+                    debug!(job_id = item.job_id, fuel = item.fuel_used, "fuel reported");
                 }
             }
             HeartbeatAck::Refused { reason } if reason.starts_with("too early") => {
@@ -759,27 +838,6 @@ impl<T: Transport + Clone> Daemon<T> {
             HeartbeatAck::Refused { reason } => {
                 self.metrics.heartbeats_refused.inc();
                 warn!(job_id = item.job_id, %reason, "heartbeat refused");
-            }
-        }
-    }
-
-    fn count_paid(&self, intervals: u64, price: Tokens) {
-        self.metrics.intervals_paid.inc_by(intervals);
-        self.metrics.earnings_e8s.inc_by(
-            u64::try_from(price)
-                .unwrap_or(u64::MAX)
-                .saturating_mul(intervals),
-        );
-    }
-
-    /// The job's paid intervals (over all its assignments), if the matcher
-    /// answers; only the metrics depend on it.
-    async fn intervals_paid(&self, id: JobId) -> Option<u32> {
-        match self.client.job_view(id).await {
-            Ok(view) => view.map(|v| v.job.intervals_paid),
-            Err(e) => {
-                debug!(job_id = id, error = %e, "reading the job's paid intervals");
-                None
             }
         }
     }
@@ -804,19 +862,15 @@ impl<T: Transport + Clone> Daemon<T> {
             };
             let args = args.clone();
             let success = matches!(args.result.outcome, RunOutcome::Exited { code: 0 });
-            // A result also pays the interval in progress, unless its
-            // heartbeat already did: the job's count before and after says.
-            let paid_before = self.intervals_paid(id).await;
             match self.client.submit_result(args.clone()).await {
                 Ok(()) => {
                     info!(job_id = id, attempt = args.attempt, outcome = ?args.result.outcome,
-                        "result accepted");
-                    if let (Some(before), Some(after)) =
-                        (paid_before, self.intervals_paid(id).await)
-                    {
-                        let price = self.records.get(&id).map_or(0, |s| s.price);
-                        let paid = after.saturating_sub(before);
-                        self.count_paid(u64::from(paid), price);
+                        fuel = args.result.fuel_used, "result accepted");
+                    // The result pays the fuel its heartbeats had not
+                    // reported (pending until the challenge window closes).
+                    if let Some(mut record) = self.records.remove(&id) {
+                        let (fuel, earned) = record.fuel_accepted(args.result.fuel_used);
+                        self.metrics.count_fuel(fuel, earned);
                     }
                     self.metrics.jobs_completed.inc();
                     if !success {
@@ -824,7 +878,7 @@ impl<T: Transport + Clone> Daemon<T> {
                     }
                     self.summary.results_submitted += 1;
                     self.results.remove(id, args.attempt);
-                    self.records.remove(&id);
+                    self.done.insert((id, args.attempt));
                 }
                 Err(ClientError::Matcher(
                     e @ (MatcherError::InvalidState { .. }
@@ -836,6 +890,7 @@ impl<T: Transport + Clone> Daemon<T> {
                     warn!(job_id = id, error = ?e, "the matcher no longer takes this result");
                     self.results.remove(id, args.attempt);
                     self.records.remove(&id);
+                    self.done.insert((id, args.attempt));
                 }
                 Err(e) => {
                     self.metrics.call_errors.inc();

@@ -1,11 +1,12 @@
 //! Reading a job to run from the matcher in replies that stay small
 //! whatever the buyer put in it: its spec without the input (`job_view`),
 //! then the input in chunks (`job_chunk`), checked against the size and
-//! sha256 the view gives.
+//! sha256 the view gives. A job that is no longer running (its result
+//! already in, or ended) is not read further.
 
 use market_api::JobId;
 use market_api::matcher::{
-    JobChunkRequest, JobPart, JobSpec, MAX_INPUT_BYTES, MAX_OUTPUT_BYTES, Sha256,
+    JobChunkRequest, JobPart, JobSpec, JobStatus, MAX_INPUT_BYTES, MAX_OUTPUT_BYTES, Sha256,
 };
 use market_client::transport::Transport;
 use market_client::{ClientError, MarketClient};
@@ -20,6 +21,15 @@ pub enum ReadError {
     /// The matcher no longer has the job.
     #[error("the matcher has no job {0}")]
     Gone(JobId),
+    /// The job is past running: its result is in (challenge window open)
+    /// or it ended.
+    #[error("job {job_id} is {status:?}, not running")]
+    NotRunning {
+        /// The job.
+        job_id: JobId,
+        /// Its status.
+        status: JobStatus,
+    },
     /// The bytes read do not match what the job's view says of them.
     #[error("job {job_id}: {reason}")]
     Corrupt {
@@ -35,12 +45,13 @@ impl ReadError {
     pub fn is_transient(&self) -> bool {
         match self {
             ReadError::Call(e) => e.is_transient(),
-            ReadError::Gone(_) | ReadError::Corrupt { .. } => false,
+            ReadError::Gone(_) | ReadError::NotRunning { .. } | ReadError::Corrupt { .. } => false,
         }
     }
 }
 
-/// The spec of job `job_id` with its input, read in bounded replies.
+/// The spec of job `job_id` with its input, read in bounded replies, if
+/// the job is assigned or running.
 pub async fn read_job<T: Transport>(
     client: &MarketClient<T>,
     job_id: JobId,
@@ -49,6 +60,10 @@ pub async fn read_job<T: Transport>(
         .job_view(job_id)
         .await?
         .ok_or(ReadError::Gone(job_id))?;
+    let status = view.job.status;
+    if !matches!(status, JobStatus::Assigned | JobStatus::Running) {
+        return Err(ReadError::NotRunning { job_id, status });
+    }
     let mut spec = view.job.spec;
     spec.input = read_part(
         client,

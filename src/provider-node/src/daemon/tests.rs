@@ -1,6 +1,7 @@
 //! The daemon against a fake matcher that enforces the real heartbeat
-//! windows ([`market_api::matcher::heartbeat_window_opens_ns`]) on a clock
-//! the test drives.
+//! windows ([`market_api::matcher::heartbeat_window_opens_ns`]) and fuel
+//! rules (the declared speed, the budget, no decrease) on a clock the test
+//! drives.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -12,7 +13,8 @@ use market_api::escrow::Balance;
 use market_api::matcher::{
     Assignment, AssignmentPage, HeartbeatAck, HeartbeatItem, Job as ApiJob, JobChunk,
     JobChunkRequest, JobLimits as ApiLimits, JobSpec, JobStatus, JobView, MatcherError,
-    MatcherInit, ModuleInfo, ModuleSource, RunOutcome, SubmitResultArgs, heartbeat_window_opens_ns,
+    MatcherInit, ModuleInfo, ModuleSource, RunOutcome, SubmitResultArgs, fuel_cost,
+    heartbeat_window_opens_ns,
 };
 use market_api::{JobId, PageRequest};
 use market_fixture::jobs::HELLO;
@@ -25,8 +27,11 @@ use market_client::transport::{Call, TransportError};
 
 const S: u64 = 1_000_000_000;
 const GRACE: u64 = 5 * S;
-/// What the fake pays per interval.
+/// What the fake pays per billion fuel.
 const PRICE: market_api::Tokens = 100;
+/// The speed the fake's offers declare unless a test says otherwise: more
+/// than any test's run reaches, so that only time counted caps a report.
+const FAST: u64 = 1_000_000_000_000;
 
 struct FakeJob {
     attempt: u32,
@@ -34,9 +39,40 @@ struct FakeJob {
     acknowledged: bool,
     due_ns: u64,
     result: Option<SubmitResultArgs>,
+    /// Heartbeats that closed an interval.
     paid: u32,
     missed: bool,
     handed_back: bool,
+    /// The declared speed and when the attempt's fuel began to count.
+    fuel_per_sec: u64,
+    counting_from_ns: u64,
+    /// When the result is due, if the listing says.
+    result_deadline_ns: Option<u64>,
+    /// Cumulative fuel accepted from heartbeats and the result.
+    fuel_reported: u64,
+}
+
+impl FakeJob {
+    /// The matcher's rule: declared speed × seconds counted, within the budget.
+    fn fuel_allowed(&self, now: u64) -> u64 {
+        let elapsed = u128::from(now.saturating_sub(self.counting_from_ns));
+        let allowed = u128::from(self.fuel_per_sec) * elapsed / u128::from(S);
+        u64::try_from(allowed)
+            .unwrap_or(u64::MAX)
+            .min(self.spec.limits.fuel)
+    }
+
+    /// Why the matcher refuses `fuel` reported at `now` (`None`: a result).
+    fn fuel_refusal(&self, fuel: u64, now: Option<u64>) -> Option<String> {
+        if fuel < self.fuel_reported {
+            return Some(format!("fuel decreased below {}", self.fuel_reported));
+        }
+        if fuel > self.spec.limits.fuel {
+            return Some("fuel over the budget".into());
+        }
+        let allowed = now.map(|t| self.fuel_allowed(t))?;
+        (fuel > allowed).then(|| format!("fuel {fuel} over the {allowed} allowed"))
+    }
 }
 
 #[derive(Default)]
@@ -45,6 +81,10 @@ struct FakeState {
     modules: BTreeMap<[u8; 32], Vec<u8>>,
     /// (time, job, accepted)
     heartbeats: Vec<(u64, JobId, bool)>,
+    /// (time, job, fuel) of each accepted heartbeat item.
+    fuel_reports: Vec<(u64, JobId, u64)>,
+    /// Why heartbeat items and results were refused.
+    refusals: Vec<String>,
     submissions: Vec<SubmitResultArgs>,
     /// (job, heartbeat items received before the hand-back)
     hand_backs: Vec<(JobId, usize)>,
@@ -76,7 +116,8 @@ impl FakeMarket {
         // Deadlines pass: a missed one is recorded (a real matcher slashes).
         let mut st = self.state.lock().unwrap();
         for j in st.jobs.values_mut() {
-            if j.result.is_none() && now > j.due_ns + GRACE {
+            let result_late = j.result_deadline_ns.is_some_and(|d| now > d + GRACE);
+            if j.result.is_none() && (now > j.due_ns + GRACE || result_late) {
                 j.missed = true;
             }
         }
@@ -96,8 +137,17 @@ impl FakeMarket {
                 paid: 0,
                 missed: false,
                 handed_back: false,
+                fuel_per_sec: FAST,
+                counting_from_ns: now,
+                result_deadline_ns: None,
+                fuel_reported: 0,
             },
         );
+    }
+
+    /// Changes job `id`'s terms.
+    fn tune_job(&self, id: JobId, tune: impl FnOnce(&mut FakeJob)) {
+        tune(self.state.lock().unwrap().jobs.get_mut(&id).unwrap());
     }
 
     fn store(&self, wasm: &[u8]) -> [u8; 32] {
@@ -120,7 +170,8 @@ impl FakeMarket {
 
     fn handle(&self, method: &str, arg: &[u8]) -> Result<Vec<u8>, TransportError> {
         let now = self.now.load(Ordering::SeqCst);
-        let mut st = self.state.lock().unwrap();
+        let mut guard = self.state.lock().unwrap();
+        let st = &mut *guard;
         let bytes = match method {
             "get_config" => Encode!(&MatcherInit {
                 registry: Principal::anonymous(),
@@ -130,6 +181,7 @@ impl FakeMarket {
                 slash_multiple: 1,
                 stake_ledger: Principal::anonymous(),
                 min_slash: None,
+                challenge_window_secs: None,
             }),
             "assignments" => {
                 let (_, page) = Decode!(arg, Principal, PageRequest).unwrap();
@@ -144,12 +196,18 @@ impl FakeMarket {
                 let mut held = st
                     .jobs
                     .range(start..)
-                    .filter(|(_, j)| j.result.is_none() && !j.missed && !j.handed_back)
+                    // A reported job stays listed while its challenge
+                    // window is open (which, here, it always is).
+                    .filter(|(_, j)| !j.missed && !j.handed_back)
                     .map(|(id, j)| Assignment {
                         job_id: *id,
                         attempt: j.attempt,
-                        price_per_interval: PRICE,
+                        price: PRICE,
                         next_deadline_ns: j.due_ns + GRACE,
+                        result_deadline_ns: j.result_deadline_ns,
+                        fuel_reported: j.fuel_reported,
+                        fuel_per_sec: j.fuel_per_sec,
+                        counting_from_ns: Some(j.counting_from_ns),
                         acknowledged: j.acknowledged,
                         kind: market_api::matcher::JobKind::OneOff,
                         interval_secs: j.spec.interval_secs,
@@ -216,9 +274,13 @@ impl FakeMarket {
                         HeartbeatAck::Refused {
                             reason: "the job is not assigned to this provider and attempt".into(),
                         }
+                    } else if let Some(reason) = j.fuel_refusal(item.fuel_used, Some(now)) {
+                        st.refusals.push(reason.clone());
+                        HeartbeatAck::Refused { reason }
                     } else if !j.acknowledged {
                         j.acknowledged = true;
                         j.due_ns = now + interval;
+                        j.fuel_reported = item.fuel_used;
                         HeartbeatAck::Accepted {
                             next_deadline_ns: j.due_ns + GRACE,
                         }
@@ -232,34 +294,43 @@ impl FakeMarket {
                     } else {
                         j.paid += 1;
                         j.due_ns += interval;
+                        j.fuel_reported = item.fuel_used;
                         HeartbeatAck::Accepted {
                             next_deadline_ns: j.due_ns + GRACE,
                         }
                     };
                     let accepted = matches!(ack, HeartbeatAck::Accepted { .. });
                     st.heartbeats.push((now, item.job_id, accepted));
+                    if accepted {
+                        st.fuel_reports.push((now, item.job_id, item.fuel_used));
+                    }
                     acks.push(ack);
                 }
                 Encode!(&Ok::<_, MatcherError>(acks))
             }
             "submit_result" => {
                 let args = Decode!(arg, SubmitResultArgs).unwrap();
+                let fuel = args.result.fuel_used;
                 let reply = match st.jobs.get_mut(&args.job_id) {
                     Some(j) if j.result.is_none() && !j.missed && j.attempt == args.attempt => {
-                        // As the matcher does: the interval in progress is
-                        // paid unless its heartbeat already paid it.
-                        let interval = j.spec.interval_secs * S;
-                        if j.acknowledged
-                            && now + interval >= j.due_ns
-                            && j.paid < j.spec.max_intervals
-                        {
-                            j.paid += 1;
+                        match j.fuel_refusal(fuel, None) {
+                            Some(reason) => {
+                                st.refusals.push(reason.clone());
+                                Err(MatcherError::InvalidArgument {
+                                    field: "fuel_used".into(),
+                                    reason,
+                                })
+                            }
+                            None => {
+                                // Reported: the challenge window opens.
+                                j.fuel_reported = fuel;
+                                j.result = Some(args.clone());
+                                Ok(())
+                            }
                         }
-                        j.result = Some(args.clone());
-                        Ok(())
                     }
                     Some(_) => Err(MatcherError::InvalidState {
-                        status: JobStatus::Succeeded,
+                        status: JobStatus::Reported,
                     }),
                     None => Err(MatcherError::UnknownJob {
                         job_id: args.job_id,
@@ -311,6 +382,7 @@ impl FakeMarket {
                 ledger: Principal::anonymous(),
                 free: 0,
                 claimable: 0,
+                pending: 0,
                 locked: 0,
             }),
             other => panic!("unexpected call {other}"),
@@ -326,14 +398,16 @@ fn api_job(id: JobId, j: &FakeJob) -> ApiJob {
         owner: Principal::anonymous(),
         spec: j.spec.clone(),
         status: match &j.result {
-            Some(r) if r.result.outcome == (RunOutcome::Exited { code: 0 }) => JobStatus::Succeeded,
-            Some(_) => JobStatus::Failed,
+            Some(_) => JobStatus::Reported,
             None if j.acknowledged => JobStatus::Running,
             None => JobStatus::Assigned,
         },
         provider: Some(Principal::from_slice(&[7; 29])),
-        price_per_interval: Some(PRICE),
-        intervals_paid: j.paid,
+        price: Some(PRICE),
+        intervals_paid: 0,
+        fuel_reported: j.fuel_reported,
+        paid: fuel_cost(j.fuel_reported, PRICE).unwrap(),
+        window_closes_at_ns: j.result.as_ref().map(|_| u64::MAX),
         retries_used: 0,
         result: j.result.as_ref().map(|r| r.result.clone()),
         submitted_at_ns: 0,
@@ -376,11 +450,11 @@ fn spec(sha256: [u8; 32], interval_secs: u64) -> JobSpec {
         env: vec![],
         limits: ApiLimits {
             memory_mib: 16,
-            fuel_per_interval: 50_000_000_000,
+            fuel: 5_000_000_000_000,
         },
+        max_price_per_gfuel: PRICE,
+        deadline_secs: None,
         interval_secs,
-        max_intervals: 100,
-        max_price_per_interval: 100,
         ledger: Principal::anonymous(),
         min_provider_stake: 0,
         max_retries: 0,
@@ -570,6 +644,18 @@ async fn heartbeats_land_in_their_window_every_interval_while_a_job_runs() {
         st.submissions.is_empty(),
         "cancelled at shutdown, not reported"
     );
+    // Each job's cumulative fuel was reported as it grew.
+    for id in [1, 2] {
+        let fuel: Vec<u64> = st
+            .fuel_reports
+            .iter()
+            .filter(|(_, j, _)| *j == id)
+            .map(|(_, _, f)| *f)
+            .collect();
+        assert!(fuel.is_sorted(), "job {id}: {fuel:?}");
+        assert!(fuel.last() > Some(&0), "job {id}: {fuel:?}");
+    }
+    assert_eq!(st.refusals, Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -690,18 +776,13 @@ async fn shutdown_cancels_what_outlives_the_grace_period() {
 #[test]
 fn limits_follow_the_job_and_outcomes_map_to_the_matcher() {
     let mut s = spec([0; 32], 10);
-    s.max_intervals = 3;
-    s.limits.fuel_per_interval = 7;
-    let l = sandbox_limits(&s, Duration::from_secs(3600));
-    assert_eq!(l.fuel, 21);
+    s.limits.fuel = 21;
+    let l = sandbox_limits(&s, Duration::from_secs(30));
+    assert_eq!(l.fuel, 21, "the budget");
     assert_eq!(l.memory_bytes, 16 << 20);
     assert_eq!(l.timeout, Duration::from_secs(30));
     assert_eq!(l.max_stdout_bytes, MAX_OUTPUT_BYTES);
-    assert_eq!(
-        sandbox_limits(&s, Duration::from_secs(5)).timeout,
-        Duration::from_secs(5)
-    );
-    s.limits.fuel_per_interval = u64::MAX;
+    s.limits.fuel = u64::MAX;
     assert_eq!(sandbox_limits(&s, Duration::from_secs(5)).fuel, u64::MAX);
     assert_eq!(run_outcome(&Outcome::Cancelled), None);
     assert_eq!(
@@ -793,33 +874,151 @@ const COUNT: &str = r#"(module
       (local.set $i (i32.sub (local.get $i) (i32.const 1)))
       (br_if $l (local.get $i)))))"#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_interval_a_result_pays_counts_as_earnings() {
-    let h = Harness::new();
-    h.job_1(HELLO);
-    // The clock stands still: the result comes in the first interval, which
-    // no heartbeat paid, so the result pays it.
-    h.run_until_job_1_has_a_result().await;
-    assert_eq!(h.market.state.lock().unwrap().jobs[&1].paid, 1);
-    assert_eq!(h.metrics.intervals_paid.get(), 1);
-    assert_eq!(h.metrics.earnings_e8s.get(), 100);
+/// The fuel COUNT uses, from a run of its own in the same sandbox.
+async fn fuel_of(h: &Harness, wat: &str, fuel: u64) -> u64 {
+    let mut spec = spec([0; 32], 10);
+    spec.limits.fuel = fuel;
+    let job = Job {
+        module: WasmModule::new(wasm(wat)),
+        input: vec![],
+        args: vec![],
+        env: vec![],
+        seed: job_seed(1),
+        limits: sandbox_limits(&spec, Duration::from_secs(60)),
+    };
+    h.executor.spawn(job).wait().await.fuel_used
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn earnings_match_what_the_matcher_paid_over_many_intervals() {
+async fn a_result_pays_the_fuel_its_heartbeats_did_not_report() {
     let h = Harness::new();
     h.job_1(COUNT);
+    // The clock stands still: no time counted, so the acknowledgement may
+    // report no fuel, and the result reports it all.
+    h.run_until_job_1_has_a_result().await;
+    let st = h.market.state.lock().unwrap();
+    assert_eq!(st.fuel_reports, vec![(1_000 * S, 1, 0)]);
+    let r = &st.submissions[0].result;
+    assert_eq!(r.outcome, RunOutcome::Exited { code: 0 });
+    assert_eq!(r.fuel_used, st.jobs[&1].fuel_reported);
+    assert!(r.fuel_used > 1_000_000_000, "{}", r.fuel_used);
+    assert_eq!(h.metrics.fuel_paid.get(), r.fuel_used);
+    assert_eq!(
+        u128::from(h.metrics.earnings_e8s.get()),
+        fuel_cost(r.fuel_used, PRICE).unwrap()
+    );
+    assert_eq!(h.metrics.intervals_paid.get(), 0, "no reserved slot");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_report_no_more_fuel_than_the_declared_speed_allows() {
+    let h = Harness::new();
+    h.job_1(COUNT);
+    // Declared: 100 million fuel a second, far below what the node runs.
+    const SPEED: u64 = 100_000_000;
+    h.market.tune_job(1, |j| j.fuel_per_sec = SPEED);
+    let true_fuel = fuel_of(&h, COUNT, 5_000_000_000_000).await;
     // 0.05 s of IC time per 2 ms: an interval every ~400 ms of real time.
     h.run_while(
         Duration::from_secs(5),
         h.until(S / 20, "a result", |st| st.jobs[&1].result.is_some()),
     )
     .await;
-    let paid = h.market.state.lock().unwrap().jobs[&1].paid;
-    assert!(paid >= 2, "heartbeats paid and the result: {paid}");
-    assert_eq!(h.metrics.intervals_paid.get(), u64::from(paid));
-    assert_eq!(h.metrics.earnings_e8s.get(), 100 * u64::from(paid));
+    let st = h.market.state.lock().unwrap();
+    // The fake refuses a report over the speed, over the budget or below
+    // the last one: none was.
+    assert_eq!(st.refusals, Vec::<String>::new());
+    let from = st.jobs[&1].counting_from_ns;
+    let reports: Vec<(u64, u64)> = st.fuel_reports.iter().map(|(t, _, f)| (*t, *f)).collect();
+    assert!(
+        reports.len() >= 3,
+        "an acknowledgement and heartbeats: {reports:?}"
+    );
+    for (t, fuel) in &reports {
+        assert!(
+            u128::from(*fuel) <= u128::from(SPEED) * u128::from(t - from) / u128::from(S),
+            "{reports:?}"
+        );
+    }
+    let last = reports.last().unwrap().1;
+    assert!(last > 0, "fuel reported while running: {reports:?}");
+    // The result reports the true count, more than the heartbeats could.
+    let r = &st.submissions[0].result;
+    assert_eq!(r.outcome, RunOutcome::Exited { code: 0 });
+    assert_eq!(r.fuel_used, true_fuel);
+    assert!(r.fuel_used > last, "{} after {reports:?}", r.fuel_used);
+    // What the node counts as earned is what the matcher's rule pays.
+    assert_eq!(h.metrics.fuel_paid.get(), true_fuel);
+    assert_eq!(
+        u128::from(h.metrics.earnings_e8s.get()),
+        fuel_cost(true_fuel, PRICE).unwrap()
+    );
     assert_eq!(h.metrics.jobs_failed.get(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_ends_before_its_result_is_due() {
+    let h = Harness::new();
+    let sha = h.job_1(SPIN);
+    // Job 1's listing names its result deadline; job 2's bid names a
+    // deadline, which the node counts from the bond before the listing
+    // does. Both 4 s away: each run gets 3 s, the rest is kept to submit.
+    let now = h.market.now.load(Ordering::SeqCst);
+    h.market
+        .tune_job(1, |j| j.result_deadline_ns = Some(now + 4 * S));
+    let mut bid = spec(sha, 10);
+    bid.deadline_secs = Some(4);
+    h.market.add_job(2, bid);
+    let started = std::time::Instant::now();
+    h.run_while(
+        Duration::from_secs(5),
+        h.until(0, "two results", |st| st.submissions.len() == 2),
+    )
+    .await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "ran until the limit"
+    );
+    let st = h.market.state.lock().unwrap();
+    for id in [1, 2] {
+        let j = &st.jobs[&id];
+        let r = &j.result.as_ref().expect("a result").result;
+        assert_eq!(r.outcome, RunOutcome::Deadline, "job {id}");
+        assert!(r.fuel_used > 0 && !j.missed, "job {id}");
+    }
+    assert_eq!(st.refusals, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_runs_with_its_fuel_budget() {
+    let h = Harness::new();
+    let sha = h.market.store(&wasm(SPIN));
+    let mut s = spec(sha, 10);
+    s.limits.fuel = 1_000_000;
+    h.market.add_job(1, s);
+    h.run_until_job_1_has_a_result().await;
+    let st = h.market.state.lock().unwrap();
+    let r = &st.submissions[0].result;
+    assert_eq!(r.outcome, RunOutcome::OutOfFuel);
+    assert_eq!(r.fuel_used, 1_000_000, "all of the budget, billed");
+    assert_eq!(st.refusals, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_never_reports_less_fuel_than_its_attempt_did() {
+    let h = Harness::new();
+    h.job_1(HELLO);
+    // A previous run of the node acknowledged the job and reported more
+    // fuel than a fresh run will have used by its result.
+    h.market.tune_job(1, |j| {
+        j.acknowledged = true;
+        j.fuel_reported = 1_000_000_000;
+    });
+    h.run_until_job_1_has_a_result().await;
+    let st = h.market.state.lock().unwrap();
+    assert_eq!(st.submissions.len(), 1);
+    assert_eq!(st.submissions[0].result.fuel_used, 1_000_000_000);
+    assert_eq!(st.refusals, Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -971,7 +1170,13 @@ async fn the_last_heartbeat_at_shutdown_goes_out_before_the_hand_back() {
         ),
         (2, 1, 1)
     );
-    assert_eq!(h.metrics.earnings_e8s.get(), 100);
+    let fuel = st.jobs[&1].fuel_reported;
+    assert!(fuel > 0, "the last heartbeat reported the fuel burnt");
+    assert_eq!(h.metrics.fuel_paid.get(), fuel);
+    assert_eq!(
+        u128::from(h.metrics.earnings_e8s.get()),
+        fuel_cost(fuel, PRICE).unwrap()
+    );
 }
 
 /// Copies stdin to stdout, 64 KiB at a time.
