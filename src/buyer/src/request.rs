@@ -118,6 +118,7 @@ impl JobRequest {
             interval_secs: self.interval_secs,
             ledger,
             min_provider_stake: self.min_provider_stake,
+            min_record: None,
             max_retries: self.max_retries,
             callback: None,
         }

@@ -469,6 +469,7 @@ mod tests {
                 interval_secs: 60,
                 ledger: Principal::anonymous(),
                 min_provider_stake: 0,
+                min_record: None,
                 max_retries: 2,
                 callback: None,
             },

@@ -401,6 +401,7 @@ impl Demo {
             interval_secs: INTERVAL_SECS,
             ledger: self.ids.ledger,
             min_provider_stake: 0,
+            min_record: None,
             max_retries: 2,
             callback: None,
         }

@@ -233,6 +233,7 @@ impl World {
             interval_secs,
             ledger: self.ids.ledger,
             min_provider_stake: 0,
+            min_record: None,
             max_retries: 0,
             callback: None,
         }

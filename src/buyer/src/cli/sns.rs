@@ -449,6 +449,7 @@ mod tests {
             interval_secs: 30,
             ledger: p(LEDGER),
             min_provider_stake: 100_000_000,
+            min_record: None,
             max_retries: 1,
             callback: Some("on_result".into()),
         }

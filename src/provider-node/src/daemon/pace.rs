@@ -164,6 +164,7 @@ mod tests {
             interval_secs: 10,
             ledger: Principal::anonymous(),
             min_provider_stake: 0,
+            min_record: None,
             max_retries: 0,
             callback: None,
         }

@@ -457,6 +457,7 @@ fn spec(sha256: [u8; 32], interval_secs: u64) -> JobSpec {
         interval_secs,
         ledger: Principal::anonymous(),
         min_provider_stake: 0,
+        min_record: None,
         max_retries: 0,
         callback: None,
     }
