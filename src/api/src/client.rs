@@ -7,7 +7,7 @@
 //! effect: query the canister (e.g. `get_job`) before retrying.
 
 use crate::escrow::{
-    Balance, DepositArgs, EscrowError, ExtendLockArgs, JobLock, LedgerInfo, LockArgs,
+    Balance, DepositArgs, EscrowError, ExtendLockArgs, ForfeitArgs, JobLock, LedgerInfo, LockArgs,
     NotifyDepositArgs, ReconcileArgs, ReleaseArgs, SettleArgs, WithdrawArgs, WithdrawForArgs,
 };
 use crate::matcher::{Job, JobSpec, MatcherError};
@@ -129,12 +129,17 @@ canister_client! {
     /// idempotent on the job key).
     fn lock(args: &LockArgs) -> Result<JobLock, EscrowError>;
 
-    /// Pays one interval from a job's lock to a provider (matcher only;
+    /// Pays one interval from a job's lock to a provider, claimable at
+    /// once or, with `hold`, pending until settle (matcher only;
     /// idempotent on (job key, seq)).
     fn release(args: &ReleaseArgs) -> Result<JobLock, EscrowError>;
 
-    /// Returns the rest of a job's lock to the buyer (matcher only;
-    /// idempotent on the job key).
+    /// Returns a provider's pending pay in a job's lock to the lock
+    /// (matcher only; before settle; a repeat moves nothing).
+    fn forfeit(args: &ForfeitArgs) -> Result<JobLock, EscrowError>;
+
+    /// Pays a job's pending pay to its providers and returns the rest of
+    /// its lock to the buyer (matcher only; idempotent on the job key).
     fn settle(args: &SettleArgs) -> Result<JobLock, EscrowError>;
 
     /// A job's lock, if any.

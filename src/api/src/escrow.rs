@@ -3,9 +3,16 @@
 //! Every balance is kept per (principal, ledger). Amounts are in the ledger's
 //! smallest unit. The escrow's conservation invariant, checked by its tests
 //! after every operation: for each ledger, the balance of the escrow's main
-//! account equals the sum of all free balances, claimable balances and
-//! remaining locks, plus the effect of ledger calls whose outcome is still
-//! being reconciled (see [`PendingOperation`]).
+//! account equals the sum of all free balances, claimable balances,
+//! remaining locks and pending pay held in locks, plus the effect of ledger
+//! calls whose outcome is still being reconciled (see [`PendingOperation`]).
+//!
+//! Pay for a job reaches its provider in one of two ways. A release without
+//! `hold` (a lease's interval) moves it from the lock to the provider's
+//! claimable balance at once. A held release (verified work) moves it to
+//! the provider's pending pay within the lock: `settle` makes it claimable,
+//! `forfeit` (a missed deadline, a lost audit) returns it to the lock, so
+//! it reaches the buyer at settle unless the job pays it out again.
 
 pub use crate::LedgerOutcome;
 use crate::{Account, OpKey, Principal, Tokens};
@@ -14,6 +21,10 @@ use serde::Serialize;
 
 /// Most ledgers the escrow accepts at once.
 pub const MAX_LEDGERS: usize = 32;
+
+/// Most distinct providers one lock holds pending pay for at once; a held
+/// release to one more is refused with [`EscrowError::LimitReached`].
+pub const MAX_PENDING_PAYEES: usize = 32;
 
 /// How long a settled lock (and its release records) is kept before the
 /// escrow deletes it: as long as the matcher keeps the finished job, so a
@@ -139,17 +150,35 @@ pub struct LockArgs {
     pub stored_bytes: Option<u64>,
 }
 
-/// Arguments of `release` (matcher only): pay one interval to a provider.
+/// Arguments of `release` (matcher only): pay one interval, or one piece
+/// of reported work, to a provider.
 #[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct ReleaseArgs {
     /// The job's key.
     pub job_key: OpKey,
-    /// Sequence number of the release within the job; (job_key, seq) is the idempotency key.
+    /// Sequence number of the release within the job; (job_key, seq) is
+    /// the idempotency key.
     pub seq: u64,
     /// Who is paid.
     pub provider: Principal,
-    /// How much moves from the lock to the provider's claimable balance.
+    /// How much leaves the lock's remaining.
     pub amount: Tokens,
+    /// `false`: the amount goes to the provider's claimable balance at
+    /// once. `true`: it goes to the provider's pending pay within the
+    /// lock, claimable at settle unless forfeited first; a lock holds
+    /// pending pay for at most `MAX_PENDING_PAYEES` (32) providers at once.
+    #[serde(default)]
+    pub hold: bool,
+}
+
+/// Arguments of `forfeit` (matcher only): a provider loses the pending pay
+/// it holds in a lock.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct ForfeitArgs {
+    /// The job's key.
+    pub job_key: OpKey,
+    /// Whose pending pay goes back to the lock's remaining.
+    pub provider: Principal,
 }
 
 /// Arguments of `extend_lock`: adds `amount` from the buyer's free balance
@@ -170,7 +199,8 @@ pub struct WithdrawForArgs {
     pub args: WithdrawArgs,
 }
 
-/// Arguments of `settle` (matcher only): return what is left of a lock to the buyer.
+/// Arguments of `settle` (matcher only): pay the lock's pending pay to its
+/// providers' claimable balances and return what is left to the buyer.
 #[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct SettleArgs {
     /// The job's key.
@@ -188,6 +218,9 @@ pub struct Balance {
     pub claimable: Tokens,
     /// Locked for the owner's jobs.
     pub locked: Tokens,
+    /// Earned as a provider but held in jobs' locks until they settle (it
+    /// may still be forfeited); not withdrawable.
+    pub pending: Tokens,
 }
 
 /// A job's lock as the escrow holds it.
@@ -199,11 +232,13 @@ pub struct JobLock {
     pub buyer: Principal,
     /// Ledger of the payment.
     pub ledger: Principal,
-    /// Amount locked at the start.
+    /// Amount locked: the first lock plus every extension.
     pub total: Tokens,
-    /// Amount released to providers so far.
+    /// Amount paid to providers' claimable balances so far: releases
+    /// without hold, and pending pay once the lock settles.
     pub released: Tokens,
-    /// Amount still locked (zero once settled).
+    /// Amount still locked, neither released nor pending (zero once
+    /// settled). total = released + Σ pending + remaining + refunded.
     pub remaining: Tokens,
     /// Amount returned to the buyer at settle (zero until settled).
     pub refunded: Tokens,
@@ -211,6 +246,9 @@ pub struct JobLock {
     pub settled: bool,
     /// The storage fee the buyer paid with the lock (not part of `total`).
     pub storage_fee: Tokens,
+    /// Pay held for providers until the lock settles, per provider, in
+    /// the order of their principals; empty once settled.
+    pub pending: Vec<(Principal, Tokens)>,
 }
 
 /// What a ledger call in flight does.
@@ -284,6 +322,9 @@ pub enum EscrowError {
     AlreadySettled { job_key: OpKey },
     /// The amount does not cover the ledger fee.
     AmountBelowFee { fee: Tokens },
+    /// A bound on what the escrow keeps was reached: at most `limit` of
+    /// `what`.
+    LimitReached { what: String, limit: u64 },
     /// Another operation for this principal and ledger is in flight, or too
     /// many operations are in flight; try again.
     Busy,
@@ -336,14 +377,34 @@ pub enum EscrowEvent {
         ledger: Principal,
         amount: Tokens,
     },
-    /// One interval was paid to a provider's claimable balance.
+    /// `amount` left a lock for a provider: to its claimable balance, or
+    /// with `hold` to its pending pay within the lock.
     Released {
         job_key: OpKey,
         seq: u64,
         provider: Principal,
         amount: Tokens,
+        #[serde(default)]
+        hold: bool,
     },
-    /// A lock was settled; `refunded` went back to the buyer's free balance.
+    /// A provider lost the pending pay it held in a lock: `amount` went
+    /// back to the lock's remaining.
+    Forfeited {
+        job_key: OpKey,
+        provider: Principal,
+        ledger: Principal,
+        amount: Tokens,
+    },
+    /// At settle, a provider's pending pay in the lock moved to its
+    /// claimable balance (one event per provider, before `Settled`).
+    PendingPaid {
+        job_key: OpKey,
+        provider: Principal,
+        ledger: Principal,
+        amount: Tokens,
+    },
+    /// A lock was settled; `refunded` went back to the buyer's free
+    /// balance (after its pending pay, see `PendingPaid`).
     Settled {
         job_key: OpKey,
         buyer: Principal,

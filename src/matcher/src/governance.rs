@@ -257,6 +257,7 @@ pub fn validate<M: Memory>(
                 free: 0,
                 claimable: 0,
                 locked: 0,
+                pending: 0,
             });
             // The matcher withdraws from the free balance only.
             let available = b.free;
@@ -297,6 +298,7 @@ mod tests {
                 free,
                 claimable: 0,
                 locked: 0,
+                pending: 0,
             }),
             symbol: Some("ICP".into()),
             fee: Some(10_000),

@@ -138,6 +138,7 @@ pub async fn perform(rt: &impl Runtime, job_id: JobId, effect: Effect) -> Outcom
                 seq,
                 provider,
                 amount,
+                hold: false,
             };
             match rt.release(escrow, &args).await {
                 Ok(Err(EscrowError::Busy)) => Outcome::Retry("escrow busy".into()),

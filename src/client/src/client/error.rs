@@ -189,6 +189,7 @@ pub fn describe_escrow(e: &EscrowError) -> String {
             "the amount does not cover the ledger fee of {}",
             format_tokens(*fee)
         ),
+        EscrowError::LimitReached { what, limit } => format!("limit of {limit} {what} reached"),
         EscrowError::Busy => "the escrow is busy with another operation of yours; try again".into(),
         EscrowError::PendingOperation { operation } => format!(
             "an earlier ledger operation ({}) has an unknown outcome; try again later",

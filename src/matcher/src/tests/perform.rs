@@ -179,6 +179,7 @@ fn lock(key: &str, total: Tokens) -> JobLock {
         refunded: 0,
         settled: false,
         storage_fee: 0,
+        pending: vec![],
     }
 }
 

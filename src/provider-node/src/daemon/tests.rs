@@ -312,6 +312,7 @@ impl FakeMarket {
                 free: 0,
                 claimable: 0,
                 locked: 0,
+                pending: 0,
             }),
             other => panic!("unexpected call {other}"),
         };
