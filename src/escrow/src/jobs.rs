@@ -8,9 +8,8 @@
 //!
 //! Pending pay has left the buyer's `locked` balance and is counted in the
 //! provider's `pending` balance, which nothing can withdraw; the lock keeps
-//! it per provider (at most
-//! [`MAX_PENDING_PAYEES`](market_api::escrow::MAX_PENDING_PAYEES) of them),
-//! so a forfeit knows what to take back and settle what to pay.
+//! it per provider (at most [`MAX_PENDING_PAYEES`] of them), so a forfeit
+//! knows what to take back and settle what to pay.
 //!
 //! A settled lock is deleted with its release records once
 //! [`SETTLED_LOCK_RETENTION_SECS`](market_api::escrow::SETTLED_LOCK_RETENTION_SECS)
