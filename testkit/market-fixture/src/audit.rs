@@ -865,3 +865,68 @@ impl MarketFixture {
         Ok(audit)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(n: u8) -> Principal {
+        Principal::from_slice(&[n; 10])
+    }
+
+    #[test]
+    fn locks_are_rebuilt_from_events_with_their_pending_pay() {
+        let (buyer, ledger, a, b) = (p(1), p(2), p(3), p(4));
+        let key = || "job/1".to_string();
+        let released = |seq, provider, amount, hold| EscrowEvent::Released {
+            job_key: key(),
+            seq,
+            provider,
+            amount,
+            hold,
+        };
+        let mut events = vec![
+            EscrowEvent::Locked {
+                job_key: key(),
+                buyer,
+                ledger,
+                amount: 1_000,
+            },
+            released(0, b, 100, true),
+            released(1, a, 50, true),
+            released(2, b, 10, false),
+            released(3, b, 20, true),
+        ];
+        let lock = &logged_locks(&events)[&key()];
+        assert_eq!(lock.pending, vec![(a, 50), (b, 120)]);
+        assert_eq!((lock.released, lock.remaining), (10, 820));
+
+        events.push(EscrowEvent::Forfeited {
+            job_key: key(),
+            provider: b,
+            ledger,
+            amount: 120,
+        });
+        let lock = &logged_locks(&events)[&key()];
+        assert_eq!(lock.pending, vec![(a, 50)]);
+        assert_eq!((lock.released, lock.remaining), (10, 940));
+
+        events.push(EscrowEvent::PendingPaid {
+            job_key: key(),
+            provider: a,
+            ledger,
+            amount: 50,
+        });
+        events.push(EscrowEvent::Settled {
+            job_key: key(),
+            buyer,
+            refunded: 940,
+        });
+        let lock = &logged_locks(&events)[&key()];
+        assert_eq!(lock.pending, vec![]);
+        assert_eq!(
+            (lock.released, lock.remaining, lock.refunded, lock.settled),
+            (60, 0, 940, true)
+        );
+    }
+}
