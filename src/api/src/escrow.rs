@@ -166,7 +166,7 @@ pub struct ReleaseArgs {
     /// `false`: the amount goes to the provider's claimable balance at
     /// once. `true`: it goes to the provider's pending pay within the
     /// lock, claimable at settle unless forfeited first; a lock holds
-    /// pending pay for at most [`MAX_PENDING_PAYEES`] providers at once.
+    /// pending pay for at most `MAX_PENDING_PAYEES` (32) providers at once.
     #[serde(default)]
     pub hold: bool,
 }

@@ -6,8 +6,8 @@ use crate::state::{mutate_state, read_state};
 use crate::{jobs, metrics, payments, timers};
 use ic_cdk::api::{canister_self, is_controller, msg_caller, time};
 use market_api::escrow::{
-    Balance, DepositArgs, EscrowError, EscrowEvent, EscrowInit, ExtendLockArgs, JobLock,
-    LedgerInfo, LockArgs, NotifyDepositArgs, PendingOperation, ReconcileArgs, ReleaseArgs,
+    Balance, DepositArgs, EscrowError, EscrowEvent, EscrowInit, ExtendLockArgs, ForfeitArgs,
+    JobLock, LedgerInfo, LockArgs, NotifyDepositArgs, PendingOperation, ReconcileArgs, ReleaseArgs,
     ResolveOperationArgs, SettleArgs, WithdrawArgs, WithdrawForArgs,
 };
 use market_api::{
@@ -110,15 +110,25 @@ fn extend_lock(args: ExtendLockArgs) -> Result<JobLock, EscrowError> {
     mutate_state(|s| jobs::extend_lock(s, msg_caller(), args, time()))
 }
 
-/// Pays one interval from a job's lock to the provider's claimable balance.
-/// Matcher only; idempotent on (`job_key`, `seq`).
+/// Pays `amount` from a job's lock to the provider's claimable balance or,
+/// with `hold`, to its pending pay within the lock (claimable at settle
+/// unless forfeited; at most 32 providers per lock). Matcher only;
+/// idempotent on (`job_key`, `seq`).
 #[ic_cdk::update]
 fn release(args: ReleaseArgs) -> Result<JobLock, EscrowError> {
     mutate_state(|s| jobs::release(s, msg_caller(), args, time()))
 }
 
-/// Returns what remains of a job's lock to the buyer and closes it.
-/// Matcher only; idempotent on `job_key`.
+/// Takes all of a provider's pending pay in an unsettled lock back into
+/// the lock's remaining. Matcher only; a repeat moves nothing.
+#[ic_cdk::update]
+fn forfeit(args: ForfeitArgs) -> Result<JobLock, EscrowError> {
+    mutate_state(|s| jobs::forfeit(s, msg_caller(), args, time()))
+}
+
+/// Pays a job's pending pay to its providers' claimable balances, returns
+/// what remains of its lock to the buyer and closes it. Matcher only;
+/// idempotent on `job_key`.
 #[ic_cdk::update]
 fn settle(args: SettleArgs) -> Result<JobLock, EscrowError> {
     mutate_state(|s| jobs::settle(s, msg_caller(), args, time()))
@@ -139,15 +149,7 @@ fn ledgers() -> Vec<LedgerInfo> {
 /// `owner`'s balance on `ledger` (zeros if it has none).
 #[ic_cdk::query]
 fn balance_of(owner: Principal, ledger: Principal) -> Balance {
-    read_state(|s| {
-        let b = s.balance(owner, ledger);
-        Balance {
-            ledger,
-            free: b.free,
-            claimable: b.claimable,
-            locked: b.locked,
-        }
-    })
+    read_state(|s| s.balance(owner, ledger).view(ledger))
 }
 
 /// `owner`'s balances on every ledger where it has one.
@@ -156,7 +158,7 @@ fn balances_of(owner: Principal) -> Vec<Balance> {
     read_state(|s| s.balances_of(owner))
 }
 
-/// A job's lock: total, released, remaining, refunded.
+/// A job's lock: total, released, pending, remaining, refunded.
 #[ic_cdk::query]
 fn get_lock(job_key: String) -> Option<JobLock> {
     read_state(|s| s.lock(&job_key).map(|l| l.view(&job_key)))
@@ -196,8 +198,8 @@ fn icrc10_supported_standards() -> Vec<StandardRecord> {
     vec![market_api::icrc10_standard()]
 }
 
-/// `GET /metrics`: Prometheus metrics (liabilities per ledger, locks,
-/// pending ledger calls, events).
+/// `GET /metrics`: Prometheus metrics (liabilities and pending pay per
+/// ledger, locks, pending ledger calls, events).
 #[ic_cdk::query]
 fn http_request(req: HttpRequest) -> HttpResponse {
     read_state(|s| metrics::http_request(s, &req, time()))

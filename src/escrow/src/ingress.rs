@@ -8,6 +8,7 @@ pub const RULES: &[Rule] = &[
     Rule::new("add_ledger", Senders::Controllers, SMALL_ARG),
     Rule::anyone("deposit"),
     Rule::new("extend_lock", Senders::Matcher, SMALL_ARG),
+    Rule::new("forfeit", Senders::Matcher, SMALL_ARG),
     Rule::new("lock", Senders::Matcher, SMALL_ARG),
     Rule::anyone("notify_deposit"),
     Rule::anyone("reconcile"),

@@ -1,7 +1,15 @@
 //! Job locks: the matcher sets a job's maximum cost aside (`lock`), may add
-//! to it while the job runs (`extend_lock`), pays one interval at a time to
-//! providers' claimable balances (`release`) and returns the rest to the
-//! buyer at the end (`settle`).
+//! to it while the job runs (`extend_lock`), pays providers from it one
+//! piece at a time (`release`), either to their claimable balances at once
+//! (a lease's intervals) or, held, to their pending pay within the lock
+//! (verified work), takes a provider's pending pay back into the lock when
+//! it misses a deadline or loses an audit (`forfeit`), and at the end pays
+//! the pending pay out and returns the rest to the buyer (`settle`).
+//!
+//! Pending pay has left the buyer's `locked` balance and is counted in the
+//! provider's `pending` balance, which nothing can withdraw; the lock keeps
+//! it per provider (at most [`MAX_PENDING_PAYEES`] of them), so a forfeit
+//! knows what to take back and settle what to pay.
 //!
 //! A settled lock is deleted with its release records once
 //! [`SETTLED_LOCK_RETENTION_SECS`](market_api::escrow::SETTLED_LOCK_RETENTION_SECS)
@@ -11,11 +19,14 @@
 //! balances, atomically within one message. Each is idempotent on its key:
 //! repeating a call with the same key and terms answers the same lock and
 //! changes nothing; the same key with other terms is a `KeyConflict`.
+//! `forfeit` has no key: a repeat finds nothing left to take and moves
+//! nothing.
 
 use crate::state::{LockRecord, ReleaseRecord, State};
 use market_api::escrow::storage_fee;
 use market_api::escrow::{
-    EscrowError, EscrowEvent, ExtendLockArgs, JobLock, LockArgs, ReleaseArgs, SettleArgs,
+    EscrowError, EscrowEvent, ExtendLockArgs, ForfeitArgs, JobLock, LockArgs, MAX_PENDING_PAYEES,
+    ReleaseArgs, SettleArgs,
 };
 use market_api::{Principal, Tokens, validate_op_key};
 
@@ -172,6 +183,8 @@ pub fn lock(
         settled: false,
         extensions: Vec::new(),
         storage_fee: fee,
+        pending: Vec::new(),
+        forfeited: 0,
     };
     Ok(store(
         state,
@@ -264,8 +277,11 @@ pub fn extend_lock(
     ))
 }
 
-/// Moves `args.amount` from a lock to the provider's claimable balance,
-/// once per (job key, seq).
+/// Moves `args.amount` from a lock's remaining to the provider's
+/// claimable balance or, with `args.hold`, to its pending pay within the
+/// lock, once per (job key, seq). A held release to a provider with no
+/// pending pay in a lock that already holds some for
+/// [`MAX_PENDING_PAYEES`] providers is refused.
 pub fn release(
     state: &mut State,
     caller: Principal,
@@ -282,7 +298,8 @@ pub fn release(
     }
     let mut lock = existing_lock(state, &args.job_key)?;
     if let Some(done) = state.release_record(&args.job_key, args.seq) {
-        let same_terms = done.provider == args.provider && done.amount == args.amount;
+        let same_terms =
+            done.provider == args.provider && done.amount == args.amount && done.hold == args.hold;
         return repeated(&lock, &args.job_key, same_terms);
     }
     require_unsettled(&lock, &args.job_key)?;
@@ -290,17 +307,31 @@ pub fn release(
     if args.amount > remaining {
         return Err(EscrowError::OverRelease { remaining });
     }
-    lock.released += args.amount;
+    if args.hold && !lock.can_hold_for(args.provider) {
+        return Err(EscrowError::LimitReached {
+            what: "providers with pending pay in one lock".into(),
+            limit: MAX_PENDING_PAYEES as u64,
+        });
+    }
     state.update_balance(lock.buyer, lock.ledger, |b| b.unlock(args.amount));
-    state.update_balance(args.provider, lock.ledger, |b| {
-        b.credit_claimable(args.amount)
-    });
+    if args.hold {
+        lock.hold(args.provider, args.amount);
+        state.update_balance(args.provider, lock.ledger, |b| {
+            b.credit_pending(args.amount)
+        });
+    } else {
+        lock.released += args.amount;
+        state.update_balance(args.provider, lock.ledger, |b| {
+            b.credit_claimable(args.amount)
+        });
+    }
     state.put_release(
         &args.job_key,
         args.seq,
         ReleaseRecord {
             provider: args.provider,
             amount: args.amount,
+            hold: args.hold,
         },
     );
     Ok(store(
@@ -313,12 +344,53 @@ pub fn release(
             seq: args.seq,
             provider: args.provider,
             amount: args.amount,
+            hold: args.hold,
         },
     ))
 }
 
-/// Returns what remains of a lock to the buyer's free balance and closes
-/// it; settling a settled lock answers it unchanged.
+/// Takes all of `args.provider`'s pending pay in a lock back into the
+/// lock's remaining (so the buyer gets it at settle unless the job pays it
+/// to another provider). A provider with none (a repeat, say) moves
+/// nothing and gets the lock unchanged; a settled lock is refused, its
+/// pending pay being claimable already.
+pub fn forfeit(
+    state: &mut State,
+    caller: Principal,
+    args: ForfeitArgs,
+    now: u64,
+) -> Result<JobLock, EscrowError> {
+    require_matcher_call(state, caller, &args.job_key)?;
+    let mut lock = existing_lock(state, &args.job_key)?;
+    require_unsettled(&lock, &args.job_key)?;
+    let amount = lock.take_pending(args.provider);
+    if amount == 0 {
+        return Ok(lock.view(&args.job_key));
+    }
+    lock.forfeited = lock
+        .forfeited
+        .checked_add(amount)
+        .unwrap_or_else(|| panic!("BUG: a lock's forfeits exceed its releases"));
+    state.update_balance(args.provider, lock.ledger, |b| b.take_pending(amount));
+    state.update_balance(lock.buyer, lock.ledger, |b| b.credit_locked(amount));
+    Ok(store(
+        state,
+        &args.job_key,
+        &lock,
+        now,
+        EscrowEvent::Forfeited {
+            job_key: args.job_key.clone(),
+            provider: args.provider,
+            ledger: lock.ledger,
+            amount,
+        },
+    ))
+}
+
+/// Pays every provider's pending pay in a lock to its claimable balance
+/// (a `PendingPaid` event each), returns what remains to the buyer's free
+/// balance and closes the lock; settling a settled lock answers it
+/// unchanged. At most [`MAX_PENDING_PAYEES`] providers are paid.
 pub fn settle(
     state: &mut State,
     caller: Principal,
@@ -329,6 +401,25 @@ pub fn settle(
     let mut lock = existing_lock(state, &args.job_key)?;
     if lock.settled {
         return Ok(lock.view(&args.job_key));
+    }
+    for (provider, amount) in std::mem::take(&mut lock.pending) {
+        lock.released = lock
+            .released
+            .checked_add(amount)
+            .unwrap_or_else(|| panic!("BUG: a lock paid out more than its total"));
+        state.update_balance(provider, lock.ledger, |b| {
+            b.take_pending(amount);
+            b.credit_claimable(amount);
+        });
+        state.events.append(
+            now,
+            EscrowEvent::PendingPaid {
+                job_key: args.job_key.clone(),
+                provider,
+                ledger: lock.ledger,
+                amount,
+            },
+        );
     }
     let refund = lock.remaining();
     lock.refunded = refund;

@@ -2,8 +2,8 @@
 //!
 //! - [`payments`]: value that crosses a ledger (deposits, withdrawals) and
 //!   the reconciliation of ledger calls with unknown outcomes;
-//! - [`jobs`]: locks, their extensions, per-heartbeat releases and
-//!   settlement, all internal;
+//! - [`jobs`]: locks, their extensions, releases (claimable at once or
+//!   held as pending pay), forfeits and settlement, all internal;
 //! - [`state`]: durable state in stable structures, and its invariants
 //!   with their background audit;
 //! - [`timers`]: the audit's timer;

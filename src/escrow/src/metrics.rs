@@ -46,11 +46,19 @@ pub fn encode(state: &State, now_ns: u64) -> String {
     let labels_of = |i: usize| vec![("ledger", &*labels[i].0), ("symbol", &*labels[i].1)];
     page.gauge_vec(
         "escrow_liabilities",
-        "Sum of free, claimable and locked balances per ledger, in the ledger's smallest unit.",
+        "Sum of free, claimable, locked and pending balances per ledger, in the ledger's smallest unit.",
         ledgers
             .iter()
             .enumerate()
             .map(|(i, l)| (labels_of(i), state.liabilities(&l.ledger))),
+    );
+    page.gauge_vec(
+        "escrow_pending_pay",
+        "Pay held in locks for providers until their jobs settle, per ledger, in the ledger's smallest unit.",
+        ledgers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (labels_of(i), state.pending_pay(&l.ledger))),
     );
     page.gauge_vec(
         "escrow_ledger_fee",

@@ -33,7 +33,8 @@
 //! credited `balance − fee`); a withdrawal's fee comes out of the amount (the
 //! recipient gets `amount − fee`). So the escrow's main account never pays a
 //! fee of its own, and for each ledger, with no call pending:
-//! `balance(main account) == Σ free + Σ claimable + Σ remaining locks`.
+//! `balance(main account) == Σ free + Σ claimable + Σ remaining locks +
+//! Σ pending pay in locks`.
 //! Deposit subaccounts are not counted: what sits there is not credited yet.
 
 use crate::runtime::{CallFailure, Runtime};

@@ -17,8 +17,8 @@ use ic_stable_structures::memory_manager::MemoryId;
 use ic_stable_structures::storable::Blob;
 use ic_stable_structures::{Cell, StableBTreeMap};
 use market_api::escrow::{
-    Balance, EscrowEvent, EscrowInit, JobLock, LedgerInfo, MAX_LEDGERS, PendingOperation,
-    SETTLED_LOCK_RETENTION_SECS,
+    Balance, EscrowEvent, EscrowInit, JobLock, LedgerInfo, MAX_LEDGERS, MAX_PENDING_PAYEES,
+    PendingOperation, SETTLED_LOCK_RETENTION_SECS,
 };
 use market_api::{MAX_OP_KEY_LEN, Principal, Tokens};
 use serde::{Deserialize, Serialize};
@@ -39,10 +39,15 @@ pub struct LedgerRecord {
     pub fee: Option<Tokens>,
     /// Token symbol as last read from the ledger.
     pub symbol: Option<String>,
-    /// Σ (free + claimable + locked) over all balances on this ledger: what
-    /// the escrow owes. Maintained by [`State::put_balance`].
+    /// Σ (free + claimable + locked + pending) over all balances on this
+    /// ledger: what the escrow owes. Maintained by [`State::put_balance`].
     #[serde(default)]
     pub liabilities: Tokens,
+    /// Σ pending over all balances on this ledger: pay held in locks.
+    /// Maintained by [`State::put_balance`]; zero in records written
+    /// before pending pay existed, when there was none.
+    #[serde(default)]
+    pub pending: Tokens,
 }
 
 /// One (owner, ledger) balance.
@@ -54,19 +59,40 @@ pub struct BalanceRecord {
     pub claimable: Tokens,
     /// Σ remaining of the owner's unsettled locks.
     pub locked: Tokens,
+    /// Σ of the owner's pending pay over the unsettled locks of this
+    /// ledger (absent from records written before pending pay existed).
+    #[serde(default)]
+    pub pending: Tokens,
 }
 
 impl BalanceRecord {
-    /// free + claimable + locked.
-    pub fn total(&self) -> Tokens {
+    /// free + claimable + locked + pending, `None` on overflow.
+    fn checked_total(&self) -> Option<Tokens> {
         self.free
             .checked_add(self.claimable)
             .and_then(|t| t.checked_add(self.locked))
+            .and_then(|t| t.checked_add(self.pending))
+    }
+
+    /// free + claimable + locked + pending.
+    pub fn total(&self) -> Tokens {
+        self.checked_total()
             .unwrap_or_else(|| panic!("BUG: balance total overflows: {self:?}"))
     }
 
     fn is_zero(&self) -> bool {
-        self.free == 0 && self.claimable == 0 && self.locked == 0
+        self.free == 0 && self.claimable == 0 && self.locked == 0 && self.pending == 0
+    }
+
+    /// The public view of the balance on `ledger`.
+    pub fn view(&self, ledger: Principal) -> Balance {
+        Balance {
+            ledger,
+            free: self.free,
+            claimable: self.claimable,
+            locked: self.locked,
+            pending: self.pending,
+        }
     }
 
     /// Adds `amount` to `free`.
@@ -82,6 +108,20 @@ impl BalanceRecord {
     /// Adds `amount` to `locked`.
     pub fn credit_locked(&mut self, amount: Tokens) {
         credit(&mut self.locked, amount, "locked");
+    }
+
+    /// Adds `amount` to `pending`.
+    pub fn credit_pending(&mut self, amount: Tokens) {
+        credit(&mut self.pending, amount, "pending");
+    }
+
+    /// Takes `amount`, a provider's pending pay in one lock, out of
+    /// `pending`.
+    pub fn take_pending(&mut self, amount: Tokens) {
+        self.pending = self
+            .pending
+            .checked_sub(amount)
+            .unwrap_or_else(|| panic!("BUG: provider's pending balance below a lock's pending"));
     }
 
     /// Takes `amount`, part of a lock's remaining, out of `locked`.
@@ -123,22 +163,70 @@ pub struct LockRecord {
     /// The storage fee paid with the lock (not part of `total`).
     #[serde(default)]
     pub storage_fee: Tokens,
+    /// Pay held for providers until settle, per provider (each positive,
+    /// sorted by principal, at most [`MAX_PENDING_PAYEES`]); empty once
+    /// settled. Absent from locks written before pending pay existed.
+    #[serde(default)]
+    pub pending: Vec<(Principal, Tokens)>,
+    /// Σ of the pending pay forfeited back to the lock, so that `released`
+    /// + Σ `pending` + `forfeited` is Σ of the lock's release records.
+    #[serde(default)]
+    pub forfeited: Tokens,
 }
 
 impl LockRecord {
-    /// What is still locked: total − released − refunded.
+    /// What is still locked: total − released − Σ pending − refunded.
     pub fn remaining(&self) -> Tokens {
-        self.total
-            .checked_sub(self.released)
-            .and_then(|r| r.checked_sub(self.refunded))
+        self.checked_remaining()
             .unwrap_or_else(|| panic!("BUG: lock paid out more than its total: {self:?}"))
     }
 
-    /// total − released − refunded, `None` if it would be negative.
+    /// total − released − Σ pending − refunded, `None` if it would be
+    /// negative.
     fn checked_remaining(&self) -> Option<Tokens> {
         self.total
             .checked_sub(self.released)
+            .and_then(|r| r.checked_sub(self.checked_pending()?))
             .and_then(|r| r.checked_sub(self.refunded))
+    }
+
+    /// Σ of the pending pay, `None` on overflow.
+    fn checked_pending(&self) -> Option<Tokens> {
+        self.pending
+            .iter()
+            .try_fold(0 as Tokens, |s, (_, a)| s.checked_add(*a))
+    }
+
+    /// `provider`'s pending pay in this lock.
+    pub fn pending_of(&self, provider: Principal) -> Tokens {
+        match self.pending.binary_search_by_key(&provider, |(p, _)| *p) {
+            Ok(i) => self.pending[i].1,
+            Err(_) => 0,
+        }
+    }
+
+    /// Whether one more held release to `provider` keeps the lock within
+    /// [`MAX_PENDING_PAYEES`].
+    pub fn can_hold_for(&self, provider: Principal) -> bool {
+        self.pending.len() < MAX_PENDING_PAYEES || self.pending_of(provider) > 0
+    }
+
+    /// Adds `amount` to `provider`'s pending pay (the caller checked
+    /// [`LockRecord::can_hold_for`] and that it fits the remaining).
+    pub fn hold(&mut self, provider: Principal, amount: Tokens) {
+        match self.pending.binary_search_by_key(&provider, |(p, _)| *p) {
+            Ok(i) => credit(&mut self.pending[i].1, amount, "lock's pending"),
+            Err(i) => self.pending.insert(i, (provider, amount)),
+        }
+    }
+
+    /// Takes `provider`'s pending pay out of the lock; returns it (0 if
+    /// it had none).
+    pub fn take_pending(&mut self, provider: Principal) -> Tokens {
+        match self.pending.binary_search_by_key(&provider, |(p, _)| *p) {
+            Ok(i) => self.pending.remove(i).1,
+            Err(_) => 0,
+        }
     }
 
     /// Σ of the extensions' amounts (`None` on overflow, which
@@ -175,6 +263,7 @@ impl LockRecord {
             refunded: self.refunded,
             settled: self.settled,
             storage_fee: self.storage_fee,
+            pending: self.pending.clone(),
         }
     }
 }
@@ -186,6 +275,10 @@ pub struct ReleaseRecord {
     pub provider: Principal,
     /// How much.
     pub amount: Tokens,
+    /// Whether the pay was held as pending (absent from records written
+    /// before held releases existed, which all paid at once).
+    #[serde(default)]
+    pub hold: bool,
 }
 
 type Key = (Principal, Principal);
@@ -233,12 +326,19 @@ pub struct AuditCursor {
     last_balance: Option<Key>,
     /// The last lock read.
     last_lock: Option<String>,
-    /// Per ledger, Σ (free + claimable + locked) of the balances read.
+    /// Per ledger, Σ (free + claimable + locked + pending) of the
+    /// balances read.
     liabilities: BTreeMap<Principal, Tokens>,
+    /// Per ledger, Σ pending of the balances read.
+    pending_pay: BTreeMap<Principal, Tokens>,
     /// Per (owner, ledger), `locked` of the balances read.
     locked: BTreeMap<Key, Tokens>,
     /// Per (buyer, ledger), Σ remaining of the locks read.
     remaining: BTreeMap<Key, Tokens>,
+    /// Per (owner, ledger), `pending` of the balances read.
+    pending: BTreeMap<Key, Tokens>,
+    /// Per (provider, ledger), Σ of its pending pay in the locks read.
+    held: BTreeMap<Key, Tokens>,
     /// A sum went out of range (which only broken books can do).
     out_of_range: bool,
 }
@@ -254,20 +354,23 @@ impl AuditCursor {
 
     /// Counts a balance record into the sums, or out of them.
     fn tally_balance(&mut self, key: Key, b: &BalanceRecord, tally: Tally) {
-        let total = b
-            .free
-            .checked_add(b.claimable)
-            .and_then(|t| t.checked_add(b.locked));
-        let ok = total.is_some_and(|t| tally.apply(&mut self.liabilities, key.1, t))
-            && tally.apply(&mut self.locked, key, b.locked);
+        let ok = b
+            .checked_total()
+            .is_some_and(|t| tally.apply(&mut self.liabilities, key.1, t))
+            && tally.apply(&mut self.pending_pay, key.1, b.pending)
+            && tally.apply(&mut self.locked, key, b.locked)
+            && tally.apply(&mut self.pending, key, b.pending);
         self.out_of_range |= !ok;
     }
 
     /// Counts a lock record into the sums, or out of them.
     fn tally_lock(&mut self, l: &LockRecord, tally: Tally) {
-        let ok = l
+        let mut ok = l
             .checked_remaining()
             .is_some_and(|r| tally.apply(&mut self.remaining, (l.buyer, l.ledger), r));
+        for (provider, amount) in &l.pending {
+            ok &= tally.apply(&mut self.held, (*provider, l.ledger), *amount);
+        }
         self.out_of_range |= !ok;
     }
 }
@@ -426,20 +529,13 @@ impl State {
     pub fn balances_of(&self, owner: Principal) -> Vec<Balance> {
         self.ledgers
             .keys()
-            .filter_map(|ledger| {
-                let b = self.balances.get(&(owner, ledger))?.0;
-                Some(Balance {
-                    ledger,
-                    free: b.free,
-                    claimable: b.claimable,
-                    locked: b.locked,
-                })
-            })
+            .filter_map(|ledger| Some(self.balances.get(&(owner, ledger))?.0.view(ledger)))
             .collect()
     }
 
     /// Stores `owner`'s new balance on `ledger` and moves the ledger's
-    /// liabilities by the difference. The only writer of balances.
+    /// liabilities and pending pay by the difference. The only writer of
+    /// balances.
     pub fn put_balance(&mut self, owner: Principal, ledger: Principal, new: BalanceRecord) {
         let old = self.balance(owner, ledger);
         let mut rec = self
@@ -450,6 +546,11 @@ impl State {
             .checked_sub(old.total())
             .and_then(|l| l.checked_add(new.total()))
             .unwrap_or_else(|| panic!("BUG: liabilities out of range"));
+        rec.pending = rec
+            .pending
+            .checked_sub(old.pending)
+            .and_then(|p| p.checked_add(new.pending))
+            .unwrap_or_else(|| panic!("BUG: pending pay out of range"));
         self.ledgers.insert(ledger, Cbor(rec));
         if let Some(c) = self.audit.cursor_mut()
             && c.balance_read(&(owner, ledger))
@@ -625,23 +726,35 @@ impl State {
         id
     }
 
-    /// What the escrow owes on `ledger`: Σ free + claimable + locked.
+    /// What the escrow owes on `ledger`: Σ free + claimable + locked +
+    /// pending.
     pub fn liabilities(&self, ledger: &Principal) -> Tokens {
         self.ledger(ledger).map(|r| r.liabilities).unwrap_or(0)
+    }
+
+    /// The pay held in locks on `ledger` for providers: Σ pending.
+    pub fn pending_pay(&self, ledger: &Principal) -> Tokens {
+        self.ledger(ledger).map(|r| r.pending).unwrap_or(0)
     }
 }
 
 /// The internal invariants, each aggregate recomputed from the records:
-/// - per ledger, the kept liabilities equal Σ (free + claimable + locked);
+/// - per ledger, the kept liabilities equal Σ (free + claimable + locked +
+///   pending), and the kept pending pay Σ pending;
 /// - per (buyer, ledger), `locked` equals Σ remaining of its unsettled locks;
-/// - settled locks have nothing remaining, and per lock released equals
-///   Σ of its release records;
+/// - per (provider, ledger), `pending` equals Σ of its pending pay over
+///   the locks;
+/// - settled locks have nothing remaining and nothing pending; per lock,
+///   released + Σ pending + forfeited equals Σ of its release records, and
+///   its pending pay names at most [`MAX_PENDING_PAYEES`] providers, each
+///   once, in order, with a positive amount;
 /// - per lock, Σ of its extensions is below its total (the first lock
 ///   was positive).
 ///
 /// The external invariant (per ledger: balance of the escrow's main
 /// account == liabilities, once no ledger call is pending) needs the
-/// ledger and is checked by the tests.
+/// ledger and is checked by the tests. Pending pay is part of it: it left
+/// the buyer's `locked` but is still in the escrow's main account.
 impl Books for State {
     type Cursor = AuditCursor;
 
@@ -700,14 +813,35 @@ impl State {
             rel = rel.and_then(|s| s.checked_add(r.into_pair().1.0.amount));
             read += 1;
         }
-        if rel != Some(l.released) {
+        let Some(pending) = l.checked_pending() else {
+            broken.push(format!("lock {job_key}: pending pay overflows"));
+            return read;
+        };
+        let accounted = l
+            .released
+            .checked_add(pending)
+            .and_then(|s| s.checked_add(l.forfeited));
+        if rel.is_none() || rel != accounted {
             broken.push(format!(
-                "lock {job_key}: released {} but releases sum to {rel:?}",
-                l.released
+                "lock {job_key}: released {}, pending {pending} and forfeited {} but releases sum to {rel:?}",
+                l.released, l.forfeited
             ));
         }
+        if l.pending.len() > MAX_PENDING_PAYEES
+            || l.pending.iter().any(|(_, a)| *a == 0)
+            || l.pending.windows(2).any(|w| w[0].0 >= w[1].0)
+        {
+            broken.push(format!(
+                "lock {job_key}: pending pay {:?} is not {MAX_PENDING_PAYEES} or fewer positive amounts of distinct providers in order",
+                l.pending
+            ));
+        }
+        if l.settled && !l.pending.is_empty() {
+            broken.push(format!("settled lock {job_key} still holds pending pay"));
+        }
         if l.released
-            .checked_add(l.refunded)
+            .checked_add(pending)
+            .and_then(|s| s.checked_add(l.refunded))
             .is_none_or(|s| s > l.total)
         {
             broken.push(format!("lock {job_key} paid out more than its total"));
@@ -742,6 +876,13 @@ impl State {
                     rec.0.liabilities
                 ));
             }
+            let pending = c.pending_pay.remove(&ledger).unwrap_or(0);
+            if pending != rec.0.pending {
+                broken.push(format!(
+                    "ledger {ledger}: pending pay {} but balances' pending sums to {pending}",
+                    rec.0.pending
+                ));
+            }
         }
         if c.liabilities.values().any(|v| *v > 0) {
             broken.push("balances on ledgers that are not whitelisted".into());
@@ -752,6 +893,14 @@ impl State {
             broken.push(format!(
                 "locked balances {:?} differ from remaining locks {:?}",
                 c.locked, c.remaining
+            ));
+        }
+        c.pending.retain(|_, v| *v > 0);
+        c.held.retain(|_, v| *v > 0);
+        if c.pending != c.held {
+            broken.push(format!(
+                "pending balances {:?} differ from pending pay in locks {:?}",
+                c.pending, c.held
             ));
         }
     }
@@ -821,11 +970,90 @@ mod tests {
                 settled: false,
                 extensions: vec![],
                 storage_fee: 0,
+                pending: vec![],
+                forfeited: 0,
             }
         );
         assert_eq!(new.initial(), new.total);
         let again = Cbor::<LockRecord>::from_bytes(Cow::Owned(Cbor(new.clone()).into_bytes()));
         assert_eq!(again.0, new);
+    }
+
+    /// Records as they were stored before pending pay existed.
+    #[derive(Serialize, Deserialize, Clone)]
+    struct BalanceRecordV0 {
+        free: Tokens,
+        claimable: Tokens,
+        locked: Tokens,
+    }
+
+    #[derive(Serialize, Deserialize, Clone)]
+    struct ReleaseRecordV0 {
+        provider: Principal,
+        amount: Tokens,
+    }
+
+    #[derive(Serialize, Deserialize, Clone)]
+    struct LedgerRecordV0 {
+        fee: Option<Tokens>,
+        symbol: Option<String>,
+        liabilities: Tokens,
+    }
+
+    fn decoded<
+        T: Serialize + serde::de::DeserializeOwned,
+        U: Serialize + serde::de::DeserializeOwned,
+    >(
+        old: T,
+    ) -> U {
+        Cbor::<U>::from_bytes(Cow::Owned(Cbor(old).into_bytes())).0
+    }
+
+    #[test]
+    fn records_written_before_pending_pay_still_decode_with_none_pending() {
+        let b: BalanceRecord = decoded(BalanceRecordV0 {
+            free: 1,
+            claimable: 2,
+            locked: 3,
+        });
+        assert_eq!(
+            b,
+            BalanceRecord {
+                free: 1,
+                claimable: 2,
+                locked: 3,
+                pending: 0
+            }
+        );
+        let provider = Principal::from_slice(&[4; 10]);
+        let r: ReleaseRecord = decoded(ReleaseRecordV0 {
+            provider,
+            amount: 5,
+        });
+        assert_eq!(
+            r,
+            ReleaseRecord {
+                provider,
+                amount: 5,
+                hold: false
+            }
+        );
+        let l: LedgerRecord = decoded(LedgerRecordV0 {
+            fee: Some(10),
+            symbol: None,
+            liabilities: 6,
+        });
+        assert_eq!((l.liabilities, l.pending), (6, 0));
+        let lock: LockRecord = decoded(LockRecordV0 {
+            buyer: provider,
+            ledger: provider,
+            total: 9,
+            released: 2,
+            refunded: 0,
+            settled: false,
+        });
+        assert_eq!((lock.pending.clone(), lock.forfeited), (vec![], 0));
+        assert_eq!(lock.remaining(), 7);
     }
 
     fn fresh(ledger: Principal) -> State {
@@ -858,8 +1086,36 @@ mod tests {
             settled: false,
             extensions: vec![],
             storage_fee: 0,
+            pending: vec![],
+            forfeited: 0,
         });
         l.total += 10;
+        s.put_lock(job_key, l);
+    }
+
+    /// Holds 1 of the lock of `job_key` for `provider` (release `seq`), or
+    /// with `forfeit` takes the provider's pending pay back.
+    fn hold_one(s: &mut State, provider: Principal, job_key: &str, seq: u64, forfeit: bool) {
+        let mut l = s.lock(job_key).unwrap();
+        if forfeit {
+            let amount = l.take_pending(provider);
+            l.forfeited += amount;
+            s.update_balance(provider, l.ledger, |b| b.take_pending(amount));
+            s.update_balance(l.buyer, l.ledger, |b| b.credit_locked(amount));
+        } else {
+            l.hold(provider, 1);
+            s.update_balance(l.buyer, l.ledger, |b| b.unlock(1));
+            s.update_balance(provider, l.ledger, |b| b.credit_pending(1));
+            s.put_release(
+                job_key,
+                seq,
+                ReleaseRecord {
+                    provider,
+                    amount: 1,
+                    hold: true,
+                },
+            );
+        }
         s.put_lock(job_key, l);
     }
 
@@ -884,11 +1140,22 @@ mod tests {
             for j in [i, 39 - i, (i * 7) % 40] {
                 lock_more(&mut s, owner(j), ledger, &format!("job/{j}"));
             }
+            // Pending pay moves between balances and locks both read and
+            // not yet read.
+            for j in [i, 39 - i] {
+                let key = format!("job/{j}");
+                hold_one(&mut s, owner(100 + i % 3), &key, t, false);
+                hold_one(&mut s, owner(j), &key, t + 100, false);
+                if i.is_multiple_of(2) {
+                    hold_one(&mut s, owner(100 + i % 3), &key, 0, true);
+                }
+            }
             s.update_balance(owner(200), ledger, |b| b.free += 3);
             i += 1;
             t += 1;
         }
         assert!(i > 5, "the pass took several chunks");
+        assert!(s.pending_pay(&ledger) > 0);
         assert_eq!(s.audit.passes(), 1);
         assert_eq!(s.audit.last_pass_failures(), 0, "{logged:?}");
         assert!(logged.is_empty(), "{logged:?}");

@@ -4,16 +4,16 @@
 //! an upgrade between lock and settle, and unauthorized callers.
 //!
 //! After every scenario the books must match the ledger: the escrow's main
-//! account holds exactly Σ free + claimable + locked (its `/metrics`
-//! liabilities), with no ledger call pending.
+//! account holds exactly Σ free + claimable + locked + pending (its
+//! `/metrics` liabilities), with no ledger call pending.
 //!
 //! Needs `scripts/build-canisters.sh escrow ledger`.
 
 use candid::{CandidType, Deserialize, Nat, Principal};
 use devnet::{Devnet, Fault, FaultKind, RejectCode};
 use market_api::escrow::{
-    Balance, DepositArgs, EscrowError, EscrowEvent, EscrowInit, ExtendLockArgs, JobLock,
-    LedgerInfo, LockArgs, NotifyDepositArgs, PendingOperation, ReconcileArgs, ReleaseArgs,
+    Balance, DepositArgs, EscrowError, EscrowEvent, EscrowInit, ExtendLockArgs, ForfeitArgs,
+    JobLock, LedgerInfo, LockArgs, NotifyDepositArgs, PendingOperation, ReconcileArgs, ReleaseArgs,
     SettleArgs, WithdrawArgs, WithdrawForArgs,
 };
 use market_api::{
@@ -188,13 +188,26 @@ impl Net {
     }
 
     fn release(&mut self, key: &str, seq: u64, amount: Tokens) -> R<JobLock> {
+        self.release_with(key, seq, amount, false)
+    }
+
+    fn release_with(&mut self, key: &str, seq: u64, amount: Tokens, hold: bool) -> R<JobLock> {
         let args = ReleaseArgs {
             job_key: key.into(),
             seq,
             provider: PROVIDER,
             amount,
+            hold,
         };
         self.call(MATCHER, "release", &args)
+    }
+
+    fn forfeit(&mut self, key: &str) -> R<JobLock> {
+        let args = ForfeitArgs {
+            job_key: key.into(),
+            provider: PROVIDER,
+        };
+        self.call(MATCHER, "forfeit", &args)
     }
 
     fn settle(&mut self, key: &str) -> R<JobLock> {
@@ -237,15 +250,20 @@ impl Net {
         self.query("http_request", &req)
     }
 
-    /// What `/metrics` says the escrow owes on the ledger.
-    fn liabilities(&mut self) -> Tokens {
+    /// The escrow's `/metrics` gauge `name` for the ledger.
+    fn ledger_gauge(&mut self, name: &str) -> Tokens {
         let resp = self.http_get("/metrics");
         assert_eq!(resp.status_code, 200);
         let text = String::from_utf8(resp.body).unwrap();
-        let prefix = format!("escrow_liabilities{{ledger=\"{}\"", self.ledger);
-        let owed =
-            metric_value(&text, &prefix).unwrap_or_else(|| panic!("no liabilities line in {text}"));
-        owed as Tokens
+        let prefix = format!("{name}{{ledger=\"{}\"", self.ledger);
+        let value =
+            metric_value(&text, &prefix).unwrap_or_else(|| panic!("no {name} line in {text}"));
+        value as Tokens
+    }
+
+    /// What `/metrics` says the escrow owes on the ledger.
+    fn liabilities(&mut self) -> Tokens {
+        self.ledger_gauge("escrow_liabilities")
     }
 
     /// The escrow's main account holds exactly what it owes, nothing pending.
@@ -258,7 +276,7 @@ impl Net {
             .into_iter()
             .map(|o| {
                 let b = self.balance(o);
-                b.free + b.claimable + b.locked
+                b.free + b.claimable + b.locked + b.pending
             })
             .sum();
         assert_eq!(
@@ -383,6 +401,74 @@ fn lock_release_settle_with_retries_and_over_release_refused() {
     assert_eq!(net.balance(PROVIDER).claimable, 200_000);
     let got: Option<JobLock> = net.query("get_lock", &"job/1".to_string());
     assert_eq!(got.unwrap().remaining, 0);
+    net.check_books();
+}
+
+#[test]
+fn held_pay_is_pending_until_settle_then_claimable_and_withdrawable() {
+    let mut net = Net::with_deposit(2_000_000, 1_000_000);
+    net.lock("job/1", BUYER, 600_000).unwrap();
+    let lock = net.release_with("job/1", 0, 200_000, true).unwrap();
+    assert_eq!(lock.pending, vec![(PROVIDER, 200_000)]);
+    assert_eq!((lock.released, lock.remaining), (0, 400_000));
+    assert_eq!(net.release_with("job/1", 0, 200_000, true), Ok(lock));
+    assert_eq!(
+        net.release_with("job/1", 0, 200_000, false),
+        Err(EscrowError::KeyConflict {
+            job_key: "job/1".into()
+        })
+    );
+    let b = net.balance(PROVIDER);
+    assert_eq!((b.pending, b.claimable), (200_000, 0));
+    assert_eq!(net.ledger_gauge("escrow_pending_pay"), 200_000);
+    assert_eq!(
+        net.withdraw(PROVIDER, 200_000, p(0x50)),
+        Err(EscrowError::InsufficientBalance { available: 0 })
+    );
+    net.check_books();
+
+    // A second held release, forfeited: it goes back to the lock.
+    net.release_with("job/1", 1, 50_000, true).unwrap();
+    let lock = net.forfeit("job/1").unwrap();
+    assert_eq!((lock.pending.clone(), lock.remaining), (vec![], 600_000));
+    assert_eq!(net.balance(PROVIDER).pending, 0);
+    assert_eq!(net.forfeit("job/1"), Ok(lock));
+    // Held again by a later attempt, and paid at settle.
+    net.release_with("job/1", 2, 200_000, true).unwrap();
+
+    let settled = net.settle("job/1").unwrap();
+    assert_eq!(
+        (settled.released, settled.refunded, settled.pending),
+        (200_000, 400_000, vec![])
+    );
+    let b = net.balance(PROVIDER);
+    assert_eq!((b.pending, b.claimable), (0, 200_000));
+    assert_eq!(net.ledger_gauge("escrow_pending_pay"), 0);
+    assert_eq!(net.balance(BUYER).free, 400_000 + 400_000);
+    assert_eq!(
+        net.forfeit("job/1"),
+        Err(EscrowError::AlreadySettled {
+            job_key: "job/1".into()
+        })
+    );
+    let events = net.events();
+    let n = events.len();
+    assert!(
+        matches!(
+            &events[n - 2..],
+            [
+                EscrowEvent::PendingPaid { amount: 200_000, provider, .. },
+                EscrowEvent::Settled { refunded: 400_000, .. },
+            ] if *provider == PROVIDER
+        ),
+        "{events:?}"
+    );
+    let before = net.ledger_balance(Account::from(p(0x50)));
+    net.withdraw(PROVIDER, 200_000, p(0x50)).unwrap();
+    assert_eq!(
+        net.ledger_balance(Account::from(p(0x50))) - before,
+        200_000 - FEE
+    );
     net.check_books();
 }
 
@@ -512,6 +598,7 @@ fn upgrade_between_lock_and_settle() {
     let mut net = Net::with_deposit(10_000_000, 1_000_000);
     net.lock("job/9", BUYER, 500_000).unwrap();
     net.release("job/9", 0, 100_000).unwrap();
+    net.release_with("job/9", 5, 50_000, true).unwrap();
     net.fault("icrc1_transfer", FaultKind::Timeout);
     assert!(unknown(&net.withdraw(BUYER, 100_000, p(0x50))));
     let events = net.events().len();
@@ -528,11 +615,13 @@ fn upgrade_between_lock_and_settle() {
     let ledgers: Vec<LedgerInfo> = net.query("ledgers", &());
     assert_eq!(ledgers[0].ledger, ledger);
     assert_eq!(net.pending().len(), 1);
+    assert_eq!(net.balance(PROVIDER).pending, 50_000);
     assert_eq!(net.release("job/9", 0, 100_000).unwrap().released, 100_000);
     net.release("job/9", 1, 100_000).unwrap();
-    assert_eq!(net.settle("job/9").unwrap().refunded, 300_000);
+    assert_eq!(net.settle("job/9").unwrap().refunded, 250_000);
     assert_eq!(net.reconcile(BUYER), Ok(true));
-    assert_eq!(net.balance(BUYER).free, 400_000 + 300_000);
+    assert_eq!(net.balance(BUYER).free, 400_000 + 250_000);
+    assert_eq!(net.balance(PROVIDER).claimable, 250_000);
     net.check_books();
 }
 
@@ -553,6 +642,7 @@ fn unauthorized_callers_of_every_update_method() {
         seq: 0,
         provider: PROVIDER,
         amount: 1,
+        hold: false,
     };
     let settle = SettleArgs {
         job_key: "j".into(),
@@ -574,6 +664,11 @@ fn unauthorized_callers_of_every_update_method() {
     net.assert_matcher_only("withdraw_for", &withdraw_for);
     net.assert_matcher_only("lock", &lock);
     net.assert_matcher_only("release", &release);
+    let forfeit = ForfeitArgs {
+        job_key: "j".into(),
+        provider: PROVIDER,
+    };
+    net.assert_matcher_only("forfeit", &forfeit);
     net.assert_matcher_only("settle", &settle);
     for caller in [anon, BUYER, MATCHER] {
         let r: R<LedgerInfo> = net.refused_ingress(caller, "add_ledger", &ledger);

@@ -5,8 +5,13 @@
 //!   ever touched equals its total supply, which equals what was minted minus
 //!   what was burned and paid in fees;
 //! - the escrow's main account holds exactly its liabilities (free,
-//!   claimable and locked balances), with no ledger call pending and nothing
-//!   left un-notified in deposit subaccounts;
+//!   claimable, locked and pending balances), with no ledger call pending
+//!   and nothing left un-notified in deposit subaccounts;
+//! - the escrow's pending pay is what its events say: each lock holds, per
+//!   provider, what its held releases put in less what was forfeited or
+//!   paid at settle; each provider's pending balance is the sum of its
+//!   pending pay over the locks, and the escrow's pending-pay gauge the sum
+//!   over all of them;
 //! - each provider's stake account holds exactly its stake, with no ledger
 //!   call pending;
 //! - every escrow lock belongs to a job or reservation the matcher funded,
@@ -26,7 +31,7 @@
 use crate::ledger_types::{ListBlocksArgs, ListBlocksResult, Operation};
 use crate::{Error, MarketFixture, Result, nat};
 use candid::{CandidType, Nat, Principal};
-use market_api::escrow::{EscrowEvent, JobLock, PendingOperation};
+use market_api::escrow::{Balance, EscrowEvent, JobLock, PendingOperation};
 use market_api::matcher::{Job, JobKind, MatcherEvent, MatcherInit, Reservation};
 use market_api::registry::{ListProvidersArgs, Provider, ProviderPage, RegistryEvent};
 use market_api::{Account, EventPage, HttpRequest, HttpResponse, JobId, PageRequest, Tokens};
@@ -51,6 +56,8 @@ pub struct Audit {
     pub jobs: usize,
     /// Intervals paid, over all jobs.
     pub released: Tokens,
+    /// Pay held pending in the escrow's locks.
+    pub pending: Tokens,
     /// Deadlines the matcher recorded as missed (its `DeadlineMissed`
     /// events, slashes that took nothing included).
     pub slashes: usize,
@@ -117,6 +124,28 @@ fn slash_deadline(key: &str) -> Option<(JobId, u32)> {
     Some((job.parse().ok()?, attempt.parse().ok()?))
 }
 
+/// Adds `amount` (or takes it away, if `add` is false) to `provider`'s
+/// pending pay in `lock`, keeping the list in the escrow's order (by
+/// principal, no zero amounts).
+fn move_pending(lock: &mut JobLock, provider: Principal, amount: Tokens, add: bool) {
+    let i = match lock.pending.binary_search_by_key(&provider, |(p, _)| *p) {
+        Ok(i) => i,
+        Err(i) => {
+            lock.pending.insert(i, (provider, 0));
+            i
+        }
+    };
+    let held = &mut lock.pending[i].1;
+    *held = if add {
+        *held + amount
+    } else {
+        held.saturating_sub(amount)
+    };
+    if *held == 0 {
+        lock.pending.remove(i);
+    }
+}
+
 /// Every lock as the escrow's events tell it, by job key.
 fn logged_locks(events: &[EscrowEvent]) -> BTreeMap<String, JobLock> {
     let mut locks: BTreeMap<String, JobLock> = BTreeMap::new();
@@ -159,11 +188,41 @@ fn logged_locks(events: &[EscrowEvent]) -> BTreeMap<String, JobLock> {
                 }
             }
             EscrowEvent::Released {
-                job_key, amount, ..
+                job_key,
+                provider,
+                amount,
+                hold,
+                ..
             } => {
                 if let Some(l) = locks.get_mut(job_key) {
-                    l.released += amount;
+                    if *hold {
+                        move_pending(l, *provider, *amount, true);
+                    } else {
+                        l.released += amount;
+                    }
                     l.remaining = l.remaining.saturating_sub(*amount);
+                }
+            }
+            EscrowEvent::Forfeited {
+                job_key,
+                provider,
+                amount,
+                ..
+            } => {
+                if let Some(l) = locks.get_mut(job_key) {
+                    move_pending(l, *provider, *amount, false);
+                    l.remaining += amount;
+                }
+            }
+            EscrowEvent::PendingPaid {
+                job_key,
+                provider,
+                amount,
+                ..
+            } => {
+                if let Some(l) = locks.get_mut(job_key) {
+                    move_pending(l, *provider, *amount, false);
+                    l.released += amount;
                 }
             }
             EscrowEvent::Settled {
@@ -519,9 +578,9 @@ impl MarketFixture {
         let events = self.events::<EscrowEvent>(ids.escrow)?;
         let logged = logged_locks(&events);
         let mut kept = 0usize;
-        for e in events {
-            let EscrowEvent::Locked {
-                job_key,
+        for e in &events {
+            let &EscrowEvent::Locked {
+                ref job_key,
                 buyer,
                 ledger,
                 amount,
@@ -529,9 +588,9 @@ impl MarketFixture {
             else {
                 continue;
             };
-            let id = lock_job(&job_key)
+            let id = lock_job(job_key)
                 .ok_or_else(|| fail(format!("escrow: lock {job_key} names no matcher job")))?;
-            let lock: Option<JobLock> = self.query(ids.escrow, "get_lock", &job_key)?;
+            let lock: Option<JobLock> = self.query(ids.escrow, "get_lock", job_key)?;
             let lock = match lock {
                 Some(lock) => {
                     kept += 1;
@@ -540,14 +599,22 @@ impl MarketFixture {
                 // A settled lock is deleted after its retention; its events
                 // stay and tell what it held.
                 None => logged
-                    .get(&job_key)
+                    .get(job_key)
                     .filter(|l| l.settled)
                     .cloned()
                     .ok_or_else(|| fail(format!("escrow: lock {job_key} logged, not kept")))?,
             };
-            if lock.released + lock.refunded > lock.total {
+            let pending: Tokens = lock.pending.iter().map(|(_, a)| a).sum();
+            if lock.released + pending + lock.refunded > lock.total {
                 return Err(fail(format!(
-                    "escrow: lock {job_key} paid and refunded more than it held: {lock:?}"
+                    "escrow: lock {job_key} paid, held and refunded more than it held: {lock:?}"
+                )));
+            }
+            let logged_pending = logged.get(job_key).map(|l| &l.pending);
+            if logged_pending != Some(&lock.pending) {
+                return Err(fail(format!(
+                    "escrow: lock {job_key} holds pending pay {:?}, its events say {logged_pending:?}",
+                    lock.pending
                 )));
             }
             let job: Option<Job> = self.query(ids.matcher, "get_job", &id)?;
@@ -591,8 +658,66 @@ impl MarketFixture {
                 "escrow: {count} locks, but {kept} of those in its log are kept"
             )));
         }
+        audit.pending = self.check_pending(&events, &logged, &text)?;
         audit.locks = locks.len();
         Ok(locks)
+    }
+
+    /// The escrow's pending pay against its events: per (provider,
+    /// ledger), the pending balance is the sum of its pending pay in the
+    /// locks as the events tell them, for every provider an event names;
+    /// per ledger, the `escrow_pending_pay` gauge is the sum over all locks.
+    /// Returns the pending pay on the market's ledger.
+    fn check_pending(
+        &self,
+        events: &[EscrowEvent],
+        logged: &BTreeMap<String, JobLock>,
+        metrics: &str,
+    ) -> Result<Tokens> {
+        let mut per_payee: BTreeMap<(Principal, Principal), Tokens> = BTreeMap::new();
+        for e in events {
+            if let EscrowEvent::Released {
+                provider, job_key, ..
+            }
+            | EscrowEvent::Forfeited {
+                provider, job_key, ..
+            }
+            | EscrowEvent::PendingPaid {
+                provider, job_key, ..
+            } = e
+                && let Some(l) = logged.get(job_key)
+            {
+                per_payee.entry((*provider, l.ledger)).or_default();
+            }
+        }
+        let mut per_ledger: BTreeMap<Principal, Tokens> = BTreeMap::new();
+        for l in logged.values() {
+            for (provider, amount) in &l.pending {
+                *per_payee.entry((*provider, l.ledger)).or_default() += amount;
+                *per_ledger.entry(l.ledger).or_default() += amount;
+            }
+        }
+        for ((provider, ledger), logged_pending) in per_payee {
+            let (b,): (Balance,) =
+                self.query_args(self.ids.escrow, "balance_of", (provider, ledger))?;
+            if b.pending != logged_pending {
+                return Err(fail(format!(
+                    "escrow: {provider} has {} pending on {ledger}, its locks' events say {logged_pending}",
+                    b.pending
+                )));
+            }
+        }
+        let ledger = self.ids.ledger;
+        let logged_total = per_ledger.get(&ledger).copied().unwrap_or(0);
+        let prefix = format!("escrow_pending_pay{{ledger=\"{ledger}\"");
+        let gauge =
+            metric(metrics, &prefix).ok_or_else(|| fail("escrow: no pending pay metric"))?;
+        if gauge != logged_total {
+            return Err(fail(format!(
+                "escrow: {gauge} pending pay on {ledger}, its locks' events say {logged_total}"
+            )));
+        }
+        Ok(logged_total)
     }
 
     /// What holds at every moment, even with retries pending and calls
@@ -738,5 +863,70 @@ impl MarketFixture {
         }
         audit.jobs = log.funded.len();
         Ok(audit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(n: u8) -> Principal {
+        Principal::from_slice(&[n; 10])
+    }
+
+    #[test]
+    fn locks_are_rebuilt_from_events_with_their_pending_pay() {
+        let (buyer, ledger, a, b) = (p(1), p(2), p(3), p(4));
+        let key = || "job/1".to_string();
+        let released = |seq, provider, amount, hold| EscrowEvent::Released {
+            job_key: key(),
+            seq,
+            provider,
+            amount,
+            hold,
+        };
+        let mut events = vec![
+            EscrowEvent::Locked {
+                job_key: key(),
+                buyer,
+                ledger,
+                amount: 1_000,
+            },
+            released(0, b, 100, true),
+            released(1, a, 50, true),
+            released(2, b, 10, false),
+            released(3, b, 20, true),
+        ];
+        let lock = &logged_locks(&events)[&key()];
+        assert_eq!(lock.pending, vec![(a, 50), (b, 120)]);
+        assert_eq!((lock.released, lock.remaining), (10, 820));
+
+        events.push(EscrowEvent::Forfeited {
+            job_key: key(),
+            provider: b,
+            ledger,
+            amount: 120,
+        });
+        let lock = &logged_locks(&events)[&key()];
+        assert_eq!(lock.pending, vec![(a, 50)]);
+        assert_eq!((lock.released, lock.remaining), (10, 940));
+
+        events.push(EscrowEvent::PendingPaid {
+            job_key: key(),
+            provider: a,
+            ledger,
+            amount: 50,
+        });
+        events.push(EscrowEvent::Settled {
+            job_key: key(),
+            buyer,
+            refunded: 940,
+        });
+        let lock = &logged_locks(&events)[&key()];
+        assert_eq!(lock.pending, vec![]);
+        assert_eq!(
+            (lock.released, lock.remaining, lock.refunded, lock.settled),
+            (60, 0, 940, true)
+        );
     }
 }

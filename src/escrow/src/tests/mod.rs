@@ -12,13 +12,14 @@ use futures::executor::block_on;
 use ic_stable_structures::DefaultMemoryImpl;
 use ic_stable_structures::memory_manager::MemoryManager;
 use market_api::escrow::{
-    DepositArgs, EscrowError, EscrowEvent, EscrowInit, ExtendLockArgs, JobLock, LockArgs,
-    NotifyDepositArgs, PendingKind, ReconcileArgs, ReleaseArgs, SettleArgs, WithdrawArgs,
+    DepositArgs, EscrowError, EscrowEvent, EscrowInit, ExtendLockArgs, ForfeitArgs, JobLock,
+    LockArgs, NotifyDepositArgs, PendingKind, ReconcileArgs, ReleaseArgs, SettleArgs, WithdrawArgs,
     WithdrawForArgs,
 };
 use market_api::{Account, LedgerCallError, PageRequest, Principal, Tokens};
 
 mod fake;
+mod pending_pay;
 mod property;
 mod scenarios;
 
@@ -199,12 +200,35 @@ impl Env {
         )
     }
 
+    /// A release claimable at once.
     fn release(
         &self,
         key: &str,
         seq: u64,
         provider: Principal,
         amount: Tokens,
+    ) -> Result<JobLock, EscrowError> {
+        self.release_with(key, seq, provider, amount, false)
+    }
+
+    /// A release held as pending pay.
+    fn hold(
+        &self,
+        key: &str,
+        seq: u64,
+        provider: Principal,
+        amount: Tokens,
+    ) -> Result<JobLock, EscrowError> {
+        self.release_with(key, seq, provider, amount, true)
+    }
+
+    fn release_with(
+        &self,
+        key: &str,
+        seq: u64,
+        provider: Principal,
+        amount: Tokens,
+        hold: bool,
     ) -> Result<JobLock, EscrowError> {
         self.job_call(
             jobs::release,
@@ -214,6 +238,18 @@ impl Env {
                 seq,
                 provider,
                 amount,
+                hold,
+            },
+        )
+    }
+
+    fn forfeit(&self, key: &str, provider: Principal) -> Result<JobLock, EscrowError> {
+        self.job_call(
+            jobs::forfeit,
+            MATCHER,
+            ForfeitArgs {
+                job_key: key.into(),
+                provider,
             },
         )
     }
@@ -273,6 +309,10 @@ impl Env {
 
     fn claimable(&self, user: Principal, ledger: Principal) -> Tokens {
         read_state(|s| s.balance(user, ledger).claimable)
+    }
+
+    fn pending(&self, user: Principal, ledger: Principal) -> Tokens {
+        read_state(|s| s.balance(user, ledger).pending)
     }
 
     /// The conservation invariant, exact even with calls pending: for each

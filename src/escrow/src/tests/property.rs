@@ -1,7 +1,8 @@
 //! Random sequences of operations, faults and upgrades; after every step the
-//! books must match the ledgers exactly (see `Env::check_books`), and at the
-//! end, once every pending call is reconciled, the escrow's main account
-//! must hold exactly what it owes.
+//! books must match the ledgers exactly (see `Env::check_books`, whose
+//! invariants count pending pay), and at the end, once every pending call
+//! is reconciled and every lock settled, the escrow's main account must
+//! hold exactly what it owes, with no pay left pending.
 
 use super::*;
 use proptest::prelude::*;
@@ -23,17 +24,32 @@ enum Op {
         user: u8,
         ledger: bool,
     },
+    /// With `fit`, the buyer is the first from `user` on (and the ledger
+    /// the first from `ledger` on) with a free balance, and the amount is
+    /// cut to it, so that most locks succeed and the releases have
+    /// something to pay from.
     Lock {
         job: u8,
         user: u8,
         ledger: bool,
         amount: Tokens,
+        fit: bool,
     },
+    /// With `fit`, the amount is cut to what the lock has remaining.
     Release {
         job: u8,
         seq: u8,
         provider: u8,
         amount: Tokens,
+        hold: bool,
+        fit: bool,
+    },
+    /// With `fit`, the provider is one that has pending pay in the lock,
+    /// if any has.
+    Forfeit {
+        job: u8,
+        provider: u8,
+        fit: bool,
     },
     Extend {
         job: u8,
@@ -87,10 +103,12 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (user.clone(), any::<bool>(), amount())
             .prop_map(|(user, ledger, amount)| Op::Push { user, ledger, amount }),
         2 => (user.clone(), any::<bool>()).prop_map(|(user, ledger)| Op::Notify { user, ledger }),
-        3 => (0u8..4, user.clone(), any::<bool>(), amount())
-            .prop_map(|(job, user, ledger, amount)| Op::Lock { job, user, ledger, amount }),
-        4 => (0u8..4, 0u8..4, user.clone(), amount())
-            .prop_map(|(job, seq, provider, amount)| Op::Release { job, seq, provider, amount }),
+        3 => (0u8..4, user.clone(), any::<bool>(), amount(), prop::bool::weighted(0.7))
+            .prop_map(|(job, user, ledger, amount, fit)| Op::Lock { job, user, ledger, amount, fit }),
+        6 => (0u8..4, 0u8..8, user.clone(), amount(), any::<bool>(), prop::bool::weighted(0.7))
+            .prop_map(|(job, seq, provider, amount, hold, fit)| Op::Release { job, seq, provider, amount, hold, fit }),
+        3 => (0u8..4, user.clone(), prop::bool::weighted(0.7))
+            .prop_map(|(job, provider, fit)| Op::Forfeit { job, provider, fit }),
         3 => (0u8..4, 0u32..4, amount())
             .prop_map(|(job, extension, amount)| Op::Extend { job, extension, amount }),
         2 => (0u8..4).prop_map(|job| Op::Settle { job }),
@@ -137,21 +155,84 @@ fn run(env: &Env, op: &Op) {
             user,
             ledger,
             amount,
+            fit,
         } => {
-            let _ = env.lock(
-                &format!("job/{job}"),
-                user_of(user),
-                ledger_of(ledger),
-                amount,
-            );
+            let (mut u, mut l, mut amount) = (user_of(user), ledger_of(ledger), amount);
+            if fit {
+                let funded = (0..10u8)
+                    .map(|i| {
+                        (
+                            user_of((user + i / 2) % 5),
+                            ledger_of(ledger ^ (i % 2 == 1)),
+                        )
+                    })
+                    .find(|&(u, l)| env.free(u, l) > 0);
+                if let Some((fu, fl)) = funded {
+                    (u, l) = (fu, fl);
+                    amount = amount % env.free(u, l) + 1;
+                }
+            }
+            let _ = env.lock(&format!("job/{job}"), u, l, amount);
         }
         Op::Release {
             job,
             seq,
             provider,
             amount,
+            hold,
+            fit,
         } => {
-            let _ = env.release(&format!("job/{job}"), seq.into(), user_of(provider), amount);
+            let key = format!("job/{job}");
+            let prov = user_of(provider);
+            let before = read_state(|s| s.lock(&key));
+            let amount = match &before {
+                Some(l) if fit && l.remaining() > 0 => amount % l.remaining() + 1,
+                _ => amount,
+            };
+            let pending = env.pending(prov, L1) + env.pending(prov, L2);
+            let r = env.release_with(&key, seq.into(), prov, amount, hold);
+            let after = read_state(|s| s.lock(&key));
+            let moved = env.pending(prov, L1) + env.pending(prov, L2) - pending;
+            match (r, before, after) {
+                (Ok(view), Some(before), Some(after)) => {
+                    assert_eq!(view, after.view(&key));
+                    let held = after.pending_of(prov) - before.pending_of(prov);
+                    assert_eq!(held, moved);
+                    if after != before {
+                        assert_eq!(after.remaining(), before.remaining() - amount);
+                        assert_eq!(held, if hold { amount } else { 0 });
+                    }
+                }
+                (Err(_), before, after) => {
+                    assert_eq!(before, after);
+                    assert_eq!(moved, 0);
+                }
+                other => panic!("release answered {other:?}"),
+            }
+        }
+        Op::Forfeit { job, provider, fit } => {
+            let key = format!("job/{job}");
+            let before = read_state(|s| s.lock(&key));
+            let prov = match &before {
+                Some(l) if fit && !l.pending.is_empty() => {
+                    l.pending[usize::from(provider) % l.pending.len()].0
+                }
+                _ => user_of(provider),
+            };
+            let r = env.forfeit(&key, prov);
+            let after = read_state(|s| s.lock(&key));
+            match (r, before, after) {
+                (Ok(view), Some(before), Some(after)) => {
+                    assert_eq!(view, after.view(&key));
+                    assert_eq!(after.pending_of(prov), 0);
+                    assert_eq!(
+                        after.remaining(),
+                        before.remaining() + before.pending_of(prov)
+                    );
+                }
+                (Err(_), before, after) => assert_eq!(before, after),
+                other => panic!("forfeit answered {other:?}"),
+            }
         }
         Op::Extend {
             job,
@@ -179,7 +260,10 @@ fn run(env: &Env, op: &Op) {
             }
         }
         Op::Settle { job } => {
-            let _ = env.settle(&format!("job/{job}"));
+            let key = format!("job/{job}");
+            if let Ok(view) = env.settle(&key) {
+                assert!(view.settled && view.pending.is_empty(), "{view:?}");
+            }
         }
         Op::Withdraw {
             user,
@@ -210,11 +294,29 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
-    fn books_match_the_ledgers_after_every_step(ops in prop::collection::vec(op(), 1..60)) {
+    fn books_match_the_ledgers_after_every_step(
+        funded in any::<bool>(),
+        ops in prop::collection::vec(op(), 1..80),
+    ) {
         let env = Env::new();
+        if funded {
+            // The buyers start with money, so that locks, releases and
+            // forfeits run from the first steps.
+            for user in 0..3 {
+                for ledger in [L1, L2] {
+                    env.deposit(user_of(user), ledger, 5_000_000).unwrap();
+                }
+            }
+        }
         for op in &ops {
             run(&env, op);
             env.check_books();
+        }
+        for job in 0..4 {
+            let _ = env.settle(&format!("job/{job}"));
+        }
+        for ledger in [L1, L2] {
+            prop_assert_eq!(read_state(|s| s.pending_pay(&ledger)), 0);
         }
         env.settle_all_and_check();
     }

@@ -524,6 +524,8 @@ fn extend_lock_refuses_a_total_that_would_overflow() {
                 settled: false,
                 extensions: vec![],
                 storage_fee: 0,
+                pending: vec![],
+                forfeited: 0,
             },
         )
     });
@@ -996,6 +998,11 @@ fn unauthorized_callers_of_every_update_method_are_refused() {
         seq: 0,
         provider: p(PROV),
         amount: 1,
+        hold: false,
+    };
+    let forfeit = ForfeitArgs {
+        job_key: "j".into(),
+        provider: p(PROV),
     };
     let settle = SettleArgs {
         job_key: "j".into(),
@@ -1021,6 +1028,10 @@ fn unauthorized_callers_of_every_update_method_are_refused() {
             assert_eq!(jobs::lock(s, caller, lock.clone(), now), Err(want.clone()));
             assert_eq!(
                 jobs::release(s, caller, release.clone(), now),
+                Err(want.clone())
+            );
+            assert_eq!(
+                jobs::forfeit(s, caller, forfeit.clone(), now),
                 Err(want.clone())
             );
             assert_eq!(
@@ -1122,7 +1133,10 @@ fn the_event_log_records_every_movement() {
             EscrowEvent::LedgerUpdated { .. } => "ledger",
             EscrowEvent::Deposited { .. } => "deposit",
             EscrowEvent::Locked { .. } => "lock",
-            EscrowEvent::Released { .. } => "release",
+            EscrowEvent::Released { hold: false, .. } => "release",
+            EscrowEvent::Released { hold: true, .. } => "hold",
+            EscrowEvent::Forfeited { .. } => "forfeit",
+            EscrowEvent::PendingPaid { .. } => "pending paid",
             EscrowEvent::Settled { .. } => "settle",
             EscrowEvent::Withdrawn { .. } => "withdraw",
             EscrowEvent::WithdrawalRefunded { .. } => "refund",

@@ -384,6 +384,7 @@ impl FakeMarket {
                 claimable: 0,
                 pending: 0,
                 locked: 0,
+                pending: 0,
             }),
             other => panic!("unexpected call {other}"),
         };
