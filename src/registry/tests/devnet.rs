@@ -353,6 +353,7 @@ fn bond_args(p: Principal, amount: Tokens, key: &str) -> BondArgs {
         amount,
         key: key.into(),
         min_stake: None,
+        min_record: None,
     }
 }
 

@@ -61,6 +61,7 @@ fn bond_with_min(
                 amount,
                 key: key.into(),
                 min_stake,
+                min_record: None,
             },
         )
     })
@@ -575,6 +576,7 @@ fn every_update_refuses_unauthorized_callers() {
                     amount: 1,
                     key: "k".into(),
                     min_stake: None,
+                    min_record: None,
                 },
             )
         }));

@@ -67,6 +67,7 @@ fn run(rt: &FakeRuntime, op: &Op) {
                         amount: a,
                         key: format!("b{k}"),
                         min_stake: None,
+                        min_record: None,
                     },
                 )
             });
