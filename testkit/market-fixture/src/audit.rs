@@ -100,12 +100,32 @@ struct MatcherLog {
     reservations: BTreeSet<JobId>,
     /// Intervals paid per job.
     paid: BTreeMap<JobId, Tokens>,
+    /// Fuel paid per job and provider (into its pending balance).
+    fuel_paid: BTreeMap<(JobId, Principal), Tokens>,
+    /// Providers whose pending pay for a job was forfeited (a provider
+    /// never holds a job again once it failed it).
+    forfeited: BTreeSet<(JobId, Principal)>,
     /// Assignments whose bond held: (job, attempt) to (provider, price).
     assigned: BTreeMap<(JobId, u32), (Principal, Tokens)>,
     /// Missed deadlines: (job, attempt) to (provider, amount slashed).
     missed: BTreeMap<(JobId, u32), (Principal, Tokens)>,
     /// Jobs whose lock the matcher saw settled.
     finished: BTreeSet<JobId>,
+}
+
+impl MatcherLog {
+    /// What the matcher recorded as paid for a job and not forfeited:
+    /// intervals, and fuel of the providers that kept their pay.
+    fn recorded_pay(&self, job: JobId) -> Tokens {
+        let fuel: Tokens = self
+            .fuel_paid
+            .range((job, Principal::management_canister())..)
+            .take_while(|((j, _), _)| *j == job)
+            .filter(|(key, _)| !self.forfeited.contains(key))
+            .map(|(_, a)| *a)
+            .sum();
+        self.paid.get(&job).copied().unwrap_or(0) + fuel
+    }
 }
 
 /// One `Slashed` event of the registry.
@@ -399,6 +419,19 @@ impl MarketFixture {
                 MatcherEvent::IntervalPaid { job_id, amount, .. } => {
                     *log.paid.entry(job_id).or_default() += amount;
                 }
+                MatcherEvent::FuelPaid {
+                    job_id,
+                    provider,
+                    amount,
+                    ..
+                } => {
+                    *log.fuel_paid.entry((job_id, provider)).or_default() += amount;
+                }
+                MatcherEvent::PayForfeited {
+                    job_id, provider, ..
+                } => {
+                    log.forfeited.insert((job_id, provider));
+                }
                 MatcherEvent::JobAssigned {
                     job_id,
                     provider,
@@ -523,7 +556,15 @@ impl MarketFixture {
                 )));
             }
             if let Some(&(provider, price)) = log.assigned.get(&(job_id, attempt)) {
-                let asked = price
+                // A one-off job's slash is measured against its value (its
+                // fuel budget at the agreed price), a slot's against its
+                // price per interval.
+                let measure = match job.kind {
+                    JobKind::OneOff => market_api::matcher::fuel_cost(job.spec.limits.fuel, price)
+                        .unwrap_or(Tokens::MAX),
+                    _ => price,
+                };
+                let asked = measure
                     .saturating_mul(Tokens::from(config.slash_multiple))
                     .max(config.min_slash());
                 if provider != s.provider || s.amount > asked {
@@ -818,10 +859,12 @@ impl MarketFixture {
             let lock = locks
                 .get(id)
                 .ok_or_else(|| fail(format!("job {id}: no escrow lock")))?;
-            let recorded = log.paid.get(id).copied().unwrap_or(0);
-            if lock.released != recorded || lock.released > lock.total {
+            let recorded = log.recorded_pay(*id);
+            let pending: Tokens = lock.pending.iter().map(|(_, a)| *a).sum();
+            let paid = lock.released + pending;
+            if paid != recorded || paid > lock.total {
                 return Err(fail(format!(
-                    "job {id}: escrow released {} of {}, matcher recorded {recorded} paid",
+                    "job {id}: escrow paid {} and holds {pending} pending of {}, matcher recorded {recorded} paid",
                     lock.released, lock.total
                 )));
             }

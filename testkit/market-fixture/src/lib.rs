@@ -50,9 +50,11 @@ use std::time::Duration;
 
 /// One ICP in e8s.
 pub const ICP: Tokens = 100_000_000;
-/// The declared speed of the fixture's offers: a billion fuel a second, so
-/// a heartbeat may report a billion fuel for each second since the bond held.
-pub const FUEL_PER_SEC: u64 = 1_000_000_000;
+/// The declared speed of the fixture's offers: a tenth of a billion fuel a
+/// second, so a heartbeat may report a billion fuel for each ten seconds
+/// since the bond held, and a job of ten billion has a default deadline
+/// of 200 s plus an interval.
+pub const FUEL_PER_SEC: u64 = 100_000_000;
 
 /// What went wrong in a market fixture step.
 #[derive(Debug, thiserror::Error)]
