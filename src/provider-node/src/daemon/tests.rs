@@ -384,7 +384,6 @@ impl FakeMarket {
                 claimable: 0,
                 pending: 0,
                 locked: 0,
-                pending: 0,
             }),
             other => panic!("unexpected call {other}"),
         };
