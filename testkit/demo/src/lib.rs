@@ -204,13 +204,20 @@ impl Demo {
                     provider,
                     price,
                     attempt,
-                } => format!(
-                    "{} assigned to {} at {} ICP (per billion fuel, or per interval for a \
-                     reserved slot) (attempt {attempt}), stake bonded",
-                    self.label(job_id),
-                    self.name(provider),
-                    icp(price)
-                ),
+                } => {
+                    let job: Option<market_api::matcher::Job> =
+                        self.net.query(self.ids.matcher, "get_job", &job_id)?;
+                    let unit = match job.map(|j| j.kind) {
+                        Some(market_api::matcher::JobKind::OneOff) => "per billion fuel",
+                        _ => "per interval",
+                    };
+                    format!(
+                        "{} assigned to {} at {} ICP {unit} (attempt {attempt}), stake bonded",
+                        self.label(job_id),
+                        self.name(provider),
+                        icp(price)
+                    )
+                }
                 MatcherEvent::FuelPaid {
                     job_id,
                     provider,
