@@ -21,9 +21,7 @@
 //! ```
 
 use candid::Principal;
-use market_api::matcher::{
-    HeartbeatAck, JobLimits, JobSpec, MatcherError, OfferSpec, ReservationSpec,
-};
+use market_api::matcher::{HeartbeatAck, JobSpec, MatcherError, OfferSpec, ReservationSpec};
 use market_api::{JobId, Tokens};
 use market_fixture::{ICP, MarketFixture, Settings, heartbeat_items, principal};
 use std::time::{Duration, Instant};
@@ -37,15 +35,11 @@ fn buyer(i: usize) -> Principal {
     Principal::from_slice(&b)
 }
 
-/// The fixture's URL job with 64 bytes of input, a million fuel per
-/// interval and one retry.
+/// The fixture's URL job (ten billion fuel at up to `price` per billion)
+/// with 64 bytes of input and one retry.
 fn spec(net: &MarketFixture, price: Tokens) -> JobSpec {
     JobSpec {
         input: vec![0; 64],
-        limits: JobLimits {
-            memory_mib: 64,
-            fuel_per_interval: 1_000_000,
-        },
         max_retries: 1,
         ..net.url_job(60, 10, price)
     }
