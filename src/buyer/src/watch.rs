@@ -16,6 +16,7 @@ use market_api::{EventPage, JobId, PageRequest, Tokens};
 
 use super::{BuyerError, Console, sha256_of, with_retries};
 use market_client::client::MarketClient;
+pub use market_client::client::time::format_time;
 use market_client::client::tokens::format_tokens;
 use market_client::transport::{Call, Transport};
 
@@ -311,29 +312,6 @@ pub async fn settlement<T: Transport>(client: &MarketClient<T>, job: &Job) -> Se
 /// (`None` without a result or a price).
 pub fn bill(job: &Job) -> Option<Tokens> {
     fuel_cost(job.result.as_ref()?.fuel_used, job.price?)
-}
-
-/// An IC timestamp as UTC `YYYY-MM-DD hh:mm:ss`.
-pub fn format_time(ns: u64) -> String {
-    let secs = ns / 1_000_000_000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 /// A person-readable form of a run's outcome.

@@ -617,15 +617,20 @@ impl JobState {
         }
         a.pending_pay = a.pending_pay.saturating_add(amount);
         let provider = a.provider;
+        Some(self.release(provider, amount, Some(fuel)))
+    }
+
+    /// The next release of the job: numbered, and counted as released.
+    fn release(&mut self, provider: Principal, amount: Tokens, fuel: Option<u64>) -> Effect {
         let seq = self.release_seq;
         self.release_seq += 1;
         self.released = self.released.saturating_add(amount);
-        Some(Effect::Release {
+        Effect::Release {
             seq,
             provider,
             amount,
-            fuel: Some(fuel),
-        })
+            fuel,
+        }
     }
 
     /// Takes the attempt's pending pay back into the lock: it delivered no
@@ -709,15 +714,7 @@ impl JobState {
         if price == 0 {
             return None;
         }
-        let seq = self.release_seq;
-        self.release_seq += 1;
-        self.released = self.released.saturating_add(price);
-        Some(Effect::Release {
-            seq,
-            provider,
-            amount: price,
-            fuel: None,
-        })
+        Some(self.release(provider, price, None))
     }
 
     fn unbond(&self, a: &Assignment) -> Option<Effect> {

@@ -5,6 +5,7 @@
 //! [`ClientError`] whose message says what to do about it.
 
 mod error;
+pub mod time;
 pub mod tokens;
 
 use candid::utils::{ArgumentDecoder, ArgumentEncoder};
