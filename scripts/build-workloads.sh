@@ -28,7 +28,7 @@ if [ "${WASM_CARGO[0]}" = /usr/bin/cargo ]; then
     ENV+=("RUSTFLAGS=-L /usr/lib/wasm32-wasi -C link-self-contained=no -C link-arg=/usr/lib/wasm32-wasi/crt1-command.o")
 fi
 
-PROGRAMS=(echo sha256sum cpu-kernel clock-random memory-bomb recursion output-flood sleeper sandbox-escape)
+PROGRAMS=(echo sha256sum cpu-kernel clock-random floats memory-bomb recursion output-flood sleeper sandbox-escape)
 
 echo "==> building workloads for $TARGET into $OUT_DIR" >&2
 env "${ENV[@]}" "${WASM_CARGO[@]}" build --release --locked --quiet \

@@ -71,6 +71,7 @@ async fn output_and_fuel_are_identical_across_executor_settings() {
         let mut runs = Vec::new();
         for (name, args) in [
             ("clock-random", vec![]),
+            ("floats", vec![]),
             ("cpu-kernel", vec!["float".to_string(), "30".to_string()]),
             ("cpu-kernel", vec!["mem".to_string(), "50000".to_string()]),
             ("sha256sum", vec![]),

@@ -81,19 +81,32 @@ pub struct DaemonSetup<'a> {
     pub max_job_time: Duration,
 }
 
-/// A daemon calling through `client`, with a sandbox of its own (one job
-/// at a time, 64 MiB) and a 10 ms poll.
-pub fn daemon<T: Transport + Clone>(
-    client: MarketClient<T>,
-    setup: DaemonSetup<'_>,
-) -> (Daemon<T>, Metrics) {
-    let executor = Executor::new(SandboxConfig {
+/// The sandbox of a test's daemon: one job at a time, 64 MiB, no pooling.
+pub fn test_sandbox() -> SandboxConfig {
+    SandboxConfig {
         concurrent_jobs: 1,
         max_job_memory_bytes: 64 << 20,
         pooling: false,
         ..SandboxConfig::default()
-    })
-    .expect("a sandbox");
+    }
+}
+
+/// A daemon calling through `client`, with a sandbox of its own
+/// ([`test_sandbox`]) and a 10 ms poll.
+pub fn daemon<T: Transport + Clone>(
+    client: MarketClient<T>,
+    setup: DaemonSetup<'_>,
+) -> (Daemon<T>, Metrics) {
+    daemon_with_sandbox(client, setup, test_sandbox())
+}
+
+/// A daemon as [`daemon`] makes, with the sandbox `sandbox`.
+pub fn daemon_with_sandbox<T: Transport + Clone>(
+    client: MarketClient<T>,
+    setup: DaemonSetup<'_>,
+    sandbox: SandboxConfig,
+) -> (Daemon<T>, Metrics) {
+    let executor = Executor::new(sandbox).expect("a sandbox");
     let metrics = Metrics::default();
     let daemon = Daemon::new(
         client,
@@ -189,7 +202,13 @@ impl World {
     /// The buyer uploads the module `wat` assembles, in one chunk, and
     /// commits it; returns its sha256.
     pub async fn upload(&self, wat: &str) -> [u8; 32] {
-        let wasm = wat::parse_str(wat).expect("valid WAT");
+        self.upload_wasm(wat::parse_str(wat).expect("valid WAT"))
+            .await
+    }
+
+    /// The buyer uploads the module `wasm`, in one chunk, and commits it;
+    /// returns its sha256.
+    pub async fn upload_wasm(&self, wasm: Vec<u8>) -> [u8; 32] {
         let sha: [u8; 32] = sha2::Sha256::digest(&wasm).into();
         self.buyer
             .begin_module_upload(ModuleUpload {
