@@ -2920,3 +2920,37 @@ fn an_injected_trap_is_not_taken_for_a_canister_trap() {
     assert_eq!(world.jobs.len(), 1, "the lock's answer is retried");
     world.finish();
 }
+
+/// The claimer on its own: the patron's job goes to it, it heartbeats all
+/// the fuel its speed allows (paid into its pending balance) and never
+/// reports; its attempt is slashed at the deadline and forfeits that pay,
+/// and the patron's lock comes back whole (see [`World::check_claims`],
+/// which `finish` runs).
+#[test]
+fn a_provider_claiming_fuel_without_results_is_slashed_and_paid_nothing() {
+    let mut world = World::with_honest();
+    world.steps(&[
+        Action::Claim,
+        Action::Advance { secs: 60 },
+        Action::Advance { secs: 60 },
+    ]);
+    let net = &world.net;
+    let claimed: Tokens = events::<MatcherEvent>(net, net.ids.matcher)
+        .into_iter()
+        .filter_map(|e| match e {
+            MatcherEvent::FuelPaid {
+                provider, amount, ..
+            } if provider == claimer() => Some(amount),
+            _ => None,
+        })
+        .sum();
+    assert!(claimed > 0, "the claimer's heartbeats were paid nothing");
+    let held: Vec<(JobId, u32)> = world
+        .assigned
+        .iter()
+        .filter(|(_, (p, _))| *p == claimer())
+        .map(|(k, _)| *k)
+        .collect();
+    assert_eq!(held.len(), 1, "the claimer took the patron's job");
+    world.finish();
+}
