@@ -8,7 +8,7 @@ use market_api::matcher::{
 };
 use market_api::registry::{ProviderProfile, RegistryError};
 use market_api::{JobId, OfferId};
-use market_fixture::{ICP, MarketFixture, Settings, node, principal, provider};
+use market_fixture::{FUEL_PER_SEC, ICP, MarketFixture, Settings, node, principal, provider};
 
 fn buyer() -> Principal {
     principal(1)
@@ -19,6 +19,8 @@ fn offer(net: &MarketFixture, price: u128) -> OfferSpec {
         slots: 4,
         memory_per_slot_mib: 256,
         max_fuel_per_interval: 1_000_000,
+        price_per_gfuel: price,
+        fuel_per_sec: FUEL_PER_SEC,
         price_per_interval: price,
         ledger: net.ids.ledger,
         min_interval_secs: 1,
@@ -280,10 +282,11 @@ fn slashed_total(net: &MarketFixture, who: Principal) -> u128 {
     p.expect("registered").slashed_total
 }
 
-/// A provider can offer work so cheap that `slash_multiple` times its price
-/// is at or below the ledger fee (5 x 1,000 e8s here, with a 10,000 e8s
-/// fee). Missing a deadline still costs it stake: a slash is never smaller
-/// than the market's minimum, which is well above the fee.
+/// A provider can offer work so cheap that `slash_multiple` times the
+/// value of a job (its budget at its price) is at or below the ledger fee
+/// (5 x 10 billion fuel at 100 e8s per billion = 5,000 e8s here, with a
+/// 10,000 e8s fee). Missing a deadline still costs it stake: a slash is
+/// never smaller than the market's minimum, which is well above the fee.
 #[test]
 fn a_cheap_provider_that_misses_its_deadline_is_still_slashed() {
     let net = MarketFixture::deploy(Settings::default()).expect("deploy");
@@ -291,8 +294,10 @@ fn a_cheap_provider_that_misses_its_deadline_is_still_slashed() {
     net.deposit(buyer(), 50 * ICP).unwrap();
     net.onboard_provider(provider(1), node(1), 50 * ICP)
         .unwrap();
-    net.post_offer(provider(1), &offer(&net, 1_000)).unwrap();
-    let spec = net.url_job(60, 10, 1_000);
+    net.post_offer(provider(1), &offer(&net, 100)).unwrap();
+    let spec = net.url_job(60, 10, 100);
+    let value = spec.max_cost().unwrap();
+    assert!(value * u128::from(net.settings.slash_multiple) < net.settings.fee);
     let r: Result<JobId, MatcherError> = net
         .update(net.ids.matcher, buyer(), "submit_job", &spec)
         .unwrap();
@@ -557,7 +562,8 @@ fn a_provider_without_stake_is_not_paid_and_its_offers_leave_the_book() {
 
     let earned = net.escrow_balance(provider(1)).unwrap();
     assert_eq!(
-        earned.claimable, 0,
+        (earned.claimable, earned.pending),
+        (0, 0),
         "a provider with no stake was paid: {earned:?} (ack {ack:?}, result {reported:?})"
     );
     assert!(reported.is_err(), "a result was taken before the bond held");
@@ -592,7 +598,7 @@ fn one_principal_cannot_pin_the_module_store() {
         module: ModuleSource::Stored { sha256 },
         limits: market_api::matcher::JobLimits {
             memory_mib,
-            fuel_per_interval: 1_000,
+            fuel: 1_000,
         },
         ..net.url_job(60, 1, 1)
     };
@@ -1089,11 +1095,11 @@ struct Delivery {
 /// reads the full output from the matcher.
 #[test]
 fn the_largest_job_still_reaches_its_buyers_callback() {
+    use market_api::PageRequest;
     use market_api::matcher::{
         JobStatus, MAX_ARG_LEN, MAX_ARGS, MAX_INPUT_BYTES, MAX_NOTICE_BYTES, MAX_OUTPUT_BYTES,
         ModuleSource,
     };
-    use market_api::{PageRequest, Tokens};
     use sha2::Digest;
 
     let (net, _) = market();
@@ -1125,7 +1131,9 @@ fn the_largest_job_still_reaches_its_buyers_callback() {
         HeartbeatAck::Accepted { .. }
     ));
 
-    // Provider 1 runs `echo`: stdout is the input, 1 MiB.
+    // Provider 1 runs `echo`: stdout is the input, 1 MiB, for 2 billion
+    // fuel of its 10 billion budget.
+    let fuel_used = 2 * market_api::matcher::GFUEL;
     let output = spec.input.clone();
     assert_eq!(output.len(), MAX_OUTPUT_BYTES);
     let sha: [u8; 32] = sha2::Sha256::digest(&output).into();
@@ -1141,7 +1149,7 @@ fn the_largest_job_still_reaches_its_buyers_callback() {
                     outcome: RunOutcome::Exited { code: 0 },
                     output: output.clone(),
                     output_sha256: sha,
-                    fuel_used: 1_000,
+                    fuel_used,
                     engine: "wasmtime 48.0.8".into(),
                 },
             },
@@ -1149,7 +1157,18 @@ fn the_largest_job_still_reaches_its_buyers_callback() {
         .unwrap();
     r.expect("the provider's result is taken");
     net.settle_outbox();
-    net.wait_secs(30);
+    // The result's pay waits in the provider's pending balance while its
+    // challenge window is open; the buyer's canister hears when it closes.
+    let bill = market_api::matcher::fuel_cost(fuel_used, 100_000).unwrap();
+    let earned = net.escrow_balance(provider(1)).unwrap();
+    assert_eq!((earned.pending, earned.claimable), (bill, 0));
+    let got: Vec<Delivery> = net
+        .query(client, "deliveries", &PageRequest::default())
+        .unwrap();
+    assert!(got.is_empty(), "told before the challenge window closed");
+    net.wait_secs(net.settings.challenge_window_secs + 30);
+    let earned = net.escrow_balance(provider(1)).unwrap();
+    assert_eq!((earned.pending, earned.claimable), (0, bill));
 
     let got: Vec<Delivery> = net
         .query(client, "deliveries", &PageRequest::default())
@@ -1171,12 +1190,8 @@ fn the_largest_job_still_reaches_its_buyers_callback() {
         (job, JobStatus::Succeeded, MAX_OUTPUT_BYTES as u64)
     );
     assert_eq!(d.notice.output_sha256, Some(sha));
-    assert!(d.notice.intervals_paid >= 1);
-    assert_eq!(
-        d.notice.paid,
-        Tokens::from(d.notice.intervals_paid) * 100_000,
-        "the notice says what the job cost"
-    );
+    assert_eq!(d.notice.fuel_used, Some(fuel_used));
+    assert_eq!(d.notice.paid, bill, "the notice says what the job cost");
     assert_eq!(
         d.output.len(),
         MAX_OUTPUT_BYTES,

@@ -25,7 +25,8 @@ fn impostor() -> Principal {
 }
 
 /// A market where one job was assigned, missed its first deadline and was
-/// slashed by the matcher; the audit passes. Returns the job's id.
+/// slashed by the matcher (its value times the slash multiple); the audit
+/// passes. Returns the job's id.
 fn slashed_job() -> (MarketFixture, JobId) {
     let net = MarketFixture::deploy(Settings::default()).expect("deploy");
     net.mint(buyer(), 100 * ICP).unwrap();
@@ -37,6 +38,8 @@ fn slashed_job() -> (MarketFixture, JobId) {
             slots: 1,
             memory_per_slot_mib: 256,
             max_fuel_per_interval: 1_000_000,
+            price_per_gfuel: PRICE,
+            fuel_per_sec: market_fixture::FUEL_PER_SEC,
             price_per_interval: PRICE,
             ledger: net.ids.ledger,
             min_interval_secs: 1,
@@ -45,6 +48,8 @@ fn slashed_job() -> (MarketFixture, JobId) {
         },
     )
     .unwrap();
+    // A budget of 4 billion fuel at PRICE per billion: the job is worth
+    // 4 x PRICE, and a missed deadline costs `slash_multiple` times that.
     let spec = net.url_job(30, 4, PRICE);
     let r: Result<JobId, MatcherError> = net
         .update(net.ids.matcher, buyer(), "submit_job", &spec)
@@ -60,7 +65,7 @@ fn slashed_job() -> (MarketFixture, JobId) {
     assert_eq!(audit.slashes, 1);
     assert_eq!(
         audit.slashed,
-        PRICE * u128::from(net.settings.slash_multiple)
+        4 * PRICE * u128::from(net.settings.slash_multiple)
     );
     (net, id)
 }

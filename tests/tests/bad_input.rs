@@ -212,6 +212,8 @@ fn fixture(net: &MarketFixture) -> Fixture {
                 slots: 1,
                 memory_per_slot_mib: 64,
                 max_fuel_per_interval: 1_000,
+                price_per_gfuel: 1_000,
+                fuel_per_sec: market_fixture::FUEL_PER_SEC,
                 price_per_interval: 1_000,
                 ledger: ids.ledger,
                 min_interval_secs: 10,
@@ -393,19 +395,33 @@ fn boundary_numbers_are_refused_cleanly() {
     let base = spec(&net);
     let bad_specs = [
         JobSpec {
-            max_intervals: 0,
+            limits: JobLimits {
+                fuel: 0,
+                ..base.limits
+            },
             ..base.clone()
         },
         JobSpec {
-            max_intervals: u32::MAX,
+            limits: JobLimits {
+                fuel: u64::MAX,
+                ..base.limits
+            },
             ..base.clone()
         },
         JobSpec {
-            max_price_per_interval: 0,
+            max_price_per_gfuel: 0,
             ..base.clone()
         },
         JobSpec {
-            max_price_per_interval: u128::MAX,
+            max_price_per_gfuel: u128::MAX,
+            ..base.clone()
+        },
+        JobSpec {
+            deadline_secs: Some(0),
+            ..base.clone()
+        },
+        JobSpec {
+            deadline_secs: Some(u64::MAX),
             ..base.clone()
         },
         JobSpec {
@@ -419,7 +435,7 @@ fn boundary_numbers_are_refused_cleanly() {
         JobSpec {
             limits: JobLimits {
                 memory_mib: 0,
-                fuel_per_interval: u64::MAX,
+                fuel: u64::MAX,
             },
             ..base.clone()
         },
@@ -448,7 +464,7 @@ fn boundary_numbers_are_refused_cleanly() {
         },
         // Costs more than the buyer holds in the escrow.
         JobSpec {
-            max_price_per_interval: 100 * ICP,
+            max_price_per_gfuel: 100 * ICP,
             ..base.clone()
         },
     ];
@@ -503,6 +519,8 @@ fn boundary_numbers_are_refused_cleanly() {
         slots: 1,
         memory_per_slot_mib: 64,
         max_fuel_per_interval: 1_000,
+        price_per_gfuel: 1_000,
+        fuel_per_sec: market_fixture::FUEL_PER_SEC,
         price_per_interval: 1_000,
         ledger: ids.ledger,
         min_interval_secs: 10,
@@ -520,6 +538,14 @@ fn boundary_numbers_are_refused_cleanly() {
         },
         OfferSpec {
             price_per_interval: 0,
+            ..offer.clone()
+        },
+        OfferSpec {
+            price_per_gfuel: 0,
+            ..offer.clone()
+        },
+        OfferSpec {
+            fuel_per_sec: 0,
             ..offer.clone()
         },
         OfferSpec {
@@ -637,7 +663,10 @@ fn boundary_numbers_are_refused_cleanly() {
             buyer(),
             f.reservation,
             JobSpec {
-                max_intervals: 0,
+                limits: JobLimits {
+                    fuel: 0,
+                    ..base.limits
+                },
                 ..base.clone()
             },
         ),
@@ -645,7 +674,10 @@ fn boundary_numbers_are_refused_cleanly() {
             buyer(),
             f.reservation,
             JobSpec {
-                max_intervals: u32::MAX,
+                limits: JobLimits {
+                    fuel: u64::MAX,
+                    ..base.limits
+                },
                 ..base.clone()
             },
         ),
@@ -657,7 +689,7 @@ fn boundary_numbers_are_refused_cleanly() {
             JobSpec {
                 limits: JobLimits {
                     memory_mib: 65,
-                    fuel_per_interval: u64::MAX,
+                    fuel: u64::MAX,
                 },
                 ..base.clone()
             },

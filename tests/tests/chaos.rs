@@ -27,8 +27,10 @@
 //! ([`Action::Flood`]), a provider whose offers outlive its stake or
 //! registration ([`Action::Zombie`]), modules pinned with jobs of extreme
 //! limits ([`Action::Pin`]), provider calls past their deadline
-//! ([`Action::Late`]) and calls with a node key rotated out
-//! ([`Action::RotateKey`], [`Action::OldKey`]). Two more invariants hold
+//! ([`Action::Late`]), calls with a node key rotated out
+//! ([`Action::RotateKey`], [`Action::OldKey`]) and a provider that
+//! heartbeats claimed fuel but never reports a result ([`Action::Claim`]:
+//! slashed, paid nothing, its buyer loses nothing). Two more invariants hold
 //! after every step: the [`honest`] provider, which does everything on time,
 //! is never slashed (faults and attacks notwithstanding), and each
 //! canister's stable memory stays under a bound proportional to the live
@@ -46,12 +48,12 @@ use candid::Principal;
 use devnet::{Fault, FaultKind, IngressStatus, Reject, RejectCode};
 use market_api::escrow::{EscrowError, EscrowEvent, NotifyDepositArgs, WithdrawArgs};
 use market_api::matcher::{
-    Assignment, CancelReservationArgs, ExtendReservationArgs, HeartbeatAck, HeartbeatItem, Job,
-    JobKind, JobLimits, JobResult, JobSpec, MAX_ARG_LEN, MAX_ARGS, MAX_CHUNK_BYTES,
-    MAX_FUEL_PER_INTERVAL, MAX_INPUT_BYTES, MAX_JOB_MEMORY_MIB, MAX_MODULES_PER_UPLOADER,
-    MatcherError, MatcherEvent, ModuleInfo, ModuleSource, Offer, OfferSpec, Reservation,
-    ReservationSpec, ReservationStatus, ReservedJobArgs, RunOutcome, SubmitResultArgs,
-    heartbeat_window_opens_ns,
+    Assignment, CancelReservationArgs, DEFAULT_MIN_SLASH, ExtendReservationArgs, GFUEL,
+    HeartbeatAck, HeartbeatItem, Job, JobKind, JobLimits, JobResult, JobSpec, JobStatus, JobView,
+    MAX_ARG_LEN, MAX_ARGS, MAX_CHUNK_BYTES, MAX_INPUT_BYTES, MAX_JOB_FUEL, MAX_JOB_MEMORY_MIB,
+    MAX_MODULES_PER_UPLOADER, MatcherError, MatcherEvent, ModuleInfo, ModuleSource, Offer,
+    OfferSpec, Reservation, ReservationSpec, ReservationStatus, ReservedJobArgs, RunOutcome,
+    SubmitResultArgs, fuel_cost, heartbeat_window_opens_ns,
 };
 use market_api::registry::{Eligibility, ProviderProfile, RegistryError, RegistryEvent};
 use market_api::{EventPage, JobId, PageRequest, Tokens};
@@ -75,9 +77,26 @@ const HONEST_PRICE: Tokens = 100_000;
 const ZOMBIE_PRICE: Tokens = 50_000;
 /// The most time that passes between two turns of the honest provider.
 const HONEST_TURN_SECS: u64 = 10;
-/// Paid intervals a job runs on the honest provider before its result (of
-/// the 5 a buyer's job may be paid for).
+/// Paid intervals a job in a reservation runs on the honest provider
+/// before its result.
 const HONEST_RUN_INTERVALS: u32 = 2;
+/// The speed every offer here declares, in fuel per second: a tenth of
+/// `market_fixture::FUEL_PER_SEC`, so that a job's budget takes more than
+/// an interval to run and heartbeats report its fuel as it goes.
+const FUEL_PER_SEC: u64 = 100_000_000;
+/// The fuel budget of every one-off job here, in billions of fuel: 50 s
+/// at the declared speed, so an attempt's derived deadline is 130 s after
+/// its bond held (twice that, plus an interval).
+const JOB_GFUEL: u32 = 5;
+/// Fuel each run on the honest provider takes: 40 s at the declared speed,
+/// after which its node reports the result.
+const HONEST_RUN_FUEL: u64 = 4 * GFUEL;
+/// The claimer's price per billion fuel (and per interval): above every
+/// other bid's highest price, so only the patron's jobs go to it.
+const CLAIMER_PRICE: Tokens = 1_000_000;
+/// Memory per slot of the claimer's offer and of the patron's jobs: more
+/// than any other offer has, so those jobs go nowhere else.
+const CLAIMER_MEMORY_MIB: u32 = 1_024;
 /// ic-stable-structures' memory manager gives each memory id its stable
 /// memory in buckets of 128 wasm pages: a canister's size grows in these.
 const BUCKET: u64 = 128 * 65_536;
@@ -122,6 +141,10 @@ static REFUSALS_ASSERTED: AtomicU64 = AtomicU64::new(0);
 static HONEST_HEARTBEATS: AtomicU64 = AtomicU64::new(0);
 static HONEST_RESULTS: AtomicU64 = AtomicU64::new(0);
 static HONEST_RETRIES: AtomicU64 = AtomicU64::new(0);
+static HONEST_FINAL: AtomicU64 = AtomicU64::new(0);
+static CLAIMS: AtomicU64 = AtomicU64::new(0);
+static CLAIMED_HEARTBEATS: AtomicU64 = AtomicU64::new(0);
+static CLAIMS_SLASHED: AtomicU64 = AtomicU64::new(0);
 static MEMORY_CHECKS: AtomicU64 = AtomicU64::new(0);
 /// The highest stable memory size seen, as a share (per mille) of its bound.
 static MEMORY_USE_PERMILLE: AtomicU64 = AtomicU64::new(0);
@@ -148,9 +171,15 @@ fn node(i: u8) -> Principal {
 /// as its daemon does (`job_view`, `job_chunk`), acknowledges each new
 /// assignment, heartbeats each running one once its heartbeat window opens
 /// (half an interval before it is due, so always within the interval and
-/// its grace), and reports a result for each job once
-/// [`HONEST_RUN_INTERVALS`] intervals of it are paid, well before its last
-/// (reserved slots are only heartbeated). A call answered
+/// its grace), and reports a result for each job. A one-off job runs at
+/// the offer's declared speed for [`HONEST_RUN_FUEL`]: each heartbeat
+/// reports the fuel burnt so far, as an honest daemon does (within the
+/// speed times the time since the bond held, never shrinking, within the
+/// budget read from `job_view`), and the result reports the whole run once
+/// it is done, well before the attempt's deadline; the job becomes final
+/// when its challenge window closes. A job in a reservation reports its
+/// result once [`HONEST_RUN_INTERVALS`] intervals of it are paid (reserved
+/// slots are only heartbeated). A call answered
 /// `Busy` or rejected is retried at once, a few times. It never misses a
 /// deadline; whatever attackers and faults do, it must never be slashed.
 fn honest() -> Principal {
@@ -174,6 +203,24 @@ fn zombie_node() -> Principal {
     principal(0x71)
 }
 
+/// A provider that claims fuel it never delivers: it offers one slot (see
+/// [`CLAIMER_PRICE`], [`CLAIMER_MEMORY_MIB`]), and on every turn of the
+/// honest provider heartbeats each job it holds on time, claiming all the
+/// fuel its declared speed allows, but never reports a result. Each such
+/// attempt must be slashed at its deadline and forfeit all it claimed.
+fn claimer() -> Principal {
+    principal(0x78)
+}
+fn claimer_node() -> Principal {
+    principal(0x79)
+}
+
+/// The buyer of the claimer's jobs, funded and otherwise idle (no random
+/// action cancels its jobs): it must get every such job's lock back whole.
+fn patron() -> Principal {
+    principal(0x7A)
+}
+
 /// The `n`-th throwaway principal: never funded, never registered.
 fn stranger(n: u64) -> Principal {
     let mut bytes = [0x5A; 29];
@@ -191,7 +238,9 @@ fn rotated_node(p: u8, generation: u8) -> Principal {
 
 /// Every provider whose assignments the world watches.
 fn watched_providers() -> impl Iterator<Item = Principal> {
-    (0..PROVIDERS).map(provider).chain([honest(), zombie()])
+    (0..PROVIDERS)
+        .map(provider)
+        .chain([honest(), zombie(), claimer()])
 }
 
 /// Bytes a job's spec stores beyond its fixed fields.
@@ -299,6 +348,11 @@ enum Action {
         nth: u8,
         call: ProviderCall,
     },
+    /// (8) The patron submits a job only the [`claimer`] takes (its offer is
+    /// posted first if it is not yet); the claimer heartbeats claimed fuel
+    /// and never reports a result: it must be slashed and paid nothing, the
+    /// patron must lose nothing (see [`World::check_claims`]).
+    Claim,
     /// (7) A provider rotates its node key (its profile, then its offer);
     /// the old key then tries every provider call on the provider's jobs.
     RotateKey { provider: u8, nth: u8 },
@@ -374,6 +428,7 @@ fn attack() -> impl Strategy<Value = Action> {
             }
         }),
         (any::<u8>(), any::<u8>()).prop_map(|(provider, nth)| Action::RotateKey { provider, nth }),
+        Just(Action::Claim),
     ]
 }
 
@@ -497,7 +552,7 @@ fn provider_call(call: ProviderCall, a: &Assignment) -> (&'static str, Vec<u8>) 
             encode(&vec![HeartbeatItem {
                 job_id: a.job_id,
                 attempt: a.attempt,
-                fuel_used: 1,
+                fuel_used: a.fuel_reported,
             }]),
         ),
         ProviderCall::HandBack => (
@@ -509,20 +564,41 @@ fn provider_call(call: ProviderCall, a: &Assignment) -> (&'static str, Vec<u8>) 
             encode(&SubmitResultArgs {
                 job_id: a.job_id,
                 attempt: a.attempt,
-                result: forged_result(),
+                result: forged_result(a.fuel_reported),
             }),
         ),
     }
 }
 
-fn forged_result() -> JobResult {
+/// A result reporting `fuel_used`.
+fn forged_result(fuel_used: u64) -> JobResult {
     JobResult {
         output: b"forged".to_vec(),
         output_sha256: [0; 32],
-        fuel_used: 5,
+        fuel_used,
         outcome: RunOutcome::Exited { code: 0 },
         engine: "chaos".into(),
     }
+}
+
+/// Whether `a`'s heartbeat window is open at `now`: from half an interval
+/// before its heartbeat is due (its deadline less the grace).
+fn heartbeat_due(a: &Assignment, now: u64) -> bool {
+    let due = a.next_deadline_ns.saturating_sub(GRACE_SECS * NANOS);
+    let window = heartbeat_window_opens_ns(due, a.interval_secs * NANOS);
+    a.next_deadline_ns != 0 && now >= window
+}
+
+/// The most cumulative fuel attempt `a` of a job with `budget` may report
+/// at `now`: its declared speed times the seconds since its bond held,
+/// within the budget.
+fn allowed_fuel(a: &Assignment, budget: u64, now: u64) -> u64 {
+    let Some(from) = a.counting_from_ns else {
+        return 0;
+    };
+    let allowed =
+        u128::from(a.fuel_per_sec) * u128::from(now.saturating_sub(from)) / u128::from(NANOS);
+    u64::try_from(allowed).unwrap_or(u64::MAX).min(budget)
 }
 
 /// Fails unless `answer` refuses: a reject, an error, or a heartbeat batch
@@ -582,6 +658,12 @@ struct World {
     late: Vec<(JobId, u32, Principal)>,
     /// Whether the zombie provider ever offered.
     zombie_offered: bool,
+    /// Whether the claimer's offer is posted.
+    claimer_offered: bool,
+    /// The fuel budget of each one-off job seen held, read from `job_view`.
+    budgets: BTreeMap<JobId, u64>,
+    /// Jobs whose result the honest provider reported (taken).
+    honest_reported: BTreeSet<JobId>,
     /// Each canister's stable memory size when the case began, and the
     /// most live work it held since (stable memory never shrinks).
     memory: BTreeMap<Principal, (u64, u64)>,
@@ -608,6 +690,10 @@ impl World {
             net.mint(attacker(a), 1_000 * ICP).unwrap();
             net.deposit(attacker(a), 100 * ICP).unwrap();
         }
+        net.onboard_provider(claimer(), claimer_node(), 50 * ICP)
+            .unwrap();
+        net.mint(patron(), 100 * ICP).unwrap();
+        net.deposit(patron(), 50 * ICP).unwrap();
         World {
             net,
             jobs: vec![],
@@ -623,6 +709,9 @@ impl World {
             honest_read: BTreeSet::new(),
             late: vec![],
             zombie_offered: false,
+            claimer_offered: false,
+            budgets: BTreeMap::new(),
+            honest_reported: BTreeSet::new(),
             memory: BTreeMap::new(),
         }
     }
@@ -645,6 +734,8 @@ impl World {
             slots,
             memory_per_slot_mib: 256,
             max_fuel_per_interval: 1_000_000,
+            price_per_gfuel: price,
+            fuel_per_sec: FUEL_PER_SEC,
             price_per_interval: price,
             ledger: self.net.ids.ledger,
             min_interval_secs: 1,
@@ -654,7 +745,7 @@ impl World {
     }
 
     /// The largest job a buyer may submit (about 1.2 MiB: 1 MiB of input,
-    /// 64 args and 64 env pairs of 1 KiB), at `price` per interval.
+    /// 64 args and 64 env pairs of 1 KiB), at `price` per billion fuel.
     fn largest_job(&self, price: Tokens, fill: u8) -> JobSpec {
         let text = |c: char| c.to_string().repeat(MAX_ARG_LEN);
         JobSpec {
@@ -667,11 +758,29 @@ impl World {
         }
     }
 
+    /// A job of [`JOB_GFUEL`] billion fuel at up to `price` per billion.
     fn spec(&self, price: Tokens, retries: u32) -> JobSpec {
         JobSpec {
             max_retries: retries,
-            ..self.net.url_job(INTERVAL, 5, price)
+            ..self.net.url_job(INTERVAL, JOB_GFUEL, price)
         }
+    }
+
+    /// The fuel budget of job `id`, as its provider reads it (`job_view`).
+    fn budget(&mut self, id: JobId) -> u64 {
+        if let Some(b) = self.budgets.get(&id) {
+            return *b;
+        }
+        let net = &self.net;
+        let view: Option<JobView> = net.query(net.ids.matcher, "job_view", &id).unwrap();
+        let budget = view
+            .unwrap_or_else(|| panic!("job {id} is held but has no view"))
+            .job
+            .spec
+            .limits
+            .fuel;
+        self.budgets.insert(id, budget);
+        budget
     }
 
     fn canister(&self, t: Target) -> Principal {
@@ -738,6 +847,7 @@ impl World {
                 call,
             } => self.late(provider, nth, call),
             Action::RotateKey { provider, nth } => self.rotate_key(provider, nth),
+            Action::Claim => self.claim(),
             Action::Fault { target, kind } => {
                 let kind = match kind {
                     Kind::Reject => FaultKind::Reject {
@@ -917,7 +1027,9 @@ impl World {
                 to(ids.matcher, provider(p), "withdraw_offer", encode(&o.id))
             }
             Action::Heartbeat { provider: p } => {
-                let items = heartbeat_items(&self.assignments(p), 1);
+                // Half a billion fuel more than before: refused as too
+                // fast early in an attempt, taken (into pending pay) later.
+                let items = heartbeat_items(&self.assignments(p), GFUEL / 2);
                 if items.is_empty() {
                     return None;
                 }
@@ -936,7 +1048,7 @@ impl World {
                     result: JobResult {
                         output: b"out".to_vec(),
                         output_sha256: [0; 32],
-                        fuel_used: 5,
+                        fuel_used: (a.fuel_reported + GFUEL).min(JOB_GFUEL as u64 * GFUEL),
                         outcome: RunOutcome::Exited {
                             code: if ok { 0 } else { 1 },
                         },
@@ -1042,6 +1154,7 @@ impl World {
             | Action::Zombie { .. }
             | Action::Pin { .. }
             | Action::Late { .. }
+            | Action::Claim
             | Action::RotateKey { .. } => return None,
         };
         Some(call)
@@ -1200,7 +1313,7 @@ impl World {
             let by = left.min(HONEST_TURN_SECS);
             self.net.advance(Duration::from_secs(by));
             self.observe_assignments();
-            self.honest_turn();
+            self.provider_turns();
             left -= by;
         }
     }
@@ -1213,6 +1326,7 @@ impl World {
             .unwrap_or_else(|e| panic!("the honest provider could not read its jobs: {e}"));
         let now = self.net.time_ns();
         let mut items = vec![];
+        let mut done = vec![];
         for a in &held {
             let runs = !matches!(a.kind, JobKind::ReservedSlot { .. });
             if runs && self.honest_read.insert((a.job_id, a.attempt)) {
@@ -1220,39 +1334,124 @@ impl World {
                     panic!("the honest provider could not read job {}: {e}", a.job_id)
                 });
                 assert_eq!(spec.input.len() as u64, a.input_bytes, "job {}", a.job_id);
+                self.budgets.insert(a.job_id, spec.limits.fuel);
             }
-            let due = a.next_deadline_ns.saturating_sub(GRACE_SECS * NANOS);
-            let window = heartbeat_window_opens_ns(due, a.interval_secs * NANOS);
-            if !a.acknowledged || (a.next_deadline_ns != 0 && now >= window) {
+            // A one-off job's run: the fuel burnt so far at the declared
+            // speed, up to the whole run.
+            let one_off = a.kind == JobKind::OneOff;
+            let (burnt, run) = if one_off {
+                let budget = self.budget(a.job_id);
+                let run = HONEST_RUN_FUEL.min(budget);
+                (allowed_fuel(a, budget, now).min(run), run)
+            } else {
+                (0, 0)
+            };
+            if !a.acknowledged || heartbeat_due(a, now) {
                 items.push(HeartbeatItem {
                     job_id: a.job_id,
                     attempt: a.attempt,
-                    fuel_used: 0,
+                    fuel_used: burnt.max(a.fuel_reported),
                 });
+            }
+            let finished = if one_off {
+                burnt == run
+            } else {
+                a.intervals_paid >= HONEST_RUN_INTERVALS
+            };
+            if a.acknowledged && runs && finished {
+                done.push((a.job_id, a.attempt, run.max(a.fuel_reported)));
             }
         }
         if !items.is_empty() {
             HONEST_HEARTBEATS.fetch_add(items.len() as u64, Ordering::Relaxed);
             self.honest_call("heartbeat", encode(&items));
         }
-        // Jobs that have run for their intervals: report them.
-        for a in held.iter().filter(|a| {
-            a.acknowledged
-                && a.intervals_paid >= HONEST_RUN_INTERVALS
-                && !matches!(a.kind, JobKind::ReservedSlot { .. })
-        }) {
+        // Jobs that have run: report them.
+        for (job_id, attempt, fuel) in done {
             let args = SubmitResultArgs {
-                job_id: a.job_id,
-                attempt: a.attempt,
+                job_id,
+                attempt,
                 result: JobResult {
                     output: b"out".to_vec(),
-                    ..forged_result()
+                    ..forged_result(fuel)
                 },
             };
             if self.honest_call("submit_result", encode(&args)) {
                 HONEST_RESULTS.fetch_add(1, Ordering::Relaxed);
+                self.honest_reported.insert(job_id);
             }
         }
+    }
+
+    /// One turn of the [`claimer`]'s node: a heartbeat for each job it
+    /// holds whose heartbeat is due, claiming all the fuel the declared
+    /// speed allows by now. It never reports a result.
+    fn claimer_turn(&mut self) {
+        if !self.claimer_offered {
+            return;
+        }
+        let held = self.net.assignments(claimer()).unwrap();
+        let now = self.net.time_ns();
+        let mut items = vec![];
+        for a in held
+            .iter()
+            .filter(|a| !a.acknowledged || heartbeat_due(a, now))
+        {
+            let budget = self.budget(a.job_id);
+            items.push(HeartbeatItem {
+                job_id: a.job_id,
+                attempt: a.attempt,
+                fuel_used: allowed_fuel(a, budget, now).max(a.fuel_reported),
+            });
+        }
+        if !items.is_empty() {
+            Self::attack_call(items.len() * 16);
+            CLAIMED_HEARTBEATS.fetch_add(items.len() as u64, Ordering::Relaxed);
+            let _ = self.net.devnet().update_call(
+                self.net.ids.matcher,
+                claimer_node(),
+                "heartbeat",
+                encode(&items),
+            );
+        }
+    }
+
+    /// The turns of the honest provider and of the claimer.
+    fn provider_turns(&mut self) {
+        self.honest_turn();
+        self.claimer_turn();
+    }
+
+    /// [`Action::Claim`].
+    fn claim(&mut self) {
+        if !self.claimer_offered {
+            let spec = OfferSpec {
+                memory_per_slot_mib: CLAIMER_MEMORY_MIB,
+                ..self.offer_spec(CLAIMER_PRICE, 1)
+            };
+            Self::attack_call(200);
+            // A fault on the way (the registry can't be reached) ends the
+            // attempt; the next one posts again.
+            if self.net.post_offer(claimer(), &spec).is_err() {
+                return;
+            }
+            self.claimer_offered = true;
+        }
+        CLAIMS.fetch_add(1, Ordering::Relaxed);
+        let spec = JobSpec {
+            limits: JobLimits {
+                memory_mib: CLAIMER_MEMORY_MIB,
+                fuel: u64::from(JOB_GFUEL) * GFUEL,
+            },
+            ..self.spec(CLAIMER_PRICE, 0)
+        };
+        self.send(Call {
+            canister: self.net.ids.matcher,
+            caller: patron(),
+            method: "submit_job",
+            arg: encode(&spec),
+            reply: Reply::Job(patron(), spec_bytes(&spec)),
+        });
     }
 
     /// A call of the honest provider's node, made again at once (up to four
@@ -1556,12 +1755,10 @@ impl World {
             held <= MAX_MODULES_PER_UPLOADER as usize,
             "{who} stores {held} modules"
         );
-        let job_on = |memory_mib: u32, fuel_per_interval: u64| JobSpec {
+        let budget = u64::from(JOB_GFUEL) * GFUEL;
+        let job_on = |memory_mib: u32, fuel: u64| JobSpec {
             module: ModuleSource::Stored { sha256 },
-            limits: JobLimits {
-                memory_mib,
-                fuel_per_interval,
-            },
+            limits: JobLimits { memory_mib, fuel },
             ..self.spec(HONEST_PRICE, 0)
         };
         let to = |spec: &JobSpec, reply| Call {
@@ -1572,9 +1769,9 @@ impl World {
             reply,
         };
         let extreme = [
-            (job_on(u32::MAX, 1_000), "a job asking for u32::MAX MiB"),
+            (job_on(u32::MAX, budget), "a job asking for u32::MAX MiB"),
             (
-                job_on(64, MAX_FUEL_PER_INTERVAL + 1),
+                job_on(64, MAX_JOB_FUEL + 1),
                 "a job asking for more than the most fuel",
             ),
         ];
@@ -1583,7 +1780,7 @@ impl World {
             .map(|(spec, what)| to(spec, Reply::Refused(what)))
             .collect();
         // No offer has 4 GiB: it rests, to expire after a day.
-        let resting = job_on(MAX_JOB_MEMORY_MIB, 1_000);
+        let resting = job_on(MAX_JOB_MEMORY_MIB, budget);
         calls.push(to(&resting, Reply::Job(who, spec_bytes(&resting))));
         for c in calls {
             Self::attack_call(c.arg.len());
@@ -1808,34 +2005,41 @@ impl World {
         MEMORY_CHECKS.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Records the assignments the matcher holds now. A job in a reserved
-    /// slot is paid nothing of its own, but answers for a missed deadline
-    /// at the price of the slot it runs in (held by the same provider).
+    /// Records the assignments the matcher holds now, with what a missed
+    /// deadline of each costs its provider: the slash multiple times what
+    /// the attempt answers for, never below the market's smallest slash. A
+    /// one-off job answers for its value (its fuel budget at the agreed
+    /// price per billion fuel), a reserved slot for its price per interval;
+    /// a job in a reserved slot is paid nothing of its own, but answers at
+    /// the price of the slot it runs in (held by the same provider).
     fn observe_assignments(&mut self) {
         let watched: Vec<Principal> = watched_providers()
             .filter(|p| *p != zombie() || self.zombie_offered)
+            .filter(|p| *p != claimer() || self.claimer_offered)
             .collect();
         for p in watched {
             let held = self.net.assignments(p).unwrap();
             let slot_price = |reservation: u64| {
                 held.iter().find_map(|s| match s.kind {
                     JobKind::ReservedSlot { reservation: r, .. } if r == reservation => {
-                        Some(s.price_per_interval)
+                        Some(s.price)
                     }
                     _ => None,
                 })
             };
             for a in &held {
-                let price = match a.kind {
+                let value = match a.kind {
                     JobKind::InReservation { reservation } => {
-                        slot_price(reservation).unwrap_or(a.price_per_interval)
+                        slot_price(reservation).unwrap_or(a.price)
                     }
-                    _ => a.price_per_interval,
+                    JobKind::OneOff => {
+                        let budget = self.budget(a.job_id);
+                        fuel_cost(budget, a.price).expect("a job's value fits")
+                    }
+                    _ => a.price,
                 };
-                self.assigned.insert(
-                    (a.job_id, a.attempt),
-                    (p, price * Tokens::from(SLASH_MULTIPLE)),
-                );
+                let slash = (value * Tokens::from(SLASH_MULTIPLE)).max(DEFAULT_MIN_SLASH);
+                self.assigned.insert((a.job_id, a.attempt), (p, slash));
             }
         }
     }
@@ -1969,7 +2173,7 @@ impl World {
             self.apply(a);
             self.net.tick();
             self.observe_assignments();
-            self.honest_turn();
+            self.provider_turns();
             self.check_mid_flight();
             STEPS.fetch_add(1, Ordering::Relaxed);
         }
@@ -1982,7 +2186,7 @@ impl World {
             self.net.advance(Duration::from_secs(10));
             self.observe_assignments();
             self.check_traps();
-            self.honest_turn();
+            self.provider_turns();
         }
     }
 
@@ -2112,11 +2316,110 @@ impl World {
             self.check_events(),
             "the audit and the registry's log disagree on what was slashed"
         );
+        self.check_honest_paid();
+        self.check_claims();
         SLASHES.fetch_add(audit.slashes as u64, Ordering::Relaxed);
         SLASHED.fetch_add(audit.slashed as u64, Ordering::Relaxed);
         LOCKS.fetch_add(audit.locks as u64, Ordering::Relaxed);
         DROPPED.fetch_add(self.dropped_slashes().len() as u64, Ordering::Relaxed);
         CHECKS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl World {
+    /// Once every job has ended: each job whose result the honest
+    /// provider reported became final (its challenge window closed) and
+    /// succeeded on it, nothing of its pay is still pending, and its
+    /// claimable balance holds at least the bills of those jobs (it never
+    /// withdraws; reserved slots and cancelled jobs pay it too).
+    fn check_honest_paid(&self) {
+        let net = &self.net;
+        let mut bills: Tokens = 0;
+        let reported: BTreeMap<JobId, Tokens> = events::<MatcherEvent>(net, net.ids.matcher)
+            .into_iter()
+            .filter_map(|e| match e {
+                MatcherEvent::ResultReported {
+                    job_id,
+                    provider,
+                    bill,
+                    ..
+                } if provider == honest() => Some((job_id, bill)),
+                _ => None,
+            })
+            .collect();
+        for id in &self.honest_reported {
+            let job: Option<Job> = net.query(net.ids.matcher, "get_job", id).unwrap();
+            let job = job.expect("job exists");
+            assert_eq!(
+                (job.status, job.provider),
+                (JobStatus::Succeeded, Some(honest())),
+                "job {id}, whose result the honest provider reported, did not become final"
+            );
+            if job.kind == JobKind::OneOff {
+                bills += reported
+                    .get(id)
+                    .unwrap_or_else(|| panic!("job {id}: no ResultReported event"));
+                HONEST_FINAL.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let b = net.escrow_balance(honest()).unwrap();
+        assert_eq!(b.pending, 0, "the honest provider's pay is still pending");
+        assert!(
+            b.claimable >= bills,
+            "the honest provider can claim {}, less than its final jobs' bills {bills}",
+            b.claimable
+        );
+    }
+
+    /// Once every job has ended: the claimer, which claimed fuel and never
+    /// reported a result, was slashed for every attempt it held and paid
+    /// nothing (no pending pay, nothing claimable), and the patron got the
+    /// lock of each of its jobs back whole.
+    fn check_claims(&self) {
+        let net = &self.net;
+        let missed: BTreeSet<(JobId, u32)> = events::<MatcherEvent>(net, net.ids.matcher)
+            .into_iter()
+            .filter_map(|e| match e {
+                MatcherEvent::DeadlineMissed {
+                    job_id,
+                    provider,
+                    attempt,
+                    slashed,
+                } if provider == claimer() && slashed > 0 => Some((job_id, attempt)),
+                _ => None,
+            })
+            .collect();
+        for (job, attempt) in self
+            .assigned
+            .iter()
+            .filter(|(_, (p, _))| *p == claimer())
+            .map(|(k, _)| *k)
+        {
+            assert!(
+                missed.contains(&(job, attempt)),
+                "the claimer held job {job} attempt {attempt} without a result and was not slashed"
+            );
+            CLAIMS_SLASHED.fetch_add(1, Ordering::Relaxed);
+        }
+        let b = net.escrow_balance(claimer()).unwrap();
+        assert_eq!(
+            (b.pending, b.claimable),
+            (0, 0),
+            "the claimer was paid for fuel it never delivered"
+        );
+        for (_, id) in self.jobs.iter().filter(|(o, _)| *o == patron()) {
+            let lock: Option<market_api::escrow::JobLock> = net
+                .query(net.ids.escrow, "get_lock", &format!("job/{id}"))
+                .unwrap();
+            let lock = lock.unwrap_or_else(|| panic!("job {id}: no lock"));
+            assert!(
+                lock.settled
+                    && lock.released == 0
+                    && lock.pending.is_empty()
+                    && lock.refunded == lock.total,
+                "the patron lost part of job {id}'s lock: {lock:?}"
+            );
+        }
     }
 }
 
@@ -2228,12 +2531,19 @@ fn report() {
         REFUSALS_ASSERTED.load(Ordering::Relaxed),
     );
     eprintln!(
-        "chaos: the honest provider sent {} heartbeat items and {} results ({} calls retried), never slashed; \
+        "chaos: the claimer took {} jobs, sent {} heartbeat items claiming fuel, and was slashed for {} attempts, paid nothing",
+        CLAIMS.load(Ordering::Relaxed),
+        CLAIMED_HEARTBEATS.load(Ordering::Relaxed),
+        CLAIMS_SLASHED.load(Ordering::Relaxed),
+    );
+    eprintln!(
+        "chaos: the honest provider sent {} heartbeat items and {} results ({} calls retried; {} one-off jobs final and paid), never slashed; \
          {} stable memory checks, highest use {} per mille of a bound's headroom; \
          finished jobs held up to {} bytes in one case",
         HONEST_HEARTBEATS.load(Ordering::Relaxed),
         HONEST_RESULTS.load(Ordering::Relaxed),
         HONEST_RETRIES.load(Ordering::Relaxed),
+        HONEST_FINAL.load(Ordering::Relaxed),
         MEMORY_CHECKS.load(Ordering::Relaxed),
         MEMORY_USE_PERMILLE.load(Ordering::Relaxed),
         RETAINED_IF_KEPT.load(Ordering::Relaxed),
@@ -2608,5 +2918,39 @@ fn an_injected_trap_is_not_taken_for_a_canister_trap() {
         },
     ]);
     assert_eq!(world.jobs.len(), 1, "the lock's answer is retried");
+    world.finish();
+}
+
+/// The claimer on its own: the patron's job goes to it, it heartbeats all
+/// the fuel its speed allows (paid into its pending balance) and never
+/// reports; its attempt is slashed at the deadline and forfeits that pay,
+/// and the patron's lock comes back whole (see [`World::check_claims`],
+/// which `finish` runs).
+#[test]
+fn a_provider_claiming_fuel_without_results_is_slashed_and_paid_nothing() {
+    let mut world = World::with_honest();
+    world.steps(&[
+        Action::Claim,
+        Action::Advance { secs: 60 },
+        Action::Advance { secs: 60 },
+    ]);
+    let net = &world.net;
+    let claimed: Tokens = events::<MatcherEvent>(net, net.ids.matcher)
+        .into_iter()
+        .filter_map(|e| match e {
+            MatcherEvent::FuelPaid {
+                provider, amount, ..
+            } if provider == claimer() => Some(amount),
+            _ => None,
+        })
+        .sum();
+    assert!(claimed > 0, "the claimer's heartbeats were paid nothing");
+    let held: Vec<(JobId, u32)> = world
+        .assigned
+        .iter()
+        .filter(|(_, (p, _))| *p == claimer())
+        .map(|(k, _)| *k)
+        .collect();
+    assert_eq!(held.len(), 1, "the claimer took the patron's job");
     world.finish();
 }

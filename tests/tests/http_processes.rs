@@ -31,6 +31,13 @@ use sha2::Digest;
 const SPEED: u32 = 10;
 /// Iterations of the long job (`cpu-kernel int N`): a few seconds of work.
 const LONG_JOB_ITERATIONS: &str = "2000000000";
+/// Fuel budget of the long job (`cpu-kernel int N`): more than it needs.
+const LONG_JOB_FUEL: &str = "200000000000";
+/// The speed the providers declare, in fuel per devnet second: a tenth of
+/// what a debug-built node runs per real second, at [`SPEED`].
+const FUEL_PER_SEC: &str = "10000000";
+/// How long a result stays open to challenge, in devnet seconds.
+const CHALLENGE_WINDOW_SECS: u64 = 30;
 /// One ICP in e8s.
 const ICP: u128 = 100_000_000;
 /// The local ledger's transfer fee.
@@ -353,7 +360,8 @@ fn start() -> Scene {
     );
     let matcher_arg = format!(
         "(record {{ registry = principal \"{registry}\"; escrow = principal \"{escrow}\"; \
-         stake_ledger = principal \"{ledger}\"; grace_secs = 10; bond_multiple = 10; slash_multiple = 5 }})"
+         stake_ledger = principal \"{ledger}\"; grace_secs = 10; bond_multiple = 10; slash_multiple = 5; \
+         challenge_window_secs = opt {CHALLENGE_WINDOW_SECS} }})"
     );
     let install = |name: &str, arg: &str| format!("{name}={}:{arg}", canister(name).display());
     let speed = SPEED.to_string();
@@ -464,7 +472,21 @@ fn providers_and_a_buyer_as_processes_over_http() {
         let out = s.provider(n, &["stake", "10"]);
         assert!(out.stdout.contains("staked 10 ICP"), "{}", out.stdout);
         let price = format!("0.00{n}");
-        let out = s.provider(n, &["offer", "post", "--price", &price, "--slots", "2"]);
+        let out = s.provider(
+            n,
+            &[
+                "offer",
+                "post",
+                "--price-per-gfuel",
+                &price,
+                "--fuel-per-sec",
+                FUEL_PER_SEC,
+                "--price-per-interval",
+                &price,
+                "--slots",
+                "2",
+            ],
+        );
         assert!(out.stdout.contains("posted"), "{}", out.stdout);
     }
     for n in [1u8, 2] {
@@ -494,8 +516,10 @@ fn providers_and_a_buyer_as_processes_over_http() {
         sha256sum.to_str().unwrap(),
         "--input",
         input.to_str().unwrap(),
-        "--max-price",
+        "--max-price-per-gfuel",
         "0.002",
+        "--fuel",
+        "1000000000",
         "--interval-secs",
         "20",
     ]);
@@ -509,26 +533,25 @@ fn providers_and_a_buyer_as_processes_over_http() {
     let p2 = s.principal("provider-2");
     assert!(
         out.stderr
-            .contains(&format!("{p1} at 0.001 ICP per interval")),
+            .contains(&format!("{p1} at 0.001 ICP per billion fuel")),
         "the cheaper provider takes the job:\n{}",
         out.stderr
     );
     eprintln!("sha256 job done after {:.1?}", started.elapsed());
 
     // A long job starts on provider-1, whose daemon is killed after its
-    // first paid interval: it is slashed, provider-2 finishes the job.
+    // first heartbeat reporting fuel: it is slashed, its pending pay is
+    // forfeited, and provider-2 finishes the job.
     let kernel = kernel.to_str().unwrap();
     let long = s.market(&[
         "submit",
         kernel,
-        "--max-price",
+        "--max-price-per-gfuel",
         "0.002",
         "--interval-secs",
         "20",
-        "--intervals",
-        "40",
         "--fuel",
-        "10000000000",
+        LONG_JOB_FUEL,
         "--",
         "int",
         LONG_JOB_ITERATIONS,
@@ -541,10 +564,10 @@ fn providers_and_a_buyer_as_processes_over_http() {
         &["--identity", alice_pem.to_str().unwrap(), "watch", &id],
     );
     let watch_log = s.path("watch.log");
-    wait_for_line(&watch_log, "intervals paid", Duration::from_secs(30));
+    wait_for_line(&watch_log, "fuel reported", Duration::from_secs(30));
     let log = std::fs::read_to_string(&watch_log).unwrap();
     assert!(
-        log.contains(&format!("{p1} at 0.001 ICP per interval")),
+        log.contains(&format!("{p1} at 0.001 ICP per billion fuel")),
         "the long job runs on provider-1 first:\n{log}"
     );
     s.daemons[0].kill();
@@ -555,10 +578,10 @@ fn providers_and_a_buyer_as_processes_over_http() {
         "{log}"
     );
     assert!(
-        log.contains(&format!("{p2} at 0.002 ICP per interval")),
+        log.contains(&format!("{p2} at 0.002 ICP per billion fuel")),
         "the long job moves to provider-2:\n{log}"
     );
-    assert!(log.contains(&format!("job {id} succeeded")), "{log}");
+    assert!(log.contains(&format!("job {id}: result in")), "{log}");
     let result = s.market(&["result", &id]);
     let local = s.ok(
         &bin("provider-node"),
@@ -566,7 +589,7 @@ fn providers_and_a_buyer_as_processes_over_http() {
             "exec",
             kernel,
             "--fuel",
-            "400000000000",
+            LONG_JOB_FUEL,
             "--timeout",
             "60",
             "--",
@@ -611,14 +634,12 @@ fn providers_and_a_buyer_as_processes_over_http() {
     let third = s.market(&[
         "submit",
         kernel,
-        "--max-price",
+        "--max-price-per-gfuel",
         "0.002",
         "--interval-secs",
         "40",
-        "--intervals",
-        "20",
         "--fuel",
-        "10000000000",
+        LONG_JOB_FUEL,
         "--",
         "int",
         LONG_JOB_ITERATIONS,
@@ -634,7 +655,7 @@ fn providers_and_a_buyer_as_processes_over_http() {
     // (4 s at this speed) and before the job's few seconds of work end.
     wait_for_line(
         &watch_log,
-        &format!("running on {p2} at 0.002 ICP per interval"),
+        &format!("running on {p2} at 0.002 ICP per billion fuel"),
         Duration::from_secs(30),
     );
     s.daemons[1].kill();
@@ -648,7 +669,7 @@ fn providers_and_a_buyer_as_processes_over_http() {
     eprintln!("provider-2 restarted after {:.1?}", started.elapsed());
     let log = watched_to_the_end(&mut watch, &watch_log, &id3);
     assert!(!log.contains("re-queued"), "{log}");
-    assert!(log.contains(&format!("job {id3} succeeded")), "{log}");
+    assert!(log.contains(&format!("job {id3}: result in")), "{log}");
     wait_for_line(
         &s.path("provider-2-restarted.log"),
         &format!("job_id={id3} attempt=1 resumed=true"),
@@ -658,11 +679,24 @@ fn providers_and_a_buyer_as_processes_over_http() {
     assert_eq!(result.stdout, local.stdout, "job {id3} ran to its end");
     eprintln!("job {id3} done after {:.1?}", started.elapsed());
 
+    // Each job becomes final when its challenge window closes: then the
+    // providers' pending pay is claimable and nothing stays locked.
+    let end = Instant::now() + Duration::from_secs(60);
+    let jobs = loop {
+        let jobs = s.market(&["jobs"]).stdout;
+        if jobs.matches("Succeeded").count() == 3 || Instant::now() > end {
+            break jobs;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(jobs.matches("Succeeded").count(), 3, "{jobs}");
+
     // The accounts as the tools show them.
     let status1 = s.provider(1, &["status"]).stdout;
     let status2 = s.provider(2, &["status"]).stdout;
     let balance = s.market(&["balance"]).stdout;
-    let slash = 5 * 100_000; // slash_multiple x provider-1's price
+    // slash_multiple x the long job's value: its budget at provider-1's price.
+    let slash = 5 * (LONG_JOB_FUEL.parse::<u128>().unwrap() / 1_000_000_000) * 100_000;
     assert_eq!(amount_after(&status1, "slashed so far"), slash, "{status1}");
     assert_eq!(
         amount_after(&status1, "stake        free"),
@@ -681,13 +715,13 @@ fn providers_and_a_buyer_as_processes_over_http() {
     }
     let earned1 = amount_after(&status1, "earnings");
     let earned2 = amount_after(&status2, "earnings");
+    // Provider-1 is paid the fuel of job 1 only: the fuel it reported of
+    // the long job was forfeited with its slash. Provider-2 is paid the
+    // fuel of the long job and the third.
+    assert!(earned1 > 0, "provider-1 was paid for job 1: {status1}");
     assert!(
-        earned1 >= 2 * 100_000,
-        "provider-1 was paid for job 1 and at least one interval: {status1}"
-    );
-    assert!(
-        earned2 >= 200_000,
-        "provider-2 was paid for the rest: {status2}"
+        earned2 > earned1,
+        "provider-2 was paid for the long jobs: {status2}"
     );
     assert_eq!(
         amount_after(&balance, "wallet"),
@@ -714,8 +748,6 @@ fn providers_and_a_buyer_as_processes_over_http() {
         ICP - earned1 - earned2 + slash - 2 * FEE - storage_fees,
         "{balance}"
     );
-    let jobs = s.market(&["jobs"]).stdout;
-    assert_eq!(jobs.matches("Succeeded").count(), 3, "{jobs}");
 
     // provider-2 stops cleanly on SIGTERM.
     let pid = s.daemons[2].child.id().to_string();
