@@ -178,6 +178,17 @@ pub async fn watch<T: Transport>(
         for event in job_events(last.as_ref(), &job) {
             console.line(describe_event(id, &event));
         }
+        // A provider newly holding the job: what it did before, if the
+        // registry answers (the record is advice, no reason to stop).
+        let holder = job
+            .provider
+            .filter(|_| matches!(job.status, JobStatus::Assigned | JobStatus::Running));
+        if let Some(p) = holder
+            && last.as_ref().and_then(|l| l.provider) != Some(p)
+            && let Ok(Some(record)) = client.track_record(p).await
+        {
+            console.line(format!("job {id}: {p} has a record of {record}"));
+        }
         if result_in(&job) {
             return Ok(Some(job));
         }

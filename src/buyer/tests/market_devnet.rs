@@ -363,6 +363,7 @@ async fn run_uploads_once_pays_a_provider_and_returns_the_jobs_stdout() {
         "uploading module",
         &format!("submitted job {}: up to 0.01 ICP locked", job.id),
         "running on",
+        "has a record of ",
         "fuel reported",
         "result in, challenge window open until",
     ] {
