@@ -151,6 +151,8 @@ static MEMORY_USE_PERMILLE: AtomicU64 = AtomicU64::new(0);
 /// The most bytes a case's finished jobs held when submitted: what the
 /// matcher would keep if it kept finished jobs whole.
 static RETAINED_IF_KEPT: AtomicU64 = AtomicU64::new(0);
+/// Late calls that found their job's term already over (no slash due).
+static LATE_TERM_ENDED: AtomicU64 = AtomicU64::new(0);
 
 fn buyer(i: u8) -> Principal {
     principal(10 + i % BUYERS)
@@ -1812,6 +1814,11 @@ impl World {
             .min()
             .unwrap_or(u64::MAX);
         let past = a.next_deadline_ns + NANOS;
+        let job_now = |net: &MarketFixture| -> Job {
+            let job: Option<Job> = net.query(net.ids.matcher, "get_job", &a.job_id).unwrap();
+            job.expect("a held job exists")
+        };
+        let retries_before = job_now(&self.net).retries_used;
         let (method, arg) = provider_call(call, &a);
         let node = self.node_of(p);
         let matcher = self.net.ids.matcher;
@@ -1837,7 +1844,26 @@ impl World {
             self.net.devnet().update_call(matcher, node, method, arg)
         };
         assert_refused("a provider's call past its deadline", &answer);
-        self.late.push((a.job_id, a.attempt, provider(p)));
+        let after = job_now(&self.net);
+        let missed = after.retries_used > retries_before || after.status == JobStatus::Failed;
+        if missed || after.kind == JobKind::OneOff {
+            self.late.push((a.job_id, a.attempt, provider(p)));
+        } else {
+            // No deadline was missed: the term ended first. A reserved
+            // slot's paid intervals ran out (it expires unslashed), or a
+            // job in a slot lost its slot that way and went back to its
+            // reservation's queue (or ended with the reservation).
+            assert!(
+                matches!(
+                    after.status,
+                    JobStatus::Expired | JobStatus::Open | JobStatus::Assigned
+                ),
+                "job {} called past its deadline was neither slashed nor out of its term: {:?}",
+                a.job_id,
+                after.status
+            );
+            LATE_TERM_ENDED.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// [`Action::RotateKey`].
@@ -2513,8 +2539,8 @@ fn report() {
     eprintln!(
         "chaos: attackers made {} calls ({} bytes) from {} throwaway principals and {} funded ones: \
          {} oversized jobs, {} submit-and-cancel rounds, {} floods, {} zombie offers \
-         ({} early results refused), {} modules pinned, {} late calls ({} before the timer), \
-         {} key rotations; {} refusals asserted",
+         ({} early results refused), {} modules pinned, {} late calls ({} before the timer, {} after \
+         their term ended), {} key rotations; {} refusals asserted",
         ATTACK_CALLS.load(Ordering::Relaxed),
         ATTACK_BYTES.load(Ordering::Relaxed),
         STRANGERS.load(Ordering::Relaxed),
@@ -2527,6 +2553,7 @@ fn report() {
         MODULES_PINNED.load(Ordering::Relaxed),
         LATE_CALLS.load(Ordering::Relaxed),
         LATE_BEFORE_TIMER.load(Ordering::Relaxed),
+        LATE_TERM_ENDED.load(Ordering::Relaxed),
         ROTATIONS.load(Ordering::Relaxed),
         REFUSALS_ASSERTED.load(Ordering::Relaxed),
     );

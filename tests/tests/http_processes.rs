@@ -188,6 +188,16 @@ fn amount_after(text: &str, label: &str) -> u128 {
     e8s(amount)
 }
 
+/// The storage fee `market` said it paid: the amount in `…, 0.0001 ICP
+/// storage fee paid`.
+fn storage_fee_paid(text: &str) -> u128 {
+    let end = text
+        .find(" ICP storage fee paid")
+        .unwrap_or_else(|| panic!("no storage fee in:\n{text}"));
+    let start = text[..end].rfind(' ').map_or(0, |i| i + 1);
+    e8s(&text[start..end])
+}
+
 /// The body of `GET http://{addr}{path}` (HTTP/1.0, so the server closes).
 fn http_get(addr: &str, path: &str) -> String {
     use std::io::{Read, Write};
@@ -736,7 +746,7 @@ fn providers_and_a_buyer_as_processes_over_http() {
     // Each small job paid one ledger fee for its storage, as `market` said.
     let storage_fees: u128 = [&out, &long, &third]
         .iter()
-        .map(|o| amount_after(&o.stderr, "each), "))
+        .map(|o| storage_fee_paid(&o.stderr))
         .sum();
     assert_eq!(storage_fees, 3 * FEE);
     // The buyer paid exactly what the providers earned and received the
