@@ -126,10 +126,11 @@ impl BookOffer {
 /// against the current record when it bonds the stake; a provider it
 /// refuses is passed over for the job.
 fn record_may_meet(record: &TrackRecord, req: &RecordRequirement) -> bool {
-    record.jobs_completed >= req.min_jobs_completed
-        && req
-            .max_deadlines_missed
-            .is_none_or(|m| record.deadlines_missed <= m)
+    let counts_only = RecordRequirement {
+        no_failed_audit_within_secs: None,
+        ..req.clone()
+    };
+    record.meets(&counts_only, 0)
 }
 
 /// Book depth of one ledger, best prices first.
