@@ -26,6 +26,7 @@ fn offer(net: &MarketFixture, price: u128) -> OfferSpec {
         min_interval_secs: 1,
         max_interval_secs: 3_600,
         tags: vec![],
+        audits: None,
     }
 }
 

@@ -45,6 +45,7 @@ fn slashed_job() -> (MarketFixture, JobId) {
             min_interval_secs: 1,
             max_interval_secs: 3_600,
             tags: vec![],
+            audits: None,
         },
     )
     .unwrap();

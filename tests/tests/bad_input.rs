@@ -219,6 +219,7 @@ fn fixture(net: &MarketFixture) -> Fixture {
                 min_interval_secs: 10,
                 max_interval_secs: 100,
                 tags: vec![],
+                audits: None,
             },
         )
         .unwrap();
@@ -453,6 +454,7 @@ fn boundary_numbers_are_refused_cleanly() {
         },
         JobSpec {
             callback: Some(String::new()),
+            audit_ppm: None,
             ..base.clone()
         },
         JobSpec {
@@ -526,6 +528,7 @@ fn boundary_numbers_are_refused_cleanly() {
         min_interval_secs: 10,
         max_interval_secs: 100,
         tags: vec![],
+        audits: None,
     };
     let bad_offers = [
         OfferSpec {
@@ -554,6 +557,7 @@ fn boundary_numbers_are_refused_cleanly() {
         },
         OfferSpec {
             tags: vec!["t".into(); 17],
+            audits: None,
             ..offer.clone()
         },
     ];

@@ -743,6 +743,7 @@ impl World {
             min_interval_secs: 1,
             max_interval_secs: 3_600,
             tags: vec![],
+            audits: None,
         }
     }
 

@@ -82,6 +82,14 @@ pub async fn deliver<A: CandidType>(
         .map_err(CallError::from)
 }
 
+/// 32 random bytes from the management canister's `raw_rand`, unbiased
+/// and unpredictable to anyone before the call is answered.
+pub async fn raw_rand() -> Result<Vec<u8>, CallError> {
+    let bytes: serde_bytes::ByteBuf =
+        call(Principal::management_canister(), "raw_rand", &()).await?;
+    Ok(bytes.into_vec())
+}
+
 /// Declares a client of one of our canisters: a `Copy` wrapper of the
 /// canister's id whose every method makes a bounded-wait [`call`] of the
 /// canister method of its name, with its arguments, and answers the decoded

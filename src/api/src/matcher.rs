@@ -74,7 +74,22 @@ pub struct MatcherInit {
     /// goes back to the buyer (default [`DEFAULT_CHALLENGE_WINDOW_SECS`]).
     #[serde(default)]
     pub challenge_window_secs: Option<u64>,
+    /// The least probability that a one-off job's result is audited (run
+    /// again by another provider and compared), in parts per million
+    /// (default [`DEFAULT_MIN_AUDIT_PPM`], at most [`AUDIT_ALWAYS_PPM`]). A
+    /// bid may ask for more. A job's bond covers its value divided by its
+    /// probability, so a lie's expected slash exceeds what it earns. 0
+    /// turns random audits off (a test market): only jobs whose bids ask
+    /// for audits are audited or may be disputed, and nothing makes a lie
+    /// in the others unprofitable.
+    #[serde(default)]
+    pub min_audit_ppm: Option<u32>,
 }
+
+/// [`MatcherInit::min_audit_ppm`] when unset: one result in twenty.
+pub const DEFAULT_MIN_AUDIT_PPM: u32 = 50_000;
+/// An audit probability of one: every result is audited.
+pub const AUDIT_ALWAYS_PPM: u32 = 1_000_000;
 
 /// [`MatcherInit::min_slash`] when unset: ten ICP ledger fees.
 pub const DEFAULT_MIN_SLASH: Tokens = 100_000;
@@ -90,6 +105,39 @@ impl MatcherInit {
         self.challenge_window_secs
             .unwrap_or(DEFAULT_CHALLENGE_WINDOW_SECS)
     }
+
+    /// The least audit probability of a one-off job, in parts per million.
+    pub fn min_audit_ppm(&self) -> u32 {
+        self.min_audit_ppm
+            .unwrap_or(DEFAULT_MIN_AUDIT_PPM)
+            .min(AUDIT_ALWAYS_PPM)
+    }
+
+    /// Checks the configuration: an audit probability is at most one, and
+    /// a bond at least the job's value (so a caught lie always costs more
+    /// than the job paid).
+    pub fn check(&self) -> Result<(), String> {
+        if self.min_audit_ppm.is_some_and(|p| p > AUDIT_ALWAYS_PPM) {
+            return Err(format!(
+                "min_audit_ppm is at most {AUDIT_ALWAYS_PPM} (always)"
+            ));
+        }
+        if self.bond_multiple == 0 {
+            return Err("bond_multiple must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// The seed of a job's deterministic random sources (its clocks and random
+/// bytes): a function of the job's id, so anyone re-running the job derives
+/// the same one. An audit run is given the seed of the job it re-runs.
+pub fn job_seed(job_id: JobId) -> Sha256 {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(b"market-job-seed");
+    h.update(job_id.to_le_bytes());
+    h.finalize().into()
 }
 
 /// What `fuel` costs at `price_per_gfuel` per billion fuel, rounded down:
@@ -228,12 +276,19 @@ pub struct JobSpec {
     pub max_retries: u32,
     /// A method on the calling canister to receive the result, if any.
     pub callback: Option<String>,
+    /// The probability that the result is audited, in parts per million
+    /// ([`AUDIT_ALWAYS_PPM`]: always); the market's minimum applies if this
+    /// is lower or unset. An audit runs the job again on another provider,
+    /// paid from the lock, which holds a second budget for it.
+    pub audit_ppm: Option<u32>,
 }
 
 impl JobSpec {
-    /// The most a one-off job can cost, locked when it is submitted (the
-    /// storage fee aside): its fuel budget at its highest price, rounded
-    /// up; `None` if it overflows.
+    /// The most a one-off job's run can cost: its fuel budget at its
+    /// highest price, rounded up; `None` if it overflows. The lock holds it
+    /// twice (the storage fee aside) when the job may be audited: once for
+    /// the run and once for the audit's re-run (a tie-break's third run is
+    /// paid from what the losing side forfeits).
     pub fn max_cost(&self) -> Option<Tokens> {
         fuel_cost_ceil(self.limits.fuel, self.max_price_per_gfuel)
     }
@@ -280,6 +335,9 @@ pub struct OfferSpec {
     pub max_interval_secs: u64,
     /// Capability tags.
     pub tags: Vec<String>,
+    /// Whether the offer takes audit runs (re-runs of other providers'
+    /// jobs, paid like jobs); `None`: it does.
+    pub audits: Option<bool>,
 }
 
 /// An offer as the matcher holds it.
@@ -397,6 +455,35 @@ pub struct Job {
     pub submitted_at_ns: u64,
     /// A one-off job, or its part in a reservation.
     pub kind: JobKind,
+    /// The audit of the result, if one was drawn or asked for. While it
+    /// runs the result is withheld (an auditor must not see what it is
+    /// checking) and the challenge window waits for its verdict.
+    pub audit: Option<JobAudit>,
+}
+
+/// Where the audit of a one-off job's result stands.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct JobAudit {
+    /// Whether the buyer asked for it (`dispute_job`) rather than the draw.
+    pub disputed: bool,
+    /// `None` while it runs.
+    pub verdict: Option<AuditVerdict>,
+    /// The audit runs (jobs of kind [`JobKind::Audit`]), once there is a
+    /// verdict: the re-run, and the tie-break if the first two disagreed.
+    pub runs: Vec<JobId>,
+}
+
+/// How an audit ended.
+#[derive(CandidType, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditVerdict {
+    /// The re-run (or the tie-break) agreed with the result: it stands.
+    Agreed,
+    /// The majority of runs disagreed with the result: the provider was
+    /// slashed and forfeited its pay, and the buyer has the majority's result.
+    Overturned,
+    /// No majority, or no auditor answered: the result stands, and no one
+    /// is slashed by the audit.
+    Inconclusive,
 }
 
 /// What a job record stands for.
@@ -418,6 +505,10 @@ pub enum JobKind {
     /// A job of the reservation's owner or delegates, run inside one of its
     /// slots and paid by the slot: it costs nothing of its own.
     InReservation { reservation: ReservationId },
+    /// A re-run of job `of`'s result by another provider, paid from `of`'s
+    /// lock. Until its audit has a verdict it shows as `OneOff`, so the
+    /// provider running it can't tell it from any job.
+    Audit { of: JobId },
 }
 
 /// Identifies a reservation: the id of its [`JobKind::Reservation`] record.
@@ -610,6 +701,8 @@ pub struct Assignment {
     pub intervals_paid: u32,
     /// Size of the job's input in bytes.
     pub input_bytes: u64,
+    /// The seed of the run's deterministic random sources (see [`job_seed`]).
+    pub seed: Sha256,
 }
 
 /// One page of a provider's assignments, in job id order.
@@ -810,7 +903,6 @@ pub enum MatcherEvent {
         provider: Principal,
         attempt: u32,
         fuel_used: u64,
-        output_sha256: Sha256,
         /// What the run costs the buyer: fuel used at the agreed price.
         bill: Tokens,
         window_closes_at_ns: u64,
@@ -860,6 +952,26 @@ pub enum MatcherEvent {
         governance: Principal,
         name: String,
         registered: bool,
+    },
+    /// A result is audited: `run` re-runs the job (a tie-break if it is
+    /// the second run).
+    AuditStarted {
+        job_id: JobId,
+        run: JobId,
+        disputed: bool,
+    },
+    /// An audit reached its verdict.
+    AuditSettled {
+        job_id: JobId,
+        verdict: AuditVerdict,
+    },
+    /// A provider's result (`job_id` may be an audit run) lost an audit
+    /// and its stake was slashed.
+    ResultRejected {
+        job_id: JobId,
+        provider: Principal,
+        attempt: u32,
+        slashed: Tokens,
     },
     /// A job reached a final state.
     JobFinished {

@@ -121,6 +121,7 @@ impl JobRequest {
             min_record: None,
             max_retries: self.max_retries,
             callback: None,
+            audit_ppm: None,
         }
     }
 }

@@ -461,6 +461,7 @@ mod tests {
                 min_record: None,
                 max_retries: 2,
                 callback: None,
+                audit_ppm: None,
             },
             status,
             provider: Some(Principal::management_canister()),
@@ -473,6 +474,7 @@ mod tests {
             result: None,
             submitted_at_ns: 0,
             kind: JobKind::OneOff,
+            audit: None,
         }
     }
 

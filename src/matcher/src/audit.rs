@@ -2,7 +2,7 @@
 //! applies one change and appends its event in the same step, so the log
 //! and the state can't drift apart; no other module appends events.
 
-use crate::lifecycle::Effect;
+use crate::lifecycle::{AuditNote, Effect};
 use crate::market::JobRecord;
 use crate::modules::{ModuleMeta, StoreError};
 use crate::state::State;
@@ -322,7 +322,6 @@ pub fn submit_result(
                 provider: a.provider,
                 attempt,
                 fuel_used: r.fuel_used,
-                output_sha256: r.output_sha256,
                 bill: fuel_cost(r.fuel_used, a.price).unwrap_or(Tokens::MAX),
                 window_closes_at_ns: closes,
             },
@@ -345,7 +344,31 @@ pub fn job_finished(s: &mut State, now_ns: u64, job_id: JobId, refunded: Tokens)
     }
 }
 
-/// What the registry slashed for a missed deadline.
+/// An audit of job `job_id` started a run or reached its verdict.
+pub fn announce(s: &mut State, now_ns: u64, job_id: JobId, note: AuditNote) {
+    let event = match note {
+        AuditNote::Started { run, disputed } => MatcherEvent::AuditStarted {
+            job_id,
+            run,
+            disputed,
+        },
+        AuditNote::Settled { verdict } => MatcherEvent::AuditSettled { job_id, verdict },
+    };
+    s.events.append(now_ns, event);
+}
+
+/// The owner disputes a result: it is audited (see `Market::dispute`).
+pub fn dispute(
+    s: &mut State,
+    now_ns: u64,
+    caller: Principal,
+    job_id: JobId,
+) -> Result<(), MatcherError> {
+    let p = s.params();
+    s.market.dispute(&p, now_ns, caller, job_id)
+}
+
+/// What the registry slashed for a missed deadline or a caught result.
 pub struct Slashed {
     /// The job.
     pub job_id: JobId,
@@ -358,20 +381,31 @@ pub struct Slashed {
     /// The credit of the payout to the buyer's escrow balance, if one was
     /// paid out.
     pub credit: Option<Effect>,
+    /// Whether the slash was for a result that lost its audit (else for a
+    /// missed deadline).
+    pub caught: bool,
 }
 
-/// The registry slashed a provider that missed a deadline; a payout to the
-/// buyer's deposit account is credited next.
-pub fn deadline_missed(s: &mut State, now_ns: u64, slashed: Slashed) {
-    s.events.append(
-        now_ns,
-        MatcherEvent::DeadlineMissed {
-            job_id: slashed.job_id,
-            provider: slashed.provider,
-            attempt: slashed.attempt,
+/// The registry slashed a provider that missed a deadline or whose result
+/// lost its audit; a payout to the buyer's deposit account is credited next.
+pub fn slashed(s: &mut State, now_ns: u64, slashed: Slashed) {
+    let (job_id, provider, attempt) = (slashed.job_id, slashed.provider, slashed.attempt);
+    let event = if slashed.caught {
+        MatcherEvent::ResultRejected {
+            job_id,
+            provider,
+            attempt,
             slashed: slashed.slashed,
-        },
-    );
+        }
+    } else {
+        MatcherEvent::DeadlineMissed {
+            job_id,
+            provider,
+            attempt,
+            slashed: slashed.slashed,
+        }
+    };
+    s.events.append(now_ns, event);
     if let Some(effect) = slashed.credit {
         s.market.outbox.push(slashed.job_id, effect);
     }

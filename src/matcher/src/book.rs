@@ -57,6 +57,9 @@ pub struct Bid {
     pub min_record: Option<RecordRequirement>,
     /// Providers that failed this job before and must not get it again.
     pub excluded_providers: Vec<Principal>,
+    /// Whether this is an audit run (offers that opted out don't take it).
+    #[serde(default)]
+    pub audit: bool,
     /// When the bid entered the book (ties in price go to the oldest).
     pub submitted_at_ns: u64,
     /// When the bid last began to rest (0 in bids rested before this was
@@ -118,6 +121,7 @@ impl BookOffer {
                 .as_ref()
                 .is_none_or(|r| record_may_meet(&self.provider_record, r))
             && !bid.excluded_providers.contains(&self.offer.provider)
+            && !(bid.audit && spec.audits == Some(false))
     }
 }
 
@@ -433,6 +437,7 @@ mod tests {
                     min_interval_secs: 10,
                     max_interval_secs: 600,
                     tags: vec![],
+                    audits: None,
                 },
                 slots_used: 0,
                 created_at_ns: age,
@@ -457,6 +462,7 @@ mod tests {
             min_provider_stake: 0,
             min_record: None,
             excluded_providers: vec![],
+            audit: false,
             submitted_at_ns: age,
             rested_at_ns: age,
         }

@@ -33,6 +33,9 @@ fn caller() -> Result<Principal, MatcherError> {
 
 #[ic_cdk::init]
 fn init(arg: MatcherInit) {
+    if let Err(e) = arg.check() {
+        ic_cdk::trap(format!("invalid configuration: {e}"));
+    }
     mutate_state(|s| {
         s.set_config(arg);
         s.set_fresh_layout();
@@ -51,8 +54,10 @@ fn init(arg: MatcherInit) {
 #[ic_cdk::post_upgrade]
 fn post_upgrade(arg: Option<MatcherInit>) {
     mutate_state(|s| {
-        if let Some(config) = arg {
-            s.set_config(config);
+        match arg.map(|c| c.check().map(|()| c)) {
+            Some(Ok(config)) => s.set_config(config),
+            Some(Err(e)) => IcRuntime.log(&format!("kept the configuration: {e}")),
+            None => {}
         }
         s.params();
         s.market.outbox.reset_in_flight();
@@ -234,6 +239,17 @@ fn list_jobs(owner: Principal, page: PageRequest) -> Vec<Job> {
 #[ic_cdk::query]
 fn job_output(job_id: JobId, offset: u64) -> Result<OutputChunk, MatcherError> {
     endpoints::job_output(caller()?, job_id, offset)
+}
+
+/// Disputes the result of one of the caller's jobs while its challenge
+/// window is open: the job runs again on another provider, paid from its
+/// lock like any audit. If the majority of runs disagree with the result,
+/// its provider is slashed in the caller's favour and forfeits its pay, and
+/// the job's result becomes the majority's. A result already audited
+/// can't be disputed.
+#[ic_cdk::update]
+fn dispute_job(job_id: JobId) -> Result<(), MatcherError> {
+    endpoints::dispute_job(&IcRuntime, caller()?, job_id)
 }
 
 /// Cancels one of the caller's jobs: intervals already paid stay paid, the

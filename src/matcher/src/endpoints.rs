@@ -13,10 +13,10 @@ use candid::Principal;
 use canister_common::guard::{Guard, GuardError};
 use market_api::matcher::{
     Assignment, AssignmentPage, BookDepth, CancelReservationArgs, DaoRegistration,
-    ExtendReservationArgs, HeartbeatAck, HeartbeatItem, JobChunk, JobChunkRequest, JobSpec,
-    JobView, MAX_ASSIGNMENTS_PAGE, MAX_CHUNK_BYTES, MAX_OUTPUT_BYTES, MatcherError, MatcherEvent,
-    ModuleInfo, ModuleUpload, OfferSpec, OutputChunk, PriceUnit, ReservationId, ReservationSpec,
-    ReservedJobArgs, SetDelegatesArgs, Sha256, SubmitResultArgs, Trade,
+    ExtendReservationArgs, HeartbeatAck, HeartbeatItem, JobChunk, JobChunkRequest, JobKind,
+    JobSpec, JobView, MAX_ASSIGNMENTS_PAGE, MAX_CHUNK_BYTES, MAX_OUTPUT_BYTES, MatcherError,
+    MatcherEvent, ModuleInfo, ModuleUpload, OfferSpec, OutputChunk, PriceUnit, ReservationId,
+    ReservationSpec, ReservedJobArgs, SetDelegatesArgs, Sha256, SubmitResultArgs, Trade, job_seed,
 };
 use market_api::sns::SnsAction;
 use market_api::{JobId, OfferId, PageRequest};
@@ -163,7 +163,10 @@ pub async fn submit_job(
 ) -> Result<JobId, MatcherError> {
     let _guard = guard(caller)?;
     let t = rt.now_ns();
-    let rec = mutate_state(|s| s.market.create_job(t, caller, spec))?;
+    let rec = mutate_state(|s| {
+        let p = s.params();
+        s.market.create_job(&p, t, caller, spec)
+    })?;
     perform::fund(rt, rec).await
 }
 
@@ -251,6 +254,18 @@ pub fn set_dao(
     mutate_state(|s| audit::set_dao(s, t, dao, registered))
 }
 
+/// The caller disputes the result of one of its jobs: it is audited.
+pub fn dispute_job(
+    rt: &impl Runtime,
+    caller: Principal,
+    job_id: JobId,
+) -> Result<(), MatcherError> {
+    let t = rt.now_ns();
+    mutate_state(|s| audit::dispute(s, t, caller, job_id))?;
+    rt.schedule();
+    Ok(())
+}
+
 /// Cancels one of the caller's jobs.
 pub fn cancel_job(rt: &impl Runtime, caller: Principal, job_id: JobId) -> Result<(), MatcherError> {
     let t = rt.now_ns();
@@ -285,10 +300,14 @@ pub fn assignments(provider: Principal, page: PageRequest) -> AssignmentPage {
                     fuel_per_sec: a.fuel_per_sec,
                     counting_from_ns: a.counting_from_ns,
                     acknowledged: a.started_at_ns.is_some(),
-                    kind: r.kind,
+                    kind: r.public_kind(),
                     interval_secs: r.spec.interval_secs,
                     intervals_paid: r.state.intervals_paid,
                     input_bytes: r.spec.input.len() as u64,
+                    seed: job_seed(match r.kind {
+                        JobKind::Audit { of } => of,
+                        _ => r.state.id,
+                    }),
                 })
             })
             .collect();

@@ -12,6 +12,7 @@ pub const RULES: &[Rule] = &[
     Rule::anyone("cancel_reservation"),
     Rule::anyone("commit_module"),
     Rule::new("deregister_dao", Senders::Controllers, SMALL_ARG),
+    Rule::anyone("dispute_job"),
     Rule::anyone("extend_reservation"),
     Rule::anyone("hand_back"),
     Rule::anyone("heartbeat"),

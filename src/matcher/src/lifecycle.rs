@@ -22,12 +22,27 @@
 //! with no result by its deadline is slashed and its pending pay forfeited
 //! back to the job, which returns to the book with its whole budget.
 //!
+//! Audit: each result of a one-off job is audited with the job's audit
+//! probability (the market's minimum, or more if the buyer asks): the
+//! matcher draws randomness and, if the draw says so, runs the job again on
+//! another provider (an *audit run*, its own job record) and compares the
+//! commitments. The challenge window waits for the verdict. An audit run
+//! is paid nothing until the verdict, and then only if it sided with the
+//! majority: its pay comes from the audited job's lock, which holds a
+//! second budget for it. A disagreement is broken by a third run; the
+//! side in the minority is slashed its whole bond and paid nothing. The
+//! bond of an audited job covers its value divided by its audit
+//! probability, so a lie's expected slash exceeds what it earns.
+//!
 //! A reserved slot is paid per interval instead: each accepted heartbeat
 //! pays the interval just completed, at once. A job in a reservation is
 //! paid nothing of its own (its slot is).
 
 use candid::Principal;
-use market_api::matcher::{JobResult, JobStatus, RunOutcome, attempt_secs, fuel_cost};
+use market_api::matcher::{
+    AUDIT_ALWAYS_PPM, AuditVerdict, JobResult, JobStatus, RunOutcome, Sha256, attempt_secs,
+    fuel_cost,
+};
 use market_api::registry::RecordEvent;
 use market_api::{JobId, OfferId, Tokens};
 use serde::{Deserialize, Serialize};
@@ -47,6 +62,8 @@ pub struct Params {
     pub min_slash: Tokens,
     /// How long a result stays open to challenge.
     pub challenge_window_secs: u64,
+    /// The least audit probability of a one-off job, in parts per million.
+    pub min_audit_ppm: u32,
 }
 
 /// The terms of a one-off job billed by fuel.
@@ -58,6 +75,56 @@ pub struct FuelTerms {
     pub max_price_per_gfuel: Tokens,
     /// The bid's own deadline for one attempt, if it names one.
     pub deadline_secs: Option<u64>,
+    /// The probability that a result is audited, in parts per million (0:
+    /// never, as for an audit run, or a job from before audits).
+    #[serde(default)]
+    pub audit_ppm: u32,
+    /// Whether this is an audit run: paid only at its audit's verdict,
+    /// with no challenge window and no audit of its own.
+    #[serde(default)]
+    pub audit_run: bool,
+}
+
+/// The audit of a one-off job's result.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// Whether the buyer asked for it.
+    pub disputed: bool,
+    /// Whether the draw deciding it is still to come back.
+    pub drawing: bool,
+    /// The audit runs so far: the re-run, then the tie-break.
+    pub runs: Vec<JobId>,
+    /// The verdict, once reached.
+    pub verdict: Option<AuditVerdict>,
+}
+
+impl AuditRecord {
+    /// Whether the audit still has to reach its verdict.
+    pub fn pending(&self) -> bool {
+        self.verdict.is_none()
+    }
+}
+
+/// What a result commits to, the part an audit compares: how the run
+/// ended, the hash of its whole output and the fuel it used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Commitment {
+    /// How the run ended.
+    pub outcome: RunOutcome,
+    /// sha256 of the whole output.
+    pub output_sha256: Sha256,
+    /// Fuel used.
+    pub fuel_used: u64,
+}
+
+impl From<&JobResult> for Commitment {
+    fn from(r: &JobResult) -> Self {
+        Commitment {
+            outcome: r.outcome.clone(),
+            output_sha256: r.output_sha256,
+            fuel_used: r.fuel_used,
+        }
+    }
 }
 
 /// The current assignment of a job to a provider.
@@ -158,6 +225,9 @@ pub struct JobState {
     /// When the result's challenge window closes (while `Reported`).
     #[serde(default)]
     pub window_closes_at_ns: Option<u64>,
+    /// The audit of the result, if one was drawn or asked for.
+    #[serde(default)]
+    pub audit: Option<AuditRecord>,
 }
 
 /// A cross-canister step a transition requires, with its idempotency key.
@@ -201,8 +271,13 @@ pub enum Effect {
         fuel: Option<u64>,
     },
     /// Take a provider's pending pay back into the job's lock (escrow
-    /// `forfeit`): its attempt delivered no result.
+    /// `forfeit`): its attempt delivered no result, or a wrong one.
     Forfeit { provider: Principal, attempt: u32 },
+    /// Draw whether the result of `attempt` is audited (management
+    /// canister `raw_rand`).
+    DrawAudit { attempt: u32 },
+    /// Record an audit's progress in the event log (no call).
+    Announce { note: AuditNote },
     /// Add to the provider's track record (registry `record`).
     Record {
         key: StakeKey,
@@ -241,6 +316,15 @@ impl Effect {
     }
 }
 
+/// A step of an audit, for the event log.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum AuditNote {
+    /// Audit run `run` started.
+    Started { run: JobId, disputed: bool },
+    /// The audit reached its verdict.
+    Settled { verdict: AuditVerdict },
+}
+
 /// Why a provider's call was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -260,6 +344,8 @@ pub enum Refusal {
     FuelOverBudget { budget: u64 },
     /// The fuel reported grew faster than the offer's declared speed allows.
     FuelTooFast { allowed: u64 },
+    /// The result is already being audited, or was.
+    Audited,
 }
 
 /// What a [`StakeKey`] names in the registry.
@@ -273,6 +359,10 @@ pub enum StakeOp {
     Done,
     /// The track record of an assignment that missed a deadline.
     Missed,
+    /// The track record of an audit of an assignment's result.
+    Audit,
+    /// The slash of an assignment whose result lost an audit.
+    Caught,
 }
 
 /// The registry's idempotency key of one assignment's bond or slash: the
@@ -298,6 +388,8 @@ impl std::fmt::Display for StakeKey {
             StakeOp::Slash => "slash",
             StakeOp::Done => "done",
             StakeOp::Missed => "missed",
+            StakeOp::Audit => "audit",
+            StakeOp::Caught => "caught",
         };
         write!(f, "job/{}/{op}/{}", self.job_id, self.attempt)
     }
@@ -330,6 +422,8 @@ impl TryFrom<String> for StakeKey {
             "slash" => StakeOp::Slash,
             "done" => StakeOp::Done,
             "missed" => StakeOp::Missed,
+            "audit" => StakeOp::Audit,
+            "caught" => StakeOp::Caught,
             _ => return Err(bad()),
         };
         Ok(StakeKey {
@@ -385,15 +479,59 @@ fn secs(s: u64) -> u64 {
 }
 
 impl JobState {
-    /// A new open one-off job of `owner`, billed by fuel on the terms of `spec`.
-    pub fn new(id: JobId, owner: Principal, spec: &market_api::matcher::JobSpec) -> Self {
+    /// A new open one-off job of `owner`, billed by fuel on the terms of
+    /// `spec`, audited with the probability it asks for, or the market's
+    /// least (`min_audit_ppm`) if that is more.
+    pub fn new(
+        id: JobId,
+        owner: Principal,
+        spec: &market_api::matcher::JobSpec,
+        min_audit_ppm: u32,
+    ) -> Self {
         let mut state = Self::per_interval(id, owner, spec, 0, 0);
+        let audit_ppm = spec
+            .audit_ppm
+            .unwrap_or(0)
+            .max(min_audit_ppm)
+            .min(AUDIT_ALWAYS_PPM);
         state.fuel = Some(FuelTerms {
             budget: spec.limits.fuel,
             max_price_per_gfuel: spec.max_price_per_gfuel,
             deadline_secs: spec.deadline_secs,
+            audit_ppm,
+            audit_run: false,
         });
         state
+    }
+
+    /// An audit run `id` of the job `of`: the same owner and terms, paid
+    /// from `of`'s lock at its verdict, never by `providers` (who ran or
+    /// audited it already).
+    pub fn audit_run(id: JobId, of: &JobState, providers: Vec<Principal>) -> Self {
+        let mut state = of.clone();
+        state.id = id;
+        state.status = JobStatus::Open;
+        state.retries_used = 0;
+        state.intervals_paid = 0;
+        state.released = 0;
+        state.release_seq = 0;
+        state.assignment = None;
+        state.failed_providers = providers;
+        state.attempts = 0;
+        state.result = None;
+        state.last_assignment = None;
+        state.window_closes_at_ns = None;
+        state.audit = None;
+        if let Some(f) = state.fuel.as_mut() {
+            f.audit_ppm = 0;
+            f.audit_run = true;
+        }
+        state
+    }
+
+    /// Whether this is an audit run.
+    pub fn is_audit_run(&self) -> bool {
+        self.fuel.is_some_and(|f| f.audit_run)
     }
 
     /// A new open job of `owner` paid per interval: at most `max_intervals`
@@ -425,13 +563,17 @@ impl JobState {
             last_assignment: None,
             fuel: None,
             window_closes_at_ns: None,
+            audit: None,
         }
     }
 
-    /// The maximum cost the buyer's lock must cover.
+    /// The maximum cost the buyer's lock must cover: a one-off job's
+    /// budget at its highest price, twice if it may be audited (for its
+    /// run and the audit's).
     pub fn max_cost(&self) -> Option<Tokens> {
         match self.fuel {
-            Some(f) => market_api::matcher::fuel_cost_ceil(f.budget, f.max_price_per_gfuel),
+            Some(f) => market_api::matcher::fuel_cost_ceil(f.budget, f.max_price_per_gfuel)?
+                .checked_mul(if f.audit_ppm > 0 { 2 } else { 1 }),
             None => self.max_price.checked_mul(Tokens::from(self.max_intervals)),
         }
     }
@@ -450,8 +592,8 @@ impl JobState {
     /// a fuel-billed job, else per interval), declaring `fuel_per_sec`.
     ///
     /// The stake answering for the attempt is measured against the job's
-    /// value: a fuel-billed job's whole budget at the agreed price (never
-    /// less than the smallest slash), else one interval's price.
+    /// value: a fuel-billed job's whole budget at the agreed price, else
+    /// one interval's price (see [`bond_for`]).
     pub fn assign(
         &mut self,
         p: &Params,
@@ -466,8 +608,7 @@ impl JobState {
         let (stake_price, bonded) = match self.fuel {
             Some(f) => {
                 let value = fuel_cost(f.budget, price).unwrap_or(Tokens::MAX);
-                let bonded = value.saturating_mul(Tokens::from(p.bond_multiple));
-                (value, bonded.max(p.min_slash))
+                (value, bond_for(p, value, f.audit_ppm))
             }
             None => (price, price.saturating_mul(Tokens::from(p.bond_multiple))),
         };
@@ -528,10 +669,15 @@ impl JobState {
     /// The next deadline of the job: by which the current assignment must
     /// heartbeat, or report its result (none while its bond is pending: the
     /// provider can't act until it holds); or, once reported, when the
-    /// challenge window closes.
+    /// challenge window closes (none while an audit is pending: the window
+    /// waits for its verdict; none for an audit run, which waits for its
+    /// audit's).
     pub fn deadline_ns(&self, p: &Params) -> Option<u64> {
         let a = self.assignment.as_ref()?;
         if self.status == JobStatus::Reported {
+            if self.audit.as_ref().is_some_and(AuditRecord::pending) {
+                return None;
+            }
             return self.window_closes_at_ns;
         }
         if !matches!(self.status, JobStatus::Assigned | JobStatus::Running) || a.bond_pending {
@@ -605,8 +751,10 @@ impl JobState {
 
     /// Records `fuel` as the attempt's cumulative fuel and returns the
     /// release of what the new fuel earns, into the provider's pending
-    /// balance (none if it earns nothing).
+    /// balance (none if it earns nothing, or for an audit run, which is
+    /// owed it until its audit's verdict).
     fn pay_fuel(&mut self, fuel: u64) -> Option<Effect> {
+        let audit_run = self.is_audit_run();
         let a = self.assignment.as_mut()?;
         let before = fuel_cost(a.fuel_reported, a.price).unwrap_or(Tokens::MAX);
         let after = fuel_cost(fuel, a.price).unwrap_or(Tokens::MAX);
@@ -616,6 +764,9 @@ impl JobState {
             return None;
         }
         a.pending_pay = a.pending_pay.saturating_add(amount);
+        if audit_run {
+            return None;
+        }
         let provider = a.provider;
         Some(self.release(provider, amount, Some(fuel)))
     }
@@ -634,9 +785,9 @@ impl JobState {
     }
 
     /// Takes the attempt's pending pay back into the lock: it delivered no
-    /// result.
+    /// result, or a wrong one. (An audit run was released nothing.)
     fn forfeit(&mut self, a: &Assignment) -> Option<Effect> {
-        if self.fuel.is_none() || a.pending_pay == 0 {
+        if self.fuel.is_none() || self.is_audit_run() || a.pending_pay == 0 {
             return None;
         }
         self.released = self.released.saturating_sub(a.pending_pay);
@@ -749,9 +900,11 @@ impl JobState {
     /// The provider's result. A fuel-billed job's result must report at
     /// least the fuel its heartbeats did and at most the budget; the rest
     /// of its bill goes to the provider's pending balance, the provider's
-    /// slot is given back, and the challenge window opens (the bond holds
-    /// until it closes). Any other job pays the interval in progress (at
-    /// least one interval of work is paid once acknowledged) and settles.
+    /// slot is given back, the challenge window opens (the bond holds
+    /// until it closes) and, if the job may be audited, the draw is made.
+    /// An audit run's result waits for its audit's verdict instead. Any
+    /// other job pays the interval in progress (at least one interval of
+    /// work is paid once acknowledged) and settles.
     pub fn submit_result(
         &mut self,
         p: &Params,
@@ -761,17 +914,29 @@ impl JobState {
         result: JobResult,
     ) -> Result<Vec<Effect>, Refusal> {
         let a = self.check_bonded_holder(provider, attempt)?.clone();
-        if self.fuel.is_some() {
+        if let Some(f) = self.fuel {
             self.check_fuel(&a, result.fuel_used, None)?;
             let mut effects: Vec<Effect> = self.pay_fuel(result.fuel_used).into_iter().collect();
             self.result = Some(result);
             self.status = JobStatus::Reported;
-            self.window_closes_at_ns = Some(now_ns.saturating_add(secs(p.challenge_window_secs)));
+            if !f.audit_run {
+                self.window_closes_at_ns =
+                    Some(now_ns.saturating_add(secs(p.challenge_window_secs)));
+            }
             let a = self.assignment.as_mut().expect("checked");
             a.slot_freed = true;
             effects.push(Effect::FreeSlot {
                 offer_id: a.offer_id,
             });
+            if f.audit_ppm > 0 && self.audit.is_none() {
+                self.audit = Some(AuditRecord {
+                    disputed: false,
+                    drawing: true,
+                    runs: vec![],
+                    verdict: None,
+                });
+                effects.push(Effect::DrawAudit { attempt });
+            }
             return Ok(effects);
         }
         let mut effects = vec![];
@@ -851,13 +1016,20 @@ impl JobState {
                 .result
                 .as_ref()
                 .is_some_and(|r| matches!(r.outcome, RunOutcome::Exited { code: 0 }));
-            let mut effects = vec![Effect::Record {
-                key: record_key(self.id, StakeOp::Done, a.attempt),
-                provider: a.provider,
-                event: RecordEvent::JobCompleted {
-                    heartbeats_on_time: a.heartbeats,
-                },
-            }];
+            let overturned = self
+                .audit
+                .as_ref()
+                .is_some_and(|x| x.verdict == Some(AuditVerdict::Overturned));
+            let mut effects = vec![];
+            if !overturned {
+                effects.push(Effect::Record {
+                    key: record_key(self.id, StakeOp::Done, a.attempt),
+                    provider: a.provider,
+                    event: RecordEvent::JobCompleted {
+                        heartbeats_on_time: a.heartbeats,
+                    },
+                });
+            }
             effects.extend(self.finish(if ok {
                 JobStatus::Succeeded
             } else {
@@ -912,6 +1084,189 @@ impl JobState {
     }
 }
 
+/// The bond answering for a fuel-billed attempt worth `value`: the larger
+/// of `value` times the bond multiple and `value` divided by the audit
+/// probability (`audit_ppm` parts per million, rounded up), and never below
+/// the smallest slash. A result that loses an audit is slashed the whole
+/// bond, so a lie audited with probability q loses at least `value` in
+/// expectation: more than it can earn.
+pub fn bond_for(p: &Params, value: Tokens, audit_ppm: u32) -> Tokens {
+    let by_multiple = value.saturating_mul(Tokens::from(p.bond_multiple));
+    let by_audit = match audit_ppm {
+        0 => 0,
+        ppm => value
+            .checked_mul(Tokens::from(AUDIT_ALWAYS_PPM))
+            .map_or(Tokens::MAX, |v| v.div_ceil(Tokens::from(ppm))),
+    };
+    by_multiple.max(by_audit).max(p.min_slash)
+}
+
+/// Reads a draw of `randomness` as a number below one million, for
+/// comparing with a probability in parts per million.
+pub fn draw_ppm(randomness: &[u8]) -> u32 {
+    let mut bytes = [0u8; 8];
+    for (b, r) in bytes.iter_mut().zip(randomness) {
+        *b = *r;
+    }
+    (u64::from_le_bytes(bytes) % u64::from(AUDIT_ALWAYS_PPM)) as u32
+}
+
+/// Audits: the draw, disputes, and the ends of an audit's runs.
+impl JobState {
+    /// The draw for the result of `attempt` came back with `randomness`:
+    /// returns whether the result is audited (`None`: no draw was waiting,
+    /// as when it came back twice). A result not drawn for audit has no
+    /// audit, and its window runs; the buyer may still dispute it.
+    pub fn audit_drawn(&mut self, attempt: u32, randomness: &[u8]) -> Option<bool> {
+        let ppm = self.fuel?.audit_ppm;
+        if self.status != JobStatus::Reported || self.assignment.as_ref()?.attempt != attempt {
+            return None;
+        }
+        let audit = self.audit.as_mut().filter(|x| x.drawing)?;
+        audit.drawing = false;
+        let selected = draw_ppm(randomness) < ppm;
+        if !selected {
+            self.audit = None;
+        }
+        Some(selected)
+    }
+
+    /// The owner disputes the result while its challenge window is open:
+    /// it is audited, paid from the lock like any audit.
+    pub fn dispute(&mut self, caller: Principal, now_ns: u64) -> Result<(), Refusal> {
+        if caller != self.owner {
+            return Err(Refusal::NotOwner);
+        }
+        let window_open = self.window_closes_at_ns.is_some_and(|c| now_ns < c);
+        let auditable = self.fuel.is_some_and(|f| f.audit_ppm > 0);
+        if self.status != JobStatus::Reported || !auditable || !window_open {
+            return Err(Refusal::NotActive(self.status));
+        }
+        if self.audit.is_some() {
+            return Err(Refusal::Audited);
+        }
+        self.audit = Some(AuditRecord {
+            disputed: true,
+            drawing: false,
+            runs: vec![],
+            verdict: None,
+        });
+        Ok(())
+    }
+
+    /// The commitment of the reported result, while it stands to be compared.
+    pub fn commitment(&self) -> Option<Commitment> {
+        if self.status != JobStatus::Reported {
+            return None;
+        }
+        self.result.as_ref().map(Commitment::from)
+    }
+
+    /// The result lost its audit: the provider is slashed its whole bond
+    /// (never below the floor) in favour of the owner, its record counts
+    /// the failure, and its pending pay is forfeited. An audit run ends
+    /// failed; the job keeps its assignment (and frees its bond when its
+    /// window closes).
+    pub fn reject(&mut self, p: &Params) -> Vec<Effect> {
+        let Some(a) = self.assignment.clone() else {
+            return vec![];
+        };
+        let mut effects = vec![
+            Effect::Slash {
+                key: record_key(self.id, StakeOp::Caught, a.attempt),
+                provider: a.provider,
+                amount: a.bonded.max(p.min_slash),
+                owner: self.owner,
+            },
+            Effect::Record {
+                key: record_key(self.id, StakeOp::Audit, a.attempt),
+                provider: a.provider,
+                event: RecordEvent::AuditFailed,
+            },
+        ];
+        effects.extend(self.forfeit(&a));
+        if let Some(held) = self.assignment.as_mut() {
+            held.pending_pay = 0;
+        }
+        if self.is_audit_run() {
+            self.failed_providers.push(a.provider);
+            effects.extend(self.finish(JobStatus::Failed));
+        }
+        effects
+    }
+
+    /// Ends a reported audit run at its audit's verdict. If it sided with
+    /// the verdict (`paid`) its record counts the job and the returned pay
+    /// (provider, amount, fuel) is owed it from the audited job's lock;
+    /// otherwise it is owed nothing and counts nothing.
+    pub fn end_audit_run(&mut self, paid: bool) -> (Vec<Effect>, Option<(Principal, Tokens, u64)>) {
+        let Some(a) = self.assignment.clone() else {
+            return (vec![], None);
+        };
+        let mut effects = vec![];
+        let mut owed = None;
+        if paid {
+            effects.push(Effect::Record {
+                key: record_key(self.id, StakeOp::Done, a.attempt),
+                provider: a.provider,
+                event: RecordEvent::JobCompleted {
+                    heartbeats_on_time: a.heartbeats,
+                },
+            });
+            owed = Some((a.provider, a.pending_pay, a.fuel_reported));
+        }
+        effects.extend(self.finish(if paid {
+            JobStatus::Succeeded
+        } else {
+            JobStatus::Failed
+        }));
+        (effects, owed)
+    }
+
+    /// Pays an audit run's provider what it is owed, from this job's lock
+    /// into its pending balance (claimable when this job settles).
+    pub fn pay_auditor(
+        &mut self,
+        provider: Principal,
+        amount: Tokens,
+        fuel: u64,
+    ) -> Option<Effect> {
+        (amount > 0).then(|| self.release(provider, amount, Some(fuel)))
+    }
+
+    /// The audit reached `verdict` over `runs`: the result stands, or
+    /// (overturned, after [`JobState::reject`]) is replaced by the
+    /// majority's `result`. The challenge window runs on from here.
+    pub fn audit_settled(
+        &mut self,
+        verdict: AuditVerdict,
+        runs: Vec<JobId>,
+        result: Option<JobResult>,
+    ) -> Vec<Effect> {
+        let mut effects = vec![];
+        if verdict == AuditVerdict::Agreed
+            && let Some(a) = &self.assignment
+        {
+            effects.push(Effect::Record {
+                key: record_key(self.id, StakeOp::Audit, a.attempt),
+                provider: a.provider,
+                event: RecordEvent::AuditPassed,
+            });
+        }
+        if let Some(result) = result {
+            self.result = Some(result);
+        }
+        if let Some(audit) = self.audit.as_mut() {
+            audit.verdict = Some(verdict);
+            audit.runs = runs;
+        }
+        effects.push(Effect::Announce {
+            note: AuditNote::Settled { verdict },
+        });
+        effects
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -924,6 +1279,7 @@ mod tests {
         slash_multiple: 2,
         min_slash: 1,
         challenge_window_secs: 100,
+        min_audit_ppm: 0,
     };
     /// The fuel-billed tests' declared speed: a tenth of a billion fuel a second.
     const SPEED: u64 = 100_000_000;
@@ -950,7 +1306,7 @@ mod tests {
     fn fuel_job(gfuel: u64, max_retries: u32) -> JobState {
         let mut spec = crate::tests::market::spec(100, max_retries);
         spec.limits.fuel = gfuel * G;
-        JobState::new(7, owner(), &spec)
+        JobState::new(7, owner(), &spec, P.min_audit_ppm)
     }
 
     fn fuel_pay(seq: u64, n: u8, amount: Tokens, fuel: u64) -> Effect {
@@ -1413,7 +1769,7 @@ mod tests {
         let mut spec = crate::tests::market::spec(100, 0);
         spec.limits.fuel = 10 * G;
         spec.deadline_secs = Some(500);
-        let mut j = JobState::new(7, owner(), &spec);
+        let mut j = JobState::new(7, owner(), &spec, 0);
         j.assign_bonded(&P, 7 * S, provider(1), 3, 80);
         assert_eq!(j.assignment.unwrap().result_due_ns, Some(507 * S));
     }
@@ -1429,6 +1785,111 @@ mod tests {
         Cancel,
         Assign(u8, u8),
         HandBack(u8),
+    }
+
+    proptest! {
+        /// Cheating loses money: the bond a caught lie is slashed, times
+        /// the chance an audit catches it, is at least what the lie earns
+        /// (the job's value), whatever the configuration.
+        #[test]
+        fn a_caught_lie_costs_more_in_expectation_than_it_earns(
+            value in 0u128..1_000_000_000_000_000_000,
+            ppm in 1u32..=AUDIT_ALWAYS_PPM,
+            multiple in 1u32..50,
+            floor in 0u128..1_000_000,
+        ) {
+            let p = Params { bond_multiple: multiple, min_slash: floor, ..P };
+            let bond = bond_for(&p, value, ppm);
+            prop_assert!(bond * u128::from(ppm) >= value * u128::from(AUDIT_ALWAYS_PPM));
+            prop_assert!(bond >= value * u128::from(multiple));
+            prop_assert!(bond >= floor);
+        }
+    }
+
+    #[test]
+    fn an_audited_job_bonds_its_value_over_its_audit_probability() {
+        let mut spec = crate::tests::market::spec(100, 0);
+        spec.limits.fuel = 10 * G;
+        // One in twenty: the bond is twenty times the value, above the
+        // bond multiple's three.
+        let mut j = JobState::new(7, owner(), &spec, 50_000);
+        let fx = j.assign(&P, 0, provider(1), 3, 50, SPEED);
+        assert_eq!(
+            fx,
+            vec![Effect::Bond {
+                key: "job/7/bond/1".into(),
+                provider: provider(1),
+                amount: 20 * 500,
+            }]
+        );
+        assert_eq!(
+            j.max_cost(),
+            Some(2 * 1_000),
+            "the lock holds an audit's budget too"
+        );
+        // A buyer asking for more gets it; one asking less gets the minimum.
+        spec.audit_ppm = Some(1_000_000);
+        assert_eq!(
+            JobState::new(7, owner(), &spec, 50_000)
+                .fuel
+                .unwrap()
+                .audit_ppm,
+            1_000_000
+        );
+        spec.audit_ppm = Some(10);
+        assert_eq!(
+            JobState::new(7, owner(), &spec, 50_000)
+                .fuel
+                .unwrap()
+                .audit_ppm,
+            50_000
+        );
+        assert_eq!(
+            JobState::new(7, owner(), &spec, 0).fuel.unwrap().audit_ppm,
+            10
+        );
+    }
+
+    #[test]
+    fn the_draw_audits_with_the_jobs_probability_once() {
+        let mut spec = crate::tests::market::spec(100, 0);
+        spec.limits.fuel = 10 * G;
+        let mut j = JobState::new(7, owner(), &spec, 500_000);
+        j.assign_bonded(&P, 0, provider(1), 3, 50);
+        let fx = j
+            .submit_result(&P, S, provider(1), 1, result_with_fuel(0, G))
+            .unwrap();
+        assert!(fx.contains(&Effect::DrawAudit { attempt: 1 }));
+        assert_eq!(j.deadline_ns(&P), None, "the window waits for the draw");
+        assert_eq!(j.audit_drawn(2, &[0; 8]), None, "another attempt's");
+        // 0x..ff draws 551 615: above one half.
+        assert_eq!(j.audit_drawn(1, &[0xff; 8]), Some(false));
+        assert_eq!(j.audit, None);
+        assert_eq!(j.deadline_ns(&P), j.window_closes_at_ns);
+        assert_eq!(j.audit_drawn(1, &[0; 8]), None, "drawn once");
+        assert_eq!(draw_ppm(&[0; 32]), 0);
+        assert_eq!(draw_ppm(&[0xff; 32]), 551_615);
+        let bad = MatcherInitCheck::with_ppm(1_000_001);
+        assert!(bad.check().is_err());
+        assert!(MatcherInitCheck::with_ppm(1_000_000).check().is_ok());
+    }
+
+    struct MatcherInitCheck;
+
+    impl MatcherInitCheck {
+        fn with_ppm(ppm: u32) -> market_api::matcher::MatcherInit {
+            market_api::matcher::MatcherInit {
+                registry: owner(),
+                escrow: owner(),
+                grace_secs: 0,
+                bond_multiple: 1,
+                slash_multiple: 1,
+                stake_ledger: owner(),
+                min_slash: None,
+                challenge_window_secs: None,
+                min_audit_ppm: Some(ppm),
+            }
+        }
     }
 
     fn step() -> impl Strategy<Value = Step> {

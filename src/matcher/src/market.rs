@@ -12,16 +12,17 @@ use canister_common::audit::{Books, Chunk, after};
 use canister_common::codec::Cbor;
 use ic_stable_structures::{Memory, StableBTreeMap};
 use market_api::matcher::{
-    FINISHED_JOB_RETENTION_SECS, HeartbeatAck, HeartbeatItem, Job, JobChunk, JobChunkRequest,
-    JobKind, JobPart, JobSpec, JobStatus, JobView, MAX_ARG_LEN, MAX_ARGS, MAX_CHUNK_BYTES,
-    MAX_FUEL_PER_INTERVAL, MAX_INPUT_BYTES, MAX_JOB_FUEL, MAX_JOB_MEMORY_MIB, MAX_RESTING_SECS,
-    MatcherError, ModuleSource, Offer, OfferSpec, PriceUnit, SubmitResultArgs,
+    FINISHED_JOB_RETENTION_SECS, HeartbeatAck, HeartbeatItem, Job, JobAudit, JobChunk,
+    JobChunkRequest, JobKind, JobPart, JobSpec, JobStatus, JobView, MAX_ARG_LEN, MAX_ARGS,
+    MAX_CHUNK_BYTES, MAX_FUEL_PER_INTERVAL, MAX_INPUT_BYTES, MAX_JOB_FUEL, MAX_JOB_MEMORY_MIB,
+    MAX_RESTING_SECS, MatcherError, ModuleSource, Offer, OfferSpec, PriceUnit, SubmitResultArgs,
 };
 use market_api::registry::TrackRecord;
 use market_api::{JobId, OfferId, Tokens};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
+pub mod audits;
 pub mod reservations;
 use reservations::ReservationRecord;
 
@@ -73,6 +74,7 @@ impl JobRecord {
             .is_terminal()
             .then_some(self.state.last_assignment)
             .flatten());
+        let withheld = self.result_withheld();
         Job {
             id: self.state.id,
             owner: self.state.owner,
@@ -91,9 +93,33 @@ impl JobRecord {
             paid: self.state.released,
             window_closes_at_ns: self.state.window_closes_at_ns,
             retries_used: self.state.retries_used,
-            result: self.state.result.clone(),
+            result: self.state.result.clone().filter(|_| !withheld),
             submitted_at_ns: self.submitted_at_ns,
-            kind: self.kind,
+            kind: self.public_kind(),
+            audit: self.state.audit.as_ref().map(|a| JobAudit {
+                disputed: a.disputed,
+                verdict: a.verdict,
+                // Until the verdict an auditor could find its run here.
+                runs: if a.pending() { vec![] } else { a.runs.clone() },
+            }),
+        }
+    }
+
+    /// Whether the result is withheld from every reader: an audited job's
+    /// until the verdict, an audit run's until it ends, so no auditor can
+    /// read the result it is checking (or another auditor's).
+    pub fn result_withheld(&self) -> bool {
+        let run_unfinished =
+            matches!(self.kind, JobKind::Audit { .. }) && !self.state.status.is_terminal();
+        run_unfinished || self.state.audit.as_ref().is_some_and(|a| a.pending())
+    }
+
+    /// The kind as readers see it: an audit run shows as a one-off job
+    /// until it ends, so its provider can't tell it from any job.
+    pub fn public_kind(&self) -> JobKind {
+        match self.kind {
+            JobKind::Audit { .. } if !self.state.status.is_terminal() => JobKind::OneOff,
+            kind => kind,
         }
     }
 
@@ -116,6 +142,7 @@ impl JobRecord {
             min_provider_stake: self.spec.min_provider_stake,
             min_record: self.spec.min_record.clone(),
             excluded_providers: self.state.failed_providers.clone(),
+            audit: matches!(self.kind, JobKind::Audit { .. }),
             submitted_at_ns: self.submitted_at_ns,
             rested_at_ns: now_ns,
         }
@@ -589,6 +616,7 @@ impl<M: Memory> Market<M> {
     /// [`Market::drop_unfunded`] if the lock was refused).
     pub fn create_job(
         &mut self,
+        p: &Params,
         now_ns: u64,
         owner: Principal,
         spec: JobSpec,
@@ -607,7 +635,7 @@ impl<M: Memory> Market<M> {
             });
         }
         let id = self.next_job_id();
-        let state = JobState::new(id, owner, &spec);
+        let state = JobState::new(id, owner, &spec, p.min_audit_ppm);
         if let ModuleSource::Stored { sha256 } = &spec.module {
             self.modules
                 .acquire(sha256)
@@ -747,13 +775,15 @@ impl<M: Memory> Market<M> {
         let Some(mut rec) = self.job(bid.job_id) else {
             return false;
         };
-        if rec.kind != JobKind::OneOff || rec.state.status != JobStatus::Open {
+        let one_off = matches!(rec.kind, JobKind::OneOff | JobKind::Audit { .. });
+        if !one_off || rec.state.status != JobStatus::Open {
             return false;
         }
         let effects = rec.state.end(JobStatus::Expired);
+        let kind = rec.kind;
         self.book.remove_bid(bid.job_id);
         self.put_job(rec);
-        self.apply(p, now_ns, bid.job_id, JobKind::OneOff, effects);
+        self.apply(p, now_ns, bid.job_id, kind, effects);
         true
     }
 
@@ -799,7 +829,8 @@ impl<M: Memory> Market<M> {
     }
 
     /// Applies a transition's effects: local ones now, cross-canister ones
-    /// into the outbox (in order).
+    /// into the outbox (in order). A change of an audit run may bring its
+    /// audit to a verdict.
     fn apply(&mut self, p: &Params, now_ns: u64, id: JobId, kind: JobKind, effects: Vec<Effect>) {
         match kind {
             JobKind::ReservedSlot { reservation, slot } => {
@@ -808,7 +839,7 @@ impl<M: Memory> Market<M> {
             JobKind::InReservation { reservation } => {
                 return self.apply_reserved_job(p, now_ns, id, reservation, effects);
             }
-            JobKind::OneOff | JobKind::Reservation => {}
+            JobKind::OneOff | JobKind::Reservation | JobKind::Audit { .. } => {}
         }
         for effect in effects {
             match effect {
@@ -825,16 +856,24 @@ impl<M: Memory> Market<M> {
                 }
             }
         }
+        if let JobKind::Audit { of } = kind {
+            self.audit_run_changed(p, now_ns, of);
+        }
     }
 
     /// A job ended: its module is released, its bid leaves the book, and
-    /// its settle (and callback, if any) are queued.
+    /// its settle (and callback, if any) are queued. An audit run has no
+    /// lock or callback of its own (the audited job settles).
     fn settle_job(&mut self, now_ns: u64, id: JobId) {
         let rec = self.job(id);
         if let Some(ModuleSource::Stored { sha256 }) = rec.as_ref().map(|r| &r.spec.module) {
             self.modules.release(now_ns, sha256);
         }
-        if let Some(mut r) = rec.clone().filter(|r| r.kind == JobKind::OneOff) {
+        let audit_run = rec
+            .as_ref()
+            .is_some_and(|r| matches!(r.kind, JobKind::Audit { .. }));
+        let one_off = |r: &JobRecord| r.kind == JobKind::OneOff || audit_run;
+        if let Some(mut r) = rec.clone().filter(one_off) {
             // Only a running job needs its input: a finished one keeps its
             // result, and is deleted after the retention period.
             r.spec.input = Vec::new();
@@ -844,6 +883,9 @@ impl<M: Memory> Market<M> {
             self.finished.insert((now_ns, id), ());
         }
         self.book.remove_bid(id);
+        if audit_run {
+            return;
+        }
         self.outbox.push(id, Effect::Settle);
         if let Some(method) = rec.and_then(|r| r.spec.callback) {
             self.outbox.push(id, Effect::Callback { method });
@@ -1049,6 +1091,7 @@ impl<M: Memory> Market<M> {
             .ok_or(MatcherError::UnknownJob { job_id: req.job_id })?;
         let whole: &[u8] = match req.part {
             JobPart::Input => &rec.spec.input,
+            JobPart::Output if rec.result_withheld() => &[],
             JobPart::Output => rec.state.result.as_ref().map_or(&[], |r| &r.output),
         };
         let start = usize::try_from(req.offset).map_or(whole.len(), |o| o.min(whole.len()));
@@ -1330,6 +1373,7 @@ fn refusal_text(r: &Refusal) -> String {
         Refusal::FuelTooFast { allowed } => format!(
             "the fuel reported grew faster than the offer's declared speed: at most {allowed} by now"
         ),
+        Refusal::Audited => "the result is being audited, or was".into(),
     }
 }
 
@@ -1339,9 +1383,11 @@ fn refusal_error(state: &JobState, r: Refusal) -> MatcherError {
         Refusal::NotOwner | Refusal::NotAssigned => MatcherError::Unauthorized {
             reason: refusal_text(&r),
         },
-        Refusal::TooEarly { .. } | Refusal::BondPending => MatcherError::InvalidState {
-            status: state.status,
-        },
+        Refusal::TooEarly { .. } | Refusal::BondPending | Refusal::Audited => {
+            MatcherError::InvalidState {
+                status: state.status,
+            }
+        }
         Refusal::FuelDecreased { .. }
         | Refusal::FuelOverBudget { .. }
         | Refusal::FuelTooFast { .. } => invalid("fuel_used", refusal_text(&r)),

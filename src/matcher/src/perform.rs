@@ -12,7 +12,7 @@
 
 use crate::audit::{self, ExtensionLocked, Slashed};
 use crate::governance::DaoContext;
-use crate::lifecycle::{Effect, StakeKey, lock_key};
+use crate::lifecycle::{Effect, StakeKey, StakeOp, lock_key};
 use crate::market::JobRecord;
 use crate::outbox::Step;
 use crate::runtime::Runtime;
@@ -227,11 +227,17 @@ pub async fn perform(rt: &impl Runtime, job_id: JobId, effect: Effect) -> Outcom
             amount,
             owner,
         } => {
+            let caught = key.op == StakeOp::Caught;
+            let reason = if caught {
+                format!("result of job {job_id} lost its audit")
+            } else {
+                format!("missed heartbeat deadline of job {job_id}")
+            };
             let args = SlashArgs {
                 provider,
                 amount,
                 beneficiary: deposit_account(escrow, owner),
-                reason: format!("missed heartbeat deadline of job {job_id}"),
+                reason,
                 key: key.to_string(),
             };
             match rt.slash(registry, &args).await {
@@ -252,10 +258,11 @@ pub async fn perform(rt: &impl Runtime, job_id: JobId, effect: Effect) -> Outcom
                         attempt: key.attempt,
                         slashed: outcome.slashed,
                         credit,
+                        caught,
                     };
                     let t = rt.now_ns();
                     mutate_state(|s| {
-                        audit::deadline_missed(s, t, slashed);
+                        audit::slashed(s, t, slashed);
                         if outcome.jailed {
                             audit::provider_ineligible(s, t, provider);
                         }
@@ -325,6 +332,22 @@ pub async fn perform(rt: &impl Runtime, job_id: JobId, effect: Effect) -> Outcom
                 }
                 Err(e) => retry(e),
             }
+        }
+        Effect::DrawAudit { attempt } => match rt.raw_rand().await {
+            Ok(randomness) => {
+                let t = rt.now_ns();
+                mutate_state(|s| {
+                    let p = s.params();
+                    s.market.audit_drawn(&p, t, job_id, attempt, &randomness);
+                });
+                Outcome::Done
+            }
+            Err(e) => retry(e),
+        },
+        Effect::Announce { note } => {
+            let t = rt.now_ns();
+            mutate_state(|s| audit::announce(s, t, job_id, note));
+            Outcome::Done
         }
         Effect::FreeSlot { .. } | Effect::Requeue => Outcome::Done,
     }

@@ -105,6 +105,9 @@ pub trait Runtime: SystemApi {
         args: &SlashArgs,
     ) -> Answer<SlashOutcome, RegistryError>;
 
+    /// 32 random bytes (management canister `raw_rand`).
+    async fn raw_rand(&self) -> Result<Vec<u8>, CallError>;
+
     /// Tells a buyer's callback `method` that its job finished; the reply
     /// does not matter.
     async fn deliver_notice(
@@ -225,6 +228,10 @@ impl Runtime for IcRuntime {
         args: &SlashArgs,
     ) -> Answer<SlashOutcome, RegistryError> {
         RegistryClient(registry).slash(args).await
+    }
+
+    async fn raw_rand(&self) -> Result<Vec<u8>, CallError> {
+        market_api::client::raw_rand().await
     }
 
     async fn deliver_notice(

@@ -78,6 +78,7 @@ impl State {
             slash_multiple: c.slash_multiple,
             min_slash: c.min_slash(),
             challenge_window_secs: c.challenge_window_secs(),
+            min_audit_ppm: c.min_audit_ppm(),
         }
     }
 

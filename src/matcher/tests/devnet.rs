@@ -105,6 +105,7 @@ impl Net {
             min_record: None,
             max_retries: retries,
             callback: None,
+            audit_ppm: None,
         }
     }
 

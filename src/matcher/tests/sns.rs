@@ -226,6 +226,7 @@ fn job_spec(ledger: Principal) -> JobSpec {
         min_record: None,
         max_retries: 1,
         callback: None,
+        audit_ppm: None,
     }
 }
 

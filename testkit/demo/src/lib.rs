@@ -243,6 +243,34 @@ impl Demo {
                     self.name(provider),
                     icp(bill)
                 ),
+                MatcherEvent::AuditStarted {
+                    job_id,
+                    run,
+                    disputed,
+                } => format!(
+                    "{}: {} job {run} runs it again on another provider, its result hidden \
+                     until they compare",
+                    self.label(job_id),
+                    if disputed {
+                        "the buyer disputes the result;"
+                    } else {
+                        "drawn for audit;"
+                    }
+                ),
+                MatcherEvent::AuditSettled { job_id, verdict } => {
+                    format!("{}: the audit's verdict: {verdict:?}", self.label(job_id))
+                }
+                MatcherEvent::ResultRejected {
+                    job_id,
+                    provider,
+                    slashed,
+                    ..
+                } => format!(
+                    "{}: {}'s result lost the audit: {} ICP of its stake slashed to the buyer",
+                    self.label(job_id),
+                    self.name(provider),
+                    icp(slashed)
+                ),
                 MatcherEvent::PayForfeited {
                     job_id, provider, ..
                 } => format!(
@@ -411,6 +439,7 @@ impl Demo {
             min_record: None,
             max_retries: 2,
             callback: None,
+            audit_ppm: None,
         }
     }
 
@@ -575,6 +604,7 @@ pub async fn run(opts: Options) -> Result<Report> {
                 min_interval_secs: 10,
                 max_interval_secs: 3_600,
                 tags: vec!["wasi".into()],
+                audits: None,
             },
         )?;
         d.say(format!(

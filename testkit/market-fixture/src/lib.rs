@@ -116,6 +116,9 @@ pub struct Settings {
     pub slash_multiple: u32,
     /// How long a result stays open to challenge.
     pub challenge_window_secs: u64,
+    /// The least audit probability, in parts per million (0 by default:
+    /// only jobs whose bids ask for audits are audited).
+    pub min_audit_ppm: u32,
     /// The devnet's limits.
     pub devnet: DevnetConfig,
 }
@@ -130,6 +133,7 @@ impl Default for Settings {
             bond_multiple: 10,
             slash_multiple: 5,
             challenge_window_secs: 60,
+            min_audit_ppm: 0,
             devnet: DevnetConfig::default(),
         }
     }
@@ -253,6 +257,7 @@ impl MarketFixture {
                 stake_ledger: ids.ledger,
                 min_slash: None,
                 challenge_window_secs: Some(settings.challenge_window_secs),
+                min_audit_ppm: Some(settings.min_audit_ppm),
             })
         })?;
         install(&mut dn, ids.matcher, "matcher", matcher_arg)?;
@@ -413,6 +418,7 @@ impl MarketFixture {
             min_record: None,
             max_retries: 0,
             callback: None,
+            audit_ppm: None,
         }
     }
 
@@ -432,6 +438,7 @@ impl MarketFixture {
             min_interval_secs: 10,
             max_interval_secs: 3_600,
             tags: vec![],
+            audits: None,
         }
     }
 

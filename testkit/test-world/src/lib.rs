@@ -51,6 +51,7 @@ pub fn one_slot_offer(memory_mib: u32, price: Tokens, ledger: Principal) -> Offe
         min_interval_secs: 10,
         max_interval_secs: 3_600,
         tags: vec![],
+        audits: None,
     }
 }
 
@@ -255,6 +256,7 @@ impl World {
             min_record: None,
             max_retries: 0,
             callback: None,
+            audit_ppm: None,
         }
     }
 

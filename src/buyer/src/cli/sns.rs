@@ -452,6 +452,7 @@ mod tests {
             min_record: None,
             max_retries: 1,
             callback: Some("on_result".into()),
+            audit_ppm: None,
         }
     }
 

@@ -267,6 +267,7 @@ fn sample_offer() -> OfferSpec {
         min_interval_secs: 1,
         max_interval_secs: 10,
         tags: vec![],
+        audits: None,
     }
 }
 

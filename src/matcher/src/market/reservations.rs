@@ -125,6 +125,7 @@ fn slot_spec(spec: &ReservationSpec) -> JobSpec {
         min_record: None,
         max_retries: spec.max_rematches,
         callback: None,
+        audit_ppm: None,
     }
 }
 
@@ -687,7 +688,7 @@ impl<M: Memory> Market<M> {
         // Validated (in create_job) as if it had a price; it has none.
         spec.max_price_per_gfuel = 1;
         let intervals = reserved_job_intervals(&spec, r.spec.fuel_per_interval, spec.interval_secs);
-        let mut rec = self.create_job(now_ns, caller, spec)?;
+        let mut rec = self.create_job(p, now_ns, caller, spec)?;
         rec.spec.max_price_per_gfuel = 0;
         // Paid by its slot: nothing of its own, for at most `intervals`.
         rec.state = JobState::per_interval(rec.state.id, caller, &rec.spec, intervals, 0);

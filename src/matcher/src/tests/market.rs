@@ -17,6 +17,7 @@ const P: Params = Params {
     slash_multiple: 3,
     min_slash: 1,
     challenge_window_secs: 100,
+    min_audit_ppm: 0,
 };
 const G: u64 = market_api::matcher::GFUEL;
 
@@ -24,7 +25,7 @@ fn mem() -> VectorMemory {
     VectorMemory::default()
 }
 
-fn market() -> Market<VectorMemory> {
+pub(crate) fn market() -> Market<VectorMemory> {
     Market::init(Memories {
         jobs: mem(),
         jobs_by_owner: mem(),
@@ -44,15 +45,15 @@ pub(crate) fn icp() -> Principal {
     Principal::from_slice(&[0x10])
 }
 
-fn buyer() -> Principal {
+pub(crate) fn buyer() -> Principal {
     Principal::from_slice(&[0x20])
 }
 
-fn provider(n: u8) -> Principal {
+pub(crate) fn provider(n: u8) -> Principal {
     Principal::from_slice(&[0x30, n])
 }
 
-fn node(n: u8) -> Principal {
+pub(crate) fn node(n: u8) -> Principal {
     Principal::from_slice(&[0x40, n])
 }
 
@@ -77,6 +78,7 @@ pub(crate) fn spec(max_price: u128, retries: u32) -> JobSpec {
         min_record: None,
         max_retries: retries,
         callback: None,
+        audit_ppm: None,
     }
 }
 
@@ -95,6 +97,7 @@ pub(crate) fn offer(price: u128) -> OfferSpec {
         min_interval_secs: 10,
         max_interval_secs: 3_600,
         tags: vec![],
+        audits: None,
     }
 }
 
@@ -105,7 +108,7 @@ fn market_with_a_matched_job(retries: u32) -> (Market<VectorMemory>, u64) {
     m.put_offer(&P, 0, provider(1), node(1), 0, None, offer(50))
         .unwrap();
     let id = m
-        .create_job(0, buyer(), spec(80, retries))
+        .create_job(&P, 0, buyer(), spec(80, retries))
         .unwrap()
         .state
         .id;
@@ -140,7 +143,7 @@ fn job_runs_misses_a_deadline_and_finishes_on_a_second_provider() {
     let mut m = market();
     m.put_offer(&P, 0, provider(1), node(1), 1_000, None, offer(50))
         .unwrap();
-    let job = m.create_job(0, buyer(), spec(80, 1)).unwrap();
+    let job = m.create_job(&P, 0, buyer(), spec(80, 1)).unwrap();
     let id = job.state.id;
     assert!(m.job(id).unwrap().to_job().status == JobStatus::Open);
     assert_eq!(
@@ -269,7 +272,7 @@ fn job_runs_misses_a_deadline_and_finishes_on_a_second_provider() {
 #[test]
 fn resting_bid_is_matched_when_capacity_appears() {
     let mut m = market();
-    let id = m.create_job(0, buyer(), spec(80, 0)).unwrap().state.id;
+    let id = m.create_job(&P, 0, buyer(), spec(80, 0)).unwrap().state.id;
     assert_eq!(m.job_funded(&P, 0, id), None);
     assert_eq!(m.book.bid_count(), 1);
     m.put_offer(&P, 5, provider(1), node(1), 0, None, offer(90))
@@ -291,7 +294,7 @@ fn resting_bid_is_matched_when_capacity_appears() {
 fn a_lock_whose_answer_is_lost_to_a_trap_is_asked_again_and_funds_the_job() {
     use crate::outbox::STALE_IN_FLIGHT_NS;
     let mut m = market();
-    let id = m.create_job(0, buyer(), spec(80, 0)).unwrap().state.id;
+    let id = m.create_job(&P, 0, buyer(), spec(80, 0)).unwrap().state.id;
     // submit_job records the lock, in flight, then calls the escrow itself.
     let seq = m.lock_in_flight(0, id).unwrap();
     assert_eq!(m.lock_in_flight(0, id), None, "one lock step per job");
@@ -326,27 +329,31 @@ fn the_active_jobs_limit_counts_only_jobs_not_yet_finished() {
     let mut m = market();
     let mut ids = vec![];
     for t in 0..MAX_ACTIVE_JOBS_PER_OWNER {
-        let id = m.create_job(t, buyer(), spec(80, 0)).unwrap().state.id;
+        let id = m.create_job(&P, t, buyer(), spec(80, 0)).unwrap().state.id;
         m.job_funded(&P, t, id);
         ids.push(id);
     }
     assert_eq!(
-        m.create_job(200, buyer(), spec(80, 0)),
+        m.create_job(&P, 200, buyer(), spec(80, 0)),
         Err(MatcherError::LimitReached {
             what: "active jobs".into(),
             limit: MAX_ACTIVE_JOBS_PER_OWNER
         })
     );
     assert!(
-        m.create_job(200, provider(1), spec(80, 0)).is_ok(),
+        m.create_job(&P, 200, provider(1), spec(80, 0)).is_ok(),
         "per owner"
     );
     // Finished jobs free their place; an unfunded job dropped does too.
     m.cancel(&P, 201, buyer(), ids[0]).unwrap();
-    let id = m.create_job(202, buyer(), spec(80, 0)).unwrap().state.id;
-    assert!(m.create_job(203, buyer(), spec(80, 0)).is_err());
+    let id = m
+        .create_job(&P, 202, buyer(), spec(80, 0))
+        .unwrap()
+        .state
+        .id;
+    assert!(m.create_job(&P, 203, buyer(), spec(80, 0)).is_err());
     m.drop_unfunded(204, id);
-    m.create_job(205, buyer(), spec(80, 0)).unwrap();
+    m.create_job(&P, 205, buyer(), spec(80, 0)).unwrap();
     // The index is rebuilt, the same, for a state saved without it.
     assert_eq!(m.index_active_jobs_if_missing(), 0);
     m.clear_active_index_for_tests();
@@ -354,7 +361,7 @@ fn the_active_jobs_limit_counts_only_jobs_not_yet_finished() {
         m.index_active_jobs_if_missing() as u64,
         MAX_ACTIVE_JOBS_PER_OWNER + 1
     );
-    assert!(m.create_job(206, buyer(), spec(80, 0)).is_err());
+    assert!(m.create_job(&P, 206, buyer(), spec(80, 0)).is_err());
 }
 
 #[test]
@@ -367,10 +374,14 @@ fn the_sweep_matches_a_bid_resting_behind_many_that_no_offer_can_run() {
         let mut s = spec(100, 0);
         s.limits.memory_mib = 4096;
         let owner = Principal::from_slice(&[0x50, (i / 100) as u8]);
-        let id = m.create_job(i as u64, owner, s).unwrap().state.id;
+        let id = m.create_job(&P, i as u64, owner, s).unwrap().state.id;
         m.job_funded(&P, i as u64, id);
     }
-    let low = m.create_job(1_000, buyer(), spec(80, 0)).unwrap().state.id;
+    let low = m
+        .create_job(&P, 1_000, buyer(), spec(80, 0))
+        .unwrap()
+        .state
+        .id;
     m.job_funded(&P, 1_000, low);
     // A new offer looks at the best MAX_SCAN bids only: the low one is not reached.
     m.put_offer(&P, 2_000, provider(1), node(1), 0, None, offer(50))
@@ -398,7 +409,7 @@ fn a_deadline_run_handles_at_most_its_budget_and_the_rest_next_time() {
         .unwrap();
     let ids: Vec<u64> = (0..5)
         .map(|t| {
-            let id = m.create_job(t, buyer(), spec(80, 0)).unwrap().state.id;
+            let id = m.create_job(&P, t, buyer(), spec(80, 0)).unwrap().state.id;
             m.job_funded(&P, t, id);
             id
         })
@@ -470,7 +481,7 @@ fn a_providers_assignments_come_in_pages_and_its_jobs_in_chunks() {
     for n in 0..5u8 {
         let mut s = spec(80, 0);
         s.input = vec![n; MAX_INPUT_BYTES];
-        let id = m.create_job(0, buyer(), s).unwrap().state.id;
+        let id = m.create_job(&P, 0, buyer(), s).unwrap().state.id;
         m.job_funded(&P, 0, id);
         jobs.push(id);
     }
@@ -566,13 +577,13 @@ fn bad_specs_and_limits_are_refused() {
     let mut s = spec(80, 0);
     s.interval_secs = 0;
     assert!(matches!(
-        m.create_job(0, buyer(), s),
+        m.create_job(&P, 0, buyer(), s),
         Err(MatcherError::InvalidArgument { .. })
     ));
     let mut s = spec(u128::MAX, 0);
     s.limits.fuel = 2 * G;
     assert!(matches!(
-        m.create_job(0, buyer(), s),
+        m.create_job(&P, 0, buyer(), s),
         Err(MatcherError::InvalidArgument { .. })
     ));
     let s = JobSpec {
@@ -580,7 +591,7 @@ fn bad_specs_and_limits_are_refused() {
         ..spec(1, 0)
     };
     assert_eq!(
-        m.create_job(0, buyer(), s),
+        m.create_job(&P, 0, buyer(), s),
         Err(MatcherError::UnknownModule { sha256: [9; 32] })
     );
     for i in 0..crate::market::MAX_OFFERS_PER_PROVIDER {
@@ -1095,7 +1106,7 @@ fn a_bid_resting_a_day_unmatched_expires_and_lets_its_module_go() {
     m.modules.commit(0, buyer(), sha).unwrap();
     let mut job = spec(80, 0);
     job.module = ModuleSource::Stored { sha256: sha };
-    let id = m.create_job(0, buyer(), job).unwrap().state.id;
+    let id = m.create_job(&P, 0, buyer(), job).unwrap().state.id;
     m.job_funded(&P, 0, id);
     assert_eq!(m.book.bid_count(), 1, "no offer: the bid rests");
     let day = MAX_RESTING_SECS * S;
@@ -1122,7 +1133,7 @@ fn a_finished_job_drops_its_input_at_once_and_is_deleted_after_retention() {
     big.input = vec![7; 1024];
     big.args = vec!["a".into()];
     big.env = vec![("K".into(), "V".into())];
-    let id = m.create_job(0, buyer(), big).unwrap().state.id;
+    let id = m.create_job(&P, 0, buyer(), big).unwrap().state.id;
     m.job_funded(&P, 0, id);
     m.cancel(&P, 5, buyer(), id).unwrap();
     let rec = m.job(id).unwrap();

@@ -1,4 +1,5 @@
 //! Scenario and property tests of the matcher's logic, with their fakes.
 
+mod audits;
 pub(crate) mod market;
 mod perform;

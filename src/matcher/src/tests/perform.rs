@@ -93,6 +93,7 @@ impl Fake {
                 stake_ledger: icp(),
                 min_slash: Some(1),
                 challenge_window_secs: None,
+                min_audit_ppm: Some(0),
             })
         });
         fake
@@ -317,6 +318,14 @@ impl Runtime for Fake {
             jailed: self.jails.get(),
         };
         self.registry_answer("slash", args.key.clone(), outcome)
+    }
+
+    async fn raw_rand(&self) -> Result<Vec<u8>, CallError> {
+        self.calls.borrow_mut().push(Made {
+            method: "raw_rand",
+            key: String::new(),
+        });
+        Ok(vec![0; 32])
     }
 
     async fn deliver_notice(

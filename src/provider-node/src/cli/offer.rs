@@ -96,6 +96,7 @@ impl OfferTerms {
             min_interval_secs: self.min_interval_secs,
             max_interval_secs: self.max_interval_secs,
             tags: self.tags.clone(),
+            audits: None,
         })
     }
 }

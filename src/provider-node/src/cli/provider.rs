@@ -305,6 +305,7 @@ mod tests {
             interval_secs: 10,
             intervals_paid: 0,
             input_bytes: 0,
+            seed: [0; 32],
         };
         assert_eq!(
             assignment_line(&a),

@@ -184,6 +184,9 @@ struct JobRecord {
     interval_ns: u64,
     /// When the current interval is due (IC time); `None` until acknowledged.
     due_ns: Option<u64>,
+    /// The seed of the run's random sources, as the matcher gives it (an
+    /// audit run gets the seed of the job it re-runs).
+    seed: [u8; 32],
     stage: Stage,
 }
 
@@ -246,14 +249,7 @@ pub struct Daemon<T> {
     steps: u64,
 }
 
-/// The seed of a job's deterministic random sources: anyone re-running the
-/// job derives the same one from its id.
-pub fn job_seed(job_id: JobId) -> [u8; 32] {
-    let mut h = sha2::Sha256::new();
-    h.update(b"market-job-seed");
-    h.update(job_id.to_le_bytes());
-    h.finalize().into()
-}
+pub use market_api::matcher::job_seed;
 
 /// The sandbox limits of a job: its memory, its fuel budget (all it may be
 /// billed for) and the wall-clock `timeout` of the run (see
@@ -597,6 +593,7 @@ impl<T: Transport + Clone> Daemon<T> {
                 price: a.price,
                 pace: Pace::of(&a),
                 due_ns,
+                seed: a.seed,
                 stage,
             },
         );
@@ -719,7 +716,7 @@ impl<T: Transport + Clone> Daemon<T> {
             input: spec.input.clone(),
             args: spec.args.clone(),
             env: spec.env.clone(),
-            seed: job_seed(id),
+            seed: record.seed,
             limits: sandbox_limits(spec, timeout),
         };
         info!(

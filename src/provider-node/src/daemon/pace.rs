@@ -167,6 +167,7 @@ mod tests {
             min_record: None,
             max_retries: 0,
             callback: None,
+            audit_ppm: None,
         }
     }
 

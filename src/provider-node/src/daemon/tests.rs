@@ -182,6 +182,7 @@ impl FakeMarket {
                 stake_ledger: Principal::anonymous(),
                 min_slash: None,
                 challenge_window_secs: None,
+                min_audit_ppm: None,
             }),
             "assignments" => {
                 let (_, page) = Decode!(arg, Principal, PageRequest).unwrap();
@@ -213,6 +214,7 @@ impl FakeMarket {
                         interval_secs: j.spec.interval_secs,
                         intervals_paid: j.paid,
                         input_bytes: j.spec.input.len() as u64,
+                        seed: job_seed(*id),
                     });
                 let assignments: Vec<Assignment> =
                     held.by_ref().take(self.page_size.max(1)).collect();
@@ -412,6 +414,7 @@ fn api_job(id: JobId, j: &FakeJob) -> ApiJob {
         result: j.result.as_ref().map(|r| r.result.clone()),
         submitted_at_ns: 0,
         kind: market_api::matcher::JobKind::OneOff,
+        audit: None,
     }
 }
 
@@ -460,6 +463,7 @@ fn spec(sha256: [u8; 32], interval_secs: u64) -> JobSpec {
         min_record: None,
         max_retries: 0,
         callback: None,
+        audit_ppm: None,
     }
 }
 
