@@ -61,6 +61,8 @@ pub struct Audit {
     /// Deadlines the matcher recorded as missed (its `DeadlineMissed`
     /// events, slashes that took nothing included).
     pub slashes: usize,
+    /// Results that lost an audit (the matcher's `ResultRejected` events).
+    pub rejected: usize,
     /// Stake taken by the registry's slashes (its `Slashed` events).
     pub slashed: Tokens,
     /// Locks the escrow made (its `Locked` events).
@@ -109,6 +111,9 @@ struct MatcherLog {
     assigned: BTreeMap<(JobId, u32), (Principal, Tokens)>,
     /// Missed deadlines: (job, attempt) to (provider, amount slashed).
     missed: BTreeMap<(JobId, u32), (Principal, Tokens)>,
+    /// Results that lost an audit: (job or audit run, attempt) to
+    /// (provider, amount slashed).
+    rejected: BTreeMap<(JobId, u32), (Principal, Tokens)>,
     /// Jobs whose lock the matcher saw settled.
     finished: BTreeSet<JobId>,
 }
@@ -136,12 +141,52 @@ struct RegistrySlash {
     beneficiary: Account,
 }
 
-/// The (job, attempt) a slash key names: the matcher slashes a missed
-/// deadline under `job/<job>/slash/<attempt>`.
-fn slash_deadline(key: &str) -> Option<(JobId, u32)> {
+/// What a slash was for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum SlashFor {
+    /// A missed deadline: key `job/<job>/slash/<attempt>`.
+    Deadline,
+    /// A result that lost its audit: key `job/<job>/caught/<attempt>`.
+    Caught,
+}
+
+/// The (job, attempt) a slash key names, and what the slash was for.
+fn slash_deadline(key: &str) -> Option<(JobId, u32, SlashFor)> {
     let rest = key.strip_prefix("job/")?;
-    let (job, attempt) = rest.split_once("/slash/")?;
-    Some((job.parse().ok()?, attempt.parse().ok()?))
+    let (job, attempt, what) = match rest.split_once("/slash/") {
+        Some((job, attempt)) => (job, attempt, SlashFor::Deadline),
+        None => {
+            let (job, attempt) = rest.split_once("/caught/")?;
+            (job, attempt, SlashFor::Caught)
+        }
+    };
+    Some((job.parse().ok()?, attempt.parse().ok()?, what))
+}
+
+/// The bond of an attempt at `price` of a fuel-billed job (or audit run):
+/// what a result that loses its audit is slashed, never less than the
+/// smallest slash (the matcher's rule, restated).
+fn audited_bond(job: &Job, price: Tokens, config: &MatcherInit) -> Tokens {
+    let value = market_api::matcher::fuel_cost(job.spec.limits.fuel, price).unwrap_or(Tokens::MAX);
+    let ppm = match job.kind {
+        JobKind::Audit { .. } => 0,
+        _ => job
+            .spec
+            .audit_ppm
+            .unwrap_or(0)
+            .max(config.min_audit_ppm())
+            .min(market_api::matcher::AUDIT_ALWAYS_PPM),
+    };
+    let by_audit = match ppm {
+        0 => 0,
+        ppm => value
+            .saturating_mul(Tokens::from(market_api::matcher::AUDIT_ALWAYS_PPM))
+            .div_ceil(Tokens::from(ppm)),
+    };
+    value
+        .saturating_mul(Tokens::from(config.bond_multiple))
+        .max(by_audit)
+        .max(config.min_slash())
 }
 
 /// Adds `amount` (or takes it away, if `add` is false) to `provider`'s
@@ -458,6 +503,20 @@ impl MarketFixture {
                         "matcher: job {job_id} attempt {attempt} slashed twice"
                     )));
                 }
+                MatcherEvent::ResultRejected {
+                    job_id,
+                    provider,
+                    attempt,
+                    slashed,
+                } if log
+                    .rejected
+                    .insert((job_id, attempt), (provider, slashed))
+                    .is_some() =>
+                {
+                    return Err(fail(format!(
+                        "matcher: job {job_id} attempt {attempt} rejected twice"
+                    )));
+                }
                 _ => {}
             }
         }
@@ -481,7 +540,7 @@ impl MarketFixture {
         converged: bool,
     ) -> Result<()> {
         let ids = self.ids;
-        let mut by_deadline: BTreeMap<(JobId, u32), RegistrySlash> = BTreeMap::new();
+        let mut by_deadline: BTreeMap<(JobId, u32, SlashFor), RegistrySlash> = BTreeMap::new();
         let mut per_provider: BTreeMap<Principal, Tokens> = BTreeMap::new();
         let mut keys = BTreeSet::new();
         for e in self.events::<RegistryEvent>(ids.registry)? {
@@ -510,8 +569,8 @@ impl MarketFixture {
             };
             if let Some(first) = by_deadline.insert(deadline, slash) {
                 return Err(fail(format!(
-                    "registry: job {} attempt {} slashed twice (keys {} and {})",
-                    deadline.0, deadline.1, first.key, by_deadline[&deadline].key
+                    "registry: job {} attempt {} slashed twice for {:?} (keys {} and {})",
+                    deadline.0, deadline.1, deadline.2, first.key, by_deadline[&deadline].key
                 )));
             }
         }
@@ -537,7 +596,7 @@ impl MarketFixture {
         }
 
         let config: MatcherInit = self.query(ids.matcher, "get_config", &())?;
-        for (&(job_id, attempt), s) in &by_deadline {
+        for (&(job_id, attempt, what), s) in &by_deadline {
             let job: Option<Job> = self.query(ids.matcher, "get_job", &job_id)?;
             let job = job.ok_or_else(|| {
                 fail(format!(
@@ -560,13 +619,18 @@ impl MarketFixture {
                 // fuel budget at the agreed price), a slot's against its
                 // price per interval.
                 let measure = match job.kind {
-                    JobKind::OneOff => market_api::matcher::fuel_cost(job.spec.limits.fuel, price)
-                        .unwrap_or(Tokens::MAX),
+                    JobKind::OneOff | JobKind::Audit { .. } => {
+                        market_api::matcher::fuel_cost(job.spec.limits.fuel, price)
+                            .unwrap_or(Tokens::MAX)
+                    }
                     _ => price,
                 };
-                let asked = measure
-                    .saturating_mul(Tokens::from(config.slash_multiple))
-                    .max(config.min_slash());
+                let asked = match what {
+                    SlashFor::Deadline => measure
+                        .saturating_mul(Tokens::from(config.slash_multiple))
+                        .max(config.min_slash()),
+                    SlashFor::Caught => audited_bond(&job, price, &config),
+                };
                 if provider != s.provider || s.amount > asked {
                     return Err(fail(format!(
                         "registry: slash {} took {} from {}; the matcher assigned attempt {attempt} to {provider} at {price}, so asked {asked}",
@@ -574,7 +638,11 @@ impl MarketFixture {
                     )));
                 }
             }
-            match log.missed.get(&(job_id, attempt)) {
+            let recorded = match what {
+                SlashFor::Deadline => log.missed.get(&(job_id, attempt)),
+                SlashFor::Caught => log.rejected.get(&(job_id, attempt)),
+            };
+            match recorded {
                 Some(&(provider, slashed)) if provider != s.provider || slashed != s.amount => {
                     return Err(fail(format!(
                         "registry: slash {} took {} from {}, the matcher recorded {slashed} from {provider}",
@@ -583,21 +651,28 @@ impl MarketFixture {
                 }
                 None if converged => {
                     return Err(fail(format!(
-                        "registry: slash {} took {} from {}, a deadline the matcher never recorded as missed",
+                        "registry: slash {} took {} from {}, which the matcher never recorded",
                         s.key, s.amount, s.provider
                     )));
                 }
                 _ => {}
             }
         }
-        for (&(job_id, attempt), &(provider, slashed)) in &log.missed {
-            if slashed > 0 && !by_deadline.contains_key(&(job_id, attempt)) {
-                return Err(fail(format!(
-                    "matcher: job {job_id} attempt {attempt} slashed {slashed} from {provider}, but the registry has no such slash"
-                )));
+        let recorded = [
+            (SlashFor::Deadline, &log.missed),
+            (SlashFor::Caught, &log.rejected),
+        ];
+        for (what, slashes) in recorded {
+            for (&(job_id, attempt), &(provider, slashed)) in slashes {
+                if slashed > 0 && !by_deadline.contains_key(&(job_id, attempt, what)) {
+                    return Err(fail(format!(
+                        "matcher: job {job_id} attempt {attempt} slashed {slashed} from {provider} ({what:?}), but the registry has no such slash"
+                    )));
+                }
             }
         }
         audit.slashes = log.missed.len();
+        audit.rejected = log.rejected.len();
         Ok(())
     }
 
