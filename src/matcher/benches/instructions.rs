@@ -3,7 +3,9 @@
 //! posted against the resting bids: the message and its registry callback),
 //! one heartbeat item (a batch of 100 jobs, divided by 100: the message
 //! alone, and with the escrow releases it causes), and a
-//! 16-slot reservation matched at once, with
+//! 16-slot reservation matched at once, one job's result without an audit
+//! and with one (the result, the draw, the audit run's match and bond, the
+//! auditor's result and the verdict), with
 //! 100, 10,000 and 100,000 bids resting, plus the matcher's stable memory
 //! per job. Counts come from the devnet's per-message instruction counter
 //! running the real `matcher.wasm`, so the host's speed does not matter.
@@ -21,7 +23,10 @@
 //! ```
 
 use candid::Principal;
-use market_api::matcher::{HeartbeatAck, JobSpec, MatcherError, OfferSpec, ReservationSpec};
+use market_api::matcher::{
+    AUDIT_ALWAYS_PPM, AuditVerdict, GFUEL, HeartbeatAck, Job, JobResult, JobSpec, MatcherError,
+    OfferSpec, ReservationSpec, RunOutcome, SubmitResultArgs,
+};
 use market_api::{JobId, Tokens};
 use market_fixture::{ICP, MarketFixture, Settings, heartbeat_items, principal};
 use std::time::{Duration, Instant};
@@ -62,6 +67,99 @@ fn submit(net: &MarketFixture, who: Principal, price: Tokens) -> (JobId, u64) {
         .update(net.ids.matcher, who, "submit_job", &spec(net, price))
         .expect("submit_job");
     (r.expect("accepted"), matcher_instructions(net))
+}
+
+/// Results measured per kind (audited or not).
+const RESULTS: usize = 10;
+
+/// `who` reports a result for every job it holds that `these` picks;
+/// returns how many, and the matcher's instructions for the messages and
+/// the outbox steps they caused.
+fn report(
+    net: &MarketFixture,
+    who: Principal,
+    these: impl Fn(&market_api::matcher::Assignment) -> bool,
+) -> (usize, u64) {
+    let held: Vec<_> = net
+        .assignments(who)
+        .unwrap()
+        .into_iter()
+        .filter(|a| these(a))
+        .collect();
+    let _ = matcher_instructions(net);
+    for a in &held {
+        let args = SubmitResultArgs {
+            job_id: a.job_id,
+            attempt: a.attempt,
+            result: JobResult {
+                outcome: RunOutcome::Exited { code: 0 },
+                output: b"ok".to_vec(),
+                output_sha256: [1; 32],
+                fuel_used: GFUEL,
+                engine: "bench".into(),
+            },
+        };
+        let r: Result<(), MatcherError> = net
+            .update(net.ids.matcher, who, "submit_result", &args)
+            .unwrap();
+        r.expect("result taken");
+    }
+    net.settle_outbox();
+    (held.len(), matcher_instructions(net))
+}
+
+/// Instructions per result of a job not audited and of one audited (by
+/// an agreeing auditor), in a market whose book holds the resting bids:
+/// `RESULTS` jobs of each kind, run by a provider whose offer no resting
+/// bid can afford, audited by another. (A job of the bench's earlier
+/// steps, requeued when its deadline passed, may take a slot of theirs:
+/// only the jobs submitted here and their audit runs are reported.)
+fn results(net: &MarketFixture, buyer: Principal) -> (u64, u64) {
+    let runner = principal(0x72);
+    let auditor = principal(0x74);
+    for (p, node, price) in [(runner, 0x73, 1_950), (auditor, 0x75, 1_960)] {
+        net.onboard_provider(p, principal(node), 500 * ICP).unwrap();
+        net.post_offer(p, &net.offer_spec(2 * RESULTS as u32, price))
+            .unwrap();
+    }
+    let mut per_result = [0u64; 2];
+    for (i, audit_ppm) in [None, Some(AUDIT_ALWAYS_PPM)].into_iter().enumerate() {
+        let mut ids = vec![];
+        for _ in 0..RESULTS {
+            let spec = JobSpec {
+                audit_ppm,
+                ..spec(net, 2_000)
+            };
+            let r: Result<market_api::JobId, MatcherError> = net
+                .update(net.ids.matcher, buyer, "submit_job", &spec)
+                .unwrap();
+            let id = r.expect("accepted");
+            let job: Option<Job> = net.query(net.ids.matcher, "get_job", &id).unwrap();
+            assert_eq!(job.and_then(|j| j.provider), Some(runner), "matched at once");
+            ids.push(id);
+        }
+        net.settle_outbox();
+        let before: Vec<_> = net
+            .assignments(auditor)
+            .unwrap()
+            .into_iter()
+            .map(|a| a.job_id)
+            .collect();
+        let (n, mut cost) = report(net, runner, |a| ids.contains(&a.job_id));
+        assert_eq!(n, RESULTS);
+        if audit_ppm.is_some() {
+            let (runs, verdicts) = report(net, auditor, |a| !before.contains(&a.job_id));
+            assert_eq!(runs, RESULTS, "every result is audited");
+            cost += verdicts;
+            for id in &ids {
+                let job: Option<Job> = net.query(net.ids.matcher, "get_job", id).unwrap();
+                let verdict = job.and_then(|j| j.audit).and_then(|a| a.verdict);
+                assert_eq!(verdict, Some(AuditVerdict::Agreed), "job {id}");
+            }
+        }
+        per_result[i] = cost / RESULTS as u64;
+    }
+    (per_result[0], per_result[1])
 }
 
 fn run(bids: usize, providers: usize) {
@@ -196,6 +294,8 @@ fn run(bids: usize, providers: usize) {
         Err(_) => "-".to_string(),
     };
 
+    let (result, audited) = results(&net, buyer(buyers - 1));
+
     let stable = net
         .devnet()
         .stable_memory_size(net.ids.matcher)
@@ -203,7 +303,7 @@ fn run(bids: usize, providers: usize) {
     let avg = submit_cost.iter().sum::<u64>() / submit_cost.len().max(1) as u64;
     let n = items.len().max(1) as u64;
     println!(
-        "| {bids} | {providers} | {avg} | {submit_match} | {} | {} | {} | {reserve_16} | {} | {:.0?} |",
+        "| {bids} | {providers} | {avg} | {submit_match} | {} | {} | {} | {reserve_16} | {result} | {audited} | {} | {:.0?} |",
         post_offer / n,
         ack_cost / n,
         pay_cost / n,
@@ -234,9 +334,9 @@ fn main() {
         sizes
     };
     println!(
-        "| resting bids | decoy providers | submit_job (rests) | submit_job (matches at once) | match per bid (offer taking 100) | heartbeat item (ack) | heartbeat item (pays) | reserve (16 slots, matched at once) | stable bytes per job | wall time |"
+        "| resting bids | decoy providers | submit_job (rests) | submit_job (matches at once) | match per bid (offer taking 100) | heartbeat item (ack) | heartbeat item (pays) | reserve (16 slots, matched at once) | result (not audited) | result (audited, agreeing auditor) | stable bytes per job | wall time |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for n in sizes {
         run(n, providers);
     }

@@ -8,7 +8,7 @@ use crate::modules::{ModuleMeta, StoreError};
 use crate::state::State;
 use candid::Principal;
 use market_api::matcher::{
-    DaoRegistration, JobKind, JobStatus, MatcherError, MatcherEvent, OfferSpec, SetDelegatesArgs,
+    AuditVerdict, DaoRegistration, JobKind, JobStatus, MatcherError, MatcherEvent, OfferSpec, SetDelegatesArgs,
     Sha256, SubmitResultArgs, fuel_cost,
 };
 use market_api::{JobId, OfferId, Tokens};
@@ -344,16 +344,38 @@ pub fn job_finished(s: &mut State, now_ns: u64, job_id: JobId, refunded: Tokens)
     }
 }
 
-/// An audit of job `job_id` started a run or reached its verdict.
+/// An audit of job `job_id` started a run or reached its verdict:
+/// recorded and counted.
 pub fn announce(s: &mut State, now_ns: u64, job_id: JobId, note: AuditNote) {
+    let mut counts = s.audit_counts.get().0;
     let event = match note {
-        AuditNote::Started { run, disputed } => MatcherEvent::AuditStarted {
-            job_id,
-            run,
-            disputed,
-        },
-        AuditNote::Settled { verdict } => MatcherEvent::AuditSettled { job_id, verdict },
+        AuditNote::Started { run, disputed } => {
+            counts.runs += 1;
+            // A dispute starts one audit; its tie-break is a second run.
+            let first = s
+                .market
+                .job(job_id)
+                .and_then(|r| r.state.audit)
+                .is_some_and(|a| a.runs.first() == Some(&run));
+            if disputed && first {
+                counts.disputes += 1;
+            }
+            MatcherEvent::AuditStarted {
+                job_id,
+                run,
+                disputed,
+            }
+        }
+        AuditNote::Settled { verdict } => {
+            match verdict {
+                AuditVerdict::Agreed => counts.agreed += 1,
+                AuditVerdict::Overturned => counts.overturned += 1,
+                AuditVerdict::Inconclusive => counts.inconclusive += 1,
+            }
+            MatcherEvent::AuditSettled { job_id, verdict }
+        }
     };
+    s.audit_counts.set(canister_common::codec::Cbor(counts));
     s.events.append(now_ns, event);
 }
 

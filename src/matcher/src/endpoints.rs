@@ -371,7 +371,7 @@ pub fn job_output(
             reason: "only the job's owner may read its output".into(),
         });
     }
-    let output = rec.state.result.map(|r| r.output).unwrap_or_default();
+    let output = rec.to_job().result.map(|r| r.output).unwrap_or_default();
     let start = usize::try_from(offset)
         .unwrap_or(usize::MAX)
         .min(output.len());

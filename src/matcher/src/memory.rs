@@ -53,3 +53,5 @@ pub const FINISHED_JOBS: MemoryId = MemoryId::new(24);
 /// The version of the layout the state was last brought to (absent: 0,
 /// from a module that built its indexes at every upgrade).
 pub const LAYOUT_VERSION: MemoryId = MemoryId::new(25);
+/// Counts of audits: runs started and verdicts by kind.
+pub const AUDIT_COUNTS: MemoryId = MemoryId::new(26);

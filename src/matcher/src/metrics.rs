@@ -33,6 +33,36 @@ pub fn encode(s: &State, now_ns: u64) -> String {
         "Slots of active reservations held by a provider.",
         held as u128,
     );
+    let audits = s.audit_counts.get().0;
+    for (name, help, value) in [
+        (
+            "matcher_audit_runs_total",
+            "Audit runs started (re-runs of results and tie-breaks).",
+            audits.runs,
+        ),
+        (
+            "matcher_disputes_total",
+            "Audits buyers asked for.",
+            audits.disputes,
+        ),
+        (
+            "matcher_audits_agreed_total",
+            "Audits whose verdict upheld the result.",
+            audits.agreed,
+        ),
+        (
+            "matcher_audits_overturned_total",
+            "Audits whose majority overturned the result.",
+            audits.overturned,
+        ),
+        (
+            "matcher_audits_inconclusive_total",
+            "Audits without a majority or an answer.",
+            audits.inconclusive,
+        ),
+    ] {
+        page.counter(name, help, u128::from(value));
+    }
     s.audit.encode_metrics("matcher", &mut page);
     page.finish()
 }

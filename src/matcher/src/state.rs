@@ -22,6 +22,24 @@ pub struct State {
     /// The background audit of the indexes (heap only: an upgrade starts
     /// its pass again).
     pub audit: BooksAudit<AuditCursor>,
+    /// How many audit runs started and audits reached each verdict.
+    pub audit_counts: Cell<Cbor<AuditCounts>, Memory>,
+}
+
+/// How many audit runs started and audits reached each verdict, for
+/// `/metrics`.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AuditCounts {
+    /// Audit runs started (re-runs and tie-breaks).
+    pub runs: u64,
+    /// Audits the buyer asked for.
+    pub disputes: u64,
+    /// Verdicts: the result stood.
+    pub agreed: u64,
+    /// Verdicts: the result was overturned.
+    pub overturned: u64,
+    /// Verdicts: no majority, or no auditor answered.
+    pub inconclusive: u64,
 }
 
 /// The layout this module writes: 1 once the active-jobs, providers' and
@@ -61,6 +79,7 @@ impl State {
             }),
             layout: Cell::init(get(LAYOUT_VERSION), 0),
             audit: BooksAudit::new(),
+            audit_counts: Cell::init(get(AUDIT_COUNTS), Cbor(AuditCounts::default())),
         }
     }
 

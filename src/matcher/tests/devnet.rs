@@ -1130,3 +1130,164 @@ fn a_provider_heartbeating_without_running_is_paid_nothing_and_slashed() {
         }));
     net.audit();
 }
+
+/// The matcher's events so far.
+fn matcher_events(net: &Net) -> Vec<MatcherEvent> {
+    let page: market_api::EventPage<MatcherEvent> = net
+        .query(
+            net.ids.matcher,
+            "get_events",
+            &PageRequest {
+                start: None,
+                limit: Some(1_000),
+            },
+        )
+        .unwrap();
+    page.events.into_iter().map(|e| e.event).collect()
+}
+
+/// The value of a counter on the matcher's `/metrics` page.
+fn counter(net: &Net, name: &str) -> u128 {
+    let text = net.metrics(net.ids.matcher).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in {text}"));
+    line.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap() as u128
+}
+
+#[test]
+fn a_wrong_result_is_withheld_audited_overturned_and_its_provider_slashed() {
+    let net = Net::new();
+    for n in 1..=3 {
+        net.provider(n, u128::from(n) * PRICE);
+    }
+    let spec = JobSpec {
+        audit_ppm: Some(market_api::matcher::AUDIT_ALWAYS_PPM),
+        ..net.spec(3 * PRICE, 0)
+    };
+    let id = net.submit(buyer(), &spec).unwrap();
+    let budget_cost = market_api::matcher::fuel_cost_ceil(10 * GFUEL, 3 * PRICE).unwrap();
+    assert_eq!(
+        net.lock(id).total,
+        2 * budget_cost + net.storage_fee(),
+        "the lock holds the run's budget and the audit's"
+    );
+    net.run_first_interval(1, id, 1);
+    net.result(1, id, 1, b"a lie").unwrap();
+
+    // Drawn (always, here): the result is withheld and another provider
+    // re-runs the job, with its seed, as if it were any job.
+    let job = net.job(id);
+    assert_eq!(job.status, JobStatus::Reported);
+    assert_eq!(job.result, None);
+    let audit = job.audit.expect("audited");
+    assert_eq!((audit.verdict, audit.runs.len()), (None, 0));
+    let view: Option<market_api::matcher::JobView> =
+        net.query(net.ids.matcher, "job_view", &id).unwrap();
+    assert_eq!(view.unwrap().output_bytes, 0);
+    let [run] = &net.assignments(2)[..] else {
+        panic!("provider 2 audits")
+    };
+    assert_eq!(run.kind, market_api::matcher::JobKind::OneOff);
+    assert_eq!(run.seed, market_api::matcher::job_seed(id));
+    assert_ne!(run.job_id, id);
+    assert_eq!(net.job(run.job_id).spec.input, spec.input);
+    net.result(2, run.job_id, run.attempt, b"the truth").unwrap();
+    // They disagree: the third provider breaks the tie.
+    let [tie] = &net.assignments(3)[..] else {
+        panic!("provider 3 breaks the tie")
+    };
+    assert_eq!(net.job(id).result, None, "still withheld");
+    net.result(3, tie.job_id, tie.attempt, b"the truth").unwrap();
+
+    let job = net.job(id);
+    let audit = job.audit.clone().unwrap();
+    assert_eq!(
+        audit.verdict,
+        Some(market_api::matcher::AuditVerdict::Overturned)
+    );
+    assert_eq!(audit.runs, vec![run.job_id, tie.job_id]);
+    assert_eq!(
+        job.result.map(|r| r.output),
+        Some(b"the truth".to_vec()),
+        "the buyer gets the majority's result"
+    );
+    // The cheat's whole bond: ten times the job's value at its price.
+    let bond = 10 * market_api::matcher::fuel_cost(10 * GFUEL, PRICE).unwrap();
+    assert_eq!(net.stake_of(1).slashed_total, bond);
+    let events = matcher_events(&net);
+    assert!(events.contains(&MatcherEvent::ResultRejected {
+        job_id: id,
+        provider: provider(1),
+        attempt: 1,
+        slashed: bond,
+    }));
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, MatcherEvent::AuditStarted { job_id, .. } if *job_id == id))
+            .count(),
+        2
+    );
+    net.close_window();
+    assert_eq!(net.job(id).status, JobStatus::Succeeded);
+    assert_eq!(net.pending(provider(1)) + net.claimable(provider(1)), 0);
+    for n in [2, 3] {
+        assert_eq!(net.pending(provider(n)), 0);
+        assert!(net.claimable(provider(n)) > 0, "auditor {n} is paid");
+    }
+    assert_eq!(counter(&net, "matcher_audit_runs_total"), 2);
+    assert_eq!(counter(&net, "matcher_audits_overturned_total"), 1);
+    let audit = net.audit();
+    assert_eq!(audit.rejected, 1);
+}
+
+#[test]
+fn a_disputed_honest_result_pays_the_auditor_and_changes_nothing_else() {
+    let net = Net::new();
+    net.provider(1, PRICE);
+    net.provider(2, 2 * PRICE);
+    // One in a million: the draw passes it.
+    let spec = JobSpec {
+        audit_ppm: Some(1),
+        ..net.spec(2 * PRICE, 0)
+    };
+    let id = net.submit(buyer(), &spec).unwrap();
+    net.run_first_interval(1, id, 1);
+    net.result(1, id, 1, b"ok").unwrap();
+    let job = net.job(id);
+    assert_eq!(job.audit, None, "not drawn");
+    let reported = job.result.clone().expect("shown");
+    let paid = job.paid;
+
+    let refused: R<()> = net.call(buyer2(), "dispute_job", &id);
+    assert!(matches!(refused, Err(MatcherError::Unauthorized { .. })));
+    let disputed: R<()> = net.call(buyer(), "dispute_job", &id);
+    disputed.unwrap();
+    net.settle_outbox();
+    let again: R<()> = net.call(buyer(), "dispute_job", &id);
+    assert!(again.is_err(), "a result is audited once");
+    assert_eq!(net.job(id).result, None, "withheld while audited");
+    let [run] = &net.assignments(2)[..] else {
+        panic!("provider 2 audits")
+    };
+    net.result(2, run.job_id, run.attempt, b"ok").unwrap();
+
+    let job = net.job(id);
+    let audit = job.audit.clone().unwrap();
+    assert!(audit.disputed);
+    assert_eq!(audit.verdict, Some(market_api::matcher::AuditVerdict::Agreed));
+    assert_eq!(job.result, Some(reported));
+    net.close_window();
+    let job = net.job(id);
+    assert_eq!(job.status, JobStatus::Succeeded);
+    let auditor_pay = net.claimable(provider(2));
+    assert!(auditor_pay > 0);
+    assert_eq!(job.paid, paid + auditor_pay, "the original's pay, and the audit's");
+    assert_eq!(net.claimable(provider(1)), paid);
+    assert_eq!(net.stake_of(1).slashed_total + net.stake_of(2).slashed_total, 0);
+    assert_eq!(counter(&net, "matcher_disputes_total"), 1);
+    assert_eq!(counter(&net, "matcher_audits_agreed_total"), 1);
+    net.audit();
+}
