@@ -153,6 +153,7 @@ fn request(input: &[u8], max_price: Tokens) -> JobRequest {
         memory_mib: 16,
         max_retries: 1,
         min_provider_stake: 0,
+        audit_ppm: None,
     }
 }
 
