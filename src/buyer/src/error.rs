@@ -53,6 +53,25 @@ pub enum BuyerError {
         /// Where it is.
         status: JobStatus,
     },
+    /// The job's result is withheld while it is audited.
+    #[error(
+        "job {id}'s result is being audited ({}); `market watch {id}` waits for the verdict",
+        if *.disputed { "disputed" } else { "drawn" }
+    )]
+    BeingAudited {
+        /// The job.
+        id: JobId,
+        /// Whether its owner asked for the audit.
+        disputed: bool,
+    },
+    /// The matcher refused to dispute the job's result.
+    #[error("job {id} can't be disputed: {reason}")]
+    DisputeRefused {
+        /// The job.
+        id: JobId,
+        /// Why, in plain words.
+        reason: String,
+    },
     /// The module the matcher stored does not match what was uploaded.
     #[error("the matcher's copy of the module does not match: {0}")]
     UploadMismatch(String),

@@ -41,6 +41,9 @@ pub async fn check_funds<T: Transport>(
 
 /// What a one-off job takes from the escrow balance.
 pub(super) const JOB: &str = "the job with its storage fee";
+/// What a one-off job that may be audited takes: its budget twice (for its
+/// run and an audit's re-run) and its storage fee.
+pub(super) const AUDITED_JOB: &str = "the job with its audit budget and storage fee";
 
 /// Like [`check_funds`], for `what` (a reservation, an extension) locking
 /// `needed`.

@@ -1,8 +1,8 @@
 //! The buyer's side of the marketplace, behind the `market` tool (whose
 //! command line lives with its binary): upload a
 //! WASI module once, lock funds and submit a job, follow it until it ends,
-//! read its result; deposit, check and withdraw the escrow balance; reserve
-//! slots and run jobs in them (`market reserve`, `run --reservation`); list
+//! read its result, dispute it ([`dispute`]); deposit, check and withdraw
+//! the escrow balance; reserve slots and run jobs in them (`market reserve`, `run --reservation`); list
 //! providers with their stake and track record (`market providers`); print
 //! what an SNS DAO proposes to buy capacity ([`sns`]).
 //!
@@ -14,6 +14,7 @@
 
 mod candid_text;
 mod console;
+mod dispute;
 mod error;
 mod funds;
 mod module;
@@ -26,11 +27,12 @@ mod watch;
 
 pub use candid_text::{blob_text, candid_line, candid_text};
 pub use console::Console;
+pub use dispute::{dispute, dispute_message, why_not_disputable};
 pub use error::BuyerError;
 pub use funds::{Funds, check_funds, deposit, funds, withdraw};
 pub use module::{ModuleUpload, ensure_module, sha256_of};
 pub use providers::{LIST_HEADER as PROVIDERS_HEADER, list_row as provider_row, providers};
-pub use request::JobRequest;
+pub use request::{JobRequest, audit_ppm_of, format_ppm, job_lock, parse_audit_ppm};
 pub use reserve::{
     LIST_HEADER as RESERVATIONS_HEADER, cancel as cancel_reservation,
     describe as describe_reservation, extend as extend_reservation, list_row as reservation_row,
@@ -38,8 +40,9 @@ pub use reserve::{
 };
 pub use run::{RunOptions, RunReport, interrupted_message, run, submit};
 pub use watch::{
-    JobEvent, Settlement, bill, describe_outcome, exit_code, format_time, job_events,
-    output_truncated, result_in, settlement, summary, watch,
+    JobEvent, Settlement, audit_pending, audit_reason, audit_state, bill, describe_outcome,
+    exit_code, format_time, job_events, output_truncated, result_in, settlement, summary,
+    verdict_text, watch,
 };
 
 use market_client::retry::with_retries;

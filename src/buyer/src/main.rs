@@ -76,6 +76,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Command::Watch(a) => watch(&s, a).await,
                 Command::Result(a) => result(&s, a).await,
                 Command::Cancel(a) => cancel(&s, a).await,
+                Command::Dispute(a) => dispute(&s, a).await,
                 Command::Jobs(a) => jobs(&s, a).await,
                 Command::Deposit(a) => deposit(&s, a).await,
                 Command::Balance => balance(&s).await,
@@ -186,6 +187,13 @@ async fn result(s: &Session, args: ResultArgs) -> anyhow::Result<ExitCode> {
         .get_job(args.id)
         .await?
         .ok_or(BuyerError::UnknownJob(args.id))?;
+    if let Some(audit) = job.audit.as_ref().filter(|_| buyer::audit_pending(&job)) {
+        return Err(BuyerError::BeingAudited {
+            id: job.id,
+            disputed: audit.disputed,
+        }
+        .into());
+    }
     if !buyer::result_in(&job) {
         return Err(BuyerError::NotFinished {
             id: job.id,
@@ -209,6 +217,12 @@ async fn cancel(s: &Session, args: JobIdArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+async fn dispute(s: &Session, args: JobIdArgs) -> anyhow::Result<ExitCode> {
+    buyer::dispute(&s.client, args.id).await?;
+    println!("{}", buyer::dispute_message(args.id));
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn jobs(s: &Session, args: JobsArgs) -> anyhow::Result<ExitCode> {
     let jobs = s
         .client
@@ -219,20 +233,22 @@ async fn jobs(s: &Session, args: JobsArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<8} {:<10} {:>14} {:>16}  OUTCOME",
-        "ID", "STATUS", "PAID", "MAX PER GFUEL"
+        "{:<8} {:<10} {:>14} {:>16}  {:<22} OUTCOME",
+        "ID", "STATUS", "PAID", "MAX PER GFUEL", "AUDIT"
     );
     for j in &jobs {
-        let outcome = j
-            .result
-            .as_ref()
-            .map_or(String::new(), |r| buyer::describe_outcome(&r.outcome));
+        let outcome = match &j.result {
+            Some(r) => buyer::describe_outcome(&r.outcome),
+            None if buyer::audit_pending(j) => "withheld until the audit's verdict".into(),
+            None => String::new(),
+        };
         println!(
-            "{:<8} {:<10} {:>14} {:>16}  {outcome}",
+            "{:<8} {:<10} {:>14} {:>16}  {:<22} {outcome}",
             j.id,
             format!("{:?}", j.status),
             format_tokens(j.paid),
             format_tokens(j.spec.max_price_per_gfuel),
+            buyer::audit_state(j),
         );
     }
     say_more("jobs", &args, jobs.len(), jobs.last().map(|j| j.id));

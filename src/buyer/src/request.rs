@@ -3,8 +3,8 @@
 use candid::Principal;
 use market_api::Tokens;
 use market_api::matcher::{
-    JobLimits, JobSpec, MAX_ARG_LEN, MAX_ARGS, MAX_INPUT_BYTES, MAX_JOB_FUEL, ModuleSource, Sha256,
-    fuel_cost_ceil, stored_bytes,
+    AUDIT_ALWAYS_PPM, JobLimits, JobSpec, MAX_ARG_LEN, MAX_ARGS, MAX_INPUT_BYTES, MAX_JOB_FUEL,
+    ModuleSource, Sha256, fuel_cost_ceil, stored_bytes,
 };
 
 use super::BuyerError;
@@ -34,6 +34,50 @@ pub struct JobRequest {
     pub max_retries: u32,
     /// Smallest stake a provider must have.
     pub min_provider_stake: Tokens,
+    /// The probability that the result is audited, in parts per million
+    /// (`None`: the market's minimum).
+    pub audit_ppm: Option<u32>,
+}
+
+/// The audit probability, in parts per million, of a one-off job whose bid
+/// asks for `asked` on a market whose least is `min_audit_ppm`: the higher
+/// of the two, at most always (as the matcher sets it).
+pub fn audit_ppm_of(asked: Option<u32>, min_audit_ppm: u32) -> u32 {
+    asked.unwrap_or(0).max(min_audit_ppm).min(AUDIT_ALWAYS_PPM)
+}
+
+/// What a one-off job of `max_cost` (its budget at its highest price)
+/// locks besides its storage fee: `max_cost`, twice when its result may
+/// be audited (`audit_ppm` > 0: once for the run, once for the audit's
+/// re-run); `None` if it overflows.
+pub fn job_lock(max_cost: Tokens, audit_ppm: u32) -> Option<Tokens> {
+    max_cost.checked_mul(if audit_ppm > 0 { 2 } else { 1 })
+}
+
+/// A probability in parts per million as a percentage (`50000`: `5%`),
+/// exact: no floats.
+pub fn format_ppm(ppm: u32) -> String {
+    let whole = ppm / 10_000;
+    let frac = ppm % 10_000;
+    if frac == 0 {
+        return format!("{whole}%");
+    }
+    let digits = format!("{frac:04}");
+    format!("{whole}.{}%", digits.trim_end_matches('0'))
+}
+
+/// `--audit-ppm`: parts per million, 0 to [`AUDIT_ALWAYS_PPM`].
+pub fn parse_audit_ppm(text: &str) -> Result<u32, String> {
+    let range = || {
+        format!(
+            "parts per million, a whole number from 0 to {AUDIT_ALWAYS_PPM} ({AUDIT_ALWAYS_PPM}: \
+             every result is audited; 50000: one in twenty)"
+        )
+    };
+    match text.trim().parse::<u32>() {
+        Ok(ppm) if ppm <= AUDIT_ALWAYS_PPM => Ok(ppm),
+        _ => Err(format!("{text:?} is not {}", range())),
+    }
 }
 
 impl JobRequest {
@@ -48,9 +92,23 @@ impl JobRequest {
         stored_bytes(&self.input, &self.args, &self.env)
     }
 
+    /// What the job locks from the escrow balance, besides its storage
+    /// fee, on a market whose least audit probability is `min_audit_ppm`
+    /// (see [`job_lock`]).
+    pub fn lock(&self, min_audit_ppm: u32) -> Option<Tokens> {
+        job_lock(
+            self.max_cost()?,
+            audit_ppm_of(self.audit_ppm, min_audit_ppm),
+        )
+    }
+
     /// Checks what can be checked locally, with the flag to change.
     pub fn validate(&self) -> Result<(), BuyerError> {
         self.validate_run()?;
+        if let Some(ppm) = self.audit_ppm {
+            parse_audit_ppm(&ppm.to_string())
+                .map_err(|e| BuyerError::Request(format!("--audit-ppm: {e}")))?;
+        }
         if self.max_price_per_gfuel == 0 {
             return Err(BuyerError::Request(
                 "--max-price-per-gfuel: must be more than zero".into(),
@@ -121,7 +179,67 @@ impl JobRequest {
             min_record: None,
             max_retries: self.max_retries,
             callback: None,
+            audit_ppm: self.audit_ppm,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_probabilities_read_as_percentages_and_double_the_lock() {
+        assert_eq!(format_ppm(50_000), "5%");
+        assert_eq!(format_ppm(1_000_000), "100%");
+        assert_eq!(format_ppm(1_000), "0.1%");
+        assert_eq!(format_ppm(1), "0.0001%");
+        assert_eq!(format_ppm(123_450), "12.345%");
+        assert_eq!(format_ppm(0), "0%");
+
+        assert_eq!(audit_ppm_of(None, 50_000), 50_000, "the market's minimum");
+        assert_eq!(audit_ppm_of(Some(10), 50_000), 50_000);
+        assert_eq!(audit_ppm_of(Some(200_000), 50_000), 200_000, "the bid's");
+        assert_eq!(audit_ppm_of(Some(0), 0), 0);
+
+        assert_eq!(job_lock(700, 0), Some(700));
+        assert_eq!(job_lock(700, 1), Some(1_400), "the run and an audit's");
+        assert_eq!(job_lock(Tokens::MAX, 1), None);
+
+        let mut r = JobRequest {
+            input: vec![],
+            args: vec![],
+            env: vec![],
+            max_price_per_gfuel: 1_000,
+            fuel: 5_000_000_000,
+            deadline_secs: None,
+            interval_secs: 60,
+            memory_mib: 16,
+            max_retries: 0,
+            min_provider_stake: 0,
             audit_ppm: None,
+        };
+        assert_eq!(r.lock(0), Some(5_000), "never audited: the budget once");
+        assert_eq!(r.lock(50_000), Some(10_000), "the market audits");
+        r.audit_ppm = Some(1);
+        assert_eq!(r.lock(0), Some(10_000), "the bid asks");
+        assert_eq!(
+            r.spec([0; 32], Principal::anonymous()).audit_ppm,
+            Some(1),
+            "the bid carries it"
+        );
+        r.audit_ppm = Some(AUDIT_ALWAYS_PPM + 1);
+        let e = r.validate().unwrap_err().to_string();
+        assert!(
+            e.starts_with("--audit-ppm: \"1000001\" is not parts per million"),
+            "{e}"
+        );
+
+        assert_eq!(parse_audit_ppm("1000000"), Ok(AUDIT_ALWAYS_PPM));
+        assert_eq!(parse_audit_ppm("0"), Ok(0));
+        for bad in ["-1", "0.5", "5%", "1000001", ""] {
+            let e = parse_audit_ppm(bad).unwrap_err();
+            assert!(e.contains("0 to 1000000"), "{bad}: {e}");
         }
     }
 }

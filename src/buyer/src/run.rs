@@ -8,10 +8,11 @@ use market_api::JobId;
 use market_api::escrow::{EscrowError, storage_fee};
 use market_api::matcher::{Job, MatcherError, ReservationId};
 
-use super::funds::{JOB, require_free};
+use super::funds::{AUDITED_JOB, JOB, check_funds_for, require_free};
+use super::request::{audit_ppm_of, format_ppm, job_lock};
 use super::{
-    BuyerError, Console, JobRequest, Settlement, check_funds, ensure_module, funds, settlement,
-    submit_reserved, watch,
+    BuyerError, Console, JobRequest, Settlement, ensure_module, funds, settlement, submit_reserved,
+    watch, with_retries,
 };
 use market_client::client::tokens::format_tokens;
 use market_client::client::{ClientError, MarketClient};
@@ -69,11 +70,17 @@ pub async fn submit<T: Transport>(
     request.validate()?;
     let overflow = || BuyerError::Request("--max-price-per-gfuel × --fuel overflows".into());
     let max_cost = request.max_cost().ok_or_else(overflow)?;
+    let min_audit_ppm = with_retries(|| client.matcher_config())
+        .await?
+        .min_audit_ppm();
+    let audit_ppm = audit_ppm_of(request.audit_ppm, min_audit_ppm);
+    let lock = job_lock(max_cost, audit_ppm).ok_or_else(overflow)?;
     let f = funds(client).await?;
     let storage = storage_fee(f.fee, request.stored_bytes())
         .ok_or_else(|| BuyerError::Request("the storage fee overflows".into()))?;
-    let needed = max_cost.checked_add(storage).ok_or_else(overflow)?;
-    require_free(&f, client.sender(), JOB, needed)?;
+    let needed = lock.checked_add(storage).ok_or_else(overflow)?;
+    let what = if audit_ppm > 0 { AUDITED_JOB } else { JOB };
+    require_free(&f, client.sender(), what, needed)?;
     let module = ensure_module(client, wasm, console).await?;
     let spec = request.spec(module.sha256, client.ids().ledger);
     // Not retried: a repeated submission would be a second job.
@@ -82,21 +89,34 @@ pub async fn submit<T: Transport>(
             e @ MatcherError::Escrow(EscrowError::InsufficientBalance { .. }),
         )) => {
             // Spent meanwhile (another job): say how much is missing now.
-            check_funds(client, needed).await?;
+            check_funds_for(client, what, needed).await?;
             return Err(ClientError::Matcher(e).into());
         }
         other => other?,
     };
     console.line(format!(
-        "submitted job {id}: up to {} locked ({} fuel at most {} per billion{}), {} storage \
+        "submitted job {id}: up to {} locked ({}{} fuel at most {} per billion{}{}), {} storage \
          fee paid",
-        format_tokens(max_cost),
+        format_tokens(lock),
+        if audit_ppm > 0 { "twice " } else { "" },
         request.fuel,
         format_tokens(request.max_price_per_gfuel),
+        audit_text(audit_ppm),
         deadline_text(request.deadline_secs),
         format_tokens(storage),
     ));
     Ok(id)
+}
+
+/// How a job's audit probability reads in what its lock holds.
+pub(super) fn audit_text(audit_ppm: u32) -> String {
+    match audit_ppm {
+        0 => String::new(),
+        p => format!(
+            ": for the run and for an audit's re-run, the result audited with probability {}",
+            format_ppm(p)
+        ),
+    }
 }
 
 /// How a request's deadline reads after its fuel.

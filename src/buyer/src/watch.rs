@@ -4,16 +4,19 @@
 //! is there and the bill known, but the provider's pay stays pending and
 //! the rest of the lock returns only when the window closes undisputed.
 //! Following a job stops at its result; it does not wait the window out.
+//! A result drawn for audit, or disputed, is withheld until the audit's
+//! verdict: following such a job waits for the verdict.
 
 use std::future::Future;
 use std::time::Duration;
 
 use candid::Principal;
 use market_api::matcher::{
-    Job, JobKind, JobResult, JobStatus, MatcherEvent, RunOutcome, fuel_cost,
+    AuditVerdict, Job, JobAudit, JobKind, JobResult, JobStatus, MatcherEvent, RunOutcome, fuel_cost,
 };
 use market_api::{EventPage, JobId, PageRequest, Tokens};
 
+use super::request::{audit_ppm_of, job_lock};
 use super::{BuyerError, Console, sha256_of, with_retries};
 use market_client::client::MarketClient;
 pub use market_client::client::time::format_time;
@@ -50,6 +53,14 @@ pub enum JobEvent {
         /// Intervals so far.
         paid: u32,
     },
+    /// The result's audit started (drawn or disputed), or reached its
+    /// verdict.
+    Audit {
+        /// Whether the owner asked for it.
+        disputed: bool,
+        /// `None` while the audit runs.
+        verdict: Option<AuditVerdict>,
+    },
     /// A provider failed the job (missed a deadline) and it was re-queued.
     Retried {
         /// Retries used so far.
@@ -60,9 +71,54 @@ pub enum JobEvent {
 }
 
 /// Whether job's result is in (its challenge window open, or final) or it
-/// ended without one: following it stops there.
+/// ended without one: following it stops there. A result being audited is
+/// not in: it is withheld until the verdict.
 pub fn result_in(job: &Job) -> bool {
-    job.status == JobStatus::Reported || job.status.is_terminal()
+    (job.status == JobStatus::Reported && !audit_pending(job)) || job.status.is_terminal()
+}
+
+/// Whether the job's result is being audited: withheld until the verdict.
+pub fn audit_pending(job: &Job) -> bool {
+    job.audit.as_ref().is_some_and(|a| a.verdict.is_none())
+}
+
+/// Why a result is audited: `disputed` (its owner asked) or `drawn`.
+pub fn audit_reason(audit: &JobAudit) -> &'static str {
+    if audit.disputed { "disputed" } else { "drawn" }
+}
+
+/// What an audit's verdict means for the buyer.
+pub fn verdict_text(verdict: AuditVerdict) -> &'static str {
+    match verdict {
+        AuditVerdict::Agreed => "agreed: another provider's run gave the same result; it stands",
+        AuditVerdict::Overturned => {
+            "overturned: the provider's result lost the audit; its stake was slashed to you; \
+             this is the majority's result"
+        }
+        AuditVerdict::Inconclusive => {
+            "inconclusive: no two runs agreed (or no auditor answered); the result stands and no \
+             one was slashed"
+        }
+    }
+}
+
+/// A job's audit in a listing: `-` (none), `drawn`/`disputed` while it
+/// runs, else its verdict.
+pub fn audit_state(job: &Job) -> String {
+    match &job.audit {
+        None => "-".into(),
+        Some(a) => match a.verdict {
+            None => format!("{} (pending)", audit_reason(a)),
+            Some(v) => {
+                let verdict = format!("{v:?}").to_lowercase();
+                if a.disputed {
+                    format!("{verdict} (disputed)")
+                } else {
+                    verdict
+                }
+            }
+        },
+    }
 }
 
 /// What changed from `before` (None: first sight) to `now`.
@@ -74,14 +130,22 @@ pub fn job_events(before: Option<&Job>, now: &Job) -> Vec<JobEvent> {
             max: now.spec.max_retries,
         });
     }
-    let status = before
-        .is_none_or(|b| b.status != now.status || b.provider != now.provider)
-        .then_some(JobEvent::Status {
-            status: now.status,
-            provider: now.provider,
-            price: now.price,
-            window_closes_at_ns: now.window_closes_at_ns,
-        });
+    // A result being audited is not shown as in: the audit event says it
+    // is withheld, and the status follows at the verdict.
+    let status = (!audit_pending(now)
+        && before.is_none_or(|b| {
+            b.status != now.status || b.provider != now.provider || audit_pending(b)
+        }))
+    .then_some(JobEvent::Status {
+        status: now.status,
+        provider: now.provider,
+        price: now.price,
+        window_closes_at_ns: now.window_closes_at_ns,
+    });
+    let audit_of = |j: &Job| j.audit.as_ref().map(|a| (a.disputed, a.verdict));
+    let audit = audit_of(now)
+        .filter(|a| before.is_none_or(|b| audit_of(b) != Some(*a)))
+        .map(|(disputed, verdict)| JobEvent::Audit { disputed, verdict });
     let paid = if let JobKind::InReservation { .. } = now.kind {
         (now.intervals_paid > before.map_or(0, |b| b.intervals_paid)).then_some(
             JobEvent::IntervalsPaid {
@@ -97,11 +161,13 @@ pub fn job_events(before: Option<&Job>, now: &Job) -> Vec<JobEvent> {
             },
         )
     };
-    // Payments happen while a job runs: show them before its result.
-    if result_in(now) {
-        events.extend(paid.into_iter().chain(status));
+    // Payments happen while a job runs: show them before its result, and
+    // an audit's start or verdict before the result it withholds or lets
+    // through.
+    if now.status == JobStatus::Reported || now.status.is_terminal() {
+        events.extend(paid.into_iter().chain(audit).chain(status));
     } else {
-        events.extend(status.into_iter().chain(paid));
+        events.extend(status.into_iter().chain(paid).chain(audit));
     }
     events
 }
@@ -150,6 +216,16 @@ fn describe_event(id: JobId, event: &JobEvent) -> String {
                 if *paid == 1 { "" } else { "s" }
             )
         }
+        JobEvent::Audit {
+            disputed,
+            verdict: None,
+        } => format!(
+            "job {id}: the result is being audited ({}); waiting for the verdict",
+            if *disputed { "disputed" } else { "drawn" }
+        ),
+        JobEvent::Audit {
+            verdict: Some(v), ..
+        } => format!("job {id}: audit {}", verdict_text(*v)),
         JobEvent::Retried { used, max } => format!(
             "job {id}: the provider failed it; re-queued (retry {used} of {max}), the provider \
              is slashed"
@@ -158,8 +234,8 @@ fn describe_event(id: JobId, event: &JobEvent) -> String {
 }
 
 /// Polls job `id` every `poll`, printing each change, until its result is
-/// in or it ends ([`result_in`]: `Some(job)`), or `interrupt` resolves
-/// (`None`).
+/// in (after its audit's verdict, if it is audited) or it ends
+/// ([`result_in`]: `Some(job)`), or `interrupt` resolves (`None`).
 pub async fn watch<T: Transport>(
     client: &MarketClient<T>,
     id: JobId,
@@ -203,10 +279,12 @@ pub async fn watch<T: Transport>(
 /// What a job cost, once its result is in or it ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settlement {
-    /// Locked at submission: the fuel budget at the highest price.
+    /// Locked at submission: the fuel budget at the highest price, twice
+    /// if the result may be audited.
     pub locked: Tokens,
     /// Paid to providers: the bill (fuel used at the agreed price) once the
-    /// result is in, pending while its challenge window is open.
+    /// result is in, pending while its challenge window is open; with an
+    /// audit's verdict, what the job's lock paid its provider and auditors.
     pub paid: Tokens,
     /// Returned (or, while the window is open, to be returned) to the
     /// buyer's free balance.
@@ -276,10 +354,24 @@ async fn refund_event<T: Transport>(client: &MarketClient<T>, id: JobId) -> Opti
     None
 }
 
+/// Whether `job`'s result may be audited (and so its lock holds its budget
+/// twice): it was, or its bid asked, or the market's minimum says so
+/// (`None`: the matcher's settings could not be read).
+async fn may_be_audited<T: Transport>(client: &MarketClient<T>, job: &Job) -> Option<bool> {
+    if job.audit.is_some() || job.spec.audit_ppm.is_some_and(|p| p > 0) {
+        return Some(true);
+    }
+    let min = with_retries(|| client.matcher_config())
+        .await
+        .ok()?
+        .min_audit_ppm();
+    Some(audit_ppm_of(job.spec.audit_ppm, min) > 0)
+}
+
 /// What a job cost: while its challenge window is open, the bill its
-/// result sets; once final, exact from the matcher's event log when its
-/// `JobFinished` event is among the latest events, else from the job's
-/// record of what it paid.
+/// result sets (or, after an audit's verdict, what the lock paid); once
+/// final, exact from the matcher's event log when its `JobFinished` event
+/// is among the latest events, else from the job's record of what it paid.
 pub async fn settlement<T: Transport>(client: &MarketClient<T>, job: &Job) -> Settlement {
     if let JobKind::InReservation { .. } = job.kind {
         // The reservation's slot pays; the job locks and costs nothing.
@@ -290,14 +382,26 @@ pub async fn settlement<T: Transport>(client: &MarketClient<T>, job: &Job) -> Se
             exact: true,
         };
     }
-    let locked = job.spec.max_cost().unwrap_or(Tokens::MAX);
+    let audited = may_be_audited(client, job).await;
+    let known = audited.is_some();
+    // A one-off job that may be audited locks its budget twice.
+    let ppm = if audited == Some(true) { 1 } else { 0 };
+    let locked = job
+        .spec
+        .max_cost()
+        .and_then(|c| job_lock(c, ppm))
+        .unwrap_or(Tokens::MAX);
     if job.status == JobStatus::Reported {
-        let paid = bill(job).unwrap_or(job.paid).min(locked);
+        // After a verdict the lock paid auditors too (and took back a
+        // losing provider's pay): the job's record says what it paid.
+        let verdict = job.audit.as_ref().is_some_and(|a| a.verdict.is_some());
+        let paid = if verdict { Some(job.paid) } else { bill(job) };
+        let paid = paid.unwrap_or(job.paid).min(locked);
         return Settlement {
             locked,
             paid,
             refunded: locked - paid,
-            exact: true,
+            exact: known,
         };
     }
     match refund_event(client, job.id).await {
@@ -305,7 +409,7 @@ pub async fn settlement<T: Transport>(client: &MarketClient<T>, job: &Job) -> Se
             locked,
             paid: locked.saturating_sub(refunded),
             refunded,
-            exact: true,
+            exact: known,
         },
         None => {
             let paid = job.paid.min(locked);
@@ -422,6 +526,16 @@ pub fn summary(job: &Job, settlement: &Settlement) -> String {
             format_tokens(settlement.locked),
         ));
     }
+    if let Some(a) = &job.audit {
+        s.push_str(&format!(
+            "\n  audit     {} ({})",
+            a.verdict.map_or(
+                "pending: the result is withheld until the verdict",
+                verdict_text
+            ),
+            audit_reason(a)
+        ));
+    }
     if job.retries_used > 0 {
         s.push_str(&format!(
             "\n  retries   {} (providers that failed it were slashed)",
@@ -432,7 +546,7 @@ pub fn summary(job: &Job, settlement: &Settlement) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use market_api::matcher::{JobLimits, JobSpec, ModuleSource};
 
@@ -440,7 +554,7 @@ mod tests {
 
     /// A one-off job of 5,000 million fuel at up to 1,000 per billion, on
     /// a provider at 600 per billion that reported `fuel`.
-    fn job(status: JobStatus, fuel: u64) -> Job {
+    pub(crate) fn job(status: JobStatus, fuel: u64) -> Job {
         Job {
             id: 4,
             owner: Principal::anonymous(),
@@ -628,5 +742,143 @@ mod tests {
         let s = summary(&cancelled, &open);
         assert!(s.starts_with("job 4 cancelled without a result"), "{s}");
         assert!(s.contains("for 1000000000 fuel"), "{s}");
+    }
+
+    fn audit(disputed: bool, verdict: Option<AuditVerdict>) -> Option<JobAudit> {
+        Some(JobAudit {
+            disputed,
+            verdict,
+            runs: if verdict.is_some() { vec![5] } else { vec![] },
+        })
+    }
+
+    #[test]
+    fn a_result_being_audited_is_waited_for_until_its_verdict() {
+        let running = job(JobStatus::Running, 1_000_000_000);
+        // Reported, but drawn for audit: the result is withheld.
+        let mut drawn = job(JobStatus::Reported, 2_000_000_000);
+        drawn.window_closes_at_ns = Some(3_600 * S);
+        drawn.audit = audit(false, None);
+        assert!(!result_in(&drawn) && audit_pending(&drawn));
+        let events = job_events(Some(&running), &drawn);
+        assert!(
+            matches!(
+                events[..],
+                [
+                    JobEvent::FuelReported { .. },
+                    JobEvent::Audit {
+                        disputed: false,
+                        verdict: None
+                    }
+                ]
+            ),
+            "no result-in status while withheld: {events:?}"
+        );
+        assert_eq!(
+            describe_event(4, &events[1]),
+            "job 4: the result is being audited (drawn); waiting for the verdict"
+        );
+        assert!(job_events(Some(&drawn), &drawn).is_empty());
+
+        // The verdict: it is printed, then the result is in.
+        let mut overturned = drawn.clone();
+        overturned.audit = audit(false, Some(AuditVerdict::Overturned));
+        overturned.result = Some(result(0, b"majority"));
+        assert!(result_in(&overturned) && !audit_pending(&overturned));
+        let events = job_events(Some(&drawn), &overturned);
+        assert!(
+            matches!(
+                events[..],
+                [
+                    JobEvent::Audit {
+                        verdict: Some(AuditVerdict::Overturned),
+                        ..
+                    },
+                    JobEvent::Status {
+                        status: JobStatus::Reported,
+                        ..
+                    }
+                ]
+            ),
+            "{events:?}"
+        );
+        assert_eq!(
+            describe_event(4, &events[0]),
+            "job 4: audit overturned: the provider's result lost the audit; its stake was \
+             slashed to you; this is the majority's result"
+        );
+        assert!(describe_event(4, &events[1]).contains("result in, challenge window open"));
+
+        // A draw that passes the result over: the result shows as in.
+        let mut passed = drawn.clone();
+        passed.audit = None;
+        passed.result = Some(result(0, b"out"));
+        assert!(matches!(
+            job_events(Some(&drawn), &passed)[..],
+            [JobEvent::Status {
+                status: JobStatus::Reported,
+                ..
+            }]
+        ));
+
+        // A dispute of a result already seen.
+        let mut disputed = passed.clone();
+        disputed.result = None;
+        disputed.audit = audit(true, None);
+        let events = job_events(Some(&passed), &disputed);
+        assert_eq!(
+            events,
+            [JobEvent::Audit {
+                disputed: true,
+                verdict: None
+            }]
+        );
+        assert_eq!(
+            describe_event(4, &events[0]),
+            "job 4: the result is being audited (disputed); waiting for the verdict"
+        );
+        let mut agreed = passed.clone();
+        agreed.audit = audit(true, Some(AuditVerdict::Agreed));
+        assert_eq!(
+            describe_event(4, &job_events(Some(&disputed), &agreed)[0]),
+            "job 4: audit agreed: another provider's run gave the same result; it stands"
+        );
+    }
+
+    #[test]
+    fn listings_and_summaries_show_the_audit() {
+        let mut j = job(JobStatus::Reported, 2_000_000_000);
+        assert_eq!(audit_state(&j), "-");
+        j.audit = audit(false, None);
+        assert_eq!(audit_state(&j), "drawn (pending)");
+        j.audit = audit(true, None);
+        assert_eq!(audit_state(&j), "disputed (pending)");
+        j.audit = audit(true, Some(AuditVerdict::Overturned));
+        assert_eq!(audit_state(&j), "overturned (disputed)");
+        j.audit = audit(false, Some(AuditVerdict::Inconclusive));
+        assert_eq!(audit_state(&j), "inconclusive");
+
+        j.result = Some(result(0, b"out"));
+        let settled = Settlement {
+            locked: 10_000,
+            paid: 2_400,
+            refunded: 7_600,
+            exact: true,
+        };
+        let s = summary(&j, &settled);
+        assert!(
+            s.contains(
+                "\n  audit     inconclusive: no two runs agreed (or no auditor answered); the \
+                 result stands and no one was slashed (drawn)"
+            ),
+            "{s}"
+        );
+        j.audit = audit(true, None);
+        j.result = None;
+        let s = summary(&j, &settled);
+        assert!(
+            s.contains("audit     pending: the result is withheld until the verdict (disputed)"),
+            "{s}"
+        );
     }
 }

@@ -58,6 +58,30 @@ fn usage_errors_exit_2_and_say_what_to_fix() {
     );
     assert!(o.stdout.is_empty());
 
+    // An audit probability over one: refused with the range.
+    let o = market(
+        &[
+            "submit",
+            "job.wasm",
+            "--max-price-per-gfuel",
+            "0.01",
+            "--audit-ppm",
+            "2000000",
+        ],
+        h,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--audit-ppm") && stderr(&o).contains("from 0 to 1000000"),
+        "{}",
+        stderr(&o)
+    );
+
+    // `dispute` needs the network: without canister ids it names the first.
+    let o = market(&["dispute", "4"], h);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--ledger"), "{}", stderr(&o));
+
     // No canister ids anywhere: the message names the flag, variable and file.
     let o = market(&["balance"], h);
     assert_eq!(o.status.code(), Some(2));

@@ -12,7 +12,7 @@ use candid::Principal;
 use market::{self as buyer, BuyerError, Console, JobRequest, RunOptions, RunReport};
 use market_api::Tokens;
 use market_api::matcher::{
-    JobKind, JobStatus, MAX_CHUNK_BYTES, Reservation, ReservationId, ReservationSpec,
+    AuditVerdict, JobKind, JobStatus, MAX_CHUNK_BYTES, Reservation, ReservationId, ReservationSpec,
     ReservationStatus, RunOutcome,
 };
 use market_client::MarketClient;
@@ -101,21 +101,31 @@ impl Scene for World {
     /// One provider with a one-slot offer at [`PRICE`] and its daemon;
     /// the devnet's clock runs at 50× real time from now on.
     fn start_provider(&self, state_dir: &std::path::Path) -> tokio::sync::oneshot::Sender<()> {
-        let (provider, node) = (provider_principal(), market_fixture::node(1));
-        self.onboard(provider, node, &one_slot_offer(64, PRICE, self.ids.ledger));
-        let (daemon, _) = test_world::daemon(
-            self.client(node),
-            DaemonSetup {
-                provider,
-                state_dir,
-                shutdown_grace: Duration::from_secs(5),
-                max_job_time: Duration::from_secs(60),
-            },
-        );
-        let (tx, _task) = spawn(daemon);
+        let tx = provider_daemon(self, 1, state_dir);
         self.start_clock();
         tx
     }
+}
+
+/// Provider `n` (its node `n`) onboarded with a one-slot offer at
+/// [`PRICE`], and its daemon running.
+fn provider_daemon(
+    w: &World,
+    n: u8,
+    state_dir: &std::path::Path,
+) -> tokio::sync::oneshot::Sender<()> {
+    let (provider, node) = (market_fixture::provider(n), market_fixture::node(n));
+    w.onboard(provider, node, &one_slot_offer(64, PRICE, w.ids.ledger));
+    let (daemon, _) = test_world::daemon(
+        w.client(node),
+        DaemonSetup {
+            provider,
+            state_dir,
+            shutdown_grace: Duration::from_secs(5),
+            max_job_time: Duration::from_secs(60),
+        },
+    );
+    spawn(daemon).0
 }
 
 /// A provider's daemon started by [`world_with_provider`]; it stops, and
@@ -153,6 +163,7 @@ fn request(input: &[u8], max_price: Tokens) -> JobRequest {
         memory_mib: 16,
         max_retries: 1,
         min_provider_stake: 0,
+        audit_ppm: None,
     }
 }
 
@@ -699,4 +710,145 @@ async fn providers_lists_who_may_take_work_with_stake_and_record() {
         idle_row.ends_with("0 jobs, 0 audits passed, 0 failed, 0 deadlines missed, 0 slashes"),
         "{idle_row}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_disputed_honest_result_is_rerun_by_another_provider_and_stands() {
+    // An hour's challenge window (72 s of real time at the clock's pace):
+    // the dispute comes well within it.
+    let w = World::deploy(
+        Settings {
+            grace_secs: 10,
+            challenge_window_secs: 3_600,
+            ..Settings::default()
+        },
+        buyer_principal(),
+    );
+    w.net.mint(buyer_principal(), 10 * ICP).unwrap();
+    let c = &w.buyer;
+    buyer::deposit(c, 5 * ICP).await.unwrap();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let _stop: Vec<_> = (1..=2)
+        .zip(&dirs)
+        .map(|(n, dir)| provider_daemon(&w, n, dir.path()))
+        .collect();
+    w.start_clock();
+    let cat = wat::parse_str(CAT).unwrap();
+    let never = std::future::pending::<()>;
+    let options = RunOptions {
+        poll_interval: Duration::from_millis(20),
+        detach: false,
+        reservation: None,
+    };
+    // The market audits nothing by itself (its minimum is 0): the bid asks
+    // for audits one time in a thousand, which makes the job disputable.
+    let audited = |input: &[u8], max_price: Tokens| JobRequest {
+        audit_ppm: Some(1_000),
+        ..request(input, max_price)
+    };
+
+    // Priced below every offer, the job rests in the book: no result to
+    // dispute yet.
+    let (report, text) = run_printing(
+        c,
+        &cat,
+        &audited(b"", PRICE / 2),
+        &RunOptions {
+            detach: true,
+            ..options.clone()
+        },
+        never(),
+    )
+    .await;
+    let RunReport::Detached(resting) = report else {
+        panic!("{report:?}")
+    };
+    assert!(
+        text.contains(&format!(
+            "submitted job {resting}: up to 0.005 ICP locked (twice 5000000000 fuel at most \
+             0.0005 ICP per billion: for the run and for an audit's re-run, the result audited \
+             with probability 0.1%"
+        )),
+        "{text}"
+    );
+    let err = buyer::dispute(c, resting).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "job {resting} can't be disputed: it has no result yet (it is open); dispute it \
+             once its result is in (`market watch {resting}` waits for it)"
+        )
+    );
+    c.cancel_job(resting).await.unwrap();
+
+    // The job runs; its result is in (not drawn for audit: the devnet's
+    // random draws are seeded).
+    let (report, _) =
+        run_printing(c, &cat, &audited(b"honest\n", 2 * PRICE), &options, never()).await;
+    let RunReport::Finished { job, settlement } = report else {
+        panic!("{report:?}")
+    };
+    let id = job.id;
+    assert_eq!(job.status, JobStatus::Reported);
+    assert_eq!(job.audit, None, "not drawn");
+    assert_eq!(job.result.as_ref().unwrap().output, b"honest\n");
+    assert_eq!(settlement.locked, 2 * 5 * 2 * PRICE, "the budget twice");
+    assert!(settlement.exact);
+    let runner = job.provider.unwrap();
+
+    // Only its owner may dispute it.
+    let stranger = w.client(market_fixture::principal(0xD3));
+    let err = buyer::dispute(&stranger, id).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "job {id} can't be disputed: it is not yours: only a job's owner may dispute its \
+             result"
+        )
+    );
+
+    // Disputed: the result is withheld until the verdict; once is all.
+    let disputed = buyer::dispute(c, id).await.unwrap();
+    let audit = disputed.audit.clone().expect("an audit");
+    assert!(audit.disputed);
+    let err = buyer::dispute(c, id).await.unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!("job {id} can't be disputed: its result "))
+            && err.contains("already")
+            && err.contains("audited (disputed)"),
+        "{err}"
+    );
+
+    // The other provider runs it again and agrees: the result stands.
+    let (mut console, out) = Captured::console();
+    let job = buyer::watch(c, id, Duration::from_millis(20), &mut console, never())
+        .await
+        .unwrap()
+        .unwrap();
+    let audit = job.audit.clone().expect("an audit");
+    assert_eq!(audit.verdict, Some(AuditVerdict::Agreed), "{}", out.text());
+    assert_eq!(audit.runs.len(), 1, "no tie-break");
+    let rerun = c.get_job(audit.runs[0]).await.unwrap().unwrap();
+    assert_eq!(rerun.kind, JobKind::Audit { of: id });
+    let auditor = rerun.provider.unwrap();
+    assert!(auditor != runner, "audited by the other provider");
+    assert_eq!(job.result.as_ref().unwrap().output, b"honest\n");
+    assert_eq!(job.status, JobStatus::Reported, "its window runs on");
+    let text = out.text();
+    assert!(
+        text.contains(&format!(
+            "job {id}: audit agreed: another provider's run gave the same result; it stands"
+        )),
+        "{text}"
+    );
+    let settlement = buyer::settlement(c, &job).await;
+    // After the verdict the lock has paid the provider and the auditor:
+    // the job's record of what it paid.
+    assert_eq!(settlement.paid, job.paid);
+    assert_eq!(settlement.locked, 2 * 5 * 2 * PRICE);
+    assert_eq!(settlement.paid + settlement.refunded, settlement.locked);
+    let summary = buyer::summary(&job, &settlement);
+    assert!(summary.contains("audit     agreed"), "{summary}");
+    assert_eq!(buyer::exit_code(&job), 0);
+    w.audit();
 }

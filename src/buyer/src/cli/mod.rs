@@ -13,7 +13,7 @@ use market_api::{JobId, Tokens};
 pub mod parse;
 pub mod sns;
 
-use market::{BuyerError, JobRequest};
+use market::{BuyerError, JobRequest, parse_audit_ppm};
 use market_client::IdentityCommand;
 use market_client::config::NetworkArgs;
 use parse::{amount, env_pair, positive_amount, read, read_module};
@@ -59,6 +59,16 @@ pub enum Command {
     Result(ResultArgs),
     /// Cancel a job; what was not yet paid returns to your escrow balance.
     Cancel(JobIdArgs),
+    /// Dispute a job's result within its challenge window: another provider
+    /// runs the job again, paid from the job's lock.
+    ///
+    /// The result is withheld until the audit's verdict (`market watch`
+    /// waits for it). If the majority of runs disagrees with it, the
+    /// provider is slashed in your favour, forfeits its pay, and the
+    /// majority's result replaces it. Only a job whose result may be
+    /// audited (--audit-ppm, or a market minimum above 0) can be disputed,
+    /// once, by its owner.
+    Dispute(JobIdArgs),
     /// List your jobs, oldest first, one page at a time.
     Jobs(JobsArgs),
     /// Move ICP from your wallet into your escrow balance (approve + deposit).
@@ -139,6 +149,13 @@ pub struct JobArgs {
     /// --reservation).
     #[arg(long, value_name = "ICP", value_parser = amount)]
     pub min_provider_stake: Option<Tokens>,
+    /// Probability that the result is audited (run again on another
+    /// provider), in parts per million: 0 to 1000000 (always) [default:
+    /// the market's minimum, which applies if higher]. A job that may be
+    /// audited locks its budget twice, for its run and an audit's re-run,
+    /// and only such a job can be disputed (`market dispute`).
+    #[arg(long, value_name = "PPM", value_parser = parse_audit_ppm)]
+    pub audit_ppm: Option<u32>,
     /// Run the job in a slot of this reservation (yours, or one you are a
     /// delegate of). The slot pays: nothing is locked, your balance is not
     /// checked, and --max-price-per-gfuel and --min-provider-stake are
@@ -298,8 +315,16 @@ impl JobArgs {
             memory_mib: self.memory_mib,
             max_retries: self.retries,
             min_provider_stake: self.min_provider_stake.unwrap_or(0),
+            audit_ppm: self.audit_ppm,
         };
         if self.reservation.is_some() {
+            if self.audit_ppm.is_some() {
+                return Err(BuyerError::Request(
+                    "--audit-ppm: a job in a reservation is not audited (its slot pays for time, \
+                     not for the job's fuel)"
+                        .into(),
+                ));
+            }
             request.validate_run()?;
         } else {
             request.validate()?;
@@ -492,6 +517,40 @@ mod tests {
     }
 
     #[test]
+    fn audit_ppm_and_dispute_parse_and_bad_values_say_the_range() {
+        const PRICE: &str = "--max-price-per-gfuel";
+        let cli = parse(&["run", "job.wasm", PRICE, "1", "--audit-ppm", "1000000"]).unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.job.audit_ppm, Some(1_000_000));
+        let cli = parse(&["submit", "job.wasm", PRICE, "1"]).unwrap();
+        let Command::Submit(job) = cli.command else {
+            panic!("not submit")
+        };
+        assert_eq!(job.audit_ppm, None, "the market's minimum");
+        let cli = parse(&["submit", "job.wasm", PRICE, "1", "--audit-ppm", "0"]).unwrap();
+        let Command::Submit(job) = cli.command else {
+            panic!("not submit")
+        };
+        assert_eq!(job.audit_ppm, Some(0));
+        for bad in ["1000001", "5%", "0.5"] {
+            let e = error(&["run", "job.wasm", PRICE, "1", "--audit-ppm", bad]);
+            assert!(
+                e.contains("--audit-ppm")
+                    && e.contains("parts per million, a whole number from 0 to 1000000"),
+                "{bad}: {e}"
+            );
+        }
+        assert!(matches!(
+            parse(&["dispute", "7"]).unwrap().command,
+            Command::Dispute(JobIdArgs { id: 7 })
+        ));
+        let e = error(&["dispute"]);
+        assert!(e.contains("<ID>"), "{e}");
+    }
+
+    #[test]
     fn parse_errors_name_the_flag_and_the_fix() {
         const PRICE: &str = "--max-price-per-gfuel";
         let e = error(&["run", "job.wasm"]);
@@ -581,6 +640,20 @@ mod tests {
             request.max_cost(),
             Some(10_000_000),
             "0.01 ICP per billion fuel × ten billion fuel"
+        );
+        let (_, request) = args(&["--audit-ppm", "50000"]).load().unwrap();
+        assert_eq!(request.audit_ppm, Some(50_000));
+        assert_eq!(
+            request.lock(0),
+            Some(20_000_000),
+            "twice the budget's cost: the run and an audit's re-run"
+        );
+        let mut reserved = args(&["--audit-ppm", "50000"]);
+        reserved.reservation = Some(4);
+        let e = reserved.load().unwrap_err().to_string();
+        assert!(
+            e.contains("--audit-ppm: a job in a reservation is not audited"),
+            "{e}"
         );
         let (_, request) = args(&["--fuel", "1500000001", "--deadline", "90"])
             .load()

@@ -9,7 +9,7 @@ use market::sns::{
     FIRST_FUNCTION_ID, Fund, FundTarget, check_function_id, check_principal, default_function_id,
     functions_text, fund_text, payload_text,
 };
-use market::{BuyerError, JobRequest};
+use market::{BuyerError, JobRequest, parse_audit_ppm};
 use market_api::escrow::WithdrawArgs;
 use market_api::matcher::{
     CancelReservationArgs, ExtendReservationArgs, ModuleSource, ReservationId, ReservationSpec,
@@ -205,6 +205,11 @@ pub struct SubmitJobArgs {
     /// governance canisters that do.
     #[arg(long, value_name = "METHOD")]
     pub callback: Option<String>,
+    /// Probability that the result is audited, in parts per million: 0 to
+    /// 1000000 (always) [default: the market's minimum, which applies if
+    /// higher]. A job that may be audited locks its budget twice.
+    #[arg(long, value_name = "PPM", value_parser = parse_audit_ppm)]
+    pub audit_ppm: Option<u32>,
 }
 
 /// Flags of `sns payload withdraw`. The ledger is the configured one
@@ -305,6 +310,7 @@ impl ActionArgs {
                     memory_mib: j.memory_mib,
                     max_retries: j.retries,
                     min_provider_stake: j.min_stake,
+                    audit_ppm: j.audit_ppm,
                 };
                 request.validate()?;
                 if let Some(m) = &j.callback
@@ -452,7 +458,7 @@ mod tests {
             min_record: None,
             max_retries: 1,
             callback: Some("on_result".into()),
-            audit_ppm: None,
+            audit_ppm: Some(250_000),
         }
     }
 
@@ -491,6 +497,8 @@ mod tests {
                 "1",
                 "--callback",
                 "on_result",
+                "--audit-ppm",
+                "250000",
             ]);
             v.into_iter().map(String::from).collect::<Vec<_>>()
         };

@@ -543,6 +543,13 @@ impl<T: Transport> MarketClient<T> {
         self.query1(Target::Matcher, "get_job", (id,)).await
     }
 
+    /// `dispute_job`: the owner asks for the result of job `id` to be
+    /// audited (run again on another provider, paid from the job's lock)
+    /// while its challenge window is open.
+    pub async fn dispute_job(&self, id: JobId) -> Result<(), ClientError> {
+        self.matcher_update("dispute_job", (id,)).await
+    }
+
     /// `cancel_job`.
     pub async fn cancel_job(&self, id: JobId) -> Result<(), ClientError> {
         self.matcher_update("cancel_job", (id,)).await

@@ -414,3 +414,31 @@ fn hand_back_sends_the_job_and_its_attempt() {
         }))
     );
 }
+
+#[test]
+fn dispute_job_is_an_update_of_the_job_id_and_refusals_read_plainly() {
+    let (rec, c) = client();
+    rec.answer(Ok(Encode!(&Ok::<(), MatcherError>(())).unwrap()));
+    block_on(c.dispute_job(12)).unwrap();
+    let sent = rec.last();
+    assert_eq!(
+        (sent.canister, sent.method.as_str(), sent.update),
+        (ids().matcher, "dispute_job", true)
+    );
+    assert_eq!(Decode!(&sent.arg, u64).unwrap(), 12);
+
+    let refused = MatcherError::Unauthorized {
+        reason: "not the job's owner".into(),
+    };
+    rec.answer(Ok(
+        Encode!(&Err::<(), MatcherError>(refused.clone())).unwrap()
+    ));
+    let err = block_on(c.dispute_job(12)).unwrap_err();
+    assert_eq!(err, ClientError::Matcher(refused));
+    assert!(!err.is_transient());
+    assert!(
+        err.to_string()
+            .contains("matcher: not allowed: not the job's owner"),
+        "{err}"
+    );
+}

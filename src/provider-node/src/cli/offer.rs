@@ -66,6 +66,10 @@ pub struct OfferTerms {
     /// Capability tag (repeatable).
     #[arg(long = "tag")]
     pub tags: Vec<String>,
+    /// Take no audit runs (re-runs of other providers' jobs, paid like
+    /// jobs, that check their results); by default an offer takes them.
+    #[arg(long, env = "PROVIDER_NODE_NO_AUDITS", hide_env_values = true)]
+    pub no_audits: bool,
 }
 
 impl OfferTerms {
@@ -96,7 +100,7 @@ impl OfferTerms {
             min_interval_secs: self.min_interval_secs,
             max_interval_secs: self.max_interval_secs,
             tags: self.tags.clone(),
-            audits: None,
+            audits: self.no_audits.then_some(false),
         })
     }
 }
@@ -142,9 +146,9 @@ pub fn run(global: &GlobalArgs, command: OfferCommand) -> anyhow::Result<ExitCod
     })
 }
 
-/// An offer's prices, speed, slots in use, memory and fuel, as the CLI
-/// shows them.
-pub(super) fn offer_terms(o: &Offer) -> [String; 6] {
+/// An offer's prices, speed, slots in use, memory, fuel and whether it
+/// takes audit runs, as the CLI shows them.
+pub(super) fn offer_terms(o: &Offer) -> [String; 7] {
     [
         format!("{} per Gfuel", format_tokens(o.spec.price_per_gfuel)),
         format!("{} fuel/s", o.spec.fuel_per_sec),
@@ -152,6 +156,11 @@ pub(super) fn offer_terms(o: &Offer) -> [String; 6] {
         format!("{}/{} slots used", o.slots_used, o.spec.slots),
         format!("{} MiB", o.spec.memory_per_slot_mib),
         format!("fuel/interval <= {}", o.spec.max_fuel_per_interval),
+        if o.spec.audits == Some(false) {
+            "no audits".into()
+        } else {
+            "takes audits".into()
+        },
     ]
 }
 
@@ -232,6 +241,54 @@ mod tests {
         assert!(
             shown.contains("per Gfuel") && shown.contains("500000000 fuel/s"),
             "{shown}"
+        );
+    }
+
+    #[test]
+    fn no_audits_keeps_the_offer_out_of_audit_runs() {
+        let ledger = candid::Principal::anonymous();
+        let base = [
+            "--price-per-gfuel",
+            "0.0001",
+            "--fuel-per-sec",
+            "1",
+            "--price-per-interval",
+            "0.001",
+        ];
+        let spec = terms(&base).unwrap().spec(ledger).unwrap();
+        assert_eq!(spec.audits, None, "takes audits by default");
+        let mut with_flag = base.to_vec();
+        with_flag.push("--no-audits");
+        let spec = terms(&with_flag).unwrap().spec(ledger).unwrap();
+        assert_eq!(spec.audits, Some(false));
+        let mut o = Offer {
+            id: 1,
+            provider: ledger,
+            spec,
+            slots_used: 0,
+            created_at_ns: 0,
+        };
+        assert!(offer_terms(&o).contains(&"no audits".to_string()));
+        o.spec.audits = None;
+        assert!(offer_terms(&o).contains(&"takes audits".to_string()));
+        // Its variable, as the other settings have one.
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        let post = cmd.find_subcommand("post").unwrap();
+        let arg = post
+            .get_arguments()
+            .find(|a| a.get_long() == Some("no-audits"))
+            .unwrap();
+        assert_eq!(
+            arg.get_env().and_then(|e| e.to_str()),
+            Some("PROVIDER_NODE_NO_AUDITS")
+        );
+        assert!(
+            cmd.find_subcommand("update")
+                .unwrap()
+                .get_arguments()
+                .any(|a| a.get_long() == Some("no-audits")),
+            "update takes it too"
         );
     }
 }

@@ -50,6 +50,9 @@ struct FakeJob {
     result_deadline_ns: Option<u64>,
     /// Cumulative fuel accepted from heartbeats and the result.
     fuel_reported: u64,
+    /// The seed the assignment names: the job's own, or (an audit run)
+    /// the audited job's.
+    seed: [u8; 32],
 }
 
 impl FakeJob {
@@ -141,6 +144,7 @@ impl FakeMarket {
                 counting_from_ns: now,
                 result_deadline_ns: None,
                 fuel_reported: 0,
+                seed: job_seed(job_id),
             },
         );
     }
@@ -214,7 +218,7 @@ impl FakeMarket {
                         interval_secs: j.spec.interval_secs,
                         intervals_paid: j.paid,
                         input_bytes: j.spec.input.len() as u64,
-                        seed: job_seed(*id),
+                        seed: j.seed,
                     });
                 let assignments: Vec<Assignment> =
                     held.by_ref().take(self.page_size.max(1)).collect();
@@ -1281,4 +1285,47 @@ async fn a_listing_it_cannot_read_is_counted_and_its_jobs_keep_heartbeating() {
     assert!(!st.jobs[&1].missed, "a deadline was missed");
     assert!(summary.heartbeats_accepted >= 4);
     assert!(h.metrics.unreadable_replies.get() >= 1);
+}
+
+/// Writes 16 bytes of `random_get` to stdout.
+const RANDOM: &str = r#"(module
+  (import "wasi_snapshot_preview1" "random_get" (func $rand (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (drop (call $rand (i32.const 16) (i32.const 16)))
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 16))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+
+/// What RANDOM prints when run with `seed` in the node's sandbox.
+async fn random_bytes_of(h: &Harness, seed: [u8; 32]) -> Vec<u8> {
+    let job = Job {
+        module: WasmModule::new(wasm(RANDOM)),
+        input: vec![],
+        args: vec![],
+        env: vec![],
+        seed,
+        limits: sandbox_limits(&spec([0; 32], 10), Duration::from_secs(60)),
+    };
+    h.executor.spawn(job).wait().await.stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_runs_with_the_seed_its_assignment_names() {
+    let h = Harness::new();
+    h.job_1(RANDOM);
+    // An audit run of job 7: its assignment names job 7's seed, so that
+    // it re-runs job 7 exactly, not job 1's seed.
+    h.market.tune_job(1, |j| j.seed = job_seed(7));
+    h.run_until_job_1_has_a_result().await;
+    let output = h.market.state.lock().unwrap().submissions[0]
+        .result
+        .output
+        .clone();
+    let own = random_bytes_of(&h, job_seed(1)).await;
+    let named = random_bytes_of(&h, job_seed(7)).await;
+    assert_eq!(named.len(), 16);
+    assert_ne!(own, named, "the seeds give different bytes");
+    assert_eq!(output, named, "run with the assignment's seed");
 }
