@@ -135,7 +135,11 @@ fn results(net: &MarketFixture, buyer: Principal) -> (u64, u64) {
                 .unwrap();
             let id = r.expect("accepted");
             let job: Option<Job> = net.query(net.ids.matcher, "get_job", &id).unwrap();
-            assert_eq!(job.and_then(|j| j.provider), Some(runner), "matched at once");
+            assert_eq!(
+                job.and_then(|j| j.provider),
+                Some(runner),
+                "matched at once"
+            );
             ids.push(id);
         }
         net.settle_outbox();

@@ -8,8 +8,8 @@ use crate::modules::{ModuleMeta, StoreError};
 use crate::state::State;
 use candid::Principal;
 use market_api::matcher::{
-    AuditVerdict, DaoRegistration, JobKind, JobStatus, MatcherError, MatcherEvent, OfferSpec, SetDelegatesArgs,
-    Sha256, SubmitResultArgs, fuel_cost,
+    AuditVerdict, DaoRegistration, JobKind, JobStatus, MatcherError, MatcherEvent, OfferSpec,
+    SetDelegatesArgs, Sha256, SubmitResultArgs, fuel_cost,
 };
 use market_api::{JobId, OfferId, Tokens};
 
