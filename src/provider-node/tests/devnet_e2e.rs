@@ -515,3 +515,56 @@ async fn a_node_on_a_bad_network_finishes_its_job_and_is_paid_for_its_fuel_once(
          job), and got the rest of the lock back"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_and_a_fast_provider_are_paid_the_same_for_the_same_job() {
+    let w = Scene::new();
+    // Both ask the same price; the slow one's result comes sixteen
+    // intervals after its bond held (twice the run's time here), and it
+    // heartbeats all along: paid per interval it would have earned more.
+    w.provider(1, PRICE);
+    w.provider(2, PRICE);
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let (fast, m_fast) = w.daemon(1, dirs[0].path());
+    let slow_net = HoldResults::new(w.net.transport(node(2)), w.ids, 16);
+    let (slow, m_slow) = w.daemon_over(2, slow_net, dirs[1].path(), Duration::from_secs(10));
+    let (stop1, task1) = spawn(fast);
+    let (stop2, task2) = spawn(slow);
+    w.start_clock();
+    // The same job twice: the first to the older offer (provider 1), the
+    // second to provider 2.
+    let count = w.upload(&count()).await;
+    let a = w.submit(count).await;
+    w.until(a, "on provider 1", |j| j.provider == Some(provider(1)))
+        .await;
+    let b = w.submit(count).await;
+    let [a, b] = [a, b].map(|id| {
+        let w = &w;
+        async move {
+            w.until(id, "succeeded", |j| j.status == JobStatus::Succeeded)
+                .await
+        }
+    });
+    let (a, b) = (a.await, b.await);
+    assert_eq!(
+        (a.provider, b.provider),
+        (Some(provider(1)), Some(provider(2)))
+    );
+    assert_eq!(stdout_of(&a), stdout_of(&b));
+    let fuel = a.result.as_ref().unwrap().fuel_used;
+    assert_eq!(b.result.as_ref().unwrap().fuel_used, fuel, "the same run");
+    assert_eq!(a.paid, fuel_cost(fuel, PRICE).unwrap());
+    assert!(a.paid > 0);
+    assert_eq!(b.paid, a.paid, "paid for the fuel, not the time");
+    assert!(
+        m_slow.heartbeats_sent.get() > m_fast.heartbeats_sent.get(),
+        "the slow one heartbeated more intervals ({} against {})",
+        m_slow.heartbeats_sent.get(),
+        m_fast.heartbeats_sent.get()
+    );
+    let _ = stop1.send(());
+    let _ = stop2.send(());
+    let _ = task1.await;
+    let _ = task2.await;
+    w.audit();
+}
