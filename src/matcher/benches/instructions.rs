@@ -220,9 +220,9 @@ fn run(bids: usize, providers: usize) {
     net.settle_outbox();
     let items = heartbeat_items(&net.assignments(p).unwrap(), 0);
     assert_eq!(items.len(), 100, "the offer takes 100 resting bids");
-    let heartbeat = |net: &MarketFixture| {
+    let heartbeat = |net: &MarketFixture, items: &Vec<market_api::matcher::HeartbeatItem>| {
         let acks: Result<Vec<HeartbeatAck>, MatcherError> = net
-            .update(net.ids.matcher, node, "heartbeat", &items)
+            .update(net.ids.matcher, node, "heartbeat", items)
             .unwrap();
         assert!(
             acks.unwrap()
@@ -232,14 +232,16 @@ fn run(bids: usize, providers: usize) {
     };
     // The first heartbeat of each job: the message alone.
     let _ = matcher_instructions(&net);
-    heartbeat(&net);
+    heartbeat(&net, &items);
     let ack_cost = matcher_instructions(&net);
     net.settle_outbox();
-    // The next interval's heartbeat: the message plus the outbox runs that
-    // release each item's pay in the escrow.
+    // The next interval's heartbeat, reporting a billion fuel more: the
+    // message plus the outbox runs that release each item's pay into the
+    // provider's pending balance in the escrow.
     net.advance(Duration::from_secs(55));
+    let items = heartbeat_items(&net.assignments(p).unwrap(), GFUEL);
     let _ = matcher_instructions(&net);
-    heartbeat(&net);
+    heartbeat(&net, &items);
     net.settle_outbox();
     let pay_cost = matcher_instructions(&net);
     // One more submit against a market with a matching offer: a match at
@@ -247,6 +249,7 @@ fn run(bids: usize, providers: usize) {
     // first (a new offer serves resting bids before new ones).
     let offer_single = OfferSpec {
         slots: 1,
+        price_per_gfuel: 1_900,
         price_per_interval: 1_900,
         ..offer.clone()
     };
