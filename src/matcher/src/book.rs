@@ -27,6 +27,9 @@ use std::cmp::Reverse;
 /// Most ineligible entries one search skips before giving up; bounds the
 /// instructions a single message can spend in the book.
 pub const MAX_SCAN: usize = 256;
+/// How many of the cheapest eligible offers an audit run's provider is
+/// picked from at random.
+pub const AUDIT_CANDIDATES: usize = 16;
 
 /// What a bid needs from an offer.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -57,9 +60,11 @@ pub struct Bid {
     pub min_record: Option<RecordRequirement>,
     /// Providers that failed this job before and must not get it again.
     pub excluded_providers: Vec<Principal>,
-    /// Whether this is an audit run (offers that opted out don't take it).
+    /// For an audit run, the random number that picks its provider among
+    /// the eligible offers (offers that opted out of audits don't take it);
+    /// `None` for any other job.
     #[serde(default)]
-    pub audit: bool,
+    pub audit_pick: Option<u64>,
     /// When the bid entered the book (ties in price go to the oldest).
     pub submitted_at_ns: u64,
     /// When the bid last began to rest (0 in bids rested before this was
@@ -121,7 +126,7 @@ impl BookOffer {
                 .as_ref()
                 .is_none_or(|r| record_may_meet(&self.provider_record, r))
             && !bid.excluded_providers.contains(&self.offer.provider)
-            && !(bid.audit && spec.audits == Some(false))
+            && !(bid.audit_pick.is_some() && spec.audits == Some(false))
     }
 }
 
@@ -291,17 +296,30 @@ impl<M: Memory> Book<M> {
         Some(old)
     }
 
-    /// The cheapest eligible offer for `bid` (ties: oldest), if any within
-    /// [`MAX_SCAN`] candidates.
+    /// The offer for `bid`, if any within [`MAX_SCAN`] candidates: the
+    /// cheapest eligible one (ties: oldest); for an audit run, one of the
+    /// [`AUDIT_CANDIDATES`] cheapest eligible ones picked by its random
+    /// number, so that no provider can make sure it audits a given
+    /// provider's results by undercutting the others.
     pub fn best_offer_for(&self, bid: &Bid) -> Option<BookOffer> {
         let market = (bid.ledger, unit_code(bid.unit));
         let start: OfferKey = (market, 0, (0, 0));
         let end: OfferKey = (market, bid.max_price, (u64::MAX, u64::MAX));
-        self.offers_by_price
+        let mut eligible = self
+            .offers_by_price
             .keys_range(start..=end)
             .take(MAX_SCAN)
             .filter_map(|(_, _, (_, id))| self.offer(id))
-            .find(|o| o.can_run(bid))
+            .filter(|o| o.can_run(bid));
+        let Some(pick) = bid.audit_pick else {
+            return eligible.next();
+        };
+        let mut candidates: Vec<BookOffer> = eligible.take(AUDIT_CANDIDATES).collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        let i = (pick % candidates.len() as u64) as usize;
+        Some(candidates.swap_remove(i))
     }
 
     /// The resting bids `offer` should serve now, best first: one-off
@@ -462,7 +480,7 @@ mod tests {
             min_provider_stake: 0,
             min_record: None,
             excluded_providers: vec![],
-            audit: false,
+            audit_pick: None,
             submitted_at_ns: age,
             rested_at_ns: age,
         }

@@ -94,6 +94,9 @@ pub struct AuditRecord {
     pub drawing: bool,
     /// The audit runs so far: the re-run, then the tie-break.
     pub runs: Vec<JobId>,
+    /// Random bits from the draw, which pick the audit runs' providers.
+    #[serde(default)]
+    pub seed: u64,
     /// The verdict, once reached.
     pub verdict: Option<AuditVerdict>,
 }
@@ -933,6 +936,7 @@ impl JobState {
                     disputed: false,
                     drawing: true,
                     runs: vec![],
+                    seed: 0,
                     verdict: None,
                 });
                 effects.push(Effect::DrawAudit { attempt });
@@ -1101,6 +1105,16 @@ pub fn bond_for(p: &Params, value: Tokens, audit_ppm: u32) -> Tokens {
     by_multiple.max(by_audit).max(p.min_slash)
 }
 
+/// The random bits of a draw that pick the audit runs' providers (its
+/// bytes 8 to 15; the first eight decide whether to audit).
+pub fn seed_of(randomness: &[u8]) -> u64 {
+    let mut bytes = [0u8; 8];
+    for (b, r) in bytes.iter_mut().zip(randomness.iter().skip(8)) {
+        *b = *r;
+    }
+    u64::from_le_bytes(bytes)
+}
+
 /// Reads a draw of `randomness` as a number below one million, for
 /// comparing with a probability in parts per million.
 pub fn draw_ppm(randomness: &[u8]) -> u32 {
@@ -1124,7 +1138,8 @@ impl JobState {
         }
         let audit = self.audit.as_mut().filter(|x| x.drawing)?;
         audit.drawing = false;
-        let selected = draw_ppm(randomness) < ppm;
+        audit.seed = seed_of(randomness);
+        let selected = audit.disputed || draw_ppm(randomness) < ppm;
         if !selected {
             self.audit = None;
         }
@@ -1132,8 +1147,9 @@ impl JobState {
     }
 
     /// The owner disputes the result while its challenge window is open:
-    /// it is audited, paid from the lock like any audit.
-    pub fn dispute(&mut self, caller: Principal, now_ns: u64) -> Result<(), Refusal> {
+    /// it is audited, paid from the lock like any audit, once the draw
+    /// that picks its auditor comes back.
+    pub fn dispute(&mut self, caller: Principal, now_ns: u64) -> Result<Vec<Effect>, Refusal> {
         if caller != self.owner {
             return Err(Refusal::NotOwner);
         }
@@ -1147,11 +1163,13 @@ impl JobState {
         }
         self.audit = Some(AuditRecord {
             disputed: true,
-            drawing: false,
+            drawing: true,
             runs: vec![],
+            seed: 0,
             verdict: None,
         });
-        Ok(())
+        let attempt = self.assignment.as_ref().map_or(0, |a| a.attempt);
+        Ok(vec![Effect::DrawAudit { attempt }])
     }
 
     /// The commitment of the reported result, while it stands to be compared.

@@ -57,6 +57,10 @@ pub struct JobRecord {
     /// A one-off job, or its part in a reservation.
     #[serde(default)]
     pub kind: JobKind,
+    /// For an audit run, the random number that picks its provider (see
+    /// `Book::best_offer_for`).
+    #[serde(default)]
+    pub audit_pick: Option<u64>,
 }
 
 impl JobRecord {
@@ -142,7 +146,7 @@ impl JobRecord {
             min_provider_stake: self.spec.min_provider_stake,
             min_record: self.spec.min_record.clone(),
             excluded_providers: self.state.failed_providers.clone(),
-            audit: matches!(self.kind, JobKind::Audit { .. }),
+            audit_pick: self.audit_pick,
             submitted_at_ns: self.submitted_at_ns,
             rested_at_ns: now_ns,
         }
@@ -647,6 +651,7 @@ impl<M: Memory> Market<M> {
             submitted_at_ns: now_ns,
             funded: false,
             kind: JobKind::OneOff,
+            audit_pick: None,
         };
         self.put_job(rec.clone());
         self.index_owner(owner, id);

@@ -102,12 +102,13 @@ impl<M: Memory> Market<M> {
             });
         }
         let old = Self::deadline_key(p, &rec.state);
-        rec.state
+        let effects = rec
+            .state
             .dispute(caller, now_ns)
             .map_err(|r| refusal_error(&rec.state, r))?;
         self.track_deadline(p, &rec.state, old);
         self.put_job(rec);
-        self.start_audit_run(p, now_ns, id);
+        self.apply(p, now_ns, id, JobKind::OneOff, effects);
         Ok(())
     }
 
@@ -136,7 +137,7 @@ impl<M: Memory> Market<M> {
     /// Starts the next audit run of job `of` and puts it in the book.
     fn start_audit_run(&mut self, p: &Params, now_ns: u64, of: JobId) {
         let Some(mut orig) = self.job(of) else { return };
-        let Some(runs) = orig.state.audit.as_ref().map(|a| a.runs.clone()) else {
+        let Some((runs, seed)) = orig.state.audit.as_ref().map(|a| (a.runs.clone(), a.seed)) else {
             return;
         };
         let excluded = self.not_auditors(&orig, &runs);
@@ -153,6 +154,8 @@ impl<M: Memory> Market<M> {
             submitted_at_ns: now_ns,
             funded: true,
             kind: JobKind::Audit { of },
+            // Each run of the audit picks its provider with other bits.
+            audit_pick: Some(seed.rotate_left(32 * runs.len() as u32) ^ id),
         };
         let audit = orig.state.audit.as_mut().expect("checked");
         audit.runs.push(id);

@@ -203,6 +203,7 @@ impl<M: Memory> Market<M> {
             submitted_at_ns: now_ns,
             funded: false,
             kind: JobKind::Reservation,
+            audit_pick: None,
         };
         self.put_job(rec.clone());
         self.index_owner(owner, id);
@@ -247,6 +248,7 @@ impl<M: Memory> Market<M> {
                     reservation: id,
                     slot,
                 },
+                audit_pick: None,
             });
             r.slots.push(slot_id);
             r.running.push(None);

@@ -453,3 +453,34 @@ fn no_audit_goes_to_the_same_provider_or_node_or_an_offer_that_opted_out() {
     w.steps();
     assert_eq!(w.holder(run).0, provider(4));
 }
+
+#[test]
+fn the_auditor_is_picked_at_random_among_the_eligible_offers() {
+    // Providers 2 and 3 offer at the same price as provider 1, which runs
+    // the job: the draw's second eight bytes pick the auditor, so that no
+    // provider can undercut its way into auditing a given provider.
+    let auditor_of = |seed: u64| {
+        let mut w = World::new(P, &[1, 2, 3]);
+        w.draw[8..16].copy_from_slice(&seed.to_le_bytes());
+        let id = w.submit();
+        w.report(id, 1);
+        w.holder(w.runs(id)[0]).0
+    };
+    let picked: std::collections::BTreeSet<Principal> = (0..4).map(auditor_of).collect();
+    assert_eq!(
+        picked,
+        [provider(2), provider(3)].into_iter().collect(),
+        "either may audit"
+    );
+    // The cheaper of the two, always, without an audit's pick.
+    let mut w = World::new(P, &[1, 2, 3]);
+    w.draw = NO_AUDIT;
+    let first = w.submit();
+    assert_eq!(w.holder(first).0, provider(1));
+    let second = w.submit();
+    assert_eq!(
+        w.holder(second).0,
+        provider(2),
+        "the oldest offer at the price"
+    );
+}
