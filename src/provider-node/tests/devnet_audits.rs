@@ -306,6 +306,25 @@ async fn a_lie_in_the_result_is_overturned(cheat: Cheat) -> (Market, Job) {
     let slashed = bond(&m, PRICE);
     assert_eq!(rejected(&events), vec![(id, provider(1), 1, slashed)]);
     assert_eq!(verdicts(&events), vec![(id, AuditVerdict::Overturned)]);
+    let cheat_paid: Tokens = events
+        .iter()
+        .filter_map(|e| match e {
+            MatcherEvent::FuelPaid {
+                job_id,
+                provider: p,
+                amount,
+                ..
+            } if *job_id == id && *p == provider(1) => Some(*amount),
+            _ => None,
+        })
+        .sum();
+    assert!(cheat_paid > 0, "the cheat's result earned pending pay");
+    assert!(
+        events.iter().any(|e| matches!(e,
+            MatcherEvent::PayForfeited { job_id, provider: p, .. }
+                if *job_id == id && *p == provider(1))),
+        "and forfeited it"
+    );
 
     // Until the window closes the auditors' pay is pending; the cheat
     // has none.
@@ -576,17 +595,43 @@ async fn a_dispute_of_an_honest_result_pays_the_auditor_and_changes_nothing_else
     assert_eq!(m.provider(provider(1)).record.audits_passed, 1);
 }
 
-/// The workloads that run as one-off jobs: a name, its input and its args
-/// (the jobs of `devnet_determinism.rs`).
-fn workloads() -> Vec<(&'static str, Vec<u8>, Vec<String>)> {
+/// Whether an outcome is how a workload ends.
+type Ends = fn(&RunOutcome) -> bool;
+
+/// The workloads that run as one-off jobs: a name, its input, its args
+/// and how it ends. The jobs of `devnet_determinism.rs`, and the hostile
+/// workloads the sandbox stops (all but `sleeper`, whose end depends on
+/// the wall clock): their outcome and fuel are committed to as well.
+fn workloads() -> Vec<(&'static str, Vec<u8>, Vec<String>, Ends)> {
     let input: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let exit_0: Ends = |o| *o == RunOutcome::Exited { code: 0 };
     vec![
-        ("clock-random", vec![], vec![]),
-        ("floats", vec![], vec![]),
-        ("sha256sum", input.clone(), vec![]),
-        ("echo", input, vec![]),
-        ("cpu-kernel", vec![], vec!["float".into(), "40".into()]),
-        ("cpu-kernel", vec![], vec!["mem".into(), "50000".into()]),
+        ("clock-random", vec![], vec![], exit_0),
+        ("floats", vec![], vec![], exit_0),
+        ("sha256sum", input.clone(), vec![], exit_0),
+        ("echo", input, vec![], exit_0),
+        (
+            "cpu-kernel",
+            vec![],
+            vec!["float".into(), "40".into()],
+            exit_0,
+        ),
+        (
+            "cpu-kernel",
+            vec![],
+            vec!["mem".into(), "50000".into()],
+            exit_0,
+        ),
+        ("memory-bomb", vec![], vec![], |o| {
+            *o == RunOutcome::OutOfMemory
+        }),
+        ("recursion", vec![], vec![], |o| {
+            matches!(o, RunOutcome::Trap { .. })
+        }),
+        ("output-flood", vec![], vec![], |o| {
+            *o == RunOutcome::OutputTooLarge
+        }),
+        ("sandbox-escape", vec![], vec![], exit_0),
     ]
 }
 
@@ -605,13 +650,13 @@ async fn honest_providers_are_never_slashed_by_an_audit_of_the_workloads() {
     };
     let mut m = Market::new(vec![pooled_and_cached, plain], None, PRICE);
     let mut ids = vec![];
-    for (name, input, args) in workloads() {
+    for (name, input, args, ends) in workloads() {
         let id = m
             .submit(name, (input, args), BUDGET, Some(AUDIT_ALWAYS_PPM))
             .await;
-        ids.push((name, id));
+        ids.push((name, id, ends));
     }
-    for (name, id) in &ids {
+    for (name, id, ends) in &ids {
         let job = m
             .until(*id, "an audit verdict", |j| {
                 j.audit.as_ref().is_some_and(|a| a.verdict.is_some())
@@ -625,7 +670,7 @@ async fn honest_providers_are_never_slashed_by_an_audit_of_the_workloads() {
         );
         assert_eq!(audit.runs.len(), 1, "{name}: the re-run agreed");
         let r = job.result.expect("a result");
-        assert_eq!(r.outcome, RunOutcome::Exited { code: 0 }, "{name}");
+        assert!(ends(&r.outcome), "{name}: {:?}", r.outcome);
         let run = m.get(audit.runs[0]).await;
         assert_ne!(
             run.provider, job.provider,
@@ -641,7 +686,7 @@ async fn honest_providers_are_never_slashed_by_an_audit_of_the_workloads() {
     settled.sort_by_key(|(id, _)| *id);
     let agreed: Vec<_> = ids
         .iter()
-        .map(|(_, id)| (*id, AuditVerdict::Agreed))
+        .map(|(_, id, _)| (*id, AuditVerdict::Agreed))
         .collect();
     assert_eq!(settled, agreed, "one verdict per job, each Agreed");
     let audit = m.audit();
@@ -656,8 +701,14 @@ async fn honest_providers_are_never_slashed_by_an_audit_of_the_workloads() {
         passed += p.record.audits_passed;
     }
     assert_eq!(passed, ids.len() as u64, "every job's audit passed");
-    for (name, id) in &ids {
-        assert_eq!(m.get(*id).await.status, JobStatus::Succeeded, "{name}");
+    for (name, id, ends) in &ids {
+        let ok = ends(&RunOutcome::Exited { code: 0 });
+        let status = if ok {
+            JobStatus::Succeeded
+        } else {
+            JobStatus::Failed
+        };
+        assert_eq!(m.get(*id).await.status, status, "{name}");
     }
 }
 
