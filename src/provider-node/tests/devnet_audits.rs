@@ -40,8 +40,8 @@ use test_world::{DaemonSetup, World, one_slot_offer, spawn};
 
 /// Per billion fuel, asked by provider 1 (provider `n` asks `n` times it).
 const PRICE: Tokens = ICP;
-/// The fuel budget of the buyer's jobs: some fifty times what the
-/// heaviest workload needs.
+/// The fuel budget of the buyer's jobs: several times what the heaviest
+/// workload needs.
 const BUDGET: u64 = GFUEL / 10;
 const INTERVAL: u64 = 20;
 /// Each attempt's deadline: ample on a busy machine (6 s of real time).
