@@ -530,7 +530,10 @@ async fn a_dispute_of_an_honest_result_pays_the_auditor_and_changes_nothing_else
     let fuel = result.fuel_used;
     let pay1 = fuel_cost(fuel, price).unwrap();
     assert_eq!(before.paid, pay1);
-    m.dispute(id).expect("the buyer disputes the result");
+    m.buyer
+        .dispute_job(id)
+        .await
+        .expect("the buyer disputes the result");
     m.resume_clock();
 
     let job = m.verdict(id).await;

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use candid::Principal;
 use market_api::matcher::{
-    Job, JobKind, JobLimits, JobSpec, MatcherError, MatcherEvent, ModuleSource, ModuleUpload,
-    OfferSpec, SubmitResultArgs,
+    Job, JobKind, JobLimits, JobSpec, MatcherEvent, ModuleSource, ModuleUpload, OfferSpec,
+    SubmitResultArgs,
 };
 use market_api::registry::Provider;
 use market_api::{EventPage, JobId, PageRequest, Tokens};
@@ -370,18 +370,6 @@ impl World {
             .query::<_, Option<Provider>>(self.ids.registry, "get_provider", &provider)
             .expect("get_provider")
             .expect("a registered provider")
-    }
-
-    /// The buyer disputes the result of job `id` (`dispute_job`).
-    pub fn dispute(&self, id: JobId) -> Result<(), MatcherError> {
-        self.net
-            .update::<_, Result<(), MatcherError>>(
-                self.ids.matcher,
-                self.buyer.sender(),
-                "dispute_job",
-                &id,
-            )
-            .expect("dispute_job")
     }
 
     /// Stops the clock, lets the canisters finish their work, and checks
