@@ -2,7 +2,12 @@
 //! whole marketplace deployed on an in-process devnet ([`market_fixture`]), a
 //! buyer with a client, providers onboarded with one-slot offers, their
 //! daemons, and a clock that runs at 50× real time. Tests use it, and the
-//! demo runs its daemons with [`spawn`].
+//! demo runs its daemons with [`spawn`]. A node that lies in its results
+//! ([`cheat`]) is built the same way.
+
+pub mod cheat;
+
+pub use cheat::{Cheat, Cheating, cheating_daemon};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,9 +16,11 @@ use std::time::Duration;
 
 use candid::Principal;
 use market_api::matcher::{
-    Job, JobKind, JobLimits, JobSpec, ModuleSource, ModuleUpload, OfferSpec, SubmitResultArgs,
+    Job, JobKind, JobLimits, JobSpec, MatcherEvent, ModuleSource, ModuleUpload, OfferSpec,
+    SubmitResultArgs,
 };
-use market_api::{JobId, Tokens};
+use market_api::registry::Provider;
+use market_api::{EventPage, JobId, PageRequest, Tokens};
 use market_client::transport::{Call, Transport, TransportError};
 use market_client::{CanisterIds, MarketClient};
 use market_fixture::DevnetTransport;
@@ -57,13 +64,27 @@ pub fn one_slot_offer(memory_mib: u32, price: Tokens, ledger: Principal) -> Offe
 
 /// Moves the devnet's clock one second every 20 ms until `stop` is set.
 pub fn start_clock(net: &MarketFixture, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+    run_clock(net, stop, Arc::new(Mutex::new(false)))
+}
+
+/// [`start_clock`], holding still while `paused` is set. The flag is read
+/// under its lock around each step, so once a pause has set it no step
+/// is under way nor will one start.
+fn run_clock(
+    net: &MarketFixture,
+    stop: Arc<AtomicBool>,
+    paused: Arc<Mutex<bool>>,
+) -> JoinHandle<()> {
     let dn = net.shared();
     std::thread::spawn(move || {
         while !stop.load(Ordering::SeqCst) {
             {
-                let mut d = dn.lock().unwrap_or_else(|e| e.into_inner());
-                d.advance_time(Duration::from_secs(1));
-                d.tick();
+                let paused = paused.lock().unwrap_or_else(|e| e.into_inner());
+                if !*paused {
+                    let mut d = dn.lock().unwrap_or_else(|e| e.into_inner());
+                    d.advance_time(Duration::from_secs(1));
+                    d.tick();
+                }
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -150,6 +171,7 @@ pub struct World {
     /// The buyer's client.
     pub buyer: MarketClient<DevnetTransport>,
     stop_clock: Arc<AtomicBool>,
+    paused: Arc<Mutex<bool>>,
     clock: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -165,6 +187,7 @@ impl World {
             ids,
             buyer,
             stop_clock: Arc::new(AtomicBool::new(false)),
+            paused: Arc::new(Mutex::new(false)),
             clock: Mutex::new(None),
         }
     }
@@ -188,8 +211,23 @@ impl World {
     /// Moves the devnet's clock one second every 20 ms until
     /// [`World::stop_clock`].
     pub fn start_clock(&self) {
-        let handle = start_clock(&self.net, Arc::clone(&self.stop_clock));
+        let handle = run_clock(
+            &self.net,
+            Arc::clone(&self.stop_clock),
+            Arc::clone(&self.paused),
+        );
         *self.clock.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+    }
+
+    /// Holds the clock still (the canisters still answer calls) until
+    /// [`World::resume_clock`]; no step of it runs once this returns.
+    pub fn pause_clock(&self) {
+        *self.paused.lock().unwrap_or_else(|e| e.into_inner()) = true;
+    }
+
+    /// Lets a paused clock run again.
+    pub fn resume_clock(&self) {
+        *self.paused.lock().unwrap_or_else(|e| e.into_inner()) = false;
     }
 
     /// Stops the clock and waits for its thread.
@@ -282,6 +320,56 @@ impl World {
             "timed out waiting for job {id}: {what}: {:?}",
             self.job(id).await
         );
+    }
+
+    /// Waits (real time) until the job satisfies `cond` and returns it
+    /// with the clock paused ([`World::pause_clock`]), so that the devnet's
+    /// time stands where the job was seen: a test can read the rest of
+    /// the market in that state before a deadline or a window moves it on.
+    pub async fn until_paused(&self, id: JobId, what: &str, cond: impl Fn(&Job) -> bool) -> Job {
+        for _ in 0..3_000 {
+            self.pause_clock();
+            let job = self.job(id).await;
+            if cond(&job) {
+                return job;
+            }
+            self.resume_clock();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "timed out waiting for job {id}: {what}: {:?}",
+            self.job(id).await
+        );
+    }
+
+    /// Every event of the matcher's log, in order.
+    pub fn matcher_events(&self) -> Vec<MatcherEvent> {
+        let mut out = vec![];
+        let mut start = Some(0u64);
+        while let Some(s) = start {
+            let page: EventPage<MatcherEvent> = self
+                .net
+                .query(
+                    self.ids.matcher,
+                    "get_events",
+                    &PageRequest {
+                        start: Some(s),
+                        limit: None,
+                    },
+                )
+                .expect("get_events");
+            out.extend(page.events.into_iter().map(|e| e.event));
+            start = page.next;
+        }
+        out
+    }
+
+    /// The registry's record of `provider`.
+    pub fn provider(&self, provider: Principal) -> Provider {
+        self.net
+            .query::<_, Option<Provider>>(self.ids.registry, "get_provider", &provider)
+            .expect("get_provider")
+            .expect("a registered provider")
     }
 
     /// Stops the clock, lets the canisters finish their work, and checks
