@@ -2,7 +2,8 @@
 //! escrow and matcher `.wasm` files on the embedded devnet, two provider
 //! daemons running jobs in the wasmtime sandbox, a person and a canister
 //! buying compute, heartbeats paying out, one provider going silent mid-job
-//! and being slashed while the other finishes the job, an SNS DAO reserving
+//! and being slashed while the other finishes the job, a third provider
+//! lying about a result and caught by an audit, an SNS DAO reserving
 //! capacity by proposal for its app canister, and a closing account of who
 //! paid and earned what, checked against the ledger.
 //!
@@ -13,8 +14,8 @@ use anyhow::{Context, Result, bail, ensure};
 use candid::{Nat, Principal};
 use market_api::escrow::WithdrawArgs;
 use market_api::matcher::{
-    GFUEL, Job, JobKind, JobLimits, JobSpec, JobStatus, MAX_CHUNK_BYTES, MatcherEvent,
-    ModuleSource, ModuleUpload, OfferSpec,
+    AUDIT_ALWAYS_PPM, AuditVerdict, GFUEL, Job, JobKind, JobLimits, JobSpec, JobStatus,
+    MAX_CHUNK_BYTES, MatcherEvent, ModuleSource, ModuleUpload, OfferSpec,
 };
 use market_api::{EventPage, JobId, PageRequest, Tokens};
 use market_client::client::{CanisterIds, MarketClient};
@@ -28,7 +29,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use test_world::spawn;
+use test_world::cheat::{Cheat, cheating_daemon};
+use test_world::{DaemonSetup, spawn};
 
 mod dao;
 pub use dao::DaoOutcome;
@@ -95,6 +97,8 @@ pub struct Report {
     pub fees: Tokens,
     /// The SNS DAO's reservation.
     pub dao: DaoOutcome,
+    /// The job whose result the cheating provider forged, as it finished.
+    pub cheated_job: Job,
 }
 
 fn alice() -> Principal {
@@ -152,6 +156,7 @@ impl Demo {
             p if p == alice() => "alice".into(),
             p if p == provider(1) => "provider-1".into(),
             p if p == provider(2) => "provider-2".into(),
+            p if p == provider(3) => "provider-3 (cheat)".into(),
             p if Some(p) == self.dao => "the SNS DAO".into(),
             p => p.to_text(),
         }
@@ -665,6 +670,94 @@ pub async fn run(opts: Options) -> Result<Report> {
         String::from_utf8_lossy(&callback_output)
     ));
 
+    d.step("a third provider joins below everyone's price, and lies about its results");
+    d.net.onboard_provider(provider(3), node(3), 100 * ICP)?;
+    funded.push((provider(3), 100 * ICP + 2 * fee));
+    let cheat_offer = d.net.post_offer(
+        provider(3),
+        &OfferSpec {
+            slots: 1,
+            memory_per_slot_mib: 64,
+            max_fuel_per_interval: 10_000_000_000,
+            price_per_gfuel: PRICE / 2,
+            fuel_per_sec: test_world::OFFER_FUEL_PER_SEC,
+            price_per_interval: PRICE / 2,
+            ledger: ids.ledger,
+            min_interval_secs: 10,
+            max_interval_secs: 3_600,
+            tags: vec!["wasi".into()],
+            audits: None,
+        },
+    )?;
+    d.say(format!(
+        "provider-3: registered, 100 ICP staked, offers 1 slot at {} ICP per billion fuel; its \
+         node runs each job and then reports a forged output",
+        icp(PRICE / 2)
+    ));
+    let dir3 = tempfile::tempdir()?;
+    let (d3, _m3) = cheating_daemon(
+        d.net.client(node(3)),
+        DaemonSetup {
+            provider: provider(3),
+            state_dir: dir3.path(),
+            shutdown_grace: Duration::from_secs(10),
+            max_job_time: Duration::from_secs(120),
+        },
+        SandboxConfig {
+            concurrent_jobs: 2,
+            max_job_memory_bytes: 64 << 20,
+            pooling: false,
+            ..SandboxConfig::default()
+        },
+        Cheat::WrongOutput,
+    );
+    let (stop3, task3) = spawn(d3);
+    let input = b"audit me\n";
+    let spec = JobSpec {
+        audit_ppm: Some(AUDIT_ALWAYS_PPM),
+        ..d.spec(sha, input, 10)
+    };
+    d.say(
+        "alice submits sha256sum.wasm again and asks for every result to be audited \
+         (audit_ppm 1000000; this demo market draws no random audits of its own, a \
+         mainnet one audits at least one result in twenty)",
+    );
+    let cid = d.alice.submit_job(spec).await?;
+    let cheated = d.until(cid, "final", |j| j.status.is_terminal()).await?;
+    let verdict = cheated.audit.as_ref().and_then(|a| a.verdict);
+    ensure!(
+        cheated.provider == Some(provider(3)),
+        "the cheapest provider, the cheat, was to run the job, not {:?}",
+        cheated.provider
+    );
+    ensure!(
+        verdict == Some(AuditVerdict::Overturned),
+        "the audit's verdict was {verdict:?}"
+    );
+    let out = cheated
+        .result
+        .as_ref()
+        .map(|r| r.output.clone())
+        .unwrap_or_default();
+    let expected = hex::encode(sha2::Sha256::digest(input));
+    ensure!(
+        String::from_utf8_lossy(&out).contains(&expected),
+        "the buyer got {:?}, not the honest output",
+        String::from_utf8_lossy(&out)
+    );
+    d.say(format!(
+        "job {cid} stdout, the majority's: {}; alice gets the right answer and provider-3's \
+         slashed stake",
+        String::from_utf8_lossy(&out).trim()
+    ));
+    let _ = stop3.send(());
+    let _ = task3.await;
+    let r: Result<(), market_api::matcher::MatcherError> =
+        d.net
+            .update(ids.matcher, provider(3), "withdraw_offer", &cheat_offer)?;
+    r.map_err(|e| anyhow::anyhow!("withdraw_offer: {e:?}"))?;
+    d.say("provider-3 withdraws its offer and stops its node");
+
     d.step("a long job; provider-1's machine goes dark in the middle of it");
     let long_sha = d.upload("countdown.wasm", &long_job).await?;
     let lid = d.alice.submit_job(d.spec(long_sha, b"", 100)).await?;
@@ -716,7 +809,7 @@ pub async fn run(opts: Options) -> Result<Report> {
         d.net.advance(Duration::from_secs(1));
     }
     d.narrate_events()?;
-    for p in [provider(1), provider(2), alice()] {
+    for p in [provider(1), provider(2), provider(3), alice()] {
         let b = d.net.escrow_balance(p)?;
         let amount = b.free + b.claimable;
         if amount > fee {
@@ -745,6 +838,7 @@ pub async fn run(opts: Options) -> Result<Report> {
             p if p == client => "client canister",
             p if p == dao.governance => "SNS DAO",
             p if p == provider(1) => "provider-1",
+            p if p == provider(3) => "provider-3 (cheat)",
             _ => "provider-2",
         };
         parties.push(Party {
@@ -796,7 +890,7 @@ pub async fn run(opts: Options) -> Result<Report> {
         );
         println!(
             "\naudit: total supply {} ICP = minted {} − fees {}; escrow holds exactly its {} ICP of liabilities; \
-             registry holds exactly {} ICP of stakes; {} locks (jobs and reservations), {} ICP paid to providers, {} slash(es), nothing pending",
+             registry holds exactly {} ICP of stakes; {} locks (jobs and reservations), {} ICP paid to providers, {} missed deadline(s) and {} result(s) caught by an audit slashed, nothing pending",
             icp(audit.total_supply),
             icp(audit.minted),
             icp(audit.burned_and_fees),
@@ -804,7 +898,8 @@ pub async fn run(opts: Options) -> Result<Report> {
             icp(audit.stakes),
             audit.jobs,
             icp(audit.released),
-            audit.slashes
+            audit.slashes,
+            audit.rejected
         );
     }
     let page: EventPage<MatcherEvent> =
@@ -820,5 +915,6 @@ pub async fn run(opts: Options) -> Result<Report> {
         audit,
         fees,
         dao,
+        cheated_job: cheated,
     })
 }

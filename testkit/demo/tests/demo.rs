@@ -14,6 +14,24 @@ async fn the_demo_tells_the_truth() {
     assert_eq!(report.long_job.status, JobStatus::Succeeded);
     assert_eq!(report.long_job.retries_used, 1, "reassigned once");
     assert_eq!(report.callback_output, b"hello from a canister");
+    // The cheat's forged result lost its audit: the buyer got the
+    // majority's, and the cheat's stake was slashed.
+    let cheated = &report.cheated_job;
+    assert_eq!(cheated.status, JobStatus::Succeeded);
+    assert_eq!(
+        cheated.audit.as_ref().and_then(|a| a.verdict),
+        Some(market_api::matcher::AuditVerdict::Overturned)
+    );
+    assert_eq!(report.audit.rejected, 1);
+    let cheat = report
+        .parties
+        .iter()
+        .find(|p| p.name == "provider-3 (cheat)")
+        .unwrap();
+    assert!(
+        cheat.ledger + cheat.escrow + cheat.stake < cheat.funded,
+        "the cheat lost its slash"
+    );
     assert!(report.audit.slashes >= 1, "provider-1 went dark mid-job");
     // The DAO's reserved slot ended on the live provider, ran the delegate's
     // job, and was cancelled by proposal.
