@@ -5,8 +5,9 @@
 # wasm toolchain and ic-wasm if needed), then runs `market-demo`: the real
 # ledger, registry, escrow and matcher modules deployed on the devnet, two
 # provider daemons running jobs in the wasmtime sandbox, a person and a
-# canister buying compute, one provider killed mid-job and slashed while the
-# other finishes it, an SNS DAO reserving a slot by proposal for the
+# canister buying compute, a cheating provider's forged result overturned by
+# an audit and its stake slashed, one provider killed mid-job and slashed
+# while the other finishes it, an SNS DAO reserving a slot by proposal for the
 # canister's job, and the closing accounts checked against the ledger.
 #
 # DEMO_SPEED=N sets how many devnet seconds pass per real second (default 50).

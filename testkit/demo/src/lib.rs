@@ -128,6 +128,8 @@ struct Demo {
     started_ns: u64,
     real_start: Instant,
     seen_events: u64,
+    /// Audit runs started so far, per audited job.
+    audit_runs: std::collections::BTreeMap<JobId, u32>,
     stop_clock: Arc<AtomicBool>,
     /// The SNS DAO's governance canister, once it exists.
     dao: Option<Principal>,
@@ -229,12 +231,25 @@ impl Demo {
                     fuel,
                     amount,
                     ..
-                } => format!(
-                    "{}: {} reported {fuel} fuel in all, {} ICP more pending for it",
-                    self.label(job_id),
-                    self.name(provider),
-                    icp(amount)
-                ),
+                } => {
+                    let job: Option<Job> = self.net.query(self.ids.matcher, "get_job", &job_id)?;
+                    if job.and_then(|j| j.provider) == Some(provider) {
+                        format!(
+                            "{}: {} reported {fuel} fuel in all, {} ICP more pending for it",
+                            self.label(job_id),
+                            self.name(provider),
+                            icp(amount)
+                        )
+                    } else {
+                        format!(
+                            "{}: {} sided with the verdict: its audit run of {fuel} fuel is paid \
+                             {} ICP (pending) from the job's lock",
+                            self.label(job_id),
+                            self.name(provider),
+                            icp(amount)
+                        )
+                    }
+                }
                 MatcherEvent::ResultReported {
                     job_id,
                     provider,
@@ -252,16 +267,20 @@ impl Demo {
                     job_id,
                     run,
                     disputed,
-                } => format!(
-                    "{}: {} job {run} runs it again on another provider, its result hidden \
-                     until they compare",
-                    self.label(job_id),
-                    if disputed {
-                        "the buyer disputes the result;"
-                    } else {
-                        "drawn for audit;"
-                    }
-                ),
+                } => {
+                    let runs = self.audit_runs.entry(job_id).or_default();
+                    *runs += 1;
+                    let why = match (*runs, disputed) {
+                        (1, true) => "the buyer disputes the result",
+                        (1, false) => "drawn for audit",
+                        _ => "the result and its audit disagree: a third provider breaks the tie",
+                    };
+                    format!(
+                        "{}: {why}; audit run {run} re-runs it on a provider picked at random, \
+                         every result hidden until the verdict",
+                        self.label(job_id)
+                    )
+                }
                 MatcherEvent::AuditSettled { job_id, verdict } => {
                     format!("{}: the audit's verdict: {verdict:?}", self.label(job_id))
                 }
@@ -279,7 +298,7 @@ impl Demo {
                 MatcherEvent::PayForfeited {
                     job_id, provider, ..
                 } => format!(
-                    "{}: {} delivered no result; its pending pay goes back to the job",
+                    "{}: {} forfeits its pending pay for the job, which goes back to the lock",
                     self.label(job_id),
                     self.name(provider)
                 ),
@@ -558,6 +577,7 @@ pub async fn run(opts: Options) -> Result<Report> {
         started_ns,
         real_start,
         seen_events: 0,
+        audit_runs: Default::default(),
         stop_clock: Arc::new(AtomicBool::new(false)),
         dao: None,
     };
