@@ -108,13 +108,14 @@ fn report(
     (held.len(), matcher_instructions(net))
 }
 
-/// Instructions per result of a job not audited and of one audited (by
-/// an agreeing auditor), in a market whose book holds the resting bids:
+/// Instructions per result of a job never audited (no draw), of one drawn
+/// and passed over, and of one audited (by an agreeing auditor), in a
+/// market whose book holds the resting bids:
 /// `RESULTS` jobs of each kind, run by a provider whose offer no resting
 /// bid can afford, audited by another. (A job of the bench's earlier
 /// steps, requeued when its deadline passed, may take a slot of theirs:
 /// only the jobs submitted here and their audit runs are reported.)
-fn results(net: &MarketFixture, buyer: Principal) -> (u64, u64) {
+fn results(net: &MarketFixture, buyer: Principal) -> [u64; 3] {
     let runner = principal(0x72);
     let auditor = principal(0x74);
     for (p, node, price) in [(runner, 0x73, 1_950), (auditor, 0x75, 1_960)] {
@@ -122,8 +123,11 @@ fn results(net: &MarketFixture, buyer: Principal) -> (u64, u64) {
         net.post_offer(p, &net.offer_spec(2 * RESULTS as u32, price))
             .unwrap();
     }
-    let mut per_result = [0u64; 2];
-    for (i, audit_ppm) in [None, Some(AUDIT_ALWAYS_PPM)].into_iter().enumerate() {
+    let mut per_result = [0u64; 3];
+    // One in a thousand: drawn, and (the devnet's randomness being seeded)
+    // passed over each time, which the bench checks.
+    let kinds = [None, Some(1_000), Some(AUDIT_ALWAYS_PPM)];
+    for (i, audit_ppm) in kinds.into_iter().enumerate() {
         let mut ids = vec![];
         for _ in 0..RESULTS {
             let spec = JobSpec {
@@ -151,7 +155,17 @@ fn results(net: &MarketFixture, buyer: Principal) -> (u64, u64) {
             .collect();
         let (n, mut cost) = report(net, runner, |a| ids.contains(&a.job_id));
         assert_eq!(n, RESULTS);
-        if audit_ppm.is_some() {
+        if audit_ppm == Some(1_000) {
+            for id in &ids {
+                let job: Option<Job> = net.query(net.ids.matcher, "get_job", id).unwrap();
+                let job = job.unwrap();
+                assert!(
+                    job.audit.is_none() && job.result.is_some(),
+                    "job {id} passed over"
+                );
+            }
+        }
+        if audit_ppm == Some(AUDIT_ALWAYS_PPM) {
             let (runs, verdicts) = report(net, auditor, |a| !before.contains(&a.job_id));
             assert_eq!(runs, RESULTS, "every result is audited");
             cost += verdicts;
@@ -163,7 +177,7 @@ fn results(net: &MarketFixture, buyer: Principal) -> (u64, u64) {
         }
         per_result[i] = cost / RESULTS as u64;
     }
-    (per_result[0], per_result[1])
+    per_result
 }
 
 fn run(bids: usize, providers: usize) {
@@ -301,7 +315,7 @@ fn run(bids: usize, providers: usize) {
         Err(_) => "-".to_string(),
     };
 
-    let (result, audited) = results(&net, buyer(buyers - 1));
+    let [result, drawn, audited] = results(&net, buyer(buyers - 1));
 
     let stable = net
         .devnet()
@@ -310,7 +324,7 @@ fn run(bids: usize, providers: usize) {
     let avg = submit_cost.iter().sum::<u64>() / submit_cost.len().max(1) as u64;
     let n = items.len().max(1) as u64;
     println!(
-        "| {bids} | {providers} | {avg} | {submit_match} | {} | {} | {} | {reserve_16} | {result} | {audited} | {} | {:.0?} |",
+        "| {bids} | {providers} | {avg} | {submit_match} | {} | {} | {} | {reserve_16} | {result} | {drawn} | {audited} | {} | {:.0?} |",
         post_offer / n,
         ack_cost / n,
         pay_cost / n,
@@ -341,9 +355,9 @@ fn main() {
         sizes
     };
     println!(
-        "| resting bids | decoy providers | submit_job (rests) | submit_job (matches at once) | match per bid (offer taking 100) | heartbeat item (ack) | heartbeat item (pays) | reserve (16 slots, matched at once) | result (not audited) | result (audited, agreeing auditor) | stable bytes per job | wall time |"
+        "| resting bids | decoy providers | submit_job (rests) | submit_job (matches at once) | match per bid (offer taking 100) | heartbeat item (ack) | heartbeat item (pays) | reserve (16 slots, matched at once) | result (no draw) | result (drawn, passed over) | result (audited, agreeing auditor) | stable bytes per job | wall time |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for n in sizes {
         run(n, providers);
     }
