@@ -453,11 +453,13 @@ enum Action {
     /// [`CHEAT_MEMORY_MIB`], so that only the [`cheater`], the honest
     /// provider's second offer and the [`witness`] take it or audit it (their
     /// offers are posted first if they are not yet). The cheater, cheapest,
-    /// runs it and lies; the honest provider audits it and the witness
-    /// breaks the tie: overturned, the cheater slashed. With
-    /// `auditor_lies` the cheater's offer is withdrawn while the job is
-    /// matched (to the honest provider) and posted again, so that the
-    /// cheater audits it, lies, and loses the witness's tie-break.
+    /// runs it and lies; the honest provider and the witness audit it
+    /// (one, then the other to break the tie): overturned, the cheater
+    /// slashed. With `auditor_lies` the cheater's offer is withdrawn while
+    /// the job is matched (to the honest provider) and posted again, so
+    /// that the cheater may audit it (the matcher draws the auditor among
+    /// the offers that may take the run), lie, and lose the witness's
+    /// tie-break.
     Cheat { auditor_lies: bool },
     /// (7) A provider rotates its node key (its profile, then its offer);
     /// the old key then tries every provider call on the provider's jobs.
@@ -1831,7 +1833,7 @@ impl World {
         }
         if auditor_lies {
             // Matched (to the honest provider) by now: the cheater's offer
-            // returns, to audit it.
+            // returns, to audit it if drawn.
             Self::attack_call(200);
             let _ = self.net.post_offer(cheater(), &cheater_offer);
         }
@@ -3834,8 +3836,8 @@ fn slash_keys(net: &MarketFixture, of: Principal) -> Vec<String> {
 }
 
 /// (9) on its own: the cheater runs the cheat job and lies; the honest
-/// provider audits it and disagrees; the witness breaks the tie with the
-/// truth. The lie is overturned and replaced by the truth, the cheater
+/// provider and the witness audit it (in the order the matcher draws
+/// them), both with the truth. The lie is overturned and replaced by the truth, the cheater
 /// slashed its bond and paid nothing, both auditors paid from the job's
 /// lock (see [`World::check_audits_ended`] and
 /// [`World::check_honest_paid`], which `finish` runs).
@@ -3856,7 +3858,9 @@ fn a_lie_is_overturned_by_an_honest_audit_and_tie_break() {
     let job = job.unwrap();
     let audit = job.audit.clone().unwrap();
     assert_eq!(audit.verdict, Some(AuditVerdict::Overturned));
-    let runs: Vec<Option<Principal>> = audit
+    // The matcher draws each run's auditor among the offers that may
+    // take it: the honest provider's and the witness's, in either order.
+    let runs: BTreeSet<Option<Principal>> = audit
         .runs
         .iter()
         .map(|r| {
@@ -3864,7 +3868,7 @@ fn a_lie_is_overturned_by_an_honest_audit_and_tie_break() {
             run.unwrap().provider
         })
         .collect();
-    assert_eq!(runs, vec![Some(honest()), Some(witness())]);
+    assert_eq!(runs, BTreeSet::from([Some(honest()), Some(witness())]));
     let (_, attempt) =
         reported_by(&events::<MatcherEvent>(net, net.ids.matcher), id).expect("reported");
     assert_eq!(
@@ -3877,20 +3881,40 @@ fn a_lie_is_overturned_by_an_honest_audit_and_tie_break() {
 }
 
 /// (9) with a lying auditor: the honest provider runs the cheat job and
-/// tells the truth; the cheater audits it and lies; the witness breaks
-/// the tie with the truth. The result stands, the cheater is slashed its
-/// audit run's bond and paid nothing, the witness is paid.
+/// tells the truth; the cheater audits it (the witness's offer is away
+/// until then, so the cheater is the only auditor to draw) and lies; the
+/// witness breaks the tie with the truth. The result stands, the cheater
+/// is slashed its audit run's bond and paid nothing, the witness is paid.
 #[test]
 fn a_lying_auditor_loses_the_tie_break() {
     let mut world = World::with_honest();
+    world.steps(&[Action::Cheat { auditor_lies: true }]);
+    let id = world.cheats[0];
+    let witness_offer = |w: &World| -> Vec<Offer> {
+        w.net
+            .query(w.net.ids.matcher, "offers_of", &witness())
+            .unwrap()
+    };
+    let away = witness_offer(&world)[0].clone();
+    let r: Option<Result<(), MatcherError>> = world.matcher(witness(), "withdraw_offer", &away.id);
+    assert_eq!(r, Some(Ok(())));
+    let mut audited = false;
+    for _ in 0..12 {
+        world.advance(10);
+        let held = world.net.assignments(cheater()).unwrap();
+        if held.iter().any(|a| a.job_id != id) {
+            audited = true;
+            break;
+        }
+    }
+    assert!(audited, "the cheater took job {id}'s audit run");
+    world.net.post_offer(witness(), &away.spec).unwrap();
     world.steps(&[
-        Action::Cheat { auditor_lies: true },
         Action::Advance { secs: 90 },
         Action::Advance { secs: 90 },
         Action::Advance { secs: 90 },
     ]);
     let net = &world.net;
-    let id = world.cheats[0];
     let job: Option<Job> = net.query(net.ids.matcher, "get_job", &id).unwrap();
     let job = job.unwrap();
     assert_eq!(job.provider, Some(honest()));
