@@ -36,6 +36,25 @@
 //! canister's stable memory stays under a bound proportional to the live
 //! work it holds (see [`World::check_stable_memory`]).
 //!
+//! Results are audited: the market audits half of all one-off results
+//! ([`MIN_AUDIT_PPM`]), and audit runs come to providers as jobs do, so
+//! every provider runs them with the code it has. Every job has one truth
+//! (see [`truth`]), which the honest provider always reports; a random
+//! provider's result is the truth or a lie of its own, never another's
+//! (see [`lie_sha`]), and every result taken is recorded. After every step
+//! no true result has been rejected (every `ResultRejected` and every
+//! `job/<id>/caught/<attempt>` slash is of a lie, for its whole bond), and
+//! every verdict is right: an overturned result was a lie and is replaced
+//! by the truth, an agreed one was true, an inconclusive one stands. At the
+//! end every audit has its verdict, its job settled and its runs ended, an
+//! overturned provider forfeited its pay, and the honest provider was paid
+//! as an auditor whenever it sided with a verdict
+//! ([`World::check_audits_ended`], [`World::check_honest_paid`]). Each case
+//! begins with an [`Action::Cheat`]: a [`cheater`] that lies on the job,
+//! overturned by the honest provider's audit and the [`witness`]'s
+//! tie-break; the cheat action also comes at random, with the cheater
+//! auditing and lying too.
+//!
 //! A failing case is shrunk by proptest and printed with its actions; the
 //! seed is saved in `tests/tests/chaos.proptest-regressions` and replayed
 //! first on every later run.
@@ -48,12 +67,13 @@ use candid::Principal;
 use devnet::{Fault, FaultKind, IngressStatus, Reject, RejectCode};
 use market_api::escrow::{EscrowError, EscrowEvent, NotifyDepositArgs, WithdrawArgs};
 use market_api::matcher::{
-    Assignment, CancelReservationArgs, DEFAULT_MIN_SLASH, ExtendReservationArgs, GFUEL,
-    HeartbeatAck, HeartbeatItem, Job, JobKind, JobLimits, JobResult, JobSpec, JobStatus, JobView,
-    MAX_ARG_LEN, MAX_ARGS, MAX_CHUNK_BYTES, MAX_INPUT_BYTES, MAX_JOB_FUEL, MAX_JOB_MEMORY_MIB,
-    MAX_MODULES_PER_UPLOADER, MatcherError, MatcherEvent, ModuleInfo, ModuleSource, Offer,
-    OfferSpec, Reservation, ReservationSpec, ReservationStatus, ReservedJobArgs, RunOutcome,
-    SubmitResultArgs, fuel_cost, heartbeat_window_opens_ns,
+    AUDIT_ALWAYS_PPM, Assignment, AuditVerdict, CancelReservationArgs, DEFAULT_MIN_SLASH,
+    ExtendReservationArgs, GFUEL, HeartbeatAck, HeartbeatItem, Job, JobKind, JobLimits, JobResult,
+    JobSpec, JobStatus, JobView, MAX_ARG_LEN, MAX_ARGS, MAX_CHUNK_BYTES, MAX_INPUT_BYTES,
+    MAX_JOB_FUEL, MAX_JOB_MEMORY_MIB, MAX_MODULES_PER_UPLOADER, MAX_RESTING_SECS, MatcherError,
+    MatcherEvent, ModuleInfo, ModuleSource, Offer, OfferSpec, Reservation, ReservationSpec,
+    ReservationStatus, ReservedJobArgs, RunOutcome, SubmitResultArgs, fuel_cost,
+    heartbeat_window_opens_ns,
 };
 use market_api::registry::{Eligibility, ProviderProfile, RegistryError, RegistryEvent};
 use market_api::{EventPage, JobId, PageRequest, Tokens};
@@ -108,6 +128,27 @@ const NANOS: u64 = 1_000_000_000;
 /// `Settings::default().slash_multiple`: intervals' prices slashed per
 /// missed deadline.
 const SLASH_MULTIPLE: u32 = 5;
+/// `Settings::default().bond_multiple`: a one-off attempt's value bonded.
+const BOND_MULTIPLE: u32 = 10;
+/// The market's least audit probability here (`Settings::min_audit_ppm`):
+/// half of all one-off results are audited.
+const MIN_AUDIT_PPM: u32 = 500_000;
+/// Memory per slot of the offers that take the [`Action::Cheat`] jobs
+/// (and their audit runs), and of those jobs: more than any other offer
+/// but the claimer's has, and less than the claimer's jobs ask.
+const CHEAT_MEMORY_MIB: u32 = 512;
+/// The [`cheater`]'s price per billion fuel: the cheapest offer of
+/// [`CHEAT_MEMORY_MIB`], above every other bid's highest price (so it
+/// takes only the cheat jobs and their audit runs).
+const CHEATER_PRICE: Tokens = 600_000;
+/// The price of the honest provider's second offer, of
+/// [`CHEAT_MEMORY_MIB`]: the next after the cheater's.
+const HONEST_CHEAT_PRICE: Tokens = 700_000;
+/// The [`witness`]'s price: the dearest offer of [`CHEAT_MEMORY_MIB`].
+const WITNESS_PRICE: Tokens = 800_000;
+/// The highest price per billion fuel of the cheat jobs: every offer of
+/// [`CHEAT_MEMORY_MIB`] meets it, the claimer's does not.
+const CHEAT_JOB_PRICE: Tokens = 900_000;
 
 static CASES: AtomicU64 = AtomicU64::new(0);
 static STEPS: AtomicU64 = AtomicU64::new(0);
@@ -153,6 +194,24 @@ static MEMORY_USE_PERMILLE: AtomicU64 = AtomicU64::new(0);
 static RETAINED_IF_KEPT: AtomicU64 = AtomicU64::new(0);
 /// Late calls that found their job's term already over (no slash due).
 static LATE_TERM_ENDED: AtomicU64 = AtomicU64::new(0);
+/// Audits started (distinct audited jobs), and their runs (tie-breaks
+/// included).
+static AUDITS: AtomicU64 = AtomicU64::new(0);
+static AUDIT_RUNS: AtomicU64 = AtomicU64::new(0);
+/// Audits' verdicts, by kind.
+static AGREED: AtomicU64 = AtomicU64::new(0);
+static OVERTURNED: AtomicU64 = AtomicU64::new(0);
+static INCONCLUSIVE: AtomicU64 = AtomicU64::new(0);
+/// Results that lost an audit (`ResultRejected` events).
+static RESULTS_REJECTED: AtomicU64 = AtomicU64::new(0);
+/// Results taken that were lies, and that were the truth.
+static LIES: AtomicU64 = AtomicU64::new(0);
+static TRUTHS: AtomicU64 = AtomicU64::new(0);
+/// [`Action::Cheat`] jobs submitted.
+static CHEATS: AtomicU64 = AtomicU64::new(0);
+/// Audit runs no offer took for a day, so they expired (see
+/// [`World::settle_audits`]).
+static AUDIT_DAY_JUMPS: AtomicU64 = AtomicU64::new(0);
 
 fn buyer(i: u8) -> Principal {
     principal(10 + i % BUYERS)
@@ -178,8 +237,11 @@ fn node(i: u8) -> Principal {
 /// reports the fuel burnt so far, as an honest daemon does (within the
 /// speed times the time since the bond held, never shrinking, within the
 /// budget read from `job_view`), and the result reports the whole run once
-/// it is done, well before the attempt's deadline; the job becomes final
-/// when its challenge window closes. A job in a reservation reports its
+/// it is done, well before the attempt's deadline, committing to the
+/// job's [`truth`]; the job becomes final when its challenge window closes
+/// (or, if audited, after the verdict). Audit runs are jobs to it. Once an
+/// [`Action::Cheat`] came it also offers one slot of [`CHEAT_MEMORY_MIB`] at
+/// [`HONEST_CHEAT_PRICE`]. A job in a reservation reports its
 /// result once [`HONEST_RUN_INTERVALS`] intervals of it are paid (reserved
 /// slots are only heartbeated). A call answered
 /// `Busy` or rejected is retried at once, a few times. It never misses a
@@ -223,6 +285,38 @@ fn patron() -> Principal {
     principal(0x7A)
 }
 
+/// A second provider that plays by the rules exactly, as the [`honest`]
+/// one does (and is held to the same invariants): it offers one slot of
+/// [`CHEAT_MEMORY_MIB`] at [`WITNESS_PRICE`] once the first
+/// [`Action::Cheat`] comes, so it runs only cheat jobs and their audits.
+/// Where the honest provider audits a cheat job, the witness breaks the
+/// tie.
+fn witness() -> Principal {
+    principal(0x52)
+}
+fn witness_node() -> Principal {
+    principal(0x53)
+}
+
+/// A provider that lies about every result: it offers one slot of
+/// [`CHEAT_MEMORY_MIB`] at [`CHEATER_PRICE`] (so it runs only cheat jobs
+/// and their audit runs), runs each job it holds on time as the honest
+/// provider does, and then reports a result whose output no one else
+/// reports (see [`lie`]). Every such result that is audited must be
+/// overturned (or, as an auditor's, lose the tie-break), and the cheater
+/// slashed its bond and paid nothing for it.
+fn cheater() -> Principal {
+    principal(0x7C)
+}
+fn cheater_node() -> Principal {
+    principal(0x7D)
+}
+
+/// The buyer of the cheat jobs, funded and otherwise idle.
+fn plaintiff() -> Principal {
+    principal(0x7B)
+}
+
 /// The `n`-th throwaway principal: never funded, never registered.
 fn stranger(n: u64) -> Principal {
     let mut bytes = [0x5A; 29];
@@ -242,7 +336,7 @@ fn rotated_node(p: u8, generation: u8) -> Principal {
 fn watched_providers() -> impl Iterator<Item = Principal> {
     (0..PROVIDERS)
         .map(provider)
-        .chain([honest(), zombie(), claimer()])
+        .chain([honest(), zombie(), claimer(), witness(), cheater()])
 }
 
 /// Bytes a job's spec stores beyond its fixed fields.
@@ -355,6 +449,18 @@ enum Action {
     /// and never reports a result: it must be slashed and paid nothing, the
     /// patron must lose nothing (see [`World::check_claims`]).
     Claim,
+    /// (9) The plaintiff submits a job that is always audited, of
+    /// [`CHEAT_MEMORY_MIB`], so that only the [`cheater`], the honest
+    /// provider's second offer and the [`witness`] take it or audit it (their
+    /// offers are posted first if they are not yet). The cheater, cheapest,
+    /// runs it and lies; the honest provider and the witness audit it
+    /// (one, then the other to break the tie): overturned, the cheater
+    /// slashed. With `auditor_lies` the cheater's offer is withdrawn while
+    /// the job is matched (to the honest provider) and posted again, so
+    /// that the cheater may audit it (the matcher draws the auditor among
+    /// the offers that may take the run), lie, and lose the witness's
+    /// tie-break.
+    Cheat { auditor_lies: bool },
     /// (7) A provider rotates its node key (its profile, then its offer);
     /// the old key then tries every provider call on the provider's jobs.
     RotateKey { provider: u8, nth: u8 },
@@ -431,6 +537,7 @@ fn attack() -> impl Strategy<Value = Action> {
         }),
         (any::<u8>(), any::<u8>()).prop_map(|(provider, nth)| Action::RotateKey { provider, nth }),
         Just(Action::Claim),
+        any::<bool>().prop_map(|auditor_lies| Action::Cheat { auditor_lies }),
     ]
 }
 
@@ -528,7 +635,7 @@ struct Call {
 }
 
 /// What a [`Call`]'s reply tells the world.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Reply {
     /// Nothing: answers, refusals and rejects alike are part of the game.
     Ignored,
@@ -539,6 +646,8 @@ enum Reply {
     /// An attacker's call the market must refuse: an error, a reject, or
     /// (for a heartbeat) every item refused.
     Refused(&'static str),
+    /// A one-off result for (job, attempt): kept unless refused.
+    Result(JobId, u32, Report),
 }
 
 fn encode<A: candid::CandidType>(arg: &A) -> Vec<u8> {
@@ -546,8 +655,8 @@ fn encode<A: candid::CandidType>(arg: &A) -> Vec<u8> {
 }
 
 /// The method and argument of `call` for assignment `a`, as its holder's
-/// node would send them (a result is a forged one).
-fn provider_call(call: ProviderCall, a: &Assignment) -> (&'static str, Vec<u8>) {
+/// node would send them (a result is a forged one, a lie of `holder`'s).
+fn provider_call(call: ProviderCall, a: &Assignment, holder: Principal) -> (&'static str, Vec<u8>) {
     match call {
         ProviderCall::Heartbeat => (
             "heartbeat",
@@ -566,20 +675,90 @@ fn provider_call(call: ProviderCall, a: &Assignment) -> (&'static str, Vec<u8>) 
             encode(&SubmitResultArgs {
                 job_id: a.job_id,
                 attempt: a.attempt,
-                result: forged_result(a.fuel_reported),
+                result: result_of(&forged(a, holder)),
             }),
         ),
     }
 }
 
-/// A result reporting `fuel_used`.
-fn forged_result(fuel_used: u64) -> JobResult {
-    JobResult {
-        output: b"forged".to_vec(),
-        output_sha256: [0; 32],
-        fuel_used,
+/// What a result commits to (the part an audit compares): how the run
+/// ended, the sha256 of its output, the fuel it used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Commitment {
+    outcome: RunOutcome,
+    output_sha256: [u8; 32],
+    fuel_used: u64,
+}
+
+impl From<&JobResult> for Commitment {
+    fn from(r: &JobResult) -> Self {
+        Commitment {
+            outcome: r.outcome.clone(),
+            output_sha256: r.output_sha256,
+            fuel_used: r.fuel_used,
+        }
+    }
+}
+
+/// The truth about a one-off job (and each of its audit runs, which have
+/// its spec): every honest run of it exits with code 0 after
+/// [`HONEST_RUN_FUEL`] (within the budget), its output the job's input.
+fn truth(view: &JobView) -> Commitment {
+    Commitment {
         outcome: RunOutcome::Exited { code: 0 },
+        output_sha256: view.input_sha256,
+        fuel_used: HONEST_RUN_FUEL.min(view.job.spec.limits.fuel),
+    }
+}
+
+/// The output hash of `provider`'s lie about attempt `attempt` of job
+/// `job_id`: its own, so that no two liars ever agree (and no lie is the
+/// truth: a job's output is its input, whose hash this is not).
+fn lie_sha(job_id: JobId, attempt: u32, provider: Principal) -> [u8; 32] {
+    let mut sha = [0xBA; 32];
+    sha[..8].copy_from_slice(&job_id.to_be_bytes());
+    sha[8..12].copy_from_slice(&attempt.to_be_bytes());
+    let p = provider.as_slice();
+    let n = p.len().min(20);
+    sha[12..12 + n].copy_from_slice(&p[..n]);
+    sha
+}
+
+/// A forged result of `holder`'s for assignment `a`: a lie reporting the
+/// fuel reported so far.
+fn forged(a: &Assignment, holder: Principal) -> Commitment {
+    Commitment {
+        outcome: RunOutcome::Exited { code: 0 },
+        output_sha256: lie_sha(a.job_id, a.attempt, holder),
+        fuel_used: a.fuel_reported,
+    }
+}
+
+/// A result committing to `c`.
+fn result_of(c: &Commitment) -> JobResult {
+    JobResult {
+        output: b"out".to_vec(),
+        output_sha256: c.output_sha256,
+        fuel_used: c.fuel_used,
+        outcome: c.outcome.clone(),
         engine: "chaos".into(),
+    }
+}
+
+/// A one-off result sent, as the world knows it: who sent it, what it
+/// committed to, the truth about its job, and the bond that answers for
+/// it (what losing an audit costs).
+#[derive(Clone, Debug)]
+struct Report {
+    provider: Principal,
+    commitment: Commitment,
+    truth: Commitment,
+    bond: Tokens,
+}
+
+impl Report {
+    fn lie(&self) -> bool {
+        self.commitment != self.truth
     }
 }
 
@@ -627,6 +806,33 @@ fn assert_refused(what: &str, answer: &Result<Vec<u8>, Reject>) {
     }
 }
 
+/// A provider whose node the world plays by a script (see
+/// [`World::scripted_turn`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scripted {
+    Honest,
+    Witness,
+    Cheater,
+}
+
+impl Scripted {
+    fn provider(self) -> Principal {
+        match self {
+            Scripted::Honest => honest(),
+            Scripted::Witness => witness(),
+            Scripted::Cheater => cheater(),
+        }
+    }
+
+    fn node(self) -> Principal {
+        match self {
+            Scripted::Honest => honest_node(),
+            Scripted::Witness => witness_node(),
+            Scripted::Cheater => cheater_node(),
+        }
+    }
+}
+
 struct World {
     net: MarketFixture,
     jobs: Vec<(Principal, JobId)>,
@@ -664,8 +870,19 @@ struct World {
     claimer_offered: bool,
     /// The fuel budget of each one-off job seen held, read from `job_view`.
     budgets: BTreeMap<JobId, u64>,
-    /// Jobs whose result the honest provider reported (taken).
-    honest_reported: BTreeSet<JobId>,
+    /// Jobs (and audit runs) whose result the honest provider or the
+    /// witness reported (taken), by provider.
+    truthful_reported: BTreeSet<(Principal, JobId)>,
+    /// Every one-off result taken (or perhaps taken: its answer was a
+    /// reject), by (job or audit run, attempt).
+    reported: BTreeMap<(JobId, u32), Report>,
+    /// Audits whose verdict was checked (see [`World::check_verdict`]).
+    verdicts_checked: BTreeSet<JobId>,
+    /// The [`Action::Cheat`] jobs.
+    cheats: Vec<JobId>,
+    /// Whether an [`Action::Cheat`] came: the witness and the cheater
+    /// play from then on.
+    cheaters_in_play: bool,
     /// Each canister's stable memory size when the case began, and the
     /// most live work it held since (stable memory never shrinks).
     memory: BTreeMap<Principal, (u64, u64)>,
@@ -675,6 +892,7 @@ impl World {
     fn new() -> World {
         let net = MarketFixture::deploy(Settings {
             grace_secs: 10,
+            min_audit_ppm: MIN_AUDIT_PPM,
             ..Settings::default()
         })
         .expect("deploy");
@@ -696,6 +914,12 @@ impl World {
             .unwrap();
         net.mint(patron(), 100 * ICP).unwrap();
         net.deposit(patron(), 50 * ICP).unwrap();
+        net.onboard_provider(witness(), witness_node(), 50 * ICP)
+            .unwrap();
+        net.onboard_provider(cheater(), cheater_node(), 50 * ICP)
+            .unwrap();
+        net.mint(plaintiff(), 100 * ICP).unwrap();
+        net.deposit(plaintiff(), 50 * ICP).unwrap();
         World {
             net,
             jobs: vec![],
@@ -713,7 +937,11 @@ impl World {
             zombie_offered: false,
             claimer_offered: false,
             budgets: BTreeMap::new(),
-            honest_reported: BTreeSet::new(),
+            truthful_reported: BTreeSet::new(),
+            reported: BTreeMap::new(),
+            verdicts_checked: BTreeSet::new(),
+            cheats: vec![],
+            cheaters_in_play: false,
             memory: BTreeMap::new(),
         }
     }
@@ -786,6 +1014,32 @@ impl World {
         budget
     }
 
+    /// `provider`'s result for one-off assignment `a` (a job or an audit
+    /// run), committing to what `make` makes of the truth (see [`truth`],
+    /// read from `job_view` while the job is held). Its bond is the
+    /// attempt's value (its budget at its price) times the bond multiple,
+    /// or the smallest slash if more: an audited job's bond is also at
+    /// least its value over the audit probability, but here that is at
+    /// most twice the value.
+    fn report(
+        &self,
+        a: &Assignment,
+        provider: Principal,
+        make: impl FnOnce(&Commitment) -> Commitment,
+    ) -> Report {
+        let net = &self.net;
+        let view: Option<JobView> = net.query(net.ids.matcher, "job_view", &a.job_id).unwrap();
+        let view = view.unwrap_or_else(|| panic!("job {} is held but has no view", a.job_id));
+        let truth = truth(&view);
+        let value = fuel_cost(view.job.spec.limits.fuel, a.price).expect("a job's value fits");
+        Report {
+            provider,
+            commitment: make(&truth),
+            truth,
+            bond: (value * Tokens::from(BOND_MULTIPLE)).max(DEFAULT_MIN_SLASH),
+        }
+    }
+
     fn canister(&self, t: Target) -> Principal {
         let ids = self.net.ids;
         match t {
@@ -851,6 +1105,7 @@ impl World {
             } => self.late(provider, nth, call),
             Action::RotateKey { provider, nth } => self.rotate_key(provider, nth),
             Action::Claim => self.claim(),
+            Action::Cheat { auditor_lies } => self.cheat(auditor_lies),
             Action::Fault { target, kind } => {
                 let kind = match kind {
                     Kind::Reject => FaultKind::Reject {
@@ -1016,7 +1271,7 @@ impl World {
                     .find(|(i, _)| *i == p % PROVIDERS)?;
                 let held = self.assignments(p);
                 let a = held.get(usize::from(nth) % held.len().max(1))?;
-                let (method, arg) = provider_call(call, a);
+                let (method, arg) = provider_call(call, a, provider(p));
                 Self::attack_call(arg.len());
                 Call {
                     reply: Reply::Refused("a rotated-out node key's call"),
@@ -1045,20 +1300,53 @@ impl World {
             } => {
                 let held = self.assignments(p);
                 let a = held.get(usize::from(nth) % held.len().max(1))?;
+                let more_fuel = (a.fuel_reported + GFUEL).min(JOB_GFUEL as u64 * GFUEL);
+                if a.kind != JobKind::OneOff {
+                    // Nothing runs in a slot: its result commits to nothing.
+                    let args = SubmitResultArgs {
+                        job_id: a.job_id,
+                        attempt: a.attempt,
+                        result: result_of(&Commitment {
+                            outcome: RunOutcome::Exited {
+                                code: if ok { 0 } else { 1 },
+                            },
+                            output_sha256: [0; 32],
+                            fuel_used: more_fuel,
+                        }),
+                    };
+                    return Some(to(
+                        ids.matcher,
+                        self.node_of(p),
+                        "submit_result",
+                        encode(&args),
+                    ));
+                }
+                // The truth, unless the heartbeats claimed more fuel than
+                // it (a result can't report less: it inflates the fuel and
+                // lies); or, not `ok`, a failed run of its own.
+                let lie = lie_sha(a.job_id, a.attempt, provider(p));
+                let report = self.report(a, provider(p), |truth| match ok {
+                    true if a.fuel_reported <= truth.fuel_used => truth.clone(),
+                    true => Commitment {
+                        output_sha256: lie,
+                        fuel_used: a.fuel_reported,
+                        ..truth.clone()
+                    },
+                    false => Commitment {
+                        outcome: RunOutcome::Exited { code: 1 },
+                        output_sha256: lie,
+                        fuel_used: more_fuel,
+                    },
+                });
                 let args = SubmitResultArgs {
                     job_id: a.job_id,
                     attempt: a.attempt,
-                    result: JobResult {
-                        output: b"out".to_vec(),
-                        output_sha256: [0; 32],
-                        fuel_used: (a.fuel_reported + GFUEL).min(JOB_GFUEL as u64 * GFUEL),
-                        outcome: RunOutcome::Exited {
-                            code: if ok { 0 } else { 1 },
-                        },
-                        engine: "chaos".into(),
-                    },
+                    result: result_of(&report.commitment),
                 };
-                to(ids.matcher, self.node_of(p), "submit_result", encode(&args))
+                Call {
+                    reply: Reply::Result(a.job_id, a.attempt, report),
+                    ..to(ids.matcher, self.node_of(p), "submit_result", encode(&args))
+                }
             }
             Action::HandBack { provider: p, nth } => {
                 let held = self.assignments(p);
@@ -1158,6 +1446,7 @@ impl World {
             | Action::Pin { .. }
             | Action::Late { .. }
             | Action::Claim
+            | Action::Cheat { .. }
             | Action::RotateKey { .. } => return None,
         };
         Some(call)
@@ -1171,6 +1460,19 @@ impl World {
     fn take_reply(&mut self, reply: Reply, answer: Result<Vec<u8>, Reject>) {
         let (owner, id) = match reply {
             Reply::Ignored => return,
+            Reply::Result(job_id, attempt, report) => {
+                // Taken, or (a reject) perhaps taken: kept either way.
+                let taken = answer.as_ref().map_or(true, |bytes| {
+                    matches!(
+                        candid::decode_one::<Result<(), MatcherError>>(bytes),
+                        Ok(Ok(()))
+                    )
+                });
+                if taken {
+                    self.reported.insert((job_id, attempt), report);
+                }
+                return;
+            }
             Reply::Refused(what) => {
                 assert_refused(what, &answer);
                 return;
@@ -1323,19 +1625,27 @@ impl World {
 
     /// One turn of the [`honest`] provider's node (see there).
     fn honest_turn(&mut self) {
+        self.scripted_turn(Scripted::Honest);
+    }
+
+    /// One turn of a scripted provider's node: the [`honest`] provider's
+    /// (see there), and the same for the [`witness`] and the [`cheater`],
+    /// but that the cheater reports a lie of its own for each one-off job.
+    fn scripted_turn(&mut self, who: Scripted) {
         let held = self
             .net
-            .assignments(honest())
-            .unwrap_or_else(|e| panic!("the honest provider could not read its jobs: {e}"));
+            .assignments(who.provider())
+            .unwrap_or_else(|e| panic!("{who:?} could not read its jobs: {e}"));
         let now = self.net.time_ns();
         let mut items = vec![];
         let mut done = vec![];
         for a in &held {
             let runs = !matches!(a.kind, JobKind::ReservedSlot { .. });
             if runs && self.honest_read.insert((a.job_id, a.attempt)) {
-                let spec = self.net.job_to_run(a.job_id).unwrap_or_else(|e| {
-                    panic!("the honest provider could not read job {}: {e}", a.job_id)
-                });
+                let spec = self
+                    .net
+                    .job_to_run(a.job_id)
+                    .unwrap_or_else(|e| panic!("{who:?} could not read job {}: {e}", a.job_id));
                 assert_eq!(spec.input.len() as u64, a.input_bytes, "job {}", a.job_id);
                 self.budgets.insert(a.job_id, spec.limits.fuel);
             }
@@ -1362,26 +1672,56 @@ impl World {
                 a.intervals_paid >= HONEST_RUN_INTERVALS
             };
             if a.acknowledged && runs && finished {
-                done.push((a.job_id, a.attempt, run.max(a.fuel_reported)));
+                done.push((a.clone(), run.max(a.fuel_reported)));
             }
         }
         if !items.is_empty() {
-            HONEST_HEARTBEATS.fetch_add(items.len() as u64, Ordering::Relaxed);
-            self.honest_call("heartbeat", encode(&items));
+            if who == Scripted::Honest {
+                HONEST_HEARTBEATS.fetch_add(items.len() as u64, Ordering::Relaxed);
+            }
+            self.scripted_call(who, "heartbeat", encode(&items));
         }
         // Jobs that have run: report them.
-        for (job_id, attempt, fuel) in done {
+        for (a, fuel) in done {
+            let (job_id, attempt) = (a.job_id, a.attempt);
+            let report = (a.kind == JobKind::OneOff).then(|| {
+                let report = self.report(&a, who.provider(), |truth| match who {
+                    Scripted::Cheater => Commitment {
+                        output_sha256: lie_sha(job_id, attempt, cheater()),
+                        ..truth.clone()
+                    },
+                    Scripted::Honest | Scripted::Witness => truth.clone(),
+                });
+                assert_eq!(
+                    report.truth.fuel_used, fuel,
+                    "{who:?} ran job {job_id} as long as it takes"
+                );
+                report
+            });
+            // A job in a reservation's slot commits to nothing.
+            let commitment = report.as_ref().map_or(
+                Commitment {
+                    outcome: RunOutcome::Exited { code: 0 },
+                    output_sha256: [0; 32],
+                    fuel_used: fuel,
+                },
+                |r| r.commitment.clone(),
+            );
             let args = SubmitResultArgs {
                 job_id,
                 attempt,
-                result: JobResult {
-                    output: b"out".to_vec(),
-                    ..forged_result(fuel)
-                },
+                result: result_of(&commitment),
             };
-            if self.honest_call("submit_result", encode(&args)) {
-                HONEST_RESULTS.fetch_add(1, Ordering::Relaxed);
-                self.honest_reported.insert(job_id);
+            if self.scripted_call(who, "submit_result", encode(&args)) {
+                if who == Scripted::Honest {
+                    HONEST_RESULTS.fetch_add(1, Ordering::Relaxed);
+                }
+                if who != Scripted::Cheater {
+                    self.truthful_reported.insert((who.provider(), job_id));
+                }
+                if let Some(report) = report {
+                    self.reported.insert((job_id, attempt), report);
+                }
             }
         }
     }
@@ -1419,10 +1759,84 @@ impl World {
         }
     }
 
-    /// The turns of the honest provider and of the claimer.
+    /// The turns of the scripted providers and of the claimer.
     fn provider_turns(&mut self) {
         self.honest_turn();
+        if self.cheaters_in_play {
+            self.scripted_turn(Scripted::Witness);
+            self.scripted_turn(Scripted::Cheater);
+        }
         self.claimer_turn();
+    }
+
+    /// [`Action::Cheat`].
+    fn cheat(&mut self, auditor_lies: bool) {
+        self.cheaters_in_play = true;
+        let offers = |w: &World, p: Principal| -> Vec<Offer> {
+            let net = &w.net;
+            let offers: Vec<Offer> = net.query(net.ids.matcher, "offers_of", &p).unwrap();
+            offers
+                .into_iter()
+                .filter(|o| o.spec.memory_per_slot_mib == CHEAT_MEMORY_MIB)
+                .collect()
+        };
+        // A fault on the way (the registry can't be reached) ends the
+        // attempt; the next one posts again.
+        for (p, price) in [(honest(), HONEST_CHEAT_PRICE), (witness(), WITNESS_PRICE)] {
+            if offers(self, p).is_empty() {
+                let spec = OfferSpec {
+                    memory_per_slot_mib: CHEAT_MEMORY_MIB,
+                    ..self.offer_spec(price, 1)
+                };
+                if self.net.post_offer(p, &spec).is_err() {
+                    return;
+                }
+            }
+        }
+        let cheater_offer = OfferSpec {
+            memory_per_slot_mib: CHEAT_MEMORY_MIB,
+            ..self.offer_spec(CHEATER_PRICE, 1)
+        };
+        let mine = offers(self, cheater());
+        Self::attack_call(200);
+        if auditor_lies {
+            for o in mine {
+                let r: Option<Result<(), MatcherError>> =
+                    self.matcher(cheater(), "withdraw_offer", &o.id);
+                if !matches!(r, Some(Ok(()))) {
+                    return;
+                }
+            }
+        } else if mine.is_empty() && self.net.post_offer(cheater(), &cheater_offer).is_err() {
+            return;
+        }
+        let spec = JobSpec {
+            limits: JobLimits {
+                memory_mib: CHEAT_MEMORY_MIB,
+                fuel: u64::from(JOB_GFUEL) * GFUEL,
+            },
+            audit_ppm: Some(AUDIT_ALWAYS_PPM),
+            ..self.spec(CHEAT_JOB_PRICE, 0)
+        };
+        let before = self.jobs.len();
+        self.send(Call {
+            canister: self.net.ids.matcher,
+            caller: plaintiff(),
+            method: "submit_job",
+            arg: encode(&spec),
+            reply: Reply::Job(plaintiff(), spec_bytes(&spec)),
+        });
+        if self.jobs.len() > before {
+            let (_, id) = self.jobs[before];
+            self.cheats.push(id);
+            CHEATS.fetch_add(1, Ordering::Relaxed);
+        }
+        if auditor_lies {
+            // Matched (to the honest provider) by now: the cheater's offer
+            // returns, to audit it if drawn.
+            Self::attack_call(200);
+            let _ = self.net.post_offer(cheater(), &cheater_offer);
+        }
     }
 
     /// [`Action::Claim`].
@@ -1457,14 +1871,14 @@ impl World {
         });
     }
 
-    /// A call of the honest provider's node, made again at once (up to four
-    /// times) while it is answered `Busy` or rejected; whether it ended in
-    /// `Ok`.
-    fn honest_call(&self, method: &str, arg: Vec<u8>) -> bool {
+    /// A call of a scripted provider's node, made again at once (up to
+    /// four times) while it is answered `Busy` or rejected; whether it
+    /// ended in `Ok`.
+    fn scripted_call(&self, who: Scripted, method: &str, arg: Vec<u8>) -> bool {
         for _ in 0..5 {
             let answer = self.net.devnet().update_call(
                 self.net.ids.matcher,
-                honest_node(),
+                who.node(),
                 method,
                 arg.clone(),
             );
@@ -1701,7 +2115,7 @@ impl World {
         // A forged result, at once, for every job it holds: none whose
         // bond has not held may be taken.
         for a in self.net.assignments(zombie()).unwrap() {
-            let (method, arg) = provider_call(ProviderCall::Result, &a);
+            let (method, arg) = provider_call(ProviderCall::Result, &a, zombie());
             Self::attack_call(arg.len());
             let answer = self
                 .net
@@ -1710,6 +2124,9 @@ impl World {
             if a.next_deadline_ns == 0 {
                 assert_refused("a zombie's result before its bond held", &answer);
                 ZOMBIE_RESULTS_REFUSED.fetch_add(1, Ordering::Relaxed);
+            } else if a.kind == JobKind::OneOff {
+                let report = self.report(&a, zombie(), |_| forged(&a, zombie()));
+                self.take_reply(Reply::Result(a.job_id, a.attempt, report), answer);
             }
         }
     }
@@ -1802,14 +2219,12 @@ impl World {
         let Some((p, a)) = held.get(usize::from(nth) % held.len().max(1)).cloned() else {
             return;
         };
-        // The honest provider beats first, so its deadlines are as late as
-        // they can be.
-        self.honest_turn();
-        let honest_deadline = self
-            .net
-            .assignments(honest())
-            .unwrap()
-            .iter()
+        // The scripted providers beat first, so their deadlines are as late
+        // as they can be.
+        self.provider_turns();
+        let honest_deadline = [honest(), witness(), cheater()]
+            .into_iter()
+            .flat_map(|p| self.net.assignments(p).unwrap())
             .filter(|h| h.next_deadline_ns != 0)
             .map(|h| h.next_deadline_ns)
             .min()
@@ -1820,7 +2235,7 @@ impl World {
             job.expect("a held job exists")
         };
         let retries_before = job_now(&self.net).retries_used;
-        let (method, arg) = provider_call(call, &a);
+        let (method, arg) = provider_call(call, &a, provider(p));
         let node = self.node_of(p);
         let matcher = self.net.ids.matcher;
         LATE_CALLS.fetch_add(1, Ordering::Relaxed);
@@ -1836,8 +2251,9 @@ impl World {
                 dn.await_call(id)
             })
         } else {
-            // The honest provider's deadline comes first: it takes its turns
-            // on the way, and the deadline's timer may run before the call.
+            // A scripted provider's deadline comes first: they take their
+            // turns on the way, and the deadline's timer may run before the
+            // call.
             while self.net.time_ns() < past {
                 let left = (past - self.net.time_ns()).div_ceil(NANOS);
                 self.advance(left.min(HONEST_TURN_SECS));
@@ -1932,16 +2348,114 @@ impl World {
 
     /// The checks that read the registry's and the matcher's logs: the
     /// slashes asked and taken ([`World::check_slashes_asked`], whose total
-    /// it returns), the honest provider never slashed, and each canister's
-    /// stable memory within its bound.
+    /// it returns), the honest provider never slashed, the audits' rejections
+    /// and verdicts ([`World::check_audits`]), and each canister's stable
+    /// memory within its bound.
     fn check_events(&mut self) -> Tokens {
         let net = &self.net;
         let registry = events::<RegistryEvent>(net, net.ids.registry);
         let matcher = events::<MatcherEvent>(net, net.ids.matcher);
         let total = self.check_slashes_asked(&registry, &matcher);
         check_honest_not_slashed(&registry, &matcher);
+        self.check_audits(&matcher);
         self.check_stable_memory(&registry, &matcher);
         total
+    }
+
+    /// The audits as far as they went: every result that lost an audit
+    /// (`ResultRejected`) was a lie (see [`World::check_rejected`]), and
+    /// every verdict is right about the result it judged (see
+    /// [`World::check_verdict`]), and each audit has at most one.
+    fn check_audits(&mut self, matcher: &[MatcherEvent]) {
+        let mut verdicts = BTreeSet::new();
+        for e in matcher {
+            match e {
+                MatcherEvent::ResultRejected {
+                    job_id,
+                    provider,
+                    attempt,
+                    slashed,
+                } => {
+                    self.check_rejected((*job_id, *attempt), *provider, *slashed, "ResultRejected")
+                }
+                MatcherEvent::AuditSettled { job_id, verdict } => {
+                    assert!(
+                        verdicts.insert(*job_id),
+                        "job {job_id}'s audit reached a second verdict, {verdict:?}"
+                    );
+                    if !self.verdicts_checked.contains(job_id) {
+                        self.check_verdict(*job_id, *verdict, matcher);
+                        self.verdicts_checked.insert(*job_id);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A result rejected by an audit (its provider slashed `amount` for
+    /// it, as `what` records) was a lie that provider told: no true result
+    /// is ever rejected. And the slash took its whole bond.
+    fn check_rejected(
+        &self,
+        (job, attempt): (JobId, u32),
+        provider: Principal,
+        amount: Tokens,
+        what: &str,
+    ) {
+        let r = self.reported.get(&(job, attempt)).unwrap_or_else(|| {
+            panic!("{what}: {provider}'s result for job {job} attempt {attempt} was rejected, but no such result was taken")
+        });
+        assert!(
+            r.provider == provider && r.lie(),
+            "{what}: a true result was rejected: job {job} attempt {attempt} of {provider}, {r:?}"
+        );
+        assert_eq!(
+            amount, r.bond,
+            "{what}: the lie of job {job} attempt {attempt} cost {provider} {amount}, not its bond"
+        );
+    }
+
+    /// Job `id`'s audit reached `verdict`: the result it judged (the one
+    /// its `ResultReported` names) was a lie if and only if it was
+    /// overturned; an overturned result is replaced by the truth, and any
+    /// other stands unchanged.
+    fn check_verdict(&self, id: JobId, verdict: AuditVerdict, matcher: &[MatcherEvent]) {
+        let (provider, attempt) = reported_by(matcher, id)
+            .unwrap_or_else(|| panic!("job {id} was audited but no result was reported"));
+        let judged = self.reported.get(&(id, attempt)).unwrap_or_else(|| {
+            panic!("job {id}: {provider}'s result of attempt {attempt} was taken, but no such result was sent")
+        });
+        assert_eq!(judged.provider, provider, "job {id} attempt {attempt}");
+        let net = &self.net;
+        let job: Option<Job> = net.query(net.ids.matcher, "get_job", &id).unwrap();
+        let job = job.unwrap_or_else(|| panic!("job {id} has a verdict and no record"));
+        let now = Commitment::from(job.result.as_ref().unwrap_or_else(|| {
+            panic!("job {id}'s audit has a verdict, {verdict:?}, and its result is still withheld")
+        }));
+        match verdict {
+            AuditVerdict::Overturned => {
+                assert!(
+                    judged.lie(),
+                    "job {id}'s true result was overturned: {judged:?}, now {now:?}"
+                );
+                assert_eq!(
+                    now, judged.truth,
+                    "job {id}'s overturned lie was replaced by something other than the truth"
+                );
+            }
+            AuditVerdict::Agreed | AuditVerdict::Inconclusive => {
+                // Two runs agree only on the truth: no lie is ever agreed.
+                assert!(
+                    verdict != AuditVerdict::Agreed || !judged.lie(),
+                    "job {id}'s lie was agreed with: {judged:?}"
+                );
+                assert_eq!(
+                    now, judged.commitment,
+                    "job {id}'s result changed though its audit was {verdict:?}"
+                );
+            }
+        }
     }
 
     /// Each canister's stable memory size stays at most
@@ -1983,20 +2497,32 @@ impl World {
             .filter(|e| {
                 matches!(
                     e,
-                    MatcherEvent::JobSubmitted { .. } | MatcherEvent::ReservationMade { .. }
+                    MatcherEvent::JobSubmitted { .. }
+                        | MatcherEvent::ReservationMade { .. }
+                        | MatcherEvent::AuditStarted { .. }
                 )
             })
             .count() as u64;
-        let (live_bytes, retained): (u64, u64) =
-            self.spec_bytes
-                .iter()
-                .fold((0, 0), |(live, kept), (id, bytes)| {
-                    if finished.contains(id) {
-                        (live, kept + bytes)
-                    } else {
-                        (live + bytes, kept)
-                    }
-                });
+        // An audit run stores its job's spec again, until its job ends at
+        // the latest.
+        let runs = matcher.iter().filter_map(|e| match e {
+            MatcherEvent::AuditStarted { job_id, .. } => {
+                Some((job_id, self.spec_bytes.get(job_id).copied().unwrap_or(0)))
+            }
+            _ => None,
+        });
+        let (live_bytes, retained): (u64, u64) = self
+            .spec_bytes
+            .iter()
+            .map(|(id, bytes)| (id, *bytes))
+            .chain(runs)
+            .fold((0, 0), |(live, kept), (id, bytes)| {
+                if finished.contains(id) {
+                    (live, kept + bytes)
+                } else {
+                    (live + bytes, kept)
+                }
+            });
         let modules: u64 = self.live_modules().iter().map(|m| m.1).sum();
         let escrow = events::<EscrowEvent>(net, ids.escrow).len() as u64;
         let works = [
@@ -2043,6 +2569,7 @@ impl World {
         let watched: Vec<Principal> = watched_providers()
             .filter(|p| *p != zombie() || self.zombie_offered)
             .filter(|p| *p != claimer() || self.claimer_offered)
+            .filter(|p| ![witness(), cheater()].contains(p) || self.cheaters_in_play)
             .collect();
         for p in watched {
             let held = self.net.assignments(p).unwrap();
@@ -2078,8 +2605,10 @@ impl World {
     /// asked for is taken: here every one is due (providers stay
     /// registered, every amount is above the fee), so the matcher must never
     /// drop one the registry refused; its log is the only record of such an
-    /// ask (it prints the refusal and records no event). Returns the
-    /// registry's total.
+    /// ask (it prints the refusal and records no event). A slash of a
+    /// result that lost its audit (key `job/<id>/caught/<attempt>`) is of
+    /// a lie, for its whole bond (see [`World::check_rejected`]). Returns
+    /// the registry's total.
     fn check_slashes_asked(&self, registry: &[RegistryEvent], matcher: &[MatcherEvent]) -> Tokens {
         let dropped = self.dropped_slashes();
         assert!(
@@ -2095,10 +2624,17 @@ impl World {
                 ..
             } = e
             {
-                let deadline = key
-                    .strip_prefix("job/")
-                    .and_then(|k| k.split_once("/slash/"))
-                    .and_then(|(j, a)| Some((j.parse().ok()?, a.parse().ok()?)));
+                let named = |what: &str| {
+                    key.strip_prefix("job/")
+                        .and_then(|k| k.split_once(what))
+                        .and_then(|(j, a)| Some((j.parse().ok()?, a.parse().ok()?)))
+                };
+                if let Some(caught) = named("/caught/") {
+                    self.check_rejected(caught, *provider, *amount, &format!("slash {key}"));
+                    total += *amount;
+                    continue;
+                }
+                let deadline = named("/slash/");
                 let asked = deadline.and_then(|d| self.assigned.get(&d));
                 assert_eq!(
                     asked,
@@ -2207,7 +2743,7 @@ impl World {
     }
 
     /// Moves the clock `steps` times 10 s, watching assignments and traps;
-    /// the honest provider takes its turn after each.
+    /// the scripted providers take their turns after each.
     fn pass_time(&mut self, steps: u32) {
         for _ in 0..steps {
             self.net.advance(Duration::from_secs(10));
@@ -2217,10 +2753,12 @@ impl World {
         }
     }
 
-    /// Faults stop, providers go silent (but the honest one), time runs out
-    /// every job; then the full audit. A zombie provider that ended
-    /// ineligible is offered one more job at its price: its offers must
-    /// leave the book. Every deadline a provider called past was slashed.
+    /// Faults stop, providers go silent (but the scripted ones), time runs
+    /// out every job and every audit reaches its verdict (see
+    /// [`World::settle_audits`]); then the full audit. A zombie provider
+    /// that ended ineligible is offered one more job at its price: its
+    /// offers must leave the book. Every deadline a provider called past
+    /// was slashed.
     fn finish(&mut self) {
         self.net.devnet().clear_faults();
         let net = &self.net;
@@ -2248,8 +2786,11 @@ impl World {
         for (_, id) in &self.jobs {
             let job: Option<Job> = net.query(net.ids.matcher, "get_job", id).unwrap();
             let job = job.expect("job exists");
+            // A reported job waits for its audit's verdict.
+            let audited = job.status == JobStatus::Reported
+                && job.audit.as_ref().is_some_and(|a| a.verdict.is_none());
             assert!(
-                job.status.is_terminal() || job.status == market_api::matcher::JobStatus::Open,
+                job.status.is_terminal() || job.status == JobStatus::Open || audited,
                 "job {id} still {:?} after every deadline passed",
                 job.status
             );
@@ -2257,7 +2798,7 @@ impl World {
         // Resting bids are cancelled by their buyers so that every lock settles.
         for (owner, id) in &self.jobs {
             let job: Option<Job> = net.query(net.ids.matcher, "get_job", id).unwrap();
-            if job.is_some_and(|j| !j.status.is_terminal()) {
+            if job.is_some_and(|j| j.status == JobStatus::Open) {
                 let r: Result<(), MatcherError> = net
                     .update(net.ids.matcher, *owner, "cancel_job", id)
                     .unwrap();
@@ -2279,6 +2820,7 @@ impl World {
                 r.unwrap_or_else(|e| panic!("cancel reservation {id}: {e:?}"));
             }
         }
+        self.settle_audits();
         self.pass_time(60);
         let net = &self.net;
         if zombie_probe {
@@ -2345,6 +2887,7 @@ impl World {
         );
         self.check_honest_paid();
         self.check_claims();
+        self.check_audits_ended();
         SLASHES.fetch_add(audit.slashes as u64, Ordering::Relaxed);
         SLASHED.fetch_add(audit.slashed as u64, Ordering::Relaxed);
         LOCKS.fetch_add(audit.locks as u64, Ordering::Relaxed);
@@ -2354,47 +2897,258 @@ impl World {
 }
 
 impl World {
-    /// Once every job has ended: each job whose result the honest
-    /// provider reported became final (its challenge window closed) and
-    /// succeeded on it, nothing of its pay is still pending, and its
-    /// claimable balance holds at least the bills of those jobs (it never
-    /// withdraws; reserved slots and cancelled jobs pay it too).
+    /// Brings every audit to its verdict. The scripted providers run the
+    /// audit runs they hold; the silent random providers' miss their
+    /// deadlines and go back to the book; a run that no offer takes (every
+    /// provider that could is excluded: it ran or audited the job, say)
+    /// rests until the matcher's sweep expires it after
+    /// [`MAX_RESTING_SECS`], so the clock jumps that far once no scripted
+    /// provider holds work that could miss a deadline.
+    fn settle_audits(&mut self) {
+        for _ in 0..40 {
+            let net = &self.net;
+            let matcher = events::<MatcherEvent>(net, net.ids.matcher);
+            let settled: BTreeSet<JobId> = matcher
+                .iter()
+                .filter_map(|e| match e {
+                    MatcherEvent::AuditSettled { job_id, .. } => Some(*job_id),
+                    _ => None,
+                })
+                .collect();
+            let pending = matcher.iter().any(|e| {
+                matches!(e, MatcherEvent::AuditStarted { job_id, .. } if !settled.contains(job_id))
+            });
+            if !pending {
+                return;
+            }
+            let busy = [honest(), witness(), cheater()]
+                .into_iter()
+                .any(|p| !self.net.assignments(p).unwrap().is_empty());
+            if busy {
+                self.pass_time(6);
+            } else {
+                AUDIT_DAY_JUMPS.fetch_add(1, Ordering::Relaxed);
+                self.net.advance(Duration::from_secs(MAX_RESTING_SECS));
+                self.observe_assignments();
+                self.check_traps();
+                self.provider_turns();
+                self.pass_time(1);
+            }
+        }
+    }
+
+    /// Once every job has ended: every audit reached a verdict, its job
+    /// settled and its runs ended; an overturned result's provider was
+    /// slashed and its pay for the job forfeited (see
+    /// [`World::check_forfeited`]). Every cheat job was reported and
+    /// audited by scripted providers only, so each lie about one was
+    /// overturned and each true result agreed with; and the cheater, which
+    /// only ever lied, was paid nothing. Counts the audits, verdicts, lies
+    /// and rejections.
+    fn check_audits_ended(&self) {
+        let net = &self.net;
+        let matcher = events::<MatcherEvent>(net, net.ids.matcher);
+        let escrow = events::<EscrowEvent>(net, net.ids.escrow);
+        let get = |id: &JobId| -> Job {
+            let job: Option<Job> = net.query(net.ids.matcher, "get_job", id).unwrap();
+            job.unwrap_or_else(|| panic!("job {id} exists"))
+        };
+        let mut runs: BTreeMap<JobId, Vec<JobId>> = BTreeMap::new();
+        for e in &matcher {
+            if let MatcherEvent::AuditStarted { job_id, run, .. } = e {
+                runs.entry(*job_id).or_default().push(*run);
+            }
+        }
+        for (id, started) in &runs {
+            let job = get(id);
+            let audit = job
+                .audit
+                .as_ref()
+                .unwrap_or_else(|| panic!("job {id} was audited and shows no audit"));
+            let verdict = audit
+                .verdict
+                .unwrap_or_else(|| panic!("job {id}'s audit has no verdict at the end"));
+            assert!(
+                job.status.is_terminal(),
+                "audited job {id} is still {:?} at the end",
+                job.status
+            );
+            assert_eq!(&audit.runs, started, "job {id}'s audit runs");
+            for run in started {
+                let r = get(run);
+                assert_eq!(r.kind, JobKind::Audit { of: *id }, "run {run}");
+                assert!(
+                    r.status.is_terminal(),
+                    "audit run {run} is still {:?}",
+                    r.status
+                );
+            }
+            AUDITS.fetch_add(1, Ordering::Relaxed);
+            AUDIT_RUNS.fetch_add(started.len() as u64, Ordering::Relaxed);
+            match verdict {
+                AuditVerdict::Agreed => &AGREED,
+                AuditVerdict::Overturned => {
+                    check_forfeited(*id, &matcher, &escrow);
+                    &OVERTURNED
+                }
+                AuditVerdict::Inconclusive => &INCONCLUSIVE,
+            }
+            .fetch_add(1, Ordering::Relaxed);
+        }
+        for id in &self.cheats {
+            let (_, attempt) = reported_by(&matcher, *id)
+                .unwrap_or_else(|| panic!("cheat job {id} was never reported"));
+            let judged = &self.reported[&(*id, attempt)];
+            let expected = if judged.lie() {
+                AuditVerdict::Overturned
+            } else {
+                AuditVerdict::Agreed
+            };
+            assert_eq!(
+                get(id).audit.and_then(|a| a.verdict),
+                Some(expected),
+                "cheat job {id}, reported by {}, lie: {}",
+                judged.provider,
+                judged.lie()
+            );
+        }
+        let b = net.escrow_balance(cheater()).unwrap();
+        assert_eq!(
+            (b.pending, b.claimable),
+            (0, 0),
+            "the cheater was paid for lies"
+        );
+        let rejected = matcher
+            .iter()
+            .filter(|e| matches!(e, MatcherEvent::ResultRejected { .. }))
+            .count();
+        RESULTS_REJECTED.fetch_add(rejected as u64, Ordering::Relaxed);
+        let lies = self.reported.values().filter(|r| r.lie()).count() as u64;
+        LIES.fetch_add(lies, Ordering::Relaxed);
+        TRUTHS.fetch_add(self.reported.len() as u64 - lies, Ordering::Relaxed);
+    }
+
+    /// Once every job has ended, for the honest provider and the witness:
+    /// each job whose result it reported became final (its challenge
+    /// window closed) and succeeded on it; each audit run it reported was
+    /// paid from the audited job's lock what its fuel earns if it sided
+    /// with the verdict (which, telling the truth, it does whenever the
+    /// verdict is `Agreed` or `Overturned`), and nothing if the audit was
+    /// inconclusive; nothing of its pay is still pending, and its
+    /// claimable balance holds at least its final jobs' bills and its
+    /// audit pay (it never withdraws; reserved slots and cancelled jobs
+    /// pay it too).
     fn check_honest_paid(&self) {
         let net = &self.net;
-        let mut bills: Tokens = 0;
-        let reported: BTreeMap<JobId, Tokens> = events::<MatcherEvent>(net, net.ids.matcher)
-            .into_iter()
+        let matcher = events::<MatcherEvent>(net, net.ids.matcher);
+        let get = |id: &JobId| -> Job {
+            let job: Option<Job> = net.query(net.ids.matcher, "get_job", id).unwrap();
+            job.unwrap_or_else(|| panic!("job {id} exists"))
+        };
+        let bills_of: BTreeMap<(JobId, Principal), Tokens> = matcher
+            .iter()
             .filter_map(|e| match e {
                 MatcherEvent::ResultReported {
                     job_id,
                     provider,
                     bill,
                     ..
-                } if provider == honest() => Some((job_id, bill)),
+                } => Some(((*job_id, *provider), *bill)),
                 _ => None,
             })
             .collect();
-        for id in &self.honest_reported {
-            let job: Option<Job> = net.query(net.ids.matcher, "get_job", id).unwrap();
-            let job = job.expect("job exists");
+        let fuel_paid = |job: JobId, to: Principal| -> Tokens {
+            matcher
+                .iter()
+                .filter_map(|e| match e {
+                    MatcherEvent::FuelPaid {
+                        job_id,
+                        provider,
+                        amount,
+                        ..
+                    } if *job_id == job && *provider == to => Some(*amount),
+                    _ => None,
+                })
+                .sum()
+        };
+        let mut bills: BTreeMap<Principal, Tokens> = BTreeMap::new();
+        for &(p, id) in &self.truthful_reported {
+            let job = get(&id);
+            if let JobKind::Audit { of } = job.kind {
+                let verdict = get(&of).audit.and_then(|a| a.verdict);
+                let paid = fuel_paid(of, p);
+                if verdict == Some(AuditVerdict::Inconclusive) {
+                    assert_eq!(
+                        paid, 0,
+                        "{p} was paid for audit run {id} of job {of}, which was inconclusive"
+                    );
+                    continue;
+                }
+                assert_eq!(
+                    (job.status, job.provider),
+                    (JobStatus::Succeeded, Some(p)),
+                    "{p}'s true audit run {id} of job {of} ({verdict:?}) did not succeed"
+                );
+                let price = job.price.expect("a run's price");
+                let pay = fuel_cost(job.fuel_reported, price).expect("pay fits");
+                assert_eq!(
+                    paid, pay,
+                    "{p}'s audit run {id} of job {of} ({verdict:?}) was paid {paid} from its lock, not {pay}"
+                );
+                *bills.entry(p).or_default() += pay;
+                continue;
+            }
             assert_eq!(
                 (job.status, job.provider),
-                (JobStatus::Succeeded, Some(honest())),
-                "job {id}, whose result the honest provider reported, did not become final"
+                (JobStatus::Succeeded, Some(p)),
+                "job {id}, whose result {p} reported, did not become final"
             );
             if job.kind == JobKind::OneOff {
-                bills += reported
-                    .get(id)
+                *bills.entry(p).or_default() += bills_of
+                    .get(&(id, p))
                     .unwrap_or_else(|| panic!("job {id}: no ResultReported event"));
-                HONEST_FINAL.fetch_add(1, Ordering::Relaxed);
+                if p == honest() {
+                    HONEST_FINAL.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
-        let b = net.escrow_balance(honest()).unwrap();
-        assert_eq!(b.pending, 0, "the honest provider's pay is still pending");
+        for p in [honest(), witness()] {
+            let owed = bills.get(&p).copied().unwrap_or(0);
+            let b = net.escrow_balance(p).unwrap();
+            assert_eq!(b.pending, 0, "{p}'s pay is still pending");
+            assert!(
+                b.claimable >= owed,
+                "{p} can claim {}, less than its final jobs' bills and audit pay {owed}",
+                b.claimable
+            );
+        }
+    }
+
+    /// Once every job has ended: the first cheat job, made before any
+    /// random action (so it went to the cheater, the cheapest of the
+    /// offers that take it), was audited, its lie overturned and the
+    /// cheater slashed for it, whatever came after.
+    fn check_first_cheat_overturned(&self) {
+        let net = &self.net;
+        let id = *self.cheats.first().expect("a cheat job was submitted");
+        let matcher = events::<MatcherEvent>(net, net.ids.matcher);
+        assert_eq!(
+            reported_by(&matcher, id).map(|(p, _)| p),
+            Some(cheater()),
+            "the first cheat job went to the cheater"
+        );
+        let job: Option<Job> = net.query(net.ids.matcher, "get_job", &id).unwrap();
+        assert_eq!(
+            job.and_then(|j| j.audit).and_then(|a| a.verdict),
+            Some(AuditVerdict::Overturned),
+            "the cheater's lie about job {id} was overturned"
+        );
         assert!(
-            b.claimable >= bills,
-            "the honest provider can claim {}, less than its final jobs' bills {bills}",
-            b.claimable
+            matcher.iter().any(
+                |e| matches!(e, MatcherEvent::ResultRejected { job_id, provider, .. }
+                if *job_id == id && *provider == cheater())
+            ),
+            "the cheater was slashed for its lie about job {id}"
         );
     }
 
@@ -2505,13 +3259,30 @@ proptest! {
     fn nothing_is_lost_under_faults_upgrades_and_adversaries(
         actions in prop::collection::vec(action(), 1..=env("CHAOS_STEPS", 30) as usize)
     ) {
-        World::with_honest().run(&actions);
+        let mut world = World::with_honest();
+        world.apply(&Action::Cheat { auditor_lies: false });
+        world.run(&actions);
+        world.check_first_cheat_overturned();
         CASES.fetch_add(1, Ordering::Relaxed);
         report();
     }
 }
 
 fn report() {
+    eprintln!(
+        "chaos: {} audits of {} runs: {} agreed, {} overturned, {} inconclusive; {} results rejected; \
+         {} lies and {} true one-off results taken; {} cheat jobs; {} day-long waits for an auditor",
+        AUDITS.load(Ordering::Relaxed),
+        AUDIT_RUNS.load(Ordering::Relaxed),
+        AGREED.load(Ordering::Relaxed),
+        OVERTURNED.load(Ordering::Relaxed),
+        INCONCLUSIVE.load(Ordering::Relaxed),
+        RESULTS_REJECTED.load(Ordering::Relaxed),
+        LIES.load(Ordering::Relaxed),
+        TRUTHS.load(Ordering::Relaxed),
+        CHEATS.load(Ordering::Relaxed),
+        AUDIT_DAY_JUMPS.load(Ordering::Relaxed),
+    );
     eprintln!(
         "chaos: {} cases, {} steps, {} jobs, {} faults, {} upgrades, {} slashes, {} invariant checks passed",
         CASES.load(Ordering::Relaxed),
@@ -2578,9 +3349,10 @@ fn report() {
     );
 }
 
-/// Fails if the honest provider was ever slashed, jailed or recorded as
-/// missing a deadline.
+/// Fails if the honest provider or the witness was ever slashed, jailed,
+/// recorded as missing a deadline or had a result rejected by an audit.
 fn check_honest_not_slashed(registry: &[RegistryEvent], matcher: &[MatcherEvent]) {
+    let honest = |p: &Principal| *p == honest() || *p == witness();
     for e in registry {
         match e {
             RegistryEvent::Slashed {
@@ -2588,28 +3360,95 @@ fn check_honest_not_slashed(registry: &[RegistryEvent], matcher: &[MatcherEvent]
                 key,
                 amount,
                 ..
-            } if *provider == honest() => {
-                panic!("the honest provider was slashed {amount} e8s under {key}")
+            } if honest(provider) => {
+                panic!("{provider} (honest) was slashed {amount} e8s under {key}")
             }
             RegistryEvent::JailChanged {
                 provider,
                 jailed: true,
-            } if *provider == honest() => panic!("the honest provider was jailed"),
+            } if honest(provider) => panic!("{provider} (honest) was jailed"),
             _ => {}
         }
     }
     for e in matcher {
-        if let MatcherEvent::DeadlineMissed {
+        match e {
+            MatcherEvent::DeadlineMissed {
+                job_id,
+                provider,
+                attempt,
+                ..
+            } if honest(provider) => {
+                panic!("{provider} (honest) missed the deadline of job {job_id} attempt {attempt}")
+            }
+            MatcherEvent::ResultRejected {
+                job_id,
+                provider,
+                attempt,
+                ..
+            } if honest(provider) => {
+                panic!(
+                    "{provider}'s (honest) result of job {job_id} attempt {attempt} was rejected"
+                )
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The provider and attempt whose result of job `id` was taken (its
+/// `ResultReported` event; a job is reported once).
+fn reported_by(matcher: &[MatcherEvent], id: JobId) -> Option<(Principal, u32)> {
+    matcher.iter().find_map(|e| match e {
+        MatcherEvent::ResultReported {
             job_id,
             provider,
             attempt,
             ..
-        } = e
-            && *provider == honest()
-        {
-            panic!("the honest provider missed the deadline of job {job_id} attempt {attempt}");
-        }
-    }
+        } if *job_id == id => Some((*provider, *attempt)),
+        _ => None,
+    })
+}
+
+/// Job `id`'s result was overturned: its provider was slashed for it
+/// (`ResultRejected`), and its pay for the job, if it earned any, was
+/// forfeited (`PayForfeited`) and never paid out of the lock.
+fn check_forfeited(id: JobId, matcher: &[MatcherEvent], escrow: &[EscrowEvent]) {
+    let (liar, attempt) = reported_by(matcher, id).expect("an overturned job was reported");
+    let earned: Tokens = matcher
+        .iter()
+        .filter_map(|e| match e {
+            MatcherEvent::FuelPaid {
+                job_id,
+                provider,
+                amount,
+                ..
+            } if *job_id == id && *provider == liar => Some(*amount),
+            _ => None,
+        })
+        .sum();
+    let forfeited = matcher.iter().any(|e| {
+        matches!(e, MatcherEvent::PayForfeited { job_id, provider, attempt: a }
+            if *job_id == id && *provider == liar && *a == attempt)
+    });
+    assert!(
+        earned == 0 || forfeited,
+        "job {id}: {liar}'s result was overturned, and it kept the {earned} it earned"
+    );
+    let key = format!("job/{id}");
+    assert!(
+        !escrow.iter().any(
+            |e| matches!(e, EscrowEvent::PendingPaid { job_key, provider, .. }
+            if *job_key == key && *provider == liar)
+        ),
+        "job {id}: {liar}'s result was overturned, and its pay was paid out"
+    );
+    assert!(
+        matcher.iter().any(
+            |e| matches!(e, MatcherEvent::ResultRejected { job_id, provider, attempt: a, .. }
+            if *job_id == id && *provider == liar && *a == attempt)
+        ),
+        "job {id}: {liar}'s result was overturned, and it was not slashed"
+    );
 }
 
 proptest! {
@@ -2626,7 +3465,9 @@ proptest! {
     ) {
         let mut world = World::with_honest();
         world.apply(&Action::Reserve { buyer: 0, slots: 2, price: 4 });
+        world.apply(&Action::Cheat { auditor_lies: false });
         world.run(&actions);
+        world.check_first_cheat_overturned();
         CASES.fetch_add(1, Ordering::Relaxed);
         report();
     }
@@ -2980,5 +3821,120 @@ fn a_provider_claiming_fuel_without_results_is_slashed_and_paid_nothing() {
         .map(|(k, _)| *k)
         .collect();
     assert_eq!(held.len(), 1, "the claimer took the patron's job");
+    world.finish();
+}
+
+/// The registry's slash keys of `provider`.
+fn slash_keys(net: &MarketFixture, of: Principal) -> Vec<String> {
+    events::<RegistryEvent>(net, net.ids.registry)
+        .into_iter()
+        .filter_map(|e| match e {
+            RegistryEvent::Slashed { key, provider, .. } if provider == of => Some(key),
+            _ => None,
+        })
+        .collect()
+}
+
+/// (9) on its own: the cheater runs the cheat job and lies; the honest
+/// provider and the witness audit it (in the order the matcher draws
+/// them), both with the truth. The lie is overturned and replaced by the truth, the cheater
+/// slashed its bond and paid nothing, both auditors paid from the job's
+/// lock (see [`World::check_audits_ended`] and
+/// [`World::check_honest_paid`], which `finish` runs).
+#[test]
+fn a_lie_is_overturned_by_an_honest_audit_and_tie_break() {
+    let mut world = World::with_honest();
+    world.steps(&[
+        Action::Cheat {
+            auditor_lies: false,
+        },
+        Action::Advance { secs: 90 },
+        Action::Advance { secs: 90 },
+        Action::Advance { secs: 90 },
+    ]);
+    let net = &world.net;
+    let id = world.cheats[0];
+    let job: Option<Job> = net.query(net.ids.matcher, "get_job", &id).unwrap();
+    let job = job.unwrap();
+    let audit = job.audit.clone().unwrap();
+    assert_eq!(audit.verdict, Some(AuditVerdict::Overturned));
+    // The matcher draws each run's auditor among the offers that may
+    // take it: the honest provider's and the witness's, in either order.
+    let runs: BTreeSet<Option<Principal>> = audit
+        .runs
+        .iter()
+        .map(|r| {
+            let run: Option<Job> = net.query(net.ids.matcher, "get_job", r).unwrap();
+            run.unwrap().provider
+        })
+        .collect();
+    assert_eq!(runs, BTreeSet::from([Some(honest()), Some(witness())]));
+    let (_, attempt) =
+        reported_by(&events::<MatcherEvent>(net, net.ids.matcher), id).expect("reported");
+    assert_eq!(
+        slash_keys(net, cheater()),
+        vec![format!("job/{id}/caught/{attempt}")]
+    );
+    let judged = &world.reported[&(id, attempt)];
+    assert_eq!(Commitment::from(&job.result.unwrap()), judged.truth);
+    world.finish();
+}
+
+/// (9) with a lying auditor: the honest provider runs the cheat job and
+/// tells the truth; the cheater audits it (the witness's offer is away
+/// until then, so the cheater is the only auditor to draw) and lies; the
+/// witness breaks the tie with the truth. The result stands, the cheater
+/// is slashed its audit run's bond and paid nothing, the witness is paid.
+#[test]
+fn a_lying_auditor_loses_the_tie_break() {
+    let mut world = World::with_honest();
+    world.steps(&[Action::Cheat { auditor_lies: true }]);
+    let id = world.cheats[0];
+    let witness_offer = |w: &World| -> Vec<Offer> {
+        w.net
+            .query(w.net.ids.matcher, "offers_of", &witness())
+            .unwrap()
+    };
+    let away = witness_offer(&world)[0].clone();
+    let r: Option<Result<(), MatcherError>> = world.matcher(witness(), "withdraw_offer", &away.id);
+    assert_eq!(r, Some(Ok(())));
+    let mut audited = false;
+    for _ in 0..12 {
+        world.advance(10);
+        let held = world.net.assignments(cheater()).unwrap();
+        if held.iter().any(|a| a.job_id != id) {
+            audited = true;
+            break;
+        }
+    }
+    assert!(audited, "the cheater took job {id}'s audit run");
+    world.net.post_offer(witness(), &away.spec).unwrap();
+    world.steps(&[
+        Action::Advance { secs: 90 },
+        Action::Advance { secs: 90 },
+        Action::Advance { secs: 90 },
+    ]);
+    let net = &world.net;
+    let job: Option<Job> = net.query(net.ids.matcher, "get_job", &id).unwrap();
+    let job = job.unwrap();
+    assert_eq!(job.provider, Some(honest()));
+    let audit = job.audit.clone().unwrap();
+    assert_eq!(audit.verdict, Some(AuditVerdict::Agreed));
+    let runs: Vec<(JobId, Option<Principal>)> = audit
+        .runs
+        .iter()
+        .map(|r| {
+            let run: Option<Job> = net.query(net.ids.matcher, "get_job", r).unwrap();
+            (*r, run.unwrap().provider)
+        })
+        .collect();
+    assert_eq!(
+        runs.iter().map(|r| r.1).collect::<Vec<_>>(),
+        vec![Some(cheater()), Some(witness())]
+    );
+    assert_eq!(
+        slash_keys(net, cheater()),
+        vec![format!("job/{}/caught/1", runs[0].0)]
+    );
     world.finish();
 }
