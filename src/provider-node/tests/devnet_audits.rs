@@ -802,3 +802,52 @@ async fn pending_pay_becomes_claimable_only_when_the_window_closes() {
     );
     m.audit();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_that_heartbeats_but_never_reports_is_paid_nothing_and_slashed() {
+    let mut m = Market::new(vec![sandbox()], Some((1, Cheat::NoResult)), PRICE);
+    let free_before = m.balance(buyer()).free;
+    let id = m.sha256sum(BUDGET, None).await;
+    let job = m
+        .until(id, "failed at its deadline", |j| j.status.is_terminal())
+        .await;
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(job.paid, 0, "nothing of its pay stays with the job");
+    let events = m.matcher_events();
+    let earned: Tokens = events
+        .iter()
+        .filter_map(|e| match e {
+            MatcherEvent::FuelPaid { job_id, amount, .. } if *job_id == id => Some(*amount),
+            _ => None,
+        })
+        .sum();
+    assert!(earned > 0, "its heartbeats earned pending pay");
+    assert!(
+        events.iter().any(|e| matches!(e,
+            MatcherEvent::PayForfeited { job_id, provider: p, .. }
+                if *job_id == id && *p == provider(1))),
+        "and it forfeited it"
+    );
+    let slashed: Tokens = events
+        .iter()
+        .filter_map(|e| match e {
+            MatcherEvent::DeadlineMissed {
+                job_id, slashed, ..
+            } if *job_id == id => Some(*slashed),
+            _ => None,
+        })
+        .sum();
+    assert!(slashed > 0, "slashed at the result's deadline");
+    m.stop_daemons().await;
+    assert_eq!(m.balance(provider(1)), zero(&m), "paid nothing");
+    assert_eq!(m.provider(provider(1)).slashed_total, slashed);
+    // The buyer lost only the storage fee, and got the slash.
+    let storage_fee =
+        market_api::escrow::storage_fee(m.net.settings.fee, input().len() as u64).unwrap();
+    assert_eq!(
+        m.balance(buyer()).free,
+        free_before - storage_fee + slashed - 2 * m.net.settings.fee,
+        "the whole lock back, the slash less the ledger's fees for paying it out"
+    );
+    m.audit();
+}

@@ -33,6 +33,10 @@ pub enum Cheat {
     /// offer's declared speed allows by the time the result reaches the
     /// matcher (the result is held back until it does).
     InflatedFuel,
+    /// It heartbeats what the run burns, and so is paid into its pending
+    /// balance as it goes, but never delivers the result: every
+    /// `submit_result` reads as a dropped connection.
+    NoResult,
 }
 
 /// What a [`Cheat::WrongOutput`] node reports as the output of every job.
@@ -83,6 +87,9 @@ impl<T: Transport + Clone> Cheating<T> {
     async fn lie(&self, mut args: SubmitResultArgs) -> Result<SubmitResultArgs, TransportError> {
         match self.cheat {
             Cheat::Honest => {}
+            Cheat::NoResult => {
+                return Err(TransportError::Network("the result never leaves".into()));
+            }
             Cheat::WrongOutput => {
                 let output = forged(&args.result.output);
                 args.result.output_sha256 = sha2::Sha256::digest(&output).into();
