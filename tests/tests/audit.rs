@@ -139,7 +139,7 @@ fn a_slash_the_matcher_never_recorded_is_caught_once_quiet() {
     r.unwrap();
     let e = net.audit().unwrap_err().to_string();
     assert!(
-        e.contains(&format!("slash job/{id}/slash/9")) && e.contains("never recorded as missed"),
+        e.contains(&format!("slash job/{id}/slash/9")) && e.contains("the matcher never recorded"),
         "{e}"
     );
 }

@@ -67,12 +67,12 @@ use candid::Principal;
 use devnet::{Fault, FaultKind, IngressStatus, Reject, RejectCode};
 use market_api::escrow::{EscrowError, EscrowEvent, NotifyDepositArgs, WithdrawArgs};
 use market_api::matcher::{
-    AUDIT_ALWAYS_PPM, Assignment, AuditVerdict, CancelReservationArgs, DEFAULT_MIN_SLASH,
-    ExtendReservationArgs, GFUEL, HeartbeatAck, HeartbeatItem, Job, JobKind, JobLimits, JobResult,
-    JobSpec, JobStatus, JobView, MAX_ARG_LEN, MAX_ARGS, MAX_CHUNK_BYTES, MAX_INPUT_BYTES,
-    MAX_JOB_FUEL, MAX_JOB_MEMORY_MIB, MAX_MODULES_PER_UPLOADER, MAX_RESTING_SECS, MatcherError,
-    MatcherEvent, ModuleInfo, ModuleSource, Offer, OfferSpec, Reservation, ReservationSpec,
-    ReservationStatus, ReservedJobArgs, RunOutcome, SubmitResultArgs, fuel_cost,
+    AUDIT_ALWAYS_PPM, Assignment, AuditVerdict, CancelReservationArgs, Commitment,
+    DEFAULT_MIN_SLASH, ExtendReservationArgs, GFUEL, HeartbeatAck, HeartbeatItem, Job, JobKind,
+    JobLimits, JobResult, JobSpec, JobStatus, JobView, MAX_ARG_LEN, MAX_ARGS, MAX_CHUNK_BYTES,
+    MAX_INPUT_BYTES, MAX_JOB_FUEL, MAX_JOB_MEMORY_MIB, MAX_MODULES_PER_UPLOADER, MAX_RESTING_SECS,
+    MatcherError, MatcherEvent, ModuleInfo, ModuleSource, Offer, OfferSpec, Reservation,
+    ReservationSpec, ReservationStatus, ReservedJobArgs, RunOutcome, SubmitResultArgs, fuel_cost,
     heartbeat_window_opens_ns,
 };
 use market_api::registry::{Eligibility, ProviderProfile, RegistryError, RegistryEvent};
@@ -678,25 +678,6 @@ fn provider_call(call: ProviderCall, a: &Assignment, holder: Principal) -> (&'st
                 result: result_of(&forged(a, holder)),
             }),
         ),
-    }
-}
-
-/// What a result commits to (the part an audit compares): how the run
-/// ended, the sha256 of its output, the fuel it used.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Commitment {
-    outcome: RunOutcome,
-    output_sha256: [u8; 32],
-    fuel_used: u64,
-}
-
-impl From<&JobResult> for Commitment {
-    fn from(r: &JobResult) -> Self {
-        Commitment {
-            outcome: r.outcome.clone(),
-            output_sha256: r.output_sha256,
-            fuel_used: r.fuel_used,
-        }
     }
 }
 
@@ -2430,9 +2411,15 @@ impl World {
         let net = &self.net;
         let job: Option<Job> = net.query(net.ids.matcher, "get_job", &id).unwrap();
         let job = job.unwrap_or_else(|| panic!("job {id} has a verdict and no record"));
-        let now = Commitment::from(job.result.as_ref().unwrap_or_else(|| {
-            panic!("job {id}'s audit has a verdict, {verdict:?}, and its result is still withheld")
-        }));
+        let now = job
+            .result
+            .as_ref()
+            .unwrap_or_else(|| {
+                panic!(
+                    "job {id}'s audit has a verdict, {verdict:?}, and its result is still withheld"
+                )
+            })
+            .commitment();
         match verdict {
             AuditVerdict::Overturned => {
                 assert!(
@@ -3876,7 +3863,7 @@ fn a_lie_is_overturned_by_an_honest_audit_and_tie_break() {
         vec![format!("job/{id}/caught/{attempt}")]
     );
     let judged = &world.reported[&(id, attempt)];
-    assert_eq!(Commitment::from(&job.result.unwrap()), judged.truth);
+    assert_eq!(job.result.unwrap().commitment(), judged.truth);
     world.finish();
 }
 

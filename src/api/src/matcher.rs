@@ -422,6 +422,29 @@ pub struct JobResult {
     pub engine: String,
 }
 
+/// What a result commits to, the part an audit compares: how the run
+/// ended, the sha256 of its whole output and the fuel it used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Commitment {
+    /// How the run ended.
+    pub outcome: RunOutcome,
+    /// sha256 of the whole output.
+    pub output_sha256: Sha256,
+    /// Fuel used.
+    pub fuel_used: u64,
+}
+
+impl JobResult {
+    /// What the result commits to.
+    pub fn commitment(&self) -> Commitment {
+        Commitment {
+            outcome: self.outcome.clone(),
+            output_sha256: self.output_sha256,
+            fuel_used: self.fuel_used,
+        }
+    }
+}
+
 /// A job as the matcher holds it.
 #[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct Job {

@@ -40,7 +40,7 @@
 
 use candid::Principal;
 use market_api::matcher::{
-    AUDIT_ALWAYS_PPM, AuditVerdict, JobResult, JobStatus, RunOutcome, Sha256, attempt_secs,
+    AUDIT_ALWAYS_PPM, AuditVerdict, Commitment, JobResult, JobStatus, RunOutcome, attempt_secs,
     fuel_cost,
 };
 use market_api::registry::RecordEvent;
@@ -105,28 +105,6 @@ impl AuditRecord {
     /// Whether the audit still has to reach its verdict.
     pub fn pending(&self) -> bool {
         self.verdict.is_none()
-    }
-}
-
-/// What a result commits to, the part an audit compares: how the run
-/// ended, the hash of its whole output and the fuel it used.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Commitment {
-    /// How the run ended.
-    pub outcome: RunOutcome,
-    /// sha256 of the whole output.
-    pub output_sha256: Sha256,
-    /// Fuel used.
-    pub fuel_used: u64,
-}
-
-impl From<&JobResult> for Commitment {
-    fn from(r: &JobResult) -> Self {
-        Commitment {
-            outcome: r.outcome.clone(),
-            output_sha256: r.output_sha256,
-            fuel_used: r.fuel_used,
-        }
     }
 }
 
@@ -1177,7 +1155,7 @@ impl JobState {
         if self.status != JobStatus::Reported {
             return None;
         }
-        self.result.as_ref().map(Commitment::from)
+        self.result.as_ref().map(JobResult::commitment)
     }
 
     /// The result lost its audit: the provider is slashed its whole bond

@@ -101,6 +101,16 @@ pub struct Report {
     pub cheated_job: Job,
 }
 
+/// The providers' sandbox: two jobs at a time of up to 64 MiB.
+fn sandbox() -> SandboxConfig {
+    SandboxConfig {
+        concurrent_jobs: 2,
+        max_job_memory_bytes: 64 << 20,
+        pooling: false,
+        ..SandboxConfig::default()
+    }
+}
+
 fn alice() -> Principal {
     market_fixture::principal(0xA1)
 }
@@ -392,12 +402,7 @@ impl Demo {
         n: u8,
         state_dir: &std::path::Path,
     ) -> Result<(Daemon<DevnetTransport>, Metrics)> {
-        let executor = Executor::new(SandboxConfig {
-            concurrent_jobs: 2,
-            max_job_memory_bytes: 64 << 20,
-            pooling: false,
-            ..SandboxConfig::default()
-        })?;
+        let executor = Executor::new(sandbox())?;
         let metrics = Metrics::default();
         let daemon = Daemon::new(
             self.net.client(node(n)),
@@ -442,6 +447,24 @@ impl Demo {
             hex::encode(sha)
         ));
         Ok(sha)
+    }
+
+    /// An offer of `slots` slots of 64 MiB at `price` per billion fuel (and
+    /// per interval of a reserved slot).
+    fn offer(&self, slots: u32, price: Tokens) -> OfferSpec {
+        OfferSpec {
+            slots,
+            memory_per_slot_mib: 64,
+            max_fuel_per_interval: 10_000_000_000,
+            price_per_gfuel: price,
+            fuel_per_sec: test_world::OFFER_FUEL_PER_SEC,
+            price_per_interval: price,
+            ledger: self.ids.ledger,
+            min_interval_secs: 10,
+            max_interval_secs: 3_600,
+            tags: vec!["wasi".into()],
+            audits: None,
+        }
     }
 
     /// A job of `gfuel` billion fuel at up to twice [`PRICE`] per billion.
@@ -616,22 +639,7 @@ pub async fn run(opts: Options) -> Result<Report> {
     for (n, price) in [(1u8, PRICE), (2, 2 * PRICE)] {
         d.net.onboard_provider(provider(n), node(n), 100 * ICP)?;
         funded.push((provider(n), 100 * ICP + 2 * fee));
-        d.net.post_offer(
-            provider(n),
-            &OfferSpec {
-                slots: 2,
-                memory_per_slot_mib: 64,
-                max_fuel_per_interval: 10_000_000_000,
-                price_per_gfuel: price,
-                fuel_per_sec: test_world::OFFER_FUEL_PER_SEC,
-                price_per_interval: price,
-                ledger: ids.ledger,
-                min_interval_secs: 10,
-                max_interval_secs: 3_600,
-                tags: vec!["wasi".into()],
-                audits: None,
-            },
-        )?;
+        d.net.post_offer(provider(n), &d.offer(2, price))?;
         d.say(format!(
             "provider-{n}: registered, 100 ICP staked, offers 2 slots at {} ICP per billion fuel \
              ({} fuel/s guaranteed) or per {INTERVAL_SECS} s interval of a reserved slot",
@@ -693,22 +701,7 @@ pub async fn run(opts: Options) -> Result<Report> {
     d.step("a third provider joins below everyone's price, and lies about its results");
     d.net.onboard_provider(provider(3), node(3), 100 * ICP)?;
     funded.push((provider(3), 100 * ICP + 2 * fee));
-    let cheat_offer = d.net.post_offer(
-        provider(3),
-        &OfferSpec {
-            slots: 1,
-            memory_per_slot_mib: 64,
-            max_fuel_per_interval: 10_000_000_000,
-            price_per_gfuel: PRICE / 2,
-            fuel_per_sec: test_world::OFFER_FUEL_PER_SEC,
-            price_per_interval: PRICE / 2,
-            ledger: ids.ledger,
-            min_interval_secs: 10,
-            max_interval_secs: 3_600,
-            tags: vec!["wasi".into()],
-            audits: None,
-        },
-    )?;
+    let cheat_offer = d.net.post_offer(provider(3), &d.offer(1, PRICE / 2))?;
     d.say(format!(
         "provider-3: registered, 100 ICP staked, offers 1 slot at {} ICP per billion fuel; its \
          node runs each job and then reports a forged output",
@@ -723,12 +716,7 @@ pub async fn run(opts: Options) -> Result<Report> {
             shutdown_grace: Duration::from_secs(10),
             max_job_time: Duration::from_secs(120),
         },
-        SandboxConfig {
-            concurrent_jobs: 2,
-            max_job_memory_bytes: 64 << 20,
-            pooling: false,
-            ..SandboxConfig::default()
-        },
+        sandbox(),
         Cheat::WrongOutput,
     );
     let (stop3, task3) = spawn(d3);

@@ -23,10 +23,12 @@
 //! from what the losing side forfeits.
 
 use super::{JobRecord, Market, refusal_error};
-use crate::lifecycle::{AuditNote, Commitment, Effect, JobState, Params};
+use crate::lifecycle::{AuditNote, Effect, JobState, Params};
 use candid::Principal;
 use ic_stable_structures::Memory;
-use market_api::matcher::{AuditVerdict, JobKind, JobStatus, MatcherError, ModuleSource};
+use market_api::matcher::{
+    AuditVerdict, Commitment, JobKind, JobStatus, MatcherError, ModuleSource,
+};
 use market_api::{JobId, Tokens};
 
 /// Where a run stands at its audit's verdict.

@@ -14,14 +14,10 @@ use market_api::{JobId, Tokens};
 
 const S: u64 = 1_000_000_000;
 const G: u64 = market_api::matcher::GFUEL;
-/// Every result is audited.
+/// The market of the scenario tests, auditing every result.
 const P: Params = Params {
-    grace_secs: 30,
-    bond_multiple: 2,
-    slash_multiple: 3,
-    min_slash: 1,
-    challenge_window_secs: 100,
     min_audit_ppm: 1_000_000,
+    ..super::market::P
 };
 /// The draw's bytes: all zero draws 0, below any probability.
 const AUDIT: [u8; 32] = [0; 32];
@@ -337,8 +333,9 @@ fn a_lying_auditor_loses_the_tie_break() {
     );
 }
 
-#[test]
-fn a_dispute_of_an_honest_result_pays_the_auditor_and_changes_nothing_else() {
+/// A market auditing one result in a million, providers 1 and 2, and a
+/// job whose result provider 1 reported and the draw passed over.
+fn a_result_not_drawn() -> (World, JobId) {
     let p = Params {
         min_audit_ppm: 1,
         ..P
@@ -348,6 +345,12 @@ fn a_dispute_of_an_honest_result_pays_the_auditor_and_changes_nothing_else() {
     let id = w.submit();
     w.report(id, 1);
     assert_eq!(w.m.job(id).unwrap().state.audit, None, "not drawn");
+    (w, id)
+}
+
+#[test]
+fn a_dispute_of_an_honest_result_pays_the_auditor_and_changes_nothing_else() {
+    let (mut w, id) = a_result_not_drawn();
     assert_eq!(w.m.job(id).unwrap().to_job().result, Some(result(1)));
 
     let stranger = provider(9);
@@ -383,14 +386,7 @@ fn a_dispute_of_an_honest_result_pays_the_auditor_and_changes_nothing_else() {
 
 #[test]
 fn a_result_can_be_disputed_only_while_its_window_is_open() {
-    let p = Params {
-        min_audit_ppm: 1,
-        ..P
-    };
-    let mut w = World::new(p, &[1, 2]);
-    w.draw = NO_AUDIT;
-    let id = w.submit();
-    w.report(id, 1);
+    let (mut w, id) = a_result_not_drawn();
     w.pass(100);
     assert!(w.m.dispute(&w.p, w.now, buyer(), id).is_err());
     assert!(w.runs_none(id));

@@ -11,7 +11,7 @@ use market_api::matcher::{
 };
 
 const S: u64 = 1_000_000_000;
-const P: Params = Params {
+pub(crate) const P: Params = Params {
     grace_secs: 30,
     bond_multiple: 2,
     slash_multiple: 3,
