@@ -489,6 +489,10 @@ pub struct Job {
 pub struct JobAudit {
     /// Whether the buyer asked for it (`dispute_job`) rather than the draw.
     pub disputed: bool,
+    /// Whether the draw deciding if the result is audited is still to come
+    /// back (the result is withheld meanwhile; a draw that passes it over
+    /// leaves the job with no audit).
+    pub drawing: bool,
     /// `None` while it runs.
     pub verdict: Option<AuditVerdict>,
     /// The audit runs (jobs of kind [`JobKind::Audit`]), once there is a

@@ -147,6 +147,7 @@ mod tests {
 
         reported.audit = Some(JobAudit {
             disputed: false,
+            drawing: false,
             verdict: None,
             runs: vec![],
         });
@@ -157,6 +158,7 @@ mod tests {
         );
         reported.audit = Some(JobAudit {
             disputed: true,
+            drawing: false,
             verdict: Some(AuditVerdict::Agreed),
             runs: vec![5],
         });

@@ -58,6 +58,8 @@ pub enum JobEvent {
     Audit {
         /// Whether the owner asked for it.
         disputed: bool,
+        /// Whether the draw deciding it is still to come back.
+        drawing: bool,
         /// `None` while the audit runs.
         verdict: Option<AuditVerdict>,
     },
@@ -82,9 +84,14 @@ pub fn audit_pending(job: &Job) -> bool {
     job.audit.as_ref().is_some_and(|a| a.verdict.is_none())
 }
 
-/// Why a result is audited: `disputed` (its owner asked) or `drawn`.
+/// Why a result is withheld for audit: `disputed` (its owner asked),
+/// `drawn`, or `drawing` (the draw is still to come back).
 pub fn audit_reason(audit: &JobAudit) -> &'static str {
-    if audit.disputed { "disputed" } else { "drawn" }
+    match (audit.disputed, audit.drawing) {
+        (true, _) => "disputed",
+        (false, true) => "drawing",
+        (false, false) => "drawn",
+    }
 }
 
 /// What an audit's verdict means for the buyer.
@@ -142,10 +149,14 @@ pub fn job_events(before: Option<&Job>, now: &Job) -> Vec<JobEvent> {
         price: now.price,
         window_closes_at_ns: now.window_closes_at_ns,
     });
-    let audit_of = |j: &Job| j.audit.as_ref().map(|a| (a.disputed, a.verdict));
+    let audit_of = |j: &Job| j.audit.as_ref().map(|a| (a.disputed, a.drawing, a.verdict));
     let audit = audit_of(now)
         .filter(|a| before.is_none_or(|b| audit_of(b) != Some(*a)))
-        .map(|(disputed, verdict)| JobEvent::Audit { disputed, verdict });
+        .map(|(disputed, drawing, verdict)| JobEvent::Audit {
+            disputed,
+            drawing,
+            verdict,
+        });
     let paid = if let JobKind::InReservation { .. } = now.kind {
         (now.intervals_paid > before.map_or(0, |b| b.intervals_paid)).then_some(
             JobEvent::IntervalsPaid {
@@ -217,8 +228,14 @@ fn describe_event(id: JobId, event: &JobEvent) -> String {
             )
         }
         JobEvent::Audit {
+            drawing: true,
+            verdict: None,
+            ..
+        } => format!("job {id}: the result is in; the matcher is drawing whether to audit it"),
+        JobEvent::Audit {
             disputed,
             verdict: None,
+            ..
         } => format!(
             "job {id}: the result is being audited ({}); waiting for the verdict",
             if *disputed { "disputed" } else { "drawn" }
@@ -747,6 +764,7 @@ pub(crate) mod tests {
     fn audit(disputed: bool, verdict: Option<AuditVerdict>) -> Option<JobAudit> {
         Some(JobAudit {
             disputed,
+            drawing: false,
             verdict,
             runs: if verdict.is_some() { vec![5] } else { vec![] },
         })
@@ -768,6 +786,7 @@ pub(crate) mod tests {
                     JobEvent::FuelReported { .. },
                     JobEvent::Audit {
                         disputed: false,
+                        drawing: false,
                         verdict: None
                     }
                 ]
@@ -809,6 +828,16 @@ pub(crate) mod tests {
         );
         assert!(describe_event(4, &events[1]).contains("result in, challenge window open"));
 
+        // While the draw is made the result is withheld too, and said so.
+        let mut drawing = drawn.clone();
+        drawing.audit.as_mut().unwrap().drawing = true;
+        assert!(!result_in(&drawing) && audit_pending(&drawing));
+        let events = job_events(Some(&running), &drawing);
+        assert_eq!(
+            describe_event(4, &events[1]),
+            "job 4: the result is in; the matcher is drawing whether to audit it"
+        );
+
         // A draw that passes the result over: the result shows as in.
         let mut passed = drawn.clone();
         passed.audit = None;
@@ -830,6 +859,7 @@ pub(crate) mod tests {
             events,
             [JobEvent::Audit {
                 disputed: true,
+                drawing: false,
                 verdict: None
             }]
         );

@@ -102,6 +102,8 @@ impl JobRecord {
             kind: self.public_kind(),
             audit: self.state.audit.as_ref().map(|a| JobAudit {
                 disputed: a.disputed,
+                // A dispute's draw only picks its auditor.
+                drawing: a.drawing && !a.disputed,
                 verdict: a.verdict,
                 // Until the verdict an auditor could find its run here.
                 runs: if a.pending() { vec![] } else { a.runs.clone() },
@@ -1234,6 +1236,11 @@ impl<M: Memory> Market<M> {
                 "job_id",
                 "part of a reservation: cancel the reservation instead",
             ));
+        }
+        if matches!(rec.kind, JobKind::Audit { .. }) {
+            // Its auditor is paid at the verdict: cancelling would take
+            // the work without the pay.
+            return Err(invalid("job_id", "an audit run ends with its audit"));
         }
         if !rec.funded {
             return Err(MatcherError::Busy);

@@ -575,6 +575,7 @@ async fn a_dispute_of_an_honest_result_pays_the_auditor_and_changes_nothing_else
         audit,
         JobAudit {
             disputed: true,
+            drawing: false,
             verdict: Some(AuditVerdict::Agreed),
             runs: audit.runs.clone(),
         }

@@ -202,6 +202,10 @@ fn an_audit_that_agrees_pays_the_auditor_and_the_result_stands() {
     let [run] = w.runs(id)[..] else {
         panic!("one audit run")
     };
+    assert!(
+        w.m.cancel(&w.p, w.now, buyer(), run).is_err(),
+        "the owner can't cancel an audit run: its auditor would work unpaid"
+    );
     let run_rec = w.m.job(run).unwrap();
     assert_eq!(run_rec.kind, JobKind::Audit { of: id });
     assert_eq!(run_rec.public_kind(), JobKind::OneOff);
