@@ -1169,24 +1169,39 @@ impl<M: Memory> Market<M> {
     ) -> Result<(), MatcherError> {
         let provider = self.provider_of(caller);
         self.enforce_deadline(p, now_ns, args.job_id);
-        let mut rec = self.job(args.job_id).ok_or(MatcherError::UnknownJob {
-            job_id: args.job_id,
-        })?;
-        if matches!(rec.kind, JobKind::ReservedSlot { .. }) {
-            return Err(invalid(
-                "job_id",
-                "a reserved slot runs nothing and has no result; it ends with its reservation",
-            ));
-        }
+        self.transition(p, now_ns, args.job_id, |rec| {
+            if matches!(rec.kind, JobKind::ReservedSlot { .. }) {
+                return Err(invalid(
+                    "job_id",
+                    "a reserved slot runs nothing and has no result; it ends with its reservation",
+                ));
+            }
+            let (state, attempt) = (&mut rec.state, args.attempt);
+            state
+                .submit_result(p, now_ns, provider, attempt, args.result)
+                .map_err(|r| refusal_error(state, r))
+        })
+    }
+
+    /// Makes `step` on job `id`'s record: the deadline index follows its
+    /// lifecycle, the record is saved and the step's effects applied.
+    /// Nothing changes if the step refuses.
+    pub(super) fn transition(
+        &mut self,
+        p: &Params,
+        now_ns: u64,
+        id: JobId,
+        step: impl FnOnce(&mut JobRecord) -> Result<Vec<Effect>, MatcherError>,
+    ) -> Result<(), MatcherError> {
+        let mut rec = self
+            .job(id)
+            .ok_or(MatcherError::UnknownJob { job_id: id })?;
         let old = Self::deadline_key(p, &rec.state);
-        let effects = rec
-            .state
-            .submit_result(p, now_ns, provider, args.attempt, args.result)
-            .map_err(|r| refusal_error(&rec.state, r))?;
+        let effects = step(&mut rec)?;
         self.track_deadline(p, &rec.state, old);
         let kind = rec.kind;
         self.put_job(rec);
-        self.apply(p, now_ns, args.job_id, kind, effects);
+        self.apply(p, now_ns, id, kind, effects);
         Ok(())
     }
 
@@ -1202,18 +1217,12 @@ impl<M: Memory> Market<M> {
     ) -> Result<Principal, MatcherError> {
         let provider = self.provider_of(caller);
         self.enforce_deadline(p, now_ns, job_id);
-        let mut rec = self
-            .job(job_id)
-            .ok_or(MatcherError::UnknownJob { job_id })?;
-        let old = Self::deadline_key(p, &rec.state);
-        let effects = rec
-            .state
-            .hand_back(provider, attempt)
-            .map_err(|r| refusal_error(&rec.state, r))?;
-        self.track_deadline(p, &rec.state, old);
-        let kind = rec.kind;
-        self.put_job(rec);
-        self.apply(p, now_ns, job_id, kind, effects);
+        self.transition(p, now_ns, job_id, |rec| {
+            let state = &mut rec.state;
+            state
+                .hand_back(provider, attempt)
+                .map_err(|r| refusal_error(state, r))
+        })?;
         Ok(provider)
     }
 
@@ -1225,36 +1234,27 @@ impl<M: Memory> Market<M> {
         caller: Principal,
         id: JobId,
     ) -> Result<(), MatcherError> {
-        let mut rec = self
-            .job(id)
-            .ok_or(MatcherError::UnknownJob { job_id: id })?;
-        if matches!(
-            rec.kind,
-            JobKind::Reservation | JobKind::ReservedSlot { .. }
-        ) {
-            return Err(invalid(
-                "job_id",
-                "part of a reservation: cancel the reservation instead",
-            ));
-        }
-        if matches!(rec.kind, JobKind::Audit { .. }) {
-            // Its auditor is paid at the verdict: cancelling would take
-            // the work without the pay.
-            return Err(invalid("job_id", "an audit run ends with its audit"));
-        }
-        if !rec.funded {
-            return Err(MatcherError::Busy);
-        }
-        let old = Self::deadline_key(p, &rec.state);
-        let effects = rec
-            .state
-            .cancel(caller)
-            .map_err(|r| refusal_error(&rec.state, r))?;
-        self.track_deadline(p, &rec.state, old);
-        let kind = rec.kind;
-        self.put_job(rec);
-        self.apply(p, now_ns, id, kind, effects);
-        Ok(())
+        self.transition(p, now_ns, id, |rec| {
+            match rec.kind {
+                JobKind::Reservation | JobKind::ReservedSlot { .. } => {
+                    return Err(invalid(
+                        "job_id",
+                        "part of a reservation: cancel the reservation instead",
+                    ));
+                }
+                // Its auditor is paid at the verdict: cancelling would take
+                // the work without the pay.
+                JobKind::Audit { .. } => {
+                    return Err(invalid("job_id", "an audit run ends with its audit"));
+                }
+                JobKind::OneOff | JobKind::InReservation { .. } => {}
+            }
+            if !rec.funded {
+                return Err(MatcherError::Busy);
+            }
+            let state = &mut rec.state;
+            state.cancel(caller).map_err(|r| refusal_error(state, r))
+        })
     }
 
     /// Handles up to `budget` deadlines that passed by `now_ns`; returns how

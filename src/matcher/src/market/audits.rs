@@ -95,23 +95,17 @@ impl<M: Memory> Market<M> {
         id: JobId,
     ) -> Result<(), MatcherError> {
         self.enforce_deadline(p, now_ns, id);
-        let mut rec = self
-            .job(id)
-            .ok_or(MatcherError::UnknownJob { job_id: id })?;
-        if rec.kind != JobKind::OneOff {
-            return Err(MatcherError::InvalidState {
-                status: rec.state.status,
-            });
-        }
-        let old = Self::deadline_key(p, &rec.state);
-        let effects = rec
-            .state
-            .dispute(caller, now_ns)
-            .map_err(|r| refusal_error(&rec.state, r))?;
-        self.track_deadline(p, &rec.state, old);
-        self.put_job(rec);
-        self.apply(p, now_ns, id, JobKind::OneOff, effects);
-        Ok(())
+        self.transition(p, now_ns, id, |rec| {
+            if rec.kind != JobKind::OneOff {
+                return Err(MatcherError::InvalidState {
+                    status: rec.state.status,
+                });
+            }
+            let state = &mut rec.state;
+            state
+                .dispute(caller, now_ns)
+                .map_err(|r| refusal_error(state, r))
+        })
     }
 
     /// Providers that must not audit job `of`: whoever ran or audited it,
