@@ -864,7 +864,7 @@ impl<M: Memory> Market<M> {
             }
         }
         if let JobKind::Audit { of } = kind {
-            self.audit_run_changed(p, now_ns, of);
+            self.audit_run_changed(p, now_ns, of, id);
         }
     }
 

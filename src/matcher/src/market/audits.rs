@@ -167,10 +167,16 @@ impl<M: Memory> Market<M> {
         self.try_match(p, now_ns, id);
     }
 
-    /// A run of job `of`'s audit changed: once every run has a result or
-    /// ended without one, the audit reaches its verdict, or a tie-break
-    /// starts.
-    pub(super) fn audit_run_changed(&mut self, p: &Params, now_ns: u64, of: JobId) {
+    /// Run `run` of job `of`'s audit changed: once every run has a result
+    /// or ended without one, the audit reaches its verdict, or a tie-break
+    /// starts. (A run still going, as after a heartbeat, changes nothing,
+    /// and costs one read.)
+    pub(super) fn audit_run_changed(&mut self, p: &Params, now_ns: u64, of: JobId, run: JobId) {
+        let done =
+            |r: &JobRecord| r.state.status == JobStatus::Reported || r.state.status.is_terminal();
+        if !self.job(run).is_some_and(|r| done(&r)) {
+            return;
+        }
         let Some(mut orig) = self.job(of) else { return };
         let Some(audit) = orig.state.audit.clone() else {
             return;
@@ -179,9 +185,7 @@ impl<M: Memory> Market<M> {
             return;
         }
         let mut runs: Vec<JobRecord> = audit.runs.iter().filter_map(|id| self.job(*id)).collect();
-        let all_in = runs
-            .iter()
-            .all(|r| r.state.status == JobStatus::Reported || r.state.status.is_terminal());
+        let all_in = runs.iter().all(done);
         if runs.len() != audit.runs.len() || !all_in {
             return;
         }
