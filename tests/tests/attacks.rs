@@ -56,6 +56,7 @@ fn heartbeat(net: &MarketFixture, from: Principal, job_id: JobId, attempt: u32) 
         job_id,
         attempt,
         fuel_used: 0,
+        endpoint: None,
     }];
     let r: Result<Vec<HeartbeatAck>, MatcherError> = net
         .update(net.ids.matcher, from, "heartbeat", &items)
@@ -341,6 +342,7 @@ fn a_late_heartbeat_or_hand_back_does_not_escape_the_slash() {
                 job_id: job,
                 attempt: 1,
                 fuel_used: 0,
+                endpoint: None,
             }])
             .unwrap(),
             _ => candid::encode_args((job, 1u32)).unwrap(),
@@ -390,6 +392,7 @@ fn a_slot_holder_that_never_runs_the_owners_jobs_is_slashed() {
         min_provider_stake: 0,
         max_rematches: 0,
         delegates: vec![],
+        service: None,
     };
     let r: Result<u64, MatcherError> = net
         .update(net.ids.matcher, buyer(), "reserve", &spec)
@@ -404,6 +407,7 @@ fn a_slot_holder_that_never_runs_the_owners_jobs_is_slashed() {
                 job_id: a.job_id,
                 attempt: a.attempt,
                 fuel_used: 0,
+                endpoint: None,
             })
             .collect()
     };

@@ -265,6 +265,7 @@ fn reservation_spec(net: &MarketFixture) -> ReservationSpec {
         min_provider_stake: 0,
         max_rematches: 1,
         delegates: vec![],
+        service: None,
     }
 }
 
@@ -512,6 +513,7 @@ fn boundary_numbers_are_refused_cleanly() {
             job_id: i,
             attempt: 1,
             fuel_used: u64::MAX,
+            endpoint: None,
         })
         .collect();
     refused::<_, Vec<HeartbeatAck>, MatcherError>(&net, ids.matcher, node(), "heartbeat", &flood);

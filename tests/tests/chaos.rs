@@ -664,6 +664,7 @@ fn provider_call(call: ProviderCall, a: &Assignment, holder: Principal) -> (&'st
                 job_id: a.job_id,
                 attempt: a.attempt,
                 fuel_used: a.fuel_reported,
+                endpoint: None,
             }]),
         ),
         ProviderCall::HandBack => (
@@ -1116,6 +1117,7 @@ impl World {
                         job_id: id,
                         attempt: 1,
                         fuel_used: 0,
+                        endpoint: None,
                     }];
                     let acks: Option<Result<Vec<HeartbeatAck>, MatcherError>> =
                         self.matcher(self.node_of(who), "heartbeat", &items);
@@ -1383,6 +1385,7 @@ impl World {
                     min_provider_stake: 0,
                     max_rematches: 1,
                     delegates: vec![buyer(b.wrapping_add(1))],
+                    service: None,
                 };
                 Call {
                     reply: Reply::Reservation(buyer(b)),
@@ -1645,6 +1648,7 @@ impl World {
                     job_id: a.job_id,
                     attempt: a.attempt,
                     fuel_used: burnt.max(a.fuel_reported),
+                    endpoint: None,
                 });
             }
             let finished = if one_off {
@@ -1726,6 +1730,7 @@ impl World {
                 job_id: a.job_id,
                 attempt: a.attempt,
                 fuel_used: allowed_fuel(a, budget, now).max(a.fuel_reported),
+                endpoint: None,
             });
         }
         if !items.is_empty() {

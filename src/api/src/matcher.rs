@@ -566,6 +566,178 @@ pub struct ReservationSpec {
     pub max_rematches: u32,
     /// Principals (besides the owner) that may run jobs in the slots.
     pub delegates: Vec<Principal>,
+    /// A network service to run in the slots, one replica per slot, each
+    /// on a different provider (a service lease); `None` for plain
+    /// reserved capacity that the owner and delegates run jobs in.
+    #[serde(default)]
+    pub service: Option<ServiceSpec>,
+}
+
+/// Most hosts a service may call out to.
+pub const MAX_ALLOWED_HOSTS: usize = 16;
+/// Longest host name a service may list.
+pub const MAX_HOST_LEN: usize = 253;
+/// Longest health path.
+pub const MAX_HEALTH_PATH_LEN: usize = 256;
+/// Longest endpoint URL a provider may report for a replica.
+pub const MAX_ENDPOINT_LEN: usize = 256;
+/// Most fuel one request to a service may burn.
+pub const MAX_REQUEST_FUEL: u64 = 100_000_000_000;
+/// Longest time one request to a service may take, in milliseconds.
+pub const MAX_REQUEST_TIMEOUT_MS: u64 = 300_000;
+/// Most requests one replica serves at once.
+pub const MAX_CONCURRENT_REQUESTS: u32 = 1_024;
+/// Largest request or response body a service may be given limits for.
+pub const MAX_SERVICE_BODY_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A network service: a WASI 0.2 component for the `wasi:http/proxy`
+/// world, run by each replica's provider behind its HTTP ingress at
+/// `<endpoint>` = `<provider's base URL>/<reservation id>/`, a fresh
+/// instance per request.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct ServiceSpec {
+    /// The component: stored in the matcher's module store like a job's
+    /// module, or fetched by the provider from a URL; named by sha256.
+    pub component: ModuleSource,
+    /// Environment variables the component sees (`wasi:cli/environment`).
+    pub env: Vec<(String, String)>,
+    /// Host names (lowercase DNS names, no scheme or port) the component
+    /// may send HTTP requests to through `wasi:http/outgoing-handler`;
+    /// everything else is refused, as is any address that is loopback,
+    /// private, link-local or otherwise not public, whatever its name.
+    pub allowed_hosts: Vec<String>,
+    /// The path the matcher probes on each replica (`/healthz`, say): a 2xx
+    /// answer is healthy; consecutive failures count as a missed heartbeat.
+    pub health_path: String,
+    /// A method of the owner's canister told of every change of a
+    /// replica's endpoint, with a [`ServiceNotice`].
+    pub callback: Option<String>,
+    /// What one request may use.
+    pub limits: ServiceLimits,
+}
+
+/// Limits on each request to a service's replica. Memory per instance is
+/// the reservation's `memory_mib`.
+#[derive(CandidType, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServiceLimits {
+    /// Fuel one request may burn (at most [`MAX_REQUEST_FUEL`]).
+    pub fuel_per_request: u64,
+    /// Wall time of one request, in milliseconds, response body included
+    /// (at most [`MAX_REQUEST_TIMEOUT_MS`]).
+    pub timeout_ms: u64,
+    /// Requests served at once by one replica; more are answered 503 (at
+    /// most [`MAX_CONCURRENT_REQUESTS`]).
+    pub max_concurrent: u32,
+    /// Largest request body and largest response body, in bytes (at most
+    /// [`MAX_SERVICE_BODY_BYTES`]); a larger request is answered 413.
+    pub max_body_bytes: u64,
+}
+
+impl Default for ServiceLimits {
+    fn default() -> Self {
+        ServiceLimits {
+            fuel_per_request: 1_000_000_000,
+            timeout_ms: 10_000,
+            max_concurrent: 32,
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl ServiceLimits {
+    /// Checks every limit against its bound.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.fuel_per_request == 0 || self.fuel_per_request > MAX_REQUEST_FUEL {
+            return Err(("fuel_per_request", format!("1 to {MAX_REQUEST_FUEL}")));
+        }
+        if self.timeout_ms == 0 || self.timeout_ms > MAX_REQUEST_TIMEOUT_MS {
+            return Err(("timeout_ms", format!("1 to {MAX_REQUEST_TIMEOUT_MS}")));
+        }
+        if self.max_concurrent == 0 || self.max_concurrent > MAX_CONCURRENT_REQUESTS {
+            return Err(("max_concurrent", format!("1 to {MAX_CONCURRENT_REQUESTS}")));
+        }
+        if self.max_body_bytes == 0 || self.max_body_bytes > MAX_SERVICE_BODY_BYTES {
+            return Err(("max_body_bytes", format!("1 to {MAX_SERVICE_BODY_BYTES}")));
+        }
+        Ok(())
+    }
+}
+
+/// How a replica's last probes went.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct ReplicaHealth {
+    /// When it was last probed, if it was.
+    pub last_probe_ns: Option<u64>,
+    /// Whether the last probe answered 2xx.
+    pub last_ok: Option<bool>,
+    /// Probes failed in a row since the last success.
+    pub consecutive_failures: u32,
+    /// Probes made of this replica by its current provider.
+    pub probes: u64,
+}
+
+/// One replica of a service: one slot of its lease.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaView {
+    /// The slot's index in the lease.
+    pub slot: u32,
+    /// The slot's job record.
+    pub job_id: JobId,
+    /// The slot's state (Open: waiting for a provider; Running: acknowledged).
+    pub status: JobStatus,
+    /// The provider holding it.
+    pub provider: Option<Principal>,
+    /// Where it answers, as its provider reported when it acknowledged the
+    /// slot; `None` until then and after the provider lost the slot.
+    pub endpoint: Option<String>,
+    /// What the matcher's probes saw.
+    pub health: ReplicaHealth,
+    /// Times the slot was matched anew after a provider failed it.
+    pub rematches: u32,
+}
+
+/// A service lease as `get_service` shows it: what anyone may read.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct ServiceView {
+    /// The lease's reservation id, also the service's id in its URLs.
+    pub id: ReservationId,
+    /// Who pays for it.
+    pub owner: Principal,
+    /// Where the lease is.
+    pub status: ReservationStatus,
+    /// sha256 of the component.
+    pub component_sha256: Sha256,
+    /// The probed path.
+    pub health_path: String,
+    /// Hosts it may call.
+    pub allowed_hosts: Vec<String>,
+    /// Its per-request limits.
+    pub limits: ServiceLimits,
+    /// Its replicas, in slot order.
+    pub replicas: Vec<ReplicaView>,
+    /// Length of one paid interval.
+    pub interval_secs: u64,
+    /// Intervals reserved per replica.
+    pub intervals: u32,
+    /// Total locked for it.
+    pub locked: Tokens,
+    /// Paid so far, to providers and for probes.
+    pub paid: Tokens,
+}
+
+/// What a service owner's callback receives when a replica's endpoint
+/// changes: a provider acknowledged its slot (`endpoint` set) or lost it
+/// (`endpoint` none; a new provider is being matched).
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct ServiceNotice {
+    /// The service (its lease's reservation id).
+    pub service: ReservationId,
+    /// The replica's slot.
+    pub slot: u32,
+    /// The provider now holding the slot, if any.
+    pub provider: Option<Principal>,
+    /// Where the replica answers now, if it does.
+    pub endpoint: Option<String>,
 }
 
 /// The most a reservation can cost, locked up front: slots x intervals x
@@ -800,6 +972,10 @@ pub struct HeartbeatItem {
     pub attempt: u32,
     /// Fuel consumed so far.
     pub fuel_used: u64,
+    /// For a service's slot: the replica's URL (`<base URL>/<reservation
+    /// id>/`), required on the heartbeat that acknowledges the slot.
+    #[serde(default)]
+    pub endpoint: Option<String>,
 }
 
 /// What happened to one heartbeat item.
@@ -968,6 +1144,22 @@ pub enum MatcherEvent {
         reservation: ReservationId,
         intervals: u32,
         locked: Tokens,
+    },
+    /// A replica of a service got an endpoint (its provider acknowledged
+    /// the slot) or lost it (`endpoint` none: the provider failed the slot
+    /// or the lease ended).
+    ServiceEndpoint {
+        reservation: ReservationId,
+        slot: u32,
+        provider: Principal,
+        endpoint: Option<String>,
+    },
+    /// A probe of a replica's health path failed.
+    ProbeFailed {
+        reservation: ReservationId,
+        slot: u32,
+        provider: Principal,
+        consecutive: u32,
     },
     /// A reservation's delegates changed.
     DelegatesChanged {

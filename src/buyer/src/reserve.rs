@@ -280,6 +280,7 @@ mod tests {
                 min_provider_stake: 0,
                 max_rematches: 3,
                 delegates: vec![Principal::management_canister()],
+                service: None,
             },
             status: ReservationStatus::Active,
             slots: vec![

@@ -153,6 +153,7 @@ fn sns_payload_prints_what_a_dao_proposes_without_a_network() {
         min_provider_stake: 0,
         max_rematches: 3,
         delegates: vec![],
+        service: None,
     });
     assert_eq!(SnsAction::decode("reserve", &bytes), Ok(expected));
     assert!(out.contains("function_id = 1_000 : nat64;"), "{out}");

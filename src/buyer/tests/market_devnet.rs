@@ -470,6 +470,7 @@ fn reservation_spec(w: &World, slots: u32, intervals: u32, max_price: Tokens) ->
         min_provider_stake: 0,
         max_rematches: 1,
         delegates: vec![],
+        service: None,
     }
 }
 

@@ -303,6 +303,7 @@ fn run(bids: usize, providers: usize) {
         min_provider_stake: 0,
         max_rematches: 1,
         delegates: vec![],
+        service: None,
     };
     // (A matcher without reservations, to compare with an older build, shows "-".)
     let r: Result<Result<JobId, MatcherError>, _> =

@@ -319,6 +319,7 @@ mod tests {
             min_provider_stake: 0,
             max_rematches: 3,
             delegates: vec![],
+            service: None,
         }
     }
 

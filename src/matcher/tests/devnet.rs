@@ -160,6 +160,7 @@ impl Net {
             job_id: job,
             attempt,
             fuel_used,
+            endpoint: None,
         }];
         let acks: R<Vec<HeartbeatAck>> = self.call(node(n), "heartbeat", &items);
         let ack = acks.unwrap().remove(0);
@@ -822,6 +823,7 @@ fn unauthorized_and_anonymous_callers_are_refused_and_change_nothing() {
         job_id: id,
         attempt: 1,
         fuel_used: 0,
+        endpoint: None,
     }];
     let acks: R<Vec<HeartbeatAck>> = net.call(principal(66), "heartbeat", &items);
     match acks {
@@ -1080,6 +1082,7 @@ fn a_provider_heartbeating_without_running_is_paid_nothing_and_slashed() {
         job_id: id,
         attempt: 1,
         fuel_used: 10 * GFUEL,
+        endpoint: None,
     }];
     let acks: R<Vec<HeartbeatAck>> = net.call(node(1), "heartbeat", &items);
     let ack = acks.unwrap().remove(0);

@@ -200,6 +200,7 @@ impl Dao {
             min_provider_stake: 0,
             max_rematches: 3,
             delegates: vec![],
+            service: None,
         }
     }
 }

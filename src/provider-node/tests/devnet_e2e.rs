@@ -302,6 +302,7 @@ async fn a_reserved_slot_is_held_idle_or_busy_and_runs_a_delegates_job() {
                 min_provider_stake: 0,
                 max_rematches: 1,
                 delegates: vec![delegate],
+                service: None,
             },
         )
         .unwrap();

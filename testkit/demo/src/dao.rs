@@ -119,6 +119,7 @@ impl Demo {
             min_provider_stake: 0,
             max_rematches: 3,
             delegates: vec![app],
+            service: None,
         };
         let (pid, rendering) = self.propose(gov, &SnsAction::Reserve(spec))?;
         self.say(format!(

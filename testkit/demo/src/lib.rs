@@ -370,6 +370,31 @@ impl Demo {
                     "job {job_id}: {} handed it back (no slash); matching it again",
                     self.name(provider)
                 ),
+                MatcherEvent::ServiceEndpoint {
+                    reservation,
+                    slot,
+                    provider,
+                    endpoint,
+                } => match endpoint {
+                    Some(url) => format!(
+                        "service {reservation}: replica {slot} on {} answers at {url}",
+                        self.name(provider)
+                    ),
+                    None => format!(
+                        "service {reservation}: replica {slot} lost its provider {}",
+                        self.name(provider)
+                    ),
+                },
+                MatcherEvent::ProbeFailed {
+                    reservation,
+                    slot,
+                    provider,
+                    consecutive,
+                } => format!(
+                    "service {reservation}: probe of replica {slot} on {} failed \
+                     ({consecutive} in a row)",
+                    self.name(provider)
+                ),
                 MatcherEvent::OfferChanged { .. }
                 | MatcherEvent::ModuleStored { .. }
                 | MatcherEvent::DelegatesChanged { .. }

@@ -784,6 +784,7 @@ pub fn heartbeat_items(assignments: &[Assignment], more: u64) -> Vec<HeartbeatIt
             job_id: a.job_id,
             attempt: a.attempt,
             fuel_used: a.fuel_reported.saturating_add(more),
+            endpoint: None,
         })
         .collect()
 }

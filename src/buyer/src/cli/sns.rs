@@ -254,6 +254,7 @@ impl ReserveArgs {
             min_provider_stake: self.min_stake,
             max_rematches: self.max_rematches,
             delegates: self.delegates.clone(),
+            service: None,
         };
         if reservation_cost(&spec).is_none() {
             return Err(BuyerError::Request(
@@ -540,6 +541,7 @@ mod tests {
                     min_provider_stake: 50_000_000,
                     max_rematches: 5,
                     delegates: vec![p(DELEGATE), p(DAO)],
+                    service: None,
                 }),
             ),
             (
@@ -658,6 +660,7 @@ mod tests {
                 min_provider_stake: 0,
                 max_rematches: 3,
                 delegates: vec![],
+                service: None,
             })
         );
         let ids: Vec<u64> = SNS_ACTIONS.iter().map(|a| default_function_id(a)).collect();

@@ -112,11 +112,13 @@ fn heartbeat_sends_one_batch() {
             job_id: 3,
             attempt: 1,
             fuel_used: 10,
+            endpoint: None,
         },
         HeartbeatItem {
             job_id: 5,
             attempt: 2,
             fuel_used: 0,
+            endpoint: None,
         },
     ];
     let acks = vec![

@@ -87,6 +87,9 @@ pub fn validate_reservation(spec: &ReservationSpec) -> Result<(), MatcherError> 
     if spec.max_rematches > 10 {
         return Err(invalid("max_rematches", "at most 10"));
     }
+    if spec.service.is_some() {
+        return Err(invalid("service", "this matcher does not run services"));
+    }
     check_delegates(&spec.delegates)
 }
 

@@ -168,6 +168,7 @@ fn job_runs_misses_a_deadline_and_finishes_on_a_second_provider() {
             job_id: id,
             attempt,
             fuel_used,
+            endpoint: None,
         }]
     };
     assert!(matches!(
@@ -628,6 +629,7 @@ mod reservations {
             min_provider_stake: 0,
             max_rematches: 2,
             delegates: vec![delegate()],
+            service: None,
         }
     }
 
@@ -657,6 +659,7 @@ mod reservations {
                 job_id,
                 attempt,
                 fuel_used: 0,
+                endpoint: None,
             }],
         )
         .unwrap()

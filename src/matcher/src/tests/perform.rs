@@ -380,6 +380,7 @@ fn heartbeat(rt: &Fake, job_id: u64, fuel_used: u64) {
         job_id,
         attempt: 1,
         fuel_used,
+        endpoint: None,
     };
     endpoints::heartbeat(rt, NODE, vec![item]).unwrap();
 }
@@ -548,6 +549,7 @@ fn reservation_spec() -> ReservationSpec {
         min_provider_stake: 0,
         max_rematches: 0,
         delegates: vec![],
+        service: None,
     }
 }
 
@@ -645,6 +647,7 @@ fn a_provider_refused_its_bond_leaves_the_book_and_acts_on_nothing() {
         job_id: id,
         attempt: 1,
         fuel_used: 0,
+        endpoint: None,
     };
     // Before the outbox runs, the assignment is not the provider's yet.
     let acks = endpoints::heartbeat(&rt, NODE, vec![item]).unwrap();

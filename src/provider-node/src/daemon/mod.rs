@@ -780,6 +780,7 @@ impl<T: Transport + Clone> Daemon<T> {
                         job_id: *id,
                         attempt: s.attempt,
                         fuel_used: s.heartbeat_fuel(now_ns),
+                        endpoint: None,
                     }
                 })
                 .collect();
