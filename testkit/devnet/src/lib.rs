@@ -14,6 +14,7 @@ mod error;
 mod faults;
 mod instance;
 mod management;
+mod outcalls;
 mod persist;
 mod rng;
 mod scheduler;
@@ -29,6 +30,7 @@ pub use candid::Principal;
 pub use error::{CallError, InstallError, Reject, RejectCode};
 pub use faults::{Fault, FaultKind};
 pub use management::{CanisterSettings, CanisterStatus, InstallMode, UpgradeFlags};
+pub use outcalls::{SUBNET_NODES, http_request_cost, request_size};
 pub use persist::StateError;
 pub use system_api::MAX_PAYLOAD;
 

@@ -389,6 +389,10 @@ impl Devnet {
                 let bytes = self.raw_rand().to_vec();
                 Ok(Encode!(&serde_bytes::ByteBuf::from(bytes)).expect("encode"))
             }
+            "http_request" => Err(reject(
+                RejectCode::CanisterReject,
+                "http_request can only be called by canisters",
+            )),
             other => Err(reject(
                 RejectCode::DestinationInvalid,
                 format!("the devnet's management canister has no method '{other}'"),

@@ -260,7 +260,7 @@ impl Devnet {
 
     /// A context for a message from `caller` to `method` of `canister`,
     /// which may respond.
-    fn message_context(
+    pub(crate) fn message_context(
         &self,
         canister: Principal,
         kind: EntryKind,
@@ -278,7 +278,7 @@ impl Devnet {
 
     /// Runs the query `ctx` names on `canister`, keeping none of its
     /// changes; `no_reply` is the reject message when it answers nothing.
-    fn run_query(
+    pub(crate) fn run_query(
         &mut self,
         canister: Principal,
         ctx: ExecContext,
@@ -295,7 +295,12 @@ impl Devnet {
         }
     }
 
-    fn check_method(&self, canister: Principal, method: &str, kind: &str) -> Result<(), Reject> {
+    pub(crate) fn check_method(
+        &self,
+        canister: Principal,
+        method: &str,
+        kind: &str,
+    ) -> Result<(), Reject> {
         let c = self.canisters.get(&canister).ok_or_else(|| {
             Reject::new(
                 RejectCode::DestinationInvalid,
@@ -538,6 +543,10 @@ impl Devnet {
             }
         }
         if callee == Principal::management_canister() {
+            if method == "http_request" {
+                let (result, refund) = self.http_outcall(caller, &arg, cycles);
+                return self.respond_to(origin, result, refund);
+            }
             let result = self.management_call(caller, &method, &arg);
             return self.respond_to(origin, result, cycles);
         }

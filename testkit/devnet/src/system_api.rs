@@ -213,6 +213,7 @@ pub(crate) const IMPLEMENTED: &[&str] = &[
     "in_replicated_execution",
     "cost_call",
     "cost_create_canister",
+    "cost_http_request",
     "debug_print",
     "trap",
 ];
@@ -684,7 +685,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     linker.func_wrap("ic0", "in_replicated_execution", |c: Caller<'_, Host>| {
         u32::from(c.data().ctx.kind != EntryKind::Query)
     })?;
-    // Cycles are not charged on the devnet, so every cost is zero.
+    // Cycles are not charged on the devnet for execution and calls, so
+    // their costs are zero.
     linker.func_wrap(
         "ic0",
         "cost_call",
@@ -694,6 +696,16 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
         "ic0",
         "cost_create_canister",
         |mut c: Caller<'_, Host>, dst: u32| write_u128(&mut c, dst, 0),
+    )?;
+    // Outcalls are the exception: `http_request` takes the IC's price from
+    // the cycles attached to it, so a canister must attach them.
+    linker.func_wrap(
+        "ic0",
+        "cost_http_request",
+        |mut c: Caller<'_, Host>, request_size: u64, max_res_bytes: u64, dst: u32| {
+            let cost = crate::outcalls::http_request_cost(request_size, max_res_bytes);
+            write_u128(&mut c, dst, cost)
+        },
     )?;
     linker.func_wrap(
         "ic0",

@@ -349,3 +349,66 @@ async fn raw_rand() -> Vec<u8> {
         .expect("raw_rand call");
     r.candid::<Vec<u8>>().expect("raw_rand reply")
 }
+
+/// Makes an HTTP outcall (GET `url`) through the management canister and
+/// reports the outcome: the reply is the candid `http_request_result`.
+/// `cycles` attached defaults to the IC's price (`ic0.cost_http_request`);
+/// with `transform_context`, the response goes through `outcall_transform`.
+#[update]
+async fn outcall(
+    url: String,
+    max_response_bytes: Option<u64>,
+    transform_context: Option<Vec<u8>>,
+    cycles: Option<u128>,
+) -> CallOutcome {
+    use ic_management_canister_types::{
+        HttpMethod, HttpRequestArgs, TransformContext, TransformFunc,
+    };
+    let transform = transform_context.map(|context| TransformContext {
+        function: TransformFunc(candid::Func {
+            principal: ic_cdk::api::canister_self(),
+            method: "outcall_transform".into(),
+        }),
+        context,
+    });
+    let request_size = url.len()
+        + transform
+            .as_ref()
+            .map_or(0, |t| t.function.0.method.len() + t.context.len());
+    let args = HttpRequestArgs {
+        url,
+        max_response_bytes,
+        method: HttpMethod::GET,
+        transform,
+        ..Default::default()
+    };
+    let cycles = cycles.unwrap_or_else(|| {
+        ic_cdk::api::cost_http_request(request_size as u64, max_response_bytes.unwrap_or(2_000_000))
+    });
+    let call = Call::unbounded_wait(Principal::management_canister(), "http_request")
+        .with_arg(&args)
+        .with_cycles(cycles);
+    match call.await {
+        Ok(r) => CallOutcome::Reply(r.into_bytes()),
+        Err(CallFailed::CallRejected(e)) => {
+            CallOutcome::Reject(e.raw_reject_code(), e.reject_message().to_string())
+        }
+        Err(_) => CallOutcome::NotSent,
+    }
+}
+
+/// The transform of `outcall`: keeps the status and body, replaces the
+/// headers with one named `context` holding the transform's context.
+#[query]
+fn outcall_transform(
+    args: ic_management_canister_types::TransformArgs,
+) -> ic_management_canister_types::HttpRequestResult {
+    ic_management_canister_types::HttpRequestResult {
+        status: args.response.status,
+        headers: vec![ic_management_canister_types::HttpHeader {
+            name: "context".into(),
+            value: String::from_utf8_lossy(&args.context).into_owned(),
+        }],
+        body: args.response.body,
+    }
+}
