@@ -83,8 +83,31 @@ NATIVE_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 case "$NATIVE_TARGET_DIR" in /*) ;; *) NATIVE_TARGET_DIR="$ROOT/$NATIVE_TARGET_DIR" ;; esac
 COMPONENTIZE="$NATIVE_TARGET_DIR/debug/componentize"
 
+# What each component must export, and the interfaces it may import: an
+# HTTP service only the wasi:http/proxy world's and wasi:cli/environment
+# (what the provider's service host links), so a dependency that pulls in,
+# say, wasi:filesystem fails here rather than when a provider loads it.
+declare -A EXPORT=(
+    [hello-service]=wasi:http/incoming-handler
+    [hostile-service]=wasi:http/incoming-handler
+    [tcp-relay]=wasi:cli/run
+)
+HTTP_IMPORTS='wasi:(io/(poll|error|streams)|clocks/(monotonic-clock|wall-clock)|random/random|http/(types|outgoing-handler)|cli/(stdin|stdout|stderr|environment))'
+declare -A IMPORTS=(
+    [hello-service]="$HTTP_IMPORTS"
+    [hostile-service]="$HTTP_IMPORTS"
+    [tcp-relay]='wasi:(io/(poll|error|streams)|clocks/(monotonic-clock|wall-clock)|cli/(stdin|stdout|stderr|environment)|sockets/(network|instance-network|tcp|tcp-create-socket))'
+)
+
 for name in "${SERVICES[@]}"; do
     # A cdylib's file name has underscores for the package name's dashes.
     "$COMPONENTIZE" "$TARGET_DIR/$SERVICE_TARGET/release/${name//-/_}.wasm" "$OUT_DIR/$name.wasm"
+    world=$("$COMPONENTIZE" --world "$OUT_DIR/$name.wasm")
+    if ! grep -Eq "^export ${EXPORT[$name]}@0\.2\.[0-9]+$" <<<"$world" \
+        || grep -Ev "^(export ${EXPORT[$name]}|import ${IMPORTS[$name]})@0\.2\.[0-9]+$" <<<"$world" >&2; then
+        echo "error: $name.wasm must export ${EXPORT[$name]} and import only ${IMPORTS[$name]}; its world:" >&2
+        echo "$world" >&2
+        exit 1
+    fi
 done
 echo "==> workloads ready: ${PROGRAMS[*]} ${SERVICES[*]}" >&2
