@@ -65,6 +65,14 @@ pub fn workload_dir() -> PathBuf {
         .unwrap_or_else(|| repo_root().join("target").join("workloads"))
 }
 
+/// The path of built workload `name` (`echo`, `hello-service`, ...):
+/// `<name>.wasm` in [`workload_dir`]. Batch jobs there are WASI preview 1
+/// modules; services (`hello-service`, `hostile-service`, `tcp-relay`) are
+/// WASI 0.2 components.
+pub fn workload_path(name: &str) -> PathBuf {
+    workload_dir().join(format!("{name}.wasm"))
+}
+
 /// Fails, showing the generated interface, when `generated` (from a
 /// canister's code) is not the same service as the checked-in `.did` file.
 ///
@@ -169,4 +177,16 @@ pub fn did_service(did: &str) -> (TypeEnv, Vec<(String, bool, Vec<Type>)>) {
         })
         .collect();
     (env, methods)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_workload_is_its_name_with_wasm_in_the_workload_dir() {
+        let path = workload_path("hello-service");
+        assert_eq!(path.parent(), Some(workload_dir().as_path()));
+        assert_eq!(path.file_name().unwrap(), "hello-service.wasm");
+    }
 }
