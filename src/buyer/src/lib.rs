@@ -2,7 +2,9 @@
 //! command line lives with its binary): upload a
 //! WASI module once, lock funds and submit a job, follow it until it ends,
 //! read its result, dispute it ([`dispute`]); deposit, check and withdraw
-//! the escrow balance; reserve slots and run jobs in them (`market reserve`, `run --reservation`); list
+//! the escrow balance; reserve slots and run jobs in them (`market reserve`, `run --reservation`);
+//! lease replicas of a network service and follow their endpoints (`market
+//! serve`, `market service`); list
 //! providers with their stake and track record (`market providers`); print
 //! what an SNS DAO proposes to buy capacity ([`sns`]).
 //!
@@ -22,6 +24,7 @@ mod providers;
 mod request;
 mod reserve;
 mod run;
+mod service;
 pub mod sns;
 mod watch;
 
@@ -39,6 +42,10 @@ pub use reserve::{
     reservation, reserve, set_delegates, submit_reserved,
 };
 pub use run::{RunOptions, RunReport, interrupted_message, run, submit};
+pub use service::{
+    describe_service, follow_service, is_component, lease_over, lease_service, replica_changes,
+    service,
+};
 pub use watch::{
     JobEvent, Settlement, audit_pending, audit_reason, audit_state, bill, describe_outcome,
     exit_code, format_time, job_events, output_truncated, result_in, settlement, summary,

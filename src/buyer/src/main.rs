@@ -8,6 +8,10 @@
 //! Reserved capacity: `market reserve ...` locks slots for a number of
 //! intervals; `market run job.wasm --reservation ID` runs jobs in them.
 //!
+//! Services: `market serve service.wasm --replicas 2 --intervals N
+//! --max-price P` leases replicas of a wasi:http component and prints
+//! their endpoints; `market service ID` shows them.
+//!
 //! SNS DAOs buy by proposal; `market sns` prints what their proposals carry.
 //!
 //! The logic lives in the `market` library; this file and [`cli`] connect it
@@ -21,6 +25,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use cli::serve::ServeArgs;
 use cli::sns::{ReserveArgs, SnsCommand};
 use cli::{
     AmountArgs, Cli, Command, DelegatesArgs, ExtendArgs, JobArgs, JobIdArgs, JobsArgs,
@@ -88,6 +93,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Command::Delegates(a) => delegates(&s, a).await,
                 Command::CancelReservation(a) => cancel_reservation(&s, a).await,
                 Command::Providers(a) => providers(&s, a).await,
+                Command::Serve(a) => serve(&s, a).await,
+                Command::Service(a) => show_service(&s, a).await,
                 Command::Identity(_) | Command::Run(_) | Command::Submit(_) | Command::Sns(_) => {
                     unreachable!()
                 }
@@ -332,6 +339,43 @@ async fn reserve(s: &Session, args: ReserveArgs) -> anyhow::Result<ExitCode> {
         "see its slots with `market reservation {id}`; run jobs in it with `market run job.wasm \
          --reservation {id}`; share it with `market delegates {id} --add PRINCIPAL`"
     ));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(s: &Session, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let component = std::fs::read(&args.component)
+        .with_context(|| format!("cannot read {}", args.component.display()))?;
+    let spec = args.spec(s.client.ids().ledger);
+    let mut console = Console::stderr();
+    let id = buyer::lease_service(&s.client, &component, spec, &mut console).await?;
+    println!("{id}");
+    if args.detach {
+        console.line(format!(
+            "follow it with `market service {id}`; end it with `market cancel-reservation {id}`"
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    console.line(format!(
+        "service {id}: waiting for providers to start its replicas (Ctrl-C stops following;          the lease goes on)"
+    ));
+    let poll = RunOptions::default().poll_interval;
+    match buyer::follow_service(&s.client, id, poll, &mut console, ctrl_c()).await? {
+        Some(view) => {
+            println!("{}", buyer::describe_service(&view));
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            console.line(format!(
+                "stopped following service {id}; it keeps running: `market service {id}` shows                  it, `market cancel-reservation {id}` ends it"
+            ));
+            Ok(ExitCode::from(INTERRUPTED))
+        }
+    }
+}
+
+async fn show_service(s: &Session, args: ReservationIdArgs) -> anyhow::Result<ExitCode> {
+    let v = buyer::service(&s.client, args.id).await?;
+    println!("{}", buyer::describe_service(&v));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -11,12 +11,14 @@ use market_api::matcher::ReservationId;
 use market_api::{JobId, Tokens};
 
 pub mod parse;
+pub mod serve;
 pub mod sns;
 
 use market::{BuyerError, JobRequest, parse_audit_ppm};
 use market_client::IdentityCommand;
 use market_client::config::NetworkArgs;
 use parse::{amount, env_pair, positive_amount, read, read_module};
+use serve::ServeArgs;
 use sns::{ReserveArgs, SnsCommand};
 
 /// `market`: the buyer's tool.
@@ -84,6 +86,19 @@ pub enum Command {
     /// runs, and lets you and your delegates run jobs in the slots
     /// (`market run job.wasm --reservation ID`).
     Reserve(ReserveArgs),
+    /// Lease replicas of a network service (a wasi:http component) and
+    /// follow their endpoints until Ctrl-C (the lease goes on) or its end.
+    ///
+    /// Uploads the component unless the matcher has it, locks replicas ×
+    /// intervals × max price (and what the matcher's health probes cost)
+    /// from your escrow balance (checked first), and prints each replica's
+    /// URL as its provider starts it. Each replica runs on a different
+    /// provider; the matcher probes its health path, and a replica that
+    /// stops answering is slashed and matched to another provider.
+    Serve(ServeArgs),
+    /// Show a service lease: each replica's provider, endpoint and health,
+    /// and what the lease locked and paid.
+    Service(ReservationIdArgs),
     /// Show a reservation: its slots, money, queued jobs and delegates.
     ///
     /// Each slot with its provider, price, intervals paid, re-matches and

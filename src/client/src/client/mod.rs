@@ -17,7 +17,8 @@ use market_api::matcher::{
     Assignment, AssignmentPage, CancelReservationArgs, ExtendReservationArgs, HeartbeatAck,
     HeartbeatItem, Job, JobChunk, JobChunkRequest, JobSpec, JobView, MAX_ASSIGNMENTS_PAGE,
     MatcherError, MatcherInit, ModuleInfo, ModuleUpload, Offer, OfferSpec, Reservation,
-    ReservationId, ReservationSpec, ReservedJobArgs, SetDelegatesArgs, Sha256, SubmitResultArgs,
+    ReservationId, ReservationSpec, ReservedJobArgs, ServiceView, SetDelegatesArgs, Sha256,
+    SubmitResultArgs,
 };
 use market_api::registry::{
     Eligibility, ListProvidersArgs, Provider, ProviderPage, ProviderProfile, RegistryConfig,
@@ -604,6 +605,11 @@ impl<T: Transport> MarketClient<T> {
         id: ReservationId,
     ) -> Result<Option<Reservation>, ClientError> {
         self.query1(Target::Matcher, "get_reservation", (id,)).await
+    }
+
+    /// `get_service`: a service lease's replicas, their endpoints and health.
+    pub async fn get_service(&self, id: ReservationId) -> Result<Option<ServiceView>, ClientError> {
+        self.query1(Target::Matcher, "get_service", (id,)).await
     }
 
     /// `list_reservations`: `owner`'s reservations from `page.start` on.

@@ -305,6 +305,15 @@ fn reservation_calls_go_to_the_matcher_as_updates_and_queries() {
     assert_eq!(Decode!(&sent.arg, u64).unwrap(), 5);
 
     rec.answer(Ok(
+        Encode!(&None::<market_api::matcher::ServiceView>).unwrap()
+    ));
+    assert_eq!(block_on(c.get_service(6)), Ok(None));
+    let sent = rec.last();
+    assert_eq!(sent.method, "get_service");
+    assert!(!sent.update);
+    assert_eq!(Decode!(&sent.arg, u64).unwrap(), 6);
+
+    rec.answer(Ok(
         Encode!(&Err::<(), MatcherError>(MatcherError::Busy)).unwrap()
     ));
     let err = block_on(c.cancel_reservation(CancelReservationArgs { reservation: 5 }));

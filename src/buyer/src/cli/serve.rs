@@ -1,0 +1,157 @@
+//! Flags of `market serve` and `market service`.
+
+use std::path::PathBuf;
+
+use candid::Principal;
+use clap::Args;
+use market_api::Tokens;
+use market_api::matcher::{
+    MAX_HEALTH_PATH_LEN, MAX_HOST_LEN, ModuleSource, ReservationSpec, ServiceLimits, ServiceSpec,
+};
+
+use super::parse::{amount, env_pair, positive_amount};
+
+/// Fuel per interval a service's slots must offer (the default of
+/// `market reserve --fuel`).
+pub const SLOT_FUEL_PER_INTERVAL: u64 = 1_000_000_000;
+
+/// Flags of `serve`.
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// The service: a WASI 0.2 component for the `wasi:http/proxy` world.
+    pub component: PathBuf,
+    /// Replicas, each on a different provider.
+    #[arg(long, default_value_t = 1, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
+    pub replicas: u32,
+    /// Intervals leased per replica; each is paid while the replica answers
+    /// the matcher's probes.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub intervals: u32,
+    /// Highest price per replica and interval, in ICP (`0.01`) or e8s.
+    #[arg(long, value_name = "ICP", value_parser = positive_amount)]
+    pub max_price: Tokens,
+    /// Length of one paid interval.
+    #[arg(long, default_value_t = 60, value_name = "S", value_parser = clap::value_parser!(u64).range(1..))]
+    pub interval_secs: u64,
+    /// A host the service may send HTTP requests to (repeatable); nothing
+    /// else is reachable, and never a private or loopback address.
+    #[arg(long = "allow-host", value_name = "HOST", value_parser = host_name)]
+    pub allow_hosts: Vec<String>,
+    /// An environment variable for the service (repeatable).
+    #[arg(long = "env", value_name = "K=V", value_parser = env_pair)]
+    pub env: Vec<(String, String)>,
+    /// The path the matcher probes on each replica; it must answer 2xx.
+    #[arg(long = "health", default_value = "/healthz", value_name = "PATH", value_parser = health_path)]
+    pub health_path: String,
+    /// Memory of each instance.
+    #[arg(long, default_value_t = 64, value_name = "M", value_parser = clap::value_parser!(u32).range(1..))]
+    pub memory_mib: u32,
+    /// Fuel one request may burn.
+    #[arg(long, default_value_t = ServiceLimits::default().fuel_per_request, value_name = "N")]
+    pub fuel_per_request: u64,
+    /// Time one request may take, response included, in milliseconds.
+    #[arg(long, default_value_t = ServiceLimits::default().timeout_ms, value_name = "MS")]
+    pub timeout_ms: u64,
+    /// Requests one replica serves at once; more are answered 503.
+    #[arg(long, default_value_t = ServiceLimits::default().max_concurrent, value_name = "N")]
+    pub max_concurrent: u32,
+    /// Largest request and response body, in bytes.
+    #[arg(long, default_value_t = ServiceLimits::default().max_body_bytes, value_name = "BYTES")]
+    pub max_body_bytes: u64,
+    /// Smallest stake a provider must hold.
+    #[arg(long, default_value = "0", value_name = "ICP", value_parser = amount)]
+    pub min_stake: Tokens,
+    /// Times one replica is matched anew after its provider fails it.
+    #[arg(long, default_value_t = 3, value_name = "R")]
+    pub max_rematches: u32,
+    /// Print the lease's id once it is made, without following it.
+    #[arg(long)]
+    pub detach: bool,
+}
+
+impl ServeArgs {
+    /// The lease these flags ask for, paid in `ledger`; its component is
+    /// set once uploaded.
+    pub fn spec(&self, ledger: Principal) -> ReservationSpec {
+        ReservationSpec {
+            slots: self.replicas,
+            memory_mib: self.memory_mib,
+            // What a slot must offer per interval: the reservation
+            // default; a service is limited per request instead.
+            fuel_per_interval: SLOT_FUEL_PER_INTERVAL,
+            interval_secs: self.interval_secs,
+            intervals: self.intervals,
+            max_price_per_interval: self.max_price,
+            ledger,
+            min_provider_stake: self.min_stake,
+            max_rematches: self.max_rematches,
+            delegates: vec![],
+            service: Some(ServiceSpec {
+                component: ModuleSource::Stored { sha256: [0; 32] },
+                env: self.env.clone(),
+                allowed_hosts: self.allow_hosts.clone(),
+                health_path: self.health_path.clone(),
+                callback: None,
+                limits: ServiceLimits {
+                    fuel_per_request: self.fuel_per_request,
+                    timeout_ms: self.timeout_ms,
+                    max_concurrent: self.max_concurrent,
+                    max_body_bytes: self.max_body_bytes,
+                },
+            }),
+        }
+    }
+}
+
+/// A host name (or IP literal) as the lease lists it: lowercase, no
+/// scheme, port or path.
+pub fn host_name(text: &str) -> Result<String, String> {
+    let host = text.trim().to_ascii_lowercase();
+    let name_like = host
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    let ipv6 = host.parse::<std::net::Ipv6Addr>().is_ok();
+    if host.is_empty()
+        || host.len() > MAX_HOST_LEN
+        || !(name_like || ipv6)
+        || host.starts_with('.')
+        || host.ends_with('.')
+    {
+        return Err(format!(
+            "expected a host name such as api.example.com (no scheme, port or path), got {text:?}"
+        ));
+    }
+    Ok(host)
+}
+
+/// A path starting with `/`, printable ASCII without spaces.
+pub fn health_path(text: &str) -> Result<String, String> {
+    if text.starts_with('/')
+        && text.len() <= MAX_HEALTH_PATH_LEN
+        && text.chars().all(|c| c.is_ascii_graphic())
+    {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "expected a path such as /healthz (at most {MAX_HEALTH_PATH_LEN} bytes, no spaces)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_and_health_paths_are_checked() {
+        assert_eq!(host_name("API.Example.com").unwrap(), "api.example.com");
+        assert!(host_name("https://api.example.com").is_err());
+        assert!(host_name("api.example.com/x").is_err());
+        assert!(host_name("").is_err());
+        assert!(host_name("api.example.com:8080").is_err());
+        assert_eq!(host_name("::1").unwrap(), "::1");
+        assert_eq!(health_path("/healthz").unwrap(), "/healthz");
+        assert!(health_path("healthz").is_err());
+        assert!(health_path("/a b").is_err());
+    }
+}
