@@ -148,7 +148,7 @@ pub struct GlobalArgs {
     /// Services' ingress host:port; `off` disables it [default: off]
     #[arg(long, global = true, value_name = "ADDR")]
     pub ingress_listen: Option<String>,
-    /// Public base URL of the ingress [default: http://<ingress listen>]
+    /// Public base URL of the ingress [default: `http://` + the ingress address]
     #[arg(long, global = true, value_name = "URL")]
     pub public_url: Option<String>,
 }
