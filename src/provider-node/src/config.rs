@@ -53,6 +53,8 @@ pub struct FileConfig {
     pub state_dir: Option<PathBuf>,
     /// `host:port` of the Prometheus endpoint; absent disables it.
     pub metrics_addr: Option<String>,
+    /// The services' ingress.
+    pub ingress: IngressFile,
 }
 
 /// The keys of the file only a provider has.
@@ -67,6 +69,32 @@ struct ProviderFile {
     cache_dir: Option<PathBuf>,
     state_dir: Option<PathBuf>,
     metrics_addr: Option<String>,
+    #[serde(default)]
+    ingress: IngressFile,
+}
+
+/// `[ingress]`: the HTTP listener in front of the services the node runs.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IngressFile {
+    /// `host:port` to listen on; absent or `off` runs no ingress.
+    pub listen: Option<String>,
+    /// The URL clients reach the listener at (`https://node.example`);
+    /// a service's endpoint is `<public_url>/<id>/`. Default
+    /// `http://<listen>`.
+    pub public_url: Option<String>,
+    /// PEM certificate chain, when the ingress terminates TLS itself.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// With a domain, `<id>.<domain>` also routes to service `id`.
+    pub host_domain: Option<String>,
+    /// Requests served at once across all services (instances).
+    pub max_instances: Option<u32>,
+    /// Connections open at once.
+    pub max_connections: Option<usize>,
+    /// Largest memory one service instance may use, MiB.
+    pub max_service_memory_mib: Option<u64>,
 }
 
 /// `[sandbox]`.
@@ -117,6 +145,60 @@ pub struct GlobalArgs {
     /// Jobs run at once
     #[arg(long, global = true)]
     pub concurrent_jobs: Option<String>,
+    /// Services' ingress host:port; `off` disables it [default: off]
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub ingress_listen: Option<String>,
+    /// Public base URL of the ingress [default: `http://` + the ingress address]
+    #[arg(long, global = true, value_name = "URL")]
+    pub public_url: Option<String>,
+}
+
+/// The services' ingress after merging.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IngressConfig {
+    /// Where it listens.
+    pub listen: SocketAddr,
+    /// The URL clients reach it at, without a trailing slash.
+    pub public_url: String,
+    /// Certificate chain and key files, when it terminates TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Host-name routing domain.
+    pub host_domain: Option<String>,
+    /// Instances (requests in flight) across all services.
+    pub max_instances: u32,
+    /// Connections open at once.
+    pub max_connections: usize,
+    /// Largest memory of one service instance, bytes.
+    pub max_service_memory_bytes: u64,
+}
+
+impl IngressConfig {
+    /// The service host's settings; compiled components go to `cache_dir`.
+    pub fn host_config(&self, cache_dir: &Path) -> crate::service::ServiceHostConfig {
+        crate::service::ServiceHostConfig {
+            max_instances: self.max_instances,
+            max_memory_bytes: self.max_service_memory_bytes,
+            cache_dir: Some(cache_dir.to_path_buf()),
+            public_base_url: Some(self.public_url.clone()),
+            ..crate::service::ServiceHostConfig::default()
+        }
+    }
+
+    /// The listener's settings, the TLS files read.
+    pub fn ingress_settings(
+        &self,
+    ) -> Result<crate::service::IngressSettings, crate::service::ServiceError> {
+        let tls = match &self.tls {
+            Some((cert, key)) => Some(crate::service::tls_config(cert, key)?),
+            None => None,
+        };
+        Ok(crate::service::IngressSettings {
+            max_connections: self.max_connections,
+            host_domain: self.host_domain.clone(),
+            tls,
+            ..crate::service::IngressSettings::default()
+        })
+    }
 }
 
 /// Sandbox settings after merging.
@@ -154,6 +236,8 @@ pub struct Settings {
     pub poll_interval: Duration,
     /// Shutdown grace period.
     pub shutdown_grace: Duration,
+    /// The services' ingress, if enabled.
+    pub ingress: Option<IngressConfig>,
 }
 
 impl std::ops::Deref for Settings {
@@ -189,6 +273,7 @@ pub fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
         "cache_dir",
         "state_dir",
         "metrics_addr",
+        "ingress",
     ];
     let (common, own) = common::parse_parts::<ProviderFile>(path, text, &own_keys)?;
     Ok(FileConfig {
@@ -199,6 +284,7 @@ pub fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
         cache_dir: own.cache_dir,
         state_dir: own.state_dir,
         metrics_addr: own.metrics_addr,
+        ingress: own.ingress,
     })
 }
 
@@ -267,6 +353,7 @@ pub fn resolve(
         compile_timeout,
         max_job_time: Duration::from_secs(file.sandbox.max_job_secs.unwrap_or(3600)),
     };
+    let ingress = resolve_ingress(&layers, flags, &file.ingress)?;
     Ok(Settings {
         common,
         provider,
@@ -276,7 +363,79 @@ pub fn resolve(
         metrics_addr,
         poll_interval: Duration::from_millis(file.daemon.poll_interval_ms.unwrap_or(1000).max(10)),
         shutdown_grace: Duration::from_secs(file.daemon.shutdown_grace_secs.unwrap_or(60)),
+        ingress,
     })
+}
+
+fn resolve_ingress(
+    layers: &Layers,
+    flags: &GlobalArgs,
+    file: &IngressFile,
+) -> Result<Option<IngressConfig>, ConfigError> {
+    let invalid = |setting: &str, message: &str| ConfigError::Invalid {
+        setting: setting.into(),
+        source_name: "settings".into(),
+        message: message.into(),
+    };
+    let listen = match layers.pick(
+        "ingress.ingress_listen",
+        flags.ingress_listen.clone(),
+        file.listen.clone(),
+    ) {
+        None => return Ok(None),
+        Some(p) if p.value == "off" || p.value.is_empty() => return Ok(None),
+        Some(p) => common::parse_value::<SocketAddr>("ingress.listen", Some(p))?
+            .expect("a value was picked"),
+    };
+    let public_url = layers
+        .pick(
+            "ingress.public_url",
+            flags.public_url.clone(),
+            file.public_url.clone(),
+        )
+        .map(|p| p.value)
+        .unwrap_or_else(|| format!("http://{listen}"));
+    let public_url = public_url.trim_end_matches('/').to_string();
+    if crate::service::endpoint(&public_url, 0).is_none() {
+        return Err(invalid(
+            "ingress.public_url",
+            "must be an http:// or https:// URL",
+        ));
+    }
+    let expand = |setting: &str, p: &Option<PathBuf>| layers.path(setting, &None, p);
+    let tls = match (
+        expand("ingress.tls_cert", &file.tls_cert)?,
+        expand("ingress.tls_key", &file.tls_key)?,
+    ) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => {
+            return Err(invalid(
+                "ingress.tls_cert",
+                "tls_cert and tls_key go together",
+            ));
+        }
+    };
+    let max_instances = file.max_instances.unwrap_or(128);
+    if max_instances == 0 {
+        return Err(invalid("ingress.max_instances", "must be at least 1"));
+    }
+    let max_service_memory_mib = file.max_service_memory_mib.unwrap_or(256);
+    if max_service_memory_mib == 0 || max_service_memory_mib > 4096 {
+        return Err(invalid(
+            "ingress.max_service_memory_mib",
+            "must be 1 to 4096",
+        ));
+    }
+    Ok(Some(IngressConfig {
+        listen,
+        public_url,
+        tls,
+        host_domain: file.host_domain.clone(),
+        max_instances,
+        max_connections: file.max_connections.unwrap_or(1024).max(1),
+        max_service_memory_bytes: max_service_memory_mib << 20,
+    }))
 }
 
 /// Reads the file named by the flags or the environment and merges.
@@ -318,6 +477,17 @@ max_job_secs = 3600
 [daemon]
 poll_interval_ms = 1000
 shutdown_grace_secs = 60
+
+# Services: the HTTP listener in front of the components the node runs.
+[ingress]
+# listen = "0.0.0.0:8080"         # or "off" (the default)
+# public_url = "https://node.example.com"   # endpoints are <public_url>/<id>/
+# tls_cert = "~/.config/provider-node/cert.pem"   # or TLS at your own reverse proxy
+# tls_key = "~/.config/provider-node/key.pem"
+# host_domain = "svc.node.example.com"      # also route <id>.<host_domain>
+max_instances = 128               # requests in flight across all services
+max_connections = 1024
+max_service_memory_mib = 256
 "#;
 
 #[cfg(test)]
@@ -505,6 +675,49 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.metrics_addr, None);
+    }
+
+    #[test]
+    fn the_ingress_is_off_unless_it_listens_and_its_url_defaults_to_the_address() {
+        let env = env_of(&[("HOME", "/h")]);
+        let s = resolve("f".into(), FileConfig::default(), &flags(&[]), &env).unwrap();
+        assert_eq!(s.ingress, None);
+        let file = parse_file(
+            Path::new("c.toml"),
+            "[ingress]\nlisten = \"127.0.0.1:8080\"\nmax_instances = 4\ntls_cert = \"~/c.pem\"\ntls_key = \"~/k.pem\"\n",
+        )
+        .unwrap();
+        let s = resolve("f".into(), file, &flags(&[]), &env).unwrap();
+        let ingress = s.ingress.unwrap();
+        assert_eq!(ingress.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(ingress.public_url, "http://127.0.0.1:8080");
+        assert_eq!(ingress.max_instances, 4);
+        assert_eq!(
+            ingress.tls,
+            Some((PathBuf::from("/h/c.pem"), PathBuf::from("/h/k.pem")))
+        );
+        assert_eq!(
+            ingress
+                .host_config(Path::new("/c"))
+                .public_base_url
+                .as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        let flags = flags(&[
+            "--ingress-listen",
+            "0.0.0.0:443",
+            "--public-url",
+            "https://node.example/",
+        ]);
+        let s = resolve("f".into(), FileConfig::default(), &flags, &env).unwrap();
+        let ingress = s.ingress.unwrap();
+        assert_eq!(ingress.public_url, "https://node.example");
+        let bad = parse_file(
+            Path::new("c.toml"),
+            "[ingress]\nlisten = \"127.0.0.1:1\"\npublic_url = \"ftp://x\"\n",
+        )
+        .unwrap();
+        assert!(resolve("f".into(), bad, &GlobalArgs::default(), &env).is_err());
     }
 
     #[test]

@@ -10,5 +10,7 @@
 //!   `withdraw`.
 pub mod config;
 pub mod daemon;
+pub mod net;
 pub mod provider;
 pub mod sandbox;
+pub mod service;

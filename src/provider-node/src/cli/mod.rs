@@ -5,6 +5,7 @@ mod exec;
 mod offer;
 mod provider;
 mod run;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -39,6 +40,9 @@ pub enum Command {
     /// Run a WASI job locally in exactly the providers' sandbox and report
     /// its outcome, fuel, peak memory and time.
     Exec(exec::ExecArgs),
+    /// Serve a wasi:http/proxy component locally behind the providers'
+    /// ingress, with the limits a lease would give it.
+    Serve(serve::ServeArgs),
 }
 
 /// Runs `command`; the exit code is the process's.
@@ -63,5 +67,6 @@ pub fn run(global: GlobalArgs, command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Exec(args) => exec::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }

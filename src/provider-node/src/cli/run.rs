@@ -68,6 +68,24 @@ pub fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("serving metrics on {addr}"))?;
             tracing::info!(addr = %bound, "metrics at http://{bound}/metrics");
         }
+        // The services' ingress. The daemon does not yet start services
+        // from its assignments; the host and its listener are ready for it.
+        if let Some(ingress) = &s.settings.ingress {
+            let host = provider_node::service::ServiceHost::new(
+                ingress.host_config(&s.settings.cache_dir.join("compiled")),
+                metrics.services.clone(),
+            )
+            .context("starting the service host")?;
+            let settings = ingress.ingress_settings().context("ingress TLS")?;
+            let listener = tokio::net::TcpListener::bind(ingress.listen)
+                .await
+                .with_context(|| format!("ingress on {}", ingress.listen))?;
+            let mut rx = stop_rx.clone();
+            tokio::spawn(provider_node::service::serve(host, listener, settings, async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            }));
+            tracing::info!(listen = %ingress.listen, url = %ingress.public_url, "services' ingress");
+        }
         let daemon = Daemon::new(
             s.client.clone(),
             Arc::new(executor),

@@ -46,6 +46,8 @@ pub struct Metrics {
     /// The provider's claimable balance in the escrow, in e8s (refreshed
     /// with the assignments).
     pub claimable_e8s: Gauge,
+    /// The service host's metrics (ingress, per-service requests).
+    pub services: crate::service::ServiceMetrics,
 }
 
 impl Metrics {
@@ -117,6 +119,7 @@ impl Metrics {
             "Claimable balance in the escrow, e8s",
             self.claimable_e8s.clone(),
         );
+        self.services.register(&mut r);
         r
     }
 

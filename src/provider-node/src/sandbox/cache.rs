@@ -1,6 +1,7 @@
 //! Compiled modules cached by the sha256 of their wasm bytes: in memory (ready
 //! to instantiate) and on disk (wasmtime's serialised artefacts, each sealed
-//! with an HMAC so a tampered or foreign file is never deserialised).
+//! with an HMAC so a tampered or foreign file is never deserialised). The
+//! disk cache also holds the services' compiled components ([`Artefact`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::fs;
@@ -11,6 +12,7 @@ use std::sync::Mutex;
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
 
 use super::error::SandboxError;
@@ -51,6 +53,43 @@ impl<V: Clone> BoundedMap<V> {
                 }
             }
         }
+    }
+}
+
+/// What the disk cache stores: wasmtime's compiled core modules and
+/// components.
+pub trait Artefact: Sized {
+    /// Distinguishes the kinds in file names.
+    const EXTENSION: &'static str;
+    /// `Module::serialize` or `Component::serialize`.
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>>;
+    /// `Module::deserialize` or `Component::deserialize`.
+    ///
+    /// # Safety
+    /// `bytes` must come from [`Artefact::serialize`] with a compatible
+    /// engine (wasmtime runs them as machine code).
+    unsafe fn deserialize(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Self>;
+}
+
+impl Artefact for Module {
+    const EXTENSION: &'static str = "cwasm";
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        Module::serialize(self)
+    }
+    unsafe fn deserialize(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Self> {
+        // SAFETY: the caller's contract.
+        unsafe { Module::deserialize(engine, bytes) }
+    }
+}
+
+impl Artefact for Component {
+    const EXTENSION: &'static str = "ccwasm";
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        Component::serialize(self)
+    }
+    unsafe fn deserialize(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Self> {
+        // SAFETY: the caller's contract.
+        unsafe { Component::deserialize(engine, bytes) }
     }
 }
 
@@ -106,11 +145,12 @@ impl DiskCache {
         })
     }
 
-    fn path(&self, hash: &CodeHash) -> PathBuf {
+    fn path<A: Artefact>(&self, hash: &CodeHash) -> PathBuf {
         self.dir.join(format!(
-            "{}-{}.cwasm",
+            "{}-{}.{}",
             hex::encode(hash),
-            hex::encode(&self.fingerprint[..8])
+            hex::encode(&self.fingerprint[..8]),
+            A::EXTENSION
         ))
     }
 
@@ -123,10 +163,10 @@ impl DiskCache {
         mac
     }
 
-    /// Loads the compiled module for `hash`, if present and intact. A file
-    /// that fails the integrity check is removed.
-    pub fn load(&self, engine: &Engine, hash: &CodeHash) -> Option<Module> {
-        let path = self.path(hash);
+    /// Loads the compiled module (or component) for `hash`, if present and
+    /// intact. A file that fails the integrity check is removed.
+    pub fn load<A: Artefact>(&self, engine: &Engine, hash: &CodeHash) -> Option<A> {
+        let path = self.path::<A>(hash);
         let bytes = fs::read(&path).ok()?;
         let header = MAGIC.len() + MAC_LEN;
         let intact = bytes.len() > header
@@ -140,8 +180,8 @@ impl DiskCache {
             return None;
         }
         // SAFETY: the HMAC proves these bytes were produced by this node's
-        // `Module::serialize` for this engine fingerprint and code hash.
-        match unsafe { Module::deserialize(engine, &bytes[header..]) } {
+        // `serialize` for this engine fingerprint and code hash.
+        match unsafe { A::deserialize(engine, &bytes[header..]) } {
             Ok(module) => Some(module),
             Err(_) => {
                 let _ = fs::remove_file(&path);
@@ -150,11 +190,11 @@ impl DiskCache {
         }
     }
 
-    /// Stores `module` for `hash`, atomically (write then rename).
-    pub fn store(&self, hash: &CodeHash, module: &Module) -> std::io::Result<()> {
-        let artefact = module.serialize().map_err(std::io::Error::other)?;
+    /// Stores `compiled` for `hash`, atomically (write then rename).
+    pub fn store<A: Artefact>(&self, hash: &CodeHash, compiled: &A) -> std::io::Result<()> {
+        let artefact = compiled.serialize().map_err(std::io::Error::other)?;
         let tag = self.mac(hash, &artefact).finalize().into_bytes();
-        let path = self.path(hash);
+        let path = self.path::<A>(hash);
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         {
             let mut file = fs::File::create(&tmp)?;

@@ -53,7 +53,7 @@
 //! for a deterministic reason are remembered so that they are never
 //! compiled twice.
 
-mod cache;
+pub(crate) mod cache;
 mod config;
 pub mod determinism;
 mod error;
@@ -66,7 +66,7 @@ mod output;
 mod progress;
 mod shape;
 
-pub use cache::{CodeHash, DiskCache};
+pub use cache::{Artefact, CodeHash, DiskCache};
 pub use config::{DEFAULT_FUEL_SLICE, ENGINE_VERSION, ModuleShapeLimits, SandboxConfig};
 pub use error::SandboxError;
 pub use executor::Executor;

@@ -1,0 +1,111 @@
+//! `provider-node serve`: runs a `wasi:http/proxy` component behind the
+//! ingress exactly as a provider's daemon does (same host, limits, routing
+//! and egress policy), so a buyer can try a service before leasing it.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use market_api::matcher::ServiceLimits;
+use provider_node::service::{
+    IngressSettings, ServiceHost, ServiceHostConfig, ServiceMetrics, ServiceSettings,
+};
+use sha2::{Digest, Sha256};
+
+/// Flags of `serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The component (.wasm) for the `wasi:http/proxy` world.
+    pub component: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// The service's id: it answers under `/<id>/`.
+    #[arg(long, default_value_t = 0)]
+    pub id: u64,
+    /// Fuel one request may burn.
+    #[arg(long, default_value_t = ServiceLimits::default().fuel_per_request)]
+    pub fuel: u64,
+    /// Wall time of one request in milliseconds, response body included.
+    #[arg(long, default_value_t = ServiceLimits::default().timeout_ms)]
+    pub timeout_ms: u64,
+    /// Requests served at once; more are answered 503.
+    #[arg(long, default_value_t = ServiceLimits::default().max_concurrent)]
+    pub max_concurrent: u32,
+    /// Largest request and response body, bytes.
+    #[arg(long, default_value_t = ServiceLimits::default().max_body_bytes)]
+    pub max_body_bytes: u64,
+    /// Linear memory of one instance, MiB.
+    #[arg(long, default_value_t = 64)]
+    pub memory_mib: u32,
+    /// A host the component may send requests to (repeatable).
+    #[arg(long = "allow-host", value_name = "HOST")]
+    pub allow_hosts: Vec<String>,
+    /// An address on this machine's network that allowed hosts may resolve
+    /// to (a local test server; repeatable). By default only public
+    /// addresses are reachable.
+    #[arg(long = "allow-local-address", value_name = "IP")]
+    pub allow_local_addresses: Vec<IpAddr>,
+    /// Environment variable for the component, NAME=VALUE (repeatable).
+    /// Nothing of this shell's environment is passed on.
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+}
+
+/// Serves until Ctrl-C.
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(&args.component)
+        .with_context(|| format!("reading {}", args.component.display()))?;
+    let env = args
+        .env
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .with_context(|| format!("--env {kv}: expected NAME=VALUE"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        let local = listener.local_addr()?;
+        let config = ServiceHostConfig {
+            max_instances: args.max_concurrent.max(1),
+            max_memory_bytes: u64::from(args.memory_mib) << 20,
+            egress_local_addresses: args.allow_local_addresses.clone(),
+            public_base_url: Some(format!("http://{local}")),
+            ..ServiceHostConfig::default()
+        };
+        let host = ServiceHost::new(config, ServiceMetrics::default())?;
+        let hash: [u8; 32] = Sha256::digest(&bytes).into();
+        let settings = ServiceSettings {
+            env,
+            allowed_hosts: args.allow_hosts.clone(),
+            limits: ServiceLimits {
+                fuel_per_request: args.fuel,
+                timeout_ms: args.timeout_ms,
+                max_concurrent: args.max_concurrent,
+                max_body_bytes: args.max_body_bytes,
+            },
+            memory_bytes: u64::from(args.memory_mib) << 20,
+        };
+        host.start(args.id, &bytes, &hash, settings).await?;
+        println!(
+            "{} (sha256 {}); Ctrl-C stops it",
+            host.endpoint(args.id).unwrap_or_default(),
+            hex::encode(hash)
+        );
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        provider_node::service::serve(host, listener, IngressSettings::default(), shutdown).await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
