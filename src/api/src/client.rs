@@ -219,4 +219,11 @@ canister_client! {
 
     /// Cancels one of the caller's jobs.
     fn cancel_job(job_id: JobId) -> Result<(), MatcherError>;
+
+    /// Reserves slots (a service lease, if the spec names a service), paid
+    /// from the caller's escrow balance; returns the reservation's id.
+    fn reserve(spec: &crate::matcher::ReservationSpec) -> Result<crate::matcher::ReservationId, MatcherError>;
+
+    /// A service lease's replicas, their endpoints and health.
+    fn get_service(id: crate::matcher::ReservationId) -> Option<crate::matcher::ServiceView>;
 }

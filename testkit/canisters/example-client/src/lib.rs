@@ -7,8 +7,12 @@
 //! length and sha256); the output, up to 1 MiB, is read with the matcher's
 //! `job_output` query and checked against the notice's hash.
 //!
-//! Its controllers drive it (`fund`, `submit`); only the matcher may call
-//! `job_finished`. The demo and the matcher's devnet tests use it, the
+//! It also leases a service (`lease_service`) and keeps each replica's
+//! endpoint as the matcher's `service_changed` notices tell it, which is
+//! how a dapp learns where its gateway answers after a provider fails.
+//!
+//! Its controllers drive it (`fund`, `submit`, `lease_service`); only the
+//! matcher may call `job_finished` and `service_changed`. The demo and the matcher's devnet tests use it, the
 //! latter with [`CallbackMode::Trap`] to show that a failing callback harms
 //! nothing.
 
@@ -21,7 +25,8 @@ use icrc_ledger_types::icrc2::approve::{ApproveArgs, ApproveError};
 use market_api::client::{EscrowClient, MatcherClient, call};
 use market_api::escrow::DepositArgs;
 use market_api::matcher::{
-    JobNotice, JobSpec, MAX_OUTPUT_BYTES, MatcherError, OutputChunk, ReservedJobArgs,
+    JobNotice, JobSpec, MAX_OUTPUT_BYTES, MatcherError, OutputChunk, ReservationId,
+    ReservationSpec, ReservedJobArgs, ServiceNotice,
 };
 use market_api::{JobId, PageRequest};
 use serde::{Deserialize, Serialize};
@@ -30,6 +35,11 @@ use std::cell::RefCell;
 
 /// The callback method this canister names in its jobs.
 pub const CALLBACK_METHOD: &str = "job_finished";
+/// The callback method this canister names in its service leases.
+pub const SERVICE_CALLBACK_METHOD: &str = "service_changed";
+/// Most replicas whose endpoints it keeps (the matcher's most slots per
+/// lease times a few leases): the map never grows past it.
+const MAX_REPLICAS_KEPT: u64 = 256;
 
 /// Init argument: the marketplace's canisters.
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -68,12 +78,24 @@ pub struct Delivery {
     pub received_at_ns: u64,
 }
 
+/// A replica's endpoint as the matcher last told it.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaEndpoint {
+    /// The last notice about the replica.
+    pub notice: ServiceNotice,
+    /// Notices received about it in all.
+    pub notices: u64,
+    /// When the last one arrived (IC time, ns).
+    pub received_at_ns: u64,
+}
+
 type Memory = VirtualMemory<DefaultMemoryImpl>;
 const CONFIG: MemoryId = MemoryId::new(0);
 // Memory 1 held deliveries of whole jobs, before callbacks carried notices;
 // it is left unused.
 const MODE: MemoryId = MemoryId::new(2);
 const DELIVERIES: MemoryId = MemoryId::new(3);
+const ENDPOINTS: MemoryId = MemoryId::new(4);
 /// Most deliveries returned by one `deliveries` call.
 const MAX_PAGE: usize = 100;
 /// Most output bytes in one `deliveries` reply (a page ends before the
@@ -85,6 +107,8 @@ struct State {
     config: Cell<Cbor<Option<ClientInit>>, Memory>,
     deliveries: StableBTreeMap<u64, Cbor<Delivery>, Memory>,
     mode: Cell<Cbor<CallbackMode>, Memory>,
+    /// Keyed by service id and slot.
+    endpoints: StableBTreeMap<(u64, u32), Cbor<ReplicaEndpoint>, Memory>,
 }
 
 thread_local! {
@@ -94,6 +118,7 @@ thread_local! {
             config: Cell::init(mm.get(CONFIG), Cbor(None)),
             deliveries: StableBTreeMap::init(mm.get(DELIVERIES)),
             mode: Cell::init(mm.get(MODE), Cbor(CallbackMode::Record)),
+            endpoints: StableBTreeMap::init(mm.get(ENDPOINTS)),
         }
     });
 }
@@ -236,6 +261,65 @@ async fn job_finished(notice: JobNotice) {
         }
     }
     STATE.with_borrow_mut(|s| s.deliveries.insert(job_id, Cbor(delivery)));
+}
+
+/// Controllers only: leases the service `spec` names, paid from this
+/// canister's escrow balance, asking the matcher to tell
+/// `service_changed` of every endpoint change.
+#[ic_cdk::update]
+async fn lease_service(spec: ReservationSpec) -> Result<ReservationId, String> {
+    require_controller()?;
+    let mut spec = spec;
+    let c = config()?;
+    let Some(service) = spec.service.as_mut() else {
+        return Err("the reservation names no service".into());
+    };
+    service.callback = Some(SERVICE_CALLBACK_METHOD.into());
+    MatcherClient(c.matcher)
+        .reserve(&spec)
+        .await
+        .map_err(|e| format!("matcher: {e:?}"))?
+        .map_err(|e| format!("lease refused: {e:?}"))
+}
+
+/// The matcher's notice that a replica of one of this canister's services
+/// got a new endpoint or lost its provider. Only the matcher may call it.
+#[ic_cdk::update]
+fn service_changed(notice: ServiceNotice) {
+    let matcher = config().map(|c| c.matcher).ok();
+    if matcher != Some(ic_cdk::api::msg_caller()) {
+        ic_cdk::trap("service_changed: only the matcher may call it");
+    }
+    let key = (notice.service, notice.slot);
+    STATE.with_borrow_mut(|s| {
+        let notices = s.endpoints.get(&key).map_or(0, |e| e.0.notices);
+        if notices == 0 && s.endpoints.len() >= MAX_REPLICAS_KEPT {
+            // Full: forget the oldest service's first replica.
+            if let Some(first) = s.endpoints.first_key_value().map(|(k, _)| k) {
+                s.endpoints.remove(&first);
+            }
+        }
+        s.endpoints.insert(
+            key,
+            Cbor(ReplicaEndpoint {
+                notice,
+                notices: notices + 1,
+                received_at_ns: ic_cdk::api::time(),
+            }),
+        );
+    });
+}
+
+/// What the matcher last told of each replica of service `service`, in
+/// slot order.
+#[ic_cdk::query]
+fn service_endpoints(service: ReservationId) -> Vec<ReplicaEndpoint> {
+    STATE.with_borrow(|s| {
+        s.endpoints
+            .range((service, 0)..=(service, u32::MAX))
+            .map(|e| e.value().0)
+            .collect()
+    })
 }
 
 /// Reads a job's whole output from the matcher, a chunk at a time.
