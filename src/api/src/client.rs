@@ -90,6 +90,24 @@ pub async fn raw_rand() -> Result<Vec<u8>, CallError> {
     Ok(bytes.into_vec())
 }
 
+/// An HTTPS outcall (the management canister's `http_request`) with
+/// `cycles` attached (see [`crate::outcall::http_request_cycles`]; what is
+/// not used is refunded). A reject (the host unreachable, the response too
+/// large, too few cycles) is [`CallError::Rejected`].
+pub async fn http_request(
+    args: &crate::outcall::HttpRequestArgs,
+    cycles: u128,
+) -> Result<crate::outcall::HttpRequestResult, CallError> {
+    let reply = Call::bounded_wait(Principal::management_canister(), "http_request")
+        .with_arg(args)
+        .with_cycles(cycles)
+        .await
+        .map_err(CallError::from)?;
+    reply.candid().map_err(|e| CallError::BadReply {
+        message: e.to_string(),
+    })
+}
+
 /// Declares a client of one of our canisters: a `Copy` wrapper of the
 /// canister's id whose every method makes a bounded-wait [`call`] of the
 /// canister method of its name, with its arguments, and answers the decoded

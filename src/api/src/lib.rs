@@ -8,6 +8,7 @@
 
 pub mod escrow;
 pub mod matcher;
+pub mod outcall;
 pub mod registry;
 pub mod sns;
 

@@ -84,7 +84,40 @@ pub struct MatcherInit {
     /// in the others unprofitable.
     #[serde(default)]
     pub min_audit_ppm: Option<u32>,
+    /// How often each acknowledged replica of a service is probed, in
+    /// seconds (default `DEFAULT_PROBE_INTERVAL_SECS`, from
+    /// `MIN_PROBE_INTERVAL_SECS` to a day).
+    #[serde(default)]
+    pub probe_interval_secs: Option<u64>,
+    /// Failed probes in a row that count as a missed heartbeat deadline
+    /// (default `DEFAULT_PROBE_FAILURES`, 1 to `MAX_PROBE_FAILURES`).
+    #[serde(default)]
+    pub probe_failures: Option<u32>,
+    /// What one probe costs a service lease, in its ledger's smallest unit
+    /// (default `DEFAULT_PROBE_FEE`): locked with the lease and paid to
+    /// the matcher's own escrow account for the probes made when it
+    /// settles. Fees are in the lease's token for now; valuing them in XDR
+    /// (cycles) is to come.
+    #[serde(default)]
+    pub probe_fee: Option<Tokens>,
 }
+
+/// [`MatcherInit::probe_interval_secs`] when unset.
+pub const DEFAULT_PROBE_INTERVAL_SECS: u64 = 60;
+/// The shortest probe interval: an outcall costs some 70 M cycles.
+pub const MIN_PROBE_INTERVAL_SECS: u64 = 10;
+/// [`MatcherInit::probe_failures`] when unset.
+pub const DEFAULT_PROBE_FAILURES: u32 = 3;
+/// The most failed probes in a row a configuration may tolerate.
+pub const MAX_PROBE_FAILURES: u32 = 100;
+/// [`MatcherInit::probe_fee`] when unset: 4 000 e8s (0.00004 ICP). A probe
+/// costs at most 73.2 M cycles on a 13-node subnet
+/// ([`crate::outcall::http_request_cycles`] of a 527-byte request, the
+/// longest endpoint and health path, and a 2 KiB response), 0.0000732 XDR;
+/// at 2 XDR per ICP (below the rate of recent years, so the fee covers the
+/// cycles when ICP is cheap) that is 3 660 e8s, rounded up. For a ledger
+/// whose unit is not an e8 (the cycles ledger, say), set the fee.
+pub const DEFAULT_PROBE_FEE: Tokens = 4_000;
 
 /// [`MatcherInit::min_audit_ppm`] when unset: one result in twenty.
 pub const DEFAULT_MIN_AUDIT_PPM: u32 = 50_000;
@@ -113,10 +146,41 @@ impl MatcherInit {
             .min(AUDIT_ALWAYS_PPM)
     }
 
-    /// Checks the configuration: an audit probability is at most one, and
-    /// a bond at least the job's value (so a caught lie always costs more
-    /// than the job paid).
+    /// How often each acknowledged replica of a service is probed.
+    pub fn probe_interval_secs(&self) -> u64 {
+        self.probe_interval_secs
+            .unwrap_or(DEFAULT_PROBE_INTERVAL_SECS)
+    }
+
+    /// Failed probes in a row that count as a missed heartbeat deadline.
+    pub fn probe_failures(&self) -> u32 {
+        self.probe_failures.unwrap_or(DEFAULT_PROBE_FAILURES)
+    }
+
+    /// What one probe costs a service lease.
+    pub fn probe_fee(&self) -> Tokens {
+        self.probe_fee.unwrap_or(DEFAULT_PROBE_FEE)
+    }
+
+    /// Checks the configuration: an audit probability is at most one, a
+    /// bond at least the job's value (so a caught lie always costs more
+    /// than the job paid), and probes neither too frequent nor too
+    /// lenient.
     pub fn check(&self) -> Result<(), String> {
+        if self
+            .probe_interval_secs
+            .is_some_and(|s| !(MIN_PROBE_INTERVAL_SECS..=86_400).contains(&s))
+        {
+            return Err(format!(
+                "probe_interval_secs is from {MIN_PROBE_INTERVAL_SECS} to 86400"
+            ));
+        }
+        if self
+            .probe_failures
+            .is_some_and(|n| n == 0 || n > MAX_PROBE_FAILURES)
+        {
+            return Err(format!("probe_failures is from 1 to {MAX_PROBE_FAILURES}"));
+        }
         if self.min_audit_ppm.is_some_and(|p| p > AUDIT_ALWAYS_PPM) {
             return Err(format!(
                 "min_audit_ppm is at most {AUDIT_ALWAYS_PPM} (always)"
@@ -748,6 +812,120 @@ pub fn reservation_cost(spec: &ReservationSpec) -> Option<Tokens> {
         .checked_mul(Tokens::from(spec.intervals))
 }
 
+/// Probes of one replica per interval of a lease: one per started probe
+/// interval, `ceil(interval_secs / probe_interval_secs)` (at least one).
+pub fn probes_per_interval(interval_secs: u64, probe_interval_secs: u64) -> u64 {
+    interval_secs.div_ceil(probe_interval_secs.max(1)).max(1)
+}
+
+/// What a service lease's probes can cost, locked with it besides its
+/// slots: slots x intervals x probes per interval (see
+/// [`probes_per_interval`]) x the fee per probe; 0 for reserved capacity
+/// without a service, `None` if it overflows. The matcher's
+/// `probe_interval_secs` and `probe_fee` are in its `get_config`.
+pub fn service_probe_cost(
+    spec: &ReservationSpec,
+    probe_interval_secs: u64,
+    probe_fee: Tokens,
+) -> Option<Tokens> {
+    if spec.service.is_none() {
+        return Some(0);
+    }
+    Tokens::from(spec.slots)
+        .checked_mul(Tokens::from(spec.intervals))?
+        .checked_mul(Tokens::from(probes_per_interval(
+            spec.interval_secs,
+            probe_interval_secs,
+        )))?
+        .checked_mul(probe_fee)
+}
+
+/// All a reservation locks up front: [`reservation_cost`] plus, for a
+/// service lease, [`service_probe_cost`]; `None` if it overflows.
+pub fn lease_cost(
+    spec: &ReservationSpec,
+    probe_interval_secs: u64,
+    probe_fee: Tokens,
+) -> Option<Tokens> {
+    reservation_cost(spec)?.checked_add(service_probe_cost(spec, probe_interval_secs, probe_fee)?)
+}
+
+/// Checks a replica's endpoint as a provider reports it for service
+/// `service`: an `http://` or `https://` URL of at most
+/// [`MAX_ENDPOINT_LEN`] bytes of printable ASCII with a host, ending in
+/// `/<service>/`.
+pub fn check_endpoint(url: &str, service: ReservationId) -> Result<(), String> {
+    if url.len() > MAX_ENDPOINT_LEN {
+        return Err(format!("at most {MAX_ENDPOINT_LEN} bytes"));
+    }
+    if !url.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("printable ASCII without spaces".into());
+    }
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or("an http:// or https:// URL")?;
+    let suffix = format!("/{service}/");
+    if !rest.ends_with(&suffix) {
+        return Err(format!("ending in {suffix}"));
+    }
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() || host.contains(['?', '#', '@']) || rest.contains(['?', '#']) {
+        return Err("a host, and no user, query or fragment".into());
+    }
+    Ok(())
+}
+
+/// Checks a host a service may call out to: a lowercase DNS name or an IP
+/// literal (an IPv6 one in brackets), at most [`MAX_HOST_LEN`] bytes, with
+/// no scheme, port, path or wildcard.
+pub fn check_allowed_host(host: &str) -> Result<(), String> {
+    if host.is_empty() || host.len() > MAX_HOST_LEN {
+        return Err(format!("1 to {MAX_HOST_LEN} bytes"));
+    }
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return inner
+            .parse::<std::net::Ipv6Addr>()
+            .map(|_| ())
+            .map_err(|_| format!("{host:?} is not an IPv6 literal"));
+    }
+    if host.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Ok(());
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    if !host.split('.').all(label_ok) {
+        return Err(format!(
+            "{host:?} is not a lowercase DNS name or IP literal (no scheme, port, path or wildcard)"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a health path: starts with `/`, at most [`MAX_HEALTH_PATH_LEN`]
+/// bytes of printable ASCII, no spaces.
+pub fn check_health_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') || path.len() > MAX_HEALTH_PATH_LEN {
+        return Err(format!(
+            "starting with / and at most {MAX_HEALTH_PATH_LEN} bytes"
+        ));
+    }
+    if !path.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("printable ASCII without spaces".into());
+    }
+    Ok(())
+}
+
+/// Most bytes of a candid-encoded [`ServiceNotice`]: its endpoint is at
+/// most [`MAX_ENDPOINT_LEN`] bytes.
+pub const MAX_SERVICE_NOTICE_BYTES: usize = 512;
+
 /// When the matcher starts accepting the heartbeat of a running job that is
 /// due at `due_ns`: half an interval (of `interval_ns`) before. A heartbeat
 /// earlier than this is refused, so a provider can't drain a lock by
@@ -1278,6 +1456,152 @@ pub struct OutputChunk {
 #[cfg(test)]
 mod notice_tests {
     use super::*;
+
+    #[test]
+    fn the_largest_service_notice_stays_under_its_bound() {
+        let notice = ServiceNotice {
+            service: u64::MAX,
+            slot: u32::MAX,
+            provider: Some(Principal::from_slice(&[0xff; 29])),
+            endpoint: Some("h".repeat(MAX_ENDPOINT_LEN)),
+        };
+        let bytes = candid::encode_one(&notice).unwrap().len();
+        assert!(bytes <= MAX_SERVICE_NOTICE_BYTES, "{bytes} bytes");
+    }
+
+    #[test]
+    fn endpoints_hosts_and_health_paths_are_checked() {
+        assert_eq!(check_endpoint("https://node.example/7/", 7), Ok(()));
+        assert_eq!(check_endpoint("http://127.0.0.1:8080/base/7/", 7), Ok(()));
+        for bad in [
+            "https://node.example/8/",
+            "https://node.example/7",
+            "ftp://node.example/7/",
+            "https:///7/",
+            "https://node.example/7/?x=/7/",
+            "https://no de.example/7/",
+        ] {
+            assert!(check_endpoint(bad, 7).is_err(), "{bad}");
+        }
+        let long = format!("https://{}/7/", "a".repeat(MAX_ENDPOINT_LEN));
+        assert!(check_endpoint(&long, 7).is_err());
+
+        for ok in [
+            "api.example.org",
+            "localhost",
+            "10.0.0.1",
+            "[::1]",
+            "a-b.c1",
+        ] {
+            assert_eq!(check_allowed_host(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "Api.example.org",
+            "https://api.example.org",
+            "api.example.org:443",
+            "api.example.org/x",
+            "*.example.org",
+            "-a.example",
+            "a..b",
+            "[nope]",
+        ] {
+            assert!(check_allowed_host(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_allowed_host(&"a".repeat(MAX_HOST_LEN + 1)).is_err());
+
+        assert_eq!(check_health_path("/healthz"), Ok(()));
+        assert!(check_health_path("healthz").is_err());
+        assert!(check_health_path("/health z").is_err());
+        assert!(check_health_path(&format!("/{}", "a".repeat(MAX_HEALTH_PATH_LEN))).is_err());
+    }
+
+    #[test]
+    fn a_service_lease_locks_its_probes_besides_its_slots() {
+        assert_eq!(probes_per_interval(60, 60), 1);
+        assert_eq!(probes_per_interval(61, 60), 2);
+        assert_eq!(probes_per_interval(3_600, 60), 60);
+        assert_eq!(probes_per_interval(10, 60), 1);
+        let mut spec = ReservationSpec {
+            slots: 2,
+            memory_mib: 64,
+            fuel_per_interval: 1,
+            interval_secs: 120,
+            intervals: 5,
+            max_price_per_interval: 100,
+            ledger: Principal::anonymous(),
+            min_provider_stake: 0,
+            max_rematches: 0,
+            delegates: vec![],
+            service: None,
+        };
+        assert_eq!(service_probe_cost(&spec, 60, 7), Some(0));
+        assert_eq!(lease_cost(&spec, 60, 7), reservation_cost(&spec));
+        spec.service = Some(ServiceSpec {
+            component: ModuleSource::Stored { sha256: [0; 32] },
+            env: vec![],
+            allowed_hosts: vec![],
+            health_path: "/".into(),
+            callback: None,
+            limits: ServiceLimits::default(),
+        });
+        // 2 slots x 5 intervals x 2 probes x 7.
+        assert_eq!(service_probe_cost(&spec, 60, 7), Some(140));
+        assert_eq!(lease_cost(&spec, 60, 7), Some(2 * 5 * 100 + 140));
+        assert_eq!(lease_cost(&spec, 60, Tokens::MAX), None);
+    }
+
+    #[test]
+    fn probe_settings_are_checked() {
+        let init = MatcherInit {
+            registry: Principal::anonymous(),
+            escrow: Principal::anonymous(),
+            grace_secs: 1,
+            bond_multiple: 1,
+            slash_multiple: 1,
+            stake_ledger: Principal::anonymous(),
+            min_slash: None,
+            challenge_window_secs: None,
+            min_audit_ppm: None,
+            probe_interval_secs: None,
+            probe_failures: None,
+            probe_fee: None,
+        };
+        assert_eq!(init.check(), Ok(()));
+        assert_eq!(init.probe_interval_secs(), DEFAULT_PROBE_INTERVAL_SECS);
+        assert_eq!(init.probe_failures(), DEFAULT_PROBE_FAILURES);
+        assert_eq!(init.probe_fee(), DEFAULT_PROBE_FEE);
+        for bad in [
+            MatcherInit {
+                probe_interval_secs: Some(MIN_PROBE_INTERVAL_SECS - 1),
+                ..init.clone()
+            },
+            MatcherInit {
+                probe_interval_secs: Some(86_401),
+                ..init.clone()
+            },
+            MatcherInit {
+                probe_failures: Some(0),
+                ..init.clone()
+            },
+            MatcherInit {
+                probe_failures: Some(MAX_PROBE_FAILURES + 1),
+                ..init.clone()
+            },
+        ] {
+            assert!(bad.check().is_err(), "{bad:?}");
+        }
+        // The default fee covers the dearest probe at 2 XDR per ICP:
+        // cycles / 1e12 XDR / 2 XDR per ICP * 1e8 e8s.
+        let dearest = crate::outcall::http_request_cycles(
+            (MAX_ENDPOINT_LEN + MAX_HEALTH_PATH_LEN + "transform_probe".len()) as u64,
+            crate::outcall::PROBE_MAX_RESPONSE_BYTES,
+        );
+        assert!(
+            dearest.div_ceil(2 * 10_000) <= DEFAULT_PROBE_FEE,
+            "{dearest}"
+        );
+    }
 
     #[test]
     fn the_largest_notice_stays_under_its_bound() {

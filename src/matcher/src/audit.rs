@@ -432,3 +432,49 @@ pub fn slashed(s: &mut State, now_ns: u64, slashed: Slashed) {
         s.market.outbox.push(slashed.job_id, effect);
     }
 }
+
+/// A replica of service `reservation` got an endpoint or lost it.
+pub fn service_endpoint(
+    s: &mut State,
+    now_ns: u64,
+    reservation: JobId,
+    slot: u32,
+    provider: Principal,
+    endpoint: Option<String>,
+) {
+    s.events.append(
+        now_ns,
+        MatcherEvent::ServiceEndpoint {
+            reservation,
+            slot,
+            provider,
+            endpoint,
+        },
+    );
+}
+
+/// A probe of slot job `slot_id`'s `attempt` was answered (see
+/// `Market::probe_answered`): counted, and a failure recorded.
+pub fn probed(s: &mut State, now_ns: u64, slot_id: JobId, attempt: u32, healthy: Option<bool>) {
+    let p = s.params();
+    let answer = s
+        .market
+        .probe_answered(&p, now_ns, slot_id, attempt, healthy);
+    let mut counts = s.probe_counts.get().0;
+    counts.probes = counts.probes.saturating_add(1);
+    if healthy == Some(false) {
+        counts.failures = counts.failures.saturating_add(1);
+    }
+    s.probe_counts.set(canister_common::codec::Cbor(counts));
+    if let Some(a) = answer.filter(|a| a.failed) {
+        s.events.append(
+            now_ns,
+            MatcherEvent::ProbeFailed {
+                reservation: a.reservation,
+                slot: a.slot,
+                provider: a.provider,
+                consecutive: a.consecutive,
+            },
+        );
+    }
+}

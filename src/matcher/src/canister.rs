@@ -13,9 +13,10 @@ use market_api::matcher::{
     AssignmentPage, BookDepth, CancelReservationArgs, DaoRegistration, ExtendReservationArgs,
     HeartbeatAck, HeartbeatItem, Job, JobChunk, JobChunkRequest, JobSpec, JobView, MatcherError,
     MatcherEvent, MatcherInit, ModuleInfo, ModuleUpload, Offer, OfferSpec, OutputChunk,
-    Reservation, ReservationId, ReservationSpec, ReservedJobArgs, SetDelegatesArgs, Sha256,
-    SubmitResultArgs, Trade,
+    Reservation, ReservationId, ReservationSpec, ReservedJobArgs, ServiceView, SetDelegatesArgs,
+    Sha256, SubmitResultArgs, Trade,
 };
+use market_api::outcall::{HttpRequestResult, TransformArgs};
 use market_api::{
     EventPage, HttpRequest, HttpResponse, JobId, OfferId, PageRequest, StandardRecord,
 };
@@ -184,6 +185,22 @@ fn submit_reserved_job(args: ReservedJobArgs) -> Result<JobId, MatcherError> {
 #[ic_cdk::query]
 fn get_reservation(reservation: ReservationId) -> Option<Reservation> {
     read_state(|s| s.market.reservation(reservation))
+}
+
+/// A service lease (a reservation with a service) as anyone may read it:
+/// its component's hash, health path, allowed hosts and limits, and each
+/// replica's provider, endpoint and probe health (never its env).
+#[ic_cdk::query]
+fn get_service(service: ReservationId) -> Option<ServiceView> {
+    read_state(|s| s.market.service(service))
+}
+
+/// The transform of the matcher's probes (HTTPS outcalls): keeps only the
+/// status of a replica's answer, no headers and no body, so every node of
+/// the subnet sees the same response.
+#[ic_cdk::query]
+fn transform_probe(args: TransformArgs) -> HttpRequestResult {
+    endpoints::transform_probe(args)
 }
 
 /// An owner's reservations, from `page.start` (a reservation id) on.

@@ -178,7 +178,10 @@ pub async fn reserve(
 ) -> Result<ReservationId, MatcherError> {
     let _guard = guard(caller)?;
     let t = rt.now_ns();
-    let rec = mutate_state(|s| s.market.create_reservation(t, caller, spec))?;
+    let rec = mutate_state(|s| {
+        let p = s.params();
+        s.market.create_reservation(&p, t, caller, spec)
+    })?;
     perform::fund(rt, rec).await
 }
 
@@ -464,7 +467,7 @@ pub async fn sns_validate(
     action: SnsAction,
 ) -> Result<String, String> {
     let ctx = dao_context(rt, governance, &action).await?;
-    read_state(|s| governance::validate(&s.market, &ctx, &action))
+    read_state(|s| governance::validate(&s.market, &s.params(), &ctx, &action))
 }
 
 /// An SNS target: checks `action` again and does it as the DAO's own
@@ -475,7 +478,7 @@ pub async fn sns_execute(
     action: SnsAction,
 ) -> Result<String, String> {
     let ctx = dao_context(rt, governance, &action).await?;
-    let summary = read_state(|s| governance::validate(&s.market, &ctx, &action))?;
+    let summary = read_state(|s| governance::validate(&s.market, &s.params(), &ctx, &action))?;
     let dao = ctx.governance;
     let done = match action {
         SnsAction::Reserve(spec) => reserve(rt, dao, spec)
@@ -492,4 +495,15 @@ pub async fn sns_execute(
             .map(|block| format!("Withdrawn in ledger block {block}. {summary}")),
     };
     done.map_err(|e| governance::reason(&e))
+}
+
+/// A probe's answer reduced to its status (see `perform::probe_request`).
+pub fn transform_probe(
+    args: market_api::outcall::TransformArgs,
+) -> market_api::outcall::HttpRequestResult {
+    market_api::outcall::HttpRequestResult {
+        status: args.response.status,
+        headers: vec![],
+        body: vec![],
+    }
 }

@@ -3,8 +3,9 @@
 //! runs [`validate`] over the market's state and the DAO's escrow balance;
 //! nothing here changes state or makes a call.
 
+use crate::lifecycle::Params;
 use crate::market::Market;
-use crate::market::reservations::{reservation_cost, validate_reservation};
+use crate::market::reservations::validate_reservation;
 use crate::market::validate_spec;
 use candid::Principal;
 use ic_stable_structures::Memory;
@@ -52,6 +53,10 @@ pub fn tokens(amount: Tokens, symbol: Option<&str>) -> String {
 
 fn duration(secs: u64) -> String {
     match secs {
+        86_400 => "1 day".into(),
+        3_600 => "1 hour".into(),
+        60 => "1 minute".into(),
+        1 => "1 second".into(),
         s if s % 86_400 == 0 => format!("{} days", s / 86_400),
         s if s % 3_600 == 0 => format!("{} hours", s / 3_600),
         s if s % 60 == 0 => format!("{} minutes", s / 60),
@@ -122,11 +127,58 @@ impl DaoContext {
     }
 }
 
-fn reserve_text(ctx: &DaoContext, spec: &ReservationSpec) -> Result<String, String> {
+fn reserve_text(p: &Params, ctx: &DaoContext, spec: &ReservationSpec) -> Result<String, String> {
     validate_reservation(spec).map_err(|e| reason(&e))?;
-    let cost = reservation_cost(spec).unwrap_or(Tokens::MAX);
+    let cost = market_api::matcher::lease_cost(spec, p.probe_interval_secs, p.probe_fee)
+        .unwrap_or(Tokens::MAX);
     let funded = ctx.funded(cost)?;
+    let Some(service) = &spec.service else {
+        return Ok(capacity_text(ctx, spec, cost, &funded));
+    };
+    let component = match &service.component {
+        ModuleSource::Stored { sha256 } => format!("stored module {}", hex(sha256)),
+        ModuleSource::Url { url, sha256 } => format!("{url} (sha256 {})", hex(sha256)),
+    };
+    let probes = market_api::matcher::service_probe_cost(spec, p.probe_interval_secs, p.probe_fee)
+        .unwrap_or(Tokens::MAX);
     Ok(format!(
+        "Lease a service: {} replica(s) of the wasi:http component {component}, each on a \
+         different provider with {} MiB memory, for {} intervals of {} ({} in all), at up to {} \
+         per replica and interval, from providers staking at least {}. It may call out to {}. \
+         The matcher probes each replica's {} every {} by HTTPS outcall, at {} a probe (at most \
+         {} in all, paid from the lease); {} failed probes in a row count as a missed heartbeat: \
+         the provider is slashed and the replica moves (up to {} times).{} Maximum total cost: \
+         {}. {}",
+        spec.slots,
+        spec.memory_mib,
+        spec.intervals,
+        duration(spec.interval_secs),
+        duration(spec.interval_secs.saturating_mul(u64::from(spec.intervals))),
+        ctx.t(spec.max_price_per_interval),
+        ctx.t(spec.min_provider_stake),
+        if service.allowed_hosts.is_empty() {
+            "no host".to_string()
+        } else {
+            service.allowed_hosts.join(", ")
+        },
+        service.health_path,
+        duration(p.probe_interval_secs),
+        ctx.t(p.probe_fee),
+        ctx.t(probes),
+        p.probe_failures,
+        spec.max_rematches,
+        service
+            .callback
+            .as_ref()
+            .map(|m| format!(" Endpoint changes go to the DAO's method {m}."))
+            .unwrap_or_default(),
+        ctx.t(cost),
+        funded,
+    ))
+}
+
+fn capacity_text(ctx: &DaoContext, spec: &ReservationSpec, cost: Tokens, funded: &str) -> String {
+    format!(
         "Reserve {} slot(s) of {} MiB memory and {} fuel per interval, for {} intervals of {} \
          ({} in all), at up to {} per slot and interval, from providers staking at least {}. \
          Each slot's provider is paid per interval it keeps the slot alive, busy or idle, and \
@@ -144,7 +196,7 @@ fn reserve_text(ctx: &DaoContext, spec: &ReservationSpec) -> Result<String, Stri
         ctx.t(cost),
         funded,
         principals(&spec.delegates)
-    ))
+    )
 }
 
 fn job_text<M: Memory>(
@@ -196,12 +248,13 @@ fn job_text<M: Memory>(
 /// for voters, or why it can't be done.
 pub fn validate<M: Memory>(
     market: &Market<M>,
+    p: &Params,
     ctx: &DaoContext,
     action: &SnsAction,
 ) -> Result<String, String> {
     let me = ctx.governance;
     match action {
-        SnsAction::Reserve(spec) => reserve_text(ctx, spec),
+        SnsAction::Reserve(spec) => reserve_text(p, ctx, spec),
         SnsAction::Extend(args) => {
             let ext = market.prepare_extension(me, args).map_err(|e| reason(&e))?;
             let funded = ctx.funded(ext.amount)?;
@@ -336,7 +389,8 @@ mod tests {
 
     #[test]
     fn a_reservation_summary_says_what_whom_how_much_and_from_where() {
-        let text = reserve_text(&ctx(50 * 100_000_000), &lease()).unwrap();
+        let text =
+            reserve_text(&crate::tests::market::P, &ctx(50 * 100_000_000), &lease()).unwrap();
         for part in [
             "Reserve 2 slot(s) of 256 MiB",
             "4320 intervals of 10 minutes (30 days in all)",
@@ -347,13 +401,15 @@ mod tests {
         ] {
             assert!(text.contains(part), "{part:?} missing from {text}");
         }
-        let err = reserve_text(&ctx(17 * 100_000_000), &lease()).unwrap_err();
+        let err =
+            reserve_text(&crate::tests::market::P, &ctx(17 * 100_000_000), &lease()).unwrap_err();
         assert!(err.starts_with("insufficient funds"), "{err}");
         assert!(
             err.contains("escrow-deposit-account"),
             "says where to fund: {err}"
         );
         let err = reserve_text(
+            &crate::tests::market::P,
             &ctx(u128::MAX),
             &ReservationSpec {
                 slots: 99,
@@ -361,5 +417,42 @@ mod tests {
             },
         );
         assert_eq!(err.unwrap_err(), "invalid slots: 1 to 16");
+    }
+
+    #[test]
+    fn a_service_lease_summary_names_its_component_hosts_probes_and_their_fee() {
+        use market_api::matcher::{ServiceLimits, ServiceSpec};
+        let p = Params {
+            probe_fee: 4_000,
+            ..crate::tests::market::P
+        };
+        let spec = ReservationSpec {
+            intervals: 10,
+            service: Some(ServiceSpec {
+                component: ModuleSource::Stored { sha256: [0xab; 32] },
+                env: vec![("SECRET".into(), "hunter2".into())],
+                allowed_hosts: vec!["api.example.org".into()],
+                health_path: "/healthz".into(),
+                callback: Some("on_endpoint".into()),
+                limits: ServiceLimits::default(),
+            }),
+            ..lease()
+        };
+        let text = reserve_text(&p, &ctx(50 * 100_000_000), &spec).unwrap();
+        // 2 replicas x 10 intervals x 10 probes (10-minute intervals, one
+        // a minute) x 4 000 e8s = 0.008 ICP of probes.
+        for part in [
+            "Lease a service: 2 replica(s)",
+            &format!("stored module {}", "ab".repeat(32)),
+            "It may call out to api.example.org.",
+            "probes each replica's /healthz every 1 minute",
+            "at 0.00004 ICP a probe (at most 0.008 ICP in all",
+            "3 failed probes in a row",
+            "DAO's method on_endpoint",
+            "Maximum total cost: 0.048 ICP",
+        ] {
+            assert!(text.contains(part), "{part:?} missing from {text}");
+        }
+        assert!(!text.contains("hunter2"), "no env in a summary: {text}");
     }
 }

@@ -64,6 +64,12 @@ pub struct Params {
     pub challenge_window_secs: u64,
     /// The least audit probability of a one-off job, in parts per million.
     pub min_audit_ppm: u32,
+    /// How often each acknowledged replica of a service is probed.
+    pub probe_interval_secs: u64,
+    /// Failed probes in a row that count as a missed heartbeat deadline.
+    pub probe_failures: u32,
+    /// What one probe costs a service lease made now.
+    pub probe_fee: Tokens,
 }
 
 /// The terms of a one-off job billed by fuel.
@@ -286,14 +292,37 @@ pub enum Effect {
         amount: Tokens,
         intervals: u32,
     },
+    /// Probe a service replica's health path at `url` (an HTTPS outcall,
+    /// management canister `http_request`) for the slot's `attempt`.
+    Probe { attempt: u32, url: String },
+    /// Record that a replica of the service got an endpoint or lost it, in
+    /// the event log (no call).
+    Endpoint {
+        slot: u32,
+        provider: Principal,
+        endpoint: Option<String>,
+    },
+    /// Tell the service owner's callback `method` of a replica's new
+    /// endpoint, once.
+    ServiceNotice {
+        method: String,
+        notice: market_api::matcher::ServiceNotice,
+    },
+    /// Pay the lease's probes to the matcher's own escrow account (escrow
+    /// `release` with [`PROBE_FEE_SEQ`]), before the lease's settle.
+    ProbeFee { amount: Tokens },
 }
+
+/// The release number of a service lease's probe fee: no slot's release
+/// (`slot << 32 | n`, slots below 16) can have it.
+pub const PROBE_FEE_SEQ: u64 = (u32::MAX as u64) << 32;
 
 impl Effect {
     /// Whether the step must happen at most once rather than at least once:
     /// a buyer's callback carries no idempotency key, so one whose call was
     /// made but never answered (an upgrade, a trap) is not made again.
     pub fn at_most_once(&self) -> bool {
-        matches!(self, Effect::Callback { .. })
+        matches!(self, Effect::Callback { .. } | Effect::ServiceNotice { .. })
     }
 }
 
@@ -1019,6 +1048,28 @@ impl JobState {
             }));
             return effects;
         }
+        self.missed(p, a)
+    }
+
+    /// The holder of `attempt`, a service's replica, failed the chain's
+    /// probes of its health path (`probe_failures` in a row): handled
+    /// exactly as a missed heartbeat deadline. No effects if `attempt` is
+    /// not the running attempt.
+    pub fn probes_failed(&mut self, p: &Params, attempt: u32) -> Vec<Effect> {
+        let Some(a) = self.assignment.clone() else {
+            return vec![];
+        };
+        if a.attempt != attempt || self.status != JobStatus::Running {
+            return vec![];
+        }
+        self.missed(p, a)
+    }
+
+    /// The holder of assignment `a` failed it (a missed deadline, failed
+    /// probes): slashed and recorded, its pending pay forfeited, and the
+    /// job matched anew while retries and budget are left, else failed. A
+    /// per-interval job whose paid time is used up expires instead.
+    fn missed(&mut self, p: &Params, a: Assignment) -> Vec<Effect> {
         if self.fuel.is_none()
             && self.intervals_paid >= self.max_intervals
             && self.status == JobStatus::Running
@@ -1276,6 +1327,9 @@ mod tests {
         min_slash: 1,
         challenge_window_secs: 100,
         min_audit_ppm: 0,
+        probe_interval_secs: 60,
+        probe_failures: 3,
+        probe_fee: 0,
     };
     /// The fuel-billed tests' declared speed: a tenth of a billion fuel a second.
     const SPEED: u64 = 100_000_000;
@@ -1884,6 +1938,9 @@ mod tests {
                 min_slash: None,
                 challenge_window_secs: None,
                 min_audit_ppm: Some(ppm),
+                probe_interval_secs: None,
+                probe_failures: None,
+                probe_fee: None,
             }
         }
     }

@@ -24,6 +24,7 @@ use sha2::Digest;
 
 pub mod audits;
 pub mod reservations;
+pub mod services;
 use reservations::ReservationRecord;
 
 /// Most jobs one principal may have that are not finished.
@@ -336,6 +337,8 @@ pub struct Memories<M> {
     pub outbox: [M; 2],
     /// Reservations, their queued jobs, and the registered DAOs.
     pub reservations: [M; 3],
+    /// (due, slot, attempt) triples of service replicas' next probes.
+    pub probes: M,
 }
 
 /// All of the matcher's durable state but its configuration and event log.
@@ -367,6 +370,9 @@ pub struct Market<M: Memory> {
     reservations: StableBTreeMap<JobId, Cbor<ReservationRecord>, M>,
     reserved_queue: StableBTreeMap<(JobId, JobId), (), M>,
     daos: StableBTreeMap<Principal, Cbor<String>, M>,
+    /// When each acknowledged service replica is probed next, by (due,
+    /// slot job, attempt).
+    probes: StableBTreeMap<(u64, JobId, u32), (), M>,
 }
 
 /// Where a pass of the matcher's audit goes on: after this entry of the
@@ -414,6 +420,7 @@ impl<M: Memory> Market<M> {
             reservations: StableBTreeMap::init(r0),
             reserved_queue: StableBTreeMap::init(r1),
             daos: StableBTreeMap::init(r2),
+            probes: StableBTreeMap::init(m.probes),
         }
     }
 
@@ -670,7 +677,11 @@ impl<M: Memory> Market<M> {
         if self.outbox.has_pending(id) {
             return None;
         }
-        let amount = rec.state.max_cost().unwrap_or(Tokens::MAX);
+        let amount = match rec.kind {
+            JobKind::Reservation => self.reservation_lock_amount(id),
+            _ => rec.state.max_cost(),
+        }
+        .unwrap_or(Tokens::MAX);
         Some(self.outbox.push_in_flight(
             id,
             Effect::Lock {
@@ -719,7 +730,12 @@ impl<M: Memory> Market<M> {
 
     fn try_match(&mut self, p: &Params, now_ns: u64, id: JobId) -> Option<Principal> {
         let rec = self.job(id)?;
-        let bid = rec.bid(now_ns);
+        let mut bid = rec.bid(now_ns);
+        if let JobKind::ReservedSlot { reservation, slot } = rec.kind {
+            // One replica of a service per provider.
+            bid.excluded_providers
+                .extend(self.lease_exclusions(reservation, slot));
+        }
         match self.book.best_offer_for(&bid) {
             Some(offer) => {
                 self.assign(p, now_ns, id, &offer);
@@ -796,6 +812,15 @@ impl<M: Memory> Market<M> {
 
     fn assign(&mut self, p: &Params, now_ns: u64, id: JobId, offer: &BookOffer) {
         let Some(mut rec) = self.job(id) else { return };
+        if let JobKind::ReservedSlot { reservation, slot } = rec.kind
+            && self
+                .lease_exclusions(reservation, slot)
+                .contains(&offer.offer.provider)
+        {
+            // A resting bid's exclusions date from when it rested: another
+            // replica of the service went to this provider since.
+            return;
+        }
         if !self.book.take_slot(offer.offer.id) {
             return;
         }
@@ -1136,6 +1161,13 @@ impl<M: Memory> Market<M> {
                 });
                 continue;
             };
+            let acknowledged = match self.service_heartbeat(&rec, item) {
+                Ok(ack) => ack,
+                Err(reason) => {
+                    acks.push(HeartbeatAck::Refused { reason });
+                    continue;
+                }
+            };
             let old = Self::deadline_key(p, &rec.state);
             match rec
                 .state
@@ -1147,6 +1179,9 @@ impl<M: Memory> Market<M> {
                     let kind = rec.kind;
                     self.put_job(rec);
                     self.apply(p, now_ns, item.job_id, kind, effects);
+                    if let Some(ack) = acknowledged {
+                        self.replica_up(p, now_ns, item.job_id, provider, item.attempt, ack);
+                    }
                     acks.push(HeartbeatAck::Accepted {
                         next_deadline_ns: next,
                     });

@@ -55,3 +55,7 @@ pub const FINISHED_JOBS: MemoryId = MemoryId::new(24);
 pub const LAYOUT_VERSION: MemoryId = MemoryId::new(25);
 /// Counts of audits: runs started and verdicts by kind.
 pub const AUDIT_COUNTS: MemoryId = MemoryId::new(26);
+/// (due, slot job id, attempt) triples of service replicas' next probes.
+pub const PROBES_DUE: MemoryId = MemoryId::new(27);
+/// Counts of probes made and failed.
+pub const PROBE_COUNTS: MemoryId = MemoryId::new(28);

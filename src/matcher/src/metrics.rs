@@ -63,6 +63,17 @@ pub fn encode(s: &State, now_ns: u64) -> String {
     ] {
         page.counter(name, help, u128::from(value));
     }
+    let probes = s.probe_counts.get().0;
+    page.counter(
+        "matcher_probes_total",
+        "Probes of service replicas answered or rejected.",
+        u128::from(probes.probes),
+    );
+    page.counter(
+        "matcher_probe_failures_total",
+        "Probes of service replicas that found no 2xx answer.",
+        u128::from(probes.failures),
+    );
     s.audit.encode_metrics("matcher", &mut page);
     page.finish()
 }

@@ -12,7 +12,7 @@
 
 use crate::audit::{self, ExtensionLocked, Slashed};
 use crate::governance::DaoContext;
-use crate::lifecycle::{Effect, StakeKey, StakeOp, lock_key};
+use crate::lifecycle::{Effect, PROBE_FEE_SEQ, StakeKey, StakeOp, lock_key};
 use crate::market::JobRecord;
 use crate::outbox::Step;
 use crate::runtime::Runtime;
@@ -24,6 +24,10 @@ use market_api::escrow::{
     WithdrawArgs, WithdrawForArgs,
 };
 use market_api::matcher::{JobKind, JobNotice, MAX_NOTICE_MESSAGE_BYTES, MatcherError};
+use market_api::outcall::{
+    HttpMethod, HttpRequestArgs, PROBE_MAX_RESPONSE_BYTES, TransformContext, TransformFunc,
+    http_request_cycles, request_bytes,
+};
 use market_api::registry::{BondArgs, RecordArgs, RegistryError, SlashArgs};
 use market_api::sns::SnsAction;
 use market_api::{Account, JobId, Tokens};
@@ -349,9 +353,83 @@ pub async fn perform(rt: &impl Runtime, job_id: JobId, effect: Effect) -> Outcom
             mutate_state(|s| audit::announce(s, t, job_id, note));
             Outcome::Done
         }
+        Effect::Probe { attempt, url } => {
+            let args = probe_request(rt.self_id(), url);
+            let cycles = http_request_cycles(request_bytes(&args), PROBE_MAX_RESPONSE_BYTES);
+            let healthy = match rt.http_request(&args, cycles).await {
+                Ok(answer) => Some(answer.is_success()),
+                // Unreachable, refused, too large, too slow: the replica
+                // did not answer its health path.
+                Err(CallError::Rejected { .. }) => Some(false),
+                // Lost in the IC, not the replica's doing: counts neither way.
+                Err(CallError::OutcomeUnknown | CallError::BadReply { .. }) => None,
+            };
+            let t = rt.now_ns();
+            mutate_state(|s| audit::probed(s, t, job_id, attempt, healthy));
+            Outcome::Done
+        }
+        Effect::Endpoint {
+            slot,
+            provider,
+            endpoint,
+        } => {
+            let t = rt.now_ns();
+            mutate_state(|s| audit::service_endpoint(s, t, job_id, slot, provider, endpoint));
+            Outcome::Done
+        }
+        Effect::ServiceNotice { method, notice } => {
+            let owner = read_state(|s| s.market.job(job_id).map(|r| r.state.owner));
+            if let Some(owner) = owner {
+                // Delivered once, like a job's notice.
+                let _ = rt.deliver_service_notice(owner, &method, &notice).await;
+            }
+            Outcome::Done
+        }
+        Effect::ProbeFee { amount } => {
+            let args = ReleaseArgs {
+                job_key: lock_key(job_id),
+                seq: PROBE_FEE_SEQ,
+                provider: rt.self_id(),
+                amount,
+                hold: false,
+            };
+            match rt.release(escrow, &args).await {
+                Ok(Err(EscrowError::Busy)) => Outcome::Retry("escrow busy".into()),
+                Ok(Ok(_)) => Outcome::Done,
+                Ok(Err(e)) => {
+                    rt.log(&format!("lease {job_id}: probe fee refused: {e:?}"));
+                    Outcome::Done
+                }
+                Err(e) => retry(e),
+            }
+        }
         Effect::FreeSlot { .. } | Effect::Requeue => Outcome::Done,
     }
 }
+
+/// The outcall probing `url`: a GET without headers or body, at most
+/// [`PROBE_MAX_RESPONSE_BYTES`] back, reduced by the matcher's
+/// `transform_probe` to its status so that every node agrees.
+pub fn probe_request(matcher: Principal, url: String) -> HttpRequestArgs {
+    HttpRequestArgs {
+        url,
+        max_response_bytes: Some(PROBE_MAX_RESPONSE_BYTES),
+        method: HttpMethod::Get,
+        headers: vec![],
+        body: None,
+        transform: Some(TransformContext {
+            function: TransformFunc(candid::Func {
+                principal: matcher,
+                method: TRANSFORM_PROBE.into(),
+            }),
+            context: vec![],
+        }),
+        is_replicated: None,
+    }
+}
+
+/// The matcher's query method that reduces a probe's answer to its status.
+pub const TRANSFORM_PROBE: &str = "transform_probe";
 
 async fn bond(
     rt: &impl Runtime,

@@ -1,6 +1,6 @@
 //! Side effects of the matcher's logic: the clock and its own id (the shared
-//! [`SystemApi`]), its timer, and its calls to the escrow, the registry and
-//! buyers' callbacks.
+//! [`SystemApi`]), its timer, and its calls to the escrow, the registry,
+//! buyers' callbacks and the management canister (randomness, probes).
 //!
 //! Only [`crate::perform`] uses the calls. The deployed canister passes
 //! [`IcRuntime`], which makes them with `market_api::client`'s typed
@@ -14,7 +14,8 @@ use market_api::escrow::{
     Balance, EscrowError, ExtendLockArgs, ForfeitArgs, JobLock, LedgerInfo, LockArgs,
     NotifyDepositArgs, ReleaseArgs, SettleArgs, WithdrawForArgs,
 };
-use market_api::matcher::JobNotice;
+use market_api::matcher::{JobNotice, ServiceNotice};
+use market_api::outcall::{HttpRequestArgs, HttpRequestResult};
 use market_api::registry::{
     BondArgs, Eligibility, Provider, RecordArgs, RegistryError, SlashArgs, SlashOutcome,
 };
@@ -116,6 +117,23 @@ pub trait Runtime: SystemApi {
         method: &str,
         notice: &JobNotice,
     ) -> Result<(), CallError>;
+
+    /// Tells a service owner's callback `method` of a replica's endpoint
+    /// change; the reply does not matter.
+    async fn deliver_service_notice(
+        &self,
+        owner: Principal,
+        method: &str,
+        notice: &ServiceNotice,
+    ) -> Result<(), CallError>;
+
+    /// An HTTPS outcall (management canister `http_request`) with `cycles`
+    /// attached.
+    async fn http_request(
+        &self,
+        args: &HttpRequestArgs,
+        cycles: u128,
+    ) -> Result<HttpRequestResult, CallError>;
 }
 
 /// The runtime of the deployed canister: ic-cdk's system API and timers, and
@@ -241,5 +259,22 @@ impl Runtime for IcRuntime {
         notice: &JobNotice,
     ) -> Result<(), CallError> {
         market_api::client::deliver(buyer, method, notice).await
+    }
+
+    async fn deliver_service_notice(
+        &self,
+        owner: Principal,
+        method: &str,
+        notice: &ServiceNotice,
+    ) -> Result<(), CallError> {
+        market_api::client::deliver(owner, method, notice).await
+    }
+
+    async fn http_request(
+        &self,
+        args: &HttpRequestArgs,
+        cycles: u128,
+    ) -> Result<HttpRequestResult, CallError> {
+        market_api::client::http_request(args, cycles).await
     }
 }

@@ -24,6 +24,20 @@ pub struct State {
     pub audit: BooksAudit<AuditCursor>,
     /// How many audit runs started and audits reached each verdict.
     pub audit_counts: Cell<Cbor<AuditCounts>, Memory>,
+    /// How many probes of service replicas were made and failed.
+    pub probe_counts: Cell<Cbor<ProbeCounts>, Memory>,
+}
+
+/// How many probes of service replicas were made and failed, for
+/// `/metrics`.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProbeCounts {
+    /// Probes answered (or rejected).
+    #[serde(default)]
+    pub probes: u64,
+    /// Probes that found no 2xx answer.
+    #[serde(default)]
+    pub failures: u64,
 }
 
 /// How many audit runs started and audits reached each verdict, for
@@ -76,10 +90,12 @@ impl State {
                 ],
                 outbox: [get(OUTBOX_STEPS), get(OUTBOX_BY_JOB)],
                 reservations: [get(RESERVATIONS), get(RESERVED_QUEUE), get(DAOS)],
+                probes: get(PROBES_DUE),
             }),
             layout: Cell::init(get(LAYOUT_VERSION), 0),
             audit: BooksAudit::new(),
             audit_counts: Cell::init(get(AUDIT_COUNTS), Cbor(AuditCounts::default())),
+            probe_counts: Cell::init(get(PROBE_COUNTS), Cbor(ProbeCounts::default())),
         }
     }
 
@@ -98,6 +114,9 @@ impl State {
             min_slash: c.min_slash(),
             challenge_window_secs: c.challenge_window_secs(),
             min_audit_ppm: c.min_audit_ppm(),
+            probe_interval_secs: c.probe_interval_secs(),
+            probe_failures: c.probe_failures(),
+            probe_fee: c.probe_fee(),
         }
     }
 

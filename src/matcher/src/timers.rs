@@ -1,5 +1,5 @@
-//! The matcher's timers: one one-shot timer armed for the earliest deadline
-//! or outbox step, a repeating watchdog that re-arms it if it was lost, and
+//! The matcher's timers: one one-shot timer armed for the earliest deadline,
+//! probe or outbox step, a repeating watchdog that re-arms it if it was lost, and
 //! the repeating background audit of the indexes (one chunk of bounded
 //! work per run; the rule is `canister_common::audit`'s).
 //! Timers do not survive upgrades; `post_upgrade` arms new ones from stable
@@ -23,6 +23,10 @@ const WATCHDOG_PERIOD: Duration = Duration::from_secs(60);
 /// matched, less when only checked for expiry.
 const SWEEP_BIDS_PER_RUN: usize = 500;
 
+/// Service replicas' probes started by one timer run (each an outcall of
+/// the outbox's next run).
+const PROBES_PER_RUN: usize = 100;
+
 /// Finished jobs past their retention deleted per watchdog run.
 const PRUNED_PER_RUN: usize = 100;
 
@@ -43,10 +47,14 @@ fn now() -> u64 {
 /// armed for an earlier time already.
 pub fn schedule() {
     let wake = read_state(|s| {
-        [s.market.next_deadline_ns(), s.market.outbox.next_wake_ns()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            s.market.next_deadline_ns(),
+            s.market.outbox.next_wake_ns(),
+            s.market.next_probe_ns(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     });
     let Some(wake) = wake else { return };
     if let Some((_, at)) = TIMER.get()
@@ -63,13 +71,15 @@ pub fn schedule() {
     TIMER.set(Some((id, wake)));
 }
 
-/// One timer run: handle due deadlines, perform ready outbox steps, re-arm.
+/// One timer run: handle due deadlines, start due probes, perform ready
+/// outbox steps, re-arm.
 async fn run() {
     TIMER.set(None);
     let t = now();
     mutate_state(|s| {
         let p = s.params();
         s.market.process_deadlines(&p, t, DEADLINES_PER_RUN);
+        s.market.process_probes(t, PROBES_PER_RUN);
         s.market.modules.collect_garbage(t, 10);
     });
     schedule();

@@ -258,6 +258,9 @@ impl MarketFixture {
                 min_slash: None,
                 challenge_window_secs: Some(settings.challenge_window_secs),
                 min_audit_ppm: Some(settings.min_audit_ppm),
+                probe_interval_secs: None,
+                probe_failures: None,
+                probe_fee: None,
             })
         })?;
         install(&mut dn, ids.matcher, "matcher", matcher_arg)?;

@@ -17,6 +17,9 @@
 //!   release, no slash), waits in the reservation's queue, runs in an idle
 //!   held slot on that slot's provider, and goes back to the queue if the
 //!   slot loses its provider. It runs for at most its own `max_intervals`.
+//!
+//! A reservation with a service is a service lease: its slots run replicas
+//! of one component instead of jobs (see [`super::services`]).
 
 use super::*;
 use market_api::matcher::Reservation;
@@ -56,6 +59,21 @@ pub struct ReservationRecord {
     /// An extension asked of the escrow whose answer is not in yet.
     #[serde(default)]
     pub pending_extension: Option<Extension>,
+    /// A service lease's replicas, one per slot (empty otherwise).
+    #[serde(default)]
+    pub replicas: Vec<super::services::Replica>,
+    /// What one probe costs this lease (the matcher's fee when it was made).
+    #[serde(default)]
+    pub probe_fee: Tokens,
+    /// Probes of one replica per interval, as the lease was priced.
+    #[serde(default)]
+    pub probes_per_interval: u64,
+    /// The part of `locked` held for probes: the most their fee takes.
+    #[serde(default)]
+    pub probe_locked: Tokens,
+    /// Probes made of the lease's replicas.
+    #[serde(default)]
+    pub probes: u64,
 }
 
 /// Checks every bound of a reservation.
@@ -87,8 +105,14 @@ pub fn validate_reservation(spec: &ReservationSpec) -> Result<(), MatcherError> 
     if spec.max_rematches > 10 {
         return Err(invalid("max_rematches", "at most 10"));
     }
-    if spec.service.is_some() {
-        return Err(invalid("service", "this matcher does not run services"));
+    if let Some(service) = &spec.service {
+        super::services::validate_service(service)?;
+        if !spec.delegates.is_empty() {
+            return Err(invalid(
+                "delegates",
+                "a service lease runs its component, not jobs: it has no delegates",
+            ));
+        }
     }
     check_delegates(&spec.delegates)
 }
@@ -167,6 +191,9 @@ pub struct Extension {
     pub live_slots: u32,
     /// Intervals it adds to each slot.
     pub intervals: u32,
+    /// The part of `amount` held for a service lease's probes.
+    #[serde(default)]
+    pub probe_amount: Tokens,
 }
 
 impl<M: Memory> Market<M> {
@@ -179,51 +206,98 @@ impl<M: Memory> Market<M> {
         self.reservations.get(&id).map(|c| c.0)
     }
 
-    fn put_reservation(&mut self, id: JobId, r: ReservationRecord) {
+    pub(super) fn put_reservation(&mut self, id: JobId, r: ReservationRecord) {
         self.reservations.insert(id, Cbor(r));
     }
 
     /// Records a new reservation, not yet funded; its lock is asked for next,
     /// exactly as for a job (see [`Market::create_job`]).
+    ///
+    /// A service lease also locks what its probes can cost at the
+    /// matcher's current probe interval and fee (see
+    /// [`market_api::matcher::lease_cost`]), and pins a stored component in
+    /// the module store until it ends (its record's module is the
+    /// component, so dropping it unfunded lets the component go).
     pub fn create_reservation(
         &mut self,
+        p: &Params,
         now_ns: u64,
         owner: Principal,
         spec: ReservationSpec,
     ) -> Result<JobRecord, MatcherError> {
         validate_reservation(&spec)?;
+        let locked = market_api::matcher::lease_cost(&spec, p.probe_interval_secs, p.probe_fee)
+            .ok_or_else(|| invalid("max_price_per_interval", "maximum cost overflows"))?;
         if self.active_jobs_of(owner) >= MAX_ACTIVE_JOBS_PER_OWNER {
             return Err(MatcherError::LimitReached {
                 what: "active jobs and reservations".into(),
                 limit: MAX_ACTIVE_JOBS_PER_OWNER,
             });
         }
+        let component = spec.service.as_ref().map(|s| s.component.clone());
+        if let Some(ModuleSource::Stored { sha256 }) = &component {
+            match self.modules.meta(sha256) {
+                Some(m) if m.committed => {}
+                _ => return Err(MatcherError::UnknownModule { sha256: *sha256 }),
+            }
+            self.modules
+                .acquire(sha256)
+                .map_err(|_| MatcherError::UnknownModule { sha256: *sha256 })?;
+        }
         let id = self.next_job_id();
         let all_slots = spec.max_price_per_interval * Tokens::from(spec.slots);
+        let mut record_spec = slot_spec(&spec);
+        if let Some(component) = component {
+            record_spec.module = component;
+        }
         let rec = JobRecord {
             state: slot_state(id, owner, &spec, all_slots),
-            spec: slot_spec(&spec),
+            spec: record_spec,
             submitted_at_ns: now_ns,
             funded: false,
             kind: JobKind::Reservation,
             audit_pick: None,
         };
+        let service = spec.service.is_some();
+        let probe_locked = locked.saturating_sub(rec.state.max_cost().unwrap_or(Tokens::MAX));
         self.put_job(rec.clone());
         self.index_owner(owner, id);
         self.put_reservation(
             id,
             ReservationRecord {
+                replicas: if service {
+                    vec![Default::default(); spec.slots as usize]
+                } else {
+                    vec![]
+                },
                 spec,
                 slots: vec![],
                 running: vec![],
                 extensions: vec![],
-                locked: rec.state.max_cost().unwrap_or(Tokens::MAX),
+                locked,
                 status: ReservationStatus::Funding,
                 settled: false,
                 pending_extension: None,
+                probe_fee: if service { p.probe_fee } else { 0 },
+                probes_per_interval: if service {
+                    market_api::matcher::probes_per_interval(
+                        rec.spec.interval_secs,
+                        p.probe_interval_secs,
+                    )
+                } else {
+                    0
+                },
+                probe_locked,
+                probes: 0,
             },
         );
         Ok(rec)
+    }
+
+    /// The amount a reservation's lock holds: its slots' and, for a
+    /// service lease, its probes' maximum cost.
+    pub(super) fn reservation_lock_amount(&self, id: JobId) -> Option<Tokens> {
+        self.reservation_record(id).map(|r| r.locked)
     }
 
     /// The lock is confirmed: the slots are created and matched.
@@ -299,6 +373,7 @@ impl<M: Memory> Market<M> {
                 }
                 Effect::FreeSlot { offer_id } => {
                     self.book.free_slot(offer_id);
+                    self.replica_down(reservation, slot_id, slot);
                     self.detach(p, now_ns, reservation, slot);
                     self.serve_offer(p, now_ns, offer_id);
                 }
@@ -451,7 +526,17 @@ impl<M: Memory> Market<M> {
         if !cancelled {
             r.status = ReservationStatus::Ended;
         }
+        let probe_fee = super::services::probe_fee_due(&r);
+        let component = r.spec.service.as_ref().map(|s| s.component.clone());
         self.put_reservation(reservation, r);
+        if let Some(ModuleSource::Stored { sha256 }) = component {
+            self.modules.release(now_ns, &sha256);
+        }
+        if probe_fee > 0 {
+            // Before the settle: the refund is what the probes left.
+            self.outbox
+                .push(reservation, Effect::ProbeFee { amount: probe_fee });
+        }
         if let Some(mut rec) = self.job(reservation) {
             rec.state.status = if cancelled {
                 JobStatus::Cancelled
@@ -555,17 +640,26 @@ impl<M: Memory> Market<M> {
                     .is_some_and(|s| !s.state.status.is_terminal())
             })
             .count() as u32;
+        let overflows = || invalid("intervals", "the cost overflows");
+        let slot_intervals = Tokens::from(live_slots)
+            .checked_mul(Tokens::from(args.intervals))
+            .ok_or_else(overflows)?;
+        let probe_amount = slot_intervals
+            .checked_mul(Tokens::from(r.probes_per_interval))
+            .and_then(|n| n.checked_mul(r.probe_fee))
+            .ok_or_else(overflows)?;
         let amount = r
             .spec
             .max_price_per_interval
-            .checked_mul(Tokens::from(live_slots))
-            .and_then(|a| a.checked_mul(Tokens::from(args.intervals)))
-            .ok_or_else(|| invalid("intervals", "the cost overflows"))?;
+            .checked_mul(slot_intervals)
+            .and_then(|a| a.checked_add(probe_amount))
+            .ok_or_else(overflows)?;
         Ok(Extension {
             number: r.extensions.len() as u32 + 1,
             amount,
             live_slots,
             intervals: args.intervals,
+            probe_amount,
         })
     }
 
@@ -617,6 +711,11 @@ impl<M: Memory> Market<M> {
         if r.extensions.len() as u32 + 1 != number {
             return;
         }
+        let probe_amount = r
+            .pending_extension
+            .filter(|e| e.number == number)
+            .map_or(0, |e| e.probe_amount);
+        r.probe_locked = r.probe_locked.saturating_add(probe_amount);
         r.pending_extension = None;
         r.extensions.push(amount);
         r.locked = r.locked.saturating_add(amount);
@@ -725,6 +824,12 @@ impl<M: Memory> Market<M> {
         }
         if r.status != ReservationStatus::Active {
             return Err(invalid("reservation", "not active"));
+        }
+        if r.spec.service.is_some() {
+            return Err(invalid(
+                "reservation",
+                "a service lease runs its component, not jobs",
+            ));
         }
         if args.spec.limits.memory_mib > r.spec.memory_mib {
             return Err(invalid(

@@ -18,6 +18,9 @@ pub(crate) const P: Params = Params {
     min_slash: 1,
     challenge_window_secs: 100,
     min_audit_ppm: 0,
+    probe_interval_secs: 60,
+    probe_failures: 3,
+    probe_fee: 0,
 };
 const G: u64 = market_api::matcher::GFUEL;
 
@@ -38,6 +41,7 @@ pub(crate) fn market() -> Market<VectorMemory> {
         modules: Default::default(),
         outbox: [mem(), mem()],
         reservations: [mem(), mem(), mem()],
+        probes: mem(),
     })
 }
 
@@ -693,7 +697,7 @@ mod reservations {
             m.put_offer(&P, 0, provider(n), node(n), 0, None, offer(price))
                 .unwrap();
         }
-        let r = m.create_reservation(0, buyer(), lease(2, 5)).unwrap();
+        let r = m.create_reservation(&P, 0, buyer(), lease(2, 5)).unwrap();
         let rid = r.state.id;
         assert_eq!(
             r.state.max_cost(),
@@ -900,7 +904,7 @@ mod reservations {
         m.put_offer(&P, 0, provider(1), node(1), 0, None, offer(40))
             .unwrap();
         let rid = m
-            .create_reservation(0, buyer(), lease(1, 2))
+            .create_reservation(&P, 0, buyer(), lease(1, 2))
             .unwrap()
             .state
             .id;
@@ -979,7 +983,7 @@ mod reservations {
     fn unfunded_reservations_leave_nothing_and_bad_ones_are_refused() {
         let mut m = market();
         let rid = m
-            .create_reservation(0, buyer(), lease(2, 5))
+            .create_reservation(&P, 0, buyer(), lease(2, 5))
             .unwrap()
             .state
             .id;
@@ -1010,7 +1014,7 @@ mod reservations {
         ] {
             assert!(reservation_cost(&bad).is_none_or(|_| true));
             assert!(matches!(
-                m.create_reservation(0, buyer(), bad),
+                m.create_reservation(&P, 0, buyer(), bad),
                 Err(MatcherError::InvalidArgument { .. })
             ));
         }
@@ -1029,7 +1033,7 @@ mod reservations {
             for n in 1..=3u8 {
                 m.put_offer(&P, 0, provider(n), node(n), 0, None, offer(30 + u128::from(n) * 10)).unwrap();
             }
-            let rid = m.create_reservation(0, buyer(), lease(2, 3)).unwrap().state.id;
+            let rid = m.create_reservation(&P, 0, buyer(), lease(2, 3)).unwrap().state.id;
             m.job_funded(&P, 0, rid);
             let mut t = 0u64;
             let mut fx = vec![];

@@ -18,7 +18,11 @@ use market_api::escrow::{
 };
 use market_api::matcher::{
     ExtendReservationArgs, HeartbeatAck, HeartbeatItem, JobNotice, JobStatus, MatcherError,
-    MatcherEvent, MatcherInit, ReservationSpec,
+    MatcherEvent, MatcherInit, ReservationSpec, ServiceNotice,
+};
+use market_api::outcall::{
+    HttpRequestArgs, HttpRequestResult, PROBE_MAX_RESPONSE_BYTES, http_request_cycles,
+    request_bytes,
 };
 use market_api::registry::{
     BondArgs, Eligibility, Provider, RecordArgs, RegistryError, SlashArgs, SlashOutcome,
@@ -77,6 +81,17 @@ struct Fake {
     scheduled: Cell<u32>,
     /// Whether the registry's slashes jail the provider.
     jails: Cell<bool>,
+    /// How the next probes are answered (then 200).
+    probe_answers: RefCell<VecDeque<Result<HttpRequestResult, CallError>>>,
+}
+
+/// A replica's answer with this status.
+fn status(code: u32) -> HttpRequestResult {
+    HttpRequestResult {
+        status: code.into(),
+        headers: vec![],
+        body: vec![],
+    }
 }
 
 impl Fake {
@@ -94,6 +109,9 @@ impl Fake {
                 min_slash: Some(1),
                 challenge_window_secs: None,
                 min_audit_ppm: Some(0),
+                probe_interval_secs: None,
+                probe_failures: None,
+                probe_fee: None,
             })
         });
         fake
@@ -318,6 +336,39 @@ impl Runtime for Fake {
             jailed: self.jails.get(),
         };
         self.registry_answer("slash", args.key.clone(), outcome)
+    }
+
+    async fn deliver_service_notice(
+        &self,
+        owner: Principal,
+        method: &str,
+        notice: &ServiceNotice,
+    ) -> Result<(), CallError> {
+        self.calls.borrow_mut().push(Made {
+            method: "service_notice",
+            key: format!("{owner} {method} {notice:?}"),
+        });
+        Ok(())
+    }
+
+    async fn http_request(
+        &self,
+        args: &HttpRequestArgs,
+        cycles: u128,
+    ) -> Result<HttpRequestResult, CallError> {
+        assert_eq!(
+            cycles,
+            http_request_cycles(request_bytes(args), PROBE_MAX_RESPONSE_BYTES),
+            "the probe pays what the IC charges"
+        );
+        self.calls.borrow_mut().push(Made {
+            method: "http_request",
+            key: args.url.clone(),
+        });
+        match self.probe_answers.borrow_mut().pop_front() {
+            None => Ok(status(200)),
+            Some(answer) => answer,
+        }
     }
 
     async fn raw_rand(&self) -> Result<Vec<u8>, CallError> {

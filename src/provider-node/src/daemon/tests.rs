@@ -187,6 +187,9 @@ impl FakeMarket {
                 min_slash: None,
                 challenge_window_secs: None,
                 min_audit_ppm: None,
+                probe_interval_secs: None,
+                probe_failures: None,
+                probe_fee: None,
             }),
             "assignments" => {
                 let (_, page) = Decode!(arg, Principal, PageRequest).unwrap();
