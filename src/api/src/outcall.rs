@@ -175,6 +175,20 @@ mod tests {
     }
 
     #[test]
+    fn only_2xx_is_success() {
+        let with = |code: u32| HttpRequestResult {
+            status: code.into(),
+            headers: vec![],
+            body: vec![],
+        };
+        assert!(with(200).is_success());
+        assert!(with(204).is_success());
+        for code in [0, 199, 300, 404, 503, 70_000] {
+            assert!(!with(code).is_success(), "{code}");
+        }
+    }
+
+    #[test]
     fn request_bytes_count_url_headers_body_and_transform() {
         let principal = candid::Principal::from_slice(&[1]);
         let args = HttpRequestArgs {

@@ -3,3 +3,4 @@
 mod audits;
 pub(crate) mod market;
 mod perform;
+mod services;

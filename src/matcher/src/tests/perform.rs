@@ -83,6 +83,8 @@ struct Fake {
     jails: Cell<bool>,
     /// How the next probes are answered (then 200).
     probe_answers: RefCell<VecDeque<Result<HttpRequestResult, CallError>>>,
+    /// Releases asked for: (lock key, seq, to whom, amount).
+    releases: RefCell<Vec<(String, u64, Principal, Tokens)>>,
 }
 
 /// A replica's answer with this status.
@@ -241,6 +243,12 @@ impl Runtime for Fake {
         args: &ReleaseArgs,
     ) -> Answer<JobLock, EscrowError> {
         let key = format!("{} seq {}", args.job_key, args.seq);
+        self.releases.borrow_mut().push((
+            args.job_key.clone(),
+            args.seq,
+            args.provider,
+            args.amount,
+        ));
         self.escrow_answer("release", key, lock(&args.job_key, args.amount))
     }
 
@@ -736,4 +744,155 @@ fn a_jailed_provider_leaves_the_book() {
     assert_eq!(rt.calls_of("slash").len(), 1);
     assert_eq!(offers_left(), 0);
     assert!(offer_withdrawn());
+}
+
+/// A service lease through the performer: probes are outcalls with the
+/// IC's cycles, failures are logged and the last one slashes, endpoint
+/// changes are logged and told to the owner once, and the probes' fee goes
+/// to the matcher's own escrow account before the refund.
+#[test]
+fn a_service_lease_probes_by_outcall_and_pays_its_probes_to_the_matcher() {
+    use crate::lifecycle::PROBE_FEE_SEQ;
+    use market_api::matcher::{ServiceLimits, ServiceSpec};
+    let rt = Fake::new();
+    mutate_state(|s| {
+        let mut c = s.config();
+        c.probe_fee = Some(10);
+        c.probe_failures = Some(2);
+        s.set_config(c);
+    });
+    post_offer(&rt);
+    let spec = ReservationSpec {
+        intervals: 10,
+        service: Some(ServiceSpec {
+            component: market_api::matcher::ModuleSource::Url {
+                url: "https://example.org/s.wasm".into(),
+                sha256: [3; 32],
+            },
+            env: vec![],
+            allowed_hosts: vec![],
+            health_path: "/healthz".into(),
+            callback: Some("on_endpoint".into()),
+            limits: ServiceLimits::default(),
+        }),
+        ..reservation_spec()
+    };
+    let rid = block_on(endpoints::reserve(&rt, BUYER, spec)).unwrap();
+    rt.settle_outbox(3);
+    assert!(events().contains(&MatcherEvent::ReservationMade {
+        reservation: rid,
+        owner: BUYER,
+        slots: 1,
+        // 10 intervals at 100, and 10 probes at 10.
+        locked: 1_000 + 100,
+        ledger: icp(),
+    }));
+    let slot = read_state(|s| s.market.reservation_record(rid).unwrap().slots[0]);
+    let endpoint = format!("http://127.0.0.1:8080/{rid}/");
+    let item = |endpoint: Option<String>| HeartbeatItem {
+        job_id: slot,
+        attempt: 1,
+        fuel_used: 0,
+        endpoint,
+    };
+    let acks = endpoints::heartbeat(&rt, NODE, vec![item(Some(endpoint.clone()))]).unwrap();
+    assert!(matches!(acks[0], HeartbeatAck::Accepted { .. }), "{acks:?}");
+    rt.settle_outbox(5);
+    assert!(events().contains(&MatcherEvent::ServiceEndpoint {
+        reservation: rid,
+        slot: 0,
+        provider: PROVIDER,
+        endpoint: Some(endpoint.clone()),
+    }));
+    let notice = ServiceNotice {
+        service: rid,
+        slot: 0,
+        provider: Some(PROVIDER),
+        endpoint: Some(endpoint.clone()),
+    };
+    assert_eq!(
+        rt.calls_of("service_notice"),
+        vec![made(
+            "service_notice",
+            format!("{BUYER} on_endpoint {notice:?}")
+        )]
+    );
+
+    // What a timer run does once a probe is due.
+    let tick = |rt: &Fake| {
+        rt.advance(60 * S);
+        endpoints::heartbeat(rt, NODE, vec![item(None)]).unwrap();
+        let t = rt.now_ns();
+        mutate_state(|s| {
+            let p = s.params();
+            s.market.process_deadlines(&p, t, 10);
+            s.market.process_probes(t, 10);
+        });
+        rt.settle_outbox(5);
+    };
+    tick(&rt);
+    let url = format!("http://127.0.0.1:8080/{rid}/healthz");
+    assert_eq!(
+        rt.calls_of("http_request"),
+        vec![made("http_request", url.clone())]
+    );
+    rt.probe_answers.borrow_mut().push_back(Ok(status(503)));
+    tick(&rt);
+    let failed = |n| MatcherEvent::ProbeFailed {
+        reservation: rid,
+        slot: 0,
+        provider: PROVIDER,
+        consecutive: n,
+    };
+    assert!(events().contains(&failed(1)));
+    rt.probe_answers
+        .borrow_mut()
+        .push_back(Err(CallError::Rejected {
+            code: 2,
+            message: "connection refused".into(),
+        }));
+    tick(&rt);
+    assert!(events().contains(&failed(2)));
+    // The second failure in a row: slashed as a missed deadline, the
+    // endpoint cleared and the owner told.
+    assert_eq!(
+        rt.calls_of("slash"),
+        vec![made("slash", format!("job/{slot}/slash/1"))]
+    );
+    assert!(events().contains(&MatcherEvent::ServiceEndpoint {
+        reservation: rid,
+        slot: 0,
+        provider: PROVIDER,
+        endpoint: None,
+    }));
+    assert_eq!(rt.calls_of("service_notice").len(), 2);
+    assert_eq!(rt.calls_of("http_request").len(), 3);
+    let page = read_state(|s| crate::metrics::encode(s, 0));
+    assert!(page.contains("matcher_probes_total 3"), "{page}");
+    assert!(page.contains("matcher_probe_failures_total 2"), "{page}");
+
+    // No re-matches left: the slot failed, and the lease ended and settled.
+    assert_eq!(
+        read_state(|s| s.market.service(rid).unwrap().status),
+        market_api::matcher::ReservationStatus::Ended
+    );
+    let key = format!("job/{rid}");
+    let releases = rt.releases.borrow().clone();
+    assert_eq!(
+        releases.last(),
+        Some(&(key.clone(), PROBE_FEE_SEQ, rt.self_id(), 30)),
+        "three probes at 10, to the matcher: {releases:?}"
+    );
+    let calls = rt.calls();
+    let fee_at = calls
+        .iter()
+        .position(|c| c.key == format!("{key} seq {PROBE_FEE_SEQ}"))
+        .unwrap();
+    let settle_at = calls
+        .iter()
+        .position(|c| *c == made("settle", key.clone()))
+        .unwrap();
+    assert!(fee_at < settle_at, "the fee before the refund");
+    assert!(read_state(|s| s.market.outbox.is_empty()));
+    read_state(|s| s.market.check_invariants()).unwrap();
 }
