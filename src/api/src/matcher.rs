@@ -981,7 +981,8 @@ pub struct Reservation {
     pub slots: Vec<ReservedSlotView>,
     /// Total locked for it, extensions included.
     pub locked: Tokens,
-    /// Paid to providers so far.
+    /// Paid to providers so far, and once a service lease has settled,
+    /// the fee of its probes.
     pub paid: Tokens,
     /// Jobs waiting for a free slot.
     pub queued_jobs: u64,
@@ -1261,7 +1262,9 @@ pub enum MatcherEvent {
         /// Per billion fuel (one-off job) or per interval (reserved slot).
         price: Tokens,
     },
-    /// A heartbeat paid one interval of a reserved slot.
+    /// A heartbeat paid one interval of a reserved slot; or, with the
+    /// matcher itself as `provider` and `seq` 0xFFFFFFFF00000000, a service
+    /// lease (`job_id` its reservation) paid the fee of its probes.
     IntervalPaid {
         job_id: JobId,
         provider: Principal,

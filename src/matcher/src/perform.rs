@@ -393,9 +393,16 @@ pub async fn perform(rt: &impl Runtime, job_id: JobId, effect: Effect) -> Outcom
                 amount,
                 hold: false,
             };
+            let matcher = args.provider;
             match rt.release(escrow, &args).await {
                 Ok(Err(EscrowError::Busy)) => Outcome::Retry("escrow busy".into()),
-                Ok(Ok(_)) => Outcome::Done,
+                Ok(Ok(_)) => {
+                    let t = rt.now_ns();
+                    mutate_state(|s| {
+                        audit::paid(s, t, job_id, matcher, PROBE_FEE_SEQ, amount, None)
+                    });
+                    Outcome::Done
+                }
                 Ok(Err(e)) => {
                     rt.log(&format!("lease {job_id}: probe fee refused: {e:?}"));
                     Outcome::Done

@@ -867,11 +867,18 @@ impl<M: Memory> Market<M> {
                 })
             })
             .collect();
-        let paid = r
+        let slots_paid = r
             .slots
             .iter()
             .filter_map(|id| self.job(*id))
             .fold(0u128, |acc, s| acc.saturating_add(s.state.released));
+        // A service lease pays its probes' fee with its settle.
+        let probes_paid = if r.settled {
+            super::services::probe_fee_due(&r)
+        } else {
+            0
+        };
+        let paid = slots_paid.saturating_add(probes_paid);
         Some(Reservation {
             id,
             owner: rec.state.owner,

@@ -893,6 +893,14 @@ fn a_service_lease_probes_by_outcall_and_pays_its_probes_to_the_matcher() {
         .position(|c| *c == made("settle", key.clone()))
         .unwrap();
     assert!(fee_at < settle_at, "the fee before the refund");
+    assert!(events().contains(&MatcherEvent::IntervalPaid {
+        job_id: rid,
+        provider: rt.self_id(),
+        seq: PROBE_FEE_SEQ,
+        amount: 30,
+    }));
+    let r = read_state(|s| s.market.reservation(rid).unwrap());
+    assert_eq!(r.paid, 3 * PRICE + 30, "three intervals and three probes");
     assert!(read_state(|s| s.market.outbox.is_empty()));
     read_state(|s| s.market.check_invariants()).unwrap();
 }
