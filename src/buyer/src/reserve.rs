@@ -6,7 +6,8 @@ use candid::Principal;
 use market_api::escrow::EscrowError;
 use market_api::matcher::{
     CancelReservationArgs, ExtendReservationArgs, MatcherError, Reservation, ReservationId,
-    ReservationSpec, ReservationStatus, ReservedJobArgs, SetDelegatesArgs, reservation_cost,
+    ReservationSpec, ReservationStatus, ReservedJobArgs, SetDelegatesArgs, lease_cost,
+    reservation_cost,
 };
 use market_api::{JobId, Tokens};
 
@@ -32,16 +33,23 @@ fn plural(n: impl Into<u64>) -> &'static str {
 }
 
 /// Checks that the free escrow balance covers slots × intervals × max
-/// price, then reserves. Nothing that changes state is called when the
+/// price (and, for a service lease, what its probes can cost), then
+/// reserves. Nothing that changes state is called when the
 /// balance is short; the error says what to deposit.
 pub async fn reserve<T: Transport>(
     client: &MarketClient<T>,
     spec: ReservationSpec,
     console: &mut Console,
 ) -> Result<ReservationId, BuyerError> {
-    let needed = reservation_cost(&spec).ok_or_else(|| {
-        BuyerError::Request("--max-price × --slots × --intervals overflows".into())
-    })?;
+    // A service lease also locks what the matcher's health probes of its
+    // replicas can cost, at the matcher's probe interval and fee.
+    let needed = if spec.service.is_some() {
+        let config = with_retries(|| client.matcher_config()).await?;
+        lease_cost(&spec, config.probe_interval_secs(), config.probe_fee())
+    } else {
+        reservation_cost(&spec)
+    }
+    .ok_or_else(|| BuyerError::Request("--max-price × --slots × --intervals overflows".into()))?;
     check_funds_for(client, "the reservation", needed).await?;
     // Not retried: a repeated call would be a second reservation.
     let id = match client.reserve(spec.clone()).await {
