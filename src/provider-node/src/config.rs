@@ -479,9 +479,12 @@ poll_interval_ms = 1000
 shutdown_grace_secs = 60
 
 # Services: the HTTP listener in front of the components the node runs.
+# Without it, slots of service leases are handed back. The matcher probes
+# each replica at <public_url>/<id>/<health path> by HTTPS outcall: on
+# mainnet public_url must be https with a public CA's certificate.
 [ingress]
 # listen = "0.0.0.0:8080"         # or "off" (the default)
-# public_url = "https://node.example.com"   # endpoints are <public_url>/<id>/
+# public_url = "https://node.example.com"   # endpoints are <public_url>/<id>/; keep it stable
 # tls_cert = "~/.config/provider-node/cert.pem"   # or TLS at your own reverse proxy
 # tls_key = "~/.config/provider-node/key.pem"
 # host_domain = "svc.node.example.com"      # also route <id>.<host_domain>

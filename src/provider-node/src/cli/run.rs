@@ -68,8 +68,9 @@ pub fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("serving metrics on {addr}"))?;
             tracing::info!(addr = %bound, "metrics at http://{bound}/metrics");
         }
-        // The services' ingress. The daemon does not yet start services
-        // from its assignments; the host and its listener are ready for it.
+        // The services' ingress: the daemon runs the replicas of service
+        // leases in its host. Without it, service slots are handed back.
+        let mut services = None;
         if let Some(ingress) = &s.settings.ingress {
             let host = provider_node::service::ServiceHost::new(
                 ingress.host_config(&s.settings.cache_dir.join("compiled")),
@@ -81,12 +82,22 @@ pub fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 .await
                 .with_context(|| format!("ingress on {}", ingress.listen))?;
             let mut rx = stop_rx.clone();
-            tokio::spawn(provider_node::service::serve(host, listener, settings, async move {
-                let _ = rx.wait_for(|stop| *stop).await;
-            }));
+            tokio::spawn(provider_node::service::serve(
+                host.clone(),
+                listener,
+                settings,
+                async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                },
+            ));
             tracing::info!(listen = %ingress.listen, url = %ingress.public_url, "services' ingress");
+            services = Some(host);
+        } else {
+            tracing::info!(
+                "no services' ingress ([ingress] listen): slots of service leases will be handed back"
+            );
         }
-        let daemon = Daemon::new(
+        let mut daemon = Daemon::new(
             s.client.clone(),
             Arc::new(executor),
             DaemonConfig {
@@ -99,11 +110,17 @@ pub fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             },
             metrics,
         )?;
+        if let Some(host) = services {
+            daemon = daemon.with_services(host);
+        }
         let summary = daemon.run(shutdown_signal()).await;
         let _ = stop_tx.send(true);
         eprintln!(
-            "stopped: {} results submitted, {} heartbeats accepted, {} jobs cancelled at shutdown",
-            summary.results_submitted, summary.heartbeats_accepted, summary.cancelled_at_shutdown
+            "stopped: {} results submitted, {} heartbeats accepted, {} jobs cancelled at shutdown, {} replicas started",
+            summary.results_submitted,
+            summary.heartbeats_accepted,
+            summary.cancelled_at_shutdown,
+            summary.replicas_started
         );
         Ok(ExitCode::SUCCESS)
     })

@@ -13,7 +13,8 @@ use prometheus_client::registry::Registry;
 pub struct Metrics {
     /// Jobs fetched or running in the sandbox now.
     pub jobs_running: Gauge,
-    /// Reserved slots held for buyers' reservations (heartbeated, busy or idle).
+    /// Reserved slots held for buyers' reservations (heartbeated, busy or
+    /// idle), service slots included.
     pub slots_held: Gauge,
     /// Jobs whose result the matcher accepted (any outcome).
     pub jobs_completed: Counter,
@@ -46,6 +47,12 @@ pub struct Metrics {
     /// The provider's claimable balance in the escrow, in e8s (refreshed
     /// with the assignments).
     pub claimable_e8s: Gauge,
+    /// Service replicas started on leased slots (again after a restart).
+    pub replicas_started: Counter,
+    /// Service slots handed back because their replica could not run: no
+    /// ingress, an unusable component, refused by the service host, or an
+    /// endpoint the matcher refused.
+    pub replicas_failed: Counter,
     /// The service host's metrics (ingress, per-service requests).
     pub services: crate::service::ServiceMetrics,
 }
@@ -118,6 +125,16 @@ impl Metrics {
             "claimable_e8s",
             "Claimable balance in the escrow, e8s",
             self.claimable_e8s.clone(),
+        );
+        r.register(
+            "replicas_started",
+            "Service replicas started on leased slots",
+            self.replicas_started.clone(),
+        );
+        r.register(
+            "replicas_failed",
+            "Service slots handed back because their replica could not run",
+            self.replicas_failed.clone(),
         );
         self.services.register(&mut r);
         r

@@ -27,6 +27,22 @@
 //! Failures of a call, a download or a job never stop the loop: each is
 //! logged, counted and retried on a later turn with exponential backoff.
 //!
+//! # Reserved slots and services
+//!
+//! A reserved slot runs nothing of its own: its reservation is read
+//! (`get_reservation`) and, for plain reserved capacity, the slot is held
+//! and heartbeated every interval, busy or idle. The slot of a service
+//! lease runs one replica of the lease's component ([`replica`]): the
+//! component is fetched like a job's module, started in the node's
+//! [`ServiceHost`] under the reservation's id, and only then is the slot
+//! acknowledged, every heartbeat of it carrying the replica's endpoint
+//! (`<public URL>/<reservation id>/`), which the matcher records and
+//! probes. A node without an ingress, a component that can't be had or
+//! run, or an endpoint the matcher refuses: the slot is handed back
+//! (unslashed). When the slot ends, is handed back or is no longer
+//! assigned, the replica stops (its URL answers 404); after a restart the
+//! replicas start again from the assignments.
+//!
 //! # Replies it can't read
 //!
 //! Every reply the daemon reads is bounded whatever buyers put in their
@@ -54,9 +70,10 @@
 //! On the shutdown signal the daemon stops taking assignments, keeps
 //! heartbeating and submitting for running jobs for up to `shutdown_grace`,
 //! then cancels what is still running, sends a last heartbeat for the
-//! intervals whose window is open, and returns. Every job it will not
-//! finish (assignments not yet started, jobs assigned while draining, runs
-//! cancelled at the end of the grace period) is handed back to the matcher
+//! intervals whose window is open, stops its replicas, and returns. Every
+//! job it will not finish (assignments not yet started, jobs assigned while
+//! draining, runs cancelled at the end of the grace period) and every
+//! reserved slot is handed back to the matcher
 //! (`hand_back`), which matches it again without slashing this provider;
 //! a reserved slot's intervals already heartbeated stay paid (a one-off
 //! job's fuel pay, pending until a result, goes back to its buyer). Withdraw offers first when a
@@ -66,6 +83,7 @@ pub mod fetch;
 pub mod metrics;
 pub mod pace;
 pub mod read;
+pub mod replica;
 pub mod results;
 pub mod schedule;
 
@@ -77,7 +95,7 @@ use std::time::Duration;
 use candid::Principal;
 use market_api::matcher::{
     Assignment, HeartbeatAck, HeartbeatItem, JobKind, JobResult, JobSpec, MAX_OUTPUT_BYTES,
-    MatcherError, RunOutcome, SubmitResultArgs, fuel_cost,
+    MatcherError, Reservation, ReservationId, RunOutcome, SubmitResultArgs, fuel_cost,
 };
 use market_api::{JobId, Tokens};
 use sha2::Digest;
@@ -88,6 +106,7 @@ use tracing::{debug, info, warn};
 use crate::sandbox::{
     ENGINE_VERSION, Executor, Job, JobLimits, JobPhase, JobReport, Outcome, RunningJob, WasmModule,
 };
+use crate::service::{ServiceError, ServiceHost};
 use market_client::retry::Backoff;
 use market_client::transport::Transport;
 use market_client::{ClientError, MarketClient};
@@ -96,6 +115,7 @@ use fetch::{EgressPolicy, FetchError, ModuleFetcher};
 use metrics::Metrics;
 use pace::Pace;
 use read::ReadError;
+use replica::Replica;
 use results::ResultStore;
 use schedule::HeartbeatSlot;
 
@@ -144,8 +164,14 @@ pub struct Summary {
     pub heartbeats_accepted: u64,
     /// Jobs cancelled at shutdown.
     pub cancelled_at_shutdown: u64,
-    /// Jobs handed back to the matcher at shutdown.
+    /// Jobs and slots handed back to the matcher.
     pub handed_back: u64,
+    /// Service replicas started (a restarted daemon starts its replicas
+    /// again).
+    pub replicas_started: u64,
+    /// Service slots handed back because their replica could not run (no
+    /// ingress, an unusable component, the host refused it).
+    pub replicas_failed: u64,
 }
 
 /// The daemon's retries: from 250 ms, doubling, up to 30 s.
@@ -154,9 +180,19 @@ fn backoff() -> Backoff {
 }
 
 enum Stage {
+    /// A reserved slot whose reservation is being read: a service lease's
+    /// slot runs a replica, plain reserved capacity is held.
+    ReadingLease(JoinHandle<Result<Option<Reservation>, ClientError>>),
+    LeaseRetry(Backoff),
     /// A reserved slot: nothing runs; it is heartbeated every interval,
     /// busy or idle, until the matcher stops listing it.
     Holding,
+    /// A service replica's component being compiled and started in the
+    /// service host (its component was fetched like a job's module).
+    Starting(JoinHandle<Result<(), ServiceError>>),
+    /// A service replica answering behind the ingress: its slot is
+    /// heartbeated every interval, each heartbeat with its endpoint.
+    Serving,
     /// Its spec and input being read from the matcher.
     Reading(JoinHandle<Result<JobSpec, ReadError>>),
     ReadRetry(Backoff),
@@ -176,6 +212,9 @@ struct JobRecord {
     kind: JobKind,
     /// What to run, once read (`None` for a reserved slot, or until read).
     spec: Option<JobSpec>,
+    /// The service replica a reserved slot runs, once its lease is read
+    /// (`None` for anything else).
+    replica: Option<Replica>,
     /// Per billion fuel (a one-off job), per interval (a reserved slot), or
     /// 0 (a job in a reservation).
     price: Tokens,
@@ -218,6 +257,24 @@ impl JobRecord {
         (fuel - before, cost(fuel).saturating_sub(cost(before)))
     }
 
+    /// Whether a heartbeat may go out for it. A reserved slot is
+    /// acknowledged only once its reservation is read and, for a service,
+    /// its replica serves (the acknowledgement carries the endpoint); once
+    /// acknowledged it is heartbeated whatever its stage.
+    fn may_heartbeat(&self) -> bool {
+        self.due_ns.is_some()
+            || !matches!(self.kind, JobKind::ReservedSlot { .. })
+            || matches!(self.stage, Stage::Holding | Stage::Serving)
+    }
+
+    /// The lease a reserved slot belongs to.
+    fn reservation(&self) -> Option<ReservationId> {
+        match self.kind {
+            JobKind::ReservedSlot { reservation, .. } => Some(reservation),
+            _ => None,
+        }
+    }
+
     fn heartbeat_slot(&self, job_id: JobId) -> HeartbeatSlot {
         HeartbeatSlot {
             job_id,
@@ -245,6 +302,12 @@ pub struct Daemon<T> {
     /// Assignments whose result is in (the job's challenge window open) or
     /// that ended: left alone while the listing still shows them.
     done: std::collections::BTreeSet<(JobId, u32)>,
+    /// The services' host behind the node's ingress (`None`: no ingress;
+    /// service slots are handed back).
+    services: Option<ServiceHost>,
+    /// Replica starts whose slot was dropped meanwhile: once each ends,
+    /// its service is stopped unless another slot serves the lease.
+    abandoned_starts: Vec<(ReservationId, JoinHandle<Result<(), ServiceError>>)>,
     summary: Summary,
     steps: u64,
 }
@@ -342,6 +405,8 @@ impl<T: Transport + Clone> Daemon<T> {
             to_hand_back: BTreeMap::new(),
             handed_back: Default::default(),
             done: Default::default(),
+            services: None,
+            abandoned_starts: Vec::new(),
             summary: Summary::default(),
             steps: 0,
         })
@@ -352,6 +417,14 @@ impl<T: Transport + Clone> Daemon<T> {
     /// public https servers: [`EgressPolicy::strict`]).
     pub fn with_egress(mut self, egress: EgressPolicy) -> Self {
         self.fetcher = ModuleFetcher::with_egress(self.config.cache_dir.clone(), egress);
+        self
+    }
+
+    /// Runs service replicas on the reserved slots of service leases in
+    /// `host`, the service host behind the node's ingress. Without one the
+    /// node hands service slots back.
+    pub fn with_services(mut self, host: ServiceHost) -> Self {
+        self.services = Some(host);
         self
     }
 
@@ -397,10 +470,11 @@ impl<T: Transport + Clone> Daemon<T> {
                 if self
                     .records
                     .values()
-                    .all(|s| matches!(s.stage, Stage::Holding))
+                    .all(|s| matches!(s.kind, JobKind::ReservedSlot { .. }))
                 {
-                    // The jobs in them are done: give the slots back, so
-                    // they are matched anew without a slash.
+                    // Only reserved slots are left (the jobs in them are
+                    // done): stop their replicas and give the slots back,
+                    // so they are matched anew without a slash.
                     self.stop_remaining().await;
                     break;
                 }
@@ -449,6 +523,7 @@ impl<T: Transport + Clone> Daemon<T> {
             }
         }
         self.advance(now_ns).await;
+        self.reap_abandoned_starts().await;
         self.heartbeat(now_ns, false).await;
         self.submit_results().await;
         if self.steps % 10 == 1 {
@@ -464,13 +539,16 @@ impl<T: Transport + Clone> Daemon<T> {
         let held = self
             .records
             .values()
-            .filter(|s| matches!(s.stage, Stage::Holding))
+            .filter(|s| matches!(s.kind, JobKind::ReservedSlot { .. }))
             .count();
         self.metrics.slots_held.set(held as i64);
         self.metrics.jobs_running.set(
             self.records
                 .values()
-                .filter(|s| !matches!(s.stage, Stage::Finished { .. } | Stage::Holding))
+                .filter(|s| {
+                    !matches!(s.stage, Stage::Finished { .. })
+                        && !matches!(s.kind, JobKind::ReservedSlot { .. })
+                })
                 .count() as i64,
         );
     }
@@ -533,33 +611,97 @@ impl<T: Transport + Clone> Daemon<T> {
         }
     }
 
-    /// Forgets a slot: cancels its run and its saved result.
+    /// Forgets a slot: cancels its run and its saved result, stops its
+    /// replica.
     fn discard(&mut self, job_id: JobId, record: JobRecord) {
+        let reservation = record.reservation();
         match record.stage {
             Stage::Running(job) => job.cancel(),
             Stage::Fetching(task) => task.abort(),
             Stage::Reading(task) => task.abort(),
+            Stage::ReadingLease(task) => task.abort(),
             Stage::Finished { .. } => {
                 self.metrics.jobs_failed.inc();
             }
-            Stage::FetchRetry(_) | Stage::ReadRetry(_) | Stage::Holding => {}
+            Stage::Starting(task) => {
+                // Its service may be in the host by the time the task ends.
+                task.abort();
+                if let Some(reservation) = reservation {
+                    self.abandoned_starts.push((reservation, task));
+                }
+            }
+            Stage::Serving => {
+                if let Some(reservation) = reservation {
+                    self.stop_replica(reservation);
+                }
+            }
+            Stage::FetchRetry(_) | Stage::ReadRetry(_) | Stage::LeaseRetry(_) | Stage::Holding => {}
         }
         self.results.remove(job_id, record.attempt);
     }
 
+    /// Stops the service of lease `reservation`, unless another slot this
+    /// node holds still serves it (the matcher gives one provider at most
+    /// one slot of a lease, but a slot re-assigned while its old attempt
+    /// is dropped would be).
+    fn stop_replica(&self, reservation: ReservationId) {
+        let served = self
+            .records
+            .values()
+            .any(|r| r.replica.as_ref().map(|x| x.reservation) == Some(reservation));
+        if served {
+            return;
+        }
+        if let Some(host) = &self.services
+            && host.stop(reservation)
+        {
+            info!(reservation, "replica stopped");
+        }
+    }
+
+    /// Stops the services of dropped slots whose start ended.
+    async fn reap_abandoned_starts(&mut self) {
+        let (ended, running): (Vec<_>, Vec<_>) = std::mem::take(&mut self.abandoned_starts)
+            .into_iter()
+            .partition(|(_, task)| task.is_finished());
+        self.abandoned_starts = running;
+        for (reservation, task) in ended {
+            let _ = task.await;
+            self.stop_replica(reservation);
+        }
+    }
+
+    /// Hands back a service slot whose replica can't run here (`record`,
+    /// already out of the records), and stops what may run of it.
+    fn replica_failed(&mut self, id: JobId, record: &JobRecord, why: &dyn std::fmt::Display) {
+        warn!(job_id = id, reservation = ?record.reservation(), reason = %why,
+            "the service slot's replica can't run on this node; handing the slot back");
+        self.metrics.replicas_failed.inc();
+        self.summary.replicas_failed += 1;
+        self.to_hand_back.insert(id, record.attempt);
+        if let Some(replica) = &record.replica {
+            self.stop_replica(replica.reservation);
+        }
+    }
+
     fn start(&mut self, a: Assignment, due_ns: Option<u64>) {
-        let stage = match self.results.load(a.job_id, a.attempt) {
-            _ if matches!(a.kind, JobKind::ReservedSlot { .. }) => {
+        let saved = match a.kind {
+            JobKind::ReservedSlot { reservation, .. } => Err(reservation),
+            _ => Ok(self.results.load(a.job_id, a.attempt)),
+        };
+        let stage = match saved {
+            Err(reservation) => {
                 info!(
                     job_id = a.job_id,
                     attempt = a.attempt,
                     price = a.price,
                     kind = ?a.kind,
-                    "holding a reserved slot: heartbeating it every interval"
+                    resumed = due_ns.is_some(),
+                    "reserved slot assigned; reading its reservation"
                 );
-                Stage::Holding
+                self.spawn_lease_read(reservation)
             }
-            Some(args) => {
+            Ok(Some(args)) => {
                 info!(
                     job_id = a.job_id,
                     attempt = a.attempt,
@@ -570,7 +712,7 @@ impl<T: Transport + Clone> Daemon<T> {
                     backoff: backoff(),
                 }
             }
-            None => {
+            Ok(None) => {
                 info!(
                     job_id = a.job_id,
                     attempt = a.attempt,
@@ -590,6 +732,7 @@ impl<T: Transport + Clone> Daemon<T> {
                 kind: a.kind,
                 interval_ns: a.interval_secs.saturating_mul(1_000_000_000).max(1),
                 spec: None,
+                replica: None,
                 price: a.price,
                 pace: Pace::of(&a),
                 due_ns,
@@ -607,12 +750,71 @@ impl<T: Transport + Clone> Daemon<T> {
     }
 
     fn spawn_fetch(&self, spec: &JobSpec) -> Stage {
+        self.spawn_fetch_of(spec.module.clone())
+    }
+
+    /// Fetches a job's module or a service's component (same store, URLs,
+    /// checks and cache).
+    fn spawn_fetch_of(&self, source: market_api::matcher::ModuleSource) -> Stage {
         let client = self.client.clone();
         let fetcher = self.fetcher.clone();
-        let source = spec.module.clone();
         Stage::Fetching(tokio::spawn(async move {
             fetcher.fetch(&client, &source).await
         }))
+    }
+
+    fn spawn_lease_read(&self, reservation: ReservationId) -> Stage {
+        let client = self.client.clone();
+        Stage::ReadingLease(tokio::spawn(async move {
+            client.get_reservation(reservation).await
+        }))
+    }
+
+    /// Starts `replica` with its fetched `component` in the service host.
+    fn spawn_start(&self, replica: &Replica, component: Vec<u8>) -> Stage {
+        let Some(host) = self.services.clone() else {
+            // A replica is made only for a node with a service host.
+            return Stage::Starting(tokio::spawn(async {
+                Err(ServiceError::Config("this node has no ingress".into()))
+            }));
+        };
+        let replica = replica.clone();
+        info!(reservation = replica.reservation, memory_mib = replica.memory_mib,
+            endpoint = %replica.endpoint, "starting the service's replica");
+        Stage::Starting(tokio::spawn(async move {
+            replica::start(&host, &replica, &component).await
+        }))
+    }
+
+    /// What a reserved slot becomes once its `reservation` is read: held
+    /// (plain reserved capacity) or a replica being fetched; `None` if the
+    /// node can't serve it (queued for hand-back).
+    fn on_lease(
+        &mut self,
+        id: JobId,
+        record: &mut JobRecord,
+        reservation: Reservation,
+    ) -> Option<Stage> {
+        match replica::replica_of(reservation, self.services.as_ref()) {
+            Ok(None) => {
+                info!(
+                    job_id = id,
+                    "holding a reserved slot: heartbeating it every interval"
+                );
+                Some(Stage::Holding)
+            }
+            Ok(Some(replica)) => {
+                info!(job_id = id, reservation = replica.reservation, endpoint = %replica.endpoint,
+                    "a service's slot: fetching its component");
+                let stage = self.spawn_fetch_of(replica.service.component.clone());
+                record.replica = Some(replica);
+                Some(stage)
+            }
+            Err(why) => {
+                self.replica_failed(id, record, &why);
+                None
+            }
+        }
     }
 
     /// Counts a transient call error met while `doing` something for job
@@ -663,11 +865,45 @@ impl<T: Transport + Clone> Daemon<T> {
                     }
                 },
                 Stage::ReadRetry(b) if b.ready() => self.spawn_read(id),
+                Stage::ReadingLease(task) if task.is_finished() => match task.await {
+                    Ok(Ok(Some(reservation))) => {
+                        match self.on_lease(id, &mut record, reservation) {
+                            Some(stage) => stage,
+                            None => continue,
+                        }
+                    }
+                    Ok(Err(e)) if e.is_transient() => Stage::LeaseRetry(
+                        self.retry_after_call_error(id, "reading the slot's reservation", &e),
+                    ),
+                    Ok(result) => {
+                        self.metrics.unreadable_replies.inc();
+                        let error = result.err().map(|e| e.to_string());
+                        warn!(job_id = id, reservation = ?record.reservation(), ?error,
+                            "the slot's reservation can't be read; handing the slot back");
+                        self.to_hand_back.insert(id, record.attempt);
+                        continue;
+                    }
+                    Err(e) => {
+                        warn!(job_id = id, error = %e, "the reservation read task failed; retrying");
+                        Stage::LeaseRetry(backoff())
+                    }
+                },
+                Stage::LeaseRetry(b) if b.ready() => match record.reservation() {
+                    Some(reservation) => self.spawn_lease_read(reservation),
+                    None => Stage::Holding,
+                },
                 Stage::Fetching(task) if task.is_finished() => match task.await {
-                    Ok(Ok(bytes)) => self.run_job(id, &record, bytes, now_ns),
+                    Ok(Ok(bytes)) => match &record.replica {
+                        Some(replica) => self.spawn_start(replica, bytes),
+                        None => self.run_job(id, &record, bytes, now_ns),
+                    },
                     Ok(Err(e)) if e.is_transient() => Stage::FetchRetry(
                         self.retry_after_call_error(id, "fetching the module", &e),
                     ),
+                    Ok(Err(e)) if record.replica.is_some() => {
+                        self.replica_failed(id, &record, &e);
+                        continue;
+                    }
                     Ok(Err(e)) => {
                         warn!(job_id = id, error = %e, "the job's module is unusable; reporting it");
                         self.finish(id, &record, failed_module_result(&e))
@@ -677,9 +913,29 @@ impl<T: Transport + Clone> Daemon<T> {
                         Stage::FetchRetry(backoff())
                     }
                 },
-                Stage::FetchRetry(b) if b.ready() => match &record.spec {
-                    Some(spec) => self.spawn_fetch(spec),
-                    None => self.spawn_read(id),
+                Stage::FetchRetry(b) if b.ready() => match (&record.replica, &record.spec) {
+                    (Some(replica), _) => self.spawn_fetch_of(replica.service.component.clone()),
+                    (None, Some(spec)) => self.spawn_fetch(spec),
+                    (None, None) => self.spawn_read(id),
+                },
+                Stage::Starting(task) if task.is_finished() => match task.await {
+                    Ok(Ok(())) => {
+                        self.metrics.replicas_started.inc();
+                        self.summary.replicas_started += 1;
+                        if let Some(replica) = &record.replica {
+                            info!(job_id = id, reservation = replica.reservation,
+                                endpoint = %replica.endpoint, "replica serving");
+                        }
+                        Stage::Serving
+                    }
+                    Ok(Err(e)) => {
+                        self.replica_failed(id, &record, &e);
+                        continue;
+                    }
+                    Err(e) => {
+                        self.replica_failed(id, &record, &e);
+                        continue;
+                    }
                 },
                 Stage::Running(job) if job.progress().phase == JobPhase::Finished => {
                     let report = job.wait().await;
@@ -761,6 +1017,7 @@ impl<T: Transport + Clone> Daemon<T> {
         let hb: Vec<HeartbeatSlot> = self
             .records
             .iter()
+            .filter(|(_, s)| s.may_heartbeat())
             .map(|(id, s)| s.heartbeat_slot(*id))
             .collect();
         let ids = if all_open {
@@ -780,7 +1037,9 @@ impl<T: Transport + Clone> Daemon<T> {
                         job_id: *id,
                         attempt: s.attempt,
                         fuel_used: s.heartbeat_fuel(now_ns),
-                        endpoint: None,
+                        // Every heartbeat of a service's slot names its
+                        // replica's endpoint (the same one each time).
+                        endpoint: s.replica.as_ref().map(|r| r.endpoint.clone()),
                     }
                 })
                 .collect();
@@ -836,6 +1095,14 @@ impl<T: Transport + Clone> Daemon<T> {
             HeartbeatAck::Refused { reason } => {
                 self.metrics.heartbeats_refused.inc();
                 warn!(job_id = item.job_id, %reason, "heartbeat refused");
+                if item.endpoint.is_some() && reason.contains("endpoint") {
+                    // The matcher won't take this node's endpoint for the
+                    // replica (another one is recorded, or it is malformed):
+                    // the slot can't be kept here, so it goes back unslashed.
+                    let record = self.records.remove(&item.job_id).expect("looked up above");
+                    self.replica_failed(item.job_id, &record, &reason);
+                    self.discard(item.job_id, record);
+                }
             }
         }
     }
@@ -952,6 +1219,7 @@ impl<T: Transport + Clone> Daemon<T> {
             self.heartbeat(now_ns, true).await;
         }
         for (id, record) in std::mem::take(&mut self.records) {
+            let reservation = record.reservation();
             match record.stage {
                 Stage::Running(job) => {
                     warn!(job_id = id, "cancelling a running job at shutdown");
@@ -968,16 +1236,42 @@ impl<T: Transport + Clone> Daemon<T> {
                     task.abort();
                     self.to_hand_back.insert(id, record.attempt);
                 }
+                Stage::ReadingLease(task) => {
+                    task.abort();
+                    self.to_hand_back.insert(id, record.attempt);
+                }
+                Stage::Starting(task) => {
+                    task.abort();
+                    let _ = task.await;
+                    self.to_hand_back.insert(id, record.attempt);
+                    if let Some(reservation) = reservation {
+                        self.stop_replica(reservation);
+                    }
+                }
+                Stage::Serving => {
+                    self.to_hand_back.insert(id, record.attempt);
+                    if let Some(reservation) = reservation {
+                        self.stop_replica(reservation);
+                    }
+                }
                 Stage::Finished { .. } => {
                     info!(
                         job_id = id,
                         "result kept in the state directory for the next start"
                     );
                 }
-                Stage::FetchRetry(_) | Stage::ReadRetry(_) | Stage::Holding => {
+                Stage::FetchRetry(_)
+                | Stage::ReadRetry(_)
+                | Stage::LeaseRetry(_)
+                | Stage::Holding => {
                     self.to_hand_back.insert(id, record.attempt);
                 }
             }
+        }
+        for (reservation, task) in std::mem::take(&mut self.abandoned_starts) {
+            task.abort();
+            let _ = task.await;
+            self.stop_replica(reservation);
         }
         self.hand_back_queued().await;
     }

@@ -13,8 +13,8 @@ use market_api::escrow::Balance;
 use market_api::matcher::{
     Assignment, AssignmentPage, HeartbeatAck, HeartbeatItem, Job as ApiJob, JobChunk,
     JobChunkRequest, JobLimits as ApiLimits, JobSpec, JobStatus, JobView, MatcherError,
-    MatcherInit, ModuleInfo, ModuleSource, RunOutcome, SubmitResultArgs, fuel_cost,
-    heartbeat_window_opens_ns,
+    MatcherInit, ModuleInfo, ModuleSource, Reservation, ReservationSpec, ReservationStatus,
+    RunOutcome, ServiceLimits, ServiceSpec, SubmitResultArgs, fuel_cost, heartbeat_window_opens_ns,
 };
 use market_api::{JobId, PageRequest};
 use market_fixture::jobs::HELLO;
@@ -53,6 +53,10 @@ struct FakeJob {
     /// The seed the assignment names: the job's own, or (an audit run)
     /// the audited job's.
     seed: [u8; 32],
+    /// What the record stands for: a job, or a reserved slot.
+    kind: JobKind,
+    /// A service slot's replica endpoint, as recorded when acknowledged.
+    endpoint: Option<String>,
 }
 
 impl FakeJob {
@@ -91,6 +95,10 @@ struct FakeState {
     submissions: Vec<SubmitResultArgs>,
     /// (job, heartbeat items received before the hand-back)
     hand_backs: Vec<(JobId, usize)>,
+    /// Reservations, for `get_reservation`.
+    reservations: BTreeMap<ReservationId, Reservation>,
+    /// (job, accepted, endpoint) of each heartbeat item received.
+    endpoints: Vec<(JobId, bool, Option<String>)>,
 }
 
 /// A matcher (and the bits of escrow the daemon reads) in memory.
@@ -145,8 +153,47 @@ impl FakeMarket {
                 result_deadline_ns: None,
                 fuel_reported: 0,
                 seed: job_seed(job_id),
+                kind: JobKind::OneOff,
+                endpoint: None,
             },
         );
+    }
+
+    /// Adds reservation `reservation` (running `service`, if any) with one
+    /// slot, job `job_id`, assigned to the node, in intervals of 10 s.
+    fn add_slot(&self, job_id: JobId, reservation: ReservationId, service: Option<ServiceSpec>) {
+        let mut slot = spec([0; 32], 10);
+        slot.limits.fuel = 0;
+        self.add_job(job_id, slot);
+        let lease = Reservation {
+            id: reservation,
+            owner: Principal::anonymous(),
+            spec: ReservationSpec {
+                slots: 1,
+                memory_mib: 32,
+                fuel_per_interval: 0,
+                interval_secs: 10,
+                intervals: 100,
+                max_price_per_interval: PRICE,
+                ledger: Principal::anonymous(),
+                min_provider_stake: 0,
+                max_rematches: 0,
+                delegates: vec![],
+                service,
+            },
+            status: ReservationStatus::Active,
+            slots: vec![],
+            locked: 0,
+            paid: 0,
+            queued_jobs: 0,
+            created_at_ns: 0,
+        };
+        let mut st = self.state.lock().unwrap();
+        st.jobs.get_mut(&job_id).unwrap().kind = JobKind::ReservedSlot {
+            reservation,
+            slot: 0,
+        };
+        st.reservations.insert(reservation, lease);
     }
 
     /// Changes job `id`'s terms.
@@ -217,7 +264,7 @@ impl FakeMarket {
                         fuel_per_sec: j.fuel_per_sec,
                         counting_from_ns: Some(j.counting_from_ns),
                         acknowledged: j.acknowledged,
-                        kind: market_api::matcher::JobKind::OneOff,
+                        kind: j.kind,
                         interval_secs: j.spec.interval_secs,
                         intervals_paid: j.paid,
                         input_bytes: j.spec.input.len() as u64,
@@ -268,6 +315,15 @@ impl FakeMarket {
                 let items = Decode!(arg, Vec<HeartbeatItem>).unwrap();
                 let mut acks = vec![];
                 for item in items {
+                    // The lease whose replica this slot runs, if a service's.
+                    let lease = match st.jobs.get(&item.job_id).map(|j| j.kind) {
+                        Some(JobKind::ReservedSlot { reservation, .. }) => st
+                            .reservations
+                            .get(&reservation)
+                            .and_then(|r| r.spec.service.as_ref())
+                            .map(|_| reservation),
+                        _ => None,
+                    };
                     let Some(j) = st.jobs.get_mut(&item.job_id) else {
                         acks.push(HeartbeatAck::Refused {
                             reason: "unknown job".into(),
@@ -286,8 +342,15 @@ impl FakeMarket {
                     } else if let Some(reason) = j.fuel_refusal(item.fuel_used, Some(now)) {
                         st.refusals.push(reason.clone());
                         HeartbeatAck::Refused { reason }
+                    } else if let Some(reason) = lease.and_then(|id| endpoint_refusal(j, id, &item))
+                    {
+                        st.refusals.push(reason.clone());
+                        HeartbeatAck::Refused { reason }
                     } else if !j.acknowledged {
                         j.acknowledged = true;
+                        if lease.is_some() {
+                            j.endpoint = item.endpoint.clone();
+                        }
                         j.due_ns = now + interval;
                         j.fuel_reported = item.fuel_used;
                         HeartbeatAck::Accepted {
@@ -310,6 +373,8 @@ impl FakeMarket {
                     };
                     let accepted = matches!(ack, HeartbeatAck::Accepted { .. });
                     st.heartbeats.push((now, item.job_id, accepted));
+                    st.endpoints
+                        .push((item.job_id, accepted, item.endpoint.clone()));
                     if accepted {
                         st.fuel_reports.push((now, item.job_id, item.fuel_used));
                     }
@@ -383,6 +448,10 @@ impl FakeMarket {
                     .ok_or(MatcherError::UnknownModule { sha256: sha });
                 Encode!(&chunk)
             }
+            "get_reservation" => {
+                let id = Decode!(arg, ReservationId).unwrap();
+                Encode!(&st.reservations.get(&id))
+            }
             "get_job" => {
                 let id = Decode!(arg, JobId).unwrap();
                 Encode!(&st.jobs.get(&id).map(|j| api_job(id, j)))
@@ -397,6 +466,24 @@ impl FakeMarket {
             other => panic!("unexpected call {other}"),
         };
         Ok(bytes.unwrap())
+    }
+}
+
+/// Why the matcher refuses `item` for a slot of service `lease`: an
+/// acknowledgement must name the replica's endpoint, ending in
+/// `/<lease>/`, and a later one may not name another.
+fn endpoint_refusal(j: &FakeJob, lease: ReservationId, item: &HeartbeatItem) -> Option<String> {
+    match (&item.endpoint, &j.endpoint) {
+        (None, _) if !j.acknowledged => {
+            Some("a service's slot is acknowledged with its replica's endpoint".into())
+        }
+        (Some(e), _) if !e.ends_with(&format!("/{lease}/")) => {
+            Some(format!("endpoint: ending in /{lease}/"))
+        }
+        (Some(new), Some(old)) if new != old => Some(format!(
+            "the replica's endpoint is {old}; to move it, hand the slot back"
+        )),
+        _ => None,
     }
 }
 
@@ -420,7 +507,7 @@ fn api_job(id: JobId, j: &FakeJob) -> ApiJob {
         retries_used: 0,
         result: j.result.as_ref().map(|r| r.result.clone()),
         submitted_at_ns: 0,
-        kind: market_api::matcher::JobKind::OneOff,
+        kind: j.kind,
         audit: None,
     }
 }
@@ -479,6 +566,8 @@ struct Harness {
     state_dir: tempfile::TempDir,
     executor: Arc<Executor>,
     metrics: Metrics,
+    /// The service host behind the node's ingress, if it runs one.
+    services: Option<ServiceHost>,
 }
 
 impl Harness {
@@ -520,6 +609,7 @@ impl Harness {
             state_dir: tempfile::tempdir().unwrap(),
             executor: Arc::new(executor),
             metrics: Metrics::default(),
+            services: None,
         }
     }
 
@@ -530,7 +620,7 @@ impl Harness {
             escrow: Principal::anonymous(),
             matcher: Principal::anonymous(),
         };
-        Daemon::new(
+        let daemon = Daemon::new(
             MarketClient::new(Arc::clone(&self.market), ids),
             Arc::clone(&self.executor),
             DaemonConfig {
@@ -545,7 +635,11 @@ impl Harness {
         )
         .unwrap()
         // The URL tests' module server on 127.0.0.1 stands for a mirror.
-        .with_egress(EgressPolicy::strict().with_mirror(std::net::Ipv4Addr::LOCALHOST.into()))
+        .with_egress(EgressPolicy::strict().with_mirror(std::net::Ipv4Addr::LOCALHOST.into()));
+        match &self.services {
+            Some(host) => daemon.with_services(host.clone()),
+            None => daemon,
+        }
     }
 
     /// Runs the daemon while `drive` advances the fake clock; stops it when
@@ -1140,6 +1234,8 @@ async fn a_job_that_finishes_within_the_grace_period_has_its_result_submitted() 
             heartbeats_accepted: 1,
             cancelled_at_shutdown: 0,
             handed_back: 0,
+            replicas_started: 0,
+            replicas_failed: 0,
         }
     );
 }
@@ -1332,3 +1428,5 @@ async fn a_job_runs_with_the_seed_its_assignment_names() {
     assert_ne!(own, named, "the seeds give different bytes");
     assert_eq!(output, named, "run with the assignment's seed");
 }
+
+mod replicas;

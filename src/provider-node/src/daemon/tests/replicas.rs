@@ -1,0 +1,317 @@
+//! Service leases: a reserved slot of a lease with a service runs a replica
+//! of its component behind the node's ingress (bound on 127.0.0.1 here),
+//! acknowledged and heartbeated with the replica's endpoint; slots the node
+//! can't serve are handed back.
+
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::*;
+use crate::service::{IngressSettings, ServiceHostConfig, ServiceMetrics};
+
+/// The lease the tests' slots belong to.
+const LEASE: ReservationId = 40;
+
+/// The test component `name` from the workloads directory.
+fn component(name: &str) -> Vec<u8> {
+    let path = market_artifacts::workload_dir().join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "component {} is missing ({e}); build the workloads first with scripts/build-workloads.sh",
+            path.display()
+        )
+    })
+}
+
+/// A service running the component stored under `sha256`.
+fn service(sha256: [u8; 32]) -> ServiceSpec {
+    ServiceSpec {
+        component: ModuleSource::Stored { sha256 },
+        env: vec![("GREETING".into(), "from the lease".into())],
+        allowed_hosts: vec![],
+        health_path: "/healthz".into(),
+        callback: None,
+        limits: ServiceLimits {
+            fuel_per_request: 200_000_000,
+            timeout_ms: 5_000,
+            max_concurrent: 4,
+            max_body_bytes: 64 * 1024,
+        },
+    }
+}
+
+/// A service host behind an ingress on 127.0.0.1, whose public URL is
+/// `public` (by default its own address); returns it and the address.
+async fn ingress(metrics: ServiceMetrics, public: Option<String>) -> (ServiceHost, SocketAddr) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let host = ServiceHost::new(
+        ServiceHostConfig {
+            max_instances: 8,
+            max_memory_bytes: 64 << 20,
+            pooling: false,
+            public_base_url: Some(public.unwrap_or_else(|| format!("http://{addr}"))),
+            ..ServiceHostConfig::default()
+        },
+        metrics,
+    )
+    .unwrap();
+    tokio::spawn(crate::service::serve(
+        host.clone(),
+        listener,
+        IngressSettings::default(),
+        std::future::pending(),
+    ));
+    (host, addr)
+}
+
+/// `GET path` on the ingress at `addr`: the status and the whole response.
+async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).await.unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response}"));
+    (status, response)
+}
+
+/// Waits (real time, the IC's clock still) until `host` runs a service.
+async fn until_serving(host: &ServiceHost) {
+    for _ in 0..10_000 {
+        if !host.list().is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    panic!("no replica started");
+}
+
+/// The endpoints of the heartbeat items of job `id`: (accepted, endpoint).
+fn endpoints_of(h: &Harness, id: JobId) -> Vec<(bool, Option<String>)> {
+    let st = h.market.state.lock().unwrap();
+    st.endpoints
+        .iter()
+        .filter(|(j, _, _)| *j == id)
+        .map(|(_, ok, e)| (*ok, e.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_slot_runs_its_replica_until_the_slot_is_lost() {
+    let mut h = Harness::new();
+    let (host, addr) = ingress(h.metrics.services.clone(), None).await;
+    h.services = Some(host.clone());
+    let sha = h.market.store(&component("hello-service"));
+    h.market.add_slot(1, LEASE, Some(service(sha)));
+    let endpoint = format!("http://{addr}/{LEASE}/");
+
+    let summary = h
+        .run_while(Duration::from_secs(5), async {
+            h.until_job_1_is_acknowledged().await;
+            // The replica answers behind the ingress, with the lease's env.
+            let (status, body) = get(addr, &format!("/{LEASE}/healthz")).await;
+            assert_eq!(status, 200, "{body}");
+            assert!(body.contains("\r\nok\r\n"), "{body}");
+            let (status, body) = get(addr, &format!("/{LEASE}/env/GREETING")).await;
+            assert_eq!(status, 200, "{body}");
+            assert!(body.contains("from the lease"), "{body}");
+            // Two more intervals, heartbeated with the endpoint.
+            h.until(S / 10, "two paid intervals", |st| st.jobs[&1].paid >= 2)
+                .await;
+            // The lease ends: the matcher stops listing the slot.
+            h.market.state.lock().unwrap().jobs.clear();
+            for _ in 0..2_500 {
+                if host.list().is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            let (status, body) = get(addr, &format!("/{LEASE}/healthz")).await;
+            assert_eq!(status, 404, "stopped with its slot: {body}");
+        })
+        .await;
+
+    assert!(host.list().is_empty());
+    let sent = endpoints_of(&h, 1);
+    assert!(sent.len() >= 3, "{sent:?}");
+    assert!(
+        sent.iter()
+            .all(|(ok, e)| *ok && e.as_deref() == Some(&endpoint)),
+        "every heartbeat accepted, each with {endpoint}: {sent:?}"
+    );
+    assert_eq!(summary.replicas_started, 1);
+    assert_eq!(summary.replicas_failed, 0);
+    assert_eq!(h.metrics.replicas_started.get(), 1);
+    assert!(h.metrics.intervals_paid.get() >= 2);
+    let st = h.market.state.lock().unwrap();
+    assert!(st.hand_backs.is_empty(), "{:?}", st.hand_backs);
+    assert_eq!(st.refusals, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_starts_its_replicas_again() {
+    let mut h = Harness::new();
+    // A previous run of the node acknowledged the slot with this endpoint,
+    // then died; the new process's ingress has the same public URL.
+    let public = "https://node.example:8443".to_string();
+    let (host, addr) = ingress(h.metrics.services.clone(), Some(public.clone())).await;
+    h.services = Some(host.clone());
+    let sha = h.market.store(&component("hello-service"));
+    h.market.add_slot(1, LEASE, Some(service(sha)));
+    let endpoint = format!("{public}/{LEASE}/");
+    h.market.tune_job(1, |j| {
+        j.acknowledged = true;
+        j.endpoint = Some(endpoint.clone());
+    });
+
+    h.run_while(Duration::from_secs(5), async {
+        until_serving(&host).await;
+        let (status, body) = get(addr, &format!("/{LEASE}/")).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("hello from a service"), "{body}");
+        h.until(S / 10, "two paid intervals", |st| st.jobs[&1].paid >= 2)
+            .await;
+    })
+    .await;
+
+    assert_eq!(h.metrics.replicas_started.get(), 1);
+    let sent = endpoints_of(&h, 1);
+    assert!(sent.iter().all(|(ok, _)| *ok), "{sent:?}");
+    assert!(
+        sent.iter().any(|(_, e)| e.as_deref() == Some(&endpoint)),
+        "{sent:?}"
+    );
+    assert!(!h.market.state.lock().unwrap().jobs[&1].missed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_whose_component_is_not_a_component_is_handed_back() {
+    let mut h = Harness::new();
+    let (host, _) = ingress(h.metrics.services.clone(), None).await;
+    h.services = Some(host.clone());
+    // A core module (a job's), not a wasi:http component.
+    let sha = h.market.store(&wasm(HELLO));
+    h.market.add_slot(1, LEASE, Some(service(sha)));
+
+    let summary = h
+        .run_while(
+            Duration::from_secs(5),
+            h.until(0, "a hand-back", |st| st.jobs[&1].handed_back),
+        )
+        .await;
+
+    assert_eq!(summary.replicas_failed, 1);
+    assert_eq!(summary.replicas_started, 0);
+    assert_eq!(h.metrics.replicas_failed.get(), 1);
+    assert!(host.list().is_empty());
+    let st = h.market.state.lock().unwrap();
+    assert!(!st.jobs[&1].acknowledged, "never acknowledged");
+    assert!(!st.jobs[&1].missed);
+    assert!(st.endpoints.is_empty(), "no heartbeat: {:?}", st.endpoints);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_an_ingress_hands_service_slots_back() {
+    let h = Harness::new();
+    let sha = h.market.store(&component("hello-service"));
+    h.market.add_slot(1, LEASE, Some(service(sha)));
+
+    let summary = h
+        .run_while(
+            Duration::from_secs(5),
+            h.until(0, "a hand-back", |st| st.jobs[&1].handed_back),
+        )
+        .await;
+
+    assert_eq!(summary.replicas_failed, 1);
+    assert_eq!(summary.handed_back, 1);
+    let st = h.market.state.lock().unwrap();
+    assert!(!st.jobs[&1].acknowledged, "never acknowledged");
+    assert!(st.endpoints.is_empty(), "no heartbeat: {:?}", st.endpoints);
+    assert_eq!(st.hand_backs.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_reserved_slot_is_held_without_an_endpoint() {
+    let mut h = Harness::new();
+    let (host, _) = ingress(h.metrics.services.clone(), None).await;
+    h.services = Some(host.clone());
+    h.market.add_slot(1, LEASE, None);
+
+    h.run_while(
+        Duration::from_secs(5),
+        h.until(S / 10, "two paid intervals", |st| st.jobs[&1].paid >= 2),
+    )
+    .await;
+
+    let sent = endpoints_of(&h, 1);
+    assert!(sent.len() >= 3, "{sent:?}");
+    assert!(
+        sent.iter().all(|(ok, e)| *ok && e.is_none()),
+        "accepted, no endpoint: {sent:?}"
+    );
+    assert!(host.list().is_empty(), "no replica");
+    assert_eq!(h.metrics.replicas_started.get(), 0);
+    assert!(h.metrics.intervals_paid.get() >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_endpoint_the_matcher_refuses_is_stopped_and_handed_back() {
+    let mut h = Harness::new();
+    let (host, _) = ingress(h.metrics.services.clone(), None).await;
+    h.services = Some(host.clone());
+    let sha = h.market.store(&component("hello-service"));
+    h.market.add_slot(1, LEASE, Some(service(sha)));
+    // The slot was acknowledged from another public URL (the node's
+    // configuration changed): the matcher keeps that endpoint.
+    h.market.tune_job(1, |j| {
+        j.acknowledged = true;
+        j.endpoint = Some(format!("https://elsewhere.example/{LEASE}/"));
+    });
+
+    let summary = h
+        .run_while(Duration::from_secs(5), async {
+            until_serving(&host).await;
+            h.until(S / 10, "a hand-back", |st| st.jobs[&1].handed_back)
+                .await;
+        })
+        .await;
+
+    assert!(host.list().is_empty(), "its replica stopped");
+    assert_eq!(summary.replicas_failed, 1);
+    let st = h.market.state.lock().unwrap();
+    assert!(
+        st.refusals.iter().any(|r| r.contains("endpoint")),
+        "{:?}",
+        st.refusals
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_shutdown_replicas_stop_and_their_slots_go_back() {
+    let mut h = Harness::new();
+    let (host, addr) = ingress(h.metrics.services.clone(), None).await;
+    h.services = Some(host.clone());
+    let sha = h.market.store(&component("hello-service"));
+    h.market.add_slot(1, LEASE, Some(service(sha)));
+
+    let summary = h
+        .run_while(Duration::from_secs(5), h.until_job_1_is_acknowledged())
+        .await;
+
+    assert_eq!(summary.handed_back, 1, "{summary:?}");
+    assert!(host.list().is_empty());
+    let (status, body) = get(addr, &format!("/{LEASE}/healthz")).await;
+    assert_eq!(status, 404, "{body}");
+    let st = h.market.state.lock().unwrap();
+    assert!(st.jobs[&1].handed_back && !st.jobs[&1].missed);
+}
