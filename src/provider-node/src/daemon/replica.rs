@@ -11,9 +11,7 @@
 //! probes. A slot that can't be served is handed back, unslashed.
 
 use crate::service::{ServiceError, ServiceHost, ServiceSettings};
-use market_api::matcher::{
-    MAX_ENDPOINT_LEN, ModuleSource, Reservation, ReservationId, ServiceSpec,
-};
+use market_api::matcher::{ModuleSource, Reservation, ReservationId, ServiceSpec, check_endpoint};
 
 /// The replica a service slot runs: what its lease asks for and where it
 /// answers.
@@ -63,36 +61,14 @@ pub fn replica_of(
     let endpoint = host
         .endpoint(reservation.id)
         .ok_or_else(|| Unservable::BadEndpoint("no http(s) public URL".into()))?;
-    check_endpoint(&endpoint).map_err(Unservable::BadEndpoint)?;
+    check_endpoint(&endpoint, reservation.id)
+        .map_err(|e| Unservable::BadEndpoint(format!("{endpoint}: {e}")))?;
     Ok(Some(Replica {
         reservation: reservation.id,
         service,
         memory_mib: reservation.spec.memory_mib,
         endpoint,
     }))
-}
-
-/// What the matcher requires of an endpoint besides its `/<id>/` ending
-/// (which [`ServiceHost::endpoint`] gives): at most [`MAX_ENDPOINT_LEN`]
-/// bytes of printable ASCII, a host, no user, query or fragment.
-fn check_endpoint(url: &str) -> Result<(), String> {
-    if url.len() > MAX_ENDPOINT_LEN {
-        return Err(format!("{url} is over {MAX_ENDPOINT_LEN} bytes"));
-    }
-    if !url.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(format!("{url} is not printable ASCII without spaces"));
-    }
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| format!("{url} is not an http(s) URL"))?;
-    let host = rest.split('/').next().unwrap_or("");
-    if host.is_empty() || host.contains('@') || rest.contains(['?', '#']) {
-        return Err(format!(
-            "{url} needs a host, and no user, query or fragment"
-        ));
-    }
-    Ok(())
 }
 
 /// Compiles `component` (already checked against its sha256) and starts
@@ -112,24 +88,84 @@ pub async fn start(
 
 #[cfg(test)]
 mod tests {
-    use super::check_endpoint;
+    use super::*;
+    use crate::service::{ServiceHostConfig, ServiceMetrics};
+    use market_api::matcher::{MAX_ENDPOINT_LEN, ReservationSpec, ReservationStatus};
 
-    #[test]
-    fn endpoints_follow_the_matchers_rules() {
-        assert_eq!(check_endpoint("https://node.example:8443/7/"), Ok(()));
-        assert_eq!(check_endpoint("http://127.0.0.1:8080/7/"), Ok(()));
-        for bad in [
-            "ftp://node/7/",
-            "https:///7/",
-            "https://user@node/7/",
-            "https://node/a?b/7/",
-            "https://no de/7/",
-        ] {
-            assert!(check_endpoint(bad).is_err(), "{bad}");
+    fn lease(service: Option<ServiceSpec>) -> Reservation {
+        Reservation {
+            id: 7,
+            owner: candid::Principal::anonymous(),
+            spec: ReservationSpec {
+                slots: 1,
+                memory_mib: 32,
+                fuel_per_interval: 0,
+                interval_secs: 10,
+                intervals: 1,
+                max_price_per_interval: 1,
+                ledger: candid::Principal::anonymous(),
+                min_provider_stake: 0,
+                max_rematches: 0,
+                delegates: vec![],
+                service,
+            },
+            status: ReservationStatus::Active,
+            slots: vec![],
+            locked: 0,
+            paid: 0,
+            queued_jobs: 0,
+            created_at_ns: 0,
         }
-        let long = format!("https://{}/7/", "a".repeat(MAX));
-        assert!(check_endpoint(&long).is_err());
     }
 
-    const MAX: usize = super::MAX_ENDPOINT_LEN;
+    fn host(public: &str) -> ServiceHost {
+        ServiceHost::new(
+            ServiceHostConfig {
+                max_instances: 1,
+                pooling: false,
+                public_base_url: Some(public.into()),
+                ..ServiceHostConfig::default()
+            },
+            ServiceMetrics::default(),
+        )
+        .unwrap()
+    }
+
+    fn service() -> ServiceSpec {
+        ServiceSpec {
+            component: ModuleSource::Stored { sha256: [1; 32] },
+            env: vec![("A".into(), "b".into())],
+            allowed_hosts: vec!["api.example.com".into()],
+            health_path: "/healthz".into(),
+            callback: None,
+            limits: market_api::matcher::ServiceLimits::default(),
+        }
+    }
+
+    #[test]
+    fn a_lease_with_a_service_needs_an_ingress_and_an_endpoint_the_matcher_takes() {
+        assert!(
+            replica_of(lease(None), None).unwrap().is_none(),
+            "plain capacity"
+        );
+        assert_eq!(
+            replica_of(lease(Some(service())), None).unwrap_err(),
+            Unservable::NoIngress
+        );
+        let replica = replica_of(lease(Some(service())), Some(&host("https://node.example/")))
+            .unwrap()
+            .unwrap();
+        assert_eq!(replica.endpoint, "https://node.example/7/");
+        assert_eq!(replica.reservation, 7);
+        assert_eq!(
+            replica.settings(),
+            ServiceSettings::from_spec(&service(), 32),
+            "the lease's env, hosts and limits, the slot's memory"
+        );
+        let long = format!("https://{}.example", "a".repeat(MAX_ENDPOINT_LEN));
+        assert!(matches!(
+            replica_of(lease(Some(service())), Some(&host(&long))),
+            Err(Unservable::BadEndpoint(_))
+        ));
+    }
 }

@@ -470,17 +470,19 @@ impl FakeMarket {
 }
 
 /// Why the matcher refuses `item` for a slot of service `lease`: an
-/// acknowledgement must name the replica's endpoint, ending in
-/// `/<lease>/`, and a later one may not name another.
+/// acknowledgement must name the replica's endpoint (the matcher's
+/// [`check_endpoint`](market_api::matcher::check_endpoint)), and a later
+/// one may not name another.
 fn endpoint_refusal(j: &FakeJob, lease: ReservationId, item: &HeartbeatItem) -> Option<String> {
-    match (&item.endpoint, &j.endpoint) {
-        (None, _) if !j.acknowledged => {
-            Some("a service's slot is acknowledged with its replica's endpoint".into())
-        }
-        (Some(e), _) if !e.ends_with(&format!("/{lease}/")) => {
-            Some(format!("endpoint: ending in /{lease}/"))
-        }
-        (Some(new), Some(old)) if new != old => Some(format!(
+    let Some(new) = &item.endpoint else {
+        return (!j.acknowledged)
+            .then(|| "a service's slot is acknowledged with its replica's endpoint".into());
+    };
+    if let Err(e) = market_api::matcher::check_endpoint(new, lease) {
+        return Some(format!("endpoint: {e}"));
+    }
+    match &j.endpoint {
+        Some(old) if old != new => Some(format!(
             "the replica's endpoint is {old}; to move it, hand the slot back"
         )),
         _ => None,
