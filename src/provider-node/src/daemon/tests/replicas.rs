@@ -13,6 +13,21 @@ use crate::service::{IngressSettings, ServiceHostConfig, ServiceMetrics};
 /// The lease the tests' slots belong to.
 const LEASE: ReservationId = 40;
 
+/// Held by each test that runs a service host: compiling a component is
+/// the heaviest thing these tests do, so they take turns, and all but the
+/// first load it from [`compiled_cache`] instead of compiling it again.
+/// The other daemon tests, whose jobs must get CPU time within their
+/// deadlines, keep running meanwhile.
+static ONE_HOST_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The compiled-component cache the tests' hosts share.
+fn compiled_cache() -> std::path::PathBuf {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap())
+        .path()
+        .to_path_buf()
+}
+
 /// The test component `name` from the workloads directory.
 fn component(name: &str) -> Vec<u8> {
     let path = market_artifacts::workload_dir().join(format!("{name}.wasm"));
@@ -51,6 +66,7 @@ async fn ingress(metrics: ServiceMetrics, public: Option<String>) -> (ServiceHos
             max_instances: 8,
             max_memory_bytes: 64 << 20,
             pooling: false,
+            cache_dir: Some(compiled_cache()),
             public_base_url: Some(public.unwrap_or_else(|| format!("http://{addr}"))),
             ..ServiceHostConfig::default()
         },
@@ -107,6 +123,7 @@ fn endpoints_of(h: &Harness, id: JobId) -> Vec<(bool, Option<String>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_slot_runs_its_replica_until_the_slot_is_lost() {
+    let _turn = ONE_HOST_AT_A_TIME.lock().await;
     let mut h = Harness::new();
     let (host, addr) = ingress(h.metrics.services.clone(), None).await;
     h.services = Some(host.clone());
@@ -159,6 +176,7 @@ async fn a_service_slot_runs_its_replica_until_the_slot_is_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_node_starts_its_replicas_again() {
+    let _turn = ONE_HOST_AT_A_TIME.lock().await;
     let mut h = Harness::new();
     // A previous run of the node acknowledged the slot with this endpoint,
     // then died; the new process's ingress has the same public URL.
@@ -195,6 +213,7 @@ async fn a_restarted_node_starts_its_replicas_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slot_whose_component_is_not_a_component_is_handed_back() {
+    let _turn = ONE_HOST_AT_A_TIME.lock().await;
     let mut h = Harness::new();
     let (host, _) = ingress(h.metrics.services.clone(), None).await;
     h.services = Some(host.clone());
@@ -242,6 +261,7 @@ async fn a_node_without_an_ingress_hands_service_slots_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plain_reserved_slot_is_held_without_an_endpoint() {
+    let _turn = ONE_HOST_AT_A_TIME.lock().await;
     let mut h = Harness::new();
     let (host, _) = ingress(h.metrics.services.clone(), None).await;
     h.services = Some(host.clone());
@@ -266,6 +286,7 @@ async fn a_plain_reserved_slot_is_held_without_an_endpoint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_whose_endpoint_the_matcher_refuses_is_stopped_and_handed_back() {
+    let _turn = ONE_HOST_AT_A_TIME.lock().await;
     let mut h = Harness::new();
     let (host, _) = ingress(h.metrics.services.clone(), None).await;
     h.services = Some(host.clone());
@@ -298,6 +319,7 @@ async fn a_replica_whose_endpoint_the_matcher_refuses_is_stopped_and_handed_back
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_shutdown_replicas_stop_and_their_slots_go_back() {
+    let _turn = ONE_HOST_AT_A_TIME.lock().await;
     let mut h = Harness::new();
     let (host, addr) = ingress(h.metrics.services.clone(), None).await;
     h.services = Some(host.clone());
