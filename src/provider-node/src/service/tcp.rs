@@ -195,6 +195,8 @@ pub struct TcpServiceInfo {
     pub idle_closed: u64,
     /// How the last instance ended, if one did.
     pub last_exit: Option<String>,
+    /// Fuel its instances burnt, up to the last interval's end.
+    pub fuel_used: u64,
 }
 
 /// What a service's supervisor shares with the host.
@@ -202,6 +204,8 @@ pub struct TcpServiceInfo {
 struct Status {
     running: AtomicBool,
     starts: AtomicU32,
+    /// Fuel burnt by finished intervals and instances.
+    fuel_used: AtomicU64,
     last_exit: Mutex<Option<String>>,
 }
 
@@ -366,6 +370,7 @@ impl TcpServiceHost {
                 connections: s.counters.open.load(Ordering::Relaxed),
                 refused: s.counters.refused.load(Ordering::Relaxed),
                 idle_closed: s.counters.idle_closed.load(Ordering::Relaxed),
+                fuel_used: s.status.fuel_used.load(Ordering::Relaxed),
                 last_exit: s
                     .status
                     .last_exit
@@ -505,10 +510,13 @@ async fn run_once(instance: &Instance) -> String {
         return format!("internal error: {e}");
     }
     let mut next_refill = std::time::Instant::now() + interval;
+    let status = Arc::clone(&instance.status);
     store.call_hook(move |mut ctx, hook| {
         if matches!(hook, CallHook::CallingHost | CallHook::ReturningFromHost) {
             let now = std::time::Instant::now();
             if now >= next_refill {
+                let used = budget.saturating_sub(ctx.get_fuel()?);
+                status.fuel_used.fetch_add(used, Ordering::Relaxed);
                 ctx.set_fuel(budget)?;
                 next_refill = now + interval;
             }
@@ -522,6 +530,8 @@ async fn run_once(instance: &Instance) -> String {
     }
     .await;
     let memory_refused = store.data().limiter.memory_refused;
+    let used = budget.saturating_sub(store.get_fuel().unwrap_or(0));
+    instance.status.fuel_used.fetch_add(used, Ordering::Relaxed);
     match ran {
         Ok(Ok(())) => "exited".into(),
         Ok(Err(())) => "exited with an error".into(),
