@@ -4,7 +4,7 @@
 #
 # - Batch jobs (echo, sha256sum, ...): WASI preview 1 command modules,
 #   built for wasm32-wasip1.
-# - Services (hello-service, hostile-service, tcp-relay): WASI 0.2
+# - Services (hello-service, hostile-service, tcp-relay, tcp-hostile): WASI 0.2
 #   components. Each is a `cdylib` written with `wstd` (and its `wasip2`
 #   bindings) built for wasm32-unknown-unknown: without a libc, the core
 #   module imports nothing but `wasi:*` 0.2 interfaces and carries the
@@ -70,7 +70,7 @@ done
 SERVICE_TARGET=wasm32-unknown-unknown
 wasm_toolchain "$SERVICE_TARGET"
 
-SERVICES=(hello-service hostile-service tcp-relay)
+SERVICES=(hello-service hostile-service tcp-relay tcp-hostile)
 
 echo "==> building service components into $OUT_DIR" >&2
 env "${WASM_ENV[@]}" "${WASM_CARGO[@]}" build --release --locked --quiet \
@@ -91,12 +91,15 @@ declare -A EXPORT=(
     [hello-service]=wasi:http/incoming-handler
     [hostile-service]=wasi:http/incoming-handler
     [tcp-relay]=wasi:cli/run
+    [tcp-hostile]=wasi:cli/run
 )
 HTTP_IMPORTS='wasi:(io/(poll|error|streams)|clocks/(monotonic-clock|wall-clock)|random/random|http/(types|outgoing-handler)|cli/(stdin|stdout|stderr|environment))'
+TCP_IMPORTS='wasi:(io/(poll|error|streams)|clocks/(monotonic-clock|wall-clock)|cli/(stdin|stdout|stderr|environment)|sockets/(network|instance-network|tcp|tcp-create-socket))'
 declare -A IMPORTS=(
     [hello-service]="$HTTP_IMPORTS"
     [hostile-service]="$HTTP_IMPORTS"
-    [tcp-relay]='wasi:(io/(poll|error|streams)|clocks/(monotonic-clock|wall-clock)|cli/(stdin|stdout|stderr|environment)|sockets/(network|instance-network|tcp|tcp-create-socket))'
+    [tcp-relay]="$TCP_IMPORTS"
+    [tcp-hostile]="$TCP_IMPORTS"
 )
 
 for name in "${SERVICES[@]}"; do

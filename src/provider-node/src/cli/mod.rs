@@ -6,6 +6,7 @@ mod offer;
 mod provider;
 mod run;
 mod serve;
+mod serve_tcp;
 
 use std::process::ExitCode;
 
@@ -43,6 +44,9 @@ pub enum Command {
     /// Serve a wasi:http/proxy component locally behind the providers'
     /// ingress, with the limits a lease would give it.
     Serve(serve::ServeArgs),
+    /// Serve a TCP service (a wasi:cli command using wasi:sockets) locally
+    /// behind the providers' TCP host, with the caps a lease would give it.
+    ServeTcp(serve_tcp::ServeTcpArgs),
 }
 
 /// Runs `command`; the exit code is the process's.
@@ -68,5 +72,6 @@ pub fn run(global: GlobalArgs, command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Exec(args) => exec::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::ServeTcp(args) => serve_tcp::run(args),
     }
 }

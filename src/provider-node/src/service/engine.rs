@@ -202,59 +202,17 @@ impl Components {
     }
 
     /// The pre-instantiated component of `bytes`, whose sha256 must be
-    /// `hash`: from memory, from disk, or compiled (on a blocking thread,
-    /// within the compile timeout).
+    /// `hash`: from memory, or [compiled](Self::compile).
     pub(super) async fn prepare(
         &self,
         hash: &CodeHash,
         bytes: &[u8],
     ) -> Result<ProxyPre<RequestState>, ServiceError> {
-        if bytes.len() > self.max_bytes {
-            return Err(ServiceError::ComponentTooLarge {
-                size: bytes.len(),
-                limit: self.max_bytes,
-            });
-        }
-        let actual: CodeHash = Sha256::digest(bytes).into();
-        if actual != *hash {
-            return Err(ServiceError::HashMismatch {
-                expected: hex::encode(hash),
-                actual: hex::encode(actual),
-            });
-        }
         if let Some(pre) = self.ready.get(hash) {
+            self.check_bytes(hash, bytes)?;
             return Ok(pre);
         }
-        let component = match self
-            .disk
-            .as_ref()
-            .and_then(|d| d.load::<Component>(&self.engine, hash))
-        {
-            Some(c) => c,
-            None => {
-                let slot = Arc::clone(&self.compile_slot)
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| ServiceError::Config("compile slot closed".into()))?;
-                let engine = self.engine.clone();
-                let wasm = bytes.to_vec();
-                let compile = tokio::task::spawn_blocking(move || {
-                    let _slot = slot;
-                    Component::new(&engine, &wasm)
-                });
-                let component = match tokio::time::timeout(self.compile_timeout, compile).await {
-                    Err(_) => return Err(ServiceError::CompileTimeout(self.compile_timeout)),
-                    Ok(Err(panic)) => return Err(ServiceError::Invalid(panic.to_string())),
-                    Ok(Ok(Err(e))) => return Err(ServiceError::Invalid(format!("{e:#}"))),
-                    Ok(Ok(Ok(c))) => c,
-                };
-                if let Some(disk) = &self.disk {
-                    // A failed write costs only a recompile later.
-                    let _ = disk.store(hash, &component);
-                }
-                component
-            }
-        };
+        let component = self.compile(hash, bytes).await?;
         // Refuses a component importing anything outside the proxy world
         // and the environment.
         let pre = self
@@ -264,5 +222,63 @@ impl Components {
             .map_err(|e| ServiceError::Invalid(format!("{e:#}")))?;
         self.ready.insert(*hash, pre.clone());
         Ok(pre)
+    }
+
+    /// The compiled component of `bytes`, whose sha256 must be `hash`: from
+    /// disk, or compiled (on a blocking thread, one at a time, within the
+    /// compile timeout). Any world: the caller links it.
+    pub(super) async fn compile(
+        &self,
+        hash: &CodeHash,
+        bytes: &[u8],
+    ) -> Result<Component, ServiceError> {
+        self.check_bytes(hash, bytes)?;
+        if let Some(c) = self
+            .disk
+            .as_ref()
+            .and_then(|d| d.load::<Component>(&self.engine, hash))
+        {
+            return Ok(c);
+        }
+        let slot = Arc::clone(&self.compile_slot)
+            .acquire_owned()
+            .await
+            .map_err(|_| ServiceError::Config("compile slot closed".into()))?;
+        let engine = self.engine.clone();
+        let wasm = bytes.to_vec();
+        let compile = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            Component::new(&engine, &wasm)
+        });
+        let component = match tokio::time::timeout(self.compile_timeout, compile).await {
+            Err(_) => return Err(ServiceError::CompileTimeout(self.compile_timeout)),
+            Ok(Err(panic)) => return Err(ServiceError::Invalid(panic.to_string())),
+            Ok(Ok(Err(e))) => return Err(ServiceError::Invalid(format!("{e:#}"))),
+            Ok(Ok(Ok(c))) => c,
+        };
+        if let Some(disk) = &self.disk {
+            // A failed write costs only a recompile later.
+            let _ = disk.store(hash, &component);
+        }
+        Ok(component)
+    }
+
+    /// Refuses `bytes` over the size limit or not hashing to `hash`.
+    pub(super) fn check_bytes(&self, hash: &CodeHash, bytes: &[u8]) -> Result<(), ServiceError> {
+        let max_bytes = self.max_bytes;
+        if bytes.len() > max_bytes {
+            return Err(ServiceError::ComponentTooLarge {
+                size: bytes.len(),
+                limit: max_bytes,
+            });
+        }
+        let actual: CodeHash = Sha256::digest(bytes).into();
+        if actual != *hash {
+            return Err(ServiceError::HashMismatch {
+                expected: hex::encode(hash),
+                actual: hex::encode(actual),
+            });
+        }
+        Ok(())
     }
 }

@@ -241,6 +241,18 @@ impl ServiceHost {
         endpoint(self.inner.config.public_base_url.as_deref()?, id)
     }
 
+    /// The compiled-component cache (and its engine), shared with the TCP
+    /// services.
+    pub(super) fn components(&self) -> &Components {
+        &self.inner.components
+    }
+
+    /// Takes one of the node's instance slots (the pooling allocator's) for
+    /// as long as the permit lives; `None` if all are taken.
+    pub(super) fn reserve_instance(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        Arc::clone(&self.inner.instances).try_acquire_owned().ok()
+    }
+
     fn service(&self, id: u64) -> Option<Arc<Service>> {
         let services = self
             .inner

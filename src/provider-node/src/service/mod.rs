@@ -18,6 +18,10 @@
 //! | `max_concurrent` | a semaphore per service | 503 with `Retry-After` |
 //! | node instances | a semaphore sized like the pooling allocator | 503 with `Retry-After` |
 //! | stdout/stderr | not kept (sinks) | — |
+//!
+//! TCP services ([`tcp`]) are `wasi:cli` commands using `wasi:sockets`: one
+//! long-lived instance each on the same engine, behind a port the host
+//! listens on.
 
 pub mod body;
 pub mod egress;
@@ -26,6 +30,7 @@ pub mod host;
 pub mod ingress;
 pub mod metrics;
 pub mod state;
+pub mod tcp;
 
 use std::time::Duration;
 
@@ -34,6 +39,7 @@ pub use engine::ServiceHostConfig;
 pub use host::{ServiceHost, ServiceInfo, ServiceSettings, endpoint};
 pub use ingress::{IngressSettings, serve, tls_config};
 pub use metrics::ServiceMetrics;
+pub use tcp::{TcpLimits, TcpServiceHost, TcpServiceInfo, TcpServiceSettings};
 
 /// Why a service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +70,10 @@ pub enum ServiceError {
     #[error("compiling the component took over {0:?}")]
     CompileTimeout(Duration),
     /// Not a component, or one importing more than the proxy world and
-    /// `wasi:cli/environment`.
+    /// `wasi:cli/environment` (a TCP service: not a `wasi:cli` command).
     #[error("invalid component: {0}")]
     Invalid(String),
+    /// Every instance slot of the node is taken.
+    #[error("no instance slot free on the node")]
+    NodeFull,
 }

@@ -37,17 +37,7 @@ impl RequestState {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             hooks: EgressHooks::new(egress),
-            limiter: RequestLimiter {
-                limits: StoreLimitsBuilder::new()
-                    .memory_size(usize::try_from(memory_bytes).unwrap_or(usize::MAX))
-                    .table_elements(TABLE_ELEMENTS)
-                    .instances(16)
-                    .memories(2)
-                    .tables(8)
-                    .trap_on_grow_failure(true)
-                    .build(),
-                memory_refused: false,
-            },
+            limiter: RequestLimiter::new(memory_bytes),
         }
     }
 }
@@ -76,6 +66,23 @@ impl WasiHttpView for RequestState {
 pub(super) struct RequestLimiter {
     limits: StoreLimits,
     pub(super) memory_refused: bool,
+}
+
+impl RequestLimiter {
+    /// Linear memory up to `memory_bytes`, tables as the pool allows.
+    pub(super) fn new(memory_bytes: u64) -> Self {
+        Self {
+            limits: StoreLimitsBuilder::new()
+                .memory_size(usize::try_from(memory_bytes).unwrap_or(usize::MAX))
+                .table_elements(TABLE_ELEMENTS)
+                .instances(16)
+                .memories(2)
+                .tables(8)
+                .trap_on_grow_failure(true)
+                .build(),
+            memory_refused: false,
+        }
+    }
 }
 
 impl ResourceLimiter for RequestLimiter {
