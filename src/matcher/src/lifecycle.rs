@@ -861,6 +861,14 @@ impl JobState {
             effects.extend(self.pay_fuel(fuel));
         } else if self.intervals_paid < self.max_intervals {
             effects.extend(self.pay(a.provider, a.price));
+            if self.intervals_paid >= self.max_intervals {
+                // Its paid time is used up: a per-interval job (a reserved
+                // slot, a service's replica) ends with the heartbeat that
+                // pays its last interval, rather than being held unpaid
+                // until its holder stops heartbeating.
+                effects.extend(self.finish(JobStatus::Expired));
+                return Ok(effects);
+            }
         }
         let a = self.assignment.as_mut().expect("checked");
         a.due_ns = a.due_ns.saturating_add(interval);
@@ -1611,14 +1619,18 @@ mod tests {
         let mut j = job(1, 3);
         j.assign_bonded(&P, 0, provider(1), 3, 50);
         j.heartbeat(0, provider(1), 1, 0).unwrap();
-        assert_eq!(j.heartbeat(60 * S, provider(1), 1, 0).unwrap().len(), 1);
-        assert!(
-            j.heartbeat(120 * S, provider(1), 1, 0).unwrap().is_empty(),
-            "nothing left to pay"
-        );
-        let fx = j.deadline_passed(&P, 200 * S, 1);
+        // The heartbeat that pays the last interval ends the job: the
+        // holder is not kept on unpaid, and nobody is slashed.
+        let fx = j.heartbeat(60 * S, provider(1), 1, 0).unwrap();
+        assert!(matches!(fx[0], Effect::Release { .. }), "{fx:?}");
+        assert_eq!(fx.last(), Some(&Effect::Settle));
         assert!(!fx.iter().any(|e| matches!(e, Effect::Slash { .. })));
         assert_eq!(j.status, JobStatus::Expired);
+        assert!(
+            j.heartbeat(120 * S, provider(1), 1, 0).is_err(),
+            "nothing left to hold"
+        );
+        assert!(j.deadline_passed(&P, 200 * S, 1).is_empty());
     }
 
     #[test]
