@@ -32,6 +32,26 @@ fn plural(n: impl Into<u64>) -> &'static str {
     if n.into() == 1 { "" } else { "s" }
 }
 
+/// What reserving `spec` locks: slots × intervals × max price and, for a
+/// service lease, what the matcher's health probes of its replicas can
+/// cost at the matcher's probe interval and fee; an error says what to
+/// deposit when the free escrow balance does not cover it. Makes no call
+/// that changes state.
+pub async fn check_lease_funds<T: Transport>(
+    client: &MarketClient<T>,
+    spec: &ReservationSpec,
+) -> Result<Tokens, BuyerError> {
+    let needed = if spec.service.is_some() {
+        let config = with_retries(|| client.matcher_config()).await?;
+        lease_cost(spec, config.probe_interval_secs(), config.probe_fee())
+    } else {
+        reservation_cost(spec)
+    }
+    .ok_or_else(|| BuyerError::Request("--max-price × --slots × --intervals overflows".into()))?;
+    check_funds_for(client, "the reservation", needed).await?;
+    Ok(needed)
+}
+
 /// Checks that the free escrow balance covers slots × intervals × max
 /// price (and, for a service lease, what its probes can cost), then
 /// reserves. Nothing that changes state is called when the
@@ -41,16 +61,7 @@ pub async fn reserve<T: Transport>(
     spec: ReservationSpec,
     console: &mut Console,
 ) -> Result<ReservationId, BuyerError> {
-    // A service lease also locks what the matcher's health probes of its
-    // replicas can cost, at the matcher's probe interval and fee.
-    let needed = if spec.service.is_some() {
-        let config = with_retries(|| client.matcher_config()).await?;
-        lease_cost(&spec, config.probe_interval_secs(), config.probe_fee())
-    } else {
-        reservation_cost(&spec)
-    }
-    .ok_or_else(|| BuyerError::Request("--max-price × --slots × --intervals overflows".into()))?;
-    check_funds_for(client, "the reservation", needed).await?;
+    let needed = check_lease_funds(client, &spec).await?;
     // Not retried: a repeated call would be a second reservation.
     let id = match client.reserve(spec.clone()).await {
         Err(e) if escrow_short(&e) => {

@@ -14,6 +14,7 @@ use market_api::matcher::{
     ModuleSource, ReplicaView, ReservationId, ReservationSpec, ReservationStatus, ServiceView,
 };
 
+use super::reserve::check_lease_funds;
 use super::{BuyerError, Console, ensure_module, reserve, with_retries};
 use market_client::client::MarketClient;
 use market_client::client::tokens::format_tokens;
@@ -30,7 +31,7 @@ pub fn is_component(bytes: &[u8]) -> bool {
 
 /// Uploads the component unless the matcher has it, then leases the
 /// service `spec` describes (its `service.component` is set to the stored
-/// component): the balance is checked first, as for any reservation.
+/// component): the balance is checked first, before anything is uploaded.
 pub async fn lease_service<T: Transport>(
     client: &MarketClient<T>,
     component: &[u8],
@@ -45,13 +46,17 @@ pub async fn lease_service<T: Transport>(
                 .into(),
         ));
     }
-    let Some(service) = spec.service.as_mut() else {
+    if spec.service.is_none() {
         return Err(BuyerError::Request("the lease names no service".into()));
-    };
+    }
+    // The balance first: nothing is uploaded for a lease that can't be paid.
+    check_lease_funds(client, &spec).await?;
     let upload = ensure_module(client, component, console).await?;
-    service.component = ModuleSource::Stored {
-        sha256: upload.sha256,
-    };
+    if let Some(service) = spec.service.as_mut() {
+        service.component = ModuleSource::Stored {
+            sha256: upload.sha256,
+        };
+    }
     reserve(client, spec, console).await
 }
 

@@ -853,3 +853,92 @@ async fn a_disputed_honest_result_is_rerun_by_another_provider_and_stands() {
     assert_eq!(buyer::exit_code(&job), 0);
     w.audit();
 }
+
+/// A lease of `replicas` replicas of the service `hello-service` for
+/// `intervals` intervals of 20 s at most `max_price` each.
+fn service_lease(w: &World, replicas: u32, intervals: u32, max_price: Tokens) -> ReservationSpec {
+    ReservationSpec {
+        service: Some(market_api::matcher::ServiceSpec {
+            component: market_api::matcher::ModuleSource::Stored { sha256: [0; 32] },
+            env: vec![("GREETING".into(), "hi".into())],
+            allowed_hosts: vec!["api.example.com".into()],
+            health_path: "/healthz".into(),
+            callback: None,
+            limits: market_api::matcher::ServiceLimits::default(),
+        }),
+        ..reservation_spec(w, replicas, intervals, max_price)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_leases_a_service_whose_probes_are_counted_in_the_balance_check() {
+    let w = World::new(ICP);
+    let c = &w.buyer;
+    let component = std::fs::read(market_artifacts::workload_path("hello-service"))
+        .expect("build the workloads first with scripts/build-workloads.sh");
+    let core_module = std::fs::read(market_artifacts::workload_path("echo")).unwrap();
+    buyer::deposit(c, ICP / 5).await.unwrap();
+
+    // A core module is not a service: refused before any call.
+    let (mut console, _) = Captured::console();
+    let err = buyer::lease_service(
+        c,
+        &core_module,
+        service_lease(&w, 1, 10, ICP / 50),
+        &mut console,
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("not a component"), "{err}");
+
+    // 1 replica × 10 intervals × 0.02 ICP = 0.2 ICP, plus 10 probes (one
+    // per 20 s interval at the 60 s probe interval) of 4,000 e8s: 0.2004
+    // ICP, and 0.2 ICP is free.
+    let (mut console, _) = Captured::console();
+    let err = buyer::lease_service(
+        c,
+        &component,
+        service_lease(&w, 1, 10, ICP / 50),
+        &mut console,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(shortfall(&err), (ICP / 5 + 40_000, ICP / 5));
+    assert!(
+        c.list_reservations(buyer_principal(), Default::default())
+            .await
+            .unwrap()
+            .is_empty(),
+        "no lease made"
+    );
+
+    buyer::deposit(c, ICP / 10).await.unwrap();
+    let (mut console, out) = Captured::console();
+    let id = buyer::lease_service(
+        c,
+        &component,
+        service_lease(&w, 1, 10, ICP / 50),
+        &mut console,
+    )
+    .await
+    .unwrap();
+    assert!(out.text().contains("uploading module"), "{}", out.text());
+    w.net.settle_outbox();
+    let view = buyer::service(c, id).await.unwrap();
+    assert_eq!(view.replicas.len(), 1);
+    assert_eq!(view.replicas[0].endpoint, None, "no provider yet");
+    assert_eq!(view.allowed_hosts, vec!["api.example.com".to_string()]);
+    assert_eq!(
+        view.component_sha256,
+        buyer::sha256_of(&component),
+        "the uploaded component"
+    );
+    assert_eq!(view.locked, ICP / 5 + 40_000);
+    let text = buyer::describe_service(&view);
+    assert!(text.contains("1 replica × 10 intervals of 20 s"), "{text}");
+    assert!(text.contains("no endpoint yet, not probed yet"), "{text}");
+    assert!(!text.contains("GREETING"), "the env is not shown");
+    let err = buyer::service(c, id + 100).await.unwrap_err();
+    assert!(err.to_string().contains("no service lease"), "{err}");
+    w.audit();
+}
