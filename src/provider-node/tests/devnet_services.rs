@@ -88,59 +88,16 @@ async fn a_service_lease_runs_on_the_daemon_and_passes_the_matchers_probes() {
     let sha = w.upload_wasm(component("hello-service")).await;
 
     // The node's ingress, its public URL its own address (the devnet's
-    // outcalls speak plain http).
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let host = ServiceHost::new(
-        ServiceHostConfig {
-            max_instances: 16,
-            max_memory_bytes: 64 << 20,
-            pooling: false,
-            public_base_url: Some(format!("http://{addr}")),
-            ..ServiceHostConfig::default()
-        },
-        provider_node::service::ServiceMetrics::default(),
-    )
-    .unwrap();
-    tokio::spawn(provider_node::service::serve(
-        host.clone(),
-        listener,
-        IngressSettings::default(),
-        std::future::pending(),
-    ));
+    // outcalls speak plain http), and its daemon.
+    let cache = tempfile::tempdir().unwrap();
+    let node1 = start_node(&w, 1, cache.path()).await;
+    let (addr, host) = (node1.addr, node1.host.clone());
 
+    let mut spec = hello_lease(sha, 1, 50);
+    spec.ledger = w.ids.ledger;
     let reserved: Result<u64, MatcherError> = w
         .net
-        .update(
-            w.ids.matcher,
-            buyer(),
-            "reserve",
-            &ReservationSpec {
-                slots: 1,
-                memory_mib: 32,
-                fuel_per_interval: 1_000_000_000,
-                interval_secs: INTERVAL,
-                intervals: 50,
-                max_price_per_interval: 2 * PRICE,
-                ledger: w.ids.ledger,
-                min_provider_stake: 0,
-                max_rematches: 1,
-                delegates: vec![],
-                service: Some(ServiceSpec {
-                    component: ModuleSource::Stored { sha256: sha },
-                    env: vec![("GREETING".into(), "leased".into())],
-                    allowed_hosts: vec![],
-                    health_path: "/healthz".into(),
-                    callback: None,
-                    limits: ServiceLimits {
-                        fuel_per_request: 200_000_000,
-                        timeout_ms: 5_000,
-                        max_concurrent: 8,
-                        max_body_bytes: 64 * 1024,
-                    },
-                }),
-            },
-        )
+        .update(w.ids.matcher, buyer(), "reserve", &spec)
         .unwrap();
     let rid = reserved.unwrap();
     let service = || -> ServiceView {
@@ -156,18 +113,6 @@ async fn a_service_lease_runs_on_the_daemon_and_passes_the_matchers_probes() {
             .unwrap()
     };
     assert_eq!(service().replicas[0].provider, Some(provider(1)));
-
-    let dir = tempfile::tempdir().unwrap();
-    let (daemon, metrics) = test_world::daemon(
-        MarketClient::new(w.net.transport(node(1)), w.ids),
-        DaemonSetup {
-            provider: provider(1),
-            state_dir: dir.path(),
-            shutdown_grace: Duration::from_secs(5),
-            max_job_time: Duration::from_secs(60),
-        },
-    );
-    let (stop, task) = spawn(daemon.with_services(host.clone()));
 
     // Acknowledged with the replica's endpoint (before the clock runs:
     // compiling the component takes longer than the fast clock's
@@ -189,8 +134,8 @@ async fn a_service_lease_runs_on_the_daemon_and_passes_the_matchers_probes() {
     assert_eq!(replica.rematches, 0);
     let (status, body) = get(addr, &format!("/{rid}/env/GREETING")).await;
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("leased"), "{body}");
-    assert_eq!(metrics.replicas_started.get(), 1);
+    assert!(body.contains("from a lease"), "{body}");
+    assert_eq!(node1.metrics.replicas_started.get(), 1);
 
     // The owner cancels the lease: the slot ends and its replica stops.
     let cancelled: Result<(), MatcherError> = w
@@ -208,8 +153,8 @@ async fn a_service_lease_runs_on_the_daemon_and_passes_the_matchers_probes() {
     let (status, body) = get(addr, &format!("/{rid}/healthz")).await;
     assert_eq!(status, 404, "{body}");
 
-    let _ = stop.send(());
-    let summary = task.await.unwrap();
+    let _ = node1.stop.send(());
+    let summary = node1.task.await.unwrap();
     assert_eq!(summary.replicas_started, 1);
     assert_eq!(summary.replicas_failed, 0);
     let audit = w.audit();
@@ -255,6 +200,7 @@ struct Node {
     addr: SocketAddr,
     host: ServiceHost,
     ingress_down: Option<tokio::sync::oneshot::Sender<()>>,
+    metrics: provider_node::daemon::metrics::Metrics,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<provider_node::daemon::Summary>,
     _dir: tempfile::TempDir,
@@ -285,7 +231,7 @@ async fn start_node(w: &World, n: u8, cache: &std::path::Path) -> Node {
         },
     ));
     let dir = tempfile::tempdir().unwrap();
-    let (daemon, _metrics) = test_world::daemon(
+    let (daemon, metrics) = test_world::daemon(
         MarketClient::new(w.net.transport(node(n)), w.ids),
         DaemonSetup {
             provider: provider(n),
@@ -299,6 +245,7 @@ async fn start_node(w: &World, n: u8, cache: &std::path::Path) -> Node {
         addr,
         host,
         ingress_down: Some(down),
+        metrics,
         stop,
         task,
         _dir: dir,
