@@ -7,9 +7,10 @@ use clap::Args;
 use market_api::Tokens;
 use market_api::matcher::{
     MAX_HEALTH_PATH_LEN, MAX_HOST_LEN, ModuleSource, ReservationSpec, ServiceLimits, ServiceSpec,
+    Sha256,
 };
 
-use super::parse::{amount, env_pair, positive_amount};
+use super::parse::{amount, env_pair, https_url, positive_amount, sha256_hex};
 
 /// Fuel per interval a service's slots must offer (the default of
 /// `market reserve --fuel`).
@@ -20,6 +21,49 @@ pub const SLOT_FUEL_PER_INTERVAL: u64 = 1_000_000_000;
 pub struct ServeArgs {
     /// The service: a WASI 0.2 component for the `wasi:http/proxy` world.
     pub component: PathBuf,
+    /// The lease.
+    #[command(flatten)]
+    pub lease: LeaseFlags,
+    /// Print the lease's id once it is made, without following it.
+    #[arg(long)]
+    pub detach: bool,
+}
+
+/// Flags of `sns payload serve`: the component is named, not uploaded (a
+/// proposal can't carry it).
+#[derive(Args, Debug, Clone)]
+pub struct SnsServeArgs {
+    /// sha256 of the component (64 hex digits): stored in the matcher (`market
+    /// upload` stores it), or the checksum of `--component-url`.
+    #[arg(long, value_name = "HEX", value_parser = sha256_hex)]
+    pub component_sha256: Sha256,
+    /// Have each provider fetch the component from this https URL instead.
+    #[arg(long, value_name = "URL", value_parser = https_url)]
+    pub component_url: Option<String>,
+    /// The lease.
+    #[command(flatten)]
+    pub lease: LeaseFlags,
+}
+
+impl SnsServeArgs {
+    /// The lease these flags propose, paid in `ledger`.
+    pub fn spec(&self, ledger: Principal) -> ReservationSpec {
+        let component = match &self.component_url {
+            Some(url) => ModuleSource::Url {
+                url: url.clone(),
+                sha256: self.component_sha256,
+            },
+            None => ModuleSource::Stored {
+                sha256: self.component_sha256,
+            },
+        };
+        self.lease.spec(ledger, component)
+    }
+}
+
+/// The terms of a service lease, shared by `serve` and `sns payload serve`.
+#[derive(Args, Debug, Clone)]
+pub struct LeaseFlags {
     /// Replicas, each on a different provider.
     #[arg(long, default_value_t = 1, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
     pub replicas: u32,
@@ -37,7 +81,8 @@ pub struct ServeArgs {
     /// else is reachable, and never a private or loopback address.
     #[arg(long = "allow-host", value_name = "HOST", value_parser = host_name)]
     pub allow_hosts: Vec<String>,
-    /// An environment variable for the service (repeatable).
+    /// An environment variable for the service (repeatable). Anyone can
+    /// read a lease's env: it must hold no secrets.
     #[arg(long = "env", value_name = "K=V", value_parser = env_pair)]
     pub env: Vec<(String, String)>,
     /// The path the matcher probes on each replica; it must answer 2xx.
@@ -64,15 +109,11 @@ pub struct ServeArgs {
     /// Times one replica is matched anew after its provider fails it.
     #[arg(long, default_value_t = 3, value_name = "R")]
     pub max_rematches: u32,
-    /// Print the lease's id once it is made, without following it.
-    #[arg(long)]
-    pub detach: bool,
 }
 
-impl ServeArgs {
-    /// The lease these flags ask for, paid in `ledger`; its component is
-    /// set once uploaded.
-    pub fn spec(&self, ledger: Principal) -> ReservationSpec {
+impl LeaseFlags {
+    /// The lease these flags ask for, of `component`, paid in `ledger`.
+    pub fn spec(&self, ledger: Principal, component: ModuleSource) -> ReservationSpec {
         ReservationSpec {
             slots: self.replicas,
             memory_mib: self.memory_mib,
@@ -87,7 +128,7 @@ impl ServeArgs {
             max_rematches: self.max_rematches,
             delegates: vec![],
             service: Some(ServiceSpec {
-                component: ModuleSource::Stored { sha256: [0; 32] },
+                component,
                 env: self.env.clone(),
                 allowed_hosts: self.allow_hosts.clone(),
                 health_path: self.health_path.clone(),
@@ -100,6 +141,15 @@ impl ServeArgs {
                 },
             }),
         }
+    }
+}
+
+impl ServeArgs {
+    /// The lease these flags ask for, paid in `ledger`; its component is
+    /// set once uploaded.
+    pub fn spec(&self, ledger: Principal) -> ReservationSpec {
+        self.lease
+            .spec(ledger, ModuleSource::Stored { sha256: [0; 32] })
     }
 }
 

@@ -76,6 +76,11 @@ pub enum ActionArgs {
     /// Reserve capacity (`sns_reserve`), paid from the DAO's escrow balance
     /// on the configured ledger (`--ledger`).
     Reserve(ReserveArgs),
+    /// Lease replicas of a network service (`sns_reserve` with a service),
+    /// paid from the DAO's escrow balance on the configured ledger
+    /// (`--ledger`); the component must be in the matcher's store (`market
+    /// upload`) or at `--component-url`.
+    Serve(super::serve::SnsServeArgs),
     /// Add intervals to every slot of a reservation (`sns_extend`).
     Extend(ExtendArgs),
     /// Add or remove principals that may run jobs in a reservation
@@ -272,6 +277,7 @@ impl ActionArgs {
         let bad = |m: String| Err(BuyerError::Request(m));
         Ok(match self {
             ActionArgs::Reserve(r) => SnsAction::Reserve(r.spec(ledger?)?),
+            ActionArgs::Serve(s) => SnsAction::Reserve(s.spec(ledger?)),
             ActionArgs::Extend(e) => SnsAction::Extend(ExtendReservationArgs {
                 reservation: e.reservation,
                 intervals: e.intervals,
@@ -429,6 +435,75 @@ mod tests {
             .action
             .action(Ok(p(LEDGER)))
             .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_service_lease_is_proposed_as_a_reservation_with_its_service() {
+        let sha = "ab".repeat(32);
+        let Ok(SnsAction::Reserve(spec)) = action(&[
+            "serve",
+            "--component-sha256",
+            &sha,
+            "--replicas",
+            "2",
+            "--intervals",
+            "720",
+            "--max-price",
+            "0.001",
+            "--allow-host",
+            "API.example.com",
+            "--health",
+            "/up",
+        ]) else {
+            panic!("a reserve action")
+        };
+        assert_eq!((spec.slots, spec.intervals), (2, 720));
+        assert_eq!(spec.max_price_per_interval, 100_000);
+        assert_eq!(spec.ledger, p(LEDGER));
+        let service = spec.service.expect("a service");
+        assert_eq!(
+            service.component,
+            ModuleSource::Stored { sha256: [0xab; 32] }
+        );
+        assert_eq!(service.allowed_hosts, vec!["api.example.com".to_string()]);
+        assert_eq!(service.health_path, "/up");
+        assert_eq!(
+            service.callback, None,
+            "a DAO's governance takes no callbacks"
+        );
+
+        let Ok(SnsAction::Reserve(spec)) = action(&[
+            "serve",
+            "--component-sha256",
+            &sha,
+            "--component-url",
+            "https://example.com/s.wasm",
+            "--intervals",
+            "1",
+            "--max-price",
+            "1",
+        ]) else {
+            panic!("a reserve action")
+        };
+        assert_eq!(
+            spec.service.unwrap().component,
+            ModuleSource::Url {
+                url: "https://example.com/s.wasm".into(),
+                sha256: [0xab; 32]
+            }
+        );
+        assert!(
+            action(&[
+                "serve",
+                "--component-sha256",
+                "zz",
+                "--intervals",
+                "1",
+                "--max-price",
+                "1"
+            ])
+            .is_err()
+        );
     }
 
     /// The line after the comment that introduces the hex.
