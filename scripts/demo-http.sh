@@ -9,7 +9,12 @@
 # then run their daemons; a buyer runs `market run sha256sum.wasm --input`;
 # then a long job starts, the daemon running it is killed (SIGKILL), it is
 # slashed at its missed deadline, and the other provider finishes the job;
-# last, who earned and paid what.
+# who earned and paid what. Then services: the daemons restart with an HTTP
+# ingress (`--ingress-listen`), a third provider joins, and the buyer leases
+# hello-service with two replicas (`market serve ... --detach`); both answer
+# curl; the daemon of one replica is killed (SIGKILL), the matcher's probes
+# fail it, the replica is re-matched to the third provider and answers
+# there; the buyer cancels the lease.
 #
 # DEMO_SPEED=N: devnet seconds per real second (default 20).
 # KEEP_LOGS=1: keep the temp dir (identities, configs, daemon logs).
@@ -85,9 +90,9 @@ wait_for_line() {
     done
 }
 
-step "identities: a buyer, two providers and the ledger's minting account (PEM files, as dfx writes them)"
+step "identities: a buyer, three providers and the ledger's minting account (PEM files, as dfx writes them)"
 declare -A PRINCIPAL
-for who in minter alice provider-1 provider-2; do
+for who in minter alice provider-1 provider-2 provider-3; do
     PRINCIPAL[$who]=$("$PN" --identity "$WORK/$who.pem" identity new 2>/dev/null)
     say "$who: ${PRINCIPAL[$who]}"
 done
@@ -108,12 +113,15 @@ LEDGER_ARG="(variant { Init = record {
   initial_balances = vec {
     record { $(account "${PRINCIPAL[alice]}"); 1_000_000_000 };
     record { $(account "${PRINCIPAL[provider-1]}"); 2_000_000_000 };
-    record { $(account "${PRINCIPAL[provider-2]}"); 2_000_000_000 } } } })"
+    record { $(account "${PRINCIPAL[provider-2]}"); 2_000_000_000 };
+    record { $(account "${PRINCIPAL[provider-3]}"); 2_000_000_000 } } } })"
 REGISTRY_ARG="(record { ledger = principal \"$LEDGER\"; matcher = opt principal \"$MATCHER\";
   min_stake = 500_000_000; unbonding_period_secs = opt 604_800 })"
 ESCROW_ARG="(record { matcher = opt principal \"$MATCHER\"; ledgers = vec { principal \"$LEDGER\" } })"
+# Services' replicas are probed every 10 s (the shortest the matcher allows).
 MATCHER_ARG="(record { registry = principal \"$REGISTRY\"; escrow = principal \"$ESCROW\";
-  stake_ledger = principal \"$LEDGER\"; grace_secs = 10; bond_multiple = 10; slash_multiple = 5 })"
+  stake_ledger = principal \"$LEDGER\"; grace_secs = 10; bond_multiple = 10; slash_multiple = 5;
+  challenge_window_secs = opt 30; probe_interval_secs = opt 10 })"
 "$DEVNET" --port 0 --time-speed "$SPEED" \
     --install "ledger=$CANISTERS/ledger.wasm:$LEDGER_ARG" \
     --install "registry=$CANISTERS/registry.wasm:$REGISTRY_ARG" \
@@ -141,7 +149,7 @@ step "two providers register, stake 10 ICP and offer 2 slots (provider-node)"
 # Each provider has its own config file: identity, state and cache
 # directories, metrics on an ephemeral port, and a daemon that looks at
 # its assignments every 100 ms (the devnet's clock runs ${SPEED}x).
-for n in 1 2; do
+for n in 1 2 3; do
     mkdir -p "$WORK/provider-$n"
     cat >"$WORK/provider-$n/config.toml" <<EOF
 identity = "$WORK/provider-$n.pem"
@@ -163,13 +171,18 @@ pn() {
     shift
     "$PN" --config "$WORK/provider-$n/config.toml" "$@"
 }
-for n in 1 2; do
-    price=0.00$n
+# The speed each declares, in fuel per devnet second: a debug-built node
+# runs some twenty times this per real second at the default clock.
+FUEL_PER_SEC=5000000
+join() {
+    local n=$1 price=0.00$1
     pn $n register --name "provider-$n" --region local --slots 2 --memory-per-slot-mib 256 >/dev/null 2>&1
     pn $n stake 10 >/dev/null 2>&1
-    pn $n offer post --price "$price" --slots 2 --memory-mib 256 --min-interval-secs 10 >/dev/null
-    say "provider-$n: registered, 10 ICP staked, offers 2 slots at $price ICP per interval"
-done
+    pn $n offer post --price-per-gfuel "$price" --fuel-per-sec "$FUEL_PER_SEC" --price-per-interval "$price" \
+        --slots 2 --memory-mib 256 --min-interval-secs 10 >/dev/null
+    say "provider-$n: registered, 10 ICP staked, offers 2 slots at $price ICP per billion fuel or per interval"
+}
+for n in 1 2; do join $n; done
 
 step "starting both provider daemons (provider-node run)"
 declare -A DAEMON
@@ -190,8 +203,9 @@ market() { "$MARKET" --identity "$WORK/alice.pem" "$@"; }
 say "$(market deposit 1 2>/dev/null)"
 INPUT="$WORK/input.txt"
 printf 'pay for compute in ICP\n' >"$INPUT"
-market run "$WORKLOADS/sha256sum.wasm" --input "$INPUT" --max-price 0.002 --interval-secs 20 \
-    >"$WORK/sha256.out" 2>"$WORK/market-run.log" || die "market run failed: $(cat "$WORK/market-run.log")"
+market run "$WORKLOADS/sha256sum.wasm" --input "$INPUT" --max-price-per-gfuel 0.002 --fuel 1000000000 \
+    --interval-secs 20 >"$WORK/sha256.out" 2>"$WORK/market-run.log" ||
+    die "market run failed: $(cat "$WORK/market-run.log")"
 sed 's/^/    market: /' "$WORK/market-run.log"
 EXPECTED=$(sha256sum "$INPUT" | cut -d' ' -f1)
 GOT=$(cat "$WORK/sha256.out")
@@ -201,14 +215,15 @@ case "$GOT" in
 *) die "the job printed '$GOT', expected $EXPECTED" ;;
 esac
 
-step "a long job (cpu-kernel, ~3 s of work); the daemon running it is killed mid-job"
-LONG=$(market submit "$WORKLOADS/cpu-kernel.wasm" --max-price 0.002 --interval-secs 20 --intervals 30 \
-    --fuel 10000000000 -- int 1200000000 2>/dev/null)
+step "a long job (cpu-kernel, a few seconds of work); the daemon running it is killed mid-job"
+LONG=$(market submit "$WORKLOADS/cpu-kernel.wasm" --max-price-per-gfuel 0.002 --interval-secs 20 \
+    --fuel 200000000000 -- int 2000000000 2>"$WORK/market-submit.log") ||
+    die "market submit failed: $(cat "$WORK/market-submit.log")"
 say "job $LONG submitted"
 "$MARKET" --identity "$WORK/alice.pem" watch "$LONG" >/dev/null 2>"$WORK/watch.log" &
 WATCH=$!
 PIDS+=($WATCH)
-wait_for_line "$WORK/watch.log" 60 "intervals paid"
+wait_for_line "$WORK/watch.log" 60 "fuel reported"
 FIRST=$(sed -n "s/^job $LONG: \(assigned to\|running on\) \([a-z0-9-]*\).*/\2/p" "$WORK/watch.log" | head -n 1)
 case "$FIRST" in
 "${PRINCIPAL[provider-1]}") VICTIM=1 SURVIVOR=2 ;;
@@ -230,6 +245,13 @@ market result "$LONG" >"$WORK/long.out" 2>/dev/null
 say "job $LONG stdout (from provider-$SURVIVOR): $(cat "$WORK/long.out")"
 
 step "who earned and paid what"
+# Each job is final when its challenge window closes: then the providers'
+# pending pay is claimable and nothing stays locked.
+for _ in $(seq 120); do
+    [ "$(market jobs 2>/dev/null | grep -c Succeeded)" -ge 2 ] && break
+    sleep 0.5
+done
+[ "$(market jobs 2>/dev/null | grep -c Succeeded)" -ge 2 ] || die "the jobs never became final: $(market jobs 2>&1)"
 # Amounts as the tools print them ("0.003 ICP"), in e8s and back.
 e8s() {
     local n=${1% ICP} frac=
@@ -250,21 +272,141 @@ PAID=$((EARNED[1] + EARNED[2]))
 SLASH=$((SLASHED[1] + SLASHED[2]))
 FEE=10000
 COMPENSATION=$((SLASH - 2 * FEE))
+# Each job's module paid its storage fee, as `market` said.
+STORAGE=0
+for log in "$WORK/market-run.log" "$WORK/market-submit.log"; do
+    fee=$(grep -o '[0-9.]* ICP storage fee paid' "$log" | head -n 1) || die "no storage fee in $log"
+    STORAGE=$((STORAGE + $(e8s "${fee% storage fee paid}")))
+done
 printf '  %-11s %s\n' \
-    alice "paid $(icp $PAID) ICP for 2 jobs; received $(icp $COMPENSATION) ICP of the slash (less 2 ledger fees on its way to her escrow balance)" \
+    alice "paid $(icp $PAID) ICP for 2 jobs and $(icp $STORAGE) ICP for storing their modules; received $(icp $COMPENSATION) ICP of the slash (less 2 ledger fees on its way to her escrow balance)" \
     provider-1 "earned $(icp "${EARNED[1]}") ICP; slashed $(icp "${SLASHED[1]}") ICP; stake now $(icp "${STAKE[1]}") ICP" \
     provider-2 "earned $(icp "${EARNED[2]}") ICP; slashed $(icp "${SLASHED[2]}") ICP; stake now $(icp "${STAKE[2]}") ICP"
-EXPECTED_FREE=$((100000000 - PAID + COMPENSATION))
+EXPECTED_FREE=$((100000000 - PAID - STORAGE + COMPENSATION))
 [ "$ESCROW_FREE" -eq "$EXPECTED_FREE" ] ||
-    die "alice's escrow balance is $(icp "$ESCROW_FREE") ICP, expected 1 - $(icp $PAID) + $(icp $COMPENSATION) = $(icp $EXPECTED_FREE)"
-say "checked: alice's escrow balance $(icp "$ESCROW_FREE") ICP = 1 deposited - $(icp $PAID) paid + $(icp $COMPENSATION) compensation"
+    die "alice's escrow balance is $(icp "$ESCROW_FREE") ICP, expected 1 - $(icp $PAID) - $(icp $STORAGE) + $(icp $COMPENSATION) = $(icp $EXPECTED_FREE)"
+say "checked: alice's escrow balance $(icp "$ESCROW_FREE") ICP = 1 deposited - $(icp $PAID) paid - $(icp $STORAGE) storage + $(icp $COMPENSATION) compensation"
 market jobs 2>/dev/null | sed 's/^/    /'
 for n in 1 2; do
     say "provider-$n: $(pn $n withdraw --earnings-only 2>/dev/null)"
 done
 
-step "stopping provider-$SURVIVOR's daemon (SIGTERM) and the devnet"
+step "services: the daemons restart with an HTTP ingress, and a third provider joins"
 kill -TERM "${DAEMON[$SURVIVOR]}"
 wait "${DAEMON[$SURVIVOR]}" 2>/dev/null || true
 say "provider-$SURVIVOR: $(grep -o 'stopped: .*' "$WORK/provider-$SURVIVOR.log" || echo 'stopped')"
+join 3
+# A free loopback port for each ingress: one nothing answers on yet.
+declare -A INGRESS
+free_port() {
+    local p used
+    while :; do
+        p=$((20000 + RANDOM % 40000))
+        used=0
+        for u in "${INGRESS[@]}"; do [ "$u" = "127.0.0.1:$p" ] && used=1; done
+        [ "$used" -eq 0 ] || continue
+        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+    done
+}
+for n in 1 2 3; do
+    INGRESS[$n]=127.0.0.1:$(free_port)
+    RUST_LOG=info NO_COLOR=1 "$PN" --config "$WORK/provider-$n/config.toml" run \
+        --ingress-listen "${INGRESS[$n]}" >"$WORK/provider-$n-ingress.log" 2>&1 &
+    DAEMON[$n]=$!
+    PIDS+=($!)
+done
+for n in 1 2 3; do
+    wait_for_line "$WORK/provider-$n-ingress.log" 30 "services' ingress"
+    say "provider-$n daemon: pid ${DAEMON[$n]}, ingress at http://${INGRESS[$n]}"
+done
+
+step "alice leases hello-service with 2 replicas (market serve --detach)"
+GREETING="hello from a leased slot"
+SID=$(market serve "$WORKLOADS/hello-service.wasm" --replicas 2 --intervals 10 --interval-secs 120 \
+    --max-price 0.003 --env "GREETING=$GREETING" --detach 2>"$WORK/market-serve.log") ||
+    die "market serve failed: $(cat "$WORK/market-serve.log")"
+sed 's/^/    market serve: /' "$WORK/market-serve.log"
+say "service $SID leased"
+# replica SLOT's provider and endpoint in `market service` output: "PRINCIPAL URL".
+replica() { sed -n "s/^  replica $2  [A-Za-z]*, provider \([a-z0-9-]*\), \(http[^,]*\),.*/\1 \2/p" "$1"; }
+provider_of() {
+    local n
+    for n in 1 2 3; do
+        if [ "${PRINCIPAL[provider-$n]}" = "$1" ]; then echo "$n"; fi
+    done
+}
+for _ in $(seq 300); do
+    market service "$SID" >"$WORK/service.txt" 2>&1 || true
+    [ -n "$(replica "$WORK/service.txt" 0)" ] && [ -n "$(replica "$WORK/service.txt" 1)" ] && break
+    sleep 0.2
+done
+sed 's/^/    market service: /' "$WORK/service.txt"
+declare -A REPLICA_AT REPLICA_ON
+for slot in 0 1; do
+    read -r who url <<<"$(replica "$WORK/service.txt" $slot)"
+    [ -n "${url:-}" ] || die "replica $slot never got an endpoint"
+    REPLICA_ON[$slot]=$(provider_of "$who")
+    REPLICA_AT[$slot]=$url
+    [ -n "${REPLICA_ON[$slot]}" ] || die "replica $slot is on an unknown provider $who"
+done
+[ "${REPLICA_ON[0]}" != "${REPLICA_ON[1]}" ] || die "both replicas are on provider-${REPLICA_ON[0]}"
+# GETs url, prints the answer, and checks that it holds $2.
+check_get() {
+    local url=$1 want=$2 got
+    got=$(curl -sS --max-time 10 "$url") || die "curl $url failed"
+    say "curl $url -> $got"
+    case "$got" in *"$want"*) ;; *) die "$url answered '$got', not '$want'" ;; esac
+}
+for slot in 0 1; do
+    say "replica $slot on provider-${REPLICA_ON[$slot]}:"
+    check_get "${REPLICA_AT[$slot]}json" '"service":"hello"'
+    check_get "${REPLICA_AT[$slot]}env/GREETING" "$GREETING"
+done
+
+step "replica 0's provider (provider-${REPLICA_ON[0]}) is killed (SIGKILL); the matcher's probes find out"
+LOST=${REPLICA_ON[0]}
+OLD_URL=${REPLICA_AT[0]}
+kill -KILL "${DAEMON[$LOST]}"
+wait "${DAEMON[$LOST]}" 2>/dev/null || true
+if curl -sS --max-time 5 "${OLD_URL}healthz" >/dev/null 2>"$WORK/curl-lost.err"; then
+    die "the killed node's replica still answers at $OLD_URL"
+fi
+say "curl ${OLD_URL}healthz -> $(head -n 1 "$WORK/curl-lost.err")"
+NEW=""
+for _ in $(seq 600); do
+    market service "$SID" >"$WORK/service.txt" 2>&1 || true
+    read -r who url <<<"$(replica "$WORK/service.txt" 0)"
+    if [ -n "${url:-}" ] && [ "$url" != "$OLD_URL" ]; then
+        NEW=$(provider_of "$who")
+        break
+    fi
+    sleep 0.2
+done
+sed 's/^/    market service: /' "$WORK/service.txt"
+[ -n "$NEW" ] || die "replica 0 was never re-matched"
+[ "$NEW" != "$LOST" ] && [ "$NEW" != "${REPLICA_ON[1]}" ] ||
+    die "replica 0 moved to provider-$NEW, not to the third provider"
+grep -q "^  replica 0 .*, 1 re-match$" "$WORK/service.txt" || die "replica 0 does not show its re-match"
+say "replica 0 re-matched to provider-$NEW at $url"
+check_get "${url}json" '"service":"hello"'
+check_get "${url}env/GREETING" "$GREETING"
+check_get "${REPLICA_AT[1]}healthz" "ok"
+
+step "alice cancels the lease (market cancel-reservation)"
+say "$(market cancel-reservation "$SID" 2>&1)"
+for _ in $(seq 100); do
+    market service "$SID" >"$WORK/service.txt" 2>&1 || true
+    grep -q "^service $SID  Cancelled" "$WORK/service.txt" && break
+    sleep 0.2
+done
+sed 's/^/    market service: /' "$WORK/service.txt"
+grep -q "^service $SID  Cancelled" "$WORK/service.txt" || die "service $SID was not cancelled"
+
+step "stopping the daemons (SIGTERM) and the devnet"
+for n in 1 2 3; do
+    [ "$n" = "$LOST" ] && continue
+    kill -TERM "${DAEMON[$n]}"
+    wait "${DAEMON[$n]}" 2>/dev/null || true
+    say "provider-$n: $(grep -o 'stopped: .*' "$WORK/provider-$n-ingress.log" || echo 'stopped')"
+done
 say "done"

@@ -6,9 +6,12 @@
 # ledger, registry, escrow and matcher modules deployed on the devnet, two
 # provider daemons running jobs in the wasmtime sandbox, a person and a
 # canister buying compute, a cheating provider's forged result overturned by
-# an audit and its stake slashed, one provider killed mid-job and slashed
-# while the other finishes it, an SNS DAO reserving a slot by proposal for the
-# canister's job, and the closing accounts checked against the ledger.
+# an audit and its stake slashed, the canister leasing hello-service with two
+# replicas (each provider daemon runs an HTTP ingress on 127.0.0.1; the demo
+# calls both), one provider killed mid-job and slashed while another finishes
+# it and its replica fails the matcher's probes and answers again on a fourth
+# provider, an SNS DAO reserving a slot by proposal for the canister's job,
+# and the closing accounts checked against the ledger.
 #
 # DEMO_SPEED=N sets how many devnet seconds pass per real second (default 50).
 set -euo pipefail

@@ -1,11 +1,13 @@
 //! The marketplace end to end, in one process: the real ledger, registry,
 //! escrow and matcher `.wasm` files on the embedded devnet, two provider
 //! daemons running jobs in the wasmtime sandbox, a person and a canister
-//! buying compute, heartbeats paying out, one provider going silent mid-job
-//! and being slashed while the other finishes the job, a third provider
-//! lying about a result and caught by an audit, an SNS DAO reserving
-//! capacity by proposal for its app canister, and a closing account of who
-//! paid and earned what, checked against the ledger.
+//! buying compute, heartbeats paying out, a third provider lying about a
+//! result and caught by an audit, the dapp's canister leasing a web service
+//! with two replicas behind the providers' HTTP ingresses, one provider
+//! going dark mid-job (slashed while another finishes the job; its replica
+//! fails the matcher's probes and is matched anew with a fourth provider),
+//! an SNS DAO reserving capacity by proposal for its app canister, and a
+//! closing account of who paid and earned what, checked against the ledger.
 //!
 //! The devnet's clock runs [`Options::speed`] times faster than real time
 //! so that a story spanning minutes of IC time takes seconds.
@@ -22,18 +24,24 @@ use market_client::client::{CanisterIds, MarketClient};
 use market_fixture::jobs::countdown;
 use market_fixture::{DevnetTransport, ICP, MarketFixture, Settings, node, provider};
 use provider_node::daemon::metrics::Metrics;
-use provider_node::daemon::{Daemon, DaemonConfig};
+use provider_node::daemon::{Daemon, DaemonConfig, Summary};
 use provider_node::sandbox::{Executor, SandboxConfig};
+use provider_node::service::{IngressSettings, ServiceHost, ServiceHostConfig, ServiceMetrics};
 use sha2::Digest;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use test_world::cheat::{Cheat, cheating_daemon};
 use test_world::{DaemonSetup, spawn};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 mod dao;
+mod service;
 pub use dao::DaoOutcome;
+pub use service::{GREETING, ReplicaCall, SERVICE_INTERVAL_SECS, ServiceOutcome, http_get};
 
 /// Price per interval of the cheaper provider (0.001 ICP); the other asks twice that.
 pub const PRICE: Tokens = 100_000;
@@ -99,6 +107,8 @@ pub struct Report {
     pub dao: DaoOutcome,
     /// The job whose result the cheating provider forged, as it finished.
     pub cheated_job: Job,
+    /// The dapp's service lease.
+    pub service: ServiceOutcome,
 }
 
 /// The providers' sandbox: two jobs at a time of up to 64 MiB.
@@ -108,6 +118,38 @@ fn sandbox() -> SandboxConfig {
         max_job_memory_bytes: 64 << 20,
         pooling: false,
         ..SandboxConfig::default()
+    }
+}
+
+/// A provider's node as the demo runs it: its daemon and its ingress.
+struct Node {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Summary>,
+    ingress: JoinHandle<()>,
+    /// Where its ingress listens.
+    addr: SocketAddr,
+    metrics: Metrics,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    /// The machine goes dark: no goodbye, no last heartbeat, and its
+    /// ingress stops answering.
+    async fn kill(self) {
+        drop(self.stop);
+        self.task.abort();
+        self.ingress.abort();
+        let _ = self.task.await;
+        let _ = self.ingress.await;
+    }
+
+    /// A graceful shutdown: the daemon hands back what it won't finish.
+    async fn stop(self) -> Result<Summary> {
+        let _ = self.stop.send(());
+        let summary = self.task.await?;
+        self.ingress.abort();
+        let _ = self.ingress.await;
+        Ok(summary)
     }
 }
 
@@ -143,6 +185,14 @@ struct Demo {
     stop_clock: Arc<AtomicBool>,
     /// The SNS DAO's governance canister, once it exists.
     dao: Option<Principal>,
+    /// The dapp's canister, once it exists.
+    client: Option<Principal>,
+    /// Service leases (their reservation ids) seen so far.
+    services: std::collections::BTreeSet<JobId>,
+    /// Failed probes in a row, per service replica (lease, slot).
+    probe_failures: std::collections::BTreeMap<(JobId, u32), u32>,
+    /// Probe fees paid to the market, per lease.
+    probe_fees: std::collections::BTreeMap<JobId, Tokens>,
 }
 
 impl Demo {
@@ -169,7 +219,9 @@ impl Demo {
             p if p == provider(1) => "provider-1".into(),
             p if p == provider(2) => "provider-2".into(),
             p if p == provider(3) => "provider-3 (cheat)".into(),
+            p if p == provider(4) => "provider-4".into(),
             p if Some(p) == self.dao => "the SNS DAO".into(),
+            p if Some(p) == self.client => "the dapp's canister".into(),
             p => p.to_text(),
         }
     }
@@ -182,11 +234,65 @@ impl Demo {
             .ok()
             .flatten();
         match job.map(|j| j.kind) {
+            Some(JobKind::Reservation) if self.services.contains(&job_id) => {
+                format!("service {job_id}")
+            }
             Some(JobKind::Reservation) => format!("reservation {job_id}"),
+            Some(JobKind::ReservedSlot { reservation, slot })
+                if self.services.contains(&reservation) =>
+            {
+                format!("service {reservation}'s replica {slot}")
+            }
             Some(JobKind::ReservedSlot { reservation, slot }) => {
                 format!("reservation {reservation}'s slot {slot}")
             }
             _ => format!("job {job_id}"),
+        }
+    }
+
+    /// How the story names what a release of `job_id` numbered `seq` paid
+    /// for: a job, or one slot of a reservation (which numbers its slots'
+    /// releases slot << 32 | n).
+    fn paid_label(&self, job_id: JobId, seq: u64) -> String {
+        let job: Option<Job> = self
+            .net
+            .query(self.ids.matcher, "get_job", &job_id)
+            .ok()
+            .flatten();
+        let slot = seq >> 32;
+        match job.map(|j| j.kind) {
+            Some(JobKind::Reservation) if self.services.contains(&job_id) => {
+                format!("service {job_id}'s replica {slot}")
+            }
+            Some(JobKind::Reservation) => format!("reservation {job_id}'s slot {slot}"),
+            _ => self.label(job_id),
+        }
+    }
+
+    /// Whether reservation `id` is a service lease.
+    fn is_service(&self, id: JobId) -> bool {
+        let v: Option<market_api::matcher::ServiceView> = self
+            .net
+            .query(self.ids.matcher, "get_service", &id)
+            .ok()
+            .flatten();
+        v.is_some()
+    }
+
+    /// Failed probes in a row of the replica in slot record `job_id`.
+    fn probes_failed_for(&self, job_id: JobId) -> u32 {
+        let job: Option<Job> = self
+            .net
+            .query(self.ids.matcher, "get_job", &job_id)
+            .ok()
+            .flatten();
+        match job.map(|j| j.kind) {
+            Some(JobKind::ReservedSlot { reservation, slot }) => self
+                .probe_failures
+                .get(&(reservation, slot))
+                .copied()
+                .unwrap_or(0),
+            _ => 0,
         }
     }
 
@@ -316,15 +422,43 @@ impl Demo {
                     job_id,
                     provider,
                     amount,
+                    ..
+                } if provider == self.ids.matcher => {
+                    self.probe_fees.insert(job_id, amount);
+                    format!(
+                        "{}: the fee of its probes, {} ICP, paid to the market's escrow account",
+                        self.label(job_id),
+                        icp(amount)
+                    )
+                }
+                MatcherEvent::IntervalPaid {
+                    job_id,
+                    provider,
+                    amount,
                     seq,
                 } => format!(
                     "{}: heartbeat #{} paid {} ICP to {}",
-                    self.label(job_id),
+                    self.paid_label(job_id, seq),
                     // A reservation numbers its slots' releases slot << 32 | n.
                     (seq & 0xffff_ffff) + 1,
                     icp(amount),
                     self.name(provider)
                 ),
+                MatcherEvent::ReservationMade {
+                    reservation,
+                    owner,
+                    slots,
+                    locked,
+                    ..
+                } if self.is_service(reservation) => {
+                    self.services.insert(reservation);
+                    format!(
+                        "service {reservation} leased by {}: {slots} replicas, {} ICP locked in \
+                         escrow (every interval at the highest price, and the probes)",
+                        self.name(owner),
+                        icp(locked)
+                    )
+                }
                 MatcherEvent::ReservationMade {
                     reservation,
                     owner,
@@ -343,6 +477,19 @@ impl Demo {
                 } => format!(
                     "reservation {reservation} extended by {intervals} intervals; {} ICP locked in all",
                     icp(locked)
+                ),
+                MatcherEvent::DeadlineMissed {
+                    job_id,
+                    provider,
+                    slashed,
+                    ..
+                } if self.probes_failed_for(job_id) > 0 => format!(
+                    "{}: {} failed {} probes in a row, counted as a missed deadline: slashed {} \
+                     ICP, paid to the buyer; the replica is matched anew",
+                    self.label(job_id),
+                    self.name(provider),
+                    self.probes_failed_for(job_id),
+                    icp(slashed)
                 ),
                 MatcherEvent::DeadlineMissed {
                     job_id,
@@ -375,26 +522,36 @@ impl Demo {
                     slot,
                     provider,
                     endpoint,
-                } => match endpoint {
-                    Some(url) => format!(
-                        "service {reservation}: replica {slot} on {} answers at {url}",
-                        self.name(provider)
-                    ),
-                    None => format!(
-                        "service {reservation}: replica {slot} lost its provider {}",
-                        self.name(provider)
-                    ),
-                },
+                } => {
+                    if endpoint.is_some() {
+                        self.probe_failures.remove(&(reservation, slot));
+                    }
+                    match endpoint {
+                        Some(url) => format!(
+                            "service {reservation}'s replica {slot}: {} acknowledged it, serving \
+                             at {url}",
+                            self.name(provider)
+                        ),
+                        None => format!(
+                            "service {reservation}'s replica {slot}: endpoint withdrawn, {} no \
+                             longer holds it",
+                            self.name(provider)
+                        ),
+                    }
+                }
                 MatcherEvent::ProbeFailed {
                     reservation,
                     slot,
                     provider,
                     consecutive,
-                } => format!(
-                    "service {reservation}: probe of replica {slot} on {} failed \
-                     ({consecutive} in a row)",
-                    self.name(provider)
-                ),
+                } => {
+                    self.probe_failures.insert((reservation, slot), consecutive);
+                    format!(
+                        "service {reservation}'s replica {slot}: the matcher's probe of {}'s \
+                         endpoint failed ({consecutive} in a row)",
+                        self.name(provider)
+                    )
+                }
                 MatcherEvent::OfferChanged { .. }
                 | MatcherEvent::ModuleStored { .. }
                 | MatcherEvent::DelegatesChanged { .. }
@@ -422,11 +579,29 @@ impl Demo {
         });
     }
 
-    fn daemon(
-        &self,
-        n: u8,
-        state_dir: &std::path::Path,
-    ) -> Result<(Daemon<DevnetTransport>, Metrics)> {
+    /// Starts provider `n`'s node: a daemon running jobs in the sandbox
+    /// and service replicas behind an HTTP ingress on 127.0.0.1 (its
+    /// public URL is that address: the devnet's outcalls speak plain http).
+    async fn start_node(&self, n: u8) -> Result<Node> {
+        let dir = tempfile::tempdir()?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let host = ServiceHost::new(
+            ServiceHostConfig {
+                max_instances: 16,
+                max_memory_bytes: 64 << 20,
+                pooling: false,
+                public_base_url: Some(format!("http://{addr}")),
+                ..ServiceHostConfig::default()
+            },
+            ServiceMetrics::default(),
+        )?;
+        let ingress = tokio::spawn(provider_node::service::serve(
+            host.clone(),
+            listener,
+            IngressSettings::default(),
+            std::future::pending(),
+        ));
         let executor = Executor::new(sandbox())?;
         let metrics = Metrics::default();
         let daemon = Daemon::new(
@@ -437,12 +612,21 @@ impl Demo {
                 poll_interval: Duration::from_millis(10),
                 shutdown_grace: Duration::from_secs(10),
                 max_job_time: Duration::from_secs(120),
-                state_dir: state_dir.to_path_buf(),
+                state_dir: dir.path().to_path_buf(),
                 cache_dir: None,
             },
             metrics.clone(),
-        )?;
-        Ok((daemon, metrics))
+        )?
+        .with_services(host);
+        let (stop, task) = spawn(daemon);
+        Ok(Node {
+            stop,
+            task,
+            ingress,
+            addr,
+            metrics,
+            _dir: dir,
+        })
     }
 
     /// Uploads a module through the buyer's client, chunk by chunk.
@@ -602,6 +786,7 @@ pub async fn run(opts: Options) -> Result<Report> {
     };
     let sha256sum = read("sha256sum.wasm")?;
     let echo = read("echo.wasm")?;
+    let hello_service = read("hello-service.wasm")?;
     // Counts down from three billion: a few seconds of real work, so it
     // spans several paid intervals.
     let long_job = wat::parse_str(countdown(3_000_000_000, "done: 3000000000 iterations\n"))?;
@@ -611,6 +796,9 @@ pub async fn run(opts: Options) -> Result<Report> {
     }
     let net = MarketFixture::deploy(Settings {
         grace_secs: 10,
+        // A service's replicas are probed every 10 s (the shortest the
+        // matcher allows): three failures in a row fail a replica.
+        probe_interval_secs: Some(10),
         ..Settings::default()
     })
     .context("deploying the canisters (build them with scripts/build-canisters.sh)")?;
@@ -628,6 +816,10 @@ pub async fn run(opts: Options) -> Result<Report> {
         audit_runs: Default::default(),
         stop_clock: Arc::new(AtomicBool::new(false)),
         dao: None,
+        client: None,
+        services: Default::default(),
+        probe_failures: Default::default(),
+        probe_fees: Default::default(),
     };
     for (name, id) in [
         ("ledger (ICRC-1/2, ICP)", ids.ledger),
@@ -652,6 +844,7 @@ pub async fn run(opts: Options) -> Result<Report> {
     funded.push((alice(), 100 * ICP));
     d.say("alice: 100 ICP minted to her account, 10 ICP deposited in the escrow (ICRC-2 approve + deposit)");
     let client = d.net.deploy_example_client(dapp_team())?;
+    d.client = Some(client);
     d.net.mint(client, 20 * ICP)?;
     funded.push((client, 20 * ICP));
     let r: Result<Nat, String> = d
@@ -674,14 +867,16 @@ pub async fn run(opts: Options) -> Result<Report> {
     }
 
     d.step(&format!(
-        "starting two provider daemons; the devnet clock runs at {}x",
+        "starting two provider daemons, each with an HTTP ingress for services; the devnet \
+         clock runs at {}x",
         d.opts.speed
     ));
-    let dirs = [tempfile::tempdir()?, tempfile::tempdir()?];
-    let (d1, m1) = d.daemon(1, dirs[0].path())?;
-    let (d2, m2) = d.daemon(2, dirs[1].path())?;
-    let (stop1, task1) = spawn(d1);
-    let (stop2, task2) = spawn(d2);
+    let node1 = d.start_node(1).await?;
+    let node2 = d.start_node(2).await?;
+    d.say(format!(
+        "provider-1's ingress listens on http://{}, provider-2's on http://{}",
+        node1.addr, node2.addr
+    ));
     d.start_clock();
 
     d.step("alice runs sha256sum.wasm on some input");
@@ -791,17 +986,40 @@ pub async fn run(opts: Options) -> Result<Report> {
     r.map_err(|e| anyhow::anyhow!("withdraw_offer: {e:?}"))?;
     d.say("provider-3 withdraws its offer and stops its node");
 
-    d.step("a long job; provider-1's machine goes dark in the middle of it");
+    d.step("the dapp's canister leases a web service: two replicas on two providers");
+    d.net.onboard_provider(provider(4), node(4), 100 * ICP)?;
+    funded.push((provider(4), 100 * ICP + 2 * fee));
+    // Dearer than the jobs bid per billion fuel: it serves leases only.
+    let offer4 = d.net.post_offer(provider(4), &d.offer(1, 3 * PRICE))?;
+    let node4 = d.start_node(4).await?;
+    d.say(format!(
+        "provider-4: registered, 100 ICP staked, offers 1 slot at {} ICP per interval; its \
+         ingress listens on http://{}",
+        icp(3 * PRICE),
+        node4.addr
+    ));
+    let service_sha = d.upload("hello-service.wasm", &hello_service).await?;
+    let (service_id, first_calls) = d.lease_service(client, dapp_team(), service_sha).await?;
+    let lost_slot = first_calls
+        .iter()
+        .find(|c| c.provider == provider(1))
+        .map(|c| c.slot)
+        .context("no replica went to provider-1, the cheapest")?;
+
+    d.step("a long job; provider-1's machine goes dark in the middle of it, with a replica");
     let long_sha = d.upload("countdown.wasm", &long_job).await?;
     let lid = d.alice.submit_job(d.spec(long_sha, b"", 100)).await?;
     d.until(lid, "running on provider-1 with fuel reported", |j| {
         j.status == JobStatus::Running && j.provider == Some(provider(1)) && j.fuel_reported > 0
     })
     .await?;
-    d.say("provider-1's daemon is killed (no goodbye, no final heartbeat)");
-    drop(stop1);
-    task1.abort();
-    let _ = task1.await;
+    d.say(
+        "provider-1's machine is killed: its daemon (no goodbye, no final heartbeat) and its \
+         ingress",
+    );
+    let m1 = node1.metrics.clone();
+    node1.kill().await;
+    let lost_answered = d.call_lost_replica(&first_calls, lost_slot).await?;
     let long = d
         .until(lid, "finished on provider-2", |j| j.status.is_terminal())
         .await?;
@@ -821,28 +1039,45 @@ pub async fn run(opts: Options) -> Result<Report> {
         String::from_utf8_lossy(&out).trim()
     ));
 
+    d.step(
+        "the service's lost replica answers again elsewhere; the dapp's canister ends its lease",
+    );
+    let service = d
+        .service_failover(
+            client,
+            dapp_team(),
+            service_id,
+            first_calls,
+            (lost_slot, lost_answered),
+        )
+        .await?;
+    let r: Result<(), market_api::matcher::MatcherError> =
+        d.net
+            .update(ids.matcher, provider(4), "withdraw_offer", &offer4)?;
+    r.map_err(|e| anyhow::anyhow!("withdraw_offer: {e:?}"))?;
+    node4.stop().await?;
+    d.say("provider-4 withdraws its offer and stops its node");
+
     d.step("an SNS DAO reserves a slot by proposal; the dapp's canister runs a job in it");
     let dao_job = d.spec(echo_sha, b"hello from the DAO's app canister", 5);
     let dao = d.dao_story(client, dapp_team(), dao_job, 10 * ICP).await?;
     funded.push((dao.governance, 10 * ICP));
 
     d.step("provider-2 shuts down gracefully; everyone withdraws");
-    let _ = stop2.send(());
-    let summary2 = task2.await?;
+    let summary2 = node2.stop().await?;
     d.say(format!(
         "provider-2 daemon: {} results submitted, {} heartbeats accepted; provider-1 ran {} job(s) before dying",
         summary2.results_submitted,
         summary2.heartbeats_accepted,
         m1.jobs_completed.get()
     ));
-    let _ = m2;
     d.stop_clock.store(true, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(50)).await;
     for _ in 0..30 {
         d.net.advance(Duration::from_secs(1));
     }
     d.narrate_events()?;
-    for p in [provider(1), provider(2), provider(3), alice()] {
+    for p in [provider(1), provider(2), provider(3), provider(4), alice()] {
         let b = d.net.escrow_balance(p)?;
         let amount = b.free + b.claimable;
         if amount > fee {
@@ -872,6 +1107,7 @@ pub async fn run(opts: Options) -> Result<Report> {
             p if p == dao.governance => "SNS DAO",
             p if p == provider(1) => "provider-1",
             p if p == provider(3) => "provider-3 (cheat)",
+            p if p == provider(4) => "provider-4",
             _ => "provider-2",
         };
         parties.push(Party {
@@ -949,5 +1185,6 @@ pub async fn run(opts: Options) -> Result<Report> {
         fees,
         dao,
         cheated_job: cheated,
+        service,
     })
 }

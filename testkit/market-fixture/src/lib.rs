@@ -119,6 +119,13 @@ pub struct Settings {
     /// The least audit probability, in parts per million (0 by default:
     /// only jobs whose bids ask for audits are audited).
     pub min_audit_ppm: u32,
+    /// How often the matcher probes each replica of a service, in seconds
+    /// (`None`: the matcher's default).
+    pub probe_interval_secs: Option<u64>,
+    /// Failed probes in a row that fail a replica (`None`: the default).
+    pub probe_failures: Option<u32>,
+    /// What one probe costs a service lease (`None`: the default).
+    pub probe_fee: Option<Tokens>,
     /// The devnet's limits.
     pub devnet: DevnetConfig,
 }
@@ -134,6 +141,9 @@ impl Default for Settings {
             slash_multiple: 5,
             challenge_window_secs: 60,
             min_audit_ppm: 0,
+            probe_interval_secs: None,
+            probe_failures: None,
+            probe_fee: None,
             devnet: DevnetConfig::default(),
         }
     }
@@ -258,9 +268,9 @@ impl MarketFixture {
                 min_slash: None,
                 challenge_window_secs: Some(settings.challenge_window_secs),
                 min_audit_ppm: Some(settings.min_audit_ppm),
-                probe_interval_secs: None,
-                probe_failures: None,
-                probe_fee: None,
+                probe_interval_secs: settings.probe_interval_secs,
+                probe_failures: settings.probe_failures,
+                probe_fee: settings.probe_fee,
             })
         })?;
         install(&mut dn, ids.matcher, "matcher", matcher_arg)?;

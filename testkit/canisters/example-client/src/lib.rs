@@ -11,7 +11,8 @@
 //! endpoint as the matcher's `service_changed` notices tell it, which is
 //! how a dapp learns where its gateway answers after a provider fails.
 //!
-//! Its controllers drive it (`fund`, `submit`, `lease_service`); only the
+//! Its controllers drive it (`fund`, `submit`, `lease_service`,
+//! `cancel_lease`); only the
 //! matcher may call `job_finished` and `service_changed`. The demo and the matcher's devnet tests use it, the
 //! latter with [`CallbackMode::Trap`] to show that a failing callback harms
 //! nothing.
@@ -25,8 +26,8 @@ use icrc_ledger_types::icrc2::approve::{ApproveArgs, ApproveError};
 use market_api::client::{EscrowClient, MatcherClient, call};
 use market_api::escrow::DepositArgs;
 use market_api::matcher::{
-    JobNotice, JobSpec, MAX_OUTPUT_BYTES, MatcherError, OutputChunk, ReservationId,
-    ReservationSpec, ReservedJobArgs, ServiceNotice,
+    CancelReservationArgs, JobNotice, JobSpec, MAX_OUTPUT_BYTES, MatcherError, OutputChunk,
+    ReservationId, ReservationSpec, ReservedJobArgs, ServiceNotice,
 };
 use market_api::{JobId, PageRequest};
 use serde::{Deserialize, Serialize};
@@ -280,6 +281,23 @@ async fn lease_service(spec: ReservationSpec) -> Result<ReservationId, String> {
         .await
         .map_err(|e| format!("matcher: {e:?}"))?
         .map_err(|e| format!("lease refused: {e:?}"))
+}
+
+/// Controllers only: cancels one of this canister's service leases; the
+/// intervals already paid stay paid, the rest of the lock returns to its
+/// escrow balance.
+#[ic_cdk::update]
+async fn cancel_lease(reservation: ReservationId) -> Result<(), String> {
+    require_controller()?;
+    let c = config()?;
+    let r: Result<(), MatcherError> = call(
+        c.matcher,
+        "cancel_reservation",
+        &(CancelReservationArgs { reservation },),
+    )
+    .await
+    .map_err(|e| format!("matcher: {e:?}"))?;
+    r.map_err(|e| format!("cancel refused: {e:?}"))
 }
 
 /// The matcher's notice that a replica of one of this canister's services
