@@ -356,7 +356,8 @@ async fn serve(s: &Session, args: ServeArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     console.line(format!(
-        "service {id}: waiting for providers to start its replicas (Ctrl-C stops following;          the lease goes on)"
+        "service {id}: waiting for providers to start its replicas (Ctrl-C stops following; \
+         the lease goes on)"
     ));
     let poll = RunOptions::default().poll_interval;
     match buyer::follow_service(&s.client, id, poll, &mut console, ctrl_c()).await? {
@@ -366,7 +367,8 @@ async fn serve(s: &Session, args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         None => {
             console.line(format!(
-                "stopped following service {id}; it keeps running: `market service {id}` shows                  it, `market cancel-reservation {id}` ends it"
+                "stopped following service {id}; it keeps running: `market service {id}` shows \
+                 it, `market cancel-reservation {id}` ends it"
             ));
             Ok(ExitCode::from(INTERRUPTED))
         }

@@ -193,7 +193,11 @@ pub fn describe_service(v: &ServiceView) -> String {
             r.status,
             r.provider
                 .map_or_else(|| "none yet".to_string(), |p| p.to_text()),
-            r.endpoint.as_deref().unwrap_or("no endpoint yet"),
+            r.endpoint.as_deref().unwrap_or(if lease_over(v) {
+                "no endpoint"
+            } else {
+                "no endpoint yet"
+            }),
             health_text(r),
             r.rematches,
             if r.rematches == 1 { "" } else { "es" },
