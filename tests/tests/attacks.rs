@@ -57,6 +57,7 @@ fn heartbeat(net: &MarketFixture, from: Principal, job_id: JobId, attempt: u32) 
         attempt,
         fuel_used: 0,
         endpoint: None,
+        tcp_address: None,
     }];
     let r: Result<Vec<HeartbeatAck>, MatcherError> = net
         .update(net.ids.matcher, from, "heartbeat", &items)
@@ -343,6 +344,7 @@ fn a_late_heartbeat_or_hand_back_does_not_escape_the_slash() {
                 attempt: 1,
                 fuel_used: 0,
                 endpoint: None,
+                tcp_address: None,
             }])
             .unwrap(),
             _ => candid::encode_args((job, 1u32)).unwrap(),
@@ -408,6 +410,7 @@ fn a_slot_holder_that_never_runs_the_owners_jobs_is_slashed() {
                 attempt: a.attempt,
                 fuel_used: 0,
                 endpoint: None,
+                tcp_address: None,
             })
             .collect()
     };

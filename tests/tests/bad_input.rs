@@ -514,6 +514,7 @@ fn boundary_numbers_are_refused_cleanly() {
             attempt: 1,
             fuel_used: u64::MAX,
             endpoint: None,
+            tcp_address: None,
         })
         .collect();
     refused::<_, Vec<HeartbeatAck>, MatcherError>(&net, ids.matcher, node(), "heartbeat", &flood);

@@ -665,6 +665,7 @@ fn provider_call(call: ProviderCall, a: &Assignment, holder: Principal) -> (&'st
                 attempt: a.attempt,
                 fuel_used: a.fuel_reported,
                 endpoint: None,
+                tcp_address: None,
             }]),
         ),
         ProviderCall::HandBack => (
@@ -1118,6 +1119,7 @@ impl World {
                         attempt: 1,
                         fuel_used: 0,
                         endpoint: None,
+                        tcp_address: None,
                     }];
                     let acks: Option<Result<Vec<HeartbeatAck>, MatcherError>> =
                         self.matcher(self.node_of(who), "heartbeat", &items);
@@ -1649,6 +1651,7 @@ impl World {
                     attempt: a.attempt,
                     fuel_used: burnt.max(a.fuel_reported),
                     endpoint: None,
+                    tcp_address: None,
                 });
             }
             let finished = if one_off {
@@ -1731,6 +1734,7 @@ impl World {
                 attempt: a.attempt,
                 fuel_used: allowed_fuel(a, budget, now).max(a.fuel_reported),
                 endpoint: None,
+                tcp_address: None,
             });
         }
         if !items.is_empty() {

@@ -657,7 +657,10 @@ pub const MAX_SERVICE_BODY_BYTES: u64 = 64 * 1024 * 1024;
 /// A network service: a WASI 0.2 component for the `wasi:http/proxy`
 /// world, run by each replica's provider behind its HTTP ingress at
 /// `<endpoint>` = `<provider's base URL>/<reservation id>/`, a fresh
-/// instance per request.
+/// instance per request; or, with `tcp`, a `wasi:cli/run` command serving
+/// TCP clients on a port its provider assigns (`tcp_address`), one
+/// long-lived instance per replica, whose health the provider's ingress
+/// answers at `<endpoint>`.
 #[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct ServiceSpec {
     /// The component: stored in the matcher's module store like a job's
@@ -676,8 +679,81 @@ pub struct ServiceSpec {
     /// A method of the owner's canister told of every change of a
     /// replica's endpoint, with a [`ServiceNotice`].
     pub callback: Option<String>,
-    /// What one request may use.
+    /// What one request may use. For a TCP service only the reservation's
+    /// memory bounds the instance; these per-request limits are checked but
+    /// not used (`tcp` has its own).
     pub limits: ServiceLimits,
+    /// Serve TCP instead of HTTP: the component is a `wasi:cli/run`
+    /// command listening on the port its provider assigns; `None` for a
+    /// `wasi:http/proxy` service.
+    #[serde(default)]
+    pub tcp: Option<TcpSpec>,
+}
+
+/// Most client connections one replica of a TCP service may be allowed.
+pub const MAX_TCP_CONNECTIONS: u32 = 4_096;
+/// Most bytes per second one TCP connection may be allowed each way.
+pub const MAX_TCP_BYTES_PER_SECOND: u64 = 1 << 30;
+/// Longest idle timeout of a TCP connection, in seconds.
+pub const MAX_TCP_IDLE_TIMEOUT_SECS: u64 = 86_400;
+/// Most fuel per second a TCP service's instance may burn.
+pub const MAX_TCP_FUEL_PER_SECOND: u64 = 10_000_000_000;
+/// Longest `host:port` a provider may report for a TCP replica.
+pub const MAX_TCP_ADDRESS_LEN: usize = 256;
+
+/// How a TCP service's replicas serve: its one long-lived instance per
+/// replica and the connections to it. Memory is the reservation's
+/// `memory_mib`.
+#[derive(CandidType, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpSpec {
+    /// Client connections open at once per replica; more are closed on
+    /// arrival (at most [`MAX_TCP_CONNECTIONS`]).
+    pub max_connections: u32,
+    /// Bytes per second each connection may move in each direction; a
+    /// faster sender is slowed (at most [`MAX_TCP_BYTES_PER_SECOND`]).
+    pub max_bytes_per_second: u64,
+    /// A connection with no byte either way for this long is closed, in
+    /// seconds (at most [`MAX_TCP_IDLE_TIMEOUT_SECS`]).
+    pub idle_timeout_secs: u64,
+    /// Fuel the instance may burn per second; one that burns it sooner
+    /// traps and is restarted (at most [`MAX_TCP_FUEL_PER_SECOND`]).
+    pub fuel_per_second: u64,
+}
+
+impl Default for TcpSpec {
+    fn default() -> Self {
+        TcpSpec {
+            max_connections: 64,
+            max_bytes_per_second: 1 << 20,
+            idle_timeout_secs: 300,
+            fuel_per_second: 500_000_000,
+        }
+    }
+}
+
+impl TcpSpec {
+    /// Checks every limit against its bound.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.max_connections == 0 || self.max_connections > MAX_TCP_CONNECTIONS {
+            return Err(("max_connections", format!("1 to {MAX_TCP_CONNECTIONS}")));
+        }
+        if self.max_bytes_per_second == 0 || self.max_bytes_per_second > MAX_TCP_BYTES_PER_SECOND {
+            return Err((
+                "max_bytes_per_second",
+                format!("1 to {MAX_TCP_BYTES_PER_SECOND}"),
+            ));
+        }
+        if self.idle_timeout_secs == 0 || self.idle_timeout_secs > MAX_TCP_IDLE_TIMEOUT_SECS {
+            return Err((
+                "idle_timeout_secs",
+                format!("1 to {MAX_TCP_IDLE_TIMEOUT_SECS}"),
+            ));
+        }
+        if self.fuel_per_second == 0 || self.fuel_per_second > MAX_TCP_FUEL_PER_SECOND {
+            return Err(("fuel_per_second", format!("1 to {MAX_TCP_FUEL_PER_SECOND}")));
+        }
+        Ok(())
+    }
 }
 
 /// Limits on each request to a service's replica. Memory per instance is
@@ -754,6 +830,10 @@ pub struct ReplicaView {
     /// Where it answers, as its provider reported when it acknowledged the
     /// slot; `None` until then and after the provider lost the slot.
     pub endpoint: Option<String>,
+    /// For a TCP service: the `host:port` clients connect to, reported
+    /// and cleared with the endpoint.
+    #[serde(default)]
+    pub tcp_address: Option<String>,
     /// What the matcher's probes saw.
     pub health: ReplicaHealth,
     /// Times the slot was matched anew after a provider failed it.
@@ -777,6 +857,9 @@ pub struct ServiceView {
     pub allowed_hosts: Vec<String>,
     /// Its per-request limits.
     pub limits: ServiceLimits,
+    /// Its TCP limits, for a TCP service.
+    #[serde(default)]
+    pub tcp: Option<TcpSpec>,
     /// Its replicas, in slot order.
     pub replicas: Vec<ReplicaView>,
     /// Length of one paid interval.
@@ -802,6 +885,9 @@ pub struct ServiceNotice {
     pub provider: Option<Principal>,
     /// Where the replica answers now, if it does.
     pub endpoint: Option<String>,
+    /// For a TCP service: the `host:port` clients connect to now, if any.
+    #[serde(default)]
+    pub tcp_address: Option<String>,
 }
 
 /// The most a reservation can cost, locked up front: slots x intervals x
@@ -876,6 +962,44 @@ pub fn check_endpoint(url: &str, service: ReservationId) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks a TCP replica's address as a provider reports it: `host:port`,
+/// at most [`MAX_TCP_ADDRESS_LEN`] bytes, the host a DNS name (letters,
+/// digits, `-` and `.`), an IPv4 literal or an IPv6 one in brackets, the
+/// port 1 to 65535 in decimal.
+pub fn check_tcp_address(address: &str) -> Result<(), String> {
+    if address.is_empty() || address.len() > MAX_TCP_ADDRESS_LEN {
+        return Err(format!("1 to {MAX_TCP_ADDRESS_LEN} bytes"));
+    }
+    let (host, port) = address.rsplit_once(':').ok_or("host:port")?;
+    let port_ok = !port.is_empty()
+        && port.len() <= 5
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && !port.starts_with('0')
+        && port.parse::<u32>().is_ok_and(|p| p <= 65_535);
+    if !port_ok {
+        return Err("a port from 1 to 65535".into());
+    }
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return inner
+            .parse::<std::net::Ipv6Addr>()
+            .map(|_| ())
+            .map_err(|_| format!("{host:?} is not an IPv6 literal"));
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if !host.split('.').all(label_ok) {
+        return Err(format!(
+            "{host:?} is not a DNS name, an IPv4 literal or a bracketed IPv6 literal"
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a host a service may call out to: a lowercase DNS name or an IP
 /// literal (an IPv6 one in brackets), at most [`MAX_HOST_LEN`] bytes, with
 /// no scheme, port, path or wildcard.
@@ -923,8 +1047,9 @@ pub fn check_health_path(path: &str) -> Result<(), String> {
 }
 
 /// Most bytes of a candid-encoded [`ServiceNotice`]: its endpoint is at
-/// most [`MAX_ENDPOINT_LEN`] bytes.
-pub const MAX_SERVICE_NOTICE_BYTES: usize = 512;
+/// most [`MAX_ENDPOINT_LEN`] bytes, its TCP address at most
+/// [`MAX_TCP_ADDRESS_LEN`].
+pub const MAX_SERVICE_NOTICE_BYTES: usize = 1024;
 
 /// When the matcher starts accepting the heartbeat of a running job that is
 /// due at `due_ns`: half an interval (of `interval_ns`) before. A heartbeat
@@ -1155,6 +1280,11 @@ pub struct HeartbeatItem {
     /// id>/`), required on the heartbeat that acknowledges the slot.
     #[serde(default)]
     pub endpoint: Option<String>,
+    /// For a TCP service's slot: the `host:port` clients connect to,
+    /// required with the endpoint on the heartbeat that acknowledges the
+    /// slot (see [`check_tcp_address`]); refused for an HTTP service.
+    #[serde(default)]
+    pub tcp_address: Option<String>,
 }
 
 /// What happened to one heartbeat item.
@@ -1328,12 +1458,14 @@ pub enum MatcherEvent {
     },
     /// A replica of a service got an endpoint (its provider acknowledged
     /// the slot) or lost it (`endpoint` none: the provider failed the slot
-    /// or the lease ended).
+    /// or the lease ended); a TCP service's replica with its `host:port`.
     ServiceEndpoint {
         reservation: ReservationId,
         slot: u32,
         provider: Principal,
         endpoint: Option<String>,
+        #[serde(default)]
+        tcp_address: Option<String>,
     },
     /// A probe of a replica's health path failed.
     ProbeFailed {
@@ -1467,6 +1599,7 @@ mod notice_tests {
             slot: u32::MAX,
             provider: Some(Principal::from_slice(&[0xff; 29])),
             endpoint: Some("h".repeat(MAX_ENDPOINT_LEN)),
+            tcp_address: Some("t".repeat(MAX_TCP_ADDRESS_LEN)),
         };
         let bytes = candid::encode_one(&notice).unwrap().len();
         assert!(bytes <= MAX_SERVICE_NOTICE_BYTES, "{bytes} bytes");
@@ -1520,6 +1653,66 @@ mod notice_tests {
     }
 
     #[test]
+    fn tcp_addresses_and_limits_are_checked() {
+        for ok in [
+            "node.example:4000",
+            "203.0.113.7:1",
+            "[2001:db8::1]:65535",
+            "Node-1.Example.org:443",
+        ] {
+            assert_eq!(check_tcp_address(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "node.example",
+            "node.example:",
+            "node.example:0",
+            "node.example:65536",
+            "node.example:080",
+            "node.example:+80",
+            ":4000",
+            "node..example:4000",
+            "no de.example:4000",
+            "user@node.example:4000",
+            "node.example/x:4000",
+            "2001:db8::1:4000",
+            "[nope]:4000",
+            "tcp://node.example:4000",
+        ] {
+            assert!(check_tcp_address(bad).is_err(), "{bad:?}");
+        }
+        let long = format!("{}:4000", "a.".repeat(MAX_TCP_ADDRESS_LEN / 2));
+        assert!(check_tcp_address(&long).is_err());
+
+        assert_eq!(TcpSpec::default().check(), Ok(()));
+        let bad = |f: fn(&mut TcpSpec)| {
+            let mut t = TcpSpec::default();
+            f(&mut t);
+            t.check().unwrap_err().0
+        };
+        assert_eq!(bad(|t| t.max_connections = 0), "max_connections");
+        assert_eq!(
+            bad(|t| t.max_connections = MAX_TCP_CONNECTIONS + 1),
+            "max_connections"
+        );
+        assert_eq!(bad(|t| t.max_bytes_per_second = 0), "max_bytes_per_second");
+        assert_eq!(
+            bad(|t| t.max_bytes_per_second = MAX_TCP_BYTES_PER_SECOND + 1),
+            "max_bytes_per_second"
+        );
+        assert_eq!(bad(|t| t.idle_timeout_secs = 0), "idle_timeout_secs");
+        assert_eq!(
+            bad(|t| t.idle_timeout_secs = MAX_TCP_IDLE_TIMEOUT_SECS + 1),
+            "idle_timeout_secs"
+        );
+        assert_eq!(bad(|t| t.fuel_per_second = 0), "fuel_per_second");
+        assert_eq!(
+            bad(|t| t.fuel_per_second = MAX_TCP_FUEL_PER_SECOND + 1),
+            "fuel_per_second"
+        );
+    }
+
+    #[test]
     fn a_service_lease_locks_its_probes_besides_its_slots() {
         assert_eq!(probes_per_interval(60, 60), 1);
         assert_eq!(probes_per_interval(61, 60), 2);
@@ -1547,6 +1740,7 @@ mod notice_tests {
             health_path: "/".into(),
             callback: None,
             limits: ServiceLimits::default(),
+            tcp: None,
         });
         // 2 slots x 5 intervals x 2 probes x 7.
         assert_eq!(service_probe_cost(&spec, 60, 7), Some(140));

@@ -219,6 +219,7 @@ mod tests {
             status: JobStatus::Running,
             provider: Some(Principal::from_slice(&[slot as u8 + 1; 29])),
             endpoint: endpoint.map(str::to_string),
+            tcp_address: None,
             health: ReplicaHealth::default(),
             rematches: 0,
         }
@@ -233,6 +234,7 @@ mod tests {
             health_path: "/healthz".into(),
             allowed_hosts: vec!["api.example.com".into()],
             limits: ServiceLimits::default(),
+            tcp: None,
             replicas,
             interval_secs: 60,
             intervals: 10,

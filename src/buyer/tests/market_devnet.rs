@@ -865,6 +865,7 @@ fn service_lease(w: &World, replicas: u32, intervals: u32, max_price: Tokens) ->
             health_path: "/healthz".into(),
             callback: None,
             limits: market_api::matcher::ServiceLimits::default(),
+            tcp: None,
         }),
         ..reservation_spec(w, replicas, intervals, max_price)
     }

@@ -433,22 +433,28 @@ pub fn slashed(s: &mut State, now_ns: u64, slashed: Slashed) {
     }
 }
 
+/// Where a replica of a service answers now, for its event.
+pub struct ReplicaAddress {
+    /// The replica's slot.
+    pub slot: u32,
+    /// Its provider.
+    pub provider: Principal,
+    /// Its endpoint (`None`: it lost it).
+    pub endpoint: Option<String>,
+    /// A TCP service's `host:port`.
+    pub tcp_address: Option<String>,
+}
+
 /// A replica of service `reservation` got an endpoint or lost it.
-pub fn service_endpoint(
-    s: &mut State,
-    now_ns: u64,
-    reservation: JobId,
-    slot: u32,
-    provider: Principal,
-    endpoint: Option<String>,
-) {
+pub fn service_endpoint(s: &mut State, now_ns: u64, reservation: JobId, at: ReplicaAddress) {
     s.events.append(
         now_ns,
         MatcherEvent::ServiceEndpoint {
             reservation,
-            slot,
-            provider,
-            endpoint,
+            slot: at.slot,
+            provider: at.provider,
+            endpoint: at.endpoint,
+            tcp_address: at.tcp_address,
         },
     );
 }

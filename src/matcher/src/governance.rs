@@ -435,6 +435,7 @@ mod tests {
                 health_path: "/healthz".into(),
                 callback: Some("on_endpoint".into()),
                 limits: ServiceLimits::default(),
+                tcp: None,
             }),
             ..lease()
         };

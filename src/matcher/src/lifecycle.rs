@@ -301,6 +301,9 @@ pub enum Effect {
         slot: u32,
         provider: Principal,
         endpoint: Option<String>,
+        /// A TCP service's `host:port`, set and cleared with the endpoint.
+        #[serde(default)]
+        tcp_address: Option<String>,
     },
     /// Tell the service owner's callback `method` of a replica's new
     /// endpoint, once.

@@ -372,9 +372,22 @@ pub async fn perform(rt: &impl Runtime, job_id: JobId, effect: Effect) -> Outcom
             slot,
             provider,
             endpoint,
+            tcp_address,
         } => {
             let t = rt.now_ns();
-            mutate_state(|s| audit::service_endpoint(s, t, job_id, slot, provider, endpoint));
+            mutate_state(|s| {
+                audit::service_endpoint(
+                    s,
+                    t,
+                    job_id,
+                    audit::ReplicaAddress {
+                        slot,
+                        provider,
+                        endpoint,
+                        tcp_address,
+                    },
+                )
+            });
             Outcome::Done
         }
         Effect::ServiceNotice { method, notice } => {

@@ -161,6 +161,7 @@ impl Net {
             attempt,
             fuel_used,
             endpoint: None,
+            tcp_address: None,
         }];
         let acks: R<Vec<HeartbeatAck>> = self.call(node(n), "heartbeat", &items);
         let ack = acks.unwrap().remove(0);
@@ -824,6 +825,7 @@ fn unauthorized_and_anonymous_callers_are_refused_and_change_nothing() {
         attempt: 1,
         fuel_used: 0,
         endpoint: None,
+        tcp_address: None,
     }];
     let acks: R<Vec<HeartbeatAck>> = net.call(principal(66), "heartbeat", &items);
     match acks {
@@ -1083,6 +1085,7 @@ fn a_provider_heartbeating_without_running_is_paid_nothing_and_slashed() {
         attempt: 1,
         fuel_used: 10 * GFUEL,
         endpoint: None,
+        tcp_address: None,
     }];
     let acks: R<Vec<HeartbeatAck>> = net.call(node(1), "heartbeat", &items);
     let ack = acks.unwrap().remove(0);

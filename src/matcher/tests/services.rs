@@ -171,6 +171,7 @@ impl Net {
             attempt,
             fuel_used: 0,
             endpoint,
+            tcp_address: None,
         }];
         let acks: Result<Vec<HeartbeatAck>, MatcherError> = self.call(node(n), "heartbeat", &items);
         let ack = acks.unwrap().remove(0);
@@ -228,6 +229,7 @@ fn a_replica_that_stops_answering_its_probes_is_slashed_and_moved() {
             health_path: "/healthz".into(),
             callback: None,
             limits: ServiceLimits::default(),
+            tcp: None,
         }),
     };
     let rid: Result<u64, MatcherError> = net.call(buyer(), "reserve", &spec);
@@ -254,6 +256,7 @@ fn a_replica_that_stops_answering_its_probes_is_slashed_and_moved() {
         slot: 0,
         provider: provider(first),
         endpoint: Some(replica.endpoint(rid)),
+        tcp_address: None,
     }));
 
     // Healthy while it answers.
@@ -287,6 +290,7 @@ fn a_replica_that_stops_answering_its_probes_is_slashed_and_moved() {
         slot: 0,
         provider: provider(first),
         endpoint: None,
+        tcp_address: None,
     }));
     let view = net.service(rid);
     let second = holder(&view);

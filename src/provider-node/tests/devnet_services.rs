@@ -276,6 +276,7 @@ fn hello_lease(sha: [u8; 32], replicas: u32, intervals: u32) -> ReservationSpec 
                 max_concurrent: 8,
                 max_body_bytes: 64 * 1024,
             },
+            tcp: None,
         }),
     }
 }

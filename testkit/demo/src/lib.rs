@@ -522,6 +522,7 @@ impl Demo {
                     slot,
                     provider,
                     endpoint,
+                    ..
                 } => {
                     if endpoint.is_some() {
                         self.probe_failures.remove(&(reservation, slot));

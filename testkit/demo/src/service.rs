@@ -231,6 +231,7 @@ impl Demo {
                     max_concurrent: 8,
                     max_body_bytes: 64 * 1024,
                 },
+                tcp: None,
             }),
         };
         self.say(format!(

@@ -798,6 +798,7 @@ pub fn heartbeat_items(assignments: &[Assignment], more: u64) -> Vec<HeartbeatIt
             attempt: a.attempt,
             fuel_used: a.fuel_reported.saturating_add(more),
             endpoint: None,
+            tcp_address: None,
         })
         .collect()
 }

@@ -139,6 +139,7 @@ impl LeaseFlags {
                     max_concurrent: self.max_concurrent,
                     max_body_bytes: self.max_body_bytes,
                 },
+                tcp: None,
             }),
         }
     }

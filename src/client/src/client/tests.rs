@@ -113,12 +113,14 @@ fn heartbeat_sends_one_batch() {
             attempt: 1,
             fuel_used: 10,
             endpoint: None,
+            tcp_address: None,
         },
         HeartbeatItem {
             job_id: 5,
             attempt: 2,
             fuel_used: 0,
             endpoint: None,
+            tcp_address: None,
         },
     ];
     let acks = vec![

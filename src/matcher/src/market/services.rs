@@ -7,12 +7,15 @@
 //!   last failed, another slot of the lease, nor to a provider acting
 //!   through the same node as one (the rule audits use).
 //! - **Discovery**: the heartbeat that acknowledges a slot must carry the
-//!   replica's endpoint (`<base URL>/<lease id>/`); it is recorded, logged
+//!   replica's endpoint (`<base URL>/<lease id>/`) and, for a TCP service,
+//!   its `host:port` (refused for an HTTP one); they are recorded, logged
 //!   (`ServiceEndpoint`) and told to the owner's callback once. When the
 //!   slot loses its provider (a missed deadline, failed probes, a hand-back,
-//!   the lease's end) the endpoint is cleared the same way. A later
-//!   heartbeat may repeat the endpoint or leave it out; a different one is
-//!   refused (a provider that moves hands the slot back).
+//!   the lease's end) they are cleared the same way. A later heartbeat may
+//!   repeat them or leave them out; a different one is refused (a provider
+//!   that moves hands the slot back). A TCP service is probed like any
+//!   other, at its endpoint: the provider's ingress answers there whether
+//!   the service's port takes connections.
 //! - **Availability checked by the chain**: each acknowledged replica's
 //!   health path is probed once per probe interval by an HTTPS outcall, an
 //!   outbox step of the slot. A 2xx answer resets the failure count; any
@@ -27,7 +30,7 @@
 use super::*;
 use market_api::matcher::{
     MAX_ALLOWED_HOSTS, ReplicaHealth, ReplicaView, ServiceNotice, ServiceSpec, ServiceView,
-    check_allowed_host, check_endpoint, check_health_path,
+    check_allowed_host, check_endpoint, check_health_path, check_tcp_address,
 };
 
 /// What the matcher keeps about one replica: one slot of a service lease.
@@ -36,6 +39,10 @@ pub struct Replica {
     /// Where it answers, as its provider reported on acknowledging the
     /// slot; `None` before and after.
     pub endpoint: Option<String>,
+    /// A TCP service's `host:port`, reported and cleared with the
+    /// endpoint.
+    #[serde(default)]
+    pub tcp_address: Option<String>,
     /// The provider that reported it.
     pub provider: Option<Principal>,
     /// The slot's attempt the endpoint belongs to.
@@ -63,8 +70,8 @@ pub struct ProbeAnswer {
 }
 
 /// Checks every bound of a service: the component as a job's module, the
-/// env as a job's, the hosts, the health path, the callback and the
-/// per-request limits.
+/// env as a job's, the hosts, the health path, the callback, the
+/// per-request limits and a TCP service's limits.
 pub fn validate_service(service: &ServiceSpec) -> Result<(), MatcherError> {
     if let ModuleSource::Url { url, .. } = &service.component
         && (url.len() > MAX_URL_LEN || !url.starts_with("https://"))
@@ -102,7 +109,12 @@ pub fn validate_service(service: &ServiceSpec) -> Result<(), MatcherError> {
     service
         .limits
         .check()
-        .map_err(|(field, reason)| invalid(&format!("limits.{field}"), reason))
+        .map_err(|(field, reason)| invalid(&format!("limits.{field}"), reason))?;
+    if let Some(tcp) = &service.tcp {
+        tcp.check()
+            .map_err(|(field, reason)| invalid(&format!("tcp.{field}"), reason))?;
+    }
+    Ok(())
 }
 
 /// The fee a lease's probes owe when it settles: the probes made at its
@@ -119,11 +131,13 @@ pub fn probe_url(endpoint: &str, health_path: &str) -> String {
     format!("{}{health_path}", endpoint.trim_end_matches('/'))
 }
 
-/// An acknowledgement of a service's slot: the replica's endpoint.
+/// An acknowledgement of a service's slot: the replica's endpoint and,
+/// for a TCP service, its `host:port`.
 pub struct ReplicaAck {
     reservation: JobId,
     slot: u32,
     endpoint: String,
+    tcp_address: Option<String>,
 }
 
 impl<M: Memory> Market<M> {
@@ -169,8 +183,9 @@ impl<M: Memory> Market<M> {
 
     /// Checks a heartbeat item against a service's slot before the
     /// lifecycle sees it: the acknowledgement must carry a valid endpoint
-    /// (returned, to be recorded once the heartbeat is accepted); a later
-    /// heartbeat may repeat it or leave it out, not change it.
+    /// and, for a TCP service (only), a valid `host:port` (returned, to be
+    /// recorded once the heartbeat is accepted); a later heartbeat may
+    /// repeat them or leave them out, not change them.
     pub(super) fn service_heartbeat(
         &self,
         rec: &JobRecord,
@@ -182,26 +197,50 @@ impl<M: Memory> Market<M> {
         let Some(r) = self.lease(reservation) else {
             return Ok(None);
         };
+        let tcp = r.spec.service.as_ref().is_some_and(|s| s.tcp.is_some());
+        if !tcp && item.tcp_address.is_some() {
+            return Err("tcp_address: this service serves HTTP, not TCP".into());
+        }
         if rec.state.status == JobStatus::Assigned {
             let endpoint = item.endpoint.clone().ok_or(
                 "a service's slot is acknowledged with its replica's endpoint".to_string(),
             )?;
             check_endpoint(&endpoint, reservation).map_err(|e| format!("endpoint: {e}"))?;
+            let tcp_address = match (&item.tcp_address, tcp) {
+                (Some(address), _) => {
+                    check_tcp_address(address).map_err(|e| format!("tcp_address: {e}"))?;
+                    Some(address.clone())
+                }
+                (None, true) => {
+                    return Err(
+                        "tcp_address: a TCP service's slot is acknowledged with its replica's host:port"
+                            .into(),
+                    );
+                }
+                (None, false) => None,
+            };
             return Ok(Some(ReplicaAck {
                 reservation,
                 slot,
                 endpoint,
+                tcp_address,
             }));
         }
-        let recorded = r
-            .replicas
-            .get(slot as usize)
-            .and_then(|x| x.endpoint.as_ref());
-        if let (Some(new), Some(old)) = (&item.endpoint, recorded)
+        let recorded = r.replicas.get(slot as usize);
+        if let (Some(new), Some(old)) = (&item.endpoint, recorded.and_then(|x| x.endpoint.as_ref()))
             && new != old
         {
             return Err(format!(
                 "the replica's endpoint is {old}; to move it, hand the slot back"
+            ));
+        }
+        if let (Some(new), Some(old)) = (
+            &item.tcp_address,
+            recorded.and_then(|x| x.tcp_address.as_ref()),
+        ) && new != old
+        {
+            return Err(format!(
+                "the replica's tcp_address is {old}; to move it, hand the slot back"
             ));
         }
         Ok(None)
@@ -231,6 +270,7 @@ impl<M: Memory> Market<M> {
         let next = now_ns.saturating_add(Self::secs_ns(p.probe_interval_secs));
         *replica = Replica {
             endpoint: Some(ack.endpoint.clone()),
+            tcp_address: ack.tcp_address.clone(),
             provider: Some(provider),
             attempt,
             health: ReplicaHealth::default(),
@@ -243,14 +283,15 @@ impl<M: Memory> Market<M> {
             ack.reservation,
             ack.slot,
             provider,
-            Some(ack.endpoint),
+            (Some(ack.endpoint), ack.tcp_address),
             callback,
         );
     }
 
     /// Slot `slot` (job `slot_id`) of a lease lost its provider: its
     /// endpoint is cleared, its probes stop, and the change is logged and
-    /// told to the owner. Nothing for a slot without an endpoint.
+    /// told to the owner. Nothing for a slot without an endpoint. A TCP
+    /// service's address is cleared with it.
     pub(super) fn replica_down(&mut self, reservation: JobId, slot_id: JobId, slot: u32) {
         let Some(mut r) = self.lease(reservation) else {
             return;
@@ -261,31 +302,38 @@ impl<M: Memory> Market<M> {
         if let Some(at) = replica.next_probe_ns.take() {
             self.probes.remove(&(at, slot_id, replica.attempt));
         }
+        let had_address = replica.tcp_address.take().is_some();
         let (Some(_), Some(provider)) = (replica.endpoint.take(), replica.provider) else {
+            if had_address {
+                self.put_reservation(reservation, r);
+            }
             return;
         };
         let callback = r.spec.service.as_ref().and_then(|s| s.callback.clone());
         self.put_reservation(reservation, r);
-        self.endpoint_changed(reservation, slot, provider, None, callback);
+        self.endpoint_changed(reservation, slot, provider, (None, None), callback);
     }
 
-    /// Queues the event of a replica's endpoint change and, if the owner
-    /// named a callback, its notice (in the lease's outbox queue, so a slow
-    /// callback never holds up a slot's bond).
+    /// Queues the event of a replica's endpoint change (`at`: its
+    /// endpoint and TCP address now) and, if the owner named a callback,
+    /// its notice (in the lease's outbox queue, so a slow callback never
+    /// holds up a slot's bond).
     fn endpoint_changed(
         &mut self,
         reservation: JobId,
         slot: u32,
         provider: Principal,
-        endpoint: Option<String>,
+        at: (Option<String>, Option<String>),
         callback: Option<String>,
     ) {
+        let (endpoint, tcp_address) = at;
         self.outbox.push(
             reservation,
             Effect::Endpoint {
                 slot,
                 provider,
                 endpoint: endpoint.clone(),
+                tcp_address: tcp_address.clone(),
             },
         );
         if let Some(method) = callback {
@@ -294,6 +342,7 @@ impl<M: Memory> Market<M> {
                 slot,
                 provider: endpoint.is_some().then_some(provider),
                 endpoint,
+                tcp_address,
             };
             self.outbox
                 .push(reservation, Effect::ServiceNotice { method, notice });
@@ -447,6 +496,7 @@ impl<M: Memory> Market<M> {
                 status: job.status,
                 provider: job.provider,
                 endpoint: replica.endpoint,
+                tcp_address: replica.tcp_address,
                 health: replica.health,
                 rematches: job.retries_used,
             });
@@ -459,6 +509,7 @@ impl<M: Memory> Market<M> {
             health_path: service.health_path.clone(),
             allowed_hosts: service.allowed_hosts.clone(),
             limits: service.limits,
+            tcp: service.tcp,
             replicas,
             interval_secs: r.spec.interval_secs,
             intervals: r.spec.intervals,

@@ -173,6 +173,7 @@ fn job_runs_misses_a_deadline_and_finishes_on_a_second_provider() {
             attempt,
             fuel_used,
             endpoint: None,
+            tcp_address: None,
         }]
     };
     assert!(matches!(
@@ -664,6 +665,7 @@ mod reservations {
                 attempt,
                 fuel_used: 0,
                 endpoint: None,
+                tcp_address: None,
             }],
         )
         .unwrap()

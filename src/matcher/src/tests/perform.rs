@@ -440,6 +440,7 @@ fn heartbeat(rt: &Fake, job_id: u64, fuel_used: u64) {
         attempt: 1,
         fuel_used,
         endpoint: None,
+        tcp_address: None,
     };
     endpoints::heartbeat(rt, NODE, vec![item]).unwrap();
 }
@@ -707,6 +708,7 @@ fn a_provider_refused_its_bond_leaves_the_book_and_acts_on_nothing() {
         attempt: 1,
         fuel_used: 0,
         endpoint: None,
+        tcp_address: None,
     };
     // Before the outbox runs, the assignment is not the provider's yet.
     let acks = endpoints::heartbeat(&rt, NODE, vec![item]).unwrap();
@@ -774,6 +776,7 @@ fn a_service_lease_probes_by_outcall_and_pays_its_probes_to_the_matcher() {
             health_path: "/healthz".into(),
             callback: Some("on_endpoint".into()),
             limits: ServiceLimits::default(),
+            tcp: None,
         }),
         ..reservation_spec()
     };
@@ -794,6 +797,7 @@ fn a_service_lease_probes_by_outcall_and_pays_its_probes_to_the_matcher() {
         attempt: 1,
         fuel_used: 0,
         endpoint,
+        tcp_address: None,
     };
     let acks = endpoints::heartbeat(&rt, NODE, vec![item(Some(endpoint.clone()))]).unwrap();
     assert!(matches!(acks[0], HeartbeatAck::Accepted { .. }), "{acks:?}");
@@ -803,12 +807,14 @@ fn a_service_lease_probes_by_outcall_and_pays_its_probes_to_the_matcher() {
         slot: 0,
         provider: PROVIDER,
         endpoint: Some(endpoint.clone()),
+        tcp_address: None,
     }));
     let notice = ServiceNotice {
         service: rid,
         slot: 0,
         provider: Some(PROVIDER),
         endpoint: Some(endpoint.clone()),
+        tcp_address: None,
     };
     assert_eq!(
         rt.calls_of("service_notice"),
@@ -864,6 +870,7 @@ fn a_service_lease_probes_by_outcall_and_pays_its_probes_to_the_matcher() {
         slot: 0,
         provider: PROVIDER,
         endpoint: None,
+        tcp_address: None,
     }));
     assert_eq!(rt.calls_of("service_notice").len(), 2);
     assert_eq!(rt.calls_of("http_request").len(), 3);

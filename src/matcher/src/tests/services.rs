@@ -13,6 +13,7 @@ use market_api::JobId;
 use market_api::matcher::{
     HeartbeatAck, HeartbeatItem, JobLimits, JobSpec, JobStatus, MatcherError, ModuleSource,
     ReservationSpec, ReservationStatus, ReservedJobArgs, ServiceLimits, ServiceNotice, ServiceSpec,
+    TcpSpec,
 };
 
 const S: u64 = 1_000_000_000;
@@ -55,6 +56,7 @@ fn service() -> ServiceSpec {
         health_path: "/healthz".into(),
         callback: Some("on_endpoint".into()),
         limits: ServiceLimits::default(),
+        tcp: None,
     }
 }
 
@@ -123,6 +125,7 @@ fn hb(
         attempt: attempt(m, slot),
         fuel_used: 0,
         endpoint,
+        tcp_address: None,
     };
     m.heartbeat(&P, t, caller, &[item]).unwrap().remove(0)
 }
@@ -219,6 +222,7 @@ fn the_acknowledgement_must_carry_the_endpoint_which_is_recorded_and_told() {
                     slot: 0,
                     provider: provider(1),
                     endpoint: Some(url(1, rid)),
+                    tcp_address: None,
                 }
             ),
             (
@@ -230,6 +234,7 @@ fn the_acknowledgement_must_carry_the_endpoint_which_is_recorded_and_told() {
                         slot: 0,
                         provider: Some(provider(1)),
                         endpoint: Some(url(1, rid)),
+                        tcp_address: None,
                     },
                 }
             ),
@@ -287,6 +292,211 @@ fn the_acknowledgement_must_carry_the_endpoint_which_is_recorded_and_told() {
         Err(MatcherError::InvalidArgument { field, .. }) if field == "reservation"
     ));
     m.check_invariants().unwrap();
+}
+
+fn hb_tcp(
+    m: &mut Market<VectorMemory>,
+    t: u64,
+    caller: Principal,
+    slot: JobId,
+    endpoint: Option<String>,
+    tcp_address: Option<&str>,
+) -> HeartbeatAck {
+    let item = HeartbeatItem {
+        job_id: slot,
+        attempt: attempt(m, slot),
+        fuel_used: 0,
+        endpoint,
+        tcp_address: tcp_address.map(str::to_string),
+    };
+    m.heartbeat(&P, t, caller, &[item]).unwrap().remove(0)
+}
+
+fn refused_for(ack: &HeartbeatAck, why: &str) -> bool {
+    matches!(ack, HeartbeatAck::Refused { reason } if reason.contains(why))
+}
+
+#[test]
+fn a_tcp_replica_is_acknowledged_with_its_address_recorded_told_probed_and_cleared() {
+    let mut m = Mem::default().open();
+    for n in [1, 2] {
+        m.put_offer(
+            &P,
+            0,
+            provider(n),
+            node(n),
+            0,
+            None,
+            offer(40 + u128::from(n)),
+        )
+        .unwrap();
+    }
+    let mut spec = lease(1);
+    let tcp = TcpSpec {
+        max_connections: 8,
+        ..TcpSpec::default()
+    };
+    spec.service.as_mut().unwrap().tcp = Some(tcp);
+    let (rid, slots) = funded(&mut m, &P, spec);
+    let slot = slots[0];
+    drain(&mut m, 0);
+    let t0 = 10 * S;
+
+    // The endpoint alone, or a malformed address, is no acknowledgement.
+    let alone = hb_tcp(&mut m, t0, node(1), slot, Some(url(1, rid)), None);
+    assert!(refused_for(&alone, "tcp_address"), "{alone:?}");
+    let bad = hb_tcp(
+        &mut m,
+        t0,
+        node(1),
+        slot,
+        Some(url(1, rid)),
+        Some("p1.example"),
+    );
+    assert!(refused_for(&bad, "tcp_address"), "{bad:?}");
+    let no_endpoint = hb_tcp(&mut m, t0, node(1), slot, None, Some("p1.example:4000"));
+    assert!(refused_for(&no_endpoint, "endpoint"), "{no_endpoint:?}");
+    assert_eq!(m.job(slot).unwrap().state.status, JobStatus::Assigned);
+    assert!(m.outbox.is_empty(), "nothing recorded");
+
+    let ack = hb_tcp(
+        &mut m,
+        t0,
+        node(1),
+        slot,
+        Some(url(1, rid)),
+        Some("p1.example:4000"),
+    );
+    assert!(accepted(&ack), "{ack:?}");
+    let view = m.service(rid).unwrap();
+    assert_eq!(view.tcp, Some(tcp));
+    assert_eq!(view.replicas[0].endpoint, Some(url(1, rid)));
+    assert_eq!(
+        view.replicas[0].tcp_address.as_deref(),
+        Some("p1.example:4000")
+    );
+    assert_eq!(
+        drain(&mut m, t0),
+        vec![
+            (
+                rid,
+                Effect::Endpoint {
+                    slot: 0,
+                    provider: provider(1),
+                    endpoint: Some(url(1, rid)),
+                    tcp_address: Some("p1.example:4000".into()),
+                }
+            ),
+            (
+                rid,
+                Effect::ServiceNotice {
+                    method: "on_endpoint".into(),
+                    notice: ServiceNotice {
+                        service: rid,
+                        slot: 0,
+                        provider: Some(provider(1)),
+                        endpoint: Some(url(1, rid)),
+                        tcp_address: Some("p1.example:4000".into()),
+                    },
+                }
+            ),
+        ]
+    );
+
+    // Later heartbeats may repeat the address or leave it out, not move it.
+    let every = P.probe_interval_secs * S;
+    let t = t0 + every;
+    let moved = hb_tcp(
+        &mut m,
+        t,
+        node(1),
+        slot,
+        Some(url(1, rid)),
+        Some("p1.example:4001"),
+    );
+    assert!(refused_for(&moved, "hand the slot back"), "{moved:?}");
+    assert!(accepted(&hb_tcp(
+        &mut m,
+        t,
+        node(1),
+        slot,
+        Some(url(1, rid)),
+        Some("p1.example:4000")
+    )));
+
+    // Probed at the endpoint's health path like any service; failures
+    // take the slot away and clear the address with the endpoint.
+    let mut t = t;
+    for n in 1..=P.probe_failures {
+        if n > 1 {
+            t += every;
+            assert!(accepted(&hb_tcp(&mut m, t, node(1), slot, None, None)));
+        }
+        assert_eq!(m.process_probes(t, 10), 1);
+        assert_eq!(
+            probes(&drain(&mut m, t)),
+            vec![(slot, 1, format!("https://p1.example/{rid}/healthz"))]
+        );
+        m.probe_answered(&P, t, slot, 1, Some(false)).unwrap();
+    }
+    let fx = drain(&mut m, t);
+    assert!(
+        fx.contains(&(
+            rid,
+            Effect::Endpoint {
+                slot: 0,
+                provider: provider(1),
+                endpoint: None,
+                tcp_address: None,
+            }
+        )),
+        "{fx:?}"
+    );
+    assert_eq!(holder(&m, slot), Some(provider(2)), "matched anew");
+    let view = m.service(rid).unwrap();
+    assert_eq!(view.replicas[0].endpoint, None);
+    assert_eq!(view.replicas[0].tcp_address, None);
+
+    // The new provider reports its own address.
+    let ack = hb_tcp(
+        &mut m,
+        t + S,
+        node(2),
+        slot,
+        Some(url(2, rid)),
+        Some("[2001:db8::2]:9000"),
+    );
+    assert!(accepted(&ack), "{ack:?}");
+    assert_eq!(
+        m.service(rid).unwrap().replicas[0].tcp_address.as_deref(),
+        Some("[2001:db8::2]:9000")
+    );
+    m.check_invariants().unwrap();
+}
+
+#[test]
+fn an_http_replica_reports_no_tcp_address() {
+    let mut m = Mem::default().open();
+    m.put_offer(&P, 0, provider(1), node(1), 0, None, offer(50))
+        .unwrap();
+    let (rid, slots) = funded(&mut m, &P, lease(1));
+    drain(&mut m, 0);
+    let slot = slots[0];
+    let ack = hb_tcp(
+        &mut m,
+        S,
+        node(1),
+        slot,
+        Some(url(1, rid)),
+        Some("p1.example:4000"),
+    );
+    assert!(refused_for(&ack, "not TCP"), "{ack:?}");
+    assert!(accepted(&hb(&mut m, S, node(1), slot, Some(url(1, rid)))));
+    let later = hb_tcp(&mut m, 61 * S, node(1), slot, None, Some("p1.example:4000"));
+    assert!(refused_for(&later, "not TCP"), "{later:?}");
+    let view = m.service(rid).unwrap();
+    assert_eq!(view.tcp, None);
+    assert_eq!(view.replicas[0].tcp_address, None);
 }
 
 /// The probe steps now in the outbox: (slot, attempt, url).
@@ -391,6 +601,7 @@ fn probes_run_each_interval_count_failures_and_the_last_one_slashes_and_rematche
             slot: 0,
             provider: provider(1),
             endpoint: None,
+            tcp_address: None,
         }
     )));
     assert!(fx.contains(&(
@@ -402,6 +613,7 @@ fn probes_run_each_interval_count_failures_and_the_last_one_slashes_and_rematche
                 slot: 0,
                 provider: None,
                 endpoint: None,
+                tcp_address: None,
             },
         }
     )));
@@ -604,6 +816,24 @@ fn bad_services_are_refused() {
         (
             "limits.max_body_bytes",
             with(&|s| s.limits.max_body_bytes = u64::MAX),
+        ),
+        (
+            "tcp.max_connections",
+            with(&|s| {
+                s.tcp = Some(TcpSpec {
+                    max_connections: 0,
+                    ..TcpSpec::default()
+                })
+            }),
+        ),
+        (
+            "tcp.fuel_per_second",
+            with(&|s| {
+                s.tcp = Some(TcpSpec {
+                    fuel_per_second: u64::MAX,
+                    ..TcpSpec::default()
+                })
+            }),
         ),
         (
             "delegates",

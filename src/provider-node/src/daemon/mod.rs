@@ -1040,6 +1040,7 @@ impl<T: Transport + Clone> Daemon<T> {
                         // Every heartbeat of a service's slot names its
                         // replica's endpoint (the same one each time).
                         endpoint: s.replica.as_ref().map(|r| r.endpoint.clone()),
+                        tcp_address: None,
                     }
                 })
                 .collect();

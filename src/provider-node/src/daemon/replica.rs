@@ -139,6 +139,7 @@ mod tests {
             health_path: "/healthz".into(),
             callback: None,
             limits: market_api::matcher::ServiceLimits::default(),
+            tcp: None,
         }
     }
 

@@ -53,6 +53,7 @@ fn service(sha256: [u8; 32]) -> ServiceSpec {
             max_concurrent: 4,
             max_body_bytes: 64 * 1024,
         },
+        tcp: None,
     }
 }
 
