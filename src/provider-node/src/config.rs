@@ -95,6 +95,14 @@ pub struct IngressFile {
     pub max_connections: Option<usize>,
     /// Largest memory one service instance may use, MiB.
     pub max_service_memory_mib: Option<u64>,
+    /// Ports (`START-END`) the node opens for TCP services, one per lease;
+    /// absent: TCP services' slots are handed back.
+    pub tcp_ports: Option<String>,
+    /// The address those ports are opened on [default: 0.0.0.0].
+    pub tcp_listen: Option<String>,
+    /// The host name clients connect to TCP services at [default: the
+    /// host of `public_url`].
+    pub public_tcp_host: Option<String>,
 }
 
 /// `[sandbox]`.
@@ -151,6 +159,9 @@ pub struct GlobalArgs {
     /// Public base URL of the ingress [default: `http://` + the ingress address]
     #[arg(long, global = true, value_name = "URL")]
     pub public_url: Option<String>,
+    /// Ports START-END opened for TCP services, one per lease [default: none]
+    #[arg(long, global = true, value_name = "START-END")]
+    pub tcp_ports: Option<String>,
 }
 
 /// The services' ingress after merging.
@@ -170,6 +181,44 @@ pub struct IngressConfig {
     pub max_connections: usize,
     /// Largest memory of one service instance, bytes.
     pub max_service_memory_bytes: u64,
+    /// TCP services, if the node serves them.
+    pub tcp: Option<TcpIngressConfig>,
+}
+
+/// Where a node serves TCP services.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TcpIngressConfig {
+    /// The ports it opens, one per lease.
+    pub ports: std::ops::RangeInclusive<u16>,
+    /// The address they are opened on.
+    pub listen: std::net::IpAddr,
+    /// The host name clients use (`<public_host>:<port>`).
+    pub public_host: String,
+}
+
+/// The host of an `http(s)://host[:port]/...` URL, brackets kept on an
+/// IPv6 literal.
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let host = if authority.starts_with('[') {
+        authority
+            .split_once(']')
+            .map(|(h, _)| &authority[..=h.len()])?
+    } else {
+        authority.split(':').next()?
+    };
+    (!host.is_empty()).then_some(host)
+}
+
+/// Parses `START-END` (inclusive, both 1 to 65535, START <= END).
+fn port_range(s: &str) -> Option<std::ops::RangeInclusive<u16>> {
+    let (a, b) = s.trim().split_once('-')?;
+    let (a, b): (u16, u16) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+    (a >= 1 && a <= b).then_some(a..=b)
 }
 
 impl IngressConfig {
@@ -427,6 +476,46 @@ fn resolve_ingress(
             "must be 1 to 4096",
         ));
     }
+    let tcp = match layers.pick(
+        "ingress.tcp_ports",
+        flags.tcp_ports.clone(),
+        file.tcp_ports.clone(),
+    ) {
+        None => None,
+        Some(p) if p.value == "off" || p.value.is_empty() => None,
+        Some(p) => {
+            let ports = port_range(&p.value).ok_or_else(|| {
+                invalid(
+                    "ingress.tcp_ports",
+                    "must be START-END, ports from 1 to 65535",
+                )
+            })?;
+            let listen = match &file.tcp_listen {
+                Some(ip) => ip
+                    .parse()
+                    .map_err(|_| invalid("ingress.tcp_listen", "must be an IP address"))?,
+                None => std::net::IpAddr::from([0, 0, 0, 0]),
+            };
+            let public_host = match &file.public_tcp_host {
+                Some(h) => h.clone(),
+                None => url_host(&public_url)
+                    .ok_or_else(|| invalid("ingress.public_tcp_host", "public_url has no host"))?
+                    .to_string(),
+            };
+            let sample = format!("{public_host}:{}", ports.start());
+            if let Err(e) = market_api::matcher::check_tcp_address(&sample) {
+                return Err(invalid(
+                    "ingress.public_tcp_host",
+                    &format!("{sample} is no usable address: {e}"),
+                ));
+            }
+            Some(TcpIngressConfig {
+                ports,
+                listen,
+                public_host,
+            })
+        }
+    };
     Ok(Some(IngressConfig {
         listen,
         public_url,
@@ -435,6 +524,7 @@ fn resolve_ingress(
         max_instances,
         max_connections: file.max_connections.unwrap_or(1024).max(1),
         max_service_memory_bytes: max_service_memory_mib << 20,
+        tcp,
     }))
 }
 
@@ -491,6 +581,13 @@ shutdown_grace_secs = 60
 max_instances = 128               # requests in flight across all services
 max_connections = 1024
 max_service_memory_mib = 256
+# TCP services (wasi:cli commands on wasi:sockets): one port of the range per
+# lease, reported to the matcher as <public_tcp_host>:<port>; the matcher
+# probes them through the ingress above. Without a range their slots are
+# handed back.
+# tcp_ports = "40000-40099"
+# tcp_listen = "0.0.0.0"
+# public_tcp_host = "node.example.com"      # default: the host of public_url
 "#;
 
 #[cfg(test)]
@@ -721,6 +818,41 @@ mod tests {
         )
         .unwrap();
         assert!(resolve("f".into(), bad, &GlobalArgs::default(), &env).is_err());
+    }
+
+    #[test]
+    fn tcp_ports_open_only_with_a_range_and_name_the_public_host() {
+        let env = env_of(&[("HOME", "/h")]);
+        let ingress = |text: &str, args: &[&str]| {
+            let file = parse_file(Path::new("c.toml"), text).unwrap();
+            resolve("f".into(), file, &flags(args), &env).map(|s| s.ingress.unwrap())
+        };
+        let base = "[ingress]\nlisten = \"127.0.0.1:8080\"\npublic_url = \"https://node.example:8443/x\"\n";
+        assert_eq!(ingress(base, &[]).unwrap().tcp, None, "no range, no TCP");
+        let tcp = ingress(base, &["--tcp-ports", "4000-4009"])
+            .unwrap()
+            .tcp
+            .unwrap();
+        assert_eq!(tcp.ports, 4000..=4009);
+        assert_eq!(tcp.listen, std::net::IpAddr::from([0, 0, 0, 0]));
+        assert_eq!(tcp.public_host, "node.example");
+        let file = format!(
+            "{base}tcp_ports = \"5000-5000\"\ntcp_listen = \"10.0.0.2\"\npublic_tcp_host = \"tcp.node.example\"\n"
+        );
+        let tcp = ingress(&file, &[]).unwrap().tcp.unwrap();
+        assert_eq!(tcp.ports, 5000..=5000);
+        assert_eq!(tcp.listen, std::net::IpAddr::from([10, 0, 0, 2]));
+        assert_eq!(tcp.public_host, "tcp.node.example");
+        assert_eq!(ingress(&file, &["--tcp-ports", "off"]).unwrap().tcp, None);
+        let v6 = "[ingress]\nlisten = \"[::1]:8080\"\ntcp_ports = \"1-2\"\n";
+        assert_eq!(ingress(v6, &[]).unwrap().tcp.unwrap().public_host, "[::1]");
+        for bad in ["4009-4000", "0-10", "4000", "a-b", "4000-70000"] {
+            assert!(ingress(base, &["--tcp-ports", bad]).is_err(), "{bad}");
+        }
+        let bad_host = format!("{base}tcp_ports = \"1-2\"\npublic_tcp_host = \"a b\"\n");
+        assert!(ingress(&bad_host, &[]).is_err());
+        let bad_listen = format!("{base}tcp_ports = \"1-2\"\ntcp_listen = \"x\"\n");
+        assert!(ingress(&bad_listen, &[]).is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use provider_node::config::GlobalArgs;
 use provider_node::daemon::metrics::{self, Metrics};
+use provider_node::daemon::replica::TcpServing;
 use provider_node::daemon::{Daemon, DaemonConfig};
 use provider_node::sandbox::{Executor, SandboxConfig};
 
@@ -70,14 +71,32 @@ pub fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         }
         // The services' ingress: the daemon runs the replicas of service
         // leases in its host. Without it, service slots are handed back.
+        // With a TCP port range, TCP services too (whose health the
+        // ingress answers for).
         let mut services = None;
+        let mut tcp = None;
         if let Some(ingress) = &s.settings.ingress {
             let host = provider_node::service::ServiceHost::new(
                 ingress.host_config(&s.settings.cache_dir.join("compiled")),
                 metrics.services.clone(),
             )
             .context("starting the service host")?;
-            let settings = ingress.ingress_settings().context("ingress TLS")?;
+            let mut settings = ingress.ingress_settings().context("ingress TLS")?;
+            if let Some(t) = &ingress.tcp {
+                let tcp_host = provider_node::service::TcpServiceHost::new(host.clone())
+                    .context("starting the TCP service host")?;
+                settings.tcp_services = Some(tcp_host.clone());
+                tracing::info!(ports = ?t.ports, listen = %t.listen, public_host = %t.public_host,
+                    "TCP services");
+                tcp = Some((
+                    TcpServing {
+                        host: tcp_host,
+                        listen: t.listen,
+                        public_host: t.public_host.clone(),
+                    },
+                    t.ports.clone(),
+                ));
+            }
             let listener = tokio::net::TcpListener::bind(ingress.listen)
                 .await
                 .with_context(|| format!("ingress on {}", ingress.listen))?;
@@ -112,6 +131,9 @@ pub fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         )?;
         if let Some(host) = services {
             daemon = daemon.with_services(host);
+        }
+        if let Some((serving, ports)) = tcp {
+            daemon = daemon.with_tcp_services(serving, ports);
         }
         let summary = daemon.run(shutdown_signal()).await;
         let _ = stop_tx.send(true);

@@ -41,7 +41,10 @@
 //! run, or an endpoint the matcher refuses: the slot is handed back
 //! (unslashed). When the slot ends, is handed back or is no longer
 //! assigned, the replica stops (its URL answers 404); after a restart the
-//! replicas start again from the assignments.
+//! replicas start again from the assignments. A TCP service's replica runs
+//! in the node's TCP host on a port of its range, its heartbeats carrying
+//! `<public host>:<port>` too; a node without a port range hands such
+//! slots back, and a stopped replica's port is freed once it is closed.
 //!
 //! # Replies it can't read
 //!
@@ -115,7 +118,7 @@ use fetch::{EgressPolicy, FetchError, ModuleFetcher};
 use metrics::Metrics;
 use pace::Pace;
 use read::ReadError;
-use replica::Replica;
+use replica::{Replica, TcpPorts, TcpServing};
 use results::ResultStore;
 use schedule::HeartbeatSlot;
 
@@ -305,6 +308,12 @@ pub struct Daemon<T> {
     /// The services' host behind the node's ingress (`None`: no ingress;
     /// service slots are handed back).
     services: Option<ServiceHost>,
+    /// How the node serves TCP services (`None`: it doesn't; their slots
+    /// are handed back), and the ports its leases hold.
+    tcp: Option<TcpServing>,
+    tcp_ports: TcpPorts,
+    /// TCP services to stop (and free the ports of) on this turn.
+    tcp_stops: Vec<ReservationId>,
     /// Replica starts whose slot was dropped meanwhile: once each ends,
     /// its service is stopped unless another slot serves the lease.
     abandoned_starts: Vec<(ReservationId, JoinHandle<Result<(), ServiceError>>)>,
@@ -406,6 +415,9 @@ impl<T: Transport + Clone> Daemon<T> {
             handed_back: Default::default(),
             done: Default::default(),
             services: None,
+            tcp: None,
+            tcp_ports: TcpPorts::default(),
+            tcp_stops: Vec::new(),
             abandoned_starts: Vec::new(),
             summary: Summary::default(),
             steps: 0,
@@ -425,6 +437,19 @@ impl<T: Transport + Clone> Daemon<T> {
     /// node hands service slots back.
     pub fn with_services(mut self, host: ServiceHost) -> Self {
         self.services = Some(host);
+        self
+    }
+
+    /// Runs TCP services' replicas in `tcp` on ports of `ports`, one per
+    /// lease (with [`with_services`](Self::with_services): their endpoints
+    /// are the ingress's). Without it, TCP services' slots are handed back.
+    pub fn with_tcp_services(
+        mut self,
+        tcp: TcpServing,
+        ports: std::ops::RangeInclusive<u16>,
+    ) -> Self {
+        self.tcp = Some(tcp);
+        self.tcp_ports = TcpPorts::new(Some(ports));
         self
     }
 
@@ -524,6 +549,7 @@ impl<T: Transport + Clone> Daemon<T> {
         }
         self.advance(now_ns).await;
         self.reap_abandoned_starts().await;
+        self.stop_tcp_replicas().await;
         self.heartbeat(now_ns, false).await;
         self.submit_results().await;
         if self.steps % 10 == 1 {
@@ -644,7 +670,7 @@ impl<T: Transport + Clone> Daemon<T> {
     /// node holds still serves it (the matcher gives one provider at most
     /// one slot of a lease, but a slot re-assigned while its old attempt
     /// is dropped would be).
-    fn stop_replica(&self, reservation: ReservationId) {
+    fn stop_replica(&mut self, reservation: ReservationId) {
         let served = self
             .records
             .values()
@@ -656,6 +682,36 @@ impl<T: Transport + Clone> Daemon<T> {
             && host.stop(reservation)
         {
             info!(reservation, "replica stopped");
+        }
+        if let Some(tcp) = &self.tcp
+            && (self.tcp_ports.held_by(reservation).is_some()
+                || tcp.host.info(reservation).is_some())
+            && !self.tcp_stops.contains(&reservation)
+        {
+            self.tcp_stops.push(reservation);
+        }
+    }
+
+    /// Stops the TCP services queued by [`stop_replica`](Self::stop_replica)
+    /// and frees their ports, unless a slot serves the lease again by now
+    /// (its start then replaces the running service on the same port).
+    async fn stop_tcp_replicas(&mut self) {
+        for reservation in std::mem::take(&mut self.tcp_stops) {
+            let served = self
+                .records
+                .values()
+                .any(|r| r.replica.as_ref().map(|x| x.reservation) == Some(reservation));
+            if served {
+                continue;
+            }
+            if let Some(tcp) = &self.tcp
+                && tcp.host.stop(reservation).await
+            {
+                info!(reservation, "tcp replica stopped");
+            }
+            if let Some(port) = self.tcp_ports.free(reservation) {
+                debug!(reservation, port, "tcp port freed");
+            }
         }
     }
 
@@ -779,10 +835,12 @@ impl<T: Transport + Clone> Daemon<T> {
             }));
         };
         let replica = replica.clone();
+        let tcp = self.tcp.clone();
         info!(reservation = replica.reservation, memory_mib = replica.memory_mib,
-            endpoint = %replica.endpoint, "starting the service's replica");
+            endpoint = %replica.endpoint, tcp = ?replica.tcp.as_ref().map(|t| &t.address),
+            "starting the service's replica");
         Stage::Starting(tokio::spawn(async move {
-            replica::start(&host, &replica, &component).await
+            replica::start(&host, tcp.as_ref(), &replica, &component).await
         }))
     }
 
@@ -795,7 +853,12 @@ impl<T: Transport + Clone> Daemon<T> {
         record: &mut JobRecord,
         reservation: Reservation,
     ) -> Option<Stage> {
-        match replica::replica_of(reservation, self.services.as_ref()) {
+        match replica::replica_of(
+            reservation,
+            self.services.as_ref(),
+            self.tcp.as_ref(),
+            &mut self.tcp_ports,
+        ) {
             Ok(None) => {
                 info!(
                     job_id = id,
@@ -1040,7 +1103,12 @@ impl<T: Transport + Clone> Daemon<T> {
                         // Every heartbeat of a service's slot names its
                         // replica's endpoint (the same one each time).
                         endpoint: s.replica.as_ref().map(|r| r.endpoint.clone()),
-                        tcp_address: None,
+                        // A TCP service's slot names its address too.
+                        tcp_address: s
+                            .replica
+                            .as_ref()
+                            .and_then(|r| r.tcp.as_ref())
+                            .map(|t| t.address.clone()),
                     }
                 })
                 .collect();
@@ -1096,10 +1164,13 @@ impl<T: Transport + Clone> Daemon<T> {
             HeartbeatAck::Refused { reason } => {
                 self.metrics.heartbeats_refused.inc();
                 warn!(job_id = item.job_id, %reason, "heartbeat refused");
-                if item.endpoint.is_some() && reason.contains("endpoint") {
-                    // The matcher won't take this node's endpoint for the
-                    // replica (another one is recorded, or it is malformed):
-                    // the slot can't be kept here, so it goes back unslashed.
+                if (item.endpoint.is_some() && reason.contains("endpoint"))
+                    || (item.tcp_address.is_some() && reason.contains("tcp_address"))
+                {
+                    // The matcher won't take this node's endpoint or TCP
+                    // address for the replica (another one is recorded, or
+                    // it is malformed): the slot can't be kept here, so it
+                    // goes back unslashed.
                     let record = self.records.remove(&item.job_id).expect("looked up above");
                     self.replica_failed(item.job_id, &record, &reason);
                     self.discard(item.job_id, record);
@@ -1274,6 +1345,8 @@ impl<T: Transport + Clone> Daemon<T> {
             let _ = task.await;
             self.stop_replica(reservation);
         }
+        // Their ports closed before the slots go back.
+        self.stop_tcp_replicas().await;
         self.hand_back_queued().await;
     }
 }

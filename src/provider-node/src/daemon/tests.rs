@@ -57,6 +57,8 @@ struct FakeJob {
     kind: JobKind,
     /// A service slot's replica endpoint, as recorded when acknowledged.
     endpoint: Option<String>,
+    /// A TCP service slot's address, as recorded when acknowledged.
+    tcp_address: Option<String>,
 }
 
 impl FakeJob {
@@ -99,6 +101,8 @@ struct FakeState {
     reservations: BTreeMap<ReservationId, Reservation>,
     /// (job, accepted, endpoint) of each heartbeat item received.
     endpoints: Vec<(JobId, bool, Option<String>)>,
+    /// (job, accepted, tcp address) of each heartbeat item received.
+    tcp_addresses: Vec<(JobId, bool, Option<String>)>,
 }
 
 /// A matcher (and the bits of escrow the daemon reads) in memory.
@@ -155,6 +159,7 @@ impl FakeMarket {
                 seed: job_seed(job_id),
                 kind: JobKind::OneOff,
                 endpoint: None,
+                tcp_address: None,
             },
         );
     }
@@ -316,13 +321,13 @@ impl FakeMarket {
                 let mut acks = vec![];
                 for item in items {
                     // The lease whose replica this slot runs, if a service's.
-                    let lease = match st.jobs.get(&item.job_id).map(|j| j.kind) {
+                    let (lease, tcp) = match st.jobs.get(&item.job_id).map(|j| j.kind) {
                         Some(JobKind::ReservedSlot { reservation, .. }) => st
                             .reservations
                             .get(&reservation)
                             .and_then(|r| r.spec.service.as_ref())
-                            .map(|_| reservation),
-                        _ => None,
+                            .map_or((None, false), |s| (Some(reservation), s.tcp.is_some())),
+                        _ => (None, false),
                     };
                     let Some(j) = st.jobs.get_mut(&item.job_id) else {
                         acks.push(HeartbeatAck::Refused {
@@ -342,7 +347,9 @@ impl FakeMarket {
                     } else if let Some(reason) = j.fuel_refusal(item.fuel_used, Some(now)) {
                         st.refusals.push(reason.clone());
                         HeartbeatAck::Refused { reason }
-                    } else if let Some(reason) = lease.and_then(|id| endpoint_refusal(j, id, &item))
+                    } else if let Some(reason) = lease
+                        .and_then(|id| endpoint_refusal(j, id, &item))
+                        .or_else(|| tcp_refusal(j, lease.is_some() && tcp, &item))
                     {
                         st.refusals.push(reason.clone());
                         HeartbeatAck::Refused { reason }
@@ -350,6 +357,7 @@ impl FakeMarket {
                         j.acknowledged = true;
                         if lease.is_some() {
                             j.endpoint = item.endpoint.clone();
+                            j.tcp_address = item.tcp_address.clone();
                         }
                         j.due_ns = now + interval;
                         j.fuel_reported = item.fuel_used;
@@ -375,6 +383,8 @@ impl FakeMarket {
                     st.heartbeats.push((now, item.job_id, accepted));
                     st.endpoints
                         .push((item.job_id, accepted, item.endpoint.clone()));
+                    st.tcp_addresses
+                        .push((item.job_id, accepted, item.tcp_address.clone()));
                     if accepted {
                         st.fuel_reports.push((now, item.job_id, item.fuel_used));
                     }
@@ -489,6 +499,30 @@ fn endpoint_refusal(j: &FakeJob, lease: ReservationId, item: &HeartbeatItem) -> 
     }
 }
 
+/// Why the matcher refuses `item`'s TCP address: required on a TCP
+/// service slot's acknowledgement (and checked), refused for anything
+/// else, never changed later.
+fn tcp_refusal(j: &FakeJob, tcp: bool, item: &HeartbeatItem) -> Option<String> {
+    match (&item.tcp_address, tcp) {
+        (Some(_), false) => Some("tcp_address: this service serves HTTP, not TCP".into()),
+        (None, true) => (!j.acknowledged).then(|| {
+            "tcp_address: a TCP service's slot is acknowledged with its replica's host:port".into()
+        }),
+        (None, false) => None,
+        (Some(new), true) => {
+            if let Err(e) = market_api::matcher::check_tcp_address(new) {
+                return Some(format!("tcp_address: {e}"));
+            }
+            match &j.tcp_address {
+                Some(old) if old != new => Some(format!(
+                    "the replica's tcp_address is {old}; to move it, hand the slot back"
+                )),
+                _ => None,
+            }
+        }
+    }
+}
+
 /// The matcher's view of a fake job.
 fn api_job(id: JobId, j: &FakeJob) -> ApiJob {
     ApiJob {
@@ -570,6 +604,8 @@ struct Harness {
     metrics: Metrics,
     /// The service host behind the node's ingress, if it runs one.
     services: Option<ServiceHost>,
+    /// How the node serves TCP services and its ports, if it does.
+    tcp: Option<(replica::TcpServing, std::ops::RangeInclusive<u16>)>,
 }
 
 impl Harness {
@@ -612,6 +648,7 @@ impl Harness {
             executor: Arc::new(executor),
             metrics: Metrics::default(),
             services: None,
+            tcp: None,
         }
     }
 
@@ -638,8 +675,12 @@ impl Harness {
         .unwrap()
         // The URL tests' module server on 127.0.0.1 stands for a mirror.
         .with_egress(EgressPolicy::strict().with_mirror(std::net::Ipv4Addr::LOCALHOST.into()));
-        match &self.services {
+        let daemon = match &self.services {
             Some(host) => daemon.with_services(host.clone()),
+            None => daemon,
+        };
+        match &self.tcp {
+            Some((serving, ports)) => daemon.with_tcp_services(serving.clone(), ports.clone()),
             None => daemon,
         }
     }

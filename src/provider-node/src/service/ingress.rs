@@ -12,6 +12,12 @@
 //! are capped in size, and connections beyond the cap are closed at once.
 //! TLS (rustls, the provider's certificate) is optional: a provider may
 //! instead put its own reverse proxy in front.
+//!
+//! A TCP service (in the node's [`TcpServiceHost`], when the settings name
+//! it) is not served here, but answered for: `GET /<id>/...` of a TCP
+//! service's id is 200 `ok` while its instance runs and a TCP connection
+//! to its port succeeds within [`TCP_HEALTH_TIMEOUT`], else 503. That is
+//! what the matcher's probes of the service's endpoint see.
 
 use std::future::Future;
 use std::io;
@@ -34,9 +40,14 @@ use tokio::time::Instant;
 use super::ServiceError;
 use super::body::ResponseBody;
 use super::host::{ServiceHost, host_answer};
+use super::tcp::TcpServiceHost;
+
+/// How long the ingress waits for a TCP service's port to take a
+/// connection before it answers that the service is down.
+pub const TCP_HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How the ingress treats connections.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct IngressSettings {
     /// Time a client has to send a request head (from the connection's
     /// start, or the end of its previous request).
@@ -52,6 +63,22 @@ pub struct IngressSettings {
     pub host_domain: Option<String>,
     /// TLS, if the ingress terminates it.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The node's TCP services, whose health the ingress answers for.
+    pub tcp_services: Option<TcpServiceHost>,
+}
+
+impl std::fmt::Debug for IngressSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngressSettings")
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("max_header_bytes", &self.max_header_bytes)
+            .field("host_domain", &self.host_domain)
+            .field("tls", &self.tls.is_some())
+            .field("tcp_services", &self.tcp_services.is_some())
+            .finish()
+    }
 }
 
 impl Default for IngressSettings {
@@ -63,6 +90,7 @@ impl Default for IngressSettings {
             max_header_bytes: 64 << 10,
             host_domain: None,
             tls: None,
+            tcp_services: None,
         }
     }
 }
@@ -230,14 +258,16 @@ async fn http<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let domain = settings.host_domain.clone();
+    let tcp = settings.tcp_services.clone();
     let in_flight = Arc::clone(&activity);
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         let host = host.clone();
         let domain = domain.clone();
+        let tcp = tcp.clone();
         let activity = Arc::clone(&in_flight);
         async move {
             activity.requests.fetch_add(1, Ordering::Relaxed);
-            let response = answer(&host, request, domain.as_deref()).await;
+            let response = answer(&host, tcp.as_ref(), request, domain.as_deref()).await;
             activity.requests.fetch_sub(1, Ordering::Relaxed);
             activity.touch();
             Ok::<_, std::convert::Infallible>(response)
@@ -275,6 +305,7 @@ async fn http<S>(
 
 async fn answer(
     host: &ServiceHost,
+    tcp: Option<&TcpServiceHost>,
     request: hyper::Request<Incoming>,
     domain: Option<&str>,
 ) -> hyper::Response<ResponseBody> {
@@ -283,11 +314,42 @@ async fn answer(
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok());
     match route(request.uri(), host_header, domain) {
+        Some(Route { id, .. }) if tcp.is_some_and(|t| t.info(id).is_some()) => {
+            let tcp = tcp.expect("checked");
+            if !matches!(*request.method(), http::Method::GET | http::Method::HEAD) {
+                return host_answer(405, "a TCP service: only GET of its health here", &[]);
+            }
+            tcp_health(tcp, id).await
+        }
         Some(Route { id, rest, prefix }) => host.serve(id, request, rest, prefix).await,
         None => {
             host.metrics().unknown_service.inc();
             host_answer(404, "no such service", &[])
         }
+    }
+}
+
+/// Whether TCP service `id` serves: its instance runs and its port takes
+/// a connection within [`TCP_HEALTH_TIMEOUT`] (200 `ok`), or not (503, or
+/// 404 once it is gone).
+async fn tcp_health(tcp: &TcpServiceHost, id: u64) -> hyper::Response<ResponseBody> {
+    let Some(info) = tcp.info(id) else {
+        return host_answer(404, "no such service", &[]);
+    };
+    if !info.running {
+        return host_answer(503, "the service's instance is not running", &[]);
+    }
+    let mut addr = info.addr;
+    if addr.ip().is_unspecified() {
+        // Opened on every address: reach it on the loopback one.
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    match tokio::time::timeout(TCP_HEALTH_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(Ok(_)) => host_answer(200, "ok", &[]),
+        Ok(Err(_)) | Err(_) => host_answer(503, "the service's port takes no connections", &[]),
     }
 }
 

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
-use crate::service::{IngressSettings, ServiceHostConfig, ServiceMetrics};
+use crate::service::{IngressSettings, ServiceHostConfig, ServiceMetrics, TcpServiceHost};
 
 /// The lease the tests' slots belong to.
 const LEASE: ReservationId = 40;
@@ -337,4 +337,252 @@ async fn at_shutdown_replicas_stop_and_their_slots_go_back() {
     assert_eq!(status, 404, "{body}");
     let st = h.market.state.lock().unwrap();
     assert!(st.jobs[&1].handed_back && !st.jobs[&1].missed);
+}
+
+/// A TCP service running the component stored under `sha256`.
+fn tcp_service(sha256: [u8; 32]) -> ServiceSpec {
+    ServiceSpec {
+        env: vec![],
+        tcp: Some(market_api::matcher::TcpSpec {
+            max_connections: 4,
+            idle_timeout_secs: 30,
+            ..market_api::matcher::TcpSpec::default()
+        }),
+        ..service(sha256)
+    }
+}
+
+/// A service host and a TCP host on its engine behind an ingress on
+/// 127.0.0.1 that answers for the TCP services; the ingress's address.
+async fn tcp_ingress(metrics: ServiceMetrics) -> (ServiceHost, TcpServiceHost, SocketAddr) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let host = ServiceHost::new(
+        ServiceHostConfig {
+            max_instances: 8,
+            max_memory_bytes: 64 << 20,
+            pooling: false,
+            cache_dir: Some(compiled_cache()),
+            public_base_url: Some(format!("http://{addr}")),
+            ..ServiceHostConfig::default()
+        },
+        metrics,
+    )
+    .unwrap();
+    let tcp = TcpServiceHost::new(host.clone()).unwrap();
+    tokio::spawn(crate::service::serve(
+        host.clone(),
+        listener,
+        IngressSettings {
+            tcp_services: Some(tcp.clone()),
+            ..IngressSettings::default()
+        },
+        std::future::pending(),
+    ));
+    (host, tcp, addr)
+}
+
+/// A port on 127.0.0.1 free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A line-reading client of a TCP service.
+struct LineClient {
+    reader: tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl LineClient {
+    async fn connect(addr: &str) -> Self {
+        let (read, writer) = tokio::net::TcpStream::connect(addr)
+            .await
+            .unwrap()
+            .into_split();
+        Self {
+            reader: tokio::io::BufReader::new(read),
+            writer,
+        }
+    }
+
+    async fn send(&mut self, line: &str) {
+        self.writer
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+    }
+
+    async fn line(&mut self) -> String {
+        use tokio::io::AsyncBufReadExt;
+        let mut line = String::new();
+        tokio::time::timeout(Duration::from_secs(10), self.reader.read_line(&mut line))
+            .await
+            .expect("a line in time")
+            .unwrap();
+        line.trim_end().to_string()
+    }
+}
+
+/// The TCP addresses of the heartbeat items of job `id`: (accepted, address).
+fn tcp_addresses_of(h: &Harness, id: JobId) -> Vec<(bool, Option<String>)> {
+    let st = h.market.state.lock().unwrap();
+    st.tcp_addresses
+        .iter()
+        .filter(|(j, _, _)| *j == id)
+        .map(|(_, ok, a)| (*ok, a.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_service_slot_serves_on_a_port_of_the_range_until_the_slot_is_lost() {
+    let _turn = ONE_HOST_AT_A_TIME.lock().await;
+    let mut h = Harness::new();
+    let (host, tcp, addr) = tcp_ingress(h.metrics.services.clone()).await;
+    h.services = Some(host.clone());
+    let port = free_port();
+    h.tcp = Some((
+        replica::TcpServing {
+            host: tcp.clone(),
+            listen: std::net::Ipv4Addr::LOCALHOST.into(),
+            public_host: "127.0.0.1".into(),
+        },
+        port..=port,
+    ));
+    let sha = h.market.store(&component("tcp-relay"));
+    h.market.add_slot(1, LEASE, Some(tcp_service(sha)));
+    let endpoint = format!("http://{addr}/{LEASE}/");
+    let address = format!("127.0.0.1:{port}");
+
+    let summary = h
+        .run_while(Duration::from_secs(5), async {
+            h.until_job_1_is_acknowledged().await;
+            // Two clients of the relay on the lease's port.
+            let mut a = LineClient::connect(&address).await;
+            a.send("a joined").await;
+            assert_eq!(a.line().await, "a joined");
+            let mut b = LineClient::connect(&address).await;
+            b.send("b joined").await;
+            assert_eq!(b.line().await, "b joined");
+            assert_eq!(a.line().await, "b joined");
+            a.send("hi b").await;
+            assert_eq!(b.line().await, "hi b");
+            // The ingress answers for its health at the endpoint.
+            let (status, body) = get(addr, &format!("/{LEASE}/healthz")).await;
+            assert_eq!(status, 200, "{body}");
+            assert!(body.ends_with("\r\n\r\nok\n"), "{body}");
+            h.until(S / 10, "two paid intervals", |st| st.jobs[&1].paid >= 2)
+                .await;
+            // The lease ends: the service stops and its port closes.
+            h.market.state.lock().unwrap().jobs.clear();
+            for _ in 0..2_500 {
+                if tcp.list().is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            assert!(tcp.list().is_empty(), "stopped with its slot");
+            assert!(tokio::net::TcpStream::connect(&address).await.is_err());
+            let (status, body) = get(addr, &format!("/{LEASE}/healthz")).await;
+            assert_eq!(status, 404, "{body}");
+        })
+        .await;
+
+    let sent = endpoints_of(&h, 1);
+    assert!(sent.len() >= 3, "{sent:?}");
+    assert!(
+        sent.iter()
+            .all(|(ok, e)| *ok && e.as_deref() == Some(&endpoint)),
+        "{sent:?}"
+    );
+    let sent = tcp_addresses_of(&h, 1);
+    assert!(
+        sent.iter()
+            .all(|(ok, a)| *ok && a.as_deref() == Some(&address)),
+        "every heartbeat accepted, each with {address}: {sent:?}"
+    );
+    assert_eq!(summary.replicas_started, 1);
+    assert_eq!(summary.replicas_failed, 0);
+    assert!(host.list().is_empty(), "nothing in the HTTP host");
+    let st = h.market.state.lock().unwrap();
+    assert!(st.hand_backs.is_empty(), "{:?}", st.hand_backs);
+    assert_eq!(st.refusals, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_tcp_ports_hands_tcp_service_slots_back() {
+    let _turn = ONE_HOST_AT_A_TIME.lock().await;
+    let mut h = Harness::new();
+    let (host, _) = ingress(h.metrics.services.clone(), None).await;
+    h.services = Some(host.clone());
+    let sha = h.market.store(&component("tcp-relay"));
+    h.market.add_slot(1, LEASE, Some(tcp_service(sha)));
+
+    let summary = h
+        .run_while(
+            Duration::from_secs(5),
+            h.until(0, "a hand-back", |st| st.jobs[&1].handed_back),
+        )
+        .await;
+
+    assert_eq!(summary.replicas_failed, 1);
+    assert_eq!(summary.replicas_started, 0);
+    assert!(host.list().is_empty());
+    let st = h.market.state.lock().unwrap();
+    assert!(!st.jobs[&1].acknowledged, "never acknowledged");
+    assert!(st.endpoints.is_empty(), "no heartbeat: {:?}", st.endpoints);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ingress_answers_for_a_tcp_service_ok_only_while_its_instance_runs() {
+    let _turn = ONE_HOST_AT_A_TIME.lock().await;
+    let (_, tcp, addr) = tcp_ingress(ServiceMetrics::default()).await;
+    let start = |id: u64, name: &str, env: &[(&str, &str)], fuel: u64| {
+        let bytes = component(name);
+        let sha: [u8; 32] = sha2::Sha256::digest(&bytes).into();
+        let settings = crate::service::TcpServiceSettings {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            allowed_hosts: vec![],
+            port: 0,
+            listen: std::net::Ipv4Addr::LOCALHOST.into(),
+            memory_bytes: 32 << 20,
+            limits: crate::service::TcpLimits {
+                fuel_per_interval: fuel,
+                ..crate::service::TcpLimits::default()
+            },
+        };
+        let tcp = tcp.clone();
+        async move { tcp.start(id, &bytes, &sha, settings).await.unwrap() }
+    };
+    start(LEASE, "tcp-relay", &[], 500_000_000).await;
+    let (status, body) = get(addr, &format!("/{LEASE}/anything")).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = get(addr, &format!("/{LEASE}")).await;
+    assert_eq!(status, 200, "{body}");
+
+    // An instance that runs out of fuel as it starts is restarted after a
+    // growing back-off: once it waits 1.6 s or more, it is down.
+    start(LEASE + 1, "tcp-relay", &[], 1_000).await;
+    let give_up = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let info = tcp.info(LEASE + 1).unwrap();
+        if !info.running && info.starts >= 4 {
+            break;
+        }
+        assert!(std::time::Instant::now() < give_up, "{info:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (status, body) = get(addr, &format!("/{}/healthz", LEASE + 1)).await;
+    assert_eq!(status, 503, "{body}");
+
+    assert!(tcp.stop(LEASE).await);
+    let (status, _) = get(addr, &format!("/{LEASE}/healthz")).await;
+    assert_eq!(status, 404, "gone");
+    assert!(tcp.stop(LEASE + 1).await);
 }
