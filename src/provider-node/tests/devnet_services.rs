@@ -4,7 +4,9 @@
 //! 127.0.0.1, and the matcher probing that replica's health path by
 //! outcall (the devnet makes the GET). The slot is acknowledged with the
 //! replica's endpoint, heartbeated and probed healthy, paid per interval;
-//! when the owner cancels the lease the replica stops.
+//! when the owner cancels the lease the replica stops. A TCP service's
+//! lease (`tcp-relay`) runs the same way on a port of the node's range,
+//! its clients relaying lines, probed through the node's ingress.
 //!
 //! Needs `scripts/build-canisters.sh` and `scripts/build-workloads.sh`.
 
@@ -19,7 +21,8 @@ use market_api::matcher::{
 };
 use market_client::MarketClient;
 use market_fixture::{ICP, Settings, node, provider};
-use provider_node::service::{IngressSettings, ServiceHost, ServiceHostConfig};
+use provider_node::daemon::replica::TcpServing;
+use provider_node::service::{IngressSettings, ServiceHost, ServiceHostConfig, TcpServiceHost};
 use test_world::{DaemonSetup, World, one_slot_offer, spawn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -199,6 +202,8 @@ async fn attack(addr: SocketAddr, path: String) -> (u16, u64) {
 struct Node {
     addr: SocketAddr,
     host: ServiceHost,
+    /// Its TCP services' host, if it serves them.
+    tcp: Option<TcpServiceHost>,
     ingress_down: Option<tokio::sync::oneshot::Sender<()>>,
     metrics: provider_node::daemon::metrics::Metrics,
     stop: tokio::sync::oneshot::Sender<()>,
@@ -207,6 +212,12 @@ struct Node {
 }
 
 async fn start_node(w: &World, n: u8, cache: &std::path::Path) -> Node {
+    start_node_with(w, n, cache, None).await
+}
+
+/// A node as [`start_node`] makes it, serving TCP services on `tcp_port`
+/// (a range of one port) if given.
+async fn start_node_with(w: &World, n: u8, cache: &std::path::Path, tcp_port: Option<u16>) -> Node {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let host = ServiceHost::new(
@@ -221,11 +232,15 @@ async fn start_node(w: &World, n: u8, cache: &std::path::Path) -> Node {
         provider_node::service::ServiceMetrics::default(),
     )
     .unwrap();
+    let tcp = tcp_port.map(|_| TcpServiceHost::new(host.clone()).unwrap());
     let (down, down_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(provider_node::service::serve(
         host.clone(),
         listener,
-        IngressSettings::default(),
+        IngressSettings {
+            tcp_services: tcp.clone(),
+            ..IngressSettings::default()
+        },
         async {
             let _ = down_rx.await;
         },
@@ -240,10 +255,20 @@ async fn start_node(w: &World, n: u8, cache: &std::path::Path) -> Node {
             max_job_time: Duration::from_secs(60),
         },
     );
-    let (stop, task) = spawn(daemon.with_services(host.clone()));
+    let mut daemon = daemon.with_services(host.clone());
+    if let (Some(tcp), Some(port)) = (&tcp, tcp_port) {
+        let serving = TcpServing {
+            host: tcp.clone(),
+            listen: std::net::Ipv4Addr::LOCALHOST.into(),
+            public_host: "127.0.0.1".into(),
+        };
+        daemon = daemon.with_tcp_services(serving, port..=port);
+    }
+    let (stop, task) = spawn(daemon);
     Node {
         addr,
         host,
+        tcp,
         ingress_down: Some(down),
         metrics,
         stop,
@@ -486,4 +511,164 @@ async fn a_replica_whose_node_stops_answering_is_slashed_and_moves_to_another_pr
     w.stop_clock();
     let audit = w.audit();
     assert!(audit.slashes >= 1, "{audit:?}");
+}
+
+/// A port on 127.0.0.1 free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A line-reading client of a TCP service.
+struct LineClient {
+    reader: tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl LineClient {
+    /// Connects and waits until the relay echoes `<name> joined`: the
+    /// client is then one of the relay's.
+    async fn joined(addr: &str, name: &str) -> Self {
+        let (read, writer) = tokio::net::TcpStream::connect(addr)
+            .await
+            .unwrap()
+            .into_split();
+        let mut c = Self {
+            reader: tokio::io::BufReader::new(read),
+            writer,
+        };
+        c.send(&format!("{name} joined")).await;
+        assert_eq!(c.line().await, format!("{name} joined"));
+        c
+    }
+
+    async fn send(&mut self, line: &str) {
+        self.writer
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+    }
+
+    async fn line(&mut self) -> String {
+        use tokio::io::AsyncBufReadExt;
+        let mut line = String::new();
+        tokio::time::timeout(Duration::from_secs(10), self.reader.read_line(&mut line))
+            .await
+            .expect("a line in time")
+            .unwrap();
+        line.trim_end().to_string()
+    }
+}
+
+/// A person leases one replica of the TCP relay: the provider's node runs
+/// it on the one port of its range and acknowledges the slot with the
+/// endpoint and `127.0.0.1:<port>`, which `get_service` shows; two clients
+/// there relay a line; the matcher's probes of the endpoint (answered by
+/// the node's ingress from the TCP port) are healthy; the lease runs out,
+/// the relay stops, its port closes, and every token is accounted for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tcp_service_lease_relays_between_clients_and_passes_the_matchers_probes() {
+    use market_api::matcher::{MatcherEvent, TcpSpec};
+
+    let w = World::deploy(
+        Settings {
+            grace_secs: 10,
+            ..Settings::default()
+        },
+        buyer(),
+    );
+    w.net.mint(buyer(), 100 * ICP).unwrap();
+    w.net.deposit(buyer(), 50 * ICP).unwrap();
+    w.onboard(
+        provider(1),
+        node(1),
+        &one_slot_offer(64, PRICE, w.ids.ledger),
+    );
+    let sha = w.upload_wasm(component("tcp-relay")).await;
+    let cache = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let node1 = start_node_with(&w, 1, cache.path(), Some(port)).await;
+    let tcp_host = node1.tcp.clone().unwrap();
+
+    let tcp = TcpSpec {
+        max_connections: 8,
+        idle_timeout_secs: 60,
+        ..TcpSpec::default()
+    };
+    let mut spec = hello_lease(sha, 1, 15);
+    let service_spec = spec.service.as_mut().unwrap();
+    service_spec.env = vec![];
+    service_spec.tcp = Some(tcp);
+    spec.ledger = w.ids.ledger;
+    let reserved: Result<u64, MatcherError> = w
+        .net
+        .update(w.ids.matcher, buyer(), "reserve", &spec)
+        .unwrap();
+    let rid = reserved.unwrap();
+    let service = || -> ServiceView {
+        w.net
+            .query::<_, Option<ServiceView>>(w.ids.matcher, "get_service", &rid)
+            .unwrap()
+            .expect("the lease's service")
+    };
+    assert_eq!(service().tcp, Some(tcp));
+
+    // Acknowledged with the endpoint and the TCP address (the clock runs
+    // once the replica serves, as for an HTTP service).
+    let endpoint = format!("http://{}/{rid}/", node1.addr);
+    let address = format!("127.0.0.1:{port}");
+    until("the replica's TCP address is recorded", || {
+        let r = &service().replicas[0];
+        r.tcp_address.as_deref() == Some(&address) && r.endpoint.as_deref() == Some(&endpoint)
+    })
+    .await;
+    w.start_clock();
+
+    // Two clients of the relay: a line from one reaches the other.
+    let mut a = LineClient::joined(&address, "a").await;
+    let mut b = LineClient::joined(&address, "b").await;
+    assert_eq!(a.line().await, "b joined");
+    a.send("hello over the lease").await;
+    assert_eq!(b.line().await, "hello over the lease");
+    assert_eq!(a.line().await, "hello over the lease");
+    drop((a, b));
+
+    until("two healthy probes", || {
+        service().replicas[0].health.probes >= 2
+    })
+    .await;
+    let replica = service().replicas.remove(0);
+    assert_eq!(replica.health.last_ok, Some(true), "{replica:?}");
+    assert_eq!(replica.health.consecutive_failures, 0, "{replica:?}");
+    assert_eq!(replica.rematches, 0);
+    assert!(w.matcher_events().iter().any(|e| matches!(e,
+        MatcherEvent::ServiceEndpoint { reservation, slot: 0, tcp_address: Some(a), .. }
+            if *reservation == rid && *a == address)));
+
+    // The lease runs out and settles; the relay stops and its port closes.
+    until("the lease ends", || {
+        w.net
+            .query::<_, Option<Reservation>>(w.ids.matcher, "get_reservation", &rid)
+            .unwrap()
+            .unwrap()
+            .status
+            == ReservationStatus::Ended
+    })
+    .await;
+    assert_eq!(service().replicas[0].tcp_address, None);
+    until("the relay stops", || tcp_host.list().is_empty()).await;
+    assert!(tokio::net::TcpStream::connect(&address).await.is_err());
+    let (status, body) = get(node1.addr, &format!("/{rid}/healthz")).await;
+    assert_eq!(status, 404, "{body}");
+
+    let _ = node1.stop.send(());
+    let summary = node1.task.await.unwrap();
+    w.stop_clock();
+    assert_eq!(summary.replicas_started, 1);
+    assert_eq!(summary.replicas_failed, 0);
+    let audit = w.audit();
+    assert_eq!(audit.slashes, 0, "nobody was slashed: {audit:?}");
 }
