@@ -90,7 +90,7 @@ async fn the_demo_tells_the_truth() {
     })
     .expect("provider-1 slashed for its replica");
     let moved = at(&|e| {
-        matches!(e, MatcherEvent::ServiceEndpoint { reservation, slot, provider: p, endpoint }
+        matches!(e, MatcherEvent::ServiceEndpoint { reservation, slot, provider: p, endpoint, .. }
             if *reservation == s.id && *slot == lost.slot && *p == provider(4)
                 && endpoint.as_deref() == Some(s.replacement.endpoint.as_str()))
     })
