@@ -92,14 +92,19 @@ pub fn replica_changes(
         if old_endpoint == r.endpoint.as_ref() {
             continue;
         }
+        let tcp = r
+            .tcp_address
+            .as_ref()
+            .map_or(String::new(), |a| format!(", TCP at {a}"));
         match (&r.endpoint, r.provider) {
             (Some(url), Some(p)) => lines.push(format!(
-                "service {id}: replica {} answers at {url} (provider {p})",
+                "service {id}: replica {} answers at {url}{tcp} (provider {p})",
                 r.slot
             )),
-            (Some(url), None) => {
-                lines.push(format!("service {id}: replica {} answers at {url}", r.slot))
-            }
+            (Some(url), None) => lines.push(format!(
+                "service {id}: replica {} answers at {url}{tcp}",
+                r.slot
+            )),
             (None, _) => lines.push(format!(
                 "service {id}: replica {} lost its provider; matching another",
                 r.slot
@@ -186,18 +191,27 @@ pub fn describe_service(v: &ServiceView) -> String {
         format_tokens(v.locked),
         format_tokens(v.paid),
     );
+    if let Some(t) = &v.tcp {
+        out.push_str(&format!(
+            "\n  tcp        a wasi:cli command on its provider's port: {} connections, {} bytes/s \
+             each way, {} s idle, {} fuel/s",
+            t.max_connections, t.max_bytes_per_second, t.idle_timeout_secs, t.fuel_per_second
+        ));
+    }
     for r in &v.replicas {
+        let endpoint = match (&r.endpoint, &r.tcp_address) {
+            (Some(url), Some(tcp)) => format!("{url} (TCP {tcp})"),
+            (Some(url), None) => url.clone(),
+            (None, _) if lease_over(v) => "no endpoint".to_string(),
+            (None, _) => "no endpoint yet".to_string(),
+        };
         out.push_str(&format!(
             "\n  replica {}  {:?}, provider {}, {}, {}, {} re-match{}",
             r.slot,
             r.status,
             r.provider
                 .map_or_else(|| "none yet".to_string(), |p| p.to_text()),
-            r.endpoint.as_deref().unwrap_or(if lease_over(v) {
-                "no endpoint"
-            } else {
-                "no endpoint yet"
-            }),
+            endpoint,
             health_text(r),
             r.rematches,
             if r.rematches == 1 { "" } else { "es" },
@@ -275,6 +289,25 @@ mod tests {
             replica_changes(9, Some(&lost), &ended),
             vec!["service 9: lease Ended".to_string()]
         );
+    }
+
+    #[test]
+    fn a_tcp_replica_is_shown_with_its_address() {
+        let mut r = replica(0, Some("https://node.example/9/"));
+        r.tcp_address = Some("node.example:7001".into());
+        let mut v = view(vec![r]);
+        v.tcp = Some(market_api::matcher::TcpSpec::default());
+        let text = describe_service(&v);
+        assert!(
+            text.contains("https://node.example/9/ (TCP node.example:7001)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("a wasi:cli command on its provider's port"),
+            "{text}"
+        );
+        let lines = replica_changes(9, Some(&view(vec![replica(0, None)])), &v);
+        assert!(lines[0].contains(", TCP at node.example:7001"), "{lines:?}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use clap::Args;
 use market_api::Tokens;
 use market_api::matcher::{
     MAX_HEALTH_PATH_LEN, MAX_HOST_LEN, ModuleSource, ReservationSpec, ServiceLimits, ServiceSpec,
-    Sha256,
+    Sha256, TcpSpec,
 };
 
 use super::parse::{amount, env_pair, https_url, positive_amount, sha256_hex};
@@ -109,6 +109,25 @@ pub struct LeaseFlags {
     /// Times one replica is matched anew after its provider fails it.
     #[arg(long, default_value_t = 3, value_name = "R")]
     pub max_rematches: u32,
+    /// A raw TCP service: the component is a `wasi:cli/run` command using
+    /// `wasi:sockets`, one long-lived instance per replica listening on the
+    /// port its provider assigns (env `PORT`, `LISTEN`); each replica's
+    /// `host:port` is shown with its endpoint. The per-request limits above
+    /// don't apply; the four below do.
+    #[arg(long)]
+    pub tcp: bool,
+    /// With --tcp: client connections open at once per replica.
+    #[arg(long, default_value_t = TcpSpec::default().max_connections, value_name = "N", requires = "tcp")]
+    pub max_connections: u32,
+    /// With --tcp: bytes per second each connection may move each way.
+    #[arg(long, default_value_t = TcpSpec::default().max_bytes_per_second, value_name = "BYTES", requires = "tcp")]
+    pub max_bytes_per_second: u64,
+    /// With --tcp: seconds a connection may stay idle before it is closed.
+    #[arg(long, default_value_t = TcpSpec::default().idle_timeout_secs, value_name = "S", requires = "tcp")]
+    pub idle_timeout_secs: u64,
+    /// With --tcp: fuel the instance may burn per second.
+    #[arg(long, default_value_t = TcpSpec::default().fuel_per_second, value_name = "N", requires = "tcp")]
+    pub fuel_per_second: u64,
 }
 
 impl LeaseFlags {
@@ -139,7 +158,12 @@ impl LeaseFlags {
                     max_concurrent: self.max_concurrent,
                     max_body_bytes: self.max_body_bytes,
                 },
-                tcp: None,
+                tcp: self.tcp.then_some(TcpSpec {
+                    max_connections: self.max_connections,
+                    max_bytes_per_second: self.max_bytes_per_second,
+                    idle_timeout_secs: self.idle_timeout_secs,
+                    fuel_per_second: self.fuel_per_second,
+                }),
             }),
         }
     }

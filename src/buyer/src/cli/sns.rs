@@ -22,6 +22,9 @@ use market_client::config::{Canister, ConfigError, Settings};
 use super::parse::{account, amount, env_pair, https_url, positive_amount, read, sha256_hex};
 
 /// `market sns`.
+// Parsed once per run: the size of its largest variant (the lease flags of
+// `payload serve`) costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum SnsCommand {
     /// Print the AddGenericNervousSystemFunction values that register the
