@@ -10,6 +10,22 @@ use wasmtime::{
 
 use super::error::SandboxError;
 
+/// WebAssembly proposals no engine of the node accepts (the batch sandbox's
+/// and the services'): none is needed, each is attack surface. Those
+/// behind cargo features left off (GC, threads, exceptions, stack
+/// switching) are rejected anyway; the rest are switched off with these.
+pub(crate) const DENIED_PROPOSALS: WasmFeatures = WasmFeatures::MULTI_MEMORY
+    .union(WasmFeatures::MEMORY64)
+    .union(WasmFeatures::GC)
+    .union(WasmFeatures::FUNCTION_REFERENCES)
+    .union(WasmFeatures::EXCEPTIONS)
+    .union(WasmFeatures::LEGACY_EXCEPTIONS)
+    .union(WasmFeatures::STACK_SWITCHING)
+    .union(WasmFeatures::THREADS)
+    .union(WasmFeatures::SHARED_EVERYTHING_THREADS)
+    .union(WasmFeatures::CUSTOM_PAGE_SIZES)
+    .union(WasmFeatures::WIDE_ARITHMETIC);
+
 /// Settings shared by every job a node runs. The per-job limits
 /// ([`JobLimits`](super::JobLimits)) must fit inside these.
 #[derive(Clone, Debug)]
@@ -163,21 +179,7 @@ impl SandboxConfig {
             // Proposals a batch job doesn't need are attack surface. Those
             // behind cargo features left off (GC, threads, exceptions, stack
             // switching) are rejected anyway; the rest are switched off here.
-            .wasm_features(
-                WasmFeatures::MULTI_MEMORY
-                    | WasmFeatures::MEMORY64
-                    | WasmFeatures::GC
-                    | WasmFeatures::FUNCTION_REFERENCES
-                    | WasmFeatures::EXCEPTIONS
-                    | WasmFeatures::LEGACY_EXCEPTIONS
-                    | WasmFeatures::STACK_SWITCHING
-                    | WasmFeatures::THREADS
-                    | WasmFeatures::SHARED_EVERYTHING_THREADS
-                    | WasmFeatures::CUSTOM_PAGE_SIZES
-                    | WasmFeatures::WIDE_ARITHMETIC
-                    | WasmFeatures::COMPONENT_MODEL,
-                false,
-            )
+            .wasm_features(DENIED_PROPOSALS.union(WasmFeatures::COMPONENT_MODEL), false)
             .wasm_backtrace_max_frames(None)
             .parallel_compilation(true);
         if self.pooling {

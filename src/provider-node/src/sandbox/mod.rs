@@ -67,6 +67,7 @@ mod progress;
 mod shape;
 
 pub use cache::{Artefact, CodeHash, DiskCache};
+pub(crate) use config::DENIED_PROPOSALS;
 pub use config::{DEFAULT_FUEL_SLICE, ENGINE_VERSION, ModuleShapeLimits, SandboxConfig};
 pub use error::SandboxError;
 pub use executor::Executor;

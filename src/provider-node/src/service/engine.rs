@@ -17,7 +17,6 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Strategy,
-    WasmFeatures,
 };
 use wasmtime_wasi::cli::WasiCli;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -113,20 +112,7 @@ impl ServiceHostConfig {
             .wasm_relaxed_simd(false)
             .shared_memory(false)
             // The batch engine's denylist, component model aside.
-            .wasm_features(
-                WasmFeatures::MULTI_MEMORY
-                    | WasmFeatures::MEMORY64
-                    | WasmFeatures::GC
-                    | WasmFeatures::FUNCTION_REFERENCES
-                    | WasmFeatures::EXCEPTIONS
-                    | WasmFeatures::LEGACY_EXCEPTIONS
-                    | WasmFeatures::STACK_SWITCHING
-                    | WasmFeatures::THREADS
-                    | WasmFeatures::SHARED_EVERYTHING_THREADS
-                    | WasmFeatures::CUSTOM_PAGE_SIZES
-                    | WasmFeatures::WIDE_ARITHMETIC,
-                false,
-            )
+            .wasm_features(crate::sandbox::DENIED_PROPOSALS, false)
             .parallel_compilation(true);
         if self.pooling {
             let n = self.max_instances;
