@@ -72,15 +72,21 @@ async fn until(what: &str, cond: impl Fn() -> bool) {
     panic!("timed out waiting for: {what}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_service_lease_runs_on_the_daemon_and_passes_the_matchers_probes() {
-    let w = World::deploy(
+/// The marketplace on the devnet, a 10 s grace, the buyer calling.
+fn world() -> World {
+    World::deploy(
         Settings {
             grace_secs: 10,
             ..Settings::default()
         },
         buyer(),
-    );
+    )
+}
+
+/// [`world`] with the buyer's 50 ICP deposited and provider 1 offering
+/// one slot at [`PRICE`].
+fn one_provider_world() -> World {
+    let w = world();
     w.net.mint(buyer(), 100 * ICP).unwrap();
     w.net.deposit(buyer(), 50 * ICP).unwrap();
     w.onboard(
@@ -88,6 +94,12 @@ async fn a_service_lease_runs_on_the_daemon_and_passes_the_matchers_probes() {
         node(1),
         &one_slot_offer(64, PRICE, w.ids.ledger),
     );
+    w
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_service_lease_runs_on_the_daemon_and_passes_the_matchers_probes() {
+    let w = one_provider_world();
     let sha = w.upload_wasm(component("hello-service")).await;
 
     // The node's ingress, its public URL its own address (the devnet's
@@ -318,13 +330,7 @@ fn hello_lease(sha: [u8; 32], replicas: u32, intervals: u32) -> ReservationSpec 
 async fn a_replica_whose_node_stops_answering_is_slashed_and_moves_to_another_provider() {
     use market_api::matcher::MatcherEvent;
 
-    let w = World::deploy(
-        Settings {
-            grace_secs: 10,
-            ..Settings::default()
-        },
-        buyer(),
-    );
+    let w = world();
     // The dapp's canister owns the lease; its controller is the buyer.
     let client = w.net.deploy_example_client(buyer()).unwrap();
     w.net.mint(client, 50 * ICP).unwrap();
@@ -573,20 +579,7 @@ impl LineClient {
 async fn a_tcp_service_lease_relays_between_clients_and_passes_the_matchers_probes() {
     use market_api::matcher::{MatcherEvent, TcpSpec};
 
-    let w = World::deploy(
-        Settings {
-            grace_secs: 10,
-            ..Settings::default()
-        },
-        buyer(),
-    );
-    w.net.mint(buyer(), 100 * ICP).unwrap();
-    w.net.deposit(buyer(), 50 * ICP).unwrap();
-    w.onboard(
-        provider(1),
-        node(1),
-        &one_slot_offer(64, PRICE, w.ids.ledger),
-    );
+    let w = one_provider_world();
     let sha = w.upload_wasm(component("tcp-relay")).await;
     let cache = tempfile::tempdir().unwrap();
     let port = free_port();
