@@ -16,6 +16,7 @@ fn buyer() -> Principal {
 
 fn offer(net: &MarketFixture, price: u128) -> OfferSpec {
     OfferSpec {
+        currency: None,
         slots: 4,
         memory_per_slot_mib: 256,
         max_fuel_per_interval: 1_000_000,
@@ -384,6 +385,7 @@ fn a_slot_holder_that_never_runs_the_owners_jobs_is_slashed() {
     use market_api::matcher::{Assignment, JobKind, ReservationSpec, ReservedJobArgs};
     let (net, _) = market();
     let spec = ReservationSpec {
+        currency: None,
         slots: 1,
         memory_mib: 64,
         fuel_per_interval: 1_000,

@@ -35,6 +35,7 @@ fn slashed_job() -> (MarketFixture, JobId) {
     net.post_offer(
         provider(),
         &OfferSpec {
+            currency: None,
             slots: 1,
             memory_per_slot_mib: 256,
             max_fuel_per_interval: 1_000_000,

@@ -209,6 +209,7 @@ fn fixture(net: &MarketFixture) -> Fixture {
         .post_offer(
             provider(),
             &OfferSpec {
+                currency: None,
                 slots: 1,
                 memory_per_slot_mib: 64,
                 max_fuel_per_interval: 1_000,
@@ -255,6 +256,7 @@ fn fixture(net: &MarketFixture) -> Fixture {
 
 fn reservation_spec(net: &MarketFixture) -> ReservationSpec {
     ReservationSpec {
+        currency: None,
         slots: 1,
         memory_mib: 64,
         fuel_per_interval: 1_000,
@@ -521,6 +523,7 @@ fn boundary_numbers_are_refused_cleanly() {
 
     // The matcher: offers.
     let offer = OfferSpec {
+        currency: None,
         slots: 1,
         memory_per_slot_mib: 64,
         max_fuel_per_interval: 1_000,

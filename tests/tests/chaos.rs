@@ -944,6 +944,7 @@ impl World {
     /// The offer the random actions and the honest provider post.
     fn offer_spec(&self, price: Tokens, slots: u32) -> OfferSpec {
         OfferSpec {
+            currency: None,
             slots,
             memory_per_slot_mib: 256,
             max_fuel_per_interval: 1_000_000,
@@ -1377,6 +1378,7 @@ impl World {
                 price,
             } => {
                 let spec = ReservationSpec {
+                    currency: None,
                     slots: u32::from(slots),
                     memory_mib: 64,
                     fuel_per_interval: 1_000,

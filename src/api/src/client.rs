@@ -108,6 +108,31 @@ pub async fn http_request(
     })
 }
 
+/// The cycles minting canister's ICP/XDR rate (`get_icp_xdr_conversion_rate`,
+/// a query called as a bounded-wait update).
+pub async fn icp_xdr_rate(
+    cmc: Principal,
+) -> Result<crate::prices::cmc::IcpXdrConversionRateResponse, CallError> {
+    call(cmc, "get_icp_xdr_conversion_rate", &()).await
+}
+
+/// The exchange rate canister's rate for `request`, paid with
+/// [`crate::prices::xrc::REQUEST_CYCLES`] (what it does not need is
+/// refunded).
+pub async fn exchange_rate(
+    xrc: Principal,
+    request: &crate::prices::xrc::GetExchangeRateRequest,
+) -> Result<crate::prices::xrc::GetExchangeRateResult, CallError> {
+    let reply = Call::bounded_wait(xrc, "get_exchange_rate")
+        .with_arg(request)
+        .with_cycles(crate::prices::xrc::REQUEST_CYCLES)
+        .await
+        .map_err(CallError::from)?;
+    reply.candid().map_err(|e| CallError::BadReply {
+        message: e.to_string(),
+    })
+}
+
 /// Declares a client of one of our canisters: a `Copy` wrapper of the
 /// canister's id whose every method makes a bounded-wait [`call`] of the
 /// canister method of its name, with its arguments, and answers the decoded

@@ -9,6 +9,7 @@
 pub mod escrow;
 pub mod matcher;
 pub mod outcall;
+pub mod prices;
 pub mod registry;
 pub mod sns;
 

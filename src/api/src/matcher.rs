@@ -1,6 +1,7 @@
 //! Types of the matcher canister: modules, offers, bids (jobs), assignments,
 //! heartbeats and results.
 
+use crate::prices::{Currency, PriceConversion, XdrTerms};
 use crate::{JobId, OfferId, Principal, Tokens};
 use candid::{CandidType, Deserialize};
 use serde::Serialize;
@@ -100,6 +101,11 @@ pub struct MatcherInit {
     /// (cycles) is to come.
     #[serde(default)]
     pub probe_fee: Option<Tokens>,
+    /// How tokens are valued: XDR prices, and the ledgers besides the
+    /// stake ledger that jobs may pay with. `None`: only the stake
+    /// ledger's token, priced in its own units.
+    #[serde(default)]
+    pub pricing: Option<crate::prices::PricingConfig>,
 }
 
 /// [`MatcherInit::probe_interval_secs`] when unset.
@@ -188,6 +194,9 @@ impl MatcherInit {
         }
         if self.bond_multiple == 0 {
             return Err("bond_multiple must be at least 1".into());
+        }
+        if let Some(p) = &self.pricing {
+            p.check(self.stake_ledger)?;
         }
         Ok(())
     }
@@ -320,8 +329,13 @@ pub struct JobSpec {
     /// Resource limits: memory, and the fuel budget the job is billed by.
     pub limits: JobLimits,
     /// Highest price per billion fuel the buyer accepts (ignored for a job
-    /// in a reservation, which its slot pays for).
+    /// in a reservation, which its slot pays for), in `currency`.
     pub max_price_per_gfuel: Tokens,
+    /// What the price is counted in (`None`: the ledger's token). An XDR
+    /// price (in cycles) is matched with XDR offers and paid in `ledger`'s
+    /// token at the rate of the day: see [`crate::prices`].
+    #[serde(default)]
+    pub currency: Option<Currency>,
     /// The wall-clock time one attempt may take, from the assignment's
     /// bond holding to its result; `None`: derived from the fuel budget
     /// and the provider's declared speed (see [`attempt_secs`]). An offer
@@ -391,8 +405,13 @@ pub struct OfferSpec {
     pub fuel_per_sec: u64,
     /// Price per interval of a reserved slot.
     pub price_per_interval: Tokens,
-    /// Ledger the price is in.
+    /// Ledger the provider is paid in.
     pub ledger: Principal,
+    /// What both prices are counted in (`None`: the ledger's token). An
+    /// XDR offer (prices in cycles) takes XDR bids paying in `ledger`, and
+    /// is paid in its token at the rate when each job is matched.
+    #[serde(default)]
+    pub currency: Option<Currency>,
     /// Shortest interval accepted, in seconds.
     pub min_interval_secs: u64,
     /// Longest interval accepted, in seconds.
@@ -546,6 +565,19 @@ pub struct Job {
     /// runs the result is withheld (an auditor must not see what it is
     /// checking) and the challenge window waits for its verdict.
     pub audit: Option<JobAudit>,
+    /// For a job priced in XDR: the rate its lock converted at, and the
+    /// rate its current (or last) price converted at.
+    #[serde(default)]
+    pub pricing: Option<JobPricing>,
+}
+
+/// How a job priced in XDR is paid in its token.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct JobPricing {
+    /// The bid's XDR terms and the lock's rate.
+    pub terms: XdrTerms,
+    /// How the price of the current (or last) assignment converted.
+    pub conversion: Option<PriceConversion>,
 }
 
 /// Where the audit of a one-off job's result stands.
@@ -620,8 +652,12 @@ pub struct ReservationSpec {
     pub interval_secs: u64,
     /// Intervals reserved (N) per slot.
     pub intervals: u32,
-    /// Highest price per slot and interval.
+    /// Highest price per slot and interval, in `currency`.
     pub max_price_per_interval: Tokens,
+    /// What the price is counted in (`None`: the ledger's token); see
+    /// [`JobSpec::currency`].
+    #[serde(default)]
+    pub currency: Option<Currency>,
     /// Ledger to pay with.
     pub ledger: Principal,
     /// Smallest provider stake accepted.
@@ -1360,6 +1396,17 @@ pub enum MatcherError {
     Escrow(crate::escrow::EscrowError),
     /// The registry refused the operation; nothing changed.
     Registry(crate::registry::RegistryError),
+    /// The ledger's token has no rate source, so a bond in it can't be
+    /// valued (or XDR prices are not taken: no cycles minting canister is
+    /// configured).
+    NoRateSource { ledger: Principal },
+    /// The ledger's rate is older than the market accepts (or was never
+    /// read: `timestamp_secs` 0); try again once it is read anew.
+    StaleRate {
+        ledger: Principal,
+        timestamp_secs: u64,
+        max_age_secs: u64,
+    },
 }
 
 /// The matcher's public event log.
@@ -1383,14 +1430,23 @@ pub enum MatcherEvent {
         owner: Principal,
         max_cost: Tokens,
         ledger: Principal,
+        /// For an XDR price: the bid's terms and the rate the lock
+        /// (`max_cost`) converted at.
+        #[serde(default)]
+        xdr: Option<XdrTerms>,
     },
     /// A job was matched to a provider.
     JobAssigned {
         job_id: JobId,
         provider: Principal,
         attempt: u32,
-        /// Per billion fuel (one-off job) or per interval (reserved slot).
+        /// Per billion fuel (one-off job) or per interval (reserved slot),
+        /// in the job's token.
         price: Tokens,
+        /// For an XDR price: the offer's price in cycles and the rate it
+        /// converted at.
+        #[serde(default)]
+        conversion: Option<PriceConversion>,
     },
     /// A heartbeat paid one interval of a reserved slot; or, with the
     /// matcher itself as `provider` and `seq` 0xFFFFFFFF00000000, a service
@@ -1719,6 +1775,7 @@ mod notice_tests {
         assert_eq!(probes_per_interval(3_600, 60), 60);
         assert_eq!(probes_per_interval(10, 60), 1);
         let mut spec = ReservationSpec {
+            currency: None,
             slots: 2,
             memory_mib: 64,
             fuel_per_interval: 1,
@@ -1751,6 +1808,7 @@ mod notice_tests {
     #[test]
     fn probe_settings_are_checked() {
         let init = MatcherInit {
+            pricing: None,
             registry: Principal::anonymous(),
             escrow: Principal::anonymous(),
             grace_secs: 1,

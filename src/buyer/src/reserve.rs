@@ -289,6 +289,7 @@ mod tests {
             id: 7,
             owner: Principal::anonymous(),
             spec: ReservationSpec {
+                currency: None,
                 slots: 2,
                 memory_mib: 64,
                 fuel_per_interval: 1_000,

@@ -573,9 +573,11 @@ pub(crate) mod tests {
     /// a provider at 600 per billion that reported `fuel`.
     pub(crate) fn job(status: JobStatus, fuel: u64) -> Job {
         Job {
+            pricing: None,
             id: 4,
             owner: Principal::anonymous(),
             spec: JobSpec {
+                currency: None,
                 module: ModuleSource::Stored { sha256: [0; 32] },
                 input: vec![],
                 args: vec![],

@@ -143,6 +143,7 @@ fn sns_payload_prints_what_a_dao_proposes_without_a_network() {
         .expect("the hex line");
     let bytes = hex::decode(hex_line).unwrap();
     let expected = SnsAction::Reserve(ReservationSpec {
+        currency: None,
         slots: 2,
         memory_mib: 64,
         fuel_per_interval: 1_000_000_000,

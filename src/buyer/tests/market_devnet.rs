@@ -460,6 +460,7 @@ async fn run_uploads_once_pays_a_provider_and_returns_the_jobs_stdout() {
 /// `max_price` each, on the devnet's ledger.
 fn reservation_spec(w: &World, slots: u32, intervals: u32, max_price: Tokens) -> ReservationSpec {
     ReservationSpec {
+        currency: None,
         slots,
         memory_mib: 64,
         fuel_per_interval: 1_000_000_000,

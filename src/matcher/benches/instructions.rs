@@ -293,6 +293,7 @@ fn run(bids: usize, providers: usize) {
     net.settle_outbox();
     let _ = matcher_instructions(&net);
     let lease = ReservationSpec {
+        currency: None,
         slots: 16,
         memory_mib: 64,
         fuel_per_interval: 1_000_000,

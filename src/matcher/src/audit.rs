@@ -193,6 +193,7 @@ fn funded_event(s: &State, rec: &JobRecord, amount: Tokens) -> MatcherEvent {
         };
     }
     MatcherEvent::JobSubmitted {
+        xdr: None,
         job_id: id,
         owner: rec.state.owner,
         max_cost: amount,
@@ -244,6 +245,7 @@ pub fn job_assigned(s: &mut State, now_ns: u64, job_id: JobId, provider: Princip
         s.events.append(
             now_ns,
             MatcherEvent::JobAssigned {
+                conversion: None,
                 job_id,
                 provider,
                 attempt,

@@ -443,6 +443,7 @@ mod tests {
                 id,
                 provider: Principal::from_slice(&[0xBB, (id % 7) as u8]),
                 spec: OfferSpec {
+                    currency: None,
                     slots,
                     memory_per_slot_mib: memory,
                     max_fuel_per_interval: 1_000_000,

@@ -362,6 +362,7 @@ mod tests {
 
     fn lease() -> ReservationSpec {
         ReservationSpec {
+            currency: None,
             slots: 2,
             memory_mib: 256,
             fuel_per_interval: 10_000_000_000,

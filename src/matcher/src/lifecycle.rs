@@ -1944,6 +1944,7 @@ mod tests {
     impl MatcherInitCheck {
         fn with_ppm(ppm: u32) -> market_api::matcher::MatcherInit {
             market_api::matcher::MatcherInit {
+                pricing: None,
                 registry: owner(),
                 escrow: owner(),
                 grace_secs: 0,

@@ -81,6 +81,7 @@ impl JobRecord {
             .flatten());
         let withheld = self.result_withheld();
         Job {
+            pricing: None,
             id: self.state.id,
             owner: self.state.owner,
             spec: self.spec.clone(),

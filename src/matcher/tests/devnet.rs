@@ -86,6 +86,7 @@ impl Net {
 
     fn spec(&self, max_price: Tokens, retries: u32) -> JobSpec {
         JobSpec {
+            currency: None,
             module: ModuleSource::Url {
                 url: "https://example.org/job.wasm".into(),
                 sha256: [7; 32],
@@ -305,6 +306,7 @@ fn job_matched_at_once_heartbeats_pay_and_result_settles() {
     assert!(
         events.events.iter().any(|e| e.event
             == MatcherEvent::JobAssigned {
+                conversion: None,
                 job_id: id,
                 provider: provider(1),
                 attempt: 1,

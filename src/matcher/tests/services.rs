@@ -124,6 +124,7 @@ impl Net {
             net.onboard_provider(provider(n), node(n), 100 * ICP)
                 .unwrap();
             let offer = OfferSpec {
+                currency: None,
                 slots: 1,
                 memory_per_slot_mib: 256,
                 max_fuel_per_interval: 10_000_000,
@@ -209,6 +210,7 @@ fn holder(view: &ServiceView) -> u8 {
 fn a_replica_that_stops_answering_its_probes_is_slashed_and_moved() {
     let net = Net::new();
     let spec = ReservationSpec {
+        currency: None,
         slots: 1,
         memory_mib: 64,
         fuel_per_interval: 1_000_000,

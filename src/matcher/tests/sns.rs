@@ -190,6 +190,7 @@ impl Dao {
 
     fn lease(&self, slots: u32, intervals: u32) -> ReservationSpec {
         ReservationSpec {
+            currency: None,
             slots,
             memory_mib: 128,
             fuel_per_interval: 1_000_000,
@@ -207,6 +208,7 @@ impl Dao {
 
 fn job_spec(ledger: Principal) -> JobSpec {
     JobSpec {
+        currency: None,
         module: ModuleSource::Url {
             url: "https://example.org/job.wasm".into(),
             sha256: [7; 32],

@@ -292,6 +292,7 @@ async fn a_reserved_slot_is_held_idle_or_busy_and_runs_a_delegates_job() {
             buyer(),
             "reserve",
             &ReservationSpec {
+                currency: None,
                 slots: 1,
                 memory_mib: 16,
                 fuel_per_interval: 1_000_000_000,

@@ -291,6 +291,7 @@ async fn start_node_with(w: &World, n: u8, cache: &std::path::Path, tcp_port: Op
 
 fn hello_lease(sha: [u8; 32], replicas: u32, intervals: u32) -> ReservationSpec {
     ReservationSpec {
+        currency: None,
         slots: replicas,
         memory_mib: 32,
         fuel_per_interval: 1_000_000_000,

@@ -109,6 +109,7 @@ impl Demo {
         ));
 
         let spec = ReservationSpec {
+            currency: None,
             slots: 1,
             memory_mib: 64,
             fuel_per_interval: 10_000_000_000,

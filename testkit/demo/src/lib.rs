@@ -327,6 +327,7 @@ impl Demo {
                     provider,
                     price,
                     attempt,
+                    ..
                 } => {
                     let job: Option<market_api::matcher::Job> =
                         self.net.query(self.ids.matcher, "get_job", &job_id)?;
@@ -663,6 +664,7 @@ impl Demo {
     /// per interval of a reserved slot).
     fn offer(&self, slots: u32, price: Tokens) -> OfferSpec {
         OfferSpec {
+            currency: None,
             slots,
             memory_per_slot_mib: 64,
             max_fuel_per_interval: 10_000_000_000,
@@ -680,6 +682,7 @@ impl Demo {
     /// A job of `gfuel` billion fuel at up to twice [`PRICE`] per billion.
     fn spec(&self, sha: [u8; 32], input: &[u8], gfuel: u64) -> JobSpec {
         JobSpec {
+            currency: None,
             module: ModuleSource::Stored { sha256: sha },
             input: input.to_vec(),
             args: vec![],

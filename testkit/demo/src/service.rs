@@ -209,6 +209,7 @@ impl Demo {
         sha256: [u8; 32],
     ) -> Result<(ReservationId, Vec<ReplicaCall>)> {
         let spec = ReservationSpec {
+            currency: None,
             slots: 2,
             memory_mib: 32,
             fuel_per_interval: 1_000_000_000,

@@ -482,6 +482,7 @@ impl MarketFixture {
                     provider,
                     attempt,
                     price: price_per_interval,
+                    ..
                 } => {
                     log.assigned
                         .insert((job_id, attempt), (provider, price_per_interval));

@@ -259,6 +259,7 @@ impl MarketFixture {
         install(&mut dn, ids.escrow, "escrow", escrow_arg)?;
         let matcher_arg = enc(&|| {
             candid::encode_one(MatcherInit {
+                pricing: None,
                 registry: ids.registry,
                 escrow: ids.escrow,
                 grace_secs: settings.grace_secs,
@@ -412,6 +413,7 @@ impl MarketFixture {
     /// own, no stake required, no retries, no callback.
     pub fn url_job(&self, interval_secs: u64, gfuel: u32, max_price: Tokens) -> JobSpec {
         JobSpec {
+            currency: None,
             module: ModuleSource::Url {
                 url: "https://example.org/job.wasm".into(),
                 sha256: [7; 32],
@@ -441,6 +443,7 @@ impl MarketFixture {
     /// intervals of 10 s to an hour, no tags.
     pub fn offer_spec(&self, slots: u32, price: Tokens) -> OfferSpec {
         OfferSpec {
+            currency: None,
             slots,
             memory_per_slot_mib: 256,
             max_fuel_per_interval: 1_000_000_000,

@@ -48,6 +48,7 @@ pub const OFFER_FUEL_PER_SEC: u64 = 10_000_000;
 /// intervals of 10 s to an hour.
 pub fn one_slot_offer(memory_mib: u32, price: Tokens, ledger: Principal) -> OfferSpec {
     OfferSpec {
+        currency: None,
         slots: 1,
         memory_per_slot_mib: memory_mib,
         max_fuel_per_interval: 10_000_000_000,
@@ -278,6 +279,7 @@ impl World {
         max_price_per_gfuel: Tokens,
     ) -> JobSpec {
         JobSpec {
+            currency: None,
             module: ModuleSource::Stored { sha256 },
             input: vec![],
             args: vec![],

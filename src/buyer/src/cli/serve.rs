@@ -134,6 +134,7 @@ impl LeaseFlags {
     /// The lease these flags ask for, of `component`, paid in `ledger`.
     pub fn spec(&self, ledger: Principal, component: ModuleSource) -> ReservationSpec {
         ReservationSpec {
+            currency: None,
             slots: self.replicas,
             memory_mib: self.memory_mib,
             // What a slot must offer per interval: the reservation

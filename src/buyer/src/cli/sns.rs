@@ -252,6 +252,7 @@ impl ReserveArgs {
             check_principal("--delegate", d)?;
         }
         let spec = ReservationSpec {
+            currency: None,
             slots: self.slots,
             memory_mib: self.memory_mib,
             fuel_per_interval: self.fuel,
@@ -521,6 +522,7 @@ mod tests {
 
     fn job(module: ModuleSource, input: Vec<u8>) -> market_api::matcher::JobSpec {
         market_api::matcher::JobSpec {
+            currency: None,
             module,
             input,
             args: vec!["-v".into(), "x".into()],
@@ -609,6 +611,7 @@ mod tests {
                 .map(String::from)
                 .to_vec(),
                 SnsAction::Reserve(ReservationSpec {
+                    currency: None,
                     slots: 2,
                     memory_mib: 256,
                     fuel_per_interval: 7,
@@ -728,6 +731,7 @@ mod tests {
         assert_eq!(
             built,
             SnsAction::Reserve(ReservationSpec {
+                currency: None,
                 slots: 1,
                 memory_mib: 64,
                 fuel_per_interval: 1_000_000_000,

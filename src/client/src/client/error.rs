@@ -223,6 +223,27 @@ pub fn describe_matcher(e: &MatcherError) -> String {
         }
         MatcherError::Escrow(e) => format!("the escrow refused: {}", describe_escrow(e)),
         MatcherError::Registry(e) => format!("the registry refused: {}", describe_registry(e)),
+        MatcherError::NoRateSource { ledger } => format!(
+            "the market has no rate for ledger {ledger}: it takes no jobs, offers or XDR prices \
+             in it (a bond in its token could not be valued in ICP)"
+        ),
+        MatcherError::StaleRate {
+            ledger,
+            timestamp_secs,
+            max_age_secs,
+        } if *timestamp_secs == 0 => format!(
+            "the market has not read ledger {ledger}'s rate yet (rates older than \
+             {max_age_secs} s are refused); try again in a few minutes"
+        ),
+        MatcherError::StaleRate {
+            ledger,
+            timestamp_secs,
+            max_age_secs,
+        } => format!(
+            "ledger {ledger}'s rate is from {}, older than the {max_age_secs} s the market \
+             accepts; try again once it is read anew",
+            super::time::format_time(timestamp_secs.saturating_mul(1_000_000_000))
+        ),
     }
 }
 

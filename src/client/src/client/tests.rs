@@ -261,6 +261,7 @@ fn rejects_and_bad_answers_name_the_canister_and_a_remedy() {
 
 fn sample_offer() -> OfferSpec {
     OfferSpec {
+        currency: None,
         slots: 1,
         memory_per_slot_mib: 64,
         max_fuel_per_interval: 1,

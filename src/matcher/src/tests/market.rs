@@ -63,6 +63,7 @@ pub(crate) fn node(n: u8) -> Principal {
 
 pub(crate) fn spec(max_price: u128, retries: u32) -> JobSpec {
     JobSpec {
+        currency: None,
         module: ModuleSource::Url {
             url: "https://example.org/job.wasm".into(),
             sha256: [1; 32],
@@ -88,6 +89,7 @@ pub(crate) fn spec(max_price: u128, retries: u32) -> JobSpec {
 
 pub(crate) fn offer(price: u128) -> OfferSpec {
     OfferSpec {
+        currency: None,
         slots: 1,
         memory_per_slot_mib: 256,
         max_fuel_per_interval: 10_000_000,
@@ -624,6 +626,7 @@ mod reservations {
 
     fn lease(slots: u32, intervals: u32) -> ReservationSpec {
         ReservationSpec {
+            currency: None,
             slots,
             memory_mib: 128,
             fuel_per_interval: 1_000_000,

@@ -102,6 +102,7 @@ impl Fake {
         fake.now.set(1_000 * S);
         mutate_state(|s| {
             s.set_config(MatcherInit {
+                pricing: None,
                 registry: REGISTRY,
                 escrow: ESCROW,
                 grace_secs: 30,
@@ -488,6 +489,7 @@ fn a_busy_callee_is_asked_again_with_the_same_key() {
         vec![made("bond", "job/1/bond/1"), made("bond", "job/1/bond/1")]
     );
     assert!(events().contains(&MatcherEvent::JobAssigned {
+        conversion: None,
         job_id: id,
         provider: PROVIDER,
         attempt: 1,
@@ -599,6 +601,7 @@ fn lock_bond_release_slash_unbond_and_settle_go_through_the_performer() {
 
 fn reservation_spec() -> ReservationSpec {
     ReservationSpec {
+        currency: None,
         slots: 1,
         memory_mib: 64,
         fuel_per_interval: 1_000_000,

@@ -62,6 +62,7 @@ fn service() -> ServiceSpec {
 
 fn lease(slots: u32) -> ReservationSpec {
     ReservationSpec {
+        currency: None,
         slots,
         memory_mib: 128,
         fuel_per_interval: 1_000_000,
@@ -262,6 +263,7 @@ fn the_acknowledgement_must_carry_the_endpoint_which_is_recorded_and_told() {
 
     // Nothing else runs in a service's slots.
     let job = JobSpec {
+        currency: None,
         module: ModuleSource::Url {
             url: "https://example.org/job.wasm".into(),
             sha256: [1; 32],

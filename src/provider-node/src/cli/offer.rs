@@ -90,6 +90,7 @@ impl OfferTerms {
         );
         anyhow::ensure!(self.slots > 0, "--slots: at least 1");
         Ok(OfferSpec {
+            currency: None,
             slots: self.slots,
             memory_per_slot_mib: self.memory_mib,
             max_fuel_per_interval: self.max_fuel_per_interval,

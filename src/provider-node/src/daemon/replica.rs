@@ -250,6 +250,7 @@ mod tests {
             id: 7,
             owner: candid::Principal::anonymous(),
             spec: ReservationSpec {
+                currency: None,
                 slots: 1,
                 memory_mib: 32,
                 fuel_per_interval: 0,

@@ -174,6 +174,7 @@ impl FakeMarket {
             id: reservation,
             owner: Principal::anonymous(),
             spec: ReservationSpec {
+                currency: None,
                 slots: 1,
                 memory_mib: 32,
                 fuel_per_interval: 0,
@@ -230,6 +231,7 @@ impl FakeMarket {
         let st = &mut *guard;
         let bytes = match method {
             "get_config" => Encode!(&MatcherInit {
+                pricing: None,
                 registry: Principal::anonymous(),
                 escrow: Principal::anonymous(),
                 grace_secs: GRACE / S,
@@ -526,6 +528,7 @@ fn tcp_refusal(j: &FakeJob, tcp: bool, item: &HeartbeatItem) -> Option<String> {
 /// The matcher's view of a fake job.
 fn api_job(id: JobId, j: &FakeJob) -> ApiJob {
     ApiJob {
+        pricing: None,
         id,
         owner: Principal::anonymous(),
         spec: j.spec.clone(),
@@ -577,6 +580,7 @@ const SPIN: &str = r#"(module
 
 fn spec(sha256: [u8; 32], interval_secs: u64) -> JobSpec {
     JobSpec {
+        currency: None,
         module: ModuleSource::Stored { sha256 },
         input: vec![],
         args: vec![],
