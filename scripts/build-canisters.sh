@@ -19,6 +19,7 @@ declare -A CANISTERS=(
     [example-client]=testkit/canisters/example-client/example-client.did
     [probe-canister]=""
     [sns-governance-standin]=""
+    [rates-standin]=testkit/canisters/rates/rates-standin.did
 )
 
 OUT_DIR=target/canisters
@@ -48,7 +49,7 @@ ensure_ic_wasm() {
 
 packages=("$@")
 if [ ${#packages[@]} -eq 0 ]; then
-    packages=(registry escrow matcher ledger example-client probe-canister sns-governance-standin)
+    packages=(registry escrow matcher ledger example-client probe-canister sns-governance-standin rates-standin)
 fi
 for p in "${packages[@]}"; do
     if [ -z "${CANISTERS[$p]+x}" ]; then

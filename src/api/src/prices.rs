@@ -627,7 +627,10 @@ mod tests {
         assert!(!c.is_stale(u64::MAX, 60));
         assert_eq!(lock_for_xdr(1_000, &c, 100_000), Some(1_000));
         // 10^7 cycles at 10^4 cycles per e8 are 1,000 e8s, and 10 % more.
-        assert_eq!(lock_for_xdr(10_000_000, &icp_at(10_000), 100_000), Some(1_100));
+        assert_eq!(
+            lock_for_xdr(10_000_000, &icp_at(10_000), 100_000),
+            Some(1_100)
+        );
         assert_eq!(lock_for_xdr(10_000_000, &icp_at(10_000), 0), Some(1_000));
         // The buffer rounds up: one e8's tenth is one more e8.
         assert_eq!(lock_for_xdr(1_000, &icp_at(10_000), 100_000), Some(2));

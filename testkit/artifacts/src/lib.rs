@@ -52,6 +52,7 @@ pub fn did_path(name: &str) -> PathBuf {
         "ledger" => root.join("testkit/ledger"),
         "example-client" => root.join("testkit/canisters/example-client"),
         "sns-governance-standin" => root.join("testkit/canisters/sns-governance"),
+        "rates-standin" => root.join("testkit/canisters/rates"),
         other => panic!("{other} has no checked-in .did"),
     };
     dir.join(format!("{name}.did"))

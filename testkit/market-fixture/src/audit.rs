@@ -67,6 +67,10 @@ pub struct Audit {
     pub slashed: Tokens,
     /// Locks the escrow made (its `Locked` events).
     pub locks: usize,
+    /// What the escrow owes its users on each ledger besides the stake
+    /// ledger (a market with [`crate::Settings::pricing`]), each ledger's
+    /// conservation checked too (only set by [`MarketFixture::audit`]).
+    pub other_liabilities: BTreeMap<Principal, Tokens>,
 }
 
 fn fail(what: impl Into<String>) -> Error {
@@ -329,7 +333,7 @@ impl MarketFixture {
     }
 
     /// Every event of a canister's `get_events` log, in order.
-    fn events<E: CandidType + DeserializeOwned>(&self, canister: Principal) -> Result<Vec<E>> {
+    pub fn events<E: CandidType + DeserializeOwned>(&self, canister: Principal) -> Result<Vec<E>> {
         let mut out = vec![];
         let mut start = Some(0u64);
         while let Some(s) = start {
@@ -370,12 +374,12 @@ impl MarketFixture {
 
     /// Every account the ledger's log mentions, with what was minted and
     /// what was burned or paid in fees.
-    fn ledger_accounts(&self) -> Result<(BTreeSet<Account>, Tokens, Tokens)> {
+    fn ledger_accounts(&self, ledger: Principal) -> Result<(BTreeSet<Account>, Tokens, Tokens)> {
         let (mut accounts, mut minted, mut gone) = (BTreeSet::new(), 0u128, 0u128);
         let mut start = 0u64;
         loop {
             let page: ListBlocksResult = self.query(
-                self.ids.ledger,
+                ledger,
                 "list_blocks",
                 &ListBlocksArgs {
                     start,
@@ -421,17 +425,22 @@ impl MarketFixture {
     /// total supply, which is what was minted less burns and fees. Holds at
     /// any moment, retries pending or not.
     pub fn audit_ledger(&self) -> Result<LedgerAudit> {
-        let (accounts, minted, gone) = self.ledger_accounts()?;
-        let supply: Nat = self.query(self.ids.ledger, "icrc1_total_supply", &())?;
+        self.audit_ledger_on(self.ids.ledger)
+    }
+
+    /// [`MarketFixture::audit_ledger`] of any ledger the market uses.
+    pub fn audit_ledger_on(&self, ledger: Principal) -> Result<LedgerAudit> {
+        let (accounts, minted, gone) = self.ledger_accounts(ledger)?;
+        let supply: Nat = self.query(ledger, "icrc1_total_supply", &())?;
         let total_supply = nat(&supply);
         let mut balances = BTreeMap::new();
         for a in &accounts {
-            balances.insert(*a, self.balance(*a)?);
+            balances.insert(*a, self.balance_on(ledger, *a)?);
         }
         let sum: Tokens = balances.values().sum();
         if sum != total_supply || minted.checked_sub(gone) != Some(total_supply) {
             return Err(fail(format!(
-                "ledger: accounts hold {sum}, total supply {total_supply}, minted {minted} less burned and fees {gone}"
+                "ledger {ledger}: accounts hold {sum}, total supply {total_supply}, minted {minted} less burned and fees {gone}"
             )));
         }
         Ok(LedgerAudit {
@@ -843,6 +852,11 @@ impl MarketFixture {
     /// locks against the matcher's jobs (see the module docs).
     pub fn audit_in_flight(&self) -> Result<Audit> {
         let ledger = self.audit_ledger()?;
+        if let Some(p) = self.pricing {
+            for l in [p.cycles_ledger, p.eth_ledger, p.unrated_ledger] {
+                self.audit_ledger_on(l)?;
+            }
+        }
         let mut audit = Audit {
             total_supply: ledger.total_supply,
             minted: ledger.minted,
@@ -877,28 +891,13 @@ impl MarketFixture {
             return Err(fail(format!("escrow: ledger calls pending: {pending:?}")));
         }
         let text = self.metrics(ids.escrow)?;
-        let prefix = format!("escrow_liabilities{{ledger=\"{}\"", ids.ledger);
-        audit.escrow_liabilities =
-            metric(&text, &prefix).ok_or_else(|| fail("escrow: no liabilities metric"))?;
-        let main = balances
-            .get(&crate::account(ids.escrow))
-            .copied()
-            .unwrap_or(0);
-        if main != audit.escrow_liabilities {
-            return Err(fail(format!(
-                "escrow: main account holds {main}, liabilities are {}",
-                audit.escrow_liabilities
-            )));
-        }
-        let unnotified: Tokens = balances
-            .iter()
-            .filter(|(a, _)| a.owner == ids.escrow && a.subaccount.is_some())
-            .map(|(_, b)| b)
-            .sum();
-        if unnotified != 0 {
-            return Err(fail(format!(
-                "escrow: {unnotified} sits in deposit accounts, not notified"
-            )));
+        audit.escrow_liabilities = escrow_holdings(&text, ids.escrow, ids.ledger, &balances)?;
+        if let Some(p) = self.pricing {
+            for l in [p.cycles_ledger, p.eth_ledger, p.unrated_ledger] {
+                let on = self.audit_ledger_on(l)?;
+                let owed = escrow_holdings(&text, ids.escrow, l, &on.balances)?;
+                audit.other_liabilities.insert(l, owed);
+            }
         }
 
         // The registry.
@@ -983,6 +982,37 @@ impl MarketFixture {
         audit.jobs = log.funded.len();
         Ok(audit)
     }
+}
+
+/// What the escrow owes its users on `ledger` (its liabilities metric),
+/// checked against what its main account on that ledger holds; nothing may
+/// sit in its deposit accounts unnotified.
+fn escrow_holdings(
+    metrics: &str,
+    escrow: Principal,
+    ledger: Principal,
+    balances: &BTreeMap<Account, Tokens>,
+) -> Result<Tokens> {
+    let prefix = format!("escrow_liabilities{{ledger=\"{ledger}\"");
+    let owed = metric(metrics, &prefix)
+        .ok_or_else(|| fail(format!("escrow: no liabilities metric on {ledger}")))?;
+    let main = balances.get(&crate::account(escrow)).copied().unwrap_or(0);
+    if main != owed {
+        return Err(fail(format!(
+            "escrow: main account on {ledger} holds {main}, liabilities are {owed}"
+        )));
+    }
+    let unnotified: Tokens = balances
+        .iter()
+        .filter(|(a, _)| a.owner == escrow && a.subaccount.is_some())
+        .map(|(_, b)| b)
+        .sum();
+    if unnotified != 0 {
+        return Err(fail(format!(
+            "escrow: {unnotified} sits in deposit accounts on {ledger}, not notified"
+        )));
+    }
+    Ok(owed)
 }
 
 #[cfg(test)]

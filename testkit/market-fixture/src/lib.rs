@@ -22,17 +22,19 @@ mod audit;
 pub mod jobs;
 pub mod ledger_types;
 pub mod metrics;
+pub mod pricing;
 mod transport;
 
-use ledger_types::{approve_args, local_icp, transfer_arg};
+use ledger_types::{approve_args, local_icp};
 
 pub use audit::{Audit, LedgerAudit};
+pub use pricing::{PricingIds, PricingSettings};
 pub use transport::DevnetTransport;
 
 use candid::utils::{ArgumentDecoder, ArgumentEncoder};
 use candid::{CandidType, Nat, Principal};
 use devnet::{Devnet, DevnetConfig};
-use market_api::escrow::{Balance, DepositArgs, EscrowError, EscrowInit, LedgerInfo};
+use market_api::escrow::{Balance, EscrowError, EscrowInit, LedgerInfo};
 use market_api::matcher::{
     Assignment, AssignmentPage, GFUEL, HeartbeatItem, Job, JobChunk, JobChunkRequest, JobLimits,
     JobPart, JobSpec, JobView, MatcherError, MatcherInit, ModuleInfo, ModuleSource, ModuleUpload,
@@ -126,6 +128,9 @@ pub struct Settings {
     pub probe_failures: Option<u32>,
     /// What one probe costs a service lease (`None`: the default).
     pub probe_fee: Option<Tokens>,
+    /// XDR prices and tokens besides ICP (`None`: ICP alone, priced in
+    /// e8s, and no rate sources).
+    pub pricing: Option<PricingSettings>,
     /// The devnet's limits.
     pub devnet: DevnetConfig,
 }
@@ -144,6 +149,7 @@ impl Default for Settings {
             probe_interval_secs: None,
             probe_failures: None,
             probe_fee: None,
+            pricing: None,
             devnet: DevnetConfig::default(),
         }
     }
@@ -159,6 +165,8 @@ pub struct MarketFixture {
     pub ids: CanisterIds,
     /// The parameters it was deployed with.
     pub settings: Settings,
+    /// The rate sources and extra ledgers, with [`Settings::pricing`].
+    pub pricing: Option<PricingIds>,
 }
 
 /// A deterministic test principal (29 bytes, like a self-authenticating one).
@@ -257,9 +265,47 @@ impl MarketFixture {
             })
         })?;
         install(&mut dn, ids.escrow, "escrow", escrow_arg)?;
+        let pricing = match &settings.pricing {
+            None => None,
+            Some(p) => {
+                let pids = PricingIds {
+                    cmc: dn.create_canister(vec![admin()]),
+                    xrc: dn.create_canister(vec![admin()]),
+                    cycles_ledger: dn.create_canister(vec![admin()]),
+                    eth_ledger: dn.create_canister(vec![admin()]),
+                    unrated_ledger: dn.create_canister(vec![admin()]),
+                };
+                let none = enc(&|| candid::encode_args(()))?;
+                install(&mut dn, pids.cmc, "rates-standin", none.clone())?;
+                install(&mut dn, pids.xrc, "rates-standin", none)?;
+                for (id, name, symbol, decimals, fee) in [
+                    (
+                        pids.cycles_ledger,
+                        "Trillion Cycles",
+                        "TCYCLES",
+                        12,
+                        pricing::CYCLES_LEDGER_FEE,
+                    ),
+                    (
+                        pids.eth_ledger,
+                        "ckETH (local)",
+                        "ckETH",
+                        18,
+                        pricing::ETH_FEE,
+                    ),
+                    (pids.unrated_ledger, "Unrated (local)", "XTK", 8, 10_000),
+                ] {
+                    let arg = enc(&|| {
+                        candid::encode_one(pricing::ledger_arg(name, symbol, decimals, fee))
+                    })?;
+                    install(&mut dn, id, "ledger", arg)?;
+                }
+                Some((pids, pricing::config(&pids, p)))
+            }
+        };
         let matcher_arg = enc(&|| {
             candid::encode_one(MatcherInit {
-                pricing: None,
+                pricing: pricing.as_ref().map(|(_, c)| c.clone()),
                 registry: ids.registry,
                 escrow: ids.escrow,
                 grace_secs: settings.grace_secs,
@@ -278,11 +324,22 @@ impl MarketFixture {
         let net = MarketFixture {
             devnet: Arc::new(Mutex::new(dn)),
             ids,
+            pricing: pricing.as_ref().map(|(ids, _)| *ids),
             settings,
         };
-        let info: std::result::Result<LedgerInfo, EscrowError> =
-            net.update(ids.escrow, admin(), "add_ledger", &ids.ledger)?;
-        info.map_err(|e| refused("add_ledger", e))?;
+        let mut ledgers = vec![ids.ledger];
+        if let Some(p) = net.pricing {
+            ledgers.extend([p.cycles_ledger, p.eth_ledger, p.unrated_ledger]);
+        }
+        for ledger in ledgers {
+            let info: std::result::Result<LedgerInfo, EscrowError> =
+                net.update(ids.escrow, admin(), "add_ledger", &ledger)?;
+            info.map_err(|e| refused("add_ledger", e))?;
+        }
+        if let Some(p) = &net.settings.pricing {
+            net.set_icp_xdr_rate(p.xdr_permyriad_per_icp)?;
+            net.set_eth_xdr_rate(p.eth_xdr_rate)?;
+        }
         Ok(net)
     }
 
@@ -460,22 +517,17 @@ impl MarketFixture {
 
     /// Mints `amount` to `owner`'s default account.
     pub fn mint(&self, owner: Principal, amount: Tokens) -> Result<u128> {
-        self.transfer(minter(), account(owner), amount)
+        self.mint_on(self.ids.ledger, owner, amount)
     }
 
     /// An ICRC-1 transfer from `from`'s default account; returns the block.
     pub fn transfer(&self, from: Principal, to: Account, amount: Tokens) -> Result<u128> {
-        let arg = transfer_arg(to, amount);
-        let r: std::result::Result<Nat, candid::IDLValue> =
-            self.update(self.ids.ledger, from, "icrc1_transfer", &arg)?;
-        let block = r.map_err(|e| refused("icrc1_transfer", e))?;
-        Ok(nat(&block))
+        self.transfer_on(self.ids.ledger, from, to, amount)
     }
 
     /// `account`'s balance on the ledger.
     pub fn balance(&self, account: Account) -> Result<Tokens> {
-        let n: Nat = self.query(self.ids.ledger, "icrc1_balance_of", &account)?;
-        Ok(nat(&n))
+        self.balance_on(self.ids.ledger, account)
     }
 
     /// Approves `spender` to take up to `amount` from `owner`'s default account.
@@ -489,21 +541,12 @@ impl MarketFixture {
     /// Pull deposit: approves the escrow and deposits `amount` of `owner`'s
     /// ledger tokens into its escrow balance; returns the amount credited.
     pub fn deposit(&self, owner: Principal, amount: Tokens) -> Result<Tokens> {
-        self.approve(owner, self.ids.escrow, amount + self.settings.fee)?;
-        let args = DepositArgs {
-            ledger: self.ids.ledger,
-            amount,
-            from_subaccount: None,
-        };
-        let r: std::result::Result<Tokens, EscrowError> =
-            self.update(self.ids.escrow, owner, "deposit", &args)?;
-        r.map_err(|e| refused("deposit", e))
+        self.deposit_on(self.ids.ledger, owner, amount)
     }
 
     /// `owner`'s escrow balance on the market fixture's ledger.
     pub fn escrow_balance(&self, owner: Principal) -> Result<Balance> {
-        self.query_args(self.ids.escrow, "balance_of", (owner, self.ids.ledger))
-            .map(|(b,): (Balance,)| b)
+        self.escrow_balance_on(self.ids.ledger, owner)
     }
 
     /// Registers `provider` with `node` as the principal its daemon signs
