@@ -113,7 +113,8 @@ impl MarketFixture {
             .expect("a market deployed with Settings::pricing")
     }
 
-    /// Sets the cycles minting canister's ICP/XDR rate, dated `timestamp_secs`.
+    /// Sets the cycles minting canister's ICP/XDR rate, dated
+    /// `timestamp_secs` (0: always current).
     pub fn set_icp_xdr_rate_at(
         &self,
         xdr_permyriad_per_icp: u64,
@@ -131,12 +132,14 @@ impl MarketFixture {
         r.map_err(|e| refused("set_icp_xdr_conversion_rate", e))
     }
 
-    /// Sets the ICP/XDR rate, dated now.
+    /// Sets the ICP/XDR rate, kept current: each answer is dated with the
+    /// time it is given (to the minute), as the cycles minting canister's
+    /// regular updates would.
     pub fn set_icp_xdr_rate(&self, xdr_permyriad_per_icp: u64) -> Result<()> {
-        self.set_icp_xdr_rate_at(xdr_permyriad_per_icp, self.time_ns() / 1_000_000_000)
+        self.set_icp_xdr_rate_at(xdr_permyriad_per_icp, 0)
     }
 
-    /// Sets the 18-decimal token's rate in XDR (times 10^9), dated now.
+    /// Sets the 18-decimal token's rate in XDR (times 10^9), kept current.
     pub fn set_eth_xdr_rate(&self, rate: u64) -> Result<()> {
         let r: std::result::Result<(), String> = self.update(
             self.pricing_ids().xrc,
@@ -146,7 +149,7 @@ impl MarketFixture {
                 symbol: ETH_SYMBOL.into(),
                 rate,
                 decimals: 9,
-                timestamp: self.time_ns() / 1_000_000_000,
+                timestamp: 0,
             },
         )?;
         r.map_err(|e| refused("set_exchange_rate", e))

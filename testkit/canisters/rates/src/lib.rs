@@ -5,7 +5,9 @@
 //! it once as each.
 //!
 //! What it emulates: the methods' Candid types; the CMC's rate as last set
-//! (with its timestamp, which the matcher checks for age); the exchange rate
+//! (with its timestamp, which the matcher checks for age: a rate set with
+//! timestamp 0 is dated with the time of each answer, rounded down to the
+//! minute, like a source that keeps updating); the exchange rate
 //! canister's refusals of a call from the anonymous principal, of a call
 //! with fewer than `xrc::REQUEST_CYCLES` attached (`NotEnoughCycles`), and of
 //! an unknown base asset (`CryptoBaseAssetNotFound`) or a quote other than
@@ -39,8 +41,18 @@ pub struct TokenRate {
     pub rate: u64,
     /// The rate's decimals.
     pub decimals: u32,
-    /// The time the rate is for, in seconds since the Unix epoch.
+    /// The time the rate is for, in seconds since the Unix epoch (0: the
+    /// time of each answer, rounded down to the minute).
     pub timestamp: u64,
+}
+
+/// `timestamp`, or for 0 the current time rounded down to the minute.
+fn dated(timestamp: u64) -> u64 {
+    if timestamp != 0 {
+        return timestamp;
+    }
+    let now = ic_cdk::api::time() / 1_000_000_000;
+    now - now % 60
 }
 
 #[derive(Default)]
@@ -62,7 +74,8 @@ fn controller_only() -> Result<(), String> {
     }
 }
 
-/// Sets the ICP/XDR rate `get_icp_xdr_conversion_rate` answers (controllers).
+/// Sets the ICP/XDR rate `get_icp_xdr_conversion_rate` answers
+/// (controllers); a timestamp of 0 dates each answer now.
 #[ic_cdk::update]
 fn set_icp_xdr_conversion_rate(rate: IcpXdrConversionRate) -> Result<(), String> {
     controller_only()?;
@@ -83,12 +96,15 @@ fn set_exchange_rate(rate: TokenRate) -> Result<(), String> {
 /// then, so a matcher reading it refuses it).
 #[ic_cdk::query]
 fn get_icp_xdr_conversion_rate() -> IcpXdrConversionRateResponse {
-    let data = STATE
+    let mut data = STATE
         .with_borrow(|s| s.icp_xdr)
         .unwrap_or(IcpXdrConversionRate {
             timestamp_seconds: 0,
             xdr_permyriad_per_icp: 0,
         });
+    if data.xdr_permyriad_per_icp != 0 {
+        data.timestamp_seconds = dated(data.timestamp_seconds);
+    }
     IcpXdrConversionRateResponse {
         data,
         hash_tree: vec![],
@@ -122,7 +138,7 @@ fn get_exchange_rate(request: GetExchangeRateRequest) -> GetExchangeRateResult {
     GetExchangeRateResult::Ok(ExchangeRate {
         base_asset: request.base_asset,
         quote_asset: request.quote_asset,
-        timestamp: rate.timestamp,
+        timestamp: dated(rate.timestamp),
         rate: rate.rate,
         metadata: ExchangeRateMetadata {
             decimals: rate.decimals,
@@ -131,7 +147,7 @@ fn get_exchange_rate(request: GetExchangeRateRequest) -> GetExchangeRateResult {
             quote_asset_num_received_rates: 1,
             quote_asset_num_queried_sources: 1,
             standard_deviation: 0,
-            forex_timestamp: Some(rate.timestamp),
+            forex_timestamp: Some(dated(rate.timestamp)),
         },
     })
 }
