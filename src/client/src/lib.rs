@@ -6,7 +6,8 @@
 //!   [`Transport`](transport::Transport) trait lets the test kit plug in
 //!   its in-process devnet.
 //! - [`client`] makes typed calls on top of it ([`MarketClient`]) and
-//!   formats token amounts ([`client::tokens`]).
+//!   formats token amounts ([`client::tokens`]) and prices in a token or
+//!   in XDR ([`client::prices`]).
 //! - [`identity`] loads and creates PEM identities as dfx writes them.
 //! - [`config`] merges a program's TOML file, environment and flags;
 //!   [`session`] connects a command to the configured network.

@@ -5,6 +5,7 @@
 //! [`ClientError`] whose message says what to do about it.
 
 mod error;
+pub mod prices;
 pub mod time;
 pub mod tokens;
 
@@ -20,6 +21,7 @@ use market_api::matcher::{
     ReservationId, ReservationSpec, ReservedJobArgs, ServiceView, SetDelegatesArgs, Sha256,
     SubmitResultArgs,
 };
+use market_api::prices::RatesView;
 use market_api::registry::{
     Eligibility, ListProvidersArgs, Provider, ProviderPage, ProviderProfile, RegistryConfig,
     StakeAccount, TrackRecord, Unbonding,
@@ -391,6 +393,12 @@ impl<T: Transport> MarketClient<T> {
     /// `get_config` of the matcher (its grace period, among others).
     pub async fn matcher_config(&self) -> Result<MatcherInit, ClientError> {
         self.query1(Target::Matcher, "get_config", ()).await
+    }
+
+    /// `get_rates`: the rate each ledger's token was last read at, the
+    /// oldest a lock may convert at and the buffer XDR locks hold.
+    pub async fn rates(&self) -> Result<RatesView, ClientError> {
+        self.query1(Target::Matcher, "get_rates", ()).await
     }
 
     /// `post_offer`; returns the offer id.

@@ -456,3 +456,28 @@ fn dispute_job_is_an_update_of_the_job_id_and_refusals_read_plainly() {
         "{err}"
     );
 }
+
+#[test]
+fn rates_is_a_query_of_the_matcher_without_arguments() {
+    use market_api::prices::{LedgerRate, RatesView, Valuation};
+    let (rec, c) = client();
+    let view = RatesView {
+        ledgers: vec![LedgerRate {
+            ledger: ids().ledger,
+            source: None,
+            valuation: Some(Valuation::cycles()),
+            last_error: None,
+        }],
+        max_rate_age_secs: 1_800,
+        rate_buffer_ppm: 100_000,
+    };
+    rec.answer(Ok(Encode!(&view).unwrap()));
+    assert_eq!(block_on(c.rates()), Ok(view));
+    let sent = rec.last();
+    assert!(!sent.update);
+    assert_eq!(
+        (sent.canister, sent.method.as_str()),
+        (ids().matcher, "get_rates")
+    );
+    Decode!(&sent.arg).unwrap();
+}
