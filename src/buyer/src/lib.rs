@@ -20,6 +20,7 @@ mod dispute;
 mod error;
 mod funds;
 mod module;
+mod pricing;
 mod providers;
 mod request;
 mod reserve;
@@ -34,6 +35,7 @@ pub use dispute::{dispute, dispute_message, why_not_disputable};
 pub use error::BuyerError;
 pub use funds::{Funds, check_funds, deposit, funds, withdraw};
 pub use module::{ModuleUpload, ensure_module, sha256_of};
+pub use pricing::{job_locked, job_pricing_text, lock_now, paying_unit, quote, rates_text};
 pub use providers::{LIST_HEADER as PROVIDERS_HEADER, list_row as provider_row, providers};
 pub use request::{JobRequest, audit_ppm_of, format_ppm, job_lock, parse_audit_ppm};
 pub use reserve::{

@@ -35,6 +35,7 @@ use market::{self as buyer, BuyerError, Console, RunOptions, RunReport};
 use market_api::matcher::Job;
 use market_api::{Account, PageRequest};
 use market_client::IdentityCommand;
+use market_client::client::prices::Price;
 use market_client::client::tokens::format_tokens;
 use market_client::config::{self, App, NetworkArgs, Settings};
 use market_client::session::{self, Session};
@@ -95,6 +96,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Command::Providers(a) => providers(&s, a).await,
                 Command::Serve(a) => serve(&s, a).await,
                 Command::Service(a) => show_service(&s, a).await,
+                Command::Rates => rates(&s).await,
                 Command::Identity(_) | Command::Run(_) | Command::Submit(_) | Command::Sns(_) => {
                     unreachable!()
                 }
@@ -239,6 +241,7 @@ async fn jobs(s: &Session, args: JobsArgs) -> anyhow::Result<ExitCode> {
         say_none("jobs", &args);
         return Ok(ExitCode::SUCCESS);
     }
+    let quote = buyer::quote(&s.client).await;
     println!(
         "{:<8} {:<10} {:>14} {:>16}  {:<22} OUTCOME",
         "ID", "STATUS", "PAID", "MAX PER GFUEL", "AUDIT"
@@ -254,7 +257,7 @@ async fn jobs(s: &Session, args: JobsArgs) -> anyhow::Result<ExitCode> {
             j.id,
             format!("{:?}", j.status),
             format_tokens(j.paid),
-            format_tokens(j.spec.max_price_per_gfuel),
+            quote.format(&Price::of_spec(j.spec.max_price_per_gfuel, j.spec.currency)),
             buyer::audit_state(j),
         );
     }
@@ -383,7 +386,8 @@ async fn show_service(s: &Session, args: ReservationIdArgs) -> anyhow::Result<Ex
 
 async fn show_reservation(s: &Session, args: ReservationIdArgs) -> anyhow::Result<ExitCode> {
     let r = buyer::reservation(&s.client, args.id).await?;
-    println!("{}", buyer::describe_reservation(&r));
+    let quote = buyer::quote(&s.client).await;
+    println!("{}", buyer::describe_reservation(&r, &quote));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -396,9 +400,10 @@ async fn reservations(s: &Session, args: JobsArgs) -> anyhow::Result<ExitCode> {
         say_none("reservations", &args);
         return Ok(ExitCode::SUCCESS);
     }
+    let quote = buyer::quote(&s.client).await;
     println!("{}", buyer::RESERVATIONS_HEADER);
     for r in &list {
-        println!("{}", buyer::reservation_row(r));
+        println!("{}", buyer::reservation_row(r, &quote));
     }
     say_more("reservations", &args, list.len(), list.last().map(|r| r.id));
     Ok(ExitCode::SUCCESS)
@@ -461,10 +466,38 @@ async fn providers(s: &Session, args: ProvidersArgs) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
+async fn rates(s: &Session) -> anyhow::Result<ExitCode> {
+    let rates = s.client.rates().await?;
+    let now_secs = s.client.time_ns().await? / 1_000_000_000;
+    println!(
+        "{}",
+        buyer::rates_text(&rates, now_secs, s.client.ids().ledger)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `market sns ...`: prints proposal values from the settings and flags,
-/// without connecting.
+/// without connecting; a payload priced in XDR reads the matcher's rates
+/// first, to tell voters the most it may lock in ICP.
 fn sns(settings: &Settings, command: &SnsCommand) -> anyhow::Result<ExitCode> {
-    print!("{}", cli::sns::output(settings, command)?);
+    let rates = if cli::sns::needs_rates(command) {
+        Some(session::runtime()?.block_on(async {
+            let s = session::connect(settings).await?;
+            let rates = s.client.rates().await.context(
+                "an XDR price's ICP lock is stated at the matcher's current rate (get_rates)",
+            )?;
+            let now_secs = s.client.time_ns().await? / 1_000_000_000;
+            let min_audit_ppm = s.client.matcher_config().await?.min_audit_ppm();
+            anyhow::Ok(cli::sns::Rates {
+                rates,
+                now_secs,
+                min_audit_ppm,
+            })
+        })?)
+    } else {
+        None
+    };
+    print!("{}", cli::sns::output(settings, command, rates.as_ref())?);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -6,6 +6,7 @@ use market_api::matcher::{
     AUDIT_ALWAYS_PPM, JobLimits, JobSpec, MAX_ARG_LEN, MAX_ARGS, MAX_INPUT_BYTES, MAX_JOB_FUEL,
     ModuleSource, Sha256, fuel_cost_ceil, stored_bytes,
 };
+use market_api::prices::Currency;
 
 use super::BuyerError;
 
@@ -19,8 +20,10 @@ pub struct JobRequest {
     pub args: Vec<String>,
     /// The job's whole environment (nothing of the caller's is passed on).
     pub env: Vec<(String, String)>,
-    /// Highest price per billion fuel, in e8s.
+    /// Highest price per billion fuel, in e8s (or, in XDR, in cycles).
     pub max_price_per_gfuel: Tokens,
+    /// What the price is counted in (`None`: the ledger's token).
+    pub currency: Option<Currency>,
     /// The fuel budget: the most the job may use and be billed for.
     pub fuel: u64,
     /// The wall-clock time one attempt may take; `None`: derived from the
@@ -82,7 +85,8 @@ pub fn parse_audit_ppm(text: &str) -> Result<u32, String> {
 
 impl JobRequest {
     /// What the job locks from the escrow balance when submitted: its
-    /// budget at its highest price, rounded up (as `JobSpec::max_cost`).
+    /// budget at its highest price, rounded up (as `JobSpec::max_cost`);
+    /// for an XDR price, in cycles (the lock is its value in the token).
     pub fn max_cost(&self) -> Option<Tokens> {
         fuel_cost_ceil(self.fuel, self.max_price_per_gfuel)
     }
@@ -163,7 +167,7 @@ impl JobRequest {
     /// The matcher's job spec for the stored module `sha256`, paid on `ledger`.
     pub fn spec(&self, sha256: Sha256, ledger: Principal) -> JobSpec {
         JobSpec {
-            currency: None,
+            currency: self.currency,
             module: ModuleSource::Stored { sha256 },
             input: self.input.clone(),
             args: self.args.clone(),
@@ -212,6 +216,7 @@ mod tests {
             args: vec![],
             env: vec![],
             max_price_per_gfuel: 1_000,
+            currency: None,
             fuel: 5_000_000_000,
             deadline_secs: None,
             interval_secs: 60,

@@ -6,14 +6,18 @@ use candid::Principal;
 use market_api::escrow::EscrowError;
 use market_api::matcher::{
     CancelReservationArgs, ExtendReservationArgs, MatcherError, Reservation, ReservationId,
-    ReservationSpec, ReservationStatus, ReservedJobArgs, SetDelegatesArgs, lease_cost,
-    reservation_cost,
+    ReservationSpec, ReservationStatus, ReservedJobArgs, SetDelegatesArgs, reservation_cost,
+    service_probe_cost,
 };
+use market_api::prices::Currency;
 use market_api::{JobId, Tokens};
 
 use super::funds::check_funds_for;
+use super::pricing::lock_now;
+use super::request::format_ppm;
 use super::sns::check_principal;
 use super::{BuyerError, Console, JobRequest, ensure_module, with_retries};
+use market_client::client::prices::{Price, Quote};
 use market_client::client::tokens::format_tokens;
 use market_client::client::{ClientError, MarketClient};
 use market_client::transport::Transport;
@@ -32,24 +36,30 @@ fn plural(n: impl Into<u64>) -> &'static str {
     if n.into() == 1 { "" } else { "s" }
 }
 
-/// What reserving `spec` locks: slots × intervals × max price and, for a
-/// service lease, what the matcher's health probes of its replicas can
-/// cost at the matcher's probe interval and fee; an error says what to
-/// deposit when the free escrow balance does not cover it. Makes no call
+/// What reserving `spec` locks: slots × intervals × max price (for an XDR
+/// price, its value in the ledger's token at the matcher's rate now, plus
+/// its buffer) and, for a service lease, what the matcher's health probes
+/// of its replicas can cost at the matcher's probe interval and fee; an
+/// error says what to deposit when the free escrow balance does not cover
+/// it. Returns the lock and the rates it was computed at. Makes no call
 /// that changes state.
 pub async fn check_lease_funds<T: Transport>(
     client: &MarketClient<T>,
     spec: &ReservationSpec,
-) -> Result<Tokens, BuyerError> {
-    let needed = if spec.service.is_some() {
+) -> Result<(Tokens, Quote), BuyerError> {
+    let overflow = || BuyerError::Request("--max-price × --slots × --intervals overflows".into());
+    let cost = reservation_cost(spec).ok_or_else(overflow)?;
+    let (slots, quote) = lock_now(client, spec.currency, cost).await?;
+    let probes = if spec.service.is_some() {
         let config = with_retries(|| client.matcher_config()).await?;
-        lease_cost(spec, config.probe_interval_secs(), config.probe_fee())
+        service_probe_cost(spec, config.probe_interval_secs(), config.probe_fee())
+            .ok_or_else(overflow)?
     } else {
-        reservation_cost(spec)
-    }
-    .ok_or_else(|| BuyerError::Request("--max-price × --slots × --intervals overflows".into()))?;
+        0
+    };
+    let needed = slots.checked_add(probes).ok_or_else(overflow)?;
     check_funds_for(client, "the reservation", needed).await?;
-    Ok(needed)
+    Ok((needed, quote))
 }
 
 /// Checks that the free escrow balance covers slots × intervals × max
@@ -61,7 +71,7 @@ pub async fn reserve<T: Transport>(
     spec: ReservationSpec,
     console: &mut Console,
 ) -> Result<ReservationId, BuyerError> {
-    let needed = check_lease_funds(client, &spec).await?;
+    let (needed, quote) = check_lease_funds(client, &spec).await?;
     // Not retried: a repeated call would be a second reservation.
     let id = match client.reserve(spec.clone()).await {
         Err(e) if escrow_short(&e) => {
@@ -72,16 +82,30 @@ pub async fn reserve<T: Transport>(
         other => other?,
     };
     console.line(format!(
-        "reserved {} slot{} × {} interval{} of {} s at most {} each: up to {} locked",
+        "reserved {} slot{} × {} interval{} of {} s at most {} each: up to {} locked{}",
         spec.slots,
         plural(spec.slots),
         spec.intervals,
         plural(spec.intervals),
         spec.interval_secs,
-        format_tokens(spec.max_price_per_interval),
+        quote.format(&max_price(&spec)),
         format_tokens(needed),
+        if spec.currency == Some(Currency::Xdr) {
+            format!(
+                " (the XDR price at the rate now, plus {} as a buffer; each slot's price \
+                 converts at the rate when it is matched)",
+                format_ppm(quote.buffer_ppm)
+            )
+        } else {
+            String::new()
+        },
     ));
     Ok(id)
+}
+
+/// A reservation's highest price per slot and interval, in its currency.
+fn max_price(spec: &ReservationSpec) -> Price {
+    Price::of_spec(spec.max_price_per_interval, spec.currency)
 }
 
 /// The reservation `id`, or an error saying there is none.
@@ -147,12 +171,14 @@ pub async fn extend<T: Transport>(
 ) -> Result<Tokens, BuyerError> {
     let r = reservation(client, id).await?;
     let live = r.slots.iter().filter(|s| !s.status.is_terminal()).count() as u32;
-    let needed = r
+    let cost = r
         .spec
         .max_price_per_interval
         .checked_mul(Tokens::from(live))
         .and_then(|a| a.checked_mul(Tokens::from(intervals)))
         .ok_or_else(|| BuyerError::Request("--intervals: the cost overflows".into()))?;
+    // An XDR reservation's extension locks at the rate now.
+    let (needed, _) = lock_now(client, r.spec.currency, cost).await?;
     check_funds_for(client, "the extension", needed).await?;
     let args = ExtendReservationArgs {
         reservation: id,
@@ -208,9 +234,10 @@ pub async fn cancel<T: Transport>(
     reservation(client, id).await
 }
 
-/// What `market reservation ID` prints: the terms, each slot, the money
-/// and the delegates.
-pub fn describe(r: &Reservation) -> String {
+/// What `market reservation ID` prints: the terms (the price in its unit,
+/// with what it is worth in ICP at `quote`), each slot, the money and the
+/// delegates.
+pub fn describe(r: &Reservation, quote: &Quote) -> String {
     let s = &r.spec;
     let mut out = format!(
         "reservation {}  {:?}\n  owner      {}\n  terms      {} slot{} × {} interval{} of {} s, at \
@@ -224,7 +251,7 @@ pub fn describe(r: &Reservation) -> String {
         s.intervals,
         plural(s.intervals),
         s.interval_secs,
-        format_tokens(s.max_price_per_interval),
+        quote.format(&max_price(s)),
         s.memory_mib,
         s.fuel_per_interval,
         format_tokens(r.locked),
@@ -264,15 +291,16 @@ pub fn describe(r: &Reservation) -> String {
 pub const LIST_HEADER: &str =
     "ID       STATUS      SLOTS  INTERVALS  MAX PRICE          LOCKED            PAID  QUEUED";
 
-/// One line of `market reservations`.
-pub fn list_row(r: &Reservation) -> String {
+/// One line of `market reservations` (the price in its unit, with what it
+/// is worth in ICP at `quote`).
+pub fn list_row(r: &Reservation, quote: &Quote) -> String {
     format!(
         "{:<8} {:<10} {:>6} {:>10}  {:<16} {:>16} {:>16} {:>6}",
         r.id,
         format!("{:?}", r.status),
         r.spec.slots,
         r.spec.intervals,
-        format_tokens(r.spec.max_price_per_interval),
+        quote.format(&max_price(&r.spec)),
         format_tokens(r.locked),
         format_tokens(r.paid),
         r.queued_jobs,
@@ -332,7 +360,8 @@ mod tests {
 
     #[test]
     fn the_description_shows_each_slot_the_money_and_the_delegates() {
-        let text = describe(&sample());
+        let offline = Quote::offline(crate::paying_unit());
+        let text = describe(&sample(), &offline);
         for expected in [
             "reservation 7  Active",
             "2 slots × 3 intervals of 60 s, at most 0.001 ICP per slot and interval",
@@ -347,7 +376,42 @@ mod tests {
         ] {
             assert!(text.contains(expected), "{expected:?} in\n{text}");
         }
-        let row = list_row(&sample());
+        let row = list_row(&sample(), &offline);
         assert!(row.starts_with("7        Active"), "{row}");
+    }
+
+    #[test]
+    fn an_xdr_reservation_shows_its_price_in_xdr_and_in_icp() {
+        use market_api::prices::{LedgerRate, RatesView, Valuation, cmc};
+        let mut r = sample();
+        r.spec.currency = Some(Currency::Xdr);
+        // 0.02 XDR per slot and interval.
+        r.spec.max_price_per_interval = 20_000_000_000;
+        let rates = RatesView {
+            ledgers: vec![LedgerRate {
+                ledger: r.spec.ledger,
+                source: None,
+                valuation: Valuation::from_cmc(&cmc::IcpXdrConversionRate {
+                    timestamp_seconds: 1,
+                    xdr_permyriad_per_icp: 40_000,
+                }),
+                last_error: None,
+            }],
+            max_rate_age_secs: 1_800,
+            rate_buffer_ppm: 100_000,
+        };
+        let quote = Quote::at(&rates, r.spec.ledger, crate::paying_unit());
+        let text = describe(&r, &quote);
+        assert!(
+            text.contains("at most 0.02 XDR (about 0.005 ICP) per slot and interval"),
+            "{text}"
+        );
+        assert!(
+            list_row(&r, &quote).contains("0.02 XDR (about 0.005 ICP)"),
+            "{}",
+            list_row(&r, &quote)
+        );
+        let offline = Quote::offline(crate::paying_unit());
+        assert!(describe(&r, &offline).contains("at most 0.02 XDR per slot"));
     }
 }

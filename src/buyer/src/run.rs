@@ -9,11 +9,14 @@ use market_api::escrow::{EscrowError, storage_fee};
 use market_api::matcher::{Job, MatcherError, ReservationId};
 
 use super::funds::{AUDITED_JOB, JOB, check_funds_for, require_free};
+use super::pricing::lock_now;
 use super::request::{audit_ppm_of, format_ppm, job_lock};
 use super::{
     BuyerError, Console, JobRequest, Settlement, ensure_module, funds, settlement, submit_reserved,
     watch, with_retries,
 };
+use market_api::prices::Currency;
+use market_client::client::prices::Price;
 use market_client::client::tokens::format_tokens;
 use market_client::client::{ClientError, MarketClient};
 use market_client::transport::Transport;
@@ -74,7 +77,9 @@ pub async fn submit<T: Transport>(
         .await?
         .min_audit_ppm();
     let audit_ppm = audit_ppm_of(request.audit_ppm, min_audit_ppm);
-    let lock = job_lock(max_cost, audit_ppm).ok_or_else(overflow)?;
+    let cost = job_lock(max_cost, audit_ppm).ok_or_else(overflow)?;
+    // An XDR price locks its value in the ledger's token at the rate now.
+    let (lock, quote) = lock_now(client, request.currency, cost).await?;
     let f = funds(client).await?;
     let storage = storage_fee(f.fee, request.stored_bytes())
         .ok_or_else(|| BuyerError::Request("the storage fee overflows".into()))?;
@@ -100,11 +105,20 @@ pub async fn submit<T: Transport>(
         format_tokens(lock),
         if audit_ppm > 0 { "twice " } else { "" },
         request.fuel,
-        format_tokens(request.max_price_per_gfuel),
+        quote.format(&Price::of_spec(
+            request.max_price_per_gfuel,
+            request.currency
+        )),
         audit_text(audit_ppm),
         deadline_text(request.deadline_secs),
         format_tokens(storage),
     ));
+    if request.currency == Some(Currency::Xdr) {
+        console.line(format!(
+            "  priced in XDR: the lock is its value in ICP at the rate now, plus {} as a buffer;              the price agreed converts at the rate when the job is matched, what is unused              returns at settle",
+            format_ppm(quote.buffer_ppm)
+        ));
+    }
     Ok(id)
 }
 

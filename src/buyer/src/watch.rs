@@ -16,7 +16,8 @@ use market_api::matcher::{
 };
 use market_api::{EventPage, JobId, PageRequest, Tokens};
 
-use super::request::{audit_ppm_of, job_lock};
+use super::pricing::{job_locked, job_pricing_text};
+use super::request::audit_ppm_of;
 use super::{BuyerError, Console, sha256_of, with_retries};
 use market_client::client::MarketClient;
 pub use market_client::client::time::format_time;
@@ -401,13 +402,9 @@ pub async fn settlement<T: Transport>(client: &MarketClient<T>, job: &Job) -> Se
     }
     let audited = may_be_audited(client, job).await;
     let known = audited.is_some();
-    // A one-off job that may be audited locks its budget twice.
-    let ppm = if audited == Some(true) { 1 } else { 0 };
-    let locked = job
-        .spec
-        .max_cost()
-        .and_then(|c| job_lock(c, ppm))
-        .unwrap_or(Tokens::MAX);
+    // A one-off job that may be audited locks its budget twice; an XDR
+    // job's lock is that at its lock's rate, with its buffer.
+    let locked = job_locked(job, audited == Some(true)).unwrap_or(Tokens::MAX);
     if job.status == JobStatus::Reported {
         // After a verdict the lock paid auditors too (and took back a
         // losing provider's pay): the job's record says what it paid.
@@ -543,6 +540,9 @@ pub fn summary(job: &Job, settlement: &Settlement) -> String {
             format_tokens(settlement.locked),
         ));
     }
+    if let Some(p) = job_pricing_text(job) {
+        s.push_str(&format!("\n  pricing   {p}"));
+    }
     if let Some(a) = &job.audit {
         s.push_str(&format!(
             "\n  audit     {} ({})",
@@ -609,6 +609,62 @@ pub(crate) mod tests {
             kind: JobKind::OneOff,
             audit: None,
         }
+    }
+
+    #[test]
+    fn an_xdr_job_shows_the_rates_its_lock_and_its_price_converted_at() {
+        use market_api::matcher::JobPricing;
+        use market_api::prices::{Currency, PriceConversion, Valuation, XdrTerms, cmc};
+        let at = |permyriad: u64, secs: u64| {
+            Valuation::from_cmc(&cmc::IcpXdrConversionRate {
+                timestamp_seconds: secs,
+                xdr_permyriad_per_icp: permyriad,
+            })
+            .unwrap()
+        };
+        let mut j = job(JobStatus::Running, 0);
+        j.spec.currency = Some(Currency::Xdr);
+        // 0.02 XDR per billion fuel, 5 billion fuel: 0.1 XDR.
+        j.spec.max_price_per_gfuel = 20_000_000_000;
+        assert_eq!(
+            job_pricing_text(&j).unwrap(),
+            "at most 0.02 XDR per billion fuel; not locked yet"
+        );
+        assert_eq!(job_locked(&j, false), None, "no lock rate recorded");
+        j.pricing = Some(JobPricing {
+            terms: XdrTerms {
+                max_price_cycles: 20_000_000_000,
+                lock_rate: at(40_000, 3_600),
+                buffer_ppm: 100_000,
+            },
+            conversion: Some(PriceConversion {
+                price_cycles: 15_000_000_000,
+                rate: at(50_000, 7_200),
+                capped: false,
+            }),
+        });
+        // 0.1 XDR at 4 XDR per ICP is 0.025 ICP, and 10 % more; twice
+        // when it may be audited.
+        assert_eq!(job_locked(&j, false), Some(2_750_000));
+        assert_eq!(job_locked(&j, true), Some(5_500_000));
+        let text = job_pricing_text(&j).unwrap();
+        assert_eq!(
+            text,
+            "at most 0.02 XDR (about 0.005 ICP) per billion fuel; locked at 1 ICP = 4 XDR (rate \
+             of 1970-01-01 01:00:00 UTC), 10% buffer; agreed 0.015 XDR per billion fuel, \
+             converted at 1 ICP = 5 XDR (rate of 1970-01-01 02:00:00 UTC)"
+        );
+        let s = summary(
+            &j,
+            &Settlement {
+                locked: 2_750_000,
+                paid: 0,
+                refunded: 2_750_000,
+                exact: false,
+            },
+        );
+        assert!(s.contains(&format!("\n  pricing   {text}")), "{s}");
+        assert_eq!(job_pricing_text(&job(JobStatus::Running, 0)), None);
     }
 
     fn result(code: i32, output: &[u8]) -> JobResult {

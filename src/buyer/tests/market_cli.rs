@@ -28,7 +28,7 @@ fn usage_errors_exit_2_and_say_what_to_fix() {
     let o = market(&["run", "job.wasm"], h);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("--max-price-per-gfuel <ICP>"),
+        stderr(&o).contains("--max-price-per-gfuel <PRICE>"),
         "{}",
         stderr(&o)
     );
@@ -39,6 +39,23 @@ fn usage_errors_exit_2_and_say_what_to_fix() {
     );
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("at most 8 decimals"), "{}", stderr(&o));
+
+    // A price in XDR counts cycles: at most 12 decimals.
+    let o = market(
+        &[
+            "run",
+            "job.wasm",
+            "--max-price-per-gfuel",
+            "0.0000000000001xdr",
+        ],
+        h,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("at most 12 decimals of XDR"),
+        "{}",
+        stderr(&o)
+    );
 
     // Files are read before anything is asked of the network.
     let o = market(

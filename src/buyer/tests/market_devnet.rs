@@ -157,6 +157,7 @@ fn request(input: &[u8], max_price: Tokens) -> JobRequest {
         args: vec![],
         env: vec![],
         max_price_per_gfuel: max_price,
+        currency: None,
         fuel: 5_000_000_000,
         deadline_secs: None,
         interval_secs: 20,
@@ -539,7 +540,7 @@ async fn a_person_reserves_a_slot_a_delegate_runs_a_job_in_it_then_it_is_extende
     assert_eq!(r.slots.len(), 1);
     assert_eq!(r.slots[0].provider, Some(provider_principal()));
     assert_eq!(r.slots[0].price_per_interval, Some(PRICE));
-    let shown = buyer::describe_reservation(&r);
+    let shown = buyer::describe_reservation(&r, &buyer::quote(c).await);
     assert!(
         shown.contains(&format!("reservation {id}  Active"))
             && shown.contains(&format!("provider {}", provider_principal()))
@@ -621,7 +622,7 @@ async fn a_person_reserves_a_slot_a_delegate_runs_a_job_in_it_then_it_is_extende
     let r = buyer::cancel_reservation(c, id).await.unwrap();
     assert_eq!(r.status, ReservationStatus::Cancelled);
     assert!(r.paid <= r.locked);
-    let shown = buyer::describe_reservation(&r);
+    let shown = buyer::describe_reservation(&r, &buyer::quote(c).await);
     assert!(
         shown.contains(&format!("reservation {id}  Cancelled")),
         "{shown}"

@@ -16,8 +16,9 @@ pub mod sns;
 
 use market::{BuyerError, JobRequest, parse_audit_ppm};
 use market_client::IdentityCommand;
+use market_client::client::prices::Price;
 use market_client::config::NetworkArgs;
-use parse::{amount, env_pair, positive_amount, read, read_module};
+use parse::{amount, env_pair, positive_amount, price, read, read_module};
 use serve::ServeArgs;
 use sns::{ReserveArgs, SnsCommand};
 
@@ -119,6 +120,15 @@ pub enum Command {
     /// List the providers that may take work, with their stake and track
     /// record (jobs completed, audits, missed deadlines, slashes).
     Providers(ProvidersArgs),
+    /// List the rate each ledger's token is valued at in XDR, where it
+    /// comes from and how old it is, and what XDR-priced locks hold above
+    /// their cost.
+    ///
+    /// A price in XDR (`--max-price 0.02xdr`) is paid in ICP: its lock
+    /// converts at the rate when it is made (plus the buffer), the price
+    /// agreed at the rate when it is matched; the unused lock returns at
+    /// settle.
+    Rates,
     /// Create or show your identity (PEM files as dfx writes them).
     #[command(subcommand)]
     Identity(IdentityCommand),
@@ -137,11 +147,13 @@ pub struct JobArgs {
     /// File given to the job on stdin (`-`: this command's stdin); at most 1 MiB.
     #[arg(long, short, value_name = "FILE")]
     pub input: Option<PathBuf>,
-    /// Highest price per billion fuel you pay, in ICP (`0.001`) or e8s
-    /// (`100000e8s`); the job locks this × --fuel until its result is final.
-    /// Not needed (and ignored) with --reservation.
-    #[arg(long, value_name = "ICP", value_parser = positive_amount, required_unless_present = "reservation")]
-    pub max_price_per_gfuel: Option<Tokens>,
+    /// Highest price per billion fuel you pay, in ICP (`0.001`, `0.001icp`)
+    /// or e8s (`100000e8s`), or in XDR (`0.0002xdr`: paid in ICP, locked at
+    /// the rate now plus the market's buffer); the job locks this × --fuel
+    /// until its result is final. Not needed (and ignored) with
+    /// --reservation.
+    #[arg(long, value_name = "PRICE", value_parser = price, required_unless_present = "reservation")]
+    pub max_price_per_gfuel: Option<Price>,
     /// Fuel budget (deterministic instruction count): the most the job may
     /// use, and so the most it is billed for; it pays for what it uses.
     /// `provider-node exec` measures what it needs.
@@ -323,7 +335,8 @@ impl JobArgs {
             args: self.args.iter().chain(&self.rest).cloned().collect(),
             env: self.env.clone(),
             // A reserved job's price is ignored: the slot pays.
-            max_price_per_gfuel: self.max_price_per_gfuel.unwrap_or(0),
+            max_price_per_gfuel: self.max_price_per_gfuel.map_or(0, |p| p.amount),
+            currency: self.max_price_per_gfuel.and_then(|p| p.spec_currency()),
             fuel: self.fuel,
             deadline_secs: self.deadline,
             interval_secs: self.interval_secs,
@@ -387,7 +400,11 @@ mod tests {
         };
         assert!(!run.detach);
         let job = run.job;
-        assert_eq!(job.max_price_per_gfuel, Some(1_000_000), "0.01 ICP in e8s");
+        assert_eq!(
+            job.max_price_per_gfuel,
+            Some(Price::token(1_000_000)),
+            "0.01 ICP in e8s"
+        );
         assert_eq!(job.reservation, None);
         assert_eq!(job.deadline, None);
         assert_eq!(job.interval_secs, 60);
@@ -479,7 +496,10 @@ mod tests {
         let Command::Reserve(r) = cli.command else {
             panic!("not reserve")
         };
-        assert_eq!((r.slots, r.intervals, r.max_price), (2, 30, 1_000_000));
+        assert_eq!(
+            (r.slots, r.intervals, r.max_price),
+            (2, 30, Price::token(1_000_000))
+        );
         let spec = r.spec(Principal::anonymous()).unwrap();
         assert_eq!(
             market_api::matcher::reservation_cost(&spec),
@@ -600,6 +620,92 @@ mod tests {
 
         let kind = parse(&["frobnicate"]).unwrap_err().kind();
         assert_eq!(kind, ErrorKind::InvalidSubcommand);
+    }
+
+    #[test]
+    fn an_xdr_price_sets_the_currency_and_counts_cycles() {
+        use market_api::prices::Currency;
+        let dir = tempfile::tempdir().unwrap();
+        let module = dir.path().join("job.wasm");
+        std::fs::write(&module, b"\0asm\x01\0\0\0").unwrap();
+        let m = module.to_str().unwrap();
+        for cmd in ["run", "submit"] {
+            let job = match parse(&[cmd, m, "--max-price-per-gfuel", "0.02xdr"])
+                .unwrap()
+                .command
+            {
+                Command::Run(r) => r.job,
+                Command::Submit(j) => j,
+                _ => unreachable!(),
+            };
+            let (_, request) = job.load().unwrap();
+            assert_eq!(request.currency, Some(Currency::Xdr), "{cmd}");
+            let spec = request.spec([0; 32], Principal::anonymous());
+            assert_eq!(spec.currency, Some(Currency::Xdr));
+            assert_eq!(spec.max_price_per_gfuel, 20_000_000_000, "2*10^10 cycles");
+            // Its budget is counted in cycles: ten billion fuel at 0.02 XDR.
+            assert_eq!(spec.max_cost(), Some(200_000_000_000));
+        }
+        // ICP by its symbol, as a bare amount, or in e8s: the token, as before.
+        for text in ["0.01icp", "0.01 ICP", "0.01", "1000000e8s"] {
+            let Command::Run(run) = parse(&["run", m, "--max-price-per-gfuel", text])
+                .unwrap()
+                .command
+            else {
+                unreachable!()
+            };
+            let (_, request) = run.job.load().unwrap();
+            assert_eq!(
+                (request.max_price_per_gfuel, request.currency),
+                (1_000_000, None),
+                "{text}"
+            );
+        }
+        let Command::Reserve(r) = parse(&["reserve", "--intervals", "3", "--max-price", "0.02xdr"])
+            .unwrap()
+            .command
+        else {
+            panic!("not reserve")
+        };
+        let spec = r.spec(Principal::anonymous()).unwrap();
+        assert_eq!(
+            (spec.currency, spec.max_price_per_interval),
+            (Some(Currency::Xdr), 20_000_000_000)
+        );
+        let Command::Serve(s) = parse(&[
+            "serve",
+            "s.wasm",
+            "--intervals",
+            "3",
+            "--max-price",
+            "0.02 XDR",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not serve")
+        };
+        let spec = s.spec(Principal::anonymous());
+        assert_eq!(
+            (spec.currency, spec.max_price_per_interval),
+            (Some(Currency::Xdr), 20_000_000_000)
+        );
+        for (bad, says) in [
+            ("0.0000000000001xdr", "at most 12 decimals of XDR"),
+            ("1e3", "a decimal amount such as 0.01"),
+            ("-1", "a decimal amount such as 0.01"),
+            ("xdr", "not an amount"),
+            ("0xdr", "more than zero"),
+            ("2usd", "unknown unit \"usd\""),
+        ] {
+            let e = error(&["run", m, &format!("--max-price-per-gfuel={bad}")]);
+            assert!(
+                e.contains("--max-price-per-gfuel") && e.contains(says),
+                "{bad}: {e}"
+            );
+            let e = error(&["reserve", "--intervals", "1", &format!("--max-price={bad}")]);
+            assert!(e.contains("--max-price") && e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::path::Path;
 use market::BuyerError;
 use market_api::matcher::Sha256;
 use market_api::{Account, Tokens};
+use market_client::client::prices::{Price, parse_price};
 use market_client::client::tokens::parse_tokens;
 
 /// An amount of ICP or e8s, possibly zero.
@@ -20,6 +21,16 @@ pub fn positive_amount(text: &str) -> Result<Tokens, String> {
         0 => Err("must be more than zero".into()),
         a => Ok(a),
     }
+}
+
+/// A price, more than zero: in ICP as an amount is (`0.01`, `0.01icp`,
+/// `100000e8s`) or in XDR (`0.02xdr`, paid in ICP at the rate of the day).
+pub fn price(text: &str) -> Result<Price, String> {
+    let p = parse_price(text, &market::paying_unit())?;
+    if p.amount == 0 {
+        return Err("must be more than zero".into());
+    }
+    Ok(p)
 }
 
 /// `NAME=VALUE`.

@@ -10,7 +10,8 @@ use market_api::matcher::{
     Sha256, TcpSpec,
 };
 
-use super::parse::{amount, env_pair, https_url, positive_amount, sha256_hex};
+use super::parse::{amount, env_pair, https_url, price, sha256_hex};
+use market_client::client::prices::Price;
 
 /// Fuel per interval a service's slots must offer (the default of
 /// `market reserve --fuel`).
@@ -71,9 +72,11 @@ pub struct LeaseFlags {
     /// the matcher's probes.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub intervals: u32,
-    /// Highest price per replica and interval, in ICP (`0.01`) or e8s.
-    #[arg(long, value_name = "ICP", value_parser = positive_amount)]
-    pub max_price: Tokens,
+    /// Highest price per replica and interval, in ICP (`0.01`, `0.01icp`)
+    /// or e8s, or in XDR (`0.02xdr`: paid in ICP, locked at the rate when
+    /// the lease is made plus the market's buffer).
+    #[arg(long, value_name = "PRICE", value_parser = price)]
+    pub max_price: Price,
     /// Length of one paid interval.
     #[arg(long, default_value_t = 60, value_name = "S", value_parser = clap::value_parser!(u64).range(1..))]
     pub interval_secs: u64,
@@ -134,7 +137,7 @@ impl LeaseFlags {
     /// The lease these flags ask for, of `component`, paid in `ledger`.
     pub fn spec(&self, ledger: Principal, component: ModuleSource) -> ReservationSpec {
         ReservationSpec {
-            currency: None,
+            currency: self.max_price.spec_currency(),
             slots: self.replicas,
             memory_mib: self.memory_mib,
             // What a slot must offer per interval: the reservation
@@ -142,7 +145,7 @@ impl LeaseFlags {
             fuel_per_interval: SLOT_FUEL_PER_INTERVAL,
             interval_secs: self.interval_secs,
             intervals: self.intervals,
-            max_price_per_interval: self.max_price,
+            max_price_per_interval: self.max_price.amount,
             ledger,
             min_provider_stake: self.min_stake,
             max_rematches: self.max_rematches,

@@ -7,7 +7,7 @@ use candid::Principal;
 use clap::{Args, Subcommand};
 use market::sns::{
     FIRST_FUNCTION_ID, Fund, FundTarget, check_function_id, check_principal, default_function_id,
-    functions_text, fund_text, payload_text,
+    functions_text, fund_text, payload_text, xdr_summary,
 };
 use market::{BuyerError, JobRequest, parse_audit_ppm};
 use market_api::escrow::WithdrawArgs;
@@ -15,11 +15,16 @@ use market_api::matcher::{
     CancelReservationArgs, ExtendReservationArgs, ModuleSource, ReservationId, ReservationSpec,
     SetDelegatesArgs, Sha256, reservation_cost,
 };
+use market_api::prices::RatesView;
 use market_api::sns::SnsAction;
 use market_api::{Account, Tokens};
+use market_client::client::prices::Quote;
 use market_client::config::{Canister, ConfigError, Settings};
 
-use super::parse::{account, amount, env_pair, https_url, positive_amount, read, sha256_hex};
+use super::parse::{
+    account, amount, env_pair, https_url, positive_amount, price, read, sha256_hex,
+};
+use market_client::client::prices::Price;
 
 /// `market sns`.
 // Parsed once per run: the size of its largest variant (the lease flags of
@@ -118,9 +123,11 @@ pub struct ReserveArgs {
     /// Intervals reserved per slot; each is paid whether or not a job runs.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub intervals: u32,
-    /// Highest price per slot and interval, in ICP (`0.01`) or e8s.
-    #[arg(long, value_name = "ICP", value_parser = positive_amount)]
-    pub max_price: Tokens,
+    /// Highest price per slot and interval, in ICP (`0.01`, `0.01icp`) or
+    /// e8s, or in XDR (`0.02xdr`: paid in ICP, locked at the rate when the
+    /// reservation is made plus the market's buffer).
+    #[arg(long, value_name = "PRICE", value_parser = price)]
+    pub max_price: Price,
     /// Smallest stake a provider must hold.
     #[arg(long, default_value = "0", value_name = "ICP", value_parser = amount)]
     pub min_stake: Tokens,
@@ -191,10 +198,12 @@ pub struct SubmitJobArgs {
     /// Fuel budget: the most the job may use and be billed for.
     #[arg(long, default_value_t = 10_000_000_000, value_name = "N")]
     pub fuel: u64,
-    /// Highest price per billion fuel, in ICP (`0.001`) or e8s; the DAO's
-    /// escrow balance locks this × --fuel until the result is final.
-    #[arg(long, value_name = "ICP", value_parser = positive_amount)]
-    pub max_price_per_gfuel: Tokens,
+    /// Highest price per billion fuel, in ICP (`0.001`) or e8s, or in XDR
+    /// (`0.0002xdr`: locked in ICP at the rate when the proposal executes,
+    /// plus the market's buffer); the DAO's escrow balance locks this ×
+    /// --fuel until the result is final.
+    #[arg(long, value_name = "PRICE", value_parser = price)]
+    pub max_price_per_gfuel: Price,
     /// Wall-clock seconds one attempt may take [default: twice the budget
     /// at the provider's declared speed, plus one heartbeat interval].
     #[arg(long, value_name = "S")]
@@ -252,13 +261,13 @@ impl ReserveArgs {
             check_principal("--delegate", d)?;
         }
         let spec = ReservationSpec {
-            currency: None,
+            currency: self.max_price.spec_currency(),
             slots: self.slots,
             memory_mib: self.memory_mib,
             fuel_per_interval: self.fuel,
             interval_secs: self.interval_secs,
             intervals: self.intervals,
-            max_price_per_interval: self.max_price,
+            max_price_per_interval: self.max_price.amount,
             ledger,
             min_provider_stake: self.min_stake,
             max_rematches: self.max_rematches,
@@ -314,7 +323,8 @@ impl ActionArgs {
                     input,
                     args: j.args.clone(),
                     env: j.env.clone(),
-                    max_price_per_gfuel: j.max_price_per_gfuel,
+                    max_price_per_gfuel: j.max_price_per_gfuel.amount,
+                    currency: j.max_price_per_gfuel.spec_currency(),
                     fuel: j.fuel,
                     deadline_secs: j.deadline,
                     interval_secs: j.interval_secs,
@@ -351,9 +361,39 @@ impl ActionArgs {
     }
 }
 
+/// The matcher's rates when a payload is priced in XDR.
+pub struct Rates {
+    /// What `get_rates` answered.
+    pub rates: RatesView,
+    /// The IC's time then, in seconds.
+    pub now_secs: u64,
+    /// The market's least audit probability (a job's budget is locked
+    /// twice when its result may be audited).
+    pub min_audit_ppm: u32,
+}
+
+/// Whether the command's payload is priced in XDR, so that what it tells
+/// voters needs the matcher's current rate.
+pub fn needs_rates(command: &SnsCommand) -> bool {
+    let SnsCommand::Payload(p) = command else {
+        return false;
+    };
+    match &p.action {
+        ActionArgs::Reserve(r) => r.max_price.is_xdr(),
+        ActionArgs::Serve(s) => s.lease.max_price.is_xdr(),
+        ActionArgs::SubmitJob(j) => j.max_price_per_gfuel.is_xdr(),
+        _ => false,
+    }
+}
+
 /// What `market sns ...` prints, from the settings (canister ids) and the
-/// command's flags.
-pub fn output(settings: &Settings, command: &SnsCommand) -> Result<String, BuyerError> {
+/// command's flags; for a payload priced in XDR, with the most ICP it may
+/// lock at `rates`.
+pub fn output(
+    settings: &Settings,
+    command: &SnsCommand,
+    rates: Option<&Rates>,
+) -> Result<String, BuyerError> {
     match command {
         SnsCommand::Functions(f) => {
             let matcher = settings.canister(Canister::Matcher)?;
@@ -373,7 +413,16 @@ pub fn output(settings: &Settings, command: &SnsCommand) -> Result<String, Buyer
                 .function_id
                 .unwrap_or_else(|| default_function_id(action.name()));
             check_function_id(id, "--function-id")?;
-            Ok(payload_text(&action, id))
+            let mut out = payload_text(&action, id);
+            let ledger = settings.canister(Canister::Ledger);
+            if let (Some(r), Ok(ledger)) = (rates, ledger) {
+                let quote = Quote::at(&r.rates, ledger, market::paying_unit());
+                if let Some(summary) = xdr_summary(&action, &quote, r.now_secs, r.min_audit_ppm) {
+                    out.push('\n');
+                    out.push_str(&summary);
+                }
+            }
+            Ok(out)
         }
     }
 }
@@ -424,7 +473,7 @@ mod tests {
 
     fn run(args: &[&str]) -> Result<String, String> {
         let (settings, command) = parse(args)?;
-        output(&settings, &command).map_err(|e| e.to_string())
+        output(&settings, &command, None).map_err(|e| e.to_string())
     }
 
     /// The action built from `sns payload <args>`.
@@ -508,6 +557,115 @@ mod tests {
             ])
             .is_err()
         );
+    }
+
+    fn rates_at(permyriad: u64, at: u64) -> Rates {
+        use market_api::prices::{LedgerRate, Valuation, cmc};
+        Rates {
+            rates: RatesView {
+                ledgers: vec![LedgerRate {
+                    ledger: p(LEDGER),
+                    source: None,
+                    valuation: Valuation::from_cmc(&cmc::IcpXdrConversionRate {
+                        timestamp_seconds: at,
+                        xdr_permyriad_per_icp: permyriad,
+                    }),
+                    last_error: None,
+                }],
+                max_rate_age_secs: 1_800,
+                rate_buffer_ppm: 100_000,
+            },
+            now_secs: at + 60,
+            min_audit_ppm: 0,
+        }
+    }
+
+    #[test]
+    fn an_xdr_payload_tells_voters_its_xdr_budget_and_most_icp() {
+        use market_api::prices::Currency;
+        let reserve = [
+            "sns",
+            "payload",
+            "reserve",
+            "--slots",
+            "2",
+            "--intervals",
+            "30",
+            "--max-price",
+            "0.02xdr",
+        ];
+        let (settings, command) = parse(&reserve).unwrap();
+        assert!(needs_rates(&command));
+        let SnsCommand::Payload(payload) = &command else {
+            panic!("not payload")
+        };
+        let Ok(SnsAction::Reserve(spec)) = payload.action.action(Ok(p(LEDGER))) else {
+            panic!("a reserve action")
+        };
+        assert_eq!(
+            (spec.currency, spec.max_price_per_interval),
+            (Some(Currency::Xdr), 20_000_000_000)
+        );
+        // 2 × 30 × 0.02 XDR = 1.2 XDR; at 4 XDR per ICP 0.3 ICP, and 10 %
+        // more: 0.33 ICP.
+        let out = output(&settings, &command, Some(&rates_at(40_000, 1_000))).unwrap();
+        for expected in [
+            "For voters: priced in XDR, paid in ICP. Budget 1.2 XDR (2 slots × 30 intervals at \
+             most 0.02 XDR each)",
+            "at the current rate (1 ICP = 4 XDR) it locks at most 0.33 ICP of the DAO's escrow \
+             balance, the \n// market's 10% buffer included",
+            "older than 1800 s",
+        ] {
+            assert!(out.contains(expected), "{expected:?} in\n{out}");
+        }
+        // A stale rate is said, not hidden.
+        let mut stale = rates_at(40_000, 1_000);
+        stale.now_secs = 1_000 + 1_801;
+        let out = output(&settings, &command, Some(&stale)).unwrap();
+        assert!(
+            out.contains("the ICP it locks can't be stated now"),
+            "{out}"
+        );
+
+        // A job: its budget twice when its result may be audited.
+        let sha = "ab".repeat(32);
+        let job = [
+            "sns",
+            "payload",
+            "submit-job",
+            "--module-sha256",
+            &sha,
+            "--fuel",
+            "5000000000",
+            "--max-price-per-gfuel",
+            "0.02xdr",
+            "--audit-ppm",
+            "50000",
+        ];
+        let (settings, command) = parse(&job).unwrap();
+        assert!(needs_rates(&command));
+        let out = output(&settings, &command, Some(&rates_at(40_000, 1_000))).unwrap();
+        // 2 × 5 × 0.02 XDR = 0.2 XDR = 0.05 ICP, plus 10 %.
+        assert!(
+            out.contains("Budget 0.2 XDR (twice (the run and an audit's re-run) 5000000000 fuel"),
+            "{out}"
+        );
+        assert!(out.contains("locks at most 0.055 ICP"), "{out}");
+
+        // Priced in ICP: no rates needed, no such lines.
+        let (settings, command) = parse(&[
+            "sns",
+            "payload",
+            "reserve",
+            "--intervals",
+            "30",
+            "--max-price",
+            "0.01icp",
+        ])
+        .unwrap();
+        assert!(!needs_rates(&command));
+        let out = output(&settings, &command, None).unwrap();
+        assert!(!out.contains("For voters"), "{out}");
     }
 
     /// The line after the comment that introduces the hex.
@@ -979,7 +1137,7 @@ mod tests {
             let Command::Sns(command) = cli.command else {
                 unreachable!()
             };
-            output(&settings, &command).map_err(|e| e.to_string())
+            output(&settings, &command, None).map_err(|e| e.to_string())
         };
         for (args, names) in [
             (

@@ -4,7 +4,9 @@
 //! balance, and each action's payload (see `market_api::sns`).
 //!
 //! Nothing here calls a canister: the ids come from the settings, the rest
-//! from the command's flags (in the `market` binary), so it works offline. The canister checks everything again
+//! from the command's flags (in the `market` binary), so it works offline;
+//! only a payload priced in XDR needs the matcher's current rate, read by
+//! the binary, for the ICP it tells voters it may lock ([`xdr_summary`]). The canister checks everything again
 //! when the proposal is made and when it executes; the checks here only
 //! keep the tool from printing a payload that can only fail.
 
@@ -18,7 +20,9 @@ pub mod text;
 pub mod wire;
 
 pub use checks::{check_function_id, check_principal, default_function_id};
-pub use text::{Fund, FundTarget, functions_text, fund_text, payload_text, treasury_transfer};
+pub use text::{
+    Fund, FundTarget, functions_text, fund_text, payload_text, treasury_transfer, xdr_summary,
+};
 pub use wire::{SnsSubaccount, TransferSnsTreasuryFunds};
 
 /// The lowest id of a generic function: SNS governance keeps 0-999 for its

@@ -3,11 +3,15 @@
 
 use candid::Principal;
 use market_api::escrow::{NotifyDepositArgs, deposit_subaccount};
+use market_api::matcher::reservation_cost;
+use market_api::prices::{Currency, format_xdr};
 use market_api::sns::{
     ExecuteGenericNervousSystemFunction, SNS_ACTIONS, SnsAction, Topic, function, target_method,
     topic, validator_method,
 };
 use market_api::{Account, Tokens};
+use market_client::client::describe_matcher;
+use market_client::client::prices::{Quote, format_rate};
 use market_client::client::tokens::format_tokens;
 use market_client::config::{LOCAL_URL, MAINNET_URL};
 
@@ -16,6 +20,7 @@ use super::wire::{SnsSubaccount, TransferSnsTreasuryFunds};
 use super::{ICP_TREASURY, PAYLOAD_SOFT_LIMIT};
 use crate::BuyerError;
 use crate::candid_text::{candid_line, candid_text};
+use crate::request::{audit_ppm_of, format_ppm, job_lock};
 
 /// What `sns fund` moves: from whose treasury, how much, with which memo.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -189,4 +194,74 @@ pub fn payload_text(action: &SnsAction, function_id: u64) -> String {
         ));
     }
     out
+}
+
+/// For voters, what a payload priced in XDR commits the DAO to: its XDR
+/// budget and the most ICP it may lock at `quote`'s rate at `now_secs`,
+/// buffer included (a one-off job's budget twice when its result may be
+/// audited, on a market auditing at least `min_audit_ppm`). `None` for an
+/// action with no XDR price.
+pub fn xdr_summary(
+    action: &SnsAction,
+    quote: &Quote,
+    now_secs: u64,
+    min_audit_ppm: u32,
+) -> Option<String> {
+    let (budget, what, ledger) = match action {
+        SnsAction::Reserve(spec) if spec.currency == Some(Currency::Xdr) => (
+            reservation_cost(spec),
+            format!(
+                "{} slot{} × {} interval{} at most {} each",
+                spec.slots,
+                if spec.slots == 1 { "" } else { "s" },
+                spec.intervals,
+                if spec.intervals == 1 { "" } else { "s" },
+                format_xdr(spec.max_price_per_interval)
+            ),
+            spec.ledger,
+        ),
+        SnsAction::SubmitJob(spec) if spec.currency == Some(Currency::Xdr) => {
+            let ppm = audit_ppm_of(spec.audit_ppm, min_audit_ppm);
+            (
+                spec.max_cost().and_then(|c| job_lock(c, ppm)),
+                format!(
+                    "{}{} fuel at most {} per billion",
+                    if ppm > 0 {
+                        "twice (the run and an audit's re-run) "
+                    } else {
+                        ""
+                    },
+                    spec.limits.fuel,
+                    format_xdr(spec.max_price_per_gfuel)
+                ),
+                spec.ledger,
+            )
+        }
+        _ => return None,
+    };
+    let Some(budget) = budget else {
+        return Some("// For voters: the XDR budget overflows; the proposal would fail.\n".into());
+    };
+    let lock = match quote.xdr_lock(ledger, budget, now_secs) {
+        Ok(lock) => format!(
+            "at the current rate ({}) it locks at most {} of the DAO's escrow balance, the \n\
+             // market's {} buffer included",
+            quote
+                .token
+                .map_or_else(String::new, |v| format_rate(&v, 8, "ICP")),
+            format_tokens(lock),
+            format_ppm(quote.buffer_ppm),
+        ),
+        Err(e) => format!(
+            "the ICP it locks can't be stated now: {}",
+            describe_matcher(&e)
+        ),
+    };
+    Some(format!(
+        "// For voters: priced in XDR, paid in ICP. Budget {} ({what});\n\
+         // {lock}. The lock converts at the rate when the proposal executes (refused if\n\
+         // that rate is older than {} s); what the work does not use returns at settle.\n",
+        format_xdr(budget),
+        quote.max_rate_age_secs,
+    ))
 }
