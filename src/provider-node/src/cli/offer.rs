@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use market_api::OfferId;
 use market_api::matcher::{Offer, OfferSpec};
-use market_client::client::tokens::{format_tokens, parse_tokens};
+use market_client::client::prices::{Price, Quote, TokenUnit, parse_price};
 use provider_node::config::GlobalArgs;
 
 use super::context;
@@ -34,9 +34,11 @@ pub enum OfferCommand {
 /// The terms of an offer.
 #[derive(Args, Debug)]
 pub struct OfferTerms {
-    /// Price of one-off jobs per billion fuel, in ICP (`0.0001`) or e8s
-    /// (`10000e8s`); a job pays for the fuel it uses.
-    #[arg(long, value_name = "ICP")]
+    /// Price of one-off jobs per billion fuel, in ICP (`0.0001`,
+    /// `0.0001icp`) or e8s (`10000e8s`), or in XDR (`0.00002xdr`: the offer
+    /// takes XDR bids and is paid in ICP at the rate when each job is
+    /// matched); a job pays for the fuel it uses.
+    #[arg(long, value_name = "PRICE")]
     pub price_per_gfuel: String,
     /// The speed you guarantee, in fuel per second: heartbeats may report
     /// no more fuel than this allows, and a job naming no deadline must
@@ -45,8 +47,9 @@ pub struct OfferTerms {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub fuel_per_sec: u64,
     /// Price of a reserved slot per interval, in ICP (`0.001`) or e8s
-    /// (`100000e8s`).
-    #[arg(long, value_name = "ICP")]
+    /// (`100000e8s`), or in XDR (`0.0002xdr`); in the same currency as
+    /// --price-per-gfuel.
+    #[arg(long, value_name = "PRICE")]
     pub price_per_interval: String,
     /// Jobs this offer runs at once.
     #[arg(long, default_value_t = 1)]
@@ -74,13 +77,22 @@ pub struct OfferTerms {
 
 impl OfferTerms {
     fn spec(&self, ledger: candid::Principal) -> anyhow::Result<OfferSpec> {
-        let price_per_gfuel = parse_tokens(&self.price_per_gfuel)
+        let unit = TokenUnit::icp();
+        let gfuel = parse_price(&self.price_per_gfuel, &unit)
             .map_err(|e| anyhow::anyhow!("--price-per-gfuel: {e}"))?;
-        let price_per_interval = parse_tokens(&self.price_per_interval)
+        let interval = parse_price(&self.price_per_interval, &unit)
             .map_err(|e| anyhow::anyhow!("--price-per-interval: {e}"))?;
         anyhow::ensure!(
-            price_per_gfuel > 0 && price_per_interval > 0,
+            gfuel.amount > 0 && interval.amount > 0,
             "--price-per-gfuel and --price-per-interval: more than zero"
+        );
+        // One currency per offer: its books are per currency.
+        anyhow::ensure!(
+            gfuel.currency == interval.currency,
+            "--price-per-gfuel ({}) and --price-per-interval ({}): both in XDR (`0.0002xdr`) or \
+             both in ICP",
+            gfuel.format(&unit),
+            interval.format(&unit)
         );
         anyhow::ensure!(
             self.min_interval_secs <= self.max_interval_secs,
@@ -90,13 +102,13 @@ impl OfferTerms {
         );
         anyhow::ensure!(self.slots > 0, "--slots: at least 1");
         Ok(OfferSpec {
-            currency: None,
+            currency: gfuel.spec_currency(),
             slots: self.slots,
             memory_per_slot_mib: self.memory_mib,
             max_fuel_per_interval: self.max_fuel_per_interval,
-            price_per_gfuel,
+            price_per_gfuel: gfuel.amount,
             fuel_per_sec: self.fuel_per_sec,
-            price_per_interval,
+            price_per_interval: interval.amount,
             ledger,
             min_interval_secs: self.min_interval_secs,
             max_interval_secs: self.max_interval_secs,
@@ -112,13 +124,13 @@ pub fn run(global: &GlobalArgs, command: OfferCommand) -> anyhow::Result<ExitCod
         match command {
             OfferCommand::Post(terms) => {
                 let spec = terms.spec(s.ids().ledger)?;
-                let id = s.client.post_offer(spec).await?;
-                println!("offer {id} posted");
+                let id = s.client.post_offer(spec.clone()).await?;
+                println!("offer {id} posted: {}", prices(&spec, &quote(&s).await));
             }
             OfferCommand::Update { id, terms } => {
                 let spec = terms.spec(s.ids().ledger)?;
-                let id = s.client.update_offer(id, spec).await?;
-                println!("offer {id} updated");
+                let id = s.client.update_offer(id, spec.clone()).await?;
+                println!("offer {id} updated: {}", prices(&spec, &quote(&s).await));
             }
             OfferCommand::Withdraw { id } => {
                 s.client.withdraw_offer(id).await?;
@@ -126,6 +138,7 @@ pub fn run(global: &GlobalArgs, command: OfferCommand) -> anyhow::Result<ExitCod
             }
             OfferCommand::List => {
                 let offers = s.client.offers_of(s.provider).await?;
+                let quote = quote(&s).await;
                 if offers.is_empty() {
                     eprintln!(
                         "no offers (post one with `provider-node offer post --price-per-gfuel ...`)"
@@ -135,7 +148,7 @@ pub fn run(global: &GlobalArgs, command: OfferCommand) -> anyhow::Result<ExitCod
                     println!(
                         "{}\t{}\t{}..{} s\t{}",
                         o.id,
-                        offer_terms(&o).join("\t"),
+                        offer_terms(&o, &quote).join("\t"),
                         o.spec.min_interval_secs,
                         o.spec.max_interval_secs,
                         o.spec.tags.join(",")
@@ -147,13 +160,35 @@ pub fn run(global: &GlobalArgs, command: OfferCommand) -> anyhow::Result<ExitCod
     })
 }
 
-/// An offer's prices, speed, slots in use, memory, fuel and whether it
-/// takes audit runs, as the CLI shows them.
-pub(super) fn offer_terms(o: &Offer) -> [String; 7] {
+/// The matcher's rates for the configured ledger, to show prices with
+/// their ICP equivalent; none (prices in their own unit) when the matcher
+/// does not answer `get_rates`.
+pub(super) async fn quote(s: &context::ProviderSession) -> Quote {
+    match s.client.rates().await {
+        Ok(rates) => Quote::at(&rates, s.ids().ledger, TokenUnit::icp()),
+        Err(_) => Quote::offline(TokenUnit::icp()),
+    }
+}
+
+/// An offer's two prices in the unit they were set in, each with what it
+/// is worth in ICP at `quote` when that unit is XDR.
+fn prices(spec: &OfferSpec, quote: &Quote) -> String {
+    format!(
+        "{} per Gfuel, {} per interval",
+        quote.format(&Price::of_spec(spec.price_per_gfuel, spec.currency)),
+        quote.format(&Price::of_spec(spec.price_per_interval, spec.currency)),
+    )
+}
+
+/// An offer's prices (in the unit they were set in, with their ICP
+/// equivalent at `quote`), speed, slots in use, memory, fuel and whether
+/// it takes audit runs, as the CLI shows them.
+pub(super) fn offer_terms(o: &Offer, quote: &Quote) -> [String; 7] {
+    let price = |amount| quote.format(&Price::of_spec(amount, o.spec.currency));
     [
-        format!("{} per Gfuel", format_tokens(o.spec.price_per_gfuel)),
+        format!("{} per Gfuel", price(o.spec.price_per_gfuel)),
         format!("{} fuel/s", o.spec.fuel_per_sec),
-        format!("{} per interval", format_tokens(o.spec.price_per_interval)),
+        format!("{} per interval", price(o.spec.price_per_interval)),
         format!("{}/{} slots used", o.slots_used, o.spec.slots),
         format!("{} MiB", o.spec.memory_per_slot_mib),
         format!("fuel/interval <= {}", o.spec.max_fuel_per_interval),
@@ -238,10 +273,85 @@ mod tests {
             slots_used: 1,
             created_at_ns: 0,
         };
-        let shown = offer_terms(&o).join(", ");
+        let shown = offer_terms(&o, &Quote::offline(TokenUnit::icp())).join(", ");
         assert!(
             shown.contains("per Gfuel") && shown.contains("500000000 fuel/s"),
             "{shown}"
+        );
+    }
+
+    #[test]
+    fn an_offer_priced_in_xdr_counts_cycles_and_shows_icp() {
+        use market_api::prices::{Currency, LedgerRate, RatesView, Valuation, cmc};
+        let ledger = candid::Principal::anonymous();
+        let xdr = |gfuel: &str, interval: &str| {
+            terms(&[
+                "--price-per-gfuel",
+                gfuel,
+                "--fuel-per-sec",
+                "1",
+                "--price-per-interval",
+                interval,
+            ])
+            .unwrap()
+            .spec(ledger)
+        };
+        let spec = xdr("0.02xdr", "0.5 XDR").unwrap();
+        assert_eq!(
+            (spec.currency, spec.price_per_gfuel, spec.price_per_interval),
+            (Some(Currency::Xdr), 20_000_000_000, 500_000_000_000)
+        );
+        let spec = xdr("0.0001icp", "100000e8s").unwrap();
+        assert_eq!(
+            (spec.currency, spec.price_per_gfuel, spec.price_per_interval),
+            (None, 10_000, 100_000)
+        );
+        let e = xdr("0.02xdr", "0.001").unwrap_err().to_string();
+        assert!(
+            e.contains("both in XDR") && e.contains("0.02 XDR") && e.contains("0.001 ICP"),
+            "{e}"
+        );
+        let e = xdr("0.0000000000001xdr", "1xdr").unwrap_err().to_string();
+        assert!(
+            e.contains("--price-per-gfuel") && e.contains("at most 12 decimals of XDR"),
+            "{e}"
+        );
+        let e = xdr("0xdr", "1xdr").unwrap_err().to_string();
+        assert!(e.contains("more than zero"), "{e}");
+
+        let rates = RatesView {
+            ledgers: vec![LedgerRate {
+                ledger,
+                source: None,
+                valuation: Valuation::from_cmc(&cmc::IcpXdrConversionRate {
+                    timestamp_seconds: 1,
+                    xdr_permyriad_per_icp: 40_000,
+                }),
+                last_error: None,
+            }],
+            max_rate_age_secs: 1_800,
+            rate_buffer_ppm: 100_000,
+        };
+        let quote = Quote::at(&rates, ledger, TokenUnit::icp());
+        let spec = xdr("0.02xdr", "0.5xdr").unwrap();
+        assert_eq!(
+            prices(&spec, &quote),
+            "0.02 XDR (about 0.005 ICP) per Gfuel, 0.5 XDR (about 0.125 ICP) per interval"
+        );
+        let o = Offer {
+            id: 1,
+            provider: ledger,
+            spec,
+            slots_used: 0,
+            created_at_ns: 0,
+        };
+        assert_eq!(
+            offer_terms(&o, &quote)[0],
+            "0.02 XDR (about 0.005 ICP) per Gfuel"
+        );
+        assert_eq!(
+            offer_terms(&o, &Quote::offline(TokenUnit::icp()))[2],
+            "0.5 XDR per interval"
         );
     }
 
@@ -269,9 +379,10 @@ mod tests {
             slots_used: 0,
             created_at_ns: 0,
         };
-        assert!(offer_terms(&o).contains(&"no audits".to_string()));
+        let offline = Quote::offline(TokenUnit::icp());
+        assert!(offer_terms(&o, &offline).contains(&"no audits".to_string()));
         o.spec.audits = None;
-        assert!(offer_terms(&o).contains(&"takes audits".to_string()));
+        assert!(offer_terms(&o, &offline).contains(&"takes audits".to_string()));
         // Its variable, as the other settings have one.
         use clap::CommandFactory;
         let cmd = Cli::command();

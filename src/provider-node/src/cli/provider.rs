@@ -234,12 +234,13 @@ pub fn status(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             format_tokens(balance.claimable)
         );
         let offers = c.offers_of(s.provider).await?;
+        let quote = super::offer::quote(&s).await;
         println!("offers       {}", offers.len());
         for o in &offers {
             println!(
                 "  #{:<4} {}, intervals {}..{} s",
                 o.id,
-                super::offer::offer_terms(o).join(", "),
+                super::offer::offer_terms(o, &quote).join(", "),
                 o.spec.min_interval_secs,
                 o.spec.max_interval_secs
             );
