@@ -381,6 +381,17 @@ async fn serve(s: &Session, args: ServeArgs) -> anyhow::Result<ExitCode> {
 async fn show_service(s: &Session, args: ReservationIdArgs) -> anyhow::Result<ExitCode> {
     let v = buyer::service(&s.client, args.id).await?;
     println!("{}", buyer::describe_service(&v));
+    // The lease's price, in the unit it was set in, is in its reservation.
+    if let Ok(r) = buyer::reservation(&s.client, args.id).await {
+        let quote = buyer::quote(&s.client).await;
+        println!(
+            "  price      at most {} per replica and interval",
+            quote.format(&Price::of_spec(
+                r.spec.max_price_per_interval,
+                r.spec.currency
+            ))
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
