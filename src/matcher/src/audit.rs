@@ -193,7 +193,7 @@ fn funded_event(s: &State, rec: &JobRecord, amount: Tokens) -> MatcherEvent {
         };
     }
     MatcherEvent::JobSubmitted {
-        xdr: None,
+        xdr: rec.state.xdr.map(|x| x.terms),
         job_id: id,
         owner: rec.state.owner,
         max_cost: amount,
@@ -235,17 +235,18 @@ pub fn extension_locked(s: &mut State, now_ns: u64, ext: ExtensionLocked) {
 pub fn job_assigned(s: &mut State, now_ns: u64, job_id: JobId, provider: Principal, attempt: u32) {
     let params = s.params();
     s.market.bond_held(&params, now_ns, job_id, attempt);
-    let price = s
-        .market
-        .job(job_id)
-        .and_then(|r| r.state.assignment)
-        .filter(|a| a.attempt == attempt)
-        .map(|a| a.price);
-    if let Some(price) = price {
+    let assigned = s.market.job(job_id).and_then(|r| {
+        let conversion = r.state.xdr.and_then(|x| x.conversion);
+        r.state
+            .assignment
+            .filter(|a| a.attempt == attempt)
+            .map(|a| (a.price, conversion))
+    });
+    if let Some((price, conversion)) = assigned {
         s.events.append(
             now_ns,
             MatcherEvent::JobAssigned {
-                conversion: None,
+                conversion,
                 job_id,
                 provider,
                 attempt,

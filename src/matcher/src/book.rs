@@ -19,6 +19,7 @@ use candid::Principal;
 use canister_common::codec::Cbor;
 use ic_stable_structures::{Memory, StableBTreeMap};
 use market_api::matcher::{Offer, PriceLevel, PriceUnit};
+use market_api::prices::Currency;
 use market_api::registry::{RecordRequirement, TrackRecord};
 use market_api::{JobId, OfferId, Tokens};
 use serde::{Deserialize, Serialize};
@@ -41,8 +42,12 @@ pub struct Bid {
     /// What the price is quoted per: a one-off job bids per billion fuel,
     /// a reserved slot per interval.
     pub unit: PriceUnit,
-    /// Highest price (per `unit`) the buyer accepts.
+    /// Highest price (per `unit`) the buyer accepts, in `currency`.
     pub max_price: Tokens,
+    /// What the price is counted in: an XDR bid (in cycles) is matched
+    /// only with XDR offers.
+    #[serde(default)]
+    pub currency: Currency,
     /// Memory the job needs, in MiB.
     pub memory_mib: u32,
     /// Fuel the job needs: its whole budget (a one-off job), or per
@@ -98,6 +103,11 @@ impl BookOffer {
         self.offer.spec.slots.saturating_sub(self.offer.slots_used)
     }
 
+    /// What the offer's prices are counted in.
+    pub fn currency(&self) -> Currency {
+        self.offer.spec.currency.unwrap_or_default()
+    }
+
     /// The offer's price in `unit`.
     pub fn price(&self, unit: PriceUnit) -> Tokens {
         match unit {
@@ -116,6 +126,7 @@ impl BookOffer {
             PriceUnit::Interval => spec.max_fuel_per_interval >= bid.fuel,
         };
         spec.ledger == bid.ledger
+            && self.currency() == bid.currency
             && self.free_slots() > 0
             && spec.memory_per_slot_mib >= bid.memory_mib
             && fuel_fits
@@ -151,17 +162,25 @@ pub struct Depth {
     pub asks: Vec<PriceLevel>,
 }
 
-/// Which book: a ledger and a price unit.
+/// Which book: a ledger and a code for the price unit and currency (see
+/// [`book_code`]).
 type Market = (Principal, u8);
 type OfferKey = (Market, Tokens, (u64, OfferId));
 /// Where a resting bid sits in the price order: ledger and unit, price
 /// (highest first), then age.
 pub type BidKey = (Market, Reverse<Tokens>, (u64, JobId));
 
-fn unit_code(unit: PriceUnit) -> u8 {
-    match unit {
+/// The book of a price unit and currency: prices in tokens keep the codes
+/// they had before XDR prices (0 and 1), so the books in stable memory read
+/// the same; XDR prices have their own (2 and 3).
+pub fn book_code(unit: PriceUnit, currency: Currency) -> u8 {
+    let unit = match unit {
         PriceUnit::Gfuel => 0,
         PriceUnit::Interval => 1,
+    };
+    match currency {
+        Currency::Token => unit,
+        Currency::Xdr => unit + 2,
     }
 }
 
@@ -180,7 +199,7 @@ pub struct Book<M: Memory> {
 
 fn offer_key(o: &BookOffer, unit: PriceUnit) -> OfferKey {
     (
-        (o.offer.spec.ledger, unit_code(unit)),
+        (o.offer.spec.ledger, book_code(unit, o.currency())),
         o.price(unit),
         (o.offer.created_at_ns, o.offer.id),
     )
@@ -188,7 +207,7 @@ fn offer_key(o: &BookOffer, unit: PriceUnit) -> OfferKey {
 
 fn bid_key(b: &Bid) -> BidKey {
     (
-        (b.ledger, unit_code(b.unit)),
+        (b.ledger, book_code(b.unit, b.currency)),
         Reverse(b.max_price),
         (b.submitted_at_ns, b.job_id),
     )
@@ -302,7 +321,7 @@ impl<M: Memory> Book<M> {
     /// number, so that no provider can make sure it audits a given
     /// provider's results by undercutting the others.
     pub fn best_offer_for(&self, bid: &Bid) -> Option<BookOffer> {
-        let market = (bid.ledger, unit_code(bid.unit));
+        let market = (bid.ledger, book_code(bid.unit, bid.currency));
         let start: OfferKey = (market, 0, (0, 0));
         let end: OfferKey = (market, bid.max_price, (u64::MAX, u64::MAX));
         let mut eligible = self
@@ -332,7 +351,7 @@ impl<M: Memory> Book<M> {
         let mut slots = offer.free_slots() as usize;
         let mut chosen = Vec::new();
         for unit in UNITS {
-            let market = (offer.offer.spec.ledger, unit_code(unit));
+            let market = (offer.offer.spec.ledger, book_code(unit, offer.currency()));
             let start: BidKey = (market, Reverse(Tokens::MAX), (0, 0));
             let end: BidKey = (market, Reverse(offer.price(unit)), (u64::MAX, u64::MAX));
             for (_, _, (_, job_id)) in self.bids_by_price.keys_range(start..=end).take(MAX_SCAN) {
@@ -370,10 +389,22 @@ impl<M: Memory> Book<M> {
             .collect()
     }
 
-    /// Number of resting bids and free offer slots per price in `unit` for
-    /// a ledger, best prices first, at most `levels` of each.
+    /// Number of resting bids and free offer slots per price in `unit`
+    /// (in tokens) for a ledger, best prices first, at most `levels` of
+    /// each.
     pub fn depth(&self, ledger: Principal, unit: PriceUnit, levels: usize) -> Depth {
-        let market = (ledger, unit_code(unit));
+        self.depth_in(ledger, unit, Currency::Token, levels)
+    }
+
+    /// Like [`Book::depth`], for prices in `currency`.
+    pub fn depth_in(
+        &self,
+        ledger: Principal,
+        unit: PriceUnit,
+        currency: Currency,
+        levels: usize,
+    ) -> Depth {
+        let market = (ledger, book_code(unit, currency));
         fn collect(it: impl Iterator<Item = (Tokens, u64)>, levels: usize) -> Vec<PriceLevel> {
             let mut out: Vec<PriceLevel> = Vec::new();
             for (price, n) in it {
@@ -474,6 +505,7 @@ mod tests {
             ledger: ledger(ledger_n),
             unit: PriceUnit::Gfuel,
             max_price,
+            currency: Currency::Token,
             memory_mib: memory,
             fuel: 1_000,
             deadline_secs: None,

@@ -17,6 +17,7 @@ use market_api::matcher::{
     Sha256, SubmitResultArgs, Trade,
 };
 use market_api::outcall::{HttpRequestResult, TransformArgs};
+use market_api::prices::{Currency, RatesView};
 use market_api::{
     EventPage, HttpRequest, HttpResponse, JobId, OfferId, PageRequest, StandardRecord,
 };
@@ -43,6 +44,7 @@ fn init(arg: MatcherInit) {
     });
     timers::start_watchdog();
     timers::start_audit();
+    timers::start_rates();
 }
 
 /// Work bounded by the pending outbox steps, not by the jobs ever made
@@ -65,9 +67,13 @@ fn post_upgrade(arg: Option<MatcherInit>) {
         if s.migrate_layout() {
             IcRuntime.log("built the indexes missing from an older layout");
         }
+        for problem in s.rate_problems() {
+            IcRuntime.log(&format!("rates: {problem}"));
+        }
     });
     timers::start_watchdog();
     timers::start_audit();
+    timers::start_rates();
     timers::schedule();
 }
 
@@ -323,10 +329,30 @@ fn hand_back(job_id: JobId, attempt: u32) -> Result<(), MatcherError> {
     endpoints::hand_back(&IcRuntime, caller()?, job_id, attempt)
 }
 
-/// Resting bids and free offer slots per price on a ledger.
+/// Resting bids and free offer slots per price on a ledger, in `currency`
+/// (none: the ledger's own token; XDR: prices in cycles).
 #[ic_cdk::query]
-fn book_depth(ledger: Principal) -> BookDepth {
-    endpoints::book_depth(ledger)
+fn book_depth(ledger: Principal, currency: Option<Currency>) -> BookDepth {
+    endpoints::book_depth(ledger, currency)
+}
+
+/// Reads every ledger's rate now (the cycles minting canister's ICP/XDR
+/// rate, the exchange rate canister's for other tokens), as the refresh
+/// timer does. Controllers only.
+#[ic_cdk::update]
+async fn refresh_rates() {
+    let is_controller = caller().is_ok_and(|c| ic_cdk::api::is_controller(&c));
+    if let Err(e) = endpoints::refresh_rates(&IcRuntime, is_controller).await {
+        ic_cdk::trap(format!("{e:?}"));
+    }
+}
+
+/// The rates prices convert at: each valued ledger's last valuation (in
+/// cycles per smallest unit) or why its last read failed, the oldest rate
+/// a lock may use and the lock's buffer.
+#[ic_cdk::query]
+fn get_rates() -> RatesView {
+    endpoints::get_rates()
 }
 
 /// The latest matches on a ledger, newest first (at most 50, from the last

@@ -18,6 +18,7 @@ use market_api::matcher::{
     MatcherEvent, ModuleInfo, ModuleUpload, OfferSpec, OutputChunk, PriceUnit, ReservationId,
     ReservationSpec, ReservedJobArgs, SetDelegatesArgs, Sha256, SubmitResultArgs, Trade, job_seed,
 };
+use market_api::prices::{Currency, RatesView};
 use market_api::sns::SnsAction;
 use market_api::{JobId, OfferId, PageRequest};
 use std::cell::RefCell;
@@ -398,11 +399,19 @@ pub fn hand_back(
     Ok(())
 }
 
-/// Resting bids and free offer slots per price on a ledger.
-pub fn book_depth(ledger: Principal) -> BookDepth {
+/// Resting bids and free offer slots per price on a ledger, in `currency`
+/// (`None`: the ledger's token).
+pub fn book_depth(ledger: Principal, currency: Option<Currency>) -> BookDepth {
+    let currency = currency.unwrap_or_default();
     read_state(|s| {
-        let jobs = s.market.book.depth(ledger, PriceUnit::Gfuel, 50);
-        let slots = s.market.book.depth(ledger, PriceUnit::Interval, 50);
+        let jobs = s
+            .market
+            .book
+            .depth_in(ledger, PriceUnit::Gfuel, currency, 50);
+        let slots = s
+            .market
+            .book
+            .depth_in(ledger, PriceUnit::Interval, currency, 50);
         BookDepth {
             bids: jobs.bids,
             asks: jobs.asks,
@@ -495,6 +504,31 @@ pub async fn sns_execute(
             .map(|block| format!("Withdrawn in ledger block {block}. {summary}")),
     };
     done.map_err(|e| governance::reason(&e))
+}
+
+/// Reads every ledger's rate now (controllers only, `is_controller` says
+/// whether the caller is one): the reads are outbox steps like the
+/// timer's, made at once.
+pub async fn refresh_rates(rt: &impl Runtime, is_controller: bool) -> Result<(), MatcherError> {
+    if !is_controller {
+        return Err(MatcherError::Unauthorized {
+            reason: "only controllers refresh the rates".into(),
+        });
+    }
+    perform::refresh_rates(rt).await;
+    rt.schedule();
+    Ok(())
+}
+
+/// Queues a read of every ledger's rate (the refresh timer's work).
+pub fn queue_rate_reads(rt: &impl Runtime) {
+    mutate_state(|s| s.market.read_rates());
+    rt.schedule();
+}
+
+/// The rates prices convert at now.
+pub fn get_rates() -> RatesView {
+    read_state(|s| s.market.pricing.view(&s.rates()))
 }
 
 /// A probe's answer reduced to its status (see `perform::probe_request`).

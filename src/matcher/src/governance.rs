@@ -3,10 +3,11 @@
 //! runs [`validate`] over the market's state and the DAO's escrow balance;
 //! nothing here changes state or makes a call.
 
-use crate::lifecycle::Params;
-use crate::market::Market;
+use crate::lifecycle::{JobState, Params};
 use crate::market::reservations::validate_reservation;
 use crate::market::validate_spec;
+use crate::market::{Market, price_xdr_job};
+use crate::rates::Pricing;
 use candid::Principal;
 use ic_stable_structures::Memory;
 use market_api::Tokens;
@@ -14,6 +15,7 @@ use market_api::escrow::{Balance, storage_fee};
 use market_api::matcher::{
     JobSpec, MatcherError, ModuleSource, ReservationSpec, ReservationStatus,
 };
+use market_api::prices::{XdrTerms, format_xdr};
 use market_api::sns::SnsAction;
 
 /// Who is asking and what it has: the DAO's name and, for actions that
@@ -127,20 +129,78 @@ impl DaoContext {
     }
 }
 
+#[cfg(test)]
 fn reserve_text(p: &Params, ctx: &DaoContext, spec: &ReservationSpec) -> Result<String, String> {
+    reserve_text_at(&Pricing::default(), p, ctx, spec)
+}
+
+/// How an XDR price converts, as voters read it: the budget in XDR and the
+/// most the lock takes in the ledger's token at the latest rate.
+fn xdr_text(ctx: &DaoContext, budget_cycles: u128, lock: Tokens, terms: &XdrTerms) -> String {
+    format!(
+        " Priced in XDR: a budget of {}, which at the current rate ({} cycles per smallest \
+         unit, read at {} s) locks at most {}, a buffer of {} ppm for the rate to move \
+         included.",
+        format_xdr(budget_cycles),
+        ratio(&terms.lock_rate.cycles_per_unit),
+        terms.lock_rate.timestamp_secs,
+        ctx.t(lock),
+        terms.buffer_ppm
+    )
+}
+
+fn ratio(r: &market_api::prices::Ratio) -> String {
+    if r.den == 1 {
+        r.num.to_string()
+    } else {
+        format!("{}/{}", r.num, r.den)
+    }
+}
+
+fn reserve_text_at(
+    pricing: &Pricing,
+    p: &Params,
+    ctx: &DaoContext,
+    spec: &ReservationSpec,
+) -> Result<String, String> {
     validate_reservation(spec).map_err(|e| reason(&e))?;
-    let cost = market_api::matcher::lease_cost(spec, p.probe_interval_secs, p.probe_fee)
-        .unwrap_or(Tokens::MAX);
+    let rates = pricing
+        .latest_rates(spec.ledger, spec.currency)
+        .map_err(|e| reason(&e))?;
+    let terms = Market::<ic_stable_structures::VectorMemory>::lease_terms(pricing, p, spec, &rates)
+        .map_err(|e| reason(&e))?;
+    let cost = terms.locked;
     let funded = ctx.funded(cost)?;
+    let xdr = terms
+        .xdr
+        .map(|x| {
+            xdr_text(
+                ctx,
+                market_api::matcher::reservation_cost(spec).unwrap_or(u128::MAX),
+                x.lock,
+                &x.terms,
+            )
+        })
+        .unwrap_or_default();
+    let price = |amount: Tokens| match terms.xdr {
+        Some(_) => format_xdr(amount),
+        None => ctx.t(amount),
+    };
+    let funded = format!("{}{xdr}", funded.trim_end());
     let Some(service) = &spec.service else {
-        return Ok(capacity_text(ctx, spec, cost, &funded));
+        return Ok(capacity_text(
+            ctx,
+            spec,
+            &price(spec.max_price_per_interval),
+            cost,
+            &funded,
+        ));
     };
     let component = match &service.component {
         ModuleSource::Stored { sha256 } => format!("stored module {}", hex(sha256)),
         ModuleSource::Url { url, sha256 } => format!("{url} (sha256 {})", hex(sha256)),
     };
-    let probes = market_api::matcher::service_probe_cost(spec, p.probe_interval_secs, p.probe_fee)
-        .unwrap_or(Tokens::MAX);
+    let probes = terms.probe_locked;
     Ok(format!(
         "Lease a service: {} replica(s) of the wasi:http component {component}, each on a \
          different provider with {} MiB memory, for {} intervals of {} ({} in all), at up to {} \
@@ -154,7 +214,7 @@ fn reserve_text(p: &Params, ctx: &DaoContext, spec: &ReservationSpec) -> Result<
         spec.intervals,
         duration(spec.interval_secs),
         duration(spec.interval_secs.saturating_mul(u64::from(spec.intervals))),
-        ctx.t(spec.max_price_per_interval),
+        price(spec.max_price_per_interval),
         ctx.t(spec.min_provider_stake),
         if service.allowed_hosts.is_empty() {
             "no host".to_string()
@@ -163,7 +223,7 @@ fn reserve_text(p: &Params, ctx: &DaoContext, spec: &ReservationSpec) -> Result<
         },
         service.health_path,
         duration(p.probe_interval_secs),
-        ctx.t(p.probe_fee),
+        ctx.t(terms.probe_fee),
         ctx.t(probes),
         p.probe_failures,
         spec.max_rematches,
@@ -177,7 +237,13 @@ fn reserve_text(p: &Params, ctx: &DaoContext, spec: &ReservationSpec) -> Result<
     ))
 }
 
-fn capacity_text(ctx: &DaoContext, spec: &ReservationSpec, cost: Tokens, funded: &str) -> String {
+fn capacity_text(
+    ctx: &DaoContext,
+    spec: &ReservationSpec,
+    max_price: &str,
+    cost: Tokens,
+    funded: &str,
+) -> String {
     format!(
         "Reserve {} slot(s) of {} MiB memory and {} fuel per interval, for {} intervals of {} \
          ({} in all), at up to {} per slot and interval, from providers staking at least {}. \
@@ -190,7 +256,7 @@ fn capacity_text(ctx: &DaoContext, spec: &ReservationSpec, cost: Tokens, funded:
         spec.intervals,
         duration(spec.interval_secs),
         duration(spec.interval_secs.saturating_mul(u64::from(spec.intervals))),
-        ctx.t(spec.max_price_per_interval),
+        max_price,
         ctx.t(spec.min_provider_stake),
         spec.max_rematches,
         ctx.t(cost),
@@ -201,10 +267,24 @@ fn capacity_text(ctx: &DaoContext, spec: &ReservationSpec, cost: Tokens, funded:
 
 fn job_text<M: Memory>(
     market: &Market<M>,
+    p: &Params,
     ctx: &DaoContext,
     spec: &JobSpec,
 ) -> Result<String, String> {
     validate_spec(spec).map_err(|e| reason(&e))?;
+    let rates = market
+        .pricing
+        .latest_rates(spec.ledger, spec.currency)
+        .map_err(|e| reason(&e))?;
+    let xdr = match rates.xdr_valuation() {
+        Some(v) => {
+            let mut state = JobState::new(0, ctx.governance, spec, p.min_audit_ppm);
+            price_xdr_job(&mut state, v, market.pricing.config.rate_buffer_ppm())
+                .map_err(|e| reason(&e))?;
+            state.xdr
+        }
+        None => None,
+    };
     let module = match &spec.module {
         ModuleSource::Stored { sha256 } => {
             match market.modules.meta(sha256) {
@@ -217,10 +297,32 @@ fn job_text<M: Memory>(
         }
         ModuleSource::Url { url, sha256 } => format!("module {} from {url}", hex(sha256)),
     };
-    let lock = spec.max_cost().unwrap_or(Tokens::MAX);
+    let lock = match xdr {
+        Some(x) => x.lock,
+        None => spec.max_cost().unwrap_or(Tokens::MAX),
+    };
     let storage = storage_fee(ctx.fee.unwrap_or(0), spec.stored_bytes()).unwrap_or(Tokens::MAX);
     let cost = lock.saturating_add(storage);
     let funded = ctx.funded(cost)?;
+    let price = match xdr {
+        Some(_) => format_xdr(spec.max_price_per_gfuel),
+        None => ctx.t(spec.max_price_per_gfuel),
+    };
+    let funded = match xdr {
+        Some(x) => {
+            let budget = x.terms.max_price_cycles;
+            let factor = if state_audited(p, spec) { 2 } else { 1 };
+            let budget = market_api::matcher::fuel_cost_ceil(spec.limits.fuel, budget)
+                .and_then(|c| c.checked_mul(factor))
+                .unwrap_or(u128::MAX);
+            format!(
+                "{}{}",
+                funded.trim_end(),
+                xdr_text(ctx, budget, x.lock, &x.terms)
+            )
+        }
+        None => funded,
+    };
     let deadline = spec
         .deadline_secs
         .map(|d| format!("within {} per attempt", duration(d)))
@@ -233,7 +335,7 @@ fn job_text<M: Memory>(
         spec.input.len(),
         spec.limits.memory_mib,
         spec.limits.fuel,
-        ctx.t(spec.max_price_per_gfuel),
+        price,
         spec.callback
             .as_ref()
             .map(|m| format!("; the result goes to the DAO's method {m}"))
@@ -242,6 +344,13 @@ fn job_text<M: Memory>(
         ctx.t(storage),
         funded
     ))
+}
+
+/// Whether a job of `spec` may be audited, so its lock holds a second budget.
+fn state_audited(p: &Params, spec: &JobSpec) -> bool {
+    JobState::new(0, candid::Principal::anonymous(), spec, p.min_audit_ppm)
+        .fuel
+        .is_some_and(|f| f.audit_ppm > 0)
 }
 
 /// The validator's answer for `action` asked by the DAO `ctx`: a summary
@@ -254,7 +363,7 @@ pub fn validate<M: Memory>(
 ) -> Result<String, String> {
     let me = ctx.governance;
     match action {
-        SnsAction::Reserve(spec) => reserve_text(p, ctx, spec),
+        SnsAction::Reserve(spec) => reserve_text_at(&market.pricing, p, ctx, spec),
         SnsAction::Extend(args) => {
             let ext = market.prepare_extension(me, args).map_err(|e| reason(&e))?;
             let funded = ctx.funded(ext.amount)?;
@@ -304,7 +413,7 @@ pub fn validate<M: Memory>(
                 r.queued_jobs
             ))
         }
-        SnsAction::SubmitJob(spec) => job_text(market, ctx, spec),
+        SnsAction::SubmitJob(spec) => job_text(market, p, ctx, spec),
         SnsAction::Withdraw(args) => {
             let b = ctx.balance.clone().unwrap_or(Balance {
                 ledger: args.ledger,

@@ -18,6 +18,7 @@ pub const RULES: &[Rule] = &[
     Rule::anyone("heartbeat"),
     Rule::anyone("post_offer"),
     Rule::new("put_module_chunk", Senders::Anyone, BULK_ARG),
+    Rule::new("refresh_rates", Senders::Controllers, SMALL_ARG),
     Rule::new("register_dao", Senders::Controllers, SMALL_ARG),
     Rule::anyone("reserve"),
     Rule::anyone("set_delegates"),

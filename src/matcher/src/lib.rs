@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod modules;
 pub mod outbox;
 pub mod perform;
+pub mod rates;
 pub mod runtime;
 pub mod state;
 

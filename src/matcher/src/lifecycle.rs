@@ -43,6 +43,7 @@ use market_api::matcher::{
     AUDIT_ALWAYS_PPM, AuditVerdict, Commitment, JobResult, JobStatus, RunOutcome, attempt_secs,
     fuel_cost,
 };
+use market_api::prices::{PriceConversion, Ratio, XdrTerms};
 use market_api::registry::RecordEvent;
 use market_api::{JobId, OfferId, Tokens};
 use serde::{Deserialize, Serialize};
@@ -215,6 +216,28 @@ pub struct JobState {
     /// The audit of the result, if one was drawn or asked for.
     #[serde(default)]
     pub audit: Option<AuditRecord>,
+    /// For a price in XDR: the bid's terms, its lock, and how the current
+    /// (or last) assignment's price converted.
+    #[serde(default)]
+    pub xdr: Option<XdrPricing>,
+    /// The rate from the job's token to the stake ledger's smallest unit
+    /// its bonds and slashes are valued at (`None`: the job pays in the
+    /// stake ledger's token). Set when the funds are locked, and again at
+    /// each assignment made while both valuations are known.
+    #[serde(default)]
+    pub stake_rate: Option<Ratio>,
+}
+
+/// How a job priced in XDR is paid in its token.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct XdrPricing {
+    /// The bid's highest price in cycles, the rate its lock converted at
+    /// and the buffer.
+    pub terms: XdrTerms,
+    /// What the lock holds, in the job's token.
+    pub lock: Tokens,
+    /// How the current (or last) assignment's price converted.
+    pub conversion: Option<PriceConversion>,
 }
 
 /// A cross-canister step a transition requires, with its idempotency key.
@@ -314,6 +337,17 @@ pub enum Effect {
     /// Pay the lease's probes to the matcher's own escrow account (escrow
     /// `release` with [`PROBE_FEE_SEQ`]), before the lease's settle.
     ProbeFee { amount: Tokens },
+    /// Read the rate of `ledger`'s token (the cycles minting canister's
+    /// for the stake ledger, else its configured source); recorded in a
+    /// queue of its own ([`rates_queue`]), never a job's.
+    ReadRate { ledger: Principal },
+}
+
+/// The outbox queue of the reads of the `i`-th valued ledger's rate: ids
+/// from the top of the range down, which no job reaches (jobs count up
+/// from 1), one queue per ledger so a slow source delays no other.
+pub fn rates_queue(i: usize) -> JobId {
+    JobId::MAX - i as JobId
 }
 
 /// The release number of a service lease's probe fee: no slot's release
@@ -535,6 +569,9 @@ impl JobState {
         state.last_assignment = None;
         state.window_closes_at_ns = None;
         state.audit = None;
+        if let Some(x) = state.xdr.as_mut() {
+            x.conversion = None;
+        }
         if let Some(f) = state.fuel.as_mut() {
             f.audit_ppm = 0;
             f.audit_run = true;
@@ -577,6 +614,8 @@ impl JobState {
             fuel: None,
             window_closes_at_ns: None,
             audit: None,
+            xdr: None,
+            stake_rate: None,
         }
     }
 
@@ -606,7 +645,8 @@ impl JobState {
     ///
     /// The stake answering for the attempt is measured against the job's
     /// value: a fuel-billed job's whole budget at the agreed price, else
-    /// one interval's price (see [`bond_for`]).
+    /// one interval's price (see [`bond_for`]), in the stake ledger's
+    /// smallest unit (converted at [`JobState::stake_rate`], rounded up).
     pub fn assign(
         &mut self,
         p: &Params,
@@ -618,12 +658,20 @@ impl JobState {
     ) -> Vec<Effect> {
         debug_assert_eq!(self.status, JobStatus::Open);
         self.attempts += 1;
+        let stake_rate = self.stake_rate;
+        let in_stake = |v: Tokens| match stake_rate {
+            Some(r) => r.ceil(v).unwrap_or(Tokens::MAX),
+            None => v,
+        };
         let (stake_price, bonded) = match self.fuel {
             Some(f) => {
-                let value = fuel_cost(f.budget, price).unwrap_or(Tokens::MAX);
+                let value = in_stake(fuel_cost(f.budget, price).unwrap_or(Tokens::MAX));
                 (value, bond_for(p, value, f.audit_ppm))
             }
-            None => (price, price.saturating_mul(Tokens::from(p.bond_multiple))),
+            None => {
+                let value = in_stake(price);
+                (value, value.saturating_mul(Tokens::from(p.bond_multiple)))
+            }
         };
         self.assignment = Some(Assignment {
             provider,

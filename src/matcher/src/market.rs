@@ -7,6 +7,7 @@ use crate::book::{Bid, Book, BookOffer};
 use crate::lifecycle::{Effect, JobState, Params, Refusal};
 use crate::modules::ModuleStore;
 use crate::outbox::Outbox;
+use crate::rates::{BidRates, Pricing};
 use candid::Principal;
 use canister_common::audit::{Books, Chunk, after};
 use canister_common::codec::Cbor;
@@ -16,6 +17,9 @@ use market_api::matcher::{
     JobChunkRequest, JobKind, JobPart, JobSpec, JobStatus, JobView, MAX_ARG_LEN, MAX_ARGS,
     MAX_CHUNK_BYTES, MAX_FUEL_PER_INTERVAL, MAX_INPUT_BYTES, MAX_JOB_FUEL, MAX_JOB_MEMORY_MIB,
     MAX_RESTING_SECS, MatcherError, ModuleSource, Offer, OfferSpec, PriceUnit, SubmitResultArgs,
+};
+use market_api::prices::{
+    Currency, PriceConversion, Valuation, XdrTerms, lock_for_xdr, max_price_within,
 };
 use market_api::registry::TrackRecord;
 use market_api::{JobId, OfferId, Tokens};
@@ -81,7 +85,10 @@ impl JobRecord {
             .flatten());
         let withheld = self.result_withheld();
         Job {
-            pricing: None,
+            pricing: self.state.xdr.map(|x| market_api::matcher::JobPricing {
+                terms: x.terms,
+                conversion: x.conversion,
+            }),
             id: self.state.id,
             owner: self.state.owner,
             spec: self.spec.clone(),
@@ -138,11 +145,17 @@ impl JobRecord {
             Some(f) => (PriceUnit::Gfuel, f.max_price_per_gfuel, f.deadline_secs),
             None => (PriceUnit::Interval, self.state.max_price, None),
         };
+        // An XDR bid stands in the XDR book at its price in cycles.
+        let (max_price, currency) = match self.state.xdr {
+            Some(x) => (x.terms.max_price_cycles, Currency::Xdr),
+            None => (max_price, Currency::Token),
+        };
         Bid {
             job_id: self.state.id,
             ledger: self.spec.ledger,
             unit,
             max_price,
+            currency,
             memory_mib: self.spec.limits.memory_mib,
             fuel: self.spec.limits.fuel,
             deadline_secs,
@@ -266,6 +279,46 @@ pub fn validate_spec(spec: &JobSpec) -> Result<(), MatcherError> {
     Ok(())
 }
 
+/// Prices the XDR job `state` (its highest price per billion fuel still in
+/// cycles) at its ledger's valuation `v`: the lock holds its maximum cost
+/// in cycles (twice the budget's if it may be audited) at `v`, rounded up,
+/// plus `buffer_ppm`; its price in tokens is capped at the highest the
+/// lock covers, so the lifecycle's own maximum cost never passes the lock.
+pub fn price_xdr_job(
+    state: &mut JobState,
+    v: Valuation,
+    buffer_ppm: u32,
+) -> Result<(), MatcherError> {
+    let Some(f) = state.fuel.as_mut() else {
+        return Ok(());
+    };
+    let overflows = || invalid("max_price_per_gfuel", "the maximum cost overflows");
+    let factor: Tokens = if f.audit_ppm > 0 { 2 } else { 1 };
+    let cycles = market_api::matcher::fuel_cost_ceil(f.budget, f.max_price_per_gfuel)
+        .and_then(|c| c.checked_mul(factor))
+        .ok_or_else(overflows)?;
+    let lock = lock_for_xdr(cycles, &v, buffer_ppm).ok_or_else(overflows)?;
+    let ceiling = max_price_within(f.budget, lock / factor).unwrap_or(0);
+    if ceiling == 0 {
+        return Err(invalid(
+            "max_price_per_gfuel",
+            "too low to pay anything in the ledger's token at today's rate",
+        ));
+    }
+    let terms = XdrTerms {
+        max_price_cycles: f.max_price_per_gfuel,
+        lock_rate: v,
+        buffer_ppm: if v.is_fixed() { 0 } else { buffer_ppm },
+    };
+    f.max_price_per_gfuel = ceiling;
+    state.xdr = Some(crate::lifecycle::XdrPricing {
+        terms,
+        lock,
+        conversion: None,
+    });
+    Ok(())
+}
+
 /// Checks every bound of an offer.
 pub fn validate_offer(spec: &OfferSpec) -> Result<(), MatcherError> {
     if spec.slots == 0 || spec.slots > 10_000 {
@@ -374,6 +427,10 @@ pub struct Market<M: Memory> {
     /// When each acknowledged service replica is probed next, by (due,
     /// slot job, attempt).
     probes: StableBTreeMap<(u64, JobId, u32), (), M>,
+    /// How tokens are valued (heap only: the state sets it from the
+    /// configuration and the rate readings when it opens, and again
+    /// whenever either changes).
+    pub pricing: Pricing,
 }
 
 /// Where a pass of the matcher's audit goes on: after this entry of the
@@ -422,6 +479,7 @@ impl<M: Memory> Market<M> {
             reserved_queue: StableBTreeMap::init(r1),
             daos: StableBTreeMap::init(r2),
             probes: StableBTreeMap::init(m.probes),
+            pricing: Pricing::default(),
         }
     }
 
@@ -628,6 +686,11 @@ impl<M: Memory> Market<M> {
     /// Records a new job, not yet funded. The caller locks its maximum cost
     /// in the escrow next and then calls [`Market::job_funded`] (or
     /// [`Market::drop_unfunded`] if the lock was refused).
+    ///
+    /// A job paying in another token than the stake ledger's, or priced in
+    /// XDR, needs fresh rates (see [`Pricing::bid_rates`]); an XDR job's
+    /// lock is its maximum cost in cycles at its ledger's rate plus the
+    /// buffer, and its price in tokens is capped at what that lock covers.
     pub fn create_job(
         &mut self,
         p: &Params,
@@ -635,7 +698,24 @@ impl<M: Memory> Market<M> {
         owner: Principal,
         spec: JobSpec,
     ) -> Result<JobRecord, MatcherError> {
+        self.new_job(p, now_ns, owner, spec, true)
+    }
+
+    fn new_job(
+        &mut self,
+        p: &Params,
+        now_ns: u64,
+        owner: Principal,
+        spec: JobSpec,
+        priced: bool,
+    ) -> Result<JobRecord, MatcherError> {
         validate_spec(&spec)?;
+        let rates = if priced {
+            self.pricing
+                .bid_rates(now_ns / 1_000_000_000, spec.ledger, spec.currency)?
+        } else {
+            BidRates::default()
+        };
         if let ModuleSource::Stored { sha256 } = &spec.module {
             match self.modules.meta(sha256) {
                 Some(m) if m.committed => {}
@@ -649,7 +729,11 @@ impl<M: Memory> Market<M> {
             });
         }
         let id = self.next_job_id();
-        let state = JobState::new(id, owner, &spec, p.min_audit_ppm);
+        let mut state = JobState::new(id, owner, &spec, p.min_audit_ppm);
+        state.stake_rate = rates.stake_rate;
+        if let Some(v) = rates.xdr_valuation() {
+            price_xdr_job(&mut state, v, self.pricing.config.rate_buffer_ppm())?;
+        }
         if let ModuleSource::Stored { sha256 } = &spec.module {
             self.modules
                 .acquire(sha256)
@@ -680,7 +764,10 @@ impl<M: Memory> Market<M> {
         }
         let amount = match rec.kind {
             JobKind::Reservation => self.reservation_lock_amount(id),
-            _ => rec.state.max_cost(),
+            _ => match rec.state.xdr {
+                Some(x) => Some(x.lock),
+                None => rec.state.max_cost(),
+            },
         }
         .unwrap_or(Tokens::MAX);
         Some(self.outbox.push_in_flight(
@@ -831,12 +918,16 @@ impl<M: Memory> Market<M> {
         } else {
             PriceUnit::Interval
         };
+        let price = self.agreed_price(&mut rec, offer.price(unit));
+        if let Some(rate) = self.pricing.stake_rate(rec.spec.ledger) {
+            rec.state.stake_rate = Some(rate);
+        }
         let effects = rec.state.assign(
             p,
             now_ns,
             offer.offer.provider,
             offer.offer.id,
-            offer.price(unit),
+            price,
             offer.offer.spec.fuel_per_sec,
         );
         let kind = rec.kind;
@@ -846,6 +937,32 @@ impl<M: Memory> Market<M> {
         if let JobKind::ReservedSlot { reservation, .. } = kind {
             self.serve_reservation(p, now_ns, reservation);
         }
+    }
+
+    /// The price `rec` pays for an offer asking `offer_price`: the same
+    /// for a price in tokens; for an XDR price (in cycles), converted at
+    /// the ledger's latest valuation (the lock's, if none was read),
+    /// rounded down and capped at what the job's lock covers. The
+    /// conversion is recorded in the job.
+    fn agreed_price(&self, rec: &mut JobRecord, offer_price: Tokens) -> Tokens {
+        let ceiling = match rec.state.fuel {
+            Some(f) => f.max_price_per_gfuel,
+            None => rec.state.max_price,
+        };
+        let Some(x) = rec.state.xdr.as_mut() else {
+            return offer_price;
+        };
+        let rate = self
+            .pricing
+            .valuation(rec.spec.ledger)
+            .unwrap_or(x.terms.lock_rate);
+        let units = rate.units_floor(offer_price).unwrap_or(Tokens::MAX);
+        x.conversion = Some(PriceConversion {
+            price_cycles: offer_price,
+            rate,
+            capped: units > ceiling,
+        });
+        units.min(ceiling)
     }
 
     fn track_deadline(&mut self, p: &Params, state: &JobState, old: Option<(u64, u32)>) {
@@ -953,6 +1070,7 @@ impl<M: Memory> Market<M> {
     ) -> Result<OfferId, MatcherError> {
         let backing = backing.into();
         validate_offer(&spec)?;
+        self.pricing.check_source(spec.ledger, spec.currency)?;
         let (id, slots_used, created_at_ns) = match offer_id {
             Some(id) => {
                 let old = self
@@ -1358,6 +1476,35 @@ impl<M: Memory> Market<M> {
             }
         }
         due.len()
+    }
+
+    /// Records a read of each valued ledger's rate whose last read is not
+    /// still pending; returns their step numbers.
+    pub fn read_rates(&mut self) -> Vec<u64> {
+        let mut seqs = vec![];
+        for (i, ledger) in self.pricing.ledgers().into_iter().enumerate() {
+            let queue = crate::lifecycle::rates_queue(i);
+            if !self.outbox.has_pending(queue) {
+                seqs.push(self.outbox.push(queue, Effect::ReadRate { ledger }));
+            }
+        }
+        seqs
+    }
+
+    /// Like [`Market::read_rates`], the steps marked in flight for the
+    /// caller to make at once.
+    pub fn read_rates_in_flight(&mut self, now_ns: u64) -> Vec<u64> {
+        let mut seqs = vec![];
+        for (i, ledger) in self.pricing.ledgers().into_iter().enumerate() {
+            let queue = crate::lifecycle::rates_queue(i);
+            if !self.outbox.has_pending(queue) {
+                seqs.push(
+                    self.outbox
+                        .push_in_flight(queue, Effect::ReadRate { ledger }, now_ns),
+                );
+            }
+        }
+        seqs
     }
 
     /// The earliest pending deadline, for arming the timer.

@@ -59,3 +59,5 @@ pub const AUDIT_COUNTS: MemoryId = MemoryId::new(26);
 pub const PROBES_DUE: MemoryId = MemoryId::new(27);
 /// Counts of probes made and failed.
 pub const PROBE_COUNTS: MemoryId = MemoryId::new(28);
+/// The rates last read of each ledger's token (see `crate::rates`).
+pub const RATES: MemoryId = MemoryId::new(29);

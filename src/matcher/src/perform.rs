@@ -423,8 +423,65 @@ pub async fn perform(rt: &impl Runtime, job_id: JobId, effect: Effect) -> Outcom
                 Err(e) => retry(e),
             }
         }
+        Effect::ReadRate { ledger } => {
+            read_rate(rt, &config, ledger).await;
+            Outcome::Done
+        }
         Effect::FreeSlot { .. } | Effect::Requeue => Outcome::Done,
     }
+}
+
+/// Reads `ledger`'s rate from its source and records the valuation, or
+/// why there is none. Done either way: the next refresh reads again.
+async fn read_rate(
+    rt: &impl Runtime,
+    config: &market_api::matcher::MatcherInit,
+    ledger: Principal,
+) {
+    use market_api::prices::{RateSource, Valuation, xrc};
+    let Some(pricing) = config.pricing.as_ref() else {
+        return;
+    };
+    let read = if ledger == config.stake_ledger {
+        let Some(cmc) = pricing.cmc else { return };
+        match rt.icp_xdr_rate(cmc).await {
+            Ok(reply) => Valuation::from_cmc(&reply.data)
+                .ok_or_else(|| "the cycles minting canister's rate is zero".to_string()),
+            Err(e) => Err(format!("cycles minting canister: {e:?}")),
+        }
+    } else {
+        match pricing.source(ledger) {
+            None => return,
+            Some(RateSource::Cycles) => Ok(Valuation::cycles()),
+            Some(RateSource::ExchangeRate {
+                canister,
+                symbol,
+                decimals,
+            }) => match rt.exchange_rate(*canister, &xrc::xdr_rate_of(symbol)).await {
+                Ok(xrc::GetExchangeRateResult::Ok(rate)) => Valuation::from_xrc(&rate, *decimals)
+                    .ok_or_else(|| format!("exchange rate canister: unusable rate {rate:?}")),
+                Ok(xrc::GetExchangeRateResult::Err(e)) => {
+                    Err(format!("exchange rate canister: {e:?}"))
+                }
+                Err(e) => Err(format!("exchange rate canister: {e:?}")),
+            },
+        }
+    };
+    if let Err(e) = &read {
+        rt.log(&format!("rate of {ledger}: {e}"));
+    }
+    let t = rt.now_ns();
+    mutate_state(|s| s.record_rate(t, ledger, read));
+}
+
+/// Records a read of every ledger's rate that has none pending, marked
+/// in flight, and makes them at once; the reads already pending are left
+/// to the outbox.
+pub async fn refresh_rates(rt: &impl Runtime) {
+    let t = rt.now_ns();
+    let seqs = mutate_state(|s| s.market.read_rates_in_flight(t));
+    let runs = seqs.into_iter().map(|seq| perform_now(rt, seq));
+    futures::future::join_all(runs).await;
 }
 
 /// The outcall probing `url`: a GET without headers or body, at most

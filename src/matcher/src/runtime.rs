@@ -1,6 +1,7 @@
 //! Side effects of the matcher's logic: the clock and its own id (the shared
 //! [`SystemApi`]), its timer, and its calls to the escrow, the registry,
-//! buyers' callbacks and the management canister (randomness, probes).
+//! buyers' callbacks, the management canister (randomness, probes) and the
+//! rate sources (the cycles minting and exchange rate canisters).
 //!
 //! Only [`crate::perform`] uses the calls. The deployed canister passes
 //! [`IcRuntime`], which makes them with `market_api::client`'s typed
@@ -16,6 +17,8 @@ use market_api::escrow::{
 };
 use market_api::matcher::{JobNotice, ServiceNotice};
 use market_api::outcall::{HttpRequestArgs, HttpRequestResult};
+use market_api::prices::cmc::IcpXdrConversionRateResponse;
+use market_api::prices::xrc::{GetExchangeRateRequest, GetExchangeRateResult};
 use market_api::registry::{
     BondArgs, Eligibility, Provider, RecordArgs, RegistryError, SlashArgs, SlashOutcome,
 };
@@ -134,6 +137,17 @@ pub trait Runtime: SystemApi {
         args: &HttpRequestArgs,
         cycles: u128,
     ) -> Result<HttpRequestResult, CallError>;
+
+    /// The cycles minting canister's ICP/XDR rate.
+    async fn icp_xdr_rate(&self, cmc: Principal)
+    -> Result<IcpXdrConversionRateResponse, CallError>;
+
+    /// The exchange rate canister's rate for `request`.
+    async fn exchange_rate(
+        &self,
+        xrc: Principal,
+        request: &GetExchangeRateRequest,
+    ) -> Result<GetExchangeRateResult, CallError>;
 }
 
 /// The runtime of the deployed canister: ic-cdk's system API and timers, and
@@ -276,5 +290,20 @@ impl Runtime for IcRuntime {
         cycles: u128,
     ) -> Result<HttpRequestResult, CallError> {
         market_api::client::http_request(args, cycles).await
+    }
+
+    async fn icp_xdr_rate(
+        &self,
+        cmc: Principal,
+    ) -> Result<IcpXdrConversionRateResponse, CallError> {
+        market_api::client::icp_xdr_rate(cmc).await
+    }
+
+    async fn exchange_rate(
+        &self,
+        xrc: Principal,
+        request: &GetExchangeRateRequest,
+    ) -> Result<GetExchangeRateResult, CallError> {
+        market_api::client::exchange_rate(xrc, request).await
     }
 }

@@ -4,11 +4,14 @@
 use crate::lifecycle::Params;
 use crate::market::{AuditCursor, Market, Memories};
 use crate::memory::{self, Memory};
+use crate::rates::{Pricing, RateCache};
+use candid::Principal;
 use canister_common::audit::{Books, BooksAudit};
 use canister_common::codec::Cbor;
 use canister_common::event_log::EventLog;
 use ic_stable_structures::Cell;
 use market_api::matcher::{MatcherEvent, MatcherInit};
+use market_api::prices::Valuation;
 
 /// Everything the matcher keeps across upgrades.
 pub struct State {
@@ -26,6 +29,8 @@ pub struct State {
     pub audit_counts: Cell<Cbor<AuditCounts>, Memory>,
     /// How many probes of service replicas were made and failed.
     pub probe_counts: Cell<Cbor<ProbeCounts>, Memory>,
+    /// The rates last read of each ledger's token.
+    rates: Cell<Cbor<RateCache>, Memory>,
 }
 
 /// How many probes of service replicas were made and failed, for
@@ -64,7 +69,7 @@ pub const LAYOUT: u32 = 1;
 impl State {
     fn open() -> Self {
         use memory::*;
-        Self {
+        let mut state = Self {
             config: Cell::init(get(CONFIG), Cbor(None)),
             events: EventLog::init(get(EVENT_LOG_INDEX), get(EVENT_LOG_DATA)),
             market: Market::init(Memories {
@@ -96,7 +101,38 @@ impl State {
             audit: BooksAudit::new(),
             audit_counts: Cell::init(get(AUDIT_COUNTS), Cbor(AuditCounts::default())),
             probe_counts: Cell::init(get(PROBE_COUNTS), Cbor(ProbeCounts::default())),
+            rates: Cell::init(get(RATES), Cbor(RateCache::default())),
+        };
+        state.sync_pricing();
+        state
+    }
+
+    /// Gives the market the configuration's pricing and the rates read
+    /// (nothing before the configuration is set).
+    fn sync_pricing(&mut self) {
+        if let Some(config) = self.config.get().0.as_ref() {
+            self.market.pricing = Pricing::of(config, &self.rates.get().0);
         }
+    }
+
+    /// The rates read so far.
+    pub fn rates(&self) -> RateCache {
+        self.rates.get().0.clone()
+    }
+
+    /// Records a read of `ledger`'s rate at `now_ns` (see
+    /// [`RateCache::record`]); the market values with it from now on.
+    pub fn record_rate(&mut self, now_ns: u64, ledger: Principal, read: Result<Valuation, String>) {
+        let keep = self.market.pricing.ledgers();
+        let mut cache = self.rates.get().0.clone();
+        cache.record(now_ns, ledger, read, &keep);
+        self.rates.set(Cbor(cache));
+        self.sync_pricing();
+    }
+
+    /// Problems with the rate readings (see [`RateCache::problems`]).
+    pub fn rate_problems(&self) -> Vec<String> {
+        self.rates.get().0.problems(&self.market.pricing)
     }
 
     /// The configuration; set at install, so always present afterwards.
@@ -154,6 +190,7 @@ impl State {
     /// Sets the configuration.
     pub fn set_config(&mut self, init: MatcherInit) {
         self.config.set(Cbor(Some(init)));
+        self.sync_pricing();
     }
 }
 

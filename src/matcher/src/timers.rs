@@ -108,6 +108,21 @@ pub fn start_watchdog() {
     });
 }
 
+/// How soon after install or upgrade the rates are first read.
+const FIRST_RATES_READ: Duration = Duration::from_secs(1);
+
+/// Starts reading the rates: once soon, then every
+/// `PricingConfig::refresh_secs` (nothing without a pricing
+/// configuration). Each read is an outbox step of the next timer run.
+pub fn start_rates() {
+    let Some(pricing) = read_state(|s| s.config().pricing) else {
+        return;
+    };
+    let read = || async { crate::endpoints::queue_rate_reads(&IcRuntime) };
+    ic_cdk_timers::set_timer(FIRST_RATES_READ, read());
+    ic_cdk_timers::set_timer_interval(Duration::from_secs(pricing.refresh_secs()), read);
+}
+
 /// Starts the repeating audit timer.
 pub fn start_audit() {
     use canister_common::audit::{AUDIT_CHUNK_RECORDS, AUDIT_PERIOD_SECS};

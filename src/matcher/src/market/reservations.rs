@@ -74,6 +74,42 @@ pub struct ReservationRecord {
     /// Probes made of the lease's replicas.
     #[serde(default)]
     pub probes: u64,
+    /// For a reservation priced in XDR: each slot's highest price per
+    /// interval in the ledger's token (what the lock covers), and the
+    /// slots' XDR terms. Extensions lock at that price.
+    #[serde(default)]
+    pub xdr: Option<SlotXdr>,
+    /// The rate from the reservation's token to the stake ledger's
+    /// smallest unit when it was locked (`None`: the stake ledger's token).
+    #[serde(default)]
+    pub stake_rate: Option<market_api::prices::Ratio>,
+}
+
+/// What a reservation locks, in its ledger's token (see
+/// [`Market::lease_terms`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseTerms {
+    /// For an XDR price: the slots' terms.
+    pub xdr: Option<SlotXdr>,
+    /// Each slot's highest price per interval in tokens.
+    pub max_price: Tokens,
+    /// What one probe costs the lease, in tokens.
+    pub probe_fee: Tokens,
+    /// The part of the lock held for probes.
+    pub probe_locked: Tokens,
+    /// The whole lock.
+    pub locked: Tokens,
+}
+
+/// The XDR terms of a reservation's slots.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotXdr {
+    /// The highest price per slot and interval in the ledger's token.
+    pub max_price: Tokens,
+    /// The bid's terms (its price per interval in cycles) and the lock's rate.
+    pub terms: market_api::prices::XdrTerms,
+    /// What the lock holds for the slots, in the ledger's token.
+    pub lock: Tokens,
 }
 
 /// Checks every bound of a reservation.
@@ -181,6 +217,37 @@ fn reserved_job_intervals(spec: &JobSpec, slot_fuel_per_interval: u64, interval_
         .clamp(1, MAX_INTERVALS)
 }
 
+/// Prices the slots of an XDR reservation at its ledger's valuation `v`:
+/// the lock holds slots x intervals x the highest price in cycles at `v`,
+/// rounded up, plus `buffer_ppm`; each slot's price in tokens is capped at
+/// its share of the lock per interval.
+fn price_xdr_slots(
+    spec: &ReservationSpec,
+    v: market_api::prices::Valuation,
+    buffer_ppm: u32,
+) -> Result<SlotXdr, MatcherError> {
+    let overflows = || invalid("max_price_per_interval", "maximum cost overflows");
+    let cycles = reservation_cost(spec).ok_or_else(overflows)?;
+    let lock = market_api::prices::lock_for_xdr(cycles, &v, buffer_ppm).ok_or_else(overflows)?;
+    let per_slot = lock / Tokens::from(spec.slots.max(1));
+    let max_price = per_slot / Tokens::from(spec.intervals.max(1));
+    if max_price == 0 {
+        return Err(invalid(
+            "max_price_per_interval",
+            "too low to pay anything in the ledger's token at today's rate",
+        ));
+    }
+    Ok(SlotXdr {
+        max_price,
+        terms: market_api::prices::XdrTerms {
+            max_price_cycles: spec.max_price_per_interval,
+            lock_rate: v,
+            buffer_ppm: if v.is_fixed() { 0 } else { buffer_ppm },
+        },
+        lock,
+    })
+}
+
 /// What an extension takes: its number and the amount to add to the lock.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Extension {
@@ -227,8 +294,16 @@ impl<M: Memory> Market<M> {
         spec: ReservationSpec,
     ) -> Result<JobRecord, MatcherError> {
         validate_reservation(&spec)?;
-        let locked = market_api::matcher::lease_cost(&spec, p.probe_interval_secs, p.probe_fee)
-            .ok_or_else(|| invalid("max_price_per_interval", "maximum cost overflows"))?;
+        let rates = self
+            .pricing
+            .bid_rates(now_ns / 1_000_000_000, spec.ledger, spec.currency)?;
+        let LeaseTerms {
+            xdr,
+            max_price,
+            probe_fee,
+            probe_locked,
+            locked,
+        } = Self::lease_terms(&self.pricing, p, &spec, &rates)?;
         if self.active_jobs_of(owner) >= MAX_ACTIVE_JOBS_PER_OWNER {
             return Err(MatcherError::LimitReached {
                 what: "active jobs and reservations".into(),
@@ -246,13 +321,15 @@ impl<M: Memory> Market<M> {
                 .map_err(|_| MatcherError::UnknownModule { sha256: *sha256 })?;
         }
         let id = self.next_job_id();
-        let all_slots = spec.max_price_per_interval * Tokens::from(spec.slots);
+        let all_slots = max_price * Tokens::from(spec.slots);
         let mut record_spec = slot_spec(&spec);
         if let Some(component) = component {
             record_spec.module = component;
         }
+        let mut state = slot_state(id, owner, &spec, all_slots);
+        state.stake_rate = rates.stake_rate;
         let rec = JobRecord {
-            state: slot_state(id, owner, &spec, all_slots),
+            state,
             spec: record_spec,
             submitted_at_ns: now_ns,
             funded: false,
@@ -260,7 +337,6 @@ impl<M: Memory> Market<M> {
             audit_pick: None,
         };
         let service = spec.service.is_some();
-        let probe_locked = locked.saturating_sub(rec.state.max_cost().unwrap_or(Tokens::MAX));
         self.put_job(rec.clone());
         self.index_owner(owner, id);
         self.put_reservation(
@@ -279,7 +355,7 @@ impl<M: Memory> Market<M> {
                 status: ReservationStatus::Funding,
                 settled: false,
                 pending_extension: None,
-                probe_fee: if service { p.probe_fee } else { 0 },
+                probe_fee: if service { probe_fee } else { 0 },
                 probes_per_interval: if service {
                     market_api::matcher::probes_per_interval(
                         rec.spec.interval_secs,
@@ -288,11 +364,53 @@ impl<M: Memory> Market<M> {
                 } else {
                     0
                 },
-                probe_locked,
+                probe_locked: if service { probe_locked } else { 0 },
                 probes: 0,
+                xdr,
+                stake_rate: rates.stake_rate,
             },
         );
         Ok(rec)
+    }
+
+    /// What a reservation of `spec` locks at `rates`: for an XDR price,
+    /// the slots' cost in cycles converted (see [`price_xdr_slots`]); for a
+    /// service lease, what its probes can cost, their fee (in the stake
+    /// ledger's smallest unit) converted into the lease's token, rounded up.
+    pub fn lease_terms(
+        pricing: &crate::rates::Pricing,
+        p: &Params,
+        spec: &ReservationSpec,
+        rates: &crate::rates::BidRates,
+    ) -> Result<LeaseTerms, MatcherError> {
+        let overflows = || invalid("max_price_per_interval", "maximum cost overflows");
+        let probe_fee = rates.from_stake_ceil(p.probe_fee).ok_or_else(overflows)?;
+        let xdr = match rates.xdr_valuation() {
+            Some(v) => Some(price_xdr_slots(spec, v, pricing.config.rate_buffer_ppm())?),
+            None => None,
+        };
+        let max_price = xdr.map_or(spec.max_price_per_interval, |x| x.max_price);
+        let token_spec = ReservationSpec {
+            max_price_per_interval: max_price,
+            ..spec.clone()
+        };
+        let probe_locked =
+            market_api::matcher::service_probe_cost(&token_spec, p.probe_interval_secs, probe_fee)
+                .ok_or_else(overflows)?;
+        let slots_locked = match xdr {
+            Some(x) => x.lock,
+            None => reservation_cost(spec).ok_or_else(overflows)?,
+        };
+        let locked = slots_locked
+            .checked_add(probe_locked)
+            .ok_or_else(overflows)?;
+        Ok(LeaseTerms {
+            xdr,
+            max_price,
+            probe_fee,
+            probe_locked,
+            locked,
+        })
     }
 
     /// The amount a reservation's lock holds: its slots' and, for a
@@ -312,13 +430,20 @@ impl<M: Memory> Market<M> {
         }
         for slot in 0..r.spec.slots {
             let slot_id = self.next_job_id();
+            let mut state = slot_state(
+                slot_id,
+                rec.state.owner,
+                &r.spec,
+                r.xdr.map_or(r.spec.max_price_per_interval, |x| x.max_price),
+            );
+            state.stake_rate = r.stake_rate;
+            state.xdr = r.xdr.map(|x| crate::lifecycle::XdrPricing {
+                terms: x.terms,
+                lock: x.max_price.saturating_mul(Tokens::from(r.spec.intervals)),
+                conversion: None,
+            });
             self.put_job(JobRecord {
-                state: slot_state(
-                    slot_id,
-                    rec.state.owner,
-                    &r.spec,
-                    r.spec.max_price_per_interval,
-                ),
+                state,
                 spec: slot_spec(&r.spec),
                 submitted_at_ns: now_ns,
                 funded: true,
@@ -491,9 +616,16 @@ impl<M: Memory> Market<M> {
             let Some(mut rec) = self.job(job_id) else {
                 continue;
             };
+            // The slot's stake price is already in the stake ledger's
+            // unit (records from before it was kept have its price).
+            let stake_price = if holder.stake_price > 0 {
+                holder.stake_price
+            } else {
+                holder.price
+            };
             let effects =
                 rec.state
-                    .assign_in_slot(p, now_ns, holder.provider, slot_id, holder.price);
+                    .assign_in_slot(p, now_ns, holder.provider, slot_id, stake_price);
             self.track_deadline(p, &rec.state, None);
             self.put_job(rec);
             r.running[i] = Some(job_id);
@@ -649,9 +781,10 @@ impl<M: Memory> Market<M> {
             .checked_mul(Tokens::from(r.probes_per_interval))
             .and_then(|n| n.checked_mul(r.probe_fee))
             .ok_or_else(overflows)?;
+        // An XDR reservation extends at its slots' price in tokens.
         let amount = r
-            .spec
-            .max_price_per_interval
+            .xdr
+            .map_or(r.spec.max_price_per_interval, |x| x.max_price)
             .checked_mul(slot_intervals)
             .and_then(|a| a.checked_add(probe_amount))
             .ok_or_else(overflows)?;
@@ -793,7 +926,9 @@ impl<M: Memory> Market<M> {
         // Validated (in create_job) as if it had a price; it has none.
         spec.max_price_per_gfuel = 1;
         let intervals = reserved_job_intervals(&spec, r.spec.fuel_per_interval, spec.interval_secs);
-        let mut rec = self.create_job(p, now_ns, caller, spec)?;
+        // Paid by its slot, it has no price of its own to convert.
+        spec.currency = None;
+        let mut rec = self.new_job(p, now_ns, caller, spec, false)?;
         rec.spec.max_price_per_gfuel = 0;
         // Paid by its slot: nothing of its own, for at most `intervals`.
         rec.state = JobState::per_interval(rec.state.id, caller, &rec.spec, intervals, 0);

@@ -24,6 +24,8 @@ use market_api::outcall::{
     HttpRequestArgs, HttpRequestResult, PROBE_MAX_RESPONSE_BYTES, http_request_cycles,
     request_bytes,
 };
+use market_api::prices::cmc::IcpXdrConversionRateResponse;
+use market_api::prices::xrc::{GetExchangeRateRequest, GetExchangeRateResult};
 use market_api::registry::{
     BondArgs, Eligibility, Provider, RecordArgs, RegistryError, SlashArgs, SlashOutcome,
 };
@@ -85,6 +87,14 @@ struct Fake {
     probe_answers: RefCell<VecDeque<Result<HttpRequestResult, CallError>>>,
     /// Releases asked for: (lock key, seq, to whom, amount).
     releases: RefCell<Vec<(String, u64, Principal, Tokens)>>,
+    /// Locks made: (lock key, amount).
+    pub(crate) locks: RefCell<Vec<(String, Tokens)>>,
+    /// Settles answered: (lock key, what was refunded).
+    pub(crate) refunds: RefCell<Vec<(String, Tokens)>>,
+    /// The cycles minting canister's answers, in order (then an error).
+    pub(crate) cmc_rates: RefCell<VecDeque<Result<IcpXdrConversionRateResponse, CallError>>>,
+    /// The exchange rate canister's answers, in order (then an error).
+    pub(crate) xrc_rates: RefCell<VecDeque<Result<GetExchangeRateResult, CallError>>>,
 }
 
 /// A replica's answer with this status.
@@ -225,6 +235,9 @@ impl Runtime for Fake {
 
     async fn lock(&self, escrow: Principal, args: &LockArgs) -> Answer<JobLock, EscrowError> {
         assert_eq!(escrow, ESCROW);
+        self.locks
+            .borrow_mut()
+            .push((args.job_key.clone(), args.amount));
         let answer = lock(&args.job_key, args.amount);
         self.escrow_answer("lock", args.job_key.clone(), answer)
     }
@@ -263,7 +276,27 @@ impl Runtime for Fake {
     }
 
     async fn settle(&self, _escrow: Principal, args: &SettleArgs) -> Answer<JobLock, EscrowError> {
-        let answer = lock(&args.job_key, 0);
+        // The escrow's books of this lock: what was locked, less what was
+        // released from it, is refunded.
+        let total: Tokens = self
+            .locks
+            .borrow()
+            .iter()
+            .filter(|(k, _)| *k == args.job_key)
+            .map(|(_, a)| *a)
+            .sum();
+        let released: Tokens = self
+            .releases
+            .borrow()
+            .iter()
+            .filter(|(k, ..)| *k == args.job_key)
+            .map(|(.., a)| *a)
+            .sum();
+        self.refunds
+            .borrow_mut()
+            .push((args.job_key.clone(), total.saturating_sub(released)));
+        let mut answer = lock(&args.job_key, total);
+        answer.released = released;
         self.escrow_answer("settle", args.job_key.clone(), answer)
     }
 
@@ -378,6 +411,35 @@ impl Runtime for Fake {
             None => Ok(status(200)),
             Some(answer) => answer,
         }
+    }
+
+    async fn icp_xdr_rate(
+        &self,
+        cmc: Principal,
+    ) -> Result<IcpXdrConversionRateResponse, CallError> {
+        self.calls.borrow_mut().push(Made {
+            method: "get_icp_xdr_conversion_rate",
+            key: cmc.to_text(),
+        });
+        self.cmc_rates
+            .borrow_mut()
+            .pop_front()
+            .unwrap_or(Err(CallError::OutcomeUnknown))
+    }
+
+    async fn exchange_rate(
+        &self,
+        xrc: Principal,
+        request: &GetExchangeRateRequest,
+    ) -> Result<GetExchangeRateResult, CallError> {
+        self.calls.borrow_mut().push(Made {
+            method: "get_exchange_rate",
+            key: format!("{xrc} {}", request.base_asset.symbol),
+        });
+        self.xrc_rates
+            .borrow_mut()
+            .pop_front()
+            .unwrap_or(Err(CallError::OutcomeUnknown))
     }
 
     async fn raw_rand(&self) -> Result<Vec<u8>, CallError> {
