@@ -3,4 +3,5 @@
 mod audits;
 pub(crate) mod market;
 mod perform;
+mod pricing;
 mod services;

@@ -33,18 +33,18 @@ use market_api::{PageRequest, Tokens};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 
-const S: u64 = 1_000_000_000;
+pub(crate) const S: u64 = 1_000_000_000;
 const PRICE: Tokens = 100;
 
 const fn p(n: u8) -> Principal {
     Principal::from_slice(&[n; 10])
 }
 
-const ESCROW: Principal = p(0xE5);
+pub(crate) const ESCROW: Principal = p(0xE5);
 const REGISTRY: Principal = p(0x2E);
-const BUYER: Principal = p(0x20);
-const PROVIDER: Principal = p(0x30);
-const NODE: Principal = p(0x40);
+pub(crate) const BUYER: Principal = p(0x20);
+pub(crate) const PROVIDER: Principal = p(0x30);
+pub(crate) const NODE: Principal = p(0x40);
 
 /// What the fake does with the next call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,9 +61,9 @@ enum Fault {
 
 /// One call the fake received: the method and its idempotency key.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Made {
-    method: &'static str,
-    key: String,
+pub(crate) struct Made {
+    pub(crate) method: &'static str,
+    pub(crate) key: String,
 }
 
 fn made(method: &'static str, key: impl Into<String>) -> Made {
@@ -76,8 +76,8 @@ fn made(method: &'static str, key: impl Into<String>) -> Made {
 /// The escrow and registry as the matcher sees them, with faults applied to
 /// the next calls in order.
 #[derive(Default)]
-struct Fake {
-    now: Cell<u64>,
+pub(crate) struct Fake {
+    pub(crate) now: Cell<u64>,
     faults: RefCell<VecDeque<Fault>>,
     calls: RefCell<Vec<Made>>,
     scheduled: Cell<u32>,
@@ -86,7 +86,7 @@ struct Fake {
     /// How the next probes are answered (then 200).
     probe_answers: RefCell<VecDeque<Result<HttpRequestResult, CallError>>>,
     /// Releases asked for: (lock key, seq, to whom, amount).
-    releases: RefCell<Vec<(String, u64, Principal, Tokens)>>,
+    pub(crate) releases: RefCell<Vec<(String, u64, Principal, Tokens)>>,
     /// Locks made: (lock key, amount).
     pub(crate) locks: RefCell<Vec<(String, Tokens)>>,
     /// Settles answered: (lock key, what was refunded).
@@ -107,7 +107,7 @@ fn status(code: u32) -> HttpRequestResult {
 }
 
 impl Fake {
-    fn new() -> Fake {
+    pub(crate) fn new() -> Fake {
         let fake = Fake::default();
         fake.now.set(1_000 * S);
         mutate_state(|s| {
@@ -134,7 +134,7 @@ impl Fake {
         self.faults.borrow_mut().push_back(fault);
     }
 
-    fn advance(&self, ns: u64) {
+    pub(crate) fn advance(&self, ns: u64) {
         self.now.set(self.now.get() + ns);
     }
 
@@ -142,7 +142,7 @@ impl Fake {
         self.calls.borrow().clone()
     }
 
-    fn calls_of(&self, method: &str) -> Vec<Made> {
+    pub(crate) fn calls_of(&self, method: &str) -> Vec<Made> {
         self.calls()
             .into_iter()
             .filter(|c| c.method == method)
@@ -188,7 +188,7 @@ impl Fake {
 
     /// Runs the outbox until nothing is ready, moving the clock to the end
     /// of any backoff; at most `rounds` runs.
-    fn settle_outbox(&self, rounds: usize) {
+    pub(crate) fn settle_outbox(&self, rounds: usize) {
         for _ in 0..rounds {
             if read_state(|s| s.market.outbox.is_empty()) {
                 return;
@@ -474,7 +474,7 @@ fn post_offer(rt: &Fake) {
     .unwrap();
 }
 
-fn events() -> Vec<MatcherEvent> {
+pub(crate) fn events() -> Vec<MatcherEvent> {
     read_state(|s| s.events.page(&PageRequest::default()))
         .events
         .into_iter()
@@ -497,7 +497,7 @@ fn pending() -> Vec<(u32, Effect)> {
 }
 
 /// A heartbeat of attempt 1 of `job_id` reporting `fuel_used` in all.
-fn heartbeat(rt: &Fake, job_id: u64, fuel_used: u64) {
+pub(crate) fn heartbeat(rt: &Fake, job_id: u64, fuel_used: u64) {
     let item = HeartbeatItem {
         job_id,
         attempt: 1,
