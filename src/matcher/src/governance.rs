@@ -167,7 +167,7 @@ fn reserve_text_at(
     let rates = pricing
         .latest_rates(spec.ledger, spec.currency)
         .map_err(|e| reason(&e))?;
-    let terms = Market::<ic_stable_structures::VectorMemory>::lease_terms(pricing, p, spec, &rates)
+    let terms = crate::market::reservations::lease_terms(pricing, p, spec, &rates)
         .map_err(|e| reason(&e))?;
     let cost = terms.locked;
     let funded = ctx.funded(cost)?;

@@ -86,7 +86,7 @@ pub struct ReservationRecord {
 }
 
 /// What a reservation locks, in its ledger's token (see
-/// [`Market::lease_terms`]).
+/// [`lease_terms`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LeaseTerms {
     /// For an XDR price: the slots' terms.
@@ -217,6 +217,46 @@ fn reserved_job_intervals(spec: &JobSpec, slot_fuel_per_interval: u64, interval_
         .clamp(1, MAX_INTERVALS)
 }
 
+/// What a reservation of `spec` locks at `rates`: for an XDR price,
+/// the slots' cost in cycles converted, plus the buffer; for a
+/// service lease, what its probes can cost, their fee (in the stake
+/// ledger's smallest unit) converted into the lease's token, rounded up.
+pub fn lease_terms(
+    pricing: &crate::rates::Pricing,
+    p: &Params,
+    spec: &ReservationSpec,
+    rates: &crate::rates::BidRates,
+) -> Result<LeaseTerms, MatcherError> {
+    let overflows = || invalid("max_price_per_interval", "maximum cost overflows");
+    let probe_fee = rates.from_stake_ceil(p.probe_fee).ok_or_else(overflows)?;
+    let xdr = match rates.xdr_valuation() {
+        Some(v) => Some(price_xdr_slots(spec, v, pricing.config.rate_buffer_ppm())?),
+        None => None,
+    };
+    let max_price = xdr.map_or(spec.max_price_per_interval, |x| x.max_price);
+    let token_spec = ReservationSpec {
+        max_price_per_interval: max_price,
+        ..spec.clone()
+    };
+    let probe_locked =
+        market_api::matcher::service_probe_cost(&token_spec, p.probe_interval_secs, probe_fee)
+            .ok_or_else(overflows)?;
+    let slots_locked = match xdr {
+        Some(x) => x.lock,
+        None => reservation_cost(spec).ok_or_else(overflows)?,
+    };
+    let locked = slots_locked
+        .checked_add(probe_locked)
+        .ok_or_else(overflows)?;
+    Ok(LeaseTerms {
+        xdr,
+        max_price,
+        probe_fee,
+        probe_locked,
+        locked,
+    })
+}
+
 /// Prices the slots of an XDR reservation at its ledger's valuation `v`:
 /// the lock holds slots x intervals x the highest price in cycles at `v`,
 /// rounded up, plus `buffer_ppm`; each slot's price in tokens is capped at
@@ -303,7 +343,7 @@ impl<M: Memory> Market<M> {
             probe_fee,
             probe_locked,
             locked,
-        } = Self::lease_terms(&self.pricing, p, &spec, &rates)?;
+        } = lease_terms(&self.pricing, p, &spec, &rates)?;
         if self.active_jobs_of(owner) >= MAX_ACTIVE_JOBS_PER_OWNER {
             return Err(MatcherError::LimitReached {
                 what: "active jobs and reservations".into(),
@@ -371,46 +411,6 @@ impl<M: Memory> Market<M> {
             },
         );
         Ok(rec)
-    }
-
-    /// What a reservation of `spec` locks at `rates`: for an XDR price,
-    /// the slots' cost in cycles converted (see [`price_xdr_slots`]); for a
-    /// service lease, what its probes can cost, their fee (in the stake
-    /// ledger's smallest unit) converted into the lease's token, rounded up.
-    pub fn lease_terms(
-        pricing: &crate::rates::Pricing,
-        p: &Params,
-        spec: &ReservationSpec,
-        rates: &crate::rates::BidRates,
-    ) -> Result<LeaseTerms, MatcherError> {
-        let overflows = || invalid("max_price_per_interval", "maximum cost overflows");
-        let probe_fee = rates.from_stake_ceil(p.probe_fee).ok_or_else(overflows)?;
-        let xdr = match rates.xdr_valuation() {
-            Some(v) => Some(price_xdr_slots(spec, v, pricing.config.rate_buffer_ppm())?),
-            None => None,
-        };
-        let max_price = xdr.map_or(spec.max_price_per_interval, |x| x.max_price);
-        let token_spec = ReservationSpec {
-            max_price_per_interval: max_price,
-            ..spec.clone()
-        };
-        let probe_locked =
-            market_api::matcher::service_probe_cost(&token_spec, p.probe_interval_secs, probe_fee)
-                .ok_or_else(overflows)?;
-        let slots_locked = match xdr {
-            Some(x) => x.lock,
-            None => reservation_cost(spec).ok_or_else(overflows)?,
-        };
-        let locked = slots_locked
-            .checked_add(probe_locked)
-            .ok_or_else(overflows)?;
-        Ok(LeaseTerms {
-            xdr,
-            max_price,
-            probe_fee,
-            probe_locked,
-            locked,
-        })
     }
 
     /// The amount a reservation's lock holds: its slots' and, for a
