@@ -139,7 +139,7 @@ fn reserve_text(p: &Params, ctx: &DaoContext, spec: &ReservationSpec) -> Result<
 fn xdr_text(ctx: &DaoContext, budget_cycles: u128, lock: Tokens, terms: &XdrTerms) -> String {
     format!(
         " Priced in XDR: a budget of {}, which at the current rate ({} cycles per smallest \
-         unit, read at {} s) locks at most {}, a buffer of {} ppm for the rate to move \
+         unit, as of Unix time {}) locks at most {}, a buffer of {} ppm for the rate to move \
          included.",
         format_xdr(budget_cycles),
         ratio(&terms.lock_rate.cycles_per_unit),

@@ -569,8 +569,9 @@ impl<M: Memory> Market<M> {
 /// The indexes agree with the jobs: every job listed as active exists,
 /// belongs to that owner, is unfinished and is listed under its holder;
 /// every job listed under a provider is held by it; every pending deadline
-/// names an existing job. The work is bounded by the unfinished jobs, not
-/// by all jobs ever.
+/// names an existing job; an unfinished job priced in XDR can't cost more
+/// than its lock. The work is bounded by the unfinished jobs, not by all
+/// jobs ever.
 impl<M: Memory> Books for Market<M> {
     type Cursor = AuditCursor;
 
@@ -605,6 +606,12 @@ impl<M: Memory> Books for Market<M> {
                 }
                 if rec.state.status.is_terminal() {
                     broken.push(format!("finished job {id} is listed as active"));
+                }
+                if let Some(x) = rec.state.xdr
+                    && rec.kind == JobKind::OneOff
+                    && rec.state.max_cost().is_none_or(|c| c > x.lock)
+                {
+                    broken.push(format!("job {id} may cost more than its XDR lock"));
                 }
                 if let Some(p) = holder_of(&rec)
                     && !self.assigned_by_provider.contains_key(&(p, id))

@@ -61,8 +61,7 @@ impl RateCache {
         read: Result<Valuation, String>,
         keep: &[Principal],
     ) {
-        self.readings
-            .retain(|r| r.ledger.is_some_and(|l| keep.contains(&l)));
+        self.retain(keep);
         if !keep.contains(&ledger) {
             return;
         }
@@ -98,6 +97,13 @@ impl RateCache {
                 r.last_error = Some(e);
             }
         }
+    }
+
+    /// Drops the readings of ledgers not in `keep` (dropped from the
+    /// configuration).
+    pub fn retain(&mut self, keep: &[Principal]) {
+        self.readings
+            .retain(|r| r.ledger.is_some_and(|l| keep.contains(&l)));
     }
 
     /// Problems with the readings, for the check after an upgrade: a

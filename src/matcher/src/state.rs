@@ -191,6 +191,13 @@ impl State {
     pub fn set_config(&mut self, init: MatcherInit) {
         self.config.set(Cbor(Some(init)));
         self.sync_pricing();
+        let keep = self.market.pricing.ledgers();
+        let mut cache = self.rates.get().0.clone();
+        let before = cache.readings.len();
+        cache.retain(&keep);
+        if cache.readings.len() != before {
+            self.rates.set(Cbor(cache));
+        }
     }
 }
 

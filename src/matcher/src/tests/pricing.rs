@@ -12,8 +12,8 @@ use futures::executor::block_on;
 use market_api::Tokens;
 use market_api::client::CallError;
 use market_api::matcher::{
-    JobResult, JobSpec, JobStatus, MatcherError, MatcherEvent, OfferSpec, RunOutcome,
-    SubmitResultArgs,
+    ExtendReservationArgs, JobResult, JobSpec, JobStatus, MatcherError, MatcherEvent, ModuleSource,
+    OfferSpec, ReservationSpec, RunOutcome, ServiceLimits, ServiceSpec, SubmitResultArgs,
 };
 use market_api::prices::cmc::{IcpXdrConversionRate, IcpXdrConversionRateResponse};
 use market_api::prices::xrc::{
@@ -506,4 +506,178 @@ fn ledgers_without_a_rate_source_and_stale_rates_are_refused() {
         "ETH's rate (995) is fresh, the stake ledger's is not"
     );
     assert!(rt.locks.borrow().is_empty(), "refused before any lock");
+}
+
+fn xdr_reservation(slots: u32, max_cycles_per_interval: u128) -> ReservationSpec {
+    ReservationSpec {
+        currency: Some(Currency::Xdr),
+        slots,
+        memory_mib: 64,
+        fuel_per_interval: 1_000_000,
+        interval_secs: 60,
+        intervals: 4,
+        max_price_per_interval: max_cycles_per_interval,
+        ledger: icp(),
+        min_provider_stake: 0,
+        max_rematches: 0,
+        delegates: vec![],
+        service: None,
+    }
+}
+
+#[test]
+fn an_xdr_reservation_locks_its_cycles_and_caps_each_slot_by_its_share() {
+    let rt = priced(Some(CMC));
+    cmc_says(&rt, 40_000, 990);
+    xrc_says_eth(&rt, 995);
+    refresh(&rt);
+    // 2 slots x 4 intervals x 10^9 cycles: 8 * 10^9 cycles, 200,000 e8s
+    // at 40,000 cycles per e8, plus 10 %: 220,000 e8s; 110,000 a slot,
+    // 27,500 an interval.
+    let rid = block_on(endpoints::reserve(
+        &rt,
+        BUYER,
+        xdr_reservation(2, 1_000_000_000),
+    ))
+    .unwrap();
+    rt.settle_outbox(3);
+    assert_eq!(
+        rt.locks.borrow().clone(),
+        vec![(format!("job/{rid}"), 220_000)]
+    );
+    let r = read_state(|s| s.market.reservation_record(rid)).unwrap();
+    assert_eq!(r.locked, 220_000);
+    assert_eq!(r.xdr.unwrap().max_price, 27_500);
+    // An XDR offer of 6 * 10^8 cycles an interval: 15,000 e8s.
+    post(
+        &rt,
+        PROVIDER,
+        OfferSpec {
+            slots: 2,
+            price_per_interval: 600_000_000,
+            ..xdr_offer(1, icp())
+        },
+    )
+    .unwrap();
+    rt.settle_outbox(5);
+    for slot in &r.slots {
+        let rec = job(*slot);
+        let a = rec.state.assignment.clone().unwrap();
+        assert_eq!(a.price, 15_000);
+        assert_eq!(a.bonded, 30_000, "twice the interval's price, in e8s");
+        let conversion = rec.to_job().pricing.unwrap().conversion.unwrap();
+        assert_eq!(conversion.price_cycles, 600_000_000);
+        assert!(!conversion.capped);
+    }
+    // An extension locks at the slots' price in e8s: 2 slots x 2 more
+    // intervals x 27,500.
+    block_on(endpoints::extend_reservation(
+        &rt,
+        BUYER,
+        ExtendReservationArgs {
+            reservation: rid,
+            intervals: 2,
+        },
+    ))
+    .unwrap();
+    let r = read_state(|s| s.market.reservation_record(rid)).unwrap();
+    assert_eq!(r.extensions, vec![110_000]);
+    // The lock still covers every slot's most.
+    let most: Tokens = r
+        .slots
+        .iter()
+        .map(|id| job(*id).state.max_cost().unwrap())
+        .sum();
+    assert!(most <= r.locked, "{most} > {}", r.locked);
+}
+
+#[test]
+fn a_service_lease_in_another_token_pays_its_probes_converted_from_e8s() {
+    let rt = priced(Some(CMC));
+    mutate_state(|s| {
+        let mut c = s.config();
+        c.probe_fee = Some(4_000);
+        s.set_config(c);
+    });
+    cmc_says(&rt, 40_000, 990);
+    xrc_says_eth(&rt, 995);
+    refresh(&rt);
+    let lease = ReservationSpec {
+        currency: None,
+        ledger: ETH,
+        intervals: 1,
+        service: Some(ServiceSpec {
+            component: ModuleSource::Url {
+                url: "https://example.org/service.wasm".into(),
+                sha256: [2; 32],
+            },
+            env: vec![],
+            allowed_hosts: vec![],
+            health_path: "/healthz".into(),
+            callback: None,
+            limits: ServiceLimits::default(),
+            tcp: None,
+        }),
+        max_price_per_interval: 1_000,
+        ..xdr_reservation(1, 1)
+    };
+    let rid = block_on(endpoints::reserve(&rt, BUYER, lease)).unwrap();
+    // 4,000 e8s are 1.6 * 10^8 cycles; a wei is 2.5005 * 10^-3 cycles, so
+    // the fee is 1.6 * 10^11 / 2.5005 = 63,987,202,559.49 wei, rounded up.
+    let r = read_state(|s| s.market.reservation_record(rid)).unwrap();
+    assert_eq!(r.probe_fee, 63_987_202_560);
+    assert_eq!(r.probe_locked, r.probe_fee * r.probes_per_interval as u128);
+    assert_eq!(r.locked, 1_000 + r.probe_locked);
+}
+
+#[test]
+fn a_dao_summary_of_an_xdr_reservation_states_its_budget_and_its_lock() {
+    let rt = priced(Some(CMC));
+    cmc_says(&rt, 40_000, 990);
+    xrc_says_eth(&rt, 995);
+    refresh(&rt);
+    let ctx = crate::governance::DaoContext {
+        governance: BUYER,
+        name: "Example DAO".into(),
+        balance: Some(market_api::escrow::Balance {
+            ledger: icp(),
+            free: 100_000_000,
+            claimable: 0,
+            locked: 0,
+            pending: 0,
+        }),
+        symbol: Some("ICP".into()),
+        fee: Some(10_000),
+        deposit_account: "deposit".into(),
+    };
+    let action = market_api::sns::SnsAction::Reserve(xdr_reservation(2, 1_000_000_000));
+    let text =
+        read_state(|s| crate::governance::validate(&s.market, &s.params(), &ctx, &action)).unwrap();
+    for part in [
+        "at up to 0.001 XDR per slot and interval",
+        "a budget of 0.008 XDR",
+        "locks at most 0.0022 ICP",
+        "a buffer of 100000 ppm",
+        "Maximum total cost: 0.0022 ICP",
+    ] {
+        assert!(text.contains(part), "{part:?} missing from {text}");
+    }
+    let job = market_api::sns::SnsAction::SubmitJob(xdr_spec(1_000_000_000, icp()));
+    let text =
+        read_state(|s| crate::governance::validate(&s.market, &s.params(), &ctx, &job)).unwrap();
+    for part in [
+        "at up to 0.001 XDR per billion fuel",
+        "a budget of 0.01 XDR",
+        "locks at most 0.00275 ICP",
+    ] {
+        assert!(text.contains(part), "{part:?} missing from {text}");
+    }
+    // A ledger without a source is refused before the vote.
+    let other = market_api::sns::SnsAction::SubmitJob(JobSpec {
+        ledger: OTHER,
+        ..spec(100, 0)
+    });
+    assert!(
+        read_state(|s| crate::governance::validate(&s.market, &s.params(), &ctx, &other)).is_err()
+    );
 }
