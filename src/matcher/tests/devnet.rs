@@ -1343,3 +1343,127 @@ fn a_disputed_honest_result_pays_the_auditor_and_changes_nothing_else() {
     );
     net.audit();
 }
+
+/// The matcher reads the rates from canisters answering as the cycles
+/// minting and exchange rate canisters do (the exchange rate canister is
+/// paid with each request), locks an XDR job in ICP at the ICP/XDR rate
+/// plus the buffer, converts the offer's XDR price when matching, and
+/// refuses a whitelisted token it has no rate for.
+#[test]
+fn xdr_prices_lock_and_convert_at_the_rates_the_sources_answer() {
+    use market_api::prices::{CYCLES_PER_XDR, Currency, PriceConversion, RatesView};
+    use market_fixture::pricing::ETH;
+    let net = MarketFixture::deploy(Settings {
+        pricing: Some(market_fixture::PricingSettings::default()),
+        ..Settings::default()
+    })
+    .expect("deploy the marketplace");
+    let ids = net.pricing_ids();
+    // The first reads are made a second after install.
+    net.wait_secs(2);
+    net.settle_outbox();
+    let first: RatesView = net.query(net.ids.matcher, "get_rates", &()).unwrap();
+    assert!(first.valuation(net.ids.ledger).is_some(), "{first:?}");
+    let rates = net.refresh_rates().unwrap();
+    for l in &rates.ledgers {
+        assert_eq!(l.last_error, None, "{l:?}");
+    }
+    // 4 XDR per ICP: an e8 is 40,000 cycles.
+    let icp = rates.valuation(net.ids.ledger).unwrap();
+    assert_eq!(icp.cycles_floor(1), Some(40_000));
+    // 2,500 XDR per ETH.
+    let eth = rates.valuation(ids.eth_ledger).unwrap();
+    assert_eq!(eth.cycles_floor(ETH), Some(2_500 * CYCLES_PER_XDR));
+    assert_eq!(rates.valuation(ids.unrated_ledger), None);
+
+    net.mint(buyer(), 2 * ICP).unwrap();
+    net.deposit(buyer(), ICP).unwrap();
+    net.onboard_provider(provider(1), node(1), 100 * ICP)
+        .unwrap();
+    let offer = OfferSpec {
+        currency: Some(Currency::Xdr),
+        slots: 1,
+        memory_per_slot_mib: 256,
+        max_fuel_per_interval: 10 * GFUEL,
+        price_per_gfuel: 800_000_000,
+        fuel_per_sec: GFUEL,
+        price_per_interval: 800_000_000,
+        ledger: net.ids.ledger,
+        min_interval_secs: 10,
+        max_interval_secs: 3_600,
+        tags: vec![],
+        audits: None,
+    };
+    net.post_offer(provider(1), &offer).unwrap();
+    let spec = JobSpec {
+        currency: Some(Currency::Xdr),
+        module: ModuleSource::Url {
+            url: "https://example.org/job.wasm".into(),
+            sha256: [7; 32],
+        },
+        input: b"input".to_vec(),
+        args: vec![],
+        env: vec![],
+        limits: JobLimits {
+            memory_mib: 64,
+            fuel: 10 * GFUEL,
+        },
+        max_price_per_gfuel: 1_000_000_000,
+        deadline_secs: None,
+        interval_secs: INTERVAL,
+        ledger: net.ids.ledger,
+        min_provider_stake: 0,
+        min_record: None,
+        max_retries: 0,
+        callback: None,
+        audit_ppm: None,
+    };
+    let id: R<JobId> = net
+        .update(net.ids.matcher, buyer(), "submit_job", &spec)
+        .unwrap();
+    let id = id.unwrap();
+    net.settle_outbox();
+    // 10^10 fuel at 10^9 cycles per billion: 10^10 cycles, 250,000 e8s at
+    // 40,000 cycles each, and 10 % more.
+    let lock: JobLock = net
+        .query(net.ids.escrow, "get_lock", &format!("job/{id}"))
+        .map(|l: Option<JobLock>| l.unwrap())
+        .unwrap();
+    assert_eq!(lock.total, 275_000);
+    // Matched at 8 * 10^8 cycles per billion fuel: 20,000 e8s.
+    let job: Option<Job> = net.query(net.ids.matcher, "get_job", &id).unwrap();
+    let job = job.unwrap();
+    assert_eq!(job.price, Some(20_000));
+    let pricing = job.pricing.unwrap();
+    assert_eq!(pricing.terms.lock_rate, icp);
+    assert_eq!(
+        pricing.conversion,
+        Some(PriceConversion {
+            price_cycles: 800_000_000,
+            rate: icp,
+            capped: false,
+        })
+    );
+
+    // A token the escrow takes but the matcher can't value.
+    let unrated = JobSpec {
+        currency: None,
+        ledger: ids.unrated_ledger,
+        ..spec
+    };
+    let refused: R<JobId> = net
+        .update(net.ids.matcher, buyer(), "submit_job", &unrated)
+        .unwrap();
+    assert_eq!(
+        refused,
+        Err(MatcherError::NoRateSource {
+            ledger: ids.unrated_ledger
+        })
+    );
+    // Only controllers refresh the rates.
+    assert!(
+        net.update::<_, ()>(net.ids.matcher, buyer(), "refresh_rates", &())
+            .is_err()
+    );
+    net.audit().unwrap();
+}
