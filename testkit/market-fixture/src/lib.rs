@@ -696,6 +696,16 @@ impl MarketFixture {
 
     /// Installs the example client canister, controlled by `controller`.
     pub fn deploy_example_client(&self, controller: Principal) -> Result<Principal> {
+        self.deploy_example_client_on(controller, self.ids.ledger)
+    }
+
+    /// [`MarketFixture::deploy_example_client`] paying with `ledger` (the
+    /// cycles ledger, say: a canister paying in cycles).
+    pub fn deploy_example_client_on(
+        &self,
+        controller: Principal,
+        ledger: Principal,
+    ) -> Result<Principal> {
         #[derive(CandidType)]
         struct ClientInit {
             ledger: Principal,
@@ -704,7 +714,7 @@ impl MarketFixture {
         }
         let wasm = canister_wasm("example-client")?;
         let arg = candid::encode_one(ClientInit {
-            ledger: self.ids.ledger,
+            ledger,
             escrow: self.ids.escrow,
             matcher: self.ids.matcher,
         })
