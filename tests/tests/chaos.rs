@@ -55,6 +55,14 @@
 //! tie-break; the cheat action also comes at random, with the cheater
 //! auditing and lying too.
 //!
+//! Prices move too: the market prices in XDR as well as in e8s, at the
+//! rate of a cycles minting canister stand-in that [`Action::Rate`] moves.
+//! Half the random offers and bids are in XDR ([`Action::Submit`] and
+//! [`Action::Offer`] with `xdr`), converted at the rate when locked and
+//! when matched; [`Action::CyclesJob`] has a canister-like buyer pay in
+//! cycles through the cycles ledger stand-in for an XDR job the honest
+//! provider runs. Every ledger's books are audited at the end.
+//!
 //! A failing case is shrunk by proptest and printed with its actions; the
 //! seed is saved in `tests/tests/chaos.proptest-regressions` and replayed
 //! first on every later run.
@@ -75,6 +83,7 @@ use market_api::matcher::{
     ReservationSpec, ReservationStatus, ReservedJobArgs, RunOutcome, SubmitResultArgs, fuel_cost,
     heartbeat_window_opens_ns,
 };
+use market_api::prices::{CYCLES_PER_XDR, Currency};
 use market_api::registry::{Eligibility, ProviderProfile, RegistryError, RegistryEvent};
 use market_api::{EventPage, JobId, PageRequest, Tokens};
 use market_fixture::{ICP, MarketFixture, Settings, account, admin, heartbeat_items, principal};
@@ -84,6 +93,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 const BUYERS: u8 = 3;
+/// The ICP/XDR rates [`Action::Rate`] moves between, in XDR per ICP times
+/// 10^4 (cycles per e8): 3, 4 and 5 XDR per ICP.
+const RATES: [u64; 3] = [30_000, 40_000, 50_000];
+/// The rate a case starts at (the fixture's).
+const START_RATE: u64 = 40_000;
+/// The honest provider's price per billion fuel in cycles on the cycles
+/// ledger: its e8s price at the starting rate.
+const CYCLES_PRICE: Tokens = HONEST_PRICE * START_RATE as Tokens;
 const PROVIDERS: u8 = 3;
 const INTERVAL: u64 = 30;
 /// The market's grace after a due heartbeat (`Settings::grace_secs` here).
@@ -212,6 +229,11 @@ static CHEATS: AtomicU64 = AtomicU64::new(0);
 /// Audit runs no offer took for a day, so they expired (see
 /// [`World::settle_audits`]).
 static AUDIT_DAY_JUMPS: AtomicU64 = AtomicU64::new(0);
+/// Jobs submitted with an XDR price (paid in ICP), and by the cycles buyer.
+static XDR_SUBMITS: AtomicU64 = AtomicU64::new(0);
+static CYCLES_JOBS: AtomicU64 = AtomicU64::new(0);
+/// Moves of the ICP/XDR rate.
+static RATE_MOVES: AtomicU64 = AtomicU64::new(0);
 
 fn buyer(i: u8) -> Principal {
     principal(10 + i % BUYERS)
@@ -283,6 +305,13 @@ fn claimer_node() -> Principal {
 /// action cancels its jobs): it must get every such job's lock back whole.
 fn patron() -> Principal {
     principal(0x7A)
+}
+
+/// A buyer that pays in cycles, as a canister holding them would, through
+/// the cycles ledger; only [`Action::CyclesJob`] submits for it, and no
+/// random action cancels its jobs.
+fn cycles_buyer() -> Principal {
+    principal(0x7C)
 }
 
 /// A second provider that plays by the rules exactly, as the [`honest`]
@@ -370,10 +399,28 @@ enum Kind {
 /// One step of a case.
 #[derive(Clone, Debug)]
 enum Action {
-    /// A buyer submits a job paying up to `price` per interval.
-    Submit { buyer: u8, price: u8, retries: u8 },
-    /// A provider posts an offer at `price` with `slots`.
-    Offer { provider: u8, price: u8, slots: u8 },
+    /// A buyer submits a job paying up to `price` per interval (in XDR at
+    /// the current rate, with `xdr`).
+    Submit {
+        buyer: u8,
+        price: u8,
+        retries: u8,
+        xdr: bool,
+    },
+    /// A provider posts an offer at `price` with `slots` (in XDR at the
+    /// current rate, with `xdr`).
+    Offer {
+        provider: u8,
+        price: u8,
+        slots: u8,
+        xdr: bool,
+    },
+    /// The ICP/XDR rate moves to one of [`RATES`], and the matcher reads it.
+    Rate { rate: u8 },
+    /// The [`cycles_buyer`] submits a job priced in XDR and paid in cycles,
+    /// which only the honest provider's cycles offer takes (posted first if
+    /// it is not yet).
+    CyclesJob,
     /// A provider withdraws its first offer.
     WithdrawOffer { provider: u8 },
     /// A provider heartbeats every job it holds.
@@ -582,8 +629,8 @@ fn target() -> impl Strategy<Value = Target> + Clone {
 /// [`World::call_for`]).
 fn call() -> impl Strategy<Value = Action> {
     prop_oneof![
-        4 => (any::<u8>(), 1..5u8, 0..3u8).prop_map(|(buyer, price, retries)| Action::Submit { buyer, price, retries }),
-        2 => (any::<u8>(), 1..5u8, 1..3u8).prop_map(|(provider, price, slots)| Action::Offer { provider, price, slots }),
+        4 => (any::<u8>(), 1..5u8, 0..3u8, any::<bool>()).prop_map(|(buyer, price, retries, xdr)| Action::Submit { buyer, price, retries, xdr }),
+        2 => (any::<u8>(), 1..5u8, 1..3u8, any::<bool>()).prop_map(|(provider, price, slots, xdr)| Action::Offer { provider, price, slots, xdr }),
         1 => any::<u8>().prop_map(|provider| Action::WithdrawOffer { provider }),
         6 => any::<u8>().prop_map(|provider| Action::Heartbeat { provider }),
         2 => (any::<u8>(), any::<u8>(), any::<bool>()).prop_map(|(provider, nth, ok)| Action::Result { provider, nth, ok }),
@@ -620,6 +667,8 @@ fn action() -> impl Strategy<Value = Action> {
         2 => (target(), kind).prop_map(|(target, kind)| Action::Fault { target, kind }),
         1 => target().prop_map(|target| Action::Upgrade { target }),
         1 => (any::<u8>(), any::<u8>()).prop_map(|(who, nth)| Action::Adversary { who, nth }),
+        1 => any::<u8>().prop_map(|rate| Action::Rate { rate }),
+        1 => Just(Action::CyclesJob),
         2 => interleave(call()),
         5 => attack(),
     ]
@@ -869,6 +918,10 @@ struct World {
     /// Each canister's stable memory size when the case began, and the
     /// most live work it held since (stable memory never shrinks).
     memory: BTreeMap<Principal, (u64, u64)>,
+    /// The ICP/XDR rate the stand-in gives, in cycles per e8.
+    rate: u64,
+    /// Whether the honest provider's cycles-ledger offer is posted.
+    cycles_offered: bool,
 }
 
 impl World {
@@ -876,9 +929,18 @@ impl World {
         let net = MarketFixture::deploy(Settings {
             grace_secs: 10,
             min_audit_ppm: MIN_AUDIT_PPM,
+            pricing: Some(market_fixture::PricingSettings {
+                xdr_permyriad_per_icp: START_RATE,
+                ..Default::default()
+            }),
             ..Settings::default()
         })
         .expect("deploy");
+        let cycles = net.pricing_ids().cycles_ledger;
+        net.mint_on(cycles, cycles_buyer(), 1_000 * CYCLES_PER_XDR)
+            .unwrap();
+        net.deposit_on(cycles, cycles_buyer(), 100 * CYCLES_PER_XDR)
+            .unwrap();
         for b in 0..BUYERS {
             net.mint(buyer(b), 1_000 * ICP).unwrap();
             net.deposit(buyer(b), 100 * ICP).unwrap();
@@ -926,6 +988,8 @@ impl World {
             cheats: vec![],
             cheaters_in_play: false,
             memory: BTreeMap::new(),
+            rate: START_RATE,
+            cycles_offered: false,
         }
     }
 
@@ -970,6 +1034,23 @@ impl World {
                 .map(|i| (format!("{i:0>width$}", width = MAX_ARG_LEN), text('v')))
                 .collect(),
             ..self.spec(price, 0)
+        }
+    }
+
+    /// An offer at `price` e8s, in XDR at the current rate.
+    fn xdr_offer_spec(&self, price: Tokens, slots: u32) -> OfferSpec {
+        OfferSpec {
+            currency: Some(Currency::Xdr),
+            ..self.offer_spec(price * Tokens::from(self.rate), slots)
+        }
+    }
+
+    /// A job of [`JOB_GFUEL`] billion fuel at up to `price` e8s per
+    /// billion, priced in XDR at the current rate.
+    fn xdr_spec(&self, price: Tokens, retries: u32) -> JobSpec {
+        JobSpec {
+            currency: Some(Currency::Xdr),
+            ..self.spec(price * Tokens::from(self.rate), retries)
         }
     }
 
@@ -1089,6 +1170,8 @@ impl World {
             } => self.late(provider, nth, call),
             Action::RotateKey { provider, nth } => self.rotate_key(provider, nth),
             Action::Claim => self.claim(),
+            Action::Rate { rate } => self.move_rate(RATES[usize::from(rate) % RATES.len()]),
+            Action::CyclesJob => self.cycles_job(),
             Action::Cheat { auditor_lies } => self.cheat(auditor_lies),
             Action::Fault { target, kind } => {
                 let kind = match kind {
@@ -1220,8 +1303,15 @@ impl World {
                 buyer: b,
                 price,
                 retries,
+                xdr,
             } => {
-                let spec = self.spec(Tokens::from(price) * 100_000, u32::from(retries));
+                let (price, retries) = (Tokens::from(price) * 100_000, u32::from(retries));
+                let spec = if xdr {
+                    XDR_SUBMITS.fetch_add(1, Ordering::Relaxed);
+                    self.xdr_spec(price, retries)
+                } else {
+                    self.spec(price, retries)
+                };
                 Call {
                     reply: Reply::Job(buyer(b), spec_bytes(&spec)),
                     ..to(ids.matcher, buyer(b), "submit_job", encode(&spec))
@@ -1231,8 +1321,14 @@ impl World {
                 provider: p,
                 price,
                 slots,
+                xdr,
             } => {
-                let spec = self.offer_spec(Tokens::from(price) * 100_000, u32::from(slots));
+                let (price, slots) = (Tokens::from(price) * 100_000, u32::from(slots));
+                let spec = if xdr {
+                    self.xdr_offer_spec(price, slots)
+                } else {
+                    self.offer_spec(price, slots)
+                };
                 to(ids.matcher, provider(p), "post_offer", encode(&spec))
             }
             Action::Oversized { attacker: a } => {
@@ -1428,6 +1524,8 @@ impl World {
             | Action::Upgrade { .. }
             | Action::Adversary { .. }
             | Action::Interleave { .. }
+            | Action::Rate { .. }
+            | Action::CyclesJob
             | Action::SubmitCancel { .. }
             | Action::Flood { .. }
             | Action::Zombie { .. }
@@ -1860,6 +1958,51 @@ impl World {
             method: "submit_job",
             arg: encode(&spec),
             reply: Reply::Job(patron(), spec_bytes(&spec)),
+        });
+    }
+
+    /// [`Action::Rate`]: the stand-in gives `rate` from now on, and the
+    /// matcher is asked to read it (a fault may refuse the ask: the
+    /// matcher's own timer reads it later).
+    fn move_rate(&mut self, rate: u64) {
+        self.net.set_icp_xdr_rate(rate).unwrap();
+        let net = &self.net;
+        let _ = net
+            .devnet()
+            .update::<(), ()>(net.ids.matcher, admin(), "refresh_rates", &());
+        for _ in 0..4 {
+            self.net.tick();
+        }
+        self.rate = rate;
+        RATE_MOVES.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// [`Action::CyclesJob`].
+    fn cycles_job(&mut self) {
+        let cycles = self.net.pricing_ids().cycles_ledger;
+        if !self.cycles_offered {
+            let spec = OfferSpec {
+                ledger: cycles,
+                currency: Some(Currency::Xdr),
+                ..self.offer_spec(CYCLES_PRICE, 2)
+            };
+            if self.net.post_offer(honest(), &spec).is_err() {
+                return;
+            }
+            self.cycles_offered = true;
+        }
+        CYCLES_JOBS.fetch_add(1, Ordering::Relaxed);
+        let spec = JobSpec {
+            ledger: cycles,
+            currency: Some(Currency::Xdr),
+            ..self.spec(CYCLES_PRICE, 0)
+        };
+        self.send(Call {
+            canister: self.net.ids.matcher,
+            caller: cycles_buyer(),
+            method: "submit_job",
+            arg: encode(&spec),
+            reply: Reply::Job(cycles_buyer(), spec_bytes(&spec)),
         });
     }
 
@@ -2703,6 +2846,13 @@ impl World {
                 provider: p,
                 price: 2 + p,
                 slots: 2,
+                xdr: false,
+            });
+            world.apply(&Action::Offer {
+                provider: p,
+                price: 2 + p,
+                slots: 1,
+                xdr: true,
             });
         }
         world
@@ -3268,6 +3418,12 @@ proptest! {
 
 fn report() {
     eprintln!(
+        "chaos: {} XDR-priced submissions, {} jobs paid in cycles, {} rate moves",
+        XDR_SUBMITS.load(Ordering::Relaxed),
+        CYCLES_JOBS.load(Ordering::Relaxed),
+        RATE_MOVES.load(Ordering::Relaxed),
+    );
+    eprintln!(
         "chaos: {} audits of {} runs: {} agreed, {} overturned, {} inconclusive; {} results rejected; \
          {} lies and {} true one-off results taken; {} cheat jobs; {} day-long waits for an auditor",
         AUDITS.load(Ordering::Relaxed),
@@ -3542,6 +3698,7 @@ fn a_lost_timer_run_still_fails_the_silent_job() {
             kind: Kind::Trap,
         },
         Action::Submit {
+            xdr: false,
             buyer: 0,
             price: 2,
             retries: 0,
@@ -3576,6 +3733,7 @@ fn an_extension_whose_answer_is_lost_is_applied_once() {
     let (_, rid) = world.reservations[0];
     world.steps(&[
         Action::Submit {
+            xdr: false,
             buyer: 0,
             price: 1,
             retries: 0,
@@ -3636,6 +3794,7 @@ fn an_extension_whose_callback_an_upgrade_dropped_is_applied_once() {
                 intervals: 1,
             },
             Action::Submit {
+                xdr: false,
                 buyer: 0,
                 price: 1,
                 retries: 0,
@@ -3699,6 +3858,7 @@ fn a_trap_in_a_canister_fails_the_step() {
 #[test]
 fn a_slash_meeting_a_ledger_fault_is_not_dropped() {
     let submit = |price| Action::Submit {
+        xdr: false,
         buyer: 0,
         price,
         retries: 0,
@@ -3779,6 +3939,7 @@ fn an_injected_trap_is_not_taken_for_a_canister_trap() {
             kind: Kind::Trap,
         },
         Action::Submit {
+            xdr: false,
             buyer: 0,
             price: 4,
             retries: 0,

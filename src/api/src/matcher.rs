@@ -1447,6 +1447,12 @@ pub enum MatcherEvent {
         /// converted at.
         #[serde(default)]
         conversion: Option<PriceConversion>,
+        /// What the attempt is worth in the stake ledger's smallest unit
+        /// (e8s), whatever the job pays in: its bond and a missed
+        /// deadline's slash are measured against it (a one-off job's fuel
+        /// budget at the price, a slot's price per interval).
+        #[serde(default)]
+        stake_value: Option<Tokens>,
     },
     /// A heartbeat paid one interval of a reserved slot; or, with the
     /// matcher itself as `provider` and `seq` 0xFFFFFFFF00000000, a service

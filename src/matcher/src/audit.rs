@@ -240,13 +240,14 @@ pub fn job_assigned(s: &mut State, now_ns: u64, job_id: JobId, provider: Princip
         r.state
             .assignment
             .filter(|a| a.attempt == attempt)
-            .map(|a| (a.price, conversion))
+            .map(|a| (a.price, conversion, a.stake_price))
     });
-    if let Some((price, conversion)) = assigned {
+    if let Some((price, conversion, stake_value)) = assigned {
         s.events.append(
             now_ns,
             MatcherEvent::JobAssigned {
                 conversion,
+                stake_value: Some(stake_value),
                 job_id,
                 provider,
                 attempt,

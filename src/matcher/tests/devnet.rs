@@ -306,6 +306,7 @@ fn job_matched_at_once_heartbeats_pay_and_result_settles() {
     assert!(
         events.events.iter().any(|e| e.event
             == MatcherEvent::JobAssigned {
+                stake_value: Some(10 * PRICE),
                 conversion: None,
                 job_id: id,
                 provider: provider(1),

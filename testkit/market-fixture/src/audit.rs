@@ -111,8 +111,10 @@ struct MatcherLog {
     /// Providers whose pending pay for a job was forfeited (a provider
     /// never holds a job again once it failed it).
     forfeited: BTreeSet<(JobId, Principal)>,
-    /// Assignments whose bond held: (job, attempt) to (provider, price).
-    assigned: BTreeMap<(JobId, u32), (Principal, Tokens)>,
+    /// Assignments whose bond held: (job, attempt) to (provider, price,
+    /// and what the attempt is worth in e8s of the stake ledger, when the
+    /// event says).
+    assigned: BTreeMap<(JobId, u32), (Principal, Tokens, Option<Tokens>)>,
     /// Missed deadlines: (job, attempt) to (provider, amount slashed).
     missed: BTreeMap<(JobId, u32), (Principal, Tokens)>,
     /// Results that lost an audit: (job or audit run, attempt) to
@@ -167,11 +169,11 @@ fn slash_deadline(key: &str) -> Option<(JobId, u32, SlashFor)> {
     Some((job.parse().ok()?, attempt.parse().ok()?, what))
 }
 
-/// The bond of an attempt at `price` of a fuel-billed job (or audit run):
-/// what a result that loses its audit is slashed, never less than the
-/// smallest slash (the matcher's rule, restated).
-fn audited_bond(job: &Job, price: Tokens, config: &MatcherInit) -> Tokens {
-    let value = market_api::matcher::fuel_cost(job.spec.limits.fuel, price).unwrap_or(Tokens::MAX);
+/// The bond of an attempt worth `value` (in e8s of the stake ledger) of a
+/// fuel-billed job (or audit run): what a result that loses its audit is
+/// slashed, never less than the smallest slash (the matcher's rule,
+/// restated).
+fn audited_bond(job: &Job, value: Tokens, config: &MatcherInit) -> Tokens {
     let ppm = match job.kind {
         JobKind::Audit { .. } => 0,
         _ => job
@@ -490,11 +492,12 @@ impl MarketFixture {
                     job_id,
                     provider,
                     attempt,
-                    price: price_per_interval,
+                    price,
+                    stake_value,
                     ..
                 } => {
                     log.assigned
-                        .insert((job_id, attempt), (provider, price_per_interval));
+                        .insert((job_id, attempt), (provider, price, stake_value));
                 }
                 MatcherEvent::JobFinished { job_id, .. } => {
                     log.finished.insert(job_id);
@@ -624,22 +627,24 @@ impl MarketFixture {
                     s.key, s.beneficiary
                 )));
             }
-            if let Some(&(provider, price)) = log.assigned.get(&(job_id, attempt)) {
+            if let Some(&(provider, price, stake_value)) = log.assigned.get(&(job_id, attempt)) {
                 // A one-off job's slash is measured against its value (its
                 // fuel budget at the agreed price), a slot's against its
-                // price per interval.
-                let measure = match job.kind {
+                // price per interval, both in e8s of the stake ledger (as
+                // the event says; events from before it said were of jobs
+                // paid in that ledger).
+                let measure = stake_value.unwrap_or_else(|| match job.kind {
                     JobKind::OneOff | JobKind::Audit { .. } => {
                         market_api::matcher::fuel_cost(job.spec.limits.fuel, price)
                             .unwrap_or(Tokens::MAX)
                     }
                     _ => price,
-                };
+                });
                 let asked = match what {
                     SlashFor::Deadline => measure
                         .saturating_mul(Tokens::from(config.slash_multiple))
                         .max(config.min_slash()),
-                    SlashFor::Caught => audited_bond(&job, price, &config),
+                    SlashFor::Caught => audited_bond(&job, measure, &config),
                 };
                 if provider != s.provider || s.amount > asked {
                     return Err(fail(format!(
@@ -1009,7 +1014,7 @@ fn escrow_holdings(
         .sum();
     if unnotified != 0 {
         return Err(fail(format!(
-            "escrow: {unnotified} sits in deposit accounts on {ledger}, not notified"
+            "escrow: {unnotified} sits in deposit accounts, not notified (ledger {ledger})"
         )));
     }
     Ok(owed)

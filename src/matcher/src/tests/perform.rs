@@ -551,6 +551,7 @@ fn a_busy_callee_is_asked_again_with_the_same_key() {
         vec![made("bond", "job/1/bond/1"), made("bond", "job/1/bond/1")]
     );
     assert!(events().contains(&MatcherEvent::JobAssigned {
+        stake_value: Some(10 * PRICE),
         conversion: None,
         job_id: id,
         provider: PROVIDER,

@@ -268,6 +268,7 @@ fn an_xdr_bid_takes_only_xdr_offers_and_is_refunded_lock_minus_bill() {
     let view = rec.to_job();
     assert_eq!(view.pricing.unwrap().conversion, Some(conversion));
     assert!(events().contains(&MatcherEvent::JobAssigned {
+        stake_value: Some(160_000),
         job_id: id,
         provider: PROVIDER,
         attempt: 1,
