@@ -353,6 +353,11 @@ fn an_eighteen_decimal_token_bonds_and_slashes_the_right_icp() {
         BOND_MULTIPLE * value_e8s,
         "2.5 ICP bonded"
     );
+    assert!(
+        matcher_events(&net).iter().any(|e| matches!(e,
+            MatcherEvent::JobAssigned { job_id, stake_value: Some(v), .. } if *job_id == id && *v == value_e8s)),
+        "the assignment's event gives its worth in e8s"
+    );
     // The node never acknowledges: the deadline passes and the provider is
     // slashed five times the job's value in ICP.
     net.wait_secs(60 + net.settings.grace_secs + 10);

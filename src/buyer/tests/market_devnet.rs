@@ -945,3 +945,85 @@ async fn a_person_leases_a_service_whose_probes_are_counted_in_the_balance_check
     assert!(err.to_string().contains("no service lease"), "{err}");
     w.audit();
 }
+
+/// A person runs a job priced in XDR on a market that prices in XDR (4 XDR
+/// per ICP at the cycles minting canister's stand-in): the balance check
+/// and the lock take the rate plus the buffer, the provider's XDR price
+/// converts to e8s when it takes the job, the bill is the fuel used at
+/// that price, and the job's pricing line says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_runs_a_job_priced_in_xdr_and_pays_icp_at_the_rate() {
+    use market_api::prices::Currency;
+    let w = World::deploy(
+        Settings {
+            grace_secs: 10,
+            pricing: Some(market_fixture::PricingSettings::default()),
+            ..Settings::default()
+        },
+        buyer_principal(),
+    );
+    w.net.mint(buyer_principal(), 10 * ICP).unwrap();
+    buyer::deposit(&w.buyer, 5 * ICP).await.unwrap();
+    let rates = w.net.refresh_rates().unwrap();
+    let text = buyer::rates_text(&rates, w.net.time_ns() / 1_000_000_000, w.ids.ledger);
+    assert!(text.contains("cycles minting canister"), "{text}");
+    // The provider asks 0.004 XDR per billion fuel: PRICE e8s at 4 XDR per
+    // ICP (an e8 is 40,000 cycles).
+    let (provider, node) = (provider_principal(), market_fixture::node(1));
+    let offer = market_api::matcher::OfferSpec {
+        currency: Some(Currency::Xdr),
+        ..one_slot_offer(64, PRICE * 40_000, w.ids.ledger)
+    };
+    w.onboard(provider, node, &offer);
+    let state_dir = tempfile::tempdir().unwrap();
+    let (daemon, _) = test_world::daemon(
+        w.client(node),
+        DaemonSetup {
+            provider,
+            state_dir: state_dir.path(),
+            shutdown_grace: Duration::from_secs(5),
+            max_job_time: Duration::from_secs(60),
+        },
+    );
+    let _stop = spawn(daemon).0;
+    w.start_clock();
+
+    let request = JobRequest {
+        currency: Some(Currency::Xdr),
+        ..request(b"priced in XDR\n", 2 * PRICE * 40_000)
+    };
+    let options = RunOptions {
+        poll_interval: Duration::from_millis(20),
+        detach: false,
+        reservation: None,
+    };
+    let cat = wat::parse_str(CAT).unwrap();
+    let (report, _) = run_printing(
+        &w.buyer,
+        &cat,
+        &request,
+        &options,
+        std::future::pending::<()>(),
+    )
+    .await;
+    let RunReport::Finished { job, settlement } = report else {
+        panic!("{report:?}")
+    };
+    assert_eq!(job.result.as_ref().unwrap().output, b"priced in XDR\n");
+    // Five billion fuel at up to 0.008 XDR: 0.04 XDR, 1,000,000 e8s at the
+    // rate, and the 10 % buffer.
+    assert_eq!(settlement.locked, 1_100_000);
+    assert_eq!(job.price, Some(PRICE), "0.004 XDR is PRICE e8s at the rate");
+    let fuel = job.result.as_ref().unwrap().fuel_used;
+    assert_eq!(
+        settlement.paid,
+        market_api::matcher::fuel_cost(fuel, PRICE).unwrap()
+    );
+    let line = buyer::job_pricing_text(&job).expect("an XDR job has a pricing line");
+    assert!(
+        line.contains("0.008 XDR") && line.contains("buffer") && line.contains("converted at"),
+        "{line}"
+    );
+    w.stop_clock();
+    w.net.audit_in_flight().unwrap();
+}
