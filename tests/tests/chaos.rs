@@ -3183,7 +3183,7 @@ impl World {
     /// with the verdict (which, telling the truth, it does whenever the
     /// verdict is `Agreed` or `Overturned`), and nothing if the audit was
     /// inconclusive; nothing of its pay is still pending, and its
-    /// claimable balance holds at least its final jobs' bills and its
+    /// claimable balance on each ledger holds at least its final jobs' bills and its
     /// audit pay (it never withdraws; reserved slots and cancelled jobs
     /// pay it too).
     fn check_honest_paid(&self) {
@@ -3219,9 +3219,11 @@ impl World {
                 })
                 .sum()
         };
-        let mut bills: BTreeMap<Principal, Tokens> = BTreeMap::new();
+        // By provider and ledger: a job paid in cycles is owed in cycles.
+        let mut bills: BTreeMap<(Principal, Principal), Tokens> = BTreeMap::new();
         for &(p, id) in &self.truthful_reported {
             let job = get(&id);
+            let ledger = job.spec.ledger;
             if let JobKind::Audit { of } = job.kind {
                 let verdict = get(&of).audit.and_then(|a| a.verdict);
                 let paid = fuel_paid(of, p);
@@ -3243,7 +3245,7 @@ impl World {
                     paid, pay,
                     "{p}'s audit run {id} of job {of} ({verdict:?}) was paid {paid} from its lock, not {pay}"
                 );
-                *bills.entry(p).or_default() += pay;
+                *bills.entry((p, ledger)).or_default() += pay;
                 continue;
             }
             assert_eq!(
@@ -3252,7 +3254,7 @@ impl World {
                 "job {id}, whose result {p} reported, did not become final"
             );
             if job.kind == JobKind::OneOff {
-                *bills.entry(p).or_default() += bills_of
+                *bills.entry((p, ledger)).or_default() += bills_of
                     .get(&(id, p))
                     .unwrap_or_else(|| panic!("job {id}: no ResultReported event"));
                 if p == honest() {
@@ -3260,13 +3262,17 @@ impl World {
                 }
             }
         }
-        for p in [honest(), witness()] {
-            let owed = bills.get(&p).copied().unwrap_or(0);
-            let b = net.escrow_balance(p).unwrap();
-            assert_eq!(b.pending, 0, "{p}'s pay is still pending");
+        let ledgers = [net.ids.ledger, net.pricing_ids().cycles_ledger];
+        for (p, ledger) in [honest(), witness()]
+            .into_iter()
+            .flat_map(|p| ledgers.map(|l| (p, l)))
+        {
+            let owed = bills.get(&(p, ledger)).copied().unwrap_or(0);
+            let b = net.escrow_balance_on(ledger, p).unwrap();
+            assert_eq!(b.pending, 0, "{p}'s pay is still pending on {ledger}");
             assert!(
                 b.claimable >= owed,
-                "{p} can claim {}, less than its final jobs' bills and audit pay {owed}",
+                "{p} can claim {} on {ledger}, less than its final jobs' bills and audit pay {owed}",
                 b.claimable
             );
         }

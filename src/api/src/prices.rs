@@ -147,6 +147,16 @@ impl Valuation {
         })
     }
 
+    /// The ICP ledger's valuation at `xdr_permyriad_per_icp`, measured at
+    /// `timestamp_secs` ([`Valuation::from_cmc`] of that rate; `None` for
+    /// a zero rate).
+    pub fn icp(xdr_permyriad_per_icp: u64, timestamp_secs: u64) -> Option<Valuation> {
+        Valuation::from_cmc(&cmc::IcpXdrConversionRate {
+            timestamp_seconds: timestamp_secs,
+            xdr_permyriad_per_icp,
+        })
+    }
+
     /// A token's valuation from the exchange rate canister's rate of the
     /// token in XDR (`rate / 10^rate_decimals` XDR per whole token) for a
     /// token with `token_decimals` decimals.
@@ -388,6 +398,21 @@ pub struct RatesView {
 }
 
 impl RatesView {
+    /// The rates of a market that values its stake ledger `ledger` alone,
+    /// at `valuation`, with the default oldest age and buffer.
+    pub fn stake_only(ledger: Principal, valuation: Option<Valuation>) -> RatesView {
+        RatesView {
+            ledgers: vec![LedgerRate {
+                ledger,
+                source: None,
+                valuation,
+                last_error: None,
+            }],
+            max_rate_age_secs: DEFAULT_MAX_RATE_AGE_SECS,
+            rate_buffer_ppm: DEFAULT_RATE_BUFFER_PPM,
+        }
+    }
+
     /// The valuation of `ledger`'s token, if one was read.
     pub fn valuation(&self, ledger: Principal) -> Option<Valuation> {
         self.ledgers
@@ -572,11 +597,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn icp_at(permyriad: u64) -> Valuation {
-        Valuation::from_cmc(&cmc::IcpXdrConversionRate {
-            timestamp_seconds: 1_000,
-            xdr_permyriad_per_icp: permyriad,
-        })
-        .unwrap()
+        Valuation::icp(permyriad, 1_000).unwrap()
     }
 
     #[test]

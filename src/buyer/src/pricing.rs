@@ -167,14 +167,10 @@ pub fn rates_text(rates: &RatesView, now_secs: u64, configured: Principal) -> St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use market_api::prices::{LedgerRate, RateSource, cmc};
+    use market_api::prices::{LedgerRate, RateSource};
 
     fn icp_at(permyriad: u64, at: u64) -> Valuation {
-        Valuation::from_cmc(&cmc::IcpXdrConversionRate {
-            timestamp_seconds: at,
-            xdr_permyriad_per_icp: permyriad,
-        })
-        .unwrap()
+        Valuation::icp(permyriad, at).unwrap()
     }
 
     #[test]

@@ -382,24 +382,12 @@ mod tests {
 
     #[test]
     fn an_xdr_reservation_shows_its_price_in_xdr_and_in_icp() {
-        use market_api::prices::{LedgerRate, RatesView, Valuation, cmc};
+        use market_api::prices::{RatesView, Valuation};
         let mut r = sample();
         r.spec.currency = Some(Currency::Xdr);
         // 0.02 XDR per slot and interval.
         r.spec.max_price_per_interval = 20_000_000_000;
-        let rates = RatesView {
-            ledgers: vec![LedgerRate {
-                ledger: r.spec.ledger,
-                source: None,
-                valuation: Valuation::from_cmc(&cmc::IcpXdrConversionRate {
-                    timestamp_seconds: 1,
-                    xdr_permyriad_per_icp: 40_000,
-                }),
-                last_error: None,
-            }],
-            max_rate_age_secs: 1_800,
-            rate_buffer_ppm: 100_000,
-        };
+        let rates = RatesView::stake_only(r.spec.ledger, Valuation::icp(40_000, 1));
         let quote = Quote::at(&rates, r.spec.ledger, crate::paying_unit());
         let text = describe(&r, &quote);
         assert!(

@@ -614,14 +614,8 @@ pub(crate) mod tests {
     #[test]
     fn an_xdr_job_shows_the_rates_its_lock_and_its_price_converted_at() {
         use market_api::matcher::JobPricing;
-        use market_api::prices::{Currency, PriceConversion, Valuation, XdrTerms, cmc};
-        let at = |permyriad: u64, secs: u64| {
-            Valuation::from_cmc(&cmc::IcpXdrConversionRate {
-                timestamp_seconds: secs,
-                xdr_permyriad_per_icp: permyriad,
-            })
-            .unwrap()
-        };
+        use market_api::prices::{Currency, PriceConversion, Valuation, XdrTerms};
+        let at = |permyriad: u64, secs: u64| Valuation::icp(permyriad, secs).unwrap();
         let mut j = job(JobStatus::Running, 0);
         j.spec.currency = Some(Currency::Xdr);
         // 0.02 XDR per billion fuel, 5 billion fuel: 0.1 XDR.

@@ -560,21 +560,9 @@ mod tests {
     }
 
     fn rates_at(permyriad: u64, at: u64) -> Rates {
-        use market_api::prices::{LedgerRate, Valuation, cmc};
+        use market_api::prices::Valuation;
         Rates {
-            rates: RatesView {
-                ledgers: vec![LedgerRate {
-                    ledger: p(LEDGER),
-                    source: None,
-                    valuation: Valuation::from_cmc(&cmc::IcpXdrConversionRate {
-                        timestamp_seconds: at,
-                        xdr_permyriad_per_icp: permyriad,
-                    }),
-                    last_error: None,
-                }],
-                max_rate_age_secs: 1_800,
-                rate_buffer_ppm: 100_000,
-            },
+            rates: RatesView::stake_only(p(LEDGER), Valuation::icp(permyriad, at)),
             now_secs: at + 60,
             min_audit_ppm: 0,
         }

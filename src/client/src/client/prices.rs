@@ -314,7 +314,7 @@ pub fn unit_of_source(source: Option<&RateSource>) -> TokenUnit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use market_api::prices::{CYCLES_PER_XDR, LedgerRate, Ratio, cmc};
+    use market_api::prices::{CYCLES_PER_XDR, LedgerRate, Ratio};
 
     fn xdr_cycles(xdr: u128) -> u128 {
         xdr * CYCLES_PER_XDR
@@ -325,11 +325,7 @@ mod tests {
     }
 
     fn icp_at(permyriad: u64, at: u64) -> Valuation {
-        Valuation::from_cmc(&cmc::IcpXdrConversionRate {
-            timestamp_seconds: at,
-            xdr_permyriad_per_icp: permyriad,
-        })
-        .unwrap()
+        Valuation::icp(permyriad, at).unwrap()
     }
 
     #[test]

@@ -67,6 +67,16 @@ fn priced(cmc: Option<Principal>) -> Fake {
     rt
 }
 
+/// A market valuing ICP, the cycles ledger and ETH, whose rates (ICP at 4
+/// XDR, read at 990 s; ETH read at 995 s) were just read.
+fn priced_and_read() -> Fake {
+    let rt = priced(Some(CMC));
+    cmc_says(&rt, 40_000, 990);
+    xrc_says_eth(&rt, 995);
+    refresh(&rt);
+    rt
+}
+
 fn cmc_says(rt: &Fake, permyriad: u64, at_secs: u64) {
     rt.cmc_rates
         .borrow_mut()
@@ -147,10 +157,7 @@ fn job(id: u64) -> crate::market::JobRecord {
 
 #[test]
 fn rates_are_read_through_the_performer_and_never_go_back_in_time() {
-    let rt = priced(Some(CMC));
-    cmc_says(&rt, 40_000, 990);
-    xrc_says_eth(&rt, 995);
-    refresh(&rt);
+    let rt = priced_and_read();
     assert_eq!(rt.calls_of("get_icp_xdr_conversion_rate").len(), 1);
     assert_eq!(
         rt.calls_of("get_exchange_rate")[0].key,
@@ -214,10 +221,7 @@ fn rates_are_read_through_the_performer_and_never_go_back_in_time() {
 
 #[test]
 fn an_xdr_bid_takes_only_xdr_offers_and_is_refunded_lock_minus_bill() {
-    let rt = priced(Some(CMC));
-    cmc_says(&rt, 40_000, 990);
-    xrc_says_eth(&rt, 995);
-    refresh(&rt);
+    let rt = priced_and_read();
     // A cheaper offer in ICP's own units does not take the XDR bid.
     post(&rt, OTHER_PROVIDER, offer(1)).unwrap();
     // Up to 10^9 cycles per billion fuel for 10^10 fuel: 10^10 cycles,
@@ -334,10 +338,7 @@ fn an_xdr_bid_takes_only_xdr_offers_and_is_refunded_lock_minus_bill() {
 
 #[test]
 fn a_rate_moving_past_the_buffer_caps_the_price() {
-    let rt = priced(Some(CMC));
-    cmc_says(&rt, 40_000, 990);
-    xrc_says_eth(&rt, 995);
-    refresh(&rt);
+    let rt = priced_and_read();
     let id = block_on(endpoints::submit_job(
         &rt,
         BUYER,
@@ -367,10 +368,7 @@ fn a_rate_moving_past_the_buffer_caps_the_price() {
 
 #[test]
 fn an_eighteen_decimal_token_job_bonds_and_is_slashed_in_e8s() {
-    let rt = priced(Some(CMC));
-    cmc_says(&rt, 40_000, 990);
-    xrc_says_eth(&rt, 995);
-    refresh(&rt);
+    let rt = priced_and_read();
     let eth_offer = OfferSpec {
         ledger: ETH,
         ..offer(50_000_000_000_000)
@@ -408,10 +406,7 @@ fn an_eighteen_decimal_token_job_bonds_and_is_slashed_in_e8s() {
 
 #[test]
 fn a_cycles_ledger_job_in_xdr_has_no_buffer_and_pays_its_cycles() {
-    let rt = priced(Some(CMC));
-    cmc_says(&rt, 40_000, 990);
-    xrc_says_eth(&rt, 995);
-    refresh(&rt);
+    let rt = priced_and_read();
     let id = block_on(endpoints::submit_job(
         &rt,
         BUYER,
@@ -528,10 +523,7 @@ fn xdr_reservation(slots: u32, max_cycles_per_interval: u128) -> ReservationSpec
 
 #[test]
 fn an_xdr_reservation_locks_its_cycles_and_caps_each_slot_by_its_share() {
-    let rt = priced(Some(CMC));
-    cmc_says(&rt, 40_000, 990);
-    xrc_says_eth(&rt, 995);
-    refresh(&rt);
+    let rt = priced_and_read();
     // 2 slots x 4 intervals x 10^9 cycles: 8 * 10^9 cycles, 200,000 e8s
     // at 40,000 cycles per e8, plus 10 %: 220,000 e8s; 110,000 a slot,
     // 27,500 an interval.
@@ -633,10 +625,7 @@ fn a_service_lease_in_another_token_pays_its_probes_converted_from_e8s() {
 
 #[test]
 fn a_dao_summary_of_an_xdr_reservation_states_its_budget_and_its_lock() {
-    let rt = priced(Some(CMC));
-    cmc_says(&rt, 40_000, 990);
-    xrc_says_eth(&rt, 995);
-    refresh(&rt);
+    let rt = priced_and_read();
     let ctx = crate::governance::DaoContext {
         governance: BUYER,
         name: "Example DAO".into(),

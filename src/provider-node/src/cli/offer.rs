@@ -282,7 +282,7 @@ mod tests {
 
     #[test]
     fn an_offer_priced_in_xdr_counts_cycles_and_shows_icp() {
-        use market_api::prices::{Currency, LedgerRate, RatesView, Valuation, cmc};
+        use market_api::prices::{Currency, RatesView, Valuation};
         let ledger = candid::Principal::anonymous();
         let xdr = |gfuel: &str, interval: &str| {
             terms(&[
@@ -319,19 +319,7 @@ mod tests {
         let e = xdr("0xdr", "1xdr").unwrap_err().to_string();
         assert!(e.contains("more than zero"), "{e}");
 
-        let rates = RatesView {
-            ledgers: vec![LedgerRate {
-                ledger,
-                source: None,
-                valuation: Valuation::from_cmc(&cmc::IcpXdrConversionRate {
-                    timestamp_seconds: 1,
-                    xdr_permyriad_per_icp: 40_000,
-                }),
-                last_error: None,
-            }],
-            max_rate_age_secs: 1_800,
-            rate_buffer_ppm: 100_000,
-        };
+        let rates = RatesView::stake_only(ledger, Valuation::icp(40_000, 1));
         let quote = Quote::at(&rates, ledger, TokenUnit::icp());
         let spec = xdr("0.02xdr", "0.5xdr").unwrap();
         assert_eq!(
