@@ -19,6 +19,7 @@ use market_api::matcher::{
     AUDIT_ALWAYS_PPM, AuditVerdict, GFUEL, Job, JobKind, JobLimits, JobSpec, JobStatus,
     MAX_CHUNK_BYTES, MatcherEvent, ModuleSource, ModuleUpload, OfferSpec,
 };
+use market_api::prices::{Currency, format_xdr};
 use market_api::{EventPage, JobId, PageRequest, Tokens};
 use market_client::client::{CanisterIds, MarketClient};
 use market_fixture::jobs::countdown;
@@ -109,6 +110,8 @@ pub struct Report {
     pub cheated_job: Job,
     /// The dapp's service lease.
     pub service: ServiceOutcome,
+    /// The person's job priced in XDR and paid in ICP, as it finished.
+    pub xdr_job: Job,
 }
 
 /// The providers' sandbox: two jobs at a time of up to 64 MiB.
@@ -158,6 +161,13 @@ fn alice() -> Principal {
 }
 fn dapp_team() -> Principal {
     market_fixture::principal(0xA2)
+}
+
+/// An ICP/XDR rate given as cycles per e8 (XDR per ICP times 10^4), as
+/// XDR per ICP ("4", "4.25").
+pub fn xdr_per_icp(cycles_per_e8: u128) -> String {
+    let text = format_xdr(cycles_per_e8 * 100_000_000);
+    text.trim_end_matches(" XDR").to_string()
 }
 
 /// ICP with 8 decimals, trailing zeros trimmed: `1.5`, `0.0001`.
@@ -310,14 +320,25 @@ impl Demo {
             self.seen_events = e.seq + 1;
             let line = match e.event {
                 MatcherEvent::JobSubmitted {
-                    job_id, max_cost, ..
+                    job_id,
+                    max_cost,
+                    xdr,
+                    ..
                 } => {
                     let lock: Option<market_api::escrow::JobLock> =
                         self.net
                             .query(self.ids.escrow, "get_lock", &format!("job/{job_id}"))?;
                     let fee = lock.map_or(0, |l| l.storage_fee);
+                    let terms = xdr.map_or(String::new(), |t| {
+                        format!(
+                            " (at most {} per billion fuel at {} XDR per ICP, plus the buffer)",
+                            format_xdr(t.max_price_cycles),
+                            xdr_per_icp(t.lock_rate.cycles_per_unit.num)
+                        )
+                    });
                     format!(
-                        "job {job_id} submitted, {} ICP locked in escrow, {} ICP storage fee paid",
+                        "job {job_id} submitted, {} ICP locked in escrow{terms}, {} ICP storage \
+                         fee paid",
                         icp(max_cost),
                         icp(fee)
                     )
@@ -800,6 +821,9 @@ pub async fn run(opts: Options) -> Result<Report> {
     }
     let net = MarketFixture::deploy(Settings {
         grace_secs: 10,
+        // Prices in XDR too, at 4 XDR per ICP (the cycles minting
+        // canister's stand-in) with the matcher's 10 % buffer.
+        pricing: Some(market_fixture::PricingSettings::default()),
         // A service's replicas are probed every 10 s (the shortest the
         // matcher allows): three failures in a row fail a replica.
         probe_interval_secs: Some(10),
@@ -906,6 +930,62 @@ pub async fn run(opts: Options) -> Result<Report> {
         "the job computed {sha256_output}, expected {expected}"
     );
     d.say("matches sha256 computed locally");
+
+    d.step("alice prices a job in XDR and pays in ICP at the rate of the day");
+    let rates = d.net.refresh_rates()?;
+    let per_e8 = rates
+        .valuation(ids.ledger)
+        .map(|v| v.cycles_per_unit.num / v.cycles_per_unit.den)
+        .context("the matcher has no ICP/XDR rate")?;
+    d.say(format!(
+        "the matcher reads the cycles minting canister's rate: {} XDR per ICP",
+        xdr_per_icp(per_e8)
+    ));
+    // PRICE e8s per billion fuel at the starting rate, in cycles.
+    let xdr_price = PRICE * per_e8;
+    d.net.post_offer(
+        provider(1),
+        &OfferSpec {
+            currency: Some(Currency::Xdr),
+            ..d.offer(1, xdr_price)
+        },
+    )?;
+    d.say(format!(
+        "provider-1 also offers 1 slot at {} per billion fuel",
+        format_xdr(xdr_price)
+    ));
+    let spec = JobSpec {
+        currency: Some(Currency::Xdr),
+        max_price_per_gfuel: 2 * xdr_price,
+        ..d.spec(sha, b"priced in XDR\n", 10)
+    };
+    d.say(format!(
+        "alice bids up to {} per billion fuel for 10 billion fuel, paid in ICP",
+        format_xdr(2 * xdr_price)
+    ));
+    let xid = d.alice.submit_job(spec).await?;
+    let xdr_job = d
+        .until(xid, "succeeded", |j| j.status.is_terminal())
+        .await?;
+    ensure!(
+        xdr_job.status == JobStatus::Succeeded,
+        "the XDR job ended {:?}",
+        xdr_job.status
+    );
+    let pricing = xdr_job.pricing.as_ref().context("no XDR terms")?;
+    let conversion = pricing.conversion.context("no conversion")?;
+    d.say(format!(
+        "job {xid}: its lock converted at {} XDR per ICP with a {} % buffer; provider-1's {} \
+         converted at {} XDR per ICP to {} ICP per billion fuel; it ran {} fuel, paid {} ICP, \
+         and the rest of the lock went back to alice",
+        xdr_per_icp(pricing.terms.lock_rate.cycles_per_unit.num),
+        pricing.terms.buffer_ppm / 10_000,
+        format_xdr(conversion.price_cycles),
+        xdr_per_icp(conversion.rate.cycles_per_unit.num),
+        icp(xdr_job.price.unwrap_or(0)),
+        xdr_job.fuel_reported,
+        icp(xdr_job.paid),
+    ));
 
     d.step("the dapp's canister submits a job and gets the result by callback");
     let echo_sha = d.upload("echo.wasm", &echo).await?;
@@ -1190,5 +1270,6 @@ pub async fn run(opts: Options) -> Result<Report> {
         dao,
         cheated_job: cheated,
         service,
+        xdr_job,
     })
 }

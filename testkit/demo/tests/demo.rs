@@ -16,6 +16,17 @@ async fn the_demo_tells_the_truth() {
     assert_eq!(report.long_job.status, JobStatus::Succeeded);
     assert_eq!(report.long_job.retries_used, 1, "reassigned once");
     assert_eq!(report.callback_output, b"hello from a canister");
+    // The job priced in XDR ran at provider-1's XDR price, converted to
+    // PRICE e8s at 4 XDR per ICP, and paid its fuel at that price.
+    let x = &report.xdr_job;
+    assert_eq!(x.status, JobStatus::Succeeded);
+    assert_eq!(x.price, Some(market_demo::PRICE));
+    let conversion = x.pricing.as_ref().and_then(|p| p.conversion).unwrap();
+    assert_eq!(conversion.price_cycles, market_demo::PRICE * 40_000);
+    assert_eq!(
+        x.paid,
+        market_api::matcher::fuel_cost(x.fuel_reported, market_demo::PRICE).unwrap()
+    );
     // The cheat's forged result lost its audit: the buyer got the
     // majority's, and the cheat's stake was slashed.
     let cheated = &report.cheated_job;
