@@ -311,7 +311,7 @@ fn patron() -> Principal {
 /// the cycles ledger; only [`Action::CyclesJob`] submits for it, and no
 /// random action cancels its jobs.
 fn cycles_buyer() -> Principal {
-    principal(0x7C)
+    principal(0x7E)
 }
 
 /// A second provider that plays by the rules exactly, as the [`honest`]

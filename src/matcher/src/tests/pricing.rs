@@ -625,7 +625,7 @@ fn a_service_lease_in_another_token_pays_its_probes_converted_from_e8s() {
 
 #[test]
 fn a_dao_summary_of_an_xdr_reservation_states_its_budget_and_its_lock() {
-    let rt = priced_and_read();
+    let _rt = priced_and_read();
     let ctx = crate::governance::DaoContext {
         governance: BUYER,
         name: "Example DAO".into(),
