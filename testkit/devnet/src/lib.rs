@@ -20,6 +20,7 @@ mod rng;
 mod scheduler;
 mod stable;
 mod system_api;
+pub mod vetkd;
 mod wasm_prep;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};

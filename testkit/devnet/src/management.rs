@@ -389,9 +389,9 @@ impl Devnet {
                 let bytes = self.raw_rand().to_vec();
                 Ok(Encode!(&serde_bytes::ByteBuf::from(bytes)).expect("encode"))
             }
-            "http_request" => Err(reject(
+            "http_request" | "vetkd_public_key" | "vetkd_derive_key" => Err(reject(
                 RejectCode::CanisterReject,
-                "http_request can only be called by canisters",
+                format!("{method} can only be called by canisters"),
             )),
             other => Err(reject(
                 RejectCode::DestinationInvalid,

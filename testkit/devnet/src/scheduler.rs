@@ -547,6 +547,14 @@ impl Devnet {
                 let (result, refund) = self.http_outcall(caller, &arg, cycles);
                 return self.respond_to(origin, result, refund);
             }
+            if method == "vetkd_derive_key" {
+                let (result, refund) = self.vetkd_derive_key(caller, &arg, cycles);
+                return self.respond_to(origin, result, refund);
+            }
+            if method == "vetkd_public_key" {
+                let result = crate::vetkd::VetKdKeys::devnet().public_key_reply(caller, &arg);
+                return self.respond_to(origin, result, cycles);
+            }
             let result = self.management_call(caller, &method, &arg);
             return self.respond_to(origin, result, cycles);
         }

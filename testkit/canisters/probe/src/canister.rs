@@ -230,6 +230,22 @@ async fn call(
     out
 }
 
+/// Calls `method` of the management canister with raw argument bytes and
+/// `cycles` attached (an unbounded-wait call), and reports the outcome.
+#[update]
+async fn call_management(method: String, arg: Vec<u8>, cycles: u128) -> CallOutcome {
+    let call = Call::unbounded_wait(Principal::management_canister(), &method)
+        .with_raw_args(&arg)
+        .with_cycles(cycles);
+    match call.await {
+        Ok(r) => CallOutcome::Reply(r.into_bytes()),
+        Err(CallFailed::CallRejected(e)) => {
+            CallOutcome::Reject(e.raw_reject_code(), e.reject_message().to_string())
+        }
+        Err(_) => CallOutcome::NotSent,
+    }
+}
+
 /// Calls `inc` on each target in turn, logging before and after each call.
 #[update]
 async fn call_chain(targets: Vec<Principal>) -> Vec<CallOutcome> {
