@@ -1398,26 +1398,8 @@ fn xdr_prices_lock_and_convert_at_the_rates_the_sources_answer() {
     net.post_offer(provider(1), &offer).unwrap();
     let spec = JobSpec {
         currency: Some(Currency::Xdr),
-        module: ModuleSource::Url {
-            url: "https://example.org/job.wasm".into(),
-            sha256: [7; 32],
-        },
         input: b"input".to_vec(),
-        args: vec![],
-        env: vec![],
-        limits: JobLimits {
-            memory_mib: 64,
-            fuel: 10 * GFUEL,
-        },
-        max_price_per_gfuel: 1_000_000_000,
-        deadline_secs: None,
-        interval_secs: INTERVAL,
-        ledger: net.ids.ledger,
-        min_provider_stake: 0,
-        min_record: None,
-        max_retries: 0,
-        callback: None,
-        audit_ppm: None,
+        ..net.url_job(INTERVAL, 10, 1_000_000_000)
     };
     let id: R<JobId> = net
         .update(net.ids.matcher, buyer(), "submit_job", &spec)

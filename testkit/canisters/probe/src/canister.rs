@@ -196,6 +196,17 @@ fn set_timer_calling(delay_secs: u64, target: Principal) {
     });
 }
 
+/// What a call's answer was, as the probe reports it.
+fn outcome(answer: Result<ic_cdk::call::Response, CallFailed>) -> CallOutcome {
+    match answer {
+        Ok(r) => CallOutcome::Reply(r.into_bytes()),
+        Err(CallFailed::CallRejected(e)) => {
+            CallOutcome::Reject(e.raw_reject_code(), e.reject_message().to_string())
+        }
+        Err(_) => CallOutcome::NotSent,
+    }
+}
+
 async fn call_raw(
     target: Principal,
     method: &str,
@@ -206,13 +217,7 @@ async fn call_raw(
         Some(t) => Call::bounded_wait(target, method).change_timeout(t),
         None => Call::unbounded_wait(target, method),
     };
-    match call.with_raw_args(arg).await {
-        Ok(r) => CallOutcome::Reply(r.into_bytes()),
-        Err(CallFailed::CallRejected(e)) => {
-            CallOutcome::Reject(e.raw_reject_code(), e.reject_message().to_string())
-        }
-        Err(_) => CallOutcome::NotSent,
-    }
+    outcome(call.with_raw_args(arg).await)
 }
 
 /// Calls `method` on `target` with raw argument bytes and reports the
@@ -237,13 +242,7 @@ async fn call_management(method: String, arg: Vec<u8>, cycles: u128) -> CallOutc
     let call = Call::unbounded_wait(Principal::management_canister(), &method)
         .with_raw_args(&arg)
         .with_cycles(cycles);
-    match call.await {
-        Ok(r) => CallOutcome::Reply(r.into_bytes()),
-        Err(CallFailed::CallRejected(e)) => {
-            CallOutcome::Reject(e.raw_reject_code(), e.reject_message().to_string())
-        }
-        Err(_) => CallOutcome::NotSent,
-    }
+    outcome(call.await)
 }
 
 /// Calls `inc` on each target in turn, logging before and after each call.
@@ -404,13 +403,7 @@ async fn outcall(
     let call = Call::unbounded_wait(Principal::management_canister(), "http_request")
         .with_arg(&args)
         .with_cycles(cycles);
-    match call.await {
-        Ok(r) => CallOutcome::Reply(r.into_bytes()),
-        Err(CallFailed::CallRejected(e)) => {
-            CallOutcome::Reject(e.raw_reject_code(), e.reject_message().to_string())
-        }
-        Err(_) => CallOutcome::NotSent,
-    }
+    outcome(call.await)
 }
 
 /// The transform of `outcall`: keeps the status and body, replaces the
