@@ -10,6 +10,7 @@ pub mod escrow;
 pub mod matcher;
 pub mod outcall;
 pub mod prices;
+pub mod privacy;
 pub mod registry;
 pub mod sns;
 

@@ -106,6 +106,10 @@ pub struct MatcherInit {
     /// ledger's token, priced in its own units.
     #[serde(default)]
     pub pricing: Option<crate::prices::PricingConfig>,
+    /// The vetKD key private jobs are sealed with (see [`crate::privacy`]);
+    /// `None`: the market takes no sealed jobs or services.
+    #[serde(default)]
+    pub privacy: Option<crate::privacy::PrivacyConfig>,
 }
 
 /// [`MatcherInit::probe_interval_secs`] when unset.
@@ -197,6 +201,9 @@ impl MatcherInit {
         }
         if let Some(p) = &self.pricing {
             p.check(self.stake_ledger)?;
+        }
+        if let Some(p) = &self.privacy {
+            p.check()?;
         }
         Ok(())
     }
@@ -359,6 +366,10 @@ pub struct JobSpec {
     /// is lower or unset. An audit runs the job again on another provider,
     /// paid from the lock, which holds a second budget for it.
     pub audit_ppm: Option<u32>,
+    /// What of the job is sealed to its key (see [`crate::privacy`]):
+    /// its input, a secret env, its output. `None`: nothing is.
+    #[serde(default)]
+    pub sealed: Option<crate::privacy::Sealed>,
 }
 
 impl JobSpec {
@@ -375,6 +386,7 @@ impl JobSpec {
     /// [`stored_bytes`]).
     pub fn stored_bytes(&self) -> u64 {
         stored_bytes(&self.input, &self.args, &self.env)
+            + self.sealed.as_ref().map_or(0, |s| s.stored_bytes())
     }
 }
 
@@ -487,6 +499,10 @@ pub enum RunOutcome {
     Trap { message: String },
     /// The module could not be compiled or instantiated.
     InvalidModule { message: String },
+    /// A sealed part of the job (`input` or `env`) did not decrypt with
+    /// the job's key, or its plaintext broke the spec's bounds: the buyer's
+    /// fault, found the same way by any provider, so an audit agrees.
+    Undecryptable { part: String },
 }
 
 /// A job's result.
@@ -724,6 +740,11 @@ pub struct ServiceSpec {
     /// `wasi:http/proxy` service.
     #[serde(default)]
     pub tcp: Option<TcpSpec>,
+    /// A secret env sealed to the lease's key (`env` only: see
+    /// [`crate::privacy::Sealed::check_service`]); its provider decrypts it
+    /// with the key of the replica's slot. `None`: no secret env.
+    #[serde(default)]
+    pub sealed: Option<crate::privacy::Sealed>,
 }
 
 /// Most client connections one replica of a TCP service may be allowed.
@@ -1268,6 +1289,16 @@ pub struct JobView {
     pub input_sha256: Sha256,
     /// Size of the stored output in bytes (0 until there is a result).
     pub output_bytes: u64,
+    /// Whether the job's contents were left out because the caller may not
+    /// read them: then its args, env and sealed env are empty too, and only
+    /// the sizes and hashes here (and the result's `output_sha256`) tell of
+    /// them. Its owner, the reservation's owner and delegates, and the
+    /// provider (or node) holding its assignment read it whole.
+    #[serde(default)]
+    pub contents_hidden: bool,
+    /// Bytes of its args, and of its env (plain and sealed).
+    #[serde(default)]
+    pub args_env_bytes: u64,
 }
 
 /// Which of a job's large byte strings `job_chunk` reads.
@@ -1635,6 +1666,7 @@ impl RunOutcome {
             RunOutcome::InvalidModule { message } => RunOutcome::InvalidModule {
                 message: cut(message),
             },
+            RunOutcome::Undecryptable { part } => RunOutcome::Undecryptable { part: cut(part) },
             other => other.clone(),
         }
     }
@@ -1797,6 +1829,7 @@ mod notice_tests {
         assert_eq!(service_probe_cost(&spec, 60, 7), Some(0));
         assert_eq!(lease_cost(&spec, 60, 7), reservation_cost(&spec));
         spec.service = Some(ServiceSpec {
+            sealed: None,
             component: ModuleSource::Stored { sha256: [0; 32] },
             env: vec![],
             allowed_hosts: vec![],
@@ -1814,6 +1847,7 @@ mod notice_tests {
     #[test]
     fn probe_settings_are_checked() {
         let init = MatcherInit {
+            privacy: None,
             pricing: None,
             registry: Principal::anonymous(),
             escrow: Principal::anonymous(),

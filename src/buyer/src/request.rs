@@ -167,6 +167,7 @@ impl JobRequest {
     /// The matcher's job spec for the stored module `sha256`, paid on `ledger`.
     pub fn spec(&self, sha256: Sha256, ledger: Principal) -> JobSpec {
         JobSpec {
+            sealed: None,
             currency: self.currency,
             module: ModuleSource::Stored { sha256 },
             input: self.input.clone(),

@@ -453,6 +453,9 @@ pub fn describe_outcome(outcome: &RunOutcome) -> String {
         RunOutcome::OutputTooLarge => "wrote more output than providers keep".into(),
         RunOutcome::Trap { message } => format!("trapped: {message}"),
         RunOutcome::InvalidModule { message } => format!("invalid module: {message}"),
+        RunOutcome::Undecryptable { part } => {
+            format!("its sealed {part} did not decrypt with the job's key")
+        }
     }
 }
 
@@ -577,6 +580,7 @@ pub(crate) mod tests {
             id: 4,
             owner: Principal::anonymous(),
             spec: JobSpec {
+                sealed: None,
                 currency: None,
                 module: ModuleSource::Stored { sha256: [0; 32] },
                 input: vec![],

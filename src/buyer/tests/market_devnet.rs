@@ -861,6 +861,7 @@ async fn a_disputed_honest_result_is_rerun_by_another_provider_and_stands() {
 fn service_lease(w: &World, replicas: u32, intervals: u32, max_price: Tokens) -> ReservationSpec {
     ReservationSpec {
         service: Some(market_api::matcher::ServiceSpec {
+            sealed: None,
             component: market_api::matcher::ModuleSource::Stored { sha256: [0; 32] },
             env: vec![("GREETING".into(), "hi".into())],
             allowed_hosts: vec!["api.example.com".into()],

@@ -11,6 +11,8 @@
 //! - [`identity`] loads and creates PEM identities as dfx writes them.
 //! - [`config`] merges a program's TOML file, environment and flags;
 //!   [`session`] connects a command to the configured network.
+//! - [`sealing`] seals a private job's contents to its key and opens them
+//!   (vetKeys, see [`market_api::privacy`]).
 //! - [`retry`] repeats calls that failed for a passing reason.
 //! - [`IdentityCommand`] is `identity new|show` of both command-line tools.
 pub mod client;
@@ -18,6 +20,7 @@ pub mod config;
 pub mod identity;
 mod identity_command;
 pub mod retry;
+pub mod sealing;
 pub mod session;
 pub mod transport;
 

@@ -539,6 +539,7 @@ mod tests {
         let spec = ReservationSpec {
             intervals: 10,
             service: Some(ServiceSpec {
+                sealed: None,
                 component: ModuleSource::Stored { sha256: [0xab; 32] },
                 env: vec![("SECRET".into(), "hunter2".into())],
                 allowed_hosts: vec!["api.example.org".into()],

@@ -1992,6 +1992,7 @@ mod tests {
     impl MatcherInitCheck {
         fn with_ppm(ppm: u32) -> market_api::matcher::MatcherInit {
             market_api::matcher::MatcherInit {
+                privacy: None,
                 pricing: None,
                 registry: owner(),
                 escrow: owner(),

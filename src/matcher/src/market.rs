@@ -1234,6 +1234,8 @@ impl<M: Memory> Market<M> {
             .as_mut()
             .map_or(0, |r| std::mem::take(&mut r.output).len());
         Some(JobView {
+            args_env_bytes: 0,
+            contents_hidden: false,
             job,
             input_bytes: input.len() as u64,
             input_sha256: sha2::Sha256::digest(&input).into(),

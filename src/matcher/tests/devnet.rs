@@ -86,6 +86,7 @@ impl Net {
 
     fn spec(&self, max_price: Tokens, retries: u32) -> JobSpec {
         JobSpec {
+            sealed: None,
             currency: None,
             module: ModuleSource::Url {
                 url: "https://example.org/job.wasm".into(),

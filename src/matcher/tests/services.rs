@@ -222,6 +222,7 @@ fn a_replica_that_stops_answering_its_probes_is_slashed_and_moved() {
         max_rematches: 1,
         delegates: vec![],
         service: Some(ServiceSpec {
+            sealed: None,
             component: ModuleSource::Url {
                 url: "https://example.org/hello.wasm".into(),
                 sha256: [5; 32],

@@ -208,6 +208,7 @@ impl Dao {
 
 fn job_spec(ledger: Principal) -> JobSpec {
     JobSpec {
+        sealed: None,
         currency: None,
         module: ModuleSource::Url {
             url: "https://example.org/job.wasm".into(),

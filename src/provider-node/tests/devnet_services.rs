@@ -303,6 +303,7 @@ fn hello_lease(sha: [u8; 32], replicas: u32, intervals: u32) -> ReservationSpec 
         max_rematches: 2,
         delegates: vec![],
         service: Some(ServiceSpec {
+            sealed: None,
             component: ModuleSource::Stored { sha256: sha },
             env: vec![("GREETING".into(), "from a lease".into())],
             allowed_hosts: vec![],

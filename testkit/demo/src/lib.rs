@@ -703,6 +703,7 @@ impl Demo {
     /// A job of `gfuel` billion fuel at up to twice [`PRICE`] per billion.
     fn spec(&self, sha: [u8; 32], input: &[u8], gfuel: u64) -> JobSpec {
         JobSpec {
+            sealed: None,
             currency: None,
             module: ModuleSource::Stored { sha256: sha },
             input: input.to_vec(),

@@ -221,6 +221,7 @@ impl Demo {
             max_rematches: 2,
             delegates: vec![],
             service: Some(ServiceSpec {
+                sealed: None,
                 component: ModuleSource::Stored { sha256 },
                 env: vec![(GREETING.0.into(), GREETING.1.into())],
                 allowed_hosts: vec![],

@@ -305,6 +305,7 @@ impl MarketFixture {
         };
         let matcher_arg = enc(&|| {
             candid::encode_one(MatcherInit {
+                privacy: None,
                 pricing: pricing.as_ref().map(|(_, c)| c.clone()),
                 registry: ids.registry,
                 escrow: ids.escrow,
@@ -470,6 +471,7 @@ impl MarketFixture {
     /// own, no stake required, no retries, no callback.
     pub fn url_job(&self, interval_secs: u64, gfuel: u32, max_price: Tokens) -> JobSpec {
         JobSpec {
+            sealed: None,
             currency: None,
             module: ModuleSource::Url {
                 url: "https://example.org/job.wasm".into(),

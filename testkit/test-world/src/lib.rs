@@ -279,6 +279,7 @@ impl World {
         max_price_per_gfuel: Tokens,
     ) -> JobSpec {
         JobSpec {
+            sealed: None,
             currency: None,
             module: ModuleSource::Stored { sha256 },
             input: vec![],

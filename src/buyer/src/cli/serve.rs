@@ -151,6 +151,7 @@ impl LeaseFlags {
             max_rematches: self.max_rematches,
             delegates: vec![],
             service: Some(ServiceSpec {
+                sealed: None,
                 component,
                 env: self.env.clone(),
                 allowed_hosts: self.allow_hosts.clone(),

@@ -668,6 +668,7 @@ mod tests {
 
     fn job(module: ModuleSource, input: Vec<u8>) -> market_api::matcher::JobSpec {
         market_api::matcher::JobSpec {
+            sealed: None,
             currency: None,
             module,
             input,

@@ -469,6 +469,23 @@ impl<T: Transport> MarketClient<T> {
             .map_err(ClientError::Matcher)
     }
 
+    /// `privacy_key`: the matcher's public key for sealing jobs (`None`
+    /// when the market takes no sealed jobs, or has not read it yet).
+    pub async fn privacy_key(
+        &self,
+    ) -> Result<Option<market_api::privacy::PrivacyKey>, ClientError> {
+        self.query1(Target::Matcher, "privacy_key", ()).await
+    }
+
+    /// `job_key`: a sealed job's vetKey, encrypted to a transport key (for
+    /// the provider holding its assignment, or its owner).
+    pub async fn job_key(
+        &self,
+        req: market_api::privacy::JobKeyRequest,
+    ) -> Result<market_api::privacy::JobKey, ClientError> {
+        self.matcher_update("job_key", (req,)).await
+    }
+
     /// `heartbeat`: one batch for all of the provider's jobs.
     pub async fn heartbeat(
         &self,

@@ -172,6 +172,7 @@ pub use market_api::matcher::reservation_cost;
 /// the job state (see [`slot_state`]).
 fn slot_spec(spec: &ReservationSpec) -> JobSpec {
     JobSpec {
+        sealed: None,
         currency: None,
         module: ModuleSource::Stored { sha256: [0; 32] },
         input: vec![],

@@ -63,6 +63,7 @@ pub(crate) fn node(n: u8) -> Principal {
 
 pub(crate) fn spec(max_price: u128, retries: u32) -> JobSpec {
     JobSpec {
+        sealed: None,
         currency: None,
         module: ModuleSource::Url {
             url: "https://example.org/job.wasm".into(),

@@ -112,6 +112,7 @@ impl Fake {
         fake.now.set(1_000 * S);
         mutate_state(|s| {
             s.set_config(MatcherInit {
+                privacy: None,
                 pricing: None,
                 registry: REGISTRY,
                 escrow: ESCROW,
@@ -833,6 +834,7 @@ fn a_service_lease_probes_by_outcall_and_pays_its_probes_to_the_matcher() {
     let spec = ReservationSpec {
         intervals: 10,
         service: Some(ServiceSpec {
+            sealed: None,
             component: market_api::matcher::ModuleSource::Url {
                 url: "https://example.org/s.wasm".into(),
                 sha256: [3; 32],

@@ -600,6 +600,7 @@ fn a_service_lease_in_another_token_pays_its_probes_converted_from_e8s() {
         ledger: ETH,
         intervals: 1,
         service: Some(ServiceSpec {
+            sealed: None,
             component: ModuleSource::Url {
                 url: "https://example.org/service.wasm".into(),
                 sha256: [2; 32],

@@ -47,6 +47,7 @@ impl Mem {
 
 fn service() -> ServiceSpec {
     ServiceSpec {
+        sealed: None,
         component: ModuleSource::Url {
             url: "https://example.org/service.wasm".into(),
             sha256: [2; 32],
@@ -263,6 +264,7 @@ fn the_acknowledgement_must_carry_the_endpoint_which_is_recorded_and_told() {
 
     // Nothing else runs in a service's slots.
     let job = JobSpec {
+        sealed: None,
         currency: None,
         module: ModuleSource::Url {
             url: "https://example.org/job.wasm".into(),

@@ -151,6 +151,7 @@ mod tests {
 
     fn spec(fuel: u64, deadline_secs: Option<u64>) -> JobSpec {
         JobSpec {
+            sealed: None,
             currency: None,
             module: ModuleSource::Stored { sha256: [0; 32] },
             input: vec![],

@@ -287,6 +287,7 @@ mod tests {
 
     fn service() -> ServiceSpec {
         ServiceSpec {
+            sealed: None,
             component: ModuleSource::Stored { sha256: [1; 32] },
             env: vec![("A".into(), "b".into())],
             allowed_hosts: vec!["api.example.com".into()],

@@ -231,6 +231,7 @@ impl FakeMarket {
         let st = &mut *guard;
         let bytes = match method {
             "get_config" => Encode!(&MatcherInit {
+                privacy: None,
                 pricing: None,
                 registry: Principal::anonymous(),
                 escrow: Principal::anonymous(),
@@ -289,6 +290,8 @@ impl FakeMarket {
                     let mut job = api_job(id, j);
                     let input = std::mem::take(&mut job.spec.input);
                     JobView {
+                        args_env_bytes: 0,
+                        contents_hidden: false,
                         job,
                         input_bytes: input.len() as u64,
                         input_sha256: sha2::Sha256::digest(&input).into(),
@@ -580,6 +583,7 @@ const SPIN: &str = r#"(module
 
 fn spec(sha256: [u8; 32], interval_secs: u64) -> JobSpec {
     JobSpec {
+        sealed: None,
         currency: None,
         module: ModuleSource::Stored { sha256 },
         input: vec![],

@@ -42,6 +42,7 @@ fn component(name: &str) -> Vec<u8> {
 /// A service running the component stored under `sha256`.
 fn service(sha256: [u8; 32]) -> ServiceSpec {
     ServiceSpec {
+        sealed: None,
         component: ModuleSource::Stored { sha256 },
         env: vec![("GREETING".into(), "from the lease".into())],
         allowed_hosts: vec![],
