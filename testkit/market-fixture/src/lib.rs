@@ -40,6 +40,7 @@ use market_api::matcher::{
     JobPart, JobSpec, JobView, MatcherError, MatcherInit, ModuleInfo, ModuleSource, ModuleUpload,
     OfferSpec, Reservation,
 };
+use market_api::privacy::PrivacyConfig;
 use market_api::registry::{ProviderProfile, RegistryError, RegistryInit};
 use market_api::{Account, JobId, OfferId, PageRequest, Tokens};
 pub use market_client::CanisterIds;
@@ -131,6 +132,9 @@ pub struct Settings {
     /// XDR prices and tokens besides ICP (`None`: ICP alone, priced in
     /// e8s, and no rate sources).
     pub pricing: Option<PricingSettings>,
+    /// Whether the market takes sealed jobs: the matcher gets the devnet's
+    /// `dfx_test_key` vetKD key (see `market_api::privacy`).
+    pub privacy: bool,
     /// The devnet's limits.
     pub devnet: DevnetConfig,
 }
@@ -150,6 +154,7 @@ impl Default for Settings {
             probe_failures: None,
             probe_fee: None,
             pricing: None,
+            privacy: false,
             devnet: DevnetConfig::default(),
         }
     }
@@ -305,7 +310,10 @@ impl MarketFixture {
         };
         let matcher_arg = enc(&|| {
             candid::encode_one(MatcherInit {
-                privacy: None,
+                privacy: settings.privacy.then(|| PrivacyConfig {
+                    key_name: "dfx_test_key".into(),
+                    derive_key_cycles: None,
+                }),
                 pricing: pricing.as_ref().map(|(_, c)| c.clone()),
                 registry: ids.registry,
                 escrow: ids.escrow,
