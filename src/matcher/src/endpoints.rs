@@ -118,9 +118,26 @@ pub fn module_info_of(sha256: Sha256) -> Option<ModuleInfo> {
     read_state(|s| s.market.modules.meta(&sha256)).map(|m| module_info(sha256, &m))
 }
 
-/// One chunk of a committed module.
-pub fn module_chunk(sha256: Sha256, index: u32) -> Result<Vec<u8>, MatcherError> {
-    read_state(|s| s.market.modules.chunk(&sha256, index)).map_err(|e| store_error(e, sha256))
+/// One chunk of a committed module, for those who may read it (see
+/// `Market::reads_module`).
+pub fn module_chunk(
+    caller: Principal,
+    sha256: Sha256,
+    index: u32,
+) -> Result<Vec<u8>, MatcherError> {
+    read_state(|s| {
+        if s.market.modules.meta(&sha256).is_some() && !s.market.reads_module(caller, &sha256) {
+            return Err(MatcherError::Unauthorized {
+                reason: "only the module's uploader, the owner of a job running it and its \
+                         provider read a module"
+                    .into(),
+            });
+        }
+        s.market
+            .modules
+            .chunk(&sha256, index)
+            .map_err(|e| store_error(e, sha256))
+    })
 }
 
 /// Posts (`offer_id` `None`) or changes an offer of a registered provider.
@@ -319,14 +336,14 @@ pub fn assignments(provider: Principal, page: PageRequest) -> AssignmentPage {
     })
 }
 
-/// A job without its input and output bytes.
-pub fn job_view(job_id: JobId) -> Option<JobView> {
-    read_state(|s| s.market.job_view(job_id))
+/// A job without its input and output bytes, as `caller` may see it.
+pub fn job_view(caller: Principal, job_id: JobId) -> Option<JobView> {
+    read_state(|s| s.market.job_view(caller, job_id))
 }
 
-/// One chunk of a job's input or output.
-pub fn job_chunk(req: JobChunkRequest) -> Result<JobChunk, MatcherError> {
-    read_state(|s| s.market.job_chunk(&req))
+/// One chunk of a job's input or output, for its readers.
+pub fn job_chunk(caller: Principal, req: JobChunkRequest) -> Result<JobChunk, MatcherError> {
+    read_state(|s| s.market.job_chunk(caller, &req))
 }
 
 /// One batched heartbeat of a provider or its node.

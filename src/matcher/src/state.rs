@@ -112,6 +112,7 @@ impl State {
     fn sync_pricing(&mut self) {
         if let Some(config) = self.config.get().0.as_ref() {
             self.market.pricing = Pricing::of(config, &self.rates.get().0);
+            self.market.sealing = config.privacy.is_some();
         }
     }
 
