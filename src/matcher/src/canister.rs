@@ -18,6 +18,7 @@ use market_api::matcher::{
 };
 use market_api::outcall::{HttpRequestResult, TransformArgs};
 use market_api::prices::{Currency, RatesView};
+use market_api::privacy::{JobKey, JobKeyRequest, PrivacyKey};
 use market_api::{
     EventPage, HttpRequest, HttpResponse, JobId, OfferId, PageRequest, StandardRecord,
 };
@@ -45,6 +46,7 @@ fn init(arg: MatcherInit) {
     timers::start_watchdog();
     timers::start_audit();
     timers::start_rates();
+    timers::start_privacy_key();
 }
 
 /// Work bounded by the pending outbox steps, not by the jobs ever made
@@ -74,6 +76,7 @@ fn post_upgrade(arg: Option<MatcherInit>) {
     timers::start_watchdog();
     timers::start_audit();
     timers::start_rates();
+    timers::start_privacy_key();
     timers::schedule();
 }
 
@@ -341,6 +344,24 @@ fn heartbeat(items: Vec<HeartbeatItem>) -> Result<Vec<HeartbeatAck>, MatcherErro
 #[ic_cdk::update]
 fn submit_result(args: SubmitResultArgs) -> Result<(), MatcherError> {
     endpoints::submit_result(&IcRuntime, caller()?, args)
+}
+
+/// The matcher's key that job contents are sealed under (see
+/// `market_api::privacy`): `None` without privacy configured, or until
+/// the matcher has read it after install or upgrade.
+#[ic_cdk::query]
+fn privacy_key() -> Option<PrivacyKey> {
+    read_state(|s| s.privacy_key())
+}
+
+/// A sealed job's vetKey encrypted to the caller's transport key: for the
+/// provider (or its node) holding the job's assignment for `attempt` while
+/// it runs (to open its input and env and seal its output), and for the
+/// job's owner (to open a sealed output). At most
+/// `market_api::privacy::MAX_KEYS_PER_HOLDER` per attempt and per owner.
+#[ic_cdk::update]
+async fn job_key(req: JobKeyRequest) -> Result<JobKey, MatcherError> {
+    endpoints::job_key(&IcRuntime, caller()?, req).await
 }
 
 /// The provider (or its node) gives back a job it cannot finish, before its

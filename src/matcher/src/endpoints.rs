@@ -19,6 +19,7 @@ use market_api::matcher::{
     ReservationSpec, ReservedJobArgs, SetDelegatesArgs, Sha256, SubmitResultArgs, Trade, job_seed,
 };
 use market_api::prices::{Currency, RatesView};
+use market_api::privacy::{JobKey, JobKeyRequest, TRANSPORT_KEY_BYTES};
 use market_api::sns::SnsAction;
 use market_api::{JobId, OfferId, PageRequest};
 use std::cell::RefCell;
@@ -28,6 +29,11 @@ thread_local! {
     /// Principals with an update in flight (heap only: no call is in flight
     /// after an upgrade).
     static BUSY: RefCell<BTreeSet<Principal>> = const { RefCell::new(BTreeSet::new()) };
+}
+
+thread_local! {
+    /// Jobs with a `job_key` derivation in flight (heap only).
+    static KEYS_BUSY: RefCell<BTreeSet<JobId>> = const { RefCell::new(BTreeSet::new()) };
 }
 
 /// Keeps two updates of one principal from interleaving at an `.await`.
@@ -401,6 +407,51 @@ pub fn job_output(
         bytes: output[start..end].to_vec(),
         total_len: output.len() as u64,
     })
+}
+
+/// The job's vetKey for `caller`, encrypted to its transport key: for
+/// the provider (or node) holding the job's assignment for `req.attempt`
+/// while it runs, and for the job's owner. Who the caller is, is checked
+/// before the job's guard; the derivation is counted before the call.
+pub async fn job_key(
+    rt: &impl Runtime,
+    caller: Principal,
+    req: JobKeyRequest,
+) -> Result<JobKey, MatcherError> {
+    let (grant, key, config) = read_state(|s| {
+        let grant = s.market.check_job_key(caller, &req)?;
+        Ok::<_, MatcherError>((grant, s.privacy_key(), s.config().privacy))
+    })?;
+    if req.transport_public_key.len() != TRANSPORT_KEY_BYTES {
+        return Err(MatcherError::InvalidArgument {
+            field: "transport_public_key".into(),
+            reason: format!("must be {TRANSPORT_KEY_BYTES} bytes"),
+        });
+    }
+    let (Some(key), Some(config)) = (key, config) else {
+        return Err(MatcherError::Downstream {
+            canister: "management".into(),
+            message: "the matcher has not read its public key yet: try again shortly".into(),
+        });
+    };
+    let _guard = Guard::new(&KEYS_BUSY, req.job_id)
+        .map_err(|GuardError::AlreadyProcessing| MatcherError::Busy)?;
+    let before = mutate_state(|s| s.market.count_job_key(&grant))?;
+    perform::derive_job_key(
+        rt,
+        &grant,
+        before,
+        req.transport_public_key,
+        &key,
+        config.derive_cycles(),
+    )
+    .await
+}
+
+/// Reads the matcher's public key for job keys (see
+/// [`perform::read_privacy_key`]).
+pub async fn read_privacy_key(rt: &impl Runtime) -> Result<(), String> {
+    perform::read_privacy_key(rt).await
 }
 
 /// The holder gives a job back before its deadline.

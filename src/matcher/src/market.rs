@@ -28,6 +28,7 @@ use sha2::Digest;
 
 pub mod access;
 pub mod audits;
+pub mod keys;
 pub mod reservations;
 pub mod services;
 use reservations::ReservationRecord;
@@ -67,6 +68,9 @@ pub struct JobRecord {
     /// `Book::best_offer_for`).
     #[serde(default)]
     pub audit_pick: Option<u64>,
+    /// The job keys derived for it (see [`keys`]).
+    #[serde(default)]
+    pub keys: keys::KeyCounts,
 }
 
 impl JobRecord {
@@ -791,6 +795,7 @@ impl<M: Memory> Market<M> {
             funded: false,
             kind: JobKind::OneOff,
             audit_pick: None,
+            keys: Default::default(),
         };
         self.put_job(rec.clone());
         self.index_owner(owner, id);
@@ -1274,13 +1279,13 @@ impl<M: Memory> Market<M> {
         let args_env_bytes = access::args_env_bytes(&job.spec);
         let contents_hidden = !self.reads_job(caller, &rec);
         let input = std::mem::take(&mut job.spec.input);
-        if contents_hidden {
-            access::hide_job_contents(&mut job);
-        }
         let output_bytes = job
             .result
             .as_mut()
             .map_or(0, |r| std::mem::take(&mut r.output).len());
+        if contents_hidden {
+            access::hide_job_contents(&mut job);
+        }
         Some(JobView {
             args_env_bytes,
             contents_hidden,

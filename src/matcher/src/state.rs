@@ -31,6 +31,9 @@ pub struct State {
     pub probe_counts: Cell<Cbor<ProbeCounts>, Memory>,
     /// The rates last read of each ledger's token.
     rates: Cell<Cbor<RateCache>, Memory>,
+    /// The vetKD public key job contents are sealed under, with the name
+    /// of the master key it was read for, once read.
+    privacy_key: Cell<Cbor<Option<(String, Vec<u8>)>>, Memory>,
 }
 
 /// How many probes of service replicas were made and failed, for
@@ -102,6 +105,7 @@ impl State {
             audit_counts: Cell::init(get(AUDIT_COUNTS), Cbor(AuditCounts::default())),
             probe_counts: Cell::init(get(PROBE_COUNTS), Cbor(ProbeCounts::default())),
             rates: Cell::init(get(RATES), Cbor(RateCache::default())),
+            privacy_key: Cell::init(get(PRIVACY_KEY), Cbor(None)),
         };
         state.sync_pricing();
         state
@@ -186,6 +190,30 @@ impl State {
             |c, budget, broken| market.audit_chunk(c, budget, broken),
             log,
         );
+    }
+
+    /// The matcher's job key as `privacy_key` shows it: `None` without
+    /// privacy configured or before its public key is read.
+    pub fn privacy_key(&self) -> Option<market_api::privacy::PrivacyKey> {
+        let config = self.config().privacy?;
+        // A key read for another master key (the configuration changed
+        // since) is no key until the new one is read.
+        let (key_name, public_key) = self
+            .privacy_key
+            .get()
+            .0
+            .clone()
+            .filter(|(name, _)| *name == config.key_name)?;
+        Some(market_api::privacy::PrivacyKey {
+            key_name,
+            context: market_api::privacy::JOB_KEY_CONTEXT.to_vec(),
+            public_key,
+        })
+    }
+
+    /// Records the public key read for master key `key_name`.
+    pub fn set_privacy_key(&mut self, key_name: String, public_key: Vec<u8>) {
+        self.privacy_key.set(Cbor(Some((key_name, public_key))));
     }
 
     /// Sets the configuration.

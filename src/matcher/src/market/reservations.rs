@@ -377,6 +377,7 @@ impl<M: Memory> Market<M> {
             funded: false,
             kind: JobKind::Reservation,
             audit_pick: None,
+            keys: Default::default(),
         };
         let service = spec.service.is_some();
         self.put_job(rec.clone());
@@ -454,6 +455,7 @@ impl<M: Memory> Market<M> {
                     slot,
                 },
                 audit_pick: None,
+                keys: Default::default(),
             });
             r.slots.push(slot_id);
             r.running.push(None);

@@ -95,7 +95,14 @@ pub(crate) struct Fake {
     pub(crate) cmc_rates: RefCell<VecDeque<Result<IcpXdrConversionRateResponse, CallError>>>,
     /// The exchange rate canister's answers, in order (then an error).
     pub(crate) xrc_rates: RefCell<VecDeque<Result<GetExchangeRateResult, CallError>>>,
+    /// Errors the next vetKD calls fail with, in order (then they answer).
+    pub(crate) vetkd_errors: RefCell<VecDeque<CallError>>,
+    /// vetKD derivations asked for: (input, transport key, cycles).
+    pub(crate) derivations: RefCell<Vec<(Vec<u8>, Vec<u8>, u128)>>,
 }
+
+/// The public key the fake management canister gives the matcher.
+pub(crate) const FAKE_VETKD_PUBLIC_KEY: [u8; 96] = [0x96; 96];
 
 /// A replica's answer with this status.
 fn status(code: u32) -> HttpRequestResult {
@@ -441,6 +448,50 @@ impl Runtime for Fake {
             .borrow_mut()
             .pop_front()
             .unwrap_or(Err(CallError::OutcomeUnknown))
+    }
+
+    async fn vetkd_public_key(
+        &self,
+        args: &ic_management_canister_types::VetKDPublicKeyArgs,
+    ) -> Result<ic_management_canister_types::VetKDPublicKeyResult, CallError> {
+        self.calls.borrow_mut().push(Made {
+            method: "vetkd_public_key",
+            key: format!(
+                "{} {}",
+                args.key_id.name,
+                String::from_utf8_lossy(&args.context)
+            ),
+        });
+        if let Some(e) = self.vetkd_errors.borrow_mut().pop_front() {
+            return Err(e);
+        }
+        Ok(ic_management_canister_types::VetKDPublicKeyResult {
+            public_key: FAKE_VETKD_PUBLIC_KEY.to_vec(),
+        })
+    }
+
+    /// Answers with the input and the transport key, so a test sees what
+    /// was derived for whom.
+    async fn vetkd_derive_key(
+        &self,
+        args: &ic_management_canister_types::VetKDDeriveKeyArgs,
+        cycles: u128,
+    ) -> Result<ic_management_canister_types::VetKDDeriveKeyResult, CallError> {
+        self.calls.borrow_mut().push(Made {
+            method: "vetkd_derive_key",
+            key: args.key_id.name.clone(),
+        });
+        if let Some(e) = self.vetkd_errors.borrow_mut().pop_front() {
+            return Err(e);
+        }
+        self.derivations.borrow_mut().push((
+            args.input.clone(),
+            args.transport_public_key.clone(),
+            cycles,
+        ));
+        Ok(ic_management_canister_types::VetKDDeriveKeyResult {
+            encrypted_key: [args.input.as_slice(), &args.transport_public_key].concat(),
+        })
     }
 
     async fn raw_rand(&self) -> Result<Vec<u8>, CallError> {
