@@ -33,7 +33,18 @@ pub struct State {
     rates: Cell<Cbor<RateCache>, Memory>,
     /// The vetKD public key job contents are sealed under, with the name
     /// of the master key it was read for, once read.
-    privacy_key: Cell<Cbor<Option<(String, Vec<u8>)>>, Memory>,
+    privacy_key: Cell<Cbor<Option<ReadKey>>, Memory>,
+}
+
+/// The matcher's vetKD public key as read, with the master key it was
+/// read for.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ReadKey {
+    /// The master key's name.
+    pub key_name: String,
+    /// The derived public key.
+    #[serde(with = "serde_bytes")]
+    pub public_key: Vec<u8>,
 }
 
 /// How many probes of service replicas were made and failed, for
@@ -198,22 +209,25 @@ impl State {
         let config = self.config().privacy?;
         // A key read for another master key (the configuration changed
         // since) is no key until the new one is read.
-        let (key_name, public_key) = self
+        let read = self
             .privacy_key
             .get()
             .0
             .clone()
-            .filter(|(name, _)| *name == config.key_name)?;
+            .filter(|k| k.key_name == config.key_name)?;
         Some(market_api::privacy::PrivacyKey {
-            key_name,
+            key_name: read.key_name,
             context: market_api::privacy::JOB_KEY_CONTEXT.to_vec(),
-            public_key,
+            public_key: read.public_key,
         })
     }
 
     /// Records the public key read for master key `key_name`.
     pub fn set_privacy_key(&mut self, key_name: String, public_key: Vec<u8>) {
-        self.privacy_key.set(Cbor(Some((key_name, public_key))));
+        self.privacy_key.set(Cbor(Some(ReadKey {
+            key_name,
+            public_key,
+        })));
     }
 
     /// Sets the configuration.

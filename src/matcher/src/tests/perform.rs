@@ -98,8 +98,11 @@ pub(crate) struct Fake {
     /// Errors the next vetKD calls fail with, in order (then they answer).
     pub(crate) vetkd_errors: RefCell<VecDeque<CallError>>,
     /// vetKD derivations asked for: (input, transport key, cycles).
-    pub(crate) derivations: RefCell<Vec<(Vec<u8>, Vec<u8>, u128)>>,
+    pub(crate) derivations: RefCell<Vec<Derivation>>,
 }
+
+/// A vetKD derivation the fake made: (input, transport key, cycles).
+pub(crate) type Derivation = (Vec<u8>, Vec<u8>, u128);
 
 /// The public key the fake management canister gives the matcher.
 pub(crate) const FAKE_VETKD_PUBLIC_KEY: [u8; 96] = [0x96; 96];
