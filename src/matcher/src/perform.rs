@@ -837,7 +837,9 @@ pub async fn derive_job_key(
         canister: "management".into(),
         message,
     };
-    match rt.vetkd_derive_key(&args, cycles).await {
+    let answer = rt.vetkd_derive_key(&args, cycles).await;
+    mutate_state(|s| s.count_derivation(answer.is_ok()));
+    match answer {
         Ok(reply) => Ok(JobKey {
             identity: grant.identity.clone(),
             encrypted_key: reply.encrypted_key,

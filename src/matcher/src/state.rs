@@ -34,6 +34,19 @@ pub struct State {
     /// The vetKD public key job contents are sealed under, with the name
     /// of the master key it was read for, once read.
     privacy_key: Cell<Cbor<Option<ReadKey>>, Memory>,
+    /// How many job keys were derived and how many derivations failed.
+    pub key_counts: Cell<Cbor<KeyCounts>, Memory>,
+}
+
+/// How many job keys the matcher derived, for `/metrics`.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KeyCounts {
+    /// Keys derived and returned.
+    #[serde(default)]
+    pub derived: u64,
+    /// Derivations the management canister rejected or left unanswered.
+    #[serde(default)]
+    pub failed: u64,
 }
 
 /// The matcher's vetKD public key as read, with the master key it was
@@ -117,6 +130,7 @@ impl State {
             probe_counts: Cell::init(get(PROBE_COUNTS), Cbor(ProbeCounts::default())),
             rates: Cell::init(get(RATES), Cbor(RateCache::default())),
             privacy_key: Cell::init(get(PRIVACY_KEY), Cbor(None)),
+            key_counts: Cell::init(get(JOB_KEY_COUNTS), Cbor(KeyCounts::default())),
         };
         state.sync_pricing();
         state
@@ -228,6 +242,17 @@ impl State {
             key_name,
             public_key,
         })));
+    }
+
+    /// Counts a derivation: `ok` if its key was returned.
+    pub fn count_derivation(&mut self, ok: bool) {
+        let mut c = self.key_counts.get().0;
+        if ok {
+            c.derived = c.derived.saturating_add(1);
+        } else {
+            c.failed = c.failed.saturating_add(1);
+        }
+        self.key_counts.set(Cbor(c));
     }
 
     /// Sets the configuration.

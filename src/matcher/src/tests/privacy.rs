@@ -701,4 +701,10 @@ fn a_refused_transport_key_changes_nothing() {
     // The owner's count is its own.
     block_on(endpoints::job_key(&fake, buyer(), key_req(id, 0))).unwrap();
     assert_eq!(keys_of(id).owner, 1);
+    // The metrics count what was derived and what failed.
+    let counts = read_state(|s| s.key_counts.get().0);
+    assert_eq!(
+        (counts.derived, counts.failed),
+        (4, MAX_KEYS_PER_HOLDER as u64 + 3)
+    );
 }
