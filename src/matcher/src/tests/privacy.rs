@@ -708,3 +708,47 @@ fn a_refused_transport_key_changes_nothing() {
         (4, MAX_KEYS_PER_HOLDER as u64 + 3)
     );
 }
+
+#[test]
+fn sns_validators_check_the_sealing_as_the_methods_do() {
+    let _fake = Fake::new();
+    let ctx = crate::governance::DaoContext {
+        governance: buyer(),
+        name: "Example DAO".into(),
+        balance: Some(market_api::escrow::Balance {
+            ledger: icp(),
+            free: 100_000_000_000,
+            claimable: 0,
+            locked: 0,
+            pending: 0,
+        }),
+        symbol: Some("ICP".into()),
+        fee: Some(10_000),
+        deposit_account: "deposit".into(),
+    };
+    let validate = |action: &market_api::sns::SnsAction| {
+        read_state(|s| crate::governance::validate(&s.market, &s.params(), &ctx, action))
+    };
+    let job = market_api::sns::SnsAction::SubmitJob(secret_spec());
+    let lease = market_api::sns::SnsAction::Reserve(service_lease());
+    for action in [&job, &lease] {
+        let refused = validate(action).unwrap_err();
+        assert!(refused.contains("sealed"), "{refused}");
+    }
+    mutate_state(|s| {
+        let mut config = s.config();
+        config.privacy = Some(PrivacyConfig {
+            key_name: "test_key_1".into(),
+            derive_key_cycles: None,
+        });
+        s.set_config(config);
+    });
+    for action in [&job, &lease] {
+        let r = validate(action);
+        assert!(r.is_ok(), "{r:?}");
+    }
+    let mut bad = secret_spec();
+    bad.sealed.as_mut().unwrap().key_id = vec![0; 8];
+    let refused = validate(&market_api::sns::SnsAction::SubmitJob(bad)).unwrap_err();
+    assert!(refused.contains("sealed.key_id"), "{refused}");
+}
