@@ -99,6 +99,28 @@ pub(crate) struct Fake {
     pub(crate) vetkd_errors: RefCell<VecDeque<CallError>>,
     /// vetKD derivations asked for: (input, transport key, cycles).
     pub(crate) derivations: RefCell<Vec<Derivation>>,
+    /// Whether a derivation waits once before it is answered (so another
+    /// call can run meanwhile).
+    pub(crate) derivations_wait: Cell<bool>,
+}
+
+/// A future that is pending once, then ready: an `.await` at which other
+/// calls interleave.
+struct WaitOnce(bool);
+
+impl std::future::Future for WaitOnce {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
 }
 
 /// A vetKD derivation the fake made: (input, transport key, cycles).
@@ -484,6 +506,9 @@ impl Runtime for Fake {
             method: "vetkd_derive_key",
             key: args.key_id.name.clone(),
         });
+        if self.derivations_wait.get() {
+            WaitOnce(false).await;
+        }
         if let Some(e) = self.vetkd_errors.borrow_mut().pop_front() {
             return Err(e);
         }

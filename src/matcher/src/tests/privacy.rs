@@ -752,3 +752,21 @@ fn sns_validators_check_the_sealing_as_the_methods_do() {
     let refused = validate(&market_api::sns::SnsAction::SubmitJob(bad)).unwrap_err();
     assert!(refused.contains("sealed.key_id"), "{refused}");
 }
+
+#[test]
+fn two_key_calls_for_one_job_do_not_interleave() {
+    let fake = Fake::new();
+    let id = fake_with_a_secret_job();
+    block_on(endpoints::read_privacy_key(&fake)).unwrap();
+    fake.derivations_wait.set(true);
+    let (first, second) = block_on(futures::future::join(
+        endpoints::job_key(&fake, node(1), key_req(id, 1)),
+        endpoints::job_key(&fake, buyer(), key_req(id, 0)),
+    ));
+    assert!(first.is_ok(), "{first:?}");
+    assert_eq!(second, Err(MatcherError::Busy));
+    assert_eq!(fake.derivations.borrow().len(), 1);
+    assert_eq!(keys_of(id).owner, 0, "the busy call counted nothing");
+    // Once the first is answered, the job is free again.
+    block_on(endpoints::job_key(&fake, buyer(), key_req(id, 0))).unwrap();
+}
