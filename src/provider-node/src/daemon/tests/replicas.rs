@@ -587,3 +587,116 @@ async fn the_ingress_answers_for_a_tcp_service_ok_only_while_its_instance_runs()
     assert_eq!(status, 404, "gone");
     assert!(tcp.stop(LEASE + 1).await);
 }
+
+/// `service(sha256)` with a secret env sealed to key id `key_id` (lease
+/// owner: the fake's, anonymous): `API_KEY`, and a `GREETING` that
+/// replaces the lease's.
+fn sealed_service(sha256: [u8; 32], key_id: &[u8], sealed_to: &[u8]) -> ServiceSpec {
+    let secret = vec![
+        ("API_KEY".to_string(), "s3cret-api-key".to_string()),
+        ("GREETING".to_string(), "from the sealed env".to_string()),
+    ];
+    let env = market_client::sealing::seal_env(
+        &vetkeys::public_key(),
+        Principal::anonymous(),
+        sealed_to,
+        &secret,
+    )
+    .unwrap();
+    ServiceSpec {
+        sealed: Some(market_api::privacy::Sealed {
+            key_id: key_id.to_vec(),
+            input: false,
+            env: Some(env.into()),
+            output: false,
+        }),
+        ..service(sha256)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_runs_with_its_secret_env_opened_with_the_slots_key() {
+    let _turn = ONE_HOST_AT_A_TIME.lock().await;
+    let mut h = Harness::new();
+    let (host, addr) = ingress(h.metrics.services.clone(), None).await;
+    h.services = Some(host.clone());
+    let sha = h.market.store(&component("hello-service"));
+    let key_id = market_client::sealing::new_key_id();
+    h.market
+        .add_slot(1, LEASE, Some(sealed_service(sha, &key_id, &key_id)));
+
+    h.run_while(Duration::from_secs(5), async {
+        h.until_job_1_is_acknowledged().await;
+        let (status, body) = get(addr, &format!("/{LEASE}/env/API_KEY")).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("s3cret-api-key"), "{body}");
+        let (status, body) = get(addr, &format!("/{LEASE}/env/GREETING")).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body.contains("from the sealed env") && !body.contains("from the lease"),
+            "the secret replaces the lease's variable: {body}"
+        );
+    })
+    .await;
+
+    let st = h.market.state.lock().unwrap();
+    assert_eq!(st.key_requests.len(), 1);
+    assert_eq!(
+        (st.key_requests[0].job_id, st.key_requests[0].attempt),
+        (1, 1),
+        "the key of the slot's job and attempt"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_secret_env_does_not_open_is_not_served_and_its_slot_goes_back() {
+    let _turn = ONE_HOST_AT_A_TIME.lock().await;
+    let mut h = Harness::new();
+    let (host, _) = ingress(h.metrics.services.clone(), None).await;
+    h.services = Some(host.clone());
+    let sha = h.market.store(&component("hello-service"));
+    // The env is sealed to another key id than the one the lease names.
+    let key_id = market_client::sealing::new_key_id();
+    let other = market_client::sealing::new_key_id();
+    h.market
+        .add_slot(1, LEASE, Some(sealed_service(sha, &key_id, &other)));
+
+    let summary = h
+        .run_while(
+            Duration::from_secs(5),
+            h.until(0, "a hand-back", |st| st.jobs[&1].handed_back),
+        )
+        .await;
+
+    assert_eq!(summary.replicas_failed, 1);
+    assert_eq!(summary.replicas_started, 0);
+    assert!(host.list().is_empty());
+    let st = h.market.state.lock().unwrap();
+    assert!(!st.jobs[&1].acknowledged, "never acknowledged");
+    assert_eq!(st.key_requests.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_slot_whose_key_is_refused_goes_back() {
+    let mut h = Harness::new();
+    let (host, _) = ingress(h.metrics.services.clone(), None).await;
+    h.services = Some(host.clone());
+    let sha = h.market.store(&component("hello-service"));
+    let key_id = market_client::sealing::new_key_id();
+    h.market
+        .add_slot(1, LEASE, Some(sealed_service(sha, &key_id, &key_id)));
+    h.market.state.lock().unwrap().key_errors = vec![MatcherError::Unauthorized {
+        reason: "not the provider of this attempt".into(),
+    }];
+
+    h.run_while(
+        Duration::from_secs(5),
+        h.until(0, "a hand-back", |st| st.jobs[&1].handed_back),
+    )
+    .await;
+
+    assert!(host.list().is_empty());
+    let st = h.market.state.lock().unwrap();
+    assert!(!st.jobs[&1].acknowledged, "never acknowledged");
+    assert_eq!(st.key_requests.len(), 1);
+}
