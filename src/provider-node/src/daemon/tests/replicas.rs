@@ -614,16 +614,67 @@ fn sealed_service(sha256: [u8; 32], key_id: &[u8], sealed_to: &[u8]) -> ServiceS
     }
 }
 
+/// A server on 127.0.0.1 answering one request with 200, and the head of
+/// that request once it came.
+async fn upstream() -> (SocketAddr, Arc<Mutex<Option<String>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let head = Arc::new(Mutex::new(None));
+    let seen = Arc::clone(&head);
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut chunk).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        *seen.lock().unwrap() = Some(String::from_utf8_lossy(&buf).into_owned());
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+            .await;
+    });
+    (addr, head)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_runs_with_its_secret_env_opened_with_the_slots_key() {
     let _turn = ONE_HOST_AT_A_TIME.lock().await;
     let mut h = Harness::new();
-    let (host, addr) = ingress(h.metrics.services.clone(), None).await;
+    // An ingress whose services may call 127.0.0.1 (the test's upstream).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let host = ServiceHost::new(
+        ServiceHostConfig {
+            max_instances: 8,
+            max_memory_bytes: 64 << 20,
+            pooling: false,
+            cache_dir: Some(compiled_cache()),
+            public_base_url: Some(format!("http://{addr}")),
+            egress_local_addresses: vec![std::net::Ipv4Addr::LOCALHOST.into()],
+            ..ServiceHostConfig::default()
+        },
+        h.metrics.services.clone(),
+    )
+    .unwrap();
+    tokio::spawn(crate::service::serve(
+        host.clone(),
+        listener,
+        IngressSettings::default(),
+        std::future::pending(),
+    ));
     h.services = Some(host.clone());
     let sha = h.market.store(&component("hello-service"));
     let key_id = market_client::sealing::new_key_id();
-    h.market
-        .add_slot(1, LEASE, Some(sealed_service(sha, &key_id, &key_id)));
+    let (up, head) = upstream().await;
+    let lease = ServiceSpec {
+        allowed_hosts: vec!["127.0.0.1".into()],
+        ..sealed_service(sha, &key_id, &key_id)
+    };
+    h.market.add_slot(1, LEASE, Some(lease));
 
     h.run_while(Duration::from_secs(5), async {
         h.until_job_1_is_acknowledged().await;
@@ -636,8 +687,24 @@ async fn a_replica_runs_with_its_secret_env_opened_with_the_slots_key() {
             body.contains("from the sealed env") && !body.contains("from the lease"),
             "the secret replaces the lease's variable: {body}"
         );
+        // Its outgoing requests carry the secret API key.
+        let url = format!("http%3A%2F%2F127.0.0.1%3A{}%2Fapi", up.port());
+        let (status, body) = get(addr, &format!("/{LEASE}/fetch?url={url}")).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("upstream 200: 2 bytes"), "{body}");
     })
     .await;
+
+    let head = head
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the upstream was called");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("\r\nauthorization: bearer s3cret-api-key\r\n"),
+        "{head}"
+    );
 
     let st = h.market.state.lock().unwrap();
     assert_eq!(st.key_requests.len(), 1);
