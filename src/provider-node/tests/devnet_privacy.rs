@@ -10,6 +10,9 @@
 //!   replica that has the secret in its env and sends it as a bearer token
 //!   on its outgoing requests (to a test server on 127.0.0.1, which the
 //!   node's egress allows here).
+//! - An audit's re-run of a sealed job, by another provider with its own
+//!   key, agrees with the job's run, as it does when the job's env opens
+//!   for no one and both report it undecryptable.
 //!
 //! Needs `scripts/build-canisters.sh` and `scripts/build-workloads.sh`.
 
@@ -20,8 +23,8 @@ use std::time::Duration;
 use candid::Principal;
 use market_api::Tokens;
 use market_api::matcher::{
-    GFUEL, JobSpec, JobStatus, MatcherError, ModuleSource, Reservation, ReservationSpec,
-    RunOutcome, ServiceLimits, ServiceSpec, ServiceView,
+    AUDIT_ALWAYS_PPM, AuditVerdict, GFUEL, JobSpec, JobStatus, MatcherError, ModuleSource,
+    Reservation, ReservationSpec, RunOutcome, ServiceLimits, ServiceSpec, ServiceView,
 };
 use market_api::privacy::{IBE_OVERHEAD, JobKeyRequest, Sealed};
 use market_client::MarketClient;
@@ -69,14 +72,16 @@ fn world() -> World {
     w
 }
 
-/// The matcher's public key, what the buyer seals to.
+/// The matcher's public key, what the buyer seals to. The matcher reads
+/// it from the management canister by timer, soon after its install.
 async fn public_key(w: &World) -> Vec<u8> {
-    w.buyer
-        .privacy_key()
-        .await
-        .expect("privacy_key")
-        .expect("the market takes sealed jobs")
-        .public_key
+    for _ in 0..10 {
+        if let Some(key) = w.buyer.privacy_key().await.expect("privacy_key") {
+            return key.public_key;
+        }
+        w.net.advance(Duration::from_secs(1));
+    }
+    panic!("the matcher never read its privacy key");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -347,4 +352,101 @@ async fn a_service_replica_gets_its_secret_env_and_uses_it_on_outgoing_requests(
     let summary = task.await.unwrap();
     assert_eq!(summary.replicas_started, 1);
     assert_eq!(summary.replicas_failed, 0);
+}
+
+/// An audit re-runs a sealed job like any other: the auditor gets the
+/// job's key for its own run, and since a sealed output is the same for
+/// every holder of the key, the runs agree. A job whose env does not open
+/// is reported undecryptable by both, and they agree on that too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_audit_of_a_sealed_job_agrees_with_an_honest_run() {
+    let w = world();
+    w.onboard(
+        provider(2),
+        node(2),
+        &one_slot_offer(64, 2 * PRICE, w.ids.ledger),
+    );
+    let sha256sum = w.upload_wasm(workload("sha256sum")).await;
+    let pk = public_key(&w).await;
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let mut daemons = vec![];
+    for (n, dir) in [1u8, 2].into_iter().zip(&dirs) {
+        let (daemon, _) = test_world::daemon(
+            MarketClient::new(w.net.transport(node(n)), w.ids),
+            DaemonSetup {
+                provider: provider(n),
+                state_dir: dir.path(),
+                shutdown_grace: Duration::from_secs(5),
+                max_job_time: Duration::from_secs(60),
+            },
+        );
+        daemons.push(spawn(daemon));
+    }
+    w.start_clock();
+
+    let submit = |key_id: Vec<u8>, env: Vec<u8>| {
+        let input = sealing::seal(&pk, buyer(), &key_id, b"audited input").unwrap();
+        w.buyer.submit_job(JobSpec {
+            input,
+            sealed: Some(Sealed {
+                key_id,
+                input: true,
+                env: Some(env.into()),
+                output: true,
+            }),
+            audit_ppm: Some(AUDIT_ALWAYS_PPM),
+            deadline_secs: Some(300),
+            ..w.stored_job(sha256sum, INTERVAL, GFUEL / 10, 3 * PRICE)
+        })
+    };
+    let key_id = sealing::new_key_id();
+    let env = sealing::seal_env(&pk, buyer(), &key_id, &[("A".into(), "b".into())]).unwrap();
+    let sealed = submit(key_id.clone(), env).await.unwrap();
+    // An env sealed to another job's identity: it opens for no one.
+    let other = sealing::new_key_id();
+    let forged = sealing::seal_env(&pk, buyer(), &other, &[("A".into(), "b".into())]).unwrap();
+    let undecryptable = submit(sealing::new_key_id(), forged).await.unwrap();
+
+    for id in [sealed, undecryptable] {
+        let job = w
+            .until(id, "an audit verdict", |j| {
+                j.audit.as_ref().is_some_and(|a| a.verdict.is_some())
+            })
+            .await;
+        let audit = job.audit.clone().unwrap();
+        assert_eq!(audit.verdict, Some(AuditVerdict::Agreed), "{job:?}");
+        let run = w.job(audit.runs[0]).await;
+        assert_ne!(run.provider, job.provider, "audited by the other provider");
+        assert_eq!(run.result, job.result, "the runs agree");
+    }
+    let job = w.job(sealed).await;
+    let result = job.result.unwrap();
+    assert_eq!(result.outcome, RunOutcome::Exited { code: 0 });
+    let transport = TransportKey::new();
+    let key = w
+        .buyer
+        .job_key(JobKeyRequest {
+            job_id: sealed,
+            attempt: 0,
+            transport_public_key: transport.public_key(),
+        })
+        .await
+        .unwrap();
+    let output = transport.open(&key).unwrap().open(&result.output).unwrap();
+    let expected = format!(
+        "{}\n",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"audited input"))
+    );
+    assert_eq!(String::from_utf8(output).unwrap(), expected);
+    let job = w.job(undecryptable).await;
+    assert_eq!(
+        job.result.unwrap().outcome,
+        RunOutcome::Undecryptable { part: "env".into() }
+    );
+
+    for (stop, task) in daemons {
+        let _ = stop.send(());
+        task.await.unwrap();
+    }
+    assert_eq!(w.audit().slashes, 0);
 }
