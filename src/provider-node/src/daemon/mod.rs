@@ -46,6 +46,27 @@
 //! `<public host>:<port>` too; a node without a port range hands such
 //! slots back, and a stopped replica's port is freed once it is closed.
 //!
+//! # Sealed jobs and secret envs
+//!
+//! A job whose spec is sealed ([`market_api::privacy`]) is read as any
+//! other, then the daemon asks the matcher for its key (`job_key`, for the
+//! attempt it holds, encrypted to a transport key the process makes at
+//! start) and keeps the opened key in memory for the job's life only
+//! ([`sealed`]). The input is decrypted and the secret env added to the
+//! plain one (a secret replacing a plain variable of its name) before the
+//! module is fetched; a part that does not open, or a secret env past the
+//! env's bounds, is reported [`RunOutcome::Undecryptable`] with no output
+//! and no fuel, without running anything (every honest node finds the
+//! same, so an audit agrees). A job asking for a sealed output reports
+//! the output encrypted to the job and the sha256 of that ciphertext; its
+//! stdout is capped so that the ciphertext fits a result. A service slot
+//! whose lease seals an env gets the slot's key the same way and starts
+//! its replica with the secret env added; one that does not open is not
+//! served and the slot is handed back. A key the matcher refuses hands
+//! the job or slot back; a key call that fails on the way is retried.
+//! Neither keys, plaintexts nor secret envs are logged or saved: the
+//! state directory holds only results, sealed when asked.
+//!
 //! # Replies it can't read
 //!
 //! Every reply the daemon reads is bounded whatever buyers put in their
