@@ -20,8 +20,10 @@ use market_api::matcher::{
     MAX_CHUNK_BYTES, MatcherEvent, ModuleSource, ModuleUpload, OfferSpec,
 };
 use market_api::prices::{Currency, format_xdr};
+use market_api::privacy::{JobKeyRequest, Sealed};
 use market_api::{EventPage, JobId, PageRequest, Tokens};
 use market_client::client::{CanisterIds, MarketClient};
+use market_client::sealing::{self, TransportKey};
 use market_fixture::jobs::countdown;
 use market_fixture::{DevnetTransport, ICP, MarketFixture, Settings, node, provider};
 use provider_node::daemon::metrics::Metrics;
@@ -112,6 +114,8 @@ pub struct Report {
     pub service: ServiceOutcome,
     /// The person's job priced in XDR and paid in ICP, as it finished.
     pub xdr_job: Job,
+    /// The stdout of the person's sealed job, as she opened it.
+    pub private_output: String,
 }
 
 /// The providers' sandbox: two jobs at a time of up to 64 MiB.
@@ -159,6 +163,11 @@ impl Node {
 fn alice() -> Principal {
     market_fixture::principal(0xA1)
 }
+/// Someone reading the matcher's public queries.
+fn onlooker() -> Principal {
+    market_fixture::principal(0xA3)
+}
+
 fn dapp_team() -> Principal {
     market_fixture::principal(0xA2)
 }
@@ -725,6 +734,20 @@ impl Demo {
         }
     }
 
+    /// The matcher's public key for sealing jobs, once it has read it.
+    async fn privacy_key(&self) -> Result<Vec<u8>> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(k) = self.alice.privacy_key().await? {
+                return Ok(k.public_key);
+            }
+            if Instant::now() > deadline {
+                bail!("the matcher never read its vetKD public key");
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     async fn job(&self, id: JobId) -> Result<Job> {
         self.alice.get_job(id).await?.context("job vanished")
     }
@@ -825,6 +848,8 @@ pub async fn run(opts: Options) -> Result<Report> {
         // Prices in XDR too, at 4 XDR per ICP (the cycles minting
         // canister's stand-in) with the matcher's 10 % buffer.
         pricing: Some(market_fixture::PricingSettings::default()),
+        // Sealed jobs, with the devnet's vetKD key.
+        privacy: true,
         // A service's replicas are probed every 10 s (the shortest the
         // matcher allows): three failures in a row fail a replica.
         probe_interval_secs: Some(10),
@@ -986,6 +1011,84 @@ pub async fn run(opts: Options) -> Result<Report> {
         icp(xdr_job.price.unwrap_or(0)),
         xdr_job.fuel_reported,
         icp(xdr_job.paid),
+    ));
+
+    d.step("alice seals a job's input and output to the job's vetKey");
+    let public_key = d.privacy_key().await?;
+    let key_id = sealing::new_key_id();
+    let private_input = b"alice's private records\n";
+    let spec = JobSpec {
+        input: sealing::seal(&public_key, alice(), &key_id, private_input)?,
+        sealed: Some(Sealed {
+            key_id,
+            input: true,
+            env: None,
+            output: true,
+        }),
+        ..d.spec(sha, b"", 10)
+    };
+    d.say(format!(
+        "alice encrypts her {} bytes of input to (alice, a random key id) under the matcher's \
+         vetKD public key: {} bytes of ciphertext; the provider is to seal the output too",
+        private_input.len(),
+        spec.input.len()
+    ));
+    let pid = d.alice.submit_job(spec).await?;
+    let private_job = d
+        .until(pid, "succeeded", |j| j.status.is_terminal())
+        .await?;
+    ensure!(
+        private_job.status == JobStatus::Succeeded,
+        "the sealed job ended {:?}",
+        private_job.status
+    );
+    let view = d
+        .net
+        .client(onlooker())
+        .job_view(pid)
+        .await?
+        .context("the sealed job vanished")?;
+    ensure!(
+        view.contents_hidden
+            && view
+                .job
+                .result
+                .as_ref()
+                .is_some_and(|r| r.output.is_empty()),
+        "an onlooker read the sealed job's contents"
+    );
+    d.say(format!(
+        "an onlooker reading job {pid} sees its terms and its input's size and hash ({} bytes, \
+         sha256 {}...), not the contents",
+        view.input_bytes,
+        hex::encode(&view.input_sha256[..6])
+    ));
+    let sealed_output = private_job
+        .result
+        .as_ref()
+        .map(|r| r.output.clone())
+        .unwrap_or_default();
+    let transport = TransportKey::new();
+    let key = d
+        .alice
+        .job_key(JobKeyRequest {
+            job_id: pid,
+            attempt: 0,
+            transport_public_key: transport.public_key(),
+        })
+        .await?;
+    let opened = transport.open(&key)?.open(&sealed_output)?;
+    let private_output = String::from_utf8_lossy(&opened).trim().to_string();
+    let expected = hex::encode(sha2::Sha256::digest(private_input));
+    ensure!(
+        private_output.contains(&expected),
+        "the sealed job computed {private_output}, expected {expected}"
+    );
+    d.say(format!(
+        "the provider got the job's vetKey encrypted to its node's transport key, ran the job \
+         and sealed its stdout ({} bytes on chain); alice asks for the key with a transport \
+         key of her own and reads {private_output}",
+        sealed_output.len()
     ));
 
     d.step("the dapp's canister submits a job and gets the result by callback");
@@ -1272,5 +1375,6 @@ pub async fn run(opts: Options) -> Result<Report> {
         cheated_job: cheated,
         service,
         xdr_job,
+        private_output,
     })
 }

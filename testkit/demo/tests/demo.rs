@@ -4,6 +4,7 @@
 use market_api::matcher::{JobStatus, MatcherEvent, ReservationStatus};
 use market_demo::GREETING;
 use market_fixture::provider;
+use sha2::Digest;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_demo_tells_the_truth() {
@@ -26,6 +27,17 @@ async fn the_demo_tells_the_truth() {
     assert_eq!(
         x.paid,
         market_api::matcher::fuel_cost(x.fuel_reported, market_demo::PRICE).unwrap()
+    );
+    // The sealed job ran on the input only its provider could open, and
+    // its owner opened the sealed output.
+    assert!(
+        report
+            .private_output
+            .contains(&hex::encode(sha2::Sha256::digest(
+                b"alice's private records\n"
+            ))),
+        "{}",
+        report.private_output
     );
     // The cheat's forged result lost its audit: the buyer got the
     // majority's, and the cheat's stake was slashed.
