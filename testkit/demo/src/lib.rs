@@ -1057,11 +1057,12 @@ pub async fn run(opts: Options) -> Result<Report> {
                 .is_some_and(|r| r.output.is_empty()),
         "an onlooker read the sealed job's contents"
     );
+    let output_sha256 = view.job.result.as_ref().map(|r| r.output_sha256);
     d.say(format!(
-        "an onlooker reading job {pid} sees its terms and its input's size and hash ({} bytes, \
-         sha256 {}...), not the contents",
-        view.input_bytes,
-        hex::encode(&view.input_sha256[..6])
+        "an onlooker reading job {pid} sees its terms, its fuel and its sealed output's size \
+         and hash ({} bytes, sha256 {}...), not the output, sealed or not",
+        view.output_bytes,
+        hex::encode(&output_sha256.unwrap_or_default()[..6])
     ));
     let sealed_output = private_job
         .result
