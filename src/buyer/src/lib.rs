@@ -6,7 +6,9 @@
 //! lease replicas of a network service and follow their endpoints (`market
 //! serve`, `market service`); list
 //! providers with their stake and track record (`market providers`); print
-//! what an SNS DAO proposes to buy capacity ([`sns`]).
+//! what an SNS DAO proposes to buy capacity ([`sns`]); seal a job's input,
+//! secret env and output, or a lease's secret env, to the job's key, and
+//! open a sealed output ([`Sealing`], [`job_stdout`]).
 //!
 //! Every function takes a [`MarketClient`](market_client::MarketClient)
 //! over any [`Transport`](market_client::transport::Transport), so tests drive the
@@ -21,6 +23,7 @@ mod error;
 mod funds;
 mod module;
 mod pricing;
+mod privacy;
 mod providers;
 mod request;
 mod reserve;
@@ -36,6 +39,10 @@ pub use error::BuyerError;
 pub use funds::{Funds, check_funds, deposit, funds, withdraw};
 pub use module::{ModuleUpload, ensure_module, sha256_of};
 pub use pricing::{job_locked, job_pricing_text, lock_now, paying_unit, quote, rates_text};
+pub use privacy::{
+    MAX_SEALED_INPUT_BYTES, Sealer, Sealing, Stdout, check_secret_env_flags, job_spec, job_stdout,
+    output_sealed, seal_lease_env,
+};
 pub use providers::{LIST_HEADER as PROVIDERS_HEADER, list_row as provider_row, providers};
 pub use request::{JobRequest, audit_ppm_of, format_ppm, job_lock, parse_audit_ppm};
 pub use reserve::{

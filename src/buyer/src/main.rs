@@ -138,7 +138,7 @@ fn run(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(INTERRUPTED))
             }
             RunReport::Finished { job, settlement } => {
-                write_output(&job, None)?;
+                write_output(&s, &job, None, &mut console).await?;
                 console.line(buyer::summary(&job, &settlement));
                 Ok(ExitCode::from(buyer::exit_code(&job)))
             }
@@ -146,21 +146,35 @@ fn run(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Writes the job's stdout, byte for byte, to `file` or stdout.
-fn write_output(job: &Job, file: Option<&std::path::Path>) -> anyhow::Result<()> {
-    let Some(result) = &job.result else {
+/// Writes the job's stdout, byte for byte, to `file` or stdout; a stdout
+/// its provider sealed is opened with the job's key first (and said so).
+async fn write_output(
+    s: &Session,
+    job: &Job,
+    file: Option<&std::path::Path>,
+    console: &mut Console,
+) -> anyhow::Result<()> {
+    let Some(stdout) = buyer::job_stdout(&s.client, job).await? else {
         return Ok(());
     };
     match file {
-        Some(path) => std::fs::write(path, &result.output)
-            .with_context(|| format!("writing the job's stdout to {}", path.display())),
+        Some(path) => std::fs::write(path, &stdout.bytes)
+            .with_context(|| format!("writing the job's stdout to {}", path.display()))?,
         None => {
             let mut out = std::io::stdout().lock();
-            out.write_all(&result.output)
+            out.write_all(&stdout.bytes)
                 .and_then(|()| out.flush())
-                .context("writing the job's stdout")
+                .context("writing the job's stdout")?
         }
     }
+    if stdout.sealed {
+        console.line(format!(
+            "job {}'s stdout was sealed to the job; opened with its key ({} bytes)",
+            job.id,
+            stdout.bytes.len()
+        ));
+    }
+    Ok(())
 }
 
 async fn upload(s: &Session, args: UploadArgs) -> anyhow::Result<ExitCode> {
@@ -210,9 +224,10 @@ async fn result(s: &Session, args: ResultArgs) -> anyhow::Result<ExitCode> {
         }
         .into());
     }
-    write_output(&job, args.output.as_deref())?;
+    let mut console = Console::stderr();
+    write_output(s, &job, args.output.as_deref(), &mut console).await?;
     let settlement = buyer::settlement(&s.client, &job).await;
-    Console::stderr().line(buyer::summary(&job, &settlement));
+    console.line(buyer::summary(&job, &settlement));
     Ok(ExitCode::from(buyer::exit_code(&job)))
 }
 
@@ -348,7 +363,10 @@ async fn reserve(s: &Session, args: ReserveArgs) -> anyhow::Result<ExitCode> {
 async fn serve(s: &Session, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let component = std::fs::read(&args.component)
         .with_context(|| format!("cannot read {}", args.component.display()))?;
-    let spec = args.spec(s.client.ids().ledger);
+    let mut spec = args.spec(s.client.ids().ledger);
+    let secret_env =
+        cli::parse::SecretEnv::resolve(&args.lease.secret_env, &|name| std::env::var(name).ok())?;
+    buyer::seal_lease_env(&s.client, &mut spec, &secret_env, s.identity.principal).await?;
     let mut console = Console::stderr();
     let id = buyer::lease_service(&s.client, &component, spec, &mut console).await?;
     println!("{id}");

@@ -332,6 +332,7 @@ impl ActionArgs {
                     max_retries: j.retries,
                     min_provider_stake: j.min_stake,
                     audit_ppm: j.audit_ppm,
+                    sealing: market::Sealing::default(),
                 };
                 request.validate()?;
                 if let Some(m) = &j.callback
