@@ -50,7 +50,7 @@ pub use reserve::{
     describe as describe_reservation, extend as extend_reservation, list_row as reservation_row,
     reservation, reserve, set_delegates, submit_reserved,
 };
-pub use run::{RunOptions, RunReport, interrupted_message, run, submit};
+pub use run::{RunOptions, RunReport, interrupted_message, run, sealed_parts, submit};
 pub use service::{
     describe_service, follow_service, is_component, lease_over, lease_service, replica_changes,
     service,

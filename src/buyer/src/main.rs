@@ -509,24 +509,48 @@ async fn rates(s: &Session) -> anyhow::Result<ExitCode> {
 /// without connecting; a payload priced in XDR reads the matcher's rates
 /// first, to tell voters the most it may lock in ICP.
 fn sns(settings: &Settings, command: &SnsCommand) -> anyhow::Result<ExitCode> {
-    let rates = if cli::sns::needs_rates(command) {
-        Some(session::runtime()?.block_on(async {
+    let needs_rates = cli::sns::needs_rates(command);
+    let needs_key = cli::sns::needs_privacy_key(command);
+    let (rates, privacy_key) = if needs_rates || needs_key {
+        session::runtime()?.block_on(async {
             let s = session::connect(settings).await?;
-            let rates = s.client.rates().await.context(
-                "an XDR price's ICP lock is stated at the matcher's current rate (get_rates)",
-            )?;
-            let now_secs = s.client.time_ns().await? / 1_000_000_000;
-            let min_audit_ppm = s.client.matcher_config().await?.min_audit_ppm();
-            anyhow::Ok(cli::sns::Rates {
-                rates,
-                now_secs,
-                min_audit_ppm,
-            })
-        })?)
+            let rates = if needs_rates {
+                let rates = s.client.rates().await.context(
+                    "an XDR price's ICP lock is stated at the matcher's current rate (get_rates)",
+                )?;
+                let now_secs = s.client.time_ns().await? / 1_000_000_000;
+                let min_audit_ppm = s.client.matcher_config().await?.min_audit_ppm();
+                Some(cli::sns::Rates {
+                    rates,
+                    now_secs,
+                    min_audit_ppm,
+                })
+            } else {
+                None
+            };
+            let key = if needs_key {
+                let key = s.client.privacy_key().await.context(
+                    "a sealed payload is sealed with the matcher's privacy key (privacy_key)",
+                )?;
+                Some(key.ok_or(BuyerError::NoPrivacy)?)
+            } else {
+                None
+            };
+            anyhow::Ok((rates, key))
+        })?
     } else {
-        None
+        (None, None)
     };
-    print!("{}", cli::sns::output(settings, command, rates.as_ref())?);
+    print!(
+        "{}",
+        cli::sns::output_sealed(
+            settings,
+            command,
+            rates.as_ref(),
+            privacy_key.as_ref(),
+            &|name| std::env::var(name).ok(),
+        )?
+    );
     Ok(ExitCode::SUCCESS)
 }
 

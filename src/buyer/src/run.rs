@@ -135,6 +135,17 @@ pub async fn submit<T: Transport>(
 /// What a job's sealing reads as after its submission (`None`: nothing
 /// sealed). Names the secret variables, never their values.
 pub(super) fn sealing_text(sealing: &Sealing) -> Option<String> {
+    Some(format!(
+        "sealed to the job's key: {} (read by you and by the provider while it runs the job, \
+         which sees them in plain; by no one else)",
+        sealed_parts(sealing)?
+    ))
+}
+
+/// The parts of a job `sealing` seals, in words (`its input, its secret
+/// env (API_KEY) and its output`; `None`: nothing). Names the secret
+/// variables, never their values.
+pub fn sealed_parts(sealing: &Sealing) -> Option<String> {
     let mut parts = vec![];
     if sealing.input {
         parts.push("its input".to_string());
@@ -147,14 +158,10 @@ pub(super) fn sealing_text(sealing: &Sealing) -> Option<String> {
         parts.push("its output".to_string());
     }
     let last = parts.pop()?;
-    let list = match parts.is_empty() {
+    Some(match parts.is_empty() {
         true => last,
         false => format!("{} and {last}", parts.join(", ")),
-    };
-    Some(format!(
-        "sealed to the job's key: {list} (read by you and by the provider while it runs the \
-         job, which sees them in plain; by no one else)"
-    ))
+    })
 }
 
 /// How a job's audit probability reads in what its lock holds.
