@@ -12,6 +12,10 @@
 //! --max-price P` leases replicas of a wasi:http component and prints
 //! their endpoints; `market service ID` shows them.
 //!
+//! Private jobs: `--seal-input`, `--secret-env`, `--seal-output` or
+//! `--private` seal a job's contents to it; `market serve --secret-env`
+//! seals a lease's secrets.
+//!
 //! SNS DAOs buy by proposal; `market sns` prints what their proposals carry.
 //!
 //! The logic lives in the `market` library; this file and [`cli`] connect it
@@ -543,7 +547,7 @@ fn sns(settings: &Settings, command: &SnsCommand) -> anyhow::Result<ExitCode> {
     };
     print!(
         "{}",
-        cli::sns::output_sealed(
+        cli::sns::output(
             settings,
             command,
             rates.as_ref(),

@@ -84,14 +84,14 @@ impl Sealing {
 /// most as many and as long as plain ones. Errors name, never quote, a
 /// value.
 pub fn check_secret_env_flags(env: &[(String, String)]) -> Result<(), BuyerError> {
-    let bad = |m: String| Err(BuyerError::Request(format!("--secret-env: {m}")));
-    check_secret_env(env).or_else(|e| bad(e))?;
-    if let Some((_, (name, _))) = env
+    let bad = |m: String| BuyerError::Request(format!("--secret-env: {m}"));
+    check_secret_env(env).map_err(bad)?;
+    let twice = env
         .iter()
         .enumerate()
-        .find(|(i, (name, _))| env[..*i].iter().any(|(k, _)| k == name))
-    {
-        return bad(format!("{name} given twice"));
+        .find(|(i, (name, _))| env[..*i].iter().any(|(k, _)| k == name));
+    if let Some((_, (name, _))) = twice {
+        return Err(bad(format!("{name} given twice")));
     }
     Ok(())
 }

@@ -31,6 +31,9 @@ use sns::{ReserveArgs, SnsCommand};
     after_help = "Example:\n  market deposit 1\n  market run job.wasm --input data.bin --max-price-per-gfuel 0.001\n\n\
                   Reserved capacity: `market reserve --intervals 60 --max-price 0.01`, then \
                   `market run job.wasm --reservation ID` (you or your delegates).\n\n\
+                  Private jobs: `market run job.wasm --private --secret-env API_KEY ...` seals \
+                  the input, secret variables and stdout to the job (only you and the provider \
+                  running it read them).\n\n\
                   SNS DAOs buy by proposal: `market sns functions`, `market sns fund`, \
                   `market sns payload <action>` print what to propose.\n\n\
                   Settings come from ~/.config/market/config.toml, MARKET_* variables \
@@ -49,7 +52,8 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Upload the module if the matcher lacks it, submit the job, follow it,
-    /// then print its stdout (exit status 0 only if it exited with 0).
+    /// then print its stdout (exit status 0 only if it exited with 0); a
+    /// sealed stdout is opened with the job's key.
     Run(RunArgs),
     /// Like `run` without waiting: prints the job id.
     Submit(JobArgs),
@@ -58,7 +62,8 @@ pub enum Command {
     Upload(UploadArgs),
     /// Follow a job until it ends and print its summary.
     Watch(JobIdArgs),
-    /// Print a finished job's stdout (or write it to a file) and its summary.
+    /// Print a finished job's stdout (or write it to a file) and its
+    /// summary; a sealed stdout is opened with the job's key (yours only).
     Result(ResultArgs),
     /// Cancel a job; what was not yet paid returns to your escrow balance.
     Cancel(JobIdArgs),

@@ -304,13 +304,6 @@ impl ReserveArgs {
 }
 
 impl ActionArgs {
-    /// The action these flags describe. `ledger` is the configured ledger,
-    /// needed by the actions that pay or withdraw. Refused when it asks for
-    /// sealing (see [`ActionArgs::action_with`]).
-    pub fn action(&self, ledger: Result<Principal, ConfigError>) -> Result<SnsAction, BuyerError> {
-        self.action_with(ledger, None, &|_| None)
-    }
-
     /// What of the payload is sealed: a job's input and secret env, a
     /// lease's secret env (`--secret-env NAME` read from `lookup`).
     pub fn sealing(&self, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Sealing, BuyerError> {
@@ -338,9 +331,11 @@ impl ActionArgs {
         }
     }
 
-    /// [`ActionArgs::action`], what it seals sealed with `sealer` (for the
-    /// DAO), `--secret-env NAME` read from `lookup`.
-    pub fn action_with(
+    /// The action these flags describe. `ledger` is the configured ledger,
+    /// needed by the actions that pay or withdraw. What it seals is sealed
+    /// with `sealer` (for the DAO; refused without one), `--secret-env
+    /// NAME` read from `lookup`.
+    pub fn action(
         &self,
         ledger: Result<Principal, ConfigError>,
         sealer: Option<&Sealer>,
@@ -488,21 +483,11 @@ impl PayloadArgs {
 
 /// What `market sns ...` prints, from the settings (canister ids) and the
 /// command's flags; for a payload priced in XDR, with the most ICP it may
-/// lock at `rates`. A payload that seals something is refused (see
-/// [`output_sealed`]).
+/// lock at `rates`. What the payload seals is sealed with the matcher's
+/// `privacy_key` for the DAO (refused without it), `--secret-env NAME`
+/// read from `lookup`; the payload's text then tells voters what is
+/// sealed (by name, never a value).
 pub fn output(
-    settings: &Settings,
-    command: &SnsCommand,
-    rates: Option<&Rates>,
-) -> Result<String, BuyerError> {
-    output_sealed(settings, command, rates, None, &|_| None)
-}
-
-/// [`output`], sealing what the payload seals with the matcher's
-/// `privacy_key` for the DAO, `--secret-env NAME` read from `lookup`; the
-/// payload's text then tells voters what is sealed (by name, never a
-/// value).
-pub fn output_sealed(
     settings: &Settings,
     command: &SnsCommand,
     rates: Option<&Rates>,
@@ -524,11 +509,9 @@ pub fn output_sealed(
         }
         SnsCommand::Payload(p) => {
             let sealer = p.sealer(privacy_key)?;
-            let action = p.action.action_with(
-                settings.canister(Canister::Ledger),
-                sealer.as_ref(),
-                lookup,
-            )?;
+            let action =
+                p.action
+                    .action(settings.canister(Canister::Ledger), sealer.as_ref(), lookup)?;
             let id = p
                 .function_id
                 .unwrap_or_else(|| default_function_id(action.name()));
@@ -602,7 +585,7 @@ mod tests {
 
     fn run(args: &[&str]) -> Result<String, String> {
         let (settings, command) = parse(args)?;
-        output(&settings, &command, None).map_err(|e| e.to_string())
+        output(&settings, &command, None, None, &|_| None).map_err(|e| e.to_string())
     }
 
     /// The action built from `sns payload <args>`.
@@ -615,7 +598,7 @@ mod tests {
         };
         payload
             .action
-            .action(Ok(p(LEDGER)))
+            .action(Ok(p(LEDGER)), None, &|_| None)
             .map_err(|e| e.to_string())
     }
 
@@ -657,7 +640,7 @@ mod tests {
         let lookup = |name: &str| (name == "TOKEN").then(|| "from-the-environment".to_string());
         let (settings, command) = parse(&job).unwrap();
         assert!(needs_privacy_key(&command));
-        let out = output_sealed(&settings, &command, None, Some(&key), &lookup).unwrap();
+        let out = output(&settings, &command, None, Some(&key), &lookup).unwrap();
         for hidden in [SECRET, "from-the-environment", "dao-private-input"] {
             assert!(!out.contains(hidden), "{hidden}: {out}");
             assert!(!out.contains(&hex::encode(hidden)), "{hidden}: {out}");
@@ -673,9 +656,7 @@ mod tests {
         };
         let sealer = payload.sealer(Some(&key)).unwrap().unwrap();
         let Ok(SnsAction::SubmitJob(spec)) =
-            payload
-                .action
-                .action_with(Ok(p(LEDGER)), Some(&sealer), &lookup)
+            payload.action.action(Ok(p(LEDGER)), Some(&sealer), &lookup)
         else {
             panic!("not a job")
         };
@@ -692,13 +673,15 @@ mod tests {
                 .collect::<Vec<_>>(),
         )
         .unwrap();
-        let e = output_sealed(&settings, &no_dao, None, Some(&key), &lookup)
+        let e = output(&settings, &no_dao, None, Some(&key), &lookup)
             .unwrap_err()
             .to_string();
         assert!(e.contains("--governance"), "{e}");
-        let e = output(&settings, &command, None).unwrap_err().to_string();
+        let e = output(&settings, &command, None, None, &|_| None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("takes no sealed jobs"), "{e}");
-        let e = output_sealed(&settings, &command, None, Some(&key), &|_| None)
+        let e = output(&settings, &command, None, Some(&key), &|_| None)
             .unwrap_err()
             .to_string();
         assert!(e.contains("--secret-env TOKEN"), "{e}");
@@ -721,7 +704,7 @@ mod tests {
         ])
         .unwrap();
         assert!(needs_privacy_key(&serve));
-        let out = output_sealed(&settings, &serve, None, Some(&key), &lookup).unwrap();
+        let out = output(&settings, &serve, None, Some(&key), &lookup).unwrap();
         assert!(!out.contains(SECRET) && !out.contains(&hex::encode(SECRET)));
         assert!(out.contains("its secret env (API_KEY)"), "{out}");
         let SnsCommand::Payload(payload) = &serve else {
@@ -731,7 +714,7 @@ mod tests {
         let Ok(SnsAction::Reserve(spec)) =
             payload
                 .action
-                .action_with(Ok(p(LEDGER)), sealer.as_ref(), &lookup)
+                .action(Ok(p(LEDGER)), sealer.as_ref(), &lookup)
         else {
             panic!("not a lease")
         };
@@ -741,7 +724,7 @@ mod tests {
         // A plain payload needs no key and says nothing of sealing.
         let (_, plain) = parse(&job[..11]).unwrap();
         assert!(!needs_privacy_key(&plain));
-        let out = output(&settings, &plain, None).unwrap();
+        let out = output(&settings, &plain, None, None, &|_| None).unwrap();
         assert!(!out.contains("Sealed"), "{out}");
     }
 
@@ -842,7 +825,8 @@ mod tests {
         let SnsCommand::Payload(payload) = &command else {
             panic!("not payload")
         };
-        let Ok(SnsAction::Reserve(spec)) = payload.action.action(Ok(p(LEDGER))) else {
+        let Ok(SnsAction::Reserve(spec)) = payload.action.action(Ok(p(LEDGER)), None, &|_| None)
+        else {
             panic!("a reserve action")
         };
         assert_eq!(
@@ -851,7 +835,14 @@ mod tests {
         );
         // 2 × 30 × 0.02 XDR = 1.2 XDR; at 4 XDR per ICP 0.3 ICP, and 10 %
         // more: 0.33 ICP.
-        let out = output(&settings, &command, Some(&rates_at(40_000, 1_000))).unwrap();
+        let out = output(
+            &settings,
+            &command,
+            Some(&rates_at(40_000, 1_000)),
+            None,
+            &|_| None,
+        )
+        .unwrap();
         for expected in [
             "For voters: priced in XDR, paid in ICP. Budget 1.2 XDR (2 slots × 30 intervals at \
              most 0.02 XDR each)",
@@ -864,7 +855,7 @@ mod tests {
         // A stale rate is said, not hidden.
         let mut stale = rates_at(40_000, 1_000);
         stale.now_secs = 1_000 + 1_801;
-        let out = output(&settings, &command, Some(&stale)).unwrap();
+        let out = output(&settings, &command, Some(&stale), None, &|_| None).unwrap();
         assert!(
             out.contains("the ICP it locks can't be stated now"),
             "{out}"
@@ -887,7 +878,14 @@ mod tests {
         ];
         let (settings, command) = parse(&job).unwrap();
         assert!(needs_rates(&command));
-        let out = output(&settings, &command, Some(&rates_at(40_000, 1_000))).unwrap();
+        let out = output(
+            &settings,
+            &command,
+            Some(&rates_at(40_000, 1_000)),
+            None,
+            &|_| None,
+        )
+        .unwrap();
         // 2 × 5 × 0.02 XDR = 0.2 XDR = 0.05 ICP, plus 10 %.
         assert!(
             out.contains("Budget 0.2 XDR (twice (the run and an audit's re-run) 5000000000 fuel"),
@@ -907,7 +905,7 @@ mod tests {
         ])
         .unwrap();
         assert!(!needs_rates(&command));
-        let out = output(&settings, &command, None).unwrap();
+        let out = output(&settings, &command, None, None, &|_| None).unwrap();
         assert!(!out.contains("For voters"), "{out}");
     }
 
@@ -1381,7 +1379,7 @@ mod tests {
             let Command::Sns(command) = cli.command else {
                 unreachable!()
             };
-            output(&settings, &command, None).map_err(|e| e.to_string())
+            output(&settings, &command, None, None, &|_| None).map_err(|e| e.to_string())
         };
         for (args, names) in [
             (
