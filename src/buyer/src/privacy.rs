@@ -300,9 +300,10 @@ pub async fn job_stdout<T: Transport>(
         return Ok(None);
     };
     let Some(ciphertext) = sealed_output(job)? else {
+        // Not sealed, or empty: nothing to open.
         return Ok(Some(Stdout {
             bytes: result.output.clone(),
-            sealed: output_sealed(job),
+            sealed: false,
         }));
     };
     let transport = TransportKey::new();
