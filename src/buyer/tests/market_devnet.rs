@@ -1188,3 +1188,71 @@ async fn a_market_without_a_privacy_key_refuses_sealed_jobs_before_spending() {
     assert!(matches!(err, BuyerError::NoPrivacy), "{err}");
     w.audit();
 }
+
+/// A delegate runs a private job in a reservation's slot: sealed for the
+/// delegate (whose job it is), opened by the delegate; the reservation's
+/// owner, who pays the slot, gets no key to its output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delegate_runs_a_private_job_in_a_reservation_and_alone_reads_its_output() {
+    const SECRET: &str = "slot-secret-9b2e";
+    let w = World::deploy(
+        Settings {
+            grace_secs: 10,
+            privacy: true,
+            ..Settings::default()
+        },
+        buyer_principal(),
+    );
+    w.net.mint(buyer_principal(), 10 * ICP).unwrap();
+    let c = &w.buyer;
+    buyer::deposit(c, 5 * ICP).await.unwrap();
+    let state_dir = tempfile::tempdir().unwrap();
+    let _stop = provider_daemon(&w, 1, state_dir.path());
+    w.start_clock();
+    let delegate_principal = market_fixture::principal(0xD1);
+    let delegate = w.client(delegate_principal);
+    let (mut console, _) = Captured::console();
+    let mut spec = reservation_spec(&w, 1, 30, 2 * PRICE);
+    spec.delegates = vec![delegate_principal];
+    let id = buyer::reserve(c, spec, &mut console).await.unwrap();
+    let cat = wat::parse_str(CAT).unwrap();
+    buyer::ensure_module(c, &cat, &mut console).await.unwrap();
+
+    let request = JobRequest {
+        sealing: Sealing::all(vec![("SLOT_SECRET".into(), SECRET.into())]),
+        ..request(b"private in the slot\n", 0)
+    };
+    let options = RunOptions {
+        poll_interval: Duration::from_millis(20),
+        detach: false,
+        reservation: Some(id),
+    };
+    let (report, text) = run_printing(
+        &delegate,
+        &cat,
+        &request,
+        &options,
+        std::future::pending::<()>(),
+    )
+    .await;
+    let RunReport::Finished { job, .. } = report else {
+        panic!("{report:?}")
+    };
+    assert!(text.contains("sealed to the job's key"), "{text}");
+    assert!(!text.contains(SECRET), "{text}");
+    assert_eq!(job.owner, delegate_principal);
+    assert_eq!(job.kind, JobKind::InReservation { reservation: id });
+    let stdout = buyer::job_stdout(&delegate, &job).await.unwrap().unwrap();
+    assert_eq!(
+        (stdout.bytes.as_slice(), stdout.sealed),
+        (&b"private in the slot\n"[..], true)
+    );
+    let err = buyer::job_stdout(c, &job).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with(&format!("job {}'s sealed stdout can't be opened", job.id)),
+        "{err}"
+    );
+    w.stop_clock();
+    w.audit();
+}
