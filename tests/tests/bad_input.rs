@@ -793,3 +793,263 @@ fn a_push_below_the_fee_is_refused_and_kept_for_the_next() {
     assert_eq!(net.escrow_balance(buyer()).unwrap().free, free + ICP - 1);
     net.audit().unwrap();
 }
+
+/// A sealed part of a job or service that is no ciphertext, a key id of
+/// the wrong size, a sealing on a market without a vetKD key, and transport
+/// keys that are no keys: each refused with a declared `Err`, changing
+/// nothing; a forged ciphertext of the right shape is taken (only the key's
+/// holder can tell) and does not open with the job's key; the job's key is
+/// still handed to its provider afterwards.
+#[test]
+fn forged_ciphertexts_and_transport_keys_are_refused_cleanly() {
+    use market_api::matcher::{ServiceLimits, ServiceSpec};
+    use market_api::privacy::{
+        IBE_HEADER, IBE_OVERHEAD, JobKey, JobKeyRequest, PrivacyKey, Sealed,
+    };
+    use market_client::sealing::{self, TransportKey};
+
+    let plain = market();
+    let net = MarketFixture::deploy(Settings {
+        privacy: true,
+        ..Settings::default()
+    })
+    .expect("deploy");
+    net.mint(buyer(), 100 * ICP).unwrap();
+    net.deposit(buyer(), 50 * ICP).unwrap();
+    net.onboard_provider(provider(), node(), 50 * ICP).unwrap();
+    let mut pk = None;
+    for _ in 0..20 {
+        let k: Option<PrivacyKey> = net.query(net.ids.matcher, "privacy_key", &()).unwrap();
+        if k.is_some() {
+            pk = k;
+            break;
+        }
+        net.wait_secs(1);
+        net.settle_outbox();
+    }
+    let pk = pk.expect("the matcher reads its public key").public_key;
+    let key_id = sealing::new_key_id();
+    let real = sealing::seal(&pk, buyer(), &key_id, b"input").unwrap();
+    let mut forged = IBE_HEADER.to_vec();
+    forged.resize(IBE_OVERHEAD + 16, 0xA5);
+    let sealed = |input: bool, env: Option<Vec<u8>>, key_id: &[u8]| Sealed {
+        key_id: key_id.to_vec(),
+        input,
+        env: env.map(Into::into),
+        output: false,
+    };
+    let job = |input: Vec<u8>, s: Sealed| JobSpec {
+        input,
+        sealed: Some(s),
+        ..spec(&net)
+    };
+    let mut wrong_header = real.clone();
+    wrong_header[0] ^= 0xff;
+    let bad_jobs = vec![
+        (
+            "a plain input marked sealed",
+            job(b"plain".to_vec(), sealed(true, None, &key_id)),
+        ),
+        (
+            "a cut ciphertext",
+            job(
+                real[..IBE_OVERHEAD - 1].to_vec(),
+                sealed(true, None, &key_id),
+            ),
+        ),
+        (
+            "an unknown header",
+            job(wrong_header, sealed(true, None, &key_id)),
+        ),
+        (
+            "a 31-byte key id",
+            job(real.clone(), sealed(true, None, &key_id[..31])),
+        ),
+        (
+            "an empty key id",
+            job(real.clone(), sealed(true, None, &[])),
+        ),
+        (
+            "an env that is no ciphertext",
+            job(vec![], sealed(false, Some(b"API_KEY=x".to_vec()), &key_id)),
+        ),
+        (
+            "an env past its bound",
+            job(
+                vec![],
+                sealed(
+                    false,
+                    Some({
+                        let mut e = IBE_HEADER.to_vec();
+                        e.resize(market_api::privacy::MAX_SEALED_ENV_BYTES + 1, 0);
+                        e
+                    }),
+                    &key_id,
+                ),
+            ),
+        ),
+    ];
+    let before = snapshot(&net, None);
+    for (what, spec) in &bad_jobs {
+        let r: Result<JobId, MatcherError> = net
+            .update(net.ids.matcher, buyer(), "submit_job", spec)
+            .unwrap();
+        assert!(
+            matches!(r, Err(MatcherError::InvalidArgument { .. })),
+            "{what}: {r:?}"
+        );
+    }
+    // A service seals its env only.
+    let service = |s: Sealed| ReservationSpec {
+        service: Some(ServiceSpec {
+            sealed: Some(s),
+            component: ModuleSource::Url {
+                url: "https://example.org/hello.wasm".into(),
+                sha256: [5; 32],
+            },
+            env: vec![],
+            allowed_hosts: vec![],
+            health_path: "/healthz".into(),
+            callback: None,
+            limits: ServiceLimits::default(),
+            tcp: None,
+        }),
+        ..reservation_spec(&net)
+    };
+    for s in [
+        sealed(true, None, &key_id),
+        Sealed {
+            output: true,
+            ..sealed(false, None, &key_id)
+        },
+        sealed(false, Some(b"forged".to_vec()), &key_id),
+    ] {
+        let r: Result<u64, MatcherError> = net
+            .update(net.ids.matcher, buyer(), "reserve", &service(s.clone()))
+            .unwrap();
+        assert!(
+            matches!(r, Err(MatcherError::InvalidArgument { .. })),
+            "{s:?}: {r:?}"
+        );
+    }
+    net.settle_outbox();
+    assert_eq!(
+        snapshot(&net, None),
+        before,
+        "a refused call changed something"
+    );
+
+    // A market without a vetKD key takes no sealed job, however well formed.
+    let r: Result<JobId, MatcherError> = plain
+        .update(
+            plain.ids.matcher,
+            buyer(),
+            "submit_job",
+            &JobSpec {
+                input: real.clone(),
+                sealed: Some(sealed(true, None, &key_id)),
+                ..spec(&plain)
+            },
+        )
+        .unwrap();
+    assert!(
+        matches!(r, Err(MatcherError::InvalidArgument { .. })),
+        "{r:?}"
+    );
+
+    // A forged ciphertext of the right shape is taken: only the key can tell.
+    net.post_offer(provider(), &net.offer_spec(1, 1_000))
+        .unwrap();
+    let r: Result<JobId, MatcherError> = net
+        .update(
+            net.ids.matcher,
+            buyer(),
+            "submit_job",
+            &job(forged.clone(), sealed(true, None, &key_id)),
+        )
+        .unwrap();
+    let id = r.expect("a well-formed ciphertext is taken");
+    net.settle_outbox();
+    let attempt = net
+        .assignments(provider())
+        .unwrap()
+        .iter()
+        .find(|a| a.job_id == id)
+        .expect("the provider holds the job")
+        .attempt;
+
+    // Transport keys that are no keys: refused, nothing changes.
+    let before = snapshot(&net, None);
+    let mut not_a_point = vec![0xff; 48];
+    not_a_point[0] = 0x9f; // compressed flag set, x past the field's modulus
+    for (what, key) in [
+        ("an empty key", vec![]),
+        ("47 bytes", vec![0x80; 47]),
+        ("49 bytes", vec![0x80; 49]),
+        ("48 zero bytes", vec![0; 48]),
+        ("a point off the curve", not_a_point),
+    ] {
+        let req = JobKeyRequest {
+            job_id: id,
+            attempt,
+            transport_public_key: key,
+        };
+        let r: Result<JobKey, MatcherError> = net
+            .update(net.ids.matcher, node(), "job_key", &req)
+            .unwrap_or_else(|e| panic!("job_key trapped on {what}: {e}"));
+        assert!(r.is_err(), "{what} was taken: {r:?}");
+    }
+    // Nothing changed but the count of derivations the management canister
+    // rejected: the two keys of the right length that are no points.
+    let failures = "matcher_job_key_failures_total";
+    let without = |snap: Vec<String>| -> Vec<String> {
+        snap.into_iter()
+            .map(|m| {
+                m.lines()
+                    .filter(|l| !l.starts_with(&format!("{failures} ")))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .collect()
+    };
+    assert_eq!(
+        without(snapshot(&net, None)),
+        without(before),
+        "a refused job_key changed something"
+    );
+    let metrics = net.metrics(net.ids.matcher).unwrap();
+    let count = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{failures} ")))
+        .and_then(|rest| rest.split_whitespace().next());
+    assert_eq!(
+        count,
+        Some("2"),
+        "the management canister rejected the two forged points"
+    );
+
+    // The provider's own transport key gets the key, which refuses the forgery.
+    let transport = TransportKey::new();
+    let r: Result<JobKey, MatcherError> = net
+        .update(
+            net.ids.matcher,
+            node(),
+            "job_key",
+            &JobKeyRequest {
+                job_id: id,
+                attempt,
+                transport_public_key: transport.public_key(),
+            },
+        )
+        .unwrap();
+    let secret = transport
+        .open(&r.expect("the holder gets the key"))
+        .unwrap();
+    assert!(secret.open(&forged).is_err());
+    assert_eq!(
+        secret.open(&real).unwrap(),
+        b"input",
+        "the key is the job's"
+    );
+    net.audit().unwrap();
+}

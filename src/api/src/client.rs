@@ -108,6 +108,38 @@ pub async fn http_request(
     })
 }
 
+/// The vetKD public key of the calling canister (`canister_id: None`) or
+/// of another, for a context and master key (the management canister's
+/// `vetkd_public_key`, free).
+pub async fn vetkd_public_key(
+    args: &ic_management_canister_types::VetKDPublicKeyArgs,
+) -> Result<ic_management_canister_types::VetKDPublicKeyResult, CallError> {
+    call(
+        Principal::management_canister(),
+        "vetkd_public_key",
+        &(args,),
+    )
+    .await
+}
+
+/// A vetKey derived for the calling canister, encrypted to the request's
+/// transport key (the management canister's `vetkd_derive_key`), with
+/// `cycles` attached (its fee; what is not used is refunded). An invalid
+/// transport key or too few cycles is [`CallError::Rejected`].
+pub async fn vetkd_derive_key(
+    args: &ic_management_canister_types::VetKDDeriveKeyArgs,
+    cycles: u128,
+) -> Result<ic_management_canister_types::VetKDDeriveKeyResult, CallError> {
+    let reply = Call::bounded_wait(Principal::management_canister(), "vetkd_derive_key")
+        .with_arg(args)
+        .with_cycles(cycles)
+        .await
+        .map_err(CallError::from)?;
+    reply.candid().map_err(|e| CallError::BadReply {
+        message: e.to_string(),
+    })
+}
+
 /// The cycles minting canister's ICP/XDR rate (`get_icp_xdr_conversion_rate`,
 /// a query called as a bounded-wait update).
 pub async fn icp_xdr_rate(

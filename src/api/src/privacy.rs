@@ -190,7 +190,8 @@ pub fn check_ciphertext(bytes: &[u8]) -> Result<(), String> {
 
 /// Checks a decrypted secret env against the env's bounds: at most
 /// [`crate::matcher::MAX_ARGS`] entries, each name and value at most
-/// [`crate::matcher::MAX_ARG_LEN`] bytes, names non-empty.
+/// [`crate::matcher::MAX_ARG_LEN`] bytes, names non-empty and without
+/// `=`, no NUL anywhere.
 pub fn check_secret_env(env: &[(String, String)]) -> Result<(), String> {
     use crate::matcher::{MAX_ARG_LEN, MAX_ARGS};
     if env.len() > MAX_ARGS {
@@ -203,6 +204,13 @@ pub fn check_secret_env(env: &[(String, String)]) -> Result<(), String> {
         return Err(format!(
             "each name (non-empty) and value at most {MAX_ARG_LEN} bytes"
         ));
+    }
+    // What no process environment can hold: a name with `=`, a NUL anywhere.
+    if env
+        .iter()
+        .any(|(k, v)| k.contains(['=', '\0']) || v.contains('\0'))
+    {
+        return Err("a name holds `=` or NUL, or a value NUL".into());
     }
     Ok(())
 }
@@ -279,6 +287,17 @@ mod tests {
             job_identity(b, &key_b)[..33]
         );
         assert_eq!(job_identity(a, &[7; 32]).len(), 1 + 2 + 32);
+    }
+
+    #[test]
+    fn secret_envs_a_process_cannot_hold_are_refused() {
+        let env = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        assert!(check_secret_env(&env("API_KEY", "x=y")).is_ok());
+        assert!(check_secret_env(&env("A=B", "x")).is_err());
+        assert!(check_secret_env(&env("A\0", "x")).is_err());
+        assert!(check_secret_env(&env("A", "x\0")).is_err());
+        assert!(check_secret_env(&env("", "x")).is_err());
+        assert!(check_secret_env(&env("A", &"x".repeat(1025))).is_err());
     }
 
     #[test]

@@ -18,6 +18,7 @@ use market_api::matcher::{
 };
 use market_api::outcall::{HttpRequestResult, TransformArgs};
 use market_api::prices::{Currency, RatesView};
+use market_api::privacy::{JobKey, JobKeyRequest, PrivacyKey};
 use market_api::{
     EventPage, HttpRequest, HttpResponse, JobId, OfferId, PageRequest, StandardRecord,
 };
@@ -45,6 +46,7 @@ fn init(arg: MatcherInit) {
     timers::start_watchdog();
     timers::start_audit();
     timers::start_rates();
+    timers::start_privacy_key();
 }
 
 /// Work bounded by the pending outbox steps, not by the jobs ever made
@@ -74,6 +76,7 @@ fn post_upgrade(arg: Option<MatcherInit>) {
     timers::start_watchdog();
     timers::start_audit();
     timers::start_rates();
+    timers::start_privacy_key();
     timers::schedule();
 }
 
@@ -113,10 +116,13 @@ fn module_info_of(sha256: Sha256) -> Option<ModuleInfo> {
     endpoints::module_info_of(sha256)
 }
 
-/// One chunk of a committed module.
+/// One chunk of a committed module, for its uploader, the owner of a live
+/// job or lease running it, and the provider (or node) holding an
+/// assignment of one.
 #[ic_cdk::query]
 fn module_chunk(sha256: Sha256, index: u32) -> Result<serde_bytes::ByteBuf, MatcherError> {
-    endpoints::module_chunk(sha256, index).map(serde_bytes::ByteBuf::from)
+    endpoints::module_chunk(ic_cdk::api::msg_caller(), sha256, index)
+        .map(serde_bytes::ByteBuf::from)
 }
 
 /// Posts a standing offer (registered, unjailed providers only); resting
@@ -187,10 +193,12 @@ fn submit_reserved_job(args: ReservedJobArgs) -> Result<JobId, MatcherError> {
     endpoints::submit_reserved_job(&IcRuntime, caller()?, args)
 }
 
-/// A reservation, if it exists.
+/// A reservation, if it exists; a service's env (plain and sealed) only
+/// for its owner, its delegates and the providers holding its slots.
 #[ic_cdk::query]
 fn get_reservation(reservation: ReservationId) -> Option<Reservation> {
-    read_state(|s| s.market.reservation(reservation))
+    let caller = ic_cdk::api::msg_caller();
+    read_state(|s| s.market.reservation_for(caller, reservation))
 }
 
 /// A service lease (a reservation with a service) as anyone may read it:
@@ -209,12 +217,18 @@ fn transform_probe(args: TransformArgs) -> HttpRequestResult {
     endpoints::transform_probe(args)
 }
 
-/// An owner's reservations, from `page.start` (a reservation id) on.
+/// An owner's reservations, from `page.start` (a reservation id) on; a
+/// service's env only for those `get_reservation` shows it to.
 #[ic_cdk::query]
 fn list_reservations(owner: Principal, page: PageRequest) -> Vec<Reservation> {
+    let caller = ic_cdk::api::msg_caller();
     read_state(|s| {
-        s.market
-            .reservations_of(owner, page.start.unwrap_or(0), page.effective_limit())
+        s.market.reservations_of(
+            caller,
+            owner,
+            page.start.unwrap_or(0),
+            page.effective_limit(),
+        )
     })
 }
 
@@ -239,20 +253,30 @@ fn list_daos(page: PageRequest) -> Vec<DaoRegistration> {
     read_state(|s| s.market.daos(page.effective_limit()))
 }
 
-/// A job, if it exists.
+/// A job, if it exists. Its input, args, env, sealed env and output are
+/// shown only to its readers: its owner, the owner and delegates of the
+/// reservation it runs in, and the provider (or node) holding its
+/// assignment. Others see them empty (sizes and hashes are in `job_view`).
 #[ic_cdk::query]
 fn get_job(job_id: JobId) -> Option<Job> {
-    read_state(|s| s.market.job(job_id).map(|r| r.to_job()))
+    let caller = ic_cdk::api::msg_caller();
+    read_state(|s| s.market.job_for(caller, job_id))
 }
 
 /// An owner's jobs, from `page.start` (a job id) on: at most `page.limit`
 /// of them, fewer when their contents pass 1 MiB (at least one). Ask for
-/// the next page from the last job's id + 1.
+/// the next page from the last job's id + 1. Contents as `get_job` shows
+/// them to the caller.
 #[ic_cdk::query]
 fn list_jobs(owner: Principal, page: PageRequest) -> Vec<Job> {
+    let caller = ic_cdk::api::msg_caller();
     read_state(|s| {
-        s.market
-            .jobs_of(owner, page.start.unwrap_or(0), page.effective_limit())
+        s.market.jobs_of(
+            caller,
+            owner,
+            page.start.unwrap_or(0),
+            page.effective_limit(),
+        )
     })
 }
 
@@ -293,17 +317,19 @@ fn assignments(provider: Principal, page: PageRequest) -> AssignmentPage {
 
 /// A job without its input and output bytes (their sizes, and the input's
 /// sha256, instead): always small enough for a reply, where `get_job` of
-/// the largest job is not.
+/// the largest job is not. Its args and env are left out too
+/// (`contents_hidden`) unless the caller is one of the job's readers (see
+/// `get_job`).
 #[ic_cdk::query]
 fn job_view(job_id: JobId) -> Option<JobView> {
-    endpoints::job_view(job_id)
+    endpoints::job_view(ic_cdk::api::msg_caller(), job_id)
 }
 
 /// Up to 1 MiB of a job's input or output from an offset, with the whole
-/// part's size and sha256.
+/// part's size and sha256; for the job's readers only (see `get_job`).
 #[ic_cdk::query]
 fn job_chunk(req: JobChunkRequest) -> Result<JobChunk, MatcherError> {
-    endpoints::job_chunk(req)
+    endpoints::job_chunk(ic_cdk::api::msg_caller(), req)
 }
 
 /// One batched heartbeat for all of a provider's jobs, from the provider or
@@ -318,6 +344,24 @@ fn heartbeat(items: Vec<HeartbeatItem>) -> Result<Vec<HeartbeatAck>, MatcherErro
 #[ic_cdk::update]
 fn submit_result(args: SubmitResultArgs) -> Result<(), MatcherError> {
     endpoints::submit_result(&IcRuntime, caller()?, args)
+}
+
+/// The matcher's key that job contents are sealed under (see
+/// `market_api::privacy`): `None` without privacy configured, or until
+/// the matcher has read it after install or upgrade.
+#[ic_cdk::query]
+fn privacy_key() -> Option<PrivacyKey> {
+    read_state(|s| s.privacy_key())
+}
+
+/// A sealed job's vetKey encrypted to the caller's transport key: for the
+/// provider (or its node) holding the job's assignment for `attempt` while
+/// it runs (to open its input and env and seal its output), and for the
+/// job's owner (to open a sealed output). At most
+/// `market_api::privacy::MAX_KEYS_PER_HOLDER` per attempt and per owner.
+#[ic_cdk::update]
+async fn job_key(req: JobKeyRequest) -> Result<JobKey, MatcherError> {
+    endpoints::job_key(&IcRuntime, caller()?, req).await
 }
 
 /// The provider (or its node) gives back a job it cannot finish, before its

@@ -19,6 +19,7 @@ use market_api::matcher::{
     ReservationSpec, ReservedJobArgs, SetDelegatesArgs, Sha256, SubmitResultArgs, Trade, job_seed,
 };
 use market_api::prices::{Currency, RatesView};
+use market_api::privacy::{JobKey, JobKeyRequest, TRANSPORT_KEY_BYTES};
 use market_api::sns::SnsAction;
 use market_api::{JobId, OfferId, PageRequest};
 use std::cell::RefCell;
@@ -28,6 +29,11 @@ thread_local! {
     /// Principals with an update in flight (heap only: no call is in flight
     /// after an upgrade).
     static BUSY: RefCell<BTreeSet<Principal>> = const { RefCell::new(BTreeSet::new()) };
+}
+
+thread_local! {
+    /// Jobs with a `job_key` derivation in flight (heap only).
+    static KEYS_BUSY: RefCell<BTreeSet<JobId>> = const { RefCell::new(BTreeSet::new()) };
 }
 
 /// Keeps two updates of one principal from interleaving at an `.await`.
@@ -118,9 +124,26 @@ pub fn module_info_of(sha256: Sha256) -> Option<ModuleInfo> {
     read_state(|s| s.market.modules.meta(&sha256)).map(|m| module_info(sha256, &m))
 }
 
-/// One chunk of a committed module.
-pub fn module_chunk(sha256: Sha256, index: u32) -> Result<Vec<u8>, MatcherError> {
-    read_state(|s| s.market.modules.chunk(&sha256, index)).map_err(|e| store_error(e, sha256))
+/// One chunk of a committed module, for those who may read it (see
+/// `Market::reads_module`).
+pub fn module_chunk(
+    caller: Principal,
+    sha256: Sha256,
+    index: u32,
+) -> Result<Vec<u8>, MatcherError> {
+    read_state(|s| {
+        if s.market.modules.meta(&sha256).is_some() && !s.market.reads_module(caller, &sha256) {
+            return Err(MatcherError::Unauthorized {
+                reason: "only the module's uploader, the owner of a job running it and its \
+                         provider read a module"
+                    .into(),
+            });
+        }
+        s.market
+            .modules
+            .chunk(&sha256, index)
+            .map_err(|e| store_error(e, sha256))
+    })
 }
 
 /// Posts (`offer_id` `None`) or changes an offer of a registered provider.
@@ -319,14 +342,14 @@ pub fn assignments(provider: Principal, page: PageRequest) -> AssignmentPage {
     })
 }
 
-/// A job without its input and output bytes.
-pub fn job_view(job_id: JobId) -> Option<JobView> {
-    read_state(|s| s.market.job_view(job_id))
+/// A job without its input and output bytes, as `caller` may see it.
+pub fn job_view(caller: Principal, job_id: JobId) -> Option<JobView> {
+    read_state(|s| s.market.job_view(caller, job_id))
 }
 
-/// One chunk of a job's input or output.
-pub fn job_chunk(req: JobChunkRequest) -> Result<JobChunk, MatcherError> {
-    read_state(|s| s.market.job_chunk(&req))
+/// One chunk of a job's input or output, for its readers.
+pub fn job_chunk(caller: Principal, req: JobChunkRequest) -> Result<JobChunk, MatcherError> {
+    read_state(|s| s.market.job_chunk(caller, &req))
 }
 
 /// One batched heartbeat of a provider or its node.
@@ -384,6 +407,51 @@ pub fn job_output(
         bytes: output[start..end].to_vec(),
         total_len: output.len() as u64,
     })
+}
+
+/// The job's vetKey for `caller`, encrypted to its transport key: for
+/// the provider (or node) holding the job's assignment for `req.attempt`
+/// while it runs, and for the job's owner. Who the caller is, is checked
+/// before the job's guard; the derivation is counted before the call.
+pub async fn job_key(
+    rt: &impl Runtime,
+    caller: Principal,
+    req: JobKeyRequest,
+) -> Result<JobKey, MatcherError> {
+    let (grant, key, config) = read_state(|s| {
+        let grant = s.market.check_job_key(caller, &req)?;
+        Ok::<_, MatcherError>((grant, s.privacy_key(), s.config().privacy))
+    })?;
+    if req.transport_public_key.len() != TRANSPORT_KEY_BYTES {
+        return Err(MatcherError::InvalidArgument {
+            field: "transport_public_key".into(),
+            reason: format!("must be {TRANSPORT_KEY_BYTES} bytes"),
+        });
+    }
+    let (Some(key), Some(config)) = (key, config) else {
+        return Err(MatcherError::Downstream {
+            canister: "management".into(),
+            message: "the matcher has not read its public key yet: try again shortly".into(),
+        });
+    };
+    let _guard = Guard::new(&KEYS_BUSY, req.job_id)
+        .map_err(|GuardError::AlreadyProcessing| MatcherError::Busy)?;
+    let before = mutate_state(|s| s.market.count_job_key(&grant))?;
+    perform::derive_job_key(
+        rt,
+        &grant,
+        before,
+        req.transport_public_key,
+        &key,
+        config.derive_cycles(),
+    )
+    .await
+}
+
+/// Reads the matcher's public key for job keys (see
+/// [`perform::read_privacy_key`]).
+pub async fn read_privacy_key(rt: &impl Runtime) -> Result<(), String> {
+    perform::read_privacy_key(rt).await
 }
 
 /// The holder gives a job back before its deadline.

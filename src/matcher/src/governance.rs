@@ -272,6 +272,9 @@ fn job_text<M: Memory>(
     spec: &JobSpec,
 ) -> Result<String, String> {
     validate_spec(spec).map_err(|e| reason(&e))?;
+    market
+        .check_sealing_enabled(spec.sealed.as_ref())
+        .map_err(|e| reason(&e))?;
     let rates = market
         .pricing
         .latest_rates(spec.ledger, spec.currency)
@@ -363,7 +366,12 @@ pub fn validate<M: Memory>(
 ) -> Result<String, String> {
     let me = ctx.governance;
     match action {
-        SnsAction::Reserve(spec) => reserve_text_at(&market.pricing, p, ctx, spec),
+        SnsAction::Reserve(spec) => {
+            market
+                .check_sealing_enabled(spec.service.as_ref().and_then(|s| s.sealed.as_ref()))
+                .map_err(|e| reason(&e))?;
+            reserve_text_at(&market.pricing, p, ctx, spec)
+        }
         SnsAction::Extend(args) => {
             let ext = market.prepare_extension(me, args).map_err(|e| reason(&e))?;
             let funded = ctx.funded(ext.amount)?;

@@ -16,6 +16,7 @@ pub const RULES: &[Rule] = &[
     Rule::anyone("extend_reservation"),
     Rule::anyone("hand_back"),
     Rule::anyone("heartbeat"),
+    Rule::anyone("job_key"),
     Rule::anyone("post_offer"),
     Rule::new("put_module_chunk", Senders::Anyone, BULK_ARG),
     Rule::new("refresh_rates", Senders::Controllers, SMALL_ARG),

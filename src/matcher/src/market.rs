@@ -26,7 +26,9 @@ use market_api::{JobId, OfferId, Tokens};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
+pub mod access;
 pub mod audits;
+pub mod keys;
 pub mod reservations;
 pub mod services;
 use reservations::ReservationRecord;
@@ -66,6 +68,9 @@ pub struct JobRecord {
     /// `Book::best_offer_for`).
     #[serde(default)]
     pub audit_pick: Option<u64>,
+    /// The job keys derived for it (see [`keys`]).
+    #[serde(default)]
+    pub keys: keys::KeyCounts,
 }
 
 impl JobRecord {
@@ -212,8 +217,33 @@ fn job_bytes(job: &Job) -> u64 {
     job.spec.stored_bytes().saturating_add(output)
 }
 
-/// Checks every bound of a job spec.
+/// The error of a sealing's check (see [`market_api::privacy::Sealed`]).
+pub fn sealing_error((field, reason): (&str, String)) -> MatcherError {
+    invalid(field, reason)
+}
+
+impl<M: Memory> Market<M> {
+    /// Checks that the market takes sealed contents if `sealed` is set
+    /// (the shape is checked with the rest of the spec).
+    pub fn check_sealing_enabled(
+        &self,
+        sealed: Option<&market_api::privacy::Sealed>,
+    ) -> Result<(), MatcherError> {
+        if sealed.is_some() && !self.sealing {
+            return Err(invalid(
+                "sealed",
+                "this market takes no sealed jobs: its matcher has no privacy key configured",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Checks every bound of a job spec, its sealing's shape included.
 pub fn validate_spec(spec: &JobSpec) -> Result<(), MatcherError> {
+    if let Some(sealed) = &spec.sealed {
+        sealed.check_job(&spec.input).map_err(sealing_error)?;
+    }
     if spec.input.len() > MAX_INPUT_BYTES {
         return Err(invalid("input", format!("at most {MAX_INPUT_BYTES} bytes")));
     }
@@ -431,6 +461,9 @@ pub struct Market<M: Memory> {
     /// configuration and the rate readings when it opens, and again
     /// whenever either changes).
     pub pricing: Pricing,
+    /// Whether the market takes sealed jobs and services (heap only: the
+    /// state sets it from the configuration's `privacy`).
+    pub sealing: bool,
 }
 
 /// Where a pass of the matcher's audit goes on: after this entry of the
@@ -480,6 +513,7 @@ impl<M: Memory> Market<M> {
             daos: StableBTreeMap::init(r2),
             probes: StableBTreeMap::init(m.probes),
             pricing: Pricing::default(),
+            sealing: false,
         }
     }
 
@@ -663,8 +697,15 @@ impl<M: Memory> Books for Market<M> {
 }
 
 impl<M: Memory> Market<M> {
-    /// Jobs of an owner, from `start` on, at most `limit`.
-    pub fn jobs_of(&self, owner: Principal, start: JobId, limit: usize) -> Vec<Job> {
+    /// Jobs of an owner, from `start` on, at most `limit`, as `caller`
+    /// may see them (see [`access`]).
+    pub fn jobs_of(
+        &self,
+        caller: Principal,
+        owner: Principal,
+        start: JobId,
+        limit: usize,
+    ) -> Vec<Job> {
         let mut bytes = 0u64;
         let mut page = Vec::new();
         for (_, id) in self
@@ -672,7 +713,7 @@ impl<M: Memory> Market<M> {
             .keys_range((owner, start)..=(owner, JobId::MAX))
             .take(limit)
         {
-            let Some(job) = self.job(id).map(|r| r.to_job()) else {
+            let Some(job) = self.job_for(caller, id) else {
                 continue;
             };
             bytes = bytes.saturating_add(job_bytes(&job));
@@ -717,6 +758,7 @@ impl<M: Memory> Market<M> {
         priced: bool,
     ) -> Result<JobRecord, MatcherError> {
         validate_spec(&spec)?;
+        self.check_sealing_enabled(spec.sealed.as_ref())?;
         let rates = if priced {
             self.pricing
                 .bid_rates(now_ns / 1_000_000_000, spec.ledger, spec.currency)?
@@ -753,6 +795,7 @@ impl<M: Memory> Market<M> {
             funded: false,
             kind: JobKind::OneOff,
             audit_pick: None,
+            keys: Default::default(),
         };
         self.put_job(rec.clone());
         self.index_owner(owner, id);
@@ -1036,6 +1079,9 @@ impl<M: Memory> Market<M> {
             r.spec.input = Vec::new();
             r.spec.args = Vec::new();
             r.spec.env = Vec::new();
+            if let Some(sealed) = r.spec.sealed.as_mut() {
+                sealed.env = None;
+            }
             self.put_job(r);
             self.finished.insert((now_ns, id), ());
         }
@@ -1225,17 +1271,24 @@ impl<M: Memory> Market<M> {
     }
 
     /// A job without its input and output bytes, with their sizes and the
-    /// input's hash (see [`JobView`]).
-    pub fn job_view(&self, id: JobId) -> Option<JobView> {
-        let mut job = self.job(id)?.to_job();
+    /// input's hash (see [`JobView`]); its args and env too unless `caller`
+    /// reads its contents.
+    pub fn job_view(&self, caller: Principal, id: JobId) -> Option<JobView> {
+        let rec = self.job(id)?;
+        let mut job = rec.to_job();
+        let args_env_bytes = access::args_env_bytes(&job.spec);
+        let contents_hidden = !self.reads_job(caller, &rec);
         let input = std::mem::take(&mut job.spec.input);
         let output_bytes = job
             .result
             .as_mut()
             .map_or(0, |r| std::mem::take(&mut r.output).len());
+        if contents_hidden {
+            access::hide_job_contents(&mut job);
+        }
         Some(JobView {
-            args_env_bytes: 0,
-            contents_hidden: false,
+            args_env_bytes,
+            contents_hidden,
             job,
             input_bytes: input.len() as u64,
             input_sha256: sha2::Sha256::digest(&input).into(),
@@ -1244,11 +1297,20 @@ impl<M: Memory> Market<M> {
     }
 
     /// Up to [`MAX_CHUNK_BYTES`] of a job's input or output from `offset`,
-    /// with the whole part's size and hash.
-    pub fn job_chunk(&self, req: &JobChunkRequest) -> Result<JobChunk, MatcherError> {
+    /// with the whole part's size and hash, for the job's readers only.
+    pub fn job_chunk(
+        &self,
+        caller: Principal,
+        req: &JobChunkRequest,
+    ) -> Result<JobChunk, MatcherError> {
         let rec = self
             .job(req.job_id)
             .ok_or(MatcherError::UnknownJob { job_id: req.job_id })?;
+        if !self.reads_job(caller, &rec) {
+            return Err(MatcherError::Unauthorized {
+                reason: "only the job's owner and the provider running it read its contents".into(),
+            });
+        }
         let whole: &[u8] = match req.part {
             JobPart::Input => &rec.spec.input,
             JobPart::Output if rec.result_withheld() => &[],

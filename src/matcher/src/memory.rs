@@ -61,3 +61,8 @@ pub const PROBES_DUE: MemoryId = MemoryId::new(27);
 pub const PROBE_COUNTS: MemoryId = MemoryId::new(28);
 /// The rates last read of each ledger's token (see `crate::rates`).
 pub const RATES: MemoryId = MemoryId::new(29);
+/// The matcher's vetKD public key for job keys, once read (see
+/// `market_api::privacy`).
+pub const PRIVACY_KEY: MemoryId = MemoryId::new(30);
+/// Counts of job keys derived and refused (see `crate::state::KeyCounts`).
+pub const JOB_KEY_COUNTS: MemoryId = MemoryId::new(31);

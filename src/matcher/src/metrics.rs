@@ -74,6 +74,17 @@ pub fn encode(s: &State, now_ns: u64) -> String {
         "Probes of service replicas that found no 2xx answer.",
         u128::from(probes.failures),
     );
+    let keys = s.key_counts.get().0;
+    page.counter(
+        "matcher_job_keys_total",
+        "Job keys derived for providers and owners (vetkd_derive_key).",
+        u128::from(keys.derived),
+    );
+    page.counter(
+        "matcher_job_key_failures_total",
+        "Job key derivations the management canister rejected or left unanswered.",
+        u128::from(keys.failed),
+    );
     s.audit.encode_metrics("matcher", &mut page);
     page.finish()
 }

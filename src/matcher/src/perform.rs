@@ -14,6 +14,7 @@ use crate::audit::{self, ExtensionLocked, Slashed};
 use crate::governance::DaoContext;
 use crate::lifecycle::{Effect, PROBE_FEE_SEQ, StakeKey, StakeOp, lock_key};
 use crate::market::JobRecord;
+use crate::market::keys::{KeyCounts, KeyGrant};
 use crate::outbox::Step;
 use crate::runtime::Runtime;
 use crate::state::{mutate_state, read_state};
@@ -28,6 +29,7 @@ use market_api::outcall::{
     HttpMethod, HttpRequestArgs, PROBE_MAX_RESPONSE_BYTES, TransformContext, TransformFunc,
     http_request_cycles, request_bytes,
 };
+use market_api::privacy::{JOB_KEY_CONTEXT, JobKey, PUBLIC_KEY_BYTES, PrivacyKey};
 use market_api::registry::{BondArgs, RecordArgs, RegistryError, SlashArgs};
 use market_api::sns::SnsAction;
 use market_api::{Account, JobId, Tokens};
@@ -777,4 +779,76 @@ pub async fn dao_context(
         fee,
         deposit_account: deposit_account(escrow, governance).to_string(),
     })
+}
+
+/// The vetKD key id of master key `name`.
+fn vetkd_key_id(name: &str) -> ic_management_canister_types::VetKDKeyId {
+    ic_management_canister_types::VetKDKeyId {
+        curve: ic_management_canister_types::VetKDCurve::Bls12_381_G2,
+        name: name.to_string(),
+    }
+}
+
+/// Reads the matcher's public key for job keys (`vetkd_public_key` of
+/// its own id under [`JOB_KEY_CONTEXT`]) and keeps it; nothing without
+/// privacy configured. An error says why the read failed (to retry).
+pub async fn read_privacy_key(rt: &impl Runtime) -> Result<(), String> {
+    let Some(config) = read_state(|s| s.config().privacy) else {
+        return Ok(());
+    };
+    let args = ic_management_canister_types::VetKDPublicKeyArgs {
+        canister_id: None,
+        context: JOB_KEY_CONTEXT.to_vec(),
+        key_id: vetkd_key_id(&config.key_name),
+    };
+    let reply = rt
+        .vetkd_public_key(&args)
+        .await
+        .map_err(|e| format!("vetkd_public_key: {e:?}"))?;
+    if reply.public_key.len() != PUBLIC_KEY_BYTES {
+        return Err(format!(
+            "vetkd_public_key: a key of {} bytes, not {PUBLIC_KEY_BYTES}",
+            reply.public_key.len()
+        ));
+    }
+    mutate_state(|s| s.set_privacy_key(config.key_name, reply.public_key));
+    Ok(())
+}
+
+/// Derives the job key `grant` (already checked and counted, the job's
+/// counts before were `before`) encrypted to `transport_public_key`. A
+/// reject (an invalid transport key, too few cycles) had no effect: its
+/// count is taken back.
+pub async fn derive_job_key(
+    rt: &impl Runtime,
+    grant: &KeyGrant,
+    before: KeyCounts,
+    transport_public_key: Vec<u8>,
+    key: &PrivacyKey,
+    cycles: u128,
+) -> Result<JobKey, MatcherError> {
+    let args = ic_management_canister_types::VetKDDeriveKeyArgs {
+        input: grant.identity.clone(),
+        context: key.context.clone(),
+        transport_public_key,
+        key_id: vetkd_key_id(&key.key_name),
+    };
+    let downstream = |message: String| MatcherError::Downstream {
+        canister: "management".into(),
+        message,
+    };
+    let answer = rt.vetkd_derive_key(&args, cycles).await;
+    mutate_state(|s| s.count_derivation(answer.is_ok()));
+    match answer {
+        Ok(reply) => Ok(JobKey {
+            identity: grant.identity.clone(),
+            encrypted_key: reply.encrypted_key,
+            public_key: key.public_key.clone(),
+        }),
+        Err(CallError::Rejected { message, .. }) => {
+            mutate_state(|s| s.market.uncount_job_key(grant.job_id, before));
+            Err(downstream(message))
+        }
+        Err(e) => Err(downstream(format!("vetkd_derive_key: {e:?}"))),
+    }
 }

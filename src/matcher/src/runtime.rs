@@ -1,6 +1,6 @@
 //! Side effects of the matcher's logic: the clock and its own id (the shared
 //! [`SystemApi`]), its timer, and its calls to the escrow, the registry,
-//! buyers' callbacks, the management canister (randomness, probes) and the
+//! buyers' callbacks, the management canister (randomness, probes, vetKD) and the
 //! rate sources (the cycles minting and exchange rate canisters).
 //!
 //! Only [`crate::perform`] uses the calls. The deployed canister passes
@@ -9,6 +9,9 @@
 //! rejects or loses the answer.
 
 use candid::Principal;
+use ic_management_canister_types::{
+    VetKDDeriveKeyArgs, VetKDDeriveKeyResult, VetKDPublicKeyArgs, VetKDPublicKeyResult,
+};
 use market_api::Tokens;
 use market_api::client::{CallError, EscrowClient, RegistryClient};
 use market_api::escrow::{
@@ -148,6 +151,17 @@ pub trait Runtime: SystemApi {
         xrc: Principal,
         request: &GetExchangeRateRequest,
     ) -> Result<GetExchangeRateResult, CallError>;
+    /// Management canister `vetkd_public_key`.
+    async fn vetkd_public_key(
+        &self,
+        args: &VetKDPublicKeyArgs,
+    ) -> Result<VetKDPublicKeyResult, CallError>;
+    /// Management canister `vetkd_derive_key` with `cycles` attached.
+    async fn vetkd_derive_key(
+        &self,
+        args: &VetKDDeriveKeyArgs,
+        cycles: u128,
+    ) -> Result<VetKDDeriveKeyResult, CallError>;
 }
 
 /// The runtime of the deployed canister: ic-cdk's system API and timers, and
@@ -305,5 +319,20 @@ impl Runtime for IcRuntime {
         request: &GetExchangeRateRequest,
     ) -> Result<GetExchangeRateResult, CallError> {
         market_api::client::exchange_rate(xrc, request).await
+    }
+
+    async fn vetkd_public_key(
+        &self,
+        args: &VetKDPublicKeyArgs,
+    ) -> Result<VetKDPublicKeyResult, CallError> {
+        market_api::client::vetkd_public_key(args).await
+    }
+
+    async fn vetkd_derive_key(
+        &self,
+        args: &VetKDDeriveKeyArgs,
+        cycles: u128,
+    ) -> Result<VetKDDeriveKeyResult, CallError> {
+        market_api::client::vetkd_derive_key(args, cycles).await
     }
 }

@@ -31,6 +31,33 @@ pub struct State {
     pub probe_counts: Cell<Cbor<ProbeCounts>, Memory>,
     /// The rates last read of each ledger's token.
     rates: Cell<Cbor<RateCache>, Memory>,
+    /// The vetKD public key job contents are sealed under, with the name
+    /// of the master key it was read for, once read.
+    privacy_key: Cell<Cbor<Option<ReadKey>>, Memory>,
+    /// How many job keys were derived and how many derivations failed.
+    pub key_counts: Cell<Cbor<KeyCounts>, Memory>,
+}
+
+/// How many job keys the matcher derived, for `/metrics`.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KeyCounts {
+    /// Keys derived and returned.
+    #[serde(default)]
+    pub derived: u64,
+    /// Derivations the management canister rejected or left unanswered.
+    #[serde(default)]
+    pub failed: u64,
+}
+
+/// The matcher's vetKD public key as read, with the master key it was
+/// read for.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ReadKey {
+    /// The master key's name.
+    pub key_name: String,
+    /// The derived public key.
+    #[serde(with = "serde_bytes")]
+    pub public_key: Vec<u8>,
 }
 
 /// How many probes of service replicas were made and failed, for
@@ -102,6 +129,8 @@ impl State {
             audit_counts: Cell::init(get(AUDIT_COUNTS), Cbor(AuditCounts::default())),
             probe_counts: Cell::init(get(PROBE_COUNTS), Cbor(ProbeCounts::default())),
             rates: Cell::init(get(RATES), Cbor(RateCache::default())),
+            privacy_key: Cell::init(get(PRIVACY_KEY), Cbor(None)),
+            key_counts: Cell::init(get(JOB_KEY_COUNTS), Cbor(KeyCounts::default())),
         };
         state.sync_pricing();
         state
@@ -112,6 +141,7 @@ impl State {
     fn sync_pricing(&mut self) {
         if let Some(config) = self.config.get().0.as_ref() {
             self.market.pricing = Pricing::of(config, &self.rates.get().0);
+            self.market.sealing = config.privacy.is_some();
         }
     }
 
@@ -185,6 +215,44 @@ impl State {
             |c, budget, broken| market.audit_chunk(c, budget, broken),
             log,
         );
+    }
+
+    /// The matcher's job key as `privacy_key` shows it: `None` without
+    /// privacy configured or before its public key is read.
+    pub fn privacy_key(&self) -> Option<market_api::privacy::PrivacyKey> {
+        let config = self.config().privacy?;
+        // A key read for another master key (the configuration changed
+        // since) is no key until the new one is read.
+        let read = self
+            .privacy_key
+            .get()
+            .0
+            .clone()
+            .filter(|k| k.key_name == config.key_name)?;
+        Some(market_api::privacy::PrivacyKey {
+            key_name: read.key_name,
+            context: market_api::privacy::JOB_KEY_CONTEXT.to_vec(),
+            public_key: read.public_key,
+        })
+    }
+
+    /// Records the public key read for master key `key_name`.
+    pub fn set_privacy_key(&mut self, key_name: String, public_key: Vec<u8>) {
+        self.privacy_key.set(Cbor(Some(ReadKey {
+            key_name,
+            public_key,
+        })));
+    }
+
+    /// Counts a derivation: `ok` if its key was returned.
+    pub fn count_derivation(&mut self, ok: bool) {
+        let mut c = self.key_counts.get().0;
+        if ok {
+            c.derived = c.derived.saturating_add(1);
+        } else {
+            c.failed = c.failed.saturating_add(1);
+        }
+        self.key_counts.set(Cbor(c));
     }
 
     /// Sets the configuration.

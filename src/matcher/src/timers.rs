@@ -131,3 +131,27 @@ pub fn start_audit() {
         mutate_state(|s| s.run_audit_chunk(t, AUDIT_CHUNK_RECORDS, |line| IcRuntime.log(line)));
     });
 }
+
+/// How soon after install or upgrade the privacy key is first read.
+const FIRST_KEY_READ: Duration = Duration::from_secs(1);
+/// How long after a failed read of the privacy key it is read again.
+const KEY_READ_RETRY: Duration = Duration::from_secs(60);
+
+/// Starts reading the matcher's public key for job keys (nothing without
+/// privacy configured): soon, then again after each failure until a read
+/// succeeds.
+pub fn start_privacy_key() {
+    if read_state(|s| s.config().privacy.is_none()) {
+        return;
+    }
+    read_privacy_key_after(FIRST_KEY_READ);
+}
+
+fn read_privacy_key_after(delay: Duration) {
+    ic_cdk_timers::set_timer(delay, async {
+        if let Err(e) = crate::endpoints::read_privacy_key(&IcRuntime).await {
+            IcRuntime.log(&format!("privacy key: {e}"));
+            read_privacy_key_after(KEY_READ_RETRY);
+        }
+    });
+}

@@ -127,8 +127,14 @@ impl Net {
         id
     }
 
+    /// A job as its owner sees it (contents included).
     fn job(&self, id: JobId) -> Job {
         let job: Option<Job> = self.query(self.ids.matcher, "get_job", &id).unwrap();
+        let owner = job.expect("job exists").owner;
+        let job: Option<Job> = self
+            .devnet()
+            .query(self.ids.matcher, owner, "get_job", &id)
+            .unwrap();
         job.expect("job exists")
     }
 
@@ -790,16 +796,26 @@ fn modules_upload_in_chunks_and_only_funded_principals_may_upload() {
         &serde_bytes::ByteBuf::from(sha.to_vec()),
     );
     assert!(committed.unwrap().committed);
-    let (chunk,): (R<serde_bytes::ByteBuf>,) = net
-        .query_args(
-            net.ids.matcher,
-            "module_chunk",
-            (serde_bytes::ByteBuf::from(sha.to_vec()), 2u32),
-        )
-        .unwrap();
+    let chunk_as = |who: Principal| {
+        let (chunk,): (R<serde_bytes::ByteBuf>,) = net
+            .devnet()
+            .query_args(
+                net.ids.matcher,
+                who,
+                "module_chunk",
+                (serde_bytes::ByteBuf::from(sha.to_vec()), 2u32),
+            )
+            .unwrap();
+        chunk
+    };
     assert_eq!(
-        chunk.unwrap().as_slice(),
-        &module[2 * market_api::matcher::MAX_CHUNK_BYTES..]
+        chunk_as(buyer()).unwrap().as_slice(),
+        &module[2 * market_api::matcher::MAX_CHUNK_BYTES..],
+        "the uploader reads it"
+    );
+    assert!(
+        matches!(chunk_as(buyer2()), Err(MatcherError::Unauthorized { .. })),
+        "no one else, until a job of theirs runs it"
     );
     let mut spec = net.spec(PRICE, 0);
     spec.module = ModuleSource::Stored { sha256: sha };

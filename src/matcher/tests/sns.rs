@@ -155,8 +155,14 @@ impl Dao {
         r.unwrap()
     }
 
+    /// A job as its owner sees it (contents included).
     fn job(&self, id: JobId) -> Job {
         let j: Option<Job> = self.query(self.ids.matcher, "get_job", &id).unwrap();
+        let owner = j.unwrap().owner;
+        let j: Option<Job> = self
+            .devnet()
+            .query(self.ids.matcher, owner, "get_job", &id)
+            .unwrap();
         j.unwrap()
     }
 

@@ -655,9 +655,17 @@ impl MarketFixture {
 
     /// A job's spec with its input, read as a provider's daemon reads it:
     /// `job_view`, then the input chunk by chunk, checked against the size
-    /// and sha256 the view gives.
+    /// and sha256 the view gives. Read as the provider holding the job (the
+    /// matcher shows a job's contents to its readers only), or else as its
+    /// owner.
     pub fn job_to_run(&self, job_id: JobId) -> Result<JobSpec> {
-        let view: Option<JobView> = self.query(self.ids.matcher, "job_view", &job_id)?;
+        let job: Option<Job> = self.query(self.ids.matcher, "get_job", &job_id)?;
+        let job = job.ok_or_else(|| refused("get_job", format!("no job {job_id}")))?;
+        let reader = job.provider.unwrap_or(job.owner);
+        let view: Option<JobView> = self
+            .devnet()
+            .query(self.ids.matcher, reader, "job_view", &job_id)
+            .map_err(|e| call_error("job_view", e))?;
         let view = view.ok_or_else(|| refused("job_view", format!("no job {job_id}")))?;
         let mut input = Vec::new();
         while (input.len() as u64) < view.input_bytes {
@@ -666,8 +674,10 @@ impl MarketFixture {
                 part: JobPart::Input,
                 offset: input.len() as u64,
             };
-            let chunk: std::result::Result<JobChunk, MatcherError> =
-                self.query(self.ids.matcher, "job_chunk", &req)?;
+            let chunk: std::result::Result<JobChunk, MatcherError> = self
+                .devnet()
+                .query(self.ids.matcher, reader, "job_chunk", &req)
+                .map_err(|e| call_error("job_chunk", e))?;
             let chunk = chunk.map_err(|e| refused("job_chunk", e))?;
             if chunk.bytes.is_empty() {
                 return Err(refused("job_chunk", "an empty chunk before the end"));

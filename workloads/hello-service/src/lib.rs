@@ -12,7 +12,9 @@
 //! - `GET /fetch?url=<percent-encoded url>`: an outgoing GET to that URL;
 //!   200 `upstream <status code>: <n> bytes`, or 502 `refused: <ErrorCode>`
 //!   with the `wasi:http` error code the host gave, Debug-formatted (e.g.
-//!   `HttpRequestDenied`); 400 when the URL is missing or invalid.
+//!   `HttpRequestDenied`); 400 when the URL is missing or invalid. When
+//!   environment variable `API_KEY` is set (a lease's secret env, say), the
+//!   request carries `authorization: Bearer <API_KEY>`.
 
 use wstd::http::body::Body;
 use wstd::http::{Client, Error, ErrorCode, Method, Request, Response, StatusCode};
@@ -57,13 +59,18 @@ fn json(request: &Request<Body>) -> Result<Response<Body>, Error> {
 
 fn env(name: &str) -> Result<Response<Body>, Error> {
     let name = percent_decode(name, false).unwrap_or_default();
-    match wasip2::cli::environment::get_environment()
-        .into_iter()
-        .find(|(k, _)| *k == name)
-    {
-        Some((_, value)) => text(StatusCode::OK, &value),
+    match env_var(&name) {
+        Some(value) => text(StatusCode::OK, &value),
         None => text(StatusCode::NOT_FOUND, ""),
     }
+}
+
+/// Environment variable `name`, read through `wasi:cli/environment`.
+fn env_var(name: &str) -> Option<String> {
+    wasip2::cli::environment::get_environment()
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, value)| value)
 }
 
 async fn fetch(query: &str) -> Result<Response<Body>, Error> {
@@ -74,7 +81,11 @@ async fn fetch(query: &str) -> Result<Response<Body>, Error> {
     else {
         return text(StatusCode::BAD_REQUEST, "missing url");
     };
-    let Ok(request) = Request::get(url.as_str()).body(Body::empty()) else {
+    let mut request = Request::get(url.as_str());
+    if let Some(key) = env_var("API_KEY") {
+        request = request.header("authorization", format!("Bearer {key}"));
+    }
+    let Ok(request) = request.body(Body::empty()) else {
         return text(StatusCode::BAD_REQUEST, "invalid url");
     };
     let outcome = async {

@@ -152,6 +152,7 @@ impl<M: Memory> Market<M> {
             kind: JobKind::Audit { of },
             // Each run of the audit picks its provider with other bits.
             audit_pick: Some(seed.rotate_left(32 * runs.len() as u32) ^ id),
+            keys: Default::default(),
         };
         let audit = orig.state.audit.as_mut().expect("checked");
         audit.runs.push(id);

@@ -335,6 +335,7 @@ impl<M: Memory> Market<M> {
         spec: ReservationSpec,
     ) -> Result<JobRecord, MatcherError> {
         validate_reservation(&spec)?;
+        self.check_sealing_enabled(spec.service.as_ref().and_then(|s| s.sealed.as_ref()))?;
         let rates = self
             .pricing
             .bid_rates(now_ns / 1_000_000_000, spec.ledger, spec.currency)?;
@@ -376,6 +377,7 @@ impl<M: Memory> Market<M> {
             funded: false,
             kind: JobKind::Reservation,
             audit_pick: None,
+            keys: Default::default(),
         };
         let service = spec.service.is_some();
         self.put_job(rec.clone());
@@ -453,6 +455,7 @@ impl<M: Memory> Market<M> {
                     slot,
                 },
                 audit_pick: None,
+                keys: Default::default(),
             });
             r.slots.push(slot_id);
             r.running.push(None);
@@ -1029,9 +1032,11 @@ impl<M: Memory> Market<M> {
         })
     }
 
-    /// An owner's reservations, from `start` (a reservation id) on.
+    /// An owner's reservations, from `start` (a reservation id) on, as
+    /// `caller` may see them (see [`super::access`]).
     pub fn reservations_of(
         &self,
+        caller: Principal,
         owner: Principal,
         start: JobId,
         limit: usize,
@@ -1040,7 +1045,7 @@ impl<M: Memory> Market<M> {
             .keys_range((owner, start)..=(owner, JobId::MAX))
             .filter(|(_, id)| self.reservations.contains_key(id))
             .take(limit)
-            .filter_map(|(_, id)| self.reservation(id))
+            .filter_map(|(_, id)| self.reservation_for(caller, id))
             .collect()
     }
 

@@ -73,6 +73,9 @@ pub struct ProbeAnswer {
 /// env as a job's, the hosts, the health path, the callback, the
 /// per-request limits and a TCP service's limits.
 pub fn validate_service(service: &ServiceSpec) -> Result<(), MatcherError> {
+    if let Some(sealed) = &service.sealed {
+        sealed.check_service().map_err(super::sealing_error)?;
+    }
     if let ModuleSource::Url { url, .. } = &service.component
         && (url.len() > MAX_URL_LEN || !url.starts_with("https://"))
     {

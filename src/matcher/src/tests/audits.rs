@@ -484,3 +484,51 @@ fn the_auditor_is_picked_at_random_among_the_eligible_offers() {
         "the oldest offer at the price"
     );
 }
+
+#[test]
+fn an_audit_runs_provider_gets_the_key_of_the_sealing_it_copies_and_no_other() {
+    use market_api::privacy::{IBE_HEADER, IBE_OVERHEAD, JobKeyRequest, Sealed, job_identity};
+    let mut w = World::new(P, &[1, 2]);
+    w.m.sealing = true;
+    let mut ct = IBE_HEADER.to_vec();
+    ct.resize(IBE_OVERHEAD + 3, 1);
+    let mut s = spec(80, 0);
+    s.input = ct.clone();
+    s.sealed = Some(Sealed {
+        key_id: vec![4; 32],
+        input: true,
+        env: None,
+        output: true,
+    });
+    let id = w.m.create_job(&w.p, w.now, buyer(), s).unwrap().state.id;
+    w.m.job_funded(&w.p, w.now, id);
+    w.steps();
+    let req = |job_id, attempt| JobKeyRequest {
+        job_id,
+        attempt,
+        transport_public_key: vec![7; 48],
+    };
+    assert!(w.m.check_job_key(node(1), &req(id, 1)).is_ok());
+    assert_eq!(w.report(id, 1), provider(1));
+    let [run] = w.runs(id)[..] else {
+        panic!("one audit run")
+    };
+    assert_eq!(w.holder(run).0, provider(2));
+    // The auditor reads the run's sealed input and gets its key: the
+    // identity is the audited job's, so the key opens the copied contents.
+    assert_eq!(w.m.job_for(node(2), run).unwrap().spec.input, ct);
+    let grant = w.m.check_job_key(node(2), &req(run, 1)).unwrap();
+    assert_eq!(grant.identity, job_identity(buyer(), &[4; 32]));
+    // Not the audited job's key through the job itself, and the reporting
+    // provider is done with both.
+    for (caller, job) in [(node(2), id), (node(1), id), (node(1), run)] {
+        assert!(
+            matches!(
+                w.m.check_job_key(caller, &req(job, 1)),
+                Err(MatcherError::Unauthorized { .. })
+            ),
+            "{caller} for {job}"
+        );
+    }
+    assert!(w.m.job_for(node(1), run).unwrap().spec.input.is_empty());
+}

@@ -510,7 +510,7 @@ fn a_providers_assignments_come_in_pages_and_its_jobs_in_chunks() {
     assert_eq!(m.assignments_page(provider(2), 0, 2), (vec![], None));
     // The view leaves the bytes out; the chunks give them back, hashed.
     let id = jobs[3];
-    let view = m.job_view(id).unwrap();
+    let view = m.job_view(buyer(), id).unwrap();
     assert!(view.job.spec.input.is_empty());
     assert_eq!(view.input_bytes, MAX_INPUT_BYTES as u64);
     let whole = vec![3u8; MAX_INPUT_BYTES];
@@ -519,11 +519,14 @@ fn a_providers_assignments_come_in_pages_and_its_jobs_in_chunks() {
         <[u8; 32]>::from(sha2::Sha256::digest(&whole))
     );
     let chunk = |offset| {
-        m.job_chunk(&JobChunkRequest {
-            job_id: id,
-            part: JobPart::Input,
-            offset,
-        })
+        m.job_chunk(
+            buyer(),
+            &JobChunkRequest {
+                job_id: id,
+                part: JobPart::Input,
+                offset,
+            },
+        )
         .unwrap()
     };
     let first = chunk(0);
@@ -533,11 +536,14 @@ fn a_providers_assignments_come_in_pages_and_its_jobs_in_chunks() {
     assert_eq!(tail.bytes, vec![3u8; 10]);
     assert!(chunk(u64::MAX).bytes.is_empty());
     assert!(
-        m.job_chunk(&JobChunkRequest {
-            job_id: 999,
-            part: JobPart::Output,
-            offset: 0
-        })
+        m.job_chunk(
+            buyer(),
+            &JobChunkRequest {
+                job_id: 999,
+                part: JobPart::Output,
+                offset: 0
+            }
+        )
         .is_err()
     );
 }
@@ -1160,7 +1166,7 @@ fn a_finished_job_drops_its_input_at_once_and_is_deleted_after_retention() {
     steps(&mut m);
     assert_eq!(m.prune_finished(5 + retention, 10), 1);
     assert!(m.job(id).is_none());
-    assert!(m.jobs_of(buyer(), 0, 10).is_empty());
+    assert!(m.jobs_of(buyer(), buyer(), 0, 10).is_empty());
     assert_eq!(m.prune_finished(u64::MAX, 10), 0);
     m.check_invariants().unwrap();
 }

@@ -4,4 +4,5 @@ mod audits;
 pub(crate) mod market;
 mod perform;
 mod pricing;
+mod privacy;
 mod services;

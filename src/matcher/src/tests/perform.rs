@@ -95,7 +95,39 @@ pub(crate) struct Fake {
     pub(crate) cmc_rates: RefCell<VecDeque<Result<IcpXdrConversionRateResponse, CallError>>>,
     /// The exchange rate canister's answers, in order (then an error).
     pub(crate) xrc_rates: RefCell<VecDeque<Result<GetExchangeRateResult, CallError>>>,
+    /// Errors the next vetKD calls fail with, in order (then they answer).
+    pub(crate) vetkd_errors: RefCell<VecDeque<CallError>>,
+    /// vetKD derivations asked for: (input, transport key, cycles).
+    pub(crate) derivations: RefCell<Vec<Derivation>>,
+    /// Whether a derivation waits once before it is answered (so another
+    /// call can run meanwhile).
+    pub(crate) derivations_wait: Cell<bool>,
 }
+
+/// A future that is pending once, then ready: an `.await` at which other
+/// calls interleave.
+struct WaitOnce(bool);
+
+impl std::future::Future for WaitOnce {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
+/// A vetKD derivation the fake made: (input, transport key, cycles).
+pub(crate) type Derivation = (Vec<u8>, Vec<u8>, u128);
+
+/// The public key the fake management canister gives the matcher.
+pub(crate) const FAKE_VETKD_PUBLIC_KEY: [u8; 96] = [0x96; 96];
 
 /// A replica's answer with this status.
 fn status(code: u32) -> HttpRequestResult {
@@ -441,6 +473,53 @@ impl Runtime for Fake {
             .borrow_mut()
             .pop_front()
             .unwrap_or(Err(CallError::OutcomeUnknown))
+    }
+
+    async fn vetkd_public_key(
+        &self,
+        args: &ic_management_canister_types::VetKDPublicKeyArgs,
+    ) -> Result<ic_management_canister_types::VetKDPublicKeyResult, CallError> {
+        self.calls.borrow_mut().push(Made {
+            method: "vetkd_public_key",
+            key: format!(
+                "{} {}",
+                args.key_id.name,
+                String::from_utf8_lossy(&args.context)
+            ),
+        });
+        if let Some(e) = self.vetkd_errors.borrow_mut().pop_front() {
+            return Err(e);
+        }
+        Ok(ic_management_canister_types::VetKDPublicKeyResult {
+            public_key: FAKE_VETKD_PUBLIC_KEY.to_vec(),
+        })
+    }
+
+    /// Answers with the input and the transport key, so a test sees what
+    /// was derived for whom.
+    async fn vetkd_derive_key(
+        &self,
+        args: &ic_management_canister_types::VetKDDeriveKeyArgs,
+        cycles: u128,
+    ) -> Result<ic_management_canister_types::VetKDDeriveKeyResult, CallError> {
+        self.calls.borrow_mut().push(Made {
+            method: "vetkd_derive_key",
+            key: args.key_id.name.clone(),
+        });
+        if self.derivations_wait.get() {
+            WaitOnce(false).await;
+        }
+        if let Some(e) = self.vetkd_errors.borrow_mut().pop_front() {
+            return Err(e);
+        }
+        self.derivations.borrow_mut().push((
+            args.input.clone(),
+            args.transport_public_key.clone(),
+            cycles,
+        ));
+        Ok(ic_management_canister_types::VetKDDeriveKeyResult {
+            encrypted_key: [args.input.as_slice(), &args.transport_public_key].concat(),
+        })
     }
 
     async fn raw_rand(&self) -> Result<Vec<u8>, CallError> {

@@ -46,6 +46,27 @@
 //! `<public host>:<port>` too; a node without a port range hands such
 //! slots back, and a stopped replica's port is freed once it is closed.
 //!
+//! # Sealed jobs and secret envs
+//!
+//! A job whose spec is sealed ([`market_api::privacy`]) is read as any
+//! other, then the daemon asks the matcher for its key (`job_key`, for the
+//! attempt it holds, encrypted to a transport key the process makes at
+//! start) and keeps the opened key in memory for the job's life only
+//! ([`sealed`]). The input is decrypted and the secret env added to the
+//! plain one (a secret replacing a plain variable of its name) before the
+//! module is fetched; a part that does not open, or a secret env past the
+//! env's bounds, is reported [`RunOutcome::Undecryptable`] with no output
+//! and no fuel, without running anything (every honest node finds the
+//! same, so an audit agrees). A job asking for a sealed output reports
+//! the output encrypted to the job and the sha256 of that ciphertext; its
+//! stdout is capped so that the ciphertext fits a result. A service slot
+//! whose lease seals an env gets the slot's key the same way and starts
+//! its replica with the secret env added; one that does not open is not
+//! served and the slot is handed back. A key the matcher refuses hands
+//! the job or slot back; a key call that fails on the way is retried.
+//! Neither keys, plaintexts nor secret envs are logged or saved: the
+//! state directory holds only results, sealed when asked.
+//!
 //! # Replies it can't read
 //!
 //! Every reply the daemon reads is bounded whatever buyers put in their
@@ -89,6 +110,7 @@ pub mod read;
 pub mod replica;
 pub mod results;
 pub mod schedule;
+pub mod sealed;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -100,6 +122,7 @@ use market_api::matcher::{
     Assignment, HeartbeatAck, HeartbeatItem, JobKind, JobResult, JobSpec, MAX_OUTPUT_BYTES,
     MatcherError, Reservation, ReservationId, RunOutcome, SubmitResultArgs, fuel_cost,
 };
+use market_api::privacy::IBE_OVERHEAD;
 use market_api::{JobId, Tokens};
 use sha2::Digest;
 use tokio::task::JoinHandle;
@@ -111,6 +134,7 @@ use crate::sandbox::{
 };
 use crate::service::{ServiceError, ServiceHost};
 use market_client::retry::Backoff;
+use market_client::sealing::{JobSecret, TransportKey};
 use market_client::transport::Transport;
 use market_client::{ClientError, MarketClient};
 
@@ -121,6 +145,7 @@ use read::ReadError;
 use replica::{Replica, TcpPorts, TcpServing};
 use results::ResultStore;
 use schedule::HeartbeatSlot;
+use sealed::{KeyError, OpenedJob, SecretEnv};
 
 /// Most items in one heartbeat call (the matcher's limit).
 const MAX_HEARTBEAT_ITEMS: usize = 1_000;
@@ -185,7 +210,9 @@ fn backoff() -> Backoff {
 enum Stage {
     /// A reserved slot whose reservation is being read: a service lease's
     /// slot runs a replica, plain reserved capacity is held.
-    ReadingLease(JoinHandle<Result<Option<Reservation>, ClientError>>),
+    /// With a sealed service env, the slot's key is asked for and the env
+    /// opened in the same task.
+    ReadingLease(JoinHandle<Result<Option<LeaseRead>, KeyError>>),
     LeaseRetry(Backoff),
     /// A reserved slot: nothing runs; it is heartbeated every interval,
     /// busy or idle, until the matcher stops listing it.
@@ -196,8 +223,9 @@ enum Stage {
     /// A service replica answering behind the ingress: its slot is
     /// heartbeated every interval, each heartbeat with its endpoint.
     Serving,
-    /// Its spec and input being read from the matcher.
-    Reading(JoinHandle<Result<JobSpec, ReadError>>),
+    /// Its spec and input being read from the matcher (and, for a sealed
+    /// job, its key asked for and its contents opened).
+    Reading(JoinHandle<Result<OpenedJob, ReadError>>),
     ReadRetry(Backoff),
     Fetching(JoinHandle<Result<Vec<u8>, FetchError>>),
     FetchRetry(Backoff),
@@ -208,13 +236,24 @@ enum Stage {
     },
 }
 
+/// A reserved slot's reservation as read, with the secret env of its
+/// service opened (empty if it has none; `Err` says why it would not open,
+/// quoting nothing of it).
+struct LeaseRead {
+    reservation: Reservation,
+    secret_env: Result<SecretEnv, &'static str>,
+}
+
 /// One assignment the daemon holds (a job, or a reserved slot it
 /// heartbeats): its terms, its heartbeat due time and how far it got.
 struct JobRecord {
     attempt: u32,
     kind: JobKind,
-    /// What to run, once read (`None` for a reserved slot, or until read).
+    /// What to run, once read (`None` for a reserved slot, or until read);
+    /// a sealed job's input and env in plaintext.
     spec: Option<JobSpec>,
+    /// A sealed job's key, held in memory for the job's life only.
+    secret: Option<Arc<JobSecret>>,
     /// The service replica a reserved slot runs, once its lease is read
     /// (`None` for anything else).
     replica: Option<Replica>,
@@ -296,6 +335,8 @@ pub struct Daemon<T> {
     metrics: Metrics,
     results: ResultStore,
     fetcher: ModuleFetcher,
+    /// The key sealed jobs' vetKeys are encrypted to for this process.
+    transport: Arc<TransportKey>,
     grace_ns: u64,
     records: BTreeMap<JobId, JobRecord>,
     draining: bool,
@@ -332,8 +373,18 @@ pub fn sandbox_limits(spec: &JobSpec, timeout: Duration) -> JobLimits {
         memory_bytes: u64::from(spec.limits.memory_mib) << 20,
         table_elements: JobLimits::default().table_elements,
         timeout,
-        max_stdout_bytes: MAX_OUTPUT_BYTES,
+        max_stdout_bytes: max_stdout_bytes(spec),
         max_stderr_bytes: MAX_STDERR_BYTES,
+    }
+}
+
+/// The most stdout a job may write: what a result holds, less what sealing
+/// the output adds when the job asks for that, so that the sealed output
+/// still fits (a job writing more ends `OutputTooLarge` on every node).
+pub fn max_stdout_bytes(spec: &JobSpec) -> usize {
+    match &spec.sealed {
+        Some(s) if s.output => MAX_OUTPUT_BYTES - IBE_OVERHEAD,
+        _ => MAX_OUTPUT_BYTES,
     }
 }
 
@@ -408,6 +459,7 @@ impl<T: Transport + Clone> Daemon<T> {
             metrics,
             results,
             fetcher,
+            transport: Arc::new(TransportKey::new()),
             grace_ns: 0,
             records: BTreeMap::new(),
             draining: false,
@@ -755,7 +807,7 @@ impl<T: Transport + Clone> Daemon<T> {
                     resumed = due_ns.is_some(),
                     "reserved slot assigned; reading its reservation"
                 );
-                self.spawn_lease_read(reservation)
+                self.spawn_lease_read(a.job_id, a.attempt, reservation)
             }
             Ok(Some(args)) => {
                 info!(
@@ -778,7 +830,7 @@ impl<T: Transport + Clone> Daemon<T> {
                     input_bytes = a.input_bytes,
                     "job assigned; reading it"
                 );
-                self.spawn_read(a.job_id)
+                self.spawn_read(a.job_id, a.attempt)
             }
         };
         self.records.insert(
@@ -788,6 +840,7 @@ impl<T: Transport + Clone> Daemon<T> {
                 kind: a.kind,
                 interval_ns: a.interval_secs.saturating_mul(1_000_000_000).max(1),
                 spec: None,
+                secret: None,
                 replica: None,
                 price: a.price,
                 pace: Pace::of(&a),
@@ -798,10 +851,18 @@ impl<T: Transport + Clone> Daemon<T> {
         );
     }
 
-    fn spawn_read(&self, job_id: JobId) -> Stage {
+    /// Reads job `job_id` (held in assignment `attempt`) and, if it is
+    /// sealed, gets its key and opens it.
+    fn spawn_read(&self, job_id: JobId, attempt: u32) -> Stage {
         let client = self.client.clone();
+        let transport = Arc::clone(&self.transport);
         Stage::Reading(tokio::spawn(async move {
-            read::read_job(&client, job_id).await
+            let spec = read::read_job(&client, job_id).await?;
+            let secret = match spec.sealed {
+                Some(_) => Some(sealed::job_secret(&client, &transport, job_id, attempt).await?),
+                None => None,
+            };
+            Ok(OpenedJob::open(spec, secret))
         }))
     }
 
@@ -819,10 +880,33 @@ impl<T: Transport + Clone> Daemon<T> {
         }))
     }
 
-    fn spawn_lease_read(&self, reservation: ReservationId) -> Stage {
+    /// Reads the reservation of slot `job_id` (held in assignment
+    /// `attempt`) and, if its service has a sealed env, gets the slot's key
+    /// and opens the env.
+    fn spawn_lease_read(&self, job_id: JobId, attempt: u32, reservation: ReservationId) -> Stage {
         let client = self.client.clone();
+        let transport = Arc::clone(&self.transport);
         Stage::ReadingLease(tokio::spawn(async move {
-            client.get_reservation(reservation).await
+            let Some(reservation) = client.get_reservation(reservation).await? else {
+                return Ok(None);
+            };
+            let sealed_env = reservation
+                .spec
+                .service
+                .as_ref()
+                .and_then(|s| s.sealed.as_ref())
+                .and_then(|s| s.env.clone());
+            let secret_env = match sealed_env {
+                Some(env) => {
+                    let secret = sealed::job_secret(&client, &transport, job_id, attempt).await?;
+                    sealed::open_service_env(&secret, &env)
+                }
+                None => Ok(SecretEnv::default()),
+            };
+            Ok(Some(LeaseRead {
+                reservation,
+                secret_env,
+            }))
         }))
     }
 
@@ -847,14 +931,9 @@ impl<T: Transport + Clone> Daemon<T> {
     /// What a reserved slot becomes once its `reservation` is read: held
     /// (plain reserved capacity) or a replica being fetched; `None` if the
     /// node can't serve it (queued for hand-back).
-    fn on_lease(
-        &mut self,
-        id: JobId,
-        record: &mut JobRecord,
-        reservation: Reservation,
-    ) -> Option<Stage> {
+    fn on_lease(&mut self, id: JobId, record: &mut JobRecord, lease: LeaseRead) -> Option<Stage> {
         match replica::replica_of(
-            reservation,
+            lease.reservation,
             self.services.as_ref(),
             self.tcp.as_ref(),
             &mut self.tcp_ports,
@@ -866,7 +945,15 @@ impl<T: Transport + Clone> Daemon<T> {
                 );
                 Some(Stage::Holding)
             }
-            Ok(Some(replica)) => {
+            Ok(Some(mut replica)) => {
+                match lease.secret_env {
+                    Ok(env) => replica.secret_env = env,
+                    Err(why) => {
+                        record.replica = Some(replica);
+                        self.replica_failed(id, record, &why);
+                        return None;
+                    }
+                }
                 info!(job_id = id, reservation = replica.reservation, endpoint = %replica.endpoint,
                     "a service's slot: fetching its component");
                 let stage = self.spawn_fetch_of(replica.service.component.clone());
@@ -899,9 +986,20 @@ impl<T: Transport + Clone> Daemon<T> {
             let stage = std::mem::replace(&mut record.stage, Stage::FetchRetry(backoff()));
             record.stage = match stage {
                 Stage::Reading(task) if task.is_finished() => match task.await {
-                    Ok(Ok(spec)) => {
-                        let stage = self.spawn_fetch(&spec);
-                        record.spec = Some(spec);
+                    Ok(Ok(opened)) => {
+                        record.secret = opened.secret;
+                        let stage = match opened.undecryptable {
+                            Some(part) => {
+                                warn!(
+                                    job_id = id,
+                                    part,
+                                    "a sealed part of the job does not open with its key; reporting it undecryptable without running it"
+                                );
+                                self.finish(id, &record, sealed::undecryptable_result(part))
+                            }
+                            None => self.spawn_fetch(&opened.spec),
+                        };
+                        record.spec = Some(opened.spec);
                         stage
                     }
                     Ok(Err(e)) if e.is_transient() => {
@@ -912,6 +1010,13 @@ impl<T: Transport + Clone> Daemon<T> {
                         // restart), or it ended: nothing to run.
                         info!(job_id = id, ?status, "the job is not running; leaving it");
                         self.done.insert((id, record.attempt));
+                        continue;
+                    }
+                    Ok(Err(ReadError::Key(e))) => {
+                        warn!(job_id = id, error = %e,
+                            "the job's key is refused to this node; handing the job back");
+                        self.to_hand_back.insert(id, record.attempt);
+                        self.results.remove(id, record.attempt);
                         continue;
                     }
                     Ok(Err(e)) => {
@@ -927,14 +1032,12 @@ impl<T: Transport + Clone> Daemon<T> {
                         Stage::ReadRetry(backoff())
                     }
                 },
-                Stage::ReadRetry(b) if b.ready() => self.spawn_read(id),
+                Stage::ReadRetry(b) if b.ready() => self.spawn_read(id, record.attempt),
                 Stage::ReadingLease(task) if task.is_finished() => match task.await {
-                    Ok(Ok(Some(reservation))) => {
-                        match self.on_lease(id, &mut record, reservation) {
-                            Some(stage) => stage,
-                            None => continue,
-                        }
-                    }
+                    Ok(Ok(Some(lease))) => match self.on_lease(id, &mut record, lease) {
+                        Some(stage) => stage,
+                        None => continue,
+                    },
                     Ok(Err(e)) if e.is_transient() => Stage::LeaseRetry(
                         self.retry_after_call_error(id, "reading the slot's reservation", &e),
                     ),
@@ -952,7 +1055,7 @@ impl<T: Transport + Clone> Daemon<T> {
                     }
                 },
                 Stage::LeaseRetry(b) if b.ready() => match record.reservation() {
-                    Some(reservation) => self.spawn_lease_read(reservation),
+                    Some(reservation) => self.spawn_lease_read(id, record.attempt, reservation),
                     None => Stage::Holding,
                 },
                 Stage::Fetching(task) if task.is_finished() => match task.await {
@@ -979,7 +1082,7 @@ impl<T: Transport + Clone> Daemon<T> {
                 Stage::FetchRetry(b) if b.ready() => match (&record.replica, &record.spec) {
                     (Some(replica), _) => self.spawn_fetch_of(replica.service.component.clone()),
                     (None, Some(spec)) => self.spawn_fetch(spec),
-                    (None, None) => self.spawn_read(id),
+                    (None, None) => self.spawn_read(id, record.attempt),
                 },
                 Stage::Starting(task) if task.is_finished() => match task.await {
                     Ok(Ok(())) => {
@@ -1004,8 +1107,21 @@ impl<T: Transport + Clone> Daemon<T> {
                     let report = job.wait().await;
                     info!(job_id = id, outcome = %report.outcome, fuel = report.fuel_used,
                         run_ms = report.run_time.as_millis() as u64, "job finished");
+                    let sealing = record.secret.as_ref().filter(|_| {
+                        record
+                            .spec
+                            .as_ref()
+                            .and_then(|s| s.sealed.as_ref())
+                            .is_some_and(|s| s.output)
+                    });
                     match job_result(&report) {
-                        Some(result) => self.finish(id, &record, result),
+                        Some(result) => {
+                            let result = match sealing {
+                                Some(secret) => sealed::seal_result(secret, result),
+                                None => result,
+                            };
+                            self.finish(id, &record, result)
+                        }
                         None => {
                             // Cancelled by this node: nothing to report.
                             continue;
@@ -1021,7 +1137,7 @@ impl<T: Transport + Clone> Daemon<T> {
     fn run_job(&self, id: JobId, record: &JobRecord, bytes: Vec<u8>, now_ns: u64) -> Stage {
         let Some(spec) = &record.spec else {
             // A module is fetched only once the spec naming it was read.
-            return self.spawn_read(id);
+            return self.spawn_read(id, record.attempt);
         };
         let deadline_ns = record.pace.run_deadline_ns(spec, now_ns);
         let timeout = pace::run_timeout(

@@ -12,6 +12,8 @@ use market_client::transport::Transport;
 use market_client::{ClientError, MarketClient};
 use sha2::Digest;
 
+use super::sealed::KeyError;
+
 /// Why a job could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -30,6 +32,10 @@ pub enum ReadError {
         /// Its status.
         status: JobStatus,
     },
+    /// The job is sealed and its key could not be had (see
+    /// [`KeyError::is_transient`]).
+    #[error(transparent)]
+    Key(#[from] KeyError),
     /// The bytes read do not match what the job's view says of them.
     #[error("job {job_id}: {reason}")]
     Corrupt {
@@ -45,6 +51,7 @@ impl ReadError {
     pub fn is_transient(&self) -> bool {
         match self {
             ReadError::Call(e) => e.is_transient(),
+            ReadError::Key(e) => e.is_transient(),
             ReadError::Gone(_) | ReadError::NotRunning { .. } | ReadError::Corrupt { .. } => false,
         }
     }

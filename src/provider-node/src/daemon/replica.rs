@@ -22,6 +22,7 @@ use std::net::IpAddr;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
+use super::sealed::{SecretEnv, with_secret_env};
 use crate::service::{
     ServiceError, ServiceHost, ServiceSettings, TcpLimits, TcpServiceHost, TcpServiceSettings,
 };
@@ -44,6 +45,10 @@ pub struct Replica {
     pub endpoint: String,
     /// For a TCP service: its port and the address clients use.
     pub tcp: Option<TcpReplica>,
+    /// The service's secret env, opened with the slot's key (empty if it
+    /// has none): added to the lease's env, a secret replacing a plain
+    /// variable of its name.
+    pub secret_env: SecretEnv,
 }
 
 /// Where a TCP service's replica serves.
@@ -60,7 +65,15 @@ pub struct TcpReplica {
 impl Replica {
     /// The settings the HTTP host runs it with.
     pub fn settings(&self) -> ServiceSettings {
-        ServiceSettings::from_spec(&self.service, self.memory_mib)
+        ServiceSettings {
+            env: self.env(),
+            ..ServiceSettings::from_spec(&self.service, self.memory_mib)
+        }
+    }
+
+    /// The component's env: the lease's with the secret one added.
+    fn env(&self) -> Vec<(String, String)> {
+        with_secret_env(self.service.env.clone(), self.secret_env.0.clone())
     }
 
     /// The settings the TCP host runs it with, opened on `listen`; `None`
@@ -68,7 +81,7 @@ impl Replica {
     pub fn tcp_settings(&self, listen: IpAddr) -> Option<TcpServiceSettings> {
         let tcp = self.tcp.as_ref()?;
         Some(TcpServiceSettings {
-            env: self.service.env.clone(),
+            env: self.env(),
             allowed_hosts: self.service.allowed_hosts.clone(),
             port: tcp.port,
             listen,
@@ -206,6 +219,7 @@ pub fn replica_of(
         memory_mib: reservation.spec.memory_mib,
         endpoint,
         tcp,
+        secret_env: SecretEnv::default(),
     }))
 }
 

@@ -103,6 +103,11 @@ struct FakeState {
     endpoints: Vec<(JobId, bool, Option<String>)>,
     /// (job, accepted, tcp address) of each heartbeat item received.
     tcp_addresses: Vec<(JobId, bool, Option<String>)>,
+    /// Each `job_key` request received.
+    key_requests: Vec<market_api::privacy::JobKeyRequest>,
+    /// What `job_key` answers instead of a key: each error once, in order,
+    /// then keys.
+    key_errors: Vec<MatcherError>,
 }
 
 /// A matcher (and the bits of escrow the daemon reads) in memory.
@@ -463,6 +468,16 @@ impl FakeMarket {
                     .ok_or(MatcherError::UnknownModule { sha256: sha });
                 Encode!(&chunk)
             }
+            "job_key" => {
+                let req = Decode!(arg, market_api::privacy::JobKeyRequest).unwrap();
+                st.key_requests.push(req.clone());
+                let reply = if st.key_errors.is_empty() {
+                    fake_job_key(st, &req)
+                } else {
+                    Err(st.key_errors.remove(0))
+                };
+                Encode!(&reply)
+            }
             "get_reservation" => {
                 let id = Decode!(arg, ReservationId).unwrap();
                 Encode!(&st.reservations.get(&id))
@@ -525,6 +540,74 @@ fn tcp_refusal(j: &FakeJob, tcp: bool, item: &HeartbeatItem) -> Option<String> {
                 _ => None,
             }
         }
+    }
+}
+
+/// What the fake's `job_key` answers: the key of the job's identity (its
+/// owner's and its sealing's key id, or for a service slot its lease's),
+/// for the provider holding the job's current attempt.
+fn fake_job_key(
+    st: &FakeState,
+    req: &market_api::privacy::JobKeyRequest,
+) -> Result<market_api::privacy::JobKey, MatcherError> {
+    let unauthorized = |reason: &str| MatcherError::Unauthorized {
+        reason: reason.into(),
+    };
+    let j = st
+        .jobs
+        .get(&req.job_id)
+        .ok_or(MatcherError::UnknownJob { job_id: req.job_id })?;
+    if j.attempt != req.attempt || j.handed_back || j.missed {
+        return Err(unauthorized("not the provider of this attempt"));
+    }
+    let sealed = match j.kind {
+        JobKind::ReservedSlot { reservation, .. } => st
+            .reservations
+            .get(&reservation)
+            .and_then(|r| r.spec.service.as_ref())
+            .and_then(|s| s.sealed.clone()),
+        _ => j.spec.sealed.clone(),
+    }
+    .ok_or_else(|| unauthorized("the job is not sealed"))?;
+    let identity = market_api::privacy::job_identity(Principal::anonymous(), &sealed.key_id);
+    vetkeys::job_key(&identity, &req.transport_public_key).map_err(|_| {
+        MatcherError::InvalidArgument {
+            field: "transport_public_key".into(),
+            reason: "not a transport key".into(),
+        }
+    })
+}
+
+/// The fake's vetKeys: a master key of the devnet's kind, the matcher's
+/// derived public key, and job keys encrypted to a transport key.
+mod vetkeys {
+    use devnet::vetkd::MasterKey;
+    use market_api::privacy::{JOB_KEY_CONTEXT, JobKey};
+
+    /// The fake matcher's canister id, as vetKD derives under it.
+    const MATCHER: &[u8] = &[0, 0, 0, 0, 0, 0, 0, 7, 1, 1];
+
+    fn master() -> MasterKey {
+        MasterKey::from_seed(b"provider-node daemon tests")
+    }
+
+    /// The matcher's public key (`privacy_key`'s), what buyers seal to.
+    pub fn public_key() -> Vec<u8> {
+        master().public_key(MATCHER, JOB_KEY_CONTEXT).to_vec()
+    }
+
+    /// The vetKey of `identity` encrypted to `transport`, as `job_key`
+    /// returns it.
+    pub fn job_key(identity: &[u8], transport: &[u8]) -> Result<JobKey, ()> {
+        let m = master();
+        let encrypted = m
+            .encrypted_key(MATCHER, JOB_KEY_CONTEXT, identity, transport, &[9; 64])
+            .map_err(|_| ())?;
+        Ok(JobKey {
+            identity: identity.to_vec(),
+            encrypted_key: encrypted.to_vec(),
+            public_key: public_key(),
+        })
     }
 }
 
@@ -1481,3 +1564,4 @@ async fn a_job_runs_with_the_seed_its_assignment_names() {
 }
 
 mod replicas;
+mod sealed_jobs;

@@ -587,3 +587,183 @@ async fn the_ingress_answers_for_a_tcp_service_ok_only_while_its_instance_runs()
     assert_eq!(status, 404, "gone");
     assert!(tcp.stop(LEASE + 1).await);
 }
+
+/// `service(sha256)` with a secret env sealed to key id `key_id` (lease
+/// owner: the fake's, anonymous): `API_KEY`, and a `GREETING` that
+/// replaces the lease's.
+fn sealed_service(sha256: [u8; 32], key_id: &[u8], sealed_to: &[u8]) -> ServiceSpec {
+    let secret = vec![
+        ("API_KEY".to_string(), "s3cret-api-key".to_string()),
+        ("GREETING".to_string(), "from the sealed env".to_string()),
+    ];
+    let env = market_client::sealing::seal_env(
+        &vetkeys::public_key(),
+        Principal::anonymous(),
+        sealed_to,
+        &secret,
+    )
+    .unwrap();
+    ServiceSpec {
+        sealed: Some(market_api::privacy::Sealed {
+            key_id: key_id.to_vec(),
+            input: false,
+            env: Some(env.into()),
+            output: false,
+        }),
+        ..service(sha256)
+    }
+}
+
+/// A server on 127.0.0.1 answering one request with 200, and the head of
+/// that request once it came.
+async fn upstream() -> (SocketAddr, Arc<Mutex<Option<String>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let head = Arc::new(Mutex::new(None));
+    let seen = Arc::clone(&head);
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut chunk).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        *seen.lock().unwrap() = Some(String::from_utf8_lossy(&buf).into_owned());
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+            .await;
+    });
+    (addr, head)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_runs_with_its_secret_env_opened_with_the_slots_key() {
+    let _turn = ONE_HOST_AT_A_TIME.lock().await;
+    let mut h = Harness::new();
+    // An ingress whose services may call 127.0.0.1 (the test's upstream).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let host = ServiceHost::new(
+        ServiceHostConfig {
+            max_instances: 8,
+            max_memory_bytes: 64 << 20,
+            pooling: false,
+            cache_dir: Some(compiled_cache()),
+            public_base_url: Some(format!("http://{addr}")),
+            egress_local_addresses: vec![std::net::Ipv4Addr::LOCALHOST.into()],
+            ..ServiceHostConfig::default()
+        },
+        h.metrics.services.clone(),
+    )
+    .unwrap();
+    tokio::spawn(crate::service::serve(
+        host.clone(),
+        listener,
+        IngressSettings::default(),
+        std::future::pending(),
+    ));
+    h.services = Some(host.clone());
+    let sha = h.market.store(&component("hello-service"));
+    let key_id = market_client::sealing::new_key_id();
+    let (up, head) = upstream().await;
+    let lease = ServiceSpec {
+        allowed_hosts: vec!["127.0.0.1".into()],
+        ..sealed_service(sha, &key_id, &key_id)
+    };
+    h.market.add_slot(1, LEASE, Some(lease));
+
+    h.run_while(Duration::from_secs(5), async {
+        h.until_job_1_is_acknowledged().await;
+        let (status, body) = get(addr, &format!("/{LEASE}/env/API_KEY")).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("s3cret-api-key"), "{body}");
+        let (status, body) = get(addr, &format!("/{LEASE}/env/GREETING")).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body.contains("from the sealed env") && !body.contains("from the lease"),
+            "the secret replaces the lease's variable: {body}"
+        );
+        // Its outgoing requests carry the secret API key.
+        let url = format!("http%3A%2F%2F127.0.0.1%3A{}%2Fapi", up.port());
+        let (status, body) = get(addr, &format!("/{LEASE}/fetch?url={url}")).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("upstream 200: 2 bytes"), "{body}");
+    })
+    .await;
+
+    let head = head
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the upstream was called");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("\r\nauthorization: bearer s3cret-api-key\r\n"),
+        "{head}"
+    );
+
+    let st = h.market.state.lock().unwrap();
+    assert_eq!(st.key_requests.len(), 1);
+    assert_eq!(
+        (st.key_requests[0].job_id, st.key_requests[0].attempt),
+        (1, 1),
+        "the key of the slot's job and attempt"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_secret_env_does_not_open_is_not_served_and_its_slot_goes_back() {
+    let _turn = ONE_HOST_AT_A_TIME.lock().await;
+    let mut h = Harness::new();
+    let (host, _) = ingress(h.metrics.services.clone(), None).await;
+    h.services = Some(host.clone());
+    let sha = h.market.store(&component("hello-service"));
+    // The env is sealed to another key id than the one the lease names.
+    let key_id = market_client::sealing::new_key_id();
+    let other = market_client::sealing::new_key_id();
+    h.market
+        .add_slot(1, LEASE, Some(sealed_service(sha, &key_id, &other)));
+
+    let summary = h
+        .run_while(
+            Duration::from_secs(5),
+            h.until(0, "a hand-back", |st| st.jobs[&1].handed_back),
+        )
+        .await;
+
+    assert_eq!(summary.replicas_failed, 1);
+    assert_eq!(summary.replicas_started, 0);
+    assert!(host.list().is_empty());
+    let st = h.market.state.lock().unwrap();
+    assert!(!st.jobs[&1].acknowledged, "never acknowledged");
+    assert_eq!(st.key_requests.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_slot_whose_key_is_refused_goes_back() {
+    let mut h = Harness::new();
+    let (host, _) = ingress(h.metrics.services.clone(), None).await;
+    h.services = Some(host.clone());
+    let sha = h.market.store(&component("hello-service"));
+    let key_id = market_client::sealing::new_key_id();
+    h.market
+        .add_slot(1, LEASE, Some(sealed_service(sha, &key_id, &key_id)));
+    h.market.state.lock().unwrap().key_errors = vec![MatcherError::Unauthorized {
+        reason: "not the provider of this attempt".into(),
+    }];
+
+    h.run_while(
+        Duration::from_secs(5),
+        h.until(0, "a hand-back", |st| st.jobs[&1].handed_back),
+    )
+    .await;
+
+    assert!(host.list().is_empty());
+    let st = h.market.state.lock().unwrap();
+    assert!(!st.jobs[&1].acknowledged, "never acknowledged");
+    assert_eq!(st.key_requests.len(), 1);
+}
