@@ -72,6 +72,23 @@ pub enum BuyerError {
         /// Why, in plain words.
         reason: String,
     },
+    /// The job asks for sealing, and the market takes no sealed jobs.
+    #[error(
+        "this market takes no sealed jobs: its matcher has no privacy key; run without \
+         --seal-input, --secret-env, --seal-output and --private (nothing was spent)"
+    )]
+    NoPrivacy,
+    /// The contents could not be sealed with the matcher's key.
+    #[error("cannot seal the job's contents with the matcher's privacy key: {0}")]
+    Seal(String),
+    /// A job's sealed output could not be opened.
+    #[error("job {id}'s sealed stdout can't be opened: {reason}")]
+    SealedOutput {
+        /// The job.
+        id: JobId,
+        /// Why, in plain words.
+        reason: String,
+    },
     /// The module the matcher stored does not match what was uploaded.
     #[error("the matcher's copy of the module does not match: {0}")]
     UploadMismatch(String),

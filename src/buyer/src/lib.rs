@@ -6,7 +6,9 @@
 //! lease replicas of a network service and follow their endpoints (`market
 //! serve`, `market service`); list
 //! providers with their stake and track record (`market providers`); print
-//! what an SNS DAO proposes to buy capacity ([`sns`]).
+//! what an SNS DAO proposes to buy capacity ([`sns`]); seal a job's input,
+//! secret env and output, or a lease's secret env, to the job's key, and
+//! open a sealed output ([`Sealing`], [`job_stdout`]).
 //!
 //! Every function takes a [`MarketClient`](market_client::MarketClient)
 //! over any [`Transport`](market_client::transport::Transport), so tests drive the
@@ -21,6 +23,7 @@ mod error;
 mod funds;
 mod module;
 mod pricing;
+mod privacy;
 mod providers;
 mod request;
 mod reserve;
@@ -36,6 +39,10 @@ pub use error::BuyerError;
 pub use funds::{Funds, check_funds, deposit, funds, withdraw};
 pub use module::{ModuleUpload, ensure_module, sha256_of};
 pub use pricing::{job_locked, job_pricing_text, lock_now, paying_unit, quote, rates_text};
+pub use privacy::{
+    MAX_SEALED_INPUT_BYTES, Sealer, Sealing, Stdout, check_secret_env_flags, job_spec, job_stdout,
+    output_sealed, seal_lease_env,
+};
 pub use providers::{LIST_HEADER as PROVIDERS_HEADER, list_row as provider_row, providers};
 pub use request::{JobRequest, audit_ppm_of, format_ppm, job_lock, parse_audit_ppm};
 pub use reserve::{
@@ -43,7 +50,7 @@ pub use reserve::{
     describe as describe_reservation, extend as extend_reservation, list_row as reservation_row,
     reservation, reserve, set_delegates, submit_reserved,
 };
-pub use run::{RunOptions, RunReport, interrupted_message, run, submit};
+pub use run::{RunOptions, RunReport, interrupted_message, run, sealed_parts, submit};
 pub use service::{
     describe_service, follow_service, is_component, lease_over, lease_service, replica_changes,
     service,

@@ -12,6 +12,10 @@
 //! --max-price P` leases replicas of a wasi:http component and prints
 //! their endpoints; `market service ID` shows them.
 //!
+//! Private jobs: `--seal-input`, `--secret-env`, `--seal-output` or
+//! `--private` seal a job's contents to it; `market serve --secret-env`
+//! seals a lease's secrets.
+//!
 //! SNS DAOs buy by proposal; `market sns` prints what their proposals carry.
 //!
 //! The logic lives in the `market` library; this file and [`cli`] connect it
@@ -138,7 +142,7 @@ fn run(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(INTERRUPTED))
             }
             RunReport::Finished { job, settlement } => {
-                write_output(&job, None)?;
+                write_output(&s, &job, None, &mut console).await?;
                 console.line(buyer::summary(&job, &settlement));
                 Ok(ExitCode::from(buyer::exit_code(&job)))
             }
@@ -146,21 +150,35 @@ fn run(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Writes the job's stdout, byte for byte, to `file` or stdout.
-fn write_output(job: &Job, file: Option<&std::path::Path>) -> anyhow::Result<()> {
-    let Some(result) = &job.result else {
+/// Writes the job's stdout, byte for byte, to `file` or stdout; a stdout
+/// its provider sealed is opened with the job's key first (and said so).
+async fn write_output(
+    s: &Session,
+    job: &Job,
+    file: Option<&std::path::Path>,
+    console: &mut Console,
+) -> anyhow::Result<()> {
+    let Some(stdout) = buyer::job_stdout(&s.client, job).await? else {
         return Ok(());
     };
     match file {
-        Some(path) => std::fs::write(path, &result.output)
-            .with_context(|| format!("writing the job's stdout to {}", path.display())),
+        Some(path) => std::fs::write(path, &stdout.bytes)
+            .with_context(|| format!("writing the job's stdout to {}", path.display()))?,
         None => {
             let mut out = std::io::stdout().lock();
-            out.write_all(&result.output)
+            out.write_all(&stdout.bytes)
                 .and_then(|()| out.flush())
-                .context("writing the job's stdout")
+                .context("writing the job's stdout")?
         }
     }
+    if stdout.sealed {
+        console.line(format!(
+            "job {}'s stdout was sealed to the job; opened with its key ({} bytes)",
+            job.id,
+            stdout.bytes.len()
+        ));
+    }
+    Ok(())
 }
 
 async fn upload(s: &Session, args: UploadArgs) -> anyhow::Result<ExitCode> {
@@ -210,9 +228,10 @@ async fn result(s: &Session, args: ResultArgs) -> anyhow::Result<ExitCode> {
         }
         .into());
     }
-    write_output(&job, args.output.as_deref())?;
+    let mut console = Console::stderr();
+    write_output(s, &job, args.output.as_deref(), &mut console).await?;
     let settlement = buyer::settlement(&s.client, &job).await;
-    Console::stderr().line(buyer::summary(&job, &settlement));
+    console.line(buyer::summary(&job, &settlement));
     Ok(ExitCode::from(buyer::exit_code(&job)))
 }
 
@@ -348,7 +367,10 @@ async fn reserve(s: &Session, args: ReserveArgs) -> anyhow::Result<ExitCode> {
 async fn serve(s: &Session, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let component = std::fs::read(&args.component)
         .with_context(|| format!("cannot read {}", args.component.display()))?;
-    let spec = args.spec(s.client.ids().ledger);
+    let mut spec = args.spec(s.client.ids().ledger);
+    let secret_env =
+        cli::parse::SecretEnv::resolve(&args.lease.secret_env, &|name| std::env::var(name).ok())?;
+    buyer::seal_lease_env(&s.client, &mut spec, &secret_env, s.identity.principal).await?;
     let mut console = Console::stderr();
     let id = buyer::lease_service(&s.client, &component, spec, &mut console).await?;
     println!("{id}");
@@ -491,24 +513,48 @@ async fn rates(s: &Session) -> anyhow::Result<ExitCode> {
 /// without connecting; a payload priced in XDR reads the matcher's rates
 /// first, to tell voters the most it may lock in ICP.
 fn sns(settings: &Settings, command: &SnsCommand) -> anyhow::Result<ExitCode> {
-    let rates = if cli::sns::needs_rates(command) {
-        Some(session::runtime()?.block_on(async {
+    let needs_rates = cli::sns::needs_rates(command);
+    let needs_key = cli::sns::needs_privacy_key(command);
+    let (rates, privacy_key) = if needs_rates || needs_key {
+        session::runtime()?.block_on(async {
             let s = session::connect(settings).await?;
-            let rates = s.client.rates().await.context(
-                "an XDR price's ICP lock is stated at the matcher's current rate (get_rates)",
-            )?;
-            let now_secs = s.client.time_ns().await? / 1_000_000_000;
-            let min_audit_ppm = s.client.matcher_config().await?.min_audit_ppm();
-            anyhow::Ok(cli::sns::Rates {
-                rates,
-                now_secs,
-                min_audit_ppm,
-            })
-        })?)
+            let rates = if needs_rates {
+                let rates = s.client.rates().await.context(
+                    "an XDR price's ICP lock is stated at the matcher's current rate (get_rates)",
+                )?;
+                let now_secs = s.client.time_ns().await? / 1_000_000_000;
+                let min_audit_ppm = s.client.matcher_config().await?.min_audit_ppm();
+                Some(cli::sns::Rates {
+                    rates,
+                    now_secs,
+                    min_audit_ppm,
+                })
+            } else {
+                None
+            };
+            let key = if needs_key {
+                let key = s.client.privacy_key().await.context(
+                    "a sealed payload is sealed with the matcher's privacy key (privacy_key)",
+                )?;
+                Some(key.ok_or(BuyerError::NoPrivacy)?)
+            } else {
+                None
+            };
+            anyhow::Ok((rates, key))
+        })?
     } else {
-        None
+        (None, None)
     };
-    print!("{}", cli::sns::output(settings, command, rates.as_ref())?);
+    print!(
+        "{}",
+        cli::sns::output(
+            settings,
+            command,
+            rates.as_ref(),
+            privacy_key.as_ref(),
+            &|name| std::env::var(name).ok(),
+        )?
+    );
     Ok(ExitCode::SUCCESS)
 }
 

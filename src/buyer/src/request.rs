@@ -9,6 +9,7 @@ use market_api::matcher::{
 use market_api::prices::Currency;
 
 use super::BuyerError;
+use super::privacy::Sealing;
 
 /// Everything about a job except its module: what it gets, what it may use,
 /// and what the buyer pays at most.
@@ -40,6 +41,8 @@ pub struct JobRequest {
     /// The probability that the result is audited, in parts per million
     /// (`None`: the market's minimum).
     pub audit_ppm: Option<u32>,
+    /// What of the job is sealed to its key (nothing, by default).
+    pub sealing: Sealing,
 }
 
 /// The audit probability, in parts per million, of a one-off job whose bid
@@ -91,7 +94,8 @@ impl JobRequest {
         fuel_cost_ceil(self.fuel, self.max_price_per_gfuel)
     }
 
-    /// Bytes of the job's contents the buyer pays the storage fee for.
+    /// Bytes of the job's plain contents (the storage fee of a sealed job
+    /// is of its sealed spec: `JobSpec::stored_bytes`).
     pub fn stored_bytes(&self) -> u64 {
         stored_bytes(&self.input, &self.args, &self.env)
     }
@@ -161,10 +165,12 @@ impl JobRequest {
         if self.fuel == 0 || self.fuel > MAX_JOB_FUEL {
             return bad(format!("--fuel: 1 to {MAX_JOB_FUEL}"));
         }
-        Ok(())
+        self.sealing.validate(self.input.len())
     }
 
-    /// The matcher's job spec for the stored module `sha256`, paid on `ledger`.
+    /// The matcher's job spec for the stored module `sha256`, paid on
+    /// `ledger`, with its contents in plain: `privacy::job_spec` seals
+    /// what [`JobRequest::sealing`] asks.
     pub fn spec(&self, sha256: Sha256, ledger: Principal) -> JobSpec {
         JobSpec {
             sealed: None,
@@ -225,6 +231,7 @@ mod tests {
             max_retries: 0,
             min_provider_stake: 0,
             audit_ppm: None,
+            sealing: Sealing::default(),
         };
         assert_eq!(r.lock(0), Some(5_000), "never audited: the budget once");
         assert_eq!(r.lock(50_000), Some(10_000), "the market audits");

@@ -5,18 +5,19 @@
 use candid::Principal;
 use market_api::escrow::EscrowError;
 use market_api::matcher::{
-    CancelReservationArgs, ExtendReservationArgs, MatcherError, Reservation, ReservationId,
-    ReservationSpec, ReservationStatus, ReservedJobArgs, SetDelegatesArgs, reservation_cost,
-    service_probe_cost,
+    CancelReservationArgs, ExtendReservationArgs, MatcherError, ModuleSource, Reservation,
+    ReservationId, ReservationSpec, ReservationStatus, ReservedJobArgs, SetDelegatesArgs,
+    reservation_cost, service_probe_cost,
 };
 use market_api::prices::Currency;
 use market_api::{JobId, Tokens};
 
 use super::funds::check_funds_for;
 use super::pricing::lock_now;
+use super::privacy::job_spec;
 use super::request::format_ppm;
 use super::sns::check_principal;
-use super::{BuyerError, Console, JobRequest, ensure_module, with_retries};
+use super::{BuyerError, Console, JobRequest, ensure_module, sha256_of, with_retries};
 use market_client::client::prices::{Price, Quote};
 use market_client::client::tokens::format_tokens;
 use market_client::client::{ClientError, MarketClient};
@@ -143,8 +144,13 @@ pub async fn submit_reserved<T: Transport>(
             r.spec.memory_mib
         )));
     }
+    // Sealed before the upload: a market without a privacy key refuses
+    // before anything is spent.
+    let mut spec = job_spec(client, request, sha256_of(wasm), r.spec.ledger).await?;
     let module = ensure_module(client, wasm, console).await?;
-    let spec = request.spec(module.sha256, r.spec.ledger);
+    spec.module = ModuleSource::Stored {
+        sha256: module.sha256,
+    };
     // Not retried: a repeated submission would be a second job.
     let id = client
         .submit_reserved_job(ReservedJobArgs {
@@ -158,6 +164,9 @@ pub async fn submit_reserved<T: Transport>(
         request.fuel,
         super::run::deadline_text(request.deadline_secs),
     ));
+    if let Some(text) = super::run::sealing_text(&request.sealing) {
+        console.line(format!("  {text}"));
+    }
     Ok(id)
 }
 

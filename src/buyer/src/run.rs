@@ -6,14 +6,15 @@ use std::time::Duration;
 
 use market_api::JobId;
 use market_api::escrow::{EscrowError, storage_fee};
-use market_api::matcher::{Job, MatcherError, ReservationId};
+use market_api::matcher::{Job, MatcherError, ModuleSource, ReservationId};
 
 use super::funds::{AUDITED_JOB, JOB, check_funds_for, require_free};
 use super::pricing::lock_now;
+use super::privacy::{Sealing, job_spec};
 use super::request::{audit_ppm_of, format_ppm, job_lock};
 use super::{
-    BuyerError, Console, JobRequest, Settlement, ensure_module, funds, settlement, submit_reserved,
-    watch, with_retries,
+    BuyerError, Console, JobRequest, Settlement, ensure_module, funds, settlement, sha256_of,
+    submit_reserved, watch, with_retries,
 };
 use market_api::prices::Currency;
 use market_client::client::prices::Price;
@@ -80,14 +81,20 @@ pub async fn submit<T: Transport>(
     let cost = job_lock(max_cost, audit_ppm).ok_or_else(overflow)?;
     // An XDR price locks its value in the ledger's token at the rate now.
     let (lock, quote) = lock_now(client, request.currency, cost).await?;
+    // Sealed before the funds are checked: the sealed spec is what is
+    // stored (and paid for), and a market without a privacy key refuses
+    // before anything is spent.
+    let mut spec = job_spec(client, request, sha256_of(wasm), client.ids().ledger).await?;
     let f = funds(client).await?;
-    let storage = storage_fee(f.fee, request.stored_bytes())
+    let storage = storage_fee(f.fee, spec.stored_bytes())
         .ok_or_else(|| BuyerError::Request("the storage fee overflows".into()))?;
     let needed = lock.checked_add(storage).ok_or_else(overflow)?;
     let what = if audit_ppm > 0 { AUDITED_JOB } else { JOB };
     require_free(&f, client.sender(), what, needed)?;
     let module = ensure_module(client, wasm, console).await?;
-    let spec = request.spec(module.sha256, client.ids().ledger);
+    spec.module = ModuleSource::Stored {
+        sha256: module.sha256,
+    };
     // Not retried: a repeated submission would be a second job.
     let id = match client.submit_job(spec).await {
         Err(ClientError::Matcher(
@@ -113,6 +120,9 @@ pub async fn submit<T: Transport>(
         deadline_text(request.deadline_secs),
         format_tokens(storage),
     ));
+    if let Some(text) = sealing_text(&request.sealing) {
+        console.line(format!("  {text}"));
+    }
     if request.currency == Some(Currency::Xdr) {
         console.line(format!(
             "  priced in XDR: the lock is its value in ICP at the rate now, plus {} as a buffer;              the price agreed converts at the rate when the job is matched, what is unused              returns at settle",
@@ -120,6 +130,38 @@ pub async fn submit<T: Transport>(
         ));
     }
     Ok(id)
+}
+
+/// What a job's sealing reads as after its submission (`None`: nothing
+/// sealed). Names the secret variables, never their values.
+pub(super) fn sealing_text(sealing: &Sealing) -> Option<String> {
+    Some(format!(
+        "sealed to the job's key: {} (read by you and by the provider while it runs the job, \
+         which sees them in plain; by no one else)",
+        sealed_parts(sealing)?
+    ))
+}
+
+/// The parts of a job `sealing` seals, in words (`its input, its secret
+/// env (API_KEY) and its output`; `None`: nothing). Names the secret
+/// variables, never their values.
+pub fn sealed_parts(sealing: &Sealing) -> Option<String> {
+    let mut parts = vec![];
+    if sealing.input {
+        parts.push("its input".to_string());
+    }
+    if !sealing.secret_env.is_empty() {
+        let names: Vec<&str> = sealing.secret_env.iter().map(|(k, _)| k.as_str()).collect();
+        parts.push(format!("its secret env ({})", names.join(", ")));
+    }
+    if sealing.output {
+        parts.push("its output".to_string());
+    }
+    let last = parts.pop()?;
+    Some(match parts.is_empty() {
+        true => last,
+        false => format!("{} and {last}", parts.join(", ")),
+    })
 }
 
 /// How a job's audit probability reads in what its lock holds.

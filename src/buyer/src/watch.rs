@@ -497,11 +497,16 @@ pub fn summary(job: &Job, settlement: &Settlement) -> String {
     }
     if let Some(r) = &job.result {
         s.push_str(&format!(
-            "\n  fuel      {} of {}\n  engine    {}\n  stdout    {} bytes{}",
+            "\n  fuel      {} of {}\n  engine    {}\n  stdout    {} bytes{}{}",
             r.fuel_used,
             job.spec.limits.fuel,
             r.engine,
             r.output.len(),
+            if super::output_sealed(job) && !r.output.is_empty() {
+                " sealed to the job's key (only you open them: `market result`)"
+            } else {
+                ""
+            },
             if output_truncated(r) {
                 format!(
                     " (truncated by the matcher; the full output's sha256 is {})",

@@ -176,3 +176,62 @@ fn sns_payload_prints_what_a_dao_proposes_without_a_network() {
     assert_eq!(SnsAction::decode("reserve", &bytes), Ok(expected));
     assert!(out.contains("function_id = 1_000 : nat64;"), "{out}");
 }
+
+#[test]
+fn a_bad_secret_env_is_refused_without_showing_its_value() {
+    const SECRET: &str = "Top-S3cret-Value";
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let module = h.join("job.wasm");
+    std::fs::write(&module, b"\0asm\x01\0\0\0").unwrap();
+    let m = module.to_str().unwrap();
+    for (flags, says) in [
+        (
+            vec!["--secret-env".to_string(), format!("={SECRET}")],
+            "--secret-env: expected NAME=VALUE or NAME",
+        ),
+        (
+            vec![
+                "--secret-env".to_string(),
+                format!("K={SECRET}"),
+                "--secret-env".to_string(),
+                format!("K={SECRET}"),
+            ],
+            "--secret-env: K given twice",
+        ),
+        (
+            vec![
+                "--secret-env".to_string(),
+                format!("K={SECRET}{}", "x".repeat(1100)),
+            ],
+            "--secret-env: each name (non-empty) and value at most",
+        ),
+    ] {
+        let mut args = vec!["run", m, "--max-price-per-gfuel", "0.01", "--private"];
+        args.extend(flags.iter().map(String::as_str));
+        let o = market(&args, h);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(says), "{err}");
+        assert!(!err.contains(SECRET), "{err}");
+        assert!(o.stdout.is_empty());
+    }
+    // A name alone reads the caller's variable; a missing one is named.
+    let o = market(
+        &[
+            "submit",
+            m,
+            "--max-price-per-gfuel",
+            "0.01",
+            "--secret-env",
+            "NO_SUCH_VAR_HERE",
+        ],
+        h,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("your environment has no variable NO_SUCH_VAR_HERE"),
+        "{}",
+        stderr(&o)
+    );
+}

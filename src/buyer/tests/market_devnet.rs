@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use candid::Principal;
-use market::{self as buyer, BuyerError, Console, JobRequest, RunOptions, RunReport};
+use market::{self as buyer, BuyerError, Console, JobRequest, RunOptions, RunReport, Sealing};
 use market_api::Tokens;
 use market_api::matcher::{
     AuditVerdict, JobKind, JobStatus, MAX_CHUNK_BYTES, Reservation, ReservationId, ReservationSpec,
@@ -165,6 +165,7 @@ fn request(input: &[u8], max_price: Tokens) -> JobRequest {
         max_retries: 1,
         min_provider_stake: 0,
         audit_ppm: None,
+        sealing: Sealing::default(),
     }
 }
 
@@ -1027,4 +1028,231 @@ async fn a_person_runs_a_job_priced_in_xdr_and_pays_icp_at_the_rate() {
     );
     w.stop_clock();
     w.net.audit_in_flight().unwrap();
+}
+
+/// Whether `needle` occurs in `haystack`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A private job on a market with a privacy key: the `echo` workload's
+/// input, a secret env and its output are sealed to the job. The provider
+/// opens them (the secret `ECHO_EXIT` sets the exit code), the matcher
+/// stores ciphertexts only, its owner opens the output with the job's key,
+/// and a stranger sees no content and gets no key. A lease's secret env is
+/// stored sealed too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_private_job_runs_with_its_secret_env_and_only_its_owner_reads_its_output() {
+    const TOKEN: &str = "tok-4f1d9c-never-in-the-clear";
+    const INPUT: &[u8] = b"the private input, not for the chain\n";
+    let w = World::deploy(
+        Settings {
+            grace_secs: 10,
+            privacy: true,
+            ..Settings::default()
+        },
+        buyer_principal(),
+    );
+    w.net.mint(buyer_principal(), 10 * ICP).unwrap();
+    let c = &w.buyer;
+    buyer::deposit(c, 5 * ICP).await.unwrap();
+    let state_dir = tempfile::tempdir().unwrap();
+    let _stop = provider_daemon(&w, 1, state_dir.path());
+    w.start_clock();
+    let echo = std::fs::read(market_artifacts::workload_path("echo"))
+        .expect("build the workloads first with scripts/build-workloads.sh");
+
+    let request = JobRequest {
+        sealing: Sealing::all(vec![
+            ("ECHO_EXIT".into(), "7".into()),
+            ("API_TOKEN".into(), TOKEN.into()),
+        ]),
+        ..request(INPUT, 2 * PRICE)
+    };
+    let options = RunOptions {
+        poll_interval: Duration::from_millis(20),
+        ..RunOptions::default()
+    };
+    let (report, text) =
+        run_printing(c, &echo, &request, &options, std::future::pending::<()>()).await;
+    let RunReport::Finished { job, .. } = report else {
+        panic!("{report:?}")
+    };
+    assert!(
+        text.contains("sealed to the job's key: its input, its secret env (ECHO_EXIT, API_TOKEN) and its output"),
+        "{text}"
+    );
+    assert!(!text.contains(TOKEN), "{text}");
+    let result = job.result.as_ref().unwrap();
+    assert_eq!(
+        result.outcome,
+        RunOutcome::Exited { code: 7 },
+        "the provider opened the secret env"
+    );
+    let sealed = job.spec.sealed.as_ref().expect("a sealed job");
+    assert!(sealed.input && sealed.output && sealed.env.is_some());
+    assert_ne!(job.spec.input, INPUT, "the matcher keeps the ciphertext");
+    assert!(!contains(&result.output, INPUT), "the output is sealed");
+    let stored = candid::encode_one(&job).unwrap();
+    assert!(!contains(&stored, TOKEN.as_bytes()) && !contains(&stored, INPUT));
+
+    // Its owner opens the output with the job's key.
+    let stdout = buyer::job_stdout(c, &job).await.unwrap().unwrap();
+    assert_eq!(stdout.bytes, INPUT, "the input, echoed, opened");
+    assert!(stdout.sealed);
+
+    // A stranger sees no content, and gets no key to open it with.
+    let stranger = w.client(market_fixture::principal(0x5E));
+    if let Some(seen) = stranger.get_job(job.id).await.unwrap() {
+        assert!(
+            seen.spec.input.is_empty()
+                && seen.spec.env.is_empty()
+                && seen.spec.sealed.as_ref().is_none_or(|s| s.env.is_none())
+                && seen.result.as_ref().is_none_or(|r| r.output.is_empty()),
+            "a stranger sees no content: {seen:?}"
+        );
+    }
+    let view = stranger.job_view(job.id).await.unwrap().expect("its view");
+    assert!(view.contents_hidden, "{view:?}");
+    let err = buyer::job_stdout(&stranger, &job).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with(&format!("job {}'s sealed stdout can't be opened", job.id)),
+        "{err}"
+    );
+
+    // A lease's secret env: sealed for its owner, stored as ciphertext.
+    let component = std::fs::read(market_artifacts::workload_path("hello-service")).unwrap();
+    let mut lease = service_lease(&w, 1, 2, PRICE);
+    buyer::seal_lease_env(
+        c,
+        &mut lease,
+        &[("DB_PASSWORD".into(), TOKEN.into())],
+        buyer_principal(),
+    )
+    .await
+    .unwrap();
+    let (mut console, _) = Captured::console();
+    let id = buyer::lease_service(c, &component, lease, &mut console)
+        .await
+        .unwrap();
+    let r = buyer::reservation(c, id).await.unwrap();
+    let service = r.spec.service.as_ref().unwrap();
+    let sealed = service.sealed.as_ref().expect("the secret env, sealed");
+    assert!(sealed.env.is_some() && !sealed.input && !sealed.output);
+    assert!(!contains(
+        &candid::encode_one(&r).unwrap(),
+        TOKEN.as_bytes()
+    ));
+    w.stop_clock();
+    w.audit();
+}
+
+/// On a market without a privacy key a sealed job is refused before
+/// anything is uploaded or locked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_market_without_a_privacy_key_refuses_sealed_jobs_before_spending() {
+    let w = World::new(10 * ICP);
+    let c = &w.buyer;
+    buyer::deposit(c, ICP).await.unwrap();
+    let before = buyer::funds(c).await.unwrap();
+    let cat = wat::parse_str(CAT).unwrap();
+    let request = JobRequest {
+        sealing: Sealing {
+            output: true,
+            ..Sealing::default()
+        },
+        ..request(b"", 2 * PRICE)
+    };
+    let (mut console, _) = Captured::console();
+    let err = buyer::submit(c, &cat, &request, &mut console)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BuyerError::NoPrivacy), "{err}");
+    assert!(err.to_string().contains("takes no sealed jobs"), "{err}");
+    assert_eq!(buyer::funds(c).await.unwrap(), before, "nothing spent");
+    assert_eq!(
+        c.module_info(buyer::sha256_of(&cat)).await.unwrap(),
+        None,
+        "nothing uploaded"
+    );
+    let mut lease = service_lease(&w, 1, 2, PRICE);
+    let err = buyer::seal_lease_env(
+        c,
+        &mut lease,
+        &[("K".into(), "v".into())],
+        buyer_principal(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, BuyerError::NoPrivacy), "{err}");
+    w.audit();
+}
+
+/// A delegate runs a private job in a reservation's slot: sealed for the
+/// delegate (whose job it is), opened by the delegate; the reservation's
+/// owner, who pays the slot, gets no key to its output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delegate_runs_a_private_job_in_a_reservation_and_alone_reads_its_output() {
+    const SECRET: &str = "slot-secret-9b2e";
+    let w = World::deploy(
+        Settings {
+            grace_secs: 10,
+            privacy: true,
+            ..Settings::default()
+        },
+        buyer_principal(),
+    );
+    w.net.mint(buyer_principal(), 10 * ICP).unwrap();
+    let c = &w.buyer;
+    buyer::deposit(c, 5 * ICP).await.unwrap();
+    let state_dir = tempfile::tempdir().unwrap();
+    let _stop = provider_daemon(&w, 1, state_dir.path());
+    w.start_clock();
+    let delegate_principal = market_fixture::principal(0xD1);
+    let delegate = w.client(delegate_principal);
+    let (mut console, _) = Captured::console();
+    let mut spec = reservation_spec(&w, 1, 30, 2 * PRICE);
+    spec.delegates = vec![delegate_principal];
+    let id = buyer::reserve(c, spec, &mut console).await.unwrap();
+    let cat = wat::parse_str(CAT).unwrap();
+    buyer::ensure_module(c, &cat, &mut console).await.unwrap();
+
+    let request = JobRequest {
+        sealing: Sealing::all(vec![("SLOT_SECRET".into(), SECRET.into())]),
+        ..request(b"private in the slot\n", 0)
+    };
+    let options = RunOptions {
+        poll_interval: Duration::from_millis(20),
+        detach: false,
+        reservation: Some(id),
+    };
+    let (report, text) = run_printing(
+        &delegate,
+        &cat,
+        &request,
+        &options,
+        std::future::pending::<()>(),
+    )
+    .await;
+    let RunReport::Finished { job, .. } = report else {
+        panic!("{report:?}")
+    };
+    assert!(text.contains("sealed to the job's key"), "{text}");
+    assert!(!text.contains(SECRET), "{text}");
+    assert_eq!(job.owner, delegate_principal);
+    assert_eq!(job.kind, JobKind::InReservation { reservation: id });
+    let stdout = buyer::job_stdout(&delegate, &job).await.unwrap().unwrap();
+    assert_eq!(
+        (stdout.bytes.as_slice(), stdout.sealed),
+        (&b"private in the slot\n"[..], true)
+    );
+    let err = buyer::job_stdout(c, &job).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with(&format!("job {}'s sealed stdout can't be opened", job.id)),
+        "{err}"
+    );
+    w.stop_clock();
+    w.audit();
 }

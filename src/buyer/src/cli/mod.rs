@@ -14,11 +14,11 @@ pub mod parse;
 pub mod serve;
 pub mod sns;
 
-use market::{BuyerError, JobRequest, parse_audit_ppm};
+use market::{BuyerError, JobRequest, Sealing, parse_audit_ppm};
 use market_client::IdentityCommand;
 use market_client::client::prices::Price;
 use market_client::config::NetworkArgs;
-use parse::{amount, env_pair, positive_amount, price, read, read_module};
+use parse::{SecretEnv, amount, env_pair, positive_amount, price, read, read_module, secret_env};
 use serve::ServeArgs;
 use sns::{ReserveArgs, SnsCommand};
 
@@ -31,6 +31,9 @@ use sns::{ReserveArgs, SnsCommand};
     after_help = "Example:\n  market deposit 1\n  market run job.wasm --input data.bin --max-price-per-gfuel 0.001\n\n\
                   Reserved capacity: `market reserve --intervals 60 --max-price 0.01`, then \
                   `market run job.wasm --reservation ID` (you or your delegates).\n\n\
+                  Private jobs: `market run job.wasm --private --secret-env API_KEY ...` seals \
+                  the input, secret variables and stdout to the job (only you and the provider \
+                  running it read them).\n\n\
                   SNS DAOs buy by proposal: `market sns functions`, `market sns fund`, \
                   `market sns payload <action>` print what to propose.\n\n\
                   Settings come from ~/.config/market/config.toml, MARKET_* variables \
@@ -49,7 +52,8 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Upload the module if the matcher lacks it, submit the job, follow it,
-    /// then print its stdout (exit status 0 only if it exited with 0).
+    /// then print its stdout (exit status 0 only if it exited with 0); a
+    /// sealed stdout is opened with the job's key.
     Run(RunArgs),
     /// Like `run` without waiting: prints the job id.
     Submit(JobArgs),
@@ -58,7 +62,8 @@ pub enum Command {
     Upload(UploadArgs),
     /// Follow a job until it ends and print its summary.
     Watch(JobIdArgs),
-    /// Print a finished job's stdout (or write it to a file) and its summary.
+    /// Print a finished job's stdout (or write it to a file) and its
+    /// summary; a sealed stdout is opened with the job's key (yours only).
     Result(ResultArgs),
     /// Cancel a job; what was not yet paid returns to your escrow balance.
     Cancel(JobIdArgs),
@@ -195,9 +200,32 @@ pub struct JobArgs {
     #[arg(long = "arg", value_name = "X", allow_hyphen_values = true)]
     pub args: Vec<String>,
     /// An environment variable for the job (repeatable); nothing else of
-    /// yours is passed on.
+    /// yours is passed on. Anyone can read a job's plain env: put secrets
+    /// in --secret-env.
     #[arg(long = "env", value_name = "K=V", value_parser = env_pair)]
     pub env: Vec<(String, String)>,
+    /// A secret environment variable for the job (repeatable): `NAME=VALUE`,
+    /// or `NAME` alone for the value of your own variable NAME (which keeps
+    /// it out of your shell history and process list). Sealed to the job's
+    /// key: only the provider running the job reads it (in plain, while it
+    /// runs); the matcher stores ciphertext and shows it to no one. It
+    /// replaces an --env variable of the same name. Needs a market with a
+    /// privacy key.
+    #[arg(long = "secret-env", value_name = "NAME[=VALUE]", value_parser = secret_env)]
+    pub secret_env: Vec<SecretEnv>,
+    /// Seal the input to the job's key: only the provider running the job
+    /// reads it (in plain, while it runs). At most 1 MiB less 136 bytes.
+    #[arg(long)]
+    pub seal_input: bool,
+    /// Have the provider seal the job's stdout to the job's key: only you
+    /// read it (`market run` and `market result` open it with the job's
+    /// key, which the matcher gives its owner only).
+    #[arg(long)]
+    pub seal_output: bool,
+    /// --seal-input and --seal-output together (with any --secret-env):
+    /// only you and the provider running the job see its contents.
+    #[arg(long)]
+    pub private: bool,
     /// More arguments for the job.
     #[arg(last = true, value_name = "ARGS")]
     pub rest: Vec<String>,
@@ -323,8 +351,27 @@ pub struct WithdrawArgs {
 }
 
 impl JobArgs {
-    /// Reads the module and the input and builds the checked request.
+    /// Reads the module and the input and builds the checked request
+    /// (a `--secret-env NAME` reads this process's environment).
     pub fn load(&self) -> Result<(Vec<u8>, JobRequest), BuyerError> {
+        self.load_with(&|name| std::env::var(name).ok())
+    }
+
+    /// What the flags ask to seal, `--secret-env NAME` read from `lookup`.
+    pub fn sealing(&self, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Sealing, BuyerError> {
+        Ok(Sealing {
+            input: self.seal_input || self.private,
+            secret_env: SecretEnv::resolve(&self.secret_env, lookup)?,
+            output: self.seal_output || self.private,
+        })
+    }
+
+    /// [`JobArgs::load`], a `--secret-env NAME` read from `lookup`.
+    pub fn load_with(
+        &self,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(Vec<u8>, JobRequest), BuyerError> {
+        let sealing = self.sealing(lookup)?;
         let wasm = read_module(&self.module)?;
         let input = match &self.input {
             Some(p) => read(p, "input")?,
@@ -344,6 +391,7 @@ impl JobArgs {
             max_retries: self.retries,
             min_provider_stake: self.min_provider_stake.unwrap_or(0),
             audit_ppm: self.audit_ppm,
+            sealing,
         };
         if self.reservation.is_some() {
             if self.audit_ppm.is_some() {
@@ -706,6 +754,164 @@ mod tests {
             let e = error(&["reserve", "--intervals", "1", &format!("--max-price={bad}")]);
             assert!(e.contains("--max-price") && e.contains(says), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn sealing_flags_build_a_sealed_spec_that_never_carries_a_secret() {
+        use devnet::vetkd::MasterKey;
+        use market_api::privacy::{JOB_KEY_CONTEXT, PrivacyKey};
+        const SECRET: &str = "s3cret-from-the-command-line";
+        const FROM_ENV: &str = "s3cret-from-the-environment";
+        let dir = tempfile::tempdir().unwrap();
+        let module = dir.path().join("job.wasm");
+        std::fs::write(&module, b"\0asm\x01\0\0\0").unwrap();
+        let input = dir.path().join("in.txt");
+        std::fs::write(&input, b"private-input-text").unwrap();
+        let m = module.to_str().unwrap();
+        let lookup = |name: &str| (name == "TOKEN").then(|| FROM_ENV.to_string());
+        let job = |extra: &[&str]| {
+            let mut v = vec!["submit", m, "--max-price-per-gfuel", "0.01"];
+            v.extend_from_slice(extra);
+            match parse(&v).unwrap().command {
+                Command::Submit(j) => j,
+                _ => unreachable!(),
+            }
+        };
+
+        let (_, plain) = job(&[]).load_with(&lookup).unwrap();
+        assert!(plain.sealing.is_none());
+        for (flags, input, output) in [
+            (&["--seal-input"][..], true, false),
+            (&["--seal-output"], false, true),
+            (&["--private"], true, true),
+            (&["--seal-input", "--seal-output"], true, true),
+        ] {
+            let (_, r) = job(flags).load_with(&lookup).unwrap();
+            assert_eq!(
+                (r.sealing.input, r.sealing.output),
+                (input, output),
+                "{flags:?}"
+            );
+        }
+
+        let private = job(&[
+            "--private",
+            "--input",
+            input.to_str().unwrap(),
+            "--env",
+            "MODE=fast",
+            "--secret-env",
+            &format!("API_KEY={SECRET}"),
+            "--secret-env",
+            "TOKEN",
+        ]);
+        let (_, request) = private.load_with(&lookup).unwrap();
+        assert_eq!(
+            request.sealing.secret_env,
+            [
+                ("API_KEY".to_string(), SECRET.to_string()),
+                ("TOKEN".to_string(), FROM_ENV.to_string())
+            ]
+        );
+        // Neither the parsed flags nor the request print a secret.
+        for debug in [format!("{private:?}"), format!("{request:?}")] {
+            assert!(
+                !debug.contains(SECRET) && !debug.contains(FROM_ENV),
+                "{debug}"
+            );
+        }
+        let master = MasterKey::from_seed(b"cli sealing");
+        let key = PrivacyKey {
+            key_name: "dfx_test_key".into(),
+            context: JOB_KEY_CONTEXT.to_vec(),
+            public_key: master.public_key(&[7; 10], JOB_KEY_CONTEXT).to_vec(),
+        };
+        let spec = market::Sealer::new(&key, Principal::anonymous())
+            .seal_job(
+                request.spec([0; 32], Principal::anonymous()),
+                &request.sealing,
+            )
+            .unwrap();
+        let bytes = candid::encode_one(&spec).unwrap();
+        let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+        assert!(!has(SECRET.as_bytes()) && !has(FROM_ENV.as_bytes()));
+        assert!(!has(b"private-input-text"));
+        assert!(has(b"MODE") && has(b"fast"), "the plain env stays plain");
+        let sealed = spec.sealed.unwrap();
+        assert!(sealed.input && sealed.output && sealed.env.is_some());
+
+        // A missing variable, a missing name or a name given twice is
+        // refused, naming the flag, never quoting a value.
+        let e = job(&["--secret-env", "NOT_SET"])
+            .load_with(&lookup)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--secret-env NOT_SET: your environment has no variable NOT_SET"),
+            "{e}"
+        );
+        let e = job(&["--secret-env", &format!("={SECRET}")])
+            .load_with(&lookup)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--secret-env") && !e.contains(SECRET), "{e}");
+        let e = job(&[
+            "--secret-env",
+            &format!("K={SECRET}"),
+            "--secret-env",
+            "K=2",
+        ])
+        .load_with(&lookup)
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("K given twice") && !e.contains(SECRET), "{e}");
+        let big = dir.path().join("big.bin");
+        std::fs::write(&big, vec![0u8; market::MAX_SEALED_INPUT_BYTES + 1]).unwrap();
+        let e = job(&["--seal-input", "--input", big.to_str().unwrap()])
+            .load_with(&lookup)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--input") && e.contains("sealed"), "{e}");
+        job(&["--input", big.to_str().unwrap()])
+            .load_with(&lookup)
+            .expect("unsealed, it fits");
+
+        // `run` and a reserved job take them too; `serve` takes --secret-env.
+        let Command::Run(run) = parse(&["run", m, "--reservation", "3", "--private"])
+            .unwrap()
+            .command
+        else {
+            panic!("not run")
+        };
+        let (_, r) = run.job.load_with(&lookup).unwrap();
+        assert!(r.sealing.input && r.sealing.output);
+        let Command::Serve(serve) = parse(&[
+            "serve",
+            "s.wasm",
+            "--intervals",
+            "1",
+            "--max-price",
+            "0.01",
+            "--secret-env",
+            "TOKEN",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not serve")
+        };
+        assert_eq!(
+            parse::SecretEnv::resolve(&serve.lease.secret_env, &lookup).unwrap(),
+            [("TOKEN".to_string(), FROM_ENV.to_string())]
+        );
+        let spec = serve.spec(Principal::anonymous());
+        let bytes = candid::encode_one(&spec).unwrap();
+        assert!(
+            !bytes
+                .windows(FROM_ENV.len())
+                .any(|w| w == FROM_ENV.as_bytes()),
+            "the lease's plain spec has no secret"
+        );
     }
 
     #[test]

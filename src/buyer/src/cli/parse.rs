@@ -41,6 +41,75 @@ pub fn env_pair(text: &str) -> Result<(String, String), String> {
     }
 }
 
+/// A `--secret-env` as given: `NAME=VALUE`, or `NAME` alone for the value
+/// of the caller's variable `NAME`. Parsing never fails, so that clap never
+/// quotes a secret in an error: [`SecretEnv::resolve`] checks it. Its
+/// `Debug` hides the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretEnv {
+    name: String,
+    value: Option<String>,
+}
+
+impl std::fmt::Debug for SecretEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = self.value.as_ref().map(|_| "<hidden>");
+        f.debug_struct("SecretEnv")
+            .field("name", &self.name)
+            .field("value", &value)
+            .finish()
+    }
+}
+
+/// `NAME=VALUE` or `NAME` (see [`SecretEnv`]).
+pub fn secret_env(text: &str) -> Result<SecretEnv, String> {
+    Ok(match text.split_once('=') {
+        Some((name, value)) => SecretEnv {
+            name: name.to_string(),
+            value: Some(value.to_string()),
+        },
+        None => SecretEnv {
+            name: text.to_string(),
+            value: None,
+        },
+    })
+}
+
+impl SecretEnv {
+    /// The variables of `given`, a name alone taking its value from
+    /// `lookup` (the caller's environment); errors name the variable,
+    /// never its value.
+    pub fn resolve(
+        given: &[SecretEnv],
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Vec<(String, String)>, BuyerError> {
+        let env = given
+            .iter()
+            .map(|s| {
+                if s.name.is_empty() {
+                    return Err(BuyerError::Request(
+                        "--secret-env: expected NAME=VALUE or NAME, and a name before the `=`"
+                            .into(),
+                    ));
+                }
+                let value = match &s.value {
+                    Some(v) => v.clone(),
+                    None => lookup(&s.name).ok_or_else(|| {
+                        BuyerError::Request(format!(
+                            "--secret-env {0}: your environment has no variable {0} (set it, \
+                             or give {0}=VALUE)",
+                            s.name
+                        ))
+                    })?,
+                };
+                Ok((s.name.clone(), value))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        market::check_secret_env_flags(&env)?;
+        Ok(env)
+    }
+}
+
 /// The bytes of `path` (`-`: stdin); `what` names it in errors.
 pub fn read(path: &Path, what: &str) -> Result<Vec<u8>, BuyerError> {
     if path == Path::new("-") {

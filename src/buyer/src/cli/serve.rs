@@ -10,7 +10,7 @@ use market_api::matcher::{
     Sha256, TcpSpec,
 };
 
-use super::parse::{amount, env_pair, https_url, price, sha256_hex};
+use super::parse::{SecretEnv, amount, env_pair, https_url, price, secret_env, sha256_hex};
 use market_client::client::prices::Price;
 
 /// Fuel per interval a service's slots must offer (the default of
@@ -85,9 +85,17 @@ pub struct LeaseFlags {
     #[arg(long = "allow-host", value_name = "HOST", value_parser = host_name)]
     pub allow_hosts: Vec<String>,
     /// An environment variable for the service (repeatable). Anyone can
-    /// read a lease's env: it must hold no secrets.
+    /// read a lease's env: it must hold no secrets (see --secret-env).
     #[arg(long = "env", value_name = "K=V", value_parser = env_pair)]
     pub env: Vec<(String, String)>,
+    /// A secret environment variable for the service (repeatable):
+    /// `NAME=VALUE`, or `NAME` alone for the value of your own variable
+    /// NAME. Sealed to the lease's key: only the providers running its
+    /// replicas read it (in plain, while they serve); the matcher stores
+    /// ciphertext. It replaces an --env variable of the same name. Needs a
+    /// market with a privacy key.
+    #[arg(long = "secret-env", value_name = "NAME[=VALUE]", value_parser = secret_env)]
+    pub secret_env: Vec<SecretEnv>,
     /// The path the matcher probes on each replica; it must answer 2xx.
     #[arg(long = "health", default_value = "/healthz", value_name = "PATH", value_parser = health_path)]
     pub health_path: String,

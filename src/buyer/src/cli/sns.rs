@@ -9,20 +9,22 @@ use market::sns::{
     FIRST_FUNCTION_ID, Fund, FundTarget, check_function_id, check_principal, default_function_id,
     functions_text, fund_text, payload_text, xdr_summary,
 };
-use market::{BuyerError, JobRequest, parse_audit_ppm};
+use market::{BuyerError, JobRequest, Sealer, Sealing, parse_audit_ppm};
 use market_api::escrow::WithdrawArgs;
 use market_api::matcher::{
     CancelReservationArgs, ExtendReservationArgs, ModuleSource, ReservationId, ReservationSpec,
     SetDelegatesArgs, Sha256, reservation_cost,
 };
 use market_api::prices::RatesView;
+use market_api::privacy::PrivacyKey;
 use market_api::sns::SnsAction;
 use market_api::{Account, Tokens};
 use market_client::client::prices::Quote;
 use market_client::config::{Canister, ConfigError, Settings};
 
 use super::parse::{
-    account, amount, env_pair, https_url, positive_amount, price, read, sha256_hex,
+    SecretEnv, account, amount, env_pair, https_url, positive_amount, price, read, secret_env,
+    sha256_hex,
 };
 use market_client::client::prices::Price;
 
@@ -73,6 +75,11 @@ pub struct PayloadArgs {
     /// 1000 + the action's place, as `market sns functions` numbers them].
     #[arg(long, global = true, value_name = "ID")]
     pub function_id: Option<u64>,
+    /// The DAO's SNS governance canister: the owner of the job or lease the
+    /// payload makes, and so whom --secret-env and --seal-input are sealed
+    /// for (needed with them; the matcher's privacy key is read then).
+    #[arg(long, global = true, value_name = "PRINCIPAL")]
+    pub governance: Option<Principal>,
     /// The action.
     #[command(subcommand)]
     pub action: ActionArgs,
@@ -189,9 +196,22 @@ pub struct SubmitJobArgs {
     /// An argument for the job (repeatable).
     #[arg(long = "arg", value_name = "X", allow_hyphen_values = true)]
     pub args: Vec<String>,
-    /// An environment variable for the job (repeatable).
+    /// An environment variable for the job (repeatable). A proposal is
+    /// public: put secrets in --secret-env.
     #[arg(long = "env", value_name = "K=V", value_parser = env_pair)]
     pub env: Vec<(String, String)>,
+    /// A secret environment variable for the job (repeatable): `NAME=VALUE`,
+    /// or `NAME` alone for the value of your own variable NAME. Sealed to
+    /// the job's key for the DAO (--governance): the proposal carries
+    /// ciphertext, and only the provider running the job reads it. (Its
+    /// output can't be sealed: the DAO holds no key to open it.)
+    #[arg(long = "secret-env", value_name = "NAME[=VALUE]", value_parser = secret_env)]
+    pub secret_env: Vec<SecretEnv>,
+    /// Seal the input to the job's key for the DAO (--governance): the
+    /// proposal carries ciphertext, and only the provider running the job
+    /// reads it.
+    #[arg(long)]
+    pub seal_input: bool,
     /// Memory limit of the job.
     #[arg(long, default_value_t = 64, value_name = "M")]
     pub memory_mib: u32,
@@ -284,13 +304,59 @@ impl ReserveArgs {
 }
 
 impl ActionArgs {
+    /// What of the payload is sealed: a job's input and secret env, a
+    /// lease's secret env (`--secret-env NAME` read from `lookup`).
+    pub fn sealing(&self, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Sealing, BuyerError> {
+        Ok(match self {
+            ActionArgs::SubmitJob(j) => Sealing {
+                input: j.seal_input,
+                secret_env: SecretEnv::resolve(&j.secret_env, lookup)?,
+                output: false,
+            },
+            ActionArgs::Serve(s) => Sealing {
+                secret_env: SecretEnv::resolve(&s.lease.secret_env, lookup)?,
+                ..Sealing::default()
+            },
+            _ => Sealing::default(),
+        })
+    }
+
+    /// Whether the payload seals something (and so needs the matcher's
+    /// privacy key and the DAO's principal).
+    pub fn seals(&self) -> bool {
+        match self {
+            ActionArgs::SubmitJob(j) => j.seal_input || !j.secret_env.is_empty(),
+            ActionArgs::Serve(s) => !s.lease.secret_env.is_empty(),
+            _ => false,
+        }
+    }
+
     /// The action these flags describe. `ledger` is the configured ledger,
-    /// needed by the actions that pay or withdraw.
-    pub fn action(&self, ledger: Result<Principal, ConfigError>) -> Result<SnsAction, BuyerError> {
+    /// needed by the actions that pay or withdraw. What it seals is sealed
+    /// with `sealer` (for the DAO; refused without one), `--secret-env
+    /// NAME` read from `lookup`.
+    pub fn action(
+        &self,
+        ledger: Result<Principal, ConfigError>,
+        sealer: Option<&Sealer>,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<SnsAction, BuyerError> {
         let bad = |m: String| Err(BuyerError::Request(m));
+        let sealing = self.sealing(lookup)?;
+        let sealer = match (sealing.is_none(), sealer) {
+            (true, _) => None,
+            (false, Some(s)) => Some(s),
+            (false, None) => return Err(BuyerError::NoPrivacy),
+        };
         Ok(match self {
             ActionArgs::Reserve(r) => SnsAction::Reserve(r.spec(ledger?)?),
-            ActionArgs::Serve(s) => SnsAction::Reserve(s.spec(ledger?)),
+            ActionArgs::Serve(s) => {
+                let mut spec = s.spec(ledger?);
+                if let (Some(sealer), Some(service)) = (sealer, spec.service.as_mut()) {
+                    service.sealed = sealer.seal_service_env(&sealing.secret_env)?;
+                }
+                SnsAction::Reserve(spec)
+            }
             ActionArgs::Extend(e) => SnsAction::Extend(ExtendReservationArgs {
                 reservation: e.reservation,
                 intervals: e.intervals,
@@ -332,6 +398,7 @@ impl ActionArgs {
                     max_retries: j.retries,
                     min_provider_stake: j.min_stake,
                     audit_ppm: j.audit_ppm,
+                    sealing: sealing.clone(),
                 };
                 request.validate()?;
                 if let Some(m) = &j.callback
@@ -347,6 +414,9 @@ impl ActionArgs {
                     };
                 }
                 spec.callback = j.callback.clone();
+                if let Some(sealer) = sealer {
+                    spec = sealer.seal_job(spec, &sealing)?;
+                }
                 SnsAction::SubmitJob(spec)
             }
             ActionArgs::Withdraw(w) => {
@@ -386,13 +456,43 @@ pub fn needs_rates(command: &SnsCommand) -> bool {
     }
 }
 
+/// Whether the command's payload seals something, so that it needs the
+/// matcher's privacy key.
+pub fn needs_privacy_key(command: &SnsCommand) -> bool {
+    matches!(command, SnsCommand::Payload(p) if p.action.seals())
+}
+
+impl PayloadArgs {
+    /// The sealer for the DAO (`--governance`) with the matcher's `key`;
+    /// `None` when the payload seals nothing.
+    pub fn sealer(&self, key: Option<&PrivacyKey>) -> Result<Option<Sealer>, BuyerError> {
+        if !self.action.seals() {
+            return Ok(None);
+        }
+        let governance = self.governance.ok_or_else(|| {
+            BuyerError::Request(
+                "--governance: --secret-env and --seal-input are sealed for the DAO whose job or \
+                 lease it is: give its SNS governance canister's principal"
+                    .into(),
+            )
+        })?;
+        let key = key.ok_or(BuyerError::NoPrivacy)?;
+        Ok(Some(Sealer::new(key, governance)))
+    }
+}
+
 /// What `market sns ...` prints, from the settings (canister ids) and the
 /// command's flags; for a payload priced in XDR, with the most ICP it may
-/// lock at `rates`.
+/// lock at `rates`. What the payload seals is sealed with the matcher's
+/// `privacy_key` for the DAO (refused without it), `--secret-env NAME`
+/// read from `lookup`; the payload's text then tells voters what is
+/// sealed (by name, never a value).
 pub fn output(
     settings: &Settings,
     command: &SnsCommand,
     rates: Option<&Rates>,
+    privacy_key: Option<&PrivacyKey>,
+    lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, BuyerError> {
     match command {
         SnsCommand::Functions(f) => {
@@ -408,12 +508,24 @@ pub fn output(
             fund_text(&f.fund(), &target)
         }
         SnsCommand::Payload(p) => {
-            let action = p.action.action(settings.canister(Canister::Ledger))?;
+            let sealer = p.sealer(privacy_key)?;
+            let action =
+                p.action
+                    .action(settings.canister(Canister::Ledger), sealer.as_ref(), lookup)?;
             let id = p
                 .function_id
                 .unwrap_or_else(|| default_function_id(action.name()));
             check_function_id(id, "--function-id")?;
             let mut out = payload_text(&action, id);
+            if let (Some(parts), Some(dao)) = (
+                market::sealed_parts(&p.action.sealing(lookup)?),
+                p.governance,
+            ) {
+                out.push_str(&format!(
+                    "// Sealed for {dao} to its key: {parts}. Voters see ciphertext; only \
+                     the provider running it reads them.\n"
+                ));
+            }
             let ledger = settings.canister(Canister::Ledger);
             if let (Some(r), Ok(ledger)) = (rates, ledger) {
                 let quote = Quote::at(&r.rates, ledger, market::paying_unit());
@@ -473,7 +585,7 @@ mod tests {
 
     fn run(args: &[&str]) -> Result<String, String> {
         let (settings, command) = parse(args)?;
-        output(&settings, &command, None).map_err(|e| e.to_string())
+        output(&settings, &command, None, None, &|_| None).map_err(|e| e.to_string())
     }
 
     /// The action built from `sns payload <args>`.
@@ -486,8 +598,134 @@ mod tests {
         };
         payload
             .action
-            .action(Ok(p(LEDGER)))
+            .action(Ok(p(LEDGER)), None, &|_| None)
             .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_sealed_payload_carries_ciphertext_and_tells_voters_what_is_sealed() {
+        use devnet::vetkd::MasterKey;
+        use market_api::privacy::JOB_KEY_CONTEXT;
+        const SECRET: &str = "dao-s3cret-value";
+        let key = PrivacyKey {
+            key_name: "dfx_test_key".into(),
+            context: JOB_KEY_CONTEXT.to_vec(),
+            public_key: MasterKey::from_seed(b"sns sealing")
+                .public_key(&[7; 10], JOB_KEY_CONTEXT)
+                .to_vec(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.bin");
+        std::fs::write(&input, b"dao-private-input").unwrap();
+        let sha = "ab".repeat(32);
+        let secret_flag = format!("API_KEY={SECRET}");
+        let job = [
+            "sns",
+            "payload",
+            "--governance",
+            DAO,
+            "submit-job",
+            "--module-sha256",
+            &sha,
+            "--max-price-per-gfuel",
+            "0.001",
+            "--input",
+            input.to_str().unwrap(),
+            "--seal-input",
+            "--secret-env",
+            &secret_flag,
+            "--secret-env",
+            "TOKEN",
+        ];
+        let lookup = |name: &str| (name == "TOKEN").then(|| "from-the-environment".to_string());
+        let (settings, command) = parse(&job).unwrap();
+        assert!(needs_privacy_key(&command));
+        let out = output(&settings, &command, None, Some(&key), &lookup).unwrap();
+        for hidden in [SECRET, "from-the-environment", "dao-private-input"] {
+            assert!(!out.contains(hidden), "{hidden}: {out}");
+            assert!(!out.contains(&hex::encode(hidden)), "{hidden}: {out}");
+        }
+        assert!(
+            out.contains(&format!(
+                "// Sealed for {DAO} to its key: its input and its secret env (API_KEY, TOKEN)."
+            )),
+            "{out}"
+        );
+        let SnsCommand::Payload(payload) = &command else {
+            unreachable!()
+        };
+        let sealer = payload.sealer(Some(&key)).unwrap().unwrap();
+        let Ok(SnsAction::SubmitJob(spec)) =
+            payload.action.action(Ok(p(LEDGER)), Some(&sealer), &lookup)
+        else {
+            panic!("not a job")
+        };
+        let sealed = spec.sealed.as_ref().unwrap();
+        assert!(sealed.input && !sealed.output && sealed.env.is_some());
+        sealed.check_job(&spec.input).unwrap();
+
+        // Without the DAO's principal, or the matcher's key: refused.
+        let (settings, no_dao) = parse(
+            &job[..2]
+                .iter()
+                .chain(&job[4..])
+                .copied()
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let e = output(&settings, &no_dao, None, Some(&key), &lookup)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--governance"), "{e}");
+        let e = output(&settings, &command, None, None, &|_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("takes no sealed jobs"), "{e}");
+        let e = output(&settings, &command, None, Some(&key), &|_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--secret-env TOKEN"), "{e}");
+
+        // A lease's secret env, sealed for the DAO.
+        let (settings, serve) = parse(&[
+            "sns",
+            "payload",
+            "serve",
+            "--governance",
+            DAO,
+            "--component-sha256",
+            &sha,
+            "--intervals",
+            "2",
+            "--max-price",
+            "0.01",
+            "--secret-env",
+            &secret_flag,
+        ])
+        .unwrap();
+        assert!(needs_privacy_key(&serve));
+        let out = output(&settings, &serve, None, Some(&key), &lookup).unwrap();
+        assert!(!out.contains(SECRET) && !out.contains(&hex::encode(SECRET)));
+        assert!(out.contains("its secret env (API_KEY)"), "{out}");
+        let SnsCommand::Payload(payload) = &serve else {
+            unreachable!()
+        };
+        let sealer = payload.sealer(Some(&key)).unwrap();
+        let Ok(SnsAction::Reserve(spec)) =
+            payload
+                .action
+                .action(Ok(p(LEDGER)), sealer.as_ref(), &lookup)
+        else {
+            panic!("not a lease")
+        };
+        let sealed = spec.service.unwrap().sealed.unwrap();
+        sealed.check_service().unwrap();
+
+        // A plain payload needs no key and says nothing of sealing.
+        let (_, plain) = parse(&job[..11]).unwrap();
+        assert!(!needs_privacy_key(&plain));
+        let out = output(&settings, &plain, None, None, &|_| None).unwrap();
+        assert!(!out.contains("Sealed"), "{out}");
     }
 
     #[test]
@@ -587,7 +825,8 @@ mod tests {
         let SnsCommand::Payload(payload) = &command else {
             panic!("not payload")
         };
-        let Ok(SnsAction::Reserve(spec)) = payload.action.action(Ok(p(LEDGER))) else {
+        let Ok(SnsAction::Reserve(spec)) = payload.action.action(Ok(p(LEDGER)), None, &|_| None)
+        else {
             panic!("a reserve action")
         };
         assert_eq!(
@@ -596,7 +835,14 @@ mod tests {
         );
         // 2 × 30 × 0.02 XDR = 1.2 XDR; at 4 XDR per ICP 0.3 ICP, and 10 %
         // more: 0.33 ICP.
-        let out = output(&settings, &command, Some(&rates_at(40_000, 1_000))).unwrap();
+        let out = output(
+            &settings,
+            &command,
+            Some(&rates_at(40_000, 1_000)),
+            None,
+            &|_| None,
+        )
+        .unwrap();
         for expected in [
             "For voters: priced in XDR, paid in ICP. Budget 1.2 XDR (2 slots × 30 intervals at \
              most 0.02 XDR each)",
@@ -609,7 +855,7 @@ mod tests {
         // A stale rate is said, not hidden.
         let mut stale = rates_at(40_000, 1_000);
         stale.now_secs = 1_000 + 1_801;
-        let out = output(&settings, &command, Some(&stale)).unwrap();
+        let out = output(&settings, &command, Some(&stale), None, &|_| None).unwrap();
         assert!(
             out.contains("the ICP it locks can't be stated now"),
             "{out}"
@@ -632,7 +878,14 @@ mod tests {
         ];
         let (settings, command) = parse(&job).unwrap();
         assert!(needs_rates(&command));
-        let out = output(&settings, &command, Some(&rates_at(40_000, 1_000))).unwrap();
+        let out = output(
+            &settings,
+            &command,
+            Some(&rates_at(40_000, 1_000)),
+            None,
+            &|_| None,
+        )
+        .unwrap();
         // 2 × 5 × 0.02 XDR = 0.2 XDR = 0.05 ICP, plus 10 %.
         assert!(
             out.contains("Budget 0.2 XDR (twice (the run and an audit's re-run) 5000000000 fuel"),
@@ -652,7 +905,7 @@ mod tests {
         ])
         .unwrap();
         assert!(!needs_rates(&command));
-        let out = output(&settings, &command, None).unwrap();
+        let out = output(&settings, &command, None, None, &|_| None).unwrap();
         assert!(!out.contains("For voters"), "{out}");
     }
 
@@ -1126,7 +1379,7 @@ mod tests {
             let Command::Sns(command) = cli.command else {
                 unreachable!()
             };
-            output(&settings, &command, None).map_err(|e| e.to_string())
+            output(&settings, &command, None, None, &|_| None).map_err(|e| e.to_string())
         };
         for (args, names) in [
             (
