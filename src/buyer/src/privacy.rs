@@ -330,46 +330,28 @@ pub async fn job_stdout<T: Transport>(
 mod tests {
     use super::*;
     use candid::Principal;
-    use devnet::vetkd::MasterKey;
     use market_api::matcher::{JobResult, JobStatus, RunOutcome};
-    use market_api::privacy::JOB_KEY_CONTEXT;
+    use market_fixture::vetkeys::TestKeys;
 
-    const MATCHER: &[u8] = &[0, 0, 0, 0, 0, 0, 0, 7, 1, 1];
     const SECRET: &str = "hunter2-the-api-token";
 
     fn owner() -> Principal {
         Principal::from_slice(&[42; 29])
     }
 
-    fn master() -> MasterKey {
-        MasterKey::from_seed(b"buyer sealing tests")
+    fn keys() -> TestKeys {
+        TestKeys::new(b"buyer sealing tests")
     }
 
     fn privacy_key() -> PrivacyKey {
-        PrivacyKey {
-            key_name: "dfx_test_key".into(),
-            context: JOB_KEY_CONTEXT.to_vec(),
-            public_key: master().public_key(MATCHER, JOB_KEY_CONTEXT).to_vec(),
-        }
+        keys().privacy_key()
     }
 
     /// What the matcher's `job_key` answers for `identity` and `transport`.
     fn job_key(identity: &[u8], transport: &TransportKey) -> JobKey {
-        let m = master();
-        let encrypted = m
-            .encrypted_key(
-                MATCHER,
-                JOB_KEY_CONTEXT,
-                identity,
-                &transport.public_key(),
-                &[9; 64],
-            )
-            .unwrap();
-        JobKey {
-            identity: identity.to_vec(),
-            encrypted_key: encrypted.to_vec(),
-            public_key: privacy_key().public_key,
-        }
+        keys()
+            .job_key(identity, &transport.public_key())
+            .expect("a transport key")
     }
 
     pub(crate) fn request(input: &[u8], sealing: Sealing) -> JobRequest {

@@ -24,6 +24,7 @@ pub mod ledger_types;
 pub mod metrics;
 pub mod pricing;
 mod transport;
+pub mod vetkeys;
 
 use ledger_types::{approve_args, local_icp};
 

@@ -758,8 +758,6 @@ mod tests {
 
     #[test]
     fn sealing_flags_build_a_sealed_spec_that_never_carries_a_secret() {
-        use devnet::vetkd::MasterKey;
-        use market_api::privacy::{JOB_KEY_CONTEXT, PrivacyKey};
         const SECRET: &str = "s3cret-from-the-command-line";
         const FROM_ENV: &str = "s3cret-from-the-environment";
         let dir = tempfile::tempdir().unwrap();
@@ -820,12 +818,7 @@ mod tests {
                 "{debug}"
             );
         }
-        let master = MasterKey::from_seed(b"cli sealing");
-        let key = PrivacyKey {
-            key_name: "dfx_test_key".into(),
-            context: JOB_KEY_CONTEXT.to_vec(),
-            public_key: master.public_key(&[7; 10], JOB_KEY_CONTEXT).to_vec(),
-        };
+        let key = market_fixture::vetkeys::TestKeys::new(b"cli sealing").privacy_key();
         let spec = market::Sealer::new(&key, Principal::anonymous())
             .seal_job(
                 request.spec([0; 32], Principal::anonymous()),

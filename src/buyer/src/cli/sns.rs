@@ -604,16 +604,8 @@ mod tests {
 
     #[test]
     fn a_sealed_payload_carries_ciphertext_and_tells_voters_what_is_sealed() {
-        use devnet::vetkd::MasterKey;
-        use market_api::privacy::JOB_KEY_CONTEXT;
         const SECRET: &str = "dao-s3cret-value";
-        let key = PrivacyKey {
-            key_name: "dfx_test_key".into(),
-            context: JOB_KEY_CONTEXT.to_vec(),
-            public_key: MasterKey::from_seed(b"sns sealing")
-                .public_key(&[7; 10], JOB_KEY_CONTEXT)
-                .to_vec(),
-        };
+        let key = market_fixture::vetkeys::TestKeys::new(b"sns sealing").privacy_key();
         let dir = tempfile::tempdir().unwrap();
         let input = dir.path().join("in.bin");
         std::fs::write(&input, b"dao-private-input").unwrap();

@@ -581,33 +581,22 @@ fn fake_job_key(
 /// The fake's vetKeys: a master key of the devnet's kind, the matcher's
 /// derived public key, and job keys encrypted to a transport key.
 mod vetkeys {
-    use devnet::vetkd::MasterKey;
-    use market_api::privacy::{JOB_KEY_CONTEXT, JobKey};
+    use market_api::privacy::JobKey;
+    use market_fixture::vetkeys::TestKeys;
 
-    /// The fake matcher's canister id, as vetKD derives under it.
-    const MATCHER: &[u8] = &[0, 0, 0, 0, 0, 0, 0, 7, 1, 1];
-
-    fn master() -> MasterKey {
-        MasterKey::from_seed(b"provider-node daemon tests")
+    fn keys() -> TestKeys {
+        TestKeys::new(b"provider-node daemon tests")
     }
 
     /// The matcher's public key (`privacy_key`'s), what buyers seal to.
     pub fn public_key() -> Vec<u8> {
-        master().public_key(MATCHER, JOB_KEY_CONTEXT).to_vec()
+        keys().public_key()
     }
 
     /// The vetKey of `identity` encrypted to `transport`, as `job_key`
     /// returns it.
     pub fn job_key(identity: &[u8], transport: &[u8]) -> Result<JobKey, ()> {
-        let m = master();
-        let encrypted = m
-            .encrypted_key(MATCHER, JOB_KEY_CONTEXT, identity, transport, &[9; 64])
-            .map_err(|_| ())?;
-        Ok(JobKey {
-            identity: identity.to_vec(),
-            encrypted_key: encrypted.to_vec(),
-            public_key: public_key(),
-        })
+        keys().job_key(identity, transport).ok_or(())
     }
 }
 
