@@ -149,9 +149,16 @@ pub fn start_privacy_key() {
 
 fn read_privacy_key_after(delay: Duration) {
     ic_cdk_timers::set_timer(delay, async {
+        if read_state(|s| s.privacy_key().is_some()) {
+            return;
+        }
+        // The retry is set before the call's await, a commit point: if the
+        // rest of this message traps (or its reply never comes), the key is
+        // still read again. Once a read succeeds the retry finds the key
+        // and stops.
+        read_privacy_key_after(KEY_READ_RETRY);
         if let Err(e) = crate::endpoints::read_privacy_key(&IcRuntime).await {
             IcRuntime.log(&format!("privacy key: {e}"));
-            read_privacy_key_after(KEY_READ_RETRY);
         }
     });
 }
