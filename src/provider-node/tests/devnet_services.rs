@@ -23,6 +23,7 @@ use market_client::MarketClient;
 use market_fixture::{ICP, Settings, node, provider};
 use provider_node::daemon::replica::TcpServing;
 use provider_node::service::{IngressSettings, ServiceHost, ServiceHostConfig, TcpServiceHost};
+use test_world::http::{get, until};
 use test_world::{DaemonSetup, World, one_slot_offer, spawn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -34,42 +35,7 @@ fn buyer() -> Principal {
 }
 
 fn component(name: &str) -> Vec<u8> {
-    let path = market_artifacts::workload_dir().join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "component {} is missing ({e}); build the workloads first with scripts/build-workloads.sh",
-            path.display()
-        )
-    })
-}
-
-/// `GET path` on `addr`: the status and the whole response.
-async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).await.unwrap();
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {response}"));
-    (status, response)
-}
-
-/// Polls `what` (real time, the devnet's clock running) until it holds.
-async fn until(what: &str, cond: impl Fn() -> bool) {
-    for _ in 0..3_000 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for: {what}");
+    market_artifacts::workload(name)
 }
 
 /// The marketplace on the devnet, a 10 s grace, the buyer calling.

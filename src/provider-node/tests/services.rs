@@ -23,13 +23,7 @@ const HELLO: u64 = 7;
 const HOSTILE: u64 = 9;
 
 fn component(name: &str) -> (Vec<u8>, [u8; 32]) {
-    let path = market_artifacts::workload_dir().join(format!("{name}.wasm"));
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "component {} is missing ({e}); build the workloads first with scripts/build-workloads.sh",
-            path.display()
-        )
-    });
+    let bytes = market_artifacts::workload(name);
     let hash = Sha256::digest(&bytes).into();
     (bytes, hash)
 }

@@ -74,6 +74,18 @@ pub fn workload_path(name: &str) -> PathBuf {
     workload_dir().join(format!("{name}.wasm"))
 }
 
+/// The bytes of built workload `name` (see [`workload_path`]); panics
+/// saying how to build the workloads when it is missing.
+pub fn workload(name: &str) -> Vec<u8> {
+    let path = workload_path(name);
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "workload {} is missing ({e}); build the workloads first with scripts/build-workloads.sh",
+            path.display()
+        )
+    })
+}
+
 /// Fails, showing the generated interface, when `generated` (from a
 /// canister's code) is not the same service as the checked-in `.did` file.
 ///

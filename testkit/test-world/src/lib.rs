@@ -6,6 +6,7 @@
 //! ([`cheat`]) is built the same way.
 
 pub mod cheat;
+pub mod http;
 
 pub use cheat::{Cheat, Cheating, cheating_daemon};
 

@@ -16,14 +16,7 @@ pub use market_artifacts::repo_root;
 
 /// A Rust workload built by `scripts/build-workloads.sh`.
 pub fn workload(name: &str) -> WasmModule {
-    let path = workloads_dir().join(format!("{name}.wasm"));
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "workload {} is missing ({e}); build the workloads first with scripts/build-workloads.sh",
-            path.display()
-        )
-    });
-    WasmModule::new(bytes)
+    WasmModule::new(market_artifacts::workload(name))
 }
 
 /// A hand-written WAT workload from `workloads/wat/`, assembled now.

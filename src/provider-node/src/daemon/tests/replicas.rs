@@ -30,13 +30,7 @@ fn compiled_cache() -> std::path::PathBuf {
 
 /// The test component `name` from the workloads directory.
 fn component(name: &str) -> Vec<u8> {
-    let path = market_artifacts::workload_dir().join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "component {} is missing ({e}); build the workloads first with scripts/build-workloads.sh",
-            path.display()
-        )
-    })
+    market_artifacts::workload(name)
 }
 
 /// A service running the component stored under `sha256`.

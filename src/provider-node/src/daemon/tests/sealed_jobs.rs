@@ -69,13 +69,7 @@ fn sealed_spec(
 }
 
 fn echo() -> Vec<u8> {
-    let path = market_artifacts::workload_path("echo");
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{} is missing ({e}); build the workloads first with scripts/build-workloads.sh",
-            path.display()
-        )
-    })
+    market_artifacts::workload("echo")
 }
 
 /// The result submitted for `job`.
