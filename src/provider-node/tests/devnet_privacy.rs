@@ -16,8 +16,6 @@
 //!
 //! Needs `scripts/build-canisters.sh` and `scripts/build-workloads.sh`.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use candid::Principal;
@@ -31,9 +29,8 @@ use market_client::MarketClient;
 use market_client::sealing::{self, TransportKey};
 use market_fixture::{ICP, Settings, node, provider};
 use provider_node::service::{IngressSettings, ServiceHost, ServiceHostConfig};
-use test_world::http::{get, until};
+use test_world::http::{get, until, upstream};
 use test_world::{DaemonSetup, World, one_slot_offer, spawn};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PRICE: Tokens = 100_000;
 const INTERVAL: u64 = 20;
@@ -162,32 +159,6 @@ async fn a_sealed_job_runs_on_its_opened_contents_and_its_owner_opens_the_output
     assert_eq!(summary.results_submitted, 1);
     assert_eq!(metrics.jobs_failed.get(), 0);
     assert_eq!(w.audit().slashes, 0);
-}
-
-/// A server on 127.0.0.1 answering one request with 200, and the head of
-/// that request once it came.
-async fn upstream() -> (SocketAddr, Arc<Mutex<Option<String>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let head = Arc::new(Mutex::new(None));
-    let seen = Arc::clone(&head);
-    tokio::spawn(async move {
-        let (mut s, _) = listener.accept().await.unwrap();
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 1024];
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = s.read(&mut chunk).await.unwrap();
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        *seen.lock().unwrap() = Some(String::from_utf8_lossy(&buf).into_owned());
-        let _ = s
-            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
-            .await;
-    });
-    (addr, head)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

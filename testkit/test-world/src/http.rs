@@ -2,6 +2,7 @@
 //! time for what the daemons do.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -33,4 +34,31 @@ pub async fn until(what: &str, cond: impl Fn() -> bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("timed out waiting for: {what}");
+}
+
+/// An upstream on 127.0.0.1 answering one request with `200 ok`, and the
+/// head of that request once it came: what a service's outgoing request
+/// carried.
+pub async fn upstream() -> (SocketAddr, Arc<Mutex<Option<String>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let head = Arc::new(Mutex::new(None));
+    let seen = Arc::clone(&head);
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut chunk).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        *seen.lock().unwrap() = Some(String::from_utf8_lossy(&buf).into_owned());
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+            .await;
+    });
+    (addr, head)
 }

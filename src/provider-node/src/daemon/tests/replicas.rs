@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 
+use test_world::http::upstream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
@@ -606,32 +607,6 @@ fn sealed_service(sha256: [u8; 32], key_id: &[u8], sealed_to: &[u8]) -> ServiceS
         }),
         ..service(sha256)
     }
-}
-
-/// A server on 127.0.0.1 answering one request with 200, and the head of
-/// that request once it came.
-async fn upstream() -> (SocketAddr, Arc<Mutex<Option<String>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let head = Arc::new(Mutex::new(None));
-    let seen = Arc::clone(&head);
-    tokio::spawn(async move {
-        let (mut s, _) = listener.accept().await.unwrap();
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 1024];
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = s.read(&mut chunk).await.unwrap();
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        *seen.lock().unwrap() = Some(String::from_utf8_lossy(&buf).into_owned());
-        let _ = s
-            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
-            .await;
-    });
-    (addr, head)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
