@@ -200,8 +200,9 @@ pub struct JobArgs {
     #[arg(long = "arg", value_name = "X", allow_hyphen_values = true)]
     pub args: Vec<String>,
     /// An environment variable for the job (repeatable); nothing else of
-    /// yours is passed on. Anyone can read a job's plain env: put secrets
-    /// in --secret-env.
+    /// yours is passed on. A plain env is stored in the clear (shown only to
+    /// the job's readers, but held in the matcher's state): put secrets in
+    /// --secret-env.
     #[arg(long = "env", value_name = "K=V", value_parser = env_pair)]
     pub env: Vec<(String, String)>,
     /// A secret environment variable for the job (repeatable): `NAME=VALUE`,

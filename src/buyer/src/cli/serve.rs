@@ -84,8 +84,9 @@ pub struct LeaseFlags {
     /// else is reachable, and never a private or loopback address.
     #[arg(long = "allow-host", value_name = "HOST", value_parser = host_name)]
     pub allow_hosts: Vec<String>,
-    /// An environment variable for the service (repeatable). Anyone can
-    /// read a lease's env: it must hold no secrets (see --secret-env).
+    /// An environment variable for the service (repeatable). A lease's
+    /// plain env is stored in the clear (shown only to its owner, delegates
+    /// and replicas' providers): secrets go in --secret-env.
     #[arg(long = "env", value_name = "K=V", value_parser = env_pair)]
     pub env: Vec<(String, String)>,
     /// A secret environment variable for the service (repeatable):

@@ -5,8 +5,8 @@
 
 use std::net::SocketAddr;
 
-use test_world::http::upstream;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use test_world::http::{get, upstream};
+use tokio::io::AsyncWriteExt;
 
 use super::*;
 use crate::service::{IngressSettings, ServiceHostConfig, ServiceMetrics, TcpServiceHost};
@@ -77,24 +77,6 @@ async fn ingress(metrics: ServiceMetrics, public: Option<String>) -> (ServiceHos
         std::future::pending(),
     ));
     (host, addr)
-}
-
-/// `GET path` on the ingress at `addr`: the status and the whole response.
-async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).await.unwrap();
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {response}"));
-    (status, response)
 }
 
 /// Waits (real time, the IC's clock still) until `host` runs a service.
