@@ -61,6 +61,19 @@ done
 wasm_toolchain wasm32-unknown-unknown
 ensure_ic_wasm
 
+# Reproducible: the same sources give the same module bytes on any machine
+# of this kind, whatever the checkout's path or the user's home. Paths of
+# dependencies' and std's sources (kept in panic messages) are rewritten
+# to fixed prefixes; the workspace's own are relative already.
+CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}
+REMAP=(
+    "--remap-path-prefix=$PWD=/market"
+    "--remap-path-prefix=$CARGO_HOME/registry/src=/cargo/registry/src"
+    "--remap-path-prefix=$CARGO_HOME/git/checkouts=/cargo/git/checkouts"
+    "--remap-path-prefix=$(env "${WASM_ENV[@]}" "${WASM_CARGO[0]%cargo}rustc" --print sysroot)=/rust"
+)
+WASM_ENV+=("RUSTFLAGS=${REMAP[*]}")
+
 pkg_flags=()
 for p in "${packages[@]}"; do pkg_flags+=(-p "$p"); done
 echo "==> building ${packages[*]} for wasm32-unknown-unknown" >&2
