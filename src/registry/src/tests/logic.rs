@@ -15,15 +15,15 @@ fn register(p: Principal) {
     mutate_state(|s| providers::register(s, p, 0, profile(p))).unwrap();
 }
 
-fn fund_and_stake(rt: &FakeRuntime, p: Principal, amount: u128) -> u128 {
-    rt.mint(p, amount + FEE);
-    rt.approve(p, amount + FEE);
+fn fund_and_stake(rt: &FakeLedger, p: Principal, amount: u128) -> u128 {
+    rt.fund(p, amount + FEE);
+    rt.approve_registry(p, amount + FEE);
     block_on(staking::stake(rt, p, amount)).unwrap()
 }
 
 /// A fresh registry with minimum stake `min_stake` and `user(1)`
 /// registered as a provider.
-fn registered_provider(min_stake: Tokens) -> (FakeRuntime, Principal) {
+fn registered_provider(min_stake: Tokens) -> (FakeLedger, Principal) {
     let rt = setup(min_stake);
     let p = user(1);
     register(p);
@@ -31,7 +31,7 @@ fn registered_provider(min_stake: Tokens) -> (FakeRuntime, Principal) {
 }
 
 /// [`registered_provider`], having staked `stake`.
-fn staked_provider(min_stake: Tokens, stake: Tokens) -> (FakeRuntime, Principal) {
+fn staked_provider(min_stake: Tokens, stake: Tokens) -> (FakeLedger, Principal) {
     let (rt, p) = registered_provider(min_stake);
     fund_and_stake(&rt, p, stake);
     (rt, p)
@@ -80,8 +80,8 @@ fn slash_args(p: Principal, amount: u128, key: &str) -> SlashArgs {
     }
 }
 
-fn beneficiary_balance(rt: &FakeRuntime) -> u128 {
-    rt.balance(user(99), Some([7; 32]))
+fn beneficiary_balance(rt: &FakeLedger) -> u128 {
+    rt.balance_of(user(99), Some([7; 32]))
 }
 
 #[test]
@@ -147,24 +147,24 @@ fn stake_credits_only_what_the_ledger_confirms() {
     let rt = setup(100_000);
     let p = user(1);
     // Not registered.
-    rt.mint(p, 1_000_000);
-    rt.approve(p, 1_000_000);
+    rt.fund(p, 1_000_000);
+    rt.approve_registry(p, 1_000_000);
     assert_eq!(
         block_on(staking::stake(&rt, p, 500_000)),
         Err(RegistryError::NotRegistered)
     );
     register(p);
     // Missing approval.
-    rt.approve(p, 0);
+    rt.approve_registry(p, 0);
     assert!(matches!(
         block_on(staking::stake(&rt, p, 500_000)),
         Err(RegistryError::Ledger(LedgerCallError::Rejected { message })) if message.contains("InsufficientAllowance")
     ));
     // Allowance without the fee is not enough either.
-    rt.approve(p, 500_000);
+    rt.approve_registry(p, 500_000);
     assert!(block_on(staking::stake(&rt, p, 500_000)).is_err());
     // Insufficient funds.
-    rt.approve(p, 10_000_000);
+    rt.approve_registry(p, 10_000_000);
     assert!(matches!(
         block_on(staking::stake(&rt, p, 5_000_000)),
         Err(RegistryError::Ledger(LedgerCallError::Rejected { message })) if message.contains("InsufficientFunds")
@@ -173,7 +173,7 @@ fn stake_credits_only_what_the_ledger_confirms() {
     check_conservation(&rt);
     block_on(staking::stake(&rt, p, 500_000)).unwrap();
     assert_eq!(provider(p).stake.free, 500_000);
-    assert_eq!(rt.balance(p, None), 1_000_000 - 500_000 - FEE);
+    assert_eq!(rt.balance_of(p, None), 1_000_000 - 500_000 - FEE);
     assert_eq!(
         block_on(staking::stake(&rt, p, 0)),
         Err(RegistryError::InvalidArgument {
@@ -187,10 +187,10 @@ fn stake_credits_only_what_the_ledger_confirms() {
 #[test]
 fn stake_with_a_failing_or_trapping_ledger_changes_nothing() {
     let (rt, p) = registered_provider(0);
-    rt.mint(p, 1_000_000);
-    rt.approve(p, 1_000_000);
+    rt.fund(p, 1_000_000);
+    rt.approve_registry(p, 1_000_000);
     for f in [Fault::Reject, Fault::Trap] {
-        rt.fault(f);
+        rt.push_fault(f);
         assert!(matches!(
             block_on(staking::stake(&rt, p, 100_000)),
             Err(RegistryError::Ledger(LedgerCallError::CallFailed { .. }))
@@ -204,20 +204,20 @@ fn stake_with_a_failing_or_trapping_ledger_changes_nothing() {
 #[test]
 fn stake_with_unknown_outcomes_is_credited_exactly_once() {
     let (rt, p) = registered_provider(0);
-    rt.mint(p, 10_000_000);
-    rt.approve(p, 10_000_000);
+    rt.fund(p, 10_000_000);
+    rt.approve_registry(p, 10_000_000);
     // Executed, answer lost: the retry is a duplicate.
-    rt.fault(Fault::LostReply);
+    rt.push_fault(Fault::LostReply);
     block_on(staking::stake(&rt, p, 100_000)).unwrap();
     assert_eq!(provider(p).stake.free, 100_000);
     // Lost before executing: the retry executes it.
-    rt.fault(Fault::LostRequest);
+    rt.push_fault(Fault::LostRequest);
     block_on(staking::stake(&rt, p, 100_000)).unwrap();
     assert_eq!(provider(p).stake.free, 200_000);
     check_conservation(&rt);
     // Unknown on every attempt of this message: stays pending.
     for _ in 0..staking::ATTEMPTS_PER_MESSAGE {
-        rt.fault(Fault::LostReply);
+        rt.push_fault(Fault::LostReply);
     }
     assert_eq!(
         block_on(staking::stake(&rt, p, 300_000)),
@@ -280,9 +280,9 @@ fn unstake_and_withdraw_respect_the_unbonding_period() {
         Err(RegistryError::NothingToWithdraw)
     );
     rt.advance_secs(1);
-    let before = rt.balance(p, None);
+    let before = rt.balance_of(p, None);
     block_on(staking::withdraw_unbonded(&rt, p)).unwrap();
-    assert_eq!(rt.balance(p, None), before + 400_000 - FEE);
+    assert_eq!(rt.balance_of(p, None), before + 400_000 - FEE);
     assert_eq!(provider(p).stake.free, 600_000);
     assert!(provider(p).stake.unbonding.is_empty());
     check_conservation(&rt);
@@ -305,13 +305,13 @@ fn failed_withdrawal_restores_exactly_and_unknown_settles_later() {
     rt.advance_secs(WEEK_SECS + 10);
     let before = provider(p).stake;
     for f in [Fault::Reject, Fault::Trap] {
-        rt.fault(f);
+        rt.push_fault(f);
         assert!(block_on(staking::withdraw_unbonded(&rt, p)).is_err());
         assert_eq!(provider(p).stake, before);
         check_conservation(&rt);
     }
     for _ in 0..staking::ATTEMPTS_PER_MESSAGE {
-        rt.fault(Fault::LostRequest);
+        rt.push_fault(Fault::LostRequest);
     }
     assert_eq!(
         block_on(staking::withdraw_unbonded(&rt, p)),
@@ -320,12 +320,12 @@ fn failed_withdrawal_restores_exactly_and_unknown_settles_later() {
     // Debited while pending, so nothing can be withdrawn or slashed twice.
     assert!(provider(p).stake.unbonding.is_empty());
     // The next call resends the same transfer, which now executes.
-    let before_balance = rt.balance(p, None);
+    let before_balance = rt.balance_of(p, None);
     assert_eq!(
         block_on(staking::withdraw_unbonded(&rt, p)),
         Err(RegistryError::NothingToWithdraw)
     );
-    assert_eq!(rt.balance(p, None), before_balance + 500_000 - FEE);
+    assert_eq!(rt.balance_of(p, None), before_balance + 500_000 - FEE);
     check_conservation(&rt);
 }
 
@@ -453,13 +453,13 @@ fn failed_slash_restores_exactly_and_a_retry_with_the_key_settles() {
     bond(p, 100_000, "job").unwrap();
     mutate_state(|s| providers::unstake(s, p, rt.now.get(), 700_000)).unwrap();
     let before = provider(p).stake;
-    rt.fault(Fault::Trap);
+    rt.push_fault(Fault::Trap);
     assert!(block_on(staking::slash(&rt, MATCHER, slash_args(p, 900_000, "s"))).is_err());
     assert_eq!(provider(p).stake, before);
     assert!(read_state(|s| s.slash_record("s")).is_none());
     check_conservation(&rt);
     for _ in 0..staking::ATTEMPTS_PER_MESSAGE {
-        rt.fault(Fault::LostReply);
+        rt.push_fault(Fault::LostReply);
     }
     assert_eq!(
         block_on(staking::slash(&rt, MATCHER, slash_args(p, 900_000, "s"))),
@@ -825,20 +825,20 @@ fn past_the_dedup_window_a_stuck_payout_is_read_from_the_blocks_and_the_slash_go
         } else {
             Fault::LostRequest
         };
-        rt.fault(lost);
+        rt.push_fault(lost);
         for _ in 1..staking::ATTEMPTS_PER_MESSAGE {
-            rt.fault(Fault::LostRequest);
+            rt.push_fault(Fault::LostRequest);
         }
         assert_eq!(
             block_on(staking::withdraw_unbonded(&rt, p)),
             Err(RegistryError::Ledger(LedgerCallError::OutcomeUnknown))
         );
         rt.advance_secs(25 * 3_600);
-        let wallet = rt.balance(p, None);
+        let wallet = rt.balance_of(p, None);
         let o = block_on(staking::slash(&rt, MATCHER, slash_args(p, 100_000, "s"))).unwrap();
         assert_eq!(o.slashed, 100_000, "landed: {landed}");
         assert!(read_state(|s| s.pending(&p)).is_none());
-        assert_eq!(wallet, rt.balance(p, None), "nothing paid by the lookup");
+        assert_eq!(wallet, rt.balance_of(p, None), "nothing paid by the lookup");
         if landed {
             assert_eq!(wallet, 300_000 - FEE, "paid once");
             assert!(provider(p).stake.unbonding.is_empty());
@@ -869,9 +869,9 @@ fn on_a_ledger_without_icrc3_only_the_controllers_resolve_a_stuck_transfer() {
     rt.serves_icrc3.set(false);
     mutate_state(|s| providers::unstake(s, p, rt.now.get(), 300_000)).unwrap();
     rt.advance_secs(WEEK_SECS + 10);
-    rt.fault(Fault::LostReply);
+    rt.push_fault(Fault::LostReply);
     for _ in 1..staking::ATTEMPTS_PER_MESSAGE {
-        rt.fault(Fault::LostRequest);
+        rt.push_fault(Fault::LostRequest);
     }
     assert!(block_on(staking::withdraw_unbonded(&rt, p)).is_err());
     let op = read_state(|s| s.pending(&p)).unwrap().op_id;

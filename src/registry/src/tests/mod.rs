@@ -8,7 +8,8 @@ mod records;
 use crate::metrics;
 use crate::state::{mutate_state, read_state, reset_state};
 use canister_common::audit::Books;
-use fake::{FakeRuntime, LEDGER};
+use fake::{LEDGER, RegistryLedger, registry_ledger};
+use fake_ledger::FakeLedger;
 use market_api::registry::{ProviderProfile, RegistryInit};
 use market_api::{Principal, Tokens};
 
@@ -32,9 +33,9 @@ pub fn profile(node: Principal) -> ProviderProfile {
 }
 
 /// Fresh state configured with the fake ledger and matcher.
-pub fn setup(min_stake: Tokens) -> FakeRuntime {
+pub fn setup(min_stake: Tokens) -> FakeLedger {
     reset_state();
-    let rt = FakeRuntime::new();
+    let rt = registry_ledger();
     mutate_state(|s| {
         s.init(
             rt.now.get(),
@@ -53,7 +54,7 @@ pub fn setup(min_stake: Tokens) -> FakeRuntime {
 /// Every provider without a pending transfer holds on the ledger exactly
 /// what the registry records for it; with none pending, the registry's
 /// holdings equal the recorded total.
-pub fn check_conservation(rt: &FakeRuntime) {
+pub fn check_conservation(rt: &FakeLedger) {
     read_state(|s| {
         s.check_invariants().unwrap();
         for p in s.providers_after(None) {

@@ -272,8 +272,8 @@ fn a_slash_that_takes_stake_counts_itself_once() {
     let rt = setup(0);
     let p = user(1);
     registered(p);
-    rt.mint(p, 500_000 + FEE);
-    rt.approve(p, 500_000 + FEE);
+    rt.fund(p, 500_000 + FEE);
+    rt.approve_registry(p, 500_000 + FEE);
     block_on(staking::stake(&rt, p, 500_000)).unwrap();
     let o = block_on(staking::slash(&rt, MATCHER, slash_args(p, 120_000, "s1"))).unwrap();
     assert_eq!(o.slashed, 120_000);
