@@ -46,6 +46,55 @@ pub struct Chunk<C> {
     pub next: Option<C>,
 }
 
+/// What one chunk has read against its budget, as a canister's
+/// [`Books::audit_chunk`] walks its maps in turn.
+pub struct ChunkWork {
+    read: usize,
+    budget: usize,
+}
+
+impl ChunkWork {
+    /// Nothing read yet; at most `budget` records may be.
+    pub fn new(budget: usize) -> Self {
+        Self { read: 0, budget }
+    }
+
+    /// Gives `entries` in order to `visit`, which checks one and returns how
+    /// many records that read (the entry itself included), until the budget
+    /// is spent: whether every entry was read. An entry is only taken while
+    /// the budget lasts, so the caller's cursor, kept by `visit`, names the
+    /// last entry read.
+    pub fn scan<T>(
+        &mut self,
+        entries: impl IntoIterator<Item = T>,
+        mut visit: impl FnMut(T) -> usize,
+    ) -> bool {
+        for entry in entries {
+            if self.read >= self.budget {
+                return false;
+            }
+            self.read += visit(entry);
+        }
+        true
+    }
+
+    /// The chunk ends with the budget spent; the pass goes on at `cursor`.
+    pub fn pause<C>(self, cursor: C) -> Chunk<C> {
+        Chunk {
+            read: self.read,
+            next: Some(cursor),
+        }
+    }
+
+    /// The chunk ends with the pass complete.
+    pub fn finish<C>(self) -> Chunk<C> {
+        Chunk {
+            read: self.read,
+            next: None,
+        }
+    }
+}
+
 /// A canister's books as the audit reads them: in chunks of bounded work
 /// from a cursor on, or in one go.
 pub trait Books {
@@ -263,6 +312,25 @@ impl<C> BooksAudit<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chunk_stops_where_its_budget_is_spent_and_counts_what_entries_read() {
+        let mut work = ChunkWork::new(5);
+        let mut seen = vec![];
+        // Each entry reads itself and one record more.
+        assert!(!work.scan(0..10, |i| {
+            seen.push(i);
+            2
+        }));
+        assert_eq!(seen, [0, 1, 2]);
+        let chunk = work.pause(2);
+        assert_eq!((chunk.read, chunk.next), (6, Some(2)));
+
+        let mut work = ChunkWork::new(5);
+        assert!(work.scan(0..5, |_| 1));
+        let chunk: Chunk<u32> = work.finish();
+        assert_eq!((chunk.read, chunk.next), (5, None));
+    }
 
     /// A pass over 0..n that reports every multiple of 7 as broken.
     fn check(n: u32) -> impl FnMut(Option<u32>, usize, &mut Vec<String>) -> Chunk<u32> {

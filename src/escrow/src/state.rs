@@ -9,7 +9,7 @@
 //! `canister_common::audit`'s).
 
 use crate::memory::{self, Memory};
-use canister_common::audit::{Books, BooksAudit, Chunk, after};
+use canister_common::audit::{Books, BooksAudit, Chunk, ChunkWork, after};
 use canister_common::codec::Cbor;
 use canister_common::event_log::EventLog;
 use canister_common::ledger_blocks::BlockScan;
@@ -769,36 +769,31 @@ impl Books for State {
         broken: &mut Vec<String>,
     ) -> Chunk<AuditCursor> {
         let mut c = cursor.unwrap_or_default();
-        let mut read = 0usize;
+        let mut work = ChunkWork::new(budget);
         if !c.in_locks {
-            for e in self.balances.range(after(c.last_balance)) {
-                if read >= budget {
-                    return Chunk {
-                        read,
-                        next: Some(c),
-                    };
-                }
+            let all = work.scan(self.balances.range(after(c.last_balance)), |e| {
                 let (key, b) = e.into_pair();
                 c.tally_balance(key, &b.0, Tally::Add);
                 c.last_balance = Some(key);
-                read += 1;
+                1
+            });
+            if !all {
+                return work.pause(c);
             }
             c.in_locks = true;
         }
-        for e in self.locks.range(after(c.last_lock.clone())) {
-            if read >= budget {
-                return Chunk {
-                    read,
-                    next: Some(c),
-                };
-            }
+        let all = work.scan(self.locks.range(after(c.last_lock.clone())), |e| {
             let (job_key, l) = e.into_pair();
-            read += 1 + self.check_lock(&job_key, &l.0, broken);
+            let read = 1 + self.check_lock(&job_key, &l.0, broken);
             c.tally_lock(&l.0, Tally::Add);
             c.last_lock = Some(job_key);
+            read
+        });
+        if !all {
+            return work.pause(c);
         }
         self.compare_sums(c, broken);
-        Chunk { read, next: None }
+        work.finish()
     }
 }
 
