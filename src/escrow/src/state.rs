@@ -882,21 +882,23 @@ impl State {
         if c.liabilities.values().any(|v| *v > 0) {
             broken.push("balances on ledgers that are not whitelisted".into());
         }
-        c.locked.retain(|_, v| *v > 0);
-        c.remaining.retain(|_, v| *v > 0);
-        if c.locked != c.remaining {
-            broken.push(format!(
-                "locked balances {:?} differ from remaining locks {:?}",
-                c.locked, c.remaining
-            ));
-        }
-        c.pending.retain(|_, v| *v > 0);
-        c.held.retain(|_, v| *v > 0);
-        if c.pending != c.held {
-            broken.push(format!(
-                "pending balances {:?} differ from pending pay in locks {:?}",
-                c.pending, c.held
-            ));
+        let per_key = [
+            ("locked balances", c.locked, "remaining locks", c.remaining),
+            (
+                "pending balances",
+                c.pending,
+                "pending pay in locks",
+                c.held,
+            ),
+        ];
+        for (name, mut balances, locks_name, mut locks) in per_key {
+            balances.retain(|_, v| *v > 0);
+            locks.retain(|_, v| *v > 0);
+            if balances != locks {
+                broken.push(format!(
+                    "{name} {balances:?} differ from {locks_name} {locks:?}"
+                ));
+            }
         }
     }
 
