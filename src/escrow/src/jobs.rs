@@ -174,18 +174,7 @@ pub fn lock(
         );
     }
     lock_free_balance(state, args.buyer, args.ledger, args.amount)?;
-    let record = LockRecord {
-        buyer: args.buyer,
-        ledger: args.ledger,
-        total: args.amount,
-        released: 0,
-        refunded: 0,
-        settled: false,
-        extensions: Vec::new(),
-        storage_fee: fee,
-        pending: Vec::new(),
-        forfeited: 0,
-    };
+    let record = LockRecord::new(args.buyer, args.ledger, args.amount, fee);
     Ok(store(
         state,
         &args.job_key,

@@ -175,6 +175,23 @@ pub struct LockRecord {
 }
 
 impl LockRecord {
+    /// A fresh lock of `total` of `buyer`'s tokens on `ledger`, with
+    /// `storage_fee` paid beside it: nothing released, held or refunded yet.
+    pub fn new(buyer: Principal, ledger: Principal, total: Tokens, storage_fee: Tokens) -> Self {
+        LockRecord {
+            buyer,
+            ledger,
+            total,
+            released: 0,
+            refunded: 0,
+            settled: false,
+            extensions: Vec::new(),
+            storage_fee,
+            pending: Vec::new(),
+            forfeited: 0,
+        }
+    }
+
     /// What is still locked: total − released − Σ pending − refunded.
     pub fn remaining(&self) -> Tokens {
         self.checked_remaining()
@@ -1074,18 +1091,9 @@ mod tests {
             b.free -= 10;
             b.locked += 10;
         });
-        let mut l = s.lock(job_key).unwrap_or(LockRecord {
-            buyer: owner,
-            ledger,
-            total: 0,
-            released: 0,
-            refunded: 0,
-            settled: false,
-            extensions: vec![],
-            storage_fee: 0,
-            pending: vec![],
-            forfeited: 0,
-        });
+        let mut l = s
+            .lock(job_key)
+            .unwrap_or_else(|| LockRecord::new(owner, ledger, 0, 0));
         l.total += 10;
         s.put_lock(job_key, l);
     }

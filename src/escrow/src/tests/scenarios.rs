@@ -515,18 +515,7 @@ fn extend_lock_refuses_a_total_that_would_overflow() {
     mutate_state(|s| {
         s.put_lock(
             "big",
-            crate::state::LockRecord {
-                buyer: p(A),
-                ledger: L1,
-                total: Tokens::MAX,
-                released: 0,
-                refunded: 0,
-                settled: false,
-                extensions: vec![],
-                storage_fee: 0,
-                pending: vec![],
-                forfeited: 0,
-            },
+            crate::state::LockRecord::new(p(A), L1, Tokens::MAX, 0),
         )
     });
     assert!(matches!(
