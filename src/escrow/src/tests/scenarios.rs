@@ -288,15 +288,7 @@ fn a_ledger_whitelisted_at_install_charges_the_storage_fee_from_the_first_job() 
     // Whitelisted by the install argument: its fee is not known yet.
     let l3 = p(0x13);
     env.rt.add_ledger(l3, 500);
-    mutate_state(|s| {
-        s.apply_config(
-            EscrowInit {
-                matcher: Some(MATCHER),
-                ledgers: vec![l3],
-            },
-            0,
-        )
-    });
+    apply_install_arg(vec![l3]);
     assert_eq!(read_state(|s| s.ledger(&l3)).unwrap().fee, None);
     env.deposit(p(A), l3, 100_000).unwrap();
     let locked = env
@@ -1088,15 +1080,7 @@ fn ledgers_named_at_init_read_their_fee_on_first_use() {
     let env = Env::new();
     let l3 = p(0x13);
     env.rt.add_ledger(l3, 7);
-    mutate_state(|s| {
-        s.apply_config(
-            EscrowInit {
-                matcher: Some(MATCHER),
-                ledgers: vec![l3],
-            },
-            0,
-        )
-    });
+    apply_install_arg(vec![l3]);
     assert_eq!(read_state(|s| s.ledger(&l3).unwrap().fee), None);
     env.rt.mint(l3, deposit_account(ESCROW, p(A)).unwrap(), 100);
     assert_eq!(env.notify(p(A), l3), Ok(93));
