@@ -6,7 +6,7 @@ use market_api::registry::{
     BondArgs, Ineligibility, ListProvidersArgs, PendingOperation, ProviderFilter,
     RegistryConfigUpdate, RegistryError, RegistryEvent, SlashArgs,
 };
-use market_api::{Account, HttpRequest, LedgerCallError};
+use market_api::{Account, LedgerCallError};
 use market_fixture::metrics::metric_value;
 
 const FEE: u128 = 10_000;
@@ -696,40 +696,15 @@ fn listing_filters_and_pages() {
         read_state(|s| providers::eligibility(s, &user(3))).ineligible,
         None
     );
-    let metrics_page = read_state(|s| {
-        crate::metrics::http_request(
-            s,
-            &HttpRequest {
-                method: "GET".into(),
-                url: "/metrics".into(),
-                headers: vec![],
-                body: vec![],
-            },
-            rt.now.get(),
-        )
-    });
-    assert_eq!(metrics_page.status_code, 200);
-    let text = String::from_utf8(metrics_page.body).unwrap();
-    assert_eq!(
-        metric_value(&text, "registry_providers"),
-        Some(10.0),
-        "{text}"
-    );
-    assert_eq!(
-        metric_value(&text, "registry_providers_active"),
-        Some(6.0),
-        "{text}"
-    );
-    assert_eq!(
-        metric_value(&text, "registry_staked_e8s"),
-        Some(2100000.0),
-        "{text}"
-    );
-    assert_eq!(
-        metric_value(&text, "registry_providers_jailed"),
-        Some(0.0),
-        "{text}"
-    );
+    let text = metrics_page(rt.now.get());
+    for (name, value) in [
+        ("registry_providers", 10.0),
+        ("registry_providers_active", 6.0),
+        ("registry_staked_e8s", 2100000.0),
+        ("registry_providers_jailed", 0.0),
+    ] {
+        assert_eq!(metric_value(&text, name), Some(value), "{name}: {text}");
+    }
     check_conservation(&rt);
 }
 

@@ -11,7 +11,7 @@ use canister_common::audit::Books;
 use fake::{LEDGER, RegistryLedger, registry_ledger};
 use fake_ledger::FakeLedger;
 use market_api::registry::{ProviderProfile, RegistryInit};
-use market_api::{Principal, Tokens};
+use market_api::{HttpRequest, Principal, Tokens};
 
 pub const MATCHER: Principal = Principal::from_slice(&[0xAA, 3]);
 pub const WEEK_SECS: u64 = 7 * 86_400;
@@ -71,6 +71,24 @@ pub fn check_conservation(rt: &FakeLedger) {
             assert_eq!(rt.registry_holdings(), metrics::totals(s).staked());
         }
     });
+}
+
+/// The `/metrics` page at `now`, served with status 200.
+pub fn metrics_page(now: u64) -> String {
+    let page = read_state(|s| {
+        metrics::http_request(
+            s,
+            &HttpRequest {
+                method: "GET".into(),
+                url: "/metrics".into(),
+                headers: vec![],
+                body: vec![],
+            },
+            now,
+        )
+    });
+    assert_eq!(page.status_code, 200);
+    String::from_utf8(page.body).unwrap()
 }
 
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {

@@ -9,11 +9,11 @@ use crate::staking;
 use crate::state::{Counters, ProviderRecord};
 use canister_common::codec::Cbor;
 use ic_stable_structures::Storable;
+use market_api::Account;
 use market_api::registry::{
     ListProvidersArgs, RECORD_KEY_RETENTION_SECS, RecordArgs, RecordEvent, RegistryError,
     RegistryEvent, SlashArgs, Stake, TrackRecord,
 };
-use market_api::{Account, HttpRequest};
 use market_fixture::metrics::metric_value;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -55,22 +55,6 @@ fn record_events() -> usize {
         .iter()
         .filter(|e| matches!(e, RegistryEvent::RecordChanged { .. }))
         .count()
-}
-
-fn metrics(now: u64) -> String {
-    let page = read_state(|s| {
-        crate::metrics::http_request(
-            s,
-            &HttpRequest {
-                method: "GET".into(),
-                url: "/metrics".into(),
-                headers: vec![],
-                body: vec![],
-            },
-            now,
-        )
-    });
-    String::from_utf8(page.body).unwrap()
 }
 
 #[test]
@@ -137,7 +121,7 @@ fn each_event_counts_once_in_the_record_the_view_and_the_totals() {
         record: want.clone(),
     }));
     // Market-wide totals, not one series per provider.
-    let text = metrics(t0 + 5 * S);
+    let text = metrics_page(t0 + 5 * S);
     for (name, value) in [
         ("registry_jobs_completed_total", 2.0),
         ("registry_audits_passed_total", 1.0),
@@ -291,7 +275,7 @@ fn a_slash_that_takes_stake_counts_itself_once() {
     assert_eq!(o.slashed, 0);
     assert_eq!((track(p).slashes, track(p).slashed), (3, all));
     assert_eq!(
-        metric_value(&metrics(rt.now.get()), "registry_slashes_total"),
+        metric_value(&metrics_page(rt.now.get()), "registry_slashes_total"),
         Some(3.0)
     );
     check_conservation(&rt);
