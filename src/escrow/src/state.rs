@@ -976,16 +976,8 @@ mod tests {
         assert_eq!(
             new,
             LockRecord {
-                buyer,
-                ledger,
-                total: u128::from(u64::MAX) + 7,
                 released: 5,
-                refunded: 0,
-                settled: false,
-                extensions: vec![],
-                storage_fee: 0,
-                pending: vec![],
-                forfeited: 0,
+                ..LockRecord::new(buyer, ledger, u128::from(u64::MAX) + 7, 0)
             }
         );
         assert_eq!(new.initial(), new.total);

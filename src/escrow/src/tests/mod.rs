@@ -75,6 +75,16 @@ impl Env {
         Env { rt, mem }
     }
 
+    /// A new ledger (0x13) charging `fee`, whitelisted by the install
+    /// argument: its fee is not known until first used.
+    fn ledger_named_at_install(&self, fee: Tokens) -> Principal {
+        let ledger = p(0x13);
+        self.rt.add_ledger(ledger, fee);
+        apply_install_arg(vec![ledger]);
+        assert_eq!(read_state(|s| s.ledger(&ledger)).unwrap().fee, None);
+        ledger
+    }
+
     /// Models an upgrade: the heap is dropped and the state is reopened
     /// from the same stable memory.
     fn upgrade(&self) {

@@ -285,11 +285,7 @@ fn a_lock_naming_stored_bytes_charges_the_storage_fee_once() {
 fn a_ledger_whitelisted_at_install_charges_the_storage_fee_from_the_first_job() {
     use market_api::escrow::storage_fee;
     let env = Env::new();
-    // Whitelisted by the install argument: its fee is not known yet.
-    let l3 = p(0x13);
-    env.rt.add_ledger(l3, 500);
-    apply_install_arg(vec![l3]);
-    assert_eq!(read_state(|s| s.ledger(&l3)).unwrap().fee, None);
+    let l3 = env.ledger_named_at_install(500);
     env.deposit(p(A), l3, 100_000).unwrap();
     let locked = env
         .job_call(
@@ -1078,10 +1074,7 @@ fn unauthorized_callers_of_every_update_method_are_refused() {
 #[test]
 fn ledgers_named_at_init_read_their_fee_on_first_use() {
     let env = Env::new();
-    let l3 = p(0x13);
-    env.rt.add_ledger(l3, 7);
-    apply_install_arg(vec![l3]);
-    assert_eq!(read_state(|s| s.ledger(&l3).unwrap().fee), None);
+    let l3 = env.ledger_named_at_install(7);
     env.rt.mint(l3, deposit_account(ESCROW, p(A)).unwrap(), 100);
     assert_eq!(env.notify(p(A), l3), Ok(93));
     assert_eq!(read_state(|s| s.ledger(&l3).unwrap().fee), Some(7));
