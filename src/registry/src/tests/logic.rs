@@ -2,11 +2,11 @@ use super::fake::{Fault, REGISTRY};
 use super::*;
 use crate::providers;
 use crate::staking;
+use market_api::LedgerCallError;
 use market_api::registry::{
     BondArgs, Ineligibility, ListProvidersArgs, PendingOperation, ProviderFilter,
-    RegistryConfigUpdate, RegistryError, RegistryEvent, SlashArgs,
+    RegistryConfigUpdate, RegistryError, RegistryEvent,
 };
-use market_api::{Account, LedgerCallError};
 use market_fixture::metrics::metric_value;
 
 const FEE: u128 = 10_000;
@@ -65,19 +65,6 @@ fn bond_with_min(
             },
         )
     })
-}
-
-fn slash_args(p: Principal, amount: u128, key: &str) -> SlashArgs {
-    SlashArgs {
-        provider: p,
-        amount,
-        beneficiary: Account {
-            owner: user(99),
-            subaccount: Some([7; 32]),
-        },
-        reason: "missed heartbeat".into(),
-        key: key.into(),
-    }
 }
 
 fn beneficiary_balance(rt: &FakeLedger) -> u128 {

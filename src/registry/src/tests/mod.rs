@@ -10,8 +10,8 @@ use crate::state::{mutate_state, read_state, reset_state};
 use canister_common::audit::Books;
 use fake::{LEDGER, RegistryLedger, registry_ledger};
 use fake_ledger::FakeLedger;
-use market_api::registry::{ProviderProfile, RegistryInit};
-use market_api::{HttpRequest, Principal, Tokens};
+use market_api::registry::{ProviderProfile, RegistryInit, SlashArgs};
+use market_api::{Account, HttpRequest, Principal, Tokens};
 
 pub const MATCHER: Principal = Principal::from_slice(&[0xAA, 3]);
 pub const WEEK_SECS: u64 = 7 * 86_400;
@@ -89,6 +89,20 @@ pub fn metrics_page(now: u64) -> String {
     });
     assert_eq!(page.status_code, 200);
     String::from_utf8(page.body).unwrap()
+}
+
+/// A slash of `amount` from `p` for the matcher, paid to `user(99)`.
+pub fn slash_args(p: Principal, amount: u128, key: &str) -> SlashArgs {
+    SlashArgs {
+        provider: p,
+        amount,
+        beneficiary: Account {
+            owner: user(99),
+            subaccount: Some([7; 32]),
+        },
+        reason: "missed heartbeat".into(),
+        key: key.into(),
+    }
 }
 
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {

@@ -9,10 +9,9 @@ use crate::staking;
 use crate::state::{Counters, ProviderRecord};
 use canister_common::codec::Cbor;
 use ic_stable_structures::Storable;
-use market_api::Account;
 use market_api::registry::{
     ListProvidersArgs, RECORD_KEY_RETENTION_SECS, RecordArgs, RecordEvent, RegistryError,
-    RegistryEvent, SlashArgs, Stake, TrackRecord,
+    RegistryEvent, Stake, TrackRecord,
 };
 use market_fixture::metrics::metric_value;
 use serde::de::DeserializeOwned;
@@ -237,19 +236,6 @@ fn only_the_matcher_records_and_only_for_a_known_provider() {
 
 /// A principal that is neither the matcher nor a provider.
 const REGISTRY_SELF: Principal = super::fake::REGISTRY;
-
-fn slash_args(p: Principal, amount: u128, key: &str) -> SlashArgs {
-    SlashArgs {
-        provider: p,
-        amount,
-        beneficiary: Account {
-            owner: user(99),
-            subaccount: None,
-        },
-        reason: "missed deadline".into(),
-        key: key.into(),
-    }
-}
 
 #[test]
 fn a_slash_that_takes_stake_counts_itself_once() {
