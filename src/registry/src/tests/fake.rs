@@ -12,25 +12,28 @@ pub use fake_ledger::Fault;
 
 pub const LEDGER: Principal = Principal::from_slice(&[0xAA, 1]);
 pub const REGISTRY: Principal = Principal::from_slice(&[0xAA, 2]);
+/// The ledger's transfer fee.
+pub const FEE: u128 = 10_000;
 
 fn account(owner: Principal, subaccount: Option<[u8; 32]>) -> Account {
     Account { owner, subaccount }
 }
 
-/// The ledger at `LEDGER` (fee 10 000) as the registry sees it. Its
+/// The ledger at `LEDGER` (fee [`FEE`]) as the registry sees it. Its
 /// deduplication never expires, so pending transfers can be retried
 /// after any advance of the clock.
 pub fn registry_ledger() -> FakeLedger {
     let ledger = FakeLedger::new(REGISTRY);
     ledger.now.set(1_700_000_000_000_000_000);
     ledger.dedup_window_ns.set(u64::MAX);
-    ledger.add_ledger(LEDGER, 10_000);
+    ledger.add_ledger(LEDGER, FEE);
     ledger
 }
 
 /// What the tests do to the ledger at `LEDGER` and read from it.
 pub trait RegistryLedger {
-    /// Mints `amount` to `owner`'s default account.
+    /// Mints `amount` to `owner`'s default account and lets the registry
+    /// pull all of it.
     fn fund(&self, owner: Principal, amount: u128);
     /// Lets the registry pull `amount` from `owner`'s default account.
     fn approve_registry(&self, owner: Principal, amount: u128);
@@ -47,6 +50,7 @@ pub trait RegistryLedger {
 impl RegistryLedger for FakeLedger {
     fn fund(&self, owner: Principal, amount: u128) {
         self.mint(LEDGER, account(owner, None), amount);
+        self.approve_registry(owner, amount);
     }
 
     fn approve_registry(&self, owner: Principal, amount: u128) {

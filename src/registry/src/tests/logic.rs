@@ -9,18 +9,6 @@ use market_api::registry::{
 };
 use market_fixture::metrics::metric_value;
 
-const FEE: u128 = 10_000;
-
-fn register(p: Principal) {
-    mutate_state(|s| providers::register(s, p, 0, profile(p))).unwrap();
-}
-
-fn fund_and_stake(rt: &FakeLedger, p: Principal, amount: u128) -> u128 {
-    rt.fund(p, amount + FEE);
-    rt.approve_registry(p, amount + FEE);
-    block_on(staking::stake(rt, p, amount)).unwrap()
-}
-
 /// A fresh registry with minimum stake `min_stake` and `user(1)`
 /// registered as a provider.
 fn registered_provider(min_stake: Tokens) -> (FakeLedger, Principal) {
@@ -135,7 +123,6 @@ fn stake_credits_only_what_the_ledger_confirms() {
     let p = user(1);
     // Not registered.
     rt.fund(p, 1_000_000);
-    rt.approve_registry(p, 1_000_000);
     assert_eq!(
         block_on(staking::stake(&rt, p, 500_000)),
         Err(RegistryError::NotRegistered)
@@ -175,7 +162,6 @@ fn stake_credits_only_what_the_ledger_confirms() {
 fn stake_with_a_failing_or_trapping_ledger_changes_nothing() {
     let (rt, p) = registered_provider(0);
     rt.fund(p, 1_000_000);
-    rt.approve_registry(p, 1_000_000);
     for f in [Fault::Reject, Fault::Trap] {
         rt.push_fault(f);
         assert!(matches!(
@@ -192,7 +178,6 @@ fn stake_with_a_failing_or_trapping_ledger_changes_nothing() {
 fn stake_with_unknown_outcomes_is_credited_exactly_once() {
     let (rt, p) = registered_provider(0);
     rt.fund(p, 10_000_000);
-    rt.approve_registry(p, 10_000_000);
     // Executed, answer lost: the retry is a duplicate.
     rt.push_fault(Fault::LostReply);
     block_on(staking::stake(&rt, p, 100_000)).unwrap();

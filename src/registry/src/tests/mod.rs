@@ -8,7 +8,7 @@ mod records;
 use crate::metrics;
 use crate::state::{mutate_state, read_state, reset_state};
 use canister_common::audit::Books;
-use fake::{LEDGER, RegistryLedger, registry_ledger};
+use fake::{FEE, LEDGER, RegistryLedger, registry_ledger};
 use fake_ledger::FakeLedger;
 use market_api::registry::{ProviderProfile, RegistryInit, SlashArgs};
 use market_api::{Account, HttpRequest, Principal, Tokens};
@@ -89,6 +89,18 @@ pub fn metrics_page(now: u64) -> String {
     });
     assert_eq!(page.status_code, 200);
     String::from_utf8(page.body).unwrap()
+}
+
+/// Registers `p` as a provider that is its own node.
+pub fn register(p: Principal) {
+    mutate_state(|s| crate::providers::register(s, p, 0, profile(p))).unwrap();
+}
+
+/// Funds `p` with `amount` and the fee and stakes `amount`; the stake's
+/// block.
+pub fn fund_and_stake(rt: &FakeLedger, p: Principal, amount: u128) -> u128 {
+    rt.fund(p, amount + FEE);
+    block_on(crate::staking::stake(rt, p, amount)).unwrap()
 }
 
 /// A slash of `amount` from `p` for the matcher, paid to `user(99)`.

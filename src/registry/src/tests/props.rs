@@ -47,7 +47,6 @@ fn run(rt: &FakeLedger, op: &Op) {
     match op.clone() {
         Op::Stake(w, a) => {
             rt.fund(user(w), a + 10_000);
-            rt.approve_registry(user(w), a + 10_000);
             let _ = block_on(staking::stake(rt, user(w), a));
         }
         Op::Unstake(w, a) => {

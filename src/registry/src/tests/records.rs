@@ -18,11 +18,15 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
-const FEE: u128 = 10_000;
 const S: u64 = 1_000_000_000;
 
-fn registered(p: Principal) {
-    mutate_state(|s| providers::register(s, p, 0, profile(p))).unwrap();
+/// A fresh registry with `user(1)` and `user(2)` registered.
+fn two_providers() -> (FakeLedger, Principal, Principal) {
+    let rt = setup(0);
+    let (p, q) = (user(1), user(2));
+    register(p);
+    register(q);
+    (rt, p, q)
 }
 
 fn args(p: Principal, key: &str, event: RecordEvent) -> RecordArgs {
@@ -58,10 +62,7 @@ fn record_events() -> usize {
 
 #[test]
 fn each_event_counts_once_in_the_record_the_view_and_the_totals() {
-    let rt = setup(0);
-    let (p, q) = (user(1), user(2));
-    registered(p);
-    registered(q);
+    let (rt, p, q) = two_providers();
     let t0 = rt.now.get();
     record(
         t0,
@@ -138,10 +139,7 @@ fn each_event_counts_once_in_the_record_the_view_and_the_totals() {
 
 #[test]
 fn a_repeat_counts_nothing_and_a_conflicting_one_is_refused() {
-    let rt = setup(0);
-    let (p, q) = (user(1), user(2));
-    registered(p);
-    registered(q);
+    let (rt, p, q) = two_providers();
     let now = rt.now.get();
     let done = RecordEvent::JobCompleted {
         heartbeats_on_time: 3,
@@ -178,7 +176,7 @@ fn a_repeat_counts_nothing_and_a_conflicting_one_is_refused() {
 fn only_the_matcher_records_and_only_for_a_known_provider() {
     let rt = setup(0);
     let p = user(1);
-    registered(p);
+    register(p);
     let now = rt.now.get();
     let a = || args(p, "job/1/done", RecordEvent::AuditPassed);
     // The caller is checked before anything else, even a bad key.
@@ -227,7 +225,7 @@ fn only_the_matcher_records_and_only_for_a_known_provider() {
         )
     })
     .unwrap();
-    registered(p);
+    register(p);
     assert!(matches!(
         record(now, a()),
         Err(RegistryError::Unauthorized { .. })
@@ -241,10 +239,8 @@ const REGISTRY_SELF: Principal = super::fake::REGISTRY;
 fn a_slash_that_takes_stake_counts_itself_once() {
     let rt = setup(0);
     let p = user(1);
-    registered(p);
-    rt.fund(p, 500_000 + FEE);
-    rt.approve_registry(p, 500_000 + FEE);
-    block_on(staking::stake(&rt, p, 500_000)).unwrap();
+    register(p);
+    fund_and_stake(&rt, p, 500_000);
     let o = block_on(staking::slash(&rt, MATCHER, slash_args(p, 120_000, "s1"))).unwrap();
     assert_eq!(o.slashed, 120_000);
     // The retry returns the first outcome and counts nothing more.
@@ -272,7 +268,7 @@ fn the_audit_finds_a_record_at_odds_with_itself_or_the_slashes() {
     use canister_common::audit::Books;
     let rt = setup(0);
     let p = user(1);
-    registered(p);
+    register(p);
     record(rt.now.get(), args(p, "a", RecordEvent::AuditFailed)).unwrap();
     record(rt.now.get(), args(p, "d", RecordEvent::DeadlineMissed)).unwrap();
     read_state(|s| s.check_invariants()).unwrap();
@@ -302,7 +298,7 @@ fn the_audit_finds_a_record_at_odds_with_itself_or_the_slashes() {
 fn keys_are_forgotten_after_their_retention_in_bounded_chunks() {
     let rt = setup(0);
     let p = user(1);
-    registered(p);
+    register(p);
     let t0 = rt.now.get();
     let retention = RECORD_KEY_RETENTION_SECS * S;
     for i in 0..10u64 {
