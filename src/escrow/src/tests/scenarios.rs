@@ -772,12 +772,19 @@ fn a_changed_fee_fails_a_first_attempt_cleanly_but_not_a_retry() {
 /// Past the deduplication window (and the margins for clocks).
 const PAST_WINDOW: u64 = DAY + 10 * 60 * 1_000_000_000;
 
-#[test]
-fn past_the_dedup_window_a_landed_withdrawal_is_found_in_the_blocks() {
+/// A has 1 000 000 deposited and withdrew 100 000 to 0x50, the answer
+/// lost to `fault`: the withdrawal's outcome is unknown.
+fn lost_withdrawal(fault: Fault) -> Env {
     let env = Env::new();
     env.deposit(p(A), L1, 1_000_000).unwrap();
-    env.rt.push_fault(Fault::LostReply);
+    env.rt.push_fault(fault);
     assert_eq!(env.withdraw(p(A), L1, 100_000, p(0x50)), Err(unknown()));
+    env
+}
+
+#[test]
+fn past_the_dedup_window_a_landed_withdrawal_is_found_in_the_blocks() {
+    let env = lost_withdrawal(Fault::LostReply);
     env.rt.advance(PAST_WINDOW);
     let calls = env.rt.calls.get();
     assert_eq!(env.reconcile(p(A), L1), Ok(true));
@@ -803,10 +810,7 @@ fn past_the_dedup_window_a_landed_withdrawal_is_found_in_the_blocks() {
 
 #[test]
 fn past_the_dedup_window_a_lost_withdrawal_is_undone_and_the_key_freed() {
-    let env = Env::new();
-    env.deposit(p(A), L1, 1_000_000).unwrap();
-    env.rt.push_fault(Fault::LostRequest);
-    assert_eq!(env.withdraw(p(A), L1, 100_000, p(0x50)), Err(unknown()));
+    let env = lost_withdrawal(Fault::LostRequest);
     // The owner's own next call, past the window, finds out first.
     env.rt.advance(PAST_WINDOW);
     assert_eq!(env.withdraw(p(A), L1, 200_000, p(0x50)), Ok(1));
@@ -822,10 +826,7 @@ fn past_the_dedup_window_a_lost_withdrawal_is_undone_and_the_key_freed() {
 
 #[test]
 fn a_retry_refused_as_too_old_turns_to_the_blocks_at_once() {
-    let env = Env::new();
-    env.deposit(p(A), L1, 1_000_000).unwrap();
-    env.rt.push_fault(Fault::LostReply);
-    assert_eq!(env.withdraw(p(A), L1, 100_000, p(0x50)), Err(unknown()));
+    let env = lost_withdrawal(Fault::LostReply);
     // The ledger's clock is past the window before the escrow's margins.
     env.rt.dedup_window_ns.set(1);
     env.rt.advance(1_000);
@@ -851,10 +852,7 @@ fn past_the_dedup_window_a_pull_deposit_is_found_by_its_spender() {
 
 #[test]
 fn a_scan_interrupted_by_a_failed_call_resumes_where_it_stopped() {
-    let env = Env::new();
-    env.deposit(p(A), L1, 1_000_000).unwrap();
-    env.rt.push_fault(Fault::LostRequest);
-    assert_eq!(env.withdraw(p(A), L1, 100_000, p(0x50)), Err(unknown()));
+    let env = lost_withdrawal(Fault::LostRequest);
     env.rt.advance(PAST_WINDOW);
     // The standards and the tip are read, the first page's call traps.
     let fee = env.fee(L1);
@@ -877,11 +875,8 @@ fn a_scan_interrupted_by_a_failed_call_resumes_where_it_stopped() {
 
 #[test]
 fn on_a_ledger_without_icrc3_only_the_controllers_resolve_it() {
-    let env = Env::new();
-    env.deposit(p(A), L1, 1_000_000).unwrap();
+    let env = lost_withdrawal(Fault::LostRequest);
     env.rt.serves_icrc3.set(false);
-    env.rt.push_fault(Fault::LostRequest);
-    assert_eq!(env.withdraw(p(A), L1, 100_000, p(0x50)), Err(unknown()));
     let op = read_state(|s| s.pending(p(A), L1)).unwrap();
     let resolve = |caller, is_controller, outcome| {
         block_on(payments::resolve_operation(
