@@ -9,22 +9,6 @@ use market_api::registry::{
 };
 use market_fixture::metrics::metric_value;
 
-/// A fresh registry with minimum stake `min_stake` and `user(1)`
-/// registered as a provider.
-fn registered_provider(min_stake: Tokens) -> (FakeLedger, Principal) {
-    let rt = setup(min_stake);
-    let p = user(1);
-    register(p);
-    (rt, p)
-}
-
-/// [`registered_provider`], having staked `stake`.
-fn staked_provider(min_stake: Tokens, stake: Tokens) -> (FakeLedger, Principal) {
-    let (rt, p) = registered_provider(min_stake);
-    fund_and_stake(&rt, p, stake);
-    (rt, p)
-}
-
 fn provider(p: Principal) -> crate::state::ProviderRecord {
     read_state(|s| s.provider(&p)).unwrap()
 }

@@ -103,6 +103,22 @@ pub fn fund_and_stake(rt: &FakeLedger, p: Principal, amount: u128) -> u128 {
     block_on(crate::staking::stake(rt, p, amount)).unwrap()
 }
 
+/// A fresh registry with minimum stake `min_stake` and `user(1)`
+/// registered as a provider.
+pub fn registered_provider(min_stake: Tokens) -> (FakeLedger, Principal) {
+    let rt = setup(min_stake);
+    let p = user(1);
+    register(p);
+    (rt, p)
+}
+
+/// [`registered_provider`], having staked `stake`.
+pub fn staked_provider(min_stake: Tokens, stake: Tokens) -> (FakeLedger, Principal) {
+    let (rt, p) = registered_provider(min_stake);
+    fund_and_stake(&rt, p, stake);
+    (rt, p)
+}
+
 /// A slash of `amount` from `p` for the matcher, paid to `user(99)`.
 pub fn slash_args(p: Principal, amount: u128, key: &str) -> SlashArgs {
     SlashArgs {

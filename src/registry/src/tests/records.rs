@@ -174,9 +174,7 @@ fn a_repeat_counts_nothing_and_a_conflicting_one_is_refused() {
 
 #[test]
 fn only_the_matcher_records_and_only_for_a_known_provider() {
-    let rt = setup(0);
-    let p = user(1);
-    register(p);
+    let (rt, p) = registered_provider(0);
     let now = rt.now.get();
     let a = || args(p, "job/1/done", RecordEvent::AuditPassed);
     // The caller is checked before anything else, even a bad key.
@@ -237,10 +235,7 @@ const REGISTRY_SELF: Principal = super::fake::REGISTRY;
 
 #[test]
 fn a_slash_that_takes_stake_counts_itself_once() {
-    let rt = setup(0);
-    let p = user(1);
-    register(p);
-    fund_and_stake(&rt, p, 500_000);
+    let (rt, p) = staked_provider(0, 500_000);
     let o = block_on(staking::slash(&rt, MATCHER, slash_args(p, 120_000, "s1"))).unwrap();
     assert_eq!(o.slashed, 120_000);
     // The retry returns the first outcome and counts nothing more.
@@ -266,9 +261,7 @@ fn a_slash_that_takes_stake_counts_itself_once() {
 #[test]
 fn the_audit_finds_a_record_at_odds_with_itself_or_the_slashes() {
     use canister_common::audit::Books;
-    let rt = setup(0);
-    let p = user(1);
-    register(p);
+    let (rt, p) = registered_provider(0);
     record(rt.now.get(), args(p, "a", RecordEvent::AuditFailed)).unwrap();
     record(rt.now.get(), args(p, "d", RecordEvent::DeadlineMissed)).unwrap();
     read_state(|s| s.check_invariants()).unwrap();
@@ -296,9 +289,7 @@ fn the_audit_finds_a_record_at_odds_with_itself_or_the_slashes() {
 
 #[test]
 fn keys_are_forgotten_after_their_retention_in_bounded_chunks() {
-    let rt = setup(0);
-    let p = user(1);
-    register(p);
+    let (rt, p) = registered_provider(0);
     let t0 = rt.now.get();
     let retention = RECORD_KEY_RETENTION_SECS * S;
     for i in 0..10u64 {
