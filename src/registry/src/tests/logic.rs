@@ -192,22 +192,18 @@ fn stake_with_unknown_outcomes_is_credited_exactly_once() {
     check_conservation(&rt);
 }
 
+/// `stake` and `withdraw_unbonded` of `p` are both refused with `err`.
+fn stake_calls_refused(rt: &FakeLedger, p: Principal, err: RegistryError) {
+    assert_eq!(block_on(staking::stake(rt, p, 1)).err(), Some(err.clone()));
+    assert_eq!(block_on(staking::withdraw_unbonded(rt, p)).err(), Some(err));
+}
+
 #[test]
 fn guard_stops_interleaving() {
     let (rt, p) = registered_provider(0);
     let g = staking::guard(p).unwrap();
-    assert_eq!(
-        block_on(staking::stake(&rt, p, 1)),
-        Err(RegistryError::Busy)
-    );
-    assert_eq!(
-        block_on(staking::withdraw_unbonded(&rt, p)),
-        Err(RegistryError::Busy)
-    );
-    assert_eq!(
-        block_on(staking::slash(&rt, MATCHER, slash_args(p, 100_000, "k"))),
-        Err(RegistryError::Busy)
-    );
+    stake_calls_refused(&rt, p, RegistryError::Busy);
+    assert_eq!(slash(&rt, p, 100_000, "k"), Err(RegistryError::Busy));
     drop(g);
     assert!(staking::guard(p).is_ok());
 }
@@ -348,13 +344,24 @@ fn a_bond_checks_the_buyers_minimum_against_the_current_stake() {
     check_conservation(&rt);
 }
 
+/// [`staked_provider`] with 1 000 000: `bonded` of it bonded for "job",
+/// `unbonding` of it unstaked, the rest free.
+fn stake_in_each_state(
+    min_stake: Tokens,
+    bonded: Tokens,
+    unbonding: Tokens,
+) -> (FakeLedger, Principal) {
+    let (rt, p) = staked_provider(min_stake, 1_000_000);
+    bond(p, bonded, "job").unwrap();
+    mutate_state(|s| providers::unstake(s, p, rt.now.get(), unbonding)).unwrap();
+    (rt, p)
+}
+
 #[test]
 fn slash_takes_bonded_then_free_then_unbonding_and_jails() {
-    let (rt, p) = staked_provider(500_000, 1_000_000);
-    bond(p, 300_000, "job").unwrap();
-    mutate_state(|s| providers::unstake(s, p, rt.now.get(), 200_000)).unwrap();
+    let (rt, p) = stake_in_each_state(500_000, 300_000, 200_000);
     // free 500k, bonded 300k, unbonding 200k.
-    let o = block_on(staking::slash(&rt, MATCHER, slash_args(p, 250_000, "s1"))).unwrap();
+    let o = slash(&rt, p, 250_000, "s1").unwrap();
     assert_eq!(
         (o.slashed, o.paid_out, o.jailed),
         (250_000, 250_000 - FEE, false)
@@ -363,16 +370,16 @@ fn slash_takes_bonded_then_free_then_unbonding_and_jails() {
     assert_eq!(beneficiary_balance(&rt), 250_000 - FEE);
     // Repeat: same outcome, no new transfer.
     let calls = rt.calls.get();
-    let again = block_on(staking::slash(&rt, MATCHER, slash_args(p, 250_000, "s1"))).unwrap();
+    let again = slash(&rt, p, 250_000, "s1").unwrap();
     assert_eq!(again, o);
     assert_eq!(rt.calls.get(), calls);
     assert_eq!(beneficiary_balance(&rt), 250_000 - FEE);
     assert_eq!(
-        block_on(staking::slash(&rt, MATCHER, slash_args(p, 1, "s1"))),
+        slash(&rt, p, 1, "s1"),
         Err(RegistryError::KeyConflict { key: "s1".into() })
     );
     // 50k bonded + 400k free: leaves 100k free (below the 500k minimum): jailed.
-    let o = block_on(staking::slash(&rt, MATCHER, slash_args(p, 450_000, "s2"))).unwrap();
+    let o = slash(&rt, p, 450_000, "s2").unwrap();
     assert!(o.jailed);
     let rec = provider(p);
     assert_eq!((rec.stake.bonded, rec.stake.free), (0, 100_000));
@@ -385,7 +392,7 @@ fn slash_takes_bonded_then_free_then_unbonding_and_jails() {
         Ok(0)
     );
     // Reaches unbonding stake once the rest is gone.
-    let o = block_on(staking::slash(&rt, MATCHER, slash_args(p, 250_000, "s3"))).unwrap();
+    let o = slash(&rt, p, 250_000, "s3").unwrap();
     assert_eq!(o.slashed, 250_000);
     let rec = provider(p);
     assert_eq!(rec.stake.free, 0);
@@ -405,12 +412,10 @@ fn slash_takes_bonded_then_free_then_unbonding_and_jails() {
 
 #[test]
 fn failed_slash_restores_exactly_and_a_retry_with_the_key_settles() {
-    let (rt, p) = staked_provider(0, 1_000_000);
-    bond(p, 100_000, "job").unwrap();
-    mutate_state(|s| providers::unstake(s, p, rt.now.get(), 700_000)).unwrap();
+    let (rt, p) = stake_in_each_state(0, 100_000, 700_000);
     let before = provider(p).stake;
     rt.push_fault(Fault::Trap);
-    assert!(block_on(staking::slash(&rt, MATCHER, slash_args(p, 900_000, "s"))).is_err());
+    assert!(slash(&rt, p, 900_000, "s").is_err());
     assert_eq!(provider(p).stake, before);
     assert!(read_state(|s| s.slash_record("s")).is_none());
     check_conservation(&rt);
@@ -418,11 +423,11 @@ fn failed_slash_restores_exactly_and_a_retry_with_the_key_settles() {
         rt.push_fault(Fault::LostReply);
     }
     assert_eq!(
-        block_on(staking::slash(&rt, MATCHER, slash_args(p, 900_000, "s"))),
+        slash(&rt, p, 900_000, "s"),
         Err(RegistryError::Ledger(LedgerCallError::OutcomeUnknown))
     );
     assert_eq!(provider(p).total_stake(), 100_000);
-    let o = block_on(staking::slash(&rt, MATCHER, slash_args(p, 900_000, "s"))).unwrap();
+    let o = slash(&rt, p, 900_000, "s").unwrap();
     assert_eq!(o.slashed, 900_000);
     assert_eq!(beneficiary_balance(&rt), 900_000 - FEE);
     check_conservation(&rt);
@@ -432,7 +437,7 @@ fn failed_slash_restores_exactly_and_a_retry_with_the_key_settles() {
 fn slash_checks_its_arguments() {
     let (rt, p) = registered_provider(0);
     assert_eq!(
-        block_on(staking::slash(&rt, MATCHER, slash_args(p, FEE, "s"))),
+        slash(&rt, p, FEE, "s"),
         Err(RegistryError::BelowFee { fee: FEE })
     );
     let mut long = slash_args(p, 100_000, "s");
@@ -450,7 +455,7 @@ fn slash_checks_its_arguments() {
         Err(RegistryError::NotRegistered)
     );
     // Nothing staked: nothing taken, recorded under the key.
-    let o = block_on(staking::slash(&rt, MATCHER, slash_args(p, 100_000, "s"))).unwrap();
+    let o = slash(&rt, p, 100_000, "s").unwrap();
     assert_eq!(o.slashed, 0);
     check_conservation(&rt);
 }
@@ -507,14 +512,7 @@ fn every_update_refuses_unauthorized_callers() {
         mutate_state(|s| providers::unstake(s, anon, 0, 1)),
         Err(RegistryError::AnonymousCaller)
     );
-    assert_eq!(
-        block_on(staking::stake(&rt, anon, 1)),
-        Err(RegistryError::AnonymousCaller)
-    );
-    assert_eq!(
-        block_on(staking::withdraw_unbonded(&rt, anon)),
-        Err(RegistryError::AnonymousCaller)
-    );
+    stake_calls_refused(&rt, anon, RegistryError::AnonymousCaller);
     for caller in [anon, p, REGISTRY] {
         let expected_anon = caller == anon;
         let check = |r: Result<(), RegistryError>| match r {
@@ -766,7 +764,7 @@ fn past_the_dedup_window_a_stuck_payout_is_read_from_the_blocks_and_the_slash_go
         );
         rt.advance_secs(25 * 3_600);
         let wallet = rt.balance_of(p, None);
-        let o = block_on(staking::slash(&rt, MATCHER, slash_args(p, 100_000, "s"))).unwrap();
+        let o = slash(&rt, p, 100_000, "s").unwrap();
         assert_eq!(o.slashed, 100_000, "landed: {landed}");
         assert!(read_state(|s| s.pending(&p)).is_none());
         assert_eq!(wallet, rt.balance_of(p, None), "nothing paid by the lookup");

@@ -10,7 +10,7 @@ use crate::state::{mutate_state, read_state, reset_state};
 use canister_common::audit::Books;
 use fake::{FEE, LEDGER, RegistryLedger, registry_ledger};
 use fake_ledger::FakeLedger;
-use market_api::registry::{ProviderProfile, RegistryInit, SlashArgs};
+use market_api::registry::{ProviderProfile, RegistryError, RegistryInit, SlashArgs, SlashOutcome};
 use market_api::{Account, HttpRequest, Principal, Tokens};
 
 pub const MATCHER: Principal = Principal::from_slice(&[0xAA, 3]);
@@ -131,6 +131,20 @@ pub fn slash_args(p: Principal, amount: u128, key: &str) -> SlashArgs {
         reason: "missed heartbeat".into(),
         key: key.into(),
     }
+}
+
+/// The matcher's slash of `amount` from `p` ([`slash_args`]).
+pub fn slash(
+    rt: &FakeLedger,
+    p: Principal,
+    amount: u128,
+    key: &str,
+) -> Result<SlashOutcome, RegistryError> {
+    block_on(crate::staking::slash(
+        rt,
+        MATCHER,
+        slash_args(p, amount, key),
+    ))
 }
 
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {

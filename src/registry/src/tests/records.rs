@@ -5,7 +5,6 @@
 use super::*;
 use crate::providers;
 use crate::records;
-use crate::staking;
 use crate::state::{Counters, ProviderRecord};
 use canister_common::codec::Cbor;
 use ic_stable_structures::Storable;
@@ -236,19 +235,19 @@ const REGISTRY_SELF: Principal = super::fake::REGISTRY;
 #[test]
 fn a_slash_that_takes_stake_counts_itself_once() {
     let (rt, p) = staked_provider(0, 500_000);
-    let o = block_on(staking::slash(&rt, MATCHER, slash_args(p, 120_000, "s1"))).unwrap();
+    let o = slash(&rt, p, 120_000, "s1").unwrap();
     assert_eq!(o.slashed, 120_000);
     // The retry returns the first outcome and counts nothing more.
-    block_on(staking::slash(&rt, MATCHER, slash_args(p, 120_000, "s1"))).unwrap();
+    slash(&rt, p, 120_000, "s1").unwrap();
     assert_eq!((track(p).slashes, track(p).slashed), (1, 120_000));
-    block_on(staking::slash(&rt, MATCHER, slash_args(p, 30_000, "s2"))).unwrap();
+    slash(&rt, p, 30_000, "s2").unwrap();
     assert_eq!((track(p).slashes, track(p).slashed), (2, 150_000));
     // One that asks for more than is left takes the rest.
-    block_on(staking::slash(&rt, MATCHER, slash_args(p, 1_000_000, "s3"))).unwrap();
+    slash(&rt, p, 1_000_000, "s3").unwrap();
     let all = 500_000;
     assert_eq!((track(p).slashes, track(p).slashed), (3, all));
     // With nothing left to move, a slash takes nothing and counts nothing.
-    let o = block_on(staking::slash(&rt, MATCHER, slash_args(p, 100_000, "s4"))).unwrap();
+    let o = slash(&rt, p, 100_000, "s4").unwrap();
     assert_eq!(o.slashed, 0);
     assert_eq!((track(p).slashes, track(p).slashed), (3, all));
     assert_eq!(
