@@ -18,7 +18,7 @@ use crate::registry::{
 use crate::{Account, JobId, Principal, Tokens};
 use candid::CandidType;
 use candid::utils::ArgumentEncoder;
-use ic_cdk::call::{Call, CallFailed, RejectCode};
+use ic_cdk::call::{Call, CallFailed, RejectCode, Response};
 use serde::de::DeserializeOwned;
 
 /// Why a call to one of our canisters did not produce a decoded reply.
@@ -38,13 +38,34 @@ pub async fn call<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
     method: &str,
     args: &A,
 ) -> Result<R, CallError> {
-    let reply = Call::bounded_wait(canister, method)
-        .with_args(args)
-        .await
-        .map_err(CallError::from)?;
-    reply.candid::<R>().map_err(|e| CallError::BadReply {
-        message: e.to_string(),
-    })
+    decode(Call::bounded_wait(canister, method).with_args(args).await)
+}
+
+/// Makes a bounded-wait call with `cycles` attached (what the callee does
+/// not take is refunded) and decodes its reply.
+pub async fn call_with_cycles<A: CandidType, R: CandidType + DeserializeOwned>(
+    canister: Principal,
+    method: &str,
+    arg: &A,
+    cycles: u128,
+) -> Result<R, CallError> {
+    decode(
+        Call::bounded_wait(canister, method)
+            .with_arg(arg)
+            .with_cycles(cycles)
+            .await,
+    )
+}
+
+fn decode<R: CandidType + DeserializeOwned>(
+    reply: Result<Response, CallFailed>,
+) -> Result<R, CallError> {
+    reply
+        .map_err(CallError::from)?
+        .candid::<R>()
+        .map_err(|e| CallError::BadReply {
+            message: e.to_string(),
+        })
 }
 
 /// The one reading of ic-cdk's call failures (and of its reject codes)
@@ -98,14 +119,13 @@ pub async fn http_request(
     args: &crate::outcall::HttpRequestArgs,
     cycles: u128,
 ) -> Result<crate::outcall::HttpRequestResult, CallError> {
-    let reply = Call::bounded_wait(Principal::management_canister(), "http_request")
-        .with_arg(args)
-        .with_cycles(cycles)
-        .await
-        .map_err(CallError::from)?;
-    reply.candid().map_err(|e| CallError::BadReply {
-        message: e.to_string(),
-    })
+    call_with_cycles(
+        Principal::management_canister(),
+        "http_request",
+        args,
+        cycles,
+    )
+    .await
 }
 
 /// The vetKD public key of the calling canister (`canister_id: None`) or
@@ -130,14 +150,13 @@ pub async fn vetkd_derive_key(
     args: &ic_management_canister_types::VetKDDeriveKeyArgs,
     cycles: u128,
 ) -> Result<ic_management_canister_types::VetKDDeriveKeyResult, CallError> {
-    let reply = Call::bounded_wait(Principal::management_canister(), "vetkd_derive_key")
-        .with_arg(args)
-        .with_cycles(cycles)
-        .await
-        .map_err(CallError::from)?;
-    reply.candid().map_err(|e| CallError::BadReply {
-        message: e.to_string(),
-    })
+    call_with_cycles(
+        Principal::management_canister(),
+        "vetkd_derive_key",
+        args,
+        cycles,
+    )
+    .await
 }
 
 /// The cycles minting canister's ICP/XDR rate (`get_icp_xdr_conversion_rate`,
@@ -155,14 +174,13 @@ pub async fn exchange_rate(
     xrc: Principal,
     request: &crate::prices::xrc::GetExchangeRateRequest,
 ) -> Result<crate::prices::xrc::GetExchangeRateResult, CallError> {
-    let reply = Call::bounded_wait(xrc, "get_exchange_rate")
-        .with_arg(request)
-        .with_cycles(crate::prices::xrc::REQUEST_CYCLES)
-        .await
-        .map_err(CallError::from)?;
-    reply.candid().map_err(|e| CallError::BadReply {
-        message: e.to_string(),
-    })
+    call_with_cycles(
+        xrc,
+        "get_exchange_rate",
+        request,
+        crate::prices::xrc::REQUEST_CYCLES,
+    )
+    .await
 }
 
 /// Declares a client of one of our canisters: a `Copy` wrapper of the

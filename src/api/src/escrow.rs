@@ -338,6 +338,16 @@ pub enum EscrowError {
     Ledger(crate::LedgerCallError),
 }
 
+impl EscrowError {
+    /// An [`EscrowError::InvalidArgument`] naming `field` and why it was refused.
+    pub fn invalid(field: &str, reason: impl Into<String>) -> Self {
+        EscrowError::InvalidArgument {
+            field: field.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
 /// How deposited tokens arrived.
 #[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
 pub enum DepositSource {

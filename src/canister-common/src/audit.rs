@@ -24,6 +24,7 @@
 
 use crate::metrics::MetricsPage;
 use std::ops::Bound;
+use std::time::Duration;
 
 /// Records one chunk of the pass reads at most (every map entry counts one):
 /// a few hundred million instructions, about 1% of an update's limit.
@@ -38,12 +39,71 @@ pub const AUDIT_EVERY_NS: u64 = 86_400_000_000_000;
 /// Broken records a pass logs at most (it counts all of them).
 const MAX_LOGGED_PER_PASS: u64 = 20;
 
+/// Starts the repeating timer that runs the audit, every
+/// [`AUDIT_PERIOD_SECS`]: `run` is given the time and runs one chunk (and
+/// any other bounded upkeep that shares the timer). Timers do not survive
+/// upgrades, so `init` and `post_upgrade` call it.
+pub fn start_audit_timer(run: impl Fn(u64) + Copy + 'static) {
+    ic_cdk_timers::set_timer_interval(Duration::from_secs(AUDIT_PERIOD_SECS), move || async move {
+        run(ic_cdk::api::time())
+    });
+}
+
 /// What one chunk of a pass did.
 pub struct Chunk<C> {
     /// Records read.
     pub read: usize,
     /// Where the pass goes on; `None` once it is complete.
     pub next: Option<C>,
+}
+
+/// What one chunk has read against its budget, as a canister's
+/// [`Books::audit_chunk`] walks its maps in turn.
+pub struct ChunkWork {
+    read: usize,
+    budget: usize,
+}
+
+impl ChunkWork {
+    /// Nothing read yet; at most `budget` records may be.
+    pub fn new(budget: usize) -> Self {
+        Self { read: 0, budget }
+    }
+
+    /// Gives `entries` in order to `visit`, which checks one and returns how
+    /// many records that read (the entry itself included), until the budget
+    /// is spent: whether every entry was read. An entry is only taken while
+    /// the budget lasts, so the caller's cursor, kept by `visit`, names the
+    /// last entry read.
+    pub fn scan<T>(
+        &mut self,
+        entries: impl IntoIterator<Item = T>,
+        mut visit: impl FnMut(T) -> usize,
+    ) -> bool {
+        for entry in entries {
+            if self.read >= self.budget {
+                return false;
+            }
+            self.read += visit(entry);
+        }
+        true
+    }
+
+    /// The chunk ends with the budget spent; the pass goes on at `cursor`.
+    pub fn pause<C>(self, cursor: C) -> Chunk<C> {
+        Chunk {
+            read: self.read,
+            next: Some(cursor),
+        }
+    }
+
+    /// The chunk ends with the pass complete.
+    pub fn finish<C>(self) -> Chunk<C> {
+        Chunk {
+            read: self.read,
+            next: None,
+        }
+    }
 }
 
 /// A canister's books as the audit reads them: in chunks of bounded work
@@ -263,6 +323,25 @@ impl<C> BooksAudit<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chunk_stops_where_its_budget_is_spent_and_counts_what_entries_read() {
+        let mut work = ChunkWork::new(5);
+        let mut seen = vec![];
+        // Each entry reads itself and one record more.
+        assert!(!work.scan(0..10, |i| {
+            seen.push(i);
+            2
+        }));
+        assert_eq!(seen, [0, 1, 2]);
+        let chunk = work.pause(2);
+        assert_eq!((chunk.read, chunk.next), (6, Some(2)));
+
+        let mut work = ChunkWork::new(5);
+        assert!(work.scan(0..5, |_| 1));
+        let chunk: Chunk<u32> = work.finish();
+        assert_eq!((chunk.read, chunk.next), (5, None));
+    }
 
     /// A pass over 0..n that reports every multiple of 7 as broken.
     fn check(n: u32) -> impl FnMut(Option<u32>, usize, &mut Vec<String>) -> Chunk<u32> {

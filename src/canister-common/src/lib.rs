@@ -3,13 +3,14 @@
 //! values in stable structures, the append-only public event log, guards
 //! that stop two messages for the same key from interleaving at an `.await`,
 //! the one stable memory manager, the ingress rules of
-//! `canister_inspect_message`, the `/metrics` page writer, the search of a
-//! ledger's block log for a transfer whose outcome was lost, the system
-//! API that each canister's runtime trait builds on, and the declaration of
-//! a canister's state with its accessors ([`canister_state!`]).
+//! `canister_inspect_message`, the `/metrics` page writer, the transfers
+//! sent to ledgers, the search of a ledger's block log for a transfer whose
+//! outcome was lost, the system API that each canister's runtime trait
+//! builds on, and the declaration of a canister's state with its accessors
+//! ([`canister_state!`]).
 //!
-//! Only the default methods of [`runtime::SystemApi`] and
-//! [`ledger_blocks::BlockSource`] call the IC;
+//! Only the default methods of [`runtime::SystemApi`],
+//! [`ledger::LedgerCalls`] and [`ledger_blocks::BlockSource`] call the IC;
 //! everything else runs in native tests.
 
 pub mod audit;
@@ -17,6 +18,7 @@ pub mod codec;
 pub mod event_log;
 pub mod guard;
 pub mod ingress;
+pub mod ledger;
 pub mod ledger_blocks;
 pub mod memory;
 pub mod metrics;

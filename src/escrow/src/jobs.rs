@@ -54,10 +54,7 @@ fn require_matcher_call(
     job_key: &str,
 ) -> Result<(), EscrowError> {
     require_matcher(state, caller)?;
-    validate_op_key(job_key).map_err(|reason| EscrowError::InvalidArgument {
-        field: "job_key".into(),
-        reason,
-    })
+    validate_op_key(job_key).map_err(|reason| EscrowError::invalid("job_key", reason))
 }
 
 /// The lock of `job_key`, which must exist.
@@ -104,10 +101,7 @@ fn require_unsettled(lock: &LockRecord, job_key: &str) -> Result<(), EscrowError
 
 fn positive(field: &str, amount: u128) -> Result<(), EscrowError> {
     if amount == 0 {
-        return Err(EscrowError::InvalidArgument {
-            field: field.into(),
-            reason: "must be positive".into(),
-        });
+        return Err(EscrowError::invalid(field, "must be positive"));
     }
     Ok(())
 }
@@ -140,18 +134,14 @@ pub fn lock(
         None => 0,
         // Every way into a free balance (a pull deposit, a push deposit's
         // sweep) reads the ledger's fee first, so it is known here.
-        Some(bytes) => storage_fee(ledger.fee.unwrap_or(0), bytes).ok_or_else(|| {
-            EscrowError::InvalidArgument {
-                field: "stored_bytes".into(),
-                reason: "the storage fee overflows".into(),
-            }
-        })?,
+        Some(bytes) => storage_fee(ledger.fee.unwrap_or(0), bytes)
+            .ok_or_else(|| EscrowError::invalid("stored_bytes", "the storage fee overflows"))?,
     };
     let Some(with_fee) = args.amount.checked_add(fee) else {
-        return Err(EscrowError::InvalidArgument {
-            field: "amount".into(),
-            reason: "the amount and the storage fee overflow".into(),
-        });
+        return Err(EscrowError::invalid(
+            "amount",
+            "the amount and the storage fee overflow",
+        ));
     };
     let free = state.balance(args.buyer, args.ledger).free;
     if free < with_fee {
@@ -174,18 +164,7 @@ pub fn lock(
         );
     }
     lock_free_balance(state, args.buyer, args.ledger, args.amount)?;
-    let record = LockRecord {
-        buyer: args.buyer,
-        ledger: args.ledger,
-        total: args.amount,
-        released: 0,
-        refunded: 0,
-        settled: false,
-        extensions: Vec::new(),
-        storage_fee: fee,
-        pending: Vec::new(),
-        forfeited: 0,
-    };
+    let record = LockRecord::new(args.buyer, args.ledger, args.amount, fee);
     Ok(store(
         state,
         &args.job_key,
@@ -232,10 +211,10 @@ pub fn extend_lock(
 ) -> Result<JobLock, EscrowError> {
     require_matcher_call(state, caller, &args.job_key)?;
     if args.extension == 0 {
-        return Err(EscrowError::InvalidArgument {
-            field: "extension".into(),
-            reason: "extensions are numbered from 1".into(),
-        });
+        return Err(EscrowError::invalid(
+            "extension",
+            "extensions are numbered from 1",
+        ));
     }
     positive("amount", args.amount)?;
     let mut lock = existing_lock(state, &args.job_key)?;
@@ -247,19 +226,19 @@ pub fn extend_lock(
     }
     require_unsettled(&lock, &args.job_key)?;
     if index != lock.extensions.len() {
-        return Err(EscrowError::InvalidArgument {
-            field: "extension".into(),
-            reason: format!(
+        return Err(EscrowError::invalid(
+            "extension",
+            format!(
                 "extension {} is next; extensions are applied in order",
                 lock.extensions.len() + 1
             ),
-        });
+        ));
     }
     let Some(total) = lock.total.checked_add(args.amount) else {
-        return Err(EscrowError::InvalidArgument {
-            field: "amount".into(),
-            reason: "the lock's total would overflow".into(),
-        });
+        return Err(EscrowError::invalid(
+            "amount",
+            "the lock's total would overflow",
+        ));
     };
     lock_free_balance(state, lock.buyer, lock.ledger, args.amount)?;
     lock.total = total;
@@ -291,10 +270,10 @@ pub fn release(
     require_matcher_call(state, caller, &args.job_key)?;
     positive("amount", args.amount)?;
     if args.provider == Principal::anonymous() {
-        return Err(EscrowError::InvalidArgument {
-            field: "provider".into(),
-            reason: "the anonymous principal cannot be paid".into(),
-        });
+        return Err(EscrowError::invalid(
+            "provider",
+            "the anonymous principal cannot be paid",
+        ));
     }
     let mut lock = existing_lock(state, &args.job_key)?;
     if let Some(done) = state.release_record(&args.job_key, args.seq) {

@@ -92,9 +92,8 @@ pub use market_api::escrow::deposit_subaccount;
 
 /// The account to transfer to so that `beneficiary` is credited by `notify_deposit`.
 pub fn deposit_account(escrow: Principal, beneficiary: Principal) -> Result<Account, EscrowError> {
-    let sub = deposit_subaccount(beneficiary).ok_or_else(|| EscrowError::InvalidArgument {
-        field: "beneficiary".into(),
-        reason: "the empty principal has no deposit account".into(),
+    let sub = deposit_subaccount(beneficiary).ok_or_else(|| {
+        EscrowError::invalid("beneficiary", "the empty principal has no deposit account")
     })?;
     Ok(Account {
         owner: escrow,
@@ -118,10 +117,7 @@ fn known_ledger(ledger: Principal) -> Result<(), EscrowError> {
 
 fn positive(amount: Tokens) -> Result<(), EscrowError> {
     if amount == 0 {
-        return Err(EscrowError::InvalidArgument {
-            field: "amount".into(),
-            reason: "must be positive".into(),
-        });
+        return Err(EscrowError::invalid("amount", "must be positive"));
     }
     Ok(())
 }
@@ -592,10 +588,10 @@ pub async fn notify_deposit<R: Runtime>(
 ) -> Result<Tokens, EscrowError> {
     non_anonymous(caller)?;
     if args.beneficiary == Principal::anonymous() {
-        return Err(EscrowError::InvalidArgument {
-            field: "beneficiary".into(),
-            reason: "the anonymous principal cannot own a balance".into(),
-        });
+        return Err(EscrowError::invalid(
+            "beneficiary",
+            "the anonymous principal cannot own a balance",
+        ));
     }
     let account = deposit_account(rt.self_id(), args.beneficiary)?;
     known_ledger(args.ledger)?;
@@ -662,10 +658,10 @@ async fn withdraw_from<R: Runtime>(
     non_anonymous(caller)?;
     known_ledger(args.ledger)?;
     if args.to.owner == rt.self_id() {
-        return Err(EscrowError::InvalidArgument {
-            field: "to".into(),
-            reason: "cannot withdraw to the escrow's own accounts".into(),
-        });
+        return Err(EscrowError::invalid(
+            "to",
+            "cannot withdraw to the escrow's own accounts",
+        ));
     }
     let _guard = guard(caller, args.ledger)?;
     resolve_pending(rt, caller, args.ledger).await?;
@@ -712,10 +708,10 @@ pub async fn withdraw_for<R: Runtime>(
 ) -> Result<u128, EscrowError> {
     read_state(|s| crate::jobs::require_matcher(s, caller))?;
     if args.owner == Principal::anonymous() {
-        return Err(EscrowError::InvalidArgument {
-            field: "owner".into(),
-            reason: "the anonymous principal owns no balance".into(),
-        });
+        return Err(EscrowError::invalid(
+            "owner",
+            "the anonymous principal owns no balance",
+        ));
     }
     withdraw_from(rt, args.owner, args.args, Sources::Free).await
 }
@@ -754,10 +750,10 @@ pub async fn add_ledger<R: Runtime>(
     // meanwhile.
     let require_room = || {
         if read_state(|s| s.ledger(&ledger).is_none() && s.ledger_count() >= MAX_LEDGERS) {
-            return Err(EscrowError::InvalidArgument {
-                field: "ledger".into(),
-                reason: format!("at most {MAX_LEDGERS} ledgers are accepted"),
-            });
+            return Err(EscrowError::invalid(
+                "ledger",
+                format!("at most {MAX_LEDGERS} ledgers are accepted"),
+            ));
         }
         Ok(())
     };
@@ -768,10 +764,10 @@ pub async fn add_ledger<R: Runtime>(
         .await
         .map_err(ledger_err)?;
     if !standards.iter().any(|s| s.name == "ICRC-2") {
-        return Err(EscrowError::InvalidArgument {
-            field: "ledger".into(),
-            reason: "the ledger does not list ICRC-2 among its standards".into(),
-        });
+        return Err(EscrowError::invalid(
+            "ledger",
+            "the ledger does not list ICRC-2 among its standards",
+        ));
     }
     let fee = rt.icrc1_fee(ledger).await.map_err(ledger_err)?;
     let symbol = rt.icrc1_symbol(ledger).await.map_err(ledger_err)?;
@@ -806,16 +802,18 @@ pub async fn resolve_operation<R: Runtime>(
     let _guard = guard(args.owner, args.ledger)?;
     let op = read_state(|s| s.pending(args.owner, args.ledger))
         .filter(|op| op.id == args.operation)
-        .ok_or_else(|| EscrowError::InvalidArgument {
-            field: "operation".into(),
-            reason: "no such operation is pending for this owner and ledger".into(),
+        .ok_or_else(|| {
+            EscrowError::invalid(
+                "operation",
+                "no such operation is pending for this owner and ledger",
+            )
         })?;
     let now = rt.now_ns();
     if !ledger_blocks::past_dedup_window(op.created_at_time, now) {
-        return Err(EscrowError::InvalidArgument {
-            field: "operation".into(),
-            reason: "still within the ledger's deduplication window: reconcile it".into(),
-        });
+        return Err(EscrowError::invalid(
+            "operation",
+            "still within the ledger's deduplication window: reconcile it",
+        ));
     }
     mutate_state(|s| {
         s.events.append(

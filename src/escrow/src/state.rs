@@ -9,7 +9,7 @@
 //! `canister_common::audit`'s).
 
 use crate::memory::{self, Memory};
-use canister_common::audit::{Books, BooksAudit, Chunk, after};
+use canister_common::audit::{Books, BooksAudit, Chunk, ChunkWork, after};
 use canister_common::codec::Cbor;
 use canister_common::event_log::EventLog;
 use canister_common::ledger_blocks::BlockScan;
@@ -175,6 +175,23 @@ pub struct LockRecord {
 }
 
 impl LockRecord {
+    /// A fresh lock of `total` of `buyer`'s tokens on `ledger`, with
+    /// `storage_fee` paid beside it: nothing released, held or refunded yet.
+    pub fn new(buyer: Principal, ledger: Principal, total: Tokens, storage_fee: Tokens) -> Self {
+        LockRecord {
+            buyer,
+            ledger,
+            total,
+            released: 0,
+            refunded: 0,
+            settled: false,
+            extensions: Vec::new(),
+            storage_fee,
+            pending: Vec::new(),
+            forfeited: 0,
+        }
+    }
+
     /// What is still locked: total − released − Σ pending − refunded.
     pub fn remaining(&self) -> Tokens {
         self.checked_remaining()
@@ -769,36 +786,31 @@ impl Books for State {
         broken: &mut Vec<String>,
     ) -> Chunk<AuditCursor> {
         let mut c = cursor.unwrap_or_default();
-        let mut read = 0usize;
+        let mut work = ChunkWork::new(budget);
         if !c.in_locks {
-            for e in self.balances.range(after(c.last_balance)) {
-                if read >= budget {
-                    return Chunk {
-                        read,
-                        next: Some(c),
-                    };
-                }
+            let all = work.scan(self.balances.range(after(c.last_balance)), |e| {
                 let (key, b) = e.into_pair();
                 c.tally_balance(key, &b.0, Tally::Add);
                 c.last_balance = Some(key);
-                read += 1;
+                1
+            });
+            if !all {
+                return work.pause(c);
             }
             c.in_locks = true;
         }
-        for e in self.locks.range(after(c.last_lock.clone())) {
-            if read >= budget {
-                return Chunk {
-                    read,
-                    next: Some(c),
-                };
-            }
+        let all = work.scan(self.locks.range(after(c.last_lock.clone())), |e| {
             let (job_key, l) = e.into_pair();
-            read += 1 + self.check_lock(&job_key, &l.0, broken);
+            let read = 1 + self.check_lock(&job_key, &l.0, broken);
             c.tally_lock(&l.0, Tally::Add);
             c.last_lock = Some(job_key);
+            read
+        });
+        if !all {
+            return work.pause(c);
         }
         self.compare_sums(c, broken);
-        Chunk { read, next: None }
+        work.finish()
     }
 }
 
@@ -887,21 +899,23 @@ impl State {
         if c.liabilities.values().any(|v| *v > 0) {
             broken.push("balances on ledgers that are not whitelisted".into());
         }
-        c.locked.retain(|_, v| *v > 0);
-        c.remaining.retain(|_, v| *v > 0);
-        if c.locked != c.remaining {
-            broken.push(format!(
-                "locked balances {:?} differ from remaining locks {:?}",
-                c.locked, c.remaining
-            ));
-        }
-        c.pending.retain(|_, v| *v > 0);
-        c.held.retain(|_, v| *v > 0);
-        if c.pending != c.held {
-            broken.push(format!(
-                "pending balances {:?} differ from pending pay in locks {:?}",
-                c.pending, c.held
-            ));
+        let per_key = [
+            ("locked balances", c.locked, "remaining locks", c.remaining),
+            (
+                "pending balances",
+                c.pending,
+                "pending pay in locks",
+                c.held,
+            ),
+        ];
+        for (name, mut balances, locks_name, mut locks) in per_key {
+            balances.retain(|_, v| *v > 0);
+            locks.retain(|_, v| *v > 0);
+            if balances != locks {
+                broken.push(format!(
+                    "{name} {balances:?} differ from {locks_name} {locks:?}"
+                ));
+            }
         }
     }
 
@@ -962,16 +976,8 @@ mod tests {
         assert_eq!(
             new,
             LockRecord {
-                buyer,
-                ledger,
-                total: u128::from(u64::MAX) + 7,
                 released: 5,
-                refunded: 0,
-                settled: false,
-                extensions: vec![],
-                storage_fee: 0,
-                pending: vec![],
-                forfeited: 0,
+                ..LockRecord::new(buyer, ledger, u128::from(u64::MAX) + 7, 0)
             }
         );
         assert_eq!(new.initial(), new.total);
@@ -1077,18 +1083,9 @@ mod tests {
             b.free -= 10;
             b.locked += 10;
         });
-        let mut l = s.lock(job_key).unwrap_or(LockRecord {
-            buyer: owner,
-            ledger,
-            total: 0,
-            released: 0,
-            refunded: 0,
-            settled: false,
-            extensions: vec![],
-            storage_fee: 0,
-            pending: vec![],
-            forfeited: 0,
-        });
+        let mut l = s
+            .lock(job_key)
+            .unwrap_or_else(|| LockRecord::new(owner, ledger, 0, 0));
         l.total += 10;
         s.put_lock(job_key, l);
     }

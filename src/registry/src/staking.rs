@@ -110,7 +110,7 @@ fn failed(message: String) -> Sent {
 async fn send(rt: &impl Runtime, ledger: Principal, t: &LedgerTransfer, retry: bool) -> Sent {
     let answer = match t.from {
         Some(from) => rt
-            .transfer_from(
+            .icrc2_transfer_from(
                 ledger,
                 TransferFromArgs {
                     spender_subaccount: None,
@@ -138,7 +138,7 @@ async fn send(rt: &impl Runtime, ledger: Principal, t: &LedgerTransfer, retry: b
                 Err(e) => failed(format!("{e:?}")),
             }),
         None => rt
-            .transfer(
+            .icrc1_transfer(
                 ledger,
                 TransferArg {
                     from_subaccount: t.from_subaccount,
@@ -163,12 +163,10 @@ async fn send(rt: &impl Runtime, ledger: Principal, t: &LedgerTransfer, retry: b
     };
     match answer {
         Ok(sent) => sent,
-        Err(CallFailure::Unknown) => Sent::Unknown,
+        Err(CallFailure::Unknown { .. }) => Sent::Unknown,
         // The call did not reach the ledger this time, but an earlier attempt may have.
-        Err(CallFailure::Definite { .. }) if retry => Sent::Unknown,
-        Err(CallFailure::Definite { code, message }) => {
-            Sent::Failed(LedgerCallError::CallFailed { code, message })
-        }
+        Err(CallFailure::Rejected { .. }) if retry => Sent::Unknown,
+        Err(f @ CallFailure::Rejected { .. }) => Sent::Failed(f.into()),
     }
 }
 
@@ -521,16 +519,11 @@ pub async fn stake(
 
 async fn ledger_fee(rt: &impl Runtime) -> Result<Tokens, RegistryError> {
     let ledger = read_state(|s| s.config().ledger);
-    match rt.fee(ledger).await {
-        Ok(fee) => Ok(to_u128(fee)),
-        Err(CallFailure::Unknown) => Err(RegistryError::Ledger(LedgerCallError::OutcomeUnknown)),
-        Err(CallFailure::Definite { code, message }) => {
-            Err(RegistryError::Ledger(LedgerCallError::CallFailed {
-                code,
-                message,
-            }))
-        }
-    }
+    let fee = rt
+        .fee(ledger)
+        .await
+        .map_err(|f| RegistryError::Ledger(f.into()))?;
+    Ok(to_u128(fee))
 }
 
 /// `withdraw_unbonded`: sends every unbonding entry whose period has passed

@@ -8,7 +8,7 @@
 //! upgrade starts again.
 
 use crate::memory::{self, Memory};
-use canister_common::audit::{Books, BooksAudit, Chunk, after};
+use canister_common::audit::{Books, BooksAudit, Chunk, ChunkWork, after};
 use canister_common::codec::Cbor;
 use canister_common::event_log::EventLog;
 use canister_common::ledger_blocks::BlockScan;
@@ -675,34 +675,25 @@ impl Books for State {
         budget: usize,
         broken: &mut Vec<String>,
     ) -> Chunk<AuditCursor> {
-        let mut read = 0usize;
+        let mut work = ChunkWork::new(budget);
         let (providers_from, pending_from) = match cursor {
             None => (Some(None), None),
             Some(AuditCursor::Providers(last)) => (Some(last), None),
             Some(AuditCursor::Pending(last)) => (None, last),
         };
         if let Some(mut last) = providers_from {
-            for e in self.providers.range(after(last.clone())) {
-                if read >= budget {
-                    return Chunk {
-                        read,
-                        next: Some(AuditCursor::Providers(last)),
-                    };
-                }
+            let all = work.scan(self.providers.range(after(last.clone())), |e| {
                 let (key, p) = e.into_pair();
                 self.check_provider(&p.0, broken);
                 last = Some(key);
-                read += 1;
+                1
+            });
+            if !all {
+                return work.pause(AuditCursor::Providers(last));
             }
         }
         let mut last = pending_from;
-        for e in self.pending.range(after(last.clone())) {
-            if read >= budget {
-                return Chunk {
-                    read,
-                    next: Some(AuditCursor::Pending(last)),
-                };
-            }
+        let all = work.scan(self.pending.range(after(last.clone())), |e| {
             let (key, pending) = e.into_pair();
             if self.provider(&pending.0.provider).is_none() {
                 broken.push(format!(
@@ -711,9 +702,12 @@ impl Books for State {
                 ));
             }
             last = Some(key);
-            read += 1;
+            1
+        });
+        if !all {
+            return work.pause(AuditCursor::Pending(last));
         }
-        Chunk { read, next: None }
+        work.finish()
     }
 }
 

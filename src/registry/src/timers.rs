@@ -5,20 +5,19 @@
 //! start it.
 
 use crate::state::mutate_state;
-use canister_common::audit::{AUDIT_CHUNK_RECORDS, AUDIT_PERIOD_SECS};
-use std::time::Duration;
+use canister_common::audit::{AUDIT_CHUNK_RECORDS, start_audit_timer};
 
 /// Most `record` keys forgotten per run: with a run every
-/// [`AUDIT_PERIOD_SECS`], 288,000 a day.
+/// [`AUDIT_PERIOD_SECS`](canister_common::audit::AUDIT_PERIOD_SECS),
+/// 288,000 a day.
 pub const PRUNE_CHUNK_KEYS: usize = 100;
 
 /// Starts the repeating audit timer.
 pub fn start_audit() {
-    ic_cdk_timers::set_timer_interval(Duration::from_secs(AUDIT_PERIOD_SECS), || async {
-        let now = ic_cdk::api::time();
+    start_audit_timer(|now| {
         mutate_state(|s| {
             s.prune_record_keys(now, PRUNE_CHUNK_KEYS);
             s.run_audit_chunk(now, AUDIT_CHUNK_RECORDS, |line| ic_cdk::println!("{line}"))
-        });
+        })
     });
 }

@@ -5,12 +5,14 @@
 //! fees and deduplication. Each ledger call goes through
 //! [`FakeLedger::call`], which takes the next injected [`Fault`]: a call can
 //! be rejected, trap, time out before or after the ledger executed it, or
-//! meet a changed fee. Each canister's test runtime implements its own
-//! `Runtime` trait on top of it. Every executed transaction is also a block
+//! meet a changed fee. It answers the transfers every canister sends
+//! ([`LedgerCalls`]); each canister's test runtime implements the rest of
+//! its own `Runtime` trait on top of it. Every executed transaction is also a block
 //! served by `icrc3_get_blocks` ([`BlockSource`]), unless a test turns the
 //! ledger into one without ICRC-3 ([`FakeLedger::serves_icrc3`]).
 
 use candid::{Nat, Principal};
+use canister_common::ledger::{CallFailure, LedgerCalls};
 use canister_common::ledger_blocks::BlockSource;
 use canister_common::runtime::SystemApi;
 use icrc_ledger_types::icrc::generic_value::{ICRC3Map, ICRC3Value};
@@ -46,23 +48,6 @@ pub enum Fault {
     LostReply,
     /// The ledger's fee changes to this value before the call.
     FeeChange(Tokens),
-}
-
-/// Why a faulted call produced no reply.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Failure {
-    /// The call certainly had no effect (rejected, or the ledger trapped).
-    Rejected {
-        /// The reject code (2 for a system reject, 5 for a trap).
-        code: u32,
-        /// What the reject said.
-        message: String,
-    },
-    /// The call may or may not have taken effect.
-    Unknown {
-        /// What went wrong.
-        message: String,
-    },
 }
 
 /// One ledger's books.
@@ -288,20 +273,20 @@ impl FakeLedger {
         &self,
         ledger: Principal,
         exec: impl FnOnce(&Self) -> T,
-    ) -> Result<T, Failure> {
+    ) -> Result<T, CallFailure> {
         self.calls.set(self.calls.get() + 1);
         if self.yield_first.get() {
             YieldOnce(false).await;
         }
         let fault = self.faults.borrow_mut().pop_front();
         let rejected = |code, message: &str| {
-            Err(Failure::Rejected {
+            Err(CallFailure::Rejected {
                 code,
                 message: message.into(),
             })
         };
         let unknown = |message: &str| {
-            Err(Failure::Unknown {
+            Err(CallFailure::Unknown {
                 message: message.into(),
             })
         };
@@ -508,6 +493,24 @@ impl BlockSource for FakeLedger {
         })
         .await
         .map_err(|f| format!("{f:?}"))
+    }
+}
+
+impl LedgerCalls for FakeLedger {
+    async fn icrc1_transfer(
+        &self,
+        ledger: Principal,
+        arg: TransferArg,
+    ) -> Result<Result<Nat, TransferError>, CallFailure> {
+        self.call(ledger, |l| l.transfer(ledger, arg)).await
+    }
+
+    async fn icrc2_transfer_from(
+        &self,
+        ledger: Principal,
+        arg: TransferFromArgs,
+    ) -> Result<Result<Nat, TransferFromError>, CallFailure> {
+        self.call(ledger, |l| l.transfer_from(ledger, arg)).await
     }
 }
 

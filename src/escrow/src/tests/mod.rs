@@ -48,6 +48,20 @@ struct Env {
     mem: DefaultMemoryImpl,
 }
 
+/// Applies an install argument naming the matcher and whitelisting
+/// `ledgers` (their fees not read yet).
+fn apply_install_arg(ledgers: Vec<Principal>) {
+    mutate_state(|s| {
+        s.apply_config(
+            EscrowInit {
+                matcher: Some(MATCHER),
+                ledgers,
+            },
+            0,
+        )
+    });
+}
+
 impl Env {
     fn new() -> Env {
         let mem = DefaultMemoryImpl::default();
@@ -55,18 +69,20 @@ impl Env {
         let rt = FakeLedger::new(ESCROW);
         rt.add_ledger(L1, FEE1);
         rt.add_ledger(L2, FEE2);
-        mutate_state(|s| {
-            s.apply_config(
-                EscrowInit {
-                    matcher: Some(MATCHER),
-                    ledgers: vec![],
-                },
-                0,
-            )
-        });
+        apply_install_arg(vec![]);
         block_on(payments::add_ledger(&rt, true, L1)).unwrap();
         block_on(payments::add_ledger(&rt, true, L2)).unwrap();
         Env { rt, mem }
+    }
+
+    /// A new ledger (0x13) charging `fee`, whitelisted by the install
+    /// argument: its fee is not known until first used.
+    fn ledger_named_at_install(&self, fee: Tokens) -> Principal {
+        let ledger = p(0x13);
+        self.rt.add_ledger(ledger, fee);
+        apply_install_arg(vec![ledger]);
+        assert_eq!(read_state(|s| s.ledger(&ledger)).unwrap().fee, None);
+        ledger
     }
 
     /// Models an upgrade: the heap is dropped and the state is reopened

@@ -312,16 +312,14 @@ fn the_audit_finds_pending_pay_that_does_not_add_up() {
         canister_common::audit::BooksAudit::new()
             .run_pass(|c, budget, broken| read_state(|s| s.audit_chunk(c, budget, broken)))
     };
+    let audit_finds = |what: &str| {
+        let found = audit();
+        assert!(found.iter().any(|f| f.contains(what)), "{found:?}");
+    };
 
     // A pending balance no lock accounts for.
     mutate_state(|s| s.update_balance(p(PROV2), L1, |b| b.pending += 1));
-    let found = audit();
-    assert!(
-        found
-            .iter()
-            .any(|f| f.contains("differ from pending pay in locks")),
-        "{found:?}"
-    );
+    audit_finds("differ from pending pay in locks");
     mutate_state(|s| s.update_balance(p(PROV2), L1, |b| b.pending -= 1));
     assert_eq!(audit(), Vec::<String>::new());
 
@@ -330,19 +328,9 @@ fn the_audit_finds_pending_pay_that_does_not_add_up() {
     lock.pending[0].1 -= 1;
     lock.forfeited += 1;
     mutate_state(|s| s.put_lock("j", lock.clone()));
-    let found = audit();
     // The buyer's locked no longer matches the lock's remaining either.
-    assert!(
-        found
-            .iter()
-            .any(|f| f.contains("differ from pending pay in locks")),
-        "{found:?}"
-    );
+    audit_finds("differ from pending pay in locks");
     lock.pending.push((p(PROV2), 0));
     mutate_state(|s| s.put_lock("j", lock));
-    let found = audit();
-    assert!(
-        found.iter().any(|f| f.contains("distinct providers")),
-        "{found:?}"
-    );
+    audit_finds("distinct providers");
 }

@@ -285,19 +285,7 @@ fn a_lock_naming_stored_bytes_charges_the_storage_fee_once() {
 fn a_ledger_whitelisted_at_install_charges_the_storage_fee_from_the_first_job() {
     use market_api::escrow::storage_fee;
     let env = Env::new();
-    // Whitelisted by the install argument: its fee is not known yet.
-    let l3 = p(0x13);
-    env.rt.add_ledger(l3, 500);
-    mutate_state(|s| {
-        s.apply_config(
-            EscrowInit {
-                matcher: Some(MATCHER),
-                ledgers: vec![l3],
-            },
-            0,
-        )
-    });
-    assert_eq!(read_state(|s| s.ledger(&l3)).unwrap().fee, None);
+    let l3 = env.ledger_named_at_install(500);
     env.deposit(p(A), l3, 100_000).unwrap();
     let locked = env
         .job_call(
@@ -515,18 +503,7 @@ fn extend_lock_refuses_a_total_that_would_overflow() {
     mutate_state(|s| {
         s.put_lock(
             "big",
-            crate::state::LockRecord {
-                buyer: p(A),
-                ledger: L1,
-                total: Tokens::MAX,
-                released: 0,
-                refunded: 0,
-                settled: false,
-                extensions: vec![],
-                storage_fee: 0,
-                pending: vec![],
-                forfeited: 0,
-            },
+            crate::state::LockRecord::new(p(A), L1, Tokens::MAX, 0),
         )
     });
     assert!(matches!(
@@ -795,12 +772,19 @@ fn a_changed_fee_fails_a_first_attempt_cleanly_but_not_a_retry() {
 /// Past the deduplication window (and the margins for clocks).
 const PAST_WINDOW: u64 = DAY + 10 * 60 * 1_000_000_000;
 
-#[test]
-fn past_the_dedup_window_a_landed_withdrawal_is_found_in_the_blocks() {
+/// A has 1 000 000 deposited and withdrew 100 000 to 0x50, the answer
+/// lost to `fault`: the withdrawal's outcome is unknown.
+fn lost_withdrawal(fault: Fault) -> Env {
     let env = Env::new();
     env.deposit(p(A), L1, 1_000_000).unwrap();
-    env.rt.push_fault(Fault::LostReply);
+    env.rt.push_fault(fault);
     assert_eq!(env.withdraw(p(A), L1, 100_000, p(0x50)), Err(unknown()));
+    env
+}
+
+#[test]
+fn past_the_dedup_window_a_landed_withdrawal_is_found_in_the_blocks() {
+    let env = lost_withdrawal(Fault::LostReply);
     env.rt.advance(PAST_WINDOW);
     let calls = env.rt.calls.get();
     assert_eq!(env.reconcile(p(A), L1), Ok(true));
@@ -826,10 +810,7 @@ fn past_the_dedup_window_a_landed_withdrawal_is_found_in_the_blocks() {
 
 #[test]
 fn past_the_dedup_window_a_lost_withdrawal_is_undone_and_the_key_freed() {
-    let env = Env::new();
-    env.deposit(p(A), L1, 1_000_000).unwrap();
-    env.rt.push_fault(Fault::LostRequest);
-    assert_eq!(env.withdraw(p(A), L1, 100_000, p(0x50)), Err(unknown()));
+    let env = lost_withdrawal(Fault::LostRequest);
     // The owner's own next call, past the window, finds out first.
     env.rt.advance(PAST_WINDOW);
     assert_eq!(env.withdraw(p(A), L1, 200_000, p(0x50)), Ok(1));
@@ -845,10 +826,7 @@ fn past_the_dedup_window_a_lost_withdrawal_is_undone_and_the_key_freed() {
 
 #[test]
 fn a_retry_refused_as_too_old_turns_to_the_blocks_at_once() {
-    let env = Env::new();
-    env.deposit(p(A), L1, 1_000_000).unwrap();
-    env.rt.push_fault(Fault::LostReply);
-    assert_eq!(env.withdraw(p(A), L1, 100_000, p(0x50)), Err(unknown()));
+    let env = lost_withdrawal(Fault::LostReply);
     // The ledger's clock is past the window before the escrow's margins.
     env.rt.dedup_window_ns.set(1);
     env.rt.advance(1_000);
@@ -874,10 +852,7 @@ fn past_the_dedup_window_a_pull_deposit_is_found_by_its_spender() {
 
 #[test]
 fn a_scan_interrupted_by_a_failed_call_resumes_where_it_stopped() {
-    let env = Env::new();
-    env.deposit(p(A), L1, 1_000_000).unwrap();
-    env.rt.push_fault(Fault::LostRequest);
-    assert_eq!(env.withdraw(p(A), L1, 100_000, p(0x50)), Err(unknown()));
+    let env = lost_withdrawal(Fault::LostRequest);
     env.rt.advance(PAST_WINDOW);
     // The standards and the tip are read, the first page's call traps.
     let fee = env.fee(L1);
@@ -900,11 +875,8 @@ fn a_scan_interrupted_by_a_failed_call_resumes_where_it_stopped() {
 
 #[test]
 fn on_a_ledger_without_icrc3_only_the_controllers_resolve_it() {
-    let env = Env::new();
-    env.deposit(p(A), L1, 1_000_000).unwrap();
+    let env = lost_withdrawal(Fault::LostRequest);
     env.rt.serves_icrc3.set(false);
-    env.rt.push_fault(Fault::LostRequest);
-    assert_eq!(env.withdraw(p(A), L1, 100_000, p(0x50)), Err(unknown()));
     let op = read_state(|s| s.pending(p(A), L1)).unwrap();
     let resolve = |caller, is_controller, outcome| {
         block_on(payments::resolve_operation(
@@ -1097,18 +1069,7 @@ fn unauthorized_callers_of_every_update_method_are_refused() {
 #[test]
 fn ledgers_named_at_init_read_their_fee_on_first_use() {
     let env = Env::new();
-    let l3 = p(0x13);
-    env.rt.add_ledger(l3, 7);
-    mutate_state(|s| {
-        s.apply_config(
-            EscrowInit {
-                matcher: Some(MATCHER),
-                ledgers: vec![l3],
-            },
-            0,
-        )
-    });
-    assert_eq!(read_state(|s| s.ledger(&l3).unwrap().fee), None);
+    let l3 = env.ledger_named_at_install(7);
     env.rt.mint(l3, deposit_account(ESCROW, p(A)).unwrap(), 100);
     assert_eq!(env.notify(p(A), l3), Ok(93));
     assert_eq!(read_state(|s| s.ledger(&l3).unwrap().fee), Some(7));

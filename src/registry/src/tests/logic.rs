@@ -2,40 +2,12 @@ use super::fake::{Fault, REGISTRY};
 use super::*;
 use crate::providers;
 use crate::staking;
+use market_api::LedgerCallError;
 use market_api::registry::{
     BondArgs, Ineligibility, ListProvidersArgs, PendingOperation, ProviderFilter,
-    RegistryConfigUpdate, RegistryError, RegistryEvent, SlashArgs,
+    RegistryConfigUpdate, RegistryError, RegistryEvent,
 };
-use market_api::{Account, HttpRequest, LedgerCallError};
 use market_fixture::metrics::metric_value;
-
-const FEE: u128 = 10_000;
-
-fn register(p: Principal) {
-    mutate_state(|s| providers::register(s, p, 0, profile(p))).unwrap();
-}
-
-fn fund_and_stake(rt: &FakeRuntime, p: Principal, amount: u128) -> u128 {
-    rt.mint(p, amount + FEE);
-    rt.approve(p, amount + FEE);
-    block_on(staking::stake(rt, p, amount)).unwrap()
-}
-
-/// A fresh registry with minimum stake `min_stake` and `user(1)`
-/// registered as a provider.
-fn registered_provider(min_stake: Tokens) -> (FakeRuntime, Principal) {
-    let rt = setup(min_stake);
-    let p = user(1);
-    register(p);
-    (rt, p)
-}
-
-/// [`registered_provider`], having staked `stake`.
-fn staked_provider(min_stake: Tokens, stake: Tokens) -> (FakeRuntime, Principal) {
-    let (rt, p) = registered_provider(min_stake);
-    fund_and_stake(&rt, p, stake);
-    (rt, p)
-}
 
 fn provider(p: Principal) -> crate::state::ProviderRecord {
     read_state(|s| s.provider(&p)).unwrap()
@@ -67,21 +39,8 @@ fn bond_with_min(
     })
 }
 
-fn slash_args(p: Principal, amount: u128, key: &str) -> SlashArgs {
-    SlashArgs {
-        provider: p,
-        amount,
-        beneficiary: Account {
-            owner: user(99),
-            subaccount: Some([7; 32]),
-        },
-        reason: "missed heartbeat".into(),
-        key: key.into(),
-    }
-}
-
-fn beneficiary_balance(rt: &FakeRuntime) -> u128 {
-    rt.balance(user(99), Some([7; 32]))
+fn beneficiary_balance(rt: &FakeLedger) -> u128 {
+    rt.balance_of(user(99), Some([7; 32]))
 }
 
 #[test]
@@ -147,24 +106,23 @@ fn stake_credits_only_what_the_ledger_confirms() {
     let rt = setup(100_000);
     let p = user(1);
     // Not registered.
-    rt.mint(p, 1_000_000);
-    rt.approve(p, 1_000_000);
+    rt.fund(p, 1_000_000);
     assert_eq!(
         block_on(staking::stake(&rt, p, 500_000)),
         Err(RegistryError::NotRegistered)
     );
     register(p);
     // Missing approval.
-    rt.approve(p, 0);
+    rt.approve_registry(p, 0);
     assert!(matches!(
         block_on(staking::stake(&rt, p, 500_000)),
         Err(RegistryError::Ledger(LedgerCallError::Rejected { message })) if message.contains("InsufficientAllowance")
     ));
     // Allowance without the fee is not enough either.
-    rt.approve(p, 500_000);
+    rt.approve_registry(p, 500_000);
     assert!(block_on(staking::stake(&rt, p, 500_000)).is_err());
     // Insufficient funds.
-    rt.approve(p, 10_000_000);
+    rt.approve_registry(p, 10_000_000);
     assert!(matches!(
         block_on(staking::stake(&rt, p, 5_000_000)),
         Err(RegistryError::Ledger(LedgerCallError::Rejected { message })) if message.contains("InsufficientFunds")
@@ -173,7 +131,7 @@ fn stake_credits_only_what_the_ledger_confirms() {
     check_conservation(&rt);
     block_on(staking::stake(&rt, p, 500_000)).unwrap();
     assert_eq!(provider(p).stake.free, 500_000);
-    assert_eq!(rt.balance(p, None), 1_000_000 - 500_000 - FEE);
+    assert_eq!(rt.balance_of(p, None), 1_000_000 - 500_000 - FEE);
     assert_eq!(
         block_on(staking::stake(&rt, p, 0)),
         Err(RegistryError::InvalidArgument {
@@ -187,10 +145,9 @@ fn stake_credits_only_what_the_ledger_confirms() {
 #[test]
 fn stake_with_a_failing_or_trapping_ledger_changes_nothing() {
     let (rt, p) = registered_provider(0);
-    rt.mint(p, 1_000_000);
-    rt.approve(p, 1_000_000);
+    rt.fund(p, 1_000_000);
     for f in [Fault::Reject, Fault::Trap] {
-        rt.fault(f);
+        rt.push_fault(f);
         assert!(matches!(
             block_on(staking::stake(&rt, p, 100_000)),
             Err(RegistryError::Ledger(LedgerCallError::CallFailed { .. }))
@@ -204,20 +161,19 @@ fn stake_with_a_failing_or_trapping_ledger_changes_nothing() {
 #[test]
 fn stake_with_unknown_outcomes_is_credited_exactly_once() {
     let (rt, p) = registered_provider(0);
-    rt.mint(p, 10_000_000);
-    rt.approve(p, 10_000_000);
+    rt.fund(p, 10_000_000);
     // Executed, answer lost: the retry is a duplicate.
-    rt.fault(Fault::LostReply);
+    rt.push_fault(Fault::LostReply);
     block_on(staking::stake(&rt, p, 100_000)).unwrap();
     assert_eq!(provider(p).stake.free, 100_000);
     // Lost before executing: the retry executes it.
-    rt.fault(Fault::LostRequest);
+    rt.push_fault(Fault::LostRequest);
     block_on(staking::stake(&rt, p, 100_000)).unwrap();
     assert_eq!(provider(p).stake.free, 200_000);
     check_conservation(&rt);
     // Unknown on every attempt of this message: stays pending.
     for _ in 0..staking::ATTEMPTS_PER_MESSAGE {
-        rt.fault(Fault::LostReply);
+        rt.push_fault(Fault::LostReply);
     }
     assert_eq!(
         block_on(staking::stake(&rt, p, 300_000)),
@@ -236,22 +192,18 @@ fn stake_with_unknown_outcomes_is_credited_exactly_once() {
     check_conservation(&rt);
 }
 
+/// `stake` and `withdraw_unbonded` of `p` are both refused with `err`.
+fn stake_calls_refused(rt: &FakeLedger, p: Principal, err: RegistryError) {
+    assert_eq!(block_on(staking::stake(rt, p, 1)).err(), Some(err.clone()));
+    assert_eq!(block_on(staking::withdraw_unbonded(rt, p)).err(), Some(err));
+}
+
 #[test]
 fn guard_stops_interleaving() {
     let (rt, p) = registered_provider(0);
     let g = staking::guard(p).unwrap();
-    assert_eq!(
-        block_on(staking::stake(&rt, p, 1)),
-        Err(RegistryError::Busy)
-    );
-    assert_eq!(
-        block_on(staking::withdraw_unbonded(&rt, p)),
-        Err(RegistryError::Busy)
-    );
-    assert_eq!(
-        block_on(staking::slash(&rt, MATCHER, slash_args(p, 100_000, "k"))),
-        Err(RegistryError::Busy)
-    );
+    stake_calls_refused(&rt, p, RegistryError::Busy);
+    assert_eq!(slash(&rt, p, 100_000, "k"), Err(RegistryError::Busy));
     drop(g);
     assert!(staking::guard(p).is_ok());
 }
@@ -280,9 +232,9 @@ fn unstake_and_withdraw_respect_the_unbonding_period() {
         Err(RegistryError::NothingToWithdraw)
     );
     rt.advance_secs(1);
-    let before = rt.balance(p, None);
+    let before = rt.balance_of(p, None);
     block_on(staking::withdraw_unbonded(&rt, p)).unwrap();
-    assert_eq!(rt.balance(p, None), before + 400_000 - FEE);
+    assert_eq!(rt.balance_of(p, None), before + 400_000 - FEE);
     assert_eq!(provider(p).stake.free, 600_000);
     assert!(provider(p).stake.unbonding.is_empty());
     check_conservation(&rt);
@@ -305,13 +257,13 @@ fn failed_withdrawal_restores_exactly_and_unknown_settles_later() {
     rt.advance_secs(WEEK_SECS + 10);
     let before = provider(p).stake;
     for f in [Fault::Reject, Fault::Trap] {
-        rt.fault(f);
+        rt.push_fault(f);
         assert!(block_on(staking::withdraw_unbonded(&rt, p)).is_err());
         assert_eq!(provider(p).stake, before);
         check_conservation(&rt);
     }
     for _ in 0..staking::ATTEMPTS_PER_MESSAGE {
-        rt.fault(Fault::LostRequest);
+        rt.push_fault(Fault::LostRequest);
     }
     assert_eq!(
         block_on(staking::withdraw_unbonded(&rt, p)),
@@ -320,12 +272,12 @@ fn failed_withdrawal_restores_exactly_and_unknown_settles_later() {
     // Debited while pending, so nothing can be withdrawn or slashed twice.
     assert!(provider(p).stake.unbonding.is_empty());
     // The next call resends the same transfer, which now executes.
-    let before_balance = rt.balance(p, None);
+    let before_balance = rt.balance_of(p, None);
     assert_eq!(
         block_on(staking::withdraw_unbonded(&rt, p)),
         Err(RegistryError::NothingToWithdraw)
     );
-    assert_eq!(rt.balance(p, None), before_balance + 500_000 - FEE);
+    assert_eq!(rt.balance_of(p, None), before_balance + 500_000 - FEE);
     check_conservation(&rt);
 }
 
@@ -392,13 +344,24 @@ fn a_bond_checks_the_buyers_minimum_against_the_current_stake() {
     check_conservation(&rt);
 }
 
+/// [`staked_provider`] with 1 000 000: `bonded` of it bonded for "job",
+/// `unbonding` of it unstaked, the rest free.
+fn stake_in_each_state(
+    min_stake: Tokens,
+    bonded: Tokens,
+    unbonding: Tokens,
+) -> (FakeLedger, Principal) {
+    let (rt, p) = staked_provider(min_stake, 1_000_000);
+    bond(p, bonded, "job").unwrap();
+    mutate_state(|s| providers::unstake(s, p, rt.now.get(), unbonding)).unwrap();
+    (rt, p)
+}
+
 #[test]
 fn slash_takes_bonded_then_free_then_unbonding_and_jails() {
-    let (rt, p) = staked_provider(500_000, 1_000_000);
-    bond(p, 300_000, "job").unwrap();
-    mutate_state(|s| providers::unstake(s, p, rt.now.get(), 200_000)).unwrap();
+    let (rt, p) = stake_in_each_state(500_000, 300_000, 200_000);
     // free 500k, bonded 300k, unbonding 200k.
-    let o = block_on(staking::slash(&rt, MATCHER, slash_args(p, 250_000, "s1"))).unwrap();
+    let o = slash(&rt, p, 250_000, "s1").unwrap();
     assert_eq!(
         (o.slashed, o.paid_out, o.jailed),
         (250_000, 250_000 - FEE, false)
@@ -407,16 +370,16 @@ fn slash_takes_bonded_then_free_then_unbonding_and_jails() {
     assert_eq!(beneficiary_balance(&rt), 250_000 - FEE);
     // Repeat: same outcome, no new transfer.
     let calls = rt.calls.get();
-    let again = block_on(staking::slash(&rt, MATCHER, slash_args(p, 250_000, "s1"))).unwrap();
+    let again = slash(&rt, p, 250_000, "s1").unwrap();
     assert_eq!(again, o);
     assert_eq!(rt.calls.get(), calls);
     assert_eq!(beneficiary_balance(&rt), 250_000 - FEE);
     assert_eq!(
-        block_on(staking::slash(&rt, MATCHER, slash_args(p, 1, "s1"))),
+        slash(&rt, p, 1, "s1"),
         Err(RegistryError::KeyConflict { key: "s1".into() })
     );
     // 50k bonded + 400k free: leaves 100k free (below the 500k minimum): jailed.
-    let o = block_on(staking::slash(&rt, MATCHER, slash_args(p, 450_000, "s2"))).unwrap();
+    let o = slash(&rt, p, 450_000, "s2").unwrap();
     assert!(o.jailed);
     let rec = provider(p);
     assert_eq!((rec.stake.bonded, rec.stake.free), (0, 100_000));
@@ -429,7 +392,7 @@ fn slash_takes_bonded_then_free_then_unbonding_and_jails() {
         Ok(0)
     );
     // Reaches unbonding stake once the rest is gone.
-    let o = block_on(staking::slash(&rt, MATCHER, slash_args(p, 250_000, "s3"))).unwrap();
+    let o = slash(&rt, p, 250_000, "s3").unwrap();
     assert_eq!(o.slashed, 250_000);
     let rec = provider(p);
     assert_eq!(rec.stake.free, 0);
@@ -449,24 +412,22 @@ fn slash_takes_bonded_then_free_then_unbonding_and_jails() {
 
 #[test]
 fn failed_slash_restores_exactly_and_a_retry_with_the_key_settles() {
-    let (rt, p) = staked_provider(0, 1_000_000);
-    bond(p, 100_000, "job").unwrap();
-    mutate_state(|s| providers::unstake(s, p, rt.now.get(), 700_000)).unwrap();
+    let (rt, p) = stake_in_each_state(0, 100_000, 700_000);
     let before = provider(p).stake;
-    rt.fault(Fault::Trap);
-    assert!(block_on(staking::slash(&rt, MATCHER, slash_args(p, 900_000, "s"))).is_err());
+    rt.push_fault(Fault::Trap);
+    assert!(slash(&rt, p, 900_000, "s").is_err());
     assert_eq!(provider(p).stake, before);
     assert!(read_state(|s| s.slash_record("s")).is_none());
     check_conservation(&rt);
     for _ in 0..staking::ATTEMPTS_PER_MESSAGE {
-        rt.fault(Fault::LostReply);
+        rt.push_fault(Fault::LostReply);
     }
     assert_eq!(
-        block_on(staking::slash(&rt, MATCHER, slash_args(p, 900_000, "s"))),
+        slash(&rt, p, 900_000, "s"),
         Err(RegistryError::Ledger(LedgerCallError::OutcomeUnknown))
     );
     assert_eq!(provider(p).total_stake(), 100_000);
-    let o = block_on(staking::slash(&rt, MATCHER, slash_args(p, 900_000, "s"))).unwrap();
+    let o = slash(&rt, p, 900_000, "s").unwrap();
     assert_eq!(o.slashed, 900_000);
     assert_eq!(beneficiary_balance(&rt), 900_000 - FEE);
     check_conservation(&rt);
@@ -476,7 +437,7 @@ fn failed_slash_restores_exactly_and_a_retry_with_the_key_settles() {
 fn slash_checks_its_arguments() {
     let (rt, p) = registered_provider(0);
     assert_eq!(
-        block_on(staking::slash(&rt, MATCHER, slash_args(p, FEE, "s"))),
+        slash(&rt, p, FEE, "s"),
         Err(RegistryError::BelowFee { fee: FEE })
     );
     let mut long = slash_args(p, 100_000, "s");
@@ -494,7 +455,7 @@ fn slash_checks_its_arguments() {
         Err(RegistryError::NotRegistered)
     );
     // Nothing staked: nothing taken, recorded under the key.
-    let o = block_on(staking::slash(&rt, MATCHER, slash_args(p, 100_000, "s"))).unwrap();
+    let o = slash(&rt, p, 100_000, "s").unwrap();
     assert_eq!(o.slashed, 0);
     check_conservation(&rt);
 }
@@ -551,14 +512,7 @@ fn every_update_refuses_unauthorized_callers() {
         mutate_state(|s| providers::unstake(s, anon, 0, 1)),
         Err(RegistryError::AnonymousCaller)
     );
-    assert_eq!(
-        block_on(staking::stake(&rt, anon, 1)),
-        Err(RegistryError::AnonymousCaller)
-    );
-    assert_eq!(
-        block_on(staking::withdraw_unbonded(&rt, anon)),
-        Err(RegistryError::AnonymousCaller)
-    );
+    stake_calls_refused(&rt, anon, RegistryError::AnonymousCaller);
     for caller in [anon, p, REGISTRY] {
         let expected_anon = caller == anon;
         let check = |r: Result<(), RegistryError>| match r {
@@ -696,40 +650,15 @@ fn listing_filters_and_pages() {
         read_state(|s| providers::eligibility(s, &user(3))).ineligible,
         None
     );
-    let metrics_page = read_state(|s| {
-        crate::metrics::http_request(
-            s,
-            &HttpRequest {
-                method: "GET".into(),
-                url: "/metrics".into(),
-                headers: vec![],
-                body: vec![],
-            },
-            rt.now.get(),
-        )
-    });
-    assert_eq!(metrics_page.status_code, 200);
-    let text = String::from_utf8(metrics_page.body).unwrap();
-    assert_eq!(
-        metric_value(&text, "registry_providers"),
-        Some(10.0),
-        "{text}"
-    );
-    assert_eq!(
-        metric_value(&text, "registry_providers_active"),
-        Some(6.0),
-        "{text}"
-    );
-    assert_eq!(
-        metric_value(&text, "registry_staked_e8s"),
-        Some(2100000.0),
-        "{text}"
-    );
-    assert_eq!(
-        metric_value(&text, "registry_providers_jailed"),
-        Some(0.0),
-        "{text}"
-    );
+    let text = metrics_page(rt.now.get());
+    for (name, value) in [
+        ("registry_providers", 10.0),
+        ("registry_providers_active", 6.0),
+        ("registry_staked_e8s", 2100000.0),
+        ("registry_providers_jailed", 0.0),
+    ] {
+        assert_eq!(metric_value(&text, name), Some(value), "{name}: {text}");
+    }
     check_conservation(&rt);
 }
 
@@ -825,20 +754,20 @@ fn past_the_dedup_window_a_stuck_payout_is_read_from_the_blocks_and_the_slash_go
         } else {
             Fault::LostRequest
         };
-        rt.fault(lost);
+        rt.push_fault(lost);
         for _ in 1..staking::ATTEMPTS_PER_MESSAGE {
-            rt.fault(Fault::LostRequest);
+            rt.push_fault(Fault::LostRequest);
         }
         assert_eq!(
             block_on(staking::withdraw_unbonded(&rt, p)),
             Err(RegistryError::Ledger(LedgerCallError::OutcomeUnknown))
         );
         rt.advance_secs(25 * 3_600);
-        let wallet = rt.balance(p, None);
-        let o = block_on(staking::slash(&rt, MATCHER, slash_args(p, 100_000, "s"))).unwrap();
+        let wallet = rt.balance_of(p, None);
+        let o = slash(&rt, p, 100_000, "s").unwrap();
         assert_eq!(o.slashed, 100_000, "landed: {landed}");
         assert!(read_state(|s| s.pending(&p)).is_none());
-        assert_eq!(wallet, rt.balance(p, None), "nothing paid by the lookup");
+        assert_eq!(wallet, rt.balance_of(p, None), "nothing paid by the lookup");
         if landed {
             assert_eq!(wallet, 300_000 - FEE, "paid once");
             assert!(provider(p).stake.unbonding.is_empty());
@@ -869,9 +798,9 @@ fn on_a_ledger_without_icrc3_only_the_controllers_resolve_a_stuck_transfer() {
     rt.serves_icrc3.set(false);
     mutate_state(|s| providers::unstake(s, p, rt.now.get(), 300_000)).unwrap();
     rt.advance_secs(WEEK_SECS + 10);
-    rt.fault(Fault::LostReply);
+    rt.push_fault(Fault::LostReply);
     for _ in 1..staking::ATTEMPTS_PER_MESSAGE {
-        rt.fault(Fault::LostRequest);
+        rt.push_fault(Fault::LostRequest);
     }
     assert!(block_on(staking::withdraw_unbonded(&rt, p)).is_err());
     let op = read_state(|s| s.pending(&p)).unwrap().op_id;

@@ -8,9 +8,10 @@ mod records;
 use crate::metrics;
 use crate::state::{mutate_state, read_state, reset_state};
 use canister_common::audit::Books;
-use fake::{FakeRuntime, LEDGER};
-use market_api::registry::{ProviderProfile, RegistryInit};
-use market_api::{Principal, Tokens};
+use fake::{FEE, LEDGER, RegistryLedger, registry_ledger};
+use fake_ledger::FakeLedger;
+use market_api::registry::{ProviderProfile, RegistryError, RegistryInit, SlashArgs, SlashOutcome};
+use market_api::{Account, HttpRequest, Principal, Tokens};
 
 pub const MATCHER: Principal = Principal::from_slice(&[0xAA, 3]);
 pub const WEEK_SECS: u64 = 7 * 86_400;
@@ -32,9 +33,9 @@ pub fn profile(node: Principal) -> ProviderProfile {
 }
 
 /// Fresh state configured with the fake ledger and matcher.
-pub fn setup(min_stake: Tokens) -> FakeRuntime {
+pub fn setup(min_stake: Tokens) -> FakeLedger {
     reset_state();
-    let rt = FakeRuntime::new();
+    let rt = registry_ledger();
     mutate_state(|s| {
         s.init(
             rt.now.get(),
@@ -53,7 +54,7 @@ pub fn setup(min_stake: Tokens) -> FakeRuntime {
 /// Every provider without a pending transfer holds on the ledger exactly
 /// what the registry records for it; with none pending, the registry's
 /// holdings equal the recorded total.
-pub fn check_conservation(rt: &FakeRuntime) {
+pub fn check_conservation(rt: &FakeLedger) {
     read_state(|s| {
         s.check_invariants().unwrap();
         for p in s.providers_after(None) {
@@ -70,6 +71,80 @@ pub fn check_conservation(rt: &FakeRuntime) {
             assert_eq!(rt.registry_holdings(), metrics::totals(s).staked());
         }
     });
+}
+
+/// The `/metrics` page at `now`, served with status 200.
+pub fn metrics_page(now: u64) -> String {
+    let page = read_state(|s| {
+        metrics::http_request(
+            s,
+            &HttpRequest {
+                method: "GET".into(),
+                url: "/metrics".into(),
+                headers: vec![],
+                body: vec![],
+            },
+            now,
+        )
+    });
+    assert_eq!(page.status_code, 200);
+    String::from_utf8(page.body).unwrap()
+}
+
+/// Registers `p` as a provider that is its own node.
+pub fn register(p: Principal) {
+    mutate_state(|s| crate::providers::register(s, p, 0, profile(p))).unwrap();
+}
+
+/// Funds `p` with `amount` and the fee and stakes `amount`; the stake's
+/// block.
+pub fn fund_and_stake(rt: &FakeLedger, p: Principal, amount: u128) -> u128 {
+    rt.fund(p, amount + FEE);
+    block_on(crate::staking::stake(rt, p, amount)).unwrap()
+}
+
+/// A fresh registry with minimum stake `min_stake` and `user(1)`
+/// registered as a provider.
+pub fn registered_provider(min_stake: Tokens) -> (FakeLedger, Principal) {
+    let rt = setup(min_stake);
+    let p = user(1);
+    register(p);
+    (rt, p)
+}
+
+/// [`registered_provider`], having staked `stake`.
+pub fn staked_provider(min_stake: Tokens, stake: Tokens) -> (FakeLedger, Principal) {
+    let (rt, p) = registered_provider(min_stake);
+    fund_and_stake(&rt, p, stake);
+    (rt, p)
+}
+
+/// A slash of `amount` from `p` for the matcher, paid to `user(99)`.
+pub fn slash_args(p: Principal, amount: u128, key: &str) -> SlashArgs {
+    SlashArgs {
+        provider: p,
+        amount,
+        beneficiary: Account {
+            owner: user(99),
+            subaccount: Some([7; 32]),
+        },
+        reason: "missed heartbeat".into(),
+        key: key.into(),
+    }
+}
+
+/// The matcher's slash of `amount` from `p` ([`slash_args`]).
+pub fn slash(
+    rt: &FakeLedger,
+    p: Principal,
+    amount: u128,
+    key: &str,
+) -> Result<SlashOutcome, RegistryError> {
+    block_on(crate::staking::slash(
+        rt,
+        MATCHER,
+        slash_args(p, amount, key),
+    ))
 }
 
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {

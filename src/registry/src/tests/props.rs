@@ -42,12 +42,11 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn run(rt: &FakeRuntime, op: &Op) {
+fn run(rt: &FakeLedger, op: &Op) {
     let now = rt.now.get();
     match op.clone() {
         Op::Stake(w, a) => {
-            rt.mint(user(w), a + 10_000);
-            rt.approve(user(w), a + 10_000);
+            rt.fund(user(w), a + 10_000);
             let _ = block_on(staking::stake(rt, user(w), a));
         }
         Op::Unstake(w, a) => {
@@ -101,7 +100,7 @@ fn run(rt: &FakeRuntime, op: &Op) {
             let _ = mutate_state(|s| providers::register(s, user(w), now, profile(user(w))));
         }
         Op::Advance(secs) => rt.advance_secs(secs),
-        Op::Fault(f) => rt.fault(match f {
+        Op::Fault(f) => rt.push_fault(match f {
             0 => Fault::Reject,
             1 => Fault::Trap,
             2 => Fault::LostRequest,
@@ -119,7 +118,7 @@ proptest! {
         for i in 0..3 {
             run(&rt, &Op::Register(i));
         }
-        let minted_total = |rt: &FakeRuntime| rt.registry_holdings();
+        let minted_total = |rt: &FakeLedger| rt.registry_holdings();
         for op in &ops {
             run(&rt, op);
             check_conservation(&rt);

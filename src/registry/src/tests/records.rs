@@ -5,25 +5,27 @@
 use super::*;
 use crate::providers;
 use crate::records;
-use crate::staking;
 use crate::state::{Counters, ProviderRecord};
 use canister_common::codec::Cbor;
 use ic_stable_structures::Storable;
 use market_api::registry::{
     ListProvidersArgs, RECORD_KEY_RETENTION_SECS, RecordArgs, RecordEvent, RegistryError,
-    RegistryEvent, SlashArgs, Stake, TrackRecord,
+    RegistryEvent, Stake, TrackRecord,
 };
-use market_api::{Account, HttpRequest};
 use market_fixture::metrics::metric_value;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
-const FEE: u128 = 10_000;
 const S: u64 = 1_000_000_000;
 
-fn registered(p: Principal) {
-    mutate_state(|s| providers::register(s, p, 0, profile(p))).unwrap();
+/// A fresh registry with `user(1)` and `user(2)` registered.
+fn two_providers() -> (FakeLedger, Principal, Principal) {
+    let rt = setup(0);
+    let (p, q) = (user(1), user(2));
+    register(p);
+    register(q);
+    (rt, p, q)
 }
 
 fn args(p: Principal, key: &str, event: RecordEvent) -> RecordArgs {
@@ -57,28 +59,9 @@ fn record_events() -> usize {
         .count()
 }
 
-fn metrics(now: u64) -> String {
-    let page = read_state(|s| {
-        crate::metrics::http_request(
-            s,
-            &HttpRequest {
-                method: "GET".into(),
-                url: "/metrics".into(),
-                headers: vec![],
-                body: vec![],
-            },
-            now,
-        )
-    });
-    String::from_utf8(page.body).unwrap()
-}
-
 #[test]
 fn each_event_counts_once_in_the_record_the_view_and_the_totals() {
-    let rt = setup(0);
-    let (p, q) = (user(1), user(2));
-    registered(p);
-    registered(q);
+    let (rt, p, q) = two_providers();
     let t0 = rt.now.get();
     record(
         t0,
@@ -137,7 +120,7 @@ fn each_event_counts_once_in_the_record_the_view_and_the_totals() {
         record: want.clone(),
     }));
     // Market-wide totals, not one series per provider.
-    let text = metrics(t0 + 5 * S);
+    let text = metrics_page(t0 + 5 * S);
     for (name, value) in [
         ("registry_jobs_completed_total", 2.0),
         ("registry_audits_passed_total", 1.0),
@@ -155,10 +138,7 @@ fn each_event_counts_once_in_the_record_the_view_and_the_totals() {
 
 #[test]
 fn a_repeat_counts_nothing_and_a_conflicting_one_is_refused() {
-    let rt = setup(0);
-    let (p, q) = (user(1), user(2));
-    registered(p);
-    registered(q);
+    let (rt, p, q) = two_providers();
     let now = rt.now.get();
     let done = RecordEvent::JobCompleted {
         heartbeats_on_time: 3,
@@ -193,9 +173,7 @@ fn a_repeat_counts_nothing_and_a_conflicting_one_is_refused() {
 
 #[test]
 fn only_the_matcher_records_and_only_for_a_known_provider() {
-    let rt = setup(0);
-    let p = user(1);
-    registered(p);
+    let (rt, p) = registered_provider(0);
     let now = rt.now.get();
     let a = || args(p, "job/1/done", RecordEvent::AuditPassed);
     // The caller is checked before anything else, even a bad key.
@@ -244,7 +222,7 @@ fn only_the_matcher_records_and_only_for_a_known_provider() {
         )
     })
     .unwrap();
-    registered(p);
+    register(p);
     assert!(matches!(
         record(now, a()),
         Err(RegistryError::Unauthorized { .. })
@@ -254,44 +232,26 @@ fn only_the_matcher_records_and_only_for_a_known_provider() {
 /// A principal that is neither the matcher nor a provider.
 const REGISTRY_SELF: Principal = super::fake::REGISTRY;
 
-fn slash_args(p: Principal, amount: u128, key: &str) -> SlashArgs {
-    SlashArgs {
-        provider: p,
-        amount,
-        beneficiary: Account {
-            owner: user(99),
-            subaccount: None,
-        },
-        reason: "missed deadline".into(),
-        key: key.into(),
-    }
-}
-
 #[test]
 fn a_slash_that_takes_stake_counts_itself_once() {
-    let rt = setup(0);
-    let p = user(1);
-    registered(p);
-    rt.mint(p, 500_000 + FEE);
-    rt.approve(p, 500_000 + FEE);
-    block_on(staking::stake(&rt, p, 500_000)).unwrap();
-    let o = block_on(staking::slash(&rt, MATCHER, slash_args(p, 120_000, "s1"))).unwrap();
+    let (rt, p) = staked_provider(0, 500_000);
+    let o = slash(&rt, p, 120_000, "s1").unwrap();
     assert_eq!(o.slashed, 120_000);
     // The retry returns the first outcome and counts nothing more.
-    block_on(staking::slash(&rt, MATCHER, slash_args(p, 120_000, "s1"))).unwrap();
+    slash(&rt, p, 120_000, "s1").unwrap();
     assert_eq!((track(p).slashes, track(p).slashed), (1, 120_000));
-    block_on(staking::slash(&rt, MATCHER, slash_args(p, 30_000, "s2"))).unwrap();
+    slash(&rt, p, 30_000, "s2").unwrap();
     assert_eq!((track(p).slashes, track(p).slashed), (2, 150_000));
     // One that asks for more than is left takes the rest.
-    block_on(staking::slash(&rt, MATCHER, slash_args(p, 1_000_000, "s3"))).unwrap();
+    slash(&rt, p, 1_000_000, "s3").unwrap();
     let all = 500_000;
     assert_eq!((track(p).slashes, track(p).slashed), (3, all));
     // With nothing left to move, a slash takes nothing and counts nothing.
-    let o = block_on(staking::slash(&rt, MATCHER, slash_args(p, 100_000, "s4"))).unwrap();
+    let o = slash(&rt, p, 100_000, "s4").unwrap();
     assert_eq!(o.slashed, 0);
     assert_eq!((track(p).slashes, track(p).slashed), (3, all));
     assert_eq!(
-        metric_value(&metrics(rt.now.get()), "registry_slashes_total"),
+        metric_value(&metrics_page(rt.now.get()), "registry_slashes_total"),
         Some(3.0)
     );
     check_conservation(&rt);
@@ -300,9 +260,7 @@ fn a_slash_that_takes_stake_counts_itself_once() {
 #[test]
 fn the_audit_finds_a_record_at_odds_with_itself_or_the_slashes() {
     use canister_common::audit::Books;
-    let rt = setup(0);
-    let p = user(1);
-    registered(p);
+    let (rt, p) = registered_provider(0);
     record(rt.now.get(), args(p, "a", RecordEvent::AuditFailed)).unwrap();
     record(rt.now.get(), args(p, "d", RecordEvent::DeadlineMissed)).unwrap();
     read_state(|s| s.check_invariants()).unwrap();
@@ -330,9 +288,7 @@ fn the_audit_finds_a_record_at_odds_with_itself_or_the_slashes() {
 
 #[test]
 fn keys_are_forgotten_after_their_retention_in_bounded_chunks() {
-    let rt = setup(0);
-    let p = user(1);
-    registered(p);
+    let (rt, p) = registered_provider(0);
     let t0 = rt.now.get();
     let retention = RECORD_KEY_RETENTION_SECS * S;
     for i in 0..10u64 {
