@@ -159,7 +159,7 @@ async fn a_service_replica_gets_its_secret_env_and_uses_it_on_outgoing_requests(
         &w,
         1,
         NodeSetup {
-            egress_to_loopback: true,
+            egress_local_addresses: vec![std::net::Ipv4Addr::LOCALHOST.into()],
             ..NodeSetup::new(cache.path())
         },
     )

@@ -35,18 +35,19 @@ pub struct NodeSetup<'a> {
     pub cache: &'a Path,
     /// The one port of its range for TCP services, if it serves them.
     pub tcp_port: Option<u16>,
-    /// Whether its services may call 127.0.0.1 (a test's upstream).
-    pub egress_to_loopback: bool,
+    /// The local addresses its services may call (a test's upstream on
+    /// 127.0.0.1); public addresses only if empty.
+    pub egress_local_addresses: Vec<std::net::IpAddr>,
 }
 
 impl<'a> NodeSetup<'a> {
     /// A node caching components in `cache`, serving no TCP services, its
-    /// services' egress to 127.0.0.1 refused.
+    /// services calling public addresses only.
     pub fn new(cache: &'a Path) -> Self {
         NodeSetup {
             cache,
             tcp_port: None,
-            egress_to_loopback: false,
+            egress_local_addresses: vec![],
         }
     }
 }
@@ -78,15 +79,10 @@ impl Node {
     pub async fn start(w: &World, n: u8, setup: NodeSetup<'_>) -> Node {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let egress_local_addresses = if setup.egress_to_loopback {
-            vec![std::net::Ipv4Addr::LOCALHOST.into()]
-        } else {
-            vec![]
-        };
         let host = ServiceHost::new(
             ServiceHostConfig {
                 cache_dir: Some(setup.cache.to_path_buf()),
-                egress_local_addresses,
+                egress_local_addresses: setup.egress_local_addresses,
                 ..host_config(addr)
             },
             ServiceMetrics::default(),

@@ -57,8 +57,9 @@ struct Serving {
     public: Option<String>,
     /// Whether it serves TCP services (the ingress answering for them).
     tcp: bool,
-    /// Whether its services may call 127.0.0.1 (the test's upstream).
-    egress_to_loopback: bool,
+    /// The local addresses its services may call (the test's upstream on
+    /// 127.0.0.1).
+    egress_local_addresses: Vec<std::net::IpAddr>,
 }
 
 /// A node's service host behind an ingress on 127.0.0.1, and its TCP host
@@ -73,11 +74,6 @@ struct Ingress {
 async fn ingress(metrics: ServiceMetrics, serving: Serving) -> Ingress {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let egress_local_addresses = if serving.egress_to_loopback {
-        vec![std::net::Ipv4Addr::LOCALHOST.into()]
-    } else {
-        vec![]
-    };
     let host = ServiceHost::new(
         ServiceHostConfig {
             max_instances: 8,
@@ -85,7 +81,7 @@ async fn ingress(metrics: ServiceMetrics, serving: Serving) -> Ingress {
             pooling: false,
             cache_dir: Some(compiled_cache()),
             public_base_url: Some(serving.public.unwrap_or_else(|| format!("http://{addr}"))),
-            egress_local_addresses,
+            egress_local_addresses: serving.egress_local_addresses,
             ..ServiceHostConfig::default()
         },
         metrics,
@@ -545,7 +541,7 @@ fn sealed_service(sha256: [u8; 32], key_id: &[u8], sealed_to: &[u8]) -> ServiceS
 async fn a_replica_runs_with_its_secret_env_opened_with_the_slots_key() {
     // An ingress whose services may call 127.0.0.1 (the test's upstream).
     let (_turn, h, Ingress { addr, .. }) = serving_harness(Serving {
-        egress_to_loopback: true,
+        egress_local_addresses: vec![std::net::Ipv4Addr::LOCALHOST.into()],
         ..Serving::default()
     })
     .await;
