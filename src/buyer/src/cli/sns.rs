@@ -1225,32 +1225,27 @@ mod tests {
             let e = action(&args).expect_err(&format!("{line} should be refused"));
             assert!(e.contains(says), "{line}: {e}");
         }
-        // An empty callback, which no command line of words can spell.
-        let e = action(&[
-            "submit-job",
-            "--module-sha256",
-            &sha,
-            "--max-price-per-gfuel",
-            "1",
-            "--callback",
-            "",
-        ])
-        .expect_err("an empty --callback should be refused");
+        // A job with one more flag whose value no command line of words
+        // spells: an empty callback, a file's path.
+        let job_with = |flag: &str, value: &str| {
+            action(&[
+                "submit-job",
+                "--module-sha256",
+                &sha,
+                "--max-price-per-gfuel",
+                "1",
+                flag,
+                value,
+            ])
+            .expect_err(&format!("{flag} {value:?} should be refused"))
+        };
+        let e = job_with("--callback", "");
         assert!(e.contains("--callback"), "{e}");
 
         let dir = tempfile::tempdir().unwrap();
         let big = dir.path().join("big.bin");
         std::fs::write(&big, vec![0u8; market_api::matcher::MAX_INPUT_BYTES + 1]).unwrap();
-        let e = action(&[
-            "submit-job",
-            "--module-sha256",
-            &sha,
-            "--max-price-per-gfuel",
-            "1",
-            "--input",
-            big.to_str().unwrap(),
-        ])
-        .unwrap_err();
+        let e = job_with("--input", big.to_str().unwrap());
         assert!(e.contains("--input") && e.contains("at most"), "{e}");
     }
 
