@@ -327,7 +327,7 @@ pub async fn job_stdout<T: Transport>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use candid::Principal;
     use market_api::matcher::{JobResult, JobStatus, RunOutcome};
@@ -354,6 +354,9 @@ mod tests {
             .expect("a transport key")
     }
 
+    /// A request for a job on `input`, sealed as `sealing` says: an
+    /// argument and a plain env, a billion fuel at up to 1,000 per billion,
+    /// 16 MiB, heartbeats every 60 s.
     pub(crate) fn request(input: &[u8], sealing: Sealing) -> JobRequest {
         JobRequest {
             input: input.to_vec(),
@@ -369,6 +372,17 @@ mod tests {
             min_provider_stake: 0,
             audit_ppm: None,
             sealing,
+        }
+    }
+
+    /// A request with no input, arguments or env, all in plain: 5 billion
+    /// fuel at up to 1,000 per billion, 16 MiB, heartbeats every 60 s.
+    pub(crate) fn bare_request() -> JobRequest {
+        JobRequest {
+            args: vec![],
+            env: vec![],
+            fuel: 5_000_000_000,
+            ..request(&[], Sealing::default())
         }
     }
 

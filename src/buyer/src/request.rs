@@ -218,21 +218,7 @@ mod tests {
         assert_eq!(job_lock(700, 1), Some(1_400), "the run and an audit's");
         assert_eq!(job_lock(Tokens::MAX, 1), None);
 
-        let mut r = JobRequest {
-            input: vec![],
-            args: vec![],
-            env: vec![],
-            max_price_per_gfuel: 1_000,
-            currency: None,
-            fuel: 5_000_000_000,
-            deadline_secs: None,
-            interval_secs: 60,
-            memory_mib: 16,
-            max_retries: 0,
-            min_provider_stake: 0,
-            audit_ppm: None,
-            sealing: Sealing::default(),
-        };
+        let mut r = crate::privacy::tests::bare_request();
         assert_eq!(r.lock(0), Some(5_000), "never audited: the budget once");
         assert_eq!(r.lock(50_000), Some(10_000), "the market audits");
         r.audit_ppm = Some(1);

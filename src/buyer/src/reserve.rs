@@ -114,9 +114,19 @@ pub async fn reservation<T: Transport>(
     client: &MarketClient<T>,
     id: ReservationId,
 ) -> Result<Reservation, BuyerError> {
-    with_retries(|| client.get_reservation(id))
+    found(|| client.get_reservation(id), &format!("reservation {id}")).await
+}
+
+/// What `fetch` finds (asked with retries), or an error saying this
+/// matcher has no `what`.
+pub(crate) async fn found<V, F, Fut>(fetch: F, what: &str) -> Result<V, BuyerError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<V>, ClientError>>,
+{
+    with_retries(fetch)
         .await?
-        .ok_or_else(|| BuyerError::Request(format!("no reservation {id} on this matcher")))
+        .ok_or_else(|| BuyerError::Request(format!("no {what} on this matcher")))
 }
 
 /// Submits a job to run in one of reservation `reservation`'s slots: no

@@ -15,7 +15,7 @@ use market_api::matcher::{
 };
 
 use super::reserve::check_lease_funds;
-use super::{BuyerError, Console, ensure_module, reserve, with_retries};
+use super::{BuyerError, Console, ensure_module, reserve};
 use market_client::client::MarketClient;
 use market_client::client::tokens::format_tokens;
 use market_client::transport::Transport;
@@ -65,9 +65,7 @@ pub async fn service<T: Transport>(
     client: &MarketClient<T>,
     id: ReservationId,
 ) -> Result<ServiceView, BuyerError> {
-    with_retries(|| client.get_service(id))
-        .await?
-        .ok_or_else(|| BuyerError::Request(format!("no service lease {id} on this matcher")))
+    reserve::found(|| client.get_service(id), &format!("service lease {id}")).await
 }
 
 /// Whether a lease has ended (every replica stopped, the rest refunded).

@@ -313,6 +313,19 @@ pub struct Settlement {
     pub exact: bool,
 }
 
+impl Settlement {
+    /// `paid` of `locked` paid, the rest refunded; [`Settlement::exact`]
+    /// as `exact` says.
+    fn paying(locked: Tokens, paid: Tokens, exact: bool) -> Settlement {
+        Settlement {
+            locked,
+            paid,
+            refunded: locked - paid,
+            exact,
+        }
+    }
+}
+
 const EVENT_PAGE: u32 = 500;
 /// Pages of the matcher's event log searched from the end.
 const EVENT_PAGES: u32 = 4;
@@ -393,12 +406,7 @@ async fn may_be_audited<T: Transport>(client: &MarketClient<T>, job: &Job) -> Op
 pub async fn settlement<T: Transport>(client: &MarketClient<T>, job: &Job) -> Settlement {
     if let JobKind::InReservation { .. } = job.kind {
         // The reservation's slot pays; the job locks and costs nothing.
-        return Settlement {
-            locked: 0,
-            paid: 0,
-            refunded: 0,
-            exact: true,
-        };
+        return Settlement::paying(0, 0, true);
     }
     let audited = may_be_audited(client, job).await;
     let known = audited.is_some();
@@ -411,12 +419,7 @@ pub async fn settlement<T: Transport>(client: &MarketClient<T>, job: &Job) -> Se
         let verdict = job.audit.as_ref().is_some_and(|a| a.verdict.is_some());
         let paid = if verdict { Some(job.paid) } else { bill(job) };
         let paid = paid.unwrap_or(job.paid).min(locked);
-        return Settlement {
-            locked,
-            paid,
-            refunded: locked - paid,
-            exact: known,
-        };
+        return Settlement::paying(locked, paid, known);
     }
     match refund_event(client, job.id).await {
         Some(refunded) => Settlement {
@@ -425,15 +428,7 @@ pub async fn settlement<T: Transport>(client: &MarketClient<T>, job: &Job) -> Se
             refunded,
             exact: known,
         },
-        None => {
-            let paid = job.paid.min(locked);
-            Settlement {
-                locked,
-                paid,
-                refunded: locked - paid,
-                exact: false,
-            }
-        }
+        None => Settlement::paying(locked, job.paid.min(locked), false),
     }
 }
 
@@ -573,7 +568,7 @@ pub fn summary(job: &Job, settlement: &Settlement) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use market_api::matcher::{JobLimits, JobSpec, ModuleSource};
+    use crate::request::JobRequest;
 
     const S: u64 = 1_000_000_000;
 
@@ -584,27 +579,11 @@ pub(crate) mod tests {
             pricing: None,
             id: 4,
             owner: Principal::anonymous(),
-            spec: JobSpec {
-                sealed: None,
-                currency: None,
-                module: ModuleSource::Stored { sha256: [0; 32] },
-                input: vec![],
-                args: vec![],
-                env: vec![],
-                limits: JobLimits {
-                    memory_mib: 16,
-                    fuel: 5_000_000_000,
-                },
-                max_price_per_gfuel: 1_000,
-                deadline_secs: None,
-                interval_secs: 60,
-                ledger: Principal::anonymous(),
-                min_provider_stake: 0,
-                min_record: None,
+            spec: JobRequest {
                 max_retries: 2,
-                callback: None,
-                audit_ppm: None,
-            },
+                ..crate::privacy::tests::bare_request()
+            }
+            .spec([0; 32], Principal::anonymous()),
             status,
             provider: Some(Principal::management_canister()),
             price: Some(600),
@@ -657,15 +636,7 @@ pub(crate) mod tests {
              of 1970-01-01 01:00:00 UTC), 10% buffer; agreed 0.015 XDR per billion fuel, \
              converted at 1 ICP = 5 XDR (rate of 1970-01-01 02:00:00 UTC)"
         );
-        let s = summary(
-            &j,
-            &Settlement {
-                locked: 2_750_000,
-                paid: 0,
-                refunded: 2_750_000,
-                exact: false,
-            },
-        );
+        let s = summary(&j, &Settlement::paying(2_750_000, 0, false));
         assert!(s.contains(&format!("\n  pricing   {text}")), "{s}");
         assert_eq!(job_pricing_text(&job(JobStatus::Running, 0)), None);
     }
@@ -757,12 +728,7 @@ pub(crate) mod tests {
         reported.window_closes_at_ns = Some(3_600 * S);
         assert_eq!(exit_code(&reported), 0, "the result is in");
         assert_eq!(bill(&reported), Some(1_200), "2 billion fuel at 600");
-        let open = Settlement {
-            locked: 5_000,
-            paid: 1_200,
-            refunded: 3_800,
-            exact: true,
-        };
+        let open = Settlement::paying(5_000, 1_200, true);
         let s = summary(&reported, &open);
         assert!(
             s.starts_with(
@@ -950,12 +916,7 @@ pub(crate) mod tests {
         assert_eq!(audit_state(&j), "inconclusive");
 
         j.result = Some(result(0, b"out"));
-        let settled = Settlement {
-            locked: 10_000,
-            paid: 2_400,
-            refunded: 7_600,
-            exact: true,
-        };
+        let settled = Settlement::paying(10_000, 2_400, true);
         let s = summary(&j, &settled);
         assert!(
             s.contains(

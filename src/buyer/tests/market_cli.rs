@@ -25,88 +25,62 @@ fn usage_errors_exit_2_and_say_what_to_fix() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
 
-    let o = market(&["run", "job.wasm"], h);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("--max-price-per-gfuel <PRICE>"),
-        "{}",
-        stderr(&o)
-    );
-
-    let o = market(
-        &["run", "job.wasm", "--max-price-per-gfuel", "0.123456789"],
-        h,
-    );
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("at most 8 decimals"), "{}", stderr(&o));
-
-    // A price in XDR counts cycles: at most 12 decimals.
-    let o = market(
-        &[
-            "run",
-            "job.wasm",
-            "--max-price-per-gfuel",
-            "0.0000000000001xdr",
-        ],
-        h,
-    );
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("at most 12 decimals of XDR"),
-        "{}",
-        stderr(&o)
-    );
-
-    // Files are read before anything is asked of the network.
-    let o = market(
-        &[
-            "run",
-            "/nonexistent/job.wasm",
-            "--max-price-per-gfuel",
-            "0.01",
-        ],
-        h,
-    );
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("error: cannot read module /nonexistent/job.wasm"),
-        "{}",
-        stderr(&o)
-    );
-    assert!(o.stdout.is_empty());
-
-    // An audit probability over one: refused with the range.
-    let o = market(
-        &[
-            "submit",
-            "job.wasm",
-            "--max-price-per-gfuel",
-            "0.01",
-            "--audit-ppm",
-            "2000000",
-        ],
-        h,
-    );
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("--audit-ppm") && stderr(&o).contains("from 0 to 1000000"),
-        "{}",
-        stderr(&o)
-    );
-
-    // `dispute` needs the network: without canister ids it names the first.
-    let o = market(&["dispute", "4"], h);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("--ledger"), "{}", stderr(&o));
-
-    // No canister ids anywhere: the message names the flag, variable and file.
-    let o = market(&["balance"], h);
-    assert_eq!(o.status.code(), Some(2));
-    let e = stderr(&o);
-    assert!(
-        e.contains("--ledger") && e.contains("MARKET_LEDGER") && e.contains("config.toml"),
-        "{e}"
-    );
+    for (args, says) in [
+        (
+            &["run", "job.wasm"][..],
+            &["--max-price-per-gfuel <PRICE>"][..],
+        ),
+        (
+            &["run", "job.wasm", "--max-price-per-gfuel", "0.123456789"],
+            &["at most 8 decimals"],
+        ),
+        // A price in XDR counts cycles: at most 12 decimals.
+        (
+            &[
+                "run",
+                "job.wasm",
+                "--max-price-per-gfuel",
+                "0.0000000000001xdr",
+            ],
+            &["at most 12 decimals of XDR"],
+        ),
+        // Files are read before anything is asked of the network.
+        (
+            &[
+                "run",
+                "/nonexistent/job.wasm",
+                "--max-price-per-gfuel",
+                "0.01",
+            ],
+            &["error: cannot read module /nonexistent/job.wasm"],
+        ),
+        // An audit probability over one: refused with the range.
+        (
+            &[
+                "submit",
+                "job.wasm",
+                "--max-price-per-gfuel",
+                "0.01",
+                "--audit-ppm",
+                "2000000",
+            ],
+            &["--audit-ppm", "from 0 to 1000000"],
+        ),
+        // `dispute` needs the network: without canister ids it names the
+        // first.
+        (&["dispute", "4"], &["--ledger"]),
+        // No canister ids anywhere: the message names the flag, variable
+        // and file.
+        (&["balance"], &["--ledger", "MARKET_LEDGER", "config.toml"]),
+    ] {
+        let o = market(args, h);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {e}");
+        for said in says {
+            assert!(e.contains(said), "{args:?} should say {said}: {e}");
+        }
+        assert!(o.stdout.is_empty(), "{args:?}");
+    }
 
     // An identity is created where the buyer's config says, and shown.
     let o = market(&["identity", "new"], h);

@@ -17,7 +17,7 @@ use market_api::matcher::{
 };
 use market_client::MarketClient;
 use market_fixture::{DevnetTransport, ICP, Settings};
-use test_world::{DaemonSetup, World, one_slot_offer, spawn};
+use test_world::{World, one_slot_offer, spawn};
 
 /// The provider's price per billion fuel (and per interval of a reserved
 /// slot).
@@ -116,16 +116,63 @@ fn provider_daemon(
 ) -> tokio::sync::oneshot::Sender<()> {
     let (provider, node) = (market_fixture::provider(n), market_fixture::node(n));
     w.onboard(provider, node, &one_slot_offer(64, PRICE, w.ids.ledger));
-    let (daemon, _) = test_world::daemon(
-        w.client(node),
-        DaemonSetup {
-            provider,
-            state_dir,
-            shutdown_grace: Duration::from_secs(5),
-            max_job_time: Duration::from_secs(60),
+    spawn(w.daemon(n, state_dir).0).0
+}
+
+/// The marketplace with a privacy key, the buyer holding 5 ICP in escrow
+/// and 5 on the ledger, provider 1 ([`provider_daemon`]) keeping its
+/// results in `state_dir`; the clock runs.
+async fn private_world_with_provider(
+    state_dir: &std::path::Path,
+) -> (World, tokio::sync::oneshot::Sender<()>) {
+    let w = World::deploy(
+        Settings {
+            privacy: true,
+            ..test_world::settings()
         },
+        buyer_principal(),
     );
-    spawn(daemon).0
+    w.net.mint(buyer_principal(), 10 * ICP).unwrap();
+    buyer::deposit(&w.buyer, 5 * ICP).await.unwrap();
+    let stop = provider_daemon(&w, 1, state_dir);
+    w.start_clock();
+    (w, stop)
+}
+
+/// The ids of the buyer's reservations.
+async fn reservations(c: &MarketClient<DevnetTransport>) -> Vec<ReservationId> {
+    c.list_reservations(buyer_principal(), Default::default())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect()
+}
+
+/// The delegate of the tests' reservations.
+fn delegate_principal() -> Principal {
+    market_fixture::principal(0xD1)
+}
+
+/// The buyer reserves one slot for 30 intervals at up to twice [`PRICE`],
+/// with [`delegate_principal`] as its delegate; the reservation's id and
+/// what reserving printed.
+async fn reserve_for_delegate(w: &World) -> (ReservationId, Captured) {
+    let (mut console, out) = Captured::console();
+    let mut spec = reservation_spec(w, 1, 30, 2 * PRICE);
+    spec.delegates = vec![delegate_principal()];
+    let id = buyer::reserve(&w.buyer, spec, &mut console).await.unwrap();
+    (id, out)
+}
+
+/// How the tests follow a job: every 20 ms, to its end, in a slot of
+/// `reservation` if given.
+fn follow(reservation: Option<ReservationId>) -> RunOptions {
+    RunOptions {
+        poll_interval: Duration::from_millis(20),
+        detach: false,
+        reservation,
+    }
 }
 
 /// A provider's daemon started by [`world_with_provider`]; it stops, and
@@ -340,11 +387,7 @@ async fn a_short_balance_says_exactly_what_to_deposit_and_uploads_nothing() {
 async fn run_uploads_once_pays_a_provider_and_returns_the_jobs_stdout() {
     let (w, _provider) = world_with_provider().await;
     let c = &w.buyer;
-    let options = RunOptions {
-        poll_interval: Duration::from_millis(20),
-        detach: false,
-        reservation: None,
-    };
+    let options = follow(None);
     let never = std::future::pending::<()>;
     let cat = wat::parse_str(CAT).unwrap();
 
@@ -495,13 +538,7 @@ async fn a_reservation_the_balance_does_not_cover_is_refused_before_any_call() {
         "{msg}"
     );
     assert!(out.text().is_empty(), "{}", out.text());
-    assert!(
-        c.list_reservations(buyer_principal(), Default::default())
-            .await
-            .unwrap()
-            .is_empty(),
-        "no reservation made"
-    );
+    assert!(reservations(c).await.is_empty(), "no reservation made");
     let f = buyer::funds(c).await.unwrap();
     assert_eq!(
         (f.escrow.free, f.escrow.locked),
@@ -515,14 +552,12 @@ async fn a_reservation_the_balance_does_not_cover_is_refused_before_any_call() {
 async fn a_person_reserves_a_slot_a_delegate_runs_a_job_in_it_then_it_is_extended_and_cancelled() {
     let (w, _provider) = world_with_provider().await;
     let c = &w.buyer;
-    let delegate_principal = market_fixture::principal(0xD1);
+    let delegate_principal = delegate_principal();
     let delegate = w.client(delegate_principal);
 
     // 1 slot × 30 intervals × 0.002 ICP = 0.06 ICP locked.
-    let (mut console, out) = Captured::console();
-    let mut spec = reservation_spec(&w, 1, 30, 2 * PRICE);
-    spec.delegates = vec![delegate_principal];
-    let id = buyer::reserve(c, spec, &mut console).await.unwrap();
+    let (id, out) = reserve_for_delegate(&w).await;
+    let (mut console, _) = Captured::console();
     let text = out.text();
     assert!(
         text.contains(
@@ -553,11 +588,7 @@ async fn a_person_reserves_a_slot_a_delegate_runs_a_job_in_it_then_it_is_extende
     // runs a job in the slot and follows it like any other.
     let cat = wat::parse_str(CAT).unwrap();
     buyer::ensure_module(c, &cat, &mut console).await.unwrap();
-    let options = RunOptions {
-        poll_interval: Duration::from_millis(20),
-        detach: false,
-        reservation: Some(id),
-    };
+    let options = follow(Some(id));
     let (report, text) = run_printing(
         &delegate,
         &cat,
@@ -606,11 +637,7 @@ async fn a_person_reserves_a_slot_a_delegate_runs_a_job_in_it_then_it_is_extende
     .await
     .unwrap();
     assert_eq!(now, [market_fixture::principal(0xD2)]);
-    let list = c
-        .list_reservations(buyer_principal(), Default::default())
-        .await
-        .unwrap();
-    assert_eq!(list.iter().map(|r| r.id).collect::<Vec<_>>(), [id]);
+    assert_eq!(reservations(c).await, [id]);
 
     // Extended by 5 intervals: 5 × 0.002 ICP more locked.
     let added = buyer::extend_reservation(c, id, 5).await.unwrap();
@@ -739,11 +766,7 @@ async fn a_disputed_honest_result_is_rerun_by_another_provider_and_stands() {
     w.start_clock();
     let cat = wat::parse_str(CAT).unwrap();
     let never = std::future::pending::<()>;
-    let options = RunOptions {
-        poll_interval: Duration::from_millis(20),
-        detach: false,
-        reservation: None,
-    };
+    let options = follow(None);
     // The market audits nothing by itself (its minimum is 0): the bid asks
     // for audits one time in a thousand, which makes the job disputable.
     let audited = |input: &[u8], max_price: Tokens| JobRequest {
@@ -862,17 +885,25 @@ async fn a_disputed_honest_result_is_rerun_by_another_provider_and_stands() {
 fn service_lease(w: &World, replicas: u32, intervals: u32, max_price: Tokens) -> ReservationSpec {
     ReservationSpec {
         service: Some(market_api::matcher::ServiceSpec {
-            sealed: None,
-            component: market_api::matcher::ModuleSource::Stored { sha256: [0; 32] },
             env: vec![("GREETING".into(), "hi".into())],
             allowed_hosts: vec!["api.example.com".into()],
-            health_path: "/healthz".into(),
-            callback: None,
             limits: market_api::matcher::ServiceLimits::default(),
-            tcp: None,
+            ..test_world::hello_service([0; 32])
         }),
         ..reservation_spec(w, replicas, intervals, max_price)
     }
+}
+
+/// The buyer leases one replica of `component` for 10 intervals at up to
+/// 0.02 ICP each; the lease and what the leasing printed.
+async fn lease_one_replica(
+    w: &World,
+    component: &[u8],
+) -> (Result<ReservationId, BuyerError>, Captured) {
+    let (mut console, out) = Captured::console();
+    let spec = service_lease(w, 1, 10, ICP / 50);
+    let leased = buyer::lease_service(&w.buyer, component, spec, &mut console).await;
+    (leased, out)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -885,48 +916,19 @@ async fn a_person_leases_a_service_whose_probes_are_counted_in_the_balance_check
     buyer::deposit(c, ICP / 5).await.unwrap();
 
     // A core module is not a service: refused before any call.
-    let (mut console, _) = Captured::console();
-    let err = buyer::lease_service(
-        c,
-        &core_module,
-        service_lease(&w, 1, 10, ICP / 50),
-        &mut console,
-    )
-    .await
-    .unwrap_err();
+    let err = lease_one_replica(&w, &core_module).await.0.unwrap_err();
     assert!(err.to_string().contains("not a component"), "{err}");
 
     // 1 replica × 10 intervals × 0.02 ICP = 0.2 ICP, plus 10 probes (one
     // per 20 s interval at the 60 s probe interval) of 4,000 e8s: 0.2004
     // ICP, and 0.2 ICP is free.
-    let (mut console, _) = Captured::console();
-    let err = buyer::lease_service(
-        c,
-        &component,
-        service_lease(&w, 1, 10, ICP / 50),
-        &mut console,
-    )
-    .await
-    .unwrap_err();
+    let err = lease_one_replica(&w, &component).await.0.unwrap_err();
     assert_eq!(shortfall(&err), (ICP / 5 + 40_000, ICP / 5));
-    assert!(
-        c.list_reservations(buyer_principal(), Default::default())
-            .await
-            .unwrap()
-            .is_empty(),
-        "no lease made"
-    );
+    assert!(reservations(c).await.is_empty(), "no lease made");
 
     buyer::deposit(c, ICP / 10).await.unwrap();
-    let (mut console, out) = Captured::console();
-    let id = buyer::lease_service(
-        c,
-        &component,
-        service_lease(&w, 1, 10, ICP / 50),
-        &mut console,
-    )
-    .await
-    .unwrap();
+    let (leased, out) = lease_one_replica(&w, &component).await;
+    let id = leased.unwrap();
     assert!(out.text().contains("uploading module"), "{}", out.text());
     w.net.settle_outbox();
     let view = buyer::service(c, id).await.unwrap();
@@ -978,27 +980,14 @@ async fn a_person_runs_a_job_priced_in_xdr_and_pays_icp_at_the_rate() {
     };
     w.onboard(provider, node, &offer);
     let state_dir = tempfile::tempdir().unwrap();
-    let (daemon, _) = test_world::daemon(
-        w.client(node),
-        DaemonSetup {
-            provider,
-            state_dir: state_dir.path(),
-            shutdown_grace: Duration::from_secs(5),
-            max_job_time: Duration::from_secs(60),
-        },
-    );
-    let _stop = spawn(daemon).0;
+    let _stop = spawn(w.daemon(1, state_dir.path()).0).0;
     w.start_clock();
 
     let request = JobRequest {
         currency: Some(Currency::Xdr),
         ..request(b"priced in XDR\n", 2 * PRICE * 40_000)
     };
-    let options = RunOptions {
-        poll_interval: Duration::from_millis(20),
-        detach: false,
-        reservation: None,
-    };
+    let options = follow(None);
     let cat = wat::parse_str(CAT).unwrap();
     let (report, _) = run_printing(
         &w.buyer,
@@ -1045,20 +1034,9 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 async fn a_private_job_runs_with_its_secret_env_and_only_its_owner_reads_its_output() {
     const TOKEN: &str = "tok-4f1d9c-never-in-the-clear";
     const INPUT: &[u8] = b"the private input, not for the chain\n";
-    let w = World::deploy(
-        Settings {
-            grace_secs: 10,
-            privacy: true,
-            ..Settings::default()
-        },
-        buyer_principal(),
-    );
-    w.net.mint(buyer_principal(), 10 * ICP).unwrap();
-    let c = &w.buyer;
-    buyer::deposit(c, 5 * ICP).await.unwrap();
     let state_dir = tempfile::tempdir().unwrap();
-    let _stop = provider_daemon(&w, 1, state_dir.path());
-    w.start_clock();
+    let (w, _stop) = private_world_with_provider(state_dir.path()).await;
+    let c = &w.buyer;
     let echo = std::fs::read(market_artifacts::workload_path("echo"))
         .expect("build the workloads first with scripts/build-workloads.sh");
 
@@ -1069,10 +1047,7 @@ async fn a_private_job_runs_with_its_secret_env_and_only_its_owner_reads_its_out
         ]),
         ..request(INPUT, 2 * PRICE)
     };
-    let options = RunOptions {
-        poll_interval: Duration::from_millis(20),
-        ..RunOptions::default()
-    };
+    let options = follow(None);
     let (report, text) =
         run_printing(c, &echo, &request, &options, std::future::pending::<()>()).await;
     let RunReport::Finished { job, .. } = report else {
@@ -1195,26 +1170,13 @@ async fn a_market_without_a_privacy_key_refuses_sealed_jobs_before_spending() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_delegate_runs_a_private_job_in_a_reservation_and_alone_reads_its_output() {
     const SECRET: &str = "slot-secret-9b2e";
-    let w = World::deploy(
-        Settings {
-            grace_secs: 10,
-            privacy: true,
-            ..Settings::default()
-        },
-        buyer_principal(),
-    );
-    w.net.mint(buyer_principal(), 10 * ICP).unwrap();
-    let c = &w.buyer;
-    buyer::deposit(c, 5 * ICP).await.unwrap();
     let state_dir = tempfile::tempdir().unwrap();
-    let _stop = provider_daemon(&w, 1, state_dir.path());
-    w.start_clock();
-    let delegate_principal = market_fixture::principal(0xD1);
+    let (w, _stop) = private_world_with_provider(state_dir.path()).await;
+    let c = &w.buyer;
+    let delegate_principal = delegate_principal();
     let delegate = w.client(delegate_principal);
+    let (id, _) = reserve_for_delegate(&w).await;
     let (mut console, _) = Captured::console();
-    let mut spec = reservation_spec(&w, 1, 30, 2 * PRICE);
-    spec.delegates = vec![delegate_principal];
-    let id = buyer::reserve(c, spec, &mut console).await.unwrap();
     let cat = wat::parse_str(CAT).unwrap();
     buyer::ensure_module(c, &cat, &mut console).await.unwrap();
 
@@ -1222,11 +1184,7 @@ async fn a_delegate_runs_a_private_job_in_a_reservation_and_alone_reads_its_outp
         sealing: Sealing::all(vec![("SLOT_SECRET".into(), SECRET.into())]),
         ..request(b"private in the slot\n", 0)
     };
-    let options = RunOptions {
-        poll_interval: Duration::from_millis(20),
-        detach: false,
-        reservation: Some(id),
-    };
+    let options = follow(Some(id));
     let (report, text) = run_printing(
         &delegate,
         &cat,

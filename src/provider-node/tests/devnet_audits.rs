@@ -31,7 +31,7 @@ use market_api::matcher::{
     AUDIT_ALWAYS_PPM, AuditVerdict, GFUEL, Job, JobAudit, JobKind, JobResult, JobSpec, JobStatus,
     MatcherEvent, RunOutcome, fuel_cost,
 };
-use market_fixture::{ICP, Settings, account, node, provider};
+use market_fixture::{ICP, account, node, provider};
 use provider_node::daemon::Summary;
 use provider_node::sandbox::SandboxConfig;
 use sha2::Digest;
@@ -93,15 +93,7 @@ impl Market {
     /// `sandboxes[n - 1]` is provider `n`'s sandbox; `cheat` names the one
     /// provider that lies, and how.
     fn new(sandboxes: Vec<SandboxConfig>, cheat: Option<(u8, Cheat)>, price: Tokens) -> Self {
-        let w = World::deploy(
-            Settings {
-                grace_secs: 10,
-                ..Settings::default()
-            },
-            buyer(),
-        );
-        w.net.mint(buyer(), 100 * ICP).unwrap();
-        w.net.deposit(buyer(), 50 * ICP).unwrap();
+        let w = World::funded(test_world::settings(), buyer());
         let mut m = Market {
             w,
             price,
@@ -219,6 +211,12 @@ impl Market {
         self.net.escrow_balance(who).unwrap()
     }
 
+    /// What provider `n` has earned in the escrow: (claimable, pending).
+    fn earned(&self, n: u8) -> (Tokens, Tokens) {
+        let b = self.balance(provider(n));
+        (b.claimable, b.pending)
+    }
+
     /// Job `id`'s record as the buyer sees it now.
     async fn get(&self, id: JobId) -> Job {
         self.job(id).await
@@ -233,6 +231,31 @@ fn assert_honest(result: &JobResult) {
     let sha: [u8; 32] = sha2::Sha256::digest(honest_output()).into();
     assert_eq!(result.output_sha256, sha);
     assert!(result.fuel_used > 0);
+}
+
+/// What `events` paid provider `who` for job `id`'s fuel (pending pay).
+fn fuel_paid(events: &[MatcherEvent], id: JobId, who: Principal) -> Tokens {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            MatcherEvent::FuelPaid {
+                job_id,
+                provider: p,
+                amount,
+                ..
+            } if *job_id == id && *p == who => Some(*amount),
+            _ => None,
+        })
+        .sum()
+}
+
+/// Whether `events` say provider `p` forfeited its pending pay for job
+/// `id`.
+fn forfeited(events: &[MatcherEvent], id: JobId, p: Principal) -> bool {
+    events.iter().any(|e| {
+        matches!(e, MatcherEvent::PayForfeited { job_id, provider, .. }
+            if *job_id == id && *provider == p)
+    })
 }
 
 /// The `ResultRejected` events of the log: (job, provider, attempt, slashed).
@@ -318,25 +341,11 @@ async fn a_lie_in_the_result_is_overturned(cheat: Cheat) -> (Market, Job) {
     let slashed = bond(&m, PRICE);
     assert_eq!(rejected(&events), vec![(id, provider(1), 1, slashed)]);
     assert_eq!(verdicts(&events), vec![(id, AuditVerdict::Overturned)]);
-    let cheat_paid: Tokens = events
-        .iter()
-        .filter_map(|e| match e {
-            MatcherEvent::FuelPaid {
-                job_id,
-                provider: p,
-                amount,
-                ..
-            } if *job_id == id && *p == provider(1) => Some(*amount),
-            _ => None,
-        })
-        .sum();
-    assert!(cheat_paid > 0, "the cheat's result earned pending pay");
     assert!(
-        events.iter().any(|e| matches!(e,
-            MatcherEvent::PayForfeited { job_id, provider: p, .. }
-                if *job_id == id && *p == provider(1))),
-        "and forfeited it"
+        fuel_paid(&events, id, provider(1)) > 0,
+        "the cheat's result earned pending pay"
     );
+    assert!(forfeited(&events, id, provider(1)), "and forfeited it");
 
     // Until the window closes the auditors' pay is pending; the cheat
     // has none.
@@ -373,20 +382,8 @@ async fn a_lie_in_the_result_is_overturned(cheat: Cheat) -> (Market, Job) {
         "the buyer has the honest output"
     );
     assert_eq!(m.balance(provider(1)), zero(&m));
-    assert_eq!(
-        (
-            m.balance(provider(2)).claimable,
-            m.balance(provider(2)).pending
-        ),
-        (pay2, 0)
-    );
-    assert_eq!(
-        (
-            m.balance(provider(3)).claimable,
-            m.balance(provider(3)).pending
-        ),
-        (pay3, 0)
-    );
+    assert_eq!(m.earned(2), (pay2, 0));
+    assert_eq!(m.earned(3), (pay3, 0));
 
     let audit = m.audit();
     assert_eq!(audit.slashed, slashed, "the registry took the cheat's bond");
@@ -505,21 +502,9 @@ async fn a_lying_auditor_loses_the_tie_break() {
     let job = m.get(id).await;
     assert_eq!(job.status, JobStatus::Succeeded);
     assert_eq!(job.result.as_ref(), Some(&result));
-    assert_eq!(
-        (
-            m.balance(provider(1)).claimable,
-            m.balance(provider(1)).pending
-        ),
-        (pay1, 0)
-    );
+    assert_eq!(m.earned(1), (pay1, 0));
     assert_eq!(m.balance(provider(2)), zero(&m));
-    assert_eq!(
-        (
-            m.balance(provider(3)).claimable,
-            m.balance(provider(3)).pending
-        ),
-        (pay3, 0)
-    );
+    assert_eq!(m.earned(3), (pay3, 0));
 
     let audit = m.audit();
     assert_eq!(audit.slashed, slashed);
@@ -597,20 +582,8 @@ async fn a_dispute_of_an_honest_result_pays_the_auditor_and_changes_nothing_else
     assert_eq!(job.status, JobStatus::Succeeded);
     assert_eq!(job.result.as_ref(), Some(&result));
     assert_eq!(job.paid, pay1 + pay2);
-    assert_eq!(
-        (
-            m.balance(provider(1)).claimable,
-            m.balance(provider(1)).pending
-        ),
-        (pay1, 0)
-    );
-    assert_eq!(
-        (
-            m.balance(provider(2)).claimable,
-            m.balance(provider(2)).pending
-        ),
-        (pay2, 0)
-    );
+    assert_eq!(m.earned(1), (pay1, 0));
+    assert_eq!(m.earned(2), (pay2, 0));
     assert_eq!(
         m.balance(buyer()).free,
         free_before - pay1 - pay2 - m.net.settings.fee,
@@ -815,20 +788,11 @@ async fn a_node_that_heartbeats_but_never_reports_is_paid_nothing_and_slashed() 
     assert_eq!(job.status, JobStatus::Failed);
     assert_eq!(job.paid, 0, "nothing of its pay stays with the job");
     let events = m.matcher_events();
-    let earned: Tokens = events
-        .iter()
-        .filter_map(|e| match e {
-            MatcherEvent::FuelPaid { job_id, amount, .. } if *job_id == id => Some(*amount),
-            _ => None,
-        })
-        .sum();
-    assert!(earned > 0, "its heartbeats earned pending pay");
     assert!(
-        events.iter().any(|e| matches!(e,
-            MatcherEvent::PayForfeited { job_id, provider: p, .. }
-                if *job_id == id && *p == provider(1))),
-        "and it forfeited it"
+        fuel_paid(&events, id, provider(1)) > 0,
+        "its heartbeats earned pending pay"
     );
+    assert!(forfeited(&events, id, provider(1)), "and it forfeited it");
     let slashed: Tokens = events
         .iter()
         .filter_map(|e| match e {

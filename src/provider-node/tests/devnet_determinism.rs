@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use candid::Principal;
 use market_api::matcher::{GFUEL, JobSpec, JobStatus, RunOutcome, Sha256};
-use market_fixture::{ICP, Settings, node, provider};
+use market_fixture::{Settings, node, provider};
 use provider_node::sandbox::SandboxConfig;
 use test_world::{DaemonSetup, World, one_slot_offer, spawn};
 
@@ -43,9 +43,7 @@ fn jobs() -> Vec<(&'static str, Vec<u8>, Vec<String>)> {
 /// Runs [`jobs`] on a fresh marketplace whose only provider's daemon uses
 /// `sandbox`; returns each job's commitment, in order.
 async fn commitments(sandbox: SandboxConfig, state_dir: &Path) -> Vec<Commitment> {
-    let w = World::deploy(Settings::default(), buyer());
-    w.net.mint(buyer(), 100 * ICP).unwrap();
-    w.net.deposit(buyer(), 50 * ICP).unwrap();
+    let w = World::funded(Settings::default(), buyer());
     w.onboard(
         provider(1),
         node(1),

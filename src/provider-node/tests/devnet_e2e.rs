@@ -18,7 +18,7 @@ use market_client::MarketClient;
 use market_client::transport::{Call, Transport, TransportError};
 use market_fixture::jobs::HELLO;
 use market_fixture::{DevnetTransport, node, provider};
-use market_fixture::{ICP, Settings};
+
 use provider_node::daemon::Daemon;
 use provider_node::daemon::metrics::Metrics;
 use test_world::count;
@@ -50,15 +50,7 @@ impl Deref for Scene {
 impl Scene {
     /// The marketplace (10 s grace) with a buyer holding 50 ICP in escrow.
     fn new() -> Self {
-        let w = World::deploy(
-            Settings {
-                grace_secs: 10,
-                ..Settings::default()
-            },
-            buyer(),
-        );
-        w.net.mint(buyer(), 100 * ICP).unwrap();
-        w.net.deposit(buyer(), 50 * ICP).unwrap();
+        let w = World::funded(test_world::settings(), buyer());
         Scene(w)
     }
 
@@ -277,43 +269,26 @@ async fn a_node_shutting_down_hands_its_job_back_without_a_slash() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_reserved_slot_is_held_idle_or_busy_and_runs_a_delegates_job() {
-    use market_api::matcher::{
-        CancelReservationArgs, MatcherError, Reservation, ReservationSpec, ReservationStatus,
-        ReservedJobArgs,
-    };
+    use market_api::matcher::{MatcherError, ReservationSpec, ReservationStatus, ReservedJobArgs};
     let w = Scene::new();
     w.provider(1, PRICE);
     let delegate = market_fixture::principal(0xD1);
     let hello = w.upload(HELLO).await;
-    let reserved: Result<u64, MatcherError> = w
-        .net
-        .update(
-            w.ids.matcher,
-            buyer(),
-            "reserve",
-            &ReservationSpec {
-                currency: None,
-                slots: 1,
-                memory_mib: 16,
-                fuel_per_interval: 1_000_000_000,
-                interval_secs: INTERVAL,
-                intervals: 50,
-                max_price_per_interval: 2 * PRICE,
-                ledger: w.ids.ledger,
-                min_provider_stake: 0,
-                max_rematches: 1,
-                delegates: vec![delegate],
-                service: None,
-            },
-        )
-        .unwrap();
-    let rid = reserved.unwrap();
-    let reservation = |w: &World| -> Reservation {
-        w.net
-            .query::<_, Option<Reservation>>(w.ids.matcher, "get_reservation", &rid)
-            .unwrap()
-            .unwrap()
-    };
+    let rid = w.reserve(&ReservationSpec {
+        currency: None,
+        slots: 1,
+        memory_mib: 16,
+        fuel_per_interval: 1_000_000_000,
+        interval_secs: INTERVAL,
+        intervals: 50,
+        max_price_per_interval: 2 * PRICE,
+        ledger: w.ids.ledger,
+        min_provider_stake: 0,
+        max_rematches: 1,
+        delegates: vec![delegate],
+        service: None,
+    });
+    let reservation = |w: &World| w.reservation(rid);
     assert_eq!(reservation(&w).slots[0].provider, Some(provider(1)));
 
     let dir = tempfile::tempdir().unwrap();
@@ -372,16 +347,7 @@ async fn a_reserved_slot_is_held_idle_or_busy_and_runs_a_delegates_job() {
     let _ = stop1.send(());
     let summary = task1.await.unwrap();
     assert!(summary.handed_back >= 1, "{summary:?}");
-    let r: Result<(), MatcherError> = w
-        .net
-        .update(
-            w.ids.matcher,
-            buyer(),
-            "cancel_reservation",
-            &CancelReservationArgs { reservation: rid },
-        )
-        .unwrap();
-    r.unwrap();
+    w.cancel_reservation(rid);
     let audit = w.audit();
     assert_eq!(reservation(&w).status, ReservationStatus::Cancelled);
     assert_eq!(audit.slashes, 0);

@@ -20,17 +20,13 @@ use std::time::Duration;
 
 use candid::Principal;
 use market_api::Tokens;
-use market_api::matcher::{
-    AUDIT_ALWAYS_PPM, AuditVerdict, GFUEL, JobSpec, JobStatus, MatcherError, ModuleSource,
-    Reservation, ReservationSpec, RunOutcome, ServiceLimits, ServiceSpec, ServiceView,
-};
+use market_api::matcher::{AUDIT_ALWAYS_PPM, AuditVerdict, GFUEL, JobSpec, JobStatus, RunOutcome};
 use market_api::privacy::{IBE_OVERHEAD, JobKeyRequest, Sealed};
-use market_client::MarketClient;
 use market_client::sealing::{self, TransportKey};
-use market_fixture::{ICP, Settings, node, provider};
-use provider_node::service::{IngressSettings, ServiceHost, ServiceHostConfig};
-use test_world::http::{get, until, upstream};
-use test_world::{DaemonSetup, World, one_slot_offer, spawn};
+use market_fixture::{Settings, node, provider};
+use test_world::http::{get_ok, until, upstream};
+use test_world::node::{Node, NodeSetup};
+use test_world::{World, one_slot_offer, service_lease, spawn};
 
 const PRICE: Tokens = 100_000;
 const INTERVAL: u64 = 20;
@@ -39,23 +35,16 @@ fn buyer() -> Principal {
     market_fixture::principal(0xB1)
 }
 
-fn workload(name: &str) -> Vec<u8> {
-    market_artifacts::workload(name)
-}
-
 /// The marketplace with privacy on, a 10 s grace, the buyer's 50 ICP in
 /// escrow and provider 1 offering one slot at [`PRICE`].
 fn world() -> World {
-    let w = World::deploy(
+    let w = World::funded(
         Settings {
-            grace_secs: 10,
             privacy: true,
-            ..Settings::default()
+            ..test_world::settings()
         },
         buyer(),
     );
-    w.net.mint(buyer(), 100 * ICP).unwrap();
-    w.net.deposit(buyer(), 50 * ICP).unwrap();
     w.onboard(
         provider(1),
         node(1),
@@ -79,7 +68,7 @@ async fn public_key(w: &World) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sealed_job_runs_on_its_opened_contents_and_its_owner_opens_the_output() {
     let w = world();
-    let echo = w.upload_wasm(workload("echo")).await;
+    let echo = w.upload_workload("echo").await;
     let pk = public_key(&w).await;
     let key_id = sealing::new_key_id();
     let input = sealing::seal(&pk, buyer(), &key_id, b"a private input").unwrap();
@@ -104,15 +93,7 @@ async fn a_sealed_job_runs_on_its_opened_contents_and_its_owner_opens_the_output
         .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let (daemon, metrics) = test_world::daemon(
-        MarketClient::new(w.net.transport(node(1)), w.ids),
-        DaemonSetup {
-            provider: provider(1),
-            state_dir: dir.path(),
-            shutdown_grace: Duration::from_secs(5),
-            max_job_time: Duration::from_secs(60),
-        },
-    );
+    let (daemon, metrics) = w.daemon(1, dir.path());
     let (stop, task) = spawn(daemon);
     w.start_clock();
     let job = w
@@ -164,93 +145,39 @@ async fn a_sealed_job_runs_on_its_opened_contents_and_its_owner_opens_the_output
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_service_replica_gets_its_secret_env_and_uses_it_on_outgoing_requests() {
     let w = world();
-    let sha = w.upload_wasm(workload("hello-service")).await;
+    let sha = w.upload_workload("hello-service").await;
     let pk = public_key(&w).await;
     let key_id = sealing::new_key_id();
     let secret_env = vec![("API_KEY".to_string(), "s3cret-api-key".to_string())];
     let env = sealing::seal_env(&pk, buyer(), &key_id, &secret_env).unwrap();
-    let (up, head) = upstream().await;
+    let (up, seen) = upstream().await;
 
     // The node's ingress on 127.0.0.1, its services allowed to call
     // 127.0.0.1 (the test's upstream), and its daemon.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let cache = tempfile::tempdir().unwrap();
-    let host = ServiceHost::new(
-        ServiceHostConfig {
-            max_instances: 16,
-            max_memory_bytes: 64 << 20,
-            pooling: false,
-            public_base_url: Some(format!("http://{addr}")),
-            cache_dir: Some(cache.path().to_path_buf()),
+    let node1 = Node::start(
+        &w,
+        1,
+        NodeSetup {
             egress_local_addresses: vec![std::net::Ipv4Addr::LOCALHOST.into()],
-            ..ServiceHostConfig::default()
+            ..NodeSetup::new(cache.path())
         },
-        provider_node::service::ServiceMetrics::default(),
     )
-    .unwrap();
-    tokio::spawn(provider_node::service::serve(
-        host.clone(),
-        listener,
-        IngressSettings::default(),
-        std::future::pending(),
-    ));
-    let dir = tempfile::tempdir().unwrap();
-    let (daemon, _) = test_world::daemon(
-        MarketClient::new(w.net.transport(node(1)), w.ids),
-        DaemonSetup {
-            provider: provider(1),
-            state_dir: dir.path(),
-            shutdown_grace: Duration::from_secs(5),
-            max_job_time: Duration::from_secs(60),
-        },
-    );
-    let (stop, task) = spawn(daemon.with_services(host.clone()));
+    .await;
+    let addr = node1.addr;
 
-    let spec = ReservationSpec {
-        currency: None,
-        slots: 1,
-        memory_mib: 32,
-        fuel_per_interval: 1_000_000_000,
-        interval_secs: INTERVAL,
-        intervals: 50,
-        max_price_per_interval: 4 * PRICE,
-        ledger: w.ids.ledger,
-        min_provider_stake: 0,
-        max_rematches: 0,
-        delegates: vec![],
-        service: Some(ServiceSpec {
-            sealed: Some(Sealed {
-                key_id,
-                input: false,
-                env: Some(env.into()),
-                output: false,
-            }),
-            component: ModuleSource::Stored { sha256: sha },
-            env: vec![("GREETING".into(), "from a lease".into())],
-            allowed_hosts: vec!["127.0.0.1".into()],
-            health_path: "/healthz".into(),
-            callback: None,
-            limits: ServiceLimits {
-                fuel_per_request: 200_000_000,
-                timeout_ms: 2_000,
-                max_concurrent: 8,
-                max_body_bytes: 64 * 1024,
-            },
-            tcp: None,
-        }),
-    };
-    let reserved: Result<u64, MatcherError> = w
-        .net
-        .update(w.ids.matcher, buyer(), "reserve", &spec)
-        .unwrap();
-    let rid = reserved.unwrap();
-    let service = || -> ServiceView {
-        w.net
-            .query::<_, Option<ServiceView>>(w.ids.matcher, "get_service", &rid)
-            .unwrap()
-            .expect("the lease's service")
-    };
+    let mut spec = service_lease(w.ids.ledger, sha, 1, 50, 4 * PRICE);
+    spec.max_rematches = 0;
+    let secret_service = spec.service.as_mut().unwrap();
+    secret_service.sealed = Some(Sealed {
+        key_id,
+        input: false,
+        env: Some(env.into()),
+        output: false,
+    });
+    secret_service.allowed_hosts = vec!["127.0.0.1".into()];
+    let rid = w.reserve(&spec);
+    let service = || w.service(rid);
     let endpoint = format!("http://{addr}/{rid}/");
     until("the replica's endpoint is recorded", || {
         service().replicas[0].endpoint.as_deref() == Some(&endpoint)
@@ -258,35 +185,22 @@ async fn a_service_replica_gets_its_secret_env_and_uses_it_on_outgoing_requests(
     .await;
     w.start_clock();
 
-    let (status, body) = get(addr, &format!("/{rid}/env/API_KEY")).await;
-    assert_eq!(status, 200, "{body}");
+    let body = get_ok(addr, &format!("/{rid}/env/API_KEY")).await;
     assert!(body.contains("s3cret-api-key"), "{body}");
-    let (status, body) = get(addr, &format!("/{rid}/env/GREETING")).await;
-    assert_eq!(status, 200, "{body}");
+    let body = get_ok(addr, &format!("/{rid}/env/GREETING")).await;
     assert!(body.contains("from a lease"), "the plain env too: {body}");
     let url = format!("http%3A%2F%2F127.0.0.1%3A{}%2Fapi", up.port());
-    let (status, body) = get(addr, &format!("/{rid}/fetch?url={url}")).await;
-    assert_eq!(status, 200, "{body}");
+    let body = get_ok(addr, &format!("/{rid}/fetch?url={url}")).await;
     assert!(body.contains("upstream 200: 2 bytes"), "{body}");
-    let head = head
-        .lock()
-        .unwrap()
-        .clone()
-        .expect("the upstream was called");
-    assert!(
-        head.to_ascii_lowercase()
-            .contains("\r\nauthorization: bearer s3cret-api-key\r\n"),
-        "{head}"
+    assert_eq!(
+        seen.bearer().as_deref(),
+        Some("s3cret-api-key"),
+        "{}",
+        seen.head()
     );
 
-    let reservation: Reservation = w
-        .net
-        .query::<_, Option<Reservation>>(w.ids.matcher, "get_reservation", &rid)
-        .unwrap()
-        .unwrap();
-    assert_eq!(reservation.slots[0].provider, Some(provider(1)));
-    let _ = stop.send(());
-    let summary = task.await.unwrap();
+    assert_eq!(w.reservation(rid).slots[0].provider, Some(provider(1)));
+    let summary = node1.shut_down().await;
     assert_eq!(summary.replicas_started, 1);
     assert_eq!(summary.replicas_failed, 0);
 }
@@ -303,20 +217,12 @@ async fn an_audit_of_a_sealed_job_agrees_with_an_honest_run() {
         node(2),
         &one_slot_offer(64, 2 * PRICE, w.ids.ledger),
     );
-    let sha256sum = w.upload_wasm(workload("sha256sum")).await;
+    let sha256sum = w.upload_workload("sha256sum").await;
     let pk = public_key(&w).await;
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let mut daemons = vec![];
     for (n, dir) in [1u8, 2].into_iter().zip(&dirs) {
-        let (daemon, _) = test_world::daemon(
-            MarketClient::new(w.net.transport(node(n)), w.ids),
-            DaemonSetup {
-                provider: provider(n),
-                state_dir: dir.path(),
-                shutdown_grace: Duration::from_secs(5),
-                max_job_time: Duration::from_secs(60),
-            },
-        );
+        let (daemon, _) = w.daemon(n, dir.path());
         daemons.push(spawn(daemon));
     }
     w.start_clock();

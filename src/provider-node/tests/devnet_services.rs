@@ -15,46 +15,29 @@ use std::time::Duration;
 
 use candid::Principal;
 use market_api::Tokens;
-use market_api::matcher::{
-    CancelReservationArgs, MatcherError, ModuleSource, Reservation, ReservationSpec,
-    ReservationStatus, ServiceLimits, ServiceSpec, ServiceView,
-};
-use market_client::MarketClient;
-use market_fixture::{ICP, Settings, node, provider};
-use provider_node::daemon::replica::TcpServing;
-use provider_node::service::{IngressSettings, ServiceHost, ServiceHostConfig, TcpServiceHost};
-use test_world::http::{get, until};
-use test_world::{DaemonSetup, World, one_slot_offer, spawn};
+use market_api::matcher::ReservationStatus;
+use market_fixture::{ICP, node, provider};
+use test_world::http::{get, get_ok, until};
+use test_world::node::{Node, NodeSetup};
+use test_world::tcp::{LineClient, free_port};
+use test_world::{World, one_slot_offer, service_lease};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PRICE: Tokens = 100_000;
-const INTERVAL: u64 = 20;
 
 fn buyer() -> Principal {
     market_fixture::principal(0xB1)
 }
 
-fn component(name: &str) -> Vec<u8> {
-    market_artifacts::workload(name)
-}
-
 /// The marketplace on the devnet, a 10 s grace, the buyer calling.
 fn world() -> World {
-    World::deploy(
-        Settings {
-            grace_secs: 10,
-            ..Settings::default()
-        },
-        buyer(),
-    )
+    World::deploy(test_world::settings(), buyer())
 }
 
 /// [`world`] with the buyer's 50 ICP deposited and provider 1 offering
 /// one slot at [`PRICE`].
 fn one_provider_world() -> World {
-    let w = world();
-    w.net.mint(buyer(), 100 * ICP).unwrap();
-    w.net.deposit(buyer(), 50 * ICP).unwrap();
+    let w = World::funded(test_world::settings(), buyer());
     w.onboard(
         provider(1),
         node(1),
@@ -66,33 +49,17 @@ fn one_provider_world() -> World {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_service_lease_runs_on_the_daemon_and_passes_the_matchers_probes() {
     let w = one_provider_world();
-    let sha = w.upload_wasm(component("hello-service")).await;
+    let sha = w.upload_workload("hello-service").await;
 
     // The node's ingress, its public URL its own address (the devnet's
     // outcalls speak plain http), and its daemon.
     let cache = tempfile::tempdir().unwrap();
-    let node1 = start_node(&w, 1, cache.path()).await;
+    let node1 = Node::start(&w, 1, NodeSetup::new(cache.path())).await;
     let (addr, host) = (node1.addr, node1.host.clone());
 
-    let mut spec = hello_lease(sha, 1, 50);
-    spec.ledger = w.ids.ledger;
-    let reserved: Result<u64, MatcherError> = w
-        .net
-        .update(w.ids.matcher, buyer(), "reserve", &spec)
-        .unwrap();
-    let rid = reserved.unwrap();
-    let service = || -> ServiceView {
-        w.net
-            .query::<_, Option<ServiceView>>(w.ids.matcher, "get_service", &rid)
-            .unwrap()
-            .expect("the lease's service")
-    };
-    let reservation = || -> Reservation {
-        w.net
-            .query::<_, Option<Reservation>>(w.ids.matcher, "get_reservation", &rid)
-            .unwrap()
-            .unwrap()
-    };
+    let rid = w.reserve(&service_lease(w.ids.ledger, sha, 1, 50, 4 * PRICE));
+    let service = || w.service(rid);
+    let reservation = || w.reservation(rid);
     assert_eq!(service().replicas[0].provider, Some(provider(1)));
 
     // Acknowledged with the replica's endpoint (before the clock runs:
@@ -113,29 +80,18 @@ async fn a_service_lease_runs_on_the_daemon_and_passes_the_matchers_probes() {
     assert_eq!(replica.health.last_ok, Some(true), "{replica:?}");
     assert_eq!(replica.health.consecutive_failures, 0, "{replica:?}");
     assert_eq!(replica.rematches, 0);
-    let (status, body) = get(addr, &format!("/{rid}/env/GREETING")).await;
-    assert_eq!(status, 200, "{body}");
+    let body = get_ok(addr, &format!("/{rid}/env/GREETING")).await;
     assert!(body.contains("from a lease"), "{body}");
     assert_eq!(node1.metrics.replicas_started.get(), 1);
 
     // The owner cancels the lease: the slot ends and its replica stops.
-    let cancelled: Result<(), MatcherError> = w
-        .net
-        .update(
-            w.ids.matcher,
-            buyer(),
-            "cancel_reservation",
-            &CancelReservationArgs { reservation: rid },
-        )
-        .unwrap();
-    cancelled.unwrap();
+    w.cancel_reservation(rid);
     assert_eq!(reservation().status, ReservationStatus::Cancelled);
     until("the replica stops", || host.list().is_empty()).await;
     let (status, body) = get(addr, &format!("/{rid}/healthz")).await;
     assert_eq!(status, 404, "{body}");
 
-    let _ = node1.stop.send(());
-    let summary = node1.task.await.unwrap();
+    let summary = node1.shut_down().await;
     assert_eq!(summary.replicas_started, 1);
     assert_eq!(summary.replicas_failed, 0);
     let audit = w.audit();
@@ -173,117 +129,6 @@ async fn attack(addr: SocketAddr, path: String) -> (u16, u64) {
         bytes += n as u64;
     }
     (status, bytes)
-}
-
-/// A provider's node: its daemon, its service host and ingress on
-/// 127.0.0.1, and the switch that takes the ingress down.
-struct Node {
-    addr: SocketAddr,
-    host: ServiceHost,
-    /// Its TCP services' host, if it serves them.
-    tcp: Option<TcpServiceHost>,
-    ingress_down: Option<tokio::sync::oneshot::Sender<()>>,
-    metrics: provider_node::daemon::metrics::Metrics,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<provider_node::daemon::Summary>,
-    _dir: tempfile::TempDir,
-}
-
-async fn start_node(w: &World, n: u8, cache: &std::path::Path) -> Node {
-    start_node_with(w, n, cache, None).await
-}
-
-/// A node as [`start_node`] makes it, serving TCP services on `tcp_port`
-/// (a range of one port) if given.
-async fn start_node_with(w: &World, n: u8, cache: &std::path::Path, tcp_port: Option<u16>) -> Node {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let host = ServiceHost::new(
-        ServiceHostConfig {
-            max_instances: 16,
-            max_memory_bytes: 64 << 20,
-            pooling: false,
-            public_base_url: Some(format!("http://{addr}")),
-            cache_dir: Some(cache.to_path_buf()),
-            ..ServiceHostConfig::default()
-        },
-        provider_node::service::ServiceMetrics::default(),
-    )
-    .unwrap();
-    let tcp = tcp_port.map(|_| TcpServiceHost::new(host.clone()).unwrap());
-    let (down, down_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(provider_node::service::serve(
-        host.clone(),
-        listener,
-        IngressSettings {
-            tcp_services: tcp.clone(),
-            ..IngressSettings::default()
-        },
-        async {
-            let _ = down_rx.await;
-        },
-    ));
-    let dir = tempfile::tempdir().unwrap();
-    let (daemon, metrics) = test_world::daemon(
-        MarketClient::new(w.net.transport(node(n)), w.ids),
-        DaemonSetup {
-            provider: provider(n),
-            state_dir: dir.path(),
-            shutdown_grace: Duration::from_secs(5),
-            max_job_time: Duration::from_secs(60),
-        },
-    );
-    let mut daemon = daemon.with_services(host.clone());
-    if let (Some(tcp), Some(port)) = (&tcp, tcp_port) {
-        let serving = TcpServing {
-            host: tcp.clone(),
-            listen: std::net::Ipv4Addr::LOCALHOST.into(),
-            public_host: "127.0.0.1".into(),
-        };
-        daemon = daemon.with_tcp_services(serving, port..=port);
-    }
-    let (stop, task) = spawn(daemon);
-    Node {
-        addr,
-        host,
-        tcp,
-        ingress_down: Some(down),
-        metrics,
-        stop,
-        task,
-        _dir: dir,
-    }
-}
-
-fn hello_lease(sha: [u8; 32], replicas: u32, intervals: u32) -> ReservationSpec {
-    ReservationSpec {
-        currency: None,
-        slots: replicas,
-        memory_mib: 32,
-        fuel_per_interval: 1_000_000_000,
-        interval_secs: INTERVAL,
-        intervals,
-        max_price_per_interval: 4 * PRICE,
-        ledger: Principal::anonymous(),
-        min_provider_stake: 0,
-        max_rematches: 2,
-        delegates: vec![],
-        service: Some(ServiceSpec {
-            sealed: None,
-            component: ModuleSource::Stored { sha256: sha },
-            env: vec![("GREETING".into(), "from a lease".into())],
-            allowed_hosts: vec![],
-            health_path: "/healthz".into(),
-            callback: None,
-            limits: ServiceLimits {
-                fuel_per_request: 200_000_000,
-                timeout_ms: 2_000,
-                max_concurrent: 8,
-                max_body_bytes: 64 * 1024,
-            },
-            tcp: None,
-        }),
-    }
 }
 
 /// The whole story of a service lease with failover: a dapp's canister
@@ -325,40 +170,28 @@ async fn a_replica_whose_node_stops_answering_is_slashed_and_moves_to_another_pr
         node(3),
         &one_slot_offer(64, 3 * PRICE, w.ids.ledger),
     );
-    let hello = w.upload_wasm(component("hello-service")).await;
-    let hostile = w.upload_wasm(component("hostile-service")).await;
+    let hello = w.upload_workload("hello-service").await;
+    let hostile = w.upload_workload("hostile-service").await;
 
     // The nodes share a cache of compiled components, so a replica moved
     // to another node starts within the devnet's fast clock's deadline.
     let cache = tempfile::tempdir().unwrap();
     let mut nodes = Vec::new();
     for n in 1..=3 {
-        nodes.push(start_node(&w, n, cache.path()).await);
+        nodes.push(Node::start(&w, n, NodeSetup::new(cache.path())).await);
     }
-    let mut spec = hello_lease(hello, 2, 40);
-    spec.ledger = w.ids.ledger;
+    let spec = service_lease(w.ids.ledger, hello, 2, 40, 4 * PRICE);
     let leased: Result<u64, String> = w
         .net
         .update(client, buyer(), "lease_service", &spec)
         .unwrap();
     let rid = leased.unwrap();
-    let service = || -> ServiceView {
-        w.net
-            .query::<_, Option<ServiceView>>(w.ids.matcher, "get_service", &rid)
-            .unwrap()
-            .expect("the lease's service")
-    };
+    let service = || w.service(rid);
     let holders: Vec<_> = service().replicas.iter().map(|r| r.provider).collect();
     assert_eq!(holders, vec![Some(provider(1)), Some(provider(2))]);
 
     // A hostile service on provider 2's node, leased by a person.
-    let mut hostile_spec = hello_lease(hostile, 1, 40);
-    hostile_spec.ledger = w.ids.ledger;
-    let hid: Result<u64, MatcherError> = w
-        .net
-        .update(w.ids.matcher, buyer(), "reserve", &hostile_spec)
-        .unwrap();
-    let hid = hid.unwrap();
+    let hid = w.reserve(&service_lease(w.ids.ledger, hostile, 1, 40, 4 * PRICE));
 
     let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
     let endpoint = |n: usize| format!("http://{}/{rid}/", addrs[n]);
@@ -376,11 +209,9 @@ async fn a_replica_whose_node_stops_answering_is_slashed_and_moves_to_another_pr
     .await;
     w.start_clock();
     for node in &nodes[..2] {
-        let (status, body) = get(node.addr, &format!("/{rid}/env/GREETING")).await;
-        assert_eq!(status, 200, "{body}");
+        let body = get_ok(node.addr, &format!("/{rid}/env/GREETING")).await;
         assert!(body.contains("from a lease"), "{body}");
-        let (status, body) = get(node.addr, &format!("/{rid}/json?replica=1")).await;
-        assert_eq!(status, 200, "{body}");
+        let body = get_ok(node.addr, &format!("/{rid}/json?replica=1")).await;
         assert!(body.contains(r#""query":"replica=1""#), "{body}");
     }
 
@@ -392,8 +223,7 @@ async fn a_replica_whose_node_stops_answering_is_slashed_and_moves_to_another_pr
         .map(|p| tokio::spawn(attack(two_addr, format!("/{hid}{p}"))))
         .collect();
     let started = std::time::Instant::now();
-    let (status, body) = get(two_addr, &format!("/{rid}/healthz")).await;
-    assert_eq!(status, 200, "{body}");
+    get_ok(two_addr, &format!("/{rid}/healthz")).await;
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "the replica answered in {:?} while its neighbour was attacked",
@@ -436,8 +266,7 @@ async fn a_replica_whose_node_stops_answering_is_slashed_and_moves_to_another_pr
     assert!(events.iter().any(|e| matches!(e,
         MatcherEvent::ServiceEndpoint { reservation, slot: 0, endpoint: None, .. }
             if *reservation == rid)));
-    let (status, body) = get(nodes[2].addr, &format!("/{rid}/env/GREETING")).await;
-    assert_eq!(status, 200, "{body}");
+    get_ok(nodes[2].addr, &format!("/{rid}/env/GREETING")).await;
     assert_eq!(service().replicas[0].rematches, 1);
     // Provider 1's node stopped the replica it no longer holds.
     until("provider 1's node stops its replica", || {
@@ -465,13 +294,8 @@ async fn a_replica_whose_node_stops_answering_is_slashed_and_moves_to_another_pr
 
     // The leases run out and settle; every token is accounted for.
     until("both leases end", || {
-        let r = |id: u64| -> Reservation {
-            w.net
-                .query::<_, Option<Reservation>>(w.ids.matcher, "get_reservation", &id)
-                .unwrap()
-                .unwrap()
-        };
-        r(rid).status == ReservationStatus::Ended && r(hid).status == ReservationStatus::Ended
+        w.reservation(rid).status == ReservationStatus::Ended
+            && w.reservation(hid).status == ReservationStatus::Ended
     })
     .await;
     until("every replica stops", || {
@@ -487,56 +311,6 @@ async fn a_replica_whose_node_stops_answering_is_slashed_and_moves_to_another_pr
     assert!(audit.slashes >= 1, "{audit:?}");
 }
 
-/// A port on 127.0.0.1 free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A line-reading client of a TCP service.
-struct LineClient {
-    reader: tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
-    writer: tokio::net::tcp::OwnedWriteHalf,
-}
-
-impl LineClient {
-    /// Connects and waits until the relay echoes `<name> joined`: the
-    /// client is then one of the relay's.
-    async fn joined(addr: &str, name: &str) -> Self {
-        let (read, writer) = tokio::net::TcpStream::connect(addr)
-            .await
-            .unwrap()
-            .into_split();
-        let mut c = Self {
-            reader: tokio::io::BufReader::new(read),
-            writer,
-        };
-        c.send(&format!("{name} joined")).await;
-        assert_eq!(c.line().await, format!("{name} joined"));
-        c
-    }
-
-    async fn send(&mut self, line: &str) {
-        self.writer
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .unwrap();
-    }
-
-    async fn line(&mut self) -> String {
-        use tokio::io::AsyncBufReadExt;
-        let mut line = String::new();
-        tokio::time::timeout(Duration::from_secs(10), self.reader.read_line(&mut line))
-            .await
-            .expect("a line in time")
-            .unwrap();
-        line.trim_end().to_string()
-    }
-}
-
 /// A person leases one replica of the TCP relay: the provider's node runs
 /// it on the one port of its range and acknowledges the slot with the
 /// endpoint and `127.0.0.1:<port>`, which `get_service` shows; two clients
@@ -548,10 +322,18 @@ async fn a_tcp_service_lease_relays_between_clients_and_passes_the_matchers_prob
     use market_api::matcher::{MatcherEvent, TcpSpec};
 
     let w = one_provider_world();
-    let sha = w.upload_wasm(component("tcp-relay")).await;
+    let sha = w.upload_workload("tcp-relay").await;
     let cache = tempfile::tempdir().unwrap();
     let port = free_port();
-    let node1 = start_node_with(&w, 1, cache.path(), Some(port)).await;
+    let node1 = Node::start(
+        &w,
+        1,
+        NodeSetup {
+            tcp_port: Some(port),
+            ..NodeSetup::new(cache.path())
+        },
+    )
+    .await;
     let tcp_host = node1.tcp.clone().unwrap();
 
     let tcp = TcpSpec {
@@ -559,22 +341,12 @@ async fn a_tcp_service_lease_relays_between_clients_and_passes_the_matchers_prob
         idle_timeout_secs: 60,
         ..TcpSpec::default()
     };
-    let mut spec = hello_lease(sha, 1, 15);
+    let mut spec = service_lease(w.ids.ledger, sha, 1, 15, 4 * PRICE);
     let service_spec = spec.service.as_mut().unwrap();
     service_spec.env = vec![];
     service_spec.tcp = Some(tcp);
-    spec.ledger = w.ids.ledger;
-    let reserved: Result<u64, MatcherError> = w
-        .net
-        .update(w.ids.matcher, buyer(), "reserve", &spec)
-        .unwrap();
-    let rid = reserved.unwrap();
-    let service = || -> ServiceView {
-        w.net
-            .query::<_, Option<ServiceView>>(w.ids.matcher, "get_service", &rid)
-            .unwrap()
-            .expect("the lease's service")
-    };
+    let rid = w.reserve(&spec);
+    let service = || w.service(rid);
     assert_eq!(service().tcp, Some(tcp));
 
     // Acknowledged with the endpoint and the TCP address (the clock runs
@@ -611,12 +383,7 @@ async fn a_tcp_service_lease_relays_between_clients_and_passes_the_matchers_prob
 
     // The lease runs out and settles; the relay stops and its port closes.
     until("the lease ends", || {
-        w.net
-            .query::<_, Option<Reservation>>(w.ids.matcher, "get_reservation", &rid)
-            .unwrap()
-            .unwrap()
-            .status
-            == ReservationStatus::Ended
+        w.reservation(rid).status == ReservationStatus::Ended
     })
     .await;
     assert_eq!(service().replicas[0].tcp_address, None);
@@ -625,8 +392,7 @@ async fn a_tcp_service_lease_relays_between_clients_and_passes_the_matchers_prob
     let (status, body) = get(node1.addr, &format!("/{rid}/healthz")).await;
     assert_eq!(status, 404, "{body}");
 
-    let _ = node1.stop.send(());
-    let summary = node1.task.await.unwrap();
+    let summary = node1.shut_down().await;
     w.stop_clock();
     assert_eq!(summary.replicas_started, 1);
     assert_eq!(summary.replicas_failed, 0);

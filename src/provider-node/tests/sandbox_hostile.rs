@@ -27,6 +27,20 @@ async fn run_beside_good_job(executor: &Executor, hostile: Job) -> JobReport {
     bad
 }
 
+/// Runs `module` on no input in a sandbox of its own, beside a good job
+/// ([`run_beside_good_job`]); the module's report.
+async fn run_hostile(module: WasmModule) -> JobReport {
+    run_beside_good_job(&executor(), job(module, b"")).await
+}
+
+/// Checks that `report` ran out of memory.
+fn assert_out_of_memory(report: &JobReport) {
+    assert!(
+        matches!(report.outcome, Outcome::OutOfMemory { .. }),
+        "{report:?}"
+    );
+}
+
 /// What an outcome says: a trap's or a link error's message, why a module
 /// or a job was refused, what ran out of memory.
 fn words(outcome: &Outcome) -> &str {
@@ -91,8 +105,7 @@ async fn wat_exit_code_and_trap_message() {
 
 #[tokio::test]
 async fn infinite_loop_runs_out_of_fuel() {
-    let executor = executor();
-    let report = run_beside_good_job(&executor, job(wat("infinite-loop"), b"")).await;
+    let report = run_hostile(wat("infinite-loop")).await;
     assert_eq!(report.outcome, Outcome::OutOfFuel);
     assert_eq!(report.fuel_used, test_limits().fuel);
 }
@@ -114,35 +127,26 @@ async fn infinite_loop_hits_the_deadline_when_fuel_is_plenty() {
 
 #[tokio::test]
 async fn start_function_loop_is_metered() {
-    let executor = executor();
-    let report = run_beside_good_job(&executor, job(wat("start-loop"), b"")).await;
+    let report = run_hostile(wat("start-loop")).await;
     assert_eq!(report.outcome, Outcome::OutOfFuel);
 }
 
 #[tokio::test]
 async fn memory_bomb_runs_out_of_memory() {
-    let executor = executor();
-    let report = run_beside_good_job(&executor, job(workload("memory-bomb"), b"")).await;
-    assert!(
-        matches!(report.outcome, Outcome::OutOfMemory { .. }),
-        "{report:?}"
-    );
+    let report = run_hostile(workload("memory-bomb")).await;
+    assert_out_of_memory(&report);
     assert!(report.peak_memory_bytes <= test_limits().memory_bytes);
     assert!(report.peak_memory_bytes > 16 << 20);
 }
 
 #[tokio::test]
 async fn memory_grow_loop_and_huge_declared_memory_run_out_of_memory() {
-    let executor = executor();
-    let report = run_beside_good_job(&executor, job(wat("memory-grow-loop"), b"")).await;
-    assert!(
-        matches!(report.outcome, Outcome::OutOfMemory { .. }),
-        "{report:?}"
-    );
+    let report = run_hostile(wat("memory-grow-loop")).await;
+    assert_out_of_memory(&report);
     // A declared minimum above the node's largest memory can never run here:
     // the pooling allocator refuses the module itself; without pooling the
     // job's limit refuses it before instantiation.
-    let report = run_beside_good_job(&executor, job(wat("huge-memory"), b"")).await;
+    let report = run_hostile(wat("huge-memory")).await;
     match &report.outcome {
         Outcome::OutOfMemory { .. } => {}
         Outcome::InvalidModule { reason } => assert!(reason.contains("minimum"), "{reason}"),
@@ -154,30 +158,26 @@ async fn memory_grow_loop_and_huge_declared_memory_run_out_of_memory() {
     })
     .unwrap();
     let report = no_pool.run(job(wat("huge-memory"), b"")).await;
-    assert!(
-        matches!(report.outcome, Outcome::OutOfMemory { .. }),
-        "{report:?}"
-    );
+    assert_out_of_memory(&report);
 }
 
+/// A table bomb runs out of memory, unbounded recursion overflows the
+/// stack, a missing host function is a link error.
 #[tokio::test]
-async fn table_bomb_runs_out_of_memory() {
-    let executor = executor();
-    let report = run_beside_good_job(&executor, job(wat("table-bomb"), b"")).await;
-    assert_ended_saying(&report, "out-of-memory", "table");
-}
-
-#[tokio::test]
-async fn unbounded_recursion_overflows_the_stack() {
-    let executor = executor();
-    let report = run_beside_good_job(&executor, job(workload("recursion"), b"")).await;
-    assert_ended_saying(&report, "trap", "stack");
+async fn table_bomb_recursion_and_missing_imports_end_as_they_should() {
+    for (module, kind, says) in [
+        (wat("table-bomb"), "out-of-memory", "table"),
+        (workload("recursion"), "trap", "stack"),
+        (wat("missing-import"), "link-error", "launch_missiles"),
+    ] {
+        let report = run_hostile(module).await;
+        assert_ended_saying(&report, kind, says);
+    }
 }
 
 #[tokio::test]
 async fn output_flood_is_capped() {
-    let executor = executor();
-    let report = run_beside_good_job(&executor, job(workload("output-flood"), b"")).await;
+    let report = run_hostile(workload("output-flood")).await;
     let limit = test_limits().max_stdout_bytes;
     assert_eq!(
         report.outcome,
@@ -192,33 +192,21 @@ async fn output_flood_is_capped() {
 #[tokio::test]
 async fn invalid_modules_are_refused() {
     let executor = executor();
-    let report = run_beside_good_job(&executor, job(wat("invalid"), b"")).await;
-    assert!(
-        matches!(report.outcome, Outcome::InvalidModule { .. }),
-        "{report:?}"
-    );
     let garbage = WasmModule::new(b"\0asm\x01\0\0\0garbage that is not wasm".to_vec());
-    let report = run_beside_good_job(&executor, job(garbage, b"")).await;
-    assert!(
-        matches!(report.outcome, Outcome::InvalidModule { .. }),
-        "{report:?}"
-    );
     let not_wasm = WasmModule::new(b"#!/bin/sh\nrm -rf /\n".to_vec());
-    let report = executor.run(job(not_wasm, b"")).await;
-    assert!(
-        matches!(report.outcome, Outcome::InvalidModule { .. }),
-        "{report:?}"
-    );
+    for (report, what) in [
+        (run_hostile(wat("invalid")).await, "invalid"),
+        (run_hostile(garbage).await, "garbage"),
+        (executor.run(job(not_wasm, b"")).await, "not wasm"),
+    ] {
+        assert!(
+            matches!(report.outcome, Outcome::InvalidModule { .. }),
+            "{what}: {report:?}"
+        );
+    }
     let no_start = WasmModule::new(wat::parse_str("(module (func (export \"main\")))").unwrap());
     let report = executor.run(job(no_start, b"")).await;
     assert_ended_saying(&report, "invalid-module", "_start");
-}
-
-#[tokio::test]
-async fn missing_host_function_is_a_link_error() {
-    let executor = executor();
-    let report = run_beside_good_job(&executor, job(wat("missing-import"), b"")).await;
-    assert_ended_saying(&report, "link-error", "launch_missiles");
 }
 
 #[tokio::test]
@@ -226,8 +214,7 @@ async fn files_sockets_and_host_env_are_out_of_reach() {
     // SAFETY: tests in this binary don't read the environment concurrently
     // with this write; the variable proves the host env is not inherited.
     unsafe { std::env::set_var("PROVIDER_SECRET", "hunter2") };
-    let executor = executor();
-    let report = run_beside_good_job(&executor, job(workload("sandbox-escape"), b"")).await;
+    let report = run_hostile(workload("sandbox-escape")).await;
     assert_eq!(report.outcome, Outcome::Exited { code: 0 }, "{report:?}");
     let out = String::from_utf8_lossy(&report.stdout);
     assert!(!out.contains("ALLOWED"), "{out}");

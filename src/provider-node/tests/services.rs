@@ -73,18 +73,32 @@ async fn node_with(config: ServiceHostConfig, ingress: IngressSettings) -> Node 
     Node { host, addr }
 }
 
+impl Node {
+    /// Starts the test component `name` as service `id`.
+    async fn start(&self, id: u64, name: &str, settings: ServiceSettings) {
+        let (bytes, hash) = component(name);
+        self.host.start(id, &bytes, &hash, settings).await.unwrap();
+    }
+}
+
 /// A node running hello-service as `HELLO` and hostile-service as
 /// `HOSTILE`.
 async fn node(hello: ServiceSettings, hostile: ServiceSettings) -> Node {
     let node = node_with(host_config(), IngressSettings::default()).await;
-    let (bytes, hash) = component("hello-service");
-    node.host.start(HELLO, &bytes, &hash, hello).await.unwrap();
-    let (bytes, hash) = component("hostile-service");
-    node.host
-        .start(HOSTILE, &bytes, &hash, hostile)
-        .await
-        .unwrap();
+    node.start(HELLO, "hello-service", hello).await;
+    node.start(HOSTILE, "hostile-service", hostile).await;
     node
+}
+
+/// One read of `s`, which must end within `within` (`what` says what was
+/// expected otherwise); the bytes it got: 0 once the peer closed the
+/// connection, or on a reset.
+async fn read_until_closed(s: &mut TcpStream, within: Duration, what: &str) -> usize {
+    let mut chunk = [0u8; 64];
+    tokio::time::timeout(within, s.read(&mut chunk))
+        .await
+        .expect(what)
+        .unwrap_or(0)
 }
 
 struct Answer {
@@ -339,11 +353,7 @@ async fn a_slow_header_is_cut_off_and_idle_connections_are_closed() {
         ..IngressSettings::default()
     };
     let node = node_with(host_config(), ingress).await;
-    let (bytes, hash) = component("hello-service");
-    node.host
-        .start(HELLO, &bytes, &hash, settings(limits()))
-        .await
-        .unwrap();
+    node.start(HELLO, "hello-service", settings(limits())).await;
 
     // Slowloris: a head that never ends.
     let mut s = TcpStream::connect(node.addr).await.unwrap();
@@ -383,11 +393,12 @@ async fn a_slow_header_is_cut_off_and_idle_connections_are_closed() {
     let idle = node_with(host_config(), ingress).await;
     let mut s = TcpStream::connect(idle.addr).await.unwrap();
     let started = Instant::now();
-    let mut chunk = [0u8; 16];
-    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
-        .await
-        .expect("an idle connection is closed")
-        .unwrap_or(0);
+    let n = read_until_closed(
+        &mut s,
+        Duration::from_secs(5),
+        "an idle connection is closed",
+    )
+    .await;
     assert_eq!(n, 0);
     assert!(started.elapsed() >= Duration::from_millis(250));
 }
@@ -399,11 +410,7 @@ async fn connections_over_the_cap_are_closed() {
         ..IngressSettings::default()
     };
     let node = node_with(host_config(), ingress).await;
-    let (bytes, hash) = component("hello-service");
-    node.host
-        .start(HELLO, &bytes, &hash, settings(limits()))
-        .await
-        .unwrap();
+    node.start(HELLO, "hello-service", settings(limits())).await;
     let held: Vec<TcpStream> = vec![
         TcpStream::connect(node.addr).await.unwrap(),
         TcpStream::connect(node.addr).await.unwrap(),
@@ -417,11 +424,7 @@ async fn connections_over_the_cap_are_closed() {
     let _ = third
         .write_all(b"GET /7/ HTTP/1.1\r\nHost: x\r\n\r\n")
         .await;
-    let mut chunk = [0u8; 64];
-    let n = tokio::time::timeout(Duration::from_secs(2), third.read(&mut chunk))
-        .await
-        .expect("closed at once")
-        .unwrap_or(0);
+    let n = read_until_closed(&mut third, Duration::from_secs(2), "closed at once").await;
     assert_eq!(n, 0);
     assert_eq!(node.host.metrics().connections_refused.get(), 1);
     drop(held);

@@ -11,7 +11,8 @@ use provider_node::service::{
     TcpServiceSettings,
 };
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use test_world::tcp::{LineClient, free_port};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -68,62 +69,6 @@ async fn start(
     host.start(id, &bytes, &hash, settings).await.unwrap()
 }
 
-/// A client connection reading lines.
-struct Client {
-    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
-    writer: tokio::net::tcp::OwnedWriteHalf,
-}
-
-impl Client {
-    async fn connect(addr: SocketAddr) -> Self {
-        let stream = TcpStream::connect(addr).await.unwrap();
-        let (read, writer) = stream.into_split();
-        Self {
-            reader: BufReader::new(read),
-            writer,
-        }
-    }
-
-    async fn send(&mut self, line: &str) {
-        self.writer
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .unwrap();
-    }
-
-    /// The next line, or `None` at the end of the connection.
-    async fn line(&mut self) -> Option<String> {
-        let mut line = String::new();
-        let n = tokio::time::timeout(WAIT, self.reader.read_line(&mut line))
-            .await
-            .expect("no line in time")
-            .ok()?;
-        (n > 0).then(|| line.trim_end().to_string())
-    }
-
-    /// Waits for the end of the connection; how long it took.
-    async fn closed(&mut self) -> Duration {
-        let started = Instant::now();
-        let mut buf = [0u8; 256];
-        loop {
-            match tokio::time::timeout(WAIT, self.reader.read(&mut buf)).await {
-                Err(_) => panic!("the connection stayed open"),
-                Ok(Ok(0)) | Ok(Err(_)) => return started.elapsed(),
-                Ok(Ok(_)) => {}
-            }
-        }
-    }
-
-    /// Connects and waits until the relay echoes a line: the client is
-    /// then one of the relay's.
-    async fn joined(addr: SocketAddr, name: &str) -> Self {
-        let mut c = Self::connect(addr).await;
-        c.send(&format!("{name} joined")).await;
-        assert_eq!(c.line().await.as_deref(), Some(&*format!("{name} joined")));
-        c
-    }
-}
-
 /// Polls `info` of service `id` until `done` holds.
 async fn wait_for(
     host: &TcpServiceHost,
@@ -143,17 +88,8 @@ async fn wait_for(
 
 /// The line `tcp-hostile` tells its clients.
 async fn report(addr: SocketAddr) -> String {
-    let mut c = Client::connect(addr).await;
-    c.line().await.expect("a report line")
-}
-
-/// A free port on loopback.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    let mut c = LineClient::connect(addr).await;
+    c.line().await
 }
 
 /// A server on 127.0.0.1 that greets each connection with `hello`; counts
@@ -176,16 +112,16 @@ async fn two_clients_relay_lines_to_each_other() {
     let host = host(&[]);
     let addr = start(&host, 1, "tcp-relay", settings(&[], limits())).await;
     assert_eq!(addr.ip(), localhost());
-    let mut a = Client::joined(addr, "a").await;
-    let mut b = Client::joined(addr, "b").await;
+    let mut a = LineClient::joined(addr, "a").await;
+    let mut b = LineClient::joined(addr, "b").await;
     // The relay sends every line to everyone.
-    assert_eq!(a.line().await.as_deref(), Some("b joined"));
+    assert_eq!(a.next_line().await.as_deref(), Some("b joined"));
     a.send("hi b").await;
-    assert_eq!(b.line().await.as_deref(), Some("hi b"));
-    assert_eq!(a.line().await.as_deref(), Some("hi b"));
+    assert_eq!(b.next_line().await.as_deref(), Some("hi b"));
+    assert_eq!(a.next_line().await.as_deref(), Some("hi b"));
     b.send("hi a").await;
-    assert_eq!(a.line().await.as_deref(), Some("hi a"));
-    assert_eq!(b.line().await.as_deref(), Some("hi a"));
+    assert_eq!(a.next_line().await.as_deref(), Some("hi a"));
+    assert_eq!(b.next_line().await.as_deref(), Some("hi a"));
     let info = host.info(1).unwrap();
     assert_eq!((info.running, info.starts, info.connections), (true, 1, 2));
 }
@@ -289,27 +225,27 @@ async fn connections_over_the_cap_are_closed() {
         ..limits()
     };
     let addr = start(&host, 1, "tcp-relay", settings(&[], capped)).await;
-    let mut clients: Vec<Client> = Vec::new();
+    let mut clients: Vec<LineClient> = Vec::new();
     for name in ["a", "b", "c"] {
-        let joined = Client::joined(addr, name).await;
+        let joined = LineClient::joined(addr, name).await;
         for earlier in &mut clients {
-            assert_eq!(earlier.line().await, Some(format!("{name} joined")));
+            assert_eq!(earlier.next_line().await, Some(format!("{name} joined")));
         }
         clients.push(joined);
     }
-    let mut fourth = Client::connect(addr).await;
+    let mut fourth = LineClient::connect(addr).await;
     fourth.closed().await;
     let info = host.info(1).unwrap();
     assert_eq!((info.connections, info.refused), (3, 1));
     // The others still relay.
     clients[0].send("still here").await;
     for c in &mut clients {
-        assert_eq!(c.line().await.as_deref(), Some("still here"));
+        assert_eq!(c.next_line().await.as_deref(), Some("still here"));
     }
     // A closed one frees its place.
     drop(clients.pop());
     wait_for(&host, 1, |i| i.connections == 2).await;
-    Client::joined(addr, "d").await;
+    LineClient::joined(addr, "d").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -321,14 +257,14 @@ async fn idle_connections_are_closed_and_busy_ones_are_not() {
     };
     let quiet_addr = start(&host, 1, "tcp-relay", settings(&[], idle)).await;
     let busy_addr = start(&host, 2, "tcp-relay", settings(&[], idle)).await;
-    let mut quiet = Client::joined(quiet_addr, "quiet").await;
-    let mut busy = Client::joined(busy_addr, "busy").await;
+    let mut quiet = LineClient::joined(quiet_addr, "quiet").await;
+    let mut busy = LineClient::joined(busy_addr, "busy").await;
     let quiet_closed = tokio::spawn(async move { quiet.closed().await });
     // Busy for three timeouts: never silent for one.
     let started = Instant::now();
     while started.elapsed() < Duration::from_millis(1800) {
         busy.send("tick").await;
-        assert_eq!(busy.line().await.as_deref(), Some("tick"));
+        assert_eq!(busy.next_line().await.as_deref(), Some("tick"));
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let waited = quiet_closed.await.unwrap();
@@ -361,7 +297,7 @@ async fn a_fast_sender_is_slowed_to_the_rate() {
         ..limits()
     };
     let addr = start(&host, 1, "tcp-relay", settings(&[], rate)).await;
-    let Client { reader, writer } = Client::joined(addr, "fast").await;
+    let LineClient { reader, writer } = LineClient::joined(addr, "fast").await;
     let line = "x".repeat(999);
     let lines = 192; // 192,000 bytes: a 65,536-byte burst, then ~1.93 s
     let started = Instant::now();
@@ -375,12 +311,12 @@ async fn a_fast_sender_is_slowed_to_the_rate() {
         }
         writer
     });
-    let mut c = Client {
+    let mut c = LineClient {
         reader,
         writer: TcpStream::connect(addr).await.unwrap().into_split().1,
     };
     for _ in 0..lines {
-        assert_eq!(c.line().await.map(|l| l.len()), Some(999));
+        assert_eq!(c.next_line().await.map(|l| l.len()), Some(999));
     }
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(1800), "192 KB took {took:?}");
@@ -402,10 +338,10 @@ async fn a_spinning_instance_is_stopped_and_restarted_and_others_keep_working() 
     start(&host, 2, "tcp-hostile", settings(&[("MODE", "spin")], spin)).await;
     let info = wait_for(&host, 2, |i| i.starts >= 3).await;
     assert_eq!(info.last_exit.as_deref(), Some("out of fuel"));
-    let mut c = Client::joined(relay, "neighbour").await;
+    let mut c = LineClient::joined(relay, "neighbour").await;
     for i in 0..5 {
         c.send(&format!("ping {i}")).await;
-        assert_eq!(c.line().await, Some(format!("ping {i}")));
+        assert_eq!(c.next_line().await, Some(format!("ping {i}")));
     }
     let relay_info = host.info(1).unwrap();
     assert_eq!((relay_info.starts, relay_info.last_exit), (1, None));
@@ -424,7 +360,7 @@ async fn fuel_is_refilled_each_interval() {
         ..limits()
     };
     let addr = start(&host, 1, "tcp-relay", settings(&[], small)).await;
-    let mut c = Client::joined(addr, "steady").await;
+    let mut c = LineClient::joined(addr, "steady").await;
     // A 16 kB line costs the relay under 1 M units: at most three of them
     // per interval, but three intervals' worth in a few seconds.
     let line = "y".repeat(16_000);
@@ -433,7 +369,7 @@ async fn fuel_is_refilled_each_interval() {
         assert!(Instant::now() < give_up, "{:?}", host.info(1));
         c.send(&line).await;
         assert_eq!(
-            c.line().await.map(|l| l.len()),
+            c.next_line().await.map(|l| l.len()),
             Some(16_000),
             "{:?}",
             host.info(1)
@@ -448,7 +384,7 @@ async fn fuel_is_refilled_each_interval() {
 async fn stop_closes_the_port_and_the_connections() {
     let host = host(&[]);
     let addr = start(&host, 1, "tcp-relay", settings(&[], limits())).await;
-    let mut c = Client::joined(addr, "a").await;
+    let mut c = LineClient::joined(addr, "a").await;
     assert!(host.stop(1).await);
     assert!(!host.stop(1).await);
     assert!(host.info(1).is_none());
@@ -459,7 +395,7 @@ async fn stop_closes_the_port_and_the_connections() {
     again.port = addr.port();
     let same = start(&host, 1, "tcp-relay", again).await;
     assert_eq!(same, addr);
-    Client::joined(addr, "b").await;
+    LineClient::joined(addr, "b").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,7 +29,7 @@ use market_fixture::{DevnetTransport, ICP, MarketFixture, Settings, node, provid
 use provider_node::daemon::metrics::Metrics;
 use provider_node::daemon::{Daemon, DaemonConfig, Summary};
 use provider_node::sandbox::{Executor, SandboxConfig};
-use provider_node::service::{IngressSettings, ServiceHost, ServiceHostConfig, ServiceMetrics};
+use provider_node::service::{IngressSettings, ServiceHost, ServiceMetrics};
 use sha2::Digest;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -619,13 +619,7 @@ impl Demo {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let host = ServiceHost::new(
-            ServiceHostConfig {
-                max_instances: 16,
-                max_memory_bytes: 64 << 20,
-                pooling: false,
-                public_base_url: Some(format!("http://{addr}")),
-                ..ServiceHostConfig::default()
-            },
+            test_world::node::host_config(addr),
             ServiceMetrics::default(),
         )?;
         let ingress = tokio::spawn(provider_node::service::serve(

@@ -9,8 +9,7 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 use candid::{CandidType, Deserialize, Principal};
 use market_api::Tokens;
 use market_api::matcher::{
-    ModuleSource, Reservation, ReservationId, ReservationSpec, ReservationStatus, ServiceLimits,
-    ServiceNotice, ServiceSpec, ServiceView,
+    Reservation, ReservationId, ReservationStatus, ServiceNotice, ServiceView,
 };
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -208,34 +207,11 @@ impl Demo {
         owner: Principal,
         sha256: [u8; 32],
     ) -> Result<(ReservationId, Vec<ReplicaCall>)> {
-        let spec = ReservationSpec {
-            currency: None,
-            slots: 2,
-            memory_mib: 32,
-            fuel_per_interval: 1_000_000_000,
-            interval_secs: SERVICE_INTERVAL_SECS,
-            intervals: 10,
-            max_price_per_interval: 3 * PRICE,
-            ledger: self.ids.ledger,
-            min_provider_stake: 0,
-            max_rematches: 2,
-            delegates: vec![],
-            service: Some(ServiceSpec {
-                sealed: None,
-                component: ModuleSource::Stored { sha256 },
-                env: vec![(GREETING.0.into(), GREETING.1.into())],
-                allowed_hosts: vec![],
-                health_path: "/healthz".into(),
-                callback: None,
-                limits: ServiceLimits {
-                    fuel_per_request: 200_000_000,
-                    timeout_ms: 5_000,
-                    max_concurrent: 8,
-                    max_body_bytes: 64 * 1024,
-                },
-                tcp: None,
-            }),
-        };
+        let mut spec = test_world::service_lease(self.ids.ledger, sha256, 2, 10, 3 * PRICE);
+        spec.interval_secs = SERVICE_INTERVAL_SECS;
+        let service = spec.service.as_mut().expect("a service");
+        service.env = vec![(GREETING.0.into(), GREETING.1.into())];
+        service.limits.timeout_ms = 5_000;
         self.say(format!(
             "the dapp's canister calls lease_service: hello-service.wasm, 2 replicas on different \
              providers, {} intervals of {SERVICE_INTERVAL_SECS} s at up to {} ICP each, health \

@@ -7,6 +7,8 @@
 
 pub mod cheat;
 pub mod http;
+pub mod node;
+pub mod tcp;
 
 pub use cheat::{Cheat, Cheating, cheating_daemon};
 
@@ -17,8 +19,9 @@ use std::time::Duration;
 
 use candid::Principal;
 use market_api::matcher::{
-    Job, JobKind, JobLimits, JobSpec, MatcherEvent, ModuleSource, ModuleUpload, OfferSpec,
-    SubmitResultArgs,
+    CancelReservationArgs, Job, JobKind, JobLimits, JobSpec, MatcherError, MatcherEvent,
+    ModuleSource, ModuleUpload, OfferSpec, Reservation, ReservationId, ReservationSpec,
+    ServiceLimits, ServiceSpec, ServiceView, SubmitResultArgs,
 };
 use market_api::registry::Provider;
 use market_api::{EventPage, JobId, PageRequest, Tokens};
@@ -105,6 +108,19 @@ pub struct DaemonSetup<'a> {
     pub max_job_time: Duration,
 }
 
+impl<'a> DaemonSetup<'a> {
+    /// `provider`'s daemon keeping its results in `state_dir`, waiting 5 s
+    /// for running jobs at shutdown and allowing a job a minute.
+    pub fn of(provider: Principal, state_dir: &'a std::path::Path) -> Self {
+        DaemonSetup {
+            provider,
+            state_dir,
+            shutdown_grace: Duration::from_secs(5),
+            max_job_time: Duration::from_secs(60),
+        }
+    }
+}
+
 /// The sandbox of a test's daemon: one job at a time, 64 MiB, no pooling.
 pub fn test_sandbox() -> SandboxConfig {
     SandboxConfig {
@@ -164,6 +180,63 @@ pub fn spawn<T: Transport + Clone>(
     (tx, task)
 }
 
+/// The settings the devnet tests deploy with unless they need others: a
+/// 10 s grace, the rest [`market_fixture::Settings::default`].
+pub fn settings() -> market_fixture::Settings {
+    market_fixture::Settings {
+        grace_secs: 10,
+        ..market_fixture::Settings::default()
+    }
+}
+
+/// A service running the stored component `sha256` with
+/// `GREETING=from a lease` in its env, no egress, its health at
+/// `/healthz`, 2 s and 200 million fuel a request, 8 at once.
+pub fn hello_service(sha256: [u8; 32]) -> ServiceSpec {
+    ServiceSpec {
+        sealed: None,
+        component: ModuleSource::Stored { sha256 },
+        env: vec![("GREETING".into(), "from a lease".into())],
+        allowed_hosts: vec![],
+        health_path: "/healthz".into(),
+        callback: None,
+        limits: ServiceLimits {
+            fuel_per_request: 200_000_000,
+            timeout_ms: 2_000,
+            max_concurrent: 8,
+            max_body_bytes: 64 * 1024,
+        },
+        tcp: None,
+    }
+}
+
+/// A lease of `replicas` replicas of the stored component `sha256` for
+/// `intervals` intervals of 20 s at up to `max_price_per_interval`, paid
+/// with `ledger`: 32 MiB and a billion fuel an interval a slot, up to two
+/// rematches, no stake required, running [`hello_service`].
+pub fn service_lease(
+    ledger: Principal,
+    sha256: [u8; 32],
+    replicas: u32,
+    intervals: u32,
+    max_price_per_interval: Tokens,
+) -> ReservationSpec {
+    ReservationSpec {
+        currency: None,
+        slots: replicas,
+        memory_mib: 32,
+        fuel_per_interval: 1_000_000_000,
+        interval_secs: 20,
+        intervals,
+        max_price_per_interval,
+        ledger,
+        min_provider_stake: 0,
+        max_rematches: 2,
+        delegates: vec![],
+        service: Some(hello_service(sha256)),
+    }
+}
+
 /// The marketplace on the devnet, a buyer's client and the clock.
 pub struct World {
     /// The deployed marketplace.
@@ -192,6 +265,29 @@ impl World {
             paused: Arc::new(Mutex::new(false)),
             clock: Mutex::new(None),
         }
+    }
+
+    /// Provider `n`'s daemon ([`DaemonSetup::of`]), calling as node `n`
+    /// (`market_fixture::{provider, node}`), its results kept in
+    /// `state_dir`.
+    pub fn daemon(&self, n: u8, state_dir: &std::path::Path) -> (Daemon<DevnetTransport>, Metrics) {
+        daemon(
+            self.client(market_fixture::node(n)),
+            DaemonSetup::of(market_fixture::provider(n), state_dir),
+        )
+    }
+
+    /// [`World::deploy`], the buyer then holding 100 ICP of which it
+    /// deposited 50 in escrow.
+    pub fn funded(settings: market_fixture::Settings, buyer: Principal) -> World {
+        let w = World::deploy(settings, buyer);
+        w.net
+            .mint(buyer, 100 * ICP)
+            .expect("mint the buyer's tokens");
+        w.net
+            .deposit(buyer, 50 * ICP)
+            .expect("deposit the buyer's tokens");
+        w
     }
 
     /// A client calling as `who`.
@@ -245,6 +341,12 @@ impl World {
     pub async fn upload(&self, wat: &str) -> [u8; 32] {
         self.upload_wasm(wat::parse_str(wat).expect("valid WAT"))
             .await
+    }
+
+    /// The buyer uploads the built test workload `name` (see
+    /// `scripts/build-workloads.sh`) as [`World::upload_wasm`] does.
+    pub async fn upload_workload(&self, name: &str) -> [u8; 32] {
+        self.upload_wasm(market_artifacts::workload(name)).await
     }
 
     /// The buyer uploads the module `wasm`, in one chunk, and commits it;
@@ -366,6 +468,45 @@ impl World {
             start = page.next;
         }
         out
+    }
+
+    /// The buyer leases `spec` with the matcher's `reserve`; the lease's id.
+    pub fn reserve(&self, spec: &ReservationSpec) -> ReservationId {
+        let reserved: Result<ReservationId, MatcherError> = self
+            .net
+            .update(self.ids.matcher, self.buyer.sender(), "reserve", spec)
+            .expect("reserve");
+        reserved.expect("the lease is reserved")
+    }
+
+    /// The buyer cancels its lease `id`.
+    pub fn cancel_reservation(&self, id: ReservationId) {
+        let cancelled: Result<(), MatcherError> = self
+            .net
+            .update(
+                self.ids.matcher,
+                self.buyer.sender(),
+                "cancel_reservation",
+                &CancelReservationArgs { reservation: id },
+            )
+            .expect("cancel_reservation");
+        cancelled.expect("the lease is cancelled");
+    }
+
+    /// The lease `id` as the matcher keeps it.
+    pub fn reservation(&self, id: ReservationId) -> Reservation {
+        self.net
+            .query::<_, Option<Reservation>>(self.ids.matcher, "get_reservation", &id)
+            .expect("get_reservation")
+            .expect("the lease exists")
+    }
+
+    /// The service of lease `id` as the matcher shows it.
+    pub fn service(&self, id: ReservationId) -> ServiceView {
+        self.net
+            .query::<_, Option<ServiceView>>(self.ids.matcher, "get_service", &id)
+            .expect("get_service")
+            .expect("the lease's service")
     }
 
     /// The registry's record of `provider`.

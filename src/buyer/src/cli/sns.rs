@@ -789,6 +789,29 @@ mod tests {
         );
     }
 
+    /// The command `sns payload <line>`, priced in XDR: it needs rates.
+    fn xdr_payload(line: &str) -> (Settings, SnsCommand) {
+        let argv: Vec<&str> = ["sns", "payload"]
+            .into_iter()
+            .chain(line.split_whitespace())
+            .collect();
+        let (settings, command) = parse(&argv).unwrap();
+        assert!(needs_rates(&command), "{line}");
+        (settings, command)
+    }
+
+    /// What `command` prints with a rate of 4 XDR per ICP set at 1,000 s.
+    fn at_4_xdr_per_icp(settings: &Settings, command: &SnsCommand) -> String {
+        output(
+            settings,
+            command,
+            Some(&rates_at(40_000, 1_000)),
+            None,
+            &|_| None,
+        )
+        .unwrap()
+    }
+
     fn rates_at(permyriad: u64, at: u64) -> Rates {
         use market_api::prices::Valuation;
         Rates {
@@ -801,19 +824,8 @@ mod tests {
     #[test]
     fn an_xdr_payload_tells_voters_its_xdr_budget_and_most_icp() {
         use market_api::prices::Currency;
-        let reserve = [
-            "sns",
-            "payload",
-            "reserve",
-            "--slots",
-            "2",
-            "--intervals",
-            "30",
-            "--max-price",
-            "0.02xdr",
-        ];
-        let (settings, command) = parse(&reserve).unwrap();
-        assert!(needs_rates(&command));
+        let (settings, command) =
+            xdr_payload("reserve --slots 2 --intervals 30 --max-price 0.02xdr");
         let SnsCommand::Payload(payload) = &command else {
             panic!("not payload")
         };
@@ -827,14 +839,7 @@ mod tests {
         );
         // 2 × 30 × 0.02 XDR = 1.2 XDR; at 4 XDR per ICP 0.3 ICP, and 10 %
         // more: 0.33 ICP.
-        let out = output(
-            &settings,
-            &command,
-            Some(&rates_at(40_000, 1_000)),
-            None,
-            &|_| None,
-        )
-        .unwrap();
+        let out = at_4_xdr_per_icp(&settings, &command);
         for expected in [
             "For voters: priced in XDR, paid in ICP. Budget 1.2 XDR (2 slots × 30 intervals at \
              most 0.02 XDR each)",
@@ -855,29 +860,11 @@ mod tests {
 
         // A job: its budget twice when its result may be audited.
         let sha = "ab".repeat(32);
-        let job = [
-            "sns",
-            "payload",
-            "submit-job",
-            "--module-sha256",
-            &sha,
-            "--fuel",
-            "5000000000",
-            "--max-price-per-gfuel",
-            "0.02xdr",
-            "--audit-ppm",
-            "50000",
-        ];
-        let (settings, command) = parse(&job).unwrap();
-        assert!(needs_rates(&command));
-        let out = output(
-            &settings,
-            &command,
-            Some(&rates_at(40_000, 1_000)),
-            None,
-            &|_| None,
-        )
-        .unwrap();
+        let (settings, command) = xdr_payload(&format!(
+            "submit-job --module-sha256 {sha} --fuel 5000000000 --max-price-per-gfuel 0.02xdr \
+             --audit-ppm 50000"
+        ));
+        let out = at_4_xdr_per_icp(&settings, &command);
         // 2 × 5 × 0.02 XDR = 0.2 XDR = 0.05 ICP, plus 10 %.
         assert!(
             out.contains("Budget 0.2 XDR (twice (the run and an audit's re-run) 5000000000 fuel"),
@@ -1165,193 +1152,100 @@ mod tests {
     #[test]
     fn bad_flags_are_refused_with_the_flag_named() {
         let sha = "ab".repeat(32);
-        for (args, says) in [
+        let max_u128_e8s = "340282366920938463463374607431768211455e8s";
+        // Each case a command line of `sns payload`, and what its refusal
+        // names.
+        let cases = [
             (
-                vec![
-                    "reserve",
-                    "--slots",
-                    "0",
-                    "--intervals",
-                    "1",
-                    "--max-price",
-                    "1",
-                ],
+                "reserve --slots 0 --intervals 1 --max-price 1".to_string(),
                 "--slots",
             ),
+            ("reserve --intervals 0 --max-price 1".into(), "--intervals"),
             (
-                vec!["reserve", "--intervals", "0", "--max-price", "1"],
-                "--intervals",
-            ),
-            (
-                vec!["reserve", "--intervals", "1", "--max-price", "0"],
+                "reserve --intervals 1 --max-price 0".into(),
                 "more than zero",
             ),
-            (vec!["reserve", "--intervals", "1"], "--max-price"),
+            ("reserve --intervals 1".into(), "--max-price"),
             (
-                vec![
-                    "reserve",
-                    "--intervals",
-                    "1",
-                    "--max-price",
-                    "1",
-                    "--delegate",
-                    "2vxsx-fae",
-                ],
+                "reserve --intervals 1 --max-price 1 --delegate 2vxsx-fae".into(),
                 "--delegate",
             ),
             (
-                vec![
-                    "reserve",
-                    "--intervals",
-                    "1",
-                    "--max-price",
-                    "1",
-                    "--delegate",
-                    "not-a-principal",
-                ],
+                "reserve --intervals 1 --max-price 1 --delegate not-a-principal".into(),
                 "--delegate",
             ),
             (
-                vec![
-                    "reserve",
-                    "--slots",
-                    "4294967295",
-                    "--intervals",
-                    "4294967295",
-                    "--max-price",
-                    "340282366920938463463374607431768211455e8s",
-                ],
+                format!(
+                    "reserve --slots 4294967295 --intervals 4294967295 --max-price {max_u128_e8s}"
+                ),
                 "overflows",
             ),
+            ("extend --reservation 1 --intervals 0".into(), "--intervals"),
+            ("set-delegates --reservation 1".into(), "--add or --remove"),
             (
-                vec!["extend", "--reservation", "1", "--intervals", "0"],
-                "--intervals",
-            ),
-            (
-                vec!["set-delegates", "--reservation", "1"],
-                "--add or --remove",
-            ),
-            (
-                vec![
-                    "set-delegates",
-                    "--reservation",
-                    "1",
-                    "--add",
-                    DAO,
-                    "--remove",
-                    DAO,
-                ],
+                format!("set-delegates --reservation 1 --add {DAO} --remove {DAO}"),
                 "both in --add and --remove",
             ),
-            (vec!["cancel"], "--reservation"),
+            ("cancel".into(), "--reservation"),
             (
-                vec![
-                    "submit-job",
-                    "--module-sha256",
-                    "abcd",
-                    "--max-price-per-gfuel",
-                    "1",
-                ],
+                "submit-job --module-sha256 abcd --max-price-per-gfuel 1".into(),
                 "32 bytes",
             ),
             (
-                vec![
-                    "submit-job",
-                    "--module-sha256",
-                    "zz",
-                    "--max-price-per-gfuel",
-                    "1",
-                ],
+                "submit-job --module-sha256 zz --max-price-per-gfuel 1".into(),
                 "not hex",
             ),
             (
-                vec![
-                    "submit-job",
-                    "--module-sha256",
-                    &sha,
-                    "--module-url",
-                    "http://example.org/a.wasm",
-                    "--max-price-per-gfuel",
-                    "1",
-                ],
+                format!(
+                    "submit-job --module-sha256 {sha} --module-url http://example.org/a.wasm \
+                     --max-price-per-gfuel 1"
+                ),
                 "https://",
             ),
             (
-                vec![
-                    "submit-job",
-                    "--module-url",
-                    "https://a/b",
-                    "--max-price-per-gfuel",
-                    "1",
-                ],
+                "submit-job --module-url https://a/b --max-price-per-gfuel 1".into(),
                 "--module-sha256",
             ),
             (
-                vec![
-                    "submit-job",
-                    "--module-sha256",
-                    &sha,
-                    "--max-price-per-gfuel",
-                    "1",
-                    "--deadline",
-                    "0",
-                ],
+                format!("submit-job --module-sha256 {sha} --max-price-per-gfuel 1 --deadline 0"),
                 "--deadline: at least 1 second",
             ),
             (
-                vec![
-                    "submit-job",
-                    "--module-sha256",
-                    &sha,
-                    "--max-price-per-gfuel",
-                    "1",
-                    "--input",
-                    "/nonexistent/in",
-                ],
+                format!(
+                    "submit-job --module-sha256 {sha} --max-price-per-gfuel 1 --input /nonexistent/in"
+                ),
                 "cannot read input /nonexistent/in",
             ),
-            (
-                vec![
-                    "submit-job",
-                    "--module-sha256",
-                    &sha,
-                    "--max-price-per-gfuel",
-                    "1",
-                    "--callback",
-                    "",
-                ],
-                "--callback",
-            ),
-            (
-                vec!["withdraw", "--amount", "1", "--to", "nonsense"],
-                "--to",
-            ),
-            (
-                vec!["withdraw", "--amount", "1", "--to", "2vxsx-fae"],
-                "--to",
-            ),
-            (
-                vec!["withdraw", "--amount", "0", "--to", DAO],
-                "more than zero",
-            ),
-        ] {
-            let e = action(&args).expect_err(&format!("{args:?} should be refused"));
-            assert!(e.contains(says), "{args:?}: {e}");
+            ("withdraw --amount 1 --to nonsense".into(), "--to"),
+            ("withdraw --amount 1 --to 2vxsx-fae".into(), "--to"),
+            (format!("withdraw --amount 0 --to {DAO}"), "more than zero"),
+        ];
+        for (line, says) in &cases {
+            let args: Vec<&str> = line.split_whitespace().collect();
+            let e = action(&args).expect_err(&format!("{line} should be refused"));
+            assert!(e.contains(says), "{line}: {e}");
         }
+        // A job with one more flag whose value no command line of words
+        // spells: an empty callback, a file's path.
+        let job_with = |flag: &str, value: &str| {
+            action(&[
+                "submit-job",
+                "--module-sha256",
+                &sha,
+                "--max-price-per-gfuel",
+                "1",
+                flag,
+                value,
+            ])
+            .expect_err(&format!("{flag} {value:?} should be refused"))
+        };
+        let e = job_with("--callback", "");
+        assert!(e.contains("--callback"), "{e}");
 
         let dir = tempfile::tempdir().unwrap();
         let big = dir.path().join("big.bin");
         std::fs::write(&big, vec![0u8; market_api::matcher::MAX_INPUT_BYTES + 1]).unwrap();
-        let e = action(&[
-            "submit-job",
-            "--module-sha256",
-            &sha,
-            "--max-price-per-gfuel",
-            "1",
-            "--input",
-            big.to_str().unwrap(),
-        ])
-        .unwrap_err();
+        let e = job_with("--input", big.to_str().unwrap());
         assert!(e.contains("--input") && e.contains("at most"), "{e}");
     }
 

@@ -36,6 +36,16 @@ impl Recorder {
     fn last(&self) -> Sent {
         self.sent.lock().unwrap().last().cloned().expect("a call")
     }
+    /// The last call, checked to be `canister`'s `method`, an update or
+    /// a query as `update` says.
+    fn last_call(&self, canister: Principal, method: &str, update: bool) -> Sent {
+        let sent = self.last();
+        assert_eq!(
+            (sent.canister, sent.method.as_str(), sent.update),
+            (canister, method, update)
+        );
+        sent
+    }
     fn record(&self, call: Call<'_>, update: bool) -> Result<Vec<u8>, TransportError> {
         self.sent.lock().unwrap().push(Sent {
             canister: call.canister,
@@ -97,10 +107,7 @@ fn stake_sends_a_nat_to_the_registry_as_an_update() {
         Encode!(&Ok::<Nat, RegistryError>(Nat::from(7u32))).unwrap()
     ));
     assert_eq!(block_on(c.stake(250_000_000)), Ok(7));
-    let sent = rec.last();
-    assert_eq!(sent.canister, ids().registry);
-    assert_eq!(sent.method, "stake");
-    assert!(sent.update);
+    let sent = rec.last_call(ids().registry, "stake", true);
     assert_eq!(Decode!(&sent.arg, Nat).unwrap(), Nat::from(250_000_000u64));
 }
 
@@ -302,18 +309,14 @@ fn reservation_calls_go_to_the_matcher_as_updates_and_queries() {
 
     rec.answer(Ok(Encode!(&None::<Reservation>).unwrap()));
     assert_eq!(block_on(c.get_reservation(5)), Ok(None));
-    let sent = rec.last();
-    assert_eq!(sent.method, "get_reservation");
-    assert!(!sent.update);
+    let sent = rec.last_call(ids().matcher, "get_reservation", false);
     assert_eq!(Decode!(&sent.arg, u64).unwrap(), 5);
 
     rec.answer(Ok(
         Encode!(&None::<market_api::matcher::ServiceView>).unwrap()
     ));
     assert_eq!(block_on(c.get_service(6)), Ok(None));
-    let sent = rec.last();
-    assert_eq!(sent.method, "get_service");
-    assert!(!sent.update);
+    let sent = rec.last_call(ids().matcher, "get_service", false);
     assert_eq!(Decode!(&sent.arg, u64).unwrap(), 6);
 
     rec.answer(Ok(
@@ -334,22 +337,14 @@ fn unstake_and_withdraw_unbonded_go_to_the_registry() {
         Encode!(&Ok::<Unbonding, RegistryError>(entry.clone())).unwrap()
     ));
     assert_eq!(block_on(c.unstake(5 * 100_000_000)), Ok(entry));
-    let sent = rec.last();
-    assert_eq!(
-        (sent.canister, sent.method.as_str(), sent.update),
-        (ids().registry, "unstake", true)
-    );
+    let sent = rec.last_call(ids().registry, "unstake", true);
     assert_eq!(Decode!(&sent.arg, Nat).unwrap(), Nat::from(500_000_000u64));
 
     rec.answer(Ok(
         Encode!(&Ok::<Nat, RegistryError>(Nat::from(12u8))).unwrap()
     ));
     assert_eq!(block_on(c.withdraw_unbonded()), Ok(12));
-    let sent = rec.last();
-    assert_eq!(
-        (sent.canister, sent.method.as_str(), sent.update),
-        (ids().registry, "withdraw_unbonded", true)
-    );
+    let sent = rec.last_call(ids().registry, "withdraw_unbonded", true);
     Decode!(&sent.arg).expect("no arguments");
     assert!(
         Decode!(&sent.arg, Nat).is_err(),
@@ -375,11 +370,7 @@ fn update_offer_sends_the_id_then_the_new_terms() {
     spec.tags = vec!["gpu".into()];
     rec.answer(Ok(Encode!(&Ok::<u64, MatcherError>(9)).unwrap()));
     assert_eq!(block_on(c.update_offer(9, spec.clone())), Ok(9));
-    let sent = rec.last();
-    assert_eq!(
-        (sent.canister, sent.method.as_str(), sent.update),
-        (ids().matcher, "update_offer", true)
-    );
+    let sent = rec.last_call(ids().matcher, "update_offer", true);
     assert_eq!(Decode!(&sent.arg, u64, OfferSpec).unwrap(), (9, spec));
 }
 
@@ -397,11 +388,7 @@ fn update_profile_sends_the_whole_profile() {
     };
     rec.answer(Ok(Encode!(&Ok::<(), RegistryError>(())).unwrap()));
     block_on(c.update_profile(profile.clone())).unwrap();
-    let sent = rec.last();
-    assert_eq!(
-        (sent.canister, sent.method.as_str(), sent.update),
-        (ids().registry, "update_profile", true)
-    );
+    let sent = rec.last_call(ids().registry, "update_profile", true);
     assert_eq!(Decode!(&sent.arg, ProviderProfile).unwrap(), profile);
 }
 
@@ -410,11 +397,7 @@ fn hand_back_sends_the_job_and_its_attempt() {
     let (rec, c) = client();
     rec.answer(Ok(Encode!(&Ok::<(), MatcherError>(())).unwrap()));
     block_on(c.hand_back(31, 4)).unwrap();
-    let sent = rec.last();
-    assert_eq!(
-        (sent.canister, sent.method.as_str(), sent.update),
-        (ids().matcher, "hand_back", true)
-    );
+    let sent = rec.last_call(ids().matcher, "hand_back", true);
     assert_eq!(Decode!(&sent.arg, u64, u32).unwrap(), (31, 4));
 
     rec.answer(Ok(Encode!(&Err::<(), MatcherError>(
@@ -434,11 +417,7 @@ fn dispute_job_is_an_update_of_the_job_id_and_refusals_read_plainly() {
     let (rec, c) = client();
     rec.answer(Ok(Encode!(&Ok::<(), MatcherError>(())).unwrap()));
     block_on(c.dispute_job(12)).unwrap();
-    let sent = rec.last();
-    assert_eq!(
-        (sent.canister, sent.method.as_str(), sent.update),
-        (ids().matcher, "dispute_job", true)
-    );
+    let sent = rec.last_call(ids().matcher, "dispute_job", true);
     assert_eq!(Decode!(&sent.arg, u64).unwrap(), 12);
 
     let refused = MatcherError::Unauthorized {

@@ -70,15 +70,7 @@ pub fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
         None => Vec::new(),
     };
-    let env = args
-        .env
-        .iter()
-        .map(|kv| {
-            kv.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .with_context(|| format!("--env {kv}: expected NAME=VALUE"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let env = super::local::env_flags(&args.env)?;
     let seed = match &args.seed {
         Some(hex_seed) => {
             let bytes = hex::decode(hex_seed).context("--seed: not hex")?;

@@ -2,6 +2,7 @@
 
 mod context;
 mod exec;
+mod local;
 mod offer;
 mod provider;
 mod run;

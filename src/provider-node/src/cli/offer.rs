@@ -222,17 +222,18 @@ mod tests {
         }
     }
 
+    /// [`terms`] of flags written as a command line (no value with a
+    /// space in it).
+    fn terms_of(flags: &str) -> Result<OfferTerms, String> {
+        terms(&flags.split_whitespace().collect::<Vec<_>>())
+    }
+
     #[test]
     fn an_offer_names_both_prices_and_its_speed() {
         let ledger = candid::Principal::anonymous();
-        let t = terms(&[
-            "--price-per-gfuel",
-            "0.0001",
-            "--fuel-per-sec",
-            "500000000",
-            "--price-per-interval",
-            "0.001",
-        ])
+        let t = terms_of(
+            "--price-per-gfuel 0.0001 --fuel-per-sec 500000000 --price-per-interval 0.001",
+        )
         .unwrap();
         let spec = t.spec(ledger).unwrap();
         assert_eq!(
@@ -243,27 +244,12 @@ mod tests {
             ),
             (10_000, 500_000_000, 100_000)
         );
-        let e = terms(&["--price-per-gfuel", "1", "--price-per-interval", "1"]).unwrap_err();
+        let e = terms_of("--price-per-gfuel 1 --price-per-interval 1").unwrap_err();
         assert!(e.contains("--fuel-per-sec"), "{e}");
-        let e = terms(&[
-            "--price-per-gfuel",
-            "1",
-            "--price-per-interval",
-            "1",
-            "--fuel-per-sec",
-            "0",
-        ])
-        .unwrap_err();
+        let e =
+            terms_of("--price-per-gfuel 1 --price-per-interval 1 --fuel-per-sec 0").unwrap_err();
         assert!(e.contains("--fuel-per-sec"), "{e}");
-        let t = terms(&[
-            "--price-per-gfuel",
-            "0e8s",
-            "--price-per-interval",
-            "1",
-            "--fuel-per-sec",
-            "1",
-        ])
-        .unwrap();
+        let t = terms_of("--price-per-gfuel 0e8s --price-per-interval 1 --fuel-per-sec 1").unwrap();
         let e = t.spec(ledger).unwrap_err().to_string();
         assert!(e.contains("more than zero"), "{e}");
         let o = Offer {

@@ -12,7 +12,6 @@ use market_api::matcher::ServiceLimits;
 use provider_node::service::{
     IngressSettings, ServiceHost, ServiceHostConfig, ServiceMetrics, ServiceSettings,
 };
-use sha2::{Digest, Sha256};
 
 /// Flags of `serve`.
 #[derive(Args, Debug)]
@@ -56,21 +55,9 @@ pub struct ServeArgs {
 
 /// Serves until Ctrl-C.
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let bytes = std::fs::read(&args.component)
-        .with_context(|| format!("reading {}", args.component.display()))?;
-    let env = args
-        .env
-        .iter()
-        .map(|kv| {
-            kv.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .with_context(|| format!("--env {kv}: expected NAME=VALUE"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let (bytes, hash) = super::local::read_component(&args.component)?;
+    let env = super::local::env_flags(&args.env)?;
+    let runtime = super::local::serving_runtime()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -84,7 +71,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             ..ServiceHostConfig::default()
         };
         let host = ServiceHost::new(config, ServiceMetrics::default())?;
-        let hash: [u8; 32] = Sha256::digest(&bytes).into();
         let settings = ServiceSettings {
             env,
             allowed_hosts: args.allow_hosts.clone(),

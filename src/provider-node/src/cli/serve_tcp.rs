@@ -8,12 +8,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
 use provider_node::service::{
     ServiceHost, ServiceHostConfig, ServiceMetrics, TcpLimits, TcpServiceHost, TcpServiceSettings,
 };
-use sha2::{Digest, Sha256};
 
 /// Flags of `serve-tcp`.
 #[derive(Args, Debug)]
@@ -64,21 +62,9 @@ pub struct ServeTcpArgs {
 /// stderr (`RUST_LOG` filters).
 pub fn run(args: ServeTcpArgs) -> anyhow::Result<ExitCode> {
     super::run::init_tracing();
-    let bytes = std::fs::read(&args.component)
-        .with_context(|| format!("reading {}", args.component.display()))?;
-    let env = args
-        .env
-        .iter()
-        .map(|kv| {
-            kv.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .with_context(|| format!("--env {kv}: expected NAME=VALUE"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let (bytes, hash) = super::local::read_component(&args.component)?;
+    let env = super::local::env_flags(&args.env)?;
+    let runtime = super::local::serving_runtime()?;
     runtime.block_on(async move {
         let config = ServiceHostConfig {
             max_instances: 1,
@@ -87,7 +73,6 @@ pub fn run(args: ServeTcpArgs) -> anyhow::Result<ExitCode> {
             ..ServiceHostConfig::default()
         };
         let host = TcpServiceHost::new(ServiceHost::new(config, ServiceMetrics::default())?)?;
-        let hash: [u8; 32] = Sha256::digest(&bytes).into();
         let settings = TcpServiceSettings {
             env,
             allowed_hosts: args.allow_hosts.clone(),

@@ -718,16 +718,20 @@ impl<T: Transport + Clone> Daemon<T> {
         self.results.remove(job_id, record.attempt);
     }
 
+    /// Whether a slot this node holds serves a replica of lease
+    /// `reservation`.
+    fn serves(&self, reservation: ReservationId) -> bool {
+        self.records
+            .values()
+            .any(|r| r.replica.as_ref().map(|x| x.reservation) == Some(reservation))
+    }
+
     /// Stops the service of lease `reservation`, unless another slot this
     /// node holds still serves it (the matcher gives one provider at most
     /// one slot of a lease, but a slot re-assigned while its old attempt
     /// is dropped would be).
     fn stop_replica(&mut self, reservation: ReservationId) {
-        let served = self
-            .records
-            .values()
-            .any(|r| r.replica.as_ref().map(|x| x.reservation) == Some(reservation));
-        if served {
+        if self.serves(reservation) {
             return;
         }
         if let Some(host) = &self.services
@@ -749,11 +753,7 @@ impl<T: Transport + Clone> Daemon<T> {
     /// (its start then replaces the running service on the same port).
     async fn stop_tcp_replicas(&mut self) {
         for reservation in std::mem::take(&mut self.tcp_stops) {
-            let served = self
-                .records
-                .values()
-                .any(|r| r.replica.as_ref().map(|x| x.reservation) == Some(reservation));
-            if served {
+            if self.serves(reservation) {
                 continue;
             }
             if let Some(tcp) = &self.tcp
@@ -1408,52 +1408,38 @@ impl<T: Transport + Clone> Daemon<T> {
         }
         for (id, record) in std::mem::take(&mut self.records) {
             let reservation = record.reservation();
+            let replica = matches!(record.stage, Stage::Starting(_) | Stage::Serving);
+            // What runs stops; every slot but a finished one goes back.
             match record.stage {
                 Stage::Running(job) => {
                     warn!(job_id = id, "cancelling a running job at shutdown");
                     job.cancel();
                     self.summary.cancelled_at_shutdown += 1;
                     let _ = job.wait().await;
-                    self.to_hand_back.insert(id, record.attempt);
                 }
-                Stage::Fetching(task) => {
-                    task.abort();
-                    self.to_hand_back.insert(id, record.attempt);
-                }
-                Stage::Reading(task) => {
-                    task.abort();
-                    self.to_hand_back.insert(id, record.attempt);
-                }
-                Stage::ReadingLease(task) => {
-                    task.abort();
-                    self.to_hand_back.insert(id, record.attempt);
-                }
+                Stage::Fetching(task) => task.abort(),
+                Stage::Reading(task) => task.abort(),
+                Stage::ReadingLease(task) => task.abort(),
                 Stage::Starting(task) => {
                     task.abort();
                     let _ = task.await;
-                    self.to_hand_back.insert(id, record.attempt);
-                    if let Some(reservation) = reservation {
-                        self.stop_replica(reservation);
-                    }
-                }
-                Stage::Serving => {
-                    self.to_hand_back.insert(id, record.attempt);
-                    if let Some(reservation) = reservation {
-                        self.stop_replica(reservation);
-                    }
                 }
                 Stage::Finished { .. } => {
                     info!(
                         job_id = id,
                         "result kept in the state directory for the next start"
                     );
+                    continue;
                 }
-                Stage::FetchRetry(_)
+                Stage::Serving
+                | Stage::FetchRetry(_)
                 | Stage::ReadRetry(_)
                 | Stage::LeaseRetry(_)
-                | Stage::Holding => {
-                    self.to_hand_back.insert(id, record.attempt);
-                }
+                | Stage::Holding => {}
+            }
+            self.to_hand_back.insert(id, record.attempt);
+            if replica && let Some(reservation) = reservation {
+                self.stop_replica(reservation);
             }
         }
         for (reservation, task) in std::mem::take(&mut self.abandoned_starts) {

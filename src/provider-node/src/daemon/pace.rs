@@ -135,8 +135,6 @@ pub fn run_timeout(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candid::Principal;
-    use market_api::matcher::{JobLimits, ModuleSource};
 
     const S: u64 = NANOS_PER_SEC;
 
@@ -149,28 +147,14 @@ mod tests {
         }
     }
 
+    /// The daemon tests' job, with a budget of `fuel` and the deadline
+    /// `deadline_secs`, in intervals of 10 s.
     fn spec(fuel: u64, deadline_secs: Option<u64>) -> JobSpec {
-        JobSpec {
-            sealed: None,
-            currency: None,
-            module: ModuleSource::Stored { sha256: [0; 32] },
-            input: vec![],
-            args: vec![],
-            env: vec![],
-            limits: JobLimits {
-                memory_mib: 16,
-                fuel,
-            },
-            max_price_per_gfuel: 1,
-            deadline_secs,
-            interval_secs: 10,
-            ledger: Principal::anonymous(),
-            min_provider_stake: 0,
-            min_record: None,
-            max_retries: 0,
-            callback: None,
-            audit_ppm: None,
-        }
+        let mut spec = crate::daemon::tests::spec([0; 32], 10);
+        spec.limits.fuel = fuel;
+        spec.deadline_secs = deadline_secs;
+        spec.max_price_per_gfuel = 1;
+        spec
     }
 
     #[test]

@@ -256,34 +256,12 @@ pub async fn start(
 mod tests {
     use super::*;
     use crate::service::{ServiceHostConfig, ServiceMetrics};
-    use market_api::matcher::{MAX_ENDPOINT_LEN, ReservationSpec, ReservationStatus};
+    use market_api::matcher::MAX_ENDPOINT_LEN;
     use std::net::Ipv4Addr;
 
+    /// The daemon tests' lease 7, running `service` if any.
     fn lease(service: Option<ServiceSpec>) -> Reservation {
-        Reservation {
-            id: 7,
-            owner: candid::Principal::anonymous(),
-            spec: ReservationSpec {
-                currency: None,
-                slots: 1,
-                memory_mib: 32,
-                fuel_per_interval: 0,
-                interval_secs: 10,
-                intervals: 1,
-                max_price_per_interval: 1,
-                ledger: candid::Principal::anonymous(),
-                min_provider_stake: 0,
-                max_rematches: 0,
-                delegates: vec![],
-                service,
-            },
-            status: ReservationStatus::Active,
-            slots: vec![],
-            locked: 0,
-            paid: 0,
-            queued_jobs: 0,
-            created_at_ns: 0,
-        }
+        crate::daemon::tests::lease(7, service)
     }
 
     fn host(public: &str) -> ServiceHost {
@@ -301,14 +279,10 @@ mod tests {
 
     fn service() -> ServiceSpec {
         ServiceSpec {
-            sealed: None,
-            component: ModuleSource::Stored { sha256: [1; 32] },
             env: vec![("A".into(), "b".into())],
             allowed_hosts: vec!["api.example.com".into()],
-            health_path: "/healthz".into(),
-            callback: None,
             limits: market_api::matcher::ServiceLimits::default(),
-            tcp: None,
+            ..test_world::hello_service([1; 32])
         }
     }
 

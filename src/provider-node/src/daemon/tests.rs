@@ -175,30 +175,7 @@ impl FakeMarket {
         let mut slot = spec([0; 32], 10);
         slot.limits.fuel = 0;
         self.add_job(job_id, slot);
-        let lease = Reservation {
-            id: reservation,
-            owner: Principal::anonymous(),
-            spec: ReservationSpec {
-                currency: None,
-                slots: 1,
-                memory_mib: 32,
-                fuel_per_interval: 0,
-                interval_secs: 10,
-                intervals: 100,
-                max_price_per_interval: PRICE,
-                ledger: Principal::anonymous(),
-                min_provider_stake: 0,
-                max_rematches: 0,
-                delegates: vec![],
-                service,
-            },
-            status: ReservationStatus::Active,
-            slots: vec![],
-            locked: 0,
-            paid: 0,
-            queued_jobs: 0,
-            created_at_ns: 0,
-        };
+        let lease = lease(reservation, service);
         let mut st = self.state.lock().unwrap();
         st.jobs.get_mut(&job_id).unwrap().kind = JobKind::ReservedSlot {
             reservation,
@@ -653,7 +630,39 @@ const SPIN: &str = r#"(module
   (memory (export "memory") 1)
   (func (export "_start") (loop $l (br $l))))"#;
 
-fn spec(sha256: [u8; 32], interval_secs: u64) -> JobSpec {
+/// An active lease `id` of one slot of 32 MiB (running `service`, if
+/// any) for 100 intervals of 10 s at up to [`PRICE`].
+pub(super) fn lease(id: ReservationId, service: Option<ServiceSpec>) -> Reservation {
+    Reservation {
+        id,
+        owner: Principal::anonymous(),
+        spec: ReservationSpec {
+            currency: None,
+            slots: 1,
+            memory_mib: 32,
+            fuel_per_interval: 0,
+            interval_secs: 10,
+            intervals: 100,
+            max_price_per_interval: PRICE,
+            ledger: Principal::anonymous(),
+            min_provider_stake: 0,
+            max_rematches: 0,
+            delegates: vec![],
+            service,
+        },
+        status: ReservationStatus::Active,
+        slots: vec![],
+        locked: 0,
+        paid: 0,
+        queued_jobs: 0,
+        created_at_ns: 0,
+    }
+}
+
+/// A job on the stored module `sha256`, heartbeated every
+/// `interval_secs`: 16 MiB, 5,000 billion fuel at up to [`PRICE`], no
+/// deadline of its own.
+pub(super) fn spec(sha256: [u8; 32], interval_secs: u64) -> JobSpec {
     JobSpec {
         sealed: None,
         currency: None,

@@ -143,6 +143,23 @@ const MEMORY_RESERVATION: u64 = 4 << 30;
 /// offsets of loads and stores.
 const MEMORY_GUARD: u64 = 32 << 20;
 
+/// The wasmtime config the sandbox's engine and the services' engine start
+/// from: Cranelift optimising for speed, parallel compilation, fuel
+/// metered, no epoch interruption (see [`SandboxConfig::engine`]), no
+/// relaxed SIMD (whose results differ by CPU) and no shared memory.
+pub(crate) fn metered_config() -> Config {
+    let mut config = Config::new();
+    config
+        .strategy(Strategy::Cranelift)
+        .cranelift_opt_level(OptLevel::Speed)
+        .consume_fuel(true)
+        .epoch_interruption(false)
+        .wasm_relaxed_simd(false)
+        .shared_memory(false)
+        .parallel_compilation(true);
+    config
+}
+
 impl SandboxConfig {
     /// Builds the node's engine: fuel on, deterministic float behaviour, and
     /// only the proposals a WASI p1 job needs.
@@ -152,12 +169,8 @@ impl SandboxConfig {
     /// deadlines and cancellation where the job yields after each fuel slice.
     pub fn engine(&self) -> Result<Engine, SandboxError> {
         self.check()?;
-        let mut config = Config::new();
+        let mut config = metered_config();
         config
-            .strategy(Strategy::Cranelift)
-            .cranelift_opt_level(OptLevel::Speed)
-            .consume_fuel(true)
-            .epoch_interruption(false)
             // Each linear memory sits in a 4 GiB reservation followed by a
             // 32 MiB guard, so no access of a 32-bit memory needs an explicit
             // bounds check, and the memory never moves, so its base can be
@@ -174,14 +187,11 @@ impl SandboxConfig {
             // results differ by CPU) is off, and there is no shared memory
             // (threads are not compiled in: wasmtime's `threads` feature is off).
             .cranelift_nan_canonicalization(true)
-            .wasm_relaxed_simd(false)
-            .shared_memory(false)
             // Proposals a batch job doesn't need are attack surface. Those
             // behind cargo features left off (GC, threads, exceptions, stack
             // switching) are rejected anyway; the rest are switched off here.
             .wasm_features(DENIED_PROPOSALS.union(WasmFeatures::COMPONENT_MODEL), false)
-            .wasm_backtrace_max_frames(None)
-            .parallel_compilation(true);
+            .wasm_backtrace_max_frames(None);
         if self.pooling {
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(self.pool()));
         }

@@ -67,8 +67,8 @@ mod progress;
 mod shape;
 
 pub use cache::{Artefact, CodeHash, DiskCache};
-pub(crate) use config::DENIED_PROPOSALS;
 pub use config::{DEFAULT_FUEL_SLICE, ENGINE_VERSION, ModuleShapeLimits, SandboxConfig};
+pub(crate) use config::{DENIED_PROPOSALS, metered_config};
 pub use error::SandboxError;
 pub use executor::Executor;
 pub use job::{Job, WasmModule};

@@ -15,9 +15,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
-use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Strategy,
-};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi::cli::WasiCli;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
@@ -100,20 +98,13 @@ impl ServiceHostConfig {
                 "max_memory_bytes can't exceed 4 GiB (32-bit memories)".into(),
             ));
         }
-        let mut config = Config::new();
+        let mut config = crate::sandbox::metered_config();
         config
-            .strategy(Strategy::Cranelift)
-            .cranelift_opt_level(OptLevel::Speed)
-            .consume_fuel(true)
-            .epoch_interruption(false)
             .wasm_component_model(true)
             .max_wasm_stack(MAX_WASM_STACK)
             .async_stack_size(MAX_WASM_STACK + (1 << 20))
-            .wasm_relaxed_simd(false)
-            .shared_memory(false)
             // The batch engine's denylist, component model aside.
-            .wasm_features(crate::sandbox::DENIED_PROPOSALS, false)
-            .parallel_compilation(true);
+            .wasm_features(crate::sandbox::DENIED_PROPOSALS, false);
         if self.pooling {
             let n = self.max_instances;
             let mut pool = PoolingAllocationConfig::new();

@@ -72,14 +72,20 @@ impl ServiceSettings {
                 "at most {MAX_ALLOWED_HOSTS} allowed hosts of {MAX_HOST_LEN} bytes"
             )));
         }
-        let env_bytes: usize = self.env.iter().map(|(k, v)| k.len() + v.len()).sum();
-        if self.env.len() > MAX_ENV_VARS || env_bytes > MAX_ENV_BYTES {
-            return Err(ServiceError::Limits(format!(
-                "at most {MAX_ENV_VARS} env variables, {MAX_ENV_BYTES} bytes"
-            )));
-        }
-        Ok(())
+        check_env(&self.env)
     }
+}
+
+/// Checks a service's environment against [`MAX_ENV_VARS`] and
+/// [`MAX_ENV_BYTES`] (HTTP and TCP services alike).
+pub(crate) fn check_env(env: &[(String, String)]) -> Result<(), ServiceError> {
+    let env_bytes: usize = env.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if env.len() > MAX_ENV_VARS || env_bytes > MAX_ENV_BYTES {
+        return Err(ServiceError::Limits(format!(
+            "at most {MAX_ENV_VARS} env variables, {MAX_ENV_BYTES} bytes"
+        )));
+    }
+    Ok(())
 }
 
 /// A running service, as [`ServiceHost::list`] shows it.

@@ -66,7 +66,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::ServiceError;
 use super::egress::EgressPolicy;
 use super::engine::FUEL_YIELD_INTERVAL;
-use super::host::{MAX_ENV_BYTES, MAX_ENV_VARS, ServiceHost};
+use super::host::ServiceHost;
 use super::state::RequestLimiter;
 use crate::sandbox::CodeHash;
 use crate::sandbox::cache::BoundedMap;
@@ -164,13 +164,7 @@ impl TcpServiceSettings {
                 "too many or too long allowed hosts".into(),
             ));
         }
-        let env_bytes: usize = self.env.iter().map(|(k, v)| k.len() + v.len()).sum();
-        if self.env.len() > MAX_ENV_VARS || env_bytes > MAX_ENV_BYTES {
-            return Err(ServiceError::Limits(format!(
-                "at most {MAX_ENV_VARS} env variables, {MAX_ENV_BYTES} bytes"
-            )));
-        }
-        Ok(())
+        super::host::check_env(&self.env)
     }
 }
 

@@ -5,8 +5,8 @@
 
 use std::net::SocketAddr;
 
-use test_world::http::{get, upstream};
-use tokio::io::AsyncWriteExt;
+use test_world::http::{get, get_ok, upstream};
+use test_world::tcp::{LineClient, free_port};
 
 use super::*;
 use crate::service::{IngressSettings, ServiceHostConfig, ServiceMetrics, TcpServiceHost};
@@ -34,28 +34,44 @@ fn component(name: &str) -> Vec<u8> {
     market_artifacts::workload(name)
 }
 
-/// A service running the component stored under `sha256`.
+/// A service running the component stored under `sha256`: the test
+/// world's [`test_world::hello_service`] with the lease's greeting, 5 s
+/// and 4 at once a request.
 fn service(sha256: [u8; 32]) -> ServiceSpec {
+    let hello = test_world::hello_service(sha256);
     ServiceSpec {
-        sealed: None,
-        component: ModuleSource::Stored { sha256 },
         env: vec![("GREETING".into(), "from the lease".into())],
-        allowed_hosts: vec![],
-        health_path: "/healthz".into(),
-        callback: None,
         limits: ServiceLimits {
-            fuel_per_request: 200_000_000,
             timeout_ms: 5_000,
             max_concurrent: 4,
-            max_body_bytes: 64 * 1024,
+            ..hello.limits
         },
-        tcp: None,
+        ..hello
     }
 }
 
-/// A service host behind an ingress on 127.0.0.1, whose public URL is
-/// `public` (by default its own address); returns it and the address.
-async fn ingress(metrics: ServiceMetrics, public: Option<String>) -> (ServiceHost, SocketAddr) {
+/// How a test's node serves.
+#[derive(Default)]
+struct Serving {
+    /// Its public URL, if not its own address.
+    public: Option<String>,
+    /// Whether it serves TCP services (the ingress answering for them).
+    tcp: bool,
+    /// The local addresses its services may call (the test's upstream on
+    /// 127.0.0.1).
+    egress_local_addresses: Vec<std::net::IpAddr>,
+}
+
+/// A node's service host behind an ingress on 127.0.0.1, and its TCP host
+/// on the same engine if it serves TCP services.
+struct Ingress {
+    host: ServiceHost,
+    tcp: Option<TcpServiceHost>,
+    addr: SocketAddr,
+}
+
+/// Starts an [`Ingress`] as `serving` says.
+async fn ingress(metrics: ServiceMetrics, serving: Serving) -> Ingress {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let host = ServiceHost::new(
@@ -64,19 +80,95 @@ async fn ingress(metrics: ServiceMetrics, public: Option<String>) -> (ServiceHos
             max_memory_bytes: 64 << 20,
             pooling: false,
             cache_dir: Some(compiled_cache()),
-            public_base_url: Some(public.unwrap_or_else(|| format!("http://{addr}"))),
+            public_base_url: Some(serving.public.unwrap_or_else(|| format!("http://{addr}"))),
+            egress_local_addresses: serving.egress_local_addresses,
             ..ServiceHostConfig::default()
         },
         metrics,
     )
     .unwrap();
+    let tcp = serving
+        .tcp
+        .then(|| TcpServiceHost::new(host.clone()).unwrap());
     tokio::spawn(crate::service::serve(
         host.clone(),
         listener,
-        IngressSettings::default(),
+        IngressSettings {
+            tcp_services: tcp.clone(),
+            ..IngressSettings::default()
+        },
         std::future::pending(),
     ));
-    (host, addr)
+    Ingress { host, tcp, addr }
+}
+
+/// Takes the test's turn at running a service host
+/// ([`ONE_HOST_AT_A_TIME`]); a harness whose node serves behind an
+/// [`ingress`] as `serving` says.
+async fn serving_harness(
+    serving: Serving,
+) -> (tokio::sync::MutexGuard<'static, ()>, Harness, Ingress) {
+    let turn = ONE_HOST_AT_A_TIME.lock().await;
+    let mut h = Harness::new();
+    let ingress = ingress(h.metrics.services.clone(), serving).await;
+    h.services = Some(ingress.host.clone());
+    (turn, h, ingress)
+}
+
+/// Adds slot 1 of the lease, its service `spec` of the stored test
+/// component `name`.
+fn lease_slot(h: &Harness, name: &str, spec: impl FnOnce([u8; 32]) -> ServiceSpec) {
+    let sha = h.market.store(&component(name));
+    h.market.add_slot(1, LEASE, Some(spec(sha)));
+}
+
+/// Runs `h` until slot 1 is handed back, checking that it was never
+/// acknowledged; the run's summary.
+async fn until_handed_back_unacknowledged(h: &Harness) -> Summary {
+    let summary = h
+        .run_while(
+            Duration::from_secs(5),
+            h.until(0, "a hand-back", |st| st.jobs[&1].handed_back),
+        )
+        .await;
+    let st = h.market.state.lock().unwrap();
+    assert!(!st.jobs[&1].acknowledged, "never acknowledged");
+    summary
+}
+
+/// Checks that the run of `summary` failed one replica and started none.
+fn assert_one_replica_failed(summary: &Summary) {
+    assert_eq!(summary.replicas_failed, 1);
+    assert_eq!(summary.replicas_started, 0);
+}
+
+/// The lease ends (the matcher stops listing the slot); waits (real time)
+/// until `running` no longer holds.
+async fn lose_the_slot(h: &Harness, running: impl Fn() -> bool) {
+    h.market.state.lock().unwrap().jobs.clear();
+    for _ in 0..2_500 {
+        if !running() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Checks that every heartbeat item of job 1 in `sent` (as
+/// [`items_of`] lists them) was accepted and carried `value`.
+fn assert_all_carry(sent: &[(bool, Option<String>)], value: &str) {
+    assert!(
+        sent.iter()
+            .all(|(ok, v)| *ok && v.as_deref() == Some(value)),
+        "every heartbeat accepted, each with {value}: {sent:?}"
+    );
+}
+
+/// Checks that the node neither handed a slot back nor was refused.
+fn assert_no_hand_back_nor_refusal(h: &Harness) {
+    let st = h.market.state.lock().unwrap();
+    assert!(st.hand_backs.is_empty(), "{:?}", st.hand_backs);
+    assert_eq!(st.refusals, Vec::<String>::new());
 }
 
 /// Waits (real time, the IC's clock still) until `host` runs a service.
@@ -90,47 +182,40 @@ async fn until_serving(host: &ServiceHost) {
     panic!("no replica started");
 }
 
-/// The endpoints of the heartbeat items of job `id`: (accepted, endpoint).
-fn endpoints_of(h: &Harness, id: JobId) -> Vec<(bool, Option<String>)> {
-    let st = h.market.state.lock().unwrap();
-    st.endpoints
+/// Of the heartbeat items `items` (the fake's endpoints or TCP
+/// addresses), job `id`'s: (accepted, value).
+fn items_of(items: &[(JobId, bool, Option<String>)], id: JobId) -> Vec<(bool, Option<String>)> {
+    items
         .iter()
         .filter(|(j, _, _)| *j == id)
-        .map(|(_, ok, e)| (*ok, e.clone()))
+        .map(|(_, ok, v)| (*ok, v.clone()))
         .collect()
+}
+
+/// The endpoints of the heartbeat items of job `id`: (accepted, endpoint).
+fn endpoints_of(h: &Harness, id: JobId) -> Vec<(bool, Option<String>)> {
+    items_of(&h.market.state.lock().unwrap().endpoints, id)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_slot_runs_its_replica_until_the_slot_is_lost() {
-    let _turn = ONE_HOST_AT_A_TIME.lock().await;
-    let mut h = Harness::new();
-    let (host, addr) = ingress(h.metrics.services.clone(), None).await;
-    h.services = Some(host.clone());
-    let sha = h.market.store(&component("hello-service"));
-    h.market.add_slot(1, LEASE, Some(service(sha)));
+    let (_turn, h, Ingress { host, addr, .. }) = serving_harness(Serving::default()).await;
+    lease_slot(&h, "hello-service", service);
     let endpoint = format!("http://{addr}/{LEASE}/");
 
     let summary = h
         .run_while(Duration::from_secs(5), async {
             h.until_job_1_is_acknowledged().await;
             // The replica answers behind the ingress, with the lease's env.
-            let (status, body) = get(addr, &format!("/{LEASE}/healthz")).await;
-            assert_eq!(status, 200, "{body}");
+            let body = get_ok(addr, &format!("/{LEASE}/healthz")).await;
             assert!(body.contains("\r\nok\r\n"), "{body}");
-            let (status, body) = get(addr, &format!("/{LEASE}/env/GREETING")).await;
-            assert_eq!(status, 200, "{body}");
+            let body = get_ok(addr, &format!("/{LEASE}/env/GREETING")).await;
             assert!(body.contains("from the lease"), "{body}");
             // Two more intervals, heartbeated with the endpoint.
             h.until(S / 10, "two paid intervals", |st| st.jobs[&1].paid >= 2)
                 .await;
             // The lease ends: the matcher stops listing the slot.
-            h.market.state.lock().unwrap().jobs.clear();
-            for _ in 0..2_500 {
-                if host.list().is_empty() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
+            lose_the_slot(&h, || !host.list().is_empty()).await;
             let (status, body) = get(addr, &format!("/{LEASE}/healthz")).await;
             assert_eq!(status, 404, "stopped with its slot: {body}");
         })
@@ -139,31 +224,25 @@ async fn a_service_slot_runs_its_replica_until_the_slot_is_lost() {
     assert!(host.list().is_empty());
     let sent = endpoints_of(&h, 1);
     assert!(sent.len() >= 3, "{sent:?}");
-    assert!(
-        sent.iter()
-            .all(|(ok, e)| *ok && e.as_deref() == Some(&endpoint)),
-        "every heartbeat accepted, each with {endpoint}: {sent:?}"
-    );
+    assert_all_carry(&sent, &endpoint);
     assert_eq!(summary.replicas_started, 1);
     assert_eq!(summary.replicas_failed, 0);
     assert_eq!(h.metrics.replicas_started.get(), 1);
     assert!(h.metrics.intervals_paid.get() >= 2);
-    let st = h.market.state.lock().unwrap();
-    assert!(st.hand_backs.is_empty(), "{:?}", st.hand_backs);
-    assert_eq!(st.refusals, Vec::<String>::new());
+    assert_no_hand_back_nor_refusal(&h);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_node_starts_its_replicas_again() {
-    let _turn = ONE_HOST_AT_A_TIME.lock().await;
-    let mut h = Harness::new();
     // A previous run of the node acknowledged the slot with this endpoint,
     // then died; the new process's ingress has the same public URL.
     let public = "https://node.example:8443".to_string();
-    let (host, addr) = ingress(h.metrics.services.clone(), Some(public.clone())).await;
-    h.services = Some(host.clone());
-    let sha = h.market.store(&component("hello-service"));
-    h.market.add_slot(1, LEASE, Some(service(sha)));
+    let (_turn, h, Ingress { host, addr, .. }) = serving_harness(Serving {
+        public: Some(public.clone()),
+        ..Serving::default()
+    })
+    .await;
+    lease_slot(&h, "hello-service", service);
     let endpoint = format!("{public}/{LEASE}/");
     h.market.tune_job(1, |j| {
         j.acknowledged = true;
@@ -172,8 +251,7 @@ async fn a_restarted_node_starts_its_replicas_again() {
 
     h.run_while(Duration::from_secs(5), async {
         until_serving(&host).await;
-        let (status, body) = get(addr, &format!("/{LEASE}/")).await;
-        assert_eq!(status, 200, "{body}");
+        let body = get_ok(addr, &format!("/{LEASE}/")).await;
         assert!(body.contains("hello from a service"), "{body}");
         h.until(S / 10, "two paid intervals", |st| st.jobs[&1].paid >= 2)
             .await;
@@ -192,27 +270,16 @@ async fn a_restarted_node_starts_its_replicas_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slot_whose_component_is_not_a_component_is_handed_back() {
-    let _turn = ONE_HOST_AT_A_TIME.lock().await;
-    let mut h = Harness::new();
-    let (host, _) = ingress(h.metrics.services.clone(), None).await;
-    h.services = Some(host.clone());
+    let (_turn, h, Ingress { host, .. }) = serving_harness(Serving::default()).await;
     // A core module (a job's), not a wasi:http component.
     let sha = h.market.store(&wasm(HELLO));
     h.market.add_slot(1, LEASE, Some(service(sha)));
 
-    let summary = h
-        .run_while(
-            Duration::from_secs(5),
-            h.until(0, "a hand-back", |st| st.jobs[&1].handed_back),
-        )
-        .await;
+    assert_one_replica_failed(&until_handed_back_unacknowledged(&h).await);
 
-    assert_eq!(summary.replicas_failed, 1);
-    assert_eq!(summary.replicas_started, 0);
     assert_eq!(h.metrics.replicas_failed.get(), 1);
     assert!(host.list().is_empty());
     let st = h.market.state.lock().unwrap();
-    assert!(!st.jobs[&1].acknowledged, "never acknowledged");
     assert!(!st.jobs[&1].missed);
     assert!(st.endpoints.is_empty(), "no heartbeat: {:?}", st.endpoints);
 }
@@ -220,30 +287,20 @@ async fn a_slot_whose_component_is_not_a_component_is_handed_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_without_an_ingress_hands_service_slots_back() {
     let h = Harness::new();
-    let sha = h.market.store(&component("hello-service"));
-    h.market.add_slot(1, LEASE, Some(service(sha)));
+    lease_slot(&h, "hello-service", service);
 
-    let summary = h
-        .run_while(
-            Duration::from_secs(5),
-            h.until(0, "a hand-back", |st| st.jobs[&1].handed_back),
-        )
-        .await;
+    let summary = until_handed_back_unacknowledged(&h).await;
 
     assert_eq!(summary.replicas_failed, 1);
     assert_eq!(summary.handed_back, 1);
     let st = h.market.state.lock().unwrap();
-    assert!(!st.jobs[&1].acknowledged, "never acknowledged");
     assert!(st.endpoints.is_empty(), "no heartbeat: {:?}", st.endpoints);
     assert_eq!(st.hand_backs.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plain_reserved_slot_is_held_without_an_endpoint() {
-    let _turn = ONE_HOST_AT_A_TIME.lock().await;
-    let mut h = Harness::new();
-    let (host, _) = ingress(h.metrics.services.clone(), None).await;
-    h.services = Some(host.clone());
+    let (_turn, h, Ingress { host, .. }) = serving_harness(Serving::default()).await;
     h.market.add_slot(1, LEASE, None);
 
     h.run_while(
@@ -265,12 +322,8 @@ async fn a_plain_reserved_slot_is_held_without_an_endpoint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_whose_endpoint_the_matcher_refuses_is_stopped_and_handed_back() {
-    let _turn = ONE_HOST_AT_A_TIME.lock().await;
-    let mut h = Harness::new();
-    let (host, _) = ingress(h.metrics.services.clone(), None).await;
-    h.services = Some(host.clone());
-    let sha = h.market.store(&component("hello-service"));
-    h.market.add_slot(1, LEASE, Some(service(sha)));
+    let (_turn, h, Ingress { host, .. }) = serving_harness(Serving::default()).await;
+    lease_slot(&h, "hello-service", service);
     // The slot was acknowledged from another public URL (the node's
     // configuration changed): the matcher keeps that endpoint.
     h.market.tune_job(1, |j| {
@@ -298,12 +351,8 @@ async fn a_replica_whose_endpoint_the_matcher_refuses_is_stopped_and_handed_back
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_shutdown_replicas_stop_and_their_slots_go_back() {
-    let _turn = ONE_HOST_AT_A_TIME.lock().await;
-    let mut h = Harness::new();
-    let (host, addr) = ingress(h.metrics.services.clone(), None).await;
-    h.services = Some(host.clone());
-    let sha = h.market.store(&component("hello-service"));
-    h.market.add_slot(1, LEASE, Some(service(sha)));
+    let (_turn, h, Ingress { host, addr, .. }) = serving_harness(Serving::default()).await;
+    lease_slot(&h, "hello-service", service);
 
     let summary = h
         .run_while(Duration::from_secs(5), h.until_job_1_is_acknowledged())
@@ -330,97 +379,19 @@ fn tcp_service(sha256: [u8; 32]) -> ServiceSpec {
     }
 }
 
-/// A service host and a TCP host on its engine behind an ingress on
-/// 127.0.0.1 that answers for the TCP services; the ingress's address.
-async fn tcp_ingress(metrics: ServiceMetrics) -> (ServiceHost, TcpServiceHost, SocketAddr) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let host = ServiceHost::new(
-        ServiceHostConfig {
-            max_instances: 8,
-            max_memory_bytes: 64 << 20,
-            pooling: false,
-            cache_dir: Some(compiled_cache()),
-            public_base_url: Some(format!("http://{addr}")),
-            ..ServiceHostConfig::default()
-        },
-        metrics,
-    )
-    .unwrap();
-    let tcp = TcpServiceHost::new(host.clone()).unwrap();
-    tokio::spawn(crate::service::serve(
-        host.clone(),
-        listener,
-        IngressSettings {
-            tcp_services: Some(tcp.clone()),
-            ..IngressSettings::default()
-        },
-        std::future::pending(),
-    ));
-    (host, tcp, addr)
-}
-
-/// A port on 127.0.0.1 free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A line-reading client of a TCP service.
-struct LineClient {
-    reader: tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
-    writer: tokio::net::tcp::OwnedWriteHalf,
-}
-
-impl LineClient {
-    async fn connect(addr: &str) -> Self {
-        let (read, writer) = tokio::net::TcpStream::connect(addr)
-            .await
-            .unwrap()
-            .into_split();
-        Self {
-            reader: tokio::io::BufReader::new(read),
-            writer,
-        }
-    }
-
-    async fn send(&mut self, line: &str) {
-        self.writer
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .unwrap();
-    }
-
-    async fn line(&mut self) -> String {
-        use tokio::io::AsyncBufReadExt;
-        let mut line = String::new();
-        tokio::time::timeout(Duration::from_secs(10), self.reader.read_line(&mut line))
-            .await
-            .expect("a line in time")
-            .unwrap();
-        line.trim_end().to_string()
-    }
-}
-
 /// The TCP addresses of the heartbeat items of job `id`: (accepted, address).
 fn tcp_addresses_of(h: &Harness, id: JobId) -> Vec<(bool, Option<String>)> {
-    let st = h.market.state.lock().unwrap();
-    st.tcp_addresses
-        .iter()
-        .filter(|(j, _, _)| *j == id)
-        .map(|(_, ok, a)| (*ok, a.clone()))
-        .collect()
+    items_of(&h.market.state.lock().unwrap().tcp_addresses, id)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tcp_service_slot_serves_on_a_port_of_the_range_until_the_slot_is_lost() {
-    let _turn = ONE_HOST_AT_A_TIME.lock().await;
-    let mut h = Harness::new();
-    let (host, tcp, addr) = tcp_ingress(h.metrics.services.clone()).await;
-    h.services = Some(host.clone());
+    let (_turn, mut h, Ingress { host, tcp, addr }) = serving_harness(Serving {
+        tcp: true,
+        ..Serving::default()
+    })
+    .await;
+    let tcp = tcp.unwrap();
     let port = free_port();
     h.tcp = Some((
         replica::TcpServing {
@@ -430,8 +401,7 @@ async fn a_tcp_service_slot_serves_on_a_port_of_the_range_until_the_slot_is_lost
         },
         port..=port,
     ));
-    let sha = h.market.store(&component("tcp-relay"));
-    h.market.add_slot(1, LEASE, Some(tcp_service(sha)));
+    lease_slot(&h, "tcp-relay", tcp_service);
     let endpoint = format!("http://{addr}/{LEASE}/");
     let address = format!("127.0.0.1:{port}");
 
@@ -449,19 +419,12 @@ async fn a_tcp_service_slot_serves_on_a_port_of_the_range_until_the_slot_is_lost
             a.send("hi b").await;
             assert_eq!(b.line().await, "hi b");
             // The ingress answers for its health at the endpoint.
-            let (status, body) = get(addr, &format!("/{LEASE}/healthz")).await;
-            assert_eq!(status, 200, "{body}");
+            let body = get_ok(addr, &format!("/{LEASE}/healthz")).await;
             assert!(body.ends_with("\r\n\r\nok\n"), "{body}");
             h.until(S / 10, "two paid intervals", |st| st.jobs[&1].paid >= 2)
                 .await;
             // The lease ends: the service stops and its port closes.
-            h.market.state.lock().unwrap().jobs.clear();
-            for _ in 0..2_500 {
-                if tcp.list().is_empty() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
+            lose_the_slot(&h, || !tcp.list().is_empty()).await;
             assert!(tcp.list().is_empty(), "stopped with its slot");
             assert!(tokio::net::TcpStream::connect(&address).await.is_err());
             let (status, body) = get(addr, &format!("/{LEASE}/healthz")).await;
@@ -471,53 +434,38 @@ async fn a_tcp_service_slot_serves_on_a_port_of_the_range_until_the_slot_is_lost
 
     let sent = endpoints_of(&h, 1);
     assert!(sent.len() >= 3, "{sent:?}");
-    assert!(
-        sent.iter()
-            .all(|(ok, e)| *ok && e.as_deref() == Some(&endpoint)),
-        "{sent:?}"
-    );
-    let sent = tcp_addresses_of(&h, 1);
-    assert!(
-        sent.iter()
-            .all(|(ok, a)| *ok && a.as_deref() == Some(&address)),
-        "every heartbeat accepted, each with {address}: {sent:?}"
-    );
+    assert_all_carry(&sent, &endpoint);
+    assert_all_carry(&tcp_addresses_of(&h, 1), &address);
     assert_eq!(summary.replicas_started, 1);
     assert_eq!(summary.replicas_failed, 0);
     assert!(host.list().is_empty(), "nothing in the HTTP host");
-    let st = h.market.state.lock().unwrap();
-    assert!(st.hand_backs.is_empty(), "{:?}", st.hand_backs);
-    assert_eq!(st.refusals, Vec::<String>::new());
+    assert_no_hand_back_nor_refusal(&h);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_without_tcp_ports_hands_tcp_service_slots_back() {
-    let _turn = ONE_HOST_AT_A_TIME.lock().await;
-    let mut h = Harness::new();
-    let (host, _) = ingress(h.metrics.services.clone(), None).await;
-    h.services = Some(host.clone());
-    let sha = h.market.store(&component("tcp-relay"));
-    h.market.add_slot(1, LEASE, Some(tcp_service(sha)));
+    let (_turn, h, Ingress { host, .. }) = serving_harness(Serving::default()).await;
+    lease_slot(&h, "tcp-relay", tcp_service);
 
-    let summary = h
-        .run_while(
-            Duration::from_secs(5),
-            h.until(0, "a hand-back", |st| st.jobs[&1].handed_back),
-        )
-        .await;
+    assert_one_replica_failed(&until_handed_back_unacknowledged(&h).await);
 
-    assert_eq!(summary.replicas_failed, 1);
-    assert_eq!(summary.replicas_started, 0);
     assert!(host.list().is_empty());
     let st = h.market.state.lock().unwrap();
-    assert!(!st.jobs[&1].acknowledged, "never acknowledged");
     assert!(st.endpoints.is_empty(), "no heartbeat: {:?}", st.endpoints);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ingress_answers_for_a_tcp_service_ok_only_while_its_instance_runs() {
     let _turn = ONE_HOST_AT_A_TIME.lock().await;
-    let (_, tcp, addr) = tcp_ingress(ServiceMetrics::default()).await;
+    let Ingress { tcp, addr, .. } = ingress(
+        ServiceMetrics::default(),
+        Serving {
+            tcp: true,
+            ..Serving::default()
+        },
+    )
+    .await;
+    let tcp = tcp.unwrap();
     let start = |id: u64, name: &str, env: &[(&str, &str)], fuel: u64| {
         let bytes = component(name);
         let sha: [u8; 32] = sha2::Sha256::digest(&bytes).into();
@@ -539,10 +487,8 @@ async fn the_ingress_answers_for_a_tcp_service_ok_only_while_its_instance_runs()
         async move { tcp.start(id, &bytes, &sha, settings).await.unwrap() }
     };
     start(LEASE, "tcp-relay", &[], 500_000_000).await;
-    let (status, body) = get(addr, &format!("/{LEASE}/anything")).await;
-    assert_eq!(status, 200, "{body}");
-    let (status, body) = get(addr, &format!("/{LEASE}")).await;
-    assert_eq!(status, 200, "{body}");
+    get_ok(addr, &format!("/{LEASE}/anything")).await;
+    get_ok(addr, &format!("/{LEASE}")).await;
 
     // An instance that runs out of fuel as it starts is restarted after a
     // growing back-off: once it waits 1.6 s or more, it is down.
@@ -593,68 +539,40 @@ fn sealed_service(sha256: [u8; 32], key_id: &[u8], sealed_to: &[u8]) -> ServiceS
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_runs_with_its_secret_env_opened_with_the_slots_key() {
-    let _turn = ONE_HOST_AT_A_TIME.lock().await;
-    let mut h = Harness::new();
     // An ingress whose services may call 127.0.0.1 (the test's upstream).
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let host = ServiceHost::new(
-        ServiceHostConfig {
-            max_instances: 8,
-            max_memory_bytes: 64 << 20,
-            pooling: false,
-            cache_dir: Some(compiled_cache()),
-            public_base_url: Some(format!("http://{addr}")),
-            egress_local_addresses: vec![std::net::Ipv4Addr::LOCALHOST.into()],
-            ..ServiceHostConfig::default()
-        },
-        h.metrics.services.clone(),
-    )
-    .unwrap();
-    tokio::spawn(crate::service::serve(
-        host.clone(),
-        listener,
-        IngressSettings::default(),
-        std::future::pending(),
-    ));
-    h.services = Some(host.clone());
-    let sha = h.market.store(&component("hello-service"));
+    let (_turn, h, Ingress { addr, .. }) = serving_harness(Serving {
+        egress_local_addresses: vec![std::net::Ipv4Addr::LOCALHOST.into()],
+        ..Serving::default()
+    })
+    .await;
     let key_id = market_client::sealing::new_key_id();
-    let (up, head) = upstream().await;
-    let lease = ServiceSpec {
+    let (up, seen) = upstream().await;
+    lease_slot(&h, "hello-service", |sha| ServiceSpec {
         allowed_hosts: vec!["127.0.0.1".into()],
         ..sealed_service(sha, &key_id, &key_id)
-    };
-    h.market.add_slot(1, LEASE, Some(lease));
+    });
 
     h.run_while(Duration::from_secs(5), async {
         h.until_job_1_is_acknowledged().await;
-        let (status, body) = get(addr, &format!("/{LEASE}/env/API_KEY")).await;
-        assert_eq!(status, 200, "{body}");
+        let body = get_ok(addr, &format!("/{LEASE}/env/API_KEY")).await;
         assert!(body.contains("s3cret-api-key"), "{body}");
-        let (status, body) = get(addr, &format!("/{LEASE}/env/GREETING")).await;
-        assert_eq!(status, 200, "{body}");
+        let body = get_ok(addr, &format!("/{LEASE}/env/GREETING")).await;
         assert!(
             body.contains("from the sealed env") && !body.contains("from the lease"),
             "the secret replaces the lease's variable: {body}"
         );
         // Its outgoing requests carry the secret API key.
         let url = format!("http%3A%2F%2F127.0.0.1%3A{}%2Fapi", up.port());
-        let (status, body) = get(addr, &format!("/{LEASE}/fetch?url={url}")).await;
-        assert_eq!(status, 200, "{body}");
+        let body = get_ok(addr, &format!("/{LEASE}/fetch?url={url}")).await;
         assert!(body.contains("upstream 200: 2 bytes"), "{body}");
     })
     .await;
 
-    let head = head
-        .lock()
-        .unwrap()
-        .clone()
-        .expect("the upstream was called");
-    assert!(
-        head.to_ascii_lowercase()
-            .contains("\r\nauthorization: bearer s3cret-api-key\r\n"),
-        "{head}"
+    assert_eq!(
+        seen.bearer().as_deref(),
+        Some("s3cret-api-key"),
+        "{}",
+        seen.head()
     );
 
     let st = h.market.state.lock().unwrap();
@@ -668,53 +586,34 @@ async fn a_replica_runs_with_its_secret_env_opened_with_the_slots_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_whose_secret_env_does_not_open_is_not_served_and_its_slot_goes_back() {
-    let _turn = ONE_HOST_AT_A_TIME.lock().await;
-    let mut h = Harness::new();
-    let (host, _) = ingress(h.metrics.services.clone(), None).await;
-    h.services = Some(host.clone());
-    let sha = h.market.store(&component("hello-service"));
+    let (_turn, h, Ingress { host, .. }) = serving_harness(Serving::default()).await;
     // The env is sealed to another key id than the one the lease names.
     let key_id = market_client::sealing::new_key_id();
     let other = market_client::sealing::new_key_id();
-    h.market
-        .add_slot(1, LEASE, Some(sealed_service(sha, &key_id, &other)));
+    lease_slot(&h, "hello-service", |sha| {
+        sealed_service(sha, &key_id, &other)
+    });
 
-    let summary = h
-        .run_while(
-            Duration::from_secs(5),
-            h.until(0, "a hand-back", |st| st.jobs[&1].handed_back),
-        )
-        .await;
+    assert_one_replica_failed(&until_handed_back_unacknowledged(&h).await);
 
-    assert_eq!(summary.replicas_failed, 1);
-    assert_eq!(summary.replicas_started, 0);
     assert!(host.list().is_empty());
     let st = h.market.state.lock().unwrap();
-    assert!(!st.jobs[&1].acknowledged, "never acknowledged");
     assert_eq!(st.key_requests.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_slot_whose_key_is_refused_goes_back() {
-    let mut h = Harness::new();
-    let (host, _) = ingress(h.metrics.services.clone(), None).await;
-    h.services = Some(host.clone());
-    let sha = h.market.store(&component("hello-service"));
+    let (_turn, h, Ingress { host, .. }) = serving_harness(Serving::default()).await;
     let key_id = market_client::sealing::new_key_id();
-    h.market
-        .add_slot(1, LEASE, Some(sealed_service(sha, &key_id, &key_id)));
+    lease_slot(&h, "hello-service", |sha| {
+        sealed_service(sha, &key_id, &key_id)
+    });
     h.market.state.lock().unwrap().key_errors = vec![MatcherError::Unauthorized {
         reason: "not the provider of this attempt".into(),
     }];
 
-    h.run_while(
-        Duration::from_secs(5),
-        h.until(0, "a hand-back", |st| st.jobs[&1].handed_back),
-    )
-    .await;
+    until_handed_back_unacknowledged(&h).await;
 
     assert!(host.list().is_empty());
-    let st = h.market.state.lock().unwrap();
-    assert!(!st.jobs[&1].acknowledged, "never acknowledged");
-    assert_eq!(st.key_requests.len(), 1);
+    assert_eq!(h.market.state.lock().unwrap().key_requests.len(), 1);
 }

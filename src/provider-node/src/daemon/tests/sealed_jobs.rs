@@ -68,6 +68,17 @@ fn sealed_spec(
     }
 }
 
+/// [`sealed_spec`] with `private input` sealed to `key_id` and the
+/// secret env sealed to `env_key_id`.
+fn sealed_echo(sha256: [u8; 32], key_id: &[u8], env_key_id: &[u8]) -> JobSpec {
+    sealed_spec(
+        sha256,
+        key_id,
+        seal(key_id, b"private input"),
+        seal_env(env_key_id, &secret_env()),
+    )
+}
+
 fn echo() -> Vec<u8> {
     market_artifacts::workload("echo")
 }
@@ -87,11 +98,7 @@ async fn a_sealed_job_runs_on_its_opened_input_and_env_and_reports_its_output_se
     let h = Harness::new();
     let sha = h.market.store(&echo());
     let key_id = sealing::new_key_id();
-    let input = seal(&key_id, b"private input");
-    h.market.add_job(
-        1,
-        sealed_spec(sha, &key_id, input, seal_env(&key_id, &secret_env())),
-    );
+    h.market.add_job(1, sealed_echo(sha, &key_id, &key_id));
     h.run_until_job_1_has_a_result().await;
 
     let results = submitted(&h, 1);
@@ -143,15 +150,7 @@ async fn a_forged_input_or_env_is_reported_undecryptable_without_running() {
         .add_job(1, sealed_spec(missing, &key_id, forged, env.clone()));
     // Job 2: its env sealed to another job's identity.
     let other = sealing::new_key_id();
-    h.market.add_job(
-        2,
-        sealed_spec(
-            missing,
-            &key_id,
-            seal(&key_id, b"private input"),
-            seal_env(&other, &secret_env()),
-        ),
-    );
+    h.market.add_job(2, sealed_echo(missing, &key_id, &other));
     // Job 3: an env that opens, but to more than the env's bounds.
     let huge = vec![("K".to_string(), "v".repeat(2_000))];
     let huge = seal(&key_id, &Encode!(&huge).unwrap());
@@ -196,14 +195,7 @@ async fn a_refused_key_hands_the_job_back_and_a_busy_matcher_is_asked_again() {
     let h = Harness::new();
     let sha = h.market.store(&echo());
     let key_id = sealing::new_key_id();
-    let sealed = |key_id: &[u8]| {
-        sealed_spec(
-            sha,
-            key_id,
-            seal(key_id, b"private input"),
-            seal_env(key_id, &secret_env()),
-        )
-    };
+    let sealed = |key_id: &[u8]| sealed_echo(sha, key_id, key_id);
     h.market.add_job(1, sealed(&key_id));
     h.market.state.lock().unwrap().key_errors = vec![MatcherError::Unauthorized {
         reason: "not the provider of this attempt".into(),
@@ -223,15 +215,7 @@ async fn a_refused_key_hands_the_job_back_and_a_busy_matcher_is_asked_again() {
     // Busy, then a failed call: the key is asked for again and the job runs.
     let h = Harness::new();
     let sha = h.market.store(&echo());
-    h.market.add_job(
-        1,
-        sealed_spec(
-            sha,
-            &key_id,
-            seal(&key_id, b"private input"),
-            seal_env(&key_id, &secret_env()),
-        ),
-    );
+    h.market.add_job(1, sealed_echo(sha, &key_id, &key_id));
     h.market.state.lock().unwrap().key_errors = vec![
         MatcherError::Busy,
         MatcherError::Downstream {
