@@ -465,7 +465,7 @@ impl Devnet {
                 });
             }
             if let Some(fee) = &args.fee
-                && *fee != Nat::from(CYCLES_LEDGER_FEE)
+                && nat_u128(fee) != Some(CYCLES_LEDGER_FEE)
             {
                 return Err(TransferError::BadFee {
                     expected_fee: Nat::from(CYCLES_LEDGER_FEE),

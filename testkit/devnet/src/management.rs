@@ -95,12 +95,13 @@ fn invalid_settings(message: impl std::fmt::Display) -> Reject {
 }
 
 fn at_most(value: &Nat, max: u64, name: &str) -> Result<(), Reject> {
-    if *value > Nat::from(max) {
-        return Err(invalid_settings(format!(
+    if u64::try_from(value.0.clone()).is_ok_and(|v| v <= max) {
+        Ok(())
+    } else {
+        Err(invalid_settings(format!(
             "{name} must be at most {max}, got {value}"
-        )));
+        )))
     }
-    Ok(())
 }
 
 /// Applies the fields `update` sets to `settings` and `controllers`, after
