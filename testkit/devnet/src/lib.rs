@@ -21,6 +21,7 @@ mod outcalls;
 mod persist;
 mod rng;
 mod scheduler;
+mod snapshots;
 mod stable;
 mod system_api;
 pub mod vetkd;
@@ -41,6 +42,7 @@ pub use logs::DEFAULT_LOG_MEMORY_LIMIT;
 pub use management::{CanisterSettings, CanisterStatus, InstallMode, UpgradeFlags};
 pub use outcalls::{SUBNET_NODES, http_request_cost, request_size};
 pub use persist::StateError;
+pub use snapshots::MAX_SNAPSHOTS;
 pub use system_api::MAX_PAYLOAD;
 
 use instance::{CanisterCode, LiveInstance};
@@ -148,6 +150,7 @@ pub(crate) struct Canister {
     pub logs: Vec<String>,
     /// The log records `fetch_canister_logs` serves, bounded.
     pub log: logs::LogBuffer,
+    pub snapshots: Vec<snapshots::CanisterSnapshot>,
 }
 
 impl Canister {

@@ -8,7 +8,8 @@ use candid::{CandidType, Decode, Deserialize, Encode, Nat, Principal};
 pub use ic_management_canister_types::CanisterSettings;
 use ic_management_canister_types::{
     CanisterIdRecord, CanisterStatusResult, CanisterStatusType, DefiniteCanisterSettings,
-    FetchCanisterLogsArgs, FetchCanisterLogsResult, LogVisibility, MemoryMetrics, QueryStats,
+    DeleteCanisterSnapshotArgs, FetchCanisterLogsArgs, FetchCanisterLogsResult,
+    LoadCanisterSnapshotArgs, LogVisibility, MemoryMetrics, QueryStats, TakeCanisterSnapshotArgs,
     UpdateSettingsArgs,
 };
 
@@ -235,6 +236,7 @@ impl Devnet {
                 certified_data: Vec::new(),
                 logs: Vec::new(),
                 log: Default::default(),
+                snapshots: Vec::new(),
             },
         );
         id
@@ -451,7 +453,12 @@ impl Devnet {
                 custom_sections_size: zero(),
                 canister_history_size: zero(),
                 wasm_chunk_store_size: zero(),
-                snapshots_size: zero(),
+                snapshots_size: Nat::from(
+                    c.snapshots
+                        .iter()
+                        .map(|s| s.describe().total_size)
+                        .sum::<u64>(),
+                ),
                 log_memory_store_size: Nat::from(c.log.bytes()),
             },
             cycles: Nat::from(c.balance),
@@ -600,6 +607,32 @@ impl Devnet {
                 Ok(encode(&()))
             }
             "canister_status" | "fetch_canister_logs" => self.management_query(caller, method, arg),
+            "take_canister_snapshot" => {
+                let args = Decode!(arg, TakeCanisterSnapshotArgs).map_err(bad_arg)?;
+                let snapshot = self.take_canister_snapshot(
+                    caller,
+                    args.canister_id,
+                    args.replace_snapshot,
+                    args.uninstall_code.unwrap_or(false),
+                )?;
+                Ok(encode(&snapshot))
+            }
+            "load_canister_snapshot" => {
+                let args = Decode!(arg, LoadCanisterSnapshotArgs).map_err(bad_arg)?;
+                self.load_canister_snapshot(caller, args.canister_id, &args.snapshot_id)?;
+                Ok(encode(&()))
+            }
+            "list_canister_snapshots" => {
+                let args = Decode!(arg, CanisterIdRecord).map_err(bad_arg)?;
+                Ok(encode(
+                    &self.list_canister_snapshots(caller, args.canister_id)?,
+                ))
+            }
+            "delete_canister_snapshot" => {
+                let args = Decode!(arg, DeleteCanisterSnapshotArgs).map_err(bad_arg)?;
+                self.delete_canister_snapshot(caller, args.canister_id, &args.snapshot_id)?;
+                Ok(encode(&()))
+            }
             "deposit_cycles" | "provisional_top_up_canister" => {
                 let args = Decode!(arg, CanisterIdRecord).map_err(bad_arg)?;
                 if !self.canister_exists(args.canister_id) {

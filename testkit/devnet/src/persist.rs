@@ -29,6 +29,7 @@ use crate::cycles::{Account, CyclesLedger};
 use crate::instance::{CanisterCode, LiveInstance, SavedValue};
 use crate::logs::LogBuffer;
 use crate::scheduler::{CallContext, Callback, Message, Origin};
+use crate::snapshots::CanisterSnapshot;
 use crate::stable::StableMemory;
 use crate::{Canister, Devnet, DevnetConfig, IngressStatus, MessageId};
 
@@ -96,6 +97,17 @@ struct SavedCanister {
     settings: Option<ByteBuf>,
     #[serde(default)]
     log: LogBuffer,
+    #[serde(default)]
+    snapshots: Vec<SavedSnapshot>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedSnapshot {
+    id: ByteBuf,
+    taken_at: u64,
+    instance: Option<SavedInstance>,
+    stable: ByteBuf,
+    certified_data: ByteBuf,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -147,6 +159,26 @@ impl Devnet {
                         .map_err(|e| err(format!("canister {id}: encoding settings: {e}")))?,
                 )),
                 log: c.log.clone(),
+                snapshots: c
+                    .snapshots
+                    .iter()
+                    .map(|snap| SavedSnapshot {
+                        id: ByteBuf::from(snap.id.clone()),
+                        taken_at: snap.taken_at,
+                        instance: snap.instance.as_ref().map(|(code, memory, globals)| {
+                            modules
+                                .entry(ByteBuf::from(code.hash.to_vec()))
+                                .or_insert_with(|| ByteBuf::from(code.wasm.to_vec()));
+                            SavedInstance {
+                                module: ByteBuf::from(code.hash.to_vec()),
+                                memory: ByteBuf::from(memory.clone()),
+                                globals: globals.clone(),
+                            }
+                        }),
+                        stable: ByteBuf::from(snap.stable.contents().to_vec()),
+                        certified_data: ByteBuf::from(snap.certified_data.clone()),
+                    })
+                    .collect(),
             });
         }
         let saved = SavedDevnet {
@@ -215,6 +247,29 @@ impl Devnet {
             };
             let stable = StableMemory::from_saved(c.stable.into_vec(), dn.config.max_stable_pages)
                 .map_err(|e| err(format!("canister {}: {e}", c.id)))?;
+            let mut snapshots = Vec::with_capacity(c.snapshots.len());
+            for snap in c.snapshots {
+                let instance = match snap.instance {
+                    Some(inst) => {
+                        let code = codes.get(&inst.module[..]).ok_or_else(|| {
+                            err(format!("canister {}: a snapshot's module is missing", c.id))
+                        })?;
+                        Some((code.clone(), inst.memory.into_vec(), inst.globals))
+                    }
+                    None => None,
+                };
+                snapshots.push(CanisterSnapshot {
+                    id: snap.id.into_vec(),
+                    taken_at: snap.taken_at,
+                    instance,
+                    stable: StableMemory::from_saved(
+                        snap.stable.into_vec(),
+                        dn.config.max_stable_pages,
+                    )
+                    .map_err(|e| err(format!("canister {}: snapshot: {e}", c.id)))?,
+                    certified_data: snap.certified_data.into_vec(),
+                });
+            }
             let settings = match c.settings {
                 Some(bytes) => candid::decode_one(&bytes)
                     .map_err(|e| err(format!("canister {}: decoding settings: {e}", c.id)))?,
@@ -228,6 +283,7 @@ impl Devnet {
                     status: c.status,
                     stop_waiters: c.stop_waiters,
                     log: c.log,
+                    snapshots,
                     live,
                     stable,
                     global_timer: c.global_timer,

@@ -709,3 +709,49 @@ fn lifecycle_settings_logs_and_ledger_survive_save_and_load() {
     let next = back.create_canister(vec![]);
     assert_ne!(next, c);
 }
+
+#[test]
+fn snapshots_bring_a_canister_back_and_survive_save_and_load() {
+    let (mut dn, [a]) = with_probes(["a"]);
+    inc(&mut dn, a);
+    stable_write(&mut dn, a, 10, vec![1, 2, 3]);
+    let snapshot = dn.take_canister_snapshot(admin(), a, None, false).unwrap();
+    assert_eq!(&snapshot.id[8..], a.as_slice(), "the IC's id layout");
+    let err = dn
+        .take_canister_snapshot(user(), a, None, false)
+        .unwrap_err();
+    assert_eq!(err.error_code, Some(ErrorCode::CanisterInvalidController));
+
+    inc(&mut dn, a);
+    stable_write(&mut dn, a, 10, vec![9, 9, 9]);
+    let arg = Encode!(&ic_management_canister_types::LoadCanisterSnapshotArgs {
+        canister_id: a,
+        snapshot_id: snapshot.id.clone(),
+        sender_canister_version: None,
+    })
+    .unwrap();
+    dn.update_call(mgmt(), admin(), "load_canister_snapshot", arg)
+        .unwrap();
+    assert_eq!(get(&mut dn, a), 1, "the heap is the snapshot's");
+    assert_eq!(stable_read(&mut dn, a, 10, 3), vec![1, 2, 3]);
+
+    let bytes = dn.save_state().unwrap();
+    let mut back = Devnet::load_state(DevnetConfig::default(), &bytes).unwrap();
+    let reply = back
+        .update_call(mgmt(), admin(), "list_canister_snapshots", id_arg(a))
+        .unwrap();
+    let list = Decode!(&reply, Vec<ic_management_canister_types::Snapshot>).unwrap();
+    assert_eq!(list, vec![snapshot.clone()]);
+    inc(&mut back, a);
+    back.load_canister_snapshot(admin(), a, &snapshot.id)
+        .unwrap();
+    assert_eq!(get(&mut back, a), 1, "a loaded state's snapshot loads");
+
+    back.delete_canister_snapshot(admin(), a, &snapshot.id)
+        .unwrap();
+    assert!(back.list_canister_snapshots(admin(), a).unwrap().is_empty());
+    let err = back
+        .load_canister_snapshot(admin(), a, &snapshot.id)
+        .unwrap_err();
+    assert_eq!(err.error_code, Some(ErrorCode::CanisterSnapshotNotFound));
+}

@@ -1,7 +1,7 @@
 //! The real icp-cli 1.5 against the devnet's HTTP server: `canister
-//! create`, `top-up`, `install`, `stop`, `start`, `settings update`, `logs`
-//! and `delete`, each checked by what it did to the devnet, not only by the
-//! exit status.
+//! create`, `top-up`, `install`, `stop`, `start`, `settings update`, `logs`,
+//! `snapshot create / restore / delete` and `delete`, each checked by what
+//! it did to the devnet, not only by the exit status.
 //!
 //! The binary is found through `ICP_CLI`; `scripts/test.sh` installs it
 //! (npm `@icp-sdk/icp-cli-linux-x64@1.5.0` under `target/tools`) and sets it.
@@ -73,7 +73,7 @@ fn canister_cycles(server: &Server, id: Principal) -> u128 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn icp_cli_creates_tops_up_stops_starts_configures_reads_logs_and_deletes() {
+async fn icp_cli_manages_a_canister_from_creation_to_deletion() {
     icp_binary();
     let server = start_server(1.0, Duration::from_secs(5)).await;
     let anonymous = Principal::anonymous();
@@ -174,6 +174,49 @@ async fn icp_cli_creates_tops_up_stops_starts_configures_reads_logs_and_deletes(
     // logs: the trap's record.
     let out = icp(&server, &home, &["canister", "logs", &id.to_text()]).await;
     assert!(out.contains("trap_now"), "{out}");
+
+    // snapshots: taken while stopped, restored over a later change.
+    let cid = id.to_text();
+    icp(&server, &home, &["canister", "stop", &cid]).await;
+    let out = icp(&server, &home, &["canister", "snapshot", "create", &cid]).await;
+    let snapshot = out
+        .split_whitespace()
+        .skip_while(|w| *w != "snapshot")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no snapshot id in {out}"))
+        .to_string();
+    let listed = server
+        .node()
+        .with_devnet(|dn| dn.list_canister_snapshots(anonymous, id))
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(hex::encode(&listed[0].id), snapshot);
+    icp(&server, &home, &["canister", "start", &cid]).await;
+    assert_eq!(update_as::<u64>(&agent, id, "inc").await, 3);
+    icp(&server, &home, &["canister", "stop", &cid]).await;
+    icp(
+        &server,
+        &home,
+        &["canister", "snapshot", "restore", &cid, &snapshot],
+    )
+    .await;
+    icp(&server, &home, &["canister", "start", &cid]).await;
+    assert_eq!(
+        query_as::<u64>(&agent, id, "get").await,
+        2,
+        "the snapshot's heap"
+    );
+    icp(
+        &server,
+        &home,
+        &["canister", "snapshot", "delete", &cid, &snapshot],
+    )
+    .await;
+    let listed = server
+        .node()
+        .with_devnet(|dn| dn.list_canister_snapshots(anonymous, id))
+        .unwrap();
+    assert!(listed.is_empty());
 
     // delete: icp-cli recovers the cycles to the caller's account, then
     // deletes; the canister is gone.
