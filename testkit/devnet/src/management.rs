@@ -9,8 +9,8 @@ pub use ic_management_canister_types::CanisterSettings;
 use ic_management_canister_types::{
     CanisterIdRecord, CanisterStatusResult, CanisterStatusType, DefiniteCanisterSettings,
     DeleteCanisterSnapshotArgs, FetchCanisterLogsArgs, FetchCanisterLogsResult,
-    LoadCanisterSnapshotArgs, LogVisibility, MemoryMetrics, QueryStats, TakeCanisterSnapshotArgs,
-    UpdateSettingsArgs,
+    LoadCanisterSnapshotArgs, LogVisibility, MemoryMetrics, ProvisionalTopUpCanisterArgs,
+    QueryStats, TakeCanisterSnapshotArgs, UpdateSettingsArgs,
 };
 
 use crate::error::{ErrorCode, InstallError, Reject};
@@ -633,11 +633,21 @@ impl Devnet {
                 self.delete_canister_snapshot(caller, args.canister_id, &args.snapshot_id)?;
                 Ok(encode(&()))
             }
-            "deposit_cycles" | "provisional_top_up_canister" => {
-                let args = Decode!(arg, CanisterIdRecord).map_err(bad_arg)?;
-                if !self.canister_exists(args.canister_id) {
-                    return Err(not_found(args.canister_id));
-                }
+            "provisional_top_up_canister" => {
+                let args = Decode!(arg, ProvisionalTopUpCanisterArgs).map_err(bad_arg)?;
+                let c = self
+                    .canisters
+                    .get_mut(&args.canister_id)
+                    .ok_or_else(|| not_found(args.canister_id))?;
+                let amount = u128::try_from(args.amount.0).ok();
+                c.balance = amount
+                    .and_then(|a| c.balance.checked_add(a))
+                    .ok_or_else(|| {
+                        Reject::error(
+                            ErrorCode::CanisterContractViolation,
+                            "the canister's cycle balance would overflow",
+                        )
+                    })?;
                 Ok(encode(&()))
             }
             "raw_rand" => {

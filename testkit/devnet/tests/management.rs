@@ -755,3 +755,20 @@ fn snapshots_bring_a_canister_back_and_survive_save_and_load() {
         .unwrap_err();
     assert_eq!(err.error_code, Some(ErrorCode::CanisterSnapshotNotFound));
 }
+
+#[test]
+fn provisional_top_up_adds_the_amount() {
+    let mut dn = Devnet::new();
+    let c = dn.create_canister(vec![admin()]);
+    let before = dn.cycle_balance(c).unwrap();
+    let arg = Encode!(
+        &ic_management_canister_types::ProvisionalTopUpCanisterArgs {
+            canister_id: c,
+            amount: Nat::from(12_345u32),
+        }
+    )
+    .unwrap();
+    dn.update_call(mgmt(), user(), "provisional_top_up_canister", arg)
+        .unwrap();
+    assert_eq!(dn.cycle_balance(c), Some(before + 12_345));
+}
