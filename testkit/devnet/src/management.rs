@@ -10,7 +10,7 @@ use ic_management_canister_types::{
     CanisterIdRecord, CanisterStatusResult, CanisterStatusType, DefiniteCanisterSettings,
     DeleteCanisterSnapshotArgs, FetchCanisterLogsArgs, FetchCanisterLogsResult,
     LoadCanisterSnapshotArgs, LogVisibility, MemoryMetrics, ProvisionalTopUpCanisterArgs,
-    QueryStats, TakeCanisterSnapshotArgs, UpdateSettingsArgs,
+    QueryStats, StatusVisibility, TakeCanisterSnapshotArgs, UpdateSettingsArgs,
 };
 
 use crate::error::{ErrorCode, InstallError, Reject};
@@ -532,6 +532,29 @@ impl Devnet {
         }
     }
 
+    /// `Ok` if `sender` may read the canister's status: a controller, or
+    /// anyone its `status_visibility` allows.
+    pub fn require_status_viewer(
+        &self,
+        sender: Principal,
+        canister: Principal,
+    ) -> Result<(), Reject> {
+        let c = self
+            .canisters
+            .get(&canister)
+            .ok_or_else(|| not_found(canister))?;
+        let allowed = match &c.settings.status_visibility {
+            StatusVisibility::Public => true,
+            StatusVisibility::AllowedViewers(v) => v.contains(&sender),
+            StatusVisibility::Controllers => false,
+        };
+        if allowed {
+            Ok(())
+        } else {
+            self.require_controller(sender, canister)
+        }
+    }
+
     /// Handles a query to the management canister from `sender`
     /// (`canister_status`, `fetch_canister_logs`).
     pub fn management_query(
@@ -543,7 +566,7 @@ impl Devnet {
         match method {
             "canister_status" => {
                 let args = Decode!(arg, CanisterIdRecord).map_err(bad_arg)?;
-                self.require_controller(sender, args.canister_id)?;
+                self.require_status_viewer(sender, args.canister_id)?;
                 Ok(encode(
                     &self.canister_status(args.canister_id).expect("exists"),
                 ))

@@ -246,6 +246,21 @@ fn update_settings_keeps_every_setting_and_checks_them() {
     );
     assert_eq!(status.settings.controllers, vec![admin()]);
 
+    // The status is the controllers' unless status_visibility opens it.
+    let err = dn
+        .query_call(mgmt(), user(), "canister_status", id_arg(a))
+        .unwrap_err();
+    assert_eq!(err.error_code, Some(ErrorCode::CanisterInvalidController));
+    let open = CanisterSettings {
+        status_visibility: Some(ic_management_canister_types::StatusVisibility::Public),
+        ..Default::default()
+    };
+    dn.update_settings(admin(), a, open).unwrap();
+    assert!(
+        dn.query_call(mgmt(), user(), "canister_status", id_arg(a))
+            .is_ok()
+    );
+
     // create_canister keeps the settings it is given too.
     let created = dn
         .create_canister_with_settings(

@@ -303,8 +303,9 @@ fn canister_status(
     sender: Principal,
     arg: &[u8],
 ) -> Result<Vec<u8>, Reject> {
-    let canister = controlled_canister(devnet, sender, arg)?;
-    Ok(encode(&full_status(devnet, chunks, canister)))
+    let args = Decode!(arg, CanisterIdRecord).map_err(bad_arg)?;
+    devnet.require_status_viewer(sender, args.canister_id)?;
+    Ok(encode(&full_status(devnet, chunks, args.canister_id)))
 }
 
 fn canister_metadata(
