@@ -7,10 +7,11 @@
 use candid::{CandidType, Decode, Deserialize, Encode, Nat, Principal};
 pub use ic_management_canister_types::CanisterSettings;
 use ic_management_canister_types::{
-    CanisterIdRecord, CanisterStatusResult, CanisterStatusType, DefiniteCanisterSettings,
-    DeleteCanisterSnapshotArgs, FetchCanisterLogsArgs, FetchCanisterLogsResult,
-    LoadCanisterSnapshotArgs, LogVisibility, MemoryMetrics, ProvisionalTopUpCanisterArgs,
-    QueryStats, StatusVisibility, TakeCanisterSnapshotArgs, UpdateSettingsArgs,
+    CanisterIdRecord, CanisterLogFilter, CanisterStatusResult, CanisterStatusType,
+    DefiniteCanisterSettings, DeleteCanisterSnapshotArgs, FetchCanisterLogsArgs,
+    FetchCanisterLogsResult, LoadCanisterSnapshotArgs, LogVisibility, MemoryMetrics,
+    ProvisionalTopUpCanisterArgs, QueryStats, StatusVisibility, TakeCanisterSnapshotArgs,
+    UpdateSettingsArgs,
 };
 
 use crate::error::{ErrorCode, InstallError, Reject};
@@ -573,7 +574,17 @@ impl Devnet {
             }
             "fetch_canister_logs" => {
                 let args = Decode!(arg, FetchCanisterLogsArgs).map_err(bad_arg)?;
-                Ok(encode(&self.fetch_canister_logs(sender, args.canister_id)?))
+                let mut logs = self.fetch_canister_logs(sender, args.canister_id)?;
+                // Both filters are half-open ranges `[start, end)`.
+                if let Some(filter) = args.filter {
+                    logs.canister_log_records.retain(|r| match filter {
+                        CanisterLogFilter::ByIdx { start, end } => (start..end).contains(&r.idx),
+                        CanisterLogFilter::ByTimestampNanos { start, end } => {
+                            (start..end).contains(&r.timestamp_nanos)
+                        }
+                    });
+                }
+                Ok(encode(&logs))
             }
             other => Err(Reject::error(
                 ErrorCode::CanisterMethodNotFound,

@@ -358,6 +358,27 @@ fn logs_hold_prints_and_traps_within_the_limit_for_allowed_viewers() {
         14,
         "the oldest lines are dropped (7 bytes each)"
     );
+
+    // The IC's filters: half-open ranges of indices or times.
+    let last = records.last().unwrap().idx;
+    let arg = Encode!(&FetchCanisterLogsArgs {
+        canister_id: c,
+        filter: Some(ic_management_canister_types::CanisterLogFilter::ByIdx {
+            start: last - 1,
+            end: last + 5,
+        }),
+    })
+    .unwrap();
+    let reply = dn
+        .query_call(mgmt(), user(), "fetch_canister_logs", arg)
+        .unwrap();
+    let filtered = Decode!(&reply, FetchCanisterLogsResult).unwrap();
+    let idx: Vec<u64> = filtered
+        .canister_log_records
+        .iter()
+        .map(|r| r.idx)
+        .collect();
+    assert_eq!(idx, [last - 1, last]);
 }
 
 fn ledger_balance(dn: &mut Devnet, owner: Principal) -> u128 {
@@ -786,4 +807,93 @@ fn provisional_top_up_adds_the_amount() {
     dn.update_call(mgmt(), user(), "provisional_top_up_canister", arg)
         .unwrap();
     assert_eq!(dn.cycle_balance(c), Some(before + 12_345));
+}
+
+#[test]
+fn icrc1_transfer_moves_cycles_less_the_fee() {
+    #[derive(candid::CandidType)]
+    struct TransferArg {
+        from_subaccount: Option<Vec<u8>>,
+        to: devnet::Account,
+        fee: Option<Nat>,
+        created_at_time: Option<u64>,
+        memo: Option<Vec<u8>>,
+        amount: Nat,
+    }
+    #[derive(candid::CandidType, candid::Deserialize, Debug)]
+    enum TransferError {
+        BadFee { expected_fee: Nat },
+        BadBurn { min_burn_amount: Nat },
+        InsufficientFunds { balance: Nat },
+        TooOld,
+        CreatedInFuture { ledger_time: u64 },
+        TemporarilyUnavailable,
+        Duplicate { duplicate_of: Nat },
+        GenericError { error_code: Nat, message: String },
+    }
+    let mut dn = Devnet::new();
+    dn.mint_cycles(cycles_account(user()), 1_000_000_000);
+    let transfer = |dn: &mut Devnet, amount: u128, fee: Option<u128>, at: Option<u64>| {
+        let arg = TransferArg {
+            from_subaccount: None,
+            to: cycles_account(admin()),
+            fee: fee.map(Nat::from),
+            created_at_time: at,
+            memo: None,
+            amount: Nat::from(amount),
+        };
+        let reply = dn
+            .update_call(
+                CYCLES_LEDGER_ID,
+                user(),
+                "icrc1_transfer",
+                Encode!(&arg).unwrap(),
+            )
+            .unwrap();
+        Decode!(&reply, Result<Nat, TransferError>).unwrap()
+    };
+    assert!(transfer(&mut dn, 500_000_000, Some(CYCLES_LEDGER_FEE), None).is_ok());
+    assert_eq!(ledger_balance(&mut dn, admin()), 500_000_000);
+    assert_eq!(ledger_balance(&mut dn, user()), 400_000_000);
+    match transfer(&mut dn, 1, Some(1), None) {
+        Err(TransferError::BadFee { expected_fee }) => {
+            assert_eq!(expected_fee, Nat::from(CYCLES_LEDGER_FEE))
+        }
+        other => panic!("{other:?}"),
+    }
+    match transfer(&mut dn, 300_000_001, None, None) {
+        Err(TransferError::InsufficientFunds { balance }) => {
+            assert_eq!(balance, Nat::from(400_000_000u32))
+        }
+        other => panic!("{other:?}"),
+    }
+    let now = dn.time_nanos();
+    assert!(matches!(
+        transfer(&mut dn, 1, None, Some(now - 25 * 3600 * 1_000_000_000)),
+        Err(TransferError::TooOld)
+    ));
+    assert!(matches!(
+        transfer(&mut dn, 1, None, Some(now + 3600 * 1_000_000_000)),
+        Err(TransferError::CreatedInFuture { .. })
+    ));
+    assert!(transfer(&mut dn, 300_000_000, None, Some(now)).is_ok());
+    assert_eq!(ledger_balance(&mut dn, user()), 0);
+    // The metadata icp-cli and wallets read.
+    let reply = dn
+        .query_call(CYCLES_LEDGER_ID, user(), "icrc1_fee", Encode!().unwrap())
+        .unwrap();
+    assert_eq!(Decode!(&reply, Nat).unwrap(), Nat::from(CYCLES_LEDGER_FEE));
+    let reply = dn
+        .query_call(
+            CYCLES_LEDGER_ID,
+            user(),
+            "icrc1_decimals",
+            Encode!().unwrap(),
+        )
+        .unwrap();
+    assert_eq!(Decode!(&reply, u8).unwrap(), 12);
+    let reply = dn
+        .query_call(CYCLES_LEDGER_ID, user(), "icrc1_symbol", Encode!().unwrap())
+        .unwrap();
+    assert_eq!(Decode!(&reply, String).unwrap(), "TCYCLES");
 }
