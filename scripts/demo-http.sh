@@ -100,10 +100,10 @@ done
 step "starting the devnet (clock at ${SPEED}x) with the ledger, registry, escrow and matcher"
 # Canister ids are assigned in install order, so each init argument can name
 # the canisters installed after it; checked below against what the devnet prints.
-LEDGER=rwlgt-iiaaa-aaaaa-aaaaa-cai
-REGISTRY=rrkah-fqaaa-aaaaa-aaaaq-cai
-ESCROW=ryjl3-tyaaa-aaaaa-aaaba-cai
-MATCHER=r7inp-6aaaa-aaaaa-aaabq-cai
+LEDGER=bkyz2-fmaaa-aaaaa-qaaaq-cai
+REGISTRY=bd3sg-teaaa-aaaaa-qaaba-cai
+ESCROW=be2us-64aaa-aaaaa-qaabq-cai
+MATCHER=br5f7-7uaaa-aaaaa-qaaca-cai
 account() { echo "record { owner = principal \"$1\"; subaccount = null }"; }
 # The accounts are funded by the ledger's initial balances (minted at init).
 LEDGER_ARG="(variant { Init = record {

@@ -1,9 +1,23 @@
 #!/usr/bin/env bash
 # Runs every test: builds the canister and workload .wasm files the tests
 # load, then the whole workspace's native, devnet and sandbox tests.
-# Installs what it needs (Debian's wasm-capable Rust, ic-wasm) idempotently.
+# Installs what it needs (Debian's wasm-capable Rust, ic-wasm, icp-cli)
+# idempotently.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# icp-cli, which testkit/local-replica/tests/icp_cli.rs runs against the
+# devnet's HTTP server: npm's prebuilt binary, kept under target/tools.
+ICP_VERSION=1.5.0
+ICP_TOOLS=target/tools
+ICP_CLI="$PWD/$ICP_TOOLS/node_modules/@icp-sdk/icp-cli-linux-x64/bin/icp"
+if [ "$("$ICP_CLI" --version 2>/dev/null)" != "icp $ICP_VERSION" ]; then
+    echo "==> npm install @icp-sdk/icp-cli-linux-x64@$ICP_VERSION into $ICP_TOOLS" >&2
+    mkdir -p "$ICP_TOOLS"
+    npm install --prefix "$ICP_TOOLS" --no-save --no-audit --no-fund \
+        "@icp-sdk/icp-cli-linux-x64@$ICP_VERSION" >&2
+fi
+export ICP_CLI
 
 scripts/build-canisters.sh
 if [ -x scripts/build-workloads.sh ]; then

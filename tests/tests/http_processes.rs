@@ -139,10 +139,12 @@ fn canister(name: &str) -> PathBuf {
     path
 }
 
-/// The id the devnet gives its `index`-th canister (as the IC numbers
-/// canisters of a subnet's first range).
+/// The id the devnet gives its `index`-th canister (as a local
+/// application subnet numbers them, from `bkyz2-fmaaa-aaaaa-qaaaq-cai`).
 fn canister_id(index: u8) -> Principal {
-    Principal::from_slice(&[0, 0, 0, 0, 0, 0, 0, index, 1, 1])
+    let mut bytes = [1u8; 10];
+    bytes[..8].copy_from_slice(&(0x8000_0000_0010_0001u64 + u64::from(index)).to_be_bytes());
+    Principal::from_slice(&bytes)
 }
 
 /// Waits until `file` has a line containing `needle`; returns that line.

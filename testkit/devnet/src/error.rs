@@ -6,33 +6,54 @@ use std::fmt;
 /// ic-cdk uses; `code as u32` is what `ic0.msg_reject_code` returns).
 pub use ic_error_types::RejectCode;
 
+/// The IC's error codes (`IC0xxx`), which ingress senders see beside the
+/// reject code.
+pub use ic_error_types::ErrorCode;
+
 /// A reject response: the code and the message, as a canister or an ingress
-/// sender would see them.
+/// sender would see them, and the IC's error code when the IC gives one.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Reject {
     /// The reject code.
     pub code: RejectCode,
     /// The human-readable reject message.
     pub message: String,
+    /// The IC's error code, whose first digit is `code`. `None` for rejects
+    /// only canisters see (the IC gives them none) and for rejects made with
+    /// [`Reject::new`].
+    #[serde(default)]
+    pub error_code: Option<ErrorCode>,
 }
 
 impl Reject {
-    /// A reject with the given code and message.
+    /// A reject with the given code and message, and no error code (an
+    /// injected fault, a reject a canister receives).
     pub fn new(code: RejectCode, message: impl Into<String>) -> Self {
         Reject {
             code,
             message: message.into(),
+            error_code: None,
+        }
+    }
+
+    /// A reject as the IC makes it for `error_code`: the reject code is the
+    /// one the error code belongs to.
+    pub fn error(error_code: ErrorCode, message: impl Into<String>) -> Self {
+        Reject {
+            code: error_code.into(),
+            message: message.into(),
+            error_code: Some(error_code),
         }
     }
 }
 
 impl fmt::Display for Reject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "reject {:?} ({}): {}",
-            self.code, self.code as u32, self.message
-        )
+        write!(f, "reject {:?} ({})", self.code, self.code as u32)?;
+        if let Some(e) = self.error_code {
+            write!(f, " {e}")?;
+        }
+        write!(f, ": {}", self.message)
     }
 }
 
@@ -105,4 +126,17 @@ impl From<candid::Error> for CallError {
     fn from(e: candid::Error) -> Self {
         CallError::Candid(e)
     }
+}
+
+/// The reject of a message that trapped with `message` (as `instance`
+/// describes traps): the IC's error code for the kind of trap.
+pub(crate) fn trap_reject(message: String) -> Reject {
+    let code = if message.contains("`ic0.trap`") {
+        ErrorCode::CanisterCalledTrap
+    } else if message.contains("instruction limit") {
+        ErrorCode::CanisterInstructionLimitExceeded
+    } else {
+        ErrorCode::CanisterTrapped
+    };
+    Reject::error(code, message)
 }

@@ -10,14 +10,18 @@
 //! what it emulates faithfully and what it does not.
 
 mod candid_api;
+mod cycles;
 mod error;
 mod faults;
 mod instance;
+mod lifecycle;
+mod logs;
 mod management;
 mod outcalls;
 mod persist;
 mod rng;
 mod scheduler;
+mod snapshots;
 mod stable;
 mod system_api;
 pub mod vetkd;
@@ -28,11 +32,17 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use candid::Principal;
-pub use error::{CallError, InstallError, Reject, RejectCode};
+pub use cycles::{
+    Account, CANISTER_CREATION_FEE, CMC_ID, CYCLES_LEDGER_FEE, CYCLES_LEDGER_ID, cycles_account,
+};
+pub use error::{CallError, ErrorCode, InstallError, Reject, RejectCode};
 pub use faults::{Fault, FaultKind};
+pub use lifecycle::{FIRST_CANISTER_ID, RunStatus};
+pub use logs::DEFAULT_LOG_MEMORY_LIMIT;
 pub use management::{CanisterSettings, CanisterStatus, InstallMode, UpgradeFlags};
 pub use outcalls::{SUBNET_NODES, http_request_cost, request_size};
 pub use persist::StateError;
+pub use snapshots::MAX_SNAPSHOTS;
 pub use system_api::MAX_PAYLOAD;
 
 use instance::{CanisterCode, LiveInstance};
@@ -125,18 +135,40 @@ pub struct TickStats {
 /// One canister's state.
 pub(crate) struct Canister {
     pub controllers: Vec<Principal>,
+    /// Every other setting (its `controllers` field is unused: see above).
+    pub settings: management::Settings,
+    pub status: RunStatus,
+    /// `stop_canister` calls waiting for the canister to reach `Stopped`.
+    pub stop_waiters: Vec<scheduler::Origin>,
     pub live: Option<LiveInstance>,
     pub stable: StableMemory,
     pub global_timer: u64,
     pub version: u64,
     pub balance: u128,
     pub certified_data: Vec<u8>,
+    /// Every `debug_print` line, unbounded ([`Devnet::canister_logs`]).
     pub logs: Vec<String>,
+    /// The log records `fetch_canister_logs` serves, bounded.
+    pub log: logs::LogBuffer,
+    pub snapshots: Vec<snapshots::CanisterSnapshot>,
 }
 
 impl Canister {
     pub fn code(&self) -> Option<&Arc<CanisterCode>> {
         self.live.as_ref().map(|l| l.code())
+    }
+
+    /// Records a message's `debug_print` lines, and its trap if it trapped,
+    /// in both logs.
+    pub fn append_logs(&mut self, now: u64, lines: &mut Vec<String>, trap: Option<&str>) {
+        let limit = u64::try_from(self.settings.log_memory_limit.0.clone()).unwrap_or(u64::MAX);
+        for line in lines.iter() {
+            self.log.push(now, line.as_bytes(), limit);
+        }
+        if let Some(t) = trap {
+            self.log.push(now, format!("[TRAP]: {t}").as_bytes(), limit);
+        }
+        self.logs.append(lines);
     }
 }
 
@@ -147,6 +179,10 @@ pub struct Devnet {
     config: DevnetConfig,
     canisters: BTreeMap<Principal, Canister>,
     next_canister: u64,
+    /// The subnet's id, which the cycles minting canister names.
+    subnet_id: Principal,
+    /// Cycles ledger accounts (owner, subaccount) and their balances.
+    ledger: cycles::CyclesLedger,
     time: u64,
     queue: VecDeque<Message>,
     call_contexts: HashMap<u64, CallContext>,
@@ -203,6 +239,8 @@ impl Devnet {
             config,
             canisters: BTreeMap::new(),
             next_canister: 0,
+            subnet_id: cycles::DEFAULT_SUBNET_ID,
+            ledger: cycles::CyclesLedger::default(),
             time: 1_735_689_600_000_000_000,
             queue: VecDeque::new(),
             call_contexts: HashMap::new(),

@@ -3,9 +3,11 @@
 //!
 //! What is saved is everything the canisters and their callers can observe:
 //! each canister's module, committed linear memory, mutable globals, stable
-//! memory, controllers, timer, version, cycles, certified data and logs; the
-//! clock; messages in flight, call contexts and callbacks; ingress statuses;
-//! id counters and the `raw_rand` generator. Not saved: the configuration
+//! memory, controllers, settings, run status (with waiting stop calls),
+//! timer, version, cycles, certified data and logs; the clock; messages in
+//! flight, call contexts and callbacks; ingress statuses; the cycles
+//! ledger's balances; the subnet id; id counters and the `raw_rand`
+//! generator. Not saved: the configuration
 //! (the loader passes its own), injected faults and the execution record.
 //! Function tables are rebuilt from the module's element segments, as the
 //! rollback of a trapped message also assumes (canisters built with ic-cdk
@@ -22,8 +24,12 @@ use candid::Principal;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+use crate::RunStatus;
+use crate::cycles::{Account, CyclesLedger};
 use crate::instance::{CanisterCode, LiveInstance, SavedValue};
-use crate::scheduler::{CallContext, Callback, Message};
+use crate::logs::LogBuffer;
+use crate::scheduler::{CallContext, Callback, Message, Origin};
+use crate::snapshots::CanisterSnapshot;
 use crate::stable::StableMemory;
 use crate::{Canister, Devnet, DevnetConfig, IngressStatus, MessageId};
 
@@ -60,6 +66,13 @@ struct SavedDevnet {
     call_contexts: Vec<(u64, CallContext)>,
     callbacks: Vec<(u64, Callback)>,
     ingress: Vec<(MessageId, IngressStatus)>,
+    /// Absent from states saved before the cycles canisters: no balances.
+    #[serde(default)]
+    cycles_ledger: Vec<(Account, u128)>,
+    #[serde(default)]
+    cycles_ledger_next_block: u64,
+    #[serde(default)]
+    subnet_id: Option<Principal>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -73,6 +86,28 @@ struct SavedCanister {
     balance: u128,
     certified_data: ByteBuf,
     logs: Vec<String>,
+    /// The fields below are absent from states saved before they were
+    /// kept: the IC's defaults, running, an empty log then.
+    #[serde(default)]
+    status: RunStatus,
+    #[serde(default)]
+    stop_waiters: Vec<Origin>,
+    /// Candid of the settings (`DefiniteCanisterSettings`).
+    #[serde(default)]
+    settings: Option<ByteBuf>,
+    #[serde(default)]
+    log: LogBuffer,
+    #[serde(default)]
+    snapshots: Vec<SavedSnapshot>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedSnapshot {
+    id: ByteBuf,
+    taken_at: u64,
+    instance: Option<SavedInstance>,
+    stable: ByteBuf,
+    certified_data: ByteBuf,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -117,6 +152,33 @@ impl Devnet {
                 balance: c.balance,
                 certified_data: ByteBuf::from(c.certified_data.clone()),
                 logs: c.logs.clone(),
+                status: c.status,
+                stop_waiters: c.stop_waiters.clone(),
+                settings: Some(ByteBuf::from(
+                    candid::encode_one(&c.settings)
+                        .map_err(|e| err(format!("canister {id}: encoding settings: {e}")))?,
+                )),
+                log: c.log.clone(),
+                snapshots: c
+                    .snapshots
+                    .iter()
+                    .map(|snap| SavedSnapshot {
+                        id: ByteBuf::from(snap.id.clone()),
+                        taken_at: snap.taken_at,
+                        instance: snap.instance.as_ref().map(|(code, memory, globals)| {
+                            modules
+                                .entry(ByteBuf::from(code.hash.to_vec()))
+                                .or_insert_with(|| ByteBuf::from(code.wasm.to_vec()));
+                            SavedInstance {
+                                module: ByteBuf::from(code.hash.to_vec()),
+                                memory: ByteBuf::from(memory.clone()),
+                                globals: globals.clone(),
+                            }
+                        }),
+                        stable: ByteBuf::from(snap.stable.contents().to_vec()),
+                        certified_data: ByteBuf::from(snap.certified_data.clone()),
+                    })
+                    .collect(),
             });
         }
         let saved = SavedDevnet {
@@ -139,6 +201,9 @@ impl Devnet {
                 .map(|(k, v)| (*k, v.clone()))
                 .collect(),
             ingress: self.ingress.iter().map(|(k, v)| (*k, v.clone())).collect(),
+            cycles_ledger: self.ledger.entries().0,
+            cycles_ledger_next_block: self.ledger.entries().1,
+            subnet_id: Some(self.subnet_id),
         };
         let mut out = Vec::new();
         ciborium::into_writer(&saved, &mut out)
@@ -182,10 +247,43 @@ impl Devnet {
             };
             let stable = StableMemory::from_saved(c.stable.into_vec(), dn.config.max_stable_pages)
                 .map_err(|e| err(format!("canister {}: {e}", c.id)))?;
+            let mut snapshots = Vec::with_capacity(c.snapshots.len());
+            for snap in c.snapshots {
+                let instance = match snap.instance {
+                    Some(inst) => {
+                        let code = codes.get(&inst.module[..]).ok_or_else(|| {
+                            err(format!("canister {}: a snapshot's module is missing", c.id))
+                        })?;
+                        Some((code.clone(), inst.memory.into_vec(), inst.globals))
+                    }
+                    None => None,
+                };
+                snapshots.push(CanisterSnapshot {
+                    id: snap.id.into_vec(),
+                    taken_at: snap.taken_at,
+                    instance,
+                    stable: StableMemory::from_saved(
+                        snap.stable.into_vec(),
+                        dn.config.max_stable_pages,
+                    )
+                    .map_err(|e| err(format!("canister {}: snapshot: {e}", c.id)))?,
+                    certified_data: snap.certified_data.into_vec(),
+                });
+            }
+            let settings = match c.settings {
+                Some(bytes) => candid::decode_one(&bytes)
+                    .map_err(|e| err(format!("canister {}: decoding settings: {e}", c.id)))?,
+                None => crate::management::default_settings(),
+            };
             dn.canisters.insert(
                 c.id,
                 Canister {
                     controllers: c.controllers,
+                    settings,
+                    status: c.status,
+                    stop_waiters: c.stop_waiters,
+                    log: c.log,
+                    snapshots,
                     live,
                     stable,
                     global_timer: c.global_timer,
@@ -204,6 +302,10 @@ impl Devnet {
         dn.call_contexts = saved.call_contexts.into_iter().collect();
         dn.callbacks = saved.callbacks.into_iter().collect();
         dn.ingress = saved.ingress.into_iter().collect();
+        dn.ledger = CyclesLedger::from_entries(saved.cycles_ledger, saved.cycles_ledger_next_block);
+        if let Some(subnet) = saved.subnet_id {
+            dn.subnet_id = subnet;
+        }
         Ok(dn)
     }
 }

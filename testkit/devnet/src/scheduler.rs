@@ -8,7 +8,7 @@
 use candid::Principal;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Reject, RejectCode};
+use crate::error::{ErrorCode, Reject, RejectCode, trap_reject};
 use crate::faults::{self, FaultKind};
 use crate::instance::{Entry, Keep, Outcome};
 use crate::system_api::{EntryKind, ExecContext, MAX_PAYLOAD, Response};
@@ -26,6 +26,10 @@ pub(crate) enum Origin {
 /// A call context: an incoming call being handled by a canister.
 #[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct CallContext {
+    /// The canister handling the call (states saved before it was kept
+    /// read as the anonymous principal: only stopping looks at it).
+    #[serde(default = "Principal::anonymous")]
+    canister: Principal,
     origin: Origin,
     responded: bool,
     outstanding: usize,
@@ -33,6 +37,13 @@ pub(crate) struct CallContext {
     cycles: u128,
     deadline: u64,
     caller: Principal,
+}
+
+impl CallContext {
+    /// The canister handling the call.
+    pub fn canister(&self) -> Principal {
+        self.canister
+    }
 }
 
 /// An outstanding outgoing call of a canister.
@@ -119,10 +130,11 @@ impl Devnet {
                 format!("ingress payload of {} bytes exceeds 2 MiB", arg.len()),
             ));
         }
-        if canister == Principal::management_canister() {
+        if canister == Principal::management_canister() || self.is_cycles_canister(canister) {
             let id = MessageId(self.fresh_id());
-            let result = self.management_call(sender, method, &arg);
-            self.ingress.insert(id, IngressStatus::Done(result));
+            let origin = Origin::Ingress(id);
+            self.ingress.insert(id, IngressStatus::Pending);
+            self.system_request(sender, canister, method, arg, origin, 0);
             return Ok(id);
         }
         if let Err(e) = self.check_method(canister, method, "update") {
@@ -130,6 +142,7 @@ impl Devnet {
             self.check_method(canister, method, "query")
                 .map_err(|_| e)?;
         }
+        self.require_running(canister)?;
         self.inspect(canister, sender, method, &arg)?;
         Ok(self.enqueue_ingress(canister, sender, method, arg))
     }
@@ -146,6 +159,7 @@ impl Devnet {
         arg: Vec<u8>,
     ) -> Result<Vec<u8>, Reject> {
         self.check_method(canister, method, "update")?;
+        self.require_running(canister)?;
         let id = self.enqueue_ingress(canister, sender, method, arg);
         self.await_call(id)
     }
@@ -252,7 +266,14 @@ impl Devnet {
                 format!("query payload of {} bytes exceeds 2 MiB", arg.len()),
             ));
         }
+        if canister == Principal::management_canister() {
+            return self.management_query(sender, method, &arg);
+        }
+        if self.is_cycles_canister(canister) {
+            return self.cycles_query(canister, method, &arg);
+        }
         self.check_method(canister, method, "query")?;
+        self.require_running(canister)?;
         let mut ctx = self.message_context(canister, EntryKind::Query, sender, method, arg);
         ctx.data_certificate = certificate;
         self.run_query(canister, ctx, "Canister did not reply to the call")
@@ -288,10 +309,12 @@ impl Devnet {
         let entry = format!("canister_query {}", ctx.method);
         let out = self.execute(canister, &entry, ctx, limit, Keep::Nothing);
         match (out.trap, out.ctx.response) {
-            (Some(t), _) => Err(Reject::new(RejectCode::CanisterError, t)),
+            (Some(t), _) => Err(trap_reject(t)),
             (None, Some(Response::Reply(r))) => Ok(r),
-            (None, Some(Response::Reject(m))) => Err(Reject::new(RejectCode::CanisterReject, m)),
-            (None, None) => Err(Reject::new(RejectCode::CanisterError, no_reply)),
+            (None, Some(Response::Reject(m))) => {
+                Err(Reject::error(ErrorCode::CanisterRejectedMessage, m))
+            }
+            (None, None) => Err(Reject::error(ErrorCode::CanisterDidNotReply, no_reply)),
         }
     }
 
@@ -301,23 +324,21 @@ impl Devnet {
         method: &str,
         kind: &str,
     ) -> Result<(), Reject> {
-        let c = self.canisters.get(&canister).ok_or_else(|| {
-            Reject::new(
-                RejectCode::DestinationInvalid,
-                format!("Canister {canister} not found"),
-            )
-        })?;
+        let c = self
+            .canisters
+            .get(&canister)
+            .ok_or_else(|| crate::management::not_found(canister))?;
         let code = c.code().ok_or_else(|| {
-            Reject::new(
-                RejectCode::DestinationInvalid,
+            Reject::error(
+                ErrorCode::CanisterWasmModuleNotFound,
                 format!("Canister {canister} contains no Wasm module"),
             )
         })?;
         if code.exports(&format!("canister_{kind} {method}")) {
             Ok(())
         } else {
-            Err(Reject::new(
-                RejectCode::DestinationInvalid,
+            Err(Reject::error(
+                ErrorCode::CanisterMethodNotFound,
                 format!("Canister {canister} has no {kind} method '{method}'"),
             ))
         }
@@ -349,12 +370,12 @@ impl Devnet {
             Keep::Nothing,
         );
         match out.trap {
-            Some(t) => Err(Reject::new(
-                RejectCode::CanisterReject,
+            Some(t) => Err(Reject::error(
+                ErrorCode::CanisterRejectedMessage,
                 format!("Canister {canister} rejected the message in inspect_message: {t}"),
             )),
-            None if !out.ctx.accepted_message => Err(Reject::new(
-                RejectCode::CanisterReject,
+            None if !out.ctx.accepted_message => Err(Reject::error(
+                ErrorCode::CanisterRejectedMessage,
                 format!("Canister {canister} did not accept the message '{method}'"),
             )),
             None => Ok(()),
@@ -370,6 +391,11 @@ impl Devnet {
         ctx.controllers = c.controllers.clone();
         ctx.version = c.version;
         ctx.balance = c.balance;
+        ctx.run_status = match c.status {
+            crate::RunStatus::Running => 1,
+            crate::RunStatus::Stopping => 2,
+            crate::RunStatus::Stopped => 3,
+        };
         ctx
     }
 
@@ -398,13 +424,19 @@ impl Devnet {
         let engine = self.engine.clone();
         let c = self.canisters.get_mut(&canister).expect("canister exists");
         let live = c.live.as_mut().expect("canister has code");
+        let replicated = keep != Keep::Nothing;
         let mut out = live.run(&engine, &mut c.stable, entry, ctx, limit, keep);
         if self.config.print_debug {
             for line in &out.ctx.logs {
                 eprintln!("[{canister}] {line}");
             }
         }
-        c.logs.append(&mut out.ctx.logs);
+        if replicated {
+            c.append_logs(self.time, &mut out.ctx.logs, out.trap.as_deref());
+        } else {
+            // As on the IC, queries leave no log records.
+            c.logs.append(&mut out.ctx.logs);
+        }
         self.record(canister, label, out.instructions, out.trap.clone());
         out
     }
@@ -445,6 +477,7 @@ impl Devnet {
             .filter(|(_, c)| {
                 c.global_timer != 0
                     && c.global_timer <= now
+                    && c.status == crate::RunStatus::Running
                     && c.code()
                         .is_some_and(|code| code.exports("canister_global_timer"))
             })
@@ -460,6 +493,7 @@ impl Devnet {
             self.call_contexts.insert(
                 cc,
                 CallContext {
+                    canister: *canister,
                     origin: Origin::System,
                     responded: true,
                     outstanding: 0,
@@ -498,7 +532,12 @@ impl Devnet {
     }
 
     /// Sends a response to whoever waits on `origin`.
-    fn respond_to(&mut self, origin: Origin, result: Result<Vec<u8>, Reject>, refund: u128) {
+    pub(crate) fn respond_to(
+        &mut self,
+        origin: Origin,
+        result: Result<Vec<u8>, Reject>,
+        refund: u128,
+    ) {
         match origin {
             Origin::Ingress(id) => {
                 self.ingress.insert(id, IngressStatus::Done(result));
@@ -542,21 +581,11 @@ impl Devnet {
                 None => {}
             }
         }
-        if callee == Principal::management_canister() {
-            if method == "http_request" {
-                let (result, refund) = self.http_outcall(caller, &arg, cycles);
-                return self.respond_to(origin, result, refund);
-            }
-            if method == "vetkd_derive_key" {
-                let (result, refund) = self.vetkd_derive_key(caller, &arg, cycles);
-                return self.respond_to(origin, result, refund);
-            }
-            if method == "vetkd_public_key" {
-                let result = crate::vetkd::VetKdKeys::devnet().public_key_reply(caller, &arg);
-                return self.respond_to(origin, result, cycles);
-            }
-            let result = self.management_call(caller, &method, &arg);
-            return self.respond_to(origin, result, cycles);
+        if callee == Principal::management_canister() || self.is_cycles_canister(callee) {
+            return self.system_request(caller, callee, &method, arg, origin, cycles);
+        }
+        if let Err(reject) = self.require_running(callee) {
+            return self.respond_to(origin, Err(reject), cycles);
         }
         if let Err(reject) = self.check_method(callee, &method, "update") {
             let is_query = self.check_method(callee, &method, "query").is_ok();
@@ -572,6 +601,7 @@ impl Devnet {
         self.call_contexts.insert(
             cc,
             CallContext {
+                canister: callee,
                 origin,
                 responded: false,
                 outstanding: 0,
@@ -668,7 +698,7 @@ impl Devnet {
                 && !cc.responded
                 && cc.outstanding == 0
             {
-                self.respond(cc_id, Err(Reject::new(RejectCode::CanisterError, t)));
+                self.respond(cc_id, Err(trap_reject(t)));
             }
         } else {
             let ctx = out.ctx;
@@ -711,9 +741,10 @@ impl Devnet {
             }
             match ctx.response {
                 Some(Response::Reply(r)) => self.respond(cc_id, Ok(r)),
-                Some(Response::Reject(m)) => {
-                    self.respond(cc_id, Err(Reject::new(RejectCode::CanisterReject, m)))
-                }
+                Some(Response::Reject(m)) => self.respond(
+                    cc_id,
+                    Err(Reject::error(ErrorCode::CanisterRejectedMessage, m)),
+                ),
                 None => {}
             }
         }
@@ -721,7 +752,7 @@ impl Devnet {
     }
 
     /// Closes the call context if nothing can answer it any more.
-    fn finish_without_execution(&mut self, _canister: Principal, cc_id: u64) {
+    fn finish_without_execution(&mut self, canister: Principal, cc_id: u64) {
         let Some(cc) = self.call_contexts.get(&cc_id) else {
             return;
         };
@@ -734,8 +765,8 @@ impl Devnet {
             self.call_contexts.remove(&cc_id);
             self.respond_to(
                 origin,
-                Err(Reject::new(
-                    RejectCode::CanisterError,
+                Err(Reject::error(
+                    ErrorCode::CanisterDidNotReply,
                     "Canister did not reply to the call",
                 )),
                 refund,
@@ -743,6 +774,40 @@ impl Devnet {
         } else {
             self.call_contexts.remove(&cc_id);
         }
+        self.call_context_closed(canister);
+    }
+
+    /// A request to the management canister or a cycles canister (answered
+    /// natively, at once unless it is a `stop_canister` that must wait).
+    fn system_request(
+        &mut self,
+        caller: Principal,
+        callee: Principal,
+        method: &str,
+        arg: Vec<u8>,
+        origin: Origin,
+        cycles: u128,
+    ) {
+        if callee != Principal::management_canister() {
+            let (result, refund) = self.cycles_call(caller, callee, method, &arg, cycles);
+            return self.respond_to(origin, result, refund);
+        }
+        let is_canister = matches!(origin, Origin::Canister(_));
+        let (result, refund) = match method {
+            "http_request" if is_canister => self.http_outcall(caller, &arg, cycles),
+            "vetkd_derive_key" if is_canister => self.vetkd_derive_key(caller, &arg, cycles),
+            "vetkd_public_key" if is_canister => (
+                crate::vetkd::VetKdKeys::devnet().public_key_reply(caller, &arg),
+                cycles,
+            ),
+            "deposit_cycles" => self.deposit_cycles(&arg, cycles),
+            "stop_canister" => match self.stop_request(caller, &arg, origin) {
+                Some(result) => (result, cycles),
+                None => return,
+            },
+            _ => (self.management_call(caller, method, &arg), cycles),
+        };
+        self.respond_to(origin, result, refund)
     }
 
     fn respond(&mut self, cc_id: u64, result: Result<Vec<u8>, Reject>) {

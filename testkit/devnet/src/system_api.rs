@@ -111,6 +111,8 @@ pub(crate) struct ExecContext {
     pub controllers: Vec<Principal>,
     pub version: u64,
     pub balance: u128,
+    /// `ic0.canister_status`: 1 running, 2 stopping, 3 stopped.
+    pub run_status: u32,
     pub cycles_available: u128,
     pub cycles_refunded: u128,
     pub accepted_message: bool,
@@ -144,6 +146,7 @@ impl ExecContext {
             controllers: Vec::new(),
             version: 0,
             balance: 0,
+            run_status: 1,
             cycles_available: 0,
             cycles_refunded: 0,
             accepted_message: false,
@@ -476,8 +479,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     add_u128(linker, "canister_liquid_cycle_balance128", |ctx| {
         ctx.balance
     })?;
-    // Stopping and stopped canisters are not modelled: always running.
-    linker.func_wrap("ic0", "canister_status", |_c: Caller<'_, Host>| 1u32)?;
+    linker.func_wrap("ic0", "canister_status", |c: Caller<'_, Host>| {
+        c.data().ctx.run_status
+    })?;
     linker.func_wrap("ic0", "canister_version", |c: Caller<'_, Host>| {
         c.data().ctx.version
     })?;

@@ -5,7 +5,7 @@ mod common;
 
 use candid::{Encode, Principal};
 use common::*;
-use devnet::{Devnet, InstallError, RejectCode};
+use devnet::{Devnet, ErrorCode, InstallError, RejectCode};
 
 #[test]
 fn update_persists_and_query_reads() {
@@ -65,13 +65,18 @@ fn explicit_reject_and_missing_method() {
         .update_call(c, user(), "reject_with", Encode!(&"nope").unwrap())
         .unwrap_err();
     assert_eq!(err.code, RejectCode::CanisterReject);
+    assert_eq!(err.error_code, Some(ErrorCode::CanisterRejectedMessage));
     assert_eq!(err.message, "nope");
+    // As on the IC: a missing method is the canister's error (IC0536), a
+    // missing canister an invalid destination (IC0301).
     let err = dn.update_call(c, user(), "no_such", no_args()).unwrap_err();
-    assert_eq!(err.code, RejectCode::DestinationInvalid);
+    assert_eq!(err.code, RejectCode::CanisterError);
+    assert_eq!(err.error_code, Some(ErrorCode::CanisterMethodNotFound));
     let err = dn
         .update_call(Principal::from_slice(&[9; 10]), user(), "inc", no_args())
         .unwrap_err();
     assert_eq!(err.code, RejectCode::DestinationInvalid);
+    assert_eq!(err.error_code, Some(ErrorCode::CanisterNotFound));
 }
 
 #[test]

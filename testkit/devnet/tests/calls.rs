@@ -93,7 +93,7 @@ fn reject_codes_of_ordinary_failures() {
     ));
     assert!(matches!(
         call(&mut dn, a, b, "nope", None),
-        CallOutcome::Reject(3, _)
+        CallOutcome::Reject(5, _)
     ));
     assert!(matches!(
         call(&mut dn, a, b, "trap_now", None),

@@ -239,7 +239,7 @@ async fn call<const SUBNET: bool>(
         let response = TransportCallResponse::NonReplicatedRejection(RejectResponse {
             reject_code: ic_transport_types::RejectCode::try_from(reject.code as u64)
                 .unwrap_or(ic_transport_types::RejectCode::SysTransient),
-            error_code: Some(error_code(&reject).to_string()),
+            error_code: error_code(&reject),
             reject_message: reject.message,
         });
         return Ok(cbor(StatusCode::OK, cbor_self_describing(&response)));

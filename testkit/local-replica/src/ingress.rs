@@ -136,27 +136,15 @@ pub fn status_tree(state: &IngressState) -> Tree {
             tree.insert(&[b"status"], b"rejected".to_vec());
             tree.insert(&[b"reject_code"], leb128(reject.code as u64));
             tree.insert(&[b"reject_message"], reject.message.clone().into_bytes());
-            tree.insert(&[b"error_code"], error_code(reject).as_bytes().to_vec());
+            if let Some(code) = error_code(reject) {
+                tree.insert(&[b"error_code"], code.into_bytes());
+            }
         }
     }
     tree
 }
 
-/// The IC's error code (`IC0xxx`) closest to a devnet reject.
-pub fn error_code(reject: &Reject) -> &'static str {
-    use devnet::RejectCode::*;
-    let m = reject.message.as_str();
-    match reject.code {
-        SysFatal => "IC0101",
-        SysTransient => "IC0201",
-        DestinationInvalid if m.contains("no Wasm module") => "IC0537",
-        DestinationInvalid if m.contains("method") => "IC0536",
-        DestinationInvalid => "IC0301",
-        CanisterReject => "IC0406",
-        CanisterError if m.contains("did not reply") => "IC0506",
-        CanisterError if m.contains("instruction") => "IC0522",
-        CanisterError if m.contains("controller") => "IC0512",
-        CanisterError => "IC0503",
-        SysUnknown => "IC0601",
-    }
+/// The IC's error code (`IC0xxx`) of a devnet reject, if the IC gives one.
+pub fn error_code(reject: &Reject) -> Option<String> {
+    reject.error_code.map(|e| e.to_string())
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use candid::Principal;
 use clap::Parser;
-use devnet::{Devnet, DevnetConfig};
+use devnet::{Devnet, DevnetConfig, cycles_account};
 use local_replica::{Server, ServerConfig};
 
 /// A local Internet Computer for development: real canister .wasm files run
@@ -55,6 +55,28 @@ struct Args {
     /// Seconds between saves of the state to --state-dir.
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     checkpoint_secs: u64,
+    /// Credit AMOUNT cycles to PRINCIPAL's default account on the cycles
+    /// ledger at start (repeatable; a new state only, not a loaded one).
+    #[arg(long = "cycles", value_name = "PRINCIPAL=AMOUNT", value_parser = parse_cycles)]
+    cycles: Vec<(Principal, u128)>,
+    /// Do not pre-fund the anonymous principal's cycles ledger account
+    /// with 2^127 - 1 cycles (as PocketIC does, and icp-cli expects).
+    #[arg(long)]
+    no_anonymous_cycles: bool,
+}
+
+/// `PRINCIPAL=AMOUNT` of `--cycles`; the amount may hold `_` separators.
+fn parse_cycles(spec: &str) -> Result<(Principal, u128), String> {
+    let (principal, amount) = spec
+        .split_once('=')
+        .ok_or_else(|| format!("--cycles {spec}: expected PRINCIPAL=AMOUNT"))?;
+    let principal = Principal::from_text(principal)
+        .map_err(|e| format!("--cycles {spec}: invalid principal: {e}"))?;
+    let amount = amount
+        .replace('_', "")
+        .parse::<u128>()
+        .map_err(|e| format!("--cycles {spec}: invalid amount: {e}"))?;
+    Ok((principal, amount))
 }
 
 fn parse_seed(hex_seed: &str) -> anyhow::Result<[u8; 32]> {
@@ -149,10 +171,17 @@ async fn main() -> anyhow::Result<()> {
         args.controllers.clone()
     };
 
-    let devnet = Devnet::with_config(DevnetConfig {
+    let mut devnet = Devnet::with_config(DevnetConfig {
         print_debug: args.print_debug,
         ..DevnetConfig::default()
     });
+    // Applies to a new state only: a loaded one keeps its balances.
+    if !args.no_anonymous_cycles {
+        devnet.mint_cycles(cycles_account(Principal::anonymous()), i128::MAX as u128);
+    }
+    for (owner, amount) in &args.cycles {
+        devnet.mint_cycles(cycles_account(*owner), *amount);
+    }
     let config = ServerConfig {
         addr: SocketAddr::new(args.host, args.port),
         time_speed: args.time_speed,

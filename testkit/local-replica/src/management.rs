@@ -1,19 +1,18 @@
 //! The management canister (`aaaaa-aa`) as deployment tools see it over
-//! HTTP. The devnet library implements creation, installation, settings and
-//! randomness; this module adds what tools call on top (the full
-//! `canister_status` record, the chunk store and `install_chunked_code`,
-//! `provisional_top_up_canister`, and `start_canister`/`stop_canister`, which
-//! are accepted but change nothing: the devnet has no stopped state).
+//! HTTP. The devnet library implements creation, installation, settings,
+//! status, stopping, starting, deleting, logs and randomness; this module
+//! adds what tools call on top (the chunk store and its size in
+//! `canister_status`, `install_chunked_code`, `provisional_top_up_canister`,
+//! `canister_metadata`).
 
 use std::collections::{BTreeMap, HashMap};
 
 use candid::{CandidType, Decode, Deserialize, Encode, Nat, Principal};
-use devnet::{Devnet, InstallError, InstallMode, Reject, RejectCode, UpgradeFlags};
+use devnet::{Devnet, ErrorCode, InstallError, InstallMode, MessageId, Reject, UpgradeFlags};
 use ic_management_canister_types::{
     CanisterIdRecord, CanisterInstallMode, CanisterMetadataArgs, CanisterMetadataResult,
-    CanisterStatusResult, CanisterStatusType, ChunkHash, DefiniteCanisterSettings,
-    InstallChunkedCodeArgs, LogVisibility, MemoryMetrics, ProvisionalTopUpCanisterArgs, QueryStats,
-    SnapshotVisibility, StatusVisibility, UploadChunkArgs,
+    CanisterStatusResult, ChunkHash, InstallChunkedCodeArgs, ProvisionalTopUpCanisterArgs,
+    UploadChunkArgs,
 };
 use sha2::{Digest, Sha256};
 
@@ -43,22 +42,38 @@ impl ManagementState {
     }
 }
 
-fn reject(code: RejectCode, message: impl Into<String>) -> Reject {
-    Reject::new(code, message)
+fn reject(code: ErrorCode, message: impl Into<String>) -> Reject {
+    Reject::error(code, message)
 }
 
 fn bad_arg(e: candid::Error) -> Reject {
     reject(
-        RejectCode::CanisterReject,
-        format!("invalid management canister argument: {e}"),
+        ErrorCode::InvalidManagementPayload,
+        format!("Error decoding candid: {e}"),
+    )
+}
+
+fn not_found(canister: Principal) -> Reject {
+    reject(
+        ErrorCode::CanisterNotFound,
+        format!("Canister {canister} not found"),
     )
 }
 
 fn install_reject(e: InstallError) -> Reject {
-    let code = match e {
-        InstallError::CanisterNotFound(_) => RejectCode::DestinationInvalid,
-        InstallError::Trapped(_) | InstallError::NotController(_) => RejectCode::CanisterError,
-        _ => RejectCode::CanisterReject,
+    let code = match &e {
+        InstallError::CanisterNotFound(c) => return not_found(*c),
+        InstallError::NotController(_) => ErrorCode::CanisterInvalidController,
+        InstallError::Trapped(t) if t.contains("`ic0.trap`") => ErrorCode::CanisterCalledTrap,
+        InstallError::Trapped(t) if t.contains("instruction limit") => {
+            ErrorCode::CanisterInstructionLimitExceeded
+        }
+        InstallError::Trapped(_) => ErrorCode::CanisterTrapped,
+        InstallError::UnsupportedImport(_) | InstallError::InvalidModule(_) => {
+            ErrorCode::CanisterInvalidWasm
+        }
+        InstallError::WrongMode(m) if m.contains("already has") => ErrorCode::CanisterNonEmpty,
+        InstallError::WrongMode(_) => ErrorCode::CanisterWasmModuleNotFound,
     };
     reject(code, e.to_string())
 }
@@ -69,13 +84,10 @@ fn require_controller(
     canister: Principal,
 ) -> Result<(), Reject> {
     match devnet.controllers(canister) {
-        None => Err(reject(
-            RejectCode::DestinationInvalid,
-            format!("Canister {canister} not found"),
-        )),
+        None => Err(not_found(canister)),
         Some(c) if !c.contains(&caller) => Err(reject(
-            RejectCode::CanisterError,
-            format!("Only the controllers of canister {canister} can call this method"),
+            ErrorCode::CanisterInvalidController,
+            format!("Only the controllers of the canister {canister} can control it."),
         )),
         Some(_) => Ok(()),
     }
@@ -85,9 +97,43 @@ fn encode<T: CandidType>(value: &T) -> Vec<u8> {
     Encode!(value).expect("encoding a management reply")
 }
 
-/// Handles an ingress call to the management canister from `sender`. Every
-/// method answers at once.
+/// The answer of an ingress call to the management canister.
+pub enum Answer {
+    /// Answered at once.
+    Now(Result<Vec<u8>, Reject>),
+    /// Answered later by the devnet (a `stop_canister` waiting for the
+    /// canister's calls to finish): poll the message.
+    Later(MessageId),
+}
+
+/// Handles an ingress call to the management canister from `sender`.
 pub fn call(
+    devnet: &mut Devnet,
+    chunks: &mut ManagementState,
+    sender: Principal,
+    method: &str,
+    arg: &[u8],
+) -> Answer {
+    match method {
+        "stop_canister" => {
+            match devnet.submit_call(
+                Principal::management_canister(),
+                sender,
+                method,
+                arg.to_vec(),
+            ) {
+                Ok(id) => match devnet.ingress_status(id) {
+                    devnet::IngressStatus::Pending => Answer::Later(id),
+                    _ => Answer::Now(devnet.await_call(id)),
+                },
+                Err(reject) => Answer::Now(Err(reject)),
+            }
+        }
+        _ => Answer::Now(call_at_once(devnet, chunks, sender, method, arg)),
+    }
+}
+
+fn call_at_once(
     devnet: &mut Devnet,
     chunks: &mut ManagementState,
     sender: Principal,
@@ -96,17 +142,16 @@ pub fn call(
 ) -> Result<Vec<u8>, Reject> {
     match method {
         "canister_status" => canister_status(devnet, chunks, sender, arg),
-        "start_canister" | "stop_canister" => {
-            controlled_canister(devnet, sender, arg)?;
-            Ok(encode(&()))
+        "delete_canister" => {
+            let canister = controlled_canister(devnet, sender, arg)?;
+            let reply = devnet_management(devnet, sender, method, arg)?;
+            chunks.stores.remove(&canister);
+            Ok(reply)
         }
         "provisional_top_up_canister" => {
             let args = Decode!(arg, ProvisionalTopUpCanisterArgs).map_err(bad_arg)?;
             if !devnet.canister_exists(args.canister_id) {
-                return Err(reject(
-                    RejectCode::DestinationInvalid,
-                    format!("Canister {} not found", args.canister_id),
-                ));
+                return Err(not_found(args.canister_id));
             }
             let amount = u128::try_from(args.amount.0).unwrap_or(u128::MAX);
             devnet.add_cycles(args.canister_id, amount);
@@ -117,14 +162,14 @@ pub fn call(
             require_controller(devnet, sender, args.canister_id)?;
             if args.chunk.len() > MAX_CHUNK {
                 return Err(reject(
-                    RejectCode::CanisterReject,
+                    ErrorCode::CanisterContractViolation,
                     format!("chunk of {} bytes exceeds 1 MiB", args.chunk.len()),
                 ));
             }
             let store = chunks.stores.entry(args.canister_id).or_default();
             if store.len() >= MAX_CHUNKS {
                 return Err(reject(
-                    RejectCode::CanisterReject,
+                    ErrorCode::CanisterContractViolation,
                     "the chunk store is full",
                 ));
             }
@@ -163,7 +208,7 @@ pub fn call(
                     })
                     .ok_or_else(|| {
                         reject(
-                            RejectCode::CanisterReject,
+                            ErrorCode::CanisterContractViolation,
                             format!(
                                 "chunk {} is not in the store of {store_canister}",
                                 hex::encode(hash)
@@ -174,7 +219,7 @@ pub fn call(
             }
             if Sha256::digest(&wasm).as_slice() != args.wasm_module_hash.as_slice() {
                 return Err(reject(
-                    RejectCode::CanisterReject,
+                    ErrorCode::CanisterContractViolation,
                     "the hash of the assembled module differs from wasm_module_hash",
                 ));
             }
@@ -201,8 +246,9 @@ pub fn call(
             }
             devnet_management(devnet, sender, method, arg)
         }
-        // Creation, update_settings, raw_rand, deposit_cycles:
-        // the devnet's own management canister, which answers at once.
+        // Creation, update_settings, start, uninstall, logs, raw_rand,
+        // deposit_cycles: the devnet's own management canister, which
+        // answers these at once.
         _ => devnet_management(devnet, sender, method, arg),
     }
 }
@@ -247,10 +293,7 @@ pub fn query(
     match method {
         "canister_status" => canister_status(devnet, chunks, sender, arg),
         "canister_metadata" => canister_metadata(devnet, chunks, sender, arg),
-        other => Err(reject(
-            RejectCode::DestinationInvalid,
-            format!("the devnet's management canister has no query method '{other}'"),
-        )),
+        _ => devnet.management_query(sender, method, arg),
     }
 }
 
@@ -260,8 +303,9 @@ fn canister_status(
     sender: Principal,
     arg: &[u8],
 ) -> Result<Vec<u8>, Reject> {
-    let canister = controlled_canister(devnet, sender, arg)?;
-    Ok(encode(&full_status(devnet, chunks, canister)))
+    let args = Decode!(arg, CanisterIdRecord).map_err(bad_arg)?;
+    devnet.require_status_viewer(sender, args.canister_id)?;
+    Ok(encode(&full_status(devnet, chunks, args.canister_id)))
 }
 
 fn canister_metadata(
@@ -274,7 +318,7 @@ fn canister_metadata(
     match metadata_section(devnet, state, sender, args.canister_id, &args.name)? {
         Some(value) => Ok(encode(&CanisterMetadataResult { value })),
         None => Err(reject(
-            RejectCode::DestinationInvalid,
+            ErrorCode::CanisterContractViolation,
             format!(
                 "Canister {} has no metadata section '{}'",
                 args.canister_id, args.name
@@ -315,64 +359,21 @@ fn install_mode(mode: CanisterInstallMode) -> InstallMode {
     }
 }
 
-/// `canister_status` with every field the IC returns, so that tools decoding
-/// the full record (ic-utils, dfx) accept it. Fields the devnet does not
-/// model hold the IC's defaults or zero.
+/// `canister_status` as the devnet reports it, with the size of the
+/// canister's chunk store, which this layer keeps.
 fn full_status(
     devnet: &Devnet,
     chunks: &ManagementState,
     canister: Principal,
 ) -> CanisterStatusResult {
-    let status = devnet.canister_status(canister).expect("checked to exist");
-    let stable = devnet.stable_memory_size(canister).unwrap_or(0);
+    let mut status = devnet.canister_status(canister).expect("checked to exist");
     let chunk_bytes: usize = chunks
         .stores
         .get(&canister)
         .map(|s| s.values().map(Vec::len).sum())
         .unwrap_or(0);
-    let memory_size = status.memory_size.clone();
-    CanisterStatusResult {
-        status: CanisterStatusType::Running,
-        ready_for_migration: false,
-        version: devnet.canister_version(canister).unwrap_or(0),
-        settings: DefiniteCanisterSettings {
-            controllers: status.settings.controllers,
-            compute_allocation: Nat::from(0u8),
-            memory_allocation: Nat::from(0u8),
-            freezing_threshold: Nat::from(2_592_000u32),
-            reserved_cycles_limit: Nat::from(5_000_000_000_000u64),
-            minimum_incoming_canister_call_cycles: Nat::from(0u8),
-            log_visibility: LogVisibility::Controllers,
-            log_memory_limit: Nat::from(4096u32),
-            snapshot_visibility: SnapshotVisibility::default(),
-            status_visibility: StatusVisibility::default(),
-            wasm_memory_limit: Nat::from(3u64 << 30),
-            wasm_memory_threshold: Nat::from(0u8),
-            environment_variables: Vec::new(),
-        },
-        module_hash: status.module_hash,
-        memory_size: memory_size.clone(),
-        memory_metrics: MemoryMetrics {
-            wasm_memory_size: memory_size - Nat::from(stable),
-            stable_memory_size: Nat::from(stable),
-            global_memory_size: Nat::from(0u8),
-            wasm_binary_size: Nat::from(0u8),
-            custom_sections_size: Nat::from(0u8),
-            canister_history_size: Nat::from(0u8),
-            wasm_chunk_store_size: Nat::from(chunk_bytes),
-            snapshots_size: Nat::from(0u8),
-            log_memory_store_size: Nat::from(0u8),
-        },
-        cycles: status.cycles,
-        reserved_cycles: Nat::from(0u8),
-        idle_cycles_burned_per_day: Nat::from(0u8),
-        query_stats: QueryStats {
-            num_calls_total: Nat::from(0u8),
-            num_instructions_total: Nat::from(0u8),
-            request_payload_bytes_total: Nat::from(0u8),
-            response_payload_bytes_total: Nat::from(0u8),
-        },
-    }
+    status.memory_metrics.wasm_chunk_store_size = Nat::from(chunk_bytes);
+    status
 }
 
 /// The canister a management call acts on, from its argument's

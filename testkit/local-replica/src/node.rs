@@ -164,6 +164,9 @@ impl Node {
         state_dir: Option<(StateDir, Duration)>,
     ) -> Self {
         devnet.set_time(SystemTime::now());
+        // The subnet ic-agent and icp-cli see: the CMC names it, read_state
+        // serves it.
+        devnet.set_subnet_id(keys.subnet_id());
         let clock = Clock {
             start: Instant::now(),
             start_nanos: devnet.time_nanos(),
@@ -356,19 +359,21 @@ impl Node {
             .devnet
             .set_time(UNIX_EPOCH + Duration::from_nanos(self.clock.now_nanos()));
         if canister == Principal::management_canister() {
-            let result = management::call(
+            let answer = management::call(
                 &mut state.devnet,
                 &mut state.management,
                 sender,
                 method,
                 &arg,
             );
-            record.state = match result {
-                Ok(reply) => IngressState::Replied(reply),
-                Err(reject) => IngressState::Rejected(reject),
+            record.state = match answer {
+                management::Answer::Now(Ok(reply)) => IngressState::Replied(reply),
+                management::Answer::Now(Err(reject)) => IngressState::Rejected(reject),
+                management::Answer::Later(id) => IngressState::Processing(id),
             };
             crate::ingress::log_answer(&rid, &record);
             state.ingress.insert(rid, record);
+            round(state, self.clock.now_nanos());
         } else {
             match state.devnet.submit_call(canister, sender, method, arg) {
                 Ok(id) => {
@@ -442,7 +447,7 @@ impl Node {
             Err(reject) => QueryResponse::Rejected {
                 reject: RejectResponse {
                     reject_code: transport_code(reject.code),
-                    error_code: Some(error_code(&reject).to_string()),
+                    error_code: error_code(&reject),
                     reject_message: reject.message,
                 },
                 signatures: Vec::new(),

@@ -37,14 +37,37 @@ async fn the_binary_installs_prints_its_url_and_serves() {
             "probe={}:(opt record {{ label = \"from the command line\" }})",
             wasm_path.display()
         ),
+        "--cycles".into(),
+        format!("{}=5_000_000", funded()),
     ])
     .expect("the binary starts");
     let canister = started.installed("installed");
+    assert_eq!(canister, devnet::FIRST_CANISTER_ID);
     let agent = started.agent().await;
     let label: String = query_as(&agent, canister, "label").await;
     assert_eq!(label, "from the command line");
     assert_eq!(update_as::<u64>(&agent, canister, "inc").await, 1);
+    // --cycles funds an account; the anonymous one is funded as PocketIC does.
+    assert_eq!(ledger_balance(&agent, funded()).await, 5_000_000);
+    assert_eq!(
+        ledger_balance(&agent, Principal::anonymous()).await,
+        i128::MAX as u128
+    );
     drop(started);
+}
+
+/// The principal `--cycles` funds.
+fn funded() -> Principal {
+    Principal::from_slice(&[0xf0; 29])
+}
+
+/// The cycles ledger balance of `owner`'s default account.
+async fn ledger_balance(agent: &Agent, owner: Principal) -> u128 {
+    let arg = candid::encode_one(devnet::cycles_account(owner)).unwrap();
+    let reply = common::query(agent, devnet::CYCLES_LEDGER_ID, "icrc1_balance_of", arg)
+        .await
+        .unwrap();
+    u128::try_from(candid::decode_one::<candid::Nat>(&reply).unwrap().0).unwrap()
 }
 
 /// A `devnet` process and what it printed on stdout before serving.

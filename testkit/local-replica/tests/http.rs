@@ -116,7 +116,9 @@ async fn install_query_update_reject_and_trap_over_http() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, AgentError::UncertifiedReject { reject, .. } if reject.reject_code == RejectCode::DestinationInvalid),
+        matches!(&err, AgentError::UncertifiedReject { reject, .. }
+            if reject.reject_code == RejectCode::CanisterError
+                && reject.error_code.as_deref() == Some("IC0536")),
         "{err:?}"
     );
 
