@@ -11,6 +11,7 @@ use candid_parser::utils::{CandidSource, instantiate_candid};
 use market_api::escrow::EscrowInit;
 use market_api::matcher::MatcherInit;
 use market_api::registry::RegistryInit;
+use sha2::Digest;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -158,4 +159,193 @@ fn icp_yaml_deploys_the_built_canisters() {
     }
     let build = read("scripts/build-canisters.sh");
     assert!(build.contains("target/canisters"));
+}
+
+/// The `icp` binary (icp-cli) the test script installs.
+fn icp_binary() -> PathBuf {
+    let path = std::env::var_os("ICP_CLI")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".tools/node_modules/@icp-sdk/icp-cli-linux-x64/bin/icp"));
+    assert!(
+        path.is_file(),
+        "icp-cli is not at {}: scripts/test.sh installs it (or set ICP_CLI)",
+        path.display()
+    );
+    path
+}
+
+/// Runs a script of the repository with icp-cli's home in `home`; returns
+/// its stderr, or panics with it if `succeed` does not match its status.
+fn run_script(home: &Path, script: &str, args: &[&str], succeed: bool) -> String {
+    let out = std::process::Command::new(root().join(script))
+        .args(args)
+        .env("ICP", icp_binary())
+        .env("ICP_HOME", home)
+        .env("DO_NOT_TRACK", "1")
+        .output()
+        .unwrap_or_else(|e| panic!("running {script}: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.success(),
+        succeed,
+        "{script} {args:?}: {}\n{stderr}",
+        out.status
+    );
+    stderr
+}
+
+fn ids(path: &Path) -> BTreeMap<String, Principal> {
+    std::fs::read_to_string(path)
+        .expect("the ids file")
+        .lines()
+        .map(|l| {
+            let (name, id) = l.split_once('=').expect("NAME=ID");
+            (name.to_string(), Principal::from_text(id).expect("an id"))
+        })
+        .collect()
+}
+
+/// `deploy.sh` and `upgrade.sh` with the real icp-cli against the devnet's
+/// HTTP server: the canisters are created through the cycles ledger,
+/// installed with the filled templates and wired to each other; a second
+/// deploy changes nothing; an upgrade stops, upgrades and starts the
+/// matcher with its state kept; an upgrade whose post_upgrade traps fails
+/// and leaves the old module running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deploy_and_upgrade_scripts_run_against_the_devnet() {
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let home = tmp.path().join("icp");
+    let icp = |args: &[&str]| {
+        let out = std::process::Command::new(icp_binary())
+            .args(args)
+            .env("ICP_HOME", &home)
+            .env("DO_NOT_TRACK", "1")
+            .output()
+            .expect("running icp");
+        assert!(out.status.success(), "icp {args:?}: {out:?}");
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    icp(&[
+        "identity",
+        "new",
+        "deployer",
+        "--storage",
+        "plaintext",
+        "-q",
+    ]);
+    let deployer =
+        Principal::from_text(icp(&["identity", "principal", "--identity", "deployer"]).trim())
+            .expect("the deployer's principal");
+
+    let server = local_replica::Server::start(
+        local_replica::ServerConfig {
+            addr: "127.0.0.1:0".parse().expect("an address"),
+            ..Default::default()
+        },
+        devnet::Devnet::new(),
+    )
+    .await
+    .expect("the devnet's HTTP server");
+    server.node().with_devnet(|dn| {
+        dn.mint_cycles(devnet::cycles_account(deployer), 100_000_000_000_000);
+    });
+    let url = server.url();
+    let ids_file = tmp.path().join("devnet.ids");
+    let ids_arg = ids_file.to_str().expect("a UTF-8 path");
+    let common = ["--url", &url, "--ids", ids_arg, "--identity", "deployer"];
+
+    let deploy = |home: PathBuf, common: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = std::iter::once("devnet")
+                .chain(common.iter().map(String::as_str))
+                .collect();
+            run_script(&home, "scripts/deploy.sh", &args, true)
+        })
+    };
+    let common_owned: Vec<String> = common.iter().map(|s| s.to_string()).collect();
+    deploy(home.clone(), common_owned.clone())
+        .await
+        .expect("deploy");
+    let deployed = ids(&ids_file);
+    assert_eq!(
+        deployed.keys().collect::<Vec<_>>(),
+        ["escrow", "ledger", "matcher", "registry"]
+    );
+
+    let config = |canister: Principal| {
+        server.node().with_devnet(|dn| {
+            dn.query_call(
+                canister,
+                deployer,
+                "get_config",
+                candid::encode_args(()).unwrap(),
+            )
+            .expect("get_config")
+        })
+    };
+    let matcher = Decode!(&config(deployed["matcher"]), MatcherInit).expect("MatcherInit");
+    assert_eq!(matcher.registry, deployed["registry"]);
+    assert_eq!(matcher.escrow, deployed["escrow"]);
+    assert_eq!(matcher.stake_ledger, deployed["ledger"]);
+    server.node().with_devnet(|dn| {
+        for (name, id) in &deployed {
+            assert_eq!(dn.controllers(*id), Some(vec![deployer]), "{name}");
+        }
+    });
+
+    // A second run finds every canister installed and changes nothing.
+    let again = deploy(home.clone(), common_owned.clone())
+        .await
+        .expect("deploy again");
+    assert!(again.contains("already has a module"), "{again}");
+    assert_eq!(ids(&ids_file), deployed);
+
+    let hash_of = |id: Principal| server.node().with_devnet(|dn| dn.module_hash(id));
+    let version_of = |id: Principal| server.node().with_devnet(|dn| dn.canister_version(id));
+    let matcher_id = deployed["matcher"];
+    let before = (hash_of(matcher_id), version_of(matcher_id));
+
+    let upgrade = |home: PathBuf, extra: Vec<String>, succeed: bool| {
+        let mut args: Vec<String> = vec!["devnet".into(), "matcher".into()];
+        args.extend(common_owned.clone());
+        args.extend(extra);
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run_script(&home, "scripts/upgrade.sh", &args, succeed)
+        })
+    };
+    upgrade(home.clone(), vec![], true).await.expect("upgrade");
+    let wasm = std::fs::read(root().join("target/canisters/matcher.wasm")).expect("matcher.wasm");
+    let built: [u8; 32] = sha2::Sha256::digest(&wasm).into();
+    assert_eq!(hash_of(matcher_id), Some(built));
+    assert!(version_of(matcher_id) > before.1, "the version moves on");
+    assert_eq!(
+        Decode!(&config(matcher_id), MatcherInit).expect("MatcherInit"),
+        matcher,
+        "the upgrade keeps the matcher's configuration"
+    );
+
+    // A module whose post_upgrade traps: the upgrade is rolled back and the
+    // script starts the old module again.
+    let broken = tmp.path().join("broken.wasm");
+    std::fs::write(
+        &broken,
+        wat::parse_str(r#"(module (func (export "canister_post_upgrade") unreachable))"#)
+            .expect("a module"),
+    )
+    .expect("writing the module");
+    let failed = upgrade(
+        home.clone(),
+        vec!["--wasm".into(), broken.to_str().expect("utf-8").into()],
+        false,
+    )
+    .await
+    .expect("the failing upgrade");
+    assert!(failed.contains("starting matcher again"), "{failed}");
+    assert_eq!(hash_of(matcher_id), Some(built), "the old module stays");
+    assert_eq!(
+        Decode!(&config(matcher_id), MatcherInit).expect("the matcher answers"),
+        matcher
+    );
+    server.shutdown().await.expect("shutdown");
 }

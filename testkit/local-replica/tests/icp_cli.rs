@@ -4,7 +4,7 @@
 //! it did to the devnet, not only by the exit status.
 //!
 //! The binary is found through `ICP_CLI`; `scripts/test.sh` installs it
-//! (npm `@icp-sdk/icp-cli-linux-x64@1.5.0` under `target/tools`) and sets it.
+//! (npm `@icp-sdk/icp-cli-linux-x64@1.5.0` under `.tools`) and sets it.
 
 mod common;
 
@@ -27,8 +27,8 @@ fn icp_binary() -> PathBuf {
     assert!(
         path.is_file(),
         "ICP_CLI must name the icp 1.5.0 binary (got {path:?}). scripts/test.sh installs it: \
-         npm install --prefix target/tools @icp-sdk/icp-cli-linux-x64@1.5.0, then \
-         ICP_CLI=target/tools/node_modules/@icp-sdk/icp-cli-linux-x64/bin/icp"
+         npm install --prefix .tools @icp-sdk/icp-cli-linux-x64@1.5.0, then \
+         ICP_CLI=.tools/node_modules/@icp-sdk/icp-cli-linux-x64/bin/icp"
     );
     path
 }

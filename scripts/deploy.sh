@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Deploys the market's canisters with icp-cli (`icp`): creates them, fills
+# the init arguments (deploy/init/*.args) with the network's values
+# (deploy/NETWORK.env) and the new canisters' ids, and installs the modules
+# scripts/build-canisters.sh built. The ids go to the ids file as NAME=ID
+# lines (deploy/NETWORK.ids unless --ids says otherwise), and a canister
+# already named there is kept, not created again.
+#
+#   scripts/deploy.sh devnet [--url http://127.0.0.1:4943]   # the devnet over HTTP
+#   scripts/deploy.sh ic                                    # mainnet
+#
+# Options: --url URL (devnet only), --ids FILE, --identity NAME (icp-cli's
+# identity; its default otherwise), --cycles N (cycles per new canister,
+# from the identity's cycles ledger account; icp-cli's default otherwise).
+# The caller's identity becomes the only controller: hand control to the
+# market's SNS afterwards (README, "Deploying").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+die() { echo "error: $*" >&2; exit 1; }
+
+NETWORK=${1:-}
+case "$NETWORK" in
+    devnet | ic) shift ;;
+    *) die "usage: scripts/deploy.sh devnet|ic [--url URL] [--ids FILE] [--identity NAME] [--cycles N]" ;;
+esac
+URL=http://127.0.0.1:4943
+IDS=deploy/$NETWORK.ids
+IDENTITY=()
+CYCLES=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --url) URL=$2; shift 2 ;;
+        --ids) IDS=$2; shift 2 ;;
+        --identity) IDENTITY=(--identity "$2"); shift 2 ;;
+        --cycles) CYCLES=(--cycles "$2"); shift 2 ;;
+        *) die "unknown option $1" ;;
+    esac
+done
+ICP=${ICP:-icp}
+command -v "$ICP" >/dev/null || die "icp-cli not found: npm install -g @icp-sdk/icp-cli, or set ICP"
+if [ "$NETWORK" = ic ]; then
+    TARGET=(-n ic)
+    CANISTERS=(registry escrow matcher)
+else
+    TARGET=(-n "$URL" -k fetch)
+    CANISTERS=(ledger registry escrow matcher)
+fi
+icp() { DO_NOT_TRACK=1 "$ICP" "$@"; }
+
+for c in "${CANISTERS[@]}"; do
+    [ -f "target/canisters/$c.wasm" ] || die "target/canisters/$c.wasm is missing: run scripts/build-canisters.sh"
+done
+
+# The network's values, then the ids already deployed.
+set -a
+# shellcheck source=/dev/null
+source "deploy/$NETWORK.env"
+set +a
+touch "$IDS"
+id_of() { sed -n "s/^$1=//p" "$IDS"; }
+
+DEPLOYER=$(icp identity principal "${IDENTITY[@]}")
+export DEPLOYER
+echo "deploying to $NETWORK as $DEPLOYER; ids in $IDS" >&2
+
+for c in "${CANISTERS[@]}"; do
+    if [ -z "$(id_of "$c")" ]; then
+        id=$(icp canister create --detached -q "${CYCLES[@]}" "${TARGET[@]}" "${IDENTITY[@]}")
+        [ -n "$id" ] || die "creating $c printed no id"
+        echo "$c=$id" >>"$IDS"
+        echo "created $c = $id" >&2
+    fi
+    upper=$(tr '[:lower:]-' '[:upper:]_' <<<"$c")
+    export "$upper=$(id_of "$c")"
+done
+[ "$NETWORK" = ic ] || export STAKE_LEDGER=$LEDGER
+
+# Fills ${NAME} from the environment; a name without a value is an error.
+fill() {
+    perl -pe 's/\$\{(\w+)\}/defined $ENV{$1} ? $ENV{$1} : die "deploy\/init: no value for \${$1}\n"/ge' "$1"
+}
+
+ARGS=$(mktemp -d)
+trap 'rm -rf "$ARGS"' EXIT
+for c in "${CANISTERS[@]}"; do
+    id=$(id_of "$c")
+    if icp canister status "$id" --json "${TARGET[@]}" "${IDENTITY[@]}" | grep -q '"module_hash": *"'; then
+        echo "$c ($id) already has a module: upgrade it with scripts/upgrade.sh" >&2
+        continue
+    fi
+    fill "deploy/init/$c.args" >"$ARGS/$c.args"
+    icp canister install "$id" --mode install --wasm "target/canisters/$c.wasm" \
+        --args-file "$ARGS/$c.args" -y "${TARGET[@]}" "${IDENTITY[@]}" >&2
+    echo "installed $c = $id" >&2
+done
+cat "$IDS"
