@@ -1,13 +1,12 @@
 //! Scenario tests of audits: the draw, the runs, the verdict and the money.
 
-use super::market::{buyer, market, node, offer, provider, spec};
+use super::market::{buyer, exited, market, node, offer, provider, spec};
 use crate::lifecycle::{Effect, Params, StakeOp, bond_for, record_key};
 use crate::market::Market;
 use candid::Principal;
 use ic_stable_structures::VectorMemory;
 use market_api::matcher::{
-    AuditVerdict, JobKind, JobResult, JobStatus, MatcherError, RunOutcome, SubmitResultArgs,
-    fuel_cost,
+    AuditVerdict, JobKind, JobResult, JobStatus, MatcherError, SubmitResultArgs, fuel_cost,
 };
 use market_api::registry::RecordEvent;
 use market_api::{JobId, Tokens};
@@ -177,11 +176,8 @@ impl World {
 
 fn result(output: u8) -> JobResult {
     JobResult {
-        outcome: RunOutcome::Exited { code: 0 },
-        output: vec![output; 4],
         output_sha256: [output; 32],
-        fuel_used: 4 * G,
-        engine: "wasmtime-48.0.8".into(),
+        ..exited(&[output; 4], 4 * G)
     }
 }
 

@@ -5,9 +5,11 @@ use crate::market::{Market, Memories};
 use candid::Principal;
 use canister_common::audit::Books;
 use ic_stable_structures::VectorMemory;
+use market_api::JobId;
 use market_api::matcher::{
     HeartbeatAck, HeartbeatItem, JobLimits, JobResult, JobSpec, JobStatus, MatcherError,
-    ModuleSource, OfferSpec, RunOutcome, SubmitResultArgs,
+    ModuleSource, OfferSpec, ReservationSpec, RunOutcome, ServiceLimits, ServiceSpec,
+    SubmitResultArgs,
 };
 
 const S: u64 = 1_000_000_000;
@@ -108,6 +110,70 @@ pub(crate) fn offer(price: u128) -> OfferSpec {
     }
 }
 
+/// A lease of `slots` for `intervals` minutes at up to 100 a slot and
+/// interval, rematched at most twice, with no service and no delegates.
+pub(crate) fn lease(slots: u32, intervals: u32) -> ReservationSpec {
+    ReservationSpec {
+        currency: None,
+        slots,
+        memory_mib: 128,
+        fuel_per_interval: 1_000_000,
+        interval_secs: 60,
+        intervals,
+        max_price_per_interval: 100,
+        ledger: icp(),
+        min_provider_stake: 0,
+        max_rematches: 2,
+        delegates: vec![],
+        service: None,
+    }
+}
+
+/// An HTTP service from a URL, with an env, one allowed host and an
+/// endpoint callback.
+pub(crate) fn service() -> ServiceSpec {
+    ServiceSpec {
+        sealed: None,
+        component: ModuleSource::Url {
+            url: "https://example.org/service.wasm".into(),
+            sha256: [2; 32],
+        },
+        env: vec![("API_KEY".into(), "secret".into())],
+        allowed_hosts: vec!["api.example.org".into()],
+        health_path: "/healthz".into(),
+        callback: Some("on_endpoint".into()),
+        limits: ServiceLimits::default(),
+        tcp: None,
+    }
+}
+
+/// A heartbeat of `attempt` of `job_id`, reporting `fuel_used` in all.
+pub(crate) fn beat(job_id: JobId, attempt: u32, fuel_used: u64) -> HeartbeatItem {
+    HeartbeatItem {
+        job_id,
+        attempt,
+        fuel_used,
+        endpoint: None,
+        tcp_address: None,
+    }
+}
+
+/// The current attempt of `job_id`.
+pub(crate) fn attempt(m: &Market<VectorMemory>, job_id: JobId) -> u32 {
+    m.job(job_id).unwrap().state.assignment.unwrap().attempt
+}
+
+/// A run that exited 0 with `output`, having used `fuel_used`.
+pub(crate) fn exited(output: &[u8], fuel_used: u64) -> JobResult {
+    JobResult {
+        outcome: RunOutcome::Exited { code: 0 },
+        output: output.to_vec(),
+        output_sha256: [0; 32],
+        fuel_used,
+        engine: "wasmtime-48.0.8".into(),
+    }
+}
+
 /// A market where provider 1 offers at 50 and a funded job paying up to 80,
 /// with `retries`, was matched to it.
 fn market_with_a_matched_job(retries: u32) -> (Market<VectorMemory>, u64) {
@@ -145,6 +211,25 @@ fn bond_taken(m: &mut Market<VectorMemory>, job_id: u64, effect: &Effect) {
     }
 }
 
+/// Performs every ready step as if its callee took it at once (a bond
+/// holds at `t` when taken); returns (job, effect) pairs in order.
+pub(crate) fn drain_at(m: &mut Market<VectorMemory>, t: u64) -> Vec<(JobId, Effect)> {
+    let mut all = vec![];
+    loop {
+        let ready = m.outbox.take_ready(u64::MAX, 1_000);
+        if ready.is_empty() {
+            return all;
+        }
+        for (seq, step) in ready {
+            m.outbox.complete(seq);
+            if let Effect::Bond { key, .. } = &step.effect {
+                m.bond_held(&P, t, step.job_id, key.attempt);
+            }
+            all.push((step.job_id, step.effect));
+        }
+    }
+}
+
 #[test]
 fn job_runs_misses_a_deadline_and_finishes_on_a_second_provider() {
     let mut m = market();
@@ -170,15 +255,7 @@ fn job_runs_misses_a_deadline_and_finishes_on_a_second_provider() {
 
     // The node acknowledges, then heartbeats one interval later, reporting
     // a billion fuel, and is paid for it into its pending balance.
-    let hb = |attempt, fuel_used| {
-        vec![HeartbeatItem {
-            job_id: id,
-            attempt,
-            fuel_used,
-            endpoint: None,
-            tcp_address: None,
-        }]
-    };
+    let hb = |attempt, fuel_used| vec![beat(id, attempt, fuel_used)];
     assert!(matches!(
         m.heartbeat(&P, S, node(1), &hb(1, 0)).unwrap()[0],
         HeartbeatAck::Accepted { .. }
@@ -235,13 +312,7 @@ fn job_runs_misses_a_deadline_and_finishes_on_a_second_provider() {
 
     // Provider 2 finishes it.
     m.heartbeat(&P, 160 * S, node(2), &hb(2, 0)).unwrap();
-    let result = JobResult {
-        outcome: RunOutcome::Exited { code: 0 },
-        output: b"done".to_vec(),
-        output_sha256: [0; 32],
-        fuel_used: G,
-        engine: "wasmtime-48.0.8".into(),
-    };
+    let result = exited(b"done", G);
     m.submit_result(
         &P,
         170 * S,
@@ -631,55 +702,22 @@ mod reservations {
         Principal::from_slice(&[0x50])
     }
 
+    /// A lease the delegate may run jobs in.
     fn lease(slots: u32, intervals: u32) -> ReservationSpec {
         ReservationSpec {
-            currency: None,
-            slots,
-            memory_mib: 128,
-            fuel_per_interval: 1_000_000,
-            interval_secs: 60,
-            intervals,
-            max_price_per_interval: 100,
-            ledger: icp(),
-            min_provider_stake: 0,
-            max_rematches: 2,
             delegates: vec![delegate()],
-            service: None,
+            ..super::lease(slots, intervals)
         }
     }
 
     /// Performs every ready step; returns (job id, effect) pairs.
     fn drain(m: &mut Market<VectorMemory>) -> Vec<(u64, Effect)> {
-        let mut all = vec![];
-        loop {
-            let ready = m.outbox.take_ready(u64::MAX, 1_000);
-            if ready.is_empty() {
-                return all;
-            }
-            for (seq, step) in ready {
-                m.outbox.complete(seq);
-                bond_taken(m, step.job_id, &step.effect);
-                all.push((step.job_id, step.effect));
-            }
-        }
+        drain_at(m, 0)
     }
 
     fn hb(m: &mut Market<VectorMemory>, t: u64, n: u8, job_id: u64) -> HeartbeatAck {
-        let attempt = m.job(job_id).unwrap().state.assignment.unwrap().attempt;
-        m.heartbeat(
-            &P,
-            t,
-            node(n),
-            &[HeartbeatItem {
-                job_id,
-                attempt,
-                fuel_used: 0,
-                endpoint: None,
-                tcp_address: None,
-            }],
-        )
-        .unwrap()
-        .remove(0)
+        let item = beat(job_id, attempt(m, job_id), 0);
+        m.heartbeat(&P, t, node(n), &[item]).unwrap().remove(0)
     }
 
     fn released_from(fx: &[(u64, Effect)], lock_job: u64) -> u128 {
@@ -693,13 +731,7 @@ mod reservations {
     }
 
     fn ok_result() -> JobResult {
-        JobResult {
-            outcome: RunOutcome::Exited { code: 0 },
-            output: b"ok".to_vec(),
-            output_sha256: [0; 32],
-            fuel_used: 1,
-            engine: "test".into(),
-        }
+        exited(b"ok", 1)
     }
 
     #[test]

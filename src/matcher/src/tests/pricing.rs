@@ -3,8 +3,8 @@
 //! slashes valued in the stake ledger's e8s. Expected amounts are worked
 //! out by hand in the comments, not with the code under test.
 
-use super::market::{icp, offer, spec};
-use super::perform::{BUYER, Fake, NODE, PROVIDER, S, events, heartbeat};
+use super::market::{exited, icp, offer, spec};
+use super::perform::{BUYER, Fake, NODE, PROVIDER, S, events, heartbeat, reservation_spec};
 use crate::endpoints;
 use crate::state::{mutate_state, read_state};
 use candid::Principal;
@@ -12,8 +12,8 @@ use futures::executor::block_on;
 use market_api::Tokens;
 use market_api::client::CallError;
 use market_api::matcher::{
-    ExtendReservationArgs, JobResult, JobSpec, JobStatus, MatcherError, MatcherEvent, ModuleSource,
-    OfferSpec, ReservationSpec, RunOutcome, ServiceLimits, ServiceSpec, SubmitResultArgs,
+    ExtendReservationArgs, JobSpec, JobStatus, MatcherError, MatcherEvent, ModuleSource, OfferSpec,
+    ReservationSpec, ServiceLimits, ServiceSpec, SubmitResultArgs,
 };
 use market_api::prices::cmc::{IcpXdrConversionRate, IcpXdrConversionRateResponse};
 use market_api::prices::xrc::{
@@ -283,13 +283,7 @@ fn an_xdr_bid_takes_only_xdr_offers_and_is_refunded_lock_minus_bill() {
     // It runs 5 billion fuel: billed 80,000 e8s.
     heartbeat(&rt, id, 0);
     rt.advance(60 * S);
-    let result = JobResult {
-        outcome: RunOutcome::Exited { code: 0 },
-        output: b"ok".to_vec(),
-        output_sha256: [0; 32],
-        fuel_used: 5 * G,
-        engine: "wasmtime-48.0.8".into(),
-    };
+    let result = exited(b"ok", 5 * G);
     endpoints::submit_result(
         &rt,
         NODE,
@@ -508,16 +502,8 @@ fn xdr_reservation(slots: u32, max_cycles_per_interval: u128) -> ReservationSpec
     ReservationSpec {
         currency: Some(Currency::Xdr),
         slots,
-        memory_mib: 64,
-        fuel_per_interval: 1_000_000,
-        interval_secs: 60,
-        intervals: 4,
         max_price_per_interval: max_cycles_per_interval,
-        ledger: icp(),
-        min_provider_stake: 0,
-        max_rematches: 0,
-        delegates: vec![],
-        service: None,
+        ..reservation_spec()
     }
 }
 

@@ -2,7 +2,9 @@
 //! stored module through the queries; which sealed specs are taken; who
 //! gets a job's key, how often, and what a refused derivation leaves.
 
-use super::market::{P, buyer, icp, market, node, offer, provider, spec};
+use super::market::{
+    P, beat, buyer, exited, icp, lease, market, node, offer, provider, service, spec,
+};
 use super::perform::{FAKE_VETKD_PUBLIC_KEY, Fake};
 use crate::endpoints;
 use crate::market::Market;
@@ -14,9 +16,8 @@ use ic_stable_structures::VectorMemory;
 use market_api::JobId;
 use market_api::client::CallError;
 use market_api::matcher::{
-    HeartbeatItem, JobChunkRequest, JobKind, JobPart, JobResult, JobSpec, MatcherError,
-    ModuleSource, ReservationSpec, ReservedJobArgs, RunOutcome, ServiceLimits, ServiceSpec,
-    SubmitResultArgs,
+    JobChunkRequest, JobKind, JobPart, JobResult, JobSpec, MatcherError, ModuleSource,
+    ReservationSpec, ReservedJobArgs, ServiceSpec, SubmitResultArgs,
 };
 use market_api::privacy::{
     IBE_HEADER, IBE_OVERHEAD, JobKeyRequest, MAX_KEYS_PER_HOLDER, PrivacyConfig, Sealed,
@@ -165,20 +166,10 @@ fn a_strangers_queries_show_no_contents_and_each_reader_sees_them() {
     }
 
     // The result: the output for the readers, its hash for everyone.
-    let hb = HeartbeatItem {
-        job_id: id,
-        attempt: 1,
-        fuel_used: 0,
-        endpoint: None,
-        tcp_address: None,
-    };
-    m.heartbeat(&P, S, node(1), &[hb]).unwrap();
+    m.heartbeat(&P, S, node(1), &[beat(id, 1, 0)]).unwrap();
     let result = JobResult {
-        outcome: RunOutcome::Exited { code: 0 },
-        output: b"the answer".to_vec(),
         output_sha256: [5; 32],
-        fuel_used: G,
-        engine: "wasmtime".into(),
+        ..exited(b"the answer", G)
     };
     m.submit_result(
         &P,
@@ -251,32 +242,16 @@ fn a_reservations_owner_and_delegates_read_its_jobs_and_no_one_else() {
     assert_hidden(&m, stranger(), id);
 }
 
+/// A ten-minute lease of one replica of a service whose env is sealed.
 fn service_lease() -> ReservationSpec {
     ReservationSpec {
-        currency: None,
-        slots: 1,
-        memory_mib: 128,
-        fuel_per_interval: 1_000_000,
-        interval_secs: 60,
-        intervals: 10,
-        max_price_per_interval: 100,
-        ledger: icp(),
-        min_provider_stake: 0,
-        max_rematches: 2,
-        delegates: vec![],
         service: Some(ServiceSpec {
             sealed: Some(sealing()),
-            component: ModuleSource::Url {
-                url: "https://example.org/service.wasm".into(),
-                sha256: [2; 32],
-            },
-            env: vec![("API_KEY".into(), "secret".into())],
             allowed_hosts: vec![],
-            health_path: "/healthz".into(),
             callback: None,
-            limits: ServiceLimits::default(),
-            tcp: None,
+            ..service()
         }),
+        ..lease(1, 10)
     }
 }
 

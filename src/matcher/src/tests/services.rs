@@ -2,7 +2,7 @@
 //! reported on acknowledgement, probes and their failures, validation,
 //! and the state surviving an upgrade.
 
-use super::market::{P, buyer, icp, node, offer, provider};
+use super::market::{self, P, attempt, beat, buyer, drain_at, icp, node, offer, provider, service};
 use crate::lifecycle::{Effect, Params, slash_key};
 use crate::market::reservations::ReservationRecord;
 use crate::market::{Market, Memories};
@@ -12,8 +12,7 @@ use ic_stable_structures::VectorMemory;
 use market_api::JobId;
 use market_api::matcher::{
     HeartbeatAck, HeartbeatItem, JobLimits, JobSpec, JobStatus, MatcherError, ModuleSource,
-    ReservationSpec, ReservationStatus, ReservedJobArgs, ServiceLimits, ServiceNotice, ServiceSpec,
-    TcpSpec,
+    ReservationSpec, ReservationStatus, ReservedJobArgs, ServiceNotice, ServiceSpec, TcpSpec,
 };
 
 const S: u64 = 1_000_000_000;
@@ -45,55 +44,11 @@ impl Mem {
     }
 }
 
-fn service() -> ServiceSpec {
-    ServiceSpec {
-        sealed: None,
-        component: ModuleSource::Url {
-            url: "https://example.org/service.wasm".into(),
-            sha256: [2; 32],
-        },
-        env: vec![("API_KEY".into(), "secret".into())],
-        allowed_hosts: vec!["api.example.org".into()],
-        health_path: "/healthz".into(),
-        callback: Some("on_endpoint".into()),
-        limits: ServiceLimits::default(),
-        tcp: None,
-    }
-}
-
+/// A ten-minute lease of `slots` replicas of [`service`].
 fn lease(slots: u32) -> ReservationSpec {
     ReservationSpec {
-        currency: None,
-        slots,
-        memory_mib: 128,
-        fuel_per_interval: 1_000_000,
-        interval_secs: 60,
-        intervals: 10,
-        max_price_per_interval: 100,
-        ledger: icp(),
-        min_provider_stake: 0,
-        max_rematches: 2,
-        delegates: vec![],
         service: Some(service()),
-    }
-}
-
-/// Performs every ready step as if its callee took it at once (a bond
-/// holds when taken); returns (job, effect) pairs in order.
-fn drain(m: &mut Market<VectorMemory>, t: u64) -> Vec<(JobId, Effect)> {
-    let mut all = vec![];
-    loop {
-        let ready = m.outbox.take_ready(u64::MAX, 1_000);
-        if ready.is_empty() {
-            return all;
-        }
-        for (seq, step) in ready {
-            m.outbox.complete(seq);
-            if let Effect::Bond { key, .. } = &step.effect {
-                m.bond_held(&P, t, step.job_id, key.attempt);
-            }
-            all.push((step.job_id, step.effect));
-        }
+        ..market::lease(slots, 10)
     }
 }
 
@@ -111,10 +66,6 @@ fn holder(m: &Market<VectorMemory>, slot: JobId) -> Option<Principal> {
         .map(|a| a.provider)
 }
 
-fn attempt(m: &Market<VectorMemory>, slot: JobId) -> u32 {
-    m.job(slot).unwrap().state.assignment.unwrap().attempt
-}
-
 fn hb(
     m: &mut Market<VectorMemory>,
     t: u64,
@@ -122,14 +73,7 @@ fn hb(
     slot: JobId,
     endpoint: Option<String>,
 ) -> HeartbeatAck {
-    let item = HeartbeatItem {
-        job_id: slot,
-        attempt: attempt(m, slot),
-        fuel_used: 0,
-        endpoint,
-        tcp_address: None,
-    };
-    m.heartbeat(&P, t, caller, &[item]).unwrap().remove(0)
+    hb_tcp(m, t, caller, slot, endpoint, None)
 }
 
 fn accepted(ack: &HeartbeatAck) -> bool {
@@ -193,7 +137,7 @@ fn the_acknowledgement_must_carry_the_endpoint_which_is_recorded_and_told() {
     m.put_offer(&P, 0, provider(1), node(1), 0, None, offer(50))
         .unwrap();
     let (rid, slots) = funded(&mut m, &P, lease(1));
-    drain(&mut m, 0);
+    drain_at(&mut m, 0);
     let slot = slots[0];
     let refused = hb(&mut m, S, node(1), slot, None);
     assert!(
@@ -216,7 +160,7 @@ fn the_acknowledgement_must_carry_the_endpoint_which_is_recorded_and_told() {
     assert_eq!(view.component_sha256, [2; 32]);
     assert_eq!(view.allowed_hosts, vec!["api.example.org".to_string()]);
     assert_eq!(
-        drain(&mut m, S),
+        drain_at(&mut m, S),
         vec![
             (
                 rid,
@@ -307,11 +251,9 @@ fn hb_tcp(
     tcp_address: Option<&str>,
 ) -> HeartbeatAck {
     let item = HeartbeatItem {
-        job_id: slot,
-        attempt: attempt(m, slot),
-        fuel_used: 0,
         endpoint,
         tcp_address: tcp_address.map(str::to_string),
+        ..beat(slot, attempt(m, slot), 0)
     };
     m.heartbeat(&P, t, caller, &[item]).unwrap().remove(0)
 }
@@ -343,7 +285,7 @@ fn a_tcp_replica_is_acknowledged_with_its_address_recorded_told_probed_and_clear
     spec.service.as_mut().unwrap().tcp = Some(tcp);
     let (rid, slots) = funded(&mut m, &P, spec);
     let slot = slots[0];
-    drain(&mut m, 0);
+    drain_at(&mut m, 0);
     let t0 = 10 * S;
 
     // The endpoint alone, or a malformed address, is no acknowledgement.
@@ -380,7 +322,7 @@ fn a_tcp_replica_is_acknowledged_with_its_address_recorded_told_probed_and_clear
         Some("p1.example:4000")
     );
     assert_eq!(
-        drain(&mut m, t0),
+        drain_at(&mut m, t0),
         vec![
             (
                 rid,
@@ -438,12 +380,12 @@ fn a_tcp_replica_is_acknowledged_with_its_address_recorded_told_probed_and_clear
         }
         assert_eq!(m.process_probes(t, 10), 1);
         assert_eq!(
-            probes(&drain(&mut m, t)),
+            probes(&drain_at(&mut m, t)),
             vec![(slot, 1, format!("https://p1.example/{rid}/healthz"))]
         );
         m.probe_answered(&P, t, slot, 1, Some(false)).unwrap();
     }
-    let fx = drain(&mut m, t);
+    let fx = drain_at(&mut m, t);
     assert!(
         fx.contains(&(
             rid,
@@ -484,7 +426,7 @@ fn an_http_replica_reports_no_tcp_address() {
     m.put_offer(&P, 0, provider(1), node(1), 0, None, offer(50))
         .unwrap();
     let (rid, slots) = funded(&mut m, &P, lease(1));
-    drain(&mut m, 0);
+    drain_at(&mut m, 0);
     let slot = slots[0];
     let ack = hb_tcp(
         &mut m,
@@ -530,10 +472,10 @@ fn probes_run_each_interval_count_failures_and_the_last_one_slashes_and_rematche
     }
     let (rid, slots) = funded(&mut m, &P, lease(1));
     let slot = slots[0];
-    drain(&mut m, 0);
+    drain_at(&mut m, 0);
     let t0 = 10 * S;
     assert!(accepted(&hb(&mut m, t0, node(1), slot, Some(url(1, rid)))));
-    drain(&mut m, t0);
+    drain_at(&mut m, t0);
     let every = P.probe_interval_secs * S;
     assert_eq!(m.next_probe_ns(), Some(t0 + every));
     assert_eq!(m.process_probes(t0 + every - 1, 10), 0, "not due yet");
@@ -543,7 +485,7 @@ fn probes_run_each_interval_count_failures_and_the_last_one_slashes_and_rematche
     let probe_at = |m: &mut Market<VectorMemory>, t: u64| {
         assert!(accepted(&hb(m, t, node(1), slot, None)));
         assert_eq!(m.process_probes(t, 10), 1);
-        let fx = drain(m, t);
+        let fx = drain_at(m, t);
         assert_eq!(
             probes(&fx),
             vec![(slot, 1, format!("https://p1.example/{rid}/healthz"))]
@@ -592,7 +534,7 @@ fn probes_run_each_interval_count_failures_and_the_last_one_slashes_and_rematche
         assert_eq!(a.consecutive, n);
     }
     assert_eq!(m.job(slot).unwrap().state.retries_used, 1);
-    let fx = drain(&mut m, t);
+    let fx = drain_at(&mut m, t);
     assert!(
         fx.iter().any(|(id, e)| *id == slot
             && matches!(e, Effect::Slash { key, provider: p, .. }
@@ -682,7 +624,7 @@ fn a_lease_locks_its_probe_fee_and_pays_the_probes_made_before_its_refund() {
     m.outbox.complete(seq);
     m.job_funded(&p, 0, rid);
     let slot = m.reservation_record(rid).unwrap().slots[0];
-    drain(&mut m, 0);
+    drain_at(&mut m, 0);
     assert!(accepted(&hb(&mut m, S, node(1), slot, Some(url(1, rid)))));
     for k in 1..=2 {
         let t = S + k * 60 * S;
@@ -691,9 +633,9 @@ fn a_lease_locks_its_probe_fee_and_pays_the_probes_made_before_its_refund() {
         m.probe_answered(&p, t, slot, 1, Some(true));
     }
     assert_eq!(m.reservation_record(rid).unwrap().probes, 2);
-    drain(&mut m, 0);
+    drain_at(&mut m, 0);
     m.cancel_reservation(&p, 200 * S, buyer(), rid).unwrap();
-    let fx: Vec<Effect> = drain(&mut m, 200 * S)
+    let fx: Vec<Effect> = drain_at(&mut m, 200 * S)
         .into_iter()
         .filter(|(id, _)| *id == rid)
         .map(|(_, e)| e)
@@ -721,7 +663,7 @@ fn probes_past_what_the_lease_locked_for_them_are_not_charged() {
         ..lease(1)
     };
     let (rid, slots) = funded(&mut m, &p, spec);
-    drain(&mut m, 0);
+    drain_at(&mut m, 0);
     assert!(accepted(&hb(
         &mut m,
         S,
@@ -733,7 +675,7 @@ fn probes_past_what_the_lease_locked_for_them_are_not_charged() {
         m.probe_answered(&p, S, slots[0], 1, Some(true));
     }
     m.cancel_reservation(&p, 2 * S, buyer(), rid).unwrap();
-    let fx = drain(&mut m, 2 * S);
+    let fx = drain_at(&mut m, 2 * S);
     assert!(
         fx.contains(&(rid, Effect::ProbeFee { amount: 7 })),
         "{fx:?}"
@@ -863,7 +805,7 @@ fn a_lease_and_its_probes_survive_an_upgrade() {
     m.put_offer(&P, 0, provider(1), node(1), 0, None, offer(50))
         .unwrap();
     let (rid, slots) = funded(&mut m, &P, lease(1));
-    drain(&mut m, 0);
+    drain_at(&mut m, 0);
     assert!(accepted(&hb(
         &mut m,
         S,
@@ -880,7 +822,7 @@ fn a_lease_and_its_probes_survive_an_upgrade() {
     assert_eq!(m.service(rid).unwrap(), view);
     assert_eq!(m.next_probe_ns(), next);
     assert_eq!(m.process_probes(next.unwrap(), 10), 1);
-    assert_eq!(probes(&drain(&mut m, 0)).len(), 1);
+    assert_eq!(probes(&drain_at(&mut m, 0)).len(), 1);
 
     // A record written before services existed reads with no replicas,
     // no probe fee and no probes.
