@@ -174,6 +174,23 @@ pub(crate) fn exited(output: &[u8], fuel_used: u64) -> JobResult {
     }
 }
 
+/// The SHA-256 of `bytes`, as a module's is named.
+pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
+    <sha2::Sha256 as sha2::Digest>::digest(bytes).into()
+}
+
+/// Uploads `bytes` as one chunk and commits them as `uploader`'s module.
+pub(crate) fn store_module(m: &mut Market<VectorMemory>, uploader: Principal, bytes: &[u8]) {
+    let sha = sha256(bytes);
+    m.modules
+        .begin(0, uploader, sha, bytes.len() as u64)
+        .unwrap();
+    m.modules
+        .put_chunk(uploader, sha, 0, bytes.to_vec())
+        .unwrap();
+    m.modules.commit(0, uploader, sha).unwrap();
+}
+
 /// A market where provider 1 offers at 50 and a funded job paying up to 80,
 /// with `retries`, was matched to it.
 fn market_with_a_matched_job(retries: u32) -> (Market<VectorMemory>, u64) {
@@ -1144,18 +1161,8 @@ fn a_bid_resting_a_day_unmatched_expires_and_lets_its_module_go() {
     use market_api::matcher::MAX_RESTING_SECS;
     let mut m = market();
     let bytes = b"module";
-    let sha: [u8; 32] = sha2::Digest::finalize(sha2::Digest::chain_update(
-        <sha2::Sha256 as sha2::Digest>::new(),
-        bytes,
-    ))
-    .into();
-    m.modules
-        .begin(0, buyer(), sha, bytes.len() as u64)
-        .unwrap();
-    m.modules
-        .put_chunk(buyer(), sha, 0, bytes.to_vec())
-        .unwrap();
-    m.modules.commit(0, buyer(), sha).unwrap();
+    let sha = sha256(bytes);
+    store_module(&mut m, buyer(), bytes);
     let mut job = spec(80, 0);
     job.module = ModuleSource::Stored { sha256: sha };
     let id = m.create_job(&P, 0, buyer(), job).unwrap().state.id;

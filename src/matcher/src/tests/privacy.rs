@@ -3,7 +3,8 @@
 //! gets a job's key, how often, and what a refused derivation leaves.
 
 use super::market::{
-    P, beat, buyer, exited, icp, lease, market, node, offer, provider, service, spec,
+    P, beat, buyer, exited, icp, lease, market, node, offer, provider, service, sha256, spec,
+    store_module,
 };
 use super::perform::{FAKE_VETKD_PUBLIC_KEY, Fake};
 use crate::endpoints;
@@ -301,13 +302,8 @@ fn a_stored_module_is_read_by_its_uploader_its_jobs_owners_and_their_providers()
     let uploader = Principal::from_slice(&[0x55]);
     let mut m = sealed_market();
     let bytes = b"\0asm\x01\0\0\0".to_vec();
-    let sha: [u8; 32] =
-        sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&bytes)).into();
-    m.modules
-        .begin(0, uploader, sha, bytes.len() as u64)
-        .unwrap();
-    m.modules.put_chunk(uploader, sha, 0, bytes).unwrap();
-    m.modules.commit(0, uploader, sha).unwrap();
+    let sha = sha256(&bytes);
+    store_module(&mut m, uploader, &bytes);
     m.put_offer(&P, 0, provider(1), node(1), 0, None, offer(50))
         .unwrap();
     m.put_offer(&P, 0, provider(2), node(2), 0, None, offer(60))

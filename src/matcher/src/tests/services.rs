@@ -2,7 +2,10 @@
 //! reported on acknowledgement, probes and their failures, validation,
 //! and the state surviving an upgrade.
 
-use super::market::{self, P, attempt, beat, buyer, drain_at, icp, node, offer, provider, service};
+use super::market::{
+    self, P, attempt, beat, buyer, drain_at, icp, node, offer, provider, service, sha256,
+    store_module,
+};
 use crate::lifecycle::{Effect, Params, slash_key};
 use crate::market::reservations::ReservationRecord;
 use crate::market::{Market, Memories};
@@ -686,24 +689,14 @@ fn probes_past_what_the_lease_locked_for_them_are_not_charged() {
 fn a_stored_component_is_pinned_while_the_lease_uses_it() {
     let mut m = Mem::default().open();
     let bytes = b"component";
-    let sha: [u8; 32] = sha2::Digest::finalize(sha2::Digest::chain_update(
-        <sha2::Sha256 as sha2::Digest>::new(),
-        bytes,
-    ))
-    .into();
+    let sha = sha256(bytes);
     let mut spec = lease(1);
     spec.service.as_mut().unwrap().component = ModuleSource::Stored { sha256: sha };
     assert_eq!(
         m.create_reservation(&P, 0, buyer(), spec.clone()),
         Err(MatcherError::UnknownModule { sha256: sha })
     );
-    m.modules
-        .begin(0, buyer(), sha, bytes.len() as u64)
-        .unwrap();
-    m.modules
-        .put_chunk(buyer(), sha, 0, bytes.to_vec())
-        .unwrap();
-    m.modules.commit(0, buyer(), sha).unwrap();
+    store_module(&mut m, buyer(), bytes);
     // Dropped unfunded: the pin goes with it.
     let dropped = m.create_reservation(&P, 0, buyer(), spec.clone()).unwrap();
     assert_eq!(m.modules.meta(&sha).unwrap().refs, 1);
