@@ -55,12 +55,37 @@ fn lease(slots: u32) -> ReservationSpec {
     }
 }
 
+/// Puts an offer of one slot at `price` by each `(n, price)`: provider
+/// `n` on node `n`.
+fn offers(m: &mut Market<VectorMemory>, p: &Params, offers: &[(u8, u128)]) {
+    for &(n, price) in offers {
+        m.put_offer(p, 0, provider(n), node(n), 0, None, offer(price))
+            .unwrap();
+    }
+}
+
 /// A funded lease of `slots`; returns its id and its slots' job ids.
 fn funded(m: &mut Market<VectorMemory>, p: &Params, spec: ReservationSpec) -> (JobId, Vec<JobId>) {
     let rid = m.create_reservation(p, 0, buyer(), spec).unwrap().state.id;
     m.job_funded(p, 0, rid);
     let slots = m.reservation_record(rid).unwrap().slots;
     (rid, slots)
+}
+
+/// A market of `offered` (see [`offers`]) in `mem` and a funded lease of
+/// `spec`, its first steps performed; returns the market, the lease's id
+/// and its slots.
+fn leased(
+    mem: &Mem,
+    p: &Params,
+    offered: &[(u8, u128)],
+    spec: ReservationSpec,
+) -> (Market<VectorMemory>, JobId, Vec<JobId>) {
+    let mut m = mem.open();
+    offers(&mut m, p, offered);
+    let (rid, slots) = funded(&mut m, p, spec);
+    drain_at(&mut m, 0);
+    (m, rid, slots)
 }
 
 fn holder(m: &Market<VectorMemory>, slot: JobId) -> Option<Principal> {
@@ -136,11 +161,7 @@ fn replicas_go_to_distinct_providers_and_never_to_a_node_mate() {
 
 #[test]
 fn the_acknowledgement_must_carry_the_endpoint_which_is_recorded_and_told() {
-    let mut m = Mem::default().open();
-    m.put_offer(&P, 0, provider(1), node(1), 0, None, offer(50))
-        .unwrap();
-    let (rid, slots) = funded(&mut m, &P, lease(1));
-    drain_at(&mut m, 0);
+    let (mut m, rid, slots) = leased(&Mem::default(), &P, &[(1, 50)], lease(1));
     let slot = slots[0];
     let refused = hb(&mut m, S, node(1), slot, None);
     assert!(
@@ -267,28 +288,14 @@ fn refused_for(ack: &HeartbeatAck, why: &str) -> bool {
 
 #[test]
 fn a_tcp_replica_is_acknowledged_with_its_address_recorded_told_probed_and_cleared() {
-    let mut m = Mem::default().open();
-    for n in [1, 2] {
-        m.put_offer(
-            &P,
-            0,
-            provider(n),
-            node(n),
-            0,
-            None,
-            offer(40 + u128::from(n)),
-        )
-        .unwrap();
-    }
     let mut spec = lease(1);
     let tcp = TcpSpec {
         max_connections: 8,
         ..TcpSpec::default()
     };
     spec.service.as_mut().unwrap().tcp = Some(tcp);
-    let (rid, slots) = funded(&mut m, &P, spec);
+    let (mut m, rid, slots) = leased(&Mem::default(), &P, &[(1, 41), (2, 42)], spec);
     let slot = slots[0];
-    drain_at(&mut m, 0);
     let t0 = 10 * S;
 
     // The endpoint alone, or a malformed address, is no acknowledgement.
@@ -425,11 +432,7 @@ fn a_tcp_replica_is_acknowledged_with_its_address_recorded_told_probed_and_clear
 
 #[test]
 fn an_http_replica_reports_no_tcp_address() {
-    let mut m = Mem::default().open();
-    m.put_offer(&P, 0, provider(1), node(1), 0, None, offer(50))
-        .unwrap();
-    let (rid, slots) = funded(&mut m, &P, lease(1));
-    drain_at(&mut m, 0);
+    let (mut m, rid, slots) = leased(&Mem::default(), &P, &[(1, 50)], lease(1));
     let slot = slots[0];
     let ack = hb_tcp(
         &mut m,
@@ -460,22 +463,8 @@ fn probes(fx: &[(JobId, Effect)]) -> Vec<(JobId, u32, String)> {
 
 #[test]
 fn probes_run_each_interval_count_failures_and_the_last_one_slashes_and_rematches() {
-    let mut m = Mem::default().open();
-    for n in [1, 2] {
-        m.put_offer(
-            &P,
-            0,
-            provider(n),
-            node(n),
-            0,
-            None,
-            offer(40 + u128::from(n)),
-        )
-        .unwrap();
-    }
-    let (rid, slots) = funded(&mut m, &P, lease(1));
+    let (mut m, rid, slots) = leased(&Mem::default(), &P, &[(1, 41), (2, 42)], lease(1));
     let slot = slots[0];
-    drain_at(&mut m, 0);
     let t0 = 10 * S;
     assert!(accepted(&hb(&mut m, t0, node(1), slot, Some(url(1, rid)))));
     drain_at(&mut m, t0);
@@ -608,8 +597,7 @@ fn probes_run_each_interval_count_failures_and_the_last_one_slashes_and_rematche
 fn a_lease_locks_its_probe_fee_and_pays_the_probes_made_before_its_refund() {
     let p = Params { probe_fee: 7, ..P };
     let mut m = Mem::default().open();
-    m.put_offer(&p, 0, provider(1), node(1), 0, None, offer(50))
-        .unwrap();
+    offers(&mut m, &p, &[(1, 50)]);
     let spec = ReservationSpec {
         intervals: 3,
         ..lease(1)
@@ -658,15 +646,11 @@ fn a_lease_locks_its_probe_fee_and_pays_the_probes_made_before_its_refund() {
 #[test]
 fn probes_past_what_the_lease_locked_for_them_are_not_charged() {
     let p = Params { probe_fee: 7, ..P };
-    let mut m = Mem::default().open();
-    m.put_offer(&p, 0, provider(1), node(1), 0, None, offer(50))
-        .unwrap();
     let spec = ReservationSpec {
         intervals: 1,
         ..lease(1)
     };
-    let (rid, slots) = funded(&mut m, &p, spec);
-    drain_at(&mut m, 0);
+    let (mut m, rid, slots) = leased(&Mem::default(), &p, &[(1, 50)], spec);
     assert!(accepted(&hb(
         &mut m,
         S,
@@ -794,11 +778,7 @@ fn bad_services_are_refused() {
 #[test]
 fn a_lease_and_its_probes_survive_an_upgrade() {
     let mem = Mem::default();
-    let mut m = mem.open();
-    m.put_offer(&P, 0, provider(1), node(1), 0, None, offer(50))
-        .unwrap();
-    let (rid, slots) = funded(&mut m, &P, lease(1));
-    drain_at(&mut m, 0);
+    let (mut m, rid, slots) = leased(&mem, &P, &[(1, 50)], lease(1));
     assert!(accepted(&hb(
         &mut m,
         S,
