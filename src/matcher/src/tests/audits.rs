@@ -252,12 +252,19 @@ fn an_audit_that_agrees_pays_the_auditor_and_the_result_stands() {
     );
 }
 
-#[test]
-fn a_wrong_result_is_overturned_by_the_tie_break_and_its_provider_slashed() {
+/// Providers 1, 2 and 3, and a job whose result provider 1 reported as
+/// `output`; returns the world, the job and its audit run.
+fn an_audited_result(output: u8) -> (World, JobId, JobId) {
     let mut w = World::new(P, &[1, 2, 3]);
     let id = w.submit();
-    w.report(id, 9);
-    let run1 = w.runs(id)[0];
+    w.report(id, output);
+    let run = w.runs(id)[0];
+    (w, id, run)
+}
+
+#[test]
+fn a_wrong_result_is_overturned_by_the_tie_break_and_its_provider_slashed() {
+    let (mut w, id, run1) = an_audited_result(9);
     assert_eq!(w.report(run1, 1), provider(2));
     // They disagree: a third provider breaks the tie.
     let runs = w.runs(id);
@@ -307,10 +314,7 @@ fn a_wrong_result_is_overturned_by_the_tie_break_and_its_provider_slashed() {
 
 #[test]
 fn a_lying_auditor_loses_the_tie_break() {
-    let mut w = World::new(P, &[1, 2, 3]);
-    let id = w.submit();
-    w.report(id, 1);
-    let run1 = w.runs(id)[0];
+    let (mut w, id, run1) = an_audited_result(1);
     w.report(run1, 7);
     let tie = w.runs(id)[1];
     w.report(tie, 1);

@@ -7,10 +7,10 @@ use canister_common::audit::Books;
 use ic_stable_structures::VectorMemory;
 use market_api::JobId;
 use market_api::matcher::{
-    HeartbeatAck, HeartbeatItem, JobLimits, JobResult, JobSpec, JobStatus, MatcherError,
-    ModuleSource, OfferSpec, ReservationSpec, RunOutcome, ServiceLimits, ServiceSpec,
-    SubmitResultArgs,
+    HeartbeatAck, JobLimits, JobResult, JobSpec, JobStatus, MatcherError, ModuleSource, OfferSpec,
+    ReservationSpec, RunOutcome, ServiceLimits, ServiceSpec, SubmitResultArgs,
 };
+use market_fixture::heartbeat_item;
 
 const S: u64 = 1_000_000_000;
 pub(crate) const P: Params = Params {
@@ -110,6 +110,36 @@ pub(crate) fn offer(price: u128) -> OfferSpec {
     }
 }
 
+/// Puts an offer of one slot at `price` by each `(n, price)`: provider
+/// `n` on node `n`.
+pub(crate) fn offers(m: &mut Market<VectorMemory>, p: &Params, offers: &[(u8, u128)]) {
+    for &(n, price) in offers {
+        m.put_offer(p, 0, provider(n), node(n), 0, None, offer(price))
+            .unwrap();
+    }
+}
+
+/// The buyer's job of `spec`, created and funded at 0 (matched if an
+/// offer can run it); its id.
+pub(crate) fn funded_job(m: &mut Market<VectorMemory>, spec: JobSpec) -> JobId {
+    let id = m.create_job(&P, 0, buyer(), spec).unwrap().state.id;
+    m.job_funded(&P, 0, id);
+    id
+}
+
+/// The buyer's lease of `spec`, created and funded at 0; its id and its
+/// slots' job ids.
+pub(crate) fn funded_lease(
+    m: &mut Market<VectorMemory>,
+    p: &Params,
+    spec: ReservationSpec,
+) -> (JobId, Vec<JobId>) {
+    let rid = m.create_reservation(p, 0, buyer(), spec).unwrap().state.id;
+    m.job_funded(p, 0, rid);
+    let slots = m.reservation_record(rid).unwrap().slots;
+    (rid, slots)
+}
+
 /// A lease of `slots` for `intervals` minutes at up to 100 a slot and
 /// interval, rematched at most twice, with no service and no delegates.
 pub(crate) fn lease(slots: u32, intervals: u32) -> ReservationSpec {
@@ -144,17 +174,6 @@ pub(crate) fn service() -> ServiceSpec {
         callback: Some("on_endpoint".into()),
         limits: ServiceLimits::default(),
         tcp: None,
-    }
-}
-
-/// A heartbeat of `attempt` of `job_id`, reporting `fuel_used` in all.
-pub(crate) fn beat(job_id: JobId, attempt: u32, fuel_used: u64) -> HeartbeatItem {
-    HeartbeatItem {
-        job_id,
-        attempt,
-        fuel_used,
-        endpoint: None,
-        tcp_address: None,
     }
 }
 
@@ -195,14 +214,8 @@ pub(crate) fn store_module(m: &mut Market<VectorMemory>, uploader: Principal, by
 /// with `retries`, was matched to it.
 fn market_with_a_matched_job(retries: u32) -> (Market<VectorMemory>, u64) {
     let mut m = market();
-    m.put_offer(&P, 0, provider(1), node(1), 0, None, offer(50))
-        .unwrap();
-    let id = m
-        .create_job(&P, 0, buyer(), spec(80, retries))
-        .unwrap()
-        .state
-        .id;
-    m.job_funded(&P, 0, id);
+    offers(&mut m, &P, &[(1, 50)]);
+    let id = funded_job(&mut m, spec(80, retries));
     (m, id)
 }
 
@@ -272,7 +285,7 @@ fn job_runs_misses_a_deadline_and_finishes_on_a_second_provider() {
 
     // The node acknowledges, then heartbeats one interval later, reporting
     // a billion fuel, and is paid for it into its pending balance.
-    let hb = |attempt, fuel_used| vec![beat(id, attempt, fuel_used)];
+    let hb = |attempt, fuel_used| vec![heartbeat_item(id, attempt, fuel_used)];
     assert!(matches!(
         m.heartbeat(&P, S, node(1), &hb(1, 0)).unwrap()[0],
         HeartbeatAck::Accepted { .. }
@@ -497,13 +510,21 @@ fn the_sweep_matches_a_bid_resting_behind_many_that_no_offer_can_run() {
     assert_eq!(m.book.bid_count() as usize, MAX_SCAN + 10);
 }
 
+/// A market where provider 1 offers five slots at 50.
+fn market_with_five_slots() -> Market<VectorMemory> {
+    let mut m = market();
+    let five = OfferSpec {
+        slots: 5,
+        ..offer(50)
+    };
+    m.put_offer(&P, 0, provider(1), node(1), 0, None, five)
+        .unwrap();
+    m
+}
+
 #[test]
 fn a_deadline_run_handles_at_most_its_budget_and_the_rest_next_time() {
-    let mut m = market();
-    let mut offer5 = offer(50);
-    offer5.slots = 5;
-    m.put_offer(&P, 0, provider(1), node(1), 0, None, offer5)
-        .unwrap();
+    let mut m = market_with_five_slots();
     let ids: Vec<u64> = (0..5)
         .map(|t| {
             let id = m.create_job(&P, t, buyer(), spec(80, 0)).unwrap().state.id;
@@ -569,11 +590,7 @@ fn a_providers_assignments_follow_its_jobs_through_reassignment_and_the_end() {
 fn a_providers_assignments_come_in_pages_and_its_jobs_in_chunks() {
     use market_api::matcher::{JobChunkRequest, JobPart, MAX_CHUNK_BYTES, MAX_INPUT_BYTES};
     use sha2::Digest;
-    let mut m = market();
-    let mut o = offer(50);
-    o.slots = 5;
-    m.put_offer(&P, 0, provider(1), node(1), 0, None, o)
-        .unwrap();
+    let mut m = market_with_five_slots();
     let mut jobs = vec![];
     for n in 0..5u8 {
         let mut s = spec(80, 0);
@@ -733,7 +750,7 @@ mod reservations {
     }
 
     fn hb(m: &mut Market<VectorMemory>, t: u64, n: u8, job_id: u64) -> HeartbeatAck {
-        let item = beat(job_id, attempt(m, job_id), 0);
+        let item = heartbeat_item(job_id, attempt(m, job_id), 0);
         m.heartbeat(&P, t, node(n), &[item]).unwrap().remove(0)
     }
 
@@ -754,10 +771,7 @@ mod reservations {
     #[test]
     fn slots_are_held_paid_rematched_and_run_delegates_jobs_then_cancel_settles() {
         let mut m = market();
-        for (n, price) in [(1, 50), (2, 60), (3, 70)] {
-            m.put_offer(&P, 0, provider(n), node(n), 0, None, offer(price))
-                .unwrap();
-        }
+        offers(&mut m, &P, &[(1, 50), (2, 60), (3, 70)]);
         let r = m.create_reservation(&P, 0, buyer(), lease(2, 5)).unwrap();
         let rid = r.state.id;
         assert_eq!(
@@ -962,15 +976,9 @@ mod reservations {
     #[test]
     fn a_reservation_ends_after_its_term_and_extends_before() {
         let mut m = market();
-        m.put_offer(&P, 0, provider(1), node(1), 0, None, offer(40))
-            .unwrap();
-        let rid = m
-            .create_reservation(&P, 0, buyer(), lease(1, 2))
-            .unwrap()
-            .state
-            .id;
-        m.job_funded(&P, 0, rid);
-        let slot = m.reservation(rid).unwrap().slots[0].job_id;
+        offers(&mut m, &P, &[(1, 40)]);
+        let (rid, slots) = funded_lease(&mut m, &P, lease(1, 2));
+        let slot = slots[0];
         drain(&mut m);
         hb(&mut m, S, 1, slot);
 
@@ -1095,8 +1103,7 @@ mod reservations {
             for n in 1..=3u8 {
                 m.put_offer(&P, 0, provider(n), node(n), 0, None, offer(30 + u128::from(n) * 10)).unwrap();
             }
-            let rid = m.create_reservation(&P, 0, buyer(), lease(2, 3)).unwrap().state.id;
-            m.job_funded(&P, 0, rid);
+            let (rid, _) = funded_lease(&mut m, &P, lease(2, 3));
             let mut t = 0u64;
             let mut fx = vec![];
             for (op, n, dt) in ops {

@@ -2,7 +2,7 @@
 //! whose escrow and registry can answer, refuse, be busy, reject a call or
 //! leave its outcome unknown.
 
-use super::market::{beat, icp, lease, offer, spec};
+use super::market::{icp, lease, offer, spec};
 use crate::endpoints;
 use crate::lifecycle::Effect;
 use crate::perform::{self, Outcome};
@@ -30,6 +30,8 @@ use market_api::registry::{
     BondArgs, Eligibility, Provider, RecordArgs, RegistryError, SlashArgs, SlashOutcome,
 };
 use market_api::{PageRequest, Tokens};
+use market_fixture::heartbeat_item;
+use market_fixture::url_service;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 
@@ -578,7 +580,7 @@ fn pending() -> Vec<(u32, Effect)> {
 
 /// A heartbeat of attempt 1 of `job_id` reporting `fuel_used` in all.
 pub(crate) fn heartbeat(rt: &Fake, job_id: u64, fuel_used: u64) {
-    endpoints::heartbeat(rt, NODE, vec![beat(job_id, 1, fuel_used)]).unwrap();
+    endpoints::heartbeat(rt, NODE, vec![heartbeat_item(job_id, 1, fuel_used)]).unwrap();
 }
 
 #[test]
@@ -836,7 +838,7 @@ fn a_provider_refused_its_bond_leaves_the_book_and_acts_on_nothing() {
     let id = block_on(endpoints::submit_job(&rt, BUYER, spec(PRICE, 0))).unwrap();
     // The lock goes through; the registry refuses the bond for good.
     rt.fail_next(Fault::Refuse);
-    let item = beat(id, 1, 0);
+    let item = heartbeat_item(id, 1, 0);
     // Before the outbox runs, the assignment is not the provider's yet.
     let acks = endpoints::heartbeat(&rt, NODE, vec![item]).unwrap();
     assert!(
@@ -882,7 +884,7 @@ fn a_jailed_provider_leaves_the_book() {
 #[test]
 fn a_service_lease_probes_by_outcall_and_pays_its_probes_to_the_matcher() {
     use crate::lifecycle::PROBE_FEE_SEQ;
-    use market_api::matcher::{ServiceLimits, ServiceSpec};
+    use market_api::matcher::ServiceSpec;
     let rt = Fake::new();
     mutate_state(|s| {
         let mut c = s.config();
@@ -894,17 +896,8 @@ fn a_service_lease_probes_by_outcall_and_pays_its_probes_to_the_matcher() {
     let spec = ReservationSpec {
         intervals: 10,
         service: Some(ServiceSpec {
-            sealed: None,
-            component: market_api::matcher::ModuleSource::Url {
-                url: "https://example.org/s.wasm".into(),
-                sha256: [3; 32],
-            },
-            env: vec![],
-            allowed_hosts: vec![],
-            health_path: "/healthz".into(),
             callback: Some("on_endpoint".into()),
-            limits: ServiceLimits::default(),
-            tcp: None,
+            ..url_service("https://example.org/s.wasm", [3; 32])
         }),
         ..reservation_spec()
     };
@@ -922,7 +915,7 @@ fn a_service_lease_probes_by_outcall_and_pays_its_probes_to_the_matcher() {
     let endpoint = format!("http://127.0.0.1:8080/{rid}/");
     let item = |endpoint: Option<String>| HeartbeatItem {
         endpoint,
-        ..beat(slot, 1, 0)
+        ..heartbeat_item(slot, 1, 0)
     };
     let acks = endpoints::heartbeat(&rt, NODE, vec![item(Some(endpoint.clone()))]).unwrap();
     assert!(matches!(acks[0], HeartbeatAck::Accepted { .. }), "{acks:?}");

@@ -3,8 +3,8 @@
 //! and the state surviving an upgrade.
 
 use super::market::{
-    self, P, attempt, beat, buyer, drain_at, icp, node, offer, provider, service, sha256,
-    store_module,
+    self, P, attempt, buyer, drain_at, funded_lease, icp, node, offer, offers, provider, service,
+    sha256, store_module,
 };
 use crate::lifecycle::{Effect, Params, slash_key};
 use crate::market::reservations::ReservationRecord;
@@ -17,6 +17,7 @@ use market_api::matcher::{
     HeartbeatAck, HeartbeatItem, JobLimits, JobSpec, JobStatus, MatcherError, ModuleSource,
     ReservationSpec, ReservationStatus, ReservedJobArgs, ServiceNotice, ServiceSpec, TcpSpec,
 };
+use market_fixture::heartbeat_item;
 
 const S: u64 = 1_000_000_000;
 
@@ -55,23 +56,6 @@ fn lease(slots: u32) -> ReservationSpec {
     }
 }
 
-/// Puts an offer of one slot at `price` by each `(n, price)`: provider
-/// `n` on node `n`.
-fn offers(m: &mut Market<VectorMemory>, p: &Params, offers: &[(u8, u128)]) {
-    for &(n, price) in offers {
-        m.put_offer(p, 0, provider(n), node(n), 0, None, offer(price))
-            .unwrap();
-    }
-}
-
-/// A funded lease of `slots`; returns its id and its slots' job ids.
-fn funded(m: &mut Market<VectorMemory>, p: &Params, spec: ReservationSpec) -> (JobId, Vec<JobId>) {
-    let rid = m.create_reservation(p, 0, buyer(), spec).unwrap().state.id;
-    m.job_funded(p, 0, rid);
-    let slots = m.reservation_record(rid).unwrap().slots;
-    (rid, slots)
-}
-
 /// A market of `offered` (see [`offers`]) in `mem` and a funded lease of
 /// `spec`, its first steps performed; returns the market, the lease's id
 /// and its slots.
@@ -83,7 +67,7 @@ fn leased(
 ) -> (Market<VectorMemory>, JobId, Vec<JobId>) {
     let mut m = mem.open();
     offers(&mut m, p, offered);
-    let (rid, slots) = funded(&mut m, p, spec);
+    let (rid, slots) = funded_lease(&mut m, p, spec);
     drain_at(&mut m, 0);
     (m, rid, slots)
 }
@@ -108,6 +92,37 @@ fn accepted(ack: &HeartbeatAck) -> bool {
     matches!(ack, HeartbeatAck::Accepted { .. })
 }
 
+/// The steps that record `provider`'s endpoint in slot 0 of lease `rid`
+/// and tell the owner by its `on_endpoint` callback: `replica` is the
+/// endpoint and TCP address reported, `None` when the replica is gone.
+fn endpoint_told(
+    rid: JobId,
+    provider: Principal,
+    replica: Option<(String, Option<&str>)>,
+) -> [(JobId, Effect); 2] {
+    let (endpoint, tcp_address) = match replica {
+        Some((endpoint, tcp)) => (Some(endpoint), tcp.map(str::to_string)),
+        None => (None, None),
+    };
+    let recorded = Effect::Endpoint {
+        slot: 0,
+        provider,
+        endpoint: endpoint.clone(),
+        tcp_address: tcp_address.clone(),
+    };
+    let told = Effect::ServiceNotice {
+        method: "on_endpoint".into(),
+        notice: ServiceNotice {
+            service: rid,
+            slot: 0,
+            provider: endpoint.is_some().then_some(provider),
+            endpoint,
+            tcp_address,
+        },
+    };
+    [(rid, recorded), (rid, told)]
+}
+
 fn url(n: u8, rid: JobId) -> String {
     format!("https://p{n}.example/{rid}/")
 }
@@ -124,7 +139,7 @@ fn replicas_go_to_distinct_providers_and_never_to_a_node_mate() {
         .unwrap();
     m.put_offer(&P, 0, provider(2), node(2), 0, None, offer(60))
         .unwrap();
-    let (_, slots) = funded(&mut m, &P, lease(3));
+    let (_, slots) = funded_lease(&mut m, &P, lease(3));
     assert_eq!(holder(&m, slots[0]), Some(provider(1)), "the cheapest");
     assert_eq!(
         holder(&m, slots[1]),
@@ -139,7 +154,7 @@ fn replicas_go_to_distinct_providers_and_never_to_a_node_mate() {
     // Bids that rested before any replica was placed: an offer with room
     // for both takes only one.
     let mut m = Mem::default().open();
-    let (_, slots) = funded(&mut m, &P, lease(2));
+    let (_, slots) = funded_lease(&mut m, &P, lease(2));
     let mut two = offer(50);
     two.slots = 2;
     m.put_offer(&P, 0, provider(1), node(1), 0, None, two)
@@ -185,30 +200,7 @@ fn the_acknowledgement_must_carry_the_endpoint_which_is_recorded_and_told() {
     assert_eq!(view.allowed_hosts, vec!["api.example.org".to_string()]);
     assert_eq!(
         drain_at(&mut m, S),
-        vec![
-            (
-                rid,
-                Effect::Endpoint {
-                    slot: 0,
-                    provider: provider(1),
-                    endpoint: Some(url(1, rid)),
-                    tcp_address: None,
-                }
-            ),
-            (
-                rid,
-                Effect::ServiceNotice {
-                    method: "on_endpoint".into(),
-                    notice: ServiceNotice {
-                        service: rid,
-                        slot: 0,
-                        provider: Some(provider(1)),
-                        endpoint: Some(url(1, rid)),
-                        tcp_address: None,
-                    },
-                }
-            ),
-        ]
+        endpoint_told(rid, provider(1), Some((url(1, rid), None)))
     );
 
     // Later heartbeats may repeat it or leave it out, not change it.
@@ -277,9 +269,21 @@ fn hb_tcp(
     let item = HeartbeatItem {
         endpoint,
         tcp_address: tcp_address.map(str::to_string),
-        ..beat(slot, attempt(m, slot), 0)
+        ..heartbeat_item(slot, attempt(m, slot), 0)
     };
     m.heartbeat(&P, t, caller, &[item]).unwrap().remove(0)
+}
+
+/// Node `n`'s heartbeat at `t` of `slot` of lease `rid`, reporting its
+/// endpoint (see [`url`]) and the TCP address `tcp_address`.
+fn tcp_beat(
+    m: &mut Market<VectorMemory>,
+    t: u64,
+    n: u8,
+    (rid, slot): (JobId, JobId),
+    tcp_address: &str,
+) -> HeartbeatAck {
+    hb_tcp(m, t, node(n), slot, Some(url(n, rid)), Some(tcp_address))
 }
 
 fn refused_for(ack: &HeartbeatAck, why: &str) -> bool {
@@ -301,28 +305,14 @@ fn a_tcp_replica_is_acknowledged_with_its_address_recorded_told_probed_and_clear
     // The endpoint alone, or a malformed address, is no acknowledgement.
     let alone = hb_tcp(&mut m, t0, node(1), slot, Some(url(1, rid)), None);
     assert!(refused_for(&alone, "tcp_address"), "{alone:?}");
-    let bad = hb_tcp(
-        &mut m,
-        t0,
-        node(1),
-        slot,
-        Some(url(1, rid)),
-        Some("p1.example"),
-    );
+    let bad = tcp_beat(&mut m, t0, 1, (rid, slot), "p1.example");
     assert!(refused_for(&bad, "tcp_address"), "{bad:?}");
     let no_endpoint = hb_tcp(&mut m, t0, node(1), slot, None, Some("p1.example:4000"));
     assert!(refused_for(&no_endpoint, "endpoint"), "{no_endpoint:?}");
     assert_eq!(m.job(slot).unwrap().state.status, JobStatus::Assigned);
     assert!(m.outbox.is_empty(), "nothing recorded");
 
-    let ack = hb_tcp(
-        &mut m,
-        t0,
-        node(1),
-        slot,
-        Some(url(1, rid)),
-        Some("p1.example:4000"),
-    );
+    let ack = tcp_beat(&mut m, t0, 1, (rid, slot), "p1.example:4000");
     assert!(accepted(&ack), "{ack:?}");
     let view = m.service(rid).unwrap();
     assert_eq!(view.tcp, Some(tcp));
@@ -333,51 +323,24 @@ fn a_tcp_replica_is_acknowledged_with_its_address_recorded_told_probed_and_clear
     );
     assert_eq!(
         drain_at(&mut m, t0),
-        vec![
-            (
-                rid,
-                Effect::Endpoint {
-                    slot: 0,
-                    provider: provider(1),
-                    endpoint: Some(url(1, rid)),
-                    tcp_address: Some("p1.example:4000".into()),
-                }
-            ),
-            (
-                rid,
-                Effect::ServiceNotice {
-                    method: "on_endpoint".into(),
-                    notice: ServiceNotice {
-                        service: rid,
-                        slot: 0,
-                        provider: Some(provider(1)),
-                        endpoint: Some(url(1, rid)),
-                        tcp_address: Some("p1.example:4000".into()),
-                    },
-                }
-            ),
-        ]
+        endpoint_told(
+            rid,
+            provider(1),
+            Some((url(1, rid), Some("p1.example:4000")))
+        )
     );
 
     // Later heartbeats may repeat the address or leave it out, not move it.
     let every = P.probe_interval_secs * S;
     let t = t0 + every;
-    let moved = hb_tcp(
-        &mut m,
-        t,
-        node(1),
-        slot,
-        Some(url(1, rid)),
-        Some("p1.example:4001"),
-    );
+    let moved = tcp_beat(&mut m, t, 1, (rid, slot), "p1.example:4001");
     assert!(refused_for(&moved, "hand the slot back"), "{moved:?}");
-    assert!(accepted(&hb_tcp(
+    assert!(accepted(&tcp_beat(
         &mut m,
         t,
-        node(1),
-        slot,
-        Some(url(1, rid)),
-        Some("p1.example:4000")
+        1,
+        (rid, slot),
+        "p1.example:4000"
     )));
 
     // Probed at the endpoint's health path like any service; failures
@@ -396,32 +359,15 @@ fn a_tcp_replica_is_acknowledged_with_its_address_recorded_told_probed_and_clear
         m.probe_answered(&P, t, slot, 1, Some(false)).unwrap();
     }
     let fx = drain_at(&mut m, t);
-    assert!(
-        fx.contains(&(
-            rid,
-            Effect::Endpoint {
-                slot: 0,
-                provider: provider(1),
-                endpoint: None,
-                tcp_address: None,
-            }
-        )),
-        "{fx:?}"
-    );
+    let [cleared, _] = endpoint_told(rid, provider(1), None);
+    assert!(fx.contains(&cleared), "{fx:?}");
     assert_eq!(holder(&m, slot), Some(provider(2)), "matched anew");
     let view = m.service(rid).unwrap();
     assert_eq!(view.replicas[0].endpoint, None);
     assert_eq!(view.replicas[0].tcp_address, None);
 
     // The new provider reports its own address.
-    let ack = hb_tcp(
-        &mut m,
-        t + S,
-        node(2),
-        slot,
-        Some(url(2, rid)),
-        Some("[2001:db8::2]:9000"),
-    );
+    let ack = tcp_beat(&mut m, t + S, 2, (rid, slot), "[2001:db8::2]:9000");
     assert!(accepted(&ack), "{ack:?}");
     assert_eq!(
         m.service(rid).unwrap().replicas[0].tcp_address.as_deref(),
@@ -434,14 +380,7 @@ fn a_tcp_replica_is_acknowledged_with_its_address_recorded_told_probed_and_clear
 fn an_http_replica_reports_no_tcp_address() {
     let (mut m, rid, slots) = leased(&Mem::default(), &P, &[(1, 50)], lease(1));
     let slot = slots[0];
-    let ack = hb_tcp(
-        &mut m,
-        S,
-        node(1),
-        slot,
-        Some(url(1, rid)),
-        Some("p1.example:4000"),
-    );
+    let ack = tcp_beat(&mut m, S, 1, (rid, slot), "p1.example:4000");
     assert!(refused_for(&ack, "not TCP"), "{ack:?}");
     assert!(accepted(&hb(&mut m, S, node(1), slot, Some(url(1, rid)))));
     let later = hb_tcp(&mut m, 61 * S, node(1), slot, None, Some("p1.example:4000"));
@@ -533,28 +472,9 @@ fn probes_run_each_interval_count_failures_and_the_last_one_slashes_and_rematche
                 if *key == slash_key(slot, 1) && *p == provider(1))),
         "{fx:?}"
     );
-    assert!(fx.contains(&(
-        rid,
-        Effect::Endpoint {
-            slot: 0,
-            provider: provider(1),
-            endpoint: None,
-            tcp_address: None,
-        }
-    )));
-    assert!(fx.contains(&(
-        rid,
-        Effect::ServiceNotice {
-            method: "on_endpoint".into(),
-            notice: ServiceNotice {
-                service: rid,
-                slot: 0,
-                provider: None,
-                endpoint: None,
-                tcp_address: None,
-            },
-        }
-    )));
+    for told in endpoint_told(rid, provider(1), None) {
+        assert!(fx.contains(&told), "{fx:?}");
+    }
     assert_eq!(holder(&m, slot), Some(provider(2)), "matched anew");
     assert_eq!(attempt(&m, slot), 2);
     let view = m.service(rid).unwrap();
@@ -686,7 +606,7 @@ fn a_stored_component_is_pinned_while_the_lease_uses_it() {
     assert_eq!(m.modules.meta(&sha).unwrap().refs, 1);
     m.drop_unfunded(0, dropped.state.id);
     assert_eq!(m.modules.meta(&sha).unwrap().refs, 0);
-    let (rid, _) = funded(&mut m, &P, spec);
+    let (rid, _) = funded_lease(&mut m, &P, spec);
     assert_eq!(m.modules.meta(&sha).unwrap().refs, 1);
     assert_eq!(m.service(rid).unwrap().component_sha256, sha);
     m.cancel_reservation(&P, S, buyer(), rid).unwrap();
