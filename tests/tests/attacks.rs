@@ -9,7 +9,7 @@ use market_api::matcher::{
 use market_api::registry::{ProviderProfile, RegistryError};
 use market_api::{JobId, OfferId};
 use market_fixture::{
-    FUEL_PER_SEC, ICP, MarketFixture, Settings, heartbeat_item, node, principal, provider,
+    FUEL_PER_SEC, ICP, MarketFixture, Settings, exited, heartbeat_item, node, principal, provider,
 };
 
 fn buyer() -> Principal {
@@ -253,7 +253,7 @@ fn notifying_for_someone_else_does_not_block_their_withdrawal() {
 #[test]
 fn a_provider_cannot_dodge_its_slash_by_keeping_its_stake_busy() {
     let (net, _) = market();
-    let job = acknowledged_job(&net);
+    acknowledged_job(&net);
     assert_eq!(slashed_total(&net, provider(1)), 0);
     // The provider goes silent, and from now on always has one `stake`
     // call queued ahead of whatever the matcher sends.
@@ -957,7 +957,7 @@ fn transfers_unknown_past_the_dedup_window_are_resolved_from_the_ledger() {
         );
 
         // The provider takes a job, heartbeats once and goes silent.
-        let job = acknowledged_job(&net);
+        acknowledged_job(&net);
 
         // Nobody looks again for 25 hours.
         net.advance(PAST_DEDUP_WINDOW);
@@ -1127,13 +1127,7 @@ fn the_largest_job_still_reaches_its_buyers_callback() {
             &SubmitResultArgs {
                 job_id: job,
                 attempt: 1,
-                result: JobResult {
-                    outcome: RunOutcome::Exited { code: 0 },
-                    output: output.clone(),
-                    output_sha256: sha,
-                    fuel_used,
-                    engine: "wasmtime 48.0.8".into(),
-                },
+                result: exited(&output, fuel_used),
             },
         )
         .unwrap();

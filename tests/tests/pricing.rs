@@ -9,8 +9,8 @@ mod cast;
 
 use cast::{buyer, node, provider};
 use market_api::matcher::{
-    GFUEL, HeartbeatAck, Job, JobResult, JobSpec, JobStatus, MatcherError, MatcherEvent, OfferSpec,
-    RunOutcome, SubmitResultArgs,
+    GFUEL, HeartbeatAck, Job, JobSpec, JobStatus, MatcherError, MatcherEvent, OfferSpec,
+    SubmitResultArgs,
 };
 use market_api::prices::cmc::IcpXdrConversionRateResponse;
 use market_api::prices::xrc::{ExchangeRateError, GetExchangeRateResult, xdr_rate_of};
@@ -18,7 +18,7 @@ use market_api::prices::{CYCLES_PER_XDR, Currency, RatesView};
 use market_api::registry::Provider;
 use market_api::{JobId, Tokens};
 use market_fixture::pricing::{CYCLES_LEDGER_FEE, ETH, ETH_FEE};
-use market_fixture::{ICP, MarketFixture, PricingSettings, Settings, heartbeat_item};
+use market_fixture::{ICP, MarketFixture, PricingSettings, Settings, exited, heartbeat_item};
 
 /// One thousandth of an XDR, in cycles.
 const MILLI_XDR: u128 = CYCLES_PER_XDR / 1_000;
@@ -135,13 +135,7 @@ fn run_and_settle(net: &MarketFixture, id: JobId, fuel: u64) {
             &SubmitResultArgs {
                 job_id: id,
                 attempt: 1,
-                result: JobResult {
-                    outcome: RunOutcome::Exited { code: 0 },
-                    output: b"done".to_vec(),
-                    output_sha256: sha(b"done"),
-                    fuel_used: fuel,
-                    engine: "wasmtime".into(),
-                },
+                result: exited(b"done", fuel),
             },
         )
         .unwrap();
@@ -149,11 +143,6 @@ fn run_and_settle(net: &MarketFixture, id: JobId, fuel: u64) {
     net.wait_secs(net.settings.challenge_window_secs + 10);
     net.settle_outbox();
     assert_eq!(get_job(net, id).status, JobStatus::Succeeded);
-}
-
-fn sha(bytes: &[u8]) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).into()
 }
 
 fn lock_of(net: &MarketFixture, id: JobId) -> market_api::escrow::JobLock {

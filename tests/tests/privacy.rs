@@ -7,13 +7,15 @@
 
 use candid::{Encode, Principal};
 use market_api::matcher::{
-    AUDIT_ALWAYS_PPM, HeartbeatAck, Job, JobChunkRequest, JobPart, JobResult, JobSpec, JobStatus,
-    JobView, MatcherError, RunOutcome, SubmitResultArgs,
+    AUDIT_ALWAYS_PPM, HeartbeatAck, Job, JobChunkRequest, JobPart, JobSpec, JobStatus, JobView,
+    MatcherError, SubmitResultArgs,
 };
 use market_api::privacy::{JobKey, JobKeyRequest, PrivacyKey, Sealed};
 use market_api::{HttpRequest, JobId, PageRequest, Tokens};
 use market_client::sealing::{self, JobSecret, TransportKey};
-use market_fixture::{ICP, MarketFixture, Settings, heartbeat_item, node, principal, provider};
+use market_fixture::{
+    ICP, MarketFixture, Settings, exited, heartbeat_item, node, principal, provider,
+};
 
 const PRICE: Tokens = 1_000_000;
 
@@ -101,7 +103,7 @@ fn submit(net: &MarketFixture, spec: &JobSpec) -> JobId {
 }
 
 fn get_job(net: &MarketFixture, who: Principal, id: JobId) -> Job {
-    let j: Option<Job> = query_as(&net, who, "get_job", &id);
+    let j: Option<Job> = query_as(net, who, "get_job", &id);
     j.expect("the job exists")
 }
 
@@ -147,7 +149,6 @@ fn acknowledge(net: &MarketFixture, n: u8, job_id: JobId, attempt: u32) {
 /// Provider `n`'s node reports `output` for its attempt of `job_id`.
 fn report(net: &MarketFixture, n: u8, job_id: JobId, attempt: u32, output: Vec<u8>) {
     net.wait_secs(40);
-    let output_sha256 = sha(&output);
     let r: Result<(), MatcherError> = net
         .update(
             net.ids.matcher,
@@ -156,13 +157,7 @@ fn report(net: &MarketFixture, n: u8, job_id: JobId, attempt: u32, output: Vec<u
             &SubmitResultArgs {
                 job_id,
                 attempt,
-                result: JobResult {
-                    outcome: RunOutcome::Exited { code: 0 },
-                    output,
-                    output_sha256,
-                    fuel_used: 1_000_000,
-                    engine: "wasmtime".into(),
-                },
+                result: exited(&output, 1_000_000),
             },
         )
         .unwrap();
@@ -195,7 +190,7 @@ fn run_sealed(net: &MarketFixture, n: u8, job_id: JobId) -> JobSecret {
 /// A job's spec with its input, as `who` reads it the way a node does:
 /// `job_view`, then the input's chunks.
 fn read_job(net: &MarketFixture, who: Principal, job_id: JobId) -> JobSpec {
-    let view: Option<JobView> = query_as(&net, who, "job_view", &job_id);
+    let view: Option<JobView> = query_as(net, who, "job_view", &job_id);
     let view = view.expect("the job exists");
     assert!(!view.contents_hidden, "{who} may read job {job_id}");
     let mut input = Vec::new();
@@ -206,7 +201,7 @@ fn read_job(net: &MarketFixture, who: Principal, job_id: JobId) -> JobSpec {
             offset: input.len() as u64,
         };
         let chunk: Result<market_api::matcher::JobChunk, MatcherError> =
-            query_as(&net, who, "job_chunk", &req);
+            query_as(net, who, "job_chunk", &req);
         input.extend(chunk.expect("the input is readable").bytes);
     }
     assert_eq!(sha(&input), view.input_sha256);

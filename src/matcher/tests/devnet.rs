@@ -18,13 +18,13 @@ use common::{Net, buyer, node, provider};
 use devnet::{Fault, FaultKind, RejectCode};
 use market_api::escrow::{EscrowError, JobLock, LockArgs};
 use market_api::matcher::{
-    Assignment, GFUEL, HeartbeatAck, Job, JobNotice, JobResult, JobSpec, JobStatus, MatcherError,
+    Assignment, GFUEL, HeartbeatAck, Job, JobNotice, JobSpec, JobStatus, MatcherError,
     MatcherEvent, MatcherInit, ModuleInfo, ModuleSource, ModuleUpload, OfferSpec, OutputChunk,
     PriceUnit, RunOutcome, SubmitResultArgs,
 };
 use market_api::registry::{Provider, RegistryError, SlashArgs, SlashOutcome};
 use market_api::{JobId, PageRequest, Tokens};
-use market_fixture::{ICP, MarketFixture, Settings, account, heartbeat_item, principal};
+use market_fixture::{ICP, MarketFixture, Settings, account, exited, heartbeat_item, principal};
 use sha2::{Digest, Sha256};
 
 const INTERVAL: u64 = 60;
@@ -175,13 +175,7 @@ impl Net {
         let args = SubmitResultArgs {
             job_id: job,
             attempt,
-            result: JobResult {
-                output: output.to_vec(),
-                output_sha256: Sha256::digest(output).into(),
-                fuel_used: (self.fuel_reported(n, job) + GFUEL).min(10 * GFUEL),
-                outcome: RunOutcome::Exited { code: 0 },
-                engine: "wasmtime-48.0.8".into(),
-            },
+            result: exited(output, (self.fuel_reported(n, job) + GFUEL).min(10 * GFUEL)),
         };
         let r = self.call(node(n), "submit_result", &args);
         self.settle_outbox();

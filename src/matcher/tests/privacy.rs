@@ -15,12 +15,12 @@ use common::{Net, buyer, node, provider};
 use devnet::vetkd::VetKdKeys;
 use market_api::matcher::{
     GFUEL, HeartbeatAck, Job, JobChunk, JobChunkRequest, JobPart, JobSpec, JobView, MatcherError,
-    MatcherEvent, RunOutcome, SubmitResultArgs,
+    MatcherEvent, SubmitResultArgs,
 };
 use market_api::privacy::{JOB_KEY_CONTEXT, JobKey, JobKeyRequest, PrivacyKey, Sealed};
 use market_api::{EventPage, JobId, PageRequest, Tokens};
 use market_client::sealing::{TransportKey, new_key_id, seal, seal_env};
-use market_fixture::{ICP, Settings, heartbeat_item, principal};
+use market_fixture::{ICP, Settings, exited, heartbeat_item, principal};
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
@@ -217,13 +217,7 @@ fn the_assigned_provider_opens_a_sealed_job_and_no_one_else_gets_in() {
     let args = SubmitResultArgs {
         job_id: id,
         attempt: 1,
-        result: market_api::matcher::JobResult {
-            outcome: RunOutcome::Exited { code: 0 },
-            output_sha256: Sha256::digest(&output).into(),
-            output: output.clone(),
-            fuel_used: GFUEL,
-            engine: "wasmtime".into(),
-        },
+        result: exited(&output, GFUEL),
     };
     let r: Result<(), MatcherError> = net.call(node(1), "submit_result", &args);
     r.unwrap();

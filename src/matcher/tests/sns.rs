@@ -21,14 +21,16 @@ use candid::{CandidType, Deserialize, Principal};
 use common::{Net, node, provider};
 use market_api::escrow::{Balance, EscrowError, JobLock, NotifyDepositArgs, WithdrawArgs};
 use market_api::matcher::{
-    Assignment, CancelReservationArgs, ExtendReservationArgs, HeartbeatAck, Job, JobKind,
-    JobResult, JobSpec, JobStatus, MatcherError, MatcherEvent, Reservation, ReservationSpec,
-    ReservationStatus, ReservedJobArgs, RunOutcome, SetDelegatesArgs, SubmitResultArgs,
+    Assignment, CancelReservationArgs, ExtendReservationArgs, HeartbeatAck, Job, JobKind, JobSpec,
+    JobStatus, MatcherError, MatcherEvent, Reservation, ReservationSpec, ReservationStatus,
+    ReservedJobArgs, SetDelegatesArgs, SubmitResultArgs,
 };
 use market_api::sns::{ExecuteGenericNervousSystemFunction, SNS_ACTIONS, SnsAction, function};
 use market_api::{EventPage, JobId, PageRequest, Tokens};
 use market_fixture::metrics::metric_value;
-use market_fixture::{ICP, MarketFixture, Settings, account, admin, heartbeat_items, principal};
+use market_fixture::{
+    ICP, MarketFixture, Settings, account, admin, exited, heartbeat_items, principal,
+};
 
 const PRICE: Tokens = 1_000_000;
 const INTERVAL: u64 = 60;
@@ -431,13 +433,7 @@ fn a_dao_funds_reserves_delegates_runs_jobs_extends_cancels_and_withdraws() {
     let result = SubmitResultArgs {
         job_id: job,
         attempt: 1,
-        result: JobResult {
-            outcome: RunOutcome::Exited { code: 0 },
-            output: b"42".to_vec(),
-            output_sha256: [0; 32],
-            fuel_used: 5,
-            engine: "test".into(),
-        },
+        result: exited(b"42", 5),
     };
     let r: Result<(), MatcherError> = dao
         .update(dao.ids.matcher, node(1), "submit_result", &result)

@@ -38,8 +38,8 @@ use devnet::{Devnet, DevnetConfig};
 use market_api::escrow::{Balance, EscrowError, EscrowInit, LedgerInfo};
 use market_api::matcher::{
     Assignment, AssignmentPage, GFUEL, HeartbeatItem, Job, JobChunk, JobChunkRequest, JobLimits,
-    JobPart, JobSpec, JobView, MatcherError, MatcherInit, ModuleInfo, ModuleSource, ModuleUpload,
-    OfferSpec, Reservation, ServiceLimits, ServiceSpec,
+    JobPart, JobResult, JobSpec, JobView, MatcherError, MatcherInit, ModuleInfo, ModuleSource,
+    ModuleUpload, OfferSpec, Reservation, RunOutcome, ServiceLimits, ServiceSpec,
 };
 use market_api::privacy::PrivacyConfig;
 use market_api::registry::{ProviderProfile, RegistryError, RegistryInit};
@@ -926,6 +926,18 @@ pub fn heartbeat_item(job_id: JobId, attempt: u32, fuel_used: u64) -> HeartbeatI
         fuel_used,
         endpoint: None,
         tcp_address: None,
+    }
+}
+
+/// An honest run that exited 0 with `output` (committed to by its
+/// SHA-256), having used `fuel_used`.
+pub fn exited(output: &[u8], fuel_used: u64) -> JobResult {
+    JobResult {
+        outcome: RunOutcome::Exited { code: 0 },
+        output: output.to_vec(),
+        output_sha256: sha2::Sha256::digest(output).into(),
+        fuel_used,
+        engine: "wasmtime-48.0.8".into(),
     }
 }
 

@@ -1,6 +1,6 @@
 //! Scenario tests of audits: the draw, the runs, the verdict and the money.
 
-use super::market::{buyer, exited, market, node, offer, provider, spec};
+use super::market::{buyer, market, node, offer, provider, spec};
 use crate::lifecycle::{Effect, Params, StakeOp, bond_for, record_key};
 use crate::market::Market;
 use candid::Principal;
@@ -10,6 +10,7 @@ use market_api::matcher::{
 };
 use market_api::registry::RecordEvent;
 use market_api::{JobId, Tokens};
+use market_fixture::exited;
 
 const S: u64 = 1_000_000_000;
 const G: u64 = market_api::matcher::GFUEL;

@@ -8,9 +8,9 @@ use ic_stable_structures::VectorMemory;
 use market_api::JobId;
 use market_api::matcher::{
     HeartbeatAck, JobLimits, JobResult, JobSpec, JobStatus, MatcherError, ModuleSource, OfferSpec,
-    ReservationSpec, RunOutcome, ServiceLimits, ServiceSpec, SubmitResultArgs,
+    ReservationSpec, ServiceLimits, ServiceSpec, SubmitResultArgs,
 };
-use market_fixture::heartbeat_item;
+use market_fixture::{exited, heartbeat_item};
 
 const S: u64 = 1_000_000_000;
 pub(crate) const P: Params = Params {
@@ -180,17 +180,6 @@ pub(crate) fn service() -> ServiceSpec {
 /// The current attempt of `job_id`.
 pub(crate) fn attempt(m: &Market<VectorMemory>, job_id: JobId) -> u32 {
     m.job(job_id).unwrap().state.assignment.unwrap().attempt
-}
-
-/// A run that exited 0 with `output`, having used `fuel_used`.
-pub(crate) fn exited(output: &[u8], fuel_used: u64) -> JobResult {
-    JobResult {
-        outcome: RunOutcome::Exited { code: 0 },
-        output: output.to_vec(),
-        output_sha256: [0; 32],
-        fuel_used,
-        engine: "wasmtime-48.0.8".into(),
-    }
 }
 
 /// The SHA-256 of `bytes`, as a module's is named.

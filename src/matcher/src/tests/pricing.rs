@@ -3,7 +3,7 @@
 //! slashes valued in the stake ledger's e8s. Expected amounts are worked
 //! out by hand in the comments, not with the code under test.
 
-use super::market::{exited, icp, offer, spec};
+use super::market::{icp, offer, spec};
 use super::perform::{BUYER, Fake, NODE, PROVIDER, S, events, heartbeat, reservation_spec};
 use crate::endpoints;
 use crate::state::{mutate_state, read_state};
@@ -22,7 +22,7 @@ use market_api::prices::xrc::{
 use market_api::prices::{
     Currency, LedgerRateSource, PriceConversion, PricingConfig, RateSource, Ratio, Valuation,
 };
-use market_fixture::url_service;
+use market_fixture::{exited, url_service};
 
 const G: u64 = market_api::matcher::GFUEL;
 const CMC: Principal = Principal::from_slice(&[0xC0; 10]);

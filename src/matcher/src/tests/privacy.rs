@@ -3,8 +3,8 @@
 //! gets a job's key, how often, and what a refused derivation leaves.
 
 use super::market::{
-    P, buyer, exited, funded_job, funded_lease, icp, lease, market, node, offer, offers, provider,
-    service, sha256, spec, store_module,
+    P, buyer, funded_job, funded_lease, icp, lease, market, node, offer, offers, provider, service,
+    sha256, spec, store_module,
 };
 use super::perform::{FAKE_VETKD_PUBLIC_KEY, Fake};
 use crate::endpoints;
@@ -24,7 +24,7 @@ use market_api::privacy::{
     IBE_HEADER, IBE_OVERHEAD, JobKeyRequest, MAX_KEYS_PER_HOLDER, PrivacyConfig, Sealed,
     TRANSPORT_KEY_BYTES, job_identity,
 };
-use market_fixture::heartbeat_item;
+use market_fixture::{exited, heartbeat_item};
 
 const S: u64 = 1_000_000_000;
 const G: u64 = market_api::matcher::GFUEL;
