@@ -25,7 +25,7 @@ use market_api::JobId;
 use market_api::escrow::EscrowInit;
 use market_api::matcher::{MatcherError, MatcherInit};
 use market_api::registry::{ProviderProfile, RegistryConfigUpdate, RegistryError};
-use market_fixture::{ICP, MarketFixture, Settings, admin};
+use market_fixture::{ICP, MarketFixture, Settings};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -118,19 +118,6 @@ fn submit_and_cancel(net: &MarketFixture, n: usize, started: Instant) {
     }
 }
 
-/// Upgrades `canister` to `wasm`: instructions of its upgrade hooks.
-fn upgrade(net: &MarketFixture, canister: Principal, wasm: &[u8], arg: Vec<u8>) -> u64 {
-    let mut dn = net.devnet();
-    dn.take_executions();
-    dn.upgrade_canister(canister, wasm, arg, admin())
-        .unwrap_or_else(|e| panic!("upgrade: {e}"));
-    dn.take_executions()
-        .iter()
-        .filter(|e| e.canister == canister && e.entry.ends_with("upgrade"))
-        .map(|e| e.instructions)
-        .sum()
-}
-
 /// Lets the audit timers run until each canister's pass is done: the
 /// number of audit runs and the most instructions one took, per canister.
 fn audit(net: &MarketFixture, canisters: &[Principal]) -> Vec<(usize, u64)> {
@@ -220,10 +207,9 @@ fn main() {
     for (name, id, arg) in &targets {
         let old = before.as_ref().map(|dir| {
             let wasm = std::fs::read(dir.join(format!("{name}.wasm"))).expect("old module");
-            upgrade(&net, *id, &wasm, arg.clone())
+            net.upgrade(*id, &wasm, arg.clone())
         });
-        let now = upgrade(
-            &net,
+        let now = net.upgrade(
             *id,
             &market_fixture::canister_wasm(name).unwrap(),
             arg.clone(),

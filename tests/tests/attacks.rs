@@ -8,7 +8,9 @@ use market_api::matcher::{
 };
 use market_api::registry::{ProviderProfile, RegistryError};
 use market_api::{JobId, OfferId};
-use market_fixture::{FUEL_PER_SEC, ICP, MarketFixture, Settings, node, principal, provider};
+use market_fixture::{
+    FUEL_PER_SEC, ICP, MarketFixture, Settings, exited, heartbeat_item, node, principal, provider,
+};
 
 fn buyer() -> Principal {
     principal(1)
@@ -42,6 +44,16 @@ fn market() -> (MarketFixture, OfferId) {
     (net, offer_id)
 }
 
+/// A job of the buyer's that provider 1's node has acknowledged.
+fn acknowledged_job(net: &MarketFixture) -> JobId {
+    let job = submit(net, buyer());
+    assert!(matches!(
+        heartbeat(net, node(1), job, 1),
+        HeartbeatAck::Accepted { .. }
+    ));
+    job
+}
+
 fn submit(net: &MarketFixture, who: Principal) -> JobId {
     let spec = net.url_job(60, 10, 100_000);
     let r: Result<JobId, MatcherError> = net
@@ -53,13 +65,7 @@ fn submit(net: &MarketFixture, who: Principal) -> JobId {
 }
 
 fn heartbeat(net: &MarketFixture, from: Principal, job_id: JobId, attempt: u32) -> HeartbeatAck {
-    let items = vec![HeartbeatItem {
-        job_id,
-        attempt,
-        fuel_used: 0,
-        endpoint: None,
-        tcp_address: None,
-    }];
+    let items = vec![heartbeat_item(job_id, attempt, 0)];
     let r: Result<Vec<HeartbeatAck>, MatcherError> = net
         .update(net.ids.matcher, from, "heartbeat", &items)
         .unwrap();
@@ -96,11 +102,7 @@ fn result() -> JobResult {
 #[test]
 fn a_rotated_out_node_key_can_no_longer_act_for_its_provider() {
     let (net, offer_id) = market();
-    let job = submit(&net, buyer());
-    assert!(matches!(
-        heartbeat(&net, node(1), job, 1),
-        HeartbeatAck::Accepted { .. }
-    ));
+    let job = acknowledged_job(&net);
 
     let new_node = principal(0x29);
     let profile = ProviderProfile {
@@ -175,6 +177,19 @@ fn reply<R: candid::CandidType + for<'a> candid::Deserialize<'a>>(
     candid::decode_one(&bytes).expect("the reply decodes")
 }
 
+/// Starts `method` of `canister` as `caller`, with the one argument `arg`;
+/// the devnet runs it as it runs everything else.
+fn start<A: candid::CandidType>(
+    dn: &mut devnet::Devnet,
+    canister: Principal,
+    caller: Principal,
+    method: &str,
+    arg: &A,
+) -> devnet::MessageId {
+    dn.submit_call(canister, caller, method, candid::encode_one(arg).unwrap())
+        .unwrap()
+}
+
 /// Strangers each start a `post_offer` (which waits on the registry) at
 /// once; a buyer who submits a job meanwhile is served, not told `Busy`.
 #[test]
@@ -192,14 +207,7 @@ fn strangers_flooding_offers_do_not_lock_buyers_out() {
     for _ in 0..flood {
         assert!(dn.step());
     }
-    let submitted = dn
-        .submit_call(
-            net.ids.matcher,
-            buyer(),
-            "submit_job",
-            candid::encode_one(&spec).unwrap(),
-        )
-        .unwrap();
+    let submitted = start(&mut dn, net.ids.matcher, buyer(), "submit_job", &spec);
     dn.tick();
     let r: Result<JobId, MatcherError> = reply(&mut dn, submitted);
     assert!(r.is_ok(), "the buyer was locked out by strangers: {r:?}");
@@ -216,27 +224,19 @@ fn notifying_for_someone_else_does_not_block_their_withdrawal() {
         beneficiary: buyer(),
         ledger: net.ids.ledger,
     };
-    let notified = dn
-        .submit_call(
-            net.ids.escrow,
-            stranger(1),
-            "notify_deposit",
-            candid::encode_one(&notify).unwrap(),
-        )
-        .unwrap();
+    let notified = start(
+        &mut dn,
+        net.ids.escrow,
+        stranger(1),
+        "notify_deposit",
+        &notify,
+    );
     let withdraw = WithdrawArgs {
         ledger: net.ids.ledger,
         amount: ICP,
         to: market_fixture::account(buyer()),
     };
-    let withdrawn = dn
-        .submit_call(
-            net.ids.escrow,
-            buyer(),
-            "withdraw",
-            candid::encode_one(&withdraw).unwrap(),
-        )
-        .unwrap();
+    let withdrawn = start(&mut dn, net.ids.escrow, buyer(), "withdraw", &withdraw);
     dn.tick();
     let _: Result<u128, market_api::escrow::EscrowError> = reply(&mut dn, notified);
     let r: Result<u128, market_api::escrow::EscrowError> = reply(&mut dn, withdrawn);
@@ -253,37 +253,56 @@ fn notifying_for_someone_else_does_not_block_their_withdrawal() {
 #[test]
 fn a_provider_cannot_dodge_its_slash_by_keeping_its_stake_busy() {
     let (net, _) = market();
-    let job = submit(&net, buyer());
-    assert!(matches!(
-        heartbeat(&net, node(1), job, 1),
-        HeartbeatAck::Accepted { .. }
-    ));
+    acknowledged_job(&net);
     assert_eq!(slashed_total(&net, provider(1)), 0);
     // The provider goes silent, and from now on always has one `stake`
     // call queued ahead of whatever the matcher sends.
     for _ in 0..20 {
         let mut dn = net.devnet();
-        dn.submit_call(
+        start(
+            &mut dn,
             net.ids.registry,
             provider(1),
             "stake",
-            candid::encode_one(candid::Nat::from(1u8)).unwrap(),
-        )
-        .unwrap();
+            &candid::Nat::from(1u8),
+        );
         dn.advance_time(std::time::Duration::from_secs(30));
         dn.tick();
     }
-    assert!(
-        slashed_total(&net, provider(1)) > 0,
-        "the silent provider was never slashed while it kept its stake busy"
+    assert_slashed(
+        &net,
+        "the silent provider was never slashed while it kept its stake busy",
     );
-    net.audit().unwrap();
 }
 
 fn slashed_total(net: &MarketFixture, who: Principal) -> u128 {
     let p: Option<market_api::registry::Provider> =
         net.query(net.ids.registry, "get_provider", &who).unwrap();
     p.expect("registered").slashed_total
+}
+
+/// `who` submits `spec` and cancels the job at once; returns its id.
+fn submit_and_cancel(
+    net: &MarketFixture,
+    who: Principal,
+    spec: &market_api::matcher::JobSpec,
+) -> JobId {
+    let r: Result<JobId, MatcherError> = net
+        .update(net.ids.matcher, who, "submit_job", spec)
+        .unwrap();
+    let job = r.expect("submit_job");
+    let r: Result<(), MatcherError> = net
+        .update(net.ids.matcher, who, "cancel_job", &job)
+        .unwrap();
+    r.expect("cancel_job");
+    job
+}
+
+/// Provider 1 has lost stake (else `escaped`), and the money is all
+/// accounted for.
+fn assert_slashed(net: &MarketFixture, escaped: &str) {
+    assert!(slashed_total(net, provider(1)) > 0, "{escaped}");
+    net.audit().unwrap();
 }
 
 /// A provider can offer work so cheap that `slash_multiple` times the
@@ -340,14 +359,7 @@ fn a_late_heartbeat_or_hand_back_does_not_escape_the_slash() {
             next_deadline_ns - now + 60_000_000_000,
         ));
         let arg = match late {
-            "heartbeat" => candid::encode_one(vec![HeartbeatItem {
-                job_id: job,
-                attempt: 1,
-                fuel_used: 0,
-                endpoint: None,
-                tcp_address: None,
-            }])
-            .unwrap(),
+            "heartbeat" => candid::encode_one(vec![heartbeat_item(job, 1, 0)]).unwrap(),
             _ => candid::encode_args((job, 1u32)).unwrap(),
         };
         let id = dn.submit_call(net.ids.matcher, node(1), late, arg).unwrap();
@@ -368,11 +380,10 @@ fn a_late_heartbeat_or_hand_back_does_not_escape_the_slash() {
         drop(dn);
         assert!(!accepted, "a {late} past the deadline was accepted");
         net.settle_outbox();
-        assert!(
-            slashed_total(&net, provider(1)) > 0,
-            "the provider escaped its slash with a late {late}"
+        assert_slashed(
+            &net,
+            &format!("the provider escaped its slash with a late {late}"),
         );
-        net.audit().unwrap();
     }
 }
 
@@ -407,13 +418,7 @@ fn a_slot_holder_that_never_runs_the_owners_jobs_is_slashed() {
         let mine: Vec<Assignment> = net.assignments(provider(1)).unwrap();
         mine.iter()
             .filter(|a| matches!(a.kind, JobKind::ReservedSlot { .. }))
-            .map(|a| HeartbeatItem {
-                job_id: a.job_id,
-                attempt: a.attempt,
-                fuel_used: 0,
-                endpoint: None,
-                tcp_address: None,
-            })
+            .map(|a| heartbeat_item(a.job_id, a.attempt, 0))
             .collect()
     };
     let beat = |net: &MarketFixture| {
@@ -444,11 +449,10 @@ fn a_slot_holder_that_never_runs_the_owners_jobs_is_slashed() {
         beat(&net);
     }
     net.settle_outbox();
-    assert!(
-        slashed_total(&net, provider(1)) > 0,
-        "the slot holder ignored the owner's job and lost nothing"
+    assert_slashed(
+        &net,
+        "the slot holder ignored the owner's job and lost nothing",
     );
-    net.audit().unwrap();
 }
 
 /// Ingress that can't succeed is refused before any canister executes it
@@ -694,15 +698,7 @@ fn submit_and_cancel_loops_leave_no_lasting_storage() {
     let (matcher_before, escrow_before) = (stable(net.ids.matcher), stable(net.ids.escrow));
     let mut jobs = Vec::with_capacity(ROUNDS);
     for _ in 0..ROUNDS {
-        let r: Result<JobId, MatcherError> = net
-            .update(net.ids.matcher, attacker, "submit_job", &spec)
-            .unwrap();
-        let job = r.expect("submit_job");
-        let r: Result<(), MatcherError> = net
-            .update(net.ids.matcher, attacker, "cancel_job", &job)
-            .unwrap();
-        r.expect("cancel_job");
-        jobs.push(job);
+        jobs.push(submit_and_cancel(&net, attacker, &spec));
     }
     net.settle_outbox();
     // Each round paid for what it stored, cancelled or not.
@@ -766,15 +762,7 @@ fn submit_and_cancel_loops_leave_no_lasting_storage() {
 /// (if the old module has one) plus its `post_upgrade`.
 fn upgrade_instructions(net: &MarketFixture, canister: Principal, name: &str, arg: Vec<u8>) -> u64 {
     let wasm = market_fixture::canister_wasm(name).unwrap();
-    let mut dn = net.devnet();
-    dn.take_executions();
-    dn.upgrade_canister(canister, &wasm, arg, market_fixture::admin())
-        .unwrap_or_else(|e| panic!("upgrade of the {name}: {e}"));
-    dn.take_executions()
-        .iter()
-        .filter(|e| e.canister == canister && e.entry.ends_with("upgrade"))
-        .map(|e| e.instructions)
-        .sum()
+    net.upgrade(canister, &wasm, arg)
 }
 
 /// Upgrades the registry, escrow and matcher to the same modules with no
@@ -826,15 +814,7 @@ fn piled_up_state_does_not_make_upgrades_dearer() {
             node[2] = 0x4E;
             let node = Principal::from_slice(&node);
             net.register_provider(stranger(i), node).unwrap();
-            let spec = net.url_job(60, 1, 1);
-            let r: Result<JobId, MatcherError> = net
-                .update(net.ids.matcher, attacker, "submit_job", &spec)
-                .unwrap();
-            let id = r.expect("submit_job");
-            let r: Result<(), MatcherError> = net
-                .update(net.ids.matcher, attacker, "cancel_job", &id)
-                .unwrap();
-            r.expect("cancel_job");
+            submit_and_cancel(&net, attacker, &net.url_job(60, 1, 1));
         }
         net.settle_outbox();
     };
@@ -977,11 +957,7 @@ fn transfers_unknown_past_the_dedup_window_are_resolved_from_the_ledger() {
         );
 
         // The provider takes a job, heartbeats once and goes silent.
-        let job = submit(&net, buyer());
-        assert!(matches!(
-            heartbeat(&net, node(1), job, 1),
-            HeartbeatAck::Accepted { .. }
-        ));
+        acknowledged_job(&net);
 
         // Nobody looks again for 25 hours.
         net.advance(PAST_DEDUP_WINDOW);
@@ -1114,11 +1090,7 @@ fn the_largest_job_still_reaches_its_buyers_callback() {
 
     let (net, _) = market();
     let dapp_team = principal(0x61);
-    let client = net.deploy_example_client(dapp_team).unwrap();
-    net.mint(client, 10 * ICP).unwrap();
-    let funded: Result<candid::Nat, String> = net
-        .update(client, dapp_team, "fund", &candid::Nat::from(5 * ICP))
-        .unwrap();
+    let (client, funded) = net.deploy_funded_example_client(dapp_team).unwrap();
     funded.expect("the client funds its escrow balance");
 
     let mut spec = net.url_job(60, 10, 100_000);
@@ -1155,13 +1127,7 @@ fn the_largest_job_still_reaches_its_buyers_callback() {
             &SubmitResultArgs {
                 job_id: job,
                 attempt: 1,
-                result: JobResult {
-                    outcome: RunOutcome::Exited { code: 0 },
-                    output: output.clone(),
-                    output_sha256: sha,
-                    fuel_used,
-                    engine: "wasmtime 48.0.8".into(),
-                },
+                result: exited(&output, fuel_used),
             },
         )
         .unwrap();

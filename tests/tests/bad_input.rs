@@ -24,7 +24,9 @@ use market_api::registry::{RegistryError, Unbonding};
 use market_api::{JobId, OfferId, Tokens};
 use market_fixture::ledger_types::{ApproveArgs, ListBlocksArgs, TransferArg, transfer_arg};
 use market_fixture::metrics::without_timestamps;
-use market_fixture::{ICP, MarketFixture, Settings, account, principal};
+use market_fixture::{
+    ICP, MarketFixture, Settings, account, heartbeat_item, principal, url_service,
+};
 
 /// The example client's controller.
 fn developer() -> Principal {
@@ -203,26 +205,29 @@ struct Fixture {
     upload: [u8; 32],
 }
 
+/// One slot of 64 MiB and a thousand fuel an interval, at 1 000 a billion
+/// fuel or an interval, in `ledger`'s token.
+fn small_offer(ledger: Principal) -> OfferSpec {
+    OfferSpec {
+        currency: None,
+        slots: 1,
+        memory_per_slot_mib: 64,
+        max_fuel_per_interval: 1_000,
+        price_per_gfuel: 1_000,
+        fuel_per_sec: market_fixture::FUEL_PER_SEC,
+        price_per_interval: 1_000,
+        ledger,
+        min_interval_secs: 10,
+        max_interval_secs: 100,
+        tags: vec![],
+        audits: None,
+    }
+}
+
 fn fixture(net: &MarketFixture) -> Fixture {
     let ids = net.ids;
     let offer = net
-        .post_offer(
-            provider(),
-            &OfferSpec {
-                currency: None,
-                slots: 1,
-                memory_per_slot_mib: 64,
-                max_fuel_per_interval: 1_000,
-                price_per_gfuel: 1_000,
-                fuel_per_sec: market_fixture::FUEL_PER_SEC,
-                price_per_interval: 1_000,
-                ledger: ids.ledger,
-                min_interval_secs: 10,
-                max_interval_secs: 100,
-                tags: vec![],
-                audits: None,
-            },
-        )
+        .post_offer(provider(), &small_offer(ids.ledger))
         .unwrap();
     let r: Result<u64, MatcherError> = net
         .update(ids.matcher, buyer(), "reserve", &reservation_spec(net))
@@ -510,32 +515,11 @@ fn boundary_numbers_are_refused_cleanly() {
         };
         refused::<_, (), MatcherError>(&net, ids.matcher, node(), "submit_result", &args);
     }
-    let flood: Vec<HeartbeatItem> = (0..1_001)
-        .map(|i| HeartbeatItem {
-            job_id: i,
-            attempt: 1,
-            fuel_used: u64::MAX,
-            endpoint: None,
-            tcp_address: None,
-        })
-        .collect();
+    let flood: Vec<HeartbeatItem> = (0..1_001).map(|i| heartbeat_item(i, 1, u64::MAX)).collect();
     refused::<_, Vec<HeartbeatAck>, MatcherError>(&net, ids.matcher, node(), "heartbeat", &flood);
 
     // The matcher: offers.
-    let offer = OfferSpec {
-        currency: None,
-        slots: 1,
-        memory_per_slot_mib: 64,
-        max_fuel_per_interval: 1_000,
-        price_per_gfuel: 1_000,
-        fuel_per_sec: market_fixture::FUEL_PER_SEC,
-        price_per_interval: 1_000,
-        ledger: ids.ledger,
-        min_interval_secs: 10,
-        max_interval_secs: 100,
-        tags: vec![],
-        audits: None,
-    };
+    let offer = small_offer(ids.ledger);
     let bad_offers = [
         OfferSpec {
             slots: 0,
@@ -802,7 +786,7 @@ fn a_push_below_the_fee_is_refused_and_kept_for_the_next() {
 /// still handed to its provider afterwards.
 #[test]
 fn forged_ciphertexts_and_transport_keys_are_refused_cleanly() {
-    use market_api::matcher::{ServiceLimits, ServiceSpec};
+    use market_api::matcher::ServiceSpec;
     use market_api::privacy::{
         IBE_HEADER, IBE_OVERHEAD, JobKey, JobKeyRequest, PrivacyKey, Sealed,
     };
@@ -903,16 +887,7 @@ fn forged_ciphertexts_and_transport_keys_are_refused_cleanly() {
     let service = |s: Sealed| ReservationSpec {
         service: Some(ServiceSpec {
             sealed: Some(s),
-            component: ModuleSource::Url {
-                url: "https://example.org/hello.wasm".into(),
-                sha256: [5; 32],
-            },
-            env: vec![],
-            allowed_hosts: vec![],
-            health_path: "/healthz".into(),
-            callback: None,
-            limits: ServiceLimits::default(),
-            tcp: None,
+            ..url_service("https://example.org/hello.wasm", [5; 32])
         }),
         ..reservation_spec(&net)
     };

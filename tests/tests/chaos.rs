@@ -76,8 +76,8 @@ use devnet::{Fault, FaultKind, IngressStatus, Reject, RejectCode};
 use market_api::escrow::{EscrowError, EscrowEvent, NotifyDepositArgs, WithdrawArgs};
 use market_api::matcher::{
     AUDIT_ALWAYS_PPM, Assignment, AuditVerdict, CancelReservationArgs, Commitment,
-    DEFAULT_MIN_SLASH, ExtendReservationArgs, GFUEL, HeartbeatAck, HeartbeatItem, Job, JobKind,
-    JobLimits, JobResult, JobSpec, JobStatus, JobView, MAX_ARG_LEN, MAX_ARGS, MAX_CHUNK_BYTES,
+    DEFAULT_MIN_SLASH, ExtendReservationArgs, GFUEL, HeartbeatAck, Job, JobKind, JobLimits,
+    JobResult, JobSpec, JobStatus, JobView, MAX_ARG_LEN, MAX_ARGS, MAX_CHUNK_BYTES,
     MAX_INPUT_BYTES, MAX_JOB_FUEL, MAX_JOB_MEMORY_MIB, MAX_MODULES_PER_UPLOADER, MAX_RESTING_SECS,
     MatcherError, MatcherEvent, ModuleInfo, ModuleSource, Offer, OfferSpec, Reservation,
     ReservationSpec, ReservationStatus, ReservedJobArgs, RunOutcome, SubmitResultArgs, fuel_cost,
@@ -86,7 +86,9 @@ use market_api::matcher::{
 use market_api::prices::{CYCLES_PER_XDR, Currency};
 use market_api::registry::{Eligibility, ProviderProfile, RegistryError, RegistryEvent};
 use market_api::{EventPage, JobId, PageRequest, Tokens};
-use market_fixture::{ICP, MarketFixture, Settings, account, admin, heartbeat_items, principal};
+use market_fixture::{
+    ICP, MarketFixture, Settings, account, admin, heartbeat_item, heartbeat_items, principal,
+};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -709,13 +711,7 @@ fn provider_call(call: ProviderCall, a: &Assignment, holder: Principal) -> (&'st
     match call {
         ProviderCall::Heartbeat => (
             "heartbeat",
-            encode(&vec![HeartbeatItem {
-                job_id: a.job_id,
-                attempt: a.attempt,
-                fuel_used: a.fuel_reported,
-                endpoint: None,
-                tcp_address: None,
-            }]),
+            encode(&vec![heartbeat_item(a.job_id, a.attempt, a.fuel_reported)]),
         ),
         ProviderCall::HandBack => (
             "hand_back",
@@ -1198,13 +1194,7 @@ impl World {
                 let holder = job.as_ref().and_then(|j| j.provider);
                 let stranger = provider(who);
                 if Some(stranger) != holder {
-                    let items = vec![HeartbeatItem {
-                        job_id: id,
-                        attempt: 1,
-                        fuel_used: 0,
-                        endpoint: None,
-                        tcp_address: None,
-                    }];
+                    let items = vec![heartbeat_item(id, 1, 0)];
                     let acks: Option<Result<Vec<HeartbeatAck>, MatcherError>> =
                         self.matcher(self.node_of(who), "heartbeat", &items);
                     if let Some(Ok(acks)) = acks {
@@ -1746,13 +1736,11 @@ impl World {
                 (0, 0)
             };
             if !a.acknowledged || heartbeat_due(a, now) {
-                items.push(HeartbeatItem {
-                    job_id: a.job_id,
-                    attempt: a.attempt,
-                    fuel_used: burnt.max(a.fuel_reported),
-                    endpoint: None,
-                    tcp_address: None,
-                });
+                items.push(heartbeat_item(
+                    a.job_id,
+                    a.attempt,
+                    burnt.max(a.fuel_reported),
+                ));
             }
             let finished = if one_off {
                 burnt == run
@@ -1829,13 +1817,11 @@ impl World {
             .filter(|a| !a.acknowledged || heartbeat_due(a, now))
         {
             let budget = self.budget(a.job_id);
-            items.push(HeartbeatItem {
-                job_id: a.job_id,
-                attempt: a.attempt,
-                fuel_used: allowed_fuel(a, budget, now).max(a.fuel_reported),
-                endpoint: None,
-                tcp_address: None,
-            });
+            items.push(heartbeat_item(
+                a.job_id,
+                a.attempt,
+                allowed_fuel(a, budget, now).max(a.fuel_reported),
+            ));
         }
         if !items.is_empty() {
             Self::attack_call(items.len() * 16);

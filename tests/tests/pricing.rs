@@ -9,8 +9,8 @@ mod cast;
 
 use cast::{buyer, node, provider};
 use market_api::matcher::{
-    GFUEL, HeartbeatAck, HeartbeatItem, Job, JobResult, JobSpec, JobStatus, MatcherError,
-    MatcherEvent, OfferSpec, RunOutcome, SubmitResultArgs,
+    GFUEL, HeartbeatAck, Job, JobSpec, JobStatus, MatcherError, MatcherEvent, OfferSpec,
+    SubmitResultArgs,
 };
 use market_api::prices::cmc::IcpXdrConversionRateResponse;
 use market_api::prices::xrc::{ExchangeRateError, GetExchangeRateResult, xdr_rate_of};
@@ -18,13 +18,22 @@ use market_api::prices::{CYCLES_PER_XDR, Currency, RatesView};
 use market_api::registry::Provider;
 use market_api::{JobId, Tokens};
 use market_fixture::pricing::{CYCLES_LEDGER_FEE, ETH, ETH_FEE};
-use market_fixture::{ICP, MarketFixture, PricingSettings, Settings};
+use market_fixture::{ICP, MarketFixture, PricingSettings, Settings, exited, heartbeat_item};
 
 /// One thousandth of an XDR, in cycles.
 const MILLI_XDR: u128 = CYCLES_PER_XDR / 1_000;
 /// The market's bond and slash multiples (the fixture's defaults).
 const BOND_MULTIPLE: u128 = 10;
 const SLASH_MULTIPLE: u128 = 5;
+
+/// [`market`] with the buyer holding 5 ICP in the escrow and 5 more in
+/// its account.
+fn market_with_a_buyer() -> MarketFixture {
+    let net = market();
+    net.mint(buyer(), 10 * ICP).unwrap();
+    net.deposit(buyer(), 5 * ICP).unwrap();
+    net
+}
 
 /// A market that prices in XDR, at 4 XDR per ICP and 2,500 XDR per ETH,
 /// with a provider staking 50 ICP.
@@ -112,13 +121,7 @@ fn matcher_events(net: &MarketFixture) -> Vec<MatcherEvent> {
 /// declared speed allows 4 billion fuel in that time), reports a result of
 /// `fuel` and the challenge window runs out: the job settles.
 fn run_and_settle(net: &MarketFixture, id: JobId, fuel: u64) {
-    let items = vec![HeartbeatItem {
-        job_id: id,
-        attempt: 1,
-        fuel_used: 0,
-        endpoint: None,
-        tcp_address: None,
-    }];
+    let items = vec![heartbeat_item(id, 1, 0)];
     let acks: Result<Vec<HeartbeatAck>, MatcherError> = net
         .update(net.ids.matcher, node(), "heartbeat", &items)
         .unwrap();
@@ -132,13 +135,7 @@ fn run_and_settle(net: &MarketFixture, id: JobId, fuel: u64) {
             &SubmitResultArgs {
                 job_id: id,
                 attempt: 1,
-                result: JobResult {
-                    outcome: RunOutcome::Exited { code: 0 },
-                    output: b"done".to_vec(),
-                    output_sha256: sha(b"done"),
-                    fuel_used: fuel,
-                    engine: "wasmtime".into(),
-                },
+                result: exited(b"done", fuel),
             },
         )
         .unwrap();
@@ -146,11 +143,6 @@ fn run_and_settle(net: &MarketFixture, id: JobId, fuel: u64) {
     net.wait_secs(net.settings.challenge_window_secs + 10);
     net.settle_outbox();
     assert_eq!(get_job(net, id).status, JobStatus::Succeeded);
-}
-
-fn sha(bytes: &[u8]) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).into()
 }
 
 fn lock_of(net: &MarketFixture, id: JobId) -> market_api::escrow::JobLock {
@@ -167,10 +159,8 @@ fn lock_of(net: &MarketFixture, id: JobId) -> market_api::escrow::JobLock {
 /// price and gets the rest of the lock back.
 #[test]
 fn an_xdr_job_paid_in_icp_is_charged_at_its_match_rate_and_refunded_the_rest() {
-    let net = market();
+    let net = market_with_a_buyer();
     let icp = net.ids.ledger;
-    net.mint(buyer(), 10 * ICP).unwrap();
-    net.deposit(buyer(), 5 * ICP).unwrap();
     let free_before = net.escrow_balance(buyer()).unwrap().free;
 
     // 4 billion fuel at up to 0.002 XDR per billion: 0.008 XDR, which is
@@ -233,10 +223,8 @@ fn an_xdr_job_paid_in_icp_is_charged_at_its_match_rate_and_refunded_the_rest() {
 /// half an hour.
 #[test]
 fn a_stale_rate_is_refused() {
-    let net = market();
+    let net = market_with_a_buyer();
     let icp = net.ids.ledger;
-    net.mint(buyer(), 10 * ICP).unwrap();
-    net.deposit(buyer(), 5 * ICP).unwrap();
     let first = net.refresh_rates().unwrap().valuation(icp).unwrap();
     let now = net.time_ns() / 1_000_000_000;
     net.set_icp_xdr_rate_at(40_000, now - 7_200).unwrap();

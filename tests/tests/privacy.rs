@@ -7,13 +7,15 @@
 
 use candid::{Encode, Principal};
 use market_api::matcher::{
-    AUDIT_ALWAYS_PPM, HeartbeatAck, HeartbeatItem, Job, JobChunkRequest, JobPart, JobResult,
-    JobSpec, JobStatus, JobView, MatcherError, RunOutcome, SubmitResultArgs,
+    AUDIT_ALWAYS_PPM, HeartbeatAck, Job, JobChunkRequest, JobPart, JobSpec, JobStatus, JobView,
+    MatcherError, SubmitResultArgs,
 };
 use market_api::privacy::{JobKey, JobKeyRequest, PrivacyKey, Sealed};
 use market_api::{HttpRequest, JobId, PageRequest, Tokens};
 use market_client::sealing::{self, JobSecret, TransportKey};
-use market_fixture::{ICP, MarketFixture, Settings, node, principal, provider};
+use market_fixture::{
+    ICP, MarketFixture, Settings, exited, heartbeat_item, node, principal, provider,
+};
 
 const PRICE: Tokens = 1_000_000;
 
@@ -101,7 +103,7 @@ fn submit(net: &MarketFixture, spec: &JobSpec) -> JobId {
 }
 
 fn get_job(net: &MarketFixture, who: Principal, id: JobId) -> Job {
-    let j: Option<Job> = net.query_as(who, "get_job", &id);
+    let j: Option<Job> = query_as(net, who, "get_job", &id);
     j.expect("the job exists")
 }
 
@@ -137,13 +139,7 @@ fn attempt_of(net: &MarketFixture, n: u8, job_id: JobId) -> Option<u32> {
 
 /// Provider `n`'s node acknowledges its attempt of `job_id`.
 fn acknowledge(net: &MarketFixture, n: u8, job_id: JobId, attempt: u32) {
-    let items = vec![HeartbeatItem {
-        job_id,
-        attempt,
-        fuel_used: 0,
-        endpoint: None,
-        tcp_address: None,
-    }];
+    let items = vec![heartbeat_item(job_id, attempt, 0)];
     let acks: Result<Vec<HeartbeatAck>, MatcherError> = net
         .update(net.ids.matcher, node(n), "heartbeat", &items)
         .unwrap();
@@ -153,7 +149,6 @@ fn acknowledge(net: &MarketFixture, n: u8, job_id: JobId, attempt: u32) {
 /// Provider `n`'s node reports `output` for its attempt of `job_id`.
 fn report(net: &MarketFixture, n: u8, job_id: JobId, attempt: u32, output: Vec<u8>) {
     net.wait_secs(40);
-    let output_sha256 = sha(&output);
     let r: Result<(), MatcherError> = net
         .update(
             net.ids.matcher,
@@ -162,13 +157,7 @@ fn report(net: &MarketFixture, n: u8, job_id: JobId, attempt: u32, output: Vec<u
             &SubmitResultArgs {
                 job_id,
                 attempt,
-                result: JobResult {
-                    outcome: RunOutcome::Exited { code: 0 },
-                    output,
-                    output_sha256,
-                    fuel_used: 1_000_000,
-                    engine: "wasmtime".into(),
-                },
+                result: exited(&output, 1_000_000),
             },
         )
         .unwrap();
@@ -201,7 +190,7 @@ fn run_sealed(net: &MarketFixture, n: u8, job_id: JobId) -> JobSecret {
 /// A job's spec with its input, as `who` reads it the way a node does:
 /// `job_view`, then the input's chunks.
 fn read_job(net: &MarketFixture, who: Principal, job_id: JobId) -> JobSpec {
-    let view: Option<JobView> = net.query_as(who, "job_view", &job_id);
+    let view: Option<JobView> = query_as(net, who, "job_view", &job_id);
     let view = view.expect("the job exists");
     assert!(!view.contents_hidden, "{who} may read job {job_id}");
     let mut input = Vec::new();
@@ -212,7 +201,7 @@ fn read_job(net: &MarketFixture, who: Principal, job_id: JobId) -> JobSpec {
             offset: input.len() as u64,
         };
         let chunk: Result<market_api::matcher::JobChunk, MatcherError> =
-            net.query_as(who, "job_chunk", &req);
+            query_as(net, who, "job_chunk", &req);
         input.extend(chunk.expect("the input is readable").bytes);
     }
     assert_eq!(sha(&input), view.input_sha256);
@@ -355,7 +344,7 @@ fn a_stranger_reads_no_content_of_anothers_job_through_any_query() {
             let seen = leaks(&every_query(&net, who, id), &secrets);
             assert!(seen.is_empty(), "{who} reads a running job: {seen:?}");
         }
-        let view: Option<JobView> = net.query_as(stranger(), "job_view", &id);
+        let view: Option<JobView> = query_as(&net, stranger(), "job_view", &id);
         let view = view.unwrap();
         assert!(view.contents_hidden);
         assert_eq!(view.input_bytes, spec.input.len() as u64);
@@ -487,55 +476,37 @@ fn a_sealed_result_is_readable_by_its_owner_only() {
             "{who} got the key of a finished job"
         );
         let r: Result<market_api::matcher::OutputChunk, MatcherError> =
-            net.query_as_args(who, "job_output", (id, 0u64));
+            query_as_args(&net, who, "job_output", (id, 0u64));
         assert!(r.is_err(), "{who} read the sealed output");
     }
     net.audit().unwrap();
 }
 
-/// Query helpers that name the caller.
-trait QueryAs {
-    fn query_as<A: candid::CandidType, R: candid::CandidType + serde::de::DeserializeOwned>(
-        &self,
-        who: Principal,
-        method: &str,
-        arg: &A,
-    ) -> R;
-    fn query_as_args<
-        A: candid::utils::ArgumentEncoder,
-        R: candid::CandidType + serde::de::DeserializeOwned,
-    >(
-        &self,
-        who: Principal,
-        method: &str,
-        args: A,
-    ) -> R;
+/// A query of the matcher as `who`, with one argument and one result.
+fn query_as<A: candid::CandidType, R: candid::CandidType + serde::de::DeserializeOwned>(
+    net: &MarketFixture,
+    who: Principal,
+    method: &str,
+    arg: &A,
+) -> R {
+    query_as_args(net, who, method, (arg,))
 }
 
-impl QueryAs for MarketFixture {
-    fn query_as<A: candid::CandidType, R: candid::CandidType + serde::de::DeserializeOwned>(
-        &self,
-        who: Principal,
-        method: &str,
-        arg: &A,
-    ) -> R {
-        self.query_as_args(who, method, (arg,))
-    }
-
-    fn query_as_args<
-        A: candid::utils::ArgumentEncoder,
-        R: candid::CandidType + serde::de::DeserializeOwned,
-    >(
-        &self,
-        who: Principal,
-        method: &str,
-        args: A,
-    ) -> R {
-        let bytes = candid::encode_args(args).unwrap();
-        let reply = self
-            .devnet()
-            .query_call(self.ids.matcher, who, method, bytes)
-            .unwrap_or_else(|e| panic!("{method} trapped: {e}"));
-        candid::decode_one(&reply).unwrap_or_else(|e| panic!("{method}: {e}"))
-    }
+/// A query of the matcher as `who`, with a tuple of arguments and one
+/// result; panics if it traps.
+fn query_as_args<
+    A: candid::utils::ArgumentEncoder,
+    R: candid::CandidType + serde::de::DeserializeOwned,
+>(
+    net: &MarketFixture,
+    who: Principal,
+    method: &str,
+    args: A,
+) -> R {
+    let bytes = candid::encode_args(args).unwrap();
+    let reply = net
+        .devnet()
+        .query_call(net.ids.matcher, who, method, bytes)
+        .unwrap_or_else(|e| panic!("{method} trapped: {e}"));
+    candid::decode_one(&reply).unwrap_or_else(|e| panic!("{method}: {e}"))
 }

@@ -456,16 +456,18 @@ pub fn validate<M: Memory>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use market_api::matcher::ReservationSpec;
 
-    fn ctx(free: Tokens) -> DaoContext {
+    /// A DAO whose governance canister is `governance`, with `free` on
+    /// `ledger` (ICP, its fee 10 000 e8s) in the escrow.
+    pub(crate) fn dao(governance: Principal, ledger: Principal, free: Tokens) -> DaoContext {
         DaoContext {
-            governance: Principal::from_slice(&[7]),
+            governance,
             name: "Example DAO".into(),
             balance: Some(Balance {
-                ledger: Principal::from_slice(&[1]),
+                ledger,
                 free,
                 claimable: 0,
                 locked: 0,
@@ -475,6 +477,14 @@ mod tests {
             fee: Some(10_000),
             deposit_account: "escrow-deposit-account".into(),
         }
+    }
+
+    fn ctx(free: Tokens) -> DaoContext {
+        dao(
+            Principal::from_slice(&[7]),
+            Principal::from_slice(&[1]),
+            free,
+        )
     }
 
     fn lease() -> ReservationSpec {
@@ -539,7 +549,7 @@ mod tests {
 
     #[test]
     fn a_service_lease_summary_names_its_component_hosts_probes_and_their_fee() {
-        use market_api::matcher::{ServiceLimits, ServiceSpec};
+        use market_api::matcher::ServiceSpec;
         let p = Params {
             probe_fee: 4_000,
             ..crate::tests::market::P
@@ -547,14 +557,9 @@ mod tests {
         let spec = ReservationSpec {
             intervals: 10,
             service: Some(ServiceSpec {
-                sealed: None,
                 component: ModuleSource::Stored { sha256: [0xab; 32] },
                 env: vec![("SECRET".into(), "hunter2".into())],
-                allowed_hosts: vec!["api.example.org".into()],
-                health_path: "/healthz".into(),
-                callback: Some("on_endpoint".into()),
-                limits: ServiceLimits::default(),
-                tcp: None,
+                ..crate::tests::market::service()
             }),
             ..lease()
         };

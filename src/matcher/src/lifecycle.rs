@@ -1379,16 +1379,13 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::BTreeSet;
 
+    /// The scenario tests' market with a shorter grace, a larger bond and
+    /// a smaller slash.
     const P: Params = Params {
         grace_secs: 10,
         bond_multiple: 3,
         slash_multiple: 2,
-        min_slash: 1,
-        challenge_window_secs: 100,
-        min_audit_ppm: 0,
-        probe_interval_secs: 60,
-        probe_failures: 3,
-        probe_fee: 0,
+        ..crate::tests::market::P
     };
     /// The fuel-billed tests' declared speed: a tenth of a billion fuel a second.
     const SPEED: u64 = 100_000_000;

@@ -1482,6 +1482,20 @@ impl<M: Memory> Market<M> {
         })
     }
 
+    /// `providers` and every provider acting through one of their nodes
+    /// now, sorted and without repeats.
+    fn with_node_mates(&self, mut providers: Vec<Principal>) -> Vec<Principal> {
+        let mates: Vec<Principal> = providers
+            .iter()
+            .filter_map(|provider| self.node_of.get(provider))
+            .filter_map(|node| self.nodes.get(&node))
+            .collect();
+        providers.extend(mates);
+        providers.sort();
+        providers.dedup();
+        providers
+    }
+
     /// Handles up to `budget` deadlines that passed by `now_ns`; returns how
     /// many it handled. Each (job, attempt) deadline is handled once.
     pub fn process_deadlines(&mut self, p: &Params, now_ns: u64, budget: usize) -> usize {

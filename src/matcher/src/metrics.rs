@@ -34,6 +34,8 @@ pub fn encode(s: &State, now_ns: u64) -> String {
         held as u128,
     );
     let audits = s.audit_counts.get().0;
+    let probes = s.probe_counts.get().0;
+    let keys = s.key_counts.get().0;
     for (name, help, value) in [
         (
             "matcher_audit_runs_total",
@@ -60,31 +62,29 @@ pub fn encode(s: &State, now_ns: u64) -> String {
             "Audits without a majority or an answer.",
             audits.inconclusive,
         ),
+        (
+            "matcher_probes_total",
+            "Probes of service replicas answered or rejected.",
+            probes.probes,
+        ),
+        (
+            "matcher_probe_failures_total",
+            "Probes of service replicas that found no 2xx answer.",
+            probes.failures,
+        ),
+        (
+            "matcher_job_keys_total",
+            "Job keys derived for providers and owners (vetkd_derive_key).",
+            keys.derived,
+        ),
+        (
+            "matcher_job_key_failures_total",
+            "Job key derivations the management canister rejected or left unanswered.",
+            keys.failed,
+        ),
     ] {
         page.counter(name, help, u128::from(value));
     }
-    let probes = s.probe_counts.get().0;
-    page.counter(
-        "matcher_probes_total",
-        "Probes of service replicas answered or rejected.",
-        u128::from(probes.probes),
-    );
-    page.counter(
-        "matcher_probe_failures_total",
-        "Probes of service replicas that found no 2xx answer.",
-        u128::from(probes.failures),
-    );
-    let keys = s.key_counts.get().0;
-    page.counter(
-        "matcher_job_keys_total",
-        "Job keys derived for providers and owners (vetkd_derive_key).",
-        u128::from(keys.derived),
-    );
-    page.counter(
-        "matcher_job_key_failures_total",
-        "Job key derivations the management canister rejected or left unanswered.",
-        u128::from(keys.failed),
-    );
     s.audit.encode_metrics("matcher", &mut page);
     page.finish()
 }

@@ -11,57 +11,47 @@
 //!
 //! Needs `scripts/build-canisters.sh` first.
 
+mod common;
+
 use candid::Principal;
+use common::{Net, buyer, node, provider};
 use devnet::{Fault, FaultKind, RejectCode};
 use market_api::escrow::{EscrowError, JobLock, LockArgs};
 use market_api::matcher::{
-    Assignment, GFUEL, HeartbeatAck, HeartbeatItem, Job, JobLimits, JobNotice, JobResult, JobSpec,
-    JobStatus, MatcherError, MatcherEvent, MatcherInit, ModuleInfo, ModuleSource, ModuleUpload,
-    OfferSpec, OutputChunk, PriceUnit, RunOutcome, SubmitResultArgs,
+    Assignment, GFUEL, HeartbeatAck, Job, JobNotice, JobSpec, JobStatus, MatcherError,
+    MatcherEvent, MatcherInit, ModuleInfo, ModuleSource, ModuleUpload, OfferSpec, OutputChunk,
+    PriceUnit, RunOutcome, SubmitResultArgs,
 };
 use market_api::registry::{Provider, RegistryError, SlashArgs, SlashOutcome};
 use market_api::{JobId, PageRequest, Tokens};
-use market_fixture::{ICP, MarketFixture, Settings, account, admin, principal};
+use market_fixture::{ICP, MarketFixture, Settings, account, exited, heartbeat_item, principal};
 use sha2::{Digest, Sha256};
 
 const INTERVAL: u64 = 60;
 const PRICE: Tokens = 1_000_000;
 
-fn buyer() -> Principal {
-    principal(1)
-}
 fn buyer2() -> Principal {
     principal(2)
-}
-fn provider(n: u8) -> Principal {
-    principal(100 + n)
-}
-fn node(n: u8) -> Principal {
-    principal(200 + n)
 }
 
 type R<T> = Result<T, MatcherError>;
 
-struct Net {
-    net: MarketFixture,
-}
-
-impl std::ops::Deref for Net {
-    type Target = MarketFixture;
-    fn deref(&self) -> &MarketFixture {
-        &self.net
-    }
-}
-
 impl Net {
     /// The marketplace with two buyers holding 100 ICP in the escrow each.
     fn new() -> Net {
-        let net = MarketFixture::deploy(Settings::default()).expect("deploy the marketplace");
-        for b in [buyer(), buyer2()] {
-            net.mint(b, 200 * ICP).unwrap();
-            net.deposit(b, 100 * ICP).unwrap();
-        }
-        Net { net }
+        let net = Net::with_buyer(Settings::default());
+        net.fund(buyer2());
+        net
+    }
+
+    /// Provider 1 offering at [`PRICE`] and a job of the buyer's paying up
+    /// to `max_price` matched to it; returns the buyer's free balance
+    /// before the job, and the job.
+    fn matched_job(&self, max_price: Tokens) -> (Tokens, JobId) {
+        self.provider(1, PRICE);
+        let before = self.free(buyer());
+        let id = self.submit(buyer(), &self.spec(max_price, 0)).unwrap();
+        (before, id)
     }
 
     /// Registers, stakes (100 ICP) and offers provider `n` at `price`.
@@ -86,39 +76,11 @@ impl Net {
 
     fn spec(&self, max_price: Tokens, retries: u32) -> JobSpec {
         JobSpec {
-            sealed: None,
-            currency: None,
-            module: ModuleSource::Url {
-                url: "https://example.org/job.wasm".into(),
-                sha256: [7; 32],
-            },
             input: b"input".to_vec(),
             args: vec!["--fast".into()],
-            env: vec![],
-            limits: JobLimits {
-                memory_mib: 64,
-                fuel: 10 * GFUEL,
-            },
-            max_price_per_gfuel: max_price,
-            deadline_secs: None,
-            interval_secs: INTERVAL,
-            ledger: self.ids.ledger,
-            min_provider_stake: 0,
-            min_record: None,
             max_retries: retries,
-            callback: None,
-            audit_ppm: None,
+            ..self.url_job(INTERVAL, 10, max_price)
         }
-    }
-
-    fn call<A: candid::CandidType, T: candid::CandidType + serde::de::DeserializeOwned>(
-        &self,
-        caller: Principal,
-        method: &str,
-        arg: &A,
-    ) -> T {
-        self.update(self.ids.matcher, caller, method, arg)
-            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn submit(&self, who: Principal, spec: &JobSpec) -> R<JobId> {
@@ -164,13 +126,7 @@ impl Net {
             Some(a) => a.fuel_reported,
             None => GFUEL,
         };
-        let items = vec![HeartbeatItem {
-            job_id: job,
-            attempt,
-            fuel_used,
-            endpoint: None,
-            tcp_address: None,
-        }];
+        let items = vec![heartbeat_item(job, attempt, fuel_used)];
         let acks: R<Vec<HeartbeatAck>> = self.call(node(n), "heartbeat", &items);
         let ack = acks.unwrap().remove(0);
         self.settle_outbox();
@@ -219,13 +175,7 @@ impl Net {
         let args = SubmitResultArgs {
             job_id: job,
             attempt,
-            result: JobResult {
-                output: output.to_vec(),
-                output_sha256: Sha256::digest(output).into(),
-                fuel_used: (self.fuel_reported(n, job) + GFUEL).min(10 * GFUEL),
-                outcome: RunOutcome::Exited { code: 0 },
-                engine: "wasmtime-48.0.8".into(),
-            },
+            result: exited(output, (self.fuel_reported(n, job) + GFUEL).min(10 * GFUEL)),
         };
         let r = self.call(node(n), "submit_result", &args);
         self.settle_outbox();
@@ -288,9 +238,7 @@ fn accepted(ack: &HeartbeatAck) -> bool {
 #[test]
 fn job_matched_at_once_heartbeats_pay_and_result_settles() {
     let net = Net::new();
-    net.provider(1, PRICE);
-    let before = net.free(buyer());
-    let id = net.submit(buyer(), &net.spec(2 * PRICE, 0)).unwrap();
+    let (before, id) = net.matched_job(2 * PRICE);
     let job = net.job(id);
     assert_eq!(job.status, JobStatus::Assigned);
     assert_eq!(job.provider, Some(provider(1)));
@@ -472,16 +420,13 @@ fn missed_heartbeat_slashes_and_reassigns_to_a_second_provider() {
         2 * 2 * PRICE,
         "two billion fuel (a heartbeat's and the result's) at its price"
     );
-    let audit = net.audit();
-    assert_eq!(audit.slashes, 1);
+    assert_eq!(net.audit().slashes, 1);
 }
 
 #[test]
 fn retries_used_up_fail_the_job_and_refund_the_buyer() {
     let net = Net::new();
-    net.provider(1, PRICE);
-    let before = net.free(buyer());
-    let id = net.submit(buyer(), &net.spec(PRICE, 0)).unwrap();
+    let (before, id) = net.matched_job(PRICE);
     // Never acknowledged: the acknowledgement deadline passes too.
     net.wait_secs(INTERVAL + 40);
     let job = net.job(id);
@@ -503,9 +448,7 @@ fn retries_used_up_fail_the_job_and_refund_the_buyer() {
 #[test]
 fn cancel_pays_heartbeated_intervals_and_refunds_the_rest() {
     let net = Net::new();
-    net.provider(1, PRICE);
-    let before = net.free(buyer());
-    let id = net.submit(buyer(), &net.spec(PRICE, 0)).unwrap();
+    let (before, id) = net.matched_job(PRICE);
     net.run_first_interval(1, id, 1);
     let other: R<()> = net.call(buyer2(), "cancel_job", &id);
     assert!(
@@ -547,11 +490,7 @@ fn callbacks_are_delivered_once_and_a_trapping_one_harms_nothing() {
     let net = Net::new();
     net.provider(1, PRICE);
     let owner = principal(50);
-    let client = net.deploy_example_client(owner).unwrap();
-    net.mint(client, 10 * ICP).unwrap();
-    let funded: Result<candid::Nat, String> = net
-        .update(client, owner, "fund", &candid::Nat::from(5 * ICP))
-        .unwrap();
+    let (client, funded) = net.deploy_funded_example_client(owner).unwrap();
     assert_eq!(market_fixture::nat(&funded.unwrap()), 5 * ICP);
     let spec = net.spec(PRICE, 0);
     let stranger: Result<u64, String> = net.update(client, buyer(), "submit", &spec).unwrap();
@@ -614,19 +553,10 @@ fn callbacks_are_delivered_once_and_a_trapping_one_harms_nothing() {
 #[test]
 fn deadline_is_enforced_across_a_matcher_upgrade() {
     let net = Net::new();
-    net.provider(1, PRICE);
-    let id = net.submit(buyer(), &net.spec(PRICE, 0)).unwrap();
+    let (_, id) = net.matched_job(PRICE);
     net.run_first_interval(1, id, 1);
-    let wasm = market_fixture::canister_wasm("matcher").unwrap();
     let config: MatcherInit = net.query(net.ids.matcher, "get_config", &()).unwrap();
-    net.devnet()
-        .upgrade_canister(
-            net.ids.matcher,
-            &wasm,
-            candid::encode_one(Some(config)).unwrap(),
-            admin(),
-        )
-        .unwrap();
+    net.upgrade_matcher(Some(config));
     assert_eq!(net.job(id).status, JobStatus::Running, "state kept");
     // The provider heartbeats once more after the upgrade, then stops.
     assert!(accepted(&net.heartbeat_when_due(1, id, 1)));
@@ -754,8 +684,7 @@ fn slash_and_notify_faults_converge_without_double_slashing() {
             before + 50 * PRICE - 2 * net.settings.fee - net.storage_fee(),
             "{method} {kind:?}"
         );
-        let audit = net.audit();
-        assert_eq!(audit.slashes, 1);
+        assert_eq!(net.audit().slashes, 1);
     }
 }
 
@@ -830,8 +759,7 @@ fn modules_upload_in_chunks_and_only_funded_principals_may_upload() {
 #[test]
 fn unauthorized_and_anonymous_callers_are_refused_and_change_nothing() {
     let net = Net::new();
-    net.provider(1, PRICE);
-    let id = net.submit(buyer(), &net.spec(PRICE, 0)).unwrap();
+    let (_, id) = net.matched_job(PRICE);
     let anon: R<u64> = net.refused_update(
         net.ids.matcher,
         Principal::anonymous(),
@@ -840,13 +768,7 @@ fn unauthorized_and_anonymous_callers_are_refused_and_change_nothing() {
     );
     assert_eq!(anon, Err(MatcherError::AnonymousCaller));
     // A stranger heartbeating a job it does not hold.
-    let items = vec![HeartbeatItem {
-        job_id: id,
-        attempt: 1,
-        fuel_used: 0,
-        endpoint: None,
-        tcp_address: None,
-    }];
+    let items = vec![heartbeat_item(id, 1, 0)];
     let acks: R<Vec<HeartbeatAck>> = net.call(principal(66), "heartbeat", &items);
     match acks {
         Ok(acks) => assert!(!accepted(&acks[0])),
@@ -1086,9 +1008,7 @@ fn offers_follow_the_registry_and_the_book_answers_for_them() {
 #[test]
 fn a_provider_heartbeating_without_running_is_paid_nothing_and_slashed() {
     let net = Net::new();
-    net.provider(1, PRICE);
-    let before = net.free(buyer());
-    let id = net.submit(buyer(), &net.spec(PRICE, 0)).unwrap();
+    let (before, id) = net.matched_job(PRICE);
     let a = net.assignments(1).remove(0);
     let due = a
         .result_deadline_ns
@@ -1100,13 +1020,7 @@ fn a_provider_heartbeating_without_running_is_paid_nothing_and_slashed() {
         "twice the 100 s its budget needs at the declared speed, plus an interval"
     );
     // More fuel than the time since the bond held allows is refused.
-    let items = vec![HeartbeatItem {
-        job_id: id,
-        attempt: 1,
-        fuel_used: 10 * GFUEL,
-        endpoint: None,
-        tcp_address: None,
-    }];
+    let items = vec![heartbeat_item(id, 1, 10 * GFUEL)];
     let acks: R<Vec<HeartbeatAck>> = net.call(node(1), "heartbeat", &items);
     let ack = acks.unwrap().remove(0);
     assert!(

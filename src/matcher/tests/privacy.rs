@@ -8,74 +8,48 @@
 //!
 //! Needs `scripts/build-canisters.sh` first.
 
+mod common;
+
 use candid::{CandidType, Principal};
+use common::{Net, buyer, node, provider};
 use devnet::vetkd::VetKdKeys;
 use market_api::matcher::{
-    GFUEL, HeartbeatAck, HeartbeatItem, Job, JobChunk, JobChunkRequest, JobLimits, JobPart,
-    JobSpec, JobView, MatcherError, MatcherEvent, ModuleSource, RunOutcome, SubmitResultArgs,
+    GFUEL, HeartbeatAck, Job, JobChunk, JobChunkRequest, JobPart, JobSpec, JobView, MatcherError,
+    MatcherEvent, SubmitResultArgs,
 };
 use market_api::privacy::{JOB_KEY_CONTEXT, JobKey, JobKeyRequest, PrivacyKey, Sealed};
 use market_api::{EventPage, JobId, PageRequest, Tokens};
 use market_client::sealing::{TransportKey, new_key_id, seal, seal_env};
-use market_fixture::{ICP, MarketFixture, Settings, admin, principal};
+use market_fixture::{ICP, Settings, exited, heartbeat_item, principal};
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 const PRICE: Tokens = 1_000_000;
 
-fn buyer() -> Principal {
-    principal(1)
-}
 fn stranger() -> Principal {
     principal(50)
-}
-fn provider(n: u8) -> Principal {
-    principal(100 + n)
-}
-fn node(n: u8) -> Principal {
-    principal(200 + n)
 }
 
 fn secret_env() -> Vec<(String, String)> {
     vec![("API_TOKEN".into(), "hunter2".into())]
 }
 
-struct Net {
-    net: MarketFixture,
-}
-
-impl std::ops::Deref for Net {
-    type Target = MarketFixture;
-    fn deref(&self) -> &MarketFixture {
-        &self.net
-    }
-}
-
 impl Net {
     /// A market with privacy, its key read, the buyer funded and two
     /// providers offering (provider 1 cheaper).
     fn new() -> Net {
-        let net = MarketFixture::deploy(Settings {
+        let net = Net::with_buyer(Settings {
             privacy: true,
             ..Settings::default()
-        })
-        .expect("deploy the marketplace");
-        net.mint(buyer(), 200 * ICP).unwrap();
-        net.deposit(buyer(), 100 * ICP).unwrap();
+        });
         for (n, price) in [(1, PRICE), (2, 2 * PRICE)] {
             net.onboard_provider(provider(n), node(n), 100 * ICP)
                 .unwrap();
-            let id: Result<u64, MatcherError> = net
-                .update(
-                    net.ids.matcher,
-                    provider(n),
-                    "post_offer",
-                    &net.offer_spec(1, price),
-                )
-                .unwrap();
+            let id: Result<u64, MatcherError> =
+                net.call(provider(n), "post_offer", &net.offer_spec(1, price));
             id.unwrap();
         }
-        Net { net }
+        net
     }
 
     fn query_as<A: CandidType, R: CandidType + DeserializeOwned>(
@@ -87,16 +61,6 @@ impl Net {
         self.devnet()
             .query(self.ids.matcher, caller, method, arg)
             .unwrap_or_else(|e| panic!("{method}: {e:?}"))
-    }
-
-    fn call<A: CandidType, R: CandidType + DeserializeOwned>(
-        &self,
-        caller: Principal,
-        method: &str,
-        arg: &A,
-    ) -> R {
-        self.update(self.ids.matcher, caller, method, arg)
-            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn privacy_key(&self) -> Option<PrivacyKey> {
@@ -157,27 +121,10 @@ fn sealed_job(net: &Net, key: &PrivacyKey) -> (JobId, Vec<u8>, Vec<u8>) {
             env: Some(env.clone().into()),
             output: true,
         }),
-        currency: None,
-        module: ModuleSource::Url {
-            url: "https://example.org/job.wasm".into(),
-            sha256: [7; 32],
-        },
         input: input.clone(),
         args: vec!["--plain-arg".into()],
         env: vec![("PLAIN".into(), "visible-to-readers".into())],
-        limits: JobLimits {
-            memory_mib: 64,
-            fuel: 10 * GFUEL,
-        },
-        max_price_per_gfuel: 2 * PRICE,
-        deadline_secs: None,
-        interval_secs: 60,
-        ledger: net.ids.ledger,
-        min_provider_stake: 0,
-        min_record: None,
-        max_retries: 0,
-        callback: None,
-        audit_ppm: None,
+        ..net.url_job(60, 10, 2 * PRICE)
     };
     let id: Result<JobId, MatcherError> = net.call(buyer(), "submit_job", &spec);
     let id = id.unwrap();
@@ -211,15 +158,7 @@ fn the_matchers_key_is_the_devnets_derived_key_for_it() {
     assert_eq!(key.key_name, "dfx_test_key");
     assert_eq!(key.context, JOB_KEY_CONTEXT);
     // Kept across an upgrade (and read again after it).
-    let wasm = market_fixture::canister_wasm("matcher").unwrap();
-    net.devnet()
-        .upgrade_canister(
-            net.ids.matcher,
-            &wasm,
-            candid::encode_one(None::<market_api::matcher::MatcherInit>).unwrap(),
-            admin(),
-        )
-        .unwrap();
+    net.upgrade_matcher(None);
     assert_eq!(net.privacy_key(), Some(key.clone()));
     net.wait_secs(5);
     assert_eq!(net.privacy_key(), Some(key));
@@ -269,13 +208,7 @@ fn the_assigned_provider_opens_a_sealed_job_and_no_one_else_gets_in() {
 
     // The provider runs it and seals its output to the job.
     let beat = |fuel_used| {
-        let items = vec![HeartbeatItem {
-            job_id: id,
-            attempt: 1,
-            fuel_used,
-            endpoint: None,
-            tcp_address: None,
-        }];
+        let items = vec![heartbeat_item(id, 1, fuel_used)];
         let acks: Result<Vec<HeartbeatAck>, MatcherError> = net.call(node(1), "heartbeat", &items);
         assert!(matches!(acks.unwrap()[0], HeartbeatAck::Accepted { .. }));
     };
@@ -284,13 +217,7 @@ fn the_assigned_provider_opens_a_sealed_job_and_no_one_else_gets_in() {
     let args = SubmitResultArgs {
         job_id: id,
         attempt: 1,
-        result: market_api::matcher::JobResult {
-            outcome: RunOutcome::Exited { code: 0 },
-            output_sha256: Sha256::digest(&output).into(),
-            output: output.clone(),
-            fuel_used: GFUEL,
-            engine: "wasmtime".into(),
-        },
+        result: exited(&output, GFUEL),
     };
     let r: Result<(), MatcherError> = net.call(node(1), "submit_result", &args);
     r.unwrap();

@@ -9,13 +9,15 @@
 //!
 //! Needs `scripts/build-canisters.sh` first.
 
-use candid::Principal;
+mod common;
+
+use common::{Net, buyer, node, provider};
 use market_api::matcher::{
-    HeartbeatAck, HeartbeatItem, MatcherError, MatcherEvent, MatcherInit, ModuleSource, OfferSpec,
-    ReservationSpec, ReservationStatus, ServiceLimits, ServiceSpec, ServiceView,
+    HeartbeatAck, HeartbeatItem, MatcherError, MatcherEvent, MatcherInit, OfferSpec,
+    ReservationSpec, ReservationStatus, ServiceView,
 };
 use market_api::{EventPage, PageRequest, Tokens};
-use market_fixture::{ICP, MarketFixture, Settings, admin, principal};
+use market_fixture::{ICP, Settings, url_service};
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -26,16 +28,6 @@ const INTERVAL: u64 = 60;
 const PROBE_EVERY: u64 = 10;
 const PROBE_FEE: Tokens = 1_000;
 const PRICE: Tokens = 1_000_000;
-
-fn buyer() -> Principal {
-    principal(1)
-}
-fn provider(n: u8) -> Principal {
-    principal(100 + n)
-}
-fn node(n: u8) -> Principal {
-    principal(200 + n)
-}
 
 /// A replica stand-in: answers every request `200 OK` until stopped, then
 /// closes its socket (connections are refused).
@@ -87,39 +79,16 @@ impl Replica {
     }
 }
 
-struct Net {
-    net: MarketFixture,
-}
-
-impl std::ops::Deref for Net {
-    type Target = MarketFixture;
-    fn deref(&self) -> &MarketFixture {
-        &self.net
-    }
-}
-
 impl Net {
     /// The marketplace with a buyer holding 100 ICP in the escrow, three
     /// staked providers offering a slot each, and the matcher probing
     /// every ten seconds at a fee of 1 000 e8s.
     fn new() -> Net {
-        let net = Net {
-            net: MarketFixture::deploy(Settings::default()).expect("deploy the marketplace"),
-        };
-        net.mint(buyer(), 200 * ICP).unwrap();
-        net.deposit(buyer(), 100 * ICP).unwrap();
+        let net = Net::with_buyer(Settings::default());
         let mut config: MatcherInit = net.query(net.ids.matcher, "get_config", &()).unwrap();
         config.probe_interval_secs = Some(PROBE_EVERY);
         config.probe_fee = Some(PROBE_FEE);
-        let wasm = market_fixture::canister_wasm("matcher").unwrap();
-        net.devnet()
-            .upgrade_canister(
-                net.ids.matcher,
-                &wasm,
-                candid::encode_one(Some(config)).unwrap(),
-                admin(),
-            )
-            .unwrap();
+        net.upgrade_matcher(Some(config));
         for n in 1..=3 {
             net.onboard_provider(provider(n), node(n), 100 * ICP)
                 .unwrap();
@@ -141,16 +110,6 @@ impl Net {
             id.unwrap();
         }
         net
-    }
-
-    fn call<A: candid::CandidType, T: candid::CandidType + serde::de::DeserializeOwned>(
-        &self,
-        caller: Principal,
-        method: &str,
-        arg: &A,
-    ) -> T {
-        self.update(self.ids.matcher, caller, method, arg)
-            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn service(&self, id: u64) -> ServiceView {
@@ -221,19 +180,7 @@ fn a_replica_that_stops_answering_its_probes_is_slashed_and_moved() {
         min_provider_stake: 0,
         max_rematches: 1,
         delegates: vec![],
-        service: Some(ServiceSpec {
-            sealed: None,
-            component: ModuleSource::Url {
-                url: "https://example.org/hello.wasm".into(),
-                sha256: [5; 32],
-            },
-            env: vec![],
-            allowed_hosts: vec![],
-            health_path: "/healthz".into(),
-            callback: None,
-            limits: ServiceLimits::default(),
-            tcp: None,
-        }),
+        service: Some(url_service("https://example.org/hello.wasm", [5; 32])),
     };
     let rid: Result<u64, MatcherError> = net.call(buyer(), "reserve", &spec);
     let rid = rid.unwrap();

@@ -15,28 +15,26 @@
 //!
 //! Needs `scripts/build-canisters.sh` first.
 
+mod common;
+
 use candid::{CandidType, Deserialize, Principal};
+use common::{Net, node, provider};
 use market_api::escrow::{Balance, EscrowError, JobLock, NotifyDepositArgs, WithdrawArgs};
 use market_api::matcher::{
-    Assignment, CancelReservationArgs, ExtendReservationArgs, GFUEL, HeartbeatAck, Job, JobKind,
-    JobLimits, JobResult, JobSpec, JobStatus, MatcherError, MatcherEvent, ModuleSource,
-    Reservation, ReservationSpec, ReservationStatus, ReservedJobArgs, RunOutcome, SetDelegatesArgs,
-    SubmitResultArgs,
+    Assignment, CancelReservationArgs, ExtendReservationArgs, HeartbeatAck, Job, JobKind, JobSpec,
+    JobStatus, MatcherError, MatcherEvent, Reservation, ReservationSpec, ReservationStatus,
+    ReservedJobArgs, SetDelegatesArgs, SubmitResultArgs,
 };
 use market_api::sns::{ExecuteGenericNervousSystemFunction, SNS_ACTIONS, SnsAction, function};
 use market_api::{EventPage, JobId, PageRequest, Tokens};
 use market_fixture::metrics::metric_value;
-use market_fixture::{ICP, MarketFixture, Settings, account, admin, heartbeat_items, principal};
+use market_fixture::{
+    ICP, MarketFixture, Settings, account, admin, exited, heartbeat_items, principal,
+};
 
 const PRICE: Tokens = 1_000_000;
 const INTERVAL: u64 = 60;
 
-fn provider(n: u8) -> Principal {
-    principal(100 + n)
-}
-fn node(n: u8) -> Principal {
-    principal(200 + n)
-}
 fn delegate() -> Principal {
     principal(9)
 }
@@ -68,14 +66,15 @@ struct Delivery {
     output: Vec<u8>,
 }
 
+/// The marketplace and the DAO's governance canister.
 struct Dao {
-    net: MarketFixture,
+    net: Net,
     gov: Principal,
 }
 
 impl std::ops::Deref for Dao {
-    type Target = MarketFixture;
-    fn deref(&self) -> &MarketFixture {
+    type Target = Net;
+    fn deref(&self) -> &Net {
         &self.net
     }
 }
@@ -85,7 +84,7 @@ impl Dao {
     /// 1.5 times PRICE), and a DAO with 100 ICP in its treasury whose
     /// governance registered the matcher's six functions (ids 1000..).
     fn new() -> Dao {
-        let net = MarketFixture::deploy(Settings::default()).expect("deploy the marketplace");
+        let net = Net::deploy(Settings::default());
         for (n, price) in [(1, PRICE), (2, PRICE * 6 / 5), (3, PRICE * 3 / 2)] {
             net.onboard_provider(provider(n), node(n), 100 * ICP)
                 .unwrap();
@@ -212,31 +211,14 @@ impl Dao {
     }
 }
 
-fn job_spec(ledger: Principal) -> JobSpec {
+/// A job of 5 billion fuel with a deadline of five intervals and a retry;
+/// its price is ignored in a reservation, whose slots pay.
+fn job_spec(net: &MarketFixture) -> JobSpec {
     JobSpec {
-        sealed: None,
-        currency: None,
-        module: ModuleSource::Url {
-            url: "https://example.org/job.wasm".into(),
-            sha256: [7; 32],
-        },
         input: b"input".to_vec(),
-        args: vec![],
-        env: vec![],
-        limits: JobLimits {
-            memory_mib: 64,
-            fuel: 5 * GFUEL,
-        },
-        // Ignored in a reservation, whose slots pay.
-        max_price_per_gfuel: 0,
         deadline_secs: Some(5 * INTERVAL),
-        interval_secs: INTERVAL,
-        ledger,
-        min_provider_stake: 0,
-        min_record: None,
         max_retries: 1,
-        callback: None,
-        audit_ppm: None,
+        ..net.url_job(INTERVAL, 5, 0)
     }
 }
 
@@ -389,7 +371,7 @@ fn a_dao_funds_reserves_delegates_runs_jobs_extends_cancels_and_withdraws() {
             "submit_reserved_job",
             &ReservedJobArgs {
                 reservation: rid,
-                spec: job_spec(dao.ids.ledger),
+                spec: job_spec(&dao),
             },
         )
         .unwrap();
@@ -402,7 +384,7 @@ fn a_dao_funds_reserves_delegates_runs_jobs_extends_cancels_and_withdraws() {
             "submit_reserved_job",
             &ReservedJobArgs {
                 reservation: rid,
-                spec: job_spec(dao.ids.ledger),
+                spec: job_spec(&dao),
             },
         )
         .unwrap();
@@ -451,13 +433,7 @@ fn a_dao_funds_reserves_delegates_runs_jobs_extends_cancels_and_withdraws() {
     let result = SubmitResultArgs {
         job_id: job,
         attempt: 1,
-        result: JobResult {
-            outcome: RunOutcome::Exited { code: 0 },
-            output: b"42".to_vec(),
-            output_sha256: [0; 32],
-            fuel_used: 5,
-            engine: "test".into(),
-        },
+        result: exited(b"42", 5),
     };
     let r: Result<(), MatcherError> = dao
         .update(dao.ids.matcher, node(1), "submit_result", &result)
@@ -501,12 +477,7 @@ fn a_dao_funds_reserves_delegates_runs_jobs_extends_cancels_and_withdraws() {
         remove: vec![],
     }));
     let (submitted,): (Result<JobId, String>,) = dao
-        .update_args(
-            app,
-            app_owner,
-            "submit_reserved",
-            (rid, job_spec(dao.ids.ledger)),
-        )
+        .update_args(app, app_owner, "submit_reserved", (rid, job_spec(&dao)))
         .unwrap();
     let app_job = submitted.unwrap();
     let holder = (1..=3)
@@ -585,7 +556,7 @@ fn a_dao_funds_reserves_delegates_runs_jobs_extends_cancels_and_withdraws() {
     );
 
     // A one-off job by proposal, paid from the balance.
-    let mut one_off = job_spec(dao.ids.ledger);
+    let mut one_off = job_spec(&dao);
     one_off.max_price_per_gfuel = 2 * PRICE;
     let p = dao.adopt(&SnsAction::SubmitJob(one_off));
     assert!(p.rendering.contains("Run a one-off job"), "{}", p.rendering);

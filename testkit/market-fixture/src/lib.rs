@@ -38,8 +38,8 @@ use devnet::{Devnet, DevnetConfig};
 use market_api::escrow::{Balance, EscrowError, EscrowInit, LedgerInfo};
 use market_api::matcher::{
     Assignment, AssignmentPage, GFUEL, HeartbeatItem, Job, JobChunk, JobChunkRequest, JobLimits,
-    JobPart, JobSpec, JobView, MatcherError, MatcherInit, ModuleInfo, ModuleSource, ModuleUpload,
-    OfferSpec, Reservation,
+    JobPart, JobResult, JobSpec, JobView, MatcherError, MatcherInit, ModuleInfo, ModuleSource,
+    ModuleUpload, OfferSpec, Reservation, RunOutcome, ServiceLimits, ServiceSpec,
 };
 use market_api::privacy::PrivacyConfig;
 use market_api::registry::{ProviderProfile, RegistryError, RegistryInit};
@@ -715,9 +715,52 @@ impl MarketFixture {
         Ok(items)
     }
 
+    /// Upgrades `canister` to `wasm` with the upgrade argument `arg`, as
+    /// the admin; returns the instructions its upgrade took (its
+    /// `pre_upgrade`, if the old module has one, plus its `post_upgrade`).
+    /// The devnet's record of earlier executions is dropped.
+    pub fn upgrade(&self, canister: Principal, wasm: &[u8], arg: Vec<u8>) -> u64 {
+        let mut dn = self.devnet();
+        dn.take_executions();
+        dn.upgrade_canister(canister, wasm, arg, admin())
+            .unwrap_or_else(|e| panic!("upgrade of {canister}: {e}"));
+        dn.take_executions()
+            .iter()
+            .filter(|e| e.canister == canister && e.entry.ends_with("upgrade"))
+            .map(|e| e.instructions)
+            .sum()
+    }
+
+    /// Upgrades the matcher to its built .wasm with `config` as the
+    /// upgrade argument (`None` keeps the configuration it has).
+    pub fn upgrade_matcher(&self, config: Option<MatcherInit>) {
+        let wasm = canister_wasm("matcher").expect("the matcher's .wasm");
+        self.devnet()
+            .upgrade_canister(
+                self.ids.matcher,
+                &wasm,
+                candid::encode_one(config).expect("encode the configuration"),
+                admin(),
+            )
+            .expect("upgrade the matcher");
+    }
+
     /// Installs the example client canister, controlled by `controller`.
     pub fn deploy_example_client(&self, controller: Principal) -> Result<Principal> {
         self.deploy_example_client_on(controller, self.ids.ledger)
+    }
+
+    /// [`MarketFixture::deploy_example_client`], minted 10 ICP of which
+    /// `controller` has it deposit 5 in the escrow; returns the client and
+    /// what its `fund` answered.
+    pub fn deploy_funded_example_client(
+        &self,
+        controller: Principal,
+    ) -> Result<(Principal, std::result::Result<Nat, String>)> {
+        let client = self.deploy_example_client(controller)?;
+        self.mint(client, 10 * ICP)?;
+        let funded = self.update(client, controller, "fund", &Nat::from(5 * ICP))?;
+        Ok((client, funded))
     }
 
     /// [`MarketFixture::deploy_example_client`] paying with `ledger` (the
@@ -870,12 +913,49 @@ pub fn nat(n: &Nat) -> u128 {
 pub fn heartbeat_items(assignments: &[Assignment], more: u64) -> Vec<HeartbeatItem> {
     assignments
         .iter()
-        .map(|a| HeartbeatItem {
-            job_id: a.job_id,
-            attempt: a.attempt,
-            fuel_used: a.fuel_reported.saturating_add(more),
-            endpoint: None,
-            tcp_address: None,
-        })
+        .map(|a| heartbeat_item(a.job_id, a.attempt, a.fuel_reported.saturating_add(more)))
         .collect()
+}
+
+/// A heartbeat of `attempt` of `job_id` reporting `fuel_used` in all, with
+/// no endpoint (a batch job's).
+pub fn heartbeat_item(job_id: JobId, attempt: u32, fuel_used: u64) -> HeartbeatItem {
+    HeartbeatItem {
+        job_id,
+        attempt,
+        fuel_used,
+        endpoint: None,
+        tcp_address: None,
+    }
+}
+
+/// An honest run that exited 0 with `output` (committed to by its
+/// SHA-256), having used `fuel_used`.
+pub fn exited(output: &[u8], fuel_used: u64) -> JobResult {
+    JobResult {
+        outcome: RunOutcome::Exited { code: 0 },
+        output: output.to_vec(),
+        output_sha256: sha2::Sha256::digest(output).into(),
+        fuel_used,
+        engine: "wasmtime-48.0.8".into(),
+    }
+}
+
+/// An HTTP service run from the module at `url` (its SHA-256 `sha256`),
+/// with no env, no allowed hosts, no callback and a health check at
+/// `/healthz`.
+pub fn url_service(url: &str, sha256: [u8; 32]) -> ServiceSpec {
+    ServiceSpec {
+        sealed: None,
+        component: ModuleSource::Url {
+            url: url.into(),
+            sha256,
+        },
+        env: vec![],
+        allowed_hosts: vec![],
+        health_path: "/healthz".into(),
+        callback: None,
+        limits: ServiceLimits::default(),
+        tcp: None,
+    }
 }

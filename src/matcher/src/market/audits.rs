@@ -119,15 +119,7 @@ impl<M: Memory> Market<M> {
             out.extend(s.assignment.as_ref().map(|a| a.provider));
             out.extend(s.last_assignment.map(|(provider, _)| provider));
         }
-        let on_same_node: Vec<Principal> = out
-            .iter()
-            .filter_map(|provider| self.node_of.get(provider))
-            .filter_map(|node| self.nodes.get(&node))
-            .collect();
-        out.extend(on_same_node);
-        out.sort();
-        out.dedup();
-        out
+        self.with_node_mates(out)
     }
 
     /// Starts the next audit run of job `of` and puts it in the book.

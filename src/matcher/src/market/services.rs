@@ -173,15 +173,7 @@ impl<M: Memory> Market<M> {
             }
             out.extend(other.state.failed_providers.last().copied());
         }
-        let node_mates: Vec<Principal> = out
-            .iter()
-            .filter_map(|provider| self.node_of.get(provider))
-            .filter_map(|node| self.nodes.get(&node))
-            .collect();
-        out.extend(node_mates);
-        out.sort();
-        out.dedup();
-        out
+        self.with_node_mates(out)
     }
 
     /// Checks a heartbeat item against a service's slot before the

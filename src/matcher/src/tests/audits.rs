@@ -6,11 +6,11 @@ use crate::market::Market;
 use candid::Principal;
 use ic_stable_structures::VectorMemory;
 use market_api::matcher::{
-    AuditVerdict, JobKind, JobResult, JobStatus, MatcherError, RunOutcome, SubmitResultArgs,
-    fuel_cost,
+    AuditVerdict, JobKind, JobResult, JobStatus, MatcherError, SubmitResultArgs, fuel_cost,
 };
 use market_api::registry::RecordEvent;
 use market_api::{JobId, Tokens};
+use market_fixture::exited;
 
 const S: u64 = 1_000_000_000;
 const G: u64 = market_api::matcher::GFUEL;
@@ -177,11 +177,8 @@ impl World {
 
 fn result(output: u8) -> JobResult {
     JobResult {
-        outcome: RunOutcome::Exited { code: 0 },
-        output: vec![output; 4],
         output_sha256: [output; 32],
-        fuel_used: 4 * G,
-        engine: "wasmtime-48.0.8".into(),
+        ..exited(&[output; 4], 4 * G)
     }
 }
 
@@ -256,12 +253,19 @@ fn an_audit_that_agrees_pays_the_auditor_and_the_result_stands() {
     );
 }
 
-#[test]
-fn a_wrong_result_is_overturned_by_the_tie_break_and_its_provider_slashed() {
+/// Providers 1, 2 and 3, and a job whose result provider 1 reported as
+/// `output`; returns the world, the job and its audit run.
+fn an_audited_result(output: u8) -> (World, JobId, JobId) {
     let mut w = World::new(P, &[1, 2, 3]);
     let id = w.submit();
-    w.report(id, 9);
-    let run1 = w.runs(id)[0];
+    w.report(id, output);
+    let run = w.runs(id)[0];
+    (w, id, run)
+}
+
+#[test]
+fn a_wrong_result_is_overturned_by_the_tie_break_and_its_provider_slashed() {
+    let (mut w, id, run1) = an_audited_result(9);
     assert_eq!(w.report(run1, 1), provider(2));
     // They disagree: a third provider breaks the tie.
     let runs = w.runs(id);
@@ -311,10 +315,7 @@ fn a_wrong_result_is_overturned_by_the_tie_break_and_its_provider_slashed() {
 
 #[test]
 fn a_lying_auditor_loses_the_tie_break() {
-    let mut w = World::new(P, &[1, 2, 3]);
-    let id = w.submit();
-    w.report(id, 1);
-    let run1 = w.runs(id)[0];
+    let (mut w, id, run1) = an_audited_result(1);
     w.report(run1, 7);
     let tie = w.runs(id)[1];
     w.report(tie, 1);

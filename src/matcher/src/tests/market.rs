@@ -5,10 +5,12 @@ use crate::market::{Market, Memories};
 use candid::Principal;
 use canister_common::audit::Books;
 use ic_stable_structures::VectorMemory;
+use market_api::JobId;
 use market_api::matcher::{
-    HeartbeatAck, HeartbeatItem, JobLimits, JobResult, JobSpec, JobStatus, MatcherError,
-    ModuleSource, OfferSpec, RunOutcome, SubmitResultArgs,
+    HeartbeatAck, JobLimits, JobResult, JobSpec, JobStatus, MatcherError, ModuleSource, OfferSpec,
+    ReservationSpec, ServiceLimits, ServiceSpec, SubmitResultArgs,
 };
+use market_fixture::{exited, heartbeat_item};
 
 const S: u64 = 1_000_000_000;
 pub(crate) const P: Params = Params {
@@ -108,18 +110,101 @@ pub(crate) fn offer(price: u128) -> OfferSpec {
     }
 }
 
+/// Puts an offer of one slot at `price` by each `(n, price)`: provider
+/// `n` on node `n`.
+pub(crate) fn offers(m: &mut Market<VectorMemory>, p: &Params, offers: &[(u8, u128)]) {
+    for &(n, price) in offers {
+        m.put_offer(p, 0, provider(n), node(n), 0, None, offer(price))
+            .unwrap();
+    }
+}
+
+/// The buyer's job of `spec`, created and funded at 0 (matched if an
+/// offer can run it); its id.
+pub(crate) fn funded_job(m: &mut Market<VectorMemory>, spec: JobSpec) -> JobId {
+    let id = m.create_job(&P, 0, buyer(), spec).unwrap().state.id;
+    m.job_funded(&P, 0, id);
+    id
+}
+
+/// The buyer's lease of `spec`, created and funded at 0; its id and its
+/// slots' job ids.
+pub(crate) fn funded_lease(
+    m: &mut Market<VectorMemory>,
+    p: &Params,
+    spec: ReservationSpec,
+) -> (JobId, Vec<JobId>) {
+    let rid = m.create_reservation(p, 0, buyer(), spec).unwrap().state.id;
+    m.job_funded(p, 0, rid);
+    let slots = m.reservation_record(rid).unwrap().slots;
+    (rid, slots)
+}
+
+/// A lease of `slots` for `intervals` minutes at up to 100 a slot and
+/// interval, rematched at most twice, with no service and no delegates.
+pub(crate) fn lease(slots: u32, intervals: u32) -> ReservationSpec {
+    ReservationSpec {
+        currency: None,
+        slots,
+        memory_mib: 128,
+        fuel_per_interval: 1_000_000,
+        interval_secs: 60,
+        intervals,
+        max_price_per_interval: 100,
+        ledger: icp(),
+        min_provider_stake: 0,
+        max_rematches: 2,
+        delegates: vec![],
+        service: None,
+    }
+}
+
+/// An HTTP service from a URL, with an env, one allowed host and an
+/// endpoint callback.
+pub(crate) fn service() -> ServiceSpec {
+    ServiceSpec {
+        sealed: None,
+        component: ModuleSource::Url {
+            url: "https://example.org/service.wasm".into(),
+            sha256: [2; 32],
+        },
+        env: vec![("API_KEY".into(), "secret".into())],
+        allowed_hosts: vec!["api.example.org".into()],
+        health_path: "/healthz".into(),
+        callback: Some("on_endpoint".into()),
+        limits: ServiceLimits::default(),
+        tcp: None,
+    }
+}
+
+/// The current attempt of `job_id`.
+pub(crate) fn attempt(m: &Market<VectorMemory>, job_id: JobId) -> u32 {
+    m.job(job_id).unwrap().state.assignment.unwrap().attempt
+}
+
+/// The SHA-256 of `bytes`, as a module's is named.
+pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
+    <sha2::Sha256 as sha2::Digest>::digest(bytes).into()
+}
+
+/// Uploads `bytes` as one chunk and commits them as `uploader`'s module.
+pub(crate) fn store_module(m: &mut Market<VectorMemory>, uploader: Principal, bytes: &[u8]) {
+    let sha = sha256(bytes);
+    m.modules
+        .begin(0, uploader, sha, bytes.len() as u64)
+        .unwrap();
+    m.modules
+        .put_chunk(uploader, sha, 0, bytes.to_vec())
+        .unwrap();
+    m.modules.commit(0, uploader, sha).unwrap();
+}
+
 /// A market where provider 1 offers at 50 and a funded job paying up to 80,
 /// with `retries`, was matched to it.
 fn market_with_a_matched_job(retries: u32) -> (Market<VectorMemory>, u64) {
     let mut m = market();
-    m.put_offer(&P, 0, provider(1), node(1), 0, None, offer(50))
-        .unwrap();
-    let id = m
-        .create_job(&P, 0, buyer(), spec(80, retries))
-        .unwrap()
-        .state
-        .id;
-    m.job_funded(&P, 0, id);
+    offers(&mut m, &P, &[(1, 50)]);
+    let id = funded_job(&mut m, spec(80, retries));
     (m, id)
 }
 
@@ -142,6 +227,25 @@ fn steps(m: &mut Market<VectorMemory>) -> Vec<Effect> {
 fn bond_taken(m: &mut Market<VectorMemory>, job_id: u64, effect: &Effect) {
     if let Effect::Bond { key, .. } = effect {
         m.bond_held(&P, 0, job_id, key.attempt);
+    }
+}
+
+/// Performs every ready step as if its callee took it at once (a bond
+/// holds at `t` when taken); returns (job, effect) pairs in order.
+pub(crate) fn drain_at(m: &mut Market<VectorMemory>, t: u64) -> Vec<(JobId, Effect)> {
+    let mut all = vec![];
+    loop {
+        let ready = m.outbox.take_ready(u64::MAX, 1_000);
+        if ready.is_empty() {
+            return all;
+        }
+        for (seq, step) in ready {
+            m.outbox.complete(seq);
+            if let Effect::Bond { key, .. } = &step.effect {
+                m.bond_held(&P, t, step.job_id, key.attempt);
+            }
+            all.push((step.job_id, step.effect));
+        }
     }
 }
 
@@ -170,15 +274,7 @@ fn job_runs_misses_a_deadline_and_finishes_on_a_second_provider() {
 
     // The node acknowledges, then heartbeats one interval later, reporting
     // a billion fuel, and is paid for it into its pending balance.
-    let hb = |attempt, fuel_used| {
-        vec![HeartbeatItem {
-            job_id: id,
-            attempt,
-            fuel_used,
-            endpoint: None,
-            tcp_address: None,
-        }]
-    };
+    let hb = |attempt, fuel_used| vec![heartbeat_item(id, attempt, fuel_used)];
     assert!(matches!(
         m.heartbeat(&P, S, node(1), &hb(1, 0)).unwrap()[0],
         HeartbeatAck::Accepted { .. }
@@ -235,13 +331,7 @@ fn job_runs_misses_a_deadline_and_finishes_on_a_second_provider() {
 
     // Provider 2 finishes it.
     m.heartbeat(&P, 160 * S, node(2), &hb(2, 0)).unwrap();
-    let result = JobResult {
-        outcome: RunOutcome::Exited { code: 0 },
-        output: b"done".to_vec(),
-        output_sha256: [0; 32],
-        fuel_used: G,
-        engine: "wasmtime-48.0.8".into(),
-    };
+    let result = exited(b"done", G);
     m.submit_result(
         &P,
         170 * S,
@@ -409,13 +499,21 @@ fn the_sweep_matches_a_bid_resting_behind_many_that_no_offer_can_run() {
     assert_eq!(m.book.bid_count() as usize, MAX_SCAN + 10);
 }
 
+/// A market where provider 1 offers five slots at 50.
+fn market_with_five_slots() -> Market<VectorMemory> {
+    let mut m = market();
+    let five = OfferSpec {
+        slots: 5,
+        ..offer(50)
+    };
+    m.put_offer(&P, 0, provider(1), node(1), 0, None, five)
+        .unwrap();
+    m
+}
+
 #[test]
 fn a_deadline_run_handles_at_most_its_budget_and_the_rest_next_time() {
-    let mut m = market();
-    let mut offer5 = offer(50);
-    offer5.slots = 5;
-    m.put_offer(&P, 0, provider(1), node(1), 0, None, offer5)
-        .unwrap();
+    let mut m = market_with_five_slots();
     let ids: Vec<u64> = (0..5)
         .map(|t| {
             let id = m.create_job(&P, t, buyer(), spec(80, 0)).unwrap().state.id;
@@ -481,11 +579,7 @@ fn a_providers_assignments_follow_its_jobs_through_reassignment_and_the_end() {
 fn a_providers_assignments_come_in_pages_and_its_jobs_in_chunks() {
     use market_api::matcher::{JobChunkRequest, JobPart, MAX_CHUNK_BYTES, MAX_INPUT_BYTES};
     use sha2::Digest;
-    let mut m = market();
-    let mut o = offer(50);
-    o.slots = 5;
-    m.put_offer(&P, 0, provider(1), node(1), 0, None, o)
-        .unwrap();
+    let mut m = market_with_five_slots();
     let mut jobs = vec![];
     for n in 0..5u8 {
         let mut s = spec(80, 0);
@@ -631,55 +725,22 @@ mod reservations {
         Principal::from_slice(&[0x50])
     }
 
+    /// A lease the delegate may run jobs in.
     fn lease(slots: u32, intervals: u32) -> ReservationSpec {
         ReservationSpec {
-            currency: None,
-            slots,
-            memory_mib: 128,
-            fuel_per_interval: 1_000_000,
-            interval_secs: 60,
-            intervals,
-            max_price_per_interval: 100,
-            ledger: icp(),
-            min_provider_stake: 0,
-            max_rematches: 2,
             delegates: vec![delegate()],
-            service: None,
+            ..super::lease(slots, intervals)
         }
     }
 
     /// Performs every ready step; returns (job id, effect) pairs.
     fn drain(m: &mut Market<VectorMemory>) -> Vec<(u64, Effect)> {
-        let mut all = vec![];
-        loop {
-            let ready = m.outbox.take_ready(u64::MAX, 1_000);
-            if ready.is_empty() {
-                return all;
-            }
-            for (seq, step) in ready {
-                m.outbox.complete(seq);
-                bond_taken(m, step.job_id, &step.effect);
-                all.push((step.job_id, step.effect));
-            }
-        }
+        drain_at(m, 0)
     }
 
     fn hb(m: &mut Market<VectorMemory>, t: u64, n: u8, job_id: u64) -> HeartbeatAck {
-        let attempt = m.job(job_id).unwrap().state.assignment.unwrap().attempt;
-        m.heartbeat(
-            &P,
-            t,
-            node(n),
-            &[HeartbeatItem {
-                job_id,
-                attempt,
-                fuel_used: 0,
-                endpoint: None,
-                tcp_address: None,
-            }],
-        )
-        .unwrap()
-        .remove(0)
+        let item = heartbeat_item(job_id, attempt(m, job_id), 0);
+        m.heartbeat(&P, t, node(n), &[item]).unwrap().remove(0)
     }
 
     fn released_from(fx: &[(u64, Effect)], lock_job: u64) -> u128 {
@@ -693,22 +754,13 @@ mod reservations {
     }
 
     fn ok_result() -> JobResult {
-        JobResult {
-            outcome: RunOutcome::Exited { code: 0 },
-            output: b"ok".to_vec(),
-            output_sha256: [0; 32],
-            fuel_used: 1,
-            engine: "test".into(),
-        }
+        exited(b"ok", 1)
     }
 
     #[test]
     fn slots_are_held_paid_rematched_and_run_delegates_jobs_then_cancel_settles() {
         let mut m = market();
-        for (n, price) in [(1, 50), (2, 60), (3, 70)] {
-            m.put_offer(&P, 0, provider(n), node(n), 0, None, offer(price))
-                .unwrap();
-        }
+        offers(&mut m, &P, &[(1, 50), (2, 60), (3, 70)]);
         let r = m.create_reservation(&P, 0, buyer(), lease(2, 5)).unwrap();
         let rid = r.state.id;
         assert_eq!(
@@ -913,15 +965,9 @@ mod reservations {
     #[test]
     fn a_reservation_ends_after_its_term_and_extends_before() {
         let mut m = market();
-        m.put_offer(&P, 0, provider(1), node(1), 0, None, offer(40))
-            .unwrap();
-        let rid = m
-            .create_reservation(&P, 0, buyer(), lease(1, 2))
-            .unwrap()
-            .state
-            .id;
-        m.job_funded(&P, 0, rid);
-        let slot = m.reservation(rid).unwrap().slots[0].job_id;
+        offers(&mut m, &P, &[(1, 40)]);
+        let (rid, slots) = funded_lease(&mut m, &P, lease(1, 2));
+        let slot = slots[0];
         drain(&mut m);
         hb(&mut m, S, 1, slot);
 
@@ -1046,8 +1092,7 @@ mod reservations {
             for n in 1..=3u8 {
                 m.put_offer(&P, 0, provider(n), node(n), 0, None, offer(30 + u128::from(n) * 10)).unwrap();
             }
-            let rid = m.create_reservation(&P, 0, buyer(), lease(2, 3)).unwrap().state.id;
-            m.job_funded(&P, 0, rid);
+            let (rid, _) = funded_lease(&mut m, &P, lease(2, 3));
             let mut t = 0u64;
             let mut fx = vec![];
             for (op, n, dt) in ops {
@@ -1112,18 +1157,8 @@ fn a_bid_resting_a_day_unmatched_expires_and_lets_its_module_go() {
     use market_api::matcher::MAX_RESTING_SECS;
     let mut m = market();
     let bytes = b"module";
-    let sha: [u8; 32] = sha2::Digest::finalize(sha2::Digest::chain_update(
-        <sha2::Sha256 as sha2::Digest>::new(),
-        bytes,
-    ))
-    .into();
-    m.modules
-        .begin(0, buyer(), sha, bytes.len() as u64)
-        .unwrap();
-    m.modules
-        .put_chunk(buyer(), sha, 0, bytes.to_vec())
-        .unwrap();
-    m.modules.commit(0, buyer(), sha).unwrap();
+    let sha = sha256(bytes);
+    store_module(&mut m, buyer(), bytes);
     let mut job = spec(80, 0);
     job.module = ModuleSource::Stored { sha256: sha };
     let id = m.create_job(&P, 0, buyer(), job).unwrap().state.id;

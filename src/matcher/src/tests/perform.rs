@@ -2,7 +2,7 @@
 //! whose escrow and registry can answer, refuse, be busy, reject a call or
 //! leave its outcome unknown.
 
-use super::market::{icp, offer, spec};
+use super::market::{icp, lease, offer, spec};
 use crate::endpoints;
 use crate::lifecycle::Effect;
 use crate::perform::{self, Outcome};
@@ -30,6 +30,8 @@ use market_api::registry::{
     BondArgs, Eligibility, Provider, RecordArgs, RegistryError, SlashArgs, SlashOutcome,
 };
 use market_api::{PageRequest, Tokens};
+use market_fixture::heartbeat_item;
+use market_fixture::url_service;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 
@@ -578,14 +580,7 @@ fn pending() -> Vec<(u32, Effect)> {
 
 /// A heartbeat of attempt 1 of `job_id` reporting `fuel_used` in all.
 pub(crate) fn heartbeat(rt: &Fake, job_id: u64, fuel_used: u64) {
-    let item = HeartbeatItem {
-        job_id,
-        attempt: 1,
-        fuel_used,
-        endpoint: None,
-        tcp_address: None,
-    };
-    endpoints::heartbeat(rt, NODE, vec![item]).unwrap();
+    endpoints::heartbeat(rt, NODE, vec![heartbeat_item(job_id, 1, fuel_used)]).unwrap();
 }
 
 #[test]
@@ -742,20 +737,14 @@ fn lock_bond_release_slash_unbond_and_settle_go_through_the_performer() {
     read_state(|s| s.market.check_invariants()).unwrap();
 }
 
-fn reservation_spec() -> ReservationSpec {
+/// A four-minute lease of one slot at up to [`PRICE`] an interval, never
+/// rematched.
+pub(crate) fn reservation_spec() -> ReservationSpec {
     ReservationSpec {
-        currency: None,
-        slots: 1,
         memory_mib: 64,
-        fuel_per_interval: 1_000_000,
-        interval_secs: 60,
-        intervals: 4,
         max_price_per_interval: PRICE,
-        ledger: icp(),
-        min_provider_stake: 0,
         max_rematches: 0,
-        delegates: vec![],
-        service: None,
+        ..lease(1, 4)
     }
 }
 
@@ -849,13 +838,7 @@ fn a_provider_refused_its_bond_leaves_the_book_and_acts_on_nothing() {
     let id = block_on(endpoints::submit_job(&rt, BUYER, spec(PRICE, 0))).unwrap();
     // The lock goes through; the registry refuses the bond for good.
     rt.fail_next(Fault::Refuse);
-    let item = HeartbeatItem {
-        job_id: id,
-        attempt: 1,
-        fuel_used: 0,
-        endpoint: None,
-        tcp_address: None,
-    };
+    let item = heartbeat_item(id, 1, 0);
     // Before the outbox runs, the assignment is not the provider's yet.
     let acks = endpoints::heartbeat(&rt, NODE, vec![item]).unwrap();
     assert!(
@@ -901,7 +884,7 @@ fn a_jailed_provider_leaves_the_book() {
 #[test]
 fn a_service_lease_probes_by_outcall_and_pays_its_probes_to_the_matcher() {
     use crate::lifecycle::PROBE_FEE_SEQ;
-    use market_api::matcher::{ServiceLimits, ServiceSpec};
+    use market_api::matcher::ServiceSpec;
     let rt = Fake::new();
     mutate_state(|s| {
         let mut c = s.config();
@@ -913,17 +896,8 @@ fn a_service_lease_probes_by_outcall_and_pays_its_probes_to_the_matcher() {
     let spec = ReservationSpec {
         intervals: 10,
         service: Some(ServiceSpec {
-            sealed: None,
-            component: market_api::matcher::ModuleSource::Url {
-                url: "https://example.org/s.wasm".into(),
-                sha256: [3; 32],
-            },
-            env: vec![],
-            allowed_hosts: vec![],
-            health_path: "/healthz".into(),
             callback: Some("on_endpoint".into()),
-            limits: ServiceLimits::default(),
-            tcp: None,
+            ..url_service("https://example.org/s.wasm", [3; 32])
         }),
         ..reservation_spec()
     };
@@ -940,11 +914,8 @@ fn a_service_lease_probes_by_outcall_and_pays_its_probes_to_the_matcher() {
     let slot = read_state(|s| s.market.reservation_record(rid).unwrap().slots[0]);
     let endpoint = format!("http://127.0.0.1:8080/{rid}/");
     let item = |endpoint: Option<String>| HeartbeatItem {
-        job_id: slot,
-        attempt: 1,
-        fuel_used: 0,
         endpoint,
-        tcp_address: None,
+        ..heartbeat_item(slot, 1, 0)
     };
     let acks = endpoints::heartbeat(&rt, NODE, vec![item(Some(endpoint.clone()))]).unwrap();
     assert!(matches!(acks[0], HeartbeatAck::Accepted { .. }), "{acks:?}");

@@ -4,7 +4,7 @@
 //! out by hand in the comments, not with the code under test.
 
 use super::market::{icp, offer, spec};
-use super::perform::{BUYER, Fake, NODE, PROVIDER, S, events, heartbeat};
+use super::perform::{BUYER, Fake, NODE, PROVIDER, S, events, heartbeat, reservation_spec};
 use crate::endpoints;
 use crate::state::{mutate_state, read_state};
 use candid::Principal;
@@ -12,8 +12,8 @@ use futures::executor::block_on;
 use market_api::Tokens;
 use market_api::client::CallError;
 use market_api::matcher::{
-    ExtendReservationArgs, JobResult, JobSpec, JobStatus, MatcherError, MatcherEvent, ModuleSource,
-    OfferSpec, ReservationSpec, RunOutcome, ServiceLimits, ServiceSpec, SubmitResultArgs,
+    ExtendReservationArgs, JobSpec, JobStatus, MatcherError, MatcherEvent, OfferSpec,
+    ReservationSpec, SubmitResultArgs,
 };
 use market_api::prices::cmc::{IcpXdrConversionRate, IcpXdrConversionRateResponse};
 use market_api::prices::xrc::{
@@ -22,6 +22,7 @@ use market_api::prices::xrc::{
 use market_api::prices::{
     Currency, LedgerRateSource, PriceConversion, PricingConfig, RateSource, Ratio, Valuation,
 };
+use market_fixture::{exited, url_service};
 
 const G: u64 = market_api::matcher::GFUEL;
 const CMC: Principal = Principal::from_slice(&[0xC0; 10]);
@@ -142,6 +143,11 @@ fn xdr_offer(cycles_per_gfuel: u128, ledger: Principal) -> OfferSpec {
     }
 }
 
+/// The buyer submits `spec`.
+fn submit(rt: &Fake, spec: JobSpec) -> Result<u64, MatcherError> {
+    block_on(endpoints::submit_job(rt, BUYER, spec))
+}
+
 fn post(rt: &Fake, provider: Principal, spec: OfferSpec) -> Result<u64, MatcherError> {
     let t = rt.now.get();
     mutate_state(|s| {
@@ -226,12 +232,7 @@ fn an_xdr_bid_takes_only_xdr_offers_and_is_refunded_lock_minus_bill() {
     post(&rt, OTHER_PROVIDER, offer(1)).unwrap();
     // Up to 10^9 cycles per billion fuel for 10^10 fuel: 10^10 cycles,
     // 250,000 e8s at 40,000 cycles per e8, plus 10 %: 275,000 e8s.
-    let id = block_on(endpoints::submit_job(
-        &rt,
-        BUYER,
-        xdr_spec(1_000_000_000, icp()),
-    ))
-    .unwrap();
+    let id = submit(&rt, xdr_spec(1_000_000_000, icp())).unwrap();
     assert_eq!(
         rt.locks.borrow().clone(),
         vec![("job/1".to_string(), 275_000)]
@@ -283,13 +284,7 @@ fn an_xdr_bid_takes_only_xdr_offers_and_is_refunded_lock_minus_bill() {
     // It runs 5 billion fuel: billed 80,000 e8s.
     heartbeat(&rt, id, 0);
     rt.advance(60 * S);
-    let result = JobResult {
-        outcome: RunOutcome::Exited { code: 0 },
-        output: b"ok".to_vec(),
-        output_sha256: [0; 32],
-        fuel_used: 5 * G,
-        engine: "wasmtime-48.0.8".into(),
-    };
+    let result = exited(b"ok", 5 * G);
     endpoints::submit_result(
         &rt,
         NODE,
@@ -327,7 +322,7 @@ fn an_xdr_bid_takes_only_xdr_offers_and_is_refunded_lock_minus_bill() {
 
     // And the other way round: a bid in e8s takes the ICP offer, not the
     // XDR one.
-    let token = block_on(endpoints::submit_job(&rt, BUYER, spec(100, 0))).unwrap();
+    let token = submit(&rt, spec(100, 0)).unwrap();
     rt.settle_outbox(3);
     assert_eq!(
         job(token).state.assignment.unwrap().provider,
@@ -339,12 +334,7 @@ fn an_xdr_bid_takes_only_xdr_offers_and_is_refunded_lock_minus_bill() {
 #[test]
 fn a_rate_moving_past_the_buffer_caps_the_price() {
     let rt = priced_and_read();
-    let id = block_on(endpoints::submit_job(
-        &rt,
-        BUYER,
-        xdr_spec(1_000_000_000, icp()),
-    ))
-    .unwrap();
+    let id = submit(&rt, xdr_spec(1_000_000_000, icp())).unwrap();
     // ICP falls to 3 XDR: 10^9 cycles would be 33,333 e8s, past the
     // 27,500 the lock covers per billion fuel.
     cmc_says(&rt, 30_000, 1_000);
@@ -378,7 +368,7 @@ fn an_eighteen_decimal_token_job_bonds_and_is_slashed_in_e8s() {
         ledger: ETH,
         ..spec(100_000_000_000_000, 0)
     };
-    let id = block_on(endpoints::submit_job(&rt, BUYER, eth_job)).unwrap();
+    let id = submit(&rt, eth_job).unwrap();
     rt.settle_outbox(3);
     // 10^10 fuel at 5 * 10^13 wei per billion fuel: 5 * 10^14 wei, or
     // 0.0005 ETH = 1.25025 XDR = 0.3125625 ICP at 4 XDR per ICP:
@@ -407,12 +397,7 @@ fn an_eighteen_decimal_token_job_bonds_and_is_slashed_in_e8s() {
 #[test]
 fn a_cycles_ledger_job_in_xdr_has_no_buffer_and_pays_its_cycles() {
     let rt = priced_and_read();
-    let id = block_on(endpoints::submit_job(
-        &rt,
-        BUYER,
-        xdr_spec(1_000_000_000, CYCLES),
-    ))
-    .unwrap();
+    let id = submit(&rt, xdr_spec(1_000_000_000, CYCLES)).unwrap();
     // 10^10 fuel at 10^9 cycles per billion: 10^10 cycles, no buffer.
     assert_eq!(
         rt.locks.borrow().clone(),
@@ -434,11 +419,7 @@ fn ledgers_without_a_rate_source_and_stale_rates_are_refused() {
     // No cycles minting canister: no XDR price.
     let rt = priced(None);
     assert_eq!(
-        block_on(endpoints::submit_job(
-            &rt,
-            BUYER,
-            xdr_spec(1_000_000_000, icp())
-        )),
+        submit(&rt, xdr_spec(1_000_000_000, icp())),
         Err(MatcherError::NoRateSource { ledger: icp() })
     );
     assert_eq!(
@@ -446,7 +427,7 @@ fn ledgers_without_a_rate_source_and_stale_rates_are_refused() {
         Err(MatcherError::NoRateSource { ledger: icp() })
     );
     // ICP in e8s needs no rate at all.
-    assert!(block_on(endpoints::submit_job(&rt, BUYER, spec(100, 0))).is_ok());
+    assert!(submit(&rt, spec(100, 0)).is_ok());
 
     let rt = priced(Some(CMC));
     // A ledger with no source, for a job and for an offer.
@@ -455,7 +436,7 @@ fn ledgers_without_a_rate_source_and_stale_rates_are_refused() {
         ..spec(100, 0)
     };
     assert_eq!(
-        block_on(endpoints::submit_job(&rt, BUYER, other)),
+        submit(&rt, other),
         Err(MatcherError::NoRateSource { ledger: OTHER })
     );
     assert_eq!(
@@ -471,11 +452,7 @@ fn ledgers_without_a_rate_source_and_stale_rates_are_refused() {
     );
     // Never read: stale since 0.
     assert_eq!(
-        block_on(endpoints::submit_job(
-            &rt,
-            BUYER,
-            xdr_spec(1_000_000_000, icp())
-        )),
+        submit(&rt, xdr_spec(1_000_000_000, icp())),
         Err(MatcherError::StaleRate {
             ledger: icp(),
             timestamp_secs: 0,
@@ -493,7 +470,7 @@ fn ledgers_without_a_rate_source_and_stale_rates_are_refused() {
         ..spec(100, 0)
     };
     assert_eq!(
-        block_on(endpoints::submit_job(&rt, BUYER, eth_job)),
+        submit(&rt, eth_job),
         Err(MatcherError::StaleRate {
             ledger: icp(),
             timestamp_secs: 990,
@@ -508,16 +485,8 @@ fn xdr_reservation(slots: u32, max_cycles_per_interval: u128) -> ReservationSpec
     ReservationSpec {
         currency: Some(Currency::Xdr),
         slots,
-        memory_mib: 64,
-        fuel_per_interval: 1_000_000,
-        interval_secs: 60,
-        intervals: 4,
         max_price_per_interval: max_cycles_per_interval,
-        ledger: icp(),
-        min_provider_stake: 0,
-        max_rematches: 0,
-        delegates: vec![],
-        service: None,
+        ..reservation_spec()
     }
 }
 
@@ -599,19 +568,7 @@ fn a_service_lease_in_another_token_pays_its_probes_converted_from_e8s() {
         currency: None,
         ledger: ETH,
         intervals: 1,
-        service: Some(ServiceSpec {
-            sealed: None,
-            component: ModuleSource::Url {
-                url: "https://example.org/service.wasm".into(),
-                sha256: [2; 32],
-            },
-            env: vec![],
-            allowed_hosts: vec![],
-            health_path: "/healthz".into(),
-            callback: None,
-            limits: ServiceLimits::default(),
-            tcp: None,
-        }),
+        service: Some(url_service("https://example.org/service.wasm", [2; 32])),
         max_price_per_interval: 1_000,
         ..xdr_reservation(1, 1)
     };
@@ -627,48 +584,38 @@ fn a_service_lease_in_another_token_pays_its_probes_converted_from_e8s() {
 #[test]
 fn a_dao_summary_of_an_xdr_reservation_states_its_budget_and_its_lock() {
     let _rt = priced_and_read();
-    let ctx = crate::governance::DaoContext {
-        governance: BUYER,
-        name: "Example DAO".into(),
-        balance: Some(market_api::escrow::Balance {
-            ledger: icp(),
-            free: 100_000_000,
-            claimable: 0,
-            locked: 0,
-            pending: 0,
-        }),
-        symbol: Some("ICP".into()),
-        fee: Some(10_000),
-        deposit_account: "deposit".into(),
+    let ctx = crate::governance::tests::dao(BUYER, icp(), 100_000_000);
+    let validate = |action: &market_api::sns::SnsAction| {
+        read_state(|s| crate::governance::validate(&s.market, &s.params(), &ctx, action))
     };
-    let action = market_api::sns::SnsAction::Reserve(xdr_reservation(2, 1_000_000_000));
-    let text =
-        read_state(|s| crate::governance::validate(&s.market, &s.params(), &ctx, &action)).unwrap();
-    for part in [
-        "at up to 0.001 XDR per slot and interval",
-        "a budget of 0.008 XDR",
-        "locks at most 0.0022 ICP",
-        "a buffer of 100000 ppm",
-        "Maximum total cost: 0.0022 ICP",
-    ] {
-        assert!(text.contains(part), "{part:?} missing from {text}");
-    }
-    let job = market_api::sns::SnsAction::SubmitJob(xdr_spec(1_000_000_000, icp()));
-    let text =
-        read_state(|s| crate::governance::validate(&s.market, &s.params(), &ctx, &job)).unwrap();
-    for part in [
-        "at up to 0.001 XDR per billion fuel",
-        "a budget of 0.01 XDR",
-        "locks at most 0.00275 ICP",
-    ] {
-        assert!(text.contains(part), "{part:?} missing from {text}");
-    }
+    let says = |action: market_api::sns::SnsAction, parts: &[&str]| {
+        let text = validate(&action).unwrap();
+        for part in parts {
+            assert!(text.contains(part), "{part:?} missing from {text}");
+        }
+    };
+    says(
+        market_api::sns::SnsAction::Reserve(xdr_reservation(2, 1_000_000_000)),
+        &[
+            "at up to 0.001 XDR per slot and interval",
+            "a budget of 0.008 XDR",
+            "locks at most 0.0022 ICP",
+            "a buffer of 100000 ppm",
+            "Maximum total cost: 0.0022 ICP",
+        ],
+    );
+    says(
+        market_api::sns::SnsAction::SubmitJob(xdr_spec(1_000_000_000, icp())),
+        &[
+            "at up to 0.001 XDR per billion fuel",
+            "a budget of 0.01 XDR",
+            "locks at most 0.00275 ICP",
+        ],
+    );
     // A ledger without a source is refused before the vote.
     let other = market_api::sns::SnsAction::SubmitJob(JobSpec {
         ledger: OTHER,
         ..spec(100, 0)
     });
-    assert!(
-        read_state(|s| crate::governance::validate(&s.market, &s.params(), &ctx, &other)).is_err()
-    );
+    assert!(validate(&other).is_err());
 }

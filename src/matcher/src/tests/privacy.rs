@@ -2,7 +2,10 @@
 //! stored module through the queries; which sealed specs are taken; who
 //! gets a job's key, how often, and what a refused derivation leaves.
 
-use super::market::{P, buyer, icp, market, node, offer, provider, spec};
+use super::market::{
+    P, buyer, funded_job, funded_lease, icp, lease, market, node, offer, offers, provider, service,
+    sha256, spec, store_module,
+};
 use super::perform::{FAKE_VETKD_PUBLIC_KEY, Fake};
 use crate::endpoints;
 use crate::market::Market;
@@ -14,14 +17,14 @@ use ic_stable_structures::VectorMemory;
 use market_api::JobId;
 use market_api::client::CallError;
 use market_api::matcher::{
-    HeartbeatItem, JobChunkRequest, JobKind, JobPart, JobResult, JobSpec, MatcherError,
-    ModuleSource, ReservationSpec, ReservedJobArgs, RunOutcome, ServiceLimits, ServiceSpec,
-    SubmitResultArgs,
+    JobChunkRequest, JobKind, JobPart, JobResult, JobSpec, MatcherError, ModuleSource,
+    ReservationSpec, ReservedJobArgs, ServiceSpec, SubmitResultArgs,
 };
 use market_api::privacy::{
     IBE_HEADER, IBE_OVERHEAD, JobKeyRequest, MAX_KEYS_PER_HOLDER, PrivacyConfig, Sealed,
     TRANSPORT_KEY_BYTES, job_identity,
 };
+use market_fixture::{exited, heartbeat_item};
 
 const S: u64 = 1_000_000_000;
 const G: u64 = market_api::matcher::GFUEL;
@@ -70,10 +73,7 @@ fn sealed_market() -> Market<VectorMemory> {
 /// job of the buyer's with [`secret_spec`], its bond held.
 fn market_with_a_secret_job() -> (Market<VectorMemory>, JobId) {
     let mut m = sealed_market();
-    m.put_offer(&P, 0, provider(1), node(1), 0, None, offer(50))
-        .unwrap();
-    m.put_offer(&P, 0, provider(2), node(2), 0, None, offer(60))
-        .unwrap();
+    offers(&mut m, &P, &[(1, 50), (2, 60)]);
     let id = m
         .create_job(&P, 0, buyer(), secret_spec())
         .unwrap()
@@ -165,20 +165,11 @@ fn a_strangers_queries_show_no_contents_and_each_reader_sees_them() {
     }
 
     // The result: the output for the readers, its hash for everyone.
-    let hb = HeartbeatItem {
-        job_id: id,
-        attempt: 1,
-        fuel_used: 0,
-        endpoint: None,
-        tcp_address: None,
-    };
-    m.heartbeat(&P, S, node(1), &[hb]).unwrap();
+    m.heartbeat(&P, S, node(1), &[heartbeat_item(id, 1, 0)])
+        .unwrap();
     let result = JobResult {
-        outcome: RunOutcome::Exited { code: 0 },
-        output: b"the answer".to_vec(),
         output_sha256: [5; 32],
-        fuel_used: G,
-        engine: "wasmtime".into(),
+        ..exited(b"the answer", G)
     };
     m.submit_result(
         &P,
@@ -208,28 +199,12 @@ fn a_strangers_queries_show_no_contents_and_each_reader_sees_them() {
 #[test]
 fn a_reservations_owner_and_delegates_read_its_jobs_and_no_one_else() {
     let mut m = sealed_market();
-    m.put_offer(&P, 0, provider(1), node(1), 0, None, offer(50))
-        .unwrap();
+    offers(&mut m, &P, &[(1, 50)]);
     let rspec = ReservationSpec {
-        currency: None,
-        slots: 1,
-        memory_mib: 128,
-        fuel_per_interval: 1_000_000,
-        interval_secs: 60,
-        intervals: 10,
-        max_price_per_interval: 100,
-        ledger: icp(),
-        min_provider_stake: 0,
-        max_rematches: 2,
         delegates: vec![delegate()],
-        service: None,
+        ..lease(1, 10)
     };
-    let rid = m
-        .create_reservation(&P, 0, buyer(), rspec)
-        .unwrap()
-        .state
-        .id;
-    m.job_funded(&P, 0, rid);
+    let (rid, _) = funded_lease(&mut m, &P, rspec);
     let mut s = secret_spec();
     s.limits.memory_mib = 64;
     let id = m
@@ -251,49 +226,25 @@ fn a_reservations_owner_and_delegates_read_its_jobs_and_no_one_else() {
     assert_hidden(&m, stranger(), id);
 }
 
+/// A ten-minute lease of one replica of a service whose env is sealed.
 fn service_lease() -> ReservationSpec {
     ReservationSpec {
-        currency: None,
-        slots: 1,
-        memory_mib: 128,
-        fuel_per_interval: 1_000_000,
-        interval_secs: 60,
-        intervals: 10,
-        max_price_per_interval: 100,
-        ledger: icp(),
-        min_provider_stake: 0,
-        max_rematches: 2,
-        delegates: vec![],
         service: Some(ServiceSpec {
             sealed: Some(sealing()),
-            component: ModuleSource::Url {
-                url: "https://example.org/service.wasm".into(),
-                sha256: [2; 32],
-            },
-            env: vec![("API_KEY".into(), "secret".into())],
             allowed_hosts: vec![],
-            health_path: "/healthz".into(),
             callback: None,
-            limits: ServiceLimits::default(),
-            tcp: None,
+            ..service()
         }),
+        ..lease(1, 10)
     }
 }
 
 #[test]
 fn a_leases_env_is_read_by_its_owner_and_its_replicas_providers_only() {
     let mut m = sealed_market();
-    m.put_offer(&P, 0, provider(1), node(1), 0, None, offer(50))
-        .unwrap();
-    m.put_offer(&P, 0, provider(2), node(2), 0, None, offer(50))
-        .unwrap();
-    let rid = m
-        .create_reservation(&P, 0, buyer(), service_lease())
-        .unwrap()
-        .state
-        .id;
-    m.job_funded(&P, 0, rid);
-    let slot = m.reservation_record(rid).unwrap().slots[0];
+    offers(&mut m, &P, &[(1, 50), (2, 50)]);
+    let (rid, slots) = funded_lease(&mut m, &P, service_lease());
+    let slot = slots[0];
     let holder = m.job(slot).unwrap().state.assignment.unwrap().provider;
     let (holder_node, other, other_node) = if holder == provider(1) {
         (node(1), provider(2), node(2))
@@ -326,17 +277,9 @@ fn a_stored_module_is_read_by_its_uploader_its_jobs_owners_and_their_providers()
     let uploader = Principal::from_slice(&[0x55]);
     let mut m = sealed_market();
     let bytes = b"\0asm\x01\0\0\0".to_vec();
-    let sha: [u8; 32] =
-        sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&bytes)).into();
-    m.modules
-        .begin(0, uploader, sha, bytes.len() as u64)
-        .unwrap();
-    m.modules.put_chunk(uploader, sha, 0, bytes).unwrap();
-    m.modules.commit(0, uploader, sha).unwrap();
-    m.put_offer(&P, 0, provider(1), node(1), 0, None, offer(50))
-        .unwrap();
-    m.put_offer(&P, 0, provider(2), node(2), 0, None, offer(60))
-        .unwrap();
+    let sha = sha256(&bytes);
+    store_module(&mut m, uploader, &bytes);
+    offers(&mut m, &P, &[(1, 50), (2, 60)]);
     assert!(m.reads_module(uploader, &sha));
     assert!(
         !m.reads_module(buyer(), &sha),
@@ -344,8 +287,7 @@ fn a_stored_module_is_read_by_its_uploader_its_jobs_owners_and_their_providers()
     );
     let mut s = spec(80, 1);
     s.module = ModuleSource::Stored { sha256: sha };
-    let id = m.create_job(&P, 0, buyer(), s).unwrap().state.id;
-    m.job_funded(&P, 0, id);
+    let id = funded_job(&mut m, s);
     for reader in [uploader, buyer(), provider(1), node(1)] {
         assert!(m.reads_module(reader, &sha), "{reader}");
     }
@@ -521,10 +463,8 @@ fn only_the_holder_of_the_attempt_and_the_owner_get_a_jobs_key() {
 #[test]
 fn a_job_without_sealing_has_no_key_and_a_bond_not_yet_held_gets_none() {
     let mut m = sealed_market();
-    m.put_offer(&P, 0, provider(1), node(1), 0, None, offer(50))
-        .unwrap();
-    let plain = m.create_job(&P, 0, buyer(), spec(80, 1)).unwrap().state.id;
-    m.job_funded(&P, 0, plain);
+    offers(&mut m, &P, &[(1, 50)]);
+    let plain = funded_job(&mut m, spec(80, 1));
     m.bond_held(&P, 0, plain, 1);
     assert_eq!(
         field(m.check_job_key(buyer(), &key_req(plain, 0)).unwrap_err()),
@@ -544,12 +484,7 @@ fn a_job_without_sealing_has_no_key_and_a_bond_not_yet_held_gets_none() {
     o.slots = 2;
     m.put_offer(&P, 0, provider(3), node(3), 0, None, o)
         .unwrap();
-    let id = m
-        .create_job(&P, 0, buyer(), secret_spec())
-        .unwrap()
-        .state
-        .id;
-    m.job_funded(&P, 0, id);
+    let id = funded_job(&mut m, secret_spec());
     let a = m.job(id).unwrap().state.assignment.unwrap();
     assert!(a.bond_pending);
     assert!(
@@ -563,15 +498,9 @@ fn a_job_without_sealing_has_no_key_and_a_bond_not_yet_held_gets_none() {
 #[test]
 fn a_replicas_provider_gets_the_key_of_its_leases_sealing() {
     let mut m = sealed_market();
-    m.put_offer(&P, 0, provider(1), node(1), 0, None, offer(50))
-        .unwrap();
-    let rid = m
-        .create_reservation(&P, 0, buyer(), service_lease())
-        .unwrap()
-        .state
-        .id;
-    m.job_funded(&P, 0, rid);
-    let slot = m.reservation_record(rid).unwrap().slots[0];
+    offers(&mut m, &P, &[(1, 50)]);
+    let (_, slots) = funded_lease(&mut m, &P, service_lease());
+    let slot = slots[0];
     m.bond_held(&P, 0, slot, 1);
     let grant = m.check_job_key(node(1), &key_req(slot, 1)).unwrap();
     assert_eq!(grant.identity, job_identity(buyer(), &[9; 32]));
@@ -712,20 +641,7 @@ fn a_refused_transport_key_changes_nothing() {
 #[test]
 fn sns_validators_check_the_sealing_as_the_methods_do() {
     let _fake = Fake::new();
-    let ctx = crate::governance::DaoContext {
-        governance: buyer(),
-        name: "Example DAO".into(),
-        balance: Some(market_api::escrow::Balance {
-            ledger: icp(),
-            free: 100_000_000_000,
-            claimable: 0,
-            locked: 0,
-            pending: 0,
-        }),
-        symbol: Some("ICP".into()),
-        fee: Some(10_000),
-        deposit_account: "deposit".into(),
-    };
+    let ctx = crate::governance::tests::dao(buyer(), icp(), 100_000_000_000);
     let validate = |action: &market_api::sns::SnsAction| {
         read_state(|s| crate::governance::validate(&s.market, &s.params(), &ctx, action))
     };

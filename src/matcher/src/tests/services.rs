@@ -2,7 +2,10 @@
 //! reported on acknowledgement, probes and their failures, validation,
 //! and the state surviving an upgrade.
 
-use super::market::{P, buyer, icp, node, offer, provider};
+use super::market::{
+    self, P, attempt, buyer, drain_at, funded_lease, icp, node, offer, offers, provider, service,
+    sha256, store_module,
+};
 use crate::lifecycle::{Effect, Params, slash_key};
 use crate::market::reservations::ReservationRecord;
 use crate::market::{Market, Memories};
@@ -12,9 +15,9 @@ use ic_stable_structures::VectorMemory;
 use market_api::JobId;
 use market_api::matcher::{
     HeartbeatAck, HeartbeatItem, JobLimits, JobSpec, JobStatus, MatcherError, ModuleSource,
-    ReservationSpec, ReservationStatus, ReservedJobArgs, ServiceLimits, ServiceNotice, ServiceSpec,
-    TcpSpec,
+    ReservationSpec, ReservationStatus, ReservedJobArgs, ServiceNotice, ServiceSpec, TcpSpec,
 };
+use market_fixture::heartbeat_item;
 
 const S: u64 = 1_000_000_000;
 
@@ -45,74 +48,34 @@ impl Mem {
     }
 }
 
-fn service() -> ServiceSpec {
-    ServiceSpec {
-        sealed: None,
-        component: ModuleSource::Url {
-            url: "https://example.org/service.wasm".into(),
-            sha256: [2; 32],
-        },
-        env: vec![("API_KEY".into(), "secret".into())],
-        allowed_hosts: vec!["api.example.org".into()],
-        health_path: "/healthz".into(),
-        callback: Some("on_endpoint".into()),
-        limits: ServiceLimits::default(),
-        tcp: None,
-    }
-}
-
+/// A ten-minute lease of `slots` replicas of [`service`].
 fn lease(slots: u32) -> ReservationSpec {
     ReservationSpec {
-        currency: None,
-        slots,
-        memory_mib: 128,
-        fuel_per_interval: 1_000_000,
-        interval_secs: 60,
-        intervals: 10,
-        max_price_per_interval: 100,
-        ledger: icp(),
-        min_provider_stake: 0,
-        max_rematches: 2,
-        delegates: vec![],
         service: Some(service()),
+        ..market::lease(slots, 10)
     }
 }
 
-/// Performs every ready step as if its callee took it at once (a bond
-/// holds when taken); returns (job, effect) pairs in order.
-fn drain(m: &mut Market<VectorMemory>, t: u64) -> Vec<(JobId, Effect)> {
-    let mut all = vec![];
-    loop {
-        let ready = m.outbox.take_ready(u64::MAX, 1_000);
-        if ready.is_empty() {
-            return all;
-        }
-        for (seq, step) in ready {
-            m.outbox.complete(seq);
-            if let Effect::Bond { key, .. } = &step.effect {
-                m.bond_held(&P, t, step.job_id, key.attempt);
-            }
-            all.push((step.job_id, step.effect));
-        }
-    }
-}
-
-/// A funded lease of `slots`; returns its id and its slots' job ids.
-fn funded(m: &mut Market<VectorMemory>, p: &Params, spec: ReservationSpec) -> (JobId, Vec<JobId>) {
-    let rid = m.create_reservation(p, 0, buyer(), spec).unwrap().state.id;
-    m.job_funded(p, 0, rid);
-    let slots = m.reservation_record(rid).unwrap().slots;
-    (rid, slots)
+/// A market of `offered` (see [`offers`]) in `mem` and a funded lease of
+/// `spec`, its first steps performed; returns the market, the lease's id
+/// and its slots.
+fn leased(
+    mem: &Mem,
+    p: &Params,
+    offered: &[(u8, u128)],
+    spec: ReservationSpec,
+) -> (Market<VectorMemory>, JobId, Vec<JobId>) {
+    let mut m = mem.open();
+    offers(&mut m, p, offered);
+    let (rid, slots) = funded_lease(&mut m, p, spec);
+    drain_at(&mut m, 0);
+    (m, rid, slots)
 }
 
 fn holder(m: &Market<VectorMemory>, slot: JobId) -> Option<Principal> {
     m.job(slot)
         .and_then(|r| r.state.assignment)
         .map(|a| a.provider)
-}
-
-fn attempt(m: &Market<VectorMemory>, slot: JobId) -> u32 {
-    m.job(slot).unwrap().state.assignment.unwrap().attempt
 }
 
 fn hb(
@@ -122,18 +85,42 @@ fn hb(
     slot: JobId,
     endpoint: Option<String>,
 ) -> HeartbeatAck {
-    let item = HeartbeatItem {
-        job_id: slot,
-        attempt: attempt(m, slot),
-        fuel_used: 0,
-        endpoint,
-        tcp_address: None,
-    };
-    m.heartbeat(&P, t, caller, &[item]).unwrap().remove(0)
+    hb_tcp(m, t, caller, slot, endpoint, None)
 }
 
 fn accepted(ack: &HeartbeatAck) -> bool {
     matches!(ack, HeartbeatAck::Accepted { .. })
+}
+
+/// The steps that record `provider`'s endpoint in slot 0 of lease `rid`
+/// and tell the owner by its `on_endpoint` callback: `replica` is the
+/// endpoint and TCP address reported, `None` when the replica is gone.
+fn endpoint_told(
+    rid: JobId,
+    provider: Principal,
+    replica: Option<(String, Option<&str>)>,
+) -> [(JobId, Effect); 2] {
+    let (endpoint, tcp_address) = match replica {
+        Some((endpoint, tcp)) => (Some(endpoint), tcp.map(str::to_string)),
+        None => (None, None),
+    };
+    let recorded = Effect::Endpoint {
+        slot: 0,
+        provider,
+        endpoint: endpoint.clone(),
+        tcp_address: tcp_address.clone(),
+    };
+    let told = Effect::ServiceNotice {
+        method: "on_endpoint".into(),
+        notice: ServiceNotice {
+            service: rid,
+            slot: 0,
+            provider: endpoint.is_some().then_some(provider),
+            endpoint,
+            tcp_address,
+        },
+    };
+    [(rid, recorded), (rid, told)]
 }
 
 fn url(n: u8, rid: JobId) -> String {
@@ -152,7 +139,7 @@ fn replicas_go_to_distinct_providers_and_never_to_a_node_mate() {
         .unwrap();
     m.put_offer(&P, 0, provider(2), node(2), 0, None, offer(60))
         .unwrap();
-    let (_, slots) = funded(&mut m, &P, lease(3));
+    let (_, slots) = funded_lease(&mut m, &P, lease(3));
     assert_eq!(holder(&m, slots[0]), Some(provider(1)), "the cheapest");
     assert_eq!(
         holder(&m, slots[1]),
@@ -167,7 +154,7 @@ fn replicas_go_to_distinct_providers_and_never_to_a_node_mate() {
     // Bids that rested before any replica was placed: an offer with room
     // for both takes only one.
     let mut m = Mem::default().open();
-    let (_, slots) = funded(&mut m, &P, lease(2));
+    let (_, slots) = funded_lease(&mut m, &P, lease(2));
     let mut two = offer(50);
     two.slots = 2;
     m.put_offer(&P, 0, provider(1), node(1), 0, None, two)
@@ -189,11 +176,7 @@ fn replicas_go_to_distinct_providers_and_never_to_a_node_mate() {
 
 #[test]
 fn the_acknowledgement_must_carry_the_endpoint_which_is_recorded_and_told() {
-    let mut m = Mem::default().open();
-    m.put_offer(&P, 0, provider(1), node(1), 0, None, offer(50))
-        .unwrap();
-    let (rid, slots) = funded(&mut m, &P, lease(1));
-    drain(&mut m, 0);
+    let (mut m, rid, slots) = leased(&Mem::default(), &P, &[(1, 50)], lease(1));
     let slot = slots[0];
     let refused = hb(&mut m, S, node(1), slot, None);
     assert!(
@@ -216,31 +199,8 @@ fn the_acknowledgement_must_carry_the_endpoint_which_is_recorded_and_told() {
     assert_eq!(view.component_sha256, [2; 32]);
     assert_eq!(view.allowed_hosts, vec!["api.example.org".to_string()]);
     assert_eq!(
-        drain(&mut m, S),
-        vec![
-            (
-                rid,
-                Effect::Endpoint {
-                    slot: 0,
-                    provider: provider(1),
-                    endpoint: Some(url(1, rid)),
-                    tcp_address: None,
-                }
-            ),
-            (
-                rid,
-                Effect::ServiceNotice {
-                    method: "on_endpoint".into(),
-                    notice: ServiceNotice {
-                        service: rid,
-                        slot: 0,
-                        provider: Some(provider(1)),
-                        endpoint: Some(url(1, rid)),
-                        tcp_address: None,
-                    },
-                }
-            ),
-        ]
+        drain_at(&mut m, S),
+        endpoint_told(rid, provider(1), Some((url(1, rid), None)))
     );
 
     // Later heartbeats may repeat it or leave it out, not change it.
@@ -307,13 +267,23 @@ fn hb_tcp(
     tcp_address: Option<&str>,
 ) -> HeartbeatAck {
     let item = HeartbeatItem {
-        job_id: slot,
-        attempt: attempt(m, slot),
-        fuel_used: 0,
         endpoint,
         tcp_address: tcp_address.map(str::to_string),
+        ..heartbeat_item(slot, attempt(m, slot), 0)
     };
     m.heartbeat(&P, t, caller, &[item]).unwrap().remove(0)
+}
+
+/// Node `n`'s heartbeat at `t` of `slot` of lease `rid`, reporting its
+/// endpoint (see [`url`]) and the TCP address `tcp_address`.
+fn tcp_beat(
+    m: &mut Market<VectorMemory>,
+    t: u64,
+    n: u8,
+    (rid, slot): (JobId, JobId),
+    tcp_address: &str,
+) -> HeartbeatAck {
+    hb_tcp(m, t, node(n), slot, Some(url(n, rid)), Some(tcp_address))
 }
 
 fn refused_for(ack: &HeartbeatAck, why: &str) -> bool {
@@ -322,55 +292,27 @@ fn refused_for(ack: &HeartbeatAck, why: &str) -> bool {
 
 #[test]
 fn a_tcp_replica_is_acknowledged_with_its_address_recorded_told_probed_and_cleared() {
-    let mut m = Mem::default().open();
-    for n in [1, 2] {
-        m.put_offer(
-            &P,
-            0,
-            provider(n),
-            node(n),
-            0,
-            None,
-            offer(40 + u128::from(n)),
-        )
-        .unwrap();
-    }
     let mut spec = lease(1);
     let tcp = TcpSpec {
         max_connections: 8,
         ..TcpSpec::default()
     };
     spec.service.as_mut().unwrap().tcp = Some(tcp);
-    let (rid, slots) = funded(&mut m, &P, spec);
+    let (mut m, rid, slots) = leased(&Mem::default(), &P, &[(1, 41), (2, 42)], spec);
     let slot = slots[0];
-    drain(&mut m, 0);
     let t0 = 10 * S;
 
     // The endpoint alone, or a malformed address, is no acknowledgement.
     let alone = hb_tcp(&mut m, t0, node(1), slot, Some(url(1, rid)), None);
     assert!(refused_for(&alone, "tcp_address"), "{alone:?}");
-    let bad = hb_tcp(
-        &mut m,
-        t0,
-        node(1),
-        slot,
-        Some(url(1, rid)),
-        Some("p1.example"),
-    );
+    let bad = tcp_beat(&mut m, t0, 1, (rid, slot), "p1.example");
     assert!(refused_for(&bad, "tcp_address"), "{bad:?}");
     let no_endpoint = hb_tcp(&mut m, t0, node(1), slot, None, Some("p1.example:4000"));
     assert!(refused_for(&no_endpoint, "endpoint"), "{no_endpoint:?}");
     assert_eq!(m.job(slot).unwrap().state.status, JobStatus::Assigned);
     assert!(m.outbox.is_empty(), "nothing recorded");
 
-    let ack = hb_tcp(
-        &mut m,
-        t0,
-        node(1),
-        slot,
-        Some(url(1, rid)),
-        Some("p1.example:4000"),
-    );
+    let ack = tcp_beat(&mut m, t0, 1, (rid, slot), "p1.example:4000");
     assert!(accepted(&ack), "{ack:?}");
     let view = m.service(rid).unwrap();
     assert_eq!(view.tcp, Some(tcp));
@@ -380,52 +322,25 @@ fn a_tcp_replica_is_acknowledged_with_its_address_recorded_told_probed_and_clear
         Some("p1.example:4000")
     );
     assert_eq!(
-        drain(&mut m, t0),
-        vec![
-            (
-                rid,
-                Effect::Endpoint {
-                    slot: 0,
-                    provider: provider(1),
-                    endpoint: Some(url(1, rid)),
-                    tcp_address: Some("p1.example:4000".into()),
-                }
-            ),
-            (
-                rid,
-                Effect::ServiceNotice {
-                    method: "on_endpoint".into(),
-                    notice: ServiceNotice {
-                        service: rid,
-                        slot: 0,
-                        provider: Some(provider(1)),
-                        endpoint: Some(url(1, rid)),
-                        tcp_address: Some("p1.example:4000".into()),
-                    },
-                }
-            ),
-        ]
+        drain_at(&mut m, t0),
+        endpoint_told(
+            rid,
+            provider(1),
+            Some((url(1, rid), Some("p1.example:4000")))
+        )
     );
 
     // Later heartbeats may repeat the address or leave it out, not move it.
     let every = P.probe_interval_secs * S;
     let t = t0 + every;
-    let moved = hb_tcp(
-        &mut m,
-        t,
-        node(1),
-        slot,
-        Some(url(1, rid)),
-        Some("p1.example:4001"),
-    );
+    let moved = tcp_beat(&mut m, t, 1, (rid, slot), "p1.example:4001");
     assert!(refused_for(&moved, "hand the slot back"), "{moved:?}");
-    assert!(accepted(&hb_tcp(
+    assert!(accepted(&tcp_beat(
         &mut m,
         t,
-        node(1),
-        slot,
-        Some(url(1, rid)),
-        Some("p1.example:4000")
+        1,
+        (rid, slot),
+        "p1.example:4000"
     )));
 
     // Probed at the endpoint's health path like any service; failures
@@ -438,38 +353,21 @@ fn a_tcp_replica_is_acknowledged_with_its_address_recorded_told_probed_and_clear
         }
         assert_eq!(m.process_probes(t, 10), 1);
         assert_eq!(
-            probes(&drain(&mut m, t)),
+            probes(&drain_at(&mut m, t)),
             vec![(slot, 1, format!("https://p1.example/{rid}/healthz"))]
         );
         m.probe_answered(&P, t, slot, 1, Some(false)).unwrap();
     }
-    let fx = drain(&mut m, t);
-    assert!(
-        fx.contains(&(
-            rid,
-            Effect::Endpoint {
-                slot: 0,
-                provider: provider(1),
-                endpoint: None,
-                tcp_address: None,
-            }
-        )),
-        "{fx:?}"
-    );
+    let fx = drain_at(&mut m, t);
+    let [cleared, _] = endpoint_told(rid, provider(1), None);
+    assert!(fx.contains(&cleared), "{fx:?}");
     assert_eq!(holder(&m, slot), Some(provider(2)), "matched anew");
     let view = m.service(rid).unwrap();
     assert_eq!(view.replicas[0].endpoint, None);
     assert_eq!(view.replicas[0].tcp_address, None);
 
     // The new provider reports its own address.
-    let ack = hb_tcp(
-        &mut m,
-        t + S,
-        node(2),
-        slot,
-        Some(url(2, rid)),
-        Some("[2001:db8::2]:9000"),
-    );
+    let ack = tcp_beat(&mut m, t + S, 2, (rid, slot), "[2001:db8::2]:9000");
     assert!(accepted(&ack), "{ack:?}");
     assert_eq!(
         m.service(rid).unwrap().replicas[0].tcp_address.as_deref(),
@@ -480,20 +378,9 @@ fn a_tcp_replica_is_acknowledged_with_its_address_recorded_told_probed_and_clear
 
 #[test]
 fn an_http_replica_reports_no_tcp_address() {
-    let mut m = Mem::default().open();
-    m.put_offer(&P, 0, provider(1), node(1), 0, None, offer(50))
-        .unwrap();
-    let (rid, slots) = funded(&mut m, &P, lease(1));
-    drain(&mut m, 0);
+    let (mut m, rid, slots) = leased(&Mem::default(), &P, &[(1, 50)], lease(1));
     let slot = slots[0];
-    let ack = hb_tcp(
-        &mut m,
-        S,
-        node(1),
-        slot,
-        Some(url(1, rid)),
-        Some("p1.example:4000"),
-    );
+    let ack = tcp_beat(&mut m, S, 1, (rid, slot), "p1.example:4000");
     assert!(refused_for(&ack, "not TCP"), "{ack:?}");
     assert!(accepted(&hb(&mut m, S, node(1), slot, Some(url(1, rid)))));
     let later = hb_tcp(&mut m, 61 * S, node(1), slot, None, Some("p1.example:4000"));
@@ -515,25 +402,11 @@ fn probes(fx: &[(JobId, Effect)]) -> Vec<(JobId, u32, String)> {
 
 #[test]
 fn probes_run_each_interval_count_failures_and_the_last_one_slashes_and_rematches() {
-    let mut m = Mem::default().open();
-    for n in [1, 2] {
-        m.put_offer(
-            &P,
-            0,
-            provider(n),
-            node(n),
-            0,
-            None,
-            offer(40 + u128::from(n)),
-        )
-        .unwrap();
-    }
-    let (rid, slots) = funded(&mut m, &P, lease(1));
+    let (mut m, rid, slots) = leased(&Mem::default(), &P, &[(1, 41), (2, 42)], lease(1));
     let slot = slots[0];
-    drain(&mut m, 0);
     let t0 = 10 * S;
     assert!(accepted(&hb(&mut m, t0, node(1), slot, Some(url(1, rid)))));
-    drain(&mut m, t0);
+    drain_at(&mut m, t0);
     let every = P.probe_interval_secs * S;
     assert_eq!(m.next_probe_ns(), Some(t0 + every));
     assert_eq!(m.process_probes(t0 + every - 1, 10), 0, "not due yet");
@@ -543,7 +416,7 @@ fn probes_run_each_interval_count_failures_and_the_last_one_slashes_and_rematche
     let probe_at = |m: &mut Market<VectorMemory>, t: u64| {
         assert!(accepted(&hb(m, t, node(1), slot, None)));
         assert_eq!(m.process_probes(t, 10), 1);
-        let fx = drain(m, t);
+        let fx = drain_at(m, t);
         assert_eq!(
             probes(&fx),
             vec![(slot, 1, format!("https://p1.example/{rid}/healthz"))]
@@ -592,35 +465,16 @@ fn probes_run_each_interval_count_failures_and_the_last_one_slashes_and_rematche
         assert_eq!(a.consecutive, n);
     }
     assert_eq!(m.job(slot).unwrap().state.retries_used, 1);
-    let fx = drain(&mut m, t);
+    let fx = drain_at(&mut m, t);
     assert!(
         fx.iter().any(|(id, e)| *id == slot
             && matches!(e, Effect::Slash { key, provider: p, .. }
                 if *key == slash_key(slot, 1) && *p == provider(1))),
         "{fx:?}"
     );
-    assert!(fx.contains(&(
-        rid,
-        Effect::Endpoint {
-            slot: 0,
-            provider: provider(1),
-            endpoint: None,
-            tcp_address: None,
-        }
-    )));
-    assert!(fx.contains(&(
-        rid,
-        Effect::ServiceNotice {
-            method: "on_endpoint".into(),
-            notice: ServiceNotice {
-                service: rid,
-                slot: 0,
-                provider: None,
-                endpoint: None,
-                tcp_address: None,
-            },
-        }
-    )));
+    for told in endpoint_told(rid, provider(1), None) {
+        assert!(fx.contains(&told), "{fx:?}");
+    }
     assert_eq!(holder(&m, slot), Some(provider(2)), "matched anew");
     assert_eq!(attempt(&m, slot), 2);
     let view = m.service(rid).unwrap();
@@ -663,8 +517,7 @@ fn probes_run_each_interval_count_failures_and_the_last_one_slashes_and_rematche
 fn a_lease_locks_its_probe_fee_and_pays_the_probes_made_before_its_refund() {
     let p = Params { probe_fee: 7, ..P };
     let mut m = Mem::default().open();
-    m.put_offer(&p, 0, provider(1), node(1), 0, None, offer(50))
-        .unwrap();
+    offers(&mut m, &p, &[(1, 50)]);
     let spec = ReservationSpec {
         intervals: 3,
         ..lease(1)
@@ -682,7 +535,7 @@ fn a_lease_locks_its_probe_fee_and_pays_the_probes_made_before_its_refund() {
     m.outbox.complete(seq);
     m.job_funded(&p, 0, rid);
     let slot = m.reservation_record(rid).unwrap().slots[0];
-    drain(&mut m, 0);
+    drain_at(&mut m, 0);
     assert!(accepted(&hb(&mut m, S, node(1), slot, Some(url(1, rid)))));
     for k in 1..=2 {
         let t = S + k * 60 * S;
@@ -691,9 +544,9 @@ fn a_lease_locks_its_probe_fee_and_pays_the_probes_made_before_its_refund() {
         m.probe_answered(&p, t, slot, 1, Some(true));
     }
     assert_eq!(m.reservation_record(rid).unwrap().probes, 2);
-    drain(&mut m, 0);
+    drain_at(&mut m, 0);
     m.cancel_reservation(&p, 200 * S, buyer(), rid).unwrap();
-    let fx: Vec<Effect> = drain(&mut m, 200 * S)
+    let fx: Vec<Effect> = drain_at(&mut m, 200 * S)
         .into_iter()
         .filter(|(id, _)| *id == rid)
         .map(|(_, e)| e)
@@ -713,15 +566,11 @@ fn a_lease_locks_its_probe_fee_and_pays_the_probes_made_before_its_refund() {
 #[test]
 fn probes_past_what_the_lease_locked_for_them_are_not_charged() {
     let p = Params { probe_fee: 7, ..P };
-    let mut m = Mem::default().open();
-    m.put_offer(&p, 0, provider(1), node(1), 0, None, offer(50))
-        .unwrap();
     let spec = ReservationSpec {
         intervals: 1,
         ..lease(1)
     };
-    let (rid, slots) = funded(&mut m, &p, spec);
-    drain(&mut m, 0);
+    let (mut m, rid, slots) = leased(&Mem::default(), &p, &[(1, 50)], spec);
     assert!(accepted(&hb(
         &mut m,
         S,
@@ -733,7 +582,7 @@ fn probes_past_what_the_lease_locked_for_them_are_not_charged() {
         m.probe_answered(&p, S, slots[0], 1, Some(true));
     }
     m.cancel_reservation(&p, 2 * S, buyer(), rid).unwrap();
-    let fx = drain(&mut m, 2 * S);
+    let fx = drain_at(&mut m, 2 * S);
     assert!(
         fx.contains(&(rid, Effect::ProbeFee { amount: 7 })),
         "{fx:?}"
@@ -744,30 +593,20 @@ fn probes_past_what_the_lease_locked_for_them_are_not_charged() {
 fn a_stored_component_is_pinned_while_the_lease_uses_it() {
     let mut m = Mem::default().open();
     let bytes = b"component";
-    let sha: [u8; 32] = sha2::Digest::finalize(sha2::Digest::chain_update(
-        <sha2::Sha256 as sha2::Digest>::new(),
-        bytes,
-    ))
-    .into();
+    let sha = sha256(bytes);
     let mut spec = lease(1);
     spec.service.as_mut().unwrap().component = ModuleSource::Stored { sha256: sha };
     assert_eq!(
         m.create_reservation(&P, 0, buyer(), spec.clone()),
         Err(MatcherError::UnknownModule { sha256: sha })
     );
-    m.modules
-        .begin(0, buyer(), sha, bytes.len() as u64)
-        .unwrap();
-    m.modules
-        .put_chunk(buyer(), sha, 0, bytes.to_vec())
-        .unwrap();
-    m.modules.commit(0, buyer(), sha).unwrap();
+    store_module(&mut m, buyer(), bytes);
     // Dropped unfunded: the pin goes with it.
     let dropped = m.create_reservation(&P, 0, buyer(), spec.clone()).unwrap();
     assert_eq!(m.modules.meta(&sha).unwrap().refs, 1);
     m.drop_unfunded(0, dropped.state.id);
     assert_eq!(m.modules.meta(&sha).unwrap().refs, 0);
-    let (rid, _) = funded(&mut m, &P, spec);
+    let (rid, _) = funded_lease(&mut m, &P, spec);
     assert_eq!(m.modules.meta(&sha).unwrap().refs, 1);
     assert_eq!(m.service(rid).unwrap().component_sha256, sha);
     m.cancel_reservation(&P, S, buyer(), rid).unwrap();
@@ -859,11 +698,7 @@ fn bad_services_are_refused() {
 #[test]
 fn a_lease_and_its_probes_survive_an_upgrade() {
     let mem = Mem::default();
-    let mut m = mem.open();
-    m.put_offer(&P, 0, provider(1), node(1), 0, None, offer(50))
-        .unwrap();
-    let (rid, slots) = funded(&mut m, &P, lease(1));
-    drain(&mut m, 0);
+    let (mut m, rid, slots) = leased(&mem, &P, &[(1, 50)], lease(1));
     assert!(accepted(&hb(
         &mut m,
         S,
@@ -880,7 +715,7 @@ fn a_lease_and_its_probes_survive_an_upgrade() {
     assert_eq!(m.service(rid).unwrap(), view);
     assert_eq!(m.next_probe_ns(), next);
     assert_eq!(m.process_probes(next.unwrap(), 10), 1);
-    assert_eq!(probes(&drain(&mut m, 0)).len(), 1);
+    assert_eq!(probes(&drain_at(&mut m, 0)).len(), 1);
 
     // A record written before services existed reads with no replicas,
     // no probe fee and no probes.
