@@ -175,12 +175,17 @@ impl Canister {
         self.logs.append(lines);
     }
 
-    /// Bytes the IC charges storage for: heap, stable memory, snapshots.
+    /// Bytes the IC charges storage for: heap, stable memory and snapshots,
+    /// or the memory allocation if it is larger.
     pub fn memory_bytes(&self) -> u64 {
         let heap = self.live.as_ref().map_or(0, |l| l.memory_size()) as u64;
         let snapshots: u64 = self.snapshots.iter().map(|s| s.describe().total_size).sum();
-        heap.saturating_add(self.stable.len() as u64)
-            .saturating_add(snapshots)
+        let used = heap
+            .saturating_add(self.stable.len() as u64)
+            .saturating_add(snapshots);
+        let allocated =
+            u64::try_from(self.settings.memory_allocation.0.clone()).unwrap_or(u64::MAX);
+        used.max(allocated)
     }
 
     /// The compute allocation in percent.

@@ -113,6 +113,21 @@ fn storage_is_charged_as_the_clock_advances() {
         costs::idle_cost(bytes, 2, 10_000_000_000)
     );
     assert_eq!(costs::idle_cost(0, 2, 10_000_000_000), 2 * 10_000_000 * 10);
+
+    // A memory allocation above the memory used is charged in full.
+    dn.update_settings(
+        admin(),
+        probe,
+        CanisterSettings {
+            compute_allocation: Some(Nat::from(0u8)),
+            memory_allocation: Some(Nat::from(1u64 << 30)),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    dn.reset_cycles_burned();
+    dn.advance_time(Duration::from_secs(1));
+    assert_eq!(dn.cycles_burned(probe).unwrap().storage, 127_000);
 }
 
 /// A devnet whose canisters start with `cycles`, and a probe on it.
