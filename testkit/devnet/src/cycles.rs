@@ -660,7 +660,10 @@ impl Devnet {
         let id = self
             .create_canister_with_settings(caller, settings)
             .map_err(|r| r.message)?;
-        self.canisters.get_mut(&id).expect("just created").balance = left;
+        let c = self.canisters.get_mut(&id).expect("just created");
+        c.balance = left;
+        c.burned
+            .add(crate::costs::Burn::Creation, CANISTER_CREATION_FEE);
         Ok(id)
     }
 }

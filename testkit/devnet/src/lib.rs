@@ -10,6 +10,7 @@
 //! what it emulates faithfully and what it does not.
 
 mod candid_api;
+pub mod costs;
 mod cycles;
 mod error;
 mod faults;
@@ -32,6 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use candid::Principal;
+pub use costs::CyclesBurned;
 pub use cycles::{
     Account, CANISTER_CREATION_FEE, CMC_ID, CYCLES_LEDGER_FEE, CYCLES_LEDGER_ID, cycles_account,
 };
@@ -63,7 +65,7 @@ pub struct DevnetConfig {
     pub install_instruction_limit: u64,
     /// Largest stable memory in wasm pages (held in RAM, so smaller than the IC's).
     pub max_stable_pages: u64,
-    /// Cycles given to each new canister (not charged, only reported).
+    /// Cycles given to each new canister.
     pub initial_cycles: u128,
     /// Seed of the `raw_rand` generator.
     pub seed: u64,
@@ -151,6 +153,8 @@ pub(crate) struct Canister {
     /// The log records `fetch_canister_logs` serves, bounded.
     pub log: logs::LogBuffer,
     pub snapshots: Vec<snapshots::CanisterSnapshot>,
+    /// Cycles burned since creation or the last reset, by category (not saved).
+    pub burned: CyclesBurned,
 }
 
 impl Canister {
@@ -169,6 +173,37 @@ impl Canister {
             self.log.push(now, format!("[TRAP]: {t}").as_bytes(), limit);
         }
         self.logs.append(lines);
+    }
+
+    /// Bytes the IC charges storage for: heap, stable memory and snapshots,
+    /// or the memory allocation if it is larger.
+    pub fn memory_bytes(&self) -> u64 {
+        let heap = self.live.as_ref().map_or(0, |l| l.memory_size()) as u64;
+        let snapshots: u64 = self.snapshots.iter().map(|s| s.describe().total_size).sum();
+        let used = heap
+            .saturating_add(self.stable.len() as u64)
+            .saturating_add(snapshots);
+        let allocated =
+            u64::try_from(self.settings.memory_allocation.0.clone()).unwrap_or(u64::MAX);
+        used.max(allocated)
+    }
+
+    /// The compute allocation in percent.
+    pub fn compute_allocation(&self) -> u64 {
+        u64::try_from(self.settings.compute_allocation.0.clone()).unwrap_or(100)
+    }
+
+    /// The balance below which the canister is frozen.
+    pub fn freezing_threshold_cycles(&self) -> u128 {
+        let secs = u64::try_from(self.settings.freezing_threshold.0.clone()).unwrap_or(u64::MAX);
+        costs::freezing_threshold_cycles(self.memory_bytes(), self.compute_allocation(), secs)
+    }
+
+    /// Takes `amount` (all that is left if less) and records what it paid for.
+    pub fn charge(&mut self, what: costs::Burn, amount: u128) {
+        let paid = amount.min(self.balance);
+        self.balance -= paid;
+        self.burned.add(what, paid);
     }
 }
 
@@ -273,12 +308,54 @@ impl Devnet {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
-        self.time = self.time.max(nanos);
+        let now = self.time.max(nanos);
+        self.charge_idle(now - self.time);
+        self.time = now;
     }
 
     /// Moves the IC time forward. Timers and deadlines act on the next [`tick`](Self::tick).
     pub fn advance_time(&mut self, by: Duration) {
-        self.time = self.time.saturating_add(by.as_nanos() as u64);
+        let now = self.time.saturating_add(by.as_nanos() as u64);
+        self.charge_idle(now - self.time);
+        self.time = now;
+    }
+
+    /// Cycles the canister has burned since it was created or
+    /// [`reset_cycles_burned`](Self::reset_cycles_burned), by category.
+    pub fn cycles_burned(&self, canister: Principal) -> Option<CyclesBurned> {
+        self.canisters.get(&canister).map(|c| c.burned)
+    }
+
+    /// Sets every canister's burned-cycles counters to zero.
+    pub fn reset_cycles_burned(&mut self) {
+        for c in self.canisters.values_mut() {
+            c.burned = CyclesBurned::default();
+        }
+    }
+
+    /// The balance below which the canister is frozen (what it burns idle
+    /// in its `freezing_threshold`), if it exists.
+    pub fn freezing_threshold_cycles(&self, canister: Principal) -> Option<u128> {
+        self.canisters
+            .get(&canister)
+            .map(|c| c.freezing_threshold_cycles())
+    }
+
+    /// Charges every canister for storage and compute allocation over
+    /// `nanos`; a canister that cannot pay loses its code, as on the IC.
+    fn charge_idle(&mut self, nanos: u64) {
+        if nanos == 0 {
+            return;
+        }
+        let pages = self.config.max_stable_pages;
+        for c in self.canisters.values_mut() {
+            let cost = costs::idle_cost(c.memory_bytes(), c.compute_allocation(), nanos);
+            let exhausted = cost > c.balance;
+            c.charge(costs::Burn::Storage, cost);
+            if exhausted && c.live.is_some() {
+                lifecycle::drop_code(c, pages);
+            }
+        }
     }
 
     /// Makes the next matching inter-canister calls fail; see [`Fault`].

@@ -177,14 +177,19 @@ impl Devnet {
     pub fn uninstall_code(&mut self, sender: Principal, canister: Principal) -> Result<(), Reject> {
         self.require_controller(sender, canister)?;
         let pages = self.config.max_stable_pages;
-        let c = self.canisters.get_mut(&canister).expect("checked");
-        c.live = None;
-        c.stable = StableMemory::new(pages);
-        c.certified_data.clear();
-        c.global_timer = 0;
-        c.version += 1;
+        drop_code(self.canisters.get_mut(&canister).expect("checked"), pages);
         Ok(())
     }
+}
+
+/// Drops a canister's module, memories, certified data and timer (by
+/// `uninstall_code`, or when its cycles run out).
+pub(crate) fn drop_code(c: &mut crate::Canister, max_stable_pages: u64) {
+    c.live = None;
+    c.stable = StableMemory::new(max_stable_pages);
+    c.certified_data.clear();
+    c.global_timer = 0;
+    c.version += 1;
 }
 
 fn empty_reply() -> Vec<u8> {

@@ -238,6 +238,7 @@ impl Devnet {
                 logs: Vec::new(),
                 log: Default::default(),
                 snapshots: Vec::new(),
+                burned: Default::default(),
             },
         );
         id
@@ -392,6 +393,7 @@ impl Devnet {
         ctx.controllers = c.controllers.clone();
         ctx.version = c.version + 1;
         ctx.balance = c.balance;
+        ctx.freezing_threshold = c.freezing_threshold_cycles();
         ctx.caller = sender;
         ctx.arg = arg;
         let mut global_timer = 0;
@@ -402,11 +404,14 @@ impl Devnet {
             let c = self.canisters.get_mut(&canister).expect("exists");
             c.append_logs(self.time, &mut out.ctx.logs, out.trap.as_deref());
             self.record(canister, hook, out.instructions, out.trap.clone());
+            let cost = crate::costs::execution_cost(out.instructions);
+            let c = self.canisters.get_mut(&canister).expect("exists");
+            c.charge(crate::costs::Burn::Execution, cost);
             if let Some(t) = out.trap {
                 return Err(InstallError::Trapped(t));
             }
             global_timer = out.ctx.global_timer;
-            balance = out.ctx.balance;
+            balance = out.ctx.balance.saturating_sub(cost);
             if let Some(data) = out.ctx.certified_data.take() {
                 self.canisters
                     .get_mut(&canister)
@@ -425,8 +430,9 @@ impl Devnet {
     }
 
     /// The canister's status as the management canister reports it: the
-    /// IC's full record, with the settings in force. Fields the devnet does
-    /// not model (query statistics, burned cycles) are zero.
+    /// IC's full record, with the settings in force, the balance after
+    /// charges and the idle burn rate. Fields the devnet does not model
+    /// (query statistics, reserved cycles) are zero.
     pub fn canister_status(&self, canister: Principal) -> Option<CanisterStatus> {
         let c = self.canisters.get(&canister)?;
         let heap = c.live.as_ref().map_or(0, |l| l.memory_size());
@@ -464,7 +470,10 @@ impl Devnet {
             },
             cycles: Nat::from(c.balance),
             reserved_cycles: zero(),
-            idle_cycles_burned_per_day: zero(),
+            idle_cycles_burned_per_day: Nat::from(crate::costs::idle_cycles_per_day(
+                c.memory_bytes(),
+                c.compute_allocation(),
+            )),
             query_stats: QueryStats {
                 num_calls_total: zero(),
                 num_instructions_total: zero(),

@@ -291,6 +291,7 @@ impl Devnet {
                     balance: c.balance,
                     certified_data: c.certified_data.into_vec(),
                     logs: c.logs,
+                    burned: Default::default(),
                 },
             );
         }

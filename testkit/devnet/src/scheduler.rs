@@ -8,6 +8,7 @@
 use candid::Principal;
 use serde::{Deserialize, Serialize};
 
+use crate::costs::{self, Burn};
 use crate::error::{ErrorCode, Reject, RejectCode, trap_reject};
 use crate::faults::{self, FaultKind};
 use crate::instance::{Entry, Keep, Outcome};
@@ -143,8 +144,40 @@ impl Devnet {
                 .map_err(|_| e)?;
         }
         self.require_running(canister)?;
+        let induction = costs::ingress_cost(method.len().saturating_add(arg.len()));
+        self.require_unfrozen(canister, induction)?;
         self.inspect(canister, sender, method, &arg)?;
+        self.canisters
+            .get_mut(&canister)
+            .expect("exists")
+            .charge(Burn::Messages, induction);
         Ok(self.enqueue_ingress(canister, sender, method, arg))
+    }
+
+    /// Refuses a message to a canister whose balance, less `cost`, would
+    /// fall below its freezing threshold (IC0207, `SYS_TRANSIENT`).
+    pub(crate) fn require_unfrozen(&self, canister: Principal, cost: u128) -> Result<(), Reject> {
+        let Some(c) = self.canisters.get(&canister) else {
+            return Ok(()); // Answered as missing elsewhere.
+        };
+        let needed = c.freezing_threshold_cycles().saturating_add(cost);
+        if c.balance < needed {
+            return Err(Reject::error(
+                ErrorCode::CanisterOutOfCycles,
+                format!(
+                    "Canister {canister} is out of cycles: please top up the canister with at \
+                     least {} additional cycles",
+                    needed - c.balance
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// What a replicated message must be able to pay before it runs: its
+    /// fee and the instruction limit (the IC prepays it and refunds the rest).
+    fn execution_prepayment(&self) -> u128 {
+        costs::execution_cost(self.config.update_instruction_limit)
     }
 
     /// Sends an update call as the canister `sender` would and runs the
@@ -391,6 +424,7 @@ impl Devnet {
         ctx.controllers = c.controllers.clone();
         ctx.version = c.version;
         ctx.balance = c.balance;
+        ctx.freezing_threshold = c.freezing_threshold_cycles();
         ctx.run_status = match c.status {
             crate::RunStatus::Running => 1,
             crate::RunStatus::Stopping => 2,
@@ -426,6 +460,13 @@ impl Devnet {
         let live = c.live.as_mut().expect("canister has code");
         let replicated = keep != Keep::Nothing;
         let mut out = live.run(&engine, &mut c.stable, entry, ctx, limit, keep);
+        if replicated {
+            // The balance the message leaves behind (applied unless it
+            // trapped) pays too, so both copies are charged.
+            let cost = costs::execution_cost(out.instructions);
+            c.charge(Burn::Execution, cost);
+            out.ctx.balance = out.ctx.balance.saturating_sub(cost);
+        }
         if self.config.print_debug {
             for line in &out.ctx.logs {
                 eprintln!("[{canister}] {line}");
@@ -478,6 +519,11 @@ impl Devnet {
                 c.global_timer != 0
                     && c.global_timer <= now
                     && c.status == crate::RunStatus::Running
+                    && c.balance
+                        >= c.freezing_threshold_cycles()
+                            .saturating_add(costs::execution_cost(
+                                self.config.update_instruction_limit,
+                            ))
                     && c.code()
                         .is_some_and(|code| code.exports("canister_global_timer"))
             })
@@ -587,6 +633,9 @@ impl Devnet {
         if let Err(reject) = self.require_running(callee) {
             return self.respond_to(origin, Err(reject), cycles);
         }
+        if let Err(reject) = self.require_unfrozen(callee, self.execution_prepayment()) {
+            return self.respond_to(origin, Err(reject), cycles);
+        }
         if let Err(reject) = self.check_method(callee, &method, "update") {
             let is_query = self.check_method(callee, &method, "query").is_ok();
             if !is_query {
@@ -635,6 +684,11 @@ impl Devnet {
             return;
         };
         canister.balance = canister.balance.saturating_add(refund);
+        let bytes = match &result {
+            Ok(b) => b.len(),
+            Err(r) => r.message.len(),
+        };
+        canister.charge(Burn::Messages, costs::response_cost(bytes));
         let Some(cc) = self.call_contexts.get_mut(&cb.call_context) else {
             return;
         };
@@ -726,6 +780,11 @@ impl Devnet {
                 if let Some(cc) = self.call_contexts.get_mut(&cc_id) {
                     cc.outstanding += 1;
                 }
+                let cost = costs::call_cost(call.method.len() as u64, call.arg.len() as u64);
+                self.canisters
+                    .get_mut(&canister)
+                    .expect("exists")
+                    .charge(Burn::Messages, cost);
                 self.queue.push_back(Message::Request {
                     caller: canister,
                     callee: call.callee,
@@ -794,8 +853,16 @@ impl Devnet {
         }
         let is_canister = matches!(origin, Origin::Canister(_));
         let (result, refund) = match method {
-            "http_request" if is_canister => self.http_outcall(caller, &arg, cycles),
-            "vetkd_derive_key" if is_canister => self.vetkd_derive_key(caller, &arg, cycles),
+            "http_request" if is_canister => {
+                let (result, refund) = self.http_outcall(caller, &arg, cycles);
+                self.record_burn(caller, Burn::Outcalls, cycles.saturating_sub(refund));
+                (result, refund)
+            }
+            "vetkd_derive_key" if is_canister => {
+                let (result, refund) = self.vetkd_derive_key(caller, &arg, cycles);
+                self.record_burn(caller, Burn::Vetkd, cycles.saturating_sub(refund));
+                (result, refund)
+            }
             "vetkd_public_key" if is_canister => (
                 crate::vetkd::VetKdKeys::devnet().public_key_reply(caller, &arg),
                 cycles,
@@ -808,6 +875,13 @@ impl Devnet {
             _ => (self.management_call(caller, method, &arg), cycles),
         };
         self.respond_to(origin, result, refund)
+    }
+
+    /// Records cycles a canister attached and the system kept.
+    fn record_burn(&mut self, canister: Principal, what: Burn, amount: u128) {
+        if let Some(c) = self.canisters.get_mut(&canister) {
+            c.burned.add(what, amount);
+        }
     }
 
     fn respond(&mut self, cc_id: u64, result: Result<Vec<u8>, Reject>) {

@@ -111,6 +111,8 @@ pub(crate) struct ExecContext {
     pub controllers: Vec<Principal>,
     pub version: u64,
     pub balance: u128,
+    /// The balance below which the canister is frozen (not liquid).
+    pub freezing_threshold: u128,
     /// `ic0.canister_status`: 1 running, 2 stopping, 3 stopped.
     pub run_status: u32,
     pub cycles_available: u128,
@@ -146,6 +148,7 @@ impl ExecContext {
             controllers: Vec::new(),
             version: 0,
             balance: 0,
+            freezing_threshold: 0,
             run_status: 1,
             cycles_available: 0,
             cycles_refunded: 0,
@@ -477,7 +480,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     })?;
     add_u128(linker, "canister_cycle_balance128", |ctx| ctx.balance)?;
     add_u128(linker, "canister_liquid_cycle_balance128", |ctx| {
-        ctx.balance
+        ctx.balance.saturating_sub(ctx.freezing_threshold)
     })?;
     linker.func_wrap("ic0", "canister_status", |c: Caller<'_, Host>| {
         c.data().ctx.run_status
@@ -689,17 +692,18 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     linker.func_wrap("ic0", "in_replicated_execution", |c: Caller<'_, Host>| {
         u32::from(c.data().ctx.kind != EntryKind::Query)
     })?;
-    // Cycles are not charged on the devnet for execution and calls, so
-    // their costs are zero.
+    // The prices of `costs`, which the devnet charges.
     linker.func_wrap(
         "ic0",
         "cost_call",
-        |mut c: Caller<'_, Host>, _name: u64, _size: u64, dst: u32| write_u128(&mut c, dst, 0),
+        |mut c: Caller<'_, Host>, name: u64, size: u64, dst: u32| {
+            write_u128(&mut c, dst, crate::costs::call_cost(name, size))
+        },
     )?;
     linker.func_wrap(
         "ic0",
         "cost_create_canister",
-        |mut c: Caller<'_, Host>, dst: u32| write_u128(&mut c, dst, 0),
+        |mut c: Caller<'_, Host>, dst: u32| write_u128(&mut c, dst, crate::CANISTER_CREATION_FEE),
     )?;
     // Outcalls are the exception: `http_request` takes the IC's price from
     // the cycles attached to it, so a canister must attach them.

@@ -689,21 +689,26 @@ fn a_canister_deposits_cycles_to_an_account() {
     let c = dn.create_canister(vec![admin()]);
     dn.install_canister(c, &depositor_wasm(&arg, amount), vec![], admin())
         .unwrap();
+    dn.reset_cycles_burned();
     let before = dn.cycle_balance(c).unwrap();
     let reply = dn.update_call(c, user(), "deposit", vec![]).unwrap();
     let result = Decode!(&reply, DepositResult).unwrap();
     assert_eq!(result.balance, Nat::from(amount));
     assert_eq!(ledger_balance(&mut dn, user()), u128::from(amount));
-    assert_eq!(dn.cycle_balance(c), Some(before - u128::from(amount)));
+    assert_eq!(
+        dn.cycle_balance(c),
+        Some(before - u128::from(amount) - running_costs(&dn, c))
+    );
 
     // Too few cycles: the ledger traps and every cycle comes back.
     let c = dn.create_canister(vec![admin()]);
     dn.install_canister(c, &depositor_wasm(&arg, 1000), vec![], admin())
         .unwrap();
+    dn.reset_cycles_burned();
     let before = dn.cycle_balance(c).unwrap();
     let err = dn.update_call(c, user(), "deposit", vec![]).unwrap_err();
     assert_eq!(err.message, "rejected");
-    assert_eq!(dn.cycle_balance(c), Some(before));
+    assert_eq!(dn.cycle_balance(c), Some(before - running_costs(&dn, c)));
     assert_eq!(ledger_balance(&mut dn, user()), u128::from(amount));
 }
 

@@ -152,6 +152,7 @@ fn an_outcall_costs_the_ics_price_and_too_few_cycles_are_refused() {
         (3_000_000 + 60_000 * 13 + 400 * u128::from(size) + 800 * 1_000) * 13
     );
 
+    dn.reset_cycles_burned();
     let before = dn.cycle_balance(probe).unwrap();
     // One cycle short: refused, every cycle back, the server never asked.
     let (code, message) = rejected(outcall(
@@ -164,7 +165,11 @@ fn an_outcall_costs_the_ics_price_and_too_few_cycles_are_refused() {
     ));
     assert_eq!(code, RejectCode::CanisterReject as u32);
     assert!(message.contains("cycles are required"), "{message}");
-    assert_eq!(dn.cycle_balance(probe).unwrap(), before);
+    assert_eq!(
+        dn.cycle_balance(probe).unwrap(),
+        before - running_costs(&dn, probe)
+    );
+    assert_eq!(dn.cycles_burned(probe).unwrap().outcalls, 0);
     assert!(server.seen.lock().unwrap().is_empty());
 
     // Twice the price attached: the price is kept, the rest refunded.
@@ -176,7 +181,11 @@ fn an_outcall_costs_the_ics_price_and_too_few_cycles_are_refused() {
         Some(context),
         Some(2 * price),
     ));
-    assert_eq!(dn.cycle_balance(probe).unwrap(), before - price);
+    assert_eq!(
+        dn.cycle_balance(probe).unwrap(),
+        before - price - running_costs(&dn, probe)
+    );
+    assert_eq!(dn.cycles_burned(probe).unwrap().outcalls, price);
 }
 
 #[test]

@@ -113,6 +113,7 @@ fn a_canisters_key_is_the_one_the_client_derives_and_its_vetkey_opens_ibe() {
 
     // The provider's transport key; the canister asks for job-17's key.
     let tsk = TransportSecretKey::from_seed(vec![9; 32]).unwrap();
+    dn.reset_cycles_burned();
     let before = balance(&mut dn, probe);
     let CallOutcome::Reply(bytes) = derive_key(
         &mut dn,
@@ -124,10 +125,11 @@ fn a_canisters_key_is_the_one_the_client_derives_and_its_vetkey_opens_ibe() {
         panic!("no encrypted key")
     };
     assert_eq!(
-        before - balance(&mut dn, probe),
+        before - balance(&mut dn, probe) - running_costs(&dn, probe),
         VETKD_FEE_13_NODES,
         "the fee is kept, the rest refunded"
     );
+    assert_eq!(dn.cycles_burned(probe).unwrap().vetkd, VETKD_FEE_13_NODES);
     let encrypted = Decode!(&bytes, VetKDDeriveKeyResult).unwrap().encrypted_key;
     assert_eq!(encrypted.len(), 192);
     let vetkey = EncryptedVetKey::deserialize(&encrypted)
@@ -157,6 +159,7 @@ fn a_canisters_key_is_the_one_the_client_derives_and_its_vetkey_opens_ibe() {
 fn the_ics_refusals_keep_no_cycles() {
     let (mut dn, [probe]) = with_probes(["p"]);
     let tsk = TransportSecretKey::from_seed(vec![9; 32]).unwrap();
+    dn.reset_cycles_burned();
     let before = balance(&mut dn, probe);
     // Too few cycles: refused, all refunded.
     let (code, message) = rejected(derive_key(
@@ -183,9 +186,10 @@ fn the_ics_refusals_keep_no_cycles() {
     assert!(message.contains("does not hold"), "{message}");
     assert_eq!(
         balance(&mut dn, probe),
-        before,
+        before - running_costs(&dn, probe),
         "every refusal refunded all"
     );
+    assert_eq!(dn.cycles_burned(probe).unwrap().vetkd, 0);
     // Ingress may not call them.
     let arg = Encode!(&VetKDPublicKeyArgs {
         canister_id: None,

@@ -72,3 +72,10 @@ pub fn stable_read(dn: &mut Devnet, c: Principal, offset: u64, len: u64) -> Vec<
         .expect("stable_read");
     bytes
 }
+
+/// Cycles `c` paid for running (execution, messages, storage) since the
+/// last `reset_cycles_burned`, apart from fees it attached to calls.
+pub fn running_costs(dn: &Devnet, c: Principal) -> u128 {
+    let b = dn.cycles_burned(c).expect("the canister exists");
+    b.execution + b.messages + b.storage
+}
