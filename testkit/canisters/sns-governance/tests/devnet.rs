@@ -194,7 +194,10 @@ fn refused_validations_store_nothing_and_a_trapping_target_fails_the_proposal() 
     let err = submit(&mut dn, gov, 1001, verdict(Ok("x"))).unwrap_err();
     assert!(err.contains("reject code 5"), "{err}");
     let err = submit(&mut dn, gov, 1002, verdict(Ok("x"))).unwrap_err();
-    assert!(err.contains("reject code 3"), "{err}");
+    assert!(
+        err.contains("reject code 5") && err.contains("no update method 'no_such_method'"),
+        "{err}"
+    );
     let err = submit(&mut dn, gov, 1003, verdict(Ok("x"))).unwrap_err();
     assert!(
         err.contains("no NervousSystemFunction with id: 1003"),
