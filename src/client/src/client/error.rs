@@ -87,6 +87,25 @@ impl ClientError {
 }
 
 fn call_hint(e: &TransportError) -> &'static str {
+    // The IC's error code says more than the reject code: a missing method
+    // or module and a stopped canister are reject code 5, as a trap is.
+    if let TransportError::Reject {
+        error_code: Some(code),
+        ..
+    } = e
+    {
+        match code.as_str() {
+            "IC0536" => {
+                return " (the canister has no such method: is the canister id right, and its \
+                         module this market's version?)";
+            }
+            "IC0537" => return " (the canister has no module installed)",
+            "IC0508" | "IC0509" => {
+                return " (the canister is stopped, e.g. for an upgrade; try again later)";
+            }
+            _ => {}
+        }
+    }
     match e {
         TransportError::Reject {
             code: RejectCode::DestinationInvalid,
@@ -293,5 +312,42 @@ pub fn describe_approve(e: &ApproveError) -> String {
             error_code,
             message,
         } => format!("error {error_code}: {message}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reject(code: RejectCode, error_code: Option<&str>) -> String {
+        ClientError::Call {
+            canister: "matcher",
+            method: "submit_job".into(),
+            source: TransportError::Reject {
+                code,
+                message: "m".into(),
+                error_code: error_code.map(str::to_string),
+            },
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn the_hint_follows_the_ics_error_code() {
+        assert!(
+            reject(RejectCode::CanisterError, Some("IC0503"))
+                .ends_with("(the canister trapped; nothing changed)")
+        );
+        assert!(reject(RejectCode::CanisterError, Some("IC0536")).contains("has no such method"));
+        assert!(reject(RejectCode::CanisterError, Some("IC0537")).contains("no module installed"));
+        assert!(reject(RejectCode::CanisterError, Some("IC0508")).contains("is stopped"));
+        assert!(
+            reject(RejectCode::DestinationInvalid, Some("IC0301"))
+                .contains("deployed on this network")
+        );
+        assert!(
+            reject(RejectCode::CanisterError, None)
+                .ends_with("(the canister trapped; nothing changed)")
+        );
     }
 }
