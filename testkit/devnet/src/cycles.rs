@@ -15,6 +15,8 @@ use std::collections::BTreeMap;
 
 use candid::{CandidType, Decode, Deserialize, Encode, Nat, Principal};
 use ic_management_canister_types::CanisterSettings;
+use icrc_ledger_types::icrc::generic_metadata_value::MetadataValue;
+use icrc_ledger_types::icrc1::transfer::TransferError;
 use serde::Serialize;
 
 use crate::Devnet;
@@ -144,18 +146,6 @@ struct TransferArg {
     amount: Nat,
 }
 
-#[derive(CandidType, Deserialize, Debug)]
-enum TransferError {
-    BadFee { expected_fee: Nat },
-    BadBurn { min_burn_amount: Nat },
-    InsufficientFunds { balance: Nat },
-    TooOld,
-    CreatedInFuture { ledger_time: u64 },
-    TemporarilyUnavailable,
-    Duplicate { duplicate_of: Nat },
-    GenericError { error_code: Nat, message: String },
-}
-
 #[derive(CandidType, Deserialize)]
 struct DepositArgs {
     to: Account,
@@ -269,14 +259,6 @@ enum CreateCanisterError {
         error_code: Nat,
         message: String,
     },
-}
-
-#[derive(CandidType, Deserialize)]
-enum MetadataValue {
-    Nat(Nat),
-    Int(candid::Int),
-    Text(String),
-    Blob(serde_bytes::ByteBuf),
 }
 
 #[derive(CandidType, Deserialize)]

@@ -825,17 +825,7 @@ fn icrc1_transfer_moves_cycles_less_the_fee() {
         memo: Option<Vec<u8>>,
         amount: Nat,
     }
-    #[derive(candid::CandidType, candid::Deserialize, Debug)]
-    enum TransferError {
-        BadFee { expected_fee: Nat },
-        BadBurn { min_burn_amount: Nat },
-        InsufficientFunds { balance: Nat },
-        TooOld,
-        CreatedInFuture { ledger_time: u64 },
-        TemporarilyUnavailable,
-        Duplicate { duplicate_of: Nat },
-        GenericError { error_code: Nat, message: String },
-    }
+    use icrc_ledger_types::icrc1::transfer::TransferError;
     let mut dn = Devnet::new();
     dn.mint_cycles(cycles_account(user()), 1_000_000_000);
     let transfer = |dn: &mut Devnet, amount: u128, fee: Option<u128>, at: Option<u64>| {
