@@ -813,8 +813,10 @@ impl JobState {
     /// Records `fuel` as the attempt's cumulative fuel and returns the
     /// release of what the new fuel earns, into the provider's pending
     /// balance (none if it earns nothing, or for an audit run, which is
-    /// owed it until its audit's verdict).
+    /// owed it until its audit's verdict). A per-interval job pays by
+    /// the interval: the fuel its holder reports earns nothing.
     fn pay_fuel(&mut self, fuel: u64) -> Option<Effect> {
+        self.fuel?;
         let audit_run = self.is_audit_run();
         let a = self.assignment.as_mut()?;
         let before = fuel_cost(a.fuel_reported, a.price).unwrap_or(Tokens::MAX);
@@ -1528,6 +1530,28 @@ mod tests {
         assert_eq!(j.deadline_ns(&P), Some((160 + P.grace_secs) * S));
         assert_eq!(j.heartbeat(101 * S, provider(1), 1, 0), Ok(vec![]));
         assert_eq!(j.released, 0);
+    }
+
+    #[test]
+    fn a_per_interval_job_pays_intervals_never_the_fuel_its_holder_reports() {
+        // Its lock holds max_intervals x price; fuel reported by the holder
+        // must not draw on it, or the holder takes the whole lock with its
+        // first heartbeat and walks away from a smaller bond.
+        let mut j = job(5, 0);
+        j.assign_bonded(&P, 0, provider(1), 3, 80);
+        assert_eq!(j.heartbeat(S, provider(1), 1, 4 * G), Ok(vec![]));
+        assert_eq!(j.released, 0);
+        let fx = j.heartbeat(61 * S, provider(1), 1, 100 * G).unwrap();
+        assert_eq!(
+            fx,
+            vec![Effect::Release {
+                seq: 0,
+                provider: provider(1),
+                amount: 80,
+                fuel: None,
+            }]
+        );
+        assert_eq!(j.released, 80);
     }
 
     #[test]
