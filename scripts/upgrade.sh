@@ -6,10 +6,11 @@
 # hash is the new module's, and start it again. If any step after the stop
 # fails, the canister is started again before the script exits.
 #
-#   scripts/upgrade.sh devnet|ic CANISTER [--wasm FILE] [--ids FILE] [--url URL] [--identity NAME]
+#   scripts/upgrade.sh devnet|ic CANISTER [--wasm FILE] [--args CANDID] [--ids FILE] [--url URL] [--identity NAME]
 #
 # CANISTER is a name in the ids file scripts/deploy.sh wrote; the module is
-# target/canisters/CANISTER.wasm unless --wasm says otherwise.
+# target/canisters/CANISTER.wasm unless --wasm says otherwise. The upgrade
+# argument is `(null)` (the configuration is kept) unless --args gives one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,17 +20,19 @@ NETWORK=${1:-}
 NAME=${2:-}
 case "$NETWORK" in
     devnet | ic) [ -n "$NAME" ] || die "name the canister"; shift 2 ;;
-    *) die "usage: scripts/upgrade.sh devnet|ic CANISTER [--wasm FILE] [--ids FILE] [--url URL] [--identity NAME]" ;;
+    *) die "usage: scripts/upgrade.sh devnet|ic CANISTER [--wasm FILE] [--args CANDID] [--ids FILE] [--url URL] [--identity NAME]" ;;
 esac
 URL=http://127.0.0.1:4943
 IDS=deploy/$NETWORK.ids
 WASM=target/canisters/$NAME.wasm
+ARGS='(null)'
 IDENTITY=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --url) URL=$2; shift 2 ;;
         --ids) IDS=$2; shift 2 ;;
         --wasm) WASM=$2; shift 2 ;;
+        --args) ARGS=$2; shift 2 ;;
         --identity) IDENTITY=(--identity "$2"); shift 2 ;;
         *) die "unknown option $1" ;;
     esac
@@ -55,7 +58,7 @@ trap 'echo "starting $NAME again after a failed upgrade" >&2; icp canister start
 [ "$(field status)" = stopped ] || die "$NAME did not stop"
 
 echo "upgrading $NAME to $HASH" >&2
-icp canister install "$ID" --mode upgrade --wasm "$WASM" --args '(null)' -y \
+icp canister install "$ID" --mode upgrade --wasm "$WASM" --args "$ARGS" -y \
     "${TARGET[@]}" "${IDENTITY[@]}" >&2
 got=$(field module_hash)
 [ "${got#0x}" = "$HASH" ] || die "module hash is $got after the upgrade, expected $HASH"

@@ -81,8 +81,7 @@ fn impostor_may_slash(net: &MarketFixture) {
             "update_config",
             &RegistryConfigUpdate {
                 matcher: Some(impostor()),
-                min_stake: None,
-                unbonding_period_secs: None,
+                ..Default::default()
             },
         )
         .unwrap();
@@ -153,6 +152,7 @@ fn an_escrow_lock_without_a_matcher_job_is_caught_at_once() {
     let arg = candid::encode_one(Some(EscrowInit {
         matcher: Some(impostor()),
         ledgers: vec![],
+        governance: None,
     }))
     .unwrap();
     net.devnet()

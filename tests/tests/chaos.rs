@@ -19,7 +19,7 @@
 //! every retried operation converged, every token accounted for.
 //!
 //! Attackers play too, from principals of their own (see [`attacker`],
-//! [`stranger`], [`zombie`]), each attack a real ingress call, with every
+//! [`stranger`], [`ZOMBIE`]), each attack a real ingress call, with every
 //! refusal the market owes them asserted: the largest jobs priced to land
 //! on the honest provider ([`Action::Oversized`]), loops of the largest
 //! job submitted and cancelled ([`Action::SubmitCancel`]), many throwaway
@@ -31,7 +31,7 @@
 //! ([`Action::RotateKey`], [`Action::OldKey`]) and a provider that
 //! heartbeats claimed fuel but never reports a result ([`Action::Claim`]:
 //! slashed, paid nothing, its buyer loses nothing). Two more invariants hold
-//! after every step: the [`honest`] provider, which does everything on time,
+//! after every step: the [`HONEST`] provider, which does everything on time,
 //! is never slashed (faults and attacks notwithstanding), and each
 //! canister's stable memory stays under a bound proportional to the live
 //! work it holds (see [`World::check_stable_memory`]).
@@ -50,8 +50,8 @@
 //! overturned provider forfeited its pay, and the honest provider was paid
 //! as an auditor whenever it sided with a verdict
 //! ([`World::check_audits_ended`], [`World::check_honest_paid`]). Each case
-//! begins with an [`Action::Cheat`]: a [`cheater`] that lies on the job,
-//! overturned by the honest provider's audit and the [`witness`]'s
+//! begins with an [`Action::Cheat`]: a [`CHEATER`] that lies on the job,
+//! overturned by the honest provider's audit and the [`WITNESS`]'s
 //! tie-break; the cheat action also comes at random, with the cheater
 //! auditing and lying too.
 //!
@@ -156,14 +156,14 @@ const MIN_AUDIT_PPM: u32 = 500_000;
 /// (and their audit runs), and of those jobs: more than any other offer
 /// but the claimer's has, and less than the claimer's jobs ask.
 const CHEAT_MEMORY_MIB: u32 = 512;
-/// The [`cheater`]'s price per billion fuel: the cheapest offer of
+/// The [`CHEATER`]'s price per billion fuel: the cheapest offer of
 /// [`CHEAT_MEMORY_MIB`], above every other bid's highest price (so it
 /// takes only the cheat jobs and their audit runs).
 const CHEATER_PRICE: Tokens = 600_000;
 /// The price of the honest provider's second offer, of
 /// [`CHEAT_MEMORY_MIB`]: the next after the cheater's.
 const HONEST_CHEAT_PRICE: Tokens = 700_000;
-/// The [`witness`]'s price: the dearest offer of [`CHEAT_MEMORY_MIB`].
+/// The [`WITNESS`]'s price: the dearest offer of [`CHEAT_MEMORY_MIB`].
 const WITNESS_PRICE: Tokens = 800_000;
 /// The highest price per billion fuel of the cheat jobs: every offer of
 /// [`CHEAT_MEMORY_MIB`] meets it, the claimer's does not.
@@ -270,12 +270,8 @@ fn node(i: u8) -> Principal {
 /// slots are only heartbeated). A call answered
 /// `Busy` or rejected is retried at once, a few times. It never misses a
 /// deadline; whatever attackers and faults do, it must never be slashed.
-fn honest() -> Principal {
-    principal(0x50)
-}
-fn honest_node() -> Principal {
-    principal(0x51)
-}
+const HONEST: Principal = principal(0x50);
+const HONEST_NODE: Principal = principal(0x51);
 
 /// A funded attacker: a buyer with an escrow balance of its own.
 fn attacker(i: u8) -> Principal {
@@ -284,50 +280,34 @@ fn attacker(i: u8) -> Principal {
 
 /// A provider whose offers outlive its eligibility: it posts an offer below
 /// every other, then unstakes everything or deregisters.
-fn zombie() -> Principal {
-    principal(0x70)
-}
-fn zombie_node() -> Principal {
-    principal(0x71)
-}
+const ZOMBIE: Principal = principal(0x70);
+const ZOMBIE_NODE: Principal = principal(0x71);
 
 /// A provider that claims fuel it never delivers: it offers one slot (see
 /// [`CLAIMER_PRICE`], [`CLAIMER_MEMORY_MIB`]), and on every turn of the
 /// honest provider heartbeats each job it holds on time, claiming all the
 /// fuel its declared speed allows, but never reports a result. Each such
 /// attempt must be slashed at its deadline and forfeit all it claimed.
-fn claimer() -> Principal {
-    principal(0x78)
-}
-fn claimer_node() -> Principal {
-    principal(0x79)
-}
+const CLAIMER: Principal = principal(0x78);
+const CLAIMER_NODE: Principal = principal(0x79);
 
 /// The buyer of the claimer's jobs, funded and otherwise idle (no random
 /// action cancels its jobs): it must get every such job's lock back whole.
-fn patron() -> Principal {
-    principal(0x7A)
-}
+const PATRON: Principal = principal(0x7A);
 
 /// A buyer that pays in cycles, as a canister holding them would, through
 /// the cycles ledger; only [`Action::CyclesJob`] submits for it, and no
 /// random action cancels its jobs.
-fn cycles_buyer() -> Principal {
-    principal(0x7E)
-}
+const CYCLES_BUYER: Principal = principal(0x7E);
 
-/// A second provider that plays by the rules exactly, as the [`honest`]
+/// A second provider that plays by the rules exactly, as the [`HONEST`]
 /// one does (and is held to the same invariants): it offers one slot of
 /// [`CHEAT_MEMORY_MIB`] at [`WITNESS_PRICE`] once the first
 /// [`Action::Cheat`] comes, so it runs only cheat jobs and their audits.
 /// Where the honest provider audits a cheat job, the witness breaks the
 /// tie.
-fn witness() -> Principal {
-    principal(0x52)
-}
-fn witness_node() -> Principal {
-    principal(0x53)
-}
+const WITNESS: Principal = principal(0x52);
+const WITNESS_NODE: Principal = principal(0x53);
 
 /// A provider that lies about every result: it offers one slot of
 /// [`CHEAT_MEMORY_MIB`] at [`CHEATER_PRICE`] (so it runs only cheat jobs
@@ -336,17 +316,11 @@ fn witness_node() -> Principal {
 /// reports (see [`lie`]). Every such result that is audited must be
 /// overturned (or, as an auditor's, lose the tie-break), and the cheater
 /// slashed its bond and paid nothing for it.
-fn cheater() -> Principal {
-    principal(0x7C)
-}
-fn cheater_node() -> Principal {
-    principal(0x7D)
-}
+const CHEATER: Principal = principal(0x7C);
+const CHEATER_NODE: Principal = principal(0x7D);
 
 /// The buyer of the cheat jobs, funded and otherwise idle.
-fn plaintiff() -> Principal {
-    principal(0x7B)
-}
+const PLAINTIFF: Principal = principal(0x7B);
 
 /// The `n`-th throwaway principal: never funded, never registered.
 fn stranger(n: u64) -> Principal {
@@ -367,7 +341,7 @@ fn rotated_node(p: u8, generation: u8) -> Principal {
 fn watched_providers() -> impl Iterator<Item = Principal> {
     (0..PROVIDERS)
         .map(provider)
-        .chain([honest(), zombie(), claimer(), witness(), cheater()])
+        .chain([HONEST, ZOMBIE, CLAIMER, WITNESS, CHEATER])
 }
 
 /// Bytes a job's spec stores beyond its fixed fields.
@@ -419,7 +393,7 @@ enum Action {
     },
     /// The ICP/XDR rate moves to one of [`RATES`], and the matcher reads it.
     Rate { rate: u8 },
-    /// The [`cycles_buyer`] submits a job priced in XDR and paid in cycles,
+    /// The [`CYCLES_BUYER`] submits a job priced in XDR and paid in cycles,
     /// which only the honest provider's cycles offer takes (posted first if
     /// it is not yet).
     CyclesJob,
@@ -493,14 +467,14 @@ enum Action {
         nth: u8,
         call: ProviderCall,
     },
-    /// (8) The patron submits a job only the [`claimer`] takes (its offer is
+    /// (8) The patron submits a job only the [`CLAIMER`] takes (its offer is
     /// posted first if it is not yet); the claimer heartbeats claimed fuel
     /// and never reports a result: it must be slashed and paid nothing, the
     /// patron must lose nothing (see [`World::check_claims`]).
     Claim,
     /// (9) The plaintiff submits a job that is always audited, of
-    /// [`CHEAT_MEMORY_MIB`], so that only the [`cheater`], the honest
-    /// provider's second offer and the [`witness`] take it or audit it (their
+    /// [`CHEAT_MEMORY_MIB`], so that only the [`CHEATER`], the honest
+    /// provider's second offer and the [`WITNESS`] take it or audit it (their
     /// offers are posted first if they are not yet). The cheater, cheapest,
     /// runs it and lies; the honest provider and the witness audit it
     /// (one, then the other to break the tie): overturned, the cheater
@@ -846,17 +820,17 @@ enum Scripted {
 impl Scripted {
     fn provider(self) -> Principal {
         match self {
-            Scripted::Honest => honest(),
-            Scripted::Witness => witness(),
-            Scripted::Cheater => cheater(),
+            Scripted::Honest => HONEST,
+            Scripted::Witness => WITNESS,
+            Scripted::Cheater => CHEATER,
         }
     }
 
     fn node(self) -> Principal {
         match self {
-            Scripted::Honest => honest_node(),
-            Scripted::Witness => witness_node(),
-            Scripted::Cheater => cheater_node(),
+            Scripted::Honest => HONEST_NODE,
+            Scripted::Witness => WITNESS_NODE,
+            Scripted::Cheater => CHEATER_NODE,
         }
     }
 }
@@ -933,9 +907,9 @@ impl World {
         })
         .expect("deploy");
         let cycles = net.pricing_ids().cycles_ledger;
-        net.mint_on(cycles, cycles_buyer(), 1_000 * CYCLES_PER_XDR)
+        net.mint_on(cycles, CYCLES_BUYER, 1_000 * CYCLES_PER_XDR)
             .unwrap();
-        net.deposit_on(cycles, cycles_buyer(), 100 * CYCLES_PER_XDR)
+        net.deposit_on(cycles, CYCLES_BUYER, 100 * CYCLES_PER_XDR)
             .unwrap();
         for b in 0..BUYERS {
             net.mint(buyer(b), 1_000 * ICP).unwrap();
@@ -945,22 +919,21 @@ impl World {
             net.onboard_provider(provider(p), node(p), 50 * ICP)
                 .unwrap();
         }
-        net.onboard_provider(honest(), honest_node(), 50 * ICP)
-            .unwrap();
+        net.onboard_provider(HONEST, HONEST_NODE, 50 * ICP).unwrap();
         for a in 0..ATTACKERS {
             net.mint(attacker(a), 1_000 * ICP).unwrap();
             net.deposit(attacker(a), 100 * ICP).unwrap();
         }
-        net.onboard_provider(claimer(), claimer_node(), 50 * ICP)
+        net.onboard_provider(CLAIMER, CLAIMER_NODE, 50 * ICP)
             .unwrap();
-        net.mint(patron(), 100 * ICP).unwrap();
-        net.deposit(patron(), 50 * ICP).unwrap();
-        net.onboard_provider(witness(), witness_node(), 50 * ICP)
+        net.mint(PATRON, 100 * ICP).unwrap();
+        net.deposit(PATRON, 50 * ICP).unwrap();
+        net.onboard_provider(WITNESS, WITNESS_NODE, 50 * ICP)
             .unwrap();
-        net.onboard_provider(cheater(), cheater_node(), 50 * ICP)
+        net.onboard_provider(CHEATER, CHEATER_NODE, 50 * ICP)
             .unwrap();
-        net.mint(plaintiff(), 100 * ICP).unwrap();
-        net.deposit(plaintiff(), 50 * ICP).unwrap();
+        net.mint(PLAINTIFF, 100 * ICP).unwrap();
+        net.deposit(PLAINTIFF, 50 * ICP).unwrap();
         World {
             net,
             jobs: vec![],
@@ -1699,13 +1672,13 @@ impl World {
         }
     }
 
-    /// One turn of the [`honest`] provider's node (see there).
+    /// One turn of the [`HONEST`] provider's node (see there).
     fn honest_turn(&mut self) {
         self.scripted_turn(Scripted::Honest);
     }
 
-    /// One turn of a scripted provider's node: the [`honest`] provider's
-    /// (see there), and the same for the [`witness`] and the [`cheater`],
+    /// One turn of a scripted provider's node: the [`HONEST`] provider's
+    /// (see there), and the same for the [`WITNESS`] and the [`CHEATER`],
     /// but that the cheater reports a lie of its own for each one-off job.
     fn scripted_turn(&mut self, who: Scripted) {
         let held = self
@@ -1763,7 +1736,7 @@ impl World {
             let report = (a.kind == JobKind::OneOff).then(|| {
                 let report = self.report(&a, who.provider(), |truth| match who {
                     Scripted::Cheater => Commitment {
-                        output_sha256: lie_sha(job_id, attempt, cheater()),
+                        output_sha256: lie_sha(job_id, attempt, CHEATER),
                         ..truth.clone()
                     },
                     Scripted::Honest | Scripted::Witness => truth.clone(),
@@ -1802,14 +1775,14 @@ impl World {
         }
     }
 
-    /// One turn of the [`claimer`]'s node: a heartbeat for each job it
+    /// One turn of the [`CLAIMER`]'s node: a heartbeat for each job it
     /// holds whose heartbeat is due, claiming all the fuel the declared
     /// speed allows by now. It never reports a result.
     fn claimer_turn(&mut self) {
         if !self.claimer_offered {
             return;
         }
-        let held = self.net.assignments(claimer()).unwrap();
+        let held = self.net.assignments(CLAIMER).unwrap();
         let now = self.net.time_ns();
         let mut items = vec![];
         for a in held
@@ -1828,7 +1801,7 @@ impl World {
             CLAIMED_HEARTBEATS.fetch_add(items.len() as u64, Ordering::Relaxed);
             let _ = self.net.devnet().update_call(
                 self.net.ids.matcher,
-                claimer_node(),
+                CLAIMER_NODE,
                 "heartbeat",
                 encode(&items),
             );
@@ -1858,7 +1831,7 @@ impl World {
         };
         // A fault on the way (the registry can't be reached) ends the
         // attempt; the next one posts again.
-        for (p, price) in [(honest(), HONEST_CHEAT_PRICE), (witness(), WITNESS_PRICE)] {
+        for (p, price) in [(HONEST, HONEST_CHEAT_PRICE), (WITNESS, WITNESS_PRICE)] {
             if offers(self, p).is_empty() {
                 let spec = OfferSpec {
                     memory_per_slot_mib: CHEAT_MEMORY_MIB,
@@ -1873,17 +1846,17 @@ impl World {
             memory_per_slot_mib: CHEAT_MEMORY_MIB,
             ..self.offer_spec(CHEATER_PRICE, 1)
         };
-        let mine = offers(self, cheater());
+        let mine = offers(self, CHEATER);
         Self::attack_call(200);
         if auditor_lies {
             for o in mine {
                 let r: Option<Result<(), MatcherError>> =
-                    self.matcher(cheater(), "withdraw_offer", &o.id);
+                    self.matcher(CHEATER, "withdraw_offer", &o.id);
                 if !matches!(r, Some(Ok(()))) {
                     return;
                 }
             }
-        } else if mine.is_empty() && self.net.post_offer(cheater(), &cheater_offer).is_err() {
+        } else if mine.is_empty() && self.net.post_offer(CHEATER, &cheater_offer).is_err() {
             return;
         }
         let spec = JobSpec {
@@ -1897,10 +1870,10 @@ impl World {
         let before = self.jobs.len();
         self.send(Call {
             canister: self.net.ids.matcher,
-            caller: plaintiff(),
+            caller: PLAINTIFF,
             method: "submit_job",
             arg: encode(&spec),
-            reply: Reply::Job(plaintiff(), spec_bytes(&spec)),
+            reply: Reply::Job(PLAINTIFF, spec_bytes(&spec)),
         });
         if self.jobs.len() > before {
             let (_, id) = self.jobs[before];
@@ -1911,7 +1884,7 @@ impl World {
             // Matched (to the honest provider) by now: the cheater's offer
             // returns, to audit it if drawn.
             Self::attack_call(200);
-            let _ = self.net.post_offer(cheater(), &cheater_offer);
+            let _ = self.net.post_offer(CHEATER, &cheater_offer);
         }
     }
 
@@ -1925,7 +1898,7 @@ impl World {
             Self::attack_call(200);
             // A fault on the way (the registry can't be reached) ends the
             // attempt; the next one posts again.
-            if self.net.post_offer(claimer(), &spec).is_err() {
+            if self.net.post_offer(CLAIMER, &spec).is_err() {
                 return;
             }
             self.claimer_offered = true;
@@ -1940,10 +1913,10 @@ impl World {
         };
         self.send(Call {
             canister: self.net.ids.matcher,
-            caller: patron(),
+            caller: PATRON,
             method: "submit_job",
             arg: encode(&spec),
-            reply: Reply::Job(patron(), spec_bytes(&spec)),
+            reply: Reply::Job(PATRON, spec_bytes(&spec)),
         });
     }
 
@@ -1972,7 +1945,7 @@ impl World {
                 currency: Some(Currency::Xdr),
                 ..self.offer_spec(CYCLES_PRICE, 2)
             };
-            if self.net.post_offer(honest(), &spec).is_err() {
+            if self.net.post_offer(HONEST, &spec).is_err() {
                 return;
             }
             self.cycles_offered = true;
@@ -1985,10 +1958,10 @@ impl World {
         };
         self.send(Call {
             canister: self.net.ids.matcher,
-            caller: cycles_buyer(),
+            caller: CYCLES_BUYER,
             method: "submit_job",
             arg: encode(&spec),
-            reply: Reply::Job(cycles_buyer(), spec_bytes(&spec)),
+            reply: Reply::Job(CYCLES_BUYER, spec_bytes(&spec)),
         });
     }
 
@@ -2184,12 +2157,12 @@ impl World {
         let ids = net.ids;
         // (Re)registered and staked to the minimum; a refusal (a fault on
         // the way, a jail) ends the attempt.
-        let _ = net.register_provider(zombie(), zombie_node());
-        let e: Eligibility = net.query(ids.registry, "eligibility", &zombie()).unwrap();
+        let _ = net.register_provider(ZOMBIE, ZOMBIE_NODE);
+        let e: Eligibility = net.query(ids.registry, "eligibility", &ZOMBIE).unwrap();
         if e.ineligible.is_some() {
             let min = net.settings.min_stake;
-            if net.mint(zombie(), min + 2 * net.settings.fee).is_err()
-                || net.stake(zombie(), min).is_err()
+            if net.mint(ZOMBIE, min + 2 * net.settings.fee).is_err()
+                || net.stake(ZOMBIE, min).is_err()
             {
                 return;
             }
@@ -2197,19 +2170,19 @@ impl World {
         Self::attack_call(200);
         let spec = self.offer_spec(ZOMBIE_PRICE, 2);
         self.zombie_offered = true;
-        if self.net.post_offer(zombie(), &spec).is_err() {
+        if self.net.post_offer(ZOMBIE, &spec).is_err() {
             return;
         }
         ZOMBIE_OFFERS.fetch_add(1, Ordering::Relaxed);
         Self::attack_call(16);
         if deregister {
             let _: Result<(Result<(), RegistryError>,), _> =
-                net.update_args(ids.registry, zombie(), "deregister", ());
+                net.update_args(ids.registry, ZOMBIE, "deregister", ());
         } else {
-            let e: Eligibility = net.query(ids.registry, "eligibility", &zombie()).unwrap();
+            let e: Eligibility = net.query(ids.registry, "eligibility", &ZOMBIE).unwrap();
             if e.free_stake > 0 {
                 let _: Result<candid::Reserved, _> =
-                    net.update(ids.registry, zombie(), "unstake", &e.free_stake);
+                    net.update(ids.registry, ZOMBIE, "unstake", &e.free_stake);
             }
         }
         // A job only the zombie's price meets, while the registry can't be
@@ -2235,18 +2208,18 @@ impl World {
         self.net.tick();
         // A forged result, at once, for every job it holds: none whose
         // bond has not held may be taken.
-        for a in self.net.assignments(zombie()).unwrap() {
-            let (method, arg) = provider_call(ProviderCall::Result, &a, zombie());
+        for a in self.net.assignments(ZOMBIE).unwrap() {
+            let (method, arg) = provider_call(ProviderCall::Result, &a, ZOMBIE);
             Self::attack_call(arg.len());
             let answer = self
                 .net
                 .devnet()
-                .update_call(ids.matcher, zombie_node(), method, arg);
+                .update_call(ids.matcher, ZOMBIE_NODE, method, arg);
             if a.next_deadline_ns == 0 {
                 assert_refused("a zombie's result before its bond held", &answer);
                 ZOMBIE_RESULTS_REFUSED.fetch_add(1, Ordering::Relaxed);
             } else if a.kind == JobKind::OneOff {
-                let report = self.report(&a, zombie(), |_| forged(&a, zombie()));
+                let report = self.report(&a, ZOMBIE, |_| forged(&a, ZOMBIE));
                 self.take_reply(Reply::Result(a.job_id, a.attempt, report), answer);
             }
         }
@@ -2343,7 +2316,7 @@ impl World {
         // The scripted providers beat first, so their deadlines are as late
         // as they can be.
         self.provider_turns();
-        let honest_deadline = [honest(), witness(), cheater()]
+        let honest_deadline = [HONEST, WITNESS, CHEATER]
             .into_iter()
             .flat_map(|p| self.net.assignments(p).unwrap())
             .filter(|h| h.next_deadline_ns != 0)
@@ -2694,9 +2667,9 @@ impl World {
     /// the price of the slot it runs in (held by the same provider).
     fn observe_assignments(&mut self) {
         let watched: Vec<Principal> = watched_providers()
-            .filter(|p| *p != zombie() || self.zombie_offered)
-            .filter(|p| *p != claimer() || self.claimer_offered)
-            .filter(|p| ![witness(), cheater()].contains(p) || self.cheaters_in_play)
+            .filter(|p| *p != ZOMBIE || self.zombie_offered)
+            .filter(|p| *p != CLAIMER || self.claimer_offered)
+            .filter(|p| ![WITNESS, CHEATER].contains(p) || self.cheaters_in_play)
             .collect();
         for p in watched {
             let held = self.net.assignments(p).unwrap();
@@ -2844,12 +2817,12 @@ impl World {
         world
     }
 
-    /// [`World::with_offers`], and the [`honest`] provider offers 2 slots
+    /// [`World::with_offers`], and the [`HONEST`] provider offers 2 slots
     /// at [`HONEST_PRICE`], below the others.
     fn with_honest() -> World {
         let world = World::with_offers();
         let spec = world.offer_spec(HONEST_PRICE, 2);
-        world.net.post_offer(honest(), &spec).unwrap();
+        world.net.post_offer(HONEST, &spec).unwrap();
         world
     }
 
@@ -2897,9 +2870,7 @@ impl World {
         self.net.devnet().clear_faults();
         let net = &self.net;
         let zombie_probe = self.zombie_offered && {
-            let e: Eligibility = net
-                .query(net.ids.registry, "eligibility", &zombie())
-                .unwrap();
+            let e: Eligibility = net.query(net.ids.registry, "eligibility", &ZOMBIE).unwrap();
             e.ineligible.is_some()
         };
         if zombie_probe {
@@ -2958,7 +2929,7 @@ impl World {
         self.pass_time(60);
         let net = &self.net;
         if zombie_probe {
-            let offers: Vec<Offer> = net.query(net.ids.matcher, "offers_of", &zombie()).unwrap();
+            let offers: Vec<Offer> = net.query(net.ids.matcher, "offers_of", &ZOMBIE).unwrap();
             assert!(
                 offers.is_empty(),
                 "the offers of an ineligible provider are still in the book: {offers:?}"
@@ -2994,7 +2965,7 @@ impl World {
             };
             let _: Result<Result<Tokens, EscrowError>, _> =
                 net.update(net.ids.escrow, buyer(b), "notify_deposit", &args);
-            for owner in [buyer(b), provider(b), honest(), zombie(), attacker(b)] {
+            for owner in [buyer(b), provider(b), HONEST, ZOMBIE, attacker(b)] {
                 let _: Result<Result<bool, EscrowError>, _> = net.update(
                     net.ids.escrow,
                     owner,
@@ -3055,7 +3026,7 @@ impl World {
             if !pending {
                 return;
             }
-            let busy = [honest(), witness(), cheater()]
+            let busy = [HONEST, WITNESS, CHEATER]
                 .into_iter()
                 .any(|p| !self.net.assignments(p).unwrap().is_empty());
             if busy {
@@ -3146,7 +3117,7 @@ impl World {
                 judged.lie()
             );
         }
-        let b = net.escrow_balance(cheater()).unwrap();
+        let b = net.escrow_balance(CHEATER).unwrap();
         assert_eq!(
             (b.pending, b.claimable),
             (0, 0),
@@ -3243,13 +3214,13 @@ impl World {
                 *bills.entry((p, ledger)).or_default() += bills_of
                     .get(&(id, p))
                     .unwrap_or_else(|| panic!("job {id}: no ResultReported event"));
-                if p == honest() {
+                if p == HONEST {
                     HONEST_FINAL.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
         let ledgers = [net.ids.ledger, net.pricing_ids().cycles_ledger];
-        for (p, ledger) in [honest(), witness()]
+        for (p, ledger) in [HONEST, WITNESS]
             .into_iter()
             .flat_map(|p| ledgers.map(|l| (p, l)))
         {
@@ -3274,7 +3245,7 @@ impl World {
         let matcher = events::<MatcherEvent>(net, net.ids.matcher);
         assert_eq!(
             reported_by(&matcher, id).map(|(p, _)| p),
-            Some(cheater()),
+            Some(CHEATER),
             "the first cheat job went to the cheater"
         );
         let job: Option<Job> = net.query(net.ids.matcher, "get_job", &id).unwrap();
@@ -3286,7 +3257,7 @@ impl World {
         assert!(
             matcher.iter().any(
                 |e| matches!(e, MatcherEvent::ResultRejected { job_id, provider, .. }
-                if *job_id == id && *provider == cheater())
+                if *job_id == id && *provider == CHEATER)
             ),
             "the cheater was slashed for its lie about job {id}"
         );
@@ -3306,14 +3277,14 @@ impl World {
                     provider,
                     attempt,
                     slashed,
-                } if provider == claimer() && slashed > 0 => Some((job_id, attempt)),
+                } if provider == CLAIMER && slashed > 0 => Some((job_id, attempt)),
                 _ => None,
             })
             .collect();
         for (job, attempt) in self
             .assigned
             .iter()
-            .filter(|(_, (p, _))| *p == claimer())
+            .filter(|(_, (p, _))| *p == CLAIMER)
             .map(|(k, _)| *k)
         {
             assert!(
@@ -3322,13 +3293,13 @@ impl World {
             );
             CLAIMS_SLASHED.fetch_add(1, Ordering::Relaxed);
         }
-        let b = net.escrow_balance(claimer()).unwrap();
+        let b = net.escrow_balance(CLAIMER).unwrap();
         assert_eq!(
             (b.pending, b.claimable),
             (0, 0),
             "the claimer was paid for fuel it never delivered"
         );
-        for (_, id) in self.jobs.iter().filter(|(o, _)| *o == patron()) {
+        for (_, id) in self.jobs.iter().filter(|(o, _)| *o == PATRON) {
             let lock: Option<market_api::escrow::JobLock> = net
                 .query(net.ids.escrow, "get_lock", &format!("job/{id}"))
                 .unwrap();
@@ -3498,7 +3469,7 @@ fn report() {
 /// Fails if the honest provider or the witness was ever slashed, jailed,
 /// recorded as missing a deadline or had a result rejected by an audit.
 fn check_honest_not_slashed(registry: &[RegistryEvent], matcher: &[MatcherEvent]) {
-    let honest = |p: &Principal| *p == honest() || *p == witness();
+    let honest = |p: &Principal| *p == HONEST || *p == WITNESS;
     for e in registry {
         match e {
             RegistryEvent::Slashed {
@@ -3960,7 +3931,7 @@ fn a_provider_claiming_fuel_without_results_is_slashed_and_paid_nothing() {
         .filter_map(|e| match e {
             MatcherEvent::FuelPaid {
                 provider, amount, ..
-            } if provider == claimer() => Some(amount),
+            } if provider == CLAIMER => Some(amount),
             _ => None,
         })
         .sum();
@@ -3968,7 +3939,7 @@ fn a_provider_claiming_fuel_without_results_is_slashed_and_paid_nothing() {
     let held: Vec<(JobId, u32)> = world
         .assigned
         .iter()
-        .filter(|(_, (p, _))| *p == claimer())
+        .filter(|(_, (p, _))| *p == CLAIMER)
         .map(|(k, _)| *k)
         .collect();
     assert_eq!(held.len(), 1, "the claimer took the patron's job");
@@ -4019,11 +3990,11 @@ fn a_lie_is_overturned_by_an_honest_audit_and_tie_break() {
             run.unwrap().provider
         })
         .collect();
-    assert_eq!(runs, BTreeSet::from([Some(honest()), Some(witness())]));
+    assert_eq!(runs, BTreeSet::from([Some(HONEST), Some(WITNESS)]));
     let (_, attempt) =
         reported_by(&events::<MatcherEvent>(net, net.ids.matcher), id).expect("reported");
     assert_eq!(
-        slash_keys(net, cheater()),
+        slash_keys(net, CHEATER),
         vec![format!("job/{id}/caught/{attempt}")]
     );
     let judged = &world.reported[&(id, attempt)];
@@ -4043,23 +4014,23 @@ fn a_lying_auditor_loses_the_tie_break() {
     let id = world.cheats[0];
     let witness_offer = |w: &World| -> Vec<Offer> {
         w.net
-            .query(w.net.ids.matcher, "offers_of", &witness())
+            .query(w.net.ids.matcher, "offers_of", &WITNESS)
             .unwrap()
     };
     let away = witness_offer(&world)[0].clone();
-    let r: Option<Result<(), MatcherError>> = world.matcher(witness(), "withdraw_offer", &away.id);
+    let r: Option<Result<(), MatcherError>> = world.matcher(WITNESS, "withdraw_offer", &away.id);
     assert_eq!(r, Some(Ok(())));
     let mut audited = false;
     for _ in 0..12 {
         world.advance(10);
-        let held = world.net.assignments(cheater()).unwrap();
+        let held = world.net.assignments(CHEATER).unwrap();
         if held.iter().any(|a| a.job_id != id) {
             audited = true;
             break;
         }
     }
     assert!(audited, "the cheater took job {id}'s audit run");
-    world.net.post_offer(witness(), &away.spec).unwrap();
+    world.net.post_offer(WITNESS, &away.spec).unwrap();
     world.steps(&[
         Action::Advance { secs: 90 },
         Action::Advance { secs: 90 },
@@ -4068,7 +4039,7 @@ fn a_lying_auditor_loses_the_tie_break() {
     let net = &world.net;
     let job: Option<Job> = net.query(net.ids.matcher, "get_job", &id).unwrap();
     let job = job.unwrap();
-    assert_eq!(job.provider, Some(honest()));
+    assert_eq!(job.provider, Some(HONEST));
     let audit = job.audit.clone().unwrap();
     assert_eq!(audit.verdict, Some(AuditVerdict::Agreed));
     let runs: Vec<(JobId, Option<Principal>)> = audit
@@ -4081,10 +4052,10 @@ fn a_lying_auditor_loses_the_tie_break() {
         .collect();
     assert_eq!(
         runs.iter().map(|r| r.1).collect::<Vec<_>>(),
-        vec![Some(cheater()), Some(witness())]
+        vec![Some(CHEATER), Some(WITNESS)]
     );
     assert_eq!(
-        slash_keys(net, cheater()),
+        slash_keys(net, CHEATER),
         vec![format!("job/{}/caught/1", runs[0].0)]
     );
     world.finish();

@@ -61,6 +61,12 @@ pub struct EscrowInit {
     /// Ledgers accepted from the start (more can be added by controllers);
     /// their fee is read from the ledger before their first use.
     pub ledgers: Vec<Principal>,
+    /// The SNS governance canister that administers this canister beside
+    /// its controllers, once the market is handed to an SNS: its adopted
+    /// proposals call the controllers-only methods (see
+    /// `canister_common::admin`).
+    #[serde(default)]
+    pub governance: Option<Principal>,
 }
 
 /// A whitelisted ledger and what the escrow knows of it.

@@ -110,6 +110,12 @@ pub struct MatcherInit {
     /// `None`: the market takes no sealed jobs or services.
     #[serde(default)]
     pub privacy: Option<crate::privacy::PrivacyConfig>,
+    /// The SNS governance canister that administers this canister beside
+    /// its controllers, once the market is handed to an SNS: its adopted
+    /// proposals call the controllers-only methods (see
+    /// `canister_common::admin`).
+    #[serde(default)]
+    pub governance: Option<Principal>,
 }
 
 /// [`MatcherInit::probe_interval_secs`] when unset.
@@ -138,6 +144,34 @@ pub const AUDIT_ALWAYS_PPM: u32 = 1_000_000;
 pub const DEFAULT_MIN_SLASH: Tokens = 100_000;
 
 impl MatcherInit {
+    /// A matcher working with `registry`, `escrow` and the stakes of
+    /// `stake_ledger`, allowing `grace_secs` past an interval: a bond and a
+    /// slash of one interval's price, every other setting at its default.
+    pub fn new(
+        registry: Principal,
+        escrow: Principal,
+        stake_ledger: Principal,
+        grace_secs: u64,
+    ) -> Self {
+        MatcherInit {
+            registry,
+            escrow,
+            grace_secs,
+            bond_multiple: 1,
+            slash_multiple: 1,
+            stake_ledger,
+            min_slash: None,
+            challenge_window_secs: None,
+            min_audit_ppm: None,
+            probe_interval_secs: None,
+            probe_failures: None,
+            probe_fee: None,
+            pricing: None,
+            privacy: None,
+            governance: None,
+        }
+    }
+
     /// The smallest slash for a missed deadline.
     pub fn min_slash(&self) -> Tokens {
         self.min_slash.unwrap_or(DEFAULT_MIN_SLASH)
@@ -1846,22 +1880,12 @@ mod notice_tests {
 
     #[test]
     fn probe_settings_are_checked() {
-        let init = MatcherInit {
-            privacy: None,
-            pricing: None,
-            registry: Principal::anonymous(),
-            escrow: Principal::anonymous(),
-            grace_secs: 1,
-            bond_multiple: 1,
-            slash_multiple: 1,
-            stake_ledger: Principal::anonymous(),
-            min_slash: None,
-            challenge_window_secs: None,
-            min_audit_ppm: None,
-            probe_interval_secs: None,
-            probe_failures: None,
-            probe_fee: None,
-        };
+        let init = MatcherInit::new(
+            Principal::anonymous(),
+            Principal::anonymous(),
+            Principal::anonymous(),
+            1,
+        );
         assert_eq!(init.check(), Ok(()));
         assert_eq!(init.probe_interval_secs(), DEFAULT_PROBE_INTERVAL_SECS);
         assert_eq!(init.probe_failures(), DEFAULT_PROBE_FAILURES);

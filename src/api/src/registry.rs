@@ -39,6 +39,12 @@ pub struct RegistryInit {
     /// How long unstaked tokens stay slashable before they can be withdrawn;
     /// 7 days when absent.
     pub unbonding_period_secs: Option<u64>,
+    /// The SNS governance canister that administers this canister beside
+    /// its controllers, once the market is handed to an SNS: its adopted
+    /// proposals call the controllers-only methods (see
+    /// `canister_common::admin`).
+    #[serde(default)]
+    pub governance: Option<Principal>,
 }
 
 /// Changes to the registry's configuration: the upgrade argument, or the
@@ -51,6 +57,10 @@ pub struct RegistryConfigUpdate {
     pub min_stake: Option<Tokens>,
     /// New unbonding period; applies to stake unstaked from then on.
     pub unbonding_period_secs: Option<u64>,
+    /// New SNS governance canister, administering the registry beside its
+    /// controllers.
+    #[serde(default)]
+    pub governance: Option<Principal>,
 }
 
 /// The registry's configuration as stored.
@@ -64,6 +74,10 @@ pub struct RegistryConfig {
     pub min_stake: Tokens,
     /// Unbonding period in seconds.
     pub unbonding_period_secs: u64,
+    /// The SNS governance canister administering the registry beside its
+    /// controllers, if any.
+    #[serde(default)]
+    pub governance: Option<Principal>,
 }
 
 /// What a provider tells the market about itself.

@@ -1,4 +1,5 @@
-//! Pieces every marketplace canister uses the same way: the rule and the
+//! Pieces every marketplace canister uses the same way: who administers it,
+//! the rule and the
 //! chunked pass of the audit of its books after an upgrade, a CBOR codec for
 //! values in stable structures, the append-only public event log, guards
 //! that stop two messages for the same key from interleaving at an `.await`,
@@ -13,6 +14,7 @@
 //! [`ledger::LedgerCalls`] and [`ledger_blocks::BlockSource`] call the IC;
 //! everything else runs in native tests.
 
+pub mod admin;
 pub mod audit;
 pub mod codec;
 pub mod event_log;

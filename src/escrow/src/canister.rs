@@ -4,7 +4,8 @@
 use crate::runtime::IcRuntime;
 use crate::state::{mutate_state, read_state};
 use crate::{jobs, metrics, payments, timers};
-use ic_cdk::api::{canister_self, is_controller, msg_caller, time};
+use canister_common::admin;
+use ic_cdk::api::{canister_self, msg_caller, time};
 use market_api::escrow::{
     Balance, DepositArgs, EscrowError, EscrowEvent, EscrowInit, ExtendLockArgs, ForfeitArgs,
     JobLock, LedgerInfo, LockArgs, NotifyDepositArgs, PendingOperation, ReconcileArgs, ReleaseArgs,
@@ -36,10 +37,24 @@ fn post_upgrade(arg: Option<EscrowInit>) {
 }
 
 /// Whitelists an ICRC-2 ledger, or refreshes the fee and symbol of a
-/// whitelisted one, reading them from the ledger. Controllers only.
+/// whitelisted one, reading them from the ledger. Controllers or the SNS
+/// governance only.
 #[ic_cdk::update]
 async fn add_ledger(ledger: Principal) -> Result<LedgerInfo, EscrowError> {
-    payments::add_ledger(&IcRuntime, is_controller(&msg_caller()), ledger).await
+    payments::add_ledger(&IcRuntime, may_administer(&msg_caller()), ledger).await
+}
+
+/// Validator of `add_ledger` for an SNS proposal: refused if the whitelist
+/// is full and the ledger not on it (its ICRC-2 support is read when the
+/// proposal executes).
+#[ic_cdk::query]
+fn validate_add_ledger(ledger: Principal) -> Result<String, String> {
+    admin::validation("add_ledger", &ledger, payments::ledger_room(ledger))
+}
+
+/// Whether `caller` is a controller or the configured SNS governance.
+fn may_administer(caller: &Principal) -> bool {
+    admin::caller_may_administer(caller, read_state(|s| s.governance()))
 }
 
 /// Pull deposit: the escrow takes `amount` from the caller's account with
@@ -88,11 +103,25 @@ async fn reconcile(args: ReconcileArgs) -> Result<bool, EscrowError> {
 /// Settles a pending ledger call past its deduplication window by the
 /// controllers' ruling of how it ended (for a ledger that does not serve
 /// ICRC-3 blocks, such as the ICP ledger); recorded as an event.
-/// Controllers only.
+/// Controllers or the SNS governance only.
 #[ic_cdk::update]
 async fn resolve_operation(args: ResolveOperationArgs) -> Result<(), EscrowError> {
     let caller = msg_caller();
-    payments::resolve_operation(&IcRuntime, caller, is_controller(&caller), args).await
+    payments::resolve_operation(&IcRuntime, caller, may_administer(&caller), args).await
+}
+
+/// Validator of `resolve_operation` for an SNS proposal: refused unless
+/// that operation is pending.
+#[ic_cdk::query]
+fn validate_resolve_operation(args: ResolveOperationArgs) -> Result<String, String> {
+    let pending =
+        read_state(|s| s.pending(args.owner, args.ledger)).is_some_and(|p| p.id == args.operation);
+    let check = if pending {
+        Ok(())
+    } else {
+        Err("no such operation is pending")
+    };
+    admin::validation("resolve_operation", &args, check)
 }
 
 /// Locks a job's maximum cost from the buyer's free balance. Matcher only;

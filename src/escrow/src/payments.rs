@@ -734,6 +734,17 @@ pub async fn reconcile<R: Runtime>(
     Ok(true)
 }
 
+/// Whether `ledger` is whitelisted or there is room for it.
+pub fn ledger_room(ledger: Principal) -> Result<(), EscrowError> {
+    if read_state(|s| s.ledger(&ledger).is_none() && s.ledger_count() >= MAX_LEDGERS) {
+        return Err(EscrowError::invalid(
+            "ledger",
+            format!("at most {MAX_LEDGERS} ledgers are accepted"),
+        ));
+    }
+    Ok(())
+}
+
 /// Whitelists a ledger (controllers only), reading its fee and symbol and
 /// checking that it supports ICRC-2; on a whitelisted ledger, refreshes them.
 pub async fn add_ledger<R: Runtime>(
@@ -743,20 +754,12 @@ pub async fn add_ledger<R: Runtime>(
 ) -> Result<LedgerInfo, EscrowError> {
     if !caller_is_controller {
         return Err(EscrowError::Unauthorized {
-            reason: "only controllers may add ledgers".into(),
+            reason: "only controllers or the SNS governance may add ledgers".into(),
         });
     }
     // Checked again after the ledger calls: other ledgers may have come in
     // meanwhile.
-    let require_room = || {
-        if read_state(|s| s.ledger(&ledger).is_none() && s.ledger_count() >= MAX_LEDGERS) {
-            return Err(EscrowError::invalid(
-                "ledger",
-                format!("at most {MAX_LEDGERS} ledgers are accepted"),
-            ));
-        }
-        Ok(())
-    };
+    let require_room = || ledger_room(ledger);
     require_room()?;
     let ledger_err = |e: CallFailure| EscrowError::Ledger(e.into());
     let standards = rt
@@ -796,7 +799,7 @@ pub async fn resolve_operation<R: Runtime>(
 ) -> Result<(), EscrowError> {
     if !caller_is_controller {
         return Err(EscrowError::Unauthorized {
-            reason: "only controllers may resolve an operation".into(),
+            reason: "only controllers or the SNS governance may resolve an operation".into(),
         });
     }
     let _guard = guard(args.owner, args.ledger)?;

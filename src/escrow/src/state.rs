@@ -30,6 +30,10 @@ pub struct Config {
     /// The matcher canister, the only caller of lock, extend_lock, release,
     /// settle and withdraw_for.
     pub matcher: Option<Principal>,
+    /// The SNS governance canister administering the escrow beside its
+    /// controllers, if any.
+    #[serde(default)]
+    pub governance: Option<Principal>,
 }
 
 /// What the escrow keeps about a whitelisted ledger.
@@ -438,6 +442,7 @@ impl State {
     pub fn apply_config(&mut self, arg: EscrowInit, now: u64) {
         self.config.set(Cbor(Config {
             matcher: arg.matcher,
+            governance: arg.governance,
         }));
         for ledger in arg.ledgers {
             if !self.ledgers.contains_key(&ledger) {
@@ -471,12 +476,18 @@ impl State {
         EscrowInit {
             matcher: self.config.get().0.matcher,
             ledgers: self.ledgers.keys().collect(),
+            governance: self.config.get().0.governance,
         }
     }
 
     /// The matcher canister, if configured.
     pub fn matcher(&self) -> Option<Principal> {
         self.config.get().0.matcher
+    }
+
+    /// The SNS governance canister administering the escrow, if any.
+    pub fn governance(&self) -> Option<Principal> {
+        self.config.get().0.governance
     }
 
     /// What the escrow knows of a whitelisted ledger.
@@ -1071,6 +1082,7 @@ mod tests {
             EscrowInit {
                 matcher: None,
                 ledgers: vec![ledger],
+                governance: None,
             },
             0,
         );

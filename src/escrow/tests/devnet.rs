@@ -22,12 +22,10 @@ use market_api::{
 };
 use market_fixture::ledger_types::{approve_args, local_icp, transfer_arg};
 use market_fixture::metrics::metric_value;
+use market_fixture::principal as p;
 
 const FEE: Tokens = 10_000;
 
-const fn p(n: u8) -> Principal {
-    Principal::from_slice(&[n; 29])
-}
 const ADMIN: Principal = p(0xAD);
 const MATCHER: Principal = p(0x3A);
 const BUYER: Principal = p(1);
@@ -64,6 +62,7 @@ impl Net {
                 &EscrowInit {
                     matcher: Some(MATCHER),
                     ledgers: vec![],
+                    governance: None,
                 },
             )
             .expect("install escrow");

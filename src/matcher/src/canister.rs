@@ -7,6 +7,7 @@ use crate::runtime::{IcRuntime, Runtime};
 use crate::state::{mutate_state, read_state};
 use crate::timers;
 use candid::Principal;
+use canister_common::admin;
 // `export_service!` names the types of every entry point, the SNS ones too.
 use market_api::escrow::WithdrawArgs;
 use market_api::matcher::{
@@ -233,18 +234,43 @@ fn list_reservations(owner: Principal, page: PageRequest) -> Vec<Reservation> {
 }
 
 /// Registers (or renames) a DAO whose SNS governance canister may call the
-/// `sns_*` methods. Controllers only.
+/// `sns_*` methods. Controllers or the market's SNS governance only.
 #[ic_cdk::update]
 fn register_dao(dao: DaoRegistration) -> Result<(), MatcherError> {
-    let is_controller = ic_cdk::api::is_controller(&caller()?);
-    endpoints::set_dao(&IcRuntime, is_controller, dao, true)
+    endpoints::set_dao(&IcRuntime, may_administer(&caller()?), dao, true)
 }
 
-/// Removes a DAO's registration. Controllers only.
+/// Validator of `register_dao` for a proposal of the market's SNS.
+#[ic_cdk::query]
+fn validate_register_dao(dao: DaoRegistration) -> Result<String, String> {
+    let check = read_state(|s| s.market.check_dao(&dao));
+    admin::validation("register_dao", &dao, check)
+}
+
+/// Removes a DAO's registration. Controllers or the market's SNS
+/// governance only.
 #[ic_cdk::update]
 fn deregister_dao(dao: DaoRegistration) -> Result<(), MatcherError> {
-    let is_controller = ic_cdk::api::is_controller(&caller()?);
-    endpoints::set_dao(&IcRuntime, is_controller, dao, false)
+    endpoints::set_dao(&IcRuntime, may_administer(&caller()?), dao, false)
+}
+
+/// Validator of `deregister_dao` for a proposal of the market's SNS.
+#[ic_cdk::query]
+fn validate_deregister_dao(dao: DaoRegistration) -> Result<String, String> {
+    let registered = read_state(|s| s.market.dao_name(dao.governance).is_some());
+    let check = if registered {
+        Ok(())
+    } else {
+        Err("not registered")
+    };
+    admin::validation("deregister_dao", &dao, check)
+}
+
+/// Whether `caller` is a controller or the market's SNS governance (the
+/// `governance` of the configuration).
+fn may_administer(caller: &Principal) -> bool {
+    let governance = read_state(|s| s.config().governance);
+    admin::caller_may_administer(caller, governance)
 }
 
 /// The registered DAOs.
@@ -382,13 +408,19 @@ fn book_depth(ledger: Principal, currency: Option<Currency>) -> BookDepth {
 
 /// Reads every ledger's rate now (the cycles minting canister's ICP/XDR
 /// rate, the exchange rate canister's for other tokens), as the refresh
-/// timer does. Controllers only.
+/// timer does. Controllers or the market's SNS governance only.
 #[ic_cdk::update]
 async fn refresh_rates() {
-    let is_controller = caller().is_ok_and(|c| ic_cdk::api::is_controller(&c));
-    if let Err(e) = endpoints::refresh_rates(&IcRuntime, is_controller).await {
+    let is_admin = caller().is_ok_and(|c| may_administer(&c));
+    if let Err(e) = endpoints::refresh_rates(&IcRuntime, is_admin).await {
         ic_cdk::trap(format!("{e:?}"));
     }
+}
+
+/// Validator of `refresh_rates` for a proposal of the market's SNS.
+#[ic_cdk::query]
+fn validate_refresh_rates() -> Result<String, String> {
+    admin::validation("refresh_rates", &(), Ok::<(), ()>(()))
 }
 
 /// The rates prices convert at: each valued ledger's last valuation (in

@@ -274,7 +274,7 @@ pub fn set_dao(
 ) -> Result<(), MatcherError> {
     if !is_controller {
         return Err(MatcherError::Unauthorized {
-            reason: "only controllers register DAOs".into(),
+            reason: "only controllers or the SNS governance register DAOs".into(),
         });
     }
     let t = rt.now_ns();
@@ -580,7 +580,7 @@ pub async fn sns_execute(
 pub async fn refresh_rates(rt: &impl Runtime, is_controller: bool) -> Result<(), MatcherError> {
     if !is_controller {
         return Err(MatcherError::Unauthorized {
-            reason: "only controllers refresh the rates".into(),
+            reason: "only controllers or the SNS governance refresh the rates".into(),
         });
     }
     perform::refresh_rates(rt).await;

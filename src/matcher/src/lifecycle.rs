@@ -1417,13 +1417,19 @@ mod tests {
         JobState::new(7, owner(), &spec, P.min_audit_ppm)
     }
 
-    fn fuel_pay(seq: u64, n: u8, amount: Tokens, fuel: u64) -> Effect {
+    /// Release `seq` of job 7 to provider `n`: `fuel` reported for a
+    /// fuel-billed job, `None` for an interval.
+    fn paid(seq: u64, n: u8, amount: Tokens, fuel: Option<u64>) -> Effect {
         Effect::Release {
             seq,
             provider: provider(n),
             amount,
-            fuel: Some(fuel),
+            fuel,
         }
+    }
+
+    fn fuel_pay(seq: u64, n: u8, amount: Tokens, fuel: u64) -> Effect {
+        paid(seq, n, amount, Some(fuel))
     }
 
     /// The slash of job 7's `attempt` on provider `n`, for `amount`.
@@ -1542,15 +1548,7 @@ mod tests {
         assert_eq!(j.heartbeat(S, provider(1), 1, 4 * G), Ok(vec![]));
         assert_eq!(j.released, 0);
         let fx = j.heartbeat(61 * S, provider(1), 1, 100 * G).unwrap();
-        assert_eq!(
-            fx,
-            vec![Effect::Release {
-                seq: 0,
-                provider: provider(1),
-                amount: 80,
-                fuel: None,
-            }]
-        );
+        assert_eq!(fx, vec![paid(0, 1, 80, None)]);
         assert_eq!(j.released, 80);
     }
 
@@ -1577,15 +1575,7 @@ mod tests {
             Err(Refusal::TooEarly { .. })
         ));
         let fx = j.heartbeat(61 * S, provider(1), 1, 0).unwrap();
-        assert_eq!(
-            fx,
-            vec![Effect::Release {
-                seq: 0,
-                provider: provider(1),
-                amount: 80,
-                fuel: None,
-            }]
-        );
+        assert_eq!(fx, vec![paid(0, 1, 80, None)]);
         assert_eq!(
             j.heartbeat(62 * S, provider(2), 1, 0),
             Err(Refusal::NotAssigned)
@@ -1600,12 +1590,7 @@ mod tests {
         assert_eq!(
             fx,
             vec![
-                Effect::Release {
-                    seq: 1,
-                    provider: provider(1),
-                    amount: 80,
-                    fuel: None,
-                },
+                paid(1, 1, 80, None),
                 Effect::Unbond {
                     key: "job/7/bond/1".into()
                 },
@@ -2013,20 +1998,8 @@ mod tests {
     impl MatcherInitCheck {
         fn with_ppm(ppm: u32) -> market_api::matcher::MatcherInit {
             market_api::matcher::MatcherInit {
-                privacy: None,
-                pricing: None,
-                registry: owner(),
-                escrow: owner(),
-                grace_secs: 0,
-                bond_multiple: 1,
-                slash_multiple: 1,
-                stake_ledger: owner(),
-                min_slash: None,
-                challenge_window_secs: None,
                 min_audit_ppm: Some(ppm),
-                probe_interval_secs: None,
-                probe_failures: None,
-                probe_fee: None,
+                ..market_api::matcher::MatcherInit::new(owner(), owner(), owner(), 0)
             }
         }
     }

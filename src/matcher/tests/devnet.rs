@@ -54,6 +54,21 @@ impl Net {
         (before, id)
     }
 
+    /// [`Net::matched_job`] at [`PRICE`], acknowledged and heartbeated
+    /// through its first interval by provider 1.
+    fn running_job(&self) -> (Tokens, JobId) {
+        let (before, id) = self.matched_job(PRICE);
+        self.run_first_interval(1, id, 1);
+        (before, id)
+    }
+
+    /// What the matcher says of the module with hash `sha256`.
+    fn module_info(&self, sha256: [u8; 32]) -> Option<ModuleInfo> {
+        let key = serde_bytes::ByteBuf::from(sha256.to_vec());
+        self.query(self.ids.matcher, "module_info_of", &key)
+            .unwrap()
+    }
+
     /// Registers, stakes (100 ICP) and offers provider `n` at `price`.
     fn provider(&self, n: u8, price: Tokens) {
         self.onboard_provider(provider(n), node(n), 100 * ICP)
@@ -448,8 +463,7 @@ fn retries_used_up_fail_the_job_and_refund_the_buyer() {
 #[test]
 fn cancel_pays_heartbeated_intervals_and_refunds_the_rest() {
     let net = Net::new();
-    let (before, id) = net.matched_job(PRICE);
-    net.run_first_interval(1, id, 1);
+    let (before, id) = net.running_job();
     let other: R<()> = net.call(buyer2(), "cancel_job", &id);
     assert!(
         matches!(other, Err(MatcherError::Unauthorized { .. })),
@@ -553,8 +567,7 @@ fn callbacks_are_delivered_once_and_a_trapping_one_harms_nothing() {
 #[test]
 fn deadline_is_enforced_across_a_matcher_upgrade() {
     let net = Net::new();
-    let (_, id) = net.matched_job(PRICE);
-    net.run_first_interval(1, id, 1);
+    let (_, id) = net.running_job();
     let config: MatcherInit = net.query(net.ids.matcher, "get_config", &()).unwrap();
     net.upgrade_matcher(Some(config));
     assert_eq!(net.job(id).status, JobStatus::Running, "state kept");
@@ -877,25 +890,13 @@ fn uploads_that_never_commit_are_collected_and_free_their_quota() {
         "two uploads in progress per principal"
     );
     let first: [u8; 32] = Sha256::digest(vec![1u8; 100]).into();
-    let info: Option<ModuleInfo> = net
-        .query(
-            net.ids.matcher,
-            "module_info_of",
-            &serde_bytes::ByteBuf::from(first.to_vec()),
-        )
-        .unwrap();
+    let info = net.module_info(first);
     assert!(!info.unwrap().committed);
     // An hour later the abandoned uploads are gone and the quota is free.
     for _ in 0..13 {
         net.wait_secs(300);
     }
-    let info: Option<ModuleInfo> = net
-        .query(
-            net.ids.matcher,
-            "module_info_of",
-            &serde_bytes::ByteBuf::from(first.to_vec()),
-        )
-        .unwrap();
+    let info = net.module_info(first);
     assert_eq!(info, None, "collected");
     begin(3).unwrap();
 }

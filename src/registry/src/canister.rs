@@ -7,6 +7,7 @@ use crate::runtime::IcRuntime;
 use crate::staking;
 use crate::state::{mutate_state, read_state};
 use crate::timers;
+use canister_common::admin;
 use market_api::registry::{
     BondArgs, Eligibility, ListProvidersArgs, Provider, ProviderPage, ProviderProfile, RecordArgs,
     RegistryConfig, RegistryConfigUpdate, RegistryError, RegistryEvent, RegistryInit,
@@ -143,7 +144,7 @@ async fn settle_pending(provider: Principal) -> Result<(), RegistryError> {
     staking::settle(&IcRuntime, provider).await
 }
 
-/// Controllers only: settles a provider's pending ledger transfer past its
+/// Controllers or the SNS governance only: settles a provider's pending ledger transfer past its
 /// deduplication window by the controllers' ruling of how it ended, for a
 /// ledger that does not serve ICRC-3 blocks (the ICP ledger); recorded as
 /// an event.
@@ -151,26 +152,45 @@ async fn settle_pending(provider: Principal) -> Result<(), RegistryError> {
 async fn resolve_transfer(args: ResolveTransferArgs) -> Result<(), RegistryError> {
     let caller = caller();
     providers::require_authenticated(&caller)?;
-    staking::resolve_transfer(
-        &IcRuntime,
-        caller,
-        ic_cdk::api::is_controller(&caller),
-        args,
-    )
-    .await
+    staking::resolve_transfer(&IcRuntime, caller, may_administer(&caller), args).await
 }
 
-/// Controllers only: changes the configuration.
+/// Validator of `resolve_transfer` for an SNS proposal.
+#[ic_cdk::query]
+fn validate_resolve_transfer(args: ResolveTransferArgs) -> Result<String, String> {
+    let pending = read_state(|s| s.pending(&args.provider)).filter(|p| p.op_id == args.operation);
+    let check = pending
+        .map(|_| ())
+        .ok_or("no such transfer is pending for this provider");
+    admin::validation("resolve_transfer", &args, check)
+}
+
+/// Controllers or the SNS governance only: changes the configuration.
 #[ic_cdk::update]
 fn update_config(update: RegistryConfigUpdate) -> Result<RegistryConfig, RegistryError> {
     let caller = caller();
     providers::require_authenticated(&caller)?;
-    if !ic_cdk::api::is_controller(&caller) {
+    if !may_administer(&caller) {
         return Err(RegistryError::Unauthorized {
-            reason: "only controllers may change the configuration".to_string(),
+            reason: "only controllers or the SNS governance may change the configuration"
+                .to_string(),
         });
     }
     mutate_state(|s| s.update_config(now(), update))
+}
+
+/// Validator of `update_config` for an SNS proposal: the configuration it
+/// would make, checked.
+#[ic_cdk::query]
+fn validate_update_config(update: RegistryConfigUpdate) -> Result<String, String> {
+    let check = read_state(|s| s.updated_config(update.clone())).map(|_| ());
+    admin::validation("update_config", &update, check)
+}
+
+/// Whether `caller` is a controller or the configured SNS governance.
+fn may_administer(caller: &Principal) -> bool {
+    let governance = read_state(|s| s.config().governance);
+    admin::caller_may_administer(caller, governance)
 }
 
 /// A provider's record, with its pending ledger transfer if any.

@@ -414,7 +414,7 @@ pub async fn resolve_transfer(
 ) -> Result<(), RegistryError> {
     if !caller_is_controller {
         return Err(RegistryError::Unauthorized {
-            reason: "only controllers may resolve a transfer".to_string(),
+            reason: "only controllers or the SNS governance may resolve a transfer".to_string(),
         });
     }
     let _guard = guard(args.provider)?;

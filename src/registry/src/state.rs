@@ -357,6 +357,7 @@ impl State {
             unbonding_period_secs: init
                 .unbonding_period_secs
                 .unwrap_or(DEFAULT_UNBONDING_PERIOD_SECS),
+            governance: init.governance,
         };
         validate_config(&config)?;
         self.config.set(Cbor(Some(config.clone())));
@@ -371,6 +372,22 @@ impl State {
         now_ns: u64,
         update: RegistryConfigUpdate,
     ) -> Result<RegistryConfig, RegistryError> {
+        let config = self.updated_config(update)?;
+        self.config.set(Cbor(Some(config.clone())));
+        self.events.append(
+            now_ns,
+            RegistryEvent::ConfigChanged {
+                config: config.clone(),
+            },
+        );
+        Ok(config)
+    }
+
+    /// The configuration `update` would make, checked; nothing changes.
+    pub fn updated_config(
+        &self,
+        update: RegistryConfigUpdate,
+    ) -> Result<RegistryConfig, RegistryError> {
         let mut config = self.config();
         if let Some(m) = update.matcher {
             config.matcher = Some(m);
@@ -381,14 +398,10 @@ impl State {
         if let Some(p) = update.unbonding_period_secs {
             config.unbonding_period_secs = p;
         }
+        if let Some(g) = update.governance {
+            config.governance = Some(g);
+        }
         validate_config(&config)?;
-        self.config.set(Cbor(Some(config.clone())));
-        self.events.append(
-            now_ns,
-            RegistryEvent::ConfigChanged {
-                config: config.clone(),
-            },
-        );
         Ok(config)
     }
 

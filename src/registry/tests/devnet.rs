@@ -95,6 +95,7 @@ impl Net {
                     matcher: Some(matcher()),
                     min_stake: MIN_STAKE,
                     unbonding_period_secs: None,
+                    governance: None,
                 },
             )
             .expect("registry installs");

@@ -176,7 +176,7 @@ pub struct MarketFixture {
 }
 
 /// A deterministic test principal (29 bytes, like a self-authenticating one).
-pub fn principal(n: u8) -> Principal {
+pub const fn principal(n: u8) -> Principal {
     Principal::from_slice(&[n; 29])
 }
 
@@ -261,6 +261,7 @@ impl MarketFixture {
                 matcher: Some(ids.matcher),
                 min_stake: settings.min_stake,
                 unbonding_period_secs: Some(settings.unbonding_period_secs),
+                governance: None,
             })
         })?;
         install(&mut dn, ids.registry, "registry", registry_arg)?;
@@ -268,6 +269,7 @@ impl MarketFixture {
             candid::encode_one(EscrowInit {
                 matcher: Some(ids.matcher),
                 ledgers: vec![],
+                governance: None,
             })
         })?;
         install(&mut dn, ids.escrow, "escrow", escrow_arg)?;
@@ -316,18 +318,14 @@ impl MarketFixture {
                     derive_key_cycles: None,
                 }),
                 pricing: pricing.as_ref().map(|(_, c)| c.clone()),
-                registry: ids.registry,
-                escrow: ids.escrow,
-                grace_secs: settings.grace_secs,
                 bond_multiple: settings.bond_multiple,
                 slash_multiple: settings.slash_multiple,
-                stake_ledger: ids.ledger,
-                min_slash: None,
                 challenge_window_secs: Some(settings.challenge_window_secs),
                 min_audit_ppm: Some(settings.min_audit_ppm),
                 probe_interval_secs: settings.probe_interval_secs,
                 probe_failures: settings.probe_failures,
                 probe_fee: settings.probe_fee,
+                ..MatcherInit::new(ids.registry, ids.escrow, ids.ledger, settings.grace_secs)
             })
         })?;
         install(&mut dn, ids.matcher, "matcher", matcher_arg)?;
@@ -796,26 +794,26 @@ impl MarketFixture {
 
 impl MarketFixture {
     /// Installs the stand-in for an SNS DAO's governance canister
-    /// (`sns-governance-standin`), mints `treasury` to its default account
-    /// (the DAO's ICP treasury) and registers it in the matcher as DAO
-    /// `name`. Returns its id, the DAO's governance principal.
-    pub fn deploy_sns_dao(&self, name: &str, treasury: Tokens) -> Result<Principal> {
+    /// (`sns-governance-standin`) and returns its id.
+    pub fn deploy_sns_governance(&self) -> Result<Principal> {
         let wasm = canister_wasm("sns-governance-standin")?;
-        let id = {
-            let mut dn = self.devnet();
-            let id = dn.create_canister(vec![admin()]);
-            dn.install_canister(
-                id,
-                &wasm,
-                candid::encode_args(()).unwrap_or_default(),
-                admin(),
-            )
+        let mut dn = self.devnet();
+        let id = dn.create_canister(vec![admin()]);
+        let arg = candid::encode_args(()).unwrap_or_default();
+        dn.install_canister(id, &wasm, arg, admin())
             .map_err(|e| Error::Install {
                 canister: "sns-governance-standin",
                 message: e.to_string(),
             })?;
-            id
-        };
+        Ok(id)
+    }
+
+    /// Installs the stand-in for an SNS DAO's governance canister
+    /// (`sns-governance-standin`), mints `treasury` to its default account
+    /// (the DAO's ICP treasury) and registers it in the matcher as DAO
+    /// `name`. Returns its id, the DAO's governance principal.
+    pub fn deploy_sns_dao(&self, name: &str, treasury: Tokens) -> Result<Principal> {
+        let id = self.deploy_sns_governance()?;
         if treasury > 0 {
             self.mint(id, treasury)?;
         }

@@ -56,6 +56,7 @@ fn apply_install_arg(ledgers: Vec<Principal>) {
             EscrowInit {
                 matcher: Some(MATCHER),
                 ledgers,
+                governance: None,
             },
             0,
         )

@@ -1070,6 +1070,13 @@ impl<M: Memory> Market<M> {
 
     /// Registers a DAO's governance canister (or renames it).
     pub fn register_dao(&mut self, dao: DaoRegistration) -> Result<(), MatcherError> {
+        self.check_dao(&dao)?;
+        self.daos.insert(dao.governance, Cbor(dao.name));
+        Ok(())
+    }
+
+    /// Whether `dao` may be registered (or renamed); nothing changes.
+    pub fn check_dao(&self, dao: &DaoRegistration) -> Result<(), MatcherError> {
         if dao.governance == Principal::anonymous() {
             return Err(invalid("governance", "not the anonymous principal"));
         }
@@ -1082,7 +1089,6 @@ impl<M: Memory> Market<M> {
                 limit: MAX_DAOS,
             });
         }
-        self.daos.insert(dao.governance, Cbor(dao.name));
         Ok(())
     }
 

@@ -146,20 +146,11 @@ impl Fake {
         fake.now.set(1_000 * S);
         mutate_state(|s| {
             s.set_config(MatcherInit {
-                privacy: None,
-                pricing: None,
-                registry: REGISTRY,
-                escrow: ESCROW,
-                grace_secs: 30,
                 bond_multiple: 2,
                 slash_multiple: 3,
-                stake_ledger: icp(),
                 min_slash: Some(1),
-                challenge_window_secs: None,
                 min_audit_ppm: Some(0),
-                probe_interval_secs: None,
-                probe_failures: None,
-                probe_fee: None,
+                ..MatcherInit::new(REGISTRY, ESCROW, icp(), 30)
             })
         });
         fake

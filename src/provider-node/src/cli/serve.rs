@@ -2,7 +2,7 @@
 //! ingress exactly as a provider's daemon does (same host, limits, routing
 //! and egress policy), so a buyer can try a service before leasing it.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -36,17 +36,8 @@ pub struct ServeArgs {
     /// Largest request and response body, bytes.
     #[arg(long, default_value_t = ServiceLimits::default().max_body_bytes)]
     pub max_body_bytes: u64,
-    /// Linear memory of one instance, MiB.
-    #[arg(long, default_value_t = 64)]
-    pub memory_mib: u32,
-    /// A host the component may send requests to (repeatable).
-    #[arg(long = "allow-host", value_name = "HOST")]
-    pub allow_hosts: Vec<String>,
-    /// An address on this machine's network that allowed hosts may resolve
-    /// to (a local test server; repeatable). By default only public
-    /// addresses are reachable.
-    #[arg(long = "allow-local-address", value_name = "IP")]
-    pub allow_local_addresses: Vec<IpAddr>,
+    #[command(flatten)]
+    pub sandbox: super::local::SandboxFlags,
     /// Environment variable for the component, NAME=VALUE (repeatable).
     /// Nothing of this shell's environment is passed on.
     #[arg(long = "env", value_name = "NAME=VALUE")]
@@ -64,23 +55,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("listening on {}", args.listen))?;
         let local = listener.local_addr()?;
         let config = ServiceHostConfig {
-            max_instances: args.max_concurrent.max(1),
-            max_memory_bytes: u64::from(args.memory_mib) << 20,
-            egress_local_addresses: args.allow_local_addresses.clone(),
             public_base_url: Some(format!("http://{local}")),
-            ..ServiceHostConfig::default()
+            ..args.sandbox.host_config(args.max_concurrent.max(1))
         };
         let host = ServiceHost::new(config, ServiceMetrics::default())?;
         let settings = ServiceSettings {
             env,
-            allowed_hosts: args.allow_hosts.clone(),
+            allowed_hosts: args.sandbox.allow_hosts.clone(),
             limits: ServiceLimits {
                 fuel_per_request: args.fuel,
                 timeout_ms: args.timeout_ms,
                 max_concurrent: args.max_concurrent,
                 max_body_bytes: args.max_body_bytes,
             },
-            memory_bytes: u64::from(args.memory_mib) << 20,
+            memory_bytes: args.sandbox.memory_bytes(),
         };
         host.start(args.id, &bytes, &hash, settings).await?;
         println!(

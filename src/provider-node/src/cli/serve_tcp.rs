@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::Args;
 use provider_node::service::{
-    ServiceHost, ServiceHostConfig, ServiceMetrics, TcpLimits, TcpServiceHost, TcpServiceSettings,
+    ServiceHost, ServiceMetrics, TcpLimits, TcpServiceHost, TcpServiceSettings,
 };
 
 /// Flags of `serve-tcp`.
@@ -40,20 +40,11 @@ pub struct ServeTcpArgs {
     /// The fuel interval, milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub fuel_interval_ms: u64,
-    /// Linear memory of the instance, MiB.
-    #[arg(long, default_value_t = 64)]
-    pub memory_mib: u32,
-    /// A host the component may connect to (repeatable); its addresses
-    /// reach the component in env `RESOLVED_HOSTS`.
-    #[arg(long = "allow-host", value_name = "HOST")]
-    pub allow_hosts: Vec<String>,
-    /// An address on this machine's network that allowed hosts may resolve
-    /// to (a local test server; repeatable). By default only public
-    /// addresses are reachable.
-    #[arg(long = "allow-local-address", value_name = "IP")]
-    pub allow_local_addresses: Vec<IpAddr>,
+    #[command(flatten)]
+    pub sandbox: super::local::SandboxFlags,
     /// Environment variable for the component, NAME=VALUE (repeatable).
-    /// `PORT`, `LISTEN`, `PUBLIC_PORT` and `RESOLVED_HOSTS` are the host's.
+    /// `PORT`, `LISTEN`, `PUBLIC_PORT` and `RESOLVED_HOSTS` (the addresses
+    /// of the --allow-host hosts) are the host's.
     #[arg(long = "env", value_name = "NAME=VALUE")]
     pub env: Vec<String>,
 }
@@ -66,19 +57,14 @@ pub fn run(args: ServeTcpArgs) -> anyhow::Result<ExitCode> {
     let env = super::local::env_flags(&args.env)?;
     let runtime = super::local::serving_runtime()?;
     runtime.block_on(async move {
-        let config = ServiceHostConfig {
-            max_instances: 1,
-            max_memory_bytes: u64::from(args.memory_mib) << 20,
-            egress_local_addresses: args.allow_local_addresses.clone(),
-            ..ServiceHostConfig::default()
-        };
+        let config = args.sandbox.host_config(1);
         let host = TcpServiceHost::new(ServiceHost::new(config, ServiceMetrics::default())?)?;
         let settings = TcpServiceSettings {
             env,
-            allowed_hosts: args.allow_hosts.clone(),
+            allowed_hosts: args.sandbox.allow_hosts.clone(),
             port: args.port,
             listen: args.listen,
-            memory_bytes: u64::from(args.memory_mib) << 20,
+            memory_bytes: args.sandbox.memory_bytes(),
             limits: TcpLimits {
                 fuel_per_interval: args.fuel_per_interval,
                 fuel_interval: Duration::from_millis(args.fuel_interval_ms),

@@ -212,22 +212,12 @@ impl FakeMarket {
         let mut guard = self.state.lock().unwrap();
         let st = &mut *guard;
         let bytes = match method {
-            "get_config" => Encode!(&MatcherInit {
-                privacy: None,
-                pricing: None,
-                registry: Principal::anonymous(),
-                escrow: Principal::anonymous(),
-                grace_secs: GRACE / S,
-                bond_multiple: 1,
-                slash_multiple: 1,
-                stake_ledger: Principal::anonymous(),
-                min_slash: None,
-                challenge_window_secs: None,
-                min_audit_ppm: None,
-                probe_interval_secs: None,
-                probe_failures: None,
-                probe_fee: None,
-            }),
+            "get_config" => Encode!(&MatcherInit::new(
+                Principal::anonymous(),
+                Principal::anonymous(),
+                Principal::anonymous(),
+                GRACE / S,
+            )),
             "assignments" => {
                 let (_, page) = Decode!(arg, Principal, PageRequest).unwrap();
                 let garble = self

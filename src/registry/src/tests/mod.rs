@@ -44,6 +44,7 @@ pub fn setup(min_stake: Tokens) -> FakeLedger {
                 matcher: Some(MATCHER),
                 min_stake,
                 unbonding_period_secs: None,
+                governance: None,
             },
         )
     })

@@ -218,6 +218,7 @@ fn only_the_matcher_records_and_only_for_a_known_provider() {
                 matcher: None,
                 min_stake: 0,
                 unbonding_period_secs: None,
+                governance: None,
             },
         )
     })
