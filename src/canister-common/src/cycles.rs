@@ -5,7 +5,7 @@
 //! The rate comes from balance samples the canister's periodic timer takes
 //! ([`observe`]): a small bounded ring in heap memory (rebuilt empty on
 //! upgrade, which restarts the window). A balance that went up since the
-//! last sample (a top-up, or cycles refunded by a call) restarts the
+//! last reading (a top-up, or cycles refunded by a call) restarts the
 //! window: the rate only ever spans a stretch where the balance fell, so it
 //! is never negative. All arithmetic is on integers and checked; a result
 //! that would not fit is left out of the page rather than wrong.
@@ -20,8 +20,8 @@ use std::collections::VecDeque;
 pub const MAX_SAMPLES: usize = 48;
 
 /// Least time between two samples kept (five minutes): the timers that
-/// sample run more often; a reading taken sooner is dropped unless the
-/// balance went up (see [`CycleSamples::record`]).
+/// read the balance run more often; a reading taken sooner is not kept
+/// unless the balance went up (see [`CycleSamples::record`]).
 pub const SAMPLE_SPACING_NS: u64 = 300_000_000_000;
 
 const NANOS_PER_DAY: u128 = 86_400_000_000_000;
@@ -41,6 +41,9 @@ pub struct BalanceSample {
 #[derive(Clone, Debug, Default)]
 pub struct CycleSamples {
     samples: VecDeque<BalanceSample>,
+    /// The newest reading, kept or not: a top-up smaller than what burned
+    /// since the newest sample still shows as a rise against it.
+    latest: Option<BalanceSample>,
 }
 
 /// How fast the balance fell over the samples' window.
@@ -57,18 +60,23 @@ impl CycleSamples {
     pub const fn new() -> Self {
         CycleSamples {
             samples: VecDeque::new(),
+            latest: None,
         }
     }
 
     /// Records the balance `cycles` read at `at_ns`. A balance above the
-    /// newest sample's, or a clock that went back, restarts the window
-    /// with this reading alone; a reading sooner than
-    /// [`SAMPLE_SPACING_NS`] after the newest is dropped otherwise; the
+    /// previous reading's, or a clock that went back, restarts the window
+    /// with this reading alone; otherwise a reading sooner than
+    /// [`SAMPLE_SPACING_NS`] after the newest sample is not kept; the
     /// oldest sample goes when the ring is full.
     pub fn record(&mut self, at_ns: u64, cycles: u128) {
         let sample = BalanceSample { at_ns, cycles };
+        let rose = self
+            .latest
+            .replace(sample)
+            .is_some_and(|l| cycles > l.cycles || at_ns < l.at_ns);
         match self.samples.back() {
-            Some(last) if cycles > last.cycles || at_ns < last.at_ns => self.samples.clear(),
+            _ if rose => self.samples.clear(),
             Some(last) if at_ns - last.at_ns < SAMPLE_SPACING_NS => return,
             _ => {}
         }
@@ -274,6 +282,20 @@ mod tests {
         // Even a top-up sooner than the spacing restarts it.
         s.record(16 * MIN, 4_995_000);
         assert_eq!(s.samples().count(), 1);
+    }
+
+    #[test]
+    fn a_top_up_below_the_newest_sample_restarts_the_window_too() {
+        let mut s = CycleSamples::new();
+        s.record(0, 1_000_000);
+        s.record(5 * MIN, 900_000);
+        // A burst burns much between samples; a top-up follows that leaves
+        // the balance below the newest sample's.
+        s.record(6 * MIN, 100_000);
+        s.record(7 * MIN, 600_000);
+        assert_eq!(s.burn_rate(), None);
+        s.record(12 * MIN, 500_000);
+        assert_eq!(s.burn_rate().unwrap().cycles_per_day, 100_000 * 288);
     }
 
     #[test]
