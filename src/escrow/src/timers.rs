@@ -1,8 +1,8 @@
 //! The escrow's one timer: the background audit of its books, one chunk of
 //! bounded work per run (the rule is `canister_common::audit`'s), a sample
-//! of the cycle balance for the burn rate on `/metrics`, and the deletion of settled locks whose retention has ended, a bounded number
-//! per run. Timers do not survive upgrades; `init` and `post_upgrade`
-//! start it.
+//! of the cycle balance for the burn rate on `/metrics`, and the deletion
+//! of settled locks whose retention has ended, a bounded number per run.
+//! Timers do not survive upgrades; `init` and `post_upgrade` start it.
 
 use crate::runtime::IcRuntime;
 use crate::state::mutate_state;
