@@ -67,12 +67,16 @@
 //! seed is saved in `tests/tests/chaos.proptest-regressions` and replayed
 //! first on every later run.
 //!
+//! After each case the run's totals are printed, among them the cycles each
+//! canister burned (by category, at the devnet's 13-node prices) and what
+//! the registry, escrow and matcher burned per job settled.
+//!
 //! `CHAOS_CASES` (default 6) and `CHAOS_STEPS` (default 30) size the run;
 //! the soak is `CHAOS_CASES=200 CHAOS_STEPS=80 cargo test --release -p
 //! market-tests --test chaos -- --nocapture`.
 
 use candid::Principal;
-use devnet::{Fault, FaultKind, IngressStatus, Reject, RejectCode};
+use devnet::{CyclesBurned, Fault, FaultKind, IngressStatus, Reject, RejectCode};
 use market_api::escrow::{EscrowError, EscrowEvent, NotifyDepositArgs, WithdrawArgs};
 use market_api::matcher::{
     AUDIT_ALWAYS_PPM, Assignment, AuditVerdict, CancelReservationArgs, Commitment,
@@ -91,6 +95,7 @@ use market_fixture::{
 };
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -236,6 +241,11 @@ static XDR_SUBMITS: AtomicU64 = AtomicU64::new(0);
 static CYCLES_JOBS: AtomicU64 = AtomicU64::new(0);
 /// Moves of the ICP/XDR rate.
 static RATE_MOVES: AtomicU64 = AtomicU64::new(0);
+/// Cycles each canister burned over every case, by category (printed
+/// only: the market fee that should cover them is compared elsewhere).
+static CYCLES_BURNED: Mutex<BTreeMap<&'static str, CyclesBurned>> = Mutex::new(BTreeMap::new());
+/// Jobs whose lock settled (every job that reached a final status).
+static JOBS_SETTLED: AtomicU64 = AtomicU64::new(0);
 
 fn buyer(i: u8) -> Principal {
     principal(10 + i % BUYERS)
@@ -2998,7 +3008,75 @@ impl World {
         LOCKS.fetch_add(audit.locks as u64, Ordering::Relaxed);
         DROPPED.fetch_add(self.dropped_slashes().len() as u64, Ordering::Relaxed);
         CHECKS.fetch_add(1, Ordering::Relaxed);
+        self.count_cycles();
     }
+
+    /// Adds what each canister burned in this case, and the jobs settled,
+    /// to the run's totals for [`report`].
+    fn count_cycles(&self) {
+        let net = &self.net;
+        let settled = self
+            .jobs
+            .iter()
+            .filter(|(_, id)| {
+                let job: Option<Job> = net.query(net.ids.matcher, "get_job", id).unwrap();
+                job.is_some_and(|j| j.status.is_terminal())
+            })
+            .count();
+        JOBS_SETTLED.fetch_add(settled as u64, Ordering::Relaxed);
+        let ids = net.ids;
+        let dn = net.devnet();
+        let mut totals = CYCLES_BURNED.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, id) in [
+            ("registry", ids.registry),
+            ("escrow", ids.escrow),
+            ("matcher", ids.matcher),
+            ("ledger", ids.ledger),
+        ] {
+            let burned = dn.cycles_burned(id).expect("the canister exists");
+            let total = totals.entry(name).or_default();
+            *total = add_burned(*total, burned);
+        }
+    }
+}
+
+/// The sum of two counts of burned cycles, category by category.
+fn add_burned(a: CyclesBurned, b: CyclesBurned) -> CyclesBurned {
+    CyclesBurned {
+        execution: a.execution.saturating_add(b.execution),
+        messages: a.messages.saturating_add(b.messages),
+        storage: a.storage.saturating_add(b.storage),
+        outcalls: a.outcalls.saturating_add(b.outcalls),
+        vetkd: a.vetkd.saturating_add(b.vetkd),
+        creation: a.creation.saturating_add(b.creation),
+    }
+}
+
+/// Prints the cycles each canister burned over the run, by category, and
+/// what the market's three canisters burned per job settled.
+fn report_cycles() {
+    let totals = CYCLES_BURNED.lock().unwrap_or_else(|e| e.into_inner());
+    for (name, b) in totals.iter() {
+        eprintln!(
+            "chaos: {name} burned {} cycles: {} execution, {} messages, {} storage, {} outcalls, {} vetKD",
+            b.total(),
+            b.execution,
+            b.messages,
+            b.storage,
+            b.outcalls,
+            b.vetkd,
+        );
+    }
+    let market: u128 = totals
+        .iter()
+        .filter(|(name, _)| **name != "ledger")
+        .map(|(_, b)| b.total())
+        .sum();
+    let settled = JOBS_SETTLED.load(Ordering::Relaxed);
+    eprintln!(
+        "chaos: registry, escrow and matcher burned {market} cycles for {settled} jobs settled: {} per job",
+        market.checked_div(u128::from(settled)).unwrap_or(0),
+    );
 }
 
 impl World {
@@ -3464,6 +3542,7 @@ fn report() {
         MEMORY_USE_PERMILLE.load(Ordering::Relaxed),
         RETAINED_IF_KEPT.load(Ordering::Relaxed),
     );
+    report_cycles();
 }
 
 /// Fails if the honest provider or the witness was ever slashed, jailed,

@@ -4,7 +4,8 @@
 //! values in stable structures, the append-only public event log, guards
 //! that stop two messages for the same key from interleaving at an `.await`,
 //! the one stable memory manager, the ingress rules of
-//! `canister_inspect_message`, the `/metrics` page writer, the transfers
+//! `canister_inspect_message`, the `/metrics` page writer and the cycles
+//! it shows (balance and burn rate from the timers' samples), the transfers
 //! sent to ledgers, the search of a ledger's block log for a transfer whose
 //! outcome was lost, the system API that each canister's runtime trait
 //! builds on, and the declaration of a canister's state with its accessors
@@ -17,6 +18,7 @@
 pub mod admin;
 pub mod audit;
 pub mod codec;
+pub mod cycles;
 pub mod event_log;
 pub mod guard;
 pub mod ingress;

@@ -1,5 +1,5 @@
-//! The side effects every canister's logic shares: the clock and the
-//! canister's own id.
+//! The side effects every canister's logic shares: the clock, the
+//! canister's own id and its cycle balance.
 //!
 //! Each canister's runtime trait (`escrow::runtime::Runtime`,
 //! `registry::runtime::Runtime`, `matcher::runtime::Runtime`) extends
@@ -23,5 +23,16 @@ pub trait SystemApi {
     /// The canister's own principal.
     fn self_id(&self) -> Principal {
         ic_cdk::api::canister_self()
+    }
+
+    /// The canister's cycle balance (`ic0.canister_cycle_balance128`).
+    fn cycle_balance(&self) -> u128 {
+        ic_cdk::api::canister_cycle_balance()
+    }
+
+    /// The cycles above the canister's freezing threshold
+    /// (`ic0.canister_liquid_cycle_balance128`).
+    fn liquid_cycle_balance(&self) -> u128 {
+        ic_cdk::api::canister_liquid_cycle_balance()
     }
 }

@@ -228,10 +228,11 @@ fn icrc10_supported_standards() -> Vec<StandardRecord> {
 }
 
 /// `GET /metrics`: Prometheus metrics (liabilities and pending pay per
-/// ledger, locks, pending ledger calls, events).
+/// ledger, locks, pending ledger calls, events, cycles).
 #[ic_cdk::query]
 fn http_request(req: HttpRequest) -> HttpResponse {
-    read_state(|s| metrics::http_request(s, &req, time()))
+    let cycles = canister_common::cycles::report(&IcRuntime);
+    read_state(|s| metrics::http_request(s, &req, time(), &cycles))
 }
 
 candid::export_service!();

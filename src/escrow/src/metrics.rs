@@ -1,11 +1,18 @@
 //! The `/metrics` page (Prometheus text format) served by `http_request`.
 
 use crate::state::State;
+use canister_common::cycles::CyclesReport;
 use canister_common::metrics::MetricsPage;
 use market_api::{HttpRequest, HttpResponse};
 
-/// Answers `GET /metrics` read at `now_ns`; anything else is a 404.
-pub fn http_request(state: &State, req: &HttpRequest, now_ns: u64) -> HttpResponse {
+/// Answers `GET /metrics` read at `now_ns` with the canister's `cycles`;
+/// anything else is a 404.
+pub fn http_request(
+    state: &State,
+    req: &HttpRequest,
+    now_ns: u64,
+    cycles: &CyclesReport,
+) -> HttpResponse {
     let path = req.url.split('?').next().unwrap_or_default();
     if req.method != "GET" || path != "/metrics" {
         return HttpResponse::text(404, "text/plain", "not found");
@@ -13,12 +20,13 @@ pub fn http_request(state: &State, req: &HttpRequest, now_ns: u64) -> HttpRespon
     HttpResponse::text(
         200,
         canister_common::metrics::CONTENT_TYPE,
-        encode(state, now_ns),
+        encode(state, now_ns, cycles),
     )
 }
 
-/// The metrics read at `now_ns`, one gauge or counter per sample.
-pub fn encode(state: &State, now_ns: u64) -> String {
+/// The metrics read at `now_ns` with the canister's `cycles`, one gauge or
+/// counter per sample.
+pub fn encode(state: &State, now_ns: u64, cycles: &CyclesReport) -> String {
     let mut page = MetricsPage::new(now_ns);
     page.counter(
         "escrow_events_total",
@@ -41,6 +49,7 @@ pub fn encode(state: &State, now_ns: u64) -> String {
         state.pending_count().into(),
     );
     state.audit.encode_metrics("escrow", &mut page);
+    cycles.encode_metrics("escrow", &mut page);
     let ledgers = state.ledger_infos();
     let labels: Vec<(String, String)> = ledgers.iter().map(label).collect();
     let labels_of = |i: usize| vec![("ledger", &*labels[i].0), ("symbol", &*labels[i].1)];

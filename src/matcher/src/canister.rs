@@ -450,7 +450,8 @@ fn http_request(req: HttpRequest) -> HttpResponse {
     if req.url.split('?').next() != Some("/metrics") {
         return HttpResponse::text(404, "text/plain", "not found");
     }
-    let body = read_state(|s| crate::metrics::encode(s, ic_cdk::api::time()));
+    let cycles = canister_common::cycles::report(&IcRuntime);
+    let body = read_state(|s| crate::metrics::encode(s, ic_cdk::api::time(), &cycles));
     HttpResponse::text(200, canister_common::metrics::CONTENT_TYPE, body)
 }
 

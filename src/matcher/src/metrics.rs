@@ -1,10 +1,11 @@
 //! The matcher's `/metrics` page in the Prometheus text format.
 
 use crate::state::State;
+use canister_common::cycles::CyclesReport;
 use canister_common::metrics::MetricsPage;
 
-/// The metrics of the matcher's state, read at `now_ns`.
-pub fn encode(s: &State, now_ns: u64) -> String {
+/// The metrics of the matcher's state, read at `now_ns`, and its `cycles`.
+pub fn encode(s: &State, now_ns: u64, cycles: &CyclesReport) -> String {
     let (active, held) = s.market.reservation_gauges();
     let mut page = MetricsPage::new(now_ns);
     page.gauge(
@@ -86,5 +87,6 @@ pub fn encode(s: &State, now_ns: u64) -> String {
         page.counter(name, help, u128::from(value));
     }
     s.audit.encode_metrics("matcher", &mut page);
+    cycles.encode_metrics("matcher", &mut page);
     page.finish()
 }

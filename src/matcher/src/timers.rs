@@ -1,7 +1,8 @@
 //! The matcher's timers: one one-shot timer armed for the earliest deadline,
 //! probe or outbox step, a repeating watchdog that re-arms it if it was lost, and
 //! the repeating background audit of the indexes (one chunk of bounded
-//! work per run; the rule is `canister_common::audit`'s).
+//! work per run; the rule is `canister_common::audit`'s) with a sample of
+//! the cycle balance for the burn rate on `/metrics`.
 //! Timers do not survive upgrades; `post_upgrade` arms new ones from stable
 //! state.
 
@@ -123,10 +124,12 @@ pub fn start_rates() {
     ic_cdk_timers::set_timer_interval(Duration::from_secs(pricing.refresh_secs()), read);
 }
 
-/// Starts the repeating audit timer.
+/// Starts the repeating audit timer, which also samples the cycle balance
+/// for the burn rate on `/metrics`.
 pub fn start_audit() {
     use canister_common::audit::{AUDIT_CHUNK_RECORDS, AUDIT_PERIOD_SECS};
     ic_cdk_timers::set_timer_interval(Duration::from_secs(AUDIT_PERIOD_SECS), || async {
+        canister_common::cycles::observe(&IcRuntime);
         let t = now();
         mutate_state(|s| s.run_audit_chunk(t, AUDIT_CHUNK_RECORDS, |line| IcRuntime.log(line)));
     });

@@ -239,7 +239,8 @@ fn get_events(page: PageRequest) -> EventPage<RegistryEvent> {
 /// `/metrics` in the Prometheus text format.
 #[ic_cdk::query]
 fn http_request(req: HttpRequest) -> HttpResponse {
-    read_state(|s| crate::metrics::http_request(s, &req, now()))
+    let cycles = canister_common::cycles::report(&IcRuntime);
+    read_state(|s| crate::metrics::http_request(s, &req, now(), &cycles))
 }
 
 /// ICRC-10: the standards this canister supports.

@@ -1,6 +1,7 @@
 //! `/metrics` in the Prometheus text format.
 
 use crate::state::State;
+use canister_common::cycles::CyclesReport;
 use canister_common::metrics::{CONTENT_TYPE, MetricsPage};
 use market_api::{HttpRequest, HttpResponse};
 
@@ -48,8 +49,8 @@ pub fn totals(s: &State) -> Totals {
     t
 }
 
-/// The metrics page read at `now_ns`.
-pub fn encode(s: &State, now_ns: u64) -> String {
+/// The metrics page read at `now_ns`, with the canister's `cycles`.
+pub fn encode(s: &State, now_ns: u64, cycles: &CyclesReport) -> String {
     let t = totals(s);
     let c = s.counters();
     let mut page = MetricsPage::new(now_ns);
@@ -130,14 +131,21 @@ pub fn encode(s: &State, now_ns: u64) -> String {
         s.events.len().into(),
     );
     s.audit.encode_metrics("registry", &mut page);
+    cycles.encode_metrics("registry", &mut page);
     page.finish()
 }
 
-/// Answers `http_request`: `/metrics` read at `now_ns`, or 404.
-pub fn http_request(s: &State, req: &HttpRequest, now_ns: u64) -> HttpResponse {
+/// Answers `http_request`: `/metrics` read at `now_ns` with the canister's
+/// `cycles`, or 404.
+pub fn http_request(
+    s: &State,
+    req: &HttpRequest,
+    now_ns: u64,
+    cycles: &CyclesReport,
+) -> HttpResponse {
     let path = req.url.split('?').next().unwrap_or("");
     match (req.method.as_str(), path) {
-        ("GET", "/metrics") => HttpResponse::text(200, CONTENT_TYPE, encode(s, now_ns)),
+        ("GET", "/metrics") => HttpResponse::text(200, CONTENT_TYPE, encode(s, now_ns, cycles)),
         ("GET", _) => HttpResponse::text(404, "text/plain", "not found"),
         _ => HttpResponse::text(405, "text/plain", "method not allowed"),
     }

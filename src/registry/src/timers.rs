@@ -1,9 +1,11 @@
 //! The registry's one timer: the background audit of its books, one chunk of
-//! bounded work per run (the rule is `canister_common::audit`'s), and the
+//! bounded work per run (the rule is `canister_common::audit`'s), a sample
+//! of the cycle balance for the burn rate on `/metrics`, and the
 //! forgetting of `record` keys whose retention has ended, a bounded number
 //! per run. Timers do not survive upgrades; `init` and `post_upgrade`
 //! start it.
 
+use crate::runtime::IcRuntime;
 use crate::state::mutate_state;
 use canister_common::audit::{AUDIT_CHUNK_RECORDS, start_audit_timer};
 
@@ -15,6 +17,7 @@ pub const PRUNE_CHUNK_KEYS: usize = 100;
 /// Starts the repeating audit timer.
 pub fn start_audit() {
     start_audit_timer(|now| {
+        canister_common::cycles::observe(&IcRuntime);
         mutate_state(|s| {
             s.prune_record_keys(now, PRUNE_CHUNK_KEYS);
             s.run_audit_chunk(now, AUDIT_CHUNK_RECORDS, |line| ic_cdk::println!("{line}"))

@@ -390,6 +390,15 @@ impl Devnet {
         }
     }
 
+    /// Sets a canister's cycle balance: a test's shortcut to a canister
+    /// that has spent its cycles (or been given many). The cycles taken or
+    /// given count in no category of [`cycles_burned`](Self::cycles_burned).
+    pub fn set_cycle_balance(&mut self, canister: Principal, amount: u128) {
+        if let Some(c) = self.canisters.get_mut(&canister) {
+            c.balance = amount;
+        }
+    }
+
     /// The SHA-256 of the canister's installed module.
     pub fn module_hash(&self, canister: Principal) -> Option<[u8; 32]> {
         self.canisters

@@ -62,6 +62,29 @@ pub fn without_timestamps(page: &str) -> String {
         .collect()
 }
 
+/// Whether a line of a page (a sample, or its `# HELP` or `# TYPE`
+/// header) is about the canister's cycles (`<canister>_cycle_balance`,
+/// `<canister>_cycles_burned_per_day`, ...).
+fn is_cycles_line(line: &str) -> bool {
+    let name = line
+        .trim_start_matches("# HELP ")
+        .trim_start_matches("# TYPE ")
+        .split(['{', ' '])
+        .next()
+        .unwrap_or_default();
+    name.contains("_cycle_") || name.contains("_cycles_")
+}
+
+/// The page without the canister's cycles: every message it executes,
+/// refused ones too, burns some, so before-and-after snapshots of what a
+/// call changed leave them out.
+pub fn without_cycles(page: &str) -> String {
+    page.lines()
+        .filter(|line| !is_cycles_line(line))
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,6 +104,21 @@ mod tests {
         );
         assert_eq!(metric_value(PAGE, "untimed"), Some(7.0));
         assert_eq!(samples(PAGE).len(), 3);
+    }
+
+    #[test]
+    fn cycles_lines_are_dropped_with_their_headers() {
+        let page = format!(
+            "{PAGE}# HELP escrow_cycle_balance The balance.\n# TYPE escrow_cycle_balance gauge\n\
+             escrow_cycle_balance 5 1735689600000\n\
+             escrow_cycles_burned_per_day 2 1735689600000\n\
+             escrow_liabilities{{ledger=\"l2\",symbol=\"TCYCLES\"}} 1 1735689600000\n"
+        );
+        let kept = without_cycles(&page);
+        assert!(kept.starts_with(PAGE), "{kept}");
+        assert!(!kept.contains("escrow_cycle"), "{kept}");
+        assert!(kept.contains("symbol=\"TCYCLES\""), "{kept}");
+        assert_eq!(samples(&kept).len(), 4);
     }
 
     #[test]

@@ -74,11 +74,13 @@ pub(crate) fn lock(devnet: &Mutex<Devnet>) -> MutexGuard<'_, Devnet> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The devnet's reject as ic-agent reports the IC's: with its error code
+/// (`IC0207`...), which the client's hints follow.
 fn reject(r: devnet::Reject) -> TransportError {
     TransportError::Reject {
         code: r.code,
         message: r.message,
-        error_code: None,
+        error_code: r.error_code.map(|e| e.to_string()),
     }
 }
 

@@ -103,6 +103,11 @@ fn call_hint(e: &TransportError) -> &'static str {
             "IC0508" | "IC0509" => {
                 return " (the canister is stopped, e.g. for an upgrade; try again later)";
             }
+            "IC0207" => {
+                return " (the canister is out of cycles and frozen, so nothing changed: its \
+                         operator must top it up, e.g. `icp canister top-up`, and watch its \
+                         `/metrics` gauge `<canister>_cycles_days_left`; try again once it is)";
+            }
             _ => {}
         }
     }
@@ -341,6 +346,10 @@ mod tests {
         assert!(reject(RejectCode::CanisterError, Some("IC0536")).contains("has no such method"));
         assert!(reject(RejectCode::CanisterError, Some("IC0537")).contains("no module installed"));
         assert!(reject(RejectCode::CanisterError, Some("IC0508")).contains("is stopped"));
+        let frozen = reject(RejectCode::SysTransient, Some("IC0207"));
+        assert!(frozen.contains("out of cycles"), "{frozen}");
+        assert!(frozen.contains("top it up"), "{frozen}");
+        assert!(!frozen.contains("network is busy"), "{frozen}");
         assert!(
             reject(RejectCode::DestinationInvalid, Some("IC0301"))
                 .contains("deployed on this network")

@@ -10,7 +10,7 @@ const PROV2: u8 = 102; // another provider
 
 /// The `escrow_pending_pay` gauge of `ledger`.
 fn pending_gauge(env: &Env, ledger: Principal) -> Tokens {
-    let text = read_state(|s| crate::metrics::encode(s, env.rt_now()));
+    let text = read_state(|s| crate::metrics::encode(s, env.rt_now(), &Default::default()));
     let prefix = format!("escrow_pending_pay{{ledger=\"{ledger}\"");
     metric_value(&text, &prefix).unwrap_or_else(|| panic!("no pending pay gauge in {text}"))
         as Tokens

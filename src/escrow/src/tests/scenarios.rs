@@ -1113,7 +1113,7 @@ fn the_event_log_records_every_movement() {
             "withdraw"
         ]
     );
-    let metrics = read_state(|s| crate::metrics::encode(s, env.rt.now.get()));
+    let metrics = read_state(|s| crate::metrics::encode(s, env.rt.now.get(), &Default::default()));
     assert!(
         metrics.contains("escrow_liabilities{ledger=\""),
         "{metrics}"

@@ -983,7 +983,7 @@ fn a_service_lease_probes_by_outcall_and_pays_its_probes_to_the_matcher() {
     }));
     assert_eq!(rt.calls_of("service_notice").len(), 2);
     assert_eq!(rt.calls_of("http_request").len(), 3);
-    let page = read_state(|s| crate::metrics::encode(s, 0));
+    let page = read_state(|s| crate::metrics::encode(s, 0, &Default::default()));
     assert!(page.contains("matcher_probes_total 3"), "{page}");
     assert!(page.contains("matcher_probe_failures_total 2"), "{page}");
 

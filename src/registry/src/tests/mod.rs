@@ -86,6 +86,7 @@ pub fn metrics_page(now: u64) -> String {
                 body: vec![],
             },
             now,
+            &Default::default(),
         )
     });
     assert_eq!(page.status_code, 200);
