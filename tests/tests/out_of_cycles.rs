@@ -405,22 +405,6 @@ fn a_matcher_that_runs_out_entirely_loses_its_state() {
 
 /// The matcher's init argument as the market fixture deploys it.
 fn matcher_init(net: &MarketFixture) -> Vec<u8> {
-    let s = &net.settings;
-    candid::encode_one(market_api::matcher::MatcherInit {
-        privacy: None,
-        pricing: None,
-        registry: net.ids.registry,
-        escrow: net.ids.escrow,
-        grace_secs: s.grace_secs,
-        bond_multiple: s.bond_multiple,
-        slash_multiple: s.slash_multiple,
-        stake_ledger: net.ids.ledger,
-        min_slash: None,
-        challenge_window_secs: Some(s.challenge_window_secs),
-        min_audit_ppm: Some(s.min_audit_ppm),
-        probe_interval_secs: s.probe_interval_secs,
-        probe_failures: s.probe_failures,
-        probe_fee: s.probe_fee,
-    })
-    .unwrap()
+    let init = market_fixture::matcher_init(&net.ids, &net.settings, None);
+    candid::encode_one(init).unwrap()
 }

@@ -175,6 +175,30 @@ pub struct MarketFixture {
     pub pricing: Option<PricingIds>,
 }
 
+/// The matcher's init argument on a market fixture with `ids` and
+/// `settings`, valuing tokens by `pricing`.
+pub fn matcher_init(
+    ids: &CanisterIds,
+    settings: &Settings,
+    pricing: Option<market_api::prices::PricingConfig>,
+) -> MatcherInit {
+    MatcherInit {
+        privacy: settings.privacy.then(|| PrivacyConfig {
+            key_name: "dfx_test_key".into(),
+            derive_key_cycles: None,
+        }),
+        pricing,
+        bond_multiple: settings.bond_multiple,
+        slash_multiple: settings.slash_multiple,
+        challenge_window_secs: Some(settings.challenge_window_secs),
+        min_audit_ppm: Some(settings.min_audit_ppm),
+        probe_interval_secs: settings.probe_interval_secs,
+        probe_failures: settings.probe_failures,
+        probe_fee: settings.probe_fee,
+        ..MatcherInit::new(ids.registry, ids.escrow, ids.ledger, settings.grace_secs)
+    }
+}
+
 /// A deterministic test principal (29 bytes, like a self-authenticating one).
 pub const fn principal(n: u8) -> Principal {
     Principal::from_slice(&[n; 29])
@@ -312,21 +336,8 @@ impl MarketFixture {
             }
         };
         let matcher_arg = enc(&|| {
-            candid::encode_one(MatcherInit {
-                privacy: settings.privacy.then(|| PrivacyConfig {
-                    key_name: "dfx_test_key".into(),
-                    derive_key_cycles: None,
-                }),
-                pricing: pricing.as_ref().map(|(_, c)| c.clone()),
-                bond_multiple: settings.bond_multiple,
-                slash_multiple: settings.slash_multiple,
-                challenge_window_secs: Some(settings.challenge_window_secs),
-                min_audit_ppm: Some(settings.min_audit_ppm),
-                probe_interval_secs: settings.probe_interval_secs,
-                probe_failures: settings.probe_failures,
-                probe_fee: settings.probe_fee,
-                ..MatcherInit::new(ids.registry, ids.escrow, ids.ledger, settings.grace_secs)
-            })
+            let pricing = pricing.as_ref().map(|(_, c)| c.clone());
+            candid::encode_one(matcher_init(&ids, &settings, pricing))
         })?;
         install(&mut dn, ids.matcher, "matcher", matcher_arg)?;
         let net = MarketFixture {
