@@ -6,6 +6,7 @@
 //! matcher. Without that feature it has no ic-cdk dependency, so off-chain
 //! code (the provider node, ic-agent tools) uses the same types.
 
+pub mod blocks;
 pub mod escrow;
 pub mod matcher;
 pub mod outcall;
