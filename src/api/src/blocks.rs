@@ -22,10 +22,14 @@ use candid::types::Label;
 use candid::types::value::{IDLField, IDLValue, VariantValue};
 use candid::{CandidType, Int, Nat};
 use ic_certification::{HashTree, fork, label, leaf};
-use icrc_ledger_types::icrc::generic_value::{ICRC3Map, ICRC3Value};
+use icrc_ledger_types::icrc::generic_value::ICRC3Map;
 use serde_bytes::ByteBuf;
 
-pub use icrc_ledger_types::icrc::generic_value::Hash;
+pub use icrc_ledger_types::icrc::generic_value::{Hash, ICRC3Value};
+pub use icrc_ledger_types::icrc3::archive::{GetArchivesArgs, ICRC3ArchiveInfo};
+pub use icrc_ledger_types::icrc3::blocks::{
+    BlockWithId, GetBlocksRequest, GetBlocksResult, ICRC3DataCertificate, SupportedBlockType,
+};
 
 /// Most blocks one `icrc3_get_blocks` query returns, whatever it asks for.
 pub const MAX_BLOCKS_PER_QUERY: u64 = 100;

@@ -127,6 +127,15 @@ pub fn icrc10_standard() -> StandardRecord {
     }
 }
 
+/// The ICRC-10 record of ICRC-3, which every event log follows (see
+/// [`blocks`]).
+pub fn icrc3_standard() -> StandardRecord {
+    StandardRecord {
+        name: "ICRC-3".to_string(),
+        url: "https://github.com/dfinity/ICRC-1/blob/main/standards/ICRC-3/README.md".to_string(),
+    }
+}
+
 /// A minimal HTTP request as delivered to a canister's `http_request` query
 /// (the subset of the HTTP gateway protocol our `/metrics` endpoints use).
 #[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
