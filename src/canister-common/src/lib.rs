@@ -1,7 +1,8 @@
 //! Pieces every marketplace canister uses the same way: the rule and the
 //! chunked pass of the audit of its books after an upgrade, a CBOR codec for
-//! values in stable structures, the append-only public event log (a certified ICRC-3 hash chain), guards
-//! that stop two messages for the same key from interleaving at an `.await`,
+//! values in stable structures, the append-only public event log (a
+//! certified ICRC-3 hash chain), guards that stop two messages for the same
+//! key from interleaving at an `.await`,
 //! the one stable memory manager, the ingress rules of
 //! `canister_inspect_message`, the `/metrics` page writer, the transfers
 //! sent to ledgers, the search of a ledger's block log for a transfer whose
