@@ -21,8 +21,8 @@ use market_fixture::{MarketFixture, Settings, node, principal, provider};
 
 const ICP: u128 = 100_000_000;
 
-/// A market with some history in every canister's log, moved into an
-/// HTTP server; the spec of a further offer, for traffic over there.
+/// A market with some history in every canister's log (the matcher's
+/// across an upgrade), moved into an HTTP server; the spec of a further offer, for traffic over there.
 async fn market_over_http() -> (Server, Agent, CanisterIds, OfferSpec) {
     let net = MarketFixture::deploy(Settings::default()).expect("deploy");
     let buyer = principal(1);
@@ -31,10 +31,31 @@ async fn market_over_http() -> (Server, Agent, CanisterIds, OfferSpec) {
     net.onboard_provider(provider(1), node(1), 20 * ICP)
         .unwrap();
     let spec = net.offer_spec(2, 1_000);
-    for _ in 0..3 {
+    for _ in 0..2 {
         net.post_offer(provider(1), &spec).unwrap();
     }
+    // The chain goes on across an upgrade.
+    net.upgrade_matcher(None);
+    net.post_offer(provider(1), &spec).unwrap();
     let ids = net.ids;
+    // The ICRC-3 methods are queries: ingress may not send them as updates.
+    for canister in [ids.registry, ids.escrow, ids.matcher] {
+        for method in [
+            "icrc3_get_blocks",
+            "icrc3_get_tip_certificate",
+            "icrc3_supported_block_types",
+            "icrc3_get_archives",
+        ] {
+            let arg = candid::encode_one(()).unwrap();
+            match net
+                .devnet()
+                .update_call(canister, principal(1), method, arg)
+            {
+                Err(r) => assert!(r.message.contains("inspect_message"), "{method}: {r:?}"),
+                Ok(_) => panic!("{method} passed inspect_message as an update"),
+            }
+        }
+    }
     let shared = net.shared();
     drop(net);
     let devnet = std::sync::Arc::try_unwrap(shared)
