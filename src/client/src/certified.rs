@@ -273,7 +273,7 @@ pub async fn fetch_blocks(
             });
         }
         for block in page.blocks.into_iter().take(length as usize) {
-            if block.id != Nat::from(next) {
+            if block.id != next {
                 return Err(VerifyError::WrongBlock {
                     expected: next,
                     served: block.id.to_string(),
@@ -306,7 +306,7 @@ pub fn verify_chain<E: BlockEvent>(
     let mut verified = Vec::with_capacity(blocks.len());
     for (offset, block) in blocks.iter().enumerate().rev() {
         let index = from + offset as u64;
-        if block.id != Nat::from(index) {
+        if block.id != index {
             return Err(VerifyError::WrongBlock {
                 expected: index,
                 served: block.id.to_string(),
