@@ -4,10 +4,14 @@
 //! dropped or reordered block, another canister's certificate, another
 //! root key, a stale tip, a changed event) refused.
 
+use candid::{CandidType, Principal};
 use ic_agent::Agent;
 use ic_stable_structures::Storable;
 use local_replica::{NodeKeys, Server, ServerConfig};
-use market_api::blocks::{BlockWithId, ICRC3DataCertificate, ICRC3Value};
+use market_api::blocks::{
+    BlockWithId, GetArchivesArgs, ICRC3ArchiveInfo, ICRC3DataCertificate, ICRC3Value,
+    SupportedBlockType,
+};
 use market_api::escrow::EscrowEvent;
 use market_api::matcher::{MatcherError, MatcherEvent, OfferSpec};
 use market_api::registry::RegistryEvent;
@@ -18,6 +22,7 @@ use market_client::certified::{
     fetch_tip_certificate, match_events, verified_events, verify_chain, verify_tip,
 };
 use market_fixture::{MarketFixture, Settings, node, principal, provider};
+use serde::de::DeserializeOwned;
 
 const ICP: u128 = 100_000_000;
 
@@ -79,6 +84,22 @@ async fn market_over_http() -> (Server, Agent, CanisterIds, OfferSpec) {
     (server, agent, ids, spec)
 }
 
+/// A query over HTTP, decoded.
+async fn query<A: CandidType, R: CandidType + DeserializeOwned>(
+    agent: &Agent,
+    canister: Principal,
+    method: &str,
+    arg: &A,
+) -> R {
+    let reply = agent
+        .query(&canister, method)
+        .with_arg(candid::encode_one(arg).unwrap())
+        .call()
+        .await
+        .unwrap_or_else(|e| panic!("{method}: {e}"));
+    candid::decode_one(&reply).unwrap_or_else(|e| panic!("{method}: {e}"))
+}
+
 /// Stable-memory bytes an event takes: its record as the log stores it,
 /// the log's index entry and its block hash.
 fn stored_bytes<E: serde::Serialize + serde::de::DeserializeOwned + Clone>(
@@ -132,6 +153,31 @@ async fn every_canisters_log_verifies_against_the_root_key() {
     let all_escrow: Vec<EventRecord<EscrowEvent>> =
         fetch_events(&agent, ids.escrow, 0, u64::MAX).await.unwrap();
     assert_eq!(all_escrow, escrow.events);
+
+    // The block types and (no) archives, as ICRC-3 clients ask for them.
+    for (canister, btype) in [
+        (ids.registry, "market.registry"),
+        (ids.escrow, "market.escrow"),
+        (ids.matcher, "market.matcher"),
+    ] {
+        let types: Vec<SupportedBlockType> =
+            query(&agent, canister, "icrc3_supported_block_types", &()).await;
+        assert_eq!(
+            types
+                .iter()
+                .map(|t| t.block_type.as_str())
+                .collect::<Vec<_>>(),
+            [btype]
+        );
+        let archives: Vec<ICRC3ArchiveInfo> = query(
+            &agent,
+            canister,
+            "icrc3_get_archives",
+            &GetArchivesArgs { from: None },
+        )
+        .await;
+        assert!(archives.is_empty());
+    }
 
     let per_event = |bytes: usize, n: usize| bytes / n.max(1);
     eprintln!(
