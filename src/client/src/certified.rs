@@ -443,3 +443,124 @@ pub async fn verified_events<E: BlockEvent + DeserializeOwned>(
     let events = match_events(&verified, events)?;
     Ok(VerifiedLog { tip, events })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candid::Deserialize;
+
+    #[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+    struct Note {
+        text: String,
+    }
+
+    impl BlockEvent for Note {
+        const BLOCK_TYPE: &'static str = "market.test";
+    }
+
+    /// A chain of `n` notes as a canister builds it, its tip and events.
+    fn chain(n: u64) -> (VerifiedTip, Vec<BlockWithId>, Vec<EventRecord<Note>>) {
+        let mut phash = None;
+        let mut found = Vec::new();
+        let mut events = Vec::new();
+        for i in 0..n {
+            let event = Note {
+                text: format!("note {i}"),
+            };
+            let block = blocks::block(
+                phash,
+                1_000 + i,
+                Note::BLOCK_TYPE,
+                blocks::to_value(&event).unwrap(),
+            );
+            phash = Some(blocks::block_hash(&block));
+            found.push(BlockWithId {
+                id: Nat::from(i),
+                block,
+            });
+            events.push(EventRecord {
+                seq: i,
+                time_ns: 1_000 + i,
+                event,
+            });
+        }
+        let tip = VerifiedTip {
+            last_index: n - 1,
+            last_hash: phash.unwrap(),
+            time_ns: 0,
+        };
+        (tip, found, events)
+    }
+
+    #[test]
+    fn a_true_chain_verifies_from_any_start() {
+        let (tip, found, events) = chain(6);
+        let verified = verify_chain::<Note>(&tip, 0, &found).unwrap();
+        assert_eq!(match_events(&verified, events.clone()).unwrap(), events);
+        let verified = verify_chain::<Note>(&tip, 4, &found[4..]).unwrap();
+        assert_eq!(verified.len(), 2);
+        assert_eq!(verified[0].index, 4);
+        match_events(&verified, events[4..].to_vec()).unwrap();
+    }
+
+    #[test]
+    fn a_changed_missing_or_foreign_block_is_refused() {
+        let (tip, found, events) = chain(6);
+        let mut changed = found.clone();
+        changed[2].block = blocks::block(
+            Some(blocks::block_hash(&found[1].block)),
+            1_002,
+            Note::BLOCK_TYPE,
+            blocks::to_value(&Note {
+                text: "note 2!".into(),
+            })
+            .unwrap(),
+        );
+        assert!(matches!(
+            verify_chain::<Note>(&tip, 0, &changed),
+            Err(VerifyError::ChainBroken(2))
+        ));
+        // The tail alone, with the last block's hash as the tip: block 5
+        // is missing.
+        let short = VerifiedTip {
+            last_index: 5,
+            last_hash: blocks::block_hash(&found[4].block),
+            time_ns: 0,
+        };
+        assert!(matches!(
+            verify_chain::<Note>(&short, 0, &found[..5]),
+            Err(VerifyError::BlockCount { .. })
+        ));
+        // A tip from another log.
+        let (other, _, _) = chain(7);
+        let other = VerifiedTip {
+            last_index: 5,
+            ..other
+        };
+        assert!(matches!(
+            verify_chain::<Note>(&other, 0, &found),
+            Err(VerifyError::ChainBroken(5))
+        ));
+        // An event that is not its block's.
+        let verified = verify_chain::<Note>(&tip, 0, &found).unwrap();
+        let mut wrong = events;
+        wrong[3].event.text.push('!');
+        assert!(matches!(
+            match_events(&verified, wrong),
+            Err(VerifyError::EventMismatch { index: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn a_tip_behind_what_was_seen_is_stale() {
+        let (tip, _, _) = chain(3);
+        check_not_stale(&tip, 3).unwrap();
+        assert!(matches!(
+            check_not_stale(&tip, 4),
+            Err(VerifyError::StaleTip {
+                certified: 3,
+                seen: 4
+            })
+        ));
+    }
+}
