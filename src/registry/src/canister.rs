@@ -230,7 +230,7 @@ fn icrc3_get_blocks(ranges: Vec<GetBlocksRequest>) -> GetBlocksResult {
 }
 
 /// ICRC-3: the certificate of the event log's tip (none while the log is
-/// empty).
+/// empty, or in a call from a canister, which gets no certificate).
 #[ic_cdk::query]
 fn icrc3_get_tip_certificate() -> Option<ICRC3DataCertificate> {
     read_state(|s| s.events.tip_certificate())
