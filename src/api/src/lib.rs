@@ -6,6 +6,7 @@
 //! matcher. Without that feature it has no ic-cdk dependency, so off-chain
 //! code (the provider node, ic-agent tools) uses the same types.
 
+pub mod blocks;
 pub mod escrow;
 pub mod matcher;
 pub mod outcall;
@@ -123,6 +124,15 @@ pub fn icrc10_standard() -> StandardRecord {
     StandardRecord {
         name: "ICRC-10".to_string(),
         url: "https://github.com/dfinity/ICRC/blob/main/ICRCs/ICRC-10/ICRC-10.md".to_string(),
+    }
+}
+
+/// The ICRC-10 record of ICRC-3, which every event log follows (see
+/// [`blocks`]).
+pub fn icrc3_standard() -> StandardRecord {
+    StandardRecord {
+        name: "ICRC-3".to_string(),
+        url: "https://github.com/dfinity/ICRC-1/blob/main/standards/ICRC-3/README.md".to_string(),
     }
 }
 

@@ -1,8 +1,9 @@
 //! Pieces every marketplace canister uses the same way: who administers it,
 //! the rule and the
 //! chunked pass of the audit of its books after an upgrade, a CBOR codec for
-//! values in stable structures, the append-only public event log, guards
-//! that stop two messages for the same key from interleaving at an `.await`,
+//! values in stable structures, the append-only public event log (a
+//! certified ICRC-3 hash chain), guards that stop two messages for the same
+//! key from interleaving at an `.await`,
 //! the one stable memory manager, the ingress rules of
 //! `canister_inspect_message`, the `/metrics` page writer and the cycles
 //! it shows (balance and burn rate from the timers' samples), the transfers
@@ -12,7 +13,8 @@
 //! ([`canister_state!`]).
 //!
 //! Only the default methods of [`runtime::SystemApi`],
-//! [`ledger::LedgerCalls`] and [`ledger_blocks::BlockSource`] call the IC;
+//! [`ledger::LedgerCalls`] and [`ledger_blocks::BlockSource`], and the event
+//! log's certified data on wasm32 (see [`event_log`]), call the IC;
 //! everything else runs in native tests.
 
 pub mod admin;

@@ -14,6 +14,10 @@ pub const EVENT_LOG_INDEX: MemoryId = MemoryId::new(1);
 /// Data memory of every canister's event log.
 pub const EVENT_LOG_DATA: MemoryId = MemoryId::new(2);
 
+/// The block hashes of every canister's event log (see
+/// [`crate::event_log`]); far above the ids each canister numbers from 3 up.
+pub const EVENT_LOG_HASHES: MemoryId = MemoryId::new(200);
+
 /// A virtual memory handed out by the memory manager.
 pub type Memory = VirtualMemory<DefaultMemoryImpl>;
 

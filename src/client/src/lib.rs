@@ -8,6 +8,8 @@
 //! - [`client`] makes typed calls on top of it ([`MarketClient`]) and
 //!   formats token amounts ([`client::tokens`]) and prices in a token or
 //!   in XDR ([`client::prices`]).
+//! - [`certified`] reads a canister's event log and verifies it against the
+//!   IC's root key (certified ICRC-3 tip, hash chain, events).
 //! - [`identity`] loads and creates PEM identities as dfx writes them.
 //! - [`config`] merges a program's TOML file, environment and flags;
 //!   [`session`] connects a command to the configured network.
@@ -15,6 +17,7 @@
 //!   (vetKeys, see [`market_api::privacy`]).
 //! - [`retry`] repeats calls that failed for a passing reason.
 //! - [`IdentityCommand`] is `identity new|show` of both command-line tools.
+pub mod certified;
 pub mod client;
 pub mod config;
 pub mod identity;

@@ -6,6 +6,10 @@ use crate::state::{mutate_state, read_state};
 use crate::{jobs, metrics, payments, timers};
 use canister_common::admin;
 use ic_cdk::api::{canister_self, msg_caller, time};
+use market_api::blocks::{
+    GetArchivesArgs, GetBlocksRequest, GetBlocksResult, ICRC3ArchiveInfo, ICRC3DataCertificate,
+    SupportedBlockType,
+};
 use market_api::escrow::{
     Balance, DepositArgs, EscrowError, EscrowEvent, EscrowInit, ExtendLockArgs, ForfeitArgs,
     JobLock, LedgerInfo, LockArgs, NotifyDepositArgs, PendingOperation, ReconcileArgs, ReleaseArgs,
@@ -19,6 +23,7 @@ use market_api::{
 fn init(arg: EscrowInit) {
     mutate_state(|s| s.apply_config(arg, time()));
     timers::start_audit();
+    read_state(|s| s.events.certify());
 }
 
 /// O(1) work whatever the books hold (the rule is
@@ -34,6 +39,7 @@ fn post_upgrade(arg: Option<EscrowInit>) {
         ic_cdk::trap(format!("escrow configuration is broken after upgrade: {e}"));
     }
     timers::start_audit();
+    read_state(|s| s.events.certify());
 }
 
 /// Whitelists an ICRC-2 ledger, or refreshes the fee and symbol of a
@@ -221,10 +227,36 @@ fn get_events(page: PageRequest) -> EventPage<EscrowEvent> {
     read_state(|s| s.events.page(&page))
 }
 
+/// ICRC-3: blocks of the event log's hash chain, at most
+/// `market_api::blocks::MAX_BLOCKS_PER_QUERY` per call.
+#[ic_cdk::query]
+fn icrc3_get_blocks(ranges: Vec<GetBlocksRequest>) -> GetBlocksResult {
+    read_state(|s| s.events.get_blocks(&ranges))
+}
+
+/// ICRC-3: the certificate of the event log's tip (none while the log is
+/// empty, or in a call from a canister, which gets no certificate).
+#[ic_cdk::query]
+fn icrc3_get_tip_certificate() -> Option<ICRC3DataCertificate> {
+    read_state(|s| s.events.tip_certificate())
+}
+
+/// ICRC-3: the event log's one block type.
+#[ic_cdk::query]
+fn icrc3_supported_block_types() -> Vec<SupportedBlockType> {
+    canister_common::event_log::supported_block_types::<EscrowEvent>()
+}
+
+/// ICRC-3: the archives of old blocks; none, every block stays here.
+#[ic_cdk::query]
+fn icrc3_get_archives(_args: GetArchivesArgs) -> Vec<ICRC3ArchiveInfo> {
+    Vec::new()
+}
+
 /// ICRC-10: the standards this canister supports.
 #[ic_cdk::query]
 fn icrc10_supported_standards() -> Vec<StandardRecord> {
-    vec![market_api::icrc10_standard()]
+    vec![market_api::icrc10_standard(), market_api::icrc3_standard()]
 }
 
 /// `GET /metrics`: Prometheus metrics (liabilities and pending pay per

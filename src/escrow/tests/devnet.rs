@@ -708,6 +708,7 @@ fn standards_and_metrics() {
     let mut net = Net::new();
     let standards: Vec<StandardRecord> = net.query("icrc10_supported_standards", &());
     assert!(standards.iter().any(|s| s.name == "ICRC-10"));
+    assert!(standards.iter().any(|s| s.name == "ICRC-3"));
     assert_eq!(net.http_get("/nope").status_code, 404);
     assert_eq!(net.liabilities(), 0);
 }

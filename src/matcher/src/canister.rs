@@ -8,6 +8,10 @@ use crate::state::{mutate_state, read_state};
 use crate::timers;
 use candid::Principal;
 use canister_common::admin;
+use market_api::blocks::{
+    GetArchivesArgs, GetBlocksRequest, GetBlocksResult, ICRC3ArchiveInfo, ICRC3DataCertificate,
+    SupportedBlockType,
+};
 // `export_service!` names the types of every entry point, the SNS ones too.
 use market_api::escrow::WithdrawArgs;
 use market_api::matcher::{
@@ -48,6 +52,7 @@ fn init(arg: MatcherInit) {
     timers::start_audit();
     timers::start_rates();
     timers::start_privacy_key();
+    read_state(|s| s.events.certify());
 }
 
 /// Work bounded by the pending outbox steps, not by the jobs ever made
@@ -79,6 +84,7 @@ fn post_upgrade(arg: Option<MatcherInit>) {
     timers::start_rates();
     timers::start_privacy_key();
     timers::schedule();
+    read_state(|s| s.events.certify());
 }
 
 /// The matcher's configuration.
@@ -444,6 +450,32 @@ fn get_events(page: PageRequest) -> EventPage<MatcherEvent> {
     read_state(|s| s.events.page(&page))
 }
 
+/// ICRC-3: blocks of the event log's hash chain, at most
+/// `market_api::blocks::MAX_BLOCKS_PER_QUERY` per call.
+#[ic_cdk::query]
+fn icrc3_get_blocks(ranges: Vec<GetBlocksRequest>) -> GetBlocksResult {
+    read_state(|s| s.events.get_blocks(&ranges))
+}
+
+/// ICRC-3: the certificate of the event log's tip (none while the log is
+/// empty, or in a call from a canister, which gets no certificate).
+#[ic_cdk::query]
+fn icrc3_get_tip_certificate() -> Option<ICRC3DataCertificate> {
+    read_state(|s| s.events.tip_certificate())
+}
+
+/// ICRC-3: the event log's one block type.
+#[ic_cdk::query]
+fn icrc3_supported_block_types() -> Vec<SupportedBlockType> {
+    canister_common::event_log::supported_block_types::<MatcherEvent>()
+}
+
+/// ICRC-3: the archives of old blocks; none, every block stays here.
+#[ic_cdk::query]
+fn icrc3_get_archives(_args: GetArchivesArgs) -> Vec<ICRC3ArchiveInfo> {
+    Vec::new()
+}
+
 /// `/metrics` in the Prometheus text format.
 #[ic_cdk::query]
 fn http_request(req: HttpRequest) -> HttpResponse {
@@ -458,7 +490,7 @@ fn http_request(req: HttpRequest) -> HttpResponse {
 /// ICRC-10: the standards this canister supports.
 #[ic_cdk::query]
 fn icrc10_supported_standards() -> Vec<StandardRecord> {
-    vec![market_api::icrc10_standard()]
+    vec![market_api::icrc10_standard(), market_api::icrc3_standard()]
 }
 
 candid::export_service!();

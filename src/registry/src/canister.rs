@@ -8,6 +8,10 @@ use crate::staking;
 use crate::state::{mutate_state, read_state};
 use crate::timers;
 use canister_common::admin;
+use market_api::blocks::{
+    GetArchivesArgs, GetBlocksRequest, GetBlocksResult, ICRC3ArchiveInfo, ICRC3DataCertificate,
+    SupportedBlockType,
+};
 use market_api::registry::{
     BondArgs, Eligibility, ListProvidersArgs, Provider, ProviderPage, ProviderProfile, RecordArgs,
     RegistryConfig, RegistryConfigUpdate, RegistryError, RegistryEvent, RegistryInit,
@@ -31,6 +35,7 @@ fn init(arg: RegistryInit) {
         ic_cdk::trap(format!("invalid init argument: {e:?}"));
     }
     timers::start_audit();
+    read_state(|s| s.events.certify());
 }
 
 /// O(1) work whatever the registry holds (the rule is
@@ -51,6 +56,7 @@ fn post_upgrade(arg: Option<RegistryConfigUpdate>) {
         ic_cdk::trap(format!("BUG: configuration broken after upgrade: {e:?}"));
     }
     timers::start_audit();
+    read_state(|s| s.events.certify());
 }
 
 /// Registers the caller as a provider with this profile (staking is a
@@ -236,6 +242,32 @@ fn get_events(page: PageRequest) -> EventPage<RegistryEvent> {
     read_state(|s| s.events.page(&page))
 }
 
+/// ICRC-3: blocks of the event log's hash chain, at most
+/// `market_api::blocks::MAX_BLOCKS_PER_QUERY` per call.
+#[ic_cdk::query]
+fn icrc3_get_blocks(ranges: Vec<GetBlocksRequest>) -> GetBlocksResult {
+    read_state(|s| s.events.get_blocks(&ranges))
+}
+
+/// ICRC-3: the certificate of the event log's tip (none while the log is
+/// empty, or in a call from a canister, which gets no certificate).
+#[ic_cdk::query]
+fn icrc3_get_tip_certificate() -> Option<ICRC3DataCertificate> {
+    read_state(|s| s.events.tip_certificate())
+}
+
+/// ICRC-3: the event log's one block type.
+#[ic_cdk::query]
+fn icrc3_supported_block_types() -> Vec<SupportedBlockType> {
+    canister_common::event_log::supported_block_types::<RegistryEvent>()
+}
+
+/// ICRC-3: the archives of old blocks; none, every block stays here.
+#[ic_cdk::query]
+fn icrc3_get_archives(_args: GetArchivesArgs) -> Vec<ICRC3ArchiveInfo> {
+    Vec::new()
+}
+
 /// `/metrics` in the Prometheus text format.
 #[ic_cdk::query]
 fn http_request(req: HttpRequest) -> HttpResponse {
@@ -246,7 +278,7 @@ fn http_request(req: HttpRequest) -> HttpResponse {
 /// ICRC-10: the standards this canister supports.
 #[ic_cdk::query]
 fn icrc10_supported_standards() -> Vec<StandardRecord> {
-    vec![market_api::icrc10_standard()]
+    vec![market_api::icrc10_standard(), market_api::icrc3_standard()]
 }
 
 candid::export_service!();

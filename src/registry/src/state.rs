@@ -323,6 +323,7 @@ impl State {
             events: EventLog::init(
                 memory::get(memory::EVENT_LOG_INDEX),
                 memory::get(memory::EVENT_LOG_DATA),
+                memory::get(memory::EVENT_LOG_HASHES),
             ),
             providers: StableBTreeMap::init(memory::get(memory::PROVIDERS)),
             bonds: StableBTreeMap::init(memory::get(memory::BONDS)),

@@ -1,0 +1,403 @@
+//! The canisters' event logs verified over HTTP with ic-agent against the
+//! devnet's root key: a little market traffic, then each log read with
+//! `market_client::certified`; and tampered answers (a changed block, a
+//! dropped or reordered block, another canister's certificate, another
+//! root key, a stale tip, a changed event) refused.
+
+use candid::{CandidType, Principal};
+use ic_agent::Agent;
+use ic_stable_structures::Storable;
+use local_replica::{NodeKeys, Server, ServerConfig};
+use market_api::blocks::{
+    BlockWithId, GetArchivesArgs, ICRC3ArchiveInfo, ICRC3DataCertificate, ICRC3Value,
+    SupportedBlockType,
+};
+use market_api::escrow::EscrowEvent;
+use market_api::matcher::{MatcherError, MatcherEvent, OfferSpec};
+use market_api::registry::RegistryEvent;
+use market_api::{EventRecord, OfferId};
+use market_client::CanisterIds;
+use market_client::certified::{
+    VerifiedTip, VerifyError, VerifyOptions, check_not_stale, fetch_blocks, fetch_events,
+    fetch_tip_certificate, match_events, verified_events, verify_chain, verify_tip,
+};
+use market_fixture::{MarketFixture, Settings, node, principal, provider};
+use serde::de::DeserializeOwned;
+
+const ICP: u128 = 100_000_000;
+
+/// A market with some history in every canister's log (the matcher's
+/// across an upgrade), moved into an HTTP server; the spec of a further offer, for traffic over there.
+async fn market_over_http() -> (Server, Agent, CanisterIds, OfferSpec) {
+    let net = MarketFixture::deploy(Settings::default()).expect("deploy");
+    let buyer = principal(1);
+    net.mint(buyer, 10 * ICP).unwrap();
+    net.deposit(buyer, 5 * ICP).unwrap();
+    net.onboard_provider(provider(1), node(1), 20 * ICP)
+        .unwrap();
+    let spec = net.offer_spec(2, 1_000);
+    for _ in 0..2 {
+        net.post_offer(provider(1), &spec).unwrap();
+    }
+    // The chain goes on across an upgrade.
+    net.upgrade_matcher(None);
+    net.post_offer(provider(1), &spec).unwrap();
+    let ids = net.ids;
+    // The ICRC-3 methods are queries: ingress may not send them as updates.
+    for canister in [ids.registry, ids.escrow, ids.matcher] {
+        for method in [
+            "icrc3_get_blocks",
+            "icrc3_get_tip_certificate",
+            "icrc3_supported_block_types",
+            "icrc3_get_archives",
+        ] {
+            let arg = candid::encode_one(()).unwrap();
+            match net
+                .devnet()
+                .update_call(canister, principal(1), method, arg)
+            {
+                Err(r) => assert!(r.message.contains("inspect_message"), "{method}: {r:?}"),
+                Ok(_) => panic!("{method} passed inspect_message as an update"),
+            }
+        }
+    }
+    let shared = net.shared();
+    drop(net);
+    let devnet = std::sync::Arc::try_unwrap(shared)
+        .unwrap_or_else(|_| panic!("the fixture still shares its devnet"))
+        .into_inner()
+        .expect("devnet lock");
+    let server = Server::start(
+        ServerConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            ..ServerConfig::default()
+        },
+        devnet,
+    )
+    .await
+    .expect("server");
+    let agent = Agent::builder()
+        .with_url(server.url())
+        .build()
+        .expect("agent");
+    agent.fetch_root_key().await.expect("root key");
+    (server, agent, ids, spec)
+}
+
+/// A query over HTTP, decoded.
+async fn query<A: CandidType, R: CandidType + DeserializeOwned>(
+    agent: &Agent,
+    canister: Principal,
+    method: &str,
+    arg: &A,
+) -> R {
+    let reply = agent
+        .query(&canister, method)
+        .with_arg(candid::encode_one(arg).unwrap())
+        .call()
+        .await
+        .unwrap_or_else(|e| panic!("{method}: {e}"));
+    candid::decode_one(&reply).unwrap_or_else(|e| panic!("{method}: {e}"))
+}
+
+/// Stable-memory bytes an event takes: its record as the log stores it,
+/// the log's index entry and its block hash.
+fn stored_bytes<E: serde::Serialize + serde::de::DeserializeOwned + Clone>(
+    events: &[EventRecord<E>],
+) -> usize {
+    events
+        .iter()
+        .map(|e| canister_common::codec::Cbor(e.clone()).to_bytes().len() + 8 + 32)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_canisters_log_verifies_against_the_root_key() {
+    let (server, agent, ids, spec) = market_over_http().await;
+
+    let registry = verified_events::<RegistryEvent>(&agent, ids.registry, VerifyOptions::default())
+        .await
+        .expect("the registry's log verifies");
+    let escrow = verified_events::<EscrowEvent>(&agent, ids.escrow, VerifyOptions::default())
+        .await
+        .expect("the escrow's log verifies");
+    let matcher = verified_events::<MatcherEvent>(&agent, ids.matcher, VerifyOptions::default())
+        .await
+        .expect("the matcher's log verifies");
+
+    // Every event of each log, from block 0 to the tip.
+    for (name, len, tip) in [
+        ("registry", registry.events.len(), registry.tip),
+        ("escrow", escrow.events.len(), escrow.tip),
+        ("matcher", matcher.events.len(), matcher.tip),
+    ] {
+        assert!(len > 0, "{name} has events");
+        assert_eq!(len as u64, tip.len(), "{name}: every event up to the tip");
+    }
+    assert!(
+        registry
+            .events
+            .iter()
+            .any(|e| matches!(e.event, RegistryEvent::ProfileSet { .. })),
+        "{:?}",
+        registry.events
+    );
+    assert!(
+        matcher
+            .events
+            .iter()
+            .any(|e| matches!(e.event, MatcherEvent::OfferChanged { .. })),
+        "{:?}",
+        matcher.events
+    );
+    let all_escrow: Vec<EventRecord<EscrowEvent>> =
+        fetch_events(&agent, ids.escrow, 0, u64::MAX).await.unwrap();
+    assert_eq!(all_escrow, escrow.events);
+
+    // The block types and (no) archives, as ICRC-3 clients ask for them.
+    for (canister, btype) in [
+        (ids.registry, "market.registry"),
+        (ids.escrow, "market.escrow"),
+        (ids.matcher, "market.matcher"),
+    ] {
+        let types: Vec<SupportedBlockType> =
+            query(&agent, canister, "icrc3_supported_block_types", &()).await;
+        assert_eq!(
+            types
+                .iter()
+                .map(|t| t.block_type.as_str())
+                .collect::<Vec<_>>(),
+            [btype]
+        );
+        let archives: Vec<ICRC3ArchiveInfo> = query(
+            &agent,
+            canister,
+            "icrc3_get_archives",
+            &GetArchivesArgs { from: None },
+        )
+        .await;
+        assert!(archives.is_empty());
+    }
+
+    let per_event = |bytes: usize, n: usize| bytes / n.max(1);
+    eprintln!(
+        "stable bytes per event: registry {}, escrow {}, matcher {}",
+        per_event(stored_bytes(&registry.events), registry.events.len()),
+        per_event(stored_bytes(&escrow.events), escrow.events.len()),
+        per_event(stored_bytes(&matcher.events), matcher.events.len()),
+    );
+
+    // New traffic moves the certified tip; a read from the middle verifies
+    // only what follows.
+    let posted: Result<OfferId, MatcherError> = server.node().with_devnet(|dn| {
+        dn.update(ids.matcher, provider(1), "post_offer", &spec)
+            .expect("post_offer")
+    });
+    posted.expect("offer posted");
+    let later = verified_events::<MatcherEvent>(
+        &agent,
+        ids.matcher,
+        VerifyOptions {
+            from: matcher.tip.len(),
+            seen_len: matcher.tip.len(),
+        },
+    )
+    .await
+    .expect("the longer log verifies");
+    assert_eq!(later.tip.last_index, matcher.tip.len());
+    assert_eq!(later.events.len(), 1);
+    assert_eq!(later.events[0].seq, matcher.tip.len());
+    assert!(matches!(
+        later.events[0].event,
+        MatcherEvent::OfferChanged { .. }
+    ));
+
+    server.shutdown().await.unwrap();
+}
+
+/// The first `Blob` inside a value, to change one byte of it.
+fn first_blob(value: &mut ICRC3Value) -> Option<&mut [u8]> {
+    match value {
+        ICRC3Value::Blob(b) => Some(b.as_mut()),
+        ICRC3Value::Array(items) => items.iter_mut().find_map(first_blob),
+        ICRC3Value::Map(map) => map.values_mut().find_map(first_blob),
+        _ => None,
+    }
+}
+
+/// The value of a block's field, to change it.
+fn field<'a>(block: &'a mut BlockWithId, name: &str) -> &'a mut ICRC3Value {
+    match &mut block.block {
+        ICRC3Value::Map(map) => map.get_mut(name).expect("the field"),
+        other => panic!("a block is a map: {other:?}"),
+    }
+}
+
+fn refused<T: std::fmt::Debug>(what: &str, result: Result<T, VerifyError>) -> VerifyError {
+    match result {
+        Ok(v) => panic!("{what} was accepted: {v:?}"),
+        Err(e) => {
+            eprintln!("{what}: {e}");
+            e
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_answers_are_refused() {
+    let (server, agent, ids, spec) = market_over_http().await;
+    let canister = ids.matcher;
+    let certificate = fetch_tip_certificate(&agent, canister).await.unwrap();
+    let tip: VerifiedTip = verify_tip(&agent, canister, &certificate).expect("the true tip");
+    assert!(tip.len() >= 3, "a few matcher events: {tip:?}");
+    let blocks = fetch_blocks(&agent, canister, 0, tip.last_index)
+        .await
+        .unwrap();
+    let verified = verify_chain::<MatcherEvent>(&tip, 0, &blocks).expect("the true chain");
+    let events: Vec<EventRecord<MatcherEvent>> = fetch_events(&agent, canister, 0, tip.last_index)
+        .await
+        .unwrap();
+    match_events(&verified, events.clone()).expect("the true events");
+
+    // One byte of one block changed: in its event, and in its time.
+    let mid = blocks.len() / 2;
+    let mut changed = blocks.clone();
+    let bytes = first_blob(field(&mut changed[mid], "ev")).expect("an event with a blob");
+    bytes[0] ^= 1;
+    let e = refused(
+        "a changed event byte",
+        verify_chain::<MatcherEvent>(&tip, 0, &changed),
+    );
+    assert!(
+        matches!(e, VerifyError::ChainBroken(i) if i == mid as u64),
+        "{e}"
+    );
+    let mut changed = blocks.clone();
+    if let ICRC3Value::Nat(ts) = field(&mut changed[0], "ts") {
+        ts.0 += 1u8;
+    }
+    let e = refused(
+        "a changed time",
+        verify_chain::<MatcherEvent>(&tip, 0, &changed),
+    );
+    assert!(matches!(e, VerifyError::ChainBroken(0)), "{e}");
+
+    // The last block changed: its hash is no longer the certified one.
+    let mut changed = blocks.clone();
+    let last = changed.len() - 1;
+    *field(&mut changed[last], "btype") = ICRC3Value::Text("market.matcher ".into());
+    let e = refused(
+        "a changed tip block",
+        verify_chain::<MatcherEvent>(&tip, 0, &changed),
+    );
+    assert!(
+        matches!(e, VerifyError::ChainBroken(i) if i == last as u64),
+        "{e}"
+    );
+
+    // A block dropped, with and without renumbering the rest.
+    let mut dropped = blocks.clone();
+    dropped.remove(mid);
+    refused(
+        "a dropped block",
+        verify_chain::<MatcherEvent>(&tip, 0, &dropped),
+    );
+    for (i, block) in dropped.iter_mut().enumerate() {
+        block.id = (i as u64).into();
+    }
+    refused(
+        "a dropped block, renumbered from 1",
+        verify_chain::<MatcherEvent>(&tip, 1, &dropped),
+    );
+
+    // Two blocks swapped, ids kept in order.
+    let mut swapped = blocks.clone();
+    let (a, b) = (swapped[mid].block.clone(), swapped[mid + 1].block.clone());
+    swapped[mid].block = b;
+    swapped[mid + 1].block = a;
+    let e = refused(
+        "reordered blocks",
+        verify_chain::<MatcherEvent>(&tip, 0, &swapped),
+    );
+    assert!(matches!(e, VerifyError::ChainBroken(_)), "{e}");
+
+    // The escrow's (valid) certificate offered as the matcher's.
+    let escrow_certificate = fetch_tip_certificate(&agent, ids.escrow).await.unwrap();
+    verify_tip(&agent, ids.escrow, &escrow_certificate).expect("valid as the escrow's");
+    let e = refused(
+        "another canister's certificate",
+        verify_tip(&agent, canister, &escrow_certificate),
+    );
+    assert!(
+        matches!(e, VerifyError::NoCertifiedData(c) if c == canister),
+        "{e}"
+    );
+
+    // The escrow's tip tree under the matcher's certificate.
+    let mut mixed = fetch_tip_certificate(&agent, canister).await.unwrap();
+    mixed.hash_tree = escrow_certificate.hash_tree.clone();
+    let e = refused(
+        "another canister's tip tree",
+        verify_tip(&agent, canister, &mixed),
+    );
+    assert!(matches!(e, VerifyError::TreeNotCertified(_)), "{e}");
+
+    // A certificate checked against another network's root key.
+    let other = Agent::builder().with_url(server.url()).build().unwrap();
+    other.set_root_key(NodeKeys::from_seed([7; 32]).root_key_der().to_vec());
+    assert_ne!(other.read_root_key(), agent.read_root_key());
+    let e = refused(
+        "another root key",
+        verify_tip(&other, canister, &certificate),
+    );
+    assert!(matches!(e, VerifyError::Certificate { .. }), "{e}");
+
+    // One byte of the certificate changed.
+    let mut forged = ICRC3DataCertificate {
+        certificate: certificate.certificate.clone(),
+        hash_tree: certificate.hash_tree.clone(),
+    };
+    let n = forged.certificate.len();
+    forged.certificate[n - 1] ^= 1;
+    refused(
+        "a changed certificate",
+        verify_tip(&agent, canister, &forged),
+    );
+
+    // A stale tip: the certificate read before the log grew, offered to a
+    // reader that has seen the longer log.
+    let stale = certificate;
+    let provider_offer: Result<OfferId, MatcherError> = server.node().with_devnet(|dn| {
+        dn.update(canister, provider(1), "post_offer", &spec)
+            .expect("post_offer")
+    });
+    provider_offer.expect("offer posted");
+    let longer = verified_events::<MatcherEvent>(&agent, canister, VerifyOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(longer.tip.len(), tip.len() + 1);
+    let stale_tip = verify_tip(&agent, canister, &stale).expect("an old but valid certificate");
+    let e = refused("a stale tip", check_not_stale(&stale_tip, longer.tip.len()));
+    assert!(matches!(e, VerifyError::StaleTip { .. }), "{e}");
+
+    // An event served by get_events that is not its block's.
+    let mut wrong = events.clone();
+    wrong[mid].time_ns += 1;
+    let e = refused("a changed event time", match_events(&verified, wrong));
+    assert!(matches!(e, VerifyError::EventMismatch { .. }), "{e}");
+    let mut wrong = events.clone();
+    wrong.swap(mid, mid + 1);
+    refused("reordered events", match_events(&verified, wrong));
+    let mut wrong = events;
+    wrong.pop();
+    refused("a missing event", match_events(&verified, wrong));
+
+    // The matcher's blocks read as another canister's type of blocks.
+    let e = refused(
+        "blocks of another type",
+        verify_chain::<EscrowEvent>(&tip, 0, &blocks),
+    );
+    assert!(matches!(e, VerifyError::BadBlock { .. }), "{e}");
+
+    server.shutdown().await.unwrap();
+}
