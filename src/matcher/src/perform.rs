@@ -167,6 +167,7 @@ pub async fn perform(rt: &impl Runtime, job_id: JobId, effect: Effect) -> Outcom
                 provider,
                 amount,
                 hold: fuel.is_some(),
+                fee: 0,
             };
             match rt.release(escrow, &args).await {
                 Ok(Err(EscrowError::Busy)) => Outcome::Retry("escrow busy".into()),
@@ -407,6 +408,7 @@ pub async fn perform(rt: &impl Runtime, job_id: JobId, effect: Effect) -> Outcom
                 provider: rt.self_id(),
                 amount,
                 hold: false,
+                fee: 0,
             };
             let matcher = args.provider;
             match rt.release(escrow, &args).await {

@@ -242,6 +242,8 @@ fn logged_locks(events: &[EscrowEvent]) -> BTreeMap<String, JobLock> {
                         settled: false,
                         storage_fee: 0,
                         pending: vec![],
+                        fee_paid: 0,
+                        fee_pending: 0,
                     },
                 );
             }
@@ -263,26 +265,39 @@ fn logged_locks(events: &[EscrowEvent]) -> BTreeMap<String, JobLock> {
                 provider,
                 amount,
                 hold,
+                fee,
                 ..
             } => {
                 if let Some(l) = locks.get_mut(job_key) {
                     if *hold {
                         move_pending(l, *provider, *amount, true);
+                        l.fee_pending += fee;
                     } else {
                         l.released += amount;
+                        l.fee_paid += fee;
                     }
-                    l.remaining = l.remaining.saturating_sub(*amount);
+                    l.remaining = l.remaining.saturating_sub(*amount + *fee);
                 }
             }
             EscrowEvent::Forfeited {
                 job_key,
                 provider,
                 amount,
+                fee,
                 ..
             } => {
                 if let Some(l) = locks.get_mut(job_key) {
                     move_pending(l, *provider, *amount, false);
-                    l.remaining += amount;
+                    l.fee_pending = l.fee_pending.saturating_sub(*fee);
+                    l.remaining += amount + fee;
+                }
+            }
+            EscrowEvent::FeePaid {
+                job_key, amount, ..
+            } => {
+                if let Some(l) = locks.get_mut(job_key) {
+                    l.fee_pending = l.fee_pending.saturating_sub(*amount);
+                    l.fee_paid += amount;
                 }
             }
             EscrowEvent::PendingPaid {
@@ -736,7 +751,9 @@ impl MarketFixture {
                     .ok_or_else(|| fail(format!("escrow: lock {job_key} logged, not kept")))?,
             };
             let pending: Tokens = lock.pending.iter().map(|(_, a)| a).sum();
-            if lock.released + pending + lock.refunded > lock.total {
+            if lock.released + pending + lock.fee_paid + lock.fee_pending + lock.refunded
+                > lock.total
+            {
                 return Err(fail(format!(
                     "escrow: lock {job_key} paid, held and refunded more than it held: {lock:?}"
                 )));
@@ -748,11 +765,18 @@ impl MarketFixture {
                     lock.pending
                 )));
             }
+            let logged_fees = logged.get(job_key).map(|l| (l.fee_paid, l.fee_pending));
+            if logged_fees != Some((lock.fee_paid, lock.fee_pending)) {
+                return Err(fail(format!(
+                    "escrow: lock {job_key} paid and holds the market's fee ({}, {}), its events say {logged_fees:?}",
+                    lock.fee_paid, lock.fee_pending
+                )));
+            }
             let job: Option<Job> = self.query(ids.matcher, "get_job", &id)?;
             let Some(job) = job else {
                 // A finished job is deleted after its retention period; its
                 // events stay, and its lock must have been settled in full.
-                let settled = lock.released + lock.refunded == lock.total;
+                let settled = lock.released + lock.fee_paid + lock.refunded == lock.total;
                 if !(log.finished.contains(&id) && settled) {
                     return Err(fail(format!(
                         "escrow: lock {job_key} holds {amount} of {buyer}'s for a job the matcher doesn't have"
@@ -827,6 +851,10 @@ impl MarketFixture {
                 *per_payee.entry((*provider, l.ledger)).or_default() += amount;
                 *per_ledger.entry(l.ledger).or_default() += amount;
             }
+            // The market's fee on pending pay is held in the matcher's
+            // pending balance.
+            *per_payee.entry((self.ids.matcher, l.ledger)).or_default() += l.fee_pending;
+            *per_ledger.entry(l.ledger).or_default() += l.fee_pending;
         }
         for ((provider, ledger), logged_pending) in per_payee {
             let (b,): (Balance,) =
@@ -964,7 +992,7 @@ impl MarketFixture {
                     job.status, lock.settled
                 )));
             }
-            if lock.settled && lock.released + lock.refunded != lock.total {
+            if lock.settled && lock.released + lock.fee_paid + lock.refunded != lock.total {
                 return Err(fail(format!(
                     "job {id}: settled lock {lock:?} doesn't add up"
                 )));
@@ -1038,6 +1066,7 @@ mod tests {
             provider,
             amount,
             hold,
+            fee: 0,
         };
         let mut events = vec![
             EscrowEvent::Locked {
@@ -1060,6 +1089,7 @@ mod tests {
             provider: b,
             ledger,
             amount: 120,
+            fee: 0,
         });
         let lock = &logged_locks(&events)[&key()];
         assert_eq!(lock.pending, vec![(a, 50)]);

@@ -19,6 +19,7 @@ use market_api::escrow::{
 use market_api::{Account, LedgerCallError, PageRequest, Principal, Tokens};
 
 mod fake;
+mod fees;
 mod pending_pay;
 mod property;
 mod scenarios;
@@ -255,6 +256,7 @@ impl Env {
                 provider,
                 amount,
                 hold,
+                fee: 0,
             },
         )
     }

@@ -248,6 +248,8 @@ fn lock(key: &str, total: Tokens) -> JobLock {
         settled: false,
         storage_fee: 0,
         pending: vec![],
+        fee_paid: 0,
+        fee_pending: 0,
     }
 }
 
