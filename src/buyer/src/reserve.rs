@@ -333,6 +333,7 @@ mod tests {
 
     fn sample() -> Reservation {
         Reservation {
+            market_fee: Default::default(),
             id: 7,
             owner: Principal::anonymous(),
             spec: ReservationSpec {

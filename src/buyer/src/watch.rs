@@ -576,6 +576,7 @@ pub(crate) mod tests {
     /// a provider at 600 per billion that reported `fuel`.
     pub(crate) fn job(status: JobStatus, fuel: u64) -> Job {
         Job {
+            market_fee: Default::default(),
             pricing: None,
             id: 4,
             owner: Principal::anonymous(),

@@ -240,6 +240,16 @@ fn register_dao(dao: DaoRegistration) -> Result<(), MatcherError> {
     endpoints::set_dao(&IcRuntime, is_controller, dao, true)
 }
 
+/// Sets the market's fee, in parts per million of the provider's pay
+/// (at most `MAX_MARKET_FEE_PPM`), for jobs and reservations submitted
+/// from now on; recorded as a `MarketFeeSet` event. Controllers only.
+#[ic_cdk::update]
+fn set_market_fee(fee_ppm: u32) -> Result<(), MatcherError> {
+    let caller = caller()?;
+    let is_controller = ic_cdk::api::is_controller(&caller);
+    endpoints::set_market_fee(&IcRuntime, is_controller, caller, fee_ppm)
+}
+
 /// Removes a DAO's registration. Controllers only.
 #[ic_cdk::update]
 fn deregister_dao(dao: DaoRegistration) -> Result<(), MatcherError> {

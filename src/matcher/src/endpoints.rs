@@ -281,6 +281,22 @@ pub fn set_dao(
     mutate_state(|s| audit::set_dao(s, t, dao, registered))
 }
 
+/// A controller sets the market's fee (see [`audit::set_market_fee`]).
+pub fn set_market_fee(
+    rt: &impl Runtime,
+    is_controller: bool,
+    caller: Principal,
+    fee_ppm: u32,
+) -> Result<(), MatcherError> {
+    if !is_controller {
+        return Err(MatcherError::Unauthorized {
+            reason: "only controllers set the market's fee".into(),
+        });
+    }
+    let t = rt.now_ns();
+    mutate_state(|s| audit::set_market_fee(s, t, caller, fee_ppm))
+}
+
 /// The caller disputes the result of one of its jobs: it is audited.
 pub fn dispute_job(
     rt: &impl Runtime,

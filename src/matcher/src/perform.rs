@@ -160,6 +160,7 @@ pub async fn perform(rt: &impl Runtime, job_id: JobId, effect: Effect) -> Outcom
             provider,
             amount,
             fuel,
+            fee,
         } => {
             let args = ReleaseArgs {
                 job_key: lock_key(job_id),
@@ -167,13 +168,21 @@ pub async fn perform(rt: &impl Runtime, job_id: JobId, effect: Effect) -> Outcom
                 provider,
                 amount,
                 hold: fuel.is_some(),
-                fee: 0,
+                fee,
             };
             match rt.release(escrow, &args).await {
                 Ok(Err(EscrowError::Busy)) => Outcome::Retry("escrow busy".into()),
                 Ok(Ok(_)) => {
                     let t = rt.now_ns();
-                    mutate_state(|s| audit::paid(s, t, job_id, provider, seq, amount, fuel));
+                    let paid = audit::Paid {
+                        job_id,
+                        provider,
+                        seq,
+                        amount,
+                        fee,
+                        fuel,
+                    };
+                    mutate_state(|s| audit::paid(s, t, paid));
                     Outcome::Done
                 }
                 Ok(Err(e)) => {
@@ -415,9 +424,15 @@ pub async fn perform(rt: &impl Runtime, job_id: JobId, effect: Effect) -> Outcom
                 Ok(Err(EscrowError::Busy)) => Outcome::Retry("escrow busy".into()),
                 Ok(Ok(_)) => {
                     let t = rt.now_ns();
-                    mutate_state(|s| {
-                        audit::paid(s, t, job_id, matcher, PROBE_FEE_SEQ, amount, None)
-                    });
+                    let paid = audit::Paid {
+                        job_id,
+                        provider: matcher,
+                        seq: PROBE_FEE_SEQ,
+                        amount,
+                        fee: 0,
+                        fuel: None,
+                    };
+                    mutate_state(|s| audit::paid(s, t, paid));
                     Outcome::Done
                 }
                 Ok(Err(e)) => {

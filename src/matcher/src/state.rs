@@ -183,6 +183,7 @@ impl State {
             probe_interval_secs: c.probe_interval_secs(),
             probe_failures: c.probe_failures(),
             probe_fee: c.probe_fee(),
+            market_fee_ppm: c.market_fee_ppm(),
         }
     }
 

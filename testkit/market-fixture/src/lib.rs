@@ -130,6 +130,9 @@ pub struct Settings {
     pub probe_failures: Option<u32>,
     /// What one probe costs a service lease (`None`: the default).
     pub probe_fee: Option<Tokens>,
+    /// The market's fee in parts per million of the provider's pay
+    /// (`None`: the matcher's default, none).
+    pub market_fee_ppm: Option<u32>,
     /// XDR prices and tokens besides ICP (`None`: ICP alone, priced in
     /// e8s, and no rate sources).
     pub pricing: Option<PricingSettings>,
@@ -154,6 +157,7 @@ impl Default for Settings {
             probe_interval_secs: None,
             probe_failures: None,
             probe_fee: None,
+            market_fee_ppm: None,
             pricing: None,
             privacy: false,
             devnet: DevnetConfig::default(),
@@ -328,6 +332,7 @@ impl MarketFixture {
                 probe_interval_secs: settings.probe_interval_secs,
                 probe_failures: settings.probe_failures,
                 probe_fee: settings.probe_fee,
+                market_fee_ppm: settings.market_fee_ppm,
             })
         })?;
         install(&mut dn, ids.matcher, "matcher", matcher_arg)?;

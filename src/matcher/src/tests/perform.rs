@@ -36,7 +36,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 
 pub(crate) const S: u64 = 1_000_000_000;
-const PRICE: Tokens = 100;
+pub(crate) const PRICE: Tokens = 100;
 
 const fn p(n: u8) -> Principal {
     Principal::from_slice(&[n; 10])
@@ -89,6 +89,8 @@ pub(crate) struct Fake {
     probe_answers: RefCell<VecDeque<Result<HttpRequestResult, CallError>>>,
     /// Releases asked for: (lock key, seq, to whom, amount).
     pub(crate) releases: RefCell<Vec<(String, u64, Principal, Tokens)>>,
+    /// The market's fee of each release asked for, in the same order.
+    pub(crate) release_fees: RefCell<Vec<Tokens>>,
     /// Locks made: (lock key, amount).
     pub(crate) locks: RefCell<Vec<(String, Tokens)>>,
     /// Settles answered: (lock key, what was refunded).
@@ -146,6 +148,7 @@ impl Fake {
         fake.now.set(1_000 * S);
         mutate_state(|s| {
             s.set_config(MatcherInit {
+                market_fee_ppm: None,
                 privacy: None,
                 pricing: None,
                 registry: REGISTRY,
@@ -165,7 +168,7 @@ impl Fake {
         fake
     }
 
-    fn fail_next(&self, fault: Fault) {
+    pub(crate) fn fail_next(&self, fault: Fault) {
         self.faults.borrow_mut().push_back(fault);
     }
 
@@ -300,6 +303,7 @@ impl Runtime for Fake {
             args.provider,
             args.amount,
         ));
+        self.release_fees.borrow_mut().push(args.fee);
         self.escrow_answer("release", key, lock(&args.job_key, args.amount))
     }
 
@@ -548,7 +552,7 @@ impl Runtime for Fake {
     }
 }
 
-fn post_offer(rt: &Fake) {
+pub(crate) fn post_offer(rt: &Fake) {
     let t = rt.now_ns();
     mutate_state(|s| {
         let params = s.params();
@@ -1021,6 +1025,7 @@ fn a_service_lease_probes_by_outcall_and_pays_its_probes_to_the_matcher() {
         .unwrap();
     assert!(fee_at < settle_at, "the fee before the refund");
     assert!(events().contains(&MatcherEvent::IntervalPaid {
+        fee: 0,
         job_id: rid,
         provider: rt.self_id(),
         seq: PROBE_FEE_SEQ,
@@ -1030,4 +1035,69 @@ fn a_service_lease_probes_by_outcall_and_pays_its_probes_to_the_matcher() {
     assert_eq!(r.paid, 3 * PRICE + 30, "three intervals and three probes");
     assert!(read_state(|s| s.market.outbox.is_empty()));
     read_state(|s| s.market.check_invariants()).unwrap();
+}
+
+#[test]
+fn controllers_set_the_market_fee_and_a_release_pays_it_once_whatever_the_retries() {
+    let rt = Fake::new();
+    let max = market_api::matcher::MAX_MARKET_FEE_PPM;
+    assert!(matches!(
+        endpoints::set_market_fee(&rt, false, BUYER, 10_000),
+        Err(MatcherError::Unauthorized { .. })
+    ));
+    assert!(matches!(
+        endpoints::set_market_fee(&rt, true, p(1), max + 1),
+        Err(MatcherError::InvalidArgument { .. })
+    ));
+    assert_eq!(read_state(|s| s.config().market_fee_ppm()), 0);
+    endpoints::set_market_fee(&rt, true, p(1), 10_000).unwrap();
+    assert_eq!(read_state(|s| s.config().market_fee_ppm()), 10_000);
+    assert!(events().contains(&MatcherEvent::MarketFeeSet {
+        fee_ppm: 10_000,
+        controller: p(1),
+    }));
+
+    post_offer(&rt);
+    let id = block_on(endpoints::submit_job(&rt, BUYER, spec(PRICE, 0))).unwrap();
+    // 10 billion fuel at up to 100, and 1 % of it.
+    assert_eq!(rt.locks.borrow()[0], ("job/1".into(), 1_000 + 10));
+    rt.settle_outbox(3);
+    heartbeat(&rt, id, 0);
+    rt.advance(60 * S);
+    heartbeat(&rt, id, 5 * market_api::matcher::GFUEL);
+    rt.fail_next(Fault::Unknown);
+    block_on(perform::run_ready_steps(&rt));
+    rt.settle_outbox(3);
+    assert_eq!(
+        rt.calls_of("release"),
+        vec![
+            made("release", "job/1 seq 0"),
+            made("release", "job/1 seq 0")
+        ]
+    );
+    assert_eq!(*rt.release_fees.borrow(), vec![5, 5], "the same terms");
+    let paid: Vec<_> = events()
+        .into_iter()
+        .filter(|e| matches!(e, MatcherEvent::FuelPaid { .. }))
+        .collect();
+    assert_eq!(
+        paid,
+        vec![MatcherEvent::FuelPaid {
+            job_id: id,
+            provider: PROVIDER,
+            seq: 0,
+            fuel: 5 * market_api::matcher::GFUEL,
+            amount: 500,
+            fee: 5,
+        }]
+    );
+    let job = read_state(|s| s.market.job(id).unwrap().to_job());
+    assert_eq!(
+        job.market_fee,
+        market_api::matcher::MarketFee {
+            fee_ppm: 10_000,
+            locked: 10,
+            paid: 5
+        }
+    );
 }

@@ -213,6 +213,7 @@ impl FakeMarket {
         let st = &mut *guard;
         let bytes = match method {
             "get_config" => Encode!(&MatcherInit {
+                market_fee_ppm: None,
                 privacy: None,
                 pricing: None,
                 registry: Principal::anonymous(),
@@ -580,6 +581,7 @@ mod vetkeys {
 /// The matcher's view of a fake job.
 fn api_job(id: JobId, j: &FakeJob) -> ApiJob {
     ApiJob {
+        market_fee: Default::default(),
         pricing: None,
         id,
         owner: Principal::anonymous(),
@@ -634,6 +636,7 @@ const SPIN: &str = r#"(module
 /// any) for 100 intervals of 10 s at up to [`PRICE`].
 pub(super) fn lease(id: ReservationId, service: Option<ServiceSpec>) -> Reservation {
     Reservation {
+        market_fee: Default::default(),
         id,
         owner: Principal::anonymous(),
         spec: ReservationSpec {
