@@ -12,6 +12,9 @@
 //!   paid at settle; each provider's pending balance is the sum of its
 //!   pending pay over the locks, and the escrow's pending-pay gauge the sum
 //!   over all of them;
+//! - the market's fee each lock paid or holds is what the matcher recorded
+//!   with its releases, less what forfeits returned; the fee held on
+//!   pending pay is in the matcher's pending balance;
 //! - each provider's stake account holds exactly its stake, with no ledger
 //!   call pending;
 //! - every escrow lock belongs to a job or reservation the matcher funded,
@@ -58,6 +61,8 @@ pub struct Audit {
     pub released: Tokens,
     /// Pay held pending in the escrow's locks.
     pub pending: Tokens,
+    /// The market's fee the locks paid or hold, over all jobs.
+    pub market_fees: Tokens,
     /// Deadlines the matcher recorded as missed (its `DeadlineMissed`
     /// events, slashes that took nothing included).
     pub slashes: usize,
@@ -108,6 +113,10 @@ struct MatcherLog {
     paid: BTreeMap<JobId, Tokens>,
     /// Fuel paid per job and provider (into its pending balance).
     fuel_paid: BTreeMap<(JobId, Principal), Tokens>,
+    /// The market's fee paid with intervals, per job.
+    interval_fees: BTreeMap<JobId, Tokens>,
+    /// The market's fee held with fuel pay, per job and provider.
+    fuel_fees: BTreeMap<(JobId, Principal), Tokens>,
     /// Providers whose pending pay for a job was forfeited (a provider
     /// never holds a job again once it failed it).
     forfeited: BTreeSet<(JobId, Principal)>,
@@ -136,6 +145,18 @@ impl MatcherLog {
             .map(|(_, a)| *a)
             .sum();
         self.paid.get(&job).copied().unwrap_or(0) + fuel
+    }
+
+    /// The market's fee the matcher recorded for a job and not forfeited.
+    fn recorded_fees(&self, job: JobId) -> Tokens {
+        let fuel: Tokens = self
+            .fuel_fees
+            .range((job, Principal::management_canister())..)
+            .take_while(|((j, _), _)| *j == job)
+            .filter(|(key, _)| !self.forfeited.contains(key))
+            .map(|(_, a)| *a)
+            .sum();
+        self.interval_fees.get(&job).copied().unwrap_or(0) + fuel
     }
 }
 
@@ -487,16 +508,24 @@ impl MarketFixture {
                     log.funded.insert(reservation, locked);
                     log.reservations.insert(reservation);
                 }
-                MatcherEvent::IntervalPaid { job_id, amount, .. } => {
+                MatcherEvent::IntervalPaid {
+                    job_id,
+                    amount,
+                    fee,
+                    ..
+                } => {
                     *log.paid.entry(job_id).or_default() += amount;
+                    *log.interval_fees.entry(job_id).or_default() += fee;
                 }
                 MatcherEvent::FuelPaid {
                     job_id,
                     provider,
                     amount,
+                    fee,
                     ..
                 } => {
                     *log.fuel_paid.entry((job_id, provider)).or_default() += amount;
+                    *log.fuel_fees.entry((job_id, provider)).or_default() += fee;
                 }
                 MatcherEvent::PayForfeited {
                     job_id, provider, ..
@@ -976,6 +1005,15 @@ impl MarketFixture {
                     lock.released, lock.total
                 )));
             }
+            let fees = lock.fee_paid + lock.fee_pending;
+            let recorded_fees = log.recorded_fees(*id);
+            if fees != recorded_fees {
+                return Err(fail(format!(
+                    "job {id}: escrow paid {} and holds {} of the market's fee, matcher recorded {recorded_fees}",
+                    lock.fee_paid, lock.fee_pending
+                )));
+            }
+            audit.market_fees += fees;
             let job: Option<Job> = self.query(ids.matcher, "get_job", id)?;
             let Some(job) = job else {
                 // Deleted after its retention: it must have finished, and
