@@ -117,6 +117,9 @@ pub struct MatcherInit {
     /// matcher's escrow balance; ICP fees are turned into cycles.
     #[serde(default)]
     pub market_fee_ppm: Option<u32>,
+    /// Turning the market's ICP into cycles (`None`: it accumulates).
+    #[serde(default)]
+    pub cycles_top_up: Option<CyclesTopUpConfig>,
     /// The vetKD key private jobs are sealed with (see [`crate::privacy`]);
     /// `None`: the market takes no sealed jobs or services.
     #[serde(default)]
@@ -147,6 +150,26 @@ pub const AUDIT_ALWAYS_PPM: u32 = 1_000_000;
 
 /// [`MatcherInit::min_slash`] when unset: ten ICP ledger fees.
 pub const DEFAULT_MIN_SLASH: Tokens = 100_000;
+
+/// How the matcher turns the market's ICP (its escrow balance on the
+/// stake ledger: market and storage fees) into cycles: once the balance
+/// reaches `threshold`, it withdraws it to its own account, sends it to
+/// the cycles minting canister's account for the next canister in turn
+/// (registry, escrow, matcher) with the memo TPUP and calls
+/// `notify_top_up`. Other tokens' fees accumulate.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct CyclesTopUpConfig {
+    /// The cycles minting canister (`rkp4c-7iaaa-aaaaa-aaaca-cai` on
+    /// mainnet).
+    pub cmc: Principal,
+    /// The balance, in e8s, from which a top-up starts: at least
+    /// [`MIN_TOP_UP_THRESHOLD`] (the CMC wants 0.001 ICP, and the two
+    /// ledger fees of the way come out of it).
+    pub threshold: Tokens,
+}
+
+/// The least [`CyclesTopUpConfig::threshold`]: 0.002 ICP.
+pub const MIN_TOP_UP_THRESHOLD: Tokens = 200_000;
 
 /// The highest market fee a configuration may set: 10 % of the
 /// provider's pay (100 000 parts per million).
@@ -252,6 +275,15 @@ impl MatcherInit {
         }
         if self.market_fee_ppm.is_some_and(|p| p > MAX_MARKET_FEE_PPM) {
             return Err(format!("market_fee_ppm is at most {MAX_MARKET_FEE_PPM}"));
+        }
+        if self
+            .cycles_top_up
+            .as_ref()
+            .is_some_and(|t| t.threshold < MIN_TOP_UP_THRESHOLD)
+        {
+            return Err(format!(
+                "cycles_top_up.threshold is at least {MIN_TOP_UP_THRESHOLD}"
+            ));
         }
         if let Some(p) = &self.pricing {
             p.check(self.stake_ledger)?;
@@ -1654,6 +1686,22 @@ pub enum MatcherEvent {
         reservation: ReservationId,
         delegates: Vec<Principal>,
     },
+    /// `amount` e8s of the market's ICP went to the cycles minting
+    /// canister in `block_index` and became `cycles` of `canister`.
+    CyclesToppedUp {
+        number: u64,
+        canister: Principal,
+        amount: Tokens,
+        block_index: u64,
+        cycles: u128,
+    },
+    /// A top-up stopped for good; what it withdrew stays in the
+    /// matcher's ICP account, where the next top-up uses it.
+    CyclesTopUpFailed {
+        number: u64,
+        canister: Principal,
+        reason: String,
+    },
     /// A controller set the market's fee for jobs and reservations
     /// submitted from now on.
     MarketFeeSet { fee_ppm: u32, controller: Principal },
@@ -1947,6 +1995,7 @@ mod notice_tests {
             probe_failures: None,
             probe_fee: None,
             market_fee_ppm: None,
+            cycles_top_up: None,
         };
         assert_eq!(init.check(), Ok(()));
         assert_eq!(init.market_fee_ppm(), 0);

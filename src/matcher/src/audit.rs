@@ -305,6 +305,44 @@ pub fn paid(s: &mut State, now_ns: u64, paid: Paid) {
     s.events.append(now_ns, event);
 }
 
+/// Top-up `top_up` of a canister's cycles is done: its ICP went to the
+/// cycles minting canister in `block_index` and became `cycles`.
+pub fn cycles_topped_up(
+    s: &mut State,
+    now_ns: u64,
+    top_up: &crate::top_up::TopUp,
+    block_index: u64,
+    cycles: u128,
+) {
+    s.events.append(
+        now_ns,
+        MatcherEvent::CyclesToppedUp {
+            number: top_up.number,
+            canister: top_up.canister,
+            amount: top_up.amount,
+            block_index,
+            cycles,
+        },
+    );
+}
+
+/// Top-up `top_up` stopped for good, for `reason`.
+pub fn cycles_top_up_failed(
+    s: &mut State,
+    now_ns: u64,
+    top_up: &crate::top_up::TopUp,
+    reason: String,
+) {
+    s.events.append(
+        now_ns,
+        MatcherEvent::CyclesTopUpFailed {
+            number: top_up.number,
+            canister: top_up.canister,
+            reason,
+        },
+    );
+}
+
 /// A controller sets the market's fee for what is submitted from now on;
 /// running jobs and reservations keep theirs.
 pub fn set_market_fee(

@@ -361,6 +361,9 @@ pub enum Effect {
     /// for the stake ledger, else its configured source); recorded in a
     /// queue of its own ([`rates_queue`]), never a job's.
     ReadRate { ledger: Principal },
+    /// Run top-up `number` of the canisters' cycles (see
+    /// [`crate::top_up`]); in the top-ups' own queue.
+    TopUp { number: u64 },
 }
 
 /// The outbox queue of the reads of the `i`-th valued ledger's rate: ids
@@ -2059,6 +2062,7 @@ mod tests {
     impl MatcherInitCheck {
         fn with_ppm(ppm: u32) -> market_api::matcher::MatcherInit {
             market_api::matcher::MatcherInit {
+                cycles_top_up: None,
                 market_fee_ppm: None,
                 privacy: None,
                 pricing: None,

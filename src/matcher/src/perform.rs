@@ -446,6 +446,7 @@ pub async fn perform(rt: &impl Runtime, job_id: JobId, effect: Effect) -> Outcom
             read_rate(rt, &config, ledger).await;
             Outcome::Done
         }
+        Effect::TopUp { number } => crate::top_up::perform(rt, number).await,
         Effect::FreeSlot { .. } | Effect::Requeue => Outcome::Done,
     }
 }

@@ -589,7 +589,9 @@ impl Demo {
                 | MatcherEvent::ModuleStored { .. }
                 | MatcherEvent::DelegatesChanged { .. }
                 | MatcherEvent::DaoChanged { .. }
-                | MatcherEvent::MarketFeeSet { .. } => continue,
+                | MatcherEvent::MarketFeeSet { .. }
+                | MatcherEvent::CyclesToppedUp { .. }
+                | MatcherEvent::CyclesTopUpFailed { .. } => continue,
             };
             self.say(line);
         }

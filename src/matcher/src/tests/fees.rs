@@ -2,9 +2,7 @@
 //! rate in force when it was submitted, paid with each release, returned
 //! with forfeited pay, and shown in the views.
 
-use super::market::{
-    P, attempt, buyer, drain_at, funded_lease, lease, market, node, offers, provider, spec,
-};
+use super::market::{P, attempt, buyer, drain_at, funded_lease, lease, market, node, offers, spec};
 use crate::lifecycle::{Effect, Params};
 use crate::market::Market;
 use ic_stable_structures::VectorMemory;

@@ -213,6 +213,7 @@ impl FakeMarket {
         let st = &mut *guard;
         let bytes = match method {
             "get_config" => Encode!(&MatcherInit {
+                cycles_top_up: None,
                 market_fee_ppm: None,
                 privacy: None,
                 pricing: None,
