@@ -155,3 +155,76 @@ fn a_job_pays_the_market_fee_on_its_providers_pay_and_gets_the_rest_back() {
     assert_eq!(lock_of(&net, later).total, 40_000);
     assert_eq!(get_job(&net, later).market_fee.fee_ppm, 0);
 }
+
+/// The registry's cycles: its balance and what it burned so far.
+fn registry_cycles(net: &MarketFixture) -> (u128, u128) {
+    let dn = net.devnet();
+    let registry = net.ids.registry;
+    (
+        dn.cycle_balance(registry).unwrap(),
+        dn.cycles_burned(registry).unwrap().total(),
+    )
+}
+
+/// With a 10 % fee and top-ups from 0.002 ICP, a job's fees reach the
+/// threshold: the matcher sends the market's ICP to the cycles minting
+/// canister for the registry (the first in turn), whose balance goes up
+/// by the ICP at the CMC's rate; the matcher's escrow balance is spent
+/// and every ledger still adds up.
+#[test]
+fn the_fees_collected_top_up_a_canisters_cycles() {
+    let net = MarketFixture::deploy(Settings {
+        market_fee_ppm: Some(100_000),
+        cycles_top_up_threshold: Some(200_000),
+        ..Settings::default()
+    })
+    .expect("deploy");
+    net.onboard_provider(provider(), node(), 50 * ICP).unwrap();
+    net.mint(buyer(), 10 * ICP).unwrap();
+    net.deposit(buyer(), 5 * ICP).unwrap();
+    net.post_offer(provider(), &net.offer_spec(1, 1_000_000))
+        .unwrap();
+    net.settle_outbox();
+
+    // 3 billion fuel at 1,000,000: 3,000,000 of pay and 300,000 of fee.
+    let id = submit(&net, 4, 1_000_000);
+    run_and_settle(&net, id, 3 * GFUEL);
+    let storage_fee = lock_of(&net, id).storage_fee;
+    let market = net.escrow_balance(net.ids.matcher).unwrap();
+    let collected = storage_fee + 300_000;
+    assert_eq!(market.claimable, collected);
+
+    let (before, burned_before) = registry_cycles(&net);
+    // The watchdog (every 60 s) begins the top-up; the outbox runs it.
+    net.wait_secs(61);
+    net.settle_outbox();
+    net.wait_secs(61);
+    net.settle_outbox();
+
+    let events = net.events::<MatcherEvent>(net.ids.matcher).unwrap();
+    let topped: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            MatcherEvent::CyclesToppedUp {
+                canister,
+                amount,
+                cycles,
+                ..
+            } => Some((*canister, *amount, *cycles)),
+            _ => None,
+        })
+        .collect();
+    // What was collected less the withdrawal's and the transfer's fees,
+    // at the CMC stand-in's 5 XDR per ICP: 50,000 cycles an e8.
+    let amount = collected - 2 * 10_000;
+    assert_eq!(topped, vec![(net.ids.registry, amount, amount * 50_000)]);
+    let (after, burned_after) = registry_cycles(&net);
+    assert_eq!(
+        after + (burned_after - burned_before),
+        before + amount * 50_000,
+        "the registry's balance went up by the cycles, less what it burned meanwhile"
+    );
+    let market = net.escrow_balance(net.ids.matcher).unwrap();
+    assert_eq!((market.claimable, market.free), (0, 0));
+    net.audit().unwrap();
+}

@@ -2,13 +2,13 @@
 //!
 //! The market's fees collect in the matcher's escrow balance. ICP fees are
 //! turned into cycles through the cycles minting canister (CMC) when
-//! [`CyclesTopUpConfig`] is set; other tokens' fees accumulate. Once the
-//! matcher's ICP balance in the escrow (claimable and free) reaches the
-//! threshold, the watchdog records a top-up of the balance less two
-//! ledger fees for the next canister in turn (registry, escrow, matcher,
-//! by the top-up's number: simple and fair enough while the three burn
-//! alike) and queues one outbox step that runs it in three stages, each
-//! recorded before the next:
+//! [`market_api::matcher::CyclesTopUpConfig`] is set; other tokens' fees
+//! accumulate. Once the matcher's ICP balance in the escrow (claimable and
+//! free) reaches the threshold, the watchdog records a top-up of the
+//! balance less two ledger fees for the next canister in turn (registry,
+//! escrow, matcher, by the top-up's number: simple, and fair enough while
+//! the three burn alike) and queues one outbox step that runs it in three
+//! stages, each recorded before the next:
 //!
 //! 1. **Funding**: the matcher's own ICP account must hold the amount and
 //!    the transfer's fee. If it does not, the matcher withdraws what is

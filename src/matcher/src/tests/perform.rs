@@ -470,7 +470,7 @@ impl Runtime for Fake {
             }
             _ => {}
         }
-        let (_, amount, _) = self.icp_blocks.borrow()[arg.block_index as usize].clone();
+        let (_, amount, _) = self.icp_blocks.borrow()[arg.block_index as usize];
         let cycles = amount * 50_000;
         let mut done = self.topped_up.borrow_mut();
         if !done.iter().any(|(b, _)| *b == arg.block_index) {
