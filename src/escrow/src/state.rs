@@ -267,6 +267,17 @@ impl LockRecord {
         }
     }
 
+    /// The fee held on `provider`'s pending pay in this lock.
+    pub fn pending_fee_of(&self, provider: Principal) -> Tokens {
+        match self
+            .pending_fees
+            .binary_search_by_key(&provider, |(p, _)| *p)
+        {
+            Ok(i) => self.pending_fees[i].1,
+            Err(_) => 0,
+        }
+    }
+
     /// Takes the fee held on `provider`'s pending pay out of the lock;
     /// returns it (0 if none).
     pub fn take_pending_fee(&mut self, provider: Principal) -> Tokens {
