@@ -140,6 +140,15 @@ fn a_job_pays_the_market_fee_on_its_providers_pay_and_gets_the_rest_back() {
     );
     let free = net.escrow_balance(buyer()).unwrap().free;
     assert_eq!(free, free_before - lock.storage_fee - 15_375);
+    let events = net.events::<MatcherEvent>(net.ids.matcher).unwrap();
+    assert!(
+        events.contains(&MatcherEvent::JobFinished {
+            job_id: id,
+            status: JobStatus::Succeeded,
+            refunded: lock.refunded,
+        }),
+        "the matcher's record of the refund leaves out the fee paid"
+    );
     assert_eq!(net.escrow_balance(provider()).unwrap().claimable, 15_000);
     let market = net.escrow_balance(net.ids.matcher).unwrap();
     assert_eq!(

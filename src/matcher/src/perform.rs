@@ -226,8 +226,13 @@ pub async fn perform(rt: &impl Runtime, job_id: JobId, effect: Effect) -> Outcom
             match rt.settle(escrow, &args).await {
                 Ok(Err(EscrowError::Busy)) => Outcome::Retry("escrow busy".into()),
                 Ok(result) => {
+                    // What the lock neither paid its providers nor the
+                    // market's fee.
                     let refunded = match &result {
-                        Ok(lock) => lock.total.saturating_sub(lock.released),
+                        Ok(lock) => lock
+                            .total
+                            .saturating_sub(lock.released)
+                            .saturating_sub(lock.fee_paid),
                         Err(_) => 0,
                     };
                     let t = rt.now_ns();
