@@ -167,6 +167,31 @@ pub async fn icp_xdr_rate(
     call(cmc, "get_icp_xdr_conversion_rate", &()).await
 }
 
+/// `icrc1_balance_of` of `account` on `ledger`.
+pub async fn icrc1_balance_of(
+    ledger: Principal,
+    account: &icrc_ledger_types::icrc1::account::Account,
+) -> Result<candid::Nat, CallError> {
+    call(ledger, "icrc1_balance_of", &(account,)).await
+}
+
+/// `icrc1_transfer` on `ledger`, from the caller's account.
+pub async fn icrc1_transfer(
+    ledger: Principal,
+    arg: &icrc_ledger_types::icrc1::transfer::TransferArg,
+) -> Result<Result<candid::Nat, icrc_ledger_types::icrc1::transfer::TransferError>, CallError> {
+    call(ledger, "icrc1_transfer", &(arg,)).await
+}
+
+/// The cycles minting canister's `notify_top_up`: the ICP of a transfer
+/// to its account for a canister becomes that canister's cycles.
+pub async fn notify_top_up(
+    cmc: Principal,
+    arg: &crate::prices::cmc::NotifyTopUpArg,
+) -> Result<crate::prices::cmc::NotifyTopUpResult, CallError> {
+    call(cmc, "notify_top_up", &(arg,)).await
+}
+
 /// The exchange rate canister's rate for `request`, paid with
 /// [`crate::prices::xrc::REQUEST_CYCLES`] (what it does not need is
 /// refunded).

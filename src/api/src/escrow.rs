@@ -13,6 +13,13 @@
 //! the provider's pending pay within the lock: `settle` makes it claimable,
 //! `forfeit` (a missed deadline, a lost audit) returns it to the lock, so
 //! it reaches the buyer at settle unless the job pays it out again.
+//!
+//! The market's fee rides on each release (`ReleaseArgs::fee`): it leaves
+//! the lock with the pay and goes to the matcher's balance, the market's
+//! fee account. Beside pay paid at once it is claimable at once; beside
+//! held pay it is held in the lock too (the matcher's pending balance),
+//! goes back to the lock with the pay on `forfeit` and is paid at
+//! `settle`, so a forfeited piece of work costs its buyer no fee.
 
 pub use crate::LedgerOutcome;
 use crate::{Account, OpKey, Principal, Tokens};
@@ -175,6 +182,13 @@ pub struct ReleaseArgs {
     /// pending pay for at most `MAX_PENDING_PAYEES` (32) providers at once.
     #[serde(default)]
     pub hold: bool,
+    /// The market's fee on `amount`, leaving the lock beside it (the
+    /// escrow checks `amount + fee <= remaining`) for the matcher's
+    /// balance: claimable at once, or with `hold` held in the lock with
+    /// the provider's pay (returned with it by `forfeit`, paid at
+    /// `settle`). Part of the idempotency terms.
+    #[serde(default)]
+    pub fee: Tokens,
 }
 
 /// Arguments of `forfeit` (matcher only): a provider loses the pending pay
@@ -243,8 +257,9 @@ pub struct JobLock {
     /// Amount paid to providers' claimable balances so far: releases
     /// without hold, and pending pay once the lock settles.
     pub released: Tokens,
-    /// Amount still locked, neither released nor pending (zero once
-    /// settled). total = released + Σ pending + remaining + refunded.
+    /// Amount still locked, neither released nor pending nor paid as the
+    /// market's fee (zero once settled). total = released + Σ pending +
+    /// fee_paid + fee_pending + remaining + refunded.
     pub remaining: Tokens,
     /// Amount returned to the buyer at settle (zero until settled).
     pub refunded: Tokens,
@@ -255,6 +270,13 @@ pub struct JobLock {
     /// Pay held for providers until the lock settles, per provider, in
     /// the order of their principals; empty once settled.
     pub pending: Vec<(Principal, Tokens)>,
+    /// The market's fee paid from the lock to its fee account so far.
+    #[serde(default)]
+    pub fee_paid: Tokens,
+    /// The market's fee on pending pay, held in the lock until it settles
+    /// (or goes back with the pay on a forfeit); zero once settled.
+    #[serde(default)]
+    pub fee_pending: Tokens,
 }
 
 /// What a ledger call in flight does.
@@ -402,12 +424,28 @@ pub enum EscrowEvent {
         amount: Tokens,
         #[serde(default)]
         hold: bool,
+        /// The market's fee that left the lock with `amount` (held with it
+        /// when `hold`).
+        #[serde(default)]
+        fee: Tokens,
     },
     /// A provider lost the pending pay it held in a lock: `amount` went
-    /// back to the lock's remaining.
+    /// back to the lock's remaining, with the market's fee held on it
+    /// (`fee`).
     Forfeited {
         job_key: OpKey,
         provider: Principal,
+        ledger: Principal,
+        amount: Tokens,
+        #[serde(default)]
+        fee: Tokens,
+    },
+    /// At settle, the market's fee held in the lock on pending pay moved
+    /// to the claimable balance of `collector` (the matcher), before
+    /// `Settled`.
+    FeePaid {
+        job_key: OpKey,
+        collector: Principal,
         ledger: Principal,
         amount: Tokens,
     },

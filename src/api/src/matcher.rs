@@ -106,6 +106,20 @@ pub struct MatcherInit {
     /// ledger's token, priced in its own units.
     #[serde(default)]
     pub pricing: Option<crate::prices::PricingConfig>,
+    /// The market's fee, in parts per million of the provider's pay, on
+    /// top of it in the token the buyer pays with (default 0, at most
+    /// [`MAX_MARKET_FEE_PPM`]; controllers change it with
+    /// `set_market_fee`). A job's lock holds its maximum cost plus
+    /// [`market_fee_ceil`] of it; each release pays the provider its pay
+    /// and the market [`market_fee_floor`] of it, so the fees never
+    /// exceed what was locked for them. A job (or reservation) pays the
+    /// rate in force when it was submitted. The fees collect in the
+    /// matcher's escrow balance; ICP fees are turned into cycles.
+    #[serde(default)]
+    pub market_fee_ppm: Option<u32>,
+    /// Turning the market's ICP into cycles (`None`: it accumulates).
+    #[serde(default)]
+    pub cycles_top_up: Option<CyclesTopUpConfig>,
     /// The vetKD key private jobs are sealed with (see [`crate::privacy`]);
     /// `None`: the market takes no sealed jobs or services.
     #[serde(default)]
@@ -143,6 +157,61 @@ pub const AUDIT_ALWAYS_PPM: u32 = 1_000_000;
 /// [`MatcherInit::min_slash`] when unset: ten ICP ledger fees.
 pub const DEFAULT_MIN_SLASH: Tokens = 100_000;
 
+/// How the matcher turns the market's ICP (its escrow balance on the
+/// stake ledger: market and storage fees) into cycles: once the balance
+/// reaches `threshold`, it withdraws it to its own account, sends it to
+/// the cycles minting canister's account for the next canister in turn
+/// (registry, escrow, matcher) with the memo TPUP and calls
+/// `notify_top_up`. Other tokens' fees accumulate.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct CyclesTopUpConfig {
+    /// The cycles minting canister (`rkp4c-7iaaa-aaaaa-aaaca-cai` on
+    /// mainnet).
+    pub cmc: Principal,
+    /// The balance, in e8s, from which a top-up starts: at least
+    /// [`MIN_TOP_UP_THRESHOLD`] (the CMC wants 0.001 ICP, and the two
+    /// ledger fees of the way come out of it).
+    pub threshold: Tokens,
+}
+
+/// The least [`CyclesTopUpConfig::threshold`]: 0.002 ICP.
+pub const MIN_TOP_UP_THRESHOLD: Tokens = 200_000;
+
+/// The highest market fee a configuration may set: 10 % of the
+/// provider's pay (100 000 parts per million).
+pub const MAX_MARKET_FEE_PPM: u32 = 100_000;
+
+/// The market's fee on `amount` at `fee_ppm` parts per million, rounded
+/// up: what a lock sets aside for the fees on pay of up to `amount`.
+/// `None` on overflow.
+pub fn market_fee_ceil(amount: Tokens, fee_ppm: u32) -> Option<Tokens> {
+    let (whole, rest) = fee_parts(amount, fee_ppm)?;
+    whole.checked_add(rest.div_ceil(1_000_000))
+}
+
+/// `amount` × `fee_ppm` as (the part in whole millions of `amount`, the
+/// rest still to divide by a million), computed without overflow for any
+/// rate up to a million parts per million.
+fn fee_parts(amount: Tokens, fee_ppm: u32) -> Option<(Tokens, Tokens)> {
+    let ppm = Tokens::from(fee_ppm);
+    let whole = (amount / 1_000_000).checked_mul(ppm)?;
+    Some((whole, (amount % 1_000_000) * ppm))
+}
+
+/// The market's fee on one release of `amount`, rounded down, so the fees
+/// of any releases never exceed [`market_fee_ceil`] of their sum. `None`
+/// on overflow.
+pub fn market_fee_floor(amount: Tokens, fee_ppm: u32) -> Option<Tokens> {
+    let (whole, rest) = fee_parts(amount, fee_ppm)?;
+    whole.checked_add(rest / 1_000_000)
+}
+
+/// What a lock for pay of up to `cost` holds: `cost` plus
+/// [`market_fee_ceil`] of it. `None` on overflow.
+pub fn with_market_fee(cost: Tokens, fee_ppm: u32) -> Option<Tokens> {
+    cost.checked_add(market_fee_ceil(cost, fee_ppm)?)
+}
+
 impl MatcherInit {
     /// A matcher working with `registry`, `escrow` and the stakes of
     /// `stake_ledger`, allowing `grace_secs` past an interval: a bond and a
@@ -169,6 +238,8 @@ impl MatcherInit {
             pricing: None,
             privacy: None,
             governance: None,
+            market_fee_ppm: None,
+            cycles_top_up: None,
         }
     }
 
@@ -206,6 +277,11 @@ impl MatcherInit {
         self.probe_fee.unwrap_or(DEFAULT_PROBE_FEE)
     }
 
+    /// The market's fee in parts per million of the provider's pay.
+    pub fn market_fee_ppm(&self) -> u32 {
+        self.market_fee_ppm.unwrap_or(0)
+    }
+
     /// Checks the configuration: an audit probability is at most one, a
     /// bond at least the job's value (so a caught lie always costs more
     /// than the job paid), and probes neither too frequent nor too
@@ -232,6 +308,18 @@ impl MatcherInit {
         }
         if self.bond_multiple == 0 {
             return Err("bond_multiple must be at least 1".into());
+        }
+        if self.market_fee_ppm.is_some_and(|p| p > MAX_MARKET_FEE_PPM) {
+            return Err(format!("market_fee_ppm is at most {MAX_MARKET_FEE_PPM}"));
+        }
+        if self
+            .cycles_top_up
+            .as_ref()
+            .is_some_and(|t| t.threshold < MIN_TOP_UP_THRESHOLD)
+        {
+            return Err(format!(
+                "cycles_top_up.threshold is at least {MIN_TOP_UP_THRESHOLD}"
+            ));
         }
         if let Some(p) = &self.pricing {
             p.check(self.stake_ledger)?;
@@ -619,6 +707,24 @@ pub struct Job {
     /// rate its current (or last) price converted at.
     #[serde(default)]
     pub pricing: Option<JobPricing>,
+    /// The market's fee, shown in every quote: the rate the job pays, the
+    /// fee locked beside its cost and the fee paid so far (pending or
+    /// claimable). For a job in a reservation, the reservation's.
+    #[serde(default)]
+    pub market_fee: MarketFee,
+}
+
+/// The market's fee of a job or reservation.
+#[derive(CandidType, Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MarketFee {
+    /// Parts per million of the provider's pay, fixed when it was
+    /// submitted.
+    pub fee_ppm: u32,
+    /// Locked beside the cost for the fee (part of the escrow lock).
+    pub locked: Tokens,
+    /// Paid to the market so far (held with pending pay, or claimable);
+    /// what a forfeit returns is not counted.
+    pub paid: Tokens,
 }
 
 /// How a job priced in XDR is paid in its token.
@@ -1195,11 +1301,15 @@ pub struct Reservation {
     pub status: ReservationStatus,
     /// Its slots.
     pub slots: Vec<ReservedSlotView>,
-    /// Total locked for it, extensions included.
+    /// Total locked for it, extensions and the market's fee included.
     pub locked: Tokens,
     /// Paid to providers so far, and once a service lease has settled,
     /// the fee of its probes.
     pub paid: Tokens,
+    /// The market's fee: its rate, the part of `locked` held for it and
+    /// what was paid of it.
+    #[serde(default)]
+    pub market_fee: MarketFee,
     /// Jobs waiting for a free slot.
     pub queued_jobs: u64,
     /// When it was made.
@@ -1527,6 +1637,9 @@ pub enum MatcherEvent {
         provider: Principal,
         seq: u64,
         amount: Tokens,
+        /// The market's fee paid with `amount`.
+        #[serde(default)]
+        fee: Tokens,
     },
     /// A heartbeat or result reported fuel; its pay went to the provider's
     /// pending balance.
@@ -1537,6 +1650,9 @@ pub enum MatcherEvent {
         /// Fuel reported in all by this attempt.
         fuel: u64,
         amount: Tokens,
+        /// The market's fee held with `amount`.
+        #[serde(default)]
+        fee: Tokens,
     },
     /// A provider reported a job's result; its challenge window opened.
     ResultReported {
@@ -1606,6 +1722,25 @@ pub enum MatcherEvent {
         reservation: ReservationId,
         delegates: Vec<Principal>,
     },
+    /// `amount` e8s of the market's ICP went to the cycles minting
+    /// canister in `block_index` and became `cycles` of `canister`.
+    CyclesToppedUp {
+        number: u64,
+        canister: Principal,
+        amount: Tokens,
+        block_index: u64,
+        cycles: u128,
+    },
+    /// A top-up stopped for good; what it withdrew stays in the
+    /// matcher's ICP account, where the next top-up uses it.
+    CyclesTopUpFailed {
+        number: u64,
+        canister: Principal,
+        reason: String,
+    },
+    /// A controller set the market's fee for jobs and reservations
+    /// submitted from now on.
+    MarketFeeSet { fee_ppm: u32, controller: Principal },
     /// A DAO's governance canister was registered or removed.
     DaoChanged {
         governance: Principal,
@@ -1887,6 +2022,7 @@ mod notice_tests {
             1,
         );
         assert_eq!(init.check(), Ok(()));
+        assert_eq!(init.market_fee_ppm(), 0);
         assert_eq!(init.probe_interval_secs(), DEFAULT_PROBE_INTERVAL_SECS);
         assert_eq!(init.probe_failures(), DEFAULT_PROBE_FAILURES);
         assert_eq!(init.probe_fee(), DEFAULT_PROBE_FEE);
@@ -1907,6 +2043,10 @@ mod notice_tests {
                 probe_failures: Some(MAX_PROBE_FAILURES + 1),
                 ..init.clone()
             },
+            MatcherInit {
+                market_fee_ppm: Some(MAX_MARKET_FEE_PPM + 1),
+                ..init.clone()
+            },
         ] {
             assert!(bad.check().is_err(), "{bad:?}");
         }
@@ -1920,6 +2060,35 @@ mod notice_tests {
             dearest.div_ceil(2 * 10_000) <= DEFAULT_PROBE_FEE,
             "{dearest}"
         );
+    }
+
+    #[test]
+    fn a_lock_covers_the_fees_of_any_releases_of_its_cost() {
+        assert_eq!(market_fee_ceil(1_000, 25_000), Some(25));
+        assert_eq!(market_fee_ceil(1_001, 25_000), Some(26));
+        assert_eq!(market_fee_floor(1_001, 25_000), Some(25));
+        assert_eq!(with_market_fee(1_001, 25_000), Some(1_027));
+        assert_eq!(with_market_fee(1_001, 0), Some(1_001));
+        assert_eq!(
+            market_fee_ceil(Tokens::MAX, MAX_MARKET_FEE_PPM),
+            Some(Tokens::MAX / 10 + 1)
+        );
+        assert_eq!(
+            market_fee_floor(Tokens::MAX, MAX_MARKET_FEE_PPM),
+            Some(Tokens::MAX / 10)
+        );
+        assert_eq!(with_market_fee(Tokens::MAX, 1), None);
+        // Releases of one token each: every fee rounds down to nothing,
+        // while the lock's fee rounds up.
+        let pieces = [1, 39, 40, 999_999, 1];
+        let cost: Tokens = pieces.iter().sum();
+        for ppm in [1, 7, 25_000, MAX_MARKET_FEE_PPM] {
+            let fees: Tokens = pieces
+                .iter()
+                .map(|a| market_fee_floor(*a, ppm).unwrap())
+                .sum();
+            assert!(fees <= market_fee_ceil(cost, ppm).unwrap(), "{ppm}");
+        }
     }
 
     #[test]

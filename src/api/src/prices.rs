@@ -474,6 +474,58 @@ pub mod cmc {
         #[serde(with = "serde_bytes")]
         pub certificate: Vec<u8>,
     }
+
+    /// The memo of a top-up transfer: "TPUP", as the 8 little-endian
+    /// bytes of the ICP ledger's `u64` memo in an ICRC-1 transfer.
+    pub const MEMO_TOP_UP: u64 = 0x5055_5054;
+
+    /// The subaccount of the CMC's account that tops up `canister`: the
+    /// principal's length, then its bytes, zero-padded (the IC's
+    /// `principal_to_subaccount`).
+    pub fn top_up_subaccount(canister: candid::Principal) -> [u8; 32] {
+        let bytes = canister.as_slice();
+        let mut sub = [0u8; 32];
+        sub[0] = bytes.len() as u8;
+        sub[1..1 + bytes.len()].copy_from_slice(bytes);
+        sub
+    }
+
+    /// Argument of `notify_top_up`.
+    #[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+    pub struct NotifyTopUpArg {
+        /// The ICP ledger block of the transfer to the CMC.
+        pub block_index: u64,
+        /// The canister topped up.
+        pub canister_id: candid::Principal,
+    }
+
+    /// Why `notify_top_up` failed.
+    #[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+    pub enum NotifyError {
+        /// The transfer was refunded.
+        Refunded {
+            reason: String,
+            block_index: Option<u64>,
+        },
+        /// Another notification of the block is under way: ask again.
+        Processing,
+        /// The block is too old to be notified.
+        TransactionTooOld(u64),
+        /// The block is no top-up of the canister.
+        InvalidTransaction(String),
+        /// Anything else.
+        Other {
+            error_code: u64,
+            error_message: String,
+        },
+    }
+
+    /// Answer of `notify_top_up`: the cycles deposited, or why not.
+    #[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+    pub enum NotifyTopUpResult {
+        Ok(candid::Nat),
+        Err(NotifyError),
+    }
 }
 
 /// The exchange rate canister's interface, as the matcher uses it.

@@ -523,11 +523,12 @@ fn sns(settings: &Settings, command: &SnsCommand) -> anyhow::Result<ExitCode> {
                     "an XDR price's ICP lock is stated at the matcher's current rate (get_rates)",
                 )?;
                 let now_secs = s.client.time_ns().await? / 1_000_000_000;
-                let min_audit_ppm = s.client.matcher_config().await?.min_audit_ppm();
+                let config = s.client.matcher_config().await?;
                 Some(cli::sns::Rates {
                     rates,
                     now_secs,
-                    min_audit_ppm,
+                    min_audit_ppm: config.min_audit_ppm(),
+                    market_fee_ppm: config.market_fee_ppm(),
                 })
             } else {
                 None

@@ -599,6 +599,7 @@ pub(crate) mod tests {
             locked: 0,
             paid: 0,
             refunded: 0,
+            fee: 0,
             exact: true,
         };
         let summary = crate::summary(&j, &settlement);

@@ -5,9 +5,9 @@
 use candid::Principal;
 use market_api::escrow::EscrowError;
 use market_api::matcher::{
-    CancelReservationArgs, ExtendReservationArgs, MatcherError, ModuleSource, Reservation,
-    ReservationId, ReservationSpec, ReservationStatus, ReservedJobArgs, SetDelegatesArgs,
-    reservation_cost, service_probe_cost,
+    CancelReservationArgs, ExtendReservationArgs, MarketFee, MatcherError, ModuleSource,
+    Reservation, ReservationId, ReservationSpec, ReservationStatus, ReservedJobArgs,
+    SetDelegatesArgs, market_fee_ceil, reservation_cost, service_probe_cost,
 };
 use market_api::prices::Currency;
 use market_api::{JobId, Tokens};
@@ -16,6 +16,7 @@ use super::funds::check_funds_for;
 use super::pricing::lock_now;
 use super::privacy::job_spec;
 use super::request::format_ppm;
+use super::run::market_fee_text;
 use super::sns::check_principal;
 use super::{BuyerError, Console, JobRequest, ensure_module, sha256_of, with_retries};
 use market_client::client::prices::{Price, Quote};
@@ -40,27 +41,34 @@ fn plural(n: impl Into<u64>) -> &'static str {
 /// What reserving `spec` locks: slots × intervals × max price (for an XDR
 /// price, its value in the ledger's token at the matcher's rate now, plus
 /// its buffer) and, for a service lease, what the matcher's health probes
-/// of its replicas can cost at the matcher's probe interval and fee; an
-/// error says what to deposit when the free escrow balance does not cover
-/// it. Returns the lock and the rates it was computed at. Makes no call
-/// that changes state.
+/// of its replicas can cost at the matcher's probe interval and fee, and
+/// the market's fee on both; an error says what to deposit when the free
+/// escrow balance does not cover it. Returns the lock, the rates it was
+/// computed at and the market's fee (its rate and the part of the lock
+/// held for it). Makes no call that changes state.
 pub async fn check_lease_funds<T: Transport>(
     client: &MarketClient<T>,
     spec: &ReservationSpec,
-) -> Result<(Tokens, Quote), BuyerError> {
+) -> Result<(Tokens, Quote, MarketFee), BuyerError> {
     let overflow = || BuyerError::Request("--max-price × --slots × --intervals overflows".into());
     let cost = reservation_cost(spec).ok_or_else(overflow)?;
     let (slots, quote) = lock_now(client, spec.currency, cost).await?;
+    let config = with_retries(|| client.matcher_config()).await?;
     let probes = if spec.service.is_some() {
-        let config = with_retries(|| client.matcher_config()).await?;
         service_probe_cost(spec, config.probe_interval_secs(), config.probe_fee())
             .ok_or_else(overflow)?
     } else {
         0
     };
-    let needed = slots.checked_add(probes).ok_or_else(overflow)?;
+    let pay = slots.checked_add(probes).ok_or_else(overflow)?;
+    let fee = MarketFee {
+        fee_ppm: config.market_fee_ppm(),
+        locked: market_fee_ceil(pay, config.market_fee_ppm()).ok_or_else(overflow)?,
+        paid: 0,
+    };
+    let needed = pay.checked_add(fee.locked).ok_or_else(overflow)?;
     check_funds_for(client, "the reservation", needed).await?;
-    Ok((needed, quote))
+    Ok((needed, quote, fee))
 }
 
 /// Checks that the free escrow balance covers slots × intervals × max
@@ -72,7 +80,7 @@ pub async fn reserve<T: Transport>(
     spec: ReservationSpec,
     console: &mut Console,
 ) -> Result<ReservationId, BuyerError> {
-    let (needed, quote) = check_lease_funds(client, &spec).await?;
+    let (needed, quote, fee) = check_lease_funds(client, &spec).await?;
     // Not retried: a repeated call would be a second reservation.
     let id = match client.reserve(spec.clone()).await {
         Err(e) if escrow_short(&e) => {
@@ -83,7 +91,7 @@ pub async fn reserve<T: Transport>(
         other => other?,
     };
     console.line(format!(
-        "reserved {} slot{} × {} interval{} of {} s at most {} each: up to {} locked{}",
+        "reserved {} slot{} × {} interval{} of {} s at most {} each: up to {} locked{}{}",
         spec.slots,
         plural(spec.slots),
         spec.intervals,
@@ -91,6 +99,7 @@ pub async fn reserve<T: Transport>(
         spec.interval_secs,
         quote.format(&max_price(&spec)),
         format_tokens(needed),
+        market_fee_text(fee.fee_ppm, fee.locked),
         if spec.currency == Some(Currency::Xdr) {
             format!(
                 " (the XDR price at the rate now, plus {} as a buffer; each slot's price \
@@ -196,8 +205,11 @@ pub async fn extend<T: Transport>(
         .checked_mul(Tokens::from(live))
         .and_then(|a| a.checked_mul(Tokens::from(intervals)))
         .ok_or_else(|| BuyerError::Request("--intervals: the cost overflows".into()))?;
-    // An XDR reservation's extension locks at the rate now.
-    let (needed, _) = lock_now(client, r.spec.currency, cost).await?;
+    // An XDR reservation's extension locks at the rate now, and the
+    // market's fee on it at the reservation's rate.
+    let (pay, _) = lock_now(client, r.spec.currency, cost).await?;
+    let needed = market_api::matcher::with_market_fee(pay, r.market_fee.fee_ppm)
+        .ok_or_else(|| BuyerError::Request("--intervals: the cost overflows".into()))?;
     check_funds_for(client, "the extension", needed).await?;
     let args = ExtendReservationArgs {
         reservation: id,
@@ -260,8 +272,8 @@ pub fn describe(r: &Reservation, quote: &Quote) -> String {
     let s = &r.spec;
     let mut out = format!(
         "reservation {}  {:?}\n  owner      {}\n  terms      {} slot{} × {} interval{} of {} s, at \
-         most {} per slot and interval; {} MiB, {} fuel per interval\n  locked     {}\n  \
-         paid       {}\n  queued     {} job{}",
+         most {} per slot and interval; {} MiB, {} fuel per interval\n  locked     {}{}\n  \
+         paid       {}{}\n  queued     {} job{}",
         r.id,
         r.status,
         r.owner,
@@ -274,7 +286,19 @@ pub fn describe(r: &Reservation, quote: &Quote) -> String {
         s.memory_mib,
         s.fuel_per_interval,
         format_tokens(r.locked),
+        match r.market_fee.fee_ppm {
+            0 => String::new(),
+            ppm => format!(
+                ", {} of it for the market's fee of {} of the pay",
+                format_tokens(r.market_fee.locked),
+                format_ppm(ppm)
+            ),
+        },
         format_tokens(r.paid),
+        match r.market_fee.fee_ppm {
+            0 => String::new(),
+            _ => format!(", and {} market fee", format_tokens(r.market_fee.paid)),
+        },
         r.queued_jobs,
         plural(r.queued_jobs),
     );
@@ -333,6 +357,7 @@ mod tests {
 
     fn sample() -> Reservation {
         Reservation {
+            market_fee: Default::default(),
             id: 7,
             owner: Principal::anonymous(),
             spec: ReservationSpec {
@@ -397,6 +422,31 @@ mod tests {
         }
         let row = list_row(&sample(), &offline);
         assert!(row.starts_with("7        Active"), "{row}");
+    }
+
+    #[test]
+    fn the_description_shows_the_market_fee_locked_and_paid() {
+        let offline = Quote::offline(crate::paying_unit());
+        let mut r = sample();
+        r.locked = 615_000;
+        r.market_fee = MarketFee {
+            fee_ppm: 25_000,
+            locked: 15_000,
+            paid: 1_250,
+        };
+        let text = describe(&r, &offline);
+        for expected in [
+            "locked     0.00615 ICP, 0.00015 ICP of it for the market's fee of 2.5% of the pay",
+            "paid       0.0005 ICP, and 0.0000125 ICP market fee",
+        ] {
+            assert!(text.contains(expected), "{expected:?} in\n{text}");
+        }
+        assert!(!describe(&sample(), &offline).contains("market"));
+        assert_eq!(
+            market_fee_text(25_000, 15_000),
+            ", and the market's fee of 2.5% of the provider's pay, up to 0.00015 ICP"
+        );
+        assert_eq!(market_fee_text(0, 0), "");
     }
 
     #[test]

@@ -4,9 +4,9 @@
 use std::future::Future;
 use std::time::Duration;
 
-use market_api::JobId;
 use market_api::escrow::{EscrowError, storage_fee};
-use market_api::matcher::{Job, MatcherError, ModuleSource, ReservationId};
+use market_api::matcher::{Job, MatcherError, ModuleSource, ReservationId, market_fee_ceil};
+use market_api::{JobId, Tokens};
 
 use super::funds::{AUDITED_JOB, JOB, check_funds_for, require_free};
 use super::pricing::lock_now;
@@ -74,13 +74,15 @@ pub async fn submit<T: Transport>(
     request.validate()?;
     let overflow = || BuyerError::Request("--max-price-per-gfuel × --fuel overflows".into());
     let max_cost = request.max_cost().ok_or_else(overflow)?;
-    let min_audit_ppm = with_retries(|| client.matcher_config())
-        .await?
-        .min_audit_ppm();
-    let audit_ppm = audit_ppm_of(request.audit_ppm, min_audit_ppm);
+    let config = with_retries(|| client.matcher_config()).await?;
+    let audit_ppm = audit_ppm_of(request.audit_ppm, config.min_audit_ppm());
+    let fee_ppm = config.market_fee_ppm();
     let cost = job_lock(max_cost, audit_ppm).ok_or_else(overflow)?;
-    // An XDR price locks its value in the ledger's token at the rate now.
-    let (lock, quote) = lock_now(client, request.currency, cost).await?;
+    // An XDR price locks its value in the ledger's token at the rate now;
+    // the market's fee on it comes on top.
+    let (pay, quote) = lock_now(client, request.currency, cost).await?;
+    let fee = market_fee_ceil(pay, fee_ppm).ok_or_else(overflow)?;
+    let lock = pay.checked_add(fee).ok_or_else(overflow)?;
     // Sealed before the funds are checked: the sealed spec is what is
     // stored (and paid for), and a market without a privacy key refuses
     // before anything is spent.
@@ -107,7 +109,7 @@ pub async fn submit<T: Transport>(
         other => other?,
     };
     console.line(format!(
-        "submitted job {id}: up to {} locked ({}{} fuel at most {} per billion{}{}), {} storage \
+        "submitted job {id}: up to {} locked ({}{} fuel at most {} per billion{}{}{}), {} storage \
          fee paid",
         format_tokens(lock),
         if audit_ppm > 0 { "twice " } else { "" },
@@ -118,6 +120,7 @@ pub async fn submit<T: Transport>(
         )),
         audit_text(audit_ppm),
         deadline_text(request.deadline_secs),
+        market_fee_text(fee_ppm, fee),
         format_tokens(storage),
     ));
     if let Some(text) = sealing_text(&request.sealing) {
@@ -171,6 +174,19 @@ pub(super) fn audit_text(audit_ppm: u32) -> String {
         p => format!(
             ": for the run and for an audit's re-run, the result audited with probability {}",
             format_ppm(p)
+        ),
+    }
+}
+
+/// How the market's fee on a cost reads in what a lock holds: nothing
+/// when the market takes none.
+pub fn market_fee_text(fee_ppm: u32, fee: Tokens) -> String {
+    match fee_ppm {
+        0 => String::new(),
+        ppm => format!(
+            ", and the market's fee of {} of the provider's pay, up to {}",
+            format_ppm(ppm),
+            format_tokens(fee)
         ),
     }
 }

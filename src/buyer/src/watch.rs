@@ -298,7 +298,7 @@ pub async fn watch<T: Transport>(
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settlement {
     /// Locked at submission: the fuel budget at the highest price, twice
-    /// if the result may be audited.
+    /// if the result may be audited, and the market's fee on it.
     pub locked: Tokens,
     /// Paid to providers: the bill (fuel used at the agreed price) once the
     /// result is in, pending while its challenge window is open; with an
@@ -307,6 +307,8 @@ pub struct Settlement {
     /// Returned (or, while the window is open, to be returned) to the
     /// buyer's free balance.
     pub refunded: Tokens,
+    /// The market's fee paid with `paid` (see `Job::market_fee`).
+    pub fee: Tokens,
     /// Whether the numbers are exact: from the matcher's `JobFinished`
     /// event, or from the result's fuel while the window is open;
     /// otherwise the job's record of what it paid.
@@ -317,10 +319,17 @@ impl Settlement {
     /// `paid` of `locked` paid, the rest refunded; [`Settlement::exact`]
     /// as `exact` says.
     fn paying(locked: Tokens, paid: Tokens, exact: bool) -> Settlement {
+        Settlement::paying_fee(locked, paid, 0, exact)
+    }
+
+    /// `paid` of `locked` paid to providers and `fee` to the market, the
+    /// rest refunded.
+    fn paying_fee(locked: Tokens, paid: Tokens, fee: Tokens, exact: bool) -> Settlement {
         Settlement {
             locked,
             paid,
-            refunded: locked - paid,
+            refunded: locked.saturating_sub(paid).saturating_sub(fee),
+            fee,
             exact,
         }
     }
@@ -411,24 +420,29 @@ pub async fn settlement<T: Transport>(client: &MarketClient<T>, job: &Job) -> Se
     let audited = may_be_audited(client, job).await;
     let known = audited.is_some();
     // A one-off job that may be audited locks its budget twice; an XDR
-    // job's lock is that at its lock's rate, with its buffer.
-    let locked = job_locked(job, audited == Some(true)).unwrap_or(Tokens::MAX);
+    // job's lock is that at its lock's rate, with its buffer; the
+    // market's fee on it comes on top.
+    let locked = job_locked(job, audited == Some(true))
+        .and_then(|l| l.checked_add(job.market_fee.locked))
+        .unwrap_or(Tokens::MAX);
+    let fee = job.market_fee.paid;
     if job.status == JobStatus::Reported {
         // After a verdict the lock paid auditors too (and took back a
         // losing provider's pay): the job's record says what it paid.
         let verdict = job.audit.as_ref().is_some_and(|a| a.verdict.is_some());
         let paid = if verdict { Some(job.paid) } else { bill(job) };
         let paid = paid.unwrap_or(job.paid).min(locked);
-        return Settlement::paying(locked, paid, known);
+        return Settlement::paying_fee(locked, paid, fee, known);
     }
     match refund_event(client, job.id).await {
         Some(refunded) => Settlement {
             locked,
-            paid: locked.saturating_sub(refunded),
+            paid: locked.saturating_sub(refunded).saturating_sub(fee),
             refunded,
+            fee,
             exact: known,
         },
-        None => Settlement::paying(locked, job.paid.min(locked), false),
+        None => Settlement::paying_fee(locked, job.paid.min(locked), fee, false),
     }
 }
 
@@ -535,8 +549,16 @@ pub fn summary(job: &Job, settlement: &Settlement) -> String {
         } else {
             ("cost", "returned to your escrow balance")
         };
+        let fee = match (settlement.fee, job.market_fee.fee_ppm) {
+            (0, 0) => String::new(),
+            (fee, ppm) => format!(
+                " and {} market fee ({} of the pay)",
+                format_tokens(fee),
+                crate::request::format_ppm(ppm)
+            ),
+        };
         s.push_str(&format!(
-            "\n  {bill}      {}{} for {fuel} fuel{price}; {} of the {} locked {returned}",
+            "\n  {bill}      {}{} for {fuel} fuel{price}{fee}; {} of the {} locked {returned}",
             if settlement.exact { "" } else { "about " },
             format_tokens(settlement.paid),
             format_tokens(settlement.refunded),
@@ -576,6 +598,7 @@ pub(crate) mod tests {
     /// a provider at 600 per billion that reported `fuel`.
     pub(crate) fn job(status: JobStatus, fuel: u64) -> Job {
         Job {
+            market_fee: Default::default(),
             pricing: None,
             id: 4,
             owner: Principal::anonymous(),
@@ -932,5 +955,32 @@ pub(crate) mod tests {
             s.contains("audit     pending: the result is withheld until the verdict (disputed)"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn a_summary_shows_the_market_fee_beside_the_cost() {
+        let mut done = job(JobStatus::Succeeded, 2_000_000_000);
+        done.result = Some(result(0, b"ok"));
+        done.market_fee = market_api::matcher::MarketFee {
+            fee_ppm: 25_000,
+            locked: 125,
+            paid: 30,
+        };
+        // 2 billion fuel at 600: 1,200 paid, 30 of fee, the rest of
+        // 5,125 returned.
+        let settled = Settlement::paying_fee(5_125, 1_200, 30, true);
+        assert_eq!(settled.refunded, 3_895);
+        let s = summary(&done, &settled);
+        assert!(
+            s.contains(
+                "cost      0.000012 ICP for 2000000000 fuel at 0.000006 ICP per billion fuel \
+                 and 0.0000003 ICP market fee (2.5% of the pay); 0.00003895 ICP of the \
+                 0.00005125 ICP locked returned"
+            ),
+            "{s}"
+        );
+        done.market_fee = Default::default();
+        let no_fee = summary(&done, &Settlement::paying(5_000, 1_200, true));
+        assert!(!no_fee.contains("market fee"), "{no_fee}");
     }
 }

@@ -258,9 +258,11 @@ pub fn extend_lock(
 
 /// Moves `args.amount` from a lock's remaining to the provider's
 /// claimable balance or, with `args.hold`, to its pending pay within the
-/// lock, once per (job key, seq). A held release to a provider with no
-/// pending pay in a lock that already holds some for
-/// [`MAX_PENDING_PAYEES`] providers is refused.
+/// lock, once per (job key, seq); `args.fee` leaves the lock with it for
+/// the market's fee account (the caller's balance: claimable, or held on
+/// the pending pay). A held release to a provider with no pending pay in
+/// a lock that already holds some for [`MAX_PENDING_PAYEES`] providers is
+/// refused.
 pub fn release(
     state: &mut State,
     caller: Principal,
@@ -277,14 +279,24 @@ pub fn release(
     }
     let mut lock = existing_lock(state, &args.job_key)?;
     if let Some(done) = state.release_record(&args.job_key, args.seq) {
-        let same_terms =
-            done.provider == args.provider && done.amount == args.amount && done.hold == args.hold;
+        let same_terms = done.provider == args.provider
+            && done.amount == args.amount
+            && done.hold == args.hold
+            && done.fee == args.fee;
         return repeated(&lock, &args.job_key, same_terms);
     }
     require_unsettled(&lock, &args.job_key)?;
     let remaining = lock.remaining();
-    if args.amount > remaining {
+    let Some(outgoing) = args.amount.checked_add(args.fee) else {
         return Err(EscrowError::OverRelease { remaining });
+    };
+    if outgoing > remaining {
+        return Err(EscrowError::OverRelease { remaining });
+    }
+    if args.fee > 0 && lock.fee_collector.is_some_and(|c| c != caller) {
+        return Err(EscrowError::Unauthorized {
+            reason: "the lock's fees go to the matcher that released the first one".into(),
+        });
     }
     if args.hold && !lock.can_hold_for(args.provider) {
         return Err(EscrowError::LimitReached {
@@ -292,17 +304,25 @@ pub fn release(
             limit: MAX_PENDING_PAYEES as u64,
         });
     }
-    state.update_balance(lock.buyer, lock.ledger, |b| b.unlock(args.amount));
+    state.update_balance(lock.buyer, lock.ledger, |b| b.unlock(outgoing));
+    if args.fee > 0 {
+        // The caller is the matcher: the market's fees are its balance.
+        lock.fee_collector = Some(caller);
+    }
     if args.hold {
         lock.hold(args.provider, args.amount);
+        lock.hold_fee(args.provider, args.fee);
         state.update_balance(args.provider, lock.ledger, |b| {
             b.credit_pending(args.amount)
         });
+        state.update_balance(caller, lock.ledger, |b| b.credit_pending(args.fee));
     } else {
         lock.released += args.amount;
+        lock.fees += args.fee;
         state.update_balance(args.provider, lock.ledger, |b| {
             b.credit_claimable(args.amount)
         });
+        state.update_balance(caller, lock.ledger, |b| b.credit_claimable(args.fee));
     }
     state.put_release(
         &args.job_key,
@@ -311,6 +331,7 @@ pub fn release(
             provider: args.provider,
             amount: args.amount,
             hold: args.hold,
+            fee: args.fee,
         },
     );
     Ok(store(
@@ -324,13 +345,14 @@ pub fn release(
             provider: args.provider,
             amount: args.amount,
             hold: args.hold,
+            fee: args.fee,
         },
     ))
 }
 
 /// Takes all of `args.provider`'s pending pay in a lock back into the
-/// lock's remaining (so the buyer gets it at settle unless the job pays it
-/// to another provider). A provider with none (a repeat, say) moves
+/// lock's remaining, with the market's fee held on it (so the buyer gets
+/// both at settle unless the job pays the work to another provider). A provider with none (a repeat, say) moves
 /// nothing and gets the lock unchanged; a settled lock is refused, its
 /// pending pay being claimable already.
 pub fn forfeit(
@@ -346,12 +368,26 @@ pub fn forfeit(
     if amount == 0 {
         return Ok(lock.view(&args.job_key));
     }
+    let fee = lock.take_pending_fee(args.provider);
     lock.forfeited = lock
         .forfeited
         .checked_add(amount)
         .unwrap_or_else(|| panic!("BUG: a lock's forfeits exceed its releases"));
+    lock.forfeited_fees = lock
+        .forfeited_fees
+        .checked_add(fee)
+        .unwrap_or_else(|| panic!("BUG: a lock's forfeited fees exceed its releases'"));
     state.update_balance(args.provider, lock.ledger, |b| b.take_pending(amount));
-    state.update_balance(lock.buyer, lock.ledger, |b| b.credit_locked(amount));
+    if fee > 0 {
+        let collector = lock
+            .fee_collector
+            .unwrap_or_else(|| panic!("BUG: a lock holds fees for no collector"));
+        state.update_balance(collector, lock.ledger, |b| b.take_pending(fee));
+    }
+    let back = amount
+        .checked_add(fee)
+        .unwrap_or_else(|| panic!("BUG: a lock's pending pay and fee overflow"));
+    state.update_balance(lock.buyer, lock.ledger, |b| b.credit_locked(back));
     Ok(store(
         state,
         &args.job_key,
@@ -362,12 +398,14 @@ pub fn forfeit(
             provider: args.provider,
             ledger: lock.ledger,
             amount,
+            fee,
         },
     ))
 }
 
 /// Pays every provider's pending pay in a lock to its claimable balance
-/// (a `PendingPaid` event each), returns what remains to the buyer's free
+/// (a `PendingPaid` event each) and the fees held on it to the market's
+/// fee account (one `FeePaid`), returns what remains to the buyer's free
 /// balance and closes the lock; settling a settled lock answers it
 /// unchanged. At most [`MAX_PENDING_PAYEES`] providers are paid.
 pub fn settle(
@@ -397,6 +435,30 @@ pub fn settle(
                 provider,
                 ledger: lock.ledger,
                 amount,
+            },
+        );
+    }
+    let held_fees = lock.pending_fee_total();
+    lock.pending_fees.clear();
+    if held_fees > 0 {
+        let collector = lock
+            .fee_collector
+            .unwrap_or_else(|| panic!("BUG: a lock holds fees for no collector"));
+        lock.fees = lock
+            .fees
+            .checked_add(held_fees)
+            .unwrap_or_else(|| panic!("BUG: a lock paid out more than its total"));
+        state.update_balance(collector, lock.ledger, |b| {
+            b.take_pending(held_fees);
+            b.credit_claimable(held_fees);
+        });
+        state.events.append(
+            now,
+            EscrowEvent::FeePaid {
+                job_key: args.job_key.clone(),
+                collector,
+                ledger: lock.ledger,
+                amount: held_fees,
             },
         );
     }

@@ -176,6 +176,25 @@ pub struct LockRecord {
     /// + Σ `pending` + `forfeited` is Σ of the lock's release records.
     #[serde(default)]
     pub forfeited: Tokens,
+    /// The market's fee paid from the lock to `fee_collector`'s claimable
+    /// balance.
+    #[serde(default)]
+    pub fees: Tokens,
+    /// The market's fee held on each provider's pending pay (each
+    /// positive, sorted by principal, a provider only if it has pending
+    /// pay), counted in `fee_collector`'s pending balance; empty once
+    /// settled.
+    #[serde(default)]
+    pub pending_fees: Vec<(Principal, Tokens)>,
+    /// Σ of the fees forfeited back to the lock with their pay, so that
+    /// `fees` + Σ `pending_fees` + `forfeited_fees` is Σ of the fees of
+    /// the lock's release records.
+    #[serde(default)]
+    pub forfeited_fees: Tokens,
+    /// Whose balance the lock's fees go to: the matcher that released the
+    /// first one.
+    #[serde(default)]
+    pub fee_collector: Option<Principal>,
 }
 
 impl LockRecord {
@@ -193,21 +212,28 @@ impl LockRecord {
             storage_fee,
             pending: Vec::new(),
             forfeited: 0,
+            fees: 0,
+            pending_fees: Vec::new(),
+            forfeited_fees: 0,
+            fee_collector: None,
         }
     }
 
-    /// What is still locked: total − released − Σ pending − refunded.
+    /// What is still locked: total − released − Σ pending − fees − Σ
+    /// pending fees − refunded.
     pub fn remaining(&self) -> Tokens {
         self.checked_remaining()
             .unwrap_or_else(|| panic!("BUG: lock paid out more than its total: {self:?}"))
     }
 
-    /// total − released − Σ pending − refunded, `None` if it would be
-    /// negative.
+    /// total − released − Σ pending − fees − Σ pending fees − refunded,
+    /// `None` if it would be negative.
     fn checked_remaining(&self) -> Option<Tokens> {
         self.total
             .checked_sub(self.released)
             .and_then(|r| r.checked_sub(self.checked_pending()?))
+            .and_then(|r| r.checked_sub(self.fees))
+            .and_then(|r| r.checked_sub(self.checked_pending_fees()?))
             .and_then(|r| r.checked_sub(self.refunded))
     }
 
@@ -216,6 +242,56 @@ impl LockRecord {
         self.pending
             .iter()
             .try_fold(0 as Tokens, |s, (_, a)| s.checked_add(*a))
+    }
+
+    /// Σ of the fees held on pending pay, `None` on overflow.
+    fn checked_pending_fees(&self) -> Option<Tokens> {
+        self.pending_fees
+            .iter()
+            .try_fold(0 as Tokens, |s, (_, a)| s.checked_add(*a))
+    }
+
+    /// Σ of the fees held on pending pay.
+    pub fn pending_fee_total(&self) -> Tokens {
+        self.checked_pending_fees()
+            .unwrap_or_else(|| panic!("BUG: a lock's pending fees overflow: {self:?}"))
+    }
+
+    /// Adds `fee` to the fee held on `provider`'s pending pay.
+    pub fn hold_fee(&mut self, provider: Principal, fee: Tokens) {
+        if fee == 0 {
+            return;
+        }
+        match self
+            .pending_fees
+            .binary_search_by_key(&provider, |(p, _)| *p)
+        {
+            Ok(i) => credit(&mut self.pending_fees[i].1, fee, "lock's pending fee"),
+            Err(i) => self.pending_fees.insert(i, (provider, fee)),
+        }
+    }
+
+    /// The fee held on `provider`'s pending pay in this lock.
+    pub fn pending_fee_of(&self, provider: Principal) -> Tokens {
+        match self
+            .pending_fees
+            .binary_search_by_key(&provider, |(p, _)| *p)
+        {
+            Ok(i) => self.pending_fees[i].1,
+            Err(_) => 0,
+        }
+    }
+
+    /// Takes the fee held on `provider`'s pending pay out of the lock;
+    /// returns it (0 if none).
+    pub fn take_pending_fee(&mut self, provider: Principal) -> Tokens {
+        match self
+            .pending_fees
+            .binary_search_by_key(&provider, |(p, _)| *p)
+        {
+            Ok(i) => self.pending_fees.remove(i).1,
+            Err(_) => 0,
+        }
     }
 
     /// `provider`'s pending pay in this lock.
@@ -285,6 +361,8 @@ impl LockRecord {
             settled: self.settled,
             storage_fee: self.storage_fee,
             pending: self.pending.clone(),
+            fee_paid: self.fees,
+            fee_pending: self.pending_fee_total(),
         }
     }
 }
@@ -300,6 +378,10 @@ pub struct ReleaseRecord {
     /// before held releases existed, which all paid at once).
     #[serde(default)]
     pub hold: bool,
+    /// The market's fee that left the lock with the pay (absent from
+    /// records written before the fee existed, which paid none).
+    #[serde(default)]
+    pub fee: Tokens,
 }
 
 type Key = (Principal, Principal);
@@ -391,6 +473,11 @@ impl AuditCursor {
             .is_some_and(|r| tally.apply(&mut self.remaining, (l.buyer, l.ledger), r));
         for (provider, amount) in &l.pending {
             ok &= tally.apply(&mut self.held, (*provider, l.ledger), *amount);
+        }
+        if let Some(collector) = l.fee_collector {
+            for (_, fee) in &l.pending_fees {
+                ok &= tally.apply(&mut self.held, (collector, l.ledger), *fee);
+            }
         }
         self.out_of_range |= !ok;
     }
@@ -775,9 +862,11 @@ impl State {
 ///   pending), and the kept pending pay Σ pending;
 /// - per (buyer, ledger), `locked` equals Σ remaining of its unsettled locks;
 /// - per (provider, ledger), `pending` equals Σ of its pending pay over
-///   the locks;
+///   the locks, plus for the market's fee collector Σ of the fees held
+///   on pending pay in the locks it collects for;
 /// - settled locks have nothing remaining and nothing pending; per lock,
-///   released + Σ pending + forfeited equals Σ of its release records, and
+///   released + Σ pending + forfeited equals Σ of its release records'
+///   amounts, fees + Σ pending fees + forfeited fees Σ of their fees, and
 ///   its pending pay names at most [`MAX_PENDING_PAYEES`] providers, each
 ///   once, in order, with a positive amount;
 /// - per lock, Σ of its extensions is below its total (the first lock
@@ -835,15 +924,43 @@ impl State {
     fn check_lock(&self, job_key: &str, l: &LockRecord, broken: &mut Vec<String>) -> usize {
         let blob = job_key_blob(job_key);
         let mut rel: Option<Tokens> = Some(0);
+        let mut rel_fees: Option<Tokens> = Some(0);
         let mut read = 0;
         for r in self.releases.range((blob, 0)..=(blob, u64::MAX)) {
-            rel = rel.and_then(|s| s.checked_add(r.into_pair().1.0.amount));
+            let r = r.into_pair().1.0;
+            rel = rel.and_then(|s| s.checked_add(r.amount));
+            rel_fees = rel_fees.and_then(|s| s.checked_add(r.fee));
             read += 1;
         }
         let Some(pending) = l.checked_pending() else {
             broken.push(format!("lock {job_key}: pending pay overflows"));
             return read;
         };
+        let Some(pending_fees) = l.checked_pending_fees() else {
+            broken.push(format!("lock {job_key}: pending fees overflow"));
+            return read;
+        };
+        let fees_accounted = l
+            .fees
+            .checked_add(pending_fees)
+            .and_then(|s| s.checked_add(l.forfeited_fees));
+        if rel_fees.is_none() || rel_fees != fees_accounted {
+            broken.push(format!(
+                "lock {job_key}: fees {}, pending fees {pending_fees} and forfeited fees {} but releases' fees sum to {rel_fees:?}",
+                l.fees, l.forfeited_fees
+            ));
+        }
+        if l.pending_fees
+            .iter()
+            .any(|(p, a)| *a == 0 || l.pending_of(*p) == 0)
+            || l.pending_fees.windows(2).any(|w| w[0].0 >= w[1].0)
+            || (!l.pending_fees.is_empty() && l.fee_collector.is_none())
+        {
+            broken.push(format!(
+                "lock {job_key}: pending fees {:?} are not positive amounts on pending pay, in order, with a collector",
+                l.pending_fees
+            ));
+        }
         let accounted = l
             .released
             .checked_add(pending)
@@ -863,11 +980,13 @@ impl State {
                 l.pending
             ));
         }
-        if l.settled && !l.pending.is_empty() {
+        if l.settled && (!l.pending.is_empty() || !l.pending_fees.is_empty()) {
             broken.push(format!("settled lock {job_key} still holds pending pay"));
         }
         if l.released
             .checked_add(pending)
+            .and_then(|s| s.checked_add(pending_fees))
+            .and_then(|s| s.checked_add(l.fees))
             .and_then(|s| s.checked_add(l.refunded))
             .is_none_or(|s| s > l.total)
         {
@@ -1056,7 +1175,8 @@ mod tests {
             ReleaseRecord {
                 provider,
                 amount: 5,
-                hold: false
+                hold: false,
+                fee: 0,
             }
         );
         let l: LedgerRecord = decoded(LedgerRecordV0 {
@@ -1126,6 +1246,7 @@ mod tests {
                     provider,
                     amount: 1,
                     hold: true,
+                    fee: 0,
                 },
             );
         }

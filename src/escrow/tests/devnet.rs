@@ -197,6 +197,7 @@ impl Net {
             provider: PROVIDER,
             amount,
             hold,
+            fee: 0,
         };
         self.call(MATCHER, "release", &args)
     }
@@ -642,6 +643,7 @@ fn unauthorized_callers_of_every_update_method() {
         provider: PROVIDER,
         amount: 1,
         hold: false,
+        fee: 0,
     };
     let settle = SettleArgs {
         job_key: "j".into(),

@@ -257,18 +257,34 @@ pub fn job_assigned(s: &mut State, now_ns: u64, job_id: JobId, provider: Princip
     }
 }
 
-/// The escrow paid release `seq` of a job to its provider: for `fuel`
-/// reported in all by the attempt (into the provider's pending balance),
-/// or for an interval (`None`).
-pub fn paid(
-    s: &mut State,
-    now_ns: u64,
-    job_id: JobId,
-    provider: Principal,
-    seq: u64,
-    amount: Tokens,
-    fuel: Option<u64>,
-) {
+/// A release the escrow made from a job's lock.
+pub struct Paid {
+    /// The job whose lock paid.
+    pub job_id: JobId,
+    /// Who was paid.
+    pub provider: Principal,
+    /// The release's number.
+    pub seq: u64,
+    /// The provider's pay.
+    pub amount: Tokens,
+    /// The market's fee that left the lock with it.
+    pub fee: Tokens,
+    /// Fuel reported in all by the attempt (pay held pending), or `None`
+    /// for an interval (claimable at once).
+    pub fuel: Option<u64>,
+}
+
+/// The escrow made release `seq` of a job: its pay to the provider and
+/// the market's fee on it.
+pub fn paid(s: &mut State, now_ns: u64, paid: Paid) {
+    let Paid {
+        job_id,
+        provider,
+        seq,
+        amount,
+        fee,
+        fuel,
+    } = paid;
     let event = match fuel {
         Some(fuel) => MatcherEvent::FuelPaid {
             job_id,
@@ -276,15 +292,77 @@ pub fn paid(
             seq,
             fuel,
             amount,
+            fee,
         },
         None => MatcherEvent::IntervalPaid {
             job_id,
             provider,
             seq,
             amount,
+            fee,
         },
     };
     s.events.append(now_ns, event);
+}
+
+/// Top-up `top_up` of a canister's cycles is done: its ICP went to the
+/// cycles minting canister in `block_index` and became `cycles`.
+pub fn cycles_topped_up(
+    s: &mut State,
+    now_ns: u64,
+    top_up: &crate::top_up::TopUp,
+    block_index: u64,
+    cycles: u128,
+) {
+    s.events.append(
+        now_ns,
+        MatcherEvent::CyclesToppedUp {
+            number: top_up.number,
+            canister: top_up.canister,
+            amount: top_up.amount,
+            block_index,
+            cycles,
+        },
+    );
+}
+
+/// Top-up `top_up` stopped for good, for `reason`.
+pub fn cycles_top_up_failed(
+    s: &mut State,
+    now_ns: u64,
+    top_up: &crate::top_up::TopUp,
+    reason: String,
+) {
+    s.events.append(
+        now_ns,
+        MatcherEvent::CyclesTopUpFailed {
+            number: top_up.number,
+            canister: top_up.canister,
+            reason,
+        },
+    );
+}
+
+/// A controller sets the market's fee for what is submitted from now on;
+/// running jobs and reservations keep theirs.
+pub fn set_market_fee(
+    s: &mut State,
+    now_ns: u64,
+    controller: Principal,
+    fee_ppm: u32,
+) -> Result<(), MatcherError> {
+    crate::endpoints::check_market_fee(fee_ppm)?;
+    let mut config = s.config();
+    config.market_fee_ppm = Some(fee_ppm);
+    s.set_config(config);
+    s.events.append(
+        now_ns,
+        MatcherEvent::MarketFeeSet {
+            fee_ppm,
+            controller,
+        },
+    );
+    Ok(())
 }
 
 /// The escrow took a failed attempt's pending pay back into the job's lock.

@@ -253,6 +253,23 @@ fn validate_register_dao(dao: DaoRegistration) -> Result<String, String> {
     admin::validation("register_dao", &dao, check)
 }
 
+/// Sets the market's fee, in parts per million of the provider's pay
+/// (at most `MAX_MARKET_FEE_PPM`), for jobs and reservations submitted
+/// from now on; recorded as a `MarketFeeSet` event. Controllers or the market's SNS
+/// governance only.
+#[ic_cdk::update]
+fn set_market_fee(fee_ppm: u32) -> Result<(), MatcherError> {
+    let caller = caller()?;
+    endpoints::set_market_fee(&IcRuntime, may_administer(&caller), caller, fee_ppm)
+}
+
+/// Validator of `set_market_fee` for a proposal of the market's SNS.
+#[ic_cdk::query]
+fn validate_set_market_fee(fee_ppm: u32) -> Result<String, String> {
+    let check = endpoints::check_market_fee(fee_ppm);
+    admin::validation("set_market_fee", &fee_ppm, check)
+}
+
 /// Removes a DAO's registration. Controllers or the market's SNS
 /// governance only.
 #[ic_cdk::update]

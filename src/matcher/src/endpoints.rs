@@ -281,6 +281,37 @@ pub fn set_dao(
     mutate_state(|s| audit::set_dao(s, t, dao, registered))
 }
 
+/// A controller sets the market's fee (see [`audit::set_market_fee`]).
+pub fn set_market_fee(
+    rt: &impl Runtime,
+    is_controller: bool,
+    caller: Principal,
+    fee_ppm: u32,
+) -> Result<(), MatcherError> {
+    if !is_controller {
+        return Err(MatcherError::Unauthorized {
+            reason: "only controllers or the SNS governance set the market's fee".into(),
+        });
+    }
+    let t = rt.now_ns();
+    mutate_state(|s| audit::set_market_fee(s, t, caller, fee_ppm))
+}
+
+/// Whether `fee_ppm` may be the market's fee: at most
+/// [`market_api::matcher::MAX_MARKET_FEE_PPM`].
+pub fn check_market_fee(fee_ppm: u32) -> Result<(), MatcherError> {
+    if fee_ppm > market_api::matcher::MAX_MARKET_FEE_PPM {
+        return Err(MatcherError::InvalidArgument {
+            field: "fee_ppm".into(),
+            reason: format!(
+                "at most {} parts per million",
+                market_api::matcher::MAX_MARKET_FEE_PPM
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// The caller disputes the result of one of its jobs: it is audited.
 pub fn dispute_job(
     rt: &impl Runtime,

@@ -149,6 +149,17 @@ fn xdr_text(ctx: &DaoContext, budget_cycles: u128, lock: Tokens, terms: &XdrTerm
     )
 }
 
+/// The market's fee, as voters read it: nothing when there is none.
+fn fee_text(ctx: &DaoContext, fee_ppm: u32, fee: Tokens) -> String {
+    if fee_ppm == 0 {
+        return String::new();
+    }
+    format!(
+        " The lock includes the market's fee of {fee_ppm} ppm on the provider's pay, at most {}.",
+        ctx.t(fee)
+    )
+}
+
 fn ratio(r: &market_api::prices::Ratio) -> String {
     if r.den == 1 {
         r.num.to_string()
@@ -186,7 +197,11 @@ fn reserve_text_at(
         Some(_) => format_xdr(amount),
         None => ctx.t(amount),
     };
-    let funded = format!("{}{xdr}", funded.trim_end());
+    let funded = format!(
+        "{}{xdr}{}",
+        funded.trim_end(),
+        fee_text(ctx, p.market_fee_ppm, terms.fee_locked)
+    );
     let Some(service) = &spec.service else {
         return Ok(capacity_text(
             ctx,
@@ -300,10 +315,12 @@ fn job_text<M: Memory>(
         }
         ModuleSource::Url { url, sha256 } => format!("module {} from {url}", hex(sha256)),
     };
-    let lock = match xdr {
+    let pay = match xdr {
         Some(x) => x.lock,
         None => spec.max_cost().unwrap_or(Tokens::MAX),
     };
+    let fee = market_api::matcher::market_fee_ceil(pay, p.market_fee_ppm).unwrap_or(Tokens::MAX);
+    let lock = pay.saturating_add(fee);
     let storage = storage_fee(ctx.fee.unwrap_or(0), spec.stored_bytes()).unwrap_or(Tokens::MAX);
     let cost = lock.saturating_add(storage);
     let funded = ctx.funded(cost)?;
@@ -326,6 +343,11 @@ fn job_text<M: Memory>(
         }
         None => funded,
     };
+    let funded = format!(
+        "{}{}",
+        funded.trim_end(),
+        fee_text(ctx, p.market_fee_ppm, fee)
+    );
     let deadline = spec
         .deadline_secs
         .map(|d| format!("within {} per attempt", duration(d)))
@@ -375,14 +397,16 @@ pub fn validate<M: Memory>(
         SnsAction::Extend(args) => {
             let ext = market.prepare_extension(me, args).map_err(|e| reason(&e))?;
             let funded = ctx.funded(ext.amount)?;
+            let fee_ppm = market.job(args.reservation).map_or(0, |r| r.state.fee_ppm);
             Ok(format!(
                 "Extend reservation {} by {} intervals for each of its {} live slot(s). Maximum \
-                 added cost: {}. {}",
+                 added cost: {}. {}{}",
                 args.reservation,
                 args.intervals,
                 ext.live_slots,
                 ctx.t(ext.amount),
-                funded
+                funded.trim_end(),
+                fee_text(ctx, fee_ppm, ext.fee)
             ))
         }
         SnsAction::SetDelegates(args) => {
@@ -416,7 +440,10 @@ pub fn validate<M: Memory>(
                 r.slots.len(),
                 ctx.t(r.paid),
                 ctx.t(r.locked),
-                ctx.t(r.locked.saturating_sub(r.paid)),
+                ctx.t(r
+                    .locked
+                    .saturating_sub(r.paid)
+                    .saturating_sub(r.market_fee.paid)),
                 ctx.name,
                 r.queued_jobs
             ))

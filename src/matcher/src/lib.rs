@@ -21,6 +21,7 @@ pub mod perform;
 pub mod rates;
 pub mod runtime;
 pub mod state;
+pub mod top_up;
 
 mod canister;
 pub mod ingress;

@@ -71,6 +71,9 @@ pub struct Params {
     pub probe_failures: u32,
     /// What one probe costs a service lease made now.
     pub probe_fee: Tokens,
+    /// The market's fee for jobs and reservations submitted now, in parts
+    /// per million of the provider's pay.
+    pub market_fee_ppm: u32,
 }
 
 /// The terms of a one-off job billed by fuel.
@@ -159,6 +162,10 @@ pub struct Assignment {
     /// Paid into the provider's pending balance by this attempt.
     #[serde(default)]
     pub pending_pay: Tokens,
+    /// The market's fee held with `pending_pay` (returned with it by a
+    /// forfeit).
+    #[serde(default)]
+    pub pending_fee: Tokens,
     /// Whether the offer's slot was already given back (a reported job
     /// keeps its assignment, and its bond, through the challenge window).
     #[serde(default)]
@@ -226,6 +233,15 @@ pub struct JobState {
     /// each assignment made while both valuations are known.
     #[serde(default)]
     pub stake_rate: Option<Ratio>,
+    /// The market's fee the job pays, in parts per million of the
+    /// provider's pay: the rate in force when it was submitted (for a
+    /// reserved slot, its reservation's), never changed afterwards.
+    #[serde(default)]
+    pub fee_ppm: u32,
+    /// The market's fee released with the pay so far (a forfeit takes
+    /// back the fee on the pay it returns).
+    #[serde(default)]
+    pub fee_paid: Tokens,
 }
 
 /// How a job priced in XDR is paid in its token.
@@ -279,6 +295,10 @@ pub enum Effect {
         amount: Tokens,
         #[serde(default)]
         fuel: Option<u64>,
+        /// The market's fee leaving the lock with `amount` (absent from
+        /// steps written before the fee existed: none).
+        #[serde(default)]
+        fee: Tokens,
     },
     /// Take a provider's pending pay back into the job's lock (escrow
     /// `forfeit`): its attempt delivered no result, or a wrong one.
@@ -341,6 +361,9 @@ pub enum Effect {
     /// for the stake ledger, else its configured source); recorded in a
     /// queue of its own ([`rates_queue`]), never a job's.
     ReadRate { ledger: Principal },
+    /// Run top-up `number` of the canisters' cycles (see
+    /// [`crate::top_up`]); in the top-ups' own queue.
+    TopUp { number: u64 },
 }
 
 /// The outbox queue of the reads of the `i`-th valued ledger's rate: ids
@@ -561,6 +584,7 @@ impl JobState {
         state.retries_used = 0;
         state.intervals_paid = 0;
         state.released = 0;
+        state.fee_paid = 0;
         state.release_seq = 0;
         state.assignment = None;
         state.failed_providers = providers;
@@ -616,6 +640,8 @@ impl JobState {
             audit: None,
             xdr: None,
             stake_rate: None,
+            fee_ppm: 0,
+            fee_paid: 0,
         }
     }
 
@@ -688,6 +714,7 @@ impl JobState {
             counting_from_ns: None,
             result_due_ns: None,
             pending_pay: 0,
+            pending_fee: 0,
             slot_freed: false,
             heartbeats: 0,
         });
@@ -831,19 +858,35 @@ impl JobState {
             return None;
         }
         let provider = a.provider;
-        Some(self.release(provider, amount, Some(fuel)))
+        let release = self.release(provider, amount, Some(fuel));
+        if let (Effect::Release { fee, .. }, Some(a)) = (&release, self.assignment.as_mut()) {
+            a.pending_fee = a.pending_fee.saturating_add(*fee);
+        }
+        Some(release)
     }
 
-    /// The next release of the job: numbered, and counted as released.
+    /// The market's fee on one release of `amount` at the job's rate
+    /// (rounded down, so the fees never exceed what the lock holds for
+    /// them).
+    pub fn fee_on(&self, amount: Tokens) -> Tokens {
+        // No overflow for a rate within the configuration's bound.
+        market_api::matcher::market_fee_floor(amount, self.fee_ppm).unwrap_or(0)
+    }
+
+    /// The next release of the job: numbered, and counted as released
+    /// with the market's fee on it.
     fn release(&mut self, provider: Principal, amount: Tokens, fuel: Option<u64>) -> Effect {
         let seq = self.release_seq;
         self.release_seq += 1;
         self.released = self.released.saturating_add(amount);
+        let fee = self.fee_on(amount);
+        self.fee_paid = self.fee_paid.saturating_add(fee);
         Effect::Release {
             seq,
             provider,
             amount,
             fuel,
+            fee,
         }
     }
 
@@ -854,6 +897,7 @@ impl JobState {
             return None;
         }
         self.released = self.released.saturating_sub(a.pending_pay);
+        self.fee_paid = self.fee_paid.saturating_sub(a.pending_fee);
         Some(Effect::Forfeit {
             provider: a.provider,
             attempt: a.attempt,
@@ -1295,6 +1339,7 @@ impl JobState {
         effects.extend(self.forfeit(&a));
         if let Some(held) = self.assignment.as_mut() {
             held.pending_pay = 0;
+            held.pending_fee = 0;
         }
         if self.is_audit_run() {
             self.failed_providers.push(a.provider);
@@ -1421,6 +1466,7 @@ mod tests {
     /// fuel-billed job, `None` for an interval.
     fn paid(seq: u64, n: u8, amount: Tokens, fuel: Option<u64>) -> Effect {
         Effect::Release {
+            fee: 0,
             seq,
             provider: provider(n),
             amount,
@@ -2022,14 +2068,19 @@ mod tests {
         /// once each, a forfeit takes back exactly the attempt's pending
         /// pay, a deadline is slashed at most once, an open job holds no
         /// assignment, a reported one keeps its provider's, and a finished
-        /// job was settled exactly once.
+        /// job was settled exactly once; the market's fees released with
+        /// the pay never take the lock (cost and fee) past what it holds.
         #[test]
-        fn lifecycle_invariants(by_fuel: bool, max_intervals in 1u32..6, retries in 0u32..3, steps in proptest::collection::vec(step(), 1..80)) {
+        fn lifecycle_invariants(by_fuel: bool, max_intervals in 1u32..6, retries in 0u32..3, fee_ppm in 0u32..=market_api::matcher::MAX_MARKET_FEE_PPM, steps in proptest::collection::vec(step(), 1..80)) {
             let mut j = if by_fuel {
                 fuel_job(u64::from(max_intervals), retries)
             } else {
                 job(max_intervals, retries)
             };
+            j.fee_ppm = fee_ppm;
+            let lock = market_api::matcher::with_market_fee(j.max_cost().unwrap(), fee_ppm).unwrap();
+            let mut fees: Tokens = 0;
+            let mut pending_fees: std::collections::BTreeMap<Principal, Tokens> = Default::default();
             let mut pending: std::collections::BTreeMap<Principal, Tokens> = Default::default();
             let mut now = 0u64;
             let mut seqs = Vec::new();
@@ -2066,17 +2117,20 @@ mod tests {
                 };
                 for e in effects {
                     match e {
-                        Effect::Release { seq, amount, provider, fuel } => {
+                        Effect::Release { seq, amount, provider, fuel, fee } => {
                             seqs.push(seq);
                             released += amount;
+                            fees += fee;
                             if fuel.is_some() {
                                 *pending.entry(provider).or_default() += amount;
+                                *pending_fees.entry(provider).or_default() += fee;
                             }
                         }
                         Effect::Forfeit { provider, .. } => {
                             let back = pending.remove(&provider).unwrap_or(0);
                             prop_assert!(back > 0, "a forfeit of nothing");
                             released -= back;
+                            fees -= pending_fees.remove(&provider).unwrap_or(0);
                         }
                         Effect::Slash { key, .. } => prop_assert!(slashes.insert(key), "slashed twice"),
                         Effect::Settle => settles += 1,
@@ -2085,6 +2139,8 @@ mod tests {
                 }
                 prop_assert!(released <= j.max_cost().unwrap());
                 prop_assert_eq!(released, j.released);
+                prop_assert!(released + fees <= lock);
+                prop_assert_eq!(fees, j.fee_paid);
                 prop_assert!(j.intervals_paid <= j.max_intervals);
                 prop_assert_eq!(seqs.clone(), (0..seqs.len() as u64).collect::<Vec<_>>());
                 prop_assert_eq!(j.status == JobStatus::Open, j.assignment.is_none() && !j.status.is_terminal());

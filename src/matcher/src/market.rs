@@ -74,6 +74,34 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
+    /// What a one-off job's lock holds for its pay (the market's fee
+    /// aside): its maximum cost, or for an XDR price what that converted
+    /// to. `None` on overflow.
+    pub fn pay_lock(&self) -> Option<Tokens> {
+        match self.state.xdr {
+            Some(x) => Some(x.lock),
+            None => self.state.max_cost(),
+        }
+    }
+
+    /// The market's fee of the job: its rate, what its lock holds for
+    /// the fee (a one-off job; others have no lock of their own) and
+    /// what was paid of it.
+    pub fn market_fee(&self) -> market_api::matcher::MarketFee {
+        let locked = match self.kind {
+            JobKind::OneOff => self
+                .pay_lock()
+                .and_then(|cost| market_api::matcher::market_fee_ceil(cost, self.state.fee_ppm))
+                .unwrap_or(0),
+            _ => 0,
+        };
+        market_api::matcher::MarketFee {
+            fee_ppm: self.state.fee_ppm,
+            locked,
+            paid: self.state.fee_paid,
+        }
+    }
+
     /// The public view of the job.
     pub fn to_job(&self) -> Job {
         let current = self
@@ -94,6 +122,7 @@ impl JobRecord {
                 terms: x.terms,
                 conversion: x.conversion,
             }),
+            market_fee: self.market_fee(),
             id: self.state.id,
             owner: self.state.owner,
             spec: self.spec.clone(),
@@ -780,6 +809,7 @@ impl<M: Memory> Market<M> {
         let id = self.next_job_id();
         let mut state = JobState::new(id, owner, &spec, p.min_audit_ppm);
         state.stake_rate = rates.stake_rate;
+        state.fee_ppm = p.market_fee_ppm;
         if let Some(v) = rates.xdr_valuation() {
             price_xdr_job(&mut state, v, self.pricing.config.rate_buffer_ppm())?;
         }
@@ -814,10 +844,9 @@ impl<M: Memory> Market<M> {
         }
         let amount = match rec.kind {
             JobKind::Reservation => self.reservation_lock_amount(id),
-            _ => match rec.state.xdr {
-                Some(x) => Some(x.lock),
-                None => rec.state.max_cost(),
-            },
+            _ => rec
+                .pay_lock()
+                .and_then(|cost| market_api::matcher::with_market_fee(cost, rec.state.fee_ppm)),
         }
         .unwrap_or(Tokens::MAX);
         Some(self.outbox.push_in_flight(

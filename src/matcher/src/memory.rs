@@ -68,3 +68,5 @@ pub const RATES: MemoryId = MemoryId::new(29);
 pub const PRIVACY_KEY: MemoryId = MemoryId::new(30);
 /// Counts of job keys derived and refused (see `crate::state::KeyCounts`).
 pub const JOB_KEY_COUNTS: MemoryId = MemoryId::new(31);
+/// The top-ups of the canisters' cycles (see `crate::top_up`).
+pub const TOP_UPS: MemoryId = MemoryId::new(32);

@@ -239,6 +239,7 @@ mod tests {
                 provider: candid::Principal::anonymous(),
                 amount: 5,
                 fuel: None,
+                fee: 0,
             },
         );
         let b1 = o.push(2, Effect::Settle);

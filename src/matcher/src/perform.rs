@@ -160,6 +160,7 @@ pub async fn perform(rt: &impl Runtime, job_id: JobId, effect: Effect) -> Outcom
             provider,
             amount,
             fuel,
+            fee,
         } => {
             let args = ReleaseArgs {
                 job_key: lock_key(job_id),
@@ -167,12 +168,21 @@ pub async fn perform(rt: &impl Runtime, job_id: JobId, effect: Effect) -> Outcom
                 provider,
                 amount,
                 hold: fuel.is_some(),
+                fee,
             };
             match rt.release(escrow, &args).await {
                 Ok(Err(EscrowError::Busy)) => Outcome::Retry("escrow busy".into()),
                 Ok(Ok(_)) => {
                     let t = rt.now_ns();
-                    mutate_state(|s| audit::paid(s, t, job_id, provider, seq, amount, fuel));
+                    let paid = audit::Paid {
+                        job_id,
+                        provider,
+                        seq,
+                        amount,
+                        fee,
+                        fuel,
+                    };
+                    mutate_state(|s| audit::paid(s, t, paid));
                     Outcome::Done
                 }
                 Ok(Err(e)) => {
@@ -216,8 +226,13 @@ pub async fn perform(rt: &impl Runtime, job_id: JobId, effect: Effect) -> Outcom
             match rt.settle(escrow, &args).await {
                 Ok(Err(EscrowError::Busy)) => Outcome::Retry("escrow busy".into()),
                 Ok(result) => {
+                    // What the lock neither paid its providers nor the
+                    // market's fee.
                     let refunded = match &result {
-                        Ok(lock) => lock.total.saturating_sub(lock.released),
+                        Ok(lock) => lock
+                            .total
+                            .saturating_sub(lock.released)
+                            .saturating_sub(lock.fee_paid),
                         Err(_) => 0,
                     };
                     let t = rt.now_ns();
@@ -407,15 +422,22 @@ pub async fn perform(rt: &impl Runtime, job_id: JobId, effect: Effect) -> Outcom
                 provider: rt.self_id(),
                 amount,
                 hold: false,
+                fee: 0,
             };
             let matcher = args.provider;
             match rt.release(escrow, &args).await {
                 Ok(Err(EscrowError::Busy)) => Outcome::Retry("escrow busy".into()),
                 Ok(Ok(_)) => {
                     let t = rt.now_ns();
-                    mutate_state(|s| {
-                        audit::paid(s, t, job_id, matcher, PROBE_FEE_SEQ, amount, None)
-                    });
+                    let paid = audit::Paid {
+                        job_id,
+                        provider: matcher,
+                        seq: PROBE_FEE_SEQ,
+                        amount,
+                        fee: 0,
+                        fuel: None,
+                    };
+                    mutate_state(|s| audit::paid(s, t, paid));
                     Outcome::Done
                 }
                 Ok(Err(e)) => {
@@ -429,6 +451,7 @@ pub async fn perform(rt: &impl Runtime, job_id: JobId, effect: Effect) -> Outcom
             read_rate(rt, &config, ledger).await;
             Outcome::Done
         }
+        Effect::TopUp { number } => crate::top_up::perform(rt, number).await,
         Effect::FreeSlot { .. } | Effect::Requeue => Outcome::Done,
     }
 }

@@ -8,19 +8,23 @@
 //! clients (bounded-wait); native tests pass a fake that answers, refuses,
 //! rejects or loses the answer.
 
+use candid::Nat;
 use candid::Principal;
 use ic_management_canister_types::{
     VetKDDeriveKeyArgs, VetKDDeriveKeyResult, VetKDPublicKeyArgs, VetKDPublicKeyResult,
 };
+use icrc_ledger_types::icrc1::account::Account as IcrcAccount;
+use icrc_ledger_types::icrc1::transfer::{TransferArg, TransferError};
 use market_api::Tokens;
 use market_api::client::{CallError, EscrowClient, RegistryClient};
+use market_api::escrow::WithdrawArgs;
 use market_api::escrow::{
     Balance, EscrowError, ExtendLockArgs, ForfeitArgs, JobLock, LedgerInfo, LockArgs,
     NotifyDepositArgs, ReleaseArgs, SettleArgs, WithdrawForArgs,
 };
 use market_api::matcher::{JobNotice, ServiceNotice};
 use market_api::outcall::{HttpRequestArgs, HttpRequestResult};
-use market_api::prices::cmc::IcpXdrConversionRateResponse;
+use market_api::prices::cmc::{IcpXdrConversionRateResponse, NotifyTopUpArg, NotifyTopUpResult};
 use market_api::prices::xrc::{GetExchangeRateRequest, GetExchangeRateResult};
 use market_api::registry::{
     BondArgs, Eligibility, Provider, RecordArgs, RegistryError, SlashArgs, SlashOutcome,
@@ -71,6 +75,8 @@ pub trait Runtime: SystemApi {
         escrow: Principal,
         args: &WithdrawForArgs,
     ) -> Answer<Tokens, EscrowError>;
+    /// Escrow `withdraw` of the matcher's own balance.
+    async fn withdraw(&self, escrow: Principal, args: &WithdrawArgs) -> Answer<u128, EscrowError>;
     /// Escrow `balances_of`.
     async fn balances_of(
         &self,
@@ -86,6 +92,25 @@ pub trait Runtime: SystemApi {
     ) -> Result<Balance, CallError>;
     /// Escrow `ledgers`.
     async fn ledgers(&self, escrow: Principal) -> Result<Vec<LedgerInfo>, CallError>;
+
+    /// `icrc1_balance_of` of `account` on `ledger`.
+    async fn icrc1_balance(
+        &self,
+        ledger: Principal,
+        account: &IcrcAccount,
+    ) -> Result<Tokens, CallError>;
+    /// `icrc1_transfer` on `ledger` from the matcher's own account.
+    async fn icrc1_transfer(
+        &self,
+        ledger: Principal,
+        arg: &TransferArg,
+    ) -> Result<Result<Nat, TransferError>, CallError>;
+    /// The cycles minting canister's `notify_top_up`.
+    async fn notify_top_up(
+        &self,
+        cmc: Principal,
+        arg: &NotifyTopUpArg,
+    ) -> Result<NotifyTopUpResult, CallError>;
 
     /// Registry `get_provider`.
     async fn get_provider(
@@ -219,12 +244,43 @@ impl Runtime for IcRuntime {
         EscrowClient(escrow).withdraw_for(args).await
     }
 
+    async fn withdraw(&self, escrow: Principal, args: &WithdrawArgs) -> Answer<u128, EscrowError> {
+        EscrowClient(escrow).withdraw(args).await
+    }
+
     async fn balances_of(
         &self,
         escrow: Principal,
         owner: Principal,
     ) -> Result<Vec<Balance>, CallError> {
         EscrowClient(escrow).balances_of(owner).await
+    }
+
+    async fn icrc1_balance(
+        &self,
+        ledger: Principal,
+        account: &IcrcAccount,
+    ) -> Result<Tokens, CallError> {
+        let n = market_api::client::icrc1_balance_of(ledger, account).await?;
+        Tokens::try_from(n.0).map_err(|_| CallError::BadReply {
+            message: "a balance beyond u128".into(),
+        })
+    }
+
+    async fn icrc1_transfer(
+        &self,
+        ledger: Principal,
+        arg: &TransferArg,
+    ) -> Result<Result<Nat, TransferError>, CallError> {
+        market_api::client::icrc1_transfer(ledger, arg).await
+    }
+
+    async fn notify_top_up(
+        &self,
+        cmc: Principal,
+        arg: &NotifyTopUpArg,
+    ) -> Result<NotifyTopUpResult, CallError> {
+        market_api::client::notify_top_up(cmc, arg).await
     }
 
     async fn balance_of(

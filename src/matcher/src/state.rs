@@ -36,6 +36,8 @@ pub struct State {
     privacy_key: Cell<Cbor<Option<ReadKey>>, Memory>,
     /// How many job keys were derived and how many derivations failed.
     pub key_counts: Cell<Cbor<KeyCounts>, Memory>,
+    /// The top-ups of the canisters' cycles made and under way.
+    pub top_ups: Cell<Cbor<crate::top_up::TopUps>, Memory>,
 }
 
 /// How many job keys the matcher derived, for `/metrics`.
@@ -135,6 +137,7 @@ impl State {
             rates: Cell::init(get(RATES), Cbor(RateCache::default())),
             privacy_key: Cell::init(get(PRIVACY_KEY), Cbor(None)),
             key_counts: Cell::init(get(JOB_KEY_COUNTS), Cbor(KeyCounts::default())),
+            top_ups: Cell::init(get(TOP_UPS), Cbor(Default::default())),
         };
         state.sync_pricing();
         state
@@ -187,6 +190,7 @@ impl State {
             probe_interval_secs: c.probe_interval_secs(),
             probe_failures: c.probe_failures(),
             probe_fee: c.probe_fee(),
+            market_fee_ppm: c.market_fee_ppm(),
         }
     }
 

@@ -105,6 +105,7 @@ pub fn start_watchdog() {
                 .sweep_resting_bids(&p, t, SWEEP.get(), SWEEP_BIDS_PER_RUN);
             SWEEP.set(next);
         });
+        crate::top_up::queue(&IcRuntime).await;
         schedule();
     });
 }

@@ -467,6 +467,7 @@ impl Demo {
                     provider,
                     amount,
                     seq,
+                    ..
                 } => format!(
                     "{}: heartbeat #{} paid {} ICP to {}",
                     self.paid_label(job_id, seq),
@@ -587,7 +588,10 @@ impl Demo {
                 MatcherEvent::OfferChanged { .. }
                 | MatcherEvent::ModuleStored { .. }
                 | MatcherEvent::DelegatesChanged { .. }
-                | MatcherEvent::DaoChanged { .. } => continue,
+                | MatcherEvent::DaoChanged { .. }
+                | MatcherEvent::MarketFeeSet { .. }
+                | MatcherEvent::CyclesToppedUp { .. }
+                | MatcherEvent::CyclesTopUpFailed { .. } => continue,
             };
             self.say(line);
         }

@@ -382,7 +382,7 @@ impl Devnet {
                     data: IcpXdrConversionRate {
                         timestamp_seconds: self.time / 1_000_000_000,
                         // 1 ICP = 5 XDR, a round figure for a devnet.
-                        xdr_permyriad_per_icp: 50_000,
+                        xdr_permyriad_per_icp: crate::top_up::XDR_PERMYRIAD_PER_ICP,
                     },
                     hash_tree: Default::default(),
                     certificate: Default::default(),
@@ -426,6 +426,9 @@ impl Devnet {
         cycles: u128,
     ) -> (Result<Vec<u8>, Reject>, u128) {
         if canister == CMC_ID {
+            if method == "notify_top_up" {
+                return (self.cmc_notify_top_up(arg), cycles);
+            }
             return (self.cycles_query(canister, method, arg), cycles);
         }
         match method {

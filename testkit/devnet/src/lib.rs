@@ -25,6 +25,7 @@ mod scheduler;
 mod snapshots;
 mod stable;
 mod system_api;
+pub mod top_up;
 pub mod vetkd;
 mod wasm_prep;
 
@@ -218,6 +219,8 @@ pub struct Devnet {
     subnet_id: Principal,
     /// Cycles ledger accounts (owner, subaccount) and their balances.
     ledger: cycles::CyclesLedger,
+    /// The cycles minting canister's ICP ledger and the top-ups notified.
+    cmc: top_up::CmcState,
     time: u64,
     queue: VecDeque<Message>,
     call_contexts: HashMap<u64, CallContext>,
@@ -276,6 +279,7 @@ impl Devnet {
             next_canister: 0,
             subnet_id: cycles::DEFAULT_SUBNET_ID,
             ledger: cycles::CyclesLedger::default(),
+            cmc: top_up::CmcState::default(),
             time: 1_735_689_600_000_000_000,
             queue: VecDeque::new(),
             call_contexts: HashMap::new(),

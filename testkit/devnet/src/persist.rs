@@ -6,7 +6,8 @@
 //! memory, controllers, settings, run status (with waiting stop calls),
 //! timer, version, cycles, certified data and logs; the clock; messages in
 //! flight, call contexts and callbacks; ingress statuses; the cycles
-//! ledger's balances; the subnet id; id counters and the `raw_rand`
+//! ledger's balances; the subnet id; the cycles minting canister's ICP
+//! ledger and the top-ups notified; id counters and the `raw_rand`
 //! generator. Not saved: the configuration
 //! (the loader passes its own), injected faults and the execution record.
 //! Function tables are rebuilt from the module's element segments, as the
@@ -73,6 +74,9 @@ struct SavedDevnet {
     cycles_ledger_next_block: u64,
     #[serde(default)]
     subnet_id: Option<Principal>,
+    /// Absent from states saved before top-ups: no ICP ledger named.
+    #[serde(default)]
+    cmc: crate::top_up::CmcState,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -204,6 +208,7 @@ impl Devnet {
             cycles_ledger: self.ledger.entries().0,
             cycles_ledger_next_block: self.ledger.entries().1,
             subnet_id: Some(self.subnet_id),
+            cmc: self.cmc.clone(),
         };
         let mut out = Vec::new();
         ciborium::into_writer(&saved, &mut out)
@@ -307,6 +312,7 @@ impl Devnet {
         if let Some(subnet) = saved.subnet_id {
             dn.subnet_id = subnet;
         }
+        dn.cmc = saved.cmc;
         Ok(dn)
     }
 }

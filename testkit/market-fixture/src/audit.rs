@@ -12,6 +12,9 @@
 //!   paid at settle; each provider's pending balance is the sum of its
 //!   pending pay over the locks, and the escrow's pending-pay gauge the sum
 //!   over all of them;
+//! - the market's fee each lock paid or holds is what the matcher recorded
+//!   with its releases, less what forfeits returned; the fee held on
+//!   pending pay is in the matcher's pending balance;
 //! - each provider's stake account holds exactly its stake, with no ledger
 //!   call pending;
 //! - every escrow lock belongs to a job or reservation the matcher funded,
@@ -58,6 +61,8 @@ pub struct Audit {
     pub released: Tokens,
     /// Pay held pending in the escrow's locks.
     pub pending: Tokens,
+    /// The market's fee the locks paid or hold, over all jobs.
+    pub market_fees: Tokens,
     /// Deadlines the matcher recorded as missed (its `DeadlineMissed`
     /// events, slashes that took nothing included).
     pub slashes: usize,
@@ -108,6 +113,10 @@ struct MatcherLog {
     paid: BTreeMap<JobId, Tokens>,
     /// Fuel paid per job and provider (into its pending balance).
     fuel_paid: BTreeMap<(JobId, Principal), Tokens>,
+    /// The market's fee paid with intervals, per job.
+    interval_fees: BTreeMap<JobId, Tokens>,
+    /// The market's fee held with fuel pay, per job and provider.
+    fuel_fees: BTreeMap<(JobId, Principal), Tokens>,
     /// Providers whose pending pay for a job was forfeited (a provider
     /// never holds a job again once it failed it).
     forfeited: BTreeSet<(JobId, Principal)>,
@@ -136,6 +145,18 @@ impl MatcherLog {
             .map(|(_, a)| *a)
             .sum();
         self.paid.get(&job).copied().unwrap_or(0) + fuel
+    }
+
+    /// The market's fee the matcher recorded for a job and not forfeited.
+    fn recorded_fees(&self, job: JobId) -> Tokens {
+        let fuel: Tokens = self
+            .fuel_fees
+            .range((job, Principal::management_canister())..)
+            .take_while(|((j, _), _)| *j == job)
+            .filter(|(key, _)| !self.forfeited.contains(key))
+            .map(|(_, a)| *a)
+            .sum();
+        self.interval_fees.get(&job).copied().unwrap_or(0) + fuel
     }
 }
 
@@ -242,6 +263,8 @@ fn logged_locks(events: &[EscrowEvent]) -> BTreeMap<String, JobLock> {
                         settled: false,
                         storage_fee: 0,
                         pending: vec![],
+                        fee_paid: 0,
+                        fee_pending: 0,
                     },
                 );
             }
@@ -263,26 +286,39 @@ fn logged_locks(events: &[EscrowEvent]) -> BTreeMap<String, JobLock> {
                 provider,
                 amount,
                 hold,
+                fee,
                 ..
             } => {
                 if let Some(l) = locks.get_mut(job_key) {
                     if *hold {
                         move_pending(l, *provider, *amount, true);
+                        l.fee_pending += fee;
                     } else {
                         l.released += amount;
+                        l.fee_paid += fee;
                     }
-                    l.remaining = l.remaining.saturating_sub(*amount);
+                    l.remaining = l.remaining.saturating_sub(*amount + *fee);
                 }
             }
             EscrowEvent::Forfeited {
                 job_key,
                 provider,
                 amount,
+                fee,
                 ..
             } => {
                 if let Some(l) = locks.get_mut(job_key) {
                     move_pending(l, *provider, *amount, false);
-                    l.remaining += amount;
+                    l.fee_pending = l.fee_pending.saturating_sub(*fee);
+                    l.remaining += amount + fee;
+                }
+            }
+            EscrowEvent::FeePaid {
+                job_key, amount, ..
+            } => {
+                if let Some(l) = locks.get_mut(job_key) {
+                    l.fee_pending = l.fee_pending.saturating_sub(*amount);
+                    l.fee_paid += amount;
                 }
             }
             EscrowEvent::PendingPaid {
@@ -472,16 +508,24 @@ impl MarketFixture {
                     log.funded.insert(reservation, locked);
                     log.reservations.insert(reservation);
                 }
-                MatcherEvent::IntervalPaid { job_id, amount, .. } => {
+                MatcherEvent::IntervalPaid {
+                    job_id,
+                    amount,
+                    fee,
+                    ..
+                } => {
                     *log.paid.entry(job_id).or_default() += amount;
+                    *log.interval_fees.entry(job_id).or_default() += fee;
                 }
                 MatcherEvent::FuelPaid {
                     job_id,
                     provider,
                     amount,
+                    fee,
                     ..
                 } => {
                     *log.fuel_paid.entry((job_id, provider)).or_default() += amount;
+                    *log.fuel_fees.entry((job_id, provider)).or_default() += fee;
                 }
                 MatcherEvent::PayForfeited {
                     job_id, provider, ..
@@ -736,7 +780,9 @@ impl MarketFixture {
                     .ok_or_else(|| fail(format!("escrow: lock {job_key} logged, not kept")))?,
             };
             let pending: Tokens = lock.pending.iter().map(|(_, a)| a).sum();
-            if lock.released + pending + lock.refunded > lock.total {
+            if lock.released + pending + lock.fee_paid + lock.fee_pending + lock.refunded
+                > lock.total
+            {
                 return Err(fail(format!(
                     "escrow: lock {job_key} paid, held and refunded more than it held: {lock:?}"
                 )));
@@ -748,11 +794,18 @@ impl MarketFixture {
                     lock.pending
                 )));
             }
+            let logged_fees = logged.get(job_key).map(|l| (l.fee_paid, l.fee_pending));
+            if logged_fees != Some((lock.fee_paid, lock.fee_pending)) {
+                return Err(fail(format!(
+                    "escrow: lock {job_key} paid and holds the market's fee ({}, {}), its events say {logged_fees:?}",
+                    lock.fee_paid, lock.fee_pending
+                )));
+            }
             let job: Option<Job> = self.query(ids.matcher, "get_job", &id)?;
             let Some(job) = job else {
                 // A finished job is deleted after its retention period; its
                 // events stay, and its lock must have been settled in full.
-                let settled = lock.released + lock.refunded == lock.total;
+                let settled = lock.released + lock.fee_paid + lock.refunded == lock.total;
                 if !(log.finished.contains(&id) && settled) {
                     return Err(fail(format!(
                         "escrow: lock {job_key} holds {amount} of {buyer}'s for a job the matcher doesn't have"
@@ -827,6 +880,10 @@ impl MarketFixture {
                 *per_payee.entry((*provider, l.ledger)).or_default() += amount;
                 *per_ledger.entry(l.ledger).or_default() += amount;
             }
+            // The market's fee on pending pay is held in the matcher's
+            // pending balance.
+            *per_payee.entry((self.ids.matcher, l.ledger)).or_default() += l.fee_pending;
+            *per_ledger.entry(l.ledger).or_default() += l.fee_pending;
         }
         for ((provider, ledger), logged_pending) in per_payee {
             let (b,): (Balance,) =
@@ -948,6 +1005,15 @@ impl MarketFixture {
                     lock.released, lock.total
                 )));
             }
+            let fees = lock.fee_paid + lock.fee_pending;
+            let recorded_fees = log.recorded_fees(*id);
+            if fees != recorded_fees {
+                return Err(fail(format!(
+                    "job {id}: escrow paid {} and holds {} of the market's fee, matcher recorded {recorded_fees}",
+                    lock.fee_paid, lock.fee_pending
+                )));
+            }
+            audit.market_fees += fees;
             let job: Option<Job> = self.query(ids.matcher, "get_job", id)?;
             let Some(job) = job else {
                 // Deleted after its retention: it must have finished, and
@@ -964,7 +1030,7 @@ impl MarketFixture {
                     job.status, lock.settled
                 )));
             }
-            if lock.settled && lock.released + lock.refunded != lock.total {
+            if lock.settled && lock.released + lock.fee_paid + lock.refunded != lock.total {
                 return Err(fail(format!(
                     "job {id}: settled lock {lock:?} doesn't add up"
                 )));
@@ -1038,6 +1104,7 @@ mod tests {
             provider,
             amount,
             hold,
+            fee: 0,
         };
         let mut events = vec![
             EscrowEvent::Locked {
@@ -1060,6 +1127,7 @@ mod tests {
             provider: b,
             ledger,
             amount: 120,
+            fee: 0,
         });
         let lock = &logged_locks(&events)[&key()];
         assert_eq!(lock.pending, vec![(a, 50)]);

@@ -130,6 +130,13 @@ pub struct Settings {
     pub probe_failures: Option<u32>,
     /// What one probe costs a service lease (`None`: the default).
     pub probe_fee: Option<Tokens>,
+    /// The market's fee in parts per million of the provider's pay
+    /// (`None`: the matcher's default, none).
+    pub market_fee_ppm: Option<u32>,
+    /// The balance of the market's ICP from which the matcher turns it
+    /// into cycles through the devnet's cycles minting canister (`None`:
+    /// it does not).
+    pub cycles_top_up_threshold: Option<Tokens>,
     /// XDR prices and tokens besides ICP (`None`: ICP alone, priced in
     /// e8s, and no rate sources).
     pub pricing: Option<PricingSettings>,
@@ -154,6 +161,8 @@ impl Default for Settings {
             probe_interval_secs: None,
             probe_failures: None,
             probe_fee: None,
+            market_fee_ppm: None,
+            cycles_top_up_threshold: None,
             pricing: None,
             privacy: false,
             devnet: DevnetConfig::default(),
@@ -195,6 +204,13 @@ pub fn matcher_init(
         probe_interval_secs: settings.probe_interval_secs,
         probe_failures: settings.probe_failures,
         probe_fee: settings.probe_fee,
+        market_fee_ppm: settings.market_fee_ppm,
+        cycles_top_up: settings.cycles_top_up_threshold.map(|threshold| {
+            market_api::matcher::CyclesTopUpConfig {
+                cmc: devnet::CMC_ID,
+                threshold,
+            }
+        }),
         ..MatcherInit::new(ids.registry, ids.escrow, ids.ledger, settings.grace_secs)
     }
 }
@@ -279,6 +295,8 @@ impl MarketFixture {
         let ledger_arg =
             enc(&|| candid::encode_one(local_icp(settings.fee, account(minter()), vec![])))?;
         install(&mut dn, ids.ledger, "ledger", ledger_arg)?;
+        // The cycles minting canister's top-ups read this ledger's blocks.
+        dn.set_icp_ledger(ids.ledger);
         let registry_arg = enc(&|| {
             candid::encode_one(RegistryInit {
                 ledger: ids.ledger,

@@ -440,6 +440,8 @@ pub struct Rates {
     /// The market's least audit probability (a job's budget is locked
     /// twice when its result may be audited).
     pub min_audit_ppm: u32,
+    /// The market's fee, locked on top of the provider's pay.
+    pub market_fee_ppm: u32,
 }
 
 /// Whether the command's payload is priced in XDR, so that what it tells
@@ -529,7 +531,12 @@ pub fn output(
             let ledger = settings.canister(Canister::Ledger);
             if let (Some(r), Ok(ledger)) = (rates, ledger) {
                 let quote = Quote::at(&r.rates, ledger, market::paying_unit());
-                if let Some(summary) = xdr_summary(&action, &quote, r.now_secs, r.min_audit_ppm) {
+                let terms = market::sns::XdrSummaryTerms {
+                    now_secs: r.now_secs,
+                    min_audit_ppm: r.min_audit_ppm,
+                    market_fee_ppm: r.market_fee_ppm,
+                };
+                if let Some(summary) = xdr_summary(&action, &quote, &terms) {
                     out.push('\n');
                     out.push_str(&summary);
                 }
@@ -818,7 +825,27 @@ mod tests {
             rates: RatesView::stake_only(p(LEDGER), Valuation::icp(permyriad, at)),
             now_secs: at + 60,
             min_audit_ppm: 0,
+            market_fee_ppm: 0,
         }
+    }
+
+    #[test]
+    fn an_xdr_payload_tells_voters_the_market_fee_it_locks() {
+        let (settings, command) =
+            xdr_payload("reserve --slots 2 --intervals 30 --max-price 0.02xdr");
+        let rates = Rates {
+            market_fee_ppm: 25_000,
+            ..rates_at(40_000, 1_000)
+        };
+        let out = output(&settings, &command, Some(&rates), None, &|_| None).unwrap();
+        // 0.33 ICP with its buffer, and 2.5 % of it.
+        assert!(
+            out.contains(
+                "it locks at most 0.33825 ICP of the DAO's escrow balance, the \n// market's \
+                 10% buffer and its 2.5% fee included"
+            ),
+            "{out}"
+        );
     }
 
     #[test]

@@ -21,7 +21,8 @@ pub mod wire;
 
 pub use checks::{check_function_id, check_principal, default_function_id};
 pub use text::{
-    Fund, FundTarget, functions_text, fund_text, payload_text, treasury_transfer, xdr_summary,
+    Fund, FundTarget, XdrSummaryTerms, functions_text, fund_text, payload_text, treasury_transfer,
+    xdr_summary,
 };
 pub use wire::{SnsSubaccount, TransferSnsTreasuryFunds};
 

@@ -196,17 +196,24 @@ pub fn payload_text(action: &SnsAction, function_id: u64) -> String {
     out
 }
 
+/// What the market asks of a payload priced in XDR, besides the rate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct XdrSummaryTerms {
+    /// The IC's time, in seconds.
+    pub now_secs: u64,
+    /// The market's least audit probability.
+    pub min_audit_ppm: u32,
+    /// The market's fee, locked on top of the provider's pay.
+    pub market_fee_ppm: u32,
+}
+
 /// For voters, what a payload priced in XDR commits the DAO to: its XDR
-/// budget and the most ICP it may lock at `quote`'s rate at `now_secs`,
-/// buffer included (a one-off job's budget twice when its result may be
-/// audited, on a market auditing at least `min_audit_ppm`). `None` for an
-/// action with no XDR price.
-pub fn xdr_summary(
-    action: &SnsAction,
-    quote: &Quote,
-    now_secs: u64,
-    min_audit_ppm: u32,
-) -> Option<String> {
+/// budget and the most ICP it may lock at `quote`'s rate at
+/// `terms.now_secs`, buffer and market fee included (a one-off job's
+/// budget twice when its result may be audited, on a market auditing at
+/// least `terms.min_audit_ppm`). `None` for an action with no XDR price.
+pub fn xdr_summary(action: &SnsAction, quote: &Quote, terms: &XdrSummaryTerms) -> Option<String> {
+    let (now_secs, min_audit_ppm) = (terms.now_secs, terms.min_audit_ppm);
     let (budget, what, ledger) = match action {
         SnsAction::Reserve(spec) if spec.currency == Some(Currency::Xdr) => (
             reservation_cost(spec),
@@ -242,14 +249,21 @@ pub fn xdr_summary(
     let Some(budget) = budget else {
         return Some("// For voters: the XDR budget overflows; the proposal would fail.\n".into());
     };
+    let with_fee = |lock: Tokens| {
+        market_api::matcher::with_market_fee(lock, terms.market_fee_ppm).unwrap_or(Tokens::MAX)
+    };
+    let fee = match terms.market_fee_ppm {
+        0 => String::new(),
+        ppm => format!(" and its {} fee", format_ppm(ppm)),
+    };
     let lock = match quote.xdr_lock(ledger, budget, now_secs) {
         Ok(lock) => format!(
             "at the current rate ({}) it locks at most {} of the DAO's escrow balance, the \n\
-             // market's {} buffer included",
+             // market's {} buffer{fee} included",
             quote
                 .token
                 .map_or_else(String::new, |v| format_rate(&v, 8, "ICP")),
-            format_tokens(lock),
+            format_tokens(with_fee(lock)),
             format_ppm(quote.buffer_ppm),
         ),
         Err(e) => format!(

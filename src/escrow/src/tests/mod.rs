@@ -19,6 +19,7 @@ use market_api::escrow::{
 use market_api::{Account, LedgerCallError, PageRequest, Principal, Tokens};
 
 mod fake;
+mod fees;
 mod pending_pay;
 mod property;
 mod scenarios;
@@ -247,6 +248,19 @@ impl Env {
         amount: Tokens,
         hold: bool,
     ) -> Result<JobLock, EscrowError> {
+        self.release_with_fee(key, seq, provider, amount, hold, 0)
+    }
+
+    /// A release of `amount` with the market's `fee` beside it.
+    fn release_with_fee(
+        &self,
+        key: &str,
+        seq: u64,
+        provider: Principal,
+        amount: Tokens,
+        hold: bool,
+        fee: Tokens,
+    ) -> Result<JobLock, EscrowError> {
         self.job_call(
             jobs::release,
             MATCHER,
@@ -256,6 +270,7 @@ impl Env {
                 provider,
                 amount,
                 hold,
+                fee,
             },
         )
     }

@@ -150,6 +150,7 @@ fn a_forfeit_returns_pending_pay_to_the_lock_and_the_buyer_gets_it_at_settle() {
             provider: p(PROV),
             ledger: L1,
             amount: 120_000,
+            fee: 0,
         })
     );
     assert_eq!(pending_gauge(&env, L1), 30_000);

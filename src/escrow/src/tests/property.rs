@@ -189,8 +189,14 @@ fn run(env: &Env, op: &Op) {
                 Some(l) if fit && l.remaining() > 0 => amount % l.remaining() + 1,
                 _ => amount,
             };
+            // The market's fee on it: a tenth, cut to what is left when
+            // the release fits.
+            let fee = match &before {
+                Some(l) if fit => (amount / 10).min(l.remaining().saturating_sub(amount)),
+                _ => amount / 10,
+            };
             let pending = env.pending(prov, L1) + env.pending(prov, L2);
-            let r = env.release_with(&key, seq.into(), prov, amount, hold);
+            let r = env.release_with_fee(&key, seq.into(), prov, amount, hold, fee);
             let after = read_state(|s| s.lock(&key));
             let moved = env.pending(prov, L1) + env.pending(prov, L2) - pending;
             match (r, before, after) {
@@ -199,7 +205,7 @@ fn run(env: &Env, op: &Op) {
                     let held = after.pending_of(prov) - before.pending_of(prov);
                     assert_eq!(held, moved);
                     if after != before {
-                        assert_eq!(after.remaining(), before.remaining() - amount);
+                        assert_eq!(after.remaining(), before.remaining() - amount - fee);
                         assert_eq!(held, if hold { amount } else { 0 });
                     }
                 }
@@ -225,9 +231,10 @@ fn run(env: &Env, op: &Op) {
                 (Ok(view), Some(before), Some(after)) => {
                     assert_eq!(view, after.view(&key));
                     assert_eq!(after.pending_of(prov), 0);
+                    assert_eq!(after.pending_fee_of(prov), 0);
                     assert_eq!(
                         after.remaining(),
-                        before.remaining() + before.pending_of(prov)
+                        before.remaining() + before.pending_of(prov) + before.pending_fee_of(prov)
                     );
                 }
                 (Err(_), before, after) => assert_eq!(before, after),

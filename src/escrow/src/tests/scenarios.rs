@@ -971,6 +971,7 @@ fn unauthorized_callers_of_every_update_method_are_refused() {
         provider: p(PROV),
         amount: 1,
         hold: false,
+        fee: 0,
     };
     let forfeit = ForfeitArgs {
         job_key: "j".into(),
@@ -1098,6 +1099,7 @@ fn the_event_log_records_every_movement() {
             EscrowEvent::Released { hold: true, .. } => "hold",
             EscrowEvent::Forfeited { .. } => "forfeit",
             EscrowEvent::PendingPaid { .. } => "pending paid",
+            EscrowEvent::FeePaid { .. } => "fee paid",
             EscrowEvent::Settled { .. } => "settle",
             EscrowEvent::Withdrawn { .. } => "withdraw",
             EscrowEvent::WithdrawalRefunded { .. } => "refund",

@@ -50,8 +50,12 @@ pub struct ReservationRecord {
     pub running: Vec<Option<JobId>>,
     /// Amounts added to the lock by extensions, in order.
     pub extensions: Vec<Tokens>,
-    /// Total locked: the first term and every extension.
+    /// Total locked: the first term and every extension, the market's
+    /// fee on them included.
     pub locked: Tokens,
+    /// The part of `locked` held for the market's fee.
+    #[serde(default)]
+    pub fee_locked: Tokens,
     /// Where it is.
     pub status: ReservationStatus,
     /// Whether the lock's settle has been queued.
@@ -97,6 +101,8 @@ pub struct LeaseTerms {
     pub probe_fee: Tokens,
     /// The part of the lock held for probes.
     pub probe_locked: Tokens,
+    /// The part of the lock held for the market's fee on the rest.
+    pub fee_locked: Tokens,
     /// The whole lock.
     pub locked: Tokens,
 }
@@ -246,14 +252,18 @@ pub fn lease_terms(
         Some(x) => x.lock,
         None => reservation_cost(spec).ok_or_else(overflows)?,
     };
-    let locked = slots_locked
+    let pay = slots_locked
         .checked_add(probe_locked)
         .ok_or_else(overflows)?;
+    let fee_locked =
+        market_api::matcher::market_fee_ceil(pay, p.market_fee_ppm).ok_or_else(overflows)?;
+    let locked = pay.checked_add(fee_locked).ok_or_else(overflows)?;
     Ok(LeaseTerms {
         xdr,
         max_price,
         probe_fee,
         probe_locked,
+        fee_locked,
         locked,
     })
 }
@@ -303,6 +313,10 @@ pub struct Extension {
     /// The part of `amount` held for a service lease's probes.
     #[serde(default)]
     pub probe_amount: Tokens,
+    /// The part of `amount` held for the market's fee (at the
+    /// reservation's rate).
+    #[serde(default)]
+    pub fee: Tokens,
 }
 
 impl<M: Memory> Market<M> {
@@ -344,6 +358,7 @@ impl<M: Memory> Market<M> {
             max_price,
             probe_fee,
             probe_locked,
+            fee_locked,
             locked,
         } = lease_terms(&self.pricing, p, &spec, &rates)?;
         if self.active_jobs_of(owner) >= MAX_ACTIVE_JOBS_PER_OWNER {
@@ -370,6 +385,7 @@ impl<M: Memory> Market<M> {
         }
         let mut state = slot_state(id, owner, &spec, all_slots);
         state.stake_rate = rates.stake_rate;
+        state.fee_ppm = p.market_fee_ppm;
         let rec = JobRecord {
             state,
             spec: record_spec,
@@ -395,6 +411,7 @@ impl<M: Memory> Market<M> {
                 running: vec![],
                 extensions: vec![],
                 locked,
+                fee_locked,
                 status: ReservationStatus::Funding,
                 settled: false,
                 pending_extension: None,
@@ -440,6 +457,7 @@ impl<M: Memory> Market<M> {
                 r.xdr.map_or(r.spec.max_price_per_interval, |x| x.max_price),
             );
             state.stake_rate = r.stake_rate;
+            state.fee_ppm = rec.state.fee_ppm;
             state.xdr = r.xdr.map(|x| crate::lifecycle::XdrPricing {
                 terms: x.terms,
                 lock: x.max_price.saturating_mul(Tokens::from(r.spec.intervals)),
@@ -489,6 +507,7 @@ impl<M: Memory> Market<M> {
                     provider,
                     amount,
                     fuel,
+                    fee,
                 } => {
                     let seq = (u64::from(slot) << 32) | seq;
                     self.outbox.push(
@@ -498,6 +517,7 @@ impl<M: Memory> Market<M> {
                             provider,
                             amount,
                             fuel,
+                            fee,
                         },
                     );
                 }
@@ -786,18 +806,24 @@ impl<M: Memory> Market<M> {
             .and_then(|n| n.checked_mul(r.probe_fee))
             .ok_or_else(overflows)?;
         // An XDR reservation extends at its slots' price in tokens.
-        let amount = r
+        let pay = r
             .xdr
             .map_or(r.spec.max_price_per_interval, |x| x.max_price)
             .checked_mul(slot_intervals)
             .and_then(|a| a.checked_add(probe_amount))
             .ok_or_else(overflows)?;
+        // At the reservation's own rate, whatever the market's is now.
+        let fee_ppm = self
+            .job(args.reservation)
+            .map_or(0, |rec| rec.state.fee_ppm);
+        let fee = market_api::matcher::market_fee_ceil(pay, fee_ppm).ok_or_else(overflows)?;
         Ok(Extension {
             number: r.extensions.len() as u32 + 1,
-            amount,
+            amount: pay.checked_add(fee).ok_or_else(overflows)?,
             live_slots,
             intervals: args.intervals,
             probe_amount,
+            fee,
         })
     }
 
@@ -849,11 +875,12 @@ impl<M: Memory> Market<M> {
         if r.extensions.len() as u32 + 1 != number {
             return;
         }
-        let probe_amount = r
+        let (probe_amount, fee) = r
             .pending_extension
             .filter(|e| e.number == number)
-            .map_or(0, |e| e.probe_amount);
+            .map_or((0, 0), |e| (e.probe_amount, e.fee));
         r.probe_locked = r.probe_locked.saturating_add(probe_amount);
+        r.fee_locked = r.fee_locked.saturating_add(fee);
         r.pending_extension = None;
         r.extensions.push(amount);
         r.locked = r.locked.saturating_add(amount);
@@ -1007,11 +1034,15 @@ impl<M: Memory> Market<M> {
                 })
             })
             .collect();
-        let slots_paid = r
-            .slots
-            .iter()
-            .filter_map(|id| self.job(*id))
-            .fold(0u128, |acc, s| acc.saturating_add(s.state.released));
+        let (slots_paid, fee_paid) = r.slots.iter().filter_map(|id| self.job(*id)).fold(
+            (0u128, 0u128),
+            |(paid, fees), s| {
+                (
+                    paid.saturating_add(s.state.released),
+                    fees.saturating_add(s.state.fee_paid),
+                )
+            },
+        );
         // A service lease pays its probes' fee with its settle.
         let probes_paid = if r.settled {
             super::services::probe_fee_due(&r)
@@ -1027,6 +1058,11 @@ impl<M: Memory> Market<M> {
             slots,
             locked: r.locked,
             paid,
+            market_fee: market_api::matcher::MarketFee {
+                fee_ppm: rec.state.fee_ppm,
+                locked: r.fee_locked,
+                paid: fee_paid,
+            },
             queued_jobs: self.queued(id).count() as u64,
             created_at_ns: rec.submitted_at_ns,
         })

@@ -23,6 +23,7 @@ pub(crate) const P: Params = Params {
     probe_interval_secs: 60,
     probe_failures: 3,
     probe_fee: 0,
+    market_fee_ppm: 0,
 };
 const G: u64 = market_api::matcher::GFUEL;
 
@@ -286,6 +287,7 @@ fn job_runs_misses_a_deadline_and_finishes_on_a_second_provider() {
     assert_eq!(
         steps(&mut m),
         vec![Effect::Release {
+            fee: 0,
             seq: 0,
             provider: provider(1),
             amount: 50,
@@ -347,6 +349,7 @@ fn job_runs_misses_a_deadline_and_finishes_on_a_second_provider() {
     assert_eq!(
         fx,
         vec![Effect::Release {
+            fee: 0,
             seq: 1,
             provider: provider(2),
             amount: 70,
@@ -846,6 +849,7 @@ mod reservations {
                 (
                     rid,
                     Effect::Release {
+                        fee: 0,
                         seq: 0,
                         provider: provider(1),
                         amount: 50,
@@ -855,6 +859,7 @@ mod reservations {
                 (
                     rid,
                     Effect::Release {
+                        fee: 0,
                         seq: 1 << 32,
                         provider: provider(2),
                         amount: 60,

@@ -36,7 +36,9 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 
 pub(crate) const S: u64 = 1_000_000_000;
-const PRICE: Tokens = 100;
+pub(crate) const PRICE: Tokens = 100;
+/// The ICP ledger's fee.
+const ICP_FEE: Tokens = 10_000;
 
 const fn p(n: u8) -> Principal {
     Principal::from_slice(&[n; 10])
@@ -59,6 +61,8 @@ enum Fault {
     Busy,
     /// The callee refuses for good.
     Refuse,
+    /// The call is answered as if no fault were queued.
+    Answer,
 }
 
 /// One call the fake received: the method and its idempotency key.
@@ -89,6 +93,17 @@ pub(crate) struct Fake {
     probe_answers: RefCell<VecDeque<Result<HttpRequestResult, CallError>>>,
     /// Releases asked for: (lock key, seq, to whom, amount).
     pub(crate) releases: RefCell<Vec<(String, u64, Principal, Tokens)>>,
+    /// The market's fee of each release asked for, in the same order.
+    pub(crate) release_fees: RefCell<Vec<Tokens>>,
+    /// The matcher's own ICP account.
+    pub(crate) own_icp: Cell<Tokens>,
+    /// Withdrawals from the matcher's escrow balance that landed.
+    pub(crate) withdrawn: RefCell<Vec<Tokens>>,
+    /// ICP transfers that landed, by block: (created_at_time, amount,
+    /// recipient).
+    pub(crate) icp_blocks: RefCell<Vec<(u64, Tokens, icrc_ledger_types::icrc1::account::Account)>>,
+    /// Blocks the CMC turned into cycles, with the cycles.
+    pub(crate) topped_up: RefCell<Vec<(u64, u128)>>,
     /// Locks made: (lock key, amount).
     pub(crate) locks: RefCell<Vec<(String, Tokens)>>,
     /// Settles answered: (lock key, what was refunded).
@@ -186,7 +201,7 @@ impl Fake {
     ) -> Answer<T, E> {
         self.calls.borrow_mut().push(Made { method, key });
         match self.faults.borrow_mut().pop_front() {
-            None => Ok(Ok(ok)),
+            None | Some(Fault::Answer) => Ok(Ok(ok)),
             Some(Fault::Reject) => Err(CallError::Rejected {
                 code: 2,
                 message: "rejected".into(),
@@ -239,6 +254,8 @@ fn lock(key: &str, total: Tokens) -> JobLock {
         settled: false,
         storage_fee: 0,
         pending: vec![],
+        fee_paid: 0,
+        fee_pending: 0,
     }
 }
 
@@ -289,6 +306,7 @@ impl Runtime for Fake {
             args.provider,
             args.amount,
         ));
+        self.release_fees.borrow_mut().push(args.fee);
         self.escrow_answer("release", key, lock(&args.job_key, args.amount))
     }
 
@@ -340,6 +358,117 @@ impl Runtime for Fake {
         args: &WithdrawForArgs,
     ) -> Answer<Tokens, EscrowError> {
         self.escrow_answer("withdraw_for", args.owner.to_text(), 1)
+    }
+
+    /// Lands unless rejected, busy or refused; an unknown outcome lands
+    /// and loses the answer.
+    async fn withdraw(
+        &self,
+        _escrow: Principal,
+        args: &market_api::escrow::WithdrawArgs,
+    ) -> Answer<u128, EscrowError> {
+        let answer = self.escrow_answer("withdraw", args.amount.to_string(), 7);
+        if matches!(answer, Ok(Ok(_)) | Err(CallError::OutcomeUnknown)) {
+            self.withdrawn.borrow_mut().push(args.amount);
+            self.own_icp.set(self.own_icp.get() + args.amount - ICP_FEE);
+        }
+        answer
+    }
+
+    async fn icrc1_balance(
+        &self,
+        _ledger: Principal,
+        _account: &icrc_ledger_types::icrc1::account::Account,
+    ) -> Result<Tokens, CallError> {
+        Ok(self.own_icp.get())
+    }
+
+    /// Deduplicates on `created_at_time` as a ledger does; an unknown
+    /// outcome lands and loses the answer.
+    async fn icrc1_transfer(
+        &self,
+        _ledger: Principal,
+        arg: &icrc_ledger_types::icrc1::transfer::TransferArg,
+    ) -> Result<Result<candid::Nat, icrc_ledger_types::icrc1::transfer::TransferError>, CallError>
+    {
+        use icrc_ledger_types::icrc1::transfer::TransferError;
+        let at = arg.created_at_time.unwrap();
+        self.calls
+            .borrow_mut()
+            .push(made("icrc1_transfer", at.to_string()));
+        let fault = self.faults.borrow_mut().pop_front();
+        match fault {
+            Some(Fault::Reject) => {
+                return Err(CallError::Rejected {
+                    code: 2,
+                    message: "rejected".into(),
+                });
+            }
+            Some(Fault::Busy) => return Ok(Err(TransferError::TemporarilyUnavailable)),
+            Some(Fault::Refuse) => return Ok(Err(TransferError::TooOld)),
+            _ => {}
+        }
+        let landed = self.icp_blocks.borrow().iter().position(|(t, ..)| *t == at);
+        let answer = match landed {
+            Some(block) => Err(TransferError::Duplicate {
+                duplicate_of: candid::Nat::from(block),
+            }),
+            None => {
+                let amount = u128::try_from(arg.amount.0.clone()).unwrap();
+                let Some(left) = self.own_icp.get().checked_sub(amount + ICP_FEE) else {
+                    return Ok(Err(TransferError::InsufficientFunds {
+                        balance: candid::Nat::from(self.own_icp.get()),
+                    }));
+                };
+                self.own_icp.set(left);
+                let mut blocks = self.icp_blocks.borrow_mut();
+                blocks.push((at, amount, arg.to));
+                Ok(candid::Nat::from(blocks.len() - 1))
+            }
+        };
+        if fault == Some(Fault::Unknown) {
+            return Err(CallError::OutcomeUnknown);
+        }
+        Ok(answer)
+    }
+
+    /// Turns a block into cycles once (50 000 per e8), answering a repeat
+    /// alike; an unknown outcome lands and loses the answer.
+    async fn notify_top_up(
+        &self,
+        _cmc: Principal,
+        arg: &market_api::prices::cmc::NotifyTopUpArg,
+    ) -> Result<market_api::prices::cmc::NotifyTopUpResult, CallError> {
+        use market_api::prices::cmc::{NotifyError, NotifyTopUpResult};
+        self.calls
+            .borrow_mut()
+            .push(made("notify_top_up", arg.block_index.to_string()));
+        let fault = self.faults.borrow_mut().pop_front();
+        match fault {
+            Some(Fault::Reject) => {
+                return Err(CallError::Rejected {
+                    code: 2,
+                    message: "rejected".into(),
+                });
+            }
+            Some(Fault::Busy) => return Ok(NotifyTopUpResult::Err(NotifyError::Processing)),
+            Some(Fault::Refuse) => {
+                return Ok(NotifyTopUpResult::Err(NotifyError::InvalidTransaction(
+                    "no".into(),
+                )));
+            }
+            _ => {}
+        }
+        let (_, amount, _) = self.icp_blocks.borrow()[arg.block_index as usize];
+        let cycles = amount * 50_000;
+        let mut done = self.topped_up.borrow_mut();
+        if !done.iter().any(|(b, _)| *b == arg.block_index) {
+            done.push((arg.block_index, cycles));
+        }
+        if fault == Some(Fault::Unknown) {
+            return Err(CallError::OutcomeUnknown);
+        }
+        Ok(NotifyTopUpResult::Ok(candid::Nat::from(cycles)))
     }
 
     async fn balances_of(
@@ -537,7 +666,7 @@ impl Runtime for Fake {
     }
 }
 
-fn post_offer(rt: &Fake) {
+pub(crate) fn post_offer(rt: &Fake) {
     let t = rt.now_ns();
     mutate_state(|s| {
         let params = s.params();
@@ -1010,6 +1139,7 @@ fn a_service_lease_probes_by_outcall_and_pays_its_probes_to_the_matcher() {
         .unwrap();
     assert!(fee_at < settle_at, "the fee before the refund");
     assert!(events().contains(&MatcherEvent::IntervalPaid {
+        fee: 0,
         job_id: rid,
         provider: rt.self_id(),
         seq: PROBE_FEE_SEQ,
@@ -1019,4 +1149,161 @@ fn a_service_lease_probes_by_outcall_and_pays_its_probes_to_the_matcher() {
     assert_eq!(r.paid, 3 * PRICE + 30, "three intervals and three probes");
     assert!(read_state(|s| s.market.outbox.is_empty()));
     read_state(|s| s.market.check_invariants()).unwrap();
+}
+
+#[test]
+fn controllers_set_the_market_fee_and_a_release_pays_it_once_whatever_the_retries() {
+    let rt = Fake::new();
+    let max = market_api::matcher::MAX_MARKET_FEE_PPM;
+    assert!(matches!(
+        endpoints::set_market_fee(&rt, false, BUYER, 10_000),
+        Err(MatcherError::Unauthorized { .. })
+    ));
+    assert!(matches!(
+        endpoints::set_market_fee(&rt, true, p(1), max + 1),
+        Err(MatcherError::InvalidArgument { .. })
+    ));
+    assert_eq!(read_state(|s| s.config().market_fee_ppm()), 0);
+    endpoints::set_market_fee(&rt, true, p(1), 10_000).unwrap();
+    assert_eq!(read_state(|s| s.config().market_fee_ppm()), 10_000);
+    assert!(events().contains(&MatcherEvent::MarketFeeSet {
+        fee_ppm: 10_000,
+        controller: p(1),
+    }));
+
+    post_offer(&rt);
+    let id = block_on(endpoints::submit_job(&rt, BUYER, spec(PRICE, 0))).unwrap();
+    // 10 billion fuel at up to 100, and 1 % of it.
+    assert_eq!(rt.locks.borrow()[0], ("job/1".into(), 1_000 + 10));
+    rt.settle_outbox(3);
+    heartbeat(&rt, id, 0);
+    rt.advance(60 * S);
+    heartbeat(&rt, id, 5 * market_api::matcher::GFUEL);
+    rt.fail_next(Fault::Unknown);
+    block_on(perform::run_ready_steps(&rt));
+    rt.settle_outbox(3);
+    assert_eq!(
+        rt.calls_of("release"),
+        vec![
+            made("release", "job/1 seq 0"),
+            made("release", "job/1 seq 0")
+        ]
+    );
+    assert_eq!(*rt.release_fees.borrow(), vec![5, 5], "the same terms");
+    let paid: Vec<_> = events()
+        .into_iter()
+        .filter(|e| matches!(e, MatcherEvent::FuelPaid { .. }))
+        .collect();
+    assert_eq!(
+        paid,
+        vec![MatcherEvent::FuelPaid {
+            job_id: id,
+            provider: PROVIDER,
+            seq: 0,
+            fuel: 5 * market_api::matcher::GFUEL,
+            amount: 500,
+            fee: 5,
+        }]
+    );
+    let job = read_state(|s| s.market.job(id).unwrap().to_job());
+    assert_eq!(
+        job.market_fee,
+        market_api::matcher::MarketFee {
+            fee_ppm: 10_000,
+            locked: 10,
+            paid: 5
+        }
+    );
+}
+
+/// The market's ICP in the escrow reaches the threshold: it goes to the
+/// cycles minting canister for the registry, then the escrow, through
+/// the matcher's own account; every answer lost after the call landed is
+/// asked again with the same key, and nothing is withdrawn, sent or
+/// turned into cycles twice.
+#[test]
+fn the_markets_icp_becomes_cycles_once_whatever_answers_are_lost() {
+    use crate::top_up::{self, Funds};
+    let rt = Fake::new();
+    let cmc = p(0xCC);
+    let funds = |available| Funds {
+        available,
+        fee: ICP_FEE,
+    };
+    let me = rt.self_id();
+    assert_eq!(
+        mutate_state(|s| top_up::begin(s, 0, me, funds(5_000_000))),
+        None,
+        "not configured"
+    );
+    mutate_state(|s| {
+        let mut c = s.config();
+        c.cycles_top_up = Some(market_api::matcher::CyclesTopUpConfig {
+            cmc,
+            threshold: 1_000_000,
+        });
+        s.set_config(c);
+    });
+    assert_eq!(
+        mutate_state(|s| top_up::begin(s, 0, me, funds(999_999))),
+        None,
+        "below the threshold"
+    );
+    let t = rt.now_ns();
+    assert!(mutate_state(|s| top_up::begin(s, t, me, funds(2_000_000))).is_some());
+    assert_eq!(
+        mutate_state(|s| top_up::begin(s, t, me, funds(2_000_000))),
+        None,
+        "one at a time"
+    );
+    // The withdrawal, the transfer and the notification each land and
+    // lose their answer (the transfer asked again is a duplicate).
+    for fault in [
+        Fault::Unknown,
+        Fault::Unknown,
+        Fault::Answer,
+        Fault::Unknown,
+    ] {
+        rt.fail_next(fault);
+    }
+    rt.settle_outbox(10);
+    // The amount less the transfer's fee and the withdrawal's.
+    let amount = 2_000_000 - 2 * ICP_FEE;
+    assert_eq!(*rt.withdrawn.borrow(), vec![amount + 2 * ICP_FEE]);
+    let blocks = rt.icp_blocks.borrow().clone();
+    assert_eq!(blocks.len(), 1, "one transfer landed");
+    assert_eq!(blocks[0].0, t, "its key is the top-up's time");
+    assert_eq!(blocks[0].1, amount);
+    assert_eq!(
+        blocks[0].2,
+        icrc_ledger_types::icrc1::account::Account {
+            owner: cmc,
+            subaccount: Some(market_api::prices::cmc::top_up_subaccount(REGISTRY)),
+        }
+    );
+    assert_eq!(rt.calls_of("icrc1_transfer").len(), 2, "asked again");
+    assert_eq!(rt.calls_of("notify_top_up").len(), 2, "asked again");
+    assert_eq!(*rt.topped_up.borrow(), vec![(0, amount * 50_000)]);
+    assert_eq!(rt.own_icp.get(), 0);
+    assert!(events().contains(&MatcherEvent::CyclesToppedUp {
+        number: 0,
+        canister: REGISTRY,
+        amount,
+        block_index: 0,
+        cycles: u128::from(amount as u64) * 50_000,
+    }));
+    assert!(read_state(|s| s.top_ups.get().0.current.is_none()));
+    assert!(read_state(|s| s.market.outbox.is_empty()));
+
+    // The next one tops up the escrow; a refusal for good ends it, and
+    // what was withdrawn waits in the matcher's account for the next.
+    assert!(mutate_state(|s| top_up::begin(s, t + 1, me, funds(1_000_000))).is_some());
+    rt.fail_next(Fault::Refuse);
+    rt.fail_next(Fault::Refuse);
+    rt.settle_outbox(10);
+    let withdrawn = rt.withdrawn.borrow().len();
+    assert_eq!(withdrawn, 1, "the escrow refused the withdrawal");
+    assert!(events().iter().any(|e| matches!(e,
+        MatcherEvent::CyclesTopUpFailed { number: 1, canister, .. } if *canister == ESCROW)));
+    assert!(read_state(|s| s.top_ups.get().0.current.is_none()));
 }

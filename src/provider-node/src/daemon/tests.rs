@@ -570,6 +570,7 @@ mod vetkeys {
 /// The matcher's view of a fake job.
 fn api_job(id: JobId, j: &FakeJob) -> ApiJob {
     ApiJob {
+        market_fee: Default::default(),
         pricing: None,
         id,
         owner: Principal::anonymous(),
@@ -624,6 +625,7 @@ const SPIN: &str = r#"(module
 /// any) for 100 intervals of 10 s at up to [`PRICE`].
 pub(super) fn lease(id: ReservationId, service: Option<ServiceSpec>) -> Reservation {
     Reservation {
+        market_fee: Default::default(),
         id,
         owner: Principal::anonymous(),
         spec: ReservationSpec {
