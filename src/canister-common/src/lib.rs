@@ -30,6 +30,60 @@ pub mod memory;
 pub mod metrics;
 pub mod runtime;
 
+/// The queries every canister serves over its public event log, a log of
+/// `$event` in the `events` field of the state `read_state` reads: one
+/// page of events (`get_events`), the log's ICRC-3 blocks and tip
+/// certificate (see [`event_log`]), and its ICRC-10 standards.
+#[macro_export]
+macro_rules! public_log_endpoints {
+    ($event:ty) => {
+        /// One page of the public event log.
+        #[::ic_cdk::query]
+        fn get_events(page: ::market_api::PageRequest) -> ::market_api::EventPage<$event> {
+            read_state(|s| s.events.page(&page))
+        }
+
+        /// ICRC-3: blocks of the event log's hash chain, at most
+        /// `market_api::blocks::MAX_BLOCKS_PER_QUERY` per call.
+        #[::ic_cdk::query]
+        fn icrc3_get_blocks(
+            ranges: Vec<::market_api::blocks::GetBlocksRequest>,
+        ) -> ::market_api::blocks::GetBlocksResult {
+            read_state(|s| s.events.get_blocks(&ranges))
+        }
+
+        /// ICRC-3: the certificate of the event log's tip (none while the log is
+        /// empty, or in a call from a canister, which gets no certificate).
+        #[::ic_cdk::query]
+        fn icrc3_get_tip_certificate() -> Option<::market_api::blocks::ICRC3DataCertificate> {
+            read_state(|s| s.events.tip_certificate())
+        }
+
+        /// ICRC-3: the event log's one block type.
+        #[::ic_cdk::query]
+        fn icrc3_supported_block_types() -> Vec<::market_api::blocks::SupportedBlockType> {
+            $crate::event_log::supported_block_types::<$event>()
+        }
+
+        /// ICRC-3: the archives of old blocks; none, every block stays here.
+        #[::ic_cdk::query]
+        fn icrc3_get_archives(
+            _args: ::market_api::blocks::GetArchivesArgs,
+        ) -> Vec<::market_api::blocks::ICRC3ArchiveInfo> {
+            Vec::new()
+        }
+
+        /// ICRC-10: the standards this canister supports.
+        #[::ic_cdk::query]
+        fn icrc10_supported_standards() -> Vec<::market_api::StandardRecord> {
+            vec![
+                ::market_api::icrc10_standard(),
+                ::market_api::icrc3_standard(),
+            ]
+        }
+    };
+}
+
 /// Declares a canister's one state, `STATE`, built by `$open` on its first
 /// use, and its accessors `read_state` and `mutate_state`. They take
 /// closures, so no borrow of the state can be held across an `.await`.

@@ -6,18 +6,12 @@ use crate::state::{mutate_state, read_state};
 use crate::{jobs, metrics, payments, timers};
 use canister_common::admin;
 use ic_cdk::api::{canister_self, msg_caller, time};
-use market_api::blocks::{
-    GetArchivesArgs, GetBlocksRequest, GetBlocksResult, ICRC3ArchiveInfo, ICRC3DataCertificate,
-    SupportedBlockType,
-};
 use market_api::escrow::{
     Balance, DepositArgs, EscrowError, EscrowEvent, EscrowInit, ExtendLockArgs, ForfeitArgs,
     JobLock, LedgerInfo, LockArgs, NotifyDepositArgs, PendingOperation, ReconcileArgs, ReleaseArgs,
     ResolveOperationArgs, SettleArgs, WithdrawArgs, WithdrawForArgs,
 };
-use market_api::{
-    Account, EventPage, HttpRequest, HttpResponse, PageRequest, Principal, StandardRecord, Tokens,
-};
+use market_api::{Account, HttpRequest, HttpResponse, PageRequest, Principal, Tokens};
 
 #[ic_cdk::init]
 fn init(arg: EscrowInit) {
@@ -221,43 +215,7 @@ fn pending_operations(page: PageRequest) -> Vec<PendingOperation> {
         .collect()
 }
 
-/// One page of the public event log.
-#[ic_cdk::query]
-fn get_events(page: PageRequest) -> EventPage<EscrowEvent> {
-    read_state(|s| s.events.page(&page))
-}
-
-/// ICRC-3: blocks of the event log's hash chain, at most
-/// `market_api::blocks::MAX_BLOCKS_PER_QUERY` per call.
-#[ic_cdk::query]
-fn icrc3_get_blocks(ranges: Vec<GetBlocksRequest>) -> GetBlocksResult {
-    read_state(|s| s.events.get_blocks(&ranges))
-}
-
-/// ICRC-3: the certificate of the event log's tip (none while the log is
-/// empty, or in a call from a canister, which gets no certificate).
-#[ic_cdk::query]
-fn icrc3_get_tip_certificate() -> Option<ICRC3DataCertificate> {
-    read_state(|s| s.events.tip_certificate())
-}
-
-/// ICRC-3: the event log's one block type.
-#[ic_cdk::query]
-fn icrc3_supported_block_types() -> Vec<SupportedBlockType> {
-    canister_common::event_log::supported_block_types::<EscrowEvent>()
-}
-
-/// ICRC-3: the archives of old blocks; none, every block stays here.
-#[ic_cdk::query]
-fn icrc3_get_archives(_args: GetArchivesArgs) -> Vec<ICRC3ArchiveInfo> {
-    Vec::new()
-}
-
-/// ICRC-10: the standards this canister supports.
-#[ic_cdk::query]
-fn icrc10_supported_standards() -> Vec<StandardRecord> {
-    vec![market_api::icrc10_standard(), market_api::icrc3_standard()]
-}
+canister_common::public_log_endpoints!(EscrowEvent);
 
 /// `GET /metrics`: Prometheus metrics (liabilities and pending pay per
 /// ledger, locks, pending ledger calls, events, cycles).

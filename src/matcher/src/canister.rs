@@ -8,10 +8,6 @@ use crate::state::{mutate_state, read_state};
 use crate::timers;
 use candid::Principal;
 use canister_common::admin;
-use market_api::blocks::{
-    GetArchivesArgs, GetBlocksRequest, GetBlocksResult, ICRC3ArchiveInfo, ICRC3DataCertificate,
-    SupportedBlockType,
-};
 // `export_service!` names the types of every entry point, the SNS ones too.
 use market_api::escrow::WithdrawArgs;
 use market_api::matcher::{
@@ -24,9 +20,7 @@ use market_api::matcher::{
 use market_api::outcall::{HttpRequestResult, TransformArgs};
 use market_api::prices::{Currency, RatesView};
 use market_api::privacy::{JobKey, JobKeyRequest, PrivacyKey};
-use market_api::{
-    EventPage, HttpRequest, HttpResponse, JobId, OfferId, PageRequest, StandardRecord,
-};
+use market_api::{HttpRequest, HttpResponse, JobId, OfferId, PageRequest};
 
 mod sns;
 
@@ -461,37 +455,7 @@ fn recent_prices(ledger: Principal) -> Vec<Trade> {
     endpoints::recent_prices(ledger)
 }
 
-/// One page of the public event log.
-#[ic_cdk::query]
-fn get_events(page: PageRequest) -> EventPage<MatcherEvent> {
-    read_state(|s| s.events.page(&page))
-}
-
-/// ICRC-3: blocks of the event log's hash chain, at most
-/// `market_api::blocks::MAX_BLOCKS_PER_QUERY` per call.
-#[ic_cdk::query]
-fn icrc3_get_blocks(ranges: Vec<GetBlocksRequest>) -> GetBlocksResult {
-    read_state(|s| s.events.get_blocks(&ranges))
-}
-
-/// ICRC-3: the certificate of the event log's tip (none while the log is
-/// empty, or in a call from a canister, which gets no certificate).
-#[ic_cdk::query]
-fn icrc3_get_tip_certificate() -> Option<ICRC3DataCertificate> {
-    read_state(|s| s.events.tip_certificate())
-}
-
-/// ICRC-3: the event log's one block type.
-#[ic_cdk::query]
-fn icrc3_supported_block_types() -> Vec<SupportedBlockType> {
-    canister_common::event_log::supported_block_types::<MatcherEvent>()
-}
-
-/// ICRC-3: the archives of old blocks; none, every block stays here.
-#[ic_cdk::query]
-fn icrc3_get_archives(_args: GetArchivesArgs) -> Vec<ICRC3ArchiveInfo> {
-    Vec::new()
-}
+canister_common::public_log_endpoints!(MatcherEvent);
 
 /// `/metrics` in the Prometheus text format.
 #[ic_cdk::query]
@@ -502,12 +466,6 @@ fn http_request(req: HttpRequest) -> HttpResponse {
     let cycles = canister_common::cycles::report(&IcRuntime);
     let body = read_state(|s| crate::metrics::encode(s, ic_cdk::api::time(), &cycles));
     HttpResponse::text(200, canister_common::metrics::CONTENT_TYPE, body)
-}
-
-/// ICRC-10: the standards this canister supports.
-#[ic_cdk::query]
-fn icrc10_supported_standards() -> Vec<StandardRecord> {
-    vec![market_api::icrc10_standard(), market_api::icrc3_standard()]
 }
 
 candid::export_service!();

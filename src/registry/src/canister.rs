@@ -8,18 +8,12 @@ use crate::staking;
 use crate::state::{mutate_state, read_state};
 use crate::timers;
 use canister_common::admin;
-use market_api::blocks::{
-    GetArchivesArgs, GetBlocksRequest, GetBlocksResult, ICRC3ArchiveInfo, ICRC3DataCertificate,
-    SupportedBlockType,
-};
 use market_api::registry::{
     BondArgs, Eligibility, ListProvidersArgs, Provider, ProviderPage, ProviderProfile, RecordArgs,
     RegistryConfig, RegistryConfigUpdate, RegistryError, RegistryEvent, RegistryInit,
     ResolveTransferArgs, SlashArgs, SlashOutcome, StakeAccount, TrackRecord, Unbonding,
 };
-use market_api::{
-    EventPage, HttpRequest, HttpResponse, PageRequest, Principal, StandardRecord, Tokens,
-};
+use market_api::{HttpRequest, HttpResponse, Principal, Tokens};
 
 fn caller() -> Principal {
     ic_cdk::api::msg_caller()
@@ -236,49 +230,13 @@ fn get_config() -> RegistryConfig {
     read_state(|s| s.config())
 }
 
-/// One page of the public event log.
-#[ic_cdk::query]
-fn get_events(page: PageRequest) -> EventPage<RegistryEvent> {
-    read_state(|s| s.events.page(&page))
-}
-
-/// ICRC-3: blocks of the event log's hash chain, at most
-/// `market_api::blocks::MAX_BLOCKS_PER_QUERY` per call.
-#[ic_cdk::query]
-fn icrc3_get_blocks(ranges: Vec<GetBlocksRequest>) -> GetBlocksResult {
-    read_state(|s| s.events.get_blocks(&ranges))
-}
-
-/// ICRC-3: the certificate of the event log's tip (none while the log is
-/// empty, or in a call from a canister, which gets no certificate).
-#[ic_cdk::query]
-fn icrc3_get_tip_certificate() -> Option<ICRC3DataCertificate> {
-    read_state(|s| s.events.tip_certificate())
-}
-
-/// ICRC-3: the event log's one block type.
-#[ic_cdk::query]
-fn icrc3_supported_block_types() -> Vec<SupportedBlockType> {
-    canister_common::event_log::supported_block_types::<RegistryEvent>()
-}
-
-/// ICRC-3: the archives of old blocks; none, every block stays here.
-#[ic_cdk::query]
-fn icrc3_get_archives(_args: GetArchivesArgs) -> Vec<ICRC3ArchiveInfo> {
-    Vec::new()
-}
+canister_common::public_log_endpoints!(RegistryEvent);
 
 /// `/metrics` in the Prometheus text format.
 #[ic_cdk::query]
 fn http_request(req: HttpRequest) -> HttpResponse {
     let cycles = canister_common::cycles::report(&IcRuntime);
     read_state(|s| crate::metrics::http_request(s, &req, now(), &cycles))
-}
-
-/// ICRC-10: the standards this canister supports.
-#[ic_cdk::query]
-fn icrc10_supported_standards() -> Vec<StandardRecord> {
-    vec![market_api::icrc10_standard(), market_api::icrc3_standard()]
 }
 
 candid::export_service!();
