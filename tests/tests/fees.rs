@@ -6,28 +6,13 @@
 mod cast;
 
 use cast::{buyer, node, provider};
-use market_api::matcher::{
-    GFUEL, HeartbeatAck, Job, JobStatus, MarketFee, MatcherError, MatcherEvent, MatcherInit,
-    SubmitResultArgs,
-};
+use market_api::matcher::{GFUEL, JobStatus, MarketFee, MatcherError, MatcherEvent, MatcherInit};
 use market_api::{JobId, Tokens};
-use market_fixture::{ICP, MarketFixture, Settings, admin, exited, heartbeat_item};
+use market_fixture::{ICP, MarketFixture, Settings, admin};
 
 fn set_fee(net: &MarketFixture, caller: candid::Principal, ppm: u32) -> Result<(), MatcherError> {
     net.update(net.ids.matcher, caller, "set_market_fee", &ppm)
         .unwrap()
-}
-
-fn get_job(net: &MarketFixture, id: JobId) -> Job {
-    let j: Option<Job> = net.query(net.ids.matcher, "get_job", &id).unwrap();
-    j.expect("the job exists")
-}
-
-fn lock_of(net: &MarketFixture, id: JobId) -> market_api::escrow::JobLock {
-    let l: Option<market_api::escrow::JobLock> = net
-        .query(net.ids.escrow, "get_lock", &format!("job/{id}"))
-        .unwrap();
-    l.expect("the job has a lock")
 }
 
 /// The buyer submits a job of `gfuel` billion fuel at up to `max_price`.
@@ -42,33 +27,6 @@ fn submit(net: &MarketFixture, gfuel: u32, max_price: Tokens) -> JobId {
         .unwrap();
     net.settle_outbox();
     r.expect("the job is taken")
-}
-
-/// Attempt 1 of `id` reports a result of `fuel` and its challenge window
-/// runs out: the job settles.
-fn run_and_settle(net: &MarketFixture, id: JobId, fuel: u64) {
-    let items = vec![heartbeat_item(id, 1, 0)];
-    let acks: Result<Vec<HeartbeatAck>, MatcherError> = net
-        .update(net.ids.matcher, node(), "heartbeat", &items)
-        .unwrap();
-    assert!(matches!(acks.unwrap()[..], [HeartbeatAck::Accepted { .. }]));
-    net.wait_secs(40);
-    let r: Result<(), MatcherError> = net
-        .update(
-            net.ids.matcher,
-            node(),
-            "submit_result",
-            &SubmitResultArgs {
-                job_id: id,
-                attempt: 1,
-                result: exited(b"done", fuel),
-            },
-        )
-        .unwrap();
-    r.expect("the result is taken");
-    net.wait_secs(net.settings.challenge_window_secs + 10);
-    net.settle_outbox();
-    assert_eq!(get_job(net, id).status, JobStatus::Succeeded);
 }
 
 /// A fee of 2.5 % set by the controllers: the job's lock holds its cost
@@ -102,10 +60,10 @@ fn a_job_pays_the_market_fee_on_its_providers_pay_and_gets_the_rest_back() {
     let free_before = net.escrow_balance(buyer()).unwrap().free;
     // 4 billion fuel at up to 10,000: a cost of 40,000 and a fee of 1,000.
     let id = submit(&net, 4, 10_000);
-    let lock = lock_of(&net, id);
+    let lock = net.job_lock(id);
     assert_eq!(lock.total, 41_000);
     assert_eq!(
-        get_job(&net, id).market_fee,
+        net.job(id).market_fee,
         MarketFee {
             fee_ppm: 25_000,
             locked: 1_000,
@@ -118,9 +76,9 @@ fn a_job_pays_the_market_fee_on_its_providers_pay_and_gets_the_rest_back() {
         .unwrap();
     net.settle_outbox();
     // 3 billion fuel at 5,000: 15,000 of pay and 375 of fee.
-    run_and_settle(&net, id, 3 * GFUEL);
+    net.run_and_settle(node(), id, 3 * GFUEL);
 
-    let lock = lock_of(&net, id);
+    let lock = net.job_lock(id);
     assert_eq!(
         (
             lock.released,
@@ -131,7 +89,7 @@ fn a_job_pays_the_market_fee_on_its_providers_pay_and_gets_the_rest_back() {
         (15_000, 375, 0, 41_000 - 15_375)
     );
     assert_eq!(
-        get_job(&net, id).market_fee,
+        net.job(id).market_fee,
         MarketFee {
             fee_ppm: 25_000,
             locked: 1_000,
@@ -161,8 +119,8 @@ fn a_job_pays_the_market_fee_on_its_providers_pay_and_gets_the_rest_back() {
 
     // A job submitted after the change pays no fee.
     let later = submit(&net, 4, 10_000);
-    assert_eq!(lock_of(&net, later).total, 40_000);
-    assert_eq!(get_job(&net, later).market_fee.fee_ppm, 0);
+    assert_eq!(net.job_lock(later).total, 40_000);
+    assert_eq!(net.job(later).market_fee.fee_ppm, 0);
 }
 
 /// The registry's cycles: its balance and what it burned so far.
@@ -197,8 +155,8 @@ fn the_fees_collected_top_up_a_canisters_cycles() {
 
     // 3 billion fuel at 1,000,000: 3,000,000 of pay and 300,000 of fee.
     let id = submit(&net, 4, 1_000_000);
-    run_and_settle(&net, id, 3 * GFUEL);
-    let storage_fee = lock_of(&net, id).storage_fee;
+    net.run_and_settle(node(), id, 3 * GFUEL);
+    let storage_fee = net.job_lock(id).storage_fee;
     let market = net.escrow_balance(net.ids.matcher).unwrap();
     let collected = storage_fee + 300_000;
     assert_eq!(market.claimable, collected);

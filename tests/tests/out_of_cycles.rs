@@ -135,11 +135,6 @@ fn canisters(net: &MarketFixture) -> [(Principal, &'static str); 3] {
     ]
 }
 
-fn get_job(net: &MarketFixture, id: JobId) -> Job {
-    let job: Option<Job> = net.query(net.ids.matcher, "get_job", &id).unwrap();
-    job.expect("the job exists")
-}
-
 /// The burn rate each canister's `/metrics` page shows, measured over its
 /// own samples of its balance, is what the devnet charged it over the same
 /// window: after a top-up restarts every window, twenty minutes of two
@@ -307,7 +302,7 @@ fn a_frozen_matcher_is_topped_up_and_the_market_resumes_with_nothing_lost() {
     assert!(message.contains("top it up"), "{message}");
     println!("a buyer's submit_job to the frozen matcher: {message}");
     // Queries still answer; the escrow works on.
-    assert_eq!(get_job(&net, jobs[0].id).status, JobStatus::Running);
+    assert_eq!(net.job(jobs[0].id).status, JobStatus::Running);
     net.deposit(buyer(), ICP).unwrap();
     // Nothing of the matcher's runs while frozen, its timers included
     // (only the free `canister_inspect_message` of the ingress).
@@ -336,7 +331,7 @@ fn a_frozen_matcher_is_topped_up_and_the_market_resumes_with_nothing_lost() {
 
     // The jobs finish and settle; no deadline was missed.
     for job in &jobs {
-        let held = get_job(&net, job.id);
+        let held = net.job(job.id);
         assert_eq!(held.status, JobStatus::Running, "job {}", job.id);
         assert_eq!(held.provider, Some(provider()));
         let args = SubmitResultArgs {
@@ -350,7 +345,7 @@ fn a_frozen_matcher_is_topped_up_and_the_market_resumes_with_nothing_lost() {
     net.wait_secs(net.settings.challenge_window_secs + 10);
     net.settle_outbox();
     for job in &jobs {
-        assert_eq!(get_job(&net, job.id).status, JobStatus::Succeeded);
+        assert_eq!(net.job(job.id).status, JobStatus::Succeeded);
     }
     let audit = net.audit().unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(audit.slashes, 0, "nobody paid for the matcher's freeze");

@@ -8,17 +8,14 @@
 mod cast;
 
 use cast::{buyer, node, provider};
-use market_api::matcher::{
-    GFUEL, HeartbeatAck, Job, JobSpec, JobStatus, MatcherError, MatcherEvent, OfferSpec,
-    SubmitResultArgs,
-};
+use market_api::matcher::{GFUEL, JobSpec, JobStatus, MatcherError, MatcherEvent, OfferSpec};
 use market_api::prices::cmc::IcpXdrConversionRateResponse;
 use market_api::prices::xrc::{ExchangeRateError, GetExchangeRateResult, xdr_rate_of};
 use market_api::prices::{CYCLES_PER_XDR, Currency, RatesView};
 use market_api::registry::Provider;
 use market_api::{JobId, Tokens};
 use market_fixture::pricing::{CYCLES_LEDGER_FEE, ETH, ETH_FEE};
-use market_fixture::{ICP, MarketFixture, PricingSettings, Settings, exited, heartbeat_item};
+use market_fixture::{ICP, MarketFixture, PricingSettings, Settings};
 
 /// One thousandth of an XDR, in cycles.
 const MILLI_XDR: u128 = CYCLES_PER_XDR / 1_000;
@@ -101,11 +98,6 @@ fn submit(net: &MarketFixture, spec: &JobSpec) -> Result<JobId, MatcherError> {
     r
 }
 
-fn get_job(net: &MarketFixture, id: JobId) -> Job {
-    let j: Option<Job> = net.query(net.ids.matcher, "get_job", &id).unwrap();
-    j.expect("the job exists")
-}
-
 fn registry_provider(net: &MarketFixture) -> Provider {
     let p: Option<Provider> = net
         .query(net.ids.registry, "get_provider", &provider())
@@ -115,41 +107,6 @@ fn registry_provider(net: &MarketFixture) -> Provider {
 
 fn matcher_events(net: &MarketFixture) -> Vec<MatcherEvent> {
     net.events::<MatcherEvent>(net.ids.matcher).unwrap()
-}
-
-/// The provider's node acknowledges attempt 1 of `id`, waits 40 s (its
-/// declared speed allows 4 billion fuel in that time), reports a result of
-/// `fuel` and the challenge window runs out: the job settles.
-fn run_and_settle(net: &MarketFixture, id: JobId, fuel: u64) {
-    let items = vec![heartbeat_item(id, 1, 0)];
-    let acks: Result<Vec<HeartbeatAck>, MatcherError> = net
-        .update(net.ids.matcher, node(), "heartbeat", &items)
-        .unwrap();
-    assert!(matches!(acks.unwrap()[..], [HeartbeatAck::Accepted { .. }]));
-    net.wait_secs(40);
-    let r: Result<(), MatcherError> = net
-        .update(
-            net.ids.matcher,
-            node(),
-            "submit_result",
-            &SubmitResultArgs {
-                job_id: id,
-                attempt: 1,
-                result: exited(b"done", fuel),
-            },
-        )
-        .unwrap();
-    r.expect("the result is taken");
-    net.wait_secs(net.settings.challenge_window_secs + 10);
-    net.settle_outbox();
-    assert_eq!(get_job(net, id).status, JobStatus::Succeeded);
-}
-
-fn lock_of(net: &MarketFixture, id: JobId) -> market_api::escrow::JobLock {
-    let l: Option<market_api::escrow::JobLock> = net
-        .query(net.ids.escrow, "get_lock", &format!("job/{id}"))
-        .unwrap();
-    l.expect("the job has a lock")
 }
 
 /// A job priced in XDR and paid in ICP: its lock converts at the rate of
@@ -166,9 +123,10 @@ fn an_xdr_job_paid_in_icp_is_charged_at_its_match_rate_and_refunded_the_rest() {
     // 4 billion fuel at up to 0.002 XDR per billion: 0.008 XDR, which is
     // 0.002 ICP (200,000 e8s) at 4 XDR per ICP, and the 10 % buffer.
     let id = submit(&net, &job(&net, icp, Currency::Xdr, 4, 2 * MILLI_XDR)).unwrap();
-    let lock = lock_of(&net, id);
+    let lock = net.job_lock(id);
     assert_eq!(lock.total, 220_000);
-    let terms = get_job(&net, id)
+    let terms = net
+        .job(id)
         .pricing
         .expect("an XDR job shows its terms")
         .terms;
@@ -187,7 +145,7 @@ fn an_xdr_job_paid_in_icp_is_charged_at_its_match_rate_and_refunded_the_rest() {
     net.settle_outbox();
 
     // 0.001 XDR per billion fuel is 20,000 e8s at 5 XDR per ICP.
-    let job = get_job(&net, id);
+    let job = net.job(id);
     assert_eq!(job.price, Some(20_000));
     let conversion = job
         .pricing
@@ -205,10 +163,10 @@ fn an_xdr_job_paid_in_icp_is_charged_at_its_match_rate_and_refunded_the_rest() {
     // The rate moves again; the price agreed at the match stands.
     net.set_icp_xdr_rate(30_000).unwrap();
     net.refresh_rates().unwrap();
-    run_and_settle(&net, id, 3 * GFUEL);
+    net.run_and_settle(node(), id, 3 * GFUEL);
 
     // 3 billion fuel at 20,000 e8s: 60,000 e8s paid, 160,000 refunded.
-    let lock = lock_of(&net, id);
+    let lock = net.job_lock(id);
     assert_eq!((lock.released, lock.refunded), (60_000, 160_000));
     let free = net.escrow_balance(buyer()).unwrap().free;
     assert_eq!(free, free_before - lock.storage_fee - 60_000);
@@ -290,8 +248,8 @@ fn a_canister_pays_in_cycles_with_no_conversion_and_its_provider_bonds_icp() {
     let r: Result<JobId, String> = net.update(client, team, "submit", &spec).unwrap();
     let id = r.expect("the canister's job is taken");
     net.settle_outbox();
-    assert_eq!(lock_of(&net, id).total, 80 * MILLI_XDR);
-    let job = get_job(&net, id);
+    assert_eq!(net.job_lock(id).total, 80 * MILLI_XDR);
+    let job = net.job(id);
     assert_eq!(job.owner, client);
     assert_eq!(job.price, Some(10 * MILLI_XDR), "a cycle is a cycle");
     // The job is worth 0.04 XDR = 4 * 10^10 cycles, 1,000,000 e8s at 4 XDR
@@ -300,8 +258,8 @@ fn a_canister_pays_in_cycles_with_no_conversion_and_its_provider_bonds_icp() {
         registry_provider(&net).stake.bonded,
         BOND_MULTIPLE * 1_000_000
     );
-    run_and_settle(&net, id, 2 * GFUEL);
-    let lock = lock_of(&net, id);
+    net.run_and_settle(node(), id, 2 * GFUEL);
+    let lock = net.job_lock(id);
     assert_eq!(
         (lock.released, lock.refunded),
         (20 * MILLI_XDR, 60 * MILLI_XDR)
@@ -333,7 +291,7 @@ fn an_eighteen_decimal_token_bonds_and_slashes_the_right_icp() {
     net.post_offer(provider(), &offer(&net, eth, Currency::Token, price))
         .unwrap();
     let id = submit(&net, &job(&net, eth, Currency::Token, 4, price)).unwrap();
-    assert_eq!(get_job(&net, id).status, JobStatus::Assigned);
+    assert_eq!(net.job(id).status, JobStatus::Assigned);
     let value_e8s: u128 = 25_000_000;
     let before = registry_provider(&net);
     assert_eq!(

@@ -681,6 +681,48 @@ impl MarketFixture {
         }
     }
 
+    /// Job `id` as `get_job` shows it (panics if the matcher has none).
+    pub fn job(&self, id: JobId) -> Job {
+        let job: Option<Job> = self.query(self.ids.matcher, "get_job", &id).unwrap();
+        job.unwrap_or_else(|| panic!("no job {id}"))
+    }
+
+    /// The escrow's lock of job `id` (panics if there is none).
+    pub fn job_lock(&self, id: JobId) -> market_api::escrow::JobLock {
+        let key = format!("job/{id}");
+        let lock: Option<market_api::escrow::JobLock> =
+            self.query(self.ids.escrow, "get_lock", &key).unwrap();
+        lock.unwrap_or_else(|| panic!("no lock of job {id}"))
+    }
+
+    /// `node` acknowledges attempt 1 of `id`, waits 40 s, reports a result
+    /// of `fuel` (the job's provider must declare a speed that allows it)
+    /// and the challenge window runs out: the job settles, succeeded.
+    pub fn run_and_settle(&self, node: Principal, id: JobId, fuel: u64) {
+        let items = vec![heartbeat_item(id, 1, 0)];
+        let acks: std::result::Result<Vec<market_api::matcher::HeartbeatAck>, MatcherError> = self
+            .update(self.ids.matcher, node, "heartbeat", &items)
+            .unwrap();
+        assert!(matches!(
+            acks.unwrap()[..],
+            [market_api::matcher::HeartbeatAck::Accepted { .. }]
+        ));
+        self.wait_secs(40);
+        let args = market_api::matcher::SubmitResultArgs {
+            job_id: id,
+            attempt: 1,
+            result: exited(b"done", fuel),
+        };
+        let r: std::result::Result<(), MatcherError> = self
+            .update(self.ids.matcher, node, "submit_result", &args)
+            .unwrap();
+        r.expect("the result is taken");
+        self.wait_secs(self.settings.challenge_window_secs + 10);
+        self.settle_outbox();
+        let status = self.job(id).status;
+        assert_eq!(status, market_api::matcher::JobStatus::Succeeded);
+    }
+
     /// A job's spec with its input, read as a provider's daemon reads it:
     /// `job_view`, then the input chunk by chunk, checked against the size
     /// and sha256 the view gives. Read as the provider holding the job (the
