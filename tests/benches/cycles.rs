@@ -26,7 +26,7 @@
 //! cargo bench --profile dev -p market-tests --bench cycles
 //! ```
 
-use candid::{CandidType, Deserialize, Principal};
+use candid::Principal;
 use devnet::{CMC_ID, CyclesBurned};
 use market_api::matcher::{
     AUDIT_ALWAYS_PPM, Assignment, AuditVerdict, GFUEL, HeartbeatAck, HeartbeatItem, Job, JobSpec,
@@ -354,19 +354,6 @@ fn probes(net: &MarketFixture) -> u128 {
     market_fixture::metrics::metric_value(&page, "matcher_probes_total").unwrap_or(0.0) as u128
 }
 
-#[derive(CandidType, Deserialize)]
-struct IcpXdrConversionRate {
-    timestamp_seconds: u64,
-    xdr_permyriad_per_icp: u64,
-}
-
-#[derive(CandidType, Deserialize)]
-struct IcpXdrConversionRateResponse {
-    data: IcpXdrConversionRate,
-    hash_tree: Vec<u8>,
-    certificate: Vec<u8>,
-}
-
 /// E8s that buy `cycles` at `xdr_permyriad_per_icp`, rounded up: cycles
 /// are 10^12 to the XDR, an ICP is 10^8 e8s, so an e8 buys
 /// `xdr_permyriad_per_icp` cycles.
@@ -476,7 +463,7 @@ fn main() {
 
     let (probe, interval) = lease(&net);
 
-    let rate: IcpXdrConversionRateResponse = net
+    let rate: market_api::prices::cmc::IcpXdrConversionRateResponse = net
         .query(CMC_ID, "get_icp_xdr_conversion_rate", &())
         .unwrap();
     let permyriad = rate.data.xdr_permyriad_per_icp;

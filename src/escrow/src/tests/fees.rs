@@ -7,6 +7,7 @@ const A: u8 = 1; // a buyer
 const PROV: u8 = 101; // a provider
 
 impl Env {
+    /// Release `seq` of `amount` to the provider with `fee` beside it.
     fn release_fee(
         &self,
         key: &str,
@@ -15,18 +16,7 @@ impl Env {
         fee: Tokens,
         hold: bool,
     ) -> Result<JobLock, EscrowError> {
-        self.job_call(
-            jobs::release,
-            MATCHER,
-            ReleaseArgs {
-                job_key: key.into(),
-                seq,
-                provider: p(PROV),
-                amount,
-                hold,
-                fee,
-            },
-        )
+        self.release_with_fee(key, seq, p(PROV), amount, hold, fee)
     }
 }
 
