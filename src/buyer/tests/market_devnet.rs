@@ -136,7 +136,15 @@ async fn private_world_with_provider(
     buyer::deposit(&w.buyer, 5 * ICP).await.unwrap();
     let stop = provider_daemon(&w, 1, state_dir);
     w.start_clock();
-    (w, stop)
+    // The matcher reads its key a second of devnet time after install:
+    // wait for it, or a sealed job submitted at once finds none.
+    for _ in 0..100 {
+        if w.buyer.privacy_key().await.unwrap().is_some() {
+            return (w, stop);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the matcher never read its privacy key");
 }
 
 /// The ids of the buyer's reservations.
