@@ -352,11 +352,17 @@ fn a_late_heartbeat_or_hand_back_does_not_escape_the_slash() {
         let HeartbeatAck::Accepted { next_deadline_ns } = heartbeat(&net, node(1), job, 1) else {
             panic!("the first heartbeat acknowledges");
         };
+        // The matcher runs its timers until just before the deadline (and
+        // its grace); a moment past it, no timer has run yet. (A clock
+        // that jumps far past it with no run between would be the
+        // matcher's own outage, which moves the deadline: see
+        // `matcher::market::outages`.)
+        net.wait_secs((next_deadline_ns - net.time_ns()) / 1_000_000_000 - 1);
         let mut dn = net.devnet();
         let now = dn.time_nanos();
-        // Past the deadline (and its grace), no timer has run yet.
+        assert!(now < next_deadline_ns);
         dn.advance_time(std::time::Duration::from_nanos(
-            next_deadline_ns - now + 60_000_000_000,
+            next_deadline_ns - now + 1_000_000_000,
         ));
         let arg = match late {
             "heartbeat" => candid::encode_one(vec![heartbeat_item(job, 1, 0)]).unwrap(),
@@ -959,8 +965,11 @@ fn transfers_unknown_past_the_dedup_window_are_resolved_from_the_ledger() {
         // The provider takes a job, heartbeats once and goes silent.
         acknowledged_job(&net);
 
-        // Nobody looks again for 25 hours.
+        // Nobody looks again for 25 hours. The devnet's clock jumps there
+        // with no timer run on the way, which to the matcher is an outage
+        // of its own: the missed deadline is enforced a grace period after.
         net.advance(PAST_DEDUP_WINDOW);
+        net.wait_secs(net.settings.grace_secs + 5);
         net.settle_outbox();
         let reconcile = ReconcileArgs {
             owner: buyer(),

@@ -2,8 +2,9 @@
 //! `/metrics` pages show matches what the devnet charged them; a matcher
 //! that runs low shows it, freezes (every call refused with IC0207, which
 //! the client library explains), and after a top-up the market goes on
-//! with nothing lost; a canister that runs out entirely loses its code and
-//! its state, as on the IC.
+//! with nothing lost, even when the freeze outlasted the jobs' deadlines;
+//! a canister that runs out entirely loses its code and its state, as on
+//! the IC.
 
 mod cast;
 
@@ -349,6 +350,87 @@ fn a_frozen_matcher_is_topped_up_and_the_market_resumes_with_nothing_lost() {
     }
     let audit = net.audit().unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(audit.slashes, 0, "nobody paid for the matcher's freeze");
+}
+
+/// The matcher frozen for three minutes, longer than the jobs' interval
+/// and grace: the provider's heartbeats are refused all the while, through
+/// no fault of its own. After the top-up the matcher counts its deadlines
+/// from the end of its outage: the jobs whose heartbeats come back are not
+/// slashed, and the one whose node stays silent is slashed a grace period
+/// after the outage, not before.
+#[test]
+fn a_matcher_frozen_past_the_deadlines_slashes_nobody_for_its_own_outage() {
+    let net = market();
+    let jobs = start_jobs(&net, 3);
+    let (live, silent) = (&jobs[..2], &jobs[2]);
+    let m = net.ids.matcher;
+    run_for(&net, &jobs, 2);
+    let threshold = net.devnet().freezing_threshold_cycles(m).unwrap();
+    net.devnet().set_cycle_balance(m, threshold);
+    let outage = Duration::from_secs(180);
+    assert!(outage.as_secs() > INTERVAL_SECS + net.settings.grace_secs);
+    for _ in 0..outage.as_secs() / 10 {
+        net.advance(Duration::from_secs(10));
+        for job in &jobs {
+            assert_out_of_cycles(&heartbeat(&net, job).unwrap_err());
+        }
+    }
+
+    top_up(&net, m, 10_000_000_000_000);
+    // The node heartbeats what it owes for the intervals of the outage, as
+    // the deadline the matcher shows it asks, until the next deadline is
+    // more than a grace period away.
+    let grace_ns = net.settings.grace_secs * 1_000_000_000;
+    for job in live {
+        let mut beats = 0;
+        loop {
+            let ack = heartbeat(&net, job).expect("the matcher takes heartbeats again");
+            let HeartbeatAck::Accepted { next_deadline_ns } = ack else {
+                panic!("job {}: {ack:?}", job.id);
+            };
+            beats += 1;
+            if next_deadline_ns > net.time_ns() + grace_ns {
+                break;
+            }
+            assert!(beats <= INTERVAL_SECS, "job {}: catching up ends", job.id);
+        }
+        job.beat_ns.set(net.time_ns());
+    }
+    let resumed_ns = net.time_ns();
+    // Within the grace after the outage, the silent job is still held.
+    net.advance(Duration::from_secs(net.settings.grace_secs - 10));
+    assert_eq!(net.job(silent.id).status, JobStatus::Running);
+    assert_eq!(net.audit().unwrap_or_else(|e| panic!("{e}")).slashes, 0);
+    run_for(&net, live, 2);
+
+    let audit = net.audit().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(audit.slashes, 1, "only the silent job's holder is slashed");
+    let dropped = net.job(silent.id);
+    assert_eq!(
+        dropped.status,
+        JobStatus::Failed,
+        "the silent job, with no retries"
+    );
+    assert!(net.time_ns() > resumed_ns + net.settings.grace_secs * 1_000_000_000);
+    for job in live {
+        let held = net.job(job.id);
+        assert_eq!(held.status, JobStatus::Running, "job {}", job.id);
+        assert_eq!(held.retries_used, 0, "job {}", job.id);
+        let args = SubmitResultArgs {
+            job_id: job.id,
+            attempt: 1,
+            result: exited(b"done", fuel_by_now(&net, job)),
+        };
+        let r: Result<(), MatcherError> = net.update(m, node(), "submit_result", &args).unwrap();
+        r.expect("the result is taken");
+    }
+    net.wait_secs(net.settings.challenge_window_secs + 10);
+    net.settle_outbox();
+    for job in live {
+        assert_eq!(net.job(job.id).status, JobStatus::Succeeded);
+    }
+    let audit = net.audit().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(audit.slashes, 1, "nobody paid for the matcher's freeze");
 }
 
 /// A canister that cannot pay for its storage loses its code and every

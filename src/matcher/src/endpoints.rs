@@ -352,7 +352,7 @@ pub fn assignments(provider: Principal, page: PageRequest) -> AssignmentPage {
                     job_id: r.state.id,
                     attempt: a.attempt,
                     price: a.price,
-                    next_deadline_ns: r.state.deadline_ns(&p).unwrap_or(0),
+                    next_deadline_ns: s.market.deadline_of(&p, &r.state).unwrap_or(0),
                     result_deadline_ns: a.result_due_ns,
                     fuel_reported: a.fuel_reported,
                     fuel_per_sec: a.fuel_per_sec,
@@ -391,6 +391,7 @@ pub fn heartbeat(
 ) -> Result<Vec<HeartbeatAck>, MatcherError> {
     let t = rt.now_ns();
     let acks = mutate_state(|s| {
+        s.market.observe_run(t);
         let p = s.params();
         s.market.heartbeat(&p, t, caller, &items)
     })?;
@@ -411,7 +412,10 @@ pub fn submit_result(
         });
     }
     let t = rt.now_ns();
-    mutate_state(|s| audit::submit_result(s, t, caller, args))?;
+    mutate_state(|s| {
+        s.market.observe_run(t);
+        audit::submit_result(s, t, caller, args)
+    })?;
     rt.schedule();
     Ok(())
 }
@@ -493,7 +497,10 @@ pub fn hand_back(
     attempt: u32,
 ) -> Result<(), MatcherError> {
     let t = rt.now_ns();
-    mutate_state(|s| audit::hand_back(s, t, caller, job_id, attempt))?;
+    mutate_state(|s| {
+        s.market.observe_run(t);
+        audit::hand_back(s, t, caller, job_id, attempt)
+    })?;
     rt.schedule();
     Ok(())
 }

@@ -29,6 +29,7 @@ use sha2::Digest;
 pub mod access;
 pub mod audits;
 pub mod keys;
+pub mod outages;
 pub mod reservations;
 pub mod services;
 use reservations::ReservationRecord;
@@ -452,6 +453,8 @@ pub struct Memories<M> {
     pub reservations: [M; 3],
     /// (due, slot, attempt) triples of service replicas' next probes.
     pub probes: M,
+    /// The matcher's last run and recent outages.
+    pub outages: M,
 }
 
 /// All of the matcher's durable state but its configuration and event log.
@@ -486,6 +489,9 @@ pub struct Market<M: Memory> {
     /// When each acknowledged service replica is probed next, by (due,
     /// slot job, attempt).
     probes: StableBTreeMap<(u64, JobId, u32), (), M>,
+    /// When the matcher last ran and its recent outages, which move the
+    /// deadlines that fell in them (see [`outages`]).
+    outages: ic_stable_structures::Cell<Cbor<outages::Outages>, M>,
     /// How tokens are valued (heap only: the state sets it from the
     /// configuration and the rate readings when it opens, and again
     /// whenever either changes).
@@ -541,6 +547,7 @@ impl<M: Memory> Market<M> {
             reserved_queue: StableBTreeMap::init(r1),
             daos: StableBTreeMap::init(r2),
             probes: StableBTreeMap::init(m.probes),
+            outages: ic_stable_structures::Cell::init(m.outages, Cbor(Default::default())),
             pricing: Pricing::default(),
             sealing: false,
         }
@@ -1053,6 +1060,33 @@ impl<M: Memory> Market<M> {
         }
     }
 
+    /// A run of the matcher at `now_ns` (a timer's, or a provider's call):
+    /// records an outage if it has not run for a while (see [`outages`]);
+    /// returns it if so.
+    pub fn observe_run(&mut self, now_ns: u64) -> Option<outages::Outage> {
+        let mut o = self.outages.get().0.clone();
+        let outage = o.observe(now_ns);
+        self.outages.set(Cbor(o));
+        outage
+    }
+
+    /// When the matcher last ran and its recent outages.
+    pub fn outages(&self) -> outages::Outages {
+        self.outages.get().0.clone()
+    }
+
+    /// A deadline at `deadline_ns` as the outages moved it.
+    fn moved(&self, p: &Params, deadline_ns: u64) -> u64 {
+        let grace = p.grace_secs.saturating_mul(1_000_000_000);
+        self.outages.get().0.extend(deadline_ns, grace)
+    }
+
+    /// The job's next deadline as it is enforced: its own
+    /// ([`JobState::deadline_ns`]), moved past the matcher's outages.
+    pub fn deadline_of(&self, p: &Params, state: &JobState) -> Option<u64> {
+        state.deadline_ns(p).map(|d| self.moved(p, d))
+    }
+
     fn deadline_key(p: &Params, state: &JobState) -> Option<(u64, u32)> {
         Some((state.deadline_ns(p)?, state.assignment.as_ref()?.attempt))
     }
@@ -1394,7 +1428,7 @@ impl<M: Memory> Market<M> {
             {
                 Ok(effects) => {
                     self.track_deadline(p, &rec.state, old);
-                    let next = rec.state.deadline_ns(p).unwrap_or(0);
+                    let next = self.deadline_of(p, &rec.state).unwrap_or(0);
                     let kind = rec.kind;
                     self.put_job(rec);
                     self.apply(p, now_ns, item.job_id, kind, effects);
@@ -1525,12 +1559,16 @@ impl<M: Memory> Market<M> {
         providers
     }
 
-    /// Handles up to `budget` deadlines that passed by `now_ns`; returns how
-    /// many it handled. Each (job, attempt) deadline is handled once.
+    /// Handles up to `budget` deadlines that passed by `now_ns`, as the
+    /// matcher's outages moved them; returns how many it handled. Each
+    /// (job, attempt) deadline is handled once.
     pub fn process_deadlines(&mut self, p: &Params, now_ns: u64, budget: usize) -> usize {
+        // Moving is monotone, so the index's order is the moved order: the
+        // first deadline not due yet ends the run.
         let due: Vec<(u64, JobId, u32)> = self
             .deadlines
             .keys_range((0, 0, 0)..=(now_ns, JobId::MAX, u32::MAX))
+            .take_while(|(d, _, _)| self.moved(p, *d) <= now_ns)
             .take(budget)
             .collect();
         for key in &due {
@@ -1556,10 +1594,10 @@ impl<M: Memory> Market<M> {
         let Some(mut rec) = self.job(id) else {
             return false;
         };
-        let Some(old @ (_, attempt)) = Self::deadline_key(p, &rec.state) else {
+        let Some(old @ (deadline, attempt)) = Self::deadline_key(p, &rec.state) else {
             return false;
         };
-        if !rec.state.past_deadline(p, now_ns) {
+        if now_ns < self.moved(p, deadline) {
             return false;
         }
         let effects = rec.state.deadline_passed(p, now_ns, attempt);
@@ -1621,9 +1659,13 @@ impl<M: Memory> Market<M> {
         seqs
     }
 
-    /// The earliest pending deadline, for arming the timer.
-    pub fn next_deadline_ns(&self) -> Option<u64> {
-        self.deadlines.keys().next().map(|(d, _, _)| d)
+    /// The earliest pending deadline (as the outages moved it), for
+    /// arming the timer.
+    pub fn next_deadline_ns(&self, p: &Params) -> Option<u64> {
+        self.deadlines
+            .keys()
+            .next()
+            .map(|(d, _, _)| self.moved(p, d))
     }
 
     /// The registry confirmed the bond of `attempt`: the provider may act

@@ -70,3 +70,6 @@ pub const PRIVACY_KEY: MemoryId = MemoryId::new(30);
 pub const JOB_KEY_COUNTS: MemoryId = MemoryId::new(31);
 /// The top-ups of the canisters' cycles (see `crate::top_up`).
 pub const TOP_UPS: MemoryId = MemoryId::new(32);
+/// The matcher's last run and recent outages (see
+/// `crate::market::outages`).
+pub const OUTAGES: MemoryId = MemoryId::new(33);

@@ -37,6 +37,7 @@ pub fn encode(s: &State, now_ns: u64, cycles: &CyclesReport) -> String {
     let audits = s.audit_counts.get().0;
     let probes = s.probe_counts.get().0;
     let keys = s.key_counts.get().0;
+    let outages = s.market.outages();
     for (name, help, value) in [
         (
             "matcher_audit_runs_total",
@@ -82,6 +83,16 @@ pub fn encode(s: &State, now_ns: u64, cycles: &CyclesReport) -> String {
             "matcher_job_key_failures_total",
             "Job key derivations the management canister rejected or left unanswered.",
             keys.failed,
+        ),
+        (
+            "matcher_outages_total",
+            "Times the matcher did not run for longer than its timers allow (frozen, stopped, or its subnet stalled); deadlines that fell in one were moved past it.",
+            outages.total,
+        ),
+        (
+            "matcher_outage_seconds_total",
+            "Seconds of those outages in all.",
+            outages.total_secs,
         ),
     ] {
         page.counter(name, help, u128::from(value));

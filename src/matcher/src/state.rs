@@ -129,6 +129,7 @@ impl State {
                 outbox: [get(OUTBOX_STEPS), get(OUTBOX_BY_JOB)],
                 reservations: [get(RESERVATIONS), get(RESERVED_QUEUE), get(DAOS)],
                 probes: get(PROBES_DUE),
+                outages: get(OUTAGES),
             }),
             layout: Cell::init(get(LAYOUT_VERSION), 0),
             audit: BooksAudit::new(),

@@ -49,7 +49,7 @@ fn now() -> u64 {
 pub fn schedule() {
     let wake = read_state(|s| {
         [
-            s.market.next_deadline_ns(),
+            s.market.next_deadline_ns(&s.params()),
             s.market.outbox.next_wake_ns(),
             s.market.next_probe_ns(),
         ]
@@ -78,6 +78,7 @@ async fn run() {
     TIMER.set(None);
     let t = now();
     mutate_state(|s| {
+        s.market.observe_run(t);
         let p = s.params();
         s.market.process_deadlines(&p, t, DEADLINES_PER_RUN);
         s.market.process_probes(t, PROBES_PER_RUN);
@@ -97,6 +98,7 @@ pub fn start_watchdog() {
     ic_cdk_timers::set_timer_interval(WATCHDOG_PERIOD, || async {
         let t = now();
         mutate_state(|s| {
+            s.market.observe_run(t);
             s.market.modules.collect_garbage(t, 10);
             s.market.prune_finished(t, PRUNED_PER_RUN);
             let p = s.params();
@@ -132,7 +134,12 @@ pub fn start_audit() {
     ic_cdk_timers::set_timer_interval(Duration::from_secs(AUDIT_PERIOD_SECS), || async {
         canister_common::cycles::observe(&IcRuntime);
         let t = now();
-        mutate_state(|s| s.run_audit_chunk(t, AUDIT_CHUNK_RECORDS, |line| IcRuntime.log(line)));
+        mutate_state(|s| {
+            // The one timer that runs whatever else is due: the matcher's
+            // pulse, by which it notices its own outages.
+            s.market.observe_run(t);
+            s.run_audit_chunk(t, AUDIT_CHUNK_RECORDS, |line| IcRuntime.log(line));
+        });
     });
 }
 

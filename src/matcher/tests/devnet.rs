@@ -588,6 +588,61 @@ fn deadline_is_enforced_across_a_matcher_upgrade() {
     net.audit();
 }
 
+/// The matcher stopped for an upgrade that takes three minutes, longer
+/// than the job's interval and grace: the provider's heartbeats are
+/// refused while it is stopped. Started again, it counts the job's
+/// deadline from the end of its outage: the node's heartbeats are taken
+/// as it catches up, the job runs to its end, and nobody is slashed.
+#[test]
+fn a_matcher_stopped_past_a_deadline_slashes_nobody_for_its_own_outage() {
+    let net = Net::new();
+    let (_, id) = net.running_job();
+    let m = net.ids.matcher;
+    let config: MatcherInit = net.query(m, "get_config", &()).unwrap();
+    net.devnet()
+        .stop_canister(market_fixture::admin(), m)
+        .unwrap();
+    let stopped_ns = net.time_ns();
+    let items = candid::encode_one(vec![heartbeat_item(id, 1, GFUEL)]).unwrap();
+    for _ in 0..18 {
+        net.advance(std::time::Duration::from_secs(10));
+        let refused = net
+            .devnet()
+            .update_call(m, node(1), "heartbeat", items.clone());
+        assert!(refused.is_err(), "a stopped matcher takes no heartbeat");
+    }
+    assert!(net.time_ns() - stopped_ns > (INTERVAL + net.settings.grace_secs) * 1_000_000_000);
+    net.upgrade_matcher(Some(config));
+    net.devnet()
+        .start_canister(market_fixture::admin(), m)
+        .unwrap();
+
+    let grace_ns = net.settings.grace_secs * 1_000_000_000;
+    let mut beats = 0;
+    loop {
+        let ack = net.heartbeat(1, id, 1);
+        let HeartbeatAck::Accepted { next_deadline_ns } = ack else {
+            panic!("{ack:?}");
+        };
+        beats += 1;
+        if next_deadline_ns > net.time_ns() + grace_ns {
+            break;
+        }
+        assert!(beats < 10, "catching up ends");
+    }
+    net.result(1, id, 1, b"ok").unwrap();
+    net.close_window();
+    assert_eq!(net.job(id).status, JobStatus::Succeeded);
+    assert_eq!(net.stake_of(1).slashed_total, 0);
+    let page = net.metrics(m).unwrap();
+    assert_eq!(
+        market_fixture::metrics::metric_value(&page, "matcher_outages_total"),
+        Some(1.0),
+        "{page}"
+    );
+    assert_eq!(net.audit().slashes, 0);
+}
+
 /// Runs a full job (match, two paid intervals, result) with `fault`
 /// injected on the first matching call, then checks that everything
 /// converges: the job settles, pay and refunds are exact, the books balance.

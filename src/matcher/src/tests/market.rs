@@ -45,6 +45,7 @@ pub(crate) fn market() -> Market<VectorMemory> {
         outbox: [mem(), mem()],
         reservations: [mem(), mem(), mem()],
         probes: mem(),
+        outages: mem(),
     })
 }
 
@@ -368,7 +369,7 @@ fn job_runs_misses_a_deadline_and_finishes_on_a_second_provider() {
     let fx = steps(&mut m);
     assert_eq!(fx.last(), Some(&Effect::Settle));
     assert_eq!(m.job(id).unwrap().to_job().status, JobStatus::Succeeded);
-    assert_eq!(m.next_deadline_ns(), None);
+    assert_eq!(m.next_deadline_ns(&P), None);
 }
 
 #[test]
@@ -529,12 +530,12 @@ fn a_deadline_run_handles_at_most_its_budget_and_the_rest_next_time() {
             .all(|id| m.job(*id).unwrap().to_job().provider.is_some())
     );
     assert_eq!(
-        m.next_deadline_ns(),
+        m.next_deadline_ns(&P),
         None,
         "no deadline runs before the bonds hold"
     );
     steps(&mut m);
-    let late = m.next_deadline_ns().unwrap() + 3_600 * S;
+    let late = m.next_deadline_ns(&P).unwrap() + 3_600 * S;
     assert_eq!(m.process_deadlines(&P, late, 2), 2);
     let failed = |m: &Market<VectorMemory>| {
         ids.iter()
@@ -546,7 +547,65 @@ fn a_deadline_run_handles_at_most_its_budget_and_the_rest_next_time() {
     assert_eq!(m.process_deadlines(&P, late, 2), 1);
     assert_eq!(m.process_deadlines(&P, late, 2), 0, "each deadline once");
     assert_eq!(failed(&m), 5);
-    assert_eq!(m.next_deadline_ns(), None);
+    assert_eq!(m.next_deadline_ns(&P), None);
+}
+
+/// The matcher doesn't run for ten minutes (frozen, say): the deadlines
+/// that fell in the outage move to a grace period after it, the heartbeat
+/// that comes in that time is taken, and a job whose holder stays silent
+/// fails a grace period after the outage, not at its own deadline.
+#[test]
+fn deadlines_that_fell_in_the_matchers_outage_move_a_grace_period_past_it() {
+    let mut m = market_with_five_slots();
+    let ids: Vec<u64> = (0..2)
+        .map(|_| {
+            let id = m.create_job(&P, 0, buyer(), spec(80, 0)).unwrap().state.id;
+            m.job_funded(&P, 0, id);
+            id
+        })
+        .collect();
+    steps(&mut m);
+    let (live, silent) = (ids[0], ids[1]);
+    for id in &ids {
+        let acks = m
+            .heartbeat(&P, S, node(1), &[heartbeat_item(*id, 1, 0)])
+            .unwrap();
+        assert!(matches!(acks[0], HeartbeatAck::Accepted { .. }));
+    }
+    let deadline = m.next_deadline_ns(&P).unwrap();
+    // It last ran a second after the heartbeats, then not until ten
+    // minutes after the deadline.
+    assert_eq!(m.observe_run(2 * S), None);
+    let back = deadline + 600 * S;
+    let outage = m.observe_run(back).expect("an outage");
+    assert_eq!((outage.from_ns, outage.until_ns), (2 * S, back));
+    let moved = back + P.grace_secs * S;
+    assert_eq!(m.next_deadline_ns(&P), Some(moved));
+    assert_eq!(m.process_deadlines(&P, back, 10), 0, "nothing is due yet");
+    let acks = m
+        .heartbeat(&P, back, node(1), &[heartbeat_item(live, 1, 0)])
+        .unwrap();
+    assert!(
+        matches!(acks[0], HeartbeatAck::Accepted { next_deadline_ns } if next_deadline_ns == moved),
+        "{acks:?}"
+    );
+    assert_eq!(m.job(silent).unwrap().state.status, JobStatus::Running);
+    // Its result was due in the outage too: it comes in the grace after.
+    m.submit_result(
+        &P,
+        back + S,
+        node(1),
+        SubmitResultArgs {
+            job_id: live,
+            attempt: 1,
+            result: exited(b"done", 0),
+        },
+    )
+    .unwrap();
+    assert_eq!(m.process_deadlines(&P, moved - 1, 10), 0);
+    assert_eq!(m.process_deadlines(&P, moved, 10), 1);
+    assert_eq!(m.job(silent).unwrap().state.status, JobStatus::Failed);
+    assert_eq!(m.job(live).unwrap().state.status, JobStatus::Reported);
 }
 
 #[test]
@@ -563,7 +622,7 @@ fn a_providers_assignments_follow_its_jobs_through_reassignment_and_the_end() {
     // Provider 1 misses its deadline; provider 2 takes the job over.
     m.put_offer(&P, 1, provider(2), node(2), 0, None, offer(60))
         .unwrap();
-    let late = m.next_deadline_ns().unwrap();
+    let late = m.next_deadline_ns(&P).unwrap();
     m.process_deadlines(&P, late, 10);
     assert_eq!(ids(&m, 1), Vec::<u64>::new());
     steps(&mut m);
@@ -963,7 +1022,7 @@ mod reservations {
                 .count(),
             1
         );
-        assert_eq!(m.next_deadline_ns(), None);
+        assert_eq!(m.next_deadline_ns(&P), None);
         assert!(m.cancel_reservation(&P, 171 * S, buyer(), rid).is_err());
     }
 

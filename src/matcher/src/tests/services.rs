@@ -25,7 +25,7 @@ const S: u64 = 1_000_000_000;
 /// them (as an upgrade does).
 #[derive(Clone, Default)]
 struct Mem {
-    all: [VectorMemory; 23],
+    all: [VectorMemory; 24],
 }
 
 impl Mem {
@@ -44,6 +44,7 @@ impl Mem {
             outbox: [m(17), m(18)],
             reservations: [m(19), m(20), m(21)],
             probes: m(22),
+            outages: m(23),
         })
     }
 }
