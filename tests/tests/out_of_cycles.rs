@@ -206,6 +206,31 @@ struct WithdrawArgs {
     created_at_time: Option<u64>,
 }
 
+/// Each of `jobs`, still running on its first attempt, reports its result
+/// and settles with success once its challenge window closes.
+fn finish(net: &MarketFixture, jobs: &[Running]) {
+    for job in jobs {
+        let held = net.job(job.id);
+        assert_eq!(held.status, JobStatus::Running, "job {}", job.id);
+        assert_eq!(held.provider, Some(provider()));
+        assert_eq!(held.retries_used, 0, "job {}", job.id);
+        let args = SubmitResultArgs {
+            job_id: job.id,
+            attempt: 1,
+            result: exited(b"done", fuel_by_now(net, job)),
+        };
+        let r: Result<(), MatcherError> = net
+            .update(net.ids.matcher, node(), "submit_result", &args)
+            .unwrap();
+        r.expect("the result is taken");
+    }
+    net.wait_secs(net.settings.challenge_window_secs + 10);
+    net.settle_outbox();
+    for job in jobs {
+        assert_eq!(net.job(job.id).status, JobStatus::Succeeded);
+    }
+}
+
 /// The operator tops `canister` up with `amount` cycles from their
 /// account on the cycles ledger (as `icp canister top-up` does).
 fn top_up(net: &MarketFixture, canister: Principal, amount: u128) {
@@ -331,23 +356,7 @@ fn a_frozen_matcher_is_topped_up_and_the_market_resumes_with_nothing_lost() {
     run_for(&net, &jobs, 2);
 
     // The jobs finish and settle; no deadline was missed.
-    for job in &jobs {
-        let held = net.job(job.id);
-        assert_eq!(held.status, JobStatus::Running, "job {}", job.id);
-        assert_eq!(held.provider, Some(provider()));
-        let args = SubmitResultArgs {
-            job_id: job.id,
-            attempt: 1,
-            result: exited(b"done", fuel_by_now(&net, job)),
-        };
-        let r: Result<(), MatcherError> = net.update(m, node(), "submit_result", &args).unwrap();
-        r.expect("the result is taken");
-    }
-    net.wait_secs(net.settings.challenge_window_secs + 10);
-    net.settle_outbox();
-    for job in &jobs {
-        assert_eq!(net.job(job.id).status, JobStatus::Succeeded);
-    }
+    finish(&net, &jobs);
     let audit = net.audit().unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(audit.slashes, 0, "nobody paid for the matcher's freeze");
 }
@@ -412,23 +421,7 @@ fn a_matcher_frozen_past_the_deadlines_slashes_nobody_for_its_own_outage() {
         "the silent job, with no retries"
     );
     assert!(net.time_ns() > resumed_ns + net.settings.grace_secs * 1_000_000_000);
-    for job in live {
-        let held = net.job(job.id);
-        assert_eq!(held.status, JobStatus::Running, "job {}", job.id);
-        assert_eq!(held.retries_used, 0, "job {}", job.id);
-        let args = SubmitResultArgs {
-            job_id: job.id,
-            attempt: 1,
-            result: exited(b"done", fuel_by_now(&net, job)),
-        };
-        let r: Result<(), MatcherError> = net.update(m, node(), "submit_result", &args).unwrap();
-        r.expect("the result is taken");
-    }
-    net.wait_secs(net.settings.challenge_window_secs + 10);
-    net.settle_outbox();
-    for job in live {
-        assert_eq!(net.job(job.id).status, JobStatus::Succeeded);
-    }
+    finish(&net, live);
     let audit = net.audit().unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(audit.slashes, 1, "nobody paid for the matcher's freeze");
 }
