@@ -197,16 +197,18 @@ fn a_market_handed_to_an_sns_changes_only_by_its_proposals() {
     adopt(&net, gov, p);
     assert_registered(&net, &dao);
 
-    // Refreshing a whitelisted ledger by proposal: the escrow answers the
-    // governance canister, not an Unauthorized refusal.
-    let p = propose(&net, gov, 1001, ids.ledger).expect("a valid proposal");
-    adopt(&net, gov, p);
-    let r: Result<LedgerInfo, EscrowError> = net
-        .devnet()
-        .call_from_canister(ids.escrow, gov, "add_ledger", encode(ids.ledger))
-        .map(|reply| candid::decode_one(&reply).unwrap())
+    // A new token by proposal: the escrow takes the ledger.
+    let token = net
+        .deploy_token_ledger("Proposed (local)", "PRP", 8, 10_000)
         .unwrap();
-    assert_eq!(r.map(|l| l.ledger), Ok(ids.ledger));
+    let whitelisted = |net: &MarketFixture| -> Vec<Principal> {
+        let infos: Vec<LedgerInfo> = net.query(ids.escrow, "ledgers", &()).unwrap();
+        infos.into_iter().map(|l| l.ledger).collect()
+    };
+    assert!(!whitelisted(&net).contains(&token));
+    let p = propose(&net, gov, 1001, token).expect("a valid proposal");
+    adopt(&net, gov, p);
+    assert!(whitelisted(&net).contains(&token), "the proposal added it");
 
     // An upgrade is the root's: the market's state carries over.
     let arg = encode(None::<MatcherInit>);

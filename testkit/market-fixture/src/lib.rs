@@ -270,6 +270,12 @@ fn refused(method: &str, e: impl std::fmt::Debug) -> Error {
     }
 }
 
+/// The init argument of the local ledger as a token of its own.
+fn token_ledger_arg(name: &str, symbol: &str, decimals: u8, fee: Tokens) -> Result<Vec<u8>> {
+    candid::encode_one(pricing::ledger_arg(name, symbol, decimals, fee))
+        .map_err(|e| call_error("encode init argument", e))
+}
+
 impl MarketFixture {
     /// Creates a devnet and installs the ledger, registry, escrow and
     /// matcher, each knowing the others; the escrow whitelists the ledger.
@@ -345,10 +351,12 @@ impl MarketFixture {
                     ),
                     (pids.unrated_ledger, "Unrated (local)", "XTK", 8, 10_000),
                 ] {
-                    let arg = enc(&|| {
-                        candid::encode_one(pricing::ledger_arg(name, symbol, decimals, fee))
-                    })?;
-                    install(&mut dn, id, "ledger", arg)?;
+                    install(
+                        &mut dn,
+                        id,
+                        "ledger",
+                        token_ledger_arg(name, symbol, decimals, fee)?,
+                    )?;
                 }
                 Some((pids, pricing::config(&pids, p)))
             }
@@ -812,6 +820,27 @@ impl MarketFixture {
                 admin(),
             )
             .expect("upgrade the matcher");
+    }
+
+    /// Installs another ledger (the local ledger with this token's name,
+    /// symbol, decimals and fee), which the escrow does not take yet.
+    pub fn deploy_token_ledger(
+        &self,
+        name: &str,
+        symbol: &str,
+        decimals: u8,
+        fee: Tokens,
+    ) -> Result<Principal> {
+        let arg = token_ledger_arg(name, symbol, decimals, fee)?;
+        let wasm = canister_wasm("ledger")?;
+        let mut dn = self.devnet();
+        let id = dn.create_canister(vec![admin()]);
+        dn.install_canister(id, &wasm, arg, admin())
+            .map_err(|e| Error::Install {
+                canister: "ledger",
+                message: e.to_string(),
+            })?;
+        Ok(id)
     }
 
     /// Installs the example client canister, controlled by `controller`.
