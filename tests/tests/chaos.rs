@@ -67,9 +67,14 @@
 //! seed is saved in `tests/tests/chaos.proptest-regressions` and replayed
 //! first on every later run.
 //!
-//! After each case the run's totals are printed, among them the cycles each
-//! canister burned (by category, at the devnet's 13-node prices) and what
-//! the registry, escrow and matcher burned per job settled.
+//! The market takes a fee of [`MARKET_FEE_PPM`] on providers' pay, which
+//! the matcher turns into cycles through the cycles minting canister's
+//! top-ups; the audit counts it in every lock. After each case the run's
+//! totals are printed, among them the cycles each canister burned (by
+//! category, at the devnet's 13-node prices), what the registry, escrow
+//! and matcher burned per job settled, and what the market earned against
+//! it; [`the_market_fee_covers_what_its_canisters_burn`] checks that the
+//! fee pays for them.
 //!
 //! `CHAOS_CASES` (default 6) and `CHAOS_STEPS` (default 30) size the run;
 //! the soak is `CHAOS_CASES=200 CHAOS_STEPS=80 cargo test --release -p
@@ -112,6 +117,15 @@ const PROVIDERS: u8 = 3;
 const INTERVAL: u64 = 30;
 /// The market's grace after a due heartbeat (`Settings::grace_secs` here).
 const GRACE_SECS: u64 = 10;
+/// The market's fee, in parts per million of what providers are paid: 5 %,
+/// what the cycles of a job, of the idle canisters and of the spam they
+/// refuse come to at the honest price (see BENCHMARKS.md, "Cycles per
+/// operation", and [`World::income_cycles`]).
+const MARKET_FEE_PPM: u32 = 50_000;
+/// The matcher turns the market's ICP into cycles once it holds this much:
+/// low, so that most cases top up (each top-up pays two ledger fees, a
+/// tenth of this).
+const TOP_UP_THRESHOLD: Tokens = ICP / 500;
 /// Funded attackers (buyers with escrow balances of their own).
 const ATTACKERS: u8 = 2;
 /// The honest provider's price per interval: the cheapest honest offer, so
@@ -241,9 +255,13 @@ static XDR_SUBMITS: AtomicU64 = AtomicU64::new(0);
 static CYCLES_JOBS: AtomicU64 = AtomicU64::new(0);
 /// Moves of the ICP/XDR rate.
 static RATE_MOVES: AtomicU64 = AtomicU64::new(0);
-/// Cycles each canister burned over every case, by category (printed
-/// only: the market fee that should cover them is compared elsewhere).
+/// Cycles each canister burned over every case, by category.
 static CYCLES_BURNED: Mutex<BTreeMap<&'static str, CyclesBurned>> = Mutex::new(BTreeMap::new());
+/// What the market earned over every case, in cycles (see
+/// [`World::income_cycles`]), and what its three canisters burned.
+static MARKET_EARNED: Mutex<(u128, u128)> = Mutex::new((0, 0));
+/// The matcher's top-ups of the canisters' cycles, over every case.
+static TOP_UPS: AtomicU64 = AtomicU64::new(0);
 /// Jobs whose lock settled (every job that reached a final status).
 static JOBS_SETTLED: AtomicU64 = AtomicU64::new(0);
 
@@ -909,6 +927,8 @@ impl World {
         let net = MarketFixture::deploy(Settings {
             grace_secs: 10,
             min_audit_ppm: MIN_AUDIT_PPM,
+            market_fee_ppm: Some(MARKET_FEE_PPM),
+            cycles_top_up_threshold: Some(TOP_UP_THRESHOLD),
             pricing: Some(market_fixture::PricingSettings {
                 xdr_permyriad_per_icp: START_RATE,
                 ..Default::default()
@@ -916,6 +936,9 @@ impl World {
             ..Settings::default()
         })
         .expect("deploy");
+        // Installing the canisters is paid once; what the market's fee
+        // must cover is their running.
+        net.devnet().reset_cycles_burned();
         let cycles = net.pricing_ids().cycles_ledger;
         net.mint_on(cycles, CYCLES_BUYER, 1_000 * CYCLES_PER_XDR)
             .unwrap();
@@ -3024,8 +3047,17 @@ impl World {
             })
             .count();
         JOBS_SETTLED.fetch_add(settled as u64, Ordering::Relaxed);
+        let (income, market) = self.earned_and_burned();
         let ids = net.ids;
         let dn = net.devnet();
+        eprintln!(
+            "chaos: this case the market earned {income} cycles and its canisters burned {market} ({settled} jobs settled)"
+        );
+        {
+            let mut earned = MARKET_EARNED.lock().unwrap_or_else(|e| e.into_inner());
+            earned.0 += income;
+            earned.1 += market;
+        }
         let mut totals = CYCLES_BURNED.lock().unwrap_or_else(|e| e.into_inner());
         for (name, id) in [
             ("registry", ids.registry),
@@ -3037,6 +3069,46 @@ impl World {
             let total = totals.entry(name).or_default();
             *total = add_burned(*total, burned);
         }
+    }
+}
+
+impl World {
+    /// What the market earned in the case and what its three canisters
+    /// burned since they were installed, in cycles.
+    fn earned_and_burned(&self) -> (u128, u128) {
+        let ids = self.net.ids;
+        let burned = {
+            let dn = self.net.devnet();
+            [ids.registry, ids.escrow, ids.matcher]
+                .into_iter()
+                .map(|id| dn.cycles_burned(id).expect("the canister exists").total())
+                .sum()
+        };
+        (self.income_cycles(), burned)
+    }
+
+    /// What the market earned in the case, in cycles: what its top-ups
+    /// bought, and what it still holds of its fees and the jobs' storage
+    /// fees (ICP, in the escrow or withdrawn for a top-up, at the case's
+    /// last rate; cycles on the cycles ledger as they are).
+    fn income_cycles(&self) -> u128 {
+        let net = &self.net;
+        let matcher = net.ids.matcher;
+        let bought: Vec<u128> = events::<MatcherEvent>(net, matcher)
+            .iter()
+            .filter_map(|e| match e {
+                MatcherEvent::CyclesToppedUp { cycles, .. } => Some(*cycles),
+                _ => None,
+            })
+            .collect();
+        TOP_UPS.fetch_add(bought.len() as u64, Ordering::Relaxed);
+        let bought: u128 = bought.iter().sum();
+        let held = |ledger| {
+            let b = net.escrow_balance_on(ledger, matcher).unwrap();
+            b.free + b.claimable + b.pending
+        };
+        let icp = held(net.ids.ledger) + net.balance(account(matcher)).unwrap();
+        bought + icp * Tokens::from(self.rate) + held(net.pricing_ids().cycles_ledger)
     }
 }
 
@@ -3076,6 +3148,13 @@ fn report_cycles() {
     eprintln!(
         "chaos: registry, escrow and matcher burned {market} cycles for {settled} jobs settled: {} per job",
         market.checked_div(u128::from(settled)).unwrap_or(0),
+    );
+    let (earned, burned) = *MARKET_EARNED.lock().unwrap_or_else(|e| e.into_inner());
+    eprintln!(
+        "chaos: at a fee of {} %, the market earned {earned} cycles, {} per mille of the {burned} its canisters burned; {} top-ups",
+        MARKET_FEE_PPM / 10_000,
+        (earned * 1_000).checked_div(burned).unwrap_or(0),
+        TOP_UPS.load(Ordering::Relaxed),
     );
 }
 
@@ -3669,6 +3748,45 @@ proptest! {
     }
 }
 
+/// The market's fee pays for its canisters: over a run of random cases
+/// (drawn from a fixed seed, `CHAOS_FEE_CASES` of them, 2 by default, of
+/// `CHAOS_STEPS` steps), what the market earned (the fee on providers' pay
+/// and the jobs' storage fees, turned into cycles by the matcher's top-ups
+/// or still held, see [`World::income_cycles`]) covers every cycle the
+/// registry, the escrow and the matcher burned once installed:
+/// jobs, audits, slashes, faults and retries, upgrades, the adversaries'
+/// refused calls, and their timers.
+#[test]
+fn the_market_fee_covers_what_its_canisters_burn() {
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let steps = env("CHAOS_STEPS", 30) as usize;
+    let (mut earned, mut burned) = (0u128, 0u128);
+    for case in 0..env("CHAOS_FEE_CASES", 2) {
+        let actions = prop::collection::vec(action(), steps..=steps)
+            .new_tree(&mut runner)
+            .expect("actions")
+            .current();
+        let mut world = World::with_honest();
+        world.apply(&Action::Cheat {
+            auditor_lies: false,
+        });
+        world.run(&actions);
+        let (e, b) = world.earned_and_burned();
+        eprintln!("chaos fee: case {case} earned {e} cycles, burned {b}");
+        earned += e;
+        burned += b;
+    }
+    eprintln!(
+        "chaos fee: at {} %, the market earned {earned} cycles for the {burned} its canisters burned",
+        MARKET_FEE_PPM / 10_000
+    );
+    assert!(
+        earned >= burned,
+        "the market earned {earned} cycles and burned {burned}"
+    );
+}
+
 /// The stable memory bound is tight enough to matter: after 24 rounds of
 /// the largest job submitted and cancelled by one attacker (about 29 MiB
 /// of specs) the matcher stays within its bound, and a matcher that kept
@@ -3807,8 +3925,8 @@ fn an_extension_whose_answer_is_lost_is_applied_once() {
     // The audit (run by `finish`) found the lock equal to `r.locked`.
     assert_eq!(
         r.locked,
-        5 * 2 * 400_000,
-        "five intervals of two slots at 4 x 100,000"
+        with_fee(5 * 2 * 400_000),
+        "five intervals of two slots at 4 x 100,000, and the market's fee"
     );
 }
 
@@ -3861,7 +3979,12 @@ fn an_extension_whose_callback_an_upgrade_dropped_is_applied_once() {
         r.spec.intervals, 5,
         "four intervals and the extension's one"
     );
-    assert_eq!(r.locked, 5 * 2 * 400_000);
+    assert_eq!(r.locked, with_fee(5 * 2 * 400_000));
+}
+
+/// A lock for `cost` with the market's fee on it.
+fn with_fee(cost: Tokens) -> Tokens {
+    market_api::matcher::with_market_fee(cost, MARKET_FEE_PPM).unwrap()
 }
 
 /// How many times the escrow extended reservation `rid`'s lock.
