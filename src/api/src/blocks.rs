@@ -20,15 +20,18 @@
 
 use candid::types::Label;
 use candid::types::value::{IDLField, IDLValue, VariantValue};
-use candid::{CandidType, Int, Nat};
+use candid::{CandidType, Deserialize, Int, Nat, Principal};
 use ic_certification::{HashTree, fork, label, leaf};
 use icrc_ledger_types::icrc::generic_value::ICRC3Map;
+use serde::Serialize;
 use serde_bytes::ByteBuf;
 
 pub use icrc_ledger_types::icrc::generic_value::{Hash, ICRC3Value};
+pub use icrc_ledger_types::icrc3::archive::QueryArchiveFn;
 pub use icrc_ledger_types::icrc3::archive::{GetArchivesArgs, ICRC3ArchiveInfo};
 pub use icrc_ledger_types::icrc3::blocks::{
-    BlockWithId, GetBlocksRequest, GetBlocksResult, ICRC3DataCertificate, SupportedBlockType,
+    ArchivedBlocks, BlockWithId, GetBlocksRequest, GetBlocksResult, ICRC3DataCertificate,
+    SupportedBlockType,
 };
 
 /// Most blocks one `icrc3_get_blocks` query returns, whatever it asks for.
@@ -47,6 +50,137 @@ pub const LAST_BLOCK_HASH: &str = "last_block_hash";
 /// Where the block types of the event logs are described (this module).
 pub const BLOCK_TYPES_URL: &str =
     "https://github.com/icp-compute-market/market/blob/main/src/api/src/blocks.rs";
+
+/// Most blocks one `append_blocks` call may carry to an archive.
+pub const MAX_APPEND_BLOCKS: usize = 100;
+
+/// Most archives one canister's log lists: a new archive is named by its
+/// controllers when the last one is full.
+pub const MAX_ARCHIVES: usize = 64;
+
+/// The init argument of an archive canister.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct ArchiveInit {
+    /// The canister whose old blocks this archive keeps: the only caller of
+    /// `append_blocks`.
+    pub owner: Principal,
+    /// Most blocks the archive keeps; it refuses more. [`DEFAULT_ARCHIVE_CAPACITY`]
+    /// when absent.
+    pub capacity_blocks: Option<u64>,
+}
+
+/// Blocks an archive keeps when its init argument names no capacity.
+pub const DEFAULT_ARCHIVE_CAPACITY: u64 = 10_000_000;
+
+/// The argument of an archive's `append_blocks`: consecutive blocks of the
+/// owner's chain from index `start`.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct AppendBlocksArgs {
+    /// The index of the first block.
+    pub start: u64,
+    /// The blocks, at most [`MAX_APPEND_BLOCKS`].
+    pub blocks: Vec<ICRC3Value>,
+}
+
+/// Why an archive refused `append_blocks`. Nothing was stored.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AppendBlocksError {
+    /// Only the owner named at install may append.
+    #[error("only the owner may append blocks")]
+    NotOwner,
+    /// More than [`MAX_APPEND_BLOCKS`] blocks in one call.
+    #[error("at most {max} blocks per call")]
+    TooManyBlocks {
+        /// The most allowed.
+        max: u64,
+    },
+    /// The blocks do not continue the archive: the next block it takes is
+    /// `expected` (or, for an empty archive, any index).
+    #[error("the archive takes block {expected} next, not {start}")]
+    Gap {
+        /// The first block sent.
+        start: u64,
+        /// The archive's next index.
+        expected: u64,
+    },
+    /// A block the archive already holds differs from the one sent, or a
+    /// new block's `phash` is not the hash of the block before it.
+    #[error("block {index} does not match the archived chain")]
+    Mismatch {
+        /// The block.
+        index: u64,
+    },
+    /// The archive holds its capacity; the owner needs a new archive.
+    #[error("the archive is full at {capacity_blocks} blocks")]
+    Full {
+        /// The archive's capacity.
+        capacity_blocks: u64,
+    },
+}
+
+/// How a canister archives its event log: set by its controllers with
+/// `set_log_archiving`.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct LogArchiving {
+    /// The archive canister that takes the oldest blocks from now on (its
+    /// `owner` must be this canister). `None` keeps the current one.
+    pub archive: Option<Principal>,
+    /// Blocks kept in the canister: once more are, the oldest move to the
+    /// archive. `None` keeps the current value (at first
+    /// [`DEFAULT_MAX_LOCAL_BLOCKS`]).
+    pub max_local_blocks: Option<u64>,
+}
+
+/// Blocks a canister keeps locally until its controllers set otherwise.
+pub const DEFAULT_MAX_LOCAL_BLOCKS: u64 = 50_000;
+
+/// Fewest blocks a canister may be set to keep locally.
+pub const MIN_MAX_LOCAL_BLOCKS: u64 = 1;
+
+/// Where a canister's log archiving stands (`get_log_archiving`).
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct LogArchivingStatus {
+    /// The archive blocks move to, if one is set.
+    pub archive: Option<Principal>,
+    /// Blocks kept locally before the oldest move.
+    pub max_local_blocks: u64,
+    /// Blocks in the log, archived ones included.
+    pub log_length: u64,
+    /// The index of the oldest block still held locally (`log_length`
+    /// when none is).
+    pub first_local_index: u64,
+    /// Why the last move to the archive failed, if it did.
+    pub last_error: Option<String>,
+}
+
+/// Why `set_log_archiving` was refused.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LogArchivingError {
+    /// The caller is not a controller (or the SNS governance canister).
+    #[error("only the controllers may change the log's archiving")]
+    NotAuthorized,
+    /// A value is out of range.
+    #[error("{field}: {reason}")]
+    InvalidArgument {
+        /// The field.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Where an archive stands (`archive_status`).
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct ArchiveStatus {
+    /// The canister it archives for.
+    pub owner: Principal,
+    /// Most blocks it keeps.
+    pub capacity_blocks: u64,
+    /// The index of its first block (none while empty).
+    pub first_index: Option<u64>,
+    /// Blocks held.
+    pub blocks: u64,
+}
 
 /// An event type kept in a certified log, with the block type its blocks
 /// carry.
