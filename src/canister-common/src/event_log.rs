@@ -330,21 +330,17 @@ where
                 .position(|a| a.canister == from)
                 .map_or(0, |i| i + 1),
         };
-        let mut infos: Vec<ICRC3ArchiveInfo> = Vec::new();
-        for a in meta.archives.iter().skip(skip) {
-            // An archive named again after another continues its range.
-            match infos.iter_mut().find(|i| i.canister_id == a.canister) {
-                Some(info) if info.end.clone() + 1u8 == Nat::from(a.start) => {
-                    info.end = Nat::from(a.end - 1)
-                }
-                _ => infos.push(ICRC3ArchiveInfo {
-                    canister_id: a.canister,
-                    start: Nat::from(a.start),
-                    end: Nat::from(a.end - 1),
-                }),
-            }
-        }
-        infos
+        // One entry per range: an archive named again after another holds
+        // two ranges.
+        meta.archives
+            .iter()
+            .skip(skip)
+            .map(|a| ICRC3ArchiveInfo {
+                canister_id: a.canister,
+                start: Nat::from(a.start),
+                end: Nat::from(a.end - 1),
+            })
+            .collect()
     }
 
     /// Number of events recorded, archived ones included.

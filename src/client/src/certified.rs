@@ -312,7 +312,7 @@ pub async fn fetch_blocks(
             let args: Vec<GetBlocksRequest> = archived
                 .args
                 .into_iter()
-                .filter(|r| r.start <= Nat::from(last))
+                .filter(|r| r.start <= last)
                 .collect();
             if args.is_empty() {
                 continue;
