@@ -312,6 +312,179 @@ fn label_key(label: &Label) -> String {
     }
 }
 
+/// Why an ICRC-3 value is not a value of the Candid type asked for.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the value is not of the expected type: {0}")]
+pub struct DecodeError(pub String);
+
+/// The value of type `T` that [`to_value`] maps to `value`: the inverse of
+/// the mapping, read against `T`'s Candid type, so a client can type an
+/// event it has only as a block (from an archive). The result is mapped
+/// again and compared, so only a value that is exactly some `T`'s mapping
+/// is accepted.
+pub fn from_value<T: CandidType + serde::de::DeserializeOwned>(
+    value: &ICRC3Value,
+) -> Result<T, DecodeError> {
+    let ty = T::ty();
+    let idl = value_to_idl(value, &ty)?;
+    let bytes = candid::IDLArgs::new(&[idl])
+        .to_bytes_with_types(&candid::TypeEnv::new(), &[ty])
+        .map_err(|e| DecodeError(e.to_string()))?;
+    let decoded: T = candid::decode_one(&bytes).map_err(|e| DecodeError(e.to_string()))?;
+    let again = to_value(&decoded).map_err(|e| DecodeError(e.0))?;
+    if again != *value {
+        return Err(DecodeError("the value is no value's mapping".into()));
+    }
+    Ok(decoded)
+}
+
+fn value_to_idl(value: &ICRC3Value, ty: &candid::types::Type) -> Result<IDLValue, DecodeError> {
+    use candid::types::TypeInner as T;
+    let bad = || DecodeError(format!("{value:?} is not a {ty:?}"));
+    let nat = || match value {
+        ICRC3Value::Nat(n) => Ok(n.clone()),
+        _ => Err(bad()),
+    };
+    let int = || match value {
+        ICRC3Value::Int(i) => Ok(i.clone()),
+        _ => Err(bad()),
+    };
+    let small_nat = || u64::try_from(nat()?.0).map_err(|_| bad());
+    let small_int = || i64::try_from(int()?.0).map_err(|_| bad());
+    let empty = || matches!(value, ICRC3Value::Array(items) if items.is_empty());
+    Ok(match ty.as_ref() {
+        T::Knot(id) => {
+            let ty = candid::types::internal::find_type(id).ok_or_else(bad)?;
+            return value_to_idl(value, &ty);
+        }
+        T::Null if empty() => IDLValue::Null,
+        T::Reserved if empty() => IDLValue::Reserved,
+        T::Bool => match small_nat()? {
+            0 => IDLValue::Bool(false),
+            1 => IDLValue::Bool(true),
+            _ => return Err(bad()),
+        },
+        T::Nat => IDLValue::Nat(nat()?),
+        T::Nat8 => IDLValue::Nat8(u8::try_from(small_nat()?).map_err(|_| bad())?),
+        T::Nat16 => IDLValue::Nat16(u16::try_from(small_nat()?).map_err(|_| bad())?),
+        T::Nat32 => IDLValue::Nat32(u32::try_from(small_nat()?).map_err(|_| bad())?),
+        T::Nat64 => IDLValue::Nat64(small_nat()?),
+        T::Int => IDLValue::Int(int()?),
+        T::Int8 => IDLValue::Int8(i8::try_from(small_int()?).map_err(|_| bad())?),
+        T::Int16 => IDLValue::Int16(i16::try_from(small_int()?).map_err(|_| bad())?),
+        T::Int32 => IDLValue::Int32(i32::try_from(small_int()?).map_err(|_| bad())?),
+        T::Int64 => IDLValue::Int64(small_int()?),
+        T::Text => match value {
+            ICRC3Value::Text(t) => IDLValue::Text(t.clone()),
+            _ => return Err(bad()),
+        },
+        T::Float64 => match value {
+            ICRC3Value::Text(t) => IDLValue::Float64(t.parse().map_err(|_| bad())?),
+            _ => return Err(bad()),
+        },
+        T::Float32 => match value {
+            ICRC3Value::Text(t) => IDLValue::Float32(t.parse().map_err(|_| bad())?),
+            _ => return Err(bad()),
+        },
+        T::Principal | T::Service(_) => match value {
+            ICRC3Value::Blob(b) => {
+                let p = Principal::try_from_slice(b).map_err(|_| bad())?;
+                if matches!(ty.as_ref(), T::Principal) {
+                    IDLValue::Principal(p)
+                } else {
+                    IDLValue::Service(p)
+                }
+            }
+            _ => return Err(bad()),
+        },
+        T::Func(_) => match value {
+            ICRC3Value::Array(items) => match items.as_slice() {
+                [ICRC3Value::Blob(b), ICRC3Value::Text(method)] => IDLValue::Func(
+                    Principal::try_from_slice(b).map_err(|_| bad())?,
+                    method.clone(),
+                ),
+                _ => return Err(bad()),
+            },
+            _ => return Err(bad()),
+        },
+        T::Opt(inner) => match value {
+            ICRC3Value::Array(items) => match items.as_slice() {
+                [] => IDLValue::None,
+                [one] => IDLValue::Opt(Box::new(value_to_idl(one, inner)?)),
+                _ => return Err(bad()),
+            },
+            _ => return Err(bad()),
+        },
+        T::Vec(inner) => match value {
+            ICRC3Value::Blob(b) if matches!(inner.as_ref(), T::Nat8) => IDLValue::Blob(b.to_vec()),
+            ICRC3Value::Array(items) => IDLValue::Vec(
+                items
+                    .iter()
+                    .map(|item| value_to_idl(item, inner))
+                    .collect::<Result<_, _>>()?,
+            ),
+            _ => return Err(bad()),
+        },
+        T::Record(fields) => {
+            let is_tuple = !fields.is_empty()
+                && fields.iter().enumerate().all(|(i, f)| match *f.id {
+                    Label::Id(n) | Label::Unnamed(n) => usize::try_from(n).is_ok_and(|n| n == i),
+                    Label::Named(_) => false,
+                });
+            let mut out = Vec::with_capacity(fields.len());
+            match value {
+                ICRC3Value::Array(items) if is_tuple && items.len() == fields.len() => {
+                    for (f, item) in fields.iter().zip(items) {
+                        out.push(IDLField {
+                            id: (*f.id).clone(),
+                            val: value_to_idl(item, &f.ty)?,
+                        });
+                    }
+                }
+                ICRC3Value::Map(map) if !is_tuple => {
+                    for f in fields {
+                        let field = map.get(&label_key(&f.id));
+                        let val = match (field, f.ty.as_ref()) {
+                            (None, T::Opt(_)) => IDLValue::None,
+                            (None, T::Null | T::Reserved) => return Err(bad()),
+                            (None, _) => return Err(bad()),
+                            (Some(v), T::Opt(inner)) => {
+                                IDLValue::Opt(Box::new(value_to_idl(v, inner)?))
+                            }
+                            (Some(v), _) => value_to_idl(v, &f.ty)?,
+                        };
+                        out.push(IDLField {
+                            id: (*f.id).clone(),
+                            val,
+                        });
+                    }
+                }
+                _ => return Err(bad()),
+            }
+            IDLValue::Record(out)
+        }
+        T::Variant(fields) => match value {
+            ICRC3Value::Map(map) if map.len() == 1 => {
+                let (tag, payload) = map.iter().next().ok_or_else(bad)?;
+                let (index, f) = fields
+                    .iter()
+                    .enumerate()
+                    .find(|(_, f)| label_key(&f.id) == *tag)
+                    .ok_or_else(bad)?;
+                IDLValue::Variant(VariantValue(
+                    Box::new(IDLField {
+                        id: (*f.id).clone(),
+                        val: value_to_idl(payload, &f.ty)?,
+                    }),
+                    index as u64,
+                ))
+            }
+            _ => return Err(bad()),
+        },
+        _ => return Err(bad()),
+    })
+}
+
 /// The block of an event: its place in the chain (`phash`, the hash of
 /// the block before; `None` for block 0), time, block type and event value.
 pub fn block(phash: Option<Hash>, ts_ns: u64, btype: &str, ev: ICRC3Value) -> ICRC3Value {
@@ -524,6 +697,45 @@ mod tests {
             ])
         );
         assert_eq!(to_value(&vec![1u8, 2]).unwrap(), blob(&[1, 2]));
+    }
+
+    #[test]
+    fn from_value_inverts_to_value_and_refuses_what_no_value_maps_to() {
+        let back: Sample = from_value(&to_value(&sample()).unwrap()).unwrap();
+        assert_eq!(to_value(&back).unwrap(), to_value(&sample()).unwrap());
+        let stopped: Sample = from_value(&to_value(&Sample::Stopped).unwrap()).unwrap();
+        assert!(matches!(stopped, Sample::Stopped));
+        let nested = vec![Some(1u8), None];
+        assert_eq!(
+            from_value::<Vec<Option<u8>>>(&to_value(&nested).unwrap()),
+            Ok(nested)
+        );
+        assert_eq!(
+            from_value::<Vec<u8>>(&to_value(&vec![1u8, 2]).unwrap()),
+            Ok(vec![1, 2])
+        );
+        let none: Vec<u8> = vec![];
+        assert_eq!(from_value::<Vec<u8>>(&to_value(&none).unwrap()), Ok(none));
+        // A field changed to another type, an unknown tag, an extra field.
+        let ICRC3Value::Map(mut paid) = to_value(&sample()).unwrap() else {
+            unreachable!()
+        };
+        let mut fields = match paid.remove("Paid") {
+            Some(ICRC3Value::Map(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        let mut wrong = fields.clone();
+        wrong.insert("job".into(), ICRC3Value::Text("7".into()));
+        let wrap = |m: ICRC3Map, tag: &str| {
+            ICRC3Value::Map(ICRC3Map::from([(tag.to_string(), ICRC3Value::Map(m))]))
+        };
+        assert!(from_value::<Sample>(&wrap(wrong, "Paid")).is_err());
+        assert!(from_value::<Sample>(&wrap(fields.clone(), "Unpaid")).is_err());
+        fields.insert("extra".into(), nat(1));
+        assert!(from_value::<Sample>(&wrap(fields, "Paid")).is_err());
+        // A Nat too large for its nat64, and a bool that is neither 0 nor 1.
+        assert!(from_value::<u64>(&ICRC3Value::Nat(Nat::from(u128::MAX))).is_err());
+        assert!(from_value::<bool>(&nat(2)).is_err());
     }
 
     #[test]

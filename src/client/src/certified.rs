@@ -157,12 +157,12 @@ pub struct VerifyOptions {
 pub struct VerifiedLog<E> {
     /// The certified tip they were verified against.
     pub tip: VerifiedTip,
-    /// The archived blocks from [`VerifyOptions::from`] on, in order:
-    /// verified through the chain, their events as ICRC-3 values.
-    pub archived: Vec<VerifiedBlock>,
-    /// The events the canister still holds, from [`VerifyOptions::from`]
-    /// (or the first after [`Self::archived`]) to the tip, in order.
+    /// The events from [`VerifyOptions::from`] to the tip, in order.
     pub events: Vec<EventRecord<E>>,
+    /// How many of [`Self::events`], from the first, were read from
+    /// archives: typed from their verified blocks
+    /// ([`blocks::from_value`]), as the canister keeps no copy.
+    pub archived: u64,
 }
 
 async fn query<A: CandidType, R: CandidType + DeserializeOwned>(
@@ -473,8 +473,8 @@ pub fn match_events<E: BlockEvent>(
 /// Reads `canister`'s events from `options.from` up to its certified tip
 /// and verifies them: the tip certificate against the agent's root key,
 /// the blocks back from the tip (archived ones read from the archives),
-/// and the typed events of the blocks the canister still holds against
-/// those blocks. `E` is the canister's event type (`RegistryEvent`, `EscrowEvent` or
+/// and the typed events the canister still holds against their blocks;
+/// archived events are typed from their blocks. `E` is the canister's event type (`RegistryEvent`, `EscrowEvent` or
 /// `MatcherEvent`).
 pub async fn verified_events<E: BlockEvent + DeserializeOwned>(
     agent: &Agent,
@@ -500,13 +500,28 @@ pub async fn verified_events<E: BlockEvent + DeserializeOwned>(
     // the first of them are archived (or were archived since the blocks
     // were read).
     let first_event = events.first().map_or(tip.len(), |e| e.seq);
-    let archived_count = first_event.saturating_sub(from).min(verified.len() as u64);
-    let local = verified.split_off(archived_count as usize);
-    let events = match_events(&local, events)?;
+    let archived = first_event.saturating_sub(from).min(verified.len() as u64);
+    let local = verified.split_off(archived as usize);
+    let local = match_events(&local, events)?;
+    let mut events = verified
+        .into_iter()
+        .map(|block| {
+            let event = blocks::from_value::<E>(&block.ev).map_err(|e| VerifyError::BadBlock {
+                index: block.index,
+                reason: e.to_string(),
+            })?;
+            Ok(EventRecord {
+                seq: block.index,
+                time_ns: block.ts_ns,
+                event,
+            })
+        })
+        .collect::<Result<Vec<_>, VerifyError>>()?;
+    events.extend(local);
     Ok(VerifiedLog {
         tip,
-        archived: verified,
         events,
+        archived,
     })
 }
 
