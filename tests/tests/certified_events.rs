@@ -104,8 +104,8 @@ async fn query<A: CandidType, R: CandidType + DeserializeOwned>(
     candid::decode_one(&reply).unwrap_or_else(|e| panic!("{method}: {e}"))
 }
 
-/// Stable-memory bytes an event takes: its record as the log stores it,
-/// the log's index entry and its block hash.
+/// Stable-memory bytes an event takes, about: its record as the log
+/// stores it, its key and the hash of the block before it.
 fn stored_bytes<E: serde::Serialize + serde::de::DeserializeOwned + Clone>(
     events: &[EventRecord<E>],
 ) -> usize {
