@@ -54,6 +54,28 @@ pub const BLOCK_TYPES_URL: &str =
 /// Most blocks one `append_blocks` call may carry to an archive.
 pub const MAX_APPEND_BLOCKS: usize = 100;
 
+/// Most bytes of blocks (as [`approx_size`] counts them) one
+/// `append_blocks` call carries, well below the IC's 2 MB limit on a
+/// call's argument; a larger block goes alone.
+pub const MAX_APPEND_BYTES: usize = 1024 * 1024;
+
+/// About how many bytes a value takes encoded: its blobs' and texts'
+/// lengths and map keys, and 16 for each number or container.
+pub fn approx_size(value: &ICRC3Value) -> usize {
+    match value {
+        ICRC3Value::Blob(b) => b.len() + 16,
+        ICRC3Value::Text(t) => t.len() + 16,
+        ICRC3Value::Nat(_) | ICRC3Value::Int(_) => 16,
+        ICRC3Value::Array(items) => items.iter().map(approx_size).sum::<usize>() + 16,
+        ICRC3Value::Map(map) => {
+            map.iter()
+                .map(|(k, v)| k.len() + approx_size(v))
+                .sum::<usize>()
+                + 16
+        }
+    }
+}
+
 /// Most archives one canister's log lists: a new archive is named by its
 /// controllers when the last one is full.
 pub const MAX_ARCHIVES: usize = 64;

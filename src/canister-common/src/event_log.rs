@@ -64,8 +64,8 @@ use icrc_ledger_types::icrc3::blocks::{
 use market_api::blocks::{
     self, AppendBlocksArgs, AppendBlocksError, ArchivedBlocks, BLOCK_TYPES_URL, BlockEvent,
     DEFAULT_MAX_LOCAL_BLOCKS, GetArchivesArgs, Hash, ICRC3ArchiveInfo, LogArchiving,
-    LogArchivingError, LogArchivingStatus, MAX_APPEND_BLOCKS, MAX_ARCHIVES, MAX_BLOCKS_PER_QUERY,
-    MAX_RANGES_PER_QUERY, MIN_MAX_LOCAL_BLOCKS, QueryArchiveFn,
+    LogArchivingError, LogArchivingStatus, MAX_APPEND_BLOCKS, MAX_APPEND_BYTES, MAX_ARCHIVES,
+    MAX_BLOCKS_PER_QUERY, MAX_RANGES_PER_QUERY, MIN_MAX_LOCAL_BLOCKS, QueryArchiveFn,
 };
 use market_api::{EventPage, EventRecord, PageRequest};
 use serde::de::DeserializeOwned;
@@ -458,7 +458,7 @@ where
     }
 
     /// The oldest local blocks to move to the archive, at most
-    /// [`MAX_APPEND_BLOCKS`]: none while no archive is named, no more than
+    /// [`MAX_APPEND_BLOCKS`] and about [`MAX_APPEND_BYTES`]: none while no archive is named, no more than
     /// `max_local_blocks` are local, or a batch is on its way (unless it
     /// was sent [`MOVE_TIMEOUT_NS`] ago). The batch counts as on its way
     /// until [`Self::batch_answered`].
@@ -476,9 +476,18 @@ where
             .filter(|n| *n > 0)?;
         let count = excess.min(MAX_APPEND_BLOCKS as u64);
         let start = meta.first_local;
-        let blocks: Vec<ICRC3Value> = (start..start + count)
-            .map_while(|i| self.block(i))
-            .collect();
+        let mut blocks: Vec<ICRC3Value> = Vec::new();
+        let mut bytes = 0usize;
+        for index in start..start + count {
+            let Some(block) = self.block(index) else {
+                break;
+            };
+            bytes = bytes.saturating_add(blocks::approx_size(&block));
+            if !blocks.is_empty() && bytes > MAX_APPEND_BYTES {
+                break;
+            }
+            blocks.push(block);
+        }
         if blocks.is_empty() {
             return None;
         }
@@ -886,6 +895,30 @@ mod tests {
             MoveOutcome::Kept { .. }
         ));
         assert_eq!(l.archiving_status().first_local_index, 3);
+    }
+
+    #[test]
+    fn a_batch_stays_within_its_bytes() {
+        let mut l = log();
+        let big = "x".repeat(MAX_APPEND_BYTES / 3);
+        for i in 0..6 {
+            l.append(i, note(&big));
+        }
+        l.set_archiving(&archiving(1)).unwrap();
+        let batch = l.next_batch(0).unwrap();
+        assert_eq!(batch.args.blocks.len(), 2, "three would pass the bound");
+        let size: usize = batch.args.blocks.iter().map(blocks::approx_size).sum();
+        assert!(size <= MAX_APPEND_BYTES);
+        l.batch_answered(&batch, Ok(2));
+        let mut l2 = log();
+        l2.append(0, note(&"y".repeat(2 * MAX_APPEND_BYTES)));
+        l2.append(1, note("z"));
+        l2.set_archiving(&archiving(1)).unwrap();
+        assert_eq!(
+            l2.next_batch(0).unwrap().args.blocks.len(),
+            1,
+            "a block larger than the bound goes alone"
+        );
     }
 
     #[test]
