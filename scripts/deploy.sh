@@ -6,6 +6,11 @@
 # lines (deploy/NETWORK.ids unless --ids says otherwise), and a canister
 # already named there is kept, not created again.
 #
+# Each of the registry, the escrow and the matcher gets an archive canister
+# beside it (NAME-archive, the archive.wasm module, its owner in its init
+# argument), named to it with `set_log_archiving`: the oldest blocks of its
+# event log move there (see src/canister-common/src/event_log.rs).
+#
 #   scripts/deploy.sh devnet [--url http://127.0.0.1:4943]   # the devnet over HTTP
 #   scripts/deploy.sh ic                                    # mainnet
 #
@@ -46,10 +51,14 @@ else
     TARGET=(-n "$URL" -k fetch)
     CANISTERS=(ledger registry escrow matcher)
 fi
+LOGS=(registry escrow matcher)
+for c in "${LOGS[@]}"; do CANISTERS+=("$c-archive"); done
+# The module of a canister: the archives share one.
+wasm_of() { case "$1" in *-archive) echo target/canisters/archive.wasm ;; *) echo "target/canisters/$1.wasm" ;; esac; }
 icp() { DO_NOT_TRACK=1 "$ICP" "$@"; }
 
 for c in "${CANISTERS[@]}"; do
-    [ -f "target/canisters/$c.wasm" ] || die "target/canisters/$c.wasm is missing: run scripts/build-canisters.sh"
+    [ -f "$(wasm_of "$c")" ] || die "$(wasm_of "$c") is missing: run scripts/build-canisters.sh"
 done
 
 # The network's values, then the ids already deployed.
@@ -90,8 +99,16 @@ for c in "${CANISTERS[@]}"; do
         continue
     fi
     fill "deploy/init/$c.args" >"$ARGS/$c.args"
-    icp canister install "$id" --mode install --wasm "target/canisters/$c.wasm" \
+    icp canister install "$id" --mode install --wasm "$(wasm_of "$c")" \
         --args-file "$ARGS/$c.args" -y "${TARGET[@]}" "${IDENTITY[@]}" >&2
     echo "installed $c = $id" >&2
+done
+# Each log's archive, named by the controllers (again on a redeploy: the
+# same archive is a no-op).
+for c in "${LOGS[@]}"; do
+    icp canister call "$(id_of "$c")" set_log_archiving \
+        "(record { archive = opt principal \"$(id_of "$c-archive")\"; max_local_blocks = null })" \
+        "${TARGET[@]}" "${IDENTITY[@]}" >&2
+    echo "named $c-archive to $c" >&2
 done
 cat "$IDS"

@@ -9,6 +9,7 @@ mod cast;
 
 use candid::Principal;
 use cast::{buyer, node, provider};
+use market_api::blocks::LogArchivingStatus;
 use market_api::escrow::{EscrowError, EscrowInit, JobLock, LockArgs, NotifyDepositArgs};
 use market_api::matcher::{Job, JobStatus, MatcherError, OfferSpec};
 use market_api::registry::{
@@ -28,7 +29,12 @@ fn impostor() -> Principal {
 /// slashed by the matcher (its value times the slash multiple); the audit
 /// passes. Returns the job's id.
 fn slashed_job() -> (MarketFixture, JobId) {
-    let net = MarketFixture::deploy(Settings::default()).expect("deploy");
+    slashed_job_in(Settings::default())
+}
+
+/// [`slashed_job`] in a market deployed with `settings`.
+fn slashed_job_in(settings: Settings) -> (MarketFixture, JobId) {
+    let net = MarketFixture::deploy(settings).expect("deploy");
     net.mint(buyer(), 100 * ICP).unwrap();
     net.deposit(buyer(), 50 * ICP).unwrap();
     net.onboard_provider(provider(), node(), 50 * ICP).unwrap();
@@ -185,4 +191,42 @@ fn an_escrow_lock_without_a_matcher_job_is_caught_at_once() {
         "{e}"
     );
     assert!(net.audit().is_err());
+}
+
+/// With every canister's event log archived down to a few local blocks,
+/// the audit reads the archived events from the archives and still finds
+/// the books whole, and still catches a second slash of one deadline.
+#[test]
+fn the_audit_reads_archived_events_and_still_catches_faults() {
+    const KEEP: u64 = 2;
+    let (net, id) = slashed_job_in(Settings {
+        archive_logs: Some(KEEP),
+        ..Settings::default()
+    });
+    net.wait_secs(canister_common::archiving::ARCHIVE_PERIOD_SECS + 5);
+    for canister in [net.ids.registry, net.ids.escrow, net.ids.matcher] {
+        let status: LogArchivingStatus = net.query(canister, "get_log_archiving", &()).unwrap();
+        assert_eq!(status.last_error, None);
+        assert_eq!(
+            status.log_length - status.first_local_index,
+            KEEP,
+            "{canister}: {status:?}"
+        );
+        assert!(status.first_local_index > 0, "{canister}: {status:?}");
+    }
+    let audit = net.audit().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(audit.slashes, 1);
+    assert_eq!(
+        audit.slashed,
+        4 * PRICE * u128::from(net.settings.slash_multiple)
+    );
+    // The first slash is archived by now; a second one of the same
+    // deadline must still be caught.
+    impostor_may_slash(&net);
+    slash(&net, format!("job/{id}/slash/01"));
+    let e = net.audit_in_flight().unwrap_err().to_string();
+    assert!(
+        e.contains(&format!("job {id} attempt 1 slashed twice")),
+        "{e}"
+    );
 }

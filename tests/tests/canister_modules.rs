@@ -113,3 +113,8 @@ fn ledger_module_matches_its_did() {
 fn example_client_module_matches_its_did() {
     check_canister("example-client");
 }
+
+#[test]
+fn archive_module_matches_its_did() {
+    check_canister("archive");
+}

@@ -2,12 +2,16 @@
 //! devnet's root key: a little market traffic, then each log read with
 //! `market_client::certified`; and tampered answers (a changed block, a
 //! dropped or reordered block, another canister's certificate, another
-//! root key, a stale tip, a changed event) refused.
+//! root key, a stale tip, a changed event) refused; and a log whose old
+//! blocks moved to an archive canister, verified across the archive.
 
 use candid::{CandidType, Principal};
 use ic_agent::Agent;
 use ic_stable_structures::Storable;
 use local_replica::{NodeKeys, Server, ServerConfig};
+use market_api::blocks::{
+    ArchiveInit, ArchiveStatus, LogArchiving, LogArchivingError, LogArchivingStatus,
+};
 use market_api::blocks::{
     BlockWithId, GetArchivesArgs, ICRC3ArchiveInfo, ICRC3DataCertificate, ICRC3Value,
     SupportedBlockType,
@@ -21,7 +25,7 @@ use market_client::certified::{
     VerifiedTip, VerifyError, VerifyOptions, check_not_stale, fetch_blocks, fetch_events,
     fetch_tip_certificate, match_events, verified_events, verify_chain, verify_tip,
 };
-use market_fixture::{MarketFixture, Settings, node, principal, provider};
+use market_fixture::{MarketFixture, Settings, admin, canister_wasm, node, principal, provider};
 use serde::de::DeserializeOwned;
 
 const ICP: u128 = 100_000_000;
@@ -100,8 +104,8 @@ async fn query<A: CandidType, R: CandidType + DeserializeOwned>(
     candid::decode_one(&reply).unwrap_or_else(|e| panic!("{method}: {e}"))
 }
 
-/// Stable-memory bytes an event takes: its record as the log stores it,
-/// the log's index entry and its block hash.
+/// Stable-memory bytes an event takes, about: its record as the log
+/// stores it, its key and the hash of the block before it.
 fn stored_bytes<E: serde::Serialize + serde::de::DeserializeOwned + Clone>(
     events: &[EventRecord<E>],
 ) -> usize {
@@ -398,6 +402,217 @@ async fn tampered_answers_are_refused() {
         verify_chain::<EscrowEvent>(&tip, 0, &blocks),
     );
     assert!(matches!(e, VerifyError::BadBlock { .. }), "{e}");
+
+    server.shutdown().await.unwrap();
+}
+
+/// The matcher's log with its oldest blocks in an archive canister: the
+/// local log shrinks to the configured size, `icrc3_get_archives` lists the
+/// archive, the client verifies the whole chain across archive and local
+/// blocks (after an upgrade of the matcher too), and a changed archived
+/// block is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_verifies_across_its_archive() {
+    const KEEP: u64 = 3;
+    let net = MarketFixture::deploy(Settings::default()).expect("deploy");
+    let ids = net.ids;
+    net.onboard_provider(provider(1), node(1), 20 * ICP)
+        .unwrap();
+    let spec = net.offer_spec(2, 1_000);
+    for _ in 0..12 {
+        net.post_offer(provider(1), &spec).unwrap();
+    }
+    let before: Vec<EventRecord<MatcherEvent>> = {
+        let page: market_api::EventPage<MatcherEvent> = net
+            .query(
+                ids.matcher,
+                "get_events",
+                &market_api::PageRequest::default(),
+            )
+            .unwrap();
+        assert_eq!(page.next, None);
+        page.events
+    };
+    let len = before.len() as u64;
+    assert!(len > KEEP + 5, "enough matcher events: {len}");
+
+    // The archive, deployed beside the matcher and named by its controllers.
+    let archive = {
+        let mut dn = net.devnet();
+        let id = dn.create_canister(vec![admin()]);
+        let arg = candid::encode_one(ArchiveInit {
+            owner: ids.matcher,
+            capacity_blocks: None,
+        })
+        .unwrap();
+        dn.install_canister(id, &canister_wasm("archive").unwrap(), arg, admin())
+            .expect("install the archive");
+        id
+    };
+    let set = LogArchiving {
+        archive: Some(archive),
+        max_local_blocks: Some(KEEP),
+    };
+    let stranger: Result<(), LogArchivingError> =
+        net.refused_update(ids.matcher, provider(1), "set_log_archiving", &set);
+    assert_eq!(stranger, Err(LogArchivingError::NotAuthorized));
+    // Only the matcher may append to its archive.
+    let append: Result<u64, market_api::blocks::AppendBlocksError> = net.refused_update(
+        archive,
+        admin(),
+        "append_blocks",
+        &market_api::blocks::AppendBlocksArgs {
+            start: 0,
+            blocks: vec![],
+        },
+    );
+    assert_eq!(append, Err(market_api::blocks::AppendBlocksError::NotOwner));
+    let done: Result<(), LogArchivingError> = net
+        .update(ids.matcher, admin(), "set_log_archiving", &set)
+        .unwrap();
+    done.expect("the controllers set the archive");
+
+    // The archiving timer runs.
+    net.wait_secs(canister_common::archiving::ARCHIVE_PERIOD_SECS + 5);
+    let status: LogArchivingStatus = net.query(ids.matcher, "get_log_archiving", &()).unwrap();
+    assert_eq!(status.last_error, None);
+    assert!(status.log_length >= len);
+    assert_eq!(
+        status.log_length - status.first_local_index,
+        KEEP,
+        "{status:?}"
+    );
+    let held: ArchiveStatus = net.query(archive, "archive_status", &()).unwrap();
+    assert_eq!(
+        (held.first_index, held.blocks),
+        (Some(0), status.first_local_index),
+        "{held:?}"
+    );
+    let page: market_api::EventPage<MatcherEvent> = net
+        .query(
+            ids.matcher,
+            "get_events",
+            &market_api::PageRequest::default(),
+        )
+        .unwrap();
+    assert_eq!(page.events.len() as u64, KEEP, "the local log shrank");
+    assert_eq!(page.events[0].seq, status.first_local_index);
+    assert_eq!(page.total, status.log_length);
+
+    // An upgrade of the matcher over itself keeps the log and its archive,
+    // and the chain and the archiving go on.
+    net.upgrade_matcher(None);
+    let after: LogArchivingStatus = net.query(ids.matcher, "get_log_archiving", &()).unwrap();
+    assert_eq!(
+        (after.archive, after.first_local_index),
+        (Some(archive), status.first_local_index)
+    );
+    assert!(after.log_length >= status.log_length);
+    net.post_offer(provider(1), &spec).unwrap();
+    net.post_offer(provider(1), &spec).unwrap();
+    net.wait_secs(canister_common::archiving::ARCHIVE_PERIOD_SECS + 5);
+    let status: LogArchivingStatus = net.query(ids.matcher, "get_log_archiving", &()).unwrap();
+    assert_eq!(status.log_length - status.first_local_index, KEEP);
+    assert!(status.first_local_index > after.first_local_index);
+    let first_local = status.first_local_index;
+    let page_after: market_api::EventPage<MatcherEvent> = net
+        .query(
+            ids.matcher,
+            "get_events",
+            &market_api::PageRequest::default(),
+        )
+        .unwrap();
+    let page_after = page_after.events;
+    assert_eq!(page_after[0].seq, first_local);
+
+    let shared = net.shared();
+    drop(net);
+    let devnet = std::sync::Arc::try_unwrap(shared)
+        .unwrap_or_else(|_| panic!("the fixture still shares its devnet"))
+        .into_inner()
+        .expect("devnet lock");
+    let server = Server::start(
+        ServerConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            ..ServerConfig::default()
+        },
+        devnet,
+    )
+    .await
+    .expect("server");
+    let agent = Agent::builder()
+        .with_url(server.url())
+        .build()
+        .expect("agent");
+    agent.fetch_root_key().await.expect("root key");
+
+    let archives: Vec<ICRC3ArchiveInfo> = query(
+        &agent,
+        ids.matcher,
+        "icrc3_get_archives",
+        &GetArchivesArgs { from: None },
+    )
+    .await;
+    assert_eq!(archives.len(), 1);
+    assert_eq!(archives[0].canister_id, archive);
+    assert_eq!(archives[0].start, candid::Nat::from(0u8));
+    assert_eq!(archives[0].end, candid::Nat::from(first_local - 1));
+    let types: Vec<SupportedBlockType> =
+        query(&agent, archive, "icrc3_supported_block_types", &()).await;
+    assert_eq!(types[0].block_type, "market.matcher");
+
+    // The whole chain, archived blocks read through the callbacks.
+    let log = verified_events::<MatcherEvent>(&agent, ids.matcher, VerifyOptions::default())
+        .await
+        .expect("the log verifies across the archive");
+    assert_eq!(log.archived, first_local);
+    assert_eq!(log.events.len() as u64, log.tip.len());
+    // The archived events, typed from their blocks, are the ones the
+    // matcher served before it archived them.
+    assert_eq!(log.events[..before.len()], before[..]);
+    assert_eq!(log.events[first_local as usize..], page_after[..]);
+    // From the middle of the archive.
+    let tail = verified_events::<MatcherEvent>(
+        &agent,
+        ids.matcher,
+        VerifyOptions {
+            from: first_local - 2,
+            seen_len: log.tip.len(),
+        },
+    )
+    .await
+    .expect("a read from inside the archive verifies");
+    assert_eq!(tail.archived, 2);
+    assert_eq!(tail.events[..], log.events[first_local as usize - 2..]);
+
+    // An archived block changed (an archive, or a replica answering for
+    // it, that lies) is refused by the chain down from the certified tip.
+    let certificate = fetch_tip_certificate(&agent, ids.matcher).await.unwrap();
+    let tip = verify_tip(&agent, ids.matcher, &certificate).unwrap();
+    let blocks = fetch_blocks(&agent, ids.matcher, 0, tip.last_index)
+        .await
+        .unwrap();
+    assert_eq!(blocks.len() as u64, tip.len());
+    verify_chain::<MatcherEvent>(&tip, 0, &blocks).expect("the true chain");
+    let archived_block = (first_local / 2) as usize;
+    let mut changed = blocks.clone();
+    if let ICRC3Value::Nat(ts) = field(&mut changed[archived_block], "ts") {
+        ts.0 += 1u8;
+    }
+    let e = refused(
+        "a changed archived block",
+        verify_chain::<MatcherEvent>(&tip, 0, &changed),
+    );
+    assert!(
+        matches!(e, VerifyError::ChainBroken(i) if i == archived_block as u64),
+        "{e}"
+    );
+    // The archived blocks alone, without the local ones that chain them
+    // to the tip, prove nothing.
+    refused(
+        "archived blocks without the chain to the tip",
+        verify_chain::<MatcherEvent>(&tip, 0, &blocks[..first_local as usize]),
+    );
 
     server.shutdown().await.unwrap();
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use candid::{Decode, Principal};
 use candid_parser::utils::{CandidSource, instantiate_candid};
+use market_api::blocks::{ArchiveInit, LogArchivingStatus};
 use market_api::escrow::EscrowInit;
 use market_api::matcher::MatcherInit;
 use market_api::registry::RegistryInit;
@@ -129,6 +130,16 @@ fn init_arguments_match_the_did_files_on_every_network() {
             "{network}"
         );
 
+        for owner in ["registry", "escrow", "matcher"] {
+            let bytes = encode_init("src/archive/archive.did", &arg(&format!("{owner}-archive")));
+            let archive = Decode!(&bytes, ArchiveInit).expect("ArchiveInit");
+            assert_eq!(
+                archive.owner.to_text(),
+                values[&owner.to_uppercase()],
+                "{network}: the {owner}'s archive"
+            );
+        }
+
         if network == "devnet" {
             encode_init("testkit/ledger/ledger.did", &arg("ledger"));
         }
@@ -156,7 +167,12 @@ fn icp_yaml_deploys_the_built_canisters() {
             yaml.contains(&format!("scripts/build-canisters.sh {canister}")),
             "icp.yaml does not build {canister} with the pinned build"
         );
+        assert!(
+            yaml.contains(&format!("- name: {canister}-archive\n")),
+            "icp.yaml has no archive for {canister}"
+        );
     }
+    assert!(yaml.contains("scripts/build-canisters.sh archive"));
     let build = read("scripts/build-canisters.sh");
     assert!(build.contains("target/canisters"));
 }
@@ -207,7 +223,8 @@ fn ids(path: &Path) -> BTreeMap<String, Principal> {
 
 /// `deploy.sh` and `upgrade.sh` with the real icp-cli against the devnet's
 /// HTTP server: the canisters are created through the cycles ledger,
-/// installed with the filled templates and wired to each other; a second
+/// installed with the filled templates and wired to each other (each event
+/// log named its archive); a second
 /// deploy changes nothing; an upgrade stops, upgrades and starts the
 /// matcher with its state kept; an upgrade whose post_upgrade traps fails
 /// and leaves the old module running.
@@ -269,8 +286,34 @@ async fn the_deploy_and_upgrade_scripts_run_against_the_devnet() {
     let deployed = ids(&ids_file);
     assert_eq!(
         deployed.keys().collect::<Vec<_>>(),
-        ["escrow", "ledger", "matcher", "registry"]
+        [
+            "escrow",
+            "escrow-archive",
+            "ledger",
+            "matcher",
+            "matcher-archive",
+            "registry",
+            "registry-archive"
+        ]
     );
+    // Each event log is named its archive.
+    for owner in ["registry", "escrow", "matcher"] {
+        let status = server.node().with_devnet(|dn| {
+            dn.query_call(
+                deployed[owner],
+                deployer,
+                "get_log_archiving",
+                candid::encode_args(()).unwrap(),
+            )
+            .expect("get_log_archiving")
+        });
+        let status = Decode!(&status, LogArchivingStatus).expect("LogArchivingStatus");
+        assert_eq!(
+            status.archive,
+            Some(deployed[&format!("{owner}-archive")]),
+            "{owner}"
+        );
+    }
 
     let config = |canister: Principal| {
         server.node().with_devnet(|dn| {

@@ -20,15 +20,18 @@
 
 use candid::types::Label;
 use candid::types::value::{IDLField, IDLValue, VariantValue};
-use candid::{CandidType, Int, Nat};
+use candid::{CandidType, Deserialize, Int, Nat, Principal};
 use ic_certification::{HashTree, fork, label, leaf};
 use icrc_ledger_types::icrc::generic_value::ICRC3Map;
+use serde::Serialize;
 use serde_bytes::ByteBuf;
 
 pub use icrc_ledger_types::icrc::generic_value::{Hash, ICRC3Value};
+pub use icrc_ledger_types::icrc3::archive::QueryArchiveFn;
 pub use icrc_ledger_types::icrc3::archive::{GetArchivesArgs, ICRC3ArchiveInfo};
 pub use icrc_ledger_types::icrc3::blocks::{
-    BlockWithId, GetBlocksRequest, GetBlocksResult, ICRC3DataCertificate, SupportedBlockType,
+    ArchivedBlocks, BlockWithId, GetBlocksRequest, GetBlocksResult, ICRC3DataCertificate,
+    SupportedBlockType,
 };
 
 /// Most blocks one `icrc3_get_blocks` query returns, whatever it asks for.
@@ -47,6 +50,159 @@ pub const LAST_BLOCK_HASH: &str = "last_block_hash";
 /// Where the block types of the event logs are described (this module).
 pub const BLOCK_TYPES_URL: &str =
     "https://github.com/icp-compute-market/market/blob/main/src/api/src/blocks.rs";
+
+/// Most blocks one `append_blocks` call may carry to an archive.
+pub const MAX_APPEND_BLOCKS: usize = 100;
+
+/// Most bytes of blocks (as [`approx_size`] counts them) one
+/// `append_blocks` call carries, well below the IC's 2 MB limit on a
+/// call's argument; a larger block goes alone.
+pub const MAX_APPEND_BYTES: usize = 1024 * 1024;
+
+/// About how many bytes a value takes encoded: its blobs' and texts'
+/// lengths and map keys, and 16 for each number or container.
+pub fn approx_size(value: &ICRC3Value) -> usize {
+    match value {
+        ICRC3Value::Blob(b) => b.len() + 16,
+        ICRC3Value::Text(t) => t.len() + 16,
+        ICRC3Value::Nat(_) | ICRC3Value::Int(_) => 16,
+        ICRC3Value::Array(items) => items.iter().map(approx_size).sum::<usize>() + 16,
+        ICRC3Value::Map(map) => {
+            map.iter()
+                .map(|(k, v)| k.len() + approx_size(v))
+                .sum::<usize>()
+                + 16
+        }
+    }
+}
+
+/// Most archives one canister's log lists: a new archive is named by its
+/// controllers when the last one is full.
+pub const MAX_ARCHIVES: usize = 64;
+
+/// The init argument of an archive canister.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct ArchiveInit {
+    /// The canister whose old blocks this archive keeps: the only caller of
+    /// `append_blocks`.
+    pub owner: Principal,
+    /// Most blocks the archive keeps; it refuses more. [`DEFAULT_ARCHIVE_CAPACITY`]
+    /// when absent.
+    pub capacity_blocks: Option<u64>,
+}
+
+/// Blocks an archive keeps when its init argument names no capacity.
+pub const DEFAULT_ARCHIVE_CAPACITY: u64 = 10_000_000;
+
+/// The argument of an archive's `append_blocks`: consecutive blocks of the
+/// owner's chain from index `start`.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct AppendBlocksArgs {
+    /// The index of the first block.
+    pub start: u64,
+    /// The blocks, at most [`MAX_APPEND_BLOCKS`].
+    pub blocks: Vec<ICRC3Value>,
+}
+
+/// Why an archive refused `append_blocks`. Nothing was stored.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AppendBlocksError {
+    /// Only the owner named at install may append.
+    #[error("only the owner may append blocks")]
+    NotOwner,
+    /// More than [`MAX_APPEND_BLOCKS`] blocks in one call.
+    #[error("at most {max} blocks per call")]
+    TooManyBlocks {
+        /// The most allowed.
+        max: u64,
+    },
+    /// The blocks do not continue the archive: the next block it takes is
+    /// `expected` (or, for an empty archive, any index).
+    #[error("the archive takes block {expected} next, not {start}")]
+    Gap {
+        /// The first block sent.
+        start: u64,
+        /// The archive's next index.
+        expected: u64,
+    },
+    /// A block the archive already holds differs from the one sent, or a
+    /// new block's `phash` is not the hash of the block before it.
+    #[error("block {index} does not match the archived chain")]
+    Mismatch {
+        /// The block.
+        index: u64,
+    },
+    /// The archive holds its capacity; the owner needs a new archive.
+    #[error("the archive is full at {capacity_blocks} blocks")]
+    Full {
+        /// The archive's capacity.
+        capacity_blocks: u64,
+    },
+}
+
+/// How a canister archives its event log: set by its controllers with
+/// `set_log_archiving`.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct LogArchiving {
+    /// The archive canister that takes the oldest blocks from now on (its
+    /// `owner` must be this canister). `None` keeps the current one.
+    pub archive: Option<Principal>,
+    /// Blocks kept in the canister: once more are, the oldest move to the
+    /// archive. `None` keeps the current value (at first
+    /// [`DEFAULT_MAX_LOCAL_BLOCKS`]).
+    pub max_local_blocks: Option<u64>,
+}
+
+/// Blocks a canister keeps locally until its controllers set otherwise.
+pub const DEFAULT_MAX_LOCAL_BLOCKS: u64 = 50_000;
+
+/// Fewest blocks a canister may be set to keep locally.
+pub const MIN_MAX_LOCAL_BLOCKS: u64 = 1;
+
+/// Where a canister's log archiving stands (`get_log_archiving`).
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct LogArchivingStatus {
+    /// The archive blocks move to, if one is set.
+    pub archive: Option<Principal>,
+    /// Blocks kept locally before the oldest move.
+    pub max_local_blocks: u64,
+    /// Blocks in the log, archived ones included.
+    pub log_length: u64,
+    /// The index of the oldest block still held locally (`log_length`
+    /// when none is).
+    pub first_local_index: u64,
+    /// Why the last move to the archive failed, if it did.
+    pub last_error: Option<String>,
+}
+
+/// Why `set_log_archiving` was refused.
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LogArchivingError {
+    /// The caller is not a controller (or the SNS governance canister).
+    #[error("only the controllers may change the log's archiving")]
+    NotAuthorized,
+    /// A value is out of range.
+    #[error("{field}: {reason}")]
+    InvalidArgument {
+        /// The field.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Where an archive stands (`archive_status`).
+#[derive(CandidType, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct ArchiveStatus {
+    /// The canister it archives for.
+    pub owner: Principal,
+    /// Most blocks it keeps.
+    pub capacity_blocks: u64,
+    /// The index of its first block (none while empty).
+    pub first_index: Option<u64>,
+    /// Blocks held.
+    pub blocks: u64,
+}
 
 /// An event type kept in a certified log, with the block type its blocks
 /// carry.
@@ -176,6 +332,179 @@ fn label_key(label: &Label) -> String {
         Label::Named(name) => name.clone(),
         Label::Id(id) | Label::Unnamed(id) => id.to_string(),
     }
+}
+
+/// Why an ICRC-3 value is not a value of the Candid type asked for.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the value is not of the expected type: {0}")]
+pub struct DecodeError(pub String);
+
+/// The value of type `T` that [`to_value`] maps to `value`: the inverse of
+/// the mapping, read against `T`'s Candid type, so a client can type an
+/// event it has only as a block (from an archive). The result is mapped
+/// again and compared, so only a value that is exactly some `T`'s mapping
+/// is accepted.
+pub fn from_value<T: CandidType + serde::de::DeserializeOwned>(
+    value: &ICRC3Value,
+) -> Result<T, DecodeError> {
+    let ty = T::ty();
+    let idl = value_to_idl(value, &ty)?;
+    let bytes = candid::IDLArgs::new(&[idl])
+        .to_bytes_with_types(&candid::TypeEnv::new(), &[ty])
+        .map_err(|e| DecodeError(e.to_string()))?;
+    let decoded: T = candid::decode_one(&bytes).map_err(|e| DecodeError(e.to_string()))?;
+    let again = to_value(&decoded).map_err(|e| DecodeError(e.0))?;
+    if again != *value {
+        return Err(DecodeError("the value is no value's mapping".into()));
+    }
+    Ok(decoded)
+}
+
+fn value_to_idl(value: &ICRC3Value, ty: &candid::types::Type) -> Result<IDLValue, DecodeError> {
+    use candid::types::TypeInner as T;
+    let bad = || DecodeError(format!("{value:?} is not a {ty:?}"));
+    let nat = || match value {
+        ICRC3Value::Nat(n) => Ok(n.clone()),
+        _ => Err(bad()),
+    };
+    let int = || match value {
+        ICRC3Value::Int(i) => Ok(i.clone()),
+        _ => Err(bad()),
+    };
+    let small_nat = || u64::try_from(nat()?.0).map_err(|_| bad());
+    let small_int = || i64::try_from(int()?.0).map_err(|_| bad());
+    let empty = || matches!(value, ICRC3Value::Array(items) if items.is_empty());
+    Ok(match ty.as_ref() {
+        T::Knot(id) => {
+            let ty = candid::types::internal::find_type(id).ok_or_else(bad)?;
+            return value_to_idl(value, &ty);
+        }
+        T::Null if empty() => IDLValue::Null,
+        T::Reserved if empty() => IDLValue::Reserved,
+        T::Bool => match small_nat()? {
+            0 => IDLValue::Bool(false),
+            1 => IDLValue::Bool(true),
+            _ => return Err(bad()),
+        },
+        T::Nat => IDLValue::Nat(nat()?),
+        T::Nat8 => IDLValue::Nat8(u8::try_from(small_nat()?).map_err(|_| bad())?),
+        T::Nat16 => IDLValue::Nat16(u16::try_from(small_nat()?).map_err(|_| bad())?),
+        T::Nat32 => IDLValue::Nat32(u32::try_from(small_nat()?).map_err(|_| bad())?),
+        T::Nat64 => IDLValue::Nat64(small_nat()?),
+        T::Int => IDLValue::Int(int()?),
+        T::Int8 => IDLValue::Int8(i8::try_from(small_int()?).map_err(|_| bad())?),
+        T::Int16 => IDLValue::Int16(i16::try_from(small_int()?).map_err(|_| bad())?),
+        T::Int32 => IDLValue::Int32(i32::try_from(small_int()?).map_err(|_| bad())?),
+        T::Int64 => IDLValue::Int64(small_int()?),
+        T::Text => match value {
+            ICRC3Value::Text(t) => IDLValue::Text(t.clone()),
+            _ => return Err(bad()),
+        },
+        T::Float64 => match value {
+            ICRC3Value::Text(t) => IDLValue::Float64(t.parse().map_err(|_| bad())?),
+            _ => return Err(bad()),
+        },
+        T::Float32 => match value {
+            ICRC3Value::Text(t) => IDLValue::Float32(t.parse().map_err(|_| bad())?),
+            _ => return Err(bad()),
+        },
+        T::Principal | T::Service(_) => match value {
+            ICRC3Value::Blob(b) => {
+                let p = Principal::try_from_slice(b).map_err(|_| bad())?;
+                if matches!(ty.as_ref(), T::Principal) {
+                    IDLValue::Principal(p)
+                } else {
+                    IDLValue::Service(p)
+                }
+            }
+            _ => return Err(bad()),
+        },
+        T::Func(_) => match value {
+            ICRC3Value::Array(items) => match items.as_slice() {
+                [ICRC3Value::Blob(b), ICRC3Value::Text(method)] => IDLValue::Func(
+                    Principal::try_from_slice(b).map_err(|_| bad())?,
+                    method.clone(),
+                ),
+                _ => return Err(bad()),
+            },
+            _ => return Err(bad()),
+        },
+        T::Opt(inner) => match value {
+            ICRC3Value::Array(items) => match items.as_slice() {
+                [] => IDLValue::None,
+                [one] => IDLValue::Opt(Box::new(value_to_idl(one, inner)?)),
+                _ => return Err(bad()),
+            },
+            _ => return Err(bad()),
+        },
+        T::Vec(inner) => match value {
+            ICRC3Value::Blob(b) if matches!(inner.as_ref(), T::Nat8) => IDLValue::Blob(b.to_vec()),
+            ICRC3Value::Array(items) => IDLValue::Vec(
+                items
+                    .iter()
+                    .map(|item| value_to_idl(item, inner))
+                    .collect::<Result<_, _>>()?,
+            ),
+            _ => return Err(bad()),
+        },
+        T::Record(fields) => {
+            let is_tuple = !fields.is_empty()
+                && fields.iter().enumerate().all(|(i, f)| match *f.id {
+                    Label::Id(n) | Label::Unnamed(n) => usize::try_from(n).is_ok_and(|n| n == i),
+                    Label::Named(_) => false,
+                });
+            let mut out = Vec::with_capacity(fields.len());
+            match value {
+                ICRC3Value::Array(items) if is_tuple && items.len() == fields.len() => {
+                    for (f, item) in fields.iter().zip(items) {
+                        out.push(IDLField {
+                            id: (*f.id).clone(),
+                            val: value_to_idl(item, &f.ty)?,
+                        });
+                    }
+                }
+                ICRC3Value::Map(map) if !is_tuple => {
+                    for f in fields {
+                        let field = map.get(&label_key(&f.id));
+                        let val = match (field, f.ty.as_ref()) {
+                            (None, T::Opt(_)) => IDLValue::None,
+                            (None, T::Null | T::Reserved) => return Err(bad()),
+                            (None, _) => return Err(bad()),
+                            (Some(v), T::Opt(inner)) => {
+                                IDLValue::Opt(Box::new(value_to_idl(v, inner)?))
+                            }
+                            (Some(v), _) => value_to_idl(v, &f.ty)?,
+                        };
+                        out.push(IDLField {
+                            id: (*f.id).clone(),
+                            val,
+                        });
+                    }
+                }
+                _ => return Err(bad()),
+            }
+            IDLValue::Record(out)
+        }
+        T::Variant(fields) => match value {
+            ICRC3Value::Map(map) if map.len() == 1 => {
+                let (tag, payload) = map.iter().next().ok_or_else(bad)?;
+                let (index, f) = fields
+                    .iter()
+                    .enumerate()
+                    .find(|(_, f)| label_key(&f.id) == *tag)
+                    .ok_or_else(bad)?;
+                IDLValue::Variant(VariantValue(
+                    Box::new(IDLField {
+                        id: (*f.id).clone(),
+                        val: value_to_idl(payload, &f.ty)?,
+                    }),
+                    index as u64,
+                ))
+            }
+            _ => return Err(bad()),
+        },
+        _ => return Err(bad()),
+    })
 }
 
 /// The block of an event: its place in the chain (`phash`, the hash of
@@ -390,6 +719,45 @@ mod tests {
             ])
         );
         assert_eq!(to_value(&vec![1u8, 2]).unwrap(), blob(&[1, 2]));
+    }
+
+    #[test]
+    fn from_value_inverts_to_value_and_refuses_what_no_value_maps_to() {
+        let back: Sample = from_value(&to_value(&sample()).unwrap()).unwrap();
+        assert_eq!(to_value(&back).unwrap(), to_value(&sample()).unwrap());
+        let stopped: Sample = from_value(&to_value(&Sample::Stopped).unwrap()).unwrap();
+        assert!(matches!(stopped, Sample::Stopped));
+        let nested = vec![Some(1u8), None];
+        assert_eq!(
+            from_value::<Vec<Option<u8>>>(&to_value(&nested).unwrap()),
+            Ok(nested)
+        );
+        assert_eq!(
+            from_value::<Vec<u8>>(&to_value(&vec![1u8, 2]).unwrap()),
+            Ok(vec![1, 2])
+        );
+        let none: Vec<u8> = vec![];
+        assert_eq!(from_value::<Vec<u8>>(&to_value(&none).unwrap()), Ok(none));
+        // A field changed to another type, an unknown tag, an extra field.
+        let ICRC3Value::Map(mut paid) = to_value(&sample()).unwrap() else {
+            unreachable!()
+        };
+        let mut fields = match paid.remove("Paid") {
+            Some(ICRC3Value::Map(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        let mut wrong = fields.clone();
+        wrong.insert("job".into(), ICRC3Value::Text("7".into()));
+        let wrap = |m: ICRC3Map, tag: &str| {
+            ICRC3Value::Map(ICRC3Map::from([(tag.to_string(), ICRC3Value::Map(m))]))
+        };
+        assert!(from_value::<Sample>(&wrap(wrong, "Paid")).is_err());
+        assert!(from_value::<Sample>(&wrap(fields.clone(), "Unpaid")).is_err());
+        fields.insert("extra".into(), nat(1));
+        assert!(from_value::<Sample>(&wrap(fields, "Paid")).is_err());
+        // A Nat too large for its nat64, and a bool that is neither 0 nor 1.
+        assert!(from_value::<u64>(&ICRC3Value::Nat(Nat::from(u128::MAX))).is_err());
+        assert!(from_value::<bool>(&nat(2)).is_err());
     }
 
     #[test]

@@ -1,22 +1,45 @@
-//! The append-only public event log each canister keeps in stable memory,
-//! kept as a certified ICRC-3 hash chain.
+//! The public event log each canister keeps in stable memory, kept as a
+//! certified ICRC-3 hash chain whose oldest blocks move to archive
+//! canisters.
 //!
 //! # Design
 //!
 //! Each event is a block of the chain ([`market_api::blocks`] gives the
-//! block format and its hash). The events stay in the `Log` they always
-//! lived in, as CBOR; beside them a stable `Vec` holds the hash of every
-//! block, so block `i` is served by reading event `i` and the hash of block
-//! `i - 1`, and the tip (length, last hash) is read in O(1): an append hashes
-//! one block and pushes one hash. Both survive upgrades with the memories.
+//! block format and its hash). The events the canister still holds are in
+//! a `StableBTreeMap` by index, each stored with the hash of the block
+//! before it, so block `i` is served from entry `i` alone; a stable cell
+//! holds the log's length, the index of the oldest local block, the last
+//! block's hash (the tip, read in O(1)) and the archives with their ranges.
+//! An append hashes one block and inserts one entry. Unlike a `Log`, the
+//! map can drop its oldest entries, so the local log stays bounded.
 //!
-//! A log written before the chain existed has events and no hashes. Opening
-//! it chains at most [`CHAIN_AT_OPEN`] events, from the first one missing a
-//! hash, and each later append chains at most [`CHAIN_PER_APPEND`] more, so
-//! no message does unbounded work and nothing panics in `post_upgrade`.
-//! Until the hashes catch up, the certified chain (what `icrc3_get_blocks`
-//! serves and the tip certifies) is a prefix of the log; `get_events`
-//! serves the whole log as before.
+//! # Archiving
+//!
+//! Once more than `max_local_blocks` blocks are local and the controllers
+//! named an archive (`set_log_archiving`), the canister's timer moves the
+//! oldest ones there, at most [`MAX_APPEND_BLOCKS`] per call
+//! ([`EventLog::next_batch`], the archive's `append_blocks`,
+//! [`EventLog::batch_answered`]; [`crate::archiving`] drives it through
+//! the canister's runtime). The local copies are deleted only once the
+//! archive answered that it holds them; any other answer (a reject, a
+//! bounded wait that timed out, a refusal) leaves them, and the next run
+//! sends the same blocks again, which an archive that stored them already
+//! takes as a no-op.
+//!
+//! The archive is deployed beside the canister and named by its
+//! controllers, rather than spawned by the canister with `create_canister`
+//! and `install_code` as the ICP ledger does: the canister then needs no
+//! archive module inside its own, no cycles to create canisters, and the
+//! archive's controllers, settings and module are the deployer's, checked
+//! and upgraded like the other canisters'. When an archive is full, the
+//! controllers name another; [`EventLog::archives`] lists each with its
+//! range.
+//!
+//! `icrc3_get_blocks` serves the local blocks and, for archived indexes,
+//! `archived_blocks` callbacks to the archives' `icrc3_get_blocks`.
+//! `get_events` serves only what is local: a page asked from an archived
+//! sequence number starts at the oldest local event. Archived events are
+//! read as blocks from the archives.
 //!
 //! # Certification
 //!
@@ -28,37 +51,121 @@
 //! queries, where setting certified data would trap. An upgrade may clear
 //! the certified data, so `init` and `post_upgrade` call
 //! [`EventLog::certify`] (opening the log never certifies: the state may
-//! first be opened in a query).
+//! first be opened in a query). Archiving leaves the tip, and so the
+//! certified data, as it is.
 
 use crate::codec::Cbor;
-use candid::Nat;
-use ic_stable_structures::{Log, Memory, Vec as StableVec};
+use candid::{Nat, Principal};
+use ic_stable_structures::{Cell, Memory, StableBTreeMap};
 use icrc_ledger_types::icrc::generic_value::ICRC3Value;
 use icrc_ledger_types::icrc3::blocks::{
     BlockWithId, GetBlocksRequest, GetBlocksResult, ICRC3DataCertificate, SupportedBlockType,
 };
 use market_api::blocks::{
-    self, BLOCK_TYPES_URL, BlockEvent, EncodeError, Hash, MAX_BLOCKS_PER_QUERY,
-    MAX_RANGES_PER_QUERY,
+    self, AppendBlocksArgs, AppendBlocksError, ArchivedBlocks, BLOCK_TYPES_URL, BlockEvent,
+    DEFAULT_MAX_LOCAL_BLOCKS, GetArchivesArgs, Hash, ICRC3ArchiveInfo, LogArchiving,
+    LogArchivingError, LogArchivingStatus, MAX_APPEND_BLOCKS, MAX_APPEND_BYTES, MAX_ARCHIVES,
+    MAX_BLOCKS_PER_QUERY, MAX_RANGES_PER_QUERY, MIN_MAX_LOCAL_BLOCKS, QueryArchiveFn,
 };
 use market_api::{EventPage, EventRecord, PageRequest};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
-/// Most events of a log written before the chain existed that opening it
-/// chains.
-pub const CHAIN_AT_OPEN: u64 = 2_000;
+/// How long a move to the archive may stay unanswered before another run
+/// takes it for lost and sends the blocks again (a bounded-wait call is
+/// answered or times out well within it).
+pub const MOVE_TIMEOUT_NS: u64 = 10 * 60 * 1_000_000_000;
 
-/// Most events an append chains (its own, and older ones still missing a
-/// hash); at least 1, so a caught-up log stays caught up.
-pub const CHAIN_PER_APPEND: u64 = 16;
+/// One local event with the hash of the block before it (`None` for block
+/// 0), so its block needs no other entry.
+#[derive(Serialize, Deserialize, Clone)]
+struct StoredEvent<E> {
+    record: EventRecord<E>,
+    phash: Option<Hash>,
+}
 
-/// An append-only log of `E` events with their times, paged in order and
-/// chained as certified ICRC-3 blocks.
+/// The log's bookkeeping, in one stable cell.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+struct LogMeta {
+    /// Blocks ever appended.
+    len: u64,
+    /// The oldest block still held here; older ones are archived.
+    first_local: u64,
+    /// The last block's hash.
+    tip_hash: Option<Hash>,
+    /// Where the oldest blocks move to.
+    archive: Option<Principal>,
+    /// Local blocks kept before the oldest move.
+    max_local_blocks: u64,
+    /// The archives, oldest range first; together they hold
+    /// `0..first_local`.
+    archives: Vec<ArchiveRange>,
+}
+
+impl Default for LogMeta {
+    fn default() -> Self {
+        Self {
+            len: 0,
+            first_local: 0,
+            tip_hash: None,
+            archive: None,
+            max_local_blocks: DEFAULT_MAX_LOCAL_BLOCKS,
+            archives: Vec::new(),
+        }
+    }
+}
+
+/// Blocks `start..end` are in `canister`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+struct ArchiveRange {
+    canister: Principal,
+    start: u64,
+    end: u64,
+}
+
+/// The oldest local blocks, on their way to an archive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchiveBatch {
+    /// The archive.
+    pub archive: Principal,
+    /// The `append_blocks` argument: the blocks from the oldest local one.
+    pub args: AppendBlocksArgs,
+}
+
+impl ArchiveBatch {
+    /// One past the last block of the batch.
+    pub fn end(&self) -> u64 {
+        self.args
+            .start
+            .saturating_add(self.args.blocks.len() as u64)
+    }
+}
+
+/// What the archive's answer to a batch did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MoveOutcome {
+    /// The archive holds these blocks; the local copies are gone.
+    Moved {
+        /// Blocks deleted here.
+        blocks: u64,
+    },
+    /// Nothing was deleted; the blocks are sent again on a later run.
+    Kept {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// An append-only log of `E` events with their times, paged in order,
+/// chained as certified ICRC-3 blocks, its oldest blocks archived.
 pub struct EventLog<E: Serialize + DeserializeOwned, M: Memory> {
-    log: Log<Cbor<EventRecord<E>>, M, M>,
-    /// The hash of block `i` at `i`, for every chained event.
-    hashes: StableVec<Hash, M>,
+    events: StableBTreeMap<u64, Cbor<StoredEvent<E>>, M>,
+    meta: Cell<Cbor<LogMeta>, M>,
+    /// When the batch now on its way to the archive was sent (heap only:
+    /// after an upgrade its answer can't arrive, so none is in flight).
+    moving_since: Option<u64>,
+    /// Why the last move failed (heap only, for `get_log_archiving`).
+    last_error: Option<String>,
 }
 
 impl<E, M> EventLog<E, M>
@@ -66,100 +173,75 @@ where
     E: BlockEvent + Serialize + DeserializeOwned + Clone,
     M: Memory,
 {
-    /// Opens the log kept in the memories (creating it if they are empty)
-    /// and chains up to [`CHAIN_AT_OPEN`] events that have no hash yet.
-    pub fn init(index_memory: M, data_memory: M, hash_memory: M) -> Self {
-        Self::init_chaining(index_memory, data_memory, hash_memory, CHAIN_AT_OPEN)
-    }
-
-    fn init_chaining(index_memory: M, data_memory: M, hash_memory: M, max: u64) -> Self {
-        let mut log = Self {
-            log: Log::init(index_memory, data_memory),
-            hashes: StableVec::init(hash_memory),
-        };
-        // An event that can't be mapped stops the chain here; appends will
-        // report it (this may run in `post_upgrade`, which must not trap).
-        let _ = log.chain(max);
-        log
-    }
-
-    /// Appends an event; returns its sequence number. Chains it (after any
-    /// older events still missing a hash, at most [`CHAIN_PER_APPEND`]) and,
-    /// in a canister, certifies the new tip.
-    pub fn append(&mut self, time_ns: u64, event: E) -> u64 {
-        let seq = self.log.len();
-        let record = EventRecord {
-            seq,
-            time_ns,
-            event,
-        };
-        let seq = match self.log.append(&Cbor(record)) {
-            Ok(seq) => seq,
-            Err(e) => panic!("BUG: event log is out of stable memory: {e:?}"),
-        };
-        if let Err(e) = self.chain(CHAIN_PER_APPEND) {
-            panic!("BUG: an event has no ICRC-3 value: {e}");
+    /// Opens the log kept in the memories, creating it if they are empty.
+    /// Reads nothing else: safe in `post_upgrade`.
+    pub fn init(events_memory: M, meta_memory: M) -> Self {
+        Self {
+            events: StableBTreeMap::init(events_memory),
+            meta: Cell::init(meta_memory, Cbor(LogMeta::default())),
+            moving_since: None,
+            last_error: None,
         }
+    }
+
+    fn meta(&self) -> LogMeta {
+        self.meta.get().0.clone()
+    }
+
+    /// Appends an event; returns its sequence number. Chains it and, in a
+    /// canister, certifies the new tip.
+    pub fn append(&mut self, time_ns: u64, event: E) -> u64 {
+        let mut meta = self.meta();
+        let seq = meta.len;
+        let ev = match blocks::to_value(&event) {
+            Ok(ev) => ev,
+            Err(e) => panic!("BUG: an event has no ICRC-3 value: {e}"),
+        };
+        let block = blocks::block(meta.tip_hash, time_ns, E::BLOCK_TYPE, ev);
+        let stored = StoredEvent {
+            record: EventRecord {
+                seq,
+                time_ns,
+                event,
+            },
+            phash: meta.tip_hash,
+        };
+        self.events.insert(seq, Cbor(stored));
+        meta.len = seq + 1;
+        meta.tip_hash = Some(blocks::block_hash(&block));
+        self.meta.set(Cbor(meta));
         self.certify();
         seq
     }
 
-    /// Hashes up to `max` events that have none yet, in order.
-    fn chain(&mut self, max: u64) -> Result<(), EncodeError> {
-        for _ in 0..max {
-            let index = self.hashes.len();
-            let Some(block) = self.block(index)? else {
-                return Ok(());
-            };
-            self.hashes.push(&blocks::block_hash(&block));
-        }
-        Ok(())
-    }
-
-    /// Block `index` built from its event and the hash of the block before,
-    /// if both exist.
-    fn block(&self, index: u64) -> Result<Option<ICRC3Value>, EncodeError> {
-        let phash = match index.checked_sub(1) {
-            None => None,
-            Some(before) => match self.hashes.get(before) {
-                Some(h) => Some(h),
-                None => return Ok(None),
-            },
-        };
-        let Some(Cbor(record)) = self.log.get(index) else {
-            return Ok(None);
-        };
-        let ev = blocks::to_value(&record.event)?;
-        Ok(Some(blocks::block(
-            phash,
-            record.time_ns,
+    /// Local block `index`, built from its entry.
+    fn block(&self, index: u64) -> Option<ICRC3Value> {
+        let Cbor(stored) = self.events.get(&index)?;
+        let ev = blocks::to_value(&stored.record.event).ok()?;
+        Some(blocks::block(
+            stored.phash,
+            stored.record.time_ns,
             E::BLOCK_TYPE,
             ev,
-        )))
+        ))
     }
 
-    /// Number of events chained (the ICRC-3 log length); equal to
-    /// [`Self::len`] unless events written before the chain existed are
-    /// still being chained.
-    pub fn chained_len(&self) -> u64 {
-        self.hashes.len()
-    }
-
-    /// The last chained block's index and hash, if any.
+    /// The last block's index and hash, if any.
     pub fn tip(&self) -> Option<(u64, Hash)> {
-        let last = self.hashes.len().checked_sub(1)?;
-        self.hashes.get(last).map(|h| (last, h))
+        let meta = self.meta();
+        let last = meta.len.checked_sub(1)?;
+        meta.tip_hash.map(|h| (last, h))
     }
 
     /// The root hash of the tip tree: what the canister certifies (`None`
-    /// while nothing is chained).
+    /// while the log is empty).
     pub fn certified_root(&self) -> Option<Hash> {
         self.tip()
             .map(|(index, hash)| blocks::tip_tree(index, &hash).digest())
     }
 
     /// Sets the canister's certified data to [`Self::certified_root`]
-    /// (nothing while nothing is chained). Only in updates, timers, `init`
+    /// (nothing while the log is empty). Only in updates, timers, `init`
     /// and `post_upgrade`: it traps in queries.
     pub fn certify(&self) {
         if let Some(root) = self.certified_root() {
@@ -168,8 +250,8 @@ where
     }
 
     /// The ICRC-3 tip certificate: the IC's certificate of this canister's
-    /// data and the tip tree under it, as CBOR. `None` while nothing is
-    /// chained, or outside a non-replicated query (no certificate exists).
+    /// data and the tip tree under it, as CBOR. `None` while the log is
+    /// empty, or outside a non-replicated query (no certificate exists).
     pub fn tip_certificate(&self) -> Option<ICRC3DataCertificate> {
         let (index, hash) = self.tip()?;
         let certificate = certified_data::certificate()?;
@@ -181,21 +263,45 @@ where
         })
     }
 
-    /// `icrc3_get_blocks`: the chained blocks of each requested range, at
-    /// most [`MAX_BLOCKS_PER_QUERY`] in all from the first
-    /// [`MAX_RANGES_PER_QUERY`] ranges. Nothing is archived.
+    /// `icrc3_get_blocks`: of each requested range (the first
+    /// [`MAX_RANGES_PER_QUERY`]), the local blocks, at most
+    /// [`MAX_BLOCKS_PER_QUERY`] in all, and for the archived part a
+    /// callback to the archive holding it, one per archive.
     pub fn get_blocks(&self, ranges: &[GetBlocksRequest]) -> GetBlocksResult {
-        let len = self.chained_len();
+        let meta = self.meta();
         let mut left = MAX_BLOCKS_PER_QUERY;
         let mut found = Vec::new();
+        let mut archived: Vec<ArchivedBlocks> = Vec::new();
         for range in ranges.iter().take(MAX_RANGES_PER_QUERY) {
             let Ok(start) = u64::try_from(range.start.0.clone()) else {
                 continue;
             };
             let length = u64::try_from(range.length.0.clone()).unwrap_or(u64::MAX);
-            let end = start.saturating_add(length.min(left)).min(len);
-            for index in start..end {
-                if let Ok(Some(block)) = self.block(index) {
+            let end = start.saturating_add(length).min(meta.len);
+            for a in &meta.archives {
+                let (from, to) = (start.max(a.start), end.min(a.end));
+                if from >= to {
+                    continue;
+                }
+                let request = GetBlocksRequest {
+                    start: Nat::from(from),
+                    length: Nat::from(to - from),
+                };
+                match archived
+                    .iter_mut()
+                    .find(|b| b.callback.canister_id == a.canister)
+                {
+                    Some(b) => b.args.push(request),
+                    None => archived.push(ArchivedBlocks {
+                        args: vec![request],
+                        callback: QueryArchiveFn::new(a.canister, "icrc3_get_blocks"),
+                    }),
+                }
+            }
+            let local_start = start.max(meta.first_local);
+            let local_end = end.min(local_start.saturating_add(left));
+            for index in local_start..local_end {
+                if let Some(block) = self.block(index) {
                     found.push(BlockWithId {
                         id: Nat::from(index),
                         block,
@@ -205,31 +311,73 @@ where
             }
         }
         GetBlocksResult {
-            log_length: Nat::from(len),
+            log_length: Nat::from(meta.len),
             blocks: found,
-            archived_blocks: Vec::new(),
+            archived_blocks: archived,
         }
     }
 
-    /// Number of events recorded.
+    /// `icrc3_get_archives`: the archives with the range each holds
+    /// (`end` is the last index it holds, as ICRC-3 has it), from the one
+    /// after `args.from` if it names one.
+    pub fn archives(&self, args: &GetArchivesArgs) -> Vec<ICRC3ArchiveInfo> {
+        let meta = self.meta();
+        let skip = match args.from {
+            None => 0,
+            Some(from) => meta
+                .archives
+                .iter()
+                .position(|a| a.canister == from)
+                .map_or(0, |i| i + 1),
+        };
+        // One entry per range: an archive named again after another holds
+        // two ranges.
+        meta.archives
+            .iter()
+            .skip(skip)
+            .map(|a| ICRC3ArchiveInfo {
+                canister_id: a.canister,
+                start: Nat::from(a.start),
+                end: Nat::from(a.end - 1),
+            })
+            .collect()
+    }
+
+    /// Number of events recorded, archived ones included.
     pub fn len(&self) -> u64 {
-        self.log.len()
+        self.meta.get().0.len
     }
 
     /// Whether no event was recorded yet.
     pub fn is_empty(&self) -> bool {
-        self.log.len() == 0
+        self.len() == 0
     }
 
-    /// One page of events, starting at `page.start`.
+    /// The sequence number of the oldest event held here (`len` when none
+    /// is): older ones are in the archives.
+    pub fn first_local(&self) -> u64 {
+        self.meta.get().0.first_local
+    }
+
+    /// Number of events held here.
+    pub fn local_len(&self) -> u64 {
+        let meta = self.meta.get();
+        meta.0.len - meta.0.first_local
+    }
+
+    /// One page of the local events, starting at `page.start` or, if that
+    /// event is archived, at the oldest local one.
     pub fn page(&self, page: &PageRequest) -> EventPage<E> {
-        let total = self.log.len();
-        let start = page.start.unwrap_or(0).min(total);
+        let meta = self.meta();
+        let total = meta.len;
+        let start = page.start.unwrap_or(0).max(meta.first_local).min(total);
         let end = start
             .saturating_add(page.effective_limit() as u64)
             .min(total);
-        let events = (start..end)
-            .filter_map(|i| self.log.get(i).map(|c| c.0))
+        let events = self
+            .events
+            .range(start..end)
+            .map(|e| e.value().0.record)
             .collect();
         EventPage {
             events,
@@ -238,17 +386,179 @@ where
         }
     }
 
-    /// The newest events first, at most `max` of them.
+    /// The newest local events first, at most `max` of them.
     pub fn newest(&self, max: u64) -> impl Iterator<Item = EventRecord<E>> + '_ {
-        let len = self.log.len();
-        (len.saturating_sub(max)..len)
+        let meta = self.meta();
+        let start = meta.len.saturating_sub(max).max(meta.first_local);
+        self.events
+            .range(start..meta.len)
             .rev()
-            .filter_map(|i| self.log.get(i).map(|c| c.0))
+            .map(|e| e.value().0.record)
     }
 
-    /// Every event, in order (for replays and tests).
+    /// Every local event, in order (for tests).
     pub fn iter(&self) -> impl Iterator<Item = EventRecord<E>> + '_ {
-        self.log.iter().map(|c| c.0)
+        self.events.iter().map(|e| e.value().0.record)
+    }
+
+    /// Changes how the log archives (controllers only; the caller is
+    /// checked before). A new archive takes the blocks archived from now on;
+    /// the older ones stay where they are.
+    pub fn set_archiving(&mut self, change: &LogArchiving) -> Result<(), LogArchivingError> {
+        let meta = self.archiving_changed(change)?;
+        self.meta.set(Cbor(meta));
+        Ok(())
+    }
+
+    /// Checks a change of the archiving; nothing changes.
+    pub fn check_archiving(&self, change: &LogArchiving) -> Result<(), LogArchivingError> {
+        self.archiving_changed(change).map(|_| ())
+    }
+
+    fn archiving_changed(&self, change: &LogArchiving) -> Result<LogMeta, LogArchivingError> {
+        let mut meta = self.meta();
+        if let Some(max) = change.max_local_blocks {
+            if max < MIN_MAX_LOCAL_BLOCKS {
+                return Err(LogArchivingError::InvalidArgument {
+                    field: "max_local_blocks".into(),
+                    reason: format!("at least {MIN_MAX_LOCAL_BLOCKS}"),
+                });
+            }
+            meta.max_local_blocks = max;
+        }
+        if let Some(archive) = change.archive {
+            if archive == Principal::anonymous() || archive == Principal::management_canister() {
+                return Err(LogArchivingError::InvalidArgument {
+                    field: "archive".into(),
+                    reason: "not a canister".into(),
+                });
+            }
+            let known = meta.archives.iter().any(|a| a.canister == archive);
+            if !known && meta.archives.len() >= MAX_ARCHIVES {
+                return Err(LogArchivingError::InvalidArgument {
+                    field: "archive".into(),
+                    reason: format!("at most {MAX_ARCHIVES} archives"),
+                });
+            }
+            meta.archive = Some(archive);
+        }
+        Ok(meta)
+    }
+
+    /// Where archiving stands.
+    pub fn archiving_status(&self) -> LogArchivingStatus {
+        let meta = self.meta();
+        LogArchivingStatus {
+            archive: meta.archive,
+            max_local_blocks: meta.max_local_blocks,
+            log_length: meta.len,
+            first_local_index: meta.first_local,
+            last_error: self.last_error.clone(),
+        }
+    }
+
+    /// The oldest local blocks to move to the archive, at most
+    /// [`MAX_APPEND_BLOCKS`] and about [`MAX_APPEND_BYTES`]: none while no archive is named, no more than
+    /// `max_local_blocks` are local, or a batch is on its way (unless it
+    /// was sent [`MOVE_TIMEOUT_NS`] ago). The batch counts as on its way
+    /// until [`Self::batch_answered`].
+    pub fn next_batch(&mut self, now_ns: u64) -> Option<ArchiveBatch> {
+        if let Some(since) = self.moving_since
+            && now_ns < since.saturating_add(MOVE_TIMEOUT_NS)
+        {
+            return None;
+        }
+        let meta = self.meta();
+        let archive = meta.archive?;
+        let local = meta.len - meta.first_local;
+        let excess = local
+            .checked_sub(meta.max_local_blocks)
+            .filter(|n| *n > 0)?;
+        let count = excess.min(MAX_APPEND_BLOCKS as u64);
+        let start = meta.first_local;
+        let mut blocks: Vec<ICRC3Value> = Vec::new();
+        let mut bytes = 0usize;
+        for index in start..start + count {
+            let Some(block) = self.block(index) else {
+                break;
+            };
+            bytes = bytes.saturating_add(blocks::approx_size(&block));
+            if !blocks.is_empty() && bytes > MAX_APPEND_BYTES {
+                break;
+            }
+            blocks.push(block);
+        }
+        if blocks.is_empty() {
+            return None;
+        }
+        self.moving_since = Some(now_ns);
+        Some(ArchiveBatch {
+            archive,
+            args: AppendBlocksArgs { start, blocks },
+        })
+    }
+
+    /// Takes the archive's answer to `batch`: `Ok(end)` from an archive
+    /// that now holds every block before `end` deletes the local copies of
+    /// the batch's blocks before `end`; anything else (`failure`: a refusal
+    /// or a failed call, whose outcome may be unknown) keeps them.
+    pub fn batch_answered(
+        &mut self,
+        batch: &ArchiveBatch,
+        answer: Result<u64, String>,
+    ) -> MoveOutcome {
+        self.moving_since = None;
+        let archived_to = match answer {
+            Ok(end) => end.min(batch.end()),
+            Err(reason) => {
+                self.last_error = Some(reason.clone());
+                return MoveOutcome::Kept { reason };
+            }
+        };
+        let mut meta = self.meta();
+        // Only the oldest local blocks are ever sent; an answer to a batch
+        // that no longer starts there (an earlier copy of it, answered
+        // late) moves only what is still local.
+        let from = meta.first_local.max(batch.args.start);
+        if batch.args.start > meta.first_local || archived_to <= from {
+            let reason = format!(
+                "the archive holds blocks up to {archived_to}, none of the local ones from {}",
+                meta.first_local
+            );
+            self.last_error = Some(reason.clone());
+            return MoveOutcome::Kept { reason };
+        }
+        match meta.archives.last_mut() {
+            Some(last) if last.canister == batch.archive && last.end == from => {
+                last.end = archived_to
+            }
+            _ => meta.archives.push(ArchiveRange {
+                canister: batch.archive,
+                start: from,
+                end: archived_to,
+            }),
+        }
+        for index in from..archived_to {
+            self.events.remove(&index);
+        }
+        meta.first_local = archived_to;
+        self.meta.set(Cbor(meta));
+        self.last_error = None;
+        MoveOutcome::Moved {
+            blocks: archived_to - from,
+        }
+    }
+}
+
+/// The answer of an archive's `append_blocks`, as [`EventLog::batch_answered`]
+/// takes it.
+pub fn append_answer<F: std::fmt::Debug>(
+    answer: Result<Result<u64, AppendBlocksError>, F>,
+) -> Result<u64, String> {
+    match answer {
+        Ok(Ok(end)) => Ok(end),
+        Ok(Err(refused)) => Err(format!("the archive refused the blocks: {refused}")),
+        Err(failure) => Err(format!("append_blocks failed: {failure:?}")),
     }
 }
 
@@ -322,12 +632,12 @@ mod tests {
     }
 
     #[derive(Clone, Default)]
-    struct Memories([VectorMemory; 3]);
+    struct Memories([VectorMemory; 2]);
 
     impl Memories {
         fn open(&self) -> EventLog<Note, VectorMemory> {
-            let [index, data, hashes] = self.0.clone();
-            EventLog::init(index, data, hashes)
+            let [events, meta] = self.0.clone();
+            EventLog::init(events, meta)
         }
     }
 
@@ -387,7 +697,7 @@ mod tests {
             assert_eq!(l.certified_root(), Some(root));
             assert_eq!(last_certified_root(), Some(root), "append certifies");
         }
-        assert_eq!(l.chained_len(), 3);
+        assert_eq!(l.len(), 3);
     }
 
     #[test]
@@ -425,39 +735,6 @@ mod tests {
         assert_eq!(reopened.tip().unwrap().0, 5);
     }
 
-    #[test]
-    fn a_log_written_before_the_chain_is_chained_in_bounded_steps() {
-        let memories = Memories::default();
-        let [index, data, _] = memories.0.clone();
-        let old: Log<Cbor<EventRecord<Note>>, _, _> = Log::init(index, data);
-        let mut never = log();
-        for i in 0..40u64 {
-            let event = note(&format!("old{i}"));
-            old.append(&Cbor(EventRecord {
-                seq: i,
-                time_ns: i,
-                event: event.clone(),
-            }))
-            .unwrap();
-            never.append(i, event);
-        }
-        drop(old);
-        let [index, data, hashes] = memories.0.clone();
-        let mut l = EventLog::<Note, _>::init_chaining(index, data, hashes, 3);
-        assert_eq!(l.len(), 40);
-        assert_eq!(l.chained_len(), 3);
-        assert_eq!(l.get_blocks(&[range(0, 100)]).blocks.len(), 3);
-        l.append(40, note("new"));
-        never.append(40, note("new"));
-        assert_eq!(l.chained_len(), 3 + CHAIN_PER_APPEND);
-        l.append(41, note("new2"));
-        never.append(41, note("new2"));
-        l.append(42, note("new3"));
-        never.append(42, note("new3"));
-        assert_eq!(l.chained_len(), 43);
-        assert_eq!(l.tip(), never.tip());
-    }
-
     fn range(start: u64, length: u64) -> GetBlocksRequest {
         GetBlocksRequest {
             start: Nat::from(start),
@@ -485,6 +762,230 @@ mod tests {
         assert!(l.get_blocks(&[huge]).blocks.is_empty());
         let many = vec![range(0, 1); 1_000];
         assert_eq!(l.get_blocks(&many).blocks.len(), MAX_RANGES_PER_QUERY);
+    }
+
+    fn archive_id() -> Principal {
+        Principal::from_slice(&[9; 29])
+    }
+
+    fn archiving(max_local_blocks: u64) -> LogArchiving {
+        LogArchiving {
+            archive: Some(archive_id()),
+            max_local_blocks: Some(max_local_blocks),
+        }
+    }
+
+    #[test]
+    fn archived_blocks_leave_the_log_and_are_served_by_callbacks() {
+        let memories = Memories::default();
+        let mut l = memories.open();
+        let mut never = log();
+        for i in 0..30 {
+            l.append(i, note(&format!("e{i}")));
+            never.append(i, note(&format!("e{i}")));
+        }
+        assert_eq!(l.next_batch(0), None, "no archive named yet");
+        l.set_archiving(&archiving(10)).unwrap();
+        let tip = l.tip();
+        let batch = l.next_batch(0).unwrap();
+        assert_eq!(batch.archive, archive_id());
+        assert_eq!(batch.args.start, 0);
+        assert_eq!(batch.end(), 20);
+        assert_eq!(batch.args.blocks[5], block_of(&never, 5));
+        assert_eq!(l.next_batch(1), None, "one batch on its way at a time");
+        assert_eq!(
+            l.batch_answered(&batch, Ok(20)),
+            MoveOutcome::Moved { blocks: 20 }
+        );
+        assert_eq!((l.len(), l.local_len(), l.first_local()), (30, 10, 20));
+        assert_eq!(l.iter().count(), 10);
+        assert_eq!(l.tip(), tip, "archiving leaves the tip");
+        assert_eq!(l.next_batch(2), None, "10 local blocks are allowed");
+
+        let found = l.get_blocks(&[range(15, 10)]);
+        assert_eq!(found.log_length, Nat::from(30u8));
+        let ids: Vec<Nat> = found.blocks.iter().map(|b| b.id.clone()).collect();
+        assert_eq!(ids, (20u8..25).map(Nat::from).collect::<Vec<_>>());
+        assert_eq!(found.blocks[0].block, block_of(&never, 20));
+        assert_eq!(found.archived_blocks.len(), 1);
+        let callback = &found.archived_blocks[0];
+        assert_eq!(callback.callback.canister_id, archive_id());
+        assert_eq!(callback.callback.method, "icrc3_get_blocks");
+        assert_eq!(callback.args, vec![range(15, 5)]);
+        assert_eq!(
+            l.archives(&GetArchivesArgs { from: None }),
+            vec![ICRC3ArchiveInfo {
+                canister_id: archive_id(),
+                start: Nat::from(0u8),
+                end: Nat::from(19u8),
+            }]
+        );
+        assert!(
+            l.archives(&GetArchivesArgs {
+                from: Some(archive_id())
+            })
+            .is_empty()
+        );
+
+        // get_events serves what is local, from the oldest local event.
+        let page = l.page(&PageRequest {
+            start: Some(3),
+            limit: Some(4),
+        });
+        assert_eq!(page.total, 30);
+        assert_eq!(page.events[0].seq, 20);
+        assert_eq!(page.next, Some(24));
+        assert_eq!(l.newest(100).count(), 10);
+
+        // An upgrade keeps all of it, and the chain goes on.
+        drop(l);
+        let mut l = memories.open();
+        assert_eq!((l.len(), l.first_local(), l.tip()), (30, 20, tip));
+        assert_eq!(l.archives(&GetArchivesArgs { from: None }).len(), 1);
+        for i in 30..45 {
+            l.append(i, note("more"));
+            never.append(i, note("more"));
+        }
+        assert_eq!(l.tip(), never.tip());
+        let batch = l.next_batch(3).unwrap();
+        assert_eq!((batch.args.start, batch.end()), (20, 35));
+        assert_eq!(
+            l.batch_answered(&batch, Ok(35)),
+            MoveOutcome::Moved { blocks: 15 }
+        );
+        let infos = l.archives(&GetArchivesArgs { from: None });
+        assert_eq!(infos.len(), 1, "one archive, one range");
+        assert_eq!(infos[0].end, Nat::from(34u8));
+    }
+
+    #[test]
+    fn a_failed_or_lost_move_keeps_the_blocks_for_the_next_run() {
+        let mut l = log();
+        for i in 0..5 {
+            l.append(i, note("x"));
+        }
+        l.set_archiving(&archiving(2)).unwrap();
+        let batch = l.next_batch(0).unwrap();
+        let kept = l.batch_answered(&batch, Err("timed out".into()));
+        assert!(matches!(kept, MoveOutcome::Kept { .. }));
+        assert_eq!(l.local_len(), 5);
+        assert_eq!(
+            l.archiving_status().last_error.as_deref(),
+            Some("timed out")
+        );
+        // The same blocks again.
+        assert_eq!(l.next_batch(1), Some(batch.clone()));
+        // An answer that never came: after the timeout they are sent again.
+        assert_eq!(l.next_batch(2), None);
+        assert_eq!(l.next_batch(1 + MOVE_TIMEOUT_NS), Some(batch.clone()));
+        // An archive that holds fewer than sent: only those are deleted.
+        assert_eq!(
+            l.batch_answered(&batch, Ok(2)),
+            MoveOutcome::Moved { blocks: 2 }
+        );
+        assert_eq!(l.first_local(), 2);
+        // A late answer to the first copy deletes nothing twice.
+        assert_eq!(
+            l.batch_answered(&batch, Ok(3)),
+            MoveOutcome::Moved { blocks: 1 }
+        );
+        assert_eq!(l.first_local(), 3);
+        assert!(matches!(
+            l.batch_answered(&batch, Ok(3)),
+            MoveOutcome::Kept { .. }
+        ));
+        assert_eq!(l.archiving_status().first_local_index, 3);
+    }
+
+    #[test]
+    fn a_batch_stays_within_its_bytes() {
+        let mut l = log();
+        let big = "x".repeat(MAX_APPEND_BYTES / 3);
+        for i in 0..6 {
+            l.append(i, note(&big));
+        }
+        l.set_archiving(&archiving(1)).unwrap();
+        let batch = l.next_batch(0).unwrap();
+        assert_eq!(batch.args.blocks.len(), 2, "three would pass the bound");
+        let size: usize = batch.args.blocks.iter().map(blocks::approx_size).sum();
+        assert!(size <= MAX_APPEND_BYTES);
+        l.batch_answered(&batch, Ok(2));
+        let mut l2 = log();
+        l2.append(0, note(&"y".repeat(2 * MAX_APPEND_BYTES)));
+        l2.append(1, note("z"));
+        l2.set_archiving(&archiving(1)).unwrap();
+        assert_eq!(
+            l2.next_batch(0).unwrap().args.blocks.len(),
+            1,
+            "a block larger than the bound goes alone"
+        );
+    }
+
+    #[test]
+    fn a_new_archive_takes_the_next_range() {
+        let mut l = log();
+        for i in 0..6 {
+            l.append(i, note("x"));
+        }
+        l.set_archiving(&archiving(4)).unwrap();
+        let batch = l.next_batch(0).unwrap();
+        l.batch_answered(&batch, Ok(2));
+        let second = Principal::from_slice(&[10; 29]);
+        l.set_archiving(&LogArchiving {
+            archive: Some(second),
+            max_local_blocks: Some(1),
+        })
+        .unwrap();
+        let batch = l.next_batch(1).unwrap();
+        assert_eq!((batch.archive, batch.args.start), (second, 2));
+        l.batch_answered(&batch, Ok(5));
+        let infos = l.archives(&GetArchivesArgs { from: None });
+        assert_eq!(infos.len(), 2);
+        assert_eq!(
+            (
+                infos[1].canister_id,
+                infos[1].start.clone(),
+                infos[1].end.clone()
+            ),
+            (second, Nat::from(2u8), Nat::from(4u8))
+        );
+        let found = l.get_blocks(&[range(0, 10)]);
+        assert_eq!(found.archived_blocks.len(), 2);
+        assert_eq!(found.archived_blocks[1].args, vec![range(2, 3)]);
+        assert_eq!(found.blocks.len(), 1);
+        assert_eq!(
+            l.archives(&GetArchivesArgs {
+                from: Some(archive_id())
+            })
+            .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn archiving_settings_are_checked() {
+        let mut l = log();
+        assert_eq!(
+            l.archiving_status().max_local_blocks,
+            DEFAULT_MAX_LOCAL_BLOCKS
+        );
+        assert!(l.set_archiving(&archiving(0)).is_err());
+        assert!(
+            l.set_archiving(&LogArchiving {
+                archive: Some(Principal::anonymous()),
+                max_local_blocks: None
+            })
+            .is_err()
+        );
+        assert_eq!(l.archiving_status().archive, None);
+        l.check_archiving(&archiving(3)).unwrap();
+        assert_eq!(
+            l.archiving_status().archive,
+            None,
+            "a check changes nothing"
+        );
+        l.set_archiving(&archiving(3)).unwrap();
+        assert_eq!(l.archiving_status().archive, Some(archive_id()));
     }
 
     proptest! {

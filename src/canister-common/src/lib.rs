@@ -2,7 +2,8 @@
 //! the rule and the
 //! chunked pass of the audit of its books after an upgrade, a CBOR codec for
 //! values in stable structures, the append-only public event log (a
-//! certified ICRC-3 hash chain), guards that stop two messages for the same
+//! certified ICRC-3 hash chain) and its archiving to an archive canister
+//! (the archive's own storage too), guards that stop two messages for the same
 //! key from interleaving at an `.await`,
 //! the one stable memory manager, the ingress rules of
 //! `canister_inspect_message`, the `/metrics` page writer and the cycles
@@ -18,7 +19,9 @@
 //! everything else runs in native tests.
 
 pub mod admin;
+pub mod archiving;
 pub mod audit;
+pub mod block_archive;
 pub mod codec;
 pub mod cycles;
 pub mod event_log;
@@ -30,21 +33,27 @@ pub mod memory;
 pub mod metrics;
 pub mod runtime;
 
-/// The queries every canister serves over its public event log, a log of
+/// The methods every canister serves over its public event log, a log of
 /// `$event` in the `events` field of the state `read_state` reads: one
-/// page of events (`get_events`), the log's ICRC-3 blocks and tip
-/// certificate (see [`event_log`]), and its ICRC-10 standards.
+/// page of events (`get_events`), the log's ICRC-3 blocks, archives and tip
+/// certificate (see [`event_log`]), its ICRC-10 standards, and the
+/// controllers' setting of its archiving (checked by the canister's own
+/// `may_administer(&Principal) -> bool`).
 #[macro_export]
 macro_rules! public_log_endpoints {
     ($event:ty) => {
-        /// One page of the public event log.
+        /// One page of the public event log. Only events still held here
+        /// are served: a page asked from an archived sequence number starts
+        /// at the oldest local event (archived events are read as blocks
+        /// from the archives, see `icrc3_get_blocks`).
         #[::ic_cdk::query]
         fn get_events(page: ::market_api::PageRequest) -> ::market_api::EventPage<$event> {
             read_state(|s| s.events.page(&page))
         }
 
         /// ICRC-3: blocks of the event log's hash chain, at most
-        /// `market_api::blocks::MAX_BLOCKS_PER_QUERY` per call.
+        /// `market_api::blocks::MAX_BLOCKS_PER_QUERY` per call, with
+        /// callbacks to the archives for archived ranges.
         #[::ic_cdk::query]
         fn icrc3_get_blocks(
             ranges: Vec<::market_api::blocks::GetBlocksRequest>,
@@ -65,12 +74,39 @@ macro_rules! public_log_endpoints {
             $crate::event_log::supported_block_types::<$event>()
         }
 
-        /// ICRC-3: the archives of old blocks; none, every block stays here.
+        /// ICRC-3: the archives of old blocks, with the range each holds.
         #[::ic_cdk::query]
         fn icrc3_get_archives(
-            _args: ::market_api::blocks::GetArchivesArgs,
+            args: ::market_api::blocks::GetArchivesArgs,
         ) -> Vec<::market_api::blocks::ICRC3ArchiveInfo> {
-            Vec::new()
+            read_state(|s| s.events.archives(&args))
+        }
+
+        /// Where the archiving of the event log stands.
+        #[::ic_cdk::query]
+        fn get_log_archiving() -> ::market_api::blocks::LogArchivingStatus {
+            read_state(|s| s.events.archiving_status())
+        }
+
+        /// Names the archive canister the oldest blocks move to and how many
+        /// stay here (controllers only).
+        #[::ic_cdk::update]
+        fn set_log_archiving(
+            change: ::market_api::blocks::LogArchiving,
+        ) -> Result<(), ::market_api::blocks::LogArchivingError> {
+            if !may_administer(&::ic_cdk::api::msg_caller()) {
+                return Err(::market_api::blocks::LogArchivingError::NotAuthorized);
+            }
+            mutate_state(|s| s.events.set_archiving(&change))
+        }
+
+        /// Checks a `set_log_archiving` proposal without effect.
+        #[::ic_cdk::query]
+        fn validate_set_log_archiving(
+            change: ::market_api::blocks::LogArchiving,
+        ) -> Result<String, String> {
+            let check = read_state(|s| s.events.check_archiving(&change));
+            $crate::admin::validation("set_log_archiving", &change, check)
         }
 
         /// ICRC-10: the standards this canister supports.

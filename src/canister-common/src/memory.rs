@@ -9,14 +9,14 @@ use std::cell::RefCell;
 
 /// Every canister's configuration cell.
 pub const CONFIG: MemoryId = MemoryId::new(0);
-/// Index memory of every canister's event log.
-pub const EVENT_LOG_INDEX: MemoryId = MemoryId::new(1);
-/// Data memory of every canister's event log.
-pub const EVENT_LOG_DATA: MemoryId = MemoryId::new(2);
+// Ids 1 and 2 (the index and data of the event log's former `Log`) and
+// 200 (its former block hashes) are retired: never reuse them.
 
-/// The block hashes of every canister's event log (see
+/// The local blocks of every canister's event log (see
 /// [`crate::event_log`]); far above the ids each canister numbers from 3 up.
-pub const EVENT_LOG_HASHES: MemoryId = MemoryId::new(200);
+pub const EVENT_LOG_BLOCKS: MemoryId = MemoryId::new(201);
+/// The bookkeeping of every canister's event log: length, tip, archives.
+pub const EVENT_LOG_META: MemoryId = MemoryId::new(202);
 
 /// A virtual memory handed out by the memory manager.
 pub type Memory = VirtualMemory<DefaultMemoryImpl>;

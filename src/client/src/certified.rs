@@ -8,6 +8,14 @@
 //! [`verify_chain`], [`fetch_events`], [`match_events`]) for callers that
 //! keep blocks or verify what they stored.
 //!
+//! Old blocks move to archive canisters: the canister's `icrc3_get_blocks`
+//! answers for them with callbacks to the archives, which
+//! [`fetch_blocks`] follows. An archive is trusted for nothing: its
+//! blocks are verified like the others, through the hash chain down from
+//! the canister's certified tip. Archived events have no typed copy (the
+//! canister's `get_events` serves only what it holds), so they are
+//! returned as verified blocks ([`VerifiedLog::archived`]).
+//!
 //! The agent's root key is the one everything is checked against: mainnet's
 //! built in, or a local network's after `fetch_root_key` (which trusts that
 //! network, as any local development does).
@@ -151,6 +159,10 @@ pub struct VerifiedLog<E> {
     pub tip: VerifiedTip,
     /// The events from [`VerifyOptions::from`] to the tip, in order.
     pub events: Vec<EventRecord<E>>,
+    /// How many of [`Self::events`], from the first, were read from
+    /// archives: typed from their verified blocks
+    /// ([`blocks::from_value`]), as the canister keeps no copy.
+    pub archived: u64,
 }
 
 async fn query<A: CandidType, R: CandidType + DeserializeOwned>(
@@ -159,15 +171,40 @@ async fn query<A: CandidType, R: CandidType + DeserializeOwned>(
     method: &'static str,
     arg: &A,
 ) -> Result<R, VerifyError> {
-    let fail = |message: String| VerifyError::Query { method, message };
-    let arg = Encode!(arg).map_err(|e| fail(e.to_string()))?;
+    raw_query(agent, canister, method, arg)
+        .await
+        .map_err(|message| VerifyError::Query { method, message })
+}
+
+/// An archive's `icrc3_get_blocks` callback, by the name the canister gave.
+async fn query_archive<A: CandidType, R: CandidType + DeserializeOwned>(
+    agent: &Agent,
+    archive: Principal,
+    method: &str,
+    arg: &A,
+) -> Result<R, VerifyError> {
+    raw_query(agent, archive, method, arg)
+        .await
+        .map_err(|message| VerifyError::Query {
+            method: "archive callback",
+            message: format!("{method} of {archive}: {message}"),
+        })
+}
+
+async fn raw_query<A: CandidType, R: CandidType + DeserializeOwned>(
+    agent: &Agent,
+    canister: Principal,
+    method: &str,
+    arg: &A,
+) -> Result<R, String> {
+    let arg = Encode!(arg).map_err(|e| e.to_string())?;
     let reply = agent
         .query(&canister, method)
         .with_arg(arg)
         .call()
         .await
-        .map_err(|e| fail(e.to_string()))?;
-    Decode!(&reply, R).map_err(|e| fail(e.to_string()))
+        .map_err(|e| e.to_string())?;
+    Decode!(&reply, R).map_err(|e| e.to_string())
 }
 
 /// The canister's `icrc3_get_tip_certificate`, unverified.
@@ -249,8 +286,9 @@ pub fn check_not_stale(tip: &VerifiedTip, seen_len: u64) -> Result<(), VerifyErr
     Ok(())
 }
 
-/// Blocks `from..=last` from `icrc3_get_blocks`, paged, unverified; each
-/// answer must hold the blocks asked for, in order.
+/// Blocks `from..=last` from `icrc3_get_blocks`, paged, unverified,
+/// following the answer's callbacks to archives for archived blocks; each
+/// page must hold the next block asked for, and blocks come back in order.
 pub async fn fetch_blocks(
     agent: &Agent,
     canister: Principal,
@@ -266,21 +304,38 @@ pub async fn fetch_blocks(
             length: Nat::from(length),
         }];
         let page: GetBlocksResult = query(agent, canister, "icrc3_get_blocks", &range).await?;
-        if page.blocks.is_empty() {
+        let mut served = Vec::new();
+        // An archived range comes first: it is older than what is local.
+        for archived in page.archived_blocks {
+            let archive = archived.callback.canister_id;
+            let method = archived.callback.method;
+            let args: Vec<GetBlocksRequest> = archived
+                .args
+                .into_iter()
+                .filter(|r| r.start <= last)
+                .collect();
+            if args.is_empty() {
+                continue;
+            }
+            let reply: GetBlocksResult = query_archive(agent, archive, &method, &args).await?;
+            served.extend(reply.blocks);
+        }
+        served.extend(page.blocks);
+        served.sort_by(|a, b| a.id.cmp(&b.id));
+        let before = next;
+        let wanted_from = Nat::from(next);
+        for block in served.into_iter().filter(|b| b.id >= wanted_from) {
+            if next > last || block.id != next {
+                break;
+            }
+            found.push(block);
+            next += 1;
+        }
+        if next == before {
             return Err(VerifyError::WrongBlock {
                 expected: next,
                 served: "none".into(),
             });
-        }
-        for block in page.blocks.into_iter().take(length as usize) {
-            if block.id != next {
-                return Err(VerifyError::WrongBlock {
-                    expected: next,
-                    served: block.id.to_string(),
-                });
-            }
-            found.push(block);
-            next += 1;
         }
     }
     Ok(found)
@@ -417,8 +472,9 @@ pub fn match_events<E: BlockEvent>(
 
 /// Reads `canister`'s events from `options.from` up to its certified tip
 /// and verifies them: the tip certificate against the agent's root key,
-/// the blocks back from the tip, and the typed events against the blocks.
-/// `E` is the canister's event type (`RegistryEvent`, `EscrowEvent` or
+/// the blocks back from the tip (archived ones read from the archives),
+/// and the typed events the canister still holds against their blocks;
+/// archived events are typed from their blocks. `E` is the canister's event type (`RegistryEvent`, `EscrowEvent` or
 /// `MatcherEvent`).
 pub async fn verified_events<E: BlockEvent + DeserializeOwned>(
     agent: &Agent,
@@ -434,14 +490,39 @@ pub async fn verified_events<E: BlockEvent + DeserializeOwned>(
     } else {
         Vec::new()
     };
-    let verified = verify_chain::<E>(&tip, from, &blocks)?;
+    let mut verified = verify_chain::<E>(&tip, from, &blocks)?;
     let events = if from < tip.len() {
         fetch_events(agent, canister, from, tip.last_index).await?
     } else {
         Vec::new()
     };
-    let events = match_events(&verified, events)?;
-    Ok(VerifiedLog { tip, events })
+    // The canister serves the events it still holds; the blocks before
+    // the first of them are archived (or were archived since the blocks
+    // were read).
+    let first_event = events.first().map_or(tip.len(), |e| e.seq);
+    let archived = first_event.saturating_sub(from).min(verified.len() as u64);
+    let local = verified.split_off(archived as usize);
+    let local = match_events(&local, events)?;
+    let mut events = verified
+        .into_iter()
+        .map(|block| {
+            let event = blocks::from_value::<E>(&block.ev).map_err(|e| VerifyError::BadBlock {
+                index: block.index,
+                reason: e.to_string(),
+            })?;
+            Ok(EventRecord {
+                seq: block.index,
+                time_ns: block.ts_ns,
+                event,
+            })
+        })
+        .collect::<Result<Vec<_>, VerifyError>>()?;
+    events.extend(local);
+    Ok(VerifiedLog {
+        tip,
+        events,
+        archived,
+    })
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use market_api::{Account, HttpRequest, HttpResponse, PageRequest, Principal, Tok
 fn init(arg: EscrowInit) {
     mutate_state(|s| s.apply_config(arg, time()));
     timers::start_audit();
+    timers::start_archiving();
     read_state(|s| s.events.certify());
 }
 
@@ -33,6 +34,7 @@ fn post_upgrade(arg: Option<EscrowInit>) {
         ic_cdk::trap(format!("escrow configuration is broken after upgrade: {e}"));
     }
     timers::start_audit();
+    timers::start_archiving();
     read_state(|s| s.events.certify());
 }
 

@@ -14,6 +14,7 @@ pub const RULES: &[Rule] = &[
     Rule::anyone("reconcile"),
     Rule::new("release", Senders::Matcher, SMALL_ARG),
     Rule::new("resolve_operation", Senders::Controllers, SMALL_ARG),
+    Rule::new("set_log_archiving", Senders::Controllers, SMALL_ARG),
     Rule::new("settle", Senders::Matcher, SMALL_ARG),
     Rule::anyone("withdraw"),
     Rule::new("withdraw_for", Senders::Matcher, SMALL_ARG),

@@ -1,7 +1,8 @@
 //! Side effects of the escrow's logic: the clock and its own id (the
 //! shared [`SystemApi`]), reads of ledgers' blocks (the shared
-//! [`BlockSource`]), transfers (the shared [`LedgerCalls`]) and the other
-//! calls to ledgers. Production uses [`IcRuntime`] (ic-cdk); native tests
+//! [`BlockSource`]), transfers (the shared [`LedgerCalls`]), the other
+//! calls to ledgers and the moves of old event-log blocks to the archive
+//! (the shared [`ArchiveCalls`]). Production uses [`IcRuntime`] (ic-cdk); native tests
 //! use a fake ledger that can fail, reject or leave an outcome unknown.
 
 use candid::Nat;
@@ -9,6 +10,7 @@ use canister_common::ledger::call;
 use icrc_ledger_types::icrc1::account::Account;
 use market_api::{Principal, StandardRecord, Tokens};
 
+pub use canister_common::archiving::ArchiveCalls;
 pub use canister_common::ledger::{CallFailure, LedgerCalls};
 pub use canister_common::ledger_blocks::BlockSource;
 pub use canister_common::runtime::SystemApi;
@@ -17,7 +19,7 @@ pub use canister_common::runtime::SystemApi;
 ///
 /// Canisters run one message at a time, so the futures need not be `Send`.
 #[allow(async_fn_in_trait)]
-pub trait Runtime: SystemApi + BlockSource + LedgerCalls {
+pub trait Runtime: SystemApi + BlockSource + LedgerCalls + ArchiveCalls {
     /// `icrc1_fee` of `ledger`.
     async fn icrc1_fee(&self, ledger: Principal) -> Result<Tokens, CallFailure>;
     /// `icrc1_symbol` of `ledger`.
@@ -49,6 +51,8 @@ impl SystemApi for IcRuntime {}
 impl BlockSource for IcRuntime {}
 
 impl LedgerCalls for IcRuntime {}
+
+impl ArchiveCalls for IcRuntime {}
 
 impl Runtime for IcRuntime {
     async fn icrc1_fee(&self, ledger: Principal) -> Result<Tokens, CallFailure> {

@@ -510,11 +510,7 @@ impl State {
     pub fn open(get: impl Fn(MemoryId) -> Memory) -> Self {
         Self {
             config: Cell::init(get(memory::CONFIG), Cbor(Config::default())),
-            events: EventLog::init(
-                get(memory::EVENT_LOG_INDEX),
-                get(memory::EVENT_LOG_DATA),
-                get(memory::EVENT_LOG_HASHES),
-            ),
+            events: EventLog::init(get(memory::EVENT_LOG_BLOCKS), get(memory::EVENT_LOG_META)),
             ledgers: StableBTreeMap::init(get(memory::LEDGERS)),
             balances: StableBTreeMap::init(get(memory::BALANCES)),
             locks: StableBTreeMap::init(get(memory::LOCKS)),

@@ -23,6 +23,7 @@ pub const RULES: &[Rule] = &[
     Rule::new("register_dao", Senders::Controllers, SMALL_ARG),
     Rule::anyone("reserve"),
     Rule::anyone("set_delegates"),
+    Rule::new("set_log_archiving", Senders::Controllers, SMALL_ARG),
     Rule::new("set_market_fee", Senders::Controllers, SMALL_ARG),
     Rule::anyone("sns_cancel"),
     Rule::anyone("sns_extend"),

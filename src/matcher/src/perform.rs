@@ -875,3 +875,19 @@ pub async fn derive_job_key(
         Err(e) => Err(downstream(format!("vetkd_derive_key: {e:?}"))),
     }
 }
+
+/// Moves the oldest event-log blocks to the archive, if the log holds more
+/// than it should (see `canister_common::event_log`): the local copies go
+/// only once the archive confirmed it holds them.
+pub async fn move_old_blocks(rt: &impl Runtime) -> canister_common::archiving::MoveReport {
+    let report = canister_common::archiving::move_old_blocks(
+        rt,
+        || mutate_state(|s| s.events.next_batch(rt.now_ns())),
+        |batch, answer| mutate_state(|s| s.events.batch_answered(batch, answer)),
+    )
+    .await;
+    if let Some(reason) = &report.kept {
+        rt.log(&format!("event log archiving: {reason}"));
+    }
+    report
+}

@@ -1,7 +1,9 @@
 //! Side effects of the matcher's logic: the clock and its own id (the shared
 //! [`SystemApi`]), its timer, and its calls to the escrow, the registry,
 //! buyers' callbacks, the management canister (randomness, probes, vetKD) and the
-//! rate sources (the cycles minting and exchange rate canisters).
+//! rate sources (the cycles minting and exchange rate canisters), and the
+//! moves of old event-log blocks to its archive (the shared
+//! [`ArchiveCalls`]).
 //!
 //! Only [`crate::perform`] uses the calls. The deployed canister passes
 //! [`IcRuntime`], which makes them with `market_api::client`'s typed
@@ -30,6 +32,7 @@ use market_api::registry::{
     BondArgs, Eligibility, Provider, RecordArgs, RegistryError, SlashArgs, SlashOutcome,
 };
 
+pub use canister_common::archiving::ArchiveCalls;
 pub use canister_common::runtime::SystemApi;
 
 /// An answer of the escrow or the registry: the outer error says the call
@@ -41,7 +44,7 @@ pub type Answer<T, E> = Result<Result<T, E>, CallError>;
 ///
 /// Canisters run one message at a time, so the futures need not be `Send`.
 #[allow(async_fn_in_trait)]
-pub trait Runtime: SystemApi {
+pub trait Runtime: SystemApi + ArchiveCalls {
     /// Arms the timer for the earliest deadline or outbox step (a step
     /// recorded before a call must be retried even if the call's callback
     /// is lost).
@@ -194,6 +197,8 @@ pub trait Runtime: SystemApi {
 pub struct IcRuntime;
 
 impl SystemApi for IcRuntime {}
+
+impl ArchiveCalls for IcRuntime {}
 
 impl Runtime for IcRuntime {
     fn schedule(&self) {

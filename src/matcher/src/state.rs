@@ -100,11 +100,7 @@ impl State {
         use memory::*;
         let mut state = Self {
             config: Cell::init(get(CONFIG), Cbor(None)),
-            events: EventLog::init(
-                get(EVENT_LOG_INDEX),
-                get(EVENT_LOG_DATA),
-                get(EVENT_LOG_HASHES),
-            ),
+            events: EventLog::init(get(EVENT_LOG_BLOCKS), get(EVENT_LOG_META)),
             market: Market::init(Memories {
                 jobs: get(JOBS),
                 jobs_by_owner: get(JOBS_BY_OWNER),

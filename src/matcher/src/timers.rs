@@ -143,6 +143,14 @@ pub fn start_audit() {
     });
 }
 
+/// Starts the repeating timer that moves the oldest event-log blocks to the
+/// archive (see `canister_common::event_log`), through the performer.
+pub fn start_archiving() {
+    canister_common::archiving::start_archive_timer(|| async {
+        perform::move_old_blocks(&IcRuntime).await;
+    });
+}
+
 /// How soon after install or upgrade the privacy key is first read.
 const FIRST_KEY_READ: Duration = Duration::from_secs(1);
 /// How long after a failed read of the privacy key it is read again.

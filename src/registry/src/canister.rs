@@ -29,6 +29,7 @@ fn init(arg: RegistryInit) {
         ic_cdk::trap(format!("invalid init argument: {e:?}"));
     }
     timers::start_audit();
+    timers::start_archiving();
     read_state(|s| s.events.certify());
 }
 
@@ -50,6 +51,7 @@ fn post_upgrade(arg: Option<RegistryConfigUpdate>) {
         ic_cdk::trap(format!("BUG: configuration broken after upgrade: {e:?}"));
     }
     timers::start_audit();
+    timers::start_archiving();
     read_state(|s| s.events.certify());
 }
 

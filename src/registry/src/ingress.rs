@@ -10,6 +10,7 @@ pub const RULES: &[Rule] = &[
     Rule::new("record", Senders::Matcher, SMALL_ARG),
     Rule::anyone("register_provider"),
     Rule::new("resolve_transfer", Senders::Controllers, SMALL_ARG),
+    Rule::new("set_log_archiving", Senders::Controllers, SMALL_ARG),
     Rule::anyone("settle_pending"),
     Rule::new("slash", Senders::Matcher, SMALL_ARG),
     Rule::anyone("stake"),

@@ -1,13 +1,11 @@
 //! The registry's stable memory layout. Every stable structure has its own
 //! `MemoryId`, declared here and never reused for anything else; the
 //! configuration cell and the event log have the ids every canister gives
-//! them (0 to 2 and 200, from `canister_common::memory`).
+//! them (0, 201 and 202, from `canister_common::memory`).
 
 #[cfg(test)]
 pub use canister_common::memory::reset;
-pub use canister_common::memory::{
-    CONFIG, EVENT_LOG_DATA, EVENT_LOG_HASHES, EVENT_LOG_INDEX, Memory, get,
-};
+pub use canister_common::memory::{CONFIG, EVENT_LOG_BLOCKS, EVENT_LOG_META, Memory, get};
 use ic_stable_structures::memory_manager::MemoryId;
 
 /// Providers by principal bytes.

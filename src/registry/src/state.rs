@@ -321,9 +321,8 @@ impl State {
         Self {
             config: Cell::init(memory::get(memory::CONFIG), Cbor(None)),
             events: EventLog::init(
-                memory::get(memory::EVENT_LOG_INDEX),
-                memory::get(memory::EVENT_LOG_DATA),
-                memory::get(memory::EVENT_LOG_HASHES),
+                memory::get(memory::EVENT_LOG_BLOCKS),
+                memory::get(memory::EVENT_LOG_META),
             ),
             providers: StableBTreeMap::init(memory::get(memory::PROVIDERS)),
             bonds: StableBTreeMap::init(memory::get(memory::BONDS)),

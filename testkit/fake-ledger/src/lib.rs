@@ -514,6 +514,9 @@ impl LedgerCalls for FakeLedger {
     }
 }
 
+/// Never called: the native tests name no archive for the event log.
+impl canister_common::archiving::ArchiveCalls for FakeLedger {}
+
 impl SystemApi for FakeLedger {
     fn now_ns(&self) -> u64 {
         self.now.get()

@@ -370,9 +370,16 @@ impl MarketFixture {
         String::from_utf8(resp.body).map_err(|_| fail("metrics are not UTF-8"))
     }
 
-    /// Every event of a canister's `get_events` log, in order.
+    /// Every event of a canister's log, in order: the archived ones typed
+    /// from the blocks its archives serve (followed from its
+    /// `icrc3_get_blocks`), then those its `get_events` serves.
     pub fn events<E: CandidType + DeserializeOwned>(&self, canister: Principal) -> Result<Vec<E>> {
-        let mut out = vec![];
+        let first_local = self
+            .query::<_, EventPage<E>>(canister, "get_events", &PageRequest::default())?
+            .events
+            .first()
+            .map(|e| e.seq);
+        let mut out = self.archived_events(canister, first_local.unwrap_or(0))?;
         let mut start = Some(0u64);
         while let Some(s) = start {
             let page: EventPage<E> = self.query(
@@ -385,6 +392,54 @@ impl MarketFixture {
             )?;
             out.extend(page.events.into_iter().map(|e| e.event));
             start = page.next;
+        }
+        Ok(out)
+    }
+
+    /// The events `0..end` of a canister's log that its archives hold,
+    /// typed from their blocks.
+    fn archived_events<E: CandidType + DeserializeOwned>(
+        &self,
+        canister: Principal,
+        end: u64,
+    ) -> Result<Vec<E>> {
+        use market_api::blocks::{GetBlocksRequest, GetBlocksResult, from_value};
+        let mut out = vec![];
+        while (out.len() as u64) < end {
+            let next = out.len() as u64;
+            let page: GetBlocksResult = self.query(
+                canister,
+                "icrc3_get_blocks",
+                &vec![GetBlocksRequest {
+                    start: next.into(),
+                    length: (end - next).into(),
+                }],
+            )?;
+            let Some(archived) = page.archived_blocks.into_iter().next() else {
+                return Err(fail(format!(
+                    "{canister}: block {next} is neither local nor archived"
+                )));
+            };
+            let blocks: GetBlocksResult = self.query(
+                archived.callback.canister_id,
+                &archived.callback.method,
+                &archived.args,
+            )?;
+            let before = out.len();
+            for block in blocks.blocks {
+                if block.id != out.len() as u64 {
+                    break;
+                }
+                let parts = market_api::blocks::block_parts(&block.block)
+                    .map_err(|e| fail(format!("{canister}: archived block: {e}")))?;
+                out.push(
+                    from_value(parts.ev)
+                        .map_err(|e| fail(format!("{canister}: archived event: {e}")))?,
+                );
+            }
+            if out.len() == before {
+                return Err(fail(format!("{canister}: its archive lacks block {next}")));
+            }
         }
         Ok(out)
     }

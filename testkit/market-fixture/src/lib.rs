@@ -143,6 +143,10 @@ pub struct Settings {
     /// Whether the market takes sealed jobs: the matcher gets the devnet's
     /// `dfx_test_key` vetKD key (see `market_api::privacy`).
     pub privacy: bool,
+    /// Gives the registry, the escrow and the matcher an archive canister
+    /// each, keeping this many blocks of their event logs locally (`None`:
+    /// no archives, every block stays local).
+    pub archive_logs: Option<u64>,
     /// The devnet's limits.
     pub devnet: DevnetConfig,
 }
@@ -165,6 +169,7 @@ impl Default for Settings {
             cycles_top_up_threshold: None,
             pricing: None,
             privacy: false,
+            archive_logs: None,
             devnet: DevnetConfig::default(),
         }
     }
@@ -385,7 +390,44 @@ impl MarketFixture {
             net.set_icp_xdr_rate(p.xdr_permyriad_per_icp)?;
             net.set_eth_xdr_rate(p.eth_xdr_rate)?;
         }
+        if let Some(keep) = net.settings.archive_logs {
+            for owner in [ids.registry, ids.escrow, ids.matcher] {
+                net.deploy_archive(owner, keep)?;
+            }
+        }
         Ok(net)
+    }
+
+    /// Deploys an archive canister for `owner`'s event log and names it
+    /// to `owner`, which then keeps `keep` blocks locally.
+    pub fn deploy_archive(&self, owner: Principal, keep: u64) -> Result<Principal> {
+        let wasm = canister_wasm("archive")?;
+        let arg = candid::encode_one(market_api::blocks::ArchiveInit {
+            owner,
+            capacity_blocks: None,
+        })
+        .map_err(|e| call_error("encode init argument", e))?;
+        let archive = {
+            let mut dn = self.devnet();
+            let id = dn.create_canister(vec![admin()]);
+            dn.install_canister(id, &wasm, arg, admin())
+                .map_err(|e| Error::Install {
+                    canister: "archive",
+                    message: e.to_string(),
+                })?;
+            id
+        };
+        let set: std::result::Result<(), market_api::blocks::LogArchivingError> = self.update(
+            owner,
+            admin(),
+            "set_log_archiving",
+            &market_api::blocks::LogArchiving {
+                archive: Some(archive),
+                max_local_blocks: Some(keep),
+            },
+        )?;
+        set.map_err(|e| refused("set_log_archiving", e))?;
+        Ok(archive)
     }
 
     /// The devnet, shared (for provider nodes on other threads).

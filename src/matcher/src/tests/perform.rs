@@ -269,6 +269,8 @@ impl SystemApi for Fake {
     }
 }
 
+impl crate::runtime::ArchiveCalls for Fake {}
+
 impl Runtime for Fake {
     fn schedule(&self) {
         self.scheduled.set(self.scheduled.get() + 1);
