@@ -22,25 +22,19 @@ impl Env {
 
 /// A's job "j" locks 1 100 of A's 10 000: a cost of 1 000 and a 10 % fee.
 fn locked() -> Env {
-    let env = Env::new();
-    env.deposit(p(A), L1, 10_000).unwrap();
-    env.lock("j", p(A), L1, 1_100).unwrap();
-    env
+    Env::locked_for("j", p(A), 10_000, 1_100)
+}
+
+/// What a lock paid so far: released to providers, fee paid, fee pending.
+fn paid(lock: &JobLock) -> (Tokens, Tokens, Tokens) {
+    (lock.released, lock.fee_paid, lock.fee_pending)
 }
 
 #[test]
 fn a_release_pays_the_fee_to_the_matcher_beside_the_provider() {
     let env = locked();
     let lock = env.release_fee("j", 0, 400, 40, false).unwrap();
-    assert_eq!(
-        (
-            lock.released,
-            lock.fee_paid,
-            lock.fee_pending,
-            lock.remaining
-        ),
-        (400, 40, 0, 660)
-    );
+    assert_eq!((paid(&lock), lock.remaining), ((400, 40, 0), 660));
     assert_eq!(env.claimable(p(PROV), L1), 400);
     assert_eq!(env.claimable(MATCHER, L1), 40);
     assert_eq!(read_state(|s| s.balance(p(A), L1).locked), 660);
@@ -115,15 +109,7 @@ fn a_held_fee_goes_back_with_a_forfeit_and_is_paid_at_settle() {
     // and the rest, fee included, goes back to the buyer.
     env.release_fee("j", 1, 900, 90, true).unwrap();
     let lock = env.settle("j").unwrap();
-    assert_eq!(
-        (
-            lock.released,
-            lock.fee_paid,
-            lock.fee_pending,
-            lock.refunded
-        ),
-        (900, 90, 0, 110)
-    );
+    assert_eq!((paid(&lock), lock.refunded), ((900, 90, 0), 110));
     assert_eq!(env.claimable(p(PROV), L1), 900);
     assert_eq!(env.claimable(MATCHER, L1), 90);
     assert_eq!(env.pending(MATCHER, L1), 0);

@@ -218,6 +218,15 @@ impl Env {
         )
     }
 
+    /// A fresh escrow in which `owner` deposited `deposit` on L1 and locked
+    /// `amount` of it for job `key`.
+    fn locked_for(key: &str, owner: Principal, deposit: Tokens, amount: Tokens) -> Env {
+        let env = Env::new();
+        env.deposit(owner, L1, deposit).unwrap();
+        env.lock(key, owner, L1, amount).unwrap();
+        env
+    }
+
     /// A release claimable at once.
     fn release(
         &self,

@@ -28,10 +28,7 @@ fn snapshot(env: &Env, key: &str) -> impl PartialEq + std::fmt::Debug {
 
 /// A's job "j" locks 600 000 of A's 1 000 000.
 fn locked() -> Env {
-    let env = Env::new();
-    env.deposit(p(A), L1, 1_000_000).unwrap();
-    env.lock("j", p(A), L1, 600_000).unwrap();
-    env
+    Env::locked_for("j", p(A), 1_000_000, 600_000)
 }
 
 #[test]
