@@ -295,6 +295,23 @@ fn refused<A, T, E>(
     assert!(r.is_err(), "{method} accepted {arg:?}: {r:?}");
 }
 
+/// [`refused`] for each of `args`.
+fn refused_each<A, T, E>(
+    net: &MarketFixture,
+    canister: Principal,
+    caller: Principal,
+    method: &str,
+    args: &[A],
+) where
+    A: candid::CandidType + std::fmt::Debug,
+    T: candid::CandidType + serde::de::DeserializeOwned + std::fmt::Debug,
+    E: candid::CandidType + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    for arg in args {
+        refused::<A, T, E>(net, canister, caller, method, arg);
+    }
+}
+
 #[test]
 fn boundary_numbers_are_refused_cleanly() {
     let net = market();
@@ -479,9 +496,7 @@ fn boundary_numbers_are_refused_cleanly() {
             ..base.clone()
         },
     ];
-    for s in &bad_specs {
-        refused::<_, JobId, MatcherError>(&net, ids.matcher, buyer(), "submit_job", s);
-    }
+    refused_each::<_, JobId, MatcherError>(&net, ids.matcher, buyer(), "submit_job", &bad_specs);
     for id in [u64::MAX, f.reservation] {
         // Not one of the provider's jobs; a reservation isn't a job to cancel.
         refused::<_, (), MatcherError>(&net, ids.matcher, provider(), "cancel_job", &id);
@@ -634,9 +649,7 @@ fn boundary_numbers_are_refused_cleanly() {
             ..rs.clone()
         },
     ];
-    for bad in &bad_reservations {
-        refused::<_, u64, MatcherError>(&net, ids.matcher, buyer(), "reserve", bad);
-    }
+    refused_each::<_, u64, MatcherError>(&net, ids.matcher, buyer(), "reserve", &bad_reservations);
     for (who, reservation, intervals) in [
         (buyer(), u64::MAX, 1),
         (buyer(), f.reservation, 0),
@@ -650,6 +663,11 @@ fn boundary_numbers_are_refused_cleanly() {
         };
         refused::<_, (), MatcherError>(&net, ids.matcher, who, "extend_reservation", &args);
     }
+    // The base spec with other limits.
+    let with_limits = |limits: JobLimits| JobSpec {
+        limits,
+        ..base.clone()
+    };
     for (who, reservation, s) in [
         (buyer(), u64::MAX, base.clone()),
         (buyer(), f.job, base.clone()),
@@ -657,37 +675,28 @@ fn boundary_numbers_are_refused_cleanly() {
         (
             buyer(),
             f.reservation,
-            JobSpec {
-                limits: JobLimits {
-                    fuel: 0,
-                    ..base.limits
-                },
-                ..base.clone()
-            },
+            with_limits(JobLimits {
+                fuel: 0,
+                ..base.limits
+            }),
         ),
         (
             buyer(),
             f.reservation,
-            JobSpec {
-                limits: JobLimits {
-                    fuel: u64::MAX,
-                    ..base.limits
-                },
-                ..base.clone()
-            },
+            with_limits(JobLimits {
+                fuel: u64::MAX,
+                ..base.limits
+            }),
         ),
         // More than a reserved slot holds. (Its interval and price are the
         // reservation's, whatever the spec says.)
         (
             buyer(),
             f.reservation,
-            JobSpec {
-                limits: JobLimits {
-                    memory_mib: 65,
-                    fuel: u64::MAX,
-                },
-                ..base.clone()
-            },
+            with_limits(JobLimits {
+                memory_mib: 65,
+                fuel: u64::MAX,
+            }),
         ),
     ] {
         let args = ReservedJobArgs {

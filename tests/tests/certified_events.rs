@@ -30,6 +30,32 @@ use serde::de::DeserializeOwned;
 
 const ICP: u128 = 100_000_000;
 
+/// Moves the fixture's devnet into an HTTP server, with an agent that
+/// trusts its root key.
+async fn serve_over_http(net: MarketFixture) -> (Server, Agent) {
+    let shared = net.shared();
+    drop(net);
+    let devnet = std::sync::Arc::try_unwrap(shared)
+        .unwrap_or_else(|_| panic!("the fixture still shares its devnet"))
+        .into_inner()
+        .expect("devnet lock");
+    let server = Server::start(
+        ServerConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            ..ServerConfig::default()
+        },
+        devnet,
+    )
+    .await
+    .expect("server");
+    let agent = Agent::builder()
+        .with_url(server.url())
+        .build()
+        .expect("agent");
+    agent.fetch_root_key().await.expect("root key");
+    (server, agent)
+}
+
 /// A market with some history in every canister's log (the matcher's
 /// across an upgrade), moved into an HTTP server; the spec of a further offer, for traffic over there.
 async fn market_over_http() -> (Server, Agent, CanisterIds, OfferSpec) {
@@ -65,26 +91,7 @@ async fn market_over_http() -> (Server, Agent, CanisterIds, OfferSpec) {
             }
         }
     }
-    let shared = net.shared();
-    drop(net);
-    let devnet = std::sync::Arc::try_unwrap(shared)
-        .unwrap_or_else(|_| panic!("the fixture still shares its devnet"))
-        .into_inner()
-        .expect("devnet lock");
-    let server = Server::start(
-        ServerConfig {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            ..ServerConfig::default()
-        },
-        devnet,
-    )
-    .await
-    .expect("server");
-    let agent = Agent::builder()
-        .with_url(server.url())
-        .build()
-        .expect("agent");
-    agent.fetch_root_key().await.expect("root key");
+    let (server, agent) = serve_over_http(net).await;
     (server, agent, ids, spec)
 }
 
@@ -138,22 +145,12 @@ async fn every_canisters_log_verifies_against_the_root_key() {
         assert!(len > 0, "{name} has events");
         assert_eq!(len as u64, tip.len(), "{name}: every event up to the tip");
     }
-    assert!(
-        registry
-            .events
-            .iter()
-            .any(|e| matches!(e.event, RegistryEvent::ProfileSet { .. })),
-        "{:?}",
-        registry.events
-    );
-    assert!(
-        matcher
-            .events
-            .iter()
-            .any(|e| matches!(e.event, MatcherEvent::OfferChanged { .. })),
-        "{:?}",
-        matcher.events
-    );
+    assert_any(&registry.events, |e| {
+        matches!(e, RegistryEvent::ProfileSet { .. })
+    });
+    assert_any(&matcher.events, |e| {
+        matches!(e, MatcherEvent::OfferChanged { .. })
+    });
     let all_escrow: Vec<EventRecord<EscrowEvent>> =
         fetch_events(&agent, ids.escrow, 0, u64::MAX).await.unwrap();
     assert_eq!(all_escrow, escrow.events);
@@ -219,6 +216,11 @@ async fn every_canisters_log_verifies_against_the_root_key() {
     server.shutdown().await.unwrap();
 }
 
+/// Some event of `events` is `wanted`.
+fn assert_any<E: std::fmt::Debug>(events: &[EventRecord<E>], wanted: impl Fn(&E) -> bool) {
+    assert!(events.iter().any(|e| wanted(&e.event)), "{events:?}");
+}
+
 /// The first `Blob` inside a value, to change one byte of it.
 fn first_blob(value: &mut ICRC3Value) -> Option<&mut [u8]> {
     match value {
@@ -263,15 +265,17 @@ async fn tampered_answers_are_refused() {
         .unwrap();
     match_events(&verified, events.clone()).expect("the true events");
 
+    // A tampered chain of matcher blocks from block `from`, refused.
+    let chain_refused = |what: &str, from: u64, blocks: &[BlockWithId]| {
+        refused(what, verify_chain::<MatcherEvent>(&tip, from, blocks))
+    };
+
     // One byte of one block changed: in its event, and in its time.
     let mid = blocks.len() / 2;
     let mut changed = blocks.clone();
     let bytes = first_blob(field(&mut changed[mid], "ev")).expect("an event with a blob");
     bytes[0] ^= 1;
-    let e = refused(
-        "a changed event byte",
-        verify_chain::<MatcherEvent>(&tip, 0, &changed),
-    );
+    let e = chain_refused("a changed event byte", 0, &changed);
     assert!(
         matches!(e, VerifyError::ChainBroken(i) if i == mid as u64),
         "{e}"
@@ -280,20 +284,14 @@ async fn tampered_answers_are_refused() {
     if let ICRC3Value::Nat(ts) = field(&mut changed[0], "ts") {
         ts.0 += 1u8;
     }
-    let e = refused(
-        "a changed time",
-        verify_chain::<MatcherEvent>(&tip, 0, &changed),
-    );
+    let e = chain_refused("a changed time", 0, &changed);
     assert!(matches!(e, VerifyError::ChainBroken(0)), "{e}");
 
     // The last block changed: its hash is no longer the certified one.
     let mut changed = blocks.clone();
     let last = changed.len() - 1;
     *field(&mut changed[last], "btype") = ICRC3Value::Text("market.matcher ".into());
-    let e = refused(
-        "a changed tip block",
-        verify_chain::<MatcherEvent>(&tip, 0, &changed),
-    );
+    let e = chain_refused("a changed tip block", 0, &changed);
     assert!(
         matches!(e, VerifyError::ChainBroken(i) if i == last as u64),
         "{e}"
@@ -302,27 +300,18 @@ async fn tampered_answers_are_refused() {
     // A block dropped, with and without renumbering the rest.
     let mut dropped = blocks.clone();
     dropped.remove(mid);
-    refused(
-        "a dropped block",
-        verify_chain::<MatcherEvent>(&tip, 0, &dropped),
-    );
+    chain_refused("a dropped block", 0, &dropped);
     for (i, block) in dropped.iter_mut().enumerate() {
         block.id = (i as u64).into();
     }
-    refused(
-        "a dropped block, renumbered from 1",
-        verify_chain::<MatcherEvent>(&tip, 1, &dropped),
-    );
+    chain_refused("a dropped block, renumbered from 1", 1, &dropped);
 
     // Two blocks swapped, ids kept in order.
     let mut swapped = blocks.clone();
     let (a, b) = (swapped[mid].block.clone(), swapped[mid + 1].block.clone());
     swapped[mid].block = b;
     swapped[mid + 1].block = a;
-    let e = refused(
-        "reordered blocks",
-        verify_chain::<MatcherEvent>(&tip, 0, &swapped),
-    );
+    let e = chain_refused("reordered blocks", 0, &swapped);
     assert!(matches!(e, VerifyError::ChainBroken(_)), "{e}");
 
     // The escrow's (valid) certificate offered as the matcher's.
@@ -406,6 +395,16 @@ async fn tampered_answers_are_refused() {
     server.shutdown().await.unwrap();
 }
 
+/// The first page of the matcher's `get_events`.
+fn matcher_events(net: &MarketFixture) -> market_api::EventPage<MatcherEvent> {
+    net.query(
+        net.ids.matcher,
+        "get_events",
+        &market_api::PageRequest::default(),
+    )
+    .unwrap()
+}
+
 /// The matcher's log with its oldest blocks in an archive canister: the
 /// local log shrinks to the configured size, `icrc3_get_archives` lists the
 /// archive, the client verifies the whole chain across archive and local
@@ -423,13 +422,7 @@ async fn a_log_verifies_across_its_archive() {
         net.post_offer(provider(1), &spec).unwrap();
     }
     let before: Vec<EventRecord<MatcherEvent>> = {
-        let page: market_api::EventPage<MatcherEvent> = net
-            .query(
-                ids.matcher,
-                "get_events",
-                &market_api::PageRequest::default(),
-            )
-            .unwrap();
+        let page = matcher_events(&net);
         assert_eq!(page.next, None);
         page.events
     };
@@ -488,13 +481,7 @@ async fn a_log_verifies_across_its_archive() {
         (Some(0), status.first_local_index),
         "{held:?}"
     );
-    let page: market_api::EventPage<MatcherEvent> = net
-        .query(
-            ids.matcher,
-            "get_events",
-            &market_api::PageRequest::default(),
-        )
-        .unwrap();
+    let page = matcher_events(&net);
     assert_eq!(page.events.len() as u64, KEEP, "the local log shrank");
     assert_eq!(page.events[0].seq, status.first_local_index);
     assert_eq!(page.total, status.log_length);
@@ -515,36 +502,10 @@ async fn a_log_verifies_across_its_archive() {
     assert_eq!(status.log_length - status.first_local_index, KEEP);
     assert!(status.first_local_index > after.first_local_index);
     let first_local = status.first_local_index;
-    let page_after: market_api::EventPage<MatcherEvent> = net
-        .query(
-            ids.matcher,
-            "get_events",
-            &market_api::PageRequest::default(),
-        )
-        .unwrap();
-    let page_after = page_after.events;
+    let page_after = matcher_events(&net).events;
     assert_eq!(page_after[0].seq, first_local);
 
-    let shared = net.shared();
-    drop(net);
-    let devnet = std::sync::Arc::try_unwrap(shared)
-        .unwrap_or_else(|_| panic!("the fixture still shares its devnet"))
-        .into_inner()
-        .expect("devnet lock");
-    let server = Server::start(
-        ServerConfig {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            ..ServerConfig::default()
-        },
-        devnet,
-    )
-    .await
-    .expect("server");
-    let agent = Agent::builder()
-        .with_url(server.url())
-        .build()
-        .expect("agent");
-    agent.fetch_root_key().await.expect("root key");
+    let (server, agent) = serve_over_http(net).await;
 
     let archives: Vec<ICRC3ArchiveInfo> = query(
         &agent,
