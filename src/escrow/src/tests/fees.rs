@@ -93,16 +93,7 @@ fn a_held_fee_goes_back_with_a_forfeit_and_is_paid_at_settle() {
         (0, 0, 1_100)
     );
     assert_eq!(env.pending(MATCHER, L1), 0);
-    assert_eq!(
-        env.events().last(),
-        Some(&EscrowEvent::Forfeited {
-            job_key: "j".into(),
-            provider: p(PROV),
-            ledger: L1,
-            amount: 500,
-            fee: 50,
-        })
-    );
+    env.assert_last_forfeit("j", p(PROV), 500, 50);
     env.check_books();
 
     // Paid again, in full, and settled: the held fee becomes claimable

@@ -411,6 +411,21 @@ impl Env {
             .map(|e| e.event)
             .collect()
     }
+
+    /// The last event is the forfeit of `amount` and `fee` by `provider`
+    /// in job `key`'s lock on L1.
+    fn assert_last_forfeit(&self, key: &str, provider: Principal, amount: Tokens, fee: Tokens) {
+        assert_eq!(
+            self.events().last(),
+            Some(&EscrowEvent::Forfeited {
+                job_key: key.into(),
+                provider,
+                ledger: L1,
+                amount,
+                fee,
+            })
+        );
+    }
 }
 
 fn unknown() -> EscrowError {

@@ -140,16 +140,7 @@ fn a_forfeit_returns_pending_pay_to_the_lock_and_the_buyer_gets_it_at_settle() {
     assert_eq!(env.pending(p(PROV), L1), 0);
     assert_eq!(env.pending(p(PROV2), L1), 30_000);
     assert_eq!(read_state(|s| s.balance(p(A), L1).locked), 570_000);
-    assert_eq!(
-        env.events().last(),
-        Some(&EscrowEvent::Forfeited {
-            job_key: "j".into(),
-            provider: p(PROV),
-            ledger: L1,
-            amount: 120_000,
-            fee: 0,
-        })
-    );
+    env.assert_last_forfeit("j", p(PROV), 120_000, 0);
     assert_eq!(pending_gauge(&env, L1), 30_000);
     env.check_books();
 
