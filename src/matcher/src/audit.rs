@@ -277,29 +277,21 @@ pub struct Paid {
 /// The escrow made release `seq` of a job: its pay to the provider and
 /// the market's fee on it.
 pub fn paid(s: &mut State, now_ns: u64, paid: Paid) {
-    let Paid {
-        job_id,
-        provider,
-        seq,
-        amount,
-        fee,
-        fuel,
-    } = paid;
-    let event = match fuel {
+    let event = match paid.fuel {
         Some(fuel) => MatcherEvent::FuelPaid {
-            job_id,
-            provider,
-            seq,
+            job_id: paid.job_id,
+            provider: paid.provider,
+            seq: paid.seq,
             fuel,
-            amount,
-            fee,
+            amount: paid.amount,
+            fee: paid.fee,
         },
         None => MatcherEvent::IntervalPaid {
-            job_id,
-            provider,
-            seq,
-            amount,
-            fee,
+            job_id: paid.job_id,
+            provider: paid.provider,
+            seq: paid.seq,
+            amount: paid.amount,
+            fee: paid.fee,
         },
     };
     s.events.append(now_ns, event);

@@ -378,6 +378,15 @@ pub fn rates_queue(i: usize) -> JobId {
 pub const PROBE_FEE_SEQ: u64 = (u32::MAX as u64) << 32;
 
 impl Effect {
+    /// Numbers a slot's release within its reservation's lock: the slot in
+    /// the high 32 bits of `seq`, the slot's own count in the low ones.
+    /// Other effects are left as they are.
+    pub fn number_in_slot(&mut self, slot: u32) {
+        if let Effect::Release { seq, .. } = self {
+            *seq |= u64::from(slot) << 32;
+        }
+    }
+
     /// Whether the step must happen at most once rather than at least once:
     /// a buyer's callback carries no idempotency key, so one whose call was
     /// made but never answered (an upgrade, a trap) is not made again.

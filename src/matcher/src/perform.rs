@@ -53,6 +53,36 @@ fn retry(e: CallError) -> Outcome {
     Outcome::Retry(format!("{e:?}"))
 }
 
+/// Escrow `release` of `paid` from its job's lock (held as pending pay
+/// when it pays for fuel), recorded once the escrow made it; a refusal is
+/// logged as `what` refused.
+async fn release(rt: &impl Runtime, escrow: Principal, paid: audit::Paid, what: String) -> Outcome {
+    let args = ReleaseArgs {
+        job_key: lock_key(paid.job_id),
+        seq: paid.seq,
+        provider: paid.provider,
+        amount: paid.amount,
+        hold: paid.fuel.is_some(),
+        fee: paid.fee,
+    };
+    match rt.release(escrow, &args).await {
+        Ok(Err(EscrowError::Busy)) => Outcome::Retry("escrow busy".into()),
+        Ok(Ok(_)) => {
+            let t = rt.now_ns();
+            mutate_state(|s| audit::paid(s, t, paid));
+            Outcome::Done
+        }
+        Ok(Err(e)) => logged_done(rt, &format!("{what} refused: {e:?}")),
+        Err(e) => retry(e),
+    }
+}
+
+/// A refusal that only needs a line in the log: the step is done.
+fn logged_done(rt: &impl Runtime, message: &str) -> Outcome {
+    rt.log(message);
+    Outcome::Done
+}
+
 /// The escrow's deposit account of `owner`, where a slash payout is sent
 /// before `notify_deposit` credits it.
 fn deposit_account(escrow: Principal, owner: Principal) -> Account {
@@ -147,10 +177,9 @@ pub async fn perform(rt: &impl Runtime, job_id: JobId, effect: Effect) -> Outcom
             match rt.record(registry, &args).await {
                 Ok(Err(RegistryError::Busy)) => Outcome::Retry("registry busy".into()),
                 Ok(Ok(())) => Outcome::Done,
+                // A provider that deregistered and left: nothing to count on.
                 Ok(Err(e)) => {
-                    // A provider that deregistered and left: nothing to count on.
-                    rt.log(&format!("job {job_id}: record {key} refused: {e:?}"));
-                    Outcome::Done
+                    logged_done(rt, &format!("job {job_id}: record {key} refused: {e:?}"))
                 }
                 Err(e) => retry(e),
             }
@@ -162,35 +191,15 @@ pub async fn perform(rt: &impl Runtime, job_id: JobId, effect: Effect) -> Outcom
             fuel,
             fee,
         } => {
-            let args = ReleaseArgs {
-                job_key: lock_key(job_id),
-                seq,
+            let paid = audit::Paid {
+                job_id,
                 provider,
+                seq,
                 amount,
-                hold: fuel.is_some(),
                 fee,
+                fuel,
             };
-            match rt.release(escrow, &args).await {
-                Ok(Err(EscrowError::Busy)) => Outcome::Retry("escrow busy".into()),
-                Ok(Ok(_)) => {
-                    let t = rt.now_ns();
-                    let paid = audit::Paid {
-                        job_id,
-                        provider,
-                        seq,
-                        amount,
-                        fee,
-                        fuel,
-                    };
-                    mutate_state(|s| audit::paid(s, t, paid));
-                    Outcome::Done
-                }
-                Ok(Err(e)) => {
-                    rt.log(&format!("job {job_id}: release {seq} refused: {e:?}"));
-                    Outcome::Done
-                }
-                Err(e) => retry(e),
-            }
+            release(rt, escrow, paid, format!("job {job_id}: release {seq}")).await
         }
         Effect::Forfeit { provider, attempt } => {
             let args = ForfeitArgs {
@@ -204,12 +213,10 @@ pub async fn perform(rt: &impl Runtime, job_id: JobId, effect: Effect) -> Outcom
                     mutate_state(|s| audit::pay_forfeited(s, t, job_id, provider, attempt));
                     Outcome::Done
                 }
-                Ok(Err(e)) => {
-                    rt.log(&format!(
-                        "job {job_id}: forfeit of {provider} refused: {e:?}"
-                    ));
-                    Outcome::Done
-                }
+                Ok(Err(e)) => logged_done(
+                    rt,
+                    &format!("job {job_id}: forfeit of {provider} refused: {e:?}"),
+                ),
                 Err(e) => retry(e),
             }
         }
@@ -290,10 +297,7 @@ pub async fn perform(rt: &impl Runtime, job_id: JobId, effect: Effect) -> Outcom
                     });
                     Outcome::Done
                 }
-                Ok(Err(e)) => {
-                    rt.log(&format!("job {job_id}: slash refused: {e:?}"));
-                    Outcome::Done
-                }
+                Ok(Err(e)) => logged_done(rt, &format!("job {job_id}: slash refused: {e:?}")),
                 Err(e) => retry(e),
             }
         }
@@ -416,36 +420,16 @@ pub async fn perform(rt: &impl Runtime, job_id: JobId, effect: Effect) -> Outcom
             Outcome::Done
         }
         Effect::ProbeFee { amount } => {
-            let args = ReleaseArgs {
-                job_key: lock_key(job_id),
-                seq: PROBE_FEE_SEQ,
+            // The matcher pays itself from the lease's lock.
+            let paid = audit::Paid {
+                job_id,
                 provider: rt.self_id(),
+                seq: PROBE_FEE_SEQ,
                 amount,
-                hold: false,
                 fee: 0,
+                fuel: None,
             };
-            let matcher = args.provider;
-            match rt.release(escrow, &args).await {
-                Ok(Err(EscrowError::Busy)) => Outcome::Retry("escrow busy".into()),
-                Ok(Ok(_)) => {
-                    let t = rt.now_ns();
-                    let paid = audit::Paid {
-                        job_id,
-                        provider: matcher,
-                        seq: PROBE_FEE_SEQ,
-                        amount,
-                        fee: 0,
-                        fuel: None,
-                    };
-                    mutate_state(|s| audit::paid(s, t, paid));
-                    Outcome::Done
-                }
-                Ok(Err(e)) => {
-                    rt.log(&format!("lease {job_id}: probe fee refused: {e:?}"));
-                    Outcome::Done
-                }
-                Err(e) => retry(e),
-            }
+            release(rt, escrow, paid, format!("lease {job_id}: probe fee")).await
         }
         Effect::ReadRate { ledger } => {
             read_rate(rt, &config, ledger).await;

@@ -353,14 +353,7 @@ impl<M: Memory> Market<M> {
         let rates = self
             .pricing
             .bid_rates(now_ns / 1_000_000_000, spec.ledger, spec.currency)?;
-        let LeaseTerms {
-            xdr,
-            max_price,
-            probe_fee,
-            probe_locked,
-            fee_locked,
-            locked,
-        } = lease_terms(&self.pricing, p, &spec, &rates)?;
+        let terms = lease_terms(&self.pricing, p, &spec, &rates)?;
         if self.active_jobs_of(owner) >= MAX_ACTIVE_JOBS_PER_OWNER {
             return Err(MatcherError::LimitReached {
                 what: "active jobs and reservations".into(),
@@ -378,7 +371,7 @@ impl<M: Memory> Market<M> {
                 .map_err(|_| MatcherError::UnknownModule { sha256: *sha256 })?;
         }
         let id = self.next_job_id();
-        let all_slots = max_price * Tokens::from(spec.slots);
+        let all_slots = terms.max_price * Tokens::from(spec.slots);
         let mut record_spec = slot_spec(&spec);
         if let Some(component) = component {
             record_spec.module = component;
@@ -410,12 +403,12 @@ impl<M: Memory> Market<M> {
                 slots: vec![],
                 running: vec![],
                 extensions: vec![],
-                locked,
-                fee_locked,
+                locked: terms.locked,
+                fee_locked: terms.fee_locked,
                 status: ReservationStatus::Funding,
                 settled: false,
                 pending_extension: None,
-                probe_fee: if service { probe_fee } else { 0 },
+                probe_fee: if service { terms.probe_fee } else { 0 },
                 probes_per_interval: if service {
                     market_api::matcher::probes_per_interval(
                         rec.spec.interval_secs,
@@ -424,9 +417,9 @@ impl<M: Memory> Market<M> {
                 } else {
                     0
                 },
-                probe_locked: if service { probe_locked } else { 0 },
+                probe_locked: if service { terms.probe_locked } else { 0 },
                 probes: 0,
-                xdr,
+                xdr: terms.xdr,
                 stake_rate: rates.stake_rate,
             },
         );
@@ -502,24 +495,9 @@ impl<M: Memory> Market<M> {
     ) {
         for effect in effects {
             match effect {
-                Effect::Release {
-                    seq,
-                    provider,
-                    amount,
-                    fuel,
-                    fee,
-                } => {
-                    let seq = (u64::from(slot) << 32) | seq;
-                    self.outbox.push(
-                        reservation,
-                        Effect::Release {
-                            seq,
-                            provider,
-                            amount,
-                            fuel,
-                            fee,
-                        },
-                    );
+                mut release @ Effect::Release { .. } => {
+                    release.number_in_slot(slot);
+                    self.outbox.push(reservation, release);
                 }
                 Effect::FreeSlot { offer_id } => {
                     self.book.free_slot(offer_id);
