@@ -30,12 +30,10 @@ use candid::Principal;
 use devnet::{CMC_ID, CyclesBurned};
 use market_api::matcher::{
     AUDIT_ALWAYS_PPM, Assignment, AuditVerdict, GFUEL, HeartbeatAck, HeartbeatItem, Job, JobSpec,
-    JobStatus, MatcherError, ReservationSpec, ServiceView, SubmitResultArgs,
+    JobStatus, MatcherError, ServiceView, SubmitResultArgs,
 };
 use market_api::{JobId, Tokens};
-use market_fixture::{
-    ICP, MarketFixture, Settings, exited, heartbeat_item, principal, url_service,
-};
+use market_fixture::{ICP, MarketFixture, Settings, exited, heartbeat_item, principal};
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::Mutex;
@@ -292,20 +290,7 @@ fn replica() -> u16 {
 /// The cost of one probe and of one lease interval: a one-slot service
 /// lease, whose replica answers on a local port.
 fn lease(net: &MarketFixture) -> (Cost, Cost) {
-    let spec = ReservationSpec {
-        currency: None,
-        slots: 1,
-        memory_mib: 64,
-        fuel_per_interval: 1_000_000,
-        interval_secs: LEASE_INTERVAL_SECS,
-        intervals: 20,
-        max_price_per_interval: 2 * PRICE,
-        ledger: net.ids.ledger,
-        min_provider_stake: 0,
-        max_rematches: 1,
-        delegates: vec![],
-        service: Some(url_service("https://example.org/hello.wasm", [5; 32])),
-    };
+    let spec = net.hello_lease_spec(LEASE_INTERVAL_SECS, 20, 2 * PRICE);
     let r: Result<u64, MatcherError> = net
         .update(net.ids.matcher, buyer(), "reserve", &spec)
         .unwrap();

@@ -14,10 +14,10 @@ mod common;
 use common::{Net, buyer, node, provider};
 use market_api::matcher::{
     HeartbeatAck, HeartbeatItem, MatcherError, MatcherEvent, MatcherInit, OfferSpec,
-    ReservationSpec, ReservationStatus, ServiceView,
+    ReservationStatus, ServiceView,
 };
 use market_api::{EventPage, PageRequest, Tokens};
-use market_fixture::{ICP, Settings, url_service};
+use market_fixture::{ICP, Settings};
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -168,20 +168,7 @@ fn holder(view: &ServiceView) -> u8 {
 #[test]
 fn a_replica_that_stops_answering_its_probes_is_slashed_and_moved() {
     let net = Net::new();
-    let spec = ReservationSpec {
-        currency: None,
-        slots: 1,
-        memory_mib: 64,
-        fuel_per_interval: 1_000_000,
-        interval_secs: INTERVAL,
-        intervals: 10,
-        max_price_per_interval: 2 * PRICE,
-        ledger: net.ids.ledger,
-        min_provider_stake: 0,
-        max_rematches: 1,
-        delegates: vec![],
-        service: Some(url_service("https://example.org/hello.wasm", [5; 32])),
-    };
+    let spec = net.hello_lease_spec(INTERVAL, 10, 2 * PRICE);
     let rid: Result<u64, MatcherError> = net.call(buyer(), "reserve", &spec);
     let rid = rid.unwrap();
     net.settle_outbox();

@@ -39,7 +39,7 @@ use market_api::escrow::{Balance, EscrowError, EscrowInit, LedgerInfo};
 use market_api::matcher::{
     Assignment, AssignmentPage, GFUEL, HeartbeatItem, Job, JobChunk, JobChunkRequest, JobLimits,
     JobPart, JobResult, JobSpec, JobView, MatcherError, MatcherInit, ModuleInfo, ModuleSource,
-    ModuleUpload, OfferSpec, Reservation, RunOutcome, ServiceLimits, ServiceSpec,
+    ModuleUpload, OfferSpec, Reservation, ReservationSpec, RunOutcome, ServiceLimits, ServiceSpec,
 };
 use market_api::privacy::PrivacyConfig;
 use market_api::registry::{ProviderProfile, RegistryError, RegistryInit};
@@ -579,6 +579,33 @@ impl MarketFixture {
             max_retries: 0,
             callback: None,
             audit_ppm: None,
+        }
+    }
+
+    /// A one-slot lease of the service at `https://example.org/hello.wasm`
+    /// (see [`url_service`]): 64 MiB, a million fuel per interval,
+    /// `intervals` intervals of `interval_secs` at up to
+    /// `max_price_per_interval`, paid with this market's ledger, no stake
+    /// required, one rematch, no delegates.
+    pub fn hello_lease_spec(
+        &self,
+        interval_secs: u64,
+        intervals: u32,
+        max_price_per_interval: Tokens,
+    ) -> ReservationSpec {
+        ReservationSpec {
+            currency: None,
+            slots: 1,
+            memory_mib: 64,
+            fuel_per_interval: 1_000_000,
+            interval_secs,
+            intervals,
+            max_price_per_interval,
+            ledger: self.ids.ledger,
+            min_provider_stake: 0,
+            max_rematches: 1,
+            delegates: vec![],
+            service: Some(url_service("https://example.org/hello.wasm", [5; 32])),
         }
     }
 
