@@ -3,9 +3,9 @@
 //!
 //! Each canister's runtime trait (`escrow::runtime::Runtime`,
 //! `registry::runtime::Runtime`, `matcher::runtime::Runtime`) extends
-//! [`SystemApi`] with the calls that canister makes. Logic takes
-//! `&impl Runtime`; the deployed canister passes its `IcRuntime`, native
-//! tests a fake.
+//! [`SystemApi`] with the calls that canister makes, and implements it for
+//! the shared [`IcRuntime`]. Logic takes `&impl Runtime`; the deployed
+//! canister passes [`IcRuntime`], native tests a fake.
 
 use candid::Principal;
 
@@ -36,3 +36,17 @@ pub trait SystemApi {
         ic_cdk::api::canister_liquid_cycle_balance()
     }
 }
+
+/// The runtime of a deployed canister: ic-cdk's system API and bounded-wait
+/// calls (a timed-out call is an unknown outcome, reconciled by a retry),
+/// through the default methods of the shared traits. Each canister adds its
+/// own `Runtime` trait's calls to it.
+pub struct IcRuntime;
+
+impl SystemApi for IcRuntime {}
+
+impl crate::ledger_blocks::BlockSource for IcRuntime {}
+
+impl crate::ledger::LedgerCalls for IcRuntime {}
+
+impl crate::archiving::ArchiveCalls for IcRuntime {}

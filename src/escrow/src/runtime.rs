@@ -13,7 +13,7 @@ use market_api::{Principal, StandardRecord, Tokens};
 pub use canister_common::archiving::ArchiveCalls;
 pub use canister_common::ledger::{CallFailure, LedgerCalls};
 pub use canister_common::ledger_blocks::BlockSource;
-pub use canister_common::runtime::SystemApi;
+pub use canister_common::runtime::{IcRuntime, SystemApi};
 
 /// The escrow's view of the outside world.
 ///
@@ -41,18 +41,6 @@ pub trait Runtime: SystemApi + BlockSource + LedgerCalls + ArchiveCalls {
 pub fn nat_to_tokens(n: &Nat) -> Option<Tokens> {
     u128::try_from(&n.0).ok()
 }
-
-/// The runtime of the deployed canister: ic-cdk system API and bounded-wait
-/// calls (a timed-out call is an unknown outcome, reconciled by a retry).
-pub struct IcRuntime;
-
-impl SystemApi for IcRuntime {}
-
-impl BlockSource for IcRuntime {}
-
-impl LedgerCalls for IcRuntime {}
-
-impl ArchiveCalls for IcRuntime {}
 
 impl Runtime for IcRuntime {
     async fn icrc1_fee(&self, ledger: Principal) -> Result<Tokens, CallFailure> {

@@ -33,7 +33,7 @@ use market_api::registry::{
 };
 
 pub use canister_common::archiving::ArchiveCalls;
-pub use canister_common::runtime::SystemApi;
+pub use canister_common::runtime::{IcRuntime, SystemApi};
 
 /// An answer of the escrow or the registry: the outer error says the call
 /// failed (and whether its outcome is unknown), the inner one that the
@@ -192,14 +192,8 @@ pub trait Runtime: SystemApi + ArchiveCalls {
     ) -> Result<VetKDDeriveKeyResult, CallError>;
 }
 
-/// The runtime of the deployed canister: ic-cdk's system API and timers, and
-/// bounded-wait calls through the typed clients.
-pub struct IcRuntime;
-
-impl SystemApi for IcRuntime {}
-
-impl ArchiveCalls for IcRuntime {}
-
+/// The deployed canister's runtime: ic-cdk's timers, and bounded-wait calls
+/// through the typed clients.
 impl Runtime for IcRuntime {
     fn schedule(&self) {
         crate::timers::schedule();

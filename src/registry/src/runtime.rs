@@ -12,7 +12,7 @@ use canister_common::ledger::call;
 pub use canister_common::archiving::ArchiveCalls;
 pub use canister_common::ledger::{CallFailure, LedgerCalls};
 pub use canister_common::ledger_blocks::BlockSource;
-pub use canister_common::runtime::SystemApi;
+pub use canister_common::runtime::{IcRuntime, SystemApi};
 
 /// What the registry's logic needs from the outside world.
 #[allow(async_fn_in_trait)]
@@ -20,17 +20,6 @@ pub trait Runtime: SystemApi + BlockSource + LedgerCalls + ArchiveCalls {
     /// `icrc1_fee` of `ledger`.
     async fn fee(&self, ledger: Principal) -> Result<Nat, CallFailure>;
 }
-
-/// The runtime of the deployed canister: ic-cdk system API and bounded-wait calls.
-pub struct IcRuntime;
-
-impl SystemApi for IcRuntime {}
-
-impl BlockSource for IcRuntime {}
-
-impl LedgerCalls for IcRuntime {}
-
-impl ArchiveCalls for IcRuntime {}
 
 impl Runtime for IcRuntime {
     async fn fee(&self, ledger: Principal) -> Result<Nat, CallFailure> {
