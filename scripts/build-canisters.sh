@@ -15,6 +15,7 @@ declare -A CANISTERS=(
     [registry]=src/registry/registry.did
     [escrow]=src/escrow/escrow.did
     [matcher]=src/matcher/matcher.did
+    [explorer]=src/explorer/explorer.did
     [ledger]=testkit/ledger/ledger.did
     [example-client]=testkit/canisters/example-client/example-client.did
     [probe-canister]=""
@@ -49,7 +50,7 @@ ensure_ic_wasm() {
 
 packages=("$@")
 if [ ${#packages[@]} -eq 0 ]; then
-    packages=(registry escrow matcher ledger example-client probe-canister sns-governance-standin rates-standin)
+    packages=(registry escrow matcher explorer ledger example-client probe-canister sns-governance-standin rates-standin)
 fi
 for p in "${packages[@]}"; do
     if [ -z "${CANISTERS[$p]+x}" ]; then
