@@ -53,8 +53,21 @@ pub fn router(node: Arc<Node>, config: HttpConfig) -> Router {
             "/api/{version}/subnet/{id}/read_state",
             post(read_state::<true>),
         )
+        .fallback(gateway)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(App { node, config })
+}
+
+/// Everything but the IC's HTTP interface: canisters' pages
+/// (see [`crate::gateway`]).
+async fn gateway(
+    State(app): State<App>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    crate::gateway::serve(app.node, method, uri, headers, body).await
 }
 
 fn cbor(status: StatusCode, body: Vec<u8>) -> Response {
