@@ -413,6 +413,12 @@ impl Node {
         certify(&tree, &self.keys)
     }
 
+    /// The devnet's clock now (ns since the epoch): ahead of the wall clock
+    /// when it runs fast.
+    pub fn clock_nanos(&self) -> u64 {
+        self.clock.now_nanos()
+    }
+
     /// Runs a query from the anonymous principal with the canister's data
     /// certificate, as a boundary node does for `http_request`: the reply's
     /// bytes, or the reject's message.
