@@ -1,5 +1,7 @@
 // Regenerates bindings/src/<canister>/ from the checked-in .did files with
 // @icp-sdk/bindgen: `npm run bindings` after a canister's interface changes.
+// With a directory argument, writes there instead (scripts/web.sh compares
+// that with the checked-in bindings).
 import { execFileSync } from "node:child_process";
 import { rmSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -7,8 +9,9 @@ import { fileURLToPath } from "node:url";
 
 const web = join(dirname(fileURLToPath(import.meta.url)), "..");
 const bindgen = join(web, "node_modules", ".bin", "icp-bindgen");
+const root = process.argv[2] ?? join(web, "bindings", "src");
 for (const canister of ["registry", "escrow", "matcher", "explorer"]) {
-  const out = join(web, "bindings", "src", canister);
+  const out = join(root, canister);
   rmSync(out, { recursive: true, force: true });
   execFileSync(
     bindgen,
@@ -20,6 +23,6 @@ for (const canister of ["registry", "escrow", "matcher", "explorer"]) {
       "--declarations-root-exports",
       "--force",
     ],
-    { stdio: "inherit" },
+    { stdio: ["ignore", "ignore", "inherit"] },
   );
 }
