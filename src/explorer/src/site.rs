@@ -58,6 +58,8 @@ pub struct Site {
     tree: RbTree<String, Hash>,
     /// `/config.json`'s body, from the configuration.
     config_json: Vec<u8>,
+    /// Heap cache, rebuilt by [`Site::load`]: bytes of all stored files.
+    total_bytes: u64,
 }
 
 impl Site {
@@ -69,6 +71,7 @@ impl Site {
             assets: StableBTreeMap::init(memory::get(ASSETS)),
             tree: RbTree::new(),
             config_json: Vec::new(),
+            total_bytes: 0,
         };
         site.rebuild();
         site
@@ -100,7 +103,7 @@ impl Site {
             _ => Vec::new(),
         };
         let others = self
-            .total_bytes()
+            .total_bytes
             .saturating_sub(old.as_ref().map_or(0, |a| a.body.len() as u64));
         let new_len = (body.len() as u64).saturating_add(up.content.len() as u64);
         if others.saturating_add(new_len) > MAX_TOTAL_BYTES {
@@ -109,6 +112,7 @@ impl Site {
             });
         }
         body.extend_from_slice(&up.content);
+        self.total_bytes = others.saturating_add(body.len() as u64);
         let sha256: [u8; 32] = Sha256::digest(&body).into();
         self.assets.insert(
             up.path.clone(),
@@ -211,13 +215,6 @@ impl Site {
         )
     }
 
-    fn total_bytes(&self) -> u64 {
-        self.assets
-            .iter()
-            .map(|e| e.value().0.body.len() as u64)
-            .sum()
-    }
-
     fn certify(&mut self, path: &str, sha256: Hash) {
         self.tree.insert(path.to_string(), sha256);
         if path == INDEX_PATH {
@@ -235,8 +232,11 @@ impl Site {
             CONFIG_PATH.to_string(),
             Sha256::digest(&self.config_json).into(),
         );
+        self.total_bytes = 0;
         for e in self.assets.iter() {
-            let (path, sha256) = (e.key().clone(), e.value().0.sha256);
+            let asset = e.value().0;
+            self.total_bytes = self.total_bytes.saturating_add(asset.body.len() as u64);
+            let (path, sha256) = (e.key().clone(), asset.sha256);
             if path == INDEX_PATH {
                 tree.insert("/".to_string(), sha256);
             }
