@@ -3,7 +3,8 @@
 // market's public state. Every canister answer is a query anyone may make;
 // job contents are never shown (anonymous callers get them hidden).
 
-import { Actor, HttpAgent, type ActorSubclass } from "@icp-sdk/core/agent";
+import { Actor, HttpAgent, type ActorSubclass, type Agent } from "@icp-sdk/core/agent";
+import type { IDL } from "@icp-sdk/core/candid";
 import { Principal } from "@icp-sdk/core/principal";
 import {
   idlFactory as registryIdl,
@@ -32,6 +33,7 @@ interface Config {
 }
 
 interface Market {
+  agent: Agent;
   registry: ActorSubclass<Registry>;
   escrow: ActorSubclass<Escrow>;
   matcher: ActorSubclass<Matcher>;
@@ -61,11 +63,27 @@ async function connect(): Promise<Market> {
   const ids = (await (await fetch("/config.json")).json()) as Config;
   const agent = await HttpAgent.create({ host: apiHost(), shouldFetchRootKey: ids.fetch_root_key });
   return {
+    agent,
     registry: Actor.createActor<Registry>(registryIdl, { agent, canisterId: ids.registry }),
     escrow: Actor.createActor<Escrow>(escrowIdl, { agent, canisterId: ids.escrow }),
     matcher: Actor.createActor<Matcher>(matcherIdl, { agent, canisterId: ids.matcher }),
     ids,
   };
+}
+
+/** The one ICRC-1 query the page needs of a ledger. */
+const ledgerIdl: IDL.InterfaceFactory = ({ IDL }) => IDL.Service({ icrc1_symbol: IDL.Func([], [IDL.Text], ["query"]) });
+
+/** A ledger's token symbol: as the escrow last read it, else the ledger's
+ * own answer, else its id. */
+async function symbolOf(m: Market, l: LedgerInfo): Promise<string> {
+  if (l.symbol.length) return l.symbol[0];
+  try {
+    const ledger = Actor.createActor<{ icrc1_symbol(): Promise<string> }>(ledgerIdl, { agent: m.agent, canisterId: l.ledger });
+    return `${await ledger.icrc1_symbol()} (${l.ledger.toText()})`;
+  } catch {
+    return l.ledger.toText();
+  }
 }
 
 /** Every provider, page by page (the registry bounds each page). */
@@ -178,8 +196,12 @@ async function overview(m: Market): Promise<HTMLElement> {
   const [providers, ledgers, scan] = await Promise.all([allProviders(m), m.escrow.ledgers(), scanEvents(m)]);
   const ledgerViews = await Promise.all(
     ledgers.map(async (l: LedgerInfo) => {
-      const [depth, trades] = await Promise.all([m.matcher.book_depth(l.ledger, []), m.matcher.recent_prices(l.ledger)]);
-      return { l, depth, trades };
+      const [depth, trades, symbol] = await Promise.all([
+        m.matcher.book_depth(l.ledger, []),
+        m.matcher.recent_prices(l.ledger),
+        symbolOf(m, l),
+      ]);
+      return { symbol, depth, trades };
     }),
   );
   // A reservation's own record is shown as its service, not as a job.
@@ -210,9 +232,9 @@ async function overview(m: Market): Promise<HTMLElement> {
         ".",
       ),
     ),
-    ...ledgerViews.map(({ l, depth, trades }) =>
+    ...ledgerViews.map(({ symbol, depth, trades }) =>
       section(
-        `Order book: ${l.symbol.length ? l.symbol[0] : principalText(l.ledger)}`,
+        `Order book: ${symbol}`,
         depthChart("per billion fuel", depth.bids, depth.asks),
         depthChart("per interval", depth.slot_bids, depth.slot_asks),
         el("h3", {}, "Recent trades"),
