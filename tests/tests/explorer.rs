@@ -8,7 +8,8 @@
 //! stdin and stdout): the page, loaded from the gateway at
 //! `http://<explorer>.localhost:PORT/`, lists the providers and draws the
 //! order book's free slots; a job run with `market run` then appears on
-//! it, and its page and the matcher's event log open. Screenshots are kept
+//! it, its buyer among the accounts, and its page and the matcher's event
+//! log open. Screenshots are kept
 //! under `target/tmp/explorer/`. Then the TypeScript example
 //! (`web/dist/examples/submit-and-watch.mjs`) submits a job with the
 //! generated bindings and watches it to `Succeeded` with the sha256 of its
@@ -446,6 +447,8 @@ fn explorer_in_a_browser_and_the_typescript_example() {
             "provider-1,provider-2",
             "--chromium",
             CHROMIUM,
+            "--account",
+            &s.principals["alice"].to_text(),
         ])
         .arg("--screenshots")
         .arg(&shots)

@@ -3,13 +3,14 @@
 // a person sees. Driven by tests/tests/explorer.rs over stdin and stdout:
 //
 //   node test/browser.mjs --url http://<explorer>.localhost:PORT/ \
-//     --providers provider-1,provider-2 --screenshots DIR
+//     --providers provider-1,provider-2 --account <buyer principal> --screenshots DIR
 //
 // 1. The overview lists the providers and draws the order book's depth
 //    (free slots as bars); it prints "ready".
 // 2. It reads a job id from stdin (the test then runs `market run`), waits
-//    for that job to appear on the overview, opens the job's page and the
-//    matcher's event log, and prints "ok".
+//    for that job to appear on the overview with its buyer among the
+//    accounts, opens the job's page and the matcher's event log, and
+//    prints "ok".
 // Screenshots of each step go to DIR. Any failure exits non-zero.
 
 import { mkdirSync } from "node:fs";
@@ -27,6 +28,7 @@ const f = flags(process.argv.slice(2));
 const url = f.get("url");
 const providers = (f.get("providers") ?? "").split(",").filter(Boolean);
 const shots = f.get("screenshots") ?? ".";
+const account = f.get("account");
 const executablePath = f.get("chromium") ?? "/usr/bin/chromium";
 mkdirSync(shots, { recursive: true });
 
@@ -71,6 +73,15 @@ try {
   const id = String(job).trim();
   const row = page.locator("[data-testid=jobs] a", { hasText: new RegExp(`^job ${id}$`) });
   await row.first().waitFor({ timeout: 60_000 });
+  if (account) {
+    await page
+      .locator("[data-testid=accounts] a", { hasText: account })
+      .first()
+      .waitFor({ timeout: 30_000 })
+      .catch(() => {
+        throw new Error(`the buyer ${account} is not among the accounts`);
+      });
+  }
   await page.screenshot({ path: join(shots, "overview-with-job.png"), fullPage: true });
   await row.first().click();
   await page.waitForFunction((id) => document.querySelector("h2")?.textContent === `Job ${id}`, id, { timeout: 30_000 });
