@@ -106,6 +106,13 @@ pub async fn serve(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if uri.path().starts_with("/api/") {
+        // An IC HTTP interface path that no route serves.
+        return plain(
+            StatusCode::NOT_FOUND,
+            format!("no such endpoint {}", uri.path()),
+        );
+    }
     let text = |name: HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     let Some(target) = target(text(header::HOST), &uri, text(header::REFERER)) else {
         return plain(

@@ -97,9 +97,12 @@ async fn serves_a_canisters_certified_page() {
     let (status, _) = get(&server, &plain_host, "/config.json", Some(&referer)).await;
     assert_eq!(status, 200);
 
-    // The IC's HTTP interface is still served on the canister's host.
+    // The IC's HTTP interface is still served on the canister's host, and
+    // its unknown paths are not pages.
     let (status, _) = get(&server, &by_host, "/api/v2/status", None).await;
     assert_eq!(status, 200);
+    let (status, _) = get(&server, &by_host, "/api/v9/nothing", None).await;
+    assert_eq!(status, 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
