@@ -419,7 +419,7 @@ done
 sed 's/^/    market service: /' "$WORK/service.txt"
 grep -q "^service $SID  Cancelled" "$WORK/service.txt" || die "service $SID was not cancelled"
 
-step "stopping the daemons (SIGTERM) and the devnet"
+step "stopping the daemons (SIGTERM)"
 for n in 1 2 3; do
     [ "$n" = "$LOST" ] && continue
     kill -TERM "${DAEMON[$n]}"
