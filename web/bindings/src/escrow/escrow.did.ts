@@ -650,6 +650,73 @@ export interface LockArgs {
   'amount' : bigint,
 }
 /**
+ * How a canister archives its event log: set by its controllers with
+ * `set_log_archiving`.
+ */
+export interface LogArchiving {
+  /**
+   * Blocks kept in the canister: once more are, the oldest move to the
+   * archive. `None` keeps the current value (at first
+   * [`DEFAULT_MAX_LOCAL_BLOCKS`]).
+   */
+  'max_local_blocks' : [] | [bigint],
+  /**
+   * The archive canister that takes the oldest blocks from now on (its
+   * `owner` must be this canister). `None` keeps the current one.
+   */
+  'archive' : [] | [Principal],
+}
+/**
+ * Why `set_log_archiving` was refused.
+ */
+export type LogArchivingError = {
+    /**
+     * The caller is not a controller (or the SNS governance canister).
+     */
+    'NotAuthorized' : null
+  } |
+  {
+    /**
+     * A value is out of range.
+     */
+    'InvalidArgument' : {
+      /**
+       * The field.
+       */
+      'field' : string,
+      /**
+       * Why.
+       */
+      'reason' : string,
+    }
+  };
+/**
+ * Where a canister's log archiving stands (`get_log_archiving`).
+ */
+export interface LogArchivingStatus {
+  /**
+   * Why the last move to the archive failed, if it did.
+   */
+  'last_error' : [] | [string],
+  /**
+   * Blocks kept locally before the oldest move.
+   */
+  'max_local_blocks' : bigint,
+  /**
+   * The archive blocks move to, if one is set.
+   */
+  'archive' : [] | [Principal],
+  /**
+   * Blocks in the log, archived ones included.
+   */
+  'log_length' : bigint,
+  /**
+   * The index of the oldest block still held locally (`log_length`
+   * when none is).
+   */
+  'first_local_index' : bigint,
+}
+/**
  * Arguments of `notify_deposit` (push: someone transferred to the
  * beneficiary's deposit account, see `deposit_account`).
  */
@@ -841,7 +908,9 @@ export type Result_3 = { 'Ok' : boolean } |
   { 'Err' : EscrowError };
 export type Result_4 = { 'Ok' : null } |
   { 'Err' : EscrowError };
-export type Result_5 = { 'Ok' : string } |
+export type Result_5 = { 'Ok' : null } |
+  { 'Err' : LogArchivingError };
+export type Result_6 = { 'Ok' : string } |
   { 'Err' : string };
 /**
  * Arguments of `settle` (matcher only): pay the lock's pending pay to its
@@ -937,13 +1006,20 @@ export interface _SERVICE {
    */
   'get_config' : ActorMethod<[], EscrowInit>,
   /**
-   * One page of the public event log.
+   * One page of the public event log. Only events still held here
+   * are served: a page asked from an archived sequence number starts
+   * at the oldest local event (archived events are read as blocks
+   * from the archives, see `icrc3_get_blocks`).
    */
   'get_events' : ActorMethod<[PageRequest], EventPage>,
   /**
    * A job's lock: total, released, pending, remaining, refunded.
    */
   'get_lock' : ActorMethod<[string], [] | [JobLock]>,
+  /**
+   * Where the archiving of the event log stands.
+   */
+  'get_log_archiving' : ActorMethod<[], LogArchivingStatus>,
   /**
    * `GET /metrics`: Prometheus metrics (liabilities and pending pay per
    * ledger, locks, pending ledger calls, events, cycles).
@@ -954,7 +1030,7 @@ export interface _SERVICE {
    */
   'icrc10_supported_standards' : ActorMethod<[], Array<StandardRecord>>,
   /**
-   * ICRC-3: the archives of old blocks; none, every block stays here.
+   * ICRC-3: the archives of old blocks, with the range each holds.
    */
   'icrc3_get_archives' : ActorMethod<
     [GetArchivesArgs],
@@ -962,7 +1038,8 @@ export interface _SERVICE {
   >,
   /**
    * ICRC-3: blocks of the event log's hash chain, at most
-   * `market_api::blocks::MAX_BLOCKS_PER_QUERY` per call.
+   * `market_api::blocks::MAX_BLOCKS_PER_QUERY` per call, with
+   * callbacks to the archives for archived ranges.
    */
   'icrc3_get_blocks' : ActorMethod<[Array<GetBlocksRequest>], GetBlocksResult>,
   /**
@@ -1018,6 +1095,11 @@ export interface _SERVICE {
    */
   'resolve_operation' : ActorMethod<[ResolveOperationArgs], Result_4>,
   /**
+   * Names the archive canister the oldest blocks move to and how many
+   * stay here (controllers only).
+   */
+  'set_log_archiving' : ActorMethod<[LogArchiving], Result_5>,
+  /**
    * Pays a job's pending pay to its providers' claimable balances, returns
    * what remains of its lock to the buyer and closes it. Matcher only;
    * idempotent on `job_key`.
@@ -1028,12 +1110,16 @@ export interface _SERVICE {
    * is full and the ledger not on it (its ICRC-2 support is read when the
    * proposal executes).
    */
-  'validate_add_ledger' : ActorMethod<[Principal], Result_5>,
+  'validate_add_ledger' : ActorMethod<[Principal], Result_6>,
   /**
    * Validator of `resolve_operation` for an SNS proposal: refused unless
    * that operation is pending.
    */
-  'validate_resolve_operation' : ActorMethod<[ResolveOperationArgs], Result_5>,
+  'validate_resolve_operation' : ActorMethod<[ResolveOperationArgs], Result_6>,
+  /**
+   * Checks a `set_log_archiving` proposal without effect.
+   */
+  'validate_set_log_archiving' : ActorMethod<[LogArchiving], Result_6>,
   /**
    * Moves `amount` of the caller's balance (claimable first, then free) out
    * with an ICRC-1 transfer; `to` receives `amount` minus the ledger fee.
@@ -1239,6 +1325,13 @@ export const EventPage = IDL.Record({
   'next' : IDL.Opt(IDL.Nat64),
   'events' : IDL.Vec(EventRecord),
 });
+export const LogArchivingStatus = IDL.Record({
+  'last_error' : IDL.Opt(IDL.Text),
+  'max_local_blocks' : IDL.Nat64,
+  'archive' : IDL.Opt(IDL.Principal),
+  'log_length' : IDL.Nat64,
+  'first_local_index' : IDL.Nat64,
+});
 export const HttpRequest = IDL.Record({
   'url' : IDL.Text,
   'method' : IDL.Text,
@@ -1329,7 +1422,19 @@ export const ResolveOperationArgs = IDL.Record({
   'outcome' : LedgerOutcome,
 });
 export const Result_4 = IDL.Variant({ 'Ok' : IDL.Null, 'Err' : EscrowError });
-export const Result_5 = IDL.Variant({ 'Ok' : IDL.Text, 'Err' : IDL.Text });
+export const LogArchiving = IDL.Record({
+  'max_local_blocks' : IDL.Opt(IDL.Nat64),
+  'archive' : IDL.Opt(IDL.Principal),
+});
+export const LogArchivingError = IDL.Variant({
+  'NotAuthorized' : IDL.Null,
+  'InvalidArgument' : IDL.Record({ 'field' : IDL.Text, 'reason' : IDL.Text }),
+});
+export const Result_5 = IDL.Variant({
+  'Ok' : IDL.Null,
+  'Err' : LogArchivingError,
+});
+export const Result_6 = IDL.Variant({ 'Ok' : IDL.Text, 'Err' : IDL.Text });
 export const WithdrawArgs = IDL.Record({
   'to' : Account,
   'ledger' : IDL.Principal,
@@ -1351,6 +1456,7 @@ export const idlService: IDL.ServiceClass = IDL.Service({
   'get_config' : IDL.Func([], [EscrowInit], ['query']),
   'get_events' : IDL.Func([PageRequest], [EventPage], ['query']),
   'get_lock' : IDL.Func([IDL.Text], [IDL.Opt(JobLock)], ['query']),
+  'get_log_archiving' : IDL.Func([], [LogArchivingStatus], ['query']),
   'http_request' : IDL.Func([HttpRequest], [HttpResponse], ['query']),
   'icrc10_supported_standards' : IDL.Func(
       [],
@@ -1388,11 +1494,17 @@ export const idlService: IDL.ServiceClass = IDL.Service({
   'reconcile' : IDL.Func([ReconcileArgs], [Result_3], []),
   'release' : IDL.Func([ReleaseArgs], [Result_2], []),
   'resolve_operation' : IDL.Func([ResolveOperationArgs], [Result_4], []),
+  'set_log_archiving' : IDL.Func([LogArchiving], [Result_5], []),
   'settle' : IDL.Func([SettleArgs], [Result_2], []),
-  'validate_add_ledger' : IDL.Func([IDL.Principal], [Result_5], ['query']),
+  'validate_add_ledger' : IDL.Func([IDL.Principal], [Result_6], ['query']),
   'validate_resolve_operation' : IDL.Func(
       [ResolveOperationArgs],
-      [Result_5],
+      [Result_6],
+      ['query'],
+    ),
+  'validate_set_log_archiving' : IDL.Func(
+      [LogArchiving],
+      [Result_6],
       ['query'],
     ),
   'withdraw' : IDL.Func([WithdrawArgs], [Result_1], []),
@@ -1594,6 +1706,13 @@ export const idlFactory: IDL.InterfaceFactory = ({ IDL }) => {
     'next' : IDL.Opt(IDL.Nat64),
     'events' : IDL.Vec(EventRecord),
   });
+  const LogArchivingStatus = IDL.Record({
+    'last_error' : IDL.Opt(IDL.Text),
+    'max_local_blocks' : IDL.Nat64,
+    'archive' : IDL.Opt(IDL.Principal),
+    'log_length' : IDL.Nat64,
+    'first_local_index' : IDL.Nat64,
+  });
   const HttpRequest = IDL.Record({
     'url' : IDL.Text,
     'method' : IDL.Text,
@@ -1681,7 +1800,16 @@ export const idlFactory: IDL.InterfaceFactory = ({ IDL }) => {
     'outcome' : LedgerOutcome,
   });
   const Result_4 = IDL.Variant({ 'Ok' : IDL.Null, 'Err' : EscrowError });
-  const Result_5 = IDL.Variant({ 'Ok' : IDL.Text, 'Err' : IDL.Text });
+  const LogArchiving = IDL.Record({
+    'max_local_blocks' : IDL.Opt(IDL.Nat64),
+    'archive' : IDL.Opt(IDL.Principal),
+  });
+  const LogArchivingError = IDL.Variant({
+    'NotAuthorized' : IDL.Null,
+    'InvalidArgument' : IDL.Record({ 'field' : IDL.Text, 'reason' : IDL.Text }),
+  });
+  const Result_5 = IDL.Variant({ 'Ok' : IDL.Null, 'Err' : LogArchivingError });
+  const Result_6 = IDL.Variant({ 'Ok' : IDL.Text, 'Err' : IDL.Text });
   const WithdrawArgs = IDL.Record({
     'to' : Account,
     'ledger' : IDL.Principal,
@@ -1707,6 +1835,7 @@ export const idlFactory: IDL.InterfaceFactory = ({ IDL }) => {
     'get_config' : IDL.Func([], [EscrowInit], ['query']),
     'get_events' : IDL.Func([PageRequest], [EventPage], ['query']),
     'get_lock' : IDL.Func([IDL.Text], [IDL.Opt(JobLock)], ['query']),
+    'get_log_archiving' : IDL.Func([], [LogArchivingStatus], ['query']),
     'http_request' : IDL.Func([HttpRequest], [HttpResponse], ['query']),
     'icrc10_supported_standards' : IDL.Func(
         [],
@@ -1744,11 +1873,17 @@ export const idlFactory: IDL.InterfaceFactory = ({ IDL }) => {
     'reconcile' : IDL.Func([ReconcileArgs], [Result_3], []),
     'release' : IDL.Func([ReleaseArgs], [Result_2], []),
     'resolve_operation' : IDL.Func([ResolveOperationArgs], [Result_4], []),
+    'set_log_archiving' : IDL.Func([LogArchiving], [Result_5], []),
     'settle' : IDL.Func([SettleArgs], [Result_2], []),
-    'validate_add_ledger' : IDL.Func([IDL.Principal], [Result_5], ['query']),
+    'validate_add_ledger' : IDL.Func([IDL.Principal], [Result_6], ['query']),
     'validate_resolve_operation' : IDL.Func(
         [ResolveOperationArgs],
-        [Result_5],
+        [Result_6],
+        ['query'],
+      ),
+    'validate_set_log_archiving' : IDL.Func(
+        [LogArchiving],
+        [Result_6],
         ['query'],
       ),
     'withdraw' : IDL.Func([WithdrawArgs], [Result_1], []),

@@ -91,6 +91,28 @@ export type Result_2 = {
     __kind__: "Err";
     Err: EscrowError;
 };
+export type LogArchivingError = {
+    __kind__: "NotAuthorized";
+    /**
+     * The caller is not a controller (or the SNS governance canister).
+     */
+    NotAuthorized: null;
+} | {
+    __kind__: "InvalidArgument";
+    /**
+     * A value is out of range.
+     */
+    InvalidArgument: {
+        /**
+         * The field.
+         */
+        field: string;
+        /**
+         * Why.
+         */
+        reason: string;
+    };
+};
 export interface ForfeitArgs {
     /**
      * Whose pending pay goes back to the lock's remaining.
@@ -153,10 +175,10 @@ export interface EscrowInit {
 }
 export type Result_5 = {
     __kind__: "Ok";
-    Ok: string;
+    Ok: null;
 } | {
     __kind__: "Err";
-    Err: string;
+    Err: LogArchivingError;
 };
 export interface ExtendLockArgs {
     job_key: string;
@@ -554,6 +576,29 @@ export interface ResolveOperationArgs {
      */
     outcome: LedgerOutcome;
 }
+export interface LogArchivingStatus {
+    /**
+     * Why the last move to the archive failed, if it did.
+     */
+    last_error?: string;
+    /**
+     * Blocks kept locally before the oldest move.
+     */
+    max_local_blocks: bigint;
+    /**
+     * The archive blocks move to, if one is set.
+     */
+    archive?: Principal;
+    /**
+     * Blocks in the log, archived ones included.
+     */
+    log_length: bigint;
+    /**
+     * The index of the oldest block still held locally (`log_length`
+     * when none is).
+     */
+    first_local_index: bigint;
+}
 export interface PageRequest {
     /**
      * Maximum number of entries; capped at [`MAX_PAGE_LIMIT`]; `None` or 0 means the cap.
@@ -612,6 +657,13 @@ export interface Balance {
      */
     ledger: Principal;
 }
+export type Result_6 = {
+    __kind__: "Ok";
+    Ok: string;
+} | {
+    __kind__: "Err";
+    Err: string;
+};
 export interface JobLock {
     /**
      * Amount locked: the first lock plus every extension.
@@ -695,6 +747,19 @@ export interface LedgerInfo {
      * Its token symbol as last read from the ledger.
      */
     symbol?: string;
+}
+export interface LogArchiving {
+    /**
+     * Blocks kept in the canister: once more are, the oldest move to the
+     * archive. `None` keeps the current value (at first
+     * [`DEFAULT_MAX_LOCAL_BLOCKS`]).
+     */
+    max_local_blocks?: bigint;
+    /**
+     * The archive canister that takes the oldest blocks from now on (its
+     * `owner` must be this canister). `None` keeps the current one.
+     */
+    archive?: Principal;
 }
 export type ICRC3Value = {
     __kind__: "Int";
@@ -905,6 +970,7 @@ export interface escrowInterface {
     get_config(): Promise<EscrowInit>;
     get_events(arg0: PageRequest): Promise<EventPage>;
     get_lock(arg0: string): Promise<JobLock | null>;
+    get_log_archiving(): Promise<LogArchivingStatus>;
     http_request(arg0: HttpRequest): Promise<HttpResponse>;
     icrc10_supported_standards(): Promise<Array<StandardRecord>>;
     icrc3_get_archives(arg0: GetArchivesArgs): Promise<Array<ICRC3ArchiveInfo>>;
@@ -918,13 +984,15 @@ export interface escrowInterface {
     reconcile(arg0: ReconcileArgs): Promise<Result_3>;
     release(arg0: ReleaseArgs): Promise<Result_2>;
     resolve_operation(arg0: ResolveOperationArgs): Promise<Result_4>;
+    set_log_archiving(arg0: LogArchiving): Promise<Result_5>;
     settle(arg0: SettleArgs): Promise<Result_2>;
-    validate_add_ledger(arg0: Principal): Promise<Result_5>;
-    validate_resolve_operation(arg0: ResolveOperationArgs): Promise<Result_5>;
+    validate_add_ledger(arg0: Principal): Promise<Result_6>;
+    validate_resolve_operation(arg0: ResolveOperationArgs): Promise<Result_6>;
+    validate_set_log_archiving(arg0: LogArchiving): Promise<Result_6>;
     withdraw(arg0: WithdrawArgs): Promise<Result_1>;
     withdraw_for(arg0: WithdrawForArgs): Promise<Result_1>;
 }
-import type { Account as _Account, ArchivedBlocks as _ArchivedBlocks, BlockWithId as _BlockWithId, DepositArgs as _DepositArgs, DepositSource as _DepositSource, EscrowError as _EscrowError, EscrowEvent as _EscrowEvent, EscrowInit as _EscrowInit, EventPage as _EventPage, EventRecord as _EventRecord, ExtendLockArgs as _ExtendLockArgs, GetArchivesArgs as _GetArchivesArgs, GetBlocksResult as _GetBlocksResult, ICRC3DataCertificate as _ICRC3DataCertificate, ICRC3Value as _ICRC3Value, JobLock as _JobLock, LedgerCallError as _LedgerCallError, LedgerInfo as _LedgerInfo, LedgerOutcome as _LedgerOutcome, LockArgs as _LockArgs, PageRequest as _PageRequest, PendingKind as _PendingKind, PendingOperation as _PendingOperation, ResolveOperationArgs as _ResolveOperationArgs, Result as _Result, Result_1 as _Result_1, Result_2 as _Result_2, Result_3 as _Result_3, Result_4 as _Result_4, Result_5 as _Result_5, SettleArgs as _SettleArgs, WithdrawArgs as _WithdrawArgs, WithdrawForArgs as _WithdrawForArgs } from "./escrow.did";
+import type { Account as _Account, ArchivedBlocks as _ArchivedBlocks, BlockWithId as _BlockWithId, DepositArgs as _DepositArgs, DepositSource as _DepositSource, EscrowError as _EscrowError, EscrowEvent as _EscrowEvent, EscrowInit as _EscrowInit, EventPage as _EventPage, EventRecord as _EventRecord, ExtendLockArgs as _ExtendLockArgs, GetArchivesArgs as _GetArchivesArgs, GetBlocksResult as _GetBlocksResult, ICRC3DataCertificate as _ICRC3DataCertificate, ICRC3Value as _ICRC3Value, JobLock as _JobLock, LedgerCallError as _LedgerCallError, LedgerInfo as _LedgerInfo, LedgerOutcome as _LedgerOutcome, LockArgs as _LockArgs, LogArchiving as _LogArchiving, LogArchivingError as _LogArchivingError, LogArchivingStatus as _LogArchivingStatus, PageRequest as _PageRequest, PendingKind as _PendingKind, PendingOperation as _PendingOperation, ResolveOperationArgs as _ResolveOperationArgs, Result as _Result, Result_1 as _Result_1, Result_2 as _Result_2, Result_3 as _Result_3, Result_4 as _Result_4, Result_5 as _Result_5, Result_6 as _Result_6, SettleArgs as _SettleArgs, WithdrawArgs as _WithdrawArgs, WithdrawForArgs as _WithdrawForArgs } from "./escrow.did";
 export class Escrow implements escrowInterface {
     constructor(private actor: ActorSubclass<_SERVICE>){}
     async add_ledger(arg0: Principal): Promise<Result> {
@@ -967,6 +1035,10 @@ export class Escrow implements escrowInterface {
         const result = await this.actor.get_lock(arg0);
         return from_candid_opt_n47(result);
     }
+    async get_log_archiving(): Promise<LogArchivingStatus> {
+        const result = await this.actor.get_log_archiving();
+        return from_candid_LogArchivingStatus_n48(result);
+    }
     async http_request(arg0: HttpRequest): Promise<HttpResponse> {
         const result = await this.actor.http_request(arg0);
         return result;
@@ -976,16 +1048,16 @@ export class Escrow implements escrowInterface {
         return result;
     }
     async icrc3_get_archives(arg0: GetArchivesArgs): Promise<Array<ICRC3ArchiveInfo>> {
-        const result = await this.actor.icrc3_get_archives(to_candid_GetArchivesArgs_n48(arg0));
+        const result = await this.actor.icrc3_get_archives(to_candid_GetArchivesArgs_n50(arg0));
         return result;
     }
     async icrc3_get_blocks(arg0: Array<GetBlocksRequest>): Promise<GetBlocksResult> {
         const result = await this.actor.icrc3_get_blocks(arg0);
-        return from_candid_GetBlocksResult_n50(result);
+        return from_candid_GetBlocksResult_n52(result);
     }
     async icrc3_get_tip_certificate(): Promise<ICRC3DataCertificate | null> {
         const result = await this.actor.icrc3_get_tip_certificate();
-        return from_candid_opt_n60(result);
+        return from_candid_opt_n62(result);
     }
     async icrc3_supported_block_types(): Promise<Array<SupportedBlockType>> {
         const result = await this.actor.icrc3_supported_block_types();
@@ -993,10 +1065,10 @@ export class Escrow implements escrowInterface {
     }
     async ledgers(): Promise<Array<LedgerInfo>> {
         const result = await this.actor.ledgers();
-        return from_candid_vec_n61(result);
+        return from_candid_vec_n63(result);
     }
     async lock(arg0: LockArgs): Promise<Result_2> {
-        const result = await this.actor.lock(to_candid_LockArgs_n62(arg0));
+        const result = await this.actor.lock(to_candid_LockArgs_n64(arg0));
         return from_candid_Result_2_n25(result);
     }
     async notify_deposit(arg0: NotifyDepositArgs): Promise<Result_1> {
@@ -1005,46 +1077,54 @@ export class Escrow implements escrowInterface {
     }
     async pending_operations(arg0: PageRequest): Promise<Array<PendingOperation>> {
         const result = await this.actor.pending_operations(to_candid_PageRequest_n30(arg0));
-        return from_candid_vec_n64(result);
+        return from_candid_vec_n66(result);
     }
     async reconcile(arg0: ReconcileArgs): Promise<Result_3> {
         const result = await this.actor.reconcile(arg0);
-        return from_candid_Result_3_n65(result);
+        return from_candid_Result_3_n67(result);
     }
     async release(arg0: ReleaseArgs): Promise<Result_2> {
         const result = await this.actor.release(arg0);
         return from_candid_Result_2_n25(result);
     }
     async resolve_operation(arg0: ResolveOperationArgs): Promise<Result_4> {
-        const result = await this.actor.resolve_operation(to_candid_ResolveOperationArgs_n67(arg0));
-        return from_candid_Result_4_n71(result);
+        const result = await this.actor.resolve_operation(to_candid_ResolveOperationArgs_n69(arg0));
+        return from_candid_Result_4_n73(result);
+    }
+    async set_log_archiving(arg0: LogArchiving): Promise<Result_5> {
+        const result = await this.actor.set_log_archiving(to_candid_LogArchiving_n75(arg0));
+        return from_candid_Result_5_n77(result);
     }
     async settle(arg0: SettleArgs): Promise<Result_2> {
         const result = await this.actor.settle(arg0);
         return from_candid_Result_2_n25(result);
     }
-    async validate_add_ledger(arg0: Principal): Promise<Result_5> {
+    async validate_add_ledger(arg0: Principal): Promise<Result_6> {
         const result = await this.actor.validate_add_ledger(arg0);
-        return from_candid_Result_5_n73(result);
+        return from_candid_Result_6_n81(result);
     }
-    async validate_resolve_operation(arg0: ResolveOperationArgs): Promise<Result_5> {
-        const result = await this.actor.validate_resolve_operation(to_candid_ResolveOperationArgs_n67(arg0));
-        return from_candid_Result_5_n73(result);
+    async validate_resolve_operation(arg0: ResolveOperationArgs): Promise<Result_6> {
+        const result = await this.actor.validate_resolve_operation(to_candid_ResolveOperationArgs_n69(arg0));
+        return from_candid_Result_6_n81(result);
+    }
+    async validate_set_log_archiving(arg0: LogArchiving): Promise<Result_6> {
+        const result = await this.actor.validate_set_log_archiving(to_candid_LogArchiving_n75(arg0));
+        return from_candid_Result_6_n81(result);
     }
     async withdraw(arg0: WithdrawArgs): Promise<Result_1> {
-        const result = await this.actor.withdraw(to_candid_WithdrawArgs_n75(arg0));
+        const result = await this.actor.withdraw(to_candid_WithdrawArgs_n83(arg0));
         return from_candid_Result_1_n23(result);
     }
     async withdraw_for(arg0: WithdrawForArgs): Promise<Result_1> {
-        const result = await this.actor.withdraw_for(to_candid_WithdrawForArgs_n79(arg0));
+        const result = await this.actor.withdraw_for(to_candid_WithdrawForArgs_n87(arg0));
         return from_candid_Result_1_n23(result);
     }
 }
 function from_candid_Account_n17(value: _Account): Account {
     return from_candid_record_n18(value);
 }
-function from_candid_BlockWithId_n53(value: _BlockWithId): BlockWithId {
-    return from_candid_record_n54(value);
+function from_candid_BlockWithId_n55(value: _BlockWithId): BlockWithId {
+    return from_candid_record_n56(value);
 }
 function from_candid_DepositSource_n45(value: _DepositSource): DepositSource {
     return from_candid_variant_n46(value);
@@ -1064,11 +1144,11 @@ function from_candid_EventPage_n32(value: _EventPage): EventPage {
 function from_candid_EventRecord_n36(value: _EventRecord): EventRecord {
     return from_candid_record_n37(value);
 }
-function from_candid_GetBlocksResult_n50(value: _GetBlocksResult): GetBlocksResult {
-    return from_candid_record_n51(value);
+function from_candid_GetBlocksResult_n52(value: _GetBlocksResult): GetBlocksResult {
+    return from_candid_record_n53(value);
 }
-function from_candid_ICRC3Value_n55(value: _ICRC3Value): ICRC3Value {
-    return from_candid_variant_n56(value);
+function from_candid_ICRC3Value_n57(value: _ICRC3Value): ICRC3Value {
+    return from_candid_variant_n58(value);
 }
 function from_candid_LedgerCallError_n9(value: _LedgerCallError): LedgerCallError {
     return from_candid_variant_n10(value);
@@ -1078,6 +1158,12 @@ function from_candid_LedgerInfo_n3(value: _LedgerInfo): LedgerInfo {
 }
 function from_candid_LedgerOutcome_n41(value: _LedgerOutcome): LedgerOutcome {
     return from_candid_variant_n42(value);
+}
+function from_candid_LogArchivingError_n79(value: _LogArchivingError): LogArchivingError {
+    return from_candid_variant_n80(value);
+}
+function from_candid_LogArchivingStatus_n48(value: _LogArchivingStatus): LogArchivingStatus {
+    return from_candid_record_n49(value);
 }
 function from_candid_PendingKind_n14(value: _PendingKind): PendingKind {
     return from_candid_variant_n15(value);
@@ -1091,14 +1177,17 @@ function from_candid_Result_1_n23(value: _Result_1): Result_1 {
 function from_candid_Result_2_n25(value: _Result_2): Result_2 {
     return from_candid_variant_n26(value);
 }
-function from_candid_Result_3_n65(value: _Result_3): Result_3 {
-    return from_candid_variant_n66(value);
+function from_candid_Result_3_n67(value: _Result_3): Result_3 {
+    return from_candid_variant_n68(value);
 }
-function from_candid_Result_4_n71(value: _Result_4): Result_4 {
-    return from_candid_variant_n72(value);
-}
-function from_candid_Result_5_n73(value: _Result_5): Result_5 {
+function from_candid_Result_4_n73(value: _Result_4): Result_4 {
     return from_candid_variant_n74(value);
+}
+function from_candid_Result_5_n77(value: _Result_5): Result_5 {
+    return from_candid_variant_n78(value);
+}
+function from_candid_Result_6_n81(value: _Result_6): Result_6 {
+    return from_candid_variant_n82(value);
 }
 function from_candid_Result_n1(value: _Result): Result {
     return from_candid_variant_n2(value);
@@ -1121,7 +1210,7 @@ function from_candid_opt_n5(value: [] | [bigint]): bigint | null {
 function from_candid_opt_n6(value: [] | [string]): string | null {
     return value.length === 0 ? null : value[0];
 }
-function from_candid_opt_n60(value: [] | [_ICRC3DataCertificate]): ICRC3DataCertificate | null {
+function from_candid_opt_n62(value: [] | [_ICRC3DataCertificate]): ICRC3DataCertificate | null {
     return value.length === 0 ? null : value[0];
 }
 function from_candid_record_n11(value: {
@@ -1325,7 +1414,28 @@ function from_candid_record_n44(value: {
         amount: value.amount
     };
 }
-function from_candid_record_n51(value: {
+function from_candid_record_n49(value: {
+    last_error: [] | [string];
+    max_local_blocks: bigint;
+    archive: [] | [Principal];
+    log_length: bigint;
+    first_local_index: bigint;
+}): {
+    last_error?: string;
+    max_local_blocks: bigint;
+    archive?: Principal;
+    log_length: bigint;
+    first_local_index: bigint;
+} {
+    return {
+        last_error: record_opt_to_undefined(from_candid_opt_n6(value.last_error)),
+        max_local_blocks: value.max_local_blocks,
+        archive: record_opt_to_undefined(from_candid_opt_n29(value.archive)),
+        log_length: value.log_length,
+        first_local_index: value.first_local_index
+    };
+}
+function from_candid_record_n53(value: {
     log_length: bigint;
     blocks: Array<_BlockWithId>;
     archived_blocks: Array<_ArchivedBlocks>;
@@ -1336,11 +1446,11 @@ function from_candid_record_n51(value: {
 } {
     return {
         log_length: value.log_length,
-        blocks: from_candid_vec_n52(value.blocks),
+        blocks: from_candid_vec_n54(value.blocks),
         archived_blocks: value.archived_blocks
     };
 }
-function from_candid_record_n54(value: {
+function from_candid_record_n56(value: {
     id: bigint;
     block: _ICRC3Value;
 }): {
@@ -1349,13 +1459,13 @@ function from_candid_record_n54(value: {
 } {
     return {
         id: value.id,
-        block: from_candid_ICRC3Value_n55(value.block)
+        block: from_candid_ICRC3Value_n57(value.block)
     };
 }
-function from_candid_tuple_n58(value: [string, _ICRC3Value]): [string, ICRC3Value] {
+function from_candid_tuple_n60(value: [string, _ICRC3Value]): [string, ICRC3Value] {
     return [
         value[0],
-        from_candid_ICRC3Value_n55(value[1])
+        from_candid_ICRC3Value_n57(value[1])
     ];
 }
 function from_candid_variant_n10(value: {
@@ -1778,7 +1888,7 @@ function from_candid_variant_n46(value: {
         Push: value.Push
     } : value;
 }
-function from_candid_variant_n56(value: {
+function from_candid_variant_n58(value: {
     Int: bigint;
 } | {
     Map: Array<[string, _ICRC3Value]>;
@@ -1814,7 +1924,7 @@ function from_candid_variant_n56(value: {
         Int: value.Int
     } : "Map" in value ? {
         __kind__: "Map",
-        Map: from_candid_vec_n57(value.Map)
+        Map: from_candid_vec_n59(value.Map)
     } : "Nat" in value ? {
         __kind__: "Nat",
         Nat: value.Nat
@@ -1826,35 +1936,16 @@ function from_candid_variant_n56(value: {
         Text: value.Text
     } : "Array" in value ? {
         __kind__: "Array",
-        Array: from_candid_vec_n59(value.Array)
+        Array: from_candid_vec_n61(value.Array)
     } : value;
 }
-function from_candid_variant_n66(value: {
+function from_candid_variant_n68(value: {
     Ok: boolean;
 } | {
     Err: _EscrowError;
 }): {
     __kind__: "Ok";
     Ok: boolean;
-} | {
-    __kind__: "Err";
-    Err: EscrowError;
-} {
-    return "Ok" in value ? {
-        __kind__: "Ok",
-        Ok: value.Ok
-    } : "Err" in value ? {
-        __kind__: "Err",
-        Err: from_candid_EscrowError_n7(value.Err)
-    } : value;
-}
-function from_candid_variant_n72(value: {
-    Ok: null;
-} | {
-    Err: _EscrowError;
-}): {
-    __kind__: "Ok";
-    Ok: null;
 } | {
     __kind__: "Err";
     Err: EscrowError;
@@ -1868,22 +1959,41 @@ function from_candid_variant_n72(value: {
     } : value;
 }
 function from_candid_variant_n74(value: {
-    Ok: string;
+    Ok: null;
 } | {
-    Err: string;
+    Err: _EscrowError;
 }): {
     __kind__: "Ok";
-    Ok: string;
+    Ok: null;
 } | {
     __kind__: "Err";
-    Err: string;
+    Err: EscrowError;
 } {
     return "Ok" in value ? {
         __kind__: "Ok",
         Ok: value.Ok
     } : "Err" in value ? {
         __kind__: "Err",
-        Err: value.Err
+        Err: from_candid_EscrowError_n7(value.Err)
+    } : value;
+}
+function from_candid_variant_n78(value: {
+    Ok: null;
+} | {
+    Err: _LogArchivingError;
+}): {
+    __kind__: "Ok";
+    Ok: null;
+} | {
+    __kind__: "Err";
+    Err: LogArchivingError;
+} {
+    return "Ok" in value ? {
+        __kind__: "Ok",
+        Ok: value.Ok
+    } : "Err" in value ? {
+        __kind__: "Err",
+        Err: from_candid_LogArchivingError_n79(value.Err)
     } : value;
 }
 function from_candid_variant_n8(value: {
@@ -2037,50 +2147,97 @@ function from_candid_variant_n8(value: {
         AnonymousCaller: value.AnonymousCaller
     } : value;
 }
+function from_candid_variant_n80(value: {
+    NotAuthorized: null;
+} | {
+    InvalidArgument: {
+        field: string;
+        reason: string;
+    };
+}): {
+    __kind__: "NotAuthorized";
+    NotAuthorized: null;
+} | {
+    __kind__: "InvalidArgument";
+    InvalidArgument: {
+        field: string;
+        reason: string;
+    };
+} {
+    return "NotAuthorized" in value ? {
+        __kind__: "NotAuthorized",
+        NotAuthorized: value.NotAuthorized
+    } : "InvalidArgument" in value ? {
+        __kind__: "InvalidArgument",
+        InvalidArgument: value.InvalidArgument
+    } : value;
+}
+function from_candid_variant_n82(value: {
+    Ok: string;
+} | {
+    Err: string;
+}): {
+    __kind__: "Ok";
+    Ok: string;
+} | {
+    __kind__: "Err";
+    Err: string;
+} {
+    return "Ok" in value ? {
+        __kind__: "Ok",
+        Ok: value.Ok
+    } : "Err" in value ? {
+        __kind__: "Err",
+        Err: value.Err
+    } : value;
+}
 function from_candid_vec_n35(value: Array<_EventRecord>): Array<EventRecord> {
     return value.map((x)=>from_candid_EventRecord_n36(x));
 }
-function from_candid_vec_n52(value: Array<_BlockWithId>): Array<BlockWithId> {
-    return value.map((x)=>from_candid_BlockWithId_n53(x));
+function from_candid_vec_n54(value: Array<_BlockWithId>): Array<BlockWithId> {
+    return value.map((x)=>from_candid_BlockWithId_n55(x));
 }
-function from_candid_vec_n57(value: Array<[string, _ICRC3Value]>): Array<[string, ICRC3Value]> {
-    return value.map((x)=>from_candid_tuple_n58(x));
+function from_candid_vec_n59(value: Array<[string, _ICRC3Value]>): Array<[string, ICRC3Value]> {
+    return value.map((x)=>from_candid_tuple_n60(x));
 }
-function from_candid_vec_n59(value: Array<_ICRC3Value>): Array<ICRC3Value> {
-    return value.map((x)=>from_candid_ICRC3Value_n55(x));
+function from_candid_vec_n61(value: Array<_ICRC3Value>): Array<ICRC3Value> {
+    return value.map((x)=>from_candid_ICRC3Value_n57(x));
 }
-function from_candid_vec_n61(value: Array<_LedgerInfo>): Array<LedgerInfo> {
+function from_candid_vec_n63(value: Array<_LedgerInfo>): Array<LedgerInfo> {
     return value.map((x)=>from_candid_LedgerInfo_n3(x));
 }
-function from_candid_vec_n64(value: Array<_PendingOperation>): Array<PendingOperation> {
+function from_candid_vec_n66(value: Array<_PendingOperation>): Array<PendingOperation> {
     return value.map((x)=>from_candid_PendingOperation_n12(x));
 }
-function to_candid_Account_n77(value: Account): _Account {
-    return to_candid_record_n78(value);
+function to_candid_Account_n85(value: Account): _Account {
+    return to_candid_record_n86(value);
 }
 function to_candid_DepositArgs_n21(value: DepositArgs): _DepositArgs {
     return to_candid_record_n22(value);
 }
-function to_candid_GetArchivesArgs_n48(value: GetArchivesArgs): _GetArchivesArgs {
-    return to_candid_record_n49(value);
+function to_candid_GetArchivesArgs_n50(value: GetArchivesArgs): _GetArchivesArgs {
+    return to_candid_record_n51(value);
 }
-function to_candid_LedgerOutcome_n69(value: LedgerOutcome): _LedgerOutcome {
-    return to_candid_variant_n70(value);
+function to_candid_LedgerOutcome_n71(value: LedgerOutcome): _LedgerOutcome {
+    return to_candid_variant_n72(value);
 }
-function to_candid_LockArgs_n62(value: LockArgs): _LockArgs {
-    return to_candid_record_n63(value);
+function to_candid_LockArgs_n64(value: LockArgs): _LockArgs {
+    return to_candid_record_n65(value);
+}
+function to_candid_LogArchiving_n75(value: LogArchiving): _LogArchiving {
+    return to_candid_record_n76(value);
 }
 function to_candid_PageRequest_n30(value: PageRequest): _PageRequest {
     return to_candid_record_n31(value);
 }
-function to_candid_ResolveOperationArgs_n67(value: ResolveOperationArgs): _ResolveOperationArgs {
-    return to_candid_record_n68(value);
+function to_candid_ResolveOperationArgs_n69(value: ResolveOperationArgs): _ResolveOperationArgs {
+    return to_candid_record_n70(value);
 }
-function to_candid_WithdrawArgs_n75(value: WithdrawArgs): _WithdrawArgs {
-    return to_candid_record_n76(value);
+function to_candid_WithdrawArgs_n83(value: WithdrawArgs): _WithdrawArgs {
+    return to_candid_record_n84(value);
 }
-function to_candid_WithdrawForArgs_n79(value: WithdrawForArgs): _WithdrawForArgs {
-    return to_candid_record_n80(value);
+function to_candid_WithdrawForArgs_n87(value: WithdrawForArgs): _WithdrawForArgs {
+    return to_candid_record_n88(value);
 }
 function to_candid_record_n22(value: {
     from_subaccount?: Uint8Array;
@@ -2109,7 +2266,7 @@ function to_candid_record_n31(value: {
         start: value.start ? candid_some(value.start) : candid_none()
     };
 }
-function to_candid_record_n49(value: {
+function to_candid_record_n51(value: {
     from?: Principal;
 }): {
     from: [] | [Principal];
@@ -2118,7 +2275,7 @@ function to_candid_record_n49(value: {
         from: value.from ? candid_some(value.from) : candid_none()
     };
 }
-function to_candid_record_n63(value: {
+function to_candid_record_n65(value: {
     job_key: string;
     ledger: Principal;
     buyer: Principal;
@@ -2139,7 +2296,7 @@ function to_candid_record_n63(value: {
         amount: value.amount
     };
 }
-function to_candid_record_n68(value: {
+function to_candid_record_n70(value: {
     owner: Principal;
     ledger: Principal;
     operation: bigint;
@@ -2154,10 +2311,22 @@ function to_candid_record_n68(value: {
         owner: value.owner,
         ledger: value.ledger,
         operation: value.operation,
-        outcome: to_candid_LedgerOutcome_n69(value.outcome)
+        outcome: to_candid_LedgerOutcome_n71(value.outcome)
     };
 }
 function to_candid_record_n76(value: {
+    max_local_blocks?: bigint;
+    archive?: Principal;
+}): {
+    max_local_blocks: [] | [bigint];
+    archive: [] | [Principal];
+} {
+    return {
+        max_local_blocks: value.max_local_blocks ? candid_some(value.max_local_blocks) : candid_none(),
+        archive: value.archive ? candid_some(value.archive) : candid_none()
+    };
+}
+function to_candid_record_n84(value: {
     to: Account;
     ledger: Principal;
     amount: bigint;
@@ -2167,12 +2336,12 @@ function to_candid_record_n76(value: {
     amount: bigint;
 } {
     return {
-        to: to_candid_Account_n77(value.to),
+        to: to_candid_Account_n85(value.to),
         ledger: value.ledger,
         amount: value.amount
     };
 }
-function to_candid_record_n78(value: {
+function to_candid_record_n86(value: {
     owner: Principal;
     subaccount?: Uint8Array;
 }): {
@@ -2184,7 +2353,7 @@ function to_candid_record_n78(value: {
         subaccount: value.subaccount ? candid_some(value.subaccount) : candid_none()
     };
 }
-function to_candid_record_n80(value: {
+function to_candid_record_n88(value: {
     owner: Principal;
     args: WithdrawArgs;
 }): {
@@ -2193,10 +2362,10 @@ function to_candid_record_n80(value: {
 } {
     return {
         owner: value.owner,
-        args: to_candid_WithdrawArgs_n75(value.args)
+        args: to_candid_WithdrawArgs_n83(value.args)
     };
 }
-function to_candid_variant_n70(value: {
+function to_candid_variant_n72(value: {
     __kind__: "NotLanded";
     NotLanded: null;
 } | {

@@ -1029,6 +1029,73 @@ export interface LedgerRateSource {
   'ledger' : Principal,
 }
 /**
+ * How a canister archives its event log: set by its controllers with
+ * `set_log_archiving`.
+ */
+export interface LogArchiving {
+  /**
+   * Blocks kept in the canister: once more are, the oldest move to the
+   * archive. `None` keeps the current value (at first
+   * [`DEFAULT_MAX_LOCAL_BLOCKS`]).
+   */
+  'max_local_blocks' : [] | [bigint],
+  /**
+   * The archive canister that takes the oldest blocks from now on (its
+   * `owner` must be this canister). `None` keeps the current one.
+   */
+  'archive' : [] | [Principal],
+}
+/**
+ * Why `set_log_archiving` was refused.
+ */
+export type LogArchivingError = {
+    /**
+     * The caller is not a controller (or the SNS governance canister).
+     */
+    'NotAuthorized' : null
+  } |
+  {
+    /**
+     * A value is out of range.
+     */
+    'InvalidArgument' : {
+      /**
+       * The field.
+       */
+      'field' : string,
+      /**
+       * Why.
+       */
+      'reason' : string,
+    }
+  };
+/**
+ * Where a canister's log archiving stands (`get_log_archiving`).
+ */
+export interface LogArchivingStatus {
+  /**
+   * Why the last move to the archive failed, if it did.
+   */
+  'last_error' : [] | [string],
+  /**
+   * Blocks kept locally before the oldest move.
+   */
+  'max_local_blocks' : bigint,
+  /**
+   * The archive blocks move to, if one is set.
+   */
+  'archive' : [] | [Principal],
+  /**
+   * Blocks in the log, archived ones included.
+   */
+  'log_length' : bigint,
+  /**
+   * The index of the oldest block still held locally (`log_length`
+   * when none is).
+   */
+  'first_local_index' : bigint,
+}
+/**
  * The market's fee of a job or reservation.
  */
 export interface MarketFee {
@@ -2291,6 +2358,8 @@ export type Result = { 'Ok' : ModuleInfo } |
   { 'Err' : MatcherError };
 export type Result_1 = { 'Ok' : null } |
   { 'Err' : MatcherError };
+export type Result_10 = { 'Ok' : string } |
+  { 'Err' : string };
 export type Result_2 = { 'Ok' : Array<HeartbeatAck> } |
   { 'Err' : MatcherError };
 export type Result_3 = { 'Ok' : JobChunk } |
@@ -2305,8 +2374,8 @@ export type Result_7 = { 'Ok' : bigint } |
   { 'Err' : MatcherError };
 export type Result_8 = { 'Ok' : Array<Principal> } |
   { 'Err' : MatcherError };
-export type Result_9 = { 'Ok' : string } |
-  { 'Err' : string };
+export type Result_9 = { 'Ok' : null } |
+  { 'Err' : LogArchivingError };
 /**
  * How a job's run ended, as reported by the provider.
  */
@@ -2752,7 +2821,10 @@ export interface _SERVICE {
    */
   'get_config' : ActorMethod<[], MatcherInit>,
   /**
-   * One page of the public event log.
+   * One page of the public event log. Only events still held here
+   * are served: a page asked from an archived sequence number starts
+   * at the oldest local event (archived events are read as blocks
+   * from the archives, see `icrc3_get_blocks`).
    */
   'get_events' : ActorMethod<[PageRequest], EventPage>,
   /**
@@ -2762,6 +2834,10 @@ export interface _SERVICE {
    * assignment. Others see them empty (sizes and hashes are in `job_view`).
    */
   'get_job' : ActorMethod<[bigint], [] | [Job]>,
+  /**
+   * Where the archiving of the event log stands.
+   */
+  'get_log_archiving' : ActorMethod<[], LogArchivingStatus>,
   /**
    * The rates prices convert at: each valued ledger's last valuation (in
    * cycles per smallest unit) or why its last read failed, the oldest rate
@@ -2801,7 +2877,7 @@ export interface _SERVICE {
    */
   'icrc10_supported_standards' : ActorMethod<[], Array<StandardRecord>>,
   /**
-   * ICRC-3: the archives of old blocks; none, every block stays here.
+   * ICRC-3: the archives of old blocks, with the range each holds.
    */
   'icrc3_get_archives' : ActorMethod<
     [GetArchivesArgs],
@@ -2809,7 +2885,8 @@ export interface _SERVICE {
   >,
   /**
    * ICRC-3: blocks of the event log's hash chain, at most
-   * `market_api::blocks::MAX_BLOCKS_PER_QUERY` per call.
+   * `market_api::blocks::MAX_BLOCKS_PER_QUERY` per call, with
+   * callbacks to the archives for archived ranges.
    */
   'icrc3_get_blocks' : ActorMethod<[Array<GetBlocksRequest>], GetBlocksResult>,
   /**
@@ -2925,6 +3002,11 @@ export interface _SERVICE {
    */
   'set_delegates' : ActorMethod<[SetDelegatesArgs], Result_8>,
   /**
+   * Names the archive canister the oldest blocks move to and how many
+   * stay here (controllers only).
+   */
+  'set_log_archiving' : ActorMethod<[LogArchiving], Result_9>,
+  /**
    * Sets the market's fee, in parts per million of the provider's pay
    * (at most `MAX_MARKET_FEE_PPM`), for jobs and reservations submitted
    * from now on; recorded as a `MarketFeeSet` event. Controllers or the market's SNS
@@ -2955,27 +3037,27 @@ export interface _SERVICE {
   /**
    * Validator of `sns_cancel`.
    */
-  'sns_validate_cancel' : ActorMethod<[CancelReservationArgs], Result_9>,
+  'sns_validate_cancel' : ActorMethod<[CancelReservationArgs], Result_10>,
   /**
    * Validator of `sns_extend`.
    */
-  'sns_validate_extend' : ActorMethod<[ExtendReservationArgs], Result_9>,
+  'sns_validate_extend' : ActorMethod<[ExtendReservationArgs], Result_10>,
   /**
    * Validator of `sns_reserve`.
    */
-  'sns_validate_reserve' : ActorMethod<[ReservationSpec], Result_9>,
+  'sns_validate_reserve' : ActorMethod<[ReservationSpec], Result_10>,
   /**
    * Validator of `sns_set_delegates`.
    */
-  'sns_validate_set_delegates' : ActorMethod<[SetDelegatesArgs], Result_9>,
+  'sns_validate_set_delegates' : ActorMethod<[SetDelegatesArgs], Result_10>,
   /**
    * Validator of `sns_submit_job`.
    */
-  'sns_validate_submit_job' : ActorMethod<[JobSpec], Result_9>,
+  'sns_validate_submit_job' : ActorMethod<[JobSpec], Result_10>,
   /**
    * Validator of `sns_withdraw`.
    */
-  'sns_validate_withdraw' : ActorMethod<[WithdrawArgs], Result_9>,
+  'sns_validate_withdraw' : ActorMethod<[WithdrawArgs], Result_10>,
   /**
    * Withdraws from the calling DAO's escrow balance.
    */
@@ -3007,19 +3089,23 @@ export interface _SERVICE {
   /**
    * Validator of `deregister_dao` for a proposal of the market's SNS.
    */
-  'validate_deregister_dao' : ActorMethod<[DaoRegistration], Result_9>,
+  'validate_deregister_dao' : ActorMethod<[DaoRegistration], Result_10>,
   /**
    * Validator of `refresh_rates` for a proposal of the market's SNS.
    */
-  'validate_refresh_rates' : ActorMethod<[], Result_9>,
+  'validate_refresh_rates' : ActorMethod<[], Result_10>,
   /**
    * Validator of `register_dao` for a proposal of the market's SNS.
    */
-  'validate_register_dao' : ActorMethod<[DaoRegistration], Result_9>,
+  'validate_register_dao' : ActorMethod<[DaoRegistration], Result_10>,
+  /**
+   * Checks a `set_log_archiving` proposal without effect.
+   */
+  'validate_set_log_archiving' : ActorMethod<[LogArchiving], Result_10>,
   /**
    * Validator of `set_market_fee` for a proposal of the market's SNS.
    */
-  'validate_set_market_fee' : ActorMethod<[number], Result_9>,
+  'validate_set_market_fee' : ActorMethod<[number], Result_10>,
   /**
    * Withdraws one of the caller's offers; jobs running on it go on.
    */
@@ -3480,6 +3566,13 @@ export const Job = IDL.Record({
   'price' : IDL.Opt(IDL.Nat),
   'fuel_reported' : IDL.Nat64,
 });
+export const LogArchivingStatus = IDL.Record({
+  'last_error' : IDL.Opt(IDL.Text),
+  'max_local_blocks' : IDL.Nat64,
+  'archive' : IDL.Opt(IDL.Principal),
+  'log_length' : IDL.Nat64,
+  'first_local_index' : IDL.Nat64,
+});
 export const LedgerRate = IDL.Record({
   'last_error' : IDL.Opt(IDL.Text),
   'source' : IDL.Opt(RateSource),
@@ -3748,7 +3841,19 @@ export const Result_8 = IDL.Variant({
   'Ok' : IDL.Vec(IDL.Principal),
   'Err' : MatcherError,
 });
-export const Result_9 = IDL.Variant({ 'Ok' : IDL.Text, 'Err' : IDL.Text });
+export const LogArchiving = IDL.Record({
+  'max_local_blocks' : IDL.Opt(IDL.Nat64),
+  'archive' : IDL.Opt(IDL.Principal),
+});
+export const LogArchivingError = IDL.Variant({
+  'NotAuthorized' : IDL.Null,
+  'InvalidArgument' : IDL.Record({ 'field' : IDL.Text, 'reason' : IDL.Text }),
+});
+export const Result_9 = IDL.Variant({
+  'Ok' : IDL.Null,
+  'Err' : LogArchivingError,
+});
+export const Result_10 = IDL.Variant({ 'Ok' : IDL.Text, 'Err' : IDL.Text });
 export const WithdrawArgs = IDL.Record({
   'to' : Account,
   'ledger' : IDL.Principal,
@@ -3795,6 +3900,7 @@ export const idlService: IDL.ServiceClass = IDL.Service({
   'get_config' : IDL.Func([], [MatcherInit], ['query']),
   'get_events' : IDL.Func([PageRequest], [EventPage], ['query']),
   'get_job' : IDL.Func([IDL.Nat64], [IDL.Opt(Job)], ['query']),
+  'get_log_archiving' : IDL.Func([], [LogArchivingStatus], ['query']),
   'get_rates' : IDL.Func([], [RatesView], ['query']),
   'get_reservation' : IDL.Func([IDL.Nat64], [IDL.Opt(Reservation)], ['query']),
   'get_service' : IDL.Func([IDL.Nat64], [IDL.Opt(ServiceView)], ['query']),
@@ -3864,18 +3970,19 @@ export const idlService: IDL.ServiceClass = IDL.Service({
   'register_dao' : IDL.Func([DaoRegistration], [Result_1], []),
   'reserve' : IDL.Func([ReservationSpec], [Result_7], []),
   'set_delegates' : IDL.Func([SetDelegatesArgs], [Result_8], []),
+  'set_log_archiving' : IDL.Func([LogArchiving], [Result_9], []),
   'set_market_fee' : IDL.Func([IDL.Nat32], [Result_1], []),
   'sns_cancel' : IDL.Func([CancelReservationArgs], [IDL.Text], []),
   'sns_extend' : IDL.Func([ExtendReservationArgs], [IDL.Text], []),
   'sns_reserve' : IDL.Func([ReservationSpec], [IDL.Text], []),
   'sns_set_delegates' : IDL.Func([SetDelegatesArgs], [IDL.Text], []),
   'sns_submit_job' : IDL.Func([JobSpec], [IDL.Text], []),
-  'sns_validate_cancel' : IDL.Func([CancelReservationArgs], [Result_9], []),
-  'sns_validate_extend' : IDL.Func([ExtendReservationArgs], [Result_9], []),
-  'sns_validate_reserve' : IDL.Func([ReservationSpec], [Result_9], []),
-  'sns_validate_set_delegates' : IDL.Func([SetDelegatesArgs], [Result_9], []),
-  'sns_validate_submit_job' : IDL.Func([JobSpec], [Result_9], []),
-  'sns_validate_withdraw' : IDL.Func([WithdrawArgs], [Result_9], []),
+  'sns_validate_cancel' : IDL.Func([CancelReservationArgs], [Result_10], []),
+  'sns_validate_extend' : IDL.Func([ExtendReservationArgs], [Result_10], []),
+  'sns_validate_reserve' : IDL.Func([ReservationSpec], [Result_10], []),
+  'sns_validate_set_delegates' : IDL.Func([SetDelegatesArgs], [Result_10], []),
+  'sns_validate_submit_job' : IDL.Func([JobSpec], [Result_10], []),
+  'sns_validate_withdraw' : IDL.Func([WithdrawArgs], [Result_10], []),
   'sns_withdraw' : IDL.Func([WithdrawArgs], [IDL.Text], []),
   'submit_job' : IDL.Func([JobSpec], [Result_7], []),
   'submit_reserved_job' : IDL.Func([ReservedJobArgs], [Result_7], []),
@@ -3884,12 +3991,17 @@ export const idlService: IDL.ServiceClass = IDL.Service({
   'update_offer' : IDL.Func([IDL.Nat64, OfferSpec], [Result_7], []),
   'validate_deregister_dao' : IDL.Func(
       [DaoRegistration],
-      [Result_9],
+      [Result_10],
       ['query'],
     ),
-  'validate_refresh_rates' : IDL.Func([], [Result_9], ['query']),
-  'validate_register_dao' : IDL.Func([DaoRegistration], [Result_9], ['query']),
-  'validate_set_market_fee' : IDL.Func([IDL.Nat32], [Result_9], ['query']),
+  'validate_refresh_rates' : IDL.Func([], [Result_10], ['query']),
+  'validate_register_dao' : IDL.Func([DaoRegistration], [Result_10], ['query']),
+  'validate_set_log_archiving' : IDL.Func(
+      [LogArchiving],
+      [Result_10],
+      ['query'],
+    ),
+  'validate_set_market_fee' : IDL.Func([IDL.Nat32], [Result_10], ['query']),
   'withdraw_offer' : IDL.Func([IDL.Nat64], [Result_1], []),
 });
 
@@ -4348,6 +4460,13 @@ export const idlFactory: IDL.InterfaceFactory = ({ IDL }) => {
     'price' : IDL.Opt(IDL.Nat),
     'fuel_reported' : IDL.Nat64,
   });
+  const LogArchivingStatus = IDL.Record({
+    'last_error' : IDL.Opt(IDL.Text),
+    'max_local_blocks' : IDL.Nat64,
+    'archive' : IDL.Opt(IDL.Principal),
+    'log_length' : IDL.Nat64,
+    'first_local_index' : IDL.Nat64,
+  });
   const LedgerRate = IDL.Record({
     'last_error' : IDL.Opt(IDL.Text),
     'source' : IDL.Opt(RateSource),
@@ -4607,7 +4726,16 @@ export const idlFactory: IDL.InterfaceFactory = ({ IDL }) => {
     'Ok' : IDL.Vec(IDL.Principal),
     'Err' : MatcherError,
   });
-  const Result_9 = IDL.Variant({ 'Ok' : IDL.Text, 'Err' : IDL.Text });
+  const LogArchiving = IDL.Record({
+    'max_local_blocks' : IDL.Opt(IDL.Nat64),
+    'archive' : IDL.Opt(IDL.Principal),
+  });
+  const LogArchivingError = IDL.Variant({
+    'NotAuthorized' : IDL.Null,
+    'InvalidArgument' : IDL.Record({ 'field' : IDL.Text, 'reason' : IDL.Text }),
+  });
+  const Result_9 = IDL.Variant({ 'Ok' : IDL.Null, 'Err' : LogArchivingError });
+  const Result_10 = IDL.Variant({ 'Ok' : IDL.Text, 'Err' : IDL.Text });
   const WithdrawArgs = IDL.Record({
     'to' : Account,
     'ledger' : IDL.Principal,
@@ -4654,6 +4782,7 @@ export const idlFactory: IDL.InterfaceFactory = ({ IDL }) => {
     'get_config' : IDL.Func([], [MatcherInit], ['query']),
     'get_events' : IDL.Func([PageRequest], [EventPage], ['query']),
     'get_job' : IDL.Func([IDL.Nat64], [IDL.Opt(Job)], ['query']),
+    'get_log_archiving' : IDL.Func([], [LogArchivingStatus], ['query']),
     'get_rates' : IDL.Func([], [RatesView], ['query']),
     'get_reservation' : IDL.Func(
         [IDL.Nat64],
@@ -4731,18 +4860,23 @@ export const idlFactory: IDL.InterfaceFactory = ({ IDL }) => {
     'register_dao' : IDL.Func([DaoRegistration], [Result_1], []),
     'reserve' : IDL.Func([ReservationSpec], [Result_7], []),
     'set_delegates' : IDL.Func([SetDelegatesArgs], [Result_8], []),
+    'set_log_archiving' : IDL.Func([LogArchiving], [Result_9], []),
     'set_market_fee' : IDL.Func([IDL.Nat32], [Result_1], []),
     'sns_cancel' : IDL.Func([CancelReservationArgs], [IDL.Text], []),
     'sns_extend' : IDL.Func([ExtendReservationArgs], [IDL.Text], []),
     'sns_reserve' : IDL.Func([ReservationSpec], [IDL.Text], []),
     'sns_set_delegates' : IDL.Func([SetDelegatesArgs], [IDL.Text], []),
     'sns_submit_job' : IDL.Func([JobSpec], [IDL.Text], []),
-    'sns_validate_cancel' : IDL.Func([CancelReservationArgs], [Result_9], []),
-    'sns_validate_extend' : IDL.Func([ExtendReservationArgs], [Result_9], []),
-    'sns_validate_reserve' : IDL.Func([ReservationSpec], [Result_9], []),
-    'sns_validate_set_delegates' : IDL.Func([SetDelegatesArgs], [Result_9], []),
-    'sns_validate_submit_job' : IDL.Func([JobSpec], [Result_9], []),
-    'sns_validate_withdraw' : IDL.Func([WithdrawArgs], [Result_9], []),
+    'sns_validate_cancel' : IDL.Func([CancelReservationArgs], [Result_10], []),
+    'sns_validate_extend' : IDL.Func([ExtendReservationArgs], [Result_10], []),
+    'sns_validate_reserve' : IDL.Func([ReservationSpec], [Result_10], []),
+    'sns_validate_set_delegates' : IDL.Func(
+        [SetDelegatesArgs],
+        [Result_10],
+        [],
+      ),
+    'sns_validate_submit_job' : IDL.Func([JobSpec], [Result_10], []),
+    'sns_validate_withdraw' : IDL.Func([WithdrawArgs], [Result_10], []),
     'sns_withdraw' : IDL.Func([WithdrawArgs], [IDL.Text], []),
     'submit_job' : IDL.Func([JobSpec], [Result_7], []),
     'submit_reserved_job' : IDL.Func([ReservedJobArgs], [Result_7], []),
@@ -4755,16 +4889,21 @@ export const idlFactory: IDL.InterfaceFactory = ({ IDL }) => {
     'update_offer' : IDL.Func([IDL.Nat64, OfferSpec], [Result_7], []),
     'validate_deregister_dao' : IDL.Func(
         [DaoRegistration],
-        [Result_9],
+        [Result_10],
         ['query'],
       ),
-    'validate_refresh_rates' : IDL.Func([], [Result_9], ['query']),
+    'validate_refresh_rates' : IDL.Func([], [Result_10], ['query']),
     'validate_register_dao' : IDL.Func(
         [DaoRegistration],
-        [Result_9],
+        [Result_10],
         ['query'],
       ),
-    'validate_set_market_fee' : IDL.Func([IDL.Nat32], [Result_9], ['query']),
+    'validate_set_log_archiving' : IDL.Func(
+        [LogArchiving],
+        [Result_10],
+        ['query'],
+      ),
+    'validate_set_market_fee' : IDL.Func([IDL.Nat32], [Result_10], ['query']),
     'withdraw_offer' : IDL.Func([IDL.Nat64], [Result_1], []),
   });
 };

@@ -72,74 +72,54 @@ export type Result_2 = {
     __kind__: "Err";
     Err: MatcherError;
 };
-export interface ServiceView {
+export interface Sealed {
     /**
-     * The lease's reservation id, also the service's id in its URLs.
+     * The IBE ciphertext of the secret env: the candid encoding of a
+     * `vec record { text; text }`, added to the spec's plain env when the
+     * job runs (a secret with the name of a plain variable replaces it).
+     * Its plaintext obeys the env's bounds.
      */
-    id: bigint;
+    env?: Uint8Array;
     /**
-     * Its TCP limits, for a TCP service.
+     * Whether the provider encrypts the job's output to the job's
+     * identity, so that only the owner (asking for the key with
+     * `job_key`) reads it. The encryption is deterministic given the
+     * key and the output, so an audit's re-run compares equal.
      */
-    tcp?: TcpSpec;
+    output: boolean;
     /**
-     * Where the lease is.
+     * The key id, [`KEY_ID_BYTES`] random bytes: with the owner's
+     * principal it makes the identity the contents are encrypted to
+     * ([`job_identity`]).
      */
-    status: ReservationStatus;
+    key_id: Uint8Array;
     /**
-     * Its replicas, in slot order.
+     * Whether the spec's `input` is the IBE ciphertext of the real input.
      */
-    replicas: Array<ReplicaView>;
-    /**
-     * Who pays for it.
-     */
-    owner: Principal;
-    /**
-     * Intervals reserved per replica.
-     */
-    intervals: number;
-    /**
-     * Paid so far, to providers and for probes.
-     */
-    paid: bigint;
-    /**
-     * Total locked for it.
-     */
-    locked: bigint;
-    /**
-     * Length of one paid interval.
-     */
-    interval_secs: bigint;
-    /**
-     * The probed path.
-     */
-    health_path: string;
-    /**
-     * sha256 of the component.
-     */
-    component_sha256: Uint8Array;
-    /**
-     * Its per-request limits.
-     */
-    limits: ServiceLimits;
-    /**
-     * Hosts it may call.
-     */
-    allowed_hosts: Array<string>;
+    input: boolean;
 }
-export interface SetDelegatesArgs {
+export type LogArchivingError = {
+    __kind__: "NotAuthorized";
     /**
-     * Principals to add.
+     * The caller is not a controller (or the SNS governance canister).
      */
-    add: Array<Principal>;
+    NotAuthorized: null;
+} | {
+    __kind__: "InvalidArgument";
     /**
-     * Principals to remove.
+     * A value is out of range.
      */
-    remove: Array<Principal>;
-    /**
-     * The reservation.
-     */
-    reservation: bigint;
-}
+    InvalidArgument: {
+        /**
+         * The field.
+         */
+        field: string;
+        /**
+         * Why.
+         */
+        reason: string;
+    };
+};
 export interface HttpRequestResult {
     /**
      * The HTTP status (200, 404, ...).
@@ -446,15 +426,59 @@ export interface JobChunkRequest {
      */
     job_id: bigint;
 }
-export interface Valuation {
+export interface ServiceView {
     /**
-     * When the source measured it, in seconds since the Unix epoch.
+     * The lease's reservation id, also the service's id in its URLs.
      */
-    timestamp_secs: bigint;
+    id: bigint;
     /**
-     * Cycles per smallest unit of the token.
+     * Its TCP limits, for a TCP service.
      */
-    cycles_per_unit: Ratio;
+    tcp?: TcpSpec;
+    /**
+     * Where the lease is.
+     */
+    status: ReservationStatus;
+    /**
+     * Its replicas, in slot order.
+     */
+    replicas: Array<ReplicaView>;
+    /**
+     * Who pays for it.
+     */
+    owner: Principal;
+    /**
+     * Intervals reserved per replica.
+     */
+    intervals: number;
+    /**
+     * Paid so far, to providers and for probes.
+     */
+    paid: bigint;
+    /**
+     * Total locked for it.
+     */
+    locked: bigint;
+    /**
+     * Length of one paid interval.
+     */
+    interval_secs: bigint;
+    /**
+     * The probed path.
+     */
+    health_path: string;
+    /**
+     * sha256 of the component.
+     */
+    component_sha256: Uint8Array;
+    /**
+     * Its per-request limits.
+     */
+    limits: ServiceLimits;
+    /**
+     * Hosts it may call.
+     */
+    allowed_hosts: Array<string>;
 }
 export interface PricingConfig {
     /**
@@ -687,6 +711,20 @@ export type Result_7 = {
     Err: MatcherError;
 };
 export interface CancelReservationArgs {
+    /**
+     * The reservation.
+     */
+    reservation: bigint;
+}
+export interface SetDelegatesArgs {
+    /**
+     * Principals to add.
+     */
+    add: Array<Principal>;
+    /**
+     * Principals to remove.
+     */
+    remove: Array<Principal>;
     /**
      * The reservation.
      */
@@ -1255,6 +1293,16 @@ export interface JobSpec {
      */
     limits: JobLimits;
 }
+export interface Valuation {
+    /**
+     * When the source measured it, in seconds since the Unix epoch.
+     */
+    timestamp_secs: bigint;
+    /**
+     * Cycles per smallest unit of the token.
+     */
+    cycles_per_unit: Ratio;
+}
 export interface LedgerRateSource {
     /**
      * Where its rate comes from.
@@ -1267,10 +1315,10 @@ export interface LedgerRateSource {
 }
 export type Result_9 = {
     __kind__: "Ok";
-    Ok: string;
+    Ok: null;
 } | {
     __kind__: "Err";
-    Err: string;
+    Err: LogArchivingError;
 };
 export interface HttpHeader {
     /**
@@ -1451,12 +1499,12 @@ export type Result = {
     __kind__: "Err";
     Err: MatcherError;
 };
-export type Result_8 = {
+export type Result_10 = {
     __kind__: "Ok";
-    Ok: Array<Principal>;
+    Ok: string;
 } | {
     __kind__: "Err";
-    Err: MatcherError;
+    Err: string;
 };
 export interface ReservedJobArgs {
     /**
@@ -1468,6 +1516,13 @@ export interface ReservedJobArgs {
      */
     reservation: bigint;
 }
+export type Result_8 = {
+    __kind__: "Ok";
+    Ok: Array<Principal>;
+} | {
+    __kind__: "Err";
+    Err: MatcherError;
+};
 export interface ServiceSpec {
     /**
      * Environment variables the component sees (`wasi:cli/environment`).
@@ -1517,28 +1572,6 @@ export interface ServiceSpec {
 export interface SupportedBlockType {
     url: string;
     block_type: string;
-}
-export interface TcpSpec {
-    /**
-     * Fuel the instance may burn per second; one that burns it sooner
-     * traps and is restarted (at most [`MAX_TCP_FUEL_PER_SECOND`]).
-     */
-    fuel_per_second: bigint;
-    /**
-     * Bytes per second each connection may move in each direction; a
-     * faster sender is slowed (at most [`MAX_TCP_BYTES_PER_SECOND`]).
-     */
-    max_bytes_per_second: bigint;
-    /**
-     * Client connections open at once per replica; more are closed on
-     * arrival (at most [`MAX_TCP_CONNECTIONS`]).
-     */
-    max_connections: number;
-    /**
-     * A connection with no byte either way for this long is closed, in
-     * seconds (at most [`MAX_TCP_IDLE_TIMEOUT_SECS`]).
-     */
-    idle_timeout_secs: bigint;
 }
 export interface ServiceLimits {
     /**
@@ -1630,6 +1663,28 @@ export interface ModuleInfo {
      * Number of chunks to download.
      */
     chunks: number;
+}
+export interface TcpSpec {
+    /**
+     * Fuel the instance may burn per second; one that burns it sooner
+     * traps and is restarted (at most [`MAX_TCP_FUEL_PER_SECOND`]).
+     */
+    fuel_per_second: bigint;
+    /**
+     * Bytes per second each connection may move in each direction; a
+     * faster sender is slowed (at most [`MAX_TCP_BYTES_PER_SECOND`]).
+     */
+    max_bytes_per_second: bigint;
+    /**
+     * Client connections open at once per replica; more are closed on
+     * arrival (at most [`MAX_TCP_CONNECTIONS`]).
+     */
+    max_connections: number;
+    /**
+     * A connection with no byte either way for this long is closed, in
+     * seconds (at most [`MAX_TCP_IDLE_TIMEOUT_SECS`]).
+     */
+    idle_timeout_secs: bigint;
 }
 export type Result_1 = {
     __kind__: "Ok";
@@ -1832,6 +1887,29 @@ export interface ArchivedBlocks {
     args: Array<GetBlocksRequest>;
     callback: [Principal, string];
 }
+export interface LogArchivingStatus {
+    /**
+     * Why the last move to the archive failed, if it did.
+     */
+    last_error?: string;
+    /**
+     * Blocks kept locally before the oldest move.
+     */
+    max_local_blocks: bigint;
+    /**
+     * The archive blocks move to, if one is set.
+     */
+    archive?: Principal;
+    /**
+     * Blocks in the log, archived ones included.
+     */
+    log_length: bigint;
+    /**
+     * The index of the oldest block still held locally (`log_length`
+     * when none is).
+     */
+    first_local_index: bigint;
+}
 export interface MarketFee {
     /**
      * Paid to the market so far (held with pending pay, or claimable);
@@ -1866,6 +1944,23 @@ export type ModuleSource = {
         sha256: Uint8Array;
     };
 };
+export interface JobKeyRequest {
+    /**
+     * For the provider: the assignment attempt it holds; ignored for the
+     * owner.
+     */
+    attempt: number;
+    /**
+     * The job (a one-off job, a job in a reservation, an audit's re-run, or
+     * a service replica's slot).
+     */
+    job_id: bigint;
+    /**
+     * The transport public key the vetKey is encrypted to
+     * ([`TRANSPORT_KEY_BYTES`] bytes).
+     */
+    transport_public_key: Uint8Array;
+}
 export interface ReservedSlotView {
     /**
      * The slot's state (Open: waiting for a provider).
@@ -1895,23 +1990,6 @@ export interface ReservedSlotView {
      * The job running in it, if any.
      */
     running?: bigint;
-}
-export interface JobKeyRequest {
-    /**
-     * For the provider: the assignment attempt it holds; ignored for the
-     * owner.
-     */
-    attempt: number;
-    /**
-     * The job (a one-off job, a job in a reservation, an audit's re-run, or
-     * a service replica's slot).
-     */
-    job_id: bigint;
-    /**
-     * The transport public key the vetKey is encrypted to
-     * ([`TRANSPORT_KEY_BYTES`] bytes).
-     */
-    transport_public_key: Uint8Array;
 }
 export interface ModuleUpload {
     /**
@@ -2129,6 +2207,19 @@ export interface BookDepth {
      */
     bids: Array<PriceLevel>;
 }
+export interface LogArchiving {
+    /**
+     * Blocks kept in the canister: once more are, the oldest move to the
+     * archive. `None` keeps the current value (at first
+     * [`DEFAULT_MAX_LOCAL_BLOCKS`]).
+     */
+    max_local_blocks?: bigint;
+    /**
+     * The archive canister that takes the oldest blocks from now on (its
+     * `owner` must be this canister). `None` keeps the current one.
+     */
+    archive?: Principal;
+}
 export interface OfferSpec {
     /**
      * Price per billion fuel of a one-off job.
@@ -2199,13 +2290,6 @@ export interface RecordRequirement {
      */
     min_jobs_completed: bigint;
 }
-export type Result_3 = {
-    __kind__: "Ok";
-    Ok: JobChunk;
-} | {
-    __kind__: "Err";
-    Err: MatcherError;
-};
 export interface GetBlocksResult {
     log_length: bigint;
     blocks: Array<BlockWithId>;
@@ -2424,32 +2508,13 @@ export interface HttpRequest {
      */
     headers: Array<[string, string]>;
 }
-export interface Sealed {
-    /**
-     * The IBE ciphertext of the secret env: the candid encoding of a
-     * `vec record { text; text }`, added to the spec's plain env when the
-     * job runs (a secret with the name of a plain variable replaces it).
-     * Its plaintext obeys the env's bounds.
-     */
-    env?: Uint8Array;
-    /**
-     * Whether the provider encrypts the job's output to the job's
-     * identity, so that only the owner (asking for the key with
-     * `job_key`) reads it. The encryption is deterministic given the
-     * key and the output, so an audit's re-run compares equal.
-     */
-    output: boolean;
-    /**
-     * The key id, [`KEY_ID_BYTES`] random bytes: with the owner's
-     * principal it makes the identity the contents are encrypted to
-     * ([`job_identity`]).
-     */
-    key_id: Uint8Array;
-    /**
-     * Whether the spec's `input` is the IBE ciphertext of the real input.
-     */
-    input: boolean;
-}
+export type Result_3 = {
+    __kind__: "Ok";
+    Ok: JobChunk;
+} | {
+    __kind__: "Err";
+    Err: MatcherError;
+};
 export interface JobKey {
     /**
      * The encrypted vetKey, as `vetkd_derive_key` returned it.
@@ -2577,6 +2642,7 @@ export interface matcherInterface {
     get_config(): Promise<MatcherInit>;
     get_events(arg0: PageRequest): Promise<EventPage>;
     get_job(arg0: bigint): Promise<Job | null>;
+    get_log_archiving(): Promise<LogArchivingStatus>;
     get_rates(): Promise<RatesView>;
     get_reservation(arg0: bigint): Promise<Reservation | null>;
     get_service(arg0: bigint): Promise<ServiceView | null>;
@@ -2606,31 +2672,33 @@ export interface matcherInterface {
     register_dao(arg0: DaoRegistration): Promise<Result_1>;
     reserve(arg0: ReservationSpec): Promise<Result_7>;
     set_delegates(arg0: SetDelegatesArgs): Promise<Result_8>;
+    set_log_archiving(arg0: LogArchiving): Promise<Result_9>;
     set_market_fee(arg0: number): Promise<Result_1>;
     sns_cancel(arg0: CancelReservationArgs): Promise<string>;
     sns_extend(arg0: ExtendReservationArgs): Promise<string>;
     sns_reserve(arg0: ReservationSpec): Promise<string>;
     sns_set_delegates(arg0: SetDelegatesArgs): Promise<string>;
     sns_submit_job(arg0: JobSpec): Promise<string>;
-    sns_validate_cancel(arg0: CancelReservationArgs): Promise<Result_9>;
-    sns_validate_extend(arg0: ExtendReservationArgs): Promise<Result_9>;
-    sns_validate_reserve(arg0: ReservationSpec): Promise<Result_9>;
-    sns_validate_set_delegates(arg0: SetDelegatesArgs): Promise<Result_9>;
-    sns_validate_submit_job(arg0: JobSpec): Promise<Result_9>;
-    sns_validate_withdraw(arg0: WithdrawArgs): Promise<Result_9>;
+    sns_validate_cancel(arg0: CancelReservationArgs): Promise<Result_10>;
+    sns_validate_extend(arg0: ExtendReservationArgs): Promise<Result_10>;
+    sns_validate_reserve(arg0: ReservationSpec): Promise<Result_10>;
+    sns_validate_set_delegates(arg0: SetDelegatesArgs): Promise<Result_10>;
+    sns_validate_submit_job(arg0: JobSpec): Promise<Result_10>;
+    sns_validate_withdraw(arg0: WithdrawArgs): Promise<Result_10>;
     sns_withdraw(arg0: WithdrawArgs): Promise<string>;
     submit_job(arg0: JobSpec): Promise<Result_7>;
     submit_reserved_job(arg0: ReservedJobArgs): Promise<Result_7>;
     submit_result(arg0: SubmitResultArgs): Promise<Result_1>;
     transform_probe(arg0: TransformArgs): Promise<HttpRequestResult>;
     update_offer(arg0: bigint, arg1: OfferSpec): Promise<Result_7>;
-    validate_deregister_dao(arg0: DaoRegistration): Promise<Result_9>;
-    validate_refresh_rates(): Promise<Result_9>;
-    validate_register_dao(arg0: DaoRegistration): Promise<Result_9>;
-    validate_set_market_fee(arg0: number): Promise<Result_9>;
+    validate_deregister_dao(arg0: DaoRegistration): Promise<Result_10>;
+    validate_refresh_rates(): Promise<Result_10>;
+    validate_register_dao(arg0: DaoRegistration): Promise<Result_10>;
+    validate_set_log_archiving(arg0: LogArchiving): Promise<Result_10>;
+    validate_set_market_fee(arg0: number): Promise<Result_10>;
     withdraw_offer(arg0: bigint): Promise<Result_1>;
 }
-import type { Account as _Account, ArchivedBlocks as _ArchivedBlocks, Assignment as _Assignment, AssignmentPage as _AssignmentPage, AuditVerdict as _AuditVerdict, BlockWithId as _BlockWithId, CancelReservationArgs as _CancelReservationArgs, Currency as _Currency, CyclesTopUpConfig as _CyclesTopUpConfig, EscrowError as _EscrowError, EventPage as _EventPage, EventRecord as _EventRecord, GetArchivesArgs as _GetArchivesArgs, GetBlocksResult as _GetBlocksResult, HeartbeatAck as _HeartbeatAck, HeartbeatItem as _HeartbeatItem, ICRC3DataCertificate as _ICRC3DataCertificate, ICRC3Value as _ICRC3Value, Job as _Job, JobAudit as _JobAudit, JobChunk as _JobChunk, JobChunkRequest as _JobChunkRequest, JobKey as _JobKey, JobKind as _JobKind, JobLimits as _JobLimits, JobPart as _JobPart, JobPricing as _JobPricing, JobResult as _JobResult, JobSpec as _JobSpec, JobStatus as _JobStatus, JobView as _JobView, LedgerCallError as _LedgerCallError, LedgerRate as _LedgerRate, LedgerRateSource as _LedgerRateSource, MarketFee as _MarketFee, MatcherError as _MatcherError, MatcherEvent as _MatcherEvent, MatcherInit as _MatcherInit, ModuleInfo as _ModuleInfo, ModuleSource as _ModuleSource, Offer as _Offer, OfferSpec as _OfferSpec, OutputChunk as _OutputChunk, PageRequest as _PageRequest, PendingKind as _PendingKind, PendingOperation as _PendingOperation, PriceConversion as _PriceConversion, PriceUnit as _PriceUnit, PricingConfig as _PricingConfig, PrivacyConfig as _PrivacyConfig, PrivacyKey as _PrivacyKey, RateSource as _RateSource, RatesView as _RatesView, RecordRequirement as _RecordRequirement, RegistryError as _RegistryError, ReplicaHealth as _ReplicaHealth, ReplicaView as _ReplicaView, Reservation as _Reservation, ReservationSpec as _ReservationSpec, ReservationStatus as _ReservationStatus, ReservedJobArgs as _ReservedJobArgs, ReservedSlotView as _ReservedSlotView, Result as _Result, Result_1 as _Result_1, Result_2 as _Result_2, Result_3 as _Result_3, Result_4 as _Result_4, Result_5 as _Result_5, Result_6 as _Result_6, Result_7 as _Result_7, Result_8 as _Result_8, Result_9 as _Result_9, RunOutcome as _RunOutcome, Sealed as _Sealed, ServiceLimits as _ServiceLimits, ServiceSpec as _ServiceSpec, ServiceView as _ServiceView, SubmitResultArgs as _SubmitResultArgs, TcpSpec as _TcpSpec, Trade as _Trade, Valuation as _Valuation, WithdrawArgs as _WithdrawArgs, XdrTerms as _XdrTerms } from "./matcher.did";
+import type { Account as _Account, ArchivedBlocks as _ArchivedBlocks, Assignment as _Assignment, AssignmentPage as _AssignmentPage, AuditVerdict as _AuditVerdict, BlockWithId as _BlockWithId, CancelReservationArgs as _CancelReservationArgs, Currency as _Currency, CyclesTopUpConfig as _CyclesTopUpConfig, EscrowError as _EscrowError, EventPage as _EventPage, EventRecord as _EventRecord, GetArchivesArgs as _GetArchivesArgs, GetBlocksResult as _GetBlocksResult, HeartbeatAck as _HeartbeatAck, HeartbeatItem as _HeartbeatItem, ICRC3DataCertificate as _ICRC3DataCertificate, ICRC3Value as _ICRC3Value, Job as _Job, JobAudit as _JobAudit, JobChunk as _JobChunk, JobChunkRequest as _JobChunkRequest, JobKey as _JobKey, JobKind as _JobKind, JobLimits as _JobLimits, JobPart as _JobPart, JobPricing as _JobPricing, JobResult as _JobResult, JobSpec as _JobSpec, JobStatus as _JobStatus, JobView as _JobView, LedgerCallError as _LedgerCallError, LedgerRate as _LedgerRate, LedgerRateSource as _LedgerRateSource, LogArchiving as _LogArchiving, LogArchivingError as _LogArchivingError, LogArchivingStatus as _LogArchivingStatus, MarketFee as _MarketFee, MatcherError as _MatcherError, MatcherEvent as _MatcherEvent, MatcherInit as _MatcherInit, ModuleInfo as _ModuleInfo, ModuleSource as _ModuleSource, Offer as _Offer, OfferSpec as _OfferSpec, OutputChunk as _OutputChunk, PageRequest as _PageRequest, PendingKind as _PendingKind, PendingOperation as _PendingOperation, PriceConversion as _PriceConversion, PriceUnit as _PriceUnit, PricingConfig as _PricingConfig, PrivacyConfig as _PrivacyConfig, PrivacyKey as _PrivacyKey, RateSource as _RateSource, RatesView as _RatesView, RecordRequirement as _RecordRequirement, RegistryError as _RegistryError, ReplicaHealth as _ReplicaHealth, ReplicaView as _ReplicaView, Reservation as _Reservation, ReservationSpec as _ReservationSpec, ReservationStatus as _ReservationStatus, ReservedJobArgs as _ReservedJobArgs, ReservedSlotView as _ReservedSlotView, Result as _Result, Result_1 as _Result_1, Result_10 as _Result_10, Result_2 as _Result_2, Result_3 as _Result_3, Result_4 as _Result_4, Result_5 as _Result_5, Result_6 as _Result_6, Result_7 as _Result_7, Result_8 as _Result_8, Result_9 as _Result_9, RunOutcome as _RunOutcome, Sealed as _Sealed, ServiceLimits as _ServiceLimits, ServiceSpec as _ServiceSpec, ServiceView as _ServiceView, SubmitResultArgs as _SubmitResultArgs, TcpSpec as _TcpSpec, Trade as _Trade, Valuation as _Valuation, WithdrawArgs as _WithdrawArgs, XdrTerms as _XdrTerms } from "./matcher.did";
 export class Matcher implements matcherInterface {
     constructor(private actor: ActorSubclass<_SERVICE>){}
     async assignments(arg0: Principal, arg1: PageRequest): Promise<AssignmentPage> {
@@ -2681,25 +2749,29 @@ export class Matcher implements matcherInterface {
         const result = await this.actor.get_job(arg0);
         return from_candid_opt_n73(result);
     }
+    async get_log_archiving(): Promise<LogArchivingStatus> {
+        const result = await this.actor.get_log_archiving();
+        return from_candid_LogArchivingStatus_n101(result);
+    }
     async get_rates(): Promise<RatesView> {
         const result = await this.actor.get_rates();
-        return from_candid_RatesView_n101(result);
+        return from_candid_RatesView_n103(result);
     }
     async get_reservation(arg0: bigint): Promise<Reservation | null> {
         const result = await this.actor.get_reservation(arg0);
-        return from_candid_opt_n108(result);
+        return from_candid_opt_n110(result);
     }
     async get_service(arg0: bigint): Promise<ServiceView | null> {
         const result = await this.actor.get_service(arg0);
-        return from_candid_opt_n122(result);
+        return from_candid_opt_n124(result);
     }
     async hand_back(arg0: bigint, arg1: number): Promise<Result_1> {
         const result = await this.actor.hand_back(arg0, arg1);
         return from_candid_Result_1_n38(result);
     }
     async heartbeat(arg0: Array<HeartbeatItem>): Promise<Result_2> {
-        const result = await this.actor.heartbeat(to_candid_vec_n131(arg0));
-        return from_candid_Result_2_n134(result);
+        const result = await this.actor.heartbeat(to_candid_vec_n133(arg0));
+        return from_candid_Result_2_n136(result);
     }
     async http_request(arg0: HttpRequest): Promise<HttpResponse> {
         const result = await this.actor.http_request(arg0);
@@ -2710,36 +2782,36 @@ export class Matcher implements matcherInterface {
         return result;
     }
     async icrc3_get_archives(arg0: GetArchivesArgs): Promise<Array<ICRC3ArchiveInfo>> {
-        const result = await this.actor.icrc3_get_archives(to_candid_GetArchivesArgs_n139(arg0));
+        const result = await this.actor.icrc3_get_archives(to_candid_GetArchivesArgs_n141(arg0));
         return result;
     }
     async icrc3_get_blocks(arg0: Array<GetBlocksRequest>): Promise<GetBlocksResult> {
         const result = await this.actor.icrc3_get_blocks(arg0);
-        return from_candid_GetBlocksResult_n141(result);
+        return from_candid_GetBlocksResult_n143(result);
     }
     async icrc3_get_tip_certificate(): Promise<ICRC3DataCertificate | null> {
         const result = await this.actor.icrc3_get_tip_certificate();
-        return from_candid_opt_n151(result);
+        return from_candid_opt_n153(result);
     }
     async icrc3_supported_block_types(): Promise<Array<SupportedBlockType>> {
         const result = await this.actor.icrc3_supported_block_types();
         return result;
     }
     async job_chunk(arg0: JobChunkRequest): Promise<Result_3> {
-        const result = await this.actor.job_chunk(to_candid_JobChunkRequest_n152(arg0));
-        return from_candid_Result_3_n156(result);
+        const result = await this.actor.job_chunk(to_candid_JobChunkRequest_n154(arg0));
+        return from_candid_Result_3_n158(result);
     }
     async job_key(arg0: JobKeyRequest): Promise<Result_4> {
         const result = await this.actor.job_key(arg0);
-        return from_candid_Result_4_n158(result);
+        return from_candid_Result_4_n160(result);
     }
     async job_output(arg0: bigint, arg1: bigint): Promise<Result_5> {
         const result = await this.actor.job_output(arg0, arg1);
-        return from_candid_Result_5_n160(result);
+        return from_candid_Result_5_n162(result);
     }
     async job_view(arg0: bigint): Promise<JobView | null> {
         const result = await this.actor.job_view(arg0);
-        return from_candid_opt_n162(result);
+        return from_candid_opt_n164(result);
     }
     async list_daos(arg0: PageRequest): Promise<Array<DaoRegistration>> {
         const result = await this.actor.list_daos(to_candid_PageRequest_n1(arg0));
@@ -2747,31 +2819,31 @@ export class Matcher implements matcherInterface {
     }
     async list_jobs(arg0: Principal, arg1: PageRequest): Promise<Array<Job>> {
         const result = await this.actor.list_jobs(arg0, to_candid_PageRequest_n1(arg1));
-        return from_candid_vec_n165(result);
+        return from_candid_vec_n167(result);
     }
     async list_reservations(arg0: Principal, arg1: PageRequest): Promise<Array<Reservation>> {
         const result = await this.actor.list_reservations(arg0, to_candid_PageRequest_n1(arg1));
-        return from_candid_vec_n166(result);
+        return from_candid_vec_n168(result);
     }
     async module_chunk(arg0: Uint8Array, arg1: number): Promise<Result_6> {
         const result = await this.actor.module_chunk(arg0, arg1);
-        return from_candid_Result_6_n167(result);
+        return from_candid_Result_6_n169(result);
     }
     async module_info_of(arg0: Uint8Array): Promise<ModuleInfo | null> {
         const result = await this.actor.module_info_of(arg0);
-        return from_candid_opt_n169(result);
+        return from_candid_opt_n171(result);
     }
     async offers_of(arg0: Principal): Promise<Array<Offer>> {
         const result = await this.actor.offers_of(arg0);
-        return from_candid_vec_n170(result);
+        return from_candid_vec_n172(result);
     }
     async post_offer(arg0: OfferSpec): Promise<Result_7> {
-        const result = await this.actor.post_offer(to_candid_OfferSpec_n175(arg0));
-        return from_candid_Result_7_n177(result);
+        const result = await this.actor.post_offer(to_candid_OfferSpec_n177(arg0));
+        return from_candid_Result_7_n179(result);
     }
     async privacy_key(): Promise<PrivacyKey | null> {
         const result = await this.actor.privacy_key();
-        return from_candid_opt_n179(result);
+        return from_candid_opt_n181(result);
     }
     async put_module_chunk(arg0: Uint8Array, arg1: number, arg2: Uint8Array): Promise<Result_1> {
         const result = await this.actor.put_module_chunk(arg0, arg1, arg2);
@@ -2779,7 +2851,7 @@ export class Matcher implements matcherInterface {
     }
     async recent_prices(arg0: Principal): Promise<Array<Trade>> {
         const result = await this.actor.recent_prices(arg0);
-        return from_candid_vec_n180(result);
+        return from_candid_vec_n182(result);
     }
     async refresh_rates(): Promise<void> {
         const result = await this.actor.refresh_rates();
@@ -2790,12 +2862,16 @@ export class Matcher implements matcherInterface {
         return from_candid_Result_1_n38(result);
     }
     async reserve(arg0: ReservationSpec): Promise<Result_7> {
-        const result = await this.actor.reserve(to_candid_ReservationSpec_n185(arg0));
-        return from_candid_Result_7_n177(result);
+        const result = await this.actor.reserve(to_candid_ReservationSpec_n187(arg0));
+        return from_candid_Result_7_n179(result);
     }
     async set_delegates(arg0: SetDelegatesArgs): Promise<Result_8> {
         const result = await this.actor.set_delegates(arg0);
-        return from_candid_Result_8_n193(result);
+        return from_candid_Result_8_n195(result);
+    }
+    async set_log_archiving(arg0: LogArchiving): Promise<Result_9> {
+        const result = await this.actor.set_log_archiving(to_candid_LogArchiving_n197(arg0));
+        return from_candid_Result_9_n199(result);
     }
     async set_market_fee(arg0: number): Promise<Result_1> {
         const result = await this.actor.set_market_fee(arg0);
@@ -2810,7 +2886,7 @@ export class Matcher implements matcherInterface {
         return result;
     }
     async sns_reserve(arg0: ReservationSpec): Promise<string> {
-        const result = await this.actor.sns_reserve(to_candid_ReservationSpec_n185(arg0));
+        const result = await this.actor.sns_reserve(to_candid_ReservationSpec_n187(arg0));
         return result;
     }
     async sns_set_delegates(arg0: SetDelegatesArgs): Promise<string> {
@@ -2818,47 +2894,47 @@ export class Matcher implements matcherInterface {
         return result;
     }
     async sns_submit_job(arg0: JobSpec): Promise<string> {
-        const result = await this.actor.sns_submit_job(to_candid_JobSpec_n195(arg0));
+        const result = await this.actor.sns_submit_job(to_candid_JobSpec_n203(arg0));
         return result;
     }
-    async sns_validate_cancel(arg0: CancelReservationArgs): Promise<Result_9> {
+    async sns_validate_cancel(arg0: CancelReservationArgs): Promise<Result_10> {
         const result = await this.actor.sns_validate_cancel(arg0);
-        return from_candid_Result_9_n199(result);
+        return from_candid_Result_10_n207(result);
     }
-    async sns_validate_extend(arg0: ExtendReservationArgs): Promise<Result_9> {
+    async sns_validate_extend(arg0: ExtendReservationArgs): Promise<Result_10> {
         const result = await this.actor.sns_validate_extend(arg0);
-        return from_candid_Result_9_n199(result);
+        return from_candid_Result_10_n207(result);
     }
-    async sns_validate_reserve(arg0: ReservationSpec): Promise<Result_9> {
-        const result = await this.actor.sns_validate_reserve(to_candid_ReservationSpec_n185(arg0));
-        return from_candid_Result_9_n199(result);
+    async sns_validate_reserve(arg0: ReservationSpec): Promise<Result_10> {
+        const result = await this.actor.sns_validate_reserve(to_candid_ReservationSpec_n187(arg0));
+        return from_candid_Result_10_n207(result);
     }
-    async sns_validate_set_delegates(arg0: SetDelegatesArgs): Promise<Result_9> {
+    async sns_validate_set_delegates(arg0: SetDelegatesArgs): Promise<Result_10> {
         const result = await this.actor.sns_validate_set_delegates(arg0);
-        return from_candid_Result_9_n199(result);
+        return from_candid_Result_10_n207(result);
     }
-    async sns_validate_submit_job(arg0: JobSpec): Promise<Result_9> {
-        const result = await this.actor.sns_validate_submit_job(to_candid_JobSpec_n195(arg0));
-        return from_candid_Result_9_n199(result);
+    async sns_validate_submit_job(arg0: JobSpec): Promise<Result_10> {
+        const result = await this.actor.sns_validate_submit_job(to_candid_JobSpec_n203(arg0));
+        return from_candid_Result_10_n207(result);
     }
-    async sns_validate_withdraw(arg0: WithdrawArgs): Promise<Result_9> {
-        const result = await this.actor.sns_validate_withdraw(to_candid_WithdrawArgs_n201(arg0));
-        return from_candid_Result_9_n199(result);
+    async sns_validate_withdraw(arg0: WithdrawArgs): Promise<Result_10> {
+        const result = await this.actor.sns_validate_withdraw(to_candid_WithdrawArgs_n209(arg0));
+        return from_candid_Result_10_n207(result);
     }
     async sns_withdraw(arg0: WithdrawArgs): Promise<string> {
-        const result = await this.actor.sns_withdraw(to_candid_WithdrawArgs_n201(arg0));
+        const result = await this.actor.sns_withdraw(to_candid_WithdrawArgs_n209(arg0));
         return result;
     }
     async submit_job(arg0: JobSpec): Promise<Result_7> {
-        const result = await this.actor.submit_job(to_candid_JobSpec_n195(arg0));
-        return from_candid_Result_7_n177(result);
+        const result = await this.actor.submit_job(to_candid_JobSpec_n203(arg0));
+        return from_candid_Result_7_n179(result);
     }
     async submit_reserved_job(arg0: ReservedJobArgs): Promise<Result_7> {
-        const result = await this.actor.submit_reserved_job(to_candid_ReservedJobArgs_n205(arg0));
-        return from_candid_Result_7_n177(result);
+        const result = await this.actor.submit_reserved_job(to_candid_ReservedJobArgs_n213(arg0));
+        return from_candid_Result_7_n179(result);
     }
     async submit_result(arg0: SubmitResultArgs): Promise<Result_1> {
-        const result = await this.actor.submit_result(to_candid_SubmitResultArgs_n207(arg0));
+        const result = await this.actor.submit_result(to_candid_SubmitResultArgs_n215(arg0));
         return from_candid_Result_1_n38(result);
     }
     async transform_probe(arg0: TransformArgs): Promise<HttpRequestResult> {
@@ -2866,24 +2942,28 @@ export class Matcher implements matcherInterface {
         return result;
     }
     async update_offer(arg0: bigint, arg1: OfferSpec): Promise<Result_7> {
-        const result = await this.actor.update_offer(arg0, to_candid_OfferSpec_n175(arg1));
-        return from_candid_Result_7_n177(result);
+        const result = await this.actor.update_offer(arg0, to_candid_OfferSpec_n177(arg1));
+        return from_candid_Result_7_n179(result);
     }
-    async validate_deregister_dao(arg0: DaoRegistration): Promise<Result_9> {
+    async validate_deregister_dao(arg0: DaoRegistration): Promise<Result_10> {
         const result = await this.actor.validate_deregister_dao(arg0);
-        return from_candid_Result_9_n199(result);
+        return from_candid_Result_10_n207(result);
     }
-    async validate_refresh_rates(): Promise<Result_9> {
+    async validate_refresh_rates(): Promise<Result_10> {
         const result = await this.actor.validate_refresh_rates();
-        return from_candid_Result_9_n199(result);
+        return from_candid_Result_10_n207(result);
     }
-    async validate_register_dao(arg0: DaoRegistration): Promise<Result_9> {
+    async validate_register_dao(arg0: DaoRegistration): Promise<Result_10> {
         const result = await this.actor.validate_register_dao(arg0);
-        return from_candid_Result_9_n199(result);
+        return from_candid_Result_10_n207(result);
     }
-    async validate_set_market_fee(arg0: number): Promise<Result_9> {
+    async validate_set_log_archiving(arg0: LogArchiving): Promise<Result_10> {
+        const result = await this.actor.validate_set_log_archiving(to_candid_LogArchiving_n197(arg0));
+        return from_candid_Result_10_n207(result);
+    }
+    async validate_set_market_fee(arg0: number): Promise<Result_10> {
         const result = await this.actor.validate_set_market_fee(arg0);
-        return from_candid_Result_9_n199(result);
+        return from_candid_Result_10_n207(result);
     }
     async withdraw_offer(arg0: bigint): Promise<Result_1> {
         const result = await this.actor.withdraw_offer(arg0);
@@ -2902,8 +2982,8 @@ function from_candid_Assignment_n6(value: _Assignment): Assignment {
 function from_candid_AuditVerdict_n64(value: _AuditVerdict): AuditVerdict {
     return from_candid_variant_n65(value);
 }
-function from_candid_BlockWithId_n144(value: _BlockWithId): BlockWithId {
-    return from_candid_record_n145(value);
+function from_candid_BlockWithId_n146(value: _BlockWithId): BlockWithId {
+    return from_candid_record_n147(value);
 }
 function from_candid_Currency_n94(value: _Currency): Currency {
     return from_candid_variant_n95(value);
@@ -2917,14 +2997,14 @@ function from_candid_EventPage_n56(value: _EventPage): EventPage {
 function from_candid_EventRecord_n59(value: _EventRecord): EventRecord {
     return from_candid_record_n60(value);
 }
-function from_candid_GetBlocksResult_n141(value: _GetBlocksResult): GetBlocksResult {
-    return from_candid_record_n142(value);
+function from_candid_GetBlocksResult_n143(value: _GetBlocksResult): GetBlocksResult {
+    return from_candid_record_n144(value);
 }
-function from_candid_HeartbeatAck_n137(value: _HeartbeatAck): HeartbeatAck {
-    return from_candid_variant_n138(value);
+function from_candid_HeartbeatAck_n139(value: _HeartbeatAck): HeartbeatAck {
+    return from_candid_variant_n140(value);
 }
-function from_candid_ICRC3Value_n146(value: _ICRC3Value): ICRC3Value {
-    return from_candid_variant_n147(value);
+function from_candid_ICRC3Value_n148(value: _ICRC3Value): ICRC3Value {
+    return from_candid_variant_n149(value);
 }
 function from_candid_JobAudit_n82(value: _JobAudit): JobAudit {
     return from_candid_record_n83(value);
@@ -2944,8 +3024,8 @@ function from_candid_JobSpec_n85(value: _JobSpec): JobSpec {
 function from_candid_JobStatus_n33(value: _JobStatus): JobStatus {
     return from_candid_variant_n34(value);
 }
-function from_candid_JobView_n163(value: _JobView): JobView {
-    return from_candid_record_n164(value);
+function from_candid_JobView_n165(value: _JobView): JobView {
+    return from_candid_record_n166(value);
 }
 function from_candid_Job_n74(value: _Job): Job {
     return from_candid_record_n75(value);
@@ -2956,8 +3036,14 @@ function from_candid_LedgerCallError_n17(value: _LedgerCallError): LedgerCallErr
 function from_candid_LedgerRateSource_n48(value: _LedgerRateSource): LedgerRateSource {
     return from_candid_record_n49(value);
 }
-function from_candid_LedgerRate_n104(value: _LedgerRate): LedgerRate {
-    return from_candid_record_n105(value);
+function from_candid_LedgerRate_n106(value: _LedgerRate): LedgerRate {
+    return from_candid_record_n107(value);
+}
+function from_candid_LogArchivingError_n201(value: _LogArchivingError): LogArchivingError {
+    return from_candid_variant_n202(value);
+}
+function from_candid_LogArchivingStatus_n101(value: _LogArchivingStatus): LogArchivingStatus {
+    return from_candid_record_n102(value);
 }
 function from_candid_MatcherError_n13(value: _MatcherError): MatcherError {
     return from_candid_variant_n14(value);
@@ -2971,11 +3057,11 @@ function from_candid_MatcherInit_n40(value: _MatcherInit): MatcherInit {
 function from_candid_ModuleSource_n96(value: _ModuleSource): ModuleSource {
     return from_candid_variant_n97(value);
 }
-function from_candid_OfferSpec_n173(value: _OfferSpec): OfferSpec {
-    return from_candid_record_n174(value);
+function from_candid_OfferSpec_n175(value: _OfferSpec): OfferSpec {
+    return from_candid_record_n176(value);
 }
-function from_candid_Offer_n171(value: _Offer): Offer {
-    return from_candid_record_n172(value);
+function from_candid_Offer_n173(value: _Offer): Offer {
+    return from_candid_record_n174(value);
 }
 function from_candid_PendingKind_n23(value: _PendingKind): PendingKind {
     return from_candid_variant_n24(value);
@@ -2983,8 +3069,8 @@ function from_candid_PendingKind_n23(value: _PendingKind): PendingKind {
 function from_candid_PendingOperation_n20(value: _PendingOperation): PendingOperation {
     return from_candid_record_n21(value);
 }
-function from_candid_PriceUnit_n183(value: _PriceUnit): PriceUnit {
-    return from_candid_variant_n184(value);
+function from_candid_PriceUnit_n185(value: _PriceUnit): PriceUnit {
+    return from_candid_variant_n186(value);
 }
 function from_candid_PricingConfig_n44(value: _PricingConfig): PricingConfig {
     return from_candid_record_n45(value);
@@ -2995,8 +3081,8 @@ function from_candid_PrivacyConfig_n53(value: _PrivacyConfig): PrivacyConfig {
 function from_candid_RateSource_n50(value: _RateSource): RateSource {
     return from_candid_variant_n51(value);
 }
-function from_candid_RatesView_n101(value: _RatesView): RatesView {
-    return from_candid_record_n102(value);
+function from_candid_RatesView_n103(value: _RatesView): RatesView {
+    return from_candid_record_n104(value);
 }
 function from_candid_RecordRequirement_n91(value: _RecordRequirement): RecordRequirement {
     return from_candid_record_n92(value);
@@ -3004,47 +3090,50 @@ function from_candid_RecordRequirement_n91(value: _RecordRequirement): RecordReq
 function from_candid_RegistryError_n30(value: _RegistryError): RegistryError {
     return from_candid_variant_n31(value);
 }
-function from_candid_ReplicaHealth_n128(value: _ReplicaHealth): ReplicaHealth {
+function from_candid_ReplicaHealth_n130(value: _ReplicaHealth): ReplicaHealth {
+    return from_candid_record_n131(value);
+}
+function from_candid_ReplicaView_n128(value: _ReplicaView): ReplicaView {
     return from_candid_record_n129(value);
 }
-function from_candid_ReplicaView_n126(value: _ReplicaView): ReplicaView {
-    return from_candid_record_n127(value);
+function from_candid_ReservationSpec_n115(value: _ReservationSpec): ReservationSpec {
+    return from_candid_record_n116(value);
 }
-function from_candid_ReservationSpec_n113(value: _ReservationSpec): ReservationSpec {
-    return from_candid_record_n114(value);
+function from_candid_ReservationStatus_n113(value: _ReservationStatus): ReservationStatus {
+    return from_candid_variant_n114(value);
 }
-function from_candid_ReservationStatus_n111(value: _ReservationStatus): ReservationStatus {
-    return from_candid_variant_n112(value);
+function from_candid_Reservation_n111(value: _Reservation): Reservation {
+    return from_candid_record_n112(value);
 }
-function from_candid_Reservation_n109(value: _Reservation): Reservation {
-    return from_candid_record_n110(value);
+function from_candid_ReservedSlotView_n122(value: _ReservedSlotView): ReservedSlotView {
+    return from_candid_record_n123(value);
 }
-function from_candid_ReservedSlotView_n120(value: _ReservedSlotView): ReservedSlotView {
-    return from_candid_record_n121(value);
+function from_candid_Result_10_n207(value: _Result_10): Result_10 {
+    return from_candid_variant_n208(value);
 }
 function from_candid_Result_1_n38(value: _Result_1): Result_1 {
     return from_candid_variant_n39(value);
 }
-function from_candid_Result_2_n134(value: _Result_2): Result_2 {
-    return from_candid_variant_n135(value);
+function from_candid_Result_2_n136(value: _Result_2): Result_2 {
+    return from_candid_variant_n137(value);
 }
-function from_candid_Result_3_n156(value: _Result_3): Result_3 {
-    return from_candid_variant_n157(value);
-}
-function from_candid_Result_4_n158(value: _Result_4): Result_4 {
+function from_candid_Result_3_n158(value: _Result_3): Result_3 {
     return from_candid_variant_n159(value);
 }
-function from_candid_Result_5_n160(value: _Result_5): Result_5 {
+function from_candid_Result_4_n160(value: _Result_4): Result_4 {
     return from_candid_variant_n161(value);
 }
-function from_candid_Result_6_n167(value: _Result_6): Result_6 {
-    return from_candid_variant_n168(value);
+function from_candid_Result_5_n162(value: _Result_5): Result_5 {
+    return from_candid_variant_n163(value);
 }
-function from_candid_Result_7_n177(value: _Result_7): Result_7 {
-    return from_candid_variant_n178(value);
+function from_candid_Result_6_n169(value: _Result_6): Result_6 {
+    return from_candid_variant_n170(value);
 }
-function from_candid_Result_8_n193(value: _Result_8): Result_8 {
-    return from_candid_variant_n194(value);
+function from_candid_Result_7_n179(value: _Result_7): Result_7 {
+    return from_candid_variant_n180(value);
+}
+function from_candid_Result_8_n195(value: _Result_8): Result_8 {
+    return from_candid_variant_n196(value);
 }
 function from_candid_Result_9_n199(value: _Result_9): Result_9 {
     return from_candid_variant_n200(value);
@@ -3058,46 +3147,46 @@ function from_candid_RunOutcome_n79(value: _RunOutcome): RunOutcome {
 function from_candid_Sealed_n88(value: _Sealed): Sealed {
     return from_candid_record_n89(value);
 }
-function from_candid_ServiceSpec_n116(value: _ServiceSpec): ServiceSpec {
-    return from_candid_record_n117(value);
+function from_candid_ServiceSpec_n118(value: _ServiceSpec): ServiceSpec {
+    return from_candid_record_n119(value);
 }
-function from_candid_ServiceView_n123(value: _ServiceView): ServiceView {
-    return from_candid_record_n124(value);
+function from_candid_ServiceView_n125(value: _ServiceView): ServiceView {
+    return from_candid_record_n126(value);
 }
-function from_candid_Trade_n181(value: _Trade): Trade {
-    return from_candid_record_n182(value);
+function from_candid_Trade_n183(value: _Trade): Trade {
+    return from_candid_record_n184(value);
 }
-function from_candid_opt_n106(value: [] | [_RateSource]): RateSource | null {
+function from_candid_opt_n108(value: [] | [_RateSource]): RateSource | null {
     return value.length === 0 ? null : from_candid_RateSource_n50(value[0]);
 }
-function from_candid_opt_n107(value: [] | [_Valuation]): Valuation | null {
+function from_candid_opt_n109(value: [] | [_Valuation]): Valuation | null {
     return value.length === 0 ? null : value[0];
 }
-function from_candid_opt_n108(value: [] | [_Reservation]): Reservation | null {
-    return value.length === 0 ? null : from_candid_Reservation_n109(value[0]);
+function from_candid_opt_n110(value: [] | [_Reservation]): Reservation | null {
+    return value.length === 0 ? null : from_candid_Reservation_n111(value[0]);
 }
-function from_candid_opt_n115(value: [] | [_ServiceSpec]): ServiceSpec | null {
-    return value.length === 0 ? null : from_candid_ServiceSpec_n116(value[0]);
+function from_candid_opt_n117(value: [] | [_ServiceSpec]): ServiceSpec | null {
+    return value.length === 0 ? null : from_candid_ServiceSpec_n118(value[0]);
 }
-function from_candid_opt_n118(value: [] | [_TcpSpec]): TcpSpec | null {
+function from_candid_opt_n120(value: [] | [_TcpSpec]): TcpSpec | null {
     return value.length === 0 ? null : value[0];
 }
-function from_candid_opt_n122(value: [] | [_ServiceView]): ServiceView | null {
-    return value.length === 0 ? null : from_candid_ServiceView_n123(value[0]);
+function from_candid_opt_n124(value: [] | [_ServiceView]): ServiceView | null {
+    return value.length === 0 ? null : from_candid_ServiceView_n125(value[0]);
 }
-function from_candid_opt_n130(value: [] | [boolean]): boolean | null {
+function from_candid_opt_n132(value: [] | [boolean]): boolean | null {
     return value.length === 0 ? null : value[0];
 }
-function from_candid_opt_n151(value: [] | [_ICRC3DataCertificate]): ICRC3DataCertificate | null {
+function from_candid_opt_n153(value: [] | [_ICRC3DataCertificate]): ICRC3DataCertificate | null {
     return value.length === 0 ? null : value[0];
 }
-function from_candid_opt_n162(value: [] | [_JobView]): JobView | null {
-    return value.length === 0 ? null : from_candid_JobView_n163(value[0]);
+function from_candid_opt_n164(value: [] | [_JobView]): JobView | null {
+    return value.length === 0 ? null : from_candid_JobView_n165(value[0]);
 }
-function from_candid_opt_n169(value: [] | [_ModuleInfo]): ModuleInfo | null {
+function from_candid_opt_n171(value: [] | [_ModuleInfo]): ModuleInfo | null {
     return value.length === 0 ? null : value[0];
 }
-function from_candid_opt_n179(value: [] | [_PrivacyKey]): PrivacyKey | null {
+function from_candid_opt_n181(value: [] | [_PrivacyKey]): PrivacyKey | null {
     return value.length === 0 ? null : value[0];
 }
 function from_candid_opt_n22(value: [] | [bigint]): bigint | null {
@@ -3170,6 +3259,27 @@ function from_candid_record_n100(value: {
     };
 }
 function from_candid_record_n102(value: {
+    last_error: [] | [string];
+    max_local_blocks: bigint;
+    archive: [] | [Principal];
+    log_length: bigint;
+    first_local_index: bigint;
+}): {
+    last_error?: string;
+    max_local_blocks: bigint;
+    archive?: Principal;
+    log_length: bigint;
+    first_local_index: bigint;
+} {
+    return {
+        last_error: record_opt_to_undefined(from_candid_opt_n72(value.last_error)),
+        max_local_blocks: value.max_local_blocks,
+        archive: record_opt_to_undefined(from_candid_opt_n46(value.archive)),
+        log_length: value.log_length,
+        first_local_index: value.first_local_index
+    };
+}
+function from_candid_record_n104(value: {
     rate_buffer_ppm: number;
     max_rate_age_secs: bigint;
     ledgers: Array<_LedgerRate>;
@@ -3181,10 +3291,10 @@ function from_candid_record_n102(value: {
     return {
         rate_buffer_ppm: value.rate_buffer_ppm,
         max_rate_age_secs: value.max_rate_age_secs,
-        ledgers: from_candid_vec_n103(value.ledgers)
+        ledgers: from_candid_vec_n105(value.ledgers)
     };
 }
-function from_candid_record_n105(value: {
+function from_candid_record_n107(value: {
     last_error: [] | [string];
     source: [] | [_RateSource];
     valuation: [] | [_Valuation];
@@ -3197,12 +3307,12 @@ function from_candid_record_n105(value: {
 } {
     return {
         last_error: record_opt_to_undefined(from_candid_opt_n72(value.last_error)),
-        source: record_opt_to_undefined(from_candid_opt_n106(value.source)),
-        valuation: record_opt_to_undefined(from_candid_opt_n107(value.valuation)),
+        source: record_opt_to_undefined(from_candid_opt_n108(value.source)),
+        valuation: record_opt_to_undefined(from_candid_opt_n109(value.valuation)),
         ledger: value.ledger
     };
 }
-function from_candid_record_n110(value: {
+function from_candid_record_n112(value: {
     id: bigint;
     status: _ReservationStatus;
     market_fee: _MarketFee;
@@ -3227,18 +3337,18 @@ function from_candid_record_n110(value: {
 } {
     return {
         id: value.id,
-        status: from_candid_ReservationStatus_n111(value.status),
+        status: from_candid_ReservationStatus_n113(value.status),
         market_fee: value.market_fee,
         owner: value.owner,
         paid: value.paid,
-        spec: from_candid_ReservationSpec_n113(value.spec),
+        spec: from_candid_ReservationSpec_n115(value.spec),
         locked: value.locked,
         created_at_ns: value.created_at_ns,
         queued_jobs: value.queued_jobs,
-        slots: from_candid_vec_n119(value.slots)
+        slots: from_candid_vec_n121(value.slots)
     };
 }
-function from_candid_record_n114(value: {
+function from_candid_record_n116(value: {
     service: [] | [_ServiceSpec];
     intervals: number;
     interval_secs: bigint;
@@ -3266,7 +3376,7 @@ function from_candid_record_n114(value: {
     memory_mib: number;
 } {
     return {
-        service: record_opt_to_undefined(from_candid_opt_n115(value.service)),
+        service: record_opt_to_undefined(from_candid_opt_n117(value.service)),
         intervals: value.intervals,
         interval_secs: value.interval_secs,
         min_provider_stake: value.min_provider_stake,
@@ -3280,7 +3390,7 @@ function from_candid_record_n114(value: {
         memory_mib: value.memory_mib
     };
 }
-function from_candid_record_n117(value: {
+function from_candid_record_n119(value: {
     env: Array<[string, string]>;
     tcp: [] | [_TcpSpec];
     component: _ModuleSource;
@@ -3301,7 +3411,7 @@ function from_candid_record_n117(value: {
 } {
     return {
         env: value.env,
-        tcp: record_opt_to_undefined(from_candid_opt_n118(value.tcp)),
+        tcp: record_opt_to_undefined(from_candid_opt_n120(value.tcp)),
         component: from_candid_ModuleSource_n96(value.component),
         sealed: record_opt_to_undefined(from_candid_opt_n87(value.sealed)),
         callback: record_opt_to_undefined(from_candid_opt_n72(value.callback)),
@@ -3310,7 +3420,7 @@ function from_candid_record_n117(value: {
         allowed_hosts: value.allowed_hosts
     };
 }
-function from_candid_record_n121(value: {
+function from_candid_record_n123(value: {
     status: _JobStatus;
     rematches: number;
     price_per_interval: [] | [bigint];
@@ -3337,7 +3447,7 @@ function from_candid_record_n121(value: {
         running: record_opt_to_undefined(from_candid_opt_n8(value.running))
     };
 }
-function from_candid_record_n124(value: {
+function from_candid_record_n126(value: {
     id: bigint;
     tcp: [] | [_TcpSpec];
     status: _ReservationStatus;
@@ -3368,9 +3478,9 @@ function from_candid_record_n124(value: {
 } {
     return {
         id: value.id,
-        tcp: record_opt_to_undefined(from_candid_opt_n118(value.tcp)),
-        status: from_candid_ReservationStatus_n111(value.status),
-        replicas: from_candid_vec_n125(value.replicas),
+        tcp: record_opt_to_undefined(from_candid_opt_n120(value.tcp)),
+        status: from_candid_ReservationStatus_n113(value.status),
+        replicas: from_candid_vec_n127(value.replicas),
         owner: value.owner,
         intervals: value.intervals,
         paid: value.paid,
@@ -3382,7 +3492,7 @@ function from_candid_record_n124(value: {
         allowed_hosts: value.allowed_hosts
     };
 }
-function from_candid_record_n127(value: {
+function from_candid_record_n129(value: {
     status: _JobStatus;
     rematches: number;
     provider: [] | [Principal];
@@ -3409,10 +3519,10 @@ function from_candid_record_n127(value: {
         slot: value.slot,
         job_id: value.job_id,
         tcp_address: record_opt_to_undefined(from_candid_opt_n72(value.tcp_address)),
-        health: from_candid_ReplicaHealth_n128(value.health)
+        health: from_candid_ReplicaHealth_n130(value.health)
     };
 }
-function from_candid_record_n129(value: {
+function from_candid_record_n131(value: {
     last_probe_ns: [] | [bigint];
     probes: bigint;
     consecutive_failures: number;
@@ -3427,10 +3537,10 @@ function from_candid_record_n129(value: {
         last_probe_ns: record_opt_to_undefined(from_candid_opt_n8(value.last_probe_ns)),
         probes: value.probes,
         consecutive_failures: value.consecutive_failures,
-        last_ok: record_opt_to_undefined(from_candid_opt_n130(value.last_ok))
+        last_ok: record_opt_to_undefined(from_candid_opt_n132(value.last_ok))
     };
 }
-function from_candid_record_n142(value: {
+function from_candid_record_n144(value: {
     log_length: bigint;
     blocks: Array<_BlockWithId>;
     archived_blocks: Array<_ArchivedBlocks>;
@@ -3441,11 +3551,11 @@ function from_candid_record_n142(value: {
 } {
     return {
         log_length: value.log_length,
-        blocks: from_candid_vec_n143(value.blocks),
+        blocks: from_candid_vec_n145(value.blocks),
         archived_blocks: value.archived_blocks
     };
 }
-function from_candid_record_n145(value: {
+function from_candid_record_n147(value: {
     id: bigint;
     block: _ICRC3Value;
 }): {
@@ -3454,10 +3564,10 @@ function from_candid_record_n145(value: {
 } {
     return {
         id: value.id,
-        block: from_candid_ICRC3Value_n146(value.block)
+        block: from_candid_ICRC3Value_n148(value.block)
     };
 }
-function from_candid_record_n164(value: {
+function from_candid_record_n166(value: {
     job: _Job;
     args_env_bytes: bigint;
     contents_hidden: boolean;
@@ -3481,7 +3591,7 @@ function from_candid_record_n164(value: {
         output_bytes: value.output_bytes
     };
 }
-function from_candid_record_n172(value: {
+function from_candid_record_n174(value: {
     id: bigint;
     provider: Principal;
     spec: _OfferSpec;
@@ -3497,12 +3607,12 @@ function from_candid_record_n172(value: {
     return {
         id: value.id,
         provider: value.provider,
-        spec: from_candid_OfferSpec_n173(value.spec),
+        spec: from_candid_OfferSpec_n175(value.spec),
         created_at_ns: value.created_at_ns,
         slots_used: value.slots_used
     };
 }
-function from_candid_record_n174(value: {
+function from_candid_record_n176(value: {
     price_per_gfuel: bigint;
     price_per_interval: bigint;
     min_interval_secs: bigint;
@@ -3534,7 +3644,7 @@ function from_candid_record_n174(value: {
         price_per_interval: value.price_per_interval,
         min_interval_secs: value.min_interval_secs,
         tags: value.tags,
-        audits: record_opt_to_undefined(from_candid_opt_n130(value.audits)),
+        audits: record_opt_to_undefined(from_candid_opt_n132(value.audits)),
         slots: value.slots,
         ledger: value.ledger,
         currency: record_opt_to_undefined(from_candid_opt_n93(value.currency)),
@@ -3544,7 +3654,7 @@ function from_candid_record_n174(value: {
         memory_per_slot_mib: value.memory_per_slot_mib
     };
 }
-function from_candid_record_n182(value: {
+function from_candid_record_n184(value: {
     unit: _PriceUnit;
     job_id: bigint;
     price: bigint;
@@ -3556,7 +3666,7 @@ function from_candid_record_n182(value: {
     time_ns: bigint;
 } {
     return {
-        unit: from_candid_PriceUnit_n183(value.unit),
+        unit: from_candid_PriceUnit_n185(value.unit),
         job_id: value.job_id,
         price: value.price,
         time_ns: value.time_ns
@@ -4111,10 +4221,10 @@ function from_candid_record_n92(value: {
         min_jobs_completed: value.min_jobs_completed
     };
 }
-function from_candid_tuple_n149(value: [string, _ICRC3Value]): [string, ICRC3Value] {
+function from_candid_tuple_n151(value: [string, _ICRC3Value]): [string, ICRC3Value] {
     return [
         value[0],
-        from_candid_ICRC3Value_n146(value[1])
+        from_candid_ICRC3Value_n148(value[1])
     ];
 }
 function from_candid_variant_n10(value: {
@@ -4170,7 +4280,7 @@ function from_candid_variant_n10(value: {
         Audit: value.Audit
     } : value;
 }
-function from_candid_variant_n112(value: {
+function from_candid_variant_n114(value: {
     Ended: null;
 } | {
     Active: null;
@@ -4200,7 +4310,7 @@ function from_candid_variant_n12(value: {
         Err: from_candid_MatcherError_n13(value.Err)
     } : value;
 }
-function from_candid_variant_n135(value: {
+function from_candid_variant_n137(value: {
     Ok: Array<_HeartbeatAck>;
 } | {
     Err: _MatcherError;
@@ -4213,37 +4323,10 @@ function from_candid_variant_n135(value: {
 } {
     return "Ok" in value ? {
         __kind__: "Ok",
-        Ok: from_candid_vec_n136(value.Ok)
+        Ok: from_candid_vec_n138(value.Ok)
     } : "Err" in value ? {
         __kind__: "Err",
         Err: from_candid_MatcherError_n13(value.Err)
-    } : value;
-}
-function from_candid_variant_n138(value: {
-    Accepted: {
-        next_deadline_ns: bigint;
-    };
-} | {
-    Refused: {
-        reason: string;
-    };
-}): {
-    __kind__: "Accepted";
-    Accepted: {
-        next_deadline_ns: bigint;
-    };
-} | {
-    __kind__: "Refused";
-    Refused: {
-        reason: string;
-    };
-} {
-    return "Accepted" in value ? {
-        __kind__: "Accepted",
-        Accepted: value.Accepted
-    } : "Refused" in value ? {
-        __kind__: "Refused",
-        Refused: value.Refused
     } : value;
 }
 function from_candid_variant_n14(value: {
@@ -4411,7 +4494,34 @@ function from_candid_variant_n14(value: {
         AnonymousCaller: value.AnonymousCaller
     } : value;
 }
-function from_candid_variant_n147(value: {
+function from_candid_variant_n140(value: {
+    Accepted: {
+        next_deadline_ns: bigint;
+    };
+} | {
+    Refused: {
+        reason: string;
+    };
+}): {
+    __kind__: "Accepted";
+    Accepted: {
+        next_deadline_ns: bigint;
+    };
+} | {
+    __kind__: "Refused";
+    Refused: {
+        reason: string;
+    };
+} {
+    return "Accepted" in value ? {
+        __kind__: "Accepted",
+        Accepted: value.Accepted
+    } : "Refused" in value ? {
+        __kind__: "Refused",
+        Refused: value.Refused
+    } : value;
+}
+function from_candid_variant_n149(value: {
     Int: bigint;
 } | {
     Map: Array<[string, _ICRC3Value]>;
@@ -4447,7 +4557,7 @@ function from_candid_variant_n147(value: {
         Int: value.Int
     } : "Map" in value ? {
         __kind__: "Map",
-        Map: from_candid_vec_n148(value.Map)
+        Map: from_candid_vec_n150(value.Map)
     } : "Nat" in value ? {
         __kind__: "Nat",
         Nat: value.Nat
@@ -4459,35 +4569,16 @@ function from_candid_variant_n147(value: {
         Text: value.Text
     } : "Array" in value ? {
         __kind__: "Array",
-        Array: from_candid_vec_n150(value.Array)
+        Array: from_candid_vec_n152(value.Array)
     } : value;
 }
-function from_candid_variant_n157(value: {
+function from_candid_variant_n159(value: {
     Ok: _JobChunk;
 } | {
     Err: _MatcherError;
 }): {
     __kind__: "Ok";
     Ok: JobChunk;
-} | {
-    __kind__: "Err";
-    Err: MatcherError;
-} {
-    return "Ok" in value ? {
-        __kind__: "Ok",
-        Ok: value.Ok
-    } : "Err" in value ? {
-        __kind__: "Err",
-        Err: from_candid_MatcherError_n13(value.Err)
-    } : value;
-}
-function from_candid_variant_n159(value: {
-    Ok: _JobKey;
-} | {
-    Err: _MatcherError;
-}): {
-    __kind__: "Ok";
-    Ok: JobKey;
 } | {
     __kind__: "Err";
     Err: MatcherError;
@@ -4664,6 +4755,25 @@ function from_candid_variant_n16(value: {
     } : value;
 }
 function from_candid_variant_n161(value: {
+    Ok: _JobKey;
+} | {
+    Err: _MatcherError;
+}): {
+    __kind__: "Ok";
+    Ok: JobKey;
+} | {
+    __kind__: "Err";
+    Err: MatcherError;
+} {
+    return "Ok" in value ? {
+        __kind__: "Ok",
+        Ok: value.Ok
+    } : "Err" in value ? {
+        __kind__: "Err",
+        Err: from_candid_MatcherError_n13(value.Err)
+    } : value;
+}
+function from_candid_variant_n163(value: {
     Ok: _OutputChunk;
 } | {
     Err: _MatcherError;
@@ -4682,32 +4792,13 @@ function from_candid_variant_n161(value: {
         Err: from_candid_MatcherError_n13(value.Err)
     } : value;
 }
-function from_candid_variant_n168(value: {
+function from_candid_variant_n170(value: {
     Ok: Uint8Array;
 } | {
     Err: _MatcherError;
 }): {
     __kind__: "Ok";
     Ok: Uint8Array;
-} | {
-    __kind__: "Err";
-    Err: MatcherError;
-} {
-    return "Ok" in value ? {
-        __kind__: "Ok",
-        Ok: value.Ok
-    } : "Err" in value ? {
-        __kind__: "Err",
-        Err: from_candid_MatcherError_n13(value.Err)
-    } : value;
-}
-function from_candid_variant_n178(value: {
-    Ok: bigint;
-} | {
-    Err: _MatcherError;
-}): {
-    __kind__: "Ok";
-    Ok: bigint;
 } | {
     __kind__: "Err";
     Err: MatcherError;
@@ -4757,14 +4848,33 @@ function from_candid_variant_n18(value: {
         Rejected: value.Rejected
     } : value;
 }
-function from_candid_variant_n184(value: {
+function from_candid_variant_n180(value: {
+    Ok: bigint;
+} | {
+    Err: _MatcherError;
+}): {
+    __kind__: "Ok";
+    Ok: bigint;
+} | {
+    __kind__: "Err";
+    Err: MatcherError;
+} {
+    return "Ok" in value ? {
+        __kind__: "Ok",
+        Ok: value.Ok
+    } : "Err" in value ? {
+        __kind__: "Err",
+        Err: from_candid_MatcherError_n13(value.Err)
+    } : value;
+}
+function from_candid_variant_n186(value: {
     Interval: null;
 } | {
     Gfuel: null;
 }): PriceUnit {
     return "Interval" in value ? PriceUnit.Interval : "Gfuel" in value ? PriceUnit.Gfuel : value;
 }
-function from_candid_variant_n194(value: {
+function from_candid_variant_n196(value: {
     Ok: Array<Principal>;
 } | {
     Err: _MatcherError;
@@ -4784,6 +4894,50 @@ function from_candid_variant_n194(value: {
     } : value;
 }
 function from_candid_variant_n200(value: {
+    Ok: null;
+} | {
+    Err: _LogArchivingError;
+}): {
+    __kind__: "Ok";
+    Ok: null;
+} | {
+    __kind__: "Err";
+    Err: LogArchivingError;
+} {
+    return "Ok" in value ? {
+        __kind__: "Ok",
+        Ok: value.Ok
+    } : "Err" in value ? {
+        __kind__: "Err",
+        Err: from_candid_LogArchivingError_n201(value.Err)
+    } : value;
+}
+function from_candid_variant_n202(value: {
+    NotAuthorized: null;
+} | {
+    InvalidArgument: {
+        field: string;
+        reason: string;
+    };
+}): {
+    __kind__: "NotAuthorized";
+    NotAuthorized: null;
+} | {
+    __kind__: "InvalidArgument";
+    InvalidArgument: {
+        field: string;
+        reason: string;
+    };
+} {
+    return "NotAuthorized" in value ? {
+        __kind__: "NotAuthorized",
+        NotAuthorized: value.NotAuthorized
+    } : "InvalidArgument" in value ? {
+        __kind__: "InvalidArgument",
+        InvalidArgument: value.InvalidArgument
+    } : value;
+}
+function from_candid_variant_n208(value: {
     Ok: string;
 } | {
     Err: string;
@@ -5590,38 +5744,38 @@ function from_candid_variant_n97(value: {
         Stored: value.Stored
     } : value;
 }
-function from_candid_vec_n103(value: Array<_LedgerRate>): Array<LedgerRate> {
-    return value.map((x)=>from_candid_LedgerRate_n104(x));
+function from_candid_vec_n105(value: Array<_LedgerRate>): Array<LedgerRate> {
+    return value.map((x)=>from_candid_LedgerRate_n106(x));
 }
-function from_candid_vec_n119(value: Array<_ReservedSlotView>): Array<ReservedSlotView> {
-    return value.map((x)=>from_candid_ReservedSlotView_n120(x));
+function from_candid_vec_n121(value: Array<_ReservedSlotView>): Array<ReservedSlotView> {
+    return value.map((x)=>from_candid_ReservedSlotView_n122(x));
 }
-function from_candid_vec_n125(value: Array<_ReplicaView>): Array<ReplicaView> {
-    return value.map((x)=>from_candid_ReplicaView_n126(x));
+function from_candid_vec_n127(value: Array<_ReplicaView>): Array<ReplicaView> {
+    return value.map((x)=>from_candid_ReplicaView_n128(x));
 }
-function from_candid_vec_n136(value: Array<_HeartbeatAck>): Array<HeartbeatAck> {
-    return value.map((x)=>from_candid_HeartbeatAck_n137(x));
+function from_candid_vec_n138(value: Array<_HeartbeatAck>): Array<HeartbeatAck> {
+    return value.map((x)=>from_candid_HeartbeatAck_n139(x));
 }
-function from_candid_vec_n143(value: Array<_BlockWithId>): Array<BlockWithId> {
-    return value.map((x)=>from_candid_BlockWithId_n144(x));
+function from_candid_vec_n145(value: Array<_BlockWithId>): Array<BlockWithId> {
+    return value.map((x)=>from_candid_BlockWithId_n146(x));
 }
-function from_candid_vec_n148(value: Array<[string, _ICRC3Value]>): Array<[string, ICRC3Value]> {
-    return value.map((x)=>from_candid_tuple_n149(x));
+function from_candid_vec_n150(value: Array<[string, _ICRC3Value]>): Array<[string, ICRC3Value]> {
+    return value.map((x)=>from_candid_tuple_n151(x));
 }
-function from_candid_vec_n150(value: Array<_ICRC3Value>): Array<ICRC3Value> {
-    return value.map((x)=>from_candid_ICRC3Value_n146(x));
+function from_candid_vec_n152(value: Array<_ICRC3Value>): Array<ICRC3Value> {
+    return value.map((x)=>from_candid_ICRC3Value_n148(x));
 }
-function from_candid_vec_n165(value: Array<_Job>): Array<Job> {
+function from_candid_vec_n167(value: Array<_Job>): Array<Job> {
     return value.map((x)=>from_candid_Job_n74(x));
 }
-function from_candid_vec_n166(value: Array<_Reservation>): Array<Reservation> {
-    return value.map((x)=>from_candid_Reservation_n109(x));
+function from_candid_vec_n168(value: Array<_Reservation>): Array<Reservation> {
+    return value.map((x)=>from_candid_Reservation_n111(x));
 }
-function from_candid_vec_n170(value: Array<_Offer>): Array<Offer> {
-    return value.map((x)=>from_candid_Offer_n171(x));
+function from_candid_vec_n172(value: Array<_Offer>): Array<Offer> {
+    return value.map((x)=>from_candid_Offer_n173(x));
 }
-function from_candid_vec_n180(value: Array<_Trade>): Array<Trade> {
-    return value.map((x)=>from_candid_Trade_n181(x));
+function from_candid_vec_n182(value: Array<_Trade>): Array<Trade> {
+    return value.map((x)=>from_candid_Trade_n183(x));
 }
 function from_candid_vec_n47(value: Array<_LedgerRateSource>): Array<LedgerRateSource> {
     return value.map((x)=>from_candid_LedgerRateSource_n48(x));
@@ -5632,67 +5786,70 @@ function from_candid_vec_n5(value: Array<_Assignment>): Array<Assignment> {
 function from_candid_vec_n58(value: Array<_EventRecord>): Array<EventRecord> {
     return value.map((x)=>from_candid_EventRecord_n59(x));
 }
-function to_candid_Account_n203(value: Account): _Account {
-    return to_candid_record_n204(value);
+function to_candid_Account_n211(value: Account): _Account {
+    return to_candid_record_n212(value);
 }
 function to_candid_Currency_n36(value: Currency): _Currency {
     return to_candid_variant_n37(value);
 }
-function to_candid_GetArchivesArgs_n139(value: GetArchivesArgs): _GetArchivesArgs {
-    return to_candid_record_n140(value);
+function to_candid_GetArchivesArgs_n141(value: GetArchivesArgs): _GetArchivesArgs {
+    return to_candid_record_n142(value);
 }
-function to_candid_HeartbeatItem_n132(value: HeartbeatItem): _HeartbeatItem {
-    return to_candid_record_n133(value);
+function to_candid_HeartbeatItem_n134(value: HeartbeatItem): _HeartbeatItem {
+    return to_candid_record_n135(value);
 }
-function to_candid_JobChunkRequest_n152(value: JobChunkRequest): _JobChunkRequest {
-    return to_candid_record_n153(value);
+function to_candid_JobChunkRequest_n154(value: JobChunkRequest): _JobChunkRequest {
+    return to_candid_record_n155(value);
 }
-function to_candid_JobPart_n154(value: JobPart): _JobPart {
-    return to_candid_variant_n155(value);
+function to_candid_JobPart_n156(value: JobPart): _JobPart {
+    return to_candid_variant_n157(value);
 }
-function to_candid_JobResult_n209(value: JobResult): _JobResult {
-    return to_candid_record_n210(value);
+function to_candid_JobResult_n217(value: JobResult): _JobResult {
+    return to_candid_record_n218(value);
 }
-function to_candid_JobSpec_n195(value: JobSpec): _JobSpec {
-    return to_candid_record_n196(value);
+function to_candid_JobSpec_n203(value: JobSpec): _JobSpec {
+    return to_candid_record_n204(value);
 }
-function to_candid_ModuleSource_n189(value: ModuleSource): _ModuleSource {
-    return to_candid_variant_n190(value);
+function to_candid_LogArchiving_n197(value: LogArchiving): _LogArchiving {
+    return to_candid_record_n198(value);
 }
-function to_candid_OfferSpec_n175(value: OfferSpec): _OfferSpec {
-    return to_candid_record_n176(value);
+function to_candid_ModuleSource_n191(value: ModuleSource): _ModuleSource {
+    return to_candid_variant_n192(value);
+}
+function to_candid_OfferSpec_n177(value: OfferSpec): _OfferSpec {
+    return to_candid_record_n178(value);
 }
 function to_candid_PageRequest_n1(value: PageRequest): _PageRequest {
     return to_candid_record_n2(value);
 }
-function to_candid_RecordRequirement_n197(value: RecordRequirement): _RecordRequirement {
-    return to_candid_record_n198(value);
-}
-function to_candid_ReservationSpec_n185(value: ReservationSpec): _ReservationSpec {
-    return to_candid_record_n186(value);
-}
-function to_candid_ReservedJobArgs_n205(value: ReservedJobArgs): _ReservedJobArgs {
+function to_candid_RecordRequirement_n205(value: RecordRequirement): _RecordRequirement {
     return to_candid_record_n206(value);
 }
-function to_candid_RunOutcome_n211(value: RunOutcome): _RunOutcome {
-    return to_candid_variant_n212(value);
-}
-function to_candid_Sealed_n191(value: Sealed): _Sealed {
-    return to_candid_record_n192(value);
-}
-function to_candid_ServiceSpec_n187(value: ServiceSpec): _ServiceSpec {
+function to_candid_ReservationSpec_n187(value: ReservationSpec): _ReservationSpec {
     return to_candid_record_n188(value);
 }
-function to_candid_SubmitResultArgs_n207(value: SubmitResultArgs): _SubmitResultArgs {
-    return to_candid_record_n208(value);
+function to_candid_ReservedJobArgs_n213(value: ReservedJobArgs): _ReservedJobArgs {
+    return to_candid_record_n214(value);
 }
-function to_candid_WithdrawArgs_n201(value: WithdrawArgs): _WithdrawArgs {
-    return to_candid_record_n202(value);
+function to_candid_RunOutcome_n219(value: RunOutcome): _RunOutcome {
+    return to_candid_variant_n220(value);
+}
+function to_candid_Sealed_n193(value: Sealed): _Sealed {
+    return to_candid_record_n194(value);
+}
+function to_candid_ServiceSpec_n189(value: ServiceSpec): _ServiceSpec {
+    return to_candid_record_n190(value);
+}
+function to_candid_SubmitResultArgs_n215(value: SubmitResultArgs): _SubmitResultArgs {
+    return to_candid_record_n216(value);
+}
+function to_candid_WithdrawArgs_n209(value: WithdrawArgs): _WithdrawArgs {
+    return to_candid_record_n210(value);
 }
 function to_candid_opt_n35(value: Currency | null): [] | [_Currency] {
     return value === null ? candid_none() : candid_some(to_candid_Currency_n36(value));
 }
-function to_candid_record_n133(value: {
+function to_candid_record_n135(value: {
     attempt: number;
     endpoint?: string;
     job_id: bigint;
@@ -5713,7 +5870,7 @@ function to_candid_record_n133(value: {
         tcp_address: value.tcp_address ? candid_some(value.tcp_address) : candid_none()
     };
 }
-function to_candid_record_n140(value: {
+function to_candid_record_n142(value: {
     from?: Principal;
 }): {
     from: [] | [Principal];
@@ -5722,7 +5879,7 @@ function to_candid_record_n140(value: {
         from: value.from ? candid_some(value.from) : candid_none()
     };
 }
-function to_candid_record_n153(value: {
+function to_candid_record_n155(value: {
     part: JobPart;
     offset: bigint;
     job_id: bigint;
@@ -5732,12 +5889,12 @@ function to_candid_record_n153(value: {
     job_id: bigint;
 } {
     return {
-        part: to_candid_JobPart_n154(value.part),
+        part: to_candid_JobPart_n156(value.part),
         offset: value.offset,
         job_id: value.job_id
     };
 }
-function to_candid_record_n176(value: {
+function to_candid_record_n178(value: {
     price_per_gfuel: bigint;
     price_per_interval: bigint;
     min_interval_secs: bigint;
@@ -5779,7 +5936,7 @@ function to_candid_record_n176(value: {
         memory_per_slot_mib: value.memory_per_slot_mib
     };
 }
-function to_candid_record_n186(value: {
+function to_candid_record_n188(value: {
     service?: ServiceSpec;
     intervals: number;
     interval_secs: bigint;
@@ -5807,7 +5964,7 @@ function to_candid_record_n186(value: {
     memory_mib: number;
 } {
     return {
-        service: value.service ? candid_some(to_candid_ServiceSpec_n187(value.service)) : candid_none(),
+        service: value.service ? candid_some(to_candid_ServiceSpec_n189(value.service)) : candid_none(),
         intervals: value.intervals,
         interval_secs: value.interval_secs,
         min_provider_stake: value.min_provider_stake,
@@ -5821,7 +5978,7 @@ function to_candid_record_n186(value: {
         memory_mib: value.memory_mib
     };
 }
-function to_candid_record_n188(value: {
+function to_candid_record_n190(value: {
     env: Array<[string, string]>;
     tcp?: TcpSpec;
     component: ModuleSource;
@@ -5843,15 +6000,15 @@ function to_candid_record_n188(value: {
     return {
         env: value.env,
         tcp: value.tcp ? candid_some(value.tcp) : candid_none(),
-        component: to_candid_ModuleSource_n189(value.component),
-        sealed: value.sealed ? candid_some(to_candid_Sealed_n191(value.sealed)) : candid_none(),
+        component: to_candid_ModuleSource_n191(value.component),
+        sealed: value.sealed ? candid_some(to_candid_Sealed_n193(value.sealed)) : candid_none(),
         callback: value.callback ? candid_some(value.callback) : candid_none(),
         health_path: value.health_path,
         limits: value.limits,
         allowed_hosts: value.allowed_hosts
     };
 }
-function to_candid_record_n192(value: {
+function to_candid_record_n194(value: {
     env?: Uint8Array;
     output: boolean;
     key_id: Uint8Array;
@@ -5869,7 +6026,31 @@ function to_candid_record_n192(value: {
         input: value.input
     };
 }
-function to_candid_record_n196(value: {
+function to_candid_record_n198(value: {
+    max_local_blocks?: bigint;
+    archive?: Principal;
+}): {
+    max_local_blocks: [] | [bigint];
+    archive: [] | [Principal];
+} {
+    return {
+        max_local_blocks: value.max_local_blocks ? candid_some(value.max_local_blocks) : candid_none(),
+        archive: value.archive ? candid_some(value.archive) : candid_none()
+    };
+}
+function to_candid_record_n2(value: {
+    limit?: number;
+    start?: bigint;
+}): {
+    limit: [] | [number];
+    start: [] | [bigint];
+} {
+    return {
+        limit: value.limit ? candid_some(value.limit) : candid_none(),
+        start: value.start ? candid_some(value.start) : candid_none()
+    };
+}
+function to_candid_record_n204(value: {
     env: Array<[string, string]>;
     args: Array<string>;
     audit_ppm?: number;
@@ -5909,21 +6090,21 @@ function to_candid_record_n196(value: {
         args: value.args,
         audit_ppm: value.audit_ppm ? candid_some(value.audit_ppm) : candid_none(),
         interval_secs: value.interval_secs,
-        sealed: value.sealed ? candid_some(to_candid_Sealed_n191(value.sealed)) : candid_none(),
-        min_record: value.min_record ? candid_some(to_candid_RecordRequirement_n197(value.min_record)) : candid_none(),
+        sealed: value.sealed ? candid_some(to_candid_Sealed_n193(value.sealed)) : candid_none(),
+        min_record: value.min_record ? candid_some(to_candid_RecordRequirement_n205(value.min_record)) : candid_none(),
         min_provider_stake: value.min_provider_stake,
         max_price_per_gfuel: value.max_price_per_gfuel,
         callback: value.callback ? candid_some(value.callback) : candid_none(),
         ledger: value.ledger,
         currency: value.currency ? candid_some(to_candid_Currency_n36(value.currency)) : candid_none(),
         input: value.input,
-        module: to_candid_ModuleSource_n189(value.module),
+        module: to_candid_ModuleSource_n191(value.module),
         max_retries: value.max_retries,
         deadline_secs: value.deadline_secs ? candid_some(value.deadline_secs) : candid_none(),
         limits: value.limits
     };
 }
-function to_candid_record_n198(value: {
+function to_candid_record_n206(value: {
     max_deadlines_missed?: bigint;
     no_failed_audit_within_secs?: bigint;
     min_jobs_completed: bigint;
@@ -5938,19 +6119,7 @@ function to_candid_record_n198(value: {
         min_jobs_completed: value.min_jobs_completed
     };
 }
-function to_candid_record_n2(value: {
-    limit?: number;
-    start?: bigint;
-}): {
-    limit: [] | [number];
-    start: [] | [bigint];
-} {
-    return {
-        limit: value.limit ? candid_some(value.limit) : candid_none(),
-        start: value.start ? candid_some(value.start) : candid_none()
-    };
-}
-function to_candid_record_n202(value: {
+function to_candid_record_n210(value: {
     to: Account;
     ledger: Principal;
     amount: bigint;
@@ -5960,12 +6129,12 @@ function to_candid_record_n202(value: {
     amount: bigint;
 } {
     return {
-        to: to_candid_Account_n203(value.to),
+        to: to_candid_Account_n211(value.to),
         ledger: value.ledger,
         amount: value.amount
     };
 }
-function to_candid_record_n204(value: {
+function to_candid_record_n212(value: {
     owner: Principal;
     subaccount?: Uint8Array;
 }): {
@@ -5977,7 +6146,7 @@ function to_candid_record_n204(value: {
         subaccount: value.subaccount ? candid_some(value.subaccount) : candid_none()
     };
 }
-function to_candid_record_n206(value: {
+function to_candid_record_n214(value: {
     spec: JobSpec;
     reservation: bigint;
 }): {
@@ -5985,11 +6154,11 @@ function to_candid_record_n206(value: {
     reservation: bigint;
 } {
     return {
-        spec: to_candid_JobSpec_n195(value.spec),
+        spec: to_candid_JobSpec_n203(value.spec),
         reservation: value.reservation
     };
 }
-function to_candid_record_n208(value: {
+function to_candid_record_n216(value: {
     result: JobResult;
     attempt: number;
     job_id: bigint;
@@ -5999,12 +6168,12 @@ function to_candid_record_n208(value: {
     job_id: bigint;
 } {
     return {
-        result: to_candid_JobResult_n209(value.result),
+        result: to_candid_JobResult_n217(value.result),
         attempt: value.attempt,
         job_id: value.job_id
     };
 }
-function to_candid_record_n210(value: {
+function to_candid_record_n218(value: {
     output: Uint8Array;
     output_sha256: Uint8Array;
     fuel_used: bigint;
@@ -6021,11 +6190,11 @@ function to_candid_record_n210(value: {
         output: value.output,
         output_sha256: value.output_sha256,
         fuel_used: value.fuel_used,
-        outcome: to_candid_RunOutcome_n211(value.outcome),
+        outcome: to_candid_RunOutcome_n219(value.outcome),
         engine: value.engine
     };
 }
-function to_candid_variant_n155(value: JobPart): {
+function to_candid_variant_n157(value: JobPart): {
     Output: null;
 } | {
     Input: null;
@@ -6036,7 +6205,7 @@ function to_candid_variant_n155(value: JobPart): {
         Input: null
     } : value;
 }
-function to_candid_variant_n190(value: {
+function to_candid_variant_n192(value: {
     __kind__: "Url";
     Url: {
         url: string;
@@ -6063,7 +6232,7 @@ function to_candid_variant_n190(value: {
         Stored: value.Stored
     } : value;
 }
-function to_candid_variant_n212(value: {
+function to_candid_variant_n220(value: {
     __kind__: "InvalidModule";
     InvalidModule: {
         message: string;
@@ -6149,8 +6318,8 @@ function to_candid_variant_n37(value: Currency): {
         Token: null
     } : value;
 }
-function to_candid_vec_n131(value: Array<HeartbeatItem>): Array<_HeartbeatItem> {
-    return value.map((x)=>to_candid_HeartbeatItem_n132(x));
+function to_candid_vec_n133(value: Array<HeartbeatItem>): Array<_HeartbeatItem> {
+    return value.map((x)=>to_candid_HeartbeatItem_n134(x));
 }
 export interface CreateActorOptions {
     agent?: Agent;

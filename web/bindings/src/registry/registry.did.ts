@@ -274,6 +274,73 @@ export interface ListProvidersArgs {
   'filter' : ProviderFilter,
 }
 /**
+ * How a canister archives its event log: set by its controllers with
+ * `set_log_archiving`.
+ */
+export interface LogArchiving {
+  /**
+   * Blocks kept in the canister: once more are, the oldest move to the
+   * archive. `None` keeps the current value (at first
+   * [`DEFAULT_MAX_LOCAL_BLOCKS`]).
+   */
+  'max_local_blocks' : [] | [bigint],
+  /**
+   * The archive canister that takes the oldest blocks from now on (its
+   * `owner` must be this canister). `None` keeps the current one.
+   */
+  'archive' : [] | [Principal],
+}
+/**
+ * Why `set_log_archiving` was refused.
+ */
+export type LogArchivingError = {
+    /**
+     * The caller is not a controller (or the SNS governance canister).
+     */
+    'NotAuthorized' : null
+  } |
+  {
+    /**
+     * A value is out of range.
+     */
+    'InvalidArgument' : {
+      /**
+       * The field.
+       */
+      'field' : string,
+      /**
+       * Why.
+       */
+      'reason' : string,
+    }
+  };
+/**
+ * Where a canister's log archiving stands (`get_log_archiving`).
+ */
+export interface LogArchivingStatus {
+  /**
+   * Why the last move to the archive failed, if it did.
+   */
+  'last_error' : [] | [string],
+  /**
+   * Blocks kept locally before the oldest move.
+   */
+  'max_local_blocks' : bigint,
+  /**
+   * The archive blocks move to, if one is set.
+   */
+  'archive' : [] | [Principal],
+  /**
+   * Blocks in the log, archived ones included.
+   */
+  'log_length' : bigint,
+  /**
+   * The index of the oldest block still held locally (`log_length`
+   * when none is).
+   */
+  'first_local_index' : bigint,
+}
+/**
  * A request for one page of a list ordered by a `u64` key (sequence number,
  * job id, ...): entries from `start` (inclusive), at most `limit` of them.
  */
@@ -825,15 +892,17 @@ export interface ResolveTransferArgs {
 }
 export type Result = { 'Ok' : null } |
   { 'Err' : RegistryError };
-export type Result_1 = { 'Ok' : SlashOutcome } |
+export type Result_1 = { 'Ok' : null } |
+  { 'Err' : LogArchivingError };
+export type Result_2 = { 'Ok' : SlashOutcome } |
   { 'Err' : RegistryError };
-export type Result_2 = { 'Ok' : bigint } |
+export type Result_3 = { 'Ok' : bigint } |
   { 'Err' : RegistryError };
-export type Result_3 = { 'Ok' : Unbonding } |
+export type Result_4 = { 'Ok' : Unbonding } |
   { 'Err' : RegistryError };
-export type Result_4 = { 'Ok' : RegistryConfig } |
+export type Result_5 = { 'Ok' : RegistryConfig } |
   { 'Err' : RegistryError };
-export type Result_5 = { 'Ok' : string } |
+export type Result_6 = { 'Ok' : string } |
   { 'Err' : string };
 /**
  * Arguments of `slash`.
@@ -1008,9 +1077,16 @@ export interface _SERVICE {
    */
   'get_config' : ActorMethod<[], RegistryConfig>,
   /**
-   * One page of the public event log.
+   * One page of the public event log. Only events still held here
+   * are served: a page asked from an archived sequence number starts
+   * at the oldest local event (archived events are read as blocks
+   * from the archives, see `icrc3_get_blocks`).
    */
   'get_events' : ActorMethod<[PageRequest], EventPage>,
+  /**
+   * Where the archiving of the event log stands.
+   */
+  'get_log_archiving' : ActorMethod<[], LogArchivingStatus>,
   /**
    * A provider's record, with its pending ledger transfer if any.
    */
@@ -1024,7 +1100,7 @@ export interface _SERVICE {
    */
   'icrc10_supported_standards' : ActorMethod<[], Array<StandardRecord>>,
   /**
-   * ICRC-3: the archives of old blocks; none, every block stays here.
+   * ICRC-3: the archives of old blocks, with the range each holds.
    */
   'icrc3_get_archives' : ActorMethod<
     [GetArchivesArgs],
@@ -1032,7 +1108,8 @@ export interface _SERVICE {
   >,
   /**
    * ICRC-3: blocks of the event log's hash chain, at most
-   * `market_api::blocks::MAX_BLOCKS_PER_QUERY` per call.
+   * `market_api::blocks::MAX_BLOCKS_PER_QUERY` per call, with
+   * callbacks to the archives for archived ranges.
    */
   'icrc3_get_blocks' : ActorMethod<[Array<GetBlocksRequest>], GetBlocksResult>,
   /**
@@ -1062,6 +1139,11 @@ export interface _SERVICE {
    */
   'resolve_transfer' : ActorMethod<[ResolveTransferArgs], Result>,
   /**
+   * Names the archive canister the oldest blocks move to and how many
+   * stay here (controllers only).
+   */
+  'set_log_archiving' : ActorMethod<[LogArchiving], Result_1>,
+  /**
    * Settles the caller's (or, for the matcher, any provider's) ledger
    * transfer whose outcome was unknown, by resending it unchanged (past the
    * ledger's 24 h deduplication window, by reading the ledger's ICRC-3
@@ -1071,13 +1153,13 @@ export interface _SERVICE {
   /**
    * Matcher only: slashes a provider and pays the beneficiary; idempotent on the key.
    */
-  'slash' : ActorMethod<[SlashArgs], Result_1>,
+  'slash' : ActorMethod<[SlashArgs], Result_2>,
   /**
    * Pulls `amount` e8s from the caller's ledger account into its stake (the
    * caller approves the registry for `amount` plus the ledger fee first).
    * Returns the ledger block.
    */
-  'stake' : ActorMethod<[bigint], Result_2>,
+  'stake' : ActorMethod<[bigint], Result_3>,
   /**
    * The ledger account holding a provider's stake.
    */
@@ -1091,7 +1173,7 @@ export interface _SERVICE {
    * Matcher only: frees the stake bonded under the key; returns the amount
    * freed (0 on a repeat).
    */
-  'unbond' : ActorMethod<[string], Result_2>,
+  'unbond' : ActorMethod<[string], Result_3>,
   /**
    * Releases the caller from jail once its stake is back at the minimum.
    */
@@ -1099,11 +1181,11 @@ export interface _SERVICE {
   /**
    * Starts unbonding `amount` of the caller's free stake; returns the entry.
    */
-  'unstake' : ActorMethod<[bigint], Result_3>,
+  'unstake' : ActorMethod<[bigint], Result_4>,
   /**
    * Controllers or the SNS governance only: changes the configuration.
    */
-  'update_config' : ActorMethod<[RegistryConfigUpdate], Result_4>,
+  'update_config' : ActorMethod<[RegistryConfigUpdate], Result_5>,
   /**
    * Replaces the caller's profile.
    */
@@ -1111,17 +1193,21 @@ export interface _SERVICE {
   /**
    * Validator of `resolve_transfer` for an SNS proposal.
    */
-  'validate_resolve_transfer' : ActorMethod<[ResolveTransferArgs], Result_5>,
+  'validate_resolve_transfer' : ActorMethod<[ResolveTransferArgs], Result_6>,
+  /**
+   * Checks a `set_log_archiving` proposal without effect.
+   */
+  'validate_set_log_archiving' : ActorMethod<[LogArchiving], Result_6>,
   /**
    * Validator of `update_config` for an SNS proposal: the configuration it
    * would make, checked.
    */
-  'validate_update_config' : ActorMethod<[RegistryConfigUpdate], Result_5>,
+  'validate_update_config' : ActorMethod<[RegistryConfigUpdate], Result_6>,
   /**
    * Sends the caller's unbonded stake (period passed) back to its default
    * ledger account, minus the ledger fee. Returns the ledger block.
    */
-  'withdraw_unbonded' : ActorMethod<[], Result_2>,
+  'withdraw_unbonded' : ActorMethod<[], Result_3>,
 }
 export const GetBlocksResult = IDL.Rec();
 export const ICRC3Value = IDL.Rec();
@@ -1297,6 +1383,13 @@ export const EventPage = IDL.Record({
   'next' : IDL.Opt(IDL.Nat64),
   'events' : IDL.Vec(EventRecord),
 });
+export const LogArchivingStatus = IDL.Record({
+  'last_error' : IDL.Opt(IDL.Text),
+  'max_local_blocks' : IDL.Nat64,
+  'archive' : IDL.Opt(IDL.Principal),
+  'log_length' : IDL.Nat64,
+  'first_local_index' : IDL.Nat64,
+});
 export const Unbonding = IDL.Record({
   'release_at_ns' : IDL.Nat64,
   'amount' : IDL.Nat,
@@ -1415,6 +1508,18 @@ export const ResolveTransferArgs = IDL.Record({
   'operation' : IDL.Nat64,
   'outcome' : LedgerOutcome,
 });
+export const LogArchiving = IDL.Record({
+  'max_local_blocks' : IDL.Opt(IDL.Nat64),
+  'archive' : IDL.Opt(IDL.Principal),
+});
+export const LogArchivingError = IDL.Variant({
+  'NotAuthorized' : IDL.Null,
+  'InvalidArgument' : IDL.Record({ 'field' : IDL.Text, 'reason' : IDL.Text }),
+});
+export const Result_1 = IDL.Variant({
+  'Ok' : IDL.Null,
+  'Err' : LogArchivingError,
+});
 export const SlashArgs = IDL.Record({
   'key' : IDL.Text,
   'provider' : IDL.Principal,
@@ -1428,16 +1533,16 @@ export const SlashOutcome = IDL.Record({
   'jailed' : IDL.Bool,
   'paid_out' : IDL.Nat,
 });
-export const Result_1 = IDL.Variant({
+export const Result_2 = IDL.Variant({
   'Ok' : SlashOutcome,
   'Err' : RegistryError,
 });
-export const Result_2 = IDL.Variant({ 'Ok' : IDL.Nat, 'Err' : RegistryError });
+export const Result_3 = IDL.Variant({ 'Ok' : IDL.Nat, 'Err' : RegistryError });
 export const StakeAccount = IDL.Record({
   'subaccount' : IDL.Vec(IDL.Nat8),
   'account' : Account,
 });
-export const Result_3 = IDL.Variant({
+export const Result_4 = IDL.Variant({
   'Ok' : Unbonding,
   'Err' : RegistryError,
 });
@@ -1447,11 +1552,11 @@ export const RegistryConfigUpdate = IDL.Record({
   'min_stake' : IDL.Opt(IDL.Nat),
   'governance' : IDL.Opt(IDL.Principal),
 });
-export const Result_4 = IDL.Variant({
+export const Result_5 = IDL.Variant({
   'Ok' : RegistryConfig,
   'Err' : RegistryError,
 });
-export const Result_5 = IDL.Variant({ 'Ok' : IDL.Text, 'Err' : IDL.Text });
+export const Result_6 = IDL.Variant({ 'Ok' : IDL.Text, 'Err' : IDL.Text });
 
 export const idlService: IDL.ServiceClass = IDL.Service({
   'bond' : IDL.Func([BondArgs], [Result], []),
@@ -1459,6 +1564,7 @@ export const idlService: IDL.ServiceClass = IDL.Service({
   'eligibility' : IDL.Func([IDL.Principal], [Eligibility], ['query']),
   'get_config' : IDL.Func([], [RegistryConfig], ['query']),
   'get_events' : IDL.Func([PageRequest], [EventPage], ['query']),
+  'get_log_archiving' : IDL.Func([], [LogArchivingStatus], ['query']),
   'get_provider' : IDL.Func([IDL.Principal], [IDL.Opt(Provider)], ['query']),
   'http_request' : IDL.Func([HttpRequest], [HttpResponse], ['query']),
   'icrc10_supported_standards' : IDL.Func(
@@ -1490,27 +1596,33 @@ export const idlService: IDL.ServiceClass = IDL.Service({
   'record' : IDL.Func([RecordArgs], [Result], []),
   'register_provider' : IDL.Func([ProviderProfile], [Result], []),
   'resolve_transfer' : IDL.Func([ResolveTransferArgs], [Result], []),
+  'set_log_archiving' : IDL.Func([LogArchiving], [Result_1], []),
   'settle_pending' : IDL.Func([IDL.Principal], [Result], []),
-  'slash' : IDL.Func([SlashArgs], [Result_1], []),
-  'stake' : IDL.Func([IDL.Nat], [Result_2], []),
+  'slash' : IDL.Func([SlashArgs], [Result_2], []),
+  'stake' : IDL.Func([IDL.Nat], [Result_3], []),
   'stake_account' : IDL.Func([IDL.Principal], [StakeAccount], ['query']),
   'track_record' : IDL.Func([IDL.Principal], [IDL.Opt(TrackRecord)], ['query']),
-  'unbond' : IDL.Func([IDL.Text], [Result_2], []),
+  'unbond' : IDL.Func([IDL.Text], [Result_3], []),
   'unjail' : IDL.Func([], [Result], []),
-  'unstake' : IDL.Func([IDL.Nat], [Result_3], []),
-  'update_config' : IDL.Func([RegistryConfigUpdate], [Result_4], []),
+  'unstake' : IDL.Func([IDL.Nat], [Result_4], []),
+  'update_config' : IDL.Func([RegistryConfigUpdate], [Result_5], []),
   'update_profile' : IDL.Func([ProviderProfile], [Result], []),
   'validate_resolve_transfer' : IDL.Func(
       [ResolveTransferArgs],
-      [Result_5],
+      [Result_6],
+      ['query'],
+    ),
+  'validate_set_log_archiving' : IDL.Func(
+      [LogArchiving],
+      [Result_6],
       ['query'],
     ),
   'validate_update_config' : IDL.Func(
       [RegistryConfigUpdate],
-      [Result_5],
+      [Result_6],
       ['query'],
     ),
-  'withdraw_unbonded' : IDL.Func([], [Result_2], []),
+  'withdraw_unbonded' : IDL.Func([], [Result_3], []),
 });
 
 export const idlInitArgs: IDL.Type[] = [RegistryInit];
@@ -1690,6 +1802,13 @@ export const idlFactory: IDL.InterfaceFactory = ({ IDL }) => {
     'next' : IDL.Opt(IDL.Nat64),
     'events' : IDL.Vec(EventRecord),
   });
+  const LogArchivingStatus = IDL.Record({
+    'last_error' : IDL.Opt(IDL.Text),
+    'max_local_blocks' : IDL.Nat64,
+    'archive' : IDL.Opt(IDL.Principal),
+    'log_length' : IDL.Nat64,
+    'first_local_index' : IDL.Nat64,
+  });
   const Unbonding = IDL.Record({
     'release_at_ns' : IDL.Nat64,
     'amount' : IDL.Nat,
@@ -1805,6 +1924,15 @@ export const idlFactory: IDL.InterfaceFactory = ({ IDL }) => {
     'operation' : IDL.Nat64,
     'outcome' : LedgerOutcome,
   });
+  const LogArchiving = IDL.Record({
+    'max_local_blocks' : IDL.Opt(IDL.Nat64),
+    'archive' : IDL.Opt(IDL.Principal),
+  });
+  const LogArchivingError = IDL.Variant({
+    'NotAuthorized' : IDL.Null,
+    'InvalidArgument' : IDL.Record({ 'field' : IDL.Text, 'reason' : IDL.Text }),
+  });
+  const Result_1 = IDL.Variant({ 'Ok' : IDL.Null, 'Err' : LogArchivingError });
   const SlashArgs = IDL.Record({
     'key' : IDL.Text,
     'provider' : IDL.Principal,
@@ -1818,24 +1946,24 @@ export const idlFactory: IDL.InterfaceFactory = ({ IDL }) => {
     'jailed' : IDL.Bool,
     'paid_out' : IDL.Nat,
   });
-  const Result_1 = IDL.Variant({ 'Ok' : SlashOutcome, 'Err' : RegistryError });
-  const Result_2 = IDL.Variant({ 'Ok' : IDL.Nat, 'Err' : RegistryError });
+  const Result_2 = IDL.Variant({ 'Ok' : SlashOutcome, 'Err' : RegistryError });
+  const Result_3 = IDL.Variant({ 'Ok' : IDL.Nat, 'Err' : RegistryError });
   const StakeAccount = IDL.Record({
     'subaccount' : IDL.Vec(IDL.Nat8),
     'account' : Account,
   });
-  const Result_3 = IDL.Variant({ 'Ok' : Unbonding, 'Err' : RegistryError });
+  const Result_4 = IDL.Variant({ 'Ok' : Unbonding, 'Err' : RegistryError });
   const RegistryConfigUpdate = IDL.Record({
     'matcher' : IDL.Opt(IDL.Principal),
     'unbonding_period_secs' : IDL.Opt(IDL.Nat64),
     'min_stake' : IDL.Opt(IDL.Nat),
     'governance' : IDL.Opt(IDL.Principal),
   });
-  const Result_4 = IDL.Variant({
+  const Result_5 = IDL.Variant({
     'Ok' : RegistryConfig,
     'Err' : RegistryError,
   });
-  const Result_5 = IDL.Variant({ 'Ok' : IDL.Text, 'Err' : IDL.Text });
+  const Result_6 = IDL.Variant({ 'Ok' : IDL.Text, 'Err' : IDL.Text });
   
   return IDL.Service({
     'bond' : IDL.Func([BondArgs], [Result], []),
@@ -1843,6 +1971,7 @@ export const idlFactory: IDL.InterfaceFactory = ({ IDL }) => {
     'eligibility' : IDL.Func([IDL.Principal], [Eligibility], ['query']),
     'get_config' : IDL.Func([], [RegistryConfig], ['query']),
     'get_events' : IDL.Func([PageRequest], [EventPage], ['query']),
+    'get_log_archiving' : IDL.Func([], [LogArchivingStatus], ['query']),
     'get_provider' : IDL.Func([IDL.Principal], [IDL.Opt(Provider)], ['query']),
     'http_request' : IDL.Func([HttpRequest], [HttpResponse], ['query']),
     'icrc10_supported_standards' : IDL.Func(
@@ -1874,31 +2003,37 @@ export const idlFactory: IDL.InterfaceFactory = ({ IDL }) => {
     'record' : IDL.Func([RecordArgs], [Result], []),
     'register_provider' : IDL.Func([ProviderProfile], [Result], []),
     'resolve_transfer' : IDL.Func([ResolveTransferArgs], [Result], []),
+    'set_log_archiving' : IDL.Func([LogArchiving], [Result_1], []),
     'settle_pending' : IDL.Func([IDL.Principal], [Result], []),
-    'slash' : IDL.Func([SlashArgs], [Result_1], []),
-    'stake' : IDL.Func([IDL.Nat], [Result_2], []),
+    'slash' : IDL.Func([SlashArgs], [Result_2], []),
+    'stake' : IDL.Func([IDL.Nat], [Result_3], []),
     'stake_account' : IDL.Func([IDL.Principal], [StakeAccount], ['query']),
     'track_record' : IDL.Func(
         [IDL.Principal],
         [IDL.Opt(TrackRecord)],
         ['query'],
       ),
-    'unbond' : IDL.Func([IDL.Text], [Result_2], []),
+    'unbond' : IDL.Func([IDL.Text], [Result_3], []),
     'unjail' : IDL.Func([], [Result], []),
-    'unstake' : IDL.Func([IDL.Nat], [Result_3], []),
-    'update_config' : IDL.Func([RegistryConfigUpdate], [Result_4], []),
+    'unstake' : IDL.Func([IDL.Nat], [Result_4], []),
+    'update_config' : IDL.Func([RegistryConfigUpdate], [Result_5], []),
     'update_profile' : IDL.Func([ProviderProfile], [Result], []),
     'validate_resolve_transfer' : IDL.Func(
         [ResolveTransferArgs],
-        [Result_5],
+        [Result_6],
+        ['query'],
+      ),
+    'validate_set_log_archiving' : IDL.Func(
+        [LogArchiving],
+        [Result_6],
         ['query'],
       ),
     'validate_update_config' : IDL.Func(
         [RegistryConfigUpdate],
-        [Result_5],
+        [Result_6],
         ['query'],
       ),
-    'withdraw_unbonded' : IDL.Func([], [Result_2], []),
+    'withdraw_unbonded' : IDL.Func([], [Result_3], []),
   });
 };
 

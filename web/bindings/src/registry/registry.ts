@@ -51,21 +51,39 @@ function candid_none<T>(): [] {
 function record_opt_to_undefined<T>(arg: T | null): T | undefined {
     return arg == null ? undefined : arg;
 }
-export type LedgerOutcome = {
-    __kind__: "NotLanded";
+export interface ProviderProfile {
     /**
-     * The transfer is in no block of the ledger.
+     * Where the machines are, e.g. `eu-west`; 1 to 128 bytes.
      */
-    NotLanded: null;
-} | {
-    __kind__: "Landed";
+    region: string;
     /**
-     * The transfer is in the ledger, at this block.
+     * How many jobs the provider runs at once, 1 to 100 000.
      */
-    Landed: {
-        block_index: bigint;
-    };
-};
+    total_slots: number;
+    /**
+     * An optional public URL of the provider (status page, service
+     * endpoint), `https://` or `http://`, at most 128 bytes.
+     */
+    endpoint?: string;
+    /**
+     * The principal the provider's daemon signs heartbeats with (may equal
+     * the provider); never anonymous.
+     */
+    node: Principal;
+    /**
+     * Free-form capability tags, e.g. `avx2`, `gpu`: at most 16, each 1 to
+     * 128 bytes.
+     */
+    tags: Array<string>;
+    /**
+     * Human-readable name, 1 to 128 bytes.
+     */
+    display_name: string;
+    /**
+     * Memory available to each slot, in MiB, 1 to 1 048 576.
+     */
+    memory_per_slot_mib: number;
+}
 export interface Account {
     owner: Principal;
     subaccount?: Uint8Array;
@@ -103,6 +121,28 @@ export interface RegistryConfigUpdate {
      */
     governance?: Principal;
 }
+export type LogArchivingError = {
+    __kind__: "NotAuthorized";
+    /**
+     * The caller is not a controller (or the SNS governance canister).
+     */
+    NotAuthorized: null;
+} | {
+    __kind__: "InvalidArgument";
+    /**
+     * A value is out of range.
+     */
+    InvalidArgument: {
+        /**
+         * The field.
+         */
+        field: string;
+        /**
+         * Why.
+         */
+        reason: string;
+    };
+};
 export type RegistryError = {
     __kind__: "TooManyUnbonding";
     /**
@@ -204,32 +244,6 @@ export type RegistryError = {
      */
     AnonymousCaller: null;
 };
-export interface RegistryInit {
-    /**
-     * The matcher canister, the only caller allowed to bond and slash.
-     */
-    matcher?: Principal;
-    /**
-     * How long unstaked tokens stay slashable before they can be withdrawn;
-     * 7 days when absent.
-     */
-    unbonding_period_secs?: bigint;
-    /**
-     * The ledger stakes are held on (ICP). It cannot be changed later.
-     */
-    ledger: Principal;
-    /**
-     * Smallest stake, in e8s, that keeps a provider eligible for work.
-     */
-    min_stake: bigint;
-    /**
-     * The SNS governance canister that administers this canister beside
-     * its controllers, once the market is handed to an SNS: its adopted
-     * proposals call the controllers-only methods (see
-     * `canister_common::admin`).
-     */
-    governance?: Principal;
-}
 export type LedgerCallError = {
     __kind__: "OutcomeUnknown";
     /**
@@ -398,13 +412,47 @@ export type RegistryEvent = {
         config: RegistryConfig;
     };
 };
-export type Result_2 = {
-    __kind__: "Ok";
-    Ok: bigint;
-} | {
-    __kind__: "Err";
-    Err: RegistryError;
-};
+export interface RecordRequirement {
+    /**
+     * Most deadlines the provider may have missed, ever.
+     */
+    max_deadlines_missed?: bigint;
+    /**
+     * No audit of the provider may have failed in this many seconds
+     * before now.
+     */
+    no_failed_audit_within_secs?: bigint;
+    /**
+     * Fewest jobs the provider must have completed.
+     */
+    min_jobs_completed: bigint;
+}
+export interface RegistryInit {
+    /**
+     * The matcher canister, the only caller allowed to bond and slash.
+     */
+    matcher?: Principal;
+    /**
+     * How long unstaked tokens stay slashable before they can be withdrawn;
+     * 7 days when absent.
+     */
+    unbonding_period_secs?: bigint;
+    /**
+     * The ledger stakes are held on (ICP). It cannot be changed later.
+     */
+    ledger: Principal;
+    /**
+     * Smallest stake, in e8s, that keeps a provider eligible for work.
+     */
+    min_stake: bigint;
+    /**
+     * The SNS governance canister that administers this canister beside
+     * its controllers, once the market is handed to an SNS: its adopted
+     * proposals call the controllers-only methods (see
+     * `canister_common::admin`).
+     */
+    governance?: Principal;
+}
 export type Result = {
     __kind__: "Ok";
     Ok: null;
@@ -412,30 +460,23 @@ export type Result = {
     __kind__: "Err";
     Err: RegistryError;
 };
-export type Result_3 = {
-    __kind__: "Ok";
-    Ok: Unbonding;
-} | {
-    __kind__: "Err";
-    Err: RegistryError;
-};
 export type Result_1 = {
     __kind__: "Ok";
-    Ok: SlashOutcome;
+    Ok: null;
 } | {
     __kind__: "Err";
-    Err: RegistryError;
+    Err: LogArchivingError;
 };
 export interface BlockWithId {
     id: bigint;
     block: ICRC3Value;
 }
-export type Result_5 = {
+export type Result_2 = {
     __kind__: "Ok";
-    Ok: string;
+    Ok: SlashOutcome;
 } | {
     __kind__: "Err";
-    Err: string;
+    Err: RegistryError;
 };
 export interface EventRecord {
     /**
@@ -522,6 +563,13 @@ export interface ResolveTransferArgs {
 }
 export type Result_4 = {
     __kind__: "Ok";
+    Ok: Unbonding;
+} | {
+    __kind__: "Err";
+    Err: RegistryError;
+};
+export type Result_5 = {
+    __kind__: "Ok";
     Ok: RegistryConfig;
 } | {
     __kind__: "Err";
@@ -605,16 +653,6 @@ export interface TrackRecord {
      */
     heartbeats_on_time: bigint;
 }
-export interface Unbonding {
-    /**
-     * When it may be withdrawn.
-     */
-    release_at_ns: bigint;
-    /**
-     * Amount unbonding.
-     */
-    amount: bigint;
-}
 export interface Eligibility {
     /**
      * Free stake that `bond` can still set aside.
@@ -624,6 +662,16 @@ export interface Eligibility {
      * `None` when eligible.
      */
     ineligible?: Ineligibility;
+}
+export interface Unbonding {
+    /**
+     * When it may be withdrawn.
+     */
+    release_at_ns: bigint;
+    /**
+     * Amount unbonding.
+     */
+    amount: bigint;
 }
 export interface ArchivedBlocks {
     args: Array<GetBlocksRequest>;
@@ -652,6 +700,29 @@ export interface SlashArgs {
      */
     reason: string;
 }
+export interface LogArchivingStatus {
+    /**
+     * Why the last move to the archive failed, if it did.
+     */
+    last_error?: string;
+    /**
+     * Blocks kept locally before the oldest move.
+     */
+    max_local_blocks: bigint;
+    /**
+     * The archive blocks move to, if one is set.
+     */
+    archive?: Principal;
+    /**
+     * Blocks in the log, archived ones included.
+     */
+    log_length: bigint;
+    /**
+     * The index of the oldest block still held locally (`log_length`
+     * when none is).
+     */
+    first_local_index: bigint;
+}
 export interface PageRequest {
     /**
      * Maximum number of entries; capped at [`MAX_PAGE_LIMIT`]; `None` or 0 means the cap.
@@ -676,6 +747,20 @@ export interface Stake {
      */
     unbonding: Array<Unbonding>;
 }
+export type Result_3 = {
+    __kind__: "Ok";
+    Ok: bigint;
+} | {
+    __kind__: "Err";
+    Err: RegistryError;
+};
+export type Result_6 = {
+    __kind__: "Ok";
+    Ok: string;
+} | {
+    __kind__: "Err";
+    Err: string;
+};
 export interface SupportedBlockType {
     url: string;
     block_type: string;
@@ -756,6 +841,19 @@ export type ICRC3Value = {
     __kind__: "Array";
     Array: Array<ICRC3Value>;
 };
+export interface LogArchiving {
+    /**
+     * Blocks kept in the canister: once more are, the oldest move to the
+     * archive. `None` keeps the current value (at first
+     * [`DEFAULT_MAX_LOCAL_BLOCKS`]).
+     */
+    max_local_blocks?: bigint;
+    /**
+     * The archive canister that takes the oldest blocks from now on (its
+     * `owner` must be this canister). `None` keeps the current one.
+     */
+    archive?: Principal;
+}
 export interface ProviderPage {
     /**
      * Pass as `start_after` for the next page; `None` when the list is done.
@@ -767,21 +865,6 @@ export interface ProviderPage {
      * Matching providers in principal order.
      */
     providers: Array<Provider>;
-}
-export interface RecordRequirement {
-    /**
-     * Most deadlines the provider may have missed, ever.
-     */
-    max_deadlines_missed?: bigint;
-    /**
-     * No audit of the provider may have failed in this many seconds
-     * before now.
-     */
-    no_failed_audit_within_secs?: bigint;
-    /**
-     * Fewest jobs the provider must have completed.
-     */
-    min_jobs_completed: bigint;
 }
 export interface GetBlocksResult {
     log_length: bigint;
@@ -944,39 +1027,6 @@ export interface Provider {
     profile: ProviderProfile;
     record: TrackRecord;
 }
-export interface ProviderProfile {
-    /**
-     * Where the machines are, e.g. `eu-west`; 1 to 128 bytes.
-     */
-    region: string;
-    /**
-     * How many jobs the provider runs at once, 1 to 100 000.
-     */
-    total_slots: number;
-    /**
-     * An optional public URL of the provider (status page, service
-     * endpoint), `https://` or `http://`, at most 128 bytes.
-     */
-    endpoint?: string;
-    /**
-     * The principal the provider's daemon signs heartbeats with (may equal
-     * the provider); never anonymous.
-     */
-    node: Principal;
-    /**
-     * Free-form capability tags, e.g. `avx2`, `gpu`: at most 16, each 1 to
-     * 128 bytes.
-     */
-    tags: Array<string>;
-    /**
-     * Human-readable name, 1 to 128 bytes.
-     */
-    display_name: string;
-    /**
-     * Memory available to each slot, in MiB, 1 to 1 048 576.
-     */
-    memory_per_slot_mib: number;
-}
 export interface HttpRequest {
     /**
      * Path and query string, e.g. `/metrics`.
@@ -995,12 +1045,28 @@ export interface HttpRequest {
      */
     headers: Array<[string, string]>;
 }
+export type LedgerOutcome = {
+    __kind__: "NotLanded";
+    /**
+     * The transfer is in no block of the ledger.
+     */
+    NotLanded: null;
+} | {
+    __kind__: "Landed";
+    /**
+     * The transfer is in the ledger, at this block.
+     */
+    Landed: {
+        block_index: bigint;
+    };
+};
 export interface registryInterface {
     bond(arg0: BondArgs): Promise<Result>;
     deregister(): Promise<Result>;
     eligibility(arg0: Principal): Promise<Eligibility>;
     get_config(): Promise<RegistryConfig>;
     get_events(arg0: PageRequest): Promise<EventPage>;
+    get_log_archiving(): Promise<LogArchivingStatus>;
     get_provider(arg0: Principal): Promise<Provider | null>;
     http_request(arg0: HttpRequest): Promise<HttpResponse>;
     icrc10_supported_standards(): Promise<Array<StandardRecord>>;
@@ -1012,21 +1078,23 @@ export interface registryInterface {
     record(arg0: RecordArgs): Promise<Result>;
     register_provider(arg0: ProviderProfile): Promise<Result>;
     resolve_transfer(arg0: ResolveTransferArgs): Promise<Result>;
+    set_log_archiving(arg0: LogArchiving): Promise<Result_1>;
     settle_pending(arg0: Principal): Promise<Result>;
-    slash(arg0: SlashArgs): Promise<Result_1>;
-    stake(arg0: bigint): Promise<Result_2>;
+    slash(arg0: SlashArgs): Promise<Result_2>;
+    stake(arg0: bigint): Promise<Result_3>;
     stake_account(arg0: Principal): Promise<StakeAccount>;
     track_record(arg0: Principal): Promise<TrackRecord | null>;
-    unbond(arg0: string): Promise<Result_2>;
+    unbond(arg0: string): Promise<Result_3>;
     unjail(): Promise<Result>;
-    unstake(arg0: bigint): Promise<Result_3>;
-    update_config(arg0: RegistryConfigUpdate): Promise<Result_4>;
+    unstake(arg0: bigint): Promise<Result_4>;
+    update_config(arg0: RegistryConfigUpdate): Promise<Result_5>;
     update_profile(arg0: ProviderProfile): Promise<Result>;
-    validate_resolve_transfer(arg0: ResolveTransferArgs): Promise<Result_5>;
-    validate_update_config(arg0: RegistryConfigUpdate): Promise<Result_5>;
-    withdraw_unbonded(): Promise<Result_2>;
+    validate_resolve_transfer(arg0: ResolveTransferArgs): Promise<Result_6>;
+    validate_set_log_archiving(arg0: LogArchiving): Promise<Result_6>;
+    validate_update_config(arg0: RegistryConfigUpdate): Promise<Result_6>;
+    withdraw_unbonded(): Promise<Result_3>;
 }
-import type { Account as _Account, ArchivedBlocks as _ArchivedBlocks, BlockWithId as _BlockWithId, BondArgs as _BondArgs, Eligibility as _Eligibility, EventPage as _EventPage, EventRecord as _EventRecord, GetArchivesArgs as _GetArchivesArgs, GetBlocksResult as _GetBlocksResult, ICRC3DataCertificate as _ICRC3DataCertificate, ICRC3Value as _ICRC3Value, Ineligibility as _Ineligibility, LedgerCallError as _LedgerCallError, LedgerOutcome as _LedgerOutcome, ListProvidersArgs as _ListProvidersArgs, PageRequest as _PageRequest, PendingOperation as _PendingOperation, PendingTransferInfo as _PendingTransferInfo, Provider as _Provider, ProviderFilter as _ProviderFilter, ProviderPage as _ProviderPage, ProviderProfile as _ProviderProfile, RecordArgs as _RecordArgs, RecordEvent as _RecordEvent, RecordRequirement as _RecordRequirement, RegistryConfig as _RegistryConfig, RegistryConfigUpdate as _RegistryConfigUpdate, RegistryError as _RegistryError, RegistryEvent as _RegistryEvent, ResolveTransferArgs as _ResolveTransferArgs, Result as _Result, Result_1 as _Result_1, Result_2 as _Result_2, Result_3 as _Result_3, Result_4 as _Result_4, Result_5 as _Result_5, SlashArgs as _SlashArgs, SlashOutcome as _SlashOutcome, Stake as _Stake, StakeAccount as _StakeAccount, TrackRecord as _TrackRecord, Unbonding as _Unbonding } from "./registry.did";
+import type { Account as _Account, ArchivedBlocks as _ArchivedBlocks, BlockWithId as _BlockWithId, BondArgs as _BondArgs, Eligibility as _Eligibility, EventPage as _EventPage, EventRecord as _EventRecord, GetArchivesArgs as _GetArchivesArgs, GetBlocksResult as _GetBlocksResult, ICRC3DataCertificate as _ICRC3DataCertificate, ICRC3Value as _ICRC3Value, Ineligibility as _Ineligibility, LedgerCallError as _LedgerCallError, LedgerOutcome as _LedgerOutcome, ListProvidersArgs as _ListProvidersArgs, LogArchiving as _LogArchiving, LogArchivingError as _LogArchivingError, LogArchivingStatus as _LogArchivingStatus, PageRequest as _PageRequest, PendingOperation as _PendingOperation, PendingTransferInfo as _PendingTransferInfo, Provider as _Provider, ProviderFilter as _ProviderFilter, ProviderPage as _ProviderPage, ProviderProfile as _ProviderProfile, RecordArgs as _RecordArgs, RecordEvent as _RecordEvent, RecordRequirement as _RecordRequirement, RegistryConfig as _RegistryConfig, RegistryConfigUpdate as _RegistryConfigUpdate, RegistryError as _RegistryError, RegistryEvent as _RegistryEvent, ResolveTransferArgs as _ResolveTransferArgs, Result as _Result, Result_1 as _Result_1, Result_2 as _Result_2, Result_3 as _Result_3, Result_4 as _Result_4, Result_5 as _Result_5, Result_6 as _Result_6, SlashArgs as _SlashArgs, SlashOutcome as _SlashOutcome, Stake as _Stake, StakeAccount as _StakeAccount, TrackRecord as _TrackRecord, Unbonding as _Unbonding } from "./registry.did";
 export class Registry implements registryInterface {
     constructor(private actor: ActorSubclass<_SERVICE>){}
     async bond(arg0: BondArgs): Promise<Result> {
@@ -1049,9 +1117,13 @@ export class Registry implements registryInterface {
         const result = await this.actor.get_events(to_candid_PageRequest_n19(arg0));
         return from_candid_EventPage_n21(result);
     }
+    async get_log_archiving(): Promise<LogArchivingStatus> {
+        const result = await this.actor.get_log_archiving();
+        return from_candid_LogArchivingStatus_n47(result);
+    }
     async get_provider(arg0: Principal): Promise<Provider | null> {
         const result = await this.actor.get_provider(arg0);
-        return from_candid_opt_n47(result);
+        return from_candid_opt_n49(result);
     }
     async http_request(arg0: HttpRequest): Promise<HttpResponse> {
         const result = await this.actor.http_request(arg0);
@@ -1062,95 +1134,103 @@ export class Registry implements registryInterface {
         return result;
     }
     async icrc3_get_archives(arg0: GetArchivesArgs): Promise<Array<ICRC3ArchiveInfo>> {
-        const result = await this.actor.icrc3_get_archives(to_candid_GetArchivesArgs_n57(arg0));
+        const result = await this.actor.icrc3_get_archives(to_candid_GetArchivesArgs_n59(arg0));
         return result;
     }
     async icrc3_get_blocks(arg0: Array<GetBlocksRequest>): Promise<GetBlocksResult> {
         const result = await this.actor.icrc3_get_blocks(arg0);
-        return from_candid_GetBlocksResult_n59(result);
+        return from_candid_GetBlocksResult_n61(result);
     }
     async icrc3_get_tip_certificate(): Promise<ICRC3DataCertificate | null> {
         const result = await this.actor.icrc3_get_tip_certificate();
-        return from_candid_opt_n69(result);
+        return from_candid_opt_n71(result);
     }
     async icrc3_supported_block_types(): Promise<Array<SupportedBlockType>> {
         const result = await this.actor.icrc3_supported_block_types();
         return result;
     }
     async list_providers(arg0: ListProvidersArgs): Promise<ProviderPage> {
-        const result = await this.actor.list_providers(to_candid_ListProvidersArgs_n70(arg0));
-        return from_candid_ProviderPage_n74(result);
+        const result = await this.actor.list_providers(to_candid_ListProvidersArgs_n72(arg0));
+        return from_candid_ProviderPage_n76(result);
     }
     async record(arg0: RecordArgs): Promise<Result> {
-        const result = await this.actor.record(to_candid_RecordArgs_n77(arg0));
+        const result = await this.actor.record(to_candid_RecordArgs_n79(arg0));
         return from_candid_Result_n5(result);
     }
     async register_provider(arg0: ProviderProfile): Promise<Result> {
-        const result = await this.actor.register_provider(to_candid_ProviderProfile_n81(arg0));
+        const result = await this.actor.register_provider(to_candid_ProviderProfile_n83(arg0));
         return from_candid_Result_n5(result);
     }
     async resolve_transfer(arg0: ResolveTransferArgs): Promise<Result> {
-        const result = await this.actor.resolve_transfer(to_candid_ResolveTransferArgs_n83(arg0));
+        const result = await this.actor.resolve_transfer(to_candid_ResolveTransferArgs_n85(arg0));
         return from_candid_Result_n5(result);
+    }
+    async set_log_archiving(arg0: LogArchiving): Promise<Result_1> {
+        const result = await this.actor.set_log_archiving(to_candid_LogArchiving_n89(arg0));
+        return from_candid_Result_1_n91(result);
     }
     async settle_pending(arg0: Principal): Promise<Result> {
         const result = await this.actor.settle_pending(arg0);
         return from_candid_Result_n5(result);
     }
-    async slash(arg0: SlashArgs): Promise<Result_1> {
-        const result = await this.actor.slash(to_candid_SlashArgs_n87(arg0));
-        return from_candid_Result_1_n91(result);
+    async slash(arg0: SlashArgs): Promise<Result_2> {
+        const result = await this.actor.slash(to_candid_SlashArgs_n95(arg0));
+        return from_candid_Result_2_n99(result);
     }
-    async stake(arg0: bigint): Promise<Result_2> {
+    async stake(arg0: bigint): Promise<Result_3> {
         const result = await this.actor.stake(arg0);
-        return from_candid_Result_2_n95(result);
+        return from_candid_Result_3_n103(result);
     }
     async stake_account(arg0: Principal): Promise<StakeAccount> {
         const result = await this.actor.stake_account(arg0);
-        return from_candid_StakeAccount_n97(result);
+        return from_candid_StakeAccount_n105(result);
     }
     async track_record(arg0: Principal): Promise<TrackRecord | null> {
         const result = await this.actor.track_record(arg0);
-        return from_candid_opt_n99(result);
+        return from_candid_opt_n107(result);
     }
-    async unbond(arg0: string): Promise<Result_2> {
+    async unbond(arg0: string): Promise<Result_3> {
         const result = await this.actor.unbond(arg0);
-        return from_candid_Result_2_n95(result);
+        return from_candid_Result_3_n103(result);
     }
     async unjail(): Promise<Result> {
         const result = await this.actor.unjail();
         return from_candid_Result_n5(result);
     }
-    async unstake(arg0: bigint): Promise<Result_3> {
+    async unstake(arg0: bigint): Promise<Result_4> {
         const result = await this.actor.unstake(arg0);
-        return from_candid_Result_3_n100(result);
+        return from_candid_Result_4_n108(result);
     }
-    async update_config(arg0: RegistryConfigUpdate): Promise<Result_4> {
-        const result = await this.actor.update_config(to_candid_RegistryConfigUpdate_n102(arg0));
-        return from_candid_Result_4_n104(result);
+    async update_config(arg0: RegistryConfigUpdate): Promise<Result_5> {
+        const result = await this.actor.update_config(to_candid_RegistryConfigUpdate_n110(arg0));
+        return from_candid_Result_5_n112(result);
     }
     async update_profile(arg0: ProviderProfile): Promise<Result> {
-        const result = await this.actor.update_profile(to_candid_ProviderProfile_n81(arg0));
+        const result = await this.actor.update_profile(to_candid_ProviderProfile_n83(arg0));
         return from_candid_Result_n5(result);
     }
-    async validate_resolve_transfer(arg0: ResolveTransferArgs): Promise<Result_5> {
-        const result = await this.actor.validate_resolve_transfer(to_candid_ResolveTransferArgs_n83(arg0));
-        return from_candid_Result_5_n106(result);
+    async validate_resolve_transfer(arg0: ResolveTransferArgs): Promise<Result_6> {
+        const result = await this.actor.validate_resolve_transfer(to_candid_ResolveTransferArgs_n85(arg0));
+        return from_candid_Result_6_n114(result);
     }
-    async validate_update_config(arg0: RegistryConfigUpdate): Promise<Result_5> {
-        const result = await this.actor.validate_update_config(to_candid_RegistryConfigUpdate_n102(arg0));
-        return from_candid_Result_5_n106(result);
+    async validate_set_log_archiving(arg0: LogArchiving): Promise<Result_6> {
+        const result = await this.actor.validate_set_log_archiving(to_candid_LogArchiving_n89(arg0));
+        return from_candid_Result_6_n114(result);
     }
-    async withdraw_unbonded(): Promise<Result_2> {
+    async validate_update_config(arg0: RegistryConfigUpdate): Promise<Result_6> {
+        const result = await this.actor.validate_update_config(to_candid_RegistryConfigUpdate_n110(arg0));
+        return from_candid_Result_6_n114(result);
+    }
+    async withdraw_unbonded(): Promise<Result_3> {
         const result = await this.actor.withdraw_unbonded();
-        return from_candid_Result_2_n95(result);
+        return from_candid_Result_3_n103(result);
     }
 }
 function from_candid_Account_n39(value: _Account): Account {
     return from_candid_record_n40(value);
 }
-function from_candid_BlockWithId_n62(value: _BlockWithId): BlockWithId {
-    return from_candid_record_n63(value);
+function from_candid_BlockWithId_n64(value: _BlockWithId): BlockWithId {
+    return from_candid_record_n65(value);
 }
 function from_candid_Eligibility_n11(value: _Eligibility): Eligibility {
     return from_candid_record_n12(value);
@@ -1161,11 +1241,11 @@ function from_candid_EventPage_n21(value: _EventPage): EventPage {
 function from_candid_EventRecord_n25(value: _EventRecord): EventRecord {
     return from_candid_record_n26(value);
 }
-function from_candid_GetBlocksResult_n59(value: _GetBlocksResult): GetBlocksResult {
-    return from_candid_record_n60(value);
+function from_candid_GetBlocksResult_n61(value: _GetBlocksResult): GetBlocksResult {
+    return from_candid_record_n62(value);
 }
-function from_candid_ICRC3Value_n64(value: _ICRC3Value): ICRC3Value {
-    return from_candid_variant_n65(value);
+function from_candid_ICRC3Value_n66(value: _ICRC3Value): ICRC3Value {
+    return from_candid_variant_n67(value);
 }
 function from_candid_Ineligibility_n14(value: _Ineligibility): Ineligibility {
     return from_candid_variant_n15(value);
@@ -1176,20 +1256,26 @@ function from_candid_LedgerCallError_n9(value: _LedgerCallError): LedgerCallErro
 function from_candid_LedgerOutcome_n30(value: _LedgerOutcome): LedgerOutcome {
     return from_candid_variant_n31(value);
 }
-function from_candid_PendingOperation_n51(value: _PendingOperation): PendingOperation {
-    return from_candid_variant_n52(value);
+function from_candid_LogArchivingError_n93(value: _LogArchivingError): LogArchivingError {
+    return from_candid_variant_n94(value);
 }
-function from_candid_PendingTransferInfo_n54(value: _PendingTransferInfo): PendingTransferInfo {
-    return from_candid_record_n55(value);
+function from_candid_LogArchivingStatus_n47(value: _LogArchivingStatus): LogArchivingStatus {
+    return from_candid_record_n48(value);
 }
-function from_candid_ProviderPage_n74(value: _ProviderPage): ProviderPage {
-    return from_candid_record_n75(value);
+function from_candid_PendingOperation_n53(value: _PendingOperation): PendingOperation {
+    return from_candid_variant_n54(value);
+}
+function from_candid_PendingTransferInfo_n56(value: _PendingTransferInfo): PendingTransferInfo {
+    return from_candid_record_n57(value);
+}
+function from_candid_ProviderPage_n76(value: _ProviderPage): ProviderPage {
+    return from_candid_record_n77(value);
 }
 function from_candid_ProviderProfile_n43(value: _ProviderProfile): ProviderProfile {
     return from_candid_record_n44(value);
 }
-function from_candid_Provider_n48(value: _Provider): Provider {
-    return from_candid_record_n49(value);
+function from_candid_Provider_n50(value: _Provider): Provider {
+    return from_candid_record_n51(value);
 }
 function from_candid_RecordEvent_n33(value: _RecordEvent): RecordEvent {
     return from_candid_variant_n34(value);
@@ -1206,29 +1292,35 @@ function from_candid_RegistryEvent_n27(value: _RegistryEvent): RegistryEvent {
 function from_candid_Result_1_n91(value: _Result_1): Result_1 {
     return from_candid_variant_n92(value);
 }
-function from_candid_Result_2_n95(value: _Result_2): Result_2 {
-    return from_candid_variant_n96(value);
+function from_candid_Result_2_n99(value: _Result_2): Result_2 {
+    return from_candid_variant_n100(value);
 }
-function from_candid_Result_3_n100(value: _Result_3): Result_3 {
-    return from_candid_variant_n101(value);
+function from_candid_Result_3_n103(value: _Result_3): Result_3 {
+    return from_candid_variant_n104(value);
 }
-function from_candid_Result_4_n104(value: _Result_4): Result_4 {
-    return from_candid_variant_n105(value);
+function from_candid_Result_4_n108(value: _Result_4): Result_4 {
+    return from_candid_variant_n109(value);
 }
-function from_candid_Result_5_n106(value: _Result_5): Result_5 {
-    return from_candid_variant_n107(value);
+function from_candid_Result_5_n112(value: _Result_5): Result_5 {
+    return from_candid_variant_n113(value);
+}
+function from_candid_Result_6_n114(value: _Result_6): Result_6 {
+    return from_candid_variant_n115(value);
 }
 function from_candid_Result_n5(value: _Result): Result {
     return from_candid_variant_n6(value);
 }
-function from_candid_SlashOutcome_n93(value: _SlashOutcome): SlashOutcome {
-    return from_candid_record_n94(value);
+function from_candid_SlashOutcome_n101(value: _SlashOutcome): SlashOutcome {
+    return from_candid_record_n102(value);
 }
-function from_candid_StakeAccount_n97(value: _StakeAccount): StakeAccount {
-    return from_candid_record_n98(value);
+function from_candid_StakeAccount_n105(value: _StakeAccount): StakeAccount {
+    return from_candid_record_n106(value);
 }
 function from_candid_TrackRecord_n35(value: _TrackRecord): TrackRecord {
     return from_candid_record_n36(value);
+}
+function from_candid_opt_n107(value: [] | [_TrackRecord]): TrackRecord | null {
+    return value.length === 0 ? null : from_candid_TrackRecord_n35(value[0]);
 }
 function from_candid_opt_n13(value: [] | [_Ineligibility]): Ineligibility | null {
     return value.length === 0 ? null : from_candid_Ineligibility_n14(value[0]);
@@ -1248,23 +1340,50 @@ function from_candid_opt_n41(value: [] | [Uint8Array]): Uint8Array | null {
 function from_candid_opt_n45(value: [] | [string]): string | null {
     return value.length === 0 ? null : value[0];
 }
-function from_candid_opt_n47(value: [] | [_Provider]): Provider | null {
-    return value.length === 0 ? null : from_candid_Provider_n48(value[0]);
+function from_candid_opt_n49(value: [] | [_Provider]): Provider | null {
+    return value.length === 0 ? null : from_candid_Provider_n50(value[0]);
 }
-function from_candid_opt_n50(value: [] | [_PendingOperation]): PendingOperation | null {
-    return value.length === 0 ? null : from_candid_PendingOperation_n51(value[0]);
+function from_candid_opt_n52(value: [] | [_PendingOperation]): PendingOperation | null {
+    return value.length === 0 ? null : from_candid_PendingOperation_n53(value[0]);
 }
-function from_candid_opt_n53(value: [] | [_PendingTransferInfo]): PendingTransferInfo | null {
-    return value.length === 0 ? null : from_candid_PendingTransferInfo_n54(value[0]);
+function from_candid_opt_n55(value: [] | [_PendingTransferInfo]): PendingTransferInfo | null {
+    return value.length === 0 ? null : from_candid_PendingTransferInfo_n56(value[0]);
 }
-function from_candid_opt_n56(value: [] | [_Account]): Account | null {
+function from_candid_opt_n58(value: [] | [_Account]): Account | null {
     return value.length === 0 ? null : from_candid_Account_n39(value[0]);
 }
-function from_candid_opt_n69(value: [] | [_ICRC3DataCertificate]): ICRC3DataCertificate | null {
+function from_candid_opt_n71(value: [] | [_ICRC3DataCertificate]): ICRC3DataCertificate | null {
     return value.length === 0 ? null : value[0];
 }
-function from_candid_opt_n99(value: [] | [_TrackRecord]): TrackRecord | null {
-    return value.length === 0 ? null : from_candid_TrackRecord_n35(value[0]);
+function from_candid_record_n102(value: {
+    slashed: bigint;
+    block_index: [] | [bigint];
+    jailed: boolean;
+    paid_out: bigint;
+}): {
+    slashed: bigint;
+    block_index?: bigint;
+    jailed: boolean;
+    paid_out: bigint;
+} {
+    return {
+        slashed: value.slashed,
+        block_index: record_opt_to_undefined(from_candid_opt_n38(value.block_index)),
+        jailed: value.jailed,
+        paid_out: value.paid_out
+    };
+}
+function from_candid_record_n106(value: {
+    subaccount: Uint8Array;
+    account: _Account;
+}): {
+    subaccount: Uint8Array;
+    account: Account;
+} {
+    return {
+        subaccount: value.subaccount,
+        account: from_candid_Account_n39(value.account)
+    };
 }
 function from_candid_record_n12(value: {
     free_stake: bigint;
@@ -1485,7 +1604,28 @@ function from_candid_record_n46(value: {
         config: from_candid_RegistryConfig_n16(value.config)
     };
 }
-function from_candid_record_n49(value: {
+function from_candid_record_n48(value: {
+    last_error: [] | [string];
+    max_local_blocks: bigint;
+    archive: [] | [Principal];
+    log_length: bigint;
+    first_local_index: bigint;
+}): {
+    last_error?: string;
+    max_local_blocks: bigint;
+    archive?: Principal;
+    log_length: bigint;
+    first_local_index: bigint;
+} {
+    return {
+        last_error: record_opt_to_undefined(from_candid_opt_n45(value.last_error)),
+        max_local_blocks: value.max_local_blocks,
+        archive: record_opt_to_undefined(from_candid_opt_n18(value.archive)),
+        log_length: value.log_length,
+        first_local_index: value.first_local_index
+    };
+}
+function from_candid_record_n51(value: {
     id: Principal;
     registered_at_ns: bigint;
     deregistered: boolean;
@@ -1514,14 +1654,14 @@ function from_candid_record_n49(value: {
         deregistered: value.deregistered,
         jailed: value.jailed,
         stake: value.stake,
-        pending_operation: record_opt_to_undefined(from_candid_opt_n50(value.pending_operation)),
-        pending_transfer: record_opt_to_undefined(from_candid_opt_n53(value.pending_transfer)),
+        pending_operation: record_opt_to_undefined(from_candid_opt_n52(value.pending_operation)),
+        pending_transfer: record_opt_to_undefined(from_candid_opt_n55(value.pending_transfer)),
         slashed_total: value.slashed_total,
         profile: from_candid_ProviderProfile_n43(value.profile),
         record: from_candid_TrackRecord_n35(value.record)
     };
 }
-function from_candid_record_n55(value: {
+function from_candid_record_n57(value: {
     to: _Account;
     memo: Uint8Array;
     from_subaccount: [] | [Uint8Array];
@@ -1543,12 +1683,12 @@ function from_candid_record_n55(value: {
         memo: value.memo,
         from_subaccount: record_opt_to_undefined(from_candid_opt_n41(value.from_subaccount)),
         operation: value.operation,
-        payer: record_opt_to_undefined(from_candid_opt_n56(value.payer)),
+        payer: record_opt_to_undefined(from_candid_opt_n58(value.payer)),
         created_at_time: value.created_at_time,
         amount: value.amount
     };
 }
-function from_candid_record_n60(value: {
+function from_candid_record_n62(value: {
     log_length: bigint;
     blocks: Array<_BlockWithId>;
     archived_blocks: Array<_ArchivedBlocks>;
@@ -1559,11 +1699,11 @@ function from_candid_record_n60(value: {
 } {
     return {
         log_length: value.log_length,
-        blocks: from_candid_vec_n61(value.blocks),
+        blocks: from_candid_vec_n63(value.blocks),
         archived_blocks: value.archived_blocks
     };
 }
-function from_candid_record_n63(value: {
+function from_candid_record_n65(value: {
     id: bigint;
     block: _ICRC3Value;
 }): {
@@ -1572,10 +1712,10 @@ function from_candid_record_n63(value: {
 } {
     return {
         id: value.id,
-        block: from_candid_ICRC3Value_n64(value.block)
+        block: from_candid_ICRC3Value_n66(value.block)
     };
 }
-function from_candid_record_n75(value: {
+function from_candid_record_n77(value: {
     next: [] | [Principal];
     providers: Array<_Provider>;
 }): {
@@ -1584,43 +1724,13 @@ function from_candid_record_n75(value: {
 } {
     return {
         next: record_opt_to_undefined(from_candid_opt_n18(value.next)),
-        providers: from_candid_vec_n76(value.providers)
+        providers: from_candid_vec_n78(value.providers)
     };
 }
-function from_candid_record_n94(value: {
-    slashed: bigint;
-    block_index: [] | [bigint];
-    jailed: boolean;
-    paid_out: bigint;
-}): {
-    slashed: bigint;
-    block_index?: bigint;
-    jailed: boolean;
-    paid_out: bigint;
-} {
-    return {
-        slashed: value.slashed,
-        block_index: record_opt_to_undefined(from_candid_opt_n38(value.block_index)),
-        jailed: value.jailed,
-        paid_out: value.paid_out
-    };
-}
-function from_candid_record_n98(value: {
-    subaccount: Uint8Array;
-    account: _Account;
-}): {
-    subaccount: Uint8Array;
-    account: Account;
-} {
-    return {
-        subaccount: value.subaccount,
-        account: from_candid_Account_n39(value.account)
-    };
-}
-function from_candid_tuple_n67(value: [string, _ICRC3Value]): [string, ICRC3Value] {
+function from_candid_tuple_n69(value: [string, _ICRC3Value]): [string, ICRC3Value] {
     return [
         value[0],
-        from_candid_ICRC3Value_n64(value[1])
+        from_candid_ICRC3Value_n66(value[1])
     ];
 }
 function from_candid_variant_n10(value: {
@@ -1660,7 +1770,45 @@ function from_candid_variant_n10(value: {
         Rejected: value.Rejected
     } : value;
 }
-function from_candid_variant_n101(value: {
+function from_candid_variant_n100(value: {
+    Ok: _SlashOutcome;
+} | {
+    Err: _RegistryError;
+}): {
+    __kind__: "Ok";
+    Ok: SlashOutcome;
+} | {
+    __kind__: "Err";
+    Err: RegistryError;
+} {
+    return "Ok" in value ? {
+        __kind__: "Ok",
+        Ok: from_candid_SlashOutcome_n101(value.Ok)
+    } : "Err" in value ? {
+        __kind__: "Err",
+        Err: from_candid_RegistryError_n7(value.Err)
+    } : value;
+}
+function from_candid_variant_n104(value: {
+    Ok: bigint;
+} | {
+    Err: _RegistryError;
+}): {
+    __kind__: "Ok";
+    Ok: bigint;
+} | {
+    __kind__: "Err";
+    Err: RegistryError;
+} {
+    return "Ok" in value ? {
+        __kind__: "Ok",
+        Ok: value.Ok
+    } : "Err" in value ? {
+        __kind__: "Err",
+        Err: from_candid_RegistryError_n7(value.Err)
+    } : value;
+}
+function from_candid_variant_n109(value: {
     Ok: _Unbonding;
 } | {
     Err: _RegistryError;
@@ -1679,7 +1827,7 @@ function from_candid_variant_n101(value: {
         Err: from_candid_RegistryError_n7(value.Err)
     } : value;
 }
-function from_candid_variant_n105(value: {
+function from_candid_variant_n113(value: {
     Ok: _RegistryConfig;
 } | {
     Err: _RegistryError;
@@ -1698,7 +1846,7 @@ function from_candid_variant_n105(value: {
         Err: from_candid_RegistryError_n7(value.Err)
     } : value;
 }
-function from_candid_variant_n107(value: {
+function from_candid_variant_n115(value: {
     Ok: string;
 } | {
     Err: string;
@@ -2031,7 +2179,7 @@ function from_candid_variant_n34(value: {
         DeadlineMissed: value.DeadlineMissed
     } : value;
 }
-function from_candid_variant_n52(value: {
+function from_candid_variant_n54(value: {
     Withdraw: {
         amount: bigint;
     };
@@ -2091,7 +2239,7 @@ function from_candid_variant_n6(value: {
         Err: from_candid_RegistryError_n7(value.Err)
     } : value;
 }
-function from_candid_variant_n65(value: {
+function from_candid_variant_n67(value: {
     Int: bigint;
 } | {
     Map: Array<[string, _ICRC3Value]>;
@@ -2127,7 +2275,7 @@ function from_candid_variant_n65(value: {
         Int: value.Int
     } : "Map" in value ? {
         __kind__: "Map",
-        Map: from_candid_vec_n66(value.Map)
+        Map: from_candid_vec_n68(value.Map)
     } : "Nat" in value ? {
         __kind__: "Nat",
         Nat: value.Nat
@@ -2139,7 +2287,7 @@ function from_candid_variant_n65(value: {
         Text: value.Text
     } : "Array" in value ? {
         __kind__: "Array",
-        Array: from_candid_vec_n68(value.Array)
+        Array: from_candid_vec_n70(value.Array)
     } : value;
 }
 function from_candid_variant_n8(value: {
@@ -2288,101 +2436,110 @@ function from_candid_variant_n8(value: {
     } : value;
 }
 function from_candid_variant_n92(value: {
-    Ok: _SlashOutcome;
+    Ok: null;
 } | {
-    Err: _RegistryError;
+    Err: _LogArchivingError;
 }): {
     __kind__: "Ok";
-    Ok: SlashOutcome;
+    Ok: null;
 } | {
     __kind__: "Err";
-    Err: RegistryError;
-} {
-    return "Ok" in value ? {
-        __kind__: "Ok",
-        Ok: from_candid_SlashOutcome_n93(value.Ok)
-    } : "Err" in value ? {
-        __kind__: "Err",
-        Err: from_candid_RegistryError_n7(value.Err)
-    } : value;
-}
-function from_candid_variant_n96(value: {
-    Ok: bigint;
-} | {
-    Err: _RegistryError;
-}): {
-    __kind__: "Ok";
-    Ok: bigint;
-} | {
-    __kind__: "Err";
-    Err: RegistryError;
+    Err: LogArchivingError;
 } {
     return "Ok" in value ? {
         __kind__: "Ok",
         Ok: value.Ok
     } : "Err" in value ? {
         __kind__: "Err",
-        Err: from_candid_RegistryError_n7(value.Err)
+        Err: from_candid_LogArchivingError_n93(value.Err)
+    } : value;
+}
+function from_candid_variant_n94(value: {
+    NotAuthorized: null;
+} | {
+    InvalidArgument: {
+        field: string;
+        reason: string;
+    };
+}): {
+    __kind__: "NotAuthorized";
+    NotAuthorized: null;
+} | {
+    __kind__: "InvalidArgument";
+    InvalidArgument: {
+        field: string;
+        reason: string;
+    };
+} {
+    return "NotAuthorized" in value ? {
+        __kind__: "NotAuthorized",
+        NotAuthorized: value.NotAuthorized
+    } : "InvalidArgument" in value ? {
+        __kind__: "InvalidArgument",
+        InvalidArgument: value.InvalidArgument
     } : value;
 }
 function from_candid_vec_n24(value: Array<_EventRecord>): Array<EventRecord> {
     return value.map((x)=>from_candid_EventRecord_n25(x));
 }
-function from_candid_vec_n61(value: Array<_BlockWithId>): Array<BlockWithId> {
-    return value.map((x)=>from_candid_BlockWithId_n62(x));
+function from_candid_vec_n63(value: Array<_BlockWithId>): Array<BlockWithId> {
+    return value.map((x)=>from_candid_BlockWithId_n64(x));
 }
-function from_candid_vec_n66(value: Array<[string, _ICRC3Value]>): Array<[string, ICRC3Value]> {
-    return value.map((x)=>from_candid_tuple_n67(x));
+function from_candid_vec_n68(value: Array<[string, _ICRC3Value]>): Array<[string, ICRC3Value]> {
+    return value.map((x)=>from_candid_tuple_n69(x));
 }
-function from_candid_vec_n68(value: Array<_ICRC3Value>): Array<ICRC3Value> {
-    return value.map((x)=>from_candid_ICRC3Value_n64(x));
+function from_candid_vec_n70(value: Array<_ICRC3Value>): Array<ICRC3Value> {
+    return value.map((x)=>from_candid_ICRC3Value_n66(x));
 }
-function from_candid_vec_n76(value: Array<_Provider>): Array<Provider> {
-    return value.map((x)=>from_candid_Provider_n48(x));
+function from_candid_vec_n78(value: Array<_Provider>): Array<Provider> {
+    return value.map((x)=>from_candid_Provider_n50(x));
 }
-function to_candid_Account_n89(value: Account): _Account {
-    return to_candid_record_n90(value);
+function to_candid_Account_n97(value: Account): _Account {
+    return to_candid_record_n98(value);
 }
 function to_candid_BondArgs_n1(value: BondArgs): _BondArgs {
     return to_candid_record_n2(value);
 }
-function to_candid_GetArchivesArgs_n57(value: GetArchivesArgs): _GetArchivesArgs {
-    return to_candid_record_n58(value);
+function to_candid_GetArchivesArgs_n59(value: GetArchivesArgs): _GetArchivesArgs {
+    return to_candid_record_n60(value);
 }
-function to_candid_LedgerOutcome_n85(value: LedgerOutcome): _LedgerOutcome {
-    return to_candid_variant_n86(value);
+function to_candid_LedgerOutcome_n87(value: LedgerOutcome): _LedgerOutcome {
+    return to_candid_variant_n88(value);
 }
-function to_candid_ListProvidersArgs_n70(value: ListProvidersArgs): _ListProvidersArgs {
-    return to_candid_record_n71(value);
+function to_candid_ListProvidersArgs_n72(value: ListProvidersArgs): _ListProvidersArgs {
+    return to_candid_record_n73(value);
+}
+function to_candid_LogArchiving_n89(value: LogArchiving): _LogArchiving {
+    return to_candid_record_n90(value);
 }
 function to_candid_PageRequest_n19(value: PageRequest): _PageRequest {
     return to_candid_record_n20(value);
 }
-function to_candid_ProviderFilter_n72(value: ProviderFilter): _ProviderFilter {
-    return to_candid_record_n73(value);
+function to_candid_ProviderFilter_n74(value: ProviderFilter): _ProviderFilter {
+    return to_candid_record_n75(value);
 }
-function to_candid_ProviderProfile_n81(value: ProviderProfile): _ProviderProfile {
-    return to_candid_record_n82(value);
+function to_candid_ProviderProfile_n83(value: ProviderProfile): _ProviderProfile {
+    return to_candid_record_n84(value);
 }
-function to_candid_RecordArgs_n77(value: RecordArgs): _RecordArgs {
-    return to_candid_record_n78(value);
+function to_candid_RecordArgs_n79(value: RecordArgs): _RecordArgs {
+    return to_candid_record_n80(value);
 }
-function to_candid_RecordEvent_n79(value: RecordEvent): _RecordEvent {
-    return to_candid_variant_n80(value);
+function to_candid_RecordEvent_n81(value: RecordEvent): _RecordEvent {
+    return to_candid_variant_n82(value);
 }
 function to_candid_RecordRequirement_n3(value: RecordRequirement): _RecordRequirement {
     return to_candid_record_n4(value);
 }
-function to_candid_RegistryConfigUpdate_n102(value: RegistryConfigUpdate): _RegistryConfigUpdate {
-    return to_candid_record_n103(value);
+function to_candid_RegistryConfigUpdate_n110(value: RegistryConfigUpdate): _RegistryConfigUpdate {
+    return to_candid_record_n111(value);
 }
-function to_candid_ResolveTransferArgs_n83(value: ResolveTransferArgs): _ResolveTransferArgs {
-    return to_candid_record_n84(value);
+function to_candid_ResolveTransferArgs_n85(value: ResolveTransferArgs): _ResolveTransferArgs {
+    return to_candid_record_n86(value);
 }
-function to_candid_SlashArgs_n87(value: SlashArgs): _SlashArgs {
-    return to_candid_record_n88(value);
+function to_candid_SlashArgs_n95(value: SlashArgs): _SlashArgs {
+    return to_candid_record_n96(value);
 }
-function to_candid_record_n103(value: {
+function to_candid_record_n111(value: {
     matcher?: Principal;
     unbonding_period_secs?: bigint;
     min_stake?: bigint;
@@ -2448,7 +2605,7 @@ function to_candid_record_n4(value: {
         min_jobs_completed: value.min_jobs_completed
     };
 }
-function to_candid_record_n58(value: {
+function to_candid_record_n60(value: {
     from?: Principal;
 }): {
     from: [] | [Principal];
@@ -2457,7 +2614,7 @@ function to_candid_record_n58(value: {
         from: value.from ? candid_some(value.from) : candid_none()
     };
 }
-function to_candid_record_n71(value: {
+function to_candid_record_n73(value: {
     start_after?: Principal;
     limit?: number;
     filter: ProviderFilter;
@@ -2469,10 +2626,10 @@ function to_candid_record_n71(value: {
     return {
         start_after: value.start_after ? candid_some(value.start_after) : candid_none(),
         limit: value.limit ? candid_some(value.limit) : candid_none(),
-        filter: to_candid_ProviderFilter_n72(value.filter)
+        filter: to_candid_ProviderFilter_n74(value.filter)
     };
 }
-function to_candid_record_n73(value: {
+function to_candid_record_n75(value: {
     region?: string;
     min_stake?: bigint;
     active_only: boolean;
@@ -2487,7 +2644,7 @@ function to_candid_record_n73(value: {
         active_only: value.active_only
     };
 }
-function to_candid_record_n78(value: {
+function to_candid_record_n80(value: {
     key: string;
     provider: Principal;
     event: RecordEvent;
@@ -2499,10 +2656,10 @@ function to_candid_record_n78(value: {
     return {
         key: value.key,
         provider: value.provider,
-        event: to_candid_RecordEvent_n79(value.event)
+        event: to_candid_RecordEvent_n81(value.event)
     };
 }
-function to_candid_record_n82(value: {
+function to_candid_record_n84(value: {
     region: string;
     total_slots: number;
     endpoint?: string;
@@ -2529,7 +2686,7 @@ function to_candid_record_n82(value: {
         memory_per_slot_mib: value.memory_per_slot_mib
     };
 }
-function to_candid_record_n84(value: {
+function to_candid_record_n86(value: {
     provider: Principal;
     operation: bigint;
     outcome: LedgerOutcome;
@@ -2541,10 +2698,22 @@ function to_candid_record_n84(value: {
     return {
         provider: value.provider,
         operation: value.operation,
-        outcome: to_candid_LedgerOutcome_n85(value.outcome)
+        outcome: to_candid_LedgerOutcome_n87(value.outcome)
     };
 }
-function to_candid_record_n88(value: {
+function to_candid_record_n90(value: {
+    max_local_blocks?: bigint;
+    archive?: Principal;
+}): {
+    max_local_blocks: [] | [bigint];
+    archive: [] | [Principal];
+} {
+    return {
+        max_local_blocks: value.max_local_blocks ? candid_some(value.max_local_blocks) : candid_none(),
+        archive: value.archive ? candid_some(value.archive) : candid_none()
+    };
+}
+function to_candid_record_n96(value: {
     key: string;
     provider: Principal;
     beneficiary: Account;
@@ -2560,12 +2729,12 @@ function to_candid_record_n88(value: {
     return {
         key: value.key,
         provider: value.provider,
-        beneficiary: to_candid_Account_n89(value.beneficiary),
+        beneficiary: to_candid_Account_n97(value.beneficiary),
         amount: value.amount,
         reason: value.reason
     };
 }
-function to_candid_record_n90(value: {
+function to_candid_record_n98(value: {
     owner: Principal;
     subaccount?: Uint8Array;
 }): {
@@ -2577,7 +2746,7 @@ function to_candid_record_n90(value: {
         subaccount: value.subaccount ? candid_some(value.subaccount) : candid_none()
     };
 }
-function to_candid_variant_n80(value: {
+function to_candid_variant_n82(value: {
     __kind__: "AuditFailed";
     AuditFailed: null;
 } | {
@@ -2612,7 +2781,7 @@ function to_candid_variant_n80(value: {
         DeadlineMissed: value.DeadlineMissed
     } : value;
 }
-function to_candid_variant_n86(value: {
+function to_candid_variant_n88(value: {
     __kind__: "NotLanded";
     NotLanded: null;
 } | {
