@@ -16,6 +16,7 @@ declare -A CANISTERS=(
     [escrow]=src/escrow/escrow.did
     [matcher]=src/matcher/matcher.did
     [archive]=src/archive/archive.did
+    [explorer]=src/explorer/explorer.did
     [ledger]=testkit/ledger/ledger.did
     [example-client]=testkit/canisters/example-client/example-client.did
     [probe-canister]=""
@@ -50,7 +51,7 @@ ensure_ic_wasm() {
 
 packages=("$@")
 if [ ${#packages[@]} -eq 0 ]; then
-    packages=(registry escrow matcher archive ledger example-client probe-canister sns-governance-standin rates-standin)
+    packages=(registry escrow matcher archive explorer ledger example-client probe-canister sns-governance-standin rates-standin)
 fi
 for p in "${packages[@]}"; do
     if [ -z "${CANISTERS[$p]+x}" ]; then

@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-CANISTERS=(registry escrow matcher archive)
+CANISTERS=(registry escrow matcher archive explorer)
 for c in "${CANISTERS[@]}"; do
     [ -f "target/canisters/$c.wasm" ] || { scripts/build-canisters.sh "${CANISTERS[@]}"; break; }
 done

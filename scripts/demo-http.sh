@@ -14,10 +14,15 @@
 # hello-service with two replicas (`market serve ... --detach`); both answer
 # curl; the daemon of one replica is killed (SIGKILL), the matcher's probes
 # fail it, the replica is re-matched to the third provider and answers
-# there; the buyer cancels the lease.
+# there; the buyer cancels the lease. The market explorer (the explorer
+# canister's page, served by the devnet's gateway) shows all of it; the
+# demo ends by printing its URL and, when run from a terminal, keeps the
+# devnet up until Ctrl-C so the page can be opened.
 #
 # DEMO_SPEED=N: devnet seconds per real second (default 20).
 # KEEP_LOGS=1: keep the temp dir (identities, configs, daemon logs).
+# KEEP_RUNNING=1 / KEEP_RUNNING=0: keep the devnet up at the end, or not
+# (default: only when stdin is a terminal).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -33,9 +38,10 @@ say() {
 step() { printf '\n==> %s\n' "$*"; }
 die() { echo "demo-http: $*" >&2; exit 1; }
 
-step "building the canisters, the workloads, devnet, provider-node and market"
-scripts/build-canisters.sh ledger registry escrow matcher
+step "building the canisters, the workloads, the explorer's page, devnet, provider-node and market"
+scripts/build-canisters.sh ledger registry escrow matcher explorer
 scripts/build-workloads.sh
+scripts/web.sh
 cargo build --locked -p local-replica -p provider-node -p market
 DEVNET="$ROOT/target/debug/local-replica"
 PN="$ROOT/target/debug/provider-node"
@@ -90,20 +96,21 @@ wait_for_line() {
     done
 }
 
-step "identities: a buyer, three providers and the ledger's minting account (PEM files, as dfx writes them)"
+step "identities: a buyer, three providers, the ledger's minting account and the canisters' controller (PEM files, as dfx writes them)"
 declare -A PRINCIPAL
-for who in minter alice provider-1 provider-2 provider-3; do
+for who in minter operator alice provider-1 provider-2 provider-3; do
     PRINCIPAL[$who]=$("$PN" --identity "$WORK/$who.pem" identity new 2>/dev/null)
     say "$who: ${PRINCIPAL[$who]}"
 done
 
-step "starting the devnet (clock at ${SPEED}x) with the ledger, registry, escrow and matcher"
+step "starting the devnet (clock at ${SPEED}x) with the ledger, registry, escrow, matcher and explorer"
 # Canister ids are assigned in install order, so each init argument can name
 # the canisters installed after it; checked below against what the devnet prints.
 LEDGER=bkyz2-fmaaa-aaaaa-qaaaq-cai
 REGISTRY=bd3sg-teaaa-aaaaa-qaaba-cai
 ESCROW=be2us-64aaa-aaaaa-qaabq-cai
 MATCHER=br5f7-7uaaa-aaaaa-qaaca-cai
+EXPLORER=bw4dl-smaaa-aaaaa-qaacq-cai
 account() { echo "record { owner = principal \"$1\"; subaccount = null }"; }
 # The accounts are funded by the ledger's initial balances (minted at init).
 LEDGER_ARG="(variant { Init = record {
@@ -122,21 +129,31 @@ ESCROW_ARG="(record { matcher = opt principal \"$MATCHER\"; ledgers = vec { prin
 MATCHER_ARG="(record { registry = principal \"$REGISTRY\"; escrow = principal \"$ESCROW\";
   stake_ledger = principal \"$LEDGER\"; grace_secs = 10; bond_multiple = 10; slash_multiple = 5;
   challenge_window_secs = opt 30; probe_interval_secs = opt 10 })"
-"$DEVNET" --port 0 --time-speed "$SPEED" \
+EXPLORER_ARG="(record { registry = principal \"$REGISTRY\"; escrow = principal \"$ESCROW\";
+  matcher = principal \"$MATCHER\"; fetch_root_key = true })"
+"$DEVNET" --port 0 --time-speed "$SPEED" --controller "${PRINCIPAL[operator]}" \
     --install "ledger=$CANISTERS/ledger.wasm:$LEDGER_ARG" \
     --install "registry=$CANISTERS/registry.wasm:$REGISTRY_ARG" \
     --install "escrow=$CANISTERS/escrow.wasm:$ESCROW_ARG" \
     --install "matcher=$CANISTERS/matcher.wasm:$MATCHER_ARG" \
+    --install "explorer=$CANISTERS/explorer.wasm:$EXPLORER_ARG" \
     >"$WORK/devnet.out" 2>"$WORK/devnet.log" &
 PIDS+=($!)
 wait_for_line "$WORK/devnet.out" 60 "^devnet listening on "
 URL=$(sed -n 's/^devnet listening on //p' "$WORK/devnet.out")
-for pair in ledger=$LEDGER registry=$REGISTRY escrow=$ESCROW matcher=$MATCHER; do
+for pair in ledger=$LEDGER registry=$REGISTRY escrow=$ESCROW matcher=$MATCHER explorer=$EXPLORER; do
     grep -qx "installed ${pair%%=*} = ${pair#*=}" "$WORK/devnet.out" ||
         die "expected 'installed ${pair%%=*} = ${pair#*=}'; the devnet printed: $(cat "$WORK/devnet.out")"
     say "${pair%%=*} ${pair#*=}"
 done
 say "devnet at $URL"
+# The explorer's page, uploaded by the canisters' controller; served by the
+# devnet's gateway at <canister id>.localhost.
+node web/dist/tools/upload-explorer.mjs --network "$URL" --canister "$EXPLORER" \
+    --identity "$WORK/operator.pem" >"$WORK/upload-explorer.log" 2>&1 ||
+    die "uploading the explorer's page failed: $(cat "$WORK/upload-explorer.log")"
+EXPLORER_URL="http://$EXPLORER.localhost:${URL##*:}/"
+say "explorer at $EXPLORER_URL"
 
 # What every process is told: the network and the canister ids, under
 # provider-node's names and market's.
@@ -402,7 +419,7 @@ done
 sed 's/^/    market service: /' "$WORK/service.txt"
 grep -q "^service $SID  Cancelled" "$WORK/service.txt" || die "service $SID was not cancelled"
 
-step "stopping the daemons (SIGTERM) and the devnet"
+step "stopping the daemons (SIGTERM)"
 for n in 1 2 3; do
     [ "$n" = "$LOST" ] && continue
     kill -TERM "${DAEMON[$n]}"
@@ -410,3 +427,15 @@ for n in 1 2 3; do
     say "provider-$n: $(grep -o 'stopped: .*' "$WORK/provider-$n-ingress.log" || echo 'stopped')"
 done
 say "done"
+
+step "the market explorer: providers, jobs, services, slashes and accounts"
+curl -sS --max-time 10 "$EXPLORER_URL" | grep -q "Compute market explorer" ||
+    die "the explorer does not answer at $EXPLORER_URL"
+KEEP_RUNNING=${KEEP_RUNNING:-$([ -t 0 ] && echo 1 || echo 0)}
+if [ "$KEEP_RUNNING" = 1 ]; then
+    echo "the devnet stays up for the explorer; Ctrl-C stops it"
+fi
+echo "explorer: $EXPLORER_URL"
+if [ "$KEEP_RUNNING" = 1 ]; then
+    wait "${PIDS[0]}" || true
+fi

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: builds the canister and workload .wasm files the tests
 # load, then the whole workspace's native, devnet and sandbox tests.
-# Installs what it needs (Debian's wasm-capable Rust, ic-wasm, icp-cli)
+# Installs what it needs (Debian's wasm-capable Rust, ic-wasm, icp-cli,
+# the npm packages of web/ and Debian's chromium)
 # idempotently.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,9 @@ export ICP_CLI
 if [ -x scripts/build-workloads.sh ]; then
     scripts/build-workloads.sh
 fi
+# The explorer's page, the TypeScript bindings and example (checked and
+# bundled), and Debian's chromium, for tests/tests/explorer.rs.
+scripts/web.sh --browser
 
 echo "==> cargo test --workspace" >&2
 cargo test --workspace --locked "$@"

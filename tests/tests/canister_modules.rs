@@ -105,6 +105,11 @@ fn matcher_module_matches_its_did() {
 }
 
 #[test]
+fn explorer_module_matches_its_did() {
+    check_canister("explorer");
+}
+
+#[test]
 fn ledger_module_matches_its_did() {
     check_canister("ledger");
 }

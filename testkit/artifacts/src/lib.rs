@@ -48,7 +48,7 @@ pub fn canister_wasm(name: &str) -> Vec<u8> {
 pub fn did_path(name: &str) -> PathBuf {
     let root = repo_root();
     let dir = match name {
-        "registry" | "escrow" | "matcher" | "archive" => root.join("src").join(name),
+        "registry" | "escrow" | "matcher" | "archive" | "explorer" => root.join("src").join(name),
         "ledger" => root.join("testkit/ledger"),
         "example-client" => root.join("testkit/canisters/example-client"),
         "sns-governance-standin" => root.join("testkit/canisters/sns-governance"),

@@ -59,10 +59,28 @@ pub struct Authenticated {
 
 /// Decodes and authenticates an envelope at wall-clock time `now_nanos`.
 pub fn authenticate(body: &[u8], now_nanos: u64) -> Result<Authenticated, AuthError> {
+    authenticate_at(body, now_nanos, now_nanos)
+}
+
+/// Decodes and authenticates an envelope at wall-clock time `now_nanos`
+/// while the devnet's clock reads `devnet_nanos`: an expiry may lie up to
+/// 5 minutes and 30 s past the later of the two. A clock running faster
+/// than real time puts certificates ahead of the wall clock; agents that
+/// sync their time to a certificate (agent-js does when one seems to come
+/// from the future) then compute expiries from the devnet's time.
+pub fn authenticate_at(
+    body: &[u8],
+    now_nanos: u64,
+    devnet_nanos: u64,
+) -> Result<Authenticated, AuthError> {
     let envelope: Envelope<'_> =
         serde_cbor::from_slice(body).map_err(|e| AuthError::Malformed(e.to_string()))?;
     let content = envelope.content.into_owned();
-    check_expiry(content.ingress_expiry(), now_nanos)?;
+    check_expiry(
+        content.ingress_expiry(),
+        now_nanos,
+        devnet_nanos.max(now_nanos),
+    )?;
     let request_id = content.to_request_id();
     let sender = *content.sender();
     if sender == Principal::anonymous() {
@@ -124,9 +142,9 @@ pub fn authenticate(body: &[u8], now_nanos: u64) -> Result<Authenticated, AuthEr
     })
 }
 
-fn check_expiry(expiry: u64, now_nanos: u64) -> Result<(), AuthError> {
+fn check_expiry(expiry: u64, now_nanos: u64, latest_nanos: u64) -> Result<(), AuthError> {
     let min = now_nanos;
-    let max = now_nanos.saturating_add((MAX_INGRESS_TTL + PERMITTED_DRIFT).as_nanos() as u64);
+    let max = latest_nanos.saturating_add((MAX_INGRESS_TTL + PERMITTED_DRIFT).as_nanos() as u64);
     if expiry < min || expiry > max {
         return Err(AuthError::Expiry { expiry, min, max });
     }
@@ -225,6 +243,31 @@ mod tests {
         let far = signed(&key, NOW + 6 * 60 * 1_000_000_000);
         assert!(matches!(
             authenticate(&far, NOW),
+            Err(AuthError::Expiry { .. })
+        ));
+    }
+
+    #[test]
+    fn a_fast_clock_extends_the_window_to_its_own_time() {
+        let key = ic_ed25519::PrivateKey::generate_from_seed(&[2; 32]);
+        let minute = 60 * 1_000_000_000;
+        // The devnet's clock is ten minutes ahead; an agent synced to it
+        // sends an expiry five minutes past the devnet's time.
+        let synced = signed(&key, NOW + 15 * minute);
+        authenticate_at(&synced, NOW, NOW + 10 * minute).expect("within the devnet's window");
+        assert!(matches!(
+            authenticate(&synced, NOW),
+            Err(AuthError::Expiry { .. })
+        ));
+        let beyond = signed(&key, NOW + 16 * minute);
+        assert!(matches!(
+            authenticate_at(&beyond, NOW, NOW + 10 * minute),
+            Err(AuthError::Expiry { .. })
+        ));
+        // Never before the wall clock.
+        let past = signed(&key, NOW - 1);
+        assert!(matches!(
+            authenticate_at(&past, NOW, NOW + 10 * minute),
             Err(AuthError::Expiry { .. })
         ));
     }

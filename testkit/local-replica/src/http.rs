@@ -14,7 +14,7 @@ use candid::Principal;
 use ic_transport_types::{EnvelopeContent, RejectResponse, TransportCallResponse};
 use serde_cbor::Value;
 
-use crate::auth::{Authenticated, authenticate};
+use crate::auth::{Authenticated, authenticate_at};
 use crate::ingress::error_code;
 use crate::management;
 use crate::node::{Node, Refusal, Request, Scope, Submitted, wall_clock_nanos};
@@ -53,8 +53,21 @@ pub fn router(node: Arc<Node>, config: HttpConfig) -> Router {
             "/api/{version}/subnet/{id}/read_state",
             post(read_state::<true>),
         )
+        .fallback(gateway)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(App { node, config })
+}
+
+/// Everything but the IC's HTTP interface: canisters' pages
+/// (see [`crate::gateway`]).
+async fn gateway(
+    State(app): State<App>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    crate::gateway::serve(app.node, method, uri, headers, body).await
 }
 
 fn cbor(status: StatusCode, body: Vec<u8>) -> Response {
@@ -123,8 +136,8 @@ async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> 
         .expect("node work panicked")
 }
 
-fn authenticated(body: &[u8]) -> Result<Authenticated, HttpError> {
-    authenticate(body, wall_clock_nanos())
+fn authenticated(node: &Node, body: &[u8]) -> Result<Authenticated, HttpError> {
+    authenticate_at(body, wall_clock_nanos(), node.clock_nanos())
         .map_err(|e| plain(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
@@ -215,7 +228,7 @@ async fn call<const SUBNET: bool>(
 ) -> Result<Response, HttpError> {
     let versions: &[&str] = if SUBNET { &["v4"] } else { &["v2", "v3", "v4"] };
     let effective = effective_id(&version, versions, &id)?;
-    let request = ingress_request(authenticated(&body)?, false)?;
+    let request = ingress_request(authenticated(&app.node, &body)?, false)?;
     if SUBNET {
         if request.canister != Principal::management_canister() {
             return Err(plain(
@@ -279,7 +292,7 @@ async fn query(
     body: Bytes,
 ) -> Result<Response, HttpError> {
     let effective = effective_id(&version, &["v2", "v3"], &id)?;
-    let request = ingress_request(authenticated(&body)?, true)?;
+    let request = ingress_request(authenticated(&app.node, &body)?, true)?;
     if request.canister != Principal::management_canister() {
         check_effective(effective, request.canister, &request.arg)?;
     }
@@ -302,7 +315,7 @@ async fn read_state<const SUBNET: bool>(
     body: Bytes,
 ) -> Result<Response, HttpError> {
     let effective = effective_id(&version, &["v2", "v3"], &id)?;
-    let auth = authenticated(&body)?;
+    let auth = authenticated(&app.node, &body)?;
     let EnvelopeContent::ReadState { sender, paths, .. } = auth.content else {
         return Err(plain(
             StatusCode::BAD_REQUEST,

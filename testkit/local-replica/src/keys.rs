@@ -97,6 +97,15 @@ impl NodeKeys {
         self.bls.sign(&msg).serialize().to_vec()
     }
 
+    /// Whether `signature` is the root key's over a state tree with this
+    /// root hash (how a client checks a certificate).
+    pub fn verifies_state_root(&self, root_hash: &[u8; 32], signature: &[u8]) -> bool {
+        let mut msg = STATE_ROOT_DOMAIN.to_vec();
+        msg.extend_from_slice(root_hash);
+        ic_verify_bls_signature::verify_bls_signature(signature, &msg, &self.root_key_der[37..])
+            .is_ok()
+    }
+
     /// The node's Ed25519 signature of a query response's signable bytes.
     pub fn sign_as_node(&self, msg: &[u8]) -> Vec<u8> {
         self.node_key.sign_message(msg).to_vec()

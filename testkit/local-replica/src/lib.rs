@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 
 pub mod auth;
+pub mod gateway;
 pub mod http;
 pub mod ingress;
 pub mod keys;

@@ -413,6 +413,29 @@ impl Node {
         certify(&tree, &self.keys)
     }
 
+    /// The devnet's clock now (ns since the epoch): ahead of the wall clock
+    /// when it runs fast.
+    pub fn clock_nanos(&self) -> u64 {
+        self.clock.now_nanos()
+    }
+
+    /// Runs a query from the anonymous principal with the canister's data
+    /// certificate, as a boundary node does for `http_request`: the reply's
+    /// bytes, or the reject's message.
+    pub fn anonymous_query(
+        &self,
+        canister: Principal,
+        method: &str,
+        arg: Vec<u8>,
+    ) -> Result<Vec<u8>, String> {
+        let mut state = self.lock();
+        let certificate = self.query_certificate(&mut state, canister);
+        state
+            .devnet
+            .query_call_with_certificate(canister, Principal::anonymous(), method, arg, certificate)
+            .map_err(|r| r.message)
+    }
+
     /// Runs a query and returns the CBOR `QueryResponse`, signed by the node.
     pub fn query(&self, request: Request) -> Vec<u8> {
         let (request_id, sender, canister) = (request.request_id, request.sender, request.canister);
