@@ -19,6 +19,8 @@
 //! binaries (`cargo test --workspace` builds them), `npm ci` and
 //! `npm run build` in `web/`, and Debian's `chromium`.
 
+mod processes;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -27,6 +29,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use candid::Principal;
+use processes::{bin, canister_id, wait_for_line};
 use sha2::Digest;
 
 /// Devnet seconds per real second.
@@ -53,18 +56,6 @@ fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-/// A built binary next to this test's executable (`target/<profile>/`).
-fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let path = exe.parent().and_then(Path::parent).unwrap().join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: `cargo build -p local-replica -p provider-node -p market`",
-        path.display()
-    );
-    path
-}
-
 /// A file the web build makes, or a panic saying how to make it.
 fn web_file(rel: &str) -> PathBuf {
     let path = repo().join("web").join(rel);
@@ -74,30 +65,6 @@ fn web_file(rel: &str) -> PathBuf {
         path.display()
     );
     path
-}
-
-fn wait_for_line(file: &Path, needle: &str, timeout: Duration) -> String {
-    let end = Instant::now() + timeout;
-    loop {
-        let text = std::fs::read_to_string(file).unwrap_or_default();
-        if let Some(line) = text.lines().find(|l| l.contains(needle)) {
-            return line.to_string();
-        }
-        assert!(
-            Instant::now() < end,
-            "no line containing {needle:?} in {} within {timeout:?}; it holds:\n{text}",
-            file.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The id the devnet gives its `index`-th canister (as a local
-/// application subnet numbers them, from `bkyz2-fmaaa-aaaaa-qaaaq-cai`).
-fn canister_id(index: u8) -> Principal {
-    let mut bytes = [1u8; 10];
-    bytes[..8].copy_from_slice(&(0x8000_0000_0010_0001u64 + u64::from(index)).to_be_bytes());
-    Principal::from_slice(&bytes)
 }
 
 struct Scene {

@@ -18,12 +18,15 @@
 //! `cargo test --workspace` builds them, otherwise run
 //! `cargo build -p local-replica -p provider-node -p market` first.
 
+mod processes;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use candid::Principal;
+use processes::{bin, canister_id, wait_for_line};
 use sha2::Digest;
 
 /// Devnet seconds per real second: fast enough for the story to take
@@ -98,24 +101,6 @@ struct Output {
     stderr: String,
 }
 
-/// The directory of the built binaries: this test's executable is in
-/// `target/<profile>/deps/`.
-fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test executable lies in target/<profile>/deps");
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: build the binaries with `cargo build -p local-replica -p provider-node -p market` \
-         (cargo test --workspace builds them too)",
-        path.display()
-    );
-    path
-}
-
 /// A built WASI workload, or a panic naming the script that builds them.
 fn workload(name: &str) -> PathBuf {
     let dir = market_artifacts::workload_dir();
@@ -137,31 +122,6 @@ fn canister(name: &str) -> PathBuf {
         path.display()
     );
     path
-}
-
-/// The id the devnet gives its `index`-th canister (as a local
-/// application subnet numbers them, from `bkyz2-fmaaa-aaaaa-qaaaq-cai`).
-fn canister_id(index: u8) -> Principal {
-    let mut bytes = [1u8; 10];
-    bytes[..8].copy_from_slice(&(0x8000_0000_0010_0001u64 + u64::from(index)).to_be_bytes());
-    Principal::from_slice(&bytes)
-}
-
-/// Waits until `file` has a line containing `needle`; returns that line.
-fn wait_for_line(file: &Path, needle: &str, timeout: Duration) -> String {
-    let end = Instant::now() + timeout;
-    loop {
-        let text = std::fs::read_to_string(file).unwrap_or_default();
-        if let Some(line) = text.lines().find(|l| l.contains(needle)) {
-            return line.to_string();
-        }
-        assert!(
-            Instant::now() < end,
-            "no line containing {needle:?} in {} within {timeout:?}; it holds:\n{text}",
-            file.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// `1.5 ICP` (the tools' format) in e8s.
