@@ -1,16 +1,17 @@
 //! The explorer and the TypeScript bindings against the devnet's HTTP
 //! server, as separate processes: the `local-replica` binary serves the
 //! ledger, registry, escrow, matcher and explorer `.wasm` files; the page is
-//! uploaded by the Node tool `web/dist/tools/upload-explorer.mjs`; a
-//! provider registers, stakes, offers and runs its daemon.
+//! uploaded by the Node tool `web/dist/tools/upload-explorer.mjs`; two
+//! providers register, stake and offer, and one runs its daemon.
 //!
 //! Checked, in headless Chromium (`web/test/browser.mjs`, driven over its
 //! stdin and stdout): the page, loaded from the gateway at
 //! `http://<explorer>.localhost:PORT/`, lists the providers and draws the
 //! order book's free slots; a job run with `market run` then appears on
-//! it, its buyer among the accounts, and its page and the matcher's event
-//! log open. Screenshots are kept
-//! under `target/tmp/explorer/`. Then the TypeScript example
+//! it, its buyer among the accounts, the cheaper provider without a daemon
+//! among the slashes for missing the job's deadline, and the job's page
+//! and the matcher's event log open. Screenshots are kept under
+//! `target/tmp/explorer/`. Then the TypeScript example
 //! (`web/dist/examples/submit-and-watch.mjs`) submits a job with the
 //! generated bindings and watches it to `Succeeded` with the sha256 of its
 //! input as output.
@@ -330,8 +331,7 @@ fn explorer_in_a_browser_and_the_typescript_example() {
     );
     assert!(out.contains("uploaded /explorer.js"), "{out}");
 
-    // provider-1 offers two slots and runs its daemon; provider-2 only
-    // registers and stakes.
+    // Two providers register and stake.
     for n in [1u8, 2] {
         let dir = s.path(&format!("provider-{n}"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -363,25 +363,30 @@ fn explorer_in_a_browser_and_the_typescript_example() {
         );
         s.provider(n, &["stake", "10"]);
     }
-    s.provider(
-        1,
-        &[
-            "offer",
-            "post",
-            "--price-per-gfuel",
-            "0.001",
-            "--fuel-per-sec",
-            "10000000",
-            "--price-per-interval",
-            "0.001",
-            "--slots",
-            "2",
-            "--memory-mib",
-            "256",
-            "--min-interval-secs",
-            "10",
-        ],
-    );
+    // Both offer two slots; provider-2 asks less but runs no daemon, so
+    // the job goes to it first, misses its deadline, is slashed and moves
+    // to provider-1.
+    for (n, price) in [(1u8, "0.001"), (2, "0.0005")] {
+        s.provider(
+            n,
+            &[
+                "offer",
+                "post",
+                "--price-per-gfuel",
+                price,
+                "--fuel-per-sec",
+                "10000000",
+                "--price-per-interval",
+                price,
+                "--slots",
+                "2",
+                "--memory-mib",
+                "256",
+                "--min-interval-secs",
+                "10",
+            ],
+        );
+    }
     let config = s.path("provider-1/config.toml");
     let daemon_log = std::fs::File::create(s.path("provider-1.log")).unwrap();
     let daemon = s
@@ -416,6 +421,8 @@ fn explorer_in_a_browser_and_the_typescript_example() {
             CHROMIUM,
             "--account",
             &s.principals["alice"].to_text(),
+            "--slashed",
+            "provider-2",
         ])
         .arg("--screenshots")
         .arg(&shots)

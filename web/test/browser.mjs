@@ -3,14 +3,16 @@
 // a person sees. Driven by tests/tests/explorer.rs over stdin and stdout:
 //
 //   node test/browser.mjs --url http://<explorer>.localhost:PORT/ \
-//     --providers provider-1,provider-2 --account <buyer principal> --screenshots DIR
+//     --providers provider-1,provider-2 --account <buyer principal> \
+//     --slashed provider-2 --screenshots DIR
 //
 // 1. The overview lists the providers and draws the order book's depth
 //    (free slots as bars); it prints "ready".
 // 2. It reads a job id from stdin (the test then runs `market run`), waits
 //    for that job to appear on the overview with its buyer among the
-//    accounts, opens the job's page and the matcher's event log, and
-//    prints "ok".
+//    accounts and, with --slashed, that provider among the slashes for
+//    missing the job's deadline; it opens the job's page and the matcher's
+//    event log, and prints "ok".
 // Screenshots of each step go to DIR. Any failure exits non-zero.
 
 import { mkdirSync } from "node:fs";
@@ -29,6 +31,7 @@ const url = f.get("url");
 const providers = (f.get("providers") ?? "").split(",").filter(Boolean);
 const shots = f.get("screenshots") ?? ".";
 const account = f.get("account");
+const slashed = f.get("slashed");
 const executablePath = f.get("chromium") ?? "/usr/bin/chromium";
 mkdirSync(shots, { recursive: true });
 
@@ -82,6 +85,19 @@ try {
         throw new Error(`the buyer ${account} is not among the accounts`);
       });
   }
+  if (slashed) {
+    const slash = page
+      .locator("[data-testid=slashes] tr")
+      .filter({ hasText: slashed })
+      .filter({ hasText: "missed a deadline" })
+      .filter({ has: page.locator("a", { hasText: new RegExp(`^job ${id}$`) }) });
+    await slash
+      .first()
+      .waitFor({ timeout: 30_000 })
+      .catch(async () => {
+        throw new Error(`no slash of ${slashed} for job ${id}: ${await page.textContent("[data-testid=slashes]")}`);
+      });
+  }
   await page.screenshot({ path: join(shots, "overview-with-job.png"), fullPage: true });
   await row.first().click();
   await page.waitForFunction((id) => document.querySelector("h2")?.textContent === `Job ${id}`, id, { timeout: 30_000 });
@@ -96,7 +112,7 @@ try {
   if (!events?.includes("JobSubmitted")) throw new Error(`the matcher's log shows no JobSubmitted: ${events}`);
   await page.screenshot({ path: join(shots, "events.png"), fullPage: true });
   if (problems.length) throw new Error(problems.join("; "));
-  say(`ok: job ${id} listed, its page and the matcher's log shown`);
+  say(`ok: job ${id} listed${slashed ? `, ${slashed} slashed for it` : ""}, its page and the matcher's log shown`);
 } catch (e) {
   if (page) await page.screenshot({ path: join(shots, "failure.png"), fullPage: true }).catch(() => {});
   console.error(`browser test failed: ${e instanceof Error ? e.message : e}`);
