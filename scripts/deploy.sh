@@ -11,6 +11,9 @@
 # argument), named to it with `set_log_archiving`: the oldest blocks of its
 # event log move there (see src/canister-common/src/event_log.rs).
 #
+# The explorer canister serves the market's web page: the script uploads
+# the page scripts/web.sh bundled (web/dist/explorer/) and prints its URL.
+#
 #   scripts/deploy.sh devnet [--url http://127.0.0.1:4943]   # the devnet over HTTP
 #   scripts/deploy.sh ic                                    # mainnet
 #
@@ -53,6 +56,8 @@ else
 fi
 LOGS=(registry escrow matcher)
 for c in "${LOGS[@]}"; do CANISTERS+=("$c-archive"); done
+CANISTERS+=(explorer)
+PAGE=web/dist/explorer
 # The module of a canister: the archives share one.
 wasm_of() { case "$1" in *-archive) echo target/canisters/archive.wasm ;; *) echo "target/canisters/$1.wasm" ;; esac; }
 icp() { DO_NOT_TRACK=1 "$ICP" "$@"; }
@@ -60,6 +65,7 @@ icp() { DO_NOT_TRACK=1 "$ICP" "$@"; }
 for c in "${CANISTERS[@]}"; do
     [ -f "$(wasm_of "$c")" ] || die "$(wasm_of "$c") is missing: run scripts/build-canisters.sh"
 done
+[ -f "$PAGE/index.html" ] || die "$PAGE is missing: run scripts/web.sh"
 
 # The network's values, then the ids already deployed.
 set -a
@@ -111,4 +117,49 @@ for c in "${LOGS[@]}"; do
         "${TARGET[@]}" "${IDENTITY[@]}" >&2
     echo "named $c-archive to $c" >&2
 done
+
+# The explorer's page, file by file in pieces of 256 KiB, or of
+# EXPLORER_PIECE_BYTES (again on a redeploy: a file's first piece replaces
+# it).
+EXPLORER=$(id_of explorer)
+type_of() {
+    case "$1" in
+        *.html) echo "text/html; charset=utf-8" ;;
+        *.js) echo "text/javascript; charset=utf-8" ;;
+        *.css) echo "text/css; charset=utf-8" ;;
+        *.svg) echo "image/svg+xml" ;;
+        *.png) echo "image/png" ;;
+        *.json) echo "application/json" ;;
+    esac
+}
+PIECE=${EXPLORER_PIECE_BYTES:-262144}
+for file in "$PAGE"/*; do
+    name=$(basename "$file")
+    type=$(type_of "$name")
+    [ -n "$type" ] || continue
+    size=$(stat -c %s "$file")
+    at=0
+    while [ "$at" -eq 0 ] || [ "$at" -lt "$size" ]; do
+        append=false
+        [ "$at" -eq 0 ] || append=true
+        {
+            printf '(record { path = "/%s"; content_type = "%s"; append = %s; content = blob "' \
+                "$name" "$type" "$append"
+            dd if="$file" bs="$PIECE" skip=$((at / PIECE)) count=1 status=none | od -An -v -tx1 | tr -d ' \n' | sed 's/../\\&/g'
+            printf '" })\n'
+        } >"$ARGS/piece.args"
+        reply=$(icp canister call "$EXPLORER" upload_asset --args-file "$ARGS/piece.args" \
+            --candid src/explorer/explorer.did "${TARGET[@]}" "${IDENTITY[@]}")
+        grep -q 'Ok' <<<"$reply" || die "uploading /$name to the explorer: $reply"
+        at=$((at + PIECE))
+    done
+    echo "uploaded /$name ($size bytes) to the explorer" >&2
+done
+if [ "$NETWORK" = ic ]; then
+    echo "explorer: https://$EXPLORER.icp0.io/" >&2
+else
+    PORT=${URL##*:}
+    PORT=${PORT%%/*}
+    echo "explorer: http://$EXPLORER.localhost:$PORT/" >&2
+fi
 cat "$IDS"

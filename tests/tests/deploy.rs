@@ -14,6 +14,15 @@ use market_api::matcher::MatcherInit;
 use market_api::registry::RegistryInit;
 use sha2::Digest;
 
+/// The explorer's init argument as `src/explorer/explorer.did` has it.
+#[derive(candid::CandidType, serde::Deserialize, Debug, PartialEq)]
+struct ExplorerConfig {
+    registry: Principal,
+    escrow: Principal,
+    matcher: Principal,
+    fetch_root_key: bool,
+}
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -140,6 +149,23 @@ fn init_arguments_match_the_did_files_on_every_network() {
             );
         }
 
+        let bytes = encode_init("src/explorer/explorer.did", &arg("explorer"));
+        let explorer = Decode!(&bytes, ExplorerConfig).expect("ExplorerConfig");
+        assert_eq!(
+            (
+                explorer.registry.to_text(),
+                explorer.escrow.to_text(),
+                explorer.matcher.to_text()
+            ),
+            (
+                values["REGISTRY"].clone(),
+                values["ESCROW"].clone(),
+                values["MATCHER"].clone()
+            ),
+            "{network}"
+        );
+        assert_eq!(explorer.fetch_root_key, network != "ic", "{network}");
+
         if network == "devnet" {
             encode_init("testkit/ledger/ledger.did", &arg("ledger"));
         }
@@ -158,6 +184,16 @@ fn the_mainnet_values_name_the_ics_own_canisters() {
 #[test]
 fn icp_yaml_deploys_the_built_canisters() {
     let yaml = read("icp.yaml");
+    for canister in ["registry", "escrow", "matcher", "explorer"] {
+        assert!(
+            yaml.contains(&format!("- name: {canister}\n")),
+            "icp.yaml has no canister {canister}"
+        );
+        assert!(
+            yaml.contains(&format!("scripts/build-canisters.sh {canister}")),
+            "icp.yaml does not build {canister} with the pinned build"
+        );
+    }
     for canister in ["registry", "escrow", "matcher"] {
         assert!(
             yaml.contains(&format!("- name: {canister}\n")),
@@ -190,6 +226,10 @@ fn icp_binary() -> PathBuf {
     path
 }
 
+/// The pieces `deploy.sh` uploads the explorer's files in, small enough
+/// that the bundle takes several.
+const PIECE: u64 = 65_536;
+
 /// Runs a script of the repository with icp-cli's home in `home`; returns
 /// its stderr, or panics with it if `succeed` does not match its status.
 fn run_script(home: &Path, script: &str, args: &[&str], succeed: bool) -> String {
@@ -198,6 +238,7 @@ fn run_script(home: &Path, script: &str, args: &[&str], succeed: bool) -> String
         .env("ICP", icp_binary())
         .env("ICP_HOME", home)
         .env("DO_NOT_TRACK", "1")
+        .env("EXPLORER_PIECE_BYTES", PIECE.to_string())
         .output()
         .unwrap_or_else(|e| panic!("running {script}: {e}"));
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -224,8 +265,8 @@ fn ids(path: &Path) -> BTreeMap<String, Principal> {
 /// `deploy.sh` and `upgrade.sh` with the real icp-cli against the devnet's
 /// HTTP server: the canisters are created through the cycles ledger,
 /// installed with the filled templates and wired to each other (each event
-/// log named its archive); a second
-/// deploy changes nothing; an upgrade stops, upgrades and starts the
+/// log named its archive), the explorer serves the page `scripts/web.sh`
+/// bundled, uploaded in pieces; a second deploy changes nothing; an upgrade stops, upgrades and starts the
 /// matcher with its state kept; an upgrade whose post_upgrade traps fails
 /// and leaves the old module running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,7 +321,7 @@ async fn the_deploy_and_upgrade_scripts_run_against_the_devnet() {
         })
     };
     let common_owned: Vec<String> = common.iter().map(|s| s.to_string()).collect();
-    deploy(home.clone(), common_owned.clone())
+    let said = deploy(home.clone(), common_owned.clone())
         .await
         .expect("deploy");
     let deployed = ids(&ids_file);
@@ -289,6 +330,7 @@ async fn the_deploy_and_upgrade_scripts_run_against_the_devnet() {
         [
             "escrow",
             "escrow-archive",
+            "explorer",
             "ledger",
             "matcher",
             "matcher-archive",
@@ -314,6 +356,46 @@ async fn the_deploy_and_upgrade_scripts_run_against_the_devnet() {
             "{owner}"
         );
     }
+
+    // The explorer serves the bundled page, each file as it is on disk,
+    // and names the market's canisters.
+    let explorer = deployed["explorer"];
+    let port = url.rsplit(':').next().expect("a port");
+    assert!(
+        said.contains(&format!("explorer: http://{explorer}.localhost:{port}/")),
+        "{said}"
+    );
+    let get = |path: &str| {
+        let request = market_api::HttpRequest {
+            method: "GET".into(),
+            url: path.into(),
+            headers: vec![],
+            body: vec![],
+        };
+        let reply = server.node().with_devnet(|dn| {
+            dn.query_call(
+                explorer,
+                deployer,
+                "http_request",
+                candid::encode_one(request).unwrap(),
+            )
+            .expect("http_request")
+        });
+        Decode!(&reply, market_api::HttpResponse).expect("HttpResponse")
+    };
+    let page = root().join("web/dist/explorer");
+    for (path, file) in [("/", "index.html"), ("/explorer.js", "explorer.js")] {
+        let on_disk = std::fs::read(page.join(file)).expect("the bundled page: run scripts/web.sh");
+        let served = get(path);
+        assert_eq!(served.status_code, 200, "{path}");
+        assert!(served.body == on_disk, "{path} is not {file} as bundled");
+    }
+    assert!(
+        std::fs::metadata(page.join("explorer.js")).unwrap().len() > 2 * PIECE,
+        "explorer.js fits one piece: the appending upload goes untested"
+    );
+    let served = String::from_utf8(get("/config.json").body).expect("UTF-8");
+    assert!(served.contains(&deployed["matcher"].to_text()), "{served}");
 
     let config = |canister: Principal| {
         server.node().with_devnet(|dn| {
