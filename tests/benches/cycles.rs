@@ -34,6 +34,7 @@ use market_api::matcher::{
 };
 use market_api::{JobId, Tokens};
 use market_fixture::{ICP, MarketFixture, Settings, exited, heartbeat_item, principal};
+use market_tests::thousands;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::Mutex;
@@ -349,23 +350,10 @@ fn e8s_for(cycles: u128, xdr_permyriad_per_icp: u64) -> u128 {
 fn row(what: &str, c: Cost) {
     println!(
         "| {what} | {} | {} | {} |",
-        sep(c.market),
-        sep(c.matcher),
-        sep(c.ledger)
+        thousands(c.market),
+        thousands(c.matcher),
+        thousands(c.ledger)
     );
-}
-
-/// `n` with thousands separators.
-fn sep(n: u128) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
 }
 
 fn main() {
@@ -497,7 +485,7 @@ fn main() {
     );
     println!(
         "| storage of the three canisters, per day, as the bench leaves them | {} | | |",
-        sep(storage_per_day)
+        thousands(storage_per_day)
     );
     println!();
     println!(

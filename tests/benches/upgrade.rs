@@ -26,6 +26,7 @@ use market_api::escrow::EscrowInit;
 use market_api::matcher::{MatcherError, MatcherInit};
 use market_api::registry::{ProviderProfile, RegistryConfigUpdate, RegistryError};
 use market_fixture::{ICP, MarketFixture, Settings};
+use market_tests::thousands;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -219,28 +220,18 @@ fn main() {
         } else {
             format!("{jobs} jobs")
         };
-        let old = old.map_or("-".to_string(), fmt);
-        println!("| {name} | {state} | {old} | {} |", fmt(now));
+        let old = old.map_or("-".to_string(), |n| thousands(u128::from(n)));
+        println!(
+            "| {name} | {state} | {old} | {} |",
+            thousands(u128::from(now))
+        );
     }
     let stats = audit(&net, &[ids.registry, ids.escrow, ids.matcher]);
     for ((name, _, _), (runs, max)) in targets.iter().zip(stats) {
         println!(
             "audit of the {name}: {runs} timer runs, at most {} instructions in one",
-            fmt(max)
+            thousands(u128::from(max))
         );
     }
     eprintln!("total {:.0?}", started.elapsed());
-}
-
-/// 1234567 as "1,234,567".
-fn fmt(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
