@@ -10,7 +10,8 @@
 //! order book's free slots; a job run with `market run` then appears on
 //! it, its buyer among the accounts, the cheaper provider without a daemon
 //! among the slashes for missing the job's deadline, and the job's page
-//! and the matcher's event log open. Screenshots are kept under
+//! and the matcher's event log open; the matcher keeps only its newest
+//! events, and the page reads the older ones from its archive. Screenshots are kept under
 //! `target/tmp/explorer/`. Then the TypeScript example
 //! (`web/dist/examples/submit-and-watch.mjs`) submits a job with the
 //! generated bindings and watches it to `Succeeded` with the sha256 of its
@@ -28,6 +29,9 @@ use std::process::{ChildStdin, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use candid::Principal;
+use market_api::blocks::{LogArchiving, LogArchivingError};
+use market_client::identity::load_pem_file;
 use processes::{ICP, Proc, Scene, canister_id, workload};
 
 /// Devnet seconds per real second.
@@ -76,9 +80,49 @@ fn start() -> Scene {
              matcher = principal \"{matcher}\"; fetch_root_key = true }})"
         ),
     ));
+    installs.push((
+        "archive",
+        format!("(record {{ owner = principal \"{matcher}\"; capacity_blocks = null }})"),
+    ));
     let operator = s.principal("operator").to_text();
     s.start_devnet(SPEED, &installs, &["--controller", &operator]);
     s
+}
+
+/// The matcher's archive: the devnet's sixth canister.
+fn matcher_archive() -> Principal {
+    canister_id(5)
+}
+
+/// The operator, a controller, names the archive to the matcher and has it
+/// keep only `keep` events itself: older ones move there within a run of
+/// its archiving timer.
+fn archive_the_matchers_log(s: &Scene, keep: u64) {
+    let operator = load_pem_file(&s.path("operator.pem")).expect("the operator's identity");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let answer = runtime.block_on(async {
+        let agent = ic_agent::Agent::builder()
+            .with_url(s.url.as_str())
+            .with_arc_identity(operator.identity)
+            .build()
+            .unwrap();
+        agent.fetch_root_key().await.unwrap();
+        let arg = LogArchiving {
+            archive: Some(matcher_archive()),
+            max_local_blocks: Some(keep),
+        };
+        agent
+            .update(&canister_id(3), "set_log_archiving")
+            .with_arg(candid::encode_one(arg).unwrap())
+            .call_and_wait()
+            .await
+            .expect("set_log_archiving")
+    });
+    let set: Result<(), LogArchivingError> = candid::decode_one(&answer).unwrap();
+    set.expect("the controller names the archive");
 }
 
 /// The browser test's process: lines it prints arrive on a channel.
@@ -116,6 +160,9 @@ fn explorer_in_a_browser_and_the_typescript_example() {
     let url = s.url.clone();
     let port = url.rsplit(':').next().unwrap().to_string();
     eprintln!("devnet up at {} after {:.1?}", s.url, started.elapsed());
+    // The matcher keeps its 3 newest events; the page reads the rest from
+    // its archive.
+    archive_the_matchers_log(&s, 3);
 
     // The page, uploaded by a controller of the explorer.
     let node = PathBuf::from("node");
@@ -203,6 +250,8 @@ fn explorer_in_a_browser_and_the_typescript_example() {
             &s.principal("alice").to_text(),
             "--slashed",
             "provider-2",
+            "--archive",
+            &matcher_archive().to_text(),
         ])
         .arg("--screenshots")
         .arg(&shots)

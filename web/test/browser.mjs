@@ -4,7 +4,7 @@
 //
 //   node test/browser.mjs --url http://<explorer>.localhost:PORT/ \
 //     --providers provider-1,provider-2 --account <buyer principal> \
-//     --slashed provider-2 --screenshots DIR
+//     --slashed provider-2 --archive <matcher's archive> --screenshots DIR
 //
 // 1. The overview lists the providers and draws the order book's depth
 //    (free slots as bars); it prints "ready".
@@ -12,7 +12,8 @@
 //    for that job to appear on the overview with its buyer among the
 //    accounts and, with --slashed, that provider among the slashes for
 //    missing the job's deadline; it opens the job's page and the matcher's
-//    event log, and prints "ok".
+//    event log (with --archive, its oldest page too, which must start at
+//    event 0 and say it was read from that archive), and prints "ok".
 // Screenshots of each step go to DIR. Any failure exits non-zero.
 
 import { mkdirSync } from "node:fs";
@@ -32,6 +33,7 @@ const providers = (f.get("providers") ?? "").split(",").filter(Boolean);
 const shots = f.get("screenshots") ?? ".";
 const account = f.get("account");
 const slashed = f.get("slashed");
+const archive = f.get("archive");
 const executablePath = f.get("chromium") ?? "/usr/bin/chromium";
 mkdirSync(shots, { recursive: true });
 
@@ -111,8 +113,20 @@ try {
   const events = await page.textContent("[data-testid=events]");
   if (!events?.includes("JobSubmitted")) throw new Error(`the matcher's log shows no JobSubmitted: ${events}`);
   await page.screenshot({ path: join(shots, "events.png"), fullPage: true });
+  if (archive) {
+    await page.goto(new URL("#/events/matcher/0", url).toString());
+    await page
+      .locator("[data-testid=archived]", { hasText: archive })
+      .waitFor({ timeout: 30_000 })
+      .catch(async () => {
+        throw new Error(`the oldest matcher events are not read from the archive ${archive}: ${await page.textContent("main")}`);
+      });
+    const first = await page.textContent("[data-testid=events] tbody tr td");
+    if (first?.trim() !== "0") throw new Error(`the oldest page starts at event ${first}, not 0`);
+    await page.screenshot({ path: join(shots, "archived-events.png"), fullPage: true });
+  }
   if (problems.length) throw new Error(problems.join("; "));
-  say(`ok: job ${id} listed${slashed ? `, ${slashed} slashed for it` : ""}, its page and the matcher's log shown`);
+  say(`ok: job ${id} listed${slashed ? `, ${slashed} slashed for it` : ""}, its page and the matcher's log shown${archive ? ", its oldest events from the archive" : ""}`);
 } catch (e) {
   if (page) await page.screenshot({ path: join(shots, "failure.png"), fullPage: true }).catch(() => {});
   console.error(`browser test failed: ${e instanceof Error ? e.message : e}`);

@@ -8,21 +8,28 @@ import type { IDL } from "@icp-sdk/core/candid";
 import { Principal } from "@icp-sdk/core/principal";
 import {
   idlFactory as registryIdl,
+  RegistryEvent,
   type _SERVICE as Registry,
   type Provider,
   type ProviderPage,
 } from "@icp-compute-market/bindings/registry/registry.did";
-import { idlFactory as escrowIdl, type _SERVICE as Escrow, type LedgerInfo } from "@icp-compute-market/bindings/escrow/escrow.did";
+import {
+  idlFactory as escrowIdl,
+  EscrowEvent,
+  type _SERVICE as Escrow,
+  type LedgerInfo,
+} from "@icp-compute-market/bindings/escrow/escrow.did";
 import {
   idlFactory as matcherIdl,
+  MatcherEvent,
   type _SERVICE as Matcher,
-  type EventPage as MatcherEventPage,
   type JobView,
   type ServiceView,
   type Trade,
 } from "@icp-compute-market/bindings/matcher/matcher.did";
 import { el, link, table, section, amount, when, principalText, variantName, render as renderValue } from "./view";
 import { depthChart } from "./chart";
+import { archivedEvents, type LogEvent } from "./archive";
 
 /** `/config.json`, served by the explorer canister from its init argument. */
 interface Config {
@@ -120,6 +127,34 @@ interface Scan {
   slashes: { kind: string; provider: string; job: bigint; amount: bigint; time: bigint }[];
 }
 
+/** A canister's event log: its typed page query, its ICRC-3 blocks and
+ * the Candid type of its events. */
+function logOf(m: Market, canister: string) {
+  switch (canister) {
+    case "registry":
+      return { actor: m.registry, type: RegistryEvent };
+    case "escrow":
+      return { actor: m.escrow, type: EscrowEvent };
+    default:
+      return { actor: m.matcher, type: MatcherEvent };
+  }
+}
+
+/** Up to `limit` events of a log from `start` on (at most 100): the
+ * archived part from the archives, the rest from the canister itself. */
+async function readLog(m: Market, canister: string, start: bigint, limit: bigint) {
+  const { actor, type } = logOf(m, canister);
+  const old = await archivedEvents(m.agent, actor.icrc3_get_blocks, type, start, limit);
+  const events: LogEvent[] = [...old.archived];
+  let next: bigint | undefined = start + limit < old.length ? start + limit : undefined;
+  if (BigInt(events.length) < limit) {
+    const local = await actor.get_events({ start: [start + BigInt(events.length)], limit: [Number(limit) - events.length] });
+    events.push(...(local.events as LogEvent[]));
+    next = local.next.length ? local.next[0] : undefined;
+  }
+  return { events, next, total: old.length, archives: old.archives, archived: old.archived.length };
+}
+
 async function scanEvents(m: Market): Promise<Scan> {
   const head = await m.matcher.get_events({ start: [], limit: [1] });
   const from = head.total > SCAN_EVENTS ? head.total - SCAN_EVENTS : 0n;
@@ -128,7 +163,7 @@ async function scanEvents(m: Market): Promise<Scan> {
   const reservations = new Set<bigint>();
   let start: bigint | undefined = from;
   while (start !== undefined) {
-    const page: MatcherEventPage = await m.matcher.get_events({ start: [start], limit: [100] });
+    const page = await readLog(m, "matcher", start, 100n);
     for (const rec of page.events) {
       const [kind, body] = Object.entries(rec.event)[0] as [string, Record<string, unknown>];
       if (typeof body.job_id === "bigint") jobs.add(body.job_id);
@@ -144,7 +179,7 @@ async function scanEvents(m: Market): Promise<Scan> {
         });
       }
     }
-    start = page.next.length ? page.next[0] : undefined;
+    start = page.next;
     if (page.events.length === 0) break;
   }
   scan.jobIds = [...jobs].sort((a, b) => (a < b ? 1 : -1));
@@ -352,25 +387,32 @@ async function accountPage(m: Market, id: string): Promise<HTMLElement> {
 }
 
 async function eventsPage(m: Market, canister: string, startText: string | undefined): Promise<HTMLElement> {
-  const actor = canister === "registry" ? m.registry : canister === "escrow" ? m.escrow : m.matcher;
-  const head = await actor.get_events({ start: [], limit: [1] });
+  const head = await logOf(m, canister).actor.get_events({ start: [], limit: [1] });
   const total = head.total;
   // Newest page by default.
   const start = startText !== undefined ? BigInt(startText) : total > EVENTS_PAGE ? total - EVENTS_PAGE : 0n;
-  const page = await actor.get_events({ start: [start], limit: [Number(EVENTS_PAGE)] });
+  const page = await readLog(m, canister, start, EVENTS_PAGE);
   const nav = el(
     "p",
     { class: "pager" },
     start > 0n ? link(`#/events/${canister}/${start > EVENTS_PAGE ? start - EVENTS_PAGE : 0n}`, "« older") : "",
     ` events ${start}–${start + BigInt(page.events.length)} of ${total} `,
-    page.next.length ? link(`#/events/${canister}/${page.next[0]}`, "newer »") : "",
+    page.next !== undefined ? link(`#/events/${canister}/${page.next}`, "newer »") : "",
   );
+  const archived = page.archived
+    ? el(
+        "p",
+        { "data-testid": "archived" },
+        `${page.archived} of these events were read from the archive ${page.archives.map((a) => a.toText()).join(", ")}.`,
+      )
+    : "";
   return section(
     `${canister} events`,
     nav,
+    archived,
     table(
       ["seq", "when", "event", "details"],
-      (page.events as { seq: bigint; time_ns: bigint; event: object }[]).map((e) => {
+      page.events.map((e) => {
         const [kind, body] = Object.entries(e.event)[0];
         return [String(e.seq), when(e.time_ns), kind, renderValue(body)];
       }),
