@@ -9,7 +9,9 @@
 //! `canister_common::audit`'s).
 
 use crate::memory::{self, Memory};
-use canister_common::audit::{Books, BooksAudit, Chunk, ChunkWork, after};
+use canister_common::audit::{
+    AuditedBooks, Books, BooksAudit, Chunk, ChunkRequest, ChunkWork, after,
+};
 use canister_common::codec::Cbor;
 use canister_common::event_log::EventLog;
 use canister_common::ledger_blocks::BlockScan;
@@ -879,12 +881,12 @@ impl Books for State {
     /// count one; a lock's releases are read with it), from `cursor` on.
     /// Each broken record is pushed to `broken`; the sums are compared when
     /// the pass completes.
-    fn audit_chunk(
-        &self,
-        cursor: Option<AuditCursor>,
-        budget: usize,
-        broken: &mut Vec<String>,
-    ) -> Chunk<AuditCursor> {
+    fn audit_chunk(&self, request: ChunkRequest<'_, AuditCursor>) -> Chunk<AuditCursor> {
+        let ChunkRequest {
+            cursor,
+            budget,
+            broken,
+        } = request;
         let mut c = cursor.unwrap_or_default();
         let mut work = ChunkWork::new(budget);
         if !c.in_locks {
@@ -911,6 +913,12 @@ impl Books for State {
         }
         self.compare_sums(c, broken);
         work.finish()
+    }
+}
+
+impl AuditedBooks for State {
+    fn audit_mut(&mut self) -> &mut BooksAudit<AuditCursor> {
+        &mut self.audit
     }
 }
 
@@ -1048,22 +1056,9 @@ impl State {
             }
         }
     }
-
-    /// Runs one chunk of the background audit at `now_ns`, if a pass is
-    /// due or under way; broken records go to `log`.
-    pub fn run_audit_chunk(&mut self, now_ns: u64, budget: usize, log: impl FnMut(&str)) {
-        let mut audit = std::mem::take(&mut self.audit);
-        audit.run_chunk(
-            now_ns,
-            budget,
-            |c, budget, broken| self.audit_chunk(c, budget, broken),
-            log,
-        );
-        self.audit = audit;
-    }
 }
 
-canister_common::canister_state!(State, State::open(memory::get));
+canister_common::canister_state!(State, State::open(memory::get), events: EscrowEvent);
 
 /// Replaces the state (tests open a fresh one, or reopen the same memory to
 /// model an upgrade).
@@ -1294,8 +1289,7 @@ mod tests {
         // A balance whose locked part no lock accounts for.
         s.update_balance(owner(3), ledger, |b| b.locked += 1);
         assert!(s.check_invariants().is_err());
-        let found =
-            BooksAudit::new().run_pass(|c, budget, broken| s.audit_chunk(c, budget, broken));
+        let found = BooksAudit::new().run_pass(|request| s.audit_chunk(request));
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(
             found[0].contains("differ from remaining locks"),

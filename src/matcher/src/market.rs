@@ -9,7 +9,7 @@ use crate::modules::ModuleStore;
 use crate::outbox::Outbox;
 use crate::rates::{BidRates, Pricing};
 use candid::Principal;
-use canister_common::audit::{Books, Chunk, after};
+use canister_common::audit::{Books, Chunk, ChunkRequest, after};
 use canister_common::codec::Cbor;
 use ic_stable_structures::{Memory, StableBTreeMap};
 use market_api::matcher::{
@@ -647,12 +647,12 @@ impl<M: Memory> Books for Market<M> {
 
     /// At most `budget` index entries from `cursor` on; each broken one is
     /// pushed to `broken`.
-    fn audit_chunk(
-        &self,
-        cursor: Option<AuditCursor>,
-        budget: usize,
-        broken: &mut Vec<String>,
-    ) -> Chunk<AuditCursor> {
+    fn audit_chunk(&self, request: ChunkRequest<'_, AuditCursor>) -> Chunk<AuditCursor> {
+        let ChunkRequest {
+            cursor,
+            budget,
+            broken,
+        } = request;
         let mut read = 0usize;
         let mut cursor = cursor.unwrap_or(AuditCursor::Active(None));
         if let AuditCursor::Active(mut last) = cursor {

@@ -8,7 +8,9 @@
 //! upgrade starts again.
 
 use crate::memory::{self, Memory};
-use canister_common::audit::{Books, BooksAudit, Chunk, ChunkWork, after};
+use canister_common::audit::{
+    AuditedBooks, Books, BooksAudit, Chunk, ChunkRequest, ChunkWork, after,
+};
 use canister_common::codec::Cbor;
 use canister_common::event_log::EventLog;
 use canister_common::ledger_blocks::BlockScan;
@@ -682,12 +684,12 @@ impl Books for State {
 
     /// At most `budget` records from `cursor` on; each broken one is pushed
     /// to `broken`.
-    fn audit_chunk(
-        &self,
-        cursor: Option<AuditCursor>,
-        budget: usize,
-        broken: &mut Vec<String>,
-    ) -> Chunk<AuditCursor> {
+    fn audit_chunk(&self, request: ChunkRequest<'_, AuditCursor>) -> Chunk<AuditCursor> {
+        let ChunkRequest {
+            cursor,
+            budget,
+            broken,
+        } = request;
         let mut work = ChunkWork::new(budget);
         let (providers_from, pending_from) = match cursor {
             None => (Some(None), None),
@@ -724,6 +726,12 @@ impl Books for State {
     }
 }
 
+impl AuditedBooks for State {
+    fn audit_mut(&mut self) -> &mut BooksAudit<AuditCursor> {
+        &mut self.audit
+    }
+}
+
 impl State {
     fn check_provider(&self, p: &ProviderRecord, broken: &mut Vec<String>) {
         if p.stake.unbonding.iter().any(|u| u.amount == 0) {
@@ -754,22 +762,9 @@ impl State {
             ));
         }
     }
-
-    /// Runs one chunk of the background audit at `now_ns`, if a pass is
-    /// due or under way; broken records go to `log`.
-    pub fn run_audit_chunk(&mut self, now_ns: u64, budget: usize, log: impl FnMut(&str)) {
-        let mut audit = std::mem::take(&mut self.audit);
-        audit.run_chunk(
-            now_ns,
-            budget,
-            |c, budget, broken| self.audit_chunk(c, budget, broken),
-            log,
-        );
-        self.audit = audit;
-    }
 }
 
-canister_common::canister_state!(State, State::open());
+canister_common::canister_state!(State, State::open(), events: RegistryEvent);
 
 /// Starts over with empty memory (native tests only).
 #[cfg(test)]
