@@ -32,6 +32,7 @@ pub mod ledger;
 pub mod ledger_blocks;
 pub mod memory;
 pub mod metrics;
+pub mod retention;
 pub mod runtime;
 pub mod timers;
 

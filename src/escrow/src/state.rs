@@ -15,6 +15,7 @@ use canister_common::audit::{
 use canister_common::codec::Cbor;
 use canister_common::event_log::EventLog;
 use canister_common::ledger_blocks::BlockScan;
+use canister_common::retention::TimeIndex;
 use ic_stable_structures::memory_manager::MemoryId;
 use ic_stable_structures::storable::Blob;
 use ic_stable_structures::{Cell, StableBTreeMap};
@@ -739,16 +740,10 @@ impl State {
     /// same retention. A `release` or `settle` for a deleted lock answers
     /// `UnknownJob`.
     pub fn prune_settled_locks(&mut self, now_ns: u64, budget: usize) -> usize {
-        let retention = SETTLED_LOCK_RETENTION_SECS.saturating_mul(1_000_000_000);
-        let due: Vec<(u64, JobKeyBlob)> = self
+        let due = self
             .settled_locks
-            .keys()
-            .take_while(|(at, _)| now_ns.saturating_sub(*at) >= retention)
-            .take(budget)
-            .collect();
-        for entry in &due {
-            self.settled_locks.remove(entry);
-            let blob = entry.1;
+            .take_expired(now_ns, SETTLED_LOCK_RETENTION_SECS, budget);
+        for &(_, blob) in &due {
             let job_key = String::from_utf8_lossy(blob.as_slice()).into_owned();
             if let Some(Cbor(old)) = self.locks.remove(&job_key)
                 && let Some(c) = self.audit.cursor_mut()
@@ -882,13 +877,8 @@ impl Books for State {
     /// Each broken record is pushed to `broken`; the sums are compared when
     /// the pass completes.
     fn audit_chunk(&self, request: ChunkRequest<'_, AuditCursor>) -> Chunk<AuditCursor> {
-        let ChunkRequest {
-            cursor,
-            budget,
-            broken,
-        } = request;
-        let mut c = cursor.unwrap_or_default();
-        let mut work = ChunkWork::new(budget);
+        let mut c = request.cursor.unwrap_or_default();
+        let mut work = ChunkWork::new(request.budget);
         if !c.in_locks {
             let all = work.scan(self.balances.range(after(c.last_balance)), |e| {
                 let (key, b) = e.into_pair();
@@ -903,7 +893,7 @@ impl Books for State {
         }
         let all = work.scan(self.locks.range(after(c.last_lock.clone())), |e| {
             let (job_key, l) = e.into_pair();
-            let read = 1 + self.check_lock(&job_key, &l.0, broken);
+            let read = 1 + self.check_lock(&job_key, &l.0, request.broken);
             c.tally_lock(&l.0, Tally::Add);
             c.last_lock = Some(job_key);
             read
@@ -911,7 +901,7 @@ impl Books for State {
         if !all {
             return work.pause(c);
         }
-        self.compare_sums(c, broken);
+        self.compare_sums(c, request.broken);
         work.finish()
     }
 }

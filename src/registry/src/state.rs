@@ -14,6 +14,7 @@ use canister_common::audit::{
 use canister_common::codec::Cbor;
 use canister_common::event_log::EventLog;
 use canister_common::ledger_blocks::BlockScan;
+use canister_common::retention::TimeIndex;
 use ic_stable_structures::storable::Blob;
 use ic_stable_structures::{Cell, StableBTreeMap};
 use market_api::registry::{
@@ -659,16 +660,11 @@ impl State {
     /// counts they made stay, and so do their events; the matcher retries
     /// a `record` call only while it keeps the job, which is no longer.
     pub fn prune_record_keys(&mut self, now_ns: u64, budget: usize) -> usize {
-        let retention = RECORD_KEY_RETENTION_SECS.saturating_mul(1_000_000_000);
-        let due: Vec<(u64, KeyBlob)> = self
+        let due = self
             .record_key_times
-            .keys()
-            .take_while(|(at, _)| now_ns.saturating_sub(*at) >= retention)
-            .take(budget)
-            .collect();
-        for entry in &due {
-            self.record_key_times.remove(entry);
-            let key = String::from_utf8_lossy(entry.1.as_slice()).into_owned();
+            .take_expired(now_ns, RECORD_KEY_RETENTION_SECS, budget);
+        for (_, blob) in &due {
+            let key = String::from_utf8_lossy(blob.as_slice()).into_owned();
             self.record_keys.remove(&key);
         }
         due.len()
@@ -685,13 +681,8 @@ impl Books for State {
     /// At most `budget` records from `cursor` on; each broken one is pushed
     /// to `broken`.
     fn audit_chunk(&self, request: ChunkRequest<'_, AuditCursor>) -> Chunk<AuditCursor> {
-        let ChunkRequest {
-            cursor,
-            budget,
-            broken,
-        } = request;
-        let mut work = ChunkWork::new(budget);
-        let (providers_from, pending_from) = match cursor {
+        let mut work = ChunkWork::new(request.budget);
+        let (providers_from, pending_from) = match request.cursor {
             None => (Some(None), None),
             Some(AuditCursor::Providers(last)) => (Some(last), None),
             Some(AuditCursor::Pending(last)) => (None, last),
@@ -699,7 +690,7 @@ impl Books for State {
         if let Some(mut last) = providers_from {
             let all = work.scan(self.providers.range(after(last.clone())), |e| {
                 let (key, p) = e.into_pair();
-                self.check_provider(&p.0, broken);
+                self.check_provider(&p.0, request.broken);
                 last = Some(key);
                 1
             });
@@ -711,7 +702,7 @@ impl Books for State {
         let all = work.scan(self.pending.range(after(last.clone())), |e| {
             let (key, pending) = e.into_pair();
             if self.provider(&pending.0.provider).is_none() {
-                broken.push(format!(
+                request.broken.push(format!(
                     "pending transfer {} of unknown provider {}",
                     pending.0.op_id, pending.0.provider
                 ));
