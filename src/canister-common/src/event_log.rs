@@ -645,6 +645,21 @@ mod tests {
         Memories::default().open()
     }
 
+    /// A log kept in `memories` and a twin that is never reopened or
+    /// archived, each with the notes `e0`, `e1`, ... up to `n`, appended at
+    /// times 0, 1, ...
+    fn twins(
+        memories: &Memories,
+        n: u64,
+    ) -> (EventLog<Note, VectorMemory>, EventLog<Note, VectorMemory>) {
+        let (mut kept, mut never) = (memories.open(), log());
+        for i in 0..n {
+            kept.append(i, note(&format!("e{i}")));
+            never.append(i, note(&format!("e{i}")));
+        }
+        (kept, never)
+    }
+
     fn block_of(l: &EventLog<Note, VectorMemory>, i: u64) -> ICRC3Value {
         let found = l.get_blocks(&[GetBlocksRequest {
             start: Nat::from(i),
@@ -719,12 +734,7 @@ mod tests {
     #[test]
     fn reopening_the_memories_keeps_the_chain() {
         let memories = Memories::default();
-        let mut reopened = memories.open();
-        let mut never = log();
-        for i in 0..5 {
-            reopened.append(i, note(&format!("e{i}")));
-            never.append(i, note(&format!("e{i}")));
-        }
+        let (reopened, mut never) = twins(&memories, 5);
         let tip = reopened.tip();
         drop(reopened);
         let mut reopened = memories.open();
@@ -778,12 +788,7 @@ mod tests {
     #[test]
     fn archived_blocks_leave_the_log_and_are_served_by_callbacks() {
         let memories = Memories::default();
-        let mut l = memories.open();
-        let mut never = log();
-        for i in 0..30 {
-            l.append(i, note(&format!("e{i}")));
-            never.append(i, note(&format!("e{i}")));
-        }
+        let (mut l, mut never) = twins(&memories, 30);
         assert_eq!(l.next_batch(0), None, "no archive named yet");
         l.set_archiving(&archiving(10)).unwrap();
         let tip = l.tip();
