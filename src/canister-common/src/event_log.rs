@@ -645,6 +645,15 @@ mod tests {
         Memories::default().open()
     }
 
+    /// A log of `n` notes `x`, appended at times 0, 1, ...
+    fn log_of(n: u64) -> EventLog<Note, VectorMemory> {
+        let mut l = log();
+        for i in 0..n {
+            l.append(i, note("x"));
+        }
+        l
+    }
+
     /// A log kept in `memories` and a twin that is never reopened or
     /// archived, each with the notes `e0`, `e1`, ... up to `n`, appended at
     /// times 0, 1, ...
@@ -754,10 +763,7 @@ mod tests {
 
     #[test]
     fn get_blocks_is_bounded_and_serves_the_requested_ranges() {
-        let mut l = log();
-        for i in 0..150 {
-            l.append(i, note("x"));
-        }
+        let l = log_of(150);
         let all = l.get_blocks(&[range(0, 1_000)]);
         assert_eq!(all.log_length, Nat::from(150u8));
         assert_eq!(all.blocks.len() as u64, MAX_BLOCKS_PER_QUERY);
@@ -865,10 +871,7 @@ mod tests {
 
     #[test]
     fn a_failed_or_lost_move_keeps_the_blocks_for_the_next_run() {
-        let mut l = log();
-        for i in 0..5 {
-            l.append(i, note("x"));
-        }
+        let mut l = log_of(5);
         l.set_archiving(&archiving(2)).unwrap();
         let batch = l.next_batch(0).unwrap();
         let kept = l.batch_answered(&batch, Err("timed out".into()));
@@ -928,10 +931,7 @@ mod tests {
 
     #[test]
     fn a_new_archive_takes_the_next_range() {
-        let mut l = log();
-        for i in 0..6 {
-            l.append(i, note("x"));
-        }
+        let mut l = log_of(6);
         l.set_archiving(&archiving(4)).unwrap();
         let batch = l.next_batch(0).unwrap();
         l.batch_answered(&batch, Ok(2));
