@@ -5,7 +5,8 @@
 //! certified ICRC-3 hash chain) and its archiving to an archive canister
 //! (the archive's own storage too), guards that stop two messages for the same
 //! key from interleaving at an `.await`,
-//! the one stable memory manager, the ingress rules of
+//! the one stable memory manager, the time indexes that records past their
+//! retention are pruned by, the ingress rules of
 //! `canister_inspect_message`, the `/metrics` page writer and the cycles
 //! it shows (balance and burn rate from the timers' samples), the transfers
 //! sent to ledgers, the search of a ledger's block log for a transfer whose
