@@ -15,6 +15,7 @@ use market_api::matcher::{
 };
 
 use super::reserve::check_lease_funds;
+use super::watch::follow;
 use super::{BuyerError, Console, ensure_module, reserve};
 use market_client::client::MarketClient;
 use market_client::client::tokens::format_tokens;
@@ -126,25 +127,13 @@ pub async fn follow_service<T: Transport>(
     console: &mut Console,
     interrupt: impl Future<Output = ()>,
 ) -> Result<Option<ServiceView>, BuyerError> {
-    let mut interrupt = std::pin::pin!(interrupt);
-    let mut last: Option<ServiceView> = None;
-    loop {
-        let view = tokio::select! {
-            v = service(client, id) => v?,
-            () = &mut interrupt => return Ok(None),
-        };
-        for line in replica_changes(id, last.as_ref(), &view) {
+    let report = async |last: Option<&ServiceView>, view: &ServiceView| {
+        for line in replica_changes(id, last, view) {
             console.line(line);
         }
-        if lease_over(&view) {
-            return Ok(Some(view));
-        }
-        last = Some(view);
-        tokio::select! {
-            () = tokio::time::sleep(poll) => {}
-            () = &mut interrupt => return Ok(None),
-        }
-    }
+        lease_over(view)
+    };
+    follow(poll, interrupt, async || service(client, id).await, report).await
 }
 
 fn health_text(r: &ReplicaView) -> String {

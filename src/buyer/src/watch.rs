@@ -261,15 +261,12 @@ pub async fn watch<T: Transport>(
     console: &mut Console,
     interrupt: impl Future<Output = ()>,
 ) -> Result<Option<Job>, BuyerError> {
-    let mut interrupt = std::pin::pin!(interrupt);
-    let mut last: Option<Job> = None;
-    loop {
-        let job = tokio::select! {
-            job = with_retries(|| client.get_job(id)) => job?,
-            () = &mut interrupt => return Ok(None),
-        };
-        let job = job.ok_or(BuyerError::UnknownJob(id))?;
-        for event in job_events(last.as_ref(), &job) {
+    let fetch = async || {
+        let job = with_retries(|| client.get_job(id)).await?;
+        job.ok_or(BuyerError::UnknownJob(id))
+    };
+    let report = async |last: Option<&Job>, job: &Job| {
+        for event in job_events(last, job) {
             console.line(describe_event(id, &event));
         }
         // A provider newly holding the job: what it did before, if the
@@ -278,15 +275,37 @@ pub async fn watch<T: Transport>(
             .provider
             .filter(|_| matches!(job.status, JobStatus::Assigned | JobStatus::Running));
         if let Some(p) = holder
-            && last.as_ref().and_then(|l| l.provider) != Some(p)
+            && last.and_then(|l| l.provider) != Some(p)
             && let Ok(Some(record)) = client.track_record(p).await
         {
             console.line(format!("job {id}: {p} has a record of {record}"));
         }
-        if result_in(&job) {
-            return Ok(Some(job));
+        result_in(job)
+    };
+    follow(poll, interrupt, fetch, report).await
+}
+
+/// Polls every `poll` until what it follows is done (`Some` of its last
+/// view) or `interrupt` resolves (`None`, at any wait). Each round
+/// `fetch`es the view and hands it, with the round before's, to `report`,
+/// which prints what changed and answers whether it is done.
+pub(crate) async fn follow<V>(
+    poll: Duration,
+    interrupt: impl Future<Output = ()>,
+    mut fetch: impl AsyncFnMut() -> Result<V, BuyerError>,
+    mut report: impl AsyncFnMut(Option<&V>, &V) -> bool,
+) -> Result<Option<V>, BuyerError> {
+    let mut interrupt = std::pin::pin!(interrupt);
+    let mut last: Option<V> = None;
+    loop {
+        let view = tokio::select! {
+            view = fetch() => view?,
+            () = &mut interrupt => return Ok(None),
+        };
+        if report(last.as_ref(), &view).await {
+            return Ok(Some(view));
         }
-        last = Some(job);
+        last = Some(view);
         tokio::select! {
             () = tokio::time::sleep(poll) => {}
             () = &mut interrupt => return Ok(None),

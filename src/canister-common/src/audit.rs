@@ -112,22 +112,48 @@ pub trait Books {
     /// Where a pass goes on, and anything it accumulates (running sums).
     type Cursor;
 
-    /// Checks at most `budget` records from `cursor` on (from the start if
-    /// `None`), pushing a description of each broken one to `broken`.
-    fn audit_chunk(
-        &self,
-        cursor: Option<Self::Cursor>,
-        budget: usize,
-        broken: &mut Vec<String>,
-    ) -> Chunk<Self::Cursor>;
+    /// Checks at most `request.budget` records from `request.cursor` on
+    /// (from the start if `None`), pushing a description of each broken
+    /// one to `request.broken`.
+    fn audit_chunk(&self, request: ChunkRequest<'_, Self::Cursor>) -> Chunk<Self::Cursor>;
 
     /// Checks every record in one go (tests; canisters run
     /// [`Books::audit_chunk`] on a timer): the first broken record, if any.
     fn check_invariants(&self) -> Result<(), String> {
         let mut broken = Vec::new();
-        let chunk = self.audit_chunk(None, usize::MAX, &mut broken);
+        let chunk = self.audit_chunk(ChunkRequest {
+            cursor: None,
+            budget: usize::MAX,
+            broken: &mut broken,
+        });
         debug_assert!(chunk.next.is_none());
         broken.into_iter().next().map_or(Ok(()), Err)
+    }
+}
+
+/// What one chunk of a pass is asked to do, as [`Books::audit_chunk`] and
+/// the checks of [`BooksAudit::run_chunk`] are given it.
+pub struct ChunkRequest<'a, C> {
+    /// Where the pass goes on; `None` at its start.
+    pub cursor: Option<C>,
+    /// Records the chunk reads at most.
+    pub budget: usize,
+    /// Where a description of each broken record goes.
+    pub broken: &'a mut Vec<String>,
+}
+
+/// Books that keep their own [`BooksAudit`] beside them: the audit's timer
+/// runs its chunks on them.
+pub trait AuditedBooks: Books {
+    /// The audit of these books.
+    fn audit_mut(&mut self) -> &mut BooksAudit<Self::Cursor>;
+
+    /// Runs a chunk of the books' audit if one is due (see
+    /// [`BooksAudit::run_chunk`]).
+    fn run_audit_chunk(&mut self, now_ns: u64, budget: usize, log: impl FnMut(&str)) {
+        let mut audit = std::mem::take(self.audit_mut());
+        audit.run_chunk(now_ns, budget, |request| self.audit_chunk(request), log);
+        *self.audit_mut() = audit;
     }
 }
 
@@ -225,7 +251,7 @@ impl<C> BooksAudit<C> {
         &mut self,
         now_ns: u64,
         budget: usize,
-        check: impl FnOnce(Option<C>, usize, &mut Vec<String>) -> Chunk<C>,
+        check: impl FnOnce(ChunkRequest<'_, C>) -> Chunk<C>,
         mut log: impl FnMut(&str),
     ) -> bool {
         if !self.running {
@@ -241,7 +267,11 @@ impl<C> BooksAudit<C> {
             self.pass_read = 0;
         }
         let mut broken = Vec::new();
-        let chunk = check(self.cursor.take(), budget, &mut broken);
+        let chunk = check(ChunkRequest {
+            cursor: self.cursor.take(),
+            budget,
+            broken: &mut broken,
+        });
         self.pass_read = self.pass_read.saturating_add(chunk.read as u64);
         for b in broken {
             if self.pass_failures < MAX_LOGGED_PER_PASS {
@@ -271,7 +301,7 @@ impl<C> BooksAudit<C> {
     /// check): every broken record it found.
     pub fn run_pass(
         &mut self,
-        mut check: impl FnMut(Option<C>, usize, &mut Vec<String>) -> Chunk<C>,
+        mut check: impl FnMut(ChunkRequest<'_, C>) -> Chunk<C>,
     ) -> Vec<String> {
         let mut found = Vec::new();
         let mut now = self
@@ -281,8 +311,17 @@ impl<C> BooksAudit<C> {
             let ran = self.run_chunk(
                 now,
                 AUDIT_CHUNK_RECORDS,
-                |c, budget, broken| {
-                    let chunk = check(c, budget, broken);
+                |request| {
+                    let ChunkRequest {
+                        cursor,
+                        budget,
+                        broken,
+                    } = request;
+                    let chunk = check(ChunkRequest {
+                        cursor,
+                        budget,
+                        broken: &mut *broken,
+                    });
                     found.extend(broken.iter().cloned());
                     chunk
                 },
@@ -344,9 +383,13 @@ mod tests {
     }
 
     /// A pass over 0..n that reports every multiple of 7 as broken.
-    fn check(n: u32) -> impl FnMut(Option<u32>, usize, &mut Vec<String>) -> Chunk<u32> {
-        move |from, budget, broken| {
-            let start = from.unwrap_or(0);
+    fn check(n: u32) -> impl FnMut(ChunkRequest<'_, u32>) -> Chunk<u32> {
+        move |ChunkRequest {
+                  cursor,
+                  budget,
+                  broken,
+              }| {
+            let start = cursor.unwrap_or(0);
             let end = (start + budget as u32).min(n);
             for i in start..end {
                 if i % 7 == 0 {
@@ -386,7 +429,7 @@ mod tests {
     #[test]
     fn sound_books_show_no_failures() {
         let mut a: BooksAudit<u32> = BooksAudit::new();
-        let found = a.run_pass(|_, _, _| Chunk {
+        let found = a.run_pass(|_| Chunk {
             read: 3,
             next: None,
         });

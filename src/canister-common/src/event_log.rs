@@ -645,6 +645,30 @@ mod tests {
         Memories::default().open()
     }
 
+    /// A log of `n` notes `x`, appended at times 0, 1, ...
+    fn log_of(n: u64) -> EventLog<Note, VectorMemory> {
+        let mut l = log();
+        for i in 0..n {
+            l.append(i, note("x"));
+        }
+        l
+    }
+
+    /// A log kept in `memories` and a twin that is never reopened or
+    /// archived, each with the notes `e0`, `e1`, ... up to `n`, appended at
+    /// times 0, 1, ...
+    fn twins(
+        memories: &Memories,
+        n: u64,
+    ) -> (EventLog<Note, VectorMemory>, EventLog<Note, VectorMemory>) {
+        let (mut kept, mut never) = (memories.open(), log());
+        for i in 0..n {
+            kept.append(i, note(&format!("e{i}")));
+            never.append(i, note(&format!("e{i}")));
+        }
+        (kept, never)
+    }
+
     fn block_of(l: &EventLog<Note, VectorMemory>, i: u64) -> ICRC3Value {
         let found = l.get_blocks(&[GetBlocksRequest {
             start: Nat::from(i),
@@ -719,12 +743,7 @@ mod tests {
     #[test]
     fn reopening_the_memories_keeps_the_chain() {
         let memories = Memories::default();
-        let mut reopened = memories.open();
-        let mut never = log();
-        for i in 0..5 {
-            reopened.append(i, note(&format!("e{i}")));
-            never.append(i, note(&format!("e{i}")));
-        }
+        let (reopened, mut never) = twins(&memories, 5);
         let tip = reopened.tip();
         drop(reopened);
         let mut reopened = memories.open();
@@ -744,10 +763,7 @@ mod tests {
 
     #[test]
     fn get_blocks_is_bounded_and_serves_the_requested_ranges() {
-        let mut l = log();
-        for i in 0..150 {
-            l.append(i, note("x"));
-        }
+        let l = log_of(150);
         let all = l.get_blocks(&[range(0, 1_000)]);
         assert_eq!(all.log_length, Nat::from(150u8));
         assert_eq!(all.blocks.len() as u64, MAX_BLOCKS_PER_QUERY);
@@ -778,12 +794,7 @@ mod tests {
     #[test]
     fn archived_blocks_leave_the_log_and_are_served_by_callbacks() {
         let memories = Memories::default();
-        let mut l = memories.open();
-        let mut never = log();
-        for i in 0..30 {
-            l.append(i, note(&format!("e{i}")));
-            never.append(i, note(&format!("e{i}")));
-        }
+        let (mut l, mut never) = twins(&memories, 30);
         assert_eq!(l.next_batch(0), None, "no archive named yet");
         l.set_archiving(&archiving(10)).unwrap();
         let tip = l.tip();
@@ -860,10 +871,7 @@ mod tests {
 
     #[test]
     fn a_failed_or_lost_move_keeps_the_blocks_for_the_next_run() {
-        let mut l = log();
-        for i in 0..5 {
-            l.append(i, note("x"));
-        }
+        let mut l = log_of(5);
         l.set_archiving(&archiving(2)).unwrap();
         let batch = l.next_batch(0).unwrap();
         let kept = l.batch_answered(&batch, Err("timed out".into()));
@@ -923,10 +931,7 @@ mod tests {
 
     #[test]
     fn a_new_archive_takes_the_next_range() {
-        let mut l = log();
-        for i in 0..6 {
-            l.append(i, note("x"));
-        }
+        let mut l = log_of(6);
         l.set_archiving(&archiving(4)).unwrap();
         let batch = l.next_batch(0).unwrap();
         l.batch_answered(&batch, Ok(2));

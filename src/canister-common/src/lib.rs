@@ -5,12 +5,14 @@
 //! certified ICRC-3 hash chain) and its archiving to an archive canister
 //! (the archive's own storage too), guards that stop two messages for the same
 //! key from interleaving at an `.await`,
-//! the one stable memory manager, the ingress rules of
+//! the one stable memory manager, the time indexes that records past their
+//! retention are pruned by, the ingress rules of
 //! `canister_inspect_message`, the `/metrics` page writer and the cycles
 //! it shows (balance and burn rate from the timers' samples), the transfers
 //! sent to ledgers, the search of a ledger's block log for a transfer whose
 //! outcome was lost, the system API that each canister's runtime trait
-//! builds on, and the declaration of a canister's state with its accessors
+//! builds on, the timers a canister with audited books and an event log
+//! starts, and the declaration of a canister's state with its accessors
 //! ([`canister_state!`]).
 //!
 //! Only the default methods of [`runtime::SystemApi`],
@@ -31,7 +33,9 @@ pub mod ledger;
 pub mod ledger_blocks;
 pub mod memory;
 pub mod metrics;
+pub mod retention;
 pub mod runtime;
+pub mod timers;
 
 /// The methods every canister serves over its public event log, a log of
 /// `$event` in the `events` field of the state `read_state` reads: one
@@ -123,6 +127,8 @@ macro_rules! public_log_endpoints {
 /// Declares a canister's one state, `STATE`, built by `$open` on its first
 /// use, and its accessors `read_state` and `mutate_state`. They take
 /// closures, so no borrow of the state can be held across an `.await`.
+/// Given `events: $event`, the type of the events in the state's `events`
+/// log, it also implements [`timers::CanisterState`] for the state.
 #[macro_export]
 macro_rules! canister_state {
     ($state:ty, $open:expr) => {
@@ -138,6 +144,23 @@ macro_rules! canister_state {
         /// Changes the state.
         pub fn mutate_state<R>(f: impl FnOnce(&mut $state) -> R) -> R {
             STATE.with(|s| f(&mut s.borrow_mut()))
+        }
+    };
+    ($state:ty, $open:expr, events: $event:ty) => {
+        $crate::canister_state!($state, $open);
+
+        impl $crate::timers::CanisterState for $state {
+            type Event = $event;
+
+            fn mutate<R>(f: impl FnOnce(&mut Self) -> R) -> R {
+                mutate_state(f)
+            }
+
+            fn events(
+                &mut self,
+            ) -> &mut $crate::event_log::EventLog<$event, $crate::memory::Memory> {
+                &mut self.events
+            }
         }
     };
 }

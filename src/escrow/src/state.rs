@@ -9,10 +9,13 @@
 //! `canister_common::audit`'s).
 
 use crate::memory::{self, Memory};
-use canister_common::audit::{Books, BooksAudit, Chunk, ChunkWork, after};
+use canister_common::audit::{
+    AuditedBooks, Books, BooksAudit, Chunk, ChunkRequest, ChunkWork, after,
+};
 use canister_common::codec::Cbor;
 use canister_common::event_log::EventLog;
 use canister_common::ledger_blocks::BlockScan;
+use canister_common::retention::TimeIndex;
 use ic_stable_structures::memory_manager::MemoryId;
 use ic_stable_structures::storable::Blob;
 use ic_stable_structures::{Cell, StableBTreeMap};
@@ -737,16 +740,10 @@ impl State {
     /// same retention. A `release` or `settle` for a deleted lock answers
     /// `UnknownJob`.
     pub fn prune_settled_locks(&mut self, now_ns: u64, budget: usize) -> usize {
-        let retention = SETTLED_LOCK_RETENTION_SECS.saturating_mul(1_000_000_000);
-        let due: Vec<(u64, JobKeyBlob)> = self
+        let due = self
             .settled_locks
-            .keys()
-            .take_while(|(at, _)| now_ns.saturating_sub(*at) >= retention)
-            .take(budget)
-            .collect();
-        for entry in &due {
-            self.settled_locks.remove(entry);
-            let blob = entry.1;
+            .take_expired(now_ns, SETTLED_LOCK_RETENTION_SECS, budget);
+        for &(_, blob) in &due {
             let job_key = String::from_utf8_lossy(blob.as_slice()).into_owned();
             if let Some(Cbor(old)) = self.locks.remove(&job_key)
                 && let Some(c) = self.audit.cursor_mut()
@@ -879,14 +876,9 @@ impl Books for State {
     /// count one; a lock's releases are read with it), from `cursor` on.
     /// Each broken record is pushed to `broken`; the sums are compared when
     /// the pass completes.
-    fn audit_chunk(
-        &self,
-        cursor: Option<AuditCursor>,
-        budget: usize,
-        broken: &mut Vec<String>,
-    ) -> Chunk<AuditCursor> {
-        let mut c = cursor.unwrap_or_default();
-        let mut work = ChunkWork::new(budget);
+    fn audit_chunk(&self, request: ChunkRequest<'_, AuditCursor>) -> Chunk<AuditCursor> {
+        let mut c = request.cursor.unwrap_or_default();
+        let mut work = ChunkWork::new(request.budget);
         if !c.in_locks {
             let all = work.scan(self.balances.range(after(c.last_balance)), |e| {
                 let (key, b) = e.into_pair();
@@ -901,7 +893,7 @@ impl Books for State {
         }
         let all = work.scan(self.locks.range(after(c.last_lock.clone())), |e| {
             let (job_key, l) = e.into_pair();
-            let read = 1 + self.check_lock(&job_key, &l.0, broken);
+            let read = 1 + self.check_lock(&job_key, &l.0, request.broken);
             c.tally_lock(&l.0, Tally::Add);
             c.last_lock = Some(job_key);
             read
@@ -909,8 +901,14 @@ impl Books for State {
         if !all {
             return work.pause(c);
         }
-        self.compare_sums(c, broken);
+        self.compare_sums(c, request.broken);
         work.finish()
+    }
+}
+
+impl AuditedBooks for State {
+    fn audit_mut(&mut self) -> &mut BooksAudit<AuditCursor> {
+        &mut self.audit
     }
 }
 
@@ -1048,22 +1046,9 @@ impl State {
             }
         }
     }
-
-    /// Runs one chunk of the background audit at `now_ns`, if a pass is
-    /// due or under way; broken records go to `log`.
-    pub fn run_audit_chunk(&mut self, now_ns: u64, budget: usize, log: impl FnMut(&str)) {
-        let mut audit = std::mem::take(&mut self.audit);
-        audit.run_chunk(
-            now_ns,
-            budget,
-            |c, budget, broken| self.audit_chunk(c, budget, broken),
-            log,
-        );
-        self.audit = audit;
-    }
 }
 
-canister_common::canister_state!(State, State::open(memory::get));
+canister_common::canister_state!(State, State::open(memory::get), events: EscrowEvent);
 
 /// Replaces the state (tests open a fresh one, or reopen the same memory to
 /// model an upgrade).
@@ -1294,8 +1279,7 @@ mod tests {
         // A balance whose locked part no lock accounts for.
         s.update_balance(owner(3), ledger, |b| b.locked += 1);
         assert!(s.check_invariants().is_err());
-        let found =
-            BooksAudit::new().run_pass(|c, budget, broken| s.audit_chunk(c, budget, broken));
+        let found = BooksAudit::new().run_pass(|request| s.audit_chunk(request));
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(
             found[0].contains("differ from remaining locks"),

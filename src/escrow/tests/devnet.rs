@@ -167,6 +167,17 @@ impl Net {
         self.call(user, "withdraw", &args)
     }
 
+    /// Withdraws `amount` of `user`'s balance to `p(0x50)` and checks that
+    /// the ledger paid that account `amount` less the fee.
+    fn withdraw_paid(&mut self, user: Principal, amount: Tokens) {
+        let before = self.ledger_balance(Account::from(p(0x50)));
+        self.withdraw(user, amount, p(0x50)).unwrap();
+        assert_eq!(
+            self.ledger_balance(Account::from(p(0x50))) - before,
+            amount - FEE
+        );
+    }
+
     fn reconcile(&mut self, owner: Principal) -> R<bool> {
         let args = ReconcileArgs {
             owner,
@@ -463,12 +474,7 @@ fn held_pay_is_pending_until_settle_then_claimable_and_withdrawable() {
         ),
         "{events:?}"
     );
-    let before = net.ledger_balance(Account::from(p(0x50)));
-    net.withdraw(PROVIDER, 200_000, p(0x50)).unwrap();
-    assert_eq!(
-        net.ledger_balance(Account::from(p(0x50))) - before,
-        200_000 - FEE
-    );
+    net.withdraw_paid(PROVIDER, 200_000);
     net.check_books();
 }
 
@@ -477,12 +483,7 @@ fn withdraw_pays_amount_minus_fee() {
     let mut net = Net::with_deposit(2_000_000, 1_000_000);
     net.lock("j", BUYER, 300_000).unwrap();
     net.release("j", 0, 300_000).unwrap();
-    let before = net.ledger_balance(Account::from(p(0x50)));
-    net.withdraw(PROVIDER, 300_000, p(0x50)).unwrap();
-    assert_eq!(
-        net.ledger_balance(Account::from(p(0x50))) - before,
-        300_000 - FEE
-    );
+    net.withdraw_paid(PROVIDER, 300_000);
     assert_eq!(net.balance(PROVIDER).claimable, 0);
     assert_eq!(
         net.withdraw(BUYER, FEE, p(0x50)),

@@ -9,8 +9,9 @@ use crate::modules::ModuleStore;
 use crate::outbox::Outbox;
 use crate::rates::{BidRates, Pricing};
 use candid::Principal;
-use canister_common::audit::{Books, Chunk, after};
+use canister_common::audit::{Books, Chunk, ChunkRequest, after};
 use canister_common::codec::Cbor;
+use canister_common::retention::TimeIndex;
 use ic_stable_structures::{Memory, StableBTreeMap};
 use market_api::matcher::{
     FINISHED_JOB_RETENTION_SECS, HeartbeatAck, HeartbeatItem, Job, JobAudit, JobChunk,
@@ -647,14 +648,10 @@ impl<M: Memory> Books for Market<M> {
 
     /// At most `budget` index entries from `cursor` on; each broken one is
     /// pushed to `broken`.
-    fn audit_chunk(
-        &self,
-        cursor: Option<AuditCursor>,
-        budget: usize,
-        broken: &mut Vec<String>,
-    ) -> Chunk<AuditCursor> {
+    fn audit_chunk(&self, request: ChunkRequest<'_, AuditCursor>) -> Chunk<AuditCursor> {
         let mut read = 0usize;
-        let mut cursor = cursor.unwrap_or(AuditCursor::Active(None));
+        let (budget, broken) = (request.budget, request.broken);
+        let mut cursor = request.cursor.unwrap_or(AuditCursor::Active(None));
         if let AuditCursor::Active(mut last) = cursor {
             for (owner, id) in self.active_by_owner.keys_range(after(last)) {
                 if read >= budget {
@@ -1612,11 +1609,9 @@ impl<M: Memory> Market<M> {
     /// [`FINISHED_JOB_RETENTION_SECS`] ago and have no step left in the
     /// outbox (their events stay in the log); returns how many it deleted.
     pub fn prune_finished(&mut self, now_ns: u64, budget: usize) -> usize {
-        let retention = FINISHED_JOB_RETENTION_SECS.saturating_mul(1_000_000_000);
         let due: Vec<(u64, JobId)> = self
             .finished
-            .keys()
-            .take_while(|(at, _)| now_ns.saturating_sub(*at) >= retention)
+            .expired(now_ns, FINISHED_JOB_RETENTION_SECS)
             .filter(|(_, id)| !self.outbox.has_pending(*id))
             .take(budget)
             .collect();

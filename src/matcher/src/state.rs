@@ -214,12 +214,8 @@ impl State {
     /// due or under way; broken records go to `log`.
     pub fn run_audit_chunk(&mut self, now_ns: u64, budget: usize, log: impl FnMut(&str)) {
         let market = &self.market;
-        self.audit.run_chunk(
-            now_ns,
-            budget,
-            |c, budget, broken| market.audit_chunk(c, budget, broken),
-            log,
-        );
+        self.audit
+            .run_chunk(now_ns, budget, |request| market.audit_chunk(request), log);
     }
 
     /// The matcher's job key as `privacy_key` shows it: `None` without

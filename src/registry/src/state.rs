@@ -8,10 +8,13 @@
 //! upgrade starts again.
 
 use crate::memory::{self, Memory};
-use canister_common::audit::{Books, BooksAudit, Chunk, ChunkWork, after};
+use canister_common::audit::{
+    AuditedBooks, Books, BooksAudit, Chunk, ChunkRequest, ChunkWork, after,
+};
 use canister_common::codec::Cbor;
 use canister_common::event_log::EventLog;
 use canister_common::ledger_blocks::BlockScan;
+use canister_common::retention::TimeIndex;
 use ic_stable_structures::storable::Blob;
 use ic_stable_structures::{Cell, StableBTreeMap};
 use market_api::registry::{
@@ -657,16 +660,11 @@ impl State {
     /// counts they made stay, and so do their events; the matcher retries
     /// a `record` call only while it keeps the job, which is no longer.
     pub fn prune_record_keys(&mut self, now_ns: u64, budget: usize) -> usize {
-        let retention = RECORD_KEY_RETENTION_SECS.saturating_mul(1_000_000_000);
-        let due: Vec<(u64, KeyBlob)> = self
+        let due = self
             .record_key_times
-            .keys()
-            .take_while(|(at, _)| now_ns.saturating_sub(*at) >= retention)
-            .take(budget)
-            .collect();
-        for entry in &due {
-            self.record_key_times.remove(entry);
-            let key = String::from_utf8_lossy(entry.1.as_slice()).into_owned();
+            .take_expired(now_ns, RECORD_KEY_RETENTION_SECS, budget);
+        for (_, blob) in &due {
+            let key = String::from_utf8_lossy(blob.as_slice()).into_owned();
             self.record_keys.remove(&key);
         }
         due.len()
@@ -682,14 +680,9 @@ impl Books for State {
 
     /// At most `budget` records from `cursor` on; each broken one is pushed
     /// to `broken`.
-    fn audit_chunk(
-        &self,
-        cursor: Option<AuditCursor>,
-        budget: usize,
-        broken: &mut Vec<String>,
-    ) -> Chunk<AuditCursor> {
-        let mut work = ChunkWork::new(budget);
-        let (providers_from, pending_from) = match cursor {
+    fn audit_chunk(&self, request: ChunkRequest<'_, AuditCursor>) -> Chunk<AuditCursor> {
+        let mut work = ChunkWork::new(request.budget);
+        let (providers_from, pending_from) = match request.cursor {
             None => (Some(None), None),
             Some(AuditCursor::Providers(last)) => (Some(last), None),
             Some(AuditCursor::Pending(last)) => (None, last),
@@ -697,7 +690,7 @@ impl Books for State {
         if let Some(mut last) = providers_from {
             let all = work.scan(self.providers.range(after(last.clone())), |e| {
                 let (key, p) = e.into_pair();
-                self.check_provider(&p.0, broken);
+                self.check_provider(&p.0, request.broken);
                 last = Some(key);
                 1
             });
@@ -709,7 +702,7 @@ impl Books for State {
         let all = work.scan(self.pending.range(after(last.clone())), |e| {
             let (key, pending) = e.into_pair();
             if self.provider(&pending.0.provider).is_none() {
-                broken.push(format!(
+                request.broken.push(format!(
                     "pending transfer {} of unknown provider {}",
                     pending.0.op_id, pending.0.provider
                 ));
@@ -721,6 +714,12 @@ impl Books for State {
             return work.pause(AuditCursor::Pending(last));
         }
         work.finish()
+    }
+}
+
+impl AuditedBooks for State {
+    fn audit_mut(&mut self) -> &mut BooksAudit<AuditCursor> {
+        &mut self.audit
     }
 }
 
@@ -754,22 +753,9 @@ impl State {
             ));
         }
     }
-
-    /// Runs one chunk of the background audit at `now_ns`, if a pass is
-    /// due or under way; broken records go to `log`.
-    pub fn run_audit_chunk(&mut self, now_ns: u64, budget: usize, log: impl FnMut(&str)) {
-        let mut audit = std::mem::take(&mut self.audit);
-        audit.run_chunk(
-            now_ns,
-            budget,
-            |c, budget, broken| self.audit_chunk(c, budget, broken),
-            log,
-        );
-        self.audit = audit;
-    }
 }
 
-canister_common::canister_state!(State, State::open());
+canister_common::canister_state!(State, State::open(), events: RegistryEvent);
 
 /// Starts over with empty memory (native tests only).
 #[cfg(test)]

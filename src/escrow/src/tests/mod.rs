@@ -6,7 +6,7 @@
 use crate::jobs;
 use crate::payments::{self, deposit_account, main_account};
 use crate::state::{State, mutate_state, read_state, replace_state};
-use canister_common::audit::Books;
+use canister_common::audit::{AuditedBooks, Books};
 use fake_ledger::{DEDUP_WINDOW_NS, FakeLedger, Fault};
 use futures::executor::block_on;
 use ic_stable_structures::DefaultMemoryImpl;

@@ -299,7 +299,7 @@ fn the_audit_finds_pending_pay_that_does_not_add_up() {
     env.check_books();
     let audit = || {
         canister_common::audit::BooksAudit::new()
-            .run_pass(|c, budget, broken| read_state(|s| s.audit_chunk(c, budget, broken)))
+            .run_pass(|request| read_state(|s| s.audit_chunk(request)))
     };
     let audit_finds = |what: &str| {
         let found = audit();

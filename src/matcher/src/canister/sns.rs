@@ -34,81 +34,38 @@ async fn execute(action: SnsAction) {
     }
 }
 
-/// Validator of `sns_reserve`.
-#[ic_cdk::update]
-async fn sns_validate_reserve(spec: ReservationSpec) -> Result<String, String> {
-    validate(SnsAction::Reserve(spec)).await
+/// For each action `Action(Arg) => target, validator;`: the validator, which
+/// answers what `validate` says, and the target (documented by the entry),
+/// which replies or rejects as `execute` does.
+macro_rules! sns_actions {
+    ($($(#[doc = $doc:literal])* $action:ident($arg:ty) => $target:ident, $validator:ident;)+) => {$(
+        #[doc = concat!("Validator of `", stringify!($target), "`.")]
+        #[ic_cdk::update]
+        async fn $validator(arg: $arg) -> Result<String, String> {
+            validate(SnsAction::$action(arg)).await
+        }
+
+        $(#[doc = $doc])*
+        #[ic_cdk::update(manual_reply = true)]
+        async fn $target(arg: $arg) -> String {
+            execute(SnsAction::$action(arg)).await;
+            String::new()
+        }
+    )+};
 }
 
-/// Reserves capacity for the calling DAO (see `reserve`); rejects if it
-/// can't. Registered DAOs' governance canisters only.
-#[ic_cdk::update(manual_reply = true)]
-async fn sns_reserve(spec: ReservationSpec) -> String {
-    execute(SnsAction::Reserve(spec)).await;
-    String::new()
-}
-
-/// Validator of `sns_extend`.
-#[ic_cdk::update]
-async fn sns_validate_extend(args: ExtendReservationArgs) -> Result<String, String> {
-    validate(SnsAction::Extend(args)).await
-}
-
-/// Extends one of the calling DAO's reservations (see `extend_reservation`).
-#[ic_cdk::update(manual_reply = true)]
-async fn sns_extend(args: ExtendReservationArgs) -> String {
-    execute(SnsAction::Extend(args)).await;
-    String::new()
-}
-
-/// Validator of `sns_set_delegates`.
-#[ic_cdk::update]
-async fn sns_validate_set_delegates(args: SetDelegatesArgs) -> Result<String, String> {
-    validate(SnsAction::SetDelegates(args)).await
-}
-
-/// Changes the delegates of one of the calling DAO's reservations.
-#[ic_cdk::update(manual_reply = true)]
-async fn sns_set_delegates(args: SetDelegatesArgs) -> String {
-    execute(SnsAction::SetDelegates(args)).await;
-    String::new()
-}
-
-/// Validator of `sns_cancel`.
-#[ic_cdk::update]
-async fn sns_validate_cancel(args: CancelReservationArgs) -> Result<String, String> {
-    validate(SnsAction::Cancel(args)).await
-}
-
-/// Cancels one of the calling DAO's reservations.
-#[ic_cdk::update(manual_reply = true)]
-async fn sns_cancel(args: CancelReservationArgs) -> String {
-    execute(SnsAction::Cancel(args)).await;
-    String::new()
-}
-
-/// Validator of `sns_submit_job`.
-#[ic_cdk::update]
-async fn sns_validate_submit_job(spec: JobSpec) -> Result<String, String> {
-    validate(SnsAction::SubmitJob(spec)).await
-}
-
-/// Submits a one-off job paid from the calling DAO's balance.
-#[ic_cdk::update(manual_reply = true)]
-async fn sns_submit_job(spec: JobSpec) -> String {
-    execute(SnsAction::SubmitJob(spec)).await;
-    String::new()
-}
-
-/// Validator of `sns_withdraw`.
-#[ic_cdk::update]
-async fn sns_validate_withdraw(args: WithdrawArgs) -> Result<String, String> {
-    validate(SnsAction::Withdraw(args)).await
-}
-
-/// Withdraws from the calling DAO's escrow balance.
-#[ic_cdk::update(manual_reply = true)]
-async fn sns_withdraw(args: WithdrawArgs) -> String {
-    execute(SnsAction::Withdraw(args)).await;
-    String::new()
+sns_actions! {
+    /// Reserves capacity for the calling DAO (see `reserve`); rejects if it
+    /// can't. Registered DAOs' governance canisters only.
+    Reserve(ReservationSpec) => sns_reserve, sns_validate_reserve;
+    /// Extends one of the calling DAO's reservations (see `extend_reservation`).
+    Extend(ExtendReservationArgs) => sns_extend, sns_validate_extend;
+    /// Changes the delegates of one of the calling DAO's reservations.
+    SetDelegates(SetDelegatesArgs) => sns_set_delegates, sns_validate_set_delegates;
+    /// Cancels one of the calling DAO's reservations.
+    Cancel(CancelReservationArgs) => sns_cancel, sns_validate_cancel;
+    /// Submits a one-off job paid from the calling DAO's balance.
+    SubmitJob(JobSpec) => sns_submit_job, sns_validate_submit_job;
+    /// Withdraws from the calling DAO's escrow balance.
+    Withdraw(WithdrawArgs) => sns_withdraw, sns_validate_withdraw;
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi::cli::WasiCli;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -144,11 +144,59 @@ pub(super) fn linker(engine: &Engine) -> Result<Linker<RequestState>, ServiceErr
     Ok(linker)
 }
 
+/// Components of one world (`P`, pre-instantiated with store data `T`),
+/// linked and kept by code hash.
+pub(super) struct Prepared<T: 'static, P> {
+    linker: Linker<T>,
+    ready: BoundedMap<P>,
+    world: fn(InstancePre<T>) -> wasmtime::Result<P>,
+}
+
+impl<T: 'static, P: Clone> Prepared<T, P> {
+    /// At most `entries` kept; each component linked by `linker`, then
+    /// made a `P` by `world`, which refuses one not of the world.
+    pub(super) fn new(
+        linker: Linker<T>,
+        entries: usize,
+        world: fn(InstancePre<T>) -> wasmtime::Result<P>,
+    ) -> Self {
+        Self {
+            linker,
+            ready: BoundedMap::new(entries),
+            world,
+        }
+    }
+
+    /// The pre-instantiated component of `bytes`, whose sha256 must be
+    /// `hash`: from memory, or [compiled](Components::compile) by
+    /// `components` and linked.
+    pub(super) async fn get(
+        &self,
+        components: &Components,
+        hash: &CodeHash,
+        bytes: &[u8],
+    ) -> Result<P, ServiceError> {
+        if let Some(pre) = self.ready.get(hash) {
+            components.check_bytes(hash, bytes)?;
+            return Ok(pre);
+        }
+        let component = components.compile(hash, bytes).await?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(self.world)
+            .map_err(|e| ServiceError::Invalid(format!("{e:#}")))?;
+        self.ready.insert(*hash, pre.clone());
+        Ok(pre)
+    }
+}
+
 /// Compiled, pre-instantiated components by code hash.
 pub(super) struct Components {
     engine: Engine,
-    linker: Linker<RequestState>,
-    ready: BoundedMap<ProxyPre<RequestState>>,
+    /// Refuses a component importing anything outside the proxy world and
+    /// the environment.
+    proxies: Prepared<RequestState, ProxyPre<RequestState>>,
     disk: Option<DiskCache>,
     compile_slot: Arc<tokio::sync::Semaphore>,
     max_bytes: usize,
@@ -164,9 +212,8 @@ impl Components {
             None => None,
         };
         Ok(Self {
-            linker: linker(&engine)?,
+            proxies: Prepared::new(linker(&engine)?, config.memory_cache_entries, ProxyPre::new),
             engine,
-            ready: BoundedMap::new(config.memory_cache_entries),
             disk,
             compile_slot: Arc::new(tokio::sync::Semaphore::new(1)),
             max_bytes: config.max_component_bytes,
@@ -185,20 +232,7 @@ impl Components {
         hash: &CodeHash,
         bytes: &[u8],
     ) -> Result<ProxyPre<RequestState>, ServiceError> {
-        if let Some(pre) = self.ready.get(hash) {
-            self.check_bytes(hash, bytes)?;
-            return Ok(pre);
-        }
-        let component = self.compile(hash, bytes).await?;
-        // Refuses a component importing anything outside the proxy world
-        // and the environment.
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .and_then(ProxyPre::new)
-            .map_err(|e| ServiceError::Invalid(format!("{e:#}")))?;
-        self.ready.insert(*hash, pre.clone());
-        Ok(pre)
+        self.proxies.get(self, hash, bytes).await
     }
 
     /// The compiled component of `bytes`, whose sha256 must be `hash`: from

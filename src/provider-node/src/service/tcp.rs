@@ -65,11 +65,10 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::ServiceError;
 use super::egress::EgressPolicy;
-use super::engine::FUEL_YIELD_INTERVAL;
+use super::engine::{FUEL_YIELD_INTERVAL, Prepared};
 use super::host::ServiceHost;
 use super::state::RequestLimiter;
 use crate::sandbox::CodeHash;
-use crate::sandbox::cache::BoundedMap;
 use ingress::{IngressCounters, Upstream};
 use policy::SocketPolicy;
 
@@ -223,8 +222,9 @@ pub struct TcpServiceHost {
 
 struct TcpInner {
     host: ServiceHost,
-    linker: Linker<TcpState>,
-    ready: BoundedMap<CommandPre<TcpState>>,
+    /// Refuses a component that isn't a wasi:cli command or imports
+    /// anything beyond WASI 0.2.
+    commands: Prepared<TcpState, CommandPre<TcpState>>,
     services: Mutex<HashMap<u64, TcpService>>,
 }
 
@@ -241,8 +241,7 @@ impl TcpServiceHost {
         Ok(Self {
             inner: Arc::new(TcpInner {
                 host,
-                linker,
-                ready: BoundedMap::new(entries),
+                commands: Prepared::new(linker, entries, CommandPre::new),
                 services: Mutex::new(HashMap::new()),
             }),
         })
@@ -388,21 +387,10 @@ impl TcpServiceHost {
         bytes: &[u8],
     ) -> Result<CommandPre<TcpState>, ServiceError> {
         let inner = &self.inner;
-        let components = inner.host.components();
-        if let Some(pre) = inner.ready.get(hash) {
-            components.check_bytes(hash, bytes)?;
-            return Ok(pre);
-        }
-        let component = components.compile(hash, bytes).await?;
-        // Refuses a component that isn't a wasi:cli command or imports
-        // anything beyond WASI 0.2.
-        let pre = inner
-            .linker
-            .instantiate_pre(&component)
-            .and_then(CommandPre::new)
-            .map_err(|e| ServiceError::Invalid(format!("{e:#}")))?;
-        inner.ready.insert(*hash, pre.clone());
-        Ok(pre)
+        inner
+            .commands
+            .get(inner.host.components(), hash, bytes)
+            .await
     }
 }
 
