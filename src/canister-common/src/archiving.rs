@@ -1,6 +1,7 @@
 //! Moving a canister's oldest event-log blocks to its archive canister:
 //! the one call it makes ([`ArchiveCalls`], part of each canister's runtime
-//! trait) and the run of its timer ([`move_old_blocks`]).
+//! trait) and what a run of its upkeep timer does when blocks are due
+//! ([`move_old_blocks`]; see [`crate::timers`]).
 //!
 //! What to send and what an answer means is the log's
 //! ([`crate::event_log::EventLog::next_batch`] and
@@ -11,10 +12,10 @@ use crate::event_log::{ArchiveBatch, MoveOutcome, append_answer};
 use crate::ledger::{CallFailure, call};
 use candid::Principal;
 use market_api::blocks::{AppendBlocksArgs, AppendBlocksError};
-use std::time::Duration;
 
-/// How often the timer looks for blocks to move.
-pub const ARCHIVE_PERIOD_SECS: u64 = 30;
+/// How often the upkeep timer looks for blocks to move: it runs with the
+/// audit.
+pub const ARCHIVE_PERIOD_SECS: u64 = crate::audit::AUDIT_PERIOD_SECS;
 
 /// Most batches one timer run moves: with a run every
 /// [`ARCHIVE_PERIOD_SECS`], 2,880,000 blocks a day.
@@ -68,13 +69,6 @@ pub async fn move_old_blocks<R: ArchiveCalls>(
         }
     }
     report
-}
-
-/// Starts the repeating timer whose runs call `run` (which calls
-/// [`move_old_blocks`] with the canister's runtime and state). Timers do
-/// not survive upgrades, so `init` and `post_upgrade` call it.
-pub fn start_archive_timer<F: Future<Output = ()> + 'static>(run: fn() -> F) {
-    ic_cdk_timers::set_timer_interval(Duration::from_secs(ARCHIVE_PERIOD_SECS), run);
 }
 
 #[cfg(test)]

@@ -24,7 +24,6 @@
 
 use crate::metrics::MetricsPage;
 use std::ops::Bound;
-use std::time::Duration;
 
 /// Records one chunk of the pass reads at most (every map entry counts one):
 /// a few hundred million instructions, about 1% of an update's limit.
@@ -38,16 +37,6 @@ pub const AUDIT_EVERY_NS: u64 = 86_400_000_000_000;
 
 /// Broken records a pass logs at most (it counts all of them).
 const MAX_LOGGED_PER_PASS: u64 = 20;
-
-/// Starts the repeating timer that runs the audit, every
-/// [`AUDIT_PERIOD_SECS`]: `run` is given the time and runs one chunk (and
-/// any other bounded upkeep that shares the timer). Timers do not survive
-/// upgrades, so `init` and `post_upgrade` call it.
-pub fn start_audit_timer(run: impl Fn(u64) + Copy + 'static) {
-    ic_cdk_timers::set_timer_interval(Duration::from_secs(AUDIT_PERIOD_SECS), move || async move {
-        run(ic_cdk::api::time())
-    });
-}
 
 /// What one chunk of a pass did.
 pub struct Chunk<C> {

@@ -457,12 +457,17 @@ where
         }
     }
 
-    /// The oldest local blocks to move to the archive, at most
-    /// [`MAX_APPEND_BLOCKS`] and about [`MAX_APPEND_BYTES`]: none while no archive is named, no more than
-    /// `max_local_blocks` are local, or a batch is on its way (unless it
-    /// was sent [`MOVE_TIMEOUT_NS`] ago). The batch counts as on its way
-    /// until [`Self::batch_answered`].
-    pub fn next_batch(&mut self, now_ns: u64) -> Option<ArchiveBatch> {
+    /// Whether blocks are due to move to the archive: one is named, more
+    /// than `max_local_blocks` are local, and no batch is on its way (or
+    /// the one on its way was sent [`MOVE_TIMEOUT_NS`] ago). Cheap, and
+    /// without a call: the upkeep timer asks it on every run.
+    pub fn archiving_due(&self, now_ns: u64) -> bool {
+        self.due(now_ns).is_some()
+    }
+
+    /// The archive, the first local index and how many blocks past
+    /// `max_local_blocks` are local, when blocks are due to move.
+    fn due(&self, now_ns: u64) -> Option<(Principal, u64, u64)> {
         if let Some(since) = self.moving_since
             && now_ns < since.saturating_add(MOVE_TIMEOUT_NS)
         {
@@ -474,8 +479,17 @@ where
         let excess = local
             .checked_sub(meta.max_local_blocks)
             .filter(|n| *n > 0)?;
+        Some((archive, meta.first_local, excess))
+    }
+
+    /// The oldest local blocks to move to the archive, at most
+    /// [`MAX_APPEND_BLOCKS`] and about [`MAX_APPEND_BYTES`]: none while no archive is named, no more than
+    /// `max_local_blocks` are local, or a batch is on its way (unless it
+    /// was sent [`MOVE_TIMEOUT_NS`] ago). The batch counts as on its way
+    /// until [`Self::batch_answered`].
+    pub fn next_batch(&mut self, now_ns: u64) -> Option<ArchiveBatch> {
+        let (archive, start, excess) = self.due(now_ns)?;
         let count = excess.min(MAX_APPEND_BLOCKS as u64);
-        let start = meta.first_local;
         let mut blocks: Vec<ICRC3Value> = Vec::new();
         let mut bytes = 0usize;
         for index in start..start + count {

@@ -16,8 +16,7 @@ use market_api::{Account, HttpRequest, HttpResponse, PageRequest, Principal, Tok
 #[ic_cdk::init]
 fn init(arg: EscrowInit) {
     mutate_state(|s| s.apply_config(arg, time()));
-    timers::start_audit();
-    timers::start_archiving();
+    timers::start_upkeep();
     read_state(|s| s.events.certify());
 }
 
@@ -33,8 +32,7 @@ fn post_upgrade(arg: Option<EscrowInit>) {
     if let Err(e) = read_state(|s| s.check_config()) {
         ic_cdk::trap(format!("escrow configuration is broken after upgrade: {e}"));
     }
-    timers::start_audit();
-    timers::start_archiving();
+    timers::start_upkeep();
     read_state(|s| s.events.certify());
 }
 

@@ -44,7 +44,6 @@ fn init(arg: MatcherInit) {
     });
     timers::start_watchdog();
     timers::start_audit();
-    timers::start_archiving();
     timers::start_rates();
     timers::start_privacy_key();
     read_state(|s| s.events.certify());
@@ -76,7 +75,6 @@ fn post_upgrade(arg: Option<MatcherInit>) {
     });
     timers::start_watchdog();
     timers::start_audit();
-    timers::start_archiving();
     timers::start_rates();
     timers::start_privacy_key();
     timers::schedule();

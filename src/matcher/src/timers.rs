@@ -2,7 +2,8 @@
 //! probe or outbox step, a repeating watchdog that re-arms it if it was lost, and
 //! the repeating background audit of the indexes (one chunk of bounded
 //! work per run; the rule is `canister_common::audit`'s) with a sample of
-//! the cycle balance for the burn rate on `/metrics`.
+//! the cycle balance for the burn rate on `/metrics` and the moves of old
+//! event-log blocks to the archive.
 //! Timers do not survive upgrades; `post_upgrade` arms new ones from stable
 //! state.
 
@@ -128,26 +129,25 @@ pub fn start_rates() {
 }
 
 /// Starts the repeating audit timer, which also samples the cycle balance
-/// for the burn rate on `/metrics`.
+/// for the burn rate on `/metrics` and, when the event log holds more
+/// blocks than it keeps, moves the oldest to the archive (see
+/// `canister_common::event_log`) through the performer, after the audit's
+/// chunk is committed. A run with nothing to archive makes no call.
 pub fn start_audit() {
     use canister_common::audit::{AUDIT_CHUNK_RECORDS, AUDIT_PERIOD_SECS};
     ic_cdk_timers::set_timer_interval(Duration::from_secs(AUDIT_PERIOD_SECS), || async {
         canister_common::cycles::observe(&IcRuntime);
         let t = now();
-        mutate_state(|s| {
+        let archive = mutate_state(|s| {
             // The one timer that runs whatever else is due: the matcher's
             // pulse, by which it notices its own outages.
             s.market.observe_run(t);
             s.run_audit_chunk(t, AUDIT_CHUNK_RECORDS, |line| IcRuntime.log(line));
+            s.events.archiving_due(t)
         });
-    });
-}
-
-/// Starts the repeating timer that moves the oldest event-log blocks to the
-/// archive (see `canister_common::event_log`), through the performer.
-pub fn start_archiving() {
-    canister_common::archiving::start_archive_timer(|| async {
-        perform::move_old_blocks(&IcRuntime).await;
+        if archive {
+            perform::move_old_blocks(&IcRuntime).await;
+        }
     });
 }
 

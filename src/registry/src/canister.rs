@@ -28,8 +28,7 @@ fn init(arg: RegistryInit) {
     if let Err(e) = mutate_state(|s| s.init(now(), arg)) {
         ic_cdk::trap(format!("invalid init argument: {e:?}"));
     }
-    timers::start_audit();
-    timers::start_archiving();
+    timers::start_upkeep();
     read_state(|s| s.events.certify());
 }
 
@@ -50,8 +49,7 @@ fn post_upgrade(arg: Option<RegistryConfigUpdate>) {
     if let Err(e) = read_state(|s| crate::state::validate_config(&s.config())) {
         ic_cdk::trap(format!("BUG: configuration broken after upgrade: {e:?}"));
     }
-    timers::start_audit();
-    timers::start_archiving();
+    timers::start_upkeep();
     read_state(|s| s.events.certify());
 }
 

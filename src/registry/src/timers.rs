@@ -1,20 +1,16 @@
-//! The registry's timers: the moves of old event-log blocks to the archive,
-//! and the background audit of its books, one chunk of
-//! bounded work per run (the rule is `canister_common::audit`'s), a sample
-//! of the cycle balance for the burn rate on `/metrics`, and the
-//! forgetting of `record` keys whose retention has ended, a bounded number
-//! per run. Timers do not survive upgrades; `init` and `post_upgrade`
-//! start them.
+//! The registry's timer: one repeating upkeep timer (see
+//! `canister_common::timers`) that samples the cycle balance for the burn
+//! rate on `/metrics`, forgets `record` keys whose retention has ended, a
+//! bounded number per run, runs a chunk of bounded work of the background
+//! audit of its books (the rule is `canister_common::audit`'s), and moves
+//! old event-log blocks to the archive when they are due. Timers do not
+//! survive upgrades; `init` and `post_upgrade` start it.
 
 use crate::state::State;
 
-/// Starts the repeating audit timer, which also prunes the `record` keys past their retention.
-pub fn start_audit() {
-    canister_common::timers::start_audit(State::prune_record_keys);
-}
-
-/// Starts the repeating timer that moves the oldest event-log blocks to the
-/// archive (see `canister_common::event_log`).
-pub fn start_archiving() {
-    canister_common::timers::start_archiving::<State>();
+/// Starts the repeating upkeep timer: the audit, the pruning of the `record` keys
+/// past their retention, and the moves of old event-log blocks to the
+/// archive.
+pub fn start_upkeep() {
+    canister_common::timers::start_upkeep(State::prune_record_keys);
 }
