@@ -140,19 +140,21 @@ function logOf(m: Market, canister: string) {
   }
 }
 
-/** Up to `limit` events of a log from `start` on (at most 100): the
- * archived part from the archives, the rest from the canister itself. */
+/** Up to `limit` events of a log from `start` on (at most 100): from the
+ * canister itself, which answers from its oldest local event on, and,
+ * only when that is past `start`, the part before it from the archives. */
 async function readLog(m: Market, canister: string, start: bigint, limit: bigint) {
   const { actor, type } = logOf(m, canister);
-  const old = await archivedEvents(m.agent, actor.icrc3_get_blocks, type, start, limit);
-  const events: LogEvent[] = [...old.archived];
-  let next: bigint | undefined = start + limit < old.length ? start + limit : undefined;
-  if (BigInt(events.length) < limit) {
-    const local = await actor.get_events({ start: [start + BigInt(events.length)], limit: [Number(limit) - events.length] });
-    events.push(...(local.events as LogEvent[]));
-    next = local.next.length ? local.next[0] : undefined;
-  }
-  return { events, next, total: old.length, archives: old.archives, archived: old.archived.length };
+  const local = await actor.get_events({ start: [start], limit: [Number(limit)] });
+  const events = local.events as LogEvent[];
+  let next = local.next.length ? local.next[0] : undefined;
+  const firstLocal = events.length ? events[0].seq : local.total;
+  if (firstLocal <= start) return { events, next, total: local.total, archives: [] as Principal[], archived: 0 };
+  const gap = firstLocal - start < limit ? firstLocal - start : limit;
+  const old = await archivedEvents(m.agent, actor.icrc3_get_blocks, type, start, gap);
+  const all = [...old.archived, ...events].slice(0, Number(limit));
+  if (all.length && all.length < old.archived.length + events.length) next = all[all.length - 1].seq + 1n;
+  return { events: all, next, total: local.total, archives: old.archives, archived: old.archived.length };
 }
 
 async function scanEvents(m: Market): Promise<Scan> {
