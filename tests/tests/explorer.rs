@@ -10,8 +10,8 @@
 //! order book's free slots; a job run with `market run` then appears on
 //! it, its buyer among the accounts, the cheaper provider without a daemon
 //! among the slashes for missing the job's deadline, and the job's page
-//! and the matcher's event log open; the matcher keeps only its newest
-//! events, and the page reads the older ones from its archive. Screenshots are kept under
+//! and the matcher's event log open; each canister keeps only its newest
+//! events, and the page reads the older ones of each log from its archive. Screenshots are kept under
 //! `target/tmp/explorer/`. Then the TypeScript example
 //! (`web/dist/examples/submit-and-watch.mjs`) submits a job with the
 //! generated bindings and watches it to `Succeeded` with the sha256 of its
@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use candid::Principal;
 use market_api::blocks::{LogArchiving, LogArchivingError};
 use market_client::identity::load_pem_file;
-use processes::{ICP, Proc, Scene, canister_id, workload};
+use processes::{ICP, Install, Proc, Scene, canister_id, workload};
 
 /// Devnet seconds per real second.
 const SPEED: u32 = 10;
@@ -73,56 +73,71 @@ fn start() -> Scene {
     let balances = ["alice", "bob", "provider-1", "provider-2"].map(|who| (who, 20 * ICP));
     let mut installs = s.market_installs(&balances, CHALLENGE_WINDOW_SECS);
     let [registry, escrow, matcher] = [1, 2, 3].map(canister_id);
-    installs.push((
+    installs.push(Install::of(
         "explorer",
         format!(
             "(record {{ registry = principal \"{registry}\"; escrow = principal \"{escrow}\"; \
              matcher = principal \"{matcher}\"; fetch_root_key = true }})"
         ),
     ));
-    installs.push((
-        "archive",
-        format!("(record {{ owner = principal \"{matcher}\"; capacity_blocks = null }})"),
-    ));
+    for (name, owner) in [
+        ("registry-archive", registry),
+        ("escrow-archive", escrow),
+        ("matcher-archive", matcher),
+    ] {
+        installs.push(Install {
+            name,
+            module: "archive",
+            arg: format!("(record {{ owner = principal \"{owner}\"; capacity_blocks = null }})"),
+        });
+    }
     let operator = s.principal("operator").to_text();
     s.start_devnet(SPEED, &installs, &["--controller", &operator]);
     s
 }
 
-/// The matcher's archive: the devnet's sixth canister.
-fn matcher_archive() -> Principal {
-    canister_id(5)
+/// Each event log and its archive: the registry, escrow and matcher (the
+/// devnet's canisters 1 to 3) and the archives installed after the
+/// explorer (5 to 7).
+fn logs_and_archives() -> [(&'static str, Principal, Principal); 3] {
+    [
+        ("registry", canister_id(1), canister_id(5)),
+        ("escrow", canister_id(2), canister_id(6)),
+        ("matcher", canister_id(3), canister_id(7)),
+    ]
 }
 
-/// The operator, a controller, names the archive to the matcher and has it
-/// keep only `keep` events itself: older ones move there within a run of
-/// its archiving timer.
-fn archive_the_matchers_log(s: &Scene, keep: u64) {
+/// The operator, a controller, names each log its archive and has each
+/// canister keep only `keep` events itself: older ones move there within a
+/// run of its audit timer.
+fn archive_the_logs(s: &Scene, keep: u64) {
     let operator = load_pem_file(&s.path("operator.pem")).expect("the operator's identity");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let answer = runtime.block_on(async {
+    runtime.block_on(async {
         let agent = ic_agent::Agent::builder()
             .with_url(s.url.as_str())
             .with_arc_identity(operator.identity)
             .build()
             .unwrap();
         agent.fetch_root_key().await.unwrap();
-        let arg = LogArchiving {
-            archive: Some(matcher_archive()),
-            max_local_blocks: Some(keep),
-        };
-        agent
-            .update(&canister_id(3), "set_log_archiving")
-            .with_arg(candid::encode_one(arg).unwrap())
-            .call_and_wait()
-            .await
-            .expect("set_log_archiving")
+        for (log, owner, archive) in logs_and_archives() {
+            let arg = LogArchiving {
+                archive: Some(archive),
+                max_local_blocks: Some(keep),
+            };
+            let answer = agent
+                .update(&owner, "set_log_archiving")
+                .with_arg(candid::encode_one(arg).unwrap())
+                .call_and_wait()
+                .await
+                .expect("set_log_archiving");
+            let set: Result<(), LogArchivingError> = candid::decode_one(&answer).unwrap();
+            set.unwrap_or_else(|e| panic!("the {log}'s archive: {e:?}"));
+        }
     });
-    let set: Result<(), LogArchivingError> = candid::decode_one(&answer).unwrap();
-    set.expect("the controller names the archive");
 }
 
 /// The browser test's process: lines it prints arrive on a channel.
@@ -160,9 +175,9 @@ fn explorer_in_a_browser_and_the_typescript_example() {
     let url = s.url.clone();
     let port = url.rsplit(':').next().unwrap().to_string();
     eprintln!("devnet up at {} after {:.1?}", s.url, started.elapsed());
-    // The matcher keeps its 3 newest events; the page reads the rest from
-    // its archive.
-    archive_the_matchers_log(&s, 3);
+    // Each canister keeps its 3 newest events; the page reads the rest
+    // from their archives.
+    archive_the_logs(&s, 3);
 
     // The page, uploaded by a controller of the explorer.
     let node = PathBuf::from("node");
@@ -236,6 +251,9 @@ fn explorer_in_a_browser_and_the_typescript_example() {
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("explorer");
     let page = format!("http://{explorer}.localhost:{port}/");
     let browser_log = s.path("browser.log");
+    let archives = logs_and_archives()
+        .map(|(log, _, archive)| format!("{log}={archive}"))
+        .join(",");
     let mut child = s
         .command(&node)
         .arg(&browser_test)
@@ -250,8 +268,8 @@ fn explorer_in_a_browser_and_the_typescript_example() {
             &s.principal("alice").to_text(),
             "--slashed",
             "provider-2",
-            "--archive",
-            &matcher_archive().to_text(),
+            "--archives",
+            &archives,
         ])
         .arg("--screenshots")
         .arg(&shots)

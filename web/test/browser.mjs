@@ -4,7 +4,8 @@
 //
 //   node test/browser.mjs --url http://<explorer>.localhost:PORT/ \
 //     --providers provider-1,provider-2 --account <buyer principal> \
-//     --slashed provider-2 --archive <matcher's archive> --screenshots DIR
+//     --slashed provider-2 --archives registry=<id>,escrow=<id>,matcher=<id> \
+//     --screenshots DIR
 //
 // 1. The overview lists the providers and draws the order book's depth
 //    (free slots as bars); it prints "ready".
@@ -12,8 +13,9 @@
 //    for that job to appear on the overview with its buyer among the
 //    accounts and, with --slashed, that provider among the slashes for
 //    missing the job's deadline; it opens the job's page and the matcher's
-//    event log (with --archive, its oldest page too, which must start at
-//    event 0 and say it was read from that archive), and prints "ok".
+//    event log (with --archives, each named log's oldest page too, which
+//    must start at event 0 and say it was read from that log's archive),
+//    and prints "ok".
 // Screenshots of each step go to DIR. Any failure exits non-zero.
 
 import { mkdirSync } from "node:fs";
@@ -33,7 +35,10 @@ const providers = (f.get("providers") ?? "").split(",").filter(Boolean);
 const shots = f.get("screenshots") ?? ".";
 const account = f.get("account");
 const slashed = f.get("slashed");
-const archive = f.get("archive");
+const archives = (f.get("archives") ?? "")
+  .split(",")
+  .filter(Boolean)
+  .map((pair) => pair.split("="));
 const executablePath = f.get("chromium") ?? "/usr/bin/chromium";
 mkdirSync(shots, { recursive: true });
 
@@ -113,20 +118,21 @@ try {
   const events = await page.textContent("[data-testid=events]");
   if (!events?.includes("JobSubmitted")) throw new Error(`the matcher's log shows no JobSubmitted: ${events}`);
   await page.screenshot({ path: join(shots, "events.png"), fullPage: true });
-  if (archive) {
-    await page.goto(new URL("#/events/matcher/0", url).toString());
+  for (const [log, archive] of archives) {
+    await page.goto(new URL(`#/events/${log}/0`, url).toString());
+    await page.waitForFunction((log) => document.querySelector("h2")?.textContent === `${log} events`, log, { timeout: 30_000 });
     await page
       .locator("[data-testid=archived]", { hasText: archive })
       .waitFor({ timeout: 30_000 })
       .catch(async () => {
-        throw new Error(`the oldest matcher events are not read from the archive ${archive}: ${await page.textContent("main")}`);
+        throw new Error(`the oldest ${log} events are not read from the archive ${archive}: ${await page.textContent("main")}`);
       });
     const first = await page.textContent("[data-testid=events] tbody tr td");
-    if (first?.trim() !== "0") throw new Error(`the oldest page starts at event ${first}, not 0`);
-    await page.screenshot({ path: join(shots, "archived-events.png"), fullPage: true });
+    if (first?.trim() !== "0") throw new Error(`the oldest page of the ${log}'s log starts at event ${first}, not 0`);
+    await page.screenshot({ path: join(shots, `archived-${log}-events.png`), fullPage: true });
   }
   if (problems.length) throw new Error(problems.join("; "));
-  say(`ok: job ${id} listed${slashed ? `, ${slashed} slashed for it` : ""}, its page and the matcher's log shown${archive ? ", its oldest events from the archive" : ""}`);
+  say(`ok: job ${id} listed${slashed ? `, ${slashed} slashed for it` : ""}, its page and the matcher's log shown${archives.length ? `, the oldest events of ${archives.map(([log]) => log).join(", ")} from their archives` : ""}`);
 } catch (e) {
   if (page) await page.screenshot({ path: join(shots, "failure.png"), fullPage: true }).catch(() => {});
   console.error(`browser test failed: ${e instanceof Error ? e.message : e}`);

@@ -131,6 +131,27 @@ pub struct Output {
     pub stderr: String,
 }
 
+/// A canister the devnet installs at its start.
+pub struct Install {
+    /// Its name, unique among the devnet's canisters.
+    pub name: &'static str,
+    /// Its module: `target/canisters/<module>.wasm`.
+    pub module: &'static str,
+    /// Its init argument, in Candid text.
+    pub arg: String,
+}
+
+impl Install {
+    /// The canister named after its module.
+    pub fn of(module: &'static str, arg: String) -> Install {
+        Install {
+            name: module,
+            module,
+            arg,
+        }
+    }
+}
+
 /// A temp dir with identities, the devnet, the processes started in it and
 /// the environment that points `provider-node` and `market` at the
 /// devnet. Processes are dropped (killed) before the directory is removed.
@@ -355,7 +376,7 @@ impl Scene {
         &self,
         balances: &[(&str, u128)],
         challenge_window_secs: u64,
-    ) -> Vec<(&'static str, String)> {
+    ) -> Vec<Install> {
         let [ledger, registry, escrow, matcher] = [0, 1, 2, 3].map(canister_id);
         let balances = balances
             .iter()
@@ -363,7 +384,7 @@ impl Scene {
             .collect::<Vec<_>>()
             .join("; ");
         vec![
-            (
+            Install::of(
                 "ledger",
                 format!(
                     "(variant {{ Init = record {{ token_name = \"Local ICP\"; token_symbol = \"ICP\"; \
@@ -372,7 +393,7 @@ impl Scene {
                     self.account("minter"),
                 ),
             ),
-            (
+            Install::of(
                 "registry",
                 format!(
                     "(record {{ ledger = principal \"{ledger}\"; matcher = opt principal \"{matcher}\"; \
@@ -380,14 +401,14 @@ impl Scene {
                     5 * ICP
                 ),
             ),
-            (
+            Install::of(
                 "escrow",
                 format!(
                     "(record {{ matcher = opt principal \"{matcher}\"; \
                      ledgers = vec {{ principal \"{ledger}\" }} }})"
                 ),
             ),
-            (
+            Install::of(
                 "matcher",
                 format!(
                     "(record {{ registry = principal \"{registry}\"; escrow = principal \"{escrow}\"; \
@@ -403,10 +424,10 @@ impl Scene {
     /// [`Scene::market_installs`] gives them) and `extra` arguments; waits
     /// for its URL, checks that the ids were assigned in install order, and
     /// points `provider-node` and `market` at it.
-    pub fn start_devnet(&mut self, speed: u32, installs: &[(&str, String)], extra: &[&str]) {
+    pub fn start_devnet(&mut self, speed: u32, installs: &[Install], extra: &[&str]) {
         let installs: Vec<String> = installs
             .iter()
-            .map(|(name, arg)| format!("{name}={}:{arg}", canister(name).display()))
+            .map(|i| format!("{}={}:{}", i.name, canister(i.module).display(), i.arg))
             .collect();
         let speed = speed.to_string();
         let mut args = vec!["--port", "0", "--time-speed", &speed];
