@@ -2,8 +2,8 @@
 # Prepares web/ (the explorer page, the TypeScript bindings and example):
 # installs its npm packages from package-lock.json, checks that the
 # checked-in bindings are those the .did files generate and that the
-# TypeScript type-checks, and bundles the page and the Node tools into
-# web/dist/. With --browser, also installs Debian's chromium for the
+# TypeScript type-checks, bundles the page, the Node tools and the unit
+# tests into web/dist/, and runs the unit tests. With --browser, also installs Debian's chromium for the
 # browser test. Idempotent; prints how long each step took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +33,7 @@ if ! cmp -s package-lock.json node_modules/.package-lock.json 2>/dev/null &&
     timed "npm ci" npm ci --no-audit --no-fund --loglevel=error
 fi
 
-echo "==> web/: bindings match the .did files, type-check, bundle" >&2
+echo "==> web/: bindings match the .did files, type-check, bundle, unit tests" >&2
 generated=$(mktemp -d)
 trap 'rm -rf "$generated"' EXIT
 node scripts/bindings.mjs "$generated"
@@ -44,3 +44,4 @@ if ! diff -r "$generated" bindings/src >/dev/null; then
 fi
 timed "tsc --noEmit" npx --no-install tsc --noEmit -p tsconfig.json
 timed "esbuild bundle" node scripts/build.mjs
+timed "unit tests (node --test)" node --test --test-reporter=dot dist/test/

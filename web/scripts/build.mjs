@@ -1,7 +1,7 @@
 // Bundles the explorer page into dist/explorer/ (index.html, explorer.js,
 // explorer.css: what dist/tools/upload-explorer.mjs uploads to the explorer
 // canister), the TypeScript example into dist/examples/ and the upload tool
-// into dist/tools/, with esbuild.
+// into dist/tools/ and the unit tests into dist/test/, with esbuild.
 import * as esbuild from "esbuild";
 import { copyFileSync, mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -27,6 +27,7 @@ copyFileSync(join(web, "explorer", "style.css"), join(out, "explorer.css"));
 for (const [src, dst] of [
   ["examples/submit-and-watch.ts", "examples/submit-and-watch.mjs"],
   ["tools/upload-explorer.ts", "tools/upload-explorer.mjs"],
+  ["test/verify.test.ts", "test/verify.test.mjs"],
 ]) {
   await esbuild.build({
     entryPoints: [join(web, src)],

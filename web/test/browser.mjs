@@ -14,8 +14,9 @@
 //    accounts and, with --slashed, that provider among the slashes for
 //    missing the job's deadline; it opens the job's page and the matcher's
 //    event log (with --archives, each named log's oldest page too, which
-//    must start at event 0 and say it was read from that log's archive),
-//    and prints "ok".
+//    must start at event 0 and say it was read from that log's archive);
+//    each events page must say its events were checked against the log's
+//    certified tip. It prints "ok".
 // Screenshots of each step go to DIR. Any failure exits non-zero.
 
 import { mkdirSync } from "node:fs";
@@ -41,6 +42,17 @@ const archives = (f.get("archives") ?? "")
   .map((pair) => pair.split("="));
 const executablePath = f.get("chromium") ?? "/usr/bin/chromium";
 mkdirSync(shots, { recursive: true });
+
+// The events page says its events were checked against the log's
+// certified tip, or fails with what it says instead.
+async function checked(page, log) {
+  await page
+    .locator("[data-testid=verified]")
+    .waitFor({ timeout: 30_000 })
+    .catch(async () => {
+      throw new Error(`the ${log} events are not checked against the certified tip: ${await page.textContent("main")}`);
+    });
+}
 
 const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 const say = (line) => process.stdout.write(`${line}\n`);
@@ -117,6 +129,7 @@ try {
   await page.waitForSelector("[data-testid=events] tr", { timeout: 30_000 });
   const events = await page.textContent("[data-testid=events]");
   if (!events?.includes("JobSubmitted")) throw new Error(`the matcher's log shows no JobSubmitted: ${events}`);
+  await checked(page, "matcher");
   await page.screenshot({ path: join(shots, "events.png"), fullPage: true });
   for (const [log, archive] of archives) {
     await page.goto(new URL(`#/events/${log}/0`, url).toString());
@@ -127,6 +140,7 @@ try {
       .catch(async () => {
         throw new Error(`the oldest ${log} events are not read from the archive ${archive}: ${await page.textContent("main")}`);
       });
+    await checked(page, log);
     const first = await page.textContent("[data-testid=events] tbody tr td");
     if (first?.trim() !== "0") throw new Error(`the oldest page of the ${log}'s log starts at event ${first}, not 0`);
     await page.screenshot({ path: join(shots, `archived-${log}-events.png`), fullPage: true });

@@ -12,7 +12,7 @@ import { Principal } from "@icp-sdk/core/principal";
 import {
   GetBlocksRequest,
   GetBlocksResult,
-  type GetBlocksResult as Blocks,
+  type GetBlocksResult as BlocksAnswer,
   type ICRC3Value,
 } from "@icp-compute-market/bindings/matcher/matcher.did";
 
@@ -33,7 +33,7 @@ export interface LogRange {
   length: bigint;
 }
 
-type Icrc3Blocks = (requests: { start: bigint; length: bigint }[]) => Promise<Blocks>;
+export type Icrc3Blocks = (requests: { start: bigint; length: bigint }[]) => Promise<BlocksAnswer>;
 
 /** Where an ICRC-3 value is not what the event's type makes of it. */
 class ShapeError extends Error {}
@@ -158,10 +158,39 @@ function callback(agent: Agent, canisterId: Principal, method: string): Icrc3Blo
   return actor[method];
 }
 
+/** Blocks of a log as its canister and archives served them. */
+export interface LogBlocks {
+  /** The blocks, in order of index. */
+  blocks: { id: bigint; block: ICRC3Value }[];
+  /** How many of them came from archives (the first ones). */
+  archived: number;
+  /** The archives they came from. */
+  archives: Principal[];
+  /** Blocks in the log, archived ones included. */
+  length: bigint;
+}
+
 /**
- * Events `start` to `start + length` of a log, as far as they are archived:
- * asks the log's canister with `icrc3_get_blocks`, then each archive its
- * answer names, and decodes the blocks with `type`, the log's event type.
+ * Blocks `start` to `start + length` of a log (at most 100): asks its
+ * canister with `icrc3_get_blocks`, then each archive its answer names.
+ */
+export async function readBlocks(agent: Agent, blocks: Icrc3Blocks, start: bigint, length: bigint): Promise<LogBlocks> {
+  const answer = await blocks([{ start, length }]);
+  const old: { id: bigint; block: ICRC3Value }[] = [];
+  const archives: Principal[] = [];
+  for (const part of answer.archived_blocks) {
+    const [canister, method] = part.callback;
+    archives.push(canister);
+    old.push(...(await callback(agent, canister, method)(part.args)).blocks);
+  }
+  const all = [...old, ...answer.blocks].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  return { blocks: all, archived: old.length, archives, length: answer.log_length };
+}
+
+/**
+ * Events `start` to `start + length` of a log, as far as they are archived
+ * ([`readBlocks`]'s archived part), decoded with `type`, the log's event
+ * type.
  */
 export async function archivedEvents(
   agent: Agent,
@@ -170,15 +199,7 @@ export async function archivedEvents(
   start: bigint,
   length: bigint,
 ): Promise<LogRange> {
-  const answer = await blocks([{ start, length }]);
-  const archived: LogEvent[] = [];
-  const archives: Principal[] = [];
-  for (const part of answer.archived_blocks) {
-    const [canister, method] = part.callback;
-    archives.push(canister);
-    const got = await callback(agent, canister, method)(part.args);
-    for (const b of got.blocks) archived.push(eventOf(b.id, b.block, type));
-  }
-  archived.sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));
-  return { archived, archives, length: answer.log_length };
+  const read = await readBlocks(agent, blocks, start, length);
+  const archived = read.blocks.slice(0, read.archived).map((b) => eventOf(b.id, b.block, type));
+  return { archived, archives: read.archives, length: read.length };
 }

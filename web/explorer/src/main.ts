@@ -29,7 +29,8 @@ import {
 } from "@icp-compute-market/bindings/matcher/matcher.did";
 import { el, link, table, section, amount, when, principalText, variantName, render as renderValue } from "./view";
 import { depthChart } from "./chart";
-import { archivedEvents, type LogEvent } from "./archive";
+import { archivedEvents, eventOf, readBlocks, type LogEvent } from "./archive";
+import { verifyChain, verifyTip } from "./verify";
 
 /** `/config.json`, served by the explorer canister from its init argument. */
 interface Config {
@@ -388,6 +389,48 @@ async function accountPage(m: Market, id: string): Promise<HTMLElement> {
   );
 }
 
+/** Blocks the check of a page reads at most: from its first event to the
+ * log's certified tip. */
+const VERIFY_MAX = 1000n;
+
+/**
+ * `count` events of a log from `start` on, checked against the log's
+ * certified tip (see `verify.ts`): decoded from the blocks that link the
+ * page to the certified hash, so what is shown is what was checked. Or why
+ * they could not be checked.
+ */
+async function verifiedEvents(
+  m: Market,
+  canister: string,
+  start: bigint,
+  count: bigint,
+): Promise<{ events: LogEvent[]; tip: bigint } | { why: string }> {
+  const { actor, type } = logOf(m, canister);
+  try {
+    const certificate = await actor.icrc3_get_tip_certificate();
+    if (!certificate.length) return { why: "the canister serves no tip certificate" };
+    const rootKey = m.agent.rootKey;
+    if (!rootKey) return { why: "the agent has no root key" };
+    const id = Principal.fromText(m.ids[canister as "registry" | "escrow" | "matcher"]);
+    const tip = await verifyTip(certificate[0], id, rootKey, !m.ids.fetch_root_key);
+    if (tip.length - start > VERIFY_MAX) {
+      return { why: `the page is ${tip.length - start} blocks from the certified tip; it checks at most ${VERIFY_MAX}` };
+    }
+    const blocks = [];
+    for (let at = start; at < tip.length; ) {
+      const want = tip.length - at < 100n ? tip.length - at : 100n;
+      const got = (await readBlocks(m.agent, actor.icrc3_get_blocks, at, want)).blocks.filter((b) => b.id < tip.length);
+      if (!got.length) break;
+      blocks.push(...got);
+      at += BigInt(got.length);
+    }
+    await verifyChain(tip, start, blocks);
+    return { events: blocks.slice(0, Number(count)).map((b) => eventOf(b.id, b.block, type)), tip: tip.length };
+  } catch (e) {
+    return { why: e instanceof Error ? e.message : String(e) };
+  }
+}
+
 async function eventsPage(m: Market, canister: string, startText: string | undefined): Promise<HTMLElement> {
   const head = await logOf(m, canister).actor.get_events({ start: [], limit: [1] });
   const total = head.total;
@@ -408,13 +451,24 @@ async function eventsPage(m: Market, canister: string, startText: string | undef
         `${page.archived} of these events were read from the archive ${page.archives.map((a) => a.toText()).join(", ")}.`,
       )
     : "";
+  const checked = await verifiedEvents(m, canister, start, BigInt(page.events.length));
+  const events = "events" in checked ? checked.events : page.events;
+  const verdict =
+    "events" in checked
+      ? el(
+          "p",
+          { class: "verified", "data-testid": "verified" },
+          `✓ Checked: events ${start}–${checked.tip - 1n} hash-link to the tip the ${canister} certified (its certified data, signed by its subnet).`,
+        )
+      : el("p", { class: "unverified", "data-testid": "unverified" }, `Not checked against the certified tip: ${checked.why}.`);
   return section(
     `${canister} events`,
     nav,
     archived,
+    verdict,
     table(
       ["seq", "when", "event", "details"],
-      page.events.map((e) => {
+      events.map((e) => {
         const [kind, body] = Object.entries(e.event)[0];
         return [String(e.seq), when(e.time_ns), kind, renderValue(body)];
       }),
