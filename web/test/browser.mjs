@@ -16,7 +16,8 @@
 //    event log (with --archives, each named log's oldest page too, which
 //    must start at event 0 and say it was read from that log's archive);
 //    each events page must say its events were checked against the log's
-//    certified tip. It prints "ok".
+//    certified tip. Last, the search box finds the job by its id and the
+//    buyer's account by its principal. It prints "ok".
 // Screenshots of each step go to DIR. Any failure exits non-zero.
 
 import { mkdirSync } from "node:fs";
@@ -145,6 +146,16 @@ try {
     if (first?.trim() !== "0") throw new Error(`the oldest page of the ${log}'s log starts at event ${first}, not 0`);
     await page.screenshot({ path: join(shots, `archived-${log}-events.png`), fullPage: true });
   }
+  // The search box: a job id opens the job, a principal its account.
+  const find = async (query, heading) => {
+    await page.fill("#search input", query);
+    await page.press("#search input", "Enter");
+    await page.waitForFunction((h) => document.querySelector("h2")?.textContent === h, heading, { timeout: 30_000 }).catch(async () => {
+      throw new Error(`searching ${query} did not open "${heading}": ${await page.textContent("main")}`);
+    });
+  };
+  await find(id, `Job ${id}`);
+  if (account) await find(account, `Account ${account}`);
   if (problems.length) throw new Error(problems.join("; "));
   say(`ok: job ${id} listed${slashed ? `, ${slashed} slashed for it` : ""}, its page and the matcher's log shown${archives.length ? `, the oldest events of ${archives.map(([log]) => log).join(", ")} from their archives` : ""}`);
 } catch (e) {

@@ -495,6 +495,21 @@ async function route(m: Market): Promise<HTMLElement> {
   }
 }
 
+/** Where a search goes: a number is a job; a principal is a provider if
+ * the registry knows it, an account otherwise. */
+async function searchTarget(m: Market, query: string): Promise<string | undefined> {
+  const q = query.trim();
+  if (/^\d+$/.test(q)) return `#/job/${q}`;
+  let p: Principal;
+  try {
+    p = Principal.fromText(q);
+  } catch {
+    return undefined;
+  }
+  const provider = await m.registry.get_provider(p);
+  return provider.length ? `#/provider/${p.toText()}` : `#/account/${p.toText()}`;
+}
+
 async function main(): Promise<void> {
   const root = document.getElementById("app")!;
   const status = document.getElementById("status")!;
@@ -519,6 +534,15 @@ async function main(): Promise<void> {
     }
   };
   window.addEventListener("hashchange", () => void show());
+  const search = document.getElementById("search") as HTMLFormElement;
+  search.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const query = String(new FormData(search).get("q") ?? "");
+    void searchTarget(market, query).then((target) => {
+      if (target) location.hash = target;
+      else status.textContent = `not a job id or a principal: ${query}`;
+    });
+  });
   await show();
   setInterval(() => {
     // The overview and event logs follow the market as it moves.
