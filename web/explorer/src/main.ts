@@ -545,9 +545,10 @@ async function main(): Promise<void> {
   });
   await show();
   setInterval(() => {
-    // The overview and event logs follow the market as it moves.
+    // The overview and the newest page of each log follow the market as it
+    // moves; an older page of a log stays as it was read and checked.
     const h = location.hash;
-    if (h === "" || h === "#/" || h.startsWith("#/events")) void show();
+    if (h === "" || h === "#/" || (h.startsWith("#/events") && h.split("/").filter(Boolean).length <= 3)) void show();
   }, REFRESH_MS);
 }
 
