@@ -1104,7 +1104,19 @@ const COUNT: &str = r#"(module
       (local.set $i (i32.sub (local.get $i) (i32.const 1)))
       (br_if $l (local.get $i)))))"#;
 
-/// The fuel COUNT uses, from a run of its own in the same sandbox.
+/// Counts down from 4.5 billion: a few seconds of work, enough heartbeat
+/// intervals at the pace the speed test keeps however loaded the machine
+/// (IC time passes only as the test's clock ticks, which a busy machine
+/// slows as it slows the job).
+const LONG_COUNT: &str = r#"(module
+  (memory (export "memory") 1)
+  (func (export "_start") (local $i i64)
+    (local.set $i (i64.const 4500000000))
+    (loop $l
+      (local.set $i (i64.sub (local.get $i) (i64.const 1)))
+      (br_if $l (i64.ne (local.get $i) (i64.const 0))))))"#;
+
+/// The fuel a module uses, from a run of its own in the same sandbox.
 async fn fuel_of(h: &Harness, wat: &str, fuel: u64) -> u64 {
     let mut spec = spec([0; 32], 10);
     spec.limits.fuel = fuel;
@@ -1143,11 +1155,11 @@ async fn a_result_pays_the_fuel_its_heartbeats_did_not_report() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_report_no_more_fuel_than_the_declared_speed_allows() {
     let h = Harness::new();
-    h.job_1(COUNT);
+    h.job_1(LONG_COUNT);
     // Declared: 100 million fuel a second, far below what the node runs.
     const SPEED: u64 = 100_000_000;
     h.market.tune_job(1, |j| j.fuel_per_sec = SPEED);
-    let true_fuel = fuel_of(&h, COUNT, 5_000_000_000_000).await;
+    let true_fuel = fuel_of(&h, LONG_COUNT, 5_000_000_000_000).await;
     // 0.05 s of IC time per 2 ms: an interval every ~400 ms of real time.
     h.run_while(
         Duration::from_secs(5),
