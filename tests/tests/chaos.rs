@@ -2367,9 +2367,24 @@ impl World {
         let matcher = self.net.ids.matcher;
         LATE_CALLS.fetch_add(1, Ordering::Relaxed);
         let answer = if past < honest_deadline {
-            // The clock jumps with no timer run, and the late call is the
-            // first message the matcher executes.
+            // The matcher runs its timers until a second or two before the
+            // deadline (a clock that jumped there with no run between would
+            // be the matcher's own outage, which moves deadlines: see
+            // `matcher::market::outages`); then the clock passes the
+            // deadline with no timer run, and the late call is the first
+            // message the matcher executes.
             LATE_BEFORE_TIMER.fetch_add(1, Ordering::Relaxed);
+            loop {
+                let left = a
+                    .next_deadline_ns
+                    .saturating_sub(NANOS)
+                    .saturating_sub(self.net.time_ns())
+                    / NANOS;
+                if left == 0 {
+                    break;
+                }
+                self.advance(left.min(HONEST_TURN_SECS));
+            }
             let mut dn = self.net.devnet();
             let now = dn.time_nanos();
             dn.advance_time(Duration::from_nanos(past - now));
