@@ -75,21 +75,32 @@ pub fn target(host: Option<&str>, uri: &Uri, referer: Option<&str>) -> Option<Ta
         })
 }
 
+/// A canister's `http_request` argument, as the HTTP gateway protocol has
+/// it.
 #[derive(CandidType)]
-struct HttpRequest {
-    method: String,
-    url: String,
-    headers: Vec<(String, String)>,
-    body: serde_bytes::ByteBuf,
+pub struct HttpRequest {
+    /// `GET`, ...
+    pub method: String,
+    /// Path and query.
+    pub url: String,
+    /// Header names and values.
+    pub headers: Vec<(String, String)>,
+    /// The request body.
+    pub body: serde_bytes::ByteBuf,
 }
 
+/// A canister's `http_request` answer, as the HTTP gateway protocol has it.
 #[derive(CandidType, Deserialize)]
-struct HttpResponse {
-    status_code: u16,
-    headers: Vec<(String, String)>,
+pub struct HttpResponse {
+    /// The HTTP status.
+    pub status_code: u16,
+    /// Header names and values.
+    pub headers: Vec<(String, String)>,
+    /// The response body.
     #[serde(with = "serde_bytes")]
-    body: Vec<u8>,
-    upgrade: Option<bool>,
+    pub body: Vec<u8>,
+    /// Whether the canister asks for the call again as an update.
+    pub upgrade: Option<bool>,
 }
 
 fn plain(status: StatusCode, message: impl Into<String>) -> Response {

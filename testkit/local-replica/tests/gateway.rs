@@ -6,6 +6,7 @@ mod common;
 
 use candid::{CandidType, Principal};
 use common::*;
+use local_replica::gateway::{HttpRequest, HttpResponse};
 use std::time::Duration;
 
 #[derive(CandidType)]
@@ -132,18 +133,6 @@ async fn uncertified_answers_are_refused_except_on_raw() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verification_catches_a_body_or_path_the_tree_does_not_certify() {
     let (server, id) = server_with_explorer().await;
-    #[derive(CandidType)]
-    struct HttpRequest {
-        method: String,
-        url: String,
-        headers: Vec<(String, String)>,
-        body: serde_bytes::ByteBuf,
-    }
-    #[derive(candid::Deserialize, CandidType)]
-    struct HttpResponse {
-        headers: Vec<(String, String)>,
-        body: serde_bytes::ByteBuf,
-    }
     let request = HttpRequest {
         method: "GET".into(),
         url: "/".into(),
