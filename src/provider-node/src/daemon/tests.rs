@@ -1095,26 +1095,27 @@ const EXIT3: &str = r#"(module
   (memory (export "memory") 1)
   (func (export "_start") (call $exit (i32.const 3))))"#;
 
-/// Counts down from 1.5 billion: a second or so of work.
-const COUNT: &str = r#"(module
-  (memory (export "memory") 1)
-  (func (export "_start") (local $i i32)
-    (local.set $i (i32.const 1500000000))
-    (loop $l
-      (local.set $i (i32.sub (local.get $i) (i32.const 1)))
-      (br_if $l (local.get $i)))))"#;
-
-/// Counts down from 4.5 billion: a few seconds of work, enough heartbeat
-/// intervals at the pace the speed test keeps however loaded the machine
-/// (IC time passes only as the test's clock ticks, which a busy machine
-/// slows as it slows the job).
-const LONG_COUNT: &str = r#"(module
+/// A module that counts down from `from`: about a second of work per 1.5
+/// billion.
+fn count_down(from: u64) -> String {
+    format!(
+        r#"(module
   (memory (export "memory") 1)
   (func (export "_start") (local $i i64)
-    (local.set $i (i64.const 4500000000))
+    (local.set $i (i64.const {from}))
     (loop $l
       (local.set $i (i64.sub (local.get $i) (i64.const 1)))
-      (br_if $l (i64.ne (local.get $i) (i64.const 0))))))"#;
+      (br_if $l (i64.ne (local.get $i) (i64.const 0))))))"#
+    )
+}
+
+/// A second or so of work.
+const COUNT: u64 = 1_500_000_000;
+
+/// A few seconds of work: enough heartbeat intervals at the pace the speed
+/// test keeps however loaded the machine (IC time passes only as the
+/// test's clock ticks, which a busy machine slows as it slows the job).
+const LONG_COUNT: u64 = 4_500_000_000;
 
 /// The fuel a module uses, from a run of its own in the same sandbox.
 async fn fuel_of(h: &Harness, wat: &str, fuel: u64) -> u64 {
@@ -1134,7 +1135,7 @@ async fn fuel_of(h: &Harness, wat: &str, fuel: u64) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_pays_the_fuel_its_heartbeats_did_not_report() {
     let h = Harness::new();
-    h.job_1(COUNT);
+    h.job_1(&count_down(COUNT));
     // The clock stands still: no time counted, so the acknowledgement may
     // report no fuel, and the result reports it all.
     h.run_until_job_1_has_a_result().await;
@@ -1155,11 +1156,11 @@ async fn a_result_pays_the_fuel_its_heartbeats_did_not_report() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_report_no_more_fuel_than_the_declared_speed_allows() {
     let h = Harness::new();
-    h.job_1(LONG_COUNT);
+    h.job_1(&count_down(LONG_COUNT));
     // Declared: 100 million fuel a second, far below what the node runs.
     const SPEED: u64 = 100_000_000;
     h.market.tune_job(1, |j| j.fuel_per_sec = SPEED);
-    let true_fuel = fuel_of(&h, LONG_COUNT, 5_000_000_000_000).await;
+    let true_fuel = fuel_of(&h, &count_down(LONG_COUNT), 5_000_000_000_000).await;
     // 0.05 s of IC time per 2 ms: an interval every ~400 ms of real time.
     h.run_while(
         Duration::from_secs(5),
@@ -1346,7 +1347,7 @@ async fn a_result_the_matcher_never_took_counts_as_failed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_that_finishes_within_the_grace_period_has_its_result_submitted() {
     let h = Harness::new();
-    h.job_1(COUNT);
+    h.job_1(&count_down(COUNT));
     let summary = h
         .run_while(Duration::from_secs(30), async {
             h.until_job_1_is_acknowledged().await;
