@@ -393,42 +393,64 @@ async function accountPage(m: Market, id: string): Promise<HTMLElement> {
  * log's certified tip. */
 const VERIFY_MAX = 1000n;
 
+/** A page of a log's events, where they were read, and whether they were
+ * checked against the log's certified tip (or why not). */
+interface EventsPage {
+  events: LogEvent[];
+  next: bigint | undefined;
+  archived: number;
+  archives: Principal[];
+  check: { tip: bigint } | { why: string };
+}
+
 /**
- * `count` events of a log from `start` on, checked against the log's
- * certified tip (see `verify.ts`): decoded from the blocks that link the
- * page to the certified hash, so what is shown is what was checked. Or why
- * they could not be checked.
+ * Up to `limit` events of a log from `start` on, checked against the
+ * log's certified tip (see `verify.ts`): decoded from the blocks that link
+ * the page to the certified hash, so what is shown is what was checked.
+ * Where they can't be checked, the events as `readLog` reads them, with
+ * the reason.
  */
-async function verifiedEvents(
-  m: Market,
-  canister: string,
-  start: bigint,
-  count: bigint,
-): Promise<{ events: LogEvent[]; tip: bigint } | { why: string }> {
+async function checkedPage(m: Market, canister: string, start: bigint, limit: bigint): Promise<EventsPage> {
   const { actor, type } = logOf(m, canister);
+  let why: string;
   try {
+    why = "the canister serves no tip certificate";
     const certificate = await actor.icrc3_get_tip_certificate();
-    if (!certificate.length) return { why: "the canister serves no tip certificate" };
     const rootKey = m.agent.rootKey;
-    if (!rootKey) return { why: "the agent has no root key" };
-    const id = Principal.fromText(m.ids[canister as "registry" | "escrow" | "matcher"]);
-    const tip = await verifyTip(certificate[0], id, rootKey, !m.ids.fetch_root_key);
-    if (tip.length - start > VERIFY_MAX) {
-      return { why: `the page is ${tip.length - start} blocks from the certified tip; it checks at most ${VERIFY_MAX}` };
+    if (certificate.length && rootKey) {
+      const id = Principal.fromText(m.ids[canister as "registry" | "escrow" | "matcher"]);
+      const tip = await verifyTip(certificate[0], id, rootKey, !m.ids.fetch_root_key);
+      why = `the page is ${tip.length - start} blocks from the certified tip; it checks at most ${VERIFY_MAX}`;
+      if (tip.length - start <= VERIFY_MAX) {
+        const blocks = [];
+        const archives = new Set<string>();
+        let archived = 0;
+        for (let at = start; at < tip.length; ) {
+          const want = tip.length - at < 100n ? tip.length - at : 100n;
+          const read = await readBlocks(m.agent, actor.icrc3_get_blocks, at, want);
+          const got = read.blocks.filter((b) => b.id < tip.length);
+          if (!got.length) break;
+          read.archives.forEach((a) => archives.add(a.toText()));
+          archived += got.slice(0, read.archived).filter((b) => b.id < start + limit).length;
+          blocks.push(...got);
+          at += BigInt(got.length);
+        }
+        await verifyChain(tip, start, blocks);
+        return {
+          events: blocks.slice(0, Number(limit)).map((b) => eventOf(b.id, b.block, type)),
+          next: start + limit < tip.length ? start + limit : undefined,
+          archived,
+          archives: [...archives].map((a) => Principal.fromText(a)),
+          check: { tip: tip.length },
+        };
+      }
+    } else if (!rootKey) {
+      why = "the agent has no root key";
     }
-    const blocks = [];
-    for (let at = start; at < tip.length; ) {
-      const want = tip.length - at < 100n ? tip.length - at : 100n;
-      const got = (await readBlocks(m.agent, actor.icrc3_get_blocks, at, want)).blocks.filter((b) => b.id < tip.length);
-      if (!got.length) break;
-      blocks.push(...got);
-      at += BigInt(got.length);
-    }
-    await verifyChain(tip, start, blocks);
-    return { events: blocks.slice(0, Number(count)).map((b) => eventOf(b.id, b.block, type)), tip: tip.length };
   } catch (e) {
-    return { why: e instanceof Error ? e.message : String(e) };
+    why = e instanceof Error ? e.message : String(e);
   }
+  return { ...(await readLog(m, canister, start, limit)), check: { why } };
 }
 
 async function eventsPage(m: Market, canister: string, startText: string | undefined): Promise<HTMLElement> {
@@ -436,7 +458,7 @@ async function eventsPage(m: Market, canister: string, startText: string | undef
   const total = head.total;
   // Newest page by default.
   const start = startText !== undefined ? BigInt(startText) : total > EVENTS_PAGE ? total - EVENTS_PAGE : 0n;
-  const page = await readLog(m, canister, start, EVENTS_PAGE);
+  const page = await checkedPage(m, canister, start, EVENTS_PAGE);
   const nav = el(
     "p",
     { class: "pager" },
@@ -451,16 +473,14 @@ async function eventsPage(m: Market, canister: string, startText: string | undef
         `${page.archived} of these events were read from the archive ${page.archives.map((a) => a.toText()).join(", ")}.`,
       )
     : "";
-  const checked = await verifiedEvents(m, canister, start, BigInt(page.events.length));
-  const events = "events" in checked ? checked.events : page.events;
   const verdict =
-    "events" in checked
+    "tip" in page.check
       ? el(
           "p",
           { class: "verified", "data-testid": "verified" },
-          `✓ Checked: events ${start}–${checked.tip - 1n} hash-link to the tip the ${canister} certified (its certified data, signed by its subnet).`,
+          `✓ Checked: events ${start}–${page.check.tip - 1n} hash-link to the tip the ${canister} certified (its certified data, signed by its subnet).`,
         )
-      : el("p", { class: "unverified", "data-testid": "unverified" }, `Not checked against the certified tip: ${checked.why}.`);
+      : el("p", { class: "unverified", "data-testid": "unverified" }, `Not checked against the certified tip: ${page.check.why}.`);
   return section(
     `${canister} events`,
     nav,
@@ -468,7 +488,7 @@ async function eventsPage(m: Market, canister: string, startText: string | undef
     verdict,
     table(
       ["seq", "when", "event", "details"],
-      events.map((e) => {
+      page.events.map((e) => {
         const [kind, body] = Object.entries(e.event)[0];
         return [String(e.seq), when(e.time_ns), kind, renderValue(body)];
       }),

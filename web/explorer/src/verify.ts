@@ -94,10 +94,6 @@ export async function valueHash(v: ICRC3Value): Promise<Uint8Array> {
   return sha256(concat(pairs.sort(compare)));
 }
 
-export function hex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 /**
  * Checks a tip certificate: its signature under `rootKey`, that it is the
  * `canister`'s, that the tip tree's root hash is the canister's certified
