@@ -3,7 +3,6 @@
 
 use canister_common::block_archive::BlockArchive;
 use canister_common::memory::{self, Memory};
-use ic_stable_structures::memory_manager::MemoryId;
 use market_api::StandardRecord;
 use market_api::blocks::{
     AppendBlocksArgs, AppendBlocksError, ArchiveInit, ArchiveStatus, GetBlocksRequest,
@@ -11,8 +10,10 @@ use market_api::blocks::{
 };
 use std::cell::RefCell;
 
-/// The blocks, by index.
-const BLOCKS: MemoryId = MemoryId::new(3);
+canister_common::memory_ids! {
+    /// The blocks, by index.
+    BLOCKS = 3;
+}
 
 thread_local! {
     static ARCHIVE: RefCell<BlockArchive<Memory>> =

@@ -15,7 +15,6 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use canister_common::codec::Cbor;
 use canister_common::memory::{self, Memory};
 use ic_certification::{AsHashTree, Hash, HashTree, RbTree, labeled, labeled_hash};
-use ic_stable_structures::memory_manager::MemoryId;
 use ic_stable_structures::{Cell, StableBTreeMap};
 use market_api::{HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -38,8 +37,10 @@ pub const CONFIG_PATH: &str = "/config.json";
 /// The page served for `/`.
 pub const INDEX_PATH: &str = "/index.html";
 
-/// The files' stable map.
-const ASSETS: MemoryId = MemoryId::new(3);
+canister_common::memory_ids! {
+    /// The files' stable map.
+    ASSETS = 3;
+}
 
 /// A stored file.
 #[derive(Serialize, Deserialize, Clone, Debug)]
