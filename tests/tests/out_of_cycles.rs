@@ -423,7 +423,10 @@ fn a_matcher_frozen_past_the_deadlines_slashes_nobody_for_its_own_outage() {
     assert!(net.time_ns() > resumed_ns + net.settings.grace_secs * 1_000_000_000);
     finish(&net, live);
     let audit = net.audit().unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(audit.slashes, 1, "nobody paid for the matcher's freeze");
+    assert_eq!(
+        audit.slashes, 1,
+        "the silent job's holder only: nobody paid for the matcher's freeze"
+    );
 }
 
 /// A canister that cannot pay for its storage loses its code and every
