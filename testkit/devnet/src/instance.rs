@@ -62,7 +62,8 @@ impl CanisterCode {
 }
 
 /// Compiles a module once per process and hash: tests install the same
-/// canister into many devnets, and compiling a 1 MB module takes a while.
+/// canister into many devnets, and compiling a 1 MB module takes a while
+/// (and once across processes, see [`crate::module_cache`]).
 fn compiled_module(engine: &Engine, hash: [u8; 32], bytes: &[u8]) -> Result<Module, InstallError> {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
@@ -73,8 +74,8 @@ fn compiled_module(engine: &Engine, hash: [u8; 32], bytes: &[u8]) -> Result<Modu
     if let Some(m) = cache.get(&hash) {
         return Ok(m.clone());
     }
-    let module =
-        Module::new(engine, bytes).map_err(|e| InstallError::InvalidModule(format!("{e:#}")))?;
+    let module = crate::module_cache::compile(engine, bytes)
+        .map_err(|e| InstallError::InvalidModule(format!("{e:#}")))?;
     cache.insert(hash, module.clone());
     Ok(module)
 }

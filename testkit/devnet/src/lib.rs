@@ -18,6 +18,7 @@ mod instance;
 mod lifecycle;
 mod logs;
 mod management;
+mod module_cache;
 mod outcalls;
 mod persist;
 mod rng;
