@@ -403,6 +403,23 @@ pub fn forfeit(
     ))
 }
 
+/// What a lock has paid out of one kind (pay or fees) after `amount` more:
+/// never more than the lock held, which the lock's own checks keep.
+fn paid_out(so_far: Tokens, amount: Tokens) -> Tokens {
+    so_far
+        .checked_add(amount)
+        .unwrap_or_else(|| panic!("BUG: a lock paid out more than its total"))
+}
+
+/// Moves `amount` of `owner`'s pay held pending in a lock to its claimable
+/// balance.
+fn make_claimable(state: &mut State, owner: Principal, ledger: Principal, amount: Tokens) {
+    state.update_balance(owner, ledger, |b| {
+        b.take_pending(amount);
+        b.credit_claimable(amount);
+    });
+}
+
 /// Pays every provider's pending pay in a lock to its claimable balance
 /// (a `PendingPaid` event each) and the fees held on it to the market's
 /// fee account (one `FeePaid`), returns what remains to the buyer's free
@@ -420,14 +437,8 @@ pub fn settle(
         return Ok(lock.view(&args.job_key));
     }
     for (provider, amount) in std::mem::take(&mut lock.pending) {
-        lock.released = lock
-            .released
-            .checked_add(amount)
-            .unwrap_or_else(|| panic!("BUG: a lock paid out more than its total"));
-        state.update_balance(provider, lock.ledger, |b| {
-            b.take_pending(amount);
-            b.credit_claimable(amount);
-        });
+        lock.released = paid_out(lock.released, amount);
+        make_claimable(state, provider, lock.ledger, amount);
         state.events.append(
             now,
             EscrowEvent::PendingPaid {
@@ -444,14 +455,8 @@ pub fn settle(
         let collector = lock
             .fee_collector
             .unwrap_or_else(|| panic!("BUG: a lock holds fees for no collector"));
-        lock.fees = lock
-            .fees
-            .checked_add(held_fees)
-            .unwrap_or_else(|| panic!("BUG: a lock paid out more than its total"));
-        state.update_balance(collector, lock.ledger, |b| {
-            b.take_pending(held_fees);
-            b.credit_claimable(held_fees);
-        });
+        lock.fees = paid_out(lock.fees, held_fees);
+        make_claimable(state, collector, lock.ledger, held_fees);
         state.events.append(
             now,
             EscrowEvent::FeePaid {
