@@ -465,8 +465,8 @@ async fn a_log_verifies_across_its_archive() {
         .unwrap();
     done.expect("the controllers set the archive");
 
-    // The archiving timer runs.
-    net.wait_secs(canister_common::archiving::ARCHIVE_PERIOD_SECS + 5);
+    // The matcher's audit timer runs and moves the blocks.
+    net.wait_secs(canister_common::audit::AUDIT_PERIOD_SECS + 5);
     let status: LogArchivingStatus = net.query(ids.matcher, "get_log_archiving", &()).unwrap();
     assert_eq!(status.last_error, None);
     assert!(status.log_length >= len);
@@ -497,7 +497,7 @@ async fn a_log_verifies_across_its_archive() {
     assert!(after.log_length >= status.log_length);
     net.post_offer(provider(1), &spec).unwrap();
     net.post_offer(provider(1), &spec).unwrap();
-    net.wait_secs(canister_common::archiving::ARCHIVE_PERIOD_SECS + 5);
+    net.wait_secs(canister_common::audit::AUDIT_PERIOD_SECS + 5);
     let status: LogArchivingStatus = net.query(ids.matcher, "get_log_archiving", &()).unwrap();
     assert_eq!(status.log_length - status.first_local_index, KEEP);
     assert!(status.first_local_index > after.first_local_index);

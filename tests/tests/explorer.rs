@@ -30,7 +30,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use candid::Principal;
-use market_api::blocks::{LogArchiving, LogArchivingError};
+use market_api::blocks::{LogArchiving, LogArchivingError, LogArchivingStatus};
 use market_client::identity::load_pem_file;
 use processes::{ICP, Install, Proc, Scene, canister_id, workload};
 
@@ -107,10 +107,11 @@ fn logs_and_archives() -> [(&'static str, Principal, Principal); 3] {
     ]
 }
 
-/// The operator, a controller, names each log its archive and has each
-/// canister keep only `keep` events itself: older ones move there within a
-/// run of its audit timer.
-fn archive_the_logs(s: &Scene, keep: u64) {
+/// Runs `f` with an agent of the operator, a controller, on the devnet.
+fn as_operator<T, F: std::future::Future<Output = T>>(
+    s: &Scene,
+    f: impl FnOnce(ic_agent::Agent) -> F,
+) -> T {
     let operator = load_pem_file(&s.path("operator.pem")).expect("the operator's identity");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -123,6 +124,15 @@ fn archive_the_logs(s: &Scene, keep: u64) {
             .build()
             .unwrap();
         agent.fetch_root_key().await.unwrap();
+        f(agent).await
+    })
+}
+
+/// The operator names each log its archive and has each canister keep
+/// only `keep` events itself: older ones move there at a run of its timer
+/// (see [`wait_for_archived_logs`]).
+fn archive_the_logs(s: &Scene, keep: u64) {
+    as_operator(s, |agent| async move {
         for (log, owner, archive) in logs_and_archives() {
             let arg = LogArchiving {
                 archive: Some(archive),
@@ -137,7 +147,35 @@ fn archive_the_logs(s: &Scene, keep: u64) {
             let set: Result<(), LogArchivingError> = candid::decode_one(&answer).unwrap();
             set.unwrap_or_else(|e| panic!("the {log}'s archive: {e:?}"));
         }
-    });
+    })
+}
+
+/// Waits until each log has moved its oldest events to its archive: the
+/// escrow's and the registry's upkeep finds them due within its idle period
+/// (five minutes of devnet time), the matcher's audit timer within 30 s.
+fn wait_for_archived_logs(s: &Scene, timeout: Duration) {
+    let started = Instant::now();
+    as_operator(s, |agent| async move {
+        for (log, owner, _) in logs_and_archives() {
+            loop {
+                let answer = agent
+                    .query(&owner, "get_log_archiving")
+                    .with_arg(candid::encode_args(()).unwrap())
+                    .call()
+                    .await
+                    .expect("get_log_archiving");
+                let status: LogArchivingStatus = candid::decode_one(&answer).unwrap();
+                if status.first_local_index > 0 {
+                    break;
+                }
+                assert!(
+                    started.elapsed() < timeout,
+                    "the {log} archived nothing in {timeout:?}: {status:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    })
 }
 
 /// The browser test's process: lines it prints arrive on a channel.
@@ -310,6 +348,8 @@ fn explorer_in_a_browser_and_the_typescript_example() {
         .and_then(|rest| rest.split(':').next())
         .and_then(|w| w.parse::<u64>().ok())
         .unwrap_or_else(|| panic!("no job id in what market run said:\n{}", out.stderr));
+    // Within a minute of real time: the devnet runs ten times faster.
+    wait_for_archived_logs(&s, Duration::from_secs(60));
     writeln!(browser.stdin, "{id}").unwrap();
     browser.expect("ok", Duration::from_secs(150), &browser_log);
     eprintln!(

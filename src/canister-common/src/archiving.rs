@@ -13,12 +13,14 @@ use crate::ledger::{CallFailure, call};
 use candid::Principal;
 use market_api::blocks::{AppendBlocksArgs, AppendBlocksError};
 
-/// How often the upkeep timer looks for blocks to move: it runs with the
-/// audit.
-pub const ARCHIVE_PERIOD_SECS: u64 = crate::audit::AUDIT_PERIOD_SECS;
+/// The longest a block due to move waits for a run that moves it: the
+/// escrow's and the registry's upkeep period while idle (the matcher's
+/// audit timer runs every [`crate::audit::AUDIT_PERIOD_SECS`]).
+pub const ARCHIVE_PERIOD_SECS: u64 = crate::timers::UPKEEP_IDLE_SECS;
 
-/// Most batches one timer run moves: with a run every
-/// [`ARCHIVE_PERIOD_SECS`], 2,880,000 blocks a day.
+/// Most batches one timer run moves: with runs every
+/// [`crate::audit::AUDIT_PERIOD_SECS`] while blocks are due, 2,880,000
+/// blocks a day.
 pub const BATCHES_PER_RUN: usize = 10;
 
 /// The call a canister makes to its archive.

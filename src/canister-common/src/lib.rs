@@ -101,7 +101,12 @@ macro_rules! public_log_endpoints {
             if !may_administer(&::ic_cdk::api::msg_caller()) {
                 return Err(::market_api::blocks::LogArchivingError::NotAuthorized);
             }
-            mutate_state(|s| s.events.set_archiving(&change))
+            let set = mutate_state(|s| s.events.set_archiving(&change));
+            if set.is_ok() {
+                // Blocks may be due at once: the upkeep moves them soon.
+                $crate::timers::follow_up_soon();
+            }
+            set
         }
 
         /// Checks a `set_log_archiving` proposal without effect.
