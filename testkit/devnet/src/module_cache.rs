@@ -112,8 +112,14 @@ mod tests {
 
     const WAT: &str = r#"(module (func (export "f") (result i32) i32.const 7))"#;
 
-    fn engine() -> Engine {
-        Engine::new(wasmtime::Config::new().consume_fuel(true)).unwrap()
+    /// A fresh cache directory named `name`, an engine, the module `WAT`
+    /// and the file the cache keeps it in.
+    fn setup(name: &str) -> (PathBuf, Engine, Vec<u8>, PathBuf) {
+        let dir = temp_dir(name);
+        let engine = Engine::new(wasmtime::Config::new().consume_fuel(true)).unwrap();
+        let bytes = wat::parse_str(WAT).unwrap();
+        let path = file(&dir, &engine, &bytes);
+        (dir, engine, bytes, path)
     }
 
     fn temp_dir(name: &str) -> PathBuf {
@@ -124,10 +130,7 @@ mod tests {
 
     #[test]
     fn a_compiled_module_is_stored_and_loaded_by_the_next_compile() {
-        let dir = temp_dir("modules-store");
-        let engine = engine();
-        let bytes = wat::parse_str(WAT).unwrap();
-        let path = file(&dir, &engine, &bytes);
+        let (dir, engine, bytes, path) = setup("modules-store");
         assert!(!path.exists());
         compile_in(&dir, &engine, &bytes).unwrap();
         let stored = fs::read(&path).unwrap();
@@ -147,10 +150,7 @@ mod tests {
 
     #[test]
     fn a_file_wasmtime_refuses_is_replaced_by_a_fresh_compile() {
-        let dir = temp_dir("modules-corrupt");
-        let engine = engine();
-        let bytes = wat::parse_str(WAT).unwrap();
-        let path = file(&dir, &engine, &bytes);
+        let (dir, engine, bytes, path) = setup("modules-corrupt");
         fs::create_dir_all(&dir).unwrap();
         fs::write(&path, b"not a compiled module").unwrap();
         let module = compile_in(&dir, &engine, &bytes).unwrap();
