@@ -233,6 +233,11 @@ pub struct Devnet {
     executions: VecDeque<Execution>,
 }
 
+/// Lower-case hex of `bytes`, for names and debug output.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// One engine per process: every devnet uses the same configuration, and
 /// sharing it lets compiled modules be shared too (see `instance`).
 fn shared_engine() -> Engine {

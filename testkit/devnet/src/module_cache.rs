@@ -41,8 +41,11 @@ fn file(dir: &Path, engine: &Engine, bytes: &[u8]) -> PathBuf {
     let mut engine_tag = DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut engine_tag);
     let module: [u8; 32] = Sha256::digest(bytes).into();
-    let name: String = module.iter().map(|b| format!("{b:02x}")).collect();
-    dir.join(format!("{name}-{:016x}.cwasm", engine_tag.finish()))
+    dir.join(format!(
+        "{}-{:016x}.cwasm",
+        crate::hex(&module),
+        engine_tag.finish()
+    ))
 }
 
 /// `bytes` compiled: from the cache if it holds them, otherwise compiled

@@ -51,13 +51,9 @@ fn not_found(canister: Principal, id: &[u8]) -> Reject {
         ErrorCode::CanisterSnapshotNotFound,
         format!(
             "Could not find the snapshot ID {} for canister {canister}.",
-            hex(id)
+            crate::hex(id)
         ),
     )
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Devnet {
