@@ -16,7 +16,9 @@
 //! interval (the heartbeat that pays it); and a whole job from submit to
 //! settle. What the canisters burn idle (their timers) is measured first,
 //! over an hour, and taken off each operation for the devnet time it lets
-//! pass (a settle waits out the challenge window). The last line is the
+//! pass (a settle waits out the challenge window); so is the idle hour of
+//! a second market whose matcher turns its fees into cycles
+//! (`cycles_top_up`), which reads its balance in the escrow for it. The last line is the
 //! market fee in ICP e8s that would pay a
 //! job's cycles at the devnet's cycles minting canister's rate
 //! (`get_icp_xdr_conversion_rate`; 1 XDR = 10^12 cycles), rounded up.
@@ -356,10 +358,13 @@ fn row(what: &str, c: Cost) {
     );
 }
 
-fn main() {
+/// A market with a funded buyer and two providers' offers; `top_ups`: the
+/// matcher turns its fees into cycles from 1 ICP on.
+fn market(top_ups: bool) -> MarketFixture {
     let net = MarketFixture::deploy(Settings {
         probe_interval_secs: Some(PROBE_EVERY_SECS),
         probe_fee: Some(1_000),
+        cycles_top_up_threshold: top_ups.then_some(ICP),
         ..Settings::default()
     })
     .expect("deploy");
@@ -372,7 +377,17 @@ fn main() {
         net.onboard_provider(p, node, 500 * ICP).unwrap();
         net.post_offer(p, &net.offer_spec(16, price)).unwrap();
     }
+    net
+}
 
+fn main() {
+    // The same idle hour of a market whose fees become cycles: measured
+    // before the idle burn is known, so none is taken off.
+    let idle_top_ups = {
+        let net = market(true);
+        measure(&net, || net.wait_secs(3_600)).1
+    };
+    let net = market(false);
     let idle = measure_idle(&net);
 
     // Money in and out: the buyer's approve and pull deposit, and a
@@ -454,6 +469,10 @@ fn main() {
     );
     println!("|---|---:|---:|---:|");
     row("idle, per hour (the timers: audits, the watchdog)", idle);
+    row(
+        "idle, per hour, with the fees' top-ups to cycles configured",
+        idle_top_ups,
+    );
     row("deposit (approve, then the escrow's pull)", deposit);
     row("withdraw (the escrow's transfer)", withdraw);
     row("submit_job (rests)", rest.per(RUNS));

@@ -393,6 +393,19 @@ impl Effect {
     pub fn at_most_once(&self) -> bool {
         matches!(self, Effect::Callback { .. } | Effect::ServiceNotice { .. })
     }
+
+    /// Whether the step, once done, may have paid the market's fee into
+    /// the matcher's escrow balance: a lock with its storage fee, a
+    /// release with a fee, a probe fee, or a settle (which pays the fees
+    /// held with pending pay).
+    pub fn may_pay_market(&self) -> bool {
+        match self {
+            Effect::Lock { stored_bytes, .. } => stored_bytes.is_some(),
+            Effect::Release { fee, .. } => *fee > 0,
+            Effect::ProbeFee { .. } | Effect::Settle => true,
+            _ => false,
+        }
+    }
 }
 
 /// A step of an audit, for the event log.

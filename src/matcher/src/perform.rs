@@ -587,11 +587,22 @@ fn has_lock(job_id: JobId) -> bool {
         .is_none_or(|k| matches!(k, JobKind::OneOff | JobKind::Reservation))
 }
 
-/// Completes step `seq`, or schedules its retry.
+/// Completes step `seq`, or schedules its retry. A done step that may
+/// have paid the market has the watchdog read the matcher's balance.
 fn finish(rt: &impl Runtime, seq: u64, outcome: &Outcome) {
     let t = rt.now_ns();
     mutate_state(|s| match outcome {
-        Outcome::Done | Outcome::Refused(_) => s.market.outbox.complete(seq),
+        Outcome::Done | Outcome::Refused(_) => {
+            let paid = matches!(outcome, Outcome::Done)
+                && s.market
+                    .outbox
+                    .get(seq)
+                    .is_some_and(|step| step.effect.may_pay_market());
+            if paid {
+                crate::top_up::balance_may_have_grown(s);
+            }
+            s.market.outbox.complete(seq)
+        }
         Outcome::Retry(error) => s.market.outbox.retry_later(t, seq, error.clone()),
     });
 }

@@ -27,6 +27,12 @@
 //! the top-up with a `CyclesTopUpFailed` event; ICP already withdrawn
 //! stays in the matcher's account, and the next top-up's funding counts
 //! it. At most one top-up is under way.
+//!
+//! The watchdog reads the balance (two calls to the escrow) only when it
+//! may have grown: after a step that can pay the market's fee finished (a
+//! lock with its storage fee, a release with a fee, a probe fee, a
+//! settle), after a top-up ended, and otherwise once an hour. A busy
+//! market's balance is so read every minute, an idle one's hourly.
 
 use crate::audit;
 use crate::lifecycle::Effect;
@@ -76,6 +82,11 @@ pub struct TopUp {
     pub stage: Stage,
 }
 
+/// How long the watchdog goes without reading the matcher's balance while
+/// no step of the market pays into it: ICP that reaches it otherwise (a
+/// deposit in its name, a lowered threshold) waits at most this long.
+pub const BALANCE_READ_EVERY_NS: u64 = 3_600 * 1_000_000_000;
+
 /// The top-ups made and the one under way.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct TopUps {
@@ -83,6 +94,52 @@ pub struct TopUps {
     pub begun: u64,
     /// The one under way.
     pub current: Option<TopUp>,
+    /// Whether the matcher's escrow balance may have grown since the
+    /// watchdog last read it: a step that can pay the market's fee has
+    /// finished, or a top-up has ended (see [`balance_may_have_grown`]).
+    #[serde(default)]
+    pub balance_may_have_grown: bool,
+    /// When the watchdog last read the balance (`None`: never).
+    #[serde(default)]
+    pub balance_read_at_ns: Option<u64>,
+}
+
+impl TopUps {
+    /// Whether the watchdog reads the balance now: no top-up is under way,
+    /// and the balance may have grown, was never read, or was last read an
+    /// hour ago.
+    fn read_due(&self, now_ns: u64) -> bool {
+        self.current.is_none()
+            && (self.balance_may_have_grown
+                || self
+                    .balance_read_at_ns
+                    .is_none_or(|t| now_ns.saturating_sub(t) >= BALANCE_READ_EVERY_NS))
+    }
+}
+
+/// Notes that the matcher's escrow balance may have grown, so the
+/// watchdog reads it on its next run. An idle market's watchdog otherwise
+/// reads it once an hour: each read is two calls to the escrow.
+pub fn balance_may_have_grown(s: &mut State) {
+    let mut top_ups = s.top_ups.get().0.clone();
+    if !top_ups.balance_may_have_grown {
+        top_ups.balance_may_have_grown = true;
+        s.top_ups.set(Cbor(top_ups));
+    }
+}
+
+/// Takes the read of the balance if one is due at `now_ns`; the mark is
+/// cleared before the calls go out, so a step that pays the market while
+/// they are out marks the balance again.
+fn take_read(s: &mut State, now_ns: u64) -> bool {
+    let mut top_ups = s.top_ups.get().0.clone();
+    if !top_ups.read_due(now_ns) {
+        return false;
+    }
+    top_ups.balance_may_have_grown = false;
+    top_ups.balance_read_at_ns = Some(now_ns);
+    s.top_ups.set(Cbor(top_ups));
+    true
 }
 
 /// What the matcher's ICP escrow balance allows, as the watchdog read it.
@@ -130,10 +187,12 @@ pub fn begin(s: &mut State, now_ns: u64, me: Principal, funds: Funds) -> Option<
 
 /// Reads the matcher's ICP escrow balance and begins a top-up if it is
 /// due (see [`begin`]). Called by the watchdog; does nothing without a
-/// top-up configured or with one under way.
+/// top-up configured, with one under way, or while the balance cannot
+/// have grown since the last read (see [`TopUps::balance_may_have_grown`]).
 pub async fn queue(rt: &impl Runtime) {
-    let (config, busy) = read_state(|s| (s.config(), s.top_ups.get().0.current.is_some()));
-    if config.cycles_top_up.is_none() || busy {
+    let config = read_state(|s| s.config());
+    let t = rt.now_ns();
+    if config.cycles_top_up.is_none() || !mutate_state(|s| take_read(s, t)) {
         return;
     }
     let me = rt.self_id();
@@ -141,6 +200,8 @@ pub async fn queue(rt: &impl Runtime) {
     let balance = rt.balance_of(config.escrow, me, icp).await;
     let ledgers = rt.ledgers(config.escrow).await;
     let (Ok(balance), Ok(ledgers)) = (balance, ledgers) else {
+        // Read again on the next run.
+        mutate_state(balance_may_have_grown);
         return;
     };
     let Some(fee) = ledgers.iter().find(|l| l.ledger == icp).and_then(|l| l.fee) else {
@@ -170,12 +231,15 @@ fn set_stage(number: u64, stage: Stage) {
     });
 }
 
-/// Ends the top-up under way, with its event.
+/// Ends the top-up under way, with its event. The balance is read again
+/// on the next run: what came in while it ran, or what a failed one left,
+/// may have reached the threshold.
 fn end(rt: &impl Runtime, top_up: &TopUp, result: Result<(u64, u128), String>) -> Outcome {
     let t = rt.now_ns();
     mutate_state(|s| {
         let mut top_ups = s.top_ups.get().0.clone();
         top_ups.current = None;
+        top_ups.balance_may_have_grown = true;
         s.top_ups.set(Cbor(top_ups));
         match result {
             Ok((block_index, cycles)) => audit::cycles_topped_up(s, t, top_up, block_index, cycles),

@@ -119,6 +119,11 @@ pub(crate) struct Fake {
     /// Whether a derivation waits once before it is answered (so another
     /// call can run meanwhile).
     pub(crate) derivations_wait: Cell<bool>,
+    /// What `balance_of` answers, as the claimable balance (`None`: the
+    /// outcome is unknown).
+    pub(crate) escrow_balance: Cell<Option<Tokens>>,
+    /// What `ledgers` answers.
+    pub(crate) ledgers: RefCell<Vec<LedgerInfo>>,
 }
 
 /// A future that is pending once, then ready: an `.await` at which other
@@ -484,14 +489,24 @@ impl Runtime for Fake {
     async fn balance_of(
         &self,
         _escrow: Principal,
-        _owner: Principal,
-        _ledger: Principal,
+        owner: Principal,
+        ledger: Principal,
     ) -> Result<Balance, CallError> {
-        Err(CallError::OutcomeUnknown)
+        self.calls
+            .borrow_mut()
+            .push(made("balance_of", owner.to_text()));
+        let claimable = self.escrow_balance.get().ok_or(CallError::OutcomeUnknown)?;
+        Ok(Balance {
+            ledger,
+            free: 0,
+            claimable,
+            locked: 0,
+            pending: 0,
+        })
     }
 
     async fn ledgers(&self, _escrow: Principal) -> Result<Vec<LedgerInfo>, CallError> {
-        Ok(vec![])
+        Ok(self.ledgers.borrow().clone())
     }
 
     async fn get_provider(
@@ -1216,6 +1231,78 @@ fn controllers_set_the_market_fee_and_a_release_pays_it_once_whatever_the_retrie
             paid: 5
         }
     );
+}
+
+/// The watchdog reads the matcher's escrow balance for a top-up only when
+/// it may have grown: after a step that paid the market, after a failed
+/// read, after a top-up ended, and otherwise once an hour; an idle
+/// market's minute-by-minute watchdog makes no calls for it.
+#[test]
+fn the_balance_is_read_for_top_ups_only_when_it_may_have_grown() {
+    use crate::top_up::{self, BALANCE_READ_EVERY_NS};
+    let rt = Fake::new();
+    let watchdog = |minutes: u64| {
+        for _ in 0..minutes {
+            rt.advance(60 * S);
+            block_on(top_up::queue(&rt));
+        }
+        rt.calls_of("balance_of").len()
+    };
+    mutate_state(|s| {
+        let mut c = s.config();
+        c.cycles_top_up = Some(market_api::matcher::CyclesTopUpConfig {
+            cmc: p(0xCC),
+            threshold: 1_000_000,
+        });
+        s.set_config(c);
+    });
+    rt.ledgers.borrow_mut().push(LedgerInfo {
+        ledger: icp(),
+        fee: Some(ICP_FEE),
+        symbol: Some("ICP".into()),
+    });
+    rt.escrow_balance.set(Some(10));
+
+    // Never read: the first run reads; an idle hour after it, one more.
+    assert_eq!(watchdog(1), 1);
+    assert_eq!(watchdog(59), 1, "nothing paid the market");
+    assert_eq!(watchdog(1), 2, "an hour after the last read");
+    assert_eq!(BALANCE_READ_EVERY_NS, 3_600 * S);
+
+    // A job's lock charges the storage fee, and its release pays the
+    // market's fee: each has the balance read on the watchdog's next run.
+    endpoints::set_market_fee(&rt, true, p(1), 10_000).unwrap();
+    post_offer(&rt);
+    let id = block_on(endpoints::submit_job(&rt, BUYER, spec(PRICE, 0))).unwrap();
+    rt.settle_outbox(3);
+    heartbeat(&rt, id, 0);
+    assert_eq!(watchdog(1), 3, "the lock charged the storage fee");
+    heartbeat(&rt, id, 5 * market_api::matcher::GFUEL);
+    assert_eq!(watchdog(1), 3, "the release is not done yet");
+    rt.settle_outbox(3);
+    assert_eq!(*rt.release_fees.borrow(), vec![5]);
+    assert_eq!(watchdog(1), 4, "the release paid a fee");
+    assert_eq!(watchdog(1), 4);
+
+    // A read that fails is made again on the next run.
+    rt.escrow_balance.set(None);
+    assert_eq!(watchdog(58), 4);
+    assert_eq!(watchdog(1), 5, "an hour after the last read");
+    rt.escrow_balance.set(Some(2_000_000));
+    assert_eq!(watchdog(1), 6, "the failed read is made again");
+    // That read passed the threshold: no read is made while the top-up it
+    // began is under way, and one is made once it ends.
+    assert!(read_state(|s| s.top_ups.get().0.current.is_some()));
+    assert_eq!(watchdog(61), 6, "a top-up under way");
+    rt.escrow_balance.set(Some(10));
+    rt.settle_outbox(10);
+    assert!(read_state(|s| s.top_ups.get().0.current.is_none()));
+    assert_eq!(
+        *rt.topped_up.borrow(),
+        vec![(0, (2_000_000 - 2 * ICP_FEE) * 50_000)]
+    );
+    assert_eq!(watchdog(1), 7, "the top-up ended");
+    assert_eq!(watchdog(1), 7);
 }
 
 /// The market's ICP in the escrow reaches the threshold: it goes to the
