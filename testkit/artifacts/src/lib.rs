@@ -105,6 +105,33 @@ pub fn assert_did_matches(generated: &str, did_path: &str) {
     }
 }
 
+/// [`assert_did_matches`], and more: the checked-in file is the generated
+/// text to the letter, so its comments are the code's doc comments and a
+/// rewrite with `UPDATE_DID=1` changes nothing. For the product's canisters,
+/// whose `.did` files are only ever generated (a stand-in's may follow a
+/// published file instead).
+pub fn assert_did_is_generated(generated: &str, did_path: &str) {
+    assert_did_matches(generated, did_path);
+    let file =
+        std::fs::read_to_string(did_path).unwrap_or_else(|e| panic!("cannot read {did_path}: {e}"));
+    if generated == file {
+        return;
+    }
+    let n = generated
+        .lines()
+        .zip(file.lines())
+        .take_while(|(a, b)| a == b)
+        .count();
+    panic!(
+        "{did_path} is the code's interface, but differs from the generated text \
+         from its line {} on (a doc comment changed?):\n  file: {}\n  code: {}\n\
+         rerun with UPDATE_DID=1 to write the generated text",
+        n + 1,
+        file.lines().nth(n).unwrap_or("(the end)"),
+        generated.lines().nth(n).unwrap_or("(the end)"),
+    );
+}
+
 /// Checks that `ruled` (the methods a canister's ingress filter has a rule
 /// for) are exactly the update methods of the `.did` file at `did_path`.
 pub fn assert_updates_are(did_path: &str, ruled: &[&str]) {
@@ -125,14 +152,15 @@ pub fn assert_updates_are(did_path: &str, ruled: &[&str]) {
 
 /// Declares a canister crate's two interface tests: the Candid interface
 /// its code exports (`$canister::candid_interface()`) is the checked-in
-/// `$canister.did` beside its `Cargo.toml`, and `$ruled` (the methods its
+/// `$canister.did` beside its `Cargo.toml`, to the letter
+/// ([`assert_did_is_generated`]), and `$ruled` (the methods its
 /// ingress filter has a rule for) are exactly that file's update methods.
 #[macro_export]
 macro_rules! canister_interface_tests {
     ($canister:ident, $ruled:expr) => {
         #[test]
         fn candid_interface_matches_checked_in_did() {
-            $crate::assert_did_matches(
+            $crate::assert_did_is_generated(
                 &$canister::candid_interface(),
                 concat!(
                     env!("CARGO_MANIFEST_DIR"),

@@ -39,7 +39,9 @@ async fn execute(action: SnsAction) {
 /// which replies or rejects as `execute` does.
 macro_rules! sns_actions {
     ($($(#[doc = $doc:literal])* $action:ident($arg:ty) => $target:ident, $validator:ident;)+) => {$(
-        #[doc = concat!("Validator of `", stringify!($target), "`.")]
+        // A literal, unlike `concat!`, reaches the generated `.did`.
+        /// Validates a proposal's payload for the method of the same name
+        /// without `validate_`; changes nothing.
         #[ic_cdk::update]
         async fn $validator(arg: $arg) -> Result<String, String> {
             validate(SnsAction::$action(arg)).await

@@ -3035,27 +3035,33 @@ export interface _SERVICE {
    */
   'sns_submit_job' : ActorMethod<[JobSpec], string>,
   /**
-   * Validator of `sns_cancel`.
+   * Validates a proposal's payload for the method of the same name
+   * without `validate_`; changes nothing.
    */
   'sns_validate_cancel' : ActorMethod<[CancelReservationArgs], Result_10>,
   /**
-   * Validator of `sns_extend`.
+   * Validates a proposal's payload for the method of the same name
+   * without `validate_`; changes nothing.
    */
   'sns_validate_extend' : ActorMethod<[ExtendReservationArgs], Result_10>,
   /**
-   * Validator of `sns_reserve`.
+   * Validates a proposal's payload for the method of the same name
+   * without `validate_`; changes nothing.
    */
   'sns_validate_reserve' : ActorMethod<[ReservationSpec], Result_10>,
   /**
-   * Validator of `sns_set_delegates`.
+   * Validates a proposal's payload for the method of the same name
+   * without `validate_`; changes nothing.
    */
   'sns_validate_set_delegates' : ActorMethod<[SetDelegatesArgs], Result_10>,
   /**
-   * Validator of `sns_submit_job`.
+   * Validates a proposal's payload for the method of the same name
+   * without `validate_`; changes nothing.
    */
   'sns_validate_submit_job' : ActorMethod<[JobSpec], Result_10>,
   /**
-   * Validator of `sns_withdraw`.
+   * Validates a proposal's payload for the method of the same name
+   * without `validate_`; changes nothing.
    */
   'sns_validate_withdraw' : ActorMethod<[WithdrawArgs], Result_10>,
   /**
