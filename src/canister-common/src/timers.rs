@@ -15,6 +15,9 @@
 //! naming an archive (`set_log_archiving`) asks for one too. The repeating
 //! timer survives a run that traps; a follow-up whose run trapped is armed
 //! again once it is [`LOST_FOLLOW_UP_NS`] overdue.
+//!
+//! [`start_repeating`] is the same cadence for another run: the matcher's
+//! watchdog, which has no audited books of its own to keep here.
 
 use crate::archiving;
 use crate::audit::{AUDIT_CHUNK_RECORDS, AUDIT_PERIOD_SECS, AuditedBooks};
@@ -53,16 +56,17 @@ pub struct FollowUp {
 }
 
 impl FollowUp {
-    /// Whether to arm a follow-up at `now_ns`: not while one is armed and
-    /// not yet [`LOST_FOLLOW_UP_NS`] overdue. Records the new one when so.
-    pub fn arm(&mut self, now_ns: u64) -> bool {
+    /// Whether to arm a follow-up `delay_secs` after `now_ns`: not while
+    /// one is armed and not yet [`LOST_FOLLOW_UP_NS`] overdue. Records the
+    /// new one when so.
+    pub fn arm(&mut self, now_ns: u64, delay_secs: u64) -> bool {
         if self
             .due_ns
             .is_some_and(|due| now_ns < due.saturating_add(LOST_FOLLOW_UP_NS))
         {
             return false;
         }
-        self.due_ns = Some(now_ns.saturating_add(UPKEEP_BUSY_SECS * 1_000_000_000));
+        self.due_ns = Some(now_ns.saturating_add(delay_secs.saturating_mul(1_000_000_000)));
         true
     }
 
@@ -76,8 +80,9 @@ impl FollowUp {
 type Run = Rc<dyn Fn() -> Pin<Box<dyn Future<Output = ()>>>>;
 
 thread_local! {
-    /// The canister's upkeep run, once [`start_upkeep`] has started it.
-    static RUN: RefCell<Option<Run>> = const { RefCell::new(None) };
+    /// The canister's upkeep run, once [`start_repeating`] has started it,
+    /// and how soon it is followed up.
+    static RUN: RefCell<Option<(Run, u64)>> = const { RefCell::new(None) };
     static FOLLOW_UP: Cell<FollowUp> = const { Cell::new(FollowUp { due_ns: None }) };
 }
 
@@ -102,23 +107,34 @@ pub trait CanisterState: Sized + 'static {
 /// armed if work is left, before the run moves old blocks to the archive,
 /// if any are due, across the archive call's `.await`.
 pub fn start_upkeep<S: CanisterState + AuditedBooks>(prune: fn(&mut S, u64, usize) -> usize) {
-    let run: Run = Rc::new(move || Box::pin(upkeep::<S>(prune)));
-    RUN.with_borrow_mut(|r| *r = Some(run.clone()));
+    start_repeating(UPKEEP_BUSY_SECS, move || upkeep::<S>(prune));
+}
+
+/// Starts `run` every [`UPKEEP_IDLE_SECS`], and a first run `busy_secs`
+/// from now; [`follow_up_soon`] arms another `busy_secs` after it is
+/// called. One such run per canister.
+pub fn start_repeating<F, R>(busy_secs: u64, run: F)
+where
+    F: Fn() -> R + 'static,
+    R: Future<Output = ()> + 'static,
+{
+    let run: Run = Rc::new(move || Box::pin(run()));
+    RUN.with_borrow_mut(|r| *r = Some((run.clone(), busy_secs)));
     ic_cdk_timers::set_timer_interval(Duration::from_secs(UPKEEP_IDLE_SECS), move || run());
     follow_up_soon();
 }
 
-/// Arms a run of the upkeep in [`UPKEEP_BUSY_SECS`], unless one is armed
-/// already or the upkeep was not started (a canister without it).
+/// Arms a run of the upkeep (or of what [`start_repeating`] started) soon,
+/// unless one is armed already or none was started.
 pub fn follow_up_soon() {
-    let Some(run) = RUN.with_borrow(|r| r.clone()) else {
+    let Some((run, busy_secs)) = RUN.with_borrow(|r| r.clone()) else {
         return;
     };
     let mut follow_up = FOLLOW_UP.get();
-    let armed = follow_up.arm(IcRuntime.now_ns());
+    let armed = follow_up.arm(IcRuntime.now_ns(), busy_secs);
     FOLLOW_UP.set(follow_up);
     if armed {
-        ic_cdk_timers::set_timer(Duration::from_secs(UPKEEP_BUSY_SECS), async move {
+        ic_cdk_timers::set_timer(Duration::from_secs(busy_secs), async move {
             let mut follow_up = FOLLOW_UP.get();
             follow_up.fired();
             FOLLOW_UP.set(follow_up);
@@ -168,12 +184,15 @@ mod tests {
     #[test]
     fn one_follow_up_is_armed_at_a_time() {
         let mut f = FollowUp::default();
-        assert!(f.arm(0));
-        assert!(!f.arm(1), "one is armed");
-        assert!(!f.arm(UPKEEP_BUSY_SECS * SEC), "due now, not yet run");
+        assert!(f.arm(0, UPKEEP_BUSY_SECS));
+        assert!(!f.arm(1, UPKEEP_BUSY_SECS), "one is armed");
+        assert!(
+            !f.arm(UPKEEP_BUSY_SECS * SEC, UPKEEP_BUSY_SECS),
+            "due now, not yet run"
+        );
         f.fired();
         assert!(
-            f.arm(UPKEEP_BUSY_SECS * SEC),
+            f.arm(UPKEEP_BUSY_SECS * SEC, UPKEEP_BUSY_SECS),
             "it ran: the next may be armed"
         );
     }
@@ -181,9 +200,9 @@ mod tests {
     #[test]
     fn a_follow_up_that_never_ran_is_armed_again_once_overdue() {
         let mut f = FollowUp::default();
-        assert!(f.arm(0));
-        let due = UPKEEP_BUSY_SECS * SEC;
-        assert!(!f.arm(due + LOST_FOLLOW_UP_NS - 1));
-        assert!(f.arm(due + LOST_FOLLOW_UP_NS), "its run trapped: lost");
+        assert!(f.arm(0, 60));
+        let due = 60 * SEC;
+        assert!(!f.arm(due + LOST_FOLLOW_UP_NS - 1, 60));
+        assert!(f.arm(due + LOST_FOLLOW_UP_NS, 60), "its run trapped: lost");
     }
 }

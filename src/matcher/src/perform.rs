@@ -588,10 +588,10 @@ fn has_lock(job_id: JobId) -> bool {
 }
 
 /// Completes step `seq`, or schedules its retry. A done step that may
-/// have paid the market has the watchdog read the matcher's balance.
+/// have paid the market has the watchdog read the matcher's balance soon.
 fn finish(rt: &impl Runtime, seq: u64, outcome: &Outcome) {
     let t = rt.now_ns();
-    mutate_state(|s| match outcome {
+    let paid = mutate_state(|s| match outcome {
         Outcome::Done | Outcome::Refused(_) => {
             let paid = matches!(outcome, Outcome::Done)
                 && s.market
@@ -601,10 +601,17 @@ fn finish(rt: &impl Runtime, seq: u64, outcome: &Outcome) {
             if paid {
                 crate::top_up::balance_may_have_grown(s);
             }
-            s.market.outbox.complete(seq)
+            s.market.outbox.complete(seq);
+            paid
         }
-        Outcome::Retry(error) => s.market.outbox.retry_later(t, seq, error.clone()),
+        Outcome::Retry(error) => {
+            s.market.outbox.retry_later(t, seq, error.clone());
+            false
+        }
     });
+    if paid {
+        rt.watchdog_soon();
+    }
 }
 
 /// Performs step `seq`, recorded in flight by the caller a moment ago, at

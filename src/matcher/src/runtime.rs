@@ -49,6 +49,9 @@ pub trait Runtime: SystemApi + ArchiveCalls {
     /// recorded before a call must be retried even if the call's callback
     /// is lost).
     fn schedule(&self);
+    /// Arms a run of the watchdog soon (see `timers::start_watchdog`): a
+    /// step may have paid the market, so its top-up reads the balance.
+    fn watchdog_soon(&self);
     /// Writes a line to the canister's log.
     fn log(&self, line: &str);
 
@@ -197,6 +200,10 @@ pub trait Runtime: SystemApi + ArchiveCalls {
 impl Runtime for IcRuntime {
     fn schedule(&self) {
         crate::timers::schedule();
+    }
+
+    fn watchdog_soon(&self) {
+        crate::timers::watchdog_soon();
     }
 
     fn log(&self, line: &str) {

@@ -1,9 +1,12 @@
 //! The matcher's timers: one one-shot timer armed for the earliest deadline,
-//! probe or outbox step, a repeating watchdog that re-arms it if it was lost, and
-//! the repeating background audit of the indexes (one chunk of bounded
-//! work per run; the rule is `canister_common::audit`'s) with a sample of
-//! the cycle balance for the burn rate on `/metrics` and the moves of old
-//! event-log blocks to the archive.
+//! probe or outbox step; the repeating background audit of the indexes
+//! (one chunk of bounded work per run; the rule is `canister_common::audit`'s)
+//! every 30 s, which is also the matcher's pulse, re-arms the one-shot
+//! timer if it was lost, samples the cycle balance for the burn rate on
+//! `/metrics` and moves old event-log blocks to the archive; and the
+//! watchdog's housekeeping, every 5 minutes while it leaves nothing to do
+//! and a minute after a run that left work or a step that may have paid
+//! the market (`canister_common::timers::start_repeating`).
 //! Timers do not survive upgrades; `post_upgrade` arms new ones from stable
 //! state.
 
@@ -18,8 +21,11 @@ const DEADLINES_PER_RUN: usize = 100;
 /// A timer this overdue is taken as lost: its run never started or trapped
 /// before re-arming (ic-cdk-timers drops a one-shot timer whose run traps).
 const LOST_TIMER_NS: u64 = 60_000_000_000;
-/// How often the watchdog checks that a timer is armed when work is due.
-const WATCHDOG_PERIOD: Duration = Duration::from_secs(60);
+/// How soon the watchdog follows up a run that left work, or a step that
+/// may have paid the market (its top-up reads the balance then).
+const WATCHDOG_BUSY_SECS: u64 = 60;
+/// Abandoned module uploads collected per watchdog run.
+const COLLECTED_PER_RUN: usize = 10;
 /// Resting bids the watchdog's sweep looks at per run (see
 /// `Market::sweep_resting_bids`): about 0.7-1.4 M instructions each when
 /// matched, less when only checked for expiry.
@@ -90,27 +96,44 @@ async fn run() {
     schedule();
 }
 
-/// A repeating timer (which, unlike a one-shot one, survives a trapping
-/// run) that re-arms the deadline timer if it was lost, so deadlines and
-/// outbox steps are never stranded, collects abandoned module uploads even
-/// when no deadline wakes the canister, deletes finished jobs past their
-/// retention, and sweeps the resting bids.
+/// The watchdog: a repeating timer (which, unlike a one-shot one, survives
+/// a trapping run) that collects abandoned module uploads even when no
+/// deadline wakes the canister, deletes finished jobs past their
+/// retention, sweeps the resting bids, reads the matcher's balance for a
+/// top-up when it may have grown, and re-arms the deadline timer if it
+/// was lost. Each run is a message the matcher pays for, so it runs every
+/// 5 minutes while nothing is left to do; a run that left work (a full
+/// chunk collected or pruned, a sweep part way through the bids) is
+/// followed up in [`WATCHDOG_BUSY_SECS`], and so is a step that may have
+/// paid the market ([`watchdog_soon`]).
 pub fn start_watchdog() {
-    ic_cdk_timers::set_timer_interval(WATCHDOG_PERIOD, || async {
-        let t = now();
-        mutate_state(|s| {
-            s.market.observe_run(t);
-            s.market.modules.collect_garbage(t, 10);
-            s.market.prune_finished(t, PRUNED_PER_RUN);
-            let p = s.params();
-            let next = s
-                .market
-                .sweep_resting_bids(&p, t, SWEEP.get(), SWEEP_BIDS_PER_RUN);
-            SWEEP.set(next);
-        });
-        crate::top_up::queue(&IcRuntime).await;
-        schedule();
+    canister_common::timers::start_repeating(WATCHDOG_BUSY_SECS, watchdog);
+}
+
+/// Arms a run of the watchdog in [`WATCHDOG_BUSY_SECS`], unless one is
+/// armed already.
+pub fn watchdog_soon() {
+    canister_common::timers::follow_up_soon();
+}
+
+async fn watchdog() {
+    let t = now();
+    let work_left = mutate_state(|s| {
+        s.market.observe_run(t);
+        let collected = s.market.modules.collect_garbage(t, COLLECTED_PER_RUN);
+        let pruned = s.market.prune_finished(t, PRUNED_PER_RUN);
+        let p = s.params();
+        let next = s
+            .market
+            .sweep_resting_bids(&p, t, SWEEP.get(), SWEEP_BIDS_PER_RUN);
+        SWEEP.set(next);
+        collected >= COLLECTED_PER_RUN || pruned >= PRUNED_PER_RUN || next.is_some()
     });
+    if work_left {
+        watchdog_soon();
+    }
+    crate::top_up::queue(&IcRuntime).await;
+    schedule();
 }
 
 /// How soon after install or upgrade the rates are first read.
@@ -145,6 +168,8 @@ pub fn start_audit() {
             s.run_audit_chunk(t, AUDIT_CHUNK_RECORDS, |line| IcRuntime.log(line));
             s.events.archiving_due(t)
         });
+        // A deadline timer lost to a trap is armed again within a run.
+        schedule();
         if archive {
             perform::move_old_blocks(&IcRuntime).await;
         }

@@ -31,8 +31,9 @@
 //! The watchdog reads the balance (two calls to the escrow) only when it
 //! may have grown: after a step that can pay the market's fee finished (a
 //! lock with its storage fee, a release with a fee, a probe fee, a
-//! settle), after a top-up ended, and otherwise once an hour. A busy
-//! market's balance is so read every minute, an idle one's hourly.
+//! settle), after a top-up ended, and otherwise once an hour. Each of
+//! those asks for a watchdog run a minute later. A busy market's balance
+//! is so read every minute, an idle one's hourly.
 
 use crate::audit;
 use crate::lifecycle::Effect;
@@ -200,8 +201,9 @@ pub async fn queue(rt: &impl Runtime) {
     let balance = rt.balance_of(config.escrow, me, icp).await;
     let ledgers = rt.ledgers(config.escrow).await;
     let (Ok(balance), Ok(ledgers)) = (balance, ledgers) else {
-        // Read again on the next run.
+        // Read again on the next run, soon.
         mutate_state(balance_may_have_grown);
+        rt.watchdog_soon();
         return;
     };
     let Some(fee) = ledgers.iter().find(|l| l.ledger == icp).and_then(|l| l.fee) else {
@@ -246,6 +248,7 @@ fn end(rt: &impl Runtime, top_up: &TopUp, result: Result<(u64, u128), String>) -
             Err(reason) => audit::cycles_top_up_failed(s, t, top_up, reason),
         }
     });
+    rt.watchdog_soon();
     Outcome::Done
 }
 

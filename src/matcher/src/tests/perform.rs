@@ -124,6 +124,8 @@ pub(crate) struct Fake {
     pub(crate) escrow_balance: Cell<Option<Tokens>>,
     /// What `ledgers` answers.
     pub(crate) ledgers: RefCell<Vec<LedgerInfo>>,
+    /// How many times a run of the watchdog was asked for soon.
+    pub(crate) watchdog_asked: Cell<u32>,
 }
 
 /// A future that is pending once, then ready: an `.await` at which other
@@ -279,6 +281,10 @@ impl crate::runtime::ArchiveCalls for Fake {}
 impl Runtime for Fake {
     fn schedule(&self) {
         self.scheduled.set(self.scheduled.get() + 1);
+    }
+
+    fn watchdog_soon(&self) {
+        self.watchdog_asked.set(self.watchdog_asked.get() + 1);
     }
 
     fn log(&self, _line: &str) {}
@@ -1235,8 +1241,9 @@ fn controllers_set_the_market_fee_and_a_release_pays_it_once_whatever_the_retrie
 
 /// The watchdog reads the matcher's escrow balance for a top-up only when
 /// it may have grown: after a step that paid the market, after a failed
-/// read, after a top-up ended, and otherwise once an hour; an idle
-/// market's minute-by-minute watchdog makes no calls for it.
+/// read, after a top-up ended (each of which asks for a watchdog run
+/// soon), and otherwise once an hour; an idle market's watchdog makes no
+/// calls for it.
 #[test]
 fn the_balance_is_read_for_top_ups_only_when_it_may_have_grown() {
     use crate::top_up::{self, BALANCE_READ_EVERY_NS};
@@ -1276,11 +1283,13 @@ fn the_balance_is_read_for_top_ups_only_when_it_may_have_grown() {
     let id = block_on(endpoints::submit_job(&rt, BUYER, spec(PRICE, 0))).unwrap();
     rt.settle_outbox(3);
     heartbeat(&rt, id, 0);
+    assert_eq!(rt.watchdog_asked.get(), 1, "the lock asked for a run soon");
     assert_eq!(watchdog(1), 3, "the lock charged the storage fee");
     heartbeat(&rt, id, 5 * market_api::matcher::GFUEL);
     assert_eq!(watchdog(1), 3, "the release is not done yet");
     rt.settle_outbox(3);
     assert_eq!(*rt.release_fees.borrow(), vec![5]);
+    assert_eq!(rt.watchdog_asked.get(), 2, "and so did the release");
     assert_eq!(watchdog(1), 4, "the release paid a fee");
     assert_eq!(watchdog(1), 4);
 
@@ -1288,6 +1297,11 @@ fn the_balance_is_read_for_top_ups_only_when_it_may_have_grown() {
     rt.escrow_balance.set(None);
     assert_eq!(watchdog(58), 4);
     assert_eq!(watchdog(1), 5, "an hour after the last read");
+    assert_eq!(
+        rt.watchdog_asked.get(),
+        3,
+        "the failed read asked for a run soon"
+    );
     rt.escrow_balance.set(Some(2_000_000));
     assert_eq!(watchdog(1), 6, "the failed read is made again");
     // That read passed the threshold: no read is made while the top-up it
@@ -1300,6 +1314,11 @@ fn the_balance_is_read_for_top_ups_only_when_it_may_have_grown() {
     assert_eq!(
         *rt.topped_up.borrow(),
         vec![(0, (2_000_000 - 2 * ICP_FEE) * 50_000)]
+    );
+    assert_eq!(
+        rt.watchdog_asked.get(),
+        4,
+        "the top-up's end asked for a run soon"
     );
     assert_eq!(watchdog(1), 7, "the top-up ended");
     assert_eq!(watchdog(1), 7);
