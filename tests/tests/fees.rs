@@ -162,7 +162,8 @@ fn the_fees_collected_top_up_a_canisters_cycles() {
     assert_eq!(market.claimable, collected);
 
     let (before, burned_before) = registry_cycles(&net);
-    // The watchdog (every 60 s) begins the top-up; the outbox runs it.
+    // The watchdog, a minute after the steps that paid the market, begins
+    // the top-up; the outbox runs it.
     net.wait_secs(61);
     net.settle_outbox();
     net.wait_secs(61);
