@@ -103,7 +103,9 @@ macro_rules! public_log_endpoints {
             }
             let set = mutate_state(|s| s.events.set_archiving(&change));
             if set.is_ok() {
-                // Blocks may be due at once: the upkeep moves them soon.
+                // Blocks may be due at once: the escrow's and the registry's
+                // upkeep moves them soon (the matcher's audit timer looks
+                // every 30 s; there this only brings its watchdog forward).
                 $crate::timers::follow_up_soon();
             }
             set

@@ -588,26 +588,19 @@ fn has_lock(job_id: JobId) -> bool {
 }
 
 /// Completes step `seq`, or schedules its retry. A done step that may
-/// have paid the market has the watchdog read the matcher's balance soon.
-fn finish(rt: &impl Runtime, seq: u64, outcome: &Outcome) {
+/// have paid the market (`may_pay`: [`Effect::may_pay_market`] of its
+/// effect) has the watchdog read the matcher's balance soon.
+fn finish(rt: &impl Runtime, seq: u64, may_pay: bool, outcome: &Outcome) {
     let t = rt.now_ns();
-    let paid = mutate_state(|s| match outcome {
+    let paid = may_pay && matches!(outcome, Outcome::Done);
+    mutate_state(|s| match outcome {
         Outcome::Done | Outcome::Refused(_) => {
-            let paid = matches!(outcome, Outcome::Done)
-                && s.market
-                    .outbox
-                    .get(seq)
-                    .is_some_and(|step| step.effect.may_pay_market());
             if paid {
                 crate::top_up::balance_may_have_grown(s);
             }
             s.market.outbox.complete(seq);
-            paid
         }
-        Outcome::Retry(error) => {
-            s.market.outbox.retry_later(t, seq, error.clone());
-            false
-        }
+        Outcome::Retry(error) => s.market.outbox.retry_later(t, seq, error.clone()),
     });
     if paid {
         rt.watchdog_soon();
@@ -623,8 +616,9 @@ async fn perform_now(rt: &impl Runtime, seq: u64) -> Outcome {
         return Outcome::Done;
     };
     rt.schedule();
+    let may_pay = effect.may_pay_market();
     let outcome = perform(rt, job_id, effect).await;
-    finish(rt, seq, &outcome);
+    finish(rt, seq, may_pay, &outcome);
     rt.schedule();
     outcome
 }
@@ -634,8 +628,9 @@ pub async fn run_ready_steps(rt: &impl Runtime) {
     let t = rt.now_ns();
     let ready = mutate_state(|s| s.market.outbox.take_ready(t, STEPS_PER_RUN));
     let runs = ready.into_iter().map(|(seq, step)| async move {
+        let may_pay = step.effect.may_pay_market();
         let outcome = perform(rt, step.job_id, step.effect).await;
-        finish(rt, seq, &outcome);
+        finish(rt, seq, may_pay, &outcome);
     });
     futures::future::join_all(runs).await;
 }
