@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -577,6 +577,61 @@ async fn internal_addresses_are_refused_even_when_listed() {
             (502, format!("refused: ErrorCode::{refusal}")),
             "{url}"
         );
+    }
+}
+
+/// A refusal comes back as the request's error code, never as a broken
+/// body stream: the refused request's body is taken to its end (bounded)
+/// before the refusal, so a guest writing the body while it waits for the
+/// response sees the code, however fast the refusal came. Threads spinning
+/// beside the node make the refusal win that race often.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_reaches_the_guest_as_its_error_code() {
+    let node = egress_node(&["127.0.0.1"], &[], 1 << 20).await;
+    let _spinning = Spinners::start(3);
+    for round in 0..400 {
+        for (url, refusal) in [
+            ("http://example.com/", "HttpRequestDenied"),
+            ("http://127.0.0.1:9/", "DestinationIpProhibited"),
+        ] {
+            assert_eq!(
+                fetch(&node, url).await,
+                (502, format!("refused: ErrorCode::{refusal}")),
+                "{url}, round {round}"
+            );
+        }
+    }
+}
+
+/// Threads that keep the machine's cores busy until dropped.
+struct Spinners {
+    done: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Spinners {
+    fn start(n: usize) -> Self {
+        let done = Arc::new(AtomicBool::new(false));
+        let threads = (0..n)
+            .map(|_| {
+                let done = done.clone();
+                std::thread::spawn(move || {
+                    while !done.load(Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        Self { done, threads }
+    }
+}
+
+impl Drop for Spinners {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
     }
 }
 

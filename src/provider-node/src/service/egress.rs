@@ -22,6 +22,8 @@
 //! `wasi:http` error code the guest can read: `HttpRequestDenied` (scheme or
 //! host not allowed), `DestinationIpProhibited` (an internal address),
 //! `DnsError`/`DnsTimeout`, `ConnectionTimeout`, `HttpResponseBodySize`...
+//! A refused request's body is read to its end (bounded) before the code
+//! is given, so a guest still writing it sees the code, not a closed stream.
 //!
 //! Reaching a server on the provider's own network, as tests and local
 //! trials need, takes an explicit setting naming its addresses
@@ -169,17 +171,58 @@ fn tls_config() -> Result<Arc<rustls::ClientConfig>, HttpError> {
         .map_err(|e| HttpError::InternalError(Some(e)))
 }
 
+/// The largest body a refused request has read from it before the refusal
+/// is given (see [`finish_refused`]).
+const REFUSED_BODY_BYTES: u64 = 64 << 10;
+
 async fn send(
     policy: Arc<EgressPolicy>,
-    mut request: http::Request<WasiBody>,
+    request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
 ) -> SendResult {
     let uri = request.uri().clone();
-    let refused = |e: HttpError| {
-        tracing::debug!(uri = %uri, error = ?e, "service egress refused");
-        e
+    let (connect_timeout, first_byte_timeout) = policy.timeouts(options);
+    let stream = match connect(&policy, &uri, connect_timeout).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::debug!(uri = %uri, error = ?e, "service egress refused");
+            finish_refused(request.into_body(), policy.connect_timeout).await;
+            return Err(e);
+        }
     };
-    let (host, port, tls) = policy.check_target(&uri).map_err(refused)?;
+    exchange(&policy, request, stream, first_byte_timeout).await
+}
+
+/// Reads a refused request's body to its end (at most
+/// [`REFUSED_BODY_BYTES`], for at most `wait`) and drops it.
+///
+/// The guest writes the body while it waits for the response; dropping the
+/// body at once would close that stream under it, and the guest would see
+/// a broken stream instead of the refusal's code whenever the refusal
+/// came first.
+async fn finish_refused(body: WasiBody, wait: Duration) {
+    let drain = async {
+        let mut body = body;
+        let mut left = REFUSED_BODY_BYTES;
+        while let Some(Ok(frame)) = body.frame().await {
+            let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+            match left.checked_sub(n) {
+                Some(rest) => left = rest,
+                None => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(wait, drain).await;
+}
+
+/// Checks the target, resolves and vets it, and connects (with TLS for
+/// https): everything that may refuse a request before it is sent.
+async fn connect(
+    policy: &EgressPolicy,
+    uri: &http::Uri,
+    connect_timeout: Duration,
+) -> Result<Box<dyn Io>, HttpError> {
+    let (host, port, tls) = policy.check_target(uri)?;
     let addrs: Vec<SocketAddr> = tokio::time::timeout(
         policy.dns_timeout,
         tokio::net::lookup_host((host.as_str(), port)),
@@ -191,8 +234,7 @@ async fn send(
         info_code: None,
     })?
     .collect();
-    let addrs = policy.vet_addresses(addrs).map_err(refused)?;
-    let (connect_timeout, first_byte_timeout) = policy.timeouts(options);
+    let addrs = policy.vet_addresses(addrs)?;
     let tcp = tokio::time::timeout(connect_timeout, TcpStream::connect(&addrs[..]))
         .await
         .map_err(|_| HttpError::ConnectionTimeout)?
@@ -206,24 +248,32 @@ async fn send(
     if !policy.allows_address(peer.ip()) {
         return Err(HttpError::DestinationIpProhibited);
     }
-    let stream: Box<dyn Io> = if tls {
-        let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|_| {
-            HttpError::DnsError {
-                rcode: Some("invalid dns name".into()),
-                info_code: None,
-            }
-        })?;
-        let stream = tokio::time::timeout(
-            connect_timeout,
-            tokio_rustls::TlsConnector::from(tls_config()?).connect(name, tcp),
-        )
-        .await
-        .map_err(|_| HttpError::ConnectionTimeout)?
-        .map_err(HttpError::Tls)?;
-        Box::new(stream)
-    } else {
-        Box::new(tcp)
-    };
+    if !tls {
+        return Ok(Box::new(tcp));
+    }
+    let name = rustls::pki_types::ServerName::try_from(host).map_err(|_| HttpError::DnsError {
+        rcode: Some("invalid dns name".into()),
+        info_code: None,
+    })?;
+    let stream = tokio::time::timeout(
+        connect_timeout,
+        tokio_rustls::TlsConnector::from(tls_config()?).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| HttpError::ConnectionTimeout)?
+    .map_err(HttpError::Tls)?;
+    Ok(Box::new(stream))
+}
+
+/// Sends the request over `stream` and hands back the response, its body
+/// capped.
+async fn exchange(
+    policy: &EgressPolicy,
+    mut request: http::Request<WasiBody>,
+    stream: Box<dyn Io>,
+    first_byte_timeout: Duration,
+) -> SendResult {
+    let uri = request.uri().clone();
     let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
         .max_buf_size(64 << 10)
         .handshake(TokioIo::new(stream))
