@@ -433,4 +433,72 @@ mod tests {
         );
         assert_eq!(p.timeouts(None), (p.connect_timeout, p.first_byte_timeout));
     }
+
+    /// A guest's outgoing body, 16 KiB a frame: `frames` of them and then
+    /// the end, or without end; or a body that never yields (`stall`).
+    struct GuestBody {
+        frames: Option<u64>,
+        stall: bool,
+        read: Arc<std::sync::atomic::AtomicU64>,
+    }
+
+    const FRAME: usize = 16 << 10;
+
+    impl hyper::body::Body for GuestBody {
+        type Data = bytes::Bytes;
+        type Error = HttpError;
+
+        fn poll_frame(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, HttpError>>> {
+            use std::sync::atomic::Ordering;
+            use std::task::Poll;
+            if self.stall {
+                return Poll::Pending;
+            }
+            let read = self.read.load(Ordering::SeqCst);
+            if self.frames.is_some_and(|n| read >= n) {
+                return Poll::Ready(None);
+            }
+            self.read.fetch_add(1, Ordering::SeqCst);
+            let frame = hyper::body::Frame::data(bytes::Bytes::from(vec![0; FRAME]));
+            Poll::Ready(Some(Ok(frame)))
+        }
+    }
+
+    /// Runs [`finish_refused`] on a guest body with a 200 ms wait; returns
+    /// how many frames it read.
+    async fn refuse(frames: Option<u64>, stall: bool) -> u64 {
+        let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let body = GuestBody {
+            frames,
+            stall,
+            read: Arc::clone(&read),
+        }
+        .boxed_unsync();
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            finish_refused(body, Duration::from_millis(200)),
+        )
+        .await
+        .expect("a refused body is let go within its wait");
+        read.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn a_refused_body_is_read_to_its_end_within_its_bounds() {
+        assert_eq!(refuse(Some(3), false).await, 3, "a small body, to its end");
+        let cap = REFUSED_BODY_BYTES / FRAME as u64;
+        assert_eq!(
+            refuse(None, false).await,
+            cap + 1,
+            "an endless body, until it is over the cap"
+        );
+        assert_eq!(
+            refuse(None, true).await,
+            0,
+            "a stalled body, until the wait ends"
+        );
+    }
 }
