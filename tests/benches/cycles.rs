@@ -16,11 +16,11 @@
 //! interval (the heartbeat that pays it); and a whole job from submit to
 //! settle. What the canisters burn idle (their timers) is measured first,
 //! over an hour, and taken off each operation for the devnet time it lets
-//! pass (a settle waits out the challenge window); so is the idle hour of
+//! pass (a settle waits out the challenge window). So is the idle hour of
 //! a second market whose matcher turns its fees into cycles
-//! (`cycles_top_up`), which reads its balance in the escrow for it. The last line is the
-//! market fee in ICP e8s that would pay a
-//! job's cycles at the devnet's cycles minting canister's rate
+//! (`cycles_top_up`, which reads its balance in the escrow), shown beside
+//! it and taken off nothing. The last line is the market fee in ICP e8s that would pay a job's cycles
+//! at the devnet's cycles minting canister's rate
 //! (`get_icp_xdr_conversion_rate`; 1 XDR = 10^12 cycles), rounded up.
 //!
 //! ```sh

@@ -1,5 +1,5 @@
-//! The archive's `.did` is the one its code generates. (It has no ingress rules: its one
-//! update, `append_blocks`, is for its owner canister, and
+//! The archive's `.did` is the one its code generates. (It has no ingress
+//! rules: its one update, `append_blocks`, is for its owner canister, and
 //! `inspect_message` refuses every ingress update.)
 
 #[test]

@@ -190,7 +190,7 @@ async fn send(
             return Err(e);
         }
     };
-    exchange(&policy, request, stream, first_byte_timeout).await
+    exchange(&policy, &uri, request, stream, first_byte_timeout).await
 }
 
 /// Reads a refused request's body to its end (at most
@@ -200,9 +200,8 @@ async fn send(
 /// body at once would close that stream under it, and the guest would see
 /// a broken stream instead of the refusal's code whenever the refusal
 /// came first.
-async fn finish_refused(body: WasiBody, wait: Duration) {
+async fn finish_refused(mut body: WasiBody, wait: Duration) {
     let drain = async {
-        let mut body = body;
         let mut left = REFUSED_BODY_BYTES;
         while let Some(Ok(frame)) = body.frame().await {
             let n = frame.data_ref().map_or(0, |d| d.len() as u64);
@@ -265,15 +264,15 @@ async fn connect(
     Ok(Box::new(stream))
 }
 
-/// Sends the request over `stream` and hands back the response, its body
-/// capped.
+/// Sends the request for `uri` over `stream` and hands back the
+/// response, its body capped.
 async fn exchange(
     policy: &EgressPolicy,
+    uri: &http::Uri,
     mut request: http::Request<WasiBody>,
     stream: Box<dyn Io>,
     first_byte_timeout: Duration,
 ) -> SendResult {
-    let uri = request.uri().clone();
     let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
         .max_buf_size(64 << 10)
         .handshake(TokioIo::new(stream))
