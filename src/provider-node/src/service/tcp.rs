@@ -202,6 +202,14 @@ struct Status {
     last_exit: Mutex<Option<String>>,
 }
 
+impl Status {
+    /// An instance starts: counted, and running until it ends.
+    fn begin_run(&self) {
+        self.starts.fetch_add(1, Ordering::Relaxed);
+        self.running.store(true, Ordering::Relaxed);
+    }
+}
+
 struct TcpService {
     code_hash: CodeHash,
     addr: SocketAddr,
@@ -280,6 +288,10 @@ impl TcpServiceHost {
         }
         let upstream = Upstream::default();
         let status = Arc::new(Status::default());
+        // The first instance is under way from here, not from when the
+        // supervisor's task first runs: a health check or probe that comes
+        // as soon as this returns finds the service running.
+        status.begin_run();
         let counters = Arc::new(IngressCounters::default());
         let ingress = tokio::spawn(ingress::serve(
             listener,
@@ -410,14 +422,13 @@ struct Instance {
     _slot: OwnedSemaphorePermit,
 }
 
-/// Runs the instance again and again, with back-off, until aborted.
+/// Runs the instance again and again, with back-off, until aborted. The
+/// first run was counted by [`TcpServiceHost::start`].
 async fn supervise(instance: Instance) {
     let id = instance.id;
     let mut backoff = BACKOFF_MIN;
     loop {
         let started = Instant::now();
-        instance.status.starts.fetch_add(1, Ordering::Relaxed);
-        instance.status.running.store(true, Ordering::Relaxed);
         let ended = run_once(&instance).await;
         instance.status.running.store(false, Ordering::Relaxed);
         instance.upstream.set(None);
@@ -432,6 +443,7 @@ async fn supervise(instance: Instance) {
             .unwrap_or_else(|p| p.into_inner()) = Some(ended);
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
+        instance.status.begin_run();
     }
 }
 

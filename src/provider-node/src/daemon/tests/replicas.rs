@@ -468,6 +468,48 @@ async fn a_node_without_tcp_ports_hands_tcp_service_slots_back() {
     assert!(st.endpoints.is_empty(), "no heartbeat: {:?}", st.endpoints);
 }
 
+/// Starts TCP service `id` on `tcp`: the workload `name` with
+/// `fuel_per_interval` fuel, listening on a free loopback port.
+async fn start_tcp(tcp: &TcpServiceHost, id: u64, name: &str, fuel_per_interval: u64) {
+    let bytes = component(name);
+    let sha: [u8; 32] = sha2::Sha256::digest(&bytes).into();
+    let settings = crate::service::TcpServiceSettings {
+        env: vec![],
+        allowed_hosts: vec![],
+        port: 0,
+        listen: std::net::Ipv4Addr::LOCALHOST.into(),
+        memory_bytes: 32 << 20,
+        limits: crate::service::TcpLimits {
+            fuel_per_interval,
+            ..crate::service::TcpLimits::default()
+        },
+    };
+    tcp.start(id, &bytes, &sha, settings).await.unwrap();
+}
+
+/// A TCP service is running as soon as `start` returns (its first
+/// instance under way, not backing off), so a health check or a probe
+/// that comes at once finds it up. On a one-thread runtime nothing else
+/// runs between `start` returning and the check.
+#[tokio::test(flavor = "current_thread")]
+async fn a_tcp_service_runs_as_soon_as_it_is_started() {
+    let _turn = ONE_HOST_AT_A_TIME.lock().await;
+    let Ingress { tcp, addr, .. } = ingress(
+        ServiceMetrics::default(),
+        Serving {
+            tcp: true,
+            ..Serving::default()
+        },
+    )
+    .await;
+    let tcp = tcp.unwrap();
+    start_tcp(&tcp, LEASE, "tcp-relay", 500_000_000).await;
+    let info = tcp.info(LEASE).unwrap();
+    assert!(info.running && info.starts == 1, "{info:?}");
+    get_ok(addr, &format!("/{LEASE}/healthz")).await;
+    assert!(tcp.stop(LEASE).await);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ingress_answers_for_a_tcp_service_ok_only_while_its_instance_runs() {
     let _turn = ONE_HOST_AT_A_TIME.lock().await;
@@ -480,33 +522,13 @@ async fn the_ingress_answers_for_a_tcp_service_ok_only_while_its_instance_runs()
     )
     .await;
     let tcp = tcp.unwrap();
-    let start = |id: u64, name: &str, env: &[(&str, &str)], fuel: u64| {
-        let bytes = component(name);
-        let sha: [u8; 32] = sha2::Sha256::digest(&bytes).into();
-        let settings = crate::service::TcpServiceSettings {
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            allowed_hosts: vec![],
-            port: 0,
-            listen: std::net::Ipv4Addr::LOCALHOST.into(),
-            memory_bytes: 32 << 20,
-            limits: crate::service::TcpLimits {
-                fuel_per_interval: fuel,
-                ..crate::service::TcpLimits::default()
-            },
-        };
-        let tcp = tcp.clone();
-        async move { tcp.start(id, &bytes, &sha, settings).await.unwrap() }
-    };
-    start(LEASE, "tcp-relay", &[], 500_000_000).await;
+    start_tcp(&tcp, LEASE, "tcp-relay", 500_000_000).await;
     get_ok(addr, &format!("/{LEASE}/anything")).await;
     get_ok(addr, &format!("/{LEASE}")).await;
 
     // An instance that runs out of fuel as it starts is restarted after a
     // growing back-off: once it waits 1.6 s or more, it is down.
-    start(LEASE + 1, "tcp-relay", &[], 1_000).await;
+    start_tcp(&tcp, LEASE + 1, "tcp-relay", 1_000).await;
     let give_up = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let info = tcp.info(LEASE + 1).unwrap();
