@@ -6,9 +6,9 @@
 # Prints and writes target/canisters/SHA256SUMS, the hashes to publish with
 # a release and to compare with `canister_status`'s module_hash.
 #
-# The two builds run at once, with one job each: each ends in minutes of
-# one single-threaded LLVM run (the matcher's, one codegen unit), which
-# left the other core idle when they ran one after the other.
+# The two builds run at once, with half the cores each: each ends in
+# minutes of one single-threaded LLVM run (the matcher's, one codegen
+# unit), which left the other cores idle when they ran one after the other.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,7 +30,8 @@ git ls-files -co --exclude-standard -z | tar -c --null -T - -f - | tar -x -C "$C
 [ -d .tools ] && ln -s "$PWD/.tools" "$COPY/.tools"
 echo "==> building ${CANISTERS[*]} again in $COPY, beside the build here" >&2
 # In its own process group (setsid), so that a failure here stops all of it.
-export CARGO_BUILD_JOBS=1
+cores=$(nproc 2>/dev/null || echo 2)
+export CARGO_BUILD_JOBS=$((cores > 1 ? cores / 2 : 1))
 WASM_TARGET_DIR="$COPY/target/wasm" setsid bash -c 'cd "$0" && exec scripts/build-canisters.sh "$@"' \
     "$COPY" "${CANISTERS[@]}" > >(sed -u 's/^/[copy] /') 2> >(sed -u 's/^/[copy] /' >&2) &
 second=$!
