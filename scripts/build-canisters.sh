@@ -6,7 +6,6 @@
 # its checked-in .did file, as dfx and icp-cli expect. Usage:
 #   scripts/build-canisters.sh            # every canister
 #   scripts/build-canisters.sh escrow     # only the named packages
-#   scripts/build-canisters.sh --tools    # only install the toolchain and ic-wasm
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/toolchain.sh
@@ -49,12 +48,6 @@ ensure_ic_wasm() {
     npm install --silent --no-audit --no-fund --prefix "$TOOLS_DIR" \
         "@icp-sdk/ic-wasm-linux-x64@$IC_WASM_VERSION" >&2
 }
-
-if [ "${1:-}" = --tools ]; then
-    wasm_toolchain wasm32-unknown-unknown
-    ensure_ic_wasm
-    exit 0
-fi
 
 packages=("$@")
 if [ ${#packages[@]} -eq 0 ]; then
